@@ -1,0 +1,73 @@
+"""Progress updates for long jobs written as generators.
+
+Every long job in :mod:`napari_nuclei_unet.core` (loading a dataset, training,
+predicting many images) is a generator that yields small, typed updates and
+*returns* its result. napari's ``thread_worker`` turns the return value into
+``worker.returned``; headless callers use :func:`drive`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+R = TypeVar("R")
+
+StopCheck = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Generic progress of a job made of countable steps.
+
+    Attributes
+    ----------
+    stage : str
+        Short name of what is being done, e.g. ``"index"``, ``"load"``, ``"predict"``.
+    done : int
+        Steps finished so far.
+    total : int
+        Steps in all (0 when unknown).
+    message : str
+        Optional human-readable detail, e.g. the sample id being processed.
+    """
+
+    stage: str
+    done: int
+    total: int
+    message: str = ""
+
+    @property
+    def fraction(self) -> float:
+        """Fraction done in [0, 1] (0 when the total is unknown)."""
+        return min(1.0, self.done / self.total) if self.total else 0.0
+
+
+def drive(job: Generator[Any, None, R], on_update: Callable[[Any], None] | None = None) -> R:
+    """Run a generator job to completion and return its return value.
+
+    Parameters
+    ----------
+    job : generator
+        A job that yields updates and returns a result.
+    on_update : callable, optional
+        Called with each yielded update, e.g. to advance a progress bar.
+
+    Returns
+    -------
+    object
+        Whatever the generator returned.
+    """
+    while True:
+        try:
+            update = next(job)
+        except StopIteration as stop:
+            return stop.value
+        if on_update is not None:
+            on_update(update)
+
+
+def stop_requested(should_stop: StopCheck | None) -> bool:
+    """Return True when a cooperative stop was asked for."""
+    return bool(should_stop is not None and should_stop())
