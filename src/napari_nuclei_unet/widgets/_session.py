@@ -44,6 +44,13 @@ class Session:
         Threshold applied to the probability maps.
     rows : dict
         Per-image scores by sample id (``core.evaluation.ImageRow``).
+    edited_labels : dict
+        Label masks edited by hand in the viewer, by ``(dataset path, sample id)``;
+        kept when the user moves to another sample (``Sample.labels`` stays the
+        original). See ``widgets._layers``.
+    jobs : WorkerGuard
+        The background jobs running for this viewer, by kind ("training",
+        "load all", ...), so that a second job of the same kind is refused.
     """
 
     dataset: DSBDataset | None = None
@@ -53,6 +60,8 @@ class Session:
     probabilities: dict[str, np.ndarray] = field(default_factory=dict)
     threshold: float = 0.5
     rows: dict[str, Any] = field(default_factory=dict)
+    edited_labels: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    jobs: Any = field(default_factory=lambda: _new_worker_guard())
 
     # emitted with no arguments, or the id concerned
     dataset_changed = Signal()
@@ -61,6 +70,7 @@ class Session:
     model_changed = Signal()
     predictions_changed = Signal()
     scores_changed = Signal()
+    labels_edited = Signal(str)  # sample id whose hand-edited mask was kept
 
     def set_model(self, model: Any) -> None:
         """Use ``model`` from now on; cached predictions of the old model are dropped."""
@@ -70,6 +80,12 @@ class Session:
         self.model_changed.emit()
         self.predictions_changed.emit()
         self.scores_changed.emit()
+
+
+def _new_worker_guard() -> Any:
+    from napari_nuclei_unet.widgets._workers import WorkerGuard
+
+    return WorkerGuard()
 
 
 _SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -1,0 +1,270 @@
+"""The viewer layers that show one sample, reused from sample to sample.
+
+Layer names (stable; other widgets import these constants rather than spelling
+the names):
+
+``IMAGE_LAYER = "nuclei image"``
+    RGB :class:`napari.layers.Image` with the sample's image.
+``LABELS_LAYER = "label mask"``
+    :class:`napari.layers.Labels` with the sample's label mask (one label per
+    nucleus), drawn above the image.
+
+Both layers carry the shown sample in their metadata (:data:`SAMPLE_ID_KEY`,
+:data:`MODALITY_KEY`), and the viewer's text overlay names the sample. Moving to
+another sample replaces ``layer.data`` of the same two layers (no new layers);
+the view is reset only when the image size changes.
+
+Hand edits are never thrown away: the labels layer holds a *copy* of the
+sample's label mask; when the user paints on it and then moves to another
+sample, the edited mask is kept in ``Session.edited_labels`` and shown again
+when the sample comes back. ``Sample.labels`` (the ground truth read from disk)
+is never modified.
+
+Everything here must run on the main thread (worker handlers, slots).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from napari_nuclei_unet.widgets._session import session_for
+
+if TYPE_CHECKING:
+    import napari
+    from napari.layers import Image, Labels, Layer
+
+    from napari_nuclei_unet.core.dataset import Sample
+
+#: Name of the image layer of the shown sample.
+IMAGE_LAYER = "nuclei image"
+#: Name of the label-mask layer of the shown sample.
+LABELS_LAYER = "label mask"
+#: Layer metadata key: id of the sample shown in the layer.
+SAMPLE_ID_KEY = "nuclei_unet_sample_id"
+#: Layer metadata key: modality of the sample shown in the layer.
+MODALITY_KEY = "nuclei_unet_modality"
+#: Layer metadata key set by the plugin's reader: path of the dataset a layer came from.
+DATASET_KEY = "nuclei_unet_dataset"
+#: Labels-layer metadata key: True once the user painted on the shown mask.
+EDITED_KEY = "nuclei_unet_edited"
+
+
+def short_id(sample_id: str, keep: int = 12) -> str:
+    """Shorten a long sample id (DSB2018 ids are 64 hex digits) for display.
+
+    Parameters
+    ----------
+    sample_id : str
+        The full id.
+    keep : int, optional
+        Characters kept from the start.
+
+    Returns
+    -------
+    str
+        ``sample_id`` itself when short, else its first ``keep`` characters and "…".
+    """
+    return sample_id if len(sample_id) <= keep + 4 else sample_id[:keep] + "…"
+
+
+def find_layer(viewer: napari.Viewer, name: str, kind: type | None = None) -> Layer | None:
+    """Return the layer called ``name`` (of type ``kind`` if given), or None."""
+    if name not in viewer.layers:
+        return None
+    layer = viewer.layers[name]
+    if kind is not None and not isinstance(layer, kind):
+        return None
+    return layer
+
+
+def get_or_create_image(viewer: napari.Viewer, name: str, data: np.ndarray, **kwargs: Any) -> Image:
+    """Put ``data`` into the image layer called ``name``, creating it if needed.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer.
+    name : str
+        Layer name.
+    data : numpy.ndarray
+        Image data; ``(H, W, 3)`` uint8 is shown as RGB.
+    **kwargs
+        Passed to :meth:`napari.Viewer.add_image` when the layer is created.
+
+    Returns
+    -------
+    napari.layers.Image
+        The (re)used layer.
+    """
+    from napari.layers import Image
+
+    rgb = data.ndim == 3 and data.shape[-1] in (3, 4)
+    layer = find_layer(viewer, name, Image)
+    if layer is not None and layer.rgb == rgb:
+        layer.data = data
+        return layer
+    if layer is not None:  # same name, other kind of image: replace it
+        viewer.layers.remove(layer)
+    return viewer.add_image(data, name=name, rgb=rgb, **kwargs)
+
+
+def get_or_create_labels(
+    viewer: napari.Viewer, name: str, data: np.ndarray, **kwargs: Any
+) -> Labels:
+    """Put ``data`` into the labels layer called ``name``, creating it if needed.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer.
+    name : str
+        Layer name.
+    data : numpy.ndarray
+        Integer label image.
+    **kwargs
+        Passed to :meth:`napari.Viewer.add_labels` when the layer is created.
+
+    Returns
+    -------
+    napari.layers.Labels
+        The (re)used layer.
+    """
+    from napari.layers import Labels
+
+    layer = find_layer(viewer, name, Labels)
+    if layer is not None:
+        layer.data = data
+        return layer
+    return viewer.add_labels(data, name=name, **kwargs)
+
+
+def _mark_edited(event: Any) -> None:
+    """Remember that the user painted on the label mask (``Labels.events.paint``)."""
+    event.source.metadata[EDITED_KEY] = True
+
+
+def _edit_key(viewer: napari.Viewer, sample_id: str) -> tuple[str, str]:
+    dataset = session_for(viewer).dataset
+    return (str(dataset.path) if dataset is not None else "", sample_id)
+
+
+def keep_label_edits(viewer: napari.Viewer) -> str | None:
+    """Move hand edits of the shown label mask into ``Session.edited_labels``.
+
+    Called before another sample replaces the layer's data (and usable by any
+    widget that is about to replace it).
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer.
+
+    Returns
+    -------
+    str or None
+        The id of the sample whose edits were kept, or None when nothing was edited.
+    """
+    from napari.layers import Labels
+
+    layer = find_layer(viewer, LABELS_LAYER, Labels)
+    if layer is None or not layer.metadata.get(EDITED_KEY):
+        return None
+    sample_id = layer.metadata.get(SAMPLE_ID_KEY)
+    if sample_id is None:
+        return None
+    session = session_for(viewer)
+    session.edited_labels[_edit_key(viewer, sample_id)] = layer.data
+    layer.metadata[EDITED_KEY] = False
+    session.labels_edited.emit(sample_id)
+    return sample_id
+
+
+def edited_labels(viewer: napari.Viewer, sample_id: str) -> np.ndarray | None:
+    """Return the hand-edited label mask of ``sample_id`` kept this session, or None."""
+    session = session_for(viewer)
+    key = _edit_key(viewer, sample_id)
+    layer = find_layer(viewer, LABELS_LAYER)
+    if layer is not None and layer.metadata.get(SAMPLE_ID_KEY) == sample_id and layer.metadata.get(
+        EDITED_KEY
+    ):
+        return layer.data
+    return session.edited_labels.get(key)
+
+
+def text_overlay(viewer: napari.Viewer) -> Any:
+    """Return the viewer's text overlay (``viewer.canvas.overlays.text`` since napari 0.9)."""
+    canvas = getattr(viewer, "canvas", None)
+    overlays = getattr(canvas, "overlays", None)
+    overlay = getattr(overlays, "text", None)
+    return overlay if overlay is not None else viewer.text_overlay
+
+
+def shown_sample_id(viewer: napari.Viewer) -> str | None:
+    """Return the id of the sample in the :data:`IMAGE_LAYER`, or None."""
+    layer = find_layer(viewer, IMAGE_LAYER)
+    return None if layer is None else layer.metadata.get(SAMPLE_ID_KEY)
+
+
+def show_sample(viewer: napari.Viewer, sample: Sample) -> tuple[Image, Labels]:
+    """Show ``sample`` in the :data:`IMAGE_LAYER` and :data:`LABELS_LAYER` layers.
+
+    The two layers are created on first use and reused afterwards (their data is
+    replaced), so moving between samples never piles up layers. The view is
+    reset when the image size changes. Hand edits of the previously shown mask
+    are kept (see :func:`keep_label_edits`), and an edited mask kept for
+    ``sample`` is shown instead of the original.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer.
+    sample : Sample
+        The sample to show (``image`` (H, W, 3) uint8, ``labels`` (H, W) int).
+
+    Returns
+    -------
+    image_layer : napari.layers.Image
+    labels_layer : napari.layers.Labels
+    """
+    kept = keep_label_edits(viewer)
+    if kept is not None and kept != sample.id:
+        from napari.utils.notifications import show_info
+
+        show_info(
+            f"Your edits to the label mask of {short_id(kept)} are kept for this session; "
+            "select that sample again to see them."
+        )
+
+    old = find_layer(viewer, IMAGE_LAYER)
+    old_shape = None if old is None else old.data.shape[:2]
+    labels = edited_labels(viewer, sample.id)
+    if labels is None:
+        labels = np.array(sample.labels, copy=True)  # the ground truth itself stays untouched
+
+    image_layer = get_or_create_image(viewer, IMAGE_LAYER, sample.image)
+    labels_layer = get_or_create_labels(viewer, LABELS_LAYER, labels, opacity=0.5)
+    for layer in (image_layer, labels_layer):
+        layer.metadata[SAMPLE_ID_KEY] = sample.id
+        layer.metadata[MODALITY_KEY] = sample.modality
+    labels_layer.metadata[EDITED_KEY] = False
+    labels_layer.events.paint.connect(_mark_edited)  # no-op when already connected
+
+    # keep the mask above the image
+    layers = viewer.layers
+    i_image, i_labels = layers.index(image_layer), layers.index(labels_layer)
+    if i_image > i_labels:
+        layers.move(i_image, i_labels)
+
+    height, width = sample.image.shape[:2]
+    n_nuclei = int(sample.labels.max()) if sample.labels.size else 0  # labels are 1..n
+    overlay = text_overlay(viewer)
+    overlay.text = (
+        f"{short_id(sample.id)}  ·  {sample.modality}  ·  {height} × {width} px  ·  "
+        f"{n_nuclei} nuclei"
+    )
+    overlay.visible = True
+    if old_shape != (height, width):
+        viewer.reset_view()
+    return image_layer, labels_layer

@@ -1,0 +1,268 @@
+"""Run core jobs in background threads and explain their errors in plain words.
+
+The core's long jobs are generators (or plain functions) that know nothing about
+Qt. :class:`WorkerGuard` runs them in a superqt/napari worker thread, connects
+the ``yielded`` / ``returned`` / ``errored`` / ``finished`` handlers (which run on
+the main thread, the only place where widgets touch layers), refuses to start a
+second job of a kind that is already running, and turns every exception into a
+napari notification written for biologists (never a traceback dialog).
+
+Each viewer's guard lives in its session (``session_for(viewer).jobs``), so two
+Train docks of one viewer cannot train at the same time either.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import napari
+    from superqt.utils import WorkerBase
+
+logger = logging.getLogger(__name__)
+
+#: Message shown when a job of the same kind is started twice.
+REFUSALS = {
+    "training": "Training is already running. Stop it first.",
+    "load all": "The dataset is already being loaded. Wait for it, or press Stop loading.",
+    "open dataset": "A dataset is already being opened. Wait for it to finish.",
+    "download": "The DSB2018 download is already running. Wait for it to finish.",
+    "load model": "A model is already being loaded. Wait for it to finish.",
+}
+
+_PLAIN_NAMES = {
+    "DatasetError": "dataset problem",
+    "CheckpointError": "checkpoint problem",
+    "TrainingError": "training problem",
+    "ConfigError": "setting problem",
+}
+
+
+def explain(exc: BaseException) -> str:
+    """Describe ``exc`` in plain words for a notification.
+
+    The project's own errors (``DatasetError``, ``CheckpointError``,
+    ``TrainingError``, ``ConfigError``) already say what is wrong and what to do,
+    so their message is used as it is; common system errors get a short
+    explanation; anything else is reported as unexpected.
+
+    Parameters
+    ----------
+    exc : BaseException
+        The error raised by a job.
+
+    Returns
+    -------
+    str
+        One or two sentences, no traceback.
+    """
+    name = type(exc).__name__
+    text = str(exc).strip()
+    if name in _PLAIN_NAMES:
+        return text or f"A {_PLAIN_NAMES[name]} occurred."
+    if isinstance(exc, MemoryError) or name == "OutOfMemoryError" or (
+        isinstance(exc, RuntimeError) and "out of memory" in text.lower()
+    ):
+        on_gpu = "cuda" in text.lower() or name == "OutOfMemoryError"
+        where = "graphics card" if on_gpu else "computer"
+        return (
+            f"The {where} ran out of memory. Try a smaller batch size or crop size, "
+            "a smaller network, or close other programs."
+        )
+    if isinstance(exc, FileNotFoundError):
+        return f"File or folder not found: {exc.filename or text}."
+    if isinstance(exc, PermissionError):
+        return f"No permission to read or write {exc.filename or text}. Choose another place."
+    if isinstance(exc, OSError):
+        what = exc.filename or ""
+        return f"Could not read or write {what}: {exc.strerror or text}.".replace("  ", " ")
+    if isinstance(exc, ValueError) and text:
+        return text
+    return (
+        f"Something unexpected went wrong ({name}: {text or 'no details'}). "
+        "Please report it to the napari-nuclei-unet developers."
+    )
+
+
+def notify_error(exc: BaseException, action: str = "") -> str:
+    """Show ``exc`` as a napari error notification, prefixed by what failed.
+
+    Parameters
+    ----------
+    exc : BaseException
+        The error.
+    action : str, optional
+        What the user was doing, e.g. ``"Opening the dataset"``.
+
+    Returns
+    -------
+    str
+        The message shown.
+    """
+    from napari.utils.notifications import show_error
+
+    message = explain(exc)
+    if action:
+        message = f"{action} failed: {message}"
+    known = type(exc).__name__ in _PLAIN_NAMES or isinstance(
+        exc, (OSError, MemoryError, ValueError)
+    )
+    # the traceback goes to the log (terminal), not to the user
+    logger.log(logging.DEBUG if known else logging.ERROR, message, exc_info=exc)
+    show_error(message)
+    return message
+
+
+def notify(message: str, *, warning: bool = False) -> None:
+    """Show an information (or warning) notification."""
+    from napari.utils.notifications import show_info, show_warning
+
+    (show_warning if warning else show_info)(message)
+
+
+class WorkerGuard:
+    """Start background jobs, at most one of each kind at a time.
+
+    Examples
+    --------
+    >>> jobs = session_for(viewer).jobs                      # doctest: +SKIP
+    >>> worker = jobs.start("load all", dataset.iter_load,   # doctest: +SKIP
+    ...                     on_yielded=bar.update, on_returned=keep, action="Loading")
+    """
+
+    def __init__(self) -> None:
+        self._workers: dict[str, WorkerBase] = {}
+
+    def running(self, kind: str) -> WorkerBase | None:
+        """Return the running worker of ``kind``, or None."""
+        return self._workers.get(kind)
+
+    def is_running(self, kind: str) -> bool:
+        """Return True while a job of ``kind`` runs."""
+        return kind in self._workers
+
+    def kinds(self) -> list[str]:
+        """Return the kinds of the jobs running now."""
+        return list(self._workers)
+
+    def start(
+        self,
+        kind: str,
+        func: Callable[..., Any],
+        *args: Any,
+        on_yielded: Callable[[Any], None] | None = None,
+        on_returned: Callable[[Any], None] | None = None,
+        on_errored: Callable[[BaseException], None] | None = None,
+        on_finished: Callable[[], None] | None = None,
+        action: str = "",
+        viewer: napari.Viewer | None = None,
+        description: str = "",
+        cancel: Callable[[], Any] | None = None,
+        refuse: bool = True,
+        **kwargs: Any,
+    ) -> WorkerBase | None:
+        """Run ``func(*args, **kwargs)`` in a worker thread.
+
+        Parameters
+        ----------
+        kind : str
+            Job kind; while one of this kind runs, another is refused with a
+            notification (see :data:`REFUSALS`) and None is returned.
+        func : callable
+            A generator function (each yielded update goes to ``on_yielded``) or a
+            plain function.
+        *args, **kwargs
+            Passed to ``func``.
+        on_yielded, on_returned, on_errored, on_finished : callable, optional
+            Handlers run on the main thread. Errors are always shown as a
+            notification (see :func:`notify_error`) before ``on_errored`` runs.
+        action : str, optional
+            What the job does, for error messages ("Loading the dataset").
+        viewer : napari.Viewer, optional
+            When given, the job is registered with the viewer window, so closing
+            napari asks for confirmation and then calls ``cancel``.
+        description : str, optional
+            Text of that registration (defaults to ``action``).
+        cancel : callable, optional
+            Called when napari's window closes during the job (default: ask the
+            worker to quit at its next yield).
+        refuse : bool, optional
+            When False, a running job of the same kind is not a reason to refuse
+            (the caller handles it).
+
+        Returns
+        -------
+        WorkerBase or None
+            The started worker, or None when refused.
+        """
+        from superqt.utils import create_worker
+
+        if refuse and kind in self._workers:
+            default = f"{kind.capitalize()} is already running. Wait for it to finish."
+            notify(REFUSALS.get(kind, default))
+            return None
+
+        worker = create_worker(func, *args, _start_thread=False, _ignore_errors=True, **kwargs)
+        if on_yielded is not None and hasattr(worker, "yielded"):
+            worker.yielded.connect(on_yielded)
+        if on_returned is not None:
+            worker.returned.connect(on_returned)
+
+        def _errored(exc: BaseException) -> None:
+            notify_error(exc, action)
+            if on_errored is not None:
+                on_errored(exc)
+
+        worker.errored.connect(_errored)
+        status = _register_task(viewer, description or action or kind, cancel or worker.quit)
+
+        def _finished() -> None:
+            if self._workers.get(kind) is worker:
+                del self._workers[kind]
+            _finish_task(viewer, status)
+            if on_finished is not None:
+                on_finished()
+
+        worker.finished.connect(_finished)
+        # warnings raised in the job (e.g. "3 samples skipped") become notifications
+        worker.warned.connect(_show_warning)
+        self._workers[kind] = worker
+        worker.start()
+        return worker
+
+
+def _show_warning(warning_args: tuple) -> None:
+    message = warning_args[0] if warning_args else ""
+    notify(str(message), warning=True)
+
+
+def _register_task(viewer: Any, description: str, cancel: Callable[[], Any]) -> Any:
+    """Register a running job with napari's window (uses napari's private task API).
+
+    napari then lists the job when the user closes the window, asks for
+    confirmation, and calls ``cancel``. Returns an id, or None when unavailable.
+    """
+    window = getattr(viewer, "window", None)
+    register = getattr(window, "_register_task_status", None)
+    if register is None:
+        return None
+    try:
+        from napari.utils.task_status import Status
+
+        return register("Nuclei U-Net", Status.BUSY, description, cancel_callback=cancel)
+    except Exception:  # a missing or changed private API must not stop the job
+        logger.debug("could not register the task with napari", exc_info=True)
+        return None
+
+
+def _finish_task(viewer: Any, status_id: Any) -> None:
+    if status_id is None:
+        return
+    update = getattr(getattr(viewer, "window", None), "_update_task_status", None)
+    if update is None:
+        return
+    from napari.utils.task_status import Status
+
+    update(status_id, Status.COMPLETED, "")
