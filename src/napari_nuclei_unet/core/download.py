@@ -1,0 +1,162 @@
+"""Download the DSB2018 ``stage1_train.zip`` (BBBC038) into the user cache with pooch."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+#: Where the Broad Bioimage Benchmark Collection serves the DSB2018 training set (CC0).
+DEFAULT_URL = "https://data.broadinstitute.org/bbbc/BBBC038/stage1_train.zip"
+
+#: Expected hash of ``stage1_train.zip`` as pooch understands it (``"sha256:<hex>"``,
+#: ``"md5:<hex>"``). None: the file is not checked, because the hash of the file the Broad
+#: serves could not be verified while this was written (offline). Pass ``known_hash`` to
+#: :func:`fetch_stage1_train` to have the download checked.
+DEFAULT_KNOWN_HASH: str | None = None
+
+#: File name of the download in the cache.
+ZIP_NAME = "stage1_train.zip"
+
+#: Environment variable that overrides the cache root (the zip goes to ``<root>/downloads``).
+CACHE_ENV = "NUCLEI_UNET_CACHE_DIR"
+
+
+class DownloadError(RuntimeError):
+    """A download failed: offline, HTTP error or a file whose hash does not match.
+
+    Parameters
+    ----------
+    url : str
+        What was being downloaded.
+    reason : str
+        Why it failed, in plain words.
+    """
+
+    def __init__(self, url: str, reason: str):
+        super().__init__(f"Could not download {url}: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+def cache_root() -> Path:
+    """The plugin's cache folder.
+
+    Returns
+    -------
+    pathlib.Path
+        ``$NUCLEI_UNET_CACHE_DIR`` if set, else the platform's user cache folder for
+        ``napari-nuclei-unet`` (``~/.cache/napari-nuclei-unet`` on Linux).
+    """
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("napari-nuclei-unet"))
+
+
+def cached_path(fname: str = ZIP_NAME, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where :func:`fetch_stage1_train` keeps (or will keep) the download.
+
+    Parameters
+    ----------
+    fname : str, optional
+        File name in the cache.
+    cache_dir : str or os.PathLike, optional
+        Cache folder; default :func:`download_dir`.
+
+    Returns
+    -------
+    pathlib.Path
+        The path; it exists once the file has been downloaded.
+    """
+    return (Path(cache_dir) if cache_dir is not None else download_dir()) / fname
+
+
+def download_dir() -> Path:
+    """Folder that downloads are cached in: ``cache_root() / "downloads"``."""
+    return cache_root() / "downloads"
+
+
+def _reason(exc: BaseException) -> str:
+    """Plain-words reason for a failed download."""
+    import requests
+
+    if isinstance(exc, requests.exceptions.HTTPError) and exc.response is not None:
+        resp = exc.response
+        return f"the server answered HTTP {resp.status_code} {resp.reason or ''}".rstrip()
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return "could not connect to the server (are you offline?)"
+    if isinstance(exc, requests.exceptions.Timeout):
+        return "the server did not answer in time"
+    if isinstance(exc, ValueError) and "hash" in str(exc).lower():
+        return (
+            "the downloaded file does not have the expected hash (a corrupt or changed "
+            f"file; it was not kept): {exc}"
+        )
+    return f"{type(exc).__name__}: {exc}"
+
+
+def fetch_stage1_train(
+    *,
+    url: str = DEFAULT_URL,
+    known_hash: str | None = DEFAULT_KNOWN_HASH,
+    cache_dir: str | os.PathLike | None = None,
+    progressbar: bool | Any = False,
+    timeout: float = 60.0,
+    fname: str = ZIP_NAME,
+    log: Callable[[str], None] | None = None,
+) -> Path:
+    """Download ``stage1_train.zip`` once and return its path in the cache.
+
+    A file already in the cache is returned without downloading again (if
+    ``known_hash`` is given it must match, otherwise it is downloaded anew).
+
+    Parameters
+    ----------
+    url : str, optional
+        Where to download from; the BBBC038 copy by default.
+    known_hash : str, optional
+        Expected hash, e.g. ``"sha256:<hex>"``; None skips the check.
+    cache_dir : str or os.PathLike, optional
+        Folder to store the zip in; default :func:`download_dir`.
+    progressbar : bool or object, optional
+        True for a tqdm bar on the terminal, or a tqdm-like object (such as
+        ``napari.utils.progress``) that pooch updates.
+    timeout : float, optional
+        Seconds to wait for the server before giving up.
+    fname : str, optional
+        File name in the cache.
+    log : callable, optional
+        Called with a one-line message before a download starts.
+
+    Returns
+    -------
+    pathlib.Path
+        Path of the zip in the cache.
+
+    Raises
+    ------
+    DownloadError
+        With the URL and the reason in plain words, when the server cannot be
+        reached, answers with an HTTP error, or the file's hash does not match.
+    """
+    import pooch
+
+    target = cached_path(fname, cache_dir)
+    folder = target.parent
+    if log is not None and not target.exists():
+        log(f"Downloading {url} to {target} ...")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        downloader = pooch.HTTPDownloader(
+            progressbar=progressbar, timeout=timeout, chunk_size=1 << 16
+        )
+        path = pooch.retrieve(
+            url, known_hash=known_hash, fname=fname, path=folder, downloader=downloader
+        )
+    except Exception as exc:  # pooch lets requests' and its own errors through
+        raise DownloadError(url, _reason(exc)) from exc
+    return Path(path)

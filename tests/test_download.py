@@ -1,0 +1,144 @@
+"""Download of stage1_train.zip, against a local HTTP server (no internet needed)."""
+
+import functools
+import hashlib
+import http.server
+import socket
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from napari_nuclei_unet.core import download
+from napari_nuclei_unet.core.download import DownloadError, fetch_stage1_train
+from napari_nuclei_unet.core.synthetic import write_synthetic_dataset
+
+
+class _CountingHandler(http.server.SimpleHTTPRequestHandler):
+    requests: list[str]
+
+    def do_GET(self):  # noqa: N802 - http.server's name
+        self.server.requests.append(self.path)
+        super().do_GET()
+
+    def log_message(self, *args):  # keep the test output quiet
+        pass
+
+
+@pytest.fixture(scope="module")
+def served_zip(tmp_path_factory):
+    """A small DSB-like stage1_train.zip served over HTTP on 127.0.0.1."""
+    root = tmp_path_factory.mktemp("www")
+    data = tmp_path_factory.mktemp("data")
+    write_synthetic_dataset(data, n_per_style=1, seed=0, shape=(32, 32), n_nuclei=3)
+    zip_path = root / "stage1_train.zip"
+    with zipfile.ZipFile(zip_path, "w") as zf:
+        for f in sorted(data.rglob("*.png")):
+            zf.write(f, f.relative_to(data).as_posix())
+    handler = functools.partial(_CountingHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.requests = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    host, port = server.server_address
+    yield {
+        "url": f"http://{host}:{port}/stage1_train.zip",
+        "base": f"http://{host}:{port}",
+        "sha256": hashlib.sha256(zip_path.read_bytes()).hexdigest(),
+        "bytes": zip_path.read_bytes(),
+        "server": server,
+    }
+    server.shutdown()
+    server.server_close()
+
+
+def _closed_port_url():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/stage1_train.zip"
+
+
+def test_download_lands_in_cache_once(served_zip, tmp_path, monkeypatch):
+    monkeypatch.setenv(download.CACHE_ENV, str(tmp_path / "cache"))
+    served_zip["server"].requests.clear()
+    path = fetch_stage1_train(url=served_zip["url"], known_hash=f"sha256:{served_zip['sha256']}")
+    assert path == tmp_path / "cache" / "downloads" / "stage1_train.zip"
+    assert path.read_bytes() == served_zip["bytes"]
+    assert served_zip["server"].requests == ["/stage1_train.zip"]
+    again = fetch_stage1_train(url=served_zip["url"], known_hash=f"sha256:{served_zip['sha256']}")
+    assert again == path
+    assert served_zip["server"].requests == ["/stage1_train.zip"]  # not downloaded again
+
+
+def test_download_without_hash_and_explicit_cache_dir(served_zip, tmp_path):
+    path = fetch_stage1_train(url=served_zip["url"], known_hash=None, cache_dir=tmp_path)
+    assert path == tmp_path / "stage1_train.zip"
+    assert zipfile.is_zipfile(path)
+
+
+def test_default_cache_dir_is_platform_user_cache(monkeypatch):
+    import platformdirs
+
+    monkeypatch.delenv(download.CACHE_ENV, raising=False)
+    expected = Path(platformdirs.user_cache_dir("napari-nuclei-unet")) / "downloads"
+    assert download.download_dir() == expected
+
+
+def test_hash_mismatch_raises_and_keeps_nothing(served_zip, tmp_path):
+    with pytest.raises(DownloadError, match="hash") as info:
+        fetch_stage1_train(
+            url=served_zip["url"], known_hash="sha256:" + "0" * 64, cache_dir=tmp_path
+        )
+    assert served_zip["url"] in str(info.value)
+    assert not (tmp_path / "stage1_train.zip").exists()
+
+
+def test_http_404_raises_clear_error(served_zip, tmp_path):
+    url = served_zip["base"] + "/missing.zip"
+    with pytest.raises(DownloadError, match="HTTP 404") as info:
+        fetch_stage1_train(url=url, cache_dir=tmp_path)
+    assert info.value.url == url
+    assert str(info.value).startswith(f"Could not download {url}: ")
+
+
+def test_server_down_raises_clear_error(tmp_path):
+    url = _closed_port_url()
+    with pytest.raises(DownloadError, match="could not connect") as info:
+        fetch_stage1_train(url=url, cache_dir=tmp_path, timeout=5)
+    assert url in str(info.value)
+    assert isinstance(info.value, RuntimeError)
+
+
+def test_download_sample_offline_notifies_and_returns_nothing(tmp_path, monkeypatch):
+    import napari.utils.notifications
+
+    from napari_nuclei_unet import _sample_data
+
+    url = _closed_port_url()
+    monkeypatch.setattr(download, "DEFAULT_URL", url)
+    monkeypatch.setenv(download.CACHE_ENV, str(tmp_path / "cache"))
+    shown = []
+    monkeypatch.setattr(napari.utils.notifications, "show_error", shown.append)
+    assert _sample_data.dsb2018_download_sample() == []
+    assert len(shown) == 1
+    message = shown[0]
+    assert message.startswith(f"Could not download DSB2018 stage1_train from {url}: ")
+    assert "Check your internet connection" in message
+    assert "drag it onto napari" in message
+
+
+def test_download_sample_opens_first_sample(served_zip, tmp_path, monkeypatch):
+    pytest.importorskip("napari_nuclei_unet.core.dataset")
+    from napari_nuclei_unet import _sample_data
+
+    monkeypatch.setattr(download, "DEFAULT_URL", served_zip["url"])
+    monkeypatch.setenv(download.CACHE_ENV, str(tmp_path / "cache"))
+    layers = _sample_data.dsb2018_download_sample()
+    assert [layer_type for _, _, layer_type in layers] == ["image", "labels"]
+    (image, image_kwargs, _), (labels, labels_kwargs, _) = layers
+    assert image_kwargs["name"] == "brightfield-0"  # first id, sorted
+    assert labels_kwargs["name"] == "brightfield-0 labels"
+    assert image.shape == (32, 32, 3) and labels.shape == (32, 32)
+    assert image_kwargs["metadata"]["nuclei_unet_dataset"].endswith("stage1_train.zip")
