@@ -5,7 +5,11 @@ import time
 import numpy as np
 import pytest
 
-from napari_nuclei_unet.core.instances import INSTANCE_METHODS, split_instances
+from napari_nuclei_unet.core.instances import (
+    INSTANCE_METHODS,
+    labels_from_probability,
+    split_instances,
+)
 from napari_nuclei_unet.core.metrics import image_scores
 
 
@@ -167,3 +171,12 @@ def test_watershed_on_a_large_image_is_fast():
     assert labels.max() > 250
     # typically ~0.15 s; generous bound for busy CI machines
     assert elapsed < 2.0, f"split_instances took {elapsed:.2f} s on a 1024x1024 mask"
+
+
+def test_labels_from_probability_thresholds_strictly_then_splits():
+    a, b = _two_touching_discs()
+    prob = np.where(a | b, 0.8, 0.1).astype(np.float32)
+    labels = labels_from_probability(prob)
+    assert labels.dtype == np.int32 and labels.max() == 2
+    assert not labels_from_probability(prob, threshold=0.8).any()  # foreground is prob > 0.8
+    assert labels_from_probability(prob, method="components").max() == 1

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["INSTANCE_METHODS", "split_instances"]
+__all__ = ["INSTANCE_METHODS", "labels_from_probability", "split_instances"]
 
 _EIGHT = np.ones((3, 3), bool)
 
@@ -185,3 +185,48 @@ def _remove_small_and_relabel(labels: np.ndarray, min_size: int) -> np.ndarray:
     lookup = np.zeros(sizes.size, dtype=np.int32)
     lookup[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
     return lookup[labels]
+
+
+def labels_from_probability(
+    prob,
+    *,
+    threshold: float = 0.5,
+    method: str = "watershed",
+    min_size: int = 10,
+    min_distance: float = 4.0,
+    h: float = 1.0,
+) -> np.ndarray:
+    """Instance labels from a foreground probability map.
+
+    The one rule shared by evaluation and display: foreground is
+    ``prob > threshold`` (as in :func:`~napari_nuclei_unet.core.inference.probability_to_mask`),
+    then :func:`split_instances` with the probability shaping the watershed.
+
+    Parameters
+    ----------
+    prob : array_like, shape (H, W)
+        Foreground probability in [0, 1].
+    threshold : float, optional
+        Pixels with ``prob > threshold`` are foreground. Default 0.5.
+    method, min_size, min_distance, h
+        Passed to :func:`split_instances`.
+
+    Returns
+    -------
+    ndarray of int32, shape (H, W)
+        0 = background, objects 1..n.
+
+    Raises
+    ------
+    ValueError
+        If ``prob`` is not 2-D or an option is invalid.
+    """
+    prob = np.asarray(prob)
+    return split_instances(
+        prob > threshold,
+        method=method,
+        prob=prob,
+        min_size=min_size,
+        min_distance=min_distance,
+        h=h,
+    )
