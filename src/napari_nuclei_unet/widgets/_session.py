@@ -42,6 +42,10 @@ class Session:
         Cached probability maps by sample id, from the current model.
     threshold : float
         Threshold applied to the probability maps.
+    instance_method : str
+        How thresholded maps are split into nuclei: ``"watershed"`` (touching
+        nuclei split) or ``"components"``. ``rows`` are scored with ``threshold``
+        and ``instance_method``.
     rows : dict
         Per-image scores by sample id (``core.evaluation.ImageRow``).
     edited_labels : dict
@@ -59,6 +63,7 @@ class Session:
     model: Any = None
     probabilities: dict[str, np.ndarray] = field(default_factory=dict)
     threshold: float = 0.5
+    instance_method: str = "watershed"
     rows: dict[str, Any] = field(default_factory=dict)
     edited_labels: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     jobs: Any = field(default_factory=lambda: _new_worker_guard())
