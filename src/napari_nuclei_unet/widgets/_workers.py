@@ -37,6 +37,8 @@ _PLAIN_NAMES = {
     "CheckpointError": "checkpoint problem",
     "TrainingError": "training problem",
     "ConfigError": "setting problem",
+    "DeviceError": "device problem",
+    "DownloadError": "download problem",
 }
 
 
@@ -44,9 +46,9 @@ def explain(exc: BaseException) -> str:
     """Describe ``exc`` in plain words for a notification.
 
     The project's own errors (``DatasetError``, ``CheckpointError``,
-    ``TrainingError``, ``ConfigError``) already say what is wrong and what to do,
-    so their message is used as it is; common system errors get a short
-    explanation; anything else is reported as unexpected.
+    ``TrainingError``, ``ConfigError``, ``DeviceError``, ``DownloadError``) already
+    say what is wrong and what to do, so their message is used as it is; common
+    system errors get a short explanation; anything else is reported as unexpected.
 
     Parameters
     ----------
@@ -195,7 +197,8 @@ class WorkerGuard:
         Returns
         -------
         WorkerBase or None
-            The started worker, or None when refused.
+            The started worker, or None when refused. Its attribute ``handled``
+            becomes True on the main thread once ``on_finished`` has run.
         """
         from superqt.utils import create_worker
 
@@ -205,6 +208,7 @@ class WorkerGuard:
             return None
 
         worker = create_worker(func, *args, _start_thread=False, _ignore_errors=True, **kwargs)
+        worker.handled = False
         if on_yielded is not None and hasattr(worker, "yielded"):
             worker.yielded.connect(on_yielded)
         if on_returned is not None:
@@ -222,8 +226,11 @@ class WorkerGuard:
             if self._workers.get(kind) is worker:
                 del self._workers[kind]
             _finish_task(viewer, status)
-            if on_finished is not None:
-                on_finished()
+            try:
+                if on_finished is not None:
+                    on_finished()
+            finally:
+                worker.handled = True  # all handlers have run (tests wait on this)
 
         worker.finished.connect(_finished)
         # warnings raised in the job (e.g. "3 samples skipped") become notifications

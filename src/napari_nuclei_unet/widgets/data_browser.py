@@ -1,0 +1,629 @@
+"""Data dock: open a DSB2018 dataset, browse its samples, load them all for training.
+
+The dock lists the samples of a ``stage1_train`` folder, a ``stage1_train.zip``,
+the bundled synthetic samples or the downloaded DSB2018 training set. Selecting
+a row loads that sample in the background and shows it in the viewer's
+``"nuclei image"`` and ``"label mask"`` layers (reused from sample to sample, see
+:mod:`napari_nuclei_unet.widgets._layers`). "Load all" decodes every sample in the
+background, filling ``Session.samples`` for training and evaluation.
+
+Programmatic use (demo, tests)::
+
+    widget = DataBrowserWidget(viewer)
+    widget.open_dataset("path/to/stage1_train")   # returns the worker
+    widget.select("0a7d30b2...")                  # returns the worker, or None if cached
+    widget.load_all()
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Generator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFileDialog,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_nuclei_unet.widgets._layers import DATASET_KEY, short_id, show_sample
+from napari_nuclei_unet.widgets._session import session_for
+from napari_nuclei_unet.widgets._workers import notify
+
+if TYPE_CHECKING:
+    import napari
+    from superqt.utils import WorkerBase
+
+    from napari_nuclei_unet.core.dataset import DSBDataset, Sample, SampleInfo
+
+#: What a DSB2018 dataset looks like, appended to "not a dataset" errors.
+LAYOUT_HINT = (
+    "A DSB2018 dataset is a folder (or a .zip such as stage1_train.zip) with one "
+    "sub-folder per sample: <id>/images/<id>.png and <id>/masks/*.png (one black-and-"
+    "white PNG per nucleus). Choose the folder that contains those sample folders."
+)
+
+ALL_MODALITIES = "All modalities"
+ID_ROLE = Qt.ItemDataRole.UserRole
+SORT_ROLE = Qt.ItemDataRole.UserRole + 1
+COLUMNS = ("Sample", "Modality", "Size (px)", "Nuclei")
+
+
+class _SortableItem(QTableWidgetItem):
+    """Table cell that sorts by a key stored in :data:`SORT_ROLE` (numbers sort as numbers)."""
+
+    def __lt__(self, other: QTableWidgetItem) -> bool:
+        mine, theirs = self.data(SORT_ROLE), other.data(SORT_ROLE)
+        if mine is None or theirs is None:
+            return super().__lt__(other)
+        return mine < theirs
+
+
+class _DownloadMeter:
+    """tqdm-like object that pooch updates from the download thread; read by a QTimer."""
+
+    def __init__(self) -> None:
+        self.total: int | None = None
+        self.n = 0
+
+    def update(self, n: int) -> None:
+        self.n += n
+
+    def reset(self) -> None:
+        self.n = 0
+
+    def close(self) -> None:
+        pass
+
+
+def _open_dataset(path: str) -> Generator[Any, None, DSBDataset]:
+    """Open ``path`` as a dataset (runs in a worker, yields ``Progress("index", ...)``)."""
+    from napari_nuclei_unet.core.dataset import DatasetError, DSBDataset
+
+    if not Path(path).exists():
+        raise DatasetError(f"{path} does not exist. {LAYOUT_HINT}")
+    try:
+        dataset = yield from DSBDataset.iter_open(path)
+    except DatasetError as exc:
+        if "/images/" in str(exc):  # the message already describes the layout
+            raise
+        raise DatasetError(f"{exc} {LAYOUT_HINT}") from exc
+    if dataset is None or len(dataset) == 0:
+        raise DatasetError(f"{path} contains no readable DSB2018 sample. {LAYOUT_HINT}")
+    return dataset
+
+
+class DataBrowserWidget(QWidget):
+    """The "Data" dock: dataset picker, sample table, "Load all".
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+        The viewer this dock belongs to (shares its :class:`Session`).
+    """
+
+    def __init__(self, napari_viewer: napari.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.session = session_for(napari_viewer)
+        self._sample_worker: WorkerBase | None = None
+        self._pending_id: str | None = None
+        self._stop_loading = threading.Event()
+        self._offered_path: str | None = None
+        self._meter: _DownloadMeter | None = None
+        self._meter_timer = QTimer(self)
+        self._meter_timer.setInterval(200)
+        self._meter_timer.timeout.connect(self._show_download_progress)
+        self._build()
+        self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
+        if self.session.dataset is not None:  # dock reopened: show the open dataset
+            self._fill_table(self.session.dataset)
+
+    # ------------------------------------------------------------------ layout
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+
+        box = QGroupBox("Dataset")
+        grid = QGridLayout(box)
+        self.path_edit = QLineEdit()
+        self.path_edit.setPlaceholderText("stage1_train folder or .zip")
+        self.path_edit.setToolTip(LAYOUT_HINT)
+        self.path_edit.returnPressed.connect(self._open_typed_path)
+        folder_button = QPushButton("Folder…")
+        folder_button.setToolTip("Choose a DSB2018 dataset folder (stage1_train)")
+        folder_button.clicked.connect(self._choose_folder)
+        zip_button = QPushButton("Zip…")
+        zip_button.setToolTip("Choose a DSB2018 zip file (stage1_train.zip)")
+        zip_button.clicked.connect(self._choose_zip)
+        self.open_button = QPushButton("Open")
+        self.open_button.clicked.connect(self._open_typed_path)
+        grid.addWidget(self.path_edit, 0, 0, 1, 3)
+        grid.addWidget(self.open_button, 0, 3)
+        grid.addWidget(folder_button, 1, 0)
+        grid.addWidget(zip_button, 1, 1)
+        self.bundled_button = QPushButton("Bundled samples")
+        self.bundled_button.setToolTip("Open the small synthetic dataset shipped with the plugin")
+        self.bundled_button.clicked.connect(self.open_bundled_samples)
+        self.download_button = QPushButton("Download DSB2018…")
+        self.download_button.setToolTip(
+            "Download the DSB2018 stage1_train set (BBBC038, about 80 MB, CC0) "
+            "into your cache folder, then open it"
+        )
+        self.download_button.clicked.connect(self.download_dsb2018)
+        grid.addWidget(self.bundled_button, 1, 2)
+        grid.addWidget(self.download_button, 1, 3)
+        self.status_label = QLabel("No dataset open. " + LAYOUT_HINT)
+        self.status_label.setWordWrap(True)
+        self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        grid.addWidget(self.status_label, 2, 0, 1, 4)
+        layout.addWidget(box)
+
+        # offer shown when a layer read by the plugin's reader names a dataset
+        self.offer_box = QWidget()
+        offer_layout = QHBoxLayout(self.offer_box)
+        offer_layout.setContentsMargins(0, 0, 0, 0)
+        self.offer_label = QLabel()
+        self.offer_label.setWordWrap(True)
+        self.offer_button = QPushButton("Browse it here")
+        self.offer_button.clicked.connect(self._accept_offer)
+        offer_layout.addWidget(self.offer_label, 1)
+        offer_layout.addWidget(self.offer_button)
+        self.offer_box.setVisible(False)
+        layout.addWidget(self.offer_box)
+
+        filter_row = QHBoxLayout()
+        filter_row.addWidget(QLabel("Show"))
+        self.modality_combo = QComboBox()
+        self.modality_combo.addItem(ALL_MODALITIES, None)
+        self.modality_combo.currentIndexChanged.connect(self._apply_filter)
+        filter_row.addWidget(self.modality_combo, 1)
+        layout.addLayout(filter_row)
+
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setAlternatingRowColors(True)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for column in range(1, len(COLUMNS)):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        self.table.setSortingEnabled(True)
+        self.table.itemSelectionChanged.connect(self._on_selection_changed)
+        self.table.setMinimumHeight(200)
+        layout.addWidget(self.table, 1)
+
+        load_row = QHBoxLayout()
+        self.load_all_button = QPushButton("Load all")
+        self.load_all_button.setToolTip(
+            "Decode every sample in the background (needed for training and evaluation)"
+        )
+        self.load_all_button.clicked.connect(self._toggle_load_all)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("no samples loaded")
+        self.progress.setTextVisible(True)
+        load_row.addWidget(self.load_all_button)
+        load_row.addWidget(self.progress, 1)
+        layout.addLayout(load_row)
+
+    # ------------------------------------------------------------ public API
+    @property
+    def dataset(self) -> DSBDataset | None:
+        """The open dataset (``session.dataset``), or None."""
+        return self.session.dataset
+
+    def open_dataset(self, path: str | Path) -> WorkerBase | None:
+        """Open a DSB2018 folder, zip or sample folder in the background.
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+            The dataset location.
+
+        Returns
+        -------
+        WorkerBase or None
+            The worker opening it (None when another opening is running). Errors,
+            such as a folder that is not a dataset, become notifications.
+        """
+        path = str(Path(path).expanduser())
+        self.path_edit.setText(path)
+        self.status_label.setText(f"Opening {path} …")
+        worker = self.session.jobs.start(
+            "open dataset",
+            _open_dataset,
+            path,
+            on_yielded=self._on_progress,
+            on_returned=self._on_dataset_opened,
+            on_errored=self._on_open_failed,
+            on_finished=self._show_loaded_count,
+            action=f"Opening {path}",
+        )
+        if worker is not None:
+            self.progress.setRange(0, 0)
+            self.progress.setFormat("indexing samples …")
+        return worker
+
+    def open_bundled_samples(self) -> WorkerBase | None:
+        """Open the synthetic samples shipped with the plugin.
+
+        Returns
+        -------
+        WorkerBase or None
+            The worker opening them.
+        """
+        from napari_nuclei_unet._sample_data import sample_data_dir
+
+        try:
+            folder = sample_data_dir()
+        except FileNotFoundError as exc:
+            from napari_nuclei_unet.widgets._workers import notify_error
+
+            notify_error(exc, "Opening the bundled samples")
+            return None
+        return self.open_dataset(folder)
+
+    def download_dsb2018(self) -> WorkerBase | None:
+        """Download DSB2018 stage1_train (once, into the cache) and open it.
+
+        Returns
+        -------
+        WorkerBase or None
+            The download worker.
+        """
+        from napari_nuclei_unet.core.download import fetch_stage1_train
+
+        self._meter = _DownloadMeter()
+        worker = self.session.jobs.start(
+            "download",
+            fetch_stage1_train,
+            progressbar=self._meter,
+            on_returned=self.open_dataset,
+            on_finished=self._on_download_finished,
+            action="Downloading DSB2018",
+            viewer=self.viewer,
+            description="Downloading DSB2018 stage1_train",
+        )
+        if worker is not None:
+            self.download_button.setEnabled(False)
+            self.progress.setRange(0, 0)  # busy until the size is known
+            self.progress.setFormat("downloading DSB2018 …")
+            self._meter_timer.start()
+        return worker
+
+    def select(self, sample_id: str) -> WorkerBase | None:
+        """Select ``sample_id`` in the table, which shows it in the viewer.
+
+        The modality filter is cleared when it hides the sample.
+
+        Parameters
+        ----------
+        sample_id : str
+            Full id of a sample of the open dataset.
+
+        Returns
+        -------
+        WorkerBase or None
+            The worker loading the sample, or None when it was already loaded
+            (then it is shown at once).
+
+        Raises
+        ------
+        KeyError
+            When the open dataset has no such sample.
+        """
+        row = self._row_of(sample_id)
+        if row is None:
+            raise KeyError(f"No sample {sample_id!r} in the open dataset.")
+        if self.table.isRowHidden(row):
+            self.modality_combo.setCurrentIndex(0)
+        self.table.selectRow(row)
+        self.table.scrollToItem(self.table.item(row, 0))
+        return self._sample_worker
+
+    def load_all(self) -> WorkerBase | None:
+        """Decode every sample of the dataset in the background into ``session.samples``.
+
+        Returns
+        -------
+        WorkerBase or None
+            The worker, or None when no dataset is open or loading already runs.
+        """
+        dataset = self.dataset
+        if dataset is None:
+            notify("Open a dataset first (folder, zip or Bundled samples).")
+            return None
+        if all(i in self.session.samples for i in dataset.ids()):
+            notify(f"All {len(dataset)} samples are already loaded.")
+            return None
+        self._stop_loading.clear()
+        # always all ids: the decoded-dataset cache is keyed by the list of ids
+        worker = self.session.jobs.start(
+            "load all",
+            dataset.iter_load,
+            should_stop=self._stop_loading.is_set,
+            on_yielded=self._on_progress,
+            on_returned=lambda samples: self._on_all_loaded(dataset, samples),
+            on_finished=self._on_load_all_finished,
+            action="Loading the samples",
+            viewer=self.viewer,
+            description=f"Loading {len(dataset)} samples",
+        )
+        if worker is not None:
+            self.load_all_button.setText("Stop loading")
+            self.progress.setRange(0, len(dataset))
+            self.progress.setValue(0)
+            self.progress.setFormat("loading %v / %m samples")
+        return worker
+
+    def stop_loading(self) -> None:
+        """Ask "Load all" to stop after the current sample (samples loaded so far are kept)."""
+        self._stop_loading.set()
+
+    def visible_ids(self) -> list[str]:
+        """Ids of the rows shown (filter applied), in table order (sorting applied)."""
+        ids = []
+        for row in range(self.table.rowCount()):
+            if not self.table.isRowHidden(row):
+                ids.append(self.table.item(row, 0).data(ID_ROLE))
+        return ids
+
+    def set_modality_filter(self, modality: str | None) -> None:
+        """Show only samples of ``modality`` (None: all)."""
+        index = self.modality_combo.findData(modality)
+        self.modality_combo.setCurrentIndex(max(index, 0))
+
+    # ------------------------------------------------------------- handlers
+    def _open_typed_path(self) -> None:
+        text = self.path_edit.text().strip()
+        if not text:
+            notify("Type the path of a DSB2018 folder or zip, or use Folder… / Zip….")
+            return
+        self.open_dataset(text)
+
+    def _choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Choose a DSB2018 dataset folder")
+        if folder:
+            self.open_dataset(folder)
+
+    def _choose_zip(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Choose a DSB2018 zip", "", "Zip archives (*.zip);;All files (*)"
+        )
+        if path:
+            self.open_dataset(path)
+
+    def _on_dataset_opened(self, dataset: DSBDataset) -> None:
+        self.stop_loading()  # a "Load all" of the previous dataset must not fill the new one
+        session = self.session
+        session.dataset = dataset
+        session.samples.clear()
+        session.current_id = None
+        session.probabilities.clear()
+        session.rows.clear()
+        self._pending_id = None
+        self._fill_table(dataset)
+        if self._offered_path and Path(self._offered_path) == Path(dataset.path):
+            self.offer_box.setVisible(False)
+        session.dataset_changed.emit()
+        session.samples_changed.emit()
+        session.predictions_changed.emit()
+        session.scores_changed.emit()
+
+    def _on_open_failed(self, _exc: BaseException) -> None:
+        self._describe_dataset(self.dataset)
+
+    def _fill_table(self, dataset: DSBDataset) -> None:
+        self.path_edit.setText(str(dataset.path))
+        self._describe_dataset(dataset)
+        table = self.table
+        table.blockSignals(True)
+        table.setSortingEnabled(False)
+        table.clearContents()
+        table.setRowCount(len(dataset.infos))
+        for row, info in enumerate(dataset.infos):
+            for column, item in enumerate(_row_items(info)):
+                table.setItem(row, column, item)
+        table.setSortingEnabled(True)
+        table.sortItems(0, Qt.SortOrder.AscendingOrder)
+        table.clearSelection()
+        table.blockSignals(False)
+
+        counts: dict[str, int] = {}
+        for info in dataset.infos:
+            counts[info.modality] = counts.get(info.modality, 0) + 1
+        combo = self.modality_combo
+        combo.blockSignals(True)
+        combo.clear()
+        combo.addItem(f"{ALL_MODALITIES} ({len(dataset.infos)})", None)
+        for modality in sorted(counts):
+            combo.addItem(f"{modality} ({counts[modality]})", modality)
+        combo.blockSignals(False)
+        self._apply_filter()
+        self._show_loaded_count()
+
+    def _describe_dataset(self, dataset: DSBDataset | None) -> None:
+        if dataset is None:
+            self.status_label.setText("No dataset open. " + LAYOUT_HINT)
+            return
+        text = f"{Path(dataset.path).name}: {len(dataset)} samples"
+        if dataset.skipped:
+            text += f" ({len(dataset.skipped)} skipped: {dataset.skipped[0][1]})"
+        self.status_label.setText(text)
+        self.status_label.setToolTip(str(dataset.path))
+
+    def _apply_filter(self) -> None:
+        modality = self.modality_combo.currentData()
+        for row in range(self.table.rowCount()):
+            item = self.table.item(row, 1)
+            hidden = modality is not None and item is not None and item.text() != modality
+            self.table.setRowHidden(row, hidden)
+
+    def _row_of(self, sample_id: str) -> int | None:
+        for row in range(self.table.rowCount()):
+            item = self.table.item(row, 0)
+            if item is not None and item.data(ID_ROLE) == sample_id:
+                return row
+        return None
+
+    def _on_selection_changed(self) -> None:
+        rows = {index.row() for index in self.table.selectionModel().selectedRows()}
+        if not rows:
+            return
+        item = self.table.item(min(rows), 0)
+        if item is not None:
+            self._request_sample(item.data(ID_ROLE))
+
+    def _request_sample(self, sample_id: str) -> None:
+        """Show ``sample_id``: at once when loaded, else after a background load.
+
+        While one sample loads, further requests only replace the pending id, so
+        holding the arrow key down never queues dozens of loads.
+        """
+        self._pending_id = sample_id
+        cached = self.session.samples.get(sample_id)
+        if cached is not None:
+            self._show(cached)
+            return
+        if self._sample_worker is not None or self.dataset is None:
+            return
+        dataset = self.dataset
+        self._sample_worker = self.session.jobs.start(
+            "load sample",
+            dataset.load,
+            sample_id,
+            on_returned=lambda sample: self._on_sample_loaded(dataset, sample),
+            on_finished=self._on_sample_worker_finished,
+            action=f"Loading sample {short_id(sample_id)}",
+            refuse=False,
+        )
+
+    def _on_sample_loaded(self, dataset: DSBDataset, sample: Sample) -> None:
+        if dataset is not self.dataset:
+            return  # another dataset was opened meanwhile
+        self.session.samples[sample.id] = sample
+        self.session.samples_changed.emit()
+        self._show_loaded_count()
+        if sample.id == self._pending_id:
+            self._show(sample)
+
+    def _on_sample_worker_finished(self) -> None:
+        self._sample_worker = None
+        pending = self._pending_id
+        if pending is not None and pending not in self.session.samples:
+            if self.dataset is not None and self._row_of(pending) is not None:
+                self._request_sample(pending)
+
+    def _show(self, sample: Sample) -> None:
+        show_sample(self.viewer, sample)
+        self.session.current_id = sample.id
+        self.session.current_changed.emit(sample.id)
+
+    def _toggle_load_all(self) -> None:
+        if self.session.jobs.is_running("load all"):
+            self.stop_loading()
+        else:
+            self.load_all()
+
+    def _on_progress(self, update: Any) -> None:
+        total = getattr(update, "total", 0)
+        if total:
+            self.progress.setRange(0, total)
+            self.progress.setValue(min(getattr(update, "done", 0), total))
+            verb = "indexing" if getattr(update, "stage", "") == "index" else "loading"
+            self.progress.setFormat(f"{verb} %v / %m samples")
+
+    def _on_all_loaded(self, dataset: DSBDataset, samples: list[Sample]) -> None:
+        if dataset is not self.dataset:
+            return
+        self.session.samples.update({sample.id: sample for sample in samples})
+        self.session.samples_changed.emit()
+        n, total = len(self.session.samples), len(dataset)
+        if n < total:
+            notify(f"Loading stopped: {n} of {total} samples are loaded.")
+        else:
+            notify(f"All {total} samples are loaded; you can train now.")
+
+    def _on_load_all_finished(self) -> None:
+        self.load_all_button.setText("Load all")
+        self._show_loaded_count()
+
+    def _show_loaded_count(self) -> None:
+        dataset = self.dataset
+        total = len(dataset) if dataset is not None else 0
+        n = len(self.session.samples) if dataset is not None else 0
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(min(n, total))
+        self.progress.setFormat(f"{n} / {total} samples loaded" if total else "no samples loaded")
+
+    def _show_download_progress(self) -> None:
+        meter = self._meter
+        if meter is None or not meter.total:
+            return
+        mib, total_mib = meter.n / 2**20, meter.total / 2**20
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(int(1000 * min(1.0, meter.n / meter.total)))
+        self.progress.setFormat(f"downloading DSB2018: {mib:.0f} / {total_mib:.0f} MB")
+
+    def _on_download_finished(self) -> None:
+        self._meter_timer.stop()
+        self._meter = None
+        self.download_button.setEnabled(True)
+        self._show_loaded_count()
+
+    def _on_layer_inserted(self, event: Any) -> None:
+        layer = event.value
+        path = getattr(layer, "metadata", {}).get(DATASET_KEY)
+        if not path:
+            return
+        current = self.dataset
+        if current is not None and Path(current.path) == Path(path):
+            return
+        self._offered_path = str(path)
+        self.offer_label.setText(
+            f"Layer “{short_id(layer.name, 24)}” comes from {Path(path).name}. "
+            "Browse all its samples in this panel?"
+        )
+        self.offer_label.setToolTip(str(path))
+        self.offer_box.setVisible(True)
+
+    def _accept_offer(self) -> None:
+        self.offer_box.setVisible(False)
+        if self._offered_path:
+            self.open_dataset(self._offered_path)
+
+
+def _row_items(info: SampleInfo) -> list[QTableWidgetItem]:
+    """The four cells of one sample's row."""
+    id_item = _SortableItem(short_id(info.id))
+    id_item.setData(ID_ROLE, info.id)
+    id_item.setData(SORT_ROLE, info.id)
+    id_item.setToolTip(info.id)
+    modality = _SortableItem(info.modality)
+    modality.setData(SORT_ROLE, f"{info.modality}\x00{info.id}")
+    size = _SortableItem(f"{info.height} × {info.width}")
+    size.setData(SORT_ROLE, info.height * info.width)
+    size.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+    nuclei = _SortableItem(str(info.n_nuclei))
+    nuclei.setData(SORT_ROLE, info.n_nuclei)
+    nuclei.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+    return [id_item, modality, size, nuclei]

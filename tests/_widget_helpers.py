@@ -1,0 +1,72 @@
+"""Shared helpers of the dock-widget tests (datasets, notifications, workers)."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import numpy as np
+
+WORKER_TIMEOUT_MS = 60_000
+
+
+def write_dataset(root: Path, n_per_style: int = 2, shape=(48, 64)) -> list[str]:
+    """Write a small synthetic DSB2018 dataset (3 modalities) and return its ids."""
+    from napari_nuclei_unet.core.synthetic import write_synthetic_dataset
+
+    return write_synthetic_dataset(root, n_per_style=n_per_style, seed=1, shape=shape)
+
+
+def tiny_samples(n: int = 6, size: int = 48, seed: int = 0):
+    """In-memory samples (fluorescence-like discs) for fast training tests."""
+    from napari_nuclei_unet.core.dataset import Sample
+
+    rng = np.random.default_rng(seed)
+    samples = []
+    yy, xx = np.mgrid[:size, :size]
+    for k in range(n):
+        labels = np.zeros((size, size), np.int32)
+        for label in range(1, 5):
+            cy, cx = rng.integers(8, size - 8, 2)
+            labels[(yy - cy) ** 2 + (xx - cx) ** 2 < 30] = label
+        image = np.where(labels[..., None] > 0, 200, 20).astype(np.uint8).repeat(3, axis=2)
+        image = np.clip(image + rng.integers(0, 30, image.shape), 0, 255).astype(np.uint8)
+        modality = "fluorescence" if k % 2 == 0 else "brightfield"
+        samples.append(Sample(f"tiny-{k}", image, labels, modality))
+    return samples
+
+
+class Notifications:
+    """Collect napari notifications shown during a test."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, str]] = []
+
+    def __call__(self, notification) -> None:
+        self.messages.append((str(notification.severity), str(notification.message)))
+
+    def texts(self, severity: str | None = None) -> list[str]:
+        return [m for s, m in self.messages if severity is None or severity in s.lower()]
+
+    def any(self, fragment: str) -> bool:
+        return any(fragment.lower() in m.lower() for _, m in self.messages)
+
+
+@contextlib.contextmanager
+def capture_notifications():
+    """Context manager yielding a :class:`Notifications` collector."""
+    from napari.utils.notifications import notification_manager
+
+    collector = Notifications()
+    notification_manager.notification_ready.connect(collector)
+    try:
+        yield collector
+    finally:
+        notification_manager.notification_ready.disconnect(collector)
+
+
+def wait_worker(qtbot, worker, timeout: int = WORKER_TIMEOUT_MS) -> None:
+    """Wait until the handlers of ``worker`` (from ``WorkerGuard.start``, may be None) ran."""
+    if worker is None:
+        return
+    qtbot.waitUntil(lambda: worker.handled, timeout=timeout)

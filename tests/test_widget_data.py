@@ -1,0 +1,175 @@
+"""The Data dock: open, browse, filter, sort, load all; errors become notifications."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _widget_helpers import capture_notifications, wait_worker, write_dataset
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("NUCLEI_UNET_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def dataset_dir(tmp_path):
+    root = tmp_path / "stage1_train"
+    write_dataset(root, n_per_style=2, shape=(48, 64))
+    # one sample of another size, so that switching resets the view
+    from napari_nuclei_unet.core.synthetic import make_synthetic_sample, write_dsb_sample
+
+    image, masks = make_synthetic_sample("fluorescence", shape=(80, 40), seed=7)
+    write_dsb_sample(root, "zz-tall", image, masks)
+    return root
+
+
+@pytest.fixture
+def browser(make_napari_viewer, qtbot):
+    from napari_nuclei_unet.widgets.data_browser import DataBrowserWidget
+
+    viewer = make_napari_viewer()
+    widget = DataBrowserWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Data")
+    return viewer, widget
+
+
+def _open(qtbot, widget, path):
+    worker = widget.open_dataset(path)
+    wait_worker(qtbot, worker)
+    return worker
+
+
+def test_open_and_select_reuses_layers(browser, qtbot, dataset_dir):
+    from napari_nuclei_unet.widgets._layers import IMAGE_LAYER, LABELS_LAYER, SAMPLE_ID_KEY
+    from napari_nuclei_unet.widgets._session import session_for
+
+    viewer, widget = browser
+    session = session_for(viewer)
+    changed = []
+    session.current_changed.connect(changed.append)
+    _open(qtbot, widget, dataset_dir)
+    assert session.dataset is not None and len(session.dataset) == 7
+    assert widget.table.rowCount() == 7
+
+    ids = widget.visible_ids()
+    wait_worker(qtbot, widget.select(ids[0]))
+    qtbot.waitUntil(lambda: IMAGE_LAYER in viewer.layers, timeout=10_000)
+    sample = session.samples[ids[0]]
+    np.testing.assert_array_equal(viewer.layers[IMAGE_LAYER].data, sample.image)
+    np.testing.assert_array_equal(viewer.layers[LABELS_LAYER].data, sample.labels)
+    assert viewer.layers[IMAGE_LAYER].metadata[SAMPLE_ID_KEY] == ids[0]
+    image_layer = viewer.layers[IMAGE_LAYER]
+
+    wait_worker(qtbot, widget.select("zz-tall"))
+    qtbot.waitUntil(lambda: session.current_id == "zz-tall", timeout=10_000)
+    assert len(viewer.layers) == 2  # reused, no duplicates
+    assert viewer.layers[IMAGE_LAYER] is image_layer
+    assert viewer.layers[IMAGE_LAYER].data.shape == (80, 40, 3)
+    np.testing.assert_array_equal(
+        viewer.layers[LABELS_LAYER].data, session.samples["zz-tall"].labels
+    )
+    assert changed == [ids[0], "zz-tall"]
+
+
+def test_label_edits_are_kept_when_moving_on(browser, qtbot, dataset_dir):
+    from napari_nuclei_unet.widgets._layers import LABELS_LAYER
+    from napari_nuclei_unet.widgets._session import session_for
+
+    viewer, widget = browser
+    session = session_for(viewer)
+    _open(qtbot, widget, dataset_dir)
+    first, second = widget.visible_ids()[:2]
+    wait_worker(qtbot, widget.select(first))
+    qtbot.waitUntil(lambda: session.current_id == first, timeout=10_000)
+    labels = viewer.layers[LABELS_LAYER]
+    labels.paint((10, 10), 99)  # a hand edit
+    original = session.samples[first].labels.copy()
+    wait_worker(qtbot, widget.select(second))
+    qtbot.waitUntil(lambda: session.current_id == second, timeout=10_000)
+    wait_worker(qtbot, widget.select(first))
+    qtbot.waitUntil(lambda: session.current_id == first, timeout=10_000)
+    assert (viewer.layers[LABELS_LAYER].data == 99).any()  # the edit came back
+    np.testing.assert_array_equal(session.samples[first].labels, original)  # truth untouched
+
+
+def test_filter_and_sort(browser, qtbot, dataset_dir):
+    from qtpy.QtCore import Qt
+
+    _viewer, widget = browser
+    _open(qtbot, widget, dataset_dir)
+    widget.set_modality_filter("histology")
+    shown = widget.visible_ids()
+    assert shown and all(widget.dataset.info(i).modality == "histology" for i in shown)
+    widget.set_modality_filter(None)
+    assert len(widget.visible_ids()) == 7
+
+    nuclei = {i: widget.dataset.info(i).n_nuclei for i in widget.dataset.ids()}
+    widget.table.sortItems(3, Qt.SortOrder.DescendingOrder)
+    counts = [nuclei[i] for i in widget.visible_ids()]
+    assert counts == sorted(counts, reverse=True)
+    widget.table.sortItems(2, Qt.SortOrder.AscendingOrder)  # by area, not by text
+    areas = [widget.dataset.info(i).height * widget.dataset.info(i).width
+             for i in widget.visible_ids()]
+    assert areas == sorted(areas)
+
+    # select() clears a filter that hides the sample
+    widget.set_modality_filter("histology")
+    wait_worker(qtbot, widget.select("zz-tall"))
+    assert "zz-tall" in widget.visible_ids()
+
+
+def test_load_all_fills_session(browser, qtbot, dataset_dir):
+    from napari_nuclei_unet.widgets._session import session_for
+
+    viewer, widget = browser
+    session = session_for(viewer)
+    _open(qtbot, widget, dataset_dir)
+    with capture_notifications() as notes:
+        worker = widget.load_all()
+        assert widget.load_all() is None  # second press while running: refused
+        wait_worker(qtbot, worker)
+    assert sorted(session.samples) == sorted(widget.dataset.ids())
+    assert notes.any("already being loaded")
+    assert widget.load_all_button.text() == "Load all"
+
+
+def test_not_a_dataset_gives_notification(browser, qtbot, tmp_path):
+    viewer, widget = browser
+    folder = tmp_path / "holiday photos"
+    folder.mkdir()
+    (folder / "beach.txt").write_text("not an image")
+    with capture_notifications() as notes:
+        _open(qtbot, widget, folder)
+        _open(qtbot, widget, tmp_path / "does-not-exist")
+    errors = notes.texts("error")
+    assert len(errors) == 2, notes.messages
+    assert all("images/" in e and "masks/" in e for e in errors)
+    assert widget.dataset is None
+    assert len(viewer.layers) == 0
+
+
+def test_bundled_samples_open(browser, qtbot):
+    from napari_nuclei_unet._sample_data import sample_data_dir
+
+    try:
+        sample_data_dir()
+    except FileNotFoundError:
+        pytest.skip("bundled samples not generated")
+    _viewer, widget = browser
+    wait_worker(qtbot, widget.open_bundled_samples())
+    assert widget.dataset is not None and len(widget.dataset) >= 1
+
+
+def test_offer_to_browse_dataset_of_a_reader_layer(browser, qtbot, dataset_dir):
+    viewer, widget = browser
+    viewer.add_image(
+        np.zeros((8, 8, 3), np.uint8), rgb=True, metadata={"nuclei_unet_dataset": str(dataset_dir)}
+    )
+    assert widget.offer_box.isVisibleTo(widget)
+    widget.offer_button.click()
+    wait_worker(qtbot, widget.session.jobs.running("open dataset"))
+    qtbot.waitUntil(lambda: widget.dataset is not None, timeout=10_000)
+    assert not widget.offer_box.isVisibleTo(widget)
