@@ -1,0 +1,282 @@
+"""npe2 reader: open a DSB2018 sample folder, a ``stage1_train`` folder or ``stage1_train.zip``.
+
+:func:`get_reader` only claims paths that look like DSB2018 (checked from folder
+names and the zip's list of names, without decoding anything), so napari keeps
+offering its other readers for everything else. Reading is done by
+:mod:`napari_nuclei_unet.core.dataset`; this module only turns a sample into
+layer data.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import zipfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .core.dataset import Sample
+
+PathOrPaths = str | os.PathLike | Sequence[str | os.PathLike]
+LayerData = tuple[Any, dict[str, Any], str]
+ReaderFunction = Callable[[PathOrPaths], list[LayerData]]
+
+#: Metadata keys put on the layers, so that the plugin's dataset browser can find
+#: the dataset a layer came from and page through its other samples.
+DATASET_KEY = "nuclei_unet_dataset"
+SAMPLE_ID_KEY = "sample_id"
+MODALITY_KEY = "modality"
+
+#: What napari's reader machinery accepts as "read, but nothing to add": a reader
+#: returning ``[]`` makes napari raise a second, generic error on top of ours.
+NULL_LAYER_SENTINEL: list = [(None,)]
+
+# how many entries of a folder to look at when deciding whether it is a dataset
+_MAX_ENTRIES_SCANNED = 200
+_IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+# "<id>/images/<id>.png" anywhere in a zip's name list
+_ZIP_SAMPLE_IMAGE = re.compile(r"(?:^|/)([^/]+)/images/\1\.(?:png|tiff?|jpe?g)$", re.IGNORECASE)
+
+
+def is_sample_folder(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is one DSB sample folder, ``<id>/images/<id>.png`` (+ ``masks/``).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Folder to check.
+
+    Returns
+    -------
+    bool
+        True if ``<path>/images/<name of path>.{png,tif,tiff,jpg,jpeg}`` is a
+        file, or if the folder has both an ``images/`` and a ``masks/`` folder.
+    """
+    p = Path(path)
+    images = p / "images"
+    if any((images / f"{p.name}{suffix}").is_file() for suffix in _IMAGE_SUFFIXES):
+        return True
+    return images.is_dir() and (p / "masks").is_dir()
+
+
+def is_dataset_folder(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a ``stage1_train``-like folder of sample folders.
+
+    Only the first few hundred entries (sorted by name) are looked at, so this
+    stays fast on large folders that are not datasets.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Folder to check.
+
+    Returns
+    -------
+    bool
+        True if one of its sub-folders is a sample folder.
+    """
+    try:
+        with os.scandir(path) as it:
+            names = sorted(e.name for e in it if not e.name.startswith("."))
+    except OSError:
+        return False
+    for name in names[:_MAX_ENTRIES_SCANNED]:
+        child = Path(path) / name
+        if child.is_dir() and is_sample_folder(child):
+            return True
+    return False
+
+
+def is_dsb_zip(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a zip holding DSB samples (``<id>/images/<id>.png`` entries).
+
+    Only the zip's list of names is read, nothing is decompressed.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        File to check.
+
+    Returns
+    -------
+    bool
+        True for a readable zip with at least one sample image entry.
+    """
+    p = Path(path)
+    if p.suffix.lower() != ".zip" or not p.is_file():
+        return False
+    try:
+        with zipfile.ZipFile(p) as zf:
+            return any(_ZIP_SAMPLE_IMAGE.search(name) for name in zf.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def looks_like_dsb(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a DSB sample folder, dataset folder or dataset zip.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        File or folder to check.
+
+    Returns
+    -------
+    bool
+        True if :func:`is_sample_folder`, :func:`is_dataset_folder` or
+        :func:`is_dsb_zip` says so.
+    """
+    p = Path(path)
+    if p.is_dir():
+        return is_sample_folder(p) or is_dataset_folder(p)
+    return is_dsb_zip(p)
+
+
+def get_reader(path: PathOrPaths) -> ReaderFunction | None:
+    """npe2 ``get_reader`` hook: a reader for DSB2018 paths, None for anything else.
+
+    Parameters
+    ----------
+    path : str, os.PathLike or list of them
+        What napari was asked to open. A list is accepted when every item
+        looks like DSB2018.
+
+    Returns
+    -------
+    callable or None
+        :func:`read_dsb` when the path(s) look like a DSB sample folder, a
+        ``stage1_train`` folder or a ``stage1_train.zip``; otherwise None, so
+        that napari tries its other readers.
+    """
+    paths = [path] if isinstance(path, str | os.PathLike) else list(path)
+    if not paths or not all(looks_like_dsb(p) for p in paths):
+        return None
+    return read_dsb
+
+
+def read_dsb(path: PathOrPaths) -> list[LayerData]:
+    """Read DSB2018 path(s) into an image and a labels layer each.
+
+    For a dataset folder or zip the first sample (sorted by id) is opened; the
+    layers' metadata name the dataset (``"nuclei_unet_dataset"``) and the sample
+    (``"sample_id"``), so the plugin's dataset browser can show the others.
+
+    Parameters
+    ----------
+    path : str, os.PathLike or list of them
+        Sample folder(s), dataset folder(s) or zip(s).
+
+    Returns
+    -------
+    list of tuple
+        ``(data, kwargs, layer_type)`` tuples. If nothing could be read, a
+        notification explains why and napari's "nothing to add" value
+        (``[(None,)]``) is returned instead of raising.
+    """
+    paths = [path] if isinstance(path, str | os.PathLike) else list(path)
+    layers: list[LayerData] = []
+    for p in paths:
+        layers.extend(_read_one(Path(p)))
+    return layers or list(NULL_LAYER_SENTINEL)
+
+
+def _read_one(path: Path) -> list[LayerData]:
+    from .core.dataset import DatasetError, DSBDataset
+
+    try:
+        dataset = DSBDataset.open(path)
+        ids = dataset.ids()
+        if not ids:
+            raise DatasetError(
+                f"{path} has no readable DSB2018 samples "
+                "(expected <id>/images/<id>.png and <id>/masks/*.png)."
+            )
+        sample = dataset.load(ids[0])
+    except DatasetError as exc:
+        _show_error(str(exc))
+        return []
+    except OSError as exc:
+        _show_error(f"Could not read {path}: {exc}")
+        return []
+    return sample_layer_data(sample, dataset_path=path, n_samples=len(ids))
+
+
+def image_contrast_limits(image, modality: str) -> tuple[float, float]:
+    """Display range for a sample image.
+
+    Fluorescence images are mostly dark (nuclei often use a tenth of the 8-bit
+    range), so their range is stretched to a high percentile; brightfield and
+    histology images use the full 0-255 range.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        ``(H, W, 3)`` uint8 image.
+    modality : str
+        The sample's modality.
+
+    Returns
+    -------
+    tuple of float
+        ``(low, high)`` contrast limits.
+    """
+    import numpy as np
+
+    if modality != "fluorescence" or image.size == 0:
+        return (0.0, 255.0)
+    high = float(np.percentile(image, 99.9))
+    return (0.0, float(min(255.0, max(high, 16.0))))
+
+
+def sample_layer_data(
+    sample: Sample,
+    *,
+    dataset_path: str | os.PathLike | None = None,
+    n_samples: int | None = None,
+) -> list[LayerData]:
+    """Layer data for one sample: an RGB image layer and a labels layer.
+
+    Parameters
+    ----------
+    sample : Sample
+        A loaded sample (``image`` ``(H, W, 3)`` uint8, ``labels`` ``(H, W)`` int32).
+    dataset_path : str or os.PathLike, optional
+        Where the sample came from (sample folder, dataset folder or zip), kept
+        in the layers' metadata.
+    n_samples : int, optional
+        Number of samples in that dataset, kept in the metadata.
+
+    Returns
+    -------
+    list of tuple
+        ``[(image, {...}, "image"), (labels, {...}, "labels")]``; the labels
+        layer is left out for a sample without masks.
+    """
+    metadata: dict[str, Any] = {SAMPLE_ID_KEY: sample.id, MODALITY_KEY: sample.modality}
+    if dataset_path is not None:
+        metadata[DATASET_KEY] = str(dataset_path)
+    if n_samples is not None:
+        metadata["n_samples"] = int(n_samples)
+    image_kwargs = {
+        "name": sample.id,
+        "rgb": True,
+        "contrast_limits": image_contrast_limits(sample.image, sample.modality),
+        "metadata": dict(metadata),
+    }
+    layers: list[LayerData] = [(sample.image, image_kwargs, "image")]
+    if getattr(sample, "has_labels", True):
+        labels_kwargs = {
+            "name": f"{sample.id} labels",
+            "opacity": 0.5,
+            "metadata": dict(metadata),
+        }
+        layers.append((sample.labels, labels_kwargs, "labels"))
+    return layers
+
+
+def _show_error(message: str) -> None:
+    from napari.utils.notifications import show_error
+
+    show_error(message)
