@@ -133,6 +133,11 @@ def _watershed_regions(
         landscape = ndi.distance_transform_edt(region)
         if prob is not None:
             landscape *= np.pad(np.clip(prob[box], 0.0, 1.0), 1)
+        # Cheap test first: a region whose landscape has a single top cannot split.
+        if _single_top(landscape, region):
+            out[box][inside_box] = next_id
+            next_id += 1
+            continue
         markers, n_markers = ndi.label(_h_maxima(landscape, h) & region, structure=_EIGHT)
         if n_markers > 1 and min_distance > 0:
             markers, n_markers = _merge_close_markers(markers, n_markers, min_distance)
@@ -146,6 +151,15 @@ def _watershed_regions(
         out[box][inside_box] = split[inside_box] + (next_id - 1)
         next_id += n_markers
     return out
+
+
+def _single_top(landscape: np.ndarray, region: np.ndarray) -> bool:
+    """True when the landscape has one connected set of pixels no lower than their neighbours.
+
+    Every regional maximum is such a set, so one set means one maximum.
+    """
+    tops = (landscape == ndi.maximum_filter(landscape, size=3)) & region
+    return ndi.label(tops, structure=_EIGHT)[1] <= 1
 
 
 def _h_maxima(landscape: np.ndarray, h: float) -> np.ndarray:
