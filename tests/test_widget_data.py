@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from _widget_helpers import capture_notifications, wait_worker, write_dataset
 
 pytestmark = pytest.mark.gui

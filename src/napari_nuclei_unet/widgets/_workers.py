@@ -163,6 +163,7 @@ class WorkerGuard:
         description: str = "",
         cancel: Callable[[], Any] | None = None,
         refuse: bool = True,
+        error_message: Callable[[BaseException], str | None] | None = None,
         **kwargs: Any,
     ) -> WorkerBase | None:
         """Run ``func(*args, **kwargs)`` in a worker thread.
@@ -193,6 +194,9 @@ class WorkerGuard:
         refuse : bool, optional
             When False, a running job of the same kind is not a reason to refuse
             (the caller handles it).
+        error_message : callable, optional
+            Returns the notification text for an error (None: the default,
+            ``"<action> failed: <explanation>"``).
 
         Returns
         -------
@@ -215,7 +219,14 @@ class WorkerGuard:
             worker.returned.connect(on_returned)
 
         def _errored(exc: BaseException) -> None:
-            notify_error(exc, action)
+            custom = error_message(exc) if error_message is not None else None
+            if custom:
+                from napari.utils.notifications import show_error
+
+                logger.debug(custom, exc_info=exc)
+                show_error(custom)
+            else:
+                notify_error(exc, action)
             if on_errored is not None:
                 on_errored(exc)
 

@@ -1,0 +1,343 @@
+"""Model dock: load the shipped default model or a checkpoint, and see what it is.
+
+Loading runs in a worker (it imports torch and reads the weights); the dock then
+shows the model's recorded metrics, its training configuration and the device it
+runs on, and makes it the session's model (``Session.set_model``), which the
+Compare and IoU docks use. The dock also follows models set by other docks (the
+Train dock sets the best model of a finished run).
+
+Programmatic use::
+
+    widget = ModelWidget(viewer)
+    widget.load("default")                 # or a path to best.safetensors; returns the worker
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_nuclei_unet.widgets._session import session_for
+
+if TYPE_CHECKING:
+    import napari
+    from superqt.utils import WorkerBase
+
+    from napari_nuclei_unet.core.checkpoint import LoadedModel
+
+AUTO_DEVICE = "auto"
+
+#: Friendlier names of the metrics the training loop records.
+METRIC_NAMES = {
+    "val_iou": "validation IoU",
+    "best_val_iou": "best validation IoU",
+    "val_loss": "validation loss",
+    "train_loss": "training loss",
+    "epoch": "epoch",
+    "dsb_score": "DSB score",
+    "ap50": "AP at IoU 0.5",
+    "dice": "Dice",
+    "iou": "IoU",
+}
+
+
+def _load(path: str, device: str) -> LoadedModel:
+    """Load a checkpoint (in a worker)."""
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+
+    return load_checkpoint(path, device=device)
+
+
+def _move(loaded: LoadedModel, device: str) -> LoadedModel:
+    """Return ``loaded`` with its model on ``device`` (in a worker)."""
+    from dataclasses import replace
+
+    from napari_nuclei_unet.core.device import resolve_device
+
+    return replace(loaded, model=loaded.model.to(resolve_device(device)))
+
+
+def _list_devices() -> list[tuple[str, str]]:
+    from napari_nuclei_unet.core.device import available_devices
+
+    return available_devices()
+
+
+def _checkpoint_error(exc: BaseException) -> str | None:
+    if type(exc).__name__ == "CheckpointError":
+        return f"This file is not a usable nuclei-unet checkpoint: {exc}"
+    return None
+
+
+def model_device(loaded: LoadedModel) -> str:
+    """Return the device the model's weights are on (e.g. ``"cpu"``, ``"cuda:0"``)."""
+    try:
+        return str(next(loaded.model.parameters()).device)
+    except (StopIteration, AttributeError):
+        return "unknown"
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+    if value is None:
+        return "—"
+    return str(value)
+
+
+def flatten_metrics(metadata: dict) -> list[tuple[str, str]]:
+    """The metrics recorded in a checkpoint, as ``(name, value)`` rows for display.
+
+    Reads ``metadata["metrics"]`` (written by training: epoch, losses, validation
+    IoU, ...) and an optional ``metadata["evaluation"]`` summary; nested dicts
+    (e.g. per-modality IoU) become ``"validation IoU · fluorescence"`` rows.
+
+    Parameters
+    ----------
+    metadata : dict
+        The checkpoint's JSON sidecar.
+
+    Returns
+    -------
+    list of (str, str)
+    """
+    rows: list[tuple[str, str]] = []
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, sub in value.items():
+                name = METRIC_NAMES.get(str(key), str(key).replace("_", " "))
+                walk(f"{prefix} · {name}" if prefix else name, sub)
+        elif isinstance(value, (int, float, str)) or value is None:
+            rows.append((prefix, _format(value)))
+
+    for section in ("metrics", "evaluation"):
+        if isinstance(metadata.get(section), dict):
+            walk("", metadata[section])
+    return rows
+
+
+def describe_training(metadata: dict) -> str:
+    """One line about when and on what the model was trained."""
+    parts = []
+    created = str(metadata.get("created", ""))[:10]
+    if created:
+        parts.append(f"trained {created}")
+    history = metadata.get("history") or []
+    if history:
+        parts.append(f"{len(history)} epochs")
+    data = metadata.get("training_data") or {}
+    if data.get("n_train") is not None:
+        text = f"{data['n_train']} training / {data.get('n_val', 0)} validation images"
+        modalities = data.get("train_modalities") or {}
+        if modalities:
+            text += " (" + ", ".join(f"{k} {v}" for k, v in modalities.items()) + ")"
+        parts.append(text)
+    if metadata.get("device"):
+        parts.append(f"on {metadata['device']}")
+    return " · ".join(parts) or "no training record"
+
+
+def _table(headers: tuple[str, str]) -> QTableWidget:
+    table = QTableWidget(0, 2)
+    table.setHorizontalHeaderLabels(headers)
+    table.verticalHeader().setVisible(False)
+    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+    table.setAlternatingRowColors(True)
+    header = table.horizontalHeader()
+    header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+    header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+    return table
+
+
+def _fill(table: QTableWidget, rows: list[tuple[str, str]]) -> None:
+    table.setRowCount(len(rows))
+    for i, (name, value) in enumerate(rows):
+        table.setItem(i, 0, QTableWidgetItem(name))
+        item = QTableWidgetItem(value)
+        item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        table.setItem(i, 1, item)
+
+
+class ModelWidget(QWidget):
+    """The "Model" dock: choose the model used for prediction and inspect it.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+        The viewer this dock belongs to (shares its :class:`Session`).
+    """
+
+    def __init__(self, napari_viewer: napari.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.session = session_for(napari_viewer)
+        self._build()
+        self.session.model_changed.connect(self._show_model)
+        self._show_model()
+        # listing devices imports torch: do it in the background
+        self.session.jobs.start(
+            "list devices", _list_devices, on_returned=self._set_devices,
+            action="Listing the compute devices", refuse=False,
+        )
+
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        buttons = QHBoxLayout()
+        self.default_button = QPushButton("Default model")
+        self.default_button.setToolTip("The model shipped with napari-nuclei-unet")
+        self.default_button.clicked.connect(lambda: self.load("default"))
+        self.file_button = QPushButton("Checkpoint…")
+        self.file_button.setToolTip(
+            "A .safetensors checkpoint (with its .json) written by training"
+        )
+        self.file_button.clicked.connect(self._choose_file)
+        buttons.addWidget(self.default_button)
+        buttons.addWidget(self.file_button)
+        layout.addLayout(buttons)
+
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        self.device_combo = QComboBox()
+        self.device_combo.addItem("Automatic (best available)", AUTO_DEVICE)
+        self.device_combo.setToolTip("Where the model runs; only devices found on this computer")
+        self.device_combo.activated.connect(self._device_chosen)
+        form.addRow("Run on", self.device_combo)
+        self.name_label = QLabel("no model loaded")
+        self.name_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.name_label.setWordWrap(True)
+        form.addRow("Model", self.name_label)
+        self.device_label = QLabel("—")
+        form.addRow("Runs on", self.device_label)
+        self.training_label = QLabel("—")
+        self.training_label.setWordWrap(True)
+        form.addRow("Training", self.training_label)
+        layout.addLayout(form)
+
+        self.tabs = QTabWidget()
+        self.metrics_table = _table(("Metric", "Value"))
+        self.config_table = _table(("Setting", "Value"))
+        self.tabs.addTab(self.metrics_table, "Metrics")
+        self.tabs.addTab(self.config_table, "Configuration")
+        layout.addWidget(self.tabs, 1)
+
+    # ------------------------------------------------------------ public API
+    def load(self, path: str | Path = "default") -> WorkerBase | None:
+        """Load a checkpoint in the background and make it the session's model.
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+            ``"default"`` for the shipped model, or a ``.safetensors`` checkpoint.
+
+        Returns
+        -------
+        WorkerBase or None
+            The loading worker (None when a load is already running).
+        """
+        name = "the default model" if str(path) == "default" else Path(path).name
+        worker = self.session.jobs.start(
+            "load model",
+            _load,
+            str(path),
+            self.device(),
+            on_returned=self.session.set_model,
+            on_finished=self._loading_finished,
+            action=f"Loading {name}",
+            error_message=_checkpoint_error,
+        )
+        if worker is not None:
+            self.name_label.setText(f"loading {name} …")
+            self.default_button.setEnabled(False)
+            self.file_button.setEnabled(False)
+        return worker
+
+    def device(self) -> str:
+        """The device chosen in the "Run on" combo (``"auto"``, ``"cpu"``, ``"cuda:0"``...)."""
+        return self.device_combo.currentData() or AUTO_DEVICE
+
+    def config_rows(self) -> list[tuple[str, str]]:
+        """The configuration table's rows, ``(setting, value)``."""
+        return self._rows(self.config_table)
+
+    def metric_rows(self) -> list[tuple[str, str]]:
+        """The metrics table's rows, ``(metric, value)``."""
+        return self._rows(self.metrics_table)
+
+    # ------------------------------------------------------------- handlers
+    @staticmethod
+    def _rows(table: QTableWidget) -> list[tuple[str, str]]:
+        return [
+            (table.item(r, 0).text(), table.item(r, 1).text()) for r in range(table.rowCount())
+        ]
+
+    def _choose_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self,
+            "Choose a nuclei-unet checkpoint",
+            "",
+            "nuclei-unet checkpoints (*.safetensors);;All files (*)",
+        )
+        if path:
+            self.load(path)
+
+    def _loading_finished(self) -> None:
+        self.default_button.setEnabled(True)
+        self.file_button.setEnabled(True)
+        self._show_model()  # also restores the label after an error
+
+    def _set_devices(self, devices: list[tuple[str, str]]) -> None:
+        current = self.device()
+        self.device_combo.clear()
+        self.device_combo.addItem("Automatic (best available)", AUTO_DEVICE)
+        for device_id, label in devices:
+            self.device_combo.addItem(label, device_id)
+        index = self.device_combo.findData(current)
+        self.device_combo.setCurrentIndex(max(index, 0))
+
+    def _device_chosen(self, _index: int) -> None:
+        loaded = self.session.model
+        if loaded is None or getattr(loaded, "model", None) is None:
+            return
+        self.session.jobs.start(
+            "load model", _move, loaded, self.device(),
+            on_returned=self.session.set_model, action="Moving the model",
+        )
+
+    def _show_model(self) -> None:
+        loaded = self.session.model
+        if loaded is None:
+            self.name_label.setText("no model loaded: press Default model or Checkpoint…")
+            self.device_label.setText("—")
+            self.training_label.setText("—")
+            _fill(self.metrics_table, [])
+            _fill(self.config_table, [])
+            return
+        path = getattr(loaded, "path", None)
+        self.name_label.setText(Path(path).name if path else "model (not saved)")
+        self.name_label.setToolTip(str(path or ""))
+        n_params = sum(p.numel() for p in loaded.model.parameters())
+        self.device_label.setText(f"{model_device(loaded)} · {n_params / 1e6:.2f} M parameters")
+        metadata = getattr(loaded, "metadata", {}) or {}
+        self.training_label.setText(describe_training(metadata))
+        _fill(self.metrics_table, flatten_metrics(metadata))
+        config = loaded.config.to_dict() if hasattr(loaded.config, "to_dict") else {}
+        _fill(self.config_table, [(k.replace("_", " "), _format(v)) for k, v in config.items()])

@@ -1,0 +1,88 @@
+"""The Model dock: load a checkpoint in the background, show its config and metrics."""
+
+from __future__ import annotations
+
+import pytest
+
+from _widget_helpers import capture_notifications, wait_worker
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path):
+    from napari_nuclei_unet.core.checkpoint import save_checkpoint
+    from napari_nuclei_unet.core.config import TrainConfig
+    from napari_nuclei_unet.core.model import UNet
+
+    config = TrainConfig(base_width=4, depth=2, crop_size=32, epochs=3)
+    model = UNet(3, base_width=4, depth=2)
+    metadata = {
+        "metrics": {"epoch": 3, "val_iou": 0.8125, "val_loss": 0.31,
+                    "val_iou_by_modality": {"fluorescence": 0.9, "histology": 0.7}},
+        "training_data": {"n_train": 10, "n_val": 2, "train_modalities": {"fluorescence": 10}},
+        "created": "2026-11-25T12:00:00+00:00",
+    }
+    return save_checkpoint(tmp_path / "run" / "best.safetensors", model, config, metadata)
+
+
+@pytest.fixture
+def model_widget(make_napari_viewer, qtbot):
+    from napari_nuclei_unet.widgets.model_widget import ModelWidget
+
+    viewer = make_napari_viewer()
+    widget = ModelWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Model")
+    yield viewer, widget
+    wait_worker(qtbot, widget.session.jobs.running("list devices"))
+
+
+def test_loads_checkpoint_and_shows_config(model_widget, qtbot, tiny_checkpoint):
+    from napari_nuclei_unet.widgets._session import session_for
+
+    viewer, widget = model_widget
+    session = session_for(viewer)
+    with qtbot.waitSignal(session.model_changed, timeout=60_000):
+        worker = widget.load(tiny_checkpoint)
+    wait_worker(qtbot, worker)
+    assert session.model is not None and session.model.path == tiny_checkpoint
+    config = dict(widget.config_rows())
+    assert config["base width"] == "4" and config["depth"] == "2"
+    metrics = dict(widget.metric_rows())
+    assert metrics["validation IoU"] == "0.8125"
+    assert metrics["val iou by modality · fluorescence"] == "0.9"
+    assert "cpu" in widget.device_label.text()
+    assert "10 training" in widget.training_label.text()
+    assert widget.name_label.text() == "best.safetensors"
+
+
+def test_devices_listed_are_real(model_widget, qtbot):
+    _viewer, widget = model_widget
+    wait_worker(qtbot, widget.session.jobs.running("list devices"))
+    qtbot.waitUntil(lambda: widget.device_combo.count() >= 2, timeout=60_000)
+    devices = [widget.device_combo.itemData(i) for i in range(widget.device_combo.count())]
+    assert devices[0] == "auto" and devices[-1] == "cpu"
+
+
+def test_bad_file_gives_plain_notification(model_widget, qtbot, tmp_path):
+    _viewer, widget = model_widget
+    bogus = tmp_path / "holiday.safetensors"
+    bogus.write_bytes(b"not a checkpoint at all")
+    pickle = tmp_path / "model.pth"
+    pickle.write_bytes(b"\x80\x04")
+    with capture_notifications() as notes:
+        wait_worker(qtbot, widget.load(bogus))
+        wait_worker(qtbot, widget.load(pickle))
+    errors = notes.texts("error")
+    assert len(errors) == 2, notes.messages
+    assert all(e.startswith("This file is not a usable nuclei-unet checkpoint") for e in errors)
+    assert widget.session.model is None
+    assert widget.default_button.isEnabled()
+
+
+def test_follows_model_set_by_another_dock(model_widget, qtbot, tiny_checkpoint):
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+
+    _viewer, widget = model_widget
+    widget.session.set_model(load_checkpoint(tiny_checkpoint))
+    assert dict(widget.config_rows())["crop size"] == "32"
