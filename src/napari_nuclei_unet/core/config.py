@@ -1,0 +1,193 @@
+"""Training hyperparameters: one dataclass, saved beside every checkpoint.
+
+This module never imports torch, so it can be used by the reader, the widgets'
+forms and checkpoint metadata reading without paying for a torch import.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from typing import Any
+
+SCHEDULES = ("cosine", "constant")
+
+
+class ConfigError(ValueError):
+    """A training configuration has an unknown key or an invalid value."""
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters of one training run.
+
+    The whole object is stored (as JSON) with every checkpoint, so a model can be
+    rebuilt and a run resumed from the checkpoint alone.
+
+    Attributes
+    ----------
+    base_width : int
+        Channels of the first U-Net level; doubled at every level down.
+    depth : int
+        Number of down-sampling steps (the input is padded to a multiple of ``2**depth``).
+    in_channels : int
+        Channels of the network input (3: RGB after :func:`normalize_image`).
+    crop_size : int
+        Side of the square random crops taken at native resolution for training.
+    batch_size : int
+        Crops per optimisation step.
+    epochs : int
+        Maximum number of epochs.
+    steps_per_epoch : int or None
+        Optimisation steps per epoch. ``None`` means one pass over the training
+        images (``ceil(n_train / batch_size)`` steps); a fixed number makes small and
+        huge datasets behave alike (an epoch is then that many random crops batches).
+    learning_rate : float
+        Peak learning rate of AdamW.
+    schedule : str
+        ``"cosine"`` (linear warm-up then cosine decay to ``min_lr_fraction``) or
+        ``"constant"`` (linear warm-up then constant).
+    warmup_fraction : float
+        Fraction of all steps spent warming the learning rate up linearly from ~0.
+    min_lr_fraction : float
+        Final learning rate of the cosine schedule, as a fraction of the peak.
+    weight_decay : float
+        AdamW decoupled weight decay.
+    val_fraction : float
+        Fraction of the samples held out for validation (per modality), when no
+        explicit validation samples are given.
+    seed : int
+        Seed of the split, the weights initialisation, the crops and the augmentations.
+    augment_flips, augment_rot90 : bool
+        Random horizontal/vertical flips and 90-degree rotations.
+    augment_intensity : bool
+        Mild brightness/contrast/gamma/colour jitter.
+    augment_invert : bool
+        Randomly invert images (bright-background brightfield then looks like
+        dark-background fluorescence) and randomly convert to grey.
+    augment_scale : float
+        Random scale jitter: crops are resized by a factor in ``[1/(1+s), 1+s]``
+        (0 disables it).
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
+    amp : bool
+        Mixed precision on CUDA (bf16 where supported, else fp16 with a GradScaler).
+        Ignored on CPU and MPS.
+    early_stopping_patience : int or None
+        Stop after this many epochs without a better validation IoU (``None``: never).
+    num_threads : int or None
+        CPU threads for torch (``None``: the number of physical cores).
+    val_every : int
+        Validate every this many epochs (the last epoch is always validated).
+    """
+
+    base_width: int = 16
+    depth: int = 4
+    in_channels: int = 3
+    crop_size: int = 256
+    batch_size: int = 8
+    epochs: int = 40
+    steps_per_epoch: int | None = 50
+    learning_rate: float = 2e-3
+    schedule: str = "cosine"
+    warmup_fraction: float = 0.03
+    min_lr_fraction: float = 0.02
+    weight_decay: float = 1e-4
+    val_fraction: float = 0.1
+    seed: int = 0
+    augment_flips: bool = True
+    augment_rot90: bool = True
+    augment_intensity: bool = True
+    augment_invert: bool = True
+    augment_scale: float = 0.25
+    device: str = "auto"
+    amp: bool = True
+    early_stopping_patience: int | None = None
+    num_threads: int | None = None
+    val_every: int = 1
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Check the values; raise :class:`ConfigError` naming the bad field.
+
+        Raises
+        ------
+        ConfigError
+            When a value is out of range.
+        """
+        positive = ("base_width", "depth", "in_channels", "crop_size", "batch_size", "epochs",
+                    "val_every")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"TrainConfig.{name} must be a positive integer, got {value!r}.")
+        for name in ("steps_per_epoch", "early_stopping_patience", "num_threads"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigError(
+                    f"TrainConfig.{name} must be None or a positive integer, got {value!r}."
+                )
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(
+                f"TrainConfig.schedule must be one of {SCHEDULES}, got {self.schedule!r}."
+            )
+        if not self.learning_rate > 0:
+            raise ConfigError(f"TrainConfig.learning_rate must be > 0, got {self.learning_rate}.")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(
+                f"TrainConfig.val_fraction must be in [0, 1), got {self.val_fraction}."
+            )
+        if not 0.0 <= self.warmup_fraction < 1.0:
+            raise ConfigError(
+                f"TrainConfig.warmup_fraction must be in [0, 1), got {self.warmup_fraction}."
+            )
+        if self.weight_decay < 0 or self.augment_scale < 0 or self.min_lr_fraction < 0:
+            raise ConfigError(
+                "TrainConfig weight_decay, augment_scale and min_lr_fraction must be >= 0."
+            )
+        multiple = 2**self.depth
+        if self.crop_size % multiple:
+            raise ConfigError(
+                f"TrainConfig.crop_size ({self.crop_size}) must be a multiple of "
+                f"2**depth = {multiple}; try "
+                f"{self.crop_size - self.crop_size % multiple or multiple}."
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the configuration as a JSON-serialisable dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Build a configuration from a dict made by :meth:`to_dict`.
+
+        Missing keys take their defaults (so older checkpoints still load).
+
+        Parameters
+        ----------
+        data : dict
+            Field names to values.
+
+        Returns
+        -------
+        TrainConfig
+
+        Raises
+        ------
+        ConfigError
+            When ``data`` has keys that are not fields of :class:`TrainConfig`.
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(
+                f"Unknown TrainConfig key(s) {unknown}; known keys are {sorted(known)}. "
+                "The checkpoint may come from a newer version of napari-nuclei-unet."
+            )
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """Return a copy with some fields changed."""
+        return dataclasses.replace(self, **changes)

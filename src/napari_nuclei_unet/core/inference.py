@@ -1,0 +1,232 @@
+"""Prediction at native resolution: overlapping tiles blended without seams.
+
+The model is run as a fused, channels-last, eval-mode copy
+(:meth:`UNet.fuse_for_inference`) under :func:`torch.inference_mode`. The fused copy is
+cached per model and rebuilt automatically when the model's weights change (e.g.
+between validation rounds of a training run).
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from collections.abc import Callable, Generator, Sequence
+
+import numpy as np
+import torch
+
+from .device import amp_dtype
+from .normalize import normalize_image
+from .progress import Progress, stop_requested
+
+DEFAULT_TILE_SIZE = 512
+DEFAULT_OVERLAP = 64
+
+_FUSED_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _weights_version(model: torch.nn.Module) -> tuple:
+    """Cheap fingerprint that changes whenever a parameter or buffer is modified."""
+    return tuple(t._version for t in (*model.parameters(), *model.buffers())) + tuple(
+        t.data_ptr() for t in model.parameters()
+    )
+
+
+def inference_model(model: torch.nn.Module, device: torch.device | None = None) -> torch.nn.Module:
+    """Return the fused eval copy of ``model`` on ``device``, cached.
+
+    Parameters
+    ----------
+    model : UNet
+        A training-mode or eval-mode model, or an already fused one (returned as is,
+        moved to ``device``).
+    device : torch.device, optional
+        Defaults to the device of the model's parameters.
+
+    Returns
+    -------
+    torch.nn.Module
+        A model in eval mode, BatchNorm folded, channels-last weights.
+    """
+    if device is None:
+        device = next(model.parameters()).device
+    if getattr(model, "is_fused", False) or not hasattr(model, "fuse_for_inference"):
+        return model.to(device).eval()
+    key = (_weights_version(model), str(device))
+    cached = _FUSED_CACHE.get(model)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    fused = model.fuse_for_inference(channels_last=True).to(device)
+    _FUSED_CACHE[model] = (key, fused)
+    return fused
+
+
+def _ramp(length: int, overlap: int, at_start: bool, at_end: bool) -> np.ndarray:
+    """1-D blending weights: a linear ramp over ``overlap`` pixels at inner tile edges."""
+    weights = np.ones(length, dtype=np.float32)
+    ramp_length = min(overlap, length // 2)
+    if ramp_length > 0:
+        ramp = (np.arange(ramp_length, dtype=np.float32) + 0.5) / ramp_length
+        if not at_start:
+            weights[:ramp_length] = ramp
+        if not at_end:
+            weights[length - ramp_length :] = ramp[::-1]
+    return weights
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of size ``tile`` covering ``length`` with >= ``overlap`` overlap.
+
+    Tiles are spread evenly (the last one ends exactly at ``length``).
+    """
+    if length <= tile:
+        return [0]
+    count = math.ceil((length - overlap) / (tile - overlap))
+    count = max(count, 2)
+    last = length - tile
+    return [round(i * last / (count - 1)) for i in range(count)]
+
+
+def predict_probability(
+    model: torch.nn.Module,
+    image: np.ndarray,
+    *,
+    device: torch.device | str | None = None,
+    tile_size: int = DEFAULT_TILE_SIZE,
+    overlap: int = DEFAULT_OVERLAP,
+    batch_size: int = 4,
+) -> np.ndarray:
+    """Predict the foreground probability of an image of any size.
+
+    Images that fit in one tile go through the network in one pass. Larger images
+    are cut into overlapping tiles whose predictions are blended with linear-ramp
+    weights over the overlaps, so no seams appear.
+
+    Parameters
+    ----------
+    model : UNet
+        Model (any mode; a cached fused eval copy is used).
+    image : numpy.ndarray
+        ``(H, W)`` grey, ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA image (raw values; it is
+        normalised with :func:`~napari_nuclei_unet.core.normalize.normalize_image`).
+    device : torch.device or str, optional
+        Where to compute; defaults to the model's device.
+    tile_size : int, default 512
+        Largest tile side. Rounded up to a multiple of ``2**depth``.
+    overlap : int, default 64
+        Minimum overlap of neighbouring tiles, in pixels.
+    batch_size : int, default 4
+        Tiles per forward pass.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W)`` float32 probabilities in [0, 1].
+    """
+    if device is not None and not isinstance(device, torch.device):
+        from .device import resolve_device
+
+        device = resolve_device(device)
+    net = inference_model(model, device)
+    device = next(net.parameters()).device
+    x = torch.from_numpy(normalize_image(image))
+    height, width = x.shape[-2:]
+    multiple = getattr(net, "multiple", 1)
+    tile = max(multiple, int(math.ceil(tile_size / multiple) * multiple))
+    overlap = max(0, min(int(overlap), tile // 2))
+    dtype = amp_dtype(device)
+
+    def run(batch: torch.Tensor) -> torch.Tensor:
+        batch = batch.to(device).contiguous(memory_format=torch.channels_last)
+        if dtype is not None:
+            with torch.autocast(device.type, dtype=dtype):
+                logits = net(batch)
+        else:
+            logits = net(batch)
+        return torch.sigmoid(logits.float())[:, 0].cpu()
+
+    with torch.inference_mode():
+        if height <= tile and width <= tile:
+            return run(x[None])[0].numpy().astype(np.float32, copy=False)
+        tile_h, tile_w = min(tile, height), min(tile, width)
+        ys = tile_starts(height, tile_h, overlap)
+        xs = tile_starts(width, tile_w, overlap)
+        total = np.zeros((height, width), dtype=np.float32)
+        weight_sum = np.zeros((height, width), dtype=np.float32)
+        boxes = [(y, x0) for y in ys for x0 in xs]
+        for first in range(0, len(boxes), batch_size):
+            chunk = boxes[first : first + batch_size]
+            batch = torch.stack([x[:, y : y + tile_h, x0 : x0 + tile_w] for y, x0 in chunk])
+            probs = run(batch).numpy()
+            for (y, x0), prob in zip(chunk, probs, strict=True):
+                wy = _ramp(tile_h, overlap, y == 0, y + tile_h >= height)
+                wx = _ramp(tile_w, overlap, x0 == 0, x0 + tile_w >= width)
+                weight = wy[:, None] * wx[None, :]
+                total[y : y + tile_h, x0 : x0 + tile_w] += prob * weight
+                weight_sum[y : y + tile_h, x0 : x0 + tile_w] += weight
+        return np.clip(total / weight_sum, 0.0, 1.0).astype(np.float32, copy=False)
+
+
+def probability_to_mask(prob: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Threshold a probability map.
+
+    Parameters
+    ----------
+    prob : numpy.ndarray
+        Probabilities in [0, 1].
+    threshold : float, default 0.5
+        Pixels with ``prob > threshold`` are foreground.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean mask of the same shape.
+    """
+    return np.asarray(prob) > threshold
+
+
+def predict_samples(
+    model: torch.nn.Module,
+    samples: Sequence,
+    *,
+    device: torch.device | str | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    tile_size: int = DEFAULT_TILE_SIZE,
+    overlap: int = DEFAULT_OVERLAP,
+) -> Generator[Progress, None, dict[str, np.ndarray]]:
+    """Predict many samples, yielding progress.
+
+    Parameters
+    ----------
+    model : UNet
+        The model.
+    samples : sequence of Sample
+        Objects with ``id`` and ``image``.
+    device : torch.device or str, optional
+        Where to compute; defaults to the model's device.
+    should_stop : callable, optional
+        Checked before each image; when it returns True the job stops and returns the
+        maps predicted so far.
+    tile_size, overlap : int
+        See :func:`predict_probability`.
+
+    Yields
+    ------
+    Progress
+        ``Progress("predict", done, total, sample_id)`` after each image.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        Sample id to ``(H, W)`` float32 probability map.
+    """
+    results: dict[str, np.ndarray] = {}
+    total = len(samples)
+    for done, sample in enumerate(samples, start=1):
+        if stop_requested(should_stop):
+            break
+        results[sample.id] = predict_probability(
+            model, sample.image, device=device, tile_size=tile_size, overlap=overlap
+        )
+        yield Progress("predict", done, total, sample.id)
+    return results

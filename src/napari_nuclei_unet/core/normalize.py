@@ -1,0 +1,135 @@
+"""Per-image normalisation, shared by training and prediction.
+
+Every image, whatever its modality, is mapped the same way:
+
+1. converted to 3 channels (grey is repeated, alpha is dropped);
+2. scaled so that its 1st percentile maps to 0 and its 99.8th percentile to 1
+   (one pair of percentiles for all channels, so colours keep their balance);
+3. inverted (``1 - x``) when the background is bright, i.e. when the median of the
+   scaled grey image is above 0.5. Bright-background brightfield and H&E images then
+   look like dark-background fluorescence, which is most of the DSB2018 data.
+
+The mapping is affine per image, so training can store the two numbers of
+:func:`normalization_params` per image and normalise random crops of the raw
+``uint8`` image exactly as :func:`normalize_image` would normalise the whole image.
+This module needs numpy only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+LOW_PERCENTILE = 1.0
+HIGH_PERCENTILE = 99.8
+_MAX_STAT_PIXELS = 1 << 17  # percentiles are estimated on at most ~131k pixels
+
+
+@dataclass(frozen=True)
+class NormalizationParams:
+    """Affine map ``x * scale + offset`` from raw to normalised intensities.
+
+    Attributes
+    ----------
+    scale : float
+        Multiplier (negative when the image is inverted).
+    offset : float
+        Added after scaling.
+    inverted : bool
+        Whether the image was found to have a bright background and was inverted.
+    """
+
+    scale: float
+    offset: float
+    inverted: bool
+
+
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """Return an ``(H, W, 3)`` view or copy of a grey, grey+alpha, RGB or RGBA image.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        ``(H, W)``, ``(H, W, 1)``, ``(H, W, 2)`` (grey + alpha), ``(H, W, 3)`` or
+        ``(H, W, 4)`` (alpha is dropped) array of any real dtype.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W, 3)`` array of the input dtype.
+
+    Raises
+    ------
+    ValueError
+        When the shape is not one of the above.
+    """
+    image = np.asarray(image)
+    if image.ndim == 2:
+        return np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim == 3 and image.shape[2] in (1, 2):
+        return np.repeat(image[:, :, :1], 3, axis=2)
+    if image.ndim == 3 and image.shape[2] in (3, 4):
+        return image[:, :, :3]
+    raise ValueError(
+        f"Expected an image of shape (H, W), (H, W, 1..4) (grey, grey+alpha, RGB, RGBA); "
+        f"got shape {image.shape}."
+    )
+
+
+def normalization_params(image: np.ndarray) -> NormalizationParams:
+    """Compute the per-image affine normalisation of :func:`normalize_image`.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        Any image accepted by :func:`as_rgb`.
+
+    Returns
+    -------
+    NormalizationParams
+        The map to apply to the raw values (all channels alike).
+    """
+    rgb = as_rgb(image)
+    h, w = rgb.shape[:2]
+    step = max(1, int(np.ceil(np.sqrt(h * w / _MAX_STAT_PIXELS))))
+    sub = rgb[::step, ::step].astype(np.float32, copy=False)
+    low, high = np.percentile(sub, [LOW_PERCENTILE, HIGH_PERCENTILE])
+    if high - low < 1e-6:
+        # Flat image: nothing to stretch; centre it so it becomes all zeros.
+        high = low + 1.0
+    scale = 1.0 / float(high - low)
+    offset = -float(low) * scale
+    grey_median = float(np.median(sub.mean(axis=2))) * scale + offset
+    inverted = grey_median > 0.5
+    if inverted:
+        scale, offset = -scale, 1.0 - offset
+    return NormalizationParams(scale=scale, offset=offset, inverted=inverted)
+
+
+def normalize_image(image: np.ndarray, params: NormalizationParams | None = None) -> np.ndarray:
+    """Normalise an image for the network.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        ``(H, W)`` grey, ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA image of any real dtype
+        (``uint8`` for DSB2018).
+    params : NormalizationParams, optional
+        Precomputed parameters (from :func:`normalization_params` of the same, or of a
+        larger, image); computed from ``image`` when omitted.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(3, H, W)`` float32, background near 0 and nuclei near 1 (values may leave
+        [0, 1] slightly for the brightest/darkest 0.2 %/1 % of pixels).
+    """
+    rgb = as_rgb(image)
+    if params is None:
+        params = normalization_params(rgb)
+    out = np.empty((3, *rgb.shape[:2]), dtype=np.float32)
+    for c in range(3):
+        np.multiply(rgb[:, :, c], np.float32(params.scale), out=out[c], casting="unsafe")
+        out[c] += np.float32(params.offset)
+    return out

@@ -1,0 +1,592 @@
+"""Training loop: a generator yielding typed progress updates, returning a TrainResult.
+
+Usage (headless)::
+
+    from napari_nuclei_unet.core.config import TrainConfig
+    from napari_nuclei_unet.core.progress import drive
+    from napari_nuclei_unet.core.training import train
+
+    result = drive(train(TrainConfig(epochs=40), samples, out_dir="runs/a"), print)
+    result.best_checkpoint  # runs/a/best.safetensors
+
+The napari dock runs the same generator in a ``thread_worker`` and reacts to the
+:class:`TrainStep` / :class:`EpochEnd` updates on the main thread.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import time
+from collections import Counter
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .augment import AugmentSettings, CropSampler
+from .checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_state_strict,
+    load_train_state,
+    save_checkpoint,
+)
+from .config import TrainConfig
+from .device import amp_dtype, configure_cpu_threads, resolve_device
+from .inference import predict_probability
+from .losses import DiceBCELoss
+from .model import UNet
+from .progress import stop_requested
+
+BEST_NAME = "best.safetensors"
+LAST_NAME = "last.safetensors"
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on; the message says why and what to change."""
+
+
+class NonFiniteLossError(TrainingError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class TrainStep:
+    """Progress after one optimisation step.
+
+    Attributes
+    ----------
+    epoch, epochs : int
+        Current epoch (1-based) and the planned number of epochs.
+    step, steps : int
+        Step within the epoch (1-based) and steps per epoch.
+    loss : float
+        Training loss of this batch.
+    images_per_s : float
+        Recent training throughput (crops per second, smoothed).
+    eta_s : float
+        Estimated seconds until the planned end (training and validation).
+    """
+
+    epoch: int
+    epochs: int
+    step: int
+    steps: int
+    loss: float
+    images_per_s: float
+    eta_s: float
+
+
+@dataclass(frozen=True)
+class EpochEnd:
+    """Summary after an epoch.
+
+    Attributes
+    ----------
+    epoch, epochs : int
+        Epoch just finished (1-based) and the planned number of epochs.
+    train_loss : float
+        Mean training loss over the epoch.
+    val_loss, val_iou : float or None
+        Validation loss and mean per-image foreground IoU at threshold 0.5 (None when
+        this epoch was not validated or there is no validation set).
+    best_val_iou : float or None
+        Best validation IoU so far.
+    is_best : bool
+        Whether this epoch's model was saved as the best checkpoint.
+    checkpoint : pathlib.Path
+        The last checkpoint, written at the end of this epoch.
+    eta_s : float
+        Estimated seconds left.
+    elapsed_s : float
+        Seconds since this call to :func:`train` started.
+    """
+
+    epoch: int
+    epochs: int
+    train_loss: float
+    val_loss: float | None
+    val_iou: float | None
+    best_val_iou: float | None
+    is_best: bool
+    checkpoint: Path
+    eta_s: float
+    elapsed_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict (the checkpoint path as a string)."""
+        return {
+            "epoch": self.epoch, "epochs": self.epochs, "train_loss": self.train_loss,
+            "val_loss": self.val_loss, "val_iou": self.val_iou,
+            "best_val_iou": self.best_val_iou, "is_best": self.is_best,
+            "checkpoint": str(self.checkpoint), "eta_s": self.eta_s, "elapsed_s": self.elapsed_s,
+        }
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Outcome of :func:`train`.
+
+    Attributes
+    ----------
+    best_checkpoint : pathlib.Path
+        Checkpoint with the best validation IoU (the last model when nothing was
+        validated yet).
+    last_checkpoint : pathlib.Path
+        Checkpoint of the final weights, with resume state.
+    history : list of EpochEnd
+        One entry per finished epoch (including those of a resumed run).
+    stopped_early : bool
+        Early stopping ended the run.
+    cancelled : bool
+        ``should_stop`` (or closing the generator) ended the run.
+    val_ids : tuple of str
+        Ids of the validation samples.
+    """
+
+    best_checkpoint: Path
+    last_checkpoint: Path
+    history: list[EpochEnd] = field(default_factory=list)
+    stopped_early: bool = False
+    cancelled: bool = False
+    val_ids: tuple[str, ...] = ()
+
+
+def split_train_val(
+    samples: Sequence[Any], val_fraction: float, seed: int
+) -> tuple[list[Any], list[Any]]:
+    """Seeded train/validation split, stratified by modality.
+
+    Within each modality, ``round(n * val_fraction)`` samples (at least one when the
+    modality has two or more samples and ``val_fraction > 0``) go to validation.
+    The split depends only on the sample ids, modalities and ``seed``, not on the
+    order of ``samples``.
+
+    Parameters
+    ----------
+    samples : sequence of Sample
+        Objects with ``id`` and ``modality``.
+    val_fraction : float
+        Fraction in [0, 1).
+    seed : int
+        Seed of the split.
+
+    Returns
+    -------
+    (list, list)
+        Training and validation samples, each in the input order.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}.")
+    by_modality: dict[str, list[str]] = {}
+    for sample in samples:
+        by_modality.setdefault(str(getattr(sample, "modality", "")), []).append(sample.id)
+    val_ids: set[str] = set()
+    for modality in sorted(by_modality):
+        ids = sorted(by_modality[modality])
+        n_val = round(len(ids) * val_fraction)
+        if val_fraction > 0 and len(ids) >= 2:
+            n_val = max(1, n_val)
+        rng = np.random.default_rng([seed, _stable_hash(modality)])
+        val_ids.update(ids[i] for i in rng.permutation(len(ids))[:n_val])
+    train = [s for s in samples if s.id not in val_ids]
+    val = [s for s in samples if s.id in val_ids]
+    return train, val
+
+
+def _stable_hash(text: str) -> int:
+    return int.from_bytes(text.encode("utf-8")[:16].ljust(16, b"\0"), "little") % (2**63)
+
+
+def learning_rate_factor(step: int, total_steps: int, config: TrainConfig) -> float:
+    """Multiplier of the peak learning rate at a (0-based) global step.
+
+    Linear warm-up over ``warmup_fraction`` of the steps, then constant or cosine decay
+    to ``min_lr_fraction``.
+    """
+    warmup = int(round(config.warmup_fraction * total_steps))
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if config.schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+    floor = config.min_lr_fraction
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def foreground_iou(truth: np.ndarray, pred: np.ndarray) -> float:
+    """Foreground IoU of two boolean masks (1.0 when both are empty)."""
+    union = np.count_nonzero(truth | pred)
+    return 1.0 if union == 0 else np.count_nonzero(truth & pred) / union
+
+
+def _prob_loss(prob: np.ndarray, truth: np.ndarray) -> float:
+    """DiceBCE loss computed from probabilities (for validation)."""
+    p = np.clip(prob.astype(np.float64), 1e-6, 1 - 1e-6)
+    t = truth.astype(np.float64)
+    bce = -np.mean(t * np.log(p) + (1 - t) * np.log1p(-p))
+    dice = 1.0 - (2.0 * np.sum(p * t) + 1.0) / (np.sum(p) + np.sum(t) + 1.0)
+    return float(bce + dice)
+
+
+def validate(
+    model: torch.nn.Module, samples: Sequence[Any], device: torch.device
+) -> tuple[float, float]:
+    """Mean validation loss and mean per-image foreground IoU (threshold 0.5).
+
+    Whole images at native resolution go through :func:`predict_probability`, the
+    same path as prediction.
+    """
+    losses, ious = [], []
+    for sample in samples:
+        prob = predict_probability(model, sample.image, device=device)
+        truth = np.asarray(sample.labels) > 0
+        losses.append(_prob_loss(prob, truth))
+        ious.append(foreground_iou(truth, prob > 0.5))
+    return float(np.mean(losses)), float(np.mean(ious))
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    tensors = {}
+    for index, state in optimizer.state_dict()["state"].items():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{index}.{key}"] = value
+            else:
+                tensors[f"optimizer.{index}.{key}"] = torch.tensor(value)
+    return tensors
+
+
+def _restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
+    state_dict = optimizer.state_dict()
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, value in tensors.items():
+        if not name.startswith("optimizer."):
+            continue
+        _, index, key = name.split(".", 2)
+        state.setdefault(int(index), {})[key] = value
+    state_dict["state"] = state
+    optimizer.load_state_dict(state_dict)
+
+
+def _data_description(train_samples: Sequence[Any], val_samples: Sequence[Any]) -> dict:
+    def counts(samples: Sequence[Any]) -> dict[str, int]:
+        return dict(sorted(Counter(str(getattr(s, "modality", "")) for s in samples).items()))
+
+    return {
+        "n_train": len(train_samples),
+        "n_val": len(val_samples),
+        "train_modalities": counts(train_samples),
+        "val_modalities": counts(val_samples),
+        "train_pixels": int(sum(np.asarray(s.labels).size for s in train_samples)),
+        "val_ids": sorted(s.id for s in val_samples),
+    }
+
+
+def train(
+    config: TrainConfig,
+    samples: Sequence[Any],
+    *,
+    out_dir: str | os.PathLike,
+    resume_from: str | os.PathLike | None = None,
+    init_from: str | os.PathLike | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    val_samples: Sequence[Any] | None = None,
+) -> Generator[TrainStep | EpochEnd, None, TrainResult]:
+    """Train a U-Net on in-memory samples.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        Hyperparameters (saved with every checkpoint).
+    samples : sequence of Sample
+        Samples with ``id``, ``image`` ((H, W, 3) uint8), ``labels`` ((H, W) int) and
+        ``modality``; samples whose ``has_labels`` is False are skipped. When
+        ``val_samples`` is None they are split with :func:`split_train_val`.
+    out_dir : str or os.PathLike
+        Folder for ``best.safetensors`` / ``last.safetensors`` (+ ``.json`` sidecars).
+    resume_from : str or os.PathLike, optional
+        A ``last`` checkpoint of an earlier run: weights, optimizer, schedule, epoch,
+        RNG state and history are restored and training continues up to
+        ``config.epochs``. Architecture fields of ``config`` must match.
+    init_from : str or os.PathLike, optional
+        Checkpoint (or ``"default"``) whose weights initialise the model (fine-tuning);
+        optimizer and schedule start fresh.
+    should_stop : callable, optional
+        Checked before every step; when True, the last checkpoint is saved (the best
+        one is kept) and the run returns with ``cancelled=True``.
+    val_samples : sequence of Sample, optional
+        Explicit validation samples (then all ``samples`` are used for training).
+
+    Yields
+    ------
+    TrainStep or EpochEnd
+        After every optimisation step, and after every epoch.
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    TrainingError
+        No labelled samples, non-finite loss (:class:`NonFiniteLossError`), CUDA out of
+        memory, or a resume checkpoint that does not match ``config``.
+    """
+    started = time.perf_counter()
+    config.validate()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    best_path, last_path = out / BEST_NAME, out / LAST_NAME
+
+    labelled = [s for s in samples if getattr(s, "has_labels", True)]
+    if val_samples is None:
+        train_samples, val_list = split_train_val(labelled, config.val_fraction, config.seed)
+    else:
+        train_samples = labelled
+        val_list = [s for s in val_samples if getattr(s, "has_labels", True)]
+    if not train_samples:
+        raise TrainingError(
+            "No labelled training samples: load a dataset with masks, or lower val_fraction."
+        )
+
+    device = resolve_device(config.device)
+    if device.type == "cpu":
+        configure_cpu_threads(config.num_threads)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+
+    model = UNet(config.in_channels, config.base_width, config.depth)
+    if init_from is not None:
+        source = load_checkpoint(init_from, device="cpu")
+        if source.model.architecture() != model.architecture():
+            raise TrainingError(
+                f"init_from={init_from} is a {source.model.architecture()} model but the config "
+                f"asks for {model.architecture()}; set base_width/depth to match."
+            )
+        model.load_state_dict(source.model.state_dict())
+    model.to(device)
+    # channels_last speeds convolutions up on CUDA (tensor cores) and on CPU (oneDNN).
+    channels_last = device.type in ("cuda", "cpu")
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+
+    decay, no_decay = [], []
+    for param in model.parameters():
+        (decay if param.ndim > 1 else no_decay).append(param)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay},
+         {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.learning_rate,
+    )
+    dtype = amp_dtype(device) if config.amp else None
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    loss_fn = DiceBCELoss()
+
+    steps = config.steps_per_epoch or math.ceil(len(train_samples) / config.batch_size)
+    total_steps = steps * config.epochs
+    start_epoch, start_step, global_step = 1, 1, 0
+    best_iou: float | None = None
+    stale_epochs = 0
+    history: list[EpochEnd] = []
+
+    if resume_from is not None:
+        try:
+            weights, state, meta = load_train_state(resume_from)
+        except CheckpointError as exc:
+            raise TrainingError(f"Cannot resume: {exc}") from exc
+        saved = meta.get("architecture", {})
+        if (saved.get("base_width"), saved.get("depth"), saved.get("in_channels")) != (
+            config.base_width, config.depth, config.in_channels
+        ):
+            raise TrainingError(
+                f"Cannot resume from {resume_from}: it is a {saved} model but the config asks "
+                f"for base_width={config.base_width}, depth={config.depth}."
+            )
+        load_state_strict(model, {k: v.to(device) for k, v in weights.items()}, Path(resume_from))
+        _restore_optimizer(optimizer, state)
+        resume = meta["resume"]
+        rng.bit_generator.state = resume["numpy_rng"]
+        if "torch_rng" in state:
+            torch.set_rng_state(state["torch_rng"])
+        global_step = int(resume["global_step"])
+        best_iou = resume.get("best_val_iou")
+        stale_epochs = int(resume.get("stale_epochs", 0))
+        if resume.get("epoch_complete", True):
+            start_epoch, start_step = int(resume["epoch"]) + 1, 1
+        else:
+            start_epoch, start_step = int(resume["epoch"]), int(resume["step"]) + 1
+        if scaler is not None and resume.get("grad_scaler"):
+            scaler.load_state_dict(resume["grad_scaler"])
+        for item in meta.get("history", []):
+            history.append(EpochEnd(**{**item, "checkpoint": Path(item["checkpoint"])}))
+
+    sampler = CropSampler(
+        train_samples, config.crop_size, AugmentSettings.from_config(config), device=device
+    )
+    data = _data_description(train_samples, val_list)
+    val_ids = tuple(data["val_ids"])
+
+    def metadata(metrics: dict) -> dict:
+        return {
+            "metrics": metrics,
+            "training_data": data,
+            "history": [h.to_dict() for h in history],
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "torch_version": torch.__version__,
+            "python_version": platform.python_version(),
+            "device": str(device),
+        }
+
+    def save(path: Path, metrics: dict, epoch: int, step: int, complete: bool) -> Path:
+        tensors = _optimizer_tensors(optimizer)
+        tensors["torch_rng"] = torch.get_rng_state()
+        scalars = {
+            "epoch": epoch,
+            "step": step,
+            "epoch_complete": complete,
+            "global_step": global_step,
+            "best_val_iou": best_iou,
+            "stale_epochs": stale_epochs,
+            "numpy_rng": rng.bit_generator.state,
+            "grad_scaler": scaler.state_dict() if scaler is not None else None,
+        }
+        return save_checkpoint(
+            path, model, config, metadata(metrics), train_state=(tensors, scalars)
+        )
+
+    step_time = None  # smoothed seconds per step
+    val_time = None  # seconds per validation
+
+    def n_val_rounds_left(epoch: int) -> int:
+        if not val_list:
+            return 0
+        return sum(
+            1
+            for e in range(epoch, config.epochs + 1)
+            if e % config.val_every == 0 or e == config.epochs
+        )
+
+    def eta(epoch: int, step: int) -> float:
+        remaining = total_steps - ((epoch - 1) * steps + step)
+        return (step_time or 0.0) * remaining + (val_time or 0.0) * n_val_rounds_left(epoch)
+
+    def cancel(epoch: int, step: int) -> TrainResult:
+        save(last_path, {"epoch": epoch, "cancelled_at_step": step}, epoch, step, False)
+        if not best_path.exists():
+            save_checkpoint(best_path, model, config, metadata({"epoch": epoch, "val_iou": None}))
+        return TrainResult(best_path, last_path, history, False, True, val_ids)
+
+    epoch = start_epoch
+    step = start_step - 1
+    try:
+        for epoch in range(start_epoch, config.epochs + 1):
+            model.train()
+            losses = []
+            first = start_step if epoch == start_epoch else 1
+            for step in range(first, steps + 1):
+                if stop_requested(should_stop):
+                    return cancel(epoch, step - 1)
+                tic = time.perf_counter()
+                indices = rng.integers(0, len(sampler), config.batch_size)
+                x, y = sampler.batch(rng, indices)
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                for group in optimizer.param_groups:
+                    group["lr"] = config.learning_rate * learning_rate_factor(
+                        global_step, total_steps, config
+                    )
+                try:
+                    loss = _train_step(model, optimizer, loss_fn, x, y, dtype, scaler)
+                except torch.OutOfMemoryError as exc:
+                    raise TrainingError(
+                        f"{device} ran out of memory with batch_size={config.batch_size} and "
+                        f"crop_size={config.crop_size}: lower the batch size or the crop size "
+                        "(or base_width)."
+                    ) from exc
+                if not math.isfinite(loss):
+                    raise NonFiniteLossError(
+                        f"The training loss became {loss} at epoch {epoch}, step {step}. Training "
+                        f"diverged: lower the learning rate (now {config.learning_rate:g}; try "
+                        f"{config.learning_rate / 3:g}), or turn off amp. The best checkpoint so "
+                        f"far is kept at {best_path}."
+                    )
+                global_step += 1
+                losses.append(loss)
+                elapsed = time.perf_counter() - tic
+                step_time = elapsed if step_time is None else 0.9 * step_time + 0.1 * elapsed
+                yield TrainStep(epoch, config.epochs, step, steps, loss,
+                                config.batch_size / step_time, eta(epoch, step))
+            train_loss = float(np.mean(losses)) if losses else float("nan")
+            val_loss = val_iou = None
+            is_best = False
+            if val_list and (epoch % config.val_every == 0 or epoch == config.epochs):
+                tic = time.perf_counter()
+                model.eval()
+                val_loss, val_iou = validate(model, val_list, device)
+                val_time = time.perf_counter() - tic
+                if best_iou is None or val_iou > best_iou:
+                    best_iou, is_best, stale_epochs = val_iou, True, 0
+                else:
+                    stale_epochs += 1
+            elif not val_list and (best_iou is None or epoch == config.epochs):
+                is_best = True  # nothing to select on: the latest model is the best we have
+            metrics = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+                       "val_iou": val_iou, "best_val_iou": best_iou}
+            stopping = (
+                config.early_stopping_patience is not None
+                and stale_epochs >= config.early_stopping_patience
+            )
+            end = EpochEnd(epoch, config.epochs, train_loss, val_loss, val_iou, best_iou,
+                           is_best, last_path, eta(epoch + 1, 0),
+                           time.perf_counter() - started)
+            history.append(end)
+            if is_best:
+                save_checkpoint(best_path, model, config, metadata(metrics))
+            save(last_path, metrics, epoch, steps, True)
+            yield end
+            if stopping:
+                return TrainResult(best_path, last_path, history, True, False, val_ids)
+    except GeneratorExit:
+        # The caller closed the generator (e.g. worker.quit()): keep what we have.
+        cancel(epoch, step)
+        raise
+    if not best_path.exists():
+        save_checkpoint(best_path, model, config, metadata({"epoch": epoch}))
+    return TrainResult(best_path, last_path, history, False, False, val_ids)
+
+
+def _train_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    dtype: torch.dtype | None,
+    scaler: Any,
+) -> float:
+    """One optimisation step; returns the loss as a float."""
+    optimizer.zero_grad(set_to_none=True)
+    if dtype is not None:
+        with torch.autocast(x.device.type, dtype=dtype):
+            logits = model(x)
+        loss = loss_fn(logits.float(), y)
+    else:
+        loss = loss_fn(model(x), y)
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        return value
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    return value
