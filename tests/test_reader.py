@@ -8,6 +8,7 @@ import pytest
 from napari_nuclei_unet._reader import (
     DATASET_KEY,
     NULL_LAYER_SENTINEL,
+    SAMPLE_ID_KEY,
     get_reader,
     read_dsb,
 )
@@ -107,7 +108,7 @@ def test_read_sample_folder(dataset):
     assert labels_kwargs["name"] == f"{sample_id} labels"
     assert labels.dtype == np.int32 and labels.shape == image.shape[:2]
     assert len(np.unique(labels[labels > 0])) == n_masks
-    assert image_kwargs["metadata"]["sample_id"] == sample_id
+    assert image_kwargs["metadata"][SAMPLE_ID_KEY] == sample_id
 
 
 def test_read_dataset_opens_first_sample_with_metadata(dataset, dataset_zip):
@@ -117,8 +118,7 @@ def test_read_dataset_opens_first_sample_with_metadata(dataset, dataset_zip):
         assert image_kwargs["name"] == ids[0]
         for kwargs in (image_kwargs, labels_kwargs):
             assert kwargs["metadata"][DATASET_KEY] == str(path)
-            assert kwargs["metadata"]["sample_id"] == ids[0]
-            assert kwargs["metadata"]["n_samples"] == len(ids)
+            assert kwargs["metadata"][SAMPLE_ID_KEY] == ids[0]
 
 
 def test_fluorescence_contrast_is_stretched(dataset):
@@ -156,6 +156,28 @@ def test_corrupt_sample_notifies_instead_of_raising(corrupt_sample, shown_errors
     assert read_dsb(str(corrupt_sample)) == NULL_LAYER_SENTINEL  # ... but cannot be read
     assert len(shown_errors) == 1
     assert corrupt_sample.name in shown_errors[0]
+
+
+def test_bad_first_sample_of_a_folder_is_skipped(dataset, tmp_path, shown_errors):
+    import shutil
+
+    root, ids = dataset
+    copy = tmp_path / "stage1_train"
+    shutil.copytree(root, copy)
+    (copy / ids[0] / "images" / f"{ids[0]}.png").write_bytes(b"garbage")
+    with pytest.warns(UserWarning, match=ids[0]):  # the dataset reports the skipped sample
+        (_, image_kwargs, _), _ = read_dsb(str(copy))
+    assert image_kwargs["name"] == ids[1]
+    assert not shown_errors
+
+
+def test_metadata_keys_match_the_widgets():
+    layers = pytest.importorskip("napari_nuclei_unet.widgets._layers")
+    from napari_nuclei_unet import _reader
+
+    assert _reader.DATASET_KEY == layers.DATASET_KEY
+    assert _reader.SAMPLE_ID_KEY == layers.SAMPLE_ID_KEY
+    assert _reader.MODALITY_KEY == layers.MODALITY_KEY
 
 
 # -- through napari ---------------------------------------------------------------------

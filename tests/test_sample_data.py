@@ -43,7 +43,7 @@ def test_contribution_returns_image_and_labels(style):
     n_mask_files = len(list((sample_data_dir() / spec.sample_id / "masks").glob("*.png")))
     assert len(np.unique(labels[labels > 0])) == n_mask_files
     assert labels.max() == n_mask_files
-    assert image_kwargs["metadata"]["modality"] == style
+    assert image_kwargs["metadata"]["nuclei_unet_modality"] == style
 
 
 def test_missing_files_fall_back_to_the_same_sample_generated(monkeypatch, tmp_path):

@@ -24,10 +24,11 @@ LayerData = tuple[Any, dict[str, Any], str]
 ReaderFunction = Callable[[PathOrPaths], list[LayerData]]
 
 #: Metadata keys put on the layers, so that the plugin's dataset browser can find
-#: the dataset a layer came from and page through its other samples.
+#: the dataset a layer came from and page through its other samples (the same keys
+#: as :mod:`napari_nuclei_unet.widgets._layers`, which is not imported here: Qt).
 DATASET_KEY = "nuclei_unet_dataset"
-SAMPLE_ID_KEY = "sample_id"
-MODALITY_KEY = "modality"
+SAMPLE_ID_KEY = "nuclei_unet_sample_id"
+MODALITY_KEY = "nuclei_unet_modality"
 
 #: What napari's reader machinery accepts as "read, but nothing to add": a reader
 #: returning ``[]`` makes napari raise a second, generic error on top of ours.
@@ -160,8 +161,9 @@ def read_dsb(path: PathOrPaths) -> list[LayerData]:
     """Read DSB2018 path(s) into an image and a labels layer each.
 
     For a dataset folder or zip the first sample (sorted by id) is opened; the
-    layers' metadata name the dataset (``"nuclei_unet_dataset"``) and the sample
-    (``"sample_id"``), so the plugin's dataset browser can show the others.
+    layers' metadata name the dataset (``"nuclei_unet_dataset"``), the sample
+    (``"nuclei_unet_sample_id"``) and its modality (``"nuclei_unet_modality"``),
+    so the plugin's dataset browser can show the others.
 
     Parameters
     ----------
@@ -182,25 +184,71 @@ def read_dsb(path: PathOrPaths) -> list[LayerData]:
     return layers or list(NULL_LAYER_SENTINEL)
 
 
+def _sample_folders(path: Path) -> list[Path]:
+    """Sub-folders of a dataset folder that look like samples, sorted by name."""
+    with os.scandir(path) as it:
+        names = sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
+    return [path / name for name in names if is_sample_folder(path / name)]
+
+
+def load_first_sample(path: str | os.PathLike) -> Sample:
+    """Load the sample a dataset opens on: the first usable one, sorted by id.
+
+    A sample folder is loaded directly. For a dataset folder the first sample
+    folder is loaded on its own (indexing a whole ``stage1_train`` folder
+    decodes every image and takes seconds); only if that sample is bad is the
+    dataset indexed to find the first good one. Zips are opened with
+    :meth:`DSBDataset.open <napari_nuclei_unet.core.dataset.DSBDataset.open>`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Sample folder, dataset folder or zip.
+
+    Returns
+    -------
+    Sample
+        The decoded sample.
+
+    Raises
+    ------
+    DatasetError
+        When nothing usable is found; the message says what is wrong.
+    """
+    from .core.dataset import DatasetError, DSBDataset, load_sample
+
+    path = Path(path)
+    if path.is_dir() and is_sample_folder(path):
+        return load_sample(path)
+    if path.is_dir():
+        folders = _sample_folders(path)
+        if folders:
+            try:
+                return load_sample(folders[0])
+            except DatasetError:
+                pass  # a bad first sample: let the full index skip it
+    dataset = DSBDataset.open(path)
+    ids = dataset.ids()
+    if not ids:  # DSBDataset.open raises first; kept for safety
+        raise DatasetError(
+            f"{path} has no readable DSB2018 samples "
+            "(expected <id>/images/<id>.png and <id>/masks/*.png)."
+        )
+    return dataset.load(ids[0])
+
+
 def _read_one(path: Path) -> list[LayerData]:
-    from .core.dataset import DatasetError, DSBDataset
+    from .core.dataset import DatasetError
 
     try:
-        dataset = DSBDataset.open(path)
-        ids = dataset.ids()
-        if not ids:
-            raise DatasetError(
-                f"{path} has no readable DSB2018 samples "
-                "(expected <id>/images/<id>.png and <id>/masks/*.png)."
-            )
-        sample = dataset.load(ids[0])
+        sample = load_first_sample(path)
     except DatasetError as exc:
         _show_error(str(exc))
         return []
     except OSError as exc:
         _show_error(f"Could not read {path}: {exc}")
         return []
-    return sample_layer_data(sample, dataset_path=path, n_samples=len(ids))
+    return sample_layer_data(sample, dataset_path=path)
 
 
 def image_contrast_limits(image, modality: str) -> tuple[float, float]:
@@ -231,10 +279,7 @@ def image_contrast_limits(image, modality: str) -> tuple[float, float]:
 
 
 def sample_layer_data(
-    sample: Sample,
-    *,
-    dataset_path: str | os.PathLike | None = None,
-    n_samples: int | None = None,
+    sample: Sample, *, dataset_path: str | os.PathLike | None = None
 ) -> list[LayerData]:
     """Layer data for one sample: an RGB image layer and a labels layer.
 
@@ -245,8 +290,6 @@ def sample_layer_data(
     dataset_path : str or os.PathLike, optional
         Where the sample came from (sample folder, dataset folder or zip), kept
         in the layers' metadata.
-    n_samples : int, optional
-        Number of samples in that dataset, kept in the metadata.
 
     Returns
     -------
@@ -257,8 +300,6 @@ def sample_layer_data(
     metadata: dict[str, Any] = {SAMPLE_ID_KEY: sample.id, MODALITY_KEY: sample.modality}
     if dataset_path is not None:
         metadata[DATASET_KEY] = str(dataset_path)
-    if n_samples is not None:
-        metadata["n_samples"] = int(n_samples)
     image_kwargs = {
         "name": sample.id,
         "rgb": True,

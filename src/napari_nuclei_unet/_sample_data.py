@@ -168,7 +168,7 @@ def dsb2018_download_sample() -> list[LayerData]:
         return []
     from ._reader import sample_layer_data
 
-    return sample_layer_data(sample, dataset_path=zip_path, n_samples=len(ids))
+    return sample_layer_data(sample, dataset_path=zip_path)
 
 
 def _napari_progress(description: str) -> Any:
