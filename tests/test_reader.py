@@ -171,6 +171,30 @@ def test_bad_first_sample_of_a_folder_is_skipped(dataset, tmp_path, shown_errors
     assert not shown_errors
 
 
+def test_read_zip_with_top_level_folder(dataset, tmp_path):
+    root, ids = dataset
+    zipped = _zip_folder(root, tmp_path / "dsb.zip", prefix="stage1_train/")
+    (image, image_kwargs, _), (labels, _, _) = read_dsb(str(zipped))
+    expected_image, n_masks = _expected(root, ids[0])
+    assert image_kwargs["name"] == ids[0]
+    assert np.array_equal(image, expected_image)
+    assert labels.max() == n_masks
+
+
+def test_bad_first_sample_of_a_zip_is_skipped(dataset, tmp_path, shown_errors):
+    import shutil
+
+    root, ids = dataset
+    copy = tmp_path / "stage1_train"
+    shutil.copytree(root, copy)
+    (copy / ids[0] / "images" / f"{ids[0]}.png").write_bytes(b"garbage")
+    zipped = _zip_folder(copy, tmp_path / "stage1_train.zip")
+    with pytest.warns(UserWarning, match=ids[0]):
+        (_, image_kwargs, _), _ = read_dsb(str(zipped))
+    assert image_kwargs["name"] == ids[1]
+    assert not shown_errors
+
+
 def test_metadata_keys_match_the_widgets():
     layers = pytest.importorskip("napari_nuclei_unet.widgets._layers")
     from napari_nuclei_unet import _reader

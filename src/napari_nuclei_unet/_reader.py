@@ -194,11 +194,12 @@ def _sample_folders(path: Path) -> list[Path]:
 def load_first_sample(path: str | os.PathLike) -> Sample:
     """Load the sample a dataset opens on: the first usable one, sorted by id.
 
-    A sample folder is loaded directly. For a dataset folder the first sample
-    folder is loaded on its own (indexing a whole ``stage1_train`` folder
-    decodes every image and takes seconds); only if that sample is bad is the
-    dataset indexed to find the first good one. Zips are opened with
-    :meth:`DSBDataset.open <napari_nuclei_unet.core.dataset.DSBDataset.open>`.
+    A sample folder is loaded directly. For a dataset folder or zip the first
+    sample is loaded on its own (a zip's members are extracted to a temporary
+    folder), because indexing a whole ``stage1_train`` decodes every image and
+    takes seconds; only if that sample is bad is the dataset indexed with
+    :meth:`DSBDataset.open <napari_nuclei_unet.core.dataset.DSBDataset.open>`
+    to find the first good one.
 
     Parameters
     ----------
@@ -220,13 +221,17 @@ def load_first_sample(path: str | os.PathLike) -> Sample:
     path = Path(path)
     if path.is_dir() and is_sample_folder(path):
         return load_sample(path)
-    if path.is_dir():
-        folders = _sample_folders(path)
-        if folders:
-            try:
+    try:
+        if path.is_dir():
+            folders = _sample_folders(path)
+            if folders:
                 return load_sample(folders[0])
-            except DatasetError:
-                pass  # a bad first sample: let the full index skip it
+        elif path.is_file():
+            sample = _load_first_zip_sample(path)
+            if sample is not None:
+                return sample
+    except (DatasetError, OSError, zipfile.BadZipFile):
+        pass  # a bad first sample: let the full index skip it and report it
     dataset = DSBDataset.open(path)
     ids = dataset.ids()
     if not ids:  # DSBDataset.open raises first; kept for safety
@@ -235,6 +240,37 @@ def load_first_sample(path: str | os.PathLike) -> Sample:
             "(expected <id>/images/<id>.png and <id>/masks/*.png)."
         )
     return dataset.load(ids[0])
+
+
+def _load_first_zip_sample(path: Path) -> Sample | None:
+    """Extract the first sample (by id) of a DSB zip to a temporary folder and load it."""
+    import tempfile
+
+    from .core.dataset import load_sample
+    from .core.imageio import is_junk_name
+
+    with zipfile.ZipFile(path) as zf:
+        names = [n for n in zf.namelist() if not any(is_junk_name(p) for p in n.split("/"))]
+        sample_dirs = {}
+        for name in names:
+            match = _ZIP_SAMPLE_IMAGE.search(name)
+            if match:
+                sample_dirs.setdefault(
+                    match.group(1), name[: match.start(0) + len(match.group(1)) + 1]
+                )
+        if not sample_dirs:
+            return None
+        sample_id = min(sample_dirs)
+        prefix = sample_dirs[sample_id].rstrip("/")
+        with tempfile.TemporaryDirectory(prefix="nuclei-unet-") as tmp:
+            folder = Path(tmp) / sample_id
+            for kind in ("images", "masks"):
+                (folder / kind).mkdir(parents=True)
+                for name in names:
+                    head, _, base = name.rpartition("/")
+                    if head == f"{prefix}/{kind}" and base:  # base: never a path
+                        (folder / kind / base).write_bytes(zf.read(name))
+            return load_sample(folder)
 
 
 def _read_one(path: Path) -> list[LayerData]:
