@@ -48,6 +48,7 @@ def served_zip(tmp_path_factory):
         "sha256": hashlib.sha256(zip_path.read_bytes()).hexdigest(),
         "bytes": zip_path.read_bytes(),
         "server": server,
+        "root": root,
     }
     server.shutdown()
     server.server_close()
@@ -142,3 +143,19 @@ def test_download_sample_opens_first_sample(served_zip, tmp_path, monkeypatch):
     assert labels_kwargs["name"] == "brightfield-0 labels"
     assert image.shape == (32, 32, 3) and labels.shape == (32, 32)
     assert image_kwargs["metadata"]["nuclei_unet_dataset"].endswith("stage1_train.zip")
+
+
+def test_download_sample_with_a_non_dsb_zip_notifies(served_zip, tmp_path, monkeypatch):
+    import napari.utils.notifications
+
+    from napari_nuclei_unet import _sample_data
+
+    with zipfile.ZipFile(served_zip["root"] / "other.zip", "w") as zf:
+        zf.writestr("readme.txt", "not nuclei")
+    monkeypatch.setattr(download, "DEFAULT_URL", served_zip["base"] + "/other.zip")
+    monkeypatch.setenv(download.CACHE_ENV, str(tmp_path / "cache"))
+    shown = []
+    monkeypatch.setattr(napari.utils.notifications, "show_error", shown.append)
+    assert _sample_data.dsb2018_download_sample() == []
+    assert len(shown) == 1
+    assert "Delete" in shown[0] and "stage1_train.zip" in shown[0]

@@ -155,19 +155,14 @@ def dsb2018_download_sample() -> list[LayerData]:
     finally:
         if bar is not None:
             bar.close()
-    from .core.dataset import DatasetError, DSBDataset
+    from ._reader import load_first_sample, sample_layer_data
+    from .core.dataset import DatasetError
 
     try:
-        dataset = DSBDataset.open(zip_path)
-        ids = dataset.ids()
-        if not ids:
-            raise DatasetError(f"{zip_path} holds no readable DSB2018 samples.")
-        sample = dataset.load(ids[0])
+        sample = load_first_sample(zip_path)
     except DatasetError as exc:
         _show_error(f"{exc} Delete {zip_path} to have it downloaded again on the next try.")
         return []
-    from ._reader import sample_layer_data
-
     return sample_layer_data(sample, dataset_path=zip_path)
 
 
