@@ -214,9 +214,9 @@ class WorkerGuard:
         worker = create_worker(func, *args, _start_thread=False, _ignore_errors=True, **kwargs)
         worker.handled = False
         if on_yielded is not None and hasattr(worker, "yielded"):
-            worker.yielded.connect(on_yielded)
+            worker.yielded.connect(_tolerant(on_yielded))
         if on_returned is not None:
-            worker.returned.connect(on_returned)
+            worker.returned.connect(_tolerant(on_returned))
 
         def _errored(exc: BaseException) -> None:
             custom = error_message(exc) if error_message is not None else None
@@ -228,7 +228,7 @@ class WorkerGuard:
             else:
                 notify_error(exc, action)
             if on_errored is not None:
-                on_errored(exc)
+                _tolerant(on_errored)(exc)
 
         worker.errored.connect(_errored)
         status = _register_task(viewer, description or action or kind, cancel or worker.quit)
@@ -239,7 +239,7 @@ class WorkerGuard:
             _finish_task(viewer, status)
             try:
                 if on_finished is not None:
-                    on_finished()
+                    _tolerant(on_finished)()
             finally:
                 worker.handled = True  # all handlers have run (tests wait on this)
 
@@ -249,6 +249,26 @@ class WorkerGuard:
         self._workers[kind] = worker
         worker.start()
         return worker
+
+
+def _tolerant(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a handler so that a dock deleted while its job ran does not raise.
+
+    A job may outlive its dock (the user closed the panel); its handlers then
+    touch deleted Qt widgets, which raises ``RuntimeError("wrapped C/C++ object
+    ... has been deleted")``. That case is logged and ignored; other errors propagate.
+    """
+
+    def call(*args: Any) -> Any:
+        try:
+            return handler(*args)
+        except RuntimeError as exc:
+            if "deleted" not in str(exc):
+                raise
+            logger.debug("handler of a deleted widget skipped: %s", exc)
+            return None
+
+    return call
 
 
 def _show_warning(warning_args: tuple) -> None:

@@ -256,7 +256,7 @@ class DataBrowserWidget(QWidget):
             on_returned=self._on_dataset_opened,
             on_errored=self._on_open_failed,
             on_finished=self._show_loaded_count,
-            action=f"Opening {path}",
+            action=f"Opening {Path(path).name}",
         )
         if worker is not None:
             self.progress.setRange(0, 0)

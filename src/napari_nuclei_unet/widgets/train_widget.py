@@ -1,0 +1,684 @@
+"""Train dock: train (or fine-tune, or resume) a U-Net on the loaded samples.
+
+The form edits a :class:`~napari_nuclei_unet.core.config.TrainConfig`. Start runs
+``core.training.train`` in a worker thread; its ``TrainStep`` / ``EpochEnd``
+updates drive the progress bar and the live curves in the ``yielded`` handler
+(main thread). Stop is cooperative: the loop saves ``last.safetensors`` and keeps
+``best.safetensors``. Every run writes to a new timestamped folder under the
+runs folder, so nothing is ever overwritten (Resume continues a run in its own
+folder). When a run ends its best model becomes the session's model.
+
+Closing napari during training asks for confirmation (napari lists the running
+job), then stops the run and waits for its checkpoints to be written.
+
+Programmatic use::
+
+    widget = TrainWidget(viewer)
+    widget.set_config(TrainConfig(epochs=2, base_width=8, depth=2, crop_size=64))
+    widget.set_output_root(tmp_path)
+    worker = widget.start()
+    widget.stop()
+    widget.curves.points("val_iou")  # [(epoch, value), ...]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Callable, Generator
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from qtpy.QtCore import Qt, QUrl
+from qtpy.QtGui import QDesktopServices
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+from superqt import QCollapsible
+
+from napari_nuclei_unet.core.config import SCHEDULES, ConfigError, TrainConfig
+from napari_nuclei_unet.widgets._plots import TrainingCurves
+from napari_nuclei_unet.widgets._session import session_for
+from napari_nuclei_unet.widgets._workers import notify
+
+if TYPE_CHECKING:
+    import napari
+    from superqt.utils import WorkerBase
+
+FROM_SCRATCH = "scratch"
+FINE_TUNE = "fine-tune"
+#: Seconds napari's window waits for a stopped run to write its checkpoints.
+CLOSE_TIMEOUT_S = 120.0
+LAST_NAME = "last.safetensors"  # as core.training.LAST_NAME (not imported: it imports torch)
+
+# field -> (label, tooltip, spin range (min, max, step[, decimals]) or None, "none" text)
+_FIELDS: dict[str, tuple[str, str, tuple | None, str | None]] = {
+    "epochs": ("Epochs", "Maximum number of passes; the best epoch is kept", (1, 10_000, 1), None),
+    "steps_per_epoch": ("Steps per epoch", "Batches per epoch", (0, 100_000, 10),
+                        "one pass over the images"),
+    "batch_size": ("Batch size", "Crops per step; lower it when memory runs out", (1, 256, 1),
+                   None),
+    "crop_size": ("Crop size (px)", "Side of the random training crops (a multiple of "
+                  "2^depth)", (16, 2048, 16), None),
+    "learning_rate": ("Learning rate", "Peak AdamW learning rate", (1e-5, 1.0, 1e-4, 5), None),
+    "val_fraction": ("Validation fraction", "Share of images held out (per modality) to pick "
+                     "the best epoch", (0.0, 0.9, 0.05, 2), None),
+    "seed": ("Seed", "Same seed, same split, same crops", (0, 2**31 - 1, 1), None),
+    "early_stopping_patience": ("Early stopping", "Stop after this many epochs without a better "
+                                "validation IoU", (0, 1000, 1), "never"),
+    "base_width": ("Base width", "Channels of the first level (more: bigger, slower model)",
+                   (2, 256, 2), None),
+    "depth": ("Depth", "Down-sampling levels", (1, 7, 1), None),
+    "augment_flips": ("Flips", "Random horizontal / vertical flips", None, None),
+    "augment_rot90": ("90° rotations", "Random quarter turns", None, None),
+    "augment_intensity": ("Intensity jitter", "Brightness, contrast, gamma, colour", None, None),
+    "augment_invert": ("Invert / grey", "Randomly invert or grey images (brightfield looks "
+                       "like fluorescence)", None, None),
+    "augment_scale": ("Scale jitter", "Random zoom factor range (0: off)", (0.0, 1.0, 0.05, 2),
+                      None),
+    "amp": ("Mixed precision", "Faster on NVIDIA GPUs; ignored on the CPU", None, None),
+    "num_threads": ("CPU threads", "Threads used on the CPU", (0, 256, 1), "automatic"),
+    "schedule": ("LR schedule", "Learning-rate schedule after warm-up", None, None),
+    "warmup_fraction": ("Warm-up fraction", "Share of steps warming the learning rate up",
+                        (0.0, 0.9, 0.01, 2), None),
+    "min_lr_fraction": ("Final LR fraction", "End of the cosine schedule, relative to the peak",
+                        (0.0, 1.0, 0.01, 3), None),
+    "weight_decay": ("Weight decay", "AdamW weight decay", (0.0, 1.0, 1e-4, 5), None),
+    "val_every": ("Validate every", "Epochs between validations", (1, 1000, 1), None),
+}
+_SECTIONS = {
+    "Training": ("epochs", "batch_size", "crop_size", "learning_rate", "val_fraction", "seed"),
+    "Network": ("base_width", "depth"),
+    "Augmentation": ("augment_flips", "augment_rot90", "augment_intensity", "augment_invert",
+                     "augment_scale"),
+    "Hardware": ("amp", "num_threads"),
+    "Advanced": ("steps_per_epoch", "early_stopping_patience", "schedule", "warmup_fraction",
+                 "min_lr_fraction", "weight_decay", "val_every"),
+}
+
+
+def default_runs_root() -> Path:
+    """The runs folder in the user data dir (``.../napari-nuclei-unet/runs``)."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("napari-nuclei-unet")) / "runs"
+
+
+def new_run_dir(root: str | Path) -> Path:
+    """A new, not yet existing ``run-YYYYmmdd-HHMMSS`` folder under ``root``."""
+    stamp = datetime.now().strftime("run-%Y%m%d-%H%M%S")
+    candidate, k = Path(root) / stamp, 1
+    while candidate.exists():
+        k += 1
+        candidate = Path(root) / f"{stamp}-{k}"
+    return candidate
+
+
+def format_duration(seconds: float) -> str:
+    """Plain-words duration: ``"12 s"``, ``"3 min"``, ``"1 h 05 min"``."""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def _run_training(
+    config: TrainConfig,
+    samples: list[Any],
+    out_dir: Path,
+    *,
+    resume_from: Path | None,
+    init_from: str | None,
+    should_stop: Callable[[], bool],
+    done: threading.Event,
+) -> Generator[Any, None, Any]:
+    """The worker's job: ``core.training.train`` (imports torch in the worker thread)."""
+    try:
+        from napari_nuclei_unet.core.training import train
+
+        return (
+            yield from train(config, samples, out_dir=out_dir, resume_from=resume_from,
+                             init_from=init_from, should_stop=should_stop)
+        )
+    finally:
+        done.set()
+
+
+def _load_best(path: Path, device: str) -> Any:
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+
+    return load_checkpoint(path, device=device)
+
+
+def _list_devices() -> list[tuple[str, str]]:
+    from napari_nuclei_unet.core.device import available_devices
+
+    return available_devices()
+
+
+class TrainWidget(QWidget):
+    """The "Train" dock.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+        The viewer this dock belongs to (shares its :class:`Session`).
+
+    Attributes
+    ----------
+    curves : TrainingCurves
+        The live curves; ``curves.points("val_iou")`` lists ``(epoch, value)``.
+    run_dir : pathlib.Path or None
+        Folder of the current (or last) run.
+    best_checkpoint : pathlib.Path or None
+        Best checkpoint of the last run that ended.
+    result : TrainResult or None
+        What the last run returned.
+    """
+
+    def __init__(self, napari_viewer: napari.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.session = session_for(napari_viewer)
+        self.run_dir: Path | None = None
+        self.best_checkpoint: Path | None = None
+        self.result: Any = None
+        self._worker: WorkerBase | None = None
+        self._stop_event = threading.Event()
+        self._done_event = threading.Event()
+        self._done_event.set()
+        self._closing = False
+        self._last_step_ui = 0.0
+        self._editors: dict[str, QWidget] = {}
+        self._build()
+        self.set_config(TrainConfig())
+        self.viewer.events.theme.connect(self._on_theme)
+        self.session.model_changed.connect(self._update_start_from)
+        self.session.samples_changed.connect(self._update_data_label)
+        # never train on for a deleted dock (the events are reused, never replaced)
+        self.destroyed.connect(self._stop_event.set)
+        self._update_start_from()
+        self._update_data_label()
+        self.session.jobs.start(
+            "list devices", _list_devices, on_returned=self._set_devices,
+            action="Listing the compute devices", refuse=False,
+        )
+
+    # ------------------------------------------------------------------ layout
+    def _build(self) -> None:
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        body = QWidget()
+        layout = QVBoxLayout(body)
+        scroll.setWidget(body)
+        outer.addWidget(scroll)
+
+        self.data_label = QLabel()
+        self.data_label.setWordWrap(True)
+        layout.addWidget(self.data_label)
+
+        start_form = QFormLayout()
+        self.start_from = QComboBox()
+        self.start_from.addItem("scratch (new model)", FROM_SCRATCH)
+        self.start_from.addItem("current model (fine-tune)", FINE_TUNE)
+        self.start_from.setToolTip(
+            "Fine-tuning starts from the model shown in the Model panel; its network size is kept"
+        )
+        start_form.addRow("Start from", self.start_from)
+        self.device_combo = QComboBox()
+        self.device_combo.addItem("Automatic (best available)", "auto")
+        self.device_combo.setToolTip("Only devices found on this computer are listed")
+        start_form.addRow("Train on", self.device_combo)
+        out_row = QHBoxLayout()
+        self.output_edit = QLineEdit(str(default_runs_root()))
+        self.output_edit.setToolTip(
+            "Every run is saved in a new run-<date>-<time> folder inside this folder"
+        )
+        choose = QPushButton("…")
+        choose.setFixedWidth(32)
+        choose.setToolTip("Choose the runs folder")
+        choose.clicked.connect(self._choose_output_root)
+        out_row.addWidget(self.output_edit, 1)
+        out_row.addWidget(choose)
+        start_form.addRow("Runs folder", out_row)
+        layout.addLayout(start_form)
+
+        for title, names in _SECTIONS.items():
+            form = QFormLayout()
+            form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+            for name in names:
+                editor = self._make_editor(name)
+                label, tooltip = _FIELDS[name][0], _FIELDS[name][1]
+                editor.setToolTip(tooltip)
+                self._editors[name] = editor
+                form.addRow(label, editor)
+            if title == "Training":
+                box = QGroupBox(title)
+                box.setLayout(form)
+                layout.addWidget(box)
+            else:
+                section = QCollapsible(title)
+                inner = QWidget()
+                inner.setLayout(form)
+                section.addWidget(inner)
+                layout.addWidget(section)
+
+        buttons = QHBoxLayout()
+        self.start_button = QPushButton("Start")
+        self.start_button.setToolTip("Train a new run with these settings")
+        self.start_button.clicked.connect(self.start)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setToolTip("Stop after the current step; the best model is kept")
+        self.stop_button.clicked.connect(self.stop)
+        self.stop_button.setEnabled(False)
+        self.resume_button = QPushButton("Resume…")
+        self.resume_button.setToolTip("Continue a stopped run from its last checkpoint")
+        self.resume_button.clicked.connect(self._choose_resume)
+        for button in (self.start_button, self.stop_button, self.resume_button):
+            buttons.addWidget(button)
+        layout.addLayout(buttons)
+
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(0)
+        self.progress.setFormat("not training")
+        layout.addWidget(self.progress)
+        self.status_label = QLabel(" ")
+        self.status_label.setWordWrap(True)
+        layout.addWidget(self.status_label)
+
+        self.curves = TrainingCurves(getattr(self.viewer, "theme", "dark"))
+        layout.addWidget(self.curves, 1)
+
+        result_row = QHBoxLayout()
+        self.best_label = QLabel("Best model: —")
+        self.best_label.setWordWrap(True)
+        self.best_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.open_folder_button = QPushButton("Open folder")
+        self.open_folder_button.setEnabled(False)
+        self.open_folder_button.clicked.connect(self.open_run_folder)
+        result_row.addWidget(self.best_label, 1)
+        result_row.addWidget(self.open_folder_button)
+        layout.addLayout(result_row)
+
+    def _make_editor(self, name: str) -> QWidget:
+        field = {f.name: f for f in dataclasses.fields(TrainConfig)}[name]
+        spin, none_text = _FIELDS[name][2], _FIELDS[name][3]
+        if name == "schedule":
+            combo = QComboBox()
+            combo.addItems(list(SCHEDULES))
+            return combo
+        if field.type in ("bool", bool):
+            return QCheckBox()
+        if spin is not None and len(spin) == 4:
+            editor = QDoubleSpinBox()
+            editor.setDecimals(spin[3])
+        else:
+            editor = QSpinBox()
+        editor.setRange(spin[0], spin[1])
+        editor.setSingleStep(spin[2])
+        if none_text:  # the minimum stands for None
+            editor.setSpecialValueText(none_text)
+        return editor
+
+    # ------------------------------------------------------------ public API
+    def config(self) -> TrainConfig:
+        """The configuration in the form.
+
+        Raises
+        ------
+        ConfigError
+            When a value is invalid (e.g. crop size not a multiple of 2**depth).
+        """
+        values: dict[str, Any] = {}
+        for name, editor in self._editors.items():
+            if isinstance(editor, QCheckBox):
+                values[name] = editor.isChecked()
+            elif isinstance(editor, QComboBox):
+                values[name] = editor.currentText()
+            else:
+                value = editor.value()
+                if _FIELDS[name][3] and value == editor.minimum():
+                    value = None
+                values[name] = value
+        values["device"] = self.device_combo.currentData() or "auto"
+        return TrainConfig.from_dict(values)
+
+    def set_config(self, config: TrainConfig) -> None:
+        """Show ``config`` in the form (the device is chosen when it exists here)."""
+        for name, editor in self._editors.items():
+            value = getattr(config, name)
+            if isinstance(editor, QCheckBox):
+                editor.setChecked(bool(value))
+            elif isinstance(editor, QComboBox):
+                editor.setCurrentText(str(value))
+            else:
+                editor.setValue(editor.minimum() if value is None else value)
+        index = self.device_combo.findData(config.device)
+        if index >= 0:
+            self.device_combo.setCurrentIndex(index)
+
+    def set_output_root(self, folder: str | Path) -> None:
+        """Use ``folder`` as the runs folder (each run gets a new sub-folder)."""
+        self.output_edit.setText(str(folder))
+
+    def output_root(self) -> Path:
+        """The runs folder."""
+        text = self.output_edit.text().strip()
+        return Path(text).expanduser() if text else default_runs_root()
+
+    def is_training(self) -> bool:
+        """Whether a run is in progress."""
+        return self.session.jobs.is_running("training")
+
+    def start(self, *, fine_tune: bool | None = None) -> WorkerBase | None:
+        """Start a new run in a new folder under the runs folder.
+
+        Parameters
+        ----------
+        fine_tune : bool, optional
+            Start from the session's model (default: the "Start from" choice).
+
+        Returns
+        -------
+        WorkerBase or None
+            The training worker, or None when refused (already training, no data,
+            invalid settings); a notification says why.
+        """
+        if fine_tune is None:
+            fine_tune = self.start_from.currentData() == FINE_TUNE
+        try:
+            config = self.config()
+        except ConfigError as exc:
+            notify(f"Please check the training settings: {exc}", warning=True)
+            return None
+        init_from = None
+        if fine_tune:
+            loaded = self.session.model
+            if loaded is None or getattr(loaded, "path", None) is None:
+                notify("Load a model in the Model panel first, or start from scratch.")
+                return None
+            arch = loaded.config
+            config = config.replace(base_width=arch.base_width, depth=arch.depth,
+                                    in_channels=arch.in_channels)
+            init_from = str(loaded.path)
+        return self._launch(config, new_run_dir(self.output_root()), init_from=init_from)
+
+    def resume(self, run_dir: str | Path) -> WorkerBase | None:
+        """Continue the run in ``run_dir`` from its ``last.safetensors``.
+
+        The run's own settings are used; the form's Epochs (when higher than the
+        run's) extend it, and the device / mixed precision / threads come from the
+        form. The run goes on writing into ``run_dir``.
+
+        Parameters
+        ----------
+        run_dir : str or pathlib.Path
+            A folder written by an earlier run.
+
+        Returns
+        -------
+        WorkerBase or None
+            The training worker, or None when refused.
+        """
+        from napari_nuclei_unet.core.checkpoint import CheckpointError, read_metadata
+
+        run_dir = Path(run_dir)
+        last = run_dir / LAST_NAME
+        if not last.exists():
+            notify(f"{run_dir} has no {LAST_NAME}: choose a run folder written by the Train "
+                   "panel (run-<date>-<time>).", warning=True)
+            return None
+        try:
+            meta = read_metadata(last)
+            saved = TrainConfig.from_dict(meta["config"])
+        except (CheckpointError, ConfigError) as exc:
+            notify(f"Cannot resume from {run_dir}: {exc}", warning=True)
+            return None
+        resume = meta.get("resume") or {}
+        done_epochs = int(resume.get("epoch", 0)) - (0 if resume.get("epoch_complete", True) else 1)
+        try:
+            form = self.config()
+        except ConfigError:
+            form = saved
+        epochs = max(saved.epochs, form.epochs)
+        if done_epochs >= epochs:
+            notify(f"This run already finished its {saved.epochs} epochs. Set Epochs higher "
+                   f"than {saved.epochs}, then press Resume again.")
+            return None
+        config = saved.replace(epochs=epochs, device=form.device, amp=form.amp,
+                               num_threads=form.num_threads)
+        self.set_config(config)
+        worker = self._launch(config, run_dir, resume_from=last)
+        if worker is not None:
+            self.curves.set_history(meta.get("history") or [])
+        return worker
+
+    def stop(self) -> None:
+        """Ask the run to stop after the current step (the best checkpoint is kept)."""
+        if not self.is_training():
+            return
+        self._stop_event.set()
+        self.stop_button.setEnabled(False)
+        self.status_label.setText("Stopping after the current step …")
+
+    def stop_and_wait(self, timeout: float = CLOSE_TIMEOUT_S) -> bool:
+        """Stop the run and block until its checkpoints are written (napari closing).
+
+        Returns
+        -------
+        bool
+            True when the run ended within ``timeout`` seconds.
+        """
+        self._closing = True
+        self._stop_event.set()
+        return self._done_event.wait(timeout)
+
+    def open_run_folder(self) -> None:
+        """Open the folder of the last run in the system's file browser."""
+        folder = self.run_dir
+        if folder is not None and folder.exists():
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+
+    # ------------------------------------------------------------- running
+    def _launch(self, config: TrainConfig, out_dir: Path, *, resume_from: Path | None = None,
+                init_from: str | None = None) -> WorkerBase | None:
+        if self.is_training():
+            notify("Training is already running. Stop it first.")
+            return None
+        samples = self._training_samples()
+        if samples is None:
+            return None
+        self._stop_event.clear()
+        self._done_event.clear()
+        worker = self.session.jobs.start(
+            "training",
+            _run_training,
+            config,
+            samples,
+            out_dir,
+            resume_from=resume_from,
+            init_from=init_from,
+            should_stop=self._stop_event.is_set,
+            done=self._done_event,
+            on_yielded=self._on_update,
+            on_returned=self._on_result,
+            on_errored=self._on_error,
+            on_finished=self._on_finished,
+            action="Training",
+            viewer=self.viewer,
+            description=f"Training a U-Net ({config.epochs} epochs) into {out_dir}",
+            cancel=self.stop_and_wait,
+        )
+        if worker is None:
+            self._done_event.set()
+            return None
+        self._worker = worker
+        self._closing = False
+        self._config = config
+        self.run_dir = out_dir
+        self.result = None
+        if resume_from is None:
+            self.curves.clear()
+        self.start_button.setEnabled(False)
+        self.resume_button.setEnabled(False)
+        self.stop_button.setEnabled(True)
+        self.open_folder_button.setEnabled(True)
+        self.progress.setValue(0)
+        self.progress.setFormat("starting …")
+        what = "Resuming" if resume_from else "Training"
+        self.status_label.setText(f"{what} on {len(samples)} images; saving to {out_dir}")
+        self.best_label.setText("Best model: — (not yet validated)")
+        return worker
+
+    def _training_samples(self) -> list[Any] | None:
+        samples = list(self.session.samples.values())
+        dataset = self.session.dataset
+        if not samples:
+            notify("Load a dataset in the Data panel first (Load all).")
+            return None
+        if dataset is not None and len(samples) < len(dataset):
+            notify(f"Only {len(samples)} of the {len(dataset)} samples are loaded. Press "
+                   "Load all in the Data panel, then Start again.")
+            return None
+        return samples
+
+    def _on_update(self, update: Any) -> None:
+        if self._closing:
+            return
+        if hasattr(update, "step"):  # TrainStep
+            done = (update.epoch - 1) * update.steps + update.step
+            total = max(1, update.epochs * update.steps)
+            now = time.monotonic()
+            if now - self._last_step_ui < 0.1 and update.step < update.steps:
+                return  # at most ~10 label updates per second
+            self._last_step_ui = now
+            self.progress.setValue(int(1000 * done / total))
+            self.progress.setFormat(
+                f"epoch {update.epoch}/{update.epochs} · step {update.step}/{update.steps}"
+            )
+            self.status_label.setText(
+                f"{update.images_per_s:.1f} images/s · loss {update.loss:.3f} · about "
+                f"{format_duration(update.eta_s)} left"
+            )
+        elif hasattr(update, "train_loss"):  # EpochEnd
+            self.curves.add_epoch(update)
+            if update.is_best:
+                iou = "" if update.val_iou is None else f", validation IoU {update.val_iou:.3f}"
+                self.best_label.setText(
+                    f"Best model: epoch {update.epoch}{iou}\n{update.checkpoint.parent}"
+                )
+
+    def _on_result(self, result: Any) -> None:
+        self.result = result
+        self.best_checkpoint = Path(result.best_checkpoint)
+        if self._closing:
+            return
+        best = self._best_summary(result)
+        self.best_label.setText(f"Best model: {best}\n{self.best_checkpoint}")
+        if result.cancelled:
+            notify(f"Training stopped. The best model so far is kept: {self.best_checkpoint}")
+        elif result.stopped_early:
+            notify(f"Training stopped early (no better validation IoU). Best model: "
+                   f"{self.best_checkpoint}")
+        else:
+            notify(f"Training finished. Best model: {self.best_checkpoint}")
+        self.session.jobs.start(
+            "load model", _load_best, self.best_checkpoint, self._config.device,
+            on_returned=self.session.set_model, action="Loading the trained model",
+            refuse=False,
+        )
+
+    @staticmethod
+    def _best_summary(result: Any) -> str:
+        best = [h for h in result.history if h.is_best]
+        if not best:
+            return "the last weights (not validated)"
+        last = best[-1]
+        iou = "" if last.val_iou is None else f", validation IoU {last.val_iou:.3f}"
+        return f"epoch {last.epoch}{iou}"
+
+    def _on_error(self, _exc: BaseException) -> None:
+        if self._closing:
+            return
+        if self.run_dir is not None and (self.run_dir / "best.safetensors").exists():
+            self.best_label.setText(f"Best model so far: {self.run_dir / 'best.safetensors'}")
+
+    def _on_finished(self) -> None:
+        self._worker = None
+        if self._closing:
+            return
+        self.start_button.setEnabled(True)
+        self.resume_button.setEnabled(True)
+        self.stop_button.setEnabled(False)
+        if self.result is not None:
+            self.progress.setFormat("stopped" if self.result.cancelled else "finished")
+            if not self.result.cancelled:
+                self.progress.setValue(1000)
+        else:
+            self.progress.setFormat("failed")
+        self.status_label.setText(f"Run folder: {self.run_dir}")
+
+    # ------------------------------------------------------------- handlers
+    def _choose_output_root(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder for training runs",
+                                                  str(self.output_root()))
+        if folder:
+            self.set_output_root(folder)
+
+    def _choose_resume(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Choose a run folder to resume",
+                                                  str(self.output_root()))
+        if folder:
+            self.resume(folder)
+
+    def _set_devices(self, devices: list[tuple[str, str]]) -> None:
+        current = self.device_combo.currentData()
+        self.device_combo.clear()
+        self.device_combo.addItem("Automatic (best available)", "auto")
+        for device_id, label in devices:
+            self.device_combo.addItem(label, device_id)
+        self.device_combo.setCurrentIndex(max(self.device_combo.findData(current), 0))
+
+    def _update_start_from(self) -> None:
+        has_model = getattr(self.session.model, "path", None) is not None
+        item = self.start_from.model().item(1)
+        if item is not None:
+            item.setEnabled(has_model)
+        if not has_model:
+            self.start_from.setCurrentIndex(0)
+
+    def _update_data_label(self) -> None:
+        n = len(self.session.samples)
+        dataset = self.session.dataset
+        if n == 0:
+            text = "No samples loaded: open a dataset in the Data panel and press Load all."
+        elif dataset is not None and n < len(dataset):
+            text = f"{n} of {len(dataset)} samples loaded: press Load all in the Data panel."
+        else:
+            text = f"{n} samples loaded and ready for training."
+        self.data_label.setText(text)
+
+    def _on_theme(self, event: Any = None) -> None:
+        self.curves.set_theme(getattr(self.viewer, "theme", "dark"))

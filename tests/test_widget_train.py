@@ -1,0 +1,146 @@
+"""The Train dock: a tiny model trains through the GUI worker; Stop, refusals, closing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from _widget_helpers import capture_notifications, tiny_samples, wait_worker
+
+pytestmark = pytest.mark.gui
+
+
+def tiny_config(**changes):
+    from napari_nuclei_unet.core.config import TrainConfig
+
+    values = dict(base_width=4, depth=2, crop_size=32, batch_size=4, epochs=2,
+                  steps_per_epoch=3, val_fraction=0.34, num_threads=1, amp=False,
+                  augment_scale=0.0)
+    values.update(changes)
+    return TrainConfig(**values)
+
+
+@pytest.fixture
+def trainer(make_napari_viewer, qtbot, tmp_path):
+    from napari_nuclei_unet.widgets._session import session_for
+    from napari_nuclei_unet.widgets.train_widget import TrainWidget
+
+    viewer = make_napari_viewer()
+    widget = TrainWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Train")
+    widget.set_output_root(tmp_path / "runs")
+    session = session_for(viewer)
+    session.samples.update({s.id: s for s in tiny_samples(6)})
+    session.samples_changed.emit()
+    wait_worker(qtbot, session.jobs.running("list devices"))
+    yield viewer, widget
+    if widget.is_training():  # never leave a run behind (it would keep the viewer alive)
+        widget.stop()
+        wait_worker(qtbot, session.jobs.running("training"), timeout=120_000)
+    wait_worker(qtbot, session.jobs.running("load model"))
+
+
+def test_form_round_trips_config(trainer):
+    _viewer, widget = trainer
+    config = tiny_config(early_stopping_patience=None, steps_per_epoch=None, learning_rate=3e-4)
+    widget.set_config(config)
+    back = widget.config()
+    assert back.replace(device=config.device) == config
+
+
+def test_tiny_training_draws_curves_and_sets_model(trainer, qtbot):
+    viewer, widget = trainer
+    widget.set_config(tiny_config())
+    with qtbot.waitSignal(widget.session.model_changed, timeout=120_000):
+        worker = widget.start()
+        assert worker is not None
+        wait_worker(qtbot, worker, timeout=120_000)
+    assert [e for e, _ in widget.curves.points("train_loss")] == [1, 2]
+    assert [e for e, _ in widget.curves.points("val_iou")] == [1, 2]
+    assert all(0.0 <= v <= 1.0 for _, v in widget.curves.points("val_iou"))
+    assert widget.result is not None and not widget.result.cancelled
+    assert widget.best_checkpoint.exists()
+    assert widget.run_dir.parent == widget.output_root()
+    assert widget.session.model.path == widget.best_checkpoint
+    assert widget.start_button.isEnabled() and not widget.stop_button.isEnabled()
+    assert widget.progress.value() == 1000
+
+
+def test_stop_keeps_best_and_resume_continues(trainer, qtbot):
+    _viewer, widget = trainer
+    widget.set_config(tiny_config(epochs=50, steps_per_epoch=2))
+    worker = widget.start()
+    qtbot.waitUntil(lambda: len(widget.curves.points("val_iou")) >= 1, timeout=120_000)
+    widget.stop()
+    wait_worker(qtbot, worker, timeout=120_000)
+    result = widget.result
+    assert result.cancelled
+    assert result.best_checkpoint.exists() and result.last_checkpoint.exists()
+    run_dir = widget.run_dir
+    done = len(result.history)
+    wait_worker(qtbot, widget.session.jobs.running("load model"))
+
+    worker = widget.resume(run_dir)
+    assert worker is not None
+    assert len(widget.curves.points("train_loss")) >= done  # history shown again
+    qtbot.waitUntil(lambda: len(widget.curves.points("train_loss")) > done, timeout=120_000)
+    widget.stop()
+    wait_worker(qtbot, worker, timeout=120_000)
+    assert widget.run_dir == run_dir
+    assert len(widget.result.history) > done
+
+
+def test_second_start_is_refused(trainer, qtbot):
+    _viewer, widget = trainer
+    widget.set_config(tiny_config(epochs=50))
+    with capture_notifications() as notes:
+        first = widget.start()
+        second = widget.start()
+    assert first is not None and second is None
+    assert notes.any("Training is already running. Stop it first.")
+    widget.stop()
+    wait_worker(qtbot, first, timeout=120_000)
+
+
+def test_no_samples_gives_plain_message(trainer):
+    _viewer, widget = trainer
+    widget.session.samples.clear()
+    with capture_notifications() as notes:
+        assert widget.start() is None
+    assert notes.any("Load a dataset in the Data panel first (Load all)")
+
+
+def test_invalid_settings_are_explained(trainer):
+    _viewer, widget = trainer
+    widget.set_config(tiny_config())
+    widget._editors["crop_size"].setValue(42)  # not a multiple of 2**depth = 4
+    with capture_notifications() as notes:
+        assert widget.start() is None
+    assert notes.any("crop_size")
+
+
+def test_closing_napari_during_training_saves(make_napari_viewer, qtbot, tmp_path):
+    from napari_nuclei_unet.widgets._session import session_for
+    from napari_nuclei_unet.widgets.train_widget import TrainWidget
+
+    viewer = make_napari_viewer()
+    widget = TrainWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Train")
+    widget.set_output_root(tmp_path / "runs")
+    session = session_for(viewer)
+    session.samples.update({s.id: s for s in tiny_samples(6)})
+    widget.set_config(tiny_config(epochs=500, steps_per_epoch=2))
+    wait_worker(qtbot, session.jobs.running("list devices"))
+    worker = widget.start()
+    qtbot.waitUntil(lambda: len(widget.curves.points("train_loss")) >= 1, timeout=120_000)
+    run_dir = widget.run_dir
+
+    viewer.close()  # what the window's close button does, without the confirmation dialog
+
+    assert not worker.is_running or widget._done_event.is_set()
+    last = run_dir / "last.safetensors"
+    assert last.exists() and (run_dir / "best.safetensors").exists()
+    meta = json.loads(last.with_suffix(".json").read_text())
+    assert meta["metrics"].get("cancelled_at_step") is not None  # saved by the stop
+    qtbot.waitUntil(lambda: worker.handled, timeout=30_000)
