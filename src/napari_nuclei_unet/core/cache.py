@@ -1,0 +1,281 @@
+"""Cache of decoded datasets in the user cache directory.
+
+Decoding the 29,461 mask PNGs of DSB2018 stage1_train takes several seconds even in
+parallel; reading them back from one flat file takes well under one. A cache file
+holds every sample of one load (one dataset path and one list of sample ids):
+
+- images concatenated into one flat uint8 array, labels into one flat uint16 array
+  (int32 when a sample has more than 65,535 nuclei), with per-sample shapes;
+- ids and modalities as fixed-width unicode arrays, overlap counts, has-labels flags;
+- a fingerprint of the source files (relative path, size, mtime of every file): a
+  cache whose fingerprint differs from the current one is a miss and is rewritten.
+
+The file is a plain sequence of ``.npy`` records read with ``allow_pickle=False``
+(never pickle), written to a temporary file and moved into place with
+:func:`os.replace`, so readers never see half a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+#: Environment variable that overrides the cache directory.
+CACHE_ENV_VAR = "NUCLEI_UNET_CACHE_DIR"
+#: Bump when the file layout changes: older files become misses.
+FORMAT_VERSION = 1
+_MAGIC = "napari-nuclei-unet decoded dataset"
+_FIELDS = (
+    "header",
+    "fingerprint",
+    "ids",
+    "modalities",
+    "shapes",
+    "overlap_pixels",
+    "has_labels",
+    "images",
+    "labels",
+)
+
+
+@dataclass
+class CachedSample:
+    """One decoded sample as stored in the cache (plain fields, no dataset types)."""
+
+    id: str
+    image: np.ndarray
+    labels: np.ndarray
+    modality: str
+    overlap_pixels: int
+    has_labels: bool
+
+
+def cache_dir() -> Path:
+    """Return the directory of this package's caches.
+
+    Returns
+    -------
+    pathlib.Path
+        ``$NUCLEI_UNET_CACHE_DIR`` when set, else
+        ``platformdirs.user_cache_dir("napari-nuclei-unet")``. Not created here.
+    """
+    override = os.environ.get(CACHE_ENV_VAR)
+    if override:
+        return Path(override).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("napari-nuclei-unet"))
+
+
+def fingerprint(entries: Iterable[tuple[str, int, int]]) -> str:
+    """Hash file stats into a short string that changes when any file changes.
+
+    Parameters
+    ----------
+    entries : iterable of (str, int, int)
+        ``(relative path, size in bytes, mtime in ns)`` of every source file.
+
+    Returns
+    -------
+    str
+        Hex digest; differs when a file is added, removed, resized or touched.
+    """
+    h = hashlib.sha256()
+    for rel, size, mtime_ns in sorted(entries):
+        h.update(f"{rel}\0{size}\0{mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def cache_path(dataset_path: str | os.PathLike, ids: Sequence[str]) -> Path:
+    """Return the cache file used for loading ``ids`` from ``dataset_path``.
+
+    Parameters
+    ----------
+    dataset_path : str or os.PathLike
+        The dataset folder or zip (resolved to an absolute path).
+    ids : sequence of str
+        The sample ids of the load, in order.
+
+    Returns
+    -------
+    pathlib.Path
+        ``<cache_dir>/datasets/<name>-<hash>.npys``.
+    """
+    resolved = str(Path(dataset_path).resolve())
+    key = hashlib.sha256((resolved + "\n" + "\n".join(ids)).encode()).hexdigest()[:20]
+    stem = Path(resolved).name or "dataset"
+    return cache_dir() / "datasets" / f"{stem}-{key}.npys"
+
+
+def save(path: Path, fingerprint_: str, samples: Sequence[CachedSample]) -> Path:
+    """Write decoded samples to ``path`` atomically.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        Destination, usually from :func:`cache_path`.
+    fingerprint_ : str
+        :func:`fingerprint` of the source files at the time they were read.
+    samples : sequence of CachedSample
+        The decoded samples.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    n = len(samples)
+    shapes = np.array([s.labels.shape for s in samples], dtype=np.int64).reshape(n, 2)
+    max_label = max((int(s.labels.max(initial=0)) for s in samples), default=0)
+    label_dtype = np.uint16 if max_label <= np.iinfo(np.uint16).max else np.int32
+    sizes = shapes[:, 0] * shapes[:, 1]
+    total = int(sizes.sum())
+    images = np.empty(total * 3, np.uint8)
+    labels = np.empty(total, label_dtype)
+    pos = 0
+    for s, size in zip(samples, sizes.tolist(), strict=True):
+        images[pos * 3 : (pos + size) * 3] = s.image.reshape(-1)
+        labels[pos : pos + size] = s.labels.reshape(-1)
+        pos += size
+    ids_width = max((len(s.id) for s in samples), default=1)
+    arrays = {
+        "header": np.array([_MAGIC, str(FORMAT_VERSION)]),
+        "fingerprint": np.array(fingerprint_),
+        "ids": np.array([s.id for s in samples], dtype=f"<U{max(ids_width, 1)}"),
+        "modalities": np.array([s.modality for s in samples], dtype="<U16"),
+        "shapes": shapes,
+        "overlap_pixels": np.array([s.overlap_pixels for s in samples], dtype=np.int64),
+        "has_labels": np.array([s.has_labels for s in samples], dtype=bool),
+        "images": images,
+        "labels": labels,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            for name in _FIELDS:
+                np.save(fh, arrays[name], allow_pickle=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load(path: Path, fingerprint_: str) -> list[CachedSample] | None:
+    """Read samples back from ``path`` if it is a valid, up-to-date cache file.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        Cache file written by :func:`save`.
+    fingerprint_ : str
+        Current :func:`fingerprint` of the source files.
+
+    Returns
+    -------
+    list of CachedSample or None
+        The samples (images are views into one shared buffer, labels are int32), or
+        None on a miss: no file, another format version, a different fingerprint, or
+        an unreadable file.
+    """
+    try:
+        with open(path, "rb") as fh:
+            header = np.load(fh, allow_pickle=False)
+            if header.tolist() != [_MAGIC, str(FORMAT_VERSION)]:
+                return None
+            if str(np.load(fh, allow_pickle=False)) != fingerprint_:
+                return None
+            arrays = {name: np.load(fh, allow_pickle=False) for name in _FIELDS[2:]}
+    except (OSError, ValueError, EOFError):
+        return None
+    shapes = arrays["shapes"]
+    sizes = (shapes[:, 0] * shapes[:, 1]).tolist() if len(shapes) else []
+    labels_all = arrays["labels"].astype(np.int32)
+    images_all = arrays["images"]
+    if labels_all.size != sum(sizes) or images_all.size != 3 * sum(sizes):
+        return None
+    out = []
+    pos = 0
+    for i, size in enumerate(sizes):
+        h, w = int(shapes[i, 0]), int(shapes[i, 1])
+        out.append(
+            CachedSample(
+                id=str(arrays["ids"][i]),
+                image=images_all[pos * 3 : (pos + size) * 3].reshape(h, w, 3),
+                labels=labels_all[pos : pos + size].reshape(h, w),
+                modality=str(arrays["modalities"][i]),
+                overlap_pixels=int(arrays["overlap_pixels"][i]),
+                has_labels=bool(arrays["has_labels"][i]),
+            )
+        )
+        pos += size
+    return out
+
+
+# ---------------------------------------------------------------------------
+# index cache: image size and modality per image file, so re-opening is instant
+# ---------------------------------------------------------------------------
+
+IndexEntry = tuple[int, int, int, int, str]  # (file size, mtime ns, height, width, modality)
+
+
+def index_path(dataset_path: str | os.PathLike) -> Path:
+    """Return the JSON file that caches the index of ``dataset_path``."""
+    resolved = str(Path(dataset_path).resolve())
+    key = hashlib.sha256(resolved.encode()).hexdigest()[:20]
+    return cache_dir() / "index" / f"{Path(resolved).name or 'dataset'}-{key}.json"
+
+
+def load_index(dataset_path: str | os.PathLike) -> dict[str, IndexEntry]:
+    """Read the cached index entries of a dataset (empty when missing or unreadable).
+
+    Parameters
+    ----------
+    dataset_path : str or os.PathLike
+        The dataset folder or zip.
+
+    Returns
+    -------
+    dict of str to tuple
+        ``{image file: (size, mtime_ns, height, width, modality)}``; an entry is only
+        valid while the image file's size and mtime are unchanged (the caller checks).
+    """
+    import json
+
+    try:
+        data = json.loads(index_path(dataset_path).read_text())
+        if data.get("version") != FORMAT_VERSION:
+            return {}
+        return {k: tuple(v) for k, v in data["entries"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def save_index(dataset_path: str | os.PathLike, entries: dict[str, IndexEntry]) -> None:
+    """Write the index entries of a dataset atomically (errors are ignored: it is a cache).
+
+    Parameters
+    ----------
+    dataset_path : str or os.PathLike
+        The dataset folder or zip.
+    entries : dict of str to tuple
+        ``{image file: (size, mtime_ns, height, width, modality)}``.
+    """
+    import json
+
+    path = index_path(dataset_path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"version": FORMAT_VERSION, "entries": entries}, fh)
+        os.replace(tmp, path)
+    except OSError:
+        pass

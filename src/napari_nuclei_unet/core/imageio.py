@@ -1,0 +1,476 @@
+"""Reading single image and mask files into the arrays the rest of the core expects.
+
+Everything here works on one file (a path or its bytes); dataset layouts live in
+:mod:`napari_nuclei_unet.core.dataset`. :class:`DatasetError` is defined here so that
+the readers can raise it; :mod:`~napari_nuclei_unet.core.dataset` re-exports it and is
+its documented home.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+ImageSource = str | os.PathLike | bytes
+
+#: File names that operating systems and archivers leave behind; ignored silently.
+JUNK_NAMES = frozenset({"thumbs.db", "desktop.ini", "__macosx", "icon\r"})
+
+#: Low and high percentiles used to map images of more than 8 bits to uint8.
+HIGH_BIT_DEPTH_PERCENTILES = (0.1, 99.9)
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+class DatasetError(ValueError):
+    """A dataset, sample or image file cannot be read.
+
+    The message names the file or folder, says what is wrong and what to do.
+    """
+
+
+class DatasetWarning(UserWarning):
+    """Something in a dataset was skipped or resolved automatically (e.g. a bad sample)."""
+
+
+def is_junk_name(name: str) -> bool:
+    """Return True for hidden files and OS/archiver litter (``.DS_Store``, ``Thumbs.db``...).
+
+    Parameters
+    ----------
+    name : str
+        A file or folder name (not a path).
+
+    Returns
+    -------
+    bool
+        Whether the entry should be ignored without a warning.
+    """
+    return name.startswith(".") or name.lower() in JUNK_NAMES or name.startswith("._")
+
+
+def _describe(source: ImageSource, name: str | None) -> str:
+    if name is not None:
+        return name
+    if isinstance(source, bytes):
+        return "<image bytes>"
+    return str(source)
+
+
+def _read_bytes(source: ImageSource, name: str | None) -> bytes:
+    if isinstance(source, bytes):
+        return source
+    try:
+        return Path(source).read_bytes()
+    except OSError as exc:
+        raise DatasetError(
+            f"Cannot read {_describe(source, name)}: {exc.strerror or exc}. "
+            "Check that the file exists and is readable."
+        ) from exc
+
+
+def image_size(source: ImageSource, *, name: str | None = None) -> tuple[int, int]:
+    """Return ``(height, width)`` of an image file without decoding its pixels.
+
+    PNG headers are parsed directly (a few bytes); other formats go through PIL's
+    lazy :func:`PIL.Image.open`.
+
+    Parameters
+    ----------
+    source : str, os.PathLike or bytes
+        The file, or its content.
+    name : str, optional
+        How to name the file in error messages (default: the path).
+
+    Returns
+    -------
+    tuple of int
+        ``(height, width)``.
+
+    Raises
+    ------
+    DatasetError
+        When the file is not a readable image.
+    """
+    if isinstance(source, bytes):
+        head = source[:33]
+    else:
+        try:
+            with open(source, "rb") as fh:
+                head = fh.read(33)
+        except OSError as exc:
+            raise DatasetError(
+                f"Cannot read {_describe(source, name)}: {exc.strerror or exc}."
+            ) from exc
+    if head[:8] == _PNG_SIGNATURE and len(head) >= 24 and head[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", head[16:24])
+        return int(height), int(width)
+    data = _read_bytes(source, name)
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return int(im.height), int(im.width)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise _not_an_image(source, name, exc) from exc
+
+
+def _not_an_image(source: ImageSource, name: str | None, exc: Exception) -> DatasetError:
+    return DatasetError(
+        f"{_describe(source, name)} is not a readable image ({exc}). The file may be corrupt "
+        "or truncated (e.g. an interrupted download or extraction): replace it with a "
+        "fresh copy, or delete the sample folder to skip it."
+    )
+
+
+def to_rgb8(array: np.ndarray) -> np.ndarray:
+    """Convert a decoded image array to ``(H, W, 3)`` uint8.
+
+    - grey ``(H, W)`` or ``(H, W, 1)`` is repeated into 3 channels;
+    - ``(H, W, 2)`` is taken as grey + alpha, ``(H, W, 4)`` as RGB + alpha: alpha is
+      dropped (DSB2018 images are RGBA with alpha always 255);
+    - uint8 is kept as is; any other dtype (16-bit, 32-bit, float) is mapped to
+      0..255 linearly between the image's own 0.1 and 99.9 percentiles
+      (:data:`HIGH_BIT_DEPTH_PERCENTILES`), clipping outside. Percentiles rather than
+      min/max so that a few hot pixels do not leave the image nearly black; a
+      constant image becomes 0.
+
+    Parameters
+    ----------
+    array : numpy.ndarray
+        ``(H, W)`` or ``(H, W, C)`` with C in 1..4.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W, 3)`` uint8, C-contiguous.
+
+    Raises
+    ------
+    ValueError
+        For any other shape.
+    """
+    a = np.asarray(array)
+    if a.ndim == 3 and a.shape[0] in (1, 3, 4) and a.shape[2] not in (1, 2, 3, 4):
+        a = np.moveaxis(a, 0, -1)  # channel-first TIFF
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.ndim != 3 or a.shape[2] not in (1, 2, 3, 4):
+        raise ValueError(
+            f"expected a 2-D grey or (H, W, C) colour image with C in 1..4, got shape {a.shape}"
+        )
+    if a.shape[2] in (2, 4):
+        a = a[:, :, :-1]
+    if a.dtype != np.uint8:
+        a = _scale_to_uint8(a)
+    if a.shape[2] == 1:
+        a = np.repeat(a, 3, axis=2)
+    return np.ascontiguousarray(a)
+
+
+def _scale_to_uint8(a: np.ndarray) -> np.ndarray:
+    if a.dtype == bool:
+        return a.astype(np.uint8) * 255
+    values = a.astype(np.float64)
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return np.zeros(a.shape, np.uint8)
+    low, high = np.percentile(finite, HIGH_BIT_DEPTH_PERCENTILES)
+    if high <= low:
+        low, high = float(finite.min()), float(finite.max())
+    if high <= low:
+        return np.zeros(a.shape, np.uint8)
+    scaled = (np.nan_to_num(values, nan=low) - low) * (255.0 / (high - low))
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def _decode_pil(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()
+        if im.mode in ("P", "PA", "1", "CMYK", "YCbCr", "LAB", "HSV"):
+            im = im.convert("RGBA" if "transparency" in im.info or im.mode == "PA" else "RGB")
+        if im.mode.startswith("I;16"):
+            return np.asarray(im).astype(np.uint16)
+        return np.asarray(im)
+
+
+def _decode_tiff(data: bytes) -> np.ndarray:
+    import tifffile  # lazy: only TIFFs need it (installed with scikit-image)
+
+    a = tifffile.imread(io.BytesIO(data))
+    while a.ndim > 3:  # a stack: take the first plane
+        a = a[0]
+    return a
+
+
+def read_image(source: ImageSource, *, name: str | None = None) -> np.ndarray:
+    """Read a PNG, TIFF or JPEG image as ``(H, W, 3)`` uint8.
+
+    Parameters
+    ----------
+    source : str, os.PathLike or bytes
+        The image file, or its content.
+    name : str, optional
+        How to name the file in error messages (default: the path).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W, 3)`` uint8. See :func:`to_rgb8` for how grey, alpha and 16-bit
+        images are converted.
+
+    Raises
+    ------
+    DatasetError
+        When the file is missing, corrupt, truncated or not an image.
+    """
+    data = _read_bytes(source, name)
+    try:
+        if data[:4] in _TIFF_SIGNATURES:
+            array = _decode_tiff(data)
+        else:
+            array = _decode_pil(data)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, zlib.error) as exc:
+        raise _not_an_image(source, name, exc) from exc
+    try:
+        return to_rgb8(array)
+    except ValueError as exc:
+        raise DatasetError(f"{_describe(source, name)}: unsupported image layout: {exc}.") from exc
+
+
+def read_mask(source: ImageSource, *, name: str | None = None) -> np.ndarray:
+    """Read a binary mask image as a 2-D array whose non-zero pixels are foreground.
+
+    Parameters
+    ----------
+    source : str, os.PathLike or bytes
+        The mask file (any PIL-readable format; DSB2018 uses 0/255 greyscale PNG).
+    name : str, optional
+        How to name the file in error messages.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W)`` array (uint8 in the common case); test it with ``!= 0``. For colour
+        masks a pixel is foreground when any colour channel is non-zero (alpha ignored).
+
+    Raises
+    ------
+    DatasetError
+        When the file is corrupt, truncated or not an image.
+    """
+    data = _read_bytes(source, name)
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            if im.mode == "P":
+                im = im.convert("L")
+            elif im.mode == "1":
+                im = im.convert("L")
+            a = np.asarray(im)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, zlib.error) as exc:
+        raise _not_an_image(source, name, exc) from exc
+    if a.ndim == 3:
+        channels = a[:, :, :3] if a.shape[2] >= 3 else a[:, :, :1]
+        a = channels.any(axis=2).view(np.uint8)
+    return a
+
+
+# ---------------------------------------------------------------------------
+# fast path for binary mask PNGs
+# ---------------------------------------------------------------------------
+
+try:  # libdeflate inflates ~10x faster than zlib; optional, zlib is the fallback
+    from deflate import zlib_decompress as _fast_inflate
+except ImportError:  # pragma: no cover - depends on the environment
+    _fast_inflate = None
+
+MaskBox = tuple[int, int, np.ndarray]  # (row0, col0, bool crop of the non-zero bounding box)
+
+
+def _inflate(data: bytes, size: int) -> bytes:
+    if _fast_inflate is not None:
+        return _fast_inflate(data, size)
+    return zlib.decompress(data, bufsize=size)
+
+
+def _png_grey8_rows(data: bytes) -> tuple[int, int, bytes] | None:
+    """Return (height, width, raw filtered scanlines) of an 8-bit grey PNG, else None."""
+    if data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR":
+        return None
+    width, height, depth, colour, _, _, interlace = struct.unpack_from(">IIBBBBB", data, 16)
+    if depth != 8 or colour != 0 or interlace != 0:
+        return None
+    idat = []
+    pos, end = 8, len(data)
+    while pos + 8 <= end:
+        (length,) = struct.unpack_from(">I", data, pos)
+        kind = data[pos + 4 : pos + 8]
+        if kind == b"IDAT":
+            idat.append(data[pos + 8 : pos + 8 + length])
+        elif kind == b"IEND":
+            break
+        pos += 12 + length
+    else:
+        return None  # no IEND: truncated, let PIL produce the error
+    size = height * (width + 1)
+    try:
+        raw = _inflate(b"".join(idat), size)
+    except Exception:  # noqa: BLE001 - any inflate failure: PIL gives the precise error
+        return None
+    if len(raw) != size:
+        return None
+    return height, width, raw
+
+
+def _unfilter_rows(rows: np.ndarray) -> np.ndarray:
+    """Undo PNG scanline filters for 1 byte per pixel.
+
+    ``rows`` is (n, width + 1) with the filter type first; the row above the first
+    one is all zero. Returns the (n, width) pixels. Sub and Up are vectorised; Average
+    and Paeth run a scalar loop limited to the columns where the row or the row above
+    is non-zero (plus what the left neighbour carries on), which for a nucleus mask is
+    a few dozen pixels.
+    """
+    filters = rows[:, 0]
+    pixels = rows[:, 1:]
+    if not filters.any():
+        return pixels
+    out = pixels.copy()
+    zero_row = np.zeros(out.shape[1], np.uint8)
+    for i in np.flatnonzero(filters).tolist():
+        kind = int(filters[i])
+        up = out[i - 1] if i > 0 else zero_row
+        if kind == 1:
+            out[i] = np.cumsum(out[i], dtype=np.uint8)  # wraps modulo 256 like PNG
+        elif kind == 2:
+            out[i] += up
+        elif kind in (3, 4):
+            _unfilter_scalar(out[i], up, kind)
+        else:
+            raise ValueError(f"invalid PNG filter type {kind}")
+    return out
+
+
+def _unfilter_scalar(row: np.ndarray, up: np.ndarray, kind: int) -> None:
+    """Average (3) or Paeth (4) in place on one row, touching only the active columns."""
+    active = np.flatnonzero(row | up)
+    if active.size == 0:
+        return
+    start, last = int(active[0]), int(active[-1])
+    raw = row.tolist()
+    above = up.tolist()
+    width = len(raw)
+    left = 0
+    x = start
+    while x < width:
+        if x > last + 1 and left == 0:
+            break  # nothing left to carry: the rest of the row is zero
+        b = above[x]
+        if kind == 3:
+            value = (raw[x] + ((left + b) >> 1)) & 0xFF
+        else:
+            c = above[x - 1] if x > 0 else 0
+            p = left + b - c
+            pa, pb, pc = abs(p - left), abs(p - b), abs(p - c)
+            pred = left if pa <= pb and pa <= pc else (b if pb <= pc else c)
+            value = (raw[x] + pred) & 0xFF
+        raw[x] = value
+        left = value
+        x += 1
+    row[start:x] = raw[start:x]
+
+
+def read_mask_box(
+    data: bytes, *, name: str, shape: tuple[int, int] | None = None
+) -> MaskBox | None:
+    """Decode a mask PNG to the bounding box of its non-zero pixels.
+
+    8-bit greyscale PNGs (all DSB2018 masks) take a fast path: libdeflate when the
+    ``deflate`` package is installed, and only the rows that hold the object are
+    un-filtered. Anything else goes through PIL.
+
+    Parameters
+    ----------
+    data : bytes
+        The mask file's content.
+    name : str
+        The file, for error messages.
+    shape : tuple of int, optional
+        Expected ``(height, width)`` (the image's); a different size is an error.
+
+    Returns
+    -------
+    tuple or None
+        ``(row0, col0, crop)`` where ``crop`` is a bool array of the non-zero
+        bounding box, or None for an all-zero mask.
+
+    Raises
+    ------
+    DatasetError
+        When the file is corrupt or its size differs from ``shape``.
+    """
+    parsed = _png_grey8_rows(data)
+    if parsed is None:
+        return _mask_box_pil(data, name, shape)
+    height, width, raw = parsed
+    _check_mask_shape((height, width), shape, name)
+    span = _nonzero_span(raw)
+    if span is None:
+        return None
+    r0, r1 = span[0] // (width + 1), span[1] // (width + 1)
+    rows = np.frombuffer(raw, np.uint8, count=(r1 - r0 + 1) * (width + 1), offset=r0 * (width + 1))
+    try:
+        pixels = _unfilter_rows(rows.reshape(r1 - r0 + 1, width + 1))
+    except ValueError:
+        return _mask_box_pil(data, name, shape)  # PIL names the problem
+    return _crop_box(pixels != 0, r0, 0)
+
+
+def _nonzero_span(raw: bytes) -> tuple[int, int] | None:
+    """First and last index of a non-zero byte, to within 8 bytes (None if all zero)."""
+    n_words = len(raw) // 8
+    words = np.frombuffer(raw, np.uint64, count=n_words)
+    hits = np.flatnonzero(words)
+    tail = np.flatnonzero(np.frombuffer(raw, np.uint8, offset=n_words * 8))
+    if hits.size == 0 and tail.size == 0:
+        return None
+    first = int(hits[0]) * 8 if hits.size else n_words * 8 + int(tail[0])
+    last = n_words * 8 + int(tail[-1]) if tail.size else int(hits[-1]) * 8 + 7
+    return first, last
+
+
+def _crop_box(fg: np.ndarray, r0: int, c0: int) -> MaskBox | None:
+    rows = np.flatnonzero(fg.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(fg[rows[0] : rows[-1] + 1].any(axis=0))
+    crop = fg[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    return r0 + int(rows[0]), c0 + int(cols[0]), crop
+
+
+def _check_mask_shape(got: tuple[int, int], expected: tuple[int, int] | None, name: str) -> None:
+    if expected is not None and tuple(got) != tuple(expected):
+        raise DatasetError(
+            f"{name}: mask is {got[0]}x{got[1]} pixels but its image is "
+            f"{expected[0]}x{expected[1]}. Each mask must have its image's size: fix or "
+            "remove this mask file."
+        )
+
+
+def _mask_box_pil(data: bytes, name: str, shape: tuple[int, int] | None) -> MaskBox | None:
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            _check_mask_shape((im.height, im.width), shape, name)
+            im.load()
+    except DatasetError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, zlib.error) as exc:
+        raise _not_an_image(data, name, exc) from exc
+    mask = read_mask(data, name=name)
+    return _crop_box(mask != 0, 0, 0)
