@@ -1,0 +1,212 @@
+"""Finding and loading the commands' inputs: labelled datasets and images to segment."""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .progress import ProgressBars, note
+
+#: Image file suffixes that ``predict`` accepts in a folder of images.
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+
+
+def open_dataset(path: str, *, quiet: bool = False) -> Any:
+    """Open a DSB2018-style dataset, telling the user about the samples skipped.
+
+    Parameters
+    ----------
+    path : str
+        Dataset folder, ``.zip`` or sample folder.
+    quiet : bool
+        Do not print the skipped-sample notes.
+
+    Returns
+    -------
+    DSBDataset
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` does not exist.
+    DatasetError
+        When it is not a dataset, or holds no readable sample.
+    """
+    import warnings
+
+    from ..core.dataset import DSBDataset
+    from ..core.imageio import DatasetWarning
+
+    if not Path(path).exists():
+        raise FileNotFoundError(
+            f"{path} does not exist: give a DSB2018 dataset folder (like stage1_train), "
+            "its .zip, or one sample folder (<id>/images/<id>.png + <id>/masks/*.png)."
+        )
+    with warnings.catch_warnings():
+        # The skipped samples are listed below, shorter than the warning would.
+        warnings.simplefilter("ignore", DatasetWarning)
+        dataset = DSBDataset.open(path)
+    for sample_id, reason in dataset.skipped[:5]:
+        note(f"skipped {sample_id}: {' '.join(str(reason).split())}", quiet=quiet)
+    if len(dataset.skipped) > 5:
+        note(f"... and {len(dataset.skipped) - 5} more samples skipped "
+             f"(see 'nuclei-unet info {path}')", quiet=quiet)
+    return dataset
+
+
+def load_samples(dataset: Any, *, quiet: bool = False, should_stop: Any = None) -> list:
+    """Decode every sample of a dataset with a progress bar on stderr.
+
+    Parameters
+    ----------
+    dataset : DSBDataset
+        An opened dataset.
+    quiet : bool
+        No bar.
+    should_stop : callable, optional
+        Cooperative stop check, passed to :meth:`DSBDataset.iter_load`.
+
+    Returns
+    -------
+    list of Sample
+    """
+    import warnings
+
+    from ..core.imageio import DatasetWarning
+    from ..core.progress import drive
+
+    with warnings.catch_warnings(record=True) as caught, ProgressBars(quiet=quiet) as bars:
+        warnings.simplefilter("always", DatasetWarning)
+        samples = drive(dataset.iter_load(should_stop=should_stop), bars)
+    for warning in caught:
+        if issubclass(warning.category, DatasetWarning):
+            note(f"note: {' '.join(str(warning.message).split())}", quiet=quiet)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                                   warning.lineno)
+    return samples
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    """One image to segment.
+
+    Attributes
+    ----------
+    id : str
+        Output name (the image id: the sample folder name or the file stem).
+    source : str or bytes
+        Path of the file, or its content (from a zip).
+    name : str
+        How to name it in messages.
+    """
+
+    id: str
+    source: Any
+    name: str
+
+    def read(self) -> Any:
+        """Decode the image as ``(H, W, 3)`` uint8 (raises ``DatasetError``)."""
+        from ..core.dataset import read_image
+
+        return read_image(self.source, name=self.name)
+
+
+def _is_image_file(path: Path) -> bool:
+    from ..core.imageio import is_junk_name
+
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not is_junk_name(path.name)
+
+
+def _sample_image(folder: Path) -> Path | None:
+    """The image of a DSB sample folder ``<id>/images/<id>.png`` (or its only image)."""
+    images = folder / "images"
+    if not images.is_dir():
+        return None
+    preferred = images / f"{folder.name}.png"
+    if preferred.is_file():
+        return preferred
+    found = sorted(p for p in images.iterdir() if _is_image_file(p))
+    return found[0] if found else None
+
+
+def _zip_images(path: Path) -> Iterator[ImageInput]:
+    from ..core.dataset import DatasetError
+    from ..core.imageio import is_junk_name
+
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DatasetError(f"{path} is not a readable zip file ({exc}).") from exc
+    with archive:
+        names = sorted(n for n in archive.namelist() if not n.endswith("/"))
+        for name in names:
+            parts = name.split("/")
+            # <...>/<id>/images/<file>: one image per sample folder
+            if (len(parts) >= 3 and parts[-2] == "images" and not any(map(is_junk_name, parts))
+                    and Path(parts[-1]).suffix.lower() in IMAGE_SUFFIXES):
+                yield ImageInput(parts[-3], archive.read(name), f"{path}:{name}")
+
+
+def find_images(path: str) -> list[ImageInput]:
+    """List the images to segment in ``path``.
+
+    Parameters
+    ----------
+    path : str
+        One of: an image file; a DSB2018 ``.zip``; one sample folder
+        (``<id>/images/<id>.png``); a dataset folder of sample folders (masks are not
+        needed, so ``stage1_test`` works); a folder of image files.
+
+    Returns
+    -------
+    list of ImageInput
+        Sorted by id; ids are unique.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` does not exist.
+    DatasetError
+        When no image is found, or two images would be written under the same name.
+    """
+    from ..core.dataset import DatasetError
+
+    root = Path(path)
+    if not root.exists():
+        raise FileNotFoundError(
+            f"{path} does not exist: give an image file, a folder of images, a sample "
+            "folder or a DSB2018 dataset folder or .zip."
+        )
+    if root.is_file() and root.suffix.lower() == ".zip":
+        inputs = list(_zip_images(root))
+    elif root.is_file():
+        inputs = [ImageInput(root.stem, str(root), str(root))]
+    elif _sample_image(root) is not None:
+        inputs = [ImageInput(root.name, str(_sample_image(root)), str(_sample_image(root)))]
+    else:
+        inputs = []
+        for child in sorted(root.iterdir()):
+            if child.is_dir():
+                image = _sample_image(child)
+                if image is not None:
+                    inputs.append(ImageInput(child.name, str(image), str(image)))
+            elif _is_image_file(child):
+                inputs.append(ImageInput(child.stem, str(child), str(child)))
+    if not inputs:
+        raise DatasetError(
+            f"No image found in {path}: expected an image file ({', '.join(IMAGE_SUFFIXES)}), "
+            "a folder of images, or DSB2018 sample folders <id>/images/<id>.png."
+        )
+    seen: dict[str, str] = {}
+    for item in inputs:
+        if item.id in seen:
+            raise DatasetError(
+                f"Two images in {path} have the same name {item.id!r} ({seen[item.id]} and "
+                f"{item.name}); their masks would overwrite each other. Rename one."
+            )
+        seen[item.id] = item.name
+    return sorted(inputs, key=lambda item: item.id)

@@ -1,0 +1,92 @@
+"""``nuclei-unet evaluate MODEL DATA``: scores per modality and the worst images."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from .data import load_samples, open_dataset
+from .info import format_table
+from .predict import check_threshold
+from .progress import ProgressBars
+
+
+def _number(value: Any, fmt: str = ".3f") -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def format_report(report: dict[str, Any], *, worst: int = 10) -> str:
+    """Readable tables of an evaluation: overall and per modality, then the worst images.
+
+    Parameters
+    ----------
+    report : dict
+        ``EvaluationReport.to_json()``.
+    worst : int
+        How many of the lowest-IoU images to list.
+
+    Returns
+    -------
+    str
+    """
+    summary = report["summary"]
+    rows = [["", "images", "mean IoU", "median IoU", "mean Dice", "DSB score"]]
+
+    def stats_row(name: str, stats: dict[str, Any]) -> list[str]:
+        return [name, str(stats["n"]), _number(stats["mean_iou"]),
+                _number(stats["median_iou"]), _number(stats["mean_dice"]),
+                _number(stats["dsb_score"])]
+
+    for modality, stats in summary.get("per_modality", {}).items():
+        rows.append(stats_row(modality, stats))
+    rows.append(stats_row("all", summary))
+    lines = [format_table(rows)]
+    images = sorted(report["images"], key=lambda image: image["iou"])[:max(0, worst)]
+    if images:
+        lines += ["", f"Worst {len(images)} images by IoU:"]
+        table = [["id", "modality", "IoU", "Dice", "AP50", "nuclei", "predicted"]]
+        for image in images:
+            table.append([image["id"], image["modality"], _number(image["iou"]),
+                          _number(image["dice"]), _number(image["ap50"]),
+                          str(image["n_true"]), str(image["n_pred"])])
+        lines.append(format_table(table))
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate a model on a labelled dataset; print a table or one JSON object.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        ``model``, ``data``, ``json``, ``threshold``, ``worst``, ``device``, ``quiet``.
+
+    Returns
+    -------
+    int
+        0.
+    """
+    check_threshold(args.threshold)
+    from ..core.checkpoint import load_checkpoint
+    from ..core.device import resolve_device
+    from ..core.evaluation import evaluate
+    from ..core.progress import drive
+
+    device = resolve_device(args.device)
+    loaded = load_checkpoint(args.model, device=device)
+    dataset = open_dataset(args.data, quiet=args.quiet)
+    samples = load_samples(dataset, quiet=args.quiet)
+    with ProgressBars(quiet=args.quiet) as bars:
+        report = drive(evaluate(loaded.model, samples, threshold=args.threshold, device=device),
+                       bars)
+    data = report.to_json()
+    if args.json:
+        print(json.dumps(data, allow_nan=False))
+    else:
+        print(f"Model {loaded.path} on {dataset.path} (threshold {args.threshold:g}, "
+              f"{report.instance_method} instances)")
+        print(format_report(data, worst=args.worst))
+        if report.skipped:
+            print(f"\n{len(report.skipped)} image(s) without masks were not scored.")
+    return 0

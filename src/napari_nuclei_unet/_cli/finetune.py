@@ -1,0 +1,113 @@
+"""``nuclei-unet finetune MODEL CORRECTIONS --out PROJECT``: one fine-tuning round."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from .data import load_samples, open_dataset
+from .info import format_table
+from .progress import TrainReporter, note
+from .stopping import StopRequest
+
+
+def _load_corrections(path: str, *, quiet: bool) -> list[Any]:
+    """Corrected samples from a fine-tuning project or a DSB-style folder."""
+    from ..core.finetune import CORRECTIONS_DIR, PROJECT_FILE, CorrectionStore
+
+    folder = Path(path)
+    if not folder.exists():
+        raise FileNotFoundError(
+            f"{path} does not exist: give the fine-tuning project folder (with "
+            f"{CORRECTIONS_DIR}/ and {PROJECT_FILE}) or a folder of corrected samples in the "
+            "DSB2018 layout."
+        )
+    if (folder / PROJECT_FILE).exists() or (folder / CORRECTIONS_DIR).is_dir():
+        store = CorrectionStore(folder)
+        samples = store.load_samples()
+        note(f"{len(samples)} corrections from project {store.path}", quiet=quiet)
+        return samples
+    return load_samples(open_dataset(path, quiet=quiet), quiet=quiet)
+
+
+def _changes_table(changes: Any) -> str:
+    rows = [["id", "modality", "IoU before", "IoU after", "change", "nuclei", "predicted"]]
+    for change in changes:
+        rows.append([change.id, change.modality, f"{change.iou_before:.3f}",
+                     f"{change.iou_after:.3f}", f"{change.iou_gain:+.3f}", str(change.n_true),
+                     f"{change.n_pred_before} -> {change.n_pred_after}"])
+    return format_table(rows, align_numbers=False)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Fine-tune a model on corrections; print the new version and the scores.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        ``model``, ``corrections``, ``out``, ``data``, ``eval_data``, ``ratio``,
+        ``epochs``, ``steps``, ``lr``, ``seed``, ``device``, ``quiet``.
+
+    Returns
+    -------
+    int
+        0 when a version was saved, 130 when stopped with Ctrl-C (nothing saved).
+    """
+    from ..core.finetune import FinetuneError, ModelVersions, finetune
+    from ..core.progress import drive
+
+    overrides: dict[str, Any] = {}
+    for option, field in (("epochs", "epochs"), ("steps", "steps_per_epoch"),
+                          ("lr", "learning_rate"), ("seed", "seed"), ("device", "device")):
+        if getattr(args, option) is not None:
+            overrides[field] = getattr(args, option)
+    ratio = args.ratio if args.ratio is not None else (0.5 if args.data else 1.0)
+    if not 0.0 < ratio <= 1.0:
+        raise FinetuneError(
+            f"--ratio is the share of training crops taken from the corrections and must be "
+            f"in (0, 1], got {ratio}."
+        )
+    base: Any = args.model
+    if base == "latest":
+        base = ModelVersions(args.out).latest()
+        if base is None:
+            raise FinetuneError(f"No model version in {args.out} yet; give a checkpoint or "
+                                "'default' as MODEL for the first round.")
+
+    with StopRequest(None, what="fine-tuning", quiet=args.quiet) as stop:
+        corrections = _load_corrections(args.corrections, quiet=args.quiet)
+        original = None
+        if args.data:
+            original = load_samples(open_dataset(args.data, quiet=args.quiet), quiet=args.quiet)
+        elif not args.quiet:
+            note("No --data given: training on the corrections alone (the model may get "
+                 "worse on other kinds of images; pass the original training data to avoid it).")
+        evaluation = None
+        if args.eval_data:
+            evaluation = load_samples(open_dataset(args.eval_data, quiet=args.quiet),
+                                      quiet=args.quiet)
+        with TrainReporter(quiet=args.quiet) as reporter:
+            result = drive(
+                finetune(base, corrections, original=original, ratio=ratio,
+                         config_overrides=overrides, out_dir=args.out, should_stop=stop,
+                         eval_samples=evaluation),
+                reporter,
+            )
+    if result.cancelled:
+        note("Fine-tuning stopped: no new version saved; the base model and the corrections "
+             "are unchanged.", quiet=args.quiet)
+        return 130
+    version = result.version
+    print(f"New model version {version.name}: {result.checkpoint}")
+    print(f"Corrected images ({len(result.corrected)}), mean IoU "
+          f"{result.mean_iou('corrected', 'before'):.3f} -> "
+          f"{result.mean_iou('corrected', 'after'):.3f}:")
+    print(_changes_table(result.corrected))
+    if result.evaluation:
+        print(f"Evaluation images ({len(result.evaluation)}), mean IoU "
+              f"{result.mean_iou('evaluation', 'before'):.3f} -> "
+              f"{result.mean_iou('evaluation', 'after'):.3f}")
+    note(f"round took {result.elapsed_s:.1f} s ({result.n_original} original samples mixed "
+         f"in, {100 * result.ratio:.0f}% corrections)", quiet=args.quiet)
+    return 0

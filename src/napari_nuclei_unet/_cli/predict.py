@@ -1,0 +1,151 @@
+"""``nuclei-unet predict MODEL INPUT --out DIR``: one mask file per image."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .data import find_images
+from .progress import ProgressBars, note
+
+
+def check_threshold(value: float) -> float:
+    """Return ``value`` if it is a probability threshold, else raise a plain ValueError."""
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(
+            f"--threshold must be between 0 and 1 (a foreground probability), got {value}."
+        )
+    return value
+
+
+def mask_file_name(image_id: str, fmt: str) -> str:
+    """File name of the mask of ``image_id`` (``<id>.png`` or ``<id>.tif``)."""
+    return f"{image_id}.{fmt}"
+
+
+def write_mask(path: Path, array: Any, fmt: str) -> None:
+    """Write a mask or label image atomically (temporary file, then rename).
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        Destination.
+    array : numpy.ndarray
+        ``(H, W)`` uint8 0/255 mask, or integer labels (written as 16-bit, or 32-bit TIFF
+        when there are more than 65535 nuclei).
+    fmt : {"png", "tif"}
+        File format.
+
+    Raises
+    ------
+    ValueError
+        For more than 65535 labels in a PNG.
+    """
+    import numpy as np
+
+    array = np.asarray(array)
+    if array.dtype != np.uint8:
+        top = int(array.max()) if array.size else 0
+        if top <= np.iinfo(np.uint16).max:
+            array = array.astype(np.uint16)
+        elif fmt == "png":
+            raise ValueError(
+                f"{path.name}: {top} nuclei do not fit in a 16-bit PNG; use --format tif."
+            )
+        else:
+            array = array.astype(np.uint32)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".{fmt}", dir=path.parent)
+    os.close(fd)
+    try:
+        if fmt == "png":
+            from PIL import Image
+
+            Image.fromarray(array).save(tmp, format="PNG")
+        else:
+            import tifffile
+
+            tifffile.imwrite(tmp, array, compression="zlib")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def run(args: argparse.Namespace) -> int:
+    """Segment every image of INPUT and write the masks (and a submission CSV).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        ``model``, ``input``, ``out``, ``threshold``, ``instances``, ``format``,
+        ``submission``, ``overwrite``, ``device``, ``quiet``.
+
+    Returns
+    -------
+    int
+        0.
+    """
+    check_threshold(args.threshold)
+    images = find_images(args.input)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file; give a folder for the masks.")
+    targets = {item.id: out / mask_file_name(item.id, args.format) for item in images}
+    existing = [p for p in targets.values() if p.exists()]
+    if existing and not args.overwrite:
+        raise FileExistsError(
+            f"{len(existing)} mask file(s) already exist in {out} (e.g. {existing[0].name}); "
+            "they may hold edited masks, so nothing was written. Choose another --out, or "
+            "add --overwrite to replace them."
+        )
+    if args.submission and Path(args.submission).exists() and not args.overwrite:
+        raise FileExistsError(
+            f"Submission file {args.submission} already exists; choose another name or add "
+            "--overwrite."
+        )
+
+    import numpy as np
+
+    from ..core.checkpoint import load_checkpoint
+    from ..core.device import resolve_device
+    from ..core.inference import predict_probability
+    from ..core.instances import labels_from_probability
+    from ..core.progress import Progress
+
+    device = resolve_device(args.device)
+    loaded = load_checkpoint(args.model, device=device)
+    out.mkdir(parents=True, exist_ok=True)
+    submission: dict[str, np.ndarray] = {}
+    n_nuclei = 0
+    with ProgressBars(quiet=args.quiet) as bars:
+        for done, item in enumerate(images, start=1):
+            image = item.read()
+            prob = predict_probability(loaded.model, image, device=device)
+            if args.instances != "none":
+                labels = labels_from_probability(prob, threshold=args.threshold,
+                                                 method=args.instances)
+                write_mask(targets[item.id], labels, args.format)
+                n_nuclei += int(labels.max())
+            else:
+                mask = (prob > args.threshold).astype(np.uint8) * 255
+                write_mask(targets[item.id], mask, args.format)
+            if args.submission:
+                if args.instances == "none":
+                    labels = labels_from_probability(prob, threshold=args.threshold,
+                                                     method="watershed")
+                submission[item.id] = labels
+            bars(Progress("predict", done, len(images), item.id))
+    what = "label images" if args.instances != "none" else "masks"
+    print(f"Wrote {len(images)} {what} to {out}"
+          + (f" ({n_nuclei} nuclei)" if args.instances != "none" else ""))
+    if args.submission:
+        from ..core.rle import write_submission_csv
+
+        path = write_submission_csv(args.submission, submission)
+        n_rows = sum(max(1, len(np.unique(v)) - 1) for v in submission.values())
+        print(f"Wrote submission {path} ({len(submission)} images, {n_rows} rows)")
+    note(f"model: {loaded.path}", quiet=args.quiet)
+    return 0

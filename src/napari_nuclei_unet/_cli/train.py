@@ -1,0 +1,63 @@
+"""``nuclei-unet train DATA --out DIR``: train a U-Net, keep the best checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+
+from .data import load_samples, open_dataset
+from .progress import TrainReporter, note
+from .stopping import StopRequest
+from .train_options import config_from_args
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train on a dataset and print the best checkpoint's path on stdout.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        ``data``, ``out``, ``config``, ``resume``, ``init``, ``time_limit``, ``quiet``
+        and the training configuration options.
+
+    Returns
+    -------
+    int
+        0, also when stopped by Ctrl-C or the time limit (the checkpoints are saved).
+    """
+    from ..core.device import resolve_device
+    from ..core.progress import drive
+    from ..core.training import train
+
+    # Bad values fail here, before the (long) dataset load.
+    config = config_from_args(args)
+    device = resolve_device(config.device)
+    with StopRequest(args.time_limit, what="training", quiet=args.quiet) as stop:
+        dataset = open_dataset(args.data, quiet=args.quiet)
+        samples = load_samples(dataset, quiet=args.quiet, should_stop=stop)
+        if stop.stopped:
+            note("Stopped while loading the dataset; nothing was trained.", quiet=args.quiet)
+            return 130 if stop.interrupted else 1
+        note(f"Training on {len(samples)} samples on {device} ({config.epochs} epochs, "
+             f"crops {config.crop_size}, batch {config.batch_size}); checkpoints in {args.out}",
+             quiet=args.quiet)
+        stop.start_clock()
+        with TrainReporter(quiet=args.quiet) as reporter:
+            result = drive(
+                train(config, samples, out_dir=args.out, resume_from=args.resume,
+                      init_from=args.init, should_stop=stop),
+                reporter,
+            )
+    if result.cancelled:
+        why = "Ctrl-C" if stop.interrupted else "time limit"
+        note(f"Training stopped ({why}). Best checkpoint kept: {result.best_checkpoint}; "
+             f"last state saved to {result.last_checkpoint} (continue with "
+             f"--resume {result.last_checkpoint}).", quiet=args.quiet)
+    elif result.stopped_early:
+        note(f"Stopped early: no better validation IoU for {config.early_stopping_patience} "
+             "epochs.", quiet=args.quiet)
+    best = max((h.best_val_iou for h in result.history if h.best_val_iou is not None),
+               default=None)
+    if best is not None:
+        note(f"Best validation IoU {best:.3f}.", quiet=args.quiet)
+    print(result.best_checkpoint)
+    return 0

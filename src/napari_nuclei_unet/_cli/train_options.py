@@ -1,0 +1,158 @@
+"""Command line options for every :class:`TrainConfig` field, and the config they give.
+
+The options are made from the dataclass itself, so a field added to
+:class:`~napari_nuclei_unet.core.config.TrainConfig` gets its option (and its help,
+taken from the class docstring) without touching the CLI. Only :mod:`core.config`
+is imported, which does not import torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+#: Short spellings kept for habit (``--lr``) next to the generated ``--learning-rate``.
+ALIASES: dict[str, tuple[str, ...]] = {
+    "learning_rate": ("--lr",),
+    "early_stopping_patience": ("--patience",),
+}
+
+#: Prefix of the argparse ``dest`` of config options (avoids clashes with other options).
+DEST_PREFIX = "config_"
+
+_NONE_WORDS = ("none", "auto", "off")
+
+
+def _field_help() -> dict[str, str]:
+    """One-paragraph help per field, read from the ``Attributes`` section of the docstring."""
+    from ..core.config import TrainConfig
+
+    doc = TrainConfig.__doc__ or ""
+    section = doc.split("Attributes", 1)[-1]
+    helps: dict[str, str] = {}
+    current: list[str] = []
+    for line in section.splitlines():
+        header = re.match(r"^\s{4}(\w+(?:, \w+)*) : ", line)
+        if header:
+            current = [name.strip() for name in header.group(1).split(",")]
+            for name in current:
+                helps[name] = ""
+        elif line.strip() and current and not set(line.strip()) <= {"-"}:
+            for name in current:
+                helps[name] = (helps[name] + " " + line.strip()).strip()
+    # Plain text for the terminal: drop reStructuredText markup.
+    return {
+        name: re.sub(r":\w+:`~?([^`]+)`", r"\1", text).replace("``", "")
+        for name, text in helps.items()
+    }
+
+
+def _optional_int(text: str) -> int | None:
+    if text.strip().lower() in _NONE_WORDS:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number or 'none', got {text!r}"
+        ) from None
+
+
+def add_train_config_options(parser: argparse.ArgumentParser) -> None:
+    """Add one option per :class:`TrainConfig` field to ``parser``.
+
+    Booleans get ``--name/--no-name`` (e.g. ``--no-amp``); optional integers accept
+    ``none``. An option not given leaves no attribute in the namespace, so values from
+    ``--config`` or the dataclass defaults apply unless the option is used.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The ``train`` sub-command parser.
+    """
+    from ..core.config import TrainConfig
+
+    helps = _field_help()
+    group = parser.add_argument_group(
+        "training configuration",
+        "Each option sets one TrainConfig field (default in brackets).",
+    )
+    defaults = TrainConfig()
+    for field in fields(TrainConfig):
+        name = field.name
+        default = getattr(defaults, name)
+        flags = (*ALIASES.get(name, ()), "--" + name.replace("_", "-"))
+        text = helps.get(name, "").replace("%", "%%")
+        text = f"{text} [{default}]" if text else f"[{default}]"
+        dest = DEST_PREFIX + name
+        annotation = str(field.type)
+        if isinstance(default, bool):
+            group.add_argument(*flags, dest=dest, action=argparse.BooleanOptionalAction,
+                               default=argparse.SUPPRESS, help=text)
+        elif "None" in annotation and "int" in annotation:
+            group.add_argument(*flags, dest=dest, type=_optional_int,
+                               default=argparse.SUPPRESS,
+                               metavar="N|none", help=text)
+        elif isinstance(default, int):
+            group.add_argument(*flags, dest=dest, type=int, default=argparse.SUPPRESS,
+                               metavar="N", help=text)
+        elif isinstance(default, float):
+            group.add_argument(*flags, dest=dest, type=float, default=argparse.SUPPRESS,
+                               metavar="X", help=text)
+        else:
+            group.add_argument(*flags, dest=dest, type=str, default=argparse.SUPPRESS,
+                               metavar="TEXT", help=text)
+
+
+def _read_config_file(path: str) -> dict[str, Any]:
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"Configuration file {file} does not exist.")
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"Configuration file {file} is not valid JSON: {exc}.") from exc
+    if isinstance(data, dict) and isinstance(data.get("config"), dict):
+        data = data["config"]  # a checkpoint's sidecar: take its training configuration
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"Configuration file {file} must hold a JSON object of TrainConfig fields, "
+            f"e.g. {{\"epochs\": 20, \"crop_size\": 256}}."
+        )
+    return data
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    """Build the :class:`TrainConfig` of a ``train`` command line.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed arguments: ``config`` (a JSON file or None) and the generated options.
+
+    Returns
+    -------
+    TrainConfig
+        The file's values (or the defaults), overridden by the options given.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        For a missing or malformed file, or an invalid value (``ConfigError``).
+    """
+    from ..core.config import TrainConfig
+
+    data = _read_config_file(args.config) if getattr(args, "config", None) else {}
+    config = TrainConfig.from_dict(data)
+    # Options not given are absent from args (argparse.SUPPRESS), so "--patience none"
+    # (None) is told apart from "not given".
+    changes = {
+        field.name: getattr(args, DEST_PREFIX + field.name)
+        for field in fields(TrainConfig)
+        if hasattr(args, DEST_PREFIX + field.name)
+    }
+    return config.replace(**changes) if changes else config

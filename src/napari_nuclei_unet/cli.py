@@ -1,0 +1,313 @@
+"""``nuclei-unet``: the command line of napari-nuclei-unet.
+
+The commands drive the same core generators as the napari dock widgets::
+
+    nuclei-unet info DATA
+    nuclei-unet train DATA --out RUN [--epochs N ...]
+    nuclei-unet predict MODEL INPUT --out DIR [--instances watershed] [--submission sub.csv]
+    nuclei-unet evaluate MODEL DATA [--json]
+    nuclei-unet finetune MODEL CORRECTIONS --out PROJECT [--data ORIGINAL_DATA]
+    nuclei-unet demo [--screenshot shot.png]
+
+Progress bars and per-epoch lines go to stderr; results (paths, tables, JSON) go to
+stdout, so ``nuclei-unet evaluate MODEL DATA --json > scores.json`` works.
+
+Errors a user can fix (a missing file, a folder that is not a dataset, a corrupt
+checkpoint, a bad option value) are reported as one line,
+``nuclei-unet: error: <what is wrong and what to do>``, with exit status 2; ``--debug``
+shows the Python traceback instead.
+
+This module imports neither torch nor numpy: each command imports what it needs
+when it runs, so ``nuclei-unet --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+
+PROG = "nuclei-unet"
+
+#: Exit status for bad input (the argparse convention).
+EXIT_BAD_INPUT = 2
+#: Exit status for an unexpected internal error.
+EXIT_INTERNAL = 1
+#: Exit status after Ctrl-C outside of training (the shell convention, 128 + SIGINT).
+EXIT_INTERRUPTED = 130
+
+# Exception classes, by module, that mean "the input is wrong", not "the program is wrong".
+# They are looked up in sys.modules only: an exception can only come from a loaded module.
+_USER_ERRORS_BY_MODULE = {
+    "napari_nuclei_unet.core.training": ("TrainingError",),
+    "napari_nuclei_unet.core.download": ("DownloadError",),
+    "napari_nuclei_unet.core.dataset": ("DatasetError",),
+    "napari_nuclei_unet.core.checkpoint": ("CheckpointError",),
+    "napari_nuclei_unet.core.finetune": ("FinetuneError",),
+}
+
+
+class UsageError(ValueError):
+    """Bad command line input detected by the CLI itself (reported in one line)."""
+
+
+def _add_device(parser: argparse.ArgumentParser, default: str | None = "auto") -> None:
+    parser.add_argument(
+        "--device", default=default, metavar="DEVICE",
+        help="where to compute: auto (GPU if there is one), cpu, cuda, cuda:1, mps"
+             + (" (default: auto)" if default else " (default: from the configuration)"),
+    )
+
+
+def _add_model(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "model", metavar="MODEL",
+        help="a checkpoint (.safetensors with its .json beside it) or 'default' for the "
+             "model shipped with the plugin",
+    )
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from ._cli.train_options import add_train_config_options
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Segment cell nuclei with a U-Net (DSB2018-style data): inspect a dataset, "
+                    "train, predict, evaluate and fine-tune on corrected masks.",
+        epilog="Progress goes to stderr, results to stdout. Run "
+               f"'{PROG} COMMAND --help' for the options of one command.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the Python traceback of errors (for bug reports)")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress bars or per-epoch lines on stderr")
+    # The same two options after the command name (``nuclei-unet train ... -q``); SUPPRESS
+    # keeps a value given before the command name.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the Python traceback of errors (for bug reports)")
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="no progress bars or per-epoch lines on stderr")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add_command(name: str, **kwargs: object) -> argparse.ArgumentParser:
+        return commands.add_parser(name, parents=[common], **kwargs)
+
+    info = add_command(
+        "info", help="summarise a dataset: samples, nuclei, sizes, modalities, bad samples",
+        description="Summarise a DSB2018-style dataset (stage1_train folder, its .zip, or one "
+                    "sample folder): number of samples and nuclei, image sizes, modality "
+                    "counts, and the samples that cannot be read, with the reason.",
+    )
+    info.add_argument("data", metavar="DATA", help="dataset folder, .zip or sample folder")
+    info.set_defaults(handler="info:run")
+
+    train = add_command(
+        "train", help="train a U-Net on a DSB2018-style dataset",
+        description="Train a U-Net. Writes best.safetensors (best validation IoU) and "
+                    "last.safetensors (with their .json) in --out and prints the best "
+                    "checkpoint's path on stdout. Ctrl-C stops cleanly: the best checkpoint "
+                    "is kept and the last one saved (press it twice to abort at once).",
+    )
+    train.add_argument("data", metavar="DATA", help="dataset folder, .zip or sample folder")
+    train.add_argument("--out", required=True, metavar="DIR",
+                       help="folder for the checkpoints (created if missing)")
+    train.add_argument("--config", metavar="JSON",
+                       help="training configuration file (a TrainConfig JSON, e.g. the "
+                            "'config' of a checkpoint's .json); options given here win")
+    start = train.add_mutually_exclusive_group()
+    start.add_argument("--resume", metavar="CKPT",
+                       help="continue an interrupted run from its last.safetensors")
+    start.add_argument("--init", metavar="CKPT",
+                       help="start from these weights (e.g. 'default') instead of random ones")
+    train.add_argument("--time-limit", type=float, metavar="MINUTES",
+                       help="stop after this many minutes, keeping the best checkpoint")
+    add_train_config_options(train)
+    train.set_defaults(handler="train:run")
+
+    predict = add_command(
+        "predict", help="segment images and write one mask per image",
+        description="Segment nuclei. INPUT is a DSB2018 dataset folder or .zip (masks not "
+                    "needed), one sample folder, one image file or a folder of image files. "
+                    "Writes <out>/<image id>.png: a 0/255 mask, or an instance label image "
+                    "(16-bit PNG or TIFF) with --instances.",
+    )
+    _add_model(predict)
+    predict.add_argument("input", metavar="INPUT", help="dataset, sample folder, image or folder")
+    predict.add_argument("--out", required=True, metavar="DIR", help="folder for the masks")
+    predict.add_argument("--threshold", type=float, default=0.5,
+                         help="foreground probability threshold (default: 0.5)")
+    predict.add_argument("--instances", choices=("watershed", "components", "none"),
+                         default="none",
+                         help="split the mask into numbered nuclei: watershed (splits touching "
+                              "nuclei), components (connected regions) or none: a binary "
+                              "0/255 mask (default: none)")
+    predict.add_argument("--format", choices=("png", "tif"), default="png",
+                         help="mask file format (default: png)")
+    predict.add_argument("--submission", metavar="CSV",
+                         help="also write a Kaggle DSB2018 submission (run-length encoded "
+                              "nuclei; uses watershed instances when --instances is none)")
+    predict.add_argument("--overwrite", action="store_true",
+                         help="replace masks already in --out (default: refuse)")
+    _add_device(predict)
+    predict.set_defaults(handler="predict:run")
+
+    evaluate = add_command(
+        "evaluate", help="score a model on a labelled dataset (IoU, Dice, DSB score)",
+        description="Predict every image of a labelled dataset and compare with its masks. "
+                    "Prints a table (per modality, and the worst images) or, with --json, "
+                    "one JSON object {\"summary\": ..., \"images\": [...]} on stdout.",
+    )
+    _add_model(evaluate)
+    evaluate.add_argument("data", metavar="DATA", help="dataset folder, .zip or sample folder")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.add_argument("--threshold", type=float, default=0.5,
+                          help="foreground probability threshold (default: 0.5)")
+    evaluate.add_argument("--worst", type=int, default=10, metavar="N",
+                          help="how many of the worst images the table lists (default: 10)")
+    _add_device(evaluate)
+    evaluate.set_defaults(handler="evaluate:run")
+
+    finetune = add_command(
+        "finetune", help="retrain a model on corrected masks (keeps every version)",
+        description="Fine-tune MODEL on corrected image/mask pairs, mixed with the original "
+                    "training data (--data) so the model does not forget it. Each round is "
+                    "saved as a new version <out>/versions/vNNN (never overwritten); its path "
+                    "is printed on stdout with the IoU of the corrected images before/after.",
+    )
+    finetune.add_argument(
+        "model", metavar="MODEL",
+        help="the model to start from: a checkpoint, 'default' (the shipped model) or "
+             "'latest' (the newest version in --out, to continue a series of rounds)",
+    )
+    finetune.add_argument(
+        "corrections", metavar="CORRECTIONS_DIR",
+        help="a fine-tuning project folder (with corrections/ and project.json) or a "
+             "DSB2018-style folder of corrected samples",
+    )
+    finetune.add_argument("--out", required=True, metavar="DIR",
+                          help="project folder for the model versions (created if missing)")
+    finetune.add_argument("--data", metavar="ORIGINAL_DATA",
+                          help="the original training data, mixed in so the model keeps "
+                               "working on it (recommended)")
+    finetune.add_argument("--eval-data", metavar="DATA",
+                          help="labelled images scored before and after (to check nothing "
+                               "got worse)")
+    finetune.add_argument("--ratio", type=float, default=None, metavar="R",
+                          help="fraction of the training crops taken from the corrections "
+                               "(0 < R <= 1; default: 0.5; 1 when --data is not given)")
+    finetune.add_argument("--epochs", type=int, metavar="N", help="epochs of fine-tuning")
+    finetune.add_argument("--steps", type=int, metavar="N", help="optimisation steps per epoch")
+    finetune.add_argument("--lr", type=float, metavar="LR", help="peak learning rate")
+    finetune.add_argument("--seed", type=int, metavar="N", help="random seed")
+    _add_device(finetune, default=None)
+    finetune.set_defaults(handler="finetune:run")
+
+    demo = add_command(
+        "demo", help="open napari with sample images, the model's predictions and scores",
+        description="Open napari with the shipped sample images, predict them and show the "
+                    "scores; with --screenshot, save a picture of the window and exit.",
+    )
+    demo.add_argument("--screenshot", metavar="PATH",
+                      help="save a screenshot of the viewer to PATH and close it")
+    demo.add_argument("--model", default="default", metavar="MODEL",
+                      help="'default' (the shipped model) or a checkpoint path")
+    demo.set_defaults(handler="demo:run")
+    return parser
+
+
+def _is_user_error(exc: BaseException) -> bool:
+    """Whether ``exc`` reports bad input (a one-line message) rather than a bug."""
+    # OSError: a missing or unreadable file, a full disk: the message says which file.
+    if isinstance(exc, (UsageError, OSError, ValueError)):
+        return True
+    for module_name, class_names in _USER_ERRORS_BY_MODULE.items():
+        module = sys.modules.get(module_name)
+        if module is None:
+            continue
+        classes = tuple(getattr(module, name) for name in class_names if hasattr(module, name))
+        if classes and isinstance(exc, classes):
+            return True
+    return False
+
+
+def _one_line(exc: BaseException, *, max_lines: int = 4) -> str:
+    """The exception's message on one line; long multi-line lists are shortened."""
+    if isinstance(exc, OSError) and exc.filename and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}"
+    else:
+        text = str(exc) or type(exc).__name__
+    if isinstance(exc, KeyError) and len(exc.args) == 1:
+        text = str(exc.args[0])
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    lines = [line for line in lines if line]
+    if len(lines) > max_lines:
+        # e.g. a dataset error listing every bad sample: keep the head and the advice
+        hidden = len(lines) - max_lines
+        lines = [*lines[: max_lines - 1], f"[{hidden} more lines]", lines[-1]]
+    return " ".join(lines)
+
+
+def _error(message: str) -> None:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``nuclei-unet`` command line.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments after the program name (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit status: 0 on success, 2 for bad input (a one-line message on stderr),
+        1 for an unexpected error, 130 when interrupted.
+    """
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version and argparse usage errors
+        return int(exc.code or 0)
+    if not getattr(args, "command", None):
+        parser.print_help(sys.stderr)
+        return EXIT_BAD_INPUT
+    module_name, function_name = args.handler.split(":")
+    try:
+        module = importlib.import_module(f"._cli.{module_name}", __package__)
+        return int(getattr(module, function_name)(args) or 0)
+    except BrokenPipeError:
+        # stdout was closed early (e.g. piped into `head`): not an error worth a message
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silences the flush at exit
+        except OSError:
+            pass
+        return 0
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        _error("interrupted (Ctrl-C).")
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # reported in one line; --debug shows the traceback
+        if args.debug:
+            raise
+        if _is_user_error(exc):
+            _error(_one_line(exc))
+            return EXIT_BAD_INPUT
+        _error(
+            f"unexpected {type(exc).__name__}: {_one_line(exc)} -- this is a bug in "
+            f"napari-nuclei-unet; please report it with the output of the same command "
+            f"run with --debug."
+        )
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

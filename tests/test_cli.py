@@ -1,0 +1,367 @@
+"""The ``nuclei-unet`` command line, run in-process with main([...]) on tiny synthetic data."""
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_nuclei_unet import __version__
+from napari_nuclei_unet.cli import main
+from napari_nuclei_unet.core.synthetic import write_synthetic_dataset
+
+TINY = ["--base-width", "4", "--depth", "2", "--crop-size", "32", "--batch-size", "2",
+        "--steps-per-epoch", "2", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _private_cache(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NUCLEI_UNET_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data") / "stage1_train"
+    write_synthetic_dataset(root, n_per_style=2, shape=(48, 64), seed=3)
+    return root
+
+
+@pytest.fixture(scope="module")
+def checkpoint(dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    assert main(["-q", "train", str(dataset), "--out", str(out), "--epochs", "1", *TINY]) == 0
+    return out / "best.safetensors"
+
+
+def run_cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(code, err):
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("nuclei-unet: error: ")
+    assert "Traceback" not in err
+
+
+# -- start-up ---------------------------------------------------------------------------
+
+def _modules_after(code):
+    out = subprocess.run(
+        [sys.executable, "-c",
+         code + "\nimport sys, json; print(json.dumps(sorted(sys.modules)))"],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    return out, set(json.loads(out.strip().splitlines()[-1]))
+
+
+def test_help_does_not_import_torch():
+    out, modules = _modules_after(
+        "from napari_nuclei_unet.cli import main\n"
+        "for argv in (['--help'], ['train', '--help'], ['finetune', '--help']):\n"
+        "    assert main(argv) == 0\n"
+    )
+    assert "usage: nuclei-unet" in out
+    assert "--steps-per-epoch" in out and "--no-amp" in out
+    assert "torch" not in modules
+    assert "numpy" not in modules
+
+
+def test_console_script_help_and_version():
+    result = subprocess.run([sys.executable, "-m", "napari_nuclei_unet.cli", "--version"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"nuclei-unet {__version__}"
+    result = subprocess.run([sys.executable, "-m", "napari_nuclei_unet.cli", "--help"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0
+    for command in ("info", "train", "predict", "evaluate", "finetune", "demo"):
+        assert command in result.stdout
+
+
+def test_no_command_prints_help_and_fails(capsys):
+    code, out, err = run_cli(capsys)
+    assert code == 2
+    assert "usage: nuclei-unet" in err
+
+
+# -- info -------------------------------------------------------------------------------
+
+def test_info_lists_counts_modalities_and_bad_samples(dataset, tmp_path, capsys):
+    code, out, err = run_cli(capsys, "info", dataset)
+    assert code == 0, err
+    assert "samples      6" in out
+    for modality in ("fluorescence", "brightfield", "histology"):
+        assert modality in out
+    assert "48x64: 6" in out
+
+    broken = tmp_path / "broken"
+    write_synthetic_dataset(broken, n_per_style=1, shape=(32, 32))
+    (broken / "histology-0" / "images" / "histology-0.png").write_bytes(b"not a png")
+    code, out, err = run_cli(capsys, "info", broken)
+    assert code == 0, err
+    assert "Skipped samples (1)" in out
+    assert "histology-0" in out.split("Skipped samples")[1]
+
+
+# -- train ------------------------------------------------------------------------------
+
+def test_train_writes_checkpoints_and_prints_best(dataset, tmp_path, capsys):
+    out_dir = tmp_path / "run"
+    code, out, err = run_cli(capsys, "train", dataset, "--out", out_dir, "--epochs", "1", *TINY)
+    assert code == 0, err
+    assert out.strip() == str(out_dir / "best.safetensors")
+    for name in ("best.safetensors", "best.json", "last.safetensors", "last.json"):
+        assert (out_dir / name).exists(), name
+    assert "epoch 1/1" in err and "val IoU" in err
+    saved = json.loads((out_dir / "best.json").read_text())["config"]
+    assert (saved["base_width"], saved["depth"], saved["crop_size"]) == (4, 2, 32)
+
+
+def test_train_config_file_and_options(tmp_path):
+    from napari_nuclei_unet._cli.train_options import config_from_args
+    from napari_nuclei_unet.cli import _build_parser
+
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps({"epochs": 7, "batch_size": 3, "amp": True}))
+    args = _build_parser().parse_args([
+        "train", "data", "--out", "x", "--config", str(config_file), "--epochs", "2",
+        "--no-amp", "--patience", "none", "--lr", "0.01", "--steps-per-epoch", "none",
+    ])
+    config = config_from_args(args)
+    assert config.epochs == 2  # the option wins over the file
+    assert config.batch_size == 3  # the file wins over the default
+    assert config.amp is False
+    assert config.early_stopping_patience is None
+    assert config.steps_per_epoch is None
+    assert config.learning_rate == 0.01
+
+
+def test_train_ctrl_c_keeps_best_and_saves_last(dataset, tmp_path, capsys, monkeypatch):
+    from napari_nuclei_unet.core import training
+
+    real_train = training.train
+
+    def train_then_ctrl_c(*args, **kwargs):
+        job = real_train(*args, **kwargs)
+        update = next(job)
+        signal.raise_signal(signal.SIGINT)  # as if the user pressed Ctrl-C
+        yield update
+        return (yield from job)
+
+    monkeypatch.setattr(training, "train", train_then_ctrl_c)
+    out_dir = tmp_path / "run"
+    code, out, err = run_cli(capsys, "train", dataset, "--out", out_dir, "--epochs", "5", *TINY)
+    assert code == 0, err
+    assert "Ctrl-C" in err and "stopped" in err
+    assert (out_dir / "last.safetensors").exists()
+    assert (out_dir / "best.safetensors").exists()
+    assert out.strip() == str(out_dir / "best.safetensors")
+    assert "epoch 5/5" not in err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_train_time_limit_stops(dataset, tmp_path, capsys):
+    out_dir = tmp_path / "run"
+    code, out, err = run_cli(capsys, "train", dataset, "--out", out_dir, "--epochs", "50",
+                             "--time-limit", "0.0001", *TINY)
+    assert code == 0, err
+    assert "Time limit" in err
+    assert (out_dir / "best.safetensors").exists()
+
+
+# -- predict ----------------------------------------------------------------------------
+
+def test_predict_instances_and_submission_round_trip(dataset, checkpoint, tmp_path, capsys):
+    from PIL import Image
+
+    from napari_nuclei_unet.core.rle import read_solution_csv
+
+    out_dir, csv = tmp_path / "masks", tmp_path / "submission.csv"
+    code, out, err = run_cli(capsys, "predict", checkpoint, dataset, "--out", out_dir,
+                             "--instances", "components", "--threshold", "0.3",
+                             "--submission", csv, "--device", "cpu")
+    assert code == 0, err
+    ids = sorted(p.name for p in dataset.iterdir())
+    assert sorted(p.stem for p in out_dir.glob("*.png")) == ids
+    assert csv.exists()
+    labels = {i: np.asarray(Image.open(out_dir / f"{i}.png")).astype(np.int32) for i in ids}
+    decoded = read_solution_csv(csv, shapes={i: lab.shape for i, lab in labels.items()})
+    assert sorted(decoded) == ids
+    for i in ids:
+        # same nuclei, possibly numbered differently: compare the partitions
+        ours, theirs = labels[i], decoded[i]
+        assert np.array_equal(ours > 0, theirs > 0)
+        pairs = {(a, b) for a, b in zip(ours.ravel(), theirs.ravel(), strict=True) if a}
+        assert len(pairs) == len({a for a, _ in pairs}) == len({b for _, b in pairs})
+
+
+def test_predict_binary_masks_from_image_file_and_folder(dataset, checkpoint, tmp_path, capsys):
+    from PIL import Image
+
+    image = dataset / "fluorescence-0" / "images" / "fluorescence-0.png"
+    code, out, err = run_cli(capsys, "predict", checkpoint, image, "--out", tmp_path / "one")
+    assert code == 0, err
+    mask = np.asarray(Image.open(tmp_path / "one" / "fluorescence-0.png"))
+    assert mask.dtype == np.uint8 and mask.shape == (48, 64)
+    assert set(np.unique(mask)) <= {0, 255}
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name in ("a.png", "b.png"):
+        (folder / name).write_bytes(image.read_bytes())
+    code, out, err = run_cli(capsys, "predict", checkpoint, folder, "--out", tmp_path / "two",
+                             "--format", "tif")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["a.tif", "b.tif"]
+
+
+def test_predict_never_overwrites_masks_without_asking(dataset, checkpoint, tmp_path, capsys):
+    image = dataset / "fluorescence-0" / "images" / "fluorescence-0.png"
+    out_dir = tmp_path / "masks"
+    out_dir.mkdir()
+    edited = out_dir / "fluorescence-0.png"
+    edited.write_bytes(b"my edited mask")
+    code, out, err = run_cli(capsys, "predict", checkpoint, image, "--out", out_dir)
+    assert_one_line_error(code, err)
+    assert "--overwrite" in err
+    assert edited.read_bytes() == b"my edited mask"
+    code, out, err = run_cli(capsys, "predict", checkpoint, image, "--out", out_dir,
+                             "--overwrite")
+    assert code == 0, err
+    assert edited.read_bytes() != b"my edited mask"
+
+
+# -- evaluate ---------------------------------------------------------------------------
+
+def test_evaluate_json_is_one_object_with_documented_keys(dataset, checkpoint, capsys):
+    code, out, err = run_cli(capsys, "evaluate", checkpoint, dataset, "--json")
+    assert code == 0, err
+    report = json.loads(out)  # exactly one JSON document on stdout
+    assert set(report) == {"summary", "images"}
+    assert {"n", "mean_iou", "median_iou", "mean_dice", "dsb_score",
+            "per_modality"} <= set(report["summary"])
+    assert report["summary"]["n"] == 6
+    assert set(report["summary"]["per_modality"]) == {"fluorescence", "brightfield", "histology"}
+    assert len(report["images"]) == 6
+    for image in report["images"]:
+        assert {"id", "modality", "iou", "dice", "ap50", "n_true", "n_pred"} <= set(image)
+        assert 0.0 <= image["iou"] <= 1.0
+
+
+def test_evaluate_table(dataset, checkpoint, capsys):
+    code, out, err = run_cli(capsys, "evaluate", checkpoint, dataset, "--worst", "2")
+    assert code == 0, err
+    assert "mean IoU" in out and "all" in out
+    assert "Worst 2 images by IoU" in out
+
+
+# -- bad input --------------------------------------------------------------------------
+
+def test_missing_paths_are_one_line_errors(checkpoint, dataset, tmp_path, capsys):
+    missing = tmp_path / "nope"
+    for argv in (["info", missing],
+                 ["train", missing, "--out", tmp_path / "run"],
+                 ["predict", checkpoint, missing, "--out", tmp_path / "m"],
+                 ["evaluate", checkpoint, missing],
+                 ["evaluate", tmp_path / "nope.safetensors", dataset],
+                 ["finetune", checkpoint, missing, "--out", tmp_path / "p"]):
+        code, out, err = run_cli(capsys, *argv)
+        assert_one_line_error(code, err)
+        assert "nope" in err
+
+
+def test_not_a_dataset_is_a_one_line_error(checkpoint, tmp_path, capsys):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    for k in range(8):
+        (folder / f"sub{k}").mkdir()
+        (folder / f"sub{k}" / "readme.txt").write_text("hello")
+    code, out, err = run_cli(capsys, "info", folder)
+    assert_one_line_error(code, err)
+    code, out, err = run_cli(capsys, "predict", checkpoint, folder, "--out", tmp_path / "m")
+    assert_one_line_error(code, err)
+
+
+def test_corrupt_checkpoint_is_a_one_line_error(checkpoint, dataset, tmp_path, capsys):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 100)
+    bad.with_suffix(".json").write_text(checkpoint.with_suffix(".json").read_text())
+    code, out, err = run_cli(capsys, "evaluate", bad, dataset)
+    assert_one_line_error(code, err)
+    assert "corrupt" in err
+    pickle = tmp_path / "model.pth"
+    pickle.write_bytes(b"\x80\x04")
+    code, out, err = run_cli(capsys, "predict", pickle, dataset, "--out", tmp_path / "m")
+    assert_one_line_error(code, err)
+
+
+def test_bad_option_values_are_one_line_errors(dataset, checkpoint, tmp_path, capsys):
+    code, out, err = run_cli(capsys, "train", dataset, "--out", tmp_path / "r", "--crop-size",
+                             "33", "--depth", "2")
+    assert_one_line_error(code, err)
+    assert "crop_size" in err
+    code, out, err = run_cli(capsys, "predict", checkpoint, dataset, "--out", tmp_path / "m",
+                             "--threshold", "2")
+    assert_one_line_error(code, err)
+    code, out, err = run_cli(capsys, "train", dataset, "--out", tmp_path / "r", "--device",
+                             "tpu")
+    assert_one_line_error(code, err)
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        main(["--debug", "info", str(tmp_path / "nope")])
+
+
+# -- finetune and demo ------------------------------------------------------------------
+
+def test_finetune_writes_new_versions(dataset, checkpoint, tmp_path, capsys):
+    project = tmp_path / "project"
+    argv = ["finetune", checkpoint, dataset / "histology-0", "--out", project, "--data",
+            dataset, "--epochs", "1", "--steps", "1", "--device", "cpu"]
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    assert "v001" in out and "IoU before" in out
+    assert (project / "versions" / "v001" / "model.safetensors").exists()
+    info = json.loads((project / "versions" / "v001" / "model.json").read_text())["finetune"]
+    assert [c["id"] for c in info["corrections"]] == ["histology-0"]
+    code, out, err = run_cli(capsys, "finetune", "latest", *argv[2:])
+    assert code == 0, err
+    assert (project / "versions" / "v002" / "model.safetensors").exists()
+    assert (project / "versions" / "v001" / "model.safetensors").exists()
+
+
+def test_finetune_reads_a_correction_project(dataset, checkpoint, tmp_path, capsys):
+    from napari_nuclei_unet.core.dataset import load_sample
+    from napari_nuclei_unet.core.finetune import CorrectionStore
+
+    project = tmp_path / "project"
+    sample = load_sample(dataset / "brightfield-1")
+    CorrectionStore(project).add("edited", sample.image, sample.labels)
+    code, out, err = run_cli(capsys, "finetune", checkpoint, project, "--out", project,
+                             "--epochs", "1", "--steps", "1", "--device", "cpu")
+    assert code == 0, err
+    assert "edited" in out
+
+
+def test_demo_calls_run_demo_lazily(monkeypatch, tmp_path, capsys):
+    import types
+
+    calls = []
+    fake = types.ModuleType("napari_nuclei_unet.demo")
+    fake.run_demo = lambda **kwargs: calls.append(kwargs) or Path(kwargs["screenshot"])
+    monkeypatch.setitem(sys.modules, "napari_nuclei_unet.demo", fake)
+    shot = tmp_path / "shot.png"
+    code, out, err = run_cli(capsys, "demo", "--screenshot", shot)
+    assert code == 0, err
+    assert calls == [{"screenshot": str(shot), "model": "default"}]
+    assert out.strip() == str(shot)
