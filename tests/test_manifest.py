@@ -87,3 +87,23 @@ def test_sample_data_reachable_from_package():
         assert os.readlink(PKG / "sample_data") == os.path.join("..", "..", "sample_data")
     images = sorted(folder.glob("*/images/*.png"))
     assert len(images) >= 3
+
+
+def test_reader_is_offered_for_folders_and_zips_only(tmp_path):
+    """A plain image must not offer this reader (napari would ask users to pick one)."""
+    from npe2 import PluginManager
+
+    pm = PluginManager.instance()
+    pm.discover()
+
+    def offered(path):
+        return "napari-nuclei-unet" in {r.plugin_name for r in pm.iter_compatible_readers([path])}
+
+    (tmp_path / "a.png").write_bytes(b"")
+    (tmp_path / "b.tif").write_bytes(b"")
+    (tmp_path / "stage1_train.zip").write_bytes(b"")
+    (tmp_path / "folder").mkdir()
+    assert not offered(str(tmp_path / "a.png"))
+    assert not offered(str(tmp_path / "b.tif"))
+    assert offered(str(tmp_path / "stage1_train.zip"))
+    assert offered(str(tmp_path / "folder"))
