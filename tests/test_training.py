@@ -1,0 +1,182 @@
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+import napari_nuclei_unet.core.training as training
+from napari_nuclei_unet.core.checkpoint import load_checkpoint, train_state_path
+from napari_nuclei_unet.core.config import TrainConfig
+from napari_nuclei_unet.core.progress import drive
+from napari_nuclei_unet.core.training import (
+    EpochEnd,
+    NonFiniteLossError,
+    TrainingError,
+    TrainResult,
+    TrainStep,
+    learning_rate_factor,
+    split_train_val,
+    train,
+)
+
+
+@dataclass
+class FakeSample:
+    id: str
+    image: np.ndarray
+    labels: np.ndarray
+    modality: str
+    has_labels: bool = True
+
+
+def make_samples(n=6, seed=0):
+    rng = np.random.default_rng(seed)
+    samples = []
+    for i in range(n):
+        h, w = 24 + 3 * (i % 6), 40 - 2 * (i % 6)  # odd sizes, some smaller than the crop
+        yy, xx = np.mgrid[:h, :w]
+        labels = np.zeros((h, w), np.int32)
+        for k in range(3):
+            cy, cx = rng.integers(0, h), rng.integers(0, w)
+            labels[(yy - cy) ** 2 + (xx - cx) ** 2 < 16] = k + 1
+        grey = (labels > 0) * 180 + rng.integers(0, 40, (h, w))
+        image = np.repeat(grey[..., None], 3, axis=2).astype(np.uint8)
+        modality = ("fluorescence", "histology", "brightfield")[i % 3]
+        if modality != "fluorescence":
+            image = 255 - image
+        samples.append(FakeSample(f"s{i}", image, labels, modality))
+    return samples
+
+
+def tiny_config(**changes):
+    base = dict(base_width=4, depth=2, crop_size=32, batch_size=2, epochs=2, steps_per_epoch=2,
+                val_fraction=0.34, device="cpu", num_threads=1, learning_rate=1e-3)
+    return TrainConfig(**{**base, **changes})
+
+
+def test_two_epochs_update_types_and_checkpoints(tmp_path):
+    updates = []
+    result = drive(train(tiny_config(), make_samples(), out_dir=tmp_path), updates.append)
+    assert isinstance(result, TrainResult)
+    steps = [u for u in updates if isinstance(u, TrainStep)]
+    ends = [u for u in updates if isinstance(u, EpochEnd)]
+    assert len(steps) == 4 and len(ends) == 2 and len(updates) == 6
+    assert [(s.epoch, s.step) for s in steps] == [(1, 1), (1, 2), (2, 1), (2, 2)]
+    assert all(np.isfinite(s.loss) and s.images_per_s > 0 and s.eta_s >= 0 for s in steps)
+    assert ends[0].is_best and ends[0].val_iou is not None and 0 <= ends[0].val_iou <= 1
+    assert ends[-1].best_val_iou == max(e.val_iou for e in ends)
+    assert result.history == ends and not result.cancelled and not result.stopped_early
+    assert set(result.val_ids) == {"s0", "s3", "s1", "s4", "s2", "s5"} & set(result.val_ids)
+    assert len(result.val_ids) == 3  # one per modality
+    for path in (result.best_checkpoint, result.last_checkpoint):
+        loaded = load_checkpoint(path)
+        assert loaded.config == tiny_config()
+        assert loaded.metadata["training_data"]["n_val"] == 3
+    assert train_state_path(result.last_checkpoint).exists()
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_resume_continues_from_the_right_epoch(tmp_path):
+    samples = make_samples()
+    first = drive(train(tiny_config(epochs=1), samples, out_dir=tmp_path))
+    updates = []
+    second = drive(
+        train(tiny_config(epochs=3), samples, out_dir=tmp_path,
+              resume_from=first.last_checkpoint),
+        updates.append,
+    )
+    epochs = sorted({u.epoch for u in updates})
+    assert epochs == [2, 3]
+    assert [h.epoch for h in second.history] == [1, 2, 3]
+    assert load_checkpoint(second.last_checkpoint).metadata["resume"]["global_step"] == 6
+
+
+def test_resume_is_deterministic(tmp_path):
+    samples = make_samples()
+    full = drive(train(tiny_config(epochs=2), samples, out_dir=tmp_path / "full"))
+    half = drive(train(tiny_config(epochs=2), samples, out_dir=tmp_path / "half",
+                       should_stop=_stop_after(2)))
+    assert half.cancelled
+    resumed = drive(train(tiny_config(epochs=2), samples, out_dir=tmp_path / "half",
+                          resume_from=half.last_checkpoint))
+    a = load_checkpoint(full.last_checkpoint).model.state_dict()
+    b = load_checkpoint(resumed.last_checkpoint).model.state_dict()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
+
+
+def _stop_after(n_calls):
+    calls = {"n": 0}
+
+    def should_stop():
+        calls["n"] += 1
+        return calls["n"] > n_calls
+
+    return should_stop
+
+
+def test_cancel_keeps_best_and_saves_last(tmp_path):
+    samples = make_samples()
+    # 2 steps of epoch 1, validation, then stop at the first step of epoch 2
+    result = drive(train(tiny_config(epochs=3), samples, out_dir=tmp_path,
+                         should_stop=_stop_after(3)))
+    assert result.cancelled and len(result.history) == 1
+    best = load_checkpoint(result.best_checkpoint)
+    assert best.metadata["metrics"]["epoch"] == 1
+    last = load_checkpoint(result.last_checkpoint)
+    assert last.metadata["resume"]["epoch_complete"] is False
+
+
+def test_cancel_before_any_epoch_still_leaves_a_model(tmp_path):
+    result = drive(train(tiny_config(), make_samples(), out_dir=tmp_path,
+                         should_stop=lambda: True))
+    assert result.cancelled and result.history == []
+    load_checkpoint(result.best_checkpoint)
+    load_checkpoint(result.last_checkpoint)
+
+
+def test_nan_loss_raises_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(training, "_train_step", lambda *a, **k: float("nan"))
+    with pytest.raises(NonFiniteLossError, match="lower the learning rate") as info:
+        drive(train(tiny_config(), make_samples(), out_dir=tmp_path))
+    assert isinstance(info.value, TrainingError) and isinstance(info.value, RuntimeError)
+
+
+def test_early_stopping(tmp_path, monkeypatch):
+    monkeypatch.setattr(training, "validate", lambda *a, **k: (1.0, 0.5))
+    result = drive(train(tiny_config(epochs=10, early_stopping_patience=2), make_samples(),
+                         out_dir=tmp_path))
+    assert result.stopped_early and len(result.history) == 3
+    assert [h.is_best for h in result.history] == [True, False, False]
+
+
+def test_explicit_validation_and_unlabelled_samples(tmp_path):
+    samples = make_samples()
+    samples[0].has_labels = False
+    result = drive(train(tiny_config(epochs=1), samples[:4], out_dir=tmp_path,
+                         val_samples=samples[4:]))
+    assert result.val_ids == ("s4", "s5")
+    assert load_checkpoint(result.best_checkpoint).metadata["training_data"]["n_train"] == 3
+    with pytest.raises(TrainingError, match="No labelled training samples"):
+        drive(train(tiny_config(), samples[:1], out_dir=tmp_path, val_samples=[]))
+
+
+def test_split_is_stratified_seeded_and_order_free():
+    samples = make_samples(30)
+    train_a, val_a = split_train_val(samples, 0.2, seed=3)
+    train_b, val_b = split_train_val(list(reversed(samples)), 0.2, seed=3)
+    assert {s.id for s in val_a} == {s.id for s in val_b}
+    assert len(val_a) == 6 and len(train_a) == 24
+    assert sorted(s.modality for s in val_a).count("histology") == 2
+    _, val_c = split_train_val(samples, 0.2, seed=4)
+    assert {s.id for s in val_c} != {s.id for s in val_a}
+    assert split_train_val(samples, 0.0, seed=0)[1] == []
+
+
+def test_learning_rate_schedule():
+    cfg = tiny_config(warmup_fraction=0.1, min_lr_fraction=0.0)
+    factors = [learning_rate_factor(s, 100, cfg) for s in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert factors[-1] < 0.01 and all(a >= b for a, b in zip(factors[9:], factors[10:]))
+    const = tiny_config(schedule="constant", warmup_fraction=0.0)
+    assert learning_rate_factor(50, 100, const) == 1.0
