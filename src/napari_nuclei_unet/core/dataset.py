@@ -133,7 +133,7 @@ def _read_member(kind: str, root: str, rel: str) -> bytes:
 
 
 def _display(kind: str, root: str, rel: str) -> str:
-    return f"{root}:{rel}" if kind == "zip" else str(Path(root, rel))
+    return f"{root}:{rel}" if kind == "zip" else os.path.join(root, rel)
 
 
 # ---------------------------------------------------------------------------
@@ -141,7 +141,7 @@ def _display(kind: str, root: str, rel: str) -> str:
 # ---------------------------------------------------------------------------
 
 
-def _decode_files(kind: str, root: str, files: _SampleFiles) -> dict:
+def _decode_files(kind: str, root: str, files: _SampleFiles, *, modality: bool = True) -> dict:
     """Decode one sample; labels are uint16 (int32 beyond 65,535 masks)."""
     image = read_image(
         _read_member(kind, root, files.image), name=_display(kind, root, files.image)
@@ -158,17 +158,18 @@ def _decode_files(kind: str, root: str, files: _SampleFiles) -> dict:
             continue
         r0, c0, crop = found
         window = labels[r0 : r0 + crop.shape[0], c0 : c0 + crop.shape[1]]
-        clash = crop & (window != 0)
-        if clash.any():
-            if overlapped is None:
-                overlapped = np.zeros((h, w), dtype=bool)
-            overlapped[r0 : r0 + crop.shape[0], c0 : c0 + crop.shape[1]] |= clash
+        if window.any():  # cheap test first: masks rarely touch
+            clash = crop & (window != 0)
+            if clash.any():
+                if overlapped is None:
+                    overlapped = np.zeros((h, w), dtype=bool)
+                overlapped[r0 : r0 + crop.shape[0], c0 : c0 + crop.shape[1]] |= clash
         window[crop] = k
     return {
         "id": files.id,
         "image": image,
         "labels": labels,
-        "modality": guess_modality(image),
+        "modality": guess_modality(image) if modality else "",
         "overlap_pixels": 0 if overlapped is None else int(overlapped.sum()),
         "has_labels": files.has_masks_dir,
     }
@@ -177,7 +178,7 @@ def _decode_files(kind: str, root: str, files: _SampleFiles) -> dict:
 def _decode_task(kind: str, root: str, files: _SampleFiles) -> tuple[str, object]:
     """Pool entry point: never raises for a bad sample, returns ("ok"|"error", payload)."""
     try:
-        return "ok", _decode_files(kind, root, files)
+        return "ok", _decode_files(kind, root, files, modality=False)  # the index has it
     except DatasetError as exc:
         return "error", str(exc)
     except Exception as exc:  # noqa: BLE001 - one odd file must not end a whole-dataset load
@@ -795,6 +796,7 @@ class DSBDataset:
                 stopped = bool(stop.value)
                 break
             if status == "ok":
+                payload["modality"] = self._by_id[item.id].modality
                 decoded[item.id] = payload
             else:
                 failed.append((item.id, str(payload)))

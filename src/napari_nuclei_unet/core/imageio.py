@@ -435,23 +435,31 @@ def read_mask_box(
 def _nonzero_span(raw: bytes) -> tuple[int, int] | None:
     """First and last index of a non-zero byte, to within 8 bytes (None if all zero)."""
     n_words = len(raw) // 8
-    words = np.frombuffer(raw, np.uint64, count=n_words)
-    hits = np.flatnonzero(words)
+    nonzero = np.frombuffer(raw, np.uint64, count=n_words) != 0
     tail = np.flatnonzero(np.frombuffer(raw, np.uint8, offset=n_words * 8))
-    if hits.size == 0 and tail.size == 0:
-        return None
-    first = int(hits[0]) * 8 if hits.size else n_words * 8 + int(tail[0])
-    last = n_words * 8 + int(tail[-1]) if tail.size else int(hits[-1]) * 8 + 7
-    return first, last
+    # argmax on a bool array stops at the first True: much cheaper than flatnonzero
+    first_word = int(nonzero.argmax()) if n_words else 0
+    if n_words == 0 or not nonzero[first_word]:
+        if tail.size == 0:
+            return None
+        return n_words * 8 + int(tail[0]), n_words * 8 + int(tail[-1])
+    first = first_word * 8
+    if tail.size:
+        return first, n_words * 8 + int(tail[-1])
+    return first, (n_words - 1 - int(nonzero[::-1].argmax())) * 8 + 7
 
 
 def _crop_box(fg: np.ndarray, r0: int, c0: int) -> MaskBox | None:
-    rows = np.flatnonzero(fg.any(axis=1))
-    if rows.size == 0:
+    """Crop a boolean array to the bounding box of its True pixels."""
+    flat = np.flatnonzero(fg)
+    if flat.size == 0:
         return None
-    cols = np.flatnonzero(fg[rows[0] : rows[-1] + 1].any(axis=0))
-    crop = fg[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    return r0 + int(rows[0]), c0 + int(cols[0]), crop
+    width = fg.shape[1]
+    top, bottom = int(flat[0]) // width, int(flat[-1]) // width
+    cols = flat % width
+    left, right = int(cols.min()), int(cols.max())
+    crop = fg[top : bottom + 1, left : right + 1]
+    return r0 + top, c0 + left, crop
 
 
 def _check_mask_shape(got: tuple[int, int], expected: tuple[int, int] | None, name: str) -> None:

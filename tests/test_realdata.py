@@ -1,0 +1,77 @@
+"""Checks on the real DSB2018 stage1_train; skipped unless NUCLEI_UNET_DSB2018 is set.
+
+NUCLEI_UNET_DSB2018=/path/to/stage1_train pytest -m realdata tests/test_realdata.py
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_nuclei_unet.core.dataset import MODALITIES, DSBDataset
+from napari_nuclei_unet.core.progress import drive
+
+ROOT = os.environ.get("NUCLEI_UNET_DSB2018")
+pytestmark = [
+    pytest.mark.realdata,
+    pytest.mark.skipif(not ROOT, reason="set NUCLEI_UNET_DSB2018 to a stage1_train folder"),
+]
+
+N_IMAGES = 670
+N_NUCLEI = 29_461
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return DSBDataset.open(ROOT)
+
+
+def test_index_full_dataset(dataset):
+    assert len(dataset) == N_IMAGES and not dataset.skipped
+    assert sum(i.n_nuclei for i in dataset.infos) == N_NUCLEI
+    assert {i.modality for i in dataset.infos} <= set(MODALITIES)
+    sizes = Counter((i.height, i.width) for i in dataset.infos)
+    assert sizes[(256, 256)] == 334 and sizes[(1040, 1388)] == 1
+
+
+def test_modality_guess_agrees_with_manifest(dataset):
+    manifest = Path(ROOT).parent / "manifest.csv"
+    if not manifest.exists():
+        pytest.skip(f"no {manifest}")
+    names = {
+        "fluorescence_darkbg": "fluorescence",
+        "gray_brightbg": "brightfield",
+        "color_histology_like": "histology",
+    }
+    with open(manifest, newline="") as fh:
+        expected = {r["ImageId"]: names[r["modality_guess"]] for r in csv.DictReader(fh)}
+    agree = sum(expected[i.id] == i.modality for i in dataset.infos)
+    assert agree / len(dataset) >= 0.98
+    assert Counter(i.modality for i in dataset.infos) == Counter(expected.values())
+
+
+def test_load_subset(dataset, tmp_path, monkeypatch):
+    monkeypatch.setenv("NUCLEI_UNET_CACHE_DIR", str(tmp_path))
+    ids = dataset.ids()[::34][:20]
+    samples = drive(dataset.iter_load(ids))
+    assert [s.id for s in samples] == ids
+    for s in samples:
+        info = dataset.info(s.id)
+        assert s.image.shape == (info.height, info.width, 3) and s.image.dtype == np.uint8
+        assert s.labels.shape == (info.height, info.width) and s.labels.dtype == np.int32
+        assert len(np.unique(s.labels[s.labels > 0])) == info.n_nuclei == s.labels.max()
+        assert s.overlap_pixels == 0 and s.has_labels
+
+
+def test_full_scan(dataset, tmp_path, monkeypatch):
+    monkeypatch.setenv("NUCLEI_UNET_CACHE_DIR", str(tmp_path))
+    samples = drive(dataset.iter_load())
+    assert len(samples) == N_IMAGES
+    assert sum(int(s.labels.max()) for s in samples) == N_NUCLEI
+    again = drive(dataset.iter_load())  # from the decoded cache
+    assert sum(int(s.labels.max()) for s in again) == N_NUCLEI
