@@ -83,7 +83,7 @@ def test_tile_starts_cover_everything():
     for length, tile, overlap in [(1000, 256, 32), (257, 256, 64), (100, 256, 0), (512, 64, 16)]:
         starts = tile_starts(length, tile, overlap)
         assert starts[0] == 0 and starts[-1] + min(tile, length) == length
-        assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:]))
+        assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:], strict=False))
 
 
 def test_fused_model_is_cached_and_refreshed(model):
