@@ -132,17 +132,12 @@ def save(path: Path, fingerprint_: str, samples: Sequence[CachedSample]) -> Path
     """
     n = len(samples)
     shapes = np.array([s.labels.shape for s in samples], dtype=np.int64).reshape(n, 2)
-    max_label = max((int(s.labels.max(initial=0)) for s in samples), default=0)
-    label_dtype = np.uint16 if max_label <= np.iinfo(np.uint16).max else np.int32
-    sizes = shapes[:, 0] * shapes[:, 1]
-    total = int(sizes.sum())
-    images = np.empty(total * 3, np.uint8)
-    labels = np.empty(total, label_dtype)
-    pos = 0
-    for s, size in zip(samples, sizes.tolist(), strict=True):
-        images[pos * 3 : (pos + size) * 3] = s.image.reshape(-1)
-        labels[pos : pos + size] = s.labels.reshape(-1)
-        pos += size
+    if all(s.labels.dtype in (np.uint8, np.uint16) for s in samples):
+        label_dtype = np.uint16  # the decoder's own dtype: no need to scan for the max
+    else:
+        max_label = max((int(s.labels.max(initial=0)) for s in samples), default=0)
+        label_dtype = np.uint16 if max_label <= np.iinfo(np.uint16).max else np.int32
+    total = int((shapes[:, 0] * shapes[:, 1]).sum())
     ids_width = max((len(s.id) for s in samples), default=1)
     arrays = {
         "header": np.array([_MAGIC, str(FORMAT_VERSION)]),
@@ -152,20 +147,38 @@ def save(path: Path, fingerprint_: str, samples: Sequence[CachedSample]) -> Path
         "shapes": shapes,
         "overlap_pixels": np.array([s.overlap_pixels for s in samples], dtype=np.int64),
         "has_labels": np.array([s.has_labels for s in samples], dtype=bool),
-        "images": images,
-        "labels": labels,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            for name in _FIELDS:
+            for name in _FIELDS[:-2]:
                 np.save(fh, arrays[name], allow_pickle=False)
+            # the two big arrays are streamed sample by sample (no concatenated copy)
+            _write_flat(fh, np.dtype(np.uint8), total * 3, (s.image for s in samples))
+            _write_flat(fh, np.dtype(label_dtype), total, (s.labels for s in samples))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _write_flat(fh, dtype: np.dtype, size: int, parts: Iterable[np.ndarray]) -> None:
+    """Write parts as one flat ``.npy`` record of ``size`` elements of ``dtype``."""
+    header = {
+        "descr": np.lib.format.dtype_to_descr(dtype),
+        "fortran_order": False,
+        "shape": (size,),
+    }
+    np.lib.format.write_array_header_1_0(fh, header)
+    written = 0
+    for part in parts:
+        data = np.ascontiguousarray(part, dtype=dtype)
+        fh.write(data.data if data.size else b"")
+        written += data.size
+    if written != size:
+        raise ValueError(f"cache record size mismatch: wrote {written}, expected {size}")
 
 
 def load(path: Path, fingerprint_: str) -> list[CachedSample] | None:

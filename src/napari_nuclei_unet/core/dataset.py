@@ -23,6 +23,7 @@ import os
 import warnings
 import zipfile
 from collections.abc import Callable, Generator, Iterable, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -232,14 +233,10 @@ def _run_tasks(
     """
     n_workers = workers or _worker_count()
     if not parallel or n_workers < 2 or len(items) < 2:
-        for item in items:
-            if stop_requested(should_stop):
-                return True
-            status, payload = fn(kind, root, item)
-            yield item, status, payload
-        return False
+        return (yield from _run_serial(fn, kind, root, items, should_stop))
     ctx = multiprocessing.get_context("spawn")
     pool = cf.ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx)
+    finished: set[str] = set()
     try:
         # biggest first, so the pool does not wait on one large sample at the end
         order = sorted(items, key=lambda f: -len(f.masks))
@@ -251,10 +248,36 @@ def _run_tasks(
             for fut in done:
                 item = pending.pop(fut)
                 status, payload = fut.result()
+                finished.add(item.id)
                 yield item, status, payload
         return False
+    except (BrokenProcessPool, RuntimeError, OSError) as exc:
+        # e.g. a script without an ``if __name__ == "__main__":`` guard cannot spawn
+        # workers; decoding in this process is slower but gives the same result
+        warnings.warn(
+            f"parallel decoding failed ({type(exc).__name__}: {exc}); continuing in one process",
+            DatasetWarning,
+            stacklevel=2,
+        )
+        rest = [item for item in items if item.id not in finished]
+        return (yield from _run_serial(fn, kind, root, rest, should_stop))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_serial(
+    fn: Callable,
+    kind: str,
+    root: str,
+    items: Sequence[_SampleFiles],
+    should_stop: StopCheck | None,
+) -> Generator[tuple[_SampleFiles, str, object], None, bool]:
+    for item in items:
+        if stop_requested(should_stop):
+            return True
+        status, payload = fn(kind, root, item)
+        yield item, status, payload
+    return False
 
 
 # ---------------------------------------------------------------------------
@@ -606,22 +629,25 @@ class DSBDataset:
             workers=workers,
             should_stop=should_stop,
         )
-        while True:
-            try:
-                item, status, payload = next(job)
-            except StopIteration as stop:
-                if stop.value:
-                    return None
-                break
-            if status == "ok":
-                h, w, modality = payload
-                infos.append(SampleInfo(item.id, int(h), int(w), modality, len(item.masks)))
-                fresh[item.image] = (*stats[item.id], int(h), int(w), modality)
-            else:
-                scan.skipped.append((item.id, str(payload)))
-                del scan.files[item.id]
-            done = len(infos) + len(scan.skipped) - n_skipped_before
-            yield Progress("index", done, total, item.id)
+        try:
+            while True:
+                try:
+                    item, status, payload = next(job)
+                except StopIteration as stop:
+                    if stop.value:
+                        return None
+                    break
+                if status == "ok":
+                    h, w, modality = payload
+                    infos.append(SampleInfo(item.id, int(h), int(w), modality, len(item.masks)))
+                    fresh[item.image] = (*stats[item.id], int(h), int(w), modality)
+                else:
+                    scan.skipped.append((item.id, str(payload)))
+                    del scan.files[item.id]
+                done = len(infos) + len(scan.skipped) - n_skipped_before
+                yield Progress("index", done, total, item.id)
+        finally:
+            job.close()
         if use_cache and to_decode and fresh:
             cache.save_index(path, fresh)
         if not infos:
@@ -716,7 +742,7 @@ class DSBDataset:
             return [self._files[i] for i in ids]
         scan = _Scan("dir", self._root, {}, [], [])
         for sample_id in ids:
-            _scan_sample_dir(self._root, sample_id, scan, require_masks=False)
+            _scan_sample_dir(self._root, sample_id, scan, require_masks=True)
         return [scan.files.get(i, self._files[i]) for i in ids]
 
     def iter_load(
@@ -789,18 +815,21 @@ class DSBDataset:
             should_stop=should_stop,
         )
         stopped = False
-        while True:
-            try:
-                item, status, payload = next(job)
-            except StopIteration as stop:
-                stopped = bool(stop.value)
-                break
-            if status == "ok":
-                payload["modality"] = self._by_id[item.id].modality
-                decoded[item.id] = payload
-            else:
-                failed.append((item.id, str(payload)))
-            yield Progress("load", len(decoded) + len(failed), total, item.id)
+        try:
+            while True:
+                try:
+                    item, status, payload = next(job)
+                except StopIteration as stop:
+                    stopped = bool(stop.value)
+                    break
+                if status == "ok":
+                    payload["modality"] = self._by_id[item.id].modality
+                    decoded[item.id] = payload
+                else:
+                    failed.append((item.id, str(payload)))
+                yield Progress("load", len(decoded) + len(failed), total, item.id)
+        finally:
+            job.close()  # stops the worker pool at once when this job is closed
         samples = [_to_sample(decoded[i]) for i in ids if i in decoded]
         self._warn_load(failed, samples)
         if use_cache and not stopped and not failed and cache_file is not None:
