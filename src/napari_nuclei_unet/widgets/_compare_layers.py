@@ -1,0 +1,278 @@
+"""Layers of the Compare view: prediction beside (or over) the label mask.
+
+Two layouts of the same sample:
+
+* **side by side** -- napari grid mode with one row of two panes and linked
+  cameras: the left pane shows the image and the label mask, the right pane a
+  second image layer (same array, no copy) and the prediction;
+* **overlay** -- one pane: the image, the prediction, the label mask's outlines
+  and an error layer colouring true-positive, false-positive and false-negative
+  pixels.
+
+The layers are created once and reused (their data replaced) when the sample
+changes. The image and label-mask layers themselves belong to
+:mod:`napari_nuclei_unet.widgets._layers`; this module only adds its own layers
+and orders the layer list so that grid mode puts them in the right panes.
+Everything here runs on the main thread.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import napari
+
+from napari_nuclei_unet.widgets._layers import SAMPLE_ID_KEY
+
+SIDE_BY_SIDE = "side by side"
+OVERLAY = "overlay"
+MODES = (SIDE_BY_SIDE, OVERLAY)
+
+#: Second image layer, shown under the prediction in the right pane of side-by-side mode.
+PREDICTION_IMAGE_LAYER = "image (prediction pane)"
+#: The predicted nuclei (one label per nucleus).
+PREDICTION_LAYER = "prediction"
+#: Outlines of the label mask (overlay mode).
+TRUTH_CONTOUR_LAYER = "label mask (outlines)"
+#: Pixel errors of the prediction against the label mask (overlay mode).
+ERROR_LAYER = "errors (TP / FP / FN)"
+
+COMPARE_LAYERS = (PREDICTION_IMAGE_LAYER, PREDICTION_LAYER, TRUTH_CONTOUR_LAYER, ERROR_LAYER)
+
+#: Values of the error layer.
+TRUE_POSITIVE, FALSE_POSITIVE, FALSE_NEGATIVE = 1, 2, 3
+
+#: RGBA colours of the error layer, also used for the legend in the dock.
+ERROR_COLORS: dict[int, tuple[float, float, float, float]] = {
+    TRUE_POSITIVE: (0.15, 0.85, 0.25, 1.0),  # green
+    FALSE_POSITIVE: (1.0, 0.15, 0.85, 1.0),  # magenta
+    FALSE_NEGATIVE: (1.0, 0.85, 0.0, 1.0),  # yellow
+}
+ERROR_NAMES = {
+    TRUE_POSITIVE: "correct nucleus pixels (true positive)",
+    FALSE_POSITIVE: "predicted, not in the label mask (false positive)",
+    FALSE_NEGATIVE: "in the label mask, missed (false negative)",
+}
+
+
+def error_map(true_labels: np.ndarray, pred_labels: np.ndarray) -> np.ndarray:
+    """Pixel-wise comparison of a prediction with the label mask.
+
+    Parameters
+    ----------
+    true_labels, pred_labels : numpy.ndarray
+        Label images (or boolean masks) of the same ``(H, W)`` shape; any value
+        > 0 is foreground.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W)`` uint8: 0 background in both, :data:`TRUE_POSITIVE` (1)
+        foreground in both, :data:`FALSE_POSITIVE` (2) predicted only,
+        :data:`FALSE_NEGATIVE` (3) in the label mask only.
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ.
+    """
+    truth = np.asarray(true_labels) > 0
+    pred = np.asarray(pred_labels) > 0
+    if truth.shape != pred.shape:
+        raise ValueError(
+            "label mask and prediction must have the same shape, "
+            f"got {truth.shape} and {pred.shape}"
+        )
+    out = np.zeros(truth.shape, dtype=np.uint8)
+    out[truth & pred] = TRUE_POSITIVE
+    out[pred & ~truth] = FALSE_POSITIVE
+    out[truth & ~pred] = FALSE_NEGATIVE
+    return out
+
+
+def error_colormap():
+    """The fixed colormap of the error layer (napari ``DirectLabelColormap``)."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    colors = {0: (0.0, 0.0, 0.0, 0.0), None: (0.0, 0.0, 0.0, 0.0)}
+    colors.update(ERROR_COLORS)
+    return DirectLabelColormap(color_dict=colors)
+
+
+def _truth_outline_colormap():
+    """Every nucleus of the label mask outlined in the same colour (white)."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    return DirectLabelColormap(
+        color_dict={0: (0.0, 0.0, 0.0, 0.0), None: (1.0, 1.0, 1.0, 1.0)}
+    )
+
+
+def grid_of(viewer: napari.Viewer):
+    """The viewer's grid settings (``viewer.canvas.grid`` since napari 0.9, else ``.grid``)."""
+    canvas = getattr(viewer, "canvas", None)
+    grid = getattr(canvas, "grid", None)
+    return grid if grid is not None else viewer.grid
+
+
+def _get(viewer: napari.Viewer, name: str):
+    return viewer.layers[name] if name in viewer.layers else None
+
+
+def _upsert_labels(viewer: napari.Viewer, name: str, data: np.ndarray, **kwargs):
+    """Return the Labels layer ``name`` showing ``data``, created on first use."""
+    layer = _get(viewer, name)
+    if layer is None:
+        return viewer.add_labels(data, name=name, **kwargs)
+    layer.data = data
+    return layer
+
+
+def _upsert_prediction_image(viewer: napari.Viewer, image_layer):
+    """The second image layer of side-by-side mode, sharing ``image_layer``'s array."""
+    layer = _get(viewer, PREDICTION_IMAGE_LAYER)
+    if layer is None:
+        layer = viewer.add_image(
+            image_layer.data,
+            name=PREDICTION_IMAGE_LAYER,
+            rgb=image_layer.rgb,
+            colormap=image_layer.colormap,
+            contrast_limits=image_layer.contrast_limits,
+            gamma=image_layer.gamma,
+        )
+    else:
+        if layer.data is not image_layer.data:
+            layer.data = image_layer.data
+        layer.contrast_limits = image_layer.contrast_limits
+        layer.gamma = image_layer.gamma
+    return layer
+
+
+def _move_to_bottom(viewer: napari.Viewer, names: list[str]) -> None:
+    """Put the named layers at list positions 0, 1, ... in that order (0 is drawn first)."""
+    for target, name in enumerate(names):
+        index = viewer.layers.index(name)
+        if index != target:
+            viewer.layers.move(index, target)
+
+
+def show_comparison(
+    viewer: napari.Viewer,
+    *,
+    image_layer,
+    truth_layer,
+    pred_labels: np.ndarray,
+    true_labels: np.ndarray | None,
+    mode: str = SIDE_BY_SIDE,
+    sample_id: str | None = None,
+) -> dict[str, object]:
+    """Show a prediction beside or over the label mask.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer.
+    image_layer : napari.layers.Image
+        The sample's image layer (from ``widgets._layers.show_sample``).
+    truth_layer : napari.layers.Labels or None
+        The sample's label-mask layer; None when the sample has no label mask.
+    pred_labels : numpy.ndarray
+        ``(H, W)`` int32 predicted nuclei (0 = background).
+    true_labels : numpy.ndarray or None
+        The label mask as an array, or None when there is none (the outline and
+        error layers are then empty and hidden).
+    mode : {"side by side", "overlay"}
+        Layout, see the module docstring.
+    sample_id : str, optional
+        Stored in the compare layers' metadata (:data:`SAMPLE_ID_KEY`), so other
+        widgets can tell which sample the prediction shown belongs to.
+
+    Returns
+    -------
+    dict
+        The four compare layers by name.
+
+    Raises
+    ------
+    ValueError
+        If ``mode`` is unknown.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown compare mode {mode!r}: expected one of {', '.join(MODES)}")
+    pred_labels = np.asarray(pred_labels)
+    has_truth = true_labels is not None
+    if not has_truth:
+        true_labels = np.zeros(pred_labels.shape, dtype=np.int32)
+
+    pred_image = _upsert_prediction_image(viewer, image_layer)
+    prediction = _upsert_labels(viewer, PREDICTION_LAYER, pred_labels)
+    contour = _upsert_labels(
+        viewer, TRUTH_CONTOUR_LAYER, true_labels, colormap=_truth_outline_colormap()
+    )
+    contour.contour = 1
+    errors = _upsert_labels(
+        viewer, ERROR_LAYER, error_map(true_labels, pred_labels), colormap=error_colormap()
+    )
+    for layer in (pred_image, prediction, contour, errors):
+        layer.translate = image_layer.translate
+        layer.scale = image_layer.scale
+        layer.metadata[SAMPLE_ID_KEY] = sample_id
+    if truth_layer is not None and truth_layer.name not in viewer.layers:
+        truth_layer = None
+
+    if mode == SIDE_BY_SIDE:
+        # grid mode groups the layer list in runs of ``stride`` layers, hidden ones
+        # included, and fills the panes left to right: [image, label mask] left,
+        # [image copy, prediction] right; the overlay layers, hidden, go last.
+        spacer = truth_layer.name if truth_layer is not None else TRUTH_CONTOUR_LAYER
+        _move_to_bottom(
+            viewer, [image_layer.name, spacer, PREDICTION_IMAGE_LAYER, PREDICTION_LAYER]
+        )
+        for layer in (image_layer, pred_image, prediction):
+            layer.visible = True
+        if truth_layer is not None:
+            truth_layer.visible = has_truth
+        prediction.opacity = 0.6
+        contour.visible = False
+        errors.visible = False
+        grid = grid_of(viewer)
+        grid.stride = 2
+        grid.shape = (1, 2)
+        grid.enabled = True
+    else:
+        _move_to_bottom(
+            viewer, [image_layer.name, PREDICTION_LAYER, ERROR_LAYER, TRUTH_CONTOUR_LAYER]
+        )
+        grid_of(viewer).enabled = False
+        pred_image.visible = False
+        if truth_layer is not None:
+            truth_layer.visible = False
+        image_layer.visible = True
+        prediction.visible = True
+        prediction.opacity = 0.35
+        errors.visible = has_truth
+        errors.opacity = 0.5
+        contour.visible = has_truth
+    return {
+        PREDICTION_IMAGE_LAYER: pred_image,
+        PREDICTION_LAYER: prediction,
+        TRUTH_CONTOUR_LAYER: contour,
+        ERROR_LAYER: errors,
+    }
+
+
+def shown_prediction_id(viewer: napari.Viewer) -> str | None:
+    """Return the id of the sample whose prediction is shown, or None."""
+    layer = _get(viewer, PREDICTION_LAYER)
+    return None if layer is None else layer.metadata.get(SAMPLE_ID_KEY)
+
+
+def clear_comparison(viewer: napari.Viewer) -> None:
+    """Remove the compare layers and leave grid mode (e.g. no prediction for this sample)."""
+    for name in COMPARE_LAYERS:
+        if name in viewer.layers:
+            viewer.layers.remove(name)
+    grid_of(viewer).enabled = False

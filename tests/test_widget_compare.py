@@ -1,0 +1,403 @@
+"""The Compare dock: side-by-side and overlay layers, live threshold, user mistakes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from _widget_helpers import capture_notifications, wait_worker
+
+pytestmark = pytest.mark.gui
+
+SHAPE = (96, 112)
+
+
+# ---------------------------------------------------------------- helpers
+def make_samples(n_labelled: int = 3, *, unlabelled: bool = False):
+    """Deterministic synthetic samples (three modalities), optionally one without labels."""
+    from napari_nuclei_unet.core.dataset import Sample
+    from napari_nuclei_unet.core.synthetic import STYLES, make_synthetic_sample
+
+    samples = []
+    for k in range(n_labelled):
+        style = STYLES[k % len(STYLES)]
+        image, masks = make_synthetic_sample(style, shape=SHAPE, seed=10 + k)
+        labels = np.zeros(SHAPE, np.int32)
+        for i, mask in enumerate(masks, start=1):
+            labels[mask] = i
+        samples.append(Sample(f"{style}-{k}", image, labels, style))
+    if unlabelled:
+        image, _ = make_synthetic_sample("fluorescence", shape=SHAPE, seed=99)
+        samples.append(
+            Sample("no-labels", image, np.zeros(SHAPE, np.int32), "fluorescence", has_labels=False)
+        )
+    return samples
+
+
+def known_probability(sample, index: int) -> np.ndarray:
+    """A probability map with known errors at thresholds 0.5 and 0.3.
+
+    The label mask shifted by 2 px at p = 0.8, one nucleus missing (false
+    negative), and a square at p = 0.4 (a false positive only below 0.4).
+    """
+    truth = sample.labels > 0 if sample.has_labels else np.zeros(SHAPE, bool)
+    prob = np.where(np.roll(truth, 2, axis=1), 0.8, 0.02).astype(np.float32)
+    if sample.has_labels and sample.labels.max() > 0:
+        prob[sample.labels == 1] = 0.02  # missed nucleus
+    prob[4 + 3 * index : 20 + 3 * index, 4:20] = np.maximum(
+        prob[4 + 3 * index : 20 + 3 * index, 4:20], 0.4
+    )
+    if not sample.has_labels:
+        prob[40:60, 40:60] = 0.9
+    return prob
+
+
+class FakeNetwork:
+    """Stands in for the model: ``predict_probability`` is patched to use known maps."""
+
+    def __init__(self, samples):
+        self.maps = {id(s.image): known_probability(s, i) for i, s in enumerate(samples)}
+        self.calls = 0
+
+
+def install_fake_model(monkeypatch, session, samples) -> FakeNetwork:
+    """Patch core.inference.predict_probability and give the session a model."""
+    from napari_nuclei_unet.core import inference
+
+    fake = FakeNetwork(samples)
+
+    def predict_probability(model, image, **_kwargs):
+        assert model is fake
+        fake.calls += 1
+        return fake.maps[id(image)].copy()
+
+    monkeypatch.setattr(inference, "predict_probability", predict_probability)
+    session.model = fake
+    return fake
+
+
+def show(viewer, session, sample) -> None:
+    """What the Data dock does when a sample is selected."""
+    from napari_nuclei_unet.widgets._layers import show_sample
+
+    show_sample(viewer, sample)
+    session.current_id = sample.id
+    session.current_changed.emit(sample.id)
+
+
+@pytest.fixture
+def compare(make_napari_viewer, qtbot, monkeypatch):
+    from napari_nuclei_unet.widgets._session import session_for
+    from napari_nuclei_unet.widgets.compare_widget import CompareWidget
+
+    viewer = make_napari_viewer()
+    session = session_for(viewer)
+    samples = make_samples(unlabelled=True)
+    session.samples.update({s.id: s for s in samples})
+    fake = install_fake_model(monkeypatch, session, samples)
+    widget = CompareWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Compare")
+    show(viewer, session, samples[0])
+    return viewer, widget, session, samples, fake
+
+
+def predict_current(qtbot, widget):
+    worker = widget.predict_current()
+    assert worker is not None
+    wait_worker(qtbot, worker)
+
+
+# ---------------------------------------------------------------- tests
+def test_side_by_side_layers_and_grid(compare, qtbot):
+    from napari.layers import Image, Labels
+
+    from napari_nuclei_unet.widgets._compare_layers import (
+        ERROR_LAYER,
+        PREDICTION_IMAGE_LAYER,
+        PREDICTION_LAYER,
+        TRUTH_CONTOUR_LAYER,
+        grid_of,
+    )
+    from napari_nuclei_unet.widgets._layers import IMAGE_LAYER, LABELS_LAYER
+
+    viewer, widget, session, samples, fake = compare
+    predict_current(qtbot, widget)
+    assert fake.calls == 1
+    names = [layer.name for layer in viewer.layers]
+    assert names[:4] == [IMAGE_LAYER, LABELS_LAYER, PREDICTION_IMAGE_LAYER, PREDICTION_LAYER]
+    assert set(names) == {
+        IMAGE_LAYER, LABELS_LAYER, PREDICTION_IMAGE_LAYER, PREDICTION_LAYER,
+        TRUTH_CONTOUR_LAYER, ERROR_LAYER,
+    }
+    assert isinstance(viewer.layers[PREDICTION_IMAGE_LAYER], Image)
+    assert isinstance(viewer.layers[PREDICTION_LAYER], Labels)
+    # the second image shares the first one's array: no copy
+    assert viewer.layers[PREDICTION_IMAGE_LAYER].data is viewer.layers[IMAGE_LAYER].data
+
+    grid = grid_of(viewer)
+    assert grid.enabled and tuple(grid.shape) == (1, 2) and grid.stride == 2
+    layers = list(viewer.layers)
+    positions = {layer.name: grid.position(i, layers) for i, layer in enumerate(layers)}
+    assert positions[IMAGE_LAYER] == positions[LABELS_LAYER] == (0, 0)
+    assert positions[PREDICTION_IMAGE_LAYER] == positions[PREDICTION_LAYER] == (0, 1)
+    assert not viewer.layers[ERROR_LAYER].visible
+    assert not viewer.layers[TRUTH_CONTOUR_LAYER].visible
+    assert "IoU" in widget.metrics_label.text()
+
+
+def test_overlay_layers_and_error_colours(compare, qtbot):
+    from napari.layers import Labels
+
+    from napari_nuclei_unet.core.instances import labels_from_probability
+    from napari_nuclei_unet.widgets._compare_layers import (
+        ERROR_COLORS,
+        ERROR_LAYER,
+        FALSE_NEGATIVE,
+        FALSE_POSITIVE,
+        PREDICTION_IMAGE_LAYER,
+        PREDICTION_LAYER,
+        TRUE_POSITIVE,
+        TRUTH_CONTOUR_LAYER,
+        error_map,
+        grid_of,
+    )
+    from napari_nuclei_unet.widgets._layers import IMAGE_LAYER, LABELS_LAYER
+
+    viewer, widget, session, samples, fake = compare
+    predict_current(qtbot, widget)
+    widget.set_mode("overlay")
+    assert widget.overlay_radio.isChecked()
+    assert not grid_of(viewer).enabled
+    for name in (IMAGE_LAYER, PREDICTION_LAYER, ERROR_LAYER, TRUTH_CONTOUR_LAYER):
+        assert viewer.layers[name].visible, name
+    for name in (PREDICTION_IMAGE_LAYER, LABELS_LAYER):
+        assert not viewer.layers[name].visible, name
+    errors = viewer.layers[ERROR_LAYER]
+    contours = viewer.layers[TRUTH_CONTOUR_LAYER]
+    assert isinstance(errors, Labels) and isinstance(contours, Labels)
+    assert contours.contour >= 1
+    sample = samples[0]
+    pred = labels_from_probability(fake.maps[id(sample.image)], threshold=0.5)
+    np.testing.assert_array_equal(errors.data, error_map(sample.labels, pred))
+    assert {TRUE_POSITIVE, FALSE_POSITIVE, FALSE_NEGATIVE} <= set(np.unique(errors.data))
+    for value, rgba in ERROR_COLORS.items():
+        np.testing.assert_allclose(errors.colormap.map(np.array([value]))[0], rgba, atol=1e-6)
+    assert widget.legend_label.isVisible() or not widget.isVisible()
+    assert "false positive" in widget.legend_label.text()
+    # back to side by side: grid on again, the same layer objects
+    before = {layer.name: layer for layer in viewer.layers}
+    widget.set_mode("side by side")
+    assert grid_of(viewer).enabled
+    assert all(viewer.layers[name] is layer for name, layer in before.items())
+
+
+def test_threshold_rethresholds_cached_map_without_the_network(compare, qtbot):
+    from napari_nuclei_unet.core.evaluation import score_prediction
+    from napari_nuclei_unet.core.instances import labels_from_probability
+    from napari_nuclei_unet.widgets._compare_layers import PREDICTION_LAYER
+
+    viewer, widget, session, samples, fake = compare
+    predict_current(qtbot, widget)
+    calls = fake.calls
+    sample = samples[0]
+    prob = fake.maps[id(sample.image)]
+    layer = viewer.layers[PREDICTION_LAYER]
+    before = layer.data.copy()
+    emitted = []
+    session.scores_changed.connect(lambda: emitted.append(True))
+
+    widget.set_threshold(0.3)
+    assert fake.calls == calls  # the network was not run again
+    assert session.threshold == pytest.approx(0.3)
+    assert widget.threshold_slider.value() == pytest.approx(0.3)
+    assert viewer.layers[PREDICTION_LAYER] is layer
+    assert not np.array_equal(layer.data, before)
+    expected = labels_from_probability(prob, threshold=0.3)
+    np.testing.assert_array_equal(layer.data, expected)
+    row = session.rows[sample.id]
+    assert row == score_prediction(sample, prob, threshold=0.3)
+    assert emitted
+
+    # the slider itself (debounced) does the same
+    widget.threshold_slider.setValue(0.6)
+    qtbot.waitUntil(lambda: session.threshold == pytest.approx(0.6), timeout=3000)
+    np.testing.assert_array_equal(layer.data, labels_from_probability(prob, threshold=0.6))
+    assert fake.calls == calls
+
+
+def test_threshold_rescores_other_cached_images_in_background(compare, qtbot):
+    from napari_nuclei_unet.core.evaluation import score_prediction
+
+    viewer, widget, session, samples, fake = compare
+    wait_worker(qtbot, widget.predict_all())
+    labelled = [s for s in samples if s.has_labels]
+    assert set(session.rows) == {s.id for s in labelled}
+    calls = fake.calls
+    widget.set_threshold(0.35)
+    qtbot.waitUntil(lambda: not widget.is_busy(), timeout=10_000)
+    for s in labelled:
+        prob = fake.maps[id(s.image)]
+        assert session.rows[s.id] == score_prediction(s, prob, threshold=0.35)
+    assert fake.calls == calls
+
+
+def test_split_toggle_changes_instances_not_the_network(compare, qtbot):
+    from napari_nuclei_unet.core.instances import labels_from_probability
+    from napari_nuclei_unet.widgets._compare_layers import PREDICTION_LAYER
+
+    viewer, widget, session, samples, fake = compare
+    predict_current(qtbot, widget)
+    calls = fake.calls
+    widget.set_split_touching(False)
+    assert session.instance_method == "components"
+    prob = fake.maps[id(samples[0].image)]
+    np.testing.assert_array_equal(
+        viewer.layers[PREDICTION_LAYER].data,
+        labels_from_probability(prob, threshold=0.5, method="components"),
+    )
+    assert session.rows[samples[0].id].n_pred == int(viewer.layers[PREDICTION_LAYER].data.max())
+    assert fake.calls == calls
+
+
+def test_switching_samples_reuses_layers(compare, qtbot):
+    from napari_nuclei_unet.widgets._compare_layers import COMPARE_LAYERS, PREDICTION_LAYER
+    from napari_nuclei_unet.widgets._layers import SAMPLE_ID_KEY
+
+    viewer, widget, session, samples, fake = compare
+    wait_worker(qtbot, widget.predict_all())
+    layers_before = {layer.name: layer for layer in viewer.layers}
+    show(viewer, session, samples[1])
+    assert len(viewer.layers) == len(layers_before)
+    assert all(viewer.layers[n] is layer for n, layer in layers_before.items())
+    assert viewer.layers[PREDICTION_LAYER].metadata[SAMPLE_ID_KEY] == samples[1].id
+    assert fake.calls == len(samples)  # from the cache: no new prediction
+
+    # a sample without a cached prediction: compare layers go, the dock says so
+    session.probabilities.pop(samples[2].id)
+    show(viewer, session, samples[2])
+    assert not any(name in viewer.layers for name in COMPARE_LAYERS)
+    assert "not been predicted" in widget.metrics_label.text()
+
+
+def test_no_model_is_explained_and_default_model_button(compare, qtbot, monkeypatch):
+    from napari_nuclei_unet.core import checkpoint
+
+    viewer, widget, session, samples, fake = compare
+    session.set_model(None)
+    assert not widget.load_default_button.isHidden()
+    with capture_notifications() as notes:
+        assert widget.predict_current() is None
+        assert widget.predict_all() is None
+    assert notes.any("Load a model in the Model panel first")
+    assert notes.any("Load default model")
+
+    loaded = []
+    monkeypatch.setattr(
+        checkpoint, "load_checkpoint", lambda path, device="cpu": loaded.append(path) or fake
+    )
+    widget.load_default_button.click()
+    qtbot.waitUntil(lambda: session.model is fake, timeout=5000)
+    assert loaded == ["default"]
+    assert widget.load_default_button.isHidden()
+
+
+def test_missing_default_model_is_a_notification(compare, qtbot, monkeypatch):
+    from napari_nuclei_unet.core import checkpoint
+
+    viewer, widget, session, samples, fake = compare
+    session.set_model(None)
+
+    def missing(path, device="cpu"):
+        raise checkpoint.CheckpointError("The default model is not installed: x is missing.")
+
+    monkeypatch.setattr(checkpoint, "load_checkpoint", missing)
+    with capture_notifications() as notes:
+        wait_worker(qtbot, widget.load_default_model())
+    assert notes.any("default model is not installed")
+    assert session.model is None
+    assert widget.load_default_button.isEnabled()
+
+
+def test_no_sample_selected_is_explained(compare):
+    viewer, widget, session, samples, fake = compare
+    session.current_id = None
+    with capture_notifications() as notes:
+        assert widget.predict_current() is None
+    assert notes.any("Select an image in the Data panel first")
+
+
+def test_sample_without_labels_shows_prediction_and_says_why_no_iou(compare, qtbot):
+    from napari_nuclei_unet.widgets._compare_layers import ERROR_LAYER, PREDICTION_LAYER
+
+    viewer, widget, session, samples, fake = compare
+    unlabelled = samples[-1]
+    show(viewer, session, unlabelled)
+    with capture_notifications() as notes:
+        predict_current(qtbot, widget)
+    assert notes.any("IoU")
+    assert viewer.layers[PREDICTION_LAYER].data.max() > 0
+    assert unlabelled.id not in session.rows
+    assert "needs a label mask" in widget.metrics_label.text()
+    widget.set_mode("overlay")
+    assert not viewer.layers[ERROR_LAYER].visible
+
+
+def test_second_prediction_while_busy_is_refused(compare, qtbot, monkeypatch):
+    import threading
+
+    from napari_nuclei_unet.core import inference
+
+    viewer, widget, session, samples, fake = compare
+    release = threading.Event()
+    original = inference.predict_probability
+
+    def slow(model, image, **kwargs):
+        release.wait(10)
+        return original(model, image, **kwargs)
+
+    monkeypatch.setattr(inference, "predict_probability", slow)
+    worker = widget.predict_all()
+    with capture_notifications() as notes:
+        assert widget.predict_current() is None
+    assert notes.any("already running")
+    assert widget.cancel_button.isEnabled()
+    widget.cancel()
+    release.set()
+    wait_worker(qtbot, worker)
+    assert len(session.probabilities) <= len(samples)
+    assert widget.predict_button.isEnabled()
+
+
+def test_screenshot_shows_both_masks(compare, qtbot):
+    """Pixels, not only files: the label mask left, the prediction right; error colours."""
+    from napari_nuclei_unet.widgets._compare_layers import ERROR_COLORS
+
+    viewer, widget, session, samples, fake = compare
+    viewer.window.show()  # a hidden canvas renders black under Xvfb
+    viewer.window._qt_window.resize(1000, 700)
+    predict_current(qtbot, widget)
+    qtbot.wait(50)
+    viewer.reset_view()
+    qtbot.wait(50)
+    shot = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(int)
+    assert shot.std() > 5  # not blank
+
+    saturation = shot.max(axis=2) - shot.min(axis=2)
+    coloured = saturation > 60  # label colours; the image itself is grey
+    height, width = coloured.shape
+    left = coloured[:, : width // 2].sum()
+    right = coloured[:, width // 2 :].sum()
+    assert left > 500 and right > 500, (left, right)
+
+    widget.set_mode("overlay")
+    viewer.reset_view()
+    qtbot.wait(50)
+    shot = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(int)
+    r, g, b = shot[..., 0], shot[..., 1], shot[..., 2]
+    green = (g > r + 40) & (g > b + 40)
+    magenta = (r > g + 60) & (b > g + 60)
+    yellow = (r > b + 60) & (g > b + 60) & (abs(r - g) < 80)
+    assert green.sum() > 500, green.sum()
+    assert magenta.sum() > 50, magenta.sum()
+    assert yellow.sum() > 50, yellow.sum()
+    assert len(ERROR_COLORS) == 3
