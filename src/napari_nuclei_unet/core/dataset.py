@@ -325,17 +325,33 @@ def _split_masks(names: Iterable[str]) -> tuple[list[str], list[str]]:
     return sorted(masks), stray
 
 
-def _listdir(path: str) -> list[str] | None:
+def _listdir(path: str, stats: list[tuple[str, int, int]] | None = None) -> list[str] | None:
+    """File names in ``path`` (None if it is not a folder); optionally record their stats."""
     try:
-        return [e.name for e in os.scandir(path) if e.is_file()]
+        entries = [e for e in os.scandir(path) if e.is_file()]
     except (FileNotFoundError, NotADirectoryError):
         return None
+    if stats is not None:
+        for e in entries:
+            st = e.stat()
+            stats.append((e.path, st.st_size, st.st_mtime_ns))
+    return [e.name for e in entries]
 
 
-def _scan_sample_dir(root: str, sample_id: str, scan: _Scan, *, require_masks: bool) -> None:
-    """Add one <root>/<sample_id>/ folder to the scan (or to its skipped list)."""
+def _scan_sample_dir(
+    root: str,
+    sample_id: str,
+    scan: _Scan,
+    *,
+    require_masks: bool,
+    stats: list[tuple[str, int, int]] | None = None,
+) -> None:
+    """Add one <root>/<sample_id>/ folder to the scan (or to its skipped list).
+
+    When ``stats`` is given, (path, size, mtime_ns) of every file listed is appended.
+    """
     base = os.path.join(root, sample_id)
-    image_names = _listdir(os.path.join(base, "images"))
+    image_names = _listdir(os.path.join(base, "images"), stats)
     if image_names is None:
         scan.skipped.append((sample_id, f"no images/ folder in {base}"))
         return
@@ -344,7 +360,7 @@ def _scan_sample_dir(root: str, sample_id: str, scan: _Scan, *, require_masks: b
     if image is None:
         scan.skipped.append((sample_id, f"{reason} ({os.path.join(base, 'images')})"))
         return
-    mask_names = _listdir(os.path.join(base, "masks"))
+    mask_names = _listdir(os.path.join(base, "masks"), stats)
     if mask_names is None and require_masks:
         scan.skipped.append((sample_id, f"no masks/ folder in {base}"))
         return
@@ -486,18 +502,6 @@ def _scan(path: Path) -> _Scan:
     raise _not_a_dataset(
         path, "it is a file, not a folder or zip (to read a single image, use read_image)"
     )
-
-
-def _file_stats(kind: str, root: str, files: Iterable[_SampleFiles]) -> list[tuple[str, int, int]]:
-    if kind == "zip":
-        st = os.stat(root)
-        return [(os.path.basename(root), st.st_size, st.st_mtime_ns)]
-    out = []
-    for f in files:
-        for rel in (f.image, *f.masks):
-            st = os.stat(os.path.join(root, rel))
-            out.append((rel, st.st_size, st.st_mtime_ns))
-    return out
 
 
 def _image_stat(kind: str, root: str, rel: str) -> tuple[int, int]:
@@ -736,14 +740,23 @@ class DSBDataset:
             )
         return sample
 
-    def _current_files(self, ids: Sequence[str]) -> list[_SampleFiles]:
-        """Files of ``ids`` as they are now (a folder is re-listed: masks may have changed)."""
+    def _current_files(
+        self, ids: Sequence[str]
+    ) -> tuple[list[_SampleFiles], list[tuple[str, int, int]]]:
+        """Files of ``ids`` as they are now, and their stats for the cache fingerprint.
+
+        A folder is listed again (masks may have been added or removed since
+        :meth:`open`); a zip is identified by its own size and mtime.
+        """
         if self._kind == "zip":
-            return [self._files[i] for i in ids]
+            st = os.stat(self._root)
+            stats = [(os.path.basename(self._root), st.st_size, st.st_mtime_ns)]
+            return [self._files[i] for i in ids], stats
         scan = _Scan("dir", self._root, {}, [], [])
+        stats: list[tuple[str, int, int]] = []
         for sample_id in ids:
-            _scan_sample_dir(self._root, sample_id, scan, require_masks=True)
-        return [scan.files.get(i, self._files[i]) for i in ids]
+            _scan_sample_dir(self._root, sample_id, scan, require_masks=True, stats=stats)
+        return [scan.files.get(i, self._files[i]) for i in ids], stats
 
     def iter_load(
         self,
@@ -789,10 +802,10 @@ class DSBDataset:
             )
         total = len(ids)
         yield Progress("load", 0, total, "checking cache" if use_cache else "")
-        files = self._current_files(ids)
+        files, stats = self._current_files(ids)
         cache_file = fp = None
         if use_cache and total:
-            fp = cache.fingerprint(_file_stats(self._kind, self._root, files))
+            fp = cache.fingerprint(stats)
             cache_file = cache.cache_path(self.path, ids)
             cached = cache.load(cache_file, fp)
             if cached is not None and [c.id for c in cached] == ids:
