@@ -1,0 +1,596 @@
+"""IoU panel: one row of scores per image, a summary and a histogram.
+
+The table shows ``session.rows`` (``core.evaluation.ImageRow``, computed by
+``core.evaluation.score_prediction``) and follows ``session.scores_changed``.
+Sorting is numeric (the proxy model sorts on the raw values, not on the text),
+cells are coloured by score, and clicking a row shows that image with its label
+mask and prediction. "Score all" predicts (in a worker) the loaded images that
+have no cached prediction and scores all of them.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import statistics
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from qtpy.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt
+from qtpy.QtGui import QColor
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_nuclei_unet.core.progress import Progress
+from napari_nuclei_unet.widgets._layers import short_id, show_sample
+from napari_nuclei_unet.widgets._session import session_for
+from napari_nuclei_unet.widgets._workers import notify, notify_error
+
+if TYPE_CHECKING:
+    import napari
+
+#: Table columns: (header, ImageRow field, tooltip).
+COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("Image", "id", "Sample id (hover a cell for the full id)"),
+    ("Modality", "modality", "Kind of image"),
+    ("IoU", "iou", "Foreground intersection over union with the label mask"),
+    ("Dice", "dice", "Foreground Dice coefficient with the label mask"),
+    ("AP@0.5", "ap50", "Matched nuclei / (matched + missed + extra), match = IoU > 0.5"),
+    ("DSB", "dsb_score", "DSB2018 score: AP averaged over IoU thresholds 0.5 to 0.95"),
+    ("True", "n_true", "Nuclei in the label mask"),
+    ("Predicted", "n_pred", "Predicted nuclei"),
+)
+FIELDS = tuple(column[1] for column in COLUMNS)
+SCORE_FIELDS = ("iou", "dice", "ap50", "dsb_score")
+#: Column names of :meth:`IoUPanel.export_csv` (the ``ImageRow`` fields).
+CSV_FIELDS = FIELDS
+
+#: Item-data role holding the raw value a column sorts on.
+SORT_ROLE = Qt.ItemDataRole.UserRole + 1
+#: Item-data role holding the full sample id.
+ID_ROLE = Qt.ItemDataRole.UserRole + 2
+
+# red -> yellow -> green (ColorBrewer RdYlGn, light enough for dark text to read on all)
+_SCORE_STOPS = ((0.0, (244, 109, 67)), (0.5, (254, 224, 139)), (1.0, (102, 189, 99)))
+
+EMPTY_MESSAGE = (
+    "No scores yet. Load a model and images, then click 'Score all' "
+    "(or predict in the Compare panel)."
+)
+
+
+def score_color(value: float) -> tuple[int, int, int]:
+    """Colour of a score in [0, 1]: red (0) through yellow (0.5) to green (1).
+
+    Parameters
+    ----------
+    value : float
+        The score; values outside [0, 1] are clamped, NaN gives grey.
+
+    Returns
+    -------
+    tuple of int
+        RGB in 0..255.
+    """
+    if value is None or math.isnan(value):
+        return (128, 128, 128)
+    value = min(1.0, max(0.0, float(value)))
+    for (x0, c0), (x1, c1) in zip(_SCORE_STOPS, _SCORE_STOPS[1:], strict=False):
+        if value <= x1:
+            t = (value - x0) / (x1 - x0)
+            return tuple(round(a + (b - a) * t) for a, b in zip(c0, c1, strict=True))
+    return _SCORE_STOPS[-1][1]
+
+
+def _relative_luminance(rgb: tuple[int, int, int]) -> float:
+    """WCAG 2 relative luminance of an sRGB colour."""
+    linear = [
+        c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+        for c in (x / 255 for x in rgb)
+    ]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def text_color_on(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Black or white, whichever has the higher WCAG contrast ratio on ``rgb``."""
+    luminance = _relative_luminance(rgb)
+    black = (luminance + 0.05) / 0.05
+    white = 1.05 / (luminance + 0.05)
+    return (0, 0, 0) if black >= white else (255, 255, 255)
+
+
+class ScoreTableModel(QAbstractTableModel):
+    """Qt table model over a list of ``ImageRow``.
+
+    Display text is rounded; :data:`SORT_ROLE` gives the raw value (float, int
+    or str) so that a :class:`QSortFilterProxyModel` sorts numerically.
+    """
+
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+        self._rows: list[Any] = []
+
+    def set_rows(self, rows: list[Any]) -> None:
+        """Replace all rows."""
+        self.beginResetModel()
+        self._rows = list(rows)
+        self.endResetModel()
+
+    def row_at(self, row: int) -> Any:
+        """The ``ImageRow`` of source row ``row``."""
+        return self._rows[row]
+
+    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008, D102
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008, D102
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(self, section: int, orientation: Any, role: int = Qt.ItemDataRole.DisplayRole):  # noqa: D102
+        if orientation != Qt.Orientation.Horizontal or not 0 <= section < len(COLUMNS):
+            return None
+        if role == Qt.ItemDataRole.DisplayRole:
+            return COLUMNS[section][0]
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return COLUMNS[section][2]
+        return None
+
+    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole):  # noqa: D102
+        if not index.isValid():
+            return None
+        row = self._rows[index.row()]
+        name = FIELDS[index.column()]
+        value = getattr(row, name)
+        if role == Qt.ItemDataRole.DisplayRole:
+            if name == "id":
+                return short_id(value)
+            if name in SCORE_FIELDS:
+                return f"{value:.3f}"
+            return str(value)
+        if role == SORT_ROLE:
+            return value
+        if role == ID_ROLE:
+            return row.id
+        if role == Qt.ItemDataRole.ToolTipRole:
+            if name == "id":
+                return value
+            return repr(value) if name in SCORE_FIELDS else str(value)
+        if role == Qt.ItemDataRole.TextAlignmentRole and name not in ("id", "modality"):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if name in SCORE_FIELDS:
+            background = score_color(value)
+            if role == Qt.ItemDataRole.BackgroundRole:
+                return QColor(*background)
+            if role == Qt.ItemDataRole.ForegroundRole:
+                return QColor(*text_color_on(background))
+        return None
+
+
+def _mean(values: list[float]) -> float:
+    return float(sum(values) / len(values)) if values else float("nan")
+
+
+def summarize(rows: list[Any]) -> dict[str, Any]:
+    """Means and medians over all rows and per modality.
+
+    Parameters
+    ----------
+    rows : list of ImageRow
+        The scores.
+
+    Returns
+    -------
+    dict
+        ``core.evaluation.EvaluationReport.summary()`` (n, mean_iou, median_iou,
+        mean_dice, dsb_score, per_modality), plus ``mean_ap50`` and
+        ``median_dice`` over all rows.
+    """
+    from napari_nuclei_unet.core.evaluation import EvaluationReport
+
+    summary = EvaluationReport.from_rows(rows).summary()
+    summary["mean_ap50"] = _mean([r.ap50 for r in rows]) if rows else None
+    summary["median_dice"] = float(statistics.median([r.dice for r in rows])) if rows else None
+    return summary
+
+
+def _summary_html(summary: dict[str, Any], threshold: float, method: str) -> str:
+    if not summary["n"]:
+        return EMPTY_MESSAGE
+    split = "touching nuclei split" if method == "watershed" else "touching nuclei not split"
+    lines = [
+        f"<b>{summary['n']} images</b> (threshold {threshold:.2f}, {split})",
+        f"IoU mean <b>{summary['mean_iou']:.3f}</b>, median {summary['median_iou']:.3f}"
+        f"  ·  Dice mean {summary['mean_dice']:.3f}",
+        f"AP@0.5 mean {summary['mean_ap50']:.3f}  ·  DSB score {summary['dsb_score']:.3f}",
+    ]
+    per_modality = summary.get("per_modality", {})
+    if len(per_modality) > 1:
+        for modality, stats in per_modality.items():
+            lines.append(
+                f"&nbsp;&nbsp;{modality} ({stats['n']}): IoU mean {stats['mean_iou']:.3f}, "
+                f"median {stats['median_iou']:.3f}  ·  DSB {stats['dsb_score']:.3f}"
+            )
+    return "<br>".join(lines)
+
+
+class IoUPanel(QWidget):
+    """Dock widget: per-image scores, summary, histogram, export.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+        The viewer (napari passes it).
+    parent : QWidget, optional
+        Parent widget.
+
+    Notes
+    -----
+    Public methods (used by the demo and the tests): :meth:`refresh`,
+    :meth:`score_all`, :meth:`show_sample_id`, :meth:`jump_to_worst`,
+    :meth:`export_csv`, :meth:`visible_rows`, :meth:`cell_text`,
+    :meth:`cell_value`, :meth:`sort_by`.
+    """
+
+    def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.session = session_for(napari_viewer)
+        self._syncing = False
+        self._build()
+        self._connect()
+        self.refresh()
+
+    # ------------------------------------------------------------------ UI
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+
+        buttons = QHBoxLayout()
+        self.score_button = QPushButton("Score all")
+        self.score_button.setToolTip(
+            "Predict the loaded images that have no prediction yet, then score every one."
+        )
+        self.worst_button = QPushButton("Jump to worst")
+        self.worst_button.setToolTip("Show the image with the lowest IoU.")
+        self.export_button = QPushButton("Export CSV…")
+        self.export_button.setToolTip("Save the table (full precision) as a CSV file.")
+        for button in (self.score_button, self.worst_button, self.export_button):
+            buttons.addWidget(button)
+        layout.addLayout(buttons)
+
+        self.progress = QProgressBar()
+        self.progress.setVisible(False)
+        layout.addWidget(self.progress)
+
+        self.model = ScoreTableModel(self)
+        self.proxy = QSortFilterProxyModel(self)
+        self.proxy.setSourceModel(self.model)
+        self.proxy.setSortRole(SORT_ROLE)
+        self.proxy.setDynamicSortFilter(True)
+        self.table = QTableView()
+        self.table.setModel(self.proxy)
+        # rows stay in scoring order until the user clicks a header
+        self.table.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
+        self.table.setSortingEnabled(True)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(22)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
+        self.table.setMinimumHeight(160)
+        layout.addWidget(self.table, 3)
+
+        self.summary_label = QLabel()
+        self.summary_label.setWordWrap(True)
+        self.summary_label.setTextFormat(Qt.TextFormat.RichText)
+        self.summary_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(self.summary_label)
+
+        self._build_histogram(layout)
+
+    def _build_histogram(self, layout: QVBoxLayout) -> None:
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        self.figure = Figure(figsize=(3.2, 1.4), layout="constrained")
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(120)
+        self.canvas.setMaximumHeight(180)
+        self.axes = self.figure.add_subplot(1, 1, 1)
+        layout.addWidget(self.canvas, 1)
+
+    def _connect(self) -> None:
+        self.score_button.clicked.connect(self.score_all)
+        self.worst_button.clicked.connect(self.jump_to_worst)
+        self.export_button.clicked.connect(self._choose_csv)
+        self.table.selectionModel().currentRowChanged.connect(self._on_current_row_changed)
+        self.table.clicked.connect(self._on_clicked)
+        session = self.session
+        session.scores_changed.connect(self.refresh)
+        session.current_changed.connect(self._select_current)
+        self.viewer.events.theme.connect(self._draw_histogram)
+        self.destroyed.connect(self._disconnect)
+
+    def _disconnect(self, *_args: Any) -> None:
+        for signal, slot in (
+            (self.session.scores_changed, self.refresh),
+            (self.session.current_changed, self._select_current),
+            (self.viewer.events.theme, self._draw_histogram),
+        ):
+            try:
+                signal.disconnect(slot)
+            except (TypeError, ValueError, RuntimeError):
+                pass
+
+    # ------------------------------------------------------------ content
+    def refresh(self) -> None:
+        """Fill the table, summary and histogram from ``session.rows``."""
+        rows = list(self.session.rows.values())
+        self._syncing = True
+        try:
+            self.model.set_rows(rows)
+        finally:
+            self._syncing = False
+        self.summary_label.setText(
+            _summary_html(summarize(rows), self.session.threshold, self.session.instance_method)
+        )
+        self.worst_button.setEnabled(bool(rows))
+        self.export_button.setEnabled(bool(rows))
+        self._draw_histogram()
+        self._select_current(self.session.current_id)
+
+    def _theme_colors(self) -> tuple[str, str, str]:
+        """(background, text, bar) colours of the viewer's theme."""
+        try:
+            from napari.utils.theme import get_theme
+
+            theme = get_theme(self.viewer.theme)
+            background = theme.background.as_hex()
+            text = theme.text.as_hex()
+            bar = theme.current.as_hex()
+        except Exception:  # an unknown or custom theme: fall back to napari dark
+            background, text, bar = "#23242b", "#f0f1f2", "#4560c4"
+        return background, text, bar
+
+    def _draw_histogram(self, *_args: Any) -> None:
+        background, text, bar = self._theme_colors()
+        ax = self.axes
+        ax.clear()
+        self.figure.set_facecolor(background)
+        ax.set_facecolor(background)
+        ious = [row.iou for row in self.model._rows]
+        if ious:
+            ax.hist(ious, bins=20, range=(0.0, 1.0), color=bar, edgecolor=background)
+            ax.axvline(statistics.median(ious), color=text, linestyle="--", linewidth=1)
+        ax.set_xlim(0.0, 1.0)
+        ax.set_xlabel("IoU per image (dashed: median)", color=text, fontsize=8)
+        ax.set_ylabel("images", color=text, fontsize=8)
+        ax.tick_params(colors=text, labelsize=7)
+        for spine in ax.spines.values():
+            spine.set_color(text)
+        ax.yaxis.get_major_locator().set_params(integer=True)
+        self.canvas.draw_idle()
+
+    # ----------------------------------------------------------- queries
+    def visible_rows(self) -> list[Any]:
+        """The ``ImageRow`` objects in the order the table shows them."""
+        return [
+            self.model.row_at(self.proxy.mapToSource(self.proxy.index(r, 0)).row())
+            for r in range(self.proxy.rowCount())
+        ]
+
+    def _column(self, field: str) -> int:
+        if field not in FIELDS:
+            raise ValueError(f"unknown column {field!r}: expected one of {', '.join(FIELDS)}")
+        return FIELDS.index(field)
+
+    def cell_text(self, row: int, field: str) -> str:
+        """Text shown in view row ``row`` of column ``field`` (an ``ImageRow`` field name)."""
+        return self.proxy.index(row, self._column(field)).data(Qt.ItemDataRole.DisplayRole)
+
+    def cell_value(self, row: int, field: str) -> Any:
+        """Raw value (the one sorted on) in view row ``row`` of column ``field``."""
+        return self.proxy.index(row, self._column(field)).data(SORT_ROLE)
+
+    def sort_by(self, field: str, *, descending: bool = False) -> None:
+        """Sort the table by column ``field`` (an ``ImageRow`` field name)."""
+        order = Qt.SortOrder.DescendingOrder if descending else Qt.SortOrder.AscendingOrder
+        self.table.sortByColumn(self._column(field), order)
+
+    # ----------------------------------------------------------- actions
+    def score_all(self) -> Any:
+        """Predict the loaded images without a prediction and score them all (in a worker).
+
+        Returns
+        -------
+        WorkerBase or None
+            The worker, or None when nothing was started (the reason is notified).
+        """
+        from napari_nuclei_unet.widgets.compare_widget import (
+            NO_SAMPLES_MESSAGE,
+            start_prediction_job,
+        )
+
+        samples = list(self.session.samples.values())
+        if not samples:
+            if self.session.dataset is not None:
+                notify(
+                    "The images of the dataset are not loaded yet: click 'Load all' in the "
+                    "Data panel first.",
+                    warning=True,
+                )
+            else:
+                notify(NO_SAMPLES_MESSAGE, warning=True)
+            return None
+        if not any(s.has_labels for s in samples):
+            notify("None of the loaded images has a label mask, so there is nothing to score.")
+        return start_prediction_job(
+            self.viewer,
+            samples,
+            on_started=self._on_job_started,
+            on_progress=self._on_progress,
+            on_done=self._on_job_done,
+        )
+
+    def _on_job_started(self) -> None:
+        self.score_button.setEnabled(False)
+        self.progress.setRange(0, 0)
+        self.progress.setFormat("Starting…")
+        self.progress.setVisible(True)
+
+    def _on_progress(self, update: Any) -> None:
+        if isinstance(update, Progress):
+            verb = "Predicting" if update.stage == "predict" else "Scoring"
+            self.progress.setRange(0, max(1, update.total))
+            self.progress.setValue(update.done)
+            self.progress.setFormat(f"{verb}: %v / %m images")
+
+    def _on_job_done(self, _result: Any) -> None:
+        self.score_button.setEnabled(True)
+        self.progress.setVisible(False)
+
+    def show_sample_id(self, sample_id: str) -> None:
+        """Show image ``sample_id`` with its label mask and prediction, and select its row.
+
+        Parameters
+        ----------
+        sample_id : str
+            Full sample id.
+        """
+        session = self.session
+        sample = session.samples.get(sample_id)
+        if sample is None:
+            if session.dataset is None:
+                notify(f"Image {short_id(sample_id)} is no longer loaded.", warning=True)
+                return
+            session.jobs.start(
+                "load sample",
+                session.dataset.load,
+                sample_id,
+                on_returned=self._on_sample_loaded,
+                action=f"Loading image {short_id(sample_id)}",
+                refuse=False,
+            )
+            return
+        self._show(sample)
+
+    def _on_sample_loaded(self, sample: Any) -> None:
+        self.session.samples[sample.id] = sample
+        self.session.samples_changed.emit()
+        self._show(sample)
+
+    def _show(self, sample: Any) -> None:
+        from napari_nuclei_unet.widgets import _compare_layers
+        from napari_nuclei_unet.widgets.compare_widget import show_prediction
+
+        session = self.session
+        try:
+            show_sample(self.viewer, sample)
+            session.current_id = sample.id
+            session.current_changed.emit(sample.id)  # the Compare dock shows the prediction
+            if _compare_layers.shown_prediction_id(self.viewer) != sample.id:
+                show_prediction(self.viewer, sample)  # no Compare dock open: show it here
+        except Exception as exc:  # never a traceback dialog for a click
+            notify_error(exc, f"Showing image {short_id(sample.id)}")
+
+    def jump_to_worst(self) -> str | None:
+        """Show the image with the lowest IoU (ties: lowest DSB score) and select its row.
+
+        Returns
+        -------
+        str or None
+            Its id, or None when there are no scores.
+        """
+        rows = list(self.session.rows.values())
+        if not rows:
+            notify(EMPTY_MESSAGE)
+            return None
+        worst = min(rows, key=lambda r: (r.iou, r.dsb_score, r.id))
+        self.show_sample_id(worst.id)
+        self._select_current(worst.id)
+        return worst.id
+
+    def export_csv(self, path: str | Path) -> Path:
+        """Write the table, in the order shown, to a CSV file at full precision.
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+            Destination file (overwritten).
+
+        Returns
+        -------
+        pathlib.Path
+            The file written. Columns: ``id, modality, iou, dice, ap50, dsb_score,
+            n_true, n_pred`` (the ``ImageRow`` fields; floats as Python ``repr``,
+            so reading them back gives the same numbers).
+        """
+        path = Path(path)
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(CSV_FIELDS)
+            for row in self.visible_rows():
+                writer.writerow(
+                    [repr(v) if isinstance(v, float) else v
+                     for v in (getattr(row, f) for f in CSV_FIELDS)]
+                )
+        return path
+
+    def _choose_csv(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export scores as CSV", "nuclei-scores.csv", "CSV files (*.csv)"
+        )
+        if not path:
+            return
+        try:
+            written = self.export_csv(path)
+        except OSError as exc:
+            notify_error(exc, "Exporting the scores")
+            return
+        notify(f"Scores of {self.proxy.rowCount()} images saved to {written}.")
+
+    # ---------------------------------------------------------- selection
+    def _view_row_of(self, sample_id: str | None) -> int | None:
+        if sample_id is None:
+            return None
+        for r in range(self.proxy.rowCount()):
+            if self.proxy.index(r, 0).data(ID_ROLE) == sample_id:
+                return r
+        return None
+
+    def _select_current(self, sample_id: str | None) -> None:
+        """Select the row of ``sample_id`` without showing it again."""
+        row = self._view_row_of(sample_id)
+        self._syncing = True
+        try:
+            if row is None:
+                self.table.clearSelection()
+            else:
+                self.table.selectRow(row)
+                self.table.scrollTo(self.proxy.index(row, 0))
+        finally:
+            self._syncing = False
+
+    def _on_current_row_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        if self._syncing or not current.isValid():
+            return
+        sample_id = current.sibling(current.row(), 0).data(ID_ROLE)
+        if sample_id is not None and sample_id != self.session.current_id:
+            self.show_sample_id(sample_id)
+
+    def _on_clicked(self, index: QModelIndex) -> None:
+        sample_id = index.sibling(index.row(), 0).data(ID_ROLE)
+        if sample_id is not None and sample_id != self.session.current_id:
+            self.show_sample_id(sample_id)

@@ -1,0 +1,242 @@
+"""The IoU panel: the numbers equal core's, numeric sorting, row clicks, CSV export."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from _widget_helpers import capture_notifications, wait_worker
+from test_widget_compare import install_fake_model, make_samples, show
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def panel(make_napari_viewer, qtbot, monkeypatch):
+    from napari_nuclei_unet.widgets._session import session_for
+    from napari_nuclei_unet.widgets.compare_widget import CompareWidget
+    from napari_nuclei_unet.widgets.iou_panel import IoUPanel
+
+    viewer = make_napari_viewer()
+    session = session_for(viewer)
+    samples = make_samples(4, unlabelled=True)
+    session.samples.update({s.id: s for s in samples})
+    fake = install_fake_model(monkeypatch, session, samples)
+    compare = CompareWidget(viewer)
+    panel = IoUPanel(viewer)
+    viewer.window.add_dock_widget(compare, name="Compare")
+    viewer.window.add_dock_widget(panel, name="IoU panel")
+    show(viewer, session, samples[0])
+    return viewer, panel, compare, session, samples, fake
+
+
+def score_all(qtbot, panel):
+    worker = panel.score_all()
+    assert worker is not None
+    wait_worker(qtbot, worker)
+
+
+def _row(session, sample_id, **changes):
+    from dataclasses import replace
+
+    return replace(session.rows[sample_id], **changes)
+
+
+def test_table_values_equal_core_metrics(panel, qtbot):
+    from napari_nuclei_unet.core.evaluation import score_prediction
+    from napari_nuclei_unet.core.instances import labels_from_probability
+    from napari_nuclei_unet.core.metrics import image_scores
+
+    viewer, panel, compare, session, samples, fake = panel
+    score_all(qtbot, panel)
+    labelled = [s for s in samples if s.has_labels]
+    assert panel.proxy.rowCount() == len(labelled)  # the image without labels has no row
+    shown = {panel.cell_value(r, "id"): r for r in range(panel.proxy.rowCount())}
+    assert set(shown) == {s.id for s in labelled}
+    for sample in labelled:
+        prob = fake.maps[id(sample.image)]
+        direct = image_scores(sample.labels, labels_from_probability(prob, threshold=0.5))
+        row = score_prediction(sample, prob, threshold=0.5)
+        r = shown[sample.id]
+        for field in ("iou", "dice", "ap50", "dsb_score"):
+            assert panel.cell_value(r, field) == pytest.approx(getattr(direct, field), abs=1e-6)
+            assert panel.cell_value(r, field) == pytest.approx(getattr(row, field), abs=1e-6)
+            assert panel.cell_text(r, field) == f"{getattr(direct, field):.3f}"
+        assert panel.cell_value(r, "n_true") == direct.n_true == sample.labels.max()
+        assert panel.cell_value(r, "n_pred") == direct.n_pred
+        assert panel.cell_value(r, "modality") == sample.modality
+    # the summary is core's summary
+    from napari_nuclei_unet.core.evaluation import EvaluationReport
+
+    summary = EvaluationReport.from_rows(session.rows.values()).summary()
+    assert f"{summary['mean_iou']:.3f}" in panel.summary_label.text()
+    assert f"{summary['median_iou']:.3f}" in panel.summary_label.text()
+    for modality in summary["per_modality"]:
+        assert modality in panel.summary_label.text()
+    # the histogram shows every image
+    heights = [patch.get_height() for patch in panel.axes.patches]
+    assert sum(heights) == len(labelled)
+
+
+def test_threshold_change_updates_table(panel, qtbot):
+    from napari_nuclei_unet.core.evaluation import score_prediction
+
+    viewer, panel, compare, session, samples, fake = panel
+    score_all(qtbot, panel)
+    compare.set_threshold(0.3)
+    qtbot.waitUntil(lambda: not compare.is_busy(), timeout=10_000)
+    shown = {panel.cell_value(r, "id"): r for r in range(panel.proxy.rowCount())}
+    for sample in samples:
+        if sample.has_labels:
+            expected = score_prediction(sample, fake.maps[id(sample.image)], threshold=0.3)
+            assert panel.cell_value(shown[sample.id], "iou") == pytest.approx(expected.iou, abs=1e-6)
+    assert "threshold 0.30" in panel.summary_label.text()
+
+
+def test_sorting_is_numeric(panel, qtbot):
+    viewer, panel, compare, session, samples, fake = panel
+    score_all(qtbot, panel)
+    ids = [s.id for s in samples if s.has_labels]
+    # counts whose text order differs from their numeric order, IoUs close together
+    counts = [9, 100, 10, 2]
+    ious = [0.5, 0.05, 0.45, 0.9]
+    for sample_id, n, value in zip(ids, counts, ious, strict=True):
+        session.rows[sample_id] = _row(session, sample_id, n_true=n, iou=value)
+    session.scores_changed.emit()
+
+    panel.sort_by("n_true")
+    assert [panel.cell_value(r, "n_true") for r in range(4)] == [2, 9, 10, 100]
+    panel.sort_by("iou", descending=True)
+    assert [panel.cell_value(r, "iou") for r in range(4)] == [0.9, 0.5, 0.45, 0.05]
+    assert [r.iou for r in panel.visible_rows()] == [0.9, 0.5, 0.45, 0.05]
+    # header clicks sort the same way
+    header = panel.table.horizontalHeader()
+    header.sectionClicked.emit(6)
+    values = [panel.cell_value(r, "n_true") for r in range(4)]
+    assert values in ([2, 9, 10, 100], [100, 10, 9, 2])
+
+
+def test_cells_coloured_by_score(panel, qtbot):
+    from qtpy.QtCore import Qt
+
+    from napari_nuclei_unet.widgets.iou_panel import score_color, text_color_on
+
+    viewer, panel, compare, session, samples, fake = panel
+    score_all(qtbot, panel)
+    ids = [s.id for s in samples if s.has_labels]
+    session.rows[ids[0]] = _row(session, ids[0], iou=0.05)
+    session.rows[ids[1]] = _row(session, ids[1], iou=0.95)
+    session.scores_changed.emit()
+    panel.sort_by("iou")
+    column = 2
+    low = panel.proxy.index(0, column).data(Qt.ItemDataRole.BackgroundRole)
+    high = panel.proxy.index(panel.proxy.rowCount() - 1, column).data(
+        Qt.ItemDataRole.BackgroundRole
+    )
+    assert low.red() > low.green() and high.green() > high.red()
+    assert score_color(0.5)[0] > 200 and score_color(0.5)[1] > 200  # yellow in the middle
+    for value in np.linspace(0, 1, 11):
+        background = score_color(value)
+        text = text_color_on(background)
+        # WCAG contrast ratio of at least 4.5:1 (readable)
+        def lum(rgb):
+            c = [x / 255 for x in rgb]
+            c = [x / 12.92 if x <= 0.03928 else ((x + 0.055) / 1.055) ** 2.4 for x in c]
+            return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2]
+        l1, l2 = sorted((lum(background), lum(text)), reverse=True)
+        assert (l1 + 0.05) / (l2 + 0.05) >= 4.5, (value, background, text)
+
+
+def test_clicking_a_row_shows_that_sample(panel, qtbot):
+    from qtpy.QtCore import Qt
+
+    from napari_nuclei_unet.widgets._compare_layers import PREDICTION_LAYER
+    from napari_nuclei_unet.widgets._layers import IMAGE_LAYER, LABELS_LAYER, SAMPLE_ID_KEY
+
+    viewer, panel, compare, session, samples, fake = panel
+    score_all(qtbot, panel)
+    n_layers = len(viewer.layers)
+    target = samples[2]
+    row = next(r for r in range(panel.proxy.rowCount()) if panel.cell_value(r, "id") == target.id)
+    rect = panel.table.visualRect(panel.proxy.index(row, 1))
+    qtbot.mouseClick(panel.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert session.current_id == target.id
+    assert viewer.layers[IMAGE_LAYER].metadata[SAMPLE_ID_KEY] == target.id
+    np.testing.assert_array_equal(viewer.layers[IMAGE_LAYER].data, target.image)
+    np.testing.assert_array_equal(viewer.layers[LABELS_LAYER].data, target.labels)
+    assert viewer.layers[PREDICTION_LAYER].metadata[SAMPLE_ID_KEY] == target.id
+    assert len(viewer.layers) == n_layers  # layers reused
+
+
+def test_row_click_shows_prediction_without_compare_dock(make_napari_viewer, qtbot, monkeypatch):
+    from napari_nuclei_unet.widgets._compare_layers import PREDICTION_LAYER
+    from napari_nuclei_unet.widgets._layers import SAMPLE_ID_KEY
+    from napari_nuclei_unet.widgets._session import session_for
+    from napari_nuclei_unet.widgets.iou_panel import IoUPanel
+
+    viewer = make_napari_viewer()
+    session = session_for(viewer)
+    samples = make_samples(2)
+    session.samples.update({s.id: s for s in samples})
+    install_fake_model(monkeypatch, session, samples)
+    panel = IoUPanel(viewer)
+    viewer.window.add_dock_widget(panel, name="IoU panel")
+    score_all(qtbot, panel)
+    panel.show_sample_id(samples[1].id)
+    assert viewer.layers[PREDICTION_LAYER].metadata[SAMPLE_ID_KEY] == samples[1].id
+
+
+def test_jump_to_worst(panel, qtbot):
+    viewer, panel, compare, session, samples, fake = panel
+    score_all(qtbot, panel)
+    worst = min(session.rows.values(), key=lambda r: r.iou)
+    assert panel.jump_to_worst() == worst.id
+    assert session.current_id == worst.id
+    selected = panel.table.selectionModel().selectedRows()
+    assert len(selected) == 1 and selected[0].data(panel_id_role()) == worst.id
+
+
+def panel_id_role():
+    from napari_nuclei_unet.widgets.iou_panel import ID_ROLE
+
+    return ID_ROLE
+
+
+def test_export_csv_round_trips(panel, qtbot, tmp_path):
+    from napari_nuclei_unet.widgets.iou_panel import CSV_FIELDS
+
+    viewer, panel, compare, session, samples, fake = panel
+    score_all(qtbot, panel)
+    panel.sort_by("iou")
+    path = panel.export_csv(tmp_path / "scores.csv")
+    with path.open(newline="") as handle:
+        records = list(csv.DictReader(handle))
+    assert tuple(records[0]) == CSV_FIELDS
+    assert [rec["id"] for rec in records] == [row.id for row in panel.visible_rows()]
+    for rec in records:
+        row = session.rows[rec["id"]]
+        for field in ("iou", "dice", "ap50", "dsb_score"):
+            assert float(rec[field]) == getattr(row, field)  # exact, not rounded
+        assert int(rec["n_true"]) == row.n_true and int(rec["n_pred"]) == row.n_pred
+        assert rec["modality"] == row.modality
+
+
+def test_empty_panel_and_mistakes_are_explained(make_napari_viewer, qtbot):
+    from napari_nuclei_unet.widgets._session import session_for
+    from napari_nuclei_unet.widgets.iou_panel import IoUPanel
+
+    viewer = make_napari_viewer()
+    panel = IoUPanel(viewer)
+    assert panel.proxy.rowCount() == 0
+    assert "No scores yet" in panel.summary_label.text()
+    with capture_notifications() as notes:
+        assert panel.score_all() is None
+        assert panel.jump_to_worst() is None
+    assert notes.any("Open a dataset in the Data panel")
+    session = session_for(viewer)
+    session.samples.update({s.id: s for s in make_samples(1)})
+    with capture_notifications() as notes:
+        assert panel.score_all() is None
+    assert notes.any("Load a model in the Model panel first")
