@@ -6,7 +6,8 @@ Usage::
 
 PATH defaults to $NUCLEI_UNET_DSB2018. A fresh temporary cache directory is used (so
 the first load is really cold) unless --keep-cache is given, in which case the user
-cache directory is used. Prints a table: wall seconds, CPU seconds (this process and
+cache directory is used. The second open + load runs in a fresh process, as it would
+in a later session. Prints a table: wall seconds, CPU seconds (this process and
 its worker processes; CPU > wall means real parallelism), and the load average (other
 jobs on the machine slow the wall figures down).
 """
@@ -14,9 +15,12 @@ jobs on the machine slow the wall figures down).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -58,11 +62,12 @@ def main() -> None:
     parser.add_argument("path", nargs="?", default=os.environ.get("NUCLEI_UNET_DSB2018"))
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--keep-cache", action="store_true")
+    parser.add_argument("--warm-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not args.path:
         parser.error("give PATH or set NUCLEI_UNET_DSB2018")
     tmp = None
-    if not args.keep_cache:
+    if not args.keep_cache and not args.warm_only:
         tmp = tempfile.mkdtemp(prefix="nuclei-unet-bench-")
         os.environ["NUCLEI_UNET_CACHE_DIR"] = tmp
 
@@ -70,28 +75,35 @@ def main() -> None:
     from napari_nuclei_unet.core.dataset import DSBDataset
 
     rows: list[tuple[str, float, float, float]] = []
+    if args.warm_only:  # the second load, in a fresh process as in a later session
+        ds = timed("open: index, from index cache", lambda: DSBDataset.open(args.path), rows)
+        timed("load all: from decoded cache", lambda: drive_with_bar(ds.iter_load(), "load"), rows)
+        print(json.dumps(rows))
+        return
     try:
         ds = timed(
             "open: index, cold (decode 670 images)",
             lambda: drive_with_bar(DSBDataset.iter_open(args.path, workers=args.workers), "index"),
             rows,
         )
-        ds = timed("open: index, from index cache", lambda: DSBDataset.open(args.path), rows)
         samples = timed(
             "load all: decode every mask (cold)",
             lambda: drive_with_bar(ds.iter_load(workers=args.workers), "load"),
             rows,
         )
-        n_nuclei = sum(int(s.labels.max()) for s in samples)
-        del samples
-        samples = timed(
-            "load all: from decoded cache",
-            lambda: drive_with_bar(ds.iter_load(workers=args.workers), "load (cache)"),
-            rows,
-        )
-        assert sum(int(s.labels.max()) for s in samples) == n_nuclei
         n_images = len(samples)
+        n_nuclei = sum(int(s.labels.max()) for s in samples)
         n_masks = sum(i.n_nuclei for i in ds.infos)
+        del samples
+        os.sync()  # let the cache file reach the disk, as it would before a later session
+        out = subprocess.run(
+            [sys.executable, __file__, args.path, "--warm-only"],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=os.environ,
+        ).stdout
+        rows += [tuple(r) for r in json.loads(out.strip().splitlines()[-1])]
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -102,8 +114,8 @@ def main() -> None:
     print(f"{'step':<42} {'wall s':>8} {'CPU s':>8} {'load avg':>9}")
     for label, wall, cpu, load in rows:
         print(f"{label:<42} {wall:8.2f} {cpu:8.2f} {load:9.2f}")
-    cold = rows[0][1] + rows[2][1]
-    warm = rows[1][1] + rows[3][1]
+    cold = rows[0][1] + rows[1][1]
+    warm = rows[2][1] + rows[3][1]
     print(f"{'first open + load (target <= 15 s)':<42} {cold:8.2f}")
     print(f"{'second open + load from cache (<= 2 s)':<42} {warm:8.2f}")
 

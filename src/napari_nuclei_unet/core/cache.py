@@ -164,6 +164,29 @@ def save(path: Path, fingerprint_: str, samples: Sequence[CachedSample]) -> Path
     return path
 
 
+def _map_flat(path: Path, fh) -> np.ndarray:
+    """Memory-map the flat ``.npy`` record at the file position (copy-on-write) and skip it.
+
+    Mapping instead of reading means a cache hit costs no copy of the images: pages
+    come from the OS file cache when first touched; writes stay private to the process.
+    """
+    version = np.lib.format.read_magic(fh)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+    else:
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+    if fortran or len(shape) != 1 or dtype.hasobject:
+        raise ValueError("unexpected cache record")
+    offset = fh.tell()
+    nbytes = int(shape[0]) * dtype.itemsize
+    if offset + nbytes > os.fstat(fh.fileno()).st_size:
+        raise EOFError("truncated cache file")
+    fh.seek(offset + nbytes)
+    if nbytes == 0:
+        return np.empty(0, dtype)
+    return np.memmap(path, dtype=dtype, mode="c", offset=offset, shape=shape)
+
+
 def _write_flat(fh, dtype: np.dtype, size: int, parts: Iterable[np.ndarray]) -> None:
     """Write parts as one flat ``.npy`` record of ``size`` elements of ``dtype``."""
     header = {
@@ -194,7 +217,8 @@ def load(path: Path, fingerprint_: str) -> list[CachedSample] | None:
     Returns
     -------
     list of CachedSample or None
-        The samples (images are views into one shared buffer, labels are int32), or
+        The samples (images are views into one copy-on-write memory map of the
+        file, labels are int32 arrays), or
         None on a miss: no file, another format version, a different fingerprint, or
         an unreadable file.
     """
@@ -205,13 +229,13 @@ def load(path: Path, fingerprint_: str) -> list[CachedSample] | None:
                 return None
             if str(np.load(fh, allow_pickle=False)) != fingerprint_:
                 return None
-            arrays = {name: np.load(fh, allow_pickle=False) for name in _FIELDS[2:]}
+            arrays = {name: np.load(fh, allow_pickle=False) for name in _FIELDS[2:-2]}
+            images_all = np.asarray(_map_flat(path, fh))  # plain ndarray view of the map
+            labels_all = _map_flat(path, fh).astype(np.int32)
     except (OSError, ValueError, EOFError):
         return None
     shapes = arrays["shapes"]
     sizes = (shapes[:, 0] * shapes[:, 1]).tolist() if len(shapes) else []
-    labels_all = arrays["labels"].astype(np.int32)
-    images_all = arrays["images"]
     if labels_all.size != sum(sizes) or images_all.size != 3 * sum(sizes):
         return None
     out = []
