@@ -81,7 +81,7 @@ SOURCES = ("label", "prediction")
 #: on a 2-core CPU including scoring; see ``benchmarks/bench_finetune.py``.
 FINETUNE_DEFAULTS: dict[str, Any] = {
     "epochs": 3,
-    "steps_per_epoch": 6,
+    "steps_per_epoch": 8,
     "batch_size": 8,
     "crop_size": 128,
     "learning_rate": 5e-4,
@@ -962,10 +962,13 @@ def _changes(before: Sequence[Any], after: Sequence[Any]) -> tuple[ScoreChange, 
     )
 
 
-def _round_config(base_config: Any, overrides: Mapping[str, Any] | None) -> Any:
+def _round_config(base_config: Any, overrides: Mapping[str, Any] | None,
+                  samples: Sequence[Any]) -> Any:
+    """The round's TrainConfig: base config, then FINETUNE_DEFAULTS, then overrides."""
     from .config import TrainConfig
 
-    settings = {**FINETUNE_DEFAULTS, **dict(overrides or {})}
+    overrides = dict(overrides or {})
+    settings = {**FINETUNE_DEFAULTS, **overrides}
     changed = [k for k in _ARCHITECTURE_FIELDS
                if k in settings and settings[k] != getattr(base_config, k)]
     if changed:
@@ -978,7 +981,11 @@ def _round_config(base_config: Any, overrides: Mapping[str, Any] | None) -> Any:
     if unknown:
         raise FinetuneError(f"Unknown training setting(s) {unknown} in config_overrides.")
     multiple = 2 ** base_config.depth
-    crop = int(settings.get("crop_size", base_config.crop_size))
+    crop = int(settings["crop_size"])
+    if "crop_size" not in overrides and samples:
+        # Crops larger than the images are mostly padding: wasted time on small images.
+        largest = max(min(np.shape(s.image)[:2]) for s in samples)
+        crop = min(crop, largest)
     settings["crop_size"] = max(multiple, crop - crop % multiple)
     return base_config.replace(**settings)
 
@@ -999,10 +1006,10 @@ def finetune(
     The model starts from ``base_model``'s weights and trains briefly
     (:data:`FINETUNE_DEFAULTS`: a few short epochs at a lower learning rate) on the
     corrected samples mixed with original training samples (:func:`mix_samples`), so
-    it learns the corrections without forgetting the rest. The epoch's model with the
-    best mean IoU on the corrections plus ``eval_samples`` is kept. The corrected and
-    evaluation images are scored with the base model before and with the new model
-    after training.
+    it learns the corrections without forgetting the rest. The model at the end of the
+    round is kept (no per-epoch validation: the round is short, and the scores after
+    training play that part). The corrected and evaluation images are scored with the
+    base model before and with the new model after training.
 
     Parameters
     ----------
@@ -1030,7 +1037,7 @@ def finetune(
         with ``cancelled=True`` (the base model and the corrections are untouched).
     eval_samples : sequence of Sample, optional
         Other labelled samples scored before and after, to check that the model did
-        not get worse elsewhere; also used to select the best epoch.
+        not get worse elsewhere.
 
     Yields
     ------
@@ -1063,8 +1070,9 @@ def finetune(
     base_name = base_model.name if isinstance(base_model, ModelVersion) else str(base)
     project = Path(out_dir).expanduser().absolute()
     loaded = load_checkpoint(base, device="cpu")
-    config = _round_config(loaded.config, config_overrides)
-    mixed, actual_ratio, n_original = mix_samples(corrections, original, ratio, seed=config.seed)
+    seed = int(dict(config_overrides or {}).get("seed", loaded.config.seed))
+    mixed, actual_ratio, n_original = mix_samples(corrections, original, ratio, seed=seed)
+    config = _round_config(loaded.config, config_overrides, mixed)
     device = resolve_device(config.device)
     base_net = loaded.model.to(device)
 
@@ -1078,8 +1086,10 @@ def finetune(
 
     scratch = Path(tempfile.mkdtemp(prefix=ROUND_PREFIX, dir=project))
     try:
+        # No validation inside train(): the after-scores below are the validation, and
+        # predicting the images once per epoch would double the round's time.
         result = yield from train(config, mixed, out_dir=scratch, init_from=base,
-                                  should_stop=should_stop, val_samples=scored)
+                                  should_stop=should_stop, val_samples=[])
         if result.cancelled:
             return FinetuneResult(None, history=tuple(result.history), ratio=actual_ratio,
                                   n_original=n_original, cancelled=True,

@@ -1,0 +1,359 @@
+"""core.finetune: the corrections store, model versions and fine-tuning rounds."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from napari_nuclei_unet.core import finetune as ft
+from napari_nuclei_unet.core.dataset import DSBDataset, Sample
+from napari_nuclei_unet.core.finetune import (
+    CorrectionStore,
+    FinetuneError,
+    ModelVersions,
+    finetune,
+    mix_samples,
+    safe_sample_id,
+)
+from napari_nuclei_unet.core.progress import drive
+from napari_nuclei_unet.core.synthetic import make_synthetic_sample, write_dsb_sample
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _private_cache(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NUCLEI_UNET_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
+def synthetic(style, seed, shape=(64, 64)):
+    image, masks = make_synthetic_sample(style, shape=shape, seed=seed)
+    labels = np.zeros(shape, np.int32)
+    for i, mask in enumerate(masks, start=1):
+        labels[mask] = i
+    return Sample(f"{style}-{seed}", image, labels, style)
+
+
+def same_partition(a, b):
+    """Same nuclei, whatever their numbers."""
+    if not np.array_equal(a > 0, b > 0):
+        return False
+    pairs = {(x, y) for x, y in zip(a.ravel(), b.ravel(), strict=True) if x}
+    return len(pairs) == len({x for x, _ in pairs}) == len({y for _, y in pairs})
+
+
+# -- corrections store ------------------------------------------------------------------
+
+def test_add_then_reopen_lists_and_loads_corrections(tmp_path):
+    a, b = synthetic("histology", 1), synthetic("brightfield", 2)
+    labels_with_gaps = np.where(a.labels > 0, a.labels * 10 + 3, 0)
+    store = CorrectionStore(tmp_path / "project")
+    entry = store.add("cells-a", a.image, labels_with_gaps, source="label", note="fixed merges")
+    store.add("cells-b", b.image, b.labels, source="prediction")
+    assert entry.n_nuclei == int(a.labels.max())
+    assert (entry.height, entry.width) == (64, 64)
+
+    reopened = CorrectionStore(tmp_path / "project")
+    listed = {c.id: c for c in reopened.list()}
+    assert sorted(listed) == ["cells-a", "cells-b"]
+    assert listed["cells-a"].source == "label" and listed["cells-a"].note == "fixed merges"
+    assert listed["cells-b"].source == "prediction"
+    assert listed["cells-a"].created and listed["cells-a"].updated
+    samples = {s.id: s for s in reopened.load_samples()}
+    assert np.array_equal(samples["cells-a"].image, a.image)
+    assert same_partition(samples["cells-a"].labels, labels_with_gaps)
+    assert same_partition(samples["cells-b"].labels, b.labels)
+    index = json.loads((tmp_path / "project" / "project.json").read_text())
+    assert set(index["corrections"]) == {"cells-a", "cells-b"}
+
+
+def test_corrections_folder_is_a_dsb_dataset(tmp_path):
+    a, b = synthetic("fluorescence", 3), synthetic("histology", 4)
+    store = CorrectionStore(tmp_path)
+    store.add("a", a.image, a.labels)
+    store.add("b", b.image, b.labels)
+    dataset = DSBDataset.open(tmp_path / "corrections")
+    assert dataset.ids() == ["a", "b"]
+    assert dataset.info("a").n_nuclei == int(a.labels.max())
+    assert same_partition(dataset.load("b").labels, b.labels)
+
+
+def test_replacing_keeps_creation_time_and_no_leftovers(tmp_path):
+    a = synthetic("fluorescence", 5)
+    store = CorrectionStore(tmp_path)
+    first = store.add("a", a.image, a.labels)
+    fewer = np.where(a.labels == 1, 1, 0)
+    second = store.add("a", a.image, fewer, note="only one")
+    assert second.created == first.created
+    assert second.n_nuclei == 1
+    assert len(os.listdir(tmp_path / "corrections" / "a" / "masks")) == 1
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".staging-")]
+    assert leftovers == []
+    assert not any((tmp_path / ".backup").iterdir())
+
+
+def test_crash_while_writing_masks_keeps_old_correction_and_index(tmp_path, monkeypatch):
+    a = synthetic("fluorescence", 6)
+    store = CorrectionStore(tmp_path)
+    store.add("a", a.image, a.labels)
+    index_before = (tmp_path / "project.json").read_bytes()
+
+    real_write = ft._write_png
+    calls = []
+
+    def failing_write(path, array):
+        calls.append(path)
+        if len(calls) == 2:  # the image is written, the first mask fails
+            raise OSError(28, "No space left on device")
+        real_write(path, array)
+
+    monkeypatch.setattr(ft, "_write_png", failing_write)
+    with pytest.raises(OSError, match="No space"):
+        store.add("a", a.image, np.roll(a.labels, 7, axis=1))
+    monkeypatch.undo()
+
+    assert (tmp_path / "project.json").read_bytes() == index_before
+    reopened = CorrectionStore(tmp_path)
+    assert reopened.ids() == ["a"]
+    assert same_partition(reopened.load_samples()[0].labels, a.labels)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".staging-")]
+
+
+def test_crash_while_writing_index_restores_old_correction(tmp_path, monkeypatch):
+    a = synthetic("fluorescence", 7)
+    store = CorrectionStore(tmp_path)
+    store.add("a", a.image, a.labels)
+    index_before = (tmp_path / "project.json").read_bytes()
+
+    def failing_index(path, data):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(ft, "_write_json_atomic", failing_index)
+    with pytest.raises(OSError):
+        store.add("a", a.image, np.zeros_like(a.labels))
+    monkeypatch.undo()
+    assert (tmp_path / "project.json").read_bytes() == index_before
+    assert same_partition(CorrectionStore(tmp_path).load_samples()[0].labels, a.labels)
+
+
+def test_reopening_after_a_hard_crash_restores_the_backup(tmp_path):
+    a = synthetic("histology", 8)
+    CorrectionStore(tmp_path).add("a", a.image, a.labels)
+    # As if the process was killed after moving the old correction aside, while the new
+    # one was still in its staging folder.
+    (tmp_path / ".backup").mkdir(exist_ok=True)
+    os.rename(tmp_path / "corrections" / "a", tmp_path / ".backup" / "a")
+    (tmp_path / ".staging-dead" / "a" / "images").mkdir(parents=True)
+    store = CorrectionStore(tmp_path)
+    assert store.ids() == ["a"]
+    assert same_partition(store.load_samples()[0].labels, a.labels)
+    assert not (tmp_path / ".staging-dead").exists()
+
+
+def test_folder_without_index_entry_is_listed(tmp_path):
+    a = synthetic("fluorescence", 9)
+    masks = [a.labels == i for i in range(1, a.labels.max() + 1)]
+    write_dsb_sample(tmp_path / "corrections", "copied-in", a.image, masks)
+    listed = CorrectionStore(tmp_path).list()
+    assert [(c.id, c.source, c.n_nuclei) for c in listed] == [
+        ("copied-in", "unknown", len(masks))
+    ]
+
+
+def test_remove_keeps_the_files(tmp_path):
+    a = synthetic("fluorescence", 10)
+    store = CorrectionStore(tmp_path)
+    store.add("a", a.image, a.labels)
+    kept = store.remove("a")
+    assert store.ids() == [] and CorrectionStore(tmp_path).ids() == []
+    assert (kept / "images" / "a.png").exists()
+    with pytest.raises(KeyError):
+        store.remove("a")
+
+
+def test_bad_corrections_are_refused_with_a_reason(tmp_path):
+    a = synthetic("fluorescence", 11)
+    store = CorrectionStore(tmp_path)
+    with pytest.raises(FinetuneError, match="folder name"):
+        store.add("../escape", a.image, a.labels)
+    with pytest.raises(FinetuneError, match="must match"):
+        store.add("a", a.image, a.labels[:32])
+    with pytest.raises(FinetuneError, match="negative"):
+        store.add("a", a.image, -a.labels)
+    with pytest.raises(FinetuneError, match="source"):
+        store.add("a", a.image, a.labels, source="guess")
+    assert store.ids() == []
+    assert safe_sample_id("image [1].tif") == "image_1_.tif"
+
+
+# -- model versions ---------------------------------------------------------------------
+
+def _tiny_checkpoint(path):
+    from napari_nuclei_unet.core.checkpoint import save_checkpoint
+    from napari_nuclei_unet.core.config import TrainConfig
+    from napari_nuclei_unet.core.model import UNet
+
+    config = TrainConfig(base_width=4, depth=2, crop_size=32)
+    model = UNet(3, 4, 2)
+    return save_checkpoint(path, model, config, {}), model, config
+
+
+def test_versions_are_never_overwritten(tmp_path):
+    checkpoint, model, config = _tiny_checkpoint(tmp_path / "base.safetensors")
+    versions = ModelVersions(tmp_path / "project")
+    assert versions.list() == [] and versions.latest() is None
+    base = versions.record_base(checkpoint)
+    assert base.name == "v000" and base.is_base
+    assert (tmp_path / "project" / "versions" / "v000" / "model.safetensors").exists()
+    assert versions.record_base(checkpoint) == base  # recorded once
+
+    first = versions.add(model, config, {"round": 1})
+    weights = first.path / "model.safetensors"
+    stamp = weights.stat().st_mtime_ns
+    second = versions.add(model, config, {"round": 2})
+    assert (first.name, second.name) == ("v001", "v002")
+    (tmp_path / "project" / "versions" / "v003").mkdir()  # a round that crashed mid-save
+    third = versions.add(model, config, {"round": 3})
+    assert third.name == "v004"
+    assert [v.name for v in versions.list()] == ["v000", "v001", "v002", "v004"]
+    assert weights.stat().st_mtime_ns == stamp
+    assert versions.latest().name == "v004"
+    assert versions.get("2").info == {"round": 2}
+    with pytest.raises(KeyError, match="v003"):
+        versions.get("v003")
+
+
+def test_default_model_is_recorded_by_reference(tmp_path):
+    base = ModelVersions(tmp_path).record_base("default")
+    assert base.model == "default"
+    assert not (base.path / "model.safetensors").exists()
+
+
+# -- mixing -----------------------------------------------------------------------------
+
+def test_mix_samples_ratio():
+    corrections = [Sample(f"c{i}", None, None, "x") for i in range(5)]
+    original = [Sample(f"o{i}", None, None, "x") for i in range(100)]
+    mixed, ratio, n_original = mix_samples(corrections, original, 0.5)
+    assert ratio == pytest.approx(0.5)
+    assert sum(s.id.startswith("c") for s in mixed) == len(mixed) - n_original
+    mixed, ratio, _ = mix_samples(corrections, original, 0.2)
+    assert ratio == pytest.approx(0.2, abs=0.02)
+    assert mix_samples(corrections, None, 0.5)[1:] == (1.0, 0)
+    same_id = [Sample("c0", None, None, "x")]
+    assert mix_samples(corrections, same_id, 0.5)[1:] == (1.0, 0)
+    for bad in (0.0, 1.5):
+        with pytest.raises(FinetuneError):
+            mix_samples(corrections, original, bad)
+    with pytest.raises(FinetuneError, match="No corrected image"):
+        mix_samples([], original, 0.5)
+
+
+# -- fine-tuning rounds -----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def fluorescence_model(tmp_path_factory):
+    """A tiny U-Net trained on synthetic fluorescence only (bright nuclei, dark background)."""
+    from napari_nuclei_unet.core.config import TrainConfig
+    from napari_nuclei_unet.core.training import train
+
+    train_samples = [synthetic("fluorescence", s) for s in range(8)]
+    val_samples = [synthetic("fluorescence", 100 + s) for s in range(3)]
+    config = TrainConfig(base_width=4, depth=2, crop_size=48, batch_size=8, epochs=3,
+                         steps_per_epoch=12, learning_rate=5e-3, augment_invert=False,
+                         augment_scale=0.0, device="cpu", seed=0)
+    out = tmp_path_factory.mktemp("base")
+    result = drive(train(config, train_samples, out_dir=out, val_samples=val_samples))
+    return result.best_checkpoint, train_samples, val_samples
+
+
+def test_finetune_learns_a_new_style_without_forgetting(fluorescence_model, tmp_path):
+    checkpoint, original, val_samples = fluorescence_model
+    # H&E-like histology: purple nuclei on pink tissue, never seen by the base model.
+    corrected = [synthetic("histology", 300)]
+    updates = []
+    result = drive(
+        finetune(checkpoint, corrected, original=original, ratio=0.5, out_dir=tmp_path,
+                 eval_samples=val_samples,
+                 config_overrides={"epochs": 3, "steps_per_epoch": 10, "learning_rate": 3e-3}),
+        updates.append,
+    )
+    (change,) = result.corrected
+    assert change.iou_before < 0.4
+    assert change.iou_after > change.iou_before + 0.2, result.summary()
+    before = result.mean_iou("evaluation", "before")
+    after = result.mean_iou("evaluation", "after")
+    assert before > 0.6  # the base model does work on its own style
+    assert after >= before - 0.02, result.summary()
+
+    kinds = {type(u).__name__ for u in updates}
+    assert {"Progress", "TrainStep", "EpochEnd"} <= kinds
+    assert result.version.name == "v001"
+    info = ModelVersions(tmp_path).get("v001").info
+    assert [c["id"] for c in info["corrections"]] == ["histology-300"]
+    assert info["ratio"] == 0.5
+    assert info["mean_iou_corrected"]["after"] == pytest.approx(change.iou_after)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".round-")]
+
+    # the new version predicts as reported
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+    from napari_nuclei_unet.core.evaluation import score_prediction
+    from napari_nuclei_unet.core.inference import predict_probability
+
+    model = load_checkpoint(result.checkpoint).model
+    row = score_prediction(corrected[0], predict_probability(model, corrected[0].image))
+    assert row.iou == pytest.approx(change.iou_after)
+
+
+def test_cancelled_round_saves_nothing(fluorescence_model, tmp_path):
+    checkpoint, original, _ = fluorescence_model
+    steps = []
+
+    def should_stop():
+        return len(steps) >= 1
+
+    job = finetune(checkpoint, [synthetic("histology", 301)], original=original,
+                   out_dir=tmp_path, should_stop=should_stop,
+                   config_overrides={"epochs": 2, "steps_per_epoch": 5})
+    result = drive(job, lambda u: steps.append(u) if type(u).__name__ == "TrainStep" else None)
+    assert result.cancelled and result.version is None
+    assert [v.name for v in ModelVersions(tmp_path).list()] == ["v000"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".round-")]
+
+
+def test_overrides_cannot_change_the_architecture(fluorescence_model, tmp_path):
+    checkpoint, original, _ = fluorescence_model
+    job = finetune(checkpoint, [synthetic("histology", 302)], out_dir=tmp_path,
+                   config_overrides={"base_width": 8})
+    with pytest.raises(FinetuneError, match="architecture"):
+        next(job)
+
+
+def test_rounds_from_a_correction_store_chain_versions(fluorescence_model, tmp_path):
+    checkpoint, original, _ = fluorescence_model
+    store = CorrectionStore(tmp_path)
+    sample = synthetic("histology", 303)
+    store.add("h", sample.image, sample.labels)
+    overrides = {"epochs": 1, "steps_per_epoch": 2}
+    first = drive(finetune(checkpoint, store.load_samples(), original=original,
+                           out_dir=tmp_path, config_overrides=overrides))
+    versions = ModelVersions(tmp_path)
+    second = drive(finetune(versions.latest(), store.load_samples(), out_dir=tmp_path,
+                            config_overrides=overrides))
+    assert (first.version.name, second.version.name) == ("v001", "v002")
+    assert versions.get("v002").info["base_model"] == "v001"
+    assert versions.get("v001").info["corrections"][0]["source"] == "label"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not ft.default_model_path().exists(), reason="no shipped default model")
+def test_default_model_improves_on_a_corrected_image(tmp_path):
+    corrected = [synthetic("histology", 400, shape=(256, 256))]
+    others = [synthetic("fluorescence", 500 + k, shape=(256, 256)) for k in range(4)]
+    result = drive(finetune("default", corrected, original=others[:2], out_dir=tmp_path,
+                            eval_samples=others[2:], config_overrides={"device": "cpu"}))
+    (change,) = result.corrected
+    assert change.iou_after >= change.iou_before + 0.05 or change.iou_after > 0.9
+    assert (result.mean_iou("evaluation", "after")
+            >= result.mean_iou("evaluation", "before") - 0.02), result.summary()
