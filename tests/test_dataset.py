@@ -167,8 +167,15 @@ def test_mask_modes(tmp_path, mode):
     assert (r0, c0, crop.shape) == (3, 2, (2, 7)) and crop.all()
 
 
+@pytest.mark.parametrize("inflate", ["libdeflate", "zlib"])
 @pytest.mark.parametrize("optimize", [False, True])
-def test_fast_mask_decoder_matches_pil_on_all_png_filters(optimize):
+def test_fast_mask_decoder_matches_pil_on_all_png_filters(optimize, inflate, monkeypatch):
+    from napari_nuclei_unet.core import imageio
+
+    if inflate == "zlib":
+        monkeypatch.setattr(imageio, "_fast_inflate", None)
+    elif imageio._fast_inflate is None:
+        pytest.skip("the optional 'deflate' package is not installed")
     rng = np.random.default_rng(0)
     for _ in range(20):
         m = np.zeros((37, 53), np.uint8)

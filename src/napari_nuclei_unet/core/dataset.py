@@ -431,26 +431,29 @@ def _scan_zip(path: Path) -> _Scan:
     scan = _Scan("zip", str(path), {}, [], [])
     # group members by sample folder: <prefix>/<id>/(images|masks)/<file>
     groups: dict[str, dict[str, list[str]]] = {}
+    present: set[tuple[str, str]] = set()  # (sample folder, "images"|"masks") that exist
     for name in names:
-        parts = name.split("/")
-        if name.endswith("/") or any(is_junk_name(p) for p in parts):
+        parts = name.rstrip("/").split("/")
+        if any(is_junk_name(p) for p in parts[:-1]):  # e.g. __MACOSX/..., .hidden/...
+            continue
+        if name.endswith("/"):  # a directory entry, e.g. an empty masks/
+            if len(parts) >= 2 and parts[-1] in ("images", "masks"):
+                sample_dir = "/".join(parts[:-1])
+                groups.setdefault(sample_dir, {"images": [], "masks": []})
+                present.add((sample_dir, parts[-1]))
             continue
         if len(parts) < 3 or parts[-2] not in ("images", "masks"):
             continue
         sample_dir = "/".join(parts[:-2])
-        groups.setdefault(sample_dir, {"images": [], "masks": []})[parts[-2]].append(parts[-1])
-    # folders listed only as directory entries (e.g. an empty masks/)
-    for name in names:
-        parts = name.rstrip("/").split("/")
-        if name.endswith("/") and len(parts) >= 2 and parts[-1] in ("images", "masks"):
-            groups.setdefault("/".join(parts[:-1]), {"images": [], "masks": []})
+        group = groups.setdefault(sample_dir, {"images": [], "masks": []})
+        present.add((sample_dir, parts[-2]))
+        if not is_junk_name(parts[-1]):
+            group[parts[-2]].append(parts[-1])
     if not groups:
         raise DatasetError(
             f"{path} holds no DSB2018 samples (no <id>/images/<file> members). {_HOW_TO_FIX}"
         )
-    dirs_with = {
-        kind: {d for d in groups if _zip_has_dir(names, d, kind)} for kind in ("images", "masks")
-    }
+    dirs_with = {kind: {d for d, k in present if k == kind} for kind in ("images", "masks")}
     for sample_dir in sorted(groups):
         sample_id = sample_dir.rsplit("/", 1)[-1]
         where = f"{path}:{sample_dir}/"
@@ -476,11 +479,6 @@ def _scan_zip(path: Path) -> _Scan:
             masks=tuple(f"{sample_dir}/masks/{m}" for m in masks),
         )
     return scan
-
-
-def _zip_has_dir(names: list[str], sample_dir: str, kind: str) -> bool:
-    prefix = f"{sample_dir}/{kind}/"
-    return any(n.startswith(prefix) for n in names)
 
 
 def _scan(path: Path) -> _Scan:
