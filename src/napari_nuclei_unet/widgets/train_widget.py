@@ -46,6 +46,7 @@ from qtpy.QtWidgets import (
     QProgressBar,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -93,7 +94,8 @@ _FIELDS: dict[str, tuple[str, str, tuple | None, str | None]] = {
     "augment_scale": ("Scale jitter", "Random zoom factor range (0: off)", (0.0, 1.0, 0.05, 2),
                       None),
     "amp": ("Mixed precision", "Faster on NVIDIA GPUs; ignored on the CPU", None, None),
-    "num_threads": ("CPU threads", "Threads used on the CPU", (0, 256, 1), "automatic"),
+    "num_threads": ("CPU threads", "Threads used when training on the CPU; automatic leaves one "
+                    "core free so that napari stays responsive", (0, 256, 1), "automatic"),
     "schedule": ("LR schedule", "Learning-rate schedule after warm-up", None, None),
     "warmup_fraction": ("Warm-up fraction", "Share of steps warming the learning rate up",
                         (0.0, 0.9, 0.01, 2), None),
@@ -140,6 +142,18 @@ def format_duration(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
+def gui_cpu_threads() -> int:
+    """CPU threads for training in the GUI: all physical cores but one (at least 1).
+
+    torch's intra-op threads spin on every core they get; on a 2-core laptop two
+    training threads starve napari's main thread (and make training itself many
+    times slower when other programs need the CPU too), so one core is left free.
+    """
+    from napari_nuclei_unet.core.device import physical_cpu_count
+
+    return max(1, physical_cpu_count() - 1)
+
+
 def _run_training(
     config: TrainConfig,
     samples: list[Any],
@@ -168,10 +182,34 @@ def _load_best(path: Path, device: str) -> Any:
     return load_checkpoint(path, device=device)
 
 
-def _list_devices() -> list[tuple[str, str]]:
-    from napari_nuclei_unet.core.device import available_devices
+def _list_devices_and_warm_up() -> list[tuple[str, str]]:
+    """List the devices, then run a one-step training on a blank image (in a worker).
 
-    return available_devices()
+    The first training step of a process imports about a thousand modules
+    (torch's optimizer machinery, scipy, scikit-image). Python holds the GIL
+    while it loads them, which would stall napari's main thread for a few hundred
+    milliseconds in the middle of the user's run; doing it when the dock opens
+    keeps the run itself smooth.
+    """
+    import tempfile
+
+    import numpy as np
+
+    from napari_nuclei_unet.core.dataset import Sample
+    from napari_nuclei_unet.core.device import available_devices
+    from napari_nuclei_unet.core.progress import drive
+    from napari_nuclei_unet.core.training import train
+
+    devices = available_devices()
+    labels = np.zeros((32, 32), np.int32)
+    labels[8:20, 8:20] = 1
+    image = np.repeat((labels[..., None] * 200).astype(np.uint8), 3, axis=2)
+    blank = Sample("warm-up", image, labels, "fluorescence")
+    config = TrainConfig(base_width=2, depth=1, crop_size=16, batch_size=1, epochs=1,
+                         steps_per_epoch=1, num_threads=1, amp=False, device="cpu")
+    with tempfile.TemporaryDirectory(prefix="nuclei-unet-warm-up-") as folder:
+        drive(train(config, [blank], out_dir=folder, val_samples=[blank]))
+    return devices
 
 
 class TrainWidget(QWidget):
@@ -218,8 +256,8 @@ class TrainWidget(QWidget):
         self._update_start_from()
         self._update_data_label()
         self.session.jobs.start(
-            "list devices", _list_devices, on_returned=self._set_devices,
-            action="Listing the compute devices", refuse=False,
+            "list devices", _list_devices_and_warm_up, on_returned=self._set_devices,
+            action="Preparing training", refuse=False,
         )
 
     # ------------------------------------------------------------------ layout
@@ -305,7 +343,9 @@ class TrainWidget(QWidget):
         self.progress.setFormat("not training")
         layout.addWidget(self.progress)
         self.status_label = QLabel(" ")
-        self.status_label.setWordWrap(True)
+        # no word wrap and an ignored width: new text never re-lays out the dock
+        self.status_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.status_label)
 
         self.curves = TrainingCurves(getattr(self.viewer, "theme", "dark"))
@@ -510,6 +550,8 @@ class TrainWidget(QWidget):
         samples = self._training_samples()
         if samples is None:
             return None
+        if config.num_threads is None:
+            config = config.replace(num_threads=gui_cpu_threads())
         self._stop_event.clear()
         self._done_event.clear()
         worker = self.session.jobs.start(
@@ -541,6 +583,7 @@ class TrainWidget(QWidget):
         self.result = None
         if resume_from is None:
             self.curves.clear()
+        self.curves.set_planned_epochs(config.epochs)
         self.start_button.setEnabled(False)
         self.resume_button.setEnabled(False)
         self.stop_button.setEnabled(True)
@@ -571,8 +614,8 @@ class TrainWidget(QWidget):
             done = (update.epoch - 1) * update.steps + update.step
             total = max(1, update.epochs * update.steps)
             now = time.monotonic()
-            if now - self._last_step_ui < 0.1 and update.step < update.steps:
-                return  # at most ~10 label updates per second
+            if now - self._last_step_ui < 0.5 and update.step < update.steps:
+                return  # at most 2 updates per second: every repaint recomposes the window
             self._last_step_ui = now
             self.progress.setValue(int(1000 * done / total))
             self.progress.setFormat(
