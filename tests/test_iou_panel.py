@@ -91,7 +91,8 @@ def test_threshold_change_updates_table(panel, qtbot):
     for sample in samples:
         if sample.has_labels:
             expected = score_prediction(sample, fake.maps[id(sample.image)], threshold=0.3)
-            assert panel.cell_value(shown[sample.id], "iou") == pytest.approx(expected.iou, abs=1e-6)
+            value = panel.cell_value(shown[sample.id], "iou")
+            assert value == pytest.approx(expected.iou, abs=1e-6)
     assert "threshold 0.30" in panel.summary_label.text()
 
 

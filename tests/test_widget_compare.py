@@ -108,6 +108,24 @@ def predict_current(qtbot, widget):
 
 
 # ---------------------------------------------------------------- tests
+def test_matched_nuclei_share_the_label_mask_colour():
+    from napari_nuclei_unet.widgets._compare_layers import match_colors_to_truth
+
+    truth = np.zeros((20, 30), np.int32)
+    truth[2:8, 2:8] = 5
+    truth[10:18, 10:18] = 7
+    pred = np.zeros_like(truth)
+    pred[2:8, 3:8] = 1  # matches 5 (IoU 5/6)
+    pred[10:12, 10:12] = 2  # too small for 7 (IoU 4/64)
+    pred[0:4, 20:25] = 3  # nothing there
+    out = match_colors_to_truth(truth, pred)
+    assert set(np.unique(out[pred == 1])) == {5}
+    assert set(np.unique(out[pred == 2])) | set(np.unique(out[pred == 3])) <= {8, 9}
+    assert len(np.unique(out)) == len(np.unique(pred))  # same objects, renumbered
+    np.testing.assert_array_equal(out > 0, pred > 0)
+    assert match_colors_to_truth(truth, np.zeros_like(truth)).max() == 0
+
+
 def test_side_by_side_layers_and_grid(compare, qtbot):
     from napari.layers import Image, Labels
 
@@ -194,7 +212,7 @@ def test_overlay_layers_and_error_colours(compare, qtbot):
 def test_threshold_rethresholds_cached_map_without_the_network(compare, qtbot):
     from napari_nuclei_unet.core.evaluation import score_prediction
     from napari_nuclei_unet.core.instances import labels_from_probability
-    from napari_nuclei_unet.widgets._compare_layers import PREDICTION_LAYER
+    from napari_nuclei_unet.widgets._compare_layers import PREDICTION_LAYER, match_colors_to_truth
 
     viewer, widget, session, samples, fake = compare
     predict_current(qtbot, widget)
@@ -213,7 +231,7 @@ def test_threshold_rethresholds_cached_map_without_the_network(compare, qtbot):
     assert viewer.layers[PREDICTION_LAYER] is layer
     assert not np.array_equal(layer.data, before)
     expected = labels_from_probability(prob, threshold=0.3)
-    np.testing.assert_array_equal(layer.data, expected)
+    np.testing.assert_array_equal(layer.data, match_colors_to_truth(sample.labels, expected))
     row = session.rows[sample.id]
     assert row == score_prediction(sample, prob, threshold=0.3)
     assert emitted
@@ -221,7 +239,8 @@ def test_threshold_rethresholds_cached_map_without_the_network(compare, qtbot):
     # the slider itself (debounced) does the same
     widget.threshold_slider.setValue(0.6)
     qtbot.waitUntil(lambda: session.threshold == pytest.approx(0.6), timeout=3000)
-    np.testing.assert_array_equal(layer.data, labels_from_probability(prob, threshold=0.6))
+    at_06 = labels_from_probability(prob, threshold=0.6)
+    np.testing.assert_array_equal(layer.data, match_colors_to_truth(sample.labels, at_06))
     assert fake.calls == calls
 
 
@@ -243,7 +262,7 @@ def test_threshold_rescores_other_cached_images_in_background(compare, qtbot):
 
 def test_split_toggle_changes_instances_not_the_network(compare, qtbot):
     from napari_nuclei_unet.core.instances import labels_from_probability
-    from napari_nuclei_unet.widgets._compare_layers import PREDICTION_LAYER
+    from napari_nuclei_unet.widgets._compare_layers import PREDICTION_LAYER, match_colors_to_truth
 
     viewer, widget, session, samples, fake = compare
     predict_current(qtbot, widget)
@@ -251,11 +270,12 @@ def test_split_toggle_changes_instances_not_the_network(compare, qtbot):
     widget.set_split_touching(False)
     assert session.instance_method == "components"
     prob = fake.maps[id(samples[0].image)]
+    expected = labels_from_probability(prob, threshold=0.5, method="components")
     np.testing.assert_array_equal(
-        viewer.layers[PREDICTION_LAYER].data,
-        labels_from_probability(prob, threshold=0.5, method="components"),
+        viewer.layers[PREDICTION_LAYER].data, match_colors_to_truth(samples[0].labels, expected)
     )
-    assert session.rows[samples[0].id].n_pred == int(viewer.layers[PREDICTION_LAYER].data.max())
+    n_pred = len(np.unique(viewer.layers[PREDICTION_LAYER].data)) - 1
+    assert session.rows[samples[0].id].n_pred == n_pred
     assert fake.calls == calls
 
 

@@ -93,6 +93,38 @@ def error_map(true_labels: np.ndarray, pred_labels: np.ndarray) -> np.ndarray:
     return out
 
 
+def match_colors_to_truth(true_labels: np.ndarray, pred_labels: np.ndarray) -> np.ndarray:
+    """Renumber predicted nuclei so that each one matching a true nucleus gets its id.
+
+    napari colours a label by its value, so a predicted nucleus drawn with the
+    same colour as a nucleus of the label mask is a match (IoU > 0.5, as for
+    AP@0.5); unmatched predicted nuclei get new ids above the label mask's.
+
+    Parameters
+    ----------
+    true_labels, pred_labels : numpy.ndarray
+        ``(H, W)`` label images of the same shape.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W)`` int32: ``pred_labels`` renumbered (the same objects).
+    """
+    from napari_nuclei_unet.core.metrics import match_instances
+
+    pred_labels = np.asarray(pred_labels)
+    match = match_instances(true_labels, pred_labels)
+    if match.n_pred == 0:
+        return pred_labels.astype(np.int32, copy=True)
+    lookup = np.zeros(int(pred_labels.max()) + 1, dtype=np.int32)
+    pairs = match.matched_ids(0.5)
+    lookup[pairs[:, 1]] = pairs[:, 0]
+    unmatched = match.unmatched_pred_ids(0.5)
+    start = int(match.true_ids.max()) + 1 if match.n_true else 1
+    lookup[unmatched] = np.arange(start, start + unmatched.size, dtype=np.int32)
+    return lookup[pred_labels]
+
+
 def error_colormap():
     """The fixed colormap of the error layer (napari ``DirectLabelColormap``)."""
     from napari.utils.colormaps import DirectLabelColormap
@@ -180,7 +212,9 @@ def show_comparison(
     truth_layer : napari.layers.Labels or None
         The sample's label-mask layer; None when the sample has no label mask.
     pred_labels : numpy.ndarray
-        ``(H, W)`` int32 predicted nuclei (0 = background).
+        ``(H, W)`` int32 predicted nuclei (0 = background). Shown renumbered by
+        :func:`match_colors_to_truth`, so matched nuclei share their colour with
+        the label mask.
     true_labels : numpy.ndarray or None
         The label mask as an array, or None when there is none (the outline and
         error layers are then empty and hidden).
@@ -207,8 +241,10 @@ def show_comparison(
     if not has_truth:
         true_labels = np.zeros(pred_labels.shape, dtype=np.int32)
 
+    created = PREDICTION_LAYER not in viewer.layers
+    shown_pred = match_colors_to_truth(true_labels, pred_labels) if has_truth else pred_labels
     pred_image = _upsert_prediction_image(viewer, image_layer)
-    prediction = _upsert_labels(viewer, PREDICTION_LAYER, pred_labels)
+    prediction = _upsert_labels(viewer, PREDICTION_LAYER, shown_pred)
     contour = _upsert_labels(
         viewer, TRUTH_CONTOUR_LAYER, true_labels, colormap=_truth_outline_colormap()
     )
@@ -256,6 +292,8 @@ def show_comparison(
         errors.visible = has_truth
         errors.opacity = 0.5
         contour.visible = has_truth
+    if created:  # show the prediction's controls rather than the last layer added
+        viewer.layers.selection.active = prediction
     return {
         PREDICTION_IMAGE_LAYER: pred_image,
         PREDICTION_LAYER: prediction,

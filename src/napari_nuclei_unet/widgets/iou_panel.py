@@ -47,8 +47,8 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("Dice", "dice", "Foreground Dice coefficient with the label mask"),
     ("AP@0.5", "ap50", "Matched nuclei / (matched + missed + extra), match = IoU > 0.5"),
     ("DSB", "dsb_score", "DSB2018 score: AP averaged over IoU thresholds 0.5 to 0.95"),
-    ("True", "n_true", "Nuclei in the label mask"),
-    ("Predicted", "n_pred", "Predicted nuclei"),
+    ("# true", "n_true", "Nuclei in the label mask"),
+    ("# pred", "n_pred", "Predicted nuclei"),
 )
 FIELDS = tuple(column[1] for column in COLUMNS)
 SCORE_FIELDS = ("iou", "dice", "ap50", "dsb_score")
@@ -153,7 +153,7 @@ class ScoreTableModel(QAbstractTableModel):
         value = getattr(row, name)
         if role == Qt.ItemDataRole.DisplayRole:
             if name == "id":
-                return short_id(value)
+                return short_id(value, keep=10)
             if name in SCORE_FIELDS:
                 return f"{value:.3f}"
             return str(value)
