@@ -105,6 +105,10 @@ def _temp_path(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    try:  # mkstemp makes 0600 files; checkpoints are ordinary shareable files
+        os.chmod(tmp, 0o644)
+    except OSError:
+        pass
     return Path(tmp)
 
 

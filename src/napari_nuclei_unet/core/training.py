@@ -359,6 +359,8 @@ def train(
     device = resolve_device(config.device)
     if device.type == "cpu":
         configure_cpu_threads(config.num_threads)
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed crop size: autotune conv algorithms
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
 

@@ -1,0 +1,94 @@
+"""Prediction speed of the default-size U-Net on this machine.
+
+Compares, for each image size, the plain eval model, BatchNorm fused into the convs,
+fused + channels_last, and the full ``predict_probability`` path (normalisation,
+fused cached model, tiling where needed). Prints a table of median milliseconds.
+
+    python benchmarks/bench_predict.py [--base-width 16] [--depth 4] [--sizes 256 1024]
+        [--repeats 10] [--threads N] [--checkpoint path|default] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from napari_nuclei_unet.core.device import configure_cpu_threads, resolve_device
+from napari_nuclei_unet.core.inference import inference_model, predict_probability
+from napari_nuclei_unet.core.model import UNet
+
+
+def timed(fn, repeats: int, device: torch.device) -> tuple[float, float]:
+    """Median and best wall time in ms (after 2 warm-up calls)."""
+    for _ in range(2):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        tic = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - tic) * 1000)
+    return statistics.median(times), min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base-width", type=int, default=16)
+    parser.add_argument("--depth", type=int, default=4)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 520, 1024])
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--checkpoint", default=None, help="load weights (path or 'default')")
+    parser.add_argument("--tile-size", type=int, default=None)
+    args = parser.parse_args()
+
+    device = resolve_device(args.device)
+    threads = configure_cpu_threads(args.threads) if device.type == "cpu" else None
+    if args.checkpoint:
+        from napari_nuclei_unet.core.checkpoint import load_checkpoint
+
+        model = load_checkpoint(args.checkpoint, device=device).model
+    else:
+        torch.manual_seed(0)
+        model = UNet(base_width=args.base_width, depth=args.depth).to(device).eval()
+    fused_plain = model.fuse_for_inference(channels_last=False).to(device)
+    fused = inference_model(model, device)
+    print(f"device={device} threads={threads} base_width={model.base_width} depth={model.depth} "
+          f"torch={torch.__version__}")
+    header = ("size", "plain eval", "fused", "fused+CL", "predict_probability", "best", "target")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    targets = {256: 50.0, 1024: 1000.0}
+    rng = np.random.default_rng(0)
+    for size in args.sizes:
+        image = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+        x = torch.randn(1, 3, size, size, device=device)
+        x_cl = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            plain, _ = timed(lambda: model(x), args.repeats, device)  # noqa: B023
+            fused_t, _ = timed(lambda: fused_plain(x), args.repeats, device)  # noqa: B023
+            cl_t, _ = timed(lambda: fused(x_cl), args.repeats, device)  # noqa: B023
+        kwargs = {"tile_size": args.tile_size} if args.tile_size else {}
+        full, best = timed(
+            lambda: predict_probability(model, image, device=device, **kwargs),  # noqa: B023
+            args.repeats, device,
+        )
+        target = targets.get(size)
+        verdict = ""
+        if target is not None:
+            verdict = f"<= {target:.0f} " + ("ok" if full <= target else "MISS")
+        print(f"| {size}x{size} | {plain:.1f} | {fused_t:.1f} | {cl_t:.1f} | {full:.1f} | "
+              f"{best:.1f} | {verdict} |")
+    print("(median ms over", args.repeats, "runs; 'best' = fastest predict_probability run)")
+
+
+if __name__ == "__main__":
+    main()
