@@ -51,7 +51,7 @@ DATASET_KEY = "nuclei_unet_dataset"
 EDITED_KEY = "nuclei_unet_edited"
 
 
-def short_id(sample_id: str, keep: int = 12) -> str:
+def short_id(sample_id: str, keep: int = 12, longest: int = 24) -> str:
     """Shorten a long sample id (DSB2018 ids are 64 hex digits) for display.
 
     Parameters
@@ -59,14 +59,16 @@ def short_id(sample_id: str, keep: int = 12) -> str:
     sample_id : str
         The full id.
     keep : int, optional
-        Characters kept from the start.
+        Characters kept from the start of a long id.
+    longest : int, optional
+        Ids up to this length are shown whole.
 
     Returns
     -------
     str
         ``sample_id`` itself when short, else its first ``keep`` characters and "…".
     """
-    return sample_id if len(sample_id) <= keep + 4 else sample_id[:keep] + "…"
+    return sample_id if len(sample_id) <= longest else sample_id[:keep] + "…"
 
 
 def find_layer(viewer: napari.Viewer, name: str, kind: type | None = None) -> Layer | None:

@@ -244,7 +244,10 @@ class TrainingCurves(QWidget):
         painter.drawRect(plot)
         # title (left) and legend (right) above the panel
         painter.setPen(text)
-        title = PANEL_TITLES[panel] + ("  (epoch)" if panel == 1 else "")
+        title = PANEL_TITLES[panel]
+        if panel == 1:  # name the x axis once, under the bottom panel
+            painter.drawText(QRectF(rect.left(), plot.bottom() + 2, plot.left() - rect.left() - 4,
+                                    line_height), Qt.AlignmentFlag.AlignRight, "epoch")
         painter.drawText(QRectF(rect.left() + 4, rect.top(), rect.width() / 2, line_height),
                          Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, title)
         x_legend = plot.right()

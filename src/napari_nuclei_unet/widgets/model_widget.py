@@ -141,7 +141,11 @@ def describe_training(metadata: dict) -> str:
     if created:
         parts.append(f"trained {created}")
     history = metadata.get("history") or []
-    if history:
+    epoch = (metadata.get("metrics") or {}).get("epoch")
+    planned = history[-1].get("epochs") if history and isinstance(history[-1], dict) else None
+    if epoch is not None and planned:
+        parts.append(f"epoch {epoch} of {planned}")
+    elif history:
         parts.append(f"{len(history)} epochs")
     data = metadata.get("training_data") or {}
     if data.get("n_train") is not None:
@@ -161,7 +165,6 @@ def _table(headers: tuple[str, str]) -> QTableWidget:
     table.verticalHeader().setVisible(False)
     table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
     table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
-    table.setAlternatingRowColors(True)
     header = table.horizontalHeader()
     header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
     header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
@@ -332,10 +335,12 @@ class ModelWidget(QWidget):
             _fill(self.config_table, [])
             return
         path = getattr(loaded, "path", None)
-        self.name_label.setText(Path(path).name if path else "model (not saved)")
+        name = f"{Path(path).parent.name}/{Path(path).name}" if path else "model (not saved)"
+        self.name_label.setText(name)
         self.name_label.setToolTip(str(path or ""))
         n_params = sum(p.numel() for p in loaded.model.parameters())
-        self.device_label.setText(f"{model_device(loaded)} · {n_params / 1e6:.2f} M parameters")
+        size = f"{n_params / 1e6:.2f} M" if n_params >= 1e6 else f"{n_params / 1e3:.1f} k"
+        self.device_label.setText(f"{model_device(loaded)} · {size} parameters")
         metadata = getattr(loaded, "metadata", {}) or {}
         self.training_label.setText(describe_training(metadata))
         _fill(self.metrics_table, flatten_metrics(metadata))

@@ -39,6 +39,7 @@ from qtpy.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -262,15 +263,20 @@ class TrainWidget(QWidget):
 
     # ------------------------------------------------------------------ layout
     def _build(self) -> None:
+        # settings scroll; buttons, progress and curves below them always stay visible
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
         body = QWidget()
         layout = QVBoxLayout(body)
         scroll.setWidget(body)
-        outer.addWidget(scroll)
+        outer.addWidget(scroll, 1)
+        bottom = QWidget()
+        bottom_layout = QVBoxLayout(bottom)
+        outer.addWidget(bottom, 1)
 
         self.data_label = QLabel()
         self.data_label.setWordWrap(True)
@@ -321,6 +327,8 @@ class TrainWidget(QWidget):
                 inner.setLayout(form)
                 section.addWidget(inner)
                 layout.addWidget(section)
+        layout.addStretch(1)
+        layout = bottom_layout
 
         buttons = QHBoxLayout()
         self.start_button = QPushButton("Start")
