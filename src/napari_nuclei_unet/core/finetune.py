@@ -1122,7 +1122,9 @@ def finetune(
         history = tuple(result.history)
         version = versions.add(
             tuned.model, config, info,
-            {"history": [h.to_dict() for h in history],
+            # (without the per-epoch checkpoint paths: the scratch folder is deleted)
+            {"history": [{k: v for k, v in h.to_dict().items() if k != "checkpoint"}
+                         for h in history],
              "training_data": tuned.metadata.get("training_data", {})},
         )
     finally:
