@@ -1,0 +1,188 @@
+"""Viewer side of correcting a mask: the editable layer, paint mode, the key hint.
+
+Two ways to start a correction of the shown image:
+
+* **from the prediction** -- :func:`promote_prediction` copies the predicted
+  nuclei into a new Labels layer (:data:`CORRECTION_LAYER`), shows it over the
+  image alone (grid off, compare layers hidden), selects it and switches napari
+  to paint mode;
+* **from the label mask** -- :func:`edit_label_mask` selects the label-mask layer
+  (``widgets._layers.LABELS_LAYER``) in paint mode.
+
+:class:`EditState` remembers which layer holds the correction, for which sample,
+and what it looked like when last saved, so the dock can tell whether there are
+unsaved edits (it compares the arrays, so programmatic edits count too).
+Everything here runs on the main thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from napari_nuclei_unet.widgets._layers import (
+    IMAGE_LAYER,
+    LABELS_LAYER,
+    SAMPLE_ID_KEY,
+    find_layer,
+)
+
+if TYPE_CHECKING:
+    import napari
+    from napari.layers import Labels
+
+#: The Labels layer holding a prediction promoted to an editable mask.
+CORRECTION_LAYER = "corrected mask"
+
+#: napari 0.9's Labels shortcuts (``napari.utils.shortcuts.default_shortcuts``).
+KEY_HINT = (
+    "<b>P</b> paint · <b>F</b> fill · <b>E</b> erase · <b>M</b> new nucleus · "
+    "<b>[</b> <b>]</b> brush size · <b>L</b> pick a nucleus · <b>Z</b> pan/zoom · "
+    "<b>Ctrl+Z</b> undo. Click a layer's eye to hide it."
+)
+
+
+@dataclass
+class EditState:
+    """The correction in progress.
+
+    Attributes
+    ----------
+    sample : Sample
+        The image being corrected (kept even when the viewer moves to another one).
+    layer : napari.layers.Labels
+        The layer painted on.
+    labels : numpy.ndarray
+        The array painted on (``layer.data`` when editing started; it stays the
+        painted array after the layer moves on to another sample).
+    start : str
+        ``"prediction"`` or ``"label mask"`` (``_retrain_project.START_*``).
+    start_labels : numpy.ndarray
+        A copy of the labels editing started from (tells a prediction accepted as
+        is from an edited one).
+    baseline : numpy.ndarray or None
+        A copy of the labels as last added to the training set, or as they were
+        when editing started; None when they were never saved there (a draft).
+    """
+
+    sample: Any
+    layer: Any
+    labels: np.ndarray
+    start: str
+    start_labels: np.ndarray
+    baseline: np.ndarray | None
+
+    def shows_sample(self) -> bool:
+        """Whether the layer still shows this correction's sample."""
+        return self.layer.metadata.get(SAMPLE_ID_KEY) == self.sample.id
+
+    def current_labels(self) -> np.ndarray:
+        """The labels as painted now (the layer's data while it shows this sample)."""
+        return np.asarray(self.layer.data) if self.shows_sample() else self.labels
+
+    def is_dirty(self) -> bool:
+        """Whether the labels differ from what was last added to the training set."""
+        if self.baseline is None:
+            return True
+        labels = self.current_labels()
+        return labels.shape != self.baseline.shape or not np.array_equal(labels, self.baseline)
+
+    def was_edited(self) -> bool:
+        """Whether the labels differ from those editing started from."""
+        labels = self.current_labels()
+        return labels.shape != self.start_labels.shape or not np.array_equal(
+            labels, self.start_labels
+        )
+
+    def mark_added(self) -> None:
+        """Take the current labels as the state saved in the training set."""
+        self.baseline = np.array(self.current_labels(), copy=True)
+
+
+def _paint_mode(viewer: napari.Viewer, layer: Labels) -> None:
+    """Make ``layer`` visible, the only selected layer, in paint mode with a new label."""
+    layer.visible = True
+    viewer.layers.selection.active = layer
+    data = np.asarray(layer.data)
+    layer.selected_label = int(data.max()) + 1 if data.size else 1
+    layer.mode = "paint"
+
+
+def promote_prediction(
+    viewer: napari.Viewer, labels: np.ndarray, sample: Any, *, start: str = "prediction"
+) -> Labels:
+    """Show ``labels`` (a copy) in the editable :data:`CORRECTION_LAYER`, in paint mode.
+
+    The view is switched to one pane (grid off) with the image and the correction
+    only, so that what is painted is what is seen.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer.
+    labels : numpy.ndarray
+        ``(H, W)`` predicted nuclei (or a draft); copied, never modified.
+    sample : Sample
+        The image they belong to.
+    start : str, optional
+        Recorded in the layer's metadata.
+
+    Returns
+    -------
+    napari.layers.Labels
+        The correction layer.
+    """
+    from napari_nuclei_unet.widgets._compare_layers import COMPARE_LAYERS, grid_of
+
+    data = np.array(labels, dtype=np.int32, copy=True)
+    layer = find_layer(viewer, CORRECTION_LAYER)
+    if layer is None:
+        layer = viewer.add_labels(data, name=CORRECTION_LAYER, opacity=0.6)
+    else:
+        layer.data = data
+    image = find_layer(viewer, IMAGE_LAYER)
+    if image is not None:
+        layer.translate = image.translate
+        layer.scale = image.scale
+        image.visible = True
+    layer.metadata[SAMPLE_ID_KEY] = sample.id
+    layer.metadata["nuclei_unet_start"] = start
+    grid_of(viewer).enabled = False
+    for name in (*COMPARE_LAYERS, LABELS_LAYER):
+        other = find_layer(viewer, name)
+        if other is not None:
+            other.visible = False
+    index = viewer.layers.index(layer)
+    if index != len(viewer.layers) - 1:
+        viewer.layers.move(index, len(viewer.layers))
+    _paint_mode(viewer, layer)
+    return layer
+
+
+def edit_label_mask(viewer: napari.Viewer) -> Labels | None:
+    """Select the label-mask layer of the shown image in paint mode.
+
+    Returns
+    -------
+    napari.layers.Labels or None
+        The layer, or None when no image is shown.
+    """
+    from napari.layers import Labels
+
+    layer = find_layer(viewer, LABELS_LAYER, Labels)
+    if layer is None:
+        return None
+    correction = find_layer(viewer, CORRECTION_LAYER)
+    if correction is not None:
+        correction.visible = False
+    _paint_mode(viewer, layer)
+    return layer
+
+
+def remove_correction_layer(viewer: napari.Viewer) -> None:
+    """Remove the :data:`CORRECTION_LAYER` (its edits must have been saved first)."""
+    layer = find_layer(viewer, CORRECTION_LAYER)
+    if layer is not None:
+        viewer.layers.remove(layer)

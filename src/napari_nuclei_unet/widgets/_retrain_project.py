@@ -1,0 +1,205 @@
+"""The retraining dock's files: the remembered project folder and unsaved drafts.
+
+No Qt and no napari here (plain files), so the rules are easy to test:
+
+- the project folder last used is remembered in a small JSON file in the user
+  config dir (``<config>/retrain.json``), so the dock reopens it next time;
+- a mask being corrected but not yet added to the training set is kept as a
+  *draft* in ``<project>/drafts/<id>.npz`` (written to a temporary file, then
+  renamed into place), so a crash or a switch to another image never loses it.
+  Drafts are not training data: ``core.finetune.CorrectionStore`` ignores them.
+
+``NUCLEI_UNET_CONFIG_DIR`` and ``NUCLEI_UNET_DATA_DIR`` override the platform
+folders (tests use them so that they never touch the user's files).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+APP_NAME = "napari-nuclei-unet"
+SETTINGS_NAME = "retrain.json"
+DRAFTS_DIR = "drafts"
+#: What a correction started from: the label mask, or the model's prediction.
+START_LABEL, START_PREDICTION = "label mask", "prediction"
+
+
+def config_dir() -> Path:
+    """The user config folder of the plugin (``NUCLEI_UNET_CONFIG_DIR`` overrides it)."""
+    override = os.environ.get("NUCLEI_UNET_CONFIG_DIR")
+    if override:
+        return Path(override).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir(APP_NAME))
+
+
+def default_project_dir() -> Path:
+    """``<user data dir>/projects/default`` (``NUCLEI_UNET_DATA_DIR`` overrides the data dir)."""
+    override = os.environ.get("NUCLEI_UNET_DATA_DIR")
+    if override:
+        return Path(override).expanduser() / "projects" / "default"
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir(APP_NAME)) / "projects" / "default"
+
+
+def _write_atomic(path: Path, write) -> None:
+    """Call ``write(handle)`` on a temporary file beside ``path``, then rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def last_project_dir() -> Path:
+    """The project folder used last time, or :func:`default_project_dir` the first time.
+
+    A missing or unreadable settings file is not an error (the default is used).
+    """
+    try:
+        data = json.loads((config_dir() / SETTINGS_NAME).read_text(encoding="utf-8"))
+        project = data.get("project") if isinstance(data, dict) else None
+        if isinstance(project, str) and project.strip():
+            return Path(project).expanduser()
+    except (OSError, ValueError):
+        pass
+    return default_project_dir()
+
+
+def remember_project_dir(project: str | os.PathLike) -> None:
+    """Remember ``project`` as the folder to reopen next time.
+
+    Raises
+    ------
+    OSError
+        When the config folder is not writable.
+    """
+    path = config_dir() / SETTINGS_NAME
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data = data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        data = {}
+    data["project"] = str(Path(project).expanduser().absolute())
+    text = json.dumps(data, indent=2).encode("utf-8")
+    _write_atomic(path, lambda handle: handle.write(text))
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A correction in progress, not yet in the training set.
+
+    Attributes
+    ----------
+    sample_id : str
+        The image it belongs to.
+    labels : numpy.ndarray
+        ``(H, W)`` integer labels as painted so far.
+    start : str
+        What the user started from: :data:`START_LABEL` or :data:`START_PREDICTION`.
+    saved : str
+        ISO 8601 UTC time of the save.
+    """
+
+    sample_id: str
+    labels: np.ndarray
+    start: str
+    saved: str
+
+
+class DraftStore:
+    """Unsaved corrections of a project, one ``drafts/<id>.npz`` file per image.
+
+    Parameters
+    ----------
+    project_dir : str or os.PathLike
+        The fine-tuning project folder.
+    """
+
+    def __init__(self, project_dir: str | os.PathLike) -> None:
+        self.path = Path(project_dir).expanduser().absolute() / DRAFTS_DIR
+
+    def _file(self, sample_id: str) -> Path:
+        from napari_nuclei_unet.core.finetune import safe_sample_id
+
+        return self.path / f"{safe_sample_id(sample_id)}.npz"
+
+    def save(self, sample_id: str, labels: np.ndarray, start: str) -> Path:
+        """Write (or replace) the draft of ``sample_id`` crash-safely.
+
+        Parameters
+        ----------
+        sample_id : str
+            The image.
+        labels : numpy.ndarray
+            ``(H, W)`` integer labels.
+        start : str
+            :data:`START_LABEL` or :data:`START_PREDICTION`.
+
+        Returns
+        -------
+        pathlib.Path
+            The draft file.
+        """
+        path = self._file(sample_id)
+        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        labels = np.asarray(labels)
+
+        def write(handle):
+            np.savez_compressed(handle, labels=labels, sample_id=np.array(sample_id),
+                                start=np.array(start), saved=np.array(stamp))
+
+        _write_atomic(path, write)
+        return path
+
+    def load(self, sample_id: str) -> Draft | None:
+        """The draft of ``sample_id``, or None (also for an unreadable file)."""
+        path = self._file(sample_id)
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return Draft(str(data["sample_id"]), np.array(data["labels"]),
+                             str(data["start"]), str(data["saved"]))
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def has(self, sample_id: str) -> bool:
+        """Whether ``sample_id`` has a draft."""
+        return self._file(sample_id).is_file()
+
+    def delete(self, sample_id: str) -> None:
+        """Forget the draft of ``sample_id`` (no error when there is none)."""
+        self._file(sample_id).unlink(missing_ok=True)
+
+    def ids(self) -> list[str]:
+        """Ids (file stems) of the drafts, sorted."""
+        if not self.path.is_dir():
+            return []
+        return sorted(p.stem for p in self.path.glob("*.npz") if not p.name.startswith("."))
+
+
+def local_time(stamp: str) -> str:
+    """An ISO 8601 time as local ``YYYY-MM-DD HH:MM`` ("" when it cannot be read)."""
+    try:
+        moment = datetime.fromisoformat(stamp)
+    except (TypeError, ValueError):
+        return ""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone()
+    return moment.strftime("%Y-%m-%d %H:%M")

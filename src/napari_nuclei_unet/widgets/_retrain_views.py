@@ -1,0 +1,266 @@
+"""Tables and curves of the Retrain dock (display only; the dock owns the logic).
+
+* :class:`CorrectionsTable` -- the corrections of the project (id, nuclei, source, when);
+* :class:`ScoreChangeTable` -- per image, IoU before and after a fine-tuning round,
+  the change coloured (green better, red worse);
+* :class:`VersionsTable` -- the model versions with their scores and corrections;
+* :class:`LossCurves` -- the Train dock's curves, loss panel only (a fine-tuning
+  round has no per-epoch validation: its check is the before/after table).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from qtpy.QtCore import QSize, Qt
+from qtpy.QtGui import QColor, QFont, QPainter
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QHeaderView,
+    QTableWidget,
+    QTableWidgetItem,
+)
+
+from napari_nuclei_unet.widgets._layers import short_id
+from napari_nuclei_unet.widgets._plots import TrainingCurves
+from napari_nuclei_unet.widgets._retrain_project import START_PREDICTION, local_time
+
+#: Colours of a score change (read well on napari's dark and light themes).
+BETTER, WORSE, SAME = "#5cc96b", "#f46d43", "#9aa0a6"
+#: Changes smaller than this are shown as "no change".
+SAME_TOLERANCE = 0.005
+ROW_HEIGHT = 22
+
+
+def change_color(change: float) -> str:
+    """Colour of an IoU change: :data:`BETTER`, :data:`WORSE` or :data:`SAME`."""
+    if change > SAME_TOLERANCE:
+        return BETTER
+    if change < -SAME_TOLERANCE:
+        return WORSE
+    return SAME
+
+
+def change_text(change: float) -> str:
+    """``"+0.123 ▲"``, ``"-0.050 ▼"`` or ``"±0.000"``."""
+    if change > SAME_TOLERANCE:
+        return f"+{change:.3f} ▲"
+    if change < -SAME_TOLERANCE:
+        return f"{change:.3f} ▼"
+    return f"{change:+.3f}"
+
+
+def source_text(source: str, note: str) -> str:
+    """Plain words for a correction's origin (``Correction.source`` plus the dock's note)."""
+    started_from_prediction = note.startswith(f"started from the {START_PREDICTION}")
+    if source == "prediction":
+        return "prediction (as is)"
+    if source == "label":
+        return "prediction, edited" if started_from_prediction else "label mask, edited"
+    return "unknown"
+
+
+class _Table(QTableWidget):
+    """A read-only, row-selecting table with compact rows."""
+
+    def __init__(self, headers: Sequence[str], tooltips: Sequence[str] = ()) -> None:
+        super().__init__(0, len(headers))
+        self.setHorizontalHeaderLabels(list(headers))
+        for column, tip in enumerate(tooltips):
+            self.horizontalHeaderItem(column).setToolTip(tip)
+        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.verticalHeader().setVisible(False)
+        self.verticalHeader().setDefaultSectionSize(ROW_HEIGHT)
+        header = self.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
+        self.setMinimumHeight(ROW_HEIGHT * 4)
+
+    def sizeHint(self) -> QSize:  # noqa: D102 - Qt API
+        return QSize(300, ROW_HEIGHT * 6)
+
+    @staticmethod
+    def _item(text: str, *, key: Any = None, tooltip: str = "", right: bool = False,
+              color: str | None = None) -> QTableWidgetItem:
+        item = QTableWidgetItem(text)
+        if key is not None:
+            item.setData(Qt.ItemDataRole.UserRole, key)
+        if tooltip:
+            item.setToolTip(tooltip)
+        if right:
+            item.setTextAlignment(int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter))
+        if color is not None:
+            item.setForeground(QColor(color))
+        return item
+
+    def selected_key(self) -> Any:
+        """The key (first column's user data) of the selected row, or None."""
+        rows = self.selectionModel().selectedRows()
+        if not rows:
+            return None
+        item = self.item(rows[0].row(), 0)
+        return None if item is None else item.data(Qt.ItemDataRole.UserRole)
+
+    def select_key(self, key: Any) -> bool:
+        """Select the row whose key is ``key``; return whether it was found."""
+        for row in range(self.rowCount()):
+            item = self.item(row, 0)
+            if item is not None and item.data(Qt.ItemDataRole.UserRole) == key:
+                self.selectRow(row)
+                return True
+        return False
+
+    def keys(self) -> list[Any]:
+        """The keys of all rows, top to bottom."""
+        return [self.item(r, 0).data(Qt.ItemDataRole.UserRole) for r in range(self.rowCount())]
+
+
+class CorrectionsTable(_Table):
+    """The project's corrections: image, nuclei, origin, time saved."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            ("Image", "Nuclei", "Source", "Saved"),
+            ("Image id (hover for the full id)", "Nuclei in the corrected mask",
+             "What the correction started from", "When it was last saved (local time)"),
+        )
+
+    def set_corrections(self, corrections: Sequence[Any]) -> None:
+        """Show ``core.finetune.Correction`` entries (sorted by id)."""
+        selected = self.selected_key()
+        self.setRowCount(len(corrections))
+        for row, c in enumerate(corrections):
+            self.setItem(row, 0, self._item(short_id(c.id), key=c.id, tooltip=str(c.path)))
+            self.setItem(row, 1, self._item(str(c.n_nuclei), right=True))
+            self.setItem(row, 2, self._item(source_text(c.source, c.note), tooltip=c.note))
+            self.setItem(row, 3, self._item(local_time(c.updated), tooltip=c.updated))
+        if selected is not None:
+            self.select_key(selected)
+
+
+class ScoreChangeTable(_Table):
+    """Per image: IoU with the model before and after a round, and the change."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            ("Image", "IoU before", "IoU after", "Change"),
+            ("Corrected image", "IoU of the model before the round with your corrected mask",
+             "IoU of the fine-tuned model with your corrected mask",
+             "Green: better, red: worse"),
+        )
+
+    def set_changes(self, changes: Sequence[Any]) -> None:
+        """Show ``ScoreChange`` objects or their dicts (``iou_before``, ``iou_after``)."""
+        self.setRowCount(len(changes))
+        for row, change in enumerate(changes):
+            get = change.get if isinstance(change, dict) else lambda k, c=change: getattr(c, k)
+            sample_id, before, after = get("id"), float(get("iou_before")), float(get("iou_after"))
+            delta = after - before
+            self.setItem(row, 0, self._item(short_id(sample_id), key=sample_id,
+                                            tooltip=sample_id))
+            self.setItem(row, 1, self._item(f"{before:.3f}", right=True))
+            self.setItem(row, 2, self._item(f"{after:.3f}", right=True))
+            item = self._item(change_text(delta), right=True, color=change_color(delta))
+            font = QFont(item.font())
+            font.setBold(abs(delta) > SAME_TOLERANCE)
+            item.setFont(font)
+            self.setItem(row, 3, item)
+
+    def cell_text(self, row: int, column: int) -> str:
+        """Text of a cell (tests, screenshots)."""
+        item = self.item(row, column)
+        return "" if item is None else item.text()
+
+
+def version_scores(version: Any) -> tuple[float | None, float | None]:
+    """Mean IoU on the corrected images before and after the round (None for v000)."""
+    means = (version.info or {}).get("mean_iou_corrected") or {}
+    return means.get("before"), means.get("after")
+
+
+class VersionsTable(_Table):
+    """The model versions: name, date, mean IoU before → after, corrections used."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            ("Version", "Created", "IoU on corrections", "Corrections"),
+            ("● marks the model in use", "When the version was saved (local time)",
+             "Mean IoU on the corrected images: before → after the round",
+             "How many corrected images the round learned from"),
+        )
+
+    def set_versions(self, versions: Sequence[Any], current: str | None) -> None:
+        """Show ``ModelVersion`` objects, ``current`` (a name) marked in bold with ●."""
+        selected = self.selected_key()
+        self.setRowCount(len(versions))
+        for row, version in enumerate(versions):
+            in_use = version.name == current
+            name = f"● {version.name}" if in_use else version.name
+            if version.is_base:
+                model = version.model
+                base = "default model" if model == "default" else getattr(model, "name", model)
+                name += " (base)"
+                tooltip = f"The model the project started from: {base}"
+            else:
+                tooltip = f"Fine-tuned from {version.info.get('base_model', '?')}"
+            before, after = version_scores(version)
+            scores = "—" if after is None else f"{before:.3f} → {after:.3f}"
+            used = version.info.get("corrections") or []
+            ids = ", ".join(str(c.get("id")) for c in used if isinstance(c, dict))
+            cells = (
+                self._item(name, key=version.name, tooltip=tooltip),
+                self._item(local_time(version.created), tooltip=str(version.path)),
+                self._item(scores, right=True,
+                           color=None if after is None else change_color(after - before)),
+                self._item("—" if version.is_base else str(len(used)), right=True,
+                           tooltip=ids),
+            )
+            for column, item in enumerate(cells):
+                if in_use:
+                    font = QFont(item.font())
+                    font.setBold(True)
+                    item.setFont(font)
+                self.setItem(row, column, item)
+        if selected is not None:
+            self.select_key(selected)
+
+
+class LossCurves(TrainingCurves):
+    """:class:`~napari_nuclei_unet.widgets._plots.TrainingCurves` showing the loss only.
+
+    A fine-tuning round trains without per-epoch validation (the before/after
+    scores are its check), so the validation-IoU panel would stay empty.
+    """
+
+    def __init__(self, theme_name: str | None = "dark") -> None:
+        super().__init__(theme_name)
+        self.setMinimumHeight(130)
+        self.setToolTip("Training loss per epoch of the fine-tuning round")
+
+    def sizeHint(self) -> QSize:  # noqa: D102 - Qt API
+        return QSize(320, 150)
+
+    def paintEvent(self, event: Any) -> None:  # noqa: D102 - Qt API
+        paint_panel = getattr(self, "_paint_panel", None)
+        if paint_panel is None:  # _plots changed: fall back to both panels
+            super().paintEvent(event)
+            return
+        from qtpy.QtCore import QRectF
+
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.fillRect(self.rect(), QColor(self._colors["background"]))
+        font = QFont(self.font())
+        font.setPointSizeF(max(7.0, font.pointSizeF() * 0.85))
+        painter.setFont(font)
+        epochs = [e for e, _ in self.points("train_loss")]
+        x_max = max([self._planned_epochs, *epochs, 2])
+        paint_panel(painter, QRectF(0, 0, self.width(), self.height()), 0, x_max)
+        if not epochs:
+            painter.setPen(QColor(self._colors["text"]))
+            painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter,
+                             "The loss appears after the first epoch")
+        painter.end()

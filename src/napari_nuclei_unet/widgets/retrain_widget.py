@@ -1,0 +1,1177 @@
+"""Retrain dock: correct masks in napari, fine-tune the model on them, watch the scores.
+
+The loop, for a biologist:
+
+1. **Correct** the shown image: "Edit prediction as labels" copies the predicted
+   nuclei into an editable layer; "Edit label mask" paints on the label mask
+   itself (napari's paint / fill / erase tools, see the key hint in the dock).
+2. **Add to training set** saves the image and the corrected nuclei in the
+   project folder, DSB2018 layout, crash-safely
+   (:class:`~napari_nuclei_unet.core.finetune.CorrectionStore`, in a worker).
+   Edits not added yet are never lost: they are saved as a *draft* in the
+   project (``drafts/``) a moment after each stroke and when the user moves to
+   another image (with a warning); "Continue draft" brings them back.
+3. **Fine-tune** continues training the current model on the corrections mixed
+   with the loaded original images (:func:`~napari_nuclei_unet.core.finetune.finetune`
+   in a worker, progress and loss curve like the Train dock). The round's model
+   is saved as a new version (``v001``, ``v002``...; never overwritten) and
+   becomes the session's model; the corrected images and the shown one are
+   predicted again, so the Compare dock and the IoU panel update by themselves,
+   and the dock lists each corrected image's IoU before and after.
+4. **Versions**: any earlier version (``v000`` is the model the project started
+   from) can be used again.
+
+The project folder is chosen by the user and remembered for next time
+(:mod:`~napari_nuclei_unet.widgets._retrain_project`).
+
+Programmatic use (tests, notebooks)::
+
+    dock = RetrainWidget(viewer)
+    dock.set_project(tmp_path / "project")
+    dock.edit_prediction()                # or dock.edit_label_mask()
+    dock.add_to_training_set()            # worker
+    dock.start_finetune()                 # worker; dock.last_result when done
+    dock.use_version("v000")              # worker
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Generator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtCore import Qt, QTimer, QUrl
+from qtpy.QtGui import QDesktopServices
+from qtpy.QtWidgets import (
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+from superqt import QCollapsible
+
+from napari_nuclei_unet.core.finetune import FINETUNE_DEFAULTS
+from napari_nuclei_unet.core.progress import Progress
+from napari_nuclei_unet.widgets import _retrain_editing as editing
+from napari_nuclei_unet.widgets._layers import (
+    LABELS_LAYER,
+    SAMPLE_ID_KEY,
+    find_layer,
+    short_id,
+    show_sample,
+)
+from napari_nuclei_unet.widgets._retrain_project import (
+    START_LABEL,
+    START_PREDICTION,
+    DraftStore,
+    last_project_dir,
+    local_time,
+    remember_project_dir,
+)
+from napari_nuclei_unet.widgets._retrain_views import (
+    CorrectionsTable,
+    LossCurves,
+    ScoreChangeTable,
+    VersionsTable,
+    change_color,
+)
+from napari_nuclei_unet.widgets._session import session_for
+from napari_nuclei_unet.widgets._workers import notify, notify_error
+
+if TYPE_CHECKING:
+    import napari
+    from superqt.utils import WorkerBase
+
+#: Job kinds in the session's WorkerGuard.
+FINETUNE_JOB = "fine-tuning"
+SAVE_JOB = "save correction"
+LOAD_MODEL_JOB = "load model"  # shared with the Model and Compare docks
+#: Seconds after the last stroke before a draft is written.
+DRAFT_DELAY_MS = 1500
+#: Seconds napari's window waits for a stopped round to end.
+CLOSE_TIMEOUT_S = 60.0
+
+NO_MODEL = ("Load a model first (Model panel, or 'Load default model' in the Compare "
+            "panel): fine-tuning continues training from it.")
+NO_MODEL_FILE = ("The current model has no file on disk, so it cannot be fine-tuned. Load it "
+                 "from a checkpoint in the Model panel first.")
+NO_CORRECTIONS = ("The training set is empty: correct a mask and click 'Add to training set' "
+                  "first.")
+NO_IMAGE = "Select an image first (Data panel or IoU panel)."
+NO_PREDICTION = ("This image has no prediction yet: click 'Predict this image' in the Compare "
+                 "panel first, or correct its label mask instead.")
+BUSY_FINETUNE = "Fine-tuning is already running. Wait for it to finish, or press Stop."
+BUSY_TRAINING = "The Train panel is training. Wait for it to finish (or stop it), then fine-tune."
+
+
+# ---------------------------------------------------------------- worker jobs (no Qt)
+def _run_finetune(
+    project: Path,
+    base: Any,
+    correction_ids: list[str],
+    original: list[Any],
+    ratio: float,
+    overrides: dict[str, Any],
+    should_stop: Callable[[], bool],
+    done: threading.Event,
+) -> Generator[Any, None, tuple[Any, Any]]:
+    """The worker's job: read the corrections, run a round, load the new model.
+
+    Returns
+    -------
+    tuple
+        ``(FinetuneResult, LoadedModel or None)``; the model is None when the round
+        was cancelled.
+    """
+    try:
+        from napari_nuclei_unet.core.checkpoint import load_checkpoint
+        from napari_nuclei_unet.core.finetune import CorrectionStore, finetune
+
+        corrections = CorrectionStore(project).load_samples(correction_ids)
+        result = yield from finetune(base, corrections, original=original, ratio=ratio,
+                                     config_overrides=overrides, out_dir=project,
+                                     should_stop=should_stop)
+        loaded = None
+        if result.version is not None:
+            loaded = load_checkpoint(result.version.model, device="auto")
+        return result, loaded
+    finally:
+        done.set()
+
+
+def _save_correction(project: Path, sample_id: str, image: np.ndarray, labels: np.ndarray,
+                     source: str, note: str) -> Any:
+    """The worker's job: add one correction, then drop its draft."""
+    from napari_nuclei_unet.core.finetune import CorrectionStore
+
+    correction = CorrectionStore(project).add(sample_id, image, labels, source=source, note=note)
+    DraftStore(project).delete(sample_id)
+    return correction
+
+
+def _load_version(version: Any) -> Any:
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+
+    return load_checkpoint(version.model, device="auto")
+
+
+def _same_file(a: Any, b: Any) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except (OSError, TypeError, ValueError):
+        return False
+
+
+def version_of_model(model: Any, versions: Sequence[Any]) -> Any:
+    """The project version ``model`` (a ``LoadedModel``) was loaded from, or None.
+
+    Parameters
+    ----------
+    model : LoadedModel or None
+        The session's model.
+    versions : sequence of ModelVersion
+        The project's versions.
+
+    Returns
+    -------
+    ModelVersion or None
+    """
+    path = getattr(model, "path", None)
+    if path is None:
+        return None
+    from napari_nuclei_unet.core.checkpoint import default_model_path
+
+    for version in versions:
+        candidates = [version.model]
+        if version.is_base:
+            candidates.append(version.info.get("model"))
+            if version.model == "default":
+                candidates = [default_model_path()]
+        if any(c not in (None, "default") and _same_file(c, path) for c in candidates):
+            return version
+    return None
+
+
+# ---------------------------------------------------------------------- the dock
+class RetrainWidget(QWidget):
+    """The "Retrain" dock: corrections, fine-tuning rounds and model versions.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+        The viewer (napari passes it); the dock shares its :class:`Session`.
+    parent : QWidget, optional
+        Parent widget.
+
+    Attributes
+    ----------
+    project : pathlib.Path
+        The project folder in use.
+    last_result : FinetuneResult or None
+        What the last finished round returned.
+    curves : LossCurves
+        The loss curve of the running (or last) round.
+    """
+
+    def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.session = session_for(napari_viewer)
+        self.project: Path = last_project_dir()
+        self.last_result: Any = None
+        self._edit: editing.EditState | None = None
+        self._stop_event = threading.Event()
+        self._done_event = threading.Event()
+        self._done_event.set()
+        self._closing = False
+        self._last_step_ui = 0.0
+        self._epochs = 1
+        self._outcome: str | None = None
+        self._build()
+        self._draft_timer = QTimer(self)
+        self._draft_timer.setSingleShot(True)
+        self._draft_timer.setInterval(DRAFT_DELAY_MS)
+        self._draft_timer.timeout.connect(self._autosave_draft)
+        self._connect()
+        self.set_project(self.project, remember=False)
+
+    # ------------------------------------------------------------------ layout
+    def _build(self) -> None:
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        body = QWidget()
+        layout = QVBoxLayout(body)
+        scroll.setWidget(body)
+        outer.addWidget(scroll)
+
+        # project folder
+        project_row = QHBoxLayout()
+        project_row.addWidget(QLabel("Project"))
+        self.project_edit = QLineEdit()
+        self.project_edit.setReadOnly(True)
+        self.project_edit.setToolTip("Corrections and model versions are saved in this folder")
+        self.choose_button = QPushButton("Change…")
+        self.choose_button.setToolTip("Open another project folder (or an empty one to start)")
+        self.open_button = QPushButton("Open")
+        self.open_button.setToolTip("Show the project folder in the file browser")
+        project_row.addWidget(self.project_edit, 1)
+        project_row.addWidget(self.choose_button)
+        project_row.addWidget(self.open_button)
+        layout.addLayout(project_row)
+
+        # 1. correct
+        correct_box = QGroupBox("1. Correct the shown image")
+        correct = QVBoxLayout(correct_box)
+        self.image_label = QLabel()
+        self.image_label.setWordWrap(True)
+        correct.addWidget(self.image_label)
+        edit_row = QHBoxLayout()
+        self.edit_prediction_button = QPushButton("Edit prediction as labels")
+        self.edit_prediction_button.setToolTip(
+            "Copy the predicted nuclei into an editable layer and paint on it")
+        self.edit_labels_button = QPushButton("Edit label mask")
+        self.edit_labels_button.setToolTip("Paint on the image's label mask")
+        edit_row.addWidget(self.edit_prediction_button)
+        edit_row.addWidget(self.edit_labels_button)
+        correct.addLayout(edit_row)
+        self.draft_button = QPushButton("Continue draft")
+        self.draft_button.setToolTip("Bring back the corrections of this image that were not "
+                                     "added to the training set yet")
+        self.draft_button.setVisible(False)
+        correct.addWidget(self.draft_button)
+        self.keys_label = QLabel(editing.KEY_HINT)
+        self.keys_label.setTextFormat(Qt.TextFormat.RichText)
+        self.keys_label.setWordWrap(True)
+        font = self.keys_label.font()
+        font.setPointSizeF(max(7.0, font.pointSizeF() * 0.9))
+        self.keys_label.setFont(font)
+        correct.addWidget(self.keys_label)
+        self.add_button = QPushButton("Add to training set")
+        self.add_button.setToolTip("Save the image and the corrected nuclei in the project")
+        correct.addWidget(self.add_button)
+        layout.addWidget(correct_box)
+
+        # 2. training set
+        set_box = QGroupBox("2. Training set (corrected images)")
+        set_layout = QVBoxLayout(set_box)
+        self.corrections_table = CorrectionsTable()
+        self.corrections_table.setToolTip("Double-click a row to show that image")
+        set_layout.addWidget(self.corrections_table)
+        set_buttons = QHBoxLayout()
+        self.corrections_label = QLabel()
+        self.remove_button = QPushButton("Remove")
+        self.remove_button.setToolTip("Take the selected image out of the training set (its "
+                                      "files are moved to the project's removed/ folder)")
+        set_buttons.addWidget(self.corrections_label, 1)
+        set_buttons.addWidget(self.remove_button)
+        set_layout.addLayout(set_buttons)
+        layout.addWidget(set_box)
+
+        # 3. fine-tune
+        tune_box = QGroupBox("3. Fine-tune the model")
+        tune = QVBoxLayout(tune_box)
+        self.model_label = QLabel()
+        self.model_label.setWordWrap(True)
+        tune.addWidget(self.model_label)
+        form = QFormLayout()
+        self.ratio_spin = QDoubleSpinBox()
+        self.ratio_spin.setRange(0.05, 1.0)
+        self.ratio_spin.setSingleStep(0.05)
+        self.ratio_spin.setDecimals(2)
+        self.ratio_spin.setValue(0.5)
+        self.ratio_spin.setToolTip(
+            "Share of each training batch taken from your corrections; the rest comes from "
+            "the loaded original images, so the model does not forget them (1: corrections only)")
+        form.addRow("Share of corrections", self.ratio_spin)
+        tune.addLayout(form)
+        settings = QCollapsible("Round settings")
+        inner = QWidget()
+        settings_form = QFormLayout(inner)
+        self.epochs_spin = QSpinBox()
+        self.epochs_spin.setRange(1, 100)
+        self.epochs_spin.setValue(int(FINETUNE_DEFAULTS["epochs"]))
+        self.epochs_spin.setToolTip("Short passes over the mixed training images")
+        self.steps_spin = QSpinBox()
+        self.steps_spin.setRange(1, 1000)
+        self.steps_spin.setValue(int(FINETUNE_DEFAULTS["steps_per_epoch"]))
+        self.steps_spin.setToolTip("Batches per epoch")
+        settings_form.addRow("Epochs", self.epochs_spin)
+        settings_form.addRow("Steps per epoch", self.steps_spin)
+        settings.addWidget(inner)
+        tune.addWidget(settings)
+        tune_buttons = QHBoxLayout()
+        self.finetune_button = QPushButton("Fine-tune")
+        self.finetune_button.setToolTip("Continue training the current model on the training set")
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setToolTip("Stop the round; nothing is saved and the model is unchanged")
+        self.stop_button.setEnabled(False)
+        tune_buttons.addWidget(self.finetune_button, 1)
+        tune_buttons.addWidget(self.stop_button)
+        tune.addLayout(tune_buttons)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(0)
+        self.progress.setFormat("not fine-tuning")
+        tune.addWidget(self.progress)
+        self.status_label = QLabel(" ")
+        self.status_label.setWordWrap(True)
+        tune.addWidget(self.status_label)
+        self.curves = LossCurves(getattr(self.viewer, "theme", "dark"))
+        tune.addWidget(self.curves)
+        self.scores_title = QLabel("IoU of the corrected images, before and after a round")
+        self.scores_title.setWordWrap(True)
+        tune.addWidget(self.scores_title)
+        self.scores_table = ScoreChangeTable()
+        tune.addWidget(self.scores_table)
+        self.summary_label = QLabel()
+        self.summary_label.setWordWrap(True)
+        self.summary_label.setTextFormat(Qt.TextFormat.RichText)
+        tune.addWidget(self.summary_label)
+        layout.addWidget(tune_box)
+
+        # 4. versions
+        versions_box = QGroupBox("4. Model versions")
+        versions = QVBoxLayout(versions_box)
+        self.versions_table = VersionsTable()
+        self.versions_table.setToolTip("Select a version to see its scores; double-click to use it")
+        versions.addWidget(self.versions_table)
+        version_buttons = QHBoxLayout()
+        self.versions_label = QLabel()
+        self.versions_label.setWordWrap(True)
+        self.use_button = QPushButton("Use this version")
+        self.use_button.setToolTip("Make the selected version the current model (nothing is "
+                                   "deleted)")
+        version_buttons.addWidget(self.versions_label, 1)
+        version_buttons.addWidget(self.use_button)
+        versions.addLayout(version_buttons)
+        layout.addWidget(versions_box)
+        layout.addStretch(1)
+
+    def _connect(self) -> None:
+        self.choose_button.clicked.connect(self._choose_project)
+        self.open_button.clicked.connect(self._open_project_folder)
+        self.edit_prediction_button.clicked.connect(self.edit_prediction)
+        self.edit_labels_button.clicked.connect(self.edit_label_mask)
+        self.draft_button.clicked.connect(self.continue_draft)
+        self.add_button.clicked.connect(self.add_to_training_set)
+        self.remove_button.clicked.connect(self._remove_selected)
+        self.corrections_table.itemSelectionChanged.connect(self._update_buttons)
+        self.corrections_table.cellDoubleClicked.connect(self._on_correction_double_clicked)
+        self.finetune_button.clicked.connect(self.start_finetune)
+        self.stop_button.clicked.connect(self.stop)
+        self.use_button.clicked.connect(self._use_selected)
+        self.versions_table.itemSelectionChanged.connect(self._on_version_selected)
+        self.versions_table.cellDoubleClicked.connect(lambda *_: self._use_selected())
+        session = self.session
+        session.current_changed.connect(self._on_current_changed)
+        session.dataset_changed.connect(self._on_dataset_changed)
+        session.model_changed.connect(self._on_model_changed)
+        session.predictions_changed.connect(self._update_image_label)
+        self.viewer.layers.events.removed.connect(self._on_layer_removed)
+        self.viewer.events.theme.connect(self._on_theme)
+        # never fine-tune on for a deleted dock; keep its unsaved edits
+        self.destroyed.connect(self._stop_event.set)
+        self.destroyed.connect(self._on_destroyed)
+
+    def _on_destroyed(self, *_args: Any) -> None:
+        self._flush_draft(warn=False)
+        for signal, slot in (
+            (self.session.current_changed, self._on_current_changed),
+            (self.session.dataset_changed, self._on_dataset_changed),
+            (self.session.model_changed, self._on_model_changed),
+            (self.session.predictions_changed, self._update_image_label),
+            (self.viewer.layers.events.removed, self._on_layer_removed),
+            (self.viewer.events.theme, self._on_theme),
+        ):
+            try:
+                signal.disconnect(slot)
+            except (TypeError, ValueError, RuntimeError):
+                pass
+
+    # ----------------------------------------------------------------- project
+    def corrections_store(self) -> Any:
+        """The project's :class:`~napari_nuclei_unet.core.finetune.CorrectionStore`."""
+        from napari_nuclei_unet.core.finetune import CorrectionStore
+
+        return CorrectionStore(self.project)
+
+    def model_versions(self) -> Any:
+        """The project's :class:`~napari_nuclei_unet.core.finetune.ModelVersions`."""
+        from napari_nuclei_unet.core.finetune import ModelVersions
+
+        return ModelVersions(self.project)
+
+    def set_project(self, folder: str | Path, *, remember: bool = True) -> bool:
+        """Use ``folder`` as the project (created on the first save) and list its contents.
+
+        Parameters
+        ----------
+        folder : str or pathlib.Path
+            The project folder.
+        remember : bool, optional
+            Reopen it next time napari starts.
+
+        Returns
+        -------
+        bool
+            False when refused (a round is running, or the folder holds a broken
+            project index); a notification says why.
+        """
+        from napari_nuclei_unet.core.finetune import CorrectionStore
+
+        folder = Path(folder).expanduser().absolute()
+        if self.is_finetuning():
+            notify("Wait for the fine-tuning round to finish before changing the project.")
+            return False
+        if folder.exists() and not folder.is_dir():
+            notify(f"{folder} is a file, not a folder: choose a folder for the project.",
+                   warning=True)
+            return False
+        try:
+            CorrectionStore(folder)  # reads the index, repairs an interrupted save
+        except (ValueError, OSError) as exc:
+            notify_error(exc, f"Opening the project {folder}")
+            return False
+        self._flush_draft(warn=True)
+        self._end_edit()
+        self.project = folder
+        self.project_edit.setText(str(folder))
+        self.project_edit.setToolTip(str(folder))
+        self.project_edit.setCursorPosition(0)
+        if remember:
+            try:
+                remember_project_dir(folder)
+            except OSError as exc:
+                notify_error(exc, "Remembering the project folder")
+        self.scores_table.set_changes([])
+        self.summary_label.setText("")
+        self.refresh()
+        return True
+
+    def corrections(self) -> list[Any]:
+        """The corrections of the project (``core.finetune.Correction``), sorted by id."""
+        try:
+            return self.corrections_store().list()
+        except (ValueError, OSError) as exc:
+            notify_error(exc, "Reading the project")
+            return []
+
+    def versions(self) -> list[Any]:
+        """The model versions of the project (``core.finetune.ModelVersion``), oldest first."""
+        try:
+            return self.model_versions().list()
+        except OSError as exc:
+            notify_error(exc, "Reading the model versions")
+            return []
+
+    def current_version(self) -> Any:
+        """The project version the session's model was loaded from, or None."""
+        return version_of_model(self.session.model, self.versions())
+
+    def refresh(self) -> None:
+        """List the corrections and versions again and update every label."""
+        corrections = self.corrections()
+        self.corrections_table.set_corrections(corrections)
+        drafts = DraftStore(self.project).ids()
+        text = f"{len(corrections)} image(s)"
+        if drafts:
+            text += f" · {len(drafts)} draft(s) not added yet"
+        self.corrections_label.setText(text)
+        versions = self.versions()
+        current = version_of_model(self.session.model, versions)
+        self.versions_table.set_versions(versions, None if current is None else current.name)
+        self.versions_label.setText(
+            "No round yet: the first one records the current model as v000."
+            if not versions else f"{len(versions)} version(s); ● marks the one in use."
+        )
+        self._update_model_label(current)
+        self._update_image_label()
+        self._update_buttons()
+
+    def _choose_project(self) -> None:
+        folder = QFileDialog.getExistingDirectory(
+            self, "Choose a project folder (an empty one starts a new project)", str(self.project)
+        )
+        if folder:
+            self.set_project(folder)
+
+    def _open_project_folder(self) -> None:
+        self.project.mkdir(parents=True, exist_ok=True)
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.project)))
+
+    # --------------------------------------------------------------- correcting
+    def _current_sample(self) -> Any:
+        sample_id = self.session.current_id
+        return None if sample_id is None else self.session.samples.get(sample_id)
+
+    def current_prediction(self) -> np.ndarray | None:
+        """The predicted nuclei of the shown image (as the Compare dock shows them), or None."""
+        from napari_nuclei_unet.widgets._compare_layers import PREDICTION_LAYER
+        from napari_nuclei_unet.widgets.compare_widget import predicted_labels
+
+        sample = self._current_sample()
+        if sample is None:
+            return None
+        layer = find_layer(self.viewer, PREDICTION_LAYER)
+        if layer is not None and layer.metadata.get(SAMPLE_ID_KEY) == sample.id:
+            return np.asarray(layer.data)
+        prob = self.session.probabilities.get(sample.id)
+        if prob is None:
+            return None
+        return predicted_labels(prob, threshold=self.session.threshold,
+                                instance_method=self.session.instance_method)
+
+    def edit_prediction(self) -> Any:
+        """Copy the shown prediction into an editable Labels layer, in paint mode.
+
+        Returns
+        -------
+        napari.layers.Labels or None
+            The layer (:data:`~._retrain_editing.CORRECTION_LAYER`), or None when
+            there is no image or no prediction (a notification says what to do).
+        """
+        sample = self._current_sample()
+        if sample is None:
+            notify(NO_IMAGE, warning=True)
+            return None
+        labels = self.current_prediction()
+        if labels is None:
+            notify(NO_PREDICTION, warning=True)
+            return None
+        self._keep_unsaved_edits()
+        layer = editing.promote_prediction(self.viewer, labels, sample, start=START_PREDICTION)
+        start = np.array(layer.data, copy=True)
+        self._begin_edit(editing.EditState(sample, layer, layer.data, START_PREDICTION, start,
+                                           start))
+        return layer
+
+    def edit_label_mask(self) -> Any:
+        """Select the label mask of the shown image in paint mode.
+
+        Returns
+        -------
+        napari.layers.Labels or None
+            The label-mask layer, or None when no image is shown.
+        """
+        state = self._label_mask_state()
+        if state is None:
+            notify(NO_IMAGE, warning=True)
+            return None
+        editing.remove_correction_layer(self.viewer)
+        layer = editing.edit_label_mask(self.viewer)
+        if self._edit is None or self._edit.layer is not layer or not self._edit.shows_sample():
+            self._keep_unsaved_edits()
+            self._begin_edit(state)
+        return layer
+
+    def _label_mask_state(self) -> editing.EditState | None:
+        """An edit of the label mask of the shown image (None when none is shown)."""
+        sample = self._current_sample()
+        layer = find_layer(self.viewer, LABELS_LAYER)
+        if sample is None or layer is None or layer.metadata.get(SAMPLE_ID_KEY) != sample.id:
+            return None
+        original = np.asarray(sample.labels)
+        if original.shape != np.shape(layer.data):
+            original = np.array(layer.data, copy=True)
+        return editing.EditState(sample, layer, layer.data, START_LABEL, original, original)
+
+    def continue_draft(self) -> Any:
+        """Show the draft of the shown image in the editable layer, in paint mode.
+
+        Returns
+        -------
+        napari.layers.Labels or None
+            The layer, or None when the image has no (usable) draft.
+        """
+        sample = self._current_sample()
+        draft = None if sample is None else DraftStore(self.project).load(sample.id)
+        if draft is None:
+            notify("This image has no draft correction.", warning=True)
+            return None
+        if draft.labels.shape != sample.image.shape[:2]:
+            notify(f"The draft of {short_id(sample.id)} is {draft.labels.shape[1]} x "
+                   f"{draft.labels.shape[0]} pixels but the image is {sample.image.shape[1]} x "
+                   f"{sample.image.shape[0]}: it belongs to another image of that name.",
+                   warning=True)
+            return None
+        self._end_edit()
+        layer = editing.promote_prediction(self.viewer, draft.labels, sample, start=draft.start)
+        start = self._start_labels_of(sample, draft.start, layer.data)
+        self._begin_edit(editing.EditState(sample, layer, layer.data, draft.start, start, None))
+        return layer
+
+    def _start_labels_of(self, sample: Any, start: str, fallback: np.ndarray) -> np.ndarray:
+        if start == START_LABEL and np.shape(sample.labels) == np.shape(fallback):
+            return np.asarray(sample.labels)
+        prediction = self.current_prediction()
+        if prediction is not None and prediction.shape == np.shape(fallback):
+            return np.array(prediction, copy=True)
+        return np.zeros(np.shape(fallback), np.int32)  # unknown: count it as edited
+
+    def _keep_unsaved_edits(self) -> None:
+        """Save unsaved edits as a draft before another correction is started."""
+        if self._edit is not None and self._flush_draft(warn=False):
+            notify(f"Your unsaved corrections of {short_id(self._edit.sample.id)} were kept as "
+                   "a draft ('Continue draft' brings them back).")
+
+    def _begin_edit(self, state: editing.EditState) -> None:
+        self._end_edit()
+        self._edit = state
+        state.layer.events.paint.connect(self._on_paint)
+        self._update_image_label()
+        self._update_buttons()
+
+    def _end_edit(self) -> None:
+        self._draft_timer.stop()
+        state, self._edit = self._edit, None
+        if state is None:
+            return
+        try:
+            state.layer.events.paint.disconnect(self._on_paint)
+        except (TypeError, ValueError, RuntimeError):
+            pass
+
+    def has_unsaved_edits(self) -> bool:
+        """Whether the mask being corrected has edits not added to the training set."""
+        return self._edit is not None and self._edit.is_dirty()
+
+    def _on_paint(self, _event: Any = None) -> None:
+        self._draft_timer.start()
+        self._update_image_label()
+
+    def _autosave_draft(self) -> None:
+        state = self._edit
+        if state is None or not state.is_dirty():
+            return
+        try:
+            DraftStore(self.project).save(state.sample.id, state.current_labels(), state.start)
+        except OSError as exc:
+            notify_error(exc, "Saving a draft of your corrections")
+            return
+        self._update_image_label()
+
+    def _flush_draft(self, *, warn: bool) -> bool:
+        """Save the edit's unsaved labels as a draft now; return whether one was written."""
+        self._draft_timer.stop()
+        state = self._edit
+        if state is None or not state.is_dirty():
+            return False
+        try:
+            DraftStore(self.project).save(state.sample.id, state.current_labels(), state.start)
+        except OSError as exc:
+            notify_error(exc, f"Saving your corrections of {short_id(state.sample.id)}")
+            return False
+        if warn:
+            notify(
+                f"Your corrections of {short_id(state.sample.id)} are not in the training set "
+                "yet. They were kept as a draft: show that image again and click 'Continue "
+                "draft', then 'Add to training set'.",
+                warning=True,
+            )
+        return True
+
+    def _on_current_changed(self, sample_id: str | None) -> None:
+        state = self._edit
+        if state is not None and state.sample.id != sample_id:
+            self._flush_draft(warn=True)
+            self._end_edit()
+            if state.layer.name == editing.CORRECTION_LAYER:
+                editing.remove_correction_layer(self.viewer)
+            self.refresh()
+        else:
+            self._update_image_label()
+            self._update_buttons()
+
+    def _on_dataset_changed(self) -> None:
+        self._on_current_changed(None)
+
+    def _on_layer_removed(self, event: Any) -> None:
+        state = self._edit
+        if state is not None and getattr(event, "value", None) is state.layer:
+            self._flush_draft(warn=True)
+            self._end_edit()
+            self.refresh()
+
+    def add_to_training_set(self) -> WorkerBase | None:
+        """Save the shown image and its corrected nuclei in the project (in a worker).
+
+        The mask saved is the one being corrected; when nothing is being corrected,
+        the label mask as shown (hand edits included). The correction replaces an
+        earlier one of the same image.
+
+        Returns
+        -------
+        WorkerBase or None
+            The saving worker, or None when there is nothing to save.
+        """
+        from napari_nuclei_unet.core.finetune import safe_sample_id
+
+        sample = self._current_sample()
+        state = self._edit
+        if state is None or state.sample.id != getattr(sample, "id", None):
+            state = self._label_mask_state()  # nothing being corrected: the label mask as shown
+            if state is None:
+                notify(NO_IMAGE, warning=True)
+                return None
+            self._begin_edit(state)
+        labels = np.array(state.current_labels(), copy=True)
+        if labels.max(initial=0) <= 0:
+            notify("The mask is empty: paint at least one nucleus before adding the image.",
+                   warning=True)
+            return None
+        edited = state.was_edited() or state.start == START_LABEL
+        source = "label" if edited else "prediction"
+        note = f"started from the {state.start}" + (", edited by hand" if state.was_edited()
+                                                   else "")
+        sample_id = safe_sample_id(sample.id)
+
+        def saved(correction: Any) -> None:
+            current = self._edit
+            if current is state and current.current_labels().shape == labels.shape:
+                if np.array_equal(current.current_labels(), labels):
+                    current.mark_added()
+                else:  # painted on during the save: the new strokes are still unsaved
+                    current.baseline = labels
+            notify(f"{short_id(sample.id)} added to the training set ({correction.n_nuclei} "
+                   f"nuclei). {len(self.corrections())} image(s) in the project.")
+            self.refresh()
+            self.corrections_table.select_key(correction.id)
+
+        worker = self.session.jobs.start(
+            SAVE_JOB, _save_correction, self.project, sample_id, sample.image, labels, source,
+            note, on_returned=saved, on_finished=self._update_buttons,
+            action=f"Saving the correction of {short_id(sample.id)}", viewer=self.viewer,
+            description="Saving a corrected mask",
+        )
+        self._update_buttons()
+        return worker
+
+    def remove_correction(self, sample_id: str) -> Path | None:
+        """Take ``sample_id`` out of the training set (its files go to ``removed/``).
+
+        Returns
+        -------
+        pathlib.Path or None
+            Where the files went, or None when it could not be removed.
+        """
+        try:
+            target = self.corrections_store().remove(sample_id)
+        except (KeyError, ValueError, OSError) as exc:
+            notify_error(exc, f"Removing {short_id(sample_id)}")
+            return None
+        notify(f"{short_id(sample_id)} was taken out of the training set; its files are kept "
+               f"in {target.parent}.")
+        self.refresh()
+        return target
+
+    def _remove_selected(self) -> None:
+        sample_id = self.corrections_table.selected_key()
+        if sample_id is None:
+            notify("Select a corrected image in the list first.")
+            return
+        self.remove_correction(sample_id)
+
+    def _on_correction_double_clicked(self, row: int, _column: int) -> None:
+        item = self.corrections_table.item(row, 0)
+        if item is not None:
+            self.show_sample_id(item.data(Qt.ItemDataRole.UserRole))
+
+    def show_sample_id(self, sample_id: str) -> bool:
+        """Show a loaded image (as the Data panel does); return False when it is not loaded."""
+        sample = self.session.samples.get(sample_id)
+        if sample is None:
+            notify(f"{short_id(sample_id)} is not among the loaded images: open its dataset "
+                   "in the Data panel to see it.")
+            return False
+        try:
+            show_sample(self.viewer, sample)
+            self.session.current_id = sample.id
+            self.session.current_changed.emit(sample.id)
+        except Exception as exc:  # never a traceback dialog for a click
+            notify_error(exc, f"Showing image {short_id(sample_id)}")
+            return False
+        return True
+
+    # -------------------------------------------------------------- fine-tuning
+    def is_finetuning(self) -> bool:
+        """Whether a fine-tuning round runs for this viewer."""
+        return self.session.jobs.is_running(FINETUNE_JOB)
+
+    def _base_model(self) -> Any:
+        """What the round starts from: the matching project version, else the model file."""
+        version = self.current_version()
+        return version if version is not None else Path(self.session.model.path)
+
+    def start_finetune(self) -> WorkerBase | None:
+        """Start a fine-tuning round from the session's model (in a worker).
+
+        Returns
+        -------
+        WorkerBase or None
+            The worker, or None when refused (a round or training already runs, no
+            model, no corrections); a notification says why.
+        """
+        from napari_nuclei_unet.core.finetune import safe_sample_id
+        from napari_nuclei_unet.widgets.train_widget import gui_cpu_threads
+
+        if self.is_finetuning():
+            notify(BUSY_FINETUNE)
+            return None
+        if self.session.jobs.is_running("training"):
+            notify(BUSY_TRAINING)
+            return None
+        model = self.session.model
+        if model is None:
+            notify(NO_MODEL, warning=True)
+            return None
+        if getattr(model, "path", None) is None or getattr(model, "config", None) is None:
+            notify(NO_MODEL_FILE, warning=True)
+            return None
+        ids = [c.id for c in self.corrections()]
+        if not ids:
+            notify(NO_CORRECTIONS, warning=True)
+            return None
+        if self.has_unsaved_edits():
+            notify(f"Your latest edits of {short_id(self._edit.sample.id)} are not in the "
+                   f"training set: this round learns from the {len(ids)} image(s) added so far.")
+        taken = set(ids)
+        original = [s for s in self.session.samples.values()
+                    if getattr(s, "has_labels", True) and safe_sample_id(s.id) not in taken]
+        overrides = {"epochs": self.epochs_spin.value(), "steps_per_epoch": self.steps_spin.value(),
+                     "num_threads": gui_cpu_threads(), "device": "auto"}
+        base = self._base_model()
+        self._stop_event.clear()
+        self._done_event.clear()
+        worker = self.session.jobs.start(
+            FINETUNE_JOB, _run_finetune, self.project, base, ids, original,
+            float(self.ratio_spin.value()), overrides, self._stop_event.is_set,
+            self._done_event,
+            on_yielded=self._on_update, on_returned=self._on_result,
+            on_finished=self._on_finished, action="Fine-tuning", viewer=self.viewer,
+            description=f"Fine-tuning on {len(ids)} corrected image(s) into {self.project}",
+            cancel=self.stop_and_wait,
+        )
+        if worker is None:
+            self._done_event.set()
+            return None
+        self._closing = False
+        self._outcome = None
+        self._epochs = int(overrides["epochs"])
+        self.curves.clear()
+        self.curves.set_planned_epochs(self._epochs)
+        self.progress.setValue(0)
+        self.progress.setFormat("starting …")
+        mix = (f"mixed with up to {len(original)} original image(s)" if original
+               else "no original images loaded: corrections only")
+        self.status_label.setText(f"Learning from {len(ids)} corrected image(s), {mix}.")
+        self._update_buttons()
+        return worker
+
+    def stop(self) -> None:
+        """Stop the running round at its next step (nothing is saved, the model stays)."""
+        if not self.is_finetuning():
+            return
+        self._stop_event.set()
+        self.stop_button.setEnabled(False)
+        self.status_label.setText("Stopping …")
+
+    def stop_and_wait(self, timeout: float = CLOSE_TIMEOUT_S) -> bool:
+        """Stop the round and wait for it to end (napari closing); True when it ended."""
+        self._closing = True
+        self._stop_event.set()
+        return self._done_event.wait(timeout)
+
+    def _on_update(self, update: Any) -> None:
+        from napari_nuclei_unet.widgets.train_widget import format_duration
+
+        if self._closing:
+            return
+        if isinstance(update, Progress):
+            before = update.stage == "score-before"
+            share = update.done / max(1, update.total)
+            self.progress.setValue(int(100 * share) if before else 900 + int(100 * share))
+            what = "current" if before else "fine-tuned"
+            self.progress.setFormat(f"scoring with the {what} model · {update.done}/{update.total}")
+        elif hasattr(update, "step"):  # TrainStep
+            now = time.monotonic()
+            if now - self._last_step_ui < 0.25 and update.step < update.steps:
+                return
+            self._last_step_ui = now
+            done = (update.epoch - 1) * update.steps + update.step
+            total = max(1, update.epochs * update.steps)
+            self.progress.setValue(100 + int(800 * done / total))
+            self.progress.setFormat(
+                f"epoch {update.epoch}/{update.epochs} · step {update.step}/{update.steps}")
+            self.status_label.setText(
+                f"loss {update.loss:.3f} · about {format_duration(update.eta_s)} left")
+        elif hasattr(update, "train_loss"):  # EpochEnd
+            self.curves.add_epoch(update)
+
+    def _on_result(self, outcome: tuple[Any, Any]) -> None:
+        result, loaded = outcome
+        if self._closing:
+            return
+        self._outcome = "stopped" if result.cancelled or loaded is None else "finished"
+        if self._outcome == "stopped":
+            notify("Fine-tuning stopped: nothing was saved and the model is unchanged.")
+            return
+        self.last_result = result
+        version = result.version
+        self.show_scores(result.corrected, title=f"{version.name}: IoU of the corrected images "
+                                                 "before and after the round")
+        self.session.set_model(loaded)  # clears the old predictions, refreshes the docks
+        before = result.mean_iou("corrected", "before")
+        after = result.mean_iou("corrected", "after")
+        notify(f"Fine-tuning finished: {version.name} is now the model (mean IoU on the "
+               f"corrected images {before:.3f} → {after:.3f}). Nothing was overwritten.")
+        self.refresh()
+        self.versions_table.select_key(version.name)
+        self.predict_corrected()
+
+    def _on_finished(self) -> None:
+        if self._closing:
+            return
+        if self._outcome == "finished":
+            self.progress.setValue(1000)
+        self.progress.setFormat(self._outcome or "failed")
+        self.status_label.setText(f"Project: {self.project}")
+        self._update_buttons()
+
+    def show_scores(self, changes: Sequence[Any], *, title: str) -> None:
+        """Fill the before/after table (``ScoreChange`` objects or their dicts)."""
+        self.scores_table.set_changes(list(changes))
+        self.scores_title.setText(title)
+        rows = [c if isinstance(c, dict) else c.to_dict() for c in changes]
+        if not rows:
+            self.summary_label.setText("")
+            return
+        before = float(np.mean([r["iou_before"] for r in rows]))
+        after = float(np.mean([r["iou_after"] for r in rows]))
+        better = sum(r["iou_after"] - r["iou_before"] > 0.005 for r in rows)
+        worse = sum(r["iou_after"] - r["iou_before"] < -0.005 for r in rows)
+        color = change_color(after - before)
+        self.summary_label.setText(
+            f"Mean IoU {before:.3f} → <b><span style='color:{color}'>{after:.3f}</span></b>"
+            f" · {better} better, {worse} worse, {len(rows) - better - worse} unchanged"
+        )
+
+    def predict_corrected(self) -> WorkerBase | None:
+        """Predict the loaded corrected images and the shown one with the session's model.
+
+        Runs the Compare dock's prediction job, so the Compare dock and the IoU
+        panel update by themselves. Waits for a prediction already running.
+
+        Returns
+        -------
+        WorkerBase or None
+            The prediction worker, or None (nothing loaded to predict, or queued
+            behind a running prediction).
+        """
+        from napari_nuclei_unet.core.finetune import safe_sample_id
+        from napari_nuclei_unet.widgets.compare_widget import PREDICT_JOB, start_prediction_job
+
+        running = self.session.jobs.running(PREDICT_JOB)
+        if running is not None:
+            running.finished.connect(lambda: QTimer.singleShot(0, self.predict_corrected))
+            return None
+        corrected = {c.id for c in self.corrections()}
+        samples = [s for s in self.session.samples.values() if safe_sample_id(s.id) in corrected]
+        current = self._current_sample()
+        if current is not None and current not in samples:
+            samples.append(current)
+        if not samples or self.session.model is None:
+            return None
+
+        def progress(update: Any) -> None:
+            if isinstance(update, Progress) and not self.is_finetuning():
+                self.status_label.setText(
+                    f"Predicting with the new model: {update.done}/{update.total} image(s)")
+
+        def done(_result: Any) -> None:
+            if not self.is_finetuning():
+                self.status_label.setText(f"Project: {self.project}")
+            self._update_image_label()
+
+        return start_prediction_job(self.viewer, samples, on_progress=progress, on_done=done)
+
+    # ----------------------------------------------------------------- versions
+    def use_version(self, name: str) -> WorkerBase | None:
+        """Make project version ``name`` the session's model (loaded in a worker).
+
+        Parameters
+        ----------
+        name : str
+            ``"v000"``, ``"v001"``...
+
+        Returns
+        -------
+        WorkerBase or None
+            The loading worker, or None when refused.
+        """
+        if self.is_finetuning():
+            notify("Wait for the fine-tuning round to finish before switching versions.")
+            return None
+        try:
+            version = self.model_versions().get(name)
+        except KeyError as exc:
+            notify(str(exc).strip("'\""), warning=True)
+            return None
+
+        def use(loaded: Any) -> None:
+            self.session.set_model(loaded)
+            notify(f"Now using model {version.name}; the corrected images are predicted again.")
+            self.refresh()
+            self.predict_corrected()
+
+        return self.session.jobs.start(
+            LOAD_MODEL_JOB, _load_version, version, on_returned=use,
+            action=f"Loading model {version.name}", viewer=self.viewer,
+        )
+
+    def _use_selected(self) -> None:
+        name = self.versions_table.selected_key()
+        if name is None:
+            notify("Select a version in the list first.")
+            return
+        self.use_version(name)
+
+    def _on_version_selected(self) -> None:
+        name = self.versions_table.selected_key()
+        if name is None:
+            return
+        version = next((v for v in self.versions() if v.name == name), None)
+        if version is None or version.is_base:
+            self._update_buttons()
+            return
+        changes = (version.info.get("scores") or {}).get("corrected") or []
+        base = version.info.get("base_model", "?")
+        if base == "default":
+            base = "the default model"
+        self.show_scores(changes, title=f"{version.name}: IoU of the corrected images with "
+                                        f"{base} (before) and {version.name} (after)")
+        self._update_buttons()
+
+    # -------------------------------------------------------------- labels etc.
+    def _on_model_changed(self) -> None:
+        versions = self.versions()
+        current = version_of_model(self.session.model, versions)
+        self.versions_table.set_versions(versions, None if current is None else current.name)
+        self._update_model_label(current)
+        self._update_buttons()
+
+    def _update_model_label(self, current: Any = None) -> None:
+        model = self.session.model
+        if model is None:
+            text = "No model loaded: load one in the Model panel (or the Compare panel)."
+        elif current is not None:
+            text = f"Model in use: <b>{current.name}</b> of this project."
+        else:
+            path = getattr(model, "path", None)
+            name = "unsaved model" if path is None else Path(path).stem
+            if path is not None and Path(path).name == "default.safetensors":
+                name = "default model"
+            text = (f"Model in use: <b>{name}</b> (the first round records it as v000)."
+                    if not self.versions() else
+                    f"Model in use: <b>{name}</b> (not a version of this project).")
+        self.model_label.setText(text)
+
+    def _update_image_label(self, *_args: Any) -> None:
+        sample = self._current_sample()
+        if sample is None:
+            self.image_label.setText(NO_IMAGE)
+            self.draft_button.setVisible(False)
+            return
+        from napari_nuclei_unet.core.finetune import safe_sample_id
+
+        parts = [f"Image <b>{short_id(sample.id)}</b>"]
+        store = self.corrections_store()
+        correction_id = safe_sample_id(sample.id)
+        if correction_id in store:
+            try:
+                saved = local_time(store.get(correction_id).updated)
+            except KeyError:
+                saved = ""
+            parts.append(f"in the training set (saved {saved})" if saved
+                         else "in the training set")
+        else:
+            parts.append("not in the training set")
+        state = self._edit
+        editing_it = state is not None and state.sample.id == sample.id
+        if editing_it:
+            on_copy = state.layer.name == editing.CORRECTION_LAYER
+            what = "prediction copy" if on_copy else "label mask"
+            parts.append(f"editing the {what}" + (" · <b>unsaved edits</b>" if state.is_dirty()
+                                                  else ""))
+        has_draft = DraftStore(self.project).has(sample.id)
+        if has_draft and not editing_it:
+            parts.append("a draft correction is waiting")
+        self.image_label.setText(" · ".join(parts))
+        self.image_label.setTextFormat(Qt.TextFormat.RichText)
+        self.draft_button.setVisible(has_draft and not editing_it)
+
+    def _update_buttons(self) -> None:
+        running = self.is_finetuning()
+        self.finetune_button.setEnabled(not running)
+        self.stop_button.setEnabled(running and not self._stop_event.is_set())
+        self.choose_button.setEnabled(not running)
+        self.use_button.setEnabled(not running and self.versions_table.selected_key() is not None)
+        self.remove_button.setEnabled(self.corrections_table.selected_key() is not None)
+        self.add_button.setEnabled(not self.session.jobs.is_running(SAVE_JOB))
+
+    def _on_theme(self, *_args: Any) -> None:
+        self.curves.set_theme(getattr(self.viewer, "theme", "dark"))

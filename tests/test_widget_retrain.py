@@ -1,0 +1,288 @@
+"""The Retrain dock: correct a mask, add it to the project, fine-tune, switch versions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from _widget_helpers import capture_notifications, wait_worker
+
+pytestmark = pytest.mark.gui
+
+SHAPE = (64, 64)
+
+
+def make_samples(n: int = 4):
+    from napari_nuclei_unet.core.dataset import Sample
+    from napari_nuclei_unet.core.synthetic import STYLES, make_synthetic_sample
+
+    samples = []
+    for k in range(n):
+        style = STYLES[k % len(STYLES)]
+        image, masks = make_synthetic_sample(style, shape=SHAPE, seed=20 + k)
+        labels = np.zeros(SHAPE, np.int32)
+        for i, mask in enumerate(masks, start=1):
+            labels[mask] = i
+        samples.append(Sample(f"{style}-{k}", image, labels, style))
+    return samples
+
+
+def fake_probability(sample) -> np.ndarray:
+    """The label mask shifted by 3 px, one nucleus missed: a prediction worth correcting."""
+    prob = np.where(np.roll(sample.labels > 0, 3, axis=1), 0.9, 0.05).astype(np.float32)
+    prob[sample.labels == 1] = 0.05
+    return prob
+
+
+@pytest.fixture
+def user_dirs(tmp_path, monkeypatch):
+    """Config and data folders of a pretend user (never the real ones)."""
+    monkeypatch.setenv("NUCLEI_UNET_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("NUCLEI_UNET_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path
+
+
+@pytest.fixture
+def tiny_model(tmp_path):
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint, save_checkpoint
+    from napari_nuclei_unet.core.config import TrainConfig
+    from napari_nuclei_unet.core.model import UNet
+
+    config = TrainConfig(base_width=4, depth=2, crop_size=32, batch_size=2, num_threads=1,
+                         amp=False, device="cpu")
+    path = save_checkpoint(tmp_path / "base.safetensors", UNet(3, 4, 2), config, {})
+    return load_checkpoint(path)
+
+
+def show(viewer, session, sample):
+    from napari_nuclei_unet.widgets._layers import show_sample
+
+    show_sample(viewer, sample)
+    session.current_id = sample.id
+    session.current_changed.emit(sample.id)
+
+
+@pytest.fixture
+def retrain(make_napari_viewer, qtbot, user_dirs, tiny_model):
+    from napari_nuclei_unet.widgets._session import session_for
+    from napari_nuclei_unet.widgets.compare_widget import show_prediction
+    from napari_nuclei_unet.widgets.retrain_widget import RetrainWidget
+
+    viewer = make_napari_viewer()
+    session = session_for(viewer)
+    samples = make_samples()
+    session.samples.update({s.id: s for s in samples})
+    session.set_model(tiny_model)
+    session.probabilities.update({s.id: fake_probability(s) for s in samples})
+    dock = RetrainWidget(viewer)
+    viewer.window.add_dock_widget(dock, name="Retrain")
+    project = user_dirs / "project"
+    assert dock.set_project(project)
+    show(viewer, session, samples[0])
+    show_prediction(viewer, samples[0])
+    yield viewer, dock, session, samples, project
+    if dock.is_finetuning():
+        dock.stop()
+        wait_worker(qtbot, session.jobs.running("fine-tuning"), timeout=120_000)
+    for kind in ("predict", "load model", "save correction"):
+        wait_worker(qtbot, session.jobs.running(kind))
+
+
+def paint_square(layer, value: int, box=(slice(5, 15), slice(40, 50))) -> None:
+    """What a brush stroke does: change the data in place, then emit ``paint``."""
+    layer.data[box] = value
+    layer.refresh()
+
+
+def add(qtbot, dock):
+    worker = dock.add_to_training_set()
+    assert worker is not None
+    wait_worker(qtbot, worker)
+
+
+# ------------------------------------------------------------------------ tests
+def test_default_project_and_shortcuts_hint(make_napari_viewer, user_dirs):
+    from napari.utils.shortcuts import default_shortcuts
+
+    from napari_nuclei_unet.widgets.retrain_widget import RetrainWidget
+
+    dock = RetrainWidget(make_napari_viewer())
+    assert dock.project == user_dirs / "data" / "projects" / "default"
+    assert not dock.project.exists()  # nothing written until something is saved
+    hint = dock.keys_label.text()
+    for action, key in (("paint", "P"), ("fill", "F"), ("erase", "E")):
+        keys = [str(k) for k in default_shortcuts[f"napari:activate_labels_{action}_mode"]]
+        assert key in keys and f"<b>{key}</b> {action}" in hint
+    assert "M" in [str(k) for k in default_shortcuts["napari:new_label"]]
+
+
+def test_promote_prediction_paint_add_and_reopen(retrain, qtbot, make_napari_viewer):
+    from napari_nuclei_unet.core.dataset import DSBDataset
+    from napari_nuclei_unet.widgets._compare_layers import PREDICTION_LAYER
+    from napari_nuclei_unet.widgets._retrain_editing import CORRECTION_LAYER
+    from napari_nuclei_unet.widgets.retrain_widget import RetrainWidget
+
+    viewer, dock, session, samples, project = retrain
+    sample = samples[0]
+    predicted = np.array(viewer.layers[PREDICTION_LAYER].data)
+    layer = dock.edit_prediction()
+    assert layer is viewer.layers[CORRECTION_LAYER]
+    assert viewer.layers.selection.active is layer and layer.mode == "paint"
+    assert layer.selected_label == predicted.max() + 1  # paints a new nucleus
+    assert np.array_equal(layer.data, predicted) and layer.data is not predicted
+    assert not dock.has_unsaved_edits()
+    paint_square(layer, 99)
+    assert dock.has_unsaved_edits()
+    assert np.array_equal(viewer.layers[PREDICTION_LAYER].data, predicted)  # a copy was edited
+
+    add(qtbot, dock)
+    folder = project / "corrections" / sample.id
+    assert (folder / "images" / f"{sample.id}.png").is_file()
+    masks = sorted((folder / "masks").glob("*.png"))
+    assert len(masks) == len(np.unique(layer.data)) - 1
+    assert not dock.has_unsaved_edits()
+    assert dock.corrections_table.keys() == [sample.id]
+    assert dock.corrections_table.item(0, 2).text() == "prediction, edited"
+    loaded = DSBDataset.open(project / "corrections").load(sample.id)
+    assert np.array_equal(loaded.labels > 0, layer.data > 0)
+
+    # napari restarted: a new dock reopens the same project and lists the correction
+    again = RetrainWidget(make_napari_viewer())
+    assert again.project == project
+    assert again.corrections_table.keys() == [sample.id]
+    assert again.corrections_table.item(0, 1).text() == str(len(masks))
+
+
+def test_edit_label_mask_and_add_without_painting(retrain, qtbot):
+    from napari_nuclei_unet.widgets._layers import LABELS_LAYER
+
+    viewer, dock, session, samples, project = retrain
+    layer = dock.edit_label_mask()
+    assert layer is viewer.layers[LABELS_LAYER]
+    assert viewer.layers.selection.active is layer and layer.mode == "paint"
+    paint_square(layer, 0, (slice(0, 64), slice(0, 20)))  # erase part of it
+    assert dock.has_unsaved_edits()
+    add(qtbot, dock)
+    (correction,) = dock.corrections()
+    assert correction.source == "label"
+    assert np.array_equal(samples[0].labels, session.samples[samples[0].id].labels)  # truth kept
+
+
+def test_switching_image_keeps_unsaved_edits_as_draft(retrain, qtbot):
+    from napari_nuclei_unet.widgets._retrain_editing import CORRECTION_LAYER
+
+    viewer, dock, session, samples, project = retrain
+    layer = dock.edit_prediction()
+    paint_square(layer, 42)
+    painted = np.array(layer.data)
+    with capture_notifications() as notes:
+        show(viewer, session, samples[1])
+    assert notes.any("kept as a draft")
+    assert (project / "drafts" / f"{samples[0].id}.npz").is_file()
+    assert CORRECTION_LAYER not in viewer.layers  # no stale mask over the other image
+    assert not dock.draft_button.isVisibleTo(dock)
+
+    show(viewer, session, samples[0])
+    assert dock.draft_button.isVisibleTo(dock)
+    layer = dock.continue_draft()
+    assert np.array_equal(layer.data, painted)
+    assert dock.has_unsaved_edits()
+    add(qtbot, dock)
+    assert not (project / "drafts" / f"{samples[0].id}.npz").exists()
+    assert dock.corrections_table.keys() == [samples[0].id]
+
+
+def test_remove_keeps_files(retrain, qtbot):
+    viewer, dock, session, samples, project = retrain
+    dock.edit_label_mask()
+    add(qtbot, dock)
+    target = dock.remove_correction(samples[0].id)
+    assert target is not None and (target / "masks").is_dir()
+    assert dock.corrections() == [] and dock.corrections_table.rowCount() == 0
+
+
+def test_finetune_makes_a_version_and_switches_back(retrain, qtbot):
+    from napari_nuclei_unet.widgets.iou_panel import IoUPanel
+
+    viewer, dock, session, samples, project = retrain
+    panel = IoUPanel(viewer)
+    viewer.window.add_dock_widget(panel, name="IoU panel")
+    base_path = session.model.path
+    for sample in samples[:2]:
+        show(viewer, session, sample)
+        paint_square(dock.edit_label_mask(), 7)
+        add(qtbot, dock)
+    assert len(dock.corrections()) == 2
+    dock.epochs_spin.setValue(2)
+    dock.steps_spin.setValue(2)
+    dock.ratio_spin.setValue(0.5)
+
+    with capture_notifications() as notes:
+        worker = dock.start_finetune()
+        assert worker is not None
+        assert dock.start_finetune() is None  # a second round is refused
+        wait_worker(qtbot, worker, timeout=120_000)
+    assert notes.any("already running")
+    assert notes.any("v001 is now the model")
+    assert [v.name for v in dock.versions()] == ["v000", "v001"]
+    assert Path(session.model.path) == project / "versions" / "v001" / "model.safetensors"
+    assert dock.current_version().name == "v001"
+    assert len(dock.curves.points("train_loss")) == 2
+    assert dock.progress.format() == "finished"
+    # before/after table: one row per corrected image
+    table = dock.scores_table
+    assert sorted(table.keys()) == sorted(s.id for s in samples[:2])
+    for row in range(table.rowCount()):
+        delta = float(table.cell_text(row, 2)) - float(table.cell_text(row, 1))
+        assert table.cell_text(row, 3).startswith(("+", "-", "±"))
+        assert abs(delta) < 1.0
+    # the corrected images were predicted again and the IoU panel refreshed itself
+    wait_worker(qtbot, session.jobs.running("predict"), timeout=60_000)
+    qtbot.waitUntil(lambda: panel.proxy.rowCount() == 2, timeout=30_000)
+    assert set(session.probabilities) == {s.id for s in samples[:2]}
+    assert dock.versions_table.keys() == ["v000", "v001"]
+    assert dock.versions_table.item(1, 0).text().startswith("●")
+
+    worker = dock.use_version("v000")
+    assert worker is not None
+    wait_worker(qtbot, worker)
+    assert dock.current_version().name == "v000"
+    assert session.model.path != base_path  # v000 is a copy kept in the project
+    wait_worker(qtbot, session.jobs.running("predict"), timeout=60_000)
+    qtbot.waitUntil(lambda: panel.proxy.rowCount() == 2, timeout=30_000)
+    assert (project / "versions" / "v001" / "model.safetensors").is_file()  # nothing deleted
+
+
+def test_mistakes_are_plain_notifications(make_napari_viewer, qtbot, user_dirs, tiny_model):
+    from napari_nuclei_unet.widgets._session import session_for
+    from napari_nuclei_unet.widgets.retrain_widget import (
+        NO_CORRECTIONS,
+        NO_IMAGE,
+        NO_MODEL,
+        NO_PREDICTION,
+        RetrainWidget,
+    )
+
+    viewer = make_napari_viewer()
+    session = session_for(viewer)
+    dock = RetrainWidget(viewer)
+    dock.set_project(user_dirs / "p")
+    with capture_notifications() as notes:
+        assert dock.start_finetune() is None
+        assert dock.edit_prediction() is None
+        assert dock.edit_label_mask() is None
+        assert dock.add_to_training_set() is None
+        assert dock.use_version("v009") is None
+        session.set_model(tiny_model)
+        assert dock.start_finetune() is None
+        sample = make_samples(1)[0]
+        session.samples[sample.id] = sample
+        show(viewer, session, sample)
+        assert dock.edit_prediction() is None
+        (user_dirs / "file").write_text("x")
+        assert not dock.set_project(user_dirs / "file")
+    for message in (NO_MODEL, NO_IMAGE, NO_CORRECTIONS, NO_PREDICTION, "v009", "is a file"):
+        assert notes.any(message), message
+    assert dock.project == user_dirs / "p"
