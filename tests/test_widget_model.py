@@ -53,7 +53,7 @@ def test_loads_checkpoint_and_shows_config(model_widget, qtbot, tiny_checkpoint)
     assert metrics["val iou by modality · fluorescence"] == "0.9"
     assert "cpu" in widget.device_label.text()
     assert "10 training" in widget.training_label.text()
-    assert widget.name_label.text() == "best.safetensors"
+    assert widget.name_label.text() == "run/best.safetensors"
 
 
 def test_devices_listed_are_real(model_widget, qtbot):
