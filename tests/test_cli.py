@@ -14,7 +14,7 @@ from napari_nuclei_unet.cli import main
 from napari_nuclei_unet.core.synthetic import write_synthetic_dataset
 
 TINY = ["--base-width", "4", "--depth", "2", "--crop-size", "32", "--batch-size", "2",
-        "--steps-per-epoch", "2", "--device", "cpu"]
+        "--steps-per-epoch", "2", "--device", "cpu", "--num-threads", "1"]
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -27,6 +27,11 @@ def _private_cache(tmp_path_factory):
         yield
 
 
+# One torch thread: on a shared CI machine two threads fighting for two busy cores are
+# several times slower than one.
+FAST = {"num_threads": 1, "device": "cpu"}
+
+
 def synthetic(style, seed, shape=(64, 64)):
     image, masks = make_synthetic_sample(style, shape=shape, seed=seed)
     labels = np.zeros(shape, np.int32)
@@ -262,7 +267,7 @@ def fluorescence_model(tmp_path_factory):
     val_samples = [synthetic("fluorescence", 100 + s) for s in range(3)]
     config = TrainConfig(base_width=4, depth=2, crop_size=48, batch_size=8, epochs=3,
                          steps_per_epoch=12, learning_rate=5e-3, augment_invert=False,
-                         augment_scale=0.0, device="cpu", seed=0)
+                         augment_scale=0.0, seed=0, **FAST)
     out = tmp_path_factory.mktemp("base")
     result = drive(train(config, train_samples, out_dir=out, val_samples=val_samples))
     return result.best_checkpoint, train_samples, val_samples
@@ -276,7 +281,8 @@ def test_finetune_learns_a_new_style_without_forgetting(fluorescence_model, tmp_
     result = drive(
         finetune(checkpoint, corrected, original=original, ratio=0.5, out_dir=tmp_path,
                  eval_samples=val_samples,
-                 config_overrides={"epochs": 3, "steps_per_epoch": 10, "learning_rate": 3e-3}),
+                 config_overrides={"epochs": 3, "steps_per_epoch": 10, "learning_rate": 3e-3,
+                                   **FAST}),
         updates.append,
     )
     (change,) = result.corrected
@@ -315,7 +321,7 @@ def test_cancelled_round_saves_nothing(fluorescence_model, tmp_path):
 
     job = finetune(checkpoint, [synthetic("histology", 301)], original=original,
                    out_dir=tmp_path, should_stop=should_stop,
-                   config_overrides={"epochs": 2, "steps_per_epoch": 5})
+                   config_overrides={"epochs": 2, "steps_per_epoch": 5, **FAST})
     result = drive(job, lambda u: steps.append(u) if type(u).__name__ == "TrainStep" else None)
     assert result.cancelled and result.version is None
     assert [v.name for v in ModelVersions(tmp_path).list()] == ["v000"]
@@ -335,7 +341,7 @@ def test_rounds_from_a_correction_store_chain_versions(fluorescence_model, tmp_p
     store = CorrectionStore(tmp_path)
     sample = synthetic("histology", 303)
     store.add("h", sample.image, sample.labels)
-    overrides = {"epochs": 1, "steps_per_epoch": 2}
+    overrides = {"epochs": 1, "steps_per_epoch": 2, **FAST}
     first = drive(finetune(checkpoint, store.load_samples(), original=original,
                            out_dir=tmp_path, config_overrides=overrides))
     versions = ModelVersions(tmp_path)
