@@ -4,7 +4,6 @@ import json
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -358,7 +357,7 @@ def test_demo_calls_run_demo_lazily(monkeypatch, tmp_path, capsys):
 
     calls = []
     fake = types.ModuleType("napari_nuclei_unet.demo")
-    fake.run_demo = lambda **kwargs: calls.append(kwargs) or Path(kwargs["screenshot"])
+    fake.run_demo = lambda **kwargs: calls.append(kwargs) or object()  # returns the viewer
     monkeypatch.setitem(sys.modules, "napari_nuclei_unet.demo", fake)
     shot = tmp_path / "shot.png"
     code, out, err = run_cli(capsys, "demo", "--screenshot", shot)

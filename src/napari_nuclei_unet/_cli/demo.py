@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
             f"The demo needs napari with a Qt backend, which could not be imported ({exc}). "
             "Install it with: pip install 'napari[pyqt6]'."
         ) from exc
-    result = run_demo(screenshot=args.screenshot, model=args.model)
+    run_demo(screenshot=args.screenshot, model=args.model)
     if args.screenshot:
-        print(result if result is not None else args.screenshot)
+        print(args.screenshot)
     return 0
