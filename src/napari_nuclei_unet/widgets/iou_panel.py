@@ -21,11 +21,14 @@ from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
+    QFrame,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QProgressBar,
     QPushButton,
+    QScrollArea,
+    QSplitter,
     QTableView,
     QVBoxLayout,
     QWidget,
@@ -204,23 +207,37 @@ def summarize(rows: list[Any]) -> dict[str, Any]:
 
 
 def _summary_html(summary: dict[str, Any], threshold: float, method: str) -> str:
+    """The summary as a small HTML table: all images, then one line per modality."""
     if not summary["n"]:
         return EMPTY_MESSAGE
     split = "touching nuclei split" if method == "watershed" else "touching nuclei not split"
-    lines = [
-        f"<b>{summary['n']} images</b> (threshold {threshold:.2f}, {split})",
-        f"IoU mean <b>{summary['mean_iou']:.3f}</b>, median {summary['median_iou']:.3f}"
-        f"  ·  Dice mean {summary['mean_dice']:.3f}",
-        f"AP@0.5 mean {summary['mean_ap50']:.3f}  ·  DSB score {summary['dsb_score']:.3f}",
-    ]
+
+    def cells(name: str, stats: dict[str, Any], bold: bool = False) -> str:
+        values = [
+            str(stats["n"]),
+            f"{stats['mean_iou']:.3f}",
+            f"{stats['median_iou']:.3f}",
+            f"{stats['mean_dice']:.3f}",
+            f"{stats['dsb_score']:.3f}",
+        ]
+        tag = ("<b>", "</b>") if bold else ("", "")
+        tds = "".join(f'<td align="right">&nbsp;{tag[0]}{v}{tag[1]}</td>' for v in values)
+        return f"<tr><td>{tag[0]}{name}{tag[1]}</td>{tds}</tr>"
+
+    header = "".join(
+        f'<th align="right">&nbsp;{h}</th>'
+        for h in ("images", "IoU mean", "median", "Dice mean", "DSB")
+    )
+    rows = [cells("all", summary, bold=True)]
     per_modality = summary.get("per_modality", {})
     if len(per_modality) > 1:
-        for modality, stats in per_modality.items():
-            lines.append(
-                f"&nbsp;&nbsp;{modality} ({stats['n']}): IoU mean {stats['mean_iou']:.3f}, "
-                f"median {stats['median_iou']:.3f}  ·  DSB {stats['dsb_score']:.3f}"
-            )
-    return "<br>".join(lines)
+        rows += [cells(m, stats) for m, stats in per_modality.items()]
+    return (
+        f"Threshold {threshold:.2f}, {split}.<br>AP@0.5 mean {summary['mean_ap50']:.3f}"
+        f'<table cellspacing="0" cellpadding="1"><tr><th></th>{header}</tr>'
+        + "".join(rows)
+        + "</table>"
+    )
 
 
 class IoUPanel(QWidget):
@@ -288,28 +305,43 @@ class IoUPanel(QWidget):
         self.table.verticalHeader().setDefaultSectionSize(22)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setStretchLastSection(True)
-        self.table.setMinimumHeight(160)
-        layout.addWidget(self.table, 3)
+        header.setStretchLastSection(False)
+        self.table.setMinimumHeight(120)
 
         self.summary_label = QLabel()
         self.summary_label.setWordWrap(True)
         self.summary_label.setTextFormat(Qt.TextFormat.RichText)
         self.summary_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        layout.addWidget(self.summary_label)
+        self.summary_label.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        summary_area = QScrollArea()
+        summary_area.setWidget(self.summary_label)
+        summary_area.setWidgetResizable(True)
+        summary_area.setFrameShape(QFrame.Shape.NoFrame)
+        summary_area.setMinimumHeight(60)
 
-        self._build_histogram(layout)
+        # a splitter never lets the parts overlap when the dock is short; the user
+        # can give the table more room
+        self.splitter = QSplitter(Qt.Orientation.Vertical)
+        self.splitter.addWidget(self.table)
+        self.splitter.addWidget(summary_area)
+        self.splitter.addWidget(self._build_histogram())
+        self.splitter.setChildrenCollapsible(False)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setStretchFactor(2, 1)
+        self.splitter.setSizes([260, 110, 140])
+        layout.addWidget(self.splitter, 1)
+        self.setMinimumHeight(400)  # room for a few rows, the summary and the histogram
 
-    def _build_histogram(self, layout: QVBoxLayout) -> None:
+    def _build_histogram(self) -> QWidget:
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
 
         self.figure = Figure(figsize=(3.2, 1.4), layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(120)
-        self.canvas.setMaximumHeight(180)
+        self.canvas.setMinimumHeight(80)
         self.axes = self.figure.add_subplot(1, 1, 1)
-        layout.addWidget(self.canvas, 1)
+        return self.canvas
 
     def _connect(self) -> None:
         self.score_button.clicked.connect(self.score_all)

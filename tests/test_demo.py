@@ -1,0 +1,83 @@
+"""The demo: napari with the docks, bundled samples, a model's predictions and scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path):
+    """An untrained tiny U-Net checkpoint (fast; the demo only needs it to run)."""
+    import torch
+
+    from napari_nuclei_unet.core.checkpoint import save_checkpoint
+    from napari_nuclei_unet.core.config import TrainConfig
+    from napari_nuclei_unet.core.model import UNet
+
+    torch.manual_seed(0)
+    model = UNet(base_width=4, depth=2).eval()
+    return save_checkpoint(tmp_path / "tiny", model, TrainConfig(base_width=4, depth=2), {})
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("NUCLEI_UNET_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def _close_all_viewers():
+    import napari
+
+    napari.Viewer.close_all()
+
+
+def test_demo_screenshot_is_written_and_not_blank(tiny_checkpoint, tmp_path, qapp):
+    from PIL import Image
+
+    from napari_nuclei_unet.demo import run_demo
+    from napari_nuclei_unet.widgets._session import session_for
+
+    path = tmp_path / "shots" / "demo.png"
+    try:
+        viewer = run_demo(screenshot=path, model=tiny_checkpoint, timeout=120)
+        session = session_for(viewer)
+    finally:
+        _close_all_viewers()
+    assert path.is_file()
+    image = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    height, width, _ = image.shape
+    assert height > 400 and width > 600
+    assert image.std() > 10  # not blank
+    # the demo ran to the end: every bundled sample loaded, predicted and scored
+    assert session.model is not None
+    assert len(session.samples) >= 3
+    assert set(session.probabilities) == set(session.samples)
+    assert set(session.rows) == {s.id for s in session.samples.values() if s.has_labels}
+    # the IoU panel's score colours (red..green cells) are in the picture
+    saturation = image.max(axis=2) - image.min(axis=2)
+    assert (saturation > 60).sum() > 1000
+
+
+def test_demo_without_model_explains_and_still_shows_data(tmp_path, qapp):
+    from napari_nuclei_unet.demo import run_demo
+    from napari_nuclei_unet.widgets._session import session_for
+
+    path = tmp_path / "demo.png"
+    messages = []
+    from napari.utils.notifications import notification_manager
+
+    def keep(notification):
+        messages.append(str(notification.message))
+
+    notification_manager.notification_ready.connect(keep)
+    try:
+        viewer = run_demo(screenshot=path, model=tmp_path / "missing.safetensors", timeout=60)
+        session = session_for(viewer)
+    finally:
+        notification_manager.notification_ready.disconnect(keep)
+        _close_all_viewers()
+    assert path.is_file()
+    assert session.model is None and session.samples
+    assert any("could not be loaded" in m for m in messages), messages
