@@ -69,12 +69,14 @@ def run(args: argparse.Namespace) -> int:
     """
     check_threshold(args.threshold)
     from ..core.checkpoint import load_checkpoint
-    from ..core.device import resolve_device
+    from ..core.device import configure_cpu_threads, resolve_device
     from ..core.evaluation import evaluate
     from ..core.progress import drive
 
     device = resolve_device(args.device)
     loaded = load_checkpoint(args.model, device=device)
+    if device.type == "cpu":
+        configure_cpu_threads()  # physical cores: hyper-threads slow convolutions down
     dataset = open_dataset(args.data, quiet=args.quiet)
     samples = load_samples(dataset, quiet=args.quiet)
     with ProgressBars(quiet=args.quiet) as bars:
