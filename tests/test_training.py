@@ -181,3 +181,11 @@ def test_learning_rate_schedule():
     assert factors[-1] < 0.01 and all(a >= b for a, b in zip(decaying, decaying[1:], strict=False))
     const = tiny_config(schedule="constant", warmup_fraction=0.0)
     assert learning_rate_factor(50, 100, const) == 1.0
+
+
+def test_time_budget_ends_run_with_a_validated_model(tmp_path):
+    result = drive(train(tiny_config(epochs=1000, time_budget_s=1.0), make_samples(),
+                         out_dir=tmp_path))
+    assert 1 <= len(result.history) < 1000 and not result.cancelled
+    assert result.history[-1].val_iou is not None
+    assert load_checkpoint(result.best_checkpoint).metadata["metrics"]["val_iou"] is not None

@@ -79,6 +79,11 @@ class TrainConfig:
         CPU threads for torch (``None``: the number of physical cores).
     val_every : int
         Validate every this many epochs (the last epoch is always validated).
+    time_budget_s : float or None
+        Wall-clock budget of the run in seconds (training and validation). When set,
+        the learning-rate schedule runs on ``max(step fraction, time fraction)`` and the
+        run ends, with a final validation, when the budget (less the expected time of
+        that validation) is spent, even before ``epochs``. ``None``: no limit.
     """
 
     base_width: int = 16
@@ -105,6 +110,7 @@ class TrainConfig:
     early_stopping_patience: int | None = None
     num_threads: int | None = None
     val_every: int = 1
+    time_budget_s: float | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -142,6 +148,10 @@ class TrainConfig:
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise ConfigError(
                 f"TrainConfig.warmup_fraction must be in [0, 1), got {self.warmup_fraction}."
+            )
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            raise ConfigError(
+                f"TrainConfig.time_budget_s must be None or > 0, got {self.time_budget_s}."
             )
         if self.weight_decay < 0 or self.augment_scale < 0 or self.min_lr_fraction < 0:
             raise ConfigError(

@@ -477,7 +477,17 @@ def train(
 
     def eta(epoch: int, step: int) -> float:
         remaining = total_steps - ((epoch - 1) * steps + step)
-        return (step_time or 0.0) * remaining + (val_time or 0.0) * n_val_rounds_left(epoch)
+        estimate = (step_time or 0.0) * remaining + (val_time or 0.0) * n_val_rounds_left(epoch)
+        if config.time_budget_s:
+            estimate = min(estimate, config.time_budget_s - (time.perf_counter() - started))
+        return max(0.0, estimate)
+
+    def out_of_time() -> bool:
+        """The time budget is spent, keeping back the time of one final validation."""
+        if not config.time_budget_s:
+            return False
+        reserve = (val_time or 0.0) if val_list else 0.0
+        return time.perf_counter() - started + reserve >= config.time_budget_s
 
     def cancel(epoch: int, step: int) -> TrainResult:
         save(last_path, {"epoch": epoch, "cancelled_at_step": step}, epoch, step, False)
@@ -500,9 +510,13 @@ def train(
                 x, y = sampler.batch(rng, indices)
                 if channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
+                schedule_step = global_step
+                if config.time_budget_s:
+                    spent = (time.perf_counter() - started) / config.time_budget_s
+                    schedule_step = max(global_step, int(spent * total_steps))
                 for group in optimizer.param_groups:
                     group["lr"] = config.learning_rate * learning_rate_factor(
-                        global_step, total_steps, config
+                        schedule_step, total_steps, config
                     )
                 try:
                     loss = _train_step(model, optimizer, loss_fn, x, y, dtype, scaler)
@@ -525,10 +539,13 @@ def train(
                 step_time = elapsed if step_time is None else 0.9 * step_time + 0.1 * elapsed
                 yield TrainStep(epoch, config.epochs, step, steps, loss,
                                 config.batch_size / step_time, eta(epoch, step))
+                if out_of_time():
+                    break
             train_loss = float(np.mean(losses)) if losses else float("nan")
             val_loss = val_iou = None
             is_best = False
-            if val_list and (epoch % config.val_every == 0 or epoch == config.epochs):
+            final = epoch == config.epochs or out_of_time()
+            if val_list and (epoch % config.val_every == 0 or final):
                 tic = time.perf_counter()
                 model.eval()
                 val_loss, val_iou = validate(model, val_list, device)
@@ -537,7 +554,7 @@ def train(
                     best_iou, is_best, stale_epochs = val_iou, True, 0
                 else:
                     stale_epochs += 1
-            elif not val_list and (best_iou is None or epoch == config.epochs):
+            elif not val_list and (best_iou is None or final):
                 is_best = True  # nothing to select on: the latest model is the best we have
             metrics = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                        "val_iou": val_iou, "best_val_iou": best_iou}
@@ -553,8 +570,8 @@ def train(
                 save_checkpoint(best_path, model, config, metadata(metrics))
             save(last_path, metrics, epoch, steps, True)
             yield end
-            if stopping:
-                return TrainResult(best_path, last_path, history, True, False, val_ids)
+            if stopping or final:
+                return TrainResult(best_path, last_path, history, stopping, False, val_ids)
     except GeneratorExit:
         # The caller closed the generator (e.g. worker.quit()): keep what we have.
         cancel(epoch, step)
