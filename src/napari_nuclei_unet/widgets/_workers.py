@@ -9,12 +9,22 @@ napari notification written for biologists (never a traceback dialog).
 
 Each viewer's guard lives in its session (``session_for(viewer).jobs``), so two
 Train docks of one viewer cannot train at the same time either.
+
+A job holds its handlers only weakly when they are methods (or partials of
+methods) of a widget, and the viewer only weakly: a job that outlives its dock
+or its viewer (napari closed during a background load) must not keep them
+alive; its results are then dropped.
 """
 
 from __future__ import annotations
 
+import atexit
+import inspect
 import logging
+import threading
+import weakref
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -22,6 +32,34 @@ if TYPE_CHECKING:
     from superqt.utils import WorkerBase
 
 logger = logging.getLogger(__name__)
+
+# torch's package initialisation is not safe when two threads import it at the same
+# time (seen: "operator debug_mode_ops::annotate does not exist"), and several docks
+# start background jobs that import it when they open.
+_HEAVY_IMPORTS = threading.Lock()
+_exit_hook_installed = False
+
+
+def import_torch_safely() -> None:
+    """Import torch (and the training engine) once, one thread at a time.
+
+    Call at the start of any worker job that imports torch.
+    """
+    with _HEAVY_IMPORTS:
+        import torch  # noqa: F401
+
+        import napari_nuclei_unet.core.training  # noqa: F401
+
+
+def _wait_for_workers_at_exit() -> None:
+    """Let running Qt workers finish before Python shuts down (max 30 s).
+
+    Python does not wait for QThreadPool threads; finalising the interpreter under
+    a running job aborts the process.
+    """
+    from qtpy.QtCore import QThreadPool
+
+    QThreadPool.globalInstance().waitForDone(30_000)
 
 #: Message shown when a job of the same kind is started twice.
 REFUSALS = {
@@ -206,6 +244,10 @@ class WorkerGuard:
         """
         from superqt.utils import create_worker
 
+        global _exit_hook_installed
+        if not _exit_hook_installed:
+            atexit.register(_wait_for_workers_at_exit)
+            _exit_hook_installed = True
         if refuse and kind in self._workers:
             default = f"{kind.capitalize()} is already running. Wait for it to finish."
             notify(REFUSALS.get(kind, default))
@@ -213,6 +255,8 @@ class WorkerGuard:
 
         worker = create_worker(func, *args, _start_thread=False, _ignore_errors=True, **kwargs)
         worker.handled = False
+        errored_handler = _tolerant(on_errored) if on_errored is not None else None
+        finished_handler = _tolerant(on_finished) if on_finished is not None else None
         if on_yielded is not None and hasattr(worker, "yielded"):
             worker.yielded.connect(_tolerant(on_yielded))
         if on_returned is not None:
@@ -227,19 +271,20 @@ class WorkerGuard:
                 show_error(custom)
             else:
                 notify_error(exc, action)
-            if on_errored is not None:
-                _tolerant(on_errored)(exc)
+            if errored_handler is not None:
+                errored_handler(exc)
 
         worker.errored.connect(_errored)
         status = _register_task(viewer, description or action or kind, cancel or worker.quit)
+        viewer_ref = weakref.ref(viewer) if viewer is not None else (lambda: None)
 
         def _finished() -> None:
             if self._workers.get(kind) is worker:
                 del self._workers[kind]
-            _finish_task(viewer, status)
+            _finish_task(viewer_ref(), status)
             try:
-                if on_finished is not None:
-                    _tolerant(on_finished)()
+                if finished_handler is not None:
+                    finished_handler()
             finally:
                 worker.handled = True  # all handlers have run (tests wait on this)
 
@@ -252,16 +297,27 @@ class WorkerGuard:
 
 
 def _tolerant(handler: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a handler so that a dock deleted while its job ran does not raise.
+    """Wrap a handler: held weakly when it is a (partial of a) method, and tolerant.
 
-    A job may outlive its dock (the user closed the panel); its handlers then
-    touch deleted Qt widgets, which raises ``RuntimeError("wrapped C/C++ object
-    ... has been deleted")``. That case is logged and ignored; other errors propagate.
+    A job may outlive its dock (the user closed the panel) or its viewer. The
+    wrapper then skips the handler instead of keeping the widget alive, and a
+    handler that touches deleted Qt widgets (``RuntimeError("wrapped C/C++
+    object ... has been deleted")``) is logged and ignored; other errors propagate.
     """
+    args: tuple = ()
+    keywords: dict = {}
+    func = handler
+    if isinstance(handler, partial) and inspect.ismethod(handler.func):
+        func, args, keywords = handler.func, handler.args, handler.keywords
+    ref = weakref.WeakMethod(func) if inspect.ismethod(func) else (lambda: func)
 
-    def call(*args: Any) -> Any:
+    def call(*call_args: Any) -> Any:
+        target = ref()
+        if target is None:
+            logger.debug("handler of a deleted widget skipped")
+            return None
         try:
-            return handler(*args)
+            return target(*args, *call_args, **keywords)
         except RuntimeError as exc:
             if "deleted" not in str(exc):
                 raise

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Generator
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -361,7 +362,7 @@ class DataBrowserWidget(QWidget):
             dataset.iter_load,
             should_stop=self._stop_loading.is_set,
             on_yielded=self._on_progress,
-            on_returned=lambda samples: self._on_all_loaded(dataset, samples),
+            on_returned=partial(self._on_all_loaded, dataset),
             on_finished=self._on_load_all_finished,
             action="Loading the samples",
             viewer=self.viewer,
@@ -510,7 +511,7 @@ class DataBrowserWidget(QWidget):
             "load sample",
             dataset.load,
             sample_id,
-            on_returned=lambda sample: self._on_sample_loaded(dataset, sample),
+            on_returned=partial(self._on_sample_loaded, dataset),
             on_finished=self._on_sample_worker_finished,
             action=f"Loading sample {short_id(sample_id)}",
             refuse=False,

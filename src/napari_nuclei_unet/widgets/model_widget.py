@@ -61,6 +61,9 @@ METRIC_NAMES = {
 def _load(path: str, device: str) -> LoadedModel:
     """Load a checkpoint (in a worker)."""
     from napari_nuclei_unet.core.checkpoint import load_checkpoint
+    from napari_nuclei_unet.widgets._workers import import_torch_safely
+
+    import_torch_safely()
 
     return load_checkpoint(path, device=device)
 
@@ -76,6 +79,9 @@ def _move(loaded: LoadedModel, device: str) -> LoadedModel:
 
 def _list_devices() -> list[tuple[str, str]]:
     from napari_nuclei_unet.core.device import available_devices
+    from napari_nuclei_unet.widgets._workers import import_torch_safely
+
+    import_torch_safely()
 
     return available_devices()
 

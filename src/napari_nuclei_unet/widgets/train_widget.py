@@ -167,6 +167,9 @@ def _run_training(
 ) -> Generator[Any, None, Any]:
     """The worker's job: ``core.training.train`` (imports torch in the worker thread)."""
     try:
+        from napari_nuclei_unet.widgets._workers import import_torch_safely
+
+        import_torch_safely()
         from napari_nuclei_unet.core.training import train
 
         return (
@@ -179,6 +182,9 @@ def _run_training(
 
 def _load_best(path: Path, device: str) -> Any:
     from napari_nuclei_unet.core.checkpoint import load_checkpoint
+    from napari_nuclei_unet.widgets._workers import import_torch_safely
+
+    import_torch_safely()
 
     return load_checkpoint(path, device=device)
 
@@ -196,6 +202,9 @@ def _list_devices_and_warm_up() -> list[tuple[str, str]]:
 
     import numpy as np
 
+    from napari_nuclei_unet.widgets._workers import import_torch_safely
+
+    import_torch_safely()
     from napari_nuclei_unet.core.dataset import Sample
     from napari_nuclei_unet.core.device import available_devices
     from napari_nuclei_unet.core.progress import drive
