@@ -189,3 +189,12 @@ def test_time_budget_ends_run_with_a_validated_model(tmp_path):
     assert 1 <= len(result.history) < 1000 and not result.cancelled
     assert result.history[-1].val_iou is not None
     assert load_checkpoint(result.best_checkpoint).metadata["metrics"]["val_iou"] is not None
+
+
+def test_out_of_memory_is_reported_with_advice(tmp_path, monkeypatch):
+    def oom(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+
+    monkeypatch.setattr(training, "_train_step", oom)
+    with pytest.raises(TrainingError, match="lower the batch size or the crop size"):
+        drive(train(tiny_config(), make_samples(), out_dir=tmp_path))

@@ -520,7 +520,9 @@ def train(
                     )
                 try:
                     loss = _train_step(model, optimizer, loss_fn, x, y, dtype, scaler)
-                except torch.OutOfMemoryError as exc:
+                except RuntimeError as exc:  # torch.cuda.OutOfMemoryError is a RuntimeError
+                    if not _is_out_of_memory(exc):
+                        raise
                     raise TrainingError(
                         f"{device} ran out of memory with batch_size={config.batch_size} and "
                         f"crop_size={config.crop_size}: lower the batch size or the crop size "
@@ -548,7 +550,15 @@ def train(
             if val_list and (epoch % config.val_every == 0 or final):
                 tic = time.perf_counter()
                 model.eval()
-                val_loss, val_iou = validate(model, val_list, device)
+                try:
+                    val_loss, val_iou = validate(model, val_list, device)
+                except RuntimeError as exc:
+                    if not _is_out_of_memory(exc):
+                        raise
+                    raise TrainingError(
+                        f"{device} ran out of memory while validating on whole images; use "
+                        "fewer or smaller validation images, or train on the CPU."
+                    ) from exc
                 val_time = time.perf_counter() - tic
                 if best_iou is None or val_iou > best_iou:
                     best_iou, is_best, stale_epochs = val_iou, True, 0
@@ -579,6 +589,12 @@ def train(
     if not best_path.exists():
         save_checkpoint(best_path, model, config, metadata({"epoch": epoch}))
     return TrainResult(best_path, last_path, history, False, False, val_ids)
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    """True for CUDA/MPS out-of-memory errors."""
+    oom = getattr(torch.cuda, "OutOfMemoryError", None)
+    return (oom is not None and isinstance(exc, oom)) or "out of memory" in str(exc).lower()
 
 
 def _train_step(
