@@ -174,3 +174,21 @@ def test_offer_to_browse_dataset_of_a_reader_layer(browser, qtbot, dataset_dir):
     wait_worker(qtbot, widget.session.jobs.running("open dataset"))
     qtbot.waitUntil(lambda: widget.dataset is not None, timeout=10_000)
     assert not widget.offer_box.isVisibleTo(widget)
+
+
+def test_opening_the_dock_modules_does_not_import_torch():
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, json\n"
+        "import napari_nuclei_unet.widgets.data_browser\n"
+        "import napari_nuclei_unet.widgets.model_widget\n"
+        "import napari_nuclei_unet.widgets.train_widget\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('torch', 'matplotlib'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                         text=True, timeout=120).stdout
+    assert json.loads(out.strip().splitlines()[-1]) == []
