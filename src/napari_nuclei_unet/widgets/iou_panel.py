@@ -50,13 +50,16 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("Dice", "dice", "Foreground Dice coefficient with the label mask"),
     ("AP@0.5", "ap50", "Matched nuclei / (matched + missed + extra), match = IoU > 0.5"),
     ("DSB", "dsb_score", "DSB2018 score: AP averaged over IoU thresholds 0.5 to 0.95"),
-    ("# true", "n_true", "Nuclei in the label mask"),
-    ("# pred", "n_pred", "Predicted nuclei"),
+    ("True", "n_true", "Number of nuclei in the label mask"),
+    ("Pred", "n_pred", "Number of predicted nuclei"),
 )
 FIELDS = tuple(column[1] for column in COLUMNS)
 SCORE_FIELDS = ("iou", "dice", "ap50", "dsb_score")
 #: Column names of :meth:`IoUPanel.export_csv` (the ``ImageRow`` fields).
 CSV_FIELDS = FIELDS
+
+#: Widest the id column gets by itself (pixels); long ids are elided.
+ID_COLUMN_WIDTH = 100
 
 #: Item-data role holding the raw value a column sorts on.
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -70,6 +73,13 @@ EMPTY_MESSAGE = (
     "No scores yet. Load a model and images, then click 'Score all' "
     "(or predict in the Compare panel)."
 )
+
+
+def elide_id(sample_id: str, keep: int = 5) -> str:
+    """``sample_id`` shortened in the middle ("0287e…001ea"), whole when short."""
+    if len(sample_id) <= 2 * keep + 2:
+        return sample_id
+    return f"{sample_id[:keep]}…{sample_id[-keep:]}"
 
 
 def score_color(value: float) -> tuple[int, int, int]:
@@ -156,7 +166,7 @@ class ScoreTableModel(QAbstractTableModel):
         value = getattr(row, name)
         if role == Qt.ItemDataRole.DisplayRole:
             if name == "id":
-                return short_id(value, keep=10)
+                return elide_id(value)  # full id in the tooltip
             if name in SCORE_FIELDS:
                 return f"{value:.3f}"
             return str(value)
@@ -304,7 +314,7 @@ class IoUPanel(QWidget):
         self.table.verticalHeader().setVisible(False)
         self.table.verticalHeader().setDefaultSectionSize(22)
         header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(False)
         self.table.setMinimumHeight(120)
 
@@ -329,7 +339,7 @@ class IoUPanel(QWidget):
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 1)
         self.splitter.setStretchFactor(2, 1)
-        self.splitter.setSizes([260, 110, 140])
+        self.splitter.setSizes([220, 150, 140])
         layout.addWidget(self.splitter, 1)
         self.setMinimumHeight(400)  # room for a few rows, the summary and the histogram
 
@@ -380,8 +390,15 @@ class IoUPanel(QWidget):
         )
         self.worst_button.setEnabled(bool(rows))
         self.export_button.setEnabled(bool(rows))
+        self._fit_columns()
         self._draw_histogram()
         self._select_current(self.session.current_id)
+
+    def _fit_columns(self) -> None:
+        """Columns as wide as their contents, the id column at most ``ID_COLUMN_WIDTH``."""
+        self.table.resizeColumnsToContents()
+        if self.table.columnWidth(0) > ID_COLUMN_WIDTH:
+            self.table.setColumnWidth(0, ID_COLUMN_WIDTH)  # full id in the tooltip
 
     def _theme_colors(self) -> tuple[str, str, str]:
         """(background, text, bar) colours of the viewer's theme."""
