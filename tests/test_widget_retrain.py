@@ -144,7 +144,7 @@ def test_promote_prediction_paint_add_and_reopen(retrain, qtbot, make_napari_vie
     assert len(masks) == len(np.unique(layer.data)) - 1
     assert not dock.has_unsaved_edits()
     assert dock.corrections_table.keys() == [sample.id]
-    assert dock.corrections_table.item(0, 2).text() == "prediction, edited"
+    assert dock.corrections_table.item(0, 2).text() == "edited prediction"
     loaded = DSBDataset.open(project / "corrections").load(sample.id)
     assert np.array_equal(loaded.labels > 0, layer.data > 0)
 
@@ -253,6 +253,24 @@ def test_finetune_makes_a_version_and_switches_back(retrain, qtbot):
     wait_worker(qtbot, session.jobs.running("predict"), timeout=60_000)
     qtbot.waitUntil(lambda: panel.proxy.rowCount() == 2, timeout=30_000)
     assert (project / "versions" / "v001" / "model.safetensors").is_file()  # nothing deleted
+
+
+def test_stopped_round_saves_nothing(retrain, qtbot):
+    viewer, dock, session, samples, project = retrain
+    model = session.model
+    dock.edit_label_mask()
+    add(qtbot, dock)
+    dock.epochs_spin.setValue(50)
+    with capture_notifications() as notes:
+        worker = dock.start_finetune()
+        assert worker is not None
+        dock.stop()
+        wait_worker(qtbot, worker, timeout=120_000)
+    assert notes.any("nothing was saved")
+    assert session.model is model
+    assert [v.name for v in dock.versions() if not v.is_base] == []
+    assert dock.progress.format() == "stopped"
+    assert dock.finetune_button.isEnabled() and not dock.stop_button.isEnabled()
 
 
 def test_mistakes_are_plain_notifications(make_napari_viewer, qtbot, user_dirs, tiny_model):

@@ -149,7 +149,10 @@ def promote_prediction(
         image.visible = True
     layer.metadata[SAMPLE_ID_KEY] = sample.id
     layer.metadata["nuclei_unet_start"] = start
-    grid_of(viewer).enabled = False
+    grid = grid_of(viewer)
+    if grid.enabled:
+        grid.enabled = False
+        viewer.reset_view()  # the camera was framing two panes
     for name in (*COMPARE_LAYERS, LABELS_LAYER):
         other = find_layer(viewer, name)
         if other is not None:

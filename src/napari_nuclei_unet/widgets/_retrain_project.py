@@ -194,12 +194,32 @@ class DraftStore:
         return sorted(p.stem for p in self.path.glob("*.npz") if not p.name.startswith("."))
 
 
-def local_time(stamp: str) -> str:
-    """An ISO 8601 time as local ``YYYY-MM-DD HH:MM`` ("" when it cannot be read)."""
+def local_time(stamp: str, *, short: bool = False) -> str:
+    """An ISO 8601 time in local time ("" when it cannot be read).
+
+    Parameters
+    ----------
+    stamp : str
+        ISO 8601 time, e.g. ``"2026-11-25T15:18:02+00:00"``.
+    short : bool, optional
+        ``"15:18"`` today, ``"25 Nov 15:18"`` this year, else ``"2025-11-25"``;
+        otherwise always ``"2026-11-25 15:18"``.
+
+    Returns
+    -------
+    str
+    """
     try:
         moment = datetime.fromisoformat(stamp)
     except (TypeError, ValueError):
         return ""
     if moment.tzinfo is not None:
         moment = moment.astimezone()
-    return moment.strftime("%Y-%m-%d %H:%M")
+    if not short:
+        return moment.strftime("%Y-%m-%d %H:%M")
+    now = datetime.now(moment.tzinfo)
+    if moment.date() == now.date():
+        return moment.strftime("%H:%M")
+    if moment.year == now.year:
+        return f"{moment.day} {moment.strftime('%b %H:%M')}"
+    return moment.strftime("%Y-%m-%d")

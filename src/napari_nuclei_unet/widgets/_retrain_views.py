@@ -53,18 +53,19 @@ def change_text(change: float) -> str:
 
 def source_text(source: str, note: str) -> str:
     """Plain words for a correction's origin (``Correction.source`` plus the dock's note)."""
-    started_from_prediction = note.startswith(f"started from the {START_PREDICTION}")
     if source == "prediction":
-        return "prediction (as is)"
+        return "prediction"
     if source == "label":
-        return "prediction, edited" if started_from_prediction else "label mask, edited"
+        started_from_prediction = note.startswith(f"started from the {START_PREDICTION}")
+        return "edited prediction" if started_from_prediction else "edited mask"
     return "unknown"
 
 
 class _Table(QTableWidget):
     """A read-only, row-selecting table with compact rows."""
 
-    def __init__(self, headers: Sequence[str], tooltips: Sequence[str] = ()) -> None:
+    def __init__(self, headers: Sequence[str], tooltips: Sequence[str] = (), *,
+                 stretch: int = 0) -> None:
         super().__init__(0, len(headers))
         self.setHorizontalHeaderLabels(list(headers))
         for column, tip in enumerate(tooltips):
@@ -74,9 +75,16 @@ class _Table(QTableWidget):
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.verticalHeader().setVisible(False)
         self.verticalHeader().setDefaultSectionSize(ROW_HEIGHT)
+        # fit the dock's width: one column takes the room left (its text elided), the
+        # others fit their contents; never a horizontal scroll bar
         header = self.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setStretchLastSection(True)
+        header.setSectionResizeMode(stretch, QHeaderView.ResizeMode.Stretch)
+        header.setStretchLastSection(False)
+        header.setMinimumSectionSize(40)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.setWordWrap(False)
         self.setMinimumHeight(ROW_HEIGHT * 4)
 
     def sizeHint(self) -> QSize:  # noqa: D102 - Qt API
@@ -123,9 +131,10 @@ class CorrectionsTable(_Table):
 
     def __init__(self) -> None:
         super().__init__(
-            ("Image", "Nuclei", "Source", "Saved"),
+            ("Image", "Nuclei", "From", "Saved"),
             ("Image id (hover for the full id)", "Nuclei in the corrected mask",
-             "What the correction started from", "When it was last saved (local time)"),
+             "What the correction started from: the label mask or the model's prediction",
+             "When it was last saved (local time)"),
         )
 
     def set_corrections(self, corrections: Sequence[Any]) -> None:
@@ -136,7 +145,8 @@ class CorrectionsTable(_Table):
             self.setItem(row, 0, self._item(short_id(c.id), key=c.id, tooltip=str(c.path)))
             self.setItem(row, 1, self._item(str(c.n_nuclei), right=True))
             self.setItem(row, 2, self._item(source_text(c.source, c.note), tooltip=c.note))
-            self.setItem(row, 3, self._item(local_time(c.updated), tooltip=c.updated))
+            self.setItem(row, 3, self._item(local_time(c.updated, short=True),
+                                            tooltip=local_time(c.updated)))
         if selected is not None:
             self.select_key(selected)
 
@@ -146,7 +156,7 @@ class ScoreChangeTable(_Table):
 
     def __init__(self) -> None:
         super().__init__(
-            ("Image", "IoU before", "IoU after", "Change"),
+            ("Image", "Before", "After", "Change"),
             ("Corrected image", "IoU of the model before the round with your corrected mask",
              "IoU of the fine-tuned model with your corrected mask",
              "Green: better, red: worse"),
@@ -186,10 +196,11 @@ class VersionsTable(_Table):
 
     def __init__(self) -> None:
         super().__init__(
-            ("Version", "Created", "IoU on corrections", "Corrections"),
+            ("Version", "Saved", "IoU", "Used"),
             ("● marks the model in use", "When the version was saved (local time)",
              "Mean IoU on the corrected images: before → after the round",
-             "How many corrected images the round learned from"),
+             "How many corrected images the round learned from (hover for their ids)"),
+            stretch=2,
         )
 
     def set_versions(self, versions: Sequence[Any], current: str | None) -> None:
@@ -202,19 +213,22 @@ class VersionsTable(_Table):
             if version.is_base:
                 model = version.model
                 base = "default model" if model == "default" else getattr(model, "name", model)
-                name += " (base)"
+                name += " base"
                 tooltip = f"The model the project started from: {base}"
             else:
                 tooltip = f"Fine-tuned from {version.info.get('base_model', '?')}"
             before, after = version_scores(version)
-            scores = "—" if after is None else f"{before:.3f} → {after:.3f}"
+            scores = "—" if after is None else f"{before:.2f} → {after:.2f}"
             used = version.info.get("corrections") or []
             ids = ", ".join(str(c.get("id")) for c in used if isinstance(c, dict))
             cells = (
                 self._item(name, key=version.name, tooltip=tooltip),
-                self._item(local_time(version.created), tooltip=str(version.path)),
+                self._item(local_time(version.created, short=True),
+                           tooltip=f"{local_time(version.created)}\n{version.path}"),
                 self._item(scores, right=True,
-                           color=None if after is None else change_color(after - before)),
+                           color=None if after is None else change_color(after - before),
+                           tooltip="" if after is None else
+                           f"Mean IoU on the corrected images: {before:.3f} → {after:.3f}"),
                 self._item("—" if version.is_base else str(len(used)), right=True,
                            tooltip=ids),
             )

@@ -239,6 +239,7 @@ class RetrainWidget(QWidget):
         self._last_step_ui = 0.0
         self._epochs = 1
         self._outcome: str | None = None
+        self._draft_error_shown = False
         self._build()
         self._draft_timer = QTimer(self)
         self._draft_timer.setSingleShot(True)
@@ -254,6 +255,7 @@ class RetrainWidget(QWidget):
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setMinimumHeight(260)  # stacked under other docks, it must stay usable
         body = QWidget()
         layout = QVBoxLayout(body)
         scroll.setWidget(body)
@@ -429,7 +431,14 @@ class RetrainWidget(QWidget):
         self.destroyed.connect(self._on_destroyed)
 
     def _on_destroyed(self, *_args: Any) -> None:
-        self._flush_draft(warn=False)
+        # the dock's Qt objects are going away: only plain Python from here
+        state = self._edit
+        if state is not None and state.is_dirty():
+            try:
+                DraftStore(self.project).save(state.sample.id, state.current_labels(),
+                                              state.start)
+            except OSError as exc:
+                notify_error(exc, f"Saving your corrections of {short_id(state.sample.id)}")
         for signal, slot in (
             (self.session.current_changed, self._on_current_changed),
             (self.session.dataset_changed, self._on_dataset_changed),
@@ -490,9 +499,10 @@ class RetrainWidget(QWidget):
         self._flush_draft(warn=True)
         self._end_edit()
         self.project = folder
+        self._draft_error_shown = False
         self.project_edit.setText(str(folder))
         self.project_edit.setToolTip(str(folder))
-        self.project_edit.setCursorPosition(0)
+        self.project_edit.setCursorPosition(len(str(folder)))  # the folder's own name shows
         if remember:
             try:
                 remember_project_dir(folder)
@@ -649,6 +659,7 @@ class RetrainWidget(QWidget):
                    f"{sample.image.shape[0]}: it belongs to another image of that name.",
                    warning=True)
             return None
+        self._keep_unsaved_edits()
         self._end_edit()
         layer = editing.promote_prediction(self.viewer, draft.labels, sample, start=draft.start)
         start = self._start_labels_of(sample, draft.start, layer.data)
@@ -701,7 +712,10 @@ class RetrainWidget(QWidget):
         try:
             DraftStore(self.project).save(state.sample.id, state.current_labels(), state.start)
         except OSError as exc:
-            notify_error(exc, "Saving a draft of your corrections")
+            if not self._draft_error_shown:  # once, not after every stroke
+                self._draft_error_shown = True
+                notify_error(exc, "Saving a draft of your corrections (add the image to the "
+                                  "training set, or choose another project folder)")
             return
         self._update_image_label()
 
@@ -984,12 +998,22 @@ class RetrainWidget(QWidget):
         self.predict_corrected()
 
     def _on_finished(self) -> None:
+        from napari_nuclei_unet.widgets.train_widget import format_duration
+
         if self._closing:
             return
         if self._outcome == "finished":
             self.progress.setValue(1000)
         self.progress.setFormat(self._outcome or "failed")
-        self.status_label.setText(f"Project: {self.project}")
+        result = self.last_result
+        if self._outcome == "finished" and result is not None and result.version is not None:
+            self.status_label.setText(
+                f"{result.version.name} saved in {result.version.path} "
+                f"({format_duration(result.elapsed_s)}).")
+        elif self._outcome == "stopped":
+            self.status_label.setText("Stopped: nothing was saved, the model is unchanged.")
+        else:
+            self.status_label.setText("The round failed; the model is unchanged.")
         self._update_buttons()
 
     def show_scores(self, changes: Sequence[Any], *, title: str) -> None:
@@ -1043,8 +1067,9 @@ class RetrainWidget(QWidget):
                     f"Predicting with the new model: {update.done}/{update.total} image(s)")
 
         def done(_result: Any) -> None:
-            if not self.is_finetuning():
-                self.status_label.setText(f"Project: {self.project}")
+            if not self.is_finetuning() and self.status_label.text().startswith("Predicting"):
+                self.status_label.setText("The corrected images were predicted with the new "
+                                          "model (see the IoU panel).")
             self._update_image_label()
 
         return start_prediction_job(self.viewer, samples, on_progress=progress, on_done=done)
@@ -1099,9 +1124,8 @@ class RetrainWidget(QWidget):
             self._update_buttons()
             return
         changes = (version.info.get("scores") or {}).get("corrected") or []
-        base = version.info.get("base_model", "?")
-        if base == "default":
-            base = "the default model"
+        base = str(version.info.get("base_model", "?"))
+        base = "the default model" if base == "default" else Path(base).name
         self.show_scores(changes, title=f"{version.name}: IoU of the corrected images with "
                                         f"{base} (before) and {version.name} (after)")
         self._update_buttons()
