@@ -198,3 +198,19 @@ def test_out_of_memory_is_reported_with_advice(tmp_path, monkeypatch):
     monkeypatch.setattr(training, "_train_step", oom)
     with pytest.raises(TrainingError, match="lower the batch size or the crop size"):
         drive(train(tiny_config(), make_samples(), out_dir=tmp_path))
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not __import__("os").environ.get("NUCLEI_UNET_DSB2018"),
+                    reason="set NUCLEI_UNET_DSB2018 to a stage1_train folder")
+def test_train_on_a_few_real_images(tmp_path):
+    import os
+
+    from napari_nuclei_unet.core.dataset import DSBDataset
+
+    dataset = DSBDataset.open(os.environ["NUCLEI_UNET_DSB2018"])
+    samples = drive(dataset.iter_load(dataset.ids()[:6]))
+    config = tiny_config(crop_size=64, epochs=1, steps_per_epoch=2, val_fraction=0.2)
+    result = drive(train(config, samples, out_dir=tmp_path))
+    assert result.history[-1].val_iou is not None
+    load_checkpoint(result.best_checkpoint)
