@@ -260,6 +260,30 @@ def test_threshold_rescores_other_cached_images_in_background(compare, qtbot):
     assert fake.calls == calls
 
 
+def test_large_image_is_rethresholded_in_a_worker(compare, qtbot, monkeypatch):
+    from napari_nuclei_unet.core.evaluation import score_prediction
+    from napari_nuclei_unet.core.instances import labels_from_probability
+    from napari_nuclei_unet.widgets import compare_widget
+    from napari_nuclei_unet.widgets._compare_layers import PREDICTION_LAYER, match_colors_to_truth
+
+    viewer, widget, session, samples, fake = compare
+    monkeypatch.setattr(compare_widget, "SYNC_PIXELS", 100)  # every test image is "large"
+    wait_worker(qtbot, widget.predict_current())
+    qtbot.waitUntil(lambda: widget.current_labels() is not None, timeout=10_000)
+    sample = samples[0]
+    prob = fake.maps[id(sample.image)]
+    widget.set_threshold(0.3)
+    assert widget.current_labels() is None  # not computed on the main thread
+    assert "Updating" in widget.metrics_label.text()
+    qtbot.waitUntil(lambda: widget.current_labels() is not None, timeout=10_000)
+    expected = labels_from_probability(prob, threshold=0.3)
+    np.testing.assert_array_equal(
+        viewer.layers[PREDICTION_LAYER].data, match_colors_to_truth(sample.labels, expected)
+    )
+    assert session.rows[sample.id] == score_prediction(sample, prob, threshold=0.3)
+    assert "IoU" in widget.metrics_label.text()
+
+
 def test_split_toggle_changes_instances_not_the_network(compare, qtbot):
     from napari_nuclei_unet.core.instances import labels_from_probability
     from napari_nuclei_unet.widgets._compare_layers import PREDICTION_LAYER, match_colors_to_truth

@@ -60,6 +60,10 @@ if TYPE_CHECKING:
 PREDICT_JOB = "predict"
 #: Job kind of re-scoring the cached maps after a threshold change.
 RESCORE_JOB = "rescore"
+#: Job kind of re-thresholding a large shown image.
+DISPLAY_JOB = "compare display"
+#: Images up to this many pixels are re-thresholded on the main thread (a few ms).
+SYNC_PIXELS = 512 * 512
 
 THRESHOLD_RANGE = (0.05, 0.95)
 INSTANCE_METHOD_SPLIT = "watershed"
@@ -183,6 +187,37 @@ def predicted_labels(prob: np.ndarray, *, threshold: float, instance_method: str
     return labels_from_probability(prob, threshold=threshold, method=instance_method)
 
 
+def labels_and_row(
+    sample: Sample, prob: np.ndarray, *, threshold: float, instance_method: str
+) -> tuple[np.ndarray, Any]:
+    """Predicted nuclei of one image and its scores (None without a label mask).
+
+    Parameters
+    ----------
+    sample : Sample
+        The sample.
+    prob : numpy.ndarray
+        Its probability map.
+    threshold : float
+        Probability threshold.
+    instance_method : str
+        ``"watershed"`` or ``"components"``.
+
+    Returns
+    -------
+    tuple
+        ``(labels, row)``: ``(H, W)`` int32 labels and a ``core.evaluation.ImageRow``
+        (or None when the sample has no label mask).
+    """
+    from napari_nuclei_unet.core.evaluation import score_prediction
+
+    labels = predicted_labels(prob, threshold=threshold, instance_method=instance_method)
+    row = None
+    if sample.has_labels:
+        row = score_prediction(sample, prob, threshold=threshold, instance_method=instance_method)
+    return labels, row
+
+
 def _legend_html() -> str:
     lines = []
     for value, (r, g, b, _) in ERROR_COLORS.items():
@@ -225,6 +260,7 @@ class CompareWidget(QWidget):
         self._stop = threading.Event()
         self._labels_key: tuple | None = None
         self._labels: np.ndarray | None = None
+        self._pending_key: tuple | None = None
         self._build()
         self._connect()
         self._update_model_status()
@@ -375,9 +411,9 @@ class CompareWidget(QWidget):
         return self.session.instance_method
 
     def is_busy(self) -> bool:
-        """Return True while a prediction or re-scoring job of this viewer runs."""
+        """Return True while a prediction, re-scoring or re-thresholding job of this viewer runs."""
         jobs = self.session.jobs
-        return jobs.is_running(PREDICT_JOB) or jobs.is_running(RESCORE_JOB)
+        return any(jobs.is_running(kind) for kind in (PREDICT_JOB, RESCORE_JOB, DISPLAY_JOB))
 
     def _current_sample(self) -> Sample | None:
         sample_id = self.session.current_id
@@ -587,30 +623,31 @@ class CompareWidget(QWidget):
 
     # ------------------------------------------------------------ view
     def current_labels(self) -> np.ndarray | None:
-        """The shown image's predicted nuclei at the current threshold, or None.
+        """The predicted nuclei shown for the current image, or None.
 
         Returns
         -------
         numpy.ndarray or None
-            ``(H, W)`` int32 labels, or None when the image was not predicted yet.
+            ``(H, W)`` int32 labels at the current threshold and split, or None
+            when the image was not predicted yet (or is still being re-thresholded).
         """
+        key = self._current_key()
+        return self._labels if key is not None and key == self._labels_key else None
+
+    def _current_key(self) -> tuple | None:
         sample_id = self.session.current_id
         prob = self.session.probabilities.get(sample_id) if sample_id is not None else None
         if prob is None:
             return None
-        key = (sample_id, id(prob), self.session.threshold, self.instance_method)
-        if key != self._labels_key:
-            self._labels = predicted_labels(
-                prob, threshold=self.session.threshold, instance_method=self.instance_method
-            )
-            self._labels_key = key
-        return self._labels
+        return (sample_id, id(prob), self.session.threshold, self.instance_method)
 
     def refresh(self, *, rescore: bool = False) -> None:
         """Show the current image's cached prediction in the current mode.
 
         Nothing is predicted here: without a cached map the compare layers are
-        removed and the dock says so.
+        removed and the dock says so. Images up to :data:`SYNC_PIXELS` pixels are
+        re-thresholded at once; larger ones in a worker (the layers follow when
+        it is done), so the window never freezes.
 
         Parameters
         ----------
@@ -627,14 +664,25 @@ class CompareWidget(QWidget):
                 NO_SAMPLE_MESSAGE if not self.session.samples else "No image selected."
             )
             return
-        pred_labels = self.current_labels()
-        if pred_labels is None:
+        key = self._current_key()
+        if key is None:
             compare_layers.clear_comparison(self.viewer)
             self.metrics_label.setText(
                 f"{short_id(sample.id)} has not been predicted yet: click "
                 "'Predict this image'."
             )
             return
+        prob = self.session.probabilities[sample.id]
+        if key != self._labels_key:
+            if prob.size > SYNC_PIXELS:
+                self._start_display_job(sample, prob, key)
+                return
+            self._labels = predicted_labels(
+                prob, threshold=self.session.threshold, instance_method=self.instance_method
+            )
+            self._labels_key = key
+            rescore = True
+        pred_labels = self._labels
         show_prediction(self.viewer, sample, pred_labels=pred_labels, mode=self.mode)
         if not sample.has_labels:
             self.metrics_label.setText(
@@ -643,18 +691,52 @@ class CompareWidget(QWidget):
             )
             return
         row = self.session.rows.get(sample.id)
-        if row is None or rescore:
+        if row is None or (rescore and prob.size <= SYNC_PIXELS):
             from napari_nuclei_unet.core.evaluation import score_prediction
 
             row = score_prediction(
-                sample,
-                self.session.probabilities[sample.id],
-                threshold=self.session.threshold,
+                sample, prob, threshold=self.session.threshold,
                 instance_method=self.instance_method,
             )
-            self.session.rows[sample.id] = row
-            self.session.scores_changed.emit()
+            if self.session.rows.get(sample.id) != row:
+                self.session.rows[sample.id] = row
+                self.session.scores_changed.emit()
         self.metrics_label.setText(_format_row(row))
+
+    def _start_display_job(self, sample: Sample, prob: np.ndarray, key: tuple) -> None:
+        """Threshold, split and score a large image in a worker, then show it."""
+        if self._pending_key == key:
+            return
+        self._pending_key = key
+        self.metrics_label.setText(f"Updating the prediction of {short_id(sample.id)} …")
+        threshold, method = key[2], key[3]
+
+        def shown(result: tuple[np.ndarray, Any]) -> None:
+            labels, row = result
+            if self._current_key() != key:
+                return  # the threshold, split or image changed meanwhile
+            self._labels, self._labels_key = labels, key
+            if row is not None and self.session.rows.get(sample.id) != row:
+                self.session.rows[sample.id] = row
+                self.session.scores_changed.emit()
+            self.refresh()
+
+        def finished() -> None:
+            if self._pending_key == key:
+                self._pending_key = None
+
+        self.session.jobs.start(
+            DISPLAY_JOB,
+            labels_and_row,
+            sample,
+            prob,
+            threshold=threshold,
+            instance_method=method,
+            on_returned=shown,
+            on_finished=finished,
+            action=f"Updating the prediction of {short_id(sample.id)}",
+            refuse=False,
+        )
 
 
 def show_prediction(
