@@ -264,9 +264,19 @@ def test_stopped_round_saves_nothing(retrain, qtbot):
     with capture_notifications() as notes:
         worker = dock.start_finetune()
         assert worker is not None
+        # a correction added during the round waits for its end (kept as a draft meanwhile)
+        show(viewer, session, samples[1])
+        paint_square(dock.edit_label_mask(), 3)
+        assert dock.add_to_training_set() is None
+        assert (project / "drafts" / f"{samples[1].id}.npz").is_file()
+        assert dock.remove_correction(samples[0].id) is None  # refused during the round
         dock.stop()
         wait_worker(qtbot, worker, timeout=120_000)
+        wait_worker(qtbot, session.jobs.running("save correction"))
+    assert notes.any("will be added to the training set when it ends")
     assert notes.any("nothing was saved")
+    assert [c.id for c in dock.corrections()] == sorted(s.id for s in samples[:2])
+    assert not (project / "drafts" / f"{samples[1].id}.npz").exists()
     assert session.model is model
     assert [v.name for v in dock.versions() if not v.is_base] == []
     assert dock.progress.format() == "stopped"

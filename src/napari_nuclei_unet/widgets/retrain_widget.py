@@ -39,6 +39,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -118,7 +120,7 @@ BUSY_TRAINING = "The Train panel is training. Wait for it to finish (or stop it)
 
 # ---------------------------------------------------------------- worker jobs (no Qt)
 def _run_finetune(
-    project: Path,
+    store: Any,
     base: Any,
     correction_ids: list[str],
     original: list[Any],
@@ -129,6 +131,9 @@ def _run_finetune(
 ) -> Generator[Any, None, tuple[Any, Any]]:
     """The worker's job: read the corrections, run a round, load the new model.
 
+    ``store`` is the dock's :class:`CorrectionStore` (a new instance would repair
+    "interrupted" saves, which could be a save running at that moment).
+
     Returns
     -------
     tuple
@@ -137,11 +142,11 @@ def _run_finetune(
     """
     try:
         from napari_nuclei_unet.core.checkpoint import load_checkpoint
-        from napari_nuclei_unet.core.finetune import CorrectionStore, finetune
+        from napari_nuclei_unet.core.finetune import finetune
 
-        corrections = CorrectionStore(project).load_samples(correction_ids)
+        corrections = store.load_samples(correction_ids)
         result = yield from finetune(base, corrections, original=original, ratio=ratio,
-                                     config_overrides=overrides, out_dir=project,
+                                     config_overrides=overrides, out_dir=store.path,
                                      should_stop=should_stop)
         loaded = None
         if result.version is not None:
@@ -151,14 +156,24 @@ def _run_finetune(
         done.set()
 
 
-def _save_correction(project: Path, sample_id: str, image: np.ndarray, labels: np.ndarray,
+def _save_correction(store: Any, sample_id: str, image: np.ndarray, labels: np.ndarray,
                      source: str, note: str) -> Any:
-    """The worker's job: add one correction, then drop its draft."""
-    from napari_nuclei_unet.core.finetune import CorrectionStore
-
-    correction = CorrectionStore(project).add(sample_id, image, labels, source=source, note=note)
-    DraftStore(project).delete(sample_id)
+    """The worker's job: add one correction to ``store``, then drop its draft."""
+    correction = store.add(sample_id, image, labels, source=source, note=note)
+    DraftStore(store.path).delete(sample_id)
     return correction
+
+
+@dataclass
+class _SaveRequest:
+    """A correction waiting to be saved (saves run one at a time, never during a round)."""
+
+    state: Any
+    sample: Any
+    sample_id: str
+    labels: np.ndarray
+    source: str
+    note: str
 
 
 def _load_version(version: Any) -> Any:
@@ -240,6 +255,8 @@ class RetrainWidget(QWidget):
         self._epochs = 1
         self._outcome: str | None = None
         self._draft_error_shown = False
+        self._store: Any = None
+        self._save_queue: list[_SaveRequest] = []
         self._build()
         self._draft_timer = QTimer(self)
         self._draft_timer.setSingleShot(True)
@@ -454,10 +471,13 @@ class RetrainWidget(QWidget):
 
     # ----------------------------------------------------------------- project
     def corrections_store(self) -> Any:
-        """The project's :class:`~napari_nuclei_unet.core.finetune.CorrectionStore`."""
-        from napari_nuclei_unet.core.finetune import CorrectionStore
+        """The project's :class:`~napari_nuclei_unet.core.finetune.CorrectionStore`.
 
-        return CorrectionStore(self.project)
+        One instance per project, opened by :meth:`set_project` and shared with the
+        dock's workers: opening a store repairs interrupted saves, so a second
+        instance opened during a save could take that save for a broken one.
+        """
+        return self._store
 
     def model_versions(self) -> Any:
         """The project's :class:`~napari_nuclei_unet.core.finetune.ModelVersions`."""
@@ -491,14 +511,18 @@ class RetrainWidget(QWidget):
             notify(f"{folder} is a file, not a folder: choose a folder for the project.",
                    warning=True)
             return False
+        if self._save_queue or self.session.jobs.is_running(SAVE_JOB):
+            notify("Wait for the corrections being saved, then change the project.")
+            return False
         try:
-            CorrectionStore(folder)  # reads the index, repairs an interrupted save
+            store = CorrectionStore(folder)  # reads the index, repairs an interrupted save
         except (ValueError, OSError) as exc:
             notify_error(exc, f"Opening the project {folder}")
             return False
         self._flush_draft(warn=True)
         self._end_edit()
         self.project = folder
+        self._store = store
         self._draft_error_shown = False
         self.project_edit.setText(str(folder))
         self.project_edit.setToolTip(str(folder))
@@ -766,12 +790,14 @@ class RetrainWidget(QWidget):
 
         The mask saved is the one being corrected; when nothing is being corrected,
         the label mask as shown (hand edits included). The correction replaces an
-        earlier one of the same image.
+        earlier one of the same image. Saves run one at a time, in order; during a
+        fine-tuning round the correction is kept as a draft and saved when it ends.
 
         Returns
         -------
         WorkerBase or None
-            The saving worker, or None when there is nothing to save.
+            The saving worker, or None when there is nothing to save or the save
+            was queued behind another save or a running round.
         """
         from napari_nuclei_unet.core.finetune import safe_sample_id
 
@@ -788,32 +814,57 @@ class RetrainWidget(QWidget):
             notify("The mask is empty: paint at least one nucleus before adding the image.",
                    warning=True)
             return None
-        edited = state.was_edited() or state.start == START_LABEL
-        source = "label" if edited else "prediction"
-        note = f"started from the {state.start}" + (", edited by hand" if state.was_edited()
-                                                   else "")
-        sample_id = safe_sample_id(sample.id)
+        edited = state.was_edited()
+        source = "label" if edited or state.start == START_LABEL else "prediction"
+        note = f"started from the {state.start}" + (", edited by hand" if edited else "")
+        request = _SaveRequest(state, sample, safe_sample_id(sample.id), labels, source, note)
+        self._save_queue.append(request)
+        if self.is_finetuning():
+            try:
+                DraftStore(self.project).save(sample.id, labels, state.start)
+            except OSError as exc:
+                notify_error(exc, f"Saving a draft of {short_id(sample.id)}")
+            notify(f"A fine-tuning round is running: {short_id(sample.id)} will be added to the "
+                   "training set when it ends (kept as a draft until then).")
+            self._update_image_label()
+            return None
+        return self._start_next_save()
 
-        def saved(correction: Any) -> None:
-            current = self._edit
-            if current is state and current.current_labels().shape == labels.shape:
-                if np.array_equal(current.current_labels(), labels):
-                    current.mark_added()
-                else:  # painted on during the save: the new strokes are still unsaved
-                    current.baseline = labels
-            notify(f"{short_id(sample.id)} added to the training set ({correction.n_nuclei} "
-                   f"nuclei). {len(self.corrections())} image(s) in the project.")
-            self.refresh()
-            self.corrections_table.select_key(correction.id)
-
+    def _start_next_save(self) -> WorkerBase | None:
+        """Start the next queued save, unless one (or a round) runs; saves run in order."""
+        if not self._save_queue or self.session.jobs.is_running(SAVE_JOB) or self.is_finetuning():
+            return None
+        request = self._save_queue.pop(0)
         worker = self.session.jobs.start(
-            SAVE_JOB, _save_correction, self.project, sample_id, sample.image, labels, source,
-            note, on_returned=saved, on_finished=self._update_buttons,
-            action=f"Saving the correction of {short_id(sample.id)}", viewer=self.viewer,
-            description="Saving a corrected mask",
+            SAVE_JOB, _save_correction, self._store, request.sample_id, request.sample.image,
+            request.labels, request.source, request.note,
+            on_returned=partial(self._on_saved, request), on_finished=self._on_save_finished,
+            action=f"Saving the correction of {short_id(request.sample.id)}",
+            viewer=self.viewer, description="Saving a corrected mask",
         )
         self._update_buttons()
         return worker
+
+    def _on_saved(self, request: _SaveRequest, correction: Any) -> None:
+        current = self._edit
+        if current is request.state and current.current_labels().shape == request.labels.shape:
+            if np.array_equal(current.current_labels(), request.labels):
+                current.mark_added()
+            else:  # painted on during the save: the new strokes are still unsaved
+                current.baseline = request.labels
+        notify(f"{short_id(request.sample.id)} added to the training set "
+               f"({correction.n_nuclei} nuclei). {len(self.corrections())} image(s) in the "
+               "project.")
+        self.refresh()
+        self.corrections_table.select_key(correction.id)
+
+    def _on_save_finished(self) -> None:
+        self._update_buttons()
+        self._start_next_save()
+
+    def saves_pending(self) -> int:
+        """Corrections waiting to be saved or being saved."""
+        return len(self._save_queue) + int(self.session.jobs.is_running(SAVE_JOB))
 
     def remove_correction(self, sample_id: str) -> Path | None:
         """Take ``sample_id`` out of the training set (its files go to ``removed/``).
@@ -823,6 +874,10 @@ class RetrainWidget(QWidget):
         pathlib.Path or None
             Where the files went, or None when it could not be removed.
         """
+        if self.is_finetuning() or self.saves_pending():
+            notify("Wait for the fine-tuning round (or the saving) to finish before removing "
+                   "images from the training set.")
+            return None
         try:
             target = self.corrections_store().remove(sample_id)
         except (KeyError, ValueError, OSError) as exc:
@@ -889,6 +944,9 @@ class RetrainWidget(QWidget):
         if self.session.jobs.is_running("training"):
             notify(BUSY_TRAINING)
             return None
+        if self.saves_pending():
+            notify("A correction is being saved. Press Fine-tune again in a moment.")
+            return None
         model = self.session.model
         if model is None:
             notify(NO_MODEL, warning=True)
@@ -912,7 +970,7 @@ class RetrainWidget(QWidget):
         self._stop_event.clear()
         self._done_event.clear()
         worker = self.session.jobs.start(
-            FINETUNE_JOB, _run_finetune, self.project, base, ids, original,
+            FINETUNE_JOB, _run_finetune, self._store, base, ids, original,
             float(self.ratio_spin.value()), overrides, self._stop_event.is_set,
             self._done_event,
             on_yielded=self._on_update, on_returned=self._on_result,
@@ -1014,6 +1072,7 @@ class RetrainWidget(QWidget):
             self.status_label.setText("Stopped: nothing was saved, the model is unchanged.")
         else:
             self.status_label.setText("The round failed; the model is unchanged.")
+        self._start_next_save()  # corrections added during the round
         self._update_buttons()
 
     def show_scores(self, changes: Sequence[Any], *, title: str) -> None:
