@@ -337,7 +337,10 @@ def test_overrides_cannot_change_the_architecture(fluorescence_model, tmp_path):
 
 
 def test_rounds_from_a_correction_store_chain_versions(fluorescence_model, tmp_path):
+    import torch
+
     checkpoint, original, _ = fluorescence_model
+    torch.set_num_threads(2)
     store = CorrectionStore(tmp_path)
     sample = synthetic("histology", 303)
     store.add("h", sample.image, sample.labels)
@@ -348,6 +351,7 @@ def test_rounds_from_a_correction_store_chain_versions(fluorescence_model, tmp_p
     second = drive(finetune(versions.latest(), store.load_samples(), out_dir=tmp_path,
                             config_overrides=overrides))
     assert (first.version.name, second.version.name) == ("v001", "v002")
+    assert torch.get_num_threads() == 2  # the round's thread count was not left behind
     assert versions.get("v002").info["base_model"] == "v001"
     assert versions.get("v001").info["corrections"][0]["source"] == "label"
 
