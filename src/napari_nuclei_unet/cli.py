@@ -205,6 +205,9 @@ def _build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--steps", type=int, metavar="N", help="optimisation steps per epoch")
     finetune.add_argument("--lr", type=float, metavar="LR", help="peak learning rate")
     finetune.add_argument("--seed", type=int, metavar="N", help="random seed")
+    finetune.add_argument("--threads", type=int, metavar="N",
+                          help="CPU threads (default: 1, which stays fast when the computer "
+                               "is busy; more helps on an idle multi-core machine)")
     _add_device(finetune, default=None)
     finetune.set_defaults(handler="finetune:run")
 

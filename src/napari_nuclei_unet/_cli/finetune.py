@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     ----------
     args : argparse.Namespace
         ``model``, ``corrections``, ``out``, ``data``, ``eval_data``, ``ratio``,
-        ``epochs``, ``steps``, ``lr``, ``seed``, ``device``, ``quiet``.
+        ``epochs``, ``steps``, ``lr``, ``seed``, ``threads``, ``device``, ``quiet``.
 
     Returns
     -------
@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
 
     overrides: dict[str, Any] = {}
     for option, field in (("epochs", "epochs"), ("steps", "steps_per_epoch"),
-                          ("lr", "learning_rate"), ("seed", "seed"), ("device", "device")):
+                          ("lr", "learning_rate"), ("seed", "seed"), ("device", "device"),
+                          ("threads", "num_threads")):
         if getattr(args, option) is not None:
             overrides[field] = getattr(args, option)
     ratio = args.ratio if args.ratio is not None else (0.5 if args.data else 1.0)
