@@ -612,6 +612,7 @@ class CompareWidget(QWidget):
         if model is None:
             self.model_label.setText("No model loaded.")
             self.load_default_button.setVisible(True)
+            self.refresh()  # the hints depend on the model
             return
         path = getattr(model, "path", None)
         name = path.stem if path is not None else "model"
@@ -660,6 +661,7 @@ class CompareWidget(QWidget):
         sample = self._current_sample()
         if sample is None:
             compare_layers.clear_comparison(self.viewer)
+            self.panes_label.setVisible(False)
             self.metrics_label.setText(
                 NO_SAMPLE_MESSAGE if not self.session.samples else "No image selected."
             )
@@ -667,10 +669,12 @@ class CompareWidget(QWidget):
         key = self._current_key()
         if key is None:
             compare_layers.clear_comparison(self.viewer)
-            self.metrics_label.setText(
-                f"{short_id(sample.id)} has not been predicted yet: click "
-                "'Predict this image'."
+            self.panes_label.setVisible(False)
+            hint = (
+                "click 'Predict this image'." if self.session.model is not None
+                else NO_MODEL_MESSAGE
             )
+            self.metrics_label.setText(f"{short_id(sample.id)} has not been predicted yet: {hint}")
             return
         prob = self.session.probabilities[sample.id]
         if key != self._labels_key:
