@@ -143,13 +143,16 @@ class ScoreTableModel(QAbstractTableModel):
         """The ``ImageRow`` of source row ``row``."""
         return self._rows[row]
 
-    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008, D102
+    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008
+        """Number of rows (images)."""
         return 0 if parent.isValid() else len(self._rows)
 
-    def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008, D102
+    def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008
+        """Number of columns (:data:`COLUMNS`)."""
         return 0 if parent.isValid() else len(COLUMNS)
 
-    def headerData(self, section: int, orientation: Any, role: int = Qt.ItemDataRole.DisplayRole):  # noqa: D102
+    def headerData(self, section: int, orientation: Any, role: int = Qt.ItemDataRole.DisplayRole):
+        """Column titles and their tooltips."""
         if orientation != Qt.Orientation.Horizontal or not 0 <= section < len(COLUMNS):
             return None
         if role == Qt.ItemDataRole.DisplayRole:
@@ -158,7 +161,8 @@ class ScoreTableModel(QAbstractTableModel):
             return COLUMNS[section][2]
         return None
 
-    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole):  # noqa: D102
+    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
+        """Rounded text, raw value (:data:`SORT_ROLE`), id, tooltip and colours of a cell."""
         if not index.isValid():
             return None
         row = self._rows[index.row()]
