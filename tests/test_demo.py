@@ -81,3 +81,22 @@ def test_demo_without_model_explains_and_still_shows_data(tmp_path, qapp):
     assert path.is_file()
     assert session.model is None and session.samples
     assert any("could not be loaded" in m for m in messages), messages
+
+
+def test_demo_without_blocking_returns_at_once_and_completes(tiny_checkpoint, qtbot):
+    from napari_nuclei_unet.demo import run_demo
+    from napari_nuclei_unet.widgets._compare_layers import PREDICTION_LAYER, grid_of
+    from napari_nuclei_unet.widgets._session import session_for
+
+    viewer = run_demo(block=False, model=tiny_checkpoint)
+    try:
+        session = session_for(viewer)
+        assert session.model is None  # returned before the background steps ran
+        qtbot.waitUntil(
+            lambda: bool(session.rows) and not session.jobs.kinds(), timeout=120_000
+        )
+        assert PREDICTION_LAYER in viewer.layers
+        assert grid_of(viewer).enabled  # side by side
+        assert set(session.rows) == {s.id for s in session.samples.values() if s.has_labels}
+    finally:
+        _close_all_viewers()
