@@ -134,6 +134,7 @@ def test_train_config_file_and_options(tmp_path):
     args = _build_parser().parse_args([
         "train", "data", "--out", "x", "--config", str(config_file), "--epochs", "2",
         "--no-amp", "--patience", "none", "--lr", "0.01", "--steps-per-epoch", "none",
+        "--time-budget-s", "90.5",
     ])
     config = config_from_args(args)
     assert config.epochs == 2  # the option wins over the file
@@ -142,6 +143,9 @@ def test_train_config_file_and_options(tmp_path):
     assert config.early_stopping_patience is None
     assert config.steps_per_epoch is None
     assert config.learning_rate == 0.01
+    assert config.time_budget_s == 90.5  # an optional float is parsed as a number
+    args = _build_parser().parse_args(["train", "d", "--out", "x", "--time-budget-s", "none"])
+    assert config_from_args(args).time_budget_s is None
 
 
 def test_train_ctrl_c_keeps_best_and_saves_last(dataset, tmp_path, capsys, monkeypatch):

@@ -62,6 +62,17 @@ def _optional_int(text: str) -> int | None:
         ) from None
 
 
+def _optional_float(text: str) -> float | None:
+    if text.strip().lower() in _NONE_WORDS:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number or 'none', got {text!r}"
+        ) from None
+
+
 def add_train_config_options(parser: argparse.ArgumentParser) -> None:
     """Add one option per :class:`TrainConfig` field to ``parser``.
 
@@ -97,6 +108,10 @@ def add_train_config_options(parser: argparse.ArgumentParser) -> None:
             group.add_argument(*flags, dest=dest, type=_optional_int,
                                default=argparse.SUPPRESS,
                                metavar="N|none", help=text)
+        elif "None" in annotation and "float" in annotation:
+            group.add_argument(*flags, dest=dest, type=_optional_float,
+                               default=argparse.SUPPRESS,
+                               metavar="X|none", help=text)
         elif isinstance(default, int):
             group.add_argument(*flags, dest=dest, type=int, default=argparse.SUPPRESS,
                                metavar="N", help=text)
