@@ -87,9 +87,12 @@ def _list_devices() -> list[tuple[str, str]]:
 
 
 def _checkpoint_error(exc: BaseException) -> str | None:
-    if type(exc).__name__ == "CheckpointError":
-        return f"This file is not a usable nuclei-unet checkpoint: {exc}"
-    return None
+    if type(exc).__name__ != "CheckpointError":
+        return None
+    text = str(exc)
+    if "not installed" in text or "does not exist" in text:
+        return text  # no file to blame: the message says what is missing and what to do
+    return f"This file is not a usable nuclei-unet checkpoint: {text}"
 
 
 def model_device(loaded: LoadedModel) -> str:
