@@ -85,9 +85,14 @@ def retrain(make_napari_viewer, qtbot, user_dirs, tiny_model):
     yield viewer, dock, session, samples, project
     if dock.is_finetuning():
         dock.stop()
-        wait_worker(qtbot, session.jobs.running("fine-tuning"), timeout=120_000)
-    for kind in ("predict", "load model", "save correction"):
-        wait_worker(qtbot, session.jobs.running(kind))
+    settle(qtbot, session)
+
+
+def settle(qtbot, session) -> None:
+    """Wait for every job of the session (the dock's warm-up included)."""
+    for kind in ("fine-tuning", "predict", "load model", "save correction",
+                 "warm up fine-tuning"):
+        wait_worker(qtbot, session.jobs.running(kind), timeout=120_000)
 
 
 def paint_square(layer, value: int, box=(slice(5, 15), slice(40, 50))) -> None:
@@ -103,12 +108,13 @@ def add(qtbot, dock):
 
 
 # ------------------------------------------------------------------------ tests
-def test_default_project_and_shortcuts_hint(make_napari_viewer, user_dirs):
+def test_default_project_and_shortcuts_hint(make_napari_viewer, qtbot, user_dirs):
     from napari.utils.shortcuts import default_shortcuts
 
     from napari_nuclei_unet.widgets.retrain_widget import RetrainWidget
 
     dock = RetrainWidget(make_napari_viewer())
+    settle(qtbot, dock.session)
     assert dock.project == user_dirs / "data" / "projects" / "default"
     assert not dock.project.exists()  # nothing written until something is saved
     hint = dock.keys_label.text()
@@ -150,6 +156,7 @@ def test_promote_prediction_paint_add_and_reopen(retrain, qtbot, make_napari_vie
 
     # napari restarted: a new dock reopens the same project and lists the correction
     again = RetrainWidget(make_napari_viewer())
+    settle(qtbot, again.session)
     assert again.project == project
     assert again.corrections_table.keys() == [sample.id]
     assert again.corrections_table.item(0, 1).text() == str(len(masks))
@@ -296,6 +303,7 @@ def test_mistakes_are_plain_notifications(make_napari_viewer, qtbot, user_dirs, 
     viewer = make_napari_viewer()
     session = session_for(viewer)
     dock = RetrainWidget(viewer)
+    settle(qtbot, session)
     dock.set_project(user_dirs / "p")
     with capture_notifications() as notes:
         assert dock.start_finetune() is None

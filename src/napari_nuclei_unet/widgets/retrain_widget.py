@@ -176,6 +176,38 @@ class _SaveRequest:
     note: str
 
 
+def _warm_up() -> None:
+    """Import what a round needs and run one tiny training step (in a worker, at dock open).
+
+    A round's first training step imports about a thousand modules (torch's optimizer
+    machinery, scipy, scikit-image); Python holds the GIL while it loads them, which
+    stalled napari's main thread for up to a second in the middle of the user's first
+    round (``benchmarks/bench_finetune_gui.py``). Doing it when the dock opens keeps
+    the round itself smooth. Failures are only logged: the round will report them.
+    """
+    import logging
+    import tempfile
+
+    try:
+        from napari_nuclei_unet.core.config import TrainConfig
+        from napari_nuclei_unet.core.dataset import Sample
+        from napari_nuclei_unet.core.evaluation import score_prediction
+        from napari_nuclei_unet.core.progress import drive
+        from napari_nuclei_unet.core.training import train
+
+        labels = np.zeros((32, 32), np.int32)
+        labels[8:20, 8:20] = 1
+        image = np.repeat((labels[..., None] * 200).astype(np.uint8), 3, axis=2)
+        blank = Sample("warm-up", image, labels, "fluorescence")
+        config = TrainConfig(base_width=2, depth=1, crop_size=16, batch_size=1, epochs=1,
+                             steps_per_epoch=1, num_threads=1, amp=False, device="cpu")
+        with tempfile.TemporaryDirectory(prefix="nuclei-unet-warm-up-") as folder:
+            drive(train(config, [blank], out_dir=folder, val_samples=[]))
+        score_prediction(blank, labels.astype(np.float32))
+    except Exception:  # noqa: BLE001 - a warm-up must never bother the user
+        logging.getLogger(__name__).debug("fine-tuning warm-up failed", exc_info=True)
+
+
 def _load_version(version: Any) -> Any:
     from napari_nuclei_unet.core.checkpoint import load_checkpoint
 
@@ -264,6 +296,8 @@ class RetrainWidget(QWidget):
         self._draft_timer.timeout.connect(self._autosave_draft)
         self._connect()
         self.set_project(self.project, remember=False)
+        self.session.jobs.start("warm up fine-tuning", _warm_up, refuse=False,
+                                action="Preparing fine-tuning")
 
     # ------------------------------------------------------------------ layout
     def _build(self) -> None:
