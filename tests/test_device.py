@@ -6,6 +6,7 @@ from napari_nuclei_unet.core.device import (
     amp_dtype,
     available_devices,
     configure_cpu_threads,
+    cpu_has_fast_bf16,
     physical_cpu_count,
     resolve_device,
 )
@@ -49,4 +50,5 @@ def test_threads_and_amp():
         assert configure_cpu_threads(1) == 1 and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
-    assert amp_dtype(torch.device("cpu")) is None
+    expected = torch.bfloat16 if cpu_has_fast_bf16() else None
+    assert amp_dtype(torch.device("cpu")) == expected

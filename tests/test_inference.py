@@ -44,12 +44,14 @@ def _image(h, w, seed=0):
 
 def test_single_pass_equals_direct_forward(model):
     image = _image(45, 61)
-    prob = predict_probability(model, image)
+    prob = predict_probability(model, image, amp=False)
     assert prob.shape == (45, 61) and prob.dtype == np.float32
     assert 0 <= prob.min() and prob.max() <= 1
     with torch.no_grad():
         direct = torch.sigmoid(model(torch.from_numpy(normalize_image(image))[None]))[0, 0]
     np.testing.assert_allclose(prob, direct.numpy(), atol=1e-5)
+    # reduced precision (bf16 where the hardware has it) stays close
+    np.testing.assert_allclose(predict_probability(model, image), prob, atol=2e-2)
 
 
 def test_tiled_matches_untiled_without_seams(model):

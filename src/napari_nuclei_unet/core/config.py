@@ -71,8 +71,9 @@ class TrainConfig:
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
     amp : bool
-        Mixed precision on CUDA (bf16 where supported, else fp16 with a GradScaler).
-        Ignored on CPU and MPS.
+        Mixed precision: on CUDA bf16 where supported, else fp16 with a GradScaler; on
+        CPUs with native bf16 (AVX512-BF16/AMX) bf16, about twice as fast as fp32.
+        Ignored on MPS and other CPUs.
     early_stopping_patience : int or None
         Stop after this many epochs without a better validation IoU (``None``: never).
     num_threads : int or None
