@@ -126,8 +126,9 @@ def test_default_project_and_shortcuts_hint(make_napari_viewer, qtbot, user_dirs
 
 def test_promote_prediction_paint_add_and_reopen(retrain, qtbot, make_napari_viewer):
     from napari_nuclei_unet.core.dataset import DSBDataset
-    from napari_nuclei_unet.widgets._compare_layers import PREDICTION_LAYER
+    from napari_nuclei_unet.widgets._compare_layers import PREDICTION_LAYER, grid_of
     from napari_nuclei_unet.widgets._retrain_editing import CORRECTION_LAYER
+    from napari_nuclei_unet.widgets.compare_widget import show_prediction
     from napari_nuclei_unet.widgets.retrain_widget import RetrainWidget
 
     viewer, dock, session, samples, project = retrain
@@ -142,6 +143,13 @@ def test_promote_prediction_paint_add_and_reopen(retrain, qtbot, make_napari_vie
     paint_square(layer, 99)
     assert dock.has_unsaved_edits()
     assert np.array_equal(viewer.layers[PREDICTION_LAYER].data, predicted)  # a copy was edited
+    # the Compare dock redraws its side-by-side view: the correction comes back on top
+    assert not grid_of(viewer).enabled
+    show_prediction(viewer, sample)
+    session.predictions_changed.emit()
+    assert grid_of(viewer).enabled
+    qtbot.waitUntil(lambda: not grid_of(viewer).enabled, timeout=2000)
+    assert viewer.layers[-1] is layer and layer.visible
 
     add(qtbot, dock)
     folder = project / "corrections" / sample.id

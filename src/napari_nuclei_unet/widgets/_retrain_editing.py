@@ -134,8 +134,6 @@ def promote_prediction(
     napari.layers.Labels
         The correction layer.
     """
-    from napari_nuclei_unet.widgets._compare_layers import COMPARE_LAYERS, grid_of
-
     data = np.array(labels, dtype=np.int32, copy=True)
     layer = find_layer(viewer, CORRECTION_LAYER)
     if layer is None:
@@ -146,9 +144,21 @@ def promote_prediction(
     if image is not None:
         layer.translate = image.translate
         layer.scale = image.scale
-        image.visible = True
     layer.metadata[SAMPLE_ID_KEY] = sample.id
     layer.metadata["nuclei_unet_start"] = start
+    show_editing_view(viewer, layer)
+    _paint_mode(viewer, layer)
+    return layer
+
+
+def show_editing_view(viewer: napari.Viewer, layer: Labels) -> None:
+    """One pane with the image and ``layer`` on top (grid off, compare layers hidden).
+
+    Used when a correction starts, and again when the Compare dock has put its
+    side-by-side view back while the user was correcting (e.g. after a round).
+    """
+    from napari_nuclei_unet.widgets._compare_layers import COMPARE_LAYERS, grid_of
+
     grid = grid_of(viewer)
     if grid.enabled:
         grid.enabled = False
@@ -157,11 +167,13 @@ def promote_prediction(
         other = find_layer(viewer, name)
         if other is not None:
             other.visible = False
+    image = find_layer(viewer, IMAGE_LAYER)
+    if image is not None:
+        image.visible = True
+    layer.visible = True
     index = viewer.layers.index(layer)
     if index != len(viewer.layers) - 1:
         viewer.layers.move(index, len(viewer.layers))
-    _paint_mode(viewer, layer)
-    return layer
 
 
 def edit_label_mask(viewer: napari.Viewer) -> Labels | None:

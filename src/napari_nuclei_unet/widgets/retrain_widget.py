@@ -294,6 +294,12 @@ class RetrainWidget(QWidget):
         self._draft_timer.setSingleShot(True)
         self._draft_timer.setInterval(DRAFT_DELAY_MS)
         self._draft_timer.timeout.connect(self._autosave_draft)
+        # the Compare dock redraws its side-by-side view when predictions change (e.g.
+        # after a round); a moment later, the correction being painted is shown again
+        self._view_timer = QTimer(self)
+        self._view_timer.setSingleShot(True)
+        self._view_timer.setInterval(150)
+        self._view_timer.timeout.connect(self._restore_editing_view)
         self._connect()
         self.set_project(self.project, remember=False)
         self.session.jobs.start("warm up fine-tuning", _warm_up, refuse=False,
@@ -475,6 +481,7 @@ class RetrainWidget(QWidget):
         session.dataset_changed.connect(self._on_dataset_changed)
         session.model_changed.connect(self._on_model_changed)
         session.predictions_changed.connect(self._update_image_label)
+        session.predictions_changed.connect(self._on_predictions_changed)
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
         self.viewer.events.theme.connect(self._on_theme)
         # never fine-tune on for a deleted dock; keep its unsaved edits
@@ -495,6 +502,7 @@ class RetrainWidget(QWidget):
             (self.session.dataset_changed, self._on_dataset_changed),
             (self.session.model_changed, self._on_model_changed),
             (self.session.predictions_changed, self._update_image_label),
+            (self.session.predictions_changed, self._on_predictions_changed),
             (self.viewer.layers.events.removed, self._on_layer_removed),
             (self.viewer.events.theme, self._on_theme),
         ):
@@ -808,6 +816,20 @@ class RetrainWidget(QWidget):
         else:
             self._update_image_label()
             self._update_buttons()
+
+    def _on_predictions_changed(self) -> None:
+        state = self._edit
+        if (state is not None and state.layer.name == editing.CORRECTION_LAYER
+                and state.sample.id == self.session.current_id):
+            self._view_timer.start()
+
+    def _restore_editing_view(self) -> None:
+        state = self._edit
+        if (state is None or state.layer.name != editing.CORRECTION_LAYER
+                or state.sample.id != self.session.current_id
+                or state.layer not in self.viewer.layers):
+            return
+        editing.show_editing_view(self.viewer, state.layer)
 
     def _on_dataset_changed(self) -> None:
         self._on_current_changed(None)
