@@ -634,6 +634,10 @@ class TrainWidget(QWidget):
             if now - self._last_step_ui < 0.5 and update.step < update.steps:
                 return  # at most 2 updates per second: every repaint recomposes the window
             self._last_step_ui = now
+            # one deferred repaint for the three changes (QProgressBar.setValue alone
+            # would repaint synchronously)
+            self.progress.setUpdatesEnabled(False)
+            self.status_label.setUpdatesEnabled(False)
             self.progress.setValue(int(1000 * done / total))
             self.progress.setFormat(
                 f"epoch {update.epoch}/{update.epochs} · step {update.step}/{update.steps}"
@@ -642,6 +646,8 @@ class TrainWidget(QWidget):
                 f"{update.images_per_s:.1f} images/s · loss {update.loss:.3f} · about "
                 f"{format_duration(update.eta_s)} left"
             )
+            self.progress.setUpdatesEnabled(True)
+            self.status_label.setUpdatesEnabled(True)
         elif hasattr(update, "train_loss"):  # EpochEnd
             self.curves.add_epoch(update)
             if update.is_best:
