@@ -275,14 +275,20 @@ def show_comparison(
         contour.visible = False
         errors.visible = False
         grid = grid_of(viewer)
+        was_enabled = grid.enabled
         grid.stride = 2
         grid.shape = (1, 2)
         grid.enabled = True
+        if not was_enabled:
+            viewer.reset_view()  # frame both panes
     else:
         _move_to_bottom(
             viewer, [image_layer.name, PREDICTION_LAYER, ERROR_LAYER, TRUTH_CONTOUR_LAYER]
         )
-        grid_of(viewer).enabled = False
+        grid = grid_of(viewer)
+        if grid.enabled:
+            grid.enabled = False
+            viewer.reset_view()  # the camera was framing two panes
         pred_image.visible = False
         if truth_layer is not None:
             truth_layer.visible = False
@@ -313,4 +319,7 @@ def clear_comparison(viewer: napari.Viewer) -> None:
     for name in COMPARE_LAYERS:
         if name in viewer.layers:
             viewer.layers.remove(name)
-    grid_of(viewer).enabled = False
+    grid = grid_of(viewer)
+    if grid.enabled:
+        grid.enabled = False
+        viewer.reset_view()
