@@ -1,8 +1,9 @@
 """Prediction speed of the default-size U-Net on this machine.
 
 Compares, for each image size, the plain eval model, BatchNorm fused into the convs,
-fused + channels_last, and the full ``predict_probability`` path (normalisation,
-fused cached model, tiling where needed). Prints a table of median milliseconds.
+fused + channels_last (fp32, then with the reduced precision ``amp_dtype`` picks: bf16 on
+CPUs with native bf16), and the full ``predict_probability`` path (normalisation, fused
+cached model, amp, tiling where needed). Prints a table of median milliseconds.
 
     python benchmarks/bench_predict.py [--base-width 16] [--depth 4] [--sizes 256 1024]
         [--repeats 10] [--threads N] [--checkpoint path|default] [--device cpu]
@@ -17,7 +18,7 @@ import time
 import numpy as np
 import torch
 
-from napari_nuclei_unet.core.device import configure_cpu_threads, resolve_device
+from napari_nuclei_unet.core.device import amp_dtype, configure_cpu_threads, resolve_device
 from napari_nuclei_unet.core.inference import inference_model, predict_probability
 from napari_nuclei_unet.core.model import UNet
 
@@ -63,7 +64,9 @@ def main() -> None:
     fused = inference_model(model, device)
     print(f"device={device} threads={threads} base_width={model.base_width} depth={model.depth} "
           f"torch={torch.__version__}")
-    header = ("size", "plain eval", "fused", "fused+CL", "predict_probability", "best", "target")
+    amp = amp_dtype(device)
+    header = ("size", "plain eval", "fused", "fused+CL", f"fused+CL {amp}", "predict_probability",
+              "best", "target")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     targets = {256: 50.0, 1024: 1000.0}
@@ -76,6 +79,11 @@ def main() -> None:
             plain, _ = timed(lambda: model(x), args.repeats, device)  # noqa: B023
             fused_t, _ = timed(lambda: fused_plain(x), args.repeats, device)  # noqa: B023
             cl_t, _ = timed(lambda: fused(x_cl), args.repeats, device)  # noqa: B023
+            if amp is not None:
+                with torch.autocast(device.type, dtype=amp):
+                    amp_t, _ = timed(lambda: fused(x_cl), args.repeats, device)  # noqa: B023
+            else:
+                amp_t = float("nan")
         kwargs = {"tile_size": args.tile_size} if args.tile_size else {}
         full, best = timed(
             lambda: predict_probability(model, image, device=device, **kwargs),  # noqa: B023
@@ -85,7 +93,8 @@ def main() -> None:
         verdict = ""
         if target is not None:
             verdict = f"<= {target:.0f} " + ("ok" if full <= target else "MISS")
-        print(f"| {size}x{size} | {plain:.1f} | {fused_t:.1f} | {cl_t:.1f} | {full:.1f} | "
+        print(f"| {size}x{size} | {plain:.1f} | {fused_t:.1f} | {cl_t:.1f} | {amp_t:.1f} | "
+              f"{full:.1f} | "
               f"{best:.1f} | {verdict} |")
     print("(median ms over", args.repeats, "runs; 'best' = fastest predict_probability run)")
 
