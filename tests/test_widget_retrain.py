@@ -298,6 +298,22 @@ def test_stopped_round_saves_nothing(retrain, qtbot):
     assert dock.finetune_button.isEnabled() and not dock.stop_button.isEnabled()
 
 
+def test_broken_project_index_is_explained(make_napari_viewer, qtbot, user_dirs):
+    from napari_nuclei_unet.widgets._retrain_project import remember_project_dir
+    from napari_nuclei_unet.widgets.retrain_widget import RetrainWidget
+
+    broken = user_dirs / "broken"
+    broken.mkdir()
+    (broken / "project.json").write_text("{ not json")
+    remember_project_dir(broken)
+    with capture_notifications() as notes:
+        dock = RetrainWidget(make_napari_viewer())
+        settle(qtbot, dock.session)
+    assert notes.any("not a readable project index")
+    assert dock.project == user_dirs / "data" / "projects" / "default"  # usable instead
+    assert dock.corrections() == []
+
+
 def test_mistakes_are_plain_notifications(make_napari_viewer, qtbot, user_dirs, tiny_model):
     from napari_nuclei_unet.widgets._session import session_for
     from napari_nuclei_unet.widgets.retrain_widget import (

@@ -78,6 +78,7 @@ from napari_nuclei_unet.widgets._retrain_project import (
     START_LABEL,
     START_PREDICTION,
     DraftStore,
+    default_project_dir,
     last_project_dir,
     local_time,
     remember_project_dir,
@@ -301,7 +302,11 @@ class RetrainWidget(QWidget):
         self._view_timer.setInterval(150)
         self._view_timer.timeout.connect(self._restore_editing_view)
         self._connect()
-        self.set_project(self.project, remember=False)
+        if not self.set_project(self.project, remember=False):  # e.g. a broken project index
+            fallback = default_project_dir()
+            if fallback == self.project or not self.set_project(fallback, remember=False):
+                self.project_edit.setText("")
+                self.project_edit.setPlaceholderText("choose a project folder")
         self.session.jobs.start("warm up fine-tuning", _warm_up, refuse=False,
                                 action="Preparing fine-tuning")
 
@@ -546,6 +551,9 @@ class RetrainWidget(QWidget):
         from napari_nuclei_unet.core.finetune import CorrectionStore
 
         folder = Path(folder).expanduser().absolute()
+        if folder == self.project and self._store is not None:
+            self.refresh()
+            return True
         if self.is_finetuning():
             notify("Wait for the fine-tuning round to finish before changing the project.")
             return False
@@ -561,8 +569,7 @@ class RetrainWidget(QWidget):
         except (ValueError, OSError) as exc:
             notify_error(exc, f"Opening the project {folder}")
             return False
-        self._flush_draft(warn=True)
-        self._end_edit()
+        self._flush_draft(warn=False)  # a copy of unsaved edits stays with the old project
         self.project = folder
         self._store = store
         self._draft_error_shown = False
@@ -581,8 +588,10 @@ class RetrainWidget(QWidget):
 
     def corrections(self) -> list[Any]:
         """The corrections of the project (``core.finetune.Correction``), sorted by id."""
+        if self._store is None:
+            return []
         try:
-            return self.corrections_store().list()
+            return self._store.list()
         except (ValueError, OSError) as exc:
             notify_error(exc, "Reading the project")
             return []
@@ -627,7 +636,11 @@ class RetrainWidget(QWidget):
             self.set_project(folder)
 
     def _open_project_folder(self) -> None:
-        self.project.mkdir(parents=True, exist_ok=True)
+        try:
+            self.project.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            notify_error(exc, "Opening the project folder")
+            return
         QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.project)))
 
     # --------------------------------------------------------------- correcting
@@ -769,7 +782,8 @@ class RetrainWidget(QWidget):
 
     def _on_paint(self, _event: Any = None) -> None:
         self._draft_timer.start()
-        self._update_image_label()
+        if "unsaved edits" not in self.image_label.text():  # cheap on every stroke
+            self._update_image_label()
 
     def _autosave_draft(self) -> None:
         state = self._edit
@@ -857,6 +871,10 @@ class RetrainWidget(QWidget):
         """
         from napari_nuclei_unet.core.finetune import safe_sample_id
 
+        if self._store is None:
+            notify("Choose a project folder first (Change… at the top of this panel).",
+                   warning=True)
+            return None
         sample = self._current_sample()
         state = self._edit
         if state is None or state.sample.id != getattr(sample, "id", None):
@@ -934,8 +952,10 @@ class RetrainWidget(QWidget):
             notify("Wait for the fine-tuning round (or the saving) to finish before removing "
                    "images from the training set.")
             return None
+        if self._store is None:
+            return None
         try:
-            target = self.corrections_store().remove(sample_id)
+            target = self._store.remove(sample_id)
         except (KeyError, ValueError, OSError) as exc:
             notify_error(exc, f"Removing {short_id(sample_id)}")
             return None
@@ -1278,9 +1298,9 @@ class RetrainWidget(QWidget):
         from napari_nuclei_unet.core.finetune import safe_sample_id
 
         parts = [f"Image <b>{short_id(sample.id)}</b>"]
-        store = self.corrections_store()
+        store = self._store
         correction_id = safe_sample_id(sample.id)
-        if correction_id in store:
+        if store is not None and correction_id in store:
             try:
                 saved = local_time(store.get(correction_id).updated)
             except KeyError:
