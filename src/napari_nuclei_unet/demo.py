@@ -85,6 +85,13 @@ def _size_docks(viewer: napari.Viewer, docks: dict[str, tuple[Any, Any]]) -> Non
             [first, docks["IoU panel"][0]], [total * 34 // 100, total * 66 // 100],
             Qt.Orientation.Vertical,
         )
+        panel = docks["IoU panel"][1]
+        splitter = getattr(panel, "splitter", None)
+        if splitter is not None:  # a short table: give the summary its lines
+            room = sum(splitter.sizes())
+            table = min(room // 2, 40 + 24 * (panel.proxy.rowCount() + 1))
+            summary = max(60, min(170, room - table - 100))
+            splitter.setSizes([table, summary, room - table - summary])
 
 
 def _raise_dock(docks: dict[str, tuple[Any, Any]], name: str) -> None:
