@@ -26,8 +26,8 @@ from napari_nuclei_unet.widgets._layers import short_id
 from napari_nuclei_unet.widgets._plots import TrainingCurves
 from napari_nuclei_unet.widgets._retrain_project import START_PREDICTION, local_time
 
-#: Colours of a score change (read well on napari's dark and light themes).
-BETTER, WORSE, SAME = "#5cc96b", "#f46d43", "#9aa0a6"
+#: Colours of a score change: mid tones, legible on napari's dark and light themes.
+BETTER, WORSE, SAME = "#3aa655", "#e0533d", "#8a9099"
 #: Changes smaller than this are shown as "no change".
 SAME_TOLERANCE = 0.005
 ROW_HEIGHT = 22
