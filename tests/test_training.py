@@ -214,3 +214,14 @@ def test_train_on_a_few_real_images(tmp_path):
     result = drive(train(config, samples, out_dir=tmp_path))
     assert result.history[-1].val_iou is not None
     load_checkpoint(result.best_checkpoint)
+
+
+def test_closing_the_generator_saves_last(tmp_path):
+    job = train(tiny_config(epochs=3), make_samples(), out_dir=tmp_path)
+    updates = [next(job) for _ in range(3)]  # two steps and the first EpochEnd
+    assert isinstance(updates[-1], EpochEnd)
+    next(job)  # first step of epoch 2
+    job.close()
+    resume = load_checkpoint(tmp_path / "last.safetensors").metadata["resume"]
+    assert (resume["epoch"], resume["step"], resume["epoch_complete"]) == (2, 1, False)
+    load_checkpoint(tmp_path / "best.safetensors")

@@ -583,8 +583,10 @@ def train(
             if stopping or final:
                 return TrainResult(best_path, last_path, history, stopping, False, val_ids)
     except GeneratorExit:
-        # The caller closed the generator (e.g. worker.quit()): keep what we have.
-        cancel(epoch, step)
+        # The caller closed the generator (e.g. worker.quit()): keep what we have. When it
+        # was closed at an EpochEnd, that epoch's checkpoints are already written.
+        if not history or history[-1].epoch != epoch:
+            cancel(epoch, step)
         raise
     if not best_path.exists():
         save_checkpoint(best_path, model, config, metadata({"epoch": epoch}))
