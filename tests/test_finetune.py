@@ -156,6 +156,100 @@ def test_reopening_after_a_hard_crash_restores_the_backup(tmp_path):
     assert not (tmp_path / ".staging-dead").exists()
 
 
+@pytest.mark.parametrize("moment", ["writing masks", "old version moved aside"])
+def test_opening_a_store_during_a_save_leaves_that_save_alone(tmp_path, monkeypatch, moment):
+    # The Retrain dock saves in a worker while finetune() (or another window) opens a
+    # store of the same project: that must not take the running save for a crashed one.
+    a = synthetic("fluorescence", 12)
+    store = CorrectionStore(tmp_path)
+    store.add("a", a.image, a.labels, note="old")
+    opened = []
+
+    def open_second_store():
+        if not opened:
+            opened.append(CorrectionStore(tmp_path))
+
+    real_write, real_rename = ft._write_png, os.rename
+
+    def write_then_open(path, array):
+        real_write(path, array)
+        if moment == "writing masks" and path.parent.name == "masks":
+            open_second_store()
+
+    def rename_then_open(src, dst):
+        real_rename(src, dst)
+        if moment == "old version moved aside" and os.path.basename(
+                os.path.dirname(dst)) == ".backup":
+            open_second_store()
+
+    monkeypatch.setattr(ft, "_write_png", write_then_open)
+    monkeypatch.setattr(os, "rename", rename_then_open)
+    new_labels = np.where(a.labels == 1, 1, 0)
+    store.add("a", a.image, new_labels, note="new")
+    monkeypatch.undo()
+
+    assert opened, "the second store was never opened"
+    reopened = CorrectionStore(tmp_path)
+    assert [(c.id, c.note, c.n_nuclei) for c in reopened.list()] == [("a", "new", 1)]
+    assert same_partition(reopened.load_samples()[0].labels, new_labels)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".staging-")]
+
+
+def test_two_stores_of_one_project_keep_each_others_entries(tmp_path):
+    a, b = synthetic("fluorescence", 13), synthetic("histology", 14)
+    first, second = CorrectionStore(tmp_path), CorrectionStore(tmp_path)
+    first.add("a", a.image, a.labels, source="prediction", note="from first")
+    second.add("b", b.image, b.labels)
+    listed = {c.id: c for c in CorrectionStore(tmp_path).list()}
+    assert (listed["a"].source, listed["a"].note) == ("prediction", "from first")
+    second.remove("b")
+    assert [c.id for c in first.list()] == ["a"] and "a" in json.loads(
+        (tmp_path / "project.json").read_text())["corrections"]
+
+
+def test_a_lock_held_elsewhere_waits_and_a_killed_holder_never_blocks(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    a = synthetic("fluorescence", 15)
+    CorrectionStore(tmp_path).add("a", a.image, a.labels)
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\n"
+         "from napari_nuclei_unet.core.locking import exclusive_lock\n"
+         "with exclusive_lock(sys.argv[1]):\n"
+         "    print('held', flush=True)\n"
+         "    time.sleep(120)\n",
+         str(tmp_path / ".lock")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        # Another process is saving: its staging folder is left alone...
+        (tmp_path / ".staging-live" / "a" / "images").mkdir(parents=True)
+        store = CorrectionStore(tmp_path)
+        assert (tmp_path / ".staging-live").exists()
+        # ...and a save waits for it, then gives up with a plain message.
+        monkeypatch.setattr(ft, "LOCK_TIMEOUT_S", 0.3)
+        with pytest.raises(FinetuneError, match="Another program"):
+            store.add("b", a.image, a.labels)
+    finally:
+        holder.kill()  # as if it crashed: the OS drops its lock, the lock file stays
+        holder.wait()
+        holder.stdout.close()
+    assert (tmp_path / ".lock").exists()
+    store.add("b", a.image, a.labels)
+    assert store.ids() == ["a", "b"]
+    assert not (tmp_path / ".staging-live").exists()  # repaired once the lock was free
+
+
+def test_loaded_samples_are_writable(tmp_path):
+    a = synthetic("histology", 16)
+    store = CorrectionStore(tmp_path)
+    store.add("a", a.image, a.labels)
+    sample = store.load_samples()[0]
+    assert sample.image.flags.writeable and sample.labels.flags.writeable
+
+
 def test_folder_without_index_entry_is_listed(tmp_path):
     a = synthetic("fluorescence", 9)
     masks = [a.labels == i for i in range(1, a.labels.max() + 1)]

@@ -9,6 +9,10 @@ A *fine-tuning project* is one folder::
       versions/v000/reference.json  the base model the project started from
       versions/v001/model.safetensors + model.json     one folder per fine-tuning round
       removed/<id>-<time>/          corrections taken out of the project (kept, not deleted)
+      drafts/<id>.npz               the Retrain dock's auto-saved edits not yet added as
+                                    corrections (``widgets/_retrain_project.py``); not
+                                    training data: this module never reads them
+      .lock                         held while a correction is added or removed
 
 ``corrections/`` is a DSB2018-style dataset (``DSBDataset.open(<project>/corrections)``
 reads it), so corrected images can be used anywhere a dataset is expected.
@@ -17,9 +21,18 @@ Safety rules, because the masks were edited by hand and models take time to trai
 
 - a correction is written into a staging folder inside the project, then renamed into
   place; a correction it replaces is first moved aside as a backup and deleted only once
-  the new one and the index are in place. Reopening the project after a crash restores
-  the backup if the new correction never arrived, and drops half-written staging folders;
-- the index is written to a temporary file and renamed over the old one;
+  the new one and the index are in place;
+- adding or removing a correction holds an exclusive lock on ``<project>/.lock``
+  (:func:`~napari_nuclei_unet.core.locking.exclusive_lock`; an OS lock, so a crash never
+  leaves it held) from the staging folder's creation to the index update. Staging
+  folders and backups found while holding the lock are therefore leftovers of a crashed
+  save, and only then are they repaired: the backup is restored if the new correction
+  never arrived, half-written staging folders are dropped. Each save repairs first;
+  opening a store repairs only when the lock is free, so a store opened while another
+  one (of this or another process) is saving never touches that save;
+- the index is re-read under the lock before it is changed (two stores of one project
+  never undo each other's entries), written to a temporary file and renamed over the
+  old one;
 - a model version folder is never reused: round N+1 is always a new ``vNNN`` folder.
 
 The fine-tuning itself (:func:`finetune`) is a generator like
@@ -37,7 +50,8 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,6 +60,7 @@ from typing import Any
 import numpy as np
 
 from .checkpoint import CheckpointError, default_model_path, read_metadata, weights_path
+from .locking import LockTimeout, exclusive_lock
 from .progress import Progress, stop_requested
 
 __all__ = [
@@ -67,6 +82,10 @@ CORRECTIONS_DIR = "corrections"
 VERSIONS_DIR = "versions"
 REMOVED_DIR = "removed"
 BACKUP_DIR = ".backup"
+LOCK_FILE = ".lock"
+#: Seconds a save waits for another one of the same project (another napari window or
+#: ``nuclei-unet`` command) before giving up with a FinetuneError.
+LOCK_TIMEOUT_S = 60.0
 STAGING_PREFIX = ".staging-"
 ROUND_PREFIX = ".round-"
 PROJECT_FORMAT = "napari-nuclei-unet finetune project"
@@ -233,8 +252,10 @@ class CorrectionStore:
     ----------
     project_dir : str or os.PathLike
         The project folder (created on the first :meth:`add`). Opening a folder that
-        already holds a project lists its corrections again and repairs what an
-        interrupted save left behind (see the module notes).
+        already holds a project lists its corrections again and, unless another store
+        is saving to it right now, repairs what a crashed save left behind (see the
+        module notes). Any number of stores, in any threads or processes, may be open
+        on one project.
 
     Raises
     ------
@@ -252,10 +273,16 @@ class CorrectionStore:
         self.path = Path(project_dir).expanduser().absolute()
         self.corrections_dir = self.path / CORRECTIONS_DIR
         self.index_path = self.path / PROJECT_FILE
+        self.lock_path = self.path / LOCK_FILE
         self._entries: dict[str, dict[str, Any]] = {}
         self._project: dict[str, Any] = {}
         self._read_index()
-        self._recover()
+        if self._leftovers():
+            try:
+                with exclusive_lock(self.lock_path, timeout=0):
+                    self._repair()
+            except (LockTimeout, OSError):
+                pass  # being saved right now (that save repairs first), or read-only
 
     # -- index ----------------------------------------------------------------------
 
@@ -290,8 +317,31 @@ class CorrectionStore:
         self._project = data
         self._entries = {k: dict(v) for k, v in data["corrections"].items()}
 
-    def _recover(self) -> None:
-        """Repair what an interrupted :meth:`add` may have left behind."""
+    def _leftovers(self) -> bool:
+        """Whether staging folders or backups exist (a save running now, or crashed)."""
+        if not self.path.is_dir():
+            return False
+        backups = self.path / BACKUP_DIR
+        return (any(self.path.glob(STAGING_PREFIX + "*"))
+                or (backups.is_dir() and any(backups.iterdir())))
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the project's lock; a FinetuneError when another save holds it too long."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            with exclusive_lock(self.lock_path, timeout=LOCK_TIMEOUT_S):
+                yield
+        except LockTimeout as exc:
+            raise FinetuneError(
+                f"Another program has been saving to the project {self.path} for more than "
+                f"{LOCK_TIMEOUT_S:g} s (it holds {self.lock_path}). Wait for it to finish, or "
+                "close other napari windows and nuclei-unet commands using this project, "
+                "then save again."
+            ) from exc
+
+    def _repair(self) -> None:
+        """Repair what a crashed :meth:`add` left behind. Only call holding the lock."""
         if not self.path.is_dir():
             return
         for staging in self.path.glob(STAGING_PREFIX + "*"):
@@ -408,6 +458,8 @@ class CorrectionStore:
         ------
         FinetuneError
             For a bad id, source, image or labels (nothing is written then).
+            Also when another program kept the project locked for
+            :data:`LOCK_TIMEOUT_S` seconds.
         OSError
             When the disk is full or not writable; the previous version of this
             correction and the index are left as they were.
@@ -427,21 +479,23 @@ class CorrectionStore:
         labels, _, _ = relabel_sequential(labels.astype(np.int64, copy=False))
         n_nuclei = int(labels.max()) if labels.size else 0
 
-        self.path.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.path))
-        try:
-            self._write_sample(staging / sample_id, sample_id, rgb, labels, n_nuclei)
-            self._move_into_place(staging / sample_id, sample_id, {
-                "source": source,
-                "note": str(note),
-                "n_nuclei": n_nuclei,
-                "height": int(rgb.shape[0]),
-                "width": int(rgb.shape[1]),
-                "created": self._entries.get(sample_id, {}).get("created", _now()),
-                "updated": _now(),
-            })
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        with self._locked():
+            self._repair()
+            self._read_index()  # another store may have changed it since
+            staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.path))
+            try:
+                self._write_sample(staging / sample_id, sample_id, rgb, labels, n_nuclei)
+                self._move_into_place(staging / sample_id, sample_id, {
+                    "source": source,
+                    "note": str(note),
+                    "n_nuclei": n_nuclei,
+                    "height": int(rgb.shape[0]),
+                    "width": int(rgb.shape[1]),
+                    "created": self._entries.get(sample_id, {}).get("created", _now()),
+                    "updated": _now(),
+                })
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
         return self.get(sample_id)
 
     @staticmethod
@@ -500,17 +554,23 @@ class CorrectionStore:
         ------
         KeyError
             When there is no such correction.
+        FinetuneError
+            When another program kept the project locked for :data:`LOCK_TIMEOUT_S` s.
         """
         final = self.corrections_dir / _check_id(sample_id)
         if not final.is_dir():
             raise KeyError(f"No correction {sample_id!r} in {self.path}.")
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
-        target = self.path / REMOVED_DIR / f"{sample_id}-{stamp}"
-        target.parent.mkdir(exist_ok=True)
-        os.rename(final, target)
-        entries = dict(self._entries)
-        entries.pop(sample_id, None)
-        self._write_index(entries)
+        with self._locked():
+            if not final.is_dir():  # removed by another store meanwhile
+                raise KeyError(f"No correction {sample_id!r} in {self.path}.")
+            self._read_index()
+            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+            target = self.path / REMOVED_DIR / f"{sample_id}-{stamp}"
+            target.parent.mkdir(exist_ok=True)
+            os.rename(final, target)
+            entries = dict(self._entries)
+            entries.pop(sample_id, None)
+            self._write_index(entries)
         return target
 
     # -- reading --------------------------------------------------------------------
@@ -526,7 +586,8 @@ class CorrectionStore:
         Returns
         -------
         list of Sample
-            Image, labels (1..n in mask file order) and the guessed modality.
+            Image, labels (1..n in mask file order) and the guessed modality; the
+            arrays are writable (torch warns about read-only NumPy arrays).
 
         Raises
         ------
@@ -543,7 +604,11 @@ class CorrectionStore:
             folder = self.corrections_dir / sample_id
             if not folder.is_dir():
                 raise KeyError(f"No correction {sample_id!r} in {self.path}.")
-            samples.append(load_sample(folder, require_masks=False))
+            sample = load_sample(folder, require_masks=False)
+            # Decoded PNGs can be read-only views of their bytes; copy only those.
+            sample.image = np.require(sample.image, requirements="W")
+            sample.labels = np.require(sample.labels, requirements="W")
+            samples.append(sample)
         return samples
 
 

@@ -132,8 +132,8 @@ def _run_finetune(
 ) -> Generator[Any, None, tuple[Any, Any]]:
     """The worker's job: read the corrections, run a round, load the new model.
 
-    ``store`` is the dock's :class:`CorrectionStore` (a new instance would repair
-    "interrupted" saves, which could be a save running at that moment).
+    ``store`` is the dock's :class:`CorrectionStore` (any instance would do: saves
+    hold the project's lock, so none mistakes a running save for a crashed one).
 
     Returns
     -------
@@ -521,8 +521,7 @@ class RetrainWidget(QWidget):
         """The project's :class:`~napari_nuclei_unet.core.finetune.CorrectionStore`.
 
         One instance per project, opened by :meth:`set_project` and shared with the
-        dock's workers: opening a store repairs interrupted saves, so a second
-        instance opened during a save could take that save for a broken one.
+        dock's workers (other instances are safe too: saves hold the project's lock).
         """
         return self._store
 
@@ -565,7 +564,7 @@ class RetrainWidget(QWidget):
             notify("Wait for the corrections being saved, then change the project.")
             return False
         try:
-            store = CorrectionStore(folder)  # reads the index, repairs an interrupted save
+            store = CorrectionStore(folder)  # reads the index, repairs a crashed save
         except (ValueError, OSError) as exc:
             notify_error(exc, f"Opening the project {folder}")
             return False

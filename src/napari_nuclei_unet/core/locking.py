@@ -1,0 +1,112 @@
+"""An exclusive lock on a file, shared by threads and processes, that a crash never leaves held.
+
+The lock is an operating-system lock on an open file (``fcntl.flock`` on POSIX,
+``msvcrt.locking`` on Windows), not the file's existence: when a process dies its locks
+go with it, so a lock file left behind after a crash never blocks anyone. The file
+itself is kept (deleting a lock file while another process waits on it would let two
+holders in). Threads of one process are also kept apart by a plain
+:class:`threading.Lock` per file, because some file systems (e.g. NFS on Linux) give
+``flock`` per-process rather than per-file-handle semantics.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["LockTimeout", "exclusive_lock"]
+
+_BUSY = {errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK, errno.EDEADLK}
+_thread_locks: dict[str, threading.Lock] = {}
+_thread_locks_guard = threading.Lock()
+
+
+class LockTimeout(TimeoutError):
+    """The lock was held by someone else for longer than the caller wanted to wait."""
+
+
+def _thread_lock(path: Path) -> threading.Lock:
+    with _thread_locks_guard:
+        return _thread_locks.setdefault(os.path.normcase(str(path)), threading.Lock())
+
+
+def _try_lock(fd: int) -> bool:
+    """Take the OS lock on ``fd`` without waiting; False when another holder has it."""
+    try:
+        if os.name == "nt":
+            import msvcrt
+
+            os.lseek(fd, 0, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in _BUSY:
+            return False
+        if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+            return True  # the file system has no locks: go on unlocked rather than never save
+        raise
+    return True
+
+
+def _unlock(fd: int) -> None:
+    if os.name == "nt":
+        import msvcrt
+
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+    else:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+@contextmanager
+def exclusive_lock(path: str | os.PathLike, *, timeout: float = 60.0,
+                   poll_s: float = 0.05) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if missing) for a ``with`` block.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The lock file; its folder must exist.
+    timeout : float, default 60
+        Seconds to wait for another holder; 0 tries once.
+    poll_s : float, default 0.05
+        Seconds between tries while waiting.
+
+    Raises
+    ------
+    LockTimeout
+        When another thread or process held the lock for the whole ``timeout``.
+    OSError
+        When the lock file cannot be created (e.g. a read-only folder).
+    """
+    path = Path(path)
+    deadline = time.monotonic() + max(0.0, timeout)
+    local = _thread_lock(path)
+    acquired = local.acquire(timeout=timeout) if timeout > 0 else local.acquire(blocking=False)
+    if not acquired:
+        raise LockTimeout(f"{path} is held by another thread of this program.")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            while not _try_lock(fd):
+                if time.monotonic() >= deadline:
+                    raise LockTimeout(f"{path} is held by another program (waited {timeout:g} s).")
+                time.sleep(poll_s)
+            try:
+                yield
+            finally:
+                _unlock(fd)
+        finally:
+            os.close(fd)
+    finally:
+        local.release()
