@@ -70,3 +70,20 @@ def wait_worker(qtbot, worker, timeout: int = WORKER_TIMEOUT_MS) -> None:
     if worker is None:
         return
     qtbot.waitUntil(lambda: worker.handled, timeout=timeout)
+
+
+def rendered(widget, size=(320, 280)) -> np.ndarray:
+    """The widget painted off screen at ``size`` (w, h), as an (H, W, 3) RGB array."""
+    from qtpy.QtGui import QImage
+
+    widget.resize(*size)
+    image = widget.grab().toImage().convertToFormat(QImage.Format.Format_RGB888)
+    bits = image.constBits()
+    bits.setsize(image.sizeInBytes())
+    rows = np.frombuffer(bits, np.uint8).reshape(image.height(), image.bytesPerLine())
+    return rows[:, : image.width() * 3].reshape(image.height(), image.width(), 3).copy()
+
+
+def pixels_of(image: np.ndarray, color: tuple[int, int, int], tolerance: int = 30) -> int:
+    """How many pixels of an RGB array are within ``tolerance`` (sum of |diff|) of ``color``."""
+    return int((np.abs(image.astype(int) - np.array(color)).sum(axis=2) < tolerance).sum())

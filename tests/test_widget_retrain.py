@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _widget_helpers import capture_notifications, wait_worker
+from _widget_helpers import capture_notifications, pixels_of, rendered, wait_worker
 
 pytestmark = pytest.mark.gui
 
@@ -245,6 +245,10 @@ def test_finetune_makes_a_version_and_switches_back(retrain, qtbot):
     assert Path(session.model.path) == project / "versions" / "v001" / "model.safetensors"
     assert dock.current_version().name == "v001"
     assert len(dock.curves.points("train_loss")) == 2
+    # the round has no validation: the curves name only the training loss
+    curves = rendered(dock.curves, (320, 150))
+    assert pixels_of(curves, (0x3D, 0x9D, 0xF2)) > 0  # training loss
+    assert pixels_of(curves, (0xF5, 0xA1, 0x42)) == 0  # no "validation loss" legend entry
     assert dock.progress.format() == "finished"
     # before/after table: one row per corrected image
     table = dock.scores_table

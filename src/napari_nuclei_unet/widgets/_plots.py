@@ -1,7 +1,9 @@
 """Live training curves for the Train dock, painted with QPainter in napari's colours.
 
 :class:`TrainingCurves` shows the training and validation loss (top panel) and the
-validation IoU (bottom panel) per epoch, the best epoch marked with a star.
+validation IoU (bottom panel) per epoch, the best epoch marked with a star. Its
+``series`` argument picks the curves (e.g. ``TrainingCurves(series=("train_loss",))``
+for a run without validation): only their panels and legend entries are drawn.
 
 Why not matplotlib: a matplotlib redraw of this small figure takes 50-150 ms of
 main-thread time on a busy 2-core machine (and importing it about as much again
@@ -14,6 +16,7 @@ other code read with :meth:`TrainingCurves.points`.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from qtpy.QtCore import QPointF, QRectF, QSize, Qt
@@ -28,6 +31,7 @@ SERIES: dict[str, tuple[str, int, str]] = {
     "val_iou": ("validation IoU", 1, "#5cc96b"),
 }
 PANEL_TITLES = ("Loss", "Validation IoU")
+EMPTY_TEXT = "The curves appear after the first epoch"
 
 
 def theme_colors(theme_name: str | None) -> dict[str, str]:
@@ -104,19 +108,41 @@ class TrainingCurves(QWidget):
         napari theme id used for the colours (see :meth:`set_theme`).
     parent : QWidget, optional
         Parent widget.
+    series : sequence of str, optional
+        The curves to show, names of :data:`SERIES` (default: all). Only the panels
+        holding one of them are drawn, and the legend names only them; values of
+        other curves are ignored.
+    empty_text : str, optional
+        Shown before the first point.
+
+    Raises
+    ------
+    ValueError
+        For an unknown or empty ``series``.
     """
 
-    def __init__(self, theme_name: str | None = "dark", parent: QWidget | None = None) -> None:
+    def __init__(self, theme_name: str | None = "dark", parent: QWidget | None = None, *,
+                 series: Sequence[str] = tuple(SERIES), empty_text: str = EMPTY_TEXT) -> None:
         super().__init__(parent)
+        series = tuple(series)
+        unknown = [name for name in series if name not in SERIES]
+        if unknown or not series:
+            raise ValueError(f"series must be one or more of {tuple(SERIES)}, got {series}.")
+        self.series = tuple(name for name in SERIES if name in series)  # drawing order
+        self.panels = sorted({SERIES[name][1] for name in self.series})
+        self.empty_text = empty_text
         self._points: dict[str, list[tuple[int, float]]] = {name: [] for name in SERIES}
         self._planned_epochs = 0
         self._colors = theme_colors(theme_name)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.setMinimumHeight(220)
-        self.setToolTip("Training curves: one point per epoch; the star marks the best epoch")
+        self.setMinimumHeight(110 * len(self.panels))
+        if "val_iou" in self.series:
+            self.setToolTip("Training curves: one point per epoch; the star marks the best epoch")
+        else:
+            self.setToolTip("Training curves: one point per epoch")
 
     def sizeHint(self) -> QSize:  # noqa: D102 - Qt API
-        return QSize(320, 280)
+        return QSize(320, 140 * len(self.panels))
 
     # ------------------------------------------------------------ public API
     def points(self, name: str) -> list[tuple[int, float]]:
@@ -130,12 +156,16 @@ class TrainingCurves(QWidget):
         Returns
         -------
         list of (int, float)
+            Empty for a curve not in :attr:`series`.
         """
         return list(self._points[name])
 
     def add_point(self, name: str, epoch: int, value: float | None) -> None:
-        """Add one point (None and NaN values, e.g. an epoch without validation, are skipped)."""
-        if value is None or not math.isfinite(float(value)):
+        """Add one point (None and NaN values, e.g. an epoch without validation, are skipped).
+
+        Points of a curve not in :attr:`series` are ignored.
+        """
+        if name not in self.series or value is None or not math.isfinite(float(value)):
             return
         self._points[name].append((int(epoch), float(value)))
         self.update()
@@ -182,28 +212,28 @@ class TrainingCurves(QWidget):
         font = QFont(self.font())
         font.setPointSizeF(max(7.0, font.pointSizeF() * 0.85))
         painter.setFont(font)
-        height = self.height()
         gap = 6
-        panel_height = (height - gap) / 2
+        count = len(self.panels)
+        panel_height = (self.height() - gap * (count - 1)) / count
         epochs = [e for values in self._points.values() for e, _ in values]
         x_max = max([self._planned_epochs, *epochs, 2])
-        for panel in (0, 1):
-            rect = QRectF(0, panel * (panel_height + gap), self.width(), panel_height)
-            self._paint_panel(painter, rect, panel, x_max)
+        for row, panel in enumerate(self.panels):
+            rect = QRectF(0, row * (panel_height + gap), self.width(), panel_height)
+            self._paint_panel(painter, rect, panel, x_max, bottom=row == count - 1)
         if not epochs:
             painter.setPen(QColor(self._colors["text"]))
-            painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter,
-                             "The curves appear after the first epoch")
+            painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self.empty_text)
         painter.end()
 
-    def _paint_panel(self, painter: QPainter, rect: QRectF, panel: int, x_max: int) -> None:
+    def _paint_panel(self, painter: QPainter, rect: QRectF, panel: int, x_max: int, *,
+                     bottom: bool) -> None:
         metrics = painter.fontMetrics()
         line_height = metrics.height()
         plot = rect.adjusted(metrics.horizontalAdvance("0.000") + 10, line_height + 4, -10,
                              -(line_height + 6))
         if plot.width() < 20 or plot.height() < 20:
             return
-        names = [n for n, (_, p, _) in SERIES.items() if p == panel]
+        names = [n for n in self.series if SERIES[n][1] == panel]
         values = [v for n in names for _, v in self._points[n]]
         if panel == 1:
             y_low, y_high = 0.0, 1.0
@@ -245,7 +275,7 @@ class TrainingCurves(QWidget):
         # title (left) and legend (right) above the panel
         painter.setPen(text)
         title = PANEL_TITLES[panel]
-        if panel == 1:  # name the x axis once, under the bottom panel
+        if bottom:  # name the x axis once, under the bottom panel
             painter.drawText(QRectF(rect.left(), plot.bottom() + 2, plot.left() - rect.left() - 4,
                                     line_height), Qt.AlignmentFlag.AlignRight, "epoch")
         painter.drawText(QRectF(rect.left() + 4, rect.top(), rect.width() / 2, line_height),
@@ -277,7 +307,7 @@ class TrainingCurves(QWidget):
             painter.setBrush(color)
             for point in points:
                 painter.drawEllipse(point, 2.5, 2.5)
-        if panel == 1 and self._points["val_iou"]:
+        if "val_iou" in names and self._points["val_iou"]:
             epoch, best = max(self._points["val_iou"], key=lambda p: p[1])
             painter.setPen(QPen(text, 1))
             painter.setBrush(QColor(SERIES["val_iou"][2]))

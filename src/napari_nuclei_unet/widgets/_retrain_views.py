@@ -4,7 +4,7 @@
 * :class:`ScoreChangeTable` -- per image, IoU before and after a fine-tuning round,
   the change coloured (green better, red worse);
 * :class:`VersionsTable` -- the model versions with their scores and corrections;
-* :class:`LossCurves` -- the Train dock's curves, loss panel only (a fine-tuning
+* :func:`loss_curves` -- the Train dock's curves, training loss only (a fine-tuning
   round has no per-epoch validation: its check is the before/after table).
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from qtpy.QtCore import QSize, Qt
-from qtpy.QtGui import QColor, QFont, QPainter
+from qtpy.QtGui import QColor, QFont
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QHeaderView,
@@ -242,39 +242,14 @@ class VersionsTable(_Table):
             self.select_key(selected)
 
 
-class LossCurves(TrainingCurves):
-    """:class:`~napari_nuclei_unet.widgets._plots.TrainingCurves` showing the loss only.
+def loss_curves(theme_name: str | None = "dark") -> TrainingCurves:
+    """:class:`~napari_nuclei_unet.widgets._plots.TrainingCurves` of the training loss only.
 
     A fine-tuning round trains without per-epoch validation (the before/after
-    scores are its check), so the validation-IoU panel would stay empty.
+    scores are its check), so neither a validation loss nor an IoU panel is shown.
     """
-
-    def __init__(self, theme_name: str | None = "dark") -> None:
-        super().__init__(theme_name)
-        self.setMinimumHeight(130)
-        self.setToolTip("Training loss per epoch of the fine-tuning round")
-
-    def sizeHint(self) -> QSize:  # noqa: D102 - Qt API
-        return QSize(320, 150)
-
-    def paintEvent(self, event: Any) -> None:  # noqa: D102 - Qt API
-        paint_panel = getattr(self, "_paint_panel", None)
-        if paint_panel is None:  # _plots changed: fall back to both panels
-            super().paintEvent(event)
-            return
-        from qtpy.QtCore import QRectF
-
-        painter = QPainter(self)
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        painter.fillRect(self.rect(), QColor(self._colors["background"]))
-        font = QFont(self.font())
-        font.setPointSizeF(max(7.0, font.pointSizeF() * 0.85))
-        painter.setFont(font)
-        epochs = [e for e, _ in self.points("train_loss")]
-        x_max = max([self._planned_epochs, *epochs, 2])
-        paint_panel(painter, QRectF(0, 0, self.width(), self.height()), 0, x_max)
-        if not epochs:
-            painter.setPen(QColor(self._colors["text"]))
-            painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter,
-                             "The loss appears after the first epoch")
-        painter.end()
+    curves = TrainingCurves(theme_name, series=("train_loss",),
+                            empty_text="The loss appears after the first epoch")
+    curves.setMinimumHeight(130)
+    curves.setToolTip("Training loss per epoch of the fine-tuning round")
+    return curves

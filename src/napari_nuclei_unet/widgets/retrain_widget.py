@@ -85,10 +85,10 @@ from napari_nuclei_unet.widgets._retrain_project import (
 )
 from napari_nuclei_unet.widgets._retrain_views import (
     CorrectionsTable,
-    LossCurves,
     ScoreChangeTable,
     VersionsTable,
     change_color,
+    loss_curves,
 )
 from napari_nuclei_unet.widgets._session import session_for
 from napari_nuclei_unet.widgets._workers import notify, notify_error
@@ -269,7 +269,7 @@ class RetrainWidget(QWidget):
         The project folder in use.
     last_result : FinetuneResult or None
         What the last finished round returned.
-    curves : LossCurves
+    curves : TrainingCurves
         The loss curve of the running (or last) round.
     """
 
@@ -435,7 +435,7 @@ class RetrainWidget(QWidget):
         self.status_label = QLabel(" ")
         self.status_label.setWordWrap(True)
         tune.addWidget(self.status_label)
-        self.curves = LossCurves(getattr(self.viewer, "theme", "dark"))
+        self.curves = loss_curves(getattr(self.viewer, "theme", "dark"))
         tune.addWidget(self.curves)
         self.scores_title = QLabel("IoU of the corrected images, before and after a round")
         self.scores_title.setWordWrap(True)
