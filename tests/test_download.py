@@ -112,22 +112,23 @@ def test_server_down_raises_clear_error(tmp_path):
     assert isinstance(info.value, RuntimeError)
 
 
-def test_download_sample_offline_notifies_and_returns_nothing(tmp_path, monkeypatch):
-    import napari.utils.notifications
-
+def test_download_sample_offline_raises_one_plain_error(tmp_path, monkeypatch):
+    # napari turns an exception of a sample function into one error notification;
+    # returning [] after a notification of our own gave two (napari adds "did not
+    # return any valid layer data").
     from napari_nuclei_unet import _sample_data
 
     url = _closed_port_url()
     monkeypatch.setattr(download, "DEFAULT_URL", url)
     monkeypatch.setenv(download.CACHE_ENV, str(tmp_path / "cache"))
-    shown = []
-    monkeypatch.setattr(napari.utils.notifications, "show_error", shown.append)
-    assert _sample_data.dsb2018_download_sample() == []
-    assert len(shown) == 1
-    message = shown[0]
+    with pytest.raises(DownloadError) as info:
+        _sample_data.dsb2018_download_sample()
+    message = str(info.value)
     assert message.startswith(f"Could not download DSB2018 stage1_train from {url}: ")
-    assert "Check your internet connection" in message
-    assert "drag it onto napari" in message
+    assert "could not connect" in message
+    assert message.endswith(". Check your internet connection, or download "
+                            "stage1_train.zip yourself and drag it onto napari.")
+    assert info.value.url == url and info.value.reason.startswith("could not connect")
 
 
 def test_download_sample_opens_first_sample(served_zip, tmp_path, monkeypatch):
@@ -145,17 +146,16 @@ def test_download_sample_opens_first_sample(served_zip, tmp_path, monkeypatch):
     assert image_kwargs["metadata"]["nuclei_unet_dataset"].endswith("stage1_train.zip")
 
 
-def test_download_sample_with_a_non_dsb_zip_notifies(served_zip, tmp_path, monkeypatch):
-    import napari.utils.notifications
-
+def test_download_sample_with_a_non_dsb_zip_raises_one_plain_error(served_zip, tmp_path,
+                                                                   monkeypatch):
     from napari_nuclei_unet import _sample_data
+    from napari_nuclei_unet.core.dataset import DatasetError
 
     with zipfile.ZipFile(served_zip["root"] / "other.zip", "w") as zf:
         zf.writestr("readme.txt", "not nuclei")
     monkeypatch.setattr(download, "DEFAULT_URL", served_zip["base"] + "/other.zip")
     monkeypatch.setenv(download.CACHE_ENV, str(tmp_path / "cache"))
-    shown = []
-    monkeypatch.setattr(napari.utils.notifications, "show_error", shown.append)
-    assert _sample_data.dsb2018_download_sample() == []
-    assert len(shown) == 1
-    assert "Delete" in shown[0] and "stage1_train.zip" in shown[0]
+    with pytest.raises(DatasetError) as info:
+        _sample_data.dsb2018_download_sample()
+    cached = tmp_path / "cache" / "downloads" / "stage1_train.zip"
+    assert f"Delete {cached} to have it downloaded again" in str(info.value)

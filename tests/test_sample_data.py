@@ -79,3 +79,37 @@ def test_open_sample_in_viewer(make_napari_viewer, style):
     assert [layer.name for layer in viewer.layers] == [spec.sample_id, f"{spec.sample_id} labels"]
     assert viewer.layers[0].data.shape == (*spec.shape, 3)
     assert viewer.layers[1].data.max() > 0
+
+
+@pytest.mark.gui
+def test_offline_download_sample_shows_one_plain_message(make_napari_viewer, tmp_path,
+                                                         monkeypatch):
+    import socket
+
+    from napari.utils.notifications import notification_manager
+
+    from _widget_helpers import capture_notifications
+    from napari_nuclei_unet.core import download
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/stage1_train.zip"
+    monkeypatch.setattr(download, "DEFAULT_URL", url)
+    monkeypatch.setenv(download.CACHE_ENV, str(tmp_path / "cache"))
+    viewer = make_napari_viewer()
+    with capture_notifications() as notes:
+        with pytest.raises(download.DownloadError) as info:
+            viewer.open_sample(PLUGIN, "dsb2018-stage1-train")
+        assert notes.messages == []  # nothing shown by the plugin itself...
+        # ...the exception is the one message: in the app, napari's exception hook
+        # turns what the File > Open Sample action raises into an error notification.
+        monkeypatch.setattr(notification_manager, "catch_error", True)
+        monkeypatch.setattr(notification_manager, "exit_on_error", False)
+        notification_manager.receive_error(type(info.value), info.value,
+                                           info.value.__traceback__)
+    assert len(viewer.layers) == 0
+    assert notes.texts() == [
+        f"Could not download DSB2018 stage1_train from {url}: could not connect to the "
+        "server (are you offline?). Check your internet connection, or download "
+        "stage1_train.zip yourself and drag it onto napari."
+    ]

@@ -3,7 +3,11 @@
 The synthetic samples live in the repository's ``sample_data/`` folder, which the
 package reaches through the ``napari_nuclei_unet/sample_data`` symlink (copied
 into wheels as real files). Nothing here imports napari or torch at module
-level; napari is imported only to show a notification.
+level; napari is imported only for the download's progress bar.
+
+A sample that cannot be opened raises an exception whose message says why and what
+to do: napari shows it as one error notification (returning no layers instead
+would add napari's own "did not return any valid layer data" error to ours).
 """
 
 from __future__ import annotations
@@ -11,12 +15,33 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .core.download import DownloadError
+
 if TYPE_CHECKING:
     from .core.dataset import Sample
 
 LayerData = tuple[Any, dict[str, Any], str]
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+class SampleDownloadError(DownloadError):
+    """The DSB2018 sample could not be downloaded; the message says why and what to do.
+
+    A :class:`~napari_nuclei_unet.core.download.DownloadError` (same ``url`` and
+    ``reason``) whose message is written for the napari user.
+    """
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(url, reason)
+        self.args = (
+            f"Could not download DSB2018 stage1_train from {url}: {reason.rstrip('.')}. "
+            "Check your internet connection, or download stage1_train.zip yourself and "
+            "drag it onto napari.",
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:  # keeps it picklable (two arguments)
+        return type(self), (self.url, self.reason)
 
 
 def sample_data_dir() -> Path:
@@ -135,8 +160,14 @@ def dsb2018_download_sample() -> list[LayerData]:
     Returns
     -------
     list of tuple
-        An image and a labels layer, or ``[]`` after an error notification when
-        the download or the zip fails (offline, server error, corrupt file).
+        An image and a labels layer.
+
+    Raises
+    ------
+    SampleDownloadError
+        When the download fails (offline, server error); napari shows its message.
+    DatasetError
+        When the downloaded zip is not a DSB2018 dataset (the message says to delete it).
     """
     from .core import download
 
@@ -146,12 +177,8 @@ def dsb2018_download_sample() -> list[LayerData]:
         zip_path = download.fetch_stage1_train(
             url=url, progressbar=bar if bar is not None else False
         )
-    except download.DownloadError as exc:
-        _show_error(
-            f"Could not download DSB2018 stage1_train from {url}: {exc.reason}. Check your "
-            "internet connection, or download stage1_train.zip yourself and drag it onto napari."
-        )
-        return []
+    except DownloadError as exc:
+        raise SampleDownloadError(url, exc.reason) from exc
     finally:
         if bar is not None:
             bar.close()
@@ -161,8 +188,9 @@ def dsb2018_download_sample() -> list[LayerData]:
     try:
         sample = load_first_sample(zip_path)
     except DatasetError as exc:
-        _show_error(f"{exc} Delete {zip_path} to have it downloaded again on the next try.")
-        return []
+        raise DatasetError(
+            f"{exc} Delete {zip_path} to have it downloaded again on the next try."
+        ) from exc
     return sample_layer_data(sample, dataset_path=zip_path)
 
 
@@ -174,9 +202,3 @@ def _napari_progress(description: str) -> Any:
         return None
     # total > 0: pooch tests the bar for truth (tqdm is falsy when total == 0); it sets the size
     return progress(desc=description, total=1)
-
-
-def _show_error(message: str) -> None:
-    from napari.utils.notifications import show_error
-
-    show_error(message)
