@@ -250,6 +250,22 @@ def test_loaded_samples_are_writable(tmp_path):
     assert sample.image.flags.writeable and sample.labels.flags.writeable
 
 
+def test_a_crashed_save_that_cannot_be_repaired_is_reported(tmp_path, monkeypatch):
+    a = synthetic("histology", 17)
+    CorrectionStore(tmp_path).add("a", a.image, a.labels)
+    (tmp_path / ".backup").mkdir(exist_ok=True)
+    os.rename(tmp_path / "corrections" / "a", tmp_path / ".backup" / "a")
+
+    def no_permission(src, dst):
+        raise PermissionError(13, "Permission denied", str(src))
+
+    monkeypatch.setattr(os, "rename", no_permission)
+    with pytest.raises(PermissionError):
+        CorrectionStore(tmp_path)
+    monkeypatch.undo()
+    assert CorrectionStore(tmp_path).ids() == ["a"]
+
+
 def test_folder_without_index_entry_is_listed(tmp_path):
     a = synthetic("fluorescence", 9)
     masks = [a.labels == i for i in range(1, a.labels.max() + 1)]

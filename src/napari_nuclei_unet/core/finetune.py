@@ -261,6 +261,8 @@ class CorrectionStore:
     ------
     FinetuneError
         When ``project.json`` exists but is not a project index.
+    OSError
+        When what a crashed save left behind cannot be repaired (e.g. no permission).
 
     Examples
     --------
@@ -278,11 +280,17 @@ class CorrectionStore:
         self._project: dict[str, Any] = {}
         self._read_index()
         if self._leftovers():
+            locked = False
             try:
                 with exclusive_lock(self.lock_path, timeout=0):
+                    locked = True
                     self._repair()
-            except (LockTimeout, OSError):
-                pass  # being saved right now (that save repairs first), or read-only
+            except LockTimeout:
+                pass  # a save is running right now: not a crash (each save repairs first)
+            except OSError:
+                if locked:
+                    raise
+                # no lock file in a read-only folder: nobody can be saving there either
 
     # -- index ----------------------------------------------------------------------
 
