@@ -9,7 +9,9 @@ import sys
 import napari_nuclei_unet
 
 PKG = pathlib.Path(napari_nuclei_unet.__file__).parent
-FORBIDDEN = ("napari", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "magicgui", "superqt", "vispy")
+FORBIDDEN = (
+    "napari", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "magicgui", "superqt", "vispy",
+)
 
 
 def _imported_modules(path):
@@ -56,6 +58,7 @@ def test_importing_all_core_modules_loads_no_gui():
 
 def test_reader_and_sample_data_do_not_import_torch():
     mods = _modules_after(
-        "import napari_nuclei_unet._reader, napari_nuclei_unet._sample_data, napari_nuclei_unet.core.dataset"
+        "import napari_nuclei_unet._reader, napari_nuclei_unet._sample_data, "
+        "napari_nuclei_unet.core.dataset"
     )
     assert "torch" not in mods
