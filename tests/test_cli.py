@@ -1,6 +1,7 @@
 """The ``nuclei-unet`` command line, run in-process with main([...]) on tiny synthetic data."""
 
 import json
+import pathlib
 import signal
 import subprocess
 import sys
@@ -265,6 +266,21 @@ def test_evaluate_table(dataset, checkpoint, capsys):
     assert code == 0, err
     assert "mean IoU" in out and "all" in out
     assert "Worst 2 images by IoU" in out
+
+
+def test_evaluate_split_uses_the_checkpoints_validation_ids(dataset, checkpoint, capsys):
+    meta = json.loads(pathlib.Path(str(checkpoint)).with_suffix(".json").read_text())
+    val_ids = set(meta["training_data"]["val_ids"])
+    assert val_ids
+    code, out, err = run_cli(capsys, "evaluate", checkpoint, dataset, "--json",
+                             "--split", "validation")
+    assert code == 0, err
+    assert {image["id"] for image in json.loads(out)["images"]} == val_ids
+    code, out, err = run_cli(capsys, "evaluate", checkpoint, dataset, "--json",
+                             "--split", "training")
+    assert code == 0, err
+    ids = {image["id"] for image in json.loads(out)["images"]}
+    assert ids and not ids & val_ids
 
 
 # -- bad input --------------------------------------------------------------------------

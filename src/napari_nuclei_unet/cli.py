@@ -170,6 +170,10 @@ def _build_parser() -> argparse.ArgumentParser:
                           help="foreground probability threshold (default: 0.5)")
     evaluate.add_argument("--worst", type=int, default=10, metavar="N",
                           help="how many of the worst images the table lists (default: 10)")
+    evaluate.add_argument("--split", choices=("all", "validation", "training"), default="all",
+                          help="score every image (all), or only the images the model was "
+                               "validated on / trained on, as recorded in its .json "
+                               "(default: all)")
     _add_device(evaluate)
     evaluate.set_defaults(handler="evaluate:run")
 

@@ -54,6 +54,45 @@ def format_report(report: dict[str, Any], *, worst: int = 10) -> str:
     return "\n".join(lines)
 
 
+def select_split(samples: list, metadata: dict[str, Any], split: str) -> list:
+    """Keep the samples of one split of a model's training data.
+
+    Parameters
+    ----------
+    samples : list of Sample
+        Every sample of the dataset.
+    metadata : dict
+        The checkpoint's JSON; its ``training_data.val_ids`` names the validation images.
+    split : {"all", "validation", "training"}
+        Which images to keep.
+
+    Returns
+    -------
+    list of Sample
+
+    Raises
+    ------
+    ValueError
+        When the split is asked for but the checkpoint records no validation images, or
+        none of them is in this dataset.
+    """
+    if split == "all":
+        return samples
+    val_ids = set((metadata.get("training_data") or {}).get("val_ids") or ())
+    if not val_ids:
+        raise ValueError(
+            "This model's .json records no validation images, so --split "
+            f"{split} cannot be used; evaluate with --split all."
+        )
+    keep = [s for s in samples if (s.id in val_ids) == (split == "validation")]
+    if not keep:
+        raise ValueError(
+            f"None of this dataset's images is in the model's {split} split: was the model "
+            "trained on another dataset? Use --split all."
+        )
+    return keep
+
+
 def run(args: argparse.Namespace) -> int:
     """Evaluate a model on a labelled dataset; print a table or one JSON object.
 
@@ -78,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
     if device.type == "cpu":
         configure_cpu_threads()  # physical cores: hyper-threads slow convolutions down
     dataset = open_dataset(args.data, quiet=args.quiet)
-    samples = load_samples(dataset, quiet=args.quiet)
+    samples = select_split(load_samples(dataset, quiet=args.quiet), loaded.metadata,
+                           getattr(args, "split", "all"))
     with ProgressBars(quiet=args.quiet) as bars:
         report = drive(evaluate(loaded.model, samples, threshold=args.threshold, device=device),
                        bars)
