@@ -22,6 +22,7 @@ import atexit
 import inspect
 import logging
 import threading
+import warnings
 import weakref
 from collections.abc import Callable
 from functools import partial
@@ -332,14 +333,25 @@ def _show_warning(warning_args: tuple) -> None:
     notify(str(message), warning=True)
 
 
+def _window_private(viewer: Any, name: str) -> Any:
+    """Return a private attribute of napari's window, or None.
+
+    Plugins see the viewer through napari's public-only proxy, which emits a
+    FutureWarning (shown to the user as a notification) on private access. The task
+    API has no public spelling yet, so the warning is silenced here, in one place.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return getattr(getattr(viewer, "window", None), name, None)
+
+
 def _register_task(viewer: Any, description: str, cancel: Callable[[], Any]) -> Any:
     """Register a running job with napari's window (uses napari's private task API).
 
     napari then lists the job when the user closes the window, asks for
     confirmation, and calls ``cancel``. Returns an id, or None when unavailable.
     """
-    window = getattr(viewer, "window", None)
-    register = getattr(window, "_register_task_status", None)
+    register = _window_private(viewer, "_register_task_status")
     if register is None:
         return None
     try:
@@ -354,7 +366,7 @@ def _register_task(viewer: Any, description: str, cancel: Callable[[], Any]) -> 
 def _finish_task(viewer: Any, status_id: Any) -> None:
     if status_id is None:
         return
-    update = getattr(getattr(viewer, "window", None), "_update_task_status", None)
+    update = _window_private(viewer, "_update_task_status")
     if update is None:
         return
     from napari.utils.task_status import Status
