@@ -100,3 +100,15 @@ def test_demo_without_blocking_returns_at_once_and_completes(tiny_checkpoint, qt
         assert set(session.rows) == {s.id for s in session.samples.values() if s.has_labels}
     finally:
         _close_all_viewers()
+
+
+def test_demo_docks_every_widget_of_the_manifest():
+    from npe2 import PluginManifest
+
+    import napari_nuclei_unet
+    from napari_nuclei_unet.demo import DOCKS
+
+    manifest = PluginManifest.from_file(
+        __import__("pathlib").Path(napari_nuclei_unet.__file__).parent / "napari.yaml"
+    )
+    assert set(DOCKS) == {w.display_name for w in manifest.contributions.widgets}

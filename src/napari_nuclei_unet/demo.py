@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 PLUGIN = "napari-nuclei-unet"
 #: Dock display names (napari.yaml) in the order they are added.
-DOCKS = ("Data", "Model", "Train", "Compare", "IoU panel")
+DOCKS = ("Data", "Model", "Train", "Compare", "Retrain", "IoU panel")
 WINDOW_SIZE = (1600, 1000)
 
 
@@ -43,12 +43,13 @@ def _add_docks(viewer: napari.Viewer) -> dict[str, tuple[Any, Any]]:
 
 
 def _arrange(viewer: napari.Viewer, docks: dict[str, tuple[Any, Any]]) -> None:
-    """Compare, Data, Model and Train as tabs on the right; the IoU panel below them."""
+    """Compare, Data, Model, Train and Retrain as tabs on the right; the IoU panel below."""
     from qtpy.QtCore import Qt
 
     main_window = viewer.window._qt_window
     right = Qt.DockWidgetArea.RightDockWidgetArea
-    tabbed = [docks[name][0] for name in ("Compare", "Data", "Model", "Train") if name in docks]
+    tabbed = [docks[name][0] for name in ("Compare", "Data", "Model", "Train", "Retrain")
+              if name in docks]
     iou = docks["IoU panel"][0] if "IoU panel" in docks else None
     # napari tabifies a plugin's docks together; take them apart and rebuild the layout
     for dock in [*tabbed, iou]:
