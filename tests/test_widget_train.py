@@ -52,9 +52,11 @@ def test_form_round_trips_config(trainer):
 def test_tiny_training_draws_curves_and_sets_model(trainer, qtbot):
     viewer, widget = trainer
     widget.set_config(tiny_config())
+    assert widget.tabs.tabText(widget.tabs.currentIndex()) == "Settings"
     with qtbot.waitSignal(widget.session.model_changed, timeout=120_000):
         worker = widget.start()
         assert worker is not None
+        assert widget.tabs.tabText(widget.tabs.currentIndex()) == "Curves"
         wait_worker(qtbot, worker, timeout=120_000)
     assert [e for e, _ in widget.curves.points("train_loss")] == [1, 2]
     assert [e for e, _ in widget.curves.points("val_iou")] == [1, 2]

@@ -83,7 +83,7 @@ def _size_docks(viewer: napari.Viewer, docks: dict[str, tuple[Any, Any]]) -> Non
     if "IoU panel" in docks:
         total = main_window.height()
         main_window.resizeDocks(
-            [first, docks["IoU panel"][0]], [total * 34 // 100, total * 66 // 100],
+            [first, docks["IoU panel"][0]], [total * 46 // 100, total * 54 // 100],
             Qt.Orientation.Vertical,
         )
         panel = docks["IoU panel"][1]

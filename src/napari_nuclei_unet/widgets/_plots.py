@@ -135,7 +135,7 @@ class TrainingCurves(QWidget):
         self._planned_epochs = 0
         self._colors = theme_colors(theme_name)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.setMinimumHeight(110 * len(self.panels))
+        self.setMinimumHeight(80 * len(self.panels))
         if "val_iou" in self.series:
             self.setToolTip("Training curves: one point per epoch; the star marks the best epoch")
         else:

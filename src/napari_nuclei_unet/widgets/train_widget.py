@@ -49,6 +49,7 @@ from qtpy.QtWidgets import (
     QScrollArea,
     QSizePolicy,
     QSpinBox,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -272,7 +273,9 @@ class TrainWidget(QWidget):
 
     # ------------------------------------------------------------------ layout
     def _build(self) -> None:
-        # settings scroll; buttons, progress and curves below them always stay visible
+        # Start/Stop and the progress bar stay visible on top; below them two tabs, the
+        # settings and the curves, so that a short dock (tabbed over the IoU panel)
+        # still shows either one whole. Starting a run shows the curves.
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         scroll = QScrollArea()
@@ -282,10 +285,15 @@ class TrainWidget(QWidget):
         body = QWidget()
         layout = QVBoxLayout(body)
         scroll.setWidget(body)
-        outer.addWidget(scroll, 1)
+        top_layout = QVBoxLayout()
+        top_layout.setContentsMargins(6, 6, 6, 0)
+        outer.addLayout(top_layout)
         bottom = QWidget()
         bottom_layout = QVBoxLayout(bottom)
-        outer.addWidget(bottom, 1)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(scroll, "Settings")
+        self.tabs.addTab(bottom, "Curves")
+        outer.addWidget(self.tabs, 1)
 
         self.data_label = QLabel()
         self.data_label.setWordWrap(True)
@@ -337,7 +345,7 @@ class TrainWidget(QWidget):
                 section.addWidget(inner)
                 layout.addWidget(section)
         layout.addStretch(1)
-        layout = bottom_layout
+        layout = top_layout
 
         buttons = QHBoxLayout()
         self.start_button = QPushButton("Start")
@@ -364,6 +372,7 @@ class TrainWidget(QWidget):
         self.status_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.status_label)
+        layout = bottom_layout
 
         self.curves = TrainingCurves(getattr(self.viewer, "theme", "dark"))
         layout.addWidget(self.curves, 1)
@@ -605,6 +614,7 @@ class TrainWidget(QWidget):
         self.resume_button.setEnabled(False)
         self.stop_button.setEnabled(True)
         self.open_folder_button.setEnabled(True)
+        self.tabs.setCurrentWidget(self.curves.parentWidget())
         self.progress.setValue(0)
         self.progress.setFormat("starting …")
         what = "Resuming" if resume_from else "Training"
