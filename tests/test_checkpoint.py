@@ -43,6 +43,12 @@ def test_round_trip(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_checkpoint_files_are_readable_by_everyone(tmp_path):
+    path = save_checkpoint(tmp_path / "m", _model(), _config(), {})
+    for file in (path, tmp_path / "m.json"):
+        assert file.stat().st_mode & 0o777 == 0o644, file
+
+
 def test_pickle_files_rejected(tmp_path):
     for suffix in (".pt", ".pth", ".ckpt"):
         bad = tmp_path / f"model{suffix}"

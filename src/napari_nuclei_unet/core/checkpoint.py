@@ -105,11 +105,19 @@ def _temp_path(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    try:  # mkstemp makes 0600 files; checkpoints are ordinary shareable files
-        os.chmod(tmp, 0o644)
+    return Path(tmp)
+
+
+def _make_shareable(path: Path) -> None:
+    """Give a written file the usual 0644 mode (mkstemp and safetensors make 0600 files).
+
+    Checkpoints are ordinary files: the shipped model must be readable by every user of
+    a system-wide installation.
+    """
+    try:
+        os.chmod(path, 0o644)
     except OSError:
         pass
-    return Path(tmp)
 
 
 def _json_safe(value: Any) -> Any:
@@ -152,6 +160,7 @@ def _commit(writes: list[tuple[Path, Any]]) -> None:
             tmp = _temp_path(target)
             temps.append((tmp, target))
             write(tmp)
+            _make_shareable(tmp)
         for tmp, target in temps:
             os.replace(tmp, target)
     finally:
