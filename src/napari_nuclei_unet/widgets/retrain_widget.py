@@ -187,23 +187,12 @@ def _warm_up() -> None:
     the round itself smooth. Failures are only logged: the round will report them.
     """
     import logging
-    import tempfile
 
     try:
-        from napari_nuclei_unet.core.config import TrainConfig
-        from napari_nuclei_unet.core.dataset import Sample
         from napari_nuclei_unet.core.evaluation import score_prediction
-        from napari_nuclei_unet.core.progress import drive
-        from napari_nuclei_unet.core.training import train
+        from napari_nuclei_unet.widgets._warm_up import tiny_training_run
 
-        labels = np.zeros((32, 32), np.int32)
-        labels[8:20, 8:20] = 1
-        image = np.repeat((labels[..., None] * 200).astype(np.uint8), 3, axis=2)
-        blank = Sample("warm-up", image, labels, "fluorescence")
-        config = TrainConfig(base_width=2, depth=1, crop_size=16, batch_size=1, epochs=1,
-                             steps_per_epoch=1, num_threads=1, amp=False, device="cpu")
-        with tempfile.TemporaryDirectory(prefix="nuclei-unet-warm-up-") as folder:
-            drive(train(config, [blank], out_dir=folder, val_samples=[]))
+        blank, labels = tiny_training_run(validate=False)
         score_prediction(blank, labels.astype(np.float32))
     except Exception:  # noqa: BLE001 - a warm-up must never bother the user
         logging.getLogger(__name__).debug("fine-tuning warm-up failed", exc_info=True)

@@ -199,27 +199,14 @@ def _list_devices_and_warm_up() -> list[tuple[str, str]]:
     milliseconds in the middle of the user's run; doing it when the dock opens
     keeps the run itself smooth.
     """
-    import tempfile
-
-    import numpy as np
-
     from napari_nuclei_unet.widgets._workers import import_torch_safely
 
     import_torch_safely()
-    from napari_nuclei_unet.core.dataset import Sample
     from napari_nuclei_unet.core.device import available_devices
-    from napari_nuclei_unet.core.progress import drive
-    from napari_nuclei_unet.core.training import train
+    from napari_nuclei_unet.widgets._warm_up import tiny_training_run
 
     devices = available_devices()
-    labels = np.zeros((32, 32), np.int32)
-    labels[8:20, 8:20] = 1
-    image = np.repeat((labels[..., None] * 200).astype(np.uint8), 3, axis=2)
-    blank = Sample("warm-up", image, labels, "fluorescence")
-    config = TrainConfig(base_width=2, depth=1, crop_size=16, batch_size=1, epochs=1,
-                         steps_per_epoch=1, num_threads=1, amp=False, device="cpu")
-    with tempfile.TemporaryDirectory(prefix="nuclei-unet-warm-up-") as folder:
-        drive(train(config, [blank], out_dir=folder, val_samples=[blank]))
+    tiny_training_run(validate=True)
     return devices
 
 
