@@ -579,13 +579,7 @@ class CompareWidget(QWidget):
         self.progress.setVisible(True)
 
     def _on_progress(self, update: Any) -> None:
-        if not isinstance(update, Progress):
-            return
-        verb = "Predicting" if update.stage == "predict" else "Scoring"
-        self.progress.setRange(0, max(1, update.total))
-        self.progress.setValue(update.done)
-        if not self._stop.is_set():
-            self.progress.setFormat(f"{verb}: %v / %m images")
+        show_prediction_progress(self.progress, update, stopping=self._stop.is_set())
 
     def _on_job_done(self, result: PredictionResult | None) -> None:
         self.predict_button.setEnabled(True)
@@ -854,6 +848,21 @@ def start_rescore_job(viewer: napari.Viewer, *, exclude: str | None = None) -> A
         action="Scoring the predictions again",
         refuse=False,
     )
+
+
+def show_prediction_progress(bar: QProgressBar, update: Any, *, stopping: bool = False) -> None:
+    """Show a :func:`start_prediction_job` update on ``bar`` (other updates are ignored).
+
+    Shared by the Compare dock and the IoU panel. While ``stopping`` the bar's text
+    (e.g. "Stopping after this image…") is left as it is.
+    """
+    if not isinstance(update, Progress):
+        return
+    verb = "Predicting" if update.stage == "predict" else "Scoring"
+    bar.setRange(0, max(1, update.total))
+    bar.setValue(update.done)
+    if not stopping:
+        bar.setFormat(f"{verb}: %v / %m images")
 
 
 def start_prediction_job(

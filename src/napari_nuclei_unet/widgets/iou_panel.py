@@ -34,7 +34,6 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_nuclei_unet.core.progress import Progress
 from napari_nuclei_unet.widgets._layers import short_id, show_sample
 from napari_nuclei_unet.widgets._session import session_for
 from napari_nuclei_unet.widgets._workers import notify, notify_error
@@ -504,11 +503,9 @@ class IoUPanel(QWidget):
         self.progress.setVisible(True)
 
     def _on_progress(self, update: Any) -> None:
-        if isinstance(update, Progress):
-            verb = "Predicting" if update.stage == "predict" else "Scoring"
-            self.progress.setRange(0, max(1, update.total))
-            self.progress.setValue(update.done)
-            self.progress.setFormat(f"{verb}: %v / %m images")
+        from napari_nuclei_unet.widgets.compare_widget import show_prediction_progress
+
+        show_prediction_progress(self.progress, update)
 
     def _on_job_done(self, _result: Any) -> None:
         self.score_button.setEnabled(True)
