@@ -36,6 +36,26 @@ def tiny_samples(n: int = 6, size: int = 48, seed: int = 0):
     return samples
 
 
+def labelled_synthetic_samples(n: int, shape: tuple[int, int], first_seed: int):
+    """``n`` synthetic samples with label masks, cycling through the three modalities.
+
+    Sample ``k`` is ``make_synthetic_sample(STYLES[k % 3], seed=first_seed + k)``, id
+    ``"{style}-{k}"``.
+    """
+    from napari_nuclei_unet.core.dataset import Sample
+    from napari_nuclei_unet.core.synthetic import STYLES, make_synthetic_sample
+
+    samples = []
+    for k in range(n):
+        style = STYLES[k % len(STYLES)]
+        image, masks = make_synthetic_sample(style, shape=shape, seed=first_seed + k)
+        labels = np.zeros(shape, np.int32)
+        for i, mask in enumerate(masks, start=1):
+            labels[mask] = i
+        samples.append(Sample(f"{style}-{k}", image, labels, style))
+    return samples
+
+
 class Notifications:
     """Collect napari notifications shown during a test."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from _widget_helpers import capture_notifications, wait_worker
+from _widget_helpers import capture_notifications, labelled_synthetic_samples, wait_worker
 
 pytestmark = pytest.mark.gui
 
@@ -16,16 +16,9 @@ SHAPE = (96, 112)
 def make_samples(n_labelled: int = 3, *, unlabelled: bool = False):
     """Deterministic synthetic samples (three modalities), optionally one without labels."""
     from napari_nuclei_unet.core.dataset import Sample
-    from napari_nuclei_unet.core.synthetic import STYLES, make_synthetic_sample
+    from napari_nuclei_unet.core.synthetic import make_synthetic_sample
 
-    samples = []
-    for k in range(n_labelled):
-        style = STYLES[k % len(STYLES)]
-        image, masks = make_synthetic_sample(style, shape=SHAPE, seed=10 + k)
-        labels = np.zeros(SHAPE, np.int32)
-        for i, mask in enumerate(masks, start=1):
-            labels[mask] = i
-        samples.append(Sample(f"{style}-{k}", image, labels, style))
+    samples = labelled_synthetic_samples(n_labelled, SHAPE, first_seed=10)
     if unlabelled:
         image, _ = make_synthetic_sample("fluorescence", shape=SHAPE, seed=99)
         samples.append(

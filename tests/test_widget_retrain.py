@@ -7,7 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _widget_helpers import capture_notifications, pixels_of, rendered, wait_worker
+from _widget_helpers import (
+    capture_notifications,
+    labelled_synthetic_samples,
+    pixels_of,
+    rendered,
+    wait_worker,
+)
 
 pytestmark = pytest.mark.gui
 
@@ -15,18 +21,7 @@ SHAPE = (64, 64)
 
 
 def make_samples(n: int = 4):
-    from napari_nuclei_unet.core.dataset import Sample
-    from napari_nuclei_unet.core.synthetic import STYLES, make_synthetic_sample
-
-    samples = []
-    for k in range(n):
-        style = STYLES[k % len(STYLES)]
-        image, masks = make_synthetic_sample(style, shape=SHAPE, seed=20 + k)
-        labels = np.zeros(SHAPE, np.int32)
-        for i, mask in enumerate(masks, start=1):
-            labels[mask] = i
-        samples.append(Sample(f"{style}-{k}", image, labels, style))
-    return samples
+    return labelled_synthetic_samples(n, SHAPE, first_seed=20)
 
 
 def fake_probability(sample) -> np.ndarray:
