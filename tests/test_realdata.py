@@ -75,3 +75,26 @@ def test_full_scan(dataset, tmp_path, monkeypatch):
     assert sum(int(s.labels.max()) for s in samples) == N_NUCLEI
     again = drive(dataset.iter_load())  # from the decoded cache
     assert sum(int(s.labels.max()) for s in again) == N_NUCLEI
+
+
+@pytest.mark.skipif(
+    not Path(__file__).parents[1].joinpath(
+        "src/napari_nuclei_unet/models/default.safetensors").exists(),
+    reason="no shipped default model",
+)
+def test_shipped_model_segments_its_held_out_images(dataset):
+    """The shipped model, on a few of its own validation images, per modality."""
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+    from napari_nuclei_unet.core.evaluation import evaluate
+
+    loaded = load_checkpoint("default")
+    val_ids = loaded.metadata["training_data"]["val_ids"]
+    by_modality: dict[str, list[str]] = {}
+    for sample_id in val_ids:
+        by_modality.setdefault(dataset.info(sample_id).modality, []).append(sample_id)
+    ids = [i for ids in by_modality.values() for i in ids[:3]]
+    samples = drive(dataset.iter_load(ids))
+    report = drive(evaluate(loaded.model, samples))
+    summary = report.summary()
+    assert summary["n"] == len(ids)
+    assert summary["mean_iou"] > 0.7, summary
