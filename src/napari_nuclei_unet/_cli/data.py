@@ -57,7 +57,8 @@ def open_dataset(path: str, *, quiet: bool = False) -> Any:
     return dataset
 
 
-def load_samples(dataset: Any, *, quiet: bool = False, should_stop: Any = None) -> list:
+def load_samples(dataset: Any, *, quiet: bool = False, should_stop: Any = None,
+                 ids: list[str] | None = None) -> list:
     """Decode every sample of a dataset with a progress bar on stderr.
 
     Parameters
@@ -68,6 +69,8 @@ def load_samples(dataset: Any, *, quiet: bool = False, should_stop: Any = None) 
         No bar.
     should_stop : callable, optional
         Cooperative stop check, passed to :meth:`DSBDataset.iter_load`.
+    ids : list of str, optional
+        Decode only these samples (default: all).
 
     Returns
     -------
@@ -80,7 +83,7 @@ def load_samples(dataset: Any, *, quiet: bool = False, should_stop: Any = None) 
 
     with warnings.catch_warnings(record=True) as caught, ProgressBars(quiet=quiet) as bars:
         warnings.simplefilter("always", DatasetWarning)
-        samples = drive(dataset.iter_load(should_stop=should_stop), bars)
+        samples = drive(dataset.iter_load(ids, should_stop=should_stop), bars)
     for warning in caught:
         if issubclass(warning.category, DatasetWarning):
             note(f"note: {' '.join(str(warning.message).split())}", quiet=quiet)

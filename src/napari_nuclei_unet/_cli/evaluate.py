@@ -54,13 +54,13 @@ def format_report(report: dict[str, Any], *, worst: int = 10) -> str:
     return "\n".join(lines)
 
 
-def select_split(samples: list, metadata: dict[str, Any], split: str) -> list:
-    """Keep the samples of one split of a model's training data.
+def select_split(ids: list[str], metadata: dict[str, Any], split: str) -> list[str] | None:
+    """The sample ids of one split of a model's training data (chosen before decoding).
 
     Parameters
     ----------
-    samples : list of Sample
-        Every sample of the dataset.
+    ids : list of str
+        Every sample id of the dataset.
     metadata : dict
         The checkpoint's JSON; its ``training_data.val_ids`` names the validation images.
     split : {"all", "validation", "training"}
@@ -68,7 +68,8 @@ def select_split(samples: list, metadata: dict[str, Any], split: str) -> list:
 
     Returns
     -------
-    list of Sample
+    list of str or None
+        The ids to load; None for ``"all"`` (load everything).
 
     Raises
     ------
@@ -77,14 +78,14 @@ def select_split(samples: list, metadata: dict[str, Any], split: str) -> list:
         none of them is in this dataset.
     """
     if split == "all":
-        return samples
+        return None
     val_ids = set((metadata.get("training_data") or {}).get("val_ids") or ())
     if not val_ids:
         raise ValueError(
             "This model's .json records no validation images, so --split "
             f"{split} cannot be used; evaluate with --split all."
         )
-    keep = [s for s in samples if (s.id in val_ids) == (split == "validation")]
+    keep = [i for i in ids if (i in val_ids) == (split == "validation")]
     if not keep:
         raise ValueError(
             f"None of this dataset's images is in the model's {split} split: was the model "
@@ -117,8 +118,8 @@ def run(args: argparse.Namespace) -> int:
     if device.type == "cpu":
         configure_cpu_threads()  # physical cores: hyper-threads slow convolutions down
     dataset = open_dataset(args.data, quiet=args.quiet)
-    samples = select_split(load_samples(dataset, quiet=args.quiet), loaded.metadata,
-                           getattr(args, "split", "all"))
+    ids = select_split(dataset.ids(), loaded.metadata, getattr(args, "split", "all"))
+    samples = load_samples(dataset, quiet=args.quiet, ids=ids)
     with ProgressBars(quiet=args.quiet) as bars:
         report = drive(evaluate(loaded.model, samples, threshold=args.threshold, device=device),
                        bars)
