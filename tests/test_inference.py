@@ -112,3 +112,16 @@ def test_predict_samples_progress_and_stop(model):
     calls = iter([False, True])
     partial = drive(predict_samples(model, samples, should_stop=lambda: next(calls)))
     assert list(partial) == ["s0"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_prediction_matches_cpu():
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+
+    model = load_checkpoint("default").model
+    image = _image(300, 420)
+    cpu = predict_probability(model, image, device="cpu", tile_size=256)
+    gpu = predict_probability(model, image, device="cuda", tile_size=256)
+    assert gpu.shape == cpu.shape and gpu.dtype == cpu.dtype
+    assert np.abs(gpu - cpu).mean() < 0.01  # bf16 on the GPU: small differences only
+    assert ((gpu > 0.5) == (cpu > 0.5)).mean() > 0.995

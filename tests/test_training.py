@@ -6,7 +6,7 @@ import torch
 
 import napari_nuclei_unet.core.training as training
 from napari_nuclei_unet.core.checkpoint import load_checkpoint, train_state_path
-from napari_nuclei_unet.core.config import TrainConfig
+from napari_nuclei_unet.core.config import ConfigError, TrainConfig
 from napari_nuclei_unet.core.progress import drive
 from napari_nuclei_unet.core.training import (
     EpochEnd,
@@ -15,6 +15,7 @@ from napari_nuclei_unet.core.training import (
     TrainResult,
     TrainStep,
     learning_rate_factor,
+    sampling_probabilities,
     split_train_val,
     train,
 )
@@ -225,3 +226,79 @@ def test_closing_the_generator_saves_last(tmp_path):
     resume = load_checkpoint(tmp_path / "last.safetensors").metadata["resume"]
     assert (resume["epoch"], resume["step"], resume["epoch_complete"]) == (2, 1, False)
     load_checkpoint(tmp_path / "best.safetensors")
+
+
+def test_modality_balance_evens_out_modalities():
+    samples = [FakeSample(f"f{i}", None, None, "fluorescence") for i in range(90)]
+    samples += [FakeSample(f"b{i}", None, None, "brightfield") for i in range(10)]
+    assert sampling_probabilities(samples, 0.0) is None  # uniform: the old draw
+    share = {}
+    for balance in (0.5, 1.0):
+        p = sampling_probabilities(samples, balance)
+        assert p.shape == (100,) and np.isclose(p.sum(), 1.0)
+        assert np.allclose(p[:90], p[0]) and np.allclose(p[90:], p[90])  # alike within one
+        share[balance] = p[90:].sum()
+    # brightfield: 10% of the images; 25% of the draws at 0.5 (sqrt 10 vs sqrt 90); half at 1
+    assert share[0.5] == pytest.approx(np.sqrt(10) / (np.sqrt(10) + np.sqrt(90)))
+    assert share[1.0] == pytest.approx(0.5)
+
+
+def test_modality_balance_is_used_by_train_and_validated(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match="modality_balance"):
+        tiny_config(modality_balance=1.5)
+    drawn = []
+    real_batch = training.CropSampler.batch
+
+    def spy(self, rng, indices):
+        drawn.extend(int(i) for i in indices)
+        return real_batch(self, rng, indices)
+
+    monkeypatch.setattr(training.CropSampler, "batch", spy)
+    samples = make_samples(12)
+    for i, sample in enumerate(samples):
+        sample.modality = "brightfield" if i < 2 else "fluorescence"  # 2 of 12 images
+    shares = {}
+    for balance in (0.0, 1.0):
+        drawn.clear()
+        config = tiny_config(modality_balance=balance, val_fraction=0.0, epochs=1,
+                             steps_per_epoch=50, batch_size=8)
+        drive(train(config, samples, out_dir=tmp_path / str(balance)))
+        assert len(drawn) == 400
+        shares[balance] = sum(i < 2 for i in drawn) / len(drawn)
+    assert shares[0.0] < 0.25 and 0.4 < shares[1.0] < 0.6  # 1/6 of the crops vs half
+
+
+def test_compile_is_ignored_off_cuda(tmp_path, monkeypatch):
+    def no_compile(*args, **kwargs):
+        raise AssertionError("torch.compile must not be called for a CPU run")
+
+    monkeypatch.setattr(torch, "compile", no_compile)
+    result = drive(train(tiny_config(compile=True, epochs=1), make_samples(), out_dir=tmp_path))
+    assert load_checkpoint(result.best_checkpoint).config.compile
+
+
+def test_compile_errors_are_told_apart_from_others():
+    from torch._dynamo.exc import TorchRuntimeError
+
+    assert training._is_compile_error(TorchRuntimeError("inductor failed"))
+    assert not training._is_compile_error(RuntimeError("CUDA error: device-side assert"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_compiled_cuda_training_saves_plain_weights(tmp_path):
+    config = tiny_config(device="cuda", compile=True, amp=True, epochs=2, steps_per_epoch=3)
+    updates = []
+    result = drive(train(config, make_samples(), out_dir=tmp_path), updates.append)
+    assert all(np.isfinite(u.loss) for u in updates if isinstance(u, TrainStep))
+    loaded = load_checkpoint(result.best_checkpoint)  # no "_orig_mod." keys: loads strictly
+    assert loaded.config.compile and loaded.metadata["device"].startswith("cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_out_of_memory_is_explained(tmp_path):
+    big = [FakeSample("big", np.zeros((2048, 2048, 3), np.uint8),
+                      np.zeros((2048, 2048), np.int32), "fluorescence")]
+    config = tiny_config(device="cuda", base_width=64, depth=2, crop_size=2048,
+                         batch_size=1024, val_fraction=0.0, epochs=1, steps_per_epoch=1)
+    with pytest.raises(TrainingError, match="ran out of memory.*lower the batch size"):
+        drive(train(config, big, out_dir=tmp_path))

@@ -43,7 +43,8 @@ def trainer(make_napari_viewer, qtbot, tmp_path):
 
 def test_form_round_trips_config(trainer):
     _viewer, widget = trainer
-    config = tiny_config(early_stopping_patience=None, steps_per_epoch=None, learning_rate=3e-4)
+    config = tiny_config(early_stopping_patience=None, steps_per_epoch=None, learning_rate=3e-4,
+                         modality_balance=0.5, compile=True)
     widget.set_config(config)
     back = widget.config()
     assert back.replace(device=config.device) == config

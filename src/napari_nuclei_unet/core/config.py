@@ -68,12 +68,22 @@ class TrainConfig:
     augment_scale : float
         Random scale jitter: crops are resized by a factor in ``[1/(1+s), 1+s]``
         (0 disables it).
+    modality_balance : float
+        How much rarer modalities are favoured when training crops are drawn: an
+        image is picked with probability proportional to ``n ** -modality_balance``,
+        where ``n`` is the number of training images of its modality. 0: every image
+        alike (a modality is seen as often as it occurs); 1: every modality alike;
+        0.5: in between.
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
     amp : bool
         Mixed precision: on CUDA bf16 where supported, else fp16 with a GradScaler; on
         CPUs with native bf16 (AVX512-BF16/AMX) bf16, about twice as fast as fp32.
         Ignored on MPS and other CPUs.
+    compile : bool
+        Compile the model with ``torch.compile`` for training on CUDA (about 30% more
+        crops per second for wide models, after a minute of compiling at the start).
+        Ignored on the CPU and MPS.
     early_stopping_patience : int or None
         Stop after this many epochs without a better validation IoU (``None``: never).
     num_threads : int or None
@@ -106,8 +116,10 @@ class TrainConfig:
     augment_intensity: bool = True
     augment_invert: bool = True
     augment_scale: float = 0.25
+    modality_balance: float = 0.0
     device: str = "auto"
     amp: bool = True
+    compile: bool = False
     early_stopping_patience: int | None = None
     num_threads: int | None = None
     val_every: int = 1
@@ -157,6 +169,10 @@ class TrainConfig:
         if self.weight_decay < 0 or self.augment_scale < 0 or self.min_lr_fraction < 0:
             raise ConfigError(
                 "TrainConfig weight_decay, augment_scale and min_lr_fraction must be >= 0."
+            )
+        if not 0.0 <= self.modality_balance <= 1.0:
+            raise ConfigError(
+                f"TrainConfig.modality_balance must be in [0, 1], got {self.modality_balance}."
             )
         multiple = 2**self.depth
         if self.crop_size % multiple:

@@ -204,6 +204,23 @@ def _stable_hash(text: str) -> int:
     return int.from_bytes(text.encode("utf-8")[:16].ljust(16, b"\0"), "little") % (2**63)
 
 
+def sampling_probabilities(samples: Sequence[Any], balance: float) -> np.ndarray | None:
+    """Probability of drawing each training image, favouring rare modalities.
+
+    Image ``i`` of a modality with ``n`` training images gets weight ``n ** -balance``
+    (normalised to sum to 1), so the modalities' shares of the crops go from their
+    share of the images (``balance=0``) to equal (``balance=1``). Returns ``None`` for
+    ``balance=0``: uniform sampling, drawn the same way as before the option existed.
+    Samples without a ``modality`` attribute count as one modality.
+    """
+    if balance == 0 or not samples:
+        return None
+    modalities = [getattr(s, "modality", None) or "unknown" for s in samples]
+    counts = {m: modalities.count(m) for m in set(modalities)}
+    weights = np.array([counts[m] ** -balance for m in modalities], dtype=np.float64)
+    return weights / weights.sum()
+
+
 def learning_rate_factor(step: int, total_steps: int, config: TrainConfig) -> float:
     """Multiplier of the peak learning rate at a (0-based) global step.
 
@@ -378,6 +395,8 @@ def train(
     channels_last = device.type in ("cuda", "cpu")
     if channels_last:
         model.to(memory_format=torch.channels_last)
+    # The compiled module shares the parameters; checkpoints and validation use `model`.
+    step_model = torch.compile(model) if config.compile and device.type == "cuda" else model
 
     decay, no_decay = [], []
     for param in model.parameters():
@@ -386,6 +405,7 @@ def train(
         [{"params": decay, "weight_decay": config.weight_decay},
          {"params": no_decay, "weight_decay": 0.0}],
         lr=config.learning_rate,
+        fused=device.type == "cuda",  # one kernel for the whole update instead of many
     )
     dtype = amp_dtype(device) if config.amp else None
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
@@ -432,6 +452,7 @@ def train(
     sampler = CropSampler(
         train_samples, config.crop_size, AugmentSettings.from_config(config), device=device
     )
+    probabilities = sampling_probabilities(train_samples, config.modality_balance)
     data = _data_description(train_samples, val_list)
     val_ids = tuple(data["val_ids"])
 
@@ -506,10 +527,10 @@ def train(
                 if stop_requested(should_stop):
                     return cancel(epoch, step - 1)
                 tic = time.perf_counter()
-                indices = rng.integers(0, len(sampler), config.batch_size)
-                x, y = sampler.batch(rng, indices)
-                if channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
+                if probabilities is None:
+                    indices = rng.integers(0, len(sampler), config.batch_size)
+                else:
+                    indices = rng.choice(len(sampler), config.batch_size, p=probabilities)
                 schedule_step = global_step
                 if config.time_budget_s:
                     spent = (time.perf_counter() - started) / config.time_budget_s
@@ -519,8 +540,17 @@ def train(
                         schedule_step, total_steps, config
                     )
                 try:
-                    loss = _train_step(model, optimizer, loss_fn, x, y, dtype, scaler)
+                    x, y = sampler.batch(rng, indices)  # on the GPU: can run out of memory
+                    if channels_last:
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    loss = _train_step(step_model, optimizer, loss_fn, x, y, dtype, scaler)
                 except RuntimeError as exc:  # torch.cuda.OutOfMemoryError is a RuntimeError
+                    compiling = step_model is not model and _is_compile_error(exc)
+                    if compiling and not _is_out_of_memory(exc):
+                        raise TrainingError(
+                            f"torch.compile could not compile the model ({exc}). Turn the "
+                            "compile option off: training then runs uncompiled."
+                        ) from exc
                     if not _is_out_of_memory(exc):
                         raise
                     raise TrainingError(
@@ -597,6 +627,11 @@ def _is_out_of_memory(exc: BaseException) -> bool:
     """True for CUDA/MPS out-of-memory errors."""
     oom = getattr(torch.cuda, "OutOfMemoryError", None)
     return (oom is not None and isinstance(exc, oom)) or "out of memory" in str(exc).lower()
+
+
+def _is_compile_error(exc: BaseException) -> bool:
+    """True for errors raised by torch.compile (dynamo tracing or the inductor backend)."""
+    return type(exc).__module__.startswith(("torch._dynamo", "torch._inductor"))
 
 
 def _train_step(

@@ -96,6 +96,11 @@ _FIELDS: dict[str, tuple[str, str, tuple | None, str | None]] = {
     "augment_scale": ("Scale jitter", "Random zoom factor range (0: off)", (0.0, 1.0, 0.05, 2),
                       None),
     "amp": ("Mixed precision", "Faster on NVIDIA GPUs; ignored on the CPU", None, None),
+    "compile": ("Compile (CUDA)", "torch.compile the model: faster steps on NVIDIA GPUs after "
+                "about a minute of compiling; ignored on the CPU", None, None),
+    "modality_balance": ("Balance modalities", "How much rare image types are favoured when "
+                         "crops are drawn: 0 every image alike, 1 every modality alike",
+                         (0.0, 1.0, 0.05, 2), None),
     "num_threads": ("CPU threads", "Threads used when training on the CPU; automatic leaves one "
                     "core free so that napari stays responsive", (0, 256, 1), "automatic"),
     "schedule": ("LR schedule", "Learning-rate schedule after warm-up", None, None),
@@ -111,9 +116,9 @@ _SECTIONS = {
     "Network": ("base_width", "depth"),
     "Augmentation": ("augment_flips", "augment_rot90", "augment_intensity", "augment_invert",
                      "augment_scale"),
-    "Hardware": ("amp", "num_threads"),
-    "Advanced": ("steps_per_epoch", "early_stopping_patience", "schedule", "warmup_fraction",
-                 "min_lr_fraction", "weight_decay", "val_every"),
+    "Hardware": ("amp", "compile", "num_threads"),
+    "Advanced": ("steps_per_epoch", "modality_balance", "early_stopping_patience", "schedule",
+                 "warmup_fraction", "min_lr_fraction", "weight_decay", "val_every"),
 }
 
 
@@ -521,7 +526,7 @@ class TrainWidget(QWidget):
                    f"than {saved.epochs}, then press Resume again.")
             return None
         config = saved.replace(epochs=epochs, device=form.device, amp=form.amp,
-                               num_threads=form.num_threads)
+                               compile=form.compile, num_threads=form.num_threads)
         self.set_config(config)
         worker = self._launch(config, run_dir, resume_from=last)
         if worker is not None:
