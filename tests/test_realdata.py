@@ -97,8 +97,10 @@ def test_shipped_model_segments_its_held_out_images(dataset):
     report = drive(evaluate(loaded.model, samples))
     summary = report.summary()
     assert summary["n"] == len(ids)
-    # what the model does well: fluorescence (most of DSB2018) and histology; its two
-    # brightfield validation images are segmented poorly (README: the shipped model)
+    # README, "The shipped model": on these images fluorescence 0.91, histology 0.81,
+    # brightfield 0.75 (its two validation images; 16 of the 670 are brightfield)
     per_modality = summary["per_modality"]
-    assert per_modality["fluorescence"]["mean_iou"] > 0.75, per_modality
-    assert per_modality["histology"]["mean_iou"] > 0.6, per_modality
+    assert set(per_modality) == {"fluorescence", "histology", "brightfield"}
+    assert per_modality["fluorescence"]["mean_iou"] > 0.85, per_modality
+    assert per_modality["histology"]["mean_iou"] > 0.75, per_modality
+    assert per_modality["brightfield"]["mean_iou"] > 0.65, per_modality
