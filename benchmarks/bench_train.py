@@ -104,7 +104,8 @@ def main() -> None:
         model = UNet(base_width=width, depth=args.depth).to(device)
         model = model.to(memory_format=torch.channels_last)
         train_model = torch.compile(model) if args.compile else model
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4,
+                                      fused=gpu)
         scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
         loss_fn = DiceBCELoss()
         data_time = 0.0
