@@ -302,3 +302,20 @@ def test_cuda_out_of_memory_is_explained(tmp_path):
                          batch_size=1024, val_fraction=0.0, epochs=1, steps_per_epoch=1)
     with pytest.raises(TrainingError, match="ran out of memory.*lower the batch size"):
         drive(train(config, big, out_dir=tmp_path))
+
+
+def test_cpu_thread_count_is_put_back(tmp_path):
+    before = torch.get_num_threads()
+    wanted = 1 if before != 1 else 2
+    try:
+        seen = []
+        job = train(tiny_config(num_threads=wanted, epochs=1), make_samples(), out_dir=tmp_path)
+        drive(job, lambda u: seen.append(torch.get_num_threads()))
+        assert set(seen) == {wanted}  # the run uses its own setting...
+        assert torch.get_num_threads() == before  # ...and puts the process's back
+        job = train(tiny_config(num_threads=wanted), make_samples(), out_dir=tmp_path / "b")
+        next(job)
+        job.close()  # a run closed early (napari's worker.quit()) puts it back too
+        assert torch.get_num_threads() == before
+    finally:
+        torch.set_num_threads(before)

@@ -355,7 +355,34 @@ def train(
     TrainingError
         No labelled samples, non-finite loss (:class:`NonFiniteLossError`), CUDA out of
         memory, or a resume checkpoint that does not match ``config``.
+
+    Notes
+    -----
+    On the CPU, torch's thread count (a process-wide setting) is set from
+    ``config.num_threads`` for the run and put back when the run ends, fails or is
+    closed, so that later predictions in the same process keep their setting.
     """
+    threads_before = torch.get_num_threads()
+    try:
+        return (yield from _train(config, samples, out_dir=out_dir, resume_from=resume_from,
+                                  init_from=init_from, should_stop=should_stop,
+                                  val_samples=val_samples))
+    finally:
+        if torch.get_num_threads() != threads_before:
+            torch.set_num_threads(threads_before)
+
+
+def _train(
+    config: TrainConfig,
+    samples: Sequence[Any],
+    *,
+    out_dir: str | os.PathLike,
+    resume_from: str | os.PathLike | None,
+    init_from: str | os.PathLike | None,
+    should_stop: Callable[[], bool] | None,
+    val_samples: Sequence[Any] | None,
+) -> Generator[TrainStep | EpochEnd, None, TrainResult]:
+    """The body of :func:`train` (which restores torch's thread count around it)."""
     started = time.perf_counter()
     config.validate()
     out = Path(out_dir)
