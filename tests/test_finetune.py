@@ -339,6 +339,36 @@ def test_versions_are_never_overwritten(tmp_path):
         versions.get("v003")
 
 
+def test_versions_saved_at_once_never_share_a_folder(tmp_path):
+    """Two programs saving rounds into one project at the same time (no lock needed:
+    each version folder is claimed by an atomic mkdir)."""
+    import threading
+
+    _checkpoint, model, config = _tiny_checkpoint(tmp_path / "base.safetensors")
+    start = threading.Barrier(4)
+    names, errors = [], []
+
+    def save_rounds(k):
+        versions = ModelVersions(tmp_path / "project")  # one object per "program"
+        start.wait()
+        try:
+            for i in range(4):
+                names.append(versions.add(model, config, {"writer": k, "i": i}).name)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=save_rounds, args=(k,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert sorted(names) == [f"v{i:03d}" for i in range(1, 17)]
+    listed = ModelVersions(tmp_path / "project").list()
+    assert sorted((v.info["writer"], v.info["i"]) for v in listed) == [
+        (k, i) for k in range(4) for i in range(4)]
+
+
 def test_default_model_is_recorded_by_reference(tmp_path):
     base = ModelVersions(tmp_path).record_base("default")
     assert base.model == "default"
