@@ -122,6 +122,97 @@ def test_filter_and_sort(browser, qtbot, dataset_dir):
     assert "zz-tall" in widget.visible_ids()
 
 
+def _selected_ids(widget) -> list[str]:
+    from napari_nuclei_unet.widgets.data_browser import ID_ROLE
+
+    rows = sorted(index.row() for index in widget.table.selectionModel().selectedRows())
+    return [widget.table.item(row, 0).data(ID_ROLE) for row in rows]
+
+
+def _show_elsewhere(viewer, session, sample_id):
+    """Show a loaded sample as the IoU panel and the Retrain dock do."""
+    from napari_nuclei_unet.widgets._layers import show_sample
+
+    show_sample(viewer, session.samples[sample_id])
+    session.current_id = sample_id
+    session.current_changed.emit(sample_id)
+
+
+def test_table_follows_the_image_shown_by_another_dock(browser, qtbot, dataset_dir):
+    from napari_nuclei_unet.widgets._session import session_for
+    from napari_nuclei_unet.widgets.data_browser import DataBrowserWidget
+
+    viewer, widget = browser
+    session = session_for(viewer)
+    _open(qtbot, widget, dataset_dir)
+    wait_worker(qtbot, widget.load_all())
+    first = widget.visible_ids()[0]
+    widget.select(first)
+    assert session.current_id == first
+    changed = []
+    session.current_changed.connect(changed.append)
+
+    other = widget.visible_ids()[-1]  # e.g. "Jump to worst" in the IoU panel
+    _show_elsewhere(viewer, session, other)
+    assert _selected_ids(widget) == [other]
+    assert session.current_id == other
+    assert changed == [other]  # not shown (nor loaded) a second time by the Data dock
+    assert widget._sample_worker is None
+
+    # an image hidden by the modality filter: no row selected, the filter is kept
+    modality = widget.dataset.info(other).modality
+    hidden = next(i for i in widget.dataset.ids() if widget.dataset.info(i).modality != modality)
+    widget.set_modality_filter(modality)
+    shown = widget.visible_ids()
+    _show_elsewhere(viewer, session, hidden)
+    assert _selected_ids(widget) == []
+    assert widget.visible_ids() == shown
+    _show_elsewhere(viewer, session, other)
+    assert _selected_ids(widget) == [other]
+    assert changed == [other, hidden, other]
+    assert session.current_id == other
+
+    reopened = DataBrowserWidget(viewer)  # the dock opened again shows the same image
+    assert _selected_ids(reopened) == [other]
+    assert changed == [other, hidden, other]
+
+
+def test_a_slow_load_does_not_override_another_docks_choice(browser, qtbot, dataset_dir):
+    from napari_nuclei_unet.widgets._session import session_for
+
+    viewer, widget = browser
+    session = session_for(viewer)
+    _open(qtbot, widget, dataset_dir)
+    clicked, elsewhere = widget.visible_ids()[:2]
+    session.samples[elsewhere] = widget.dataset.load(elsewhere)
+    changed = []
+    session.current_changed.connect(changed.append)
+    worker = widget.select(clicked)  # still loading when the other dock shows an image
+    assert worker is not None
+    _show_elsewhere(viewer, session, elsewhere)
+    wait_worker(qtbot, worker)
+    assert session.current_id == elsewhere
+    assert _selected_ids(widget) == [elsewhere]
+    assert changed == [elsewhere]
+
+
+def test_closed_dock_no_longer_follows(make_napari_viewer, qtbot):
+    from qtpy.QtCore import QCoreApplication, QEvent
+
+    from napari_nuclei_unet.widgets._session import session_for
+    from napari_nuclei_unet.widgets.data_browser import DataBrowserWidget
+
+    viewer = make_napari_viewer()
+    session = session_for(viewer)
+    before = len(session.current_changed)
+    widget = DataBrowserWidget(viewer)
+    assert len(session.current_changed) == before + 1
+    widget.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    assert len(session.current_changed) == before
+    session.current_changed.emit("gone")  # no error from the deleted dock
+
+
 def test_load_all_fills_session(browser, qtbot, dataset_dir):
     from napari_nuclei_unet.widgets._session import session_for
 

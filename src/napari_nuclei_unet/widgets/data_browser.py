@@ -126,14 +126,16 @@ class DataBrowserWidget(QWidget):
         self._pending_id: str | None = None
         self._stop_loading = threading.Event()
         self._offered_path: str | None = None
+        self._syncing = False  # True while the table follows another dock's choice
         self._meter: _DownloadMeter | None = None
         self._meter_timer = QTimer(self)
         self._meter_timer.setInterval(200)
         self._meter_timer.timeout.connect(self._show_download_progress)
         self._build()
-        self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
+        self._connect()
         if self.session.dataset is not None:  # dock reopened: show the open dataset
             self._fill_table(self.session.dataset)
+            self._select_current(self.session.current_id)
 
     # ------------------------------------------------------------------ layout
     def _build(self) -> None:
@@ -225,6 +227,24 @@ class DataBrowserWidget(QWidget):
         load_row.addWidget(self.load_all_button)
         load_row.addWidget(self.progress, 1)
         layout.addLayout(load_row)
+
+    def _connect(self) -> None:
+        self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
+        self.session.current_changed.connect(self._on_current_changed)
+        # not ``connect(self._disconnect)``: PyQt never calls a slot of the object
+        # being destroyed, so a bound method of ``self`` would not run
+        self.destroyed.connect(lambda *_args: self._disconnect())
+
+    def _disconnect(self) -> None:
+        # the dock's Qt objects are going away: only plain Python from here
+        for signal, slot in (
+            (self.session.current_changed, self._on_current_changed),
+            (self.viewer.layers.events.inserted, self._on_layer_inserted),
+        ):
+            try:
+                signal.disconnect(slot)
+            except (TypeError, ValueError, RuntimeError):
+                pass
 
     # ------------------------------------------------------------ public API
     @property
@@ -486,13 +506,53 @@ class DataBrowserWidget(QWidget):
                 return row
         return None
 
-    def _on_selection_changed(self) -> None:
+    def _selected_id(self) -> str | None:
+        """Id of the selected row, or None when no row is selected."""
         rows = {index.row() for index in self.table.selectionModel().selectedRows()}
         if not rows:
-            return
+            return None
         item = self.table.item(min(rows), 0)
-        if item is not None:
-            self._request_sample(item.data(ID_ROLE))
+        return None if item is None else item.data(ID_ROLE)
+
+    def _on_selection_changed(self) -> None:
+        if self._syncing:
+            return
+        sample_id = self._selected_id()
+        if sample_id is not None:
+            self._request_sample(sample_id)
+
+    def _on_current_changed(self, sample_id: str | None) -> None:
+        """Follow the sample shown by another dock (IoU panel, Retrain) in the table.
+
+        The sample is already shown: it is neither loaded nor shown again, and a
+        sample still loading for an earlier click here will not replace it.
+        """
+        if sample_id == self._selected_id():
+            return  # this dock showed it, or the row is already selected
+        self._pending_id = sample_id
+        self._select_current(sample_id)
+
+    def _select_current(self, sample_id: str | None) -> None:
+        """Select and scroll to the row of ``sample_id`` without showing it again.
+
+        The selection is cleared when the table has no such row or the modality
+        filter hides it (the filter is kept).
+
+        Parameters
+        ----------
+        sample_id : str or None
+            Full id of the sample shown in the viewer.
+        """
+        row = None if sample_id is None else self._row_of(sample_id)
+        self._syncing = True
+        try:
+            if row is None or self.table.isRowHidden(row):
+                self.table.selectionModel().clear()
+            else:
+                self.table.selectRow(row)
+                self.table.scrollToItem(self.table.item(row, 0))
+        finally:
+            self._syncing = False
 
     def _request_sample(self, sample_id: str) -> None:
         """Show ``sample_id``: at once when loaded, else after a background load.
