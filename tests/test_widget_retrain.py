@@ -180,6 +180,37 @@ def test_edit_label_mask_and_add_without_painting(retrain, qtbot):
     assert np.array_equal(samples[0].labels, session.samples[samples[0].id].labels)  # truth kept
 
 
+def test_closing_the_dock_keeps_unsaved_edits_as_draft(retrain, qtbot):
+    from qtpy.QtCore import QCoreApplication, QEvent
+
+    viewer, dock, session, samples, project = retrain
+    layer = dock.edit_prediction()
+    paint_square(layer, 42)
+    connected = len(session.current_changed)
+    dock.deleteLater()  # napari closing the dock (or the window)
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    assert (project / "drafts" / f"{samples[0].id}.npz").is_file()
+    assert len(session.current_changed) == connected - 1  # and it let go of the session
+
+
+@pytest.mark.parametrize("dock_name", ["compare", "iou"])
+def test_closed_docks_let_go_of_the_session(make_napari_viewer, dock_name):
+    from qtpy.QtCore import QCoreApplication, QEvent
+
+    from napari_nuclei_unet.widgets._session import session_for
+    from napari_nuclei_unet.widgets.compare_widget import CompareWidget
+    from napari_nuclei_unet.widgets.iou_panel import IoUPanel
+
+    viewer = make_napari_viewer()
+    session = session_for(viewer)
+    before = len(session.current_changed)
+    dock = (CompareWidget if dock_name == "compare" else IoUPanel)(viewer)
+    assert len(session.current_changed) == before + 1
+    dock.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    assert len(session.current_changed) == before
+
+
 def test_switching_image_keeps_unsaved_edits_as_draft(retrain, qtbot):
     from napari_nuclei_unet.widgets._retrain_editing import CORRECTION_LAYER
 

@@ -379,7 +379,9 @@ class CompareWidget(QWidget):
         session.model_changed.connect(self._update_model_status)
         session.predictions_changed.connect(self._on_predictions_changed)
         session.dataset_changed.connect(self._on_predictions_changed)
-        self.destroyed.connect(self._disconnect_session)
+        # a lambda, not the bound method: PyQt never calls a slot of the object being
+        # destroyed
+        self.destroyed.connect(lambda *_args: self._disconnect_session())
 
     def _disconnect_session(self, *_args: Any) -> None:
         session = self.session

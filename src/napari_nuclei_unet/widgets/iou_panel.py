@@ -366,7 +366,9 @@ class IoUPanel(QWidget):
         session.scores_changed.connect(self.refresh)
         session.current_changed.connect(self._select_current)
         self.viewer.events.theme.connect(self._draw_histogram)
-        self.destroyed.connect(self._disconnect)
+        # a lambda, not the bound method: PyQt never calls a slot of the object being
+        # destroyed
+        self.destroyed.connect(lambda *_args: self._disconnect())
 
     def _disconnect(self, *_args: Any) -> None:
         for signal, slot in (

@@ -480,7 +480,9 @@ class RetrainWidget(QWidget):
         self.viewer.events.theme.connect(self._on_theme)
         # never fine-tune on for a deleted dock; keep its unsaved edits
         self.destroyed.connect(self._stop_event.set)
-        self.destroyed.connect(self._on_destroyed)
+        # a lambda, not the bound method: PyQt never calls a slot of the object being
+        # destroyed (the unsaved corrections would not be kept as a draft)
+        self.destroyed.connect(lambda *_args: self._on_destroyed())
 
     def _on_destroyed(self, *_args: Any) -> None:
         # the dock's Qt objects are going away: only plain Python from here
