@@ -369,6 +369,15 @@ def test_versions_saved_at_once_never_share_a_folder(tmp_path):
         (k, i) for k in range(4) for i in range(4)]
 
 
+def test_round_draws_uniformly_and_uncompiled_whatever_the_base_config():
+    from napari_nuclei_unet.core.config import TrainConfig
+
+    base = TrainConfig(modality_balance=0.5, compile=True)  # as the shipped model's config
+    config = ft._round_config(base, None, [])
+    assert config.modality_balance == 0.0 and not config.compile  # the ratio asked holds
+    assert ft._round_config(base, {"modality_balance": 0.3}, []).modality_balance == 0.3
+
+
 def test_default_model_is_recorded_by_reference(tmp_path):
     base = ModelVersions(tmp_path).record_base("default")
     assert base.model == "default"

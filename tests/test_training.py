@@ -319,3 +319,12 @@ def test_cpu_thread_count_is_put_back(tmp_path):
         assert torch.get_num_threads() == before
     finally:
         torch.set_num_threads(before)
+
+
+def test_out_of_memory_while_making_a_batch_is_explained(tmp_path, monkeypatch):
+    def out_of_memory(self, rng, indices):  # as a GPU batch of huge crops fails
+        raise RuntimeError("CUDA out of memory. Tried to allocate 64.00 GiB")
+
+    monkeypatch.setattr(training.CropSampler, "batch", out_of_memory)
+    with pytest.raises(TrainingError, match="ran out of memory.*lower the batch size"):
+        drive(train(tiny_config(), make_samples(), out_dir=tmp_path))

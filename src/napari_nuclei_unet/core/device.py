@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -159,6 +161,25 @@ def configure_cpu_threads(num_threads: int | None = None) -> int:
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return threads
+
+
+@contextmanager
+def restored_cpu_threads() -> Iterator[None]:
+    """Put torch's process-wide thread count back as it was when the block ends.
+
+    Training and fine-tuning set their own thread count (:func:`configure_cpu_threads`);
+    this keeps that setting from leaking into later work in the same process, such as
+    predictions made in napari. Also around ``yield from``: a generator closed early
+    or failing puts the count back too.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 def cpu_has_fast_bf16() -> bool:

@@ -113,6 +113,11 @@ FINETUNE_DEFAULTS: dict[str, Any] = {
     # threads wait for each other and a round took 70-170 s instead of 22-24 s; on an
     # idle machine one thread still needs only ~13 s. Ignored on a GPU.
     "num_threads": 1,
+    # Crops are drawn uniformly from the mixed list, so the share of the corrections is
+    # the ratio asked for, whatever the base model was trained with.
+    "modality_balance": 0.0,
+    # A round is a few dozen steps: compiling (about a minute) would cost more than it saves.
+    "compile": False,
 }
 
 _ARCHITECTURE_FIELDS = ("base_width", "depth", "in_channels")
@@ -1136,10 +1141,8 @@ def finetune(
     TrainingError
         When training fails (e.g. out of memory); nothing is saved.
     """
-    import torch
-
     from .checkpoint import load_checkpoint
-    from .device import configure_cpu_threads, resolve_device
+    from .device import configure_cpu_threads, resolve_device, restored_cpu_threads
 
     started = time.perf_counter()
     corrections = list(corrections)
@@ -1153,17 +1156,13 @@ def finetune(
     device = resolve_device(config.device)
     base_net = loaded.model.to(device)
 
-    # torch's thread count is process-wide: set it for the round, put it back afterwards
-    # so that predictions made later (e.g. in napari) keep their setting.
-    threads_before = torch.get_num_threads()
-    if device.type == "cpu":
-        configure_cpu_threads(config.num_threads)
-    try:
+    # torch's thread count is process-wide: set for the round, put back afterwards.
+    with restored_cpu_threads():
+        if device.type == "cpu":
+            configure_cpu_threads(config.num_threads)
         return (yield from _round(base_model, base, corrections, eval_list, mixed, config,
                                   device, base_net, project, ratio, actual_ratio, n_original,
                                   config_overrides, should_stop, started))
-    finally:
-        torch.set_num_threads(threads_before)
 
 
 def _round(base_model, base, corrections, eval_list, mixed, config, device, base_net, project,

@@ -38,7 +38,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import TrainConfig
-from .device import amp_dtype, configure_cpu_threads, resolve_device
+from .device import amp_dtype, configure_cpu_threads, resolve_device, restored_cpu_threads
 from .inference import predict_probability
 from .losses import DiceBCELoss
 from .model import UNet
@@ -211,12 +211,13 @@ def sampling_probabilities(samples: Sequence[Any], balance: float) -> np.ndarray
     (normalised to sum to 1), so the modalities' shares of the crops go from their
     share of the images (``balance=0``) to equal (``balance=1``). Returns ``None`` for
     ``balance=0``: uniform sampling, drawn the same way as before the option existed.
-    Samples without a ``modality`` attribute count as one modality.
+    Samples without a ``modality`` attribute count as one modality (as in
+    :func:`split_train_val`).
     """
     if balance == 0 or not samples:
         return None
-    modalities = [getattr(s, "modality", None) or "unknown" for s in samples]
-    counts = {m: modalities.count(m) for m in set(modalities)}
+    modalities = [str(getattr(s, "modality", "")) for s in samples]
+    counts = Counter(modalities)
     weights = np.array([counts[m] ** -balance for m in modalities], dtype=np.float64)
     return weights / weights.sum()
 
@@ -362,14 +363,10 @@ def train(
     ``config.num_threads`` for the run and put back when the run ends, fails or is
     closed, so that later predictions in the same process keep their setting.
     """
-    threads_before = torch.get_num_threads()
-    try:
+    with restored_cpu_threads():
         return (yield from _train(config, samples, out_dir=out_dir, resume_from=resume_from,
                                   init_from=init_from, should_stop=should_stop,
                                   val_samples=val_samples))
-    finally:
-        if torch.get_num_threads() != threads_before:
-            torch.set_num_threads(threads_before)
 
 
 def _train(
@@ -424,6 +421,7 @@ def _train(
         model.to(memory_format=torch.channels_last)
     # The compiled module shares the parameters; checkpoints and validation use `model`.
     step_model = torch.compile(model) if config.compile and device.type == "cuda" else model
+    compiling = step_model is not model
 
     decay, no_decay = [], []
     for param in model.parameters():
@@ -554,10 +552,8 @@ def _train(
                 if stop_requested(should_stop):
                     return cancel(epoch, step - 1)
                 tic = time.perf_counter()
-                if probabilities is None:
-                    indices = rng.integers(0, len(sampler), config.batch_size)
-                else:
-                    indices = rng.choice(len(sampler), config.batch_size, p=probabilities)
+                # p=None draws as rng.integers does: runs without balance are unchanged
+                indices = rng.choice(len(sampler), config.batch_size, p=probabilities)
                 schedule_step = global_step
                 if config.time_budget_s:
                     spent = (time.perf_counter() - started) / config.time_budget_s
@@ -572,19 +568,18 @@ def _train(
                         x = x.contiguous(memory_format=torch.channels_last)
                     loss = _train_step(step_model, optimizer, loss_fn, x, y, dtype, scaler)
                 except RuntimeError as exc:  # torch.cuda.OutOfMemoryError is a RuntimeError
-                    compiling = step_model is not model and _is_compile_error(exc)
-                    if compiling and not _is_out_of_memory(exc):
+                    if _is_out_of_memory(exc):
+                        raise TrainingError(
+                            f"{device} ran out of memory with batch_size={config.batch_size} "
+                            f"and crop_size={config.crop_size}: lower the batch size or the "
+                            "crop size (or base_width)."
+                        ) from exc
+                    if _is_compile_error(exc):
                         raise TrainingError(
                             f"torch.compile could not compile the model ({exc}). Turn the "
                             "compile option off: training then runs uncompiled."
                         ) from exc
-                    if not _is_out_of_memory(exc):
-                        raise
-                    raise TrainingError(
-                        f"{device} ran out of memory with batch_size={config.batch_size} and "
-                        f"crop_size={config.crop_size}: lower the batch size or the crop size "
-                        "(or base_width)."
-                    ) from exc
+                    raise
                 if not math.isfinite(loss):
                     raise NonFiniteLossError(
                         f"The training loss became {loss} at epoch {epoch}, step {step}. Training "
@@ -595,9 +590,12 @@ def _train(
                 global_step += 1
                 losses.append(loss)
                 elapsed = time.perf_counter() - tic
-                step_time = elapsed if step_time is None else 0.9 * step_time + 0.1 * elapsed
+                if compiling:  # the first compiled step includes compiling: not a step's time
+                    compiling = False
+                else:
+                    step_time = elapsed if step_time is None else 0.9 * step_time + 0.1 * elapsed
                 yield TrainStep(epoch, config.epochs, step, steps, loss,
-                                config.batch_size / step_time, eta(epoch, step))
+                                config.batch_size / (step_time or elapsed), eta(epoch, step))
                 if out_of_time():
                     break
             train_loss = float(np.mean(losses)) if losses else float("nan")
