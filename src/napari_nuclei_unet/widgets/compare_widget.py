@@ -48,7 +48,7 @@ from napari_nuclei_unet.widgets._layers import (
     short_id,
     show_sample,
 )
-from napari_nuclei_unet.widgets._session import session_for
+from napari_nuclei_unet.widgets._session import disconnect_all, on_destroyed, session_for
 from napari_nuclei_unet.widgets._workers import notify
 
 if TYPE_CHECKING:
@@ -379,22 +379,16 @@ class CompareWidget(QWidget):
         session.model_changed.connect(self._update_model_status)
         session.predictions_changed.connect(self._on_predictions_changed)
         session.dataset_changed.connect(self._on_predictions_changed)
-        # a lambda, not the bound method: PyQt never calls a slot of the object being
-        # destroyed
-        self.destroyed.connect(lambda *_args: self._disconnect_session())
+        on_destroyed(self, self._disconnect_session)
 
     def _disconnect_session(self, *_args: Any) -> None:
         session = self.session
-        for signal, slot in (
+        disconnect_all((
             (session.current_changed, self._on_current_changed),
             (session.model_changed, self._update_model_status),
             (session.predictions_changed, self._on_predictions_changed),
             (session.dataset_changed, self._on_predictions_changed),
-        ):
-            try:
-                signal.disconnect(slot)
-            except (TypeError, ValueError, RuntimeError):
-                pass
+        ))
 
     # ------------------------------------------------------------ state
     @staticmethod

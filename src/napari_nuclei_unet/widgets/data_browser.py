@@ -43,7 +43,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_nuclei_unet.widgets._layers import DATASET_KEY, short_id, show_sample
-from napari_nuclei_unet.widgets._session import session_for
+from napari_nuclei_unet.widgets._session import disconnect_all, on_destroyed, session_for
 from napari_nuclei_unet.widgets._workers import notify
 
 if TYPE_CHECKING:
@@ -231,20 +231,13 @@ class DataBrowserWidget(QWidget):
     def _connect(self) -> None:
         self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
         self.session.current_changed.connect(self._on_current_changed)
-        # not ``connect(self._disconnect)``: PyQt never calls a slot of the object
-        # being destroyed, so a bound method of ``self`` would not run
-        self.destroyed.connect(lambda *_args: self._disconnect())
+        on_destroyed(self, self._disconnect)
 
     def _disconnect(self) -> None:
-        # the dock's Qt objects are going away: only plain Python from here
-        for signal, slot in (
+        disconnect_all((
             (self.session.current_changed, self._on_current_changed),
             (self.viewer.layers.events.inserted, self._on_layer_inserted),
-        ):
-            try:
-                signal.disconnect(slot)
-            except (TypeError, ValueError, RuntimeError):
-                pass
+        ))
 
     # ------------------------------------------------------------ public API
     @property

@@ -35,7 +35,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_nuclei_unet.widgets._layers import short_id, show_sample
-from napari_nuclei_unet.widgets._session import session_for
+from napari_nuclei_unet.widgets._session import disconnect_all, on_destroyed, session_for
 from napari_nuclei_unet.widgets._workers import notify, notify_error
 
 if TYPE_CHECKING:
@@ -366,20 +366,14 @@ class IoUPanel(QWidget):
         session.scores_changed.connect(self.refresh)
         session.current_changed.connect(self._select_current)
         self.viewer.events.theme.connect(self._draw_histogram)
-        # a lambda, not the bound method: PyQt never calls a slot of the object being
-        # destroyed
-        self.destroyed.connect(lambda *_args: self._disconnect())
+        on_destroyed(self, self._disconnect)
 
     def _disconnect(self, *_args: Any) -> None:
-        for signal, slot in (
+        disconnect_all((
             (self.session.scores_changed, self.refresh),
             (self.session.current_changed, self._select_current),
             (self.viewer.events.theme, self._draw_histogram),
-        ):
-            try:
-                signal.disconnect(slot)
-            except (TypeError, ValueError, RuntimeError):
-                pass
+        ))
 
     # ------------------------------------------------------------ content
     def refresh(self) -> None:

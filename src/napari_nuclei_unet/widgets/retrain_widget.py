@@ -90,7 +90,7 @@ from napari_nuclei_unet.widgets._retrain_views import (
     change_color,
     loss_curves,
 )
-from napari_nuclei_unet.widgets._session import session_for
+from napari_nuclei_unet.widgets._session import disconnect_all, on_destroyed, session_for
 from napari_nuclei_unet.widgets._workers import notify, notify_error
 
 if TYPE_CHECKING:
@@ -480,9 +480,7 @@ class RetrainWidget(QWidget):
         self.viewer.events.theme.connect(self._on_theme)
         # never fine-tune on for a deleted dock; keep its unsaved edits
         self.destroyed.connect(self._stop_event.set)
-        # a lambda, not the bound method: PyQt never calls a slot of the object being
-        # destroyed (the unsaved corrections would not be kept as a draft)
-        self.destroyed.connect(lambda *_args: self._on_destroyed())
+        on_destroyed(self, self._on_destroyed)  # keeps unsaved corrections as a draft
 
     def _on_destroyed(self, *_args: Any) -> None:
         # the dock's Qt objects are going away: only plain Python from here
@@ -493,7 +491,7 @@ class RetrainWidget(QWidget):
                                               state.start)
             except OSError as exc:
                 notify_error(exc, f"Saving your corrections of {short_id(state.sample.id)}")
-        for signal, slot in (
+        disconnect_all((
             (self.session.current_changed, self._on_current_changed),
             (self.session.dataset_changed, self._on_dataset_changed),
             (self.session.model_changed, self._on_model_changed),
@@ -501,11 +499,7 @@ class RetrainWidget(QWidget):
             (self.session.predictions_changed, self._on_predictions_changed),
             (self.viewer.layers.events.removed, self._on_layer_removed),
             (self.viewer.events.theme, self._on_theme),
-        ):
-            try:
-                signal.disconnect(slot)
-            except (TypeError, ValueError, RuntimeError):
-                pass
+        ))
 
     # ----------------------------------------------------------------- project
     def corrections_store(self) -> Any:
