@@ -130,6 +130,10 @@ def predict_probability(
     numpy.ndarray
         ``(H, W)`` float32 probabilities in [0, 1].
     """
+    custom = getattr(model, "predict_probability", None)
+    if custom is not None:  # e.g. a bioimage.io package, which brings its own processing
+        return custom(image, device=device, tile_size=tile_size, overlap=overlap,
+                      batch_size=batch_size, amp=amp)
     if device is not None and not isinstance(device, torch.device):
         from .device import resolve_device
 

@@ -1,0 +1,517 @@
+"""Use a bioimage.io model package wherever a MODEL is accepted.
+
+:func:`load_any_model` is what the CLI (``predict``, ``evaluate``) and the Model dock
+call with the user's MODEL: a bioimage.io package (a folder with ``rdf.yaml`` or
+``bioimageio.yaml``, such a YAML file, or a ``.zip`` package) becomes a
+:class:`BioimageioModel`; anything else goes to
+:func:`~napari_nuclei_unet.core.checkpoint.load_checkpoint` unchanged.
+
+A :class:`BioimageioModel` has a ``predict_probability`` method with the keyword
+arguments of :func:`napari_nuclei_unet.core.inference.predict_probability`, which
+calls it instead of running a U-Net, so segmentation, evaluation and prediction work
+with it unchanged. bioimageio.core does the work: it reads and checks the package, runs
+the package's declared preprocessing on the whole image, the network, and the declared
+postprocessing. This module only tiles large images (blending the tiles as the native
+path does) and pads small ones to a size the package accepts.
+
+Safety: a package is only run from TorchScript weights (checked to be a TorchScript
+archive, loaded with ``torch.jit.load``, which restores tensors and compiled code but no
+arbitrary Python objects) or ONNX weights (onnxruntime). ``pytorch_state_dict`` weights
+need the package's Python source to be executed and a pickle to be loaded; they are
+never used, and a package that offers only those is refused in plain words.
+
+Nothing here is imported at napari start-up: bioimageio.core is imported only when a
+package is actually loaded.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core.checkpoint import CheckpointError, LoadedModel, load_checkpoint
+
+RDF_NAMES = ("rdf.yaml", "bioimageio.yaml")
+INSTALL_HINT = 'pip install "napari-nuclei-unet[bioimageio]"'
+SAFE_WEIGHT_FORMATS = ("torchscript", "onnx")
+
+
+def _is_rdf_name(name: str) -> bool:
+    name = name.lower()
+    return name in RDF_NAMES or name.endswith(".bioimageio.yaml")
+
+
+def is_bioimageio_package(path: str | os.PathLike) -> bool:
+    """Whether ``path`` looks like a bioimage.io package (without reading it fully).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A folder holding ``rdf.yaml`` / ``bioimageio.yaml`` / ``*.bioimageio.yaml``,
+        such a YAML file, or a ``.zip`` with one of them at its top level.
+
+    Returns
+    -------
+    bool
+        True for a package; False for anything else (e.g. a ``.safetensors`` checkpoint,
+        ``"default"``, or a path that does not exist).
+    """
+    if isinstance(path, str) and path == "default":
+        return False
+    path = Path(path)
+    try:
+        if path.is_dir():
+            return any((path / name).is_file() for name in RDF_NAMES) or any(
+                path.glob("*.bioimageio.yaml")
+            )
+        if not path.is_file():
+            return False
+        suffix = path.suffix.lower()
+        if suffix in (".yaml", ".yml"):
+            return _is_rdf_name(path.name) or "format_version" in path.read_text(
+                encoding="utf-8", errors="replace"
+            )[:100_000]
+        if suffix == ".zip" and zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                return any(_is_rdf_name(name) for name in archive.namelist() if "/" not in name)
+    except OSError:
+        return False
+    return False
+
+
+def load_any_model(path_or_default: str | os.PathLike, device: Any = "cpu") -> LoadedModel:
+    """Load a MODEL argument: a nuclei-unet checkpoint or a bioimage.io package.
+
+    Parameters
+    ----------
+    path_or_default : str or os.PathLike
+        ``"default"``, a ``.safetensors`` checkpoint (see
+        :func:`~napari_nuclei_unet.core.checkpoint.load_checkpoint`), or a bioimage.io
+        package (folder, ``rdf.yaml``/``bioimageio.yaml`` or ``.zip``).
+    device : str or torch.device, default "cpu"
+        Where to run the model.
+
+    Returns
+    -------
+    LoadedModel
+        For a package, ``model`` is a :class:`BioimageioModel`, ``config`` the default
+        :class:`~napari_nuclei_unet.core.config.TrainConfig` (the package has none) and
+        ``metadata["bioimageio"]`` its name, description, licence and weight format.
+
+    Raises
+    ------
+    CheckpointError
+        With a plain message for anything that cannot be used (see
+        :class:`BioimageioModel`).
+    """
+    if not is_bioimageio_package(path_or_default):
+        return load_checkpoint(path_or_default, device=device)
+    model = BioimageioModel(path_or_default, device=device)
+    metadata = {"bioimageio": model.summary(), "architecture": {"name": "bioimageio"}}
+    from ..core.config import TrainConfig
+
+    return LoadedModel(model=model, config=TrainConfig(), metadata=metadata,
+                       path=Path(path_or_default))
+
+
+def _import_bioimageio() -> None:
+    try:
+        import bioimageio.core  # noqa: F401
+        import bioimageio.spec  # noqa: F401
+    except ImportError as exc:
+        raise CheckpointError(
+            "This MODEL is a bioimage.io model package; reading one needs the optional "
+            f"bioimageio.core package, which is not installed ({exc}). Install it with: "
+            f"{INSTALL_HINT}"
+        ) from exc
+    from . import _compat
+
+    _compat.apply()
+
+
+def check_torchscript_archive(data: bytes, name: str) -> None:
+    """Raise unless ``data`` is a TorchScript archive (as written by ``torch.jit.save``).
+
+    A TorchScript archive is a zip holding compiled code (``<archive>/code/...``) and
+    ``<archive>/constants.pkl``; a plain ``torch.save`` pickle has neither, and
+    ``torch.jit.load`` restores only tensors and TorchScript code from the former.
+
+    Parameters
+    ----------
+    data : bytes
+        File content.
+    name : str
+        File name, for the message.
+
+    Raises
+    ------
+    CheckpointError
+        When ``data`` is not a TorchScript archive.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            names = archive.namelist()
+    except zipfile.BadZipFile:
+        names = []
+    has_code = any("/code/" in n and n.endswith(".py") for n in names)
+    has_constants = any(n.endswith("/constants.pkl") for n in names)
+    if not (has_code and has_constants):
+        raise CheckpointError(
+            f"The package's 'torchscript' weights {name} are not a TorchScript archive "
+            "(no compiled code inside); they may be a Python pickle, which napari-nuclei-unet "
+            "never loads. Ask the package's authors for TorchScript or ONNX weights."
+        )
+
+
+def _axis_kind(axis: Any) -> str:
+    return str(getattr(axis, "type", "")).lower()
+
+
+class BioimageioModel:
+    """A bioimage.io model package that predicts a foreground probability.
+
+    Parameters
+    ----------
+    source : str or os.PathLike
+        Package folder, ``rdf.yaml``/``bioimageio.yaml`` or ``.zip``.
+    device : str or torch.device, default "cpu"
+        Where to run (``"cuda"`` devices use TorchScript on the GPU; ONNX runs on CPU).
+    weight_format : {"torchscript", "onnx"}, optional
+        Force one weight format; by default TorchScript when present, else ONNX.
+
+    Raises
+    ------
+    CheckpointError
+        When bioimage.io support is not installed, the package is invalid, is not a 2-D
+        model with one image input (1 or 3 channels) and an output of the same size, or
+        offers only pickled ``pytorch_state_dict`` (or other unsupported) weights.
+    """
+
+    def __init__(self, source: str | os.PathLike, device: Any = "cpu",
+                 weight_format: str | None = None) -> None:
+        _import_bioimageio()
+        from bioimageio.spec import load_model_description
+
+        self.source = Path(source)
+        try:
+            descr = load_model_description(str(source), perform_io_checks=False)
+        except Exception as exc:  # bioimageio.spec raises ValueError/ValidationError/...
+            raise CheckpointError(
+                f"{source} is not a valid bioimage.io model package: {exc}"
+            ) from exc
+        if not str(getattr(descr, "format_version", "0")).startswith("0.5"):
+            raise CheckpointError(
+                f"{source} is a bioimage.io model of format {descr.format_version}; "
+                "napari-nuclei-unet reads format 0.5 packages. Convert it with "
+                "`bioimageio update-format` (bioimageio.core) or ask its authors."
+            )
+        self.descr = descr
+        self._check_tensors()
+        self.weight_format = self._choose_weights(weight_format)
+        self.device = str(device)
+        self._pipeline: Any = None
+        self._pipeline_device: str | None = None
+
+    # -- description checks -------------------------------------------------------------
+    def _check_tensors(self) -> None:
+        descr = self.descr
+        if len(descr.inputs) != 1 or not descr.outputs:
+            raise CheckpointError(
+                f"{self.source} has {len(descr.inputs)} inputs and {len(descr.outputs)} "
+                "outputs; napari-nuclei-unet uses models with one image input and a "
+                "foreground-probability output."
+            )
+        inp, out = descr.inputs[0], descr.outputs[0]
+        kinds = [_axis_kind(a) for a in inp.axes]
+        if sorted(k for k in kinds if k == "space") != ["space", "space"] or any(
+            k not in ("batch", "channel", "space") for k in kinds
+        ):
+            raise CheckpointError(
+                f"{self.source} is not a 2-D image model (input axes "
+                f"{[str(a.id) for a in inp.axes]}); napari-nuclei-unet uses 2-D nuclei "
+                "models with axes (batch, channel, y, x)."
+            )
+        channels = 1
+        for axis in inp.axes:
+            if _axis_kind(axis) == "channel":
+                channels = len(axis.channel_names)
+        if channels not in (1, 3):
+            raise CheckpointError(
+                f"{self.source} expects {channels} input channels; napari-nuclei-unet can "
+                "feed 1 (grey) or 3 (RGB) channels."
+            )
+        self.input_id = inp.id
+        self.output_id = out.id
+        self.input_axes = [str(a.id) for a in inp.axes]
+        self.output_axes = [str(a.id) for a in out.axes]
+        self.in_channels = channels
+        self.halo = max(
+            [int(getattr(a, "halo", 0) or 0) for a in out.axes if _axis_kind(a) == "space"]
+            or [0]
+        )
+        self._space_axes = [a for a in inp.axes if _axis_kind(a) == "space"]
+
+    def _choose_weights(self, requested: str | None) -> str:
+        weights = self.descr.weights
+        present = [f for f in ("torchscript", "onnx", "pytorch_state_dict", "keras_hdf5",
+                               "tensorflow_saved_model_bundle", "tensorflow_js")
+                   if getattr(weights, f, None) is not None]
+        candidates = [requested] if requested else list(SAFE_WEIGHT_FORMATS)
+        usable = [f for f in candidates if f in present and f in SAFE_WEIGHT_FORMATS]
+        if requested and requested not in SAFE_WEIGHT_FORMATS:
+            raise CheckpointError(
+                f"napari-nuclei-unet runs bioimage.io packages only from TorchScript or ONNX "
+                f"weights, not {requested!r}."
+            )
+        if not usable:
+            if present == ["pytorch_state_dict"]:
+                raise CheckpointError(
+                    f"{self.source} offers only pickled PyTorch weights (pytorch_state_dict). "
+                    "Loading them would run the package's Python code and unpickle its file, "
+                    "which can execute anything, so napari-nuclei-unet refuses. Ask the "
+                    "package's authors for TorchScript or ONNX weights (bioimageio.core can "
+                    "convert them on a trusted machine)."
+                )
+            raise CheckpointError(
+                f"{self.source} has weights in {', '.join(present) or 'no'} format(s); "
+                "napari-nuclei-unet runs only TorchScript or ONNX weights"
+                + (f" ({requested} is not among them)." if requested else ".")
+            )
+        choice = usable[0]
+        if choice == "onnx":
+            try:
+                import onnxruntime  # noqa: F401
+            except ImportError as exc:
+                if len(usable) == 1:
+                    raise CheckpointError(
+                        f"{self.source} has ONNX weights, which need onnxruntime: "
+                        f"{INSTALL_HINT}"
+                    ) from exc
+        if choice == "torchscript":
+            entry = weights.torchscript
+            check_torchscript_archive(entry.get_reader().read(), str(entry.source))
+        return choice
+
+    def summary(self) -> dict:
+        """Name, description, licence, authors, weight format and source of the package."""
+        descr = self.descr
+        return {
+            "name": str(descr.name),
+            "description": str(descr.description),
+            "license": str(getattr(descr, "license", "") or ""),
+            "authors": [str(a.name) for a in (descr.authors or [])],
+            "weight_format": self.weight_format,
+            "source": str(self.source),
+            "format_version": str(descr.format_version),
+        }
+
+    # -- model-like interface used by the rest of the package ---------------------------
+    def to(self, device: Any) -> BioimageioModel:
+        """Run on ``device`` from now on (the pipeline is rebuilt lazily)."""
+        self.device = str(device)
+        return self
+
+    def eval(self) -> BioimageioModel:
+        """No-op (the package is always run for inference)."""
+        return self
+
+    def parameters(self) -> Iterator[Any]:
+        """The TorchScript module's parameters once loaded (for device queries)."""
+        pipeline = self._pipeline
+        module = getattr(getattr(pipeline, "_adapter", None), "_model", None)
+        if module is not None and hasattr(module, "parameters"):
+            yield from module.parameters()
+
+    def _get_pipeline(self) -> Any:
+        device = self.device
+        if self.weight_format == "onnx" or device.startswith("mps"):
+            device = "cpu"
+        if self._pipeline is None or self._pipeline_device != device:
+            from bioimageio.core import create_prediction_pipeline
+
+            if self._pipeline is not None:
+                self._pipeline.unload()
+            try:
+                self._pipeline = create_prediction_pipeline(
+                    self.descr, weights_format=self.weight_format, devices=[device]
+                )
+            except Exception as exc:
+                raise CheckpointError(
+                    f"Could not load the {self.weight_format} weights of {self.source}: {exc}"
+                ) from exc
+            self._pipeline_device = device
+        return self._pipeline
+
+    def _tile_side(self, axis: Any, side: int, tile_size: int) -> int:
+        """A size the package accepts along ``axis``: >= ``side`` when possible."""
+        size = axis.size
+        if isinstance(size, int):
+            return int(size)
+        minimum = getattr(size, "min", None)
+        step = getattr(size, "step", None)
+        if minimum is None or step is None:  # size given by another tensor: any size
+            return min(side, tile_size)
+        want = min(side, max(tile_size, int(minimum)))
+        n = max(0, -(-(want - int(minimum)) // int(step)))
+        return int(minimum) + n * int(step)
+
+    def predict_probability(self, image: np.ndarray, *, device: Any = None,
+                            tile_size: int = 1024, overlap: int = 64, batch_size: int = 2,
+                            amp: bool = True) -> np.ndarray:
+        """Foreground probability of one image, through the package's own processing.
+
+        Parameters
+        ----------
+        image : numpy.ndarray
+            ``(H, W)`` grey or ``(H, W, C)`` colour image of any real dtype (raw values:
+            the package's preprocessing normalises it).
+        device : str or torch.device, optional
+            Where to compute; defaults to the device given at loading.
+        tile_size, overlap : int
+            Largest tile side and minimum tile overlap (raised to twice the package's
+            output halo plus 16 pixels, so halo pixels are never used).
+        batch_size, amp : optional
+            Accepted for compatibility; tiles run one at a time in float32.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(H, W)`` float32 probabilities (output channel 0, clipped to [0, 1]).
+        """
+        from bioimageio.core import Sample, Tensor
+
+        from ..core.inference import tile_starts
+        from ..core.normalize import as_rgb
+
+        del batch_size, amp
+        if device is not None:
+            self.to(device)
+        pipeline = self._get_pipeline()
+        image = np.asarray(image)
+        rgb = as_rgb(image).astype(np.float32, copy=False)
+        if self.in_channels == 1:
+            planes = rgb[:, :, :1] if image.ndim == 2 or (
+                image.ndim == 3 and image.shape[2] in (1, 2)) else rgb.mean(axis=2,
+                                                                           keepdims=True)
+        else:
+            planes = rgb
+        height, width = planes.shape[:2]
+        array = self._to_axes(planes)
+        sample = Sample(members={self.input_id: Tensor.from_numpy(array, dims=self.input_axes)},
+                        stat={}, id="image")
+        pipeline.apply_preprocessing(sample)
+        pre = self._from_axes(np.asarray(sample.members[self.input_id].data))  # (C, H, W)
+
+        tile_h = self._tile_side(self._space_axes[0], height, tile_size)
+        tile_w = self._tile_side(self._space_axes[1], width, tile_size)
+        pad_h, pad_w = max(0, tile_h - height), max(0, tile_w - width)
+        if pad_h or pad_w:
+            mode = "reflect" if min(height, width) > 1 else "edge"
+            pre = np.pad(pre, ((0, 0), (0, pad_h), (0, pad_w)), mode=mode)
+        full_h, full_w = pre.shape[1:]
+        overlap = max(int(overlap), 2 * self.halo + 16)
+        ys = tile_starts(full_h, tile_h, min(overlap, tile_h // 2))
+        xs = tile_starts(full_w, tile_w, min(overlap, tile_w // 2))
+        total = np.zeros((full_h, full_w), dtype=np.float64)
+        weight_sum = np.zeros((full_h, full_w), dtype=np.float64)
+        out_dims: Any = None
+        for y in ys:
+            for x in xs:
+                tile = pre[:, y:y + tile_h, x:x + tile_w]
+                tile_sample = Sample(
+                    members={self.input_id: Tensor.from_numpy(
+                        self._to_axes(np.moveaxis(tile, 0, -1)), dims=self.input_axes)},
+                    stat=sample.stat, id="tile",
+                )
+                result = pipeline.predict_sample_without_blocking(
+                    tile_sample, skip_preprocessing=True, skip_postprocessing=True,
+                    skip_input_padding=True, skip_output_cropping=True,
+                )
+                tensor = result.members[self.output_id]
+                out_dims = tensor.dims
+                logits = self._output_plane(np.asarray(tensor.data), [str(d) for d in out_dims])
+                if logits.shape != (tile_h, tile_w):
+                    raise CheckpointError(
+                        f"{self.source} returned an output of {logits.shape} pixels for a "
+                        f"{tile_h}x{tile_w} input; napari-nuclei-unet uses models whose "
+                        "output has the size of their input."
+                    )
+                wy = self._weights(tile_h, overlap, y == 0, y + tile_h >= full_h)
+                wx = self._weights(tile_w, overlap, x == 0, x + tile_w >= full_w)
+                weight = wy[:, None] * wx[None, :]
+                total[y:y + tile_h, x:x + tile_w] += logits * weight
+                weight_sum[y:y + tile_h, x:x + tile_w] += weight
+        merged = (total / np.maximum(weight_sum, 1e-12))[:height, :width].astype(np.float32)
+        out_array = self._plane_to_output(merged, [str(d) for d in out_dims])
+        output = Sample(members={self.output_id: Tensor.from_numpy(out_array, dims=out_dims)},
+                        stat=sample.stat, id="image")
+        pipeline.apply_postprocessing(output)
+        prob = self._output_plane(np.asarray(output.members[self.output_id].data),
+                                  [str(d) for d in out_dims])
+        return np.clip(prob, 0.0, 1.0).astype(np.float32, copy=False)
+
+    def _weights(self, length: int, overlap: int, at_start: bool, at_end: bool) -> np.ndarray:
+        """1-D tile weights: 0 on the halo at inner edges, then a linear ramp."""
+        weights = np.ones(length, dtype=np.float64)
+        halo = min(self.halo, length // 4)
+        ramp_length = max(1, min(overlap - 2 * halo, length // 2 - halo))
+        ramp = (np.arange(ramp_length) + 0.5) / ramp_length
+        if not at_start:
+            weights[:halo] = 0.0
+            weights[halo:halo + ramp_length] = ramp
+        if not at_end:
+            weights[length - halo:] = 0.0
+            weights[length - halo - ramp_length:length - halo] = ramp[::-1]
+        return weights
+
+    def _space_ids(self) -> list[str]:
+        return [n for n, a in zip(self.input_axes, self.descr.inputs[0].axes, strict=True)
+                if _axis_kind(a) == "space"]
+
+    def _kinds(self) -> list[str]:
+        """Input axes as "batch", "channel" or the space axis id."""
+        return [_axis_kind(a) if _axis_kind(a) != "space" else n
+                for n, a in zip(self.input_axes, self.descr.inputs[0].axes, strict=True)]
+
+    def _to_axes(self, planes: np.ndarray) -> np.ndarray:
+        """``(H, W, C)`` -> the input tensor's axis order (batch 1)."""
+        order = self._kinds()
+        space = self._space_ids()
+        data = planes[None]  # (batch, H, W, C)
+        source = ["batch", space[0], space[1], "channel"]
+        if "channel" not in order:
+            data, source = data[..., 0], source[:3]
+        if "batch" not in order:
+            data, source = data[0], source[1:]
+        return np.ascontiguousarray(np.transpose(data, [source.index(o) for o in order]))
+
+    def _from_axes(self, array: np.ndarray) -> np.ndarray:
+        """Input-axis array -> ``(C, H, W)``."""
+        kinds = self._kinds()
+        space = self._space_ids()
+        if "batch" in kinds:
+            array = np.take(array, 0, axis=kinds.index("batch"))
+            kinds.remove("batch")
+        if "channel" not in kinds:
+            array = array[None]
+            kinds.insert(0, "channel")
+        return np.transpose(array, [kinds.index(k) for k in ("channel", *space)])
+
+    def _output_plane(self, array: np.ndarray, dims: list[str]) -> np.ndarray:
+        """Output tensor -> ``(H, W)`` of channel 0 (batch 0)."""
+        index = []
+        for d in dims:
+            index.append(0 if d in ("batch", "channel", "b", "c") else slice(None))
+        return np.asarray(array[tuple(index)], dtype=np.float32)
+
+    def _plane_to_output(self, plane: np.ndarray, dims: list[str]) -> np.ndarray:
+        """``(H, W)`` -> an output-axes array with batch and channel of size 1."""
+        sizes = iter(plane.shape)
+        shape = [1 if d in ("batch", "channel", "b", "c") else next(sizes) for d in dims]
+        return plane.reshape(shape)
