@@ -66,8 +66,9 @@ def _add_device(parser: argparse.ArgumentParser, default: str | None = "auto") -
 def _add_model(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "model", metavar="MODEL",
-        help="a checkpoint (.safetensors with its .json beside it) or 'default' for the "
-             "model shipped with the plugin",
+        help="a checkpoint (.safetensors with its .json beside it), 'default' for the "
+             "model shipped with the plugin, or a bioimage.io model package (folder, "
+             "rdf.yaml or .zip; TorchScript or ONNX weights)",
     )
 
 
@@ -214,6 +215,25 @@ def _build_parser() -> argparse.ArgumentParser:
                                "is busy; more helps on an idle multi-core machine)")
     _add_device(finetune, default=None)
     finetune.set_defaults(handler="finetune:run")
+
+    export = add_command(
+        "export", help="share a model as a bioimage.io package (Fiji, ilastik, QuPath...)",
+        description="Write MODEL as a bioimage.io model package (format 0.5): TorchScript, "
+                    "ONNX and PyTorch weights, the preprocessing, test images, cover, README, "
+                    "licence and citations. Needs the optional bioimageio.core package "
+                    "(pip install \"napari-nuclei-unet[bioimageio]\").",
+    )
+    export.add_argument("model", metavar="MODEL",
+                        help="a checkpoint (.safetensors with its .json) or 'default'")
+    export.add_argument("--bioimageio", required=True, metavar="OUT.zip",
+                        help="the package file to write")
+    export.add_argument("--author", action="append", metavar="NAME",
+                        help="an author of the model (repeat for several)")
+    export.add_argument("--name", metavar="TEXT", help="the model's name in the package")
+    export.add_argument("--license", default="CC-BY-4.0", metavar="SPDX",
+                        help="licence of the weights, an SPDX id (default: CC-BY-4.0)")
+    export.add_argument("--overwrite", action="store_true", help="replace OUT.zip")
+    export.set_defaults(handler="export:run")
 
     demo = add_command(
         "demo", help="open napari with sample images, the model's predictions and scores",

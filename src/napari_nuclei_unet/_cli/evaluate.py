@@ -108,13 +108,13 @@ def run(args: argparse.Namespace) -> int:
         0.
     """
     check_threshold(args.threshold)
-    from ..core.checkpoint import load_checkpoint
+    from ..bioimageio.load import load_any_model
     from ..core.device import configure_cpu_threads, resolve_device
     from ..core.evaluation import evaluate
     from ..core.progress import drive
 
     device = resolve_device(args.device)
-    loaded = load_checkpoint(args.model, device=device)
+    loaded = load_any_model(args.model, device=device)  # checkpoint or bioimage.io
     if device.type == "cpu":
         configure_cpu_threads()  # physical cores: hyper-threads slow convolutions down
     dataset = open_dataset(args.data, quiet=args.quiet)

@@ -109,14 +109,14 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from ..core.checkpoint import load_checkpoint
+    from ..bioimageio.load import load_any_model
     from ..core.device import configure_cpu_threads, resolve_device
     from ..core.inference import predict_probability
     from ..core.instances import labels_from_probability
     from ..core.progress import Progress
 
     device = resolve_device(args.device)
-    loaded = load_checkpoint(args.model, device=device)
+    loaded = load_any_model(args.model, device=device)  # checkpoint or bioimage.io
     if device.type == "cpu":
         configure_cpu_threads()  # physical cores: hyper-threads slow convolutions down
     out.mkdir(parents=True, exist_ok=True)

@@ -60,12 +60,12 @@ METRIC_NAMES = {
 
 def _load(path: str, device: str) -> LoadedModel:
     """Load a checkpoint (in a worker)."""
-    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+    from napari_nuclei_unet.bioimageio.load import load_any_model
     from napari_nuclei_unet.widgets._workers import import_torch_safely
 
     import_torch_safely()
 
-    return load_checkpoint(path, device=device)
+    return load_any_model(path, device=device)  # a checkpoint or a bioimage.io package
 
 
 def _move(loaded: LoadedModel, device: str) -> LoadedModel:
@@ -219,7 +219,8 @@ class ModelWidget(QWidget):
         self.default_button.clicked.connect(lambda: self.load("default"))
         self.file_button = QPushButton("Checkpoint…")
         self.file_button.setToolTip(
-            "A .safetensors checkpoint (with its .json) written by training"
+            "A .safetensors checkpoint (with its .json) written by training, or a "
+            "bioimage.io model package (.zip or rdf.yaml)"
         )
         self.file_button.clicked.connect(self._choose_file)
         buttons.addWidget(self.default_button)
@@ -306,7 +307,8 @@ class ModelWidget(QWidget):
             self,
             "Choose a nuclei-unet checkpoint",
             "",
-            "nuclei-unet checkpoints (*.safetensors);;All files (*)",
+            "nuclei-unet checkpoints or bioimage.io packages (*.safetensors *.zip *.yaml)"
+            ";;All files (*)",
         )
         if path:
             self.load(path)

@@ -1,0 +1,344 @@
+"""Export a nuclei-unet checkpoint as a bioimage.io model package (format 0.5).
+
+The package holds the same network three ways: TorchScript (``torch.jit.trace``), ONNX
+(``torch.onnx.export``) and ``pytorch_state_dict`` with its architecture source (the
+U-Net of ``core/model.py`` plus :class:`~napari_nuclei_unet.bioimageio._network.NucleiForeground`).
+Its input is the raw RGB image (grey images repeated to 3 channels); the declared
+preprocessing scales the 1st..99.8th percentile range to 0..1, as napari-nuclei-unet
+does; the bright-background inversion, which bioimage.io preprocessing cannot express,
+and the sigmoid are inside the network. bioimageio.spec validates the description and
+writes the zip; bioimageio.core's ``test_model`` can check it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..core.checkpoint import CheckpointError
+
+CITATIONS = [
+    {
+        "text": "Ronneberger, O., Fischer, P. and Brox, T. U-Net: Convolutional Networks for "
+                "Biomedical Image Segmentation. MICCAI 2015.",
+        "doi": "10.1007/978-3-319-24574-4_28",
+    },
+    {
+        "text": "Caicedo, J. C. et al. Nucleus segmentation across imaging experiments: the "
+                "2018 Data Science Bowl. Nature Methods 16, 1247-1253 (2019).",
+        "doi": "10.1038/s41592-019-0612-7",
+    },
+]
+LOW_PERCENTILE = 1.0
+HIGH_PERCENTILE = 99.8
+HALO = 32
+ONNX_OPSET = 17
+INPUT_ID = "raw"
+OUTPUT_ID = "probability"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def architecture_source() -> str:
+    """Source of the exported architecture file: ``core/model.py`` + ``_network.py``."""
+    from ..core import model as model_module
+    from . import _network
+
+    network = [
+        line for line in inspect.getsource(_network).splitlines()
+        if "# package only" not in line and not line.startswith("from __future__")
+    ]
+    return inspect.getsource(model_module) + "\n\n# --- napari-nuclei-unet export wrapper ---\n" \
+        + "\n".join(network) + "\n"
+
+
+def _scale_range(image: np.ndarray) -> np.ndarray:
+    """The package's declared preprocessing, on a ``(1, C, H, W)`` float32 array."""
+    low, high = np.percentile(image, [LOW_PERCENTILE, HIGH_PERCENTILE])
+    return ((image - low) / (high - low + 1e-6)).astype(np.float32)
+
+
+def _cover(image: np.ndarray, probability: np.ndarray, path: Path) -> None:
+    """Write a 2:1 cover: the test image beside its foreground probability."""
+    from PIL import Image
+
+    rgb = np.clip(image, 0, 255).astype(np.uint8)
+    grey = (np.clip(probability, 0, 1) * 255).astype(np.uint8)
+    panel = np.concatenate([rgb, np.repeat(grey[:, :, None], 3, axis=2)], axis=1)
+    Image.fromarray(panel).resize((512, 256)).save(path)
+
+
+def _readme(name: str, metadata: dict, kwargs: dict, path: Path) -> None:
+    metrics = metadata.get("metrics") or {}
+    lines = [
+        f"# {name}",
+        "",
+        "A U-Net (Ronneberger et al. 2015) that predicts the foreground probability of cell "
+        "nuclei in 2-D images, trained with napari-nuclei-unet on DSB2018-style data "
+        "(Caicedo et al. 2019).",
+        "",
+        "## Input and output",
+        "",
+        "- Input `raw`: the image as `(batch, channel, y, x)` with 3 channels (RGB; repeat a "
+        "grey image three times), any value range.",
+        f"- Preprocessing (declared): `scale_range` over channel, y and x jointly, "
+        f"percentiles {LOW_PERCENTILE} and {HIGH_PERCENTILE}.",
+        "- Inside the network: when the median of the scaled grey image is above 0.5 (bright "
+        "background: brightfield, H&E) the image is inverted, as napari-nuclei-unet does; "
+        "bioimage.io preprocessing cannot express this step. Tools that tile an image decide "
+        "it per tile.",
+        "- Output `probability`: `(batch, 1, y, x)` foreground probability in [0, 1] "
+        "(sigmoid inside the network). Threshold at 0.5 and split touching nuclei (e.g. "
+        "watershed) for instances.",
+        "",
+        "## Weights",
+        "",
+        "TorchScript and ONNX (traced from the same network), and the PyTorch state dict "
+        "with the architecture source `nuclei_unet_architecture.py` "
+        f"(`NucleiForeground(**{kwargs})`).",
+        "",
+        "## Training",
+        "",
+        f"Exported by napari-nuclei-unet {__version__}.",
+        "",
+        "## Validation",
+        "",
+        "The test tensors are a synthetic fluorescence image and this network's output; "
+        "`bioimageio test` reproduces them with each weight format.",
+    ]
+    if metrics:
+        lines.append("Validation metrics recorded at training: "
+                     + ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}"
+                                 for k, v in metrics.items() if isinstance(v, (int, float)))
+                     + ".")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def build_package_folder(model: str | os.PathLike, folder: Path, *,
+                         authors: Sequence[str] = (), name: str | None = None,
+                         license: str = "CC-BY-4.0", test_size: int = 256) -> Path:
+    """Write every file of the package and its ``rdf.yaml`` into ``folder``.
+
+    Parameters
+    ----------
+    model : str or os.PathLike
+        A checkpoint, or ``"default"``.
+    folder : pathlib.Path
+        An empty folder.
+    authors : sequence of str
+        Author names (default: one anonymous author, named after napari-nuclei-unet).
+    name : str, optional
+        Package name (default: "Nuclei U-Net (napari-nuclei-unet)").
+    license : str, default "CC-BY-4.0"
+        SPDX licence identifier of the weights.
+    test_size : int, default 256
+        Side of the synthetic test image.
+
+    Returns
+    -------
+    pathlib.Path
+        The ``rdf.yaml`` written.
+    """
+    import torch
+
+    from ..core.checkpoint import load_checkpoint
+    from ..core.synthetic import make_synthetic_sample
+    from ._network import NucleiForeground
+
+    loaded = load_checkpoint(model, device="cpu")
+    net = loaded.model.float().eval()
+    kwargs = {k: v for k, v in net.architecture().items() if k != "name"}
+    wrapper = NucleiForeground(**kwargs)
+    wrapper.net.load_state_dict(net.state_dict())
+    wrapper.eval()
+    multiple = int(getattr(net, "multiple", 16))
+    minimum = max(multiple, -(-(2 * HALO + multiple) // multiple) * multiple)
+    in_channels = int(kwargs.get("in_channels", 3))
+    if in_channels != 3:
+        raise CheckpointError(
+            f"{loaded.path} takes {in_channels} input channels; the bioimage.io export "
+            "supports the usual 3-channel (RGB) models."
+        )
+
+    size = max(minimum, -(-test_size // multiple) * multiple)
+    image, _ = make_synthetic_sample("fluorescence", shape=(size, size), seed=0)
+    raw = np.asarray(image, dtype=np.float32)[:, :, :3]
+    test_input = np.ascontiguousarray(raw.transpose(2, 0, 1)[None])  # (1, 3, H, W)
+    with torch.inference_mode():
+        test_output = wrapper(torch.from_numpy(_scale_range(test_input))).numpy()
+
+    np.save(folder / "test_input.npy", test_input)
+    np.save(folder / "test_output.npy", test_output.astype(np.float32))
+    _cover(raw, test_output[0, 0], folder / "cover.png")
+    from PIL import Image
+
+    Image.fromarray(np.asarray(image)[:, :, :3]).save(folder / "sample_input.png")
+    Image.fromarray((test_output[0, 0] * 255).round().astype(np.uint8)).save(
+        folder / "sample_output.png")
+    (folder / "nuclei_unet_architecture.py").write_text(architecture_source(), encoding="utf-8")
+    torch.save(wrapper.state_dict(), folder / "weights_state_dict.pt")
+    example = torch.from_numpy(_scale_range(test_input))
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(wrapper, example)
+        traced.save(str(folder / "weights_torchscript.pt"))
+        dynamic = {0: "batch", 2: "y", 3: "x"}
+        torch.onnx.export(
+            wrapper, (example,), str(folder / "weights.onnx"), dynamo=False,
+            opset_version=ONNX_OPSET, input_names=[INPUT_ID], output_names=[OUTPUT_ID],
+            dynamic_axes={INPUT_ID: dynamic, OUTPUT_ID: dynamic},
+        )
+    name = name or "Nuclei U-Net (napari-nuclei-unet)"
+    _readme(name, loaded.metadata, kwargs, folder / "README.md")
+
+    def file(path: str) -> dict:
+        return {"source": path, "sha256": _sha256(folder / path)}
+
+    torch_version = torch.__version__.split("+")[0]
+    space = {"min": minimum, "step": multiple}
+    rdf: dict[str, Any] = {
+        "format_version": "0.5.4",
+        "type": "model",
+        "name": name,
+        "description": "U-Net foreground probability of cell nuclei in 2-D images "
+                       "(napari-nuclei-unet, DSB2018).",
+        "authors": [{"name": a} for a in (authors or ["napari-nuclei-unet user"])],
+        "cite": CITATIONS,
+        "license": license,
+        "covers": ["cover.png"],
+        "documentation": "README.md",
+        "tags": ["unet2d", "pytorch", "nucleus", "nuclei", "segmentation", "dsb2018",
+                 "fluorescence-light-microscopy", "2d", "napari-nuclei-unet"],
+        "timestamp": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+        "inputs": [{
+            "id": INPUT_ID,
+            "description": "RGB image (grey: the same plane three times), any value range",
+            "axes": [
+                {"type": "batch"},
+                {"type": "channel", "channel_names": ["red", "green", "blue"]},
+                {"type": "space", "id": "y", "size": space},
+                {"type": "space", "id": "x", "size": space},
+            ],
+            "test_tensor": file("test_input.npy"),
+            "sample_tensor": file("sample_input.png"),
+            "preprocessing": [
+                {"id": "ensure_dtype", "kwargs": {"dtype": "float32"}},
+                {"id": "scale_range", "kwargs": {
+                    "axes": ["channel", "y", "x"], "min_percentile": LOW_PERCENTILE,
+                    "max_percentile": HIGH_PERCENTILE}},
+            ],
+        }],
+        "outputs": [{
+            "id": OUTPUT_ID,
+            "description": "foreground (nucleus) probability in [0, 1]",
+            "axes": [
+                {"type": "batch"},
+                {"type": "channel", "channel_names": ["foreground"]},
+                {"type": "space", "id": "y", "halo": HALO,
+                 "size": {"tensor_id": INPUT_ID, "axis_id": "y"}},
+                {"type": "space", "id": "x", "halo": HALO,
+                 "size": {"tensor_id": INPUT_ID, "axis_id": "x"}},
+            ],
+            "data": {"type": "float32", "range": [0.0, 1.0]},
+            "test_tensor": file("test_output.npy"),
+            "sample_tensor": file("sample_output.png"),
+        }],
+        "weights": {
+            "pytorch_state_dict": {
+                **file("weights_state_dict.pt"),
+                "architecture": {**file("nuclei_unet_architecture.py"),
+                                 "callable": "NucleiForeground", "kwargs": kwargs},
+                "pytorch_version": torch_version,
+            },
+            "torchscript": {**file("weights_torchscript.pt"),
+                            "parent": "pytorch_state_dict", "pytorch_version": torch_version},
+            "onnx": {**file("weights.onnx"), "parent": "pytorch_state_dict",
+                     "opset_version": ONNX_OPSET},
+        },
+        "config": {"napari_nuclei_unet": {
+            "version": __version__,
+            "architecture": net.architecture(),
+            "metrics": loaded.metadata.get("metrics") or {},
+        }},
+    }
+    rdf_path = folder / "rdf.yaml"
+    # JSON is valid YAML 1.2 and needs no YAML writer.
+    rdf_path.write_text(json.dumps(rdf, indent=2) + "\n", encoding="utf-8")
+    return rdf_path
+
+
+def export_bioimageio(model: str | os.PathLike, out: str | os.PathLike, *,
+                      authors: Sequence[str] = (), name: str | None = None,
+                      license: str = "CC-BY-4.0", overwrite: bool = False) -> Path:
+    """Export ``model`` as a bioimage.io model package ``out`` (a ``.zip``).
+
+    Parameters
+    ----------
+    model : str or os.PathLike
+        A checkpoint, or ``"default"``.
+    out : str or os.PathLike
+        The ``.zip`` to write (written to a temporary name, then moved into place).
+    authors, name, license
+        See :func:`build_package_folder`.
+    overwrite : bool, default False
+        Replace an existing ``out``.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``.
+
+    Raises
+    ------
+    CheckpointError
+        When bioimageio.core is missing, the checkpoint cannot be loaded, or the package
+        does not validate.
+    FileExistsError
+        When ``out`` exists and ``overwrite`` is False.
+    """
+    from .load import _import_bioimageio
+
+    out = Path(out)
+    if out.suffix.lower() != ".zip":
+        raise ValueError(f"--bioimageio {out}: give a file name ending in .zip.")
+    if out.exists() and not overwrite:
+        raise FileExistsError(
+            f"{out} already exists; choose another name or add --overwrite."
+        )
+    _import_bioimageio()
+    from bioimageio.spec import load_model_description, save_bioimageio_package
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="nuclei-unet-bioimageio-") as tmp:
+        folder = Path(tmp) / "package"
+        folder.mkdir()
+        rdf = build_package_folder(model, folder, authors=authors, name=name,
+                                   license=license)
+        try:
+            descr = load_model_description(str(rdf))
+        except ValueError as exc:
+            raise CheckpointError(f"The exported package does not validate: {exc}") from exc
+        partial = out.with_name(f".{out.name}.partial")
+        try:
+            save_bioimageio_package(descr, output_path=partial)
+            os.replace(partial, out)
+        finally:
+            partial.unlink(missing_ok=True)
+    return out

@@ -1,0 +1,213 @@
+"""bioimage.io import (a real third-party package) and export (a tiny model)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("bioimageio.core")
+yaml = pytest.importorskip("yaml")
+
+from napari_nuclei_unet.bioimageio.load import (  # noqa: E402
+    BioimageioModel,
+    check_torchscript_archive,
+    is_bioimageio_package,
+    load_any_model,
+)
+from napari_nuclei_unet.core.checkpoint import CheckpointError  # noqa: E402
+from napari_nuclei_unet.core.inference import predict_probability  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _real_package() -> Path:
+    """NUCLEI_UNET_BIOIMAGEIO_DIR, else ../shared/bioimageio/unet2d_nuclei_broad of the repo
+    (or of a folder above it, for git worktrees)."""
+    if os.environ.get("NUCLEI_UNET_BIOIMAGEIO_DIR"):
+        path = Path(os.environ["NUCLEI_UNET_BIOIMAGEIO_DIR"])
+    else:
+        candidates = [p / "shared" / "bioimageio" / "unet2d_nuclei_broad"
+                      for p in REPO.parents]
+        path = next((p for p in candidates if p.is_dir()), candidates[0])
+    if not (path / "bioimageio.yaml").exists() and not (path / "rdf.yaml").exists():
+        pytest.skip(f"no bioimage.io test package at {path} (set NUCLEI_UNET_BIOIMAGEIO_DIR)")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("weight_format", ["torchscript", "onnx"])
+def test_real_package_reproduces_its_test_tensors(weight_format):
+    package = _real_package()
+    model = BioimageioModel(package, weight_format=weight_format)
+    assert model.weight_format == weight_format
+    x = np.load(package / "test_input.npy")
+    expected = np.load(package / "test_output.npy")
+    prob = predict_probability(model, x[0, 0])  # dispatched to the package's pipeline
+    assert prob.shape == expected.shape[2:]
+    np.testing.assert_allclose(prob, expected[0, 0], atol=1e-4)
+
+
+def test_real_package_never_unpickles(monkeypatch):
+    import pickle
+
+    import torch
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("torch.load / pickle.load must not be called")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    loaded = load_any_model(_real_package())
+    assert loaded.model.weight_format == "torchscript"
+    assert loaded.metadata["bioimageio"]["license"] == "MIT"
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (200, 330), dtype=np.uint8)  # not the fixed 512: padded
+    prob = predict_probability(loaded.model, image)
+    assert prob.shape == (200, 330) and prob.dtype == np.float32
+    assert 0.0 <= prob.min() and prob.max() <= 1.0
+    # its weights.pt is a TorchScript archive (compiled code, no arbitrary pickle)
+    check_torchscript_archive((_real_package() / "weights.pt").read_bytes(), "weights.pt")
+
+
+def test_large_image_is_tiled_without_using_halo_pixels():
+    loaded = load_any_model(_real_package())
+    x = np.load(_real_package() / "test_input.npy")[0, 0]
+    big = np.concatenate([x, x[:, ::-1]], axis=1)[:, :900]  # 512 x 900: two tiles
+    prob = predict_probability(loaded.model, big)
+    assert prob.shape == big.shape and np.isfinite(prob).all()
+
+
+def _copy_package(tmp_path: Path, edit) -> Path:
+    source = _real_package()
+    target = tmp_path / "package"
+    shutil.copytree(source, target)
+    rdf = target / "bioimageio.yaml"
+    data = yaml.safe_load(rdf.read_text())
+    edit(data, target)
+    rdf.write_text(yaml.safe_dump(data))
+    return target
+
+
+def test_package_with_only_pickled_weights_is_refused(tmp_path):
+    def only_state_dict(data, folder):
+        data["weights"] = {"pytorch_state_dict": data["weights"]["pytorch_state_dict"]}
+
+    package = _copy_package(tmp_path, only_state_dict)
+    with pytest.raises(CheckpointError, match="only pickled PyTorch weights"):
+        load_any_model(package)
+
+
+def test_pickle_posing_as_torchscript_is_refused(tmp_path):
+    import torch
+
+    def pickle_as_torchscript(data, folder):
+        torch.save({"weight": torch.zeros(2)}, folder / "weights.pt")
+        import hashlib
+
+        data["weights"]["torchscript"]["sha256"] = hashlib.sha256(
+            (folder / "weights.pt").read_bytes()).hexdigest()
+        del data["weights"]["onnx"]
+
+    package = _copy_package(tmp_path, pickle_as_torchscript)
+    with pytest.raises(CheckpointError, match="not a TorchScript archive"):
+        load_any_model(package)
+
+
+def test_is_bioimageio_package(tmp_path):
+    package = _real_package()
+    assert is_bioimageio_package(package)
+    assert is_bioimageio_package(package / "bioimageio.yaml")
+    archive = tmp_path / "model.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.write(package / "bioimageio.yaml", "rdf.yaml")
+    assert is_bioimageio_package(archive)
+    data_zip = tmp_path / "stage1_train.zip"
+    with zipfile.ZipFile(data_zip, "w") as handle:
+        handle.writestr("a/images/a.png", b"")
+    assert not is_bioimageio_package(data_zip)
+    assert not is_bioimageio_package("default")
+    assert not is_bioimageio_package(tmp_path / "best.safetensors")
+    assert not is_bioimageio_package(tmp_path)
+
+
+def test_missing_bioimageio_core_says_how_to_install(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "bioimageio.core", None)
+    with pytest.raises(CheckpointError, match=r"pip install .*napari-nuclei-unet\[bioimageio\]"):
+        load_any_model(_real_package())
+
+
+def test_cli_predict_with_a_bioimageio_package(tmp_path, capsys):
+    from PIL import Image
+
+    from napari_nuclei_unet.cli import main
+
+    image = (np.load(_real_package() / "test_input.npy")[0, 0])
+    image = (255 * (image - image.min()) / (np.ptp(image) + 1e-6)).astype(np.uint8)
+    Image.fromarray(image[:128, :160]).save(tmp_path / "cells.png")
+    code = main(["predict", str(_real_package()), str(tmp_path / "cells.png"),
+                 "--out", str(tmp_path / "masks"), "--device", "cpu", "-q"])
+    assert code == 0
+    mask = np.asarray(Image.open(tmp_path / "masks" / "cells.png"))
+    assert mask.shape == (128, 160) and set(np.unique(mask)) <= {0, 255}
+
+
+@pytest.mark.slow
+def test_export_passes_bioimageio_test_and_reimports(tmp_path, capsys):
+    import torch
+    from bioimageio.core import test_model
+
+    from napari_nuclei_unet.cli import main
+    from napari_nuclei_unet.core.checkpoint import save_checkpoint
+    from napari_nuclei_unet.core.config import TrainConfig
+    from napari_nuclei_unet.core.model import UNet
+    from napari_nuclei_unet.core.synthetic import make_synthetic_sample
+
+    torch.manual_seed(0)
+    net = UNet(base_width=4, depth=2)
+    with torch.no_grad():  # non-trivial BatchNorm statistics
+        for module in net.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 1.5)
+    save_checkpoint(tmp_path / "tiny", net, TrainConfig(base_width=4, depth=2), {})
+    out = tmp_path / "tiny.zip"
+    assert main(["export", str(tmp_path / "tiny.safetensors"), "--bioimageio", str(out),
+                 "--author", "Test Author", "-q"]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    with zipfile.ZipFile(out) as handle:
+        names = set(handle.namelist())
+    assert {"rdf.yaml", "weights_torchscript.pt", "weights.onnx", "weights_state_dict.pt",
+            "nuclei_unet_architecture.py", "test_input.npy", "test_output.npy",
+            "cover.png", "README.md"} <= names
+
+    summary = test_model(str(out))
+    assert summary.status == "passed", summary.format()
+
+    # Re-import: the package (declared scale_range + inversion and sigmoid in the network)
+    # gives what napari-nuclei-unet gives, on a dark and on a bright-background image.
+    loaded = load_any_model(out)
+    for style in ("fluorescence", "brightfield"):
+        image, _ = make_synthetic_sample(style, shape=(96, 128), seed=1)
+        native = predict_probability(net.eval(), image, amp=False)
+        imported = predict_probability(loaded.model, image)
+        np.testing.assert_allclose(imported, native, atol=2e-3)
+    for weight_format in ("torchscript", "onnx"):
+        model = BioimageioModel(out, weight_format=weight_format)
+        assert model.weight_format == weight_format
