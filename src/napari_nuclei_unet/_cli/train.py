@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Any
 
 from .data import load_samples, open_dataset
 from .progress import TrainReporter, note
@@ -24,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
     int
         0, also when stopped by Ctrl-C or the time limit (the checkpoints are saved).
     """
+    from ..core import distributed
     from ..core.device import resolve_device
     from ..core.progress import drive
     from ..core.training import train
@@ -31,6 +34,10 @@ def run(args: argparse.Namespace) -> int:
     # Bad values fail here, before the (long) dataset load.
     config = config_from_args(args)
     device = resolve_device(config.device)
+    if distributed.launched_by_torchrun() and not distributed.is_active():
+        _prepare_torchrun(args, distributed)  # data-parallel: see core/distributed.py
+        with distributed.session(config.device):
+            return run(args)
     with StopRequest(args.time_limit, what="training", quiet=args.quiet) as stop:
         dataset = open_dataset(args.data, quiet=args.quiet)
         samples = load_samples(dataset, quiet=args.quiet, should_stop=stop)
@@ -59,5 +66,23 @@ def run(args: argparse.Namespace) -> int:
                default=None)
     if best is not None:
         note(f"Best validation IoU {best:.3f}.", quiet=args.quiet)
-    print(result.best_checkpoint)
+    if distributed.is_main():
+        print(result.best_checkpoint)
     return 0
+
+
+def _prepare_torchrun(args: argparse.Namespace, distributed: Any) -> None:
+    """Under torchrun: only rank 0 prints; a restarted group resumes from the run's last.
+
+    torchrun's ``--max-restarts`` starts the whole group again with the same command
+    line after a rank fails; the run then continues from ``<out>/last.safetensors``
+    (written by rank 0 at the end of each epoch) when there is one.
+    """
+    if not distributed.is_main():
+        args.quiet = True
+    last = Path(args.out) / "last.safetensors"
+    if distributed.restart_count() and args.resume is None and args.init is None \
+            and last.exists():
+        args.resume = str(last)
+        note(f"torchrun restart {distributed.restart_count()}: resuming from {last}",
+             quiet=args.quiet)

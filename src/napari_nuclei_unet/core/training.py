@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import distributed
 from .augment import AugmentSettings, CropSampler
 from .checkpoint import (
     CheckpointError,
@@ -43,6 +44,9 @@ from .inference import predict_probability
 from .losses import DiceBCELoss
 from .model import UNet
 from .progress import stop_requested
+
+# Under torchrun only rank 0 writes checkpoints (a no-op elsewhere): see core/distributed.py.
+save_checkpoint = distributed.main_only(save_checkpoint)
 
 BEST_NAME = "best.safetensors"
 LAST_NAME = "last.safetensors"
@@ -397,7 +401,8 @@ def _train(
             "No labelled training samples: load a dataset with masks, or lower val_fraction."
         )
 
-    device = resolve_device(config.device)
+    device = distributed.rank_device(resolve_device(config.device))  # cuda:LOCAL_RANK
+    distributed.check_batch_size(config.batch_size)
     if device.type == "cpu":
         configure_cpu_threads(config.num_threads)
     elif device.type == "cuda":
@@ -490,6 +495,7 @@ def _train(
             "torch_version": torch.__version__,
             "python_version": platform.python_version(),
             "device": str(device),
+            "processes": distributed.world_size(),
         }
 
     def save(path: Path, metrics: dict, epoch: int, step: int, complete: bool) -> Path:
@@ -541,6 +547,10 @@ def _train(
             save_checkpoint(best_path, model, config, metadata({"epoch": epoch, "val_iou": None}))
         return TrainResult(best_path, last_path, history, False, True, val_ids)
 
+    # Data-parallel training under torchrun (no-ops otherwise): DDP, global-batch loss.
+    step_model = distributed.wrap_model(step_model, device)
+    loss_fn = distributed.global_batch_loss(loss_fn)
+
     epoch = start_epoch
     step = start_step - 1
     try:
@@ -549,7 +559,7 @@ def _train(
             losses = []
             first = start_step if epoch == start_epoch else 1
             for step in range(first, steps + 1):
-                if stop_requested(should_stop):
+                if distributed.any_rank(stop_requested(should_stop)):
                     return cancel(epoch, step - 1)
                 tic = time.perf_counter()
                 # p=None draws as rng.integers does: runs without balance are unchanged
@@ -564,6 +574,7 @@ def _train(
                     )
                 try:
                     x, y = sampler.batch(rng, indices)  # on the GPU: can run out of memory
+                    x, y = distributed.shard_batch(x, y)  # this rank's slice (torchrun)
                     if channels_last:
                         x = x.contiguous(memory_format=torch.channels_last)
                     loss = _train_step(step_model, optimizer, loss_fn, x, y, dtype, scaler)
@@ -588,6 +599,7 @@ def _train(
                         f"far is kept at {best_path}."
                     )
                 global_step += 1
+                distributed.inject_fault(global_step)  # test-only (torchrun restarts)
                 losses.append(loss)
                 elapsed = time.perf_counter() - tic
                 if compiling:  # the first compiled step includes compiling: not a step's time
@@ -596,17 +608,18 @@ def _train(
                     step_time = elapsed if step_time is None else 0.9 * step_time + 0.1 * elapsed
                 yield TrainStep(epoch, config.epochs, step, steps, loss,
                                 config.batch_size / (step_time or elapsed), eta(epoch, step))
-                if out_of_time():
+                if distributed.any_rank(out_of_time()):
                     break
             train_loss = float(np.mean(losses)) if losses else float("nan")
             val_loss = val_iou = None
             is_best = False
-            final = epoch == config.epochs or out_of_time()
+            final = epoch == config.epochs or distributed.any_rank(out_of_time())
             if val_list and (epoch % config.val_every == 0 or final):
                 tic = time.perf_counter()
                 model.eval()
                 try:
-                    val_loss, val_iou = validate(model, val_list, device)
+                    val_loss, val_iou = distributed.from_rank0(  # others wait (torchrun)
+                        lambda: validate(model, val_list, device))
                 except RuntimeError as exc:
                     if not _is_out_of_memory(exc):
                         raise
