@@ -49,8 +49,8 @@ FAULT_ENV = "NUCLEI_UNET_TEST_KILL_RANK"
 FREEZE_BN_ENV = "NUCLEI_UNET_TEST_FREEZE_BATCHNORM"
 
 
-class DistributedError(RuntimeError):
-    """The torchrun set-up cannot be used (message says why and what to do)."""
+class DistributedError(ValueError):
+    """The torchrun set-up or options cannot be used (message says why and what to do)."""
 
 
 def launched_by_torchrun() -> bool:
