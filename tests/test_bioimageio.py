@@ -153,6 +153,35 @@ def test_missing_bioimageio_core_says_how_to_install(monkeypatch):
         load_any_model(_real_package())
 
 
+def test_missing_bioimageio_core_export_says_how_to_install(monkeypatch, tmp_path):
+    import sys
+
+    from napari_nuclei_unet.bioimageio.export import export_bioimageio
+
+    monkeypatch.setitem(sys.modules, "bioimageio.core", None)
+    with pytest.raises(CheckpointError, match=r"^Exporting .*pip install"):
+        export_bioimageio("default", tmp_path / "out.zip")
+
+
+def test_napari_start_and_core_do_not_import_bioimageio():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pkgutil, importlib, napari_nuclei_unet.core as core\n"
+        "for m in pkgutil.iter_modules(core.__path__):\n"
+        "    importlib.import_module('napari_nuclei_unet.core.' + m.name)\n"
+        "import napari_nuclei_unet.cli, napari_nuclei_unet.bioimageio.load\n"
+        "import napari_nuclei_unet.widgets.model_widget\n"
+        "bad = [m for m in sys.modules if m.startswith(('bioimageio', 'onnx'))]\n"
+        "assert not bad, bad\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"), QT_QPA_PLATFORM="offscreen")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 def test_cli_predict_with_a_bioimageio_package(tmp_path, capsys):
     from PIL import Image
 

@@ -322,7 +322,7 @@ def export_bioimageio(model: str | os.PathLike, out: str | os.PathLike, *,
         raise FileExistsError(
             f"{out} already exists; choose another name or add --overwrite."
         )
-    _import_bioimageio()
+    _import_bioimageio("Exporting a bioimage.io model package")
     from bioimageio.spec import load_model_description, save_bioimageio_package
 
     out.parent.mkdir(parents=True, exist_ok=True)

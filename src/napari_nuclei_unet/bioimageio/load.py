@@ -120,15 +120,17 @@ def load_any_model(path_or_default: str | os.PathLike, device: Any = "cpu") -> L
                        path=Path(path_or_default))
 
 
-def _import_bioimageio() -> None:
+def _import_bioimageio(
+    purpose: str = "This MODEL is a bioimage.io model package; reading one",
+) -> None:
+    """Import bioimageio.core (with the compatibility fix) or say how to install it."""
     try:
         import bioimageio.core  # noqa: F401
         import bioimageio.spec  # noqa: F401
     except ImportError as exc:
         raise CheckpointError(
-            "This MODEL is a bioimage.io model package; reading one needs the optional "
-            f"bioimageio.core package, which is not installed ({exc}). Install it with: "
-            f"{INSTALL_HINT}"
+            f"{purpose} needs the optional bioimageio.core package, which is not "
+            f"installed ({exc}). Install it with: {INSTALL_HINT}"
         ) from exc
     from . import _compat
 
