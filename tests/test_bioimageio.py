@@ -240,3 +240,22 @@ def test_export_passes_bioimageio_test_and_reimports(tmp_path, capsys):
     for weight_format in ("torchscript", "onnx"):
         model = BioimageioModel(out, weight_format=weight_format)
         assert model.weight_format == weight_format
+
+
+@pytest.mark.gui
+def test_model_dock_loads_a_bioimageio_package(make_napari_viewer, qtbot):
+    from _widget_helpers import wait_worker
+    from napari_nuclei_unet.widgets._session import session_for
+    from napari_nuclei_unet.widgets.model_widget import ModelWidget
+
+    viewer = make_napari_viewer()
+    widget = ModelWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Model")
+    session = session_for(viewer)
+    with qtbot.waitSignal(session.model_changed, timeout=120_000):
+        worker = widget.load(str(_real_package() / "bioimageio.yaml"))
+    wait_worker(qtbot, worker)
+    assert isinstance(session.model.model, BioimageioModel)
+    assert "bioimageio.yaml" in widget.name_label.text()
+    assert "trained 2019-12-11" in widget.training_label.text()
+    wait_worker(qtbot, widget.session.jobs.running("list devices"))

@@ -113,11 +113,19 @@ def load_any_model(path_or_default: str | os.PathLike, device: Any = "cpu") -> L
     if not is_bioimageio_package(path_or_default):
         return load_checkpoint(path_or_default, device=device)
     model = BioimageioModel(path_or_default, device=device)
-    metadata = {"bioimageio": model.summary(), "architecture": {"name": "bioimageio"}}
+    metadata = {"bioimageio": model.summary(), "architecture": {"name": "bioimageio"},
+                "created": _timestamp(model.descr)}
     from ..core.config import TrainConfig
 
     return LoadedModel(model=model, config=TrainConfig(), metadata=metadata,
                        path=Path(path_or_default))
+
+
+def _timestamp(descr: Any) -> str:
+    """The package's creation time as ISO text ("" when it has none)."""
+    value = getattr(descr, "timestamp", None)
+    value = getattr(value, "root", value)
+    return value.isoformat() if hasattr(value, "isoformat") else str(value or "")
 
 
 def _import_bioimageio(
