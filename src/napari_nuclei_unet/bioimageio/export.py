@@ -313,8 +313,13 @@ def export_bioimageio(model: str | os.PathLike, out: str | os.PathLike, *,
     FileExistsError
         When ``out`` exists and ``overwrite`` is False.
     """
-    from .load import _import_bioimageio
+    from .load import _import_bioimageio, is_bioimageio_package
 
+    if is_bioimageio_package(model):
+        raise ValueError(
+            f"{model} is already a bioimage.io package; export takes a napari-nuclei-unet "
+            "checkpoint (.safetensors with its .json) or 'default'."
+        )
     out = Path(out)
     if out.suffix.lower() != ".zip":
         raise ValueError(f"--bioimageio {out}: give a file name ending in .zip.")

@@ -305,7 +305,15 @@ class BioimageioModel:
                     ) from exc
         if choice == "torchscript":
             entry = weights.torchscript
-            check_torchscript_archive(entry.get_reader().read(), str(entry.source))
+            try:
+                data = entry.get_reader().read()
+            except Exception as exc:  # a missing file, a bad zip member, a URL offline
+                raise CheckpointError(
+                    f"The TorchScript weights {entry.source} of {self.source} cannot be read "
+                    f"({type(exc).__name__}: {exc}); the package is incomplete or damaged. "
+                    "Download it again."
+                ) from exc
+            check_torchscript_archive(data, str(entry.source))
         return choice
 
     def summary(self) -> dict:
