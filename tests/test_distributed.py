@@ -64,6 +64,7 @@ def test_without_torchrun_everything_is_a_no_op():
         assert not distributed.is_active()
 
 
+@pytest.mark.slow
 def test_two_ranks_train_like_one_process(dataset, tmp_path, monkeypatch):
     """Same global batch and seed: the 2-rank checkpoint equals the 1-process one.
 
@@ -98,6 +99,7 @@ def test_two_ranks_train_like_one_process(dataset, tmp_path, monkeypatch):
     assert loaded.model.architecture()["base_width"] == 4
 
 
+@pytest.mark.slow
 def test_killed_rank_is_restarted_and_the_run_resumes(dataset, tmp_path):
     marker = tmp_path / "killed"
     out = tmp_path / "run"
