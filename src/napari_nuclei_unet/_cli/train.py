@@ -25,13 +25,22 @@ def run(args: argparse.Namespace) -> int:
         0, also when stopped by Ctrl-C or the time limit (the checkpoints are saved).
     """
     from ..core.device import resolve_device
+    from ..core.locking import hold_run_folder
     from ..core.progress import drive
     from ..core.training import train
 
     # Bad values fail here, before the (long) dataset load.
-    config = config_from_args(args)
+    notes: list[str] = []
+    config = config_from_args(args, notes=notes)
+    for line in notes:
+        note(line, quiet=args.quiet)
+    if args.resume:
+        note(f"Resuming {args.resume} with the configuration it was started with "
+             "(options given on this command line win).", quiet=args.quiet)
     device = resolve_device(config.device)
-    with StopRequest(args.time_limit, what="training", quiet=args.quiet) as stop:
+    # One writer per run folder: a second run on the same --out fails here, at once.
+    with (hold_run_folder(args.out),
+          StopRequest(args.time_limit, what="training", quiet=args.quiet) as stop):
         dataset = open_dataset(args.data, quiet=args.quiet)
         samples = load_samples(dataset, quiet=args.quiet, should_stop=stop)
         if stop.stopped:
