@@ -20,8 +20,10 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
+import stat
 import warnings
 import zipfile
+import zlib
 from collections.abc import Callable, Generator, Iterable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -33,6 +35,7 @@ from . import cache
 from .imageio import (
     DatasetError,
     DatasetWarning,
+    check_regular_file,
     image_size,
     is_junk_name,
     read_image,
@@ -49,7 +52,9 @@ __all__ = [
     "Sample",
     "SampleInfo",
     "load_sample",
+    "load_zip_sample",
     "read_image",
+    "read_zip_member",
 ]
 
 IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
@@ -114,16 +119,111 @@ def _zip_handle(path: str) -> zipfile.ZipFile:
     return handle
 
 
+#: Largest zip member read (an image or mask of a DSB sample is at most a few MB).
+MAX_MEMBER_BYTES = 256 * 1024 * 1024
+#: A member that inflates by more than this factor and to more than
+#: :data:`RATIO_MIN_BYTES` is refused as a likely zip bomb.
+MAX_COMPRESSION_RATIO = 200
+RATIO_MIN_BYTES = 16 * 1024 * 1024
+_ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
+
+
+def read_zip_member(archive: zipfile.ZipFile, name: str | zipfile.ZipInfo, *,
+                    where: str) -> bytes:
+    """Read one zip member with its size checked first and its content streamed.
+
+    Parameters
+    ----------
+    archive : zipfile.ZipFile
+        The open zip.
+    name : str or zipfile.ZipInfo
+        The member.
+    where : str
+        The zip's path, for messages.
+
+    Returns
+    -------
+    bytes
+        The member's content.
+
+    Raises
+    ------
+    DatasetError
+        For an encrypted member, an unsupported compression method, a member larger
+        than :data:`MAX_MEMBER_BYTES` (declared or actual) or inflating suspiciously
+        much, a bad CRC or a truncated zip; the message names the member and what to do.
+    """
+    info = name if isinstance(name, zipfile.ZipInfo) else None
+    member = info.filename if info is not None else str(name)
+    label = f"{where}:{member}"
+    try:
+        if info is None:
+            info = archive.getinfo(member)
+    except KeyError:
+        raise DatasetError(
+            f"{label} is missing from the zip (it changed since it was opened?). Open it again."
+        ) from None
+    if info.flag_bits & 0x1:
+        raise DatasetError(
+            f"{label} is encrypted (password-protected); napari-nuclei-unet reads plain zips "
+            "only. Extract it with its password and give the folder instead."
+        )
+    if info.compress_type not in _ZIP_METHODS:
+        raise DatasetError(
+            f"{label} uses zip compression method {info.compress_type}, which cannot be read "
+            "here (supported: stored, deflate, bzip2, lzma). Extract the zip with a tool that "
+            "knows it, and give the folder, or re-create the zip with ordinary compression."
+        )
+    if info.file_size > MAX_MEMBER_BYTES:
+        raise DatasetError(
+            f"{label} is {info.file_size / 2**20:,.0f} MB uncompressed, more than the "
+            f"{MAX_MEMBER_BYTES / 2**20:,.0f} MB an image or mask file may have; it was not read."
+        )
+    ratio = info.file_size / max(1, info.compress_size)
+    if info.file_size > RATIO_MIN_BYTES and ratio > MAX_COMPRESSION_RATIO:
+        raise DatasetError(
+            f"{label} inflates {ratio:,.0f}-fold ({info.compress_size:,} bytes to "
+            f"{info.file_size:,}), like a zip bomb, not an image; it was not read."
+        )
+    try:
+        with archive.open(info) as handle:
+            chunks, total = [], 0
+            while True:
+                chunk = handle.read(1 << 20)
+                if not chunk:
+                    break
+                total += len(chunk)
+                if total > info.file_size or total > MAX_MEMBER_BYTES:
+                    raise DatasetError(
+                        f"{label} inflates to more than its declared size "
+                        f"({info.file_size:,} bytes): the zip is corrupt or hostile; it was "
+                        "not read."
+                    )
+                chunks.append(chunk)
+    except DatasetError:
+        raise
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError,
+            RuntimeError, ValueError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise DatasetError(
+            f"Cannot read {label}: {reason}. The zip is damaged or truncated (e.g. an "
+            "interrupted download): download or copy it again."
+        ) from exc
+    return b"".join(chunks)
+
+
 def _read_member(kind: str, root: str, rel: str) -> bytes:
     if kind == "zip":
         try:
-            return _zip_handle(root).read(rel)
-        except (KeyError, zipfile.BadZipFile, OSError, EOFError) as exc:
+            handle = _zip_handle(root)
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
             raise DatasetError(
                 f"Cannot read {rel} from {root}: {exc}. The zip may be truncated: "
                 "download it again."
             ) from exc
+        return read_zip_member(handle, rel, where=root)
     path = os.path.join(root, rel)
+    check_regular_file(path, max_bytes=MAX_MEMBER_BYTES, what="image or mask file")
     try:
         with open(path, "rb") as fh:
             return fh.read()
@@ -193,9 +293,12 @@ def _index_task(kind: str, root: str, files: _SampleFiles) -> tuple[str, object]
         data = _read_member(kind, root, files.image)
         height, width = image_size(data, name=name)
         image = read_image(data, name=name)
+        modality = guess_modality(image)
     except DatasetError as exc:
         return "error", str(exc)
-    return "ok", (height, width, guess_modality(image))
+    except Exception as exc:  # noqa: BLE001 - one odd file must not refuse a whole dataset
+        return "error", f"{name}: cannot be read ({type(exc).__name__}: {exc})"
+    return "ok", (height, width, modality)
 
 
 def _to_sample(d: dict) -> Sample:
@@ -329,7 +432,7 @@ def _listdir(path: str, stats: list[tuple[str, int, int]] | None = None) -> list
     """File names in ``path`` (None if it is not a folder); optionally record their stats."""
     try:
         entries = [e for e in os.scandir(path) if e.is_file()]
-    except (FileNotFoundError, NotADirectoryError):
+    except OSError:  # missing, not a folder, a symbolic-link loop, no permission
         return None
     if stats is not None:
         for e in entries:
@@ -432,10 +535,16 @@ def _scan_zip(path: Path) -> _Scan:
     # group members by sample folder: <prefix>/<id>/(images|masks)/<file>
     groups: dict[str, dict[str, list[str]]] = {}
     present: set[tuple[str, str]] = set()  # (sample folder, "images"|"masks") that exist
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    duplicated: dict[str, str] = {}  # sample folder -> one duplicated member
     for name in names:
         parts = name.rstrip("/").split("/")
         if any(is_junk_name(p) for p in parts[:-1]):  # e.g. __MACOSX/..., .hidden/...
             continue
+        if counts[name] > 1 and not name.endswith("/") and len(parts) >= 3:
+            duplicated.setdefault("/".join(parts[:-2]), name)
         if name.endswith("/"):  # a directory entry, e.g. an empty masks/
             if len(parts) >= 2 and parts[-1] in ("images", "masks"):
                 sample_dir = "/".join(parts[:-1])
@@ -460,6 +569,14 @@ def _scan_zip(path: Path) -> _Scan:
         if sample_id in scan.files:
             scan.skipped.append((sample_id, f"duplicate sample id at {where}"))
             continue
+        if sample_dir in duplicated:
+            member = duplicated[sample_dir]
+            scan.skipped.append((sample_id, (
+                f"the zip holds {counts[member]} members named {member} (duplicate names): "
+                "which file is meant cannot be told, so the sample is left out rather than "
+                "mixing two images' masks. Re-create the zip from the folder."
+            )))
+            continue
         if sample_dir not in dirs_with["images"]:
             scan.skipped.append((sample_id, f"no images/ folder in {where}"))
             continue
@@ -482,6 +599,11 @@ def _scan_zip(path: Path) -> _Scan:
 
 
 def _scan(path: Path) -> _Scan:
+    if not path.exists() and path.is_symlink():
+        raise DatasetError(
+            f"{path} is a symbolic link to nothing (a broken link or a loop of links): "
+            "give the real folder or zip."
+        )
     if not path.exists():
         raise DatasetError(
             f"{path} does not exist. Give the path of the extracted stage1_train folder, "
@@ -489,6 +611,9 @@ def _scan(path: Path) -> _Scan:
         )
     if path.is_dir():
         return _scan_dir(path)
+    st = check_regular_file(path, what="dataset .zip or folder")
+    if not stat.S_ISREG(st.st_mode):  # pragma: no cover - check_regular_file raised
+        raise _not_a_dataset(path, "it is not a regular file")
     if zipfile.is_zipfile(path):
         return _scan_zip(path)
     if path.suffix.lower() == ".zip":
@@ -937,3 +1062,40 @@ def load_sample(path: str | os.PathLike, *, require_masks: bool = True) -> Sampl
             stacklevel=2,
         )
     return sample
+
+
+def load_zip_sample(path: str | os.PathLike, sample_id: str | None = None) -> Sample:
+    """Decode one sample of a DSB2018 zip in place (nothing is extracted to disk).
+
+    Only the zip's list of names and the sample's own members are read, each with the
+    size checks of :func:`read_zip_member`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The zip.
+    sample_id : str, optional
+        Which sample (default: the first usable one by id, without indexing the others).
+
+    Returns
+    -------
+    Sample
+        The decoded sample.
+
+    Raises
+    ------
+    DatasetError
+        When the zip holds no such (usable) sample, or its files cannot be decoded.
+    """
+    path = Path(path).expanduser().absolute()
+    scan = _scan(path)
+    if scan.kind != "zip":
+        raise DatasetError(f"{path} is not a zip file.")
+    if not scan.files:
+        reasons = [f"{s}: {r}" for s, r in scan.skipped] or ["(nothing found)"]
+        raise DatasetError(_report(f"{path}: no usable DSB2018 sample", reasons))
+    if sample_id is None:
+        sample_id = min(scan.files)
+    if sample_id not in scan.files:
+        raise DatasetError(f"{path} holds no usable sample {sample_id!r}.")
+    return _to_sample(_decode_files("zip", scan.root, scan.files[sample_id]))
