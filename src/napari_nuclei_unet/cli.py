@@ -332,11 +332,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (Exception, MemoryError) as exc:  # one line; --debug shows the traceback
         if args.debug:
             raise
-        if _is_out_of_memory(exc):
-            _error(_out_of_memory_message(exc))
-            return EXIT_BAD_INPUT
         if _is_user_error(exc):
             _error(_one_line(exc))
+            return EXIT_BAD_INPUT
+        if _is_out_of_memory(exc):
+            _error(_out_of_memory_message(exc))
             return EXIT_BAD_INPUT
         _error(
             f"unexpected {type(exc).__name__}: {_one_line(exc)} -- this is a bug in "

@@ -37,9 +37,14 @@ def open_dataset(path: str, *, quiet: bool = False) -> Any:
     """
     import warnings
 
-    from ..core.dataset import DSBDataset
+    from ..core.dataset import DatasetError, DSBDataset
     from ..core.imageio import DatasetWarning
 
+    if not Path(path).exists() and Path(path).is_symlink():
+        raise DatasetError(
+            f"{path} is a symbolic link to nothing (a broken link or a loop of links): give "
+            "the real dataset folder or zip."
+        )
     if not Path(path).exists():
         raise FileNotFoundError(
             f"{path} does not exist: give a DSB2018 dataset folder (like stage1_train), "
@@ -230,6 +235,11 @@ def find_images(path: str, *, quiet: bool = False) -> list[ImageInput]:
     from ..core.imageio import check_regular_file
 
     root = Path(path)
+    if not root.exists() and root.is_symlink():
+        raise DatasetError(
+            f"{path} is a symbolic link to nothing (a broken link or a loop of links): give "
+            "the real image, folder or zip."
+        )
     if not root.exists():
         raise FileNotFoundError(
             f"{path} does not exist: give an image file, a folder of images, a sample "
