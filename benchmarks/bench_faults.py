@@ -23,7 +23,8 @@ and its resume state are loaded: a set that is neither the complete old nor the
 complete new one counts as data lost.
 
 Prints the count of cases by outcome, the peak memory (``ru_maxrss``) of every hostile
-file, and every case whose outcome was not the expected one.
+file (VmHWM, the
+process's own peak resident memory) and every case whose outcome was not the expected one.
 """
 
 from __future__ import annotations
@@ -146,7 +147,7 @@ def main() -> int:
     print(f"{'as expected':24s} {len(cases) - len(unexpected):5d} / {len(cases)}")
     hostile = [r for r in rows if r["hostile"]]
     if hostile:
-        print("\nPeak memory on hostile files (ru_maxrss of the process, MB; limit 1024):")
+        print("\nPeak memory on hostile files (VmHWM of the process, MB; limit 1024):")
         for row in hostile:
             print(f"  {row['case']:40s} {row['peak_mb'] or 0:7.0f}")
         print(f"  {'max':40s} {max(r['peak_mb'] or 0 for r in hostile):7.0f}")

@@ -508,8 +508,14 @@ _CHILD = r"""
 import json, os, resource, sys, traceback
 
 def _report():
-    peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-               resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    # VmHWM: this program's own peak (ru_maxrss would include the parent's size at fork)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    try:
+        with open("/proc/self/status") as fh:
+            peak = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+    except (OSError, StopIteration, ValueError):
+        pass
+    peak = max(peak, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
     sys.stderr.write(f"\nPEAK_KB={peak}\n")
     sys.stderr.flush()
 
@@ -585,8 +591,6 @@ def run_case(case: Case, folder: Path, *, timeout: float = 300.0) -> Result:
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
                NUCLEI_UNET_CACHE_DIR=str(folder / "cache"))
     try:
-        # without preexec_fn the child is started by vfork/posix_spawn, so its ru_maxrss
-        # does not start at this (parent) process's size
         proc = subprocess.run([sys.executable, "-c", _CHILD, kind, payload], env=env,
                               capture_output=True, text=True, timeout=timeout,
                               preexec_fn=limit if limit_gb else None)
