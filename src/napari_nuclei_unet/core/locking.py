@@ -156,9 +156,19 @@ def hold_run_folder(folder: str | os.PathLike) -> Iterator[None]:
     RunFolderBusy
         At once, when another process (or thread) holds it; the message names the
         folder and the other process.
+
+    Notes
+    -----
+    Re-entrant within one thread (the CLI takes it, then ``train()`` again). In a
+    torch.distributed job (``RANK`` set) only rank 0 takes it.
     """
     import sys
 
+    if os.environ.get("RANK", "0") != "0":
+        # a torch.distributed job: rank 0 holds the lock for the whole job (and is the
+        # only rank that writes checkpoints)
+        yield
+        return
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise RunFolderBusy(
