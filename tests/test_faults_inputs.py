@@ -28,7 +28,11 @@ _HOSTILE = [c for c in CASES if c.hostile and not c.name.endswith("/predict")]
 
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path, monkeypatch):
+    import napari_nuclei_unet._reader as reader
+
     monkeypatch.setenv("NUCLEI_UNET_CACHE_DIR", str(tmp_path / "cache"))
+    # the reader snippets replace _reader._show_error: put it back afterwards
+    monkeypatch.setattr(reader, "_show_error", reader._show_error)
 
 
 def _plain(message: str) -> bool:
