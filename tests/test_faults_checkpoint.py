@@ -18,6 +18,7 @@ import torch
 
 from napari_nuclei_unet.core import atomic
 from napari_nuclei_unet.core import checkpoint as ckpt
+from napari_nuclei_unet.core import checkpoint_commit as commit
 from napari_nuclei_unet.core.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -155,7 +156,7 @@ def test_committed_save_is_read_from_temps_when_the_folder_is_read_only(tmp_path
     def no_recovery(*args, **kwargs):
         raise PermissionError(errno.EACCES, "read-only")
 
-    monkeypatch.setattr(ckpt, "recover_checkpoint", no_recovery)
+    monkeypatch.setattr(commit, "recover_checkpoint", no_recovery)
     assert _which(path) == 2  # read through the commit record, nothing moved
     assert ckpt.commit_record_path(path).exists()
 
