@@ -116,3 +116,22 @@ def test_reader_reads_zip_members_in_place(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "TemporaryDirectory", None)  # extracting would fail
     layers = reader.read_dsb(str(path))
     assert layers[0][1]["name"] == "s0good"
+
+
+@pytest.mark.parametrize("build, reason", [
+    (corpus._zip_bomb, "uncompressed, more than"),
+    (corpus._ratio_zip, "like a zip bomb"),
+    (lambda f: corpus.zip_with_bad_sample(f / "e.zip", "images/z9bad.png", flag=0x1),
+     "encrypted"),
+    (lambda f: corpus.zip_with_bad_sample(f / "m.zip", "images/z9bad.png", method=98),
+     "compression method 98"),
+])
+def test_zip_members_are_checked_before_they_are_inflated(build, reason, tmp_path):
+    from napari_nuclei_unet.core.dataset import DSBDataset
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dataset = DSBDataset.open(build(tmp_path), use_cache=False)
+    reasons = " ".join(r for _, r in dataset.skipped)
+    assert reason in reasons, reasons
+    assert "z9bad" not in dataset.ids()
