@@ -133,14 +133,15 @@ def test_failed_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
 
     monkeypatch.setattr(ckpt, "_write_json_file", broken_json)
     torch.manual_seed(1)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(CheckpointError, match="disk full"):
         save_checkpoint(path, UNet(base_width=4, depth=2), _config(), {"metrics": {"val_iou": 0.9}})
     monkeypatch.undo()
     loaded = load_checkpoint(path)
     assert loaded.metadata["metrics"]["val_iou"] == 0.7
     for key, value in good.state_dict().items():
         assert torch.equal(value, loaded.model.state_dict()[key])
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.json", "best.safetensors"]
+    names = sorted(p.name for p in tmp_path.iterdir() if p.name != ".best.lock")
+    assert names == ["best.json", "best.safetensors"]
 
 
 def test_fused_model_cannot_be_saved(tmp_path):

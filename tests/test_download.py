@@ -159,3 +159,11 @@ def test_download_sample_with_a_non_dsb_zip_raises_one_plain_error(served_zip, t
         _sample_data.dsb2018_download_sample()
     cached = tmp_path / "cache" / "downloads" / "stage1_train.zip"
     assert f"Delete {cached} to have it downloaded again" in str(info.value)
+
+
+def test_hash_from_environment_is_checked(served_zip, tmp_path, monkeypatch):
+    monkeypatch.setenv("NUCLEI_UNET_DSB2018_HASH", "sha256:" + "0" * 64)
+    with pytest.raises(DownloadError, match="hash"):
+        fetch_stage1_train(url=served_zip["url"], cache_dir=tmp_path)
+    monkeypatch.setenv("NUCLEI_UNET_DSB2018_HASH", f"sha256:{served_zip['sha256']}")
+    assert fetch_stage1_train(url=served_zip["url"], cache_dir=tmp_path).exists()

@@ -106,12 +106,12 @@ def is_dsb_zip(path: str | os.PathLike) -> bool:
         True for a readable zip with at least one sample image entry.
     """
     p = Path(path)
-    if p.suffix.lower() != ".zip" or not p.is_file():
+    if p.suffix.lower() != ".zip" or not p.is_file():  # is_file: never open a FIFO
         return False
     try:
         with zipfile.ZipFile(p) as zf:
             return any(_ZIP_SAMPLE_IMAGE.search(name) for name in zf.namelist())
-    except (OSError, zipfile.BadZipFile):
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError):
         return False
 
 
@@ -195,8 +195,8 @@ def load_first_sample(path: str | os.PathLike) -> Sample:
     """Load the sample a dataset opens on: the first usable one, sorted by id.
 
     A sample folder is loaded directly. For a dataset folder or zip the first
-    sample is loaded on its own (a zip's members are extracted to a temporary
-    folder), because indexing a whole ``stage1_train`` decodes every image and
+    sample is loaded on its own (a zip's members are read in place, with their
+    sizes checked first), because indexing a whole ``stage1_train`` decodes every image and
     takes seconds; only if that sample is bad is the dataset indexed with
     :meth:`DSBDataset.open <napari_nuclei_unet.core.dataset.DSBDataset.open>`
     to find the first good one.
@@ -243,34 +243,10 @@ def load_first_sample(path: str | os.PathLike) -> Sample:
 
 
 def _load_first_zip_sample(path: Path) -> Sample | None:
-    """Extract the first sample (by id) of a DSB zip to a temporary folder and load it."""
-    import tempfile
+    """Decode the first sample (by id) of a DSB zip in place: nothing is extracted."""
+    from .core.dataset import load_zip_sample
 
-    from .core.dataset import load_sample
-    from .core.imageio import is_junk_name
-
-    with zipfile.ZipFile(path) as zf:
-        names = [n for n in zf.namelist() if not any(is_junk_name(p) for p in n.split("/"))]
-        sample_dirs = {}
-        for name in names:
-            match = _ZIP_SAMPLE_IMAGE.search(name)
-            if match:
-                sample_dirs.setdefault(
-                    match.group(1), name[: match.start(0) + len(match.group(1)) + 1]
-                )
-        if not sample_dirs:
-            return None
-        sample_id = min(sample_dirs)
-        prefix = sample_dirs[sample_id].rstrip("/")
-        with tempfile.TemporaryDirectory(prefix="nuclei-unet-") as tmp:
-            folder = Path(tmp) / sample_id
-            for kind in ("images", "masks"):
-                (folder / kind).mkdir(parents=True)
-                for name in names:
-                    head, _, base = name.rpartition("/")
-                    if head == f"{prefix}/{kind}" and base:  # base: never a path
-                        (folder / kind / base).write_bytes(zf.read(name))
-            return load_sample(folder)
+    return load_zip_sample(path)
 
 
 def _read_one(path: Path) -> list[LayerData]:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -248,11 +249,33 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says the computer ran out of memory (CPU or GPU)."""
+    if isinstance(exc, MemoryError):
+        return True
+    if not isinstance(exc, RuntimeError):
+        return False
+    text = str(exc).lower()
+    return "out of memory" in text or ("allocat" in text and "memory" in text)
+
+
+def _out_of_memory_message(exc: BaseException) -> str:
+    detail = " ".join(str(exc).split())[:200]
+    return (
+        "ran out of memory" + (f" ({detail})" if detail else "") + ". Use smaller values "
+        "(--crop-size, --batch-size, --base-width), smaller images, or a computer with more "
+        "memory; close other programs."
+    )
+
+
 def _is_user_error(exc: BaseException) -> bool:
     """Whether ``exc`` reports bad input (a one-line message) rather than a bug."""
     # OSError: a missing or unreadable file, a full disk: the message says which file.
     if isinstance(exc, (UsageError, OSError, ValueError)):
         return True
+    zipfile = sys.modules.get("zipfile")
+    if zipfile is not None and isinstance(exc, zipfile.BadZipFile):
+        return True  # a damaged zip (e.g. a bad CRC): the message names the member
     for module_name, class_names in _USER_ERRORS_BY_MODULE.items():
         module = sys.modules.get(module_name)
         if module is None:
@@ -265,12 +288,16 @@ def _is_user_error(exc: BaseException) -> bool:
 
 def _one_line(exc: BaseException, *, max_lines: int = 4) -> str:
     """The exception's message on one line; long multi-line lists are shortened."""
-    if isinstance(exc, OSError) and exc.filename and exc.strerror:
+    if isinstance(exc, (FileExistsError, NotADirectoryError)) and exc.filename:
+        text = (f"{exc.filename} (or a folder above it) is a file, where a folder is needed: "
+                "give another path, or move the file away.")
+    elif isinstance(exc, OSError) and exc.filename and exc.strerror:
         text = f"{exc.filename}: {exc.strerror}"
     else:
         text = str(exc) or type(exc).__name__
     if isinstance(exc, KeyError) and len(exc.args) == 1:
         text = str(exc.args[0])
+    text = re.sub(r"<_io\.\w+ (?:object at 0x[0-9a-fA-F]+|name=[^>]*)>", "the file", text)
     lines = [" ".join(line.split()) for line in text.splitlines()]
     lines = [line for line in lines if line]
     if len(lines) > max_lines:
@@ -322,11 +349,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         _error("interrupted (Ctrl-C).")
         return EXIT_INTERRUPTED
-    except Exception as exc:  # reported in one line; --debug shows the traceback
+    except (Exception, MemoryError) as exc:  # one line; --debug shows the traceback
         if args.debug:
             raise
         if _is_user_error(exc):
             _error(_one_line(exc))
+            return EXIT_BAD_INPUT
+        if _is_out_of_memory(exc):
+            _error(_out_of_memory_message(exc))
             return EXIT_BAD_INPUT
         _error(
             f"unexpected {type(exc).__name__}: {_one_line(exc)} -- this is a bug in "

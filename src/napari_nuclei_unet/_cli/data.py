@@ -37,9 +37,14 @@ def open_dataset(path: str, *, quiet: bool = False) -> Any:
     """
     import warnings
 
-    from ..core.dataset import DSBDataset
+    from ..core.dataset import DatasetError, DSBDataset
     from ..core.imageio import DatasetWarning
 
+    if not Path(path).exists() and Path(path).is_symlink():
+        raise DatasetError(
+            f"{path} is a symbolic link to nothing (a broken link or a loop of links): give "
+            "the real dataset folder or zip."
+        )
     if not Path(path).exists():
         raise FileNotFoundError(
             f"{path} does not exist: give a DSB2018 dataset folder (like stage1_train), "
@@ -102,20 +107,37 @@ class ImageInput:
     id : str
         Output name (the image id: the sample folder name or the file stem).
     source : str or bytes
-        Path of the file, or its content (from a zip).
+        Path of the file (of the zip, when ``member`` is set), or its content.
     name : str
         How to name it in messages.
+    member : str, optional
+        The member of the zip ``source`` holding the image; read (size-checked) only
+        when :meth:`read` is called, so a large zip is never held in memory at once.
     """
 
     id: str
     source: Any
     name: str
+    member: str | None = None
 
     def read(self) -> Any:
         """Decode the image as ``(H, W, 3)`` uint8 (raises ``DatasetError``)."""
         from ..core.dataset import read_image
 
-        return read_image(self.source, name=self.name)
+        return read_image(self.read_bytes(), name=self.name)
+
+    def read_bytes(self) -> Any:
+        """The file's content (a zip member is read here), or its path."""
+        if self.member is None:
+            return self.source
+        from ..core.dataset import DatasetError, read_zip_member
+
+        try:
+            archive = zipfile.ZipFile(self.source)
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise DatasetError(f"{self.source} is not a readable zip file ({exc}).") from exc
+        with archive:
+            return read_zip_member(archive, self.member, where=str(self.source))
 
 
 def _is_image_file(path: Path) -> bool:
@@ -124,37 +146,66 @@ def _is_image_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not is_junk_name(path.name)
 
 
-def _sample_image(folder: Path) -> Path | None:
-    """The image of a DSB sample folder ``<id>/images/<id>.png`` (or its only image)."""
+def _sample_image(folder: Path, skipped: list[str] | None = None) -> Path | None:
+    """The image of a DSB sample folder, chosen exactly as ``info`` and training choose it.
+
+    ``<id>/images/<id>.png``, or the only image there; several images and none named
+    after the folder is ambiguous: the folder is added to ``skipped`` with the reason.
+    """
+    from ..core.dataset import _pick_image
+
     images = folder / "images"
     if not images.is_dir():
         return None
-    preferred = images / f"{folder.name}.png"
-    if preferred.is_file():
-        return preferred
-    found = sorted(p for p in images.iterdir() if _is_image_file(p))
-    return found[0] if found else None
+    try:
+        names = [p.name for p in images.iterdir() if _is_image_file(p)]
+    except OSError as exc:
+        if skipped is not None:
+            skipped.append(f"{folder}: cannot list images/ ({exc.strerror or exc})")
+        return None
+    chosen, reason, _ = _pick_image(folder.name, names)
+    if chosen is None:
+        if skipped is not None and names:
+            skipped.append(f"{folder.name}: {reason} ({images})")
+        return None
+    return images / chosen
 
 
-def _zip_images(path: Path) -> Iterator[ImageInput]:
-    from ..core.dataset import DatasetError
+def _zip_images(path: Path, skipped: list[str]) -> Iterator[ImageInput]:
+    from ..core.dataset import DatasetError, _pick_image
     from ..core.imageio import is_junk_name
 
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise DatasetError(f"{path} is not a readable zip file ({exc}).") from exc
     with archive:
-        names = sorted(n for n in archive.namelist() if not n.endswith("/"))
-        for name in names:
-            parts = name.split("/")
-            # <...>/<id>/images/<file>: one image per sample folder
-            if (len(parts) >= 3 and parts[-2] == "images" and not any(map(is_junk_name, parts))
-                    and Path(parts[-1]).suffix.lower() in IMAGE_SUFFIXES):
-                yield ImageInput(parts[-3], archive.read(name), f"{path}:{name}")
+        names = [n for n in archive.namelist() if not n.endswith("/")]
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    groups: dict[str, list[str]] = {}  # <...>/<id> -> image names in its images/
+    for name in sorted(set(names)):
+        parts = name.split("/")
+        # <...>/<id>/images/<file>: one image per sample folder
+        if (len(parts) >= 3 and parts[-2] == "images" and not any(map(is_junk_name, parts))
+                and Path(parts[-1]).suffix.lower() in IMAGE_SUFFIXES):
+            groups.setdefault("/".join(parts[:-2]), []).append(parts[-1])
+    for sample_dir, images in sorted(groups.items()):
+        sample_id = sample_dir.rsplit("/", 1)[-1]
+        chosen, reason, _ = _pick_image(sample_id, images)
+        if chosen is None:
+            skipped.append(f"{sample_id}: {reason} ({path}:{sample_dir}/images/)")
+            continue
+        member = f"{sample_dir}/images/{chosen}"
+        if counts[member] > 1:
+            skipped.append(f"{sample_id}: the zip holds {counts[member]} members named "
+                           f"{member}; which one is meant cannot be told. Re-create the zip.")
+            continue
+        yield ImageInput(sample_id, str(path), f"{path}:{member}", member)
 
 
-def find_images(path: str) -> list[ImageInput]:
+def find_images(path: str, *, quiet: bool = False) -> list[ImageInput]:
     """List the images to segment in ``path``.
 
     Parameters
@@ -163,11 +214,15 @@ def find_images(path: str) -> list[ImageInput]:
         One of: an image file; a DSB2018 ``.zip``; one sample folder
         (``<id>/images/<id>.png``); a dataset folder of sample folders (masks are not
         needed, so ``stage1_test`` works); a folder of image files.
+    quiet : bool
+        Do not print the notes about skipped sample folders.
 
     Returns
     -------
     list of ImageInput
-        Sorted by id; ids are unique.
+        Sorted by id; ids are unique. Sample folders whose image is ambiguous (several
+        images, none named after the folder: ``info`` rejects them too) are skipped
+        with a note on stderr.
 
     Raises
     ------
@@ -177,32 +232,48 @@ def find_images(path: str) -> list[ImageInput]:
         When no image is found, or two images would be written under the same name.
     """
     from ..core.dataset import DatasetError
+    from ..core.imageio import check_regular_file
 
     root = Path(path)
+    if not root.exists() and root.is_symlink():
+        raise DatasetError(
+            f"{path} is a symbolic link to nothing (a broken link or a loop of links): give "
+            "the real image, folder or zip."
+        )
     if not root.exists():
         raise FileNotFoundError(
             f"{path} does not exist: give an image file, a folder of images, a sample "
             "folder or a DSB2018 dataset folder or .zip."
         )
+    skipped: list[str] = []
+    if not root.is_dir():
+        check_regular_file(root, what="image file or .zip")  # a FIFO would hang
     if root.is_file() and root.suffix.lower() == ".zip":
-        inputs = list(_zip_images(root))
+        inputs = list(_zip_images(root, skipped))
     elif root.is_file():
         inputs = [ImageInput(root.stem, str(root), str(root))]
-    elif _sample_image(root) is not None:
-        inputs = [ImageInput(root.name, str(_sample_image(root)), str(_sample_image(root)))]
+    elif (root / "images").is_dir():
+        image = _sample_image(root, skipped)
+        inputs = [ImageInput(root.name, str(image), str(image))] if image else []
     else:
         inputs = []
         for child in sorted(root.iterdir()):
             if child.is_dir():
-                image = _sample_image(child)
+                image = _sample_image(child, skipped)
                 if image is not None:
                     inputs.append(ImageInput(child.name, str(image), str(image)))
             elif _is_image_file(child):
                 inputs.append(ImageInput(child.stem, str(child), str(child)))
+    for line in skipped[:5]:
+        note(f"skipped {line}", quiet=quiet)
+    if len(skipped) > 5:
+        note(f"... and {len(skipped) - 5} more skipped", quiet=quiet)
     if not inputs:
+        detail = f" ({skipped[0]})" if skipped else ""
         raise DatasetError(
-            f"No image found in {path}: expected an image file ({', '.join(IMAGE_SUFFIXES)}), "
-            "a folder of images, or DSB2018 sample folders <id>/images/<id>.png."
+            f"No image found in {path}{detail}: expected an image file "
+            f"({', '.join(IMAGE_SUFFIXES)}), a folder of images, or DSB2018 sample folders "
+            "<id>/images/<id>.png."
         )
     seen: dict[str, str] = {}
     for item in inputs:

@@ -6,7 +6,7 @@ import argparse
 from collections import Counter
 from statistics import median
 
-from .data import open_dataset
+from .data import load_samples, open_dataset
 
 
 def _is_number(text: str) -> bool:
@@ -32,18 +32,29 @@ def run(args: argparse.Namespace) -> int:
     Parameters
     ----------
     args : argparse.Namespace
-        ``data`` and ``quiet``.
+        ``data`` and ``quiet``. Every sample is decoded (masks included; fast when the
+        decoded-dataset cache is fresh), so that samples with broken masks are listed
+        as skipped and nuclei are counted from the decoded labels.
 
     Returns
     -------
     int
         0.
     """
-    from ..core.dataset import MODALITIES
+    import numpy as np
+
+    from ..core.dataset import MODALITIES, DatasetError
 
     dataset = open_dataset(args.data, quiet=True)
-    infos = dataset.infos
-    nuclei = [info.n_nuclei for info in infos]
+    # Every mask is decoded (from the cache when it is fresh): a sample whose masks are
+    # broken is reported as skipped, and nuclei are counted from the labels, not files.
+    samples = load_samples(dataset, quiet=args.quiet)
+    counted = {s.id: int(np.count_nonzero(np.bincount(s.labels.ravel())[1:])) for s in samples}
+    infos = [info for info in dataset.infos if info.id in counted]
+    if not infos:
+        reasons = "; ".join(f"{i}: {r}" for i, r in dataset.skipped[:3])
+        raise DatasetError(f"{dataset.path}: no sample could be decoded ({reasons}).")
+    nuclei = [counted[info.id] for info in infos]
     sizes = Counter(f"{info.height}x{info.width}" for info in infos)
     print(f"Dataset {dataset.path}")
     print(format_table([
@@ -59,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     by_modality = Counter(info.modality for info in infos)
     nuclei_by_modality = Counter()
     for info in infos:
-        nuclei_by_modality[info.modality] += info.n_nuclei
+        nuclei_by_modality[info.modality] += counted[info.id]
     for modality in (*MODALITIES, *sorted(set(by_modality) - set(MODALITIES))):
         rows.append([modality, str(by_modality.get(modality, 0)),
                      str(nuclei_by_modality.get(modality, 0))])

@@ -110,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..bioimageio.load import load_any_model
+    from ..core.dataset import DatasetError
     from ..core.device import configure_cpu_threads, resolve_device
     from ..core.inference import predict_probability
     from ..core.instances import labels_from_probability
@@ -123,8 +124,14 @@ def run(args: argparse.Namespace) -> int:
     submission: dict[str, np.ndarray] = {}
     n_nuclei = 0
     with ProgressBars(quiet=args.quiet) as bars:
+        skipped = []
         for done, item in enumerate(images, start=1):
-            image = item.read()
+            try:
+                image = item.read()
+            except DatasetError as exc:  # one bad file must not stop the others
+                skipped.append(exc)
+                note(f"skipped {item.name}: {' '.join(str(exc).split())}", quiet=args.quiet)
+                continue
             prob = predict_probability(loaded.model, image, device=device)
             if args.instances != "none":
                 labels = labels_from_probability(prob, threshold=args.threshold,
@@ -140,8 +147,13 @@ def run(args: argparse.Namespace) -> int:
                                                      method="watershed")
                 submission[item.id] = labels
             bars(Progress("predict", done, len(images), item.id))
+    if len(skipped) == len(images):
+        if len(images) == 1:
+            raise skipped[0]
+        raise DatasetError(f"None of the {len(images)} images in {args.input} could be read; "
+                           f"the first: {skipped[0]}")
     what = "label images" if args.instances != "none" else "masks"
-    print(f"Wrote {len(images)} {what} to {out}"
+    print(f"Wrote {len(images) - len(skipped)} {what} to {out}"
           + (f" ({n_nuclei} nuclei)" if args.instances != "none" else ""))
     if args.submission:
         from ..core.rle import write_submission_csv

@@ -28,17 +28,27 @@ def run(args: argparse.Namespace) -> int:
     """
     from ..core import distributed
     from ..core.device import resolve_device
+    from ..core.locking import hold_run_folder
     from ..core.progress import drive
     from ..core.training import train
 
     # Bad values fail here, before the (long) dataset load.
-    config = config_from_args(args)
+    notes: list[str] = []
+    config = config_from_args(args, notes=notes)
+    for line in notes:
+        note(line, quiet=args.quiet)
+    if args.resume:
+        note(f"Resuming {args.resume} with the configuration it was started with "
+             "(options given on this command line win).", quiet=args.quiet)
     device = resolve_device(config.device)
     if distributed.launched_by_torchrun() and not distributed.is_active():
         _prepare_torchrun(args, distributed)  # data-parallel: see core/distributed.py
         with distributed.session(config.device):
             return run(args)
-    with StopRequest(args.time_limit, what="training", quiet=args.quiet) as stop:
+    # One writer per run folder: a second run on the same --out fails here, at once
+    # (under torchrun, rank 0 holds it for the job).
+    with (hold_run_folder(args.out),
+          StopRequest(args.time_limit, what="training", quiet=args.quiet) as stop):
         dataset = open_dataset(args.data, quiet=args.quiet)
         samples = load_samples(dataset, quiet=args.quiet, should_stop=stop)
         if stop.stopped:

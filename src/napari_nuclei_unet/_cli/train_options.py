@@ -141,28 +141,49 @@ def _read_config_file(path: str) -> dict[str, Any]:
     return data
 
 
-def config_from_args(args: argparse.Namespace) -> Any:
+#: Fields that fix the network's shape: a resumed run cannot change them.
+ARCHITECTURE_FIELDS = ("base_width", "depth", "in_channels")
+
+
+def _saved_config(resume: str) -> dict[str, Any]:
+    """The training configuration stored with the checkpoint a run resumes from."""
+    from ..core.checkpoint import read_metadata
+
+    return dict(read_metadata(resume)["config"])
+
+
+def config_from_args(args: argparse.Namespace, *, notes: list[str] | None = None) -> Any:
     """Build the :class:`TrainConfig` of a ``train`` command line.
+
+    Without ``--resume``: the ``--config`` file's values (or the defaults), overridden
+    by the options given. With ``--resume CKPT``: the configuration saved with CKPT,
+    so a resumed run continues exactly as it started; ``--config`` values and options
+    given on the command line still win, and each one that changes a saved value is
+    listed in ``notes`` (printed by the caller), except the network's shape
+    (base_width, depth, in_channels), which a resumed run cannot change.
 
     Parameters
     ----------
     args : argparse.Namespace
-        Parsed arguments: ``config`` (a JSON file or None) and the generated options.
+        Parsed arguments: ``config`` (a JSON file or None), ``resume`` and the
+        generated options.
+    notes : list of str, optional
+        Receives one line per saved value changed by the command line.
 
     Returns
     -------
     TrainConfig
-        The file's values (or the defaults), overridden by the options given.
+        The resulting configuration.
 
     Raises
     ------
     FileNotFoundError, ValueError
-        For a missing or malformed file, or an invalid value (``ConfigError``).
+        For a missing or malformed file, an invalid value (``ConfigError``), or an
+        attempt to change the network's shape on resume.
     """
-    from ..core.config import TrainConfig
+    from ..core.config import ConfigError, TrainConfig
 
     data = _read_config_file(args.config) if getattr(args, "config", None) else {}
-    config = TrainConfig.from_dict(data)
     # Options not given are absent from args (argparse.SUPPRESS), so "--patience none"
     # (None) is told apart from "not given".
     changes = {
@@ -170,4 +191,28 @@ def config_from_args(args: argparse.Namespace) -> Any:
         for field in fields(TrainConfig)
         if hasattr(args, DEST_PREFIX + field.name)
     }
-    return config.replace(**changes) if changes else config
+    resume = getattr(args, "resume", None)
+    if not resume:
+        config = TrainConfig.from_dict(data)
+        return config.replace(**changes) if changes else config
+    saved = _saved_config(resume)
+    try:
+        base = TrainConfig.from_dict(saved)
+    except (ConfigError, TypeError) as exc:
+        raise ValueError(
+            f"Cannot resume from {resume}: its saved configuration is bad: {exc}"
+        ) from exc
+    given = {**data, **changes}
+    for name in ARCHITECTURE_FIELDS:
+        if name in given and given[name] != getattr(base, name):
+            raise ValueError(
+                f"Cannot resume from {resume} with {name}={given[name]}: the run was started "
+                f"with {name}={getattr(base, name)}, and a resumed run keeps the network's "
+                f"shape. Leave out the {name} option, or start a new run (use --init "
+                f"{resume} to start from its weights)."
+            )
+    for name, value in given.items():
+        if name in saved and value != saved[name] and notes is not None:
+            notes.append(f"resuming with {name}={value} (the run was started with "
+                         f"{name}={saved[name]})")
+    return base.replace(**given) if given else base

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .atomic import atomic_write
 
 #: Environment variable that overrides the cache directory.
 CACHE_ENV_VAR = "NUCLEI_UNET_CACHE_DIR"
@@ -148,20 +149,15 @@ def save(path: Path, fingerprint_: str, samples: Sequence[CachedSample]) -> Path
         "overlap_pixels": np.array([s.overlap_pixels for s in samples], dtype=np.int64),
         "has_labels": np.array([s.has_labels for s in samples], dtype=bool),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
             for name in _FIELDS[:-2]:
                 np.save(fh, arrays[name], allow_pickle=False)
             # the two big arrays are streamed sample by sample (no concatenated copy)
             _write_flat(fh, np.dtype(np.uint8), total * 3, (s.image for s in samples))
             _write_flat(fh, np.dtype(label_dtype), total, (s.labels for s in samples))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+
+    return atomic_write(path, write)
 
 
 def _map_flat(path: Path, fh) -> np.ndarray:
@@ -308,11 +304,8 @@ def save_index(dataset_path: str | os.PathLike, entries: dict[str, IndexEntry]) 
     import json
 
     path = index_path(dataset_path)
+    text = json.dumps({"version": FORMAT_VERSION, "entries": entries})
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"version": FORMAT_VERSION, "entries": entries}, fh)
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     except OSError:
         pass

@@ -11,24 +11,38 @@ A checkpoint ``<name>`` is two files:
 Training checkpoints may have a third file, ``<name>.train.safetensors``: optimizer
 state and RNG state for resuming (scalars live in the JSON under ``"resume"``).
 
-Every file is written to a temporary name in the same folder and moved into place
-with :func:`os.replace`, the JSON last, so a crash leaves either the old or the new
-checkpoint, never a broken one. Reading metadata (:func:`read_metadata`) needs no
-torch; loading weights imports torch lazily.
+A save replaces the whole set as one step: every new file is written under a
+temporary name and flushed, then a commit record (``.<name>.commit.json``) naming them
+is written, then they are moved into place and the record deleted. A crash before the
+record leaves the old set; a crash after it is finished by the next load or save
+(:func:`recover_checkpoint`). Either way the old or the new complete set loads, and
+temporary files left by a crash are deleted. Saves of one checkpoint are serialised
+by an OS lock (``.<name>.lock``).
+
+Loading checks everything it can before building a model: the sidecar's types, the
+architecture's sizes, tensor names, shapes and dtypes (no integer or bool weights),
+then that no weight is NaN or infinite. Reading metadata (:func:`read_metadata`)
+needs no torch; loading weights imports torch lazily.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import secrets
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
+from . import atomic
+from .checkpoint_commit import (
+    CheckpointError,
+    _actual,
+    _commit,
+    commit_record_path,
+    recover_checkpoint,
+)
 from .config import ConfigError, TrainConfig
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,10 +52,12 @@ FORMAT_VERSION = 1
 WEIGHTS_SUFFIX = ".safetensors"
 TRAIN_STATE_SUFFIX = ".train.safetensors"
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, corrupt, unsafe or of another architecture."""
+#: A sidecar is a few KB; anything far bigger is refused before being parsed.
+MAX_SIDECAR_BYTES = 64 * 1024 * 1024
+#: Allowed ranges of the U-Net sizes in a sidecar, checked before a model is built.
+ARCHITECTURE_RANGES = {"in_channels": (1, 16), "base_width": (1, 512), "depth": (1, 8)}
+#: safetensors dtypes accepted for weights.
+FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")
 
 
 @dataclass
@@ -76,6 +92,23 @@ def default_model_path() -> Path:
     return models_dir() / "default.safetensors"
 
 
+__all__ = [
+    "CheckpointError",
+    "LoadedModel",
+    "commit_record_path",
+    "default_model_path",
+    "load_checkpoint",
+    "load_state_strict",
+    "load_train_state",
+    "read_metadata",
+    "recover_checkpoint",
+    "save_checkpoint",
+    "sidecar_path",
+    "train_state_path",
+    "weights_path",
+]
+
+
 def weights_path(path: str | os.PathLike) -> Path:
     """Normalise a checkpoint path to its ``.safetensors`` file.
 
@@ -101,75 +134,31 @@ def train_state_path(path: str | os.PathLike) -> Path:
     return weights.with_name(weights.name[: -len(WEIGHTS_SUFFIX)] + TRAIN_STATE_SUFFIX)
 
 
-def _temp_path(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
-def _make_shareable(path: Path) -> None:
-    """Give a written file the usual 0644 mode (mkstemp and safetensors make 0600 files).
-
-    Checkpoints are ordinary files: the shipped model must be readable by every user of
-    a system-wide installation.
-    """
-    try:
-        os.chmod(path, 0o644)
-    except OSError:
-        pass
-
-
-def _json_safe(value: Any) -> Any:
-    """Replace NaN/inf floats (not valid JSON) by None, recursively."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def _write_json_file(path: Path, data: dict) -> None:
-    text = json.dumps(_json_safe(data), indent=2, allow_nan=False)
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
+    path.write_text(atomic.json_text(data), encoding="utf-8")
 
 
 def _write_tensors_file(
     path: Path, tensors: dict[str, torch.Tensor], header: dict[str, str]
 ) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    save_file(tensors, str(path), metadata=header)
+    # Serialised in memory, written by Python: a full disk is then a plain OSError.
+    path.write_bytes(save(tensors, metadata=header))
 
 
-def _commit(writes: list[tuple[Path, Any]]) -> None:
-    """Write every file to a temporary name first, then move them all into place.
+def _check_finite_weights(state: dict[str, Any], weights: Path) -> None:
+    import torch
 
-    A failure while writing leaves every target untouched (and no temporary files);
-    the moves themselves are atomic renames, done in the given order.
-    """
-    temps: list[tuple[Path, Path]] = []
-    try:
-        for target, write in writes:
-            tmp = _temp_path(target)
-            temps.append((tmp, target))
-            write(tmp)
-            _make_shareable(tmp)
-        for tmp, target in temps:
-            os.replace(tmp, target)
-    finally:
-        for tmp, _ in temps:
-            if tmp.exists():
-                try:
-                    tmp.unlink()
-                except OSError:
-                    pass
+    bad = [k for k, v in state.items()
+           if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(
+            f"Not saving {weights}: {len(bad)} weight tensor(s) hold NaN or infinite values "
+            f"(e.g. {bad[0]}); training diverged. The checkpoint already there (if any) is "
+            "kept. Lower the learning rate (or turn amp off) and train again."
+        )
 
 
 def save_checkpoint(
@@ -180,7 +169,7 @@ def save_checkpoint(
     *,
     train_state: tuple[dict[str, torch.Tensor], dict] | None = None,
 ) -> Path:
-    """Write a checkpoint atomically.
+    """Write a checkpoint set atomically (see :func:`_commit`).
 
     Parameters
     ----------
@@ -200,6 +189,12 @@ def save_checkpoint(
     -------
     pathlib.Path
         The ``.safetensors`` path written.
+
+    Raises
+    ------
+    CheckpointError
+        When the weights are not finite (a diverged run), or the disk is full or not
+        writable; the checkpoint already there is then kept as it was.
     """
     if getattr(model, "is_fused", False):
         raise CheckpointError("Cannot save a fused inference model; save the training model.")
@@ -218,18 +213,24 @@ def save_checkpoint(
         **(metadata or {}),
     }
     state_file = train_state_path(weights)
+    state = dict(model.state_dict())
+    _check_finite_weights(state, weights)
     writes: list[tuple[Path, Any]] = []
+    remove: list[Path] = []
     if train_state is not None:
         tensors, scalars = train_state
         writes.append((state_file, lambda tmp: _write_tensors_file(tmp, tensors, {"token": token})))
         sidecar["resume"] = scalars
-    state = dict(model.state_dict())
+    else:
+        remove.append(state_file)
     writes.append((weights, lambda tmp: _write_tensors_file(tmp, state, header)))
     writes.append((sidecar_path(weights), lambda tmp: _write_json_file(tmp, sidecar)))
-    _commit(writes)
-    if train_state is None and state_file.exists():
-        state_file.unlink()
+    _commit(weights, writes, remove)
     return weights
+
+
+def _check_int(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
 def read_metadata(path: str | os.PathLike) -> dict:
@@ -247,31 +248,85 @@ def read_metadata(path: str | os.PathLike) -> dict:
     Raises
     ------
     CheckpointError
-        When the sidecar is missing or not valid JSON.
+        When the sidecar is missing, not valid JSON, or its entries have wrong types.
     """
     weights = _resolve(path)
-    sidecar = sidecar_path(weights)
-    if not sidecar.exists():
+    sidecar = _actual(weights, sidecar_path(weights))
+    if not sidecar.is_file():
         raise CheckpointError(
             f"Checkpoint sidecar {sidecar} is missing: every model file needs the JSON written "
             f"beside it by napari-nuclei-unet (architecture and training configuration). "
             f"Copy {sidecar.name} together with {weights.name}."
         )
     try:
+        if sidecar.stat().st_size > MAX_SIDECAR_BYTES:
+            raise CheckpointError(
+                f"Checkpoint sidecar {sidecar} is {sidecar.stat().st_size:,} bytes, far more "
+                "than a napari-nuclei-unet sidecar (a few KB): it is not one."
+            )
         data = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise CheckpointError(f"Checkpoint sidecar {sidecar} is not valid JSON: {exc}.") from exc
-    if not isinstance(data, dict) or "config" not in data:
+    if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
         raise CheckpointError(
             f"Checkpoint sidecar {sidecar} is not a napari-nuclei-unet checkpoint description "
-            "(no 'config' entry)."
+            "(no 'config' object)."
         )
-    if data.get("format_version", 0) > FORMAT_VERSION:
+    version = data.get("format_version", 0)
+    if not _check_int(version, 0, 10**6):
         raise CheckpointError(
-            f"Checkpoint {weights} has format version {data['format_version']}, newer than this "
+            f"Checkpoint sidecar {sidecar}: format_version must be a whole number, got "
+            f"{version!r}. The file was edited or not written by napari-nuclei-unet."
+        )
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"Checkpoint {weights} has format version {version}, newer than this "
             f"napari-nuclei-unet ({__version__}, format {FORMAT_VERSION}); please upgrade."
         )
+    architecture = data.get("architecture", {})
+    if architecture is not None and not isinstance(architecture, dict):
+        raise CheckpointError(
+            f"Checkpoint sidecar {sidecar}: 'architecture' must be an object like "
+            f"{{\"name\": \"unet\", \"depth\": 4, ...}}, got a {type(architecture).__name__}. "
+            "The file was edited or not written by napari-nuclei-unet."
+        )
     return data
+
+
+def check_architecture(architecture: dict, config: TrainConfig, source: Path) -> dict[str, int]:
+    """The U-Net sizes a sidecar asks for, checked before any model is built.
+
+    Parameters
+    ----------
+    architecture : dict
+        The sidecar's ``"architecture"``.
+    config : TrainConfig
+        The sidecar's config (fallback for missing sizes).
+    source : pathlib.Path
+        The checkpoint, for messages.
+
+    Returns
+    -------
+    dict
+        ``in_channels``, ``base_width``, ``depth``.
+
+    Raises
+    ------
+    CheckpointError
+        For a size that is not a whole number in its range (a hostile or edited file
+        could otherwise make the program allocate gigabytes).
+    """
+    sizes = {}
+    for key, (low, high) in ARCHITECTURE_RANGES.items():
+        value = architecture.get(key, getattr(config, key))
+        if not _check_int(value, low, high):
+            raise CheckpointError(
+                f"Checkpoint {source}: architecture {key} must be a whole number from {low} "
+                f"to {high}, got {value!r}. The sidecar was edited or is not from "
+                "napari-nuclei-unet; use the .json written with the weights."
+            )
+        sizes[key] = value
+    return sizes
 
 
 def _resolve(path_or_default: str | os.PathLike) -> Path:
@@ -294,6 +349,46 @@ def _resolve(path_or_default: str | os.PathLike) -> Path:
     return weights_path(path)
 
 
+def _tensor_layout(path: Path) -> tuple[dict[str, tuple[tuple[int, ...], str]], dict[str, str]]:
+    """Names, shapes and dtypes of a safetensors file, without reading any tensor."""
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise CheckpointError(f"Checkpoint file {path} does not exist.")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            header = handle.metadata() or {}
+            layout = {}
+            for key in handle.keys():
+                piece = handle.get_slice(key)
+                layout[key] = (tuple(int(n) for n in piece.get_shape()), str(piece.get_dtype()))
+    except Exception as exc:  # safetensors raises several error types for bad files
+        raise CheckpointError(
+            f"Checkpoint file {path} is corrupt or not a safetensors file ({exc}). "
+            "Use another checkpoint (e.g. last instead of best) or retrain."
+        ) from exc
+    return layout, header
+
+
+def _check_dtypes(layout: dict[str, tuple[tuple[int, ...], str]], skeleton: Any,
+                  path: Path) -> None:
+    """Weights must be floating point where the model's are (counters stay integers)."""
+    expected = skeleton.state_dict()
+    bad = {}
+    for key, (_, dtype) in layout.items():
+        want_float = key in expected and expected[key].is_floating_point()
+        is_float = dtype.upper() in FLOAT_DTYPES
+        if dtype.upper() == "BOOL" or want_float != is_float:
+            bad[key] = dtype
+    if bad:
+        key = sorted(bad)[0]
+        raise CheckpointError(
+            f"Checkpoint file {path} holds {len(bad)} tensor(s) of the wrong type "
+            f"(e.g. {key}: {bad[key]}); U-Net weights are float32/float16/bfloat16. The file "
+            "was edited or converted wrongly: use the file training wrote, or retrain."
+        )
+
+
 def _read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     from safetensors import safe_open
 
@@ -313,8 +408,26 @@ def _read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     return tensors, header
 
 
+def _check_finite_loaded(tensors: dict[str, Any], path: Path) -> None:
+    import torch
+
+    bad = [k for k, v in tensors.items()
+           if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(
+            f"Checkpoint file {path} holds NaN or infinite weights ({len(bad)} tensor(s), "
+            f"e.g. {bad[0]}): the run that wrote it diverged and its predictions would be "
+            "meaningless. Use an earlier checkpoint (e.g. best instead of last) or retrain "
+            "with a lower learning rate."
+        )
+
+
 def load_checkpoint(path_or_default: str | os.PathLike, device: Any = "cpu") -> LoadedModel:
     """Load a model from a checkpoint, never unpickling anything.
+
+    Every check that needs no model (sidecar types, architecture sizes, tensor names,
+    shapes and dtypes) runs before the model is built, so a hostile file cannot make
+    the program allocate more than the weights file itself holds.
 
     Parameters
     ----------
@@ -332,16 +445,20 @@ def load_checkpoint(path_or_default: str | os.PathLike, device: Any = "cpu") -> 
     Raises
     ------
     CheckpointError
-        For a pickle file (.pt/.pth/.ckpt), a missing file or sidecar, a corrupt file, or
-        weights of another architecture; the message names the file and the problem.
+        For a pickle file (.pt/.pth/.ckpt), a missing file or sidecar, a corrupt file,
+        integer or NaN weights, or weights of another architecture; the message names the
+        file and the problem.
     """
     from .device import resolve_device
     from .model import ARCHITECTURE, UNet
 
     weights = _resolve(path_or_default)
-    if not weights.exists():
+    if not weights.exists() and not commit_record_path(weights).exists():
         raise CheckpointError(f"Checkpoint file {weights} does not exist.")
-    metadata = read_metadata(weights)
+    metadata = read_metadata(weights)  # finishes an interrupted save first
+    source = _actual(weights, weights)
+    if not source.exists():
+        raise CheckpointError(f"Checkpoint file {weights} does not exist.")
     try:
         config = TrainConfig.from_dict(metadata["config"])
     except (ConfigError, TypeError) as exc:
@@ -355,22 +472,36 @@ def load_checkpoint(path_or_default: str | os.PathLike, device: Any = "cpu") -> 
             f"Checkpoint {weights} is a {name!r} model; this version of napari-nuclei-unet "
             f"loads {ARCHITECTURE!r} models."
         )
-    tensors, header = _read_tensors(weights)
+    sizes = check_architecture(architecture, config, sidecar_path(weights))
+    layout, header = _tensor_layout(source)
     if header.get("token") and metadata.get("token") and header["token"] != metadata["token"]:
         raise CheckpointError(
             f"Checkpoint {weights} and its sidecar {sidecar_path(weights).name} do not belong "
             "together (different save tokens); one of them was overwritten or copied from "
             "another run."
         )
-    model = UNet(
-        in_channels=int(architecture.get("in_channels", config.in_channels)),
-        base_width=int(architecture.get("base_width", config.base_width)),
-        depth=int(architecture.get("depth", config.depth)),
-    )
+    _check_layout(layout, sizes, weights)
+    tensors, _ = _read_tensors(source)
+    _check_finite_loaded(tensors, weights)
+    model = UNet(**sizes)
     load_state_strict(model, tensors, weights)
     model.eval()
     return LoadedModel(model=model.to(resolve_device(device)), config=config,
                        metadata=metadata, path=weights)
+
+
+def _check_layout(layout: dict[str, tuple[tuple[int, ...], str]], sizes: dict[str, int],
+                  source: Path) -> None:
+    """Compare tensor names and shapes with a U-Net built on torch's meta device (no memory)."""
+    import torch
+
+    from .model import UNet
+
+    with torch.device("meta"):
+        skeleton = UNet(**sizes)
+    fake = {k: torch.empty(shape, device="meta") for k, (shape, _) in layout.items()}
+    _mismatch(skeleton, fake, source)
+    _check_dtypes(layout, skeleton, source)
 
 
 def load_state_strict(model: Any, tensors: dict[str, torch.Tensor], source: Path) -> None:
@@ -381,6 +512,12 @@ def load_state_strict(model: Any, tensors: dict[str, torch.Tensor], source: Path
     CheckpointError
         Listing missing keys, unexpected keys and shape mismatches (first few of each).
     """
+    _mismatch(model, tensors, source)
+    model.load_state_dict(tensors, strict=True)
+
+
+def _mismatch(model: Any, tensors: dict[str, Any], source: Path) -> None:
+    """Raise :class:`CheckpointError` listing the differences of names and shapes."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
@@ -403,7 +540,6 @@ def load_state_strict(model: Any, tensors: dict[str, torch.Tensor], source: Path
             + "; ".join(parts)
             + ". It was saved by another architecture or the files were mixed up."
         )
-    model.load_state_dict(tensors, strict=True)
 
 
 def load_train_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict, dict]:
@@ -421,7 +557,7 @@ def load_train_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
         When the checkpoint has no resume state or the files do not belong together.
     """
     weights = _resolve(path)
-    metadata = read_metadata(weights)
+    metadata = read_metadata(weights)  # finishes an interrupted save first
     state_file = train_state_path(weights)
     if "resume" not in metadata or not state_file.exists():
         raise CheckpointError(
@@ -429,8 +565,9 @@ def load_train_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
             "is missing); resume from a training run's last.safetensors, or use it to "
             "initialise a new run instead."
         )
-    model_tensors, header = _read_tensors(weights)
-    state_tensors, state_header = _read_tensors(state_file)
+    model_tensors, header = _read_tensors(_actual(weights, weights))
+    state_tensors, state_header = _read_tensors(_actual(weights, state_file))
+    _check_finite_loaded(model_tensors, weights)
     token = metadata.get("token")
     if token and (header.get("token") != token or state_header.get("token") != token):
         raise CheckpointError(

@@ -7,10 +7,23 @@ forms and checkpoint metadata reading without paying for a torch import.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, fields
 from typing import Any
 
 SCHEDULES = ("cosine", "constant")
+#: Largest U-Net depth accepted (2**8 = 256 px minimum input).
+MAX_DEPTH = 8
+#: Largest scale jitter accepted: crops resized by 1/5 to 5.
+MAX_AUGMENT_SCALE = 4.0
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 class ConfigError(ValueError):
@@ -140,20 +153,53 @@ class TrainConfig:
                     "val_every")
         for name in positive:
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if not _is_int(value) or value < 1:
                 raise ConfigError(f"TrainConfig.{name} must be a positive integer, got {value!r}.")
         for name in ("steps_per_epoch", "early_stopping_patience", "num_threads"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
+            if value is not None and (not _is_int(value) or value < 1):
                 raise ConfigError(
                     f"TrainConfig.{name} must be None or a positive integer, got {value!r}."
+                )
+        if not _is_int(self.seed) or not 0 <= self.seed < 2**32:
+            raise ConfigError(
+                f"TrainConfig.seed must be a whole number from 0 to {2**32 - 1} (any such "
+                f"number; the same seed repeats a run), got {self.seed!r}."
+            )
+        if self.depth > MAX_DEPTH:
+            raise ConfigError(
+                f"TrainConfig.depth must be at most {MAX_DEPTH} (each level halves the image), "
+                f"got {self.depth}."
+            )
+        for name in ("augment_flips", "augment_rot90", "augment_intensity", "augment_invert",
+                     "amp", "compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(
+                    f"TrainConfig.{name} must be true or false, got {getattr(self, name)!r}."
+                )
+        for name in ("device", "schedule"):
+            if not isinstance(getattr(self, name), str):
+                raise ConfigError(
+                    f"TrainConfig.{name} must be text, got {getattr(self, name)!r}."
+                )
+        for name in ("learning_rate", "warmup_fraction", "min_lr_fraction", "weight_decay",
+                     "val_fraction", "augment_scale", "modality_balance", "time_budget_s"):
+            value = getattr(self, name)
+            if value is None and name == "time_budget_s":
+                continue
+            if not _is_number(value) or not math.isfinite(value):
+                raise ConfigError(
+                    f"TrainConfig.{name} must be a finite number, got {value!r}."
                 )
         if self.schedule not in SCHEDULES:
             raise ConfigError(
                 f"TrainConfig.schedule must be one of {SCHEDULES}, got {self.schedule!r}."
             )
-        if not self.learning_rate > 0:
-            raise ConfigError(f"TrainConfig.learning_rate must be > 0, got {self.learning_rate}.")
+        if not 0 < self.learning_rate <= 1:
+            raise ConfigError(
+                f"TrainConfig.learning_rate must be > 0 and at most 1 (typical: 1e-4 to 1e-2), "
+                f"got {self.learning_rate}."
+            )
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(
                 f"TrainConfig.val_fraction must be in [0, 1), got {self.val_fraction}."
@@ -162,13 +208,21 @@ class TrainConfig:
             raise ConfigError(
                 f"TrainConfig.warmup_fraction must be in [0, 1), got {self.warmup_fraction}."
             )
+        if not 0.0 <= self.min_lr_fraction <= 1.0:
+            raise ConfigError(
+                f"TrainConfig.min_lr_fraction must be in [0, 1] (a fraction of the peak "
+                f"learning rate), got {self.min_lr_fraction}."
+            )
         if self.time_budget_s is not None and not self.time_budget_s > 0:
             raise ConfigError(
                 f"TrainConfig.time_budget_s must be None or > 0, got {self.time_budget_s}."
             )
-        if self.weight_decay < 0 or self.augment_scale < 0 or self.min_lr_fraction < 0:
+        if self.weight_decay < 0:
+            raise ConfigError(f"TrainConfig.weight_decay must be >= 0, got {self.weight_decay}.")
+        if not 0.0 <= self.augment_scale <= MAX_AUGMENT_SCALE:
             raise ConfigError(
-                "TrainConfig weight_decay, augment_scale and min_lr_fraction must be >= 0."
+                f"TrainConfig.augment_scale must be in [0, {MAX_AUGMENT_SCALE:g}] (0.25 resizes "
+                f"crops by 0.8 to 1.25), got {self.augment_scale}."
             )
         if not 0.0 <= self.modality_balance <= 1.0:
             raise ConfigError(
@@ -206,6 +260,11 @@ class TrainConfig:
         ConfigError
             When ``data`` has keys that are not fields of :class:`TrainConfig`.
         """
+        if not isinstance(data, dict):
+            raise ConfigError(
+                f"A training configuration must be a JSON object of TrainConfig fields, got a "
+                f"{type(data).__name__}."
+            )
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

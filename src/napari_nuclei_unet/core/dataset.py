@@ -20,6 +20,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
+import stat
 import warnings
 import zipfile
 from collections.abc import Callable, Generator, Iterable, Sequence
@@ -33,6 +34,7 @@ from . import cache
 from .imageio import (
     DatasetError,
     DatasetWarning,
+    check_regular_file,
     image_size,
     is_junk_name,
     read_image,
@@ -40,6 +42,7 @@ from .imageio import (
 )
 from .modality import MODALITIES, guess_modality
 from .progress import Progress, StopCheck, drive, stop_requested
+from .zipread import MAX_MEMBER_BYTES, read_zip_member
 
 __all__ = [
     "MODALITIES",
@@ -49,7 +52,9 @@ __all__ = [
     "Sample",
     "SampleInfo",
     "load_sample",
+    "load_zip_sample",
     "read_image",
+    "read_zip_member",
 ]
 
 IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
@@ -117,13 +122,15 @@ def _zip_handle(path: str) -> zipfile.ZipFile:
 def _read_member(kind: str, root: str, rel: str) -> bytes:
     if kind == "zip":
         try:
-            return _zip_handle(root).read(rel)
-        except (KeyError, zipfile.BadZipFile, OSError, EOFError) as exc:
+            handle = _zip_handle(root)
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
             raise DatasetError(
                 f"Cannot read {rel} from {root}: {exc}. The zip may be truncated: "
                 "download it again."
             ) from exc
+        return read_zip_member(handle, rel, where=root)
     path = os.path.join(root, rel)
+    check_regular_file(path, max_bytes=MAX_MEMBER_BYTES, what="image or mask file")
     try:
         with open(path, "rb") as fh:
             return fh.read()
@@ -193,9 +200,12 @@ def _index_task(kind: str, root: str, files: _SampleFiles) -> tuple[str, object]
         data = _read_member(kind, root, files.image)
         height, width = image_size(data, name=name)
         image = read_image(data, name=name)
+        modality = guess_modality(image)
     except DatasetError as exc:
         return "error", str(exc)
-    return "ok", (height, width, guess_modality(image))
+    except Exception as exc:  # noqa: BLE001 - one odd file must not refuse a whole dataset
+        return "error", f"{name}: cannot be read ({type(exc).__name__}: {exc})"
+    return "ok", (height, width, modality)
 
 
 def _to_sample(d: dict) -> Sample:
@@ -329,7 +339,7 @@ def _listdir(path: str, stats: list[tuple[str, int, int]] | None = None) -> list
     """File names in ``path`` (None if it is not a folder); optionally record their stats."""
     try:
         entries = [e for e in os.scandir(path) if e.is_file()]
-    except (FileNotFoundError, NotADirectoryError):
+    except OSError:  # missing, not a folder, a symbolic-link loop, no permission
         return None
     if stats is not None:
         for e in entries:
@@ -432,10 +442,16 @@ def _scan_zip(path: Path) -> _Scan:
     # group members by sample folder: <prefix>/<id>/(images|masks)/<file>
     groups: dict[str, dict[str, list[str]]] = {}
     present: set[tuple[str, str]] = set()  # (sample folder, "images"|"masks") that exist
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    duplicated: dict[str, str] = {}  # sample folder -> one duplicated member
     for name in names:
         parts = name.rstrip("/").split("/")
         if any(is_junk_name(p) for p in parts[:-1]):  # e.g. __MACOSX/..., .hidden/...
             continue
+        if counts[name] > 1 and not name.endswith("/") and len(parts) >= 3:
+            duplicated.setdefault("/".join(parts[:-2]), name)
         if name.endswith("/"):  # a directory entry, e.g. an empty masks/
             if len(parts) >= 2 and parts[-1] in ("images", "masks"):
                 sample_dir = "/".join(parts[:-1])
@@ -460,6 +476,14 @@ def _scan_zip(path: Path) -> _Scan:
         if sample_id in scan.files:
             scan.skipped.append((sample_id, f"duplicate sample id at {where}"))
             continue
+        if sample_dir in duplicated:
+            member = duplicated[sample_dir]
+            scan.skipped.append((sample_id, (
+                f"the zip holds {counts[member]} members named {member} (duplicate names): "
+                "which file is meant cannot be told, so the sample is left out rather than "
+                "mixing two images' masks. Re-create the zip from the folder."
+            )))
+            continue
         if sample_dir not in dirs_with["images"]:
             scan.skipped.append((sample_id, f"no images/ folder in {where}"))
             continue
@@ -482,6 +506,11 @@ def _scan_zip(path: Path) -> _Scan:
 
 
 def _scan(path: Path) -> _Scan:
+    if not path.exists() and path.is_symlink():
+        raise DatasetError(
+            f"{path} is a symbolic link to nothing (a broken link or a loop of links): "
+            "give the real folder or zip."
+        )
     if not path.exists():
         raise DatasetError(
             f"{path} does not exist. Give the path of the extracted stage1_train folder, "
@@ -489,6 +518,9 @@ def _scan(path: Path) -> _Scan:
         )
     if path.is_dir():
         return _scan_dir(path)
+    st = check_regular_file(path, what="dataset .zip or folder")
+    if not stat.S_ISREG(st.st_mode):  # pragma: no cover - check_regular_file raised
+        raise _not_a_dataset(path, "it is not a regular file")
     if zipfile.is_zipfile(path):
         return _scan_zip(path)
     if path.suffix.lower() == ".zip":
@@ -937,3 +969,40 @@ def load_sample(path: str | os.PathLike, *, require_masks: bool = True) -> Sampl
             stacklevel=2,
         )
     return sample
+
+
+def load_zip_sample(path: str | os.PathLike, sample_id: str | None = None) -> Sample:
+    """Decode one sample of a DSB2018 zip in place (nothing is extracted to disk).
+
+    Only the zip's list of names and the sample's own members are read, each with the
+    size checks of :func:`read_zip_member`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The zip.
+    sample_id : str, optional
+        Which sample (default: the first usable one by id, without indexing the others).
+
+    Returns
+    -------
+    Sample
+        The decoded sample.
+
+    Raises
+    ------
+    DatasetError
+        When the zip holds no such (usable) sample, or its files cannot be decoded.
+    """
+    path = Path(path).expanduser().absolute()
+    scan = _scan(path)
+    if scan.kind != "zip":
+        raise DatasetError(f"{path} is not a zip file.")
+    if not scan.files:
+        reasons = [f"{s}: {r}" for s, r in scan.skipped] or ["(nothing found)"]
+        raise DatasetError(_report(f"{path}: no usable DSB2018 sample", reasons))
+    if sample_id is None:
+        sample_id = min(scan.files)
+    if sample_id not in scan.files:
+        raise DatasetError(f"{path} holds no usable sample {sample_id!r}.")
+    return _to_sample(_decode_files("zip", scan.root, scan.files[sample_id]))

@@ -11,10 +11,15 @@ from typing import Any
 DEFAULT_URL = "https://data.broadinstitute.org/bbbc/BBBC038/stage1_train.zip"
 
 #: Expected hash of ``stage1_train.zip`` as pooch understands it (``"sha256:<hex>"``,
-#: ``"md5:<hex>"``). None: the file is not checked, because the hash of the file the Broad
-#: serves could not be verified while this was written (offline). Pass ``known_hash`` to
+#: ``"md5:<hex>"``). None: not pinned, because the published hash of the file the Broad
+#: serves could not be verified while this was written (no internet access; no
+#: trustworthy published value found). Set :data:`HASH_ENV` or pass ``known_hash`` to
 #: :func:`fetch_stage1_train` to have the download checked.
 DEFAULT_KNOWN_HASH: str | None = None
+
+#: Environment variable with the expected hash (``sha256:<hex>``), used when
+#: ``known_hash`` is not given and :data:`DEFAULT_KNOWN_HASH` is None.
+HASH_ENV = "NUCLEI_UNET_DSB2018_HASH"
 
 #: File name of the download in the cache.
 ZIP_NAME = "stage1_train.zip"
@@ -119,7 +124,8 @@ def fetch_stage1_train(
     url : str, optional
         Where to download from; the BBBC038 copy by default.
     known_hash : str, optional
-        Expected hash, e.g. ``"sha256:<hex>"``; None skips the check.
+        Expected hash, e.g. ``"sha256:<hex>"``; None uses ``$NUCLEI_UNET_DSB2018_HASH``
+        when set, else skips the check.
     cache_dir : str or os.PathLike, optional
         Folder to store the zip in; default :func:`download_dir`.
     progressbar : bool or object, optional
@@ -145,6 +151,11 @@ def fetch_stage1_train(
     """
     import pooch
 
+    if known_hash is None:
+        known_hash = os.environ.get(HASH_ENV) or None
+    if known_hash is not None and ":" not in known_hash and len(known_hash) != 64:
+        raise DownloadError(url, f"the expected hash {known_hash!r} is not 'sha256:<64 hex>' "
+                                 f"or 'md5:<32 hex>' (set by known_hash or {HASH_ENV})")
     target = cached_path(fname, cache_dir)
     folder = target.parent
     if log is not None and not target.exists():

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import stat
 import struct
 import zlib
 from pathlib import Path
@@ -25,8 +27,21 @@ JUNK_NAMES = frozenset({"thumbs.db", "desktop.ini", "__macosx", "icon\r"})
 #: Low and high percentiles used to map images of more than 8 bits to uint8.
 HIGH_BIT_DEPTH_PERCENTILES = (0.1, 99.9)
 
+#: Largest image (height x width) decoded: 64 megapixels, e.g. 8192 x 8192. A file
+#: claiming more is refused from its header, before any pixel is decoded, so that a
+#: small hostile file cannot make the program allocate gigabytes.
+MAX_IMAGE_PIXELS = 1 << 26
+
+#: Largest image or mask file read into memory whole.
+MAX_FILE_BYTES = 512 * 1024 * 1024
+
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+_DECODE_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, zlib.error,
+                  Image.DecompressionBombError, EOFError, struct.error, IndexError, KeyError,
+                  MemoryError)
 
 
 class DatasetError(ValueError):
@@ -64,9 +79,62 @@ def _describe(source: ImageSource, name: str | None) -> str:
     return str(source)
 
 
+def check_regular_file(path: str | os.PathLike, *, max_bytes: int | None = None,
+                       what: str = "file") -> os.stat_result:
+    """Stat ``path`` and make sure it is a regular file that may be read whole.
+
+    A FIFO, a device or a socket would block or never end; a symbolic-link loop or a
+    missing file gets a plain message.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+    max_bytes : int, optional
+        Refuse files larger than this.
+    what : str
+        What the file is, for messages.
+
+    Returns
+    -------
+    os.stat_result
+
+    Raises
+    ------
+    DatasetError
+        When the file cannot be used; the message says why.
+    """
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        if getattr(exc, "errno", None) == 40 or "symbolic links" in str(exc):
+            raise DatasetError(
+                f"{path} is a symbolic link loop (links that point at each other): replace it "
+                "by the real file or folder."
+            ) from exc
+        raise DatasetError(
+            f"Cannot read {path}: {exc.strerror or exc}. Check that the {what} exists and is "
+            "readable."
+        ) from exc
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a folder" if stat.S_ISDIR(st.st_mode) else
+                "a named pipe (FIFO)" if stat.S_ISFIFO(st.st_mode) else
+                "a device or socket, not a regular file")
+        raise DatasetError(
+            f"{path} is {kind}; expected a regular {what}. Give the path of the file itself."
+        )
+    if max_bytes is not None and st.st_size > max_bytes:
+        raise DatasetError(
+            f"{path} is {st.st_size / 2**20:,.0f} MB, more than the {max_bytes / 2**20:,.0f} MB "
+            f"a single {what} may have here. Split it, or give a smaller file."
+        )
+    return st
+
+
 def _read_bytes(source: ImageSource, name: str | None) -> bytes:
     if isinstance(source, bytes):
         return source
+    check_regular_file(source, max_bytes=MAX_FILE_BYTES, what="image file")
     try:
         return Path(source).read_bytes()
     except OSError as exc:
@@ -74,6 +142,84 @@ def _read_bytes(source: ImageSource, name: str | None) -> bytes:
             f"Cannot read {_describe(source, name)}: {exc.strerror or exc}. "
             "Check that the file exists and is readable."
         ) from exc
+
+
+def _too_big(name: str, height: int, width: int) -> DatasetError:
+    return DatasetError(
+        f"{name} claims to be {width:,} x {height:,} pixels, more than the "
+        f"{MAX_IMAGE_PIXELS:,} pixels an image may have here; it was not decoded (a corrupt "
+        "or hostile file, or an image that needs tiling). Crop or downscale it first."
+    )
+
+
+def check_image_size(data: bytes, *, name: str) -> tuple[int, int] | None:
+    """Refuse an image whose header claims more than :data:`MAX_IMAGE_PIXELS` pixels.
+
+    Only the header is read (PNG: IHDR; TIFF: the first page's tags; others: PIL's
+    lazy open), never the pixels.
+
+    Parameters
+    ----------
+    data : bytes
+        The file's content.
+    name : str
+        The file, for messages.
+
+    Returns
+    -------
+    tuple of int or None
+        ``(height, width)`` when the header could be read, else None (the decoder
+        then names the problem).
+
+    Raises
+    ------
+    DatasetError
+        When the image is too large.
+    """
+    size = None
+    if data[:8] == _PNG_SIGNATURE and len(data) >= 24 and data[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", data[16:24])
+        size = (int(height), int(width))
+    elif data[:4] in _TIFF_SIGNATURES:
+        size = _tiff_size(data, name)
+    else:
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                size = (int(im.height), int(im.width))
+        except Image.DecompressionBombError:
+            raise _too_big(name, 0, 0) from None
+        except Exception:  # noqa: BLE001 - the decoder will name the problem
+            return None
+    if size is not None and size[0] * size[1] > MAX_IMAGE_PIXELS:
+        raise _too_big(name, *size)
+    return size
+
+
+def _tiff_size(data: bytes, name: str) -> tuple[int, int] | None:
+    """(height, width) of a TIFF's first image; refuses more than MAX_IMAGE_PIXELS values."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            page = tif.pages.first
+            shape = tuple(int(n) for n in page.shape)
+            itemsize = int(page.dtype.itemsize) if page.dtype is not None else 1
+            series = tif.series[0] if tif.series else page
+            values = 1
+            for n in series.shape:  # imread reads the whole first series
+                values *= int(n)
+    except Exception:  # noqa: BLE001 - the decoder will name the problem
+        return None
+    if values * itemsize > MAX_FILE_BYTES:
+        raise DatasetError(
+            f"{name}: its first image holds {values:,} values of {itemsize} bytes (shape "
+            f"{shape}), more than can be decoded here; it was not decoded. Crop or downscale "
+            "it first."
+        )
+    if len(shape) < 2:
+        return None
+    axes = [n for n in shape if n > 4] or list(shape)
+    return (axes[0], axes[1]) if len(axes) >= 2 else None
 
 
 def image_size(source: ImageSource, *, name: str | None = None) -> tuple[int, int]:
@@ -116,13 +262,30 @@ def image_size(source: ImageSource, *, name: str | None = None) -> tuple[int, in
     try:
         with Image.open(io.BytesIO(data)) as im:
             return int(im.height), int(im.width)
+    except Image.DecompressionBombError as exc:
+        raise _not_an_image(source, name, exc) from exc
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise _not_an_image(source, name, exc) from exc
 
 
+_FILE_OBJECT = re.compile(r"<_io\.\w+ object at 0x[0-9a-fA-F]+>|<_io\.\w+ name=[^>]*>")
+
+
+def plain_reason(exc: BaseException, name: str) -> str:
+    """``str(exc)`` without Python object addresses (``<_io.BytesIO object at 0x...>``)."""
+    return _FILE_OBJECT.sub(name, str(exc)) or type(exc).__name__
+
+
 def _not_an_image(source: ImageSource, name: str | None, exc: Exception) -> DatasetError:
+    what = _describe(source, name)
+    if isinstance(exc, Image.DecompressionBombError):
+        return DatasetError(
+            f"{what} is too large to decode safely ({plain_reason(exc, what)}); it was not "
+            "decoded. Crop or downscale the image first."
+        )
+    exc_text = plain_reason(exc, what)
     return DatasetError(
-        f"{_describe(source, name)} is not a readable image ({exc}). The file may be corrupt "
+        f"{what} is not a readable image ({exc_text}). The file may be corrupt "
         "or truncated (e.g. an interrupted download or extraction): replace it with a "
         "fresh copy, or delete the sample folder to skip it."
     )
@@ -230,12 +393,13 @@ def read_image(source: ImageSource, *, name: str | None = None) -> np.ndarray:
         When the file is missing, corrupt, truncated or not an image.
     """
     data = _read_bytes(source, name)
+    check_image_size(data, name=_describe(source, name))
     try:
         if data[:4] in _TIFF_SIGNATURES:
             array = _decode_tiff(data)
         else:
             array = _decode_pil(data)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, zlib.error) as exc:
+    except _DECODE_ERRORS as exc:
         raise _not_an_image(source, name, exc) from exc
     try:
         return to_rgb8(array)
@@ -265,6 +429,7 @@ def read_mask(source: ImageSource, *, name: str | None = None) -> np.ndarray:
         When the file is corrupt, truncated or not an image.
     """
     data = _read_bytes(source, name)
+    check_image_size(data, name=_describe(source, name))
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
@@ -273,7 +438,7 @@ def read_mask(source: ImageSource, *, name: str | None = None) -> np.ndarray:
             elif im.mode == "1":
                 im = im.convert("L")
             a = np.asarray(im)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, zlib.error) as exc:
+    except _DECODE_ERRORS as exc:
         raise _not_an_image(source, name, exc) from exc
     if a.ndim == 3:
         channels = a[:, :, :3] if a.shape[2] >= 3 else a[:, :, :1]
@@ -415,6 +580,9 @@ def read_mask_box(
     DatasetError
         When the file is corrupt or its size differs from ``shape``.
     """
+    size = check_image_size(data, name=name)
+    if size is not None:
+        _check_mask_shape(size, shape, name)
     parsed = _png_grey8_rows(data)
     if parsed is None:
         return _mask_box_pil(data, name, shape)
@@ -478,7 +646,7 @@ def _mask_box_pil(data: bytes, name: str, shape: tuple[int, int] | None) -> Mask
             im.load()
     except DatasetError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, zlib.error) as exc:
+    except _DECODE_ERRORS as exc:
         raise _not_an_image(data, name, exc) from exc
     mask = read_mask(data, name=name)
     return _crop_box(mask != 0, 0, 0)

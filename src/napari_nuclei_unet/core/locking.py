@@ -16,10 +16,10 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-__all__ = ["LockTimeout", "exclusive_lock"]
+__all__ = ["LockTimeout", "RunFolderBusy", "exclusive_lock", "hold_run_folder", "lock_owner"]
 
 _BUSY = {errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK, errno.EDEADLK}
 _thread_locks: dict[str, threading.Lock] = {}
@@ -70,7 +70,7 @@ def _unlock(fd: int) -> None:
 
 @contextmanager
 def exclusive_lock(path: str | os.PathLike, *, timeout: float = 60.0,
-                   poll_s: float = 0.05) -> Iterator[None]:
+                   poll_s: float = 0.05, owner: str | None = None) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (created if missing) for a ``with`` block.
 
     Parameters
@@ -81,6 +81,10 @@ def exclusive_lock(path: str | os.PathLike, *, timeout: float = 60.0,
         Seconds to wait for another holder; 0 tries once.
     poll_s : float, default 0.05
         Seconds between tries while waiting.
+    owner : str, optional
+        Text written into the lock file while it is held (e.g. the process id and
+        command), so that someone who finds it busy can be told who holds it
+        (:func:`lock_owner`).
 
     Raises
     ------
@@ -102,6 +106,12 @@ def exclusive_lock(path: str | os.PathLike, *, timeout: float = 60.0,
                 if time.monotonic() >= deadline:
                     raise LockTimeout(f"{path} is held by another program (waited {timeout:g} s).")
                 time.sleep(poll_s)
+            if owner is not None and os.name != "nt":
+                try:
+                    os.ftruncate(fd, 0)
+                    os.pwrite(fd, owner.encode("utf-8", "replace"), 0)
+                except OSError:
+                    pass
             try:
                 yield
             finally:
@@ -110,3 +120,83 @@ def exclusive_lock(path: str | os.PathLike, *, timeout: float = 60.0,
             os.close(fd)
     finally:
         local.release()
+
+
+def lock_owner(path: str | os.PathLike) -> str:
+    """What the holder of a lock file wrote in it (``""`` if nothing or unreadable)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return " ".join(fh.read(500).split())
+    except OSError:
+        return ""
+
+
+#: The lock file of a training run folder.
+RUN_LOCK_NAME = ".nuclei-unet-run.lock"
+
+
+_run_holders: dict[str, int] = {}
+
+
+class RunFolderBusy(ValueError):
+    """Another program is writing checkpoints into the same run folder."""
+
+
+@contextmanager
+def hold_run_folder(folder: str | os.PathLike) -> Iterator[None]:
+    """Be the only writer of a training run folder for a ``with`` block.
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+        The run folder (``--out``); created if missing.
+
+    Raises
+    ------
+    RunFolderBusy
+        At once, when another process (or thread) holds it; the message names the
+        folder and the other process.
+
+    Notes
+    -----
+    Re-entrant within one thread (the CLI takes it, then ``train()`` again). In a
+    torch.distributed job (``RANK`` set) only rank 0 takes it.
+    """
+    import sys
+
+    if os.environ.get("RANK", "0") != "0":
+        # a torch.distributed job: rank 0 holds the lock for the whole job (and is the
+        # only rank that writes checkpoints)
+        yield
+        return
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise RunFolderBusy(
+            f"{folder} is a file, not a folder: give --out a folder for the checkpoints "
+            "(it is created if missing)."
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / RUN_LOCK_NAME
+    key = os.path.normcase(str(path.resolve()))
+    if _run_holders.get(key) == threading.get_ident():
+        yield  # nested: this thread already holds it (e.g. the CLI, then train())
+        return
+    command = " ".join(sys.argv[:1] + sys.argv[1:6])
+    stack = ExitStack()
+    try:
+        stack.enter_context(
+            exclusive_lock(path, timeout=0, owner=f"process {os.getpid()} ({command})")
+        )
+    except LockTimeout:
+        other = lock_owner(path) or "another program"
+        raise RunFolderBusy(
+            f"{folder} is already used by a training run in {other}. Two runs writing to one "
+            "folder would mix their checkpoints: wait for that run to finish (or stop it), or "
+            "give this one another --out folder."
+        ) from None
+    _run_holders[key] = threading.get_ident()
+    try:
+        with stack:
+            yield
+    finally:
+        _run_holders.pop(key, None)

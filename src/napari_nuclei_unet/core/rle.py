@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -240,19 +239,15 @@ def write_submission_csv(path: str | os.PathLike, labels_by_id: Mapping[str, np.
         nucleus (in increasing label order); an image with no nuclei gets one row
         with an empty ``EncodedPixels``.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
+    from .atomic import atomic_write
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh, lineterminator="\n")
             writer.writerow(["ImageId", "EncodedPixels"])
             for image_id, labels in labels_by_id.items():
                 rles = labels_to_rles(labels)
                 for rle in rles or [""]:
                     writer.writerow([image_id, rle])
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+
+    return atomic_write(path, write)

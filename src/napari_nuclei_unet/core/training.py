@@ -41,6 +41,7 @@ from .checkpoint import (
 from .config import TrainConfig
 from .device import amp_dtype, configure_cpu_threads, resolve_device, restored_cpu_threads
 from .inference import predict_probability
+from .locking import hold_run_folder
 from .losses import DiceBCELoss
 from .model import UNet
 from .progress import stop_requested
@@ -367,7 +368,7 @@ def train(
     ``config.num_threads`` for the run and put back when the run ends, fails or is
     closed, so that later predictions in the same process keep their setting.
     """
-    with restored_cpu_threads():
+    with hold_run_folder(out_dir), restored_cpu_threads():  # one writer per run folder
         return (yield from _train(config, samples, out_dir=out_dir, resume_from=resume_from,
                                   init_from=init_from, should_stop=should_stop,
                                   val_samples=val_samples))
@@ -578,7 +579,7 @@ def _train(
                     if channels_last:
                         x = x.contiguous(memory_format=torch.channels_last)
                     loss = _train_step(step_model, optimizer, loss_fn, x, y, dtype, scaler)
-                except RuntimeError as exc:  # torch.cuda.OutOfMemoryError is a RuntimeError
+                except (RuntimeError, MemoryError) as exc:  # CUDA OOM is a RuntimeError
                     if _is_out_of_memory(exc):
                         raise TrainingError(
                             f"{device} ran out of memory with batch_size={config.batch_size} "
@@ -595,8 +596,9 @@ def _train(
                     raise NonFiniteLossError(
                         f"The training loss became {loss} at epoch {epoch}, step {step}. Training "
                         f"diverged: lower the learning rate (now {config.learning_rate:g}; try "
-                        f"{config.learning_rate / 3:g}), or turn off amp. The best checkpoint so "
-                        f"far is kept at {best_path}."
+                        f"{config.learning_rate / 3:g}), or turn off amp. "
+                        + (f"The best checkpoint so far is kept at {best_path}."
+                           if best_path.exists() else "No checkpoint was saved yet.")
                     )
                 global_step += 1
                 distributed.inject_fault(global_step)  # test-only (torchrun restarts)
@@ -620,7 +622,7 @@ def _train(
                 try:
                     val_loss, val_iou = distributed.from_rank0(  # others wait (torchrun)
                         lambda: validate(model, val_list, device))
-                except RuntimeError as exc:
+                except (RuntimeError, MemoryError) as exc:
                     if not _is_out_of_memory(exc):
                         raise
                     raise TrainingError(
@@ -662,9 +664,14 @@ def _train(
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
-    """True for CUDA/MPS out-of-memory errors."""
+    """True for out-of-memory errors (CUDA, MPS and the CPU allocator)."""
     oom = getattr(torch.cuda, "OutOfMemoryError", None)
-    return (oom is not None and isinstance(exc, oom)) or "out of memory" in str(exc).lower()
+    if isinstance(exc, MemoryError) or (oom is not None and isinstance(exc, oom)):
+        return True
+    text = str(exc).lower()
+    # CPU: "DefaultCPUAllocator: can't allocate memory: you tried to allocate ..."
+    return "out of memory" in text or "can't allocate memory" in text or (
+        "allocat" in text and "memory" in text)
 
 
 def _is_compile_error(exc: BaseException) -> bool:

@@ -1,0 +1,163 @@
+"""Training faults: two writers on one run folder, --resume, out of memory, divergence."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import test_faults_corpus as corpus  # noqa: E402
+from napari_nuclei_unet.cli import main  # noqa: E402
+
+TINY = ["--base-width", "4", "--depth", "2", "--crop-size", "32", "--batch-size", "2",
+        "--steps-per-epoch", "1", "--device", "cpu", "--num-threads", "1", "--seed", "1"]
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("NUCLEI_UNET_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def data(tmp_path):
+    return corpus.good_dataset(tmp_path / "data", n=3)
+
+
+def test_second_writer_on_a_run_folder_fails_at_once_naming_the_other(data, tmp_path, capsys):
+    run = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\n"
+         "from napari_nuclei_unet.core.locking import hold_run_folder\n"
+         f"with hold_run_folder({str(run)!r}):\n"
+         "    print('held', flush=True)\n"
+         "    time.sleep(60)\n"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        code = main(["train", str(data), "--out", str(run), "--epochs", "1", *TINY])
+        err = capsys.readouterr().err
+        assert time.monotonic() - started < 30  # no training, no waiting
+    finally:
+        holder.kill()
+        holder.wait()
+    assert code == 2, err
+    assert str(run) in err and f"process {holder.pid}" in err, err
+    assert "another --out" in err
+    assert not (run / "best.safetensors").exists()
+    # once the other run is gone the folder is free again (the OS lock died with it)
+    assert main(["-q", "train", str(data), "--out", str(run), "--epochs", "1", *TINY]) == 0
+
+
+def test_two_trainings_in_one_process_on_one_folder(data, tmp_path):
+    from napari_nuclei_unet.core.config import TrainConfig
+    from napari_nuclei_unet.core.locking import RunFolderBusy, hold_run_folder
+    from napari_nuclei_unet.core.training import train
+
+    run = tmp_path / "run"
+    config = TrainConfig(base_width=4, depth=2, crop_size=32, batch_size=2, epochs=1,
+                         steps_per_epoch=1, device="cpu")
+    import threading
+
+    held = threading.Event()
+    release = threading.Event()
+
+    def other():
+        with hold_run_folder(run):
+            held.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    try:
+        held.wait(10)
+        with pytest.raises(RunFolderBusy, match="already used by a training run"):
+            next(train(config, [], out_dir=run))
+    finally:
+        release.set()
+        thread.join()
+
+
+def test_resume_continues_with_the_saved_configuration(data, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["-q", "train", str(data), "--out", str(run), "--epochs", "1", *TINY]) == 0
+    capsys.readouterr()
+    last = run / "last.safetensors"
+    code = main(["train", str(data), "--out", str(run), "--resume", str(last),
+                 "--epochs", "2"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    config = json.loads((run / "last.json").read_text())["config"]
+    assert (config["batch_size"], config["crop_size"], config["seed"], config["base_width"],
+            config["steps_per_epoch"], config["epochs"]) == (2, 32, 1, 4, 1, 2)
+    assert "resuming with epochs=2 (the run was started with epochs=1)" in err
+    assert "crops 32, batch 2" in err
+
+
+def test_resume_refuses_another_network_shape(data, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["-q", "train", str(data), "--out", str(run), "--epochs", "1", *TINY]) == 0
+    capsys.readouterr()
+    code = main(["train", str(data), "--out", str(run), "--resume",
+                 str(run / "last.safetensors"), "--base-width", "8"])
+    err = capsys.readouterr().err
+    assert code == 2 and "keeps the network's shape" in err and "--init" in err, err
+
+
+@pytest.mark.parametrize("error", [
+    MemoryError(),
+    RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough "
+                 "memory: you tried to allocate 68719476736 bytes."),
+    RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes"),
+])
+def test_out_of_memory_is_a_plain_message(error, data, tmp_path, capsys, monkeypatch):
+    import napari_nuclei_unet.core.training as training
+
+    def boom(*args, **kwargs):
+        raise error
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(training, "train", boom)
+    code = main(["train", str(data), "--out", str(tmp_path / "run"), *TINY])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "ran out of memory" in err and "this is a bug" not in err
+    assert training._is_out_of_memory(error)
+
+
+def test_divergence_names_only_checkpoints_that_exist(data, tmp_path, monkeypatch):
+    import napari_nuclei_unet.core.training as training
+    from napari_nuclei_unet.core.config import TrainConfig
+    from napari_nuclei_unet.core.dataset import DSBDataset
+    from napari_nuclei_unet.core.progress import drive
+
+    samples = drive(DSBDataset.open(data, use_cache=False).iter_load(use_cache=False))
+    monkeypatch.setattr(training, "_train_step", lambda *a, **k: float("nan"))
+    config = TrainConfig(base_width=4, depth=2, crop_size=32, batch_size=2, epochs=1,
+                         steps_per_epoch=1, device="cpu")
+    with pytest.raises(training.NonFiniteLossError) as info:
+        drive(training.train(config, samples, out_dir=tmp_path / "run"))
+    assert "No checkpoint was saved yet" in str(info.value)
+    assert "best.safetensors" not in str(info.value)
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--lr", "inf"], "learning_rate must be a finite number"),
+    (["--lr", "nan"], "learning_rate must be a finite number"),
+    (["--seed", "-1"], "seed must be a whole number from 0"),
+    (["--min-lr-fraction", "5"], "min_lr_fraction must be in [0, 1]"),
+    (["--weight-decay", "nan"], "weight_decay must be a finite number"),
+    (["--augment-scale", "inf"], "augment_scale must be a finite number"),
+    (["--time-budget-s", "inf"], "time_budget_s must be a finite number"),
+])
+def test_non_finite_hyperparameters_refused_up_front(argv, words, data, tmp_path, capsys):
+    code = main(["train", str(data), "--out", str(tmp_path / "run"), *TINY, *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and words in err, err
+    assert not (tmp_path / "run").exists()
