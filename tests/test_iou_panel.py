@@ -131,7 +131,9 @@ def test_cells_coloured_by_score(panel, qtbot):
     session.rows[ids[1]] = _row(session, ids[1], iou=0.95)
     session.scores_changed.emit()
     panel.sort_by("iou")
-    column = 2
+    from napari_nuclei_unet.widgets.iou_panel import FIELDS
+
+    column = FIELDS.index("iou")
     low = panel.proxy.index(0, column).data(Qt.ItemDataRole.BackgroundRole)
     high = panel.proxy.index(panel.proxy.rowCount() - 1, column).data(
         Qt.ItemDataRole.BackgroundRole

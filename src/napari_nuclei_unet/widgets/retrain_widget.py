@@ -634,8 +634,8 @@ class RetrainWidget(QWidget):
 
     def current_prediction(self) -> np.ndarray | None:
         """The predicted nuclei of the shown image (as the Compare dock shows them), or None."""
+        from napari_nuclei_unet.core.predict_score import predicted_labels
         from napari_nuclei_unet.widgets._compare_layers import PREDICTION_LAYER
-        from napari_nuclei_unet.widgets.compare_widget import predicted_labels
 
         sample = self._current_sample()
         if sample is None:
@@ -969,8 +969,7 @@ class RetrainWidget(QWidget):
             return False
         try:
             show_sample(self.viewer, sample)
-            self.session.current_id = sample.id
-            self.session.current_changed.emit(sample.id)
+            self.session.set_current(sample.id)
         except Exception as exc:  # never a traceback dialog for a click
             notify_error(exc, f"Showing image {short_id(sample_id)}")
             return False
@@ -1166,7 +1165,10 @@ class RetrainWidget(QWidget):
             behind a running prediction).
         """
         from napari_nuclei_unet.core.finetune import safe_sample_id
-        from napari_nuclei_unet.widgets.compare_widget import PREDICT_JOB, start_prediction_job
+        from napari_nuclei_unet.widgets._prediction_service import (
+            PREDICT_JOB,
+            start_prediction_job,
+        )
 
         running = self.session.jobs.running(PREDICT_JOB)
         if running is not None:
