@@ -43,6 +43,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_nuclei_unet.core.progress import stop_requested
+from napari_nuclei_unet.widgets._ids import enable_id_copy
 from napari_nuclei_unet.widgets._layers import DATASET_KEY, short_id, show_sample
 from napari_nuclei_unet.widgets._progress import ThrottledProgress
 from napari_nuclei_unet.widgets._session import disconnect_all, on_destroyed, session_for
@@ -220,7 +221,8 @@ class DataBrowserWidget(QWidget):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
         self.table.setSortingEnabled(True)
         self.table.itemSelectionChanged.connect(self._on_selection_changed)
-        self.table.setMinimumHeight(200)
+        self.table.setMinimumHeight(120)
+        enable_id_copy(self.table, self._selected_id)  # Ctrl+C / right click: the full id
         layout.addWidget(self.table, 1)
 
         load_row = QHBoxLayout()

@@ -402,7 +402,7 @@ class IoUPanel(QWidget):
         self._syncing = True
         try:
             dataset = session.dataset
-            ids = list(dataset.ids()) if dataset is not None else [row.id for row in rows]
+            ids = list(dataset.ids()) if dataset is not None else list(session.samples)
             self.model.set_rows(rows, splits_of(session.model, ids))
         finally:
             self._syncing = False
