@@ -40,7 +40,15 @@ TRUTH_CONTOUR_LAYER = "label mask (outlines)"
 #: Pixel errors of the prediction against the label mask (overlay mode).
 ERROR_LAYER = "errors (TP / FP / FN)"
 
-COMPARE_LAYERS = (PREDICTION_IMAGE_LAYER, PREDICTION_LAYER, TRUTH_CONTOUR_LAYER, ERROR_LAYER)
+#: Titles drawn on the canvas over the two panes of side-by-side mode (Points text).
+TITLE_LEFT_LAYER = "pane title: label mask"
+TITLE_RIGHT_LAYER = "pane title: prediction"
+PANE_TITLES = {TITLE_LEFT_LAYER: "label mask", TITLE_RIGHT_LAYER: "prediction"}
+
+COMPARE_LAYERS = (PREDICTION_IMAGE_LAYER, PREDICTION_LAYER, TRUTH_CONTOUR_LAYER, ERROR_LAYER,
+                  TITLE_LEFT_LAYER, TITLE_RIGHT_LAYER)
+#: Layers per pane in side-by-side mode: image, mask (or prediction), title.
+SIDE_BY_SIDE_STRIDE = 3
 
 #: Values of the error layer.
 TRUE_POSITIVE, FALSE_POSITIVE, FALSE_NEGATIVE = 1, 2, 3
@@ -183,6 +191,24 @@ def _upsert_prediction_image(viewer: napari.Viewer, image_layer):
     return layer
 
 
+def _upsert_title(viewer: napari.Viewer, name: str, image_layer):
+    """A one-point Points layer whose text titles a pane ("label mask" / "prediction")."""
+    layer = _get(viewer, name)
+    if layer is None:
+        layer = viewer.add_points(
+            np.zeros((1, 2)), name=name, size=1, face_color="transparent",
+            border_width=0, border_color="transparent",
+            features={"title": [PANE_TITLES[name]]},
+            text={"string": "{title}", "anchor": "upper_left", "size": 13,
+                  "color": "white"},
+        )
+        layer.editable = False
+        layer.metadata["nuclei_unet_title"] = True
+    layer.translate = image_layer.translate
+    layer.scale = image_layer.scale
+    return layer
+
+
 def _move_to_bottom(viewer: napari.Viewer, names: list[str]) -> None:
     """Put the named layers at list positions 0, 1, ... in that order (0 is drawn first)."""
     for target, name in enumerate(names):
@@ -264,10 +290,12 @@ def show_comparison(
         # included, and fills the panes left to right: [image, label mask] left,
         # [image copy, prediction] right; the overlay layers, hidden, go last.
         spacer = truth_layer.name if truth_layer is not None else TRUTH_CONTOUR_LAYER
+        titles = [_upsert_title(viewer, name, image_layer) for name in PANE_TITLES]
         _move_to_bottom(
-            viewer, [image_layer.name, spacer, PREDICTION_IMAGE_LAYER, PREDICTION_LAYER]
+            viewer, [image_layer.name, spacer, TITLE_LEFT_LAYER,
+                     PREDICTION_IMAGE_LAYER, PREDICTION_LAYER, TITLE_RIGHT_LAYER]
         )
-        for layer in (image_layer, pred_image, prediction):
+        for layer in (image_layer, pred_image, prediction, *titles):
             layer.visible = True
         if truth_layer is not None:
             truth_layer.visible = has_truth
@@ -276,9 +304,10 @@ def show_comparison(
         errors.visible = False
         grid = grid_of(viewer)
         was_enabled = grid.enabled
-        grid.stride = 2
+        grid.stride = SIDE_BY_SIDE_STRIDE
         grid.shape = (1, 2)
         grid.enabled = True
+        _guard_panes(viewer)
         if not was_enabled:
             viewer.reset_view()  # frame both panes
     else:
@@ -290,6 +319,9 @@ def show_comparison(
             grid.enabled = False
             viewer.reset_view()  # the camera was framing two panes
         pred_image.visible = False
+        for name in PANE_TITLES:
+            if name in viewer.layers:
+                viewer.layers[name].visible = False
         if truth_layer is not None:
             truth_layer.visible = False
         image_layer.visible = True
@@ -306,6 +338,47 @@ def show_comparison(
         TRUTH_CONTOUR_LAYER: contour,
         ERROR_LAYER: errors,
     }
+
+
+def side_by_side_active(viewer: napari.Viewer) -> bool:
+    """True while the two panes (label mask | prediction) are shown."""
+    grid = grid_of(viewer)
+    return bool(grid.enabled) and PREDICTION_LAYER in viewer.layers and (
+        TITLE_LEFT_LAYER in viewer.layers and viewer.layers[TITLE_LEFT_LAYER].visible
+    )
+
+
+def _guard_panes(viewer: napari.Viewer) -> None:
+    """Keep the two panes when the user adds a layer (e.g. drops a zip) in side by side.
+
+    napari's grid puts every run of :data:`SIDE_BY_SIDE_STRIDE` layers in a pane
+    and wraps extra runs into the first panes; a new visible layer would land over
+    the label mask. It is hidden instead, and the user is told how to see it.
+    """
+    from napari_nuclei_unet.widgets._session import session_for
+
+    session = session_for(viewer)
+    if getattr(session, "panes_guarded", False):
+        return
+
+    def on_inserted(event) -> None:
+        layer = event.value
+        ours = {*COMPARE_LAYERS}
+        from napari_nuclei_unet.widgets._layers import IMAGE_LAYER, LABELS_LAYER
+
+        if layer.name in ours or layer.name in (IMAGE_LAYER, LABELS_LAYER):
+            return
+        if not side_by_side_active(viewer) or not layer.visible:
+            return
+        layer.visible = False
+        from napari_nuclei_unet.widgets._workers import notify
+
+        notify(f"Layer “{layer.name[:24]}” is hidden so that side by side keeps the label "
+               "mask and the prediction in their panes. Switch Compare to overlay (or tick "
+               "the layer's eye) to see it.")
+
+    viewer.layers.events.inserted.connect(on_inserted)
+    session.panes_guarded = True
 
 
 def shown_prediction_id(viewer: napari.Viewer) -> str | None:
