@@ -97,3 +97,4 @@ def test_short_ids_are_eight_characters():
     long = "0123456789abcdef" * 4
     assert short_id(long) == "01234567"
     assert short_id("tiny-3") == "tiny-3"
+    assert short_id("synthetic-brightfield-12").startswith("synthetic-brig")

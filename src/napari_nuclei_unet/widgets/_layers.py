@@ -72,7 +72,11 @@ def short_id(sample_id: str, keep: int = 8, longest: int = 16) -> str:
     str
         ``sample_id`` itself when short, else its first ``keep`` characters.
     """
-    return sample_id if len(sample_id) <= longest else sample_id[:keep]
+    if len(sample_id) <= longest:
+        return sample_id
+    if all(c in "0123456789abcdefABCDEF" for c in sample_id):
+        return sample_id[:keep]  # a hash-like id: its start names it
+    return sample_id[: longest - 1] + "…"  # a readable name: keep more of it
 
 
 def find_layer(viewer: napari.Viewer, name: str, kind: type | None = None) -> Layer | None:
