@@ -165,6 +165,34 @@ def _save_correction(store: Any, sample_id: str, image: np.ndarray, labels: np.n
     return correction
 
 
+def round_adopted(result: Any, tolerance: float = 0.005) -> tuple[bool, str]:
+    """Whether a fine-tuning round's model should become current, and why not.
+
+    Uses the round's own verdict (``result.adopted`` and ``result.reason``, from
+    ``core.finetune``) when it gives one; otherwise the round is adopted unless
+    the mean IoU of its checks (the corrected images, and the original images
+    when scored) dropped by more than ``tolerance``.
+
+    Returns
+    -------
+    tuple
+        ``(adopted, reason)``; ``reason`` is "" when adopted.
+    """
+    verdict = getattr(result, "adopted", None)
+    if verdict is not None:
+        reason = str(getattr(result, "reason", "") or "it scored worse on its checks")
+        return bool(verdict), "" if verdict else reason
+    worse = []
+    for split in ("corrected", "evaluation"):
+        try:
+            before, after = result.mean_iou(split, "before"), result.mean_iou(split, "after")
+        except (KeyError, ValueError, AttributeError):
+            continue
+        if before is not None and after is not None and after < before - tolerance:
+            worse.append(f"the {split} images got worse ({before:.3f} → {after:.3f})")
+    return (not worse), "; ".join(worse)
+
+
 @dataclass
 class _SaveRequest:
     """A correction waiting to be saved (saves run one at a time, never during a round)."""
@@ -268,6 +296,7 @@ class RetrainWidget(QWidget):
         self.session = session_for(napari_viewer)
         self.project: Path = last_project_dir()
         self.last_result: Any = None
+        self.last_adopted: bool | None = None
         self._edit: editing.EditState | None = None
         self._stop_event = threading.Event()
         self._done_event = threading.Event()
@@ -424,6 +453,12 @@ class RetrainWidget(QWidget):
         self.status_label = QLabel(" ")
         self.status_label.setWordWrap(True)
         tune.addWidget(self.status_label)
+        # a round that scored worse is kept as a version, never made current: say so
+        self.adoption_label = QLabel()
+        self.adoption_label.setWordWrap(True)
+        self.adoption_label.setStyleSheet("color: #f0a030; font-weight: bold")
+        self.adoption_label.setVisible(False)
+        tune.addWidget(self.adoption_label)
         self.curves = loss_curves(getattr(self.viewer, "theme", "dark"))
         tune.addWidget(self.curves)
         self.scores_title = QLabel("IoU of the corrected images, before and after a round")
@@ -1105,11 +1140,29 @@ class RetrainWidget(QWidget):
         version = result.version
         self.show_scores(result.corrected, title=f"{version.name}: IoU of the corrected images "
                                                  "before and after the round")
-        self.session.set_model(loaded)  # clears the old predictions, refreshes the docks
         before = result.mean_iou("corrected", "before")
         after = result.mean_iou("corrected", "after")
-        notify(f"Fine-tuning finished: {version.name} is now the model (mean IoU on the "
-               f"corrected images {before:.3f} → {after:.3f}). Nothing was overwritten.")
+        scores = ("" if before is None or after is None
+                  else f" (mean IoU on the corrected images {before:.3f} → {after:.3f})")
+        adopted, why = round_adopted(result)
+        self.last_adopted = adopted
+        if not adopted:
+            # kept as a version, never made current: the model in use stays
+            self.adoption_label.setText(
+                f"{version.name} was kept as a version but NOT made current: {why}{scores}. "
+                "Select it in the list and click Use to try it anyway."
+            )
+            self.adoption_label.setVisible(True)
+            notify(f"{version.name} scored worse on its checks{scores}, so it was kept as a "
+                   "version but not made current; the model in use is unchanged.",
+                   warning=True)
+            self.refresh()
+            self.versions_table.select_key(version.name)
+            return
+        self.adoption_label.setVisible(False)
+        self.session.set_model(loaded)  # the old model's results are kept, not wiped
+        notify(f"Fine-tuning finished: {version.name} is now the model{scores}. "
+               "Nothing was overwritten.")
         self.refresh()
         self.versions_table.select_key(version.name)
         self.predict_corrected()

@@ -57,7 +57,7 @@ from superqt import QCollapsible
 
 from napari_nuclei_unet.core.config import SCHEDULES, ConfigError, TrainConfig
 from napari_nuclei_unet.widgets._plots import TrainingCurves
-from napari_nuclei_unet.widgets._session import session_for
+from napari_nuclei_unet.widgets._session import model_name, session_for
 from napari_nuclei_unet.widgets._workers import notify
 
 if TYPE_CHECKING:
@@ -376,7 +376,15 @@ class TrainWidget(QWidget):
         self.open_folder_button = QPushButton("Open folder")
         self.open_folder_button.setEnabled(False)
         self.open_folder_button.clicked.connect(self.open_run_folder)
+        self.use_model_button = QPushButton("Use this model")
+        self.use_model_button.setToolTip(
+            "Make the trained model the one used for predictions (the scores of the model "
+            "in use now are kept and come back when you load it again)"
+        )
+        self.use_model_button.setVisible(False)
+        self.use_model_button.clicked.connect(self.use_trained_model)
         result_row.addWidget(self.best_label, 1)
+        result_row.addWidget(self.use_model_button)
         result_row.addWidget(self.open_folder_button)
         layout.addLayout(result_row)
 
@@ -597,6 +605,7 @@ class TrainWidget(QWidget):
         self._worker = worker
         self._closing = False
         self._config = config
+        self.use_model_button.setVisible(False)  # a new run: the last offer is gone
         self.run_dir = out_dir
         self.result = None
         if resume_from is None:
@@ -672,11 +681,40 @@ class TrainWidget(QWidget):
                    f"{self.best_checkpoint}")
         else:
             notify(f"Training finished. Best model: {self.best_checkpoint}")
-        self.session.jobs.start(
-            "load model", _load_best, self.best_checkpoint, self._config.device,
-            on_returned=self.session.set_model, action="Loading the trained model",
-            refuse=False,
+        if self.session.model is None:  # nothing in use to replace: use it at once
+            self.use_trained_model()
+            return
+        # never swap the model in use (and its scores) without asking: offer it
+        self.use_model_button.setVisible(True)
+        self.use_model_button.setEnabled(True)
+        notify(f"The trained model was not put in use: click 'Use this model' in the Train "
+               f"panel to predict with it ({model_name(self.session.model)} stays in use).")
+
+    def use_trained_model(self) -> Any:
+        """Load the run's best checkpoint and make it the session's model (in a worker).
+
+        Returns
+        -------
+        WorkerBase or None
+            The loading worker, or None when there is no trained model yet.
+        """
+        if self.best_checkpoint is None or not Path(self.best_checkpoint).exists():
+            notify("No trained model yet: train first.")
+            return None
+        self.use_model_button.setEnabled(False)
+        config = getattr(self, "_config", None)
+        device = config.device if config is not None else "auto"
+
+        def use(loaded: Any) -> None:
+            self.session.set_model(loaded)
+            self.use_model_button.setVisible(False)
+
+        worker = self.session.jobs.start(
+            "load model", _load_best, self.best_checkpoint, device,
+            on_returned=use, on_finished=lambda: self.use_model_button.setEnabled(True),
+            action="Loading the trained model", refuse=False,
         )
+        return worker
 
     @staticmethod
     def _best_summary(result: Any) -> str:
