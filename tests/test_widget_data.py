@@ -73,6 +73,10 @@ def test_open_and_select_reuses_layers(browser, qtbot, dataset_dir):
         viewer.layers[LABELS_LAYER].data, session.samples["zz-tall"].labels
     )
     assert changed == [ids[0], "zz-tall"]
+    # the caption sits at the top, away from the toasts at the bottom right of the canvas
+    from napari_nuclei_unet.widgets._layers import text_overlay
+
+    assert "top" in str(text_overlay(viewer).position)
 
 
 def test_label_edits_are_kept_when_moving_on(browser, qtbot, dataset_dir):

@@ -274,6 +274,8 @@ def show_sample(viewer: napari.Viewer, sample: Sample) -> tuple[Image, Labels]:
         f"{short_id(sample.id)}  ·  {sample.modality}  ·  {height} × {width} px  ·  "
         f"{n_nuclei} nuclei"
     )
+    # at the top: napari's notification toasts pop up at the bottom right of the canvas
+    overlay.position = "top_center"
     overlay.visible = True
     if old_shape != (height, width):
         viewer.reset_view()
