@@ -1030,7 +1030,7 @@ class RetrainWidget(QWidget):
             model, no corrections); a notification says why.
         """
         from napari_nuclei_unet.core.finetune import safe_sample_id
-        from napari_nuclei_unet.widgets.train_widget import gui_cpu_threads
+        from napari_nuclei_unet.widgets._workers import gui_cpu_threads
 
         if self.is_finetuning():
             notify(BUSY_FINETUNE)
@@ -1103,7 +1103,7 @@ class RetrainWidget(QWidget):
         return self._done_event.wait(timeout)
 
     def _on_update(self, update: Any) -> None:
-        from napari_nuclei_unet.widgets.train_widget import format_duration
+        from napari_nuclei_unet.widgets._progress import format_duration
 
         if self._closing:
             return
@@ -1168,7 +1168,7 @@ class RetrainWidget(QWidget):
         self.predict_corrected()
 
     def _on_finished(self) -> None:
-        from napari_nuclei_unet.widgets.train_widget import format_duration
+        from napari_nuclei_unet.widgets._progress import format_duration
 
         if self._closing:
             return

@@ -57,8 +57,12 @@ from superqt import QCollapsible
 
 from napari_nuclei_unet.core.config import SCHEDULES, ConfigError, TrainConfig
 from napari_nuclei_unet.widgets._plots import TrainingCurves
+from napari_nuclei_unet.widgets._progress import format_duration  # noqa: F401  (re-exported)
 from napari_nuclei_unet.widgets._session import model_name, session_for
-from napari_nuclei_unet.widgets._workers import notify
+from napari_nuclei_unet.widgets._workers import (
+    gui_cpu_threads,  # noqa: F401  (re-exported)
+    notify,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -137,28 +141,6 @@ def new_run_dir(root: str | Path) -> Path:
         k += 1
         candidate = Path(root) / f"{stamp}-{k}"
     return candidate
-
-
-def format_duration(seconds: float) -> str:
-    """Plain-words duration: ``"12 s"``, ``"3 min"``, ``"1 h 05 min"``."""
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{round(seconds / 60)} min"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
-
-
-def gui_cpu_threads() -> int:
-    """CPU threads for training in the GUI: all physical cores but one (at least 1).
-
-    torch's intra-op threads spin on every core they get; on a 2-core laptop two
-    training threads starve napari's main thread (and make training itself many
-    times slower when other programs need the CPU too), so one core is left free.
-    """
-    from napari_nuclei_unet.core.device import physical_cpu_count
-
-    return max(1, physical_cpu_count() - 1)
 
 
 def _run_training(
