@@ -454,3 +454,14 @@ def test_screenshot_shows_both_masks(compare, qtbot):
     assert magenta.sum() > 50, magenta.sum()
     assert yellow.sum() > 50, yellow.sum()
     assert len(ERROR_COLORS) == 3
+
+
+def test_pane_guard_leaves_the_plugins_own_layers_alone(compare, qtbot):
+    from napari_nuclei_unet.widgets._compare_layers import PLUGIN_LAYERS
+    from napari_nuclei_unet.widgets._retrain_editing import CORRECTION_LAYER
+
+    assert CORRECTION_LAYER in PLUGIN_LAYERS
+    viewer, widget, session, samples, fake = compare
+    predict_current(qtbot, widget)
+    layer = viewer.add_labels(np.zeros((8, 8), np.int32), name=CORRECTION_LAYER)
+    assert layer.visible

@@ -47,6 +47,8 @@ PANE_TITLES = {TITLE_LEFT_LAYER: "label mask", TITLE_RIGHT_LAYER: "prediction"}
 
 COMPARE_LAYERS = (PREDICTION_IMAGE_LAYER, PREDICTION_LAYER, TRUTH_CONTOUR_LAYER, ERROR_LAYER,
                   TITLE_LEFT_LAYER, TITLE_RIGHT_LAYER)
+#: Other layers the plugin's docks add and place themselves (never hidden by the pane guard).
+PLUGIN_LAYERS = ("corrected mask",)  # widgets._retrain_editing.CORRECTION_LAYER
 #: Layers per pane in side-by-side mode: image, mask (or prediction), title.
 SIDE_BY_SIDE_STRIDE = 3
 
@@ -363,10 +365,10 @@ def _guard_panes(viewer: napari.Viewer) -> None:
 
     def on_inserted(event) -> None:
         layer = event.value
-        ours = {*COMPARE_LAYERS}
         from napari_nuclei_unet.widgets._layers import IMAGE_LAYER, LABELS_LAYER
 
-        if layer.name in ours or layer.name in (IMAGE_LAYER, LABELS_LAYER):
+        # the plugin's own layers (the Retrain dock's correction included) place themselves
+        if layer.name in {*COMPARE_LAYERS, IMAGE_LAYER, LABELS_LAYER, *PLUGIN_LAYERS}:
             return
         if not side_by_side_active(viewer) or not layer.visible:
             return
