@@ -271,11 +271,12 @@ def show_sample(viewer: napari.Viewer, sample: Sample) -> tuple[Image, Labels]:
     n_nuclei = int(sample.labels.max()) if sample.labels.size else 0  # labels are 1..n
     overlay = text_overlay(viewer)
     overlay.text = (
-        f"{short_id(sample.id)}  ·  {sample.modality}  ·  {height} × {width} px  ·  "
-        f"{n_nuclei} nuclei"
+        f"{short_id(sample.id)} · {sample.modality} · {height}×{width} px · {n_nuclei} nuclei"
     )
-    # at the top: napari's notification toasts pop up at the bottom right of the canvas
+    # at the top: napari's notification toasts pop up at the bottom right of the canvas;
+    # small enough to fit the canvas of a 1280 px wide window
     overlay.position = "top_center"
+    overlay.font_size = 9
     overlay.visible = True
     if old_shape != (height, width):
         viewer.reset_view()
