@@ -60,6 +60,49 @@ class Heartbeat:
         self.timer.start()
 
 
+class StallSampler:
+    """A watchdog thread: while the heartbeat is late, sample the main thread's stack.
+
+    ``--why`` prints, per step, the functions most often on top of the main
+    thread's stack during stalls over 100 ms (which code blocks the window).
+    """
+
+    def __init__(self, beat: Heartbeat) -> None:
+        import threading
+        from collections import Counter
+
+        self.beat = beat
+        self.main = threading.main_thread().ident
+        self.counts: Counter = Counter()
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _run(self) -> None:
+        import traceback
+
+        while not self._stop.wait(0.02):
+            if (time.perf_counter() - self.beat.last) * 1000 < 110:
+                continue
+            frame = sys._current_frames().get(self.main)
+            if frame is None:
+                continue
+            stack = traceback.extract_stack(frame)
+            ours = [f for f in stack if "napari_nuclei_unet" in f.filename]
+            top = stack[-1]
+            where = f"{Path(top.filename).name}:{top.name}"
+            if ours:
+                where = f"{Path(ours[-1].filename).name}:{ours[-1].name} -> {where}"
+            self.counts[where] += 1
+
+    def take(self, n: int = 3) -> list[str]:
+        common = [f"{where} ({k * 20} ms)" for where, k in self.counts.most_common(n)]
+        self.counts.clear()
+        return common
+
+
 def pump(condition, timeout: float) -> bool:
     """Run the Qt event loop until ``condition()`` or ``timeout`` seconds."""
     from qtpy.QtCore import QEventLoop
@@ -98,6 +141,7 @@ class Journey:
                                            area="right")
         self.session = session_for(self.viewer)
         self.beat = Heartbeat()
+        self.sampler = StallSampler(self.beat) if args.why else None
         self.work = Path(tempfile.mkdtemp(prefix="journey-"))
 
     # ------------------------------------------------------------------ steps
@@ -112,16 +156,23 @@ class Journey:
         pump(lambda: False, 0.3)  # let handlers and repaints run (measured too)
         seconds = time.perf_counter() - started
         worst = self.beat.worst_ms
+        why = self.sampler.take() if self.sampler is not None else []
         shot = self.out / f"{len(self.rows) + 1:02d}-{name.replace(' ', '-')}.png"
         self.viewer.screenshot(str(shot), canvas_only=False, flash=False)
         self.beat.reset()  # the screenshot's own stall is not the step's
+        if self.sampler is not None:
+            self.sampler.counts.clear()
         self.rows.append((name, seconds, worst, shot.name))
         print(f"{name:28s} {seconds:8.1f} s  longest stall {worst:7.1f} ms  {shot.name}",
               flush=True)
+        for where in why:
+            print(f"      blocked in {where}", flush=True)
 
     def run(self) -> None:
         p, s, args = self.panel, self.session, self.args
         self.beat.start()
+        if self.sampler is not None:
+            self.sampler.start()
         window = self.viewer.window
         # napari's first GL draw: excepted from the target, reported
         width, height = (int(v) for v in self.args.size.split("x"))
@@ -283,6 +334,8 @@ def main() -> int:
     parser.add_argument("--predict-limit", type=int, default=0,
                         help="predict only the first N images (0: all)")
     parser.add_argument("--train-seconds", type=float, default=60.0)
+    parser.add_argument("--why", action="store_true",
+                        help="print where the main thread was during stalls")
     args = parser.parse_args()
     if not args.data or not Path(args.data).is_dir():
         print("Set NUCLEI_UNET_DSB2018 (or --data) to the stage1_train folder.")

@@ -250,6 +250,13 @@ def test_no_old_scores_under_a_new_threshold(panel, qtbot):
     score_all(qtbot, panel)
     n = panel.proxy.rowCount()
     assert n >= 2
+    # the histogram waits while the panel is hidden in a shown window (another tab)
+    panel.window().show()
+    panel.hide()
+    panel._draw_histogram()
+    assert panel._histogram_stale
+    panel.show()
+    qtbot.waitUntil(lambda: not panel._histogram_stale, timeout=5_000)
     session.set_scoring(threshold=0.8)  # the background re-score has not run yet
     assert panel.proxy.rowCount() == 0
     assert panel.stale_label.isVisible() or not panel.isVisible()

@@ -206,9 +206,22 @@ def _upsert_title(viewer: napari.Viewer, name: str, image_layer):
         )
         layer.editable = False
         layer.metadata["nuclei_unet_title"] = True
-    layer.translate = image_layer.translate
-    layer.scale = image_layer.scale
+    _set(layer, translate=image_layer.translate, scale=image_layer.scale)
     return layer
+
+
+def _set(layer, **values) -> None:
+    """Set the layer properties that differ (only those).
+
+    Every set emits napari events (layer list repaint, thumbnail, grid layout),
+    which add up to long main-thread stalls.
+    """
+    for name, value in values.items():
+        current = getattr(layer, name)
+        same = (np.array_equal(np.asarray(current), np.asarray(value))
+                if name in ("translate", "scale") else current == value)
+        if not same:
+            setattr(layer, name, value)
 
 
 def _move_to_bottom(viewer: napari.Viewer, names: list[str]) -> None:
@@ -273,17 +286,24 @@ def show_comparison(
     shown_pred = match_colors_to_truth(true_labels, pred_labels) if has_truth else pred_labels
     pred_image = _upsert_prediction_image(viewer, image_layer)
     prediction = _upsert_labels(viewer, PREDICTION_LAYER, shown_pred)
-    contour = _upsert_labels(
-        viewer, TRUTH_CONTOUR_LAYER, true_labels, colormap=_truth_outline_colormap()
-    )
-    contour.contour = 1
-    errors = _upsert_labels(
-        viewer, ERROR_LAYER, error_map(true_labels, pred_labels), colormap=error_colormap()
-    )
+    # the overlay layers are hidden in side by side: their data waits for overlay mode
+    # (every data change costs a thumbnail and a texture upload on the main thread)
+    overlay_ready = mode == SIDE_BY_SIDE and _get(viewer, ERROR_LAYER) is not None and (
+        _get(viewer, TRUTH_CONTOUR_LAYER) is not None)
+    if overlay_ready:
+        contour, errors = _get(viewer, TRUTH_CONTOUR_LAYER), _get(viewer, ERROR_LAYER)
+    else:
+        contour = _upsert_labels(
+            viewer, TRUTH_CONTOUR_LAYER, true_labels, colormap=_truth_outline_colormap()
+        )
+        errors = _upsert_labels(
+            viewer, ERROR_LAYER, error_map(true_labels, pred_labels), colormap=error_colormap()
+        )
+    _set(contour, contour=1)
     for layer in (pred_image, prediction, contour, errors):
-        layer.translate = image_layer.translate
-        layer.scale = image_layer.scale
-        layer.metadata[SAMPLE_ID_KEY] = sample_id
+        _set(layer, translate=image_layer.translate, scale=image_layer.scale)
+        if layer in (pred_image, prediction) or not overlay_ready:
+            layer.metadata[SAMPLE_ID_KEY] = sample_id
     if truth_layer is not None and truth_layer.name not in viewer.layers:
         truth_layer = None
 
@@ -298,17 +318,20 @@ def show_comparison(
                      PREDICTION_IMAGE_LAYER, PREDICTION_LAYER, TITLE_RIGHT_LAYER]
         )
         for layer in (image_layer, pred_image, prediction, *titles):
-            layer.visible = True
+            _set(layer, visible=True)
         if truth_layer is not None:
-            truth_layer.visible = has_truth
-        prediction.opacity = 0.6
-        contour.visible = False
-        errors.visible = False
+            _set(truth_layer, visible=has_truth)
+        _set(prediction, opacity=0.6)
+        _set(contour, visible=False)
+        _set(errors, visible=False)
         grid = grid_of(viewer)
         was_enabled = grid.enabled
-        grid.stride = SIDE_BY_SIDE_STRIDE
-        grid.shape = (1, 2)
-        grid.enabled = True
+        if grid.stride != SIDE_BY_SIDE_STRIDE:
+            grid.stride = SIDE_BY_SIDE_STRIDE
+        if tuple(grid.shape) != (1, 2):
+            grid.shape = (1, 2)
+        if not was_enabled:
+            grid.enabled = True
         _guard_panes(viewer)
         if not was_enabled:
             viewer.reset_view()  # frame both panes
@@ -320,18 +343,16 @@ def show_comparison(
         if grid.enabled:
             grid.enabled = False
             viewer.reset_view()  # the camera was framing two panes
-        pred_image.visible = False
+        _set(pred_image, visible=False)
         for name in PANE_TITLES:
             if name in viewer.layers:
-                viewer.layers[name].visible = False
+                _set(viewer.layers[name], visible=False)
         if truth_layer is not None:
-            truth_layer.visible = False
-        image_layer.visible = True
-        prediction.visible = True
-        prediction.opacity = 0.35
-        errors.visible = has_truth
-        errors.opacity = 0.5
-        contour.visible = has_truth
+            _set(truth_layer, visible=False)
+        _set(image_layer, visible=True)
+        _set(prediction, visible=True, opacity=0.35)
+        _set(errors, visible=has_truth, opacity=0.5)
+        _set(contour, visible=has_truth)
     if created:  # show the prediction's controls rather than the last layer added
         viewer.layers.selection.active = prediction
     return {

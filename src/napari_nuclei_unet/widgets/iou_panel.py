@@ -280,6 +280,7 @@ class IoUPanel(QWidget):
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self._syncing = False
+        self._histogram_stale = True
         self._stop = threading.Event()
         self._build()
         self._connect()
@@ -441,7 +442,19 @@ class IoUPanel(QWidget):
             background, text, bar = "#23242b", "#f0f1f2", "#4560c4"
         return background, text, bar
 
+    def showEvent(self, event: Any) -> None:  # noqa: N802  (Qt's name)
+        """Draw the histogram put off while the panel was hidden."""
+        super().showEvent(event)
+        if self._histogram_stale:
+            self._draw_histogram()
+
     def _draw_histogram(self, *_args: Any) -> None:
+        # matplotlib draws on the main thread (tens of ms): not while the panel is hidden
+        # (e.g. another tab of the workflow panel is shown)
+        if self.window().isVisible() and not self.isVisible():
+            self._histogram_stale = True
+            return
+        self._histogram_stale = False
         background, text, bar = self._theme_colors()
         ax = self.axes
         ax.clear()
