@@ -261,7 +261,7 @@ def test_finetune_makes_a_version_and_switches_back(retrain, qtbot):
     dock.ratio_spin.setValue(0.5)
 
     # this test is about a round that is adopted (a worse one: see the test below)
-    import napari_nuclei_unet.widgets.retrain_widget as retrain_module
+    import napari_nuclei_unet.widgets._retrain_finetune as retrain_module
 
     retrain_module_round_adopted = retrain_module.round_adopted
     retrain_module.round_adopted = lambda result: (True, "")
