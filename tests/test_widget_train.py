@@ -166,3 +166,21 @@ def test_finished_training_offers_its_model_instead_of_swapping_it_in(trainer, q
         widget.use_model_button.click()
     assert session.model.path == widget.best_checkpoint
     assert widget.use_model_button.isHidden()
+
+
+def test_form_fields_are_magicgui_widgets_from_trainconfig(trainer):
+    import dataclasses
+
+    from magicgui.widgets.bases import ValueWidget
+
+    from napari_nuclei_unet.core.config import TrainConfig
+
+    _viewer, widget = trainer
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    assert widget._fields, "the Train form is built with magicgui"
+    for name, field in widget._fields.items():
+        assert isinstance(field, ValueWidget)
+        if isinstance(defaults[name], bool):
+            assert isinstance(field.value, bool)
+        elif isinstance(defaults[name], float):
+            assert isinstance(field.value, float)

@@ -34,9 +34,7 @@ from typing import TYPE_CHECKING, Any
 from qtpy.QtCore import Qt, QUrl
 from qtpy.QtGui import QDesktopServices
 from qtpy.QtWidgets import (
-    QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QFrame,
@@ -48,7 +46,6 @@ from qtpy.QtWidgets import (
     QPushButton,
     QScrollArea,
     QSizePolicy,
-    QSpinBox,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -231,6 +228,7 @@ class TrainWidget(QWidget):
         self._closing = False
         self._last_step_ui = 0.0
         self._editors: dict[str, QWidget] = {}
+        self._fields: dict[str, Any] = {}  # magicgui widgets by TrainConfig field
         self._build()
         self.set_config(TrainConfig())
         self.viewer.events.theme.connect(self._on_theme)
@@ -371,24 +369,34 @@ class TrainWidget(QWidget):
         layout.addLayout(result_row)
 
     def _make_editor(self, name: str) -> QWidget:
+        """A magicgui field for TrainConfig field ``name`` (type from the dataclass).
+
+        The widget kind follows the field's default (bool: check box, float: float
+        spin box, int: spin box; ``schedule``: its choices); ``_FIELDS`` only adds the
+        label, tooltip, range and the word standing for None. Returns the Qt widget
+        for the form; the magicgui widget is kept in ``self._fields``.
+        """
+        from magicgui.widgets import create_widget
+
         field = {f.name: f for f in dataclasses.fields(TrainConfig)}[name]
         spin, none_text = _FIELDS[name][2], _FIELDS[name][3]
+        default = field.default
         if name == "schedule":
-            combo = QComboBox()
-            combo.addItems(list(SCHEDULES))
-            return combo
-        if field.type in ("bool", bool):
-            return QCheckBox()
-        if spin is not None and len(spin) == 4:
-            editor = QDoubleSpinBox()
-            editor.setDecimals(spin[3])
+            widget = create_widget(value=default, name=name, widget_type="ComboBox",
+                                   options={"choices": list(SCHEDULES)})
+        elif isinstance(default, bool):
+            widget = create_widget(value=default, name=name, annotation=bool)
+        elif spin is not None and len(spin) == 4:
+            widget = create_widget(name=name, annotation=float, widget_type="FloatSpinBox",
+                                   options={"min": spin[0], "max": spin[1], "step": spin[2]})
+            widget.native.setDecimals(spin[3])
         else:
-            editor = QSpinBox()
-        editor.setRange(spin[0], spin[1])
-        editor.setSingleStep(spin[2])
+            widget = create_widget(name=name, annotation=int, widget_type="SpinBox",
+                                   options={"min": spin[0], "max": spin[1], "step": spin[2]})
         if none_text:  # the minimum stands for None
-            editor.setSpecialValueText(none_text)
-        return editor
+            widget.native.setSpecialValueText(none_text)
+        self._fields[name] = widget
+        return widget.native
 
     # ------------------------------------------------------------ public API
     def config(self) -> TrainConfig:
@@ -400,29 +408,21 @@ class TrainWidget(QWidget):
             When a value is invalid (e.g. crop size not a multiple of 2**depth).
         """
         values: dict[str, Any] = {}
-        for name, editor in self._editors.items():
-            if isinstance(editor, QCheckBox):
-                values[name] = editor.isChecked()
-            elif isinstance(editor, QComboBox):
-                values[name] = editor.currentText()
-            else:
-                value = editor.value()
-                if _FIELDS[name][3] and value == editor.minimum():
-                    value = None
-                values[name] = value
+        for name, widget in self._fields.items():
+            value = widget.value
+            if _FIELDS[name][3] and value == widget.min:
+                value = None  # the minimum stands for None ("never", "automatic")
+            values[name] = value
         values["device"] = self.device_combo.currentData() or "auto"
         return TrainConfig.from_dict(values)
 
     def set_config(self, config: TrainConfig) -> None:
         """Show ``config`` in the form (the device is chosen when it exists here)."""
-        for name, editor in self._editors.items():
+        for name, widget in self._fields.items():
             value = getattr(config, name)
-            if isinstance(editor, QCheckBox):
-                editor.setChecked(bool(value))
-            elif isinstance(editor, QComboBox):
-                editor.setCurrentText(str(value))
-            else:
-                editor.setValue(editor.minimum() if value is None else value)
+            if value is None and _FIELDS[name][3]:
+                value = widget.min
+            widget.value = bool(value) if isinstance(widget.value, bool) else value
         index = self.device_combo.findData(config.device)
         if index >= 0:
             self.device_combo.setCurrentIndex(index)
