@@ -98,3 +98,16 @@ def test_short_ids_are_eight_characters():
     assert short_id(long) == "01234567"
     assert short_id("tiny-3") == "tiny-3"
     assert short_id("synthetic-brightfield-12").startswith("synthetic-brig")
+
+
+def test_reader_names_layers_by_short_id():
+    from napari_nuclei_unet._reader import SAMPLE_ID_KEY, sample_layer_data
+    from napari_nuclei_unet.core.dataset import Sample
+
+    long = "0a7d30b252359a10fd298b638b90cb9ada3acced4e0c0e5a3692013f432ee4e9"
+    sample = Sample(long, np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4), np.int32),
+                    "fluorescence")
+    (_, image_kwargs, _), (_, labels_kwargs, _) = sample_layer_data(sample)
+    assert image_kwargs["name"] == "0a7d30b2"
+    assert labels_kwargs["name"] == "0a7d30b2 labels"
+    assert image_kwargs["metadata"][SAMPLE_ID_KEY] == long  # the full id is kept
