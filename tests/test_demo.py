@@ -111,4 +111,50 @@ def test_demo_docks_every_widget_of_the_manifest():
     manifest = PluginManifest.from_file(
         __import__("pathlib").Path(napari_nuclei_unet.__file__).parent / "napari.yaml"
     )
-    assert set(DOCKS) == {w.display_name for w in manifest.contributions.widgets}
+    names = {w.display_name for w in manifest.contributions.widgets}
+    assert set(DOCKS) <= names
+    # the workflow panel holds every other dock of the manifest as a tab
+    from napari_nuclei_unet.widgets.workflow_panel import TABS
+
+    commands = {c.id: c.python_name for c in manifest.contributions.commands}
+    classes = {commands[w.command].rsplit(":", 1)[1] for w in manifest.contributions.widgets}
+    assert classes - {"WorkflowPanel"} <= {cls for _t, _m, cls, _a in TABS}
+
+
+@pytest.mark.parametrize("size", [(1280, 800), (1600, 1000)])
+def test_demo_fits_the_screen_with_every_step_reachable(tiny_checkpoint, qtbot, size):
+    from qtpy.QtWidgets import QAbstractButton, QScrollArea
+
+    from napari_nuclei_unet.demo import run_demo
+    from napari_nuclei_unet.widgets._session import session_for
+
+    viewer = run_demo(block=False, model=tiny_checkpoint, window_size=size)
+    try:
+        session = session_for(viewer)
+        qtbot.waitUntil(
+            lambda: bool(session.rows) and not session.jobs.kinds(), timeout=120_000
+        )
+        window = viewer.window._qt_window
+        # the window never has to be taller than the screen (was 2,037 px with six docks)
+        assert window.minimumSizeHint().height() <= size[1]
+        assert window.minimumSize().height() <= size[1]
+        assert window.height() <= size[1]
+        from napari_nuclei_unet.widgets.workflow_panel import WorkflowPanel
+
+        workflow = viewer.window._qt_window.findChild(WorkflowPanel)
+        assert workflow is not None
+        assert workflow.step_names()[:6] == [
+            "data", "model", "compare", "scores", "train", "retrain"
+        ]
+        # every tab scrolls inside itself: each button can be scrolled to
+        for index in range(workflow.tabs.count()):
+            area = workflow.tabs.widget(index)
+            assert isinstance(area, QScrollArea)
+            assert area.widgetResizable()
+            buttons = area.widget().findChildren(QAbstractButton)
+            assert buttons
+        # the canvas keeps most of the width
+        canvas = viewer.window._qt_viewer.canvas.native
+        assert canvas.width() >= 0.35 * window.width()  # panes were 165 px wide before
+    finally:
+        _close_all_viewers()

@@ -131,7 +131,9 @@ def test_cells_coloured_by_score(panel, qtbot):
     session.rows[ids[1]] = _row(session, ids[1], iou=0.95)
     session.scores_changed.emit()
     panel.sort_by("iou")
-    column = 2
+    from napari_nuclei_unet.widgets.iou_panel import FIELDS
+
+    column = FIELDS.index("iou")
     low = panel.proxy.index(0, column).data(Qt.ItemDataRole.BackgroundRole)
     high = panel.proxy.index(panel.proxy.rowCount() - 1, column).data(
         Qt.ItemDataRole.BackgroundRole
@@ -241,3 +243,63 @@ def test_empty_panel_and_mistakes_are_explained(make_napari_viewer, qtbot):
     with capture_notifications() as notes:
         assert panel.score_all() is None
     assert notes.any("Load a model in the Model panel first")
+
+
+def test_no_old_scores_under_a_new_threshold(panel, qtbot):
+    viewer, panel, compare, session, samples, fake = panel
+    score_all(qtbot, panel)
+    n = panel.proxy.rowCount()
+    assert n >= 2
+    # the histogram waits while the panel is hidden in a shown window (another tab)
+    panel.window().show()
+    panel.hide()
+    panel._draw_histogram()
+    assert panel._histogram_stale
+    panel.show()
+    qtbot.waitUntil(lambda: not panel._histogram_stale, timeout=5_000)
+    session.set_scoring(threshold=0.8)  # the background re-score has not run yet
+    assert panel.proxy.rowCount() == 0
+    assert panel.stale_label.isVisible() or not panel.isVisible()
+    assert "again" in panel.stale_label.text()
+    session.put_rows(list(session.rows.values()))  # re-scored at the new threshold
+    assert panel.proxy.rowCount() == n
+    assert panel.stale_label.isHidden()
+
+
+def test_score_all_can_be_cancelled(panel, qtbot, monkeypatch):
+    import time
+
+    from napari_nuclei_unet.core import inference
+
+    viewer, panel, compare, session, samples, fake = panel
+    slow = inference.predict_probability
+
+    def predict_slowly(*args, **kwargs):
+        time.sleep(0.3)
+        return slow(*args, **kwargs)
+
+    monkeypatch.setattr(inference, "predict_probability", predict_slowly)
+    worker = panel.score_all()
+    assert panel.cancel_button.isEnabled()
+    panel.cancel()
+    wait_worker(qtbot, worker)
+    assert len(session.probabilities) < len(samples)
+    assert panel.cancel_button.isHidden()
+
+
+def test_split_column_and_full_id_copy(panel, qtbot):
+    from qtpy.QtWidgets import QApplication
+
+    viewer, panel, compare, session, samples, fake = panel
+    score_all(qtbot, panel)
+    labelled = [s.id for s in samples if s.has_labels]
+    session.model.metadata = {"training_data": {"n_train": len(samples) - 1, "n_val": 1,
+                                                "val_ids": [labelled[0]]}}
+    panel.refresh()
+    marks = {panel.cell_value(r, "id"): panel.cell_text(r, "split")
+             for r in range(panel.proxy.rowCount())}
+    assert marks[labelled[0]] == "validation"
+    assert marks[labelled[1]] == "train"
+    panel.table.selectRow(0)
+    panel.table.copy_full_id()
+    assert QApplication.clipboard().text() == panel.cell_value(0, "id")

@@ -126,6 +126,8 @@ def test_side_by_side_layers_and_grid(compare, qtbot):
         ERROR_LAYER,
         PREDICTION_IMAGE_LAYER,
         PREDICTION_LAYER,
+        TITLE_LEFT_LAYER,
+        TITLE_RIGHT_LAYER,
         TRUTH_CONTOUR_LAYER,
         grid_of,
     )
@@ -135,10 +137,11 @@ def test_side_by_side_layers_and_grid(compare, qtbot):
     predict_current(qtbot, widget)
     assert fake.calls == 1
     names = [layer.name for layer in viewer.layers]
-    assert names[:4] == [IMAGE_LAYER, LABELS_LAYER, PREDICTION_IMAGE_LAYER, PREDICTION_LAYER]
+    assert names[:6] == [IMAGE_LAYER, LABELS_LAYER, TITLE_LEFT_LAYER,
+                         PREDICTION_IMAGE_LAYER, PREDICTION_LAYER, TITLE_RIGHT_LAYER]
     assert set(names) == {
         IMAGE_LAYER, LABELS_LAYER, PREDICTION_IMAGE_LAYER, PREDICTION_LAYER,
-        TRUTH_CONTOUR_LAYER, ERROR_LAYER,
+        TRUTH_CONTOUR_LAYER, ERROR_LAYER, TITLE_LEFT_LAYER, TITLE_RIGHT_LAYER,
     }
     assert isinstance(viewer.layers[PREDICTION_IMAGE_LAYER], Image)
     assert isinstance(viewer.layers[PREDICTION_LAYER], Labels)
@@ -146,11 +149,24 @@ def test_side_by_side_layers_and_grid(compare, qtbot):
     assert viewer.layers[PREDICTION_IMAGE_LAYER].data is viewer.layers[IMAGE_LAYER].data
 
     grid = grid_of(viewer)
-    assert grid.enabled and tuple(grid.shape) == (1, 2) and grid.stride == 2
+    assert grid.enabled and tuple(grid.shape) == (1, 2) and grid.stride == 3
     layers = list(viewer.layers)
     positions = {layer.name: grid.position(i, layers) for i, layer in enumerate(layers)}
     assert positions[IMAGE_LAYER] == positions[LABELS_LAYER] == (0, 0)
     assert positions[PREDICTION_IMAGE_LAYER] == positions[PREDICTION_LAYER] == (0, 1)
+    # the panes are titled on the canvas itself
+    assert positions[TITLE_LEFT_LAYER] == (0, 0) and positions[TITLE_RIGHT_LAYER] == (0, 1)
+    assert viewer.layers[TITLE_LEFT_LAYER].text.values[0] == "label mask"
+    assert viewer.layers[TITLE_RIGHT_LAYER].text.values[0] == "prediction"
+
+    # a layer the user adds (e.g. a dropped zip) does not land in a pane
+    extra = viewer.add_image(np.zeros((8, 8)), name="dropped")
+    assert not extra.visible
+    layers = list(viewer.layers)
+    positions = {layer.name: grid.position(i, layers) for i, layer in enumerate(layers)}
+    assert positions[IMAGE_LAYER] == positions[LABELS_LAYER] == (0, 0)
+    assert positions[PREDICTION_LAYER] == (0, 1)
+    viewer.layers.remove(extra)
     assert not viewer.layers[ERROR_LAYER].visible
     assert not viewer.layers[TRUTH_CONTOUR_LAYER].visible
     assert "IoU" in widget.metrics_label.text()
@@ -438,3 +454,14 @@ def test_screenshot_shows_both_masks(compare, qtbot):
     assert magenta.sum() > 50, magenta.sum()
     assert yellow.sum() > 50, yellow.sum()
     assert len(ERROR_COLORS) == 3
+
+
+def test_pane_guard_leaves_the_plugins_own_layers_alone(compare, qtbot):
+    from napari_nuclei_unet.widgets._compare_layers import PLUGIN_LAYERS
+    from napari_nuclei_unet.widgets._retrain_editing import CORRECTION_LAYER
+
+    assert CORRECTION_LAYER in PLUGIN_LAYERS
+    viewer, widget, session, samples, fake = compare
+    predict_current(qtbot, widget)
+    layer = viewer.add_labels(np.zeros((8, 8), np.int32), name=CORRECTION_LAYER)
+    assert layer.visible

@@ -73,6 +73,10 @@ def test_open_and_select_reuses_layers(browser, qtbot, dataset_dir):
         viewer.layers[LABELS_LAYER].data, session.samples["zz-tall"].labels
     )
     assert changed == [ids[0], "zz-tall"]
+    # the caption sits at the top, away from the toasts at the bottom right of the canvas
+    from napari_nuclei_unet.widgets._layers import text_overlay
+
+    assert "top" in str(text_overlay(viewer).position)
 
 
 def test_label_edits_are_kept_when_moving_on(browser, qtbot, dataset_dir):
@@ -283,3 +287,38 @@ def test_opening_the_dock_modules_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                          text=True, timeout=120).stdout
     assert json.loads(out.strip().splitlines()[-1]) == []
+
+
+def test_progress_updates_are_throttled(browser):
+    """Hundreds of per-sample updates a second repaint the bar at most a few times."""
+    from napari_nuclei_unet.core.progress import Progress
+
+    _viewer, widget = browser
+    calls = []
+    widget.progress.setValue = lambda value: calls.append(value)  # counts the repaints
+    for done in range(1, 300):
+        widget._on_progress(Progress("load", done, 670))
+    assert len(calls) <= 5, len(calls)
+    widget._on_progress(Progress("load", 670, 670))  # the last update is always shown
+    assert calls[-1] == 670
+
+
+def test_eta_is_shown_and_opening_can_be_cancelled(browser, qtbot, dataset_dir):
+    from napari_nuclei_unet.widgets._progress import ThrottledProgress, eta_text
+    from napari_nuclei_unet.widgets.data_browser import _open_dataset
+
+    assert eta_text(10, 100, 5.0) == "about 45 s left"
+    _viewer, widget = browser
+    clock = iter([0.0, 0.0, 10.0])
+    throttle = ThrottledProgress(widget.progress, clock=lambda: next(clock))
+    throttle.begin("loading", 100)
+    throttle.show(50, 100, "loading %v / %m samples")
+    assert "left" in widget.progress.format()
+    # a cancelled opening returns nothing (the previous dataset stays open)
+    job = _open_dataset(str(dataset_dir), lambda: True)
+    try:
+        while True:
+            next(job)
+    except StopIteration as stop:
+        assert stop.value is None
+    assert widget.cancel_button.text() == "Cancel"

@@ -51,7 +51,7 @@ def test_loads_checkpoint_and_shows_config(model_widget, qtbot, tiny_checkpoint)
     metrics = dict(widget.metric_rows())
     assert metrics["validation IoU"] == "0.8125"
     assert metrics["val iou by modality · fluorescence"] == "0.9"
-    assert "cpu" in widget.device_label.text()
+    assert "CPU" in widget.device_label.text()
     assert "10 training" in widget.training_label.text()
     assert widget.name_label.text() == "run/best.safetensors"
 
@@ -86,3 +86,41 @@ def test_follows_model_set_by_another_dock(model_widget, qtbot, tiny_checkpoint)
     _viewer, widget = model_widget
     widget.session.set_model(load_checkpoint(tiny_checkpoint))
     assert dict(widget.config_rows())["crop size"] == "32"
+
+
+def test_training_described_plainly():
+    import json
+
+    from napari_nuclei_unet.core.checkpoint import default_model_path
+    from napari_nuclei_unet.widgets.model_widget import describe_training
+
+    metadata = json.loads(default_model_path().with_suffix(".json").read_text())
+    text = describe_training(metadata)
+    assert "100000" not in text and "cuda:0" not in text  # was "epoch 30 of 100000 · on cuda:0"
+    assert "epochs" in text and "min" in text
+    assert "trained on" in text and "NVIDIA" in text
+    assert "cuda" not in describe_training({"device": "cuda:0"})
+    assert describe_training({"device": "cpu"}).endswith("trained on the CPU")
+
+
+def test_value_column_is_visible_in_a_narrow_dock(model_widget, qtbot, tiny_checkpoint):
+    from napari_nuclei_unet.widgets._session import session_for
+
+    viewer, widget = model_widget
+    session = session_for(viewer)
+    with qtbot.waitSignal(session.model_changed, timeout=60_000):
+        wait_worker(qtbot, widget.load(tiny_checkpoint))
+    widget.resize(340, 600)
+    widget.show()
+    qtbot.wait(50)
+    for table in (widget.metrics_table, widget.config_table):
+        widget.tabs.setCurrentWidget(table)
+        qtbot.wait(20)
+        table.fit_columns()
+        qtbot.wait(50)
+        right = table.columnViewportPosition(1) + table.columnWidth(1)
+        assert table.columnWidth(1) >= 40
+        assert right <= table.viewport().width() + 1, (
+            right, table.viewport().width(), table.columnWidth(0), table.columnWidth(1),
+            table.horizontalHeader().length(), table.horizontalHeader().offset(),
+            widget.tabs.currentIndex())

@@ -260,11 +260,17 @@ def test_finetune_makes_a_version_and_switches_back(retrain, qtbot):
     dock.steps_spin.setValue(2)
     dock.ratio_spin.setValue(0.5)
 
+    # this test is about a round that is adopted (a worse one: see the test below)
+    import napari_nuclei_unet.widgets._retrain_finetune as retrain_module
+
+    retrain_module_round_adopted = retrain_module.round_adopted
+    retrain_module.round_adopted = lambda result: (True, "")
     with capture_notifications() as notes:
         worker = dock.start_finetune()
         assert worker is not None
         assert dock.start_finetune() is None  # a second round is refused
         wait_worker(qtbot, worker, timeout=120_000)
+    retrain_module.round_adopted = retrain_module_round_adopted
     assert notes.any("already running")
     assert notes.any("v001 is now the model")
     assert [v.name for v in dock.versions()] == ["v000", "v001"]
@@ -376,3 +382,42 @@ def test_mistakes_are_plain_notifications(make_napari_viewer, qtbot, user_dirs, 
     for message in (NO_MODEL, NO_IMAGE, NO_CORRECTIONS, NO_PREDICTION, "v009", "is a file"):
         assert notes.any(message), message
     assert dock.project == user_dirs / "p"
+
+
+class _FakeRound:
+    """What core.finetune returns for a round that made the corrected images worse."""
+
+    def __init__(self, version, before=0.978, after=0.950, adopted=None):
+        self.version, self.cancelled, self.elapsed_s = version, False, 1.0
+        self.corrected = [{"id": "a", "iou_before": before, "iou_after": after},
+                          {"id": "b", "iou_before": before, "iou_after": after}]
+        self.evaluation = []
+        self._means = {"before": before, "after": after}
+        if adopted is not None:
+            self.adopted = adopted
+
+    def mean_iou(self, which="corrected", when="after"):
+        return self._means[when] if which == "corrected" else None
+
+
+def test_round_that_scored_worse_is_kept_but_not_made_current(retrain, qtbot):
+    from types import SimpleNamespace
+
+    from napari_nuclei_unet.widgets.retrain_widget import round_adopted
+
+    viewer, dock, session, samples, project = retrain
+    assert round_adopted(_FakeRound(None)) == (
+        False, "the corrected images got worse (0.978 → 0.950)")
+    assert round_adopted(_FakeRound(None, 0.90, 0.95))[0]
+    assert round_adopted(_FakeRound(None, 0.90, 0.95, adopted=False))[0] is False  # core's say
+
+    in_use = session.model
+    version = SimpleNamespace(name="v001", path=project / "versions" / "v001", model=None)
+    new_model = SimpleNamespace(path=project / "versions" / "v001" / "model.safetensors")
+    with capture_notifications() as notes:
+        dock._on_result((_FakeRound(version), new_model))
+    assert session.model is in_use  # not made current
+    assert dock.last_adopted is False
+    assert not dock.adoption_label.isHidden()
+    assert "NOT made current" in dock.adoption_label.text()
+    assert notes.any("kept as a version but not made current")

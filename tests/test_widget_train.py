@@ -147,3 +147,40 @@ def test_closing_napari_during_training_saves(make_napari_viewer, qtbot, tmp_pat
     meta = json.loads(last.with_suffix(".json").read_text())
     assert meta["metrics"].get("cancelled_at_step") is not None  # saved by the stop
     qtbot.waitUntil(lambda: worker.handled, timeout=30_000)
+
+
+def test_finished_training_offers_its_model_instead_of_swapping_it_in(trainer, qtbot):
+    """A model in use (and its scores) is never replaced without the user asking."""
+    viewer, widget = trainer
+    session = widget.session
+    in_use = object()
+    session.model = in_use
+    session.rows["kept"] = "a score"
+    widget.set_config(tiny_config())
+    worker = widget.start()
+    wait_worker(qtbot, worker, timeout=120_000)
+    assert session.model is in_use and session.rows == {"kept": "a score"}
+    assert widget.use_model_button.isVisible() or not widget.isVisible()
+    assert not widget.use_model_button.isHidden()
+    with qtbot.waitSignal(session.model_changed, timeout=120_000):
+        widget.use_model_button.click()
+    assert session.model.path == widget.best_checkpoint
+    assert widget.use_model_button.isHidden()
+
+
+def test_form_fields_are_magicgui_widgets_from_trainconfig(trainer):
+    import dataclasses
+
+    from magicgui.widgets.bases import ValueWidget
+
+    from napari_nuclei_unet.core.config import TrainConfig
+
+    _viewer, widget = trainer
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    assert widget._fields, "the Train form is built with magicgui"
+    for name, field in widget._fields.items():
+        assert isinstance(field, ValueWidget)
+        if isinstance(defaults[name], bool):
+            assert isinstance(field.value, bool)
+        elif isinstance(defaults[name], float):
+            assert isinstance(field.value, float)

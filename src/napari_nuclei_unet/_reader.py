@@ -312,8 +312,10 @@ def sample_layer_data(
     metadata: dict[str, Any] = {SAMPLE_ID_KEY: sample.id, MODALITY_KEY: sample.modality}
     if dataset_path is not None:
         metadata[DATASET_KEY] = str(dataset_path)
+    # a 64-hex DSB2018 id is named by its first 8 characters (full id in the metadata)
+    name = sample.id[:8] if re.fullmatch(r"[0-9a-fA-F]{17,}", sample.id) else sample.id
     image_kwargs = {
-        "name": sample.id,
+        "name": name,
         "rgb": True,
         "contrast_limits": image_contrast_limits(sample.image, sample.modality),
         "metadata": dict(metadata),
@@ -321,7 +323,7 @@ def sample_layer_data(
     layers: list[LayerData] = [(sample.image, image_kwargs, "image")]
     if getattr(sample, "has_labels", True):
         labels_kwargs = {
-            "name": f"{sample.id} labels",
+            "name": f"{name} labels",
             "opacity": 0.5,
             "metadata": dict(metadata),
         }

@@ -1,6 +1,7 @@
 """A ready-made napari session: sample images, the model's predictions and scores.
 
-:func:`run_demo` opens napari with the plugin's docks, opens the bundled
+:func:`run_demo` opens napari with the plugin's workflow panel (every step as a
+tab of one dock, which fits a 1280x800 screen), opens the bundled
 synthetic samples in the Data dock, loads a model, predicts every sample and
 shows the prediction beside the label mask, with the IoU panel filled. Every
 step runs through the docks' own background jobs, driven by a small timer on
@@ -22,82 +23,57 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PLUGIN = "napari-nuclei-unet"
-#: Dock display names (napari.yaml) in the order they are added.
-DOCKS = ("Data", "Model", "Train", "Compare", "Retrain", "IoU panel")
+#: The one dock the demo opens (napari.yaml display name): every step as a tab.
+PANEL = "Nuclei U-Net (all steps)"
+#: Dock display names (napari.yaml) the demo adds.
+DOCKS = (PANEL,)
+#: Step names of the demo's code -> attribute of the workflow panel.
+STEPS = {"Data": "data", "Model": "model", "Compare": "compare", "IoU panel": "scores",
+         "Train": "train", "Retrain": "retrain"}
 WINDOW_SIZE = (1600, 1000)
+#: Share of the window's width given to the panel.
+PANEL_SHARE = 0.36
 
 
 def _add_docks(viewer: napari.Viewer) -> dict[str, tuple[Any, Any]]:
-    """Add the plugin's docks and arrange them: a tab group over the IoU panel."""
+    """Add the workflow panel; return its steps as ``{name: (dock, widget)}``."""
     from napari_nuclei_unet.widgets._workers import notify
 
-    docks: dict[str, tuple[Any, Any]] = {}
-    for name in DOCKS:
-        try:
-            docks[name] = viewer.window.add_plugin_dock_widget(PLUGIN, name)
-        except Exception as exc:  # a dock that fails must not stop the demo
-            logger.warning("could not add the %s dock", name, exc_info=exc)
-            notify(f"The demo could not open the {name} panel ({exc}).", warning=True)
-    _arrange(viewer, docks)
+    try:
+        dock, panel = viewer.window.add_plugin_dock_widget(PLUGIN, PANEL)
+    except Exception as exc:  # the demo explains instead of a traceback
+        logger.warning("could not add the workflow panel", exc_info=exc)
+        notify(f"The demo could not open the Nuclei U-Net panel ({exc}).", warning=True)
+        return {}
+    docks = {name: (dock, panel.widget_of(attr)) for name, attr in STEPS.items()
+             if panel.widget_of(attr) is not None}
+    docks["panel"] = (dock, panel)
+    _size_docks(viewer, docks)
     return docks
 
 
-def _arrange(viewer: napari.Viewer, docks: dict[str, tuple[Any, Any]]) -> None:
-    """Compare, Data, Model, Train and Retrain as tabs on the right; the IoU panel below."""
-    from qtpy.QtCore import Qt
-
-    main_window = viewer.window._qt_window
-    right = Qt.DockWidgetArea.RightDockWidgetArea
-    tabbed = [docks[name][0] for name in ("Compare", "Data", "Model", "Train", "Retrain")
-              if name in docks]
-    iou = docks["IoU panel"][0] if "IoU panel" in docks else None
-    # napari tabifies a plugin's docks together; take them apart and rebuild the layout
-    for dock in [*tabbed, iou]:
-        if dock is not None:
-            main_window.removeDockWidget(dock)
-    if not tabbed:
-        return
-    first = tabbed[0]
-    main_window.addDockWidget(right, first)
-    first.show()
-    if iou is not None:
-        # split before tabifying: Qt adds a split of a tabbed dock as one more tab
-        main_window.splitDockWidget(first, iou, Qt.Orientation.Vertical)
-        iou.show()
-    for dock in tabbed[1:]:
-        main_window.tabifyDockWidget(first, dock)
-        dock.show()
-    first.raise_()
-    _size_docks(viewer, docks)
-
-
 def _size_docks(viewer: napari.Viewer, docks: dict[str, tuple[Any, Any]]) -> None:
-    """Give the right column room for the IoU table; Compare needs little height."""
+    """Give the panel about a third of the window's width; the canvas keeps the rest."""
     from qtpy.QtCore import Qt
 
-    main_window = viewer.window._qt_window
-    if "Compare" not in docks:
+    if "panel" not in docks:
         return
-    first = docks["Compare"][0]
-    main_window.resizeDocks([first], [WINDOW_SIZE[0] * 36 // 100], Qt.Orientation.Horizontal)
-    if "IoU panel" in docks:
-        total = main_window.height()
-        main_window.resizeDocks(
-            [first, docks["IoU panel"][0]], [total * 46 // 100, total * 54 // 100],
-            Qt.Orientation.Vertical,
-        )
-        panel = docks["IoU panel"][1]
-        splitter = getattr(panel, "splitter", None)
-        if splitter is not None:  # a short table: give the summary its lines
-            room = sum(splitter.sizes())
-            table = min(room // 2, 40 + 24 * (panel.proxy.rowCount() + 1))
-            summary = max(60, min(170, room - table - 100))
-            splitter.setSizes([table, summary, room - table - summary])
+    main_window = viewer.window._qt_window
+    dock = docks["panel"][0]
+    width = max(360, int(main_window.width() * PANEL_SHARE))
+    main_window.resizeDocks([dock], [width], Qt.Orientation.Horizontal)
+    scores = docks.get("IoU panel", (None, None))[1]
+    splitter = getattr(scores, "splitter", None)
+    if splitter is not None:  # a short table: give the summary its lines
+        room = max(sum(splitter.sizes()), 300)
+        table = min(room // 2, 40 + 24 * (scores.proxy.rowCount() + 1))
+        summary = max(60, min(170, room - table - 100))
+        splitter.setSizes([table, summary, room - table - summary])
 
 
 def _raise_dock(docks: dict[str, tuple[Any, Any]], name: str) -> None:
-    if name in docks:
-        docks[name][0].raise_()
+    if "panel" in docks and name in STEPS:
+        docks["panel"][1].show_step(STEPS[name])
 
 
 def _close_toasts(viewer: napari.Viewer) -> None:
@@ -157,7 +133,7 @@ def _demo_steps(viewer: napari.Viewer, docks: dict[str, tuple[Any, Any]], model:
     if session.current_id is None or session.current_id not in session.samples:
         data.select(first)
     compare.refresh()
-    _raise_dock(docks, "Compare")
+    _raise_dock(docks, "IoU panel")
     _size_docks(viewer, docks)
 
 
@@ -221,6 +197,7 @@ def run_demo(
     block: bool = True,
     model: str | Path = "default",
     timeout: float = 300.0,
+    window_size: tuple[int, int] | None = None,
 ) -> napari.Viewer:
     """Open napari with the sample images, a model's predictions and their scores.
 
@@ -238,6 +215,9 @@ def run_demo(
         ``"default"`` for the shipped model, or a ``.safetensors`` checkpoint.
     timeout : float, optional
         Seconds to wait for the demo to finish before taking the screenshot.
+    window_size : tuple of int, optional
+        ``(width, height)`` of the window (default :data:`WINDOW_SIZE`, shrunk to
+        the screen); 1280x800 fits too.
 
     Returns
     -------
@@ -248,7 +228,7 @@ def run_demo(
 
     viewer = napari.Viewer(title="Nuclei U-Net demo")
     main_window = viewer.window._qt_window
-    main_window.resize(*_fitting_size(main_window))
+    main_window.resize(*_fitting_size(main_window, window_size or WINDOW_SIZE))
     docks = _add_docks(viewer)
     runner = _DemoRunner(_demo_steps(viewer, docks, model), parent=main_window)
     # the runner lives as long as the window (no module-level state)
@@ -278,10 +258,10 @@ def run_demo(
     return viewer
 
 
-def _fitting_size(window: Any) -> tuple[int, int]:
-    """:data:`WINDOW_SIZE`, shrunk to the screen's available size."""
+def _fitting_size(window: Any, size: tuple[int, int] = WINDOW_SIZE) -> tuple[int, int]:
+    """``size``, shrunk to the screen's available size."""
     screen = window.screen() if hasattr(window, "screen") else None
     if screen is None:
-        return WINDOW_SIZE
+        return size
     available = screen.availableGeometry()
-    return (min(WINDOW_SIZE[0], available.width()), min(WINDOW_SIZE[1], available.height()))
+    return (min(size[0], available.width()), min(size[1], available.height()))

@@ -40,7 +40,17 @@ TRUTH_CONTOUR_LAYER = "label mask (outlines)"
 #: Pixel errors of the prediction against the label mask (overlay mode).
 ERROR_LAYER = "errors (TP / FP / FN)"
 
-COMPARE_LAYERS = (PREDICTION_IMAGE_LAYER, PREDICTION_LAYER, TRUTH_CONTOUR_LAYER, ERROR_LAYER)
+#: Titles drawn on the canvas over the two panes of side-by-side mode (Points text).
+TITLE_LEFT_LAYER = "pane title: label mask"
+TITLE_RIGHT_LAYER = "pane title: prediction"
+PANE_TITLES = {TITLE_LEFT_LAYER: "label mask", TITLE_RIGHT_LAYER: "prediction"}
+
+COMPARE_LAYERS = (PREDICTION_IMAGE_LAYER, PREDICTION_LAYER, TRUTH_CONTOUR_LAYER, ERROR_LAYER,
+                  TITLE_LEFT_LAYER, TITLE_RIGHT_LAYER)
+#: Other layers the plugin's docks add and place themselves (never hidden by the pane guard).
+PLUGIN_LAYERS = ("corrected mask",)  # widgets._retrain_editing.CORRECTION_LAYER
+#: Layers per pane in side-by-side mode: image, mask (or prediction), title.
+SIDE_BY_SIDE_STRIDE = 3
 
 #: Values of the error layer.
 TRUE_POSITIVE, FALSE_POSITIVE, FALSE_NEGATIVE = 1, 2, 3
@@ -183,6 +193,37 @@ def _upsert_prediction_image(viewer: napari.Viewer, image_layer):
     return layer
 
 
+def _upsert_title(viewer: napari.Viewer, name: str, image_layer):
+    """A one-point Points layer whose text titles a pane ("label mask" / "prediction")."""
+    layer = _get(viewer, name)
+    if layer is None:
+        layer = viewer.add_points(
+            np.zeros((1, 2)), name=name, size=1, face_color="transparent",
+            border_width=0, border_color="transparent",
+            features={"title": [PANE_TITLES[name]]},
+            text={"string": "{title}", "anchor": "upper_left", "size": 13,
+                  "color": "white"},
+        )
+        layer.editable = False
+        layer.metadata["nuclei_unet_title"] = True
+    _set(layer, translate=image_layer.translate, scale=image_layer.scale)
+    return layer
+
+
+def _set(layer, **values) -> None:
+    """Set the layer properties that differ (only those).
+
+    Every set emits napari events (layer list repaint, thumbnail, grid layout),
+    which add up to long main-thread stalls.
+    """
+    for name, value in values.items():
+        current = getattr(layer, name)
+        same = (np.array_equal(np.asarray(current), np.asarray(value))
+                if name in ("translate", "scale") else current == value)
+        if not same:
+            setattr(layer, name, value)
+
+
 def _move_to_bottom(viewer: napari.Viewer, names: list[str]) -> None:
     """Put the named layers at list positions 0, 1, ... in that order (0 is drawn first)."""
     for target, name in enumerate(names):
@@ -245,17 +286,24 @@ def show_comparison(
     shown_pred = match_colors_to_truth(true_labels, pred_labels) if has_truth else pred_labels
     pred_image = _upsert_prediction_image(viewer, image_layer)
     prediction = _upsert_labels(viewer, PREDICTION_LAYER, shown_pred)
-    contour = _upsert_labels(
-        viewer, TRUTH_CONTOUR_LAYER, true_labels, colormap=_truth_outline_colormap()
-    )
-    contour.contour = 1
-    errors = _upsert_labels(
-        viewer, ERROR_LAYER, error_map(true_labels, pred_labels), colormap=error_colormap()
-    )
+    # the overlay layers are hidden in side by side: their data waits for overlay mode
+    # (every data change costs a thumbnail and a texture upload on the main thread)
+    overlay_ready = mode == SIDE_BY_SIDE and _get(viewer, ERROR_LAYER) is not None and (
+        _get(viewer, TRUTH_CONTOUR_LAYER) is not None)
+    if overlay_ready:
+        contour, errors = _get(viewer, TRUTH_CONTOUR_LAYER), _get(viewer, ERROR_LAYER)
+    else:
+        contour = _upsert_labels(
+            viewer, TRUTH_CONTOUR_LAYER, true_labels, colormap=_truth_outline_colormap()
+        )
+        errors = _upsert_labels(
+            viewer, ERROR_LAYER, error_map(true_labels, pred_labels), colormap=error_colormap()
+        )
+    _set(contour, contour=1)
     for layer in (pred_image, prediction, contour, errors):
-        layer.translate = image_layer.translate
-        layer.scale = image_layer.scale
-        layer.metadata[SAMPLE_ID_KEY] = sample_id
+        _set(layer, translate=image_layer.translate, scale=image_layer.scale)
+        if layer in (pred_image, prediction) or not overlay_ready:
+            layer.metadata[SAMPLE_ID_KEY] = sample_id
     if truth_layer is not None and truth_layer.name not in viewer.layers:
         truth_layer = None
 
@@ -264,21 +312,27 @@ def show_comparison(
         # included, and fills the panes left to right: [image, label mask] left,
         # [image copy, prediction] right; the overlay layers, hidden, go last.
         spacer = truth_layer.name if truth_layer is not None else TRUTH_CONTOUR_LAYER
+        titles = [_upsert_title(viewer, name, image_layer) for name in PANE_TITLES]
         _move_to_bottom(
-            viewer, [image_layer.name, spacer, PREDICTION_IMAGE_LAYER, PREDICTION_LAYER]
+            viewer, [image_layer.name, spacer, TITLE_LEFT_LAYER,
+                     PREDICTION_IMAGE_LAYER, PREDICTION_LAYER, TITLE_RIGHT_LAYER]
         )
-        for layer in (image_layer, pred_image, prediction):
-            layer.visible = True
+        for layer in (image_layer, pred_image, prediction, *titles):
+            _set(layer, visible=True)
         if truth_layer is not None:
-            truth_layer.visible = has_truth
-        prediction.opacity = 0.6
-        contour.visible = False
-        errors.visible = False
+            _set(truth_layer, visible=has_truth)
+        _set(prediction, opacity=0.6)
+        _set(contour, visible=False)
+        _set(errors, visible=False)
         grid = grid_of(viewer)
         was_enabled = grid.enabled
-        grid.stride = 2
-        grid.shape = (1, 2)
-        grid.enabled = True
+        if grid.stride != SIDE_BY_SIDE_STRIDE:
+            grid.stride = SIDE_BY_SIDE_STRIDE
+        if tuple(grid.shape) != (1, 2):
+            grid.shape = (1, 2)
+        if not was_enabled:
+            grid.enabled = True
+        _guard_panes(viewer)
         if not was_enabled:
             viewer.reset_view()  # frame both panes
     else:
@@ -289,15 +343,16 @@ def show_comparison(
         if grid.enabled:
             grid.enabled = False
             viewer.reset_view()  # the camera was framing two panes
-        pred_image.visible = False
+        _set(pred_image, visible=False)
+        for name in PANE_TITLES:
+            if name in viewer.layers:
+                _set(viewer.layers[name], visible=False)
         if truth_layer is not None:
-            truth_layer.visible = False
-        image_layer.visible = True
-        prediction.visible = True
-        prediction.opacity = 0.35
-        errors.visible = has_truth
-        errors.opacity = 0.5
-        contour.visible = has_truth
+            _set(truth_layer, visible=False)
+        _set(image_layer, visible=True)
+        _set(prediction, visible=True, opacity=0.35)
+        _set(errors, visible=has_truth, opacity=0.5)
+        _set(contour, visible=has_truth)
     if created:  # show the prediction's controls rather than the last layer added
         viewer.layers.selection.active = prediction
     return {
@@ -306,6 +361,47 @@ def show_comparison(
         TRUTH_CONTOUR_LAYER: contour,
         ERROR_LAYER: errors,
     }
+
+
+def side_by_side_active(viewer: napari.Viewer) -> bool:
+    """True while the two panes (label mask | prediction) are shown."""
+    grid = grid_of(viewer)
+    return bool(grid.enabled) and PREDICTION_LAYER in viewer.layers and (
+        TITLE_LEFT_LAYER in viewer.layers and viewer.layers[TITLE_LEFT_LAYER].visible
+    )
+
+
+def _guard_panes(viewer: napari.Viewer) -> None:
+    """Keep the two panes when the user adds a layer (e.g. drops a zip) in side by side.
+
+    napari's grid puts every run of :data:`SIDE_BY_SIDE_STRIDE` layers in a pane
+    and wraps extra runs into the first panes; a new visible layer would land over
+    the label mask. It is hidden instead, and the user is told how to see it.
+    """
+    from napari_nuclei_unet.widgets._session import session_for
+
+    session = session_for(viewer)
+    if getattr(session, "panes_guarded", False):
+        return
+
+    def on_inserted(event) -> None:
+        layer = event.value
+        from napari_nuclei_unet.widgets._layers import IMAGE_LAYER, LABELS_LAYER
+
+        # the plugin's own layers (the Retrain dock's correction included) place themselves
+        if layer.name in {*COMPARE_LAYERS, IMAGE_LAYER, LABELS_LAYER, *PLUGIN_LAYERS}:
+            return
+        if not side_by_side_active(viewer) or not layer.visible:
+            return
+        layer.visible = False
+        from napari_nuclei_unet.widgets._workers import notify
+
+        notify(f"Layer “{layer.name[:24]}” is hidden so that side by side keeps the label "
+               "mask and the prediction in their panes. Switch Compare to overlay (or tick "
+               "the layer's eye) to see it.")
+
+    viewer.layers.events.inserted.connect(on_inserted)
+    session.panes_guarded = True
 
 
 def shown_prediction_id(viewer: napari.Viewer) -> str | None:

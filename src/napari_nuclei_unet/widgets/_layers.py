@@ -51,8 +51,12 @@ DATASET_KEY = "nuclei_unet_dataset"
 EDITED_KEY = "nuclei_unet_edited"
 
 
-def short_id(sample_id: str, keep: int = 12, longest: int = 24) -> str:
+def short_id(sample_id: str, keep: int = 8, longest: int = 16) -> str:
     """Shorten a long sample id (DSB2018 ids are 64 hex digits) for display.
+
+    The first 8 characters name a DSB2018 sample uniquely (as a short git hash
+    does); widgets show the full id in a tooltip and copy it with Ctrl+C
+    (:func:`napari_nuclei_unet.widgets._ids.enable_id_copy`).
 
     Parameters
     ----------
@@ -66,9 +70,13 @@ def short_id(sample_id: str, keep: int = 12, longest: int = 24) -> str:
     Returns
     -------
     str
-        ``sample_id`` itself when short, else its first ``keep`` characters and "…".
+        ``sample_id`` itself when short, else its first ``keep`` characters.
     """
-    return sample_id if len(sample_id) <= longest else sample_id[:keep] + "…"
+    if len(sample_id) <= longest:
+        return sample_id
+    if all(c in "0123456789abcdefABCDEF" for c in sample_id):
+        return sample_id[:keep]  # a hash-like id: its start names it
+    return sample_id[: longest - 1] + "…"  # a readable name: keep more of it
 
 
 def find_layer(viewer: napari.Viewer, name: str, kind: type | None = None) -> Layer | None:
@@ -179,7 +187,7 @@ def keep_label_edits(viewer: napari.Viewer) -> str | None:
     session = session_for(viewer)
     session.edited_labels[_edit_key(viewer, sample_id)] = layer.data
     layer.metadata[EDITED_KEY] = False
-    session.labels_edited.emit(sample_id)
+    session.mark_edited(sample_id)
     return sample_id
 
 
@@ -263,9 +271,12 @@ def show_sample(viewer: napari.Viewer, sample: Sample) -> tuple[Image, Labels]:
     n_nuclei = int(sample.labels.max()) if sample.labels.size else 0  # labels are 1..n
     overlay = text_overlay(viewer)
     overlay.text = (
-        f"{short_id(sample.id)}  ·  {sample.modality}  ·  {height} × {width} px  ·  "
-        f"{n_nuclei} nuclei"
+        f"{short_id(sample.id)} · {sample.modality} · {height}×{width} px · {n_nuclei} nuclei"
     )
+    # at the top: napari's notification toasts pop up at the bottom right of the canvas;
+    # small enough to fit the canvas of a 1280 px wide window
+    overlay.position = "top_center"
+    overlay.font_size = 9
     overlay.visible = True
     if old_shape != (height, width):
         viewer.reset_view()

@@ -6,8 +6,11 @@ cached probability maps and the per-image scores. :func:`session_for` hands ever
 widget of one viewer the same :class:`Session`; sessions die with their viewer
 (a ``WeakKeyDictionary``), so nothing is held in a module-level global model.
 
-Signals are psygnal signals (no Qt), emitted on the main thread by the widgets'
-worker handlers.
+Signals are psygnal signals (no Qt). The session owns its rules: every change
+goes through one of its methods (``set_model``, ``set_dataset``, ``add_samples``,
+``set_current``, ``set_scoring``, ``put_rows``, ``add_predictions``,
+``mark_edited``), which emit the signals themselves; the docks call them on the
+main thread (worker handlers) and never emit the session's signals.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from psygnal import Signal
@@ -49,6 +53,12 @@ class Session:
         and ``instance_method``.
     rows : dict
         Per-image scores by sample id (``core.evaluation.ImageRow``).
+    rows_settings : dict
+        ``(threshold, instance_method)`` each row was scored at (a row without an
+        entry counts as current); see :meth:`current_rows`.
+    kept_results : dict
+        Predictions and scores of the models used before, by :func:`model_key`;
+        :meth:`set_model` puts them aside and brings them back.
     edited_labels : dict
         Label masks edited by hand in the viewer, by ``(dataset path, sample id)``;
         kept when the user moves to another sample (``Sample.labels`` stays the
@@ -66,6 +76,8 @@ class Session:
     threshold: float = 0.5
     instance_method: str = "watershed"
     rows: dict[str, Any] = field(default_factory=dict)
+    rows_settings: dict[str, tuple[float, str]] = field(default_factory=dict)
+    kept_results: dict[str, ModelResults] = field(default_factory=dict)
     edited_labels: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     jobs: Any = field(default_factory=lambda: _new_worker_guard())
 
@@ -78,14 +90,192 @@ class Session:
     scores_changed = Signal()
     labels_edited = Signal(str)  # sample id whose hand-edited mask was kept
 
-    def set_model(self, model: Any) -> None:
-        """Use ``model`` from now on; cached predictions of the old model are dropped."""
+    # ------------------------------------------------------------ the rules
+    # Every change of shared state goes through one of these methods, which emit
+    # their own signals: the docks never call ``emit()`` on the session's signals.
+    def set_model(self, model: Any) -> str:
+        """Use ``model`` from now on; the old model's results are kept, not dropped.
+
+        The probability maps and scores of the model in use are put aside under its
+        name (:attr:`kept_results`); when ``model`` is one that was used before
+        (same file), its kept results come back.
+
+        Parameters
+        ----------
+        model : LoadedModel
+            The new model (``core.checkpoint.LoadedModel``).
+
+        Returns
+        -------
+        str
+            A sentence saying what was kept ("" when there was nothing to keep).
+        """
+        note = ""
+        old = self.model
+        if old is not None and (self.probabilities or self.rows):
+            key = model_key(old)
+            self.kept_results[key] = ModelResults(
+                model_name(old), dict(self.probabilities), dict(self.rows),
+                dict(self.rows_settings), self.dataset,
+            )
+            note = (f"The predictions and scores of {model_name(old)} ({len(self.rows)} scored "
+                    "image(s)) are kept: load that model again to see them.")
         self.model = model
         self.probabilities.clear()
         self.rows.clear()
+        self.rows_settings.clear()
+        kept = self.kept_results.pop(model_key(model), None) if model is not None else None
+        if kept is not None and kept.dataset is self.dataset:
+            self.probabilities.update(kept.probabilities)
+            self.rows.update(kept.rows)
+            self.rows_settings.update(kept.rows_settings)
         self.model_changed.emit()
         self.predictions_changed.emit()
         self.scores_changed.emit()
+        if note:
+            from napari_nuclei_unet.widgets._workers import notify
+
+            notify(note)
+        return note
+
+    def set_dataset(self, dataset: DSBDataset | None) -> None:
+        """Open ``dataset``: loaded samples, predictions and scores of the old one go."""
+        self.dataset = dataset
+        self.samples.clear()
+        self.current_id = None
+        self.probabilities.clear()
+        self.rows.clear()
+        self.rows_settings.clear()
+        self.kept_results.clear()
+        self.dataset_changed.emit()
+        self.samples_changed.emit()
+        self.predictions_changed.emit()
+        self.scores_changed.emit()
+
+    def add_samples(self, samples: Iterable[Sample]) -> None:
+        """Keep decoded samples (``samples_changed``)."""
+        self.samples.update({sample.id: sample for sample in samples})
+        self.samples_changed.emit()
+
+    def set_current(self, sample_id: str) -> None:
+        """The viewer now shows ``sample_id`` (``current_changed``)."""
+        self.current_id = sample_id
+        self.current_changed.emit(sample_id)
+
+    def settings(self) -> tuple[float, str]:
+        """``(threshold, instance_method)`` the scores are computed at."""
+        return (self.threshold, self.instance_method)
+
+    def set_scoring(self, threshold: float | None = None, instance_method: str | None = None
+                    ) -> None:
+        """Change the threshold or the split; scores at other settings become stale.
+
+        Stale rows stay in :attr:`rows` until they are scored again, but
+        :meth:`current_rows` leaves them out, so no table shows old scores under
+        a new threshold.
+        """
+        if threshold is not None:
+            self.threshold = float(threshold)
+        if instance_method is not None:
+            self.instance_method = instance_method
+        self.scores_changed.emit()
+
+    def put_rows(self, rows: Iterable[Any], settings: tuple[float, str] | None = None) -> None:
+        """Keep scores computed at ``settings`` (default: the current ones)."""
+        settings = self.settings() if settings is None else settings
+        changed = False
+        for row in rows:
+            if self.rows.get(row.id) != row or self.rows_settings.get(row.id) != settings:
+                self.rows[row.id] = row
+                self.rows_settings[row.id] = settings
+                changed = True
+        if changed:
+            self.scores_changed.emit()
+
+    def add_predictions(self, model: Any, probabilities: dict[str, np.ndarray],
+                        rows: Iterable[Any] = (), settings: tuple[float, str] | None = None
+                        ) -> bool:
+        """Keep the maps (and scores) a job computed with ``model``.
+
+        Returns False (nothing kept) when the session's model changed meanwhile.
+        """
+        if model is not self.model:
+            return False
+        self.probabilities.update(probabilities)
+        self.predictions_changed.emit()
+        rows = list(rows)
+        if rows:
+            self.put_rows(rows, settings)
+        return True
+
+    def keep_for(self, model: Any, probabilities: dict[str, np.ndarray],
+                 rows: Iterable[Any] = (), settings: tuple[float, str] | None = None) -> None:
+        """Keep results of ``model`` that came back after another model was chosen."""
+        if model is self.model:
+            self.add_predictions(model, probabilities, rows, settings)
+            return
+        settings = self.settings() if settings is None else settings
+        kept = self.kept_results.setdefault(
+            model_key(model), ModelResults(model_name(model), {}, {}, {}, self.dataset))
+        kept.probabilities.update(probabilities)
+        for row in rows:
+            kept.rows[row.id] = row
+            kept.rows_settings[row.id] = settings
+
+    def current_rows(self) -> list[Any]:
+        """Scores computed at the current threshold and split (stale ones left out)."""
+        now = self.settings()
+        return [row for sid, row in self.rows.items() if self.rows_settings.get(sid, now) == now]
+
+    def stale_count(self) -> int:
+        """How many scored images wait to be scored again at the current settings."""
+        return len(self.rows) - len(self.current_rows())
+
+    def mark_edited(self, sample_id: str) -> None:
+        """A hand-edited label mask of ``sample_id`` was kept (``labels_edited``)."""
+        self.labels_edited.emit(sample_id)
+
+
+@dataclass
+class ModelResults:
+    """Predictions and scores of a model that is no longer the one in use."""
+
+    name: str
+    probabilities: dict[str, Any]
+    rows: dict[str, Any]
+    rows_settings: dict[str, tuple[float, str]]
+    dataset: Any = None
+
+
+def model_key(model: Any) -> str:
+    """Identity of a model for keeping its results: its file (and modification time)."""
+    path = getattr(model, "path", None)
+    if path is None:
+        return f"object-{id(model)}"
+    try:
+        stamp = Path(path).stat().st_mtime_ns
+    except OSError:
+        stamp = 0
+    return f"{Path(path).resolve()}@{stamp}"
+
+
+def model_name(model: Any) -> str:
+    """Plain name of a model: ``"default model"``, ``"v002"``, ``"20261201-0930/best"``.
+
+    Generic file names (``model``, ``best``, ``last``) get their folder's name in front,
+    so two models never show the same name.
+    """
+    if model is None:
+        return "no model"
+    path = getattr(model, "path", None)
+    if path is None:
+        return "model in memory"
+    path = Path(path)
+    if path.name == "default.safetensors":
+        return "default model"
+    if path.stem in {"model", "best", "last", "weights", "checkpoint"}:
+        return f"{path.parent.name}/{path.stem}"
+    return path.stem
 
 
 def _new_worker_guard() -> Any:

@@ -52,6 +52,18 @@ def import_torch_safely() -> None:
         import napari_nuclei_unet.core.training  # noqa: F401
 
 
+def gui_cpu_threads() -> int:
+    """CPU threads for training in the GUI: all physical cores but one (at least 1).
+
+    torch's intra-op threads spin on every core they get; on a 2-core laptop two
+    training threads starve napari's main thread (and make training itself many
+    times slower when other programs need the CPU too), so one core is left free.
+    """
+    from napari_nuclei_unet.core.device import physical_cpu_count
+
+    return max(1, physical_cpu_count() - 1)
+
+
 def _wait_for_workers_at_exit() -> None:
     """Let running Qt workers finish before Python shuts down (max 30 s).
 

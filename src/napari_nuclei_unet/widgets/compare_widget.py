@@ -1,7 +1,7 @@
 """Compare dock: the prediction beside (or over) the label mask, re-thresholded live.
 
-The network runs in a background worker (:func:`predict_and_score`, a generator
-over :func:`napari_nuclei_unet.core.inference.predict_samples`) and its
+The network runs in a background worker (``core.predict_score.predict_and_score``,
+started by :mod:`napari_nuclei_unet.widgets._prediction_service`) and its
 probability maps are cached in the session, so moving the threshold slider or
 switching the "split touching nuclei" toggle only re-thresholds the cached map:
 the prediction and error layers and the scores follow at once, the network is
@@ -12,8 +12,6 @@ never run again. The layers themselves are managed by
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,7 +29,14 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_nuclei_unet.core.progress import Progress, stop_requested
+from napari_nuclei_unet.core.predict_score import (  # noqa: F401  (re-exported)
+    INSTANCE_METHOD_PLAIN,
+    INSTANCE_METHOD_SPLIT,
+    PredictionResult,
+    labels_and_row,
+    predict_and_score,
+    predicted_labels,
+)
 from napari_nuclei_unet.widgets import _compare_layers as compare_layers
 from napari_nuclei_unet.widgets._compare_layers import (
     ERROR_COLORS,
@@ -41,14 +46,27 @@ from napari_nuclei_unet.widgets._compare_layers import (
     SIDE_BY_SIDE,
 )
 from napari_nuclei_unet.widgets._layers import (
-    IMAGE_LAYER,
-    LABELS_LAYER,
-    SAMPLE_ID_KEY,
-    find_layer,
     short_id,
-    show_sample,
 )
-from napari_nuclei_unet.widgets._session import disconnect_all, on_destroyed, session_for
+from napari_nuclei_unet.widgets._prediction_service import (  # noqa: F401  (re-exported)
+    BUSY_MESSAGE,
+    NO_MODEL_MESSAGE,
+    NO_SAMPLE_MESSAGE,
+    NO_SAMPLES_MESSAGE,
+    PREDICT_JOB,
+    RESCORE_JOB,
+    reset_prediction_progress,
+    show_prediction,
+    show_prediction_progress,
+    start_prediction_job,
+    start_rescore_job,
+)
+from napari_nuclei_unet.widgets._session import (
+    disconnect_all,
+    model_name,
+    on_destroyed,
+    session_for,
+)
 from napari_nuclei_unet.widgets._workers import notify
 
 if TYPE_CHECKING:
@@ -56,166 +74,12 @@ if TYPE_CHECKING:
 
     from napari_nuclei_unet.core.dataset import Sample
 
-#: Job kind of prediction runs in the session's WorkerGuard (shared with the IoU panel).
-PREDICT_JOB = "predict"
-#: Job kind of re-scoring the cached maps after a threshold change.
-RESCORE_JOB = "rescore"
 #: Job kind of re-thresholding a large shown image.
 DISPLAY_JOB = "compare display"
 #: Images up to this many pixels are re-thresholded on the main thread (a few ms).
 SYNC_PIXELS = 512 * 512
 
 THRESHOLD_RANGE = (0.05, 0.95)
-INSTANCE_METHOD_SPLIT = "watershed"
-INSTANCE_METHOD_PLAIN = "components"
-
-NO_MODEL_MESSAGE = "Load a model in the Model panel first (or click 'Load default model')."
-NO_SAMPLE_MESSAGE = "Select an image in the Data panel first."
-NO_SAMPLES_MESSAGE = "No images are loaded yet. Open a dataset in the Data panel first."
-BUSY_MESSAGE = "A prediction is already running. Wait for it to finish, or press Cancel."
-
-
-@dataclass
-class PredictionResult:
-    """What a :func:`predict_and_score` job returns.
-
-    Attributes
-    ----------
-    probabilities : dict
-        New probability maps by sample id (only the samples that were predicted).
-    rows : dict
-        Scores by sample id (``core.evaluation.ImageRow``) of the samples that have
-        a label mask, at ``threshold`` / ``instance_method``.
-    threshold : float
-        Threshold the rows were computed at.
-    instance_method : str
-        ``"watershed"`` or ``"components"``.
-    cancelled : bool
-        True when the job was stopped before the end (the results are partial).
-    """
-
-    probabilities: dict[str, np.ndarray] = field(default_factory=dict)
-    rows: dict[str, Any] = field(default_factory=dict)
-    threshold: float = 0.5
-    instance_method: str = INSTANCE_METHOD_SPLIT
-    cancelled: bool = False
-
-
-def network_of(model: Any) -> Any:
-    """The torch module of ``model`` (a ``core.checkpoint.LoadedModel`` or a bare UNet)."""
-    return getattr(model, "model", model)
-
-
-def predict_and_score(
-    model: Any,
-    samples: Sequence[Sample],
-    cached: dict[str, np.ndarray] | None = None,
-    *,
-    threshold: float = 0.5,
-    instance_method: str = INSTANCE_METHOD_SPLIT,
-    should_stop: Callable[[], bool] | None = None,
-) -> Generator[Progress, None, PredictionResult]:
-    """Predict the samples that have no cached map, then score every sample.
-
-    A generator job (no Qt): it yields :class:`~napari_nuclei_unet.core.progress.Progress`
-    updates (stage ``"predict"`` then ``"score"``) and returns a
-    :class:`PredictionResult`. It never changes ``cached``.
-
-    Parameters
-    ----------
-    model : LoadedModel or UNet
-        The model.
-    samples : sequence of Sample
-        The samples to predict and score.
-    cached : dict, optional
-        Probability maps already computed by this model, by sample id; these
-        samples are only scored.
-    threshold : float, optional
-        Probability threshold for the masks.
-    instance_method : {"watershed", "components"}, optional
-        How a mask is split into nuclei.
-    should_stop : callable, optional
-        Checked between images; when it returns True the job returns what it has.
-
-    Returns
-    -------
-    PredictionResult
-        The new maps and the scores.
-    """
-    from napari_nuclei_unet.core.evaluation import rescore
-
-    cached = dict(cached or {})
-    todo = [s for s in samples if s.id not in cached]
-    result = PredictionResult(threshold=threshold, instance_method=instance_method)
-    if todo:
-        from napari_nuclei_unet.core.inference import predict_samples
-
-        result.probabilities = yield from predict_samples(
-            network_of(model), todo, should_stop=should_stop
-        )
-        cached.update(result.probabilities)
-    scorable = [s for s in samples if s.id in cached and s.has_labels]
-    if scorable and not stop_requested(should_stop):
-        report = yield from rescore(
-            scorable, cached, threshold=threshold, instance_method=instance_method,
-            should_stop=should_stop,
-        )
-        result.rows = {row.id: row for row in report.rows}
-    result.cancelled = stop_requested(should_stop) or len(result.probabilities) < len(todo)
-    return result
-
-
-def predicted_labels(prob: np.ndarray, *, threshold: float, instance_method: str) -> np.ndarray:
-    """Threshold a probability map and split it into nuclei, as ``score_prediction`` does.
-
-    Parameters
-    ----------
-    prob : numpy.ndarray
-        ``(H, W)`` probabilities in [0, 1].
-    threshold : float
-        Pixels with ``prob > threshold`` are foreground.
-    instance_method : str
-        ``"watershed"`` or ``"components"``.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(H, W)`` int32 labels, 0 = background.
-    """
-    from napari_nuclei_unet.core.instances import labels_from_probability
-
-    return labels_from_probability(prob, threshold=threshold, method=instance_method)
-
-
-def labels_and_row(
-    sample: Sample, prob: np.ndarray, *, threshold: float, instance_method: str
-) -> tuple[np.ndarray, Any]:
-    """Predicted nuclei of one image and its scores (None without a label mask).
-
-    Parameters
-    ----------
-    sample : Sample
-        The sample.
-    prob : numpy.ndarray
-        Its probability map.
-    threshold : float
-        Probability threshold.
-    instance_method : str
-        ``"watershed"`` or ``"components"``.
-
-    Returns
-    -------
-    tuple
-        ``(labels, row)``: ``(H, W)`` int32 labels and a ``core.evaluation.ImageRow``
-        (or None when the sample has no label mask).
-    """
-    from napari_nuclei_unet.core.evaluation import score_prediction
-
-    labels = predicted_labels(prob, threshold=threshold, instance_method=instance_method)
-    row = None
-    if sample.has_labels:
-        row = score_prediction(sample, prob, threshold=threshold, instance_method=instance_method)
-    return labels, row
 
 
 def _legend_html() -> str:
@@ -462,7 +326,7 @@ class CompareWidget(QWidget):
             self.threshold_slider.blockSignals(False)
         if value == self.session.threshold and self._labels_key is not None:
             return
-        self.session.threshold = value
+        self.session.set_scoring(threshold=value)
         self._scores_settings_changed()
 
     def set_split_touching(self, split: bool) -> None:
@@ -476,8 +340,8 @@ class CompareWidget(QWidget):
         if self.split_checkbox.isChecked() != bool(split):
             self.split_checkbox.setChecked(bool(split))  # -> toggled -> here again
             return
-        self.session.instance_method = (
-            INSTANCE_METHOD_SPLIT if split else INSTANCE_METHOD_PLAIN
+        self.session.set_scoring(
+            instance_method=INSTANCE_METHOD_SPLIT if split else INSTANCE_METHOD_PLAIN
         )
         self._scores_settings_changed()
 
@@ -572,6 +436,7 @@ class CompareWidget(QWidget):
         self.cancel_button.setEnabled(True)
         self.progress.setRange(0, 0)
         self.progress.setFormat("Starting…")
+        reset_prediction_progress(self.progress)
         self.progress.setVisible(True)
 
     def _on_progress(self, update: Any) -> None:
@@ -605,10 +470,7 @@ class CompareWidget(QWidget):
             self.refresh()  # the hints depend on the model
             return
         path = getattr(model, "path", None)
-        name = path.stem if path is not None else "model"
-        if path is not None and path.name == "default.safetensors":
-            name = "default model"
-        self.model_label.setText(f"Model: {name}")
+        self.model_label.setText(f"Model: {model_name(model)}")
         self.model_label.setToolTip(str(path) if path is not None else "")
         self.load_default_button.setVisible(False)
 
@@ -692,9 +554,7 @@ class CompareWidget(QWidget):
                 sample, prob, threshold=self.session.threshold,
                 instance_method=self.instance_method,
             )
-            if self.session.rows.get(sample.id) != row:
-                self.session.rows[sample.id] = row
-                self.session.scores_changed.emit()
+            self.session.put_rows([row], (self.session.threshold, self.instance_method))
         self.metrics_label.setText(_format_row(row))
 
     def _start_display_job(self, sample: Sample, prob: np.ndarray, key: tuple) -> None:
@@ -710,9 +570,8 @@ class CompareWidget(QWidget):
             if self._current_key() != key:
                 return  # the threshold, split or image changed meanwhile
             self._labels, self._labels_key = labels, key
-            if row is not None and self.session.rows.get(sample.id) != row:
-                self.session.rows[sample.id] = row
-                self.session.scores_changed.emit()
+            if row is not None:
+                self.session.put_rows([row], (threshold, method))
             self.refresh()
 
         def finished() -> None:
@@ -731,228 +590,3 @@ class CompareWidget(QWidget):
             action=f"Updating the prediction of {short_id(sample.id)}",
             refuse=False,
         )
-
-
-def show_prediction(
-    viewer: napari.Viewer,
-    sample: Sample,
-    *,
-    pred_labels: np.ndarray | None = None,
-    mode: str = SIDE_BY_SIDE,
-) -> bool:
-    """Show ``sample`` with its cached prediction beside (or over) its label mask.
-
-    Used by the Compare dock and by the IoU panel (when it shows a sample while
-    no Compare dock is open). The network is never run here.
-
-    Parameters
-    ----------
-    viewer : napari.Viewer
-        The viewer.
-    sample : Sample
-        The sample; the image layers are switched to it when they show another.
-    pred_labels : numpy.ndarray, optional
-        Predicted nuclei; computed from the session's cached probability map at
-        the session's threshold and split when omitted.
-    mode : {"side by side", "overlay"}
-        Layout.
-
-    Returns
-    -------
-    bool
-        False when the sample has no cached probability map (nothing shown but
-        the image and its label mask).
-    """
-    session = session_for(viewer)
-    image_layer = find_layer(viewer, IMAGE_LAYER)
-    if image_layer is None or image_layer.metadata.get(SAMPLE_ID_KEY) != sample.id:
-        image_layer, _ = show_sample(viewer, sample)
-    if pred_labels is None:
-        prob = session.probabilities.get(sample.id)
-        if prob is None:
-            compare_layers.clear_comparison(viewer)
-            return False
-        pred_labels = predicted_labels(
-            prob, threshold=session.threshold, instance_method=session.instance_method
-        )
-    compare_layers.show_comparison(
-        viewer,
-        image_layer=image_layer,
-        truth_layer=find_layer(viewer, LABELS_LAYER),
-        pred_labels=pred_labels,
-        true_labels=sample.labels if sample.has_labels else None,
-        mode=mode,
-        sample_id=sample.id,
-    )
-    return True
-
-
-def _settings(session: Any) -> tuple[float, str]:
-    return (session.threshold, session.instance_method)
-
-
-def start_rescore_job(viewer: napari.Viewer, *, exclude: str | None = None) -> Any:
-    """Score every cached probability map again at the session's current settings.
-
-    Runs :func:`napari_nuclei_unet.core.evaluation.rescore` in a worker. The job
-    stops by itself when the threshold or the split changes again (a newer
-    re-scoring job takes over), and its rows are merged into ``session.rows``
-    only while the settings are still those it used; ``scores_changed`` is
-    emitted at the end.
-
-    Parameters
-    ----------
-    viewer : napari.Viewer
-        The viewer whose session is used.
-    exclude : str, optional
-        A sample id not to score (the shown image, already scored on the main thread).
-
-    Returns
-    -------
-    WorkerBase or None
-        The worker, or None when there was nothing to score.
-    """
-    from napari_nuclei_unet.core.evaluation import rescore
-
-    session = session_for(viewer)
-    samples = [
-        s for sid, s in session.samples.items()
-        if sid != exclude and sid in session.probabilities and s.has_labels
-    ]
-    if not samples:
-        return None
-    settings = _settings(session)
-
-    def outdated() -> bool:
-        return _settings(session) != settings
-
-    def keep(report: Any) -> None:
-        if outdated():
-            return
-        session.rows.update({row.id: row for row in report.rows})
-        session.scores_changed.emit()
-
-    return session.jobs.start(
-        RESCORE_JOB,
-        rescore,
-        samples,
-        dict(session.probabilities),
-        threshold=settings[0],
-        instance_method=settings[1],
-        should_stop=outdated,
-        on_returned=keep,
-        action="Scoring the predictions again",
-        refuse=False,
-    )
-
-
-def show_prediction_progress(bar: QProgressBar, update: Any, *, stopping: bool = False) -> None:
-    """Show a :func:`start_prediction_job` update on ``bar`` (other updates are ignored).
-
-    Shared by the Compare dock and the IoU panel. While ``stopping`` the bar's text
-    (e.g. "Stopping after this image…") is left as it is.
-    """
-    if not isinstance(update, Progress):
-        return
-    verb = "Predicting" if update.stage == "predict" else "Scoring"
-    bar.setRange(0, max(1, update.total))
-    bar.setValue(update.done)
-    if not stopping:
-        bar.setFormat(f"{verb}: %v / %m images")
-
-
-def start_prediction_job(
-    viewer: napari.Viewer,
-    samples: list[Sample],
-    *,
-    on_started: Callable[[], None] | None = None,
-    on_progress: Callable[[Any], None] | None = None,
-    on_done: Callable[[PredictionResult | None], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    cancel: Callable[[], Any] | None = None,
-    before: Callable[[], Any] | None = None,
-) -> Any:
-    """Start a :func:`predict_and_score` worker for ``viewer``'s session.
-
-    Shared by the Compare dock and the IoU panel. User mistakes (no model, a job
-    already running) are notified and nothing is started. On success the new
-    probability maps and scores are merged into the session (main thread) and
-    ``predictions_changed`` / ``scores_changed`` are emitted; results of a model
-    that was replaced meanwhile are dropped.
-
-    Parameters
-    ----------
-    viewer : napari.Viewer
-        The viewer whose session is used.
-    samples : list of Sample
-        What to predict and score.
-    on_started, on_progress, on_done : callable, optional
-        UI hooks: called when the worker starts, with each ``Progress``, and at the
-        end with the result (None after an error).
-    should_stop : callable, optional
-        Cooperative stop flag of the job.
-    cancel : callable, optional
-        Called when napari is closed during the job.
-    before : callable, optional
-        Called just before the worker starts (e.g. to clear a stop flag).
-
-    Returns
-    -------
-    WorkerBase or None
-        The worker, or None when nothing was started.
-    """
-    session = session_for(viewer)
-    if session.model is None:
-        notify(NO_MODEL_MESSAGE, warning=True)
-        return None
-    if session.jobs.is_running(PREDICT_JOB):
-        notify(BUSY_MESSAGE)
-        return None
-    model = session.model
-    outcome: dict[str, PredictionResult] = {}
-
-    def keep(result: PredictionResult) -> None:
-        outcome["result"] = result
-        if session.model is not model:
-            notify(
-                "The model was changed during the prediction; its results were dropped. "
-                "Predict again with the new model.",
-                warning=True,
-            )
-            return
-        session.probabilities.update(result.probabilities)
-        if _settings(session) == (result.threshold, result.instance_method):
-            session.rows.update(result.rows)
-            session.predictions_changed.emit()
-            session.scores_changed.emit()
-        else:  # the threshold moved during the job: score everything at the new one
-            session.predictions_changed.emit()
-            start_rescore_job(viewer)
-
-    def finished() -> None:
-        if on_done is not None:
-            on_done(outcome.get("result"))
-
-    if before is not None:
-        before()
-    worker = session.jobs.start(
-        PREDICT_JOB,
-        predict_and_score,
-        model,
-        list(samples),
-        dict(session.probabilities),
-        threshold=session.threshold,
-        instance_method=_settings(session)[1],
-        should_stop=should_stop,
-        on_yielded=on_progress,
-        on_returned=keep,
-        on_finished=finished,
-        action="Predicting",
-        viewer=viewer,
-        description=f"Predicting {len(samples)} image(s)",
-        cancel=cancel,
-        refuse=False,
-    )
-    if worker is not None and on_started is not None:
-        on_started()
-    return worker

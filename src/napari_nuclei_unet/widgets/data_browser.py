@@ -42,7 +42,10 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_nuclei_unet.core.progress import stop_requested
+from napari_nuclei_unet.widgets._ids import enable_id_copy
 from napari_nuclei_unet.widgets._layers import DATASET_KEY, short_id, show_sample
+from napari_nuclei_unet.widgets._progress import ThrottledProgress
 from napari_nuclei_unet.widgets._session import disconnect_all, on_destroyed, session_for
 from napari_nuclei_unet.widgets._workers import notify
 
@@ -92,18 +95,25 @@ class _DownloadMeter:
         pass
 
 
-def _open_dataset(path: str) -> Generator[Any, None, DSBDataset]:
-    """Open ``path`` as a dataset (runs in a worker, yields ``Progress("index", ...)``)."""
+def _open_dataset(
+    path: str, should_stop: Any = None
+) -> Generator[Any, None, DSBDataset | None]:
+    """Open ``path`` as a dataset (runs in a worker, yields ``Progress("index", ...)``).
+
+    Returns None when ``should_stop()`` became true (the user pressed Cancel).
+    """
     from napari_nuclei_unet.core.dataset import DatasetError, DSBDataset
 
     if not Path(path).exists():
         raise DatasetError(f"{path} does not exist. {LAYOUT_HINT}")
     try:
-        dataset = yield from DSBDataset.iter_open(path)
+        dataset = yield from DSBDataset.iter_open(path, should_stop=should_stop)
     except DatasetError as exc:
         if "/images/" in str(exc):  # the message already describes the layout
             raise
         raise DatasetError(f"{exc} {LAYOUT_HINT}") from exc
+    if dataset is None and stop_requested(should_stop):
+        return None
     if dataset is None or len(dataset) == 0:
         raise DatasetError(f"{path} contains no readable DSB2018 sample. {LAYOUT_HINT}")
     return dataset
@@ -125,6 +135,7 @@ class DataBrowserWidget(QWidget):
         self._sample_worker: WorkerBase | None = None
         self._pending_id: str | None = None
         self._stop_loading = threading.Event()
+        self._stop_opening = threading.Event()
         self._offered_path: str | None = None
         self._syncing = False  # True while the table follows another dock's choice
         self._meter: _DownloadMeter | None = None
@@ -210,7 +221,8 @@ class DataBrowserWidget(QWidget):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
         self.table.setSortingEnabled(True)
         self.table.itemSelectionChanged.connect(self._on_selection_changed)
-        self.table.setMinimumHeight(200)
+        self.table.setMinimumHeight(120)
+        enable_id_copy(self.table, self._selected_id)  # Ctrl+C / right click: the full id
         layout.addWidget(self.table, 1)
 
         load_row = QHBoxLayout()
@@ -224,8 +236,15 @@ class DataBrowserWidget(QWidget):
         self.progress.setValue(0)
         self.progress.setFormat("no samples loaded")
         self.progress.setTextVisible(True)
+        # one update per sample would repaint the bar hundreds of times a second
+        self._throttle = ThrottledProgress(self.progress)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop opening or loading (what is done so far is kept)")
+        self.cancel_button.clicked.connect(self.cancel)
+        self.cancel_button.setEnabled(False)
         load_row.addWidget(self.load_all_button)
         load_row.addWidget(self.progress, 1)
+        load_row.addWidget(self.cancel_button)
         layout.addLayout(load_row)
 
     def _connect(self) -> None:
@@ -262,20 +281,30 @@ class DataBrowserWidget(QWidget):
         path = str(Path(path).expanduser())
         self.path_edit.setText(path)
         self.status_label.setText(f"Opening {path} …")
+        self._stop_opening.clear()
         worker = self.session.jobs.start(
             "open dataset",
             _open_dataset,
             path,
+            self._stop_opening.is_set,
             on_yielded=self._on_progress,
             on_returned=self._on_dataset_opened,
             on_errored=self._on_open_failed,
-            on_finished=self._show_loaded_count,
+            on_finished=self._on_open_finished,
             action=f"Opening {Path(path).name}",
+            viewer=self.viewer,
+            description=f"Opening {Path(path).name}",
+            cancel=self._stop_opening.set,
         )
         if worker is not None:
-            self.progress.setRange(0, 0)
-            self.progress.setFormat("indexing samples …")
+            self._throttle.begin("indexing samples …")
+            self.cancel_button.setEnabled(True)
         return worker
+
+    def cancel(self) -> None:
+        """Stop opening or loading after the current sample (what is done is kept)."""
+        self._stop_opening.set()
+        self._stop_loading.set()
 
     def open_bundled_samples(self) -> WorkerBase | None:
         """Open the synthetic samples shipped with the plugin.
@@ -381,12 +410,12 @@ class DataBrowserWidget(QWidget):
             action="Loading the samples",
             viewer=self.viewer,
             description=f"Loading {len(dataset)} samples",
+            cancel=self._stop_loading.set,
         )
         if worker is not None:
             self.load_all_button.setText("Stop loading")
-            self.progress.setRange(0, len(dataset))
-            self.progress.setValue(0)
-            self.progress.setFormat("loading %v / %m samples")
+            self._throttle.begin("loading samples …", len(dataset))
+            self.cancel_button.setEnabled(True)
         return worker
 
     def stop_loading(self) -> None:
@@ -426,22 +455,16 @@ class DataBrowserWidget(QWidget):
         if path:
             self.open_dataset(path)
 
-    def _on_dataset_opened(self, dataset: DSBDataset) -> None:
+    def _on_dataset_opened(self, dataset: DSBDataset | None) -> None:
+        if dataset is None:  # cancelled
+            notify("Opening the dataset was cancelled; the previous one stays open.")
+            return
         self.stop_loading()  # a "Load all" of the previous dataset must not fill the new one
-        session = self.session
-        session.dataset = dataset
-        session.samples.clear()
-        session.current_id = None
-        session.probabilities.clear()
-        session.rows.clear()
         self._pending_id = None
         self._fill_table(dataset)
         if self._offered_path and Path(self._offered_path) == Path(dataset.path):
             self.offer_box.setVisible(False)
-        session.dataset_changed.emit()
-        session.samples_changed.emit()
-        session.predictions_changed.emit()
-        session.scores_changed.emit()
+        self.session.set_dataset(dataset)
 
     def _on_open_failed(self, _exc: BaseException) -> None:
         self._describe_dataset(self.dataset)
@@ -574,8 +597,7 @@ class DataBrowserWidget(QWidget):
     def _on_sample_loaded(self, dataset: DSBDataset, sample: Sample) -> None:
         if dataset is not self.dataset:
             return  # another dataset was opened meanwhile
-        self.session.samples[sample.id] = sample
-        self.session.samples_changed.emit()
+        self.session.add_samples([sample])
         self._show_loaded_count()
         if sample.id == self._pending_id:
             self._show(sample)
@@ -589,8 +611,7 @@ class DataBrowserWidget(QWidget):
 
     def _show(self, sample: Sample) -> None:
         show_sample(self.viewer, sample)
-        self.session.current_id = sample.id
-        self.session.current_changed.emit(sample.id)
+        self.session.set_current(sample.id)
 
     def _toggle_load_all(self) -> None:
         if self.session.jobs.is_running("load all"):
@@ -599,18 +620,18 @@ class DataBrowserWidget(QWidget):
             self.load_all()
 
     def _on_progress(self, update: Any) -> None:
-        total = getattr(update, "total", 0)
-        if total:
-            self.progress.setRange(0, total)
-            self.progress.setValue(min(getattr(update, "done", 0), total))
-            verb = "indexing" if getattr(update, "stage", "") == "index" else "loading"
-            self.progress.setFormat(f"{verb} %v / %m samples")
+        # throttled: at most ~10 repaints a second, whatever the rate of updates
+        verb = "indexing" if getattr(update, "stage", "") == "index" else "loading"
+        self._throttle.show_update(update, f"{verb} %v / %m samples")
+
+    def _on_open_finished(self) -> None:
+        self._describe_dataset(self.dataset)
+        self._job_ended()
 
     def _on_all_loaded(self, dataset: DSBDataset, samples: list[Sample]) -> None:
         if dataset is not self.dataset:
             return
-        self.session.samples.update({sample.id: sample for sample in samples})
-        self.session.samples_changed.emit()
+        self.session.add_samples(samples)
         n, total = len(self.session.samples), len(dataset)
         if n < total:
             notify(f"Loading stopped: {n} of {total} samples are loaded.")
@@ -619,6 +640,13 @@ class DataBrowserWidget(QWidget):
 
     def _on_load_all_finished(self) -> None:
         self.load_all_button.setText("Load all")
+        self._job_ended()
+
+    def _job_ended(self) -> None:
+        jobs = self.session.jobs
+        self.cancel_button.setEnabled(
+            jobs.is_running("open dataset") or jobs.is_running("load all")
+        )
         self._show_loaded_count()
 
     def _show_loaded_count(self) -> None:
@@ -654,7 +682,7 @@ class DataBrowserWidget(QWidget):
             return
         self._offered_path = str(path)
         self.offer_label.setText(
-            f"Layer “{short_id(layer.name, 24)}” comes from {Path(path).name}. "
+            f"Layer “{short_id(layer.name)}” comes from {Path(path).name}. "
             "Browse all its samples in this panel?"
         )
         self.offer_label.setToolTip(str(path))

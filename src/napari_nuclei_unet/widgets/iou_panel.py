@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import math
 import statistics
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_nuclei_unet.widgets._ids import enable_id_copy
 from napari_nuclei_unet.widgets._layers import short_id, show_sample
 from napari_nuclei_unet.widgets._session import disconnect_all, on_destroyed, session_for
 from napari_nuclei_unet.widgets._workers import notify, notify_error
@@ -45,6 +47,8 @@ if TYPE_CHECKING:
 COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("Image", "id", "Sample id (hover a cell for the full id)"),
     ("Modality", "modality", "Kind of image"),
+    ("Split", "split", "train: the model learnt from this image (its score is optimistic); "
+                       "validation: used to choose the model; unseen: never shown to it"),
     ("IoU", "iou", "Foreground intersection over union with the label mask"),
     ("Dice", "dice", "Foreground Dice coefficient with the label mask"),
     ("AP@0.5", "ap50", "Matched nuclei / (matched + missed + extra), match = IoU > 0.5"),
@@ -55,7 +59,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
 FIELDS = tuple(column[1] for column in COLUMNS)
 SCORE_FIELDS = ("iou", "dice", "ap50", "dsb_score")
 #: Column names of :meth:`IoUPanel.export_csv` (the ``ImageRow`` fields).
-CSV_FIELDS = FIELDS
+CSV_FIELDS = tuple(f for f in FIELDS if f != "split")
 
 #: Widest the id column gets by itself (pixels); long ids are elided.
 ID_COLUMN_WIDTH = 100
@@ -74,11 +78,9 @@ EMPTY_MESSAGE = (
 )
 
 
-def elide_id(sample_id: str, keep: int = 5) -> str:
-    """``sample_id`` shortened in the middle ("0287e…001ea"), whole when short."""
-    if len(sample_id) <= 2 * keep + 2:
-        return sample_id
-    return f"{sample_id[:keep]}…{sample_id[-keep:]}"
+def elide_id(sample_id: str) -> str:
+    """``sample_id`` shortened to its first 8 characters (whole when short)."""
+    return short_id(sample_id)
 
 
 def score_color(value: float) -> tuple[int, int, int]:
@@ -131,11 +133,13 @@ class ScoreTableModel(QAbstractTableModel):
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
         self._rows: list[Any] = []
+        self._splits: dict[str, str] = {}
 
-    def set_rows(self, rows: list[Any]) -> None:
-        """Replace all rows."""
+    def set_rows(self, rows: list[Any], splits: dict[str, str] | None = None) -> None:
+        """Replace all rows (``splits``: "train" / "validation" / "unseen" by id)."""
         self.beginResetModel()
         self._rows = list(rows)
+        self._splits = dict(splits or {})
         self.endResetModel()
 
     def row_at(self, row: int) -> Any:
@@ -166,7 +170,7 @@ class ScoreTableModel(QAbstractTableModel):
             return None
         row = self._rows[index.row()]
         name = FIELDS[index.column()]
-        value = getattr(row, name)
+        value = self._splits.get(row.id, "unseen") if name == "split" else getattr(row, name)
         if role == Qt.ItemDataRole.DisplayRole:
             if name == "id":
                 return elide_id(value)  # full id in the tooltip
@@ -276,6 +280,8 @@ class IoUPanel(QWidget):
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self._syncing = False
+        self._histogram_stale = True
+        self._stop = threading.Event()
         self._build()
         self._connect()
         self.refresh()
@@ -297,9 +303,20 @@ class IoUPanel(QWidget):
             buttons.addWidget(button)
         layout.addLayout(buttons)
 
+        progress_row = QHBoxLayout()
         self.progress = QProgressBar()
         self.progress.setVisible(False)
-        layout.addWidget(self.progress)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop after this image (the scores so far are kept)")
+        self.cancel_button.setVisible(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        progress_row.addWidget(self.progress, 1)
+        progress_row.addWidget(self.cancel_button)
+        layout.addLayout(progress_row)
+        self.stale_label = QLabel()
+        self.stale_label.setWordWrap(True)
+        self.stale_label.setVisible(False)
+        layout.addWidget(self.stale_label)
 
         self.model = ScoreTableModel(self)
         self.proxy = QSortFilterProxyModel(self)
@@ -320,6 +337,7 @@ class IoUPanel(QWidget):
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(False)
         self.table.setMinimumHeight(120)
+        enable_id_copy(self.table, self._selected_id)
 
         self.summary_label = QLabel()
         self.summary_label.setWordWrap(True)
@@ -378,12 +396,24 @@ class IoUPanel(QWidget):
     # ------------------------------------------------------------ content
     def refresh(self) -> None:
         """Fill the table, summary and histogram from ``session.rows``."""
-        rows = list(self.session.rows.values())
+        from napari_nuclei_unet.core.predict_score import splits_of
+
+        session = self.session
+        rows = session.current_rows()  # never old scores under a new threshold
         self._syncing = True
         try:
-            self.model.set_rows(rows)
+            dataset = session.dataset
+            ids = list(dataset.ids()) if dataset is not None else list(session.samples)
+            self.model.set_rows(rows, splits_of(session.model, ids))
         finally:
             self._syncing = False
+        stale = session.stale_count()
+        self.stale_label.setVisible(bool(stale))
+        if stale:
+            self.stale_label.setText(
+                f"Scoring {stale} image(s) again at threshold {session.threshold:.2f} … "
+                "(their old scores are hidden)"
+            )
         self.summary_label.setText(
             _summary_html(summarize(rows), self.session.threshold, self.session.instance_method)
         )
@@ -412,7 +442,19 @@ class IoUPanel(QWidget):
             background, text, bar = "#23242b", "#f0f1f2", "#4560c4"
         return background, text, bar
 
+    def showEvent(self, event: Any) -> None:  # noqa: N802  (Qt's name)
+        """Draw the histogram put off while the panel was hidden."""
+        super().showEvent(event)
+        if self._histogram_stale:
+            self._draw_histogram()
+
     def _draw_histogram(self, *_args: Any) -> None:
+        # matplotlib draws on the main thread (tens of ms): not while the panel is hidden
+        # (e.g. another tab of the workflow panel is shown)
+        if self.window().isVisible() and not self.isVisible():
+            self._histogram_stale = True
+            return
+        self._histogram_stale = False
         background, text, bar = self._theme_colors()
         ax = self.axes
         ax.clear()
@@ -466,7 +508,7 @@ class IoUPanel(QWidget):
         WorkerBase or None
             The worker, or None when nothing was started (the reason is notified).
         """
-        from napari_nuclei_unet.widgets.compare_widget import (
+        from napari_nuclei_unet.widgets._prediction_service import (
             NO_SAMPLES_MESSAGE,
             start_prediction_job,
         )
@@ -490,22 +532,40 @@ class IoUPanel(QWidget):
             on_started=self._on_job_started,
             on_progress=self._on_progress,
             on_done=self._on_job_done,
+            should_stop=self._stop.is_set,
+            cancel=self.cancel,
+            before=self._stop.clear,
         )
 
+    def cancel(self) -> None:
+        """Stop "Score all" after the current image (the scores so far are kept)."""
+        self._stop.set()
+        self.cancel_button.setEnabled(False)
+        self.progress.setFormat("Stopping after this image…")
+
     def _on_job_started(self) -> None:
+        from napari_nuclei_unet.widgets._prediction_service import reset_prediction_progress
+
         self.score_button.setEnabled(False)
         self.progress.setRange(0, 0)
         self.progress.setFormat("Starting…")
+        reset_prediction_progress(self.progress)
         self.progress.setVisible(True)
+        self.cancel_button.setEnabled(True)
+        self.cancel_button.setVisible(True)
 
     def _on_progress(self, update: Any) -> None:
-        from napari_nuclei_unet.widgets.compare_widget import show_prediction_progress
+        from napari_nuclei_unet.widgets._prediction_service import show_prediction_progress
 
-        show_prediction_progress(self.progress, update)
+        show_prediction_progress(self.progress, update, stopping=self._stop.is_set())
 
-    def _on_job_done(self, _result: Any) -> None:
+    def _on_job_done(self, result: Any) -> None:
         self.score_button.setEnabled(True)
         self.progress.setVisible(False)
+        self.cancel_button.setVisible(False)
+        if result is not None and result.cancelled:
+            notify(f"Scoring stopped: {len(result.rows)} image(s) scored before Cancel are "
+                   "kept.")
 
     def show_sample_id(self, sample_id: str) -> None:
         """Show image ``sample_id`` with its label mask and prediction, and select its row.
@@ -533,19 +593,17 @@ class IoUPanel(QWidget):
         self._show(sample)
 
     def _on_sample_loaded(self, sample: Any) -> None:
-        self.session.samples[sample.id] = sample
-        self.session.samples_changed.emit()
+        self.session.add_samples([sample])
         self._show(sample)
 
     def _show(self, sample: Any) -> None:
         from napari_nuclei_unet.widgets import _compare_layers
-        from napari_nuclei_unet.widgets.compare_widget import show_prediction
+        from napari_nuclei_unet.widgets._prediction_service import show_prediction
 
         session = self.session
         try:
             show_sample(self.viewer, sample)
-            session.current_id = sample.id
-            session.current_changed.emit(sample.id)  # the Compare dock shows the prediction
+            session.set_current(sample.id)  # the Compare dock shows the prediction
             if _compare_layers.shown_prediction_id(self.viewer) != sample.id:
                 show_prediction(self.viewer, sample)  # no Compare dock open: show it here
         except Exception as exc:  # never a traceback dialog for a click
@@ -559,7 +617,7 @@ class IoUPanel(QWidget):
         str or None
             Its id, or None when there are no scores.
         """
-        rows = list(self.session.rows.values())
+        rows = self.session.current_rows()
         if not rows:
             notify(EMPTY_MESSAGE)
             return None
@@ -608,6 +666,10 @@ class IoUPanel(QWidget):
         notify(f"Scores of {self.proxy.rowCount()} images saved to {written}.")
 
     # ---------------------------------------------------------- selection
+    def _selected_id(self) -> str | None:
+        index = self.table.currentIndex()
+        return None if not index.isValid() else index.sibling(index.row(), 0).data(ID_ROLE)
+
     def _view_row_of(self, sample_id: str | None) -> int | None:
         if sample_id is None:
             return None

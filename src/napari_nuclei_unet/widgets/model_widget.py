@@ -143,19 +143,48 @@ def flatten_metrics(metadata: dict) -> list[tuple[str, str]]:
     return rows
 
 
+def _where_trained(metadata: dict) -> str:
+    """Plain words for the hardware a model was trained on ("an NVIDIA GPU", "the CPU")."""
+    hardware = str(metadata.get("training_hardware") or "")
+    if hardware:
+        return hardware.split(",")[0].split("(")[0].strip().removeprefix("one ")
+    device = str(metadata.get("device") or "")
+    if device.startswith("cuda"):
+        return "an NVIDIA GPU"
+    if device.startswith("mps"):
+        return "an Apple GPU"
+    if device.startswith("cpu"):
+        return "the CPU"
+    return device
+
+
 def describe_training(metadata: dict) -> str:
-    """One line about when and on what the model was trained."""
+    """When, how long and on what the model was trained, in plain words.
+
+    Budget-limited runs plan a huge number of epochs and stop on time, so the
+    planned count is shown only when it means something (a run stopped early);
+    otherwise the epochs, optimisation steps and minutes actually trained.
+    """
+    from napari_nuclei_unet.widgets._progress import format_duration
+
     parts = []
     created = str(metadata.get("created", ""))[:10]
     if created:
         parts.append(f"trained {created}")
     history = metadata.get("history") or []
-    epoch = (metadata.get("metrics") or {}).get("epoch")
-    planned = history[-1].get("epochs") if history and isinstance(history[-1], dict) else None
-    if epoch is not None and planned:
-        parts.append(f"epoch {epoch} of {planned}")
-    elif history:
-        parts.append(f"{len(history)} epochs")
+    last = history[-1] if history and isinstance(history[-1], dict) else {}
+    epoch = (metadata.get("metrics") or {}).get("epoch") or last.get("epoch") or len(history)
+    planned = last.get("epochs")
+    if epoch:
+        text = f"{epoch} epochs"
+        steps = (metadata.get("config") or {}).get("steps_per_epoch")
+        if steps:
+            text += f" ({int(epoch) * int(steps):,} steps)"
+        if last.get("elapsed_s"):
+            text += f" in {format_duration(float(last['elapsed_s']))}"
+        if planned and int(epoch) < int(planned) <= 10 * int(epoch):
+            text += f", stopped before the {planned} planned"
+        parts.append(text)
     data = metadata.get("training_data") or {}
     if data.get("n_train") is not None:
         text = f"{data['n_train']} training / {data.get('n_val', 0)} validation images"
@@ -163,30 +192,63 @@ def describe_training(metadata: dict) -> str:
         if modalities:
             text += " (" + ", ".join(f"{k} {v}" for k, v in modalities.items()) + ")"
         parts.append(text)
-    if metadata.get("device"):
-        parts.append(f"on {metadata['device']}")
+    where = _where_trained(metadata)
+    if where:
+        parts.append(f"trained on {where}")
     return " · ".join(parts) or "no training record"
 
 
+class _KeyValueTable(QTableWidget):
+    """Two columns, name and value, that always fit the visible width.
+
+    A long value (a path in the configuration) is elided in the middle, whole in
+    its tooltip, instead of pushing the value column off-screen.
+    """
+
+    def fit_columns(self) -> None:
+        """Share the visible width: names as wide as needed up to half, values the rest."""
+        room = self.viewport().width()
+        if room <= 0:
+            return
+        self.resizeColumnToContents(0)
+        name = min(self.columnWidth(0), room // 2)
+        self.setColumnWidth(0, name)
+        self.setColumnWidth(1, max(40, room - name))  # values: the rest, elided if long
+
+    def resizeEvent(self, event: Any) -> None:  # noqa: N802  (Qt's name)
+        """Refit the columns to the new width."""
+        super().resizeEvent(event)
+        self.fit_columns()
+
+
 def _table(headers: tuple[str, str]) -> QTableWidget:
-    table = QTableWidget(0, 2)
+    table = _KeyValueTable(0, 2)
     table.setHorizontalHeaderLabels(headers)
     table.verticalHeader().setVisible(False)
     table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
     table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+    table.setWordWrap(True)
+    table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+    table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
     header = table.horizontalHeader()
-    header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-    header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+    header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+    header.setStretchLastSection(False)
+    header.setMinimumSectionSize(40)
     return table
 
 
 def _fill(table: QTableWidget, rows: list[tuple[str, str]]) -> None:
     table.setRowCount(len(rows))
     for i, (name, value) in enumerate(rows):
-        table.setItem(i, 0, QTableWidgetItem(name))
+        name_item = QTableWidgetItem(name)
+        name_item.setToolTip(name)
+        table.setItem(i, 0, name_item)
         item = QTableWidgetItem(value)
+        item.setToolTip(value)
         item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         table.setItem(i, 1, item)
+    if isinstance(table, _KeyValueTable):
+        table.fit_columns()
 
 
 class ModelWidget(QWidget):
@@ -351,7 +413,9 @@ class ModelWidget(QWidget):
         self.name_label.setToolTip(str(path or ""))
         n_params = sum(p.numel() for p in loaded.model.parameters())
         size = f"{n_params / 1e6:.2f} M" if n_params >= 1e6 else f"{n_params / 1e3:.1f} k"
-        self.device_label.setText(f"{model_device(loaded)} · {size} parameters")
+        device = model_device(loaded)
+        where = "the CPU" if device == "cpu" else f"the GPU ({device})"
+        self.device_label.setText(f"{where} · {size} parameters")
         metadata = getattr(loaded, "metadata", {}) or {}
         self.training_label.setText(describe_training(metadata))
         _fill(self.metrics_table, flatten_metrics(metadata))

@@ -37,9 +37,6 @@ Programmatic use (tests, notebooks)::
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,7 +62,6 @@ from qtpy.QtWidgets import (
 from superqt import QCollapsible
 
 from napari_nuclei_unet.core.finetune import FINETUNE_DEFAULTS
-from napari_nuclei_unet.core.progress import Progress
 from napari_nuclei_unet.widgets import _retrain_editing as editing
 from napari_nuclei_unet.widgets._layers import (
     LABELS_LAYER,
@@ -73,6 +69,29 @@ from napari_nuclei_unet.widgets._layers import (
     find_layer,
     short_id,
     show_sample,
+)
+from napari_nuclei_unet.widgets._retrain_finetune import FinetuneSteps
+from napari_nuclei_unet.widgets._retrain_jobs import (  # noqa: F401  (re-exported)
+    BUSY_FINETUNE,
+    BUSY_TRAINING,
+    CLOSE_TIMEOUT_S,
+    DRAFT_DELAY_MS,
+    FINETUNE_JOB,
+    LOAD_MODEL_JOB,
+    NO_CORRECTIONS,
+    NO_IMAGE,
+    NO_MODEL,
+    NO_MODEL_FILE,
+    NO_PREDICTION,
+    SAVE_JOB,
+    _load_version,
+    _run_finetune,
+    _same_file,
+    _save_correction,
+    _SaveRequest,
+    _warm_up,
+    round_adopted,
+    version_of_model,
 )
 from napari_nuclei_unet.widgets._retrain_project import (
     START_LABEL,
@@ -87,7 +106,6 @@ from napari_nuclei_unet.widgets._retrain_views import (
     CorrectionsTable,
     ScoreChangeTable,
     VersionsTable,
-    change_color,
     loss_curves,
 )
 from napari_nuclei_unet.widgets._session import disconnect_all, on_destroyed, session_for
@@ -97,152 +115,8 @@ if TYPE_CHECKING:
     import napari
     from superqt.utils import WorkerBase
 
-#: Job kinds in the session's WorkerGuard.
-FINETUNE_JOB = "fine-tuning"
-SAVE_JOB = "save correction"
-LOAD_MODEL_JOB = "load model"  # shared with the Model and Compare docks
-#: Seconds after the last stroke before a draft is written.
-DRAFT_DELAY_MS = 1500
-#: Seconds napari's window waits for a stopped round to end.
-CLOSE_TIMEOUT_S = 60.0
-
-NO_MODEL = ("Load a model first (Model panel, or 'Load default model' in the Compare "
-            "panel): fine-tuning continues training from it.")
-NO_MODEL_FILE = ("The current model has no file on disk, so it cannot be fine-tuned. Load it "
-                 "from a checkpoint in the Model panel first.")
-NO_CORRECTIONS = ("The training set is empty: correct a mask and click 'Add to training set' "
-                  "first.")
-NO_IMAGE = "Select an image first (Data panel or IoU panel)."
-NO_PREDICTION = ("This image has no prediction yet: click 'Predict this image' in the Compare "
-                 "panel first, or correct its label mask instead.")
-BUSY_FINETUNE = "Fine-tuning is already running. Wait for it to finish, or press Stop."
-BUSY_TRAINING = "The Train panel is training. Wait for it to finish (or stop it), then fine-tune."
-
-
-# ---------------------------------------------------------------- worker jobs (no Qt)
-def _run_finetune(
-    store: Any,
-    base: Any,
-    correction_ids: list[str],
-    original: list[Any],
-    ratio: float,
-    overrides: dict[str, Any],
-    should_stop: Callable[[], bool],
-    done: threading.Event,
-) -> Generator[Any, None, tuple[Any, Any]]:
-    """The worker's job: read the corrections, run a round, load the new model.
-
-    ``store`` is the dock's :class:`CorrectionStore` (any instance would do: saves
-    hold the project's lock, so none mistakes a running save for a crashed one).
-
-    Returns
-    -------
-    tuple
-        ``(FinetuneResult, LoadedModel or None)``; the model is None when the round
-        was cancelled.
-    """
-    try:
-        from napari_nuclei_unet.core.checkpoint import load_checkpoint
-        from napari_nuclei_unet.core.finetune import finetune
-
-        corrections = store.load_samples(correction_ids)
-        result = yield from finetune(base, corrections, original=original, ratio=ratio,
-                                     config_overrides=overrides, out_dir=store.path,
-                                     should_stop=should_stop)
-        loaded = None
-        if result.version is not None:
-            loaded = load_checkpoint(result.version.model, device="auto")
-        return result, loaded
-    finally:
-        done.set()
-
-
-def _save_correction(store: Any, sample_id: str, image: np.ndarray, labels: np.ndarray,
-                     source: str, note: str) -> Any:
-    """The worker's job: add one correction to ``store``, then drop its draft."""
-    correction = store.add(sample_id, image, labels, source=source, note=note)
-    DraftStore(store.path).delete(sample_id)
-    return correction
-
-
-@dataclass
-class _SaveRequest:
-    """A correction waiting to be saved (saves run one at a time, never during a round)."""
-
-    state: Any
-    sample: Any
-    sample_id: str
-    labels: np.ndarray
-    source: str
-    note: str
-
-
-def _warm_up() -> None:
-    """Import what a round needs and run one tiny training step (in a worker, at dock open).
-
-    A round's first training step imports about a thousand modules (torch's optimizer
-    machinery, scipy, scikit-image); Python holds the GIL while it loads them, which
-    stalled napari's main thread for up to a second in the middle of the user's first
-    round (``benchmarks/bench_finetune_gui.py``). Doing it when the dock opens keeps
-    the round itself smooth. Failures are only logged: the round will report them.
-    """
-    import logging
-
-    try:
-        from napari_nuclei_unet.core.evaluation import score_prediction
-        from napari_nuclei_unet.widgets._warm_up import tiny_training_run
-
-        blank, labels = tiny_training_run(validate=False)
-        score_prediction(blank, labels.astype(np.float32))
-    except Exception:  # noqa: BLE001 - a warm-up must never bother the user
-        logging.getLogger(__name__).debug("fine-tuning warm-up failed", exc_info=True)
-
-
-def _load_version(version: Any) -> Any:
-    from napari_nuclei_unet.core.checkpoint import load_checkpoint
-
-    return load_checkpoint(version.model, device="auto")
-
-
-def _same_file(a: Any, b: Any) -> bool:
-    try:
-        return Path(a).resolve() == Path(b).resolve()
-    except (OSError, TypeError, ValueError):
-        return False
-
-
-def version_of_model(model: Any, versions: Sequence[Any]) -> Any:
-    """The project version ``model`` (a ``LoadedModel``) was loaded from, or None.
-
-    Parameters
-    ----------
-    model : LoadedModel or None
-        The session's model.
-    versions : sequence of ModelVersion
-        The project's versions.
-
-    Returns
-    -------
-    ModelVersion or None
-    """
-    path = getattr(model, "path", None)
-    if path is None:
-        return None
-    from napari_nuclei_unet.core.checkpoint import default_model_path
-
-    for version in versions:
-        candidates = [version.model]
-        if version.is_base:
-            candidates.append(version.info.get("model"))
-            if version.model == "default":
-                candidates = [default_model_path()]
-        if any(c not in (None, "default") and _same_file(c, path) for c in candidates):
-            return version
-    return None
-
-
 # ---------------------------------------------------------------------- the dock
-class RetrainWidget(QWidget):
+class RetrainWidget(FinetuneSteps, QWidget):
     """The "Retrain" dock: corrections, fine-tuning rounds and model versions.
 
     Parameters
@@ -268,6 +142,7 @@ class RetrainWidget(QWidget):
         self.session = session_for(napari_viewer)
         self.project: Path = last_project_dir()
         self.last_result: Any = None
+        self.last_adopted: bool | None = None
         self._edit: editing.EditState | None = None
         self._stop_event = threading.Event()
         self._done_event = threading.Event()
@@ -424,6 +299,12 @@ class RetrainWidget(QWidget):
         self.status_label = QLabel(" ")
         self.status_label.setWordWrap(True)
         tune.addWidget(self.status_label)
+        # a round that scored worse is kept as a version, never made current: say so
+        self.adoption_label = QLabel()
+        self.adoption_label.setWordWrap(True)
+        self.adoption_label.setStyleSheet("color: #f0a030; font-weight: bold")
+        self.adoption_label.setVisible(False)
+        tune.addWidget(self.adoption_label)
         self.curves = loss_curves(getattr(self.viewer, "theme", "dark"))
         tune.addWidget(self.curves)
         self.scores_title = QLabel("IoU of the corrected images, before and after a round")
@@ -634,8 +515,8 @@ class RetrainWidget(QWidget):
 
     def current_prediction(self) -> np.ndarray | None:
         """The predicted nuclei of the shown image (as the Compare dock shows them), or None."""
+        from napari_nuclei_unet.core.predict_score import predicted_labels
         from napari_nuclei_unet.widgets._compare_layers import PREDICTION_LAYER
-        from napari_nuclei_unet.widgets.compare_widget import predicted_labels
 
         sample = self._current_sample()
         if sample is None:
@@ -969,229 +850,11 @@ class RetrainWidget(QWidget):
             return False
         try:
             show_sample(self.viewer, sample)
-            self.session.current_id = sample.id
-            self.session.current_changed.emit(sample.id)
+            self.session.set_current(sample.id)
         except Exception as exc:  # never a traceback dialog for a click
             notify_error(exc, f"Showing image {short_id(sample_id)}")
             return False
         return True
-
-    # -------------------------------------------------------------- fine-tuning
-    def is_finetuning(self) -> bool:
-        """Whether a fine-tuning round runs for this viewer."""
-        return self.session.jobs.is_running(FINETUNE_JOB)
-
-    def _base_model(self) -> Any:
-        """What the round starts from: the matching project version, else the model file."""
-        version = self.current_version()
-        return version if version is not None else Path(self.session.model.path)
-
-    def start_finetune(self) -> WorkerBase | None:
-        """Start a fine-tuning round from the session's model (in a worker).
-
-        Returns
-        -------
-        WorkerBase or None
-            The worker, or None when refused (a round or training already runs, no
-            model, no corrections); a notification says why.
-        """
-        from napari_nuclei_unet.core.finetune import safe_sample_id
-        from napari_nuclei_unet.widgets.train_widget import gui_cpu_threads
-
-        if self.is_finetuning():
-            notify(BUSY_FINETUNE)
-            return None
-        if self.session.jobs.is_running("training"):
-            notify(BUSY_TRAINING)
-            return None
-        if self.saves_pending():
-            notify("A correction is being saved. Press Fine-tune again in a moment.")
-            return None
-        model = self.session.model
-        if model is None:
-            notify(NO_MODEL, warning=True)
-            return None
-        if getattr(model, "path", None) is None or getattr(model, "config", None) is None:
-            notify(NO_MODEL_FILE, warning=True)
-            return None
-        ids = [c.id for c in self.corrections()]
-        if not ids:
-            notify(NO_CORRECTIONS, warning=True)
-            return None
-        if self.has_unsaved_edits():
-            notify(f"Your latest edits of {short_id(self._edit.sample.id)} are not in the "
-                   f"training set: this round learns from the {len(ids)} image(s) added so far.")
-        taken = set(ids)
-        original = [s for s in self.session.samples.values()
-                    if getattr(s, "has_labels", True) and safe_sample_id(s.id) not in taken]
-        overrides = {"epochs": self.epochs_spin.value(), "steps_per_epoch": self.steps_spin.value(),
-                     "num_threads": gui_cpu_threads(), "device": "auto"}
-        base = self._base_model()
-        self._stop_event.clear()
-        self._done_event.clear()
-        worker = self.session.jobs.start(
-            FINETUNE_JOB, _run_finetune, self._store, base, ids, original,
-            float(self.ratio_spin.value()), overrides, self._stop_event.is_set,
-            self._done_event,
-            on_yielded=self._on_update, on_returned=self._on_result,
-            on_finished=self._on_finished, action="Fine-tuning", viewer=self.viewer,
-            description=f"Fine-tuning on {len(ids)} corrected image(s) into {self.project}",
-            cancel=self.stop_and_wait,
-        )
-        if worker is None:
-            self._done_event.set()
-            return None
-        self._closing = False
-        self._outcome = None
-        self._epochs = int(overrides["epochs"])
-        self.curves.clear()
-        self.curves.set_planned_epochs(self._epochs)
-        self.progress.setValue(0)
-        self.progress.setFormat("starting …")
-        mix = (f"mixed with up to {len(original)} original image(s)" if original
-               else "no original images loaded: corrections only")
-        self.status_label.setText(f"Learning from {len(ids)} corrected image(s), {mix}.")
-        self._update_buttons()
-        return worker
-
-    def stop(self) -> None:
-        """Stop the running round at its next step (nothing is saved, the model stays)."""
-        if not self.is_finetuning():
-            return
-        self._stop_event.set()
-        self.stop_button.setEnabled(False)
-        self.status_label.setText("Stopping …")
-
-    def stop_and_wait(self, timeout: float = CLOSE_TIMEOUT_S) -> bool:
-        """Stop the round and wait for it to end (napari closing); True when it ended."""
-        self._closing = True
-        self._stop_event.set()
-        return self._done_event.wait(timeout)
-
-    def _on_update(self, update: Any) -> None:
-        from napari_nuclei_unet.widgets.train_widget import format_duration
-
-        if self._closing:
-            return
-        if isinstance(update, Progress):
-            before = update.stage == "score-before"
-            share = update.done / max(1, update.total)
-            self.progress.setValue(int(100 * share) if before else 900 + int(100 * share))
-            what = "current" if before else "fine-tuned"
-            self.progress.setFormat(f"scoring with the {what} model · {update.done}/{update.total}")
-        elif hasattr(update, "step"):  # TrainStep
-            now = time.monotonic()
-            if now - self._last_step_ui < 0.25 and update.step < update.steps:
-                return
-            self._last_step_ui = now
-            done = (update.epoch - 1) * update.steps + update.step
-            total = max(1, update.epochs * update.steps)
-            self.progress.setValue(100 + int(800 * done / total))
-            self.progress.setFormat(
-                f"epoch {update.epoch}/{update.epochs} · step {update.step}/{update.steps}")
-            self.status_label.setText(
-                f"loss {update.loss:.3f} · about {format_duration(update.eta_s)} left")
-        elif hasattr(update, "train_loss"):  # EpochEnd
-            self.curves.add_epoch(update)
-
-    def _on_result(self, outcome: tuple[Any, Any]) -> None:
-        result, loaded = outcome
-        if self._closing:
-            return
-        self._outcome = "stopped" if result.cancelled or loaded is None else "finished"
-        if self._outcome == "stopped":
-            notify("Fine-tuning stopped: nothing was saved and the model is unchanged.")
-            return
-        self.last_result = result
-        version = result.version
-        self.show_scores(result.corrected, title=f"{version.name}: IoU of the corrected images "
-                                                 "before and after the round")
-        self.session.set_model(loaded)  # clears the old predictions, refreshes the docks
-        before = result.mean_iou("corrected", "before")
-        after = result.mean_iou("corrected", "after")
-        notify(f"Fine-tuning finished: {version.name} is now the model (mean IoU on the "
-               f"corrected images {before:.3f} → {after:.3f}). Nothing was overwritten.")
-        self.refresh()
-        self.versions_table.select_key(version.name)
-        self.predict_corrected()
-
-    def _on_finished(self) -> None:
-        from napari_nuclei_unet.widgets.train_widget import format_duration
-
-        if self._closing:
-            return
-        if self._outcome == "finished":
-            self.progress.setValue(1000)
-        self.progress.setFormat(self._outcome or "failed")
-        result = self.last_result
-        if self._outcome == "finished" and result is not None and result.version is not None:
-            self.status_label.setText(
-                f"{result.version.name} saved in {result.version.path} "
-                f"({format_duration(result.elapsed_s)}).")
-        elif self._outcome == "stopped":
-            self.status_label.setText("Stopped: nothing was saved, the model is unchanged.")
-        else:
-            self.status_label.setText("The round failed; the model is unchanged.")
-        self._start_next_save()  # corrections added during the round
-        self._update_buttons()
-
-    def show_scores(self, changes: Sequence[Any], *, title: str) -> None:
-        """Fill the before/after table (``ScoreChange`` objects or their dicts)."""
-        self.scores_table.set_changes(list(changes))
-        self.scores_title.setText(title)
-        rows = [c if isinstance(c, dict) else c.to_dict() for c in changes]
-        if not rows:
-            self.summary_label.setText("")
-            return
-        before = float(np.mean([r["iou_before"] for r in rows]))
-        after = float(np.mean([r["iou_after"] for r in rows]))
-        better = sum(r["iou_after"] - r["iou_before"] > 0.005 for r in rows)
-        worse = sum(r["iou_after"] - r["iou_before"] < -0.005 for r in rows)
-        color = change_color(after - before)
-        self.summary_label.setText(
-            f"Mean IoU {before:.3f} → <b><span style='color:{color}'>{after:.3f}</span></b>"
-            f" · {better} better, {worse} worse, {len(rows) - better - worse} unchanged"
-        )
-
-    def predict_corrected(self) -> WorkerBase | None:
-        """Predict the loaded corrected images and the shown one with the session's model.
-
-        Runs the Compare dock's prediction job, so the Compare dock and the IoU
-        panel update by themselves. Waits for a prediction already running.
-
-        Returns
-        -------
-        WorkerBase or None
-            The prediction worker, or None (nothing loaded to predict, or queued
-            behind a running prediction).
-        """
-        from napari_nuclei_unet.core.finetune import safe_sample_id
-        from napari_nuclei_unet.widgets.compare_widget import PREDICT_JOB, start_prediction_job
-
-        running = self.session.jobs.running(PREDICT_JOB)
-        if running is not None:
-            running.finished.connect(lambda: QTimer.singleShot(0, self.predict_corrected))
-            return None
-        corrected = {c.id for c in self.corrections()}
-        samples = [s for s in self.session.samples.values() if safe_sample_id(s.id) in corrected]
-        current = self._current_sample()
-        if current is not None and current not in samples:
-            samples.append(current)
-        if not samples or self.session.model is None:
-            return None
-
-        def progress(update: Any) -> None:
-            if isinstance(update, Progress) and not self.is_finetuning():
-                self.status_label.setText(
-                    f"Predicting with the new model: {update.done}/{update.total} image(s)")
-
-        def done(_result: Any) -> None:
-            if not self.is_finetuning() and self.status_label.text().startswith("Predicting"):
-                self.status_label.setText("The corrected images were predicted with the new "
-                                          "model (see the IoU panel).")
-            self._update_image_label()
-
-        return start_prediction_job(self.viewer, samples, on_progress=progress, on_done=done)
 
     # ----------------------------------------------------------------- versions
     def use_version(self, name: str) -> WorkerBase | None:

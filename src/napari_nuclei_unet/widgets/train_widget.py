@@ -34,9 +34,7 @@ from typing import TYPE_CHECKING, Any
 from qtpy.QtCore import Qt, QUrl
 from qtpy.QtGui import QDesktopServices
 from qtpy.QtWidgets import (
-    QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QFrame,
@@ -48,7 +46,6 @@ from qtpy.QtWidgets import (
     QPushButton,
     QScrollArea,
     QSizePolicy,
-    QSpinBox,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -57,8 +54,12 @@ from superqt import QCollapsible
 
 from napari_nuclei_unet.core.config import SCHEDULES, ConfigError, TrainConfig
 from napari_nuclei_unet.widgets._plots import TrainingCurves
-from napari_nuclei_unet.widgets._session import session_for
-from napari_nuclei_unet.widgets._workers import notify
+from napari_nuclei_unet.widgets._progress import format_duration  # noqa: F401  (re-exported)
+from napari_nuclei_unet.widgets._session import model_name, session_for
+from napari_nuclei_unet.widgets._workers import (
+    gui_cpu_threads,  # noqa: F401  (re-exported)
+    notify,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -137,28 +138,6 @@ def new_run_dir(root: str | Path) -> Path:
         k += 1
         candidate = Path(root) / f"{stamp}-{k}"
     return candidate
-
-
-def format_duration(seconds: float) -> str:
-    """Plain-words duration: ``"12 s"``, ``"3 min"``, ``"1 h 05 min"``."""
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{round(seconds / 60)} min"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
-
-
-def gui_cpu_threads() -> int:
-    """CPU threads for training in the GUI: all physical cores but one (at least 1).
-
-    torch's intra-op threads spin on every core they get; on a 2-core laptop two
-    training threads starve napari's main thread (and make training itself many
-    times slower when other programs need the CPU too), so one core is left free.
-    """
-    from napari_nuclei_unet.core.device import physical_cpu_count
-
-    return max(1, physical_cpu_count() - 1)
 
 
 def _run_training(
@@ -249,6 +228,7 @@ class TrainWidget(QWidget):
         self._closing = False
         self._last_step_ui = 0.0
         self._editors: dict[str, QWidget] = {}
+        self._fields: dict[str, Any] = {}  # magicgui widgets by TrainConfig field
         self._build()
         self.set_config(TrainConfig())
         self.viewer.events.theme.connect(self._on_theme)
@@ -376,29 +356,47 @@ class TrainWidget(QWidget):
         self.open_folder_button = QPushButton("Open folder")
         self.open_folder_button.setEnabled(False)
         self.open_folder_button.clicked.connect(self.open_run_folder)
+        self.use_model_button = QPushButton("Use this model")
+        self.use_model_button.setToolTip(
+            "Make the trained model the one used for predictions (the scores of the model "
+            "in use now are kept and come back when you load it again)"
+        )
+        self.use_model_button.setVisible(False)
+        self.use_model_button.clicked.connect(self.use_trained_model)
         result_row.addWidget(self.best_label, 1)
+        result_row.addWidget(self.use_model_button)
         result_row.addWidget(self.open_folder_button)
         layout.addLayout(result_row)
 
     def _make_editor(self, name: str) -> QWidget:
+        """A magicgui field for TrainConfig field ``name`` (type from the dataclass).
+
+        The widget kind follows the field's default (bool: check box, float: float
+        spin box, int: spin box; ``schedule``: its choices); ``_FIELDS`` only adds the
+        label, tooltip, range and the word standing for None. Returns the Qt widget
+        for the form; the magicgui widget is kept in ``self._fields``.
+        """
+        from magicgui.widgets import create_widget
+
         field = {f.name: f for f in dataclasses.fields(TrainConfig)}[name]
         spin, none_text = _FIELDS[name][2], _FIELDS[name][3]
+        default = field.default
         if name == "schedule":
-            combo = QComboBox()
-            combo.addItems(list(SCHEDULES))
-            return combo
-        if field.type in ("bool", bool):
-            return QCheckBox()
-        if spin is not None and len(spin) == 4:
-            editor = QDoubleSpinBox()
-            editor.setDecimals(spin[3])
+            widget = create_widget(value=default, name=name, widget_type="ComboBox",
+                                   options={"choices": list(SCHEDULES)})
+        elif isinstance(default, bool):
+            widget = create_widget(value=default, name=name, annotation=bool)
+        elif spin is not None and len(spin) == 4:
+            widget = create_widget(name=name, annotation=float, widget_type="FloatSpinBox",
+                                   options={"min": spin[0], "max": spin[1], "step": spin[2]})
+            widget.native.setDecimals(spin[3])
         else:
-            editor = QSpinBox()
-        editor.setRange(spin[0], spin[1])
-        editor.setSingleStep(spin[2])
+            widget = create_widget(name=name, annotation=int, widget_type="SpinBox",
+                                   options={"min": spin[0], "max": spin[1], "step": spin[2]})
         if none_text:  # the minimum stands for None
-            editor.setSpecialValueText(none_text)
-        return editor
+            widget.native.setSpecialValueText(none_text)
+        self._fields[name] = widget
+        return widget.native
 
     # ------------------------------------------------------------ public API
     def config(self) -> TrainConfig:
@@ -410,29 +408,21 @@ class TrainWidget(QWidget):
             When a value is invalid (e.g. crop size not a multiple of 2**depth).
         """
         values: dict[str, Any] = {}
-        for name, editor in self._editors.items():
-            if isinstance(editor, QCheckBox):
-                values[name] = editor.isChecked()
-            elif isinstance(editor, QComboBox):
-                values[name] = editor.currentText()
-            else:
-                value = editor.value()
-                if _FIELDS[name][3] and value == editor.minimum():
-                    value = None
-                values[name] = value
+        for name, widget in self._fields.items():
+            value = widget.value
+            if _FIELDS[name][3] and value == widget.min:
+                value = None  # the minimum stands for None ("never", "automatic")
+            values[name] = value
         values["device"] = self.device_combo.currentData() or "auto"
         return TrainConfig.from_dict(values)
 
     def set_config(self, config: TrainConfig) -> None:
         """Show ``config`` in the form (the device is chosen when it exists here)."""
-        for name, editor in self._editors.items():
+        for name, widget in self._fields.items():
             value = getattr(config, name)
-            if isinstance(editor, QCheckBox):
-                editor.setChecked(bool(value))
-            elif isinstance(editor, QComboBox):
-                editor.setCurrentText(str(value))
-            else:
-                editor.setValue(editor.minimum() if value is None else value)
+            if value is None and _FIELDS[name][3]:
+                value = widget.min
+            widget.value = bool(value) if isinstance(widget.value, bool) else value
         index = self.device_combo.findData(config.device)
         if index >= 0:
             self.device_combo.setCurrentIndex(index)
@@ -597,6 +587,7 @@ class TrainWidget(QWidget):
         self._worker = worker
         self._closing = False
         self._config = config
+        self.use_model_button.setVisible(False)  # a new run: the last offer is gone
         self.run_dir = out_dir
         self.result = None
         if resume_from is None:
@@ -672,11 +663,40 @@ class TrainWidget(QWidget):
                    f"{self.best_checkpoint}")
         else:
             notify(f"Training finished. Best model: {self.best_checkpoint}")
-        self.session.jobs.start(
-            "load model", _load_best, self.best_checkpoint, self._config.device,
-            on_returned=self.session.set_model, action="Loading the trained model",
-            refuse=False,
+        if self.session.model is None:  # nothing in use to replace: use it at once
+            self.use_trained_model()
+            return
+        # never swap the model in use (and its scores) without asking: offer it
+        self.use_model_button.setVisible(True)
+        self.use_model_button.setEnabled(True)
+        notify(f"The trained model was not put in use: click 'Use this model' in the Train "
+               f"panel to predict with it ({model_name(self.session.model)} stays in use).")
+
+    def use_trained_model(self) -> Any:
+        """Load the run's best checkpoint and make it the session's model (in a worker).
+
+        Returns
+        -------
+        WorkerBase or None
+            The loading worker, or None when there is no trained model yet.
+        """
+        if self.best_checkpoint is None or not Path(self.best_checkpoint).exists():
+            notify("No trained model yet: train first.")
+            return None
+        self.use_model_button.setEnabled(False)
+        config = getattr(self, "_config", None)
+        device = config.device if config is not None else "auto"
+
+        def use(loaded: Any) -> None:
+            self.session.set_model(loaded)
+            self.use_model_button.setVisible(False)
+
+        worker = self.session.jobs.start(
+            "load model", _load_best, self.best_checkpoint, device,
+            on_returned=use, on_finished=lambda: self.use_model_button.setEnabled(True),
+            action="Loading the trained model", refuse=False,
         )
+        return worker
 
     @staticmethod
     def _best_summary(result: Any) -> str:

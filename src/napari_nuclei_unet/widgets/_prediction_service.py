@@ -1,0 +1,284 @@
+"""Worker glue of the predict-then-score service, shared by the docks.
+
+The Compare dock, the IoU panel and the Retrain dock start predictions and
+re-scoring jobs here (``core.predict_score`` does the work, no Qt); the results go
+into the viewer's session through its own methods (``Session.add_predictions``,
+``Session.put_rows``), which tell every dock. :func:`show_prediction` draws a
+cached prediction beside (or over) the label mask. No dock imports another dock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from napari_nuclei_unet.core.predict_score import (
+    PredictionResult,
+    predict_and_score,
+    predicted_labels,
+)
+from napari_nuclei_unet.core.progress import Progress
+from napari_nuclei_unet.widgets import _compare_layers as compare_layers
+from napari_nuclei_unet.widgets._compare_layers import SIDE_BY_SIDE
+from napari_nuclei_unet.widgets._layers import (
+    IMAGE_LAYER,
+    LABELS_LAYER,
+    SAMPLE_ID_KEY,
+    find_layer,
+    show_sample,
+)
+from napari_nuclei_unet.widgets._progress import ThrottledProgress
+from napari_nuclei_unet.widgets._session import model_name, session_for
+from napari_nuclei_unet.widgets._workers import notify
+
+if TYPE_CHECKING:
+    import napari
+
+    from napari_nuclei_unet.core.dataset import Sample
+
+#: Job kind of prediction runs in the session's WorkerGuard (shared with the IoU panel).
+PREDICT_JOB = "predict"
+#: Job kind of re-scoring the cached maps after a threshold change.
+RESCORE_JOB = "rescore"
+
+NO_MODEL_MESSAGE = "Load a model in the Model panel first (or click 'Load default model')."
+NO_SAMPLE_MESSAGE = "Select an image in the Data panel first."
+NO_SAMPLES_MESSAGE = "No images are loaded yet. Open a dataset in the Data panel first."
+BUSY_MESSAGE = "A prediction is already running. Wait for it to finish, or press Cancel."
+
+
+def show_prediction(
+    viewer: napari.Viewer,
+    sample: Sample,
+    *,
+    pred_labels: np.ndarray | None = None,
+    mode: str = SIDE_BY_SIDE,
+) -> bool:
+    """Show ``sample`` with its cached prediction beside (or over) its label mask.
+
+    Used by the Compare dock and by the IoU panel (when it shows a sample while
+    no Compare dock is open). The network is never run here.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer.
+    sample : Sample
+        The sample; the image layers are switched to it when they show another.
+    pred_labels : numpy.ndarray, optional
+        Predicted nuclei; computed from the session's cached probability map at
+        the session's threshold and split when omitted.
+    mode : {"side by side", "overlay"}
+        Layout.
+
+    Returns
+    -------
+    bool
+        False when the sample has no cached probability map (nothing shown but
+        the image and its label mask).
+    """
+    session = session_for(viewer)
+    image_layer = find_layer(viewer, IMAGE_LAYER)
+    if image_layer is None or image_layer.metadata.get(SAMPLE_ID_KEY) != sample.id:
+        image_layer, _ = show_sample(viewer, sample)
+    if pred_labels is None:
+        prob = session.probabilities.get(sample.id)
+        if prob is None:
+            compare_layers.clear_comparison(viewer)
+            return False
+        pred_labels = predicted_labels(
+            prob, threshold=session.threshold, instance_method=session.instance_method
+        )
+    compare_layers.show_comparison(
+        viewer,
+        image_layer=image_layer,
+        truth_layer=find_layer(viewer, LABELS_LAYER),
+        pred_labels=pred_labels,
+        true_labels=sample.labels if sample.has_labels else None,
+        mode=mode,
+        sample_id=sample.id,
+    )
+    return True
+
+
+def _settings(session: Any) -> tuple[float, str]:
+    return (session.threshold, session.instance_method)
+
+
+def start_rescore_job(viewer: napari.Viewer, *, exclude: str | None = None) -> Any:
+    """Score every cached probability map again at the session's current settings.
+
+    Runs :func:`napari_nuclei_unet.core.evaluation.rescore` in a worker. The job
+    stops by itself when the threshold or the split changes again (a newer
+    re-scoring job takes over), and its rows are merged into ``session.rows``
+    only while the settings are still those it used; ``scores_changed`` is
+    emitted at the end.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer whose session is used.
+    exclude : str, optional
+        A sample id not to score (the shown image, already scored on the main thread).
+
+    Returns
+    -------
+    WorkerBase or None
+        The worker, or None when there was nothing to score.
+    """
+    from napari_nuclei_unet.core.evaluation import rescore
+
+    session = session_for(viewer)
+    samples = [
+        s for sid, s in session.samples.items()
+        if sid != exclude and sid in session.probabilities and s.has_labels
+    ]
+    if not samples:
+        return None
+    settings = _settings(session)
+
+    def outdated() -> bool:
+        return _settings(session) != settings
+
+    def keep(report: Any) -> None:
+        if outdated():
+            return  # a newer re-scoring job takes over; stale rows stay hidden
+        session.put_rows(report.rows, settings)
+
+    return session.jobs.start(
+        RESCORE_JOB,
+        rescore,
+        samples,
+        dict(session.probabilities),
+        threshold=settings[0],
+        instance_method=settings[1],
+        should_stop=outdated,
+        on_returned=keep,
+        action="Scoring the predictions again",
+        refuse=False,
+    )
+
+
+def show_prediction_progress(bar: Any, update: Any, *, stopping: bool = False) -> None:
+    """Show a :func:`start_prediction_job` update on ``bar`` (other updates are ignored).
+
+    Shared by the Compare dock and the IoU panel. Repaints at most ~10 times a
+    second (:class:`~napari_nuclei_unet.widgets._progress.ThrottledProgress`) and
+    says how long is left. While ``stopping`` the bar's text (e.g. "Stopping after
+    this image…") is left as it is.
+    """
+    if not isinstance(update, Progress):
+        return
+    throttle = getattr(bar, "_nuclei_unet_throttle", None)
+    if throttle is None or getattr(bar, "_nuclei_unet_stage", None) != update.stage:
+        throttle = ThrottledProgress(bar)
+        bar._nuclei_unet_throttle = throttle  # one ETA clock per stage of the job
+        bar._nuclei_unet_stage = update.stage
+    verb = "Predicting" if update.stage == "predict" else "Scoring"
+    if stopping:
+        throttle.show(update.done, update.total, bar.format())
+    else:
+        throttle.show(update.done, update.total, f"{verb}: %v / %m images")
+
+
+def reset_prediction_progress(bar: Any) -> None:
+    """Forget the ETA clock of ``bar`` (a new job starts)."""
+    bar._nuclei_unet_throttle = None
+    bar._nuclei_unet_stage = None
+
+
+def start_prediction_job(
+    viewer: napari.Viewer,
+    samples: list[Sample],
+    *,
+    on_started: Callable[[], None] | None = None,
+    on_progress: Callable[[Any], None] | None = None,
+    on_done: Callable[[PredictionResult | None], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    cancel: Callable[[], Any] | None = None,
+    before: Callable[[], Any] | None = None,
+) -> Any:
+    """Start a :func:`predict_and_score` worker for ``viewer``'s session.
+
+    Shared by the Compare dock and the IoU panel. User mistakes (no model, a job
+    already running) are notified and nothing is started. On success the new
+    probability maps and scores are merged into the session (main thread) and
+    ``predictions_changed`` / ``scores_changed`` are emitted; results of a model
+    that was replaced meanwhile are dropped.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer whose session is used.
+    samples : list of Sample
+        What to predict and score.
+    on_started, on_progress, on_done : callable, optional
+        UI hooks: called when the worker starts, with each ``Progress``, and at the
+        end with the result (None after an error).
+    should_stop : callable, optional
+        Cooperative stop flag of the job.
+    cancel : callable, optional
+        Called when napari is closed during the job.
+    before : callable, optional
+        Called just before the worker starts (e.g. to clear a stop flag).
+
+    Returns
+    -------
+    WorkerBase or None
+        The worker, or None when nothing was started.
+    """
+    session = session_for(viewer)
+    if session.model is None:
+        notify(NO_MODEL_MESSAGE, warning=True)
+        return None
+    if session.jobs.is_running(PREDICT_JOB):
+        notify(BUSY_MESSAGE)
+        return None
+    model = session.model
+    outcome: dict[str, PredictionResult] = {}
+
+    def keep(result: PredictionResult) -> None:
+        outcome["result"] = result
+        settings = (result.threshold, result.instance_method)
+        if session.model is not model:
+            session.keep_for(model, result.probabilities, result.rows.values(), settings)
+            notify(
+                "The model was changed during the prediction: its results are kept for "
+                f"{model_name(model)} (load that model again to see them).",
+                warning=True,
+            )
+            return
+        session.add_predictions(model, result.probabilities, result.rows.values(), settings)
+        if _settings(session) != settings:
+            # the threshold moved during the job: score everything at the new one
+            start_rescore_job(viewer)
+
+    def finished() -> None:
+        if on_done is not None:
+            on_done(outcome.get("result"))
+
+    if before is not None:
+        before()
+    worker = session.jobs.start(
+        PREDICT_JOB,
+        predict_and_score,
+        model,
+        list(samples),
+        dict(session.probabilities),
+        threshold=session.threshold,
+        instance_method=_settings(session)[1],
+        should_stop=should_stop,
+        on_yielded=on_progress,
+        on_returned=keep,
+        on_finished=finished,
+        action="Predicting",
+        viewer=viewer,
+        description=f"Predicting {len(samples)} image(s)",
+        cancel=cancel,
+        refuse=False,
+    )
+    if worker is not None and on_started is not None:
+        on_started()
+    return worker

@@ -1,0 +1,276 @@
+"""The Retrain dock's fine-tuning step: start, follow, stop a round and show its outcome.
+
+:class:`FinetuneSteps` is mixed into
+:class:`~napari_nuclei_unet.widgets.retrain_widget.RetrainWidget`; it uses the dock's
+widgets (progress bar, curves, score table) and session, built by the dock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtCore import QTimer
+
+from napari_nuclei_unet.core.progress import Progress
+from napari_nuclei_unet.widgets._layers import short_id
+from napari_nuclei_unet.widgets._retrain_jobs import (
+    BUSY_FINETUNE,
+    BUSY_TRAINING,
+    CLOSE_TIMEOUT_S,
+    FINETUNE_JOB,
+    NO_CORRECTIONS,
+    NO_MODEL,
+    NO_MODEL_FILE,
+    _run_finetune,
+    round_adopted,
+)
+from napari_nuclei_unet.widgets._retrain_views import change_color
+from napari_nuclei_unet.widgets._workers import notify
+
+if TYPE_CHECKING:
+    from superqt.utils import WorkerBase
+
+
+class FinetuneSteps:
+    """Fine-tuning methods of the Retrain dock (see the module docstring)."""
+
+    def is_finetuning(self) -> bool:
+        """Whether a fine-tuning round runs for this viewer."""
+        return self.session.jobs.is_running(FINETUNE_JOB)
+
+    def _base_model(self) -> Any:
+        """What the round starts from: the matching project version, else the model file."""
+        version = self.current_version()
+        return version if version is not None else Path(self.session.model.path)
+
+    def start_finetune(self) -> WorkerBase | None:
+        """Start a fine-tuning round from the session's model (in a worker).
+
+        Returns
+        -------
+        WorkerBase or None
+            The worker, or None when refused (a round or training already runs, no
+            model, no corrections); a notification says why.
+        """
+        from napari_nuclei_unet.core.finetune import safe_sample_id
+        from napari_nuclei_unet.widgets._workers import gui_cpu_threads
+
+        if self.is_finetuning():
+            notify(BUSY_FINETUNE)
+            return None
+        if self.session.jobs.is_running("training"):
+            notify(BUSY_TRAINING)
+            return None
+        if self.saves_pending():
+            notify("A correction is being saved. Press Fine-tune again in a moment.")
+            return None
+        model = self.session.model
+        if model is None:
+            notify(NO_MODEL, warning=True)
+            return None
+        if getattr(model, "path", None) is None or getattr(model, "config", None) is None:
+            notify(NO_MODEL_FILE, warning=True)
+            return None
+        ids = [c.id for c in self.corrections()]
+        if not ids:
+            notify(NO_CORRECTIONS, warning=True)
+            return None
+        if self.has_unsaved_edits():
+            notify(f"Your latest edits of {short_id(self._edit.sample.id)} are not in the "
+                   f"training set: this round learns from the {len(ids)} image(s) added so far.")
+        taken = set(ids)
+        original = [s for s in self.session.samples.values()
+                    if getattr(s, "has_labels", True) and safe_sample_id(s.id) not in taken]
+        overrides = {"epochs": self.epochs_spin.value(), "steps_per_epoch": self.steps_spin.value(),
+                     "num_threads": gui_cpu_threads(), "device": "auto"}
+        base = self._base_model()
+        self._stop_event.clear()
+        self._done_event.clear()
+        worker = self.session.jobs.start(
+            FINETUNE_JOB, _run_finetune, self._store, base, ids, original,
+            float(self.ratio_spin.value()), overrides, self._stop_event.is_set,
+            self._done_event,
+            on_yielded=self._on_update, on_returned=self._on_result,
+            on_finished=self._on_finished, action="Fine-tuning", viewer=self.viewer,
+            description=f"Fine-tuning on {len(ids)} corrected image(s) into {self.project}",
+            cancel=self.stop_and_wait,
+        )
+        if worker is None:
+            self._done_event.set()
+            return None
+        self._closing = False
+        self._outcome = None
+        self._epochs = int(overrides["epochs"])
+        self.curves.clear()
+        self.curves.set_planned_epochs(self._epochs)
+        self.progress.setValue(0)
+        self.progress.setFormat("starting …")
+        mix = (f"mixed with up to {len(original)} original image(s)" if original
+               else "no original images loaded: corrections only")
+        self.status_label.setText(f"Learning from {len(ids)} corrected image(s), {mix}.")
+        self._update_buttons()
+        return worker
+
+    def stop(self) -> None:
+        """Stop the running round at its next step (nothing is saved, the model stays)."""
+        if not self.is_finetuning():
+            return
+        self._stop_event.set()
+        self.stop_button.setEnabled(False)
+        self.status_label.setText("Stopping …")
+
+    def stop_and_wait(self, timeout: float = CLOSE_TIMEOUT_S) -> bool:
+        """Stop the round and wait for it to end (napari closing); True when it ended."""
+        self._closing = True
+        self._stop_event.set()
+        return self._done_event.wait(timeout)
+
+    def _on_update(self, update: Any) -> None:
+        from napari_nuclei_unet.widgets._progress import format_duration
+
+        if self._closing:
+            return
+        if isinstance(update, Progress):
+            before = update.stage == "score-before"
+            share = update.done / max(1, update.total)
+            self.progress.setValue(int(100 * share) if before else 900 + int(100 * share))
+            what = "current" if before else "fine-tuned"
+            self.progress.setFormat(f"scoring with the {what} model · {update.done}/{update.total}")
+        elif hasattr(update, "step"):  # TrainStep
+            now = time.monotonic()
+            if now - self._last_step_ui < 0.25 and update.step < update.steps:
+                return
+            self._last_step_ui = now
+            done = (update.epoch - 1) * update.steps + update.step
+            total = max(1, update.epochs * update.steps)
+            self.progress.setValue(100 + int(800 * done / total))
+            self.progress.setFormat(
+                f"epoch {update.epoch}/{update.epochs} · step {update.step}/{update.steps}")
+            self.status_label.setText(
+                f"loss {update.loss:.3f} · about {format_duration(update.eta_s)} left")
+        elif hasattr(update, "train_loss"):  # EpochEnd
+            self.curves.add_epoch(update)
+
+    def _on_result(self, outcome: tuple[Any, Any]) -> None:
+        result, loaded = outcome
+        if self._closing:
+            return
+        self._outcome = "stopped" if result.cancelled or loaded is None else "finished"
+        if self._outcome == "stopped":
+            notify("Fine-tuning stopped: nothing was saved and the model is unchanged.")
+            return
+        self.last_result = result
+        version = result.version
+        self.show_scores(result.corrected, title=f"{version.name}: IoU of the corrected images "
+                                                 "before and after the round")
+        before = result.mean_iou("corrected", "before")
+        after = result.mean_iou("corrected", "after")
+        scores = ("" if before is None or after is None
+                  else f" (mean IoU on the corrected images {before:.3f} → {after:.3f})")
+        adopted, why = round_adopted(result)
+        self.last_adopted = adopted
+        if not adopted:
+            # kept as a version, never made current: the model in use stays
+            self.adoption_label.setText(
+                f"{version.name} was kept as a version but NOT made current: {why}{scores}. "
+                "Select it in the list and click Use to try it anyway."
+            )
+            self.adoption_label.setVisible(True)
+            notify(f"{version.name} scored worse on its checks{scores}, so it was kept as a "
+                   "version but not made current; the model in use is unchanged.",
+                   warning=True)
+            self.refresh()
+            self.versions_table.select_key(version.name)
+            return
+        self.adoption_label.setVisible(False)
+        self.session.set_model(loaded)  # the old model's results are kept, not wiped
+        notify(f"Fine-tuning finished: {version.name} is now the model{scores}. "
+               "Nothing was overwritten.")
+        self.refresh()
+        self.versions_table.select_key(version.name)
+        self.predict_corrected()
+
+    def _on_finished(self) -> None:
+        from napari_nuclei_unet.widgets._progress import format_duration
+
+        if self._closing:
+            return
+        if self._outcome == "finished":
+            self.progress.setValue(1000)
+        self.progress.setFormat(self._outcome or "failed")
+        result = self.last_result
+        if self._outcome == "finished" and result is not None and result.version is not None:
+            self.status_label.setText(
+                f"{result.version.name} saved in {result.version.path} "
+                f"({format_duration(result.elapsed_s)}).")
+        elif self._outcome == "stopped":
+            self.status_label.setText("Stopped: nothing was saved, the model is unchanged.")
+        else:
+            self.status_label.setText("The round failed; the model is unchanged.")
+        self._start_next_save()  # corrections added during the round
+        self._update_buttons()
+
+    def show_scores(self, changes: Sequence[Any], *, title: str) -> None:
+        """Fill the before/after table (``ScoreChange`` objects or their dicts)."""
+        self.scores_table.set_changes(list(changes))
+        self.scores_title.setText(title)
+        rows = [c if isinstance(c, dict) else c.to_dict() for c in changes]
+        if not rows:
+            self.summary_label.setText("")
+            return
+        before = float(np.mean([r["iou_before"] for r in rows]))
+        after = float(np.mean([r["iou_after"] for r in rows]))
+        better = sum(r["iou_after"] - r["iou_before"] > 0.005 for r in rows)
+        worse = sum(r["iou_after"] - r["iou_before"] < -0.005 for r in rows)
+        color = change_color(after - before)
+        self.summary_label.setText(
+            f"Mean IoU {before:.3f} → <b><span style='color:{color}'>{after:.3f}</span></b>"
+            f" · {better} better, {worse} worse, {len(rows) - better - worse} unchanged"
+        )
+
+    def predict_corrected(self) -> WorkerBase | None:
+        """Predict the loaded corrected images and the shown one with the session's model.
+
+        Runs the Compare dock's prediction job, so the Compare dock and the IoU
+        panel update by themselves. Waits for a prediction already running.
+
+        Returns
+        -------
+        WorkerBase or None
+            The prediction worker, or None (nothing loaded to predict, or queued
+            behind a running prediction).
+        """
+        from napari_nuclei_unet.core.finetune import safe_sample_id
+        from napari_nuclei_unet.widgets._prediction_service import (
+            PREDICT_JOB,
+            start_prediction_job,
+        )
+
+        running = self.session.jobs.running(PREDICT_JOB)
+        if running is not None:
+            running.finished.connect(lambda: QTimer.singleShot(0, self.predict_corrected))
+            return None
+        corrected = {c.id for c in self.corrections()}
+        samples = [s for s in self.session.samples.values() if safe_sample_id(s.id) in corrected]
+        current = self._current_sample()
+        if current is not None and current not in samples:
+            samples.append(current)
+        if not samples or self.session.model is None:
+            return None
+
+        def progress(update: Any) -> None:
+            if isinstance(update, Progress) and not self.is_finetuning():
+                self.status_label.setText(
+                    f"Predicting with the new model: {update.done}/{update.total} image(s)")
+
+        def done(_result: Any) -> None:
+            if not self.is_finetuning() and self.status_label.text().startswith("Predicting"):
+                self.status_label.setText("The corrected images were predicted with the new "
+                                          "model (see the IoU panel).")
+            self._update_image_label()
+
+        return start_prediction_job(self.viewer, samples, on_progress=progress, on_done=done)

@@ -1,0 +1,188 @@
+"""The Retrain dock's background jobs (no Qt): save a correction, run a round, load a version.
+
+They run in workers started by :class:`~napari_nuclei_unet.widgets.retrain_widget.RetrainWidget`;
+:func:`round_adopted` decides whether a finished round's model becomes current.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_nuclei_unet.widgets._retrain_project import DraftStore
+
+#: Job kinds in the session's WorkerGuard.
+FINETUNE_JOB = "fine-tuning"
+SAVE_JOB = "save correction"
+LOAD_MODEL_JOB = "load model"  # shared with the Model and Compare docks
+#: Seconds after the last stroke before a draft is written.
+DRAFT_DELAY_MS = 1500
+#: Seconds napari's window waits for a stopped round to end.
+CLOSE_TIMEOUT_S = 60.0
+
+NO_MODEL = ("Load a model first (Model panel, or 'Load default model' in the Compare "
+            "panel): fine-tuning continues training from it.")
+NO_MODEL_FILE = ("The current model has no file on disk, so it cannot be fine-tuned. Load it "
+                 "from a checkpoint in the Model panel first.")
+NO_CORRECTIONS = ("The training set is empty: correct a mask and click 'Add to training set' "
+                  "first.")
+NO_IMAGE = "Select an image first (Data panel or IoU panel)."
+NO_PREDICTION = ("This image has no prediction yet: click 'Predict this image' in the Compare "
+                 "panel first, or correct its label mask instead.")
+BUSY_FINETUNE = "Fine-tuning is already running. Wait for it to finish, or press Stop."
+BUSY_TRAINING = "The Train panel is training. Wait for it to finish (or stop it), then fine-tune."
+
+
+def _run_finetune(
+    store: Any,
+    base: Any,
+    correction_ids: list[str],
+    original: list[Any],
+    ratio: float,
+    overrides: dict[str, Any],
+    should_stop: Callable[[], bool],
+    done: threading.Event,
+) -> Generator[Any, None, tuple[Any, Any]]:
+    """The worker's job: read the corrections, run a round, load the new model.
+
+    ``store`` is the dock's :class:`CorrectionStore` (any instance would do: saves
+    hold the project's lock, so none mistakes a running save for a crashed one).
+
+    Returns
+    -------
+    tuple
+        ``(FinetuneResult, LoadedModel or None)``; the model is None when the round
+        was cancelled.
+    """
+    try:
+        from napari_nuclei_unet.core.checkpoint import load_checkpoint
+        from napari_nuclei_unet.core.finetune import finetune
+
+        corrections = store.load_samples(correction_ids)
+        result = yield from finetune(base, corrections, original=original, ratio=ratio,
+                                     config_overrides=overrides, out_dir=store.path,
+                                     should_stop=should_stop)
+        loaded = None
+        if result.version is not None:
+            loaded = load_checkpoint(result.version.model, device="auto")
+        return result, loaded
+    finally:
+        done.set()
+
+
+def _save_correction(store: Any, sample_id: str, image: np.ndarray, labels: np.ndarray,
+                     source: str, note: str) -> Any:
+    """The worker's job: add one correction to ``store``, then drop its draft."""
+    correction = store.add(sample_id, image, labels, source=source, note=note)
+    DraftStore(store.path).delete(sample_id)
+    return correction
+
+
+def round_adopted(result: Any, tolerance: float = 0.005) -> tuple[bool, str]:
+    """Whether a fine-tuning round's model should become current, and why not.
+
+    Uses the round's own verdict (``result.adopted`` and ``result.reason``, from
+    ``core.finetune``) when it gives one; otherwise the round is adopted unless
+    the mean IoU of its checks (the corrected images, and the original images
+    when scored) dropped by more than ``tolerance``.
+
+    Returns
+    -------
+    tuple
+        ``(adopted, reason)``; ``reason`` is "" when adopted.
+    """
+    verdict = getattr(result, "adopted", None)
+    if verdict is not None:
+        reason = str(getattr(result, "reason", "") or "it scored worse on its checks")
+        return bool(verdict), "" if verdict else reason
+    worse = []
+    for split in ("corrected", "evaluation"):
+        try:
+            before, after = result.mean_iou(split, "before"), result.mean_iou(split, "after")
+        except (KeyError, ValueError, AttributeError):
+            continue
+        if before is not None and after is not None and after < before - tolerance:
+            worse.append(f"the {split} images got worse ({before:.3f} → {after:.3f})")
+    return (not worse), "; ".join(worse)
+
+
+@dataclass
+class _SaveRequest:
+    """A correction waiting to be saved (saves run one at a time, never during a round)."""
+
+    state: Any
+    sample: Any
+    sample_id: str
+    labels: np.ndarray
+    source: str
+    note: str
+
+
+def _warm_up() -> None:
+    """Import what a round needs and run one tiny training step (in a worker, at dock open).
+
+    A round's first training step imports about a thousand modules (torch's optimizer
+    machinery, scipy, scikit-image); Python holds the GIL while it loads them, which
+    stalled napari's main thread for up to a second in the middle of the user's first
+    round (``benchmarks/bench_finetune_gui.py``). Doing it when the dock opens keeps
+    the round itself smooth. Failures are only logged: the round will report them.
+    """
+    import logging
+
+    try:
+        from napari_nuclei_unet.core.evaluation import score_prediction
+        from napari_nuclei_unet.widgets._warm_up import tiny_training_run
+
+        blank, labels = tiny_training_run(validate=False)
+        score_prediction(blank, labels.astype(np.float32))
+    except Exception:  # noqa: BLE001 - a warm-up must never bother the user
+        logging.getLogger(__name__).debug("fine-tuning warm-up failed", exc_info=True)
+
+
+def _load_version(version: Any) -> Any:
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+
+    return load_checkpoint(version.model, device="auto")
+
+
+def _same_file(a: Any, b: Any) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except (OSError, TypeError, ValueError):
+        return False
+
+
+def version_of_model(model: Any, versions: Sequence[Any]) -> Any:
+    """The project version ``model`` (a ``LoadedModel``) was loaded from, or None.
+
+    Parameters
+    ----------
+    model : LoadedModel or None
+        The session's model.
+    versions : sequence of ModelVersion
+        The project's versions.
+
+    Returns
+    -------
+    ModelVersion or None
+    """
+    path = getattr(model, "path", None)
+    if path is None:
+        return None
+    from napari_nuclei_unet.core.checkpoint import default_model_path
+
+    for version in versions:
+        candidates = [version.model]
+        if version.is_base:
+            candidates.append(version.info.get("model"))
+            if version.model == "default":
+                candidates = [default_model_path()]
+        if any(c not in (None, "default") and _same_file(c, path) for c in candidates):
+            return version
+    return None
+

@@ -1,0 +1,113 @@
+"""The shared session's rules: nothing lost when the model changes, no stale scores shown."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_nuclei_unet.core.evaluation import ImageRow
+from napari_nuclei_unet.widgets._session import Session, model_name
+
+
+@dataclass
+class FakeModel:
+    path: Path | None = None
+    metadata: dict = field(default_factory=dict)
+
+
+def _row(sid: str, iou: float) -> ImageRow:
+    return ImageRow(sid, "fluorescence", iou, iou, iou, iou, 3, 3)
+
+
+@pytest.fixture
+def session():
+    s = Session()
+    s.jobs = None  # no workers needed
+    return s
+
+
+def test_switching_model_keeps_the_old_results_and_brings_them_back(session, tmp_path):
+    a = FakeModel(tmp_path / "a.safetensors")
+    b = FakeModel(tmp_path / "b.safetensors")
+    session.set_model(a)
+    session.add_predictions(a, {"x": np.zeros((2, 2))}, [_row("x", 0.8)])
+    assert set(session.rows) == {"x"}
+    note = session.set_model(b)
+    assert session.rows == {} and session.probabilities == {}
+    assert "kept" in note and "a" in note
+    session.set_model(FakeModel(tmp_path / "a.safetensors"))  # the same file, loaded again
+    assert session.rows["x"].iou == 0.8 and "x" in session.probabilities
+
+
+def test_results_of_a_replaced_model_are_kept_not_dropped(session, tmp_path):
+    a, b = FakeModel(tmp_path / "a.safetensors"), FakeModel(tmp_path / "b.safetensors")
+    session.set_model(a)
+    session.set_model(b)
+    assert not session.add_predictions(a, {"x": np.zeros((2, 2))}, [_row("x", 0.5)])
+    session.keep_for(a, {"x": np.zeros((2, 2))}, [_row("x", 0.5)])
+    session.set_model(a)
+    assert session.rows["x"].iou == 0.5
+
+
+def test_scores_at_an_old_threshold_are_not_current(session):
+    model = FakeModel()
+    session.set_model(model)
+    session.add_predictions(model, {}, [_row("x", 0.8), _row("y", 0.6)])
+    assert len(session.current_rows()) == 2
+    session.set_scoring(threshold=0.7)
+    assert session.current_rows() == [] and session.stale_count() == 2
+    session.put_rows([_row("x", 0.9)])
+    assert [r.id for r in session.current_rows()] == ["x"] and session.stale_count() == 1
+
+
+def test_session_methods_emit_their_own_signals(session):
+    seen = []
+    session.scores_changed.connect(lambda: seen.append("scores"))
+    session.current_changed.connect(lambda sid: seen.append(sid))
+    session.set_current("abc")
+    session.set_scoring(threshold=0.3)
+    assert seen == ["abc", "scores"]
+
+
+def test_model_names_say_which_file():
+    assert model_name(FakeModel(Path("/x/models/default.safetensors"))) == "default model"
+    assert model_name(FakeModel(Path("/runs/20261201-0930/best.safetensors"))) == \
+        "20261201-0930/best"
+    assert model_name(FakeModel(Path("/p/versions/v002.safetensors"))) == "v002"
+
+
+def test_split_marks():
+    from napari_nuclei_unet.core.predict_score import splits_of
+
+    ids = [f"s{k}" for k in range(10)]
+    model = FakeModel(metadata={"training_data": {"n_train": 8, "n_val": 2,
+                                                  "val_ids": ["s0", "s1"]}})
+    marks = splits_of(model, ids)
+    assert marks["s0"] == "validation" and marks["s5"] == "train"
+    assert set(splits_of(model, ids + ["new"]).values()) >= {"unseen"}  # another dataset
+    assert splits_of(None, ids)["s3"] == "unseen"
+
+
+def test_short_ids_are_eight_characters():
+    from napari_nuclei_unet.widgets._layers import short_id
+
+    long = "0123456789abcdef" * 4
+    assert short_id(long) == "01234567"
+    assert short_id("tiny-3") == "tiny-3"
+    assert short_id("synthetic-brightfield-12").startswith("synthetic-brig")
+
+
+def test_reader_names_layers_by_short_id():
+    from napari_nuclei_unet._reader import SAMPLE_ID_KEY, sample_layer_data
+    from napari_nuclei_unet.core.dataset import Sample
+
+    long = "0a7d30b252359a10fd298b638b90cb9ada3acced4e0c0e5a3692013f432ee4e9"
+    sample = Sample(long, np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4), np.int32),
+                    "fluorescence")
+    (_, image_kwargs, _), (_, labels_kwargs, _) = sample_layer_data(sample)
+    assert image_kwargs["name"] == "0a7d30b2"
+    assert labels_kwargs["name"] == "0a7d30b2 labels"
+    assert image_kwargs["metadata"][SAMPLE_ID_KEY] == long  # the full id is kept
