@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from napari_nuclei_unet.core import finetune as ft
+from napari_nuclei_unet.core.checkpoint import default_model_path
 from napari_nuclei_unet.core.dataset import DSBDataset, Sample
 from napari_nuclei_unet.core.finetune import (
     CorrectionStore,
@@ -16,6 +16,8 @@ from napari_nuclei_unet.core.finetune import (
     mix_samples,
     safe_sample_id,
 )
+from napari_nuclei_unet.core.finetune import rounds as ft_rounds
+from napari_nuclei_unet.core.finetune import store as ft_store
 from napari_nuclei_unet.core.progress import drive
 from napari_nuclei_unet.core.synthetic import make_synthetic_sample, write_dsb_sample
 
@@ -104,7 +106,7 @@ def test_crash_while_writing_masks_keeps_old_correction_and_index(tmp_path, monk
     store.add("a", a.image, a.labels)
     index_before = (tmp_path / "project.json").read_bytes()
 
-    real_write = ft._write_png
+    real_write = ft_store._write_png
     calls = []
 
     def failing_write(path, array):
@@ -113,7 +115,7 @@ def test_crash_while_writing_masks_keeps_old_correction_and_index(tmp_path, monk
             raise OSError(28, "No space left on device")
         real_write(path, array)
 
-    monkeypatch.setattr(ft, "_write_png", failing_write)
+    monkeypatch.setattr(ft_store, "_write_png", failing_write)
     with pytest.raises(OSError, match="No space"):
         store.add("a", a.image, np.roll(a.labels, 7, axis=1))
     monkeypatch.undo()
@@ -134,7 +136,7 @@ def test_crash_while_writing_index_restores_old_correction(tmp_path, monkeypatch
     def failing_index(path, data):
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(ft, "_write_json_atomic", failing_index)
+    monkeypatch.setattr(ft_store, "_write_json_atomic", failing_index)
     with pytest.raises(OSError):
         store.add("a", a.image, np.zeros_like(a.labels))
     monkeypatch.undo()
@@ -169,7 +171,7 @@ def test_opening_a_store_during_a_save_leaves_that_save_alone(tmp_path, monkeypa
         if not opened:
             opened.append(CorrectionStore(tmp_path))
 
-    real_write, real_rename = ft._write_png, os.rename
+    real_write, real_rename = ft_store._write_png, os.rename
 
     def write_then_open(path, array):
         real_write(path, array)
@@ -182,7 +184,7 @@ def test_opening_a_store_during_a_save_leaves_that_save_alone(tmp_path, monkeypa
                 os.path.dirname(dst)) == ".backup":
             open_second_store()
 
-    monkeypatch.setattr(ft, "_write_png", write_then_open)
+    monkeypatch.setattr(ft_store, "_write_png", write_then_open)
     monkeypatch.setattr(os, "rename", rename_then_open)
     new_labels = np.where(a.labels == 1, 1, 0)
     store.add("a", a.image, new_labels, note="new")
@@ -229,7 +231,7 @@ def test_a_lock_held_elsewhere_waits_and_a_killed_holder_never_blocks(tmp_path, 
         store = CorrectionStore(tmp_path)
         assert (tmp_path / ".staging-live").exists()
         # ...and a save waits for it, then gives up with a plain message.
-        monkeypatch.setattr(ft, "LOCK_TIMEOUT_S", 0.3)
+        monkeypatch.setattr(ft_store, "LOCK_TIMEOUT_S", 0.3)
         with pytest.raises(FinetuneError, match="Another program"):
             store.add("b", a.image, a.labels)
     finally:
@@ -373,9 +375,9 @@ def test_round_draws_uniformly_and_uncompiled_whatever_the_base_config():
     from napari_nuclei_unet.core.config import TrainConfig
 
     base = TrainConfig(modality_balance=0.5, compile=True)  # as the shipped model's config
-    config = ft._round_config(base, None, [])
+    config = ft_rounds._round_config(base, None, [])
     assert config.modality_balance == 0.0 and not config.compile  # the ratio asked holds
-    assert ft._round_config(base, {"modality_balance": 0.3}, []).modality_balance == 0.3
+    assert ft_rounds._round_config(base, {"modality_balance": 0.3}, []).modality_balance == 0.3
 
 
 def test_default_model_is_recorded_by_reference(tmp_path):
@@ -506,7 +508,7 @@ def test_rounds_from_a_correction_store_chain_versions(fluorescence_model, tmp_p
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not ft.default_model_path().exists(), reason="no shipped default model")
+@pytest.mark.skipif(not default_model_path().exists(), reason="no shipped default model")
 def test_default_model_improves_on_a_corrected_image(tmp_path):
     corrected = [synthetic("histology", 400, shape=(256, 256))]
     others = [synthetic("fluorescence", 500 + k, shape=(256, 256)) for k in range(4)]
