@@ -301,7 +301,162 @@ def test_bad_corrections_are_refused_with_a_reason(tmp_path):
     with pytest.raises(FinetuneError, match="source"):
         store.add("a", a.image, a.labels, source="guess")
     assert store.ids() == []
-    assert safe_sample_id("image [1].tif") == "image_1_.tif"
+    assert safe_sample_id("image [1].tif").startswith("image_1_.tif-")
+
+
+# -- issue 13: ids never collide, crashes never leave a stale index, plain file modes ----
+
+def test_safe_sample_id_is_injective_and_keeps_valid_ids():
+    names = ["cells [1]", "cells_1_", "cells (1)", "cells_1", "", " ", "..", "a" * 200,
+             "a" * 199 + "b", "x-0123456789", "x", "ünïcode", "unicode", "image"]
+    ids = [safe_sample_id(n) for n in names]
+    assert len(set(ids)) == len(names), ids
+    for name, sample_id in zip(names, ids, strict=True):
+        assert ft_store._check_id(sample_id) == sample_id
+        assert safe_sample_id(name) == sample_id  # stable
+    assert safe_sample_id("cells_1_") == "cells_1_"  # valid ids stay as they are
+    assert safe_sample_id("0a7d30b2523-59a10fd29") == "0a7d30b2523-59a10fd29"
+
+
+def test_a_correction_saved_for_one_name_is_not_returned_for_a_look_alike(tmp_path):
+    a, b = synthetic("histology", 1), synthetic("fluorescence", 2)
+    store = CorrectionStore(tmp_path / "project")
+    store.add(safe_sample_id("cells [1]"), a.image, a.labels)
+    assert safe_sample_id("cells_1_") not in store
+    store.add(safe_sample_id("cells_1_"), b.image, b.labels)
+    first, second = store.load_samples([safe_sample_id("cells [1]"), safe_sample_id("cells_1_")])
+    assert np.array_equal(first.image, a.image) and np.array_equal(second.image, b.image)
+
+
+def test_files_of_a_project_are_readable_by_others_like_any_file(tmp_path):
+    a = synthetic("histology", 1)
+    store = CorrectionStore(tmp_path / "project")
+    store.add("a", a.image, a.labels)
+    old = os.umask(0o022)
+    os.umask(old)
+    expected = 0o666 & ~old
+    files = [store.index_path, *store.get("a").path.rglob("*.png"),
+             store.get("a").path / ft_store.ENTRY_FILE]
+    modes = {str(f.relative_to(store.path)): oct(f.stat().st_mode & 0o777) for f in files}
+    assert set(modes.values()) == {oct(expected)}, modes
+
+
+class _Crash(BaseException):
+    """Stops a save at an injected point (after the disk state there was copied)."""
+
+
+def _file_operation_snapshots(monkeypatch, project, save):
+    """Copy ``project`` before every file operation of ``save()`` and once at its end.
+
+    Each copy is what the disk holds if the process dies at that moment (the copy is
+    taken before the operation, so no cleanup code of the save has run).
+    """
+    import shutil
+    import tempfile
+
+    snapshots = []
+    real = {"rename": os.rename, "replace": os.replace, "rmtree": shutil.rmtree,
+            "mkdtemp": tempfile.mkdtemp, "png": ft_store._write_png,
+            "json": ft_store._write_json_atomic, "mkdir": ft_store.Path.mkdir}
+    real_copytree = shutil.copytree
+
+    def snap():
+        target = project.parent / f"crash-{len(snapshots):02d}"
+        real_copytree(project, target, symlinks=True)
+        snapshots.append(target)
+
+    def wrap(name):
+        def call(*args, **kwargs):
+            snap()
+            return real[name](*args, **kwargs)
+        return call
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "rename", wrap("rename"))
+        m.setattr(os, "replace", wrap("replace"))
+        m.setattr(shutil, "rmtree", wrap("rmtree"))
+        m.setattr(tempfile, "mkdtemp", wrap("mkdtemp"))
+        m.setattr(ft_store, "_write_png", wrap("png"))
+        m.setattr(ft_store, "_write_json_atomic", wrap("json"))
+        m.setattr(ft_store.Path, "mkdir", wrap("mkdir"))
+        save()
+    snap()
+    return snapshots
+
+
+@pytest.mark.parametrize("replace", [False, True], ids=["new", "replace"])
+def test_a_crash_between_any_two_file_operations_of_a_save_loses_nothing(
+        tmp_path, monkeypatch, replace):
+    old, new, other = synthetic("histology", 1), synthetic("fluorescence", 2), synthetic(
+        "brightfield", 3)
+    project = tmp_path / "project"
+    store = CorrectionStore(project)
+    store.add("keep", other.image, other.labels, note="untouched")
+    if replace:
+        store.add("x", old.image, old.labels, source="label", note="old")
+    new_labels = new.labels[:, :] if not replace else np.where(new.labels > 0, 1, 0)
+    snapshots = _file_operation_snapshots(
+        monkeypatch, project,
+        lambda: CorrectionStore(project).add("x", new.image, new_labels, source="prediction",
+                                             note="new"))
+    assert len(snapshots) >= 8
+    seen = set()
+    for snapshot in snapshots:
+        reopened = CorrectionStore(snapshot)  # repairs
+        where = snapshot.name
+        assert not list(snapshot.glob(".staging-*")), where
+        assert not (snapshot / ".backup").exists() or not any((snapshot / ".backup").iterdir())
+        keep = reopened.get("keep")
+        assert keep.note == "untouched", where
+        [kept] = reopened.load_samples(["keep"])
+        assert same_partition(kept.labels, other.labels), where
+        on_disk = json.loads((snapshot / "project.json").read_text())["corrections"]
+        assert set(on_disk) == set(reopened.ids()), where  # the index matches the folders
+        if "x" not in reopened:
+            assert not replace, f"{where}: the old correction was lost"
+            seen.add("none")
+            continue
+        entry = reopened.get("x")
+        assert on_disk["x"]["note"] == entry.note, where
+        [sample] = reopened.load_samples(["x"])
+        if entry.note == "new":
+            assert same_partition(sample.labels, new_labels), where
+            assert np.array_equal(sample.image, new.image), where
+            seen.add("new")
+        else:
+            assert entry.note == "old" and replace, where
+            assert same_partition(sample.labels, old.labels), where
+            seen.add("old")
+        assert entry.n_nuclei == int(sample.labels.max()), where  # never stale metadata
+    assert seen == ({"old", "new"} if replace else {"none", "new"})
+
+
+def test_a_crash_between_a_rename_and_the_index_write_is_repaired_on_open(tmp_path, monkeypatch):
+    a, b = synthetic("histology", 1), synthetic("fluorescence", 2)
+    store = CorrectionStore(tmp_path / "project")
+    store.add("x", a.image, a.labels, note="old")
+
+    def killed(*args, **kwargs):
+        raise _Crash()
+
+    real_move = CorrectionStore._move_into_place
+
+    def move_then_die(self, new, sample_id, entry):
+        monkeypatch.setattr(self, "_write_index", killed)
+        real_move(self, new, sample_id, entry)
+
+    monkeypatch.setattr(CorrectionStore, "_move_into_place", move_then_die)
+    monkeypatch.setattr(ft_store.shutil, "rmtree", lambda *a, **k: None)  # no cleanup: a kill
+    with pytest.raises(_Crash):
+        store.add("x", b.image, np.where(b.labels > 0, 1, 0), note="new")
+    monkeypatch.undo()
+    reopened = CorrectionStore(tmp_path / "project")
+    entry = reopened.get("x")
+    [sample] = reopened.load_samples(["x"])
+    assert entry.n_nuclei == int(sample.labels.max())
+    assert entry.note in ("old", "new")
+    stored = json.loads(reopened.index_path.read_text())["corrections"]["x"]
+    assert stored["note"] == entry.note and stored["n_nuclei"] == entry.n_nuclei
 
 
 # -- model versions ---------------------------------------------------------------------
@@ -431,9 +586,11 @@ def test_finetune_learns_a_new_style_without_forgetting(fluorescence_model, tmp_
     updates = []
     result = drive(
         finetune(checkpoint, corrected, original=original, ratio=0.5, out_dir=tmp_path,
-                 eval_samples=val_samples,
+                 eval_samples=val_samples, replay=False, check=False,
+                 # A toy base model (36 steps) whose BatchNorm statistics are far from
+                 # settled: here, unlike with the shipped model, adapting them is needed.
                  config_overrides={"epochs": 3, "steps_per_epoch": 10, "learning_rate": 3e-3,
-                                   **FAST}),
+                                   "freeze_batchnorm": False, **FAST}),
         updates.append,
     )
     (change,) = result.corrected

@@ -1106,6 +1106,10 @@ class RetrainWidget(QWidget):
         version = result.version
         self.show_scores(result.corrected, title=f"{version.name}: IoU of the corrected images "
                                                  "before and after the round")
+        if not getattr(result, "adopted", True):  # kept as a version, not made current
+            notify(f"{version.name} was saved but is not in use: {result.reason}", warning=True)
+            self.refresh()
+            return
         self.session.set_model(loaded)  # clears the old predictions, refreshes the docks
         before = result.mean_iou("corrected", "before")
         after = result.mean_iou("corrected", "after")
@@ -1127,7 +1131,8 @@ class RetrainWidget(QWidget):
         if self._outcome == "finished" and result is not None and result.version is not None:
             self.status_label.setText(
                 f"{result.version.name} saved in {result.version.path} "
-                f"({format_duration(result.elapsed_s)}).")
+                f"({format_duration(result.elapsed_s)})."
+                + ("" if getattr(result, "adopted", True) else f" Not in use: {result.reason}"))
         elif self._outcome == "stopped":
             self.status_label.setText("Stopped: nothing was saved, the model is unchanged.")
         else:

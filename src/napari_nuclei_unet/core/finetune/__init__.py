@@ -46,7 +46,8 @@ Modules, one job each (every public name is importable from this package):
 - ``store``: :class:`CorrectionStore` and :class:`Correction`;
 - ``versions``: :class:`ModelVersions` and :class:`ModelVersion`;
 - ``replay``: the replay/regression set of DSB2018 crops shipped with the package;
-- ``rounds``: :func:`finetune`, :func:`mix_samples`, :class:`FinetuneResult`.
+- ``results``: :class:`FinetuneResult`, :class:`ScoreChange`, the adoption decision;
+- ``rounds``: :func:`finetune`, :func:`mix_samples`, the round defaults.
 """
 
 from __future__ import annotations
@@ -67,12 +68,17 @@ from ._common import (  # noqa: F401 - names of the project layout, for other mo
     FinetuneError,
     safe_sample_id,
 )
-from .rounds import FINETUNE_DEFAULTS, FinetuneResult, ScoreChange, finetune, mix_samples
+from .replay import REPLAY_DIR, replay_samples
+from .results import ADOPT_TOLERANCE, FinetuneResult, ScoreChange, adoption
+from .rounds import FINETUNE_DEFAULTS, ROUND_OPTIONS, auto_ratio, finetune, mix_samples
 from .store import Correction, CorrectionStore
 from .versions import ModelVersion, ModelVersions
 
 __all__ = [
+    "ADOPT_TOLERANCE",
     "FINETUNE_DEFAULTS",
+    "REPLAY_DIR",
+    "ROUND_OPTIONS",
     "Correction",
     "CorrectionStore",
     "FinetuneError",
@@ -80,7 +86,10 @@ __all__ = [
     "ModelVersion",
     "ModelVersions",
     "ScoreChange",
+    "adoption",
+    "auto_ratio",
     "finetune",
     "mix_samples",
+    "replay_samples",
     "safe_sample_id",
 ]

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +12,11 @@ import numpy as np
 
 from ..checkpoint import weights_path
 from ..progress import Progress, stop_requested
-from ._common import PROJECT_FILE, ROUND_PREFIX, FinetuneError
+from ._common import PROJECT_FILE, FinetuneError
+from .replay import replay_samples
+from .results import FinetuneResult, ScoreChange, _mean, adoption, changes
 from .store import CorrectionStore
+from .trainer import train_round
 from .versions import ModelVersion, ModelVersions, _is_default_model
 
 #: Training settings of a fine-tuning round, applied over the base model's configuration
@@ -43,127 +43,17 @@ FINETUNE_DEFAULTS: dict[str, Any] = {
     "modality_balance": 0.0,
     # A round is a few dozen steps: compiling (about a minute) would cost more than it saves.
     "compile": False,
+    # Rounds run where the user is: never on the device the base model was trained on
+    # (a model trained on CUDA must fine-tune on a laptop CPU). Override to choose.
+    "device": "auto",
 }
 
+#: How a round protects what the base model knew (not TrainConfig fields; may be given in
+#: ``config_overrides`` too): keep the base model's BatchNorm statistics, and which
+#: parameters learn ("all" or "decoder"). See :func:`.trainer.train_round`.
+ROUND_OPTIONS: dict[str, Any] = {"freeze_batchnorm": True, "trainable": "all"}
+
 _ARCHITECTURE_FIELDS = ("base_width", "depth", "in_channels")
-
-
-@dataclass(frozen=True)
-class ScoreChange:
-    """Scores of one image with the model before and after a fine-tuning round.
-
-    Attributes
-    ----------
-    id, modality : str
-        The sample.
-    iou_before, iou_after : float
-        Foreground IoU with the base model and with the fine-tuned one.
-    dice_before, dice_after : float
-        Foreground Dice.
-    ap50_before, ap50_after : float
-        Object score ``TP / (TP + FP + FN)`` at IoU 0.5.
-    n_true, n_pred_before, n_pred_after : int
-        Nuclei in the corrected labels and in each prediction.
-    """
-
-    id: str
-    modality: str
-    iou_before: float
-    iou_after: float
-    dice_before: float
-    dice_after: float
-    ap50_before: float
-    ap50_after: float
-    n_true: int
-    n_pred_before: int
-    n_pred_after: int
-
-    @property
-    def iou_gain(self) -> float:
-        """``iou_after - iou_before``."""
-        return self.iou_after - self.iou_before
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict of the fields."""
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
-def _mean(values: Sequence[float]) -> float | None:
-    return float(np.mean(values)) if len(values) else None
-
-
-@dataclass(frozen=True)
-class FinetuneResult:
-    """Outcome of one :func:`finetune` round.
-
-    Attributes
-    ----------
-    version : ModelVersion or None
-        The new model version (None when the round was cancelled: nothing is saved).
-    corrected : tuple of ScoreChange
-        Every corrected image, scored with the base and with the new model.
-    evaluation : tuple of ScoreChange
-        Every ``eval_samples`` image, likewise (empty when none were given).
-    history : tuple of EpochEnd
-        The training epochs.
-    ratio : float
-        Fraction of the training list made of corrections (what was actually used).
-    n_original : int
-        Original samples mixed in.
-    cancelled : bool
-        ``should_stop`` ended the round.
-    elapsed_s : float
-        Wall time of the whole round, scoring included.
-    """
-
-    version: ModelVersion | None
-    corrected: tuple[ScoreChange, ...] = ()
-    evaluation: tuple[ScoreChange, ...] = ()
-    history: tuple[Any, ...] = ()
-    ratio: float = 1.0
-    n_original: int = 0
-    cancelled: bool = False
-    elapsed_s: float = 0.0
-
-    @property
-    def checkpoint(self) -> Path | None:
-        """The new model's ``.safetensors`` path (None when cancelled)."""
-        return None if self.version is None else Path(self.version.model)
-
-    def mean_iou(self, which: str = "corrected", when: str = "after") -> float | None:
-        """Mean IoU over the corrected (or evaluation) images, before or after.
-
-        Parameters
-        ----------
-        which : {"corrected", "evaluation"}
-            Which images.
-        when : {"before", "after"}
-            With the base model or with the fine-tuned one.
-
-        Returns
-        -------
-        float or None
-            None when there are no such images.
-        """
-        rows = self.corrected if which == "corrected" else self.evaluation
-        return _mean([getattr(r, f"iou_{when}") for r in rows])
-
-    def summary(self) -> dict[str, Any]:
-        """JSON-ready summary: version, mean IoUs before/after, per-image changes."""
-        return {
-            "version": None if self.version is None else self.version.name,
-            "checkpoint": None if self.checkpoint is None else str(self.checkpoint),
-            "cancelled": self.cancelled,
-            "ratio": self.ratio,
-            "n_original": self.n_original,
-            "elapsed_s": self.elapsed_s,
-            "corrected": {"mean_iou_before": self.mean_iou("corrected", "before"),
-                          "mean_iou_after": self.mean_iou("corrected", "after"),
-                          "images": [r.to_dict() for r in self.corrected]},
-            "evaluation": {"mean_iou_before": self.mean_iou("evaluation", "before"),
-                           "mean_iou_after": self.mean_iou("evaluation", "after"),
-                           "images": [r.to_dict() for r in self.evaluation]},
-        }
 
 
 def mix_samples(
@@ -247,14 +137,6 @@ def _score(model: Any, samples: Sequence[Any], device: Any, stage: str,
     return rows
 
 
-def _changes(before: Sequence[Any], after: Sequence[Any]) -> tuple[ScoreChange, ...]:
-    return tuple(
-        ScoreChange(b.id, b.modality, b.iou, a.iou, b.dice, a.dice, b.ap50, a.ap50,
-                    b.n_true, b.n_pred, a.n_pred)
-        for b, a in zip(before, after, strict=True)
-    )
-
-
 def _round_config(base_config: Any, overrides: Mapping[str, Any] | None,
                   samples: Sequence[Any]) -> Any:
     """The round's TrainConfig: base config, then FINETUNE_DEFAULTS, then overrides."""
@@ -283,54 +165,86 @@ def _round_config(base_config: Any, overrides: Mapping[str, Any] | None,
     return base_config.replace(**settings)
 
 
+def auto_ratio(n_corrections: int) -> float:
+    """Default share of correction crops: more weight when there are few corrections.
+
+    0.75 for up to 3 corrected images, falling linearly to 0.5 at 8 and more: with a
+    plain share, 1-3 images would be drowned by the replay crops and a round would
+    barely move the model.
+
+    Parameters
+    ----------
+    n_corrections : int
+        Number of corrected images trained on.
+
+    Returns
+    -------
+    float
+    """
+    return float(np.clip(0.75 - 0.05 * (n_corrections - 3), 0.5, 0.75))
+
+
 def finetune(
     base_model: str | os.PathLike | ModelVersion,
     corrections: Sequence[Any],
     *,
     original: Sequence[Any] | None = None,
-    ratio: float = 0.5,
+    ratio: float | None = None,
     config_overrides: Mapping[str, Any] | None = None,
     out_dir: str | os.PathLike,
     should_stop: Callable[[], bool] | None = None,
     eval_samples: Sequence[Any] | None = None,
+    held_out: Sequence[Any] | None = None,
+    replay: bool | Sequence[Any] = True,
+    check: bool | Sequence[Any] = True,
+    tolerance: Mapping[str, float] | None = None,
 ) -> Generator[Any, None, FinetuneResult]:
-    """Run one fine-tuning round and save its model as a new version of the project.
+    """Run one fine-tuning round, save its model as a new version, decide whether to adopt it.
 
     The model starts from ``base_model``'s weights and trains briefly
-    (:data:`FINETUNE_DEFAULTS`: a few short epochs at a lower learning rate) on the
-    corrected samples mixed with original training samples (:func:`mix_samples`), so
-    it learns the corrections without forgetting the rest. The model at the end of the
-    round is kept (no per-epoch validation: the round is short, and the scores after
-    training play that part). The corrected and evaluation images are scored with the
-    base model before and with the new model after training.
+    (:data:`FINETUNE_DEFAULTS`) on the corrected samples mixed with the shipped replay
+    crops (:mod:`~napari_nuclei_unet.core.finetune.replay`) and any original training
+    samples (:func:`mix_samples`), so it learns the corrections without forgetting the
+    rest, even when the original data is not at hand. The corrected images, the held-out
+    ones, the evaluation images and the built-in regression set (replay ``check`` crops)
+    are scored with the base model before and with the new model after training. The
+    new model is always saved as a version; it is *adopted* (made current) only when it
+    got worse on none of those sets (:func:`~.results.adoption`).
 
     Parameters
     ----------
     base_model : str, os.PathLike or ModelVersion
         ``"default"``, a checkpoint path, or a version of this project (usually
-        ``ModelVersions(out_dir).latest()``). The first round records it as ``v000``.
+        ``ModelVersions(out_dir).current()``). The first round records it as ``v000``.
     corrections : sequence of Sample
-        Corrected samples, e.g. ``CorrectionStore(out_dir).load_samples()``.
+        Corrected samples to learn from, e.g. ``CorrectionStore(out_dir).load_samples()``.
     original : sequence of Sample, optional
-        Original training samples to mix in (recommended; without them the model may
-        drift towards the corrected images).
-    ratio : float, default 0.5
-        Expected share of training crops drawn from the corrections, in ``(0, 1]``
-        (each batch draws every crop from a random entry of the mixed list). Ignored
-        (1) when ``original`` is empty.
+        Original training samples, mixed in with the replay crops.
+    ratio : float, optional
+        Expected share of training crops drawn from the corrections, in ``(0, 1]``.
+        Default: :func:`auto_ratio` (0.75 for 1-3 corrections, down to 0.5 for 8+).
+        Ignored (1) when there is nothing to mix in.
     config_overrides : mapping, optional
         :class:`TrainConfig` fields over :data:`FINETUNE_DEFAULTS` and the base model's
-        configuration, e.g. ``{"epochs": 5, "steps_per_epoch": 10, "device": "cpu"}``.
-        Architecture fields cannot change.
+        configuration, e.g. ``{"epochs": 5, "device": "cpu"}``. Architecture fields
+        cannot change. The device is ``"auto"`` unless given here: it is never taken
+        from the base model's configuration.
     out_dir : str or os.PathLike
-        The project folder: the new model goes to ``<out_dir>/versions/vNNN``; training
-        scratch files go to a hidden folder in it, deleted afterwards.
+        The project folder: the new model goes to ``<out_dir>/versions/vNNN``.
     should_stop : callable, optional
         Checked between steps; when True the round stops, saves nothing and returns
-        with ``cancelled=True`` (the base model and the corrections are untouched).
+        with ``cancelled=True``.
     eval_samples : sequence of Sample, optional
-        Other labelled samples scored before and after, to check that the model did
-        not get worse elsewhere.
+        Other labelled samples scored before and after; they count as regression set.
+    held_out : sequence of Sample, optional
+        Corrected samples the user keeps aside: not trained on, scored before and after.
+    replay : bool or sequence of Sample, default True
+        Mix the shipped replay crops (or these samples) into training. False: only the
+        corrections and ``original``.
+    check : bool or sequence of Sample, default True
+        Score the shipped regression crops (or these samples) before and after.
+    tolerance : mapping, optional
+        Allowed mean-IoU drops per set (see :data:`~.results.ADOPT_TOLERANCE`).
 
     Yields
     ------
@@ -342,11 +256,12 @@ def finetune(
     Returns
     -------
     FinetuneResult
+        With ``adopted`` and ``reason``.
 
     Raises
     ------
     FinetuneError
-        No corrections, a bad ratio or override.
+        No corrections, a bad ratio or override, a damaged replay set.
     CheckpointError
         When the base model cannot be loaded.
     TrainingError
@@ -357,13 +272,21 @@ def finetune(
 
     started = time.perf_counter()
     corrections = list(corrections)
-    eval_list = list(eval_samples or [])
+    if ratio is None:
+        ratio = auto_ratio(len(corrections))
+    replay_list = (replay_samples("train") if replay is True else list(replay or []))
+    check_list = (replay_samples("check") if check is True else list(check or []))
+    sets = {"corrected": corrections, "held_out": list(held_out or []),
+            "evaluation": list(eval_samples or []), "regression": check_list}
     base = base_model.model if isinstance(base_model, ModelVersion) else base_model
     project = Path(out_dir).expanduser().absolute()
     loaded = load_checkpoint(base, device="cpu")
-    seed = int(dict(config_overrides or {}).get("seed", loaded.config.seed))
-    mixed, actual_ratio, n_original = mix_samples(corrections, original, ratio, seed=seed)
-    config = _round_config(loaded.config, config_overrides, mixed)
+    overrides = dict(config_overrides or {})
+    round_options = {k: overrides.pop(k, v) for k, v in ROUND_OPTIONS.items()}
+    seed = int(overrides.get("seed", loaded.config.seed))
+    pool = [*(original or []), *replay_list]
+    mixed, actual_ratio, n_original = mix_samples(corrections, pool, ratio, seed=seed)
+    config = _round_config(loaded.config, overrides, mixed)
     device = resolve_device(config.device)
     base_net = loaded.model.to(device)
 
@@ -371,70 +294,76 @@ def finetune(
     with restored_cpu_threads():
         if device.type == "cpu":
             configure_cpu_threads(config.num_threads)
-        return (yield from _round(base_model, base, corrections, eval_list, mixed, config,
-                                  device, base_net, project, ratio, actual_ratio, n_original,
-                                  config_overrides, should_stop, started))
+        return (yield from _round(base_model, base, sets, mixed, config, device, base_net,
+                                  project, ratio, actual_ratio, n_original, config_overrides,
+                                  should_stop, started, tolerance, len(replay_list),
+                                  round_options, loaded.metadata.get("training_data", {})))
 
 
-def _round(base_model, base, corrections, eval_list, mixed, config, device, base_net, project,
-           ratio, actual_ratio, n_original, config_overrides, should_stop, started):
+def _round(base_model, base, sets, mixed, config, device, base_net, project, ratio,
+           actual_ratio, n_original, config_overrides, should_stop, started, tolerance,
+           n_replay, round_options, training_data):
     """The body of :func:`finetune` once the inputs are checked (same yields and return)."""
-    from ..checkpoint import load_checkpoint
-    from ..training import train
-
     base_name = base_model.name if isinstance(base_model, ModelVersion) else str(base)
     versions = ModelVersions(project)
     versions.record_base(base)
-    scored = corrections + eval_list
+    order = ("corrected", "held_out", "evaluation", "regression")
+    scored = [s for key in order for s in sets[key]]
     before = yield from _score(base_net, scored, device, "score-before", should_stop)
     if stop_requested(should_stop):
         return FinetuneResult(None, ratio=actual_ratio, n_original=n_original, cancelled=True,
                               elapsed_s=time.perf_counter() - started)
 
-    scratch = Path(tempfile.mkdtemp(prefix=ROUND_PREFIX, dir=project))
-    try:
-        # No validation inside train(): the after-scores below are the validation, and
-        # predicting the images once per epoch would double the round's time.
-        result = yield from train(config, mixed, out_dir=scratch, init_from=base,
-                                  should_stop=should_stop, val_samples=[])
-        if result.cancelled:
-            return FinetuneResult(None, history=tuple(result.history), ratio=actual_ratio,
-                                  n_original=n_original, cancelled=True,
-                                  elapsed_s=time.perf_counter() - started)
-        tuned = load_checkpoint(result.best_checkpoint, device=device)
-        after = yield from _score(tuned.model, scored, device, "score-after", None)
-        changes = _changes(before, after)
-        corrected, evaluation = changes[:len(corrections)], changes[len(corrections):]
-        store = CorrectionStore(project) if (project / PROJECT_FILE).exists() else None
-        stored = {c.id: c for c in store.list()} if store is not None else {}
-        info = {
-            "base_model": base_name if isinstance(base_model, ModelVersion) else (
-                "default" if _is_default_model(base) else str(weights_path(base).resolve())),
-            "corrections": [
-                {"id": s.id, **({"source": stored[s.id].source, "updated": stored[s.id].updated}
-                                if s.id in stored else {})}
-                for s in corrections
-            ],
-            "ratio": ratio,
-            "ratio_actual": actual_ratio,
-            "n_original": n_original,
-            "config_overrides": dict(config_overrides or {}),
-            "scores": {"corrected": [c.to_dict() for c in corrected],
-                       "evaluation": [c.to_dict() for c in evaluation]},
-            "mean_iou_corrected": {"before": _mean([c.iou_before for c in corrected]),
-                                   "after": _mean([c.iou_after for c in corrected])},
-            "mean_iou_evaluation": {"before": _mean([c.iou_before for c in evaluation]),
-                                    "after": _mean([c.iou_after for c in evaluation])},
-        }
-        history = tuple(result.history)
-        version = versions.add(
-            tuned.model, config, info,
-            # (without the per-epoch checkpoint paths: the scratch folder is deleted)
-            {"history": [{k: v for k, v in h.to_dict().items() if k != "checkpoint"}
-                         for h in history],
-             "training_data": tuned.metadata.get("training_data", {})},
-        )
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return FinetuneResult(version, corrected, evaluation, history, actual_ratio, n_original,
-                          False, time.perf_counter() - started)
+    tuned, history, cancelled = yield from train_round(
+        config, mixed, base_net, device=device, should_stop=should_stop,
+        out_hint=project, **round_options)
+    if cancelled:
+        return FinetuneResult(None, history=tuple(history), ratio=actual_ratio,
+                              n_original=n_original, cancelled=True,
+                              elapsed_s=time.perf_counter() - started)
+    after = yield from _score(tuned, scored, device, "score-after", None)
+    all_changes = changes(before, after)
+    split: dict[str, tuple[ScoreChange, ...]] = {}
+    start = 0
+    for key in order:
+        split[key] = all_changes[start:start + len(sets[key])]
+        start += len(sets[key])
+    adopted, reason = adoption(
+        {"corrected": split["corrected"], "held_out": split["held_out"],
+         "regression": split["regression"] + split["evaluation"]}, dict(tolerance or {}))
+    store = CorrectionStore(project) if (project / PROJECT_FILE).exists() else None
+    stored = {c.id: c for c in store.list()} if store is not None else {}
+    info = {
+        "base_model": base_name if isinstance(base_model, ModelVersion) else (
+            "default" if _is_default_model(base) else str(weights_path(base).resolve())),
+        "corrections": [
+            {"id": s.id, **({"source": stored[s.id].source, "updated": stored[s.id].updated}
+                            if s.id in stored else {})}
+            for s in sets["corrected"]
+        ],
+        "held_out": [s.id for s in sets["held_out"]],
+        "ratio": ratio,
+        "ratio_actual": actual_ratio,
+        "n_original": n_original,
+        "n_replay": n_replay,
+        "config_overrides": dict(config_overrides or {}),
+        "round_options": dict(round_options),
+        "device": str(device),
+        "adopted": adopted,
+        "reason": reason,
+        "scores": {key: [c.to_dict() for c in split[key]] for key in order},
+    }
+    for key in order:
+        info[f"mean_iou_{key}"] = {"before": _mean([c.iou_before for c in split[key]]),
+                                   "after": _mean([c.iou_after for c in split[key]])}
+    history = tuple(history)
+    version = versions.add(
+        tuned, config, info,
+        {"history": [{k: v for k, v in h.to_dict().items() if k != "checkpoint"}
+                     for h in history],
+         "training_data": training_data},
+    )
+    return FinetuneResult(version, split["corrected"], split["evaluation"], history,
+                          actual_ratio, n_original, False, time.perf_counter() - started,
+                          held_out=split["held_out"], regression=split["regression"],
+                          adopted=adopted, reason=reason)

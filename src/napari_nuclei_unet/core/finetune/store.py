@@ -34,6 +34,18 @@ from ._common import (
     _write_png,
 )
 
+#: Each correction folder's own index entry (the index is rebuilt from these after a crash).
+ENTRY_FILE = "correction.json"
+
+
+def _read_entry(folder: Path) -> dict[str, Any] | None:
+    """The entry a correction folder carries, or None (older projects, unreadable file)."""
+    try:
+        entry = json.loads((folder / ENTRY_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return entry if isinstance(entry, dict) else None
+
 
 def _as_labels(labels: Any, shape: tuple[int, int], sample_id: str) -> np.ndarray:
     labels = np.asarray(labels)
@@ -131,7 +143,7 @@ class CorrectionStore:
         self._entries: dict[str, dict[str, Any]] = {}
         self._project: dict[str, Any] = {}
         self._read_index()
-        if self._leftovers():
+        if self._leftovers() or self._stale():
             locked = False
             try:
                 with exclusive_lock(self.lock_path, timeout=0):
@@ -200,10 +212,50 @@ class CorrectionStore:
                 "then save again."
             ) from exc
 
+    def _folder_entries(self) -> dict[str, dict[str, Any] | None]:
+        """Each correction folder's own entry (``correction.json``; None when absent)."""
+        found: dict[str, dict[str, Any] | None] = {}
+        if self.corrections_dir.is_dir():
+            for folder in self.corrections_dir.iterdir():
+                if folder.is_dir() and not folder.name.startswith("."):
+                    found[folder.name] = _read_entry(folder)
+        return found
+
+    def _stale(self) -> bool:
+        """Whether the index disagrees with the folders.
+
+        That happens when a save or a removal crashed between moving a folder and
+        writing the index.
+        """
+        folders = self._folder_entries()
+        if any(k not in folders for k in self._entries):
+            return True
+        return any(e is not None and self._entries.get(k) != e for k, e in folders.items())
+
     def _repair(self) -> None:
-        """Repair what a crashed :meth:`add` left behind. Only call holding the lock."""
+        """Repair what a crashed :meth:`add` or :meth:`remove` left behind.
+
+        Only call holding the lock. Staging folders are dropped, backups restored when
+        their new version never arrived, and the index is brought back in line with the
+        folders: each correction folder carries its own entry (``correction.json``,
+        written before the folder is moved into place), which wins over a stale index.
+        """
         if not self.path.is_dir():
             return
+        self._restore_backups()
+        self._read_index()
+        entries = dict(self._entries)
+        folders = self._folder_entries()
+        for sample_id in [k for k in entries if k not in folders]:
+            del entries[sample_id]  # removed (or never completed): the index lagged behind
+        for sample_id, entry in folders.items():
+            if entry is not None:
+                entries[sample_id] = entry
+        if entries != self._entries:
+            self._write_index(entries)
+
+    def _restore_backups(self) -> None:
+        """Drop staging folders; restore backups whose new version never arrived."""
         for staging in self.path.glob(STAGING_PREFIX + "*"):
             shutil.rmtree(staging, ignore_errors=True)  # never renamed into place: incomplete
         backups = self.path / BACKUP_DIR
@@ -247,7 +299,7 @@ class CorrectionStore:
             for folder in sorted(self.corrections_dir.iterdir()):
                 if not folder.is_dir() or folder.name.startswith("."):
                     continue
-                entry = self._entries.get(folder.name)
+                entry = self._entries.get(folder.name) or _read_entry(folder)
                 if entry is None:
                     mtime = datetime.fromtimestamp(folder.stat().st_mtime, timezone.utc)
                     stamp = mtime.isoformat(timespec="seconds")
@@ -342,18 +394,20 @@ class CorrectionStore:
         with self._locked():
             self._repair()
             self._read_index()  # another store may have changed it since
+            entry = {
+                "source": source,
+                "note": str(note),
+                "n_nuclei": n_nuclei,
+                "height": int(rgb.shape[0]),
+                "width": int(rgb.shape[1]),
+                "created": self._entries.get(sample_id, {}).get("created", _now()),
+                "updated": _now(),
+            }
             staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.path))
             try:
                 self._write_sample(staging / sample_id, sample_id, rgb, labels, n_nuclei)
-                self._move_into_place(staging / sample_id, sample_id, {
-                    "source": source,
-                    "note": str(note),
-                    "n_nuclei": n_nuclei,
-                    "height": int(rgb.shape[0]),
-                    "width": int(rgb.shape[1]),
-                    "created": self._entries.get(sample_id, {}).get("created", _now()),
-                    "updated": _now(),
-                })
+                _write_json_atomic(staging / sample_id / ENTRY_FILE, entry)
+                self._move_into_place(staging / sample_id, sample_id, entry)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
         return self.get(sample_id)

@@ -51,6 +51,19 @@ class ModelVersion:
         """Whether this is the ``v000`` reference to the base model."""
         return self.number == 0
 
+    @property
+    def adopted(self) -> bool:
+        """Whether the round that made it was adopted (made current).
+
+        Always True for ``v000`` and for versions saved before rounds checked themselves.
+        """
+        return self.is_base or self.info.get("adopted", True) is not False
+
+    @property
+    def reason(self) -> str:
+        """Why the round was (not) adopted; empty when unknown."""
+        return str(self.info.get("reason", ""))
+
 
 def _is_default_model(model: str | os.PathLike) -> bool:
     if isinstance(model, str) and model == "default":
@@ -116,6 +129,15 @@ class ModelVersions:
         """The newest version (the base ``v000`` when no round was run; None if empty)."""
         versions = self.list()
         return versions[-1] if versions else None
+
+    def current(self) -> ModelVersion | None:
+        """The newest *adopted* version: what the next round should start from.
+
+        A round that made the model worse is kept as a version but skipped here (see
+        :attr:`ModelVersion.adopted`). None when the project has no version yet.
+        """
+        adopted = [v for v in self.list() if v.adopted]
+        return adopted[-1] if adopted else None
 
     def get(self, name: str) -> ModelVersion:
         """The version called ``name`` (``"v002"``; ``"2"`` and ``2`` work too).
