@@ -668,10 +668,13 @@ def test_rounds_from_a_correction_store_chain_versions(fluorescence_model, tmp_p
 @pytest.mark.skipif(not default_model_path().exists(), reason="no shipped default model")
 def test_default_model_improves_on_a_corrected_image(tmp_path):
     corrected = [synthetic("histology", 400, shape=(256, 256))]
-    others = [synthetic("fluorescence", 500 + k, shape=(256, 256)) for k in range(4)]
-    result = drive(finetune("default", corrected, original=others[:2], out_dir=tmp_path,
-                            eval_samples=others[2:], config_overrides={"device": "cpu"}))
+    result = drive(finetune("default", corrected, out_dir=tmp_path,
+                            config_overrides={"device": "cpu"}))
     (change,) = result.corrected
     assert change.iou_after >= change.iou_before + 0.05 or change.iou_after > 0.9
-    assert (result.mean_iou("evaluation", "after")
-            >= result.mean_iou("evaluation", "before") - 0.02), result.summary()
+    # The built-in regression set (real DSB2018 crops never trained on) barely moves.
+    assert len(result.regression) >= 20
+    assert (result.mean_iou("regression", "after")
+            >= result.mean_iou("regression", "before") - 0.03), result.summary()
+    assert result.adopted == (result.mean_iou("regression", "after")
+                              >= result.mean_iou("regression", "before") - 0.01)
