@@ -590,7 +590,7 @@ def test_finetune_learns_a_new_style_without_forgetting(fluorescence_model, tmp_
                  # A toy base model (36 steps) whose BatchNorm statistics are far from
                  # settled: here, unlike with the shipped model, adapting them is needed.
                  config_overrides={"epochs": 3, "steps_per_epoch": 10, "learning_rate": 3e-3,
-                                   "freeze_batchnorm": False, **FAST}),
+                                   "freeze_batchnorm": False, "trainable": "all", **FAST}),
         updates.append,
     )
     (change,) = result.corrected

@@ -50,8 +50,9 @@ FINETUNE_DEFAULTS: dict[str, Any] = {
 
 #: How a round protects what the base model knew (not TrainConfig fields; may be given in
 #: ``config_overrides`` too): keep the base model's BatchNorm statistics, and which
-#: parameters learn ("all" or "decoder"). See :func:`.trainer.train_round`.
-ROUND_OPTIONS: dict[str, Any] = {"freeze_batchnorm": True, "trainable": "all"}
+#: parameters learn ("all" or "decoder"). See :func:`.trainer.train_round`; chosen by
+#: ``benchmarks/bench_finetune_domains.py`` (docs/readme-finetune.md).
+ROUND_OPTIONS: dict[str, Any] = {"freeze_batchnorm": True, "trainable": "decoder"}
 
 _ARCHITECTURE_FIELDS = ("base_width", "depth", "in_channels")
 
