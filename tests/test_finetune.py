@@ -431,6 +431,30 @@ def test_a_crash_between_any_two_file_operations_of_a_save_loses_nothing(
     assert seen == ({"old", "new"} if replace else {"none", "new"})
 
 
+def test_a_crash_between_any_two_file_operations_of_a_removal_loses_nothing(
+        tmp_path, monkeypatch):
+    a = synthetic("histology", 1)
+    project = tmp_path / "project"
+    CorrectionStore(project).add("x", a.image, a.labels, note="mine")
+    snapshots = _file_operation_snapshots(monkeypatch, project,
+                                          lambda: CorrectionStore(project).remove("x"))
+    assert len(snapshots) >= 3
+    outcomes = set()
+    for snapshot in snapshots:
+        reopened = CorrectionStore(snapshot)
+        on_disk = json.loads((snapshot / "project.json").read_text())["corrections"]
+        assert set(on_disk) == set(reopened.ids()), snapshot.name
+        if "x" in reopened:
+            [sample] = reopened.load_samples(["x"])
+            assert same_partition(sample.labels, a.labels) and reopened.get("x").note == "mine"
+            outcomes.add("kept")
+        else:
+            [moved] = (snapshot / "removed").iterdir()  # the files are kept, never deleted
+            assert len(list((moved / "masks").iterdir())) == int(a.labels.max())
+            outcomes.add("removed")
+    assert outcomes == {"kept", "removed"}
+
+
 def test_a_crash_between_a_rename_and_the_index_write_is_repaired_on_open(tmp_path, monkeypatch):
     a, b = synthetic("histology", 1), synthetic("fluorescence", 2)
     store = CorrectionStore(tmp_path / "project")

@@ -20,9 +20,12 @@ from .trainer import train_round
 from .versions import ModelVersion, ModelVersions, _is_default_model
 
 #: Training settings of a fine-tuning round, applied over the base model's configuration
-#: (architecture fields always come from the base model). Chosen so that a round on five
-#: corrected images with the default model (base_width 16, depth 4) takes well under 30 s
-#: on a 2-core CPU including scoring; see ``benchmarks/bench_finetune.py``.
+#: (architecture fields always come from the base model; the device never does). A round
+#: on 3 corrected images with the default model (base_width 16, depth 4), scoring of the
+#: corrections and of the regression set included, takes 15-60 s on a busy 2-core CPU
+#: (``benchmarks/bench_finetune_domains.py``; ``benchmarks/bench_finetune.py`` times
+#: the phases). Higher learning rates or more steps adapted more but forgot more (the
+#: measurements are in docs/readme-finetune.md).
 FINETUNE_DEFAULTS: dict[str, Any] = {
     "epochs": 3,
     "steps_per_epoch": 8,
