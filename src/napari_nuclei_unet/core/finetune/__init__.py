@@ -6,6 +6,8 @@ A *fine-tuning project* is one folder::
       project.json                  index of the corrections (written atomically)
       corrections/<id>/images/<id>.png
       corrections/<id>/masks/0001.png, 0002.png, ...   one 0/255 PNG per nucleus
+      corrections/<id>/correction.json   the correction's own index entry (written before
+                                    the folder is moved into place)
       versions/v000/reference.json  the base model the project started from
       versions/v001/model.safetensors + model.json     one folder per fine-tuning round
       removed/<id>-<time>/          corrections taken out of the project (kept, not deleted)
@@ -30,6 +32,9 @@ Safety rules, because the masks were edited by hand and models take time to trai
   never arrived, half-written staging folders are dropped. Each save repairs first;
   opening a store repairs only when the lock is free, so a store opened while another
   one (of this or another process) is saving never touches that save;
+- the index is a summary of the ``correction.json`` files: when it disagrees with them
+  (a crash between moving a folder and writing the index), opening the store or the
+  next save rewrites it from the folders;
 - the index is re-read under the lock before it is changed (two stores of one project
   never undo each other's entries), written to a temporary file and renamed over the
   old one;
@@ -46,6 +51,7 @@ Modules, one job each (every public name is importable from this package):
 - ``store``: :class:`CorrectionStore` and :class:`Correction`;
 - ``versions``: :class:`ModelVersions` and :class:`ModelVersion`;
 - ``replay``: the replay/regression set of DSB2018 crops shipped with the package;
+- ``trainer``: the round's training loop (BatchNorm statistics frozen, decoder only);
 - ``results``: :class:`FinetuneResult`, :class:`ScoreChange`, the adoption decision;
 - ``rounds``: :func:`finetune`, :func:`mix_samples`, the round defaults.
 """

@@ -22,12 +22,12 @@ from .versions import ModelVersion, ModelVersions, _is_default_model
 #: Training settings of a fine-tuning round, applied over the base model's configuration
 #: (architecture fields always come from the base model; the device never does). A round
 #: on 3 corrected images with the default model (base_width 16, depth 4), scoring of the
-#: corrections and of the regression set included, takes 15-60 s on a busy 2-core CPU
+#: corrections and of the regression set included, took 10-35 s on a busy 2-core CPU
 #: (``benchmarks/bench_finetune_domains.py``; ``benchmarks/bench_finetune.py`` times
-#: the phases). Higher learning rates or more steps adapted more but forgot more (the
-#: measurements are in docs/readme-finetune.md).
+#: the phases). A higher learning rate adapted a little more but forgot more; 48 steps
+#: adapted more than 24 at no cost in forgetting (docs/readme-finetune.md).
 FINETUNE_DEFAULTS: dict[str, Any] = {
-    "epochs": 3,
+    "epochs": 6,
     "steps_per_epoch": 8,
     "batch_size": 8,
     "crop_size": 128,

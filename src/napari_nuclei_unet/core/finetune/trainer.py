@@ -9,7 +9,8 @@ the base model knew:
   batches of a few crops of mostly 1-3 new images, updating them shifts the features
   of *every* kind of image, which was measured as the main cause of forgetting
   (``benchmarks/bench_finetune_domains.py``, docs/readme-finetune.md);
-- optionally only the decoder (and the output layer) learns (``trainable="decoder"``).
+- only the decoder (and the output layer) learns (``trainable="decoder"``, the default
+  of rounds): the encoder's generic image features stay those of the base model.
 
 It yields the same :class:`~napari_nuclei_unet.core.training.TrainStep` and
 :class:`~napari_nuclei_unet.core.training.EpochEnd` updates as full training.
