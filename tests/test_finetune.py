@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from napari_nuclei_unet.core import finetune as ft
+from napari_nuclei_unet.core.checkpoint import default_model_path
 from napari_nuclei_unet.core.dataset import DSBDataset, Sample
 from napari_nuclei_unet.core.finetune import (
     CorrectionStore,
@@ -16,6 +16,8 @@ from napari_nuclei_unet.core.finetune import (
     mix_samples,
     safe_sample_id,
 )
+from napari_nuclei_unet.core.finetune import rounds as ft_rounds
+from napari_nuclei_unet.core.finetune import store as ft_store
 from napari_nuclei_unet.core.progress import drive
 from napari_nuclei_unet.core.synthetic import make_synthetic_sample, write_dsb_sample
 
@@ -104,7 +106,7 @@ def test_crash_while_writing_masks_keeps_old_correction_and_index(tmp_path, monk
     store.add("a", a.image, a.labels)
     index_before = (tmp_path / "project.json").read_bytes()
 
-    real_write = ft._write_png
+    real_write = ft_store._write_png
     calls = []
 
     def failing_write(path, array):
@@ -113,7 +115,7 @@ def test_crash_while_writing_masks_keeps_old_correction_and_index(tmp_path, monk
             raise OSError(28, "No space left on device")
         real_write(path, array)
 
-    monkeypatch.setattr(ft, "_write_png", failing_write)
+    monkeypatch.setattr(ft_store, "_write_png", failing_write)
     with pytest.raises(OSError, match="No space"):
         store.add("a", a.image, np.roll(a.labels, 7, axis=1))
     monkeypatch.undo()
@@ -134,7 +136,7 @@ def test_crash_while_writing_index_restores_old_correction(tmp_path, monkeypatch
     def failing_index(path, data):
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(ft, "_write_json_atomic", failing_index)
+    monkeypatch.setattr(ft_store, "_write_json_atomic", failing_index)
     with pytest.raises(OSError):
         store.add("a", a.image, np.zeros_like(a.labels))
     monkeypatch.undo()
@@ -169,7 +171,7 @@ def test_opening_a_store_during_a_save_leaves_that_save_alone(tmp_path, monkeypa
         if not opened:
             opened.append(CorrectionStore(tmp_path))
 
-    real_write, real_rename = ft._write_png, os.rename
+    real_write, real_rename = ft_store._write_png, os.rename
 
     def write_then_open(path, array):
         real_write(path, array)
@@ -182,7 +184,7 @@ def test_opening_a_store_during_a_save_leaves_that_save_alone(tmp_path, monkeypa
                 os.path.dirname(dst)) == ".backup":
             open_second_store()
 
-    monkeypatch.setattr(ft, "_write_png", write_then_open)
+    monkeypatch.setattr(ft_store, "_write_png", write_then_open)
     monkeypatch.setattr(os, "rename", rename_then_open)
     new_labels = np.where(a.labels == 1, 1, 0)
     store.add("a", a.image, new_labels, note="new")
@@ -229,7 +231,7 @@ def test_a_lock_held_elsewhere_waits_and_a_killed_holder_never_blocks(tmp_path, 
         store = CorrectionStore(tmp_path)
         assert (tmp_path / ".staging-live").exists()
         # ...and a save waits for it, then gives up with a plain message.
-        monkeypatch.setattr(ft, "LOCK_TIMEOUT_S", 0.3)
+        monkeypatch.setattr(ft_store, "LOCK_TIMEOUT_S", 0.3)
         with pytest.raises(FinetuneError, match="Another program"):
             store.add("b", a.image, a.labels)
     finally:
@@ -299,7 +301,186 @@ def test_bad_corrections_are_refused_with_a_reason(tmp_path):
     with pytest.raises(FinetuneError, match="source"):
         store.add("a", a.image, a.labels, source="guess")
     assert store.ids() == []
-    assert safe_sample_id("image [1].tif") == "image_1_.tif"
+    assert safe_sample_id("image [1].tif").startswith("image_1_.tif-")
+
+
+# -- issue 13: ids never collide, crashes never leave a stale index, plain file modes ----
+
+def test_safe_sample_id_is_injective_and_keeps_valid_ids():
+    names = ["cells [1]", "cells_1_", "cells (1)", "cells_1", "", " ", "..", "a" * 200,
+             "a" * 199 + "b", "x-0123456789", "x", "ünïcode", "unicode", "image"]
+    ids = [safe_sample_id(n) for n in names]
+    assert len(set(ids)) == len(names), ids
+    for name, sample_id in zip(names, ids, strict=True):
+        assert ft_store._check_id(sample_id) == sample_id
+        assert safe_sample_id(name) == sample_id  # stable
+    assert safe_sample_id("cells_1_") == "cells_1_"  # valid ids stay as they are
+    assert safe_sample_id("0a7d30b2523-59a10fd29") == "0a7d30b2523-59a10fd29"
+
+
+def test_a_correction_saved_for_one_name_is_not_returned_for_a_look_alike(tmp_path):
+    a, b = synthetic("histology", 1), synthetic("fluorescence", 2)
+    store = CorrectionStore(tmp_path / "project")
+    store.add(safe_sample_id("cells [1]"), a.image, a.labels)
+    assert safe_sample_id("cells_1_") not in store
+    store.add(safe_sample_id("cells_1_"), b.image, b.labels)
+    first, second = store.load_samples([safe_sample_id("cells [1]"), safe_sample_id("cells_1_")])
+    assert np.array_equal(first.image, a.image) and np.array_equal(second.image, b.image)
+
+
+def test_files_of_a_project_are_readable_by_others_like_any_file(tmp_path):
+    a = synthetic("histology", 1)
+    store = CorrectionStore(tmp_path / "project")
+    store.add("a", a.image, a.labels)
+    old = os.umask(0o022)
+    os.umask(old)
+    expected = 0o666 & ~old
+    files = [store.index_path, *store.get("a").path.rglob("*.png"),
+             store.get("a").path / ft_store.ENTRY_FILE]
+    modes = {str(f.relative_to(store.path)): oct(f.stat().st_mode & 0o777) for f in files}
+    assert set(modes.values()) == {oct(expected)}, modes
+
+
+class _Crash(BaseException):
+    """Stops a save at an injected point (after the disk state there was copied)."""
+
+
+def _file_operation_snapshots(monkeypatch, project, save):
+    """Copy ``project`` before every file operation of ``save()`` and once at its end.
+
+    Each copy is what the disk holds if the process dies at that moment (the copy is
+    taken before the operation, so no cleanup code of the save has run).
+    """
+    import shutil
+    import tempfile
+
+    snapshots = []
+    real = {"rename": os.rename, "replace": os.replace, "rmtree": shutil.rmtree,
+            "mkdtemp": tempfile.mkdtemp, "png": ft_store._write_png,
+            "json": ft_store._write_json_atomic, "mkdir": ft_store.Path.mkdir}
+    real_copytree = shutil.copytree
+
+    def snap():
+        target = project.parent / f"crash-{len(snapshots):02d}"
+        real_copytree(project, target, symlinks=True)
+        snapshots.append(target)
+
+    def wrap(name):
+        def call(*args, **kwargs):
+            snap()
+            return real[name](*args, **kwargs)
+        return call
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "rename", wrap("rename"))
+        m.setattr(os, "replace", wrap("replace"))
+        m.setattr(shutil, "rmtree", wrap("rmtree"))
+        m.setattr(tempfile, "mkdtemp", wrap("mkdtemp"))
+        m.setattr(ft_store, "_write_png", wrap("png"))
+        m.setattr(ft_store, "_write_json_atomic", wrap("json"))
+        m.setattr(ft_store.Path, "mkdir", wrap("mkdir"))
+        save()
+    snap()
+    return snapshots
+
+
+@pytest.mark.parametrize("replace", [False, True], ids=["new", "replace"])
+def test_a_crash_between_any_two_file_operations_of_a_save_loses_nothing(
+        tmp_path, monkeypatch, replace):
+    old, new, other = synthetic("histology", 1), synthetic("fluorescence", 2), synthetic(
+        "brightfield", 3)
+    project = tmp_path / "project"
+    store = CorrectionStore(project)
+    store.add("keep", other.image, other.labels, note="untouched")
+    if replace:
+        store.add("x", old.image, old.labels, source="label", note="old")
+    new_labels = new.labels[:, :] if not replace else np.where(new.labels > 0, 1, 0)
+    snapshots = _file_operation_snapshots(
+        monkeypatch, project,
+        lambda: CorrectionStore(project).add("x", new.image, new_labels, source="prediction",
+                                             note="new"))
+    assert len(snapshots) >= 8
+    seen = set()
+    for snapshot in snapshots:
+        reopened = CorrectionStore(snapshot)  # repairs
+        where = snapshot.name
+        assert not list(snapshot.glob(".staging-*")), where
+        assert not (snapshot / ".backup").exists() or not any((snapshot / ".backup").iterdir())
+        keep = reopened.get("keep")
+        assert keep.note == "untouched", where
+        [kept] = reopened.load_samples(["keep"])
+        assert same_partition(kept.labels, other.labels), where
+        on_disk = json.loads((snapshot / "project.json").read_text())["corrections"]
+        assert set(on_disk) == set(reopened.ids()), where  # the index matches the folders
+        if "x" not in reopened:
+            assert not replace, f"{where}: the old correction was lost"
+            seen.add("none")
+            continue
+        entry = reopened.get("x")
+        assert on_disk["x"]["note"] == entry.note, where
+        [sample] = reopened.load_samples(["x"])
+        if entry.note == "new":
+            assert same_partition(sample.labels, new_labels), where
+            assert np.array_equal(sample.image, new.image), where
+            seen.add("new")
+        else:
+            assert entry.note == "old" and replace, where
+            assert same_partition(sample.labels, old.labels), where
+            seen.add("old")
+        assert entry.n_nuclei == int(sample.labels.max()), where  # never stale metadata
+    assert seen == ({"old", "new"} if replace else {"none", "new"})
+
+
+def test_a_crash_between_any_two_file_operations_of_a_removal_loses_nothing(
+        tmp_path, monkeypatch):
+    a = synthetic("histology", 1)
+    project = tmp_path / "project"
+    CorrectionStore(project).add("x", a.image, a.labels, note="mine")
+    snapshots = _file_operation_snapshots(monkeypatch, project,
+                                          lambda: CorrectionStore(project).remove("x"))
+    assert len(snapshots) >= 3
+    outcomes = set()
+    for snapshot in snapshots:
+        reopened = CorrectionStore(snapshot)
+        on_disk = json.loads((snapshot / "project.json").read_text())["corrections"]
+        assert set(on_disk) == set(reopened.ids()), snapshot.name
+        if "x" in reopened:
+            [sample] = reopened.load_samples(["x"])
+            assert same_partition(sample.labels, a.labels) and reopened.get("x").note == "mine"
+            outcomes.add("kept")
+        else:
+            [moved] = (snapshot / "removed").iterdir()  # the files are kept, never deleted
+            assert len(list((moved / "masks").iterdir())) == int(a.labels.max())
+            outcomes.add("removed")
+    assert outcomes == {"kept", "removed"}
+
+
+def test_a_crash_between_a_rename_and_the_index_write_is_repaired_on_open(tmp_path, monkeypatch):
+    a, b = synthetic("histology", 1), synthetic("fluorescence", 2)
+    store = CorrectionStore(tmp_path / "project")
+    store.add("x", a.image, a.labels, note="old")
+
+    def killed(*args, **kwargs):
+        raise _Crash()
+
+    real_move = CorrectionStore._move_into_place
+
+    def move_then_die(self, new, sample_id, entry):
+        monkeypatch.setattr(self, "_write_index", killed)
+        real_move(self, new, sample_id, entry)
+
+    monkeypatch.setattr(CorrectionStore, "_move_into_place", move_then_die)
+    monkeypatch.setattr(ft_store.shutil, "rmtree", lambda *a, **k: None)  # no cleanup: a kill
+    with pytest.raises(_Crash):
+        store.add("x", b.image, np.where(b.labels > 0, 1, 0), note="new")
+    monkeypatch.undo()
+    reopened = CorrectionStore(tmp_path / "project")
+    entry = reopened.get("x")
+    [sample] = reopened.load_samples(["x"])
+    assert entry.n_nuclei == int(sample.labels.max())
+    assert entry.note in ("old", "new")
+    stored = json.loads(reopened.index_path.read_text())["corrections"]["x"]
+    assert stored["note"] == entry.note and stored["n_nuclei"] == entry.n_nuclei
 
 
 # -- model versions ---------------------------------------------------------------------
@@ -373,9 +554,9 @@ def test_round_draws_uniformly_and_uncompiled_whatever_the_base_config():
     from napari_nuclei_unet.core.config import TrainConfig
 
     base = TrainConfig(modality_balance=0.5, compile=True)  # as the shipped model's config
-    config = ft._round_config(base, None, [])
+    config = ft_rounds._round_config(base, None, [])
     assert config.modality_balance == 0.0 and not config.compile  # the ratio asked holds
-    assert ft._round_config(base, {"modality_balance": 0.3}, []).modality_balance == 0.3
+    assert ft_rounds._round_config(base, {"modality_balance": 0.3}, []).modality_balance == 0.3
 
 
 def test_default_model_is_recorded_by_reference(tmp_path):
@@ -429,9 +610,11 @@ def test_finetune_learns_a_new_style_without_forgetting(fluorescence_model, tmp_
     updates = []
     result = drive(
         finetune(checkpoint, corrected, original=original, ratio=0.5, out_dir=tmp_path,
-                 eval_samples=val_samples,
+                 eval_samples=val_samples, replay=False, check=False,
+                 # A toy base model (36 steps) whose BatchNorm statistics are far from
+                 # settled: here, unlike with the shipped model, adapting them is needed.
                  config_overrides={"epochs": 3, "steps_per_epoch": 10, "learning_rate": 3e-3,
-                                   **FAST}),
+                                   "freeze_batchnorm": False, "trainable": "all", **FAST}),
         updates.append,
     )
     (change,) = result.corrected
@@ -506,13 +689,16 @@ def test_rounds_from_a_correction_store_chain_versions(fluorescence_model, tmp_p
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not ft.default_model_path().exists(), reason="no shipped default model")
+@pytest.mark.skipif(not default_model_path().exists(), reason="no shipped default model")
 def test_default_model_improves_on_a_corrected_image(tmp_path):
     corrected = [synthetic("histology", 400, shape=(256, 256))]
-    others = [synthetic("fluorescence", 500 + k, shape=(256, 256)) for k in range(4)]
-    result = drive(finetune("default", corrected, original=others[:2], out_dir=tmp_path,
-                            eval_samples=others[2:], config_overrides={"device": "cpu"}))
+    result = drive(finetune("default", corrected, out_dir=tmp_path,
+                            config_overrides={"device": "cpu"}))
     (change,) = result.corrected
     assert change.iou_after >= change.iou_before + 0.05 or change.iou_after > 0.9
-    assert (result.mean_iou("evaluation", "after")
-            >= result.mean_iou("evaluation", "before") - 0.02), result.summary()
+    # The built-in regression set (real DSB2018 crops never trained on) barely moves.
+    assert len(result.regression) >= 20
+    assert (result.mean_iou("regression", "after")
+            >= result.mean_iou("regression", "before") - 0.03), result.summary()
+    assert result.adopted == (result.mean_iou("regression", "after")
+                              >= result.mean_iou("regression", "before") - 0.01)

@@ -181,15 +181,17 @@ def _build_parser() -> argparse.ArgumentParser:
 
     finetune = add_command(
         "finetune", help="retrain a model on corrected masks (keeps every version)",
-        description="Fine-tune MODEL on corrected image/mask pairs, mixed with the original "
-                    "training data (--data) so the model does not forget it. Each round is "
-                    "saved as a new version <out>/versions/vNNN (never overwritten); its path "
-                    "is printed on stdout with the IoU of the corrected images before/after.",
+        description="Fine-tune MODEL on corrected image/mask pairs, mixed with the replay set "
+                    "shipped with the plugin (and --data if given) so the model does not "
+                    "forget other kinds of images. Each round is saved as a new version "
+                    "<out>/versions/vNNN (never overwritten) and made current only if it got "
+                    "worse neither on the corrected images nor on the built-in regression set.",
     )
     finetune.add_argument(
         "model", metavar="MODEL",
         help="the model to start from: a checkpoint, 'default' (the shipped model) or "
-             "'latest' (the newest version in --out, to continue a series of rounds)",
+             "'latest' (the current version in --out: the newest one that was made "
+             "current, to continue a series of rounds)",
     )
     finetune.add_argument(
         "corrections", metavar="CORRECTIONS_DIR",
@@ -199,14 +201,21 @@ def _build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--out", required=True, metavar="DIR",
                           help="project folder for the model versions (created if missing)")
     finetune.add_argument("--data", metavar="ORIGINAL_DATA",
-                          help="the original training data, mixed in so the model keeps "
-                               "working on it (recommended)")
+                          help="original training data, mixed in with the shipped replay set "
+                               "(optional)")
+    finetune.add_argument("--held-out", metavar="DATA",
+                          help="corrected images kept aside: not trained on, scored before "
+                               "and after (a round that gets worse on them is not made current)")
+    finetune.add_argument("--no-replay", action="store_true",
+                          help="do not mix in the shipped replay set (the model may then get "
+                               "worse on other kinds of images)")
     finetune.add_argument("--eval-data", metavar="DATA",
                           help="labelled images scored before and after (to check nothing "
                                "got worse)")
     finetune.add_argument("--ratio", type=float, default=None, metavar="R",
                           help="fraction of the training crops taken from the corrections "
-                               "(0 < R <= 1; default: 0.5; 1 when --data is not given)")
+                               "(0 < R <= 1; default: 0.75 for 1-3 corrected images, down to "
+                               "0.5 for 8 and more)")
     finetune.add_argument("--epochs", type=int, metavar="N", help="epochs of fine-tuning")
     finetune.add_argument("--steps", type=int, metavar="N", help="optimisation steps per epoch")
     finetune.add_argument("--lr", type=float, metavar="LR", help="peak learning rate")
@@ -214,7 +223,7 @@ def _build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--threads", type=int, metavar="N",
                           help="CPU threads (default: 1, which stays fast when the computer "
                                "is busy; more helps on an idle multi-core machine)")
-    _add_device(finetune, default=None)
+    _add_device(finetune)
     finetune.set_defaults(handler="finetune:run")
 
     export = add_command(

@@ -46,13 +46,15 @@ def run(args: argparse.Namespace) -> int:
     Parameters
     ----------
     args : argparse.Namespace
-        ``model``, ``corrections``, ``out``, ``data``, ``eval_data``, ``ratio``,
-        ``epochs``, ``steps``, ``lr``, ``seed``, ``threads``, ``device``, ``quiet``.
+        ``model``, ``corrections``, ``out``, ``data``, ``eval_data``, ``held_out``,
+        ``no_replay``, ``ratio``, ``epochs``, ``steps``, ``lr``, ``seed``, ``threads``,
+        ``device``, ``quiet``.
 
     Returns
     -------
     int
-        0 when a version was saved, 130 when stopped with Ctrl-C (nothing saved).
+        0 when a version was saved (made current or not: the message says which), 130
+        when stopped with Ctrl-C (nothing saved).
     """
     from ..core.finetune import FinetuneError, ModelVersions, finetune
     from ..core.progress import drive
@@ -63,15 +65,15 @@ def run(args: argparse.Namespace) -> int:
                           ("threads", "num_threads")):
         if getattr(args, option) is not None:
             overrides[field] = getattr(args, option)
-    ratio = args.ratio if args.ratio is not None else (0.5 if args.data else 1.0)
-    if not 0.0 < ratio <= 1.0:
+    ratio = args.ratio
+    if ratio is not None and not 0.0 < ratio <= 1.0:
         raise FinetuneError(
             f"--ratio is the share of training crops taken from the corrections and must be "
             f"in (0, 1], got {ratio}."
         )
     base: Any = args.model
     if base == "latest":
-        base = ModelVersions(args.out).latest()
+        base = ModelVersions(args.out).current()
         if base is None:
             raise FinetuneError(f"No model version in {args.out} yet; give a checkpoint or "
                                 "'default' as MODEL for the first round.")
@@ -81,18 +83,21 @@ def run(args: argparse.Namespace) -> int:
         original = None
         if args.data:
             original = load_samples(open_dataset(args.data, quiet=args.quiet), quiet=args.quiet)
-        elif not args.quiet:
-            note("No --data given: training on the corrections alone (the model may get "
-                 "worse on other kinds of images; pass the original training data to avoid it).")
-        evaluation = None
+        elif args.no_replay and not args.quiet:
+            note("No --data and --no-replay: training on the corrections alone (the model may "
+                 "get worse on other kinds of images).")
+        evaluation = held_out = None
         if args.eval_data:
             evaluation = load_samples(open_dataset(args.eval_data, quiet=args.quiet),
                                       quiet=args.quiet)
+        if args.held_out:
+            held_out = _load_corrections(args.held_out, quiet=args.quiet)
         with TrainReporter(quiet=args.quiet) as reporter:
             result = drive(
                 finetune(base, corrections, original=original, ratio=ratio,
                          config_overrides=overrides, out_dir=args.out, should_stop=stop,
-                         eval_samples=evaluation),
+                         eval_samples=evaluation, held_out=held_out,
+                         replay=not args.no_replay),
                 reporter,
             )
     if result.cancelled:
@@ -100,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
              "are unchanged.", quiet=args.quiet)
         return 130
     version = result.version
-    print(f"New model version {version.name}: {result.checkpoint}")
+    state = "made current" if result.adopted else "NOT made current"
+    print(f"New model version {version.name} ({state}): {result.checkpoint}")
     print(f"Corrected images ({len(result.corrected)}), mean IoU "
           f"{result.mean_iou('corrected', 'before'):.3f} -> "
           f"{result.mean_iou('corrected', 'after'):.3f}:")
@@ -109,6 +115,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"Evaluation images ({len(result.evaluation)}), mean IoU "
               f"{result.mean_iou('evaluation', 'before'):.3f} -> "
               f"{result.mean_iou('evaluation', 'after'):.3f}")
-    note(f"round took {result.elapsed_s:.1f} s ({result.n_original} original samples mixed "
+    for which, title in (("held_out", "Images kept aside"),
+                         ("regression", "Built-in regression set")):
+        if getattr(result, which):
+            print(f"{title} ({len(getattr(result, which))}), mean IoU "
+                  f"{result.mean_iou(which, 'before'):.3f} -> "
+                  f"{result.mean_iou(which, 'after'):.3f}")
+    print(result.reason)
+    note(f"round took {result.elapsed_s:.1f} s ({result.n_original} replay/original samples mixed "
          f"in, {100 * result.ratio:.0f}% corrections)", quiet=args.quiet)
     return 0

@@ -92,7 +92,7 @@ class FinetuneSteps:
         self._done_event.clear()
         worker = self.session.jobs.start(
             FINETUNE_JOB, _run_finetune, self._store, base, ids, original,
-            float(self.ratio_spin.value()), overrides, self._stop_event.is_set,
+            (float(self.ratio_spin.value()) or None), overrides, self._stop_event.is_set,
             self._done_event,
             on_yielded=self._on_update, on_returned=self._on_result,
             on_finished=self._on_finished, action="Fine-tuning", viewer=self.viewer,

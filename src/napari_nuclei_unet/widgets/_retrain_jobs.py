@@ -43,7 +43,7 @@ def _run_finetune(
     base: Any,
     correction_ids: list[str],
     original: list[Any],
-    ratio: float,
+    ratio: float | None,
     overrides: dict[str, Any],
     should_stop: Callable[[], bool],
     done: threading.Event,

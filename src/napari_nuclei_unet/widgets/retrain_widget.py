@@ -258,13 +258,15 @@ class RetrainWidget(FinetuneSteps, QWidget):
         tune.addWidget(self.model_label)
         form = QFormLayout()
         self.ratio_spin = QDoubleSpinBox()
-        self.ratio_spin.setRange(0.05, 1.0)
+        self.ratio_spin.setRange(0.0, 1.0)
         self.ratio_spin.setSingleStep(0.05)
         self.ratio_spin.setDecimals(2)
-        self.ratio_spin.setValue(0.5)
+        self.ratio_spin.setSpecialValueText("automatic")  # 0: weighted by how few there are
+        self.ratio_spin.setValue(0.0)
         self.ratio_spin.setToolTip(
             "Share of each training batch taken from your corrections; the rest comes from "
-            "the loaded original images, so the model does not forget them (1: corrections only)")
+            "the shipped replay crops and the loaded original images, so the model does not "
+            "forget them (1: corrections only). Automatic gives a few corrections more weight.")
         form.addRow("Share of corrections", self.ratio_spin)
         tune.addLayout(form)
         settings = QCollapsible("Round settings")

@@ -1,0 +1,211 @@
+"""New-domain protocol of issue 12: does one default round on 3 corrections adapt the model?
+
+For each domain (a kind of image from DSB2018 stage1_train, or a transformed one):
+
+1. pick 3 images of the domain (seeded); their label masks stand in for the user's
+   corrections;
+2. run ONE fine-tuning round of the shipped model with the defaults (replay set
+   included, no original training data: only the package and the 3 images);
+3. score the OTHER images of the domain with the base and with the new model (target:
+   +0.15 IoU where the base is below 0.75, and a higher DSB score), and the validation
+   split's other domains (the shipped model's ``val_ids`` outside the domain: lose at
+   most 0.02 IoU); report the round's wall time (target <= 60 s on a 2-core CPU).
+
+Images that the replay set was cut from are never used as domain images (they ship with
+the package). Domains:
+
+- ``histology``: the colour (H&E, purple) group, 256 x 320;
+- ``brightfield``: the grey bright-background group, 1024 x 1024;
+- ``fluo-x3``: fluorescence 256 x 256 images of the training split upscaled 3 times
+  (nuclei 3 times larger than anything in DSB2018);
+- ``fluo-dim``: the same images at 8% of their brightness with camera noise (sigma 2
+  grey levels) and an offset of 10, as on a weakly stained, short-exposure sample;
+- ``fluo-blur``: the same images out of focus (Gaussian blur, sigma 2.5 px);
+- ``histology-x2``: histology images of the training split upscaled 2 times (a higher
+  magnification than DSB2018's tissue images).
+
+Usage::
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_finetune_domains.py [STAGE1_TRAIN]
+        [--domains histology,brightfield,fluo-x3,fluo-dim] [--n-correct 3] [--n-other 10]
+        [--set key=value ...] [--no-replay] [--ratio R] [--json OUT.json]
+
+``STAGE1_TRAIN`` defaults to ``$NUCLEI_UNET_DSB2018``. ``--set`` overrides round
+settings (``FINETUNE_DEFAULTS``), e.g. ``--set learning_rate=1e-3``, to compare choices.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+DOMAINS = ("fluo-dim", "fluo-blur", "histology-x2", "fluo-x3", "histology", "brightfield")
+NATURAL = ("histology", "brightfield")
+
+
+def transformed(sample, domain: str, rng: np.random.Generator):
+    """A synthetic-domain copy of a fluorescence sample."""
+    from scipy.ndimage import gaussian_filter
+    from skimage.transform import resize
+
+    from napari_nuclei_unet.core.dataset import Sample
+
+    image, labels = sample.image.astype(np.float32), sample.labels
+    factor = {"fluo-x3": 3, "histology-x2": 2}.get(domain)
+    if factor:
+        h, w = labels.shape
+        image = resize(image, (factor * h, factor * w, image.shape[2]), order=1,
+                       preserve_range=True)
+        labels = np.repeat(np.repeat(labels, factor, axis=0), factor, axis=1)
+    elif domain == "fluo-dim":
+        image = 10.0 + 0.08 * image + rng.normal(0.0, 2.0, image.shape[:2])[..., None]
+    elif domain == "fluo-blur":
+        image = gaussian_filter(image, (2.5, 2.5, 0))
+    image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+    return Sample(f"{domain}:{sample.id}", image, labels.astype(np.int32), sample.modality)
+
+
+def domain_samples(dataset, domain: str, exclude: set[str], val_ids: set[str],
+                   n_correct: int, n_other: int, seed: int):
+    """(corrections, others, domain ids) of one domain, seeded."""
+    rng = np.random.default_rng(seed)
+    if domain in NATURAL:
+        ids = [i.id for i in dataset.infos if i.modality == domain and i.id not in exclude]
+        member = set(ids)
+    elif domain == "histology-x2":
+        ids = [i.id for i in dataset.infos if i.modality == "histology"
+               and i.id not in exclude and i.id not in val_ids]
+        member = set()
+    else:  # fluorescence 256 x 256 of the training split, transformed
+        ids = [i.id for i in dataset.infos if i.modality == "fluorescence"
+               and (i.height, i.width) == (256, 256) and i.id not in exclude
+               and i.id not in val_ids]
+        member = set()  # the validation images themselves stay untransformed
+    picked = [ids[k] for k in rng.permutation(len(ids))[:n_correct + n_other]]
+    samples = [dataset.load(i) for i in picked]
+    if domain not in NATURAL:
+        samples = [transformed(s, domain, rng) for s in samples]
+    return samples[:n_correct], samples[n_correct:], member
+
+
+def score_all(model, samples, cache=None, key=""):
+    """ImageRow per sample with predict_probability + score_prediction (as rounds do)."""
+    from napari_nuclei_unet.core.evaluation import score_prediction
+    from napari_nuclei_unet.core.inference import predict_probability
+
+    rows = []
+    for sample in samples:
+        if cache is not None and (key, sample.id) in cache:
+            rows.append(cache[(key, sample.id)])
+            continue
+        row = score_prediction(sample, predict_probability(model, sample.image, device="cpu"))
+        if cache is not None:
+            cache[(key, sample.id)] = row
+        rows.append(row)
+    return rows
+
+
+def mean(rows, field):
+    """Mean of one ImageRow field (NaN when empty)."""
+    return float(np.mean([getattr(r, field) for r in rows])) if rows else float("nan")
+
+
+def parse_value(text: str):
+    """``--set`` values: JSON when it parses (numbers, true, null), else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the protocol; print a table (and write JSON)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", nargs="?", default=os.environ.get("NUCLEI_UNET_DSB2018"))
+    parser.add_argument("--domains", default=",".join(DOMAINS))
+    parser.add_argument("--n-correct", type=int, default=3)
+    parser.add_argument("--n-other", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--ratio", type=float, default=None)
+    parser.add_argument("--no-replay", action="store_true")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+    if not args.data:
+        parser.error("give STAGE1_TRAIN or set NUCLEI_UNET_DSB2018")
+
+    import torch
+
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint, read_metadata
+    from napari_nuclei_unet.core.dataset import DSBDataset
+    from napari_nuclei_unet.core.finetune import REPLAY_DIR, finetune
+    from napari_nuclei_unet.core.progress import drive
+
+    torch.set_num_threads(1)
+    overrides = {"num_threads": 1}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        overrides[key] = parse_value(value)
+    base = load_checkpoint("default", device="cpu")
+    val_ids = set(read_metadata("default")["training_data"]["val_ids"])
+    replay_ids = {c["source_id"] for c in
+                  json.loads((REPLAY_DIR / "index.json").read_text())["crops"]}
+    dataset = DSBDataset.open(args.data)
+    val = [dataset.load(i) for i in sorted(val_ids) if i in set(dataset.ids())]
+    cache: dict = {}
+    results = []
+    for domain in args.domains.split(","):
+        corrections, others, member = domain_samples(
+            dataset, domain, replay_ids, val_ids, args.n_correct, args.n_other, args.seed)
+        val_other = [s for s in val if s.id not in member]
+        before_other = score_all(base.model, others)
+        before_val = score_all(base.model, val_other, cache, "base")
+        with tempfile.TemporaryDirectory() as project:
+            tic = time.perf_counter()
+            result = drive(finetune("default", corrections, out_dir=project, ratio=args.ratio,
+                                    config_overrides=overrides, replay=not args.no_replay))
+            round_s = time.perf_counter() - tic
+            tuned = load_checkpoint(result.checkpoint, device="cpu")
+            after_other = score_all(tuned.model, others)
+            after_val = score_all(tuned.model, val_other)
+        row = {
+            "domain": domain, "n_correct": len(corrections), "n_other": len(others),
+            "n_val_other": len(val_other), "round_s": round_s,
+            "iou_other": [mean(before_other, "iou"), mean(after_other, "iou")],
+            "dsb_other": [mean(before_other, "dsb_score"), mean(after_other, "dsb_score")],
+            "iou_val_other": [mean(before_val, "iou"), mean(after_val, "iou")],
+            "dsb_val_other": [mean(before_val, "dsb_score"), mean(after_val, "dsb_score")],
+            "iou_corrected": [result.mean_iou("corrected", "before"),
+                              result.mean_iou("corrected", "after")],
+            "iou_regression": [result.mean_iou("regression", "before"),
+                               result.mean_iou("regression", "after")],
+            "adopted": result.adopted, "reason": result.reason,
+        }
+        results.append(row)
+        print(json.dumps(row), flush=True)
+
+    print(f"\nsettings: {overrides}, ratio={args.ratio or 'auto'}, replay={not args.no_replay}")
+    print("| domain | other images IoU | DSB score | val. other domains IoU | corrected IoU "
+          "| regression IoU | adopted | round |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in results:
+        cells = [f"{a:.3f} -> {b:.3f} ({b - a:+.3f})" for a, b in
+                 (r["iou_other"], r["dsb_other"], r["iou_val_other"])]
+        cells += [f"{a:.3f} -> {b:.3f}" for a, b in (r["iou_corrected"], r["iou_regression"])]
+        print(f"| {r['domain']} (3 + {r['n_other']}) | " + " | ".join(cells)
+              + f" | {'yes' if r['adopted'] else 'no'} | {r['round_s']:.0f} s |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"settings": overrides, "ratio": args.ratio,
+                                               "replay": not args.no_replay,
+                                               "domains": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

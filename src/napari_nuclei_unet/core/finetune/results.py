@@ -1,0 +1,207 @@
+"""What a fine-tuning round reports: per-image score changes, the adoption decision."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .versions import ModelVersion
+
+#: How much the mean IoU of each checked set may drop before a round is not adopted.
+#: The corrected (and held-out) images must not get worse at all; the regression set
+#: (replay ``check`` crops and any evaluation images) may lose at most 0.01, about the
+#: run-to-run noise of a round on it.
+ADOPT_TOLERANCE: dict[str, float] = {"corrected": 0.0, "held_out": 0.0, "regression": 0.01}
+
+#: Plain names of the checked sets, for messages.
+_SET_NAMES = {"corrected": "the corrected images", "held_out": "the images kept aside",
+              "regression": "the built-in regression set (other kinds of images)"}
+
+
+@dataclass(frozen=True)
+class ScoreChange:
+    """Scores of one image with the model before and after a fine-tuning round.
+
+    Attributes
+    ----------
+    id, modality : str
+        The sample.
+    iou_before, iou_after : float
+        Foreground IoU with the base model and with the fine-tuned one.
+    dice_before, dice_after : float
+        Foreground Dice.
+    ap50_before, ap50_after : float
+        Object score ``TP / (TP + FP + FN)`` at IoU 0.5.
+    n_true, n_pred_before, n_pred_after : int
+        Nuclei in the corrected labels and in each prediction.
+    dsb_before, dsb_after : float
+        DSB2018 score (mean object score over IoU thresholds 0.5-0.95); NaN when unknown.
+    """
+
+    id: str
+    modality: str
+    iou_before: float
+    iou_after: float
+    dice_before: float
+    dice_after: float
+    ap50_before: float
+    ap50_after: float
+    n_true: int
+    n_pred_before: int
+    n_pred_after: int
+    dsb_before: float = float("nan")
+    dsb_after: float = float("nan")
+
+    @property
+    def iou_gain(self) -> float:
+        """``iou_after - iou_before``."""
+        return self.iou_after - self.iou_before
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of the fields (NaN as None)."""
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        return {k: (None if isinstance(v, float) and v != v else v) for k, v in out.items()}
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return float(np.mean(values)) if len(values) else None
+
+
+def changes(before: Sequence[Any], after: Sequence[Any]) -> tuple[ScoreChange, ...]:
+    """Pair the ``ImageRow`` scores of the same images before and after a round."""
+    return tuple(
+        ScoreChange(b.id, b.modality, b.iou, a.iou, b.dice, a.dice, b.ap50, a.ap50,
+                    b.n_true, b.n_pred, a.n_pred, b.dsb_score, a.dsb_score)
+        for b, a in zip(before, after, strict=True)
+    )
+
+
+def adoption(sets: dict[str, Sequence[ScoreChange]],
+             tolerance: dict[str, float] | None = None) -> tuple[bool, str]:
+    """Decide whether a round's model should become the current one.
+
+    Parameters
+    ----------
+    sets : dict
+        ``"corrected"``, ``"held_out"``, ``"regression"`` -> score changes (empty sets
+        are not checked).
+    tolerance : dict, optional
+        Largest allowed drop of the mean IoU per set (default :data:`ADOPT_TOLERANCE`).
+
+    Returns
+    -------
+    adopted : bool
+    reason : str
+        One plain sentence per checked set, saying what changed.
+    """
+    tolerance = {**ADOPT_TOLERANCE, **(tolerance or {})}
+    worse, parts = [], []
+    for key in ("corrected", "held_out", "regression"):
+        rows = sets.get(key) or ()
+        if not rows:
+            continue
+        before = _mean([r.iou_before for r in rows])
+        after = _mean([r.iou_after for r in rows])
+        text = f"{_SET_NAMES[key]}: mean IoU {before:.3f} -> {after:.3f}"
+        parts.append(text)
+        if after < before - tolerance.get(key, 0.0):
+            worse.append(text)
+    if worse:
+        return False, ("The new model got worse on " + "; and on ".join(worse) + ". It is kept "
+                       "as a version but not made current: the model in use is unchanged. "
+                       "Add or fix corrections (or train longer) and run another round.")
+    if not parts:
+        return True, "Nothing to check the new model on; it is made current."
+    return True, "The new model is made current (" + "; ".join(parts) + ")."
+
+
+@dataclass(frozen=True)
+class FinetuneResult:
+    """Outcome of one :func:`~napari_nuclei_unet.core.finetune.finetune` round.
+
+    Attributes
+    ----------
+    version : ModelVersion or None
+        The new model version (None when the round was cancelled: nothing is saved).
+    corrected : tuple of ScoreChange
+        Every corrected image trained on, scored with the base and with the new model.
+    evaluation : tuple of ScoreChange
+        Every ``eval_samples`` image, likewise (empty when none were given).
+    history : tuple of EpochEnd
+        The training epochs.
+    ratio : float
+        Fraction of the training list made of corrections (what was actually used).
+    n_original : int
+        Original (or replay) samples mixed in.
+    cancelled : bool
+        ``should_stop`` ended the round.
+    elapsed_s : float
+        Wall time of the whole round, scoring included.
+    held_out : tuple of ScoreChange
+        Corrected images kept aside by the user (not trained on), scored likewise.
+    regression : tuple of ScoreChange
+        The built-in regression set (replay ``check`` crops), scored likewise.
+    adopted : bool
+        Whether the new model is made current: False when it got worse on the corrected
+        or held-out images, or on the regression set (see :func:`adoption`).
+    reason : str
+        A plain sentence saying why (shown by the Retrain dock and the CLI).
+    """
+
+    version: ModelVersion | None
+    corrected: tuple[ScoreChange, ...] = ()
+    evaluation: tuple[ScoreChange, ...] = ()
+    history: tuple[Any, ...] = ()
+    ratio: float = 1.0
+    n_original: int = 0
+    cancelled: bool = False
+    elapsed_s: float = 0.0
+    held_out: tuple[ScoreChange, ...] = ()
+    regression: tuple[ScoreChange, ...] = ()
+    adopted: bool = False
+    reason: str = ""
+
+    @property
+    def checkpoint(self) -> Path | None:
+        """The new model's ``.safetensors`` path (None when cancelled)."""
+        return None if self.version is None else Path(self.version.model)
+
+    def mean_iou(self, which: str = "corrected", when: str = "after") -> float | None:
+        """Mean IoU over one set of images, before or after.
+
+        Parameters
+        ----------
+        which : {"corrected", "evaluation", "held_out", "regression"}
+            Which images.
+        when : {"before", "after"}
+            With the base model or with the fine-tuned one.
+
+        Returns
+        -------
+        float or None
+            None when there are no such images.
+        """
+        rows = getattr(self, which)
+        return _mean([getattr(r, f"iou_{when}") for r in rows])
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready summary: version, adoption, mean IoUs before/after, per-image changes."""
+        out: dict[str, Any] = {
+            "version": None if self.version is None else self.version.name,
+            "checkpoint": None if self.checkpoint is None else str(self.checkpoint),
+            "cancelled": self.cancelled,
+            "adopted": self.adopted,
+            "reason": self.reason,
+            "ratio": self.ratio,
+            "n_original": self.n_original,
+            "elapsed_s": self.elapsed_s,
+        }
+        for which in ("corrected", "held_out", "regression", "evaluation"):
+            out[which] = {"mean_iou_before": self.mean_iou(which, "before"),
+                          "mean_iou_after": self.mean_iou(which, "after"),
+                          "images": [r.to_dict() for r in getattr(self, which)]}
+        return out

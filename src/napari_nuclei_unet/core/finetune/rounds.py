@@ -1,0 +1,373 @@
+"""Fine-tuning rounds: mix corrections with replay images, train, check, save a version."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Generator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..checkpoint import weights_path
+from ..progress import Progress, stop_requested
+from ._common import PROJECT_FILE, FinetuneError
+from .replay import replay_samples
+from .results import FinetuneResult, ScoreChange, _mean, adoption, changes
+from .store import CorrectionStore
+from .trainer import train_round
+from .versions import ModelVersion, ModelVersions, _is_default_model
+
+#: Training settings of a fine-tuning round, applied over the base model's configuration
+#: (architecture fields always come from the base model; the device never does). A round
+#: on 3 corrected images with the default model (base_width 16, depth 4), scoring of the
+#: corrections and of the regression set included, took 10-35 s on a busy 2-core CPU
+#: (``benchmarks/bench_finetune_domains.py``; ``benchmarks/bench_finetune.py`` times
+#: the phases). A higher learning rate adapted a little more but forgot more; 48 steps
+#: adapted more than 24 at no cost in forgetting (docs/readme-finetune.md).
+FINETUNE_DEFAULTS: dict[str, Any] = {
+    "epochs": 6,
+    "steps_per_epoch": 8,
+    "batch_size": 8,
+    "crop_size": 128,
+    "learning_rate": 5e-4,
+    "schedule": "cosine",
+    "warmup_fraction": 0.1,
+    "min_lr_fraction": 0.1,
+    "early_stopping_patience": None,
+    "val_every": 1,
+    # One CPU thread: on a busy 2-core machine (napari drawing, other jobs) two torch
+    # threads wait for each other and a round took 70-170 s instead of 22-24 s; on an
+    # idle machine one thread still needs only ~13 s. Ignored on a GPU.
+    "num_threads": 1,
+    # Crops are drawn uniformly from the mixed list, so the share of the corrections is
+    # the ratio asked for, whatever the base model was trained with.
+    "modality_balance": 0.0,
+    # A round is a few dozen steps: compiling (about a minute) would cost more than it saves.
+    "compile": False,
+    # Rounds run where the user is: never on the device the base model was trained on
+    # (a model trained on CUDA must fine-tune on a laptop CPU). Override to choose.
+    "device": "auto",
+}
+
+#: How a round protects what the base model knew (not TrainConfig fields; may be given in
+#: ``config_overrides`` too): keep the base model's BatchNorm statistics, and which
+#: parameters learn ("all" or "decoder"). See :func:`.trainer.train_round`; chosen by
+#: ``benchmarks/bench_finetune_domains.py`` (docs/readme-finetune.md).
+ROUND_OPTIONS: dict[str, Any] = {"freeze_batchnorm": True, "trainable": "decoder"}
+
+_ARCHITECTURE_FIELDS = ("base_width", "depth", "in_channels")
+
+
+def mix_samples(
+    corrections: Sequence[Any],
+    original: Sequence[Any] | None,
+    ratio: float,
+    *,
+    seed: int = 0,
+    max_repeats: int = 16,
+) -> tuple[list[Any], float, int]:
+    """Build the training list of a round: corrections mixed with original samples.
+
+    Training draws every crop from a uniformly random entry of the list, so the share
+    of the corrections in the list is the expected share of correction crops in every
+    batch. Corrections are repeated (at most ``max_repeats`` times) and a random subset
+    of the originals is taken so that the share is ``ratio``, as near as whole numbers
+    allow. Originals with the id of a correction are left out (their old labels are
+    the ones being corrected).
+
+    Parameters
+    ----------
+    corrections : sequence of Sample
+        The corrected samples (at least one).
+    original : sequence of Sample or None
+        The original training data (may be empty or None: then only corrections).
+    ratio : float
+        Wanted share of the corrections, ``0 < ratio <= 1``.
+    seed : int
+        Seed of the subset choice.
+    max_repeats : int
+        Most copies of each correction in the list (bounds memory).
+
+    Returns
+    -------
+    samples : list of Sample
+        The training list (entries repeat; samples are not copied).
+    actual_ratio : float
+        The share of corrections in it.
+    n_original : int
+        How many distinct original samples it holds.
+
+    Raises
+    ------
+    FinetuneError
+        Without corrections, or with ``ratio`` outside ``(0, 1]``.
+    """
+    if not corrections:
+        raise FinetuneError(
+            "No corrected image to learn from: save at least one corrected mask first."
+        )
+    if not 0.0 < ratio <= 1.0:
+        raise FinetuneError(
+            f"ratio is the share of the corrections in each batch and must be in (0, 1], "
+            f"got {ratio}."
+        )
+    corrected_ids = {s.id for s in corrections}
+    pool = [s for s in (original or []) if s.id not in corrected_ids]
+    if ratio >= 1.0 or not pool:
+        return list(corrections), 1.0, 0
+    c, o = len(corrections), len(pool)
+    repeats = int(min(max_repeats, max(1, round(ratio * o / ((1.0 - ratio) * c)))))
+    n_original = int(min(o, max(1, round(repeats * c * (1.0 - ratio) / ratio))))
+    rng = np.random.default_rng(seed)
+    chosen = [pool[i] for i in sorted(rng.choice(o, size=n_original, replace=False))]
+    mixed = list(corrections) * repeats + chosen
+    return mixed, repeats * c / len(mixed), n_original
+
+
+def _score(model: Any, samples: Sequence[Any], device: Any, stage: str,
+           should_stop: Callable[[], bool] | None) -> Generator[Progress, None, list[Any]]:
+    from ..evaluation import score_prediction
+    from ..inference import predict_probability
+
+    rows = []
+    for done, sample in enumerate(samples, start=1):
+        if stop_requested(should_stop):
+            break
+        prob = predict_probability(model, sample.image, device=device)
+        rows.append(score_prediction(sample, prob))
+        yield Progress(stage, done, len(samples), str(sample.id))
+    return rows
+
+
+def _round_config(base_config: Any, overrides: Mapping[str, Any] | None,
+                  samples: Sequence[Any]) -> Any:
+    """The round's TrainConfig: base config, then FINETUNE_DEFAULTS, then overrides."""
+    from ..config import TrainConfig
+
+    overrides = dict(overrides or {})
+    settings = {**FINETUNE_DEFAULTS, **overrides}
+    changed = [k for k in _ARCHITECTURE_FIELDS
+               if k in settings and settings[k] != getattr(base_config, k)]
+    if changed:
+        current = ", ".join(f"{k}={getattr(base_config, k)}" for k in _ARCHITECTURE_FIELDS)
+        raise FinetuneError(
+            f"config_overrides cannot change {changed}: a fine-tuned model keeps the "
+            f"architecture of its base model ({current})."
+        )
+    unknown = sorted(set(settings) - set(TrainConfig.__dataclass_fields__))
+    if unknown:
+        raise FinetuneError(f"Unknown training setting(s) {unknown} in config_overrides.")
+    multiple = 2 ** base_config.depth
+    crop = int(settings["crop_size"])
+    if "crop_size" not in overrides and samples:
+        # Crops larger than the images are mostly padding: wasted time on small images.
+        largest = max(min(np.shape(s.image)[:2]) for s in samples)
+        crop = min(crop, largest)
+    settings["crop_size"] = max(multiple, crop - crop % multiple)
+    return base_config.replace(**settings)
+
+
+def auto_ratio(n_corrections: int) -> float:
+    """Default share of correction crops: more weight when there are few corrections.
+
+    0.75 for up to 3 corrected images, falling linearly to 0.5 at 8 and more: with a
+    plain share, 1-3 images would be drowned by the replay crops and a round would
+    barely move the model.
+
+    Parameters
+    ----------
+    n_corrections : int
+        Number of corrected images trained on.
+
+    Returns
+    -------
+    float
+    """
+    return float(np.clip(0.75 - 0.05 * (n_corrections - 3), 0.5, 0.75))
+
+
+def finetune(
+    base_model: str | os.PathLike | ModelVersion,
+    corrections: Sequence[Any],
+    *,
+    original: Sequence[Any] | None = None,
+    ratio: float | None = None,
+    config_overrides: Mapping[str, Any] | None = None,
+    out_dir: str | os.PathLike,
+    should_stop: Callable[[], bool] | None = None,
+    eval_samples: Sequence[Any] | None = None,
+    held_out: Sequence[Any] | None = None,
+    replay: bool | Sequence[Any] = True,
+    check: bool | Sequence[Any] = True,
+    tolerance: Mapping[str, float] | None = None,
+) -> Generator[Any, None, FinetuneResult]:
+    """Run one fine-tuning round, save its model as a new version, decide whether to adopt it.
+
+    The model starts from ``base_model``'s weights and trains briefly
+    (:data:`FINETUNE_DEFAULTS`) on the corrected samples mixed with the shipped replay
+    crops (:mod:`~napari_nuclei_unet.core.finetune.replay`) and any original training
+    samples (:func:`mix_samples`), so it learns the corrections without forgetting the
+    rest, even when the original data is not at hand. The corrected images, the held-out
+    ones, the evaluation images and the built-in regression set (replay ``check`` crops)
+    are scored with the base model before and with the new model after training. The
+    new model is always saved as a version; it is *adopted* (made current) only when it
+    got worse on none of those sets (:func:`~.results.adoption`).
+
+    Parameters
+    ----------
+    base_model : str, os.PathLike or ModelVersion
+        ``"default"``, a checkpoint path, or a version of this project (usually
+        ``ModelVersions(out_dir).current()``). The first round records it as ``v000``.
+    corrections : sequence of Sample
+        Corrected samples to learn from, e.g. ``CorrectionStore(out_dir).load_samples()``.
+    original : sequence of Sample, optional
+        Original training samples, mixed in with the replay crops.
+    ratio : float, optional
+        Expected share of training crops drawn from the corrections, in ``(0, 1]``.
+        Default: :func:`auto_ratio` (0.75 for 1-3 corrections, down to 0.5 for 8+).
+        Ignored (1) when there is nothing to mix in.
+    config_overrides : mapping, optional
+        :class:`TrainConfig` fields over :data:`FINETUNE_DEFAULTS` and the base model's
+        configuration, e.g. ``{"epochs": 5, "device": "cpu"}``. Architecture fields
+        cannot change. The device is ``"auto"`` unless given here: it is never taken
+        from the base model's configuration.
+    out_dir : str or os.PathLike
+        The project folder: the new model goes to ``<out_dir>/versions/vNNN``.
+    should_stop : callable, optional
+        Checked between steps; when True the round stops, saves nothing and returns
+        with ``cancelled=True``.
+    eval_samples : sequence of Sample, optional
+        Other labelled samples scored before and after; they count as regression set.
+    held_out : sequence of Sample, optional
+        Corrected samples the user keeps aside: not trained on, scored before and after.
+    replay : bool or sequence of Sample, default True
+        Mix the shipped replay crops (or these samples) into training. False: only the
+        corrections and ``original``.
+    check : bool or sequence of Sample, default True
+        Score the shipped regression crops (or these samples) before and after.
+    tolerance : mapping, optional
+        Allowed mean-IoU drops per set (see :data:`~.results.ADOPT_TOLERANCE`).
+
+    Yields
+    ------
+    Progress, TrainStep or EpochEnd
+        ``Progress("score-before", ...)`` per image, the updates of
+        :func:`~napari_nuclei_unet.core.training.train`, then
+        ``Progress("score-after", ...)``.
+
+    Returns
+    -------
+    FinetuneResult
+        With ``adopted`` and ``reason``.
+
+    Raises
+    ------
+    FinetuneError
+        No corrections, a bad ratio or override, a damaged replay set.
+    CheckpointError
+        When the base model cannot be loaded.
+    TrainingError
+        When training fails (e.g. out of memory); nothing is saved.
+    """
+    from ..checkpoint import load_checkpoint
+    from ..device import configure_cpu_threads, resolve_device, restored_cpu_threads
+
+    started = time.perf_counter()
+    corrections = list(corrections)
+    if ratio is None:
+        ratio = auto_ratio(len(corrections))
+    replay_list = (replay_samples("train") if replay is True else list(replay or []))
+    check_list = (replay_samples("check") if check is True else list(check or []))
+    sets = {"corrected": corrections, "held_out": list(held_out or []),
+            "evaluation": list(eval_samples or []), "regression": check_list}
+    base = base_model.model if isinstance(base_model, ModelVersion) else base_model
+    project = Path(out_dir).expanduser().absolute()
+    loaded = load_checkpoint(base, device="cpu")
+    overrides = dict(config_overrides or {})
+    round_options = {k: overrides.pop(k, v) for k, v in ROUND_OPTIONS.items()}
+    seed = int(overrides.get("seed", loaded.config.seed))
+    pool = [*(original or []), *replay_list]
+    mixed, actual_ratio, n_original = mix_samples(corrections, pool, ratio, seed=seed)
+    config = _round_config(loaded.config, overrides, mixed)
+    device = resolve_device(config.device)
+    base_net = loaded.model.to(device)
+
+    # torch's thread count is process-wide: set for the round, put back afterwards.
+    with restored_cpu_threads():
+        if device.type == "cpu":
+            configure_cpu_threads(config.num_threads)
+        return (yield from _round(base_model, base, sets, mixed, config, device, base_net,
+                                  project, ratio, actual_ratio, n_original, config_overrides,
+                                  should_stop, started, tolerance, len(replay_list),
+                                  round_options, loaded.metadata.get("training_data", {})))
+
+
+def _round(base_model, base, sets, mixed, config, device, base_net, project, ratio,
+           actual_ratio, n_original, config_overrides, should_stop, started, tolerance,
+           n_replay, round_options, training_data):
+    """The body of :func:`finetune` once the inputs are checked (same yields and return)."""
+    base_name = base_model.name if isinstance(base_model, ModelVersion) else str(base)
+    versions = ModelVersions(project)
+    versions.record_base(base)
+    order = ("corrected", "held_out", "evaluation", "regression")
+    scored = [s for key in order for s in sets[key]]
+    before = yield from _score(base_net, scored, device, "score-before", should_stop)
+    if stop_requested(should_stop):
+        return FinetuneResult(None, ratio=actual_ratio, n_original=n_original, cancelled=True,
+                              elapsed_s=time.perf_counter() - started)
+
+    tuned, history, cancelled = yield from train_round(
+        config, mixed, base_net, device=device, should_stop=should_stop,
+        out_hint=project, **round_options)
+    if cancelled:
+        return FinetuneResult(None, history=tuple(history), ratio=actual_ratio,
+                              n_original=n_original, cancelled=True,
+                              elapsed_s=time.perf_counter() - started)
+    after = yield from _score(tuned, scored, device, "score-after", None)
+    all_changes = changes(before, after)
+    split: dict[str, tuple[ScoreChange, ...]] = {}
+    start = 0
+    for key in order:
+        split[key] = all_changes[start:start + len(sets[key])]
+        start += len(sets[key])
+    adopted, reason = adoption(
+        {"corrected": split["corrected"], "held_out": split["held_out"],
+         "regression": split["regression"] + split["evaluation"]}, dict(tolerance or {}))
+    store = CorrectionStore(project) if (project / PROJECT_FILE).exists() else None
+    stored = {c.id: c for c in store.list()} if store is not None else {}
+    info = {
+        "base_model": base_name if isinstance(base_model, ModelVersion) else (
+            "default" if _is_default_model(base) else str(weights_path(base).resolve())),
+        "corrections": [
+            {"id": s.id, **({"source": stored[s.id].source, "updated": stored[s.id].updated}
+                            if s.id in stored else {})}
+            for s in sets["corrected"]
+        ],
+        "held_out": [s.id for s in sets["held_out"]],
+        "ratio": ratio,
+        "ratio_actual": actual_ratio,
+        "n_original": n_original,
+        "n_replay": n_replay,
+        "config_overrides": dict(config_overrides or {}),
+        "round_options": dict(round_options),
+        "device": str(device),
+        "adopted": adopted,
+        "reason": reason,
+        "scores": {key: [c.to_dict() for c in split[key]] for key in order},
+    }
+    for key in order:
+        info[f"mean_iou_{key}"] = {"before": _mean([c.iou_before for c in split[key]]),
+                                   "after": _mean([c.iou_after for c in split[key]])}
+    history = tuple(history)
+    version = versions.add(
+        tuned, config, info,
+        {"history": [{k: v for k, v in h.to_dict().items() if k != "checkpoint"}
+                     for h in history],
+         "training_data": training_data},
+    )
+    return FinetuneResult(version, split["corrected"], split["evaluation"], history,
+                          actual_ratio, n_original, False, time.perf_counter() - started,
+                          held_out=split["held_out"], regression=split["regression"],
+                          adopted=adopted, reason=reason)

@@ -1,0 +1,241 @@
+"""Model versions of a project: one never-overwritten folder per fine-tuning round."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..checkpoint import CheckpointError, default_model_path, read_metadata, weights_path
+from ._common import _VERSION_PATTERN, VERSIONS_DIR, _now, _write_json_atomic
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One model of a project: the base (``v000``) or the result of a fine-tuning round.
+
+    Attributes
+    ----------
+    name : str
+        ``"v000"``, ``"v001"``, ...
+    path : pathlib.Path
+        The version folder.
+    model : str or pathlib.Path
+        What :func:`~napari_nuclei_unet.core.checkpoint.load_checkpoint` accepts:
+        ``"default"`` for the shipped model, else a ``.safetensors`` path.
+    created : str
+        ISO 8601 UTC time.
+    info : dict
+        For rounds, the ``"finetune"`` entry of ``model.json`` (base model, corrections
+        used, ratio, scores before/after); for ``v000``, ``reference.json``.
+    """
+
+    name: str
+    path: Path
+    model: str | Path
+    created: str
+    info: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def number(self) -> int:
+        """The round number (0 for the base model)."""
+        return int(self.name[1:])
+
+    @property
+    def is_base(self) -> bool:
+        """Whether this is the ``v000`` reference to the base model."""
+        return self.number == 0
+
+    @property
+    def adopted(self) -> bool:
+        """Whether the round that made it was adopted (made current).
+
+        Always True for ``v000`` and for versions saved before rounds checked themselves.
+        """
+        return self.is_base or self.info.get("adopted", True) is not False
+
+    @property
+    def reason(self) -> str:
+        """Why the round was (not) adopted; empty when unknown."""
+        return str(self.info.get("reason", ""))
+
+
+def _is_default_model(model: str | os.PathLike) -> bool:
+    if isinstance(model, str) and model == "default":
+        return True
+    try:
+        return weights_path(model).resolve() == default_model_path().resolve()
+    except OSError:
+        return False
+
+
+class ModelVersions:
+    """The models of a fine-tuning project, one never-overwritten folder per round.
+
+    Parameters
+    ----------
+    project_dir : str or os.PathLike
+        The project folder; versions live in ``<project>/versions/vNNN``.
+    """
+
+    def __init__(self, project_dir: str | os.PathLike) -> None:
+        self.path = Path(project_dir).expanduser().absolute()
+        self.versions_dir = self.path / VERSIONS_DIR
+
+    def _read(self, folder: Path) -> ModelVersion | None:
+        if folder.name == "v000":
+            reference = folder / "reference.json"
+            if not reference.exists():
+                return None
+            try:
+                info = json.loads(reference.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                return None
+            model = info.get("model", "default")
+            if info.get("copied"):
+                model = folder / "model.safetensors"
+            return ModelVersion("v000", folder, model if model == "default" else Path(model),
+                                str(info.get("created", "")), info)
+        weights = folder / "model.safetensors"
+        if not (folder / "model.json").exists() or not weights.exists():
+            return None  # a round that crashed while saving: never complete, never reused
+        try:
+            metadata = read_metadata(weights)
+        except CheckpointError:
+            return None
+        info = dict(metadata.get("finetune", {}))
+        return ModelVersion(folder.name, folder, weights, str(metadata.get("created", "")), info)
+
+    def list(self) -> list[ModelVersion]:
+        """Complete versions, oldest first (``v000`` first when recorded).
+
+        Returns
+        -------
+        list of ModelVersion
+        """
+        if not self.versions_dir.is_dir():
+            return []
+        folders = [p for p in self.versions_dir.iterdir()
+                   if p.is_dir() and _VERSION_PATTERN.fullmatch(p.name)]
+        versions = (self._read(p) for p in sorted(folders, key=lambda p: int(p.name[1:])))
+        return [v for v in versions if v is not None]
+
+    def latest(self) -> ModelVersion | None:
+        """The newest version (the base ``v000`` when no round was run; None if empty)."""
+        versions = self.list()
+        return versions[-1] if versions else None
+
+    def current(self) -> ModelVersion | None:
+        """The newest *adopted* version: what the next round should start from.
+
+        A round that made the model worse is kept as a version but skipped here (see
+        :attr:`ModelVersion.adopted`). None when the project has no version yet.
+        """
+        adopted = [v for v in self.list() if v.adopted]
+        return adopted[-1] if adopted else None
+
+    def get(self, name: str) -> ModelVersion:
+        """The version called ``name`` (``"v002"``; ``"2"`` and ``2`` work too).
+
+        Raises
+        ------
+        KeyError
+            When there is no such complete version.
+        """
+        text = str(name)
+        wanted = f"v{int(text.lstrip('v')):03d}" if text.lstrip("v").isdigit() else text
+        for version in self.list():
+            if version.name == wanted:
+                return version
+        names = ", ".join(v.name for v in self.list()) or "none"
+        raise KeyError(f"No model version {name!r} in {self.versions_dir} (have: {names}).")
+
+    def record_base(self, model: str | os.PathLike) -> ModelVersion:
+        """Record the project's base model as ``v000`` (once; later calls return it).
+
+        The shipped default model is recorded by reference (``"default"``); any other
+        checkpoint is copied into ``v000`` so the project keeps working if the original
+        file is moved or deleted.
+
+        Parameters
+        ----------
+        model : str or os.PathLike
+            ``"default"`` or a checkpoint path.
+
+        Returns
+        -------
+        ModelVersion
+        """
+        folder = self.versions_dir / "v000"
+        existing = self._read(folder) if folder.is_dir() else None
+        if existing is not None:
+            return existing
+        folder.mkdir(parents=True, exist_ok=True)
+        info: dict[str, Any] = {"created": _now()}
+        if _is_default_model(model):
+            info.update(model="default", copied=False)
+        else:
+            source = weights_path(model)
+            read_metadata(source)  # a clear CheckpointError for a bad file, before copying
+            for src, dst in ((source, folder / "model.safetensors"),
+                             (source.with_suffix(".json"), folder / "model.json")):
+                fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", dir=folder)
+                os.close(fd)
+                try:
+                    shutil.copyfile(src, tmp)
+                    os.replace(tmp, dst)
+                except BaseException:
+                    Path(tmp).unlink(missing_ok=True)
+                    raise
+            info.update(model=str(source.resolve()), copied=True)
+        _write_json_atomic(folder / "reference.json", info)
+        return self._read(folder)  # type: ignore[return-value]
+
+    def _reserve(self) -> Path:
+        """Create the next free ``vNNN`` folder (N >= 1); existing folders are never reused."""
+        self.versions_dir.mkdir(parents=True, exist_ok=True)
+        taken = [int(m.group(1)) for p in self.versions_dir.iterdir()
+                 if (m := _VERSION_PATTERN.fullmatch(p.name))]
+        number = max([0, *taken]) + 1
+        while True:
+            folder = self.versions_dir / f"v{number:03d}"
+            try:
+                folder.mkdir()
+                return folder
+            except FileExistsError:
+                number += 1
+
+    def add(self, model: Any, config: Any, info: Mapping[str, Any],
+            metadata: Mapping[str, Any] | None = None) -> ModelVersion:
+        """Save a fine-tuned model as a new version.
+
+        Parameters
+        ----------
+        model : UNet
+            The model to save.
+        config : TrainConfig
+            Its training configuration.
+        info : mapping
+            Stored under ``"finetune"`` in ``model.json`` (see :attr:`ModelVersion.info`).
+        metadata : mapping, optional
+            Other sidecar entries (history, training data...).
+
+        Returns
+        -------
+        ModelVersion
+            The new version (``v001``, ``v002``... never an existing folder).
+        """
+        from ..checkpoint import save_checkpoint
+
+        folder = self._reserve()
+        meta = {**(metadata or {}), "created": _now(), "finetune": dict(info)}
+        save_checkpoint(folder / "model.safetensors", model, config, meta)
+        version = self._read(folder)
+        if version is None:  # pragma: no cover - save_checkpoint raised otherwise
+            raise CheckpointError(f"Could not save model version {folder}.")
+        return version

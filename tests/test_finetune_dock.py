@@ -1,0 +1,43 @@
+"""The Retrain dock with a round that is kept as a version but not made current."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from _widget_helpers import capture_notifications, wait_worker
+from test_widget_retrain import (  # noqa: F401 - fixtures
+    add,
+    paint_square,
+    retrain,
+    show,
+    tiny_model,
+    user_dirs,
+)
+
+pytestmark = pytest.mark.gui
+
+
+def test_a_round_that_got_worse_is_not_switched_to(retrain, qtbot, monkeypatch):  # noqa: F811
+    from napari_nuclei_unet.core.finetune import results
+
+    viewer, dock, session, samples, project = retrain
+    base_path = Path(session.model.path)
+    show(viewer, session, samples[0])
+    paint_square(dock.edit_label_mask(), 7)
+    add(qtbot, dock)
+    # Ask more of the round than it can give: the corrected images must gain 2 IoU.
+    monkeypatch.setitem(results.ADOPT_TOLERANCE, "corrected", -2.0)
+    dock.epochs_spin.setValue(1)
+    dock.steps_spin.setValue(1)
+    with capture_notifications() as notes:
+        worker = dock.start_finetune()
+        assert worker is not None
+        wait_worker(qtbot, worker, timeout=120_000)
+    assert notes.any("v001 was saved but is not in use")
+    assert not notes.any("is now the model")
+    assert Path(session.model.path) == base_path  # the model in use is unchanged
+    assert [v.name for v in dock.versions()] == ["v000", "v001"]
+    assert "Not in use" in dock.status_label.text()
+    assert "not made current" in dock.status_label.text()

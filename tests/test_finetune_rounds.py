@@ -1,0 +1,172 @@
+"""Fine-tuning rounds (issue 12): device, replay set, self-check, held-out images, CLI."""
+
+import json
+
+import numpy as np
+import pytest
+
+from napari_nuclei_unet.cli import main
+from napari_nuclei_unet.core.checkpoint import default_model_path, read_metadata
+from napari_nuclei_unet.core.dataset import Sample
+from napari_nuclei_unet.core.finetune import (
+    REPLAY_DIR,
+    CorrectionStore,
+    ModelVersions,
+    ScoreChange,
+    adoption,
+    auto_ratio,
+    finetune,
+    mix_samples,
+    replay_samples,
+)
+from napari_nuclei_unet.core.finetune import rounds as ft_rounds
+from napari_nuclei_unet.core.progress import drive
+from napari_nuclei_unet.core.synthetic import make_synthetic_sample
+
+TINY = {"epochs": 1, "steps_per_epoch": 2, "batch_size": 2, "crop_size": 32,
+        "num_threads": 1}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _private_cache(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NUCLEI_UNET_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
+def synthetic(style, seed, shape=(64, 64)):
+    image, masks = make_synthetic_sample(style, shape=shape, seed=seed)
+    labels = np.zeros(shape, np.int32)
+    for i, mask in enumerate(masks, start=1):
+        labels[mask] = i
+    return Sample(f"{style}-{seed}", image, labels, style)
+
+
+@pytest.fixture()
+def cuda_checkpoint(tmp_path):
+    """A tiny model whose saved configuration says it was trained on CUDA."""
+    from napari_nuclei_unet.core.checkpoint import save_checkpoint
+    from napari_nuclei_unet.core.config import TrainConfig
+    from napari_nuclei_unet.core.model import UNet
+
+    config = TrainConfig(base_width=4, depth=2, crop_size=32, device="cuda")
+    return save_checkpoint(tmp_path / "gpu-trained.safetensors", UNet(3, 4, 2), config, {})
+
+
+# -- device ------------------------------------------------------------------------------
+
+def test_a_round_never_inherits_the_device_of_the_checkpoint(cuda_checkpoint):
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+
+    config = load_checkpoint(cuda_checkpoint).config
+    assert config.device == "cuda"
+    assert ft_rounds._round_config(config, None, []).device == "auto"
+    assert ft_rounds._round_config(config, {"device": "cpu"}, []).device == "cpu"
+
+
+def test_cli_fine_tunes_a_cuda_trained_model_without_device_option(
+        cuda_checkpoint, tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    store = CorrectionStore(tmp_path / "project")
+    sample = synthetic("histology", 1)
+    store.add("h", sample.image, sample.labels)
+    code = main(["finetune", str(cuda_checkpoint), str(store.path), "--out", str(store.path),
+                 "--epochs", "1", "--steps", "1", "--threads", "1"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "New model version v001" in out and "made current" in out
+    assert "mean IoU" in out.splitlines()[-1] or "made current" in out.splitlines()[-1]
+    info = json.loads((store.path / "versions" / "v001" / "model.json").read_text())["finetune"]
+    assert info["device"] == "cpu" and info["n_replay"] > 0
+
+
+# -- replay set --------------------------------------------------------------------------
+
+def test_replay_set_is_small_stratified_and_never_from_the_validation_split():
+    index = json.loads((REPLAY_DIR / "index.json").read_text())
+    crops = index["crops"]
+    train, check = replay_samples("train"), replay_samples("check")
+    assert len(train) + len(check) == len(crops) >= 100
+    assert {c["split"] for c in crops} == {"train", "check"}
+    assert {s.modality for s in check} == {"fluorescence", "histology", "brightfield"}
+    val_ids = set(read_metadata(default_model_path())["training_data"]["val_ids"])
+    assert not val_ids & {c["source_id"] for c in crops}
+    by_split = {s: {c["source_id"] for c in crops if c["split"] == s} for s in ("train", "check")}
+    assert not by_split["train"] & by_split["check"]  # one crop per image: no leak
+    readme = (REPLAY_DIR / "README.md").read_text()
+    assert "CC0" in readme and all(c["source_id"] in readme for c in crops)
+    size = sum(p.stat().st_size for p in REPLAY_DIR.rglob("*") if p.is_file())
+    assert size < 5e6
+    for sample in train[:5] + check[:5]:
+        assert sample.image.shape == (*sample.labels.shape, 3) and sample.image.dtype == np.uint8
+        assert sample.labels.max() >= 1 and sample.image.flags.writeable
+
+
+def test_few_corrections_get_more_weight_than_a_plain_ratio():
+    assert auto_ratio(1) == auto_ratio(3) == 0.75
+    assert auto_ratio(8) == auto_ratio(50) == 0.5
+    assert auto_ratio(3) > auto_ratio(5) > auto_ratio(8)
+    corrections = [synthetic("histology", k) for k in range(3)]
+    mixed, share, n_replay = mix_samples(corrections, replay_samples("train"), auto_ratio(3))
+    assert abs(share - 0.75) < 0.05 and n_replay >= 10
+
+
+# -- self-check --------------------------------------------------------------------------
+
+def change(iou_before, iou_after):
+    return ScoreChange("x", "fluorescence", iou_before, iou_after, 0, 0, 0, 0, 1, 1, 1)
+
+
+def test_adoption_needs_no_loss_on_corrections_and_little_on_the_regression_set():
+    good = [change(0.5, 0.7)]
+    assert adoption({"corrected": good, "regression": [change(0.8, 0.795)]})[0]
+    adopted, reason = adoption({"corrected": [change(0.7, 0.69)], "regression": good})
+    assert not adopted and "corrected images" in reason and "not made current" in reason
+    adopted, reason = adoption({"corrected": good, "regression": [change(0.8, 0.78)]})
+    assert not adopted and "regression set" in reason and "0.800 -> 0.780" in reason
+    adopted, reason = adoption({"corrected": good, "held_out": [change(0.6, 0.5)]})
+    assert not adopted and "kept aside" in reason
+
+
+def test_a_round_that_gets_worse_is_kept_but_not_made_current(tmp_path, cuda_checkpoint):
+    corrections = [synthetic("histology", 1)]
+    kept_aside = [synthetic("histology", 2)]
+    first = drive(finetune(cuda_checkpoint, corrections, out_dir=tmp_path, config_overrides=TINY,
+                           replay=False, check=False, tolerance={"corrected": 1.0}))
+    assert first.adopted and "made current" in first.reason
+    # A tolerance below zero asks for more than any round can give: never adopted.
+    versions = ModelVersions(tmp_path)
+    second = drive(finetune(versions.current(), corrections, out_dir=tmp_path,
+                            held_out=kept_aside, config_overrides=TINY, replay=False,
+                            check=replay_samples("check")[:2],
+                            tolerance={"corrected": -2.0}))
+    assert not second.adopted and "not made current" in second.reason
+    assert [v.name for v in versions.list()] == ["v000", "v001", "v002"]
+    assert versions.latest().name == "v002" and not versions.latest().adopted
+    assert versions.current().name == "v001"  # the next round starts from the good one
+    assert [c.id for c in second.held_out] == ["histology-2"]
+    assert len(second.regression) == 2
+    assert second.summary()["adopted"] is False
+    info = versions.get("v002").info
+    assert info["adopted"] is False and info["held_out"] == ["histology-2"]
+    assert info["reason"] == second.reason
+
+
+def test_round_options_choose_what_learns(tmp_path, cuda_checkpoint):
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+
+    corrections = [synthetic("histology", 1)]
+    result = drive(finetune(cuda_checkpoint, corrections, out_dir=tmp_path, replay=False,
+                            check=False, config_overrides={**TINY, "trainable": "decoder",
+                                                           "learning_rate": 0.05}))
+    base = load_checkpoint(cuda_checkpoint).model.state_dict()
+    tuned = load_checkpoint(result.checkpoint).model.state_dict()
+    changed = {k for k in base if not np.array_equal(base[k].numpy(), tuned[k].numpy())}
+    assert changed and all(k.startswith(("upsample.", "up.", "head.")) for k in changed)
+    # BatchNorm statistics of the base model are kept (frozen_batchnorm by default)
+    assert not any(k.endswith(("running_mean", "running_var")) for k in changed)
+    assert result.version.info["round_options"] == {"freeze_batchnorm": True,
+                                                    "trainable": "decoder"}
