@@ -180,8 +180,8 @@ class FinetuneSteps:
                 "Select it in the list and click Use to try it anyway."
             )
             self.adoption_label.setVisible(True)
-            notify(f"{version.name} scored worse on its checks{scores}, so it was kept as a "
-                   "version but not made current; the model in use is unchanged.",
+            notify(f"{version.name} was saved but is not in use: {why}{scores}. It was kept "
+                   "as a version but not made current; the model in use is unchanged.",
                    warning=True)
             self.refresh()
             self.versions_table.select_key(version.name)
@@ -206,7 +206,9 @@ class FinetuneSteps:
         if self._outcome == "finished" and result is not None and result.version is not None:
             self.status_label.setText(
                 f"{result.version.name} saved in {result.version.path} "
-                f"({format_duration(result.elapsed_s)}).")
+                f"({format_duration(result.elapsed_s)})."
+                + ("" if self.last_adopted else " Not in use: it scored worse on its checks, "
+                   "so it was not made current."))
         elif self._outcome == "stopped":
             self.status_label.setText("Stopped: nothing was saved, the model is unchanged.")
         else:
