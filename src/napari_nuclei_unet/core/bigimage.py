@@ -79,11 +79,11 @@ class BigResult:
     seconds: float
     cancelled: bool = False
 
-    def labels(self) -> Any:
-        """The label array (zarr, read lazily)."""
+    def labels(self, mode: str = "r") -> Any:
+        """The label array (zarr, read lazily; ``mode="r+"`` to edit it in place)."""
         import zarr
 
-        return zarr.open(str(self.labels_path), mode="r")["0"]
+        return zarr.open(str(self.labels_path), mode=mode)["0"]
 
 
 # -- model access in workers ---------------------------------------------------------
