@@ -144,21 +144,17 @@ def _check_inputs(files: list[Path], args: argparse.Namespace) -> None:
 
 def _segment(files: list[Path], out: Path, options: Any, args: argparse.Namespace,
              client: Any, bars: ProgressBars) -> list:
+    from ..core.cluster import map_files, torch_threads_per_worker
     from ..core.own_images import process_file
     from ..core.progress import drive
 
     model_ref = _model_reference(args, client)
+    # a local cluster shares this machine's cores; a remote worker uses its own share
+    threads = torch_threads_per_worker(client) if client is not None and not args.scheduler \
+        else None
     if client is not None and len(files) > 1:
-        from ..core.cluster import map_files, torch_threads_per_worker
-
         return drive(map_files(client, model_ref, [str(f) for f in files], out, options,
-                               channel=args.channel, axes=args.axes,
-                               threads=torch_threads_per_worker(client)), bars)
-    threads = None
-    if client is not None:
-        from ..core.cluster import torch_threads_per_worker
-
-        threads = torch_threads_per_worker(client)
+                               channel=args.channel, axes=args.axes, threads=threads), bars)
     summaries = []
     for path in files:
         summaries.append(process_file(model_ref, path, out, options, channel=args.channel,

@@ -103,10 +103,21 @@ def _model(ref: Any, threads: int | None) -> Any:
 
             from .checkpoint import load_checkpoint
 
+            threads = threads or _worker_threads()
             if threads:
                 torch.set_num_threads(int(threads))
             _MODELS[key] = load_checkpoint(key, device="cpu").model
         return _MODELS[key]
+
+
+def _worker_threads() -> int | None:
+    """Threads of the dask worker this runs in (its share of the node), else None."""
+    try:
+        from distributed import get_worker
+
+        return int(get_worker().state.nthreads)
+    except (ImportError, ValueError, AttributeError):
+        return None
 
 
 # -- block functions (run in workers) ------------------------------------------------
