@@ -62,7 +62,10 @@ def main(out: str) -> None:
         QApplication.processEvents()
     viewer.dims.set_current_step(0, 1)
     viewer.layers[-1].contour = 2
-    widget.table.selectRow(0)
+    widget.table.selectRow(2)
+    for _ in range(20):
+        QApplication.processEvents()
+    viewer.reset_view()
     for _ in range(20):
         QApplication.processEvents()
     viewer.screenshot(out, canvas_only=False, flash=False)

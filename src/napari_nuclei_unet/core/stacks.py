@@ -366,7 +366,7 @@ def stack_from_array(data: Any, axes: str, name: str = "image", *, rgb: bool = F
     return ImageStack(name, data_, new_axes, name, is_rgb)
 
 
-_OPENED: dict[tuple[str, str | None], ImageStack] = {}
+_OPENED: dict[tuple, ImageStack] = {}
 
 
 class LazyPlane:
@@ -399,7 +399,8 @@ class LazyPlane:
         self.ndim = len(self.shape)
 
     def _stack(self) -> ImageStack:
-        key = (self.path, self.axes)
+        stat = os.stat(self.path)  # a file rewritten in place is opened again
+        key = (self.path, self.axes, stat.st_mtime_ns, stat.st_size)
         if key not in _OPENED:
             _OPENED[key] = open_stack(self.path, self.axes)
         return _OPENED[key]

@@ -69,7 +69,6 @@ class FeaturesTable(QTableView):
         self.setModel(self.features)
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.setAlternatingRowColors(True)
         self.verticalHeader().setDefaultSectionSize(20)
         self.setMinimumHeight(160)
 
