@@ -4,7 +4,7 @@ Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_bigimage.py --size 8000 --threads 1
     OMP_NUM_THREADS=1 python benchmarks/bench_bigimage.py --size 20000 --threads 1 --skip-workers
-    python benchmarks/bench_bigimage.py --workers-only --images 16
+    python benchmarks/bench_bigimage.py --workers-only --images 16 --seam-check 2048
 
 1. Writes a ``size x size`` uint16 tiled TIFF of synthetic nuclei (tile by tile, never
    the whole image in memory) into a temporary folder.
@@ -12,7 +12,10 @@ Usage::
    (:func:`~napari_nuclei_unet.core.own_images.process_file`: tifffile ``aszarr`` ->
    dask ``map_overlap`` blocks -> OME-Zarr labels -> tiled label TIFF + CSV) and reports
    megapixels/s and the peak resident memory of that process (``ru_maxrss``).
-3. Segments a folder of ``--images`` 512 x 512 TIFFs on a ``LocalCluster`` with 1 and
+3. ``--seam-check SIZE``: segments a SIZE x SIZE slide with the local threaded scheduler
+   and on a 2-worker ``LocalCluster`` and checks the labels are identical up to
+   renumbering.
+4. Segments a folder of ``--images`` 512 x 512 TIFFs on a ``LocalCluster`` with 1 and
    2 worker processes (one task per image) and reports images/s (cluster start-up
    excluded).
 
@@ -101,6 +104,38 @@ def run_workers(folder: str, out: str, workers: int) -> None:
                       "images_per_s": len(files) / seconds, "torch_threads": threads}))
 
 
+def run_seam_check(path: str, out: str, block: int) -> None:
+    """(Child process) the same slide tiled locally and on a 2-worker LocalCluster."""
+    import dask.array as da
+    import torch
+
+    from napari_nuclei_unet.core.bigimage import segment_large
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+    from napari_nuclei_unet.core.cluster import dask_client
+    from napari_nuclei_unet.core.progress import drive
+    from napari_nuclei_unet.core.stacks import LazyPlane
+
+    torch.set_num_threads(1)
+    model_path = str(load_checkpoint("default").path)
+    plane = da.from_array(LazyPlane(path, None, None), chunks=(block, block))
+    start = time.perf_counter()
+    plain = drive(segment_large(model_path, plane, Path(out) / "plain.zarr", block=block))
+    t_plain = time.perf_counter() - start
+    with dask_client(None, 2) as client:
+        client.run(lambda: __import__("torch").set_num_threads(1))
+        start = time.perf_counter()
+        dist = drive(segment_large(model_path, plane, Path(out) / "dist.zarr", block=block,
+                                   client=client, threads=1))
+        t_dist = time.perf_counter() - start
+    a, b = np.asarray(plain.labels()[:]), np.asarray(dist.labels()[:])
+    pairs = np.unique(np.stack([a[a > 0], b[b > 0]], axis=1), axis=0)
+    same = bool(np.array_equal(a > 0, b > 0) and len(pairs) == len(np.unique(pairs[:, 0]))
+                == len(np.unique(pairs[:, 1])))
+    print(json.dumps({"identical_up_to_renumbering": same, "n_plain": plain.n_nuclei,
+                      "n_dist": dist.n_nuclei, "blocks": plain.n_blocks,
+                      "seconds_plain": t_plain, "seconds_2_workers": t_dist}))
+
+
 def _child(*argv: str) -> dict:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(Path(__file__).resolve().parents[1] / "src"), os.environ.get("PYTHONPATH", "")]))
@@ -117,6 +152,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--images", type=int, default=16)
     parser.add_argument("--skip-workers", action="store_true")
+    parser.add_argument("--seam-check", type=int, default=0, metavar="SIZE",
+                        help="also segment a SIZE x SIZE slide locally and on 2 workers and "
+                             "compare the labels")
     parser.add_argument("--workers-only", action="store_true")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -124,6 +162,8 @@ def main() -> None:
         kind, *rest = args.child
         if kind == "one":
             run_one(rest[0], rest[1], args.threads, args.block)
+        elif kind == "seam":
+            run_seam_check(rest[0], rest[1], args.block)
         else:
             run_workers(rest[0], rest[1], int(rest[2]))
         return
@@ -141,6 +181,17 @@ def main() -> None:
             print(f"big image: {args.size} x {args.size}, {args.threads} torch thread(s), "
                   f"block {args.block}: {res['seconds']:.0f} s, {mp / res['seconds']:.2f} MP/s, "
                   f"peak RSS {res['peak_rss_mb']:.0f} MB, {res['n_nuclei']} nuclei")
+        if args.seam_check:
+            slide = tmp_path / "seam.tif"
+            write_slide(slide, args.seam_check)
+            (tmp_path / "seam").mkdir()
+            res = _child("--block", str(args.block), "--child", "seam", str(slide),
+                         str(tmp_path / "seam"))
+            print(f"seam check {args.seam_check} x {args.seam_check} ({res['blocks']} blocks "
+                  f"of {args.block}): local threads vs 2-worker LocalCluster identical up to "
+                  f"renumbering: {res['identical_up_to_renumbering']} ({res['n_plain']} vs "
+                  f"{res['n_dist']} nuclei; {res['seconds_plain']:.0f} s vs "
+                  f"{res['seconds_2_workers']:.0f} s)")
         if args.skip_workers:
             return
         import tifffile

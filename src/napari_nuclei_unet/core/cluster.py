@@ -160,8 +160,9 @@ def map_files(
         finished = [f for f in futures if f.done()]
         for future in finished:
             if future.status == "error":
+                error = future.exception()
                 client.cancel(futures)
-                future.result()  # raises the worker's error here
+                raise error  # the worker's error, here
         if len(finished) != done:
             done = len(finished)
             yield Progress("images", done, len(paths), os.path.basename(paths[done - 1]))

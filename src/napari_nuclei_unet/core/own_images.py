@@ -252,7 +252,7 @@ def process_file(
     path : str or os.PathLike
         The image file (see :func:`~napari_nuclei_unet.core.stacks.open_stack`).
     out_dir : str or os.PathLike
-        Output folder (must exist).
+        Output folder (created if needed).
     options : SegmentOptions, optional
         Diameter, threshold, TTA.
     channel, axes
@@ -284,6 +284,7 @@ def process_file(
     from .stacks import open_stack
 
     start = time.perf_counter()
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
     stack = open_stack(path, axes)
     stack.check_channel(channel)
     paths = output_paths(out_dir, stack.name)
