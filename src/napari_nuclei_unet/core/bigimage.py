@@ -264,6 +264,22 @@ def _ext_chunks(chunks: tuple[int, ...], halo: int) -> tuple[int, ...]:
     return tuple(c + (1 if k > 0 else 0) + (1 if k < n - 1 else 0) for k, c in enumerate(chunks))
 
 
+def open_ome_group(path: str | os.PathLike) -> Any:
+    """A new zarr group in the zarr v2 format of OME-Zarr 0.4 (zarr 2 or zarr 3 library)."""
+    import zarr
+
+    try:
+        return zarr.open_group(str(path), mode="w", zarr_format=2)
+    except TypeError:  # zarr 2: no zarr_format argument, v2 is the only format
+        return zarr.open_group(str(path), mode="w")
+
+
+def create_array(group: Any, name: str, shape: tuple, chunks: tuple, dtype: Any) -> Any:
+    """An empty (0-filled) array in ``group`` (zarr 3 ``create_array``, zarr 2 ``create``)."""
+    make = getattr(group, "create_array", None) or group.create_dataset
+    return make(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=0)
+
+
 def write_ome_zarr_attrs(group: Any, name: str) -> None:
     """Write OME-Zarr 0.4 ``multiscales`` metadata for a single-resolution YX label array."""
     group.attrs["multiscales"] = [{
@@ -328,7 +344,6 @@ def segment_large(
     """
     import dask
     import dask.array as da
-    import zarr
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
@@ -369,9 +384,8 @@ def segment_large(
     out = Path(out)
     if out.exists():
         shutil.rmtree(out)
-    root = zarr.open_group(str(out), mode="w", zarr_format=2)
-    tmp = root.create_array("_unmerged", shape=(height, width), chunks=(block, block),
-                            dtype=dtype, fill_value=0)
+    root = open_ome_group(out)
+    tmp = create_array(root, "_unmerged", (height, width), (block, block), dtype)
     ext_blocks = ext.to_delayed()
     core_blocks = core.to_delayed()
     img_blocks = intensity.to_delayed()
@@ -423,8 +437,7 @@ def segment_large(
     yield Progress("merge", 0, 1, f"{n_nuclei} nuclei")
     final = da.from_zarr(tmp).map_blocks(_relabel, dask.delayed(keys), dask.delayed(values),
                                          dtype=np.uint32)
-    labels_array = root.create_array("0", shape=(height, width), chunks=(block, block),
-                                     dtype=np.uint32, fill_value=0)
+    labels_array = create_array(root, "0", (height, width), (block, block), np.uint32)
     merged_store = da.store(final, labels_array, lock=False, compute=False)
     done = yield from _run([merged_store], 0, client, workers, should_stop, None)
     if done is None:

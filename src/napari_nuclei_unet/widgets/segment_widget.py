@@ -456,16 +456,19 @@ class SegmentWidget(QWidget):
 def _save_ome_zarr(data: Any, path: Path, name: str) -> None:
     """Write 2-D labels as an OME-Zarr (block by block for zarr/dask data)."""
     import dask.array as da
-    import zarr
 
-    from napari_nuclei_unet.core.bigimage import DEFAULT_BLOCK, write_ome_zarr_attrs
+    from napari_nuclei_unet.core.bigimage import (
+        DEFAULT_BLOCK,
+        create_array,
+        open_ome_group,
+        write_ome_zarr_attrs,
+    )
 
     if len(data.shape) != 2:
         raise ValueError("OME-Zarr export is for 2-D label images; save stacks as TIFF.")
     array = data if hasattr(data, "dask") else da.from_array(
         data, chunks=(DEFAULT_BLOCK, DEFAULT_BLOCK))
-    root = zarr.open_group(str(path), mode="w", zarr_format=2)
-    target = root.create_array("0", shape=array.shape, chunks=(DEFAULT_BLOCK, DEFAULT_BLOCK),
-                               dtype=array.dtype, fill_value=0)
+    root = open_ome_group(path)
+    target = create_array(root, "0", array.shape, (DEFAULT_BLOCK, DEFAULT_BLOCK), array.dtype)
     da.store(array.rechunk((DEFAULT_BLOCK, DEFAULT_BLOCK)), target, lock=False)
     write_ome_zarr_attrs(root, name)
