@@ -176,3 +176,34 @@ def test_unreachable_scheduler_is_a_one_line_error(tmp_path, capsys):
                  "--scheduler", "tcp://127.0.0.1:9"])
     err = capsys.readouterr().err
     assert code == 2 and "dask scheduler" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_workers_starts_a_local_cluster(tmp_path, capsys, monkeypatch):
+    """--workers N starts (and closes) a LocalCluster; results equal the plain path."""
+    import functools
+
+    from napari_nuclei_unet.cli import main
+    from napari_nuclei_unet.core import cluster
+    from napari_nuclei_unet.core.synthetic import make_synthetic_sample
+
+    started = []
+    real = cluster.dask_client
+
+    def in_process(scheduler=None, workers=0, **kwargs):
+        started.append(workers)
+        return real(scheduler, workers, **{**kwargs, "processes": False})
+
+    monkeypatch.setattr(cluster, "dask_client", functools.wraps(real)(in_process))
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for k in range(2):
+        rgb, _ = make_synthetic_sample("fluorescence", shape=(64, 72), seed=10 + k)
+        tifffile.imwrite(folder / f"w{k}.tif", rgb[..., 0])
+    assert main(["predict", "default", str(folder), "--out", str(tmp_path / "plain")]) == 0
+    assert main(["predict", "default", str(folder), "--out", str(tmp_path / "two"),
+                 "--workers", "2"]) == 0
+    assert started == [0, 2]
+    for k in range(2):
+        assert np.array_equal(tifffile.imread(tmp_path / "plain" / f"w{k}_labels.tif"),
+                              tifffile.imread(tmp_path / "two" / f"w{k}_labels.tif"))
+    capsys.readouterr()
