@@ -207,3 +207,20 @@ def test_cli_workers_starts_a_local_cluster(tmp_path, capsys, monkeypatch):
         assert np.array_equal(tifffile.imread(tmp_path / "plain" / f"w{k}_labels.tif"),
                               tifffile.imread(tmp_path / "two" / f"w{k}_labels.tif"))
     capsys.readouterr()
+
+
+def test_every_block_is_segmented_once(model, image, tmp_path, monkeypatch):
+    """The store, seam and measurement tasks share the blocks (no recomputation)."""
+    from napari_nuclei_unet.core import bigimage
+
+    calls = []
+    real = bigimage._segment_block
+
+    def counted(*args, block_info=None, **kwargs):
+        calls.append(1)
+        return real(*args, block_info=block_info, **kwargs)
+
+    monkeypatch.setattr(bigimage, "_segment_block", counted)
+    result = drive(bigimage.segment_large(model, image, tmp_path / "c.zarr", block=BLOCK,
+                                          halo=HALO))
+    assert len(calls) == result.n_blocks == 9

@@ -227,6 +227,11 @@ def _block_stats(labels: np.ndarray, image: np.ndarray, y0: int, x0: int) -> dic
     return table
 
 
+def _write_block(block: np.ndarray, target: Any, y0: int, x0: int) -> None:
+    """Write one block of labels into the zarr array at ``(y0, x0)``."""
+    target[y0:y0 + block.shape[0], x0:x0 + block.shape[1]] = block
+
+
 def _relabel(block: np.ndarray, keys: np.ndarray, values: np.ndarray) -> np.ndarray:
     out = np.zeros(block.shape, np.uint32)
     fg = block > 0
@@ -375,7 +380,8 @@ def segment_large(
         _segment_block, plane, depth=depth, boundary="none", trim=False,
         drop_axis=[2] if plane.ndim == 3 else [],
         chunks=(_ext_chunks(plane.chunks[0], halo), _ext_chunks(plane.chunks[1], halo)),
-        dtype=dtype, model=model, options=options, params=params, halo=halo, bound=bound,
+        dtype=dtype, meta=np.zeros((0, 0), dtype), model=model, options=options,
+        params=params, halo=halo, bound=bound,
         label_dtype=dtype,
         threads=threads,
     )
@@ -386,12 +392,13 @@ def segment_large(
         shutil.rmtree(out)
     root = open_ome_group(out)
     tmp = create_array(root, "_unmerged", (height, width), (block, block), dtype)
-    ext_blocks = ext.to_delayed()
-    core_blocks = core.to_delayed()
-    img_blocks = intensity.to_delayed()
+    # one graph, unoptimised: the store, seam and stats tasks must share the block keys
+    # (optimised copies would segment every block again for each consumer)
+    ext_blocks = ext.to_delayed(optimize_graph=False)
+    core_blocks = core.to_delayed(optimize_graph=False)
+    img_blocks = intensity.to_delayed(optimize_graph=False)
     if img_blocks.ndim == 3:
         img_blocks = img_blocks[:, :, 0]
-    store = da.store(core, tmp, lock=False, compute=False)
     seams = []
     for i in range(ni):
         for j in range(nj):
@@ -401,18 +408,21 @@ def segment_large(
                 seams.append(dask.delayed(_seam_pairs)(ext_blocks[i, j], ext_blocks[i + 1, j], 0))
     y_starts = np.concatenate([[0], np.cumsum(plane.chunks[0])[:-1]])
     x_starts = np.concatenate([[0], np.cumsum(plane.chunks[1])[:-1]])
+    store = [dask.delayed(_write_block)(core_blocks[i, j], tmp, int(y_starts[i]),
+                                        int(x_starts[j]))
+             for i in range(ni) for j in range(nj)]
     token = uuid.uuid4().hex[:12]
     stats = [dask.delayed(_block_stats)(
         core_blocks[i, j], img_blocks[i, j], int(y_starts[i]), int(x_starts[j]),
         dask_key_name=f"nuclei-stats-{token}-{i}-{j}")
         for i in range(ni) for j in range(nj)]
-    results = yield from _run([store, *seams, *stats], n_blocks, client, workers,
+    results = yield from _run([*store, *seams, *stats], n_blocks, client, workers,
                               should_stop, "nuclei-stats")
     if results is None:
         shutil.rmtree(out, ignore_errors=True)
         return BigResult(out, 0, {}, n_blocks, time.perf_counter() - start, cancelled=True)
-    seam_rows = [r for r in results[1:1 + len(seams)] if len(r)]
-    tables = results[1 + len(seams):]
+    seam_rows = [r for r in results[len(store):len(store) + len(seams)] if len(r)]
+    tables = results[len(store) + len(seams):]
 
     # -- merge: union-find over the seam pairs, then renumber 1..n
     from .measure import concat_tables
@@ -499,7 +509,7 @@ def _run(tasks: list, n_blocks: int, client: Any, workers: int,
         return bool(should_stop and should_stop())
 
     if client is not None:
-        futures = client.compute(tasks)
+        futures = client.compute(tasks, optimize_graph=False)
         last = -1
         while not all(f.done() for f in futures):
             if stopped():
@@ -534,7 +544,8 @@ def _run(tasks: list, n_blocks: int, client: Any, workers: int,
         try:
             with _Watch():
                 state["result"] = dask.compute(*tasks, scheduler="threads",
-                                               num_workers=max(1, int(workers)))
+                                               num_workers=max(1, int(workers)),
+                                               optimize_graph=False)
         except BaseException as exc:  # handed to the generator's thread
             state["error"] = exc
 
