@@ -223,7 +223,15 @@ def _block_stats(labels: np.ndarray, image: np.ndarray, y0: int, x0: int) -> dic
     from .measure import measure_plane
 
     channels = np.moveaxis(image, -1, 0) if image.ndim == 3 else image[None]
-    table = measure_plane(labels, channels, offset=(y0, x0))
+    # the block's labels carry a large offset: measure compact ids (regionprops allocates
+    # per label value up to the largest), then give the rows their real labels back
+    ids, inverse = np.unique(labels, return_inverse=True)
+    compact = inverse.reshape(labels.shape).astype(np.int32)
+    if ids[0] != 0:
+        compact += 1
+        ids = np.concatenate([[0], ids])
+    table = measure_plane(compact, channels, offset=(y0, x0))
+    table["label"] = ids[table["label"]].astype(np.int64)
     return table
 
 
