@@ -143,7 +143,7 @@ def bound_heap_growth() -> None:
 
     glibc raises its mmap threshold after the first large free, so the next blocks'
     multi-megabyte arrays come from the heap, which fragments and keeps growing with
-    the number of blocks (1 GB at 2,000 x 2,000 pixels, 3.3 GB at 8,000 x 8,000).
+    the number of blocks (1.0 GB instead of 0.66 GB at 2,000 x 2,000 pixels).
     A fixed 64 KiB threshold (``MALLOC_MMAP_THRESHOLD_=65536``) hands them back to
     the system at once.
     """
