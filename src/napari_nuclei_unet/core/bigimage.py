@@ -192,10 +192,6 @@ def _segment_block(block: np.ndarray, *, model: Any, options: Any, params: Any, 
     return out
 
 
-def _margins(index: int, count: int) -> tuple[int, int]:
-    return (1 if index > 0 else 0), (1 if index < count - 1 else 0)
-
-
 def _seam_pairs(a: np.ndarray, b: np.ndarray, axis: int) -> np.ndarray:
     """Label pairs on the two shared pixel lines of blocks ``a`` (before) and ``b``.
 
