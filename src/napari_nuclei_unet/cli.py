@@ -56,6 +56,31 @@ class UsageError(ValueError):
     """Bad command line input detected by the CLI itself (reported in one line)."""
 
 
+def _add_own_image_options(parser: argparse.ArgumentParser) -> None:
+    """Options of ``predict`` for the user's own TIFF stacks and large images."""
+    own = parser.add_argument_group(
+        "own images (TIFF/OME-TIFF stacks, multi-channel and large images)",
+        "A TIFF/OME-TIFF/zarr INPUT (or a folder holding TIFFs, or any of these options) "
+        "gives <out>/<name>_labels.tif with the input's non-channel shape and "
+        "<out>/<name>_measurements.csv (one row per nucleus).")
+    own.add_argument("--channel", type=int, metavar="N",
+                     help="nuclear channel, 0-based on the channel axis (default: the only "
+                          "channel, or the RGB composite)")
+    own.add_argument("--axes", metavar="AXES",
+                     help="axes of the file, overriding its metadata, e.g. ZCYX or TCYX")
+    own.add_argument("--diameter", type=float, default=0.0, metavar="PX",
+                     help="typical nucleus diameter in pixels (default: 0 = automatic)")
+    own.add_argument("--tta", action="store_true",
+                     help="test-time augmentation: average flipped predictions (4x slower)")
+    own.add_argument("--scheduler", metavar="ADDRESS",
+                     help="run on this dask.distributed scheduler (tcp://host:8786)")
+    own.add_argument("--workers", type=int, default=0, metavar="N",
+                     help="start a local dask cluster with N worker processes")
+    own.add_argument("--block", type=int, default=896, metavar="PX",
+                     help="block side for large 2-D images, streamed block by block "
+                          "(default: 896)")
+
+
 def _add_device(parser: argparse.ArgumentParser, default: str | None = "auto") -> None:
     parser.add_argument(
         "--device", default=default, metavar="DEVICE",
@@ -156,6 +181,7 @@ def _build_parser() -> argparse.ArgumentParser:
                               "nuclei; uses watershed instances when --instances is none)")
     predict.add_argument("--overwrite", action="store_true",
                          help="replace masks already in --out (default: refuse)")
+    _add_own_image_options(predict)
     _add_device(predict)
     predict.set_defaults(handler="predict:run")
 

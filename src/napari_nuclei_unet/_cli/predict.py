@@ -1,4 +1,8 @@
-"""``nuclei-unet predict MODEL INPUT --out DIR``: one mask file per image."""
+"""``nuclei-unet predict MODEL INPUT --out DIR``: one mask file per image.
+
+TIFF stacks, multi-channel and large images (and ``--channel``, ``--axes``,
+``--scheduler``...) go to :mod:`.predict_own`: labels TIFF + measurements CSV per file.
+"""
 
 from __future__ import annotations
 
@@ -81,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     ----------
     args : argparse.Namespace
         ``model``, ``input``, ``out``, ``threshold``, ``instances``, ``format``,
-        ``submission``, ``overwrite``, ``device``, ``quiet``.
+        ``submission``, ``overwrite``, ``device``, ``quiet`` and the own-image options
+        (see :func:`.predict_own.wants_own_images`).
 
     Returns
     -------
@@ -89,6 +94,10 @@ def run(args: argparse.Namespace) -> int:
         0.
     """
     check_threshold(args.threshold)
+    from .predict_own import run_own, wants_own_images
+
+    if wants_own_images(args):
+        return run_own(args)
     images = find_images(args.input)
     out = Path(args.out)
     if out.exists() and not out.is_dir():

@@ -1,0 +1,183 @@
+"""``nuclei-unet predict`` for the user's own images: stacks, channels, large planes, clusters.
+
+Each image file gives ``<out>/<name>_labels.tif`` (the input's non-channel shape,
+planes in the same order) and ``<out>/<name>_measurements.csv``; a large 2-D image is
+streamed block by block into ``<name>_labels.ome.zarr`` as well. ``--scheduler`` /
+``--workers`` run on a dask.distributed cluster: the files of a folder one task each,
+or the blocks of one large image.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from .progress import ProgressBars, note
+
+#: Options that ask for the own-image path even for a PNG or a folder of PNGs.
+OWN_OPTIONS = ("channel", "axes", "scheduler")
+
+
+def _is_own_file(path: Path) -> bool:
+    from ..core.stacks import TIFF_SUFFIXES
+
+    return path.suffix.lower() in TIFF_SUFFIXES or (
+        path.is_dir() and path.suffix.lower() == ".zarr")
+
+
+def wants_own_images(args: argparse.Namespace) -> bool:
+    """Whether ``predict`` should take the own-image path for these arguments.
+
+    True for a TIFF/OME-TIFF file or ``.zarr`` folder, a folder of image files holding
+    a TIFF, or when ``--channel``, ``--axes``, ``--diameter``, ``--tta``,
+    ``--scheduler`` or ``--workers`` is given. DSB2018 datasets and folders of PNGs
+    keep the per-image mask output.
+    """
+    if any(getattr(args, name, None) is not None for name in OWN_OPTIONS):
+        return True
+    if getattr(args, "workers", 0) or getattr(args, "diameter", 0) or getattr(args, "tta", False):
+        return True
+    root = Path(args.input)
+    if _is_own_file(root):
+        return True
+    if root.is_dir() and not (root / "images").is_dir():
+        children = list(root.iterdir())
+        has_samples = any((c / "images").is_dir() for c in children if c.is_dir())
+        return not has_samples and any(_is_own_file(c) for c in children)
+    return False
+
+
+def find_files(path: str) -> list[Path]:
+    """The image files of INPUT: itself, or the image files/``.zarr`` folders in it."""
+    from ..core.imageio import is_junk_name
+    from ..core.stacks import PLAIN_SUFFIXES, TIFF_SUFFIXES
+
+    root = Path(path)
+    if not root.exists():
+        raise FileNotFoundError(f"{path} does not exist: give an image file (TIFF, OME-TIFF, "
+                                "PNG, JPEG), a .zarr folder or a folder of images.")
+    if root.is_file() or root.suffix.lower() == ".zarr":
+        return [root]
+    files = sorted(
+        c for c in root.iterdir() if not is_junk_name(c.name) and (
+            (c.is_file() and c.suffix.lower() in TIFF_SUFFIXES + PLAIN_SUFFIXES)
+            or (c.is_dir() and c.suffix.lower() == ".zarr")))
+    if not files:
+        raise FileNotFoundError(
+            f"No image found in {path}: expected TIFF/OME-TIFF, PNG or JPEG files or .zarr "
+            "folders.")
+    return files
+
+
+def run_own(args: argparse.Namespace) -> int:
+    """Segment the own-image INPUT (see the module docstring).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The ``predict`` arguments.
+
+    Returns
+    -------
+    int
+        0.
+    """
+    from ..core.own_images import output_paths
+    from ..core.segment import SegmentOptions
+    from ..core.stacks import ImageFileError, stack_name
+
+    if args.submission:
+        raise ValueError("--submission writes a Kaggle DSB2018 file; it works with DSB2018 "
+                         "datasets and PNG folders, not with TIFF stacks. Leave it out.")
+    if args.block < 128:
+        raise ValueError(f"--block must be at least 128 pixels, got {args.block}.")
+    try:
+        options = SegmentOptions(diameter=args.diameter, threshold=args.threshold, tta=args.tta)
+    except ValueError as exc:
+        raise ValueError(f"{exc} (--diameter / --threshold)") from None
+    if args.axes is not None and not args.axes.strip().isalpha():
+        raise ImageFileError(f"--axes {args.axes!r} must be letters such as ZCYX or TCYX.")
+    files = find_files(args.input)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file; give a folder for the results.")
+    names: dict[str, Path] = {}
+    for path in files:
+        name = stack_name(path)
+        if name in names:
+            raise ValueError(f"{names[name]} and {path} would both be written as {name}_...; "
+                             "rename one.")
+        names[name] = path
+    existing = [p for name in names for p in output_paths(out, name).values() if p.exists()]
+    if existing and not args.overwrite:
+        raise FileExistsError(
+            f"{len(existing)} result file(s) already exist in {out} (e.g. {existing[0].name}); "
+            "they may hold edited labels, so nothing was written. Choose another --out, or "
+            "add --overwrite to replace them.")
+    _check_inputs(files, args)
+    out.mkdir(parents=True, exist_ok=True)
+
+    from ..core.cluster import dask_client
+
+    with dask_client(args.scheduler, args.workers) as client, \
+            ProgressBars(quiet=args.quiet) as bars:
+        summaries = _segment(files, out, options, args, client, bars)
+    n_nuclei = sum(s.n_nuclei for s in summaries)
+    n_planes = sum(s.n_planes for s in summaries)
+    print(f"Wrote {len(summaries)} label image(s) ({n_planes} plane(s), {n_nuclei} nuclei) "
+          f"and measurements to {out}")
+    for summary in summaries:
+        note(f"{summary.name}: {summary.n_nuclei} nuclei in {summary.n_planes} plane(s), "
+             f"{summary.seconds:.1f} s -> {Path(summary.labels).name}", quiet=args.quiet)
+    return 0
+
+
+def _check_inputs(files: list[Path], args: argparse.Namespace) -> None:
+    """Open every file (metadata only) so that a bad axes/channel fails before any work."""
+    from ..core.stacks import open_stack
+
+    for path in files:
+        stack = open_stack(path, args.axes)
+        stack.check_channel(args.channel)
+
+
+def _segment(files: list[Path], out: Path, options: Any, args: argparse.Namespace,
+             client: Any, bars: ProgressBars) -> list:
+    from ..core.cluster import map_files, torch_threads_per_worker
+    from ..core.own_images import process_file
+    from ..core.progress import drive
+
+    model_ref = _model_reference(args, client)
+    # a local cluster shares this machine's cores; a remote worker uses its own share
+    threads = torch_threads_per_worker(client) if client is not None and not args.scheduler \
+        else None
+    if client is not None and len(files) > 1:
+        return drive(map_files(client, model_ref, [str(f) for f in files], out, options,
+                               channel=args.channel, axes=args.axes, threads=threads), bars)
+    summaries = []
+    for path in files:
+        summaries.append(process_file(model_ref, path, out, options, channel=args.channel,
+                                      axes=args.axes, block=args.block, client=client,
+                                      threads=threads, device=_device(args), on_update=bars))
+    return summaries
+
+
+def _device(args: argparse.Namespace) -> Any:
+    from ..core.device import resolve_device
+
+    return resolve_device(args.device)
+
+
+def _model_reference(args: argparse.Namespace, client: Any) -> Any:
+    """The loaded model (plain path), or its checkpoint path for cluster workers."""
+    from ..core.checkpoint import load_checkpoint
+    from ..core.device import configure_cpu_threads
+
+    device = _device(args)
+    loaded = load_checkpoint(args.model, device=device)  # fails early on a bad model
+    if client is not None:
+        return str(loaded.path) if loaded.path is not None else args.model
+    if device.type == "cpu":
+        configure_cpu_threads()
+    return loaded.model

@@ -1,0 +1,170 @@
+"""Prediction on a dask.distributed cluster: connect or start one, map files over it.
+
+Two ways to use a cluster, both through dask's own machinery:
+
+- the blocks of one large plane: pass the client to
+  :func:`~napari_nuclei_unet.core.bigimage.segment_large` (``map_overlap`` graph);
+- many files: :func:`map_files` sends one
+  :func:`~napari_nuclei_unet.core.own_images.process_file` task per file.
+
+Workers must see the model file and the images at the same paths (a shared file
+system, as on SLURM/PBS clusters started with dask-jobqueue; see the README).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Generator, Iterator, Sequence
+from typing import Any
+
+from .progress import Progress
+
+
+class ClusterError(ValueError):
+    """The cluster cannot be reached or started; the message says what to do."""
+
+
+@contextlib.contextmanager
+def dask_client(scheduler: str | None = None, workers: int = 0, *, processes: bool = True,
+                threads_per_worker: int = 1, timeout_s: float = 20.0) -> Iterator[Any]:
+    """A :class:`distributed.Client` for the ``with`` block, or None for the plain path.
+
+    Parameters
+    ----------
+    scheduler : str, optional
+        Address of a running scheduler (``tcp://host:8786``) to connect to.
+    workers : int
+        Without ``scheduler``: start a :class:`distributed.LocalCluster` with this many
+        workers (0 = no cluster, yields None).
+    processes : bool
+        Local workers as processes (True) or threads of this process.
+    threads_per_worker : int
+        Threads per local worker.
+    timeout_s : float
+        How long to wait for the scheduler.
+
+    Yields
+    ------
+    distributed.Client or None
+
+    Raises
+    ------
+    ClusterError
+        When the scheduler cannot be reached, or ``workers`` is negative.
+    """
+    if workers < 0:
+        raise ClusterError(f"--workers must be 0 (no cluster) or more, got {workers}.")
+    if not scheduler and not workers:
+        yield None
+        return
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as exc:  # pragma: no cover - distributed is a dependency
+        raise ClusterError("dask.distributed is not installed: pip install distributed") \
+            from exc
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout=f"{timeout_s}s")
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise ClusterError(
+                f"Could not connect to the dask scheduler at {scheduler} ({exc}). Check that "
+                "it is running and reachable (e.g. 'dask scheduler' prints its address), or "
+                "use --workers N for a cluster on this machine.") from exc
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    cluster = LocalCluster(n_workers=int(workers), threads_per_worker=threads_per_worker,
+                           processes=processes, dashboard_address=None)
+    client = Client(cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        cluster.close()
+
+
+def torch_threads_per_worker(client: Any) -> int:
+    """CPU threads each worker process may give torch (cores / workers on this host)."""
+    try:
+        n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+    except Exception:  # a client that cannot tell: be conservative
+        n_workers = 1
+    return max(1, (os.cpu_count() or 1) // n_workers)
+
+
+def _process(path: str, model: Any, out_dir: str, options: Any, channel: int | None,
+             axes: str | None, big_pixels: int | None, threads: int | None) -> Any:
+    from .own_images import process_file
+
+    return process_file(model, path, out_dir, options, channel=channel, axes=axes,
+                        big_pixels=big_pixels, threads=threads)
+
+
+def map_files(
+    client: Any,
+    model: Any,
+    paths: Sequence[str],
+    out_dir: str | os.PathLike,
+    options: Any = None,
+    *,
+    channel: int | None = None,
+    axes: str | None = None,
+    big_pixels: int | None = None,
+    threads: int | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Generator[Progress, None, list]:
+    """Segment many files on a cluster, one task per file; results in input order.
+
+    Parameters
+    ----------
+    client : distributed.Client
+        The cluster.
+    model : str or UNet
+        Checkpoint path (loaded once per worker process), or a model object for an
+        in-process cluster.
+    paths : sequence of str
+        Image files.
+    out_dir : str or os.PathLike
+        Output folder, visible to the workers.
+    options, channel, axes, big_pixels
+        As for :func:`~napari_nuclei_unet.core.own_images.process_file`.
+    threads : int, optional
+        Torch threads per worker process.
+    should_stop : callable, optional
+        Cancels the remaining tasks when it returns True.
+
+    Yields
+    ------
+    Progress
+        ``stage="images"``.
+
+    Returns
+    -------
+    list of FileSummary
+        Empty when stopped.
+    """
+    paths = [str(p) for p in paths]
+    futures = client.map(_process, paths, model=model, out_dir=str(out_dir), options=options,
+                         channel=channel, axes=axes, big_pixels=big_pixels, threads=threads,
+                         pure=False)
+    yield Progress("images", 0, len(paths))
+    done = 0
+    while done < len(paths):
+        if should_stop is not None and should_stop():
+            client.cancel(futures)
+            return []
+        finished = [f for f in futures if f.done()]
+        for future in finished:
+            if future.status == "error":
+                error = future.exception()
+                client.cancel(futures)
+                raise error  # the worker's error, here
+        if len(finished) != done:
+            done = len(finished)
+            yield Progress("images", done, len(paths), os.path.basename(paths[done - 1]))
+        time.sleep(0.1)
+    return list(client.gather(futures))

@@ -1,0 +1,317 @@
+"""Segment a user's stack plane by plane, and whole files into label TIFF + measurements CSV.
+
+:func:`segment_stack` is the generator every front end uses for stacks (each plane
+segmented in 2-D by :func:`~napari_nuclei_unet.core.segment.segment_image`); labels are
+unique across the stack (plane ``k``'s labels follow plane ``k-1``'s) so that a napari
+features table maps one row to one label. :func:`process_file` does one file for the
+CLI and for a dask cluster (one task per file): ``<out>/<name>_labels.tif`` with the
+input's non-channel shape, and ``<out>/<name>_measurements.csv``; a large 2-D plane
+goes through :mod:`~napari_nuclei_unet.core.bigimage` and also gets
+``<name>_labels.ome.zarr``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .progress import Progress
+from .stacks import ImageStack
+
+
+@dataclass
+class StackResult:
+    """Result of :func:`segment_stack`.
+
+    Attributes
+    ----------
+    labels : numpy.ndarray
+        Labels with the stack's non-channel shape (planes not segmented stay 0).
+    table : dict of str to numpy.ndarray
+        One row per nucleus (see :mod:`~napari_nuclei_unet.core.measure`).
+    planes : list of int
+        The planes segmented, in order.
+    diameters : list of float
+        Nucleus diameter used for each of them.
+    cancelled : bool
+        Stopped before the last plane (the planes done are kept).
+    """
+
+    labels: np.ndarray
+    table: dict = field(default_factory=dict)
+    planes: list[int] = field(default_factory=list)
+    diameters: list[float] = field(default_factory=list)
+    cancelled: bool = False
+
+    @property
+    def n_nuclei(self) -> int:
+        """Number of nuclei found."""
+        return len(self.table.get("label", ()))
+
+
+def label_dtype(n: int) -> np.dtype:
+    """Smallest unsigned type for labels up to ``n`` (uint16 or uint32)."""
+    return np.dtype(np.uint16 if n <= np.iinfo(np.uint16).max else np.uint32)
+
+
+def segment_stack(
+    model: Any,
+    stack: ImageStack,
+    options: Any = None,
+    *,
+    channel: int | None = None,
+    planes: Sequence[int] | None = None,
+    device: Any = None,
+    should_stop: Callable[[], bool] | None = None,
+    measure: bool = True,
+) -> Generator[Progress, None, StackResult]:
+    """Segment every plane (or some planes) of a stack in 2-D.
+
+    Parameters
+    ----------
+    model : UNet
+        A loaded model.
+    stack : ImageStack
+        The image (see :func:`~napari_nuclei_unet.core.stacks.open_stack`).
+    options : SegmentOptions, optional
+        Diameter, threshold, TTA.
+    channel : int, optional
+        Nuclear channel (0-based); None for a single-channel or RGB image.
+    planes : sequence of int, optional
+        Plane numbers to segment (default: all, in order).
+    device : torch.device or str, optional
+        Where to compute.
+    should_stop : callable, optional
+        Cooperative stop check, between planes.
+    measure : bool
+        Measure the nuclei (every channel of the plane gives a mean intensity).
+
+    Yields
+    ------
+    Progress
+        ``stage="segment"``, one per plane done.
+
+    Returns
+    -------
+    StackResult
+    """
+    from .measure import concat_tables, measure_plane
+    from .segment import SegmentOptions, segment_image
+
+    options = options or SegmentOptions()
+    stack.check_channel(channel)
+    todo = list(range(stack.n_planes)) if planes is None else [int(p) for p in planes]
+    for p in todo:
+        if not 0 <= p < stack.n_planes:
+            raise ValueError(f"plane {p} does not exist: {stack.source} has "
+                             f"{stack.n_planes} plane(s).")
+    labels = np.zeros(stack.labels_shape, np.uint32)
+    tables, done, diameters = [], [], []
+    next_label = 0
+    yield Progress("segment", 0, len(todo), f"{stack.name}")
+    for k, flat in enumerate(todo):
+        if should_stop is not None and should_stop():
+            return _finish(labels, tables, done, diameters, cancelled=True)
+        seg = segment_image(model, stack.plane(flat, channel), options, device=device)
+        plane_labels = seg.labels.astype(np.uint32)
+        n = int(plane_labels.max())
+        if n:
+            plane_labels[plane_labels > 0] += np.uint32(next_label)
+        index = stack.plane_index(flat)
+        labels[index] = plane_labels
+        if measure:
+            tables.append(measure_plane(plane_labels, stack.channels(flat), plane=flat,
+                                        plane_index=index, plane_axes=stack.plane_axes))
+        next_label += n
+        done.append(flat)
+        diameters.append(seg.diameter)
+        yield Progress("segment", k + 1, len(todo),
+                       f"plane {flat + 1}/{stack.n_planes}: {n} nuclei")
+    result = _finish(labels, tables, done, diameters, cancelled=False)
+    result.table = concat_tables(tables)
+    return result
+
+
+def _finish(labels: np.ndarray, tables: list, done: list, diameters: list, *,
+            cancelled: bool) -> StackResult:
+    from .measure import concat_tables
+
+    return StackResult(labels, concat_tables(tables), done, diameters, cancelled)
+
+
+# -- files ----------------------------------------------------------------------------
+
+def output_paths(out_dir: str | os.PathLike, name: str) -> dict[str, Path]:
+    """Where :func:`process_file` writes: ``labels`` (TIFF), ``csv``, ``zarr``."""
+    out = Path(out_dir)
+    return {"labels": out / f"{name}_labels.tif", "csv": out / f"{name}_measurements.csv",
+            "zarr": out / f"{name}_labels.ome.zarr"}
+
+
+def write_labels_tiff(path: str | os.PathLike, labels: Any, axes: str) -> Path:
+    """Write labels as a zlib-compressed TIFF with their axes in the metadata, atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination.
+    labels : array-like
+        numpy array, or a 2-D zarr array (written tile by tile with bounded memory).
+    axes : str
+        Axes of ``labels`` (e.g. ``"TZYX"``), stored as tifffile shaped metadata.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    import tifffile
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tif", dir=path.parent)
+    os.close(fd)
+    try:
+        if isinstance(labels, np.ndarray):
+            top = int(labels.max()) if labels.size else 0
+            tifffile.imwrite(tmp, labels.astype(label_dtype(top), copy=False),
+                             compression="zlib", metadata={"axes": axes},
+                             photometric="minisblack", bigtiff=labels.nbytes > 2**31)
+        else:
+            height, width = labels.shape
+            tile = 512
+            dtype = np.dtype(labels.dtype)
+
+            def tiles() -> Any:
+                for y in range(0, height, tile):
+                    strip = np.asarray(labels[y:y + tile, :])
+                    for x in range(0, width, tile):
+                        out = np.zeros((tile, tile), dtype)
+                        part = strip[:, x:x + tile]
+                        out[:part.shape[0], :part.shape[1]] = part
+                        yield out
+
+            tifffile.imwrite(tmp, tiles(), shape=(height, width), dtype=dtype,
+                             tile=(tile, tile), compression="zlib",
+                             metadata={"axes": axes}, photometric="minisblack",
+                             bigtiff=height * width * dtype.itemsize > 2**31)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+@dataclass
+class FileSummary:
+    """What :func:`process_file` wrote (small: sent back from cluster workers)."""
+
+    name: str
+    source: str
+    n_planes: int
+    n_nuclei: int
+    labels: str
+    csv: str
+    zarr: str | None = None
+    seconds: float = 0.0
+    pixels: int = 0
+
+
+def is_large(stack: ImageStack, big_pixels: int) -> bool:
+    """Whether ``stack`` is one 2-D plane large enough for the block path."""
+    h, w = stack.yx_shape
+    return stack.n_planes == 1 and h * w >= big_pixels
+
+
+def process_file(
+    model: Any,
+    path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    options: Any = None,
+    *,
+    channel: int | None = None,
+    axes: str | None = None,
+    big_pixels: int | None = None,
+    block: int | None = None,
+    client: Any = None,
+    workers: int = 1,
+    threads: int | None = None,
+    device: Any = None,
+    on_update: Callable[[Any], None] | None = None,
+) -> FileSummary:
+    """Segment one image file and write its labels TIFF and measurements CSV.
+
+    Parameters
+    ----------
+    model : UNet or str
+        Loaded model, or checkpoint path (loaded once per process).
+    path : str or os.PathLike
+        The image file (see :func:`~napari_nuclei_unet.core.stacks.open_stack`).
+    out_dir : str or os.PathLike
+        Output folder (created if needed).
+    options : SegmentOptions, optional
+        Diameter, threshold, TTA.
+    channel, axes
+        Nuclear channel and axes override.
+    big_pixels : int, optional
+        2-D planes of at least this many pixels go through the block path
+        (default :data:`~napari_nuclei_unet.core.bigimage.BIG_PIXELS`).
+    block : int, optional
+        Block side of the block path.
+    client : distributed.Client, optional
+        Cluster for the blocks of a large plane.
+    workers, threads
+        Local threads for the block path; torch threads per process.
+    device : torch.device or str, optional
+        Where to compute (stacks).
+    on_update : callable, optional
+        Receives the progress updates.
+
+    Returns
+    -------
+    FileSummary
+    """
+    import time
+
+    from .bigimage import BIG_PIXELS, DEFAULT_BLOCK, segment_large
+    from .bigimage import _model as cached_model
+    from .measure import write_csv
+    from .progress import drive
+    from .stacks import open_stack
+
+    start = time.perf_counter()
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    stack = open_stack(path, axes)
+    stack.check_channel(channel)
+    paths = output_paths(out_dir, stack.name)
+    big = big_pixels if big_pixels is not None else BIG_PIXELS
+    if is_large(stack, big):
+        import dask.array as da
+
+        from .stacks import LazyPlane
+
+        plane_src = LazyPlane(str(path), axes, channel)
+        intensity_src = LazyPlane(str(path), axes, "all")
+        blk = block or DEFAULT_BLOCK
+        plane = da.from_array(plane_src, chunks=(blk, blk) + plane_src.shape[2:])
+        intensity = da.from_array(intensity_src, chunks=(blk, blk) + intensity_src.shape[2:])
+        result = drive(segment_large(model, plane, paths["zarr"], options, intensity=intensity,
+                                     block=blk, client=client, workers=workers,
+                                     threads=threads, name=stack.name), on_update)
+        write_labels_tiff(paths["labels"], result.labels(), "YX")
+        write_csv(result.table, paths["csv"])
+        n_nuclei, zarr_path = result.n_nuclei, str(paths["zarr"])
+    else:
+        res = drive(segment_stack(cached_model(model, threads), stack, options,
+                                  channel=channel, device=device), on_update)
+        write_labels_tiff(paths["labels"], res.labels, stack.plane_axes + "YX")
+        write_csv(res.table, paths["csv"])
+        n_nuclei, zarr_path = res.n_nuclei, None
+    h, w = stack.yx_shape
+    return FileSummary(stack.name, str(path), stack.n_planes, n_nuclei, str(paths["labels"]),
+                       str(paths["csv"]), zarr_path, time.perf_counter() - start,
+                       h * w * stack.n_planes)

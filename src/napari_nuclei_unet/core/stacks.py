@@ -1,0 +1,419 @@
+"""The user's own images: TIFF/OME-TIFF/ImageJ stacks, zarr arrays, PNG/JPEG, as 2-D planes.
+
+:func:`open_stack` reads a file's axes from its metadata (OME-XML, ImageJ hyperstack,
+tifffile shaped TIFF) or takes them from the caller (``axes="ZCYX"``), and returns an
+:class:`ImageStack`: a lazy view of the array (pages are read when a plane is asked
+for) whose planes are every index of the non-channel, non-YX axes (T, Z, ...) in
+their order. A plane is one channel (``channel=N``, 0-based on the channel axis) or
+the RGB composite of an RGB image, as ``(H, W)`` or ``(H, W, 3)`` of the file's dtype.
+
+Axis letters follow tifffile/OME: ``T`` time, ``Z`` depth, ``C`` channel, ``S``
+colour samples (RGB), ``Y``/``X`` the plane, others (``Q``, ``I``...) any
+stack axis. ``S`` is treated as the channel axis.
+
+Needs numpy and tifffile (zarr for ``aszarr`` and ``.zarr`` folders, PIL for
+PNG/JPEG), all imported when used.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: File suffixes read by :func:`open_stack` (a ``.zarr`` folder is read too).
+TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
+PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+class ImageFileError(ValueError):
+    """A user's image cannot be read as asked; the message says why and what to do."""
+
+
+def stack_name(path: str | os.PathLike) -> str:
+    """Output name of an image file: its name without ``.ome.tif``, ``.tif``, ``.zarr``..."""
+    name = Path(path).name
+    for suffix in (".ome.tiff", ".ome.tif", ".ome.zarr"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem if Path(name).suffix else name
+
+
+def check_axes(axes: str, ndim: int, source: str = "the image") -> str:
+    """Validate an axes string (e.g. ``"TZCYX"``) for an array of ``ndim`` dimensions.
+
+    Parameters
+    ----------
+    axes : str
+        One letter per dimension, in order.
+    ndim : int
+        Number of dimensions of the array.
+    source : str
+        How to name the image in messages.
+
+    Returns
+    -------
+    str
+        The axes in upper case.
+
+    Raises
+    ------
+    ImageFileError
+        When the length, the letters or Y/X are wrong.
+    """
+    axes = str(axes).strip().upper()
+    hint = ("Give one letter per dimension, e.g. ZCYX (Z planes, channels, rows, columns) "
+            "or TCYX (time, channels, rows, columns).")
+    if len(axes) != ndim:
+        raise ImageFileError(
+            f"Axes {axes!r} have {len(axes)} letters but {source} has {ndim} dimensions. "
+            + hint)
+    if not axes.isalpha() or len(set(axes)) != len(axes):
+        raise ImageFileError(f"Axes {axes!r} for {source} must be distinct letters. " + hint)
+    if "Y" not in axes or "X" not in axes:
+        raise ImageFileError(f"Axes {axes!r} for {source} need a Y and an X axis. " + hint)
+    if "C" in axes and "S" in axes:
+        raise ImageFileError(
+            f"Axes {axes!r} for {source} have both C and S (colour samples); give one "
+            "channel axis only, e.g. with --axes.")
+    return axes
+
+
+@dataclass
+class ImageStack:
+    """A lazily read image with named axes, seen as a sequence of 2-D planes.
+
+    Attributes
+    ----------
+    name : str
+        Output name (file name without suffixes).
+    data : array-like
+        The array in ``plane axes + [C] + Y + X`` order (numpy, zarr or dask).
+    axes : str
+        Axes of ``data``, e.g. ``"TZCYX"``; the channel axis (if any) is ``"C"``.
+    source : str
+        Where it came from (for messages).
+    rgb : bool
+        Whether the channel axis holds the red, green, blue (and alpha) samples of a
+        colour image: the default plane is then the RGB composite.
+    """
+
+    name: str
+    data: Any
+    axes: str
+    source: str
+    rgb: bool = False
+
+    @property
+    def plane_axes(self) -> str:
+        """Axes that index planes (everything but C, Y, X), e.g. ``"TZ"``."""
+        return "".join(a for a in self.axes if a not in "CYX")
+
+    @property
+    def plane_shape(self) -> tuple[int, ...]:
+        """Shape of the plane axes (``()`` for a single 2-D image)."""
+        return tuple(self.data.shape[: len(self.plane_axes)])
+
+    @property
+    def n_planes(self) -> int:
+        """Number of 2-D planes."""
+        return int(math.prod(self.plane_shape))
+
+    @property
+    def n_channels(self) -> int:
+        """Size of the channel axis (1 when there is none)."""
+        return int(self.data.shape[self.axes.index("C")]) if "C" in self.axes else 1
+
+    @property
+    def yx_shape(self) -> tuple[int, int]:
+        """``(H, W)`` of every plane."""
+        return int(self.data.shape[-2]), int(self.data.shape[-1])
+
+    @property
+    def dtype(self) -> np.dtype:
+        """Pixel type."""
+        return np.dtype(self.data.dtype)
+
+    @property
+    def labels_shape(self) -> tuple[int, ...]:
+        """Shape of the label image: the input's shape without its channel axis."""
+        return (*self.plane_shape, *self.yx_shape)
+
+    def check_channel(self, channel: int | None) -> int | None:
+        """Validate a channel choice; return the channel index, or None for all/RGB.
+
+        Parameters
+        ----------
+        channel : int or None
+            0-based index on the channel axis; None = the only channel, or the RGB
+            composite of a colour image.
+
+        Raises
+        ------
+        ImageFileError
+            When the index is out of range, or several non-RGB channels and none chosen.
+        """
+        n = self.n_channels
+        if channel is None:
+            if n == 1 or self.rgb:
+                return None
+            raise ImageFileError(
+                f"{self.source} has {n} channels (axes {self.axes}); choose the nuclear "
+                f"channel with --channel N (0 to {n - 1}), or give other axes with --axes "
+                "if these are not channels.")
+        if isinstance(channel, bool) or not isinstance(channel, (int, np.integer)):
+            raise ImageFileError(f"Channel must be a whole number, got {channel!r}.")
+        if not 0 <= int(channel) < n:
+            extra = "" if "C" in self.axes else " (it has no channel axis; use --axes to name one)"
+            raise ImageFileError(
+                f"Channel {channel} does not exist in {self.source}: it has {n} channel(s), "
+                f"numbered 0 to {n - 1}{extra}.")
+        return int(channel) if "C" in self.axes else None
+
+    def plane_index(self, flat: int) -> tuple[int, ...]:
+        """Index tuple on the plane axes of plane number ``flat`` (C order)."""
+        return tuple(int(i) for i in np.unravel_index(flat, self.plane_shape)) if \
+            self.plane_shape else ()
+
+    def channels(self, flat: int) -> np.ndarray:
+        """Every channel of plane ``flat`` as ``(C, H, W)`` (``(1, H, W)`` without C)."""
+        raw = np.asarray(self.data[self.plane_index(flat)])
+        return raw if "C" in self.axes else raw[None]
+
+    def plane(self, flat: int, channel: int | None = None) -> np.ndarray:
+        """Plane ``flat`` to segment: ``(H, W)`` one channel, or ``(H, W, 3|4)`` RGB.
+
+        Parameters
+        ----------
+        flat : int
+            Plane number, ``0 <= flat < n_planes``.
+        channel : int or None
+            See :meth:`check_channel`.
+        """
+        channel = self.check_channel(channel)
+        index = self.plane_index(flat)
+        if "C" not in self.axes:
+            return np.asarray(self.data[index])
+        if channel is not None:
+            return np.asarray(self.data[(*index, channel)])
+        raw = np.asarray(self.data[index])
+        return np.moveaxis(raw, 0, -1) if raw.shape[0] > 1 else raw[0]
+
+    def iter_planes(self, channel: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(flat index, plane)`` for every plane, in order."""
+        self.check_channel(channel)
+        for flat in range(self.n_planes):
+            yield flat, self.plane(flat, channel)
+
+
+def _normalise_axes(data: Any, axes: str, source: str, rgb_hint: bool) -> tuple[Any, str, bool]:
+    """Reorder ``data`` to plane axes + C + Y + X; S becomes C."""
+    axes = check_axes(axes, len(data.shape), source).replace("S", "C")
+    rgb = rgb_hint and "C" in axes and data.shape[axes.index("C")] in (3, 4)
+    order = [i for i, a in enumerate(axes) if a not in "CYX"]
+    order += [axes.index(a) for a in "CYX" if a in axes]
+    new_axes = "".join(axes[i] for i in order)
+    if order != list(range(len(axes))):
+        if isinstance(data, np.ndarray) or hasattr(data, "dask"):
+            data = data.transpose(order)  # numpy view / lazy dask graph
+        else:
+            data = _LazyTranspose(data, order)
+    return data, new_axes, rgb
+
+
+class _LazyTranspose:
+    """A transposed view of a zarr/tifffile array that reads only what is indexed."""
+
+    def __init__(self, data: Any, order: list[int]) -> None:
+        self._data = data
+        self._order = order
+        self.shape = tuple(data.shape[i] for i in order)
+        self.dtype = data.dtype
+        self.ndim = len(order)
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        if not isinstance(index, tuple):
+            index = (index,)
+        index = index + (slice(None),) * (self.ndim - len(index))
+        source: list[Any] = [slice(None)] * self.ndim
+        for position, axis in enumerate(self._order):
+            source[axis] = index[position]
+        raw = np.asarray(self._data[tuple(source)])
+        kept = [axis for axis in self._order if not isinstance(source[axis], (int, np.integer))]
+        remaining = [a for a in range(self.ndim) if not isinstance(source[a], (int, np.integer))]
+        return np.transpose(raw, [remaining.index(a) for a in kept])
+
+
+def _open_tiff(path: Path, axes: str | None) -> ImageStack:
+    import tifffile
+    import zarr
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            found_axes = series.axes
+            rgb_hint = "S" in found_axes and series.keyframe.photometric in (
+                tifffile.PHOTOMETRIC.RGB, tifffile.PHOTOMETRIC.YCBCR)
+            store = series.aszarr()
+    except (tifffile.TiffFileError, OSError, ValueError, IndexError) as exc:
+        raise ImageFileError(f"{path} is not a readable TIFF file ({exc}).") from exc
+    data = zarr.open(store, mode="r")
+    source = str(path)
+    data, new_axes, rgb = _normalise_axes(data, axes or found_axes, source, rgb_hint)
+    return ImageStack(stack_name(path), data, new_axes, source, rgb)
+
+
+def _open_zarr(path: Path, axes: str | None) -> ImageStack:
+    import zarr
+
+    try:
+        node = zarr.open(str(path), mode="r")
+    except Exception as exc:  # zarr raises many kinds for a non-zarr folder
+        raise ImageFileError(f"{path} is not a readable zarr array or OME-Zarr ({exc}).") from exc
+    found = None
+    if not hasattr(node, "shape"):  # a group: OME-Zarr, take the full resolution
+        multiscales = node.attrs.get("multiscales") or node.attrs.get("ome", {}).get(
+            "multiscales")
+        if not multiscales:
+            raise ImageFileError(f"{path} is a zarr group without OME-Zarr 'multiscales'; "
+                                 "give the path of the array inside it.")
+        scale = multiscales[0]
+        node = node[scale["datasets"][0]["path"]]
+        found = "".join(str(a["name"] if isinstance(a, dict) else a)[0].upper()
+                        for a in scale.get("axes", [])) or None
+    ndim = len(node.shape)
+    default = found or ("YX" if ndim == 2 else ("YXC" if ndim == 3 and node.shape[-1] in (3, 4)
+                                                   else "Q" * (ndim - 2) + "YX"))
+    source = str(path)
+    data, new_axes, rgb = _normalise_axes(node, axes or default, source, False)
+    return ImageStack(stack_name(path), data, new_axes, source, rgb)
+
+
+def _open_plain(path: Path, axes: str | None) -> ImageStack:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            if im.mode in ("I;16", "I;16B", "I", "F", "L", "RGB", "RGBA"):
+                data = np.asarray(im)
+            else:
+                data = np.asarray(im.convert("RGBA" if "A" in im.mode else "RGB"))
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ImageFileError(f"{path} is not a readable image ({exc}).") from exc
+    default = "YXS" if data.ndim == 3 else "YX"
+    data, new_axes, rgb = _normalise_axes(data, axes or default, str(path), data.ndim == 3)
+    return ImageStack(stack_name(path), data, new_axes, str(path), rgb)
+
+
+def open_stack(path: str | os.PathLike, axes: str | None = None) -> ImageStack:
+    """Open a user's image file lazily.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A TIFF/OME-TIFF/ImageJ hyperstack, a ``.zarr`` folder (array or OME-Zarr), or a
+        PNG/JPEG/BMP image.
+    axes : str, optional
+        Axes of the stored array, overriding its metadata (e.g. ``"ZCYX"``).
+
+    Returns
+    -------
+    ImageStack
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` does not exist.
+    ImageFileError
+        When it cannot be read, or ``axes`` do not fit.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: give an image file (TIFF, OME-TIFF, "
+                                "PNG, JPEG) or a .zarr folder.")
+    suffix = path.suffix.lower()
+    if path.is_dir() or suffix == ".zarr":
+        return _open_zarr(path, axes)
+    if suffix in TIFF_SUFFIXES:
+        return _open_tiff(path, axes)
+    if suffix in PLAIN_SUFFIXES:
+        return _open_plain(path, axes)
+    raise ImageFileError(f"{path}: unknown image type {suffix!r}; expected one of "
+                         f"{', '.join(TIFF_SUFFIXES + PLAIN_SUFFIXES)} or a .zarr folder.")
+
+
+def stack_from_array(data: Any, axes: str, name: str = "image", *, rgb: bool = False
+                     ) -> ImageStack:
+    """Wrap an in-memory or lazy array (numpy, dask, zarr) as an :class:`ImageStack`.
+
+    Parameters
+    ----------
+    data : array-like
+        The pixels.
+    axes : str
+        One letter per dimension (``"YX"``, ``"ZYX"``, ``"TCYX"``, ``"YXC"``...).
+    name : str
+        Output name.
+    rgb : bool
+        Whether a channel axis of size 3 or 4 holds RGB(A) samples.
+    """
+    data_, new_axes, is_rgb = _normalise_axes(data, axes, name, rgb)
+    return ImageStack(name, data_, new_axes, name, is_rgb)
+
+
+_OPENED: dict[tuple, ImageStack] = {}
+
+
+class LazyPlane:
+    """The first plane of an image file as a lazily read array, for :func:`dask.array.from_array`.
+
+    Picklable (it holds the path, not an open file): each process of a dask cluster
+    opens the file once and reads only the regions asked for (tifffile ``aszarr``).
+
+    Parameters
+    ----------
+    path : str
+        Image file or ``.zarr`` folder.
+    axes : str or None
+        Axes override, as for :func:`open_stack`.
+    channel : int, None or "all"
+        One channel; None: the only channel or the RGB composite; ``"all"``: every
+        channel (``(H, W, C)``, or ``(H, W)`` without a channel axis).
+    """
+
+    def __init__(self, path: str, axes: str | None, channel: int | None | str) -> None:
+        self.path, self.axes, self.channel = str(path), axes, channel
+        stack = self._stack()
+        if channel != "all":
+            stack.check_channel(channel)  # type: ignore[arg-type]
+        h, w = stack.yx_shape
+        multi = "C" in stack.axes and (
+            channel == "all" or (channel is None and stack.n_channels > 1))
+        self.shape = (h, w, stack.n_channels) if multi else (h, w)
+        self.dtype = stack.dtype
+        self.ndim = len(self.shape)
+
+    def _stack(self) -> ImageStack:
+        stat = os.stat(self.path)  # a file rewritten in place is opened again
+        key = (self.path, self.axes, stat.st_mtime_ns, stat.st_size)
+        if key not in _OPENED:
+            _OPENED[key] = open_stack(self.path, self.axes)
+        return _OPENED[key]
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        stack = self._stack()
+        if not isinstance(index, tuple):
+            index = (index,)
+        ys, xs = (tuple(index) + (slice(None), slice(None)))[:2]
+        prefix = stack.plane_index(0)
+        if "C" not in stack.axes:
+            return np.asarray(stack.data[(*prefix, ys, xs)])
+        if isinstance(self.channel, (int, np.integer)):
+            return np.asarray(stack.data[(*prefix, int(self.channel), ys, xs)])
+        raw = np.asarray(stack.data[(*prefix, slice(None), ys, xs)])
+        return np.moveaxis(raw, 0, -1) if self.ndim == 3 else raw[0]

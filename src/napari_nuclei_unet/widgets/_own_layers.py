@@ -1,0 +1,195 @@
+"""Napari layers <-> the core's stacks for the "Segment image layer" dock (no Qt here).
+
+An ``Image`` layer becomes a :class:`~napari_nuclei_unet.core.stacks.ImageStack`
+(axes guessed from the layer or typed by the user), the plane under the viewer's
+sliders becomes a plane number, and the jobs run by the dock are plain generators
+(:func:`segment_layer_job`) that napari's ``thread_worker`` drives.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def layer_data(layer: Any) -> Any:
+    """Full-resolution data of a layer (the first level of a multiscale layer)."""
+    data = layer.data
+    if getattr(layer, "multiscale", False):
+        data = data[0]
+    return data
+
+
+def is_lazy(data: Any) -> bool:
+    """Whether an array is dask- or zarr-backed (read on demand, maybe larger than memory)."""
+    return not isinstance(data, np.ndarray)
+
+
+def default_axes(layer: Any) -> str:
+    """Axes of a layer's data when the user gave none: ``...YX`` or ``...YXC`` for RGB."""
+    ndim = len(layer_data(layer).shape)
+    if getattr(layer, "rgb", False):
+        return "Q" * (ndim - 3) + "YXC"
+    letters = "TZ" if ndim - 2 <= 2 else ""
+    stack = letters[-(ndim - 2):] if 0 < ndim - 2 <= len(letters) else "Q" * (ndim - 2)
+    return stack + "YX"
+
+
+def layer_stack(layer: Any, axes: str = "") -> Any:
+    """The layer as an :class:`~napari_nuclei_unet.core.stacks.ImageStack`.
+
+    Parameters
+    ----------
+    layer : napari.layers.Image
+        Any image layer (grey, RGB, stacks, dask/zarr/multiscale).
+    axes : str, optional
+        Axes of the layer's data (e.g. ``"ZCYX"`` when one axis holds channels);
+        default :func:`default_axes`.
+    """
+    from napari_nuclei_unet.core.stacks import stack_from_array
+
+    axes = (axes or "").strip().upper() or default_axes(layer)
+    return stack_from_array(layer_data(layer), axes, safe_name(layer.name),
+                            rgb=bool(getattr(layer, "rgb", False)))
+
+
+def safe_name(name: str) -> str:
+    """A file- and id-safe version of a layer name."""
+    cleaned = re.sub(r"[^A-Za-z0-9._+-]+", "_", str(name)).strip("._") or "image"
+    return cleaned[:80]
+
+
+def current_plane(layer: Any, stack: Any, point: Any, axes: str = "") -> int:
+    """Plane number of ``stack`` shown at the viewer's ``point`` (world coordinates).
+
+    Parameters
+    ----------
+    layer : napari.layers.Image
+        The layer the stack was made from.
+    stack : ImageStack
+        :func:`layer_stack` of it.
+    point : sequence of float
+        ``viewer.dims.point``.
+    axes : str
+        The axes used for :func:`layer_stack`.
+    """
+    if stack.n_planes == 1:
+        return 0
+    axes = (axes or "").strip().upper() or default_axes(layer)
+    try:
+        coords = np.asarray(layer.world_to_data(point), float)
+    except (AttributeError, ValueError, IndexError):
+        coords = np.asarray(point, float)[-layer.ndim:]
+    coords = coords[-layer.ndim:] if len(coords) >= layer.ndim else coords
+    index = []
+    for letter in stack.plane_axes:
+        k = axes.replace("S", "C").index(letter)
+        size = stack.data.shape[stack.axes.index(letter)]
+        value = int(round(coords[k])) if k < len(coords) else 0
+        index.append(min(max(value, 0), size - 1))
+    return int(np.ravel_multi_index(index, stack.plane_shape))
+
+
+@dataclass
+class LayerResult:
+    """What a segmentation job hands back to the dock (on the main thread)."""
+
+    name: str
+    labels: Any
+    table: dict
+    planes: list[int]
+    axes: str
+    zarr_path: Path | None = None
+    cancelled: bool = False
+    seconds: float = 0.0
+    scale: tuple = field(default_factory=tuple)
+
+
+def segment_layer_job(
+    model: Any,
+    stack: Any,
+    options: Any,
+    *,
+    channel: int | None,
+    planes: list[int] | None,
+    big: bool,
+    should_stop: Callable[[], bool] | None = None,
+) -> Generator[Any, None, LayerResult]:
+    """Segment the chosen planes of a layer (worker thread); returns a :class:`LayerResult`.
+
+    ``big`` sends one 2-D plane through the block path into a temporary OME-Zarr.
+    """
+    import time
+
+    from napari_nuclei_unet.core.own_images import segment_stack
+    from napari_nuclei_unet.widgets._workers import import_torch_safely
+
+    import_torch_safely()
+    start = time.perf_counter()
+    if big:
+        import dask.array as da
+
+        from napari_nuclei_unet.core.bigimage import DEFAULT_BLOCK, segment_large
+
+        flat = (planes or [0])[0]
+        index = stack.plane_index(flat)
+        data = stack.data
+        if not hasattr(data, "dask"):
+            data = da.from_array(data, chunks=(1,) * (len(data.shape) - 2)
+                                 + (DEFAULT_BLOCK, DEFAULT_BLOCK))
+        intensity = data[index]
+        if "C" in stack.axes:
+            intensity = da.moveaxis(intensity, 0, -1)
+            plane = intensity if channel is None else intensity[..., channel]
+        else:
+            plane = intensity
+        out = Path(tempfile.mkdtemp(prefix="nuclei-unet-")) / f"{stack.name}_labels.ome.zarr"
+        result = yield from segment_large(model, plane, out, options, intensity=intensity,
+                                          should_stop=should_stop, name=stack.name)
+        if result.cancelled:
+            return LayerResult(stack.name, None, {}, [], "YX", None, True)
+        table = dict(result.table)
+        if table and stack.plane_axes:
+            table["plane"] = np.full(len(table["label"]), flat, np.int64)
+        return LayerResult(stack.name, result.labels("r+"), table, [flat], "YX", out, False,
+                           time.perf_counter() - start)
+    res = yield from segment_stack(model, stack, options, channel=channel, planes=planes,
+                                   should_stop=should_stop)
+    return LayerResult(stack.name, res.labels, res.table, res.planes,
+                       stack.plane_axes + "YX", None, res.cancelled,
+                       time.perf_counter() - start)
+
+
+def plane_scores(truth: np.ndarray, labels: Any, planes: list[int], shape: tuple) -> list:
+    """Per-plane :class:`~napari_nuclei_unet.core.metrics.ImageScores` of ``labels``.
+
+    Parameters
+    ----------
+    truth : numpy.ndarray
+        The user's labels, same shape as ``labels``.
+    labels : array-like
+        The prediction.
+    planes : list of int
+        Planes to score.
+    shape : tuple
+        Plane-axes shape of the stack (``()`` for a 2-D image).
+    """
+    from napari_nuclei_unet.core.metrics import image_scores
+
+    truth = np.asarray(truth)
+    if tuple(truth.shape) != tuple(labels.shape):
+        raise ValueError(
+            f"The ground-truth labels have shape {tuple(truth.shape)} but the segmentation "
+            f"has {tuple(labels.shape)}; choose the Labels layer drawn on this image.")
+    rows = []
+    for flat in planes:
+        index = tuple(np.unravel_index(flat, shape)) if shape else ()
+        rows.append((flat, image_scores(np.asarray(truth[index]),
+                                        np.asarray(labels[index]))))
+    return rows

@@ -1,0 +1,474 @@
+"""The "Segment image layer" dock: segment any napari Image layer, measure, export, compare.
+
+Choose an Image layer (grey or RGB; uint8, uint16 or float; stacks and multi-channel
+data with their axes, e.g. ``ZCYX``), the nuclear channel, the current plane or all
+planes, the nucleus diameter (0 = automatic), the threshold, the model (the session's,
+the shipped default, or a file) and TTA, then press **Segment**. Planes are segmented
+in 2-D in a background thread with progress, ETA and Cancel; dask/zarr-backed layers
+(an OME-Zarr, a big TIFF opened lazily) go block by block through the big-image path
+into a zarr-backed Labels layer. The result is a Labels layer named after the input
+with a features table (``layer.features``) shown below, exportable to CSV; labels
+save as TIFF (or OME-Zarr). **Compare** scores the result against any Labels layer
+(per-plane IoU and DSB score, also pushed to the IoU panel), and **Add to
+fine-tuning project** stores the current plane with its (corrected) labels.
+
+Programmatic use::
+
+    widget = SegmentWidget(viewer)
+    worker = widget.segment()            # the worker; widget.result_layer when done
+    widget.export_csv("cells.csv"); widget.save_labels("cells_labels.tif")
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    LineEdit,
+    PushButton,
+    RadioButtons,
+    SpinBox,
+)
+from qtpy.QtWidgets import QLabel, QProgressBar, QVBoxLayout, QWidget
+
+from napari_nuclei_unet.widgets._features_table import FeaturesTable
+from napari_nuclei_unet.widgets._session import disconnect_all, on_destroyed, session_for
+
+if TYPE_CHECKING:
+    import napari
+
+KIND = "segment layer"
+ALL, CURRENT = "all planes", "current plane"
+#: Repaint the progress at most this often (seconds).
+REPAINT_S = 0.1
+
+
+def _resolve_model(path: str, session_model: Any) -> Any:
+    """The model to use (worker thread): a file, the session's, or the shipped default."""
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+
+    if path:
+        return load_checkpoint(path).model
+    if session_model is not None:
+        return getattr(session_model, "model", session_model)
+    return load_checkpoint("default").model
+
+
+def _job(model_path: str, session_model: Any, stack: Any, options: Any, *, channel: Any,
+         planes: Any, big: bool, should_stop: Any) -> Any:
+    from napari_nuclei_unet.widgets._own_layers import segment_layer_job
+    from napari_nuclei_unet.widgets._workers import import_torch_safely
+
+    import_torch_safely()
+    model = _resolve_model(model_path, session_model)
+    return (yield from segment_layer_job(model, stack, options, channel=channel, planes=planes,
+                                         big=big, should_stop=should_stop))
+
+
+def push_scores_to_iou_panel(viewer: Any, rows: list) -> None:
+    """Put ``core.evaluation.ImageRow`` rows into the session's IoU panel (if it has one)."""
+    session = session_for(viewer)
+    add = getattr(session, "add_scores", None)
+    if callable(add):
+        add(rows)
+        return
+    if isinstance(getattr(session, "rows", None), dict):
+        for row in rows:
+            session.rows[row.id] = row
+        signal = getattr(session, "scores_changed", None)
+        if signal is not None:
+            signal.emit()
+
+
+class SegmentWidget(QWidget):
+    """Dock widget: segment any Image layer (see the module docstring)."""
+
+    def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.session = session_for(napari_viewer)
+        self.result_layer: Any = None
+        self.result: Any = None
+        self.scores: list = []
+        self._source: dict[str, Any] = {}
+        self._stop = False
+        self._started = 0.0
+        self._last_paint = 0.0
+        self._build()
+        self._connect()
+
+    # -- layout ----------------------------------------------------------------------
+    def _build(self) -> None:
+        self.image = ComboBox(label="Image", choices=self._image_choices, nullable=True)
+        self.axes = LineEdit(label="Axes", value="")
+        self.axes.tooltip = ("Axes of the layer's data, e.g. ZCYX or TCYX when one axis "
+                             "holds channels. Empty: guessed (…YX, or RGB).")
+        self.channel = SpinBox(label="Nuclear channel", value=-1, min=-1, max=255)
+        self.channel.tooltip = "0-based channel; -1 = the only channel, or the RGB composite."
+        self.planes = RadioButtons(label="Planes", choices=[CURRENT, ALL], value=ALL,
+                                   orientation="horizontal")
+        self.diameter = FloatSpinBox(label="Diameter (px)", value=0.0, min=0.0, max=1000.0,
+                                     step=1.0)
+        self.diameter.tooltip = "Typical nucleus diameter in pixels; 0 = automatic."
+        self.threshold = FloatSpinBox(label="Threshold", value=0.5, min=0.05, max=0.95,
+                                      step=0.05)
+        self.model_file = FileEdit(label="Model file", mode="r", filter="*.safetensors",
+                                   value="")
+        self.model_file.tooltip = ("Empty: the model of the Model dock, or the shipped "
+                                   "default model.")
+        self.tta = CheckBox(text="Test-time augmentation (4x slower)", value=False)
+        self.segment_button = PushButton(text="Segment")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.export_button = PushButton(text="Export CSV…", enabled=False)
+        self.save_button = PushButton(text="Save labels…", enabled=False)
+        self.truth = ComboBox(label="Ground truth", choices=self._labels_choices, nullable=True)
+        self.compare_button = PushButton(text="Compare", enabled=False)
+        self.project = FileEdit(label="Fine-tuning project", mode="d", value="")
+        self.add_button = PushButton(text="Add plane to fine-tuning project", enabled=False)
+        self.form = Container(widgets=[
+            self.image, self.axes, self.channel, self.planes, self.diameter, self.threshold,
+            self.model_file, self.tta,
+            Container(widgets=[self.segment_button, self.cancel_button], layout="horizontal",
+                      labels=False),
+        ])
+        self.after = Container(widgets=[
+            Container(widgets=[self.export_button, self.save_button], layout="horizontal",
+                      labels=False),
+            self.truth, self.compare_button, self.project, self.add_button,
+        ])
+        self.progress = QProgressBar()
+        self.progress.setVisible(False)
+        self.status = QLabel("Choose an image layer and press Segment.")
+        self.status.setWordWrap(True)
+        self.table = FeaturesTable()
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.form.native)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addWidget(self.table, stretch=1)
+        layout.addWidget(self.after.native)
+        self.segment_button.changed.connect(lambda *_: self.segment())
+        self.cancel_button.changed.connect(lambda *_: self.cancel())
+        self.export_button.changed.connect(lambda *_: self._ask_path("csv"))
+        self.save_button.changed.connect(lambda *_: self._ask_path("labels"))
+        self.compare_button.changed.connect(lambda *_: self.compare())
+        self.add_button.changed.connect(lambda *_: self.add_to_project())
+        self.truth.changed.connect(lambda *_: self._enable())
+
+    def _image_choices(self, *_args: Any) -> list:
+        import napari
+
+        return [(layer.name, layer) for layer in self.viewer.layers
+                if isinstance(layer, napari.layers.Image)]
+
+    def _labels_choices(self, *_args: Any) -> list:
+        import napari
+
+        return [(layer.name, layer) for layer in self.viewer.layers
+                if isinstance(layer, napari.layers.Labels) and layer is not self.result_layer]
+
+    def _connect(self) -> None:
+        events = self.viewer.layers.events
+        self._pairs = [(events.inserted, self._refresh_choices),
+                       (events.removed, self._refresh_choices)]
+        for signal, slot in self._pairs:
+            signal.connect(slot)
+        on_destroyed(self, lambda: disconnect_all(self._pairs))
+        self._refresh_choices()
+
+    def _refresh_choices(self, *_args: Any) -> None:
+        current = self.image.value
+        self.form.reset_choices()
+        self.after.reset_choices()
+        if self.image.value is None and self.image.choices:
+            self.image.value = self.image.choices[-1]
+        elif current is not None and current in self.image.choices:
+            self.image.value = current
+        self._enable()
+
+    def _enable(self) -> None:
+        has = self.result_layer is not None and self.result_layer in self.viewer.layers
+        self.export_button.enabled = has
+        self.save_button.enabled = has
+        self.add_button.enabled = has
+        self.compare_button.enabled = has and self.truth.value is not None
+
+    # -- segmentation --------------------------------------------------------------------
+    def segment(self) -> Any:
+        """Segment the chosen layer in a worker; returns the worker (None if refused)."""
+        from napari_nuclei_unet.core.bigimage import BIG_PIXELS
+        from napari_nuclei_unet.core.segment import SegmentOptions
+        from napari_nuclei_unet.widgets._own_layers import (
+            current_plane,
+            is_lazy,
+            layer_data,
+            layer_stack,
+        )
+        from napari_nuclei_unet.widgets._workers import notify, notify_error
+
+        layer = self.image.value
+        if layer is None:
+            notify("Open or choose an image layer first.", warning=True)
+            return None
+        try:
+            stack = layer_stack(layer, self.axes.value)
+            channel = None if self.channel.value < 0 else int(self.channel.value)
+            stack.check_channel(channel)
+            options = SegmentOptions(diameter=float(self.diameter.value),
+                                     threshold=float(self.threshold.value),
+                                     tta=bool(self.tta.value))
+            plane = current_plane(layer, stack, self.viewer.dims.point, self.axes.value)
+        except ValueError as exc:
+            notify_error(exc, "Segmenting the layer")
+            return None
+        h, w = stack.yx_shape
+        big = is_lazy(layer_data(layer)) or getattr(layer, "multiscale", False) or \
+            h * w >= BIG_PIXELS
+        planes = [plane] if (self.planes.value == CURRENT or big) else None
+        model_path = str(self.model_file.value or "")
+        if model_path in (".", ""):
+            model_path = ""
+        self._stop = False
+        self._source = {"layer": layer, "stack": stack, "channel": channel}
+        worker = self.session.jobs.start(
+            KIND, _job, model_path, self.session.model, stack, options, channel=channel,
+            planes=planes, big=big, should_stop=lambda: self._stop,
+            on_yielded=self._on_progress, on_returned=self._on_returned,
+            on_finished=self._on_finished, action="Segmenting the image layer",
+            viewer=self.viewer, cancel=self.cancel)
+        if worker is not None:
+            self._started = time.perf_counter()
+            self._last_paint = 0.0
+            self.segment_button.enabled = False
+            self.cancel_button.enabled = True
+            self.progress.setRange(0, 0)
+            self.progress.setVisible(True)
+            what = "block by block" if big else f"{len(planes or range(stack.n_planes))} plane(s)"
+            self.status.setText(f"Segmenting {layer.name} ({what})…")
+        return worker
+
+    def cancel(self) -> None:
+        """Ask the running segmentation to stop (planes done so far are kept)."""
+        self._stop = True
+        self.status.setText("Stopping…")
+
+    def _on_progress(self, update: Any) -> None:
+        now = time.perf_counter()
+        total, done = getattr(update, "total", 0), getattr(update, "done", 0)
+        if now - self._last_paint < REPAINT_S and done < total:
+            return
+        self._last_paint = now
+        if total:
+            self.progress.setRange(0, total)
+            self.progress.setValue(done)
+        elapsed = now - self._started
+        eta = ""
+        if done and total and done < total:
+            eta = f", about {elapsed / done * (total - done):.0f} s left"
+        label = {"segment": "planes", "blocks": "blocks"}.get(getattr(update, "stage", ""), "")
+        message = getattr(update, "message", "")
+        self.status.setText(f"{done}/{total} {label}{eta}" + (f" — {message}" if message else ""))
+
+    def _on_returned(self, result: Any) -> None:
+        if result.labels is None:
+            self.status.setText("Cancelled: nothing was segmented.")
+            return
+        self.result = result
+        self._show_result(result)
+        n = len(result.table.get("label", ()))
+        what = "cancelled after" if result.cancelled else "done:"
+        self.status.setText(f"Segmentation {what} {len(result.planes)} plane(s), {n} nuclei, "
+                            f"{result.seconds:.1f} s.")
+
+    def _on_finished(self) -> None:
+        self.segment_button.enabled = True
+        self.cancel_button.enabled = False
+        self.progress.setVisible(False)
+        self._enable()
+
+    def _show_result(self, result: Any) -> None:
+        import pandas as pd
+
+        layer = self._source["layer"]
+        name = f"{layer.name} labels"
+        features = pd.DataFrame(result.table) if result.table else pd.DataFrame()
+        if len(features):
+            features.insert(0, "index", features["label"])
+        kwargs = self._placement(layer, result)
+        if self.result_layer is not None and self.result_layer in self.viewer.layers \
+                and self.result_layer.name == name \
+                and tuple(self.result_layer.data.shape) == tuple(result.labels.shape):
+            self.result_layer.data = result.labels
+            self.result_layer.features = features
+        else:
+            self.result_layer = self.viewer.add_labels(result.labels, name=name,
+                                                       features=features, **kwargs)
+        self.result_layer.metadata["nuclei_unet_segmentation"] = {
+            "source": layer.name, "axes": result.axes, "planes": list(result.planes),
+            "zarr": str(result.zarr_path) if result.zarr_path else None}
+        self.table.set_table(result.table)
+        self._refresh_choices()
+
+    @staticmethod
+    def _placement(layer: Any, result: Any) -> dict:
+        """Scale and translate of the image, for the axes the labels keep."""
+        ndim = len(result.labels.shape)
+        scale, translate = list(layer.scale), list(layer.translate)
+        if len(scale) != ndim:
+            scale, translate = scale[-ndim:], translate[-ndim:]
+        return {"scale": scale, "translate": translate}
+
+    # -- outputs ---------------------------------------------------------------------
+    def _ask_path(self, what: str) -> None:
+        from qtpy.QtWidgets import QFileDialog
+
+        base = self.result.name if self.result is not None else "labels"
+        if what == "csv":
+            path, _ = QFileDialog.getSaveFileName(self, "Export measurements",
+                                                  f"{base}_measurements.csv", "CSV (*.csv)")
+            if path:
+                self.export_csv(path)
+        else:
+            path, _ = QFileDialog.getSaveFileName(
+                self, "Save labels", f"{base}_labels.tif",
+                "TIFF (*.tif);;OME-Zarr (*.ome.zarr)")
+            if path:
+                self.save_labels(path)
+
+    def features(self) -> dict:
+        """The result layer's features as ``{column: array}`` (without napari's index)."""
+        if self.result_layer is None:
+            return {}
+        frame = self.result_layer.features
+        return {c: frame[c].to_numpy() for c in frame.columns if c != "index"}
+
+    def export_csv(self, path: str | Path) -> Path | None:
+        """Write the features table as CSV; returns the path (None on failure)."""
+        from napari_nuclei_unet.core.measure import write_csv
+        from napari_nuclei_unet.widgets._workers import notify, notify_error
+
+        try:
+            written = write_csv(self.features(), path)
+        except (OSError, ValueError) as exc:
+            notify_error(exc, "Exporting the measurements")
+            return None
+        notify(f"Measurements written to {written}.")
+        return written
+
+    def save_labels(self, path: str | Path) -> Path | None:
+        """Save the result labels as TIFF (``.tif``) or OME-Zarr (``.zarr``)."""
+        from napari_nuclei_unet.widgets._workers import notify, notify_error
+
+        if self.result_layer is None:
+            return None
+        path = Path(path)
+        try:
+            if path.suffix.lower() == ".zarr":
+                _save_ome_zarr(self.result_layer.data, path, self.result_layer.name)
+            else:
+                from napari_nuclei_unet.core.own_images import write_labels_tiff
+
+                axes = self.result_layer.metadata.get("nuclei_unet_segmentation", {}).get(
+                    "axes") or "Q" * (self.result_layer.ndim - 2) + "YX"
+                data = self.result_layer.data
+                if len(data.shape) != 2:
+                    import numpy as np
+
+                    data = np.asarray(data)
+                write_labels_tiff(path, data, axes)
+        except (OSError, ValueError) as exc:
+            notify_error(exc, "Saving the labels")
+            return None
+        notify(f"Labels saved to {path}.")
+        return path
+
+    # -- compare and fine-tune -------------------------------------------------------
+    def compare(self) -> list:
+        """Score the result against the chosen Labels layer, per plane; push to the IoU panel."""
+        from napari_nuclei_unet.core.evaluation import ImageRow
+        from napari_nuclei_unet.widgets._own_layers import plane_scores
+        from napari_nuclei_unet.widgets._workers import notify_error
+
+        truth = self.truth.value
+        if truth is None or self.result is None or self.result_layer is None:
+            return []
+        stack = self._source["stack"]
+        shape = stack.plane_shape if len(self.result_layer.data.shape) > 2 else ()
+        planes = self.result.planes if shape else [0]
+        try:
+            scored = plane_scores(truth.data, self.result_layer.data, planes, shape)
+        except ValueError as exc:
+            notify_error(exc, "Comparing")
+            return []
+        rows = [ImageRow(id=f"{self.result.name}[{flat}]" if shape else self.result.name,
+                         modality="own image", iou=s.iou, dice=s.dice, ap50=s.ap50,
+                         dsb_score=s.dsb_score, n_true=s.n_true, n_pred=s.n_pred)
+                for flat, s in scored]
+        self.scores = rows
+        lines = [f"{r.id}: IoU {r.iou:.3f}, DSB {r.dsb_score:.3f} ({r.n_pred}/{r.n_true} nuclei)"
+                 for r in rows[:8]]
+        self.status.setText("\n".join(lines + ([f"… {len(rows) - 8} more planes"]
+                                               if len(rows) > 8 else [])))
+        push_scores_to_iou_panel(self.viewer, rows)
+        return rows
+
+    def add_to_project(self, project_dir: str | Path | None = None) -> Any:
+        """Add the current plane and its (corrected) labels to a fine-tuning project."""
+        import numpy as np
+
+        from napari_nuclei_unet.core.finetune import CorrectionStore
+        from napari_nuclei_unet.widgets._own_layers import current_plane, safe_name
+        from napari_nuclei_unet.widgets._workers import notify, notify_error
+
+        folder = str(project_dir or self.project.value or "")
+        if folder in ("", "."):
+            notify("Choose the fine-tuning project folder first.", warning=True)
+            return None
+        if self.result_layer is None:
+            return None
+        layer, stack = self._source["layer"], self._source["stack"]
+        labels = self.result_layer.data
+        if len(labels.shape) > 2:
+            flat = current_plane(layer, stack, self.viewer.dims.point, self.axes.value)
+            labels = labels[stack.plane_index(flat)]
+        else:
+            flat = self.result.planes[0] if self.result.planes else 0
+        image = stack.plane(flat, self._source["channel"])
+        sample_id = safe_name(f"{stack.name}-plane{flat}")
+        try:
+            entry = CorrectionStore(folder).add(sample_id, np.asarray(image),
+                                                np.asarray(labels), source="label",
+                                                note=f"from layer {layer.name}")
+        except Exception as exc:  # FinetuneError, OSError: explained to the user
+            notify_error(exc, "Adding to the fine-tuning project")
+            return None
+        notify(f"Added {sample_id} to the fine-tuning project {folder}.")
+        return entry
+
+
+def _save_ome_zarr(data: Any, path: Path, name: str) -> None:
+    """Write 2-D labels as an OME-Zarr (block by block for zarr/dask data)."""
+    import dask.array as da
+
+    from napari_nuclei_unet.core.bigimage import (
+        DEFAULT_BLOCK,
+        create_array,
+        open_ome_group,
+        write_ome_zarr_attrs,
+    )
+
+    if len(data.shape) != 2:
+        raise ValueError("OME-Zarr export is for 2-D label images; save stacks as TIFF.")
+    array = data if hasattr(data, "dask") else da.from_array(
+        data, chunks=(DEFAULT_BLOCK, DEFAULT_BLOCK))
+    root = open_ome_group(path)
+    target = create_array(root, "0", array.shape, (DEFAULT_BLOCK, DEFAULT_BLOCK), array.dtype)
+    da.store(array.rechunk((DEFAULT_BLOCK, DEFAULT_BLOCK)), target, lock=False)
+    write_ome_zarr_attrs(root, name)

@@ -1,0 +1,226 @@
+"""Large images block by block (dask map_overlap), seams, and the same on a dask cluster."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+tifffile = pytest.importorskip("tifffile")
+pytest.importorskip("distributed")
+
+from napari_nuclei_unet.core.progress import drive  # noqa: E402
+
+SHAPE = (300, 360)
+BLOCK, HALO = 128, 32
+
+
+@pytest.fixture(scope="module")
+def model():
+    import torch
+
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+
+    torch.set_num_threads(1)
+    return load_checkpoint("default").model
+
+
+@pytest.fixture(scope="module")
+def image():
+    from napari_nuclei_unet.core.synthetic import make_synthetic_sample
+
+    rgb, _ = make_synthetic_sample("fluorescence", shape=SHAPE, seed=7, n_nuclei=70)
+    return (rgb[..., 0].astype(np.uint16) * 50)
+
+
+@pytest.fixture(scope="module")
+def tiled(model, image, tmp_path_factory):
+    from napari_nuclei_unet.core.bigimage import segment_large
+
+    out = tmp_path_factory.mktemp("tiled") / "labels.ome.zarr"
+    result = drive(segment_large(model, image, out, block=BLOCK, halo=HALO))
+    return result, np.asarray(result.labels()[:])
+
+
+def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    """Labels equal up to renumbering."""
+    if not np.array_equal(a > 0, b > 0):
+        return False
+    pairs = np.unique(np.stack([a[a > 0], b[b > 0]], axis=1), axis=0)
+    return len(pairs) == len(np.unique(pairs[:, 0])) == len(np.unique(pairs[:, 1]))
+
+
+def seam_lines(length: int) -> list[int]:
+    return list(range(BLOCK, length - BLOCK // 4, BLOCK))
+
+
+def test_nuclei_cut_by_seams_are_merged(model, image, tiled):
+    from napari_nuclei_unet.core.metrics import image_scores
+    from napari_nuclei_unet.core.segment import segment_image
+
+    result, labels = tiled
+    assert result.n_blocks == 3 * 3  # 300 = 128 + 172 (a thin last block joins its neighbour)
+    assert labels.max() == result.n_nuclei == len(np.unique(labels)) - 1  # renumbered 1..n
+    whole = segment_image(model, image).labels
+    # stated tolerance: per-block normalisation may move a few border pixels, not nuclei
+    assert image_scores(whole, labels).f1_50 >= 0.9
+    crossing = set()
+    for y in seam_lines(SHAPE[0]):
+        crossing |= set(np.unique(whole[y - 1:y + 1, :][:, :]).tolist())
+    for x in seam_lines(SHAPE[1]):
+        crossing |= set(np.unique(whole[:, x - 1:x + 1]).tolist())
+    crossing.discard(0)
+    assert len(crossing) >= 5, "the test image should have nuclei on the seams"
+    whole_one = 0
+    for label in crossing:
+        ours = labels[whole == label]
+        values, counts = np.unique(ours[ours > 0], return_counts=True)
+        if len(values) and counts.max() >= 0.9 * ours.size:
+            whole_one += 1
+    assert whole_one >= 0.9 * len(crossing)  # a seam nucleus stays one nucleus
+
+
+def test_measurements_match_the_final_labels(tiled, image):
+    from napari_nuclei_unet.core.measure import measure_plane
+
+    result, labels = tiled
+    direct = measure_plane(labels, image)
+    for column in ("label", "area", "bbox_y0", "bbox_x0", "bbox_y1", "bbox_x1"):
+        assert np.array_equal(result.table[column], direct[column]), column
+    for column in ("centroid_y", "centroid_x", "mean_intensity_c0", "eccentricity",
+                   "solidity"):
+        assert np.allclose(result.table[column], direct[column]), column
+
+
+def test_distributed_equals_plain(model, image, tiled, tmp_path):
+    from distributed import Client, LocalCluster
+
+    from napari_nuclei_unet.core.bigimage import segment_large
+
+    _, plain = tiled
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        result = drive(segment_large(model, image, tmp_path / "d.zarr", block=BLOCK,
+                                     halo=HALO, client=client))
+    assert same_partition(plain, np.asarray(result.labels()[:]))
+
+
+def test_stop_leaves_nothing(model, image, tmp_path):
+    from napari_nuclei_unet.core.bigimage import segment_large
+
+    calls = []
+
+    def stop():
+        calls.append(1)
+        return len(calls) > 1
+
+    result = drive(segment_large(model, image, tmp_path / "s.zarr", block=BLOCK, halo=HALO,
+                                 should_stop=stop))
+    assert result.cancelled and not (tmp_path / "s.zarr").exists()
+
+
+def test_cli_big_tiff_on_a_scheduler(model, image, tmp_path, capsys, monkeypatch):
+    """A large TIFF streams through the block path; --scheduler gives the same labels."""
+    import zarr
+    from distributed import LocalCluster
+
+    from napari_nuclei_unet.cli import main
+    from napari_nuclei_unet.core import bigimage
+
+    monkeypatch.setattr(bigimage, "BIG_PIXELS", 100 * 100)
+    tifffile.imwrite(tmp_path / "slide.tif", image, tile=(64, 64))
+    args = ["predict", "default", str(tmp_path / "slide.tif"), "--block", "128"]
+    assert main([*args, "--out", str(tmp_path / "plain")]) == 0
+    plain = tifffile.imread(tmp_path / "plain" / "slide_labels.tif")
+    stored = zarr.open(str(tmp_path / "plain" / "slide_labels.ome.zarr"), mode="r")
+    assert np.array_equal(np.asarray(stored["0"][:]), plain)
+    assert stored.attrs["multiscales"][0]["axes"][0]["name"] == "y"
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster:
+        assert main([*args, "--out", str(tmp_path / "dist"), "--scheduler",
+                     cluster.scheduler_address]) == 0
+    dist = tifffile.imread(tmp_path / "dist" / "slide_labels.tif")
+    assert same_partition(plain, dist)
+    rows = (tmp_path / "dist" / "slide_measurements.csv").read_text().splitlines()
+    assert len(rows) == dist.max() + 1
+    capsys.readouterr()
+
+
+def test_cli_folder_mapped_over_a_cluster_equals_plain(tmp_path, capsys):
+    from distributed import LocalCluster
+
+    from napari_nuclei_unet.cli import main
+    from napari_nuclei_unet.core.synthetic import make_synthetic_sample
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for k in range(3):
+        rgb, _ = make_synthetic_sample("fluorescence", shape=(64, 72), seed=k)
+        tifffile.imwrite(folder / f"img{k}.tif", rgb[..., 0])
+    assert main(["predict", "default", str(folder), "--out", str(tmp_path / "plain")]) == 0
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster:
+        assert main(["predict", "default", str(folder), "--out", str(tmp_path / "dist"),
+                     "--scheduler", cluster.scheduler_address]) == 0
+    for k in range(3):
+        a = tifffile.imread(tmp_path / "plain" / f"img{k}_labels.tif")
+        b = tifffile.imread(tmp_path / "dist" / f"img{k}_labels.tif")
+        assert a.max() > 0 and np.array_equal(a, b)
+    capsys.readouterr()
+
+
+def test_unreachable_scheduler_is_a_one_line_error(tmp_path, capsys):
+    from napari_nuclei_unet.cli import main
+
+    tifffile.imwrite(tmp_path / "a.tif", np.zeros((32, 32), np.uint16))
+    code = main(["predict", "default", str(tmp_path / "a.tif"), "--out", str(tmp_path / "o"),
+                 "--scheduler", "tcp://127.0.0.1:9"])
+    err = capsys.readouterr().err
+    assert code == 2 and "dask scheduler" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_workers_starts_a_local_cluster(tmp_path, capsys, monkeypatch):
+    """--workers N starts (and closes) a LocalCluster; results equal the plain path."""
+    import functools
+
+    from napari_nuclei_unet.cli import main
+    from napari_nuclei_unet.core import cluster
+    from napari_nuclei_unet.core.synthetic import make_synthetic_sample
+
+    started = []
+    real = cluster.dask_client
+
+    def in_process(scheduler=None, workers=0, **kwargs):
+        started.append(workers)
+        return real(scheduler, workers, **{**kwargs, "processes": False})
+
+    monkeypatch.setattr(cluster, "dask_client", functools.wraps(real)(in_process))
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for k in range(2):
+        rgb, _ = make_synthetic_sample("fluorescence", shape=(64, 72), seed=10 + k)
+        tifffile.imwrite(folder / f"w{k}.tif", rgb[..., 0])
+    assert main(["predict", "default", str(folder), "--out", str(tmp_path / "plain")]) == 0
+    assert main(["predict", "default", str(folder), "--out", str(tmp_path / "two"),
+                 "--workers", "2"]) == 0
+    assert started == [0, 2]
+    for k in range(2):
+        assert np.array_equal(tifffile.imread(tmp_path / "plain" / f"w{k}_labels.tif"),
+                              tifffile.imread(tmp_path / "two" / f"w{k}_labels.tif"))
+    capsys.readouterr()
+
+
+def test_every_block_is_segmented_once(model, image, tmp_path, monkeypatch):
+    """The store, seam and measurement tasks share the blocks (no recomputation)."""
+    from napari_nuclei_unet.core import bigimage
+
+    calls = []
+    real = bigimage._segment_block
+
+    def counted(*args, block_info=None, **kwargs):
+        calls.append(1)
+        return real(*args, block_info=block_info, **kwargs)
+
+    monkeypatch.setattr(bigimage, "_segment_block", counted)
+    result = drive(bigimage.segment_large(model, image, tmp_path / "c.zarr", block=BLOCK,
+                                          halo=HALO))
+    assert len(calls) == result.n_blocks == 9

@@ -1,0 +1,212 @@
+"""The user's own images through the CLI: real TIFF flavours written by tifffile."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+tifffile = pytest.importorskip("tifffile")
+
+from napari_nuclei_unet.cli import main  # noqa: E402
+
+SHAPE = (64, 80)
+
+
+@pytest.fixture(scope="module")
+def model():
+    import torch
+
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+
+    torch.set_num_threads(1)
+    return load_checkpoint("default").model
+
+
+def nuclei_plane(seed: int, dtype=np.uint16, scale: float = 200.0) -> np.ndarray:
+    """A fluorescence-like grey plane with nuclei (different for every seed)."""
+    from napari_nuclei_unet.core.synthetic import make_synthetic_sample
+
+    image, _ = make_synthetic_sample("fluorescence", shape=SHAPE, seed=seed)
+    return (image[..., 0].astype(np.float32) * scale).astype(dtype)
+
+
+def noise_plane(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 300, SHAPE).astype(np.uint16)
+
+
+def run_cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(code, err, *fragments):
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("nuclei-unet: error: ")
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+def read_csv(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def expected_mask(model, plane):
+    from napari_nuclei_unet.core.segment import segment_image
+
+    return segment_image(model, plane).labels > 0
+
+
+def check_outputs(out, name, model, planes, labels_shape):
+    """Labels TIFF has the non-channel shape; each plane equals its own 2-D segmentation."""
+    labels = tifffile.imread(out / f"{name}_labels.tif")
+    assert labels.shape == labels_shape
+    flat = labels.reshape(-1, *SHAPE)
+    assert len(flat) == len(planes)
+    for k, plane in enumerate(planes):
+        assert np.array_equal(flat[k] > 0, expected_mask(model, plane)), f"plane {k}"
+    rows = read_csv(out / f"{name}_measurements.csv")
+    assert len(rows) == len(np.unique(labels)) - 1 > 0
+    for row in rows:  # every row points at its nucleus, in its plane
+        k, label = int(row["plane"]), int(row["label"])
+        assert int(row["area"]) == int((flat[k] == label).sum())
+    return labels, rows
+
+
+def test_16bit_tiff(tmp_path, capsys, model):
+    plane = nuclei_plane(1)
+    tifffile.imwrite(tmp_path / "cells.tif", plane)
+    code, out, err = run_cli(capsys, "predict", "default", tmp_path / "cells.tif", "--out",
+                             tmp_path / "out")
+    assert code == 0, err
+    labels, rows = check_outputs(tmp_path / "out", "cells", model, [plane], SHAPE)
+    label = int(rows[0]["label"])
+    mean = plane[labels == label].mean()
+    assert float(rows[0]["mean_intensity_c0"]) == pytest.approx(mean, rel=1e-4)
+    assert {"eccentricity", "solidity", "centroid_y", "bbox_x1"} <= set(rows[0])
+
+
+def test_ome_tiff_zcyx_with_channel(tmp_path, capsys, model):
+    planes = [nuclei_plane(10 + z) for z in range(3)]
+    data = np.stack([np.stack([noise_plane(z), planes[z]]) for z in range(3)])  # Z, C, Y, X
+    tifffile.imwrite(tmp_path / "stack.ome.tif", data, metadata={"axes": "ZCYX"})
+    code, out, err = run_cli(capsys, "predict", "default", tmp_path / "stack.ome.tif", "--out",
+                             tmp_path / "out", "--channel", "1")
+    assert code == 0, err
+    _, rows = check_outputs(tmp_path / "out", "stack", model, planes, (3, *SHAPE))
+    assert sorted({int(r["z"]) for r in rows}) == [0, 1, 2]
+    assert {"mean_intensity_c0", "mean_intensity_c1"} <= set(rows[0])
+
+
+def test_ome_tiff_tcyx_and_axes_override(tmp_path, capsys, model):
+    planes = [nuclei_plane(20 + t) for t in range(2)]
+    data = np.stack([np.stack([planes[t], noise_plane(t)]) for t in range(2)])  # T, C, Y, X
+    tifffile.imwrite(tmp_path / "movie.ome.tif", data, metadata={"axes": "TCYX"})
+    code, out, err = run_cli(capsys, "predict", "default", tmp_path / "movie.ome.tif", "--out",
+                             tmp_path / "a", "--channel", "0")
+    assert code == 0, err
+    check_outputs(tmp_path / "a", "movie", model, planes, (2, *SHAPE))
+    # the same pixels without axes metadata (a shaped TIFF): axes given on the command line
+    tifffile.imwrite(tmp_path / "raw.tif", data)
+    assert tifffile.TiffFile(tmp_path / "raw.tif").series[0].axes != "TCYX"
+    code, out, err = run_cli(capsys, "predict", "default", tmp_path / "raw.tif", "--out",
+                             tmp_path / "b", "--channel", "0", "--axes", "tcyx")
+    assert code == 0, err
+    check_outputs(tmp_path / "b", "raw", model, planes, (2, *SHAPE))
+
+
+def test_imagej_hyperstack(tmp_path, capsys, model):
+    planes = [nuclei_plane(30 + k) for k in range(4)]
+    data = np.stack(planes).reshape(2, 2, 1, *SHAPE)  # T, Z, C, Y, X
+    tifffile.imwrite(tmp_path / "hyper.tif", data, imagej=True,
+                     metadata={"axes": "TZCYX"})
+    code, out, err = run_cli(capsys, "predict", "default", tmp_path / "hyper.tif", "--out",
+                             tmp_path / "out")
+    assert code == 0, err
+    _, rows = check_outputs(tmp_path / "out", "hyper", model, planes, (2, 2, *SHAPE))
+    assert {(int(r["t"]), int(r["z"])) for r in rows} == {(0, 0), (0, 1), (1, 0), (1, 1)}
+
+
+def test_rgb_tiff_is_segmented_as_a_composite(tmp_path, capsys, model):
+    from napari_nuclei_unet.core.synthetic import make_synthetic_sample
+
+    image, _ = make_synthetic_sample("histology", shape=SHAPE, seed=4)
+    tifffile.imwrite(tmp_path / "he.tif", image, photometric="rgb")
+    code, out, err = run_cli(capsys, "predict", "default", tmp_path / "he.tif", "--out",
+                             tmp_path / "out")
+    assert code == 0, err
+    _, rows = check_outputs(tmp_path / "out", "he", model, [image], SHAPE)
+    assert {"mean_intensity_c0", "mean_intensity_c1", "mean_intensity_c2"} <= set(rows[0])
+
+
+def test_float32_tiff(tmp_path, capsys, model):
+    plane = nuclei_plane(5, dtype=np.float32, scale=1 / 255)
+    tifffile.imwrite(tmp_path / "float.tif", plane)
+    code, out, err = run_cli(capsys, "predict", "default", tmp_path / "float.tif", "--out",
+                             tmp_path / "out", "--tta")
+    assert code == 0, err
+    labels = tifffile.imread(tmp_path / "out" / "float_labels.tif")
+    assert labels.shape == SHAPE and labels.max() > 0
+
+
+def test_folder_of_stacks_and_png_with_options(tmp_path, capsys):
+    from PIL import Image
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    tifffile.imwrite(folder / "a.tif", np.stack([nuclei_plane(1), nuclei_plane(2)]),
+                     metadata={"axes": "ZYX"})
+    Image.fromarray((nuclei_plane(3) // 256).astype(np.uint8)).save(folder / "b.png")
+    code, out, err = run_cli(capsys, "predict", "default", folder, "--out", tmp_path / "out",
+                             "--diameter", "20")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "a_labels.tif", "a_measurements.csv", "b_labels.tif", "b_measurements.csv"]
+    assert tifffile.imread(tmp_path / "out" / "a_labels.tif").shape == (2, *SHAPE)
+    # results are never overwritten silently
+    code, out, err = run_cli(capsys, "predict", "default", folder, "--out", tmp_path / "out",
+                             "--diameter", "20")
+    assert_one_line_error(code, err, "--overwrite")
+
+
+def test_user_mistakes_are_one_line_errors(tmp_path, capsys):
+    data = np.stack([np.stack([noise_plane(z), nuclei_plane(z)]) for z in range(2)])
+    path = tmp_path / "s.ome.tif"
+    tifffile.imwrite(path, data, metadata={"axes": "ZCYX"})
+    out = tmp_path / "out"
+    code, _, err = run_cli(capsys, "predict", "default", path, "--out", out)
+    assert_one_line_error(code, err, "2 channels", "--channel")
+    code, _, err = run_cli(capsys, "predict", "default", path, "--out", out, "--channel", "2")
+    assert_one_line_error(code, err, "Channel 2", "0 to 1")
+    code, _, err = run_cli(capsys, "predict", "default", path, "--out", out, "--axes", "ZYX",
+                           "--channel", "0")
+    assert_one_line_error(code, err, "ZYX", "4 dimensions")
+    code, _, err = run_cli(capsys, "predict", "default", path, "--out", out, "--axes", "ZCAB",
+                           "--channel", "0")
+    assert_one_line_error(code, err, "Y and an X")
+    code, _, err = run_cli(capsys, "predict", "default", path, "--out", out, "--channel", "0",
+                           "--diameter", "-3")
+    assert_one_line_error(code, err, "diameter")
+    bad = tmp_path / "bad.tif"
+    bad.write_bytes(b"not a tiff")
+    code, _, err = run_cli(capsys, "predict", "default", bad, "--out", out)
+    assert_one_line_error(code, err, "bad.tif")
+    assert not out.exists()  # nothing written for a mistake
+
+
+def test_stack_reader_planes_in_order():
+    from napari_nuclei_unet.core.stacks import stack_from_array
+
+    data = np.arange(2 * 3 * 2 * 4 * 5).reshape(2, 3, 2, 4, 5)  # T Z C Y X
+    stack = stack_from_array(data, "TZCYX")
+    assert stack.plane_axes == "TZ" and stack.n_planes == 6 and stack.n_channels == 2
+    assert np.array_equal(stack.plane(4, 1), data[1, 1, 1])
+    # channel-last input is reordered lazily, same planes
+    moved = stack_from_array(np.moveaxis(data, 2, -1), "TZYXC")
+    assert np.array_equal(moved.plane(4, 1), data[1, 1, 1])
+    assert moved.labels_shape == (2, 3, 4, 5)

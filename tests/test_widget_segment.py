@@ -1,0 +1,204 @@
+"""The "Segment image layer" dock on real TIFF files opened in napari."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from _widget_helpers import capture_notifications, wait_worker
+
+tifffile = pytest.importorskip("tifffile")
+pytestmark = pytest.mark.gui
+
+SHAPE = (64, 80)
+
+
+@pytest.fixture(scope="module")
+def model():
+    import torch
+
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+
+    torch.set_num_threads(1)
+    return load_checkpoint("default").model
+
+
+def nuclei_plane(seed: int, dtype=np.uint16, scale: float = 200.0) -> np.ndarray:
+    from napari_nuclei_unet.core.synthetic import make_synthetic_sample
+
+    image, _ = make_synthetic_sample("fluorescence", shape=SHAPE, seed=seed)
+    return (image[..., 0].astype(np.float32) * scale).astype(dtype)
+
+
+def mask_of(model, plane):
+    from napari_nuclei_unet.core.segment import segment_image
+
+    return segment_image(model, plane).labels > 0
+
+
+@pytest.fixture
+def dock(make_napari_viewer):
+    from napari_nuclei_unet.widgets.segment_widget import SegmentWidget
+
+    viewer = make_napari_viewer()
+    widget = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Segment image layer")
+    return viewer, widget
+
+
+def run(qtbot, widget):
+    worker = widget.segment()
+    assert worker is not None
+    wait_worker(qtbot, worker)
+    return widget.result_layer
+
+
+def test_16bit_tiff_segmented_measured_exported(dock, qtbot, tmp_path, model):
+    viewer, widget = dock
+    plane = nuclei_plane(1)
+    tifffile.imwrite(tmp_path / "cells.tif", plane)
+    viewer.open(str(tmp_path / "cells.tif"), plugin="napari")
+    widget.image.value = viewer.layers["cells"]
+    layer = run(qtbot, widget)
+    assert layer.name == "cells labels" and layer.data.shape == SHAPE
+    assert np.array_equal(layer.data > 0, mask_of(model, plane))
+    features = layer.features
+    assert {"label", "area", "centroid_y", "bbox_x1", "mean_intensity_c0", "eccentricity",
+            "solidity"} <= set(features.columns)
+    assert len(features) == len(np.unique(layer.data)) - 1 > 0
+    assert widget.table.features.rowCount() == len(features)
+    assert widget.table.cell_text(0, "label") == str(features["label"][0])
+    csv_path = widget.export_csv(tmp_path / "m.csv")
+    assert csv_path.read_text().splitlines()[0].startswith("label,plane,area")
+    widget.save_labels(tmp_path / "l.tif")
+    assert np.array_equal(tifffile.imread(tmp_path / "l.tif"), layer.data)
+
+
+def test_ome_zcyx_stack_all_planes_and_current_plane(dock, qtbot, tmp_path, model):
+    viewer, widget = dock
+    planes = [nuclei_plane(10 + z) for z in range(3)]
+    noise = np.random.default_rng(0).integers(0, 300, SHAPE).astype(np.uint16)
+    data = np.stack([np.stack([noise, planes[z]]) for z in range(3)])
+    tifffile.imwrite(tmp_path / "stack.ome.tif", data, metadata={"axes": "ZCYX"})
+    viewer.open(str(tmp_path / "stack.ome.tif"), plugin="napari")
+    image = viewer.layers[-1]
+    widget.image.value = image
+    widget.axes.value = "ZCYX"
+    widget.channel.value = 1
+    layer = run(qtbot, widget)
+    assert layer.data.shape == (3, *SHAPE)
+    for z in range(3):
+        assert np.array_equal(layer.data[z] > 0, mask_of(model, planes[z])), z
+    assert sorted(set(layer.features["plane"])) == [0, 1, 2]
+    # labels unique across planes: one features row per label
+    assert len(set(layer.features["label"])) == len(layer.features)
+    # current plane only
+    viewer.dims.set_current_step(0, 2)
+    widget.planes.value = "current plane"
+    layer = run(qtbot, widget)
+    assert layer.data[:2].max() == 0 and layer.data[2].max() > 0
+    assert set(layer.features["plane"]) == {2}
+
+
+def test_rgb_and_float_layers(dock, qtbot, tmp_path):
+    from napari_nuclei_unet.core.synthetic import make_synthetic_sample
+
+    viewer, widget = dock
+    rgb, _ = make_synthetic_sample("histology", shape=SHAPE, seed=4)
+    tifffile.imwrite(tmp_path / "he.tif", rgb, photometric="rgb")
+    viewer.open(str(tmp_path / "he.tif"), plugin="napari")
+    assert viewer.layers["he"].rgb
+    widget.image.value = viewer.layers["he"]
+    layer = run(qtbot, widget)
+    assert layer.data.shape == SHAPE and layer.data.max() > 0
+    assert "mean_intensity_c2" in layer.features.columns
+    viewer.add_image(nuclei_plane(3, np.float32, 1 / 255), name="float")
+    widget.image.value = viewer.layers["float"]
+    layer = run(qtbot, widget)
+    assert layer.name == "float labels" and layer.data.max() > 0
+
+
+def test_dask_layer_goes_block_by_block_to_zarr(dock, qtbot, tmp_path):
+    import dask.array as da
+
+    viewer, widget = dock
+    plane = nuclei_plane(6)
+    viewer.add_image(da.from_array(plane, chunks=(32, 32)), name="lazy")
+    widget.image.value = viewer.layers["lazy"]
+    layer = run(qtbot, widget)
+    assert type(layer.data).__module__.startswith("zarr")
+    assert layer.data.shape == SHAPE and np.asarray(layer.data).max() > 0
+    assert len(layer.features) == np.asarray(layer.data).max()
+    widget.save_labels(tmp_path / "out.ome.zarr")
+    import zarr
+
+    saved = zarr.open(str(tmp_path / "out.ome.zarr"), mode="r")
+    assert np.array_equal(np.asarray(saved["0"][:]), np.asarray(layer.data))
+
+
+def test_cancel_keeps_the_planes_done(dock, qtbot):
+    viewer, widget = dock
+    viewer.add_image(np.stack([nuclei_plane(k) for k in range(6)]), name="movie")
+    widget.image.value = viewer.layers["movie"]
+    widget._on_progress_orig = widget._on_progress
+
+    def cancel_at_first_plane(update):
+        widget._on_progress_orig(update)
+        if getattr(update, "done", 0) >= 1:
+            widget.cancel()
+
+    widget._on_progress = cancel_at_first_plane
+    layer = run(qtbot, widget)
+    assert widget.result.cancelled and 1 <= len(widget.result.planes) < 6
+    assert "cancelled" in widget.status.text()
+    assert layer.data[5].max() == 0
+
+
+def test_compare_pushes_scores_and_add_to_project(dock, qtbot, tmp_path):
+    from napari_nuclei_unet.core.finetune import CorrectionStore
+    from napari_nuclei_unet.widgets._session import session_for
+
+    viewer, widget = dock
+    viewer.add_image(np.stack([nuclei_plane(k) for k in range(2)]), name="zs")
+    widget.image.value = viewer.layers["zs"]
+    layer = run(qtbot, widget)
+    truth = viewer.add_labels(np.asarray(layer.data).copy(), name="my truth")
+    truth.data[1][truth.data[1] > 0] = 0  # plane 1: the user found no nuclei
+    widget._refresh_choices()
+    widget.truth.value = truth
+    rows = widget.compare()
+    assert [r.id for r in rows] == ["zs[0]", "zs[1]"]
+    assert rows[0].iou == pytest.approx(1.0) and rows[1].iou == 0.0
+    session = session_for(viewer)
+    assert {"zs[0]", "zs[1]"} <= set(session.rows)
+    assert "IoU 1.000" in widget.status.text()
+    # wrong shape: a plain message, no scores
+    viewer.add_labels(np.zeros((5, 5), np.int32), name="other")
+    widget._refresh_choices()
+    widget.truth.value = viewer.layers["other"]
+    with capture_notifications() as notes:
+        assert widget.compare() == []
+    assert notes.any("shape")
+    # the user corrects plane 1 and adds it to a fine-tuning project
+    viewer.dims.set_current_step(0, 1)
+    layer.data[1][:10, :10] = 999
+    entry = widget.add_to_project(tmp_path / "project")
+    assert entry is not None
+    store = CorrectionStore(tmp_path / "project")
+    assert store.ids() == ["zs-plane1"]
+
+
+def test_wrong_channel_is_a_plain_message(dock, qtbot):
+    viewer, widget = dock
+    viewer.add_image(np.zeros((2, *SHAPE), np.uint16), name="two")
+    widget.image.value = viewer.layers["two"]
+    widget.axes.value = "CYX"
+    widget.channel.value = 5
+    with capture_notifications() as notes:
+        assert widget.segment() is None
+    assert notes.any("Channel 5 does not exist")
+    widget.axes.value = "ZCYX"
+    widget.channel.value = 0
+    with capture_notifications() as notes:
+        assert widget.segment() is None
+    assert notes.any("4 letters")
