@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from napari_nuclei_unet.core import download
+from napari_nuclei_unet.core import download, dsb2018_pin
 from napari_nuclei_unet.core.download import DownloadError, fetch_stage1_train
 from napari_nuclei_unet.core.synthetic import write_synthetic_dataset
 
@@ -32,6 +32,8 @@ def served_zip(tmp_path_factory):
     root = tmp_path_factory.mktemp("www")
     data = tmp_path_factory.mktemp("data")
     write_synthetic_dataset(data, n_per_style=1, seed=0, shape=(32, 32), n_nuclei=3)
+    manifest_path = root / "manifest.json"
+    dsb2018_pin.write_manifest(dsb2018_pin.build_manifest(data), manifest_path)
     zip_path = root / "stage1_train.zip"
     with zipfile.ZipFile(zip_path, "w") as zf:
         for f in sorted(data.rglob("*.png")):
@@ -49,9 +51,17 @@ def served_zip(tmp_path_factory):
         "bytes": zip_path.read_bytes(),
         "server": server,
         "root": root,
+        "manifest": manifest_path,
+        "data": data,
     }
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture(autouse=True)
+def _pin_served_content(served_zip, monkeypatch):
+    """The served synthetic zip stands in for stage1_train: pin its manifest."""
+    monkeypatch.setattr(dsb2018_pin, "SHIPPED_MANIFEST", served_zip["manifest"])
 
 
 def _closed_port_url():
@@ -149,16 +159,115 @@ def test_download_sample_opens_first_sample(served_zip, tmp_path, monkeypatch):
 def test_download_sample_with_a_non_dsb_zip_raises_one_plain_error(served_zip, tmp_path,
                                                                    monkeypatch):
     from napari_nuclei_unet import _sample_data
-    from napari_nuclei_unet.core.dataset import DatasetError
 
     with zipfile.ZipFile(served_zip["root"] / "other.zip", "w") as zf:
         zf.writestr("readme.txt", "not nuclei")
     monkeypatch.setattr(download, "DEFAULT_URL", served_zip["base"] + "/other.zip")
     monkeypatch.setenv(download.CACHE_ENV, str(tmp_path / "cache"))
+    with pytest.raises(DownloadError) as info:
+        _sample_data.dsb2018_download_sample()
+    cached = tmp_path / "cache" / "downloads" / "stage1_train.zip"
+    assert f"{cached} is not the published DSB2018 stage1_train" in str(info.value)
+    assert "3 samples are missing (brightfield-0, fluorescence-0, histology-0)" in str(info.value)
+    assert "The downloaded file was deleted" in str(info.value)
+    assert not cached.exists()
+
+
+def test_download_sample_reader_error_says_to_delete(served_zip, tmp_path, monkeypatch):
+    # content check off: the reader's own plain error for a zip it cannot use
+    from napari_nuclei_unet import _sample_data
+    from napari_nuclei_unet.core.dataset import DatasetError
+
+    with zipfile.ZipFile(served_zip["root"] / "other2.zip", "w") as zf:
+        zf.writestr("readme.txt", "not nuclei")
+    real_fetch = download.fetch_stage1_train
+    monkeypatch.setattr(download, "fetch_stage1_train",
+                        functools.partial(real_fetch, check_content=False))
+    monkeypatch.setattr(download, "DEFAULT_URL", served_zip["base"] + "/other2.zip")
+    monkeypatch.setenv(download.CACHE_ENV, str(tmp_path / "cache"))
     with pytest.raises(DatasetError) as info:
         _sample_data.dsb2018_download_sample()
     cached = tmp_path / "cache" / "downloads" / "stage1_train.zip"
     assert f"Delete {cached} to have it downloaded again" in str(info.value)
+
+
+def _serve_altered(served_zip, name, change):
+    """Serve a copy of the synthetic zip with ``change(members)`` applied, as ``name``."""
+    members = {}
+    with zipfile.ZipFile(served_zip["root"] / "stage1_train.zip") as zf:
+        for info in zf.infolist():
+            members[info.filename] = zf.read(info)
+    change(members)
+    with zipfile.ZipFile(served_zip["root"] / name, "w") as zf:
+        for member, data in members.items():
+            zf.writestr("stage1_train/" + member, data)  # Kaggle's other layout
+    return served_zip["base"] + "/" + name
+
+
+def _flip_mask_byte(members):
+    mask = "histology-0/masks/histology-0_mask002.png"
+    data = bytearray(members[mask])
+    data[-20] ^= 1
+    members[mask] = bytes(data)
+
+
+def _drop_sample(members):
+    for member in [m for m in members if m.startswith("fluorescence-0/")]:
+        del members[member]
+
+
+def _add_sample(members):
+    for member in [m for m in members if m.startswith("brightfield-0/")]:
+        members[member.replace("brightfield-0", "brightfield-7")] = members[member]
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    (_flip_mask_byte, "1 sample has files that differ (histology-0: a file's content differs)"),
+    (_drop_sample, "1 sample is missing (fluorescence-0)"),
+    (_add_sample, "1 unexpected sample (brightfield-7)"),
+])
+def test_download_with_altered_content_is_refused_and_deleted(served_zip, tmp_path,
+                                                              change, says):
+    url = _serve_altered(served_zip, f"bad-{change.__name__}.zip", change)
+    with pytest.raises(DownloadError) as info:
+        fetch_stage1_train(url=url, cache_dir=tmp_path)
+    message = str(info.value)
+    assert message.startswith(f"Could not download {url}: {tmp_path / 'stage1_train.zip'} "
+                              "is not the published DSB2018 stage1_train (BBBC038): ")
+    assert says in message and "The downloaded file was deleted" in message
+    assert list(tmp_path.iterdir()) == []  # neither the zip nor a note is kept
+
+
+def test_download_in_stage1_train_layout_passes(served_zip, tmp_path):
+    url = _serve_altered(served_zip, "wrapped.zip", lambda members: None)
+    assert fetch_stage1_train(url=url, cache_dir=tmp_path).is_file()
+
+
+def test_content_is_checked_once_per_file(served_zip, tmp_path, monkeypatch):
+    calls = []
+    real = dsb2018_pin.verify_stage1_train
+
+    def counting(path, manifest=None):
+        calls.append(path)
+        return real(path, manifest)
+
+    monkeypatch.setattr(dsb2018_pin, "verify_stage1_train", counting)
+    path = fetch_stage1_train(url=served_zip["url"], cache_dir=tmp_path)
+    fetch_stage1_train(url=served_zip["url"], cache_dir=tmp_path)
+    assert calls == [path]
+    path.write_bytes(path.read_bytes()[:1000])  # changed after the check: checked again
+    with pytest.raises(DownloadError, match="download it again"):
+        fetch_stage1_train(url=served_zip["url"], cache_dir=tmp_path)
+    assert len(calls) == 2 and not path.exists()
+
+
+def test_synthetic_zip_fails_the_shipped_manifest(served_zip, tmp_path, monkeypatch):
+    monkeypatch.undo()  # the real pin: the synthetic zip is not stage1_train
+    with pytest.raises(DownloadError) as info:
+        fetch_stage1_train(url=served_zip["url"], cache_dir=tmp_path)
+    assert "670 samples are missing" in str(info.value)
+    assert "3 unexpected samples (brightfield-0, fluorescence-0, histology-0)" in str(info.value)
+    assert not (tmp_path / "stage1_train.zip").exists()
 
 
 def test_hash_from_environment_is_checked(served_zip, tmp_path, monkeypatch):

@@ -1,4 +1,9 @@
-"""Download the DSB2018 ``stage1_train.zip`` (BBBC038) into the user cache with pooch."""
+"""Download the DSB2018 ``stage1_train.zip`` (BBBC038) into the user cache with pooch.
+
+After a download its content is checked against the manifest pinned in the package
+(:mod:`napari_nuclei_unet.core.dsb2018_pin`): every member is hashed and compared,
+and a copy that differs is deleted with a message naming the samples that differ.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +18,9 @@ DEFAULT_URL = "https://data.broadinstitute.org/bbbc/BBBC038/stage1_train.zip"
 #: Expected hash of ``stage1_train.zip`` as pooch understands it (``"sha256:<hex>"``,
 #: ``"md5:<hex>"``). None: not pinned, because the published hash of the file the Broad
 #: serves could not be verified while this was written (no internet access; no
-#: trustworthy published value found). Set :data:`HASH_ENV` or pass ``known_hash`` to
-#: :func:`fetch_stage1_train` to have the download checked.
+#: trustworthy published value found). The archive's *content* is pinned instead and
+#: always checked (see :func:`fetch_stage1_train`). Set :data:`HASH_ENV` or pass
+#: ``known_hash`` to have the archive's own hash checked too.
 DEFAULT_KNOWN_HASH: str | None = None
 
 #: Environment variable with the expected hash (``sha256:<hex>``), used when
@@ -23,6 +29,9 @@ HASH_ENV = "NUCLEI_UNET_DSB2018_HASH"
 
 #: File name of the download in the cache.
 ZIP_NAME = "stage1_train.zip"
+
+#: Suffix of the note, next to the zip, that its content was checked (size, mtime, digest).
+VERIFIED_SUFFIX = ".verified"
 
 #: Environment variable that overrides the cache root (the zip goes to ``<root>/downloads``).
 CACHE_ENV = "NUCLEI_UNET_CACHE_DIR"
@@ -113,11 +122,16 @@ def fetch_stage1_train(
     timeout: float = 60.0,
     fname: str = ZIP_NAME,
     log: Callable[[str], None] | None = None,
+    check_content: bool = True,
+    manifest: dict | str | os.PathLike | None = None,
 ) -> Path:
     """Download ``stage1_train.zip`` once and return its path in the cache.
 
     A file already in the cache is returned without downloading again (if
     ``known_hash`` is given it must match, otherwise it is downloaded anew).
+    Its content is checked against the pinned manifest once (every member hashed,
+    :func:`napari_nuclei_unet.core.dsb2018_pin.verify_stage1_train`); a note next to
+    the zip records the check, so later calls do not read it again.
 
     Parameters
     ----------
@@ -137,6 +151,10 @@ def fetch_stage1_train(
         File name in the cache.
     log : callable, optional
         Called with a one-line message before a download starts.
+    check_content : bool, optional
+        Check the zip's content against the manifest (default True).
+    manifest : dict or str or os.PathLike, optional
+        The manifest to check against; default the one shipped with the package.
 
     Returns
     -------
@@ -147,7 +165,8 @@ def fetch_stage1_train(
     ------
     DownloadError
         With the URL and the reason in plain words, when the server cannot be
-        reached, answers with an HTTP error, or the file's hash does not match.
+        reached, answers with an HTTP error, the file's hash does not match, or its
+        content differs from the manifest (the file is deleted in the last two cases).
     """
     import pooch
 
@@ -170,4 +189,37 @@ def fetch_stage1_train(
         )
     except Exception as exc:  # pooch lets requests' and its own errors through
         raise DownloadError(url, _reason(exc)) from exc
-    return Path(path)
+    path = Path(path)
+    if check_content:
+        _check_content(path, url, manifest, log)
+    return path
+
+
+def _check_content(path: Path, url: str, manifest: dict | str | os.PathLike | None,
+                   log: Callable[[str], None] | None) -> None:
+    """Verify the zip against the manifest unless a note says this very file passed."""
+    from .dsb2018_pin import load_manifest, verify_stage1_train
+    from .imageio import DatasetError
+
+    if not isinstance(manifest, dict):
+        manifest = load_manifest(manifest)
+    note = path.with_name(path.name + VERIFIED_SUFFIX)
+    st = path.stat()
+    stamp = f"{st.st_size} {st.st_mtime_ns} {manifest['digest']}\n"
+    try:
+        if note.read_text(encoding="utf-8") == stamp:
+            return
+    except OSError:
+        pass
+    if log is not None:
+        log(f"Checking the content of {path} ...")
+    try:
+        verify_stage1_train(path, manifest)
+    except DatasetError as exc:
+        path.unlink(missing_ok=True)
+        note.unlink(missing_ok=True)
+        raise DownloadError(url, (
+            f"{exc} The downloaded file was deleted: try again, or get stage1_train.zip "
+            "from Kaggle or BBBC038."
+        )) from exc
+    note.write_text(stamp, encoding="utf-8")
