@@ -222,4 +222,7 @@ def _check_content(path: Path, url: str, manifest: dict | str | os.PathLike | No
             f"{exc} The downloaded file was deleted: try again, or get stage1_train.zip "
             "from Kaggle or BBBC038."
         )) from exc
-    note.write_text(stamp, encoding="utf-8")
+    try:
+        note.write_text(stamp, encoding="utf-8")
+    except OSError:  # a read-only cache: the check is simply made again next time
+        pass
