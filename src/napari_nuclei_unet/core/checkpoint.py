@@ -366,6 +366,9 @@ def load_checkpoint(path_or_default: str | os.PathLike, device: Any = "cpu") -> 
         in_channels=int(architecture.get("in_channels", config.in_channels)),
         base_width=int(architecture.get("base_width", config.base_width)),
         depth=int(architecture.get("depth", config.depth)),
+        # v2 fields (absent from v1 checkpoints: one foreground output, no recorded scale)
+        out_channels=int(architecture.get("out_channels", 1)),
+        training_diameter=architecture.get("training_diameter"),
     )
     load_state_strict(model, tensors, weights)
     model.eval()
