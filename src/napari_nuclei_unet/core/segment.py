@@ -142,16 +142,17 @@ def _labels(maps: np.ndarray, threshold: float, min_size: int = 10) -> np.ndarra
     return labels_from_probability(maps[0], threshold=threshold, min_size=min_size)
 
 
-def _measure(maps: np.ndarray, threshold: float) -> float | None:
-    """Median diameter of the confident objects of a prediction, in its pixels.
+def _measure(maps: np.ndarray, threshold: float) -> tuple[float | None, np.ndarray]:
+    """Median diameter of the confident objects of a prediction (its pixels), and labels.
 
     Objects touching the border are left out when enough others remain; objects whose
-    mean foreground probability is below 0.75 are left out (uncertain debris).
+    mean foreground probability is below 0.75 are left out (uncertain debris). The
+    labels are the prediction's instances, reused when no resizing follows.
     """
-    labels = _labels(maps, threshold, min_size=4)
+    labels = _labels(maps, threshold)
     n = int(labels.max())
     if n == 0:
-        return None
+        return None, labels
     from scipy import ndimage as ndi
 
     index = np.arange(1, n + 1)
@@ -163,10 +164,10 @@ def _measure(maps: np.ndarray, threshold: float) -> float | None:
     if keep.sum() < _MIN_OBJECTS:
         keep = confident
     if keep.sum() < _MIN_OBJECTS:
-        return None
+        return None, labels
     lookup = np.zeros(n + 1, dtype=labels.dtype)
     lookup[1:][keep] = index[keep]
-    return float(np.median(object_diameters(lookup[labels])))
+    return float(np.median(object_diameters(lookup[labels]))), labels
 
 
 def _at_scale(model, image, scale: float, options: SegmentOptions, device) -> np.ndarray:
@@ -209,24 +210,28 @@ def estimate_diameter(
     maps : numpy.ndarray
         ``(C, h, w)`` probability maps already computed at that scale (reused).
     """
-    options = options or SegmentOptions()
+    diameter, scale, maps, _ = _estimate(model, image, options or SegmentOptions(), device)
+    return diameter, scale, maps
+
+
+def _estimate(model, image, options: SegmentOptions, device):
+    """:func:`estimate_diameter`, plus the labels of the returned maps (or None)."""
     target = model_diameter(model)
     low, high = NATIVE_RANGE[0] * target, NATIVE_RANGE[1] * target
     scale = 1.0
     maps = _at_scale(model, image, scale, options, device)
-    measured = _measure(maps, options.threshold)
+    measured, labels = _measure(maps, options.threshold)
     if measured is None:
         for trial in (0.5, 0.25):
             if min(image.shape[:2]) * trial < 32:
                 break
             trial_maps = _at_scale(model, image, trial, options, device)
-            trial_measure = _measure(trial_maps, options.threshold)
+            trial_measure, trial_labels = _measure(trial_maps, options.threshold)
             if trial_measure is not None:
-                scale, maps, measured = trial, trial_maps, trial_measure
+                scale, maps, measured, labels = trial, trial_maps, trial_measure, trial_labels
                 break
-    if measured is None:
-        return target, 1.0, maps if scale == 1.0 else _at_scale(model, image, 1.0, options,
-                                                                 device)
+    if measured is None:  # nothing measurable: native scale, as without an estimate
+        return target, 1.0, maps, labels
     for _ in range(2):
         if low <= measured <= high:
             break
@@ -234,15 +239,16 @@ def estimate_diameter(
         if abs(new_scale / scale - 1.0) < 0.05:
             break
         new_maps = _at_scale(model, image, new_scale, options, device)
-        new_measure = _measure(new_maps, options.threshold)
+        new_measure, new_labels = _measure(new_maps, options.threshold)
         if new_measure is None:
             break
-        scale, maps, measured = new_scale, new_maps, new_measure
-    return measured / scale, scale, maps
+        scale, maps, measured, labels = new_scale, new_maps, new_measure, new_labels
+    return measured / scale, scale, maps, labels
 
 
 def _labels_back(maps: np.ndarray, shape: tuple[int, int], scale: float,
-                 threshold: float) -> tuple[np.ndarray, np.ndarray]:
+                 threshold: float, small: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """Labels found at the network's scale, mapped back to the input's pixels.
 
     Instances are split at the network's scale (where the watershed's sizes hold); the
@@ -251,7 +257,8 @@ def _labels_back(maps: np.ndarray, shape: tuple[int, int], scale: float,
     """
     from skimage.segmentation import expand_labels
 
-    small = _labels(maps, threshold)
+    if small is None:
+        small = _labels(maps, threshold)
     back = np.stack([np.clip(_resize(m, shape, 1), 0.0, 1.0) for m in maps])
     labels = _resize(small, shape, 0)
     foreground = back[0] > threshold
@@ -298,12 +305,13 @@ def segment_image(
         if abs(scale - 1.0) <= 0.05:
             scale = 1.0
         maps = _at_scale(model, image, scale, options, device)
+        labels = None
     else:
-        diameter, scale, maps = estimate_diameter(model, image, options, device=device)
+        diameter, scale, maps, labels = _estimate(model, image, options, device)
     if scale == 1.0:
-        labels = _labels(maps, options.threshold)
+        labels = _labels(maps, options.threshold) if labels is None else labels
     else:
-        labels, maps = _labels_back(maps, (height, width), scale, options.threshold)
+        labels, maps = _labels_back(maps, (height, width), scale, options.threshold, labels)
     contour = maps[1] if maps.shape[0] > 1 else None
     return Segmentation(labels=labels, probability=maps[0], diameter=diameter, scale=scale,
                         contour=contour)
