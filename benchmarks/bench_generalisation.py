@@ -100,21 +100,25 @@ def score_protocol(model, samples, protocol: str, *, tta: bool = False) -> dict:
 
 
 def acquisition_groups(samples) -> dict[str, list]:
-    """Group samples by acquisition: modality, image size class and colour.
+    """Group samples by acquisition: modality, image size, nucleus size and colour.
 
-    Fluorescence is split by image size (the DSB2018 screens differ in camera and
-    magnification); histology by colour (purple H&E vs. other stains). Groups of
-    fewer than 8 images join the ``other`` group of their modality.
+    Fluorescence is split by image size (the DSB2018 screens differ in camera) and, for
+    the 334 images of 256x256, by nucleus size (magnification); histology by colour
+    (purple H&E vs. other stains). Groups of fewer than 8 images join the ``-other``
+    group of their modality.
     """
+    from napari_nuclei_unet.core.instances import typical_diameter
+
     raw: dict[str, list] = defaultdict(list)
     for s in samples:
         image = np.asarray(s.image)
         h, w = image.shape[:2]
         modality = str(s.modality)
         if modality == "fluorescence":
-            key = f"fluo-{h}x{w}" if (h, w) in {(256, 256), (256, 320), (260, 347),
-                                                (360, 360), (520, 696), (603, 1272),
-                                                (1024, 1024), (512, 640)} else "fluo-large"
+            key = f"fluo-{h}x{w}"
+            if (h, w) == (256, 256):
+                d = typical_diameter(np.asarray(s.labels)) or 0.0
+                key += "-small" if d < 12 else "-medium" if d < 24 else "-large"
         elif modality == "histology":
             rgb = image[..., :3].reshape(-1, 3).mean(0)
             key = "histo-purple" if rgb[2] > rgb[1] + 10 else "histo-other"

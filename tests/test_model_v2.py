@@ -279,3 +279,13 @@ def test_v1_weights_initialise_the_foreground_channel_of_a_two_head_model():
     x = torch.randn(1, 3, 16, 16)
     with torch.no_grad():
         assert torch.allclose(new.eval()(x)[:, :1], old.eval()(x), atol=1e-6)
+
+
+def test_very_dim_8bit_images_are_smoothed_before_the_network():
+    image = _sample(seed=7).image
+    assert segment.dequantise(image) is image  # a normal image is left alone
+    dim = np.round(image * 0.02).astype(np.uint8)  # nuclei a few grey levels up
+    smoothed = segment.dequantise(dim)
+    assert smoothed.dtype == np.float32 and smoothed.shape == dim.shape
+    assert len(np.unique(smoothed)) > 10 * len(np.unique(dim))
+    assert segment.dequantise(dim.astype(np.float32)).dtype == np.float32  # floats untouched

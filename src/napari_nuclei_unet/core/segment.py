@@ -30,6 +30,15 @@ TRAINING_DIAMETER = 18.0
 NATIVE_RANGE = (0.75, 1.4)
 
 _MIN_OBJECTS = 3  # fewer confident objects than this: the estimate is not trusted
+
+#: Integer images whose contrast (99.8th minus 1st percentile) spans fewer grey levels
+#: than these bounds are smoothed with the paired Gaussian sigma before the network:
+#: a very dim 8-bit image (nuclei a few levels above the background) is a staircase
+#: the network reads as texture. On the 68 stage1_train validation images dimmed to
+#: 10 % and rounded to 8 bit, 50 of which then span fewer than 16 levels, the v1 model
+#: scored 0.666 mean IoU on those 50 unsmoothed and 0.745 with sigma 1.2; images with
+#: 6 or more levels lost a little from smoothing, so they are left alone.
+DEQUANTISE = ((4.5, 1.2), (6.0, 0.7))
 @dataclass(frozen=True)
 class SegmentOptions:
     """How to segment one plane.
@@ -124,6 +133,37 @@ def _predict(model, image, options: SegmentOptions, device) -> np.ndarray:
             maps = maps[:, :, ::-1] if flip_x else maps
             total = maps.copy() if total is None else total + maps
     return total / 4.0
+
+
+def dequantise(image: np.ndarray) -> np.ndarray:
+    """Smooth an integer image whose contrast spans only a few grey levels.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        ``(H, W)`` or ``(H, W, C)`` plane.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``image`` itself, or a smoothed float32 copy when it is an integer image with
+        fewer grey levels than :data:`DEQUANTISE` allows.
+    """
+    if image.dtype.kind not in "ui" or image.size == 0:
+        return image
+    from scipy import ndimage as ndi
+
+    from .normalize import as_rgb
+
+    rgb = as_rgb(image)
+    step = max(1, int(np.ceil(np.sqrt(rgb.shape[0] * rgb.shape[1] / (1 << 17)))))
+    low, high = np.percentile(rgb[::step, ::step], [1.0, 99.8])
+    levels = float(high - low)
+    for bound, sigma in DEQUANTISE:
+        if levels < bound:
+            sigmas = (sigma, sigma) + (0,) * (image.ndim - 2)
+            return ndi.gaussian_filter(image.astype(np.float32), sigmas)
+    return image
 
 
 def _resize(array: np.ndarray, shape: tuple[int, int], order: int) -> np.ndarray:
@@ -276,7 +316,8 @@ def segment_image(
     (:func:`estimate_diameter`) and the plane is resized so nuclei match the size the
     model was trained at when they are outside the range it handles natively; with a
     diameter in pixels the plane is resized by ``training diameter / diameter``.
-    Labels and maps are returned in the input's pixels.
+    A very dim integer image is smoothed first (:func:`dequantise`). Labels and maps
+    are returned in the input's pixels.
 
     Parameters
     ----------
@@ -299,6 +340,7 @@ def segment_image(
     if image.ndim not in (2, 3) or min(image.shape[:2]) < 1:
         raise ValueError(f"expected one 2-D plane (H, W) or (H, W, C), got shape {image.shape}")
     height, width = image.shape[:2]
+    image = dequantise(image)
     if options.diameter > 0:
         diameter = float(options.diameter)
         scale = model_diameter(model) / diameter
