@@ -289,3 +289,20 @@ def test_very_dim_8bit_images_are_smoothed_before_the_network():
     assert smoothed.dtype == np.float32 and smoothed.shape == dim.shape
     assert len(np.unique(smoothed)) > 10 * len(np.unique(dim))
     assert segment.dequantise(dim.astype(np.float32)).dtype == np.float32  # floats untouched
+
+
+def test_large_planes_with_big_nuclei_skip_the_full_size_pass(monkeypatch):
+    sample = _sample(seed=4)
+    image = _zoom(sample.image, 5.0, 1)  # 1280 x 1280, nuclei ~50 px
+    monkeypatch.setattr(segment, "_LARGE_PIXELS", 1_000_000)
+    scales = []
+    real = segment._at_scale
+
+    def spy(model, plane, scale, options, device):
+        scales.append(scale)
+        return real(model, plane, scale, options, device)
+
+    monkeypatch.setattr(segment, "_at_scale", spy)
+    diameter, scale, _ = estimate_diameter(Threshold(), image)
+    assert 1.0 not in scales and scales[0] == 0.5
+    assert diameter * scale == pytest.approx(segment.TRAINING_DIAMETER, rel=0.4)
