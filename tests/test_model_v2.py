@@ -279,6 +279,10 @@ def test_v1_weights_initialise_the_foreground_channel_of_a_two_head_model():
     x = torch.randn(1, 3, 16, 16)
     with torch.no_grad():
         assert torch.allclose(new.eval()(x)[:, :1], old.eval()(x), atol=1e-6)
+    # a source's recorded training diameter is kept by the fine-tuned model
+    recorded = UNet(base_width=4, depth=2, out_channels=2, training_diameter=31.0)
+    _init_weights(new, recorded, "v2")
+    assert new.training_diameter == 31.0
 
 
 def test_very_dim_8bit_images_are_smoothed_before_the_network():

@@ -663,7 +663,8 @@ def _init_weights(model: UNet, source: torch.nn.Module, init_from: Any) -> None:
     """Copy a checkpoint's weights into ``model`` (fine-tuning, or v1 -> two heads).
 
     A one-output (v1) source initialises the foreground channel of a two-output model;
-    the contour channel keeps its fresh initialisation.
+    the contour channel keeps its fresh initialisation. A source that records its
+    training diameter passes it on (fine-tuning keeps the scale the network knows).
     """
     mine = {k: v for k, v in model.architecture().items()
             if k not in ("out_channels", "training_diameter")}
@@ -682,6 +683,8 @@ def _init_weights(model: UNet, source: torch.nn.Module, init_from: Any) -> None:
             merged[: source.out_channels] = state[key]
             state[key] = merged
     model.load_state_dict(state)
+    if getattr(source, "training_diameter", None):
+        model.training_diameter = float(source.training_diameter)
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
