@@ -202,6 +202,11 @@ def _build_parser() -> argparse.ArgumentParser:
                           help="score every image (all), or only the images the model was "
                                "validated on / trained on, as recorded in its .json "
                                "(default: all)")
+    evaluate.add_argument("--diameter", type=float, default=None, metavar="PX",
+                          help="typical nucleus diameter in pixels; 0 = estimate it per image "
+                               "(default: the model's training scale, no resizing)")
+    evaluate.add_argument("--tta", action="store_true",
+                          help="average the predictions of flipped copies (about 4x slower)")
     _add_device(evaluate)
     evaluate.set_defaults(handler="evaluate:run")
 

@@ -94,13 +94,43 @@ def select_split(ids: list[str], metadata: dict[str, Any], split: str) -> list[s
     return keep
 
 
+def check_diameter(value: float | None) -> None:
+    """Refuse a negative or non-finite ``--diameter`` with a plain message."""
+    import math
+
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise ValueError(
+            f"--diameter must be 0 (automatic) or a nucleus diameter in pixels, got {value:g}."
+        )
+
+
+def segment_options(args: argparse.Namespace, model: Any):
+    """The :class:`SegmentOptions` of ``--diameter``/``--tta``; None: plain native scoring.
+
+    Without either option a one-output (v1) model is scored exactly as before the
+    options existed (native scale); a two-head model always goes through
+    ``segment_image``.
+    """
+    diameter = getattr(args, "diameter", None)
+    tta = bool(getattr(args, "tta", False))
+    check_diameter(diameter)
+    if diameter is None and not tta:
+        return None
+    from ..core.segment import SegmentOptions, model_diameter
+
+    if diameter is None:
+        diameter = model_diameter(model)
+    return SegmentOptions(diameter=float(diameter), threshold=args.threshold, tta=tta)
+
+
 def run(args: argparse.Namespace) -> int:
     """Evaluate a model on a labelled dataset; print a table or one JSON object.
 
     Parameters
     ----------
     args : argparse.Namespace
-        ``model``, ``data``, ``json``, ``threshold``, ``worst``, ``device``, ``quiet``.
+        ``model``, ``data``, ``json``, ``threshold``, ``worst``, ``device``, ``quiet``,
+        and optionally ``diameter`` (pixels, 0 = automatic) and ``tta``.
 
     Returns
     -------
@@ -108,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
         0.
     """
     check_threshold(args.threshold)
+    check_diameter(getattr(args, "diameter", None))
     from ..bioimageio.load import load_any_model
     from ..core.device import configure_cpu_threads, resolve_device
     from ..core.evaluation import evaluate
@@ -120,15 +151,20 @@ def run(args: argparse.Namespace) -> int:
     dataset = open_dataset(args.data, quiet=args.quiet)
     ids = select_split(dataset.ids(), loaded.metadata, getattr(args, "split", "all"))
     samples = load_samples(dataset, quiet=args.quiet, ids=ids)
+    options = segment_options(args, loaded.model)
     with ProgressBars(quiet=args.quiet) as bars:
-        report = drive(evaluate(loaded.model, samples, threshold=args.threshold, device=device),
-                       bars)
+        report = drive(evaluate(loaded.model, samples, threshold=args.threshold, device=device,
+                                segment_options=options), bars)
     data = report.to_json()
     if args.json:
         print(json.dumps(data, allow_nan=False))
     else:
-        print(f"Model {loaded.path} on {dataset.path} (threshold {args.threshold:g}, "
-              f"{report.instance_method} instances)")
+        how = (f"{report.instance_method} instances" if options is None else
+               f"{'contour-seeded' if loaded.model.out_channels > 1 else 'watershed'} "
+               f"instances, diameter "
+               f"{'automatic' if options.diameter == 0 else format(options.diameter, 'g')}"
+               f"{', TTA' if options.tta else ''}")
+        print(f"Model {loaded.path} on {dataset.path} (threshold {args.threshold:g}, {how})")
         print(format_report(data, worst=args.worst))
         if report.skipped:
             print(f"\n{len(report.skipped)} image(s) without masks were not scored.")

@@ -11,7 +11,13 @@ run never copies data from the host), each with its per-image normalisation
    batched ``grid_sample``;
 4. random flips and 90-degree rotations;
 5. mild intensity jitter: contrast, brightness, gamma, per-channel colour, noise,
-   random grey conversion and random inversion.
+   random grey conversion and random inversion;
+6. with ``strong``: H&E stain jitter by colour deconvolution (before normalisation),
+   strong dimming with 8-bit quantisation (a raw image with max ~10-80 of 255), hue
+   and saturation, blur/defocus, and wider gamma and noise.
+
+With ``contours``, the target gets a second channel: the nuclei's inner borders
+(:func:`contour_map`), resampled with the mask.
 
 All randomness comes from one :class:`numpy.random.Generator`, whose state is plain
 JSON, so a resumed run continues the same random stream.
@@ -53,6 +59,7 @@ class AugmentSettings:
     scale: float = 0.0
     invert_probability: float = 0.15
     grey_probability: float = 0.2
+    strong: bool = False
 
     @classmethod
     def from_config(cls, config) -> AugmentSettings:
@@ -63,6 +70,7 @@ class AugmentSettings:
             intensity=config.augment_intensity,
             invert=config.augment_invert,
             scale=config.augment_scale,
+            strong=getattr(config, "augment_strong", False),
         )
 
 
@@ -80,6 +88,8 @@ class CropSampler:
         Augmentations to apply.
     device : torch.device or str, default "cpu"
         Where images are stored and batches are made.
+    contours : bool, default False
+        Also return the contour target (a second target channel).
     """
 
     def __init__(
@@ -88,6 +98,7 @@ class CropSampler:
         crop_size: int,
         settings: AugmentSettings | None = None,
         device: torch.device | str = "cpu",
+        contours: bool = False,
     ) -> None:
         if not samples:
             raise ValueError("CropSampler needs at least one sample.")
@@ -97,8 +108,10 @@ class CropSampler:
         # Window cut from the image before resampling: large enough for the biggest
         # scale factor (sampling a region of crop * (1 + scale) pixels).
         self.window = int(math.ceil(self.crop_size * (1.0 + self.settings.scale)))
+        self.contours = bool(contours)
         self.images: list[torch.Tensor] = []
         self.masks: list[torch.Tensor] = []
+        colour = []
         params = []
         for sample in samples:
             image = np.ascontiguousarray(as_rgb(sample.image))
@@ -109,11 +122,16 @@ class CropSampler:
                 )
             norm = normalization_params(image)
             params.append((norm.scale, norm.offset))
-            mask = (np.asarray(sample.labels) > 0).astype(np.uint8)
+            labels = np.asarray(sample.labels)
+            mask = (labels > 0).astype(np.uint8)
+            if self.contours:
+                mask = mask + contour_map(labels).astype(np.uint8) * 2  # bit 0 fg, bit 1 contour
+            colour.append(_is_colour(image))
             image, mask = _pad_to_at_least(image, mask, self.window)
             self.images.append(torch.from_numpy(image).to(self.device))
             self.masks.append(torch.from_numpy(mask).to(self.device))
         self.norm = torch.tensor(params, dtype=torch.float32, device=self.device)
+        self.colour = np.asarray(colour, dtype=bool)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -134,7 +152,8 @@ class CropSampler:
         -------
         (torch.Tensor, torch.Tensor)
             ``(N, 3, crop, crop)`` float32 normalised images and ``(N, 1, crop, crop)``
-            float32 0/1 masks, on the sampler's device.
+            float32 0/1 masks (``(N, 2, crop, crop)``: mask and contour, with
+            ``contours``), on the sampler's device.
         """
         indices = [int(i) for i in indices]
         n, w = len(indices), self.window
@@ -146,13 +165,21 @@ class CropSampler:
             windows.append(image[y0 : y0 + w, x0 : x0 + w])
             masks.append(mask[y0 : y0 + w, x0 : x0 + w])
         x = torch.stack(windows).permute(0, 3, 1, 2).float()
-        y = torch.stack(masks)[:, None].float()
-        norm = self.norm[indices]
+        packed = torch.stack(masks)[:, None]
+        if self.contours:
+            y = torch.cat([packed & 1, (packed >> 1) & 1], dim=1).float()
+        else:
+            y = packed.float()
+        norm = self.norm[indices].clone()
+        s = self.settings
+        if s.strong:
+            x, norm = self._raw_jitter(rng, x, norm, self.colour[indices])
         x = x * norm[:, 0, None, None, None] + norm[:, 1, None, None, None]
         x, y = self._geometric(rng, x, y)
-        s = self.settings
         if s.intensity:
             x = self._jitter(rng, x)
+        if s.strong:
+            x = self._strong(rng, x)
         if s.invert:
             grey = np.flatnonzero(rng.random(n) < s.grey_probability).tolist()
             if grey:
@@ -206,7 +233,90 @@ class CropSampler:
         both = F.grid_sample(
             both, grid, mode="bilinear", padding_mode="reflection", align_corners=False
         )
-        return both[:, :3], (both[:, 3:] > 0.5).float()
+        mask = (both[:, 3:4] > 0.5).float()
+        if both.shape[1] > 4:
+            # the contour stays soft: a thin line must not vanish when a crop is shrunk
+            mask = torch.cat([mask, both[:, 4:].clamp(0.0, 1.0)], dim=1)
+        return both[:, :3], mask
+
+    def _raw_jitter(
+        self, rng: np.random.Generator, x: torch.Tensor, norm: torch.Tensor, colour: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stain jitter and dimming on raw ``0..255`` windows; returns ``x`` and the maps.
+
+        Stain jitter (colour images, half of them): Beer-Lambert optical density, the
+        haematoxylin/eosin/DAB concentrations of :func:`skimage.color.rgb2hed`'s
+        matrix, each scaled by ``[0.6, 1.4]`` and shifted, then back to RGB.
+        Dimming (15 % of crops): the raw values times ``[0.03, 0.3]``, rounded to
+        integers (what an 8-bit camera records of a dim sample); the affine map is
+        divided accordingly, as a percentile normalisation of the dim image would be.
+        """
+        n = x.shape[0]
+        stain = np.flatnonzero(colour & (rng.random(n) < 0.5)).tolist()
+        if stain:
+            from skimage.color import hed_from_rgb, rgb_from_hed
+
+            forward = torch.as_tensor(hed_from_rgb, dtype=torch.float32, device=self.device)
+            backward = torch.as_tensor(rgb_from_hed, dtype=torch.float32, device=self.device)
+            alpha = torch.as_tensor(rng.uniform(0.6, 1.4, (len(stain), 3)), dtype=torch.float32,
+                                    device=self.device)
+            beta = torch.as_tensor(rng.uniform(-0.05, 0.05, (len(stain), 3)),
+                                   dtype=torch.float32, device=self.device)
+            raw = x[stain].clamp(min=1.0) / 255.0
+            od = -torch.log(raw).permute(0, 2, 3, 1)  # (k, h, w, 3)
+            hed = od @ forward
+            hed = hed * alpha[:, None, None, :] + beta[:, None, None, :]
+            rgb = torch.exp(-(hed.clamp(min=0) @ backward)).permute(0, 3, 1, 2)
+            x[stain] = (rgb * 255.0).clamp(0.0, 255.0)
+        dim = np.flatnonzero(rng.random(n) < 0.15).tolist()
+        if dim:
+            factor = np.exp(rng.uniform(np.log(0.03), np.log(0.3), len(dim)))
+            f = torch.as_tensor(factor, dtype=torch.float32, device=self.device)
+            x[dim] = torch.round(x[dim] * f[:, None, None, None])
+            norm[dim, 0] = norm[dim, 0] / f
+        return x, norm
+
+    def _strong(self, rng: np.random.Generator, x: torch.Tensor) -> torch.Tensor:
+        """Hue/saturation, blur/defocus, strong gamma and noise on normalised crops."""
+        n = x.shape[0]
+        dev = self.device
+        colour = np.flatnonzero(rng.random(n) < 0.3).tolist()
+        if colour:
+            # rotate colours about the grey axis (hue) and scale their distance to it
+            angle = rng.uniform(-np.pi / 4, np.pi / 4, len(colour))
+            sat = rng.uniform(0.0, 1.6, len(colour))
+            k = np.ones(3) / np.sqrt(3.0)
+            cross = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+            mats = []
+            for a, sv in zip(angle, sat, strict=True):
+                rot = np.eye(3) + np.sin(a) * cross + (1 - np.cos(a)) * cross @ cross
+                grey = np.full((3, 3), 1.0 / 3.0)
+                mats.append(grey + sv * (rot - grey))
+            m = torch.as_tensor(np.stack(mats), dtype=torch.float32, device=dev)
+            x[colour] = torch.einsum("kij,kjhw->kihw", m, x[colour])
+        blur = np.flatnonzero(rng.random(n) < 0.2).tolist()
+        for i, sigma in zip(blur, rng.uniform(0.6, 2.5, len(blur)), strict=True):
+            radius = int(math.ceil(2.5 * sigma))
+            t = torch.arange(-radius, radius + 1, dtype=torch.float32, device=dev)
+            kernel = torch.exp(-0.5 * (t / float(sigma)) ** 2)
+            kernel = (kernel / kernel.sum()).repeat(3, 1)
+            crop = F.pad(x[i : i + 1], (radius, radius, radius, radius), mode="reflect")
+            crop = F.conv2d(crop, kernel[:, None, None, :], groups=3)
+            x[i : i + 1] = F.conv2d(crop, kernel[:, None, :, None], groups=3)
+        gamma_on = np.flatnonzero(rng.random(n) < 0.3).tolist()
+        if gamma_on:
+            gamma = torch.as_tensor(np.exp(rng.uniform(-0.7, 0.7, len(gamma_on))),
+                                    dtype=torch.float32, device=dev)
+            x[gamma_on] = x[gamma_on].clamp(min=0).pow(gamma.reshape(-1, 1, 1, 1))
+        noisy = np.flatnonzero(rng.random(n) < 0.2).tolist()
+        if noisy:
+            generator = torch.Generator(device=dev)
+            generator.manual_seed(int(rng.integers(0, 2**62)))
+            noise = torch.randn((len(noisy), *x.shape[1:]), generator=generator, device=dev)
+            sigma = torch.as_tensor(rng.uniform(0.02, 0.12, len(noisy)), dtype=torch.float32,
+                                    device=dev)
+            x[noisy] += noise * sigma.reshape(-1, 1, 1, 1)
+        return x
 
     def _jitter(self, rng: np.random.Generator, x: torch.Tensor) -> torch.Tensor:
         """Mild per-crop contrast, brightness, gamma, colour and noise jitter."""
@@ -235,6 +345,33 @@ class CropSampler:
             )
             x[noisy] += noise * per_sample(sigma[noisy]).reshape(-1, 1, 1, 1)
         return x
+
+
+def contour_map(labels: np.ndarray) -> np.ndarray:
+    """The inner border of every nucleus: the contour target of two-head models.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        ``(H, W)`` instance labels, 0 = background.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W)`` bool, True on the pixels of a nucleus that touch another label or
+        the background (so two touching nuclei are separated by a two-pixel band).
+    """
+    from skimage.segmentation import find_boundaries
+
+    labels = np.asarray(labels)
+    return find_boundaries(labels, connectivity=1, mode="inner") & (labels > 0)
+
+
+def _is_colour(image: np.ndarray) -> bool:
+    """True when the RGB channels of an image differ (stained tissue, not grey)."""
+    step = max(1, int(math.sqrt(image.shape[0] * image.shape[1] / 65536)))
+    sub = image[::step, ::step].astype(np.int16)
+    return float(np.abs(sub - sub.mean(axis=2, keepdims=True)).mean()) > 2.0
 
 
 def _pad_to_at_least(

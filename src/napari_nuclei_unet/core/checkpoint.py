@@ -28,6 +28,7 @@ needs no torch; loading weights imports torch lazily.
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -293,7 +294,7 @@ def read_metadata(path: str | os.PathLike) -> dict:
     return data
 
 
-def check_architecture(architecture: dict, config: TrainConfig, source: Path) -> dict[str, int]:
+def check_architecture(architecture: dict, config: TrainConfig, source: Path) -> dict:
     """The U-Net sizes a sidecar asks for, checked before any model is built.
 
     Parameters
@@ -308,7 +309,8 @@ def check_architecture(architecture: dict, config: TrainConfig, source: Path) ->
     Returns
     -------
     dict
-        ``in_channels``, ``base_width``, ``depth``.
+        ``in_channels``, ``base_width``, ``depth``, ``out_channels`` and, when recorded,
+        ``training_diameter``.
 
     Raises
     ------
@@ -326,6 +328,25 @@ def check_architecture(architecture: dict, config: TrainConfig, source: Path) ->
                 "napari-nuclei-unet; use the .json written with the weights."
             )
         sizes[key] = value
+    # v2 fields, absent from v1 checkpoints (one foreground output, no recorded scale)
+    out_channels = architecture.get("out_channels", 1)
+    if not _check_int(out_channels, 1, 2):
+        raise CheckpointError(
+            f"Checkpoint {source}: architecture out_channels must be 1 (foreground) or 2 "
+            f"(foreground + contour), got {out_channels!r}. The sidecar was edited or is not "
+            "from napari-nuclei-unet; use the .json written with the weights."
+        )
+    sizes["out_channels"] = out_channels
+    diameter = architecture.get("training_diameter")
+    if diameter is not None:
+        if (isinstance(diameter, bool) or not isinstance(diameter, (int, float))
+                or not math.isfinite(diameter) or not 1.0 <= diameter <= 1000.0):
+            raise CheckpointError(
+                f"Checkpoint {source}: architecture training_diameter must be a nucleus "
+                f"diameter in pixels (1 to 1000), got {diameter!r}. The sidecar was edited or "
+                "is not from napari-nuclei-unet; use the .json written with the weights."
+            )
+        sizes["training_diameter"] = float(diameter)
     return sizes
 
 

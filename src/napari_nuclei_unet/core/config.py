@@ -81,6 +81,13 @@ class TrainConfig:
     augment_scale : float
         Random scale jitter: crops are resized by a factor in ``[1/(1+s), 1+s]``
         (0 disables it).
+    augment_strong : bool
+        Stronger appearance augmentation for images unlike the training set: H&E
+        stain jitter (colour deconvolution), hue/saturation, blur/defocus, wider gamma,
+        and strong dimming with 8-bit quantisation.
+    contour_head : bool
+        Train a second output channel, the nuclei's contours, used to split touching
+        nuclei (seeded watershed on the network's own outputs).
     modality_balance : float
         How much rarer modalities are favoured when training crops are drawn: an
         image is picked with probability proportional to ``n ** -modality_balance``,
@@ -129,6 +136,8 @@ class TrainConfig:
     augment_intensity: bool = True
     augment_invert: bool = True
     augment_scale: float = 0.25
+    augment_strong: bool = False
+    contour_head: bool = False
     modality_balance: float = 0.0
     device: str = "auto"
     amp: bool = True

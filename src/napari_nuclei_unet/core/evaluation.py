@@ -198,7 +198,8 @@ def _check_options(threshold: float, instance_method: str) -> None:
 
 
 def score_prediction(
-    sample, prob, *, threshold: float = 0.5, instance_method: str = "watershed"
+    sample, prob, *, threshold: float = 0.5, instance_method: str = "watershed",
+    labels=None,
 ) -> ImageRow:
     """Score a probability map of one sample against its true labels.
 
@@ -212,6 +213,10 @@ def score_prediction(
         Foreground is ``prob > threshold``. Default 0.5.
     instance_method : {"watershed", "components"}, optional
         How the foreground is split into nuclei. Default ``"watershed"``.
+    labels : array_like, shape (H, W), optional
+        Predicted instances already made (e.g. by
+        :func:`~napari_nuclei_unet.core.segment.segment_image`); then ``prob`` is not
+        thresholded again.
 
     Returns
     -------
@@ -224,14 +229,16 @@ def score_prediction(
     """
     _check_options(threshold, instance_method)
     prob = np.asarray(prob)
-    labels = np.asarray(sample.labels)
-    if prob.shape != labels.shape:
+    if prob.shape != np.shape(sample.labels):
         raise ValueError(
             f"probability map of sample {sample.id!r} must have the shape of its labels "
-            f"{labels.shape}, got {prob.shape}"
+            f"{np.shape(sample.labels)}, got {prob.shape}"
         )
-    pred = labels_from_probability(prob, threshold=threshold, method=instance_method)
-    s = image_scores(labels, pred)
+    if labels is not None:
+        pred = np.asarray(labels)
+    else:
+        pred = labels_from_probability(prob, threshold=threshold, method=instance_method)
+    s = image_scores(np.asarray(sample.labels), pred)
     return ImageRow(
         id=str(sample.id),
         modality=str(sample.modality),
@@ -267,8 +274,12 @@ def _score_all(
             break
         if _has_labels(sample):
             prob = get_probability(sample)
+            pred = None
+            if isinstance(prob, tuple):  # (probability, labels) from segment_image
+                prob, pred = prob
             report.rows.append(
-                score_prediction(sample, prob, threshold=threshold, instance_method=instance_method)
+                score_prediction(sample, prob, threshold=threshold,
+                                 instance_method=instance_method, labels=pred)
             )
             if keep_probabilities:
                 report.probabilities[sample.id] = prob
@@ -287,6 +298,7 @@ def evaluate(
     should_stop: Callable[[], bool] | None = None,
     device=None,
     keep_probabilities: bool = False,
+    segment_options=None,
 ) -> Generator[Progress, None, EvaluationReport]:
     """Predict and score every sample.
 
@@ -309,6 +321,10 @@ def evaluate(
     keep_probabilities : bool, optional
         Keep each probability map in ``report.probabilities`` so it can be
         re-scored with :func:`rescore` or :func:`score_prediction`. Default False.
+    segment_options : SegmentOptions, optional
+        Segment each image with :func:`~napari_nuclei_unet.core.segment.segment_image`
+        (nucleus diameter, TTA; ``threshold`` is taken from here). Models with a
+        contour head always go this way (with native scale unless given).
 
     Yields
     ------
@@ -332,8 +348,22 @@ def evaluate(
     if not callable(model) and hasattr(model, "model"):
         model = model.model
 
-    def predict(sample) -> np.ndarray:
-        return predict_probability(model, sample.image, device=device)
+    if segment_options is None and getattr(model, "out_channels", 1) > 1:
+        from .segment import SegmentOptions, model_diameter
+
+        segment_options = SegmentOptions(diameter=model_diameter(model), threshold=threshold)
+    if segment_options is not None:
+        from .segment import segment_image
+
+        threshold = segment_options.threshold
+
+        def predict(sample):
+            result = segment_image(model, sample.image, segment_options, device=device)
+            return result.probability, result.labels
+    else:
+
+        def predict(sample) -> np.ndarray:
+            return predict_probability(model, sample.image, device=device)
 
     return (
         yield from _score_all(

@@ -99,6 +99,29 @@ def predict_probability(
 ) -> np.ndarray:
     """Predict the foreground probability of an image of any size.
 
+    The foreground channel of :func:`predict_maps`; see it for the parameters.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W)`` float32 probabilities in [0, 1].
+    """
+    return predict_maps(model, image, device=device, tile_size=tile_size, overlap=overlap,
+                        batch_size=batch_size, amp=amp)[0]
+
+
+def predict_maps(
+    model: torch.nn.Module,
+    image: np.ndarray,
+    *,
+    device: torch.device | str | None = None,
+    tile_size: int = DEFAULT_TILE_SIZE,
+    overlap: int = DEFAULT_OVERLAP,
+    batch_size: int = 2,
+    amp: bool = True,
+) -> np.ndarray:
+    """Predict every output map (foreground, and contour for two-head models).
+
     Images that fit in one tile go through the network in one pass. Larger images
     are cut into overlapping tiles whose predictions are blended with linear-ramp
     weights over the overlaps, so no seams appear.
@@ -128,7 +151,8 @@ def predict_probability(
     Returns
     -------
     numpy.ndarray
-        ``(H, W)`` float32 probabilities in [0, 1].
+        ``(C, H, W)`` float32 probabilities in [0, 1], one map per output channel
+        (``C = model.out_channels``; channel 0 is the foreground).
     """
     custom = getattr(model, "predict_probability", None)
     if custom is not None:  # e.g. a bioimage.io package, which brings its own processing
@@ -154,7 +178,7 @@ def predict_probability(
                 logits = net(batch)
         else:
             logits = net(batch)
-        return torch.sigmoid(logits.float())[:, 0].cpu()
+        return torch.sigmoid(logits.float()).cpu()
 
     with torch.inference_mode():
         if height <= tile and width <= tile:
@@ -162,7 +186,8 @@ def predict_probability(
         tile_h, tile_w = min(tile, height), min(tile, width)
         ys = tile_starts(height, tile_h, overlap)
         xs = tile_starts(width, tile_w, overlap)
-        total = np.zeros((height, width), dtype=np.float32)
+        channels = getattr(net, "out_channels", 1)
+        total = np.zeros((channels, height, width), dtype=np.float32)
         weight_sum = np.zeros((height, width), dtype=np.float32)
         boxes = [(y, x0) for y in ys for x0 in xs]
         for first in range(0, len(boxes), batch_size):
@@ -173,7 +198,7 @@ def predict_probability(
                 wy = _ramp(tile_h, overlap, y == 0, y + tile_h >= height)
                 wx = _ramp(tile_w, overlap, x0 == 0, x0 + tile_w >= width)
                 weight = wy[:, None] * wx[None, :]
-                total[y : y + tile_h, x0 : x0 + tile_w] += prob * weight
+                total[:, y : y + tile_h, x0 : x0 + tile_w] += prob * weight
                 weight_sum[y : y + tile_h, x0 : x0 + tile_w] += weight
         return np.clip(total / weight_sum, 0.0, 1.0).astype(np.float32, copy=False)
 

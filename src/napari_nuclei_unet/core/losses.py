@@ -92,3 +92,45 @@ class DiceBCELoss(nn.Module):
         bce = F.binary_cross_entropy_with_logits(logits.float(), target)
         dice = soft_dice_loss(logits, target, smooth=self.smooth, per_image=self.per_image)
         return self.bce_weight * bce + self.dice_weight * dice
+
+
+class HeadsLoss(nn.Module):
+    """Loss of a model with one or two output channels (foreground, contour).
+
+    ``loss = DiceBCE(foreground) + contour_weight * DiceBCE(contour)``; with one channel
+    it is exactly :class:`DiceBCELoss`.
+
+    Parameters
+    ----------
+    contour_weight : float, default 1.0
+        Weight of the contour channel's loss.
+    """
+
+    def __init__(self, contour_weight: float = 1.0) -> None:
+        super().__init__()
+        self.contour_weight = contour_weight
+        self.dice_bce = DiceBCELoss()
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Compute the loss.
+
+        Parameters
+        ----------
+        logits : torch.Tensor
+            ``(N, C, H, W)`` logits, ``C`` in {1, 2}.
+        target : torch.Tensor
+            ``(N, C, H, W)`` 0/1 targets.
+
+        Returns
+        -------
+        torch.Tensor
+            Scalar loss.
+        """
+        if logits.shape != target.shape:
+            raise ValueError(
+                f"logits and target shapes differ: {tuple(logits.shape)} vs {tuple(target.shape)}."
+            )
+        loss = self.dice_bce(logits[:, :1], target[:, :1])
+        if logits.shape[1] > 1:
+            loss = loss + self.contour_weight * self.dice_bce(logits[:, 1:2], target[:, 1:2])
+        return loss

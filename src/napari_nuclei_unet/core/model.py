@@ -37,8 +37,12 @@ class ConvBlock(nn.Sequential):
         )
 
 
+#: Names of the output channels, in order, for ``out_channels`` 1 and 2.
+HEADS = {1: ("foreground",), 2: ("foreground", "contour")}
+
+
 class UNet(nn.Module):
-    """U-Net for binary (foreground) segmentation.
+    """U-Net for nucleus segmentation: a foreground map, optionally a contour map.
 
     The classic encoder-decoder of Ronneberger, Fischer and Brox, "U-Net: Convolutional
     Networks for Biomedical Image Segmentation", MICCAI 2015 (arXiv:1505.04597), with
@@ -46,8 +50,10 @@ class UNet(nn.Module):
     ``conv3x3 -> BatchNorm -> ReLU`` blocks; the encoder halves the resolution with
     2x2 max-pooling and doubles the channels; the decoder doubles the resolution with
     a 2x2 transposed convolution, concatenates the skip connection of the same level
-    and applies another two-conv block; a 1x1 convolution gives one foreground logit
-    per pixel.
+    and applies another two-conv block; a 1x1 convolution gives one logit per pixel and
+    output channel: channel 0 is the foreground, channel 1 (when ``out_channels=2``) the
+    contour of each nucleus (a band along its border, where touching nuclei meet), used
+    to seed the instance watershed.
 
     Parameters
     ----------
@@ -58,21 +64,47 @@ class UNet(nn.Module):
     depth : int, default 4
         Number of poolings. Inputs are padded (reflect) to a multiple of ``2**depth``
         and the output is cropped back, so any ``H x W`` is accepted.
+    out_channels : int, default 1
+        1 (foreground; the v1 models) or 2 (foreground + contour).
+    training_diameter : float or None, default None
+        Typical nucleus diameter (pixels) of the training crops as the network saw them;
+        None for models that do not record it. Stored in the architecture so that
+        :func:`~napari_nuclei_unet.core.segment.segment_image` rescales images to it.
 
     Examples
     --------
     >>> net = UNet(base_width=4, depth=2)
     >>> net(torch.zeros(1, 3, 37, 51)).shape
     torch.Size([1, 1, 37, 51])
+    >>> UNet(base_width=4, depth=2, out_channels=2)(torch.zeros(1, 3, 16, 16)).shape
+    torch.Size([1, 2, 16, 16])
     """
 
-    def __init__(self, in_channels: int = 3, base_width: int = 16, depth: int = 4) -> None:
+    def __init__(
+        self,
+        in_channels: int = 3,
+        base_width: int = 16,
+        depth: int = 4,
+        out_channels: int = 1,
+        training_diameter: float | None = None,
+    ) -> None:
         super().__init__()
         if in_channels < 1 or base_width < 1 or depth < 1:
             raise ValueError(
                 f"UNet needs in_channels, base_width and depth >= 1; got {in_channels}, "
                 f"{base_width}, {depth}."
             )
+        if out_channels not in HEADS:
+            raise ValueError(f"UNet out_channels must be 1 or 2; got {out_channels}.")
+        if training_diameter is not None and not training_diameter > 0:
+            raise ValueError(
+                f"UNet training_diameter must be a positive number of pixels; got "
+                f"{training_diameter}."
+            )
+        self.out_channels = int(out_channels)
+        self.training_diameter = (
+            None if training_diameter is None else float(training_diameter)
+        )
         self.in_channels = in_channels
         self.base_width = base_width
         self.depth = depth
@@ -88,7 +120,12 @@ class UNet(nn.Module):
             self.upsample.append(nn.ConvTranspose2d(channels, width, kernel_size=2, stride=2))
             self.up.append(ConvBlock(2 * width, width))
             channels = width
-        self.head = nn.Conv2d(channels, 1, kernel_size=1)
+        self.head = nn.Conv2d(channels, self.out_channels, kernel_size=1)
+
+    @property
+    def heads(self) -> tuple[str, ...]:
+        """Names of the output channels (``("foreground",)`` or ``("foreground", "contour")``)."""
+        return HEADS[self.out_channels]
 
     @property
     def multiple(self) -> int:
@@ -106,7 +143,8 @@ class UNet(nn.Module):
         Returns
         -------
         torch.Tensor
-            ``(N, 1, H, W)`` foreground logits (apply a sigmoid for probabilities).
+            ``(N, out_channels, H, W)`` logits (apply a sigmoid for probabilities);
+            channel 0 is the foreground.
         """
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
@@ -171,13 +209,22 @@ class UNet(nn.Module):
         return fused
 
     def architecture(self) -> dict:
-        """Return the constructor arguments, as stored in checkpoints."""
-        return {
+        """Return the constructor arguments, as stored in checkpoints.
+
+        ``out_channels`` and ``training_diameter`` are written only when they differ
+        from the v1 defaults, so a v1 model describes itself exactly as before.
+        """
+        arch = {
             "name": ARCHITECTURE,
             "in_channels": self.in_channels,
             "base_width": self.base_width,
             "depth": self.depth,
         }
+        if self.out_channels != 1:
+            arch["out_channels"] = self.out_channels
+        if self.training_diameter is not None:
+            arch["training_diameter"] = self.training_diameter
+        return arch
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:

@@ -9,6 +9,12 @@ Every image, whatever its modality, is mapped the same way:
    scaled grey image is above 0.5. Bright-background brightfield and H&E images then
    look like dark-background fluorescence, which is most of the DSB2018 data.
 
+Percentiles make the map independent of the image's brightness and bit depth: a dim
+raw image (max ~100 of 255), the same image in 16 bit or as floats, or one scaled by
+any factor, all give the same normalised image (up to the rounding of the dim one).
+NaN and infinite pixels (floating-point input) are left out of the statistics and
+mapped to the background. Boolean images are read as 0/1.
+
 The mapping is affine per image, so training can store the two numbers of
 :func:`normalization_params` per image and normalise random crops of the raw
 ``uint8`` image exactly as :func:`normalize_image` would normalise the whole image.
@@ -90,12 +96,15 @@ def normalization_params(image: np.ndarray) -> NormalizationParams:
     NormalizationParams
         The map to apply to the raw values (all channels alike).
     """
-    rgb = as_rgb(image)
+    rgb = _real(as_rgb(image))
     h, w = rgb.shape[:2]
     step = max(1, int(np.ceil(np.sqrt(h * w / _MAX_STAT_PIXELS))))
-    sub = rgb[::step, ::step].astype(np.float32, copy=False)
-    low, high = np.percentile(sub, [LOW_PERCENTILE, HIGH_PERCENTILE])
-    if high - low < 1e-6:
+    sub = rgb[::step, ::step].astype(np.float64, copy=False)
+    if sub.dtype.kind == "f" and not np.isfinite(sub).all():
+        finite = np.isfinite(sub).all(axis=2)
+        sub = sub[finite][None] if finite.any() else np.zeros((1, 1, 3))
+    low, high = (float(v) for v in np.percentile(sub, [LOW_PERCENTILE, HIGH_PERCENTILE]))
+    if high - low < 1e-6 * max(1.0, abs(high)):
         # Flat image: nothing to stretch; centre it so it becomes all zeros.
         high = low + 1.0
     scale = 1.0 / float(high - low)
@@ -125,11 +134,31 @@ def normalize_image(image: np.ndarray, params: NormalizationParams | None = None
         ``(3, H, W)`` float32, background near 0 and nuclei near 1 (values may leave
         [0, 1] slightly for the brightest/darkest 0.2 %/1 % of pixels).
     """
-    rgb = as_rgb(image)
+    rgb = _real(as_rgb(image))
     if params is None:
         params = normalization_params(rgb)
     out = np.empty((3, *rgb.shape[:2]), dtype=np.float32)
+    wide = rgb.dtype.kind == "f" and rgb.dtype.itemsize > 4 or rgb.dtype.itemsize > 2
     for c in range(3):
-        np.multiply(rgb[:, :, c], np.float32(params.scale), out=out[c], casting="unsafe")
+        channel = rgb[:, :, c]
+        if wide:  # float64 / 32-bit integers: scale in double precision first
+            out[c] = channel * params.scale + params.offset
+            continue
+        np.multiply(channel, np.float32(params.scale), out=out[c], casting="unsafe")
         out[c] += np.float32(params.offset)
+    if rgb.dtype.kind == "f" and not np.isfinite(out).all():
+        background = np.float32(0.0)
+        np.nan_to_num(out, copy=False, nan=background, posinf=background, neginf=background)
     return out
+
+
+def _real(rgb: np.ndarray) -> np.ndarray:
+    """Bool images as uint8 0/1; complex images are refused with a plain message."""
+    if rgb.dtype == bool:
+        return rgb.astype(np.uint8)
+    if rgb.dtype.kind not in "uif":
+        raise ValueError(
+            f"Expected an image of real numbers (integers or floats), got dtype {rgb.dtype}; "
+            "convert it (e.g. take its magnitude) before segmenting."
+        )
+    return rgb

@@ -13,13 +13,33 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .inference import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, predict_probability
-from .instances import labels_from_probability
+from .inference import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, predict_maps
+from .instances import labels_from_heads, labels_from_probability, object_diameters
 
-#: Typical nucleus diameter (pixels) of the DSB2018 training images at native scale.
-TRAINING_DIAMETER = 20.0
+#: Typical nucleus diameter (pixels) of the DSB2018 training images at native scale: the
+#: median over stage1_train's 670 images of each image's median equivalent diameter
+#: (18.1 px; 10th-90th percentile 10.6-47.4 px). Models that record their own
+#: ``training_diameter`` (v2 checkpoints) use theirs instead.
+TRAINING_DIAMETER = 18.0
 
+#: With an automatic diameter, images whose nuclei measure between these multiples of
+#: the training diameter are segmented at native scale; outside, the image is resized
+#: so its nuclei measure the training diameter. Chosen on 16 stage1_train validation
+#: images with the v1 model: (0.75, 1.4) kept the native score and scored x2-rescaled
+#: images 0.820 IoU, against 0.783 for a wide (0.6, 2.2) range.
+NATIVE_RANGE = (0.75, 1.4)
 
+_MIN_OBJECTS = 3  # fewer confident objects than this: the estimate is not trusted
+_LARGE_PIXELS = 1_500_000  # planes above this are measured at half size first
+
+#: Integer images whose contrast (99.8th minus 1st percentile) spans fewer grey levels
+#: than these bounds are smoothed with the paired Gaussian sigma before the network:
+#: a very dim 8-bit image (nuclei a few levels above the background) is a staircase
+#: the network reads as texture. On the 68 stage1_train validation images dimmed to
+#: 10 % and rounded to 8 bit, 50 of which then span fewer than 16 levels, the v1 model
+#: scored 0.666 mean IoU on those 50 unsmoothed and 0.745 with sigma 1.2; images with
+#: 6 or more levels lost a little from smoothing, so they are left alone.
+DEQUANTISE = ((4.5, 1.2), (6.0, 0.7))
 @dataclass(frozen=True)
 class SegmentOptions:
     """How to segment one plane.
@@ -31,7 +51,7 @@ class SegmentOptions:
     threshold : float
         Foreground probability threshold.
     tta : bool
-        Average the predictions of flipped copies (about 4x slower).
+        Average the predictions of the four flipped copies (about 4x slower).
     tile_size, overlap : int
         Tiling of large planes; see :func:`~napari_nuclei_unet.core.inference.predict_probability`.
     amp : bool
@@ -69,29 +89,82 @@ class Segmentation:
         Nucleus diameter (pixels) used: the given one, or the estimate.
     scale : float
         Factor the plane was resized by before the network (1.0 = native).
+    contour : numpy.ndarray or None
+        ``(H, W)`` float32 contour probability, in the input's pixels, for models with a
+        contour head; None otherwise.
     """
 
     labels: np.ndarray
     probability: np.ndarray
     diameter: float
     scale: float
+    contour: np.ndarray | None = None
+
+
+def model_diameter(model) -> float:
+    """Nucleus diameter (pixels) the model was trained at: its record, or the default.
+
+    Parameters
+    ----------
+    model : UNet
+        A model; v1 checkpoints record none and get :data:`TRAINING_DIAMETER`.
+
+    Returns
+    -------
+    float
+    """
+    value = getattr(model, "training_diameter", None)
+    return float(value) if value else TRAINING_DIAMETER
 
 
 def _predict(model, image, options: SegmentOptions, device) -> np.ndarray:
+    """``(C, H, W)`` probability maps of one plane, averaged over flips with ``tta``."""
     kwargs = dict(
         device=device, tile_size=options.tile_size, overlap=options.overlap, amp=options.amp
     )
     if not options.tta:
-        return predict_probability(model, image, **kwargs)
-    total = np.zeros(image.shape[:2], dtype=np.float32)
+        return predict_maps(model, image, **kwargs)
+    total = None
     for flip_y in (False, True):
         for flip_x in (False, True):
             view = image[::-1] if flip_y else image
             view = view[:, ::-1] if flip_x else view
-            prob = predict_probability(model, np.ascontiguousarray(view), **kwargs)
-            prob = prob[::-1] if flip_y else prob
-            total += prob[:, ::-1] if flip_x else prob
+            maps = predict_maps(model, np.ascontiguousarray(view), **kwargs)
+            maps = maps[:, ::-1] if flip_y else maps
+            maps = maps[:, :, ::-1] if flip_x else maps
+            total = maps.copy() if total is None else total + maps
     return total / 4.0
+
+
+def dequantise(image: np.ndarray) -> np.ndarray:
+    """Smooth an integer image whose contrast spans only a few grey levels.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        ``(H, W)`` or ``(H, W, C)`` plane.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``image`` itself, or a smoothed float32 copy when it is an integer image with
+        fewer grey levels than :data:`DEQUANTISE` allows.
+    """
+    if image.dtype.kind not in "ui" or image.size == 0:
+        return image
+    from scipy import ndimage as ndi
+
+    from .normalize import as_rgb
+
+    rgb = as_rgb(image)
+    step = max(1, int(np.ceil(np.sqrt(rgb.shape[0] * rgb.shape[1] / (1 << 17)))))
+    low, high = np.percentile(rgb[::step, ::step], [1.0, 99.8])
+    levels = float(high - low)
+    for bound, sigma in DEQUANTISE:
+        if levels < bound:
+            sigmas = (sigma, sigma) + (0,) * (image.ndim - 2)
+            return ndi.gaussian_filter(image.astype(np.float32), sigmas)
+    return image
 
 
 def _resize(array: np.ndarray, shape: tuple[int, int], order: int) -> np.ndarray:
@@ -103,10 +176,159 @@ def _resize(array: np.ndarray, shape: tuple[int, int], order: int) -> np.ndarray
     ).astype(array.dtype if order == 0 else np.float32, copy=False)
 
 
+def _labels(maps: np.ndarray, threshold: float, min_size: int = 10) -> np.ndarray:
+    """Instances from the network's maps: contour-seeded watershed with two heads."""
+    if maps.shape[0] > 1:
+        return labels_from_heads(maps[0], maps[1], threshold=threshold, min_size=min_size)
+    return labels_from_probability(maps[0], threshold=threshold, min_size=min_size)
+
+
+def _measure(maps: np.ndarray, threshold: float) -> tuple[float | None, np.ndarray]:
+    """Median diameter of the confident objects of a prediction (its pixels), and labels.
+
+    Objects touching the border are left out when enough others remain; objects whose
+    mean foreground probability is below 0.75 are left out (uncertain debris). The
+    labels are the prediction's instances, reused when no resizing follows.
+    """
+    labels = _labels(maps, threshold)
+    n = int(labels.max())
+    if n == 0:
+        return None, labels
+    from scipy import ndimage as ndi
+
+    index = np.arange(1, n + 1)
+    confident = np.asarray(ndi.mean(maps[0], labels, index)) >= 0.75
+    border = np.zeros(n + 1, bool)
+    for edge in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
+        border[edge] = True
+    keep = confident & ~border[1:]
+    if keep.sum() < _MIN_OBJECTS:
+        keep = confident
+    if keep.sum() < _MIN_OBJECTS:
+        return None, labels
+    lookup = np.zeros(n + 1, dtype=labels.dtype)
+    lookup[1:][keep] = index[keep]
+    return float(np.median(object_diameters(lookup[labels]))), labels
+
+
+def _at_scale(model, image, scale: float, options: SegmentOptions, device) -> np.ndarray:
+    if scale == 1.0:
+        return _predict(model, image, options, device)
+    height, width = image.shape[:2]
+    shape = (max(8, round(height * scale)), max(8, round(width * scale)))
+    return _predict(model, _resize(image.astype(np.float32), shape, 1), options, device)
+
+
+def estimate_diameter(
+    model, image: np.ndarray, options: SegmentOptions | None = None, *, device=None
+) -> tuple[float, float, np.ndarray]:
+    """Estimate the typical nucleus diameter of a plane from the model's own predictions.
+
+    A first pass at native scale gives the median equivalent diameter of the confident
+    nuclei. Within :data:`NATIVE_RANGE` of the model's training diameter the plane is
+    kept as it is; otherwise it is resized so that diameter becomes the training one,
+    predicted again and measured again (twice at most). When no nucleus is found at
+    native scale, halved and quartered copies are tried (nuclei too big to be seen).
+    A plane of more than 1.5 million pixels is first measured at half size; when its
+    nuclei are too big even there, the full-size pass is skipped.
+
+    Parameters
+    ----------
+    model : UNet
+        A loaded model.
+    image : numpy.ndarray
+        ``(H, W)`` or ``(H, W, C)`` plane.
+    options : SegmentOptions, optional
+        ``tta``, ``threshold`` and tiling are used; ``diameter`` is ignored.
+    device : torch.device or str, optional
+        Where to compute.
+
+    Returns
+    -------
+    diameter : float
+        Estimated nucleus diameter in the input's pixels (the training diameter when
+        nothing could be measured).
+    scale : float
+        The factor to resize the plane by before the network (1.0 = native).
+    maps : numpy.ndarray
+        ``(C, h, w)`` probability maps already computed at that scale (reused).
+    """
+    diameter, scale, maps, _ = _estimate(model, image, options or SegmentOptions(), device)
+    return diameter, scale, maps
+
+
+def _estimate(model, image, options: SegmentOptions, device):
+    """:func:`estimate_diameter`, plus the labels of the returned maps (or None)."""
+    target = model_diameter(model)
+    low, high = NATIVE_RANGE[0] * target, NATIVE_RANGE[1] * target
+    scale, maps, measured, labels = 1.0, None, None, None
+    if image.shape[0] * image.shape[1] > _LARGE_PIXELS:
+        # a large plane is first looked at half size: when its nuclei are big even
+        # there, the full-size pass (the costly one) is skipped
+        half = _at_scale(model, image, 0.5, options, device)
+        half_measure, half_labels = _measure(half, options.threshold)
+        if half_measure is not None and half_measure > high:
+            scale, maps, measured, labels = 0.5, half, half_measure, half_labels
+    if maps is None:
+        maps = _at_scale(model, image, scale, options, device)
+        measured, labels = _measure(maps, options.threshold)
+    if measured is None:
+        for trial in (0.5, 0.25):
+            if min(image.shape[:2]) * trial < 32:
+                break
+            trial_maps = _at_scale(model, image, trial, options, device)
+            trial_measure, trial_labels = _measure(trial_maps, options.threshold)
+            if trial_measure is not None:
+                scale, maps, measured, labels = trial, trial_maps, trial_measure, trial_labels
+                break
+    if measured is None:  # nothing measurable: native scale, as without an estimate
+        return target, 1.0, maps, labels
+    for _ in range(2):
+        if low <= measured <= high:
+            break
+        new_scale = scale * target / measured
+        if abs(new_scale / scale - 1.0) < 0.05:
+            break
+        new_maps = _at_scale(model, image, new_scale, options, device)
+        new_measure, new_labels = _measure(new_maps, options.threshold)
+        if new_measure is None:
+            break
+        scale, maps, measured, labels = new_scale, new_maps, new_measure, new_labels
+    return measured / scale, scale, maps, labels
+
+
+def _labels_back(maps: np.ndarray, shape: tuple[int, int], scale: float,
+                 threshold: float, small: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Labels found at the network's scale, mapped back to the input's pixels.
+
+    Instances are split at the network's scale (where the watershed's sizes hold); the
+    foreground outline comes from the probability resized back, and each of its pixels
+    takes the label of the nearest nucleus.
+    """
+    from skimage.segmentation import expand_labels
+
+    if small is None:
+        small = _labels(maps, threshold)
+    back = np.stack([np.clip(_resize(m, shape, 1), 0.0, 1.0) for m in maps])
+    labels = _resize(small, shape, 0)
+    foreground = back[0] > threshold
+    reach = int(np.ceil(1.0 / scale)) + 1
+    labels = expand_labels(labels, distance=reach) * foreground
+    return labels.astype(np.int32, copy=False), back
+
+
 def segment_image(
     model, image: np.ndarray, options: SegmentOptions | None = None, *, device=None
 ) -> Segmentation:
     """Segment the nuclei of one 2-D plane.
+
+    With ``options.diameter`` 0 the nucleus size is estimated
+    (:func:`estimate_diameter`) and the plane is resized so nuclei match the size the
+    model was trained at when they are outside the range it handles natively; with a
+    diameter in pixels the plane is resized by ``training diameter / diameter``.
+    A very dim integer image is smoothed first (:func:`dequantise`). Labels and maps
+    are returned in the input's pixels.
 
     Parameters
     ----------
@@ -128,15 +350,21 @@ def segment_image(
     image = np.asarray(image)
     if image.ndim not in (2, 3) or min(image.shape[:2]) < 1:
         raise ValueError(f"expected one 2-D plane (H, W) or (H, W, C), got shape {image.shape}")
-    diameter = float(options.diameter) if options.diameter > 0 else TRAINING_DIAMETER
-    scale = TRAINING_DIAMETER / diameter
     height, width = image.shape[:2]
-    if abs(scale - 1.0) > 0.05:
-        shape = (max(8, round(height * scale)), max(8, round(width * scale)))
-        prob = _predict(model, _resize(image.astype(np.float32), shape, 1), options, device)
-        prob = np.clip(_resize(prob, (height, width), 1), 0.0, 1.0)
+    image = dequantise(image)
+    if options.diameter > 0:
+        diameter = float(options.diameter)
+        scale = model_diameter(model) / diameter
+        if abs(scale - 1.0) <= 0.05:
+            scale = 1.0
+        maps = _at_scale(model, image, scale, options, device)
+        labels = None
     else:
-        scale = 1.0
-        prob = _predict(model, image, options, device)
-    labels = labels_from_probability(prob, threshold=options.threshold)
-    return Segmentation(labels=labels, probability=prob, diameter=diameter, scale=scale)
+        diameter, scale, maps, labels = _estimate(model, image, options, device)
+    if scale == 1.0:
+        labels = _labels(maps, options.threshold) if labels is None else labels
+    else:
+        labels, maps = _labels_back(maps, (height, width), scale, options.threshold, labels)
+    contour = maps[1] if maps.shape[0] > 1 else None
+    return Segmentation(labels=labels, probability=maps[0], diameter=diameter, scale=scale,
+                        contour=contour)

@@ -41,8 +41,9 @@ from .checkpoint import (
 from .config import TrainConfig
 from .device import amp_dtype, configure_cpu_threads, resolve_device, restored_cpu_threads
 from .inference import predict_probability
+from .instances import typical_diameter
 from .locking import hold_run_folder
-from .losses import DiceBCELoss
+from .losses import HeadsLoss
 from .model import UNet
 from .progress import stop_requested
 
@@ -411,15 +412,12 @@ def _train(
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
 
-    model = UNet(config.in_channels, config.base_width, config.depth)
+    out_channels = 2 if getattr(config, "contour_head", False) else 1
+    model = UNet(config.in_channels, config.base_width, config.depth, out_channels=out_channels,
+                 training_diameter=training_diameter(train_samples))
     if init_from is not None:
         source = load_checkpoint(init_from, device="cpu")
-        if source.model.architecture() != model.architecture():
-            raise TrainingError(
-                f"init_from={init_from} is a {source.model.architecture()} model but the config "
-                f"asks for {model.architecture()}; set base_width/depth to match."
-            )
-        model.load_state_dict(source.model.state_dict())
+        _init_weights(model, source.model, init_from)
     model.to(device)
     # channels_last speeds convolutions up on CUDA (tensor cores) and on CPU (oneDNN).
     channels_last = device.type in ("cuda", "cpu")
@@ -440,7 +438,7 @@ def _train(
     )
     dtype = amp_dtype(device) if config.amp else None
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-    loss_fn = DiceBCELoss()
+    loss_fn = HeadsLoss()
 
     steps = config.steps_per_epoch or math.ceil(len(train_samples) / config.batch_size)
     total_steps = steps * config.epochs
@@ -481,7 +479,8 @@ def _train(
             history.append(EpochEnd(**{**item, "checkpoint": Path(item["checkpoint"])}))
 
     sampler = CropSampler(
-        train_samples, config.crop_size, AugmentSettings.from_config(config), device=device
+        train_samples, config.crop_size, AugmentSettings.from_config(config), device=device,
+        contours=out_channels > 1,
     )
     probabilities = sampling_probabilities(train_samples, config.modality_balance)
     data = _data_description(train_samples, val_list)
@@ -661,6 +660,46 @@ def _train(
     if not best_path.exists():
         save_checkpoint(best_path, model, config, metadata({"epoch": epoch}))
     return TrainResult(best_path, last_path, history, False, False, val_ids)
+
+
+def training_diameter(samples: Sequence[Any]) -> float | None:
+    """Median over images of each image's typical nucleus diameter (pixels).
+
+    Crops are taken at native resolution (with symmetric scale jitter), so this is the
+    nucleus size the network learns best; prediction rescales images towards it.
+    None when no sample has nuclei.
+    """
+    sizes = [typical_diameter(np.asarray(s.labels)) for s in samples]
+    sizes = [d for d in sizes if d]
+    return float(np.median(sizes)) if sizes else None
+
+
+def _init_weights(model: UNet, source: torch.nn.Module, init_from: Any) -> None:
+    """Copy a checkpoint's weights into ``model`` (fine-tuning, or v1 -> two heads).
+
+    A one-output (v1) source initialises the foreground channel of a two-output model;
+    the contour channel keeps its fresh initialisation. A source that records its
+    training diameter passes it on (fine-tuning keeps the scale the network knows).
+    """
+    mine = {k: v for k, v in model.architecture().items()
+            if k not in ("out_channels", "training_diameter")}
+    theirs = {k: v for k, v in source.architecture().items()
+              if k not in ("out_channels", "training_diameter")}
+    if mine != theirs or source.out_channels > model.out_channels:
+        raise TrainingError(
+            f"init_from={init_from} is a {source.architecture()} model but the config "
+            f"asks for {model.architecture()}; set base_width/depth (and contour_head) to match."
+        )
+    state = source.state_dict()
+    if source.out_channels < model.out_channels:
+        own = model.state_dict()
+        for key in ("head.weight", "head.bias"):
+            merged = own[key].clone()
+            merged[: source.out_channels] = state[key]
+            state[key] = merged
+    model.load_state_dict(state)
+    if getattr(source, "training_diameter", None):
+        model.training_diameter = float(source.training_diameter)
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:

@@ -1,0 +1,232 @@
+"""Generalisation report of a model, on DSB2018 stage1_train only.
+
+Scores (mean foreground IoU and DSB score, the mean AP over IoU 0.5:0.05:0.95) of the
+model's validation images (the ids its checkpoint records) under the protocols of
+issue 9, each predicted with ``segment_image``:
+
+``native``
+    the images as they are, segmented at native scale (``diameter`` = the model's
+    training diameter: no resizing), the behaviour before automatic diameters;
+``auto``
+    the images as they are, automatic diameter;
+``x0.5``, ``x2``, ``x3``
+    images and labels resized by that factor (nuclei smaller / bigger, as at another
+    magnification), automatic diameter (``--fixed`` adds the same at native scale);
+``dim10``
+    intensities times 0.1 then rounded to 8 bit (a dim raw image), automatic diameter.
+
+``--tta`` adds the ``auto`` protocol with flip test-time augmentation, with its cost.
+
+``--logo`` runs leave-one-group-out: stage1_train is grouped by acquisition
+(modality, image size and colour), and for each group a model is trained from scratch
+for ``--minutes`` on every other image and scored on that group.
+
+    NUCLEI_UNET_DSB2018=/work/shared/dsb2018/stage1_train \\
+    python benchmarks/bench_generalisation.py --model default [--protocols ...]
+        [--limit N] [--tta] [--threads N] [--json out.json]
+    python benchmarks/bench_generalisation.py --logo --minutes 5 [--groups g1 g2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from napari_nuclei_unet.core.metrics import image_scores
+from napari_nuclei_unet.core.segment import SegmentOptions, model_diameter, segment_image
+
+PROTOCOLS = ("native", "auto", "x0.5", "x2", "x3", "dim10")
+
+
+def _resize(array: np.ndarray, factor: float, order: int) -> np.ndarray:
+    from skimage.transform import resize
+
+    shape = (max(8, round(array.shape[0] * factor)), max(8, round(array.shape[1] * factor)))
+    out = resize(array, shape + array.shape[2:], order=order, preserve_range=True,
+                 anti_aliasing=order > 0 and factor < 1, mode="edge")
+    return out.astype(array.dtype) if order == 0 else np.clip(np.round(out), 0, 255).astype(
+        np.uint8) if array.dtype == np.uint8 else out
+
+
+def transform(protocol: str, image: np.ndarray, labels: np.ndarray):
+    """The image and labels of one protocol (see the module notes)."""
+    if protocol.startswith("x"):
+        factor = float(protocol[1:].split("-")[0])
+        return _resize(image, factor, 1), _resize(labels, factor, 0)
+    if protocol == "dim10":
+        dim = np.round(image.astype(np.float32) * 0.1)
+        return np.clip(dim, 0, 255).astype(np.uint8), labels
+    return image, labels
+
+
+def options_for(protocol: str, model, tta: bool) -> SegmentOptions:
+    """Native protocols keep the model's scale; the others estimate the diameter."""
+    if protocol == "native" or protocol.endswith("-fixed"):
+        return SegmentOptions(diameter=model_diameter(model), tta=tta)
+    return SegmentOptions(diameter=0.0, tta=tta)
+
+
+def score_protocol(model, samples, protocol: str, *, tta: bool = False) -> dict:
+    """Mean IoU / DSB score of ``samples`` under ``protocol``, with timings."""
+    ious, dsbs, seconds, diameters = [], [], [], []
+    per_modality = defaultdict(list)
+    for sample in samples:
+        image, labels = transform(protocol.replace("-tta", ""), np.asarray(sample.image),
+                                  np.asarray(sample.labels))
+        tic = time.perf_counter()
+        result = segment_image(model, image, options_for(protocol, model, tta))
+        seconds.append(time.perf_counter() - tic)
+        s = image_scores(labels, result.labels)
+        ious.append(s.iou)
+        dsbs.append(s.dsb_score)
+        diameters.append(result.diameter)
+        per_modality[str(sample.modality)].append((s.iou, s.dsb_score))
+    return {
+        "protocol": protocol, "tta": tta, "n": len(samples),
+        "mean_iou": float(np.mean(ious)), "dsb_score": float(np.mean(dsbs)),
+        "seconds_per_image": float(np.mean(seconds)),
+        "median_diameter": float(np.median(diameters)),
+        "per_modality": {m: {"n": len(v), "mean_iou": float(np.mean([a for a, _ in v])),
+                             "dsb_score": float(np.mean([b for _, b in v]))}
+                         for m, v in sorted(per_modality.items())},
+    }
+
+
+def acquisition_groups(samples) -> dict[str, list]:
+    """Group samples by acquisition: modality, image size, nucleus size and colour.
+
+    Fluorescence is split by image size (the DSB2018 screens differ in camera) and, for
+    the 334 images of 256x256, by nucleus size (magnification); histology by colour
+    (purple H&E vs. other stains). Groups of fewer than 8 images join the ``-other``
+    group of their modality.
+    """
+    from napari_nuclei_unet.core.instances import typical_diameter
+
+    raw: dict[str, list] = defaultdict(list)
+    for s in samples:
+        image = np.asarray(s.image)
+        h, w = image.shape[:2]
+        modality = str(s.modality)
+        if modality == "fluorescence":
+            key = f"fluo-{h}x{w}"
+            if (h, w) == (256, 256):
+                d = typical_diameter(np.asarray(s.labels)) or 0.0
+                key += "-small" if d < 12 else "-medium" if d < 24 else "-large"
+        elif modality == "histology":
+            rgb = image[..., :3].reshape(-1, 3).mean(0)
+            key = "histo-purple" if rgb[2] > rgb[1] + 10 else "histo-other"
+        else:
+            key = modality
+        raw[key].append(s)
+    groups: dict[str, list] = defaultdict(list)
+    for key, members in raw.items():
+        if len(members) < 8:
+            key = key.split("-")[0] + "-other"
+        groups[key].extend(members)
+    return dict(sorted(groups.items()))
+
+
+def leave_one_group_out(samples, minutes: float, names, out_root: Path, threads: int) -> list:
+    """Train without each group (from scratch, ``minutes`` each), score that group."""
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+    from napari_nuclei_unet.core.config import TrainConfig
+    from napari_nuclei_unet.core.progress import drive
+    from napari_nuclei_unet.core.training import train
+
+    groups = acquisition_groups(samples)
+    rows = []
+    for name, members in groups.items():
+        if names and name not in names:
+            continue
+        held = {s.id for s in members}
+        rest = [s for s in samples if s.id not in held]
+        config = TrainConfig(crop_size=128, batch_size=16, epochs=100000, steps_per_epoch=100,
+                             learning_rate=2e-3, val_fraction=0.05, augment_scale=1.0,
+                             augment_strong=True, contour_head=True, modality_balance=0.5,
+                             device="cpu", num_threads=threads, val_every=1000,
+                             time_budget_s=minutes * 60)
+        out = out_root / name
+        tic = time.perf_counter()
+        result = drive(train(config, rest, out_dir=out), lambda _u: None)
+        model = load_checkpoint(result.best_checkpoint).model
+        scored = score_protocol(model, members, "auto")
+        scored.update(group=name, n_train=len(rest), train_minutes=(time.perf_counter() - tic)
+                      / 60)
+        rows.append(scored)
+        print(f"{name:16s} n={len(members):3d} IoU {scored['mean_iou']:.3f} "
+              f"DSB {scored['dsb_score']:.3f}", flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="default", help="checkpoint path or 'default'")
+    parser.add_argument("--data", default=os.environ.get("NUCLEI_UNET_DSB2018"),
+                        help="stage1_train folder (default: $NUCLEI_UNET_DSB2018)")
+    parser.add_argument("--protocols", nargs="+", default=list(PROTOCOLS),
+                        help=f"any of {PROTOCOLS}, or xF / xF-fixed (factor F)")
+    parser.add_argument("--fixed", action="store_true",
+                        help="also score x0.5/x2/x3 at native scale (no diameter estimate)")
+    parser.add_argument("--tta", action="store_true", help="also score auto with flip TTA")
+    parser.add_argument("--limit", type=int, default=None, help="first N validation images")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", default=None, help="write the results here")
+    parser.add_argument("--logo", action="store_true", help="leave-one-group-out instead")
+    parser.add_argument("--minutes", type=float, default=5.0, help="training minutes per group")
+    parser.add_argument("--groups", nargs="*", default=None, help="only these LOGO groups")
+    parser.add_argument("--logo-out", default="/tmp/nuclei-logo", help="LOGO run folders")
+    parser.add_argument("--list-groups", action="store_true", help="print the LOGO groups")
+    args = parser.parse_args()
+    if not args.data:
+        sys.exit("Give --data or set NUCLEI_UNET_DSB2018 to the stage1_train folder.")
+
+    import torch
+
+    from napari_nuclei_unet._cli.evaluate import select_split
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+    from napari_nuclei_unet.core.dataset import DSBDataset
+    from napari_nuclei_unet.core.progress import drive
+
+    torch.set_num_threads(args.threads)
+    dataset = DSBDataset.open(args.data)
+    results: dict = {"model": args.model, "data": args.data, "threads": args.threads}
+    if args.logo or args.list_groups:
+        samples = drive(dataset.iter_load(None))
+        if args.list_groups:
+            for name, members in acquisition_groups(samples).items():
+                print(f"{name:16s} {len(members):4d}")
+            return
+        results["logo"] = leave_one_group_out(samples, args.minutes, args.groups,
+                                              Path(args.logo_out), args.threads)
+    else:
+        loaded = load_checkpoint(args.model)
+        ids = select_split(dataset.ids(), loaded.metadata, "validation")
+        samples = drive(dataset.iter_load(ids[: args.limit] if args.limit else ids))
+        model = loaded.model
+        protocols = list(args.protocols)
+        if args.fixed:
+            protocols += [f"{p}-fixed" for p in protocols if p.startswith("x")]
+        rows = []
+        print(f"model {loaded.path} (training diameter {model_diameter(model):.1f} px, "
+              f"{model.out_channels} output(s)), {len(samples)} validation images")
+        print(f"{'protocol':12s} {'mean IoU':>8s} {'DSB':>6s} {'s/image':>8s} {'diam':>6s}")
+        runs = [(p, False) for p in protocols] + ([("auto-tta", True)] if args.tta else [])
+        for protocol, tta in runs:
+            row = score_protocol(model, samples, protocol, tta=tta)
+            rows.append(row)
+            print(f"{protocol:12s} {row['mean_iou']:8.3f} {row['dsb_score']:6.3f} "
+                  f"{row['seconds_per_image']:8.2f} {row['median_diameter']:6.1f}", flush=True)
+        results["protocols"] = rows
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

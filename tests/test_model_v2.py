@@ -1,0 +1,312 @@
+"""Model v2 (issue 9): scale estimation, TTA, normalisation, heads, checkpoints, augmentation."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from napari_nuclei_unet.core import segment
+from napari_nuclei_unet.core.augment import AugmentSettings, CropSampler, contour_map
+from napari_nuclei_unet.core.checkpoint import load_checkpoint, save_checkpoint
+from napari_nuclei_unet.core.config import TrainConfig
+from napari_nuclei_unet.core.instances import (
+    labels_from_heads,
+    labels_from_probability,
+    typical_diameter,
+)
+from napari_nuclei_unet.core.losses import DiceBCELoss, HeadsLoss
+from napari_nuclei_unet.core.metrics import image_scores
+from napari_nuclei_unet.core.model import UNet
+from napari_nuclei_unet.core.normalize import normalize_image
+from napari_nuclei_unet.core.segment import SegmentOptions, estimate_diameter, segment_image
+from napari_nuclei_unet.core.synthetic import make_synthetic_sample
+from napari_nuclei_unet.core.training import _init_weights
+
+
+class Threshold(nn.Module):
+    """A stand-in network: foreground where the normalised image is bright (pointwise)."""
+
+    out_channels = 1
+    training_diameter = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.mean(1, keepdim=True) - 0.2) * 30.0 + self.dummy
+
+
+def _sample(style="fluorescence", seed=0, shape=(256, 256)):
+    image, masks = make_synthetic_sample(style, seed=seed, shape=shape)
+    labels = np.zeros(image.shape[:2], np.int32)
+    for k, mask in enumerate(masks, start=1):
+        labels[mask > 0] = k
+    return SimpleNamespace(id=f"s{seed}", image=image, labels=labels, modality=style)
+
+
+def _zoom(array, factor, order):
+    from skimage.transform import resize
+
+    shape = (round(array.shape[0] * factor), round(array.shape[1] * factor))
+    out = resize(array, shape + array.shape[2:], order=order, preserve_range=True,
+                 anti_aliasing=False)
+    return out.astype(array.dtype)
+
+
+def _two_disks(radius=12, gap=20):
+    yy, xx = np.mgrid[:64, :80]
+    a = (yy - 32) ** 2 + (xx - 40 + gap // 2) ** 2 <= radius**2
+    b = (yy - 32) ** 2 + (xx - 40 - gap // 2) ** 2 <= radius**2
+    labels = np.zeros((64, 80), np.int32)
+    labels[a] = 1
+    labels[b & ~a] = 2
+    return labels
+
+
+# -- scale -------------------------------------------------------------------------------
+
+
+def test_estimate_diameter_recovers_the_scale():
+    sample = _sample(seed=3)
+    native, scale, _ = estimate_diameter(Threshold(), sample.image)
+    assert scale == 1.0  # synthetic nuclei are DSB-sized: no resizing
+    assert native == pytest.approx(typical_diameter(sample.labels), rel=0.25)
+    for factor in (2.5, 4.0):
+        image = _zoom(sample.image, factor, 1)
+        diameter, scale, maps = estimate_diameter(Threshold(), image)
+        assert diameter == pytest.approx(native * factor, rel=0.15)
+        # the nuclei are brought to the size the model handles natively
+        low, high = (r * segment.TRAINING_DIAMETER for r in segment.NATIVE_RANGE)
+        assert low <= diameter * scale <= high
+        assert maps.shape[1:] == (round(image.shape[0] * scale), round(image.shape[1] * scale))
+
+
+def test_auto_diameter_rescales_big_nuclei_and_maps_labels_back():
+    sample = _sample(seed=4)
+    factor = 4.0
+    image, labels = _zoom(sample.image, factor, 1), _zoom(sample.labels, factor, 0)
+    result = segment_image(Threshold(), image)
+    assert result.scale < 0.6  # the plane was shrunk to the training size
+    assert result.labels.shape == labels.shape == result.probability.shape
+    assert result.labels.dtype == np.int32
+    # labels mapped back to the input's pixels still match the truth
+    assert image_scores(labels, result.labels).iou > 0.85
+
+
+def test_given_diameter_rescales_and_round_trips_labels():
+    sample = _sample(seed=5)
+    diameter = 2.0 * segment.TRAINING_DIAMETER
+    result = segment_image(Threshold(), sample.image, SegmentOptions(diameter=diameter))
+    assert result.scale == pytest.approx(0.5) and result.diameter == diameter
+    assert result.labels.shape == sample.labels.shape
+    assert image_scores(sample.labels, result.labels).iou > 0.8
+
+
+def test_model_records_its_training_diameter():
+    net = UNet(base_width=4, depth=2, training_diameter=30.0)
+    assert segment.model_diameter(net) == 30.0
+    assert segment.model_diameter(UNet(base_width=4, depth=2)) == segment.TRAINING_DIAMETER
+
+
+# -- TTA ---------------------------------------------------------------------------------
+
+
+def test_tta_of_a_flip_equivariant_model_equals_plain_prediction():
+    image = _sample(seed=6).image
+    plain = segment_image(Threshold(), image, SegmentOptions(diameter=18.0))
+    tta = segment_image(Threshold(), image, SegmentOptions(diameter=18.0, tta=True))
+    np.testing.assert_allclose(tta.probability, plain.probability, atol=1e-5)
+    np.testing.assert_array_equal(tta.labels, plain.labels)
+
+
+def test_tta_averages_the_flipped_predictions():
+    torch.manual_seed(0)
+    net = UNet(base_width=4, depth=2, out_channels=2).eval()
+    image = np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8)
+    opts = dict(diameter=18.0, amp=False)
+    tta = segment_image(net, image, SegmentOptions(tta=True, **opts))
+    flips = []
+    for fy in (False, True):
+        for fx in (False, True):
+            view = image[::-1] if fy else image
+            view = view[:, ::-1] if fx else view
+            prob = segment_image(net, np.ascontiguousarray(view), SegmentOptions(**opts))
+            p = prob.probability[::-1] if fy else prob.probability
+            flips.append(p[:, ::-1] if fx else p)
+    np.testing.assert_allclose(tta.probability, np.mean(flips, axis=0), atol=1e-5)
+    assert tta.contour is not None and tta.contour.shape == image.shape[:2]
+
+
+# -- normalisation -----------------------------------------------------------------------
+
+
+def test_dim_16bit_and_float_images_normalise_like_the_bright_one():
+    image = _sample(seed=7).image
+    bright = normalize_image(image)
+    dim = image.astype(np.float32) * (100.0 / image.max())  # max ~100 of 255
+    np.testing.assert_allclose(normalize_image(dim), bright, atol=1e-5)
+    np.testing.assert_allclose(normalize_image(image.astype(np.uint16) * 257), bright, atol=1e-5)
+    np.testing.assert_allclose(normalize_image(image / 255.0), bright, atol=1e-5)
+    # dimmed to 10 % then quantised to 8 bit: only the rounding differs
+    quantised = np.round(image * 0.1).astype(np.uint8)
+    assert np.abs(normalize_image(quantised) - bright).mean() < 0.03
+
+
+def test_nan_pixels_do_not_poison_the_normalisation():
+    image = _sample(seed=7).image.astype(np.float32)
+    reference = normalize_image(image)
+    image[0, 0] = np.nan
+    out = normalize_image(image)
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(out[:, 1:, 1:], reference[:, 1:, 1:], atol=1e-5)
+
+
+# -- augmentation ------------------------------------------------------------------------
+
+
+def test_strong_augmentation_keeps_shapes_and_ranges():
+    samples = [_sample("histology", 1), _sample("fluorescence", 2), _sample("brightfield", 3)]
+    sampler = CropSampler(samples, 64, AugmentSettings(scale=1.0, strong=True), contours=True)
+    assert sampler.colour.tolist() == [True, False, False]
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        x, y = sampler.batch(rng, [0, 0, 0, 1, 2, 0, 1, 2])
+        assert x.shape == (8, 3, 64, 64) and y.shape == (8, 2, 64, 64)
+        assert torch.isfinite(x).all() and x.abs().max() < 10
+        assert set(torch.unique(y[:, 0]).tolist()) <= {0.0, 1.0}
+        assert 0.0 <= float(y[:, 1].min()) and float(y[:, 1].max()) <= 1.0
+        # the contour lies on the nuclei
+        assert float((y[:, 1] * (1 - y[:, 0])).sum()) <= 0.25 * float(y[:, 1].sum()) + 1
+
+
+def test_stain_jitter_changes_colour_images_only():
+    histo, fluo = _sample("histology", 1), _sample("fluorescence", 2)
+    sampler = CropSampler([histo, fluo], 64, AugmentSettings(strong=True))
+    x = torch.stack([torch.from_numpy(histo.image[:64, :64]), torch.from_numpy(
+        fluo.image[:64, :64])]).permute(0, 3, 1, 2).float()
+    changed = 0
+    for seed in range(6):
+        out, norm = sampler._raw_jitter(np.random.default_rng(seed), x.clone(),
+                                        sampler.norm.clone(), sampler.colour)
+        assert out.shape == x.shape and 0 <= float(out.min()) and float(out.max()) <= 255
+        changed += not torch.allclose(out[0], x[0])
+        grey_same = torch.allclose(out[1], x[1])
+        dimmed = not torch.equal(norm[1], sampler.norm[1])
+        assert grey_same or dimmed  # grey images are only ever dimmed
+    assert changed
+
+
+def test_contour_map_marks_inner_borders():
+    labels = _two_disks(gap=20)
+    contour = contour_map(labels)
+    assert not contour[labels == 0].any()
+    assert labels[32, 42] == 1 and labels[32, 43] == 2
+    assert contour[32, 42] and contour[32, 43]  # both sides of the contact line
+    assert not contour[32, 30] and not contour[32, 50]  # the disk centres
+
+
+# -- heads, watershed, losses ------------------------------------------------------------
+
+
+def test_watershed_on_the_heads_splits_two_touching_disks():
+    labels = _two_disks(gap=20)
+    prob = (labels > 0).astype(np.float32)
+    contour = contour_map(labels).astype(np.float32)
+    heads = labels_from_heads(prob, contour)
+    assert heads.max() == 2
+    assert image_scores(labels, heads).dsb_score > 0.9
+    # without the contour, both disks are one region
+    assert labels_from_probability(prob, method="components").max() == 1
+
+
+def test_heads_loss_with_one_channel_is_dice_bce():
+    torch.manual_seed(0)
+    logits, target = torch.randn(2, 1, 8, 8), (torch.rand(2, 1, 8, 8) > 0.5).float()
+    assert torch.allclose(HeadsLoss()(logits, target), DiceBCELoss()(logits, target))
+    two = HeadsLoss()(torch.randn(2, 2, 8, 8), (torch.rand(2, 2, 8, 8) > 0.5).float())
+    assert two > 0
+
+
+# -- checkpoints -------------------------------------------------------------------------
+
+
+def test_shipped_v1_checkpoint_loads_and_segments():
+    loaded = load_checkpoint("default")
+    assert loaded.model.out_channels == 1 and loaded.model.training_diameter is None
+    assert "out_channels" not in loaded.model.architecture()
+    result = segment_image(loaded.model, _sample(seed=8).image)
+    assert result.contour is None and result.labels.max() > 0
+
+
+def test_v1_checkpoint_saved_before_v2_still_loads(tmp_path):
+    torch.manual_seed(0)
+    net = UNet(base_width=4, depth=2)
+    path = save_checkpoint(tmp_path / "old", net, TrainConfig(base_width=4, depth=2))
+    loaded = load_checkpoint(path)
+    assert loaded.model.out_channels == 1
+    assert loaded.metadata["architecture"] == {"name": "unet-v1", "in_channels": 3,
+                                               "base_width": 4, "depth": 2}
+
+
+def test_two_head_checkpoint_saves_loads_and_predicts(tmp_path):
+    torch.manual_seed(0)
+    net = UNet(base_width=4, depth=2, out_channels=2, training_diameter=24.0)
+    config = TrainConfig(base_width=4, depth=2, contour_head=True)
+    path = save_checkpoint(tmp_path / "v2", net, config)
+    loaded = load_checkpoint(path)
+    assert loaded.model.out_channels == 2 and loaded.model.heads == ("foreground", "contour")
+    assert loaded.model.training_diameter == 24.0 and loaded.config.contour_head
+    for key, value in net.state_dict().items():
+        assert torch.equal(value, loaded.model.state_dict()[key])
+    result = segment_image(loaded.model, _sample(seed=9).image[:64, :64],
+                           SegmentOptions(diameter=24.0))
+    assert result.contour.shape == result.labels.shape == (64, 64)
+
+
+def test_v1_weights_initialise_the_foreground_channel_of_a_two_head_model():
+    torch.manual_seed(0)
+    old = UNet(base_width=4, depth=2)
+    new = UNet(base_width=4, depth=2, out_channels=2)
+    _init_weights(new, old, "old")
+    assert torch.equal(new.head.weight[:1], old.head.weight)
+    assert torch.equal(new.head.bias[:1], old.head.bias)
+    assert torch.equal(new.down[0][0].weight, old.down[0][0].weight)
+    x = torch.randn(1, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(new.eval()(x)[:, :1], old.eval()(x), atol=1e-6)
+    # a source's recorded training diameter is kept by the fine-tuned model
+    recorded = UNet(base_width=4, depth=2, out_channels=2, training_diameter=31.0)
+    _init_weights(new, recorded, "v2")
+    assert new.training_diameter == 31.0
+
+
+def test_very_dim_8bit_images_are_smoothed_before_the_network():
+    image = _sample(seed=7).image
+    assert segment.dequantise(image) is image  # a normal image is left alone
+    dim = np.round(image * 0.02).astype(np.uint8)  # nuclei a few grey levels up
+    smoothed = segment.dequantise(dim)
+    assert smoothed.dtype == np.float32 and smoothed.shape == dim.shape
+    assert len(np.unique(smoothed)) > 10 * len(np.unique(dim))
+    assert segment.dequantise(dim.astype(np.float32)).dtype == np.float32  # floats untouched
+
+
+def test_large_planes_with_big_nuclei_skip_the_full_size_pass(monkeypatch):
+    sample = _sample(seed=4)
+    image = _zoom(sample.image, 5.0, 1)  # 1280 x 1280, nuclei ~50 px
+    monkeypatch.setattr(segment, "_LARGE_PIXELS", 1_000_000)
+    scales = []
+    real = segment._at_scale
+
+    def spy(model, plane, scale, options, device):
+        scales.append(scale)
+        return real(model, plane, scale, options, device)
+
+    monkeypatch.setattr(segment, "_at_scale", spy)
+    diameter, scale, _ = estimate_diameter(Threshold(), image)
+    assert 1.0 not in scales and scales[0] == 0.5
+    assert diameter * scale == pytest.approx(segment.TRAINING_DIAMETER, rel=0.4)
