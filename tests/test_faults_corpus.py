@@ -447,6 +447,10 @@ def corpus() -> list[Case]:
         "ckpt-depth-40": lambda w: edit_sidecar(w, lambda d: d["architecture"].update(depth=40)),
         "ckpt-width-4096": lambda w: edit_sidecar(
             w, lambda d: d["architecture"].update(base_width=4096)),
+        "ckpt-out-channels-99": lambda w: edit_sidecar(
+            w, lambda d: d["architecture"].update(out_channels=99)),
+        "ckpt-diameter-nan": lambda w: edit_sidecar(
+            w, lambda d: d["architecture"].update(training_diameter="big")),
         "ckpt-format-version-str": lambda w: edit_sidecar(
             w, lambda d: d.update(format_version="2")),
         "ckpt-architecture-list": lambda w: edit_sidecar(
