@@ -156,8 +156,9 @@ def predict_maps(
     """
     custom = getattr(model, "predict_probability", None)
     if custom is not None:  # e.g. a bioimage.io package, which brings its own processing
-        return custom(image, device=device, tile_size=tile_size, overlap=overlap,
+        prob = custom(image, device=device, tile_size=tile_size, overlap=overlap,
                       batch_size=batch_size, amp=amp)
+        return np.asarray(prob, dtype=np.float32)[None]  # its one (foreground) map
     if device is not None and not isinstance(device, torch.device):
         from .device import resolve_device
 
