@@ -411,10 +411,24 @@ def shown_prediction_id(viewer: napari.Viewer) -> str | None:
 
 
 def clear_comparison(viewer: napari.Viewer) -> None:
-    """Remove the compare layers and leave grid mode (e.g. no prediction for this sample)."""
+    """Hide the compare layers and leave grid mode (e.g. no prediction for this sample).
+
+    The layers are hidden, emptied and kept, not removed: removing them and adding
+    them back when the next prediction shows (after every model change) made
+    napari destroy and rebuild their visuals, layer controls and text glyphs on
+    the main thread, a stall of seconds. A hidden layer is not redrawn, so
+    emptying it costs no texture upload; :func:`shown_prediction_id` is None.
+    """
     for name in COMPARE_LAYERS:
-        if name in viewer.layers:
-            viewer.layers.remove(name)
+        layer = _get(viewer, name)
+        if layer is None:
+            continue
+        _set(layer, visible=False)
+        layer.metadata[SAMPLE_ID_KEY] = None
+        if name in (PREDICTION_LAYER, TRUTH_CONTOUR_LAYER, ERROR_LAYER):
+            data = layer.data
+            if np.any(data):  # no stale nuclei behind the eye button
+                layer.data = np.zeros(data.shape, dtype=data.dtype)
     grid = grid_of(viewer)
     if grid.enabled:
         grid.enabled = False
