@@ -306,6 +306,20 @@ def show_comparison(
             layer.metadata[SAMPLE_ID_KEY] = sample_id
     if truth_layer is not None and truth_layer.name not in viewer.layers:
         truth_layer = None
+    layers = {
+        PREDICTION_IMAGE_LAYER: pred_image,
+        PREDICTION_LAYER: prediction,
+        TRUTH_CONTOUR_LAYER: contour,
+        ERROR_LAYER: errors,
+    }
+    if correcting(viewer, sample_id):
+        # the Retrain dock's one-pane editing view of this image stays: the compare
+        # layers only get the new data, hidden (not redrawn). Switching to the panes
+        # and back after every prediction of a round cost shader builds and redraws
+        # on the main thread, and flashed the view under the user's brush.
+        for layer in layers.values():
+            _set(layer, visible=False)
+        return layers
 
     if mode == SIDE_BY_SIDE:
         # grid mode groups the layer list in runs of ``stride`` layers, hidden ones
@@ -355,12 +369,14 @@ def show_comparison(
         _set(contour, visible=has_truth)
     if created:  # show the prediction's controls rather than the last layer added
         viewer.layers.selection.active = prediction
-    return {
-        PREDICTION_IMAGE_LAYER: pred_image,
-        PREDICTION_LAYER: prediction,
-        TRUTH_CONTOUR_LAYER: contour,
-        ERROR_LAYER: errors,
-    }
+    return layers
+
+
+def correcting(viewer: napari.Viewer, sample_id: str | None) -> bool:
+    """True while the Retrain dock's correction of ``sample_id`` is shown (one pane)."""
+    layer = _get(viewer, PLUGIN_LAYERS[0])
+    return (sample_id is not None and layer is not None and bool(layer.visible)
+            and layer.metadata.get(SAMPLE_ID_KEY) == sample_id)
 
 
 def side_by_side_active(viewer: napari.Viewer) -> bool:
