@@ -91,13 +91,13 @@ class StallSampler:
                 continue
             stack = traceback.extract_stack(frame)
             ours = [f for f in stack if "napari_nuclei_unet" in f.filename]
-            top = stack[-1]
-            where = f"{Path(top.filename).name}:{top.name}"
+            tops = " < ".join(f"{Path(f.filename).name}:{f.name}" for f in stack[-1:-4:-1])
+            where = tops
             if ours:
                 where = f"{Path(ours[-1].filename).name}:{ours[-1].name} -> {where}"
             self.counts[where] += 1
 
-    def take(self, n: int = 3) -> list[str]:
+    def take(self, n: int = 5) -> list[str]:
         common = [f"{where} ({k * 20} ms)" for where, k in self.counts.most_common(n)]
         self.counts.clear()
         return common

@@ -325,11 +325,23 @@ def test_switching_samples_reuses_layers(compare, qtbot):
     assert viewer.layers[PREDICTION_LAYER].metadata[SAMPLE_ID_KEY] == samples[1].id
     assert fake.calls == len(samples)  # from the cache: no new prediction
 
-    # a sample without a cached prediction: compare layers go, the dock says so
+    # a sample without a cached prediction: the compare layers are hidden and emptied,
+    # not removed (re-adding them rebuilt napari's visuals: a stall of seconds)
+    from napari_nuclei_unet.widgets._compare_layers import shown_prediction_id
+
     session.probabilities.pop(samples[2].id)
     show(viewer, session, samples[2])
-    assert not any(name in viewer.layers for name in COMPARE_LAYERS)
+    assert all(viewer.layers[n] is layers_before[n] for n in COMPARE_LAYERS)
+    assert not any(viewer.layers[n].visible for n in COMPARE_LAYERS)
+    assert not np.any(viewer.layers[PREDICTION_LAYER].data)
+    assert shown_prediction_id(viewer) is None
     assert "not been predicted" in widget.metrics_label.text()
+
+    # shown again with a prediction: the same layers come back
+    show(viewer, session, samples[1])
+    assert all(viewer.layers[n] is layer for n, layer in layers_before.items())
+    assert viewer.layers[PREDICTION_LAYER].visible
+    assert np.any(viewer.layers[PREDICTION_LAYER].data)
 
 
 def test_no_model_is_explained_and_default_model_button(compare, qtbot, monkeypatch):

@@ -322,3 +322,32 @@ def test_eta_is_shown_and_opening_can_be_cancelled(browser, qtbot, dataset_dir):
     except StopIteration as stop:
         assert stop.value is None
     assert widget.cancel_button.text() == "Cancel"
+
+
+def test_dock_imports_layer_modules_in_a_worker_once(make_napari_viewer, qtbot, monkeypatch):
+    """napari's first Image/Labels layers import ~600 modules; the dock does it off the
+    main thread when it opens, so the first image shown does not freeze the window."""
+    import threading
+
+    from napari_nuclei_unet.widgets import _warm_up
+    from napari_nuclei_unet.widgets.data_browser import DataBrowserWidget
+
+    threads = []
+    monkeypatch.setattr(_warm_up, "import_layer_modules",
+                        lambda: threads.append(threading.current_thread()))
+    viewer = make_napari_viewer()
+    first = DataBrowserWidget(viewer)
+    qtbot.addWidget(first)
+    qtbot.waitUntil(lambda: bool(threads), timeout=10_000)
+    assert threads[0] is not threading.main_thread()
+    second = DataBrowserWidget(viewer)  # the dock opened again: no second warm-up
+    qtbot.addWidget(second)
+    qtbot.wait(200)
+    assert len(threads) == 1
+
+
+def test_layer_modules_are_importable():
+    from napari_nuclei_unet.widgets._warm_up import LAYER_MODULES, import_layer_modules
+
+    assert import_layer_modules() == list(LAYER_MODULES)
+    assert import_layer_modules(("not_a_module_xyz",)) == []

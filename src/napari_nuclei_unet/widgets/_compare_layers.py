@@ -306,6 +306,20 @@ def show_comparison(
             layer.metadata[SAMPLE_ID_KEY] = sample_id
     if truth_layer is not None and truth_layer.name not in viewer.layers:
         truth_layer = None
+    layers = {
+        PREDICTION_IMAGE_LAYER: pred_image,
+        PREDICTION_LAYER: prediction,
+        TRUTH_CONTOUR_LAYER: contour,
+        ERROR_LAYER: errors,
+    }
+    if correcting(viewer, sample_id):
+        # the Retrain dock's one-pane editing view of this image stays: the compare
+        # layers only get the new data, hidden (not redrawn). Switching to the panes
+        # and back after every prediction of a round cost shader builds and redraws
+        # on the main thread, and flashed the view under the user's brush.
+        for layer in layers.values():
+            _set(layer, visible=False)
+        return layers
 
     if mode == SIDE_BY_SIDE:
         # grid mode groups the layer list in runs of ``stride`` layers, hidden ones
@@ -355,12 +369,14 @@ def show_comparison(
         _set(contour, visible=has_truth)
     if created:  # show the prediction's controls rather than the last layer added
         viewer.layers.selection.active = prediction
-    return {
-        PREDICTION_IMAGE_LAYER: pred_image,
-        PREDICTION_LAYER: prediction,
-        TRUTH_CONTOUR_LAYER: contour,
-        ERROR_LAYER: errors,
-    }
+    return layers
+
+
+def correcting(viewer: napari.Viewer, sample_id: str | None) -> bool:
+    """True while the Retrain dock's correction of ``sample_id`` is shown (one pane)."""
+    layer = _get(viewer, PLUGIN_LAYERS[0])
+    return (sample_id is not None and layer is not None and bool(layer.visible)
+            and layer.metadata.get(SAMPLE_ID_KEY) == sample_id)
 
 
 def side_by_side_active(viewer: napari.Viewer) -> bool:
@@ -411,10 +427,24 @@ def shown_prediction_id(viewer: napari.Viewer) -> str | None:
 
 
 def clear_comparison(viewer: napari.Viewer) -> None:
-    """Remove the compare layers and leave grid mode (e.g. no prediction for this sample)."""
+    """Hide the compare layers and leave grid mode (e.g. no prediction for this sample).
+
+    The layers are hidden, emptied and kept, not removed: removing them and adding
+    them back when the next prediction shows (after every model change) made
+    napari destroy and rebuild their visuals, layer controls and text glyphs on
+    the main thread, a stall of seconds. A hidden layer is not redrawn, so
+    emptying it costs no texture upload; :func:`shown_prediction_id` is None.
+    """
     for name in COMPARE_LAYERS:
-        if name in viewer.layers:
-            viewer.layers.remove(name)
+        layer = _get(viewer, name)
+        if layer is None:
+            continue
+        _set(layer, visible=False)
+        layer.metadata[SAMPLE_ID_KEY] = None
+        if name in (PREDICTION_LAYER, TRUTH_CONTOUR_LAYER, ERROR_LAYER):
+            data = layer.data
+            if np.any(data):  # no stale nuclei behind the eye button
+                layer.data = np.zeros(data.shape, dtype=data.dtype)
     grid = grid_of(viewer)
     if grid.enabled:
         grid.enabled = False

@@ -201,3 +201,21 @@ def remove_correction_layer(viewer: napari.Viewer) -> None:
     layer = find_layer(viewer, CORRECTION_LAYER)
     if layer is not None:
         viewer.layers.remove(layer)
+
+
+def hide_correction_layer(viewer: napari.Viewer) -> None:
+    """Hide and empty the :data:`CORRECTION_LAYER`, kept for the next correction.
+
+    Its edits must have been saved first. Removing it and adding it back for the
+    next image made napari rebuild its visual and controls on the main thread
+    (a stall of about a second); a hidden layer is not redrawn, so emptying it
+    costs no texture upload, and no stale mask shows over another image.
+    """
+    layer = find_layer(viewer, CORRECTION_LAYER)
+    if layer is None:
+        return
+    layer.visible = False
+    layer.metadata[SAMPLE_ID_KEY] = None
+    data = layer.data
+    if np.any(data):
+        layer.data = np.zeros(data.shape, dtype=data.dtype)

@@ -1,7 +1,10 @@
-"""One tiny training step on a blank image, shared by the Train and Retrain docks' warm-ups.
+"""Warm-ups run in workers when docks open, so that the user's first action does not stall.
 
-The first training step of a process imports about a thousand modules; both docks run
-this in a worker when they open so that the user's own run does not stall napari.
+* :func:`tiny_training_run` -- one tiny training step on a blank image, shared by the
+  Train and Retrain docks: the first training step of a process imports about a
+  thousand modules.
+* :func:`import_layer_modules` -- the modules napari imports when the first image and
+  label-mask layers are added (started by the Data dock).
 """
 
 from __future__ import annotations
@@ -13,6 +16,46 @@ import numpy as np
 
 if TYPE_CHECKING:
     from napari_nuclei_unet.core.dataset import Sample
+
+#: What napari 0.9 imports, on the main thread, when the first Image and Labels layers
+#: are added: xarray and pandas (``napari.utils._xarray_utils``), the histogram of the
+#: contrast-limit controls, scipy.ndimage (thumbnails), scikit-image's colour modules
+#: (the label colormap) and scipy.linalg. About 600 modules: the first image shown
+#: stalled the window for 0.6-1.3 s (``benchmarks/bench_journey.py``).
+LAYER_MODULES = (
+    "xarray",
+    "napari.components.histogram",
+    "scipy.ndimage",
+    "scipy.linalg",
+    "skimage.color",
+    "skimage.exposure",
+    "skimage.util",
+)
+
+
+def import_layer_modules(names: tuple[str, ...] = LAYER_MODULES) -> list[str]:
+    """Import ``names`` (in a worker: Python gives the main thread its turn meanwhile).
+
+    Parameters
+    ----------
+    names : tuple of str
+        Module names; those not installed are skipped.
+
+    Returns
+    -------
+    list of str
+        The names imported (or already imported).
+    """
+    import importlib
+
+    done = []
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            continue
+        done.append(name)
+    return done
 
 
 def tiny_training_run(*, validate: bool) -> tuple[Sample, np.ndarray]:

@@ -63,6 +63,8 @@ LAYOUT_HINT = (
 )
 
 ALL_MODALITIES = "All modalities"
+#: Job kind of the import warm-up started when the dock opens.
+WARM_UP_JOB = "warm up image display"
 ID_ROLE = Qt.ItemDataRole.UserRole
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 COLUMNS = ("Sample", "Modality", "Size (px)", "Nuclei")
@@ -144,9 +146,20 @@ class DataBrowserWidget(QWidget):
         self._meter_timer.timeout.connect(self._show_download_progress)
         self._build()
         self._connect()
+        self._warm_up_layers()
         if self.session.dataset is not None:  # dock reopened: show the open dataset
             self._fill_table(self.session.dataset)
             self._select_current(self.session.current_id)
+
+    def _warm_up_layers(self) -> None:
+        """Import what napari needs for the first image layers, in a worker, once."""
+        from napari_nuclei_unet.widgets._warm_up import import_layer_modules
+
+        if getattr(self.session, "layers_warmed_up", False):
+            return
+        self.session.layers_warmed_up = True
+        self.session.jobs.start(WARM_UP_JOB, import_layer_modules, refuse=False,
+                                action="Preparing the image display")
 
     # ------------------------------------------------------------------ layout
     def _build(self) -> None:

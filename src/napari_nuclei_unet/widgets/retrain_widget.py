@@ -692,7 +692,7 @@ class RetrainWidget(FinetuneSteps, QWidget):
             self._flush_draft(warn=True)
             self._end_edit()
             if state.layer.name == editing.CORRECTION_LAYER:
-                editing.remove_correction_layer(self.viewer)
+                editing.hide_correction_layer(self.viewer)
             self.refresh()
         else:
             self._update_image_label()
