@@ -33,8 +33,10 @@ def test_all_extra_installs_a_qt_binding():
 
 
 def test_documented_install_uses_the_gui_extra_and_no_sudo():
-    text = (ROOT / "docs" / "readme-gui.md").read_text(encoding="utf-8")
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
     installs = re.findall(r"pip install[^\n]*", text)
+    # the README's first command (the demo line) installs the Qt binding
+    assert '".[all]"' in installs[0] and "nuclei-unet demo" in installs[0], installs[0]
     assert any('-e ".[all]"' in line or "[all]" in line for line in installs), installs
     commands = [line for line in text.splitlines() if "apt-get" in line or "pip " in line]
     assert not any(line.lstrip().startswith("sudo") for line in commands), commands
