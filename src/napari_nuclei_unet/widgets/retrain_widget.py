@@ -148,6 +148,7 @@ class RetrainWidget(FinetuneSteps, QWidget):
         self._done_event = threading.Event()
         self._done_event.set()
         self._closing = False
+        self._dead = False  # set when the Qt widget is destroyed (plain Python from then on)
         self._last_step_ui = 0.0
         self._epochs = 1
         self._outcome: str | None = None
@@ -367,6 +368,7 @@ class RetrainWidget(FinetuneSteps, QWidget):
 
     def _on_destroyed(self, *_args: Any) -> None:
         # the dock's Qt objects are going away: only plain Python from here
+        self._dead = True  # napari may still call a handler whose disconnect failed
         state = self._edit
         if state is not None and state.is_dirty():
             try:
@@ -716,6 +718,8 @@ class RetrainWidget(FinetuneSteps, QWidget):
         self._on_current_changed(None)
 
     def _on_layer_removed(self, event: Any) -> None:
+        if self._dead:  # the dock was closed: its timers and layers are gone
+            return
         state = self._edit
         if state is not None and getattr(event, "value", None) is state.layer:
             self._flush_draft(warn=True)
@@ -982,4 +986,6 @@ class RetrainWidget(FinetuneSteps, QWidget):
         self.add_button.setEnabled(not self.session.jobs.is_running(SAVE_JOB))
 
     def _on_theme(self, *_args: Any) -> None:
+        if self._dead:
+            return
         self.curves.set_theme(getattr(self.viewer, "theme", "dark"))
