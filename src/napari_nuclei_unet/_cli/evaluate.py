@@ -113,7 +113,6 @@ def segment_options(args: argparse.Namespace, model: Any):
     """
     diameter = getattr(args, "diameter", None)
     tta = bool(getattr(args, "tta", False))
-    check_diameter(diameter)
     if diameter is None and not tta:
         return None
     from ..core.segment import SegmentOptions, model_diameter

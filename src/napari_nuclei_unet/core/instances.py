@@ -309,10 +309,10 @@ def labels_from_heads(
         small[0] = False
         if small.any():
             seeds[small[seeds]] = 0
-    regions, n_regions = ndi.label(foreground)
-    if n_regions == 0:
+    if not foreground.any():
         return np.zeros(prob.shape, dtype=np.int32)
-    labels = watershed(-core, seeds, mask=foreground) if seeds.any() else np.zeros_like(regions)
+    labels = (watershed(-core, seeds, mask=foreground) if seeds.any()
+              else np.zeros(prob.shape, dtype=np.int32))
     # foreground regions without a seed: one object each
     orphan = foreground & (labels == 0)
     if orphan.any():

@@ -100,7 +100,7 @@ def normalization_params(image: np.ndarray) -> NormalizationParams:
     h, w = rgb.shape[:2]
     step = max(1, int(np.ceil(np.sqrt(h * w / _MAX_STAT_PIXELS))))
     sub = rgb[::step, ::step].astype(np.float64, copy=False)
-    if sub.dtype.kind == "f" and not np.isfinite(sub).all():
+    if rgb.dtype.kind == "f" and not np.isfinite(sub).all():  # integers are finite
         finite = np.isfinite(sub).all(axis=2)
         sub = sub[finite][None] if finite.any() else np.zeros((1, 1, 3))
     low, high = (float(v) for v in np.percentile(sub, [LOW_PERCENTILE, HIGH_PERCENTILE]))
@@ -138,7 +138,7 @@ def normalize_image(image: np.ndarray, params: NormalizationParams | None = None
     if params is None:
         params = normalization_params(rgb)
     out = np.empty((3, *rgb.shape[:2]), dtype=np.float32)
-    wide = rgb.dtype.kind == "f" and rgb.dtype.itemsize > 4 or rgb.dtype.itemsize > 2
+    wide = rgb.dtype.itemsize > 2
     for c in range(3):
         channel = rgb[:, :, c]
         if wide:  # float64 / 32-bit integers: scale in double precision first

@@ -163,7 +163,8 @@ def labels_and_row(
     labels = predicted_labels(prob, threshold=threshold, instance_method=instance_method)
     row = None
     if sample.has_labels:
-        row = score_prediction(sample, prob, threshold=threshold, instance_method=instance_method)
+        row = score_prediction(sample, prob, threshold=threshold,
+                               instance_method=instance_method, labels=labels)
     return labels, row
 
 

@@ -154,12 +154,10 @@ def dequantise(image: np.ndarray) -> np.ndarray:
         return image
     from scipy import ndimage as ndi
 
-    from .normalize import as_rgb
+    from .normalize import normalization_params
 
-    rgb = as_rgb(image)
-    step = max(1, int(np.ceil(np.sqrt(rgb.shape[0] * rgb.shape[1] / (1 << 17)))))
-    low, high = np.percentile(rgb[::step, ::step], [1.0, 99.8])
-    levels = float(high - low)
+    # grey levels between the normalisation's percentiles (|scale| = 1 / (high - low))
+    levels = 1.0 / abs(normalization_params(image).scale)
     for bound, sigma in DEQUANTISE:
         if levels < bound:
             sigmas = (sigma, sigma) + (0,) * (image.ndim - 2)

@@ -709,8 +709,7 @@ def _is_out_of_memory(exc: BaseException) -> bool:
         return True
     text = str(exc).lower()
     # CPU: "DefaultCPUAllocator: can't allocate memory: you tried to allocate ..."
-    return "out of memory" in text or "can't allocate memory" in text or (
-        "allocat" in text and "memory" in text)
+    return "out of memory" in text or ("allocat" in text and "memory" in text)
 
 
 def _is_compile_error(exc: BaseException) -> bool:
