@@ -37,12 +37,15 @@ from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from . import atomic
-from .checkpoint_commit import (
+from .checkpoint_commit import (  # the path helpers live there: the commit needs them too
     CheckpointError,
     _actual,
     _commit,
     commit_record_path,
     recover_checkpoint,
+    sidecar_path,
+    train_state_path,
+    weights_path,
 )
 from .config import ConfigError, TrainConfig
 
@@ -50,8 +53,6 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 FORMAT_VERSION = 1
-WEIGHTS_SUFFIX = ".safetensors"
-TRAIN_STATE_SUFFIX = ".train.safetensors"
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin")
 #: A sidecar is a few KB; anything far bigger is refused before being parsed.
 MAX_SIDECAR_BYTES = 64 * 1024 * 1024
@@ -108,31 +109,6 @@ __all__ = [
     "train_state_path",
     "weights_path",
 ]
-
-
-def weights_path(path: str | os.PathLike) -> Path:
-    """Normalise a checkpoint path to its ``.safetensors`` file.
-
-    ``run/best``, ``run/best.json`` and ``run/best.safetensors`` all name the same
-    checkpoint.
-    """
-    path = Path(path)
-    if path.name.endswith(TRAIN_STATE_SUFFIX):
-        return path.with_name(path.name[: -len(TRAIN_STATE_SUFFIX)] + WEIGHTS_SUFFIX)
-    if path.suffix in (WEIGHTS_SUFFIX, ".json"):
-        return path.with_suffix(WEIGHTS_SUFFIX)
-    return path.with_name(path.name + WEIGHTS_SUFFIX)
-
-
-def sidecar_path(path: str | os.PathLike) -> Path:
-    """The JSON sidecar of a checkpoint."""
-    return weights_path(path).with_suffix(".json")
-
-
-def train_state_path(path: str | os.PathLike) -> Path:
-    """The optional resume-state file of a checkpoint."""
-    weights = weights_path(path)
-    return weights.with_name(weights.name[: -len(WEIGHTS_SUFFIX)] + TRAIN_STATE_SUFFIX)
 
 
 def _write_json_file(path: Path, data: dict) -> None:

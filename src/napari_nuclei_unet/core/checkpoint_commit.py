@@ -28,17 +28,28 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing, corrupt, unsafe or of another architecture."""
 
 
-def _weights(path: str | os.PathLike) -> Path:
-    from .checkpoint import weights_path
+def weights_path(path: str | os.PathLike) -> Path:
+    """Normalise a checkpoint path to its ``.safetensors`` file.
 
-    return weights_path(path)
+    ``run/best``, ``run/best.json`` and ``run/best.safetensors`` all name the same
+    checkpoint.
+    """
+    path = Path(path)
+    if path.name.endswith(TRAIN_STATE_SUFFIX):
+        return path.with_name(path.name[: -len(TRAIN_STATE_SUFFIX)] + WEIGHTS_SUFFIX)
+    if path.suffix in (WEIGHTS_SUFFIX, ".json"):
+        return path.with_suffix(WEIGHTS_SUFFIX)
+    return path.with_name(path.name + WEIGHTS_SUFFIX)
 
 
-def _sidecar(weights: Path) -> Path:
-    return weights.with_suffix(".json")
+def sidecar_path(path: str | os.PathLike) -> Path:
+    """The JSON sidecar of a checkpoint."""
+    return weights_path(path).with_suffix(".json")
 
 
-def _train_state(weights: Path) -> Path:
+def train_state_path(path: str | os.PathLike) -> Path:
+    """The optional resume-state file of a checkpoint."""
+    weights = weights_path(path)
     return weights.with_name(weights.name[: -len(WEIGHTS_SUFFIX)] + TRAIN_STATE_SUFFIX)
 
 
@@ -48,7 +59,7 @@ def commit_record_path(path: str | os.PathLike) -> Path:
     It exists only between the moment every new file of a save is complete on disk and
     the moment they are all in place; see :func:`recover_checkpoint`.
     """
-    weights = _weights(path)
+    weights = weights_path(path)
     return weights.with_name(f".{_stem(weights)}.commit.json")
 
 
@@ -62,7 +73,7 @@ def _lock_path(weights: Path) -> Path:
 
 def _set_names(weights: Path) -> list[str]:
     """Names of the files of a checkpoint set (and of its commit record)."""
-    return [weights.name, _sidecar(weights).name, _train_state(weights).name,
+    return [weights.name, sidecar_path(weights).name, train_state_path(weights).name,
             commit_record_path(weights).name]
 
 
@@ -108,15 +119,11 @@ def _recover_locked(weights: Path) -> bool:
     """Recover a checkpoint set (lock held): finish a committed save, delete leftovers."""
     record_file = commit_record_path(weights)
     record = _read_record(record_file)
-    finished = False
-    if record:
+    if record:  # an unreadable record (None or empty) is not one of ours: left alone
         _roll_forward(weights.parent, record_file, record)
-        finished = True
-    elif record is not None:  # an unreadable record: not one of ours, leave it
-        pass
     for name in _set_names(weights):
         atomic.remove_stale_temps(weights.parent, name)
-    return finished
+    return bool(record)
 
 
 def recover_checkpoint(path: str | os.PathLike) -> bool:
@@ -138,7 +145,7 @@ def recover_checkpoint(path: str | os.PathLike) -> bool:
     bool
         True when an interrupted save was completed.
     """
-    weights = _weights(path)
+    weights = weights_path(path)
     if not weights.parent.is_dir():
         return False
     with exclusive_lock(_lock_path(weights), timeout=LOCK_TIMEOUT_S):
