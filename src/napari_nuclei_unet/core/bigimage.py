@@ -268,7 +268,7 @@ def _block_chunks(length: int, block: int, halo: int) -> tuple[int, ...]:
     return tuple(sizes)
 
 
-def _ext_chunks(chunks: tuple[int, ...], halo: int) -> tuple[int, ...]:
+def _ext_chunks(chunks: tuple[int, ...]) -> tuple[int, ...]:
     n = len(chunks)
     return tuple(c + (1 if k > 0 else 0) + (1 if k < n - 1 else 0) for k, c in enumerate(chunks))
 
@@ -383,7 +383,7 @@ def segment_large(
     ext = da.map_overlap(
         _segment_block, plane, depth=depth, boundary="none", trim=False,
         drop_axis=[2] if plane.ndim == 3 else [],
-        chunks=(_ext_chunks(plane.chunks[0], halo), _ext_chunks(plane.chunks[1], halo)),
+        chunks=(_ext_chunks(plane.chunks[0]), _ext_chunks(plane.chunks[1])),
         dtype=dtype, meta=np.zeros((0, 0), dtype), model=model, options=options,
         params=params, halo=halo, bound=bound,
         label_dtype=dtype,

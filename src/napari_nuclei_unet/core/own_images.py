@@ -101,7 +101,7 @@ def segment_stack(
     -------
     StackResult
     """
-    from .measure import concat_tables, measure_plane
+    from .measure import measure_plane
     from .segment import SegmentOptions, segment_image
 
     options = options or SegmentOptions()
@@ -133,9 +133,7 @@ def segment_stack(
         diameters.append(seg.diameter)
         yield Progress("segment", k + 1, len(todo),
                        f"plane {flat + 1}/{stack.n_planes}: {n} nuclei")
-    result = _finish(labels, tables, done, diameters, cancelled=False)
-    result.table = concat_tables(tables)
-    return result
+    return _finish(labels, tables, done, diameters, cancelled=False)
 
 
 def _finish(labels: np.ndarray, tables: list, done: list, diameters: list, *,

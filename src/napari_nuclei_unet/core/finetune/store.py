@@ -392,8 +392,7 @@ class CorrectionStore:
         n_nuclei = int(labels.max()) if labels.size else 0
 
         with self._locked():
-            self._repair()
-            self._read_index()  # another store may have changed it since
+            self._repair()  # also re-reads the index another store may have changed
             entry = {
                 "source": source,
                 "note": str(note),
