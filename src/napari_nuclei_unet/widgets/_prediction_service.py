@@ -178,8 +178,12 @@ def show_prediction_progress(bar: Any, update: Any, *, stopping: bool = False) -
         bar._nuclei_unet_stage = update.stage
     verb = "Predicting" if update.stage == "predict" else "Scoring"
     if stopping:
-        throttle.show(update.done, update.total, bar.format())
+        # the caller's "Stopping…" text, taken once: bar.format() later ends in an ETA
+        if getattr(bar, "_nuclei_unet_stop_text", None) is None:
+            bar._nuclei_unet_stop_text = bar.format()
+        throttle.show(update.done, update.total, bar._nuclei_unet_stop_text)
     else:
+        bar._nuclei_unet_stop_text = None
         throttle.show(update.done, update.total, f"{verb}: %v / %m images")
 
 
@@ -187,6 +191,7 @@ def reset_prediction_progress(bar: Any) -> None:
     """Forget the ETA clock of ``bar`` (a new job starts)."""
     bar._nuclei_unet_throttle = None
     bar._nuclei_unet_stage = None
+    bar._nuclei_unet_stop_text = None
 
 
 def start_prediction_job(

@@ -552,7 +552,7 @@ class CompareWidget(QWidget):
 
             row = score_prediction(
                 sample, prob, threshold=self.session.threshold,
-                instance_method=self.instance_method,
+                instance_method=self.instance_method, labels=pred_labels,
             )
             self.session.put_rows([row], (self.session.threshold, self.instance_method))
         self.metrics_label.setText(_format_row(row))

@@ -73,18 +73,8 @@ def _job(model_path: str, session_model: Any, stack: Any, options: Any, *, chann
 
 
 def push_scores_to_iou_panel(viewer: Any, rows: list) -> None:
-    """Put ``core.evaluation.ImageRow`` rows into the session's IoU panel (if it has one)."""
-    session = session_for(viewer)
-    add = getattr(session, "add_scores", None)
-    if callable(add):
-        add(rows)
-        return
-    if isinstance(getattr(session, "rows", None), dict):
-        for row in rows:
-            session.rows[row.id] = row
-        signal = getattr(session, "scores_changed", None)
-        if signal is not None:
-            signal.emit()
+    """Put ``core.evaluation.ImageRow`` rows into the session's IoU panel."""
+    session_for(viewer).put_rows(rows)
 
 
 class SegmentWidget(QWidget):
