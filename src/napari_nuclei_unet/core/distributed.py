@@ -128,6 +128,9 @@ def session(device: str = "auto") -> Iterator[None]:
     torch.distributed.init_process_group(backend=backend, **_restart_safe_store())
     try:
         yield
+        # leave together: a rank that tears gloo down while another is still finishing
+        # (rank 0 writes the last checkpoint) can make the other abort at exit
+        torch.distributed.barrier()
     finally:
         torch.distributed.destroy_process_group()
 
