@@ -210,3 +210,21 @@ def test_stack_reader_planes_in_order():
     moved = stack_from_array(np.moveaxis(data, 2, -1), "TZYXC")
     assert np.array_equal(moved.plane(4, 1), data[1, 1, 1])
     assert moved.labels_shape == (2, 3, 4, 5)
+
+
+def test_written_labels_and_csv_are_readable_by_others(tmp_path):
+    """Outputs go through core.atomic: mode 0644, not mkstemp's 0600, and no temp left."""
+    import stat
+
+    from napari_nuclei_unet.core.measure import write_csv
+    from napari_nuclei_unet.core.own_images import write_labels_tiff
+
+    labels = np.zeros((20, 20), np.uint16)
+    labels[2:6, 2:6] = 1
+    tif = write_labels_tiff(tmp_path / "a_labels.tif", labels, "YX")
+    table = {"label": np.array([1]), "area": np.array([16.0])}
+    out = write_csv(table, tmp_path / "a.csv")
+    for path in (tif, out):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "a_labels.tif"]
+    assert out.read_text().splitlines() == ["label,area", "1,16"]

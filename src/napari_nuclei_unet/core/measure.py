@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from .atomic import atomic_write
 
 SHAPE_COLUMNS = ("area", "centroid_y", "centroid_x", "bbox_y0", "bbox_x0", "bbox_y1",
                  "bbox_x1")
@@ -128,20 +129,16 @@ def write_csv(table: dict[str, np.ndarray], path: str | os.PathLike,
     """
     path = Path(path)
     header = list(table) if table else list(columns or ("label", "plane", *SHAPE_COLUMNS))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".csv", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(header)
             if table:
                 cols = [table[name] for name in header]
                 for row in zip(*cols, strict=True):
                     writer.writerow([_cell(v) for v in row])
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+
+    return atomic_write(path, write)
 
 
 def _cell(value: object) -> str:

@@ -13,7 +13,6 @@ goes through :mod:`~napari_nuclei_unet.core.bigimage` and also gets
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import atomic_write
 from .progress import Progress
 from .stacks import ImageStack
 
@@ -170,38 +170,32 @@ def write_labels_tiff(path: str | os.PathLike, labels: Any, axes: str) -> Path:
     """
     import tifffile
 
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tif", dir=path.parent)
-    os.close(fd)
-    try:
+    def write(tmp: Path) -> None:
         if isinstance(labels, np.ndarray):
             top = int(labels.max()) if labels.size else 0
             tifffile.imwrite(tmp, labels.astype(label_dtype(top), copy=False),
                              compression="zlib", metadata={"axes": axes},
                              photometric="minisblack", bigtiff=labels.nbytes > 2**31)
-        else:
-            height, width = labels.shape
-            tile = 512
-            dtype = np.dtype(labels.dtype)
+            return
+        height, width = labels.shape
+        tile = 512
+        dtype = np.dtype(labels.dtype)
 
-            def tiles() -> Any:
-                for y in range(0, height, tile):
-                    strip = np.asarray(labels[y:y + tile, :])
-                    for x in range(0, width, tile):
-                        out = np.zeros((tile, tile), dtype)
-                        part = strip[:, x:x + tile]
-                        out[:part.shape[0], :part.shape[1]] = part
-                        yield out
+        def tiles() -> Any:
+            for y in range(0, height, tile):
+                strip = np.asarray(labels[y:y + tile, :])
+                for x in range(0, width, tile):
+                    out = np.zeros((tile, tile), dtype)
+                    part = strip[:, x:x + tile]
+                    out[:part.shape[0], :part.shape[1]] = part
+                    yield out
 
-            tifffile.imwrite(tmp, tiles(), shape=(height, width), dtype=dtype,
-                             tile=(tile, tile), compression="zlib",
-                             metadata={"axes": axes}, photometric="minisblack",
-                             bigtiff=height * width * dtype.itemsize > 2**31)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+        tifffile.imwrite(tmp, tiles(), shape=(height, width), dtype=dtype,
+                         tile=(tile, tile), compression="zlib",
+                         metadata={"axes": axes}, photometric="minisblack",
+                         bigtiff=height * width * dtype.itemsize > 2**31)
+
+    return atomic_write(path, write)
 
 
 @dataclass
