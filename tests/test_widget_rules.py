@@ -1,0 +1,92 @@
+"""Issue 11's structural rules for the docks: the session owns its state and signals,
+docks name models alike, and no dock module grows past one job."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+WIDGETS = Path(__file__).resolve().parents[1] / "src" / "napari_nuclei_unet" / "widgets"
+SIGNALS = {"dataset_changed", "samples_changed", "current_changed", "model_changed",
+           "predictions_changed", "scores_changed", "labels_edited"}
+#: Session fields only the session's methods change (set_model, set_dataset, ...).
+OWNED = {"model", "dataset", "current_id", "threshold", "instance_method"}
+OWNED_DICTS = {"rows", "rows_settings", "probabilities", "kept_results", "samples"}
+
+
+def _dock_sources() -> list[Path]:
+    return [p for p in sorted(WIDGETS.glob("*.py")) if p.name != "_session.py"]
+
+
+def _session_like(node: ast.AST) -> bool:
+    """``session`` or ``self.session`` / ``x.session``."""
+    return (isinstance(node, ast.Name) and node.id == "session") or (
+        isinstance(node, ast.Attribute) and node.attr == "session")
+
+
+def test_no_dock_emits_a_session_signal():
+    emits = []
+    for path in _dock_sources():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "emit"
+                    and isinstance(node.func.value, ast.Attribute)
+                    and node.func.value.attr in SIGNALS):
+                emits.append(f"{path.name}:{node.lineno}")
+    assert not emits, f"session signals emitted outside Session's methods: {emits}"
+
+
+def test_no_dock_changes_session_state_by_hand():
+    changes = []
+    for path in _dock_sources():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            targets = node.targets if isinstance(node, ast.Assign) else (
+                [node.target] if isinstance(node, ast.AugAssign | ast.AnnAssign) else [])
+            for target in targets:
+                if (isinstance(target, ast.Attribute) and target.attr in OWNED
+                        and _session_like(target.value)):
+                    changes.append(f"{path.name}:{node.lineno} {target.attr} =")
+                if (isinstance(target, ast.Subscript) and isinstance(target.value, ast.Attribute)
+                        and target.value.attr in OWNED_DICTS
+                        and _session_like(target.value.value)):
+                    changes.append(f"{path.name}:{node.lineno} {target.value.attr}[...] =")
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in {"clear", "update", "pop", "setdefault"}
+                    and isinstance(node.func.value, ast.Attribute)
+                    and node.func.value.attr in OWNED_DICTS
+                    and _session_like(node.func.value.value)):
+                changes.append(f"{path.name}:{node.lineno} {node.func.value.attr}."
+                               f"{node.func.attr}()")
+    assert not changes, f"session state changed outside Session's methods: {changes}"
+
+
+@pytest.mark.parametrize("module", ["retrain_widget.py", "train_widget.py", "model_widget.py",
+                                    "segment_widget.py", "_workers.py"])
+def test_dock_modules_hold_one_job(module):
+    lines = len((WIDGETS / module).read_text(encoding="utf-8").splitlines())
+    assert lines <= 620, f"{module} has {lines} lines: split it by job"
+
+
+@pytest.mark.gui
+def test_compare_and_model_docks_name_the_model_by_its_file(make_napari_viewer, qtbot,
+                                                            tmp_path):
+    from _widget_helpers import wait_worker
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint, save_checkpoint
+    from napari_nuclei_unet.core.config import TrainConfig
+    from napari_nuclei_unet.core.model import UNet
+    from napari_nuclei_unet.widgets._session import session_for
+    from napari_nuclei_unet.widgets.compare_widget import CompareWidget
+    from napari_nuclei_unet.widgets.model_widget import ModelWidget
+
+    path = save_checkpoint(tmp_path / "20261201-0930" / "best.safetensors",
+                           UNet(3, base_width=4, depth=2),
+                           TrainConfig(base_width=4, depth=2, crop_size=32, epochs=1), {})
+    viewer = make_napari_viewer()
+    compare, model_dock = CompareWidget(viewer), ModelWidget(viewer)
+    session_for(viewer).set_model(load_checkpoint(path))
+    assert compare.model_label.text() == "Model: 20261201-0930/best"  # not "Model: best"
+    assert model_dock.name_label.text() == "20261201-0930/best"
+    for kind in ("list devices", "warm up", "warm up layers"):
+        wait_worker(qtbot, session_for(viewer).jobs.running(kind))
