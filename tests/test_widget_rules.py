@@ -90,3 +90,45 @@ def test_compare_and_model_docks_name_the_model_by_its_file(make_napari_viewer, 
     assert model_dock.name_label.text() == "20261201-0930/best"
     for kind in ("list devices", "warm up", "warm up layers"):
         wait_worker(qtbot, session_for(viewer).jobs.running(kind))
+
+
+@pytest.mark.gui
+def test_retrain_tables_show_short_ids_with_the_full_id_in_tooltip_and_copy(qapp, tmp_path):
+    from types import SimpleNamespace
+
+    from qtpy.QtWidgets import QApplication
+
+    from napari_nuclei_unet.widgets._retrain_views import CorrectionsTable, ScoreChangeTable
+
+    long_id = "0123456789abcdef" * 4
+    corrections = CorrectionsTable()
+    corrections.set_corrections([SimpleNamespace(
+        id=long_id, path=tmp_path / long_id, n_nuclei=3, source="label", note="",
+        updated="2026-11-25T15:18:02+00:00")])
+    changes = ScoreChangeTable()
+    changes.set_changes([{"id": long_id, "iou_before": 0.5, "iou_after": 0.7}])
+    for table in (corrections, changes):
+        item = table.item(0, 0)
+        assert item.text() == long_id[:8]
+        assert long_id in item.toolTip()
+        QApplication.clipboard().setText("")
+        table.selectRow(0)
+        table.copy_full_id()
+        assert QApplication.clipboard().text() == long_id
+
+
+@pytest.mark.gui
+def test_predict_all_progress_says_how_long_is_left(qapp):
+    import time
+
+    from qtpy.QtWidgets import QProgressBar
+
+    from napari_nuclei_unet.core.progress import Progress
+    from napari_nuclei_unet.widgets._prediction_service import show_prediction_progress
+
+    bar = QProgressBar()
+    show_prediction_progress(bar, Progress("predict", 0, 669))
+    time.sleep(0.6)  # the estimate needs half a second of history (no speed is asserted)
+    show_prediction_progress(bar, Progress("predict", 3, 669))
+    assert bar.format().startswith("Predicting: %v / %m images")
+    assert "left" in bar.format()
