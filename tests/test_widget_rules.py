@@ -132,3 +132,24 @@ def test_predict_all_progress_says_how_long_is_left(qapp):
     show_prediction_progress(bar, Progress("predict", 3, 669))
     assert bar.format().startswith("Predicting: %v / %m images")
     assert "left" in bar.format()
+
+
+def test_shipped_model_marks_the_real_stage1_train_by_split():
+    """On the real stage1_train, the Scores tab marks the shipped model's 602 training and
+    68 validation images (its scores on them are optimistic), none "unseen"."""
+    import json
+    import os
+    from types import SimpleNamespace
+
+    from napari_nuclei_unet.core.checkpoint import default_model_path
+    from napari_nuclei_unet.core.predict_score import splits_of
+
+    root = os.environ.get("NUCLEI_UNET_DSB2018")
+    if not root or not Path(root).is_dir():
+        pytest.skip("NUCLEI_UNET_DSB2018 (stage1_train) not set")
+    ids = sorted(p.name for p in Path(root).iterdir() if (p / "images").is_dir())
+    metadata = json.loads(default_model_path().with_suffix(".json").read_text())
+    marks = splits_of(SimpleNamespace(metadata=metadata), ids)
+    counts = {kind: list(marks.values()).count(kind) for kind in ("train", "validation",
+                                                                   "unseen")}
+    assert counts == {"train": 602, "validation": 68, "unseen": 0}
