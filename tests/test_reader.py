@@ -93,6 +93,48 @@ def test_claims_zip_with_top_level_folder(dataset, tmp_path):
     assert get_reader(str(zipped)) is read_dsb
 
 
+def test_zip_names_are_read_from_the_directory_like_zipfile(dataset_zip, tmp_path):
+    from napari_nuclei_unet._reader import zip_member_names
+
+    odd = tmp_path / "odd.zip"
+    with zipfile.ZipFile(odd, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.comment = b"an archive comment"
+        zf.writestr("données/é.txt", b"utf-8 name")
+        info = zipfile.ZipInfo("with-extra.bin")
+        info.extra = b"\x99\x99\x04\x00abcd"
+        info.comment = b"a member comment"
+        zf.writestr(info, b"x")
+        with zf.open("big/images/big.png", "w", force_zip64=True) as handle:
+            handle.write(b"zip64 member")
+    prefixed = tmp_path / "prefixed.zip"  # data before the zip (self-extracting archives)
+    prefixed.write_bytes(b"#!/bin/sh\nexit 0\n" + dataset_zip.read_bytes())
+    for path in (dataset_zip, odd, prefixed):
+        with zipfile.ZipFile(path) as zf:
+            assert list(zip_member_names(path)) == zf.namelist(), path
+    assert get_reader(str(prefixed)) is read_dsb
+    truncated = tmp_path / "truncated.zip"
+    truncated.write_bytes(dataset_zip.read_bytes()[:-40])
+    assert get_reader(str(truncated)) is None
+
+
+def test_claiming_a_zip_stops_at_its_first_sample(dataset_zip, monkeypatch):
+    """napari asks on its main thread: the 30,000 names of stage1_train.zip are not all read."""
+    from napari_nuclei_unet import _reader
+
+    seen = []
+    names = _reader.zip_member_names
+
+    def counting(path):
+        for name in names(path):
+            seen.append(name)
+            yield name
+
+    monkeypatch.setattr(_reader, "zip_member_names", counting)
+    assert get_reader(str(dataset_zip)) is read_dsb
+    with zipfile.ZipFile(dataset_zip) as zf:
+        assert 0 < len(seen) < len(zf.namelist())
+
+
 # -- reading without a viewer -----------------------------------------------------------
 
 
