@@ -93,6 +93,48 @@ def test_claims_zip_with_top_level_folder(dataset, tmp_path):
     assert get_reader(str(zipped)) is read_dsb
 
 
+def test_zip_names_are_read_from_the_directory_like_zipfile(dataset_zip, tmp_path):
+    from napari_nuclei_unet._reader import zip_member_names
+
+    odd = tmp_path / "odd.zip"
+    with zipfile.ZipFile(odd, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.comment = b"an archive comment"
+        zf.writestr("données/é.txt", b"utf-8 name")
+        info = zipfile.ZipInfo("with-extra.bin")
+        info.extra = b"\x99\x99\x04\x00abcd"
+        info.comment = b"a member comment"
+        zf.writestr(info, b"x")
+        with zf.open("big/images/big.png", "w", force_zip64=True) as handle:
+            handle.write(b"zip64 member")
+    prefixed = tmp_path / "prefixed.zip"  # data before the zip (self-extracting archives)
+    prefixed.write_bytes(b"#!/bin/sh\nexit 0\n" + dataset_zip.read_bytes())
+    for path in (dataset_zip, odd, prefixed):
+        with zipfile.ZipFile(path) as zf:
+            assert list(zip_member_names(path)) == zf.namelist(), path
+    assert get_reader(str(prefixed)) is read_dsb
+    truncated = tmp_path / "truncated.zip"
+    truncated.write_bytes(dataset_zip.read_bytes()[:-40])
+    assert get_reader(str(truncated)) is None
+
+
+def test_claiming_a_zip_stops_at_its_first_sample(dataset_zip, monkeypatch):
+    """napari asks on its main thread: the 30,000 names of stage1_train.zip are not all read."""
+    from napari_nuclei_unet import _reader
+
+    seen = []
+    names = _reader.zip_member_names
+
+    def counting(path):
+        for name in names(path):
+            seen.append(name)
+            yield name
+
+    monkeypatch.setattr(_reader, "zip_member_names", counting)
+    assert get_reader(str(dataset_zip)) is read_dsb
+    with zipfile.ZipFile(dataset_zip) as zf:
+        assert 0 < len(seen) < len(zf.namelist())
+
+
 # -- reading without a viewer -----------------------------------------------------------
 
 
@@ -111,14 +153,52 @@ def test_read_sample_folder(dataset):
     assert image_kwargs["metadata"][SAMPLE_ID_KEY] == sample_id
 
 
-def test_read_dataset_opens_first_sample_with_metadata(dataset, dataset_zip):
+def _images(layers):
+    return [(data, kwargs) for data, kwargs, kind in layers if kind == "image"]
+
+
+def test_read_dataset_without_a_window_opens_every_sample(dataset, dataset_zip):
     root, ids = dataset
     for path in (root, dataset_zip):
-        (image, image_kwargs, _), (_, labels_kwargs, _) = read_dsb(str(path))
-        assert image_kwargs["name"] == ids[0]
-        for kwargs in (image_kwargs, labels_kwargs):
+        layers = read_dsb(str(path))
+        assert [t for _, _, t in layers] == ["image", "labels"] * len(ids)
+        images = _images(layers)
+        assert [kwargs["metadata"][SAMPLE_ID_KEY] for _, kwargs in images] == ids
+        assert [kwargs["name"] for _, kwargs in images] == ids
+        for _, kwargs, _ in layers:
             assert kwargs["metadata"][DATASET_KEY] == str(path)
-            assert kwargs["metadata"][SAMPLE_ID_KEY] == ids[0]
+        for (image, _), sample_id in zip(images, ids, strict=True):
+            assert np.array_equal(image, _expected(root, sample_id)[0])
+
+
+def test_a_large_dataset_opens_a_bounded_number_and_says_so(dataset, dataset_zip, monkeypatch):
+    import napari.utils.notifications
+
+    from napari_nuclei_unet import _reader
+
+    shown = []
+    monkeypatch.setattr(napari.utils.notifications, "show_info", shown.append)
+    monkeypatch.setattr(_reader, "MAX_LAYER_SAMPLES", 2)
+    root, ids = dataset
+    layers = read_dsb(str(dataset_zip))
+    assert [kwargs["metadata"][SAMPLE_ID_KEY] for _, kwargs in _images(layers)] == ids[:2]
+    assert len(shown) == 1
+    assert f"{len(ids)} samples" in shown[0] and "first 2" in shown[0] and "Data" in shown[0]
+
+
+def test_long_ids_are_named_by_their_first_8_characters(dataset, tmp_path):
+    import shutil
+
+    root, ids = dataset
+    long_id = "0123456789abcdef" * 4
+    folder = tmp_path / "stage1_train" / long_id
+    shutil.copytree(root / ids[0], folder)
+    (folder / "images" / f"{ids[0]}.png").rename(folder / "images" / f"{long_id}.png")
+    for path in (folder, folder.parent, _zip_folder(folder.parent, tmp_path / "one.zip")):
+        (_, image_kwargs, _), (_, labels_kwargs, _) = read_dsb(str(path))
+        assert image_kwargs["name"] == long_id[:8]
+        assert labels_kwargs["name"] == f"{long_id[:8]} labels"
+        assert image_kwargs["metadata"][SAMPLE_ID_KEY] == long_id  # the full id is kept
 
 
 def test_fluorescence_contrast_is_stretched(dataset):
@@ -166,15 +246,15 @@ def test_bad_first_sample_of_a_folder_is_skipped(dataset, tmp_path, shown_errors
     shutil.copytree(root, copy)
     (copy / ids[0] / "images" / f"{ids[0]}.png").write_bytes(b"garbage")
     with pytest.warns(UserWarning, match=ids[0]):  # the dataset reports the skipped sample
-        (_, image_kwargs, _), _ = read_dsb(str(copy))
-    assert image_kwargs["name"] == ids[1]
+        layers = read_dsb(str(copy))
+    assert [kwargs["name"] for _, kwargs in _images(layers)] == ids[1:]
     assert not shown_errors
 
 
 def test_read_zip_with_top_level_folder(dataset, tmp_path):
     root, ids = dataset
     zipped = _zip_folder(root, tmp_path / "dsb.zip", prefix="stage1_train/")
-    (image, image_kwargs, _), (labels, _, _) = read_dsb(str(zipped))
+    (image, image_kwargs, _), (labels, _, _) = read_dsb(str(zipped))[:2]
     expected_image, n_masks = _expected(root, ids[0])
     assert image_kwargs["name"] == ids[0]
     assert np.array_equal(image, expected_image)
@@ -190,8 +270,8 @@ def test_bad_first_sample_of_a_zip_is_skipped(dataset, tmp_path, shown_errors):
     (copy / ids[0] / "images" / f"{ids[0]}.png").write_bytes(b"garbage")
     zipped = _zip_folder(copy, tmp_path / "stage1_train.zip")
     with pytest.warns(UserWarning, match=ids[0]):
-        (_, image_kwargs, _), _ = read_dsb(str(zipped))
-    assert image_kwargs["name"] == ids[1]
+        layers = read_dsb(str(zipped))
+    assert [kwargs["name"] for _, kwargs in _images(layers)] == ids[1:]
     assert not shown_errors
 
 
@@ -208,28 +288,66 @@ def test_metadata_keys_match_the_widgets():
 
 
 @pytest.mark.gui
-@pytest.mark.parametrize("kind", ["sample", "dataset", "zip"])
-def test_viewer_open_adds_image_and_labels(make_napari_viewer, dataset, dataset_zip, kind):
+def test_viewer_open_sample_adds_image_and_labels(make_napari_viewer, dataset):
     from napari.layers import Image, Labels
 
     root, ids = dataset
-    path, sample_id = {
-        "sample": (root / ids[1], ids[1]),
-        "dataset": (root, ids[0]),
-        "zip": (dataset_zip, ids[0]),
-    }[kind]
     viewer = make_napari_viewer()
-    viewer.open(str(path), plugin=PLUGIN)
+    viewer.open(str(root / ids[1]), plugin=PLUGIN)
     assert [type(layer) for layer in viewer.layers] == [Image, Labels]
     image_layer, labels_layer = viewer.layers
-    expected_image, n_masks = _expected(root, sample_id)
-    assert image_layer.name == sample_id and image_layer.rgb
+    expected_image, n_masks = _expected(root, ids[1])
+    assert image_layer.name == ids[1] and image_layer.rgb
     assert np.array_equal(image_layer.data, expected_image)
-    assert labels_layer.name == f"{sample_id} labels"
-    assert labels_layer.data.shape == expected_image.shape[:2]
+    assert labels_layer.name == f"{ids[1]} labels"
     assert len(np.unique(labels_layer.data[labels_layer.data > 0])) == n_masks
-    if kind != "sample":
-        assert image_layer.metadata[DATASET_KEY] == str(path)
+
+
+def _wait_for_first_sample(qtbot, data, ids):
+    from _widget_helpers import wait_worker
+
+    wait_worker(qtbot, data.session.jobs.running("open dataset"))
+    qtbot.waitUntil(lambda: data.session.current_id == ids[0], timeout=30_000)
+    wait_worker(qtbot, data.session.jobs.running("load sample"))
+
+
+@pytest.mark.gui
+@pytest.mark.parametrize("kind", ["dataset", "zip"])
+def test_viewer_open_dataset_lists_every_sample_in_the_data_panel(
+        make_napari_viewer, qtbot, dataset, dataset_zip, kind):
+    from napari_nuclei_unet.widgets._layers import IMAGE_LAYER
+    from napari_nuclei_unet.widgets.workflow_panel import WorkflowPanel
+
+    root, ids = dataset
+    path = root if kind == "dataset" else dataset_zip
+    viewer = make_napari_viewer()
+    viewer.open(str(path), plugin=PLUGIN)  # as when the zip is dropped on the window
+    panels = [w for w in viewer.window.dock_widgets.values() if isinstance(w, WorkflowPanel)]
+    assert len(panels) == 1
+    data = panels[0].data
+    assert panels[0].tabs.currentIndex() == panels[0].step_names().index("data")
+    _wait_for_first_sample(qtbot, data, ids)
+    assert data.dataset.ids() == ids  # every sample listed, decoded only when shown
+    assert sorted(data.visible_ids()) == ids
+    assert len(data.session.samples) <= 2
+    image = viewer.layers[IMAGE_LAYER]
+    assert np.array_equal(image.data, _expected(root, ids[0])[0])
+    assert image.metadata[SAMPLE_ID_KEY] == ids[0]
+
+
+@pytest.mark.gui
+def test_viewer_open_dataset_uses_the_open_data_dock(make_napari_viewer, qtbot, dataset_zip,
+                                                     dataset):
+    from napari_nuclei_unet.widgets.data_browser import DataBrowserWidget
+
+    _root, ids = dataset
+    viewer = make_napari_viewer()
+    data = DataBrowserWidget(viewer)
+    viewer.window.add_dock_widget(data, name="Data")
+    viewer.open(str(dataset_zip), plugin=PLUGIN)
+    assert len(viewer.window.dock_widgets) == 1  # no second Data widget
+    _wait_for_first_sample(qtbot, data, ids)
+    assert data.dataset.ids() == ids
 
 
 @pytest.mark.gui

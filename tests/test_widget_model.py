@@ -53,7 +53,8 @@ def test_loads_checkpoint_and_shows_config(model_widget, qtbot, tiny_checkpoint)
     assert metrics["val iou by modality · fluorescence"] == "0.9"
     assert "CPU" in widget.device_label.text()
     assert "10 training" in widget.training_label.text()
-    assert widget.name_label.text() == "run/best.safetensors"
+    assert widget.name_label.text() == "run/best"  # as the Compare dock names it
+    assert widget.name_label.toolTip() == str(tiny_checkpoint)
 
 
 def test_devices_listed_are_real(model_widget, qtbot):
@@ -101,6 +102,23 @@ def test_training_described_plainly():
     assert "trained on" in text and "NVIDIA" in text
     assert "cuda" not in describe_training({"device": "cuda:0"})
     assert describe_training({"device": "cpu"}).endswith("trained on the CPU")
+
+
+def test_configuration_explains_the_epoch_limit_and_the_training_device():
+    import json
+
+    from napari_nuclei_unet.core.checkpoint import default_model_path
+    from napari_nuclei_unet.widgets.model_widget import describe_config
+
+    metadata = json.loads(default_model_path().with_suffix(".json").read_text())
+    rows = dict(describe_config(metadata["config"], metadata, "cpu"))
+    assert rows["epochs"].startswith("30 trained") and "time budget" in rows["epochs"]
+    assert rows["trained on device"] == "cuda (runs here on the CPU)"
+    assert "device" not in rows
+    assert rows["time budget"] == "8 min"
+    plain = dict(describe_config({"epochs": 3, "device": "cpu"}, {"metrics": {"epoch": 3}},
+                                 "cpu"))
+    assert plain["epochs"] == "3"
 
 
 def test_value_column_is_visible_in_a_narrow_dock(model_widget, qtbot, tiny_checkpoint):

@@ -3,14 +3,30 @@
 :func:`get_reader` only claims paths that look like DSB2018 (checked from folder
 names and the zip's list of names, without decoding anything), so napari keeps
 offering its other readers for everything else. Reading is done by
-:mod:`napari_nuclei_unet.core.dataset`; this module only turns a sample into
+:mod:`napari_nuclei_unet.core.dataset`; this module only turns samples into
 layer data.
+
+What opens:
+
+- a **sample folder**: its image and label mask, as two layers;
+- a **dataset** (a ``stage1_train`` folder or zip) dropped on a napari window:
+  every sample, in the plugin's Data panel
+  (:mod:`napari_nuclei_unet.widgets._reader_handoff`), which indexes it in the
+  background, lists all samples and shows the first; samples are decoded only
+  when shown, so a 670-sample zip costs the memory of one image;
+- a dataset read without a window (a script): its first
+  :data:`MAX_LAYER_SAMPLES` samples as layers, and a plain message saying how
+  many there are and how to browse all of them.
+
+Layers are named by the sample's short id (first 8 characters of a 64-character
+DSB2018 id); the full id is in the layer's metadata.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import struct
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -33,6 +49,10 @@ MODALITY_KEY = "nuclei_unet_modality"
 #: What napari's reader machinery accepts as "read, but nothing to add": a reader
 #: returning ``[]`` makes napari raise a second, generic error on top of ours.
 NULL_LAYER_SENTINEL: list = [(None,)]
+
+#: Samples of a dataset opened as layers when no Data panel can take it (each is
+#: decoded into memory: a bound, not the whole dataset).
+MAX_LAYER_SAMPLES = 16
 
 # how many entries of a folder to look at when deciding whether it is a dataset
 _MAX_ENTRIES_SCANNED = 200
@@ -93,7 +113,10 @@ def is_dataset_folder(path: str | os.PathLike) -> bool:
 def is_dsb_zip(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a zip holding DSB samples (``<id>/images/<id>.png`` entries).
 
-    Only the zip's list of names is read, nothing is decompressed.
+    Only the zip's list of names is read, nothing is decompressed, and only up to
+    the first sample image: napari asks this on its main thread when a zip is
+    dropped, and parsing all 30,000 names of ``stage1_train.zip`` takes about half
+    a second.
 
     Parameters
     ----------
@@ -109,10 +132,61 @@ def is_dsb_zip(path: str | os.PathLike) -> bool:
     if p.suffix.lower() != ".zip" or not p.is_file():  # is_file: never open a FIFO
         return False
     try:
-        with zipfile.ZipFile(p) as zf:
-            return any(_ZIP_SAMPLE_IMAGE.search(name) for name in zf.namelist())
-    except (OSError, zipfile.BadZipFile, EOFError, ValueError):
+        return any(_ZIP_SAMPLE_IMAGE.search(name) for name in zip_member_names(p))
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError, struct.error):
         return False
+
+
+_EOCD = struct.Struct("<4s4H2LH")  # end of central directory record
+_CENTRAL = struct.Struct("<4s6H3L5H2L")  # central directory file header (46 bytes)
+
+
+def zip_member_names(path: str | os.PathLike):
+    """Yield a zip's member names from its central directory, one at a time.
+
+    Unlike :class:`zipfile.ZipFile`, which parses the whole directory when opened,
+    this stops reading as soon as the caller stops iterating. Zip64 archives are
+    read with :mod:`zipfile`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The zip.
+
+    Yields
+    ------
+    str
+        Member names, in the directory's order.
+
+    Raises
+    ------
+    zipfile.BadZipFile
+        When the file is not a zip.
+    """
+    with open(path, "rb") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        tail_len = min(size, _EOCD.size + 0xFFFF)  # the record, then a comment of <= 64 KiB
+        fh.seek(size - tail_len)
+        tail = fh.read(tail_len)
+        at = tail.rfind(b"PK\x05\x06")
+        if at < 0 or tail_len - at < _EOCD.size:
+            raise zipfile.BadZipFile(f"{path} is not a zip file")
+        fields = _EOCD.unpack_from(tail, at)
+        n_entries, cd_size, cd_offset = fields[4], fields[5], fields[6]
+        if 0xFFFF in (n_entries,) or 0xFFFFFFFF in (cd_size, cd_offset):
+            with zipfile.ZipFile(path) as zf:  # zip64: its own record, zipfile reads it
+                yield from zf.namelist()
+            return
+        fh.seek(size - tail_len + at - cd_size)  # data prepended to the zip shifts offsets
+        for _ in range(n_entries):
+            header = fh.read(_CENTRAL.size)
+            if len(header) < _CENTRAL.size or header[:4] != b"PK\x01\x02":
+                raise zipfile.BadZipFile(f"{path}: damaged zip directory")
+            entry = _CENTRAL.unpack(header)
+            flags, n_name, n_extra, n_comment = entry[3], entry[10], entry[11], entry[12]
+            raw = fh.read(n_name)
+            yield raw.decode("utf-8" if flags & 0x800 else "cp437")
+            fh.seek(n_extra + n_comment, os.SEEK_CUR)
 
 
 def looks_like_dsb(path: str | os.PathLike) -> bool:
@@ -158,12 +232,15 @@ def get_reader(path: PathOrPaths) -> ReaderFunction | None:
 
 
 def read_dsb(path: PathOrPaths) -> list[LayerData]:
-    """Read DSB2018 path(s) into an image and a labels layer each.
+    """Read DSB2018 path(s): sample folders as layers, datasets in the Data panel.
 
-    For a dataset folder or zip the first sample (sorted by id) is opened; the
-    layers' metadata name the dataset (``"nuclei_unet_dataset"``), the sample
-    (``"nuclei_unet_sample_id"``) and its modality (``"nuclei_unet_modality"``),
-    so the plugin's dataset browser can show the others.
+    A dataset folder or zip is handed to the plugin's Data panel of the current
+    napari window, which lists and shows all its samples (no layer is returned
+    for it here). Without a window, its first :data:`MAX_LAYER_SAMPLES` samples
+    (sorted by id) become layers and a message says how many were left out.
+    The layers' metadata name the dataset (``"nuclei_unet_dataset"``), the
+    sample (``"nuclei_unet_sample_id"``, the full id) and its modality
+    (``"nuclei_unet_modality"``).
 
     Parameters
     ----------
@@ -179,9 +256,30 @@ def read_dsb(path: PathOrPaths) -> list[LayerData]:
     """
     paths = [path] if isinstance(path, str | os.PathLike) else list(path)
     layers: list[LayerData] = []
+    handed = False
     for p in paths:
-        layers.extend(_read_one(Path(p)))
+        p = Path(p)
+        if not handed and not is_sample_folder(p) and _hand_to_data_panel(p):
+            handed = True  # the Data panel shows every sample (one dataset open at a time)
+            continue
+        layers.extend(_read_one(p))
     return layers or list(NULL_LAYER_SENTINEL)
+
+
+def _hand_to_data_panel(path: Path) -> bool:
+    """Give a dataset to the Data panel of the current napari window (False: no window)."""
+    try:
+        from .widgets._reader_handoff import open_in_data_panel
+    except ImportError:  # no Qt binding: a script reading files
+        return False
+    try:
+        return open_in_data_panel(path)
+    except Exception:  # noqa: BLE001  (never lose the file: fall back to layers)
+        import logging
+
+        logging.getLogger(__name__).warning("the Data panel could not open %s", path,
+                                            exc_info=True)
+        return False
 
 
 def _sample_folders(path: Path) -> list[Path]:
@@ -253,14 +351,98 @@ def _read_one(path: Path) -> list[LayerData]:
     from .core.dataset import DatasetError
 
     try:
-        sample = load_first_sample(path)
+        if path.is_dir() and is_sample_folder(path):
+            samples = [load_first_sample(path)]
+        else:
+            samples = load_dataset_samples(path, MAX_LAYER_SAMPLES)
     except DatasetError as exc:
         _show_error(str(exc))
         return []
     except OSError as exc:
         _show_error(f"Could not read {path}: {exc}")
         return []
-    return sample_layer_data(sample, dataset_path=path)
+    layers: list[LayerData] = []
+    for sample in samples:
+        layers.extend(sample_layer_data(sample, dataset_path=path))
+    return layers
+
+
+def dataset_sample_ids(path: str | os.PathLike) -> list[str]:
+    """Ids of the samples of a dataset folder or zip, sorted, from names only (no decoding).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``stage1_train``-like folder or zip.
+
+    Returns
+    -------
+    list of str
+        Sample ids (folder names holding ``images/``), sorted.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return [folder.name for folder in _sample_folders(path)]
+    with zipfile.ZipFile(path) as zf:
+        ids = {m.group(1) for name in zf.namelist() if (m := _ZIP_SAMPLE_IMAGE.search(name))}
+    return sorted(ids)
+
+
+def load_dataset_samples(path: str | os.PathLike, limit: int = MAX_LAYER_SAMPLES
+                         ) -> list[Sample]:
+    """Decode the first ``limit`` usable samples of a dataset folder or zip, by id.
+
+    Bad samples are skipped with a warning naming them. When the dataset holds
+    more than ``limit`` samples, a message says how many were left out and how
+    to browse them all (the plugin's Data panel), so memory stays bounded.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``stage1_train``-like folder or zip.
+    limit : int, optional
+        Most samples decoded.
+
+    Returns
+    -------
+    list of Sample
+
+    Raises
+    ------
+    DatasetError
+        When none of its samples can be read.
+    """
+    import warnings
+
+    from .core.dataset import DatasetError, load_sample, load_zip_sample
+
+    path = Path(path)
+    ids = dataset_sample_ids(path)
+    samples: list[Sample] = []
+    bad: list[str] = []
+    for sample_id in ids:
+        if len(samples) >= limit:
+            break
+        try:
+            samples.append(load_sample(path / sample_id) if path.is_dir()
+                           else load_zip_sample(path, sample_id))
+        except (DatasetError, OSError, zipfile.BadZipFile) as exc:
+            bad.append(f"{sample_id}: {exc}")
+    if bad:
+        warnings.warn(f"{path}: {len(bad)} sample(s) skipped: " + "; ".join(bad[:3]),
+                      UserWarning, stacklevel=2)
+    if not samples:
+        raise DatasetError(
+            f"{path} has no readable DSB2018 samples "
+            "(expected <id>/images/<id>.png and <id>/masks/*.png)."
+        )
+    if len(ids) > limit:
+        _show_info(
+            f"{path.name} holds {len(ids)} samples: the first {len(samples)} were opened as "
+            "layers. To browse all of them, open it in the plugin's Data panel (Plugins > "
+            "Nuclei U-Net > Data)."
+        )
+    return samples
 
 
 def image_contrast_limits(image, modality: str) -> tuple[float, float]:
@@ -335,3 +517,9 @@ def _show_error(message: str) -> None:
     from napari.utils.notifications import show_error
 
     show_error(message)
+
+
+def _show_info(message: str) -> None:
+    from napari.utils.notifications import show_info
+
+    show_info(message)

@@ -22,6 +22,7 @@ from qtpy.QtWidgets import (
     QTableWidgetItem,
 )
 
+from napari_nuclei_unet.widgets._ids import enable_id_copy
 from napari_nuclei_unet.widgets._layers import short_id
 from napari_nuclei_unet.widgets._plots import TrainingCurves
 from napari_nuclei_unet.widgets._retrain_project import START_PREDICTION, local_time
@@ -87,6 +88,10 @@ class _Table(QTableWidget):
         self.setWordWrap(False)
         self.setMinimumHeight(ROW_HEIGHT * 4)
 
+    def enable_id_copy(self) -> None:
+        """Ctrl+C and right click > "Copy full id" copy the selected row's full id (its key)."""
+        enable_id_copy(self, self.selected_key)
+
     def sizeHint(self) -> QSize:  # noqa: D102 - Qt API
         return QSize(300, ROW_HEIGHT * 6)
 
@@ -136,13 +141,15 @@ class CorrectionsTable(_Table):
              "What the correction started from: the label mask or the model's prediction",
              "When it was last saved (local time)"),
         )
+        self.enable_id_copy()
 
     def set_corrections(self, corrections: Sequence[Any]) -> None:
         """Show ``core.finetune.Correction`` entries (sorted by id)."""
         selected = self.selected_key()
         self.setRowCount(len(corrections))
         for row, c in enumerate(corrections):
-            self.setItem(row, 0, self._item(short_id(c.id), key=c.id, tooltip=str(c.path)))
+            self.setItem(row, 0, self._item(short_id(c.id), key=c.id,
+                                            tooltip=f"{c.id}\nsaved in {c.path}"))
             self.setItem(row, 1, self._item(str(c.n_nuclei), right=True))
             self.setItem(row, 2, self._item(source_text(c.source, c.note), tooltip=c.note))
             self.setItem(row, 3, self._item(local_time(c.updated, short=True),
@@ -161,6 +168,7 @@ class ScoreChangeTable(_Table):
              "IoU of the fine-tuned model with your corrected mask",
              "Green: better, red: worse"),
         )
+        self.enable_id_copy()
 
     def set_changes(self, changes: Sequence[Any]) -> None:
         """Show ``ScoreChange`` objects or their dicts (``iou_before``, ``iou_after``)."""

@@ -34,7 +34,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_nuclei_unet.widgets._session import session_for
+from napari_nuclei_unet.widgets._session import model_name, session_for
 
 if TYPE_CHECKING:
     import napari
@@ -196,6 +196,49 @@ def describe_training(metadata: dict) -> str:
     if where:
         parts.append(f"trained on {where}")
     return " · ".join(parts) or "no training record"
+
+
+def describe_config(config: dict, metadata: dict, runs_on: str) -> list[tuple[str, str]]:
+    """The configuration table's rows, with the settings that would mislead explained.
+
+    A run limited by time plans a huge number of epochs (100000) and stops on its
+    budget: the epochs row says how many were trained and that the number was a
+    limit. The ``device`` setting is where the model was *trained*; the row says
+    where it runs here, so a CPU user does not read "cuda" as a requirement.
+
+    Parameters
+    ----------
+    config : dict
+        ``TrainConfig.to_dict()`` of the model.
+    metadata : dict
+        The checkpoint's JSON sidecar (its history and metrics).
+    runs_on : str
+        The device the model's weights are on now (``"cpu"``, ``"cuda:0"``).
+
+    Returns
+    -------
+    list of (str, str)
+    """
+    from napari_nuclei_unet.widgets._progress import format_duration
+
+    history = metadata.get("history") or []
+    last = history[-1] if history and isinstance(history[-1], dict) else {}
+    trained = (metadata.get("metrics") or {}).get("epoch") or last.get("epoch")
+    rows: list[tuple[str, str]] = []
+    for key, value in config.items():
+        name, text = key.replace("_", " "), _format(value)
+        if key == "epochs" and trained and isinstance(value, int) and value > int(trained):
+            budget = config.get("time_budget_s")
+            why = (f"the {format_duration(float(budget))} time budget ended the run"
+                   if budget else "the run ended before")
+            text = f"{trained} trained (limit {value}; {why})"
+        elif key == "device" and value:
+            here = "the CPU" if runs_on == "cpu" else runs_on
+            name, text = "trained on device", f"{value} (runs here on {here})"
+        elif key == "time_budget_s" and isinstance(value, (int, float)):
+            name, text = "time budget", format_duration(float(value))
+        rows.append((name, text))
+    return rows
 
 
 class _KeyValueTable(QTableWidget):
@@ -408,9 +451,9 @@ class ModelWidget(QWidget):
             _fill(self.config_table, [])
             return
         path = getattr(loaded, "path", None)
-        name = f"{Path(path).parent.name}/{Path(path).name}" if path else "model (not saved)"
-        self.name_label.setText(name)
-        self.name_label.setToolTip(str(path or ""))
+        # the same name as the Compare dock and the Retrain versions use ("default model")
+        self.name_label.setText(model_name(loaded))
+        self.name_label.setToolTip(str(path or "not saved to a file"))
         n_params = sum(p.numel() for p in loaded.model.parameters())
         size = f"{n_params / 1e6:.2f} M" if n_params >= 1e6 else f"{n_params / 1e3:.1f} k"
         device = model_device(loaded)
@@ -420,4 +463,4 @@ class ModelWidget(QWidget):
         self.training_label.setText(describe_training(metadata))
         _fill(self.metrics_table, flatten_metrics(metadata))
         config = loaded.config.to_dict() if hasattr(loaded.config, "to_dict") else {}
-        _fill(self.config_table, [(k.replace("_", " "), _format(v)) for k, v in config.items()])
+        _fill(self.config_table, describe_config(config, metadata, device))

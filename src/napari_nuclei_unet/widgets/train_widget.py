@@ -6,7 +6,10 @@ updates drive the progress bar and the live curves in the ``yielded`` handler
 (main thread). Stop is cooperative: the loop saves ``last.safetensors`` and keeps
 ``best.safetensors``. Every run writes to a new timestamped folder under the
 runs folder, so nothing is ever overwritten (Resume continues a run in its own
-folder). When a run ends its best model becomes the session's model.
+folder). When a run ends its best model is offered ("Use this model"), never
+swapped in for the model in use (whose scores would go); with no model in use it
+is used at once. The settings form is :mod:`._train_form`; the worker jobs and run
+folders are :mod:`._train_jobs`.
 
 Closing napari during training asks for confirmation (napari lists the running
 job), then stops the run and waits for its checkpoints to be written.
@@ -23,11 +26,8 @@ Programmatic use::
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
-from collections.abc import Callable, Generator
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +38,6 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QFrame,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -50,12 +49,21 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from superqt import QCollapsible
 
-from napari_nuclei_unet.core.config import SCHEDULES, ConfigError, TrainConfig
+from napari_nuclei_unet.core.config import ConfigError, TrainConfig
 from napari_nuclei_unet.widgets._plots import TrainingCurves
 from napari_nuclei_unet.widgets._progress import format_duration  # noqa: F401  (re-exported)
 from napari_nuclei_unet.widgets._session import model_name, session_for
+from napari_nuclei_unet.widgets._train_form import add_sections, form_values, show_config
+from napari_nuclei_unet.widgets._train_jobs import (  # noqa: F401  (re-exported)
+    CLOSE_TIMEOUT_S,
+    LAST_NAME,
+    _list_devices_and_warm_up,
+    _load_best,
+    _run_training,
+    default_runs_root,
+    new_run_dir,
+)
 from napari_nuclei_unet.widgets._workers import (
     gui_cpu_threads,  # noqa: F401  (re-exported)
     notify,
@@ -67,131 +75,6 @@ if TYPE_CHECKING:
 
 FROM_SCRATCH = "scratch"
 FINE_TUNE = "fine-tune"
-#: Seconds napari's window waits for a stopped run to write its checkpoints.
-CLOSE_TIMEOUT_S = 120.0
-LAST_NAME = "last.safetensors"  # as core.training.LAST_NAME (not imported: it imports torch)
-
-# field -> (label, tooltip, spin range (min, max, step[, decimals]) or None, "none" text)
-_FIELDS: dict[str, tuple[str, str, tuple | None, str | None]] = {
-    "epochs": ("Epochs", "Maximum number of passes; the best epoch is kept", (1, 10_000, 1), None),
-    "steps_per_epoch": ("Steps per epoch", "Batches per epoch", (0, 100_000, 10),
-                        "one pass over the images"),
-    "batch_size": ("Batch size", "Crops per step; lower it when memory runs out", (1, 256, 1),
-                   None),
-    "crop_size": ("Crop size (px)", "Side of the random training crops (a multiple of "
-                  "2^depth)", (16, 2048, 16), None),
-    "learning_rate": ("Learning rate", "Peak AdamW learning rate", (1e-5, 1.0, 1e-4, 5), None),
-    "val_fraction": ("Validation fraction", "Share of images held out (per modality) to pick "
-                     "the best epoch", (0.0, 0.9, 0.05, 2), None),
-    "seed": ("Seed", "Same seed, same split, same crops", (0, 2**31 - 1, 1), None),
-    "early_stopping_patience": ("Early stopping", "Stop after this many epochs without a better "
-                                "validation IoU", (0, 1000, 1), "never"),
-    "base_width": ("Base width", "Channels of the first level (more: bigger, slower model)",
-                   (2, 256, 2), None),
-    "depth": ("Depth", "Down-sampling levels", (1, 7, 1), None),
-    "augment_flips": ("Flips", "Random horizontal / vertical flips", None, None),
-    "augment_rot90": ("90° rotations", "Random quarter turns", None, None),
-    "augment_intensity": ("Intensity jitter", "Brightness, contrast, gamma, colour", None, None),
-    "augment_invert": ("Invert / grey", "Randomly invert or grey images (brightfield looks "
-                       "like fluorescence)", None, None),
-    "augment_scale": ("Scale jitter", "Random zoom factor range (0: off)", (0.0, 1.0, 0.05, 2),
-                      None),
-    "amp": ("Mixed precision", "Faster on NVIDIA GPUs; ignored on the CPU", None, None),
-    "compile": ("Compile (CUDA)", "torch.compile the model: faster steps on NVIDIA GPUs after "
-                "about a minute of compiling; ignored on the CPU", None, None),
-    "modality_balance": ("Balance modalities", "How much rare image types are favoured when "
-                         "crops are drawn: 0 every image alike, 1 every modality alike",
-                         (0.0, 1.0, 0.05, 2), None),
-    "num_threads": ("CPU threads", "Threads used when training on the CPU; automatic leaves one "
-                    "core free so that napari stays responsive", (0, 256, 1), "automatic"),
-    "schedule": ("LR schedule", "Learning-rate schedule after warm-up", None, None),
-    "warmup_fraction": ("Warm-up fraction", "Share of steps warming the learning rate up",
-                        (0.0, 0.9, 0.01, 2), None),
-    "min_lr_fraction": ("Final LR fraction", "End of the cosine schedule, relative to the peak",
-                        (0.0, 1.0, 0.01, 3), None),
-    "weight_decay": ("Weight decay", "AdamW weight decay", (0.0, 1.0, 1e-4, 5), None),
-    "val_every": ("Validate every", "Epochs between validations", (1, 1000, 1), None),
-}
-_SECTIONS = {
-    "Training": ("epochs", "batch_size", "crop_size", "learning_rate", "val_fraction", "seed"),
-    "Network": ("base_width", "depth"),
-    "Augmentation": ("augment_flips", "augment_rot90", "augment_intensity", "augment_invert",
-                     "augment_scale"),
-    "Hardware": ("amp", "compile", "num_threads"),
-    "Advanced": ("steps_per_epoch", "modality_balance", "early_stopping_patience", "schedule",
-                 "warmup_fraction", "min_lr_fraction", "weight_decay", "val_every"),
-}
-
-
-def default_runs_root() -> Path:
-    """The runs folder in the user data dir (``.../napari-nuclei-unet/runs``)."""
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("napari-nuclei-unet")) / "runs"
-
-
-def new_run_dir(root: str | Path) -> Path:
-    """A new, not yet existing ``run-YYYYmmdd-HHMMSS`` folder under ``root``."""
-    stamp = datetime.now().strftime("run-%Y%m%d-%H%M%S")
-    candidate, k = Path(root) / stamp, 1
-    while candidate.exists():
-        k += 1
-        candidate = Path(root) / f"{stamp}-{k}"
-    return candidate
-
-
-def _run_training(
-    config: TrainConfig,
-    samples: list[Any],
-    out_dir: Path,
-    *,
-    resume_from: Path | None,
-    init_from: str | None,
-    should_stop: Callable[[], bool],
-    done: threading.Event,
-) -> Generator[Any, None, Any]:
-    """The worker's job: ``core.training.train`` (imports torch in the worker thread)."""
-    try:
-        from napari_nuclei_unet.widgets._workers import import_torch_safely
-
-        import_torch_safely()
-        from napari_nuclei_unet.core.training import train
-
-        return (
-            yield from train(config, samples, out_dir=out_dir, resume_from=resume_from,
-                             init_from=init_from, should_stop=should_stop)
-        )
-    finally:
-        done.set()
-
-
-def _load_best(path: Path, device: str) -> Any:
-    from napari_nuclei_unet.core.checkpoint import load_checkpoint
-    from napari_nuclei_unet.widgets._workers import import_torch_safely
-
-    import_torch_safely()
-
-    return load_checkpoint(path, device=device)
-
-
-def _list_devices_and_warm_up() -> list[tuple[str, str]]:
-    """List the devices, then run a one-step training on a blank image (in a worker).
-
-    The first training step of a process imports about a thousand modules
-    (torch's optimizer machinery, scipy, scikit-image). Python holds the GIL
-    while it loads them, which would stall napari's main thread for a few hundred
-    milliseconds in the middle of the user's run; doing it when the dock opens
-    keeps the run itself smooth.
-    """
-    from napari_nuclei_unet.widgets._workers import import_torch_safely
-
-    import_torch_safely()
-    from napari_nuclei_unet.core.device import available_devices
-    from napari_nuclei_unet.widgets._warm_up import tiny_training_run
-
-    devices = available_devices()
-    tiny_training_run(validate=True)
-    return devices
 
 
 class TrainWidget(QWidget):
@@ -297,25 +180,7 @@ class TrainWidget(QWidget):
         start_form.addRow("Runs folder", out_row)
         layout.addLayout(start_form)
 
-        for title, names in _SECTIONS.items():
-            form = QFormLayout()
-            form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-            for name in names:
-                editor = self._make_editor(name)
-                label, tooltip = _FIELDS[name][0], _FIELDS[name][1]
-                editor.setToolTip(tooltip)
-                self._editors[name] = editor
-                form.addRow(label, editor)
-            if title == "Training":
-                box = QGroupBox(title)
-                box.setLayout(form)
-                layout.addWidget(box)
-            else:
-                section = QCollapsible(title)
-                inner = QWidget()
-                inner.setLayout(form)
-                section.addWidget(inner)
-                layout.addWidget(section)
+        add_sections(layout, self._fields, self._editors)
         layout.addStretch(1)
         layout = top_layout
 
@@ -368,36 +233,6 @@ class TrainWidget(QWidget):
         result_row.addWidget(self.open_folder_button)
         layout.addLayout(result_row)
 
-    def _make_editor(self, name: str) -> QWidget:
-        """A magicgui field for TrainConfig field ``name`` (type from the dataclass).
-
-        The widget kind follows the field's default (bool: check box, float: float
-        spin box, int: spin box; ``schedule``: its choices); ``_FIELDS`` only adds the
-        label, tooltip, range and the word standing for None. Returns the Qt widget
-        for the form; the magicgui widget is kept in ``self._fields``.
-        """
-        from magicgui.widgets import create_widget
-
-        field = {f.name: f for f in dataclasses.fields(TrainConfig)}[name]
-        spin, none_text = _FIELDS[name][2], _FIELDS[name][3]
-        default = field.default
-        if name == "schedule":
-            widget = create_widget(value=default, name=name, widget_type="ComboBox",
-                                   options={"choices": list(SCHEDULES)})
-        elif isinstance(default, bool):
-            widget = create_widget(value=default, name=name, annotation=bool)
-        elif spin is not None and len(spin) == 4:
-            widget = create_widget(name=name, annotation=float, widget_type="FloatSpinBox",
-                                   options={"min": spin[0], "max": spin[1], "step": spin[2]})
-            widget.native.setDecimals(spin[3])
-        else:
-            widget = create_widget(name=name, annotation=int, widget_type="SpinBox",
-                                   options={"min": spin[0], "max": spin[1], "step": spin[2]})
-        if none_text:  # the minimum stands for None
-            widget.native.setSpecialValueText(none_text)
-        self._fields[name] = widget
-        return widget.native
-
     # ------------------------------------------------------------ public API
     def config(self) -> TrainConfig:
         """The configuration in the form.
@@ -407,22 +242,13 @@ class TrainWidget(QWidget):
         ConfigError
             When a value is invalid (e.g. crop size not a multiple of 2**depth).
         """
-        values: dict[str, Any] = {}
-        for name, widget in self._fields.items():
-            value = widget.value
-            if _FIELDS[name][3] and value == widget.min:
-                value = None  # the minimum stands for None ("never", "automatic")
-            values[name] = value
+        values = form_values(self._fields)
         values["device"] = self.device_combo.currentData() or "auto"
         return TrainConfig.from_dict(values)
 
     def set_config(self, config: TrainConfig) -> None:
         """Show ``config`` in the form (the device is chosen when it exists here)."""
-        for name, widget in self._fields.items():
-            value = getattr(config, name)
-            if value is None and _FIELDS[name][3]:
-                value = widget.min
-            widget.value = bool(value) if isinstance(widget.value, bool) else value
+        show_config(self._fields, config)
         index = self.device_combo.findData(config.device)
         if index >= 0:
             self.device_combo.setCurrentIndex(index)

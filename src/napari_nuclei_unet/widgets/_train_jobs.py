@@ -1,0 +1,91 @@
+"""The Train dock's background jobs and run folders (no Qt): train, load the best model.
+
+They run in workers started by :class:`~napari_nuclei_unet.widgets.train_widget.TrainWidget`
+and import torch in the worker thread, never on napari's main thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Generator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from napari_nuclei_unet.core.config import TrainConfig
+
+#: Seconds napari's window waits for a stopped run to write its checkpoints.
+CLOSE_TIMEOUT_S = 120.0
+LAST_NAME = "last.safetensors"  # as core.training.LAST_NAME (not imported: it imports torch)
+
+
+def default_runs_root() -> Path:
+    """The runs folder in the user data dir (``.../napari-nuclei-unet/runs``)."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("napari-nuclei-unet")) / "runs"
+
+
+def new_run_dir(root: str | Path) -> Path:
+    """A new, not yet existing ``run-YYYYmmdd-HHMMSS`` folder under ``root``."""
+    stamp = datetime.now().strftime("run-%Y%m%d-%H%M%S")
+    candidate, k = Path(root) / stamp, 1
+    while candidate.exists():
+        k += 1
+        candidate = Path(root) / f"{stamp}-{k}"
+    return candidate
+
+
+def _run_training(
+    config: TrainConfig,
+    samples: list[Any],
+    out_dir: Path,
+    *,
+    resume_from: Path | None,
+    init_from: str | None,
+    should_stop: Callable[[], bool],
+    done: threading.Event,
+) -> Generator[Any, None, Any]:
+    """The worker's job: ``core.training.train`` (imports torch in the worker thread)."""
+    try:
+        from napari_nuclei_unet.widgets._workers import import_torch_safely
+
+        import_torch_safely()
+        from napari_nuclei_unet.core.training import train
+
+        return (
+            yield from train(config, samples, out_dir=out_dir, resume_from=resume_from,
+                             init_from=init_from, should_stop=should_stop)
+        )
+    finally:
+        done.set()
+
+
+def _load_best(path: Path, device: str) -> Any:
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+    from napari_nuclei_unet.widgets._workers import import_torch_safely
+
+    import_torch_safely()
+
+    return load_checkpoint(path, device=device)
+
+
+def _list_devices_and_warm_up() -> list[tuple[str, str]]:
+    """List the devices, then run a one-step training on a blank image (in a worker).
+
+    The first training step of a process imports about a thousand modules
+    (torch's optimizer machinery, scipy, scikit-image). Python holds the GIL
+    while it loads them, which would stall napari's main thread for a few hundred
+    milliseconds in the middle of the user's run; doing it when the dock opens
+    keeps the run itself smooth.
+    """
+    from napari_nuclei_unet.widgets._workers import import_torch_safely
+
+    import_torch_safely()
+    from napari_nuclei_unet.core.device import available_devices
+    from napari_nuclei_unet.widgets._warm_up import tiny_training_run
+
+    devices = available_devices()
+    tiny_training_run(validate=True)
+    return devices
+
