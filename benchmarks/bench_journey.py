@@ -74,6 +74,7 @@ class StallSampler:
         self.beat = beat
         self.main = threading.main_thread().ident
         self.counts: Counter = Counter()
+        self.worst: Counter = Counter()  # where the longest stall of the step was
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -82,13 +83,21 @@ class StallSampler:
 
     def _run(self) -> None:
         import traceback
+        from collections import Counter
 
+        episode: Counter = Counter()
+        episode_beat = None
         while not self._stop.wait(0.02):
-            if (time.perf_counter() - self.beat.last) * 1000 < 110:
+            late_ms = (time.perf_counter() - self.beat.last) * 1000
+            if episode_beat is not None and self.beat.last != episode_beat:
+                self._close(episode)  # the beat came back: that stall is over
+                episode, episode_beat = Counter(), None
+            if late_ms < 110:
                 continue
             frame = sys._current_frames().get(self.main)
             if frame is None:
                 continue
+            episode_beat = self.beat.last
             stack = traceback.extract_stack(frame)
             ours = [f for f in stack if "napari_nuclei_unet" in f.filename]
             tops = " < ".join(f"{Path(f.filename).name}:{f.name}" for f in stack[-1:-4:-1])
@@ -96,10 +105,22 @@ class StallSampler:
             if ours:
                 where = f"{Path(ours[-1].filename).name}:{ours[-1].name} -> {where}"
             self.counts[where] += 1
+            episode[f"{Path(ours[-1].filename).name}:{ours[-1].name}" if ours
+                    else " < ".join(f"{Path(f.filename).name}:{f.name}"
+                                    for f in stack[-1:-7:-1])] += 1
+
+    def _close(self, episode) -> None:
+        total = sum(episode.values())
+        if total > sum(self.worst.values()):
+            self.worst = episode
 
     def take(self, n: int = 5) -> list[str]:
         common = [f"{where} ({k * 20} ms)" for where, k in self.counts.most_common(n)]
+        if self.worst:
+            common.append(f"longest stall sampled {sum(self.worst.values()) * 20} ms:")
+            common += [f"   {where} ({k * 20} ms)" for where, k in self.worst.most_common(6)]
         self.counts.clear()
+        self.worst = type(self.worst)()
         return common
 
 
@@ -161,7 +182,7 @@ class Journey:
         self.viewer.screenshot(str(shot), canvas_only=False, flash=False)
         self.beat.reset()  # the screenshot's own stall is not the step's
         if self.sampler is not None:
-            self.sampler.counts.clear()
+            self.sampler.take()
         self.rows.append((name, seconds, worst, shot.name))
         print(f"{name:28s} {seconds:8.1f} s  longest stall {worst:7.1f} ms  {shot.name}",
               flush=True)

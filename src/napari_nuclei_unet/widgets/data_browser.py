@@ -18,7 +18,6 @@ Programmatic use (demo, tests)::
 from __future__ import annotations
 
 import threading
-from collections.abc import Generator
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,13 +35,24 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QProgressBar,
     QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
+    QTableView,
     QVBoxLayout,
     QWidget,
 )
 
-from napari_nuclei_unet.core.progress import stop_requested
+from napari_nuclei_unet.widgets._data_jobs import (  # noqa: F401  (re-exported)
+    LAYOUT_HINT,
+    DownloadMeter,
+    _open_dataset,
+)
+from napari_nuclei_unet.widgets._data_table import (  # noqa: F401  (re-exported)
+    COLUMN_CHARS,
+    COLUMNS,
+    ID_ROLE,
+    SORT_ROLE,
+    ModalityFilter,
+    SampleTableModel,
+)
 from napari_nuclei_unet.widgets._ids import enable_id_copy
 from napari_nuclei_unet.widgets._layers import DATASET_KEY, short_id, show_sample
 from napari_nuclei_unet.widgets._progress import ThrottledProgress
@@ -53,72 +63,11 @@ if TYPE_CHECKING:
     import napari
     from superqt.utils import WorkerBase
 
-    from napari_nuclei_unet.core.dataset import DSBDataset, Sample, SampleInfo
-
-#: What a DSB2018 dataset looks like, appended to "not a dataset" errors.
-LAYOUT_HINT = (
-    "A DSB2018 dataset is a folder (or a .zip such as stage1_train.zip) with one "
-    "sub-folder per sample: <id>/images/<id>.png and <id>/masks/*.png (one black-and-"
-    "white PNG per nucleus). Choose the folder that contains those sample folders."
-)
+    from napari_nuclei_unet.core.dataset import DSBDataset, Sample
 
 ALL_MODALITIES = "All modalities"
 #: Job kind of the import warm-up started when the dock opens.
 WARM_UP_JOB = "warm up image display"
-ID_ROLE = Qt.ItemDataRole.UserRole
-SORT_ROLE = Qt.ItemDataRole.UserRole + 1
-COLUMNS = ("Sample", "Modality", "Size (px)", "Nuclei")
-
-
-class _SortableItem(QTableWidgetItem):
-    """Table cell that sorts by a key stored in :data:`SORT_ROLE` (numbers sort as numbers)."""
-
-    def __lt__(self, other: QTableWidgetItem) -> bool:
-        mine, theirs = self.data(SORT_ROLE), other.data(SORT_ROLE)
-        if mine is None or theirs is None:
-            return super().__lt__(other)
-        return mine < theirs
-
-
-class _DownloadMeter:
-    """tqdm-like object that pooch updates from the download thread; read by a QTimer."""
-
-    def __init__(self) -> None:
-        self.total: int | None = None
-        self.n = 0
-
-    def update(self, n: int) -> None:
-        self.n += n
-
-    def reset(self) -> None:
-        self.n = 0
-
-    def close(self) -> None:
-        pass
-
-
-def _open_dataset(
-    path: str, should_stop: Any = None
-) -> Generator[Any, None, DSBDataset | None]:
-    """Open ``path`` as a dataset (runs in a worker, yields ``Progress("index", ...)``).
-
-    Returns None when ``should_stop()`` became true (the user pressed Cancel).
-    """
-    from napari_nuclei_unet.core.dataset import DatasetError, DSBDataset
-
-    if not Path(path).exists():
-        raise DatasetError(f"{path} does not exist. {LAYOUT_HINT}")
-    try:
-        dataset = yield from DSBDataset.iter_open(path, should_stop=should_stop)
-    except DatasetError as exc:
-        if "/images/" in str(exc):  # the message already describes the layout
-            raise
-        raise DatasetError(f"{exc} {LAYOUT_HINT}") from exc
-    if dataset is None and stop_requested(should_stop):
-        return None
-    if dataset is None or len(dataset) == 0:
-        raise DatasetError(f"{path} contains no readable DSB2018 sample. {LAYOUT_HINT}")
-    return dataset
 
 
 class DataBrowserWidget(QWidget):
@@ -140,7 +89,7 @@ class DataBrowserWidget(QWidget):
         self._stop_opening = threading.Event()
         self._offered_path: str | None = None
         self._syncing = False  # True while the table follows another dock's choice
-        self._meter: _DownloadMeter | None = None
+        self._meter: DownloadMeter | None = None
         self._meter_timer = QTimer(self)
         self._meter_timer.setInterval(200)
         self._meter_timer.timeout.connect(self._show_download_progress)
@@ -221,19 +170,27 @@ class DataBrowserWidget(QWidget):
         filter_row.addWidget(self.modality_combo, 1)
         layout.addLayout(filter_row)
 
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(COLUMNS)
+        # a model over the dataset's infos: Qt asks for the rows it draws (no 2,680 items)
+        self.table_model = SampleTableModel(self)
+        self.proxy = ModalityFilter(self)
+        self.proxy.setSourceModel(self.table_model)
+        self.table = QTableView()
+        self.table.setModel(self.proxy)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
         self.table.verticalHeader().setDefaultSectionSize(24)
         header = self.table.horizontalHeader()
+        # fixed widths: sizing columns to their contents reads every row at each layout
+        char = self.table.fontMetrics().horizontalAdvance("0")
+        for column, chars in enumerate(COLUMN_CHARS):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.Interactive)
+            self.table.setColumnWidth(column, chars * char + 12)
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        for column in range(1, len(COLUMNS)):
-            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
         self.table.setSortingEnabled(True)
-        self.table.itemSelectionChanged.connect(self._on_selection_changed)
+        self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
+        self.table.selectionModel().selectionChanged.connect(self._on_selection_changed)
         self.table.setMinimumHeight(120)
         enable_id_copy(self.table, self._selected_id)  # Ctrl+C / right click: the full id
         layout.addWidget(self.table, 1)
@@ -348,7 +305,7 @@ class DataBrowserWidget(QWidget):
         """
         from napari_nuclei_unet.core.download import fetch_stage1_train
 
-        self._meter = _DownloadMeter()
+        self._meter = DownloadMeter()
         worker = self.session.jobs.start(
             "download",
             fetch_stage1_train,
@@ -387,13 +344,14 @@ class DataBrowserWidget(QWidget):
         KeyError
             When the open dataset has no such sample.
         """
-        row = self._row_of(sample_id)
-        if row is None:
+        if self.table_model.row_of(sample_id) is None:
             raise KeyError(f"No sample {sample_id!r} in the open dataset.")
-        if self.table.isRowHidden(row):
+        row = self._row_of(sample_id)
+        if row is None:  # the modality filter hides it
             self.modality_combo.setCurrentIndex(0)
+            row = self._row_of(sample_id)
         self.table.selectRow(row)
-        self.table.scrollToItem(self.table.item(row, 0))
+        self.table.scrollTo(self.proxy.index(row, 0))
         return self._sample_worker
 
     def load_all(self) -> WorkerBase | None:
@@ -437,11 +395,17 @@ class DataBrowserWidget(QWidget):
 
     def visible_ids(self) -> list[str]:
         """Ids of the rows shown (filter applied), in table order (sorting applied)."""
-        ids = []
-        for row in range(self.table.rowCount()):
-            if not self.table.isRowHidden(row):
-                ids.append(self.table.item(row, 0).data(ID_ROLE))
-        return ids
+        proxy = self.proxy
+        return [proxy.index(row, 0).data(ID_ROLE) for row in range(proxy.rowCount())]
+
+    def row_count(self) -> int:
+        """Number of samples in the table (the filter ignored)."""
+        return self.table_model.rowCount()
+
+    def sort_by(self, column: int, descending: bool = False) -> None:
+        """Sort the table by ``column`` (0 id, 1 modality, 2 area, 3 nuclei)."""
+        order = Qt.SortOrder.DescendingOrder if descending else Qt.SortOrder.AscendingOrder
+        self.table.sortByColumn(column, order)
 
     def set_modality_filter(self, modality: str | None) -> None:
         """Show only samples of ``modality`` (None: all)."""
@@ -485,18 +449,12 @@ class DataBrowserWidget(QWidget):
     def _fill_table(self, dataset: DSBDataset) -> None:
         self.path_edit.setText(str(dataset.path))
         self._describe_dataset(dataset)
-        table = self.table
-        table.blockSignals(True)
-        table.setSortingEnabled(False)
-        table.clearContents()
-        table.setRowCount(len(dataset.infos))
-        for row, info in enumerate(dataset.infos):
-            for column, item in enumerate(_row_items(info)):
-                table.setItem(row, column, item)
-        table.setSortingEnabled(True)
-        table.sortItems(0, Qt.SortOrder.AscendingOrder)
-        table.clearSelection()
-        table.blockSignals(False)
+        self._syncing = True  # the reset clears the selection: that shows nothing
+        try:
+            self.table_model.set_infos(dataset.infos)  # one reset; rows drawn lazily
+            self.table.clearSelection()
+        finally:
+            self._syncing = False
 
         counts: dict[str, int] = {}
         for info in dataset.infos:
@@ -522,28 +480,28 @@ class DataBrowserWidget(QWidget):
         self.status_label.setToolTip(str(dataset.path))
 
     def _apply_filter(self) -> None:
-        modality = self.modality_combo.currentData()
-        for row in range(self.table.rowCount()):
-            item = self.table.item(row, 1)
-            hidden = modality is not None and item is not None and item.text() != modality
-            self.table.setRowHidden(row, hidden)
+        self._syncing = True  # rows moving under the selection show nothing new
+        try:
+            self.proxy.set_modality(self.modality_combo.currentData())
+        finally:
+            self._syncing = False
 
     def _row_of(self, sample_id: str) -> int | None:
-        for row in range(self.table.rowCount()):
-            item = self.table.item(row, 0)
-            if item is not None and item.data(ID_ROLE) == sample_id:
-                return row
-        return None
+        """Table row of ``sample_id``; None when absent or hidden by the filter."""
+        source = self.table_model.row_of(sample_id)
+        if source is None:
+            return None
+        row = self.proxy.mapFromSource(self.table_model.index(source, 0)).row()
+        return None if row < 0 else row
 
     def _selected_id(self) -> str | None:
         """Id of the selected row, or None when no row is selected."""
-        rows = {index.row() for index in self.table.selectionModel().selectedRows()}
+        rows = self.table.selectionModel().selectedRows()
         if not rows:
             return None
-        item = self.table.item(min(rows), 0)
-        return None if item is None else item.data(ID_ROLE)
+        return min(rows, key=lambda index: index.row()).data(ID_ROLE)
 
-    def _on_selection_changed(self) -> None:
+    def _on_selection_changed(self, *_args: Any) -> None:
         if self._syncing:
             return
         sample_id = self._selected_id()
@@ -575,11 +533,11 @@ class DataBrowserWidget(QWidget):
         row = None if sample_id is None else self._row_of(sample_id)
         self._syncing = True
         try:
-            if row is None or self.table.isRowHidden(row):
+            if row is None:
                 self.table.selectionModel().clear()
             else:
                 self.table.selectRow(row)
-                self.table.scrollToItem(self.table.item(row, 0))
+                self.table.scrollTo(self.proxy.index(row, 0))
         finally:
             self._syncing = False
 
@@ -619,7 +577,7 @@ class DataBrowserWidget(QWidget):
         self._sample_worker = None
         pending = self._pending_id
         if pending is not None and pending not in self.session.samples:
-            if self.dataset is not None and self._row_of(pending) is not None:
+            if self.dataset is not None and self.table_model.row_of(pending) is not None:
                 self._request_sample(pending)
 
     def _show(self, sample: Sample) -> None:
@@ -706,19 +664,3 @@ class DataBrowserWidget(QWidget):
         if self._offered_path:
             self.open_dataset(self._offered_path)
 
-
-def _row_items(info: SampleInfo) -> list[QTableWidgetItem]:
-    """The four cells of one sample's row."""
-    id_item = _SortableItem(short_id(info.id))
-    id_item.setData(ID_ROLE, info.id)
-    id_item.setData(SORT_ROLE, info.id)
-    id_item.setToolTip(info.id)
-    modality = _SortableItem(info.modality)
-    modality.setData(SORT_ROLE, f"{info.modality}\x00{info.id}")
-    size = _SortableItem(f"{info.height} × {info.width}")
-    size.setData(SORT_ROLE, info.height * info.width)
-    size.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-    nuclei = _SortableItem(str(info.n_nuclei))
-    nuclei.setData(SORT_ROLE, info.n_nuclei)
-    nuclei.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-    return [id_item, modality, size, nuclei]
