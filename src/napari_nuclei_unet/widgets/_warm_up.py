@@ -85,3 +85,163 @@ def tiny_training_run(*, validate: bool) -> tuple[Sample, np.ndarray]:
     with tempfile.TemporaryDirectory(prefix="nuclei-unet-warm-up-") as folder:
         drive(train(config, [blank], out_dir=folder, val_samples=[blank] if validate else []))
     return blank, labels
+
+
+#: Every character the canvas caption and pane titles may draw: vispy renders a
+#: font glyph into its atlas (on the main thread, ~10 ms each) the first time it
+#: draws it; the first caption shown stalled for ~150 ms.
+CAPTION_CHARS = ("0123456789abcdefABCDEF ·×-_:.,()/ px nuclei fluorescence brightfield "
+                 "histology label mask prediction")
+
+
+class TurnRunner:
+    """Run small main-thread steps one per event-loop turn, while the window is idle.
+
+    Each step is a callable; one that returns a list adds those steps next; one
+    that raises is logged and skipped (a warm-up never breaks the panel). Steps
+    wait until ``ready()`` is true (e.g. the window is shown, so that first draws
+    can happen).
+
+    Parameters
+    ----------
+    steps : list of callable
+        The steps, in order.
+    interval_ms : int, optional
+        Pause between two steps, so that the window stays responsive.
+    ready : callable, optional
+        Steps start once it returns True (polled every 200 ms).
+
+    Attributes
+    ----------
+    done : bool
+        True once every step ran.
+    """
+
+    def __init__(self, steps: list, *, interval_ms: int = 30, ready=None) -> None:
+        self._steps = list(steps)
+        self._interval = interval_ms
+        self._ready = ready
+        self.done = not self._steps
+
+    def start(self) -> TurnRunner:
+        """Schedule the first step; returns self."""
+        self._schedule(self._interval)
+        return self
+
+    def _schedule(self, ms: int) -> None:
+        from qtpy.QtCore import QTimer
+
+        if not self.done:
+            QTimer.singleShot(ms, self._next)
+
+    def _next(self) -> None:
+        import logging
+
+        if self._ready is not None and not self._ready():
+            self._schedule(200)
+            return
+        step = self._steps.pop(0)
+        try:
+            more = step()
+            if isinstance(more, list):  # a step may add steps, run next
+                self._steps[:0] = more
+        except Exception:  # a warm-up never breaks the panel
+            logging.getLogger(__name__).debug("warm-up step failed", exc_info=True)
+        self.done = not self._steps
+        self._schedule(self._interval)
+
+
+def layer_warm_up_steps(viewer) -> list:
+    """Steps that make the plugin's layers ahead of use and draw each once, unseen.
+
+    Each layer is made hidden and empty (``_compare_layers.placeholder_makers``),
+    one per turn; then each is drawn once at zero opacity, so that vispy compiles
+    its shaders, and the caption draws every character it will use, so that the
+    first real image, prediction and overlay pay neither (issue 11).
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer.
+
+    Returns
+    -------
+    list of callable
+        The steps, for :class:`TurnRunner`.
+    """
+    from napari_nuclei_unet.widgets._compare_layers import placeholder_makers
+    from napari_nuclei_unet.widgets._layers import PLACEHOLDER_KEY, text_overlay
+
+    steps = list(placeholder_makers(viewer))
+
+    def prime(layer) -> tuple:
+        def show() -> None:
+            if layer in viewer.layers and layer.metadata.get(PLACEHOLDER_KEY):
+                layer._nuclei_unet_opacity = layer.opacity
+                layer.opacity = 0.0
+                layer.visible = True
+
+        def hide() -> None:
+            opacity = getattr(layer, "_nuclei_unet_opacity", None)
+            if opacity is None:
+                return
+            del layer._nuclei_unet_opacity
+            if layer in viewer.layers and layer.metadata.get(PLACEHOLDER_KEY):
+                layer.visible = False
+            layer.opacity = opacity
+
+        return show, hide
+
+    def expand() -> list:
+        more: list = []
+        for layer in list(viewer.layers):
+            if layer.metadata.get(PLACEHOLDER_KEY):
+                show, hide = prime(layer)
+                more.extend([show, _wait, hide])
+        return [*more, caption_show, _wait, caption_hide]
+
+    saved: dict = {}
+
+    def caption_show() -> None:
+        overlay = text_overlay(viewer)
+        if overlay.visible:  # a sample is shown already: its caption is in use
+            return
+        saved["color"] = overlay.color
+        overlay.text = CAPTION_CHARS
+        overlay.font_size = 9
+        overlay.color = (0.0, 0.0, 0.0, 0.0)
+        overlay.visible = True
+
+    def caption_hide() -> None:
+        overlay = text_overlay(viewer)
+        if "color" in saved and overlay.text == CAPTION_CHARS:
+            overlay.visible = False
+            overlay.text = ""
+            overlay.color = saved.pop("color")
+
+    steps.append(expand)
+    return steps
+
+
+def _wait() -> None:
+    """A turn without work: the canvas draws in between."""
+
+
+def start_layer_warm_up(viewer) -> TurnRunner:
+    """Start :func:`layer_warm_up_steps` once the window is shown.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer.
+
+    Returns
+    -------
+    TurnRunner
+        The runner (``.done`` once finished).
+    """
+    def ready() -> bool:
+        window = getattr(getattr(viewer, "window", None), "_qt_window", None)
+        return window is None or window.isVisible()
+
+    return TurnRunner(layer_warm_up_steps(viewer), interval_ms=60, ready=ready).start()

@@ -598,13 +598,14 @@ class IoUPanel(QWidget):
 
     def _show(self, sample: Any) -> None:
         from napari_nuclei_unet.widgets import _compare_layers
-        from napari_nuclei_unet.widgets._prediction_service import show_prediction
+        from napari_nuclei_unet.widgets._prediction_service import DISPLAY_JOB, show_prediction
 
         session = self.session
         try:
             show_sample(self.viewer, sample)
             session.set_current(sample.id)  # the Compare dock shows the prediction
-            if _compare_layers.shown_prediction_id(self.viewer) != sample.id:
+            if (_compare_layers.shown_prediction_id(self.viewer) != sample.id
+                    and not session.jobs.is_running(DISPLAY_JOB)):
                 show_prediction(self.viewer, sample)  # no Compare dock open: show it here
         except Exception as exc:  # never a traceback dialog for a click
             notify_error(exc, f"Showing image {short_id(sample.id)}")
