@@ -24,19 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
-    QAbstractItemView,
-    QComboBox,
     QFileDialog,
-    QGridLayout,
-    QGroupBox,
-    QHBoxLayout,
-    QHeaderView,
-    QLabel,
-    QLineEdit,
-    QProgressBar,
-    QPushButton,
-    QTableView,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -45,6 +33,7 @@ from napari_nuclei_unet.widgets._data_jobs import (  # noqa: F401  (re-exported)
     DownloadMeter,
     _open_dataset,
 )
+from napari_nuclei_unet.widgets._data_layout import ALL_MODALITIES
 from napari_nuclei_unet.widgets._data_table import (  # noqa: F401  (re-exported)
     COLUMN_CHARS,
     COLUMNS,
@@ -53,9 +42,7 @@ from napari_nuclei_unet.widgets._data_table import (  # noqa: F401  (re-exported
     ModalityFilter,
     SampleTableModel,
 )
-from napari_nuclei_unet.widgets._ids import enable_id_copy
 from napari_nuclei_unet.widgets._layers import DATASET_KEY, short_id, show_sample
-from napari_nuclei_unet.widgets._progress import ThrottledProgress
 from napari_nuclei_unet.widgets._session import disconnect_all, on_destroyed, session_for
 from napari_nuclei_unet.widgets._workers import notify
 
@@ -65,7 +52,6 @@ if TYPE_CHECKING:
 
     from napari_nuclei_unet.core.dataset import DSBDataset, Sample
 
-ALL_MODALITIES = "All modalities"
 #: Job kind of the import warm-up started when the dock opens.
 WARM_UP_JOB = "warm up image display"
 
@@ -112,110 +98,9 @@ class DataBrowserWidget(QWidget):
 
     # ------------------------------------------------------------------ layout
     def _build(self) -> None:
-        layout = QVBoxLayout(self)
+        from napari_nuclei_unet.widgets import _data_layout
 
-        box = QGroupBox("Dataset")
-        grid = QGridLayout(box)
-        self.path_edit = QLineEdit()
-        self.path_edit.setPlaceholderText("stage1_train folder or .zip")
-        self.path_edit.setToolTip(LAYOUT_HINT)
-        self.path_edit.returnPressed.connect(self._open_typed_path)
-        folder_button = QPushButton("Folder…")
-        folder_button.setToolTip("Choose a DSB2018 dataset folder (stage1_train)")
-        folder_button.clicked.connect(self._choose_folder)
-        zip_button = QPushButton("Zip…")
-        zip_button.setToolTip("Choose a DSB2018 zip file (stage1_train.zip)")
-        zip_button.clicked.connect(self._choose_zip)
-        self.open_button = QPushButton("Open")
-        self.open_button.clicked.connect(self._open_typed_path)
-        grid.addWidget(self.path_edit, 0, 0, 1, 3)
-        grid.addWidget(self.open_button, 0, 3)
-        grid.addWidget(folder_button, 1, 0)
-        grid.addWidget(zip_button, 1, 1)
-        self.bundled_button = QPushButton("Bundled samples")
-        self.bundled_button.setToolTip("Open the small synthetic dataset shipped with the plugin")
-        self.bundled_button.clicked.connect(self.open_bundled_samples)
-        self.download_button = QPushButton("Download DSB2018…")
-        self.download_button.setToolTip(
-            "Download the DSB2018 stage1_train set (BBBC038, about 80 MB, CC0) "
-            "into your cache folder, then open it"
-        )
-        self.download_button.clicked.connect(self.download_dsb2018)
-        grid.addWidget(self.bundled_button, 1, 2)
-        grid.addWidget(self.download_button, 1, 3)
-        self.status_label = QLabel("No dataset open. " + LAYOUT_HINT)
-        self.status_label.setWordWrap(True)
-        self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        grid.addWidget(self.status_label, 2, 0, 1, 4)
-        layout.addWidget(box)
-
-        # offer shown when a layer read by the plugin's reader names a dataset
-        self.offer_box = QWidget()
-        offer_layout = QHBoxLayout(self.offer_box)
-        offer_layout.setContentsMargins(0, 0, 0, 0)
-        self.offer_label = QLabel()
-        self.offer_label.setWordWrap(True)
-        self.offer_button = QPushButton("Browse it here")
-        self.offer_button.clicked.connect(self._accept_offer)
-        offer_layout.addWidget(self.offer_label, 1)
-        offer_layout.addWidget(self.offer_button)
-        self.offer_box.setVisible(False)
-        layout.addWidget(self.offer_box)
-
-        filter_row = QHBoxLayout()
-        filter_row.addWidget(QLabel("Show"))
-        self.modality_combo = QComboBox()
-        self.modality_combo.addItem(ALL_MODALITIES, None)
-        self.modality_combo.currentIndexChanged.connect(self._apply_filter)
-        filter_row.addWidget(self.modality_combo, 1)
-        layout.addLayout(filter_row)
-
-        # a model over the dataset's infos: Qt asks for the rows it draws (no 2,680 items)
-        self.table_model = SampleTableModel(self)
-        self.proxy = ModalityFilter(self)
-        self.proxy.setSourceModel(self.table_model)
-        self.table = QTableView()
-        self.table.setModel(self.proxy)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.verticalHeader().setVisible(False)
-        self.table.verticalHeader().setDefaultSectionSize(24)
-        header = self.table.horizontalHeader()
-        # fixed widths: sizing columns to their contents reads every row at each layout
-        char = self.table.fontMetrics().horizontalAdvance("0")
-        for column, chars in enumerate(COLUMN_CHARS):
-            header.setSectionResizeMode(column, QHeaderView.ResizeMode.Interactive)
-            self.table.setColumnWidth(column, chars * char + 12)
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        self.table.setSortingEnabled(True)
-        self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
-        self.table.selectionModel().selectionChanged.connect(self._on_selection_changed)
-        self.table.setMinimumHeight(120)
-        enable_id_copy(self.table, self._selected_id)  # Ctrl+C / right click: the full id
-        layout.addWidget(self.table, 1)
-
-        load_row = QHBoxLayout()
-        self.load_all_button = QPushButton("Load all")
-        self.load_all_button.setToolTip(
-            "Decode every sample in the background (needed for training and evaluation)"
-        )
-        self.load_all_button.clicked.connect(self._toggle_load_all)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.progress.setFormat("no samples loaded")
-        self.progress.setTextVisible(True)
-        # one update per sample would repaint the bar hundreds of times a second
-        self._throttle = ThrottledProgress(self.progress)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setToolTip("Stop opening or loading (what is done so far is kept)")
-        self.cancel_button.clicked.connect(self.cancel)
-        self.cancel_button.setEnabled(False)
-        load_row.addWidget(self.load_all_button)
-        load_row.addWidget(self.progress, 1)
-        load_row.addWidget(self.cancel_button)
-        layout.addLayout(load_row)
+        _data_layout.build(self)
 
     def _connect(self) -> None:
         self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
