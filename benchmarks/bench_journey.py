@@ -175,7 +175,7 @@ class Journey:
             self.sampler.take()  # nothing from before the step (the last screenshot)
         started = time.perf_counter()
         profiler = None
-        if self.args.profile and self.args.profile in name:
+        if any(part and part in name for part in self.args.profile.split(",")):
             import cProfile
 
             profiler = cProfile.Profile()
@@ -383,11 +383,13 @@ def main() -> int:
     parser.add_argument("--train-seconds", type=float, default=60.0)
     parser.add_argument("--profile", default="",
                         help="profile the main thread during the steps whose name contains "
-                             "this text (cProfile, cumulative)")
+                             "one of these comma-separated texts (cProfile, cumulative)")
     parser.add_argument("--stop-after", default="",
                         help="end the journey after the step whose name contains this text")
     parser.add_argument("--why", action="store_true",
-                        help="print where the main thread was during stalls")
+                        help="print where the main thread was during stalls (a sampling "
+                             "thread reads the main thread's frames: for diagnosis only, "
+                             "CPython 3.11 may rarely crash doing so)")
     args = parser.parse_args()
     if not args.data or not Path(args.data).is_dir():
         print("Set NUCLEI_UNET_DSB2018 (or --data) to the stage1_train folder.")

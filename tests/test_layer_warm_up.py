@@ -103,6 +103,8 @@ def test_workflow_panel_makes_its_layers_while_idle(make_napari_viewer, qtbot):
 
     viewer = make_napari_viewer(show=True)
     color = tuple(np.asarray(text_overlay(viewer).color).ravel())
+    grid = cl.grid_of(viewer)
+    grid_before = (grid.enabled, grid.stride, tuple(grid.shape))
     panel = WorkflowPanel(viewer)
     viewer.window.add_dock_widget(panel, name="all steps")
     assert len(viewer.layers) == 0  # nothing is made while the panel opens
@@ -114,6 +116,7 @@ def test_workflow_panel_makes_its_layers_while_idle(make_napari_viewer, qtbot):
         assert layer.opacity > 0, layer.name  # the unseen first draw is undone
     overlay = text_overlay(viewer)
     assert not overlay.visible and tuple(np.asarray(overlay.color).ravel()) == color
+    assert (grid.enabled, grid.stride, tuple(grid.shape)) == grid_before  # panes drawn, undone
 
 
 def test_large_images_are_labelled_and_coloured_in_a_worker(make_napari_viewer, qtbot,

@@ -156,8 +156,9 @@ def layer_warm_up_steps(viewer) -> list:
 
     Each layer is made hidden and empty (``_compare_layers.placeholder_makers``),
     one per turn; then each is drawn once at zero opacity, so that vispy compiles
-    its shaders, and the caption draws every character it will use, so that the
-    first real image, prediction and overlay pay neither (issue 11).
+    its shaders, the caption draws every character it will use, and the two panes
+    of side by side are drawn once (napari makes their view boxes), so that the
+    first real image, prediction and overlay pay none of it (issue 11).
 
     Parameters
     ----------
@@ -198,7 +199,7 @@ def layer_warm_up_steps(viewer) -> list:
             if layer.metadata.get(PLACEHOLDER_KEY):
                 show, hide = prime(layer)
                 more.extend([show, _wait, hide])
-        return [*more, caption_show, _wait, caption_hide]
+        return [*more, caption_show, _wait, caption_hide, grid_show, _wait, grid_hide]
 
     saved: dict = {}
 
@@ -211,6 +212,45 @@ def layer_warm_up_steps(viewer) -> list:
         overlay.font_size = 9
         overlay.color = (0.0, 0.0, 0.0, 0.0)
         overlay.visible = True
+
+    def unused() -> list:
+        """The placeholders, when none shows a sample yet (else: nothing to prime)."""
+        layers = list(viewer.layers)
+        if not layers or not all(layer.metadata.get(PLACEHOLDER_KEY) for layer in layers):
+            return []
+        return layers
+
+    def grid_show() -> None:
+        # side by side's two panes: napari creates their view boxes, and vispy links
+        # every visual's programs again for them, at the first grid draw
+        from napari_nuclei_unet.widgets._compare_layers import SIDE_BY_SIDE_STRIDE, grid_of
+
+        layers = unused()
+        grid = grid_of(viewer)
+        if not layers or grid.enabled:
+            return
+        saved["grid"] = (grid.stride, tuple(grid.shape))
+        for layer in layers:
+            saved.setdefault("opacity", {})[layer.name] = layer.opacity
+            layer.opacity = 0.0
+            layer.visible = True
+        grid.stride, grid.shape = SIDE_BY_SIDE_STRIDE, (1, 2)
+        grid.enabled = True
+
+    def grid_hide() -> None:
+        from napari_nuclei_unet.widgets._compare_layers import grid_of
+
+        if "grid" not in saved:
+            return
+        grid = grid_of(viewer)
+        grid.enabled = False
+        grid.stride, grid.shape = saved.pop("grid")
+        for name, opacity in saved.pop("opacity", {}).items():
+            if name in viewer.layers:
+                layer = viewer.layers[name]
+                if layer.metadata.get(PLACEHOLDER_KEY):
+                    layer.visible = False
+                layer.opacity = opacity
 
     def caption_hide() -> None:
         overlay = text_overlay(viewer)
