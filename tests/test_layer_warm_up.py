@@ -147,22 +147,3 @@ def test_large_images_are_labelled_and_coloured_in_a_worker(make_napari_viewer, 
     qtbot.waitUntil(lambda: cl.shown_prediction_id(viewer) == sample.id, timeout=20_000)
     assert threads and not any(threads)  # computed, and never on the main thread
     assert widget.current_labels() is not None
-
-
-def test_a_mode_switch_rebuilds_the_scene_once(make_napari_viewer):
-    """napari rebuilds its scene graph at each visibility change, unless batched."""
-    from napari_nuclei_unet.widgets import _compare_layers as cl
-    from napari_nuclei_unet.widgets._layers import show_sample
-
-    viewer = make_napari_viewer(show=True)
-    (sample,) = labelled_synthetic_samples(1, (48, 64), first_seed=9)
-    image, truth = show_sample(viewer, sample)
-    batches: list[str] = []
-    viewer.layers.events.begin_batch.connect(lambda _e: batches.append("begin"))
-    viewer.layers.events.end_batch.connect(lambda _e: batches.append("end"))
-    for mode in (cl.SIDE_BY_SIDE, cl.OVERLAY):
-        cl.show_comparison(viewer, image_layer=image, truth_layer=truth,
-                           pred_labels=sample.labels, true_labels=sample.labels,
-                           mode=mode, sample_id=sample.id)
-    assert batches == ["begin", "end", "begin", "end"]
-    assert not cl.grid_of(viewer).enabled and viewer.layers[cl.ERROR_LAYER].visible

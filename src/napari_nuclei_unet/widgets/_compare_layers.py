@@ -18,7 +18,6 @@ Everything here runs on the main thread.
 
 from __future__ import annotations
 
-import contextlib
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -260,33 +259,6 @@ def _set(layer, **values) -> None:
             setattr(layer, name, value)
 
 
-@contextlib.contextmanager
-def batched(viewer: napari.Viewer):
-    """Visibility and grid changes inside make napari rebuild its scene graph once.
-
-    napari 0.9 rebuilds the canvas's scene graph (every layer's overlays and
-    positions) at each layer's visibility change: tens of ms each, so switching
-    the view (six visibility changes) stalled the window for 0.3-0.7 s. Inside
-    ``viewer.layers.batched_update()`` the rebuild waits for the end of the batch.
-    Add and move layers before, not inside. Nested calls batch once.
-    """
-    layers = viewer.layers
-    batch = getattr(layers, "batched_update", None)
-    window = getattr(getattr(viewer, "window", None), "_qt_window", None)
-    if (batch is None or getattr(layers, "_nuclei_unet_batching", False)
-            or window is None or not window.isVisible()):
-        # not before the window shows: the batch's end synchronises the canvas's GL
-        # context, and doing so before its first draw left layers undrawn later
-        yield
-        return
-    layers._nuclei_unet_batching = True
-    try:
-        with batch():
-            yield
-    finally:
-        layers._nuclei_unet_batching = False
-
-
 def _move_to_bottom(viewer: napari.Viewer, names: list[str]) -> None:
     """Put the named layers at list positions 0, 1, ... in that order (0 is drawn first).
 
@@ -416,29 +388,14 @@ def show_comparison(
     spacer = truth_layer.name if truth_layer is not None else TRUTH_CONTOUR_LAYER
     grid = grid_of(viewer)
     was_enabled = bool(grid.enabled)
-    # layers are added (titles) and moved before the batch: napari builds an added
-    # layer's visual at once
-    titles = ([_upsert_title(viewer, name, image_layer) for name in PANE_TITLES]
-              if mode == SIDE_BY_SIDE else [])
+    if mode != SIDE_BY_SIDE and was_enabled:
+        grid.enabled = False
+    # napari's LayerList.batched_update() (one scene-graph rebuild for all these
+    # changes) left the error layer undrawn in overlay mode in napari 0.9
+    # (test_screenshot_shows_both_masks), so each change rebuilds it: the fewer, the better
     _move_to_bottom(viewer, layer_order(image_layer.name, spacer))
-    with batched(viewer):
-        _show_mode(viewer, mode, layers, image_layer, truth_layer, titles, has_truth)
     if mode == SIDE_BY_SIDE:
-        _guard_panes(viewer)
-    if was_enabled != bool(grid.enabled):
-        viewer.reset_view()  # frame both panes, or the one pane
-    prediction.metadata[MODE_KEY] = mode
-    if created:  # show the prediction's controls rather than the last layer added
-        viewer.layers.selection.active = prediction
-    return layers
-
-
-def _show_mode(viewer, mode, layers, image_layer, truth_layer, titles, has_truth) -> None:
-    """Visibility, opacity and grid of ``mode`` (the layers exist and are in order)."""
-    pred_image, prediction = layers[PREDICTION_IMAGE_LAYER], layers[PREDICTION_LAYER]
-    contour, errors = layers[TRUTH_CONTOUR_LAYER], layers[ERROR_LAYER]
-    grid = grid_of(viewer)
-    if mode == SIDE_BY_SIDE:
+        titles = [_upsert_title(viewer, name, image_layer) for name in PANE_TITLES]
         for layer in (image_layer, pred_image, prediction, *titles):
             _set(layer, visible=True)
         if truth_layer is not None:
@@ -450,11 +407,9 @@ def _show_mode(viewer, mode, layers, image_layer, truth_layer, titles, has_truth
             grid.stride = SIDE_BY_SIDE_STRIDE
         if tuple(grid.shape) != (1, 2):
             grid.shape = (1, 2)
-        if not grid.enabled:
+        if not was_enabled:
             grid.enabled = True
     else:
-        if grid.enabled:
-            grid.enabled = False
         _set(pred_image, visible=False)
         for name in PANE_TITLES:
             if name in viewer.layers:
@@ -465,6 +420,14 @@ def _show_mode(viewer, mode, layers, image_layer, truth_layer, titles, has_truth
         _set(prediction, visible=True, opacity=0.35)
         _set(errors, visible=has_truth, opacity=0.5)
         _set(contour, visible=has_truth)
+    if mode == SIDE_BY_SIDE:
+        _guard_panes(viewer)
+    if was_enabled != bool(grid.enabled):
+        viewer.reset_view()  # frame both panes, or the one pane
+    prediction.metadata[MODE_KEY] = mode
+    if created:  # show the prediction's controls rather than the last layer added
+        viewer.layers.selection.active = prediction
+    return layers
 
 
 def correcting(viewer: napari.Viewer, sample_id: str | None) -> bool:
@@ -551,6 +514,7 @@ def clear_comparison(viewer: napari.Viewer) -> None:
                 layer.data = np.zeros(data.shape, dtype=data.dtype)
     if was_enabled:
         grid.enabled = False
+    if was_enabled:
         viewer.reset_view()
 
 

@@ -223,40 +223,34 @@ def layer_warm_up_steps(viewer) -> list:
     def grid_show() -> None:
         # side by side's two panes: napari creates their view boxes, and vispy links
         # every visual's programs again for them, at the first grid draw
-        from napari_nuclei_unet.widgets._compare_layers import (
-            SIDE_BY_SIDE_STRIDE,
-            batched,
-            grid_of,
-        )
+        from napari_nuclei_unet.widgets._compare_layers import SIDE_BY_SIDE_STRIDE, grid_of
 
         layers = unused()
         grid = grid_of(viewer)
         if not layers or grid.enabled:
             return
         saved["grid"] = (grid.stride, tuple(grid.shape))
-        with batched(viewer):
-            for layer in layers:
-                saved.setdefault("opacity", {})[layer.name] = layer.opacity
-                layer.opacity = 0.0
-                layer.visible = True
-            grid.stride, grid.shape = SIDE_BY_SIDE_STRIDE, (1, 2)
-            grid.enabled = True
+        for layer in layers:
+            saved.setdefault("opacity", {})[layer.name] = layer.opacity
+            layer.opacity = 0.0
+            layer.visible = True
+        grid.stride, grid.shape = SIDE_BY_SIDE_STRIDE, (1, 2)
+        grid.enabled = True
 
     def grid_hide() -> None:
-        from napari_nuclei_unet.widgets._compare_layers import batched, grid_of
+        from napari_nuclei_unet.widgets._compare_layers import grid_of
 
         if "grid" not in saved:
             return
         grid = grid_of(viewer)
-        with batched(viewer):
-            grid.enabled = False
-            grid.stride, grid.shape = saved.pop("grid")
-            for name, opacity in saved.pop("opacity", {}).items():
-                if name in viewer.layers:
-                    layer = viewer.layers[name]
-                    if layer.metadata.get(PLACEHOLDER_KEY):
-                        layer.visible = False
-                    layer.opacity = opacity
+        grid.enabled = False
+        grid.stride, grid.shape = saved.pop("grid")
+        for name, opacity in saved.pop("opacity", {}).items():
+            if name in viewer.layers:
+                layer = viewer.layers[name]
+                if layer.metadata.get(PLACEHOLDER_KEY):
+                    layer.visible = False
+                layer.opacity = opacity
 
     def caption_hide() -> None:
         overlay = text_overlay(viewer)
