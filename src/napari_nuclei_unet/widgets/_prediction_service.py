@@ -16,6 +16,7 @@ import numpy as np
 
 from napari_nuclei_unet.core.predict_score import (
     PredictionResult,
+    labels_and_row,
     predict_and_score,
     predicted_labels,
 )
@@ -294,3 +295,29 @@ def start_prediction_job(
     if worker is not None and on_started is not None:
         on_started()
     return worker
+
+def display_arrays(sample: Sample, prob: np.ndarray, *, threshold: float,
+                    instance_method: str) -> tuple[np.ndarray, Any, tuple]:
+    """Everything the compare layers show for ``sample`` (runs in a worker).
+
+    Parameters
+    ----------
+    sample : Sample
+        The sample.
+    prob : numpy.ndarray
+        Its probability map.
+    threshold : float
+        Probability threshold.
+    instance_method : str
+        ``"watershed"`` or ``"components"``.
+
+    Returns
+    -------
+    tuple
+        ``(labels, row, arrays)``: ``labels_and_row`` and
+        ``_compare_layers.comparison_arrays(sample.labels, labels)``.
+    """
+    labels, row = labels_and_row(sample, prob, threshold=threshold,
+                                 instance_method=instance_method)
+    truth = sample.labels if sample.has_labels else None
+    return labels, row, compare_layers.comparison_arrays(truth, labels)

@@ -238,13 +238,15 @@ def layer_warm_up_steps(viewer) -> list:
         grid.enabled = True
 
     def grid_hide() -> None:
-        from napari_nuclei_unet.widgets._compare_layers import grid_of
+        from napari_nuclei_unet.widgets._compare_layers import grid_of, shown_prediction_id
 
         if "grid" not in saved:
             return
         grid = grid_of(viewer)
-        grid.enabled = False
-        grid.stride, grid.shape = saved.pop("grid")
+        stride_shape = saved.pop("grid")
+        if shown_prediction_id(viewer) is None:  # else side by side was shown meanwhile
+            grid.enabled = False
+            grid.stride, grid.shape = stride_shape
         for name, opacity in saved.pop("opacity", {}).items():
             if name in viewer.layers:
                 layer = viewer.layers[name]
@@ -254,10 +256,12 @@ def layer_warm_up_steps(viewer) -> list:
 
     def caption_hide() -> None:
         overlay = text_overlay(viewer)
-        if "color" in saved and overlay.text == CAPTION_CHARS:
+        if "color" not in saved:
+            return
+        if overlay.text == CAPTION_CHARS:  # else a sample's caption replaced it meanwhile
             overlay.visible = False
             overlay.text = ""
-            overlay.color = saved.pop("color")
+        overlay.color = saved.pop("color")
 
     steps.append(expand)
     return steps

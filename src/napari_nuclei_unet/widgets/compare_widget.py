@@ -56,6 +56,7 @@ from napari_nuclei_unet.widgets._prediction_service import (  # noqa: F401  (re-
     NO_SAMPLES_MESSAGE,
     PREDICT_JOB,
     RESCORE_JOB,
+    display_arrays,
     reset_prediction_progress,
     show_prediction,
     show_prediction_progress,
@@ -585,7 +586,7 @@ class CompareWidget(QWidget):
 
         self.session.jobs.start(
             DISPLAY_JOB,
-            _display_arrays,
+            display_arrays,
             sample,
             prob,
             threshold=threshold,
@@ -596,18 +597,3 @@ class CompareWidget(QWidget):
             refuse=False,
         )
 
-
-def _display_arrays(sample: Sample, prob: np.ndarray, *, threshold: float,
-                    instance_method: str) -> tuple[np.ndarray, Any, tuple]:
-    """Everything the compare layers show for ``sample`` (runs in a worker).
-
-    Returns
-    -------
-    tuple
-        ``(labels, row, arrays)``: ``labels_and_row`` and
-        ``_compare_layers.comparison_arrays(sample.labels, labels)``.
-    """
-    labels, row = labels_and_row(sample, prob, threshold=threshold,
-                                 instance_method=instance_method)
-    truth = sample.labels if sample.has_labels else None
-    return labels, row, compare_layers.comparison_arrays(truth, labels)
