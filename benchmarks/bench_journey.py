@@ -74,6 +74,8 @@ class StallSampler:
         self.beat = beat
         self.main = threading.main_thread().ident
         self.counts: Counter = Counter()
+        self.worst: Counter = Counter()  # where the longest stall of the step was
+        self.since = time.perf_counter()
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -82,13 +84,21 @@ class StallSampler:
 
     def _run(self) -> None:
         import traceback
+        from collections import Counter
 
+        episode: Counter = Counter()
+        episode_beat = None
         while not self._stop.wait(0.02):
-            if (time.perf_counter() - self.beat.last) * 1000 < 110:
+            late_ms = (time.perf_counter() - self.beat.last) * 1000
+            if episode_beat is not None and self.beat.last != episode_beat:
+                self._close(episode, episode_beat)  # the beat came back: stall over
+                episode, episode_beat = Counter(), None
+            if late_ms < 110:
                 continue
             frame = sys._current_frames().get(self.main)
             if frame is None:
                 continue
+            episode_beat = self.beat.last
             stack = traceback.extract_stack(frame)
             ours = [f for f in stack if "napari_nuclei_unet" in f.filename]
             tops = " < ".join(f"{Path(f.filename).name}:{f.name}" for f in stack[-1:-4:-1])
@@ -96,10 +106,23 @@ class StallSampler:
             if ours:
                 where = f"{Path(ours[-1].filename).name}:{ours[-1].name} -> {where}"
             self.counts[where] += 1
+            episode[f"{Path(ours[-1].filename).name}:{ours[-1].name}" if ours
+                    else " < ".join(f"{Path(f.filename).name}:{f.name}"
+                                    for f in stack[-1:-7:-1])] += 1
+
+    def _close(self, episode, began: float) -> None:
+        total = sum(episode.values())
+        if began >= self.since and total > sum(self.worst.values()):
+            self.worst = episode
 
     def take(self, n: int = 5) -> list[str]:
         common = [f"{where} ({k * 20} ms)" for where, k in self.counts.most_common(n)]
+        if self.worst:
+            common.append(f"longest stall sampled {sum(self.worst.values()) * 20} ms:")
+            common += [f"   {where} ({k * 20} ms)" for where, k in self.worst.most_common(6)]
         self.counts.clear()
+        self.worst = type(self.worst)()
+        self.since = time.perf_counter()  # a stall still open belongs to no step
         return common
 
 
@@ -148,25 +171,41 @@ class Journey:
     def step(self, name: str, action, timeout: float = 1800.0) -> None:
         """Run ``action()`` (returns a condition to wait for, or None) and measure it."""
         self.beat.reset()
+        if self.sampler is not None:
+            self.sampler.take()  # nothing from before the step (the last screenshot)
         started = time.perf_counter()
+        profiler = None
+        if any(part and part in name for part in self.args.profile.split(",")):
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.enable()
         condition = action()
         if condition is not None:
             if not pump(condition, timeout):
                 print(f"  ! {name}: not finished after {timeout:.0f} s", flush=True)
         pump(lambda: False, 0.3)  # let handlers and repaints run (measured too)
         seconds = time.perf_counter() - started
+        if profiler is not None:
+            import pstats
+
+            profiler.disable()
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(60)
         worst = self.beat.worst_ms
         why = self.sampler.take() if self.sampler is not None else []
         shot = self.out / f"{len(self.rows) + 1:02d}-{name.replace(' ', '-')}.png"
         self.viewer.screenshot(str(shot), canvas_only=False, flash=False)
         self.beat.reset()  # the screenshot's own stall is not the step's
         if self.sampler is not None:
-            self.sampler.counts.clear()
+            self.sampler.take()
         self.rows.append((name, seconds, worst, shot.name))
         print(f"{name:28s} {seconds:8.1f} s  longest stall {worst:7.1f} ms  {shot.name}",
               flush=True)
         for where in why:
             print(f"      blocked in {where}", flush=True)
+        if self.args.stop_after and self.args.stop_after in name:
+            self.report()
+            raise SystemExit(0)
 
     def run(self) -> None:
         p, s, args = self.panel, self.session, self.args
@@ -182,6 +221,9 @@ class Journey:
             window._qt_window.resize(width, height)  # napari restores a saved size on show
 
         self.step("show window (first draw)", lambda: (show(), None)[1])
+        warm_up = getattr(p, "warm_up", None)
+        if warm_up is not None:  # the panel makes its layers while the window is idle
+            self.step("warm-up (idle, first draws)", lambda: lambda: warm_up.done, timeout=120)
 
         def wait_for(worker):
             return lambda: done(worker)
@@ -314,11 +356,16 @@ class Journey:
               "screenshot |")
         print("|---|---:|---:|---|")
         for name, seconds, worst, shot in self.rows:
-            mark = "" if worst <= TARGET_MS or name.startswith("show window") else " (over)"
+            mark = "" if worst <= TARGET_MS or _excepted(name) else " (over)"
             print(f"| {name} | {seconds:.1f} | {worst:.0f}{mark} | {shot} |")
-        measured = [w for n, _s, w, _ in self.rows if not n.startswith("show window")]
+        measured = [w for n, _s, w, _ in self.rows if not _excepted(n)]
         print(f"\nworst step (first draw excepted): {max(measured):.0f} ms "
               f"(target <= {TARGET_MS:.0f} ms); screenshots in {self.out}")
+
+
+def _excepted(name: str) -> bool:
+    """napari's first draws: the window's, and the warm-up's first draw of each layer."""
+    return name.startswith(("show window", "warm-up"))
 
 
 def wait_for_job(session, worker):
@@ -334,8 +381,15 @@ def main() -> int:
     parser.add_argument("--predict-limit", type=int, default=0,
                         help="predict only the first N images (0: all)")
     parser.add_argument("--train-seconds", type=float, default=60.0)
+    parser.add_argument("--profile", default="",
+                        help="profile the main thread during the steps whose name contains "
+                             "one of these comma-separated texts (cProfile, cumulative)")
+    parser.add_argument("--stop-after", default="",
+                        help="end the journey after the step whose name contains this text")
     parser.add_argument("--why", action="store_true",
-                        help="print where the main thread was during stalls")
+                        help="print where the main thread was during stalls (a sampling "
+                             "thread reads the main thread's frames: for diagnosis only, "
+                             "CPython 3.11 may rarely crash doing so)")
     args = parser.parse_args()
     if not args.data or not Path(args.data).is_dir():
         print("Set NUCLEI_UNET_DSB2018 (or --data) to the stage1_train folder.")

@@ -53,7 +53,7 @@ def test_open_and_select_reuses_layers(browser, qtbot, dataset_dir):
     session.current_changed.connect(changed.append)
     _open(qtbot, widget, dataset_dir)
     assert session.dataset is not None and len(session.dataset) == 7
-    assert widget.table.rowCount() == 7
+    assert widget.row_count() == 7
 
     ids = widget.visible_ids()
     wait_worker(qtbot, widget.select(ids[0]))
@@ -101,8 +101,6 @@ def test_label_edits_are_kept_when_moving_on(browser, qtbot, dataset_dir):
 
 
 def test_filter_and_sort(browser, qtbot, dataset_dir):
-    from qtpy.QtCore import Qt
-
     _viewer, widget = browser
     _open(qtbot, widget, dataset_dir)
     widget.set_modality_filter("histology")
@@ -112,10 +110,10 @@ def test_filter_and_sort(browser, qtbot, dataset_dir):
     assert len(widget.visible_ids()) == 7
 
     nuclei = {i: widget.dataset.info(i).n_nuclei for i in widget.dataset.ids()}
-    widget.table.sortItems(3, Qt.SortOrder.DescendingOrder)
+    widget.sort_by(3, descending=True)
     counts = [nuclei[i] for i in widget.visible_ids()]
     assert counts == sorted(counts, reverse=True)
-    widget.table.sortItems(2, Qt.SortOrder.AscendingOrder)  # by area, not by text
+    widget.sort_by(2)  # by area, not by text
     areas = [widget.dataset.info(i).height * widget.dataset.info(i).width
              for i in widget.visible_ids()]
     assert areas == sorted(areas)
@@ -129,8 +127,8 @@ def test_filter_and_sort(browser, qtbot, dataset_dir):
 def _selected_ids(widget) -> list[str]:
     from napari_nuclei_unet.widgets.data_browser import ID_ROLE
 
-    rows = sorted(index.row() for index in widget.table.selectionModel().selectedRows())
-    return [widget.table.item(row, 0).data(ID_ROLE) for row in rows]
+    rows = sorted(widget.table.selectionModel().selectedRows(), key=lambda i: i.row())
+    return [index.data(ID_ROLE) for index in rows]
 
 
 def _show_elsewhere(viewer, session, sample_id):
@@ -351,3 +349,24 @@ def test_layer_modules_are_importable():
 
     assert import_layer_modules() == list(LAYER_MODULES)
     assert import_layer_modules(("not_a_module_xyz",)) == []
+
+
+def test_table_is_a_lazy_model_with_fixed_columns(browser, qtbot, dataset_dir):
+    """670 samples must not build 2,680 items nor size columns to their contents."""
+    from qtpy.QtWidgets import QHeaderView, QTableWidget
+
+    from napari_nuclei_unet.widgets._data_table import SampleTableModel
+
+    _viewer, widget = browser
+    _open(qtbot, widget, dataset_dir)
+    assert not isinstance(widget.table, QTableWidget)
+    source = widget.table.model().sourceModel()
+    assert isinstance(source, SampleTableModel) and source.rowCount() == 7
+    header = widget.table.horizontalHeader()
+    modes = {header.sectionResizeMode(c) for c in range(header.count())}
+    assert QHeaderView.ResizeMode.ResizeToContents not in modes
+    # the full id is in the tooltip of the short id
+    index = widget.table.model().index(0, 0)
+    from qtpy.QtCore import Qt
+
+    assert index.data(Qt.ItemDataRole.ToolTipRole) == widget.visible_ids()[0]

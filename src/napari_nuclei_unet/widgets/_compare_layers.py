@@ -25,7 +25,7 @@ import numpy as np
 if TYPE_CHECKING:
     import napari
 
-from napari_nuclei_unet.widgets._layers import SAMPLE_ID_KEY
+from napari_nuclei_unet.widgets._layers import PLACEHOLDER_KEY, SAMPLE_ID_KEY
 
 SIDE_BY_SIDE = "side by side"
 OVERLAY = "overlay"
@@ -51,6 +51,9 @@ COMPARE_LAYERS = (PREDICTION_IMAGE_LAYER, PREDICTION_LAYER, TRUTH_CONTOUR_LAYER,
 PLUGIN_LAYERS = ("corrected mask",)  # widgets._retrain_editing.CORRECTION_LAYER
 #: Layers per pane in side-by-side mode: image, mask (or prediction), title.
 SIDE_BY_SIDE_STRIDE = 3
+
+#: Prediction-layer metadata key: the mode shown ("side by side" or "overlay").
+MODE_KEY = "nuclei_unet_compare_mode"
 
 #: Values of the error layer.
 TRUE_POSITIVE, FALSE_POSITIVE, FALSE_NEGATIVE = 1, 2, 3
@@ -135,6 +138,32 @@ def match_colors_to_truth(true_labels: np.ndarray, pred_labels: np.ndarray) -> n
     return lookup[pred_labels]
 
 
+def comparison_arrays(true_labels: np.ndarray | None,
+                      pred_labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What the compare layers show: the renumbered prediction and the error map.
+
+    Pure numpy: the Compare dock computes them in a worker, so that the main thread
+    only assigns layer data.
+
+    Parameters
+    ----------
+    true_labels : numpy.ndarray or None
+        The label mask, or None when the sample has none.
+    pred_labels : numpy.ndarray
+        ``(H, W)`` predicted nuclei.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(shown, errors)``: :func:`match_colors_to_truth` (``pred_labels`` itself
+        without a label mask) and :func:`error_map` (against an empty mask without one).
+    """
+    pred_labels = np.asarray(pred_labels)
+    if true_labels is None:
+        return pred_labels, error_map(np.zeros(pred_labels.shape, np.int32), pred_labels)
+    return match_colors_to_truth(true_labels, pred_labels), error_map(true_labels, pred_labels)
+
+
 def error_colormap():
     """The fixed colormap of the error layer (napari ``DirectLabelColormap``)."""
     from napari.utils.colormaps import DirectLabelColormap
@@ -193,19 +222,25 @@ def _upsert_prediction_image(viewer: napari.Viewer, image_layer):
     return layer
 
 
-def _upsert_title(viewer: napari.Viewer, name: str, image_layer):
+def _add_title(viewer: napari.Viewer, name: str, **kwargs):
     """A one-point Points layer whose text titles a pane ("label mask" / "prediction")."""
+    layer = viewer.add_points(
+        np.zeros((1, 2)), name=name, size=1, face_color="transparent",
+        border_width=0, border_color="transparent",
+        features={"title": [PANE_TITLES[name]]},
+        text={"string": "{title}", "anchor": "upper_left", "size": 13,
+              "color": "white"}, **kwargs,
+    )
+    layer.editable = False
+    layer.metadata["nuclei_unet_title"] = True
+    return layer
+
+
+def _upsert_title(viewer: napari.Viewer, name: str, image_layer):
+    """The title layer ``name``, created on first use, placed over ``image_layer``."""
     layer = _get(viewer, name)
     if layer is None:
-        layer = viewer.add_points(
-            np.zeros((1, 2)), name=name, size=1, face_color="transparent",
-            border_width=0, border_color="transparent",
-            features={"title": [PANE_TITLES[name]]},
-            text={"string": "{title}", "anchor": "upper_left", "size": 13,
-                  "color": "white"},
-        )
-        layer.editable = False
-        layer.metadata["nuclei_unet_title"] = True
+        layer = _add_title(viewer, name)
     _set(layer, translate=image_layer.translate, scale=image_layer.scale)
     return layer
 
@@ -225,11 +260,33 @@ def _set(layer, **values) -> None:
 
 
 def _move_to_bottom(viewer: napari.Viewer, names: list[str]) -> None:
-    """Put the named layers at list positions 0, 1, ... in that order (0 is drawn first)."""
-    for target, name in enumerate(names):
+    """Put the named layers at list positions 0, 1, ... in that order (0 is drawn first).
+
+    Names of layers that do not exist are skipped. Layers already in place are not
+    moved: every move makes napari rebuild the grid and redraw the layer list.
+    """
+    target = 0
+    for name in dict.fromkeys(names):  # each name once
+        if name not in viewer.layers:
+            continue
         index = viewer.layers.index(name)
         if index != target:
             viewer.layers.move(index, target)
+        target += 1
+
+
+def layer_order(image_name: str, spacer: str) -> list[str]:
+    """The one order of the plugin's layers, the same in both modes (no moves on a switch).
+
+    Side by side: grid mode groups the list in runs of :data:`SIDE_BY_SIDE_STRIDE`
+    and fills the panes left to right: [image, label mask, title] left, [image copy,
+    prediction, title] right; the overlay layers, hidden, make a third run that
+    napari wraps into the first pane. Overlay: with the label mask, the titles and
+    the image copy hidden, the image is drawn first, then the prediction, the
+    errors and the outlines of the label mask on top.
+    """
+    return [image_name, spacer, TITLE_LEFT_LAYER, PREDICTION_IMAGE_LAYER, PREDICTION_LAYER,
+            TITLE_RIGHT_LAYER, ERROR_LAYER, TRUTH_CONTOUR_LAYER]
 
 
 def show_comparison(
@@ -241,6 +298,7 @@ def show_comparison(
     true_labels: np.ndarray | None,
     mode: str = SIDE_BY_SIDE,
     sample_id: str | None = None,
+    arrays: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, object]:
     """Show a prediction beside or over the label mask.
 
@@ -264,6 +322,9 @@ def show_comparison(
     sample_id : str, optional
         Stored in the compare layers' metadata (:data:`SAMPLE_ID_KEY`), so other
         widgets can tell which sample the prediction shown belongs to.
+    arrays : tuple of numpy.ndarray, optional
+        :func:`comparison_arrays` of these labels, computed in a worker; computed
+        here when omitted.
 
     Returns
     -------
@@ -282,8 +343,11 @@ def show_comparison(
     if not has_truth:
         true_labels = np.zeros(pred_labels.shape, dtype=np.int32)
 
-    created = PREDICTION_LAYER not in viewer.layers
-    shown_pred = match_colors_to_truth(true_labels, pred_labels) if has_truth else pred_labels
+    created = PREDICTION_LAYER not in viewer.layers or bool(
+        viewer.layers[PREDICTION_LAYER].metadata.pop(PLACEHOLDER_KEY, False))
+    if arrays is None:
+        arrays = comparison_arrays(true_labels if has_truth else None, pred_labels)
+    shown_pred, error_data = arrays
     pred_image = _upsert_prediction_image(viewer, image_layer)
     prediction = _upsert_labels(viewer, PREDICTION_LAYER, shown_pred)
     # the overlay layers are hidden in side by side: their data waits for overlay mode
@@ -297,7 +361,7 @@ def show_comparison(
             viewer, TRUTH_CONTOUR_LAYER, true_labels, colormap=_truth_outline_colormap()
         )
         errors = _upsert_labels(
-            viewer, ERROR_LAYER, error_map(true_labels, pred_labels), colormap=error_colormap()
+            viewer, ERROR_LAYER, error_data, colormap=error_colormap()
         )
     _set(contour, contour=1)
     for layer in (pred_image, prediction, contour, errors):
@@ -321,16 +385,17 @@ def show_comparison(
             _set(layer, visible=False)
         return layers
 
+    spacer = truth_layer.name if truth_layer is not None else TRUTH_CONTOUR_LAYER
+    grid = grid_of(viewer)
+    was_enabled = bool(grid.enabled)
+    if mode != SIDE_BY_SIDE and was_enabled:
+        grid.enabled = False
+    # each visibility change below makes napari rebuild its scene graph (~50 ms): only
+    # what differs is set. Not in viewer.layers.batched_update(): napari ends a batch
+    # with gc.collect() and a GL finish, about 1 s in this process (bench_journey).
+    _move_to_bottom(viewer, layer_order(image_layer.name, spacer))
     if mode == SIDE_BY_SIDE:
-        # grid mode groups the layer list in runs of ``stride`` layers, hidden ones
-        # included, and fills the panes left to right: [image, label mask] left,
-        # [image copy, prediction] right; the overlay layers, hidden, go last.
-        spacer = truth_layer.name if truth_layer is not None else TRUTH_CONTOUR_LAYER
         titles = [_upsert_title(viewer, name, image_layer) for name in PANE_TITLES]
-        _move_to_bottom(
-            viewer, [image_layer.name, spacer, TITLE_LEFT_LAYER,
-                     PREDICTION_IMAGE_LAYER, PREDICTION_LAYER, TITLE_RIGHT_LAYER]
-        )
         for layer in (image_layer, pred_image, prediction, *titles):
             _set(layer, visible=True)
         if truth_layer is not None:
@@ -338,25 +403,13 @@ def show_comparison(
         _set(prediction, opacity=0.6)
         _set(contour, visible=False)
         _set(errors, visible=False)
-        grid = grid_of(viewer)
-        was_enabled = grid.enabled
         if grid.stride != SIDE_BY_SIDE_STRIDE:
             grid.stride = SIDE_BY_SIDE_STRIDE
         if tuple(grid.shape) != (1, 2):
             grid.shape = (1, 2)
         if not was_enabled:
             grid.enabled = True
-        _guard_panes(viewer)
-        if not was_enabled:
-            viewer.reset_view()  # frame both panes
     else:
-        _move_to_bottom(
-            viewer, [image_layer.name, PREDICTION_LAYER, ERROR_LAYER, TRUTH_CONTOUR_LAYER]
-        )
-        grid = grid_of(viewer)
-        if grid.enabled:
-            grid.enabled = False
-            viewer.reset_view()  # the camera was framing two panes
         _set(pred_image, visible=False)
         for name in PANE_TITLES:
             if name in viewer.layers:
@@ -367,6 +420,11 @@ def show_comparison(
         _set(prediction, visible=True, opacity=0.35)
         _set(errors, visible=has_truth, opacity=0.5)
         _set(contour, visible=has_truth)
+    if mode == SIDE_BY_SIDE:
+        _guard_panes(viewer)
+    if was_enabled != bool(grid.enabled):
+        viewer.reset_view()  # frame both panes, or the one pane
+    prediction.metadata[MODE_KEY] = mode
     if created:  # show the prediction's controls rather than the last layer added
         viewer.layers.selection.active = prediction
     return layers
@@ -420,6 +478,13 @@ def _guard_panes(viewer: napari.Viewer) -> None:
     session.panes_guarded = True
 
 
+def shown_mode(viewer: napari.Viewer) -> str:
+    """The mode the prediction was last shown in (side by side before any)."""
+    layer = _get(viewer, PREDICTION_LAYER)
+    mode = None if layer is None else layer.metadata.get(MODE_KEY)
+    return mode if mode in MODES else SIDE_BY_SIDE
+
+
 def shown_prediction_id(viewer: napari.Viewer) -> str | None:
     """Return the id of the sample whose prediction is shown, or None."""
     layer = _get(viewer, PREDICTION_LAYER)
@@ -435,6 +500,8 @@ def clear_comparison(viewer: napari.Viewer) -> None:
     the main thread, a stall of seconds. A hidden layer is not redrawn, so
     emptying it costs no texture upload; :func:`shown_prediction_id` is None.
     """
+    grid = grid_of(viewer)
+    was_enabled = bool(grid.enabled)
     for name in COMPARE_LAYERS:
         layer = _get(viewer, name)
         if layer is None:
@@ -445,7 +512,64 @@ def clear_comparison(viewer: napari.Viewer) -> None:
             data = layer.data
             if np.any(data):  # no stale nuclei behind the eye button
                 layer.data = np.zeros(data.shape, dtype=data.dtype)
-    grid = grid_of(viewer)
-    if grid.enabled:
+    if was_enabled:
         grid.enabled = False
+    if was_enabled:
         viewer.reset_view()
+
+
+def placeholder_makers(viewer: napari.Viewer) -> list:
+    """Callables that each add one of the plugin's layers, hidden and empty, in its place.
+
+    napari builds a layer's visual, controls and layer-list row on the main thread
+    when the layer is added (tens to hundreds of ms each; the first prediction shown
+    added six layers at once and froze the window for over a second). The workflow
+    panel runs these one per event-loop turn while the window is idle, in the order
+    of :func:`layer_order`, so that showing a sample or a prediction later only
+    replaces data and never adds, removes or moves a layer. Layers that exist already
+    are left alone.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer.
+
+    Returns
+    -------
+    list of callable
+        Each takes no argument and returns the layer it made (or None).
+    """
+    from napari_nuclei_unet.widgets._layers import IMAGE_LAYER, LABELS_LAYER
+
+    small = (8, 8)
+
+    def image(name: str):
+        return viewer.add_image(np.zeros((*small, 3), np.uint8), name=name, rgb=True,
+                                visible=False)
+
+    def labels(name: str, dtype=np.int32, **kwargs):
+        return viewer.add_labels(np.zeros(small, dtype), name=name, visible=False, **kwargs)
+
+    makers = {
+        IMAGE_LAYER: lambda: image(IMAGE_LAYER),
+        LABELS_LAYER: lambda: labels(LABELS_LAYER, opacity=0.5),
+        TITLE_LEFT_LAYER: lambda: _add_title(viewer, TITLE_LEFT_LAYER, visible=False),
+        PREDICTION_IMAGE_LAYER: lambda: image(PREDICTION_IMAGE_LAYER),
+        PREDICTION_LAYER: lambda: labels(PREDICTION_LAYER, opacity=0.6),
+        TITLE_RIGHT_LAYER: lambda: _add_title(viewer, TITLE_RIGHT_LAYER, visible=False),
+        ERROR_LAYER: lambda: labels(ERROR_LAYER, np.uint8, colormap=error_colormap()),
+        TRUTH_CONTOUR_LAYER: lambda: labels(TRUTH_CONTOUR_LAYER,
+                                            colormap=_truth_outline_colormap()),
+        PLUGIN_LAYERS[0]: lambda: labels(PLUGIN_LAYERS[0], opacity=0.6),
+    }
+
+    def maker(name: str):
+        def make():
+            if name in viewer.layers:
+                return None
+            layer = makers[name]()
+            layer.metadata[PLACEHOLDER_KEY] = True
+            return layer
+        return make
+
+    return [maker(name) for name in makers]

@@ -47,6 +47,9 @@ SAMPLE_ID_KEY = "nuclei_unet_sample_id"
 MODALITY_KEY = "nuclei_unet_modality"
 #: Layer metadata key set by the plugin's reader: path of the dataset a layer came from.
 DATASET_KEY = "nuclei_unet_dataset"
+#: Layer metadata key: a layer made ahead of use, hidden and empty
+#: (``_compare_layers.placeholder_makers``).
+PLACEHOLDER_KEY = "nuclei_unet_placeholder"
 #: Labels-layer metadata key: True once the user painted on the shown mask.
 EDITED_KEY = "nuclei_unet_edited"
 
@@ -258,6 +261,8 @@ def show_sample(viewer: napari.Viewer, sample: Sample) -> tuple[Image, Labels]:
     for layer in (image_layer, labels_layer):
         layer.metadata[SAMPLE_ID_KEY] = sample.id
         layer.metadata[MODALITY_KEY] = sample.modality
+        if layer.metadata.pop(PLACEHOLDER_KEY, False):  # made ahead, hidden: show it now
+            layer.visible = True
     labels_layer.metadata[EDITED_KEY] = False
     labels_layer.events.paint.connect(_mark_edited)  # no-op when already connected
 

@@ -16,12 +16,12 @@ import numpy as np
 
 from napari_nuclei_unet.core.predict_score import (
     PredictionResult,
+    labels_and_row,
     predict_and_score,
     predicted_labels,
 )
 from napari_nuclei_unet.core.progress import Progress
 from napari_nuclei_unet.widgets import _compare_layers as compare_layers
-from napari_nuclei_unet.widgets._compare_layers import SIDE_BY_SIDE
 from napari_nuclei_unet.widgets._layers import (
     IMAGE_LAYER,
     LABELS_LAYER,
@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
 #: Job kind of prediction runs in the session's WorkerGuard (shared with the IoU panel).
 PREDICT_JOB = "predict"
+#: Job kind of the Compare dock making the shown prediction in a worker.
+DISPLAY_JOB = "compare display"
 #: Job kind of re-scoring the cached maps after a threshold change.
 RESCORE_JOB = "rescore"
 
@@ -54,7 +56,8 @@ def show_prediction(
     sample: Sample,
     *,
     pred_labels: np.ndarray | None = None,
-    mode: str = SIDE_BY_SIDE,
+    mode: str | None = None,
+    arrays: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> bool:
     """Show ``sample`` with its cached prediction beside (or over) its label mask.
 
@@ -70,8 +73,10 @@ def show_prediction(
     pred_labels : numpy.ndarray, optional
         Predicted nuclei; computed from the session's cached probability map at
         the session's threshold and split when omitted.
-    mode : {"side by side", "overlay"}
-        Layout.
+    mode : {"side by side", "overlay"}, optional
+        Layout; by default the one shown last (``_compare_layers.shown_mode``).
+    arrays : tuple of numpy.ndarray, optional
+        ``_compare_layers.comparison_arrays`` of ``pred_labels`` (made in a worker).
 
     Returns
     -------
@@ -91,6 +96,8 @@ def show_prediction(
         pred_labels = predicted_labels(
             prob, threshold=session.threshold, instance_method=session.instance_method
         )
+    if mode is None:
+        mode = compare_layers.shown_mode(viewer)
     compare_layers.show_comparison(
         viewer,
         image_layer=image_layer,
@@ -99,6 +106,7 @@ def show_prediction(
         true_labels=sample.labels if sample.has_labels else None,
         mode=mode,
         sample_id=sample.id,
+        arrays=arrays,
     )
     return True
 
@@ -287,3 +295,29 @@ def start_prediction_job(
     if worker is not None and on_started is not None:
         on_started()
     return worker
+
+def display_arrays(sample: Sample, prob: np.ndarray, *, threshold: float,
+                    instance_method: str) -> tuple[np.ndarray, Any, tuple]:
+    """Everything the compare layers show for ``sample`` (runs in a worker).
+
+    Parameters
+    ----------
+    sample : Sample
+        The sample.
+    prob : numpy.ndarray
+        Its probability map.
+    threshold : float
+        Probability threshold.
+    instance_method : str
+        ``"watershed"`` or ``"components"``.
+
+    Returns
+    -------
+    tuple
+        ``(labels, row, arrays)``: ``labels_and_row`` and
+        ``_compare_layers.comparison_arrays(sample.labels, labels)``.
+    """
+    labels, row = labels_and_row(sample, prob, threshold=threshold,
+                                 instance_method=instance_method)
+    truth = sample.labels if sample.has_labels else None
+    return labels, row, compare_layers.comparison_arrays(truth, labels)

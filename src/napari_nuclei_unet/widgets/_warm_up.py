@@ -85,3 +85,207 @@ def tiny_training_run(*, validate: bool) -> tuple[Sample, np.ndarray]:
     with tempfile.TemporaryDirectory(prefix="nuclei-unet-warm-up-") as folder:
         drive(train(config, [blank], out_dir=folder, val_samples=[blank] if validate else []))
     return blank, labels
+
+
+#: Every character the canvas caption and pane titles may draw: vispy renders a
+#: font glyph into its atlas (on the main thread, ~10 ms each) the first time it
+#: draws it; the first caption shown stalled for ~150 ms.
+CAPTION_CHARS = ("0123456789abcdefABCDEF ·×-_:.,()/ px nuclei fluorescence brightfield "
+                 "histology label mask prediction")
+
+
+class TurnRunner:
+    """Run small main-thread steps one per event-loop turn, while the window is idle.
+
+    Each step is a callable; one that returns a list adds those steps next; one
+    that raises is logged and skipped (a warm-up never breaks the panel). Steps
+    wait until ``ready()`` is true (e.g. the window is shown, so that first draws
+    can happen).
+
+    Parameters
+    ----------
+    steps : list of callable
+        The steps, in order.
+    interval_ms : int, optional
+        Pause between two steps, so that the window stays responsive.
+    ready : callable, optional
+        Steps start once it returns True (polled every 200 ms).
+
+    Attributes
+    ----------
+    done : bool
+        True once every step ran.
+    """
+
+    def __init__(self, steps: list, *, interval_ms: int = 30, ready=None) -> None:
+        self._steps = list(steps)
+        self._interval = interval_ms
+        self._ready = ready
+        self.done = not self._steps
+
+    def start(self) -> TurnRunner:
+        """Schedule the first step; returns self."""
+        self._schedule(self._interval)
+        return self
+
+    def _schedule(self, ms: int) -> None:
+        from qtpy.QtCore import QTimer
+
+        if not self.done:
+            QTimer.singleShot(ms, self._next)
+
+    def _next(self) -> None:
+        import logging
+
+        if self._ready is not None and not self._ready():
+            self._schedule(200)
+            return
+        step = self._steps.pop(0)
+        try:
+            more = step()
+            if isinstance(more, list):  # a step may add steps, run next
+                self._steps[:0] = more
+        except Exception:  # a warm-up never breaks the panel
+            logging.getLogger(__name__).debug("warm-up step failed", exc_info=True)
+        self.done = not self._steps
+        self._schedule(self._interval)
+
+
+def layer_warm_up_steps(viewer) -> list:
+    """Steps that make the plugin's layers ahead of use and draw each once, unseen.
+
+    Each layer is made hidden and empty (``_compare_layers.placeholder_makers``),
+    one per turn; then each is drawn once at zero opacity, so that vispy compiles
+    its shaders, the caption draws every character it will use, and the two panes
+    of side by side are drawn once (napari makes their view boxes), so that the
+    first real image, prediction and overlay pay none of it (issue 11).
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer.
+
+    Returns
+    -------
+    list of callable
+        The steps, for :class:`TurnRunner`.
+    """
+    from napari_nuclei_unet.widgets._compare_layers import placeholder_makers
+    from napari_nuclei_unet.widgets._layers import PLACEHOLDER_KEY, text_overlay
+
+    steps = list(placeholder_makers(viewer))
+
+    def prime(layer) -> tuple:
+        def show() -> None:
+            if layer in viewer.layers and layer.metadata.get(PLACEHOLDER_KEY):
+                layer._nuclei_unet_opacity = layer.opacity
+                layer.opacity = 0.0
+                layer.visible = True
+
+        def hide() -> None:
+            opacity = getattr(layer, "_nuclei_unet_opacity", None)
+            if opacity is None:
+                return
+            del layer._nuclei_unet_opacity
+            if layer in viewer.layers and layer.metadata.get(PLACEHOLDER_KEY):
+                layer.visible = False
+            layer.opacity = opacity
+
+        return show, hide
+
+    def expand() -> list:
+        more: list = []
+        for layer in list(viewer.layers):
+            if layer.metadata.get(PLACEHOLDER_KEY):
+                show, hide = prime(layer)
+                more.extend([show, _wait, hide])
+        return [*more, caption_show, _wait, caption_hide, grid_show, _wait, grid_hide]
+
+    saved: dict = {}
+
+    def caption_show() -> None:
+        overlay = text_overlay(viewer)
+        if overlay.visible:  # a sample is shown already: its caption is in use
+            return
+        saved["color"] = overlay.color
+        overlay.text = CAPTION_CHARS
+        overlay.font_size = 9
+        overlay.color = (0.0, 0.0, 0.0, 0.0)
+        overlay.visible = True
+
+    def unused() -> list:
+        """The placeholders, when none shows a sample yet (else: nothing to prime)."""
+        layers = list(viewer.layers)
+        if not layers or not all(layer.metadata.get(PLACEHOLDER_KEY) for layer in layers):
+            return []
+        return layers
+
+    def grid_show() -> None:
+        # side by side's two panes: napari creates their view boxes, and vispy links
+        # every visual's programs again for them, at the first grid draw
+        from napari_nuclei_unet.widgets._compare_layers import SIDE_BY_SIDE_STRIDE, grid_of
+
+        layers = unused()
+        grid = grid_of(viewer)
+        if not layers or grid.enabled:
+            return
+        saved["grid"] = (grid.stride, tuple(grid.shape))
+        for layer in layers:
+            saved.setdefault("opacity", {})[layer.name] = layer.opacity
+            layer.opacity = 0.0
+            layer.visible = True
+        grid.stride, grid.shape = SIDE_BY_SIDE_STRIDE, (1, 2)
+        grid.enabled = True
+
+    def grid_hide() -> None:
+        from napari_nuclei_unet.widgets._compare_layers import grid_of, shown_prediction_id
+
+        if "grid" not in saved:
+            return
+        grid = grid_of(viewer)
+        stride_shape = saved.pop("grid")
+        if shown_prediction_id(viewer) is None:  # else side by side was shown meanwhile
+            grid.enabled = False
+            grid.stride, grid.shape = stride_shape
+        for name, opacity in saved.pop("opacity", {}).items():
+            if name in viewer.layers:
+                layer = viewer.layers[name]
+                if layer.metadata.get(PLACEHOLDER_KEY):
+                    layer.visible = False
+                layer.opacity = opacity
+
+    def caption_hide() -> None:
+        overlay = text_overlay(viewer)
+        if "color" not in saved:
+            return
+        if overlay.text == CAPTION_CHARS:  # else a sample's caption replaced it meanwhile
+            overlay.visible = False
+            overlay.text = ""
+        overlay.color = saved.pop("color")
+
+    steps.append(expand)
+    return steps
+
+
+def _wait() -> None:
+    """A turn without work: the canvas draws in between."""
+
+
+def start_layer_warm_up(viewer) -> TurnRunner:
+    """Start :func:`layer_warm_up_steps` once the window is shown.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer.
+
+    Returns
+    -------
+    TurnRunner
+        The runner (``.done`` once finished).
+    """
+    def ready() -> bool:
+        window = getattr(getattr(viewer, "window", None), "_qt_window", None)
+        return window is None or window.isVisible()
+
+    return TurnRunner(layer_warm_up_steps(viewer), interval_ms=60, ready=ready).start()

@@ -50,11 +50,13 @@ from napari_nuclei_unet.widgets._layers import (
 )
 from napari_nuclei_unet.widgets._prediction_service import (  # noqa: F401  (re-exported)
     BUSY_MESSAGE,
+    DISPLAY_JOB,
     NO_MODEL_MESSAGE,
     NO_SAMPLE_MESSAGE,
     NO_SAMPLES_MESSAGE,
     PREDICT_JOB,
     RESCORE_JOB,
+    display_arrays,
     reset_prediction_progress,
     show_prediction,
     show_prediction_progress,
@@ -74,10 +76,10 @@ if TYPE_CHECKING:
 
     from napari_nuclei_unet.core.dataset import Sample
 
-#: Job kind of re-thresholding a large shown image.
-DISPLAY_JOB = "compare display"
-#: Images up to this many pixels are re-thresholded on the main thread (a few ms).
-SYNC_PIXELS = 512 * 512
+#: Images up to this many pixels are re-thresholded on the main thread (a few ms);
+#: larger ones (every DSB2018 image) in a worker: labelling, colour matching, the
+#: error map and scoring a 256 x 256 image took 50-200 ms of the main thread.
+SYNC_PIXELS = 128 * 128
 
 THRESHOLD_RANGE = (0.05, 0.95)
 
@@ -124,6 +126,7 @@ class CompareWidget(QWidget):
         self._stop = threading.Event()
         self._labels_key: tuple | None = None
         self._labels: np.ndarray | None = None
+        self._arrays: tuple | None = None  # comparison_arrays of _labels, made in the worker
         self._pending_key: tuple | None = None
         self._build()
         self._connect()
@@ -460,6 +463,7 @@ class CompareWidget(QWidget):
     def _on_predictions_changed(self) -> None:
         self._labels_key = None
         self._labels = None
+        self._arrays = None
         self.refresh()
 
     def _update_model_status(self) -> None:
@@ -536,10 +540,12 @@ class CompareWidget(QWidget):
             self._labels = predicted_labels(
                 prob, threshold=self.session.threshold, instance_method=self.instance_method
             )
+            self._arrays = None
             self._labels_key = key
             rescore = True
         pred_labels = self._labels
-        show_prediction(self.viewer, sample, pred_labels=pred_labels, mode=self.mode)
+        show_prediction(self.viewer, sample, pred_labels=pred_labels, mode=self.mode,
+                        arrays=self._arrays)
         if not sample.has_labels:
             self.metrics_label.setText(
                 f"{short_id(sample.id)}: {int(pred_labels.max())} nuclei predicted. "
@@ -565,11 +571,11 @@ class CompareWidget(QWidget):
         self.metrics_label.setText(f"Updating the prediction of {short_id(sample.id)} …")
         threshold, method = key[2], key[3]
 
-        def shown(result: tuple[np.ndarray, Any]) -> None:
-            labels, row = result
+        def shown(result: tuple[np.ndarray, Any, tuple]) -> None:
+            labels, row, arrays = result
             if self._current_key() != key:
                 return  # the threshold, split or image changed meanwhile
-            self._labels, self._labels_key = labels, key
+            self._labels, self._labels_key, self._arrays = labels, key, arrays
             if row is not None:
                 self.session.put_rows([row], (threshold, method))
             self.refresh()
@@ -580,7 +586,7 @@ class CompareWidget(QWidget):
 
         self.session.jobs.start(
             DISPLAY_JOB,
-            labels_and_row,
+            display_arrays,
             sample,
             prob,
             threshold=threshold,
@@ -590,3 +596,4 @@ class CompareWidget(QWidget):
             action=f"Updating the prediction of {short_id(sample.id)}",
             refuse=False,
         )
+

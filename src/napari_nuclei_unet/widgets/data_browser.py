@@ -18,34 +18,31 @@ Programmatic use (demo, tests)::
 from __future__ import annotations
 
 import threading
-from collections.abc import Generator
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
-    QAbstractItemView,
-    QComboBox,
     QFileDialog,
-    QGridLayout,
-    QGroupBox,
-    QHBoxLayout,
-    QHeaderView,
-    QLabel,
-    QLineEdit,
-    QProgressBar,
-    QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
-    QVBoxLayout,
     QWidget,
 )
 
-from napari_nuclei_unet.core.progress import stop_requested
-from napari_nuclei_unet.widgets._ids import enable_id_copy
+from napari_nuclei_unet.widgets._data_jobs import (  # noqa: F401  (re-exported)
+    LAYOUT_HINT,
+    DownloadMeter,
+    _open_dataset,
+)
+from napari_nuclei_unet.widgets._data_layout import ALL_MODALITIES
+from napari_nuclei_unet.widgets._data_table import (  # noqa: F401  (re-exported)
+    COLUMN_CHARS,
+    COLUMNS,
+    ID_ROLE,
+    SORT_ROLE,
+    ModalityFilter,
+    SampleTableModel,
+)
 from napari_nuclei_unet.widgets._layers import DATASET_KEY, short_id, show_sample
-from napari_nuclei_unet.widgets._progress import ThrottledProgress
 from napari_nuclei_unet.widgets._session import disconnect_all, on_destroyed, session_for
 from napari_nuclei_unet.widgets._workers import notify
 
@@ -53,72 +50,10 @@ if TYPE_CHECKING:
     import napari
     from superqt.utils import WorkerBase
 
-    from napari_nuclei_unet.core.dataset import DSBDataset, Sample, SampleInfo
+    from napari_nuclei_unet.core.dataset import DSBDataset, Sample
 
-#: What a DSB2018 dataset looks like, appended to "not a dataset" errors.
-LAYOUT_HINT = (
-    "A DSB2018 dataset is a folder (or a .zip such as stage1_train.zip) with one "
-    "sub-folder per sample: <id>/images/<id>.png and <id>/masks/*.png (one black-and-"
-    "white PNG per nucleus). Choose the folder that contains those sample folders."
-)
-
-ALL_MODALITIES = "All modalities"
 #: Job kind of the import warm-up started when the dock opens.
 WARM_UP_JOB = "warm up image display"
-ID_ROLE = Qt.ItemDataRole.UserRole
-SORT_ROLE = Qt.ItemDataRole.UserRole + 1
-COLUMNS = ("Sample", "Modality", "Size (px)", "Nuclei")
-
-
-class _SortableItem(QTableWidgetItem):
-    """Table cell that sorts by a key stored in :data:`SORT_ROLE` (numbers sort as numbers)."""
-
-    def __lt__(self, other: QTableWidgetItem) -> bool:
-        mine, theirs = self.data(SORT_ROLE), other.data(SORT_ROLE)
-        if mine is None or theirs is None:
-            return super().__lt__(other)
-        return mine < theirs
-
-
-class _DownloadMeter:
-    """tqdm-like object that pooch updates from the download thread; read by a QTimer."""
-
-    def __init__(self) -> None:
-        self.total: int | None = None
-        self.n = 0
-
-    def update(self, n: int) -> None:
-        self.n += n
-
-    def reset(self) -> None:
-        self.n = 0
-
-    def close(self) -> None:
-        pass
-
-
-def _open_dataset(
-    path: str, should_stop: Any = None
-) -> Generator[Any, None, DSBDataset | None]:
-    """Open ``path`` as a dataset (runs in a worker, yields ``Progress("index", ...)``).
-
-    Returns None when ``should_stop()`` became true (the user pressed Cancel).
-    """
-    from napari_nuclei_unet.core.dataset import DatasetError, DSBDataset
-
-    if not Path(path).exists():
-        raise DatasetError(f"{path} does not exist. {LAYOUT_HINT}")
-    try:
-        dataset = yield from DSBDataset.iter_open(path, should_stop=should_stop)
-    except DatasetError as exc:
-        if "/images/" in str(exc):  # the message already describes the layout
-            raise
-        raise DatasetError(f"{exc} {LAYOUT_HINT}") from exc
-    if dataset is None and stop_requested(should_stop):
-        return None
-    if dataset is None or len(dataset) == 0:
-        raise DatasetError(f"{path} contains no readable DSB2018 sample. {LAYOUT_HINT}")
-    return dataset
 
 
 class DataBrowserWidget(QWidget):
@@ -140,7 +75,7 @@ class DataBrowserWidget(QWidget):
         self._stop_opening = threading.Event()
         self._offered_path: str | None = None
         self._syncing = False  # True while the table follows another dock's choice
-        self._meter: _DownloadMeter | None = None
+        self._meter: DownloadMeter | None = None
         self._meter_timer = QTimer(self)
         self._meter_timer.setInterval(200)
         self._meter_timer.timeout.connect(self._show_download_progress)
@@ -163,102 +98,9 @@ class DataBrowserWidget(QWidget):
 
     # ------------------------------------------------------------------ layout
     def _build(self) -> None:
-        layout = QVBoxLayout(self)
+        from napari_nuclei_unet.widgets import _data_layout
 
-        box = QGroupBox("Dataset")
-        grid = QGridLayout(box)
-        self.path_edit = QLineEdit()
-        self.path_edit.setPlaceholderText("stage1_train folder or .zip")
-        self.path_edit.setToolTip(LAYOUT_HINT)
-        self.path_edit.returnPressed.connect(self._open_typed_path)
-        folder_button = QPushButton("Folder…")
-        folder_button.setToolTip("Choose a DSB2018 dataset folder (stage1_train)")
-        folder_button.clicked.connect(self._choose_folder)
-        zip_button = QPushButton("Zip…")
-        zip_button.setToolTip("Choose a DSB2018 zip file (stage1_train.zip)")
-        zip_button.clicked.connect(self._choose_zip)
-        self.open_button = QPushButton("Open")
-        self.open_button.clicked.connect(self._open_typed_path)
-        grid.addWidget(self.path_edit, 0, 0, 1, 3)
-        grid.addWidget(self.open_button, 0, 3)
-        grid.addWidget(folder_button, 1, 0)
-        grid.addWidget(zip_button, 1, 1)
-        self.bundled_button = QPushButton("Bundled samples")
-        self.bundled_button.setToolTip("Open the small synthetic dataset shipped with the plugin")
-        self.bundled_button.clicked.connect(self.open_bundled_samples)
-        self.download_button = QPushButton("Download DSB2018…")
-        self.download_button.setToolTip(
-            "Download the DSB2018 stage1_train set (BBBC038, about 80 MB, CC0) "
-            "into your cache folder, then open it"
-        )
-        self.download_button.clicked.connect(self.download_dsb2018)
-        grid.addWidget(self.bundled_button, 1, 2)
-        grid.addWidget(self.download_button, 1, 3)
-        self.status_label = QLabel("No dataset open. " + LAYOUT_HINT)
-        self.status_label.setWordWrap(True)
-        self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        grid.addWidget(self.status_label, 2, 0, 1, 4)
-        layout.addWidget(box)
-
-        # offer shown when a layer read by the plugin's reader names a dataset
-        self.offer_box = QWidget()
-        offer_layout = QHBoxLayout(self.offer_box)
-        offer_layout.setContentsMargins(0, 0, 0, 0)
-        self.offer_label = QLabel()
-        self.offer_label.setWordWrap(True)
-        self.offer_button = QPushButton("Browse it here")
-        self.offer_button.clicked.connect(self._accept_offer)
-        offer_layout.addWidget(self.offer_label, 1)
-        offer_layout.addWidget(self.offer_button)
-        self.offer_box.setVisible(False)
-        layout.addWidget(self.offer_box)
-
-        filter_row = QHBoxLayout()
-        filter_row.addWidget(QLabel("Show"))
-        self.modality_combo = QComboBox()
-        self.modality_combo.addItem(ALL_MODALITIES, None)
-        self.modality_combo.currentIndexChanged.connect(self._apply_filter)
-        filter_row.addWidget(self.modality_combo, 1)
-        layout.addLayout(filter_row)
-
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(COLUMNS)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.verticalHeader().setVisible(False)
-        self.table.verticalHeader().setDefaultSectionSize(24)
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        for column in range(1, len(COLUMNS)):
-            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
-        self.table.setSortingEnabled(True)
-        self.table.itemSelectionChanged.connect(self._on_selection_changed)
-        self.table.setMinimumHeight(120)
-        enable_id_copy(self.table, self._selected_id)  # Ctrl+C / right click: the full id
-        layout.addWidget(self.table, 1)
-
-        load_row = QHBoxLayout()
-        self.load_all_button = QPushButton("Load all")
-        self.load_all_button.setToolTip(
-            "Decode every sample in the background (needed for training and evaluation)"
-        )
-        self.load_all_button.clicked.connect(self._toggle_load_all)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.progress.setFormat("no samples loaded")
-        self.progress.setTextVisible(True)
-        # one update per sample would repaint the bar hundreds of times a second
-        self._throttle = ThrottledProgress(self.progress)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setToolTip("Stop opening or loading (what is done so far is kept)")
-        self.cancel_button.clicked.connect(self.cancel)
-        self.cancel_button.setEnabled(False)
-        load_row.addWidget(self.load_all_button)
-        load_row.addWidget(self.progress, 1)
-        load_row.addWidget(self.cancel_button)
-        layout.addLayout(load_row)
+        _data_layout.build(self)
 
     def _connect(self) -> None:
         self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
@@ -348,7 +190,7 @@ class DataBrowserWidget(QWidget):
         """
         from napari_nuclei_unet.core.download import fetch_stage1_train
 
-        self._meter = _DownloadMeter()
+        self._meter = DownloadMeter()
         worker = self.session.jobs.start(
             "download",
             fetch_stage1_train,
@@ -387,13 +229,14 @@ class DataBrowserWidget(QWidget):
         KeyError
             When the open dataset has no such sample.
         """
-        row = self._row_of(sample_id)
-        if row is None:
+        if self.table_model.row_of(sample_id) is None:
             raise KeyError(f"No sample {sample_id!r} in the open dataset.")
-        if self.table.isRowHidden(row):
+        row = self._row_of(sample_id)
+        if row is None:  # the modality filter hides it
             self.modality_combo.setCurrentIndex(0)
+            row = self._row_of(sample_id)
         self.table.selectRow(row)
-        self.table.scrollToItem(self.table.item(row, 0))
+        self.table.scrollTo(self.proxy.index(row, 0))
         return self._sample_worker
 
     def load_all(self) -> WorkerBase | None:
@@ -437,11 +280,17 @@ class DataBrowserWidget(QWidget):
 
     def visible_ids(self) -> list[str]:
         """Ids of the rows shown (filter applied), in table order (sorting applied)."""
-        ids = []
-        for row in range(self.table.rowCount()):
-            if not self.table.isRowHidden(row):
-                ids.append(self.table.item(row, 0).data(ID_ROLE))
-        return ids
+        proxy = self.proxy
+        return [proxy.index(row, 0).data(ID_ROLE) for row in range(proxy.rowCount())]
+
+    def row_count(self) -> int:
+        """Number of samples in the table (the filter ignored)."""
+        return self.table_model.rowCount()
+
+    def sort_by(self, column: int, descending: bool = False) -> None:
+        """Sort the table by ``column`` (0 id, 1 modality, 2 area, 3 nuclei)."""
+        order = Qt.SortOrder.DescendingOrder if descending else Qt.SortOrder.AscendingOrder
+        self.table.sortByColumn(column, order)
 
     def set_modality_filter(self, modality: str | None) -> None:
         """Show only samples of ``modality`` (None: all)."""
@@ -485,18 +334,12 @@ class DataBrowserWidget(QWidget):
     def _fill_table(self, dataset: DSBDataset) -> None:
         self.path_edit.setText(str(dataset.path))
         self._describe_dataset(dataset)
-        table = self.table
-        table.blockSignals(True)
-        table.setSortingEnabled(False)
-        table.clearContents()
-        table.setRowCount(len(dataset.infos))
-        for row, info in enumerate(dataset.infos):
-            for column, item in enumerate(_row_items(info)):
-                table.setItem(row, column, item)
-        table.setSortingEnabled(True)
-        table.sortItems(0, Qt.SortOrder.AscendingOrder)
-        table.clearSelection()
-        table.blockSignals(False)
+        self._syncing = True  # the reset clears the selection: that shows nothing
+        try:
+            self.table_model.set_infos(dataset.infos)  # one reset; rows drawn lazily
+            self.table.clearSelection()
+        finally:
+            self._syncing = False
 
         counts: dict[str, int] = {}
         for info in dataset.infos:
@@ -522,28 +365,28 @@ class DataBrowserWidget(QWidget):
         self.status_label.setToolTip(str(dataset.path))
 
     def _apply_filter(self) -> None:
-        modality = self.modality_combo.currentData()
-        for row in range(self.table.rowCount()):
-            item = self.table.item(row, 1)
-            hidden = modality is not None and item is not None and item.text() != modality
-            self.table.setRowHidden(row, hidden)
+        self._syncing = True  # rows moving under the selection show nothing new
+        try:
+            self.proxy.set_modality(self.modality_combo.currentData())
+        finally:
+            self._syncing = False
 
     def _row_of(self, sample_id: str) -> int | None:
-        for row in range(self.table.rowCount()):
-            item = self.table.item(row, 0)
-            if item is not None and item.data(ID_ROLE) == sample_id:
-                return row
-        return None
+        """Table row of ``sample_id``; None when absent or hidden by the filter."""
+        source = self.table_model.row_of(sample_id)
+        if source is None:
+            return None
+        row = self.proxy.mapFromSource(self.table_model.index(source, 0)).row()
+        return None if row < 0 else row
 
     def _selected_id(self) -> str | None:
         """Id of the selected row, or None when no row is selected."""
-        rows = {index.row() for index in self.table.selectionModel().selectedRows()}
+        rows = self.table.selectionModel().selectedRows()
         if not rows:
             return None
-        item = self.table.item(min(rows), 0)
-        return None if item is None else item.data(ID_ROLE)
+        return min(rows, key=lambda index: index.row()).data(ID_ROLE)
 
-    def _on_selection_changed(self) -> None:
+    def _on_selection_changed(self, *_args: Any) -> None:
         if self._syncing:
             return
         sample_id = self._selected_id()
@@ -575,11 +418,11 @@ class DataBrowserWidget(QWidget):
         row = None if sample_id is None else self._row_of(sample_id)
         self._syncing = True
         try:
-            if row is None or self.table.isRowHidden(row):
+            if row is None:
                 self.table.selectionModel().clear()
             else:
                 self.table.selectRow(row)
-                self.table.scrollToItem(self.table.item(row, 0))
+                self.table.scrollTo(self.proxy.index(row, 0))
         finally:
             self._syncing = False
 
@@ -619,7 +462,7 @@ class DataBrowserWidget(QWidget):
         self._sample_worker = None
         pending = self._pending_id
         if pending is not None and pending not in self.session.samples:
-            if self.dataset is not None and self._row_of(pending) is not None:
+            if self.dataset is not None and self.table_model.row_of(pending) is not None:
                 self._request_sample(pending)
 
     def _show(self, sample: Sample) -> None:
@@ -706,19 +549,3 @@ class DataBrowserWidget(QWidget):
         if self._offered_path:
             self.open_dataset(self._offered_path)
 
-
-def _row_items(info: SampleInfo) -> list[QTableWidgetItem]:
-    """The four cells of one sample's row."""
-    id_item = _SortableItem(short_id(info.id))
-    id_item.setData(ID_ROLE, info.id)
-    id_item.setData(SORT_ROLE, info.id)
-    id_item.setToolTip(info.id)
-    modality = _SortableItem(info.modality)
-    modality.setData(SORT_ROLE, f"{info.modality}\x00{info.id}")
-    size = _SortableItem(f"{info.height} × {info.width}")
-    size.setData(SORT_ROLE, info.height * info.width)
-    size.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-    nuclei = _SortableItem(str(info.n_nuclei))
-    nuclei.setData(SORT_ROLE, info.n_nuclei)
-    nuclei.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-    return [id_item, modality, size, nuclei]

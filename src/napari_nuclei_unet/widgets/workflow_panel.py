@@ -62,6 +62,8 @@ class WorkflowPanel(QWidget):
     ----------
     tabs : QTabWidget
         The tabs, in workflow order.
+    warm_up : TurnRunner
+        Makes the plugin's layers ahead of use (``warm_up.done`` once finished).
     data, model, compare, scores, train, retrain, segment : QWidget or None
         The step widgets (``segment`` is None when that module is not installed).
     """
@@ -85,6 +87,11 @@ class WorkflowPanel(QWidget):
             self.tabs.setTabToolTip(self._index[attr], widget.__doc__.splitlines()[0]
                                     if widget.__doc__ else title)
         self.setMinimumWidth(MIN_WIDTH)
+        # the plugin's layers, made ahead and drawn once while the window is idle, so
+        # that the first image, prediction and overlay only replace data (issue 11)
+        from napari_nuclei_unet.widgets._warm_up import start_layer_warm_up
+
+        self.warm_up = start_layer_warm_up(napari_viewer)
 
     def _make(self, module: str, cls: str, attr: str) -> QWidget | None:
         try:

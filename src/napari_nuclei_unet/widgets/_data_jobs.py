@@ -1,0 +1,67 @@
+"""Background jobs of the Data dock: opening a dataset, the download meter.
+
+:func:`_open_dataset` runs in a worker (``DSBDataset.iter_open`` with plain-words
+errors that describe the DSB2018 layout); :class:`DownloadMeter` is the tqdm-like
+object pooch updates from its download thread, read by the dock's timer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from napari_nuclei_unet.core.progress import stop_requested
+
+if TYPE_CHECKING:
+    from napari_nuclei_unet.core.dataset import DSBDataset
+
+#: What a DSB2018 dataset looks like, appended to "not a dataset" errors.
+LAYOUT_HINT = (
+    "A DSB2018 dataset is a folder (or a .zip such as stage1_train.zip) with one "
+    "sub-folder per sample: <id>/images/<id>.png and <id>/masks/*.png (one black-and-"
+    "white PNG per nucleus). Choose the folder that contains those sample folders."
+)
+
+
+class DownloadMeter:
+    """tqdm-like object that pooch updates from the download thread; read by a QTimer."""
+
+    def __init__(self) -> None:
+        self.total: int | None = None
+        self.n = 0
+
+    def update(self, n: int) -> None:
+        """Count ``n`` more bytes."""
+        self.n += n
+
+    def reset(self) -> None:
+        """Start counting again."""
+        self.n = 0
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def _open_dataset(
+    path: str, should_stop: Any = None
+) -> Generator[Any, None, DSBDataset | None]:
+    """Open ``path`` as a dataset (runs in a worker, yields ``Progress("index", ...)``).
+
+    Returns None when ``should_stop()`` became true (the user pressed Cancel).
+    """
+    from napari_nuclei_unet.core.dataset import DatasetError, DSBDataset
+
+    if not Path(path).exists():
+        raise DatasetError(f"{path} does not exist. {LAYOUT_HINT}")
+    try:
+        dataset = yield from DSBDataset.iter_open(path, should_stop=should_stop)
+    except DatasetError as exc:
+        if "/images/" in str(exc):  # the message already describes the layout
+            raise
+        raise DatasetError(f"{exc} {LAYOUT_HINT}") from exc
+    if dataset is None and stop_requested(should_stop):
+        return None
+    if dataset is None or len(dataset) == 0:
+        raise DatasetError(f"{path} contains no readable DSB2018 sample. {LAYOUT_HINT}")
+    return dataset

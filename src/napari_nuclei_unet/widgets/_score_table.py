@@ -1,0 +1,231 @@
+"""The IoU panel's table model, colours and summary (no widgets).
+
+:class:`ScoreTableModel` shows ``session.rows`` (``core.evaluation.ImageRow``):
+display text is rounded, :data:`SORT_ROLE` gives the raw value so that a
+``QSortFilterProxyModel`` sorts numerically, cells are coloured by score.
+:func:`summarize` and :func:`summary_html` make the summary under the table.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Any
+
+from qtpy.QtCore import QAbstractTableModel, QModelIndex, Qt
+from qtpy.QtGui import QColor
+
+from napari_nuclei_unet.widgets._layers import short_id
+
+#: Table columns: (header, ImageRow field, tooltip).
+COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("Image", "id", "Sample id (hover a cell for the full id)"),
+    ("Modality", "modality", "Kind of image"),
+    ("Split", "split", "train: the model learnt from this image (its score is optimistic); "
+                       "validation: used to choose the model; unseen: never shown to it"),
+    ("IoU", "iou", "Foreground intersection over union with the label mask"),
+    ("Dice", "dice", "Foreground Dice coefficient with the label mask"),
+    ("AP@0.5", "ap50", "Matched nuclei / (matched + missed + extra), match = IoU > 0.5"),
+    ("DSB", "dsb_score", "DSB2018 score: AP averaged over IoU thresholds 0.5 to 0.95"),
+    ("True", "n_true", "Number of nuclei in the label mask"),
+    ("Pred", "n_pred", "Number of predicted nuclei"),
+)
+FIELDS = tuple(column[1] for column in COLUMNS)
+SCORE_FIELDS = ("iou", "dice", "ap50", "dsb_score")
+#: Column names of :meth:`IoUPanel.export_csv` (the ``ImageRow`` fields).
+CSV_FIELDS = tuple(f for f in FIELDS if f != "split")
+
+#: Widest the id column gets by itself (pixels); long ids are elided.
+ID_COLUMN_WIDTH = 100
+
+#: Item-data role holding the raw value a column sorts on.
+SORT_ROLE = Qt.ItemDataRole.UserRole + 1
+#: Item-data role holding the full sample id.
+ID_ROLE = Qt.ItemDataRole.UserRole + 2
+
+# red -> yellow -> green (ColorBrewer RdYlGn, light enough for dark text to read on all)
+_SCORE_STOPS = ((0.0, (244, 109, 67)), (0.5, (254, 224, 139)), (1.0, (102, 189, 99)))
+
+EMPTY_MESSAGE = (
+    "No scores yet. Load a model and images, then click 'Score all' "
+    "(or predict in the Compare panel)."
+)
+
+
+def elide_id(sample_id: str) -> str:
+    """``sample_id`` shortened to its first 8 characters (whole when short)."""
+    return short_id(sample_id)
+
+
+def score_color(value: float) -> tuple[int, int, int]:
+    """Colour of a score in [0, 1]: red (0) through yellow (0.5) to green (1).
+
+    Parameters
+    ----------
+    value : float
+        The score; values outside [0, 1] are clamped, NaN gives grey.
+
+    Returns
+    -------
+    tuple of int
+        RGB in 0..255.
+    """
+    if value is None or math.isnan(value):
+        return (128, 128, 128)
+    value = min(1.0, max(0.0, float(value)))
+    for (x0, c0), (x1, c1) in zip(_SCORE_STOPS, _SCORE_STOPS[1:], strict=False):
+        if value <= x1:
+            t = (value - x0) / (x1 - x0)
+            return tuple(round(a + (b - a) * t) for a, b in zip(c0, c1, strict=True))
+    return _SCORE_STOPS[-1][1]
+
+
+def _relative_luminance(rgb: tuple[int, int, int]) -> float:
+    """WCAG 2 relative luminance of an sRGB colour."""
+    linear = [
+        c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+        for c in (x / 255 for x in rgb)
+    ]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def text_color_on(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Black or white, whichever has the higher WCAG contrast ratio on ``rgb``."""
+    luminance = _relative_luminance(rgb)
+    black = (luminance + 0.05) / 0.05
+    white = 1.05 / (luminance + 0.05)
+    return (0, 0, 0) if black >= white else (255, 255, 255)
+
+
+class ScoreTableModel(QAbstractTableModel):
+    """Qt table model over a list of ``ImageRow``.
+
+    Display text is rounded; :data:`SORT_ROLE` gives the raw value (float, int
+    or str) so that a :class:`QSortFilterProxyModel` sorts numerically.
+    """
+
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+        self._rows: list[Any] = []
+        self._splits: dict[str, str] = {}
+
+    def set_rows(self, rows: list[Any], splits: dict[str, str] | None = None) -> None:
+        """Replace all rows (``splits``: "train" / "validation" / "unseen" by id)."""
+        self.beginResetModel()
+        self._rows = list(rows)
+        self._splits = dict(splits or {})
+        self.endResetModel()
+
+    def row_at(self, row: int) -> Any:
+        """The ``ImageRow`` of source row ``row``."""
+        return self._rows[row]
+
+    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008
+        """Number of rows (images)."""
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008
+        """Number of columns (:data:`COLUMNS`)."""
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(self, section: int, orientation: Any, role: int = Qt.ItemDataRole.DisplayRole):
+        """Column titles and their tooltips."""
+        if orientation != Qt.Orientation.Horizontal or not 0 <= section < len(COLUMNS):
+            return None
+        if role == Qt.ItemDataRole.DisplayRole:
+            return COLUMNS[section][0]
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return COLUMNS[section][2]
+        return None
+
+    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
+        """Rounded text, raw value (:data:`SORT_ROLE`), id, tooltip and colours of a cell."""
+        if not index.isValid():
+            return None
+        row = self._rows[index.row()]
+        name = FIELDS[index.column()]
+        value = self._splits.get(row.id, "unseen") if name == "split" else getattr(row, name)
+        if role == Qt.ItemDataRole.DisplayRole:
+            if name == "id":
+                return elide_id(value)  # full id in the tooltip
+            if name in SCORE_FIELDS:
+                return f"{value:.3f}"
+            return str(value)
+        if role == SORT_ROLE:
+            return value
+        if role == ID_ROLE:
+            return row.id
+        if role == Qt.ItemDataRole.ToolTipRole:
+            if name == "id":
+                return value
+            return repr(value) if name in SCORE_FIELDS else str(value)
+        if role == Qt.ItemDataRole.TextAlignmentRole and name not in ("id", "modality"):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if name in SCORE_FIELDS:
+            background = score_color(value)
+            if role == Qt.ItemDataRole.BackgroundRole:
+                return QColor(*background)
+            if role == Qt.ItemDataRole.ForegroundRole:
+                return QColor(*text_color_on(background))
+        return None
+
+
+def _mean(values: list[float]) -> float:
+    return float(sum(values) / len(values)) if values else float("nan")
+
+
+def summarize(rows: list[Any]) -> dict[str, Any]:
+    """Means and medians over all rows and per modality.
+
+    Parameters
+    ----------
+    rows : list of ImageRow
+        The scores.
+
+    Returns
+    -------
+    dict
+        ``core.evaluation.EvaluationReport.summary()`` (n, mean_iou, median_iou,
+        mean_dice, dsb_score, per_modality), plus ``mean_ap50`` and
+        ``median_dice`` over all rows.
+    """
+    from napari_nuclei_unet.core.evaluation import EvaluationReport
+
+    summary = EvaluationReport.from_rows(rows).summary()
+    summary["mean_ap50"] = _mean([r.ap50 for r in rows]) if rows else None
+    summary["median_dice"] = float(statistics.median([r.dice for r in rows])) if rows else None
+    return summary
+
+
+def summary_html(summary: dict[str, Any], threshold: float, method: str) -> str:
+    """The summary as a small HTML table: all images, then one line per modality."""
+    if not summary["n"]:
+        return EMPTY_MESSAGE
+    split = "touching nuclei split" if method == "watershed" else "touching nuclei not split"
+
+    def cells(name: str, stats: dict[str, Any], bold: bool = False) -> str:
+        values = [
+            str(stats["n"]),
+            f"{stats['mean_iou']:.3f}",
+            f"{stats['median_iou']:.3f}",
+            f"{stats['mean_dice']:.3f}",
+            f"{stats['dsb_score']:.3f}",
+        ]
+        tag = ("<b>", "</b>") if bold else ("", "")
+        tds = "".join(f'<td align="right">&nbsp;{tag[0]}{v}{tag[1]}</td>' for v in values)
+        return f"<tr><td>{tag[0]}{name}{tag[1]}</td>{tds}</tr>"
+
+    header = "".join(
+        f'<th align="right">&nbsp;{h}</th>'
+        for h in ("images", "IoU mean", "median", "Dice mean", "DSB")
+    )
+    rows = [cells("all", summary, bold=True)]
+    per_modality = summary.get("per_modality", {})
+    if len(per_modality) > 1:
+        rows += [cells(m, stats) for m, stats in per_modality.items()]
+    return (
+        f"Threshold {threshold:.2f}, {split}.<br>AP@0.5 mean {summary['mean_ap50']:.3f}"
+        f'<table cellspacing="0" cellpadding="1"><tr><th></th>{header}</tr>'
+        + "".join(rows)
+        + "</table>"
+    )

@@ -1,0 +1,149 @@
+"""Never freeze (issue 11): the plugin's layers are made ahead, reused, never moved.
+
+napari builds a layer's visual, controls and layer-list row on the main thread
+when it is added, and rebuilds its scene graph at every move; the workflow panel
+therefore makes every layer hidden and empty while the window is idle, in the one
+order both compare modes use, and the prediction shown is made in a worker.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from _widget_helpers import labelled_synthetic_samples
+
+pytestmark = pytest.mark.gui
+
+
+def _count_layer_list_events(viewer) -> dict[str, int]:
+    counts = {"inserted": 0, "removed": 0, "moved": 0}
+    for name in counts:
+        getattr(viewer.layers.events, name).connect(
+            lambda _e, n=name: counts.__setitem__(n, counts[n] + 1))
+    return counts
+
+
+def test_placeholders_are_reused_and_never_moved(make_napari_viewer):
+    from napari_nuclei_unet.widgets import _compare_layers as cl
+    from napari_nuclei_unet.widgets._layers import (
+        IMAGE_LAYER,
+        LABELS_LAYER,
+        PLACEHOLDER_KEY,
+        show_sample,
+    )
+
+    viewer = make_napari_viewer()
+    for make in cl.placeholder_makers(viewer):
+        make()
+    names = [layer.name for layer in viewer.layers]
+    assert names[:8] == cl.layer_order(IMAGE_LAYER, LABELS_LAYER)
+    assert all(not layer.visible and layer.metadata[PLACEHOLDER_KEY] for layer in viewer.layers)
+    made = {layer.name: layer for layer in viewer.layers}
+    counts = _count_layer_list_events(viewer)
+
+    small, large = labelled_synthetic_samples(2, (48, 64), first_seed=3)
+    large.image = np.pad(large.image, ((0, 32), (0, 16), (0, 0)))
+    large.labels = np.pad(large.labels, ((0, 32), (0, 16)))
+    for sample, mode in ((small, cl.SIDE_BY_SIDE), (small, cl.OVERLAY),
+                         (large, cl.OVERLAY), (large, cl.SIDE_BY_SIDE)):
+        image, truth = show_sample(viewer, sample)
+        cl.show_comparison(viewer, image_layer=image, truth_layer=truth,
+                           pred_labels=sample.labels, true_labels=sample.labels,
+                           mode=mode, sample_id=sample.id)
+        assert viewer.layers[cl.PREDICTION_LAYER].data.shape == sample.labels.shape
+    assert counts == {"inserted": 0, "removed": 0, "moved": 0}
+    assert {layer.name: layer for layer in viewer.layers} == made  # the same objects
+    assert viewer.layers[IMAGE_LAYER].visible and cl.grid_of(viewer).enabled
+
+
+def test_show_prediction_keeps_the_mode_shown(make_napari_viewer):
+    """The IoU panel shows a prediction without knowing the mode: overlay stays overlay."""
+    from napari_nuclei_unet.widgets import _compare_layers as cl
+    from napari_nuclei_unet.widgets._layers import show_sample
+    from napari_nuclei_unet.widgets._prediction_service import show_prediction
+
+    viewer = make_napari_viewer()
+    first, second = labelled_synthetic_samples(2, (48, 64), first_seed=5)
+    image, truth = show_sample(viewer, first)
+    cl.show_comparison(viewer, image_layer=image, truth_layer=truth, pred_labels=first.labels,
+                       true_labels=first.labels, mode=cl.OVERLAY, sample_id=first.id)
+    assert cl.shown_mode(viewer) == cl.OVERLAY
+    assert show_prediction(viewer, second, pred_labels=second.labels)
+    assert not cl.grid_of(viewer).enabled and cl.shown_mode(viewer) == cl.OVERLAY
+
+
+def test_turn_runner_runs_one_step_per_turn(qtbot):
+    from napari_nuclei_unet.widgets._warm_up import TurnRunner
+
+    ran: list[str] = []
+
+    def fails():
+        raise RuntimeError("a broken warm-up step")
+
+    steps = [lambda: ran.append("a"), lambda: [lambda: ran.append("b1")], fails,
+             lambda: ran.append("c")]
+    runner = TurnRunner(steps, interval_ms=1).start()
+    assert ran == [] and not runner.done  # nothing runs before the event loop turns
+    qtbot.waitUntil(lambda: runner.done, timeout=5000)
+    assert ran == ["a", "b1", "c"]
+
+
+def test_workflow_panel_makes_its_layers_while_idle(make_napari_viewer, qtbot):
+    from napari_nuclei_unet.widgets import _compare_layers as cl
+    from napari_nuclei_unet.widgets._layers import (
+        IMAGE_LAYER,
+        LABELS_LAYER,
+        PLACEHOLDER_KEY,
+        text_overlay,
+    )
+    from napari_nuclei_unet.widgets.workflow_panel import WorkflowPanel
+
+    viewer = make_napari_viewer(show=True)
+    color = tuple(np.asarray(text_overlay(viewer).color).ravel())
+    grid = cl.grid_of(viewer)
+    grid_before = (grid.enabled, grid.stride, tuple(grid.shape))
+    panel = WorkflowPanel(viewer)
+    viewer.window.add_dock_widget(panel, name="all steps")
+    assert len(viewer.layers) == 0  # nothing is made while the panel opens
+    qtbot.waitUntil(lambda: panel.warm_up.done, timeout=120_000)
+    names = [layer.name for layer in viewer.layers]
+    assert names[:8] == cl.layer_order(IMAGE_LAYER, LABELS_LAYER)
+    for layer in viewer.layers:
+        assert not layer.visible and layer.metadata.get(PLACEHOLDER_KEY), layer.name
+        assert layer.opacity > 0, layer.name  # the unseen first draw is undone
+    overlay = text_overlay(viewer)
+    assert not overlay.visible and tuple(np.asarray(overlay.color).ravel()) == color
+    assert (grid.enabled, grid.stride, tuple(grid.shape)) == grid_before  # panes drawn, undone
+
+
+def test_large_images_are_labelled_and_coloured_in_a_worker(make_napari_viewer, qtbot,
+                                                            monkeypatch):
+    """The main thread only assigns layer data for a DSB2018-sized image."""
+    from napari_nuclei_unet.widgets import _compare_layers as cl
+    from napari_nuclei_unet.widgets import compare_widget
+    from napari_nuclei_unet.widgets._layers import show_sample
+    from napari_nuclei_unet.widgets._session import session_for
+
+    viewer = make_napari_viewer()
+    session = session_for(viewer)
+    (sample,) = labelled_synthetic_samples(1, (160, 160), first_seed=7)  # > SYNC_PIXELS
+    session.samples[sample.id] = sample
+    session.model = object()
+    session.probabilities[sample.id] = (sample.labels > 0).astype(np.float32) * 0.9
+    threads: list[bool] = []
+    real = cl.match_colors_to_truth
+
+    def spy(*args, **kwargs):
+        threads.append(threading.current_thread() is threading.main_thread())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cl, "match_colors_to_truth", spy)
+    widget = compare_widget.CompareWidget(viewer)
+    show_sample(viewer, sample)
+    session.set_current(sample.id)
+    qtbot.waitUntil(lambda: cl.shown_prediction_id(viewer) == sample.id, timeout=20_000)
+    assert threads and not any(threads)  # computed, and never on the main thread
+    assert widget.current_labels() is not None
