@@ -95,20 +95,19 @@ def domain_samples(dataset, domain: str, exclude: set[str], val_ids: set[str],
 
 
 def score_all(model, samples, cache=None, key=""):
-    """ImageRow per sample with predict_probability + score_prediction (as rounds do)."""
-    from napari_nuclei_unet.core.evaluation import score_prediction
-    from napari_nuclei_unet.core.inference import predict_probability
+    """ImageRow per sample, scored as rounds and the Evaluate step do (``evaluate``).
 
-    rows = []
-    for sample in samples:
-        if cache is not None and (key, sample.id) in cache:
-            rows.append(cache[(key, sample.id)])
-            continue
-        row = score_prediction(sample, predict_probability(model, sample.image, device="cpu"))
-        if cache is not None:
-            cache[(key, sample.id)] = row
-        rows.append(row)
-    return rows
+    Two-head models are scored with their contour-seeded nuclei (``segment_image``).
+    """
+    from napari_nuclei_unet.core.evaluation import evaluate
+    from napari_nuclei_unet.core.progress import drive
+
+    todo = [s for s in samples if cache is None or (key, s.id) not in cache]
+    rows = {row.id: row for row in drive(evaluate(model, todo, device="cpu")).rows}
+    if cache is not None:
+        cache.update({(key, i): row for i, row in rows.items()})
+        rows.update({s.id: cache[(key, s.id)] for s in samples})
+    return [rows[s.id] for s in samples]
 
 
 def mean(rows, field):
