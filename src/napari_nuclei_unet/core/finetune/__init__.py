@@ -76,7 +76,14 @@ from ._common import (  # noqa: F401 - names of the project layout, for other mo
 )
 from .replay import REPLAY_DIR, replay_samples
 from .results import ADOPT_TOLERANCE, FinetuneResult, ScoreChange, adoption
-from .rounds import FINETUNE_DEFAULTS, ROUND_OPTIONS, auto_ratio, finetune, mix_samples
+from .rounds import (
+    FINETUNE_DEFAULTS,
+    ROUND_OPTIONS,
+    auto_ratio,
+    finetune,
+    mix_samples,
+    weighted_samples,
+)
 from .store import Correction, CorrectionStore
 from .versions import ModelVersion, ModelVersions
 
@@ -98,4 +105,5 @@ __all__ = [
     "mix_samples",
     "replay_samples",
     "safe_sample_id",
+    "weighted_samples",
 ]

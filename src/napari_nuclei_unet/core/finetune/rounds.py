@@ -20,26 +20,25 @@ from .trainer import draw_probabilities, train_round
 from .versions import ModelVersion, ModelVersions, _is_default_model
 
 #: Training settings of a fine-tuning round, applied over the base model's configuration
-#: (architecture fields always come from the base model; the device never does). A round
-#: on 3 corrected images with the default model (base_width 16, depth 4), scoring of the
-#: corrections and of the regression set included, took 10-35 s on a busy 2-core CPU
-#: (``benchmarks/bench_finetune_domains.py``; ``benchmarks/bench_finetune.py`` times
-#: the phases). A higher learning rate adapted a little more but forgot more; 48 steps
-#: adapted more than 24 at no cost in forgetting (docs/readme-finetune.md).
+#: (architecture fields always come from the base model; the device never does). Chosen
+#: with ``benchmarks/bench_finetune_domains.py`` on the three domains where the shipped
+#: model is weakest (docs/finetuning.md): 96 steps at 1e-3 adapted more than 48 at 5e-4
+#: and a round on 3 corrected images, scoring included, still took <= 60 s on a busy
+#: 2-core CPU; ``benchmarks/bench_finetune.py`` times the phases.
 FINETUNE_DEFAULTS: dict[str, Any] = {
-    "epochs": 6,
+    "epochs": 12,
     "steps_per_epoch": 8,
     "batch_size": 8,
     "crop_size": 128,
-    "learning_rate": 5e-4,
+    "learning_rate": 1e-3,
     "schedule": "cosine",
     "warmup_fraction": 0.1,
     "min_lr_fraction": 0.1,
     "early_stopping_patience": None,
     "val_every": 1,
     # One CPU thread: on a busy 2-core machine (napari drawing, other jobs) two torch
-    # threads wait for each other and a round took 70-170 s instead of 22-24 s; on an
-    # idle machine one thread still needs only ~13 s. Ignored on a GPU.
+    # threads wait for each other and a round took 70-170 s instead of 22-24 s (with the
+    # earlier 48-step defaults). Ignored on a GPU.
     "num_threads": 1,
     # Crops are drawn uniformly from the mixed list, so the share of the corrections is
     # the ratio asked for, whatever the base model was trained with.
@@ -52,11 +51,14 @@ FINETUNE_DEFAULTS: dict[str, Any] = {
 }
 
 #: How a round protects what the base model knew (not TrainConfig fields; may be given in
-#: ``config_overrides`` too): keep the base model's BatchNorm statistics, and which
-#: parameters learn ("all" or "decoder"). See :func:`.trainer.train_round`; chosen by
-#: ``benchmarks/bench_finetune_domains.py`` (docs/readme-finetune.md).
-ROUND_OPTIONS: dict[str, Any] = {"freeze_batchnorm": True, "trainable": "decoder",
-                                 "encoder_lr": 1.0, "distill": 0.0, "draw": "list"}
+#: ``config_overrides`` too): keep the base model's BatchNorm statistics; which parameters
+#: learn ("all", "late": decoder + the encoder's deepest block, "decoder"); the encoder's
+#: learning rate as a fraction of the decoder's; the weight of distillation towards the
+#: base model on replay crops; how crops are drawn (:data:`DRAWS`). See
+#: :func:`.trainer.train_round`; chosen by ``benchmarks/bench_finetune_domains.py``
+#: (docs/finetuning.md).
+ROUND_OPTIONS: dict[str, Any] = {"freeze_batchnorm": True, "trainable": "late",
+                                 "encoder_lr": 1.0, "distill": 0.0, "draw": "weighted"}
 
 #: How the crops of a round are drawn: "weighted" (corrections and every replay crop,
 #: each with a chance that gives the corrections their share) or "list" (a list of

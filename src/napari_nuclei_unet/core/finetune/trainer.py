@@ -8,9 +8,16 @@ the base model knew:
 - BatchNorm statistics stay those of the base model (``freeze_batchnorm``): with
   batches of a few crops of mostly 1-3 new images, updating them shifts the features
   of *every* kind of image, which was measured as the main cause of forgetting
-  (``benchmarks/bench_finetune_domains.py``, docs/readme-finetune.md);
-- only the decoder (and the output layer) learns (``trainable="decoder"``, the default
-  of rounds): the encoder's generic image features stay those of the base model.
+  (``benchmarks/bench_finetune_domains.py``, docs/finetuning.md);
+- only the decoder, the output layer and the encoder's deepest block learn
+  (``trainable="late"``, the default of rounds): the encoder's earlier, generic image
+  features stay those of the base model;
+- crops are drawn by weight from the corrections and *every* replay crop
+  (:func:`draw_probabilities`).
+
+Discriminative learning rates (``encoder_lr``) and distillation towards the base
+model's outputs on the replay crops (``distill``) are options, measured but not
+defaults (docs/finetuning.md).
 
 It yields the same :class:`~napari_nuclei_unet.core.training.TrainStep` and
 :class:`~napari_nuclei_unet.core.training.EpochEnd` updates as full training.
