@@ -51,7 +51,8 @@ Modules, one job each (every public name is importable from this package):
 - ``store``: :class:`CorrectionStore` and :class:`Correction`;
 - ``versions``: :class:`ModelVersions` and :class:`ModelVersion`;
 - ``replay``: the replay/regression set of DSB2018 crops shipped with the package;
-- ``trainer``: the round's training loop (BatchNorm statistics frozen, decoder only);
+- ``trainer``: the round's training loop (BatchNorm statistics frozen; the decoder and
+  the encoder's deepest block learn);
 - ``results``: :class:`FinetuneResult`, :class:`ScoreChange`, the adoption decision;
 - ``rounds``: :func:`finetune`, :func:`mix_samples`, the round defaults.
 """
