@@ -28,7 +28,7 @@ Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_finetune_domains.py [STAGE1_TRAIN]
         [--domains histology,brightfield,fluo-x3,fluo-dim] [--n-correct 3] [--n-other 10]
-        [--set key=value ...] [--no-replay] [--ratio R] [--json OUT.json]
+        [--set key=value ...] [--no-replay] [--ratio R] [--model M] [--json OUT.json]
 
 ``STAGE1_TRAIN`` defaults to ``$NUCLEI_UNET_DSB2018``. ``--set`` overrides round
 settings (``FINETUNE_DEFAULTS``), e.g. ``--set learning_rate=1e-3``, to compare choices.
@@ -128,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", nargs="?", default=os.environ.get("NUCLEI_UNET_DSB2018"))
     parser.add_argument("--domains", default=",".join(DOMAINS))
+    parser.add_argument("--model", default="default",
+                        help="base model (default: the shipped one), e.g. a two-head model")
     parser.add_argument("--n-correct", type=int, default=3)
     parser.add_argument("--n-other", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
@@ -151,8 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.set:
         key, _, value = item.partition("=")
         overrides[key] = parse_value(value)
-    base = load_checkpoint("default", device="cpu")
-    val_ids = set(read_metadata("default")["training_data"]["val_ids"])
+    base = load_checkpoint(args.model, device="cpu")
+    val_ids = set(read_metadata(args.model)["training_data"]["val_ids"])
     replay_ids = {c["source_id"] for c in
                   json.loads((REPLAY_DIR / "index.json").read_text())["crops"]}
     dataset = DSBDataset.open(args.data)
@@ -167,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         before_val = score_all(base.model, val_other, cache, "base")
         with tempfile.TemporaryDirectory() as project:
             tic = time.perf_counter()
-            result = drive(finetune("default", corrections, out_dir=project, ratio=args.ratio,
+            result = drive(finetune(args.model, corrections, out_dir=project, ratio=args.ratio,
                                     config_overrides=overrides, replay=not args.no_replay))
             round_s = time.perf_counter() - tic
             tuned = load_checkpoint(result.checkpoint, device="cpu")
