@@ -58,7 +58,7 @@ FINETUNE_DEFAULTS: dict[str, Any] = {
 #: :func:`.trainer.train_round`; chosen by ``benchmarks/bench_finetune_domains.py``
 #: (docs/finetuning.md).
 ROUND_OPTIONS: dict[str, Any] = {"freeze_batchnorm": True, "trainable": "late",
-                                 "encoder_lr": 1.0, "distill": 0.0, "draw": "weighted"}
+                                 "encoder_lr": 1.0, "distill": 0.5, "draw": "weighted"}
 
 #: How the crops of a round are drawn: "weighted" (corrections and every replay crop,
 #: each with a chance that gives the corrections their share) or "list" (a list of

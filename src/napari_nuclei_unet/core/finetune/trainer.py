@@ -13,11 +13,12 @@ the base model knew:
   (``trainable="late"``, the default of rounds): the encoder's earlier, generic image
   features stay those of the base model;
 - crops are drawn by weight from the corrections and *every* replay crop
-  (:func:`draw_probabilities`).
+  (:func:`draw_probabilities`);
+- on the replay crops, the outputs are also pulled towards the base model's
+  (distillation, ``distill=0.5`` in rounds), on top of the crops' true labels.
 
-Discriminative learning rates (``encoder_lr``) and distillation towards the base
-model's outputs on the replay crops (``distill``) are options, measured but not
-defaults (docs/finetuning.md).
+A lower learning rate for the encoder (``encoder_lr``) is an option, measured but not a
+default (docs/finetuning.md).
 
 It yields the same :class:`~napari_nuclei_unet.core.training.TrainStep` and
 :class:`~napari_nuclei_unet.core.training.EpochEnd` updates as full training.
