@@ -187,12 +187,12 @@ def train_round(
     optimizer = torch.optim.AdamW(
         _param_groups(named, config.learning_rate, config.weight_decay, encoder_lr),
         lr=config.learning_rate)
+    first_other = len(samples) if n_corrections is None else int(n_corrections)
     teacher = None
-    if distill > 0:
+    if distill > 0 and first_other < len(samples):  # only crops that are not corrections
         teacher = copy.deepcopy(base_model).to(device).eval()
         for param in teacher.parameters():
             param.requires_grad_(False)
-    first_other = len(samples) if n_corrections is None else int(n_corrections)
     dtype = amp_dtype(device) if config.amp else None
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     loss_fn = HeadsLoss()
