@@ -28,7 +28,7 @@ Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_finetune_domains.py [STAGE1_TRAIN]
         [--domains histology,brightfield,fluo-x3,fluo-dim] [--n-correct 3] [--n-other 10]
-        [--set key=value ...] [--no-replay] [--ratio R] [--json OUT.json]
+        [--set key=value ...] [--no-replay] [--ratio R] [--model M] [--json OUT.json]
 
 ``STAGE1_TRAIN`` defaults to ``$NUCLEI_UNET_DSB2018``. ``--set`` overrides round
 settings (``FINETUNE_DEFAULTS``), e.g. ``--set learning_rate=1e-3``, to compare choices.
@@ -95,20 +95,19 @@ def domain_samples(dataset, domain: str, exclude: set[str], val_ids: set[str],
 
 
 def score_all(model, samples, cache=None, key=""):
-    """ImageRow per sample with predict_probability + score_prediction (as rounds do)."""
-    from napari_nuclei_unet.core.evaluation import score_prediction
-    from napari_nuclei_unet.core.inference import predict_probability
+    """ImageRow per sample, scored as rounds and the Evaluate step do (``evaluate``).
 
-    rows = []
-    for sample in samples:
-        if cache is not None and (key, sample.id) in cache:
-            rows.append(cache[(key, sample.id)])
-            continue
-        row = score_prediction(sample, predict_probability(model, sample.image, device="cpu"))
-        if cache is not None:
-            cache[(key, sample.id)] = row
-        rows.append(row)
-    return rows
+    Two-head models are scored with their contour-seeded nuclei (``segment_image``).
+    """
+    from napari_nuclei_unet.core.evaluation import evaluate
+    from napari_nuclei_unet.core.progress import drive
+
+    todo = [s for s in samples if cache is None or (key, s.id) not in cache]
+    rows = {row.id: row for row in drive(evaluate(model, todo, device="cpu")).rows}
+    if cache is not None:
+        cache.update({(key, i): row for i, row in rows.items()})
+        rows.update({s.id: cache[(key, s.id)] for s in samples})
+    return [rows[s.id] for s in samples]
 
 
 def mean(rows, field):
@@ -129,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", nargs="?", default=os.environ.get("NUCLEI_UNET_DSB2018"))
     parser.add_argument("--domains", default=",".join(DOMAINS))
+    parser.add_argument("--model", default="default",
+                        help="base model (default: the shipped one), e.g. a two-head model")
     parser.add_argument("--n-correct", type=int, default=3)
     parser.add_argument("--n-other", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
@@ -152,8 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.set:
         key, _, value = item.partition("=")
         overrides[key] = parse_value(value)
-    base = load_checkpoint("default", device="cpu")
-    val_ids = set(read_metadata("default")["training_data"]["val_ids"])
+    base = load_checkpoint(args.model, device="cpu")
+    val_ids = set(read_metadata(args.model)["training_data"]["val_ids"])
     replay_ids = {c["source_id"] for c in
                   json.loads((REPLAY_DIR / "index.json").read_text())["crops"]}
     dataset = DSBDataset.open(args.data)
@@ -168,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         before_val = score_all(base.model, val_other, cache, "base")
         with tempfile.TemporaryDirectory() as project:
             tic = time.perf_counter()
-            result = drive(finetune("default", corrections, out_dir=project, ratio=args.ratio,
+            result = drive(finetune(args.model, corrections, out_dir=project, ratio=args.ratio,
                                     config_overrides=overrides, replay=not args.no_replay))
             round_s = time.perf_counter() - tic
             tuned = load_checkpoint(result.checkpoint, device="cpu")

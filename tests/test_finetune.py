@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 
+from napari_nuclei_unet.core.atomic import FILE_MODE
 from napari_nuclei_unet.core.checkpoint import default_model_path
 from napari_nuclei_unet.core.dataset import DSBDataset, Sample
 from napari_nuclei_unet.core.finetune import (
@@ -332,13 +333,15 @@ def test_files_of_a_project_are_readable_by_others_like_any_file(tmp_path):
     a = synthetic("histology", 1)
     store = CorrectionStore(tmp_path / "project")
     store.add("a", a.image, a.labels)
-    old = os.umask(0o022)
-    os.umask(old)
-    expected = 0o666 & ~old
+    checkpoint, _, _ = _tiny_checkpoint(tmp_path / "base.safetensors")
+    for source in (checkpoint, checkpoint.with_suffix(".json")):
+        os.chmod(source, 0o600)  # private source files: the project's copies are still 0644
+    base = ModelVersions(store.path).record_base(checkpoint)
     files = [store.index_path, *store.get("a").path.rglob("*.png"),
-             store.get("a").path / ft_store.ENTRY_FILE]
+             store.get("a").path / ft_store.ENTRY_FILE, *base.path.iterdir()]
+    assert len(files) >= 6
     modes = {str(f.relative_to(store.path)): oct(f.stat().st_mode & 0o777) for f in files}
-    assert set(modes.values()) == {oct(expected)}, modes
+    assert set(modes.values()) == {oct(FILE_MODE)}, modes
 
 
 class _Crash(BaseException):

@@ -168,5 +168,109 @@ def test_round_options_choose_what_learns(tmp_path, cuda_checkpoint):
     assert changed and all(k.startswith(("upsample.", "up.", "head.")) for k in changed)
     # BatchNorm statistics of the base model are kept (frozen_batchnorm by default)
     assert not any(k.endswith(("running_mean", "running_var")) for k in changed)
-    assert result.version.info["round_options"] == {"freeze_batchnorm": True,
-                                                    "trainable": "decoder"}
+    assert result.version.info["round_options"] == {
+        **ft_rounds.ROUND_OPTIONS, "trainable": "decoder"}
+
+
+def _changed(checkpoint, result):
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+
+    base = load_checkpoint(checkpoint).model.state_dict()
+    tuned = load_checkpoint(result.checkpoint).model.state_dict()
+    return {k for k in base if not np.array_equal(base[k].numpy(), tuned[k].numpy())}
+
+
+def test_late_layers_and_a_slower_encoder(tmp_path, cuda_checkpoint):
+    corrections = [synthetic("histology", 1)]
+    late = drive(finetune(cuda_checkpoint, corrections, out_dir=tmp_path / "a", replay=False,
+                          check=False, config_overrides={**TINY, "trainable": "late",
+                                                         "learning_rate": 0.05}))
+    changed = _changed(cuda_checkpoint, late)
+    decoder = ("upsample.", "up.", "head.")
+    assert any(k.startswith("down.2.") for k in changed)  # the deepest encoder block learns
+    assert all(k.startswith((*decoder, "down.2.")) for k in changed)
+    still = drive(finetune(cuda_checkpoint, corrections, out_dir=tmp_path / "b", replay=False,
+                           check=False, config_overrides={**TINY, "trainable": "all",
+                                                          "encoder_lr": 0.0,
+                                                          "learning_rate": 0.05}))
+    changed = _changed(cuda_checkpoint, still)
+    assert changed and all(k.startswith(decoder) for k in changed)
+
+
+def test_weighted_draw_sees_every_replay_crop_and_gives_corrections_their_share(
+        monkeypatch, tmp_path, cuda_checkpoint):
+    from napari_nuclei_unet.core.augment import CropSampler
+
+    corrections = [synthetic("histology", i) for i in range(3)]
+    pool = [synthetic("fluorescence", 10 + i, shape=(32, 32)) for i in range(40)]
+    samples, share, n_other, chances = ft_rounds.weighted_samples(corrections, pool, 0.75)
+    assert samples == [*corrections, *pool] and (share, n_other) == (0.75, 40)
+    assert chances[:3].sum() == pytest.approx(0.75) and np.all(chances[3:] > 0)
+    assert mix_samples(corrections, pool, 0.75)[2] < 40  # a list keeps only a subset
+
+    seen = []
+    real = CropSampler.batch
+
+    def spy(self, rng, indices):
+        seen.extend(int(i) for i in indices)
+        return real(self, rng, indices)
+
+    monkeypatch.setattr(CropSampler, "batch", spy)
+    drive(finetune(cuda_checkpoint, corrections, out_dir=tmp_path, replay=pool, check=False,
+                   ratio=0.5, config_overrides={**TINY, "draw": "weighted", "epochs": 20,
+                                                "batch_size": 8}))
+    seen = np.asarray(seen)
+    assert 0.3 < np.mean(seen < 3) < 0.7  # half the crops from the 3 corrections
+    assert len(set(seen[seen >= 3].tolist())) > 30  # and most of the 40 others seen
+
+
+def test_distillation_adds_the_gap_to_the_base_model_on_other_crops_only():
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+
+    from napari_nuclei_unet.core.finetune.trainer import _step
+    from napari_nuclei_unet.core.losses import HeadsLoss
+    from napari_nuclei_unet.core.model import UNet
+
+    torch.manual_seed(0)
+    model = UNet(3, 4, 2).eval()
+    teacher = copy.deepcopy(model)
+    with torch.no_grad():
+        for param in teacher.parameters():
+            param.add_(0.1 * torch.randn_like(param))
+    x, y = torch.rand(2, 3, 32, 32), (torch.rand(2, 1, 32, 32) > 0.5).float()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    other = torch.tensor([True, False])
+    plain = _step(model, None, optimizer, HeadsLoss(), x, y, other, 0.0, None, None)
+    distilled = _step(model, teacher, optimizer, HeadsLoss(), x, y, other, 2.0, None, None)
+    with torch.no_grad():
+        gap = F.binary_cross_entropy_with_logits(model(x[:1]), torch.sigmoid(teacher(x[:1])))
+    assert distilled - plain == pytest.approx(2.0 * float(gap), rel=1e-4)
+
+
+def test_two_head_models_learn_contours_and_are_scored_with_contour_seeds(
+        monkeypatch, tmp_path):
+    from napari_nuclei_unet.core import segment
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint, save_checkpoint
+    from napari_nuclei_unet.core.config import TrainConfig
+    from napari_nuclei_unet.core.model import UNet
+
+    config = TrainConfig(base_width=4, depth=2, crop_size=32, contour_head=True)
+    checkpoint = save_checkpoint(tmp_path / "two.safetensors", UNet(3, 4, 2, out_channels=2),
+                                 config, {})
+    calls = []
+    real = segment.segment_image
+
+    def spy(model, image, options=None, **kwargs):
+        calls.append(image.shape)
+        return real(model, image, options, **kwargs)
+
+    monkeypatch.setattr(segment, "segment_image", spy)
+    corrections = [synthetic("histology", 1), synthetic("histology", 2)]
+    result = drive(finetune(checkpoint, corrections, out_dir=tmp_path / "p", replay=False,
+                            check=False, config_overrides=TINY))
+    assert len(calls) == 4  # both corrections scored before and after, contour-seeded
+    assert load_checkpoint(result.checkpoint).model.out_channels == 2
+    assert any(k.startswith("head.") for k in _changed(checkpoint, result))

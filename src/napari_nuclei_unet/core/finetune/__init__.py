@@ -51,7 +51,8 @@ Modules, one job each (every public name is importable from this package):
 - ``store``: :class:`CorrectionStore` and :class:`Correction`;
 - ``versions``: :class:`ModelVersions` and :class:`ModelVersion`;
 - ``replay``: the replay/regression set of DSB2018 crops shipped with the package;
-- ``trainer``: the round's training loop (BatchNorm statistics frozen, decoder only);
+- ``trainer``: the round's training loop (BatchNorm statistics frozen; the decoder and
+  the encoder's deepest block learn);
 - ``results``: :class:`FinetuneResult`, :class:`ScoreChange`, the adoption decision;
 - ``rounds``: :func:`finetune`, :func:`mix_samples`, the round defaults.
 """
@@ -76,7 +77,14 @@ from ._common import (  # noqa: F401 - names of the project layout, for other mo
 )
 from .replay import REPLAY_DIR, replay_samples
 from .results import ADOPT_TOLERANCE, FinetuneResult, ScoreChange, adoption
-from .rounds import FINETUNE_DEFAULTS, ROUND_OPTIONS, auto_ratio, finetune, mix_samples
+from .rounds import (
+    FINETUNE_DEFAULTS,
+    ROUND_OPTIONS,
+    auto_ratio,
+    finetune,
+    mix_samples,
+    weighted_samples,
+)
 from .store import Correction, CorrectionStore
 from .versions import ModelVersion, ModelVersions
 
@@ -98,4 +106,5 @@ __all__ = [
     "mix_samples",
     "replay_samples",
     "safe_sample_id",
+    "weighted_samples",
 ]

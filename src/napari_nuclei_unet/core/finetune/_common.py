@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import tempfile
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -85,48 +82,22 @@ def _check_id(sample_id: str) -> str:
     return sample_id
 
 
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def file_mode() -> int:
-    """Permissions of a new ordinary file under the process umask (0644 under umask 022).
-
-    ``tempfile.mkstemp`` creates files readable by their owner only (0600); files renamed
-    into a project get this mode instead, like every other file the user writes.
-    """
-    umask = 0o022
-    try:  # reading the umask without changing it (os.umask would race with threads)
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                umask = int(line.split()[1], 8)
-                break
-    except (OSError, ValueError):
-        pass
-    return 0o666 & ~umask
-
-
 def _write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
-    """Write JSON to a temporary file in the same folder, fsync it, rename it over ``path``."""
-    text = json.dumps(data, indent=2, allow_nan=False)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, file_mode())
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write JSON atomically with the one project helper (:func:`..atomic.atomic_write_json`).
+
+    Temporary file beside ``path``, fsync, mode 0644, rename; a full or read-only disk
+    raises :class:`~napari_nuclei_unet.core.atomic.AtomicWriteError` naming the file.
+    """
+    from ..atomic import atomic_write_json
+
+    atomic_write_json(path, data)
 
 
 def _write_png(path: Path, array: np.ndarray) -> None:
-    """Write one PNG (RGB image or 0/255 mask) and flush it to disk."""
+    """Write one PNG (RGB image or 0/255 mask) atomically, mode 0644, flushed to disk."""
     from PIL import Image
 
-    Image.fromarray(array).save(path, format="PNG", compress_level=3)
-    os.chmod(path, file_mode())
-    _fsync_file(path)
+    from ..atomic import atomic_write
+
+    atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG",
+                                                               compress_level=3))

@@ -16,30 +16,29 @@ from ._common import PROJECT_FILE, FinetuneError
 from .replay import replay_samples
 from .results import FinetuneResult, ScoreChange, _mean, adoption, changes
 from .store import CorrectionStore
-from .trainer import train_round
+from .trainer import draw_probabilities, train_round
 from .versions import ModelVersion, ModelVersions, _is_default_model
 
 #: Training settings of a fine-tuning round, applied over the base model's configuration
-#: (architecture fields always come from the base model; the device never does). A round
-#: on 3 corrected images with the default model (base_width 16, depth 4), scoring of the
-#: corrections and of the regression set included, took 10-35 s on a busy 2-core CPU
-#: (``benchmarks/bench_finetune_domains.py``; ``benchmarks/bench_finetune.py`` times
-#: the phases). A higher learning rate adapted a little more but forgot more; 48 steps
-#: adapted more than 24 at no cost in forgetting (docs/readme-finetune.md).
+#: (architecture fields always come from the base model; the device never does). Chosen
+#: with ``benchmarks/bench_finetune_domains.py`` on the three domains where the shipped
+#: model is weakest (docs/finetuning.md): 96 steps at 1e-3 adapted more than 48 at 5e-4
+#: and a round on 3 corrected images, scoring included, still took <= 60 s on a busy
+#: 2-core CPU; ``benchmarks/bench_finetune.py`` times the phases.
 FINETUNE_DEFAULTS: dict[str, Any] = {
-    "epochs": 6,
+    "epochs": 12,
     "steps_per_epoch": 8,
     "batch_size": 8,
     "crop_size": 128,
-    "learning_rate": 5e-4,
+    "learning_rate": 1e-3,
     "schedule": "cosine",
     "warmup_fraction": 0.1,
     "min_lr_fraction": 0.1,
     "early_stopping_patience": None,
     "val_every": 1,
     # One CPU thread: on a busy 2-core machine (napari drawing, other jobs) two torch
-    # threads wait for each other and a round took 70-170 s instead of 22-24 s; on an
-    # idle machine one thread still needs only ~13 s. Ignored on a GPU.
+    # threads wait for each other and a round took 70-170 s instead of 22-24 s (with the
+    # earlier 48-step defaults). Ignored on a GPU.
     "num_threads": 1,
     # Crops are drawn uniformly from the mixed list, so the share of the corrections is
     # the ratio asked for, whatever the base model was trained with.
@@ -52,10 +51,19 @@ FINETUNE_DEFAULTS: dict[str, Any] = {
 }
 
 #: How a round protects what the base model knew (not TrainConfig fields; may be given in
-#: ``config_overrides`` too): keep the base model's BatchNorm statistics, and which
-#: parameters learn ("all" or "decoder"). See :func:`.trainer.train_round`; chosen by
-#: ``benchmarks/bench_finetune_domains.py`` (docs/readme-finetune.md).
-ROUND_OPTIONS: dict[str, Any] = {"freeze_batchnorm": True, "trainable": "decoder"}
+#: ``config_overrides`` too): keep the base model's BatchNorm statistics; which parameters
+#: learn ("all", "late": decoder + the encoder's deepest block, "decoder"); the encoder's
+#: learning rate as a fraction of the decoder's; the weight of distillation towards the
+#: base model on replay crops; how crops are drawn (:data:`DRAWS`). See
+#: :func:`.trainer.train_round`; chosen by ``benchmarks/bench_finetune_domains.py``
+#: (docs/finetuning.md).
+ROUND_OPTIONS: dict[str, Any] = {"freeze_batchnorm": True, "trainable": "late",
+                                 "encoder_lr": 1.0, "distill": 0.5, "draw": "weighted"}
+
+#: How the crops of a round are drawn: "weighted" (corrections and every replay crop,
+#: each with a chance that gives the corrections their share) or "list" (a list of
+#: repeated corrections and a random subset of the replay crops, see :func:`mix_samples`).
+DRAWS = ("weighted", "list")
 
 _ARCHITECTURE_FIELDS = ("base_width", "depth", "in_channels")
 
@@ -126,19 +134,62 @@ def mix_samples(
     return mixed, repeats * c / len(mixed), n_original
 
 
+def weighted_samples(
+    corrections: Sequence[Any], original: Sequence[Any] | None, ratio: float
+) -> tuple[list[Any], float, int, np.ndarray]:
+    """The training list of a round drawn by weight: every sample once, with its chance.
+
+    The corrections come first and share ``ratio`` of the draws equally; every other
+    sample (replay crops, original data) shares the rest, so all of them are seen
+    (:func:`mix_samples` repeats corrections and keeps a random subset of the others).
+
+    Parameters
+    ----------
+    corrections : sequence of Sample
+        The corrected samples (at least one).
+    original : sequence of Sample or None
+        Replay and original samples; those with the id of a correction are left out.
+    ratio : float
+        Share of the draws from the corrections, ``0 < ratio <= 1``.
+
+    Returns
+    -------
+    samples : list of Sample
+        Corrections, then the others.
+    actual_ratio : float
+        The corrections' share (1 when there is nothing else).
+    n_original : int
+        How many other samples are in the list.
+    probabilities : numpy.ndarray
+        The chance of each entry (see :func:`.trainer.draw_probabilities`).
+
+    Raises
+    ------
+    FinetuneError
+        Without corrections, or with ``ratio`` outside ``(0, 1]``.
+    """
+    mix_samples(corrections, [], ratio)  # the same checks and messages
+    corrected_ids = {s.id for s in corrections}
+    pool = [s for s in (original or []) if s.id not in corrected_ids]
+    if ratio >= 1.0:
+        pool = []
+    samples = [*corrections, *pool]
+    chances = draw_probabilities(len(corrections), len(samples), ratio)
+    return samples, (ratio if pool else 1.0), len(pool), chances
+
+
 def _score(model: Any, samples: Sequence[Any], device: Any, stage: str,
            should_stop: Callable[[], bool] | None) -> Generator[Progress, None, list[Any]]:
-    from ..evaluation import score_prediction
-    from ..inference import predict_probability
+    """Score ``samples`` as the Evaluate step does (two-head models: contour-seeded nuclei)."""
+    from ..evaluation import evaluate
 
-    rows = []
-    for done, sample in enumerate(samples, start=1):
-        if stop_requested(should_stop):
-            break
-        prob = predict_probability(model, sample.image, device=device)
-        rows.append(score_prediction(sample, prob))
-        yield Progress(stage, done, len(samples), str(sample.id))
-    return rows
+    job = evaluate(model, samples, device=device, should_stop=should_stop)
+    try:
+        while True:
+            update = next(job)
+            yield Progress(stage, update.done, update.total, update.message)
+    except StopIteration as end:
+        return list(end.value.rows)
 
 
 def _round_config(base_config: Any, overrides: Mapping[str, Any] | None,
@@ -287,9 +338,17 @@ def finetune(
     loaded = load_checkpoint(base, device="cpu")
     overrides = dict(config_overrides or {})
     round_options = {k: overrides.pop(k, v) for k, v in ROUND_OPTIONS.items()}
+    if round_options["draw"] not in DRAWS:
+        raise FinetuneError(f"draw must be one of {DRAWS}, got {round_options['draw']!r}.")
+    train_options = {k: v for k, v in round_options.items() if k != "draw"}
     seed = int(overrides.get("seed", loaded.config.seed))
     pool = [*(original or []), *replay_list]
-    mixed, actual_ratio, n_original = mix_samples(corrections, pool, ratio, seed=seed)
+    if round_options["draw"] == "weighted":
+        mixed, actual_ratio, n_original, chances = weighted_samples(corrections, pool, ratio)
+        train_options["probabilities"] = chances
+    else:
+        mixed, actual_ratio, n_original = mix_samples(corrections, pool, ratio, seed=seed)
+    train_options["n_corrections"] = len(mixed) - n_original
     config = _round_config(loaded.config, overrides, mixed)
     device = resolve_device(config.device)
     base_net = loaded.model.to(device)
@@ -301,12 +360,13 @@ def finetune(
         return (yield from _round(base_model, base, sets, mixed, config, device, base_net,
                                   project, ratio, actual_ratio, n_original, config_overrides,
                                   should_stop, started, tolerance, len(replay_list),
-                                  round_options, loaded.metadata.get("training_data", {})))
+                                  round_options, train_options,
+                                  loaded.metadata.get("training_data", {})))
 
 
 def _round(base_model, base, sets, mixed, config, device, base_net, project, ratio,
            actual_ratio, n_original, config_overrides, should_stop, started, tolerance,
-           n_replay, round_options, training_data):
+           n_replay, round_options, train_options, training_data):
     """The body of :func:`finetune` once the inputs are checked (same yields and return)."""
     base_name = base_model.name if isinstance(base_model, ModelVersion) else str(base)
     versions = ModelVersions(project)
@@ -320,7 +380,7 @@ def _round(base_model, base, sets, mixed, config, device, base_net, project, rat
 
     tuned, history, cancelled = yield from train_round(
         config, mixed, base_net, device=device, should_stop=should_stop,
-        out_hint=project, **round_options)
+        out_hint=project, **train_options)
     if cancelled:
         return FinetuneResult(None, history=tuple(history), ratio=actual_ratio,
                               n_original=n_original, cancelled=True,

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..atomic import atomic_write
 from ..checkpoint import CheckpointError, default_model_path, read_metadata, weights_path
 from ._common import _VERSION_PATTERN, VERSIONS_DIR, _now, _write_json_atomic
 
@@ -184,14 +184,7 @@ class ModelVersions:
             read_metadata(source)  # a clear CheckpointError for a bad file, before copying
             for src, dst in ((source, folder / "model.safetensors"),
                              (source.with_suffix(".json"), folder / "model.json")):
-                fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", dir=folder)
-                os.close(fd)
-                try:
-                    shutil.copyfile(src, tmp)
-                    os.replace(tmp, dst)
-                except BaseException:
-                    Path(tmp).unlink(missing_ok=True)
-                    raise
+                atomic_write(dst, lambda tmp, src=src: shutil.copyfile(src, tmp))
             info.update(model=str(source.resolve()), copied=True)
         _write_json_atomic(folder / "reference.json", info)
         return self._read(folder)  # type: ignore[return-value]
