@@ -15,7 +15,8 @@ issue 9, each predicted with ``segment_image``:
 ``dim10``
     intensities times 0.1 then rounded to 8 bit (a dim raw image), automatic diameter.
 
-``--tta`` adds the ``auto`` protocol with flip test-time augmentation, with its cost.
+``--tta`` adds every protocol again with flip test-time augmentation (``<protocol>-tta``),
+with its cost.
 
 ``--logo`` runs leave-one-group-out: stage1_train is grouped by acquisition
 (modality, image size and colour), and for each group a model is trained from scratch
@@ -73,6 +74,7 @@ def transform(protocol: str, image: np.ndarray, labels: np.ndarray):
 
 def options_for(protocol: str, model, tta: bool) -> SegmentOptions:
     """Native protocols keep the model's scale; the others estimate the diameter."""
+    protocol = protocol.removesuffix("-tta")
     if protocol == "native" or protocol.endswith("-fixed"):
         return SegmentOptions(diameter=model_diameter(model), tta=tta)
     return SegmentOptions(diameter=0.0, tta=tta)
@@ -198,7 +200,8 @@ def main() -> None:
                         help=f"any of {PROTOCOLS}, or xF / xF-fixed (factor F)")
     parser.add_argument("--fixed", action="store_true",
                         help="also score x0.5/x2/x3 at native scale (no diameter estimate)")
-    parser.add_argument("--tta", action="store_true", help="also score auto with flip TTA")
+    parser.add_argument("--tta", action="store_true",
+                        help="also score every protocol with flip TTA")
     parser.add_argument("--split", choices=("validation", "train"), default="validation",
                         help="the checkpoint's validation images, or its training images "
                              "(for tuning; use with --limit)")
@@ -253,7 +256,8 @@ def main() -> None:
         print(f"model {loaded.path} (training diameter {model_diameter(model):.1f} px, "
               f"{model.out_channels} output(s)), {len(samples)} {args.split} images")
         print(f"{'protocol':12s} {'mean IoU':>8s} {'DSB':>6s} {'s/image':>8s} {'diam':>6s}")
-        runs = [(p, False) for p in protocols] + ([("auto-tta", True)] if args.tta else [])
+        runs = [(p, False) for p in protocols]
+        runs += [(f"{p}-tta", True) for p in protocols] if args.tta else []
         for protocol, tta in runs:
             row = score_protocol(model, samples, protocol, tta=tta)
             rows.append(row)

@@ -381,7 +381,7 @@ def test_out_of_range_nuclei_go_to_the_sharpest_of_the_candidate_scales(monkeypa
     assert segment_image(Threshold(), image).scale == 1.0
 
 
-def test_nuclei_of_the_training_size_cost_one_pass(monkeypatch):
+def test_nuclei_of_the_training_size_try_native_and_the_larger_sizes(monkeypatch):
     sample = _sample(seed=3)
     calls = []
     real = segment._at_scale
@@ -392,4 +392,10 @@ def test_nuclei_of_the_training_size_cost_one_pass(monkeypatch):
 
     monkeypatch.setattr(segment, "_at_scale", spy)
     result = segment_image(Threshold(), sample.image)
-    assert result.scale == 1.0 and calls == [1.0]
+    assert calls[0] == 1.0 and result.scale in calls
+    ratios = sorted(c * result.diameter / segment.TRAINING_DIAMETER for c in calls[1:])
+    assert ratios == pytest.approx(segment.SCALE_CHOICES[-len(ratios):], rel=0.01)
+    # without choices the estimate alone decides: one pass for nuclei of this size
+    monkeypatch.setattr(segment, "SCALE_CHOICES", ())
+    calls.clear()
+    assert segment_image(Threshold(), sample.image).scale == 1.0 and calls == [1.0]

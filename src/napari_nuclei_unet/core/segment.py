@@ -29,10 +29,15 @@ TRAINING_DIAMETER = 18.0
 #: images 0.820 IoU, against 0.783 for a wide (0.6, 2.2) range.
 NATIVE_RANGE = (0.75, 1.4)
 
-#: Once the diameter is estimated outside :data:`NATIVE_RANGE`, the plane is predicted
-#: with its nuclei brought to each of these multiples of the training diameter, and at
-#: native scale, and the sharpest prediction (:func:`sharpness`) wins: the model, which
-#: learnt each kind of image at its own size, tells which size suits this one.
+#: Once the diameter is estimated, the plane is predicted at native scale and with its
+#: nuclei brought to each of these multiples of the training diameter, and the sharpest
+#: prediction (:func:`sharpness`) wins: the model, which learnt each kind of image at its
+#: own size, tells which size suits this one. Chosen on 40 images of the shipped model's
+#: training split under the auto, x0.5, x2 and x3 protocols: against the estimate alone
+#: (resize to the training diameter when outside :data:`NATIVE_RANGE`), mean IoU went
+#: 0.861 -> 0.873 (auto), 0.821 -> 0.833 (x0.5), 0.849 -> 0.864 (x2), 0.853 -> 0.862 (x3);
+#: keeping native-range planes native instead lost about 0.005 on each. Empty: the
+#: estimate alone decides (one pass for nuclei of the training size).
 SCALE_CHOICES = (1.0, 1.4, 2.0)
 
 _MIN_OBJECTS = 3  # fewer confident objects than this: the estimate is not trusted
@@ -395,7 +400,7 @@ def _estimate(model, image, options: SegmentOptions, device, native=None):
             break
         scale, maps, measured, labels = new_scale, new_maps, new_measure, new_labels
     diameter = measured / scale
-    if low <= diameter <= high or not SCALE_CHOICES:
+    if not SCALE_CHOICES:
         return diameter, scale, maps, labels
     scale = _sharpest_scale(model, image, options, device, seen, target / diameter)
     return diameter, scale, seen[scale][0], seen[scale][1]
