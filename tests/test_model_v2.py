@@ -233,6 +233,20 @@ def test_watershed_on_the_heads_splits_two_touching_disks():
     assert image_scores(labels, heads).dsb_score > 0.9
     # without the contour, both disks are one region
     assert labels_from_probability(prob, method="components").max() == 1
+    # the former core-seeded rule is still there on request
+    assert labels_from_heads(prob, contour, seed_threshold=0.5).max() == 2
+
+
+def test_the_contour_head_splits_what_the_distance_alone_cannot():
+    labels = _two_disks(radius=12, gap=8)  # a broad neck: one top of the distance map
+    prob = (labels > 0).astype(np.float32)
+    assert labels_from_probability(prob).max() == 1
+    assert labels_from_heads(prob, np.zeros_like(prob)).max() == 1
+    contour = contour_map(labels).astype(np.float32)
+    heads = labels_from_heads(prob, contour)
+    assert heads.max() == 2
+    assert heads[32, 40 - 4 - 6] != heads[32, 40 + 4 + 6]
+    assert labels_from_heads(prob, contour, contour_weight=0.0).max() == 1
 
 
 def test_heads_loss_with_one_channel_is_dice_bce():

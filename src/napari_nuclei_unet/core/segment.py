@@ -270,11 +270,11 @@ def _resize(array: np.ndarray, shape: tuple[int, int], order: int) -> np.ndarray
     ).astype(array.dtype if order == 0 else np.float32, copy=False)
 
 
-def _labels(maps: np.ndarray, threshold: float, min_size: int = 10) -> np.ndarray:
-    """Instances from the network's maps: contour-seeded watershed with two heads."""
+def _labels(maps: np.ndarray, threshold: float) -> np.ndarray:
+    """Instances from the network's maps (the contour shapes the watershed with two heads)."""
     if maps.shape[0] > 1:
-        return labels_from_heads(maps[0], maps[1], threshold=threshold, min_size=min_size)
-    return labels_from_probability(maps[0], threshold=threshold, min_size=min_size)
+        return labels_from_heads(maps[0], maps[1], threshold=threshold)
+    return labels_from_probability(maps[0], threshold=threshold)
 
 
 def _measure(maps: np.ndarray, threshold: float) -> tuple[float | None, np.ndarray]:
