@@ -95,9 +95,7 @@ def test_estimate_diameter_recovers_the_scale():
         assert maps.shape[1:] == (round(image.shape[0] * scale), round(image.shape[1] * scale))
 
 
-def test_auto_diameter_rescales_big_nuclei_and_maps_labels_back(monkeypatch):
-    # the pointwise stand-in is as sharp at any scale: only the estimate decides here
-    monkeypatch.setattr(segment, "SCALE_CHOICES", ())
+def test_auto_diameter_rescales_big_nuclei_and_maps_labels_back():
     sample = _sample(seed=4)
     factor = 4.0
     image, labels = _zoom(sample.image, factor, 1), _zoom(sample.labels, factor, 0)
@@ -366,6 +364,7 @@ def test_large_planes_with_big_nuclei_skip_the_full_size_pass(monkeypatch):
 
 
 def test_out_of_range_nuclei_go_to_the_sharpest_of_the_candidate_scales(monkeypatch):
+    monkeypatch.setattr(segment, "SCALE_CHOICES", (1.0, 1.4, 2.0))
     sample = _sample(seed=4)
     image = _zoom(sample.image, 4.0, 1)  # nuclei ~4x the training size
     calls = []
@@ -395,7 +394,7 @@ def test_out_of_range_nuclei_go_to_the_sharpest_of_the_candidate_scales(monkeypa
     assert segment_image(Threshold(), image).scale == 1.0
 
 
-def test_nuclei_of_the_training_size_try_native_and_the_larger_sizes(monkeypatch):
+def test_nuclei_of_the_training_size_cost_one_pass_or_one_per_choice(monkeypatch):
     sample = _sample(seed=3)
     calls = []
     real = segment._at_scale
@@ -405,11 +404,11 @@ def test_nuclei_of_the_training_size_try_native_and_the_larger_sizes(monkeypatch
         return real(model, plane, scale, options, device)
 
     monkeypatch.setattr(segment, "_at_scale", spy)
+    assert segment_image(Threshold(), sample.image).scale == 1.0 and calls == [1.0]
+    # with choices: native, then the nuclei at the other multiples of the training size
+    monkeypatch.setattr(segment, "SCALE_CHOICES", (1.0, 1.4, 2.0))
+    calls.clear()
     result = segment_image(Threshold(), sample.image)
     assert calls[0] == 1.0 and result.scale in calls
     ratios = sorted(c * result.diameter / segment.TRAINING_DIAMETER for c in calls[1:])
     assert ratios == pytest.approx(segment.SCALE_CHOICES[-len(ratios):], rel=0.01)
-    # without choices the estimate alone decides: one pass for nuclei of this size
-    monkeypatch.setattr(segment, "SCALE_CHOICES", ())
-    calls.clear()
-    assert segment_image(Threshold(), sample.image).scale == 1.0 and calls == [1.0]
