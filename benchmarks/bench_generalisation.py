@@ -15,7 +15,8 @@ issue 9, each predicted with ``segment_image``:
 ``dim10``
     intensities times 0.1 then rounded to 8 bit (a dim raw image), automatic diameter.
 
-``--tta`` adds the ``auto`` protocol with flip test-time augmentation, with its cost.
+``--tta`` adds every protocol again with flip test-time augmentation (``<protocol>-tta``),
+with its cost.
 
 ``--logo`` runs leave-one-group-out: stage1_train is grouped by acquisition
 (modality, image size and colour), and for each group a model is trained from scratch
@@ -23,7 +24,12 @@ for ``--minutes`` on every other image and scored on that group.
 
     NUCLEI_UNET_DSB2018=/work/shared/dsb2018/stage1_train \\
     python benchmarks/bench_generalisation.py --model default [--protocols ...]
-        [--limit N] [--tta] [--threads N] [--json out.json]
+        [--split validation|train] [--limit N] [--tta] [--threads N] [--json out.json]
+
+``--split train --limit N`` scores a fixed subset of N of the model's *training* images
+instead (evenly spaced in id order within each modality, in proportion to the
+modalities): the images the inference parameters of ``core.segment`` and
+``core.instances`` are tuned on, so the validation figures stay unseen.
     python benchmarks/bench_generalisation.py --logo --minutes 5 [--groups g1 g2]
 """
 
@@ -68,14 +74,31 @@ def transform(protocol: str, image: np.ndarray, labels: np.ndarray):
 
 def options_for(protocol: str, model, tta: bool) -> SegmentOptions:
     """Native protocols keep the model's scale; the others estimate the diameter."""
+    protocol = protocol.removesuffix("-tta")
     if protocol == "native" or protocol.endswith("-fixed"):
         return SegmentOptions(diameter=model_diameter(model), tta=tta)
     return SegmentOptions(diameter=0.0, tta=tta)
 
 
+def training_subset(dataset, ids: list[str], n: int) -> list[str]:
+    """A fixed, modality-stratified subset of ``n`` of ``ids`` (no decoding needed).
+
+    Each modality gets its share of ``n`` (at least one image), taken evenly spaced in
+    id order, so the same ``n`` always gives the same images.
+    """
+    by_modality: dict[str, list[str]] = defaultdict(list)
+    for sample_id in sorted(ids):
+        by_modality[str(dataset.info(sample_id).modality)].append(sample_id)
+    chosen = []
+    for members in by_modality.values():
+        k = min(len(members), max(1, round(n * len(members) / len(ids))))
+        chosen += [members[int(i * len(members) / k)] for i in range(k)]
+    return sorted(chosen)
+
+
 def score_protocol(model, samples, protocol: str, *, tta: bool = False) -> dict:
     """Mean IoU / DSB score of ``samples`` under ``protocol``, with timings."""
-    ious, dsbs, seconds, diameters = [], [], [], []
+    ious, dsbs, seconds, diameters, images = [], [], [], [], []
     per_modality = defaultdict(list)
     for sample in samples:
         image, labels = transform(protocol.replace("-tta", ""), np.asarray(sample.image),
@@ -87,6 +110,8 @@ def score_protocol(model, samples, protocol: str, *, tta: bool = False) -> dict:
         ious.append(s.iou)
         dsbs.append(s.dsb_score)
         diameters.append(result.diameter)
+        images.append({"id": sample.id, "iou": s.iou, "dsb_score": s.dsb_score,
+                       "diameter": result.diameter, "scale": result.scale})
         per_modality[str(sample.modality)].append((s.iou, s.dsb_score))
     return {
         "protocol": protocol, "tta": tta, "n": len(samples),
@@ -96,6 +121,7 @@ def score_protocol(model, samples, protocol: str, *, tta: bool = False) -> dict:
         "per_modality": {m: {"n": len(v), "mean_iou": float(np.mean([a for a, _ in v])),
                              "dsb_score": float(np.mean([b for _, b in v]))}
                          for m, v in sorted(per_modality.items())},
+        "images": images,
     }
 
 
@@ -174,8 +200,14 @@ def main() -> None:
                         help=f"any of {PROTOCOLS}, or xF / xF-fixed (factor F)")
     parser.add_argument("--fixed", action="store_true",
                         help="also score x0.5/x2/x3 at native scale (no diameter estimate)")
-    parser.add_argument("--tta", action="store_true", help="also score auto with flip TTA")
-    parser.add_argument("--limit", type=int, default=None, help="first N validation images")
+    parser.add_argument("--tta", action="store_true",
+                        help="also score every protocol with flip TTA")
+    parser.add_argument("--split", choices=("validation", "train"), default="validation",
+                        help="the checkpoint's validation images, or its training images "
+                             "(for tuning; use with --limit)")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="validation: the first N images; train: a fixed stratified "
+                             "subset of N")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("--logo", action="store_true", help="leave-one-group-out instead")
@@ -196,7 +228,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     dataset = DSBDataset.open(args.data)
-    results: dict = {"model": args.model, "data": args.data, "threads": args.threads}
+    results: dict = {"model": args.model, "data": args.data, "threads": args.threads,
+                     "split": args.split, "limit": args.limit}
     if args.logo or args.list_groups:
         samples = drive(dataset.iter_load(None))
         if args.list_groups:
@@ -207,17 +240,24 @@ def main() -> None:
                                               Path(args.logo_out), args.threads)
     else:
         loaded = load_checkpoint(args.model)
-        ids = select_split(dataset.ids(), loaded.metadata, "validation")
-        samples = drive(dataset.iter_load(ids[: args.limit] if args.limit else ids))
+        if args.split == "train":
+            ids = select_split(dataset.ids(), loaded.metadata, "training")
+            if args.limit:
+                ids = training_subset(dataset, ids, args.limit)
+        else:
+            ids = select_split(dataset.ids(), loaded.metadata, "validation")
+            ids = ids[: args.limit] if args.limit else ids
+        samples = drive(dataset.iter_load(ids))
         model = loaded.model
         protocols = list(args.protocols)
         if args.fixed:
             protocols += [f"{p}-fixed" for p in protocols if p.startswith("x")]
         rows = []
         print(f"model {loaded.path} (training diameter {model_diameter(model):.1f} px, "
-              f"{model.out_channels} output(s)), {len(samples)} validation images")
+              f"{model.out_channels} output(s)), {len(samples)} {args.split} images")
         print(f"{'protocol':12s} {'mean IoU':>8s} {'DSB':>6s} {'s/image':>8s} {'diam':>6s}")
-        runs = [(p, False) for p in protocols] + ([("auto-tta", True)] if args.tta else [])
+        runs = [(p, False) for p in protocols]
+        runs += [(f"{p}-tta", True) for p in protocols] if args.tta else []
         for protocol, tta in runs:
             row = score_protocol(model, samples, protocol, tta=tta)
             rows.append(row)

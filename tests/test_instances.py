@@ -7,6 +7,7 @@ import pytest
 
 from napari_nuclei_unet.core.instances import (
     INSTANCE_METHODS,
+    MIN_NUCLEUS_PIXELS,
     labels_from_probability,
     split_instances,
 )
@@ -180,3 +181,13 @@ def test_labels_from_probability_thresholds_strictly_then_splits():
     assert labels.dtype == np.int32 and labels.max() == 2
     assert not labels_from_probability(prob, threshold=0.8).any()  # foreground is prob > 0.8
     assert labels_from_probability(prob, method="components").max() == 1
+
+
+def test_network_labels_drop_specks_below_the_tuned_size():
+    prob = np.zeros((40, 40), np.float32)
+    prob[2:6, 2:7] = 0.9  # 20 px: a speck
+    prob[20:26, 20:26] = 0.9  # 36 px: a small nucleus
+    assert MIN_NUCLEUS_PIXELS == 25
+    labels = labels_from_probability(prob)
+    assert labels.max() == 1 and labels[22, 22] == 1 and labels[3, 3] == 0
+    assert labels_from_probability(prob, min_size=10).max() == 2

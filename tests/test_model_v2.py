@@ -41,6 +41,15 @@ class Threshold(nn.Module):
         return (x.mean(1, keepdim=True) - 0.2) * 30.0 + self.dummy
 
 
+class Texture(Threshold):
+    """Like :class:`Threshold`, but unsure where the image is rough (noise, a staircase)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        grey = x.mean(1, keepdim=True)
+        rough = (grey - nn.functional.avg_pool2d(grey, 3, 1, 1, count_include_pad=False)).abs()
+        return (grey - 0.2) * 30.0 * torch.exp(-rough / 0.05) + self.dummy
+
+
 def _sample(style="fluorescence", seed=0, shape=(256, 256)):
     image, masks = make_synthetic_sample(style, seed=seed, shape=shape)
     labels = np.zeros(image.shape[:2], np.int32)
@@ -222,6 +231,20 @@ def test_watershed_on_the_heads_splits_two_touching_disks():
     assert image_scores(labels, heads).dsb_score > 0.9
     # without the contour, both disks are one region
     assert labels_from_probability(prob, method="components").max() == 1
+    # the former core-seeded rule is still there on request
+    assert labels_from_heads(prob, contour, seed_threshold=0.5).max() == 2
+
+
+def test_the_contour_head_splits_what_the_distance_alone_cannot():
+    labels = _two_disks(radius=12, gap=8)  # a broad neck: one top of the distance map
+    prob = (labels > 0).astype(np.float32)
+    assert labels_from_probability(prob).max() == 1
+    assert labels_from_heads(prob, np.zeros_like(prob)).max() == 1
+    contour = contour_map(labels).astype(np.float32)
+    heads = labels_from_heads(prob, contour)
+    assert heads.max() == 2
+    assert heads[32, 40 - 4 - 6] != heads[32, 40 + 4 + 6]
+    assert labels_from_heads(prob, contour, contour_weight=0.0).max() == 1
 
 
 def test_heads_loss_with_one_channel_is_dice_bce():
@@ -285,14 +308,42 @@ def test_v1_weights_initialise_the_foreground_channel_of_a_two_head_model():
     assert new.training_diameter == 31.0
 
 
-def test_very_dim_8bit_images_are_smoothed_before_the_network():
+def test_a_normal_image_is_not_denoised():
     image = _sample(seed=7).image
-    assert segment.dequantise(image) is image  # a normal image is left alone
-    dim = np.round(image * 0.02).astype(np.uint8)  # nuclei a few grey levels up
-    smoothed = segment.dequantise(dim)
-    assert smoothed.dtype == np.float32 and smoothed.shape == dim.shape
-    assert len(np.unique(smoothed)) > 10 * len(np.unique(dim))
-    assert segment.dequantise(dim.astype(np.float32)).dtype == np.float32  # floats untouched
+    assert segment.grey_levels(image) >= segment.DIM_LEVELS
+    assert segment.denoise_dim(Threshold(), image) == (image, None, 0.0)
+    assert segment.grey_levels(image.astype(np.float32)) is None  # floats: never
+
+
+def test_a_dim_image_gets_the_smoothing_the_network_is_surest_of():
+    sample = _sample(seed=7)
+    rng = np.random.default_rng(0)
+    # nuclei 3 grey levels up, and shot noise a level or two up on 15 % of pixels
+    dim = np.round(sample.image * (3.0 / sample.image.max())).astype(np.uint8)
+    dim = dim + (rng.random(dim.shape[:2]) < 0.15)[..., None].astype(np.uint8) * 2
+    assert segment.grey_levels(dim) < segment.DIM_LEVELS
+    model = Texture()
+    image, maps, sigma = segment.denoise_dim(model, dim)
+    scores = {}
+    for candidate in segment.DENOISE_SIGMAS:
+        smoothed = segment._smooth(dim, candidate) if candidate else dim
+        prob = segment.predict_maps(model, smoothed)[0]
+        scores[candidate] = segment.sharpness(prob)
+    assert sigma == max(scores, key=scores.get) and sigma > 0  # the noise wants smoothing
+    assert image.dtype == np.float32 and maps.shape == (1, *dim.shape[:2])
+    result = segment_image(model, dim)
+    assert result.smoothing == sigma
+    # with a diameter given, the choice is made at the network's scale
+    given = segment_image(model, dim, SegmentOptions(diameter=2 * segment.TRAINING_DIAMETER))
+    assert given.scale == 0.5 and given.smoothing in segment.DENOISE_SIGMAS
+
+
+def test_sharpness_prefers_a_confident_map():
+    prob = np.zeros((32, 32), np.float32)
+    prob[8:24, 8:24] = 1.0
+    assert segment.sharpness(prob) == 1.0
+    assert segment.sharpness(np.where(prob > 0, 0.6, 0.1).astype(np.float32)) < 0.5
+    assert segment.sharpness(np.zeros((8, 8), np.float32)) == 0.0
 
 
 def test_large_planes_with_big_nuclei_skip_the_full_size_pass(monkeypatch):
@@ -310,3 +361,54 @@ def test_large_planes_with_big_nuclei_skip_the_full_size_pass(monkeypatch):
     diameter, scale, _ = estimate_diameter(Threshold(), image)
     assert 1.0 not in scales and scales[0] == 0.5
     assert diameter * scale == pytest.approx(segment.TRAINING_DIAMETER, rel=0.4)
+
+
+def test_out_of_range_nuclei_go_to_the_sharpest_of_the_candidate_scales(monkeypatch):
+    monkeypatch.setattr(segment, "SCALE_CHOICES", (1.0, 1.4, 2.0))
+    sample = _sample(seed=4)
+    image = _zoom(sample.image, 4.0, 1)  # nuclei ~4x the training size
+    calls = []
+    real = segment._at_scale
+
+    def spy(model, plane, scale, options, device):
+        calls.append(scale)
+        return real(model, plane, scale, options, device)
+
+    monkeypatch.setattr(segment, "_at_scale", spy)
+    plain, plain_scale, _ = estimate_diameter(Threshold(), image)
+    to_target = segment.TRAINING_DIAMETER / plain
+    # a stand-in sharpness that prefers the nuclei at 1.4x the training diameter
+    wanted = to_target * segment.SCALE_CHOICES[1]
+
+    def prefer(prob):
+        return -abs(np.log(prob.shape[0] / (image.shape[0] * wanted)))
+
+    monkeypatch.setattr(segment, "sharpness", prefer)
+    calls.clear()
+    result = segment_image(Threshold(), image)
+    assert result.scale == pytest.approx(wanted, rel=0.05)
+    assert result.labels.shape == image.shape[:2] == result.probability.shape
+    assert any(abs(c - 1.0) < 1e-9 for c in calls)  # native was among the candidates
+    # a sharpness that prefers native keeps the plane as it is
+    monkeypatch.setattr(segment, "sharpness", lambda prob: float(prob.shape == image.shape[:2]))
+    assert segment_image(Threshold(), image).scale == 1.0
+
+
+def test_nuclei_of_the_training_size_cost_one_pass_or_one_per_choice(monkeypatch):
+    sample = _sample(seed=3)
+    calls = []
+    real = segment._at_scale
+
+    def spy(model, plane, scale, options, device):
+        calls.append(scale)
+        return real(model, plane, scale, options, device)
+
+    monkeypatch.setattr(segment, "_at_scale", spy)
+    assert segment_image(Threshold(), sample.image).scale == 1.0 and calls == [1.0]
+    # with choices: native, then the nuclei at the other multiples of the training size
+    monkeypatch.setattr(segment, "SCALE_CHOICES", (1.0, 1.4, 2.0))
+    calls.clear()
+    result = segment_image(Threshold(), sample.image)
+    assert calls[0] == 1.0 and result.scale in calls
+    ratios = sorted(c * result.diameter / segment.TRAINING_DIAMETER for c in calls[1:])
+    assert ratios == pytest.approx(segment.SCALE_CHOICES[-len(ratios):], rel=0.01)

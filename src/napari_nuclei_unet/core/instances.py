@@ -41,6 +41,17 @@ _EIGHT = np.ones((3, 3), bool)
 #: Names accepted by ``split_instances(method=...)``.
 INSTANCE_METHODS: tuple[str, ...] = ("watershed", "components")
 
+#: Objects smaller than this many pixels (at the network's scale) are dropped from a
+#: network's labels. Tuned on 80 images of the shipped model's training split (native
+#: scale): the DSB score was 0.592 with 10, 0.599 with 18-30, 0.594 with 40; IoU flat.
+MIN_NUCLEUS_PIXELS = 25
+
+#: Two-head models: the watershed landscape is ``distance * (prob - CONTOUR_WEIGHT *
+#: contour)``. On 80 training-split images, with the v2 candidate's heads, it scored
+#: 0.586 DSB, against 0.584 for the distance alone (the contour ignored) and 0.555-0.564
+#: for seeds at ``prob - contour > 0.5 ... 0.8``.
+CONTOUR_WEIGHT = 0.5
+
 
 def split_instances(
     mask,
@@ -213,7 +224,7 @@ def labels_from_probability(
     *,
     threshold: float = 0.5,
     method: str = "watershed",
-    min_size: int = 10,
+    min_size: int = MIN_NUCLEUS_PIXELS,
     min_distance: float = 4.0,
     h: float = 1.0,
 ) -> np.ndarray:
@@ -229,8 +240,10 @@ def labels_from_probability(
         Foreground probability in [0, 1].
     threshold : float, optional
         Pixels with ``prob > threshold`` are foreground. Default 0.5.
-    method, min_size, min_distance, h
+    method, min_distance, h
         Passed to :func:`split_instances`.
+    min_size : int, optional
+        Objects with fewer pixels are removed. Default :data:`MIN_NUCLEUS_PIXELS`.
 
     Returns
     -------
@@ -258,16 +271,21 @@ def labels_from_heads(
     contour,
     *,
     threshold: float = 0.5,
-    seed_threshold: float = 0.5,
-    min_size: int = 10,
+    contour_weight: float = CONTOUR_WEIGHT,
+    seed_threshold: float | None = None,
+    min_size: int = MIN_NUCLEUS_PIXELS,
 ) -> np.ndarray:
     """Instance labels from the foreground and contour maps of a two-head model.
 
-    Seeds are the 4-connected regions of ``prob - contour > seed_threshold`` (nucleus
-    cores: inside a nucleus, away from its border); the foreground ``prob > threshold``
-    is split among them by a watershed of ``-(prob - contour)``, so the cut between
-    two touching nuclei follows the contour the network drew. A foreground region
-    holding no seed (a nucleus too small or too faint for a core) stays one object.
+    The foreground ``prob > threshold`` is split by the distance watershed of
+    :func:`split_instances`, on the landscape ``distance * (prob - contour_weight *
+    contour)``: the contour the network drew between two touching nuclei deepens the
+    saddle between them, while a nucleus it outlined whole keeps one top.
+
+    With ``seed_threshold``, the former rule is used instead: seeds are the
+    4-connected regions of ``prob - contour > seed_threshold`` (nucleus cores), the
+    foreground is split among them by a watershed of ``-(prob - contour)``, and a
+    foreground region holding no seed stays one object.
 
     Parameters
     ----------
@@ -275,10 +293,12 @@ def labels_from_heads(
         Foreground and contour probabilities in [0, 1].
     threshold : float, optional
         Foreground is ``prob > threshold``. Default 0.5.
+    contour_weight : float, optional
+        Weight of the contour in the landscape. Default :data:`CONTOUR_WEIGHT`.
     seed_threshold : float, optional
-        Core pixels have ``prob - contour`` above this. Default 0.5.
+        Seed the watershed with the cores ``prob - contour > seed_threshold`` instead.
     min_size : int, optional
-        Objects with fewer pixels are removed. Default 10.
+        Objects with fewer pixels are removed. Default :data:`MIN_NUCLEUS_PIXELS`.
 
     Returns
     -------
@@ -290,8 +310,6 @@ def labels_from_heads(
     ValueError
         If the maps are not 2-D arrays of one shape.
     """
-    from skimage.segmentation import watershed
-
     prob = np.asarray(prob, dtype=np.float32)
     contour = np.asarray(contour, dtype=np.float32)
     if prob.ndim != 2 or prob.shape != contour.shape:
@@ -300,6 +318,16 @@ def labels_from_heads(
             f"{contour.shape}"
         )
     foreground = prob > threshold
+    if seed_threshold is None:
+        core = np.clip(prob - contour_weight * contour, 0.0, 1.0)
+        return split_instances(foreground, prob=core, min_size=min_size)
+    return _labels_from_cores(prob, contour, foreground, seed_threshold, min_size)
+
+
+def _labels_from_cores(prob, contour, foreground, seed_threshold, min_size) -> np.ndarray:
+    """The seeded watershed of :func:`labels_from_heads` with ``seed_threshold``."""
+    from skimage.segmentation import watershed
+
     core = prob - contour
     seeds, n_seeds = ndi.label((core > seed_threshold) & foreground)
     if n_seeds:
