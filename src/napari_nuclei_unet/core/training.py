@@ -734,6 +734,26 @@ def _train_step(
         loss = loss_fn(logits.float(), y)
     else:
         loss = loss_fn(model(x), y)
+    return apply_loss(loss, optimizer, scaler)
+
+
+def apply_loss(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: Any) -> float:
+    """Back-propagate ``loss`` and step ``optimizer`` unless it is not finite.
+
+    Parameters
+    ----------
+    loss : torch.Tensor
+        The step's scalar loss.
+    optimizer : torch.optim.Optimizer
+        The optimiser to step.
+    scaler : torch.amp.GradScaler or None
+        The fp16 gradient scaler, if any.
+
+    Returns
+    -------
+    float
+        The loss; a NaN/inf loss is returned without any update.
+    """
     value = float(loss.detach())
     if not math.isfinite(value):
         return value

@@ -264,14 +264,6 @@ def _step(model, teacher, optimizer, loss_fn, x, y, other, distill, dtype, scale
         with torch.no_grad(), autocast:
             target = torch.sigmoid(teacher(x[other]).float())
         loss = loss + distill * F.binary_cross_entropy_with_logits(logits[other], target)
-    value = float(loss.detach())
-    if not math.isfinite(value):
-        return value
-    if scaler is not None:
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        loss.backward()
-        optimizer.step()
-    return value
+    from ..training import apply_loss
+
+    return apply_loss(loss, optimizer, scaler)
