@@ -439,7 +439,7 @@ class IoUHistogram(QWidget):
         metrics = QFontMetrics(self._font())
         line_height = metrics.height()
         left = metrics.horizontalAdvance("0000") + line_height + 8
-        plot = QRectF(self.rect()).adjusted(left, 6, -10, -(2 * line_height + 6))
+        plot = QRectF(self.rect()).adjusted(left, 6, -14, -(2 * line_height + 6))
         return plot if plot.width() >= 20 and plot.height() >= 20 else None
 
     def event(self, event: Any) -> bool:  # noqa: D102 - Qt API
@@ -471,7 +471,7 @@ class IoUHistogram(QWidget):
         background, bar = QColor(self._colors["background"]), QColor(self._colors["bar"])
         top = max(1, max(self._counts))
         y_ticks = [t for t in nice_ticks(0, top, 4) if t == int(t)]
-        y_high = max(top, y_ticks[-1] if y_ticks else top)
+        y_high = top * 1.1  # room above the tallest bar
 
         def y_of(count: float) -> float:
             return plot.bottom() - count / y_high * plot.height()
