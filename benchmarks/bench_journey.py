@@ -60,6 +60,27 @@ class Heartbeat:
         self.timer.start()
 
 
+class GcWatch:
+    """The longest garbage collection (ms) since reset: a gen-2 pass walks the whole heap."""
+
+    def __init__(self) -> None:
+        import gc
+
+        self.longest_ms = 0.0
+        self._began = None
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, _info: dict) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+        elif self._began is not None:
+            self.longest_ms = max(self.longest_ms, (time.perf_counter() - self._began) * 1000)
+            self._began = None
+
+    def reset(self) -> None:
+        self.longest_ms = 0.0
+
+
 class StallSampler:
     """A watchdog thread: while the heartbeat is late, sample the main thread's stack.
 
@@ -159,11 +180,11 @@ class Journey:
         self.viewer = napari.Viewer(title="Nuclei U-Net journey", show=False)
         window = self.viewer.window._qt_window
         window.resize(width, height)
-        self.panel = WorkflowPanel(self.viewer)
-        self.viewer.window.add_dock_widget(self.panel, name="Nuclei U-Net (all steps)",
-                                           area="right")
+        self.panel = None  # opened as a step, once the window shows (as a user does)
+        self._panel_class = WorkflowPanel
         self.session = session_for(self.viewer)
         self.beat = Heartbeat()
+        self.gc = GcWatch()
         self.sampler = StallSampler(self.beat) if args.why else None
         self.work = Path(tempfile.mkdtemp(prefix="journey-"))
 
@@ -171,6 +192,7 @@ class Journey:
     def step(self, name: str, action, timeout: float = 1800.0) -> None:
         """Run ``action()`` (returns a condition to wait for, or None) and measure it."""
         self.beat.reset()
+        self.gc.reset()
         if self.sampler is not None:
             self.sampler.take()  # nothing from before the step (the last screenshot)
         started = time.perf_counter()
@@ -192,6 +214,7 @@ class Journey:
             profiler.disable()
             pstats.Stats(profiler).sort_stats("cumulative").print_stats(60)
         worst = self.beat.worst_ms
+        gc_ms = self.gc.longest_ms
         why = self.sampler.take() if self.sampler is not None else []
         shot = self.out / f"{len(self.rows) + 1:02d}-{name.replace(' ', '-')}.png"
         self.viewer.screenshot(str(shot), canvas_only=False, flash=False)
@@ -199,16 +222,22 @@ class Journey:
         if self.sampler is not None:
             self.sampler.take()
         self.rows.append((name, seconds, worst, shot.name))
-        print(f"{name:28s} {seconds:8.1f} s  longest stall {worst:7.1f} ms  {shot.name}",
-              flush=True)
+        print(f"{name:28s} {seconds:8.1f} s  longest stall {worst:7.1f} ms  "
+              f"(longest gc {gc_ms:5.0f} ms)  {shot.name}", flush=True)
         for where in why:
             print(f"      blocked in {where}", flush=True)
         if self.args.stop_after and self.args.stop_after in name:
             self.report()
             raise SystemExit(0)
 
+    def open_panel(self) -> None:
+        """Plugins > Nuclei U-Net (all steps): make the panel and dock it."""
+        self.panel = self._panel_class(self.viewer)
+        self.viewer.window.add_dock_widget(self.panel, name="Nuclei U-Net (all steps)",
+                                           area="right")
+
     def run(self) -> None:
-        p, s, args = self.panel, self.session, self.args
+        s, args = self.session, self.args
         self.beat.start()
         if self.sampler is not None:
             self.sampler.start()
@@ -221,6 +250,10 @@ class Journey:
             window._qt_window.resize(width, height)  # napari restores a saved size on show
 
         self.step("show window (first draw)", lambda: (show(), None)[1])
+        # the Data tab at once, the other tabs one per event-loop turn
+        self.step("open workflow panel", lambda: (self.open_panel(),
+                                                  lambda: self.panel.tabs_built.done)[1])
+        p = self.panel
         warm_up = getattr(p, "warm_up", None)
         if warm_up is not None:  # the panel makes its layers while the window is idle
             self.step("warm-up (idle, first draws)", lambda: lambda: warm_up.done, timeout=120)

@@ -147,3 +147,24 @@ def test_large_images_are_labelled_and_coloured_in_a_worker(make_napari_viewer, 
     qtbot.waitUntil(lambda: cl.shown_prediction_id(viewer) == sample.id, timeout=20_000)
     assert threads and not any(threads)  # computed, and never on the main thread
     assert widget.current_labels() is not None
+
+
+def test_workflow_panel_builds_its_tabs_one_per_turn(make_napari_viewer, qtbot):
+    """Opening the panel builds the Data tab only; the others follow in idle turns."""
+    from qtpy.QtWidgets import QAbstractButton
+
+    from napari_nuclei_unet.widgets.workflow_panel import WorkflowPanel
+
+    viewer = make_napari_viewer()
+    panel = WorkflowPanel(viewer)
+    qtbot.addWidget(panel)
+    assert "data" in panel.__dict__ and "train" not in panel.__dict__
+    assert panel.tabs.count() >= 6 and panel.step_names()[:2] == ["data", "model"]
+    assert panel.scores is not None and "scores" in panel.__dict__  # used early: built now
+    panel.show_step("retrain")
+    assert "retrain" in panel.__dict__ and panel.tabs.currentIndex() == 5
+    qtbot.waitUntil(lambda: panel.tabs_built.done, timeout=60_000)
+    for index in range(panel.tabs.count()):
+        assert panel.tabs.widget(index).widget().findChildren(QAbstractButton)
+    with pytest.raises(AttributeError):
+        panel.no_such_step  # noqa: B018
