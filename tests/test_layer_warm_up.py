@@ -168,3 +168,25 @@ def test_workflow_panel_builds_its_tabs_one_per_turn(make_napari_viewer, qtbot):
         assert panel.tabs.widget(index).widget().findChildren(QAbstractButton)
     with pytest.raises(AttributeError):
         panel.no_such_step  # noqa: B018
+
+
+def test_warm_up_and_tabs_wait_for_the_import_worker(make_napari_viewer, qtbot):
+    """Adding a layer while a worker imports xarray blocked the main thread on its lock."""
+    from napari_nuclei_unet.widgets._session import session_for
+    from napari_nuclei_unet.widgets._warm_up import IMPORT_JOB, importing
+    from napari_nuclei_unet.widgets.workflow_panel import WorkflowPanel
+
+    viewer = make_napari_viewer(show=True)
+    session = session_for(viewer)
+    release = threading.Event()
+    session.layers_warmed_up = True  # the Data dock starts no import of its own
+    session.jobs.start(IMPORT_JOB, release.wait, 30, refuse=False, action="importing")
+    qtbot.waitUntil(lambda: session.jobs.is_running(IMPORT_JOB), timeout=5_000)
+    assert importing(viewer)
+    panel = WorkflowPanel(viewer)
+    viewer.window.add_dock_widget(panel, name="all steps")
+    qtbot.wait(800)
+    assert len(viewer.layers) == 0 and not panel.tabs_built.done
+    release.set()
+    qtbot.waitUntil(lambda: panel.warm_up.done and panel.tabs_built.done, timeout=120_000)
+    assert len(viewer.layers) >= 8

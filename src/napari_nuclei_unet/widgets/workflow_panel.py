@@ -98,10 +98,15 @@ class WorkflowPanel(QWidget):
         self.setMinimumWidth(MIN_WIDTH)
         self._build(TABS[0][3])  # the first step is what the user sees first
         self.tabs.currentChanged.connect(self._on_tab_changed)
-        from napari_nuclei_unet.widgets._warm_up import TurnRunner, start_layer_warm_up
+        from napari_nuclei_unet.widgets._warm_up import (
+            TurnRunner,
+            importing,
+            start_layer_warm_up,
+        )
 
         self.tabs_built = TurnRunner([lambda a=attr: self._build(a) for attr in self._pending],
-                                     interval_ms=20).start()
+                                     interval_ms=20,
+                                     ready=lambda: not importing(napari_viewer)).start()
         # the plugin's layers, made ahead and drawn once while the window is idle, so
         # that the first image, prediction and overlay only replace data (issue 11)
         self.warm_up = start_layer_warm_up(napari_viewer)
