@@ -274,13 +274,15 @@ def _wait() -> None:
     """A turn without work: the canvas draws in between."""
 
 
-def start_layer_warm_up(viewer) -> TurnRunner:
+def start_layer_warm_up(viewer, after=None) -> TurnRunner:
     """Start :func:`layer_warm_up_steps` once the window is shown.
 
     Parameters
     ----------
     viewer : napari.Viewer
         The viewer.
+    after : callable, optional
+        The steps also wait until it returns True (e.g. the panel's tabs are built).
 
     Returns
     -------
@@ -289,7 +291,8 @@ def start_layer_warm_up(viewer) -> TurnRunner:
     """
     def ready() -> bool:
         window = getattr(getattr(viewer, "window", None), "_qt_window", None)
-        return (window is None or window.isVisible()) and not importing(viewer)
+        return ((window is None or window.isVisible()) and not importing(viewer)
+                and (after is None or after()))
 
     return TurnRunner(layer_warm_up_steps(viewer), interval_ms=60, ready=ready).start()
 

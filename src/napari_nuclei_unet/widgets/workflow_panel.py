@@ -109,7 +109,7 @@ class WorkflowPanel(QWidget):
                                      ready=lambda: not importing(napari_viewer)).start()
         # the plugin's layers, made ahead and drawn once while the window is idle, so
         # that the first image, prediction and overlay only replace data (issue 11)
-        self.warm_up = start_layer_warm_up(napari_viewer)
+        self.warm_up = start_layer_warm_up(napari_viewer, after=lambda: self.tabs_built.done)
 
     def __getattr__(self, name: str) -> Any:
         pending = self.__dict__.get("_pending")
