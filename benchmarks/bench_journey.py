@@ -1,7 +1,8 @@
 """A biologist's journey through the GUI, with the longest main-thread stall per step.
 
 Drives the real docks (the workflow panel) on the real DSB2018 stage1_train
-under Xvfb: open the dataset, load all, default model, predict all, overlay,
+under Xvfb: show the window, open the workflow panel (its tabs are built in idle
+turns; the step waits for them), open the dataset, load all, default model, predict all, overlay,
 threshold, score all, sort, jump to worst, train 1 minute, stop, resume, correct
 2 images, fine-tune, switch version. A 10 ms ``QTimer`` heartbeat on the main
 thread measures the longest stall (gap between beats minus 10 ms) of each step;
