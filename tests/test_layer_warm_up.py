@@ -147,3 +147,46 @@ def test_large_images_are_labelled_and_coloured_in_a_worker(make_napari_viewer, 
     qtbot.waitUntil(lambda: cl.shown_prediction_id(viewer) == sample.id, timeout=20_000)
     assert threads and not any(threads)  # computed, and never on the main thread
     assert widget.current_labels() is not None
+
+
+def test_workflow_panel_builds_its_tabs_one_per_turn(make_napari_viewer, qtbot):
+    """Opening the panel builds the Data tab only; the others follow in idle turns."""
+    from qtpy.QtWidgets import QAbstractButton
+
+    from napari_nuclei_unet.widgets.workflow_panel import WorkflowPanel
+
+    viewer = make_napari_viewer()
+    panel = WorkflowPanel(viewer)
+    qtbot.addWidget(panel)
+    assert "data" in panel.__dict__ and "train" not in panel.__dict__
+    assert panel.tabs.count() >= 6 and panel.step_names()[:2] == ["data", "model"]
+    assert panel.scores is not None and "scores" in panel.__dict__  # used early: built now
+    panel.show_step("retrain")
+    assert "retrain" in panel.__dict__ and panel.tabs.currentIndex() == 5
+    qtbot.waitUntil(lambda: panel.tabs_built.done, timeout=60_000)
+    for index in range(panel.tabs.count()):
+        assert panel.tabs.widget(index).widget().findChildren(QAbstractButton)
+    with pytest.raises(AttributeError):
+        panel.no_such_step  # noqa: B018
+
+
+def test_warm_up_and_tabs_wait_for_the_import_worker(make_napari_viewer, qtbot):
+    """Adding a layer while a worker imports xarray blocked the main thread on its lock."""
+    from napari_nuclei_unet.widgets._session import session_for
+    from napari_nuclei_unet.widgets._warm_up import IMPORT_JOB, importing
+    from napari_nuclei_unet.widgets.workflow_panel import WorkflowPanel
+
+    viewer = make_napari_viewer(show=True)
+    session = session_for(viewer)
+    release = threading.Event()
+    session.layers_warmed_up = True  # the Data dock starts no import of its own
+    session.jobs.start(IMPORT_JOB, release.wait, 30, refuse=False, action="importing")
+    qtbot.waitUntil(lambda: session.jobs.is_running(IMPORT_JOB), timeout=5_000)
+    assert importing(viewer)
+    panel = WorkflowPanel(viewer)
+    viewer.window.add_dock_widget(panel, name="all steps")
+    qtbot.wait(800)
+    assert len(viewer.layers) == 0 and not panel.tabs_built.done
+    release.set()
+    qtbot.waitUntil(lambda: panel.warm_up.done and panel.tabs_built.done, timeout=120_000)
+    assert len(viewer.layers) >= 8

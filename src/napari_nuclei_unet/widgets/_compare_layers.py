@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import napari
 
 from napari_nuclei_unet.widgets._layers import PLACEHOLDER_KEY, SAMPLE_ID_KEY
+from napari_nuclei_unet.widgets._scene import one_scene_rebuild
 
 SIDE_BY_SIDE = "side by side"
 OVERLAY = "overlay"
@@ -381,47 +382,50 @@ def show_comparison(
         # layers only get the new data, hidden (not redrawn). Switching to the panes
         # and back after every prediction of a round cost shader builds and redraws
         # on the main thread, and flashed the view under the user's brush.
-        for layer in layers.values():
-            _set(layer, visible=False)
+        with one_scene_rebuild(viewer):
+            for layer in layers.values():
+                _set(layer, visible=False)
         return layers
 
     spacer = truth_layer.name if truth_layer is not None else TRUTH_CONTOUR_LAYER
     grid = grid_of(viewer)
     was_enabled = bool(grid.enabled)
-    if mode != SIDE_BY_SIDE and was_enabled:
-        grid.enabled = False
-    # each visibility change below makes napari rebuild its scene graph (~50 ms): only
-    # what differs is set. Not in viewer.layers.batched_update(): napari ends a batch
-    # with gc.collect() and a GL finish, about 1 s in this process (bench_journey).
-    _move_to_bottom(viewer, layer_order(image_layer.name, spacer))
-    if mode == SIDE_BY_SIDE:
-        titles = [_upsert_title(viewer, name, image_layer) for name in PANE_TITLES]
-        for layer in (image_layer, pred_image, prediction, *titles):
-            _set(layer, visible=True)
-        if truth_layer is not None:
-            _set(truth_layer, visible=has_truth)
-        _set(prediction, opacity=0.6)
-        _set(contour, visible=False)
-        _set(errors, visible=False)
-        if grid.stride != SIDE_BY_SIDE_STRIDE:
-            grid.stride = SIDE_BY_SIDE_STRIDE
-        if tuple(grid.shape) != (1, 2):
-            grid.shape = (1, 2)
-        if not was_enabled:
-            grid.enabled = True
-    else:
-        _set(pred_image, visible=False)
-        for name in PANE_TITLES:
-            if name in viewer.layers:
-                _set(viewer.layers[name], visible=False)
-        if truth_layer is not None:
-            _set(truth_layer, visible=False)
-        _set(image_layer, visible=True)
-        _set(prediction, visible=True, opacity=0.35)
-        _set(errors, visible=has_truth, opacity=0.5)
-        _set(contour, visible=has_truth)
-    if mode == SIDE_BY_SIDE:
-        _guard_panes(viewer)
+    with one_scene_rebuild(viewer):
+        if mode != SIDE_BY_SIDE and was_enabled:
+            grid.enabled = False
+        # napari rebuilds its scene graph after each visibility/grid change (~50 ms): only
+        # what differs is set, and the rebuilds are made once at the end of the block
+        # (widgets._scene; not viewer.layers.batched_update(), which ends with a
+        # gc.collect() and a GL finish, about 1 s in this process).
+        _move_to_bottom(viewer, layer_order(image_layer.name, spacer))
+        if mode == SIDE_BY_SIDE:
+            titles = [_upsert_title(viewer, name, image_layer) for name in PANE_TITLES]
+            for layer in (image_layer, pred_image, prediction, *titles):
+                _set(layer, visible=True)
+            if truth_layer is not None:
+                _set(truth_layer, visible=has_truth)
+            _set(prediction, opacity=0.6)
+            _set(contour, visible=False)
+            _set(errors, visible=False)
+            if grid.stride != SIDE_BY_SIDE_STRIDE:
+                grid.stride = SIDE_BY_SIDE_STRIDE
+            if tuple(grid.shape) != (1, 2):
+                grid.shape = (1, 2)
+            if not was_enabled:
+                grid.enabled = True
+        else:
+            _set(pred_image, visible=False)
+            for name in PANE_TITLES:
+                if name in viewer.layers:
+                    _set(viewer.layers[name], visible=False)
+            if truth_layer is not None:
+                _set(truth_layer, visible=False)
+            _set(image_layer, visible=True)
+            _set(prediction, visible=True, opacity=0.35)
+            _set(errors, visible=has_truth, opacity=0.5)
+            _set(contour, visible=has_truth)
+        if mode == SIDE_BY_SIDE:
+            _guard_panes(viewer)
     if was_enabled != bool(grid.enabled):
         viewer.reset_view()  # frame both panes, or the one pane
     prediction.metadata[MODE_KEY] = mode
@@ -502,18 +506,19 @@ def clear_comparison(viewer: napari.Viewer) -> None:
     """
     grid = grid_of(viewer)
     was_enabled = bool(grid.enabled)
-    for name in COMPARE_LAYERS:
-        layer = _get(viewer, name)
-        if layer is None:
-            continue
-        _set(layer, visible=False)
-        layer.metadata[SAMPLE_ID_KEY] = None
-        if name in (PREDICTION_LAYER, TRUTH_CONTOUR_LAYER, ERROR_LAYER):
-            data = layer.data
-            if np.any(data):  # no stale nuclei behind the eye button
-                layer.data = np.zeros(data.shape, dtype=data.dtype)
-    if was_enabled:
-        grid.enabled = False
+    with one_scene_rebuild(viewer):
+        for name in COMPARE_LAYERS:
+            layer = _get(viewer, name)
+            if layer is None:
+                continue
+            _set(layer, visible=False)
+            layer.metadata[SAMPLE_ID_KEY] = None
+            if name in (PREDICTION_LAYER, TRUTH_CONTOUR_LAYER, ERROR_LAYER):
+                data = layer.data
+                if np.any(data):  # no stale nuclei behind the eye button
+                    layer.data = np.zeros(data.shape, dtype=data.dtype)
+        if was_enabled:
+            grid.enabled = False
     if was_enabled:
         viewer.reset_view()
 

@@ -1,16 +1,21 @@
-"""Live training curves for the Train dock, painted with QPainter in napari's colours.
+"""Plots painted with QPainter in napari's colours: training curves and the IoU histogram.
 
 :class:`TrainingCurves` shows the training and validation loss (top panel) and the
 validation IoU (bottom panel) per epoch, the best epoch marked with a star. Its
 ``series`` argument picks the curves (e.g. ``TrainingCurves(series=("train_loss",))``
 for a run without validation): only their panels and legend entries are drawn.
 
+:class:`IoUHistogram` is the Scores tab's histogram of the per-image IoU (20 bins over
+[0, 1], the median dashed).
+
 Why not matplotlib: a matplotlib redraw of this small figure takes 50-150 ms of
 main-thread time on a busy 2-core machine (and importing it about as much again
 when the dock opens), every epoch; painting a few polylines with QPainter takes
 about a millisecond, so the window never stutters while training (see
 ``tests/test_responsiveness.py``). Points are kept in plain lists that tests and
-other code read with :meth:`TrainingCurves.points`.
+other code read with :meth:`TrainingCurves.points`. Importing matplotlib and making
+its Qt canvas took 3.5-4.5 s of main-thread time when the workflow panel opened (issue
+11), so the plugin does not use matplotlib at all.
 """
 
 from __future__ import annotations
@@ -19,9 +24,9 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from qtpy.QtCore import QPointF, QRectF, QSize, Qt
+from qtpy.QtCore import QEvent, QPointF, QRectF, QSize, Qt
 from qtpy.QtGui import QColor, QFont, QPainter, QPainterPath, QPen, QPolygonF
-from qtpy.QtWidgets import QSizePolicy, QWidget
+from qtpy.QtWidgets import QSizePolicy, QToolTip, QWidget
 
 #: Curve name -> (legend label, panel 0 = loss / 1 = IoU, colour).
 #: The colours read well on napari's dark and light themes.
@@ -46,9 +51,11 @@ def theme_colors(theme_name: str | None) -> dict[str, str]:
     Returns
     -------
     dict
-        Keys ``"background"``, ``"text"``, ``"grid"``, ``"axis"``.
+        Keys ``"background"``, ``"text"``, ``"grid"``, ``"axis"``, ``"bar"`` (the
+        theme's accent colour).
     """
-    fallback = {"background": "#262930", "text": "#f0f1f2", "grid": "#414851", "axis": "#6a7380"}
+    fallback = {"background": "#262930", "text": "#f0f1f2", "grid": "#414851",
+                "axis": "#6a7380", "bar": "#4560c4"}
     try:
         from napari.utils.theme import get_theme
 
@@ -58,6 +65,7 @@ def theme_colors(theme_name: str | None) -> dict[str, str]:
             "text": theme.text.as_hex(),
             "grid": theme.primary.as_hex(),
             "axis": theme.highlight.as_hex(),
+            "bar": theme.current.as_hex(),
         }
     except Exception:  # an unknown or broken theme must not break the dock
         return fallback
@@ -328,3 +336,182 @@ def _star(center: QPointF, radius: float) -> QPainterPath:
             path.lineTo(point)
     path.closeSubpath()
     return path
+
+
+#: Bins of :class:`IoUHistogram` over [0, 1].
+HISTOGRAM_BINS = 20
+HISTOGRAM_X_LABEL = "IoU per image (dashed: median)"
+
+
+def histogram_counts(values: Sequence[float], bins: int = HISTOGRAM_BINS) -> list[int]:
+    """Count ``values`` in ``bins`` equal bins over [0, 1] (1.0 falls in the last bin).
+
+    Parameters
+    ----------
+    values : sequence of float
+        Scores in [0, 1]; values outside are clipped into the end bins, NaN skipped.
+    bins : int, optional
+        Number of bins.
+
+    Returns
+    -------
+    list of int
+        ``bins`` counts, lowest bin first.
+    """
+    counts = [0] * bins
+    for value in values:
+        if not math.isfinite(float(value)):
+            continue
+        counts[min(bins - 1, max(0, int(float(value) * bins)))] += 1
+    return counts
+
+
+class IoUHistogram(QWidget):
+    """Histogram of the per-image IoU: bars over [0, 1], the median as a dashed line.
+
+    Parameters
+    ----------
+    theme_name : str, optional
+        napari theme id used for the colours (see :meth:`set_theme`).
+    parent : QWidget, optional
+        Parent widget.
+
+    Notes
+    -----
+    Hovering a bar shows its range and count in a tooltip. Painting costs about a
+    millisecond, and Qt paints only when the widget is shown.
+    """
+
+    def __init__(self, theme_name: str | None = "dark", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._values: list[float] = []
+        self._counts = [0] * HISTOGRAM_BINS
+        self._colors = theme_colors(theme_name)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.setMinimumHeight(80)
+        self.setMouseTracking(True)
+
+    def sizeHint(self) -> QSize:  # noqa: D102 - Qt API
+        return QSize(320, 140)
+
+    # ------------------------------------------------------------ public API
+    def set_values(self, values: Sequence[float]) -> None:
+        """Show the histogram of ``values`` (one IoU per image)."""
+        self._values = [float(v) for v in values if math.isfinite(float(v))]
+        self._counts = histogram_counts(self._values)
+        self.update()
+
+    def counts(self) -> list[int]:
+        """The number of images in each bin, lowest IoU first."""
+        return list(self._counts)
+
+    def median(self) -> float | None:
+        """The median IoU marked by the dashed line (None without values)."""
+        if not self._values:
+            return None
+        ordered = sorted(self._values)
+        middle = len(ordered) // 2
+        if len(ordered) % 2:
+            return ordered[middle]
+        return (ordered[middle - 1] + ordered[middle]) / 2
+
+    def set_theme(self, theme_name: str | None) -> None:
+        """Use a napari theme's colours (connect to ``viewer.events.theme``)."""
+        self._colors = theme_colors(theme_name)
+        self.update()
+
+    def bin_at(self, x: float) -> int | None:
+        """The bin under widget x coordinate ``x``, or None outside the plot."""
+        plot = self._plot_rect()
+        if plot is None or not plot.left() <= x < plot.right():
+            return None
+        return min(HISTOGRAM_BINS - 1, int((x - plot.left()) / plot.width() * HISTOGRAM_BINS))
+
+    # -------------------------------------------------------------- painting
+    def _font(self) -> QFont:
+        font = QFont(self.font())
+        font.setPointSizeF(max(7.0, font.pointSizeF() * 0.85))
+        return font
+
+    def _plot_rect(self) -> QRectF | None:
+        from qtpy.QtGui import QFontMetrics
+
+        metrics = QFontMetrics(self._font())
+        line_height = metrics.height()
+        left = metrics.horizontalAdvance("0000") + line_height + 8
+        plot = QRectF(self.rect()).adjusted(left, 6, -14, -(2 * line_height + 6))
+        return plot if plot.width() >= 20 and plot.height() >= 20 else None
+
+    def event(self, event: Any) -> bool:  # noqa: D102 - Qt API
+        if event.type() == QEvent.Type.ToolTip:
+            k = self.bin_at(event.pos().x())
+            if k is None:
+                QToolTip.hideText()
+                event.ignore()
+                return True
+            low, high = k / HISTOGRAM_BINS, (k + 1) / HISTOGRAM_BINS
+            QToolTip.showText(event.globalPos(),
+                              f"IoU {low:.2f}-{high:.2f}: {self._counts[k]} image(s)", self)
+            return True
+        return super().event(event)
+
+    def paintEvent(self, event: Any) -> None:  # noqa: D102 - Qt API
+        painter = QPainter(self)
+        painter.fillRect(self.rect(), QColor(self._colors["background"]))
+        painter.setFont(self._font())
+        plot = self._plot_rect()
+        if plot is not None:
+            self._paint_plot(painter, plot)
+        painter.end()
+
+    def _paint_plot(self, painter: QPainter, plot: QRectF) -> None:
+        metrics = painter.fontMetrics()
+        line_height = metrics.height()
+        text, grid, axis = (QColor(self._colors[k]) for k in ("text", "grid", "axis"))
+        background, bar = QColor(self._colors["background"]), QColor(self._colors["bar"])
+        top = max(1, max(self._counts))
+        y_ticks = [t for t in nice_ticks(0, top, 4) if t == int(t)]
+        y_high = top * 1.1  # room above the tallest bar
+
+        def y_of(count: float) -> float:
+            return plot.bottom() - count / y_high * plot.height()
+
+        right = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+        for tick in y_ticks:
+            y = y_of(tick)
+            painter.setPen(QPen(grid, 1))
+            painter.drawLine(QPointF(plot.left(), y), QPointF(plot.right(), y))
+            painter.setPen(text)
+            painter.drawText(QRectF(plot.left() - 44, y - line_height / 2, 40, line_height),
+                             right, _tick_label(tick))
+        for tick in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0):
+            x = plot.left() + tick * plot.width()
+            painter.setPen(text)
+            painter.drawText(QRectF(x - 20, plot.bottom() + 2, 40, line_height),
+                             Qt.AlignmentFlag.AlignHCenter, f"{tick:.1f}")
+        # bars
+        width = plot.width() / HISTOGRAM_BINS
+        painter.setPen(QPen(background, 1))
+        painter.setBrush(bar)
+        for k, count in enumerate(self._counts):
+            if count:
+                y = y_of(count)
+                painter.drawRect(QRectF(plot.left() + k * width, y, width, plot.bottom() - y))
+        median = self.median()
+        if median is not None:
+            x = plot.left() + median * plot.width()
+            painter.setPen(QPen(text, 1, Qt.PenStyle.DashLine))
+            painter.drawLine(QPointF(x, plot.top()), QPointF(x, plot.bottom()))
+        painter.setPen(QPen(axis, 1))
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        painter.drawRect(plot)
+        # axis names: x under the ticks, y turned along the left edge
+        painter.setPen(text)
+        painter.drawText(QRectF(plot.left(), plot.bottom() + line_height + 2, plot.width(),
+                                line_height), Qt.AlignmentFlag.AlignHCenter, HISTOGRAM_X_LABEL)
+        painter.save()
+        painter.translate(2, plot.center().y())
+        painter.rotate(-90)
+        painter.drawText(QRectF(-plot.height() / 2, 0, plot.height(), line_height),
+                         Qt.AlignmentFlag.AlignHCenter, "images")
+        painter.restore()

@@ -103,7 +103,9 @@ class EditState:
 
 def _paint_mode(viewer: napari.Viewer, layer: Labels) -> None:
     """Make ``layer`` visible, the only selected layer, in paint mode with a new label."""
-    layer.visible = True
+    from napari_nuclei_unet.widgets._scene import set_visible
+
+    set_visible(layer, True)
     viewer.layers.selection.active = layer
     data = np.asarray(layer.data)
     layer.selected_label = int(data.max()) + 1 if data.size else 1
@@ -158,22 +160,28 @@ def show_editing_view(viewer: napari.Viewer, layer: Labels) -> None:
     side-by-side view back while the user was correcting (e.g. after a round).
     """
     from napari_nuclei_unet.widgets._compare_layers import COMPARE_LAYERS, grid_of
+    from napari_nuclei_unet.widgets._scene import one_scene_rebuild, set_visible
 
     grid = grid_of(viewer)
-    if grid.enabled:
-        grid.enabled = False
+    was_enabled = bool(grid.enabled)
+    # napari rebuilds its scene graph after each visibility and grid change (about
+    # 50 ms each here): only what differs is set, and the rebuilds are made once
+    with one_scene_rebuild(viewer):
+        if was_enabled:
+            grid.enabled = False
+        for name in (*COMPARE_LAYERS, LABELS_LAYER):
+            other = find_layer(viewer, name)
+            if other is not None:
+                set_visible(other, False)
+        image = find_layer(viewer, IMAGE_LAYER)
+        if image is not None:
+            set_visible(image, True)
+        set_visible(layer, True)
+        index = viewer.layers.index(layer)
+        if index != len(viewer.layers) - 1:
+            viewer.layers.move(index, len(viewer.layers))
+    if was_enabled:
         viewer.reset_view()  # the camera was framing two panes
-    for name in (*COMPARE_LAYERS, LABELS_LAYER):
-        other = find_layer(viewer, name)
-        if other is not None:
-            other.visible = False
-    image = find_layer(viewer, IMAGE_LAYER)
-    if image is not None:
-        image.visible = True
-    layer.visible = True
-    index = viewer.layers.index(layer)
-    if index != len(viewer.layers) - 1:
-        viewer.layers.move(index, len(viewer.layers))
 
 
 def edit_label_mask(viewer: napari.Viewer) -> Labels | None:
@@ -191,7 +199,9 @@ def edit_label_mask(viewer: napari.Viewer) -> Labels | None:
         return None
     correction = find_layer(viewer, CORRECTION_LAYER)
     if correction is not None:
-        correction.visible = False
+        from napari_nuclei_unet.widgets._scene import set_visible
+
+        set_visible(correction, False)
     _paint_mode(viewer, layer)
     return layer
 

@@ -189,6 +189,9 @@ def summarize(rows: list[Any]) -> dict[str, Any]:
         mean_dice, dsb_score, per_modality), plus ``mean_ap50`` and
         ``median_dice`` over all rows.
     """
+    if not rows:  # the panel opening: core.evaluation imports scipy (about 1 s)
+        return {"n": 0, "mean_iou": None, "median_iou": None, "mean_dice": None,
+                "dsb_score": None, "per_modality": {}, "mean_ap50": None, "median_dice": None}
     from napari_nuclei_unet.core.evaluation import EvaluationReport
 
     summary = EvaluationReport.from_rows(rows).summary()

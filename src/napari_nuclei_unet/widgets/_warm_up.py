@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 #: contrast-limit controls, scipy.ndimage (thumbnails), scikit-image's colour modules
 #: (the label colormap) and scipy.linalg. About 600 modules: the first image shown
 #: stalled the window for 0.6-1.3 s (``benchmarks/bench_journey.py``).
+#: The session job that runs :func:`import_layer_modules` (the Data dock starts it).
+IMPORT_JOB = "warm up image display"
+
 LAYER_MODULES = (
     "xarray",
     "napari.components.histogram",
@@ -271,13 +274,15 @@ def _wait() -> None:
     """A turn without work: the canvas draws in between."""
 
 
-def start_layer_warm_up(viewer) -> TurnRunner:
+def start_layer_warm_up(viewer, after=None) -> TurnRunner:
     """Start :func:`layer_warm_up_steps` once the window is shown.
 
     Parameters
     ----------
     viewer : napari.Viewer
         The viewer.
+    after : callable, optional
+        The steps also wait until it returns True (e.g. the panel's tabs are built).
 
     Returns
     -------
@@ -286,6 +291,20 @@ def start_layer_warm_up(viewer) -> TurnRunner:
     """
     def ready() -> bool:
         window = getattr(getattr(viewer, "window", None), "_qt_window", None)
-        return window is None or window.isVisible()
+        return ((window is None or window.isVisible()) and not importing(viewer)
+                and (after is None or after()))
 
     return TurnRunner(layer_warm_up_steps(viewer), interval_ms=60, ready=ready).start()
+
+
+def importing(viewer) -> bool:
+    """True while the Data dock's worker imports :data:`LAYER_MODULES`.
+
+    Adding a layer meanwhile makes napari import xarray on the main thread, which
+    then waits for the worker's module lock (a stall of 0.3-1.3 s in
+    ``bench_journey``): the warm-up and the workflow panel's tabs wait instead.
+    """
+    from napari_nuclei_unet.widgets._session import session_for
+
+    jobs = getattr(session_for(viewer), "jobs", None)
+    return bool(jobs is not None and jobs.is_running(IMPORT_JOB))

@@ -44,6 +44,7 @@ from napari_nuclei_unet.widgets._data_table import (  # noqa: F401  (re-exported
 )
 from napari_nuclei_unet.widgets._layers import DATASET_KEY, short_id, show_sample
 from napari_nuclei_unet.widgets._session import disconnect_all, on_destroyed, session_for
+from napari_nuclei_unet.widgets._warm_up import IMPORT_JOB
 from napari_nuclei_unet.widgets._workers import notify
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ if TYPE_CHECKING:
     from napari_nuclei_unet.core.dataset import DSBDataset, Sample
 
 #: Job kind of the import warm-up started when the dock opens.
-WARM_UP_JOB = "warm up image display"
+WARM_UP_JOB = IMPORT_JOB
 
 
 class DataBrowserWidget(QWidget):

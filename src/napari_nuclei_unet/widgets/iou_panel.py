@@ -11,7 +11,6 @@ have no cached prediction and scores all of them.
 from __future__ import annotations
 
 import csv
-import statistics
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -80,7 +79,6 @@ class IoUPanel(QWidget):
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self._syncing = False
-        self._histogram_stale = True
         self._stop = threading.Event()
         self._build()
         self._connect()
@@ -165,14 +163,10 @@ class IoUPanel(QWidget):
         self.setMinimumHeight(400)  # room for a few rows, the summary and the histogram
 
     def _build_histogram(self) -> QWidget:
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
+        from napari_nuclei_unet.widgets._plots import IoUHistogram
 
-        self.figure = Figure(figsize=(3.2, 1.4), layout="constrained")
-        self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(80)
-        self.axes = self.figure.add_subplot(1, 1, 1)
-        return self.canvas
+        self.histogram = IoUHistogram(self.viewer.theme)
+        return self.histogram
 
     def _connect(self) -> None:
         self.score_button.clicked.connect(self.score_all)
@@ -229,49 +223,10 @@ class IoUPanel(QWidget):
         if self.table.columnWidth(0) > ID_COLUMN_WIDTH:
             self.table.setColumnWidth(0, ID_COLUMN_WIDTH)  # full id in the tooltip
 
-    def _theme_colors(self) -> tuple[str, str, str]:
-        """(background, text, bar) colours of the viewer's theme."""
-        try:
-            from napari.utils.theme import get_theme
-
-            theme = get_theme(self.viewer.theme)
-            background = theme.background.as_hex()
-            text = theme.text.as_hex()
-            bar = theme.current.as_hex()
-        except Exception:  # an unknown or custom theme: fall back to napari dark
-            background, text, bar = "#23242b", "#f0f1f2", "#4560c4"
-        return background, text, bar
-
-    def showEvent(self, event: Any) -> None:  # noqa: N802  (Qt's name)
-        """Draw the histogram put off while the panel was hidden."""
-        super().showEvent(event)
-        if self._histogram_stale:
-            self._draw_histogram()
-
     def _draw_histogram(self, *_args: Any) -> None:
-        # matplotlib draws on the main thread (tens of ms): not while the panel is hidden
-        # (e.g. another tab of the workflow panel is shown)
-        if self.window().isVisible() and not self.isVisible():
-            self._histogram_stale = True
-            return
-        self._histogram_stale = False
-        background, text, bar = self._theme_colors()
-        ax = self.axes
-        ax.clear()
-        self.figure.set_facecolor(background)
-        ax.set_facecolor(background)
-        ious = [row.iou for row in self.model._rows]
-        if ious:
-            ax.hist(ious, bins=20, range=(0.0, 1.0), color=bar, edgecolor=background)
-            ax.axvline(statistics.median(ious), color=text, linestyle="--", linewidth=1)
-        ax.set_xlim(0.0, 1.0)
-        ax.set_xlabel("IoU per image (dashed: median)", color=text, fontsize=8)
-        ax.set_ylabel("images", color=text, fontsize=8)
-        ax.tick_params(colors=text, labelsize=7)
-        for spine in ax.spines.values():
-            spine.set_color(text)
-        ax.yaxis.get_major_locator().set_params(integer=True)
-        self.canvas.draw_idle()
+        # QPainter: about a millisecond, and Qt paints only while the panel is shown
+        self.histogram.set_theme(self.viewer.theme)
+        self.histogram.set_values([row.iou for row in self.model._rows])
 
     # ----------------------------------------------------------- queries
     def visible_rows(self) -> list[Any]:

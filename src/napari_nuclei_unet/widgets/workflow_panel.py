@@ -7,11 +7,18 @@ window's minimum height stays that of napari alone and the panel fits a
 widgets as the separate docks (which stay available) and share the viewer's
 session, so a step done in one place shows everywhere. The own-images
 segmentation dock (``widgets.segment_widget``) is a tab too when installed.
+
+Opening the panel builds only the Data tab; the other tabs are built one per
+event-loop turn right after (each takes 50-400 ms of main-thread time on a busy
+machine: imports, magicgui forms), so the window never freezes for the whole
+panel at once (issue 11). A tab that is shown or used before its turn (its
+attribute, :meth:`WorkflowPanel.show_step`, a click on it) is built at once.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +71,8 @@ class WorkflowPanel(QWidget):
         The tabs, in workflow order.
     warm_up : TurnRunner
         Makes the plugin's layers ahead of use (``warm_up.done`` once finished).
+    tabs_built : TurnRunner
+        Builds the tabs after the first, one per turn (``tabs_built.done``).
     data, model, compare, scores, train, retrain, segment : QWidget or None
         The step widgets (``segment`` is None when that module is not installed).
     """
@@ -78,20 +87,54 @@ class WorkflowPanel(QWidget):
         self.tabs.setDocumentMode(True)
         layout.addWidget(self.tabs)
         self._index: dict[str, int] = {}
+        self._pending: dict[str, tuple[str, str, str]] = {}  # tabs not built yet
         for title, module, cls, attr in TABS:
-            widget = self._make(module, cls, attr)
-            setattr(self, attr, widget)
-            if widget is None:
+            if attr in OPTIONAL and not _installed(module):
+                setattr(self, attr, None)
                 continue
-            self._index[attr] = self.tabs.addTab(_scrolled(widget), title)  # "&&" shows "&"
-            self.tabs.setTabToolTip(self._index[attr], widget.__doc__.splitlines()[0]
-                                    if widget.__doc__ else title)
+            area = _scrolled(QWidget())
+            self._index[attr] = self.tabs.addTab(area, title)  # "&&" shows "&"
+            self._pending[attr] = (title, module, cls)
         self.setMinimumWidth(MIN_WIDTH)
+        self._build(TABS[0][3])  # the first step is what the user sees first
+        self.tabs.currentChanged.connect(self._on_tab_changed)
+        from napari_nuclei_unet.widgets._warm_up import (
+            TurnRunner,
+            importing,
+            start_layer_warm_up,
+        )
+
+        self.tabs_built = TurnRunner([lambda a=attr: self._build(a) for attr in self._pending],
+                                     interval_ms=20,
+                                     ready=lambda: not importing(napari_viewer)).start()
         # the plugin's layers, made ahead and drawn once while the window is idle, so
         # that the first image, prediction and overlay only replace data (issue 11)
-        from napari_nuclei_unet.widgets._warm_up import start_layer_warm_up
+        self.warm_up = start_layer_warm_up(napari_viewer, after=lambda: self.tabs_built.done)
 
-        self.warm_up = start_layer_warm_up(napari_viewer)
+    def __getattr__(self, name: str) -> Any:
+        pending = self.__dict__.get("_pending")
+        if pending and name in pending:  # used before its turn: build it now
+            self._build(name)
+            return self.__dict__[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def _build(self, attr: str) -> None:
+        """Build the widget of tab ``attr`` into its scroll area (once)."""
+        if attr not in self._pending:
+            return
+        title, module, cls = self._pending.pop(attr)
+        widget = self._make(module, cls, attr)
+        self.__dict__[attr] = widget
+        index = self._index[attr]
+        if widget is None:  # an optional tab whose module failed to import
+            self.tabs.removeTab(index)
+            del self._index[attr]
+            self._index = {a: i - (i > index) for a, i in self._index.items()}
+            return
+        area = self.tabs.widget(index)
+        area.setWidget(widget)
+        self.tabs.setTabToolTip(index, widget.__doc__.splitlines()[0]
+                                if widget.__doc__ else title)
 
     def _make(self, module: str, cls: str, attr: str) -> QWidget | None:
         try:
@@ -102,9 +145,20 @@ class WorkflowPanel(QWidget):
             raise
         return getattr(mod, cls)(self.viewer)
 
+    def build_all(self) -> None:
+        """Build every tab not built yet (they are otherwise built in idle turns)."""
+        for attr in list(self._pending):
+            self._build(attr)
+
+    def _on_tab_changed(self, index: int) -> None:
+        for attr, i in self._index.items():
+            if i == index:
+                self._build(attr)
+
     def show_step(self, name: str) -> None:
         """Bring tab ``name`` (``"data"``, ``"model"``, ``"compare"``, ...) to the front."""
         if name in self._index:
+            self._build(name)
             self.tabs.setCurrentIndex(self._index[name])
 
     def step_names(self) -> list[str]:
@@ -114,3 +168,11 @@ class WorkflowPanel(QWidget):
     def widget_of(self, name: str) -> Any:
         """The step widget called ``name``, or None."""
         return getattr(self, name, None)
+
+
+def _installed(module: str) -> bool:
+    """True when ``widgets.<module>`` can be imported (without importing it)."""
+    try:
+        return importlib.util.find_spec(f"napari_nuclei_unet.widgets.{module}") is not None
+    except (ImportError, ValueError):
+        return False

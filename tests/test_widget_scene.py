@@ -1,0 +1,93 @@
+"""widgets._scene: several layer visibility/grid changes make one scene-graph rebuild."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.gui
+
+
+def _count_rebuilds(canvas, monkeypatch):
+    """Count the scene-graph rebuilds napari really makes (not the paused calls)."""
+    calls = []
+    original = canvas._reorder_layers  # called by every rebuild that is not paused
+
+    def counting():
+        calls.append(1)
+        return original()
+
+    monkeypatch.setattr(canvas, "_reorder_layers", counting)
+    return calls
+
+
+def test_one_rebuild_for_many_visibility_changes(make_napari_viewer, monkeypatch):
+    from napari_nuclei_unet.widgets._compare_layers import grid_of
+    from napari_nuclei_unet.widgets._scene import one_scene_rebuild, scene_canvas, set_visible
+
+    viewer = make_napari_viewer()
+    layers = [viewer.add_labels(np.zeros((8, 8), np.int32), name=f"l{i}") for i in range(4)]
+    canvas = scene_canvas(viewer)
+    assert canvas is not None and canvas is viewer.window._qt_viewer.canvas
+    calls = _count_rebuilds(canvas, monkeypatch)
+    for layer in layers:
+        layer.visible = False
+    assert len(calls) == 4  # napari alone: one rebuild per change
+    calls.clear()
+    with one_scene_rebuild(viewer):
+        for layer in layers:
+            layer.visible = True
+        with one_scene_rebuild(viewer):  # nested: still one, at the outer end
+            grid_of(viewer).enabled = True
+        assert calls == []
+    assert len(calls) == 1
+    assert all(layer.visible for layer in layers) and not canvas._pause_scene_graph
+    # the same value again changes nothing (napari's setter would rebuild)
+    calls.clear()
+    assert set_visible(layers[0], True) is False and calls == []
+    assert set_visible(layers[0], False) is True and len(calls) == 1
+
+
+def test_without_a_window_the_changes_run_unbatched():
+    from types import SimpleNamespace
+
+    from napari_nuclei_unet.widgets._scene import one_scene_rebuild, scene_canvas
+
+    viewer = SimpleNamespace()
+    assert scene_canvas(viewer) is None
+    with one_scene_rebuild(viewer):
+        pass
+
+
+def test_a_mode_switch_and_the_editing_view_rebuild_the_scene_once(make_napari_viewer,
+                                                                    monkeypatch):
+    from _widget_helpers import labelled_synthetic_samples
+    from napari_nuclei_unet.widgets import _compare_layers as cl
+    from napari_nuclei_unet.widgets._layers import show_sample
+    from napari_nuclei_unet.widgets._retrain_editing import promote_prediction
+    from napari_nuclei_unet.widgets._scene import scene_canvas
+
+    viewer = make_napari_viewer()
+    (sample,) = labelled_synthetic_samples(1, (48, 64), first_seed=3)
+    image, truth = show_sample(viewer, sample)
+
+    def show(mode):
+        cl.show_comparison(viewer, image_layer=image, truth_layer=truth,
+                           pred_labels=sample.labels, true_labels=sample.labels, mode=mode,
+                           sample_id=sample.id)
+
+    show(cl.SIDE_BY_SIDE)  # the layers exist from here on
+    calls = _count_rebuilds(scene_canvas(viewer), monkeypatch)
+    for mode in (cl.OVERLAY, cl.SIDE_BY_SIDE, cl.OVERLAY):
+        calls.clear()
+        show(mode)
+        assert len(calls) == 1, mode  # four to seven visibility/grid changes each
+        assert cl.shown_mode(viewer) == mode
+    assert viewer.layers[cl.ERROR_LAYER].visible and not viewer.layers[cl.TITLE_LEFT_LAYER].visible
+    promote_prediction(viewer, sample.labels, sample)  # adds the correction layer
+    show(cl.SIDE_BY_SIDE)
+    calls.clear()
+    layer = promote_prediction(viewer, sample.labels, sample)
+    assert len(calls) == 1
+    assert not cl.grid_of(viewer).enabled
+    assert [lay.name for lay in viewer.layers if lay.visible] == [image.name, layer.name]
