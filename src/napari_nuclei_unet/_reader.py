@@ -379,13 +379,26 @@ def dataset_sample_ids(path: str | os.PathLike) -> list[str]:
     -------
     list of str
         Sample ids (folder names holding ``images/``), sorted.
+
+    Raises
+    ------
+    DatasetError
+        When ``path`` is not a regular file (e.g. a FIFO) or not a readable zip.
     """
+    from .core.dataset import DatasetError
+    from .core.imageio import check_regular_file
+
     path = Path(path)
     if path.is_dir():
         return [folder.name for folder in _sample_folders(path)]
-    with zipfile.ZipFile(path) as zf:
-        ids = {m.group(1) for name in zf.namelist() if (m := _ZIP_SAMPLE_IMAGE.search(name))}
-    return sorted(ids)
+    check_regular_file(path, what="dataset zip")  # a FIFO would block the open forever
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, EOFError, ValueError) as exc:
+        raise DatasetError(f"{path} is not a readable zip file ({exc}). It may be "
+                           "truncated: copy or download it again.") from exc
+    return sorted({m.group(1) for name in names if (m := _ZIP_SAMPLE_IMAGE.search(name))})
 
 
 def load_dataset_samples(path: str | os.PathLike, limit: int = MAX_LAYER_SAMPLES
