@@ -256,6 +256,7 @@ def test_model_dock_loads_a_bioimageio_package(make_napari_viewer, qtbot):
         worker = widget.load(str(_real_package() / "bioimageio.yaml"))
     wait_worker(qtbot, worker)
     assert isinstance(session.model.model, BioimageioModel)
-    assert "bioimageio.yaml" in widget.name_label.text()
+    # named by its package folder, not by the generic file name every package has
+    assert f"{_real_package().name}/bioimageio" in widget.name_label.text()
     assert "trained 2019-12-11" in widget.training_label.text()
     wait_worker(qtbot, widget.session.jobs.running("list devices"))

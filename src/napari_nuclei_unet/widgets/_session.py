@@ -262,8 +262,9 @@ def model_key(model: Any) -> str:
 def model_name(model: Any) -> str:
     """Plain name of a model: ``"default model"``, ``"v002"``, ``"20261201-0930/best"``.
 
-    Generic file names (``model``, ``best``, ``last``) get their folder's name in front,
-    so two models never show the same name.
+    Generic file names (``model``, ``best``, ``last``, a bioimage.io package's
+    ``bioimageio.yaml`` / ``rdf.yaml``) get their folder's name in front, so two models
+    never show the same name.
     """
     if model is None:
         return "no model"
@@ -273,7 +274,7 @@ def model_name(model: Any) -> str:
     path = Path(path)
     if path.name == "default.safetensors":
         return "default model"
-    if path.stem in {"model", "best", "last", "weights", "checkpoint"}:
+    if path.stem in {"model", "best", "last", "weights", "checkpoint", "bioimageio", "rdf"}:
         return f"{path.parent.name}/{path.stem}"
     return path.stem
 
