@@ -401,6 +401,7 @@ def show_comparison(
         if mode == SIDE_BY_SIDE:
             titles = [_upsert_title(viewer, name, image_layer) for name in PANE_TITLES]
             for layer in (image_layer, pred_image, prediction, *titles):
+                layer.metadata.pop(PLACEHOLDER_KEY, None)  # in use: the warm-up leaves it
                 _set(layer, visible=True)
             if truth_layer is not None:
                 _set(truth_layer, visible=has_truth)
@@ -420,6 +421,8 @@ def show_comparison(
                     _set(viewer.layers[name], visible=False)
             if truth_layer is not None:
                 _set(truth_layer, visible=False)
+            for layer in (errors, contour):
+                layer.metadata.pop(PLACEHOLDER_KEY, None)  # in use: the warm-up leaves it
             _set(image_layer, visible=True)
             _set(prediction, visible=True, opacity=0.35)
             _set(errors, visible=has_truth, opacity=0.5)

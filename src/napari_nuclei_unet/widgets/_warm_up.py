@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import tempfile
+import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -290,7 +291,9 @@ def start_layer_warm_up(viewer, after=None) -> TurnRunner:
         The runner (``.done`` once finished).
     """
     def ready() -> bool:
-        window = getattr(getattr(viewer, "window", None), "_qt_window", None)
+        with warnings.catch_warnings():  # napari 0.9 toasts a FutureWarning over the canvas
+            warnings.simplefilter("ignore", FutureWarning)
+            window = getattr(getattr(viewer, "window", None), "_qt_window", None)
         return ((window is None or window.isVisible()) and not importing(viewer)
                 and (after is None or after()))
 
