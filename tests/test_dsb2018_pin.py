@@ -149,3 +149,40 @@ def test_shipped_manifest_pins_the_real_dataset():
     assert build_manifest(real) == load_manifest()  # exactly: every sample, every file
     result = verify_stage1_train(real)
     assert (result.n_samples, result.n_files) == (670, 30131)
+
+
+def _corpus():
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import test_faults_corpus
+
+    return test_faults_corpus
+
+
+@pytest.mark.parametrize("patch, data, reason", [
+    ({"flag": 0x1}, None, "encrypted"),
+    ({"method": 98}, None, "compression method 98"),
+    ({}, bytes(20 << 20), "like a zip bomb"),
+])
+def test_a_bad_member_gets_the_dataset_readers_message(tmp_path, patch, data, reason):
+    """The content check reads members as the dataset reader does: same refusal, same words."""
+    import warnings
+
+    from napari_nuclei_unet.core.dataset import DSBDataset
+
+    path = _corpus().zip_with_bad_sample(tmp_path / "bad.zip", "images/z9bad.png", data, **patch)
+    with pytest.raises(DatasetError) as info:
+        build_manifest(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        skipped = dict(DSBDataset.open(path, use_cache=False).skipped)
+    assert reason in str(info.value)
+    assert str(info.value) == skipped["z9bad"]
+
+
+def test_a_fifo_in_the_folder_is_refused_without_blocking(tree, tmp_path):
+    root = _copy(tree[0], tmp_path)
+    os.mkfifo(root / "histology-0" / "masks" / "pipe.png")
+    with pytest.raises(DatasetError, match=r"pipe\.png is a named pipe \(FIFO\)"):
+        build_manifest(root)

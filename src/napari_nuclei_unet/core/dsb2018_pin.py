@@ -11,7 +11,9 @@ Layouts accepted (as Kaggle's and the Broad's zips have them): the samples at th
 level, or under one wrapping folder such as ``stage1_train/``. Hidden files and archiver
 litter (``.DS_Store``, ``__MACOSX/``...) are ignored, as the dataset reader ignores them;
 so are loose files at the top level (no sample holds them). Files are hashed streaming,
-1 MiB at a time, so memory stays bounded whatever the size of a member.
+1 MiB at a time, so memory stays bounded whatever the size of a member; every file and
+zip member is read with the dataset reader's checks (:mod:`.zipread`, size, ratio,
+encryption, method), so a bad one gets the same message as when the dataset is opened.
 """
 
 from __future__ import annotations
@@ -21,14 +23,13 @@ import hashlib
 import json
 import os
 import zipfile
-import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from .imageio import DatasetError, is_junk_name
-from .zipread import MAX_MEMBER_BYTES
+from .imageio import DatasetError, check_regular_file, is_junk_name
+from .zipread import MAX_MEMBER_BYTES, iter_zip_member
 
 __all__ = [
     "SHIPPED_MANIFEST",
@@ -104,17 +105,24 @@ class ContentMismatchError(DatasetError):
 # ---------------------------------------------------------------------------
 
 
-def _hash_stream(handle: IO[bytes], label: str) -> str:
-    digest, total = hashlib.sha256(), 0
-    while chunk := handle.read(_CHUNK):
-        total += len(chunk)
-        if total > MAX_MEMBER_BYTES:
-            raise DatasetError(
-                f"{label} is larger than {MAX_MEMBER_BYTES // 2**20} MB, far more than any "
-                "image or mask of stage1_train: this is not the DSB2018 dataset."
-            )
+def _hash_chunks(chunks: Iterable[bytes]) -> str:
+    digest = hashlib.sha256()
+    for chunk in chunks:
         digest.update(chunk)
     return digest.hexdigest()
+
+
+def _file_chunks(path: str) -> Iterator[bytes]:
+    """A file's content, 1 MiB at a time, with the dataset reader's checks and messages."""
+    check_regular_file(path, max_bytes=MAX_MEMBER_BYTES, what="image or mask file")
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                yield chunk
+    except OSError as exc:
+        raise DatasetError(
+            f"Cannot read {path}: {exc.strerror or exc}. Check that it exists and is readable."
+        ) from exc
 
 
 @contextlib.contextmanager
@@ -132,7 +140,6 @@ def _zip_files(path: Path) -> Iterator[list[tuple[str, Callable[[], str]]]]:
         for info in archive.infolist():
             if info.is_dir():
                 continue
-            label = f"{path}:{info.filename}"
             if info.filename in seen:
                 raise DatasetError(
                     f"{path} holds several members named {info.filename}: which one is meant "
@@ -140,21 +147,9 @@ def _zip_files(path: Path) -> Iterator[list[tuple[str, Callable[[], str]]]]:
                 )
             seen.add(info.filename)
 
-            def hasher(info: zipfile.ZipInfo = info, label: str = label) -> str:
-                if info.flag_bits & 0x1:
-                    raise DatasetError(f"{label} is encrypted; stage1_train.zip is not.")
-                try:
-                    with archive.open(info) as handle:
-                        return _hash_stream(handle, label)
-                except DatasetError:
-                    raise
-                except (zipfile.BadZipFile, OSError, EOFError, zlib.error,
-                        NotImplementedError, RuntimeError, ValueError) as exc:
-                    reason = " ".join(str(exc).split()) or type(exc).__name__
-                    raise DatasetError(
-                        f"Cannot read {label}: {reason}. The zip is damaged or truncated "
-                        "(e.g. an interrupted download): download it again."
-                    ) from exc
+            def hasher(info: zipfile.ZipInfo = info) -> str:
+                return _hash_chunks(iter_zip_member(archive, info, where=str(path),
+                                                    chunk_bytes=_CHUNK))
 
             files.append((info.filename, hasher))
         yield files
@@ -169,17 +164,7 @@ def _dir_files(path: Path) -> Iterator[list[tuple[str, Callable[[], str]]]]:
         for name in sorted(names):
             full = os.path.join(top, name)
             rel = Path(full).relative_to(path).as_posix()
-
-            def hasher(full: str = full) -> str:
-                try:
-                    with open(full, "rb") as handle:
-                        return _hash_stream(handle, full)
-                except OSError as exc:
-                    raise DatasetError(
-                        f"Cannot read {full}: {exc.strerror or exc}. Check that it is readable."
-                    ) from exc
-
-            found.append((rel, hasher))
+            found.append((rel, lambda full=full: _hash_chunks(_file_chunks(full))))
     yield found
 
 
