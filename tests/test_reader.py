@@ -55,22 +55,48 @@ def test_rejects_non_dsb_paths(tmp_path):
     (tmp_path / "plain").mkdir()
     (tmp_path / "plain" / "a.png").write_bytes(b"not really")
     (tmp_path / "notes.txt").write_text("hello")
-    plain_zip = tmp_path / "photos.zip"
-    with zipfile.ZipFile(plain_zip, "w") as zf:
-        zf.writestr("holiday/beach.png", b"x")
-        zf.writestr("images/foo.png", b"x")
     fake_zip = tmp_path / "broken.zip"
     fake_zip.write_bytes(b"this is no zip")
+    not_named_zip = tmp_path / "archive.bin"
+    with zipfile.ZipFile(not_named_zip, "w") as zf:
+        zf.writestr("s/images/s.png", b"x")
     for path in [
         tmp_path / "plain",
         tmp_path / "notes.txt",
-        plain_zip,
         fake_zip,
+        not_named_zip,
         tmp_path / "missing",
         tmp_path,
     ]:
         assert get_reader(str(path)) is None, path
     assert get_reader([]) is None
+
+
+def test_a_zip_without_samples_is_claimed_and_gets_a_plain_message(tmp_path, monkeypatch):
+    """Claiming reads only the end record; the list of names is read with the file."""
+    import napari.utils.notifications
+
+    shown = []
+    monkeypatch.setattr(napari.utils.notifications, "show_error", shown.append)
+    plain_zip = tmp_path / "photos.zip"
+    with zipfile.ZipFile(plain_zip, "w") as zf:
+        zf.writestr("holiday/beach.png", b"x")
+        zf.writestr("images/foo.png", b"x")
+    assert get_reader(str(plain_zip)) is read_dsb
+    assert read_dsb(str(plain_zip)) == NULL_LAYER_SENTINEL
+    assert len(shown) == 1
+    assert "photos.zip holds no DSB2018 samples" in shown[0], shown
+
+
+def test_claiming_a_zip_reads_its_end_record_only(dataset_zip, monkeypatch):
+    """napari asks on its main thread: the 32,142 names of stage1_train.zip are not read."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the zip's directory was read to claim it")
+
+    monkeypatch.setattr(zipfile.ZipFile, "namelist", refuse)
+    monkeypatch.setattr(zipfile.ZipFile, "infolist", refuse)
+    monkeypatch.setattr(zipfile.ZipFile, "__init__", refuse)
+    assert get_reader(str(dataset_zip)) is read_dsb
 
 
 def test_claims_sample_dataset_and_zip(dataset, dataset_zip):
@@ -93,46 +119,13 @@ def test_claims_zip_with_top_level_folder(dataset, tmp_path):
     assert get_reader(str(zipped)) is read_dsb
 
 
-def test_zip_names_are_read_from_the_directory_like_zipfile(dataset_zip, tmp_path):
-    from napari_nuclei_unet._reader import zip_member_names
-
-    odd = tmp_path / "odd.zip"
-    with zipfile.ZipFile(odd, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        zf.comment = b"an archive comment"
-        zf.writestr("données/é.txt", b"utf-8 name")
-        info = zipfile.ZipInfo("with-extra.bin")
-        info.extra = b"\x99\x99\x04\x00abcd"
-        info.comment = b"a member comment"
-        zf.writestr(info, b"x")
-        with zf.open("big/images/big.png", "w", force_zip64=True) as handle:
-            handle.write(b"zip64 member")
+def test_odd_zips_are_claimed_like_zipfile_reads_them(dataset_zip, tmp_path):
     prefixed = tmp_path / "prefixed.zip"  # data before the zip (self-extracting archives)
     prefixed.write_bytes(b"#!/bin/sh\nexit 0\n" + dataset_zip.read_bytes())
-    for path in (dataset_zip, odd, prefixed):
-        with zipfile.ZipFile(path) as zf:
-            assert list(zip_member_names(path)) == zf.namelist(), path
     assert get_reader(str(prefixed)) is read_dsb
     truncated = tmp_path / "truncated.zip"
     truncated.write_bytes(dataset_zip.read_bytes()[:-40])
     assert get_reader(str(truncated)) is None
-
-
-def test_claiming_a_zip_stops_at_its_first_sample(dataset_zip, monkeypatch):
-    """napari asks on its main thread: the 30,000 names of stage1_train.zip are not all read."""
-    from napari_nuclei_unet import _reader
-
-    seen = []
-    names = _reader.zip_member_names
-
-    def counting(path):
-        for name in names(path):
-            seen.append(name)
-            yield name
-
-    monkeypatch.setattr(_reader, "zip_member_names", counting)
-    assert get_reader(str(dataset_zip)) is read_dsb
-    with zipfile.ZipFile(dataset_zip) as zf:
-        assert 0 < len(seen) < len(zf.namelist())
 
 
 # -- reading without a viewer -----------------------------------------------------------

@@ -1,8 +1,10 @@
 """npe2 reader: open a DSB2018 sample folder, a ``stage1_train`` folder or ``stage1_train.zip``.
 
-:func:`get_reader` only claims paths that look like DSB2018 (checked from folder
-names and the zip's list of names, without decoding anything), so napari keeps
-offering its other readers for everything else. Reading is done by
+:func:`get_reader` only claims folders that look like DSB2018 (checked from folder
+names, without decoding anything) and zip files (checked from their end record
+only, so that a drop never waits on a large zip's list of names), so napari keeps
+offering its other readers for everything else. A zip without DSB2018 samples gets
+a plain message when it is read. Reading is done by
 :mod:`napari_nuclei_unet.core.dataset`; this module only turns samples into
 layer data.
 
@@ -26,7 +28,6 @@ from __future__ import annotations
 
 import os
 import re
-import struct
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -57,8 +58,6 @@ MAX_LAYER_SAMPLES = 16
 # how many entries of a folder to look at when deciding whether it is a dataset
 _MAX_ENTRIES_SCANNED = 200
 _IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
-# "<id>/images/<id>.png" anywhere in a zip's name list
-_ZIP_SAMPLE_IMAGE = re.compile(r"(?:^|/)([^/]+)/images/\1\.(?:png|tiff?|jpe?g)$", re.IGNORECASE)
 
 
 def is_sample_folder(path: str | os.PathLike) -> bool:
@@ -110,13 +109,15 @@ def is_dataset_folder(path: str | os.PathLike) -> bool:
     return False
 
 
-def is_dsb_zip(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a zip holding DSB samples (``<id>/images/<id>.png`` entries).
+def is_zip_archive(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a ``.zip`` file that :func:`zipfile.is_zipfile` accepts.
 
-    Only the zip's list of names is read, nothing is decompressed, and only up to
-    the first sample image: napari asks this on its main thread when a zip is
-    dropped, and parsing all 30,000 names of ``stage1_train.zip`` takes about half
-    a second.
+    Only the zip's end record is read (well under a millisecond, whatever the number
+    of members): napari asks this on its main thread when a file is dropped, and
+    reading the 32,142 names of ``stage1_train.zip`` would take about half a second
+    there. Whether the zip holds DSB2018 samples is found when it is read, in the
+    background by the Data panel; a zip without samples then gets a plain message
+    (:func:`napari_nuclei_unet.core.dataset.zip_samples`).
 
     Parameters
     ----------
@@ -126,67 +127,15 @@ def is_dsb_zip(path: str | os.PathLike) -> bool:
     Returns
     -------
     bool
-        True for a readable zip with at least one sample image entry.
+        True for a regular file named ``*.zip`` with a zip end record.
     """
     p = Path(path)
     if p.suffix.lower() != ".zip" or not p.is_file():  # is_file: never open a FIFO
         return False
     try:
-        return any(_ZIP_SAMPLE_IMAGE.search(name) for name in zip_member_names(p))
-    except (OSError, zipfile.BadZipFile, EOFError, ValueError, struct.error):
+        return zipfile.is_zipfile(p)
+    except OSError:
         return False
-
-
-_EOCD = struct.Struct("<4s4H2LH")  # end of central directory record
-_CENTRAL = struct.Struct("<4s6H3L5H2L")  # central directory file header (46 bytes)
-
-
-def zip_member_names(path: str | os.PathLike):
-    """Yield a zip's member names from its central directory, one at a time.
-
-    Unlike :class:`zipfile.ZipFile`, which parses the whole directory when opened,
-    this stops reading as soon as the caller stops iterating. Zip64 archives are
-    read with :mod:`zipfile`.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The zip.
-
-    Yields
-    ------
-    str
-        Member names, in the directory's order.
-
-    Raises
-    ------
-    zipfile.BadZipFile
-        When the file is not a zip.
-    """
-    with open(path, "rb") as fh:
-        size = fh.seek(0, os.SEEK_END)
-        tail_len = min(size, _EOCD.size + 0xFFFF)  # the record, then a comment of <= 64 KiB
-        fh.seek(size - tail_len)
-        tail = fh.read(tail_len)
-        at = tail.rfind(b"PK\x05\x06")
-        if at < 0 or tail_len - at < _EOCD.size:
-            raise zipfile.BadZipFile(f"{path} is not a zip file")
-        fields = _EOCD.unpack_from(tail, at)
-        n_entries, cd_size, cd_offset = fields[4], fields[5], fields[6]
-        if 0xFFFF in (n_entries,) or 0xFFFFFFFF in (cd_size, cd_offset):
-            with zipfile.ZipFile(path) as zf:  # zip64: its own record, zipfile reads it
-                yield from zf.namelist()
-            return
-        fh.seek(size - tail_len + at - cd_size)  # data prepended to the zip shifts offsets
-        for _ in range(n_entries):
-            header = fh.read(_CENTRAL.size)
-            if len(header) < _CENTRAL.size or header[:4] != b"PK\x01\x02":
-                raise zipfile.BadZipFile(f"{path}: damaged zip directory")
-            entry = _CENTRAL.unpack(header)
-            flags, n_name, n_extra, n_comment = entry[3], entry[10], entry[11], entry[12]
-            raw = fh.read(n_name)
-            yield raw.decode("utf-8" if flags & 0x800 else "cp437")
-            fh.seek(n_extra + n_comment, os.SEEK_CUR)
 
 
 def looks_like_dsb(path: str | os.PathLike) -> bool:
@@ -201,12 +150,12 @@ def looks_like_dsb(path: str | os.PathLike) -> bool:
     -------
     bool
         True if :func:`is_sample_folder`, :func:`is_dataset_folder` or
-        :func:`is_dsb_zip` says so.
+        :func:`is_zip_archive` says so.
     """
     p = Path(path)
     if p.is_dir():
         return is_sample_folder(p) or is_dataset_folder(p)
-    return is_dsb_zip(p)
+    return is_zip_archive(p)
 
 
 def get_reader(path: PathOrPaths) -> ReaderFunction | None:
@@ -221,8 +170,9 @@ def get_reader(path: PathOrPaths) -> ReaderFunction | None:
     Returns
     -------
     callable or None
-        :func:`read_dsb` when the path(s) look like a DSB sample folder, a
-        ``stage1_train`` folder or a ``stage1_train.zip``; otherwise None, so
+        :func:`read_dsb` when the path(s) look like a DSB sample folder or a
+        ``stage1_train`` folder, or are zip files (``stage1_train.zip``; one
+        without samples gets a plain message when read); otherwise None, so
         that napari tries its other readers.
     """
     paths = [path] if isinstance(path, str | os.PathLike) else list(path)
@@ -383,22 +333,15 @@ def dataset_sample_ids(path: str | os.PathLike) -> list[str]:
     Raises
     ------
     DatasetError
-        When ``path`` is not a regular file (e.g. a FIFO) or not a readable zip.
+        When ``path`` is not a regular file (e.g. a FIFO), not a readable zip, or a zip
+        without DSB2018 samples.
     """
-    from .core.dataset import DatasetError
-    from .core.imageio import check_regular_file
+    from .core.dataset import zip_samples
 
     path = Path(path)
     if path.is_dir():
         return [folder.name for folder in _sample_folders(path)]
-    check_regular_file(path, what="dataset zip")  # a FIFO would block the open forever
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-    except (zipfile.BadZipFile, EOFError, ValueError) as exc:
-        raise DatasetError(f"{path} is not a readable zip file ({exc}). It may be "
-                           "truncated: copy or download it again.") from exc
-    return sorted({m.group(1) for name in names if (m := _ZIP_SAMPLE_IMAGE.search(name))})
+    return list(zip_samples(path)[0])  # sorted; a FIFO or a non-zip: a plain DatasetError
 
 
 def load_dataset_samples(path: str | os.PathLike, limit: int = MAX_LAYER_SAMPLES

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,14 +36,10 @@ def open_dataset(path: str, *, quiet: bool = False) -> Any:
     """
     import warnings
 
-    from ..core.dataset import DatasetError, DSBDataset
+    from ..core.dataset import DSBDataset, check_not_dangling
     from ..core.imageio import DatasetWarning
 
-    if not Path(path).exists() and Path(path).is_symlink():
-        raise DatasetError(
-            f"{path} is a symbolic link to nothing (a broken link or a loop of links): give "
-            "the real dataset folder or zip."
-        )
+    check_not_dangling(path)
     if not Path(path).exists():
         raise FileNotFoundError(
             f"{path} does not exist: give a DSB2018 dataset folder (like stage1_train), "
@@ -171,38 +166,14 @@ def _sample_image(folder: Path, skipped: list[str] | None = None) -> Path | None
     return images / chosen
 
 
-def _zip_images(path: Path, skipped: list[str]) -> Iterator[ImageInput]:
-    from ..core.dataset import DatasetError, _pick_image
-    from ..core.imageio import is_junk_name
+def _zip_images(path: Path, skipped: list[str]) -> list[ImageInput]:
+    """The images of a DSB2018 zip, its samples found as the dataset reader finds them."""
+    from ..core.dataset import zip_samples
 
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise DatasetError(f"{path} is not a readable zip file ({exc}).") from exc
-    with archive:
-        names = [n for n in archive.namelist() if not n.endswith("/")]
-    counts: dict[str, int] = {}
-    for name in names:
-        counts[name] = counts.get(name, 0) + 1
-    groups: dict[str, list[str]] = {}  # <...>/<id> -> image names in its images/
-    for name in sorted(set(names)):
-        parts = name.split("/")
-        # <...>/<id>/images/<file>: one image per sample folder
-        if (len(parts) >= 3 and parts[-2] == "images" and not any(map(is_junk_name, parts))
-                and Path(parts[-1]).suffix.lower() in IMAGE_SUFFIXES):
-            groups.setdefault("/".join(parts[:-2]), []).append(parts[-1])
-    for sample_dir, images in sorted(groups.items()):
-        sample_id = sample_dir.rsplit("/", 1)[-1]
-        chosen, reason, _ = _pick_image(sample_id, images)
-        if chosen is None:
-            skipped.append(f"{sample_id}: {reason} ({path}:{sample_dir}/images/)")
-            continue
-        member = f"{sample_dir}/images/{chosen}"
-        if counts[member] > 1:
-            skipped.append(f"{sample_id}: the zip holds {counts[member]} members named "
-                           f"{member}; which one is meant cannot be told. Re-create the zip.")
-            continue
-        yield ImageInput(sample_id, str(path), f"{path}:{member}", member)
+    images, left_out = zip_samples(path, require_masks=False)
+    skipped += [f"{sample_id}: {reason}" for sample_id, reason in left_out]
+    return [ImageInput(sample_id, str(path), f"{path}:{member}", member)
+            for sample_id, member in images.items()]
 
 
 def find_images(path: str, *, quiet: bool = False) -> list[ImageInput]:
@@ -231,15 +202,11 @@ def find_images(path: str, *, quiet: bool = False) -> list[ImageInput]:
     DatasetError
         When no image is found, or two images would be written under the same name.
     """
-    from ..core.dataset import DatasetError
+    from ..core.dataset import DatasetError, check_not_dangling
     from ..core.imageio import check_regular_file
 
     root = Path(path)
-    if not root.exists() and root.is_symlink():
-        raise DatasetError(
-            f"{path} is a symbolic link to nothing (a broken link or a loop of links): give "
-            "the real image, folder or zip."
-        )
+    check_not_dangling(root)
     if not root.exists():
         raise FileNotFoundError(
             f"{path} does not exist: give an image file, a folder of images, a sample "
@@ -249,7 +216,7 @@ def find_images(path: str, *, quiet: bool = False) -> list[ImageInput]:
     if not root.is_dir():
         check_regular_file(root, what="image file or .zip")  # a FIFO would hang
     if root.is_file() and root.suffix.lower() == ".zip":
-        inputs = list(_zip_images(root, skipped))
+        inputs = _zip_images(root, skipped)
     elif root.is_file():
         inputs = [ImageInput(root.stem, str(root), str(root))]
     elif (root / "images").is_dir():

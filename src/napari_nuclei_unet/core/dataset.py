@@ -51,10 +51,12 @@ __all__ = [
     "DatasetWarning",
     "Sample",
     "SampleInfo",
+    "check_not_dangling",
     "load_sample",
     "load_zip_sample",
     "read_image",
     "read_zip_member",
+    "zip_samples",
 ]
 
 IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
@@ -428,7 +430,12 @@ def _listdir_dirs(path: str) -> set[str]:
         return set()
 
 
-def _scan_zip(path: Path) -> _Scan:
+def _scan_zip(path: Path, *, require_masks: bool = True) -> _Scan:
+    """Group a zip's members into samples from its list of names (nothing is inflated).
+
+    The one reading of a zip's layout: :meth:`DSBDataset.open`, :func:`zip_samples`
+    (the reader's and the command line's zips) all come here.
+    """
     try:
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
@@ -492,7 +499,8 @@ def _scan_zip(path: Path) -> _Scan:
         if image is None:
             scan.skipped.append((sample_id, f"{reason} ({where}images/)"))
             continue
-        if sample_dir not in dirs_with["masks"]:
+        has_masks_dir = sample_dir in dirs_with["masks"]
+        if not has_masks_dir and require_masks:
             scan.skipped.append((sample_id, f"no masks/ folder in {where}"))
             continue
         masks, stray = _split_masks(groups[sample_dir]["masks"])
@@ -501,16 +509,74 @@ def _scan_zip(path: Path) -> _Scan:
             id=sample_id,
             image=f"{sample_dir}/images/{image}",
             masks=tuple(f"{sample_dir}/masks/{m}" for m in masks),
+            has_masks_dir=has_masks_dir,
         )
     return scan
 
 
-def _scan(path: Path) -> _Scan:
-    if not path.exists() and path.is_symlink():
+def zip_samples(
+    path: str | os.PathLike, *, require_masks: bool = True
+) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """The samples of a DSB2018 zip, from its list of names only (nothing is inflated).
+
+    Members are grouped into samples exactly as :meth:`DSBDataset.open` groups them
+    (any prefix folder, archiver litter ignored, the image chosen among several as
+    ``info`` and training choose it, duplicate names refused).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The zip.
+    require_masks : bool
+        When False, a sample without a ``masks/`` folder is kept (images to segment,
+        as in ``stage1_test``).
+
+    Returns
+    -------
+    images : dict
+        ``{sample id: image member name}``, sorted by id.
+    skipped : list of (str, str)
+        ``(sample id, reason)`` for every sample left out.
+
+    Raises
+    ------
+    DatasetError
+        When ``path`` is not a regular file (e.g. a FIFO), not a readable zip, empty,
+        or holds no ``<id>/images/<file>`` member.
+    """
+    path = Path(path)
+    check_not_dangling(path)
+    check_regular_file(path, what="dataset .zip")  # a FIFO would block the open forever
+    scan = _scan_zip(path, require_masks=require_masks)
+    return {k: scan.files[k].image for k in sorted(scan.files)}, scan.skipped
+
+
+def check_not_dangling(path: str | os.PathLike) -> None:
+    """Refuse a symbolic link that leads nowhere (broken, or a loop of links).
+
+    The one check of its kind: opening a dataset and the command line's inputs all
+    call it, so such a link gets the same words everywhere.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        What the user gave.
+
+    Raises
+    ------
+    DatasetError
+        When ``path`` is a symbolic link whose target does not exist.
+    """
+    path = Path(path)
+    if path.is_symlink() and not path.exists():
         raise DatasetError(
             f"{path} is a symbolic link to nothing (a broken link or a loop of links): "
-            "give the real folder or zip."
+            "give the real file or folder it should point to."
         )
+
+
+def _scan(path: Path) -> _Scan:
+    check_not_dangling(path)
     if not path.exists():
         raise DatasetError(
             f"{path} does not exist. Give the path of the extracted stage1_train folder, "
