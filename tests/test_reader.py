@@ -344,6 +344,30 @@ def test_viewer_open_dataset_uses_the_open_data_dock(make_napari_viewer, qtbot, 
 
 
 @pytest.mark.gui
+def test_dropping_a_zip_without_samples_keeps_the_open_dataset(
+        make_napari_viewer, qtbot, dataset, dataset_zip, tmp_path, shown_errors):
+    """Any zip is claimed (end record only); the Data panel says plainly it holds no samples."""
+    from _widget_helpers import wait_worker
+    from napari_nuclei_unet.widgets.data_browser import DataBrowserWidget
+
+    _root, ids = dataset
+    viewer = make_napari_viewer()
+    data = DataBrowserWidget(viewer)
+    viewer.window.add_dock_widget(data, name="Data")
+    viewer.open(str(dataset_zip), plugin=PLUGIN)
+    _wait_for_first_sample(qtbot, data, ids)
+    photos = tmp_path / "photos.zip"
+    with zipfile.ZipFile(photos, "w") as zf:
+        zf.writestr("holiday/beach.png", b"x")
+    viewer.open(str(photos), plugin=PLUGIN)  # no exception, no layer
+    wait_worker(qtbot, data.session.jobs.running("open dataset"))
+    qtbot.waitUntil(lambda: len(shown_errors) == 1, timeout=30_000)
+    assert "photos.zip holds no DSB2018 samples" in shown_errors[0]
+    assert "Traceback" not in shown_errors[0]
+    assert data.dataset.ids() == ids  # the open dataset stays
+
+
+@pytest.mark.gui
 def test_viewer_open_corrupt_sample_notifies(make_napari_viewer, corrupt_sample, shown_errors):
     viewer = make_napari_viewer()
     viewer.open(str(corrupt_sample), plugin=PLUGIN)  # no exception
