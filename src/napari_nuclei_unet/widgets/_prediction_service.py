@@ -46,6 +46,12 @@ DISPLAY_JOB = "compare display"
 #: Job kind of re-scoring the cached maps after a threshold change.
 RESCORE_JOB = "rescore"
 
+DIAMETER_TOOLTIP = (
+    "Typical nucleus diameter in pixels; 0 = automatic (measured on each image). "
+    "Images whose nuclei are far from the size the model was trained at are resized "
+    "before the network. Changing it keeps the predictions made so far aside: set it "
+    "back to see them."
+)
 NO_MODEL_MESSAGE = "Load a model in the Model panel first (or click 'Load default model')."
 NO_SAMPLE_MESSAGE = "Select an image in the Data panel first."
 NO_SAMPLES_MESSAGE = "No images are loaded yet. Open a dataset in the Data panel first."
@@ -328,3 +334,22 @@ def display_arrays(sample: Sample, prob: np.ndarray, *, threshold: float,
                                  instance_method=instance_method)
     truth = sample.labels if sample.has_labels else None
     return labels, row, compare_layers.comparison_arrays(truth, labels)
+
+
+def format_scores(row: Any, prob: Any = None) -> str:
+    """The Compare dock's lines for one scored image (and how it was predicted)."""
+    return (
+        f"IoU {row.iou:.3f}  ·  Dice {row.dice:.3f}\n"
+        f"AP@0.5 {row.ap50:.3f}  ·  DSB score {row.dsb_score:.3f}\n"
+        f"{row.n_true} nuclei in the label mask, {row.n_pred} predicted" + scale_text(prob)
+    )
+
+
+def scale_text(prob: Any) -> str:
+    """How a cached prediction was made: nucleus diameter and resizing ("" if unknown)."""
+    diameter = getattr(prob, "diameter", None)
+    if diameter is None:
+        return ""
+    scale = float(getattr(prob, "scale", 1.0))
+    resized = "native scale" if scale == 1.0 else f"resized ×{scale:.2f}"
+    return f"\nNucleus diameter {diameter:.0f} px, {resized}"

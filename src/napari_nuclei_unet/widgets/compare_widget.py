@@ -53,6 +53,7 @@ from napari_nuclei_unet.widgets._layers import (
 )
 from napari_nuclei_unet.widgets._prediction_service import (  # noqa: F401  (re-exported)
     BUSY_MESSAGE,
+    DIAMETER_TOOLTIP,
     DISPLAY_JOB,
     NO_MODEL_MESSAGE,
     NO_SAMPLE_MESSAGE,
@@ -60,7 +61,9 @@ from napari_nuclei_unet.widgets._prediction_service import (  # noqa: F401  (re-
     PREDICT_JOB,
     RESCORE_JOB,
     display_arrays,
+    format_scores,
     reset_prediction_progress,
+    scale_text,
     show_prediction,
     show_prediction_progress,
     start_prediction_job,
@@ -94,32 +97,6 @@ def _legend_html() -> str:
         lines.append(f'<span style="color:{color}">&#9632;</span>&nbsp;{ERROR_NAMES[value]}')
     lines.append("<span>&#9633;</span>&nbsp;white outlines: nuclei of the label mask")
     return "<br>".join(lines)
-
-
-DIAMETER_TOOLTIP = (
-    "Typical nucleus diameter in pixels; 0 = automatic (measured on each image). "
-    "Images whose nuclei are far from the size the model was trained at are resized "
-    "before the network. Changing it keeps the predictions made so far aside: set it "
-    "back to see them."
-)
-
-
-def _format_row(row: Any) -> str:
-    return (
-        f"IoU {row.iou:.3f}  ·  Dice {row.dice:.3f}\n"
-        f"AP@0.5 {row.ap50:.3f}  ·  DSB score {row.dsb_score:.3f}\n"
-        f"{row.n_true} nuclei in the label mask, {row.n_pred} predicted"
-    )
-
-
-def _scale_text(prob: Any) -> str:
-    """How the image was predicted: its nucleus diameter and resizing ("" if unknown)."""
-    diameter = getattr(prob, "diameter", None)
-    if diameter is None:
-        return ""
-    scale = float(getattr(prob, "scale", 1.0))
-    resized = "native scale" if scale == 1.0 else f"resized ×{scale:.2f}"
-    return f"\nNucleus diameter {diameter:.0f} px, {resized}"
 
 
 class CompareWidget(QWidget):
@@ -174,6 +151,7 @@ class CompareWidget(QWidget):
                                      min=0.0, max=1000.0, step=1.0)
         self.diameter.tooltip = DIAMETER_TOOLTIP
         self.diameter.native.setKeyboardTracking(False)  # one change per edit, not per key
+        self.diameter.native.setSpecialValueText("0 (automatic)")
         self._diameter_form = Container(widgets=[self.diameter])
         self._diameter_form.margins = (0, 0, 0, 0)
         layout.addWidget(self._diameter_form.native)
@@ -382,14 +360,8 @@ class CompareWidget(QWidget):
     def set_diameter(self, value: float) -> None:
         """Predict at nucleus diameter ``value`` (pixels; 0 = automatic) from now on.
 
-        The predictions and scores made at the former diameter are put aside (as for
-        another model) and those made before at ``value`` come back; nothing is
-        predicted until Predict is pressed.
-
-        Parameters
-        ----------
-        value : float
-            The diameter; 0 = automatic.
+        Results at the former diameter are put aside, those made before at ``value``
+        come back (``Session.set_diameter``); nothing is predicted here.
         """
         value = max(0.0, float(value))
         if abs(self.diameter.value - value) > 1e-9:
@@ -601,7 +573,7 @@ class CompareWidget(QWidget):
         if not sample.has_labels:
             self.metrics_label.setText(
                 f"{short_id(sample.id)}: {int(pred_labels.max())} nuclei predicted. "
-                "IoU needs a label mask, and this image has none." + _scale_text(prob)
+                "IoU needs a label mask, and this image has none." + scale_text(prob)
             )
             return
         row = self.session.rows.get(sample.id)
@@ -611,7 +583,7 @@ class CompareWidget(QWidget):
             row = score_labels(sample, pred_labels, threshold=self.session.threshold,
                                instance_method=self.instance_method)
             self.session.put_rows([row], (self.session.threshold, self.instance_method))
-        self.metrics_label.setText(_format_row(row) + _scale_text(prob))
+        self.metrics_label.setText(format_scores(row, prob))
 
     def _start_display_job(self, sample: Sample, prob: np.ndarray, key: tuple) -> None:
         """Threshold, split and score a large image in a worker, then show it."""
