@@ -451,7 +451,7 @@ def _labels_back(maps: np.ndarray, shape: tuple[int, int], scale: float,
     return labels.astype(np.int32, copy=False), back
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds arrays: compared by identity
 class NetworkMaps:
     """A plane's maps at the network's scale: what :func:`segment_image` thresholds.
 
