@@ -6,12 +6,15 @@ issue 9, each predicted with ``segment_image``:
 
 ``native``
     the images as they are, segmented at native scale (``diameter`` = the model's
-    training diameter: no resizing), the behaviour before automatic diameters;
+    training diameter: no resizing), as ``nuclei-unet evaluate --diameter native``;
 ``auto``
-    the images as they are, automatic diameter;
-``x0.5``, ``x2``, ``x3``
-    images and labels resized by that factor (nuclei smaller / bigger, as at another
-    magnification), automatic diameter (``--fixed`` adds the same at native scale);
+    the images as they are, automatic diameter (the default of ``evaluate``,
+    ``predict`` and the GUI);
+``x0.5``, ``x2``, ``x3``, any ``xF``
+    images and labels resized by factor F (nuclei smaller / bigger, as at another
+    magnification), automatic diameter; ``xF-fixed`` (or ``--fixed``) the same at native
+    scale. ``x4`` and ``x5`` (nuclei 70-90 px, like confocal images at high
+    magnification) are reported, never tuned on;
 ``dim10``
     intensities times 0.1 then rounded to 8 bit (a dim raw image), automatic diameter.
 
@@ -199,7 +202,8 @@ def main() -> None:
     parser.add_argument("--protocols", nargs="+", default=list(PROTOCOLS),
                         help=f"any of {PROTOCOLS}, or xF / xF-fixed (factor F)")
     parser.add_argument("--fixed", action="store_true",
-                        help="also score x0.5/x2/x3 at native scale (no diameter estimate)")
+                        help="also score every xF protocol at native scale (no diameter "
+                             "estimate)")
     parser.add_argument("--tta", action="store_true",
                         help="also score every protocol with flip TTA")
     parser.add_argument("--split", choices=("validation", "train"), default="validation",

@@ -262,16 +262,16 @@ def test_no_old_scores_under_a_new_threshold(panel, qtbot):
 def test_score_all_can_be_cancelled(panel, qtbot, monkeypatch):
     import time
 
-    from napari_nuclei_unet.core import inference
+    from napari_nuclei_unet.core import segment
 
     viewer, panel, compare, session, samples, fake = panel
-    slow = inference.predict_probability
+    slow = segment.predict_network_maps
 
     def predict_slowly(*args, **kwargs):
         time.sleep(0.3)
         return slow(*args, **kwargs)
 
-    monkeypatch.setattr(inference, "predict_probability", predict_slowly)
+    monkeypatch.setattr(segment, "predict_network_maps", predict_slowly)
     worker = panel.score_all()
     assert panel.cancel_button.isEnabled()
     panel.cancel()

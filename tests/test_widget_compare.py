@@ -46,7 +46,7 @@ def known_probability(sample, index: int) -> np.ndarray:
 
 
 class FakeNetwork:
-    """Stands in for the model: ``predict_probability`` is patched to use known maps."""
+    """Stands in for the model: ``predict_network_maps`` is patched to use known maps."""
 
     def __init__(self, samples):
         self.maps = {id(s.image): known_probability(s, i) for i, s in enumerate(samples)}
@@ -54,17 +54,24 @@ class FakeNetwork:
 
 
 def install_fake_model(monkeypatch, session, samples) -> FakeNetwork:
-    """Patch core.inference.predict_probability and give the session a model."""
-    from napari_nuclei_unet.core import inference
+    """Patch core.segment.predict_network_maps and give the session a model.
+
+    The known maps are returned at native scale (as ``segment_image`` keeps images
+    whose nuclei have the training size), so the expected labels are those of
+    ``labels_from_probability``.
+    """
+    from napari_nuclei_unet.core import segment
 
     fake = FakeNetwork(samples)
 
-    def predict_probability(model, image, **_kwargs):
+    def predict_network_maps(model, image, options=None, **_kwargs):
         assert model is fake
         fake.calls += 1
-        return fake.maps[id(image)].copy()
+        fake.options = options
+        prob = fake.maps[id(image)].copy()
+        return segment.NetworkMaps(prob[None], prob.shape, 1.0, segment.TRAINING_DIAMETER)
 
-    monkeypatch.setattr(inference, "predict_probability", predict_probability)
+    monkeypatch.setattr(segment, "predict_network_maps", predict_network_maps)
     session.model = fake
     return fake
 
@@ -411,17 +418,17 @@ def test_sample_without_labels_shows_prediction_and_says_why_no_iou(compare, qtb
 def test_second_prediction_while_busy_is_refused(compare, qtbot, monkeypatch):
     import threading
 
-    from napari_nuclei_unet.core import inference
+    from napari_nuclei_unet.core import segment
 
     viewer, widget, session, samples, fake = compare
     release = threading.Event()
-    original = inference.predict_probability
+    original = segment.predict_network_maps
 
-    def slow(model, image, **kwargs):
+    def slow(model, image, *args, **kwargs):
         release.wait(10)
-        return original(model, image, **kwargs)
+        return original(model, image, *args, **kwargs)
 
-    monkeypatch.setattr(inference, "predict_probability", slow)
+    monkeypatch.setattr(segment, "predict_network_maps", slow)
     worker = widget.predict_all()
     with capture_notifications() as notes:
         assert widget.predict_current() is None

@@ -12,7 +12,7 @@ WIDGETS = Path(__file__).resolve().parents[1] / "src" / "napari_nuclei_unet" / "
 SIGNALS = {"dataset_changed", "samples_changed", "current_changed", "model_changed",
            "predictions_changed", "scores_changed", "labels_edited"}
 #: Session fields only the session's methods change (set_model, set_dataset, ...).
-OWNED = {"model", "dataset", "current_id", "threshold", "instance_method"}
+OWNED = {"model", "dataset", "current_id", "threshold", "instance_method", "diameter"}
 OWNED_DICTS = {"rows", "rows_settings", "probabilities", "kept_results", "samples"}
 
 

@@ -4,8 +4,8 @@ The commands drive the same core generators as the napari dock widgets::
 
     nuclei-unet info DATA
     nuclei-unet train DATA --out RUN [--epochs N ...]
-    nuclei-unet predict MODEL INPUT --out DIR [--instances watershed] [--submission sub.csv]
-    nuclei-unet evaluate MODEL DATA [--json]
+    nuclei-unet predict MODEL INPUT --out DIR [--diameter PX] [--instances watershed]
+    nuclei-unet evaluate MODEL DATA [--json] [--diameter auto|native|PX] [--tta]
     nuclei-unet finetune MODEL CORRECTIONS --out PROJECT [--data ORIGINAL_DATA]
     nuclei-unet demo [--screenshot shot.png]
 
@@ -56,6 +56,39 @@ class UsageError(ValueError):
     """Bad command line input detected by the CLI itself (reported in one line)."""
 
 
+#: ``--diameter native`` of ``evaluate``: the model's training scale, no resizing.
+NATIVE = "native"
+
+
+def _diameter(text: str) -> float | str:
+    """``--diameter``: pixels, ``0``/``auto`` (estimated per image) or ``native``."""
+    word = text.strip().lower()
+    if word in ("auto", "automatic"):
+        return 0.0
+    if word == NATIVE:
+        return NATIVE
+    try:
+        return float(word)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a nucleus diameter in pixels, 0 or 'auto' (estimated per image) or "
+            f"'native' (no resizing), got {text!r}") from None
+
+
+def _add_size_options(parser: argparse.ArgumentParser, *, native: bool) -> None:
+    """``--diameter`` and ``--tta`` of ``predict`` and ``evaluate``."""
+    parser.add_argument(
+        "--diameter", type=_diameter if native else float, default=0.0,
+        metavar="auto|native|PX" if native else "PX",
+        help="typical nucleus diameter in pixels; images are resized so their nuclei have "
+             "the size the model was trained at (18 px for the shipped model). Default: 0 "
+             "= automatic, estimated per image"
+             + ("; 'native' scores the images as they are (no resizing)" if native else ""))
+    parser.add_argument("--tta", action="store_true",
+                        help="test-time augmentation: average flipped predictions (about 4x "
+                             "slower)")
+
+
 def _add_own_image_options(parser: argparse.ArgumentParser) -> None:
     """Options of ``predict`` for the user's own TIFF stacks and large images."""
     own = parser.add_argument_group(
@@ -68,10 +101,6 @@ def _add_own_image_options(parser: argparse.ArgumentParser) -> None:
                           "channel, or the RGB composite)")
     own.add_argument("--axes", metavar="AXES",
                      help="axes of the file, overriding its metadata, e.g. ZCYX or TCYX")
-    own.add_argument("--diameter", type=float, default=0.0, metavar="PX",
-                     help="typical nucleus diameter in pixels (default: 0 = automatic)")
-    own.add_argument("--tta", action="store_true",
-                     help="test-time augmentation: average flipped predictions (4x slower)")
     own.add_argument("--scheduler", metavar="ADDRESS",
                      help="run on this dask.distributed scheduler (tcp://host:8786)")
     own.add_argument("--workers", type=int, default=0, metavar="N",
@@ -181,6 +210,7 @@ def _build_parser() -> argparse.ArgumentParser:
                               "nuclei; uses watershed instances when --instances is none)")
     predict.add_argument("--overwrite", action="store_true",
                          help="replace masks already in --out (default: refuse)")
+    _add_size_options(predict, native=False)
     _add_own_image_options(predict)
     _add_device(predict)
     predict.set_defaults(handler="predict:run")
@@ -202,11 +232,7 @@ def _build_parser() -> argparse.ArgumentParser:
                           help="score every image (all), or only the images the model was "
                                "validated on / trained on, as recorded in its .json "
                                "(default: all)")
-    evaluate.add_argument("--diameter", type=float, default=None, metavar="PX",
-                          help="typical nucleus diameter in pixels; 0 = estimate it per image "
-                               "(default: the model's training scale, no resizing)")
-    evaluate.add_argument("--tta", action="store_true",
-                          help="average the predictions of flipped copies (about 4x slower)")
+    _add_size_options(evaluate, native=True)
     _add_device(evaluate)
     evaluate.set_defaults(handler="evaluate:run")
 

@@ -94,32 +94,52 @@ def select_split(ids: list[str], metadata: dict[str, Any], split: str) -> list[s
     return keep
 
 
-def check_diameter(value: float | None) -> None:
+NATIVE = "native"  # ``--diameter native`` (see ``cli._diameter``)
+
+
+def check_diameter(value: float | str | None) -> None:
     """Refuse a negative or non-finite ``--diameter`` with a plain message."""
     import math
 
-    if value is not None and not (math.isfinite(value) and value >= 0):
+    if value is None or value == NATIVE:
+        return
+    if not (math.isfinite(value) and value >= 0):
         raise ValueError(
-            f"--diameter must be 0 (automatic) or a nucleus diameter in pixels, got {value:g}."
+            f"--diameter must be 0 or 'auto' (estimated per image), 'native' (no resizing) "
+            f"or a nucleus diameter in pixels, got {value:g}."
         )
 
 
 def segment_options(args: argparse.Namespace, model: Any):
     """The :class:`SegmentOptions` of ``--diameter``/``--tta``; None: plain native scoring.
 
-    Without either option a one-output (v1) model is scored exactly as before the
-    options existed (native scale); a two-head model always goes through
-    ``segment_image``.
+    The default (``--diameter`` 0) estimates the nucleus diameter of every image, as
+    ``predict`` and the GUI do. ``--diameter native`` (or None) scores the images as
+    they are: for a one-output (v1) model exactly as before the options existed
+    (``None``), with ``--tta`` or a two-head model through ``segment_image`` at the
+    model's training diameter.
     """
-    diameter = getattr(args, "diameter", None)
+    diameter = getattr(args, "diameter", 0.0)
     tta = bool(getattr(args, "tta", False))
-    if diameter is None and not tta:
+    native = diameter is None or diameter == NATIVE
+    if native and not tta:
         return None
     from ..core.segment import SegmentOptions, model_diameter
 
-    if diameter is None:
+    if native:
         diameter = model_diameter(model)
     return SegmentOptions(diameter=float(diameter), threshold=args.threshold, tta=tta)
+
+
+def describe_options(options: Any, instance_method: str, two_heads: bool) -> str:
+    """Plain words for how the images were segmented (the report's first line)."""
+    split = "contour-seeded" if two_heads else "watershed"
+    if options is None:
+        split = split if two_heads else instance_method
+        return f"{split} instances, native scale (no resizing)"
+    size = ("diameter automatic (estimated per image)" if options.diameter == 0 else
+            f"diameter {options.diameter:g} px")
+    return f"{split} instances, {size}{', TTA' if options.tta else ''}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -129,7 +149,8 @@ def run(args: argparse.Namespace) -> int:
     ----------
     args : argparse.Namespace
         ``model``, ``data``, ``json``, ``threshold``, ``worst``, ``device``, ``quiet``,
-        and optionally ``diameter`` (pixels, 0 = automatic) and ``tta``.
+        and optionally ``diameter`` (pixels, 0 = automatic, the default; ``"native"``:
+        no resizing) and ``tta``.
 
     Returns
     -------
@@ -137,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
         0.
     """
     check_threshold(args.threshold)
-    check_diameter(getattr(args, "diameter", None))
+    check_diameter(getattr(args, "diameter", 0.0))
     from ..bioimageio.load import load_any_model
     from ..core.device import configure_cpu_threads, resolve_device
     from ..core.evaluation import evaluate
@@ -155,14 +176,14 @@ def run(args: argparse.Namespace) -> int:
         report = drive(evaluate(loaded.model, samples, threshold=args.threshold, device=device,
                                 segment_options=options), bars)
     data = report.to_json()
+    data["summary"]["diameter"] = NATIVE if options is None else (
+        "automatic" if options.diameter == 0 else options.diameter)
+    data["summary"]["tta"] = bool(options is not None and options.tta)
     if args.json:
         print(json.dumps(data, allow_nan=False))
     else:
-        how = (f"{report.instance_method} instances" if options is None else
-               f"{'contour-seeded' if loaded.model.out_channels > 1 else 'watershed'} "
-               f"instances, diameter "
-               f"{'automatic' if options.diameter == 0 else format(options.diameter, 'g')}"
-               f"{', TTA' if options.tta else ''}")
+        how = describe_options(options, report.instance_method,
+                               getattr(loaded.model, "out_channels", 1) > 1)
         print(f"Model {loaded.path} on {dataset.path} (threshold {args.threshold:g}, {how})")
         print(format_report(data, worst=args.worst))
         if report.skipped:

@@ -1,7 +1,9 @@
 """``nuclei-unet predict MODEL INPUT --out DIR``: one mask file per image.
 
-TIFF stacks, multi-channel and large images (and ``--channel``, ``--axes``,
-``--scheduler``...) go to :mod:`.predict_own`: labels TIFF + measurements CSV per file.
+Every image is segmented by ``core.segment.segment_image`` with ``--diameter`` (0 =
+automatic, the default) and ``--tta``, as the own-image path does. TIFF stacks,
+multi-channel and large images (and ``--channel``, ``--axes``, ``--scheduler``...) go
+to :mod:`.predict_own`: labels TIFF + measurements CSV per file.
 """
 
 from __future__ import annotations
@@ -98,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
 
     if wants_own_images(args):
         return run_own(args)
+    options = dataset_options(args)
     images = find_images(args.input)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -121,9 +124,9 @@ def run(args: argparse.Namespace) -> int:
     from ..bioimageio.load import load_any_model
     from ..core.dataset import DatasetError
     from ..core.device import configure_cpu_threads, resolve_device
-    from ..core.inference import predict_probability
     from ..core.instances import labels_from_probability
     from ..core.progress import Progress
+    from ..core.segment import segment_image
 
     device = resolve_device(args.device)
     loaded = load_any_model(args.model, device=device)  # checkpoint or bioimage.io
@@ -132,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     submission: dict[str, np.ndarray] = {}
     n_nuclei = 0
+    diameters: list[float] = []
+    resized = 0
     with ProgressBars(quiet=args.quiet) as bars:
         skipped = []
         for done, item in enumerate(images, start=1):
@@ -141,19 +146,21 @@ def run(args: argparse.Namespace) -> int:
                 skipped.append(exc)
                 note(f"skipped {item.name}: {' '.join(str(exc).split())}", quiet=args.quiet)
                 continue
-            prob = predict_probability(loaded.model, image, device=device)
-            if args.instances != "none":
+            result = segment_image(loaded.model, image, options, device=device)
+            prob = result.probability
+            diameters.append(result.diameter)
+            resized += result.scale != 1.0
+            labels = result.labels  # split as segment_image splits them
+            if args.instances == "components":
                 labels = labels_from_probability(prob, threshold=args.threshold,
-                                                 method=args.instances)
+                                                 method="components")
+            if args.instances != "none":
                 write_mask(targets[item.id], labels, args.format)
                 n_nuclei += int(labels.max())
             else:
                 mask = (prob > args.threshold).astype(np.uint8) * 255
                 write_mask(targets[item.id], mask, args.format)
             if args.submission:
-                if args.instances == "none":
-                    labels = labels_from_probability(prob, threshold=args.threshold,
-                                                     method="watershed")
                 submission[item.id] = labels
             bars(Progress("predict", done, len(images), item.id))
     if len(skipped) == len(images):
@@ -170,5 +177,28 @@ def run(args: argparse.Namespace) -> int:
         path = write_submission_csv(args.submission, submission)
         n_rows = sum(max(1, len(np.unique(v)) - 1) for v in submission.values())
         print(f"Wrote submission {path} ({len(submission)} images, {n_rows} rows)")
-    note(f"model: {loaded.path}", quiet=args.quiet)
+    note(f"model: {loaded.path}; {size_note(options, diameters, resized)}", quiet=args.quiet)
     return 0
+
+
+def dataset_options(args: argparse.Namespace) -> Any:
+    """The ``SegmentOptions`` of ``--diameter``, ``--tta`` and ``--threshold``."""
+    from ..core.segment import SegmentOptions
+
+    try:
+        return SegmentOptions(diameter=args.diameter, threshold=args.threshold, tta=args.tta)
+    except ValueError as exc:
+        raise ValueError(f"{exc} (--diameter / --threshold)") from None
+
+
+def size_note(options: Any, diameters: list[float], resized: int) -> str:
+    """Plain words for the nucleus diameter used (e.g. "automatic diameter, median 21 px")."""
+    import statistics
+
+    tta = ", TTA" if options.tta else ""
+    if options.diameter:
+        return f"nucleus diameter {options.diameter:g} px{tta}"
+    if not diameters:
+        return f"automatic nucleus diameter{tta}"
+    return (f"automatic nucleus diameter (median estimate {statistics.median(diameters):.0f} "
+            f"px; {resized} of {len(diameters)} image(s) resized){tta}")

@@ -30,13 +30,13 @@ def wants_own_images(args: argparse.Namespace) -> bool:
     """Whether ``predict`` should take the own-image path for these arguments.
 
     True for a TIFF/OME-TIFF file or ``.zarr`` folder, a folder of image files holding
-    a TIFF, or when ``--channel``, ``--axes``, ``--diameter``, ``--tta``,
-    ``--scheduler`` or ``--workers`` is given. DSB2018 datasets and folders of PNGs
-    keep the per-image mask output.
+    a TIFF, or when ``--channel``, ``--axes``, ``--scheduler`` or ``--workers`` is
+    given. DSB2018 datasets and folders of PNGs keep the per-image mask output (both
+    paths honour ``--diameter`` and ``--tta``).
     """
     if any(getattr(args, name, None) is not None for name in OWN_OPTIONS):
         return True
-    if getattr(args, "workers", 0) or getattr(args, "diameter", 0) or getattr(args, "tta", False):
+    if getattr(args, "workers", 0):
         return True
     root = Path(args.input)
     if _is_own_file(root):

@@ -1,8 +1,13 @@
 """Predict, then score: the service behind "Predict all" and "Score all" (no Qt).
 
-:func:`predict_and_score` predicts the samples that have no cached probability
-map and scores every sample against its label mask; :func:`labels_and_row`
-thresholds one cached map and scores it. Both are plain functions or generator
+:func:`predict_and_score` predicts the samples that have no cached prediction
+(through the network half of ``core.segment.segment_image``, automatic nucleus
+diameter by default) and scores every sample against its label mask;
+:func:`labels_and_row` thresholds one cached prediction and scores it, with the
+labels ``segment_image`` gives at that threshold (:func:`predicted_labels`).
+A cached prediction is a ``core.segment.NetworkMaps`` (maps at the network's
+scale, with the scale and diameter used) or, from older callers, a plain
+``(H, W)`` probability map at native scale. Both are plain functions or generator
 jobs (yielding :class:`~napari_nuclei_unet.core.progress.Progress`), run by the
 widgets in a worker (``widgets._prediction_service``) and usable headless.
 """
@@ -31,7 +36,8 @@ class PredictionResult:
     Attributes
     ----------
     probabilities : dict
-        New probability maps by sample id (only the samples that were predicted).
+        New predictions by sample id (only the samples that were predicted):
+        ``core.segment.NetworkMaps``, re-thresholded with :func:`predicted_labels`.
     rows : dict
         Scores by sample id (``core.evaluation.ImageRow``) of the samples that have
         a label mask, at ``threshold`` / ``instance_method``.
@@ -41,13 +47,16 @@ class PredictionResult:
         ``"watershed"`` or ``"components"``.
     cancelled : bool
         True when the job was stopped before the end (the results are partial).
+    diameter : float
+        Nucleus diameter option of the new predictions (pixels; 0 = automatic).
     """
 
-    probabilities: dict[str, np.ndarray] = field(default_factory=dict)
+    probabilities: dict[str, Any] = field(default_factory=dict)
     rows: dict[str, Any] = field(default_factory=dict)
     threshold: float = 0.5
     instance_method: str = INSTANCE_METHOD_SPLIT
     cancelled: bool = False
+    diameter: float = 0.0
 
 
 def network_of(model: Any) -> Any:
@@ -58,17 +67,21 @@ def network_of(model: Any) -> Any:
 def predict_and_score(
     model: Any,
     samples: Sequence[Sample],
-    cached: dict[str, np.ndarray] | None = None,
+    cached: dict[str, Any] | None = None,
     *,
     threshold: float = 0.5,
     instance_method: str = INSTANCE_METHOD_SPLIT,
     should_stop: Callable[[], bool] | None = None,
+    diameter: float = 0.0,
 ) -> Generator[Progress, None, PredictionResult]:
-    """Predict the samples that have no cached map, then score every sample.
+    """Predict the samples that have no cached prediction, then score every sample.
 
     A generator job (no Qt): it yields :class:`~napari_nuclei_unet.core.progress.Progress`
     updates (stage ``"predict"`` then ``"score"``) and returns a
-    :class:`PredictionResult`. It never changes ``cached``.
+    :class:`PredictionResult`. It never changes ``cached``. Each image is predicted as
+    ``segment_image`` does (``core.segment.predict_network_maps``): the nucleus
+    diameter estimated (``diameter`` 0) or given, the image resized to the model's
+    training nucleus size, dim images smoothed.
 
     Parameters
     ----------
@@ -77,35 +90,40 @@ def predict_and_score(
     samples : sequence of Sample
         The samples to predict and score.
     cached : dict, optional
-        Probability maps already computed by this model, by sample id; these
+        Predictions already made by this model at this diameter, by sample id; these
         samples are only scored.
     threshold : float, optional
-        Probability threshold for the masks.
+        Probability threshold for the masks (and for measuring nuclei when the
+        diameter is estimated).
     instance_method : {"watershed", "components"}, optional
         How a mask is split into nuclei.
     should_stop : callable, optional
         Checked between images; when it returns True the job returns what it has.
+    diameter : float, optional
+        Typical nucleus diameter in pixels; 0 (default) = automatic, per image.
 
     Returns
     -------
     PredictionResult
-        The new maps and the scores.
+        The new predictions and the scores.
     """
-    from napari_nuclei_unet.core.evaluation import rescore
+    from napari_nuclei_unet.core.segment import SegmentOptions, predict_network_maps
 
+    options = SegmentOptions(diameter=float(diameter), threshold=threshold)
     cached = dict(cached or {})
     todo = [s for s in samples if s.id not in cached]
-    result = PredictionResult(threshold=threshold, instance_method=instance_method)
-    if todo:
-        from napari_nuclei_unet.core.inference import predict_samples
-
-        result.probabilities = yield from predict_samples(
-            network_of(model), todo, should_stop=should_stop
-        )
-        cached.update(result.probabilities)
+    result = PredictionResult(threshold=threshold, instance_method=instance_method,
+                              diameter=float(diameter))
+    network = network_of(model)
+    for done, sample in enumerate(todo, start=1):
+        if stop_requested(should_stop):
+            break
+        result.probabilities[sample.id] = predict_network_maps(network, sample.image, options)
+        yield Progress("predict", done, len(todo), sample.id)
+    cached.update(result.probabilities)
     scorable = [s for s in samples if s.id in cached and s.has_labels]
     if scorable and not stop_requested(should_stop):
-        report = yield from rescore(
+        report = yield from rescore_cached(
             scorable, cached, threshold=threshold, instance_method=instance_method,
             should_stop=should_stop,
         )
@@ -114,30 +132,109 @@ def predict_and_score(
     return result
 
 
-def predicted_labels(prob: np.ndarray, *, threshold: float, instance_method: str) -> np.ndarray:
-    """Threshold a probability map and split it into nuclei, as ``score_prediction`` does.
+def rescore_cached(
+    samples: Sequence[Sample],
+    cached: dict[str, Any],
+    *,
+    threshold: float = 0.5,
+    instance_method: str = INSTANCE_METHOD_SPLIT,
+    should_stop: Callable[[], bool] | None = None,
+) -> Generator[Progress, None, Any]:
+    """Score cached predictions again, e.g. at a new threshold (no network run).
 
     Parameters
     ----------
-    prob : numpy.ndarray
-        ``(H, W)`` probabilities in [0, 1].
+    samples : sequence of Sample
+        Samples to score; those without labels are skipped.
+    cached : dict
+        Cached prediction by sample id (see the module notes).
+    threshold, instance_method, should_stop
+        As for :func:`predict_and_score`.
+
+    Yields
+    ------
+    Progress
+        ``Progress("score", i, n, sample_id)`` after each sample.
+
+    Returns
+    -------
+    EvaluationReport
+        The rows (``core.evaluation.EvaluationReport``).
+    """
+    from napari_nuclei_unet.core.evaluation import EvaluationReport
+
+    samples = list(samples)
+    report = EvaluationReport(threshold=threshold, instance_method=instance_method)
+    for i, sample in enumerate(samples):
+        if stop_requested(should_stop):
+            report.cancelled = True
+            break
+        if sample.has_labels:
+            _, row = labels_and_row(sample, cached[sample.id], threshold=threshold,
+                                    instance_method=instance_method)
+            report.rows.append(row)
+        else:
+            report.skipped.append(sample.id)
+        yield Progress("score", i + 1, len(samples), str(sample.id))
+    return report
+
+
+def predicted_labels(prob: Any, *, threshold: float, instance_method: str) -> np.ndarray:
+    """The nuclei of a cached prediction at ``threshold``, as ``segment_image`` gives them.
+
+    Parameters
+    ----------
+    prob : NetworkMaps or numpy.ndarray
+        A ``core.segment.NetworkMaps`` (labels from
+        ``core.segment.labels_from_maps``), or an ``(H, W)`` probability map at native
+        scale.
     threshold : float
-        Pixels with ``prob > threshold`` are foreground.
+        Pixels with a probability above it are foreground.
     instance_method : str
-        ``"watershed"`` or ``"components"``.
+        ``"watershed"`` (touching nuclei split) or ``"components"``.
 
     Returns
     -------
     numpy.ndarray
-        ``(H, W)`` int32 labels, 0 = background.
+        ``(H, W)`` int32 labels, 0 = background, in the image's pixels.
     """
+    from napari_nuclei_unet.core.segment import NetworkMaps, labels_from_maps
+
+    if isinstance(prob, NetworkMaps):
+        split = instance_method == INSTANCE_METHOD_SPLIT
+        return labels_from_maps(prob, threshold, split=split).labels
     from napari_nuclei_unet.core.instances import labels_from_probability
 
     return labels_from_probability(prob, threshold=threshold, method=instance_method)
 
 
+def score_labels(sample: Sample, labels: np.ndarray, *, threshold: float,
+                 instance_method: str) -> Any:
+    """Scores of predicted nuclei against ``sample``'s label mask.
+
+    Parameters
+    ----------
+    sample : Sample
+        A sample with a label mask.
+    labels : numpy.ndarray
+        ``(H, W)`` predicted nuclei (e.g. :func:`predicted_labels`).
+    threshold, instance_method
+        The settings they were made at (recorded, not applied again).
+
+    Returns
+    -------
+    ImageRow
+        ``core.evaluation.ImageRow``.
+    """
+    from napari_nuclei_unet.core.evaluation import score_prediction
+
+    shape_only = np.broadcast_to(np.float32(0), np.shape(labels))  # labels are given
+    return score_prediction(sample, shape_only, threshold=threshold,
+                            instance_method=instance_method, labels=labels)
+
+
 def labels_and_row(
-    sample: Sample, prob: np.ndarray, *, threshold: float, instance_method: str
+    sample: Sample, prob: Any, *, threshold: float, instance_method: str
 ) -> tuple[np.ndarray, Any]:
     """Predicted nuclei of one image and its scores (None without a label mask).
 
@@ -145,8 +242,8 @@ def labels_and_row(
     ----------
     sample : Sample
         The sample.
-    prob : numpy.ndarray
-        Its probability map.
+    prob : NetworkMaps or numpy.ndarray
+        Its cached prediction (see :func:`predicted_labels`).
     threshold : float
         Probability threshold.
     instance_method : str
@@ -158,15 +255,11 @@ def labels_and_row(
         ``(labels, row)``: ``(H, W)`` int32 labels and a ``core.evaluation.ImageRow``
         (or None when the sample has no label mask).
     """
-    from napari_nuclei_unet.core.evaluation import score_prediction
-
     labels = predicted_labels(prob, threshold=threshold, instance_method=instance_method)
     row = None
     if sample.has_labels:
-        row = score_prediction(sample, prob, threshold=threshold,
-                               instance_method=instance_method, labels=labels)
+        row = score_labels(sample, labels, threshold=threshold, instance_method=instance_method)
     return labels, row
-
 
 
 def splits_of(model: Any, sample_ids: Sequence[str]) -> dict[str, str]:

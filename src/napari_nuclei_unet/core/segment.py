@@ -451,6 +451,135 @@ def _labels_back(maps: np.ndarray, shape: tuple[int, int], scale: float,
     return labels.astype(np.int32, copy=False), back
 
 
+@dataclass(frozen=True, eq=False)  # holds arrays: compared by identity
+class NetworkMaps:
+    """A plane's maps at the network's scale: what :func:`segment_image` thresholds.
+
+    Kept by front ends that re-threshold without running the network again (the
+    Compare dock's cache): :func:`labels_from_maps` turns them into the labels
+    :func:`segment_image` gives at any threshold.
+
+    Attributes
+    ----------
+    maps : numpy.ndarray
+        ``(C, h, w)`` float32 maps at the network's scale (foreground, then contour for
+        two-head models).
+    shape : tuple of int
+        ``(H, W)`` of the input plane.
+    scale : float
+        Factor the plane was resized by before the network (1.0 = native).
+    diameter : float
+        Nucleus diameter (pixels) used: the given one, or the estimate.
+    smoothing : float
+        Gaussian sigma a dim integer plane was smoothed with (0 = none).
+    """
+
+    maps: np.ndarray
+    shape: tuple[int, int]
+    scale: float
+    diameter: float
+    smoothing: float = 0.0
+
+    @property
+    def size(self) -> int:
+        """Number of pixels of the input plane."""
+        return int(self.shape[0]) * int(self.shape[1])
+
+
+def predict_network_maps(
+    model, image: np.ndarray, options: SegmentOptions | None = None, *, device=None
+) -> NetworkMaps:
+    """The network part of :func:`segment_image`: diameter, smoothing, scale and maps.
+
+    Parameters
+    ----------
+    model : UNet
+        A loaded model (any mode).
+    image : numpy.ndarray
+        ``(H, W)`` grey or ``(H, W, C)`` colour plane of any real dtype.
+    options : SegmentOptions, optional
+        As for :func:`segment_image`; ``threshold`` only matters to the diameter estimate.
+    device : torch.device or str, optional
+        Where to compute.
+
+    Returns
+    -------
+    NetworkMaps
+        Give it to :func:`labels_from_maps` for the labels at any threshold.
+    """
+    return _network_maps(model, image, options or SegmentOptions(), device)[0]
+
+
+def _network_maps(model, image, options: SegmentOptions, device):
+    """:func:`predict_network_maps`, plus the labels at ``options.threshold`` when known."""
+    image = np.asarray(image)
+    if image.ndim not in (2, 3) or min(image.shape[:2]) < 1:
+        raise ValueError(f"expected one 2-D plane (H, W) or (H, W, C), got shape {image.shape}")
+    height, width = image.shape[:2]
+    if options.diameter > 0:
+        diameter = float(options.diameter)
+        scale = model_diameter(model) / diameter
+        if abs(scale - 1.0) <= 0.05:
+            scale = 1.0
+        image, maps, sigma = denoise_dim(model, image, options, scale=scale, device=device)
+        if maps is None:
+            maps = _at_scale(model, image, scale, options, device)
+        labels = None
+    else:
+        image, native, sigma = denoise_dim(model, image, options, device=device)
+        diameter, scale, maps, labels = _estimate(model, image, options, device, native)
+    return NetworkMaps(maps, (height, width), scale, diameter, sigma), labels
+
+
+def labels_from_maps(
+    network: NetworkMaps, threshold: float = 0.5, *, split: bool = True
+) -> Segmentation:
+    """The :class:`Segmentation` of maps kept from :func:`predict_network_maps`.
+
+    ``labels_from_maps(predict_network_maps(model, image, options), options.threshold)``
+    is ``segment_image(model, image, options)``; another threshold gives the labels
+    :func:`segment_image` would give at it with the same diameter and scale, without
+    running the network again.
+
+    Parameters
+    ----------
+    network : NetworkMaps
+        The maps.
+    threshold : float, optional
+        Foreground probability threshold.
+    split : bool, optional
+        True (default): nuclei split as :func:`segment_image` does. False: every
+        connected foreground region of the input's pixels is one nucleus.
+
+    Returns
+    -------
+    Segmentation
+        Labels and maps in the input's pixels.
+    """
+    return _segmentation(network, threshold, split)
+
+
+def _segmentation(network: NetworkMaps, threshold: float, split: bool = True,
+                  small: np.ndarray | None = None) -> Segmentation:
+    """:func:`labels_from_maps`; ``small``: the labels at the network's scale, if known."""
+    maps, scale = network.maps, network.scale
+    if scale == 1.0:
+        labels = small
+        if labels is None and split:
+            labels = _labels(maps, threshold)
+    else:
+        if split:
+            labels, maps = _labels_back(maps, tuple(network.shape), scale, threshold, small)
+        else:
+            maps = np.stack([np.clip(_resize(m, tuple(network.shape), 1), 0.0, 1.0)
+                             for m in maps])
+    if not split:
+        labels = labels_from_probability(maps[0], threshold=threshold, method="components")
+    contour = maps[1] if maps.shape[0] > 1 else None
+    return Segmentation(labels=labels, probability=maps[0], diameter=network.diameter,
+                        scale=scale, contour=contour, smoothing=network.smoothing)
+
+
 def segment_image(
     model, image: np.ndarray, options: SegmentOptions | None = None, *, device=None
 ) -> Segmentation:
@@ -462,6 +591,7 @@ def segment_image(
     diameter in pixels the plane is resized by ``training diameter / diameter``.
     A dim integer image is smoothed first, as much as the network finds best
     (:func:`denoise_dim`). Labels and maps are returned in the input's pixels.
+    The two halves are :func:`predict_network_maps` and :func:`labels_from_maps`.
 
     Parameters
     ----------
@@ -480,26 +610,6 @@ def segment_image(
         Labels and probability in the input's pixels, and the diameter and scale used.
     """
     options = options or SegmentOptions()
-    image = np.asarray(image)
-    if image.ndim not in (2, 3) or min(image.shape[:2]) < 1:
-        raise ValueError(f"expected one 2-D plane (H, W) or (H, W, C), got shape {image.shape}")
-    height, width = image.shape[:2]
-    if options.diameter > 0:
-        diameter = float(options.diameter)
-        scale = model_diameter(model) / diameter
-        if abs(scale - 1.0) <= 0.05:
-            scale = 1.0
-        image, maps, sigma = denoise_dim(model, image, options, scale=scale, device=device)
-        if maps is None:
-            maps = _at_scale(model, image, scale, options, device)
-        labels = None
-    else:
-        image, native, sigma = denoise_dim(model, image, options, device=device)
-        diameter, scale, maps, labels = _estimate(model, image, options, device, native)
-    if scale == 1.0:
-        labels = _labels(maps, options.threshold) if labels is None else labels
-    else:
-        labels, maps = _labels_back(maps, (height, width), scale, options.threshold, labels)
-    contour = maps[1] if maps.shape[0] > 1 else None
-    return Segmentation(labels=labels, probability=maps[0], diameter=diameter, scale=scale,
-                        contour=contour, smoothing=sigma)
+    network, labels = _network_maps(model, image, options, device)
+    # the estimate's labels were made at this threshold: reused, not made again
+    return _segmentation(network, options.threshold, True, labels)

@@ -19,6 +19,7 @@ from napari_nuclei_unet.core.predict_score import (
     labels_and_row,
     predict_and_score,
     predicted_labels,
+    rescore_cached,
 )
 from napari_nuclei_unet.core.progress import Progress
 from napari_nuclei_unet.widgets import _compare_layers as compare_layers
@@ -30,7 +31,7 @@ from napari_nuclei_unet.widgets._layers import (
     show_sample,
 )
 from napari_nuclei_unet.widgets._progress import ThrottledProgress
-from napari_nuclei_unet.widgets._session import model_name, session_for
+from napari_nuclei_unet.widgets._session import diameter_text, model_name, session_for
 from napari_nuclei_unet.widgets._workers import notify
 
 if TYPE_CHECKING:
@@ -45,6 +46,12 @@ DISPLAY_JOB = "compare display"
 #: Job kind of re-scoring the cached maps after a threshold change.
 RESCORE_JOB = "rescore"
 
+DIAMETER_TOOLTIP = (
+    "Typical nucleus diameter in pixels; 0 = automatic (measured on each image). "
+    "Images whose nuclei are far from the size the model was trained at are resized "
+    "before the network. Changing it keeps the predictions made so far aside: set it "
+    "back to see them."
+)
 NO_MODEL_MESSAGE = "Load a model in the Model panel first (or click 'Load default model')."
 NO_SAMPLE_MESSAGE = "Select an image in the Data panel first."
 NO_SAMPLES_MESSAGE = "No images are loaded yet. Open a dataset in the Data panel first."
@@ -116,13 +123,13 @@ def _settings(session: Any) -> tuple[float, str]:
 
 
 def start_rescore_job(viewer: napari.Viewer, *, exclude: str | None = None) -> Any:
-    """Score every cached probability map again at the session's current settings.
+    """Score every cached prediction again at the session's current settings.
 
-    Runs :func:`napari_nuclei_unet.core.evaluation.rescore` in a worker. The job
-    stops by itself when the threshold or the split changes again (a newer
-    re-scoring job takes over), and its rows are merged into ``session.rows``
-    only while the settings are still those it used; ``scores_changed`` is
-    emitted at the end.
+    Runs :func:`napari_nuclei_unet.core.predict_score.rescore_cached` in a worker.
+    The job stops by itself when the threshold or the split changes again (a newer
+    re-scoring job takes over), or the model or diameter changes, and its rows are
+    merged into ``session.rows`` only while the settings are still those it used;
+    ``scores_changed`` is emitted at the end.
 
     Parameters
     ----------
@@ -136,8 +143,6 @@ def start_rescore_job(viewer: napari.Viewer, *, exclude: str | None = None) -> A
     WorkerBase or None
         The worker, or None when there was nothing to score.
     """
-    from napari_nuclei_unet.core.evaluation import rescore
-
     session = session_for(viewer)
     samples = [
         s for sid, s in session.samples.items()
@@ -146,9 +151,10 @@ def start_rescore_job(viewer: napari.Viewer, *, exclude: str | None = None) -> A
     if not samples:
         return None
     settings = _settings(session)
+    owner = (session.model, session.diameter)
 
     def outdated() -> bool:
-        return _settings(session) != settings
+        return _settings(session) != settings or (session.model, session.diameter) != owner
 
     def keep(report: Any) -> None:
         if outdated():
@@ -157,7 +163,7 @@ def start_rescore_job(viewer: napari.Viewer, *, exclude: str | None = None) -> A
 
     return session.jobs.start(
         RESCORE_JOB,
-        rescore,
+        rescore_cached,
         samples,
         dict(session.probabilities),
         threshold=settings[0],
@@ -218,8 +224,9 @@ def start_prediction_job(
     Shared by the Compare dock and the IoU panel. User mistakes (no model, a job
     already running) are notified and nothing is started. On success the new
     probability maps and scores are merged into the session (main thread) and
-    ``predictions_changed`` / ``scores_changed`` are emitted; results of a model
-    that was replaced meanwhile are dropped.
+    ``predictions_changed`` / ``scores_changed`` are emitted. Images are predicted
+    at the session's nucleus diameter (0 = automatic, per image); results of a model
+    or a diameter that was replaced meanwhile are kept aside for it.
 
     Parameters
     ----------
@@ -250,20 +257,25 @@ def start_prediction_job(
         notify(BUSY_MESSAGE)
         return None
     model = session.model
+    diameter = session.diameter
     outcome: dict[str, PredictionResult] = {}
 
     def keep(result: PredictionResult) -> None:
         outcome["result"] = result
         settings = (result.threshold, result.instance_method)
-        if session.model is not model:
-            session.keep_for(model, result.probabilities, result.rows.values(), settings)
+        if session.model is not model or session.diameter != diameter:
+            session.keep_for(model, result.probabilities, result.rows.values(), settings,
+                             diameter=diameter)
+            what = ("model" if session.model is not model else "nucleus diameter")
             notify(
-                "The model was changed during the prediction: its results are kept for "
-                f"{model_name(model)} (load that model again to see them).",
+                f"The {what} was changed during the prediction: its results are kept for "
+                f"{model_name(model)} at {diameter_text(diameter)} (choose them again to "
+                "see them).",
                 warning=True,
             )
             return
-        session.add_predictions(model, result.probabilities, result.rows.values(), settings)
+        session.add_predictions(model, result.probabilities, result.rows.values(), settings,
+                                diameter=diameter)
         if _settings(session) != settings:
             # the threshold moved during the job: score everything at the new one
             start_rescore_job(viewer)
@@ -282,6 +294,7 @@ def start_prediction_job(
         dict(session.probabilities),
         threshold=session.threshold,
         instance_method=_settings(session)[1],
+        diameter=diameter,
         should_stop=should_stop,
         on_yielded=on_progress,
         on_returned=keep,
@@ -304,8 +317,8 @@ def display_arrays(sample: Sample, prob: np.ndarray, *, threshold: float,
     ----------
     sample : Sample
         The sample.
-    prob : numpy.ndarray
-        Its probability map.
+    prob : NetworkMaps or numpy.ndarray
+        Its cached prediction.
     threshold : float
         Probability threshold.
     instance_method : str
@@ -321,3 +334,22 @@ def display_arrays(sample: Sample, prob: np.ndarray, *, threshold: float,
                                  instance_method=instance_method)
     truth = sample.labels if sample.has_labels else None
     return labels, row, compare_layers.comparison_arrays(truth, labels)
+
+
+def format_scores(row: Any, prob: Any = None) -> str:
+    """The Compare dock's lines for one scored image (and how it was predicted)."""
+    return (
+        f"IoU {row.iou:.3f}  ·  Dice {row.dice:.3f}\n"
+        f"AP@0.5 {row.ap50:.3f}  ·  DSB score {row.dsb_score:.3f}\n"
+        f"{row.n_true} nuclei in the label mask, {row.n_pred} predicted" + scale_text(prob)
+    )
+
+
+def scale_text(prob: Any) -> str:
+    """How a cached prediction was made: nucleus diameter and resizing ("" if unknown)."""
+    diameter = getattr(prob, "diameter", None)
+    if diameter is None:
+        return ""
+    scale = float(getattr(prob, "scale", 1.0))
+    resized = "native scale" if scale == 1.0 else f"resized ×{scale:.2f}"
+    return f"\nNucleus diameter {diameter:.0f} px, {resized}"

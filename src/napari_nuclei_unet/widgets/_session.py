@@ -44,7 +44,12 @@ class Session:
     model : LoadedModel or None
         The model used for prediction (``core.checkpoint.LoadedModel``).
     probabilities : dict
-        Cached probability maps by sample id, from the current model.
+        Cached predictions by sample id, from the current model at the current
+        :attr:`diameter` (``core.segment.NetworkMaps``, or plain probability maps),
+        re-thresholded with ``core.predict_score.predicted_labels``.
+    diameter : float
+        Nucleus diameter (pixels) the predictions are made with; 0 = automatic.
+        Results are kept per model *and* diameter (:meth:`set_diameter`).
     threshold : float
         Threshold applied to the probability maps.
     instance_method : str
@@ -57,8 +62,9 @@ class Session:
         ``(threshold, instance_method)`` each row was scored at (a row without an
         entry counts as current); see :meth:`current_rows`.
     kept_results : dict
-        Predictions and scores of the models used before, by :func:`model_key`;
-        :meth:`set_model` puts them aside and brings them back.
+        Predictions and scores of the models (or diameters) used before, by
+        :func:`results_key`; :meth:`set_model` and :meth:`set_diameter` put them
+        aside and bring them back.
     edited_labels : dict
         Label masks edited by hand in the viewer, by ``(dataset path, sample id)``;
         kept when the user moves to another sample (``Sample.labels`` stays the
@@ -72,7 +78,8 @@ class Session:
     samples: dict[str, Sample] = field(default_factory=dict)
     current_id: str | None = None
     model: Any = None
-    probabilities: dict[str, np.ndarray] = field(default_factory=dict)
+    probabilities: dict[str, Any] = field(default_factory=dict)
+    diameter: float = 0.0
     threshold: float = 0.5
     instance_method: str = "watershed"
     rows: dict[str, Any] = field(default_factory=dict)
@@ -110,26 +117,68 @@ class Session:
         str
             A sentence saying what was kept ("" when there was nothing to keep).
         """
-        note = ""
         old = self.model
-        if old is not None and (self.probabilities or self.rows):
-            key = model_key(old)
-            self.kept_results[key] = ModelResults(
-                model_name(old), dict(self.probabilities), dict(self.rows),
+        kept = self._switch(model, self.diameter)
+        note = ""
+        if kept is not None:
+            note = (f"The predictions and scores of {model_name(old)} ({kept} scored "
+                    "image(s)) are kept: load that model again to see them.")
+        self.model_changed.emit()
+        return self._done(note)
+
+    def set_diameter(self, diameter: float) -> str:
+        """Predict with nucleus diameter ``diameter`` (pixels, 0 = automatic) from now on.
+
+        Predictions made at another diameter are not those the network would give
+        now: like a new model, the current results are put aside (not dropped) and
+        those made before at ``diameter`` with this model come back.
+
+        Parameters
+        ----------
+        diameter : float
+            The diameter; 0 = automatic.
+
+        Returns
+        -------
+        str
+            A sentence saying what was kept ("" when there was nothing to keep).
+        """
+        diameter = float(diameter)
+        if diameter == self.diameter:
+            return ""
+        old = self.diameter
+        kept = self._switch(self.model, diameter)
+        note = ""
+        if kept is not None:
+            note = (f"The predictions and scores at {diameter_text(old)} ({kept} scored "
+                    f"image(s)) are kept: set the diameter back to {old:g} to see them.")
+        return self._done(note)
+
+    def _switch(self, model: Any, diameter: float) -> int | None:
+        """Put the results in use aside, then bring those of (model, diameter) back.
+
+        Returns how many scored images were put aside (None: nothing was kept).
+        """
+        kept_rows = None
+        if self.model is not None and (self.probabilities or self.rows):
+            self.kept_results[results_key(self.model, self.diameter)] = ModelResults(
+                model_name(self.model), dict(self.probabilities), dict(self.rows),
                 dict(self.rows_settings), self.dataset,
             )
-            note = (f"The predictions and scores of {model_name(old)} ({len(self.rows)} scored "
-                    "image(s)) are kept: load that model again to see them.")
-        self.model = model
+            kept_rows = len(self.rows)
+        self.model, self.diameter = model, float(diameter)
         self.probabilities.clear()
         self.rows.clear()
         self.rows_settings.clear()
-        kept = self.kept_results.pop(model_key(model), None) if model is not None else None
+        key = results_key(model, self.diameter) if model is not None else None
+        kept = self.kept_results.pop(key, None) if key is not None else None
         if kept is not None and kept.dataset is self.dataset:
             self.probabilities.update(kept.probabilities)
             self.rows.update(kept.rows)
             self.rows_settings.update(kept.rows_settings)
-        self.model_changed.emit()
+        return kept_rows
+
+    def _done(self, note: str) -> str:
         self.predictions_changed.emit()
         self.scores_changed.emit()
         if note:
@@ -192,14 +241,15 @@ class Session:
         if changed:
             self.scores_changed.emit()
 
-    def add_predictions(self, model: Any, probabilities: dict[str, np.ndarray],
-                        rows: Iterable[Any] = (), settings: tuple[float, str] | None = None
-                        ) -> bool:
-        """Keep the maps (and scores) a job computed with ``model``.
+    def add_predictions(self, model: Any, probabilities: dict[str, Any],
+                        rows: Iterable[Any] = (), settings: tuple[float, str] | None = None,
+                        diameter: float | None = None) -> bool:
+        """Keep the maps (and scores) a job computed with ``model`` (at ``diameter``).
 
-        Returns False (nothing kept) when the session's model changed meanwhile.
+        Returns False (nothing kept) when the session's model or diameter changed
+        meanwhile (``diameter`` None: the current one).
         """
-        if model is not self.model:
+        if model is not self.model or (diameter is not None and diameter != self.diameter):
             return False
         self.probabilities.update(probabilities)
         self.predictions_changed.emit()
@@ -208,15 +258,21 @@ class Session:
             self.put_rows(rows, settings)
         return True
 
-    def keep_for(self, model: Any, probabilities: dict[str, np.ndarray],
-                 rows: Iterable[Any] = (), settings: tuple[float, str] | None = None) -> None:
-        """Keep results of ``model`` that came back after another model was chosen."""
-        if model is self.model:
+    def keep_for(self, model: Any, probabilities: dict[str, Any],
+                 rows: Iterable[Any] = (), settings: tuple[float, str] | None = None,
+                 diameter: float | None = None) -> None:
+        """Keep results of ``model`` at ``diameter`` that came back after a switch.
+
+        ``diameter`` None: the current one.
+        """
+        diameter = self.diameter if diameter is None else float(diameter)
+        if model is self.model and diameter == self.diameter:
             self.add_predictions(model, probabilities, rows, settings)
             return
         settings = self.settings() if settings is None else settings
         kept = self.kept_results.setdefault(
-            model_key(model), ModelResults(model_name(model), {}, {}, {}, self.dataset))
+            results_key(model, diameter),
+            ModelResults(model_name(model), {}, {}, {}, self.dataset))
         kept.probabilities.update(probabilities)
         for row in rows:
             kept.rows[row.id] = row
@@ -257,6 +313,16 @@ def model_key(model: Any) -> str:
     except OSError:
         stamp = 0
     return f"{Path(path).resolve()}@{stamp}"
+
+
+def results_key(model: Any, diameter: float) -> str:
+    """Key of a model's results at one nucleus diameter (see :func:`model_key`)."""
+    return f"{model_key(model)}|diameter={float(diameter):g}"
+
+
+def diameter_text(diameter: float) -> str:
+    """``"automatic diameter"`` or ``"diameter 30 px"``."""
+    return "automatic diameter" if not diameter else f"diameter {float(diameter):g} px"
 
 
 def model_name(model: Any) -> str:

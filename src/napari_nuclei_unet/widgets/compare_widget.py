@@ -1,8 +1,11 @@
 """Compare dock: the prediction beside (or over) the label mask, re-thresholded live.
 
 The network runs in a background worker (``core.predict_score.predict_and_score``,
-started by :mod:`napari_nuclei_unet.widgets._prediction_service`) and its
-probability maps are cached in the session, so moving the threshold slider or
+started by :mod:`napari_nuclei_unet.widgets._prediction_service`), as
+``core.segment.segment_image`` runs it: at the "Diameter (px)" field's nucleus
+diameter, 0 = estimated per image (images whose nuclei are far from the training
+size are resized). Its maps are cached in the session (at the network's scale, with
+the scale used), so moving the threshold slider or
 switching the "split touching nuclei" toggle only re-thresholds the cached map:
 the prediction and error layers and the scores follow at once, the network is
 never run again. The layers themselves are managed by
@@ -50,6 +53,7 @@ from napari_nuclei_unet.widgets._layers import (
 )
 from napari_nuclei_unet.widgets._prediction_service import (  # noqa: F401  (re-exported)
     BUSY_MESSAGE,
+    DIAMETER_TOOLTIP,
     DISPLAY_JOB,
     NO_MODEL_MESSAGE,
     NO_SAMPLE_MESSAGE,
@@ -57,7 +61,9 @@ from napari_nuclei_unet.widgets._prediction_service import (  # noqa: F401  (re-
     PREDICT_JOB,
     RESCORE_JOB,
     display_arrays,
+    format_scores,
     reset_prediction_progress,
+    scale_text,
     show_prediction,
     show_prediction_progress,
     start_prediction_job,
@@ -93,14 +99,6 @@ def _legend_html() -> str:
     return "<br>".join(lines)
 
 
-def _format_row(row: Any) -> str:
-    return (
-        f"IoU {row.iou:.3f}  ·  Dice {row.dice:.3f}\n"
-        f"AP@0.5 {row.ap50:.3f}  ·  DSB score {row.dsb_score:.3f}\n"
-        f"{row.n_true} nuclei in the label mask, {row.n_pred} predicted"
-    )
-
-
 class CompareWidget(QWidget):
     """Dock widget: predict, then compare the prediction with the label mask.
 
@@ -115,7 +113,7 @@ class CompareWidget(QWidget):
     -----
     Public methods (used by the demo and the tests): :meth:`predict_current`,
     :meth:`predict_all`, :meth:`cancel`, :meth:`set_mode`, :meth:`set_threshold`,
-    :meth:`set_split_touching`, :meth:`load_default_model`, :meth:`refresh`,
+    :meth:`set_split_touching`, :meth:`set_diameter`, :meth:`load_default_model`, :meth:`refresh`,
     :meth:`is_busy`.
     """
 
@@ -135,6 +133,7 @@ class CompareWidget(QWidget):
 
     # ------------------------------------------------------------------ UI
     def _build(self) -> None:
+        from magicgui.widgets import Container, FloatSpinBox
         from superqt import QLabeledDoubleSlider
 
         layout = QVBoxLayout(self)
@@ -147,6 +146,15 @@ class CompareWidget(QWidget):
         model_row.addWidget(self.model_label, 1)
         model_row.addWidget(self.load_default_button)
         layout.addLayout(model_row)
+
+        self.diameter = FloatSpinBox(label="Diameter (px)", value=self.session.diameter,
+                                     min=0.0, max=1000.0, step=1.0)
+        self.diameter.tooltip = DIAMETER_TOOLTIP
+        self.diameter.native.setKeyboardTracking(False)  # one change per edit, not per key
+        self.diameter.native.setSpecialValueText("0 (automatic)")
+        self._diameter_form = Container(widgets=[self.diameter])
+        self._diameter_form.margins = (0, 0, 0, 0)
+        layout.addWidget(self._diameter_form.native)
 
         buttons = QHBoxLayout()
         self.predict_button = QPushButton("Predict this image")
@@ -241,6 +249,7 @@ class CompareWidget(QWidget):
             lambda: self.set_threshold(self.threshold_slider.value())
         )
         self.split_checkbox.toggled.connect(self.set_split_touching)
+        self.diameter.changed.connect(self.set_diameter)
         session = self.session
         session.current_changed.connect(self._on_current_changed)
         session.model_changed.connect(self._update_model_status)
@@ -347,6 +356,18 @@ class CompareWidget(QWidget):
             instance_method=INSTANCE_METHOD_SPLIT if split else INSTANCE_METHOD_PLAIN
         )
         self._scores_settings_changed()
+
+    def set_diameter(self, value: float) -> None:
+        """Predict at nucleus diameter ``value`` (pixels; 0 = automatic) from now on.
+
+        Results at the former diameter are put aside, those made before at ``value``
+        come back (``Session.set_diameter``); nothing is predicted here.
+        """
+        value = max(0.0, float(value))
+        if abs(self.diameter.value - value) > 1e-9:
+            self.diameter.value = value  # -> changed -> here again
+            return
+        self.session.set_diameter(value)
 
     def _scores_settings_changed(self) -> None:
         """Threshold or split changed: refresh the shown image now, the others in a worker."""
@@ -461,6 +482,9 @@ class CompareWidget(QWidget):
         self.refresh()
 
     def _on_predictions_changed(self) -> None:
+        if abs(self.diameter.value - self.session.diameter) > 1e-9:
+            with self.diameter.changed.blocked():
+                self.diameter.value = self.session.diameter
         self._labels_key = None
         self._labels = None
         self._arrays = None
@@ -549,19 +573,17 @@ class CompareWidget(QWidget):
         if not sample.has_labels:
             self.metrics_label.setText(
                 f"{short_id(sample.id)}: {int(pred_labels.max())} nuclei predicted. "
-                "IoU needs a label mask, and this image has none."
+                "IoU needs a label mask, and this image has none." + scale_text(prob)
             )
             return
         row = self.session.rows.get(sample.id)
         if row is None or (rescore and prob.size <= SYNC_PIXELS):
-            from napari_nuclei_unet.core.evaluation import score_prediction
+            from napari_nuclei_unet.core.predict_score import score_labels
 
-            row = score_prediction(
-                sample, prob, threshold=self.session.threshold,
-                instance_method=self.instance_method, labels=pred_labels,
-            )
+            row = score_labels(sample, pred_labels, threshold=self.session.threshold,
+                               instance_method=self.instance_method)
             self.session.put_rows([row], (self.session.threshold, self.instance_method))
-        self.metrics_label.setText(_format_row(row))
+        self.metrics_label.setText(format_scores(row, prob))
 
     def _start_display_job(self, sample: Sample, prob: np.ndarray, key: tuple) -> None:
         """Threshold, split and score a large image in a worker, then show it."""
