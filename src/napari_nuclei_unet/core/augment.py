@@ -128,6 +128,8 @@ class CropSampler:
                 mask = mask + contour_map(labels).astype(np.uint8) * 2  # bit 0 fg, bit 1 contour
             colour.append(_is_colour(image))
             image, mask = _pad_to_at_least(image, mask, self.window)
+            if not image.flags.writeable:  # e.g. a memory-mapped or cached sample
+                image = image.copy()  # torch must not share memory it cannot write
             self.images.append(torch.from_numpy(image).to(self.device))
             self.masks.append(torch.from_numpy(mask).to(self.device))
         self.norm = torch.tensor(params, dtype=torch.float32, device=self.device)
