@@ -13,6 +13,12 @@ outside the native range). Automatic diameter is the default of every front end
 
     python benchmarks/bench_predict.py [--base-width 16] [--depth 4] [--sizes 256 1024]
         [--repeats 10] [--threads N] [--checkpoint path|default] [--device cpu]
+        [--real STAGE1_TRAIN [--real-count 30]]
+
+``--real`` also times ``segment_image`` with the default automatic diameter on real
+256 x 256 images of DSB2018 ``stage1_train`` (the checkpoint's validation images
+first, then others), as a user meets it: the median and 90th percentile over the
+images, and how many needed a second pass at another scale.
 """
 
 from __future__ import annotations
@@ -64,6 +70,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--checkpoint", default=None, help="load weights (path or 'default')")
     parser.add_argument("--tile-size", type=int, default=None)
+    parser.add_argument("--real", default=None, metavar="STAGE1_TRAIN",
+                        help="also time automatic-diameter segment_image on real 256x256 images")
+    parser.add_argument("--real-count", type=int, default=30)
     args = parser.parse_args()
 
     device = resolve_device(args.device)
@@ -116,6 +125,35 @@ def main() -> None:
               f"{full:.1f} | {whole:.1f} | {best:.1f} | {verdict(whole, target)} | "
               f"{auto:.1f} | {verdict(auto, target)} |")
     print("(median ms over", args.repeats, "runs; 'best' = fastest segment_image run)")
+    if args.real:
+        real_images(model, args.real, args.real_count, device, getattr(args, "checkpoint", None))
+
+
+def real_images(model, root: str, count: int, device: torch.device, checkpoint) -> None:
+    """Time default (automatic-diameter) ``segment_image`` on real 256 x 256 images."""
+    from napari_nuclei_unet.core.dataset import DSBDataset
+
+    dataset = DSBDataset.open(root)
+    val_ids: list[str] = []
+    if checkpoint:
+        from napari_nuclei_unet.core.checkpoint import load_checkpoint
+
+        meta = load_checkpoint(checkpoint, device="cpu").metadata
+        val_ids = list((meta.get("training_data") or {}).get("val_ids") or [])
+    square = {i.id for i in dataset.infos if (i.height, i.width) == (256, 256)}
+    ids = [i for i in val_ids if i in square]
+    ids += sorted(square - set(ids))
+    times, resized = [], 0
+    for sample_id in ids[:count]:
+        image = dataset.load(sample_id).image
+        median, _ = timed(lambda: segment_image(model, image), 3, device)  # noqa: B023
+        times.append(median)
+        resized += segment_image(model, image).scale != 1.0
+    times.sort()
+    p90 = times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))]
+    print(f"real 256x256 images ({len(times)}, validation first), segment_image with automatic "
+          f"diameter: median {statistics.median(times):.1f} ms, 90th percentile {p90:.1f} ms, "
+          f"max {times[-1]:.1f} ms; {resized} needed a pass at another scale")
 
 
 if __name__ == "__main__":
