@@ -150,6 +150,10 @@ class FinetuneResult:
         or held-out images, or on the regression set (see :func:`adoption`).
     reason : str
         A plain sentence saying why (shown by the Retrain dock and the CLI).
+    views : tuple of dict
+        Per correction, how it was shown to the network (``id``, ``scale``,
+        ``smoothing``, ``diameter``, ``shape``; see :mod:`.view`); empty when the round
+        trained at native pixels.
     """
 
     version: ModelVersion | None
@@ -164,6 +168,7 @@ class FinetuneResult:
     regression: tuple[ScoreChange, ...] = ()
     adopted: bool = False
     reason: str = ""
+    views: tuple[dict[str, Any], ...] = ()
 
     @property
     def checkpoint(self) -> Path | None:
@@ -199,6 +204,7 @@ class FinetuneResult:
             "ratio": self.ratio,
             "n_original": self.n_original,
             "elapsed_s": self.elapsed_s,
+            "inference_views": [dict(v) for v in self.views],
         }
         for which in ("corrected", "held_out", "regression", "evaluation"):
             out[which] = {"mean_iou_before": self.mean_iou(which, "before"),
