@@ -121,6 +121,21 @@ def score_all(model, samples, cache=None, key="", options=None):
     return [rows[s.id] for s in samples]
 
 
+def timed_round(job):
+    """Drive a round; its result and the seconds at which each phase ended."""
+    tic = time.perf_counter()
+    marks = {}
+    try:
+        while True:
+            update = next(job)
+            stage = getattr(update, "stage", type(update).__name__)
+            stage = "train" if stage in ("TrainStep", "EpochEnd") else stage
+            marks[stage] = time.perf_counter() - tic
+    except StopIteration as end:
+        marks["total"] = time.perf_counter() - tic
+        return end.value, marks
+
+
 def mean(rows, field):
     """Mean of one ImageRow field (NaN when empty)."""
     return float(np.mean([getattr(r, field) for r in rows])) if rows else float("nan")
@@ -160,7 +175,6 @@ def main(argv: list[str] | None = None) -> int:
     from napari_nuclei_unet.core.checkpoint import load_checkpoint, read_metadata
     from napari_nuclei_unet.core.dataset import DSBDataset
     from napari_nuclei_unet.core.finetune import REPLAY_DIR, finetune
-    from napari_nuclei_unet.core.progress import drive
     from napari_nuclei_unet.core.segment import SegmentOptions
 
     torch.set_num_threads(1)
@@ -184,16 +198,16 @@ def main(argv: list[str] | None = None) -> int:
         before_other = score_all(base.model, others, options=options)
         before_val = score_all(base.model, val_other, cache, "base", options=options)
         with tempfile.TemporaryDirectory() as project:
-            tic = time.perf_counter()
-            result = drive(finetune(args.model, corrections, out_dir=project, ratio=args.ratio,
-                                    config_overrides=overrides, replay=not args.no_replay))
-            round_s = time.perf_counter() - tic
+            result, marks = timed_round(finetune(
+                args.model, corrections, out_dir=project, ratio=args.ratio,
+                config_overrides=overrides, replay=not args.no_replay))
+            round_s = marks["total"]
             tuned = load_checkpoint(result.checkpoint, device="cpu")
             after_other = score_all(tuned.model, others, options=options)
             after_val = score_all(tuned.model, val_other, options=options)
         row = {
             "domain": domain, "n_correct": len(corrections), "n_other": len(others),
-            "n_val_other": len(val_other), "round_s": round_s,
+            "n_val_other": len(val_other), "round_s": round_s, "phases_s": marks,
             "iou_other": [mean(before_other, "iou"), mean(after_other, "iou")],
             "dsb_other": [mean(before_other, "dsb_score"), mean(after_other, "dsb_score")],
             "iou_val_other": [mean(before_val, "iou"), mean(after_val, "iou")],
