@@ -136,6 +136,17 @@ def timed_round(job):
         return end.value, marks
 
 
+def views_of(model, samples, options):
+    """(scale, smoothing) that ``segment_image`` picks for each sample with ``model``."""
+    from napari_nuclei_unet.core.segment import segment_image
+
+    out = []
+    for sample in samples:
+        seg = segment_image(model, sample.image, options, device="cpu")
+        out.append([round(float(seg.scale), 3), float(seg.smoothing)])
+    return out
+
+
 def mean(rows, field):
     """Mean of one ImageRow field (NaN when empty)."""
     return float(np.mean([getattr(r, field) for r in rows])) if rows else float("nan")
@@ -163,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ratio", type=float, default=None)
     parser.add_argument("--no-replay", action="store_true")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--views", action="store_true",
+                        help="also record the scale and smoothing segment_image picks for "
+                             "each other image with the base and the new model")
     parser.add_argument("--native", action="store_true",
                         help="score at native pixels (as before), not as segment_image "
                              "predicts with an automatic diameter")
@@ -204,8 +218,13 @@ def main(argv: list[str] | None = None) -> int:
             round_s = marks["total"]
             tuned = load_checkpoint(result.checkpoint, device="cpu")
             after_other = score_all(tuned.model, others, options=options)
+            if args.views:
+                seg = options or SegmentOptions()
+                other_views = [views_of(base.model, others, seg),
+                               views_of(tuned.model, others, seg)]
             after_val = score_all(tuned.model, val_other, options=options)
-        row = {
+        row = {"other_views": other_views} if args.views else {}
+        row.update({
             "domain": domain, "n_correct": len(corrections), "n_other": len(others),
             "n_val_other": len(val_other), "round_s": round_s, "phases_s": marks,
             "iou_other": [mean(before_other, "iou"), mean(after_other, "iou")],
@@ -219,13 +238,16 @@ def main(argv: list[str] | None = None) -> int:
             "adopted": result.adopted, "reason": result.reason,
             "views": [dict(v) for v in result.views],
             "regression": [c.to_dict() for c in result.regression],
+            "other": [[b.id, b.iou, a.iou, b.dsb_score, a.dsb_score]
+                      for b, a in zip(before_other, after_other, strict=True)],
             "corrected": [c.to_dict() for c in result.corrected],
             "val_other": [[b.id, b.iou, a.iou] for b, a in zip(before_val, after_val,
                                                                strict=True)],
-        }
+        })
         results.append(row)
         print(json.dumps({k: v for k, v in row.items()
-                          if k not in ("regression", "corrected", "val_other")}), flush=True)
+                          if k not in ("regression", "corrected", "val_other",
+                                       "other_views", "other")}), flush=True)
 
     print(f"\nsettings: {overrides}, ratio={args.ratio or 'auto'}, replay={not args.no_replay}, "
           f"scoring={'native' if args.native else 'segment_image, automatic diameter'}")
