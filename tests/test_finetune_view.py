@@ -81,10 +81,12 @@ def test_a_round_on_big_nuclei_trains_on_a_copy_shrunk_to_the_training_size(
     (view,) = result.views
     assert view["id"] == correction.id and 0.2 < view["scale"] < 0.45
     side = round(384 * view["scale"])
-    ((sample_id, image, labels),) = trained_on[-1]
-    assert sample_id == correction.id
+    # the shrunk copy first, then (match_inference="both", the default) the native one
+    (shrunk_id, image, labels), (native_id, native, _) = trained_on[-1]
+    assert shrunk_id == native_id == correction.id
     assert image.shape == (side, side, 3) and labels.shape == (side, side)
     assert labels.max() > 0
+    assert native.shape == (384, 384, 3)
     assert result.version.info["inference_views"] == [view]
     assert result.summary()["inference_views"] == [view]
 
@@ -94,7 +96,8 @@ def test_a_given_diameter_sets_the_scale_and_native_rounds_stay_possible(
     correction = synthetic(2)
     replay = replay_samples("train")[:2]
     result = drive(finetune(tiny_checkpoint, [correction], out_dir=tmp_path / "a",
-                            replay=replay, check=False, config_overrides=TINY,
+                            replay=replay, check=False, ratio=0.5,
+                            config_overrides={**TINY, "match_inference": True},
                             segment_options=SegmentOptions(diameter=2 * TRAINING_DIAMETER)))
     assert [v["scale"] for v in result.views] == [0.5]
     shown = trained_on[-1]
@@ -108,6 +111,35 @@ def test_a_given_diameter_sets_the_scale_and_native_rounds_stay_possible(
     assert native.views == () and trained_on[-1][0][1].shape == (128, 128, 3)
 
 
+def test_both_views_share_the_corrections_chance_of_being_drawn(
+        monkeypatch, tmp_path, tiny_checkpoint, trained_on):
+    from napari_nuclei_unet.core.finetune import trainer
+
+    chances = []
+    real = trainer.train_round
+
+    def spy(config, samples, base_model, **kwargs):
+        chances.append(kwargs.get("probabilities"))
+        return real(config, samples, base_model, **kwargs)
+
+    monkeypatch.setattr("napari_nuclei_unet.core.finetune.rounds.train_round", spy)
+    big, small = synthetic(2), synthetic(6, shape=(64, 64))
+    replay = replay_samples("train")[:4]
+    options = SegmentOptions(diameter=2 * TRAINING_DIAMETER)
+    drive(finetune(tiny_checkpoint, [big, small], out_dir=tmp_path, replay=replay,
+                   check=False, ratio=0.5, config_overrides={**TINY, "match_inference": "both"},
+                   segment_options=options))
+    shapes = [s[1].shape[:2] for s in trained_on[-1]]
+    # the halved copies, then the native ones, then the replay crops
+    assert shapes[:4] == [(64, 64), (32, 32), (128, 128), (64, 64)]
+    assert len(shapes) == 4 + len(replay)
+    assert chances[-1][:4].sum() == pytest.approx(0.5)  # the corrections' share, spread
+    assert np.allclose(chances[-1][:4], 0.125)
+    with pytest.raises(ValueError, match="match_inference"):
+        drive(finetune(tiny_checkpoint, [big], out_dir=tmp_path / "x", replay=False,
+                       check=False, config_overrides={**TINY, "match_inference": "yes"}))
+
+
 def test_a_dim_correction_is_trained_on_smoothed_as_inference_smooths_it(
         monkeypatch, tmp_path, tiny_checkpoint, trained_on):
     from napari_nuclei_unet.core import segment
@@ -118,9 +150,10 @@ def test_a_dim_correction_is_trained_on_smoothed_as_inference_smooths_it(
     result = drive(finetune(tiny_checkpoint, [dim], out_dir=tmp_path, replay=False,
                             check=False, config_overrides=TINY))
     assert [(v["scale"], v["smoothing"]) for v in result.views] == [(1.0, 1.7)]
-    image = trained_on[-1][0][1]
+    (_, image, _), (_, raw, _) = trained_on[-1]  # smoothed, then as it is ("both")
     assert np.array_equal(image, transform_sample(dim, 1.0, 1.7).image)
     assert len(np.unique(image)) > 50  # not the raw image's few grey levels
+    assert np.array_equal(raw, dim.image)
 
 
 def test_the_self_check_scores_the_users_images_as_predictions_are_made(

@@ -13,9 +13,12 @@ from .versions import ModelVersion
 
 #: How much the mean IoU of each checked set may drop before a round is not adopted.
 #: The corrected (and held-out) images must not get worse at all; the regression set
-#: (replay ``check`` crops and any evaluation images) may lose at most 0.01, about the
-#: run-to-run noise of a round on it.
-ADOPT_TOLERANCE: dict[str, float] = {"corrected": 0.0, "held_out": 0.0, "regression": 0.01}
+#: (replay ``check`` crops and any evaluation images) may lose at most 0.005. The crops
+#: understate what a round costs on whole images of other kinds: the round that lost
+#: 0.026 IoU on the validation split's other domains lost 0.008 on them, so the former
+#: 0.01 let it through (docs/finetuning.md, third pass); at 0.005 it is kept as a version
+#: and every other round measured in that pass is still made current.
+ADOPT_TOLERANCE: dict[str, float] = {"corrected": 0.0, "held_out": 0.0, "regression": 0.005}
 
 #: Plain names of the checked sets, for messages.
 _SET_NAMES = {"corrected": "the corrected images", "held_out": "the images kept aside",

@@ -63,12 +63,17 @@ FINETUNE_DEFAULTS: dict[str, Any] = {
 #: (docs/finetuning.md).
 ROUND_OPTIONS: dict[str, Any] = {"freeze_batchnorm": True, "trainable": "late",
                                  "encoder_lr": 1.0, "distill": 0.5, "draw": "weighted",
-                                 "match_inference": True}
+                                 "match_inference": "both"}
 
 #: How the crops of a round are drawn: "weighted" (corrections and every replay crop,
 #: each with a chance that gives the corrections their share) or "list" (a list of
 #: repeated corrections and a random subset of the replay crops, see :func:`mix_samples`).
 DRAWS = ("weighted", "list")
+
+#: How the corrections are shown to the network (``match_inference``): as inference
+#: shows them (True), at their native pixels (False, as rounds did before), or both
+#: ("both": each transformed correction twice, sharing its chance of being drawn).
+MATCH_INFERENCE = (True, False, "both")
 
 _ARCHITECTURE_FIELDS = ("base_width", "depth", "in_channels")
 
@@ -372,6 +377,9 @@ def finetune(
     round_options = {k: overrides.pop(k, v) for k, v in ROUND_OPTIONS.items()}
     if round_options["draw"] not in DRAWS:
         raise FinetuneError(f"draw must be one of {DRAWS}, got {round_options['draw']!r}.")
+    if round_options["match_inference"] not in MATCH_INFERENCE:
+        raise FinetuneError(f"match_inference must be one of {MATCH_INFERENCE}, got "
+                            f"{round_options['match_inference']!r}.")
     train_options = {k: v for k, v in round_options.items()
                      if k not in ("draw", "match_inference")}
     seed = int(overrides.get("seed", loaded.config.seed))
@@ -401,6 +409,15 @@ def finetune(
             shown, views = yield from inference_views(
                 base_net, mixed[:n_corrections], scoring, device=device,
                 should_stop=should_stop)
+            if round_options["match_inference"] == "both":
+                # also the native pixels of the corrections that inference transforms:
+                # the corrections' share is spread over both copies
+                shown = [*shown, *(old for new, old in zip(shown, mixed[:n_corrections],
+                                                           strict=True) if new is not old)]
+                train_options["n_corrections"] = len(shown)
+                if "probabilities" in train_options:
+                    train_options["probabilities"] = draw_probabilities(
+                        len(shown), len(shown) + n_original, actual_ratio)
             mixed = [*shown, *mixed[n_corrections:]]
             config = _round_config(loaded.config, overrides, mixed)  # crop size
         return (yield from _round(base_model, base, sets, mixed, config, device, base_net,
