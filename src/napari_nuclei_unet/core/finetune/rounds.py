@@ -57,12 +57,14 @@ FINETUNE_DEFAULTS: dict[str, Any] = {
 #: learning rate as a fraction of the decoder's; the weight of distillation towards the
 #: base model on replay crops; how crops are drawn (:data:`DRAWS`); whether the
 #: corrections are trained on, and the corrected images scored, as inference shows them
-#: (``match_inference``: resized to the training nucleus size and smoothed when dim, as
-#: :func:`~napari_nuclei_unet.core.segment.segment_image` does; see :mod:`.view`). See
+#: (``match_inference``, :data:`MATCH_INFERENCE`: resized to the training nucleus size
+#: and smoothed when dim, as :func:`~napari_nuclei_unet.core.segment.segment_image`
+#: does, see :mod:`.view`; "both" also keeps the native pixels: the tuned model may
+#: pick another scale or smoothing than the base model did). See
 #: :func:`.trainer.train_round`; chosen by ``benchmarks/bench_finetune_domains.py``
 #: (docs/finetuning.md).
 ROUND_OPTIONS: dict[str, Any] = {"freeze_batchnorm": True, "trainable": "late",
-                                 "encoder_lr": 1.0, "distill": 0.5, "draw": "weighted",
+                                 "encoder_lr": 1.0, "distill": 2.0, "draw": "weighted",
                                  "match_inference": "both"}
 
 #: How the crops of a round are drawn: "weighted" (corrections and every replay crop,
@@ -71,8 +73,10 @@ ROUND_OPTIONS: dict[str, Any] = {"freeze_batchnorm": True, "trainable": "late",
 DRAWS = ("weighted", "list")
 
 #: How the corrections are shown to the network (``match_inference``): as inference
-#: shows them (True), at their native pixels (False, as rounds did before), or both
-#: ("both": each transformed correction twice, sharing its chance of being drawn).
+#: shows them (True), at their native pixels (False, as rounds did before, and the
+#: self-check then scores natively too), or both ("both": each correction that inference
+#: transforms is trained on twice, the copies sharing its chance of being drawn; with
+#: ``draw="list"`` the copies are added to the list).
 MATCH_INFERENCE = (True, False, "both")
 
 _ARCHITECTURE_FIELDS = ("base_width", "depth", "in_channels")
@@ -292,12 +296,14 @@ def finetune(
     got worse on none of those sets (:func:`~.results.adoption`).
 
     The network sees the corrections as the user's predictions show them
-    (``match_inference``, on by default): each is resized and smoothed with the scale
-    and smoothing that :func:`~napari_nuclei_unet.core.segment.segment_image` uses with
-    the base model and ``segment_options`` (found once, before training; recorded per
-    correction in the version's ``inference_views``), and the corrected, held-out and
-    evaluation images are scored through ``segment_image`` with those options. The
-    regression crops are at the training scale already: they are scored natively.
+    (``match_inference``, "both" by default): each is resized and smoothed with the
+    scale and smoothing that :func:`~napari_nuclei_unet.core.segment.segment_image`
+    uses with the base model and ``segment_options`` (found once, before training;
+    recorded per correction in the version's ``inference_views``), and with "both" it
+    is also trained on at its native pixels (the two copies share its chance of being
+    drawn). The corrected, held-out and evaluation images are scored through
+    ``segment_image`` with those options. The regression crops are at the training
+    scale already: they are scored natively.
 
     Parameters
     ----------
