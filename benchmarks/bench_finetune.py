@@ -1,6 +1,7 @@
 """Time one interactive fine-tuning round: what the user waits for after "Retrain".
 
 A round (:func:`napari_nuclei_unet.core.finetune.finetune`) on N corrected images =
+find how inference shows them (``prep``: scale and smoothing, :mod:`..finetune.view`) +
 score them with the base model + train (FINETUNE_DEFAULTS) + re-predict and score them
 with the new model + save the version. Target: <= 30 s for 5 images with the default-size
 model (base_width 16, depth 4) on a 2-core CPU.
@@ -75,6 +76,8 @@ def one_round(model, corrections, originals, overrides, project):
             update = next(job)
             now = time.perf_counter() - t0
             kind = type(update).__name__
+            if getattr(update, "stage", "") == "prepare":
+                marks["prepare_end"] = now
             if kind == "TrainStep" and "train_start" not in marks:
                 marks["train_start"] = now
             if kind == "EpochEnd":
@@ -116,14 +119,16 @@ def main() -> None:
           f"{len(os.sched_getaffinity(0))}")
     with tempfile.TemporaryDirectory() as tmp:
         model = base_model(args.model, Path(tmp))
-        print(f"{'round':>5} {'wall s':>7} {'cpu s':>7} {'score0':>7} {'train':>7} "
+        print(f"{'round':>5} {'wall s':>7} {'cpu s':>7} {'prep':>5} {'score0':>7} {'train':>7} "
               f"{'score1+save':>11} {'IoU before':>10} {'IoU after':>9} {'load':>5}")
         for k in range(args.repeats):
             load = os.getloadavg()[0]
             result, wall, cpu, marks = one_round(model, corrections, originals, overrides,
                                                  Path(tmp) / f"project{k}")
             start, end = marks.get("train_start", 0.0), marks.get("train_end", wall)
-            print(f"{k + 1:>5} {wall:7.1f} {cpu:7.1f} {start:7.1f} {end - start:7.1f} "
+            prep = marks.get("prepare_end", 0.0)
+            print(f"{k + 1:>5} {wall:7.1f} {cpu:7.1f} {prep:5.1f} {start - prep:7.1f} "
+                  f"{end - start:7.1f} "
                   f"{wall - end:11.1f} {result.mean_iou('corrected', 'before'):10.3f} "
                   f"{result.mean_iou('corrected', 'after'):9.3f} {load:5.1f}")
 

@@ -122,7 +122,11 @@ def change(iou_before, iou_after):
 
 def test_adoption_needs_no_loss_on_corrections_and_little_on_the_regression_set():
     good = [change(0.5, 0.7)]
-    assert adoption({"corrected": good, "regression": [change(0.8, 0.795)]})[0]
+    assert adoption({"corrected": good, "regression": [change(0.8, 0.797)]})[0]
+    # a drop like the fluo-blur round's (-0.008 on the crops, -0.026 on whole images of
+    # other domains) is not made current (docs/finetuning.md, third pass)
+    adopted, reason = adoption({"corrected": good, "regression": [change(0.826, 0.818)]})
+    assert not adopted and "0.826 -> 0.818" in reason
     adopted, reason = adoption({"corrected": [change(0.7, 0.69)], "regression": good})
     assert not adopted and "corrected images" in reason and "not made current" in reason
     adopted, reason = adoption({"corrected": good, "regression": [change(0.8, 0.78)]})
@@ -271,6 +275,8 @@ def test_two_head_models_learn_contours_and_are_scored_with_contour_seeds(
     corrections = [synthetic("histology", 1), synthetic("histology", 2)]
     result = drive(finetune(checkpoint, corrections, out_dir=tmp_path / "p", replay=False,
                             check=False, config_overrides=TINY))
-    assert len(calls) == 4  # both corrections scored before and after, contour-seeded
+    # each correction measured once (how inference shows it), then scored before and
+    # after, contour-seeded
+    assert len(calls) == 2 + 4
     assert load_checkpoint(result.checkpoint).model.out_channels == 2
     assert any(k.startswith("head.") for k in _changed(checkpoint, result))

@@ -134,7 +134,10 @@ class FinetuneSteps:
 
         if self._closing:
             return
-        if isinstance(update, Progress):
+        if isinstance(update, Progress) and update.stage == "prepare":  # core.finetune.view
+            self.progress.setValue(0)
+            self.progress.setFormat(f"measuring nucleus size · {update.done}/{update.total}")
+        elif isinstance(update, Progress):
             before = update.stage == "score-before"
             share = update.done / max(1, update.total)
             self.progress.setValue(int(100 * share) if before else 900 + int(100 * share))

@@ -54,6 +54,8 @@ Modules, one job each (every public name is importable from this package):
 - ``trainer``: the round's training loop (BatchNorm statistics frozen; the decoder and
   the encoder's deepest block learn);
 - ``results``: :class:`FinetuneResult`, :class:`ScoreChange`, the adoption decision;
+- ``view``: :func:`inference_views`, the corrections as inference shows them (resized
+  to the training nucleus size, smoothed when dim);
 - ``rounds``: :func:`finetune`, :func:`mix_samples`, the round defaults.
 """
 
@@ -87,6 +89,7 @@ from .rounds import (
 )
 from .store import Correction, CorrectionStore
 from .versions import ModelVersion, ModelVersions
+from .view import InferenceView, inference_views, transform_sample
 
 __all__ = [
     "ADOPT_TOLERANCE",
@@ -97,14 +100,17 @@ __all__ = [
     "CorrectionStore",
     "FinetuneError",
     "FinetuneResult",
+    "InferenceView",
     "ModelVersion",
     "ModelVersions",
     "ScoreChange",
     "adoption",
     "auto_ratio",
     "finetune",
+    "inference_views",
     "mix_samples",
     "replay_samples",
     "safe_sample_id",
+    "transform_sample",
     "weighted_samples",
 ]

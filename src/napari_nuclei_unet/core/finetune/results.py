@@ -13,9 +13,12 @@ from .versions import ModelVersion
 
 #: How much the mean IoU of each checked set may drop before a round is not adopted.
 #: The corrected (and held-out) images must not get worse at all; the regression set
-#: (replay ``check`` crops and any evaluation images) may lose at most 0.01, about the
-#: run-to-run noise of a round on it.
-ADOPT_TOLERANCE: dict[str, float] = {"corrected": 0.0, "held_out": 0.0, "regression": 0.01}
+#: (replay ``check`` crops and any evaluation images) may lose at most 0.005. The crops
+#: understate what a round costs on whole images of other kinds: the round that lost
+#: 0.026 IoU on the validation split's other domains lost 0.008 on them, so the former
+#: 0.01 let it through (docs/finetuning.md, third pass); at 0.005 it is kept as a version
+#: and every other round measured in that pass is still made current.
+ADOPT_TOLERANCE: dict[str, float] = {"corrected": 0.0, "held_out": 0.0, "regression": 0.005}
 
 #: Plain names of the checked sets, for messages.
 _SET_NAMES = {"corrected": "the corrected images", "held_out": "the images kept aside",
@@ -150,6 +153,10 @@ class FinetuneResult:
         or held-out images, or on the regression set (see :func:`adoption`).
     reason : str
         A plain sentence saying why (shown by the Retrain dock and the CLI).
+    views : tuple of dict
+        Per correction, how it was shown to the network (``id``, ``scale``,
+        ``smoothing``, ``diameter``, ``shape``; see :mod:`.view`); empty when the round
+        trained at native pixels.
     """
 
     version: ModelVersion | None
@@ -164,6 +171,7 @@ class FinetuneResult:
     regression: tuple[ScoreChange, ...] = ()
     adopted: bool = False
     reason: str = ""
+    views: tuple[dict[str, Any], ...] = ()
 
     @property
     def checkpoint(self) -> Path | None:
@@ -199,6 +207,7 @@ class FinetuneResult:
             "ratio": self.ratio,
             "n_original": self.n_original,
             "elapsed_s": self.elapsed_s,
+            "inference_views": [dict(v) for v in self.views],
         }
         for which in ("corrected", "held_out", "regression", "evaluation"):
             out[which] = {"mean_iou_before": self.mean_iou(which, "before"),

@@ -18,6 +18,7 @@ from .results import FinetuneResult, ScoreChange, _mean, adoption, changes
 from .store import CorrectionStore
 from .trainer import draw_probabilities, train_round
 from .versions import ModelVersion, ModelVersions, _is_default_model
+from .view import inference_views
 
 #: Training settings of a fine-tuning round, applied over the base model's configuration
 #: (architecture fields always come from the base model; the device never does). Chosen
@@ -54,16 +55,29 @@ FINETUNE_DEFAULTS: dict[str, Any] = {
 #: ``config_overrides`` too): keep the base model's BatchNorm statistics; which parameters
 #: learn ("all", "late": decoder + the encoder's deepest block, "decoder"); the encoder's
 #: learning rate as a fraction of the decoder's; the weight of distillation towards the
-#: base model on replay crops; how crops are drawn (:data:`DRAWS`). See
+#: base model on replay crops; how crops are drawn (:data:`DRAWS`); whether the
+#: corrections are trained on, and the corrected images scored, as inference shows them
+#: (``match_inference``, :data:`MATCH_INFERENCE`: resized to the training nucleus size
+#: and smoothed when dim, as :func:`~napari_nuclei_unet.core.segment.segment_image`
+#: does, see :mod:`.view`; "both" also keeps the native pixels: the tuned model may
+#: pick another scale or smoothing than the base model did). See
 #: :func:`.trainer.train_round`; chosen by ``benchmarks/bench_finetune_domains.py``
 #: (docs/finetuning.md).
 ROUND_OPTIONS: dict[str, Any] = {"freeze_batchnorm": True, "trainable": "late",
-                                 "encoder_lr": 1.0, "distill": 0.5, "draw": "weighted"}
+                                 "encoder_lr": 1.0, "distill": 2.0, "draw": "weighted",
+                                 "match_inference": "both"}
 
 #: How the crops of a round are drawn: "weighted" (corrections and every replay crop,
 #: each with a chance that gives the corrections their share) or "list" (a list of
 #: repeated corrections and a random subset of the replay crops, see :func:`mix_samples`).
 DRAWS = ("weighted", "list")
+
+#: How the corrections are shown to the network (``match_inference``): as inference
+#: shows them (True), at their native pixels (False, as rounds did before, and the
+#: self-check then scores natively too), or both ("both": each correction that inference
+#: transforms is trained on twice, the copies sharing its chance of being drawn; with
+#: ``draw="list"`` the copies are added to the list).
+MATCH_INFERENCE = (True, False, "both")
 
 _ARCHITECTURE_FIELDS = ("base_width", "depth", "in_channels")
 
@@ -178,18 +192,32 @@ def weighted_samples(
     return samples, (ratio if pool else 1.0), len(pool), chances
 
 
-def _score(model: Any, samples: Sequence[Any], device: Any, stage: str,
+def _score(model: Any, groups: Sequence[tuple[Sequence[Any], Any]], device: Any, stage: str,
            should_stop: Callable[[], bool] | None) -> Generator[Progress, None, list[Any]]:
-    """Score ``samples`` as the Evaluate step does (two-head models: contour-seeded nuclei)."""
+    """Score each group of samples with its segment options (None: native scale).
+
+    With options, images are segmented as a user's prediction is
+    (:func:`~napari_nuclei_unet.core.segment.segment_image`); without, as the Evaluate
+    step scores images at native scale (two-head models: contour-seeded nuclei).
+    """
     from ..evaluation import evaluate
 
-    job = evaluate(model, samples, device=device, should_stop=should_stop)
-    try:
-        while True:
-            update = next(job)
-            yield Progress(stage, update.done, update.total, update.message)
-    except StopIteration as end:
-        return list(end.value.rows)
+    total = sum(len(samples) for samples, _ in groups)
+    rows: list[Any] = []
+    done = 0
+    for samples, options in groups:
+        if not samples:
+            continue
+        job = evaluate(model, samples, device=device, should_stop=should_stop,
+                       segment_options=options)
+        try:
+            while True:
+                update = next(job)
+                yield Progress(stage, done + update.done, total, update.message)
+        except StopIteration as end:
+            rows.extend(end.value.rows)
+        done += len(samples)
+    return rows
 
 
 def _round_config(base_config: Any, overrides: Mapping[str, Any] | None,
@@ -253,6 +281,7 @@ def finetune(
     replay: bool | Sequence[Any] = True,
     check: bool | Sequence[Any] = True,
     tolerance: Mapping[str, float] | None = None,
+    segment_options: Any = None,
 ) -> Generator[Any, None, FinetuneResult]:
     """Run one fine-tuning round, save its model as a new version, decide whether to adopt it.
 
@@ -265,6 +294,16 @@ def finetune(
     are scored with the base model before and with the new model after training. The
     new model is always saved as a version; it is *adopted* (made current) only when it
     got worse on none of those sets (:func:`~.results.adoption`).
+
+    The network sees the corrections as the user's predictions show them
+    (``match_inference``, "both" by default): each is resized and smoothed with the
+    scale and smoothing that :func:`~napari_nuclei_unet.core.segment.segment_image`
+    uses with the base model and ``segment_options`` (found once, before training;
+    recorded per correction in the version's ``inference_views``), and with "both" it
+    is also trained on at its native pixels (the two copies share its chance of being
+    drawn). The corrected, held-out and evaluation images are scored through
+    ``segment_image`` with those options. The regression crops are at the training
+    scale already: they are scored natively.
 
     Parameters
     ----------
@@ -300,10 +339,14 @@ def finetune(
         Score the shipped regression crops (or these samples) before and after.
     tolerance : mapping, optional
         Allowed mean-IoU drops per set (see :data:`~.results.ADOPT_TOLERANCE`).
+    segment_options : SegmentOptions, optional
+        How the user's predictions are made (default: automatic diameter, threshold
+        0.5): give the nucleus diameter when the user gives one to predict.
 
     Yields
     ------
     Progress, TrainStep or EpochEnd
+        ``Progress("prepare", ...)`` per correction (``match_inference``),
         ``Progress("score-before", ...)`` per image, the updates of
         :func:`~napari_nuclei_unet.core.training.train`, then
         ``Progress("score-after", ...)``.
@@ -340,7 +383,11 @@ def finetune(
     round_options = {k: overrides.pop(k, v) for k, v in ROUND_OPTIONS.items()}
     if round_options["draw"] not in DRAWS:
         raise FinetuneError(f"draw must be one of {DRAWS}, got {round_options['draw']!r}.")
-    train_options = {k: v for k, v in round_options.items() if k != "draw"}
+    if round_options["match_inference"] not in MATCH_INFERENCE:
+        raise FinetuneError(f"match_inference must be one of {MATCH_INFERENCE}, got "
+                            f"{round_options['match_inference']!r}.")
+    train_options = {k: v for k, v in round_options.items()
+                     if k not in ("draw", "match_inference")}
     seed = int(overrides.get("seed", loaded.config.seed))
     pool = [*(original or []), *replay_list]
     if round_options["draw"] == "weighted":
@@ -352,27 +399,52 @@ def finetune(
     config = _round_config(loaded.config, overrides, mixed)
     device = resolve_device(config.device)
     base_net = loaded.model.to(device)
+    scoring = None
+    if round_options["match_inference"]:
+        from ..segment import SegmentOptions
+
+        scoring = segment_options or SegmentOptions()
 
     # torch's thread count is process-wide: set for the round, put back afterwards.
     with restored_cpu_threads():
         if device.type == "cpu":
             configure_cpu_threads(config.num_threads)
+        views = []
+        if scoring is not None:
+            n_corrections = train_options["n_corrections"]
+            shown, views = yield from inference_views(
+                base_net, mixed[:n_corrections], scoring, device=device,
+                should_stop=should_stop)
+            if round_options["match_inference"] == "both":
+                # also the native pixels of the corrections that inference transforms:
+                # the corrections' share is spread over both copies
+                shown = [*shown, *(old for new, old in zip(shown, mixed[:n_corrections],
+                                                           strict=True) if new is not old)]
+                train_options["n_corrections"] = len(shown)
+                if "probabilities" in train_options:
+                    train_options["probabilities"] = draw_probabilities(
+                        len(shown), len(shown) + n_original, actual_ratio)
+            mixed = [*shown, *mixed[n_corrections:]]
+            config = _round_config(loaded.config, overrides, mixed)  # crop size
         return (yield from _round(base_model, base, sets, mixed, config, device, base_net,
                                   project, ratio, actual_ratio, n_original, config_overrides,
                                   should_stop, started, tolerance, len(replay_list),
                                   round_options, train_options,
-                                  loaded.metadata.get("training_data", {})))
+                                  loaded.metadata.get("training_data", {}), scoring, views))
 
 
 def _round(base_model, base, sets, mixed, config, device, base_net, project, ratio,
            actual_ratio, n_original, config_overrides, should_stop, started, tolerance,
-           n_replay, round_options, train_options, training_data):
+           n_replay, round_options, train_options, training_data, scoring, views):
     """The body of :func:`finetune` once the inputs are checked (same yields and return)."""
     base_name = base_model.name if isinstance(base_model, ModelVersion) else str(base)
     versions = ModelVersions(project)
     versions.record_base(base)
     order = ("corrected", "held_out", "evaluation", "regression")
-    scored = [s for key in order for s in sets[key]]
+    # the user's kind of images as their predictions are made; the regression crops are
+    # at the training scale: native
+    scored = [([s for key in order[:3] for s in sets[key]], scoring),
+              (sets["regression"], None)]
     before = yield from _score(base_net, scored, device, "score-before", should_stop)
     if stop_requested(should_stop):
         return FinetuneResult(None, ratio=actual_ratio, n_original=n_original, cancelled=True,
@@ -412,6 +484,10 @@ def _round(base_model, base, sets, mixed, config, device, base_net, project, rat
         "n_replay": n_replay,
         "config_overrides": dict(config_overrides or {}),
         "round_options": dict(round_options),
+        "inference_views": [v.to_dict() for v in views],
+        "scoring": (None if scoring is None else
+                    {"diameter": scoring.diameter, "threshold": scoring.threshold,
+                     "tta": scoring.tta}),
         "device": str(device),
         "adopted": adopted,
         "reason": reason,
@@ -430,4 +506,5 @@ def _round(base_model, base, sets, mixed, config, device, base_net, project, rat
     return FinetuneResult(version, split["corrected"], split["evaluation"], history,
                           actual_ratio, n_original, False, time.perf_counter() - started,
                           held_out=split["held_out"], regression=split["regression"],
-                          adopted=adopted, reason=reason)
+                          adopted=adopted, reason=reason,
+                          views=tuple(v.to_dict() for v in views))
