@@ -359,6 +359,29 @@ def test_finetune_writes_new_versions(dataset, checkpoint, tmp_path, capsys):
     assert (project / "versions" / "v001" / "model.safetensors").exists()
 
 
+def test_finetune_diameter_sets_the_scale_corrections_are_trained_at(
+        dataset, checkpoint, tmp_path, capsys):
+    project = tmp_path / "project"
+    argv = ["finetune", checkpoint, dataset / "histology-0", "--out", project,
+            "--epochs", "1", "--steps", "1", "--device", "cpu"]
+    code, out, err = run_cli(capsys, *argv, "--diameter", "36")
+    assert code == 0, err
+    info = json.loads((project / "versions" / "v001" / "model.json").read_text())["finetune"]
+    (view,) = info["inference_views"]
+    assert view["diameter"] == 36.0
+    assert view["scale"] == pytest.approx(info_training_diameter(checkpoint) / 36.0)
+    code, out, err = run_cli(capsys, *argv, "--diameter", "-3")
+    assert_one_line_error(code, err)
+    assert "--diameter" in err
+
+
+def info_training_diameter(checkpoint) -> float:
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+    from napari_nuclei_unet.core.segment import model_diameter
+
+    return model_diameter(load_checkpoint(checkpoint, device="cpu").model)
+
+
 def test_finetune_reads_a_correction_project(dataset, checkpoint, tmp_path, capsys):
     from napari_nuclei_unet.core.dataset import load_sample
     from napari_nuclei_unet.core.finetune import CorrectionStore

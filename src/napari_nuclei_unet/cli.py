@@ -269,6 +269,11 @@ def _build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--eval-data", metavar="DATA",
                           help="labelled images scored before and after (to check nothing "
                                "got worse)")
+    finetune.add_argument("--diameter", type=float, default=0.0, metavar="PX",
+                          help="typical nucleus diameter of the corrected images in pixels: "
+                               "they are trained on and scored at the size predictions "
+                               "show them to the network (default: 0 = automatic, estimated "
+                               "per image, as predict and evaluate do)")
     finetune.add_argument("--ratio", type=float, default=None, metavar="R",
                           help="fraction of the training crops taken from the corrections "
                                "(0 < R <= 1; default: 0.75 for 1-3 corrected images, down to "

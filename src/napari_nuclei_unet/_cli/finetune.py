@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,17 @@ def run(args: argparse.Namespace) -> int:
             f"--ratio is the share of training crops taken from the corrections and must be "
             f"in (0, 1], got {ratio}."
         )
+    diameter = getattr(args, "diameter", 0.0)
+    if not (math.isfinite(diameter) and diameter >= 0):
+        raise FinetuneError(
+            f"--diameter must be 0 (automatic, estimated per image) or a nucleus diameter in "
+            f"pixels, got {diameter:g}."
+        )
+    options = None
+    if diameter > 0:
+        from ..core.segment import SegmentOptions
+
+        options = SegmentOptions(diameter=diameter)
     base: Any = args.model
     if base == "latest":
         base = ModelVersions(args.out).current()
@@ -97,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
                 finetune(base, corrections, original=original, ratio=ratio,
                          config_overrides=overrides, out_dir=args.out, should_stop=stop,
                          eval_samples=evaluation, held_out=held_out,
-                         replay=not args.no_replay),
+                         replay=not args.no_replay, segment_options=options),
                 reporter,
             )
     if result.cancelled:
