@@ -28,9 +28,11 @@ step (what brings the next full collection closer) and a heap census.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -76,8 +78,6 @@ class GcWatch:
     """
 
     def __init__(self, log: bool = False) -> None:
-        import gc
-
         self.longest_ms = 0.0
         self.log = log
         self._began = None
@@ -87,9 +87,6 @@ class GcWatch:
         gc.callbacks.append(self._callback)
 
     def _callback(self, phase: str, info: dict) -> None:
-        import gc
-        import threading
-
         if phase == "start":
             self._began = time.perf_counter()
             if self.log and info["generation"] == 1:  # survivors of these go to gen 2
@@ -110,8 +107,6 @@ class GcWatch:
                   "last one", flush=True)
             self.pending = 0
         if self.log and ms >= 20:
-            import gc
-            import threading
             import traceback
 
             try:

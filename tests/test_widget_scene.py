@@ -149,3 +149,31 @@ def test_new_labels_data_builds_no_shader(make_napari_viewer, qtbot, monkeypatch
     shown.data = data.astype(np.uint16)
     _draw(viewer, qtbot)
     assert builds
+
+
+def test_labels_look_the_same_without_the_shader_rebuild(make_napari_viewer, qtbot):
+    """The layer kept from rebuilding draws the very pixels napari's own layer draws."""
+    from napari_nuclei_unet.widgets._scene import keep_shader_on_data_change
+
+    viewer = make_napari_viewer(show=True)
+    plain = viewer.add_labels(np.zeros((8, 8), np.int32), name="plain")
+    kept = viewer.add_labels(np.zeros((8, 8), np.int32), name="kept")
+    assert keep_shader_on_data_change(viewer, kept)
+    canvas = viewer.window._qt_viewer.canvas._scene_canvas
+    rng = np.random.default_rng(1)
+    for count in (400, 70_000):  # a cyclic colormap, then more labels than colours
+        data = np.zeros((300, 300), np.int32)
+        data.ravel()[rng.choice(data.size, count, replace=False)] = rng.integers(
+            1, count + 1, count)
+        kept.data, plain.data = data, data.copy()
+        viewer.reset_view()
+        shots = []
+        for shown, hidden in ((kept, plain), (plain, kept)):
+            shown.visible, hidden.visible = True, False
+            qtbot.wait(10)
+            shots.append(canvas.render())
+        rows = min(s.shape[0] for s in shots)
+        cols = min(s.shape[1] for s in shots)
+        first, second = (s[:rows, :cols] for s in shots)
+        assert (first[..., :3] > 0).any(-1).sum() > 1000  # labels drawn in colour
+        assert np.array_equal(first, second)
