@@ -177,3 +177,24 @@ def test_labels_look_the_same_without_the_shader_rebuild(make_napari_viewer, qtb
         first, second = (s[:rows, :cols] for s in shots)
         assert (first[..., :3] > 0).any(-1).sum() > 1000  # labels drawn in colour
         assert np.array_equal(first, second)
+
+
+def test_correction_layer_is_not_moved_again_to_the_same_place(make_napari_viewer):
+    """Promoting a prediction set translate and scale again (a redraw) for the same image."""
+    from _widget_helpers import labelled_synthetic_samples
+    from napari_nuclei_unet.widgets._layers import IMAGE_LAYER, show_sample
+    from napari_nuclei_unet.widgets._retrain_editing import promote_prediction
+
+    viewer = make_napari_viewer()
+    first, second = labelled_synthetic_samples(2, (48, 64), first_seed=11)
+    show_sample(viewer, first)
+    layer = promote_prediction(viewer, first.labels, first)
+    moved = []
+    layer.events.translate.connect(lambda _e: moved.append("translate"))
+    layer.events.scale.connect(lambda _e: moved.append("scale"))
+    show_sample(viewer, second)
+    promote_prediction(viewer, second.labels, second)
+    assert moved == []  # same place: nothing set
+    viewer.layers[IMAGE_LAYER].translate = (5, 7)
+    promote_prediction(viewer, second.labels, second)
+    assert moved == ["translate"] and tuple(layer.translate) == (5, 7)

@@ -26,7 +26,11 @@ if TYPE_CHECKING:
     import napari
 
 from napari_nuclei_unet.widgets._layers import PLACEHOLDER_KEY, SAMPLE_ID_KEY
-from napari_nuclei_unet.widgets._scene import keep_shader_on_data_change, one_scene_rebuild
+from napari_nuclei_unet.widgets._scene import (
+    keep_shader_on_data_change,
+    one_scene_rebuild,
+    set_changed,
+)
 
 SIDE_BY_SIDE = "side by side"
 OVERLAY = "overlay"
@@ -254,12 +258,7 @@ def _set(layer, **values) -> None:
     Every set emits napari events (layer list repaint, thumbnail, grid layout),
     which add up to long main-thread stalls.
     """
-    for name, value in values.items():
-        current = getattr(layer, name)
-        same = (np.array_equal(np.asarray(current), np.asarray(value))
-                if name in ("translate", "scale") else current == value)
-        if not same:
-            setattr(layer, name, value)
+    set_changed(layer, **values)
 
 
 def _move_to_bottom(viewer: napari.Viewer, names: list[str]) -> None:

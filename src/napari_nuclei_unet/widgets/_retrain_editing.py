@@ -146,9 +146,10 @@ def promote_prediction(
     else:
         layer.data = data
     image = find_layer(viewer, IMAGE_LAYER)
-    if image is not None:
-        layer.translate = image.translate
-        layer.scale = image.scale
+    if image is not None:  # only when they differ: each set redraws the layer
+        from napari_nuclei_unet.widgets._scene import set_changed
+
+        set_changed(layer, translate=image.translate, scale=image.scale)
     layer.metadata[SAMPLE_ID_KEY] = sample.id
     layer.metadata["nuclei_unet_start"] = start
     show_editing_view(viewer, layer)
