@@ -7,7 +7,9 @@ threshold, score all, sort, jump to worst, train 1 minute, stop, resume, correct
 2 images, fine-tune, switch version. A 10 ms ``QTimer`` heartbeat on the main
 thread measures the longest stall (gap between beats minus 10 ms) of each step;
 napari's own first GL draw (showing the window) is measured as its own step and
-excepted from the target. A screenshot of the whole window is saved after each
+excepted from the target, as is the panel's idle warm-up (first draws of its
+layers, then one garbage collection once every warm-up job is over:
+``_warm_up.settle_heap_steps``). A screenshot of the whole window is saved after each
 step (outside the measured time).
 
 Usage (target: every step <= 100 ms)::
@@ -18,14 +20,19 @@ Usage (target: every step <= 100 ms)::
 
 ``--predict-limit N`` predicts only the first N loaded images (the whole set
 takes ~8 min on a laptop CPU); every other step uses the whole dataset.
+``--gc-log`` prints every garbage collection of 20 ms or more with the stack of
+the thread that triggered it, the objects promoted to the oldest generation per
+step (what brings the next full collection closer) and a heap census.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -62,24 +69,85 @@ class Heartbeat:
 
 
 class GcWatch:
-    """The longest garbage collection (ms) since reset: a gen-2 pass walks the whole heap."""
+    """The longest garbage collection (ms) since reset: a gen-2 pass walks the whole heap.
 
-    def __init__(self) -> None:
-        import gc
+    With ``log=True`` (``--gc-log``) every collection of 20 ms or more is printed
+    with its generation, duration, objects collected, the heap's tracked-object
+    count and the stack of the thread that triggered it (the callback runs in that
+    thread: the allocation that crossed the threshold, or a ``gc.collect()`` call).
+    """
 
+    def __init__(self, log: bool = False) -> None:
         self.longest_ms = 0.0
+        self.log = log
         self._began = None
+        self._young = 0
+        self.pending = 0  # promoted to gen 2 since the last gen-2 collection (estimate)
+        self.promoted: dict = {}  # per thread name, since reset
         gc.callbacks.append(self._callback)
 
-    def _callback(self, phase: str, _info: dict) -> None:
+    def _callback(self, phase: str, info: dict) -> None:
         if phase == "start":
             self._began = time.perf_counter()
-        elif self._began is not None:
-            self.longest_ms = max(self.longest_ms, (time.perf_counter() - self._began) * 1000)
-            self._began = None
+            if self.log and info["generation"] == 1:  # survivors of these go to gen 2
+                self._young = len(gc.get_objects(0)) + len(gc.get_objects(1))
+            return
+        if self._began is None:
+            return
+        ms = (time.perf_counter() - self._began) * 1000
+        self._began = None
+        self.longest_ms = max(self.longest_ms, ms)
+        if self.log and info["generation"] == 1:
+            name = threading.current_thread().name
+            promoted = max(0, self._young - info["collected"])
+            self.promoted[name] = self.promoted.get(name, 0) + promoted
+            self.pending += promoted
+        if self.log and info["generation"] == 2:
+            print(f"    gc gen 2 after {self.pending} objects promoted to gen 2 since the "
+                  "last one", flush=True)
+            self.pending = 0
+        if self.log and ms >= 20:
+            import traceback
+
+            try:
+                stack = traceback.extract_stack(sys._getframe(1))
+            except ValueError:  # triggered from C, no Python frame above
+                stack = []
+            lines = [f"{Path(f.filename).parent.name}/{Path(f.filename).name}:{f.lineno}"
+                     f" {f.name}" for f in stack[-40:]]
+            print(f"    gc gen {info['generation']} {ms:.0f} ms, collected "
+                  f"{info['collected']}, tracked {len(gc.get_objects())}, thread "
+                  f"{threading.current_thread().name}, gc.get_count {gc.get_count()}",
+                  flush=True)
+            for line in reversed(lines):
+                print(f"        {line}", flush=True)
 
     def reset(self) -> None:
         self.longest_ms = 0.0
+        self.promoted = {}
+
+
+def heap_census(n: int = 25) -> list[str]:
+    """The ``n`` most common gc-tracked object types (module.type), with counts."""
+    import gc
+    from collections import Counter
+
+    counts: Counter = Counter()
+    for obj in gc.get_objects():
+        kind = type(obj)
+        counts[f"{kind.__module__}.{kind.__qualname__}"] += 1
+    total = sum(counts.values())
+    modules: Counter = Counter(name.split(".")[0] for name in list(sys.modules))
+    functions: Counter = Counter()
+    for obj in gc.get_objects():
+        if type(obj).__name__ == "function":
+            functions[str(getattr(obj, "__module__", None)).split(".")[0]] += 1
+    return ([f"tracked objects: {total}"]
+            + [f"  {k:60s} {v}" for k, v in counts.most_common(n)]
+            + ["modules per package: " + ", ".join(f"{k} {v}" for k, v in
+                                                   modules.most_common(n))]
+            + ["functions per package: " + ", ".join(f"{k} {v}" for k, v in
+                                                     functions.most_common(n))])
 
 
 class StallSampler:
@@ -185,7 +253,7 @@ class Journey:
         self._panel_class = WorkflowPanel
         self.session = session_for(self.viewer)
         self.beat = Heartbeat()
-        self.gc = GcWatch()
+        self.gc = GcWatch(log=args.gc_log)
         self.sampler = StallSampler(self.beat) if args.why else None
         self.work = Path(tempfile.mkdtemp(prefix="journey-"))
 
@@ -227,9 +295,29 @@ class Journey:
               f"(longest gc {gc_ms:5.0f} ms)  {shot.name}", flush=True)
         for where in why:
             print(f"      blocked in {where}", flush=True)
+        if self.args.gc_log:
+            print(f"      promoted to gen 2 in this step: {self.gc.promoted}; pending "
+                  f"{self.gc.pending}", flush=True)
+            self._census_delta()
         if self.args.stop_after and self.args.stop_after in name:
             self.report()
             raise SystemExit(0)
+
+    def _census_delta(self) -> None:
+        """Print how the heap's tracked objects grew during the step, by type."""
+        import gc
+        from collections import Counter
+
+        counts = Counter(f"{type(o).__module__}.{type(o).__qualname__}"
+                         for o in gc.get_objects())
+        before = getattr(self, "_census", None)
+        self._census = counts
+        if before is None:
+            return
+        grew = (counts - before).most_common(6)
+        print(f"      heap: {sum(counts.values())} tracked "
+              f"({sum(counts.values()) - sum(before.values()):+d}); grew: "
+              + ", ".join(f"{k} +{v}" for k, v in grew), flush=True)
 
     def open_panel(self) -> None:
         """Plugins > Nuclei U-Net (all steps): make the panel and dock it."""
@@ -257,7 +345,7 @@ class Journey:
         p = self.panel
         warm_up = getattr(p, "warm_up", None)
         if warm_up is not None:  # the panel makes its layers while the window is idle
-            self.step("warm-up (idle, first draws)", lambda: lambda: warm_up.done, timeout=120)
+            self.step("warm-up (idle, first draws)", lambda: lambda: warm_up.done, timeout=300)
 
         def wait_for(worker):
             return lambda: done(worker)
@@ -272,6 +360,9 @@ class Journey:
         self.step("show first image", first)
         p.show_step("model")
         self.step("default model", lambda: wait_for(p.model.load("default")))
+        if args.gc_log:
+            for line in heap_census():
+                print(f"    {line}", flush=True)
         if args.gc_freeze:  # experiment: later gen-2 collections skip what exists now
             import gc
 
@@ -428,6 +519,10 @@ def main() -> int:
                         help="end the journey after the step whose name contains this text")
     parser.add_argument("--gc-freeze", action="store_true",
                         help="experiment: gc.freeze() after the default model is loaded")
+    parser.add_argument("--gc-log", action="store_true",
+                        help="diagnosis: print every garbage collection of 20 ms or more "
+                             "(generation, objects, the triggering thread's stack) and a "
+                             "census of the heap's tracked objects after the default model")
     parser.add_argument("--why", action="store_true",
                         help="print where the main thread was during stalls (a sampling "
                              "thread reads the main thread's frames: for diagnosis only, "

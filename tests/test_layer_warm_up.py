@@ -190,3 +190,87 @@ def test_warm_up_and_tabs_wait_for_the_import_worker(make_napari_viewer, qtbot):
     release.set()
     qtbot.waitUntil(lambda: panel.warm_up.done and panel.tabs_built.done, timeout=120_000)
     assert len(viewer.layers) >= 8
+
+
+class _FakeJobs:
+    def __init__(self) -> None:
+        self.running: list[str] = []
+
+    def kinds(self) -> list[str]:
+        return list(self.running)
+
+
+class _Viewer:
+    """A stand-in viewer: the session is all the heap settling looks at."""
+
+
+def _drive(steps: list, turns: int) -> int:
+    """Run TurnRunner-style steps (a list returned is run next); return turns left."""
+    steps = list(steps)
+    while steps and turns:
+        more = steps.pop(0)()
+        if isinstance(more, list):
+            steps[:0] = more
+        turns -= 1
+    return turns
+
+
+def test_heap_is_settled_once_when_no_job_runs(monkeypatch):
+    """One full collection after the warm-ups, never while a job (warm-up or user's) runs.
+
+    The warm-ups' long-lived objects otherwise counted towards the next full
+    collection, which froze the window 370-600 ms in a fine-tuning round.
+    """
+    import gc
+
+    from napari_nuclei_unet.widgets._session import session_for
+    from napari_nuclei_unet.widgets._warm_up import settle_heap_steps
+
+    viewer = _Viewer()
+    jobs = _FakeJobs()
+    session_for(viewer).jobs = jobs
+    collections: list[tuple] = []
+    monkeypatch.setattr(gc, "collect", lambda *a: collections.append(a) or 0)
+    jobs.running = ["warm up fine-tuning"]
+    steps = settle_heap_steps(viewer, wait_s=60)
+    assert _drive(steps, 30) == 0 and collections == []  # still waiting, nothing collected
+    jobs.running = []
+    steps = settle_heap_steps(viewer, wait_s=60)
+    jobs.running = ["list devices"]
+    left = [_drive(steps, 7)]
+    jobs.running = []
+    left.append(_drive(steps, 1000))
+    assert collections == [()] and left[-1] > 0  # one full collection, then done
+
+
+def test_heap_settling_gives_up_when_never_idle(monkeypatch):
+    import gc
+
+    from napari_nuclei_unet.widgets._session import session_for
+    from napari_nuclei_unet.widgets._warm_up import settle_heap_steps
+
+    viewer = _Viewer()
+    jobs = _FakeJobs()
+    jobs.running = ["predict all"]
+    session_for(viewer).jobs = jobs
+    collections: list = []
+    monkeypatch.setattr(gc, "collect", lambda *a: collections.append(a) or 0)
+    assert _drive(settle_heap_steps(viewer, wait_s=0.0), 1000) > 0  # ended by itself
+    assert collections == []
+
+
+def test_workflow_panel_settles_the_heap_after_its_warm_up(make_napari_viewer, qtbot,
+                                                          monkeypatch):
+    import gc
+
+    from napari_nuclei_unet.widgets.workflow_panel import WorkflowPanel
+
+    viewer = make_napari_viewer(show=True)
+    layers_then: list[int] = []
+    real = gc.collect
+    monkeypatch.setattr(gc, "collect", lambda *a: layers_then.append(len(viewer.layers))
+                        or real(*a))
+    panel = WorkflowPanel(viewer)
+    viewer.window.add_dock_widget(panel, name="all steps")
+    qtbot.waitUntil(lambda: panel.warm_up.done, timeout=180_000)
+    assert layers_then and layers_then[-1] >= 8  # collected after the layers were made

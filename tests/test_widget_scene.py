@@ -91,3 +91,110 @@ def test_a_mode_switch_and_the_editing_view_rebuild_the_scene_once(make_napari_v
     assert len(calls) == 1
     assert not cl.grid_of(viewer).enabled
     assert [lay.name for lay in viewer.layers if lay.visible] == [image.name, layer.name]
+
+
+def _count_shader_builds(monkeypatch):
+    """Count vispy's shader program builds (parse, compile, link on the main thread)."""
+    from vispy.visuals.shaders import program
+
+    builds = []
+    original = program.ModularProgram._build
+
+    def counting(self):
+        builds.append(1)
+        return original(self)
+
+    monkeypatch.setattr(program.ModularProgram, "_build", counting)
+    return builds
+
+
+def _draw(viewer, qtbot):
+    viewer.window._qt_viewer.canvas._scene_canvas.render()
+    qtbot.wait(10)
+
+
+def test_new_labels_data_builds_no_shader(make_napari_viewer, qtbot, monkeypatch):
+    """A prediction, label mask or correction shown again rebuilt the layer's shader.
+
+    napari made a new colormap at every data change (``_on_colormap_change``) and
+    vispy built the program again (40-100 ms on the main thread each).
+    """
+    from napari_nuclei_unet.widgets._compare_layers import placeholder_makers
+    from napari_nuclei_unet.widgets._layers import LABELS_LAYER, get_or_create_labels
+
+    viewer = make_napari_viewer(show=True)
+    for make in placeholder_makers(viewer):
+        make()
+    layers = [layer for layer in viewer.layers if layer._type_string == "labels"]
+    for layer in layers:
+        layer.visible = True
+    _draw(viewer, qtbot)
+    builds = _count_shader_builds(monkeypatch)
+    rng = np.random.default_rng(0)
+    for count in (3, 40, 400):
+        data = np.zeros((64, 96), np.int32)
+        data.ravel()[rng.choice(data.size, count, replace=False)] = np.arange(1, count + 1)
+        for layer in layers:
+            layer.data = data.astype(layer.data.dtype) if count < 256 else (
+                data if layer.data.dtype == np.int32 else layer.data)
+        get_or_create_labels(viewer, LABELS_LAYER, data)
+        _draw(viewer, qtbot)
+    assert builds == []
+    shown = viewer.layers[LABELS_LAYER]  # colours still follow the data (cyclic colormap)
+    assert np.array_equal(shown.data, data)
+    values = np.unique(data)[1:3]
+    colors = shown.colormap.map(values)
+    assert colors.shape == (2, 4) and colors[:, 3].min() > 0
+    # a dtype change still rebuilds the colormap (napari checks the dtypes itself)
+    shown.data = data.astype(np.uint16)
+    _draw(viewer, qtbot)
+    assert builds
+
+
+def test_labels_look_the_same_without_the_shader_rebuild(make_napari_viewer, qtbot):
+    """The layer kept from rebuilding draws the very pixels napari's own layer draws."""
+    from napari_nuclei_unet.widgets._scene import keep_shader_on_data_change
+
+    viewer = make_napari_viewer(show=True)
+    plain = viewer.add_labels(np.zeros((8, 8), np.int32), name="plain")
+    kept = viewer.add_labels(np.zeros((8, 8), np.int32), name="kept")
+    assert keep_shader_on_data_change(viewer, kept)
+    canvas = viewer.window._qt_viewer.canvas._scene_canvas
+    rng = np.random.default_rng(1)
+    for count in (400, 70_000):  # a cyclic colormap, then more labels than colours
+        data = np.zeros((300, 300), np.int32)
+        data.ravel()[rng.choice(data.size, count, replace=False)] = rng.integers(
+            1, count + 1, count)
+        kept.data, plain.data = data, data.copy()
+        viewer.reset_view()
+        shots = []
+        for shown, hidden in ((kept, plain), (plain, kept)):
+            shown.visible, hidden.visible = True, False
+            qtbot.wait(10)
+            shots.append(canvas.render())
+        rows = min(s.shape[0] for s in shots)
+        cols = min(s.shape[1] for s in shots)
+        first, second = (s[:rows, :cols] for s in shots)
+        assert (first[..., :3] > 0).any(-1).sum() > 1000  # labels drawn in colour
+        assert np.array_equal(first, second)
+
+
+def test_correction_layer_is_not_moved_again_to_the_same_place(make_napari_viewer):
+    """Promoting a prediction set translate and scale again (a redraw) for the same image."""
+    from _widget_helpers import labelled_synthetic_samples
+    from napari_nuclei_unet.widgets._layers import IMAGE_LAYER, show_sample
+    from napari_nuclei_unet.widgets._retrain_editing import promote_prediction
+
+    viewer = make_napari_viewer()
+    first, second = labelled_synthetic_samples(2, (48, 64), first_seed=11)
+    show_sample(viewer, first)
+    layer = promote_prediction(viewer, first.labels, first)
+    moved = []
+    layer.events.translate.connect(lambda _e: moved.append("translate"))
+    layer.events.scale.connect(lambda _e: moved.append("scale"))
+    show_sample(viewer, second)
+    promote_prediction(viewer, second.labels, second)
+    assert moved == []  # same place: nothing set
+    viewer.layers[IMAGE_LAYER].translate = (5, 7)
+    promote_prediction(viewer, second.labels, second)
+    assert moved == ["translate"] and tuple(layer.translate) == (5, 7)

@@ -26,7 +26,11 @@ if TYPE_CHECKING:
     import napari
 
 from napari_nuclei_unet.widgets._layers import PLACEHOLDER_KEY, SAMPLE_ID_KEY
-from napari_nuclei_unet.widgets._scene import one_scene_rebuild
+from napari_nuclei_unet.widgets._scene import (
+    keep_shader_on_data_change,
+    one_scene_rebuild,
+    set_changed,
+)
 
 SIDE_BY_SIDE = "side by side"
 OVERLAY = "overlay"
@@ -198,7 +202,9 @@ def _upsert_labels(viewer: napari.Viewer, name: str, data: np.ndarray, **kwargs)
     """Return the Labels layer ``name`` showing ``data``, created on first use."""
     layer = _get(viewer, name)
     if layer is None:
-        return viewer.add_labels(data, name=name, **kwargs)
+        layer = viewer.add_labels(data, name=name, **kwargs)
+        keep_shader_on_data_change(viewer, layer)  # data changes need no shader build
+        return layer
     layer.data = data
     return layer
 
@@ -252,12 +258,7 @@ def _set(layer, **values) -> None:
     Every set emits napari events (layer list repaint, thumbnail, grid layout),
     which add up to long main-thread stalls.
     """
-    for name, value in values.items():
-        current = getattr(layer, name)
-        same = (np.array_equal(np.asarray(current), np.asarray(value))
-                if name in ("translate", "scale") else current == value)
-        if not same:
-            setattr(layer, name, value)
+    set_changed(layer, **values)
 
 
 def _move_to_bottom(viewer: napari.Viewer, names: list[str]) -> None:
@@ -556,7 +557,9 @@ def placeholder_makers(viewer: napari.Viewer) -> list:
                                 visible=False)
 
     def labels(name: str, dtype=np.int32, **kwargs):
-        return viewer.add_labels(np.zeros(small, dtype), name=name, visible=False, **kwargs)
+        layer = viewer.add_labels(np.zeros(small, dtype), name=name, visible=False, **kwargs)
+        keep_shader_on_data_change(viewer, layer)  # data changes need no shader build
+        return layer
 
     makers = {
         IMAGE_LAYER: lambda: image(IMAGE_LAYER),

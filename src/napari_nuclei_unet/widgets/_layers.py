@@ -150,7 +150,11 @@ def get_or_create_labels(
     if layer is not None:
         layer.data = data
         return layer
-    return viewer.add_labels(data, name=name, **kwargs)
+    from napari_nuclei_unet.widgets._scene import keep_shader_on_data_change
+
+    layer = viewer.add_labels(data, name=name, **kwargs)
+    keep_shader_on_data_change(viewer, layer)  # data changes need no shader build
+    return layer
 
 
 def _mark_edited(event: Any) -> None:

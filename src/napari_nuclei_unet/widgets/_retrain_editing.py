@@ -139,13 +139,17 @@ def promote_prediction(
     data = np.array(labels, dtype=np.int32, copy=True)
     layer = find_layer(viewer, CORRECTION_LAYER)
     if layer is None:
+        from napari_nuclei_unet.widgets._scene import keep_shader_on_data_change
+
         layer = viewer.add_labels(data, name=CORRECTION_LAYER, opacity=0.6)
+        keep_shader_on_data_change(viewer, layer)  # data changes need no shader build
     else:
         layer.data = data
     image = find_layer(viewer, IMAGE_LAYER)
-    if image is not None:
-        layer.translate = image.translate
-        layer.scale = image.scale
+    if image is not None:  # only when they differ: each set redraws the layer
+        from napari_nuclei_unet.widgets._scene import set_changed
+
+        set_changed(layer, translate=image.translate, scale=image.scale)
     layer.metadata[SAMPLE_ID_KEY] = sample.id
     layer.metadata["nuclei_unet_start"] = start
     show_editing_view(viewer, layer)

@@ -73,3 +73,69 @@ def set_visible(layer: Any, visible: bool) -> bool:
         return False
     layer.visible = visible
     return True
+
+
+def set_changed(layer: Any, **values: Any) -> None:
+    """Set only the layer properties whose value differs.
+
+    napari's setters have no equality check for most properties: setting
+    ``translate`` or ``scale`` to the same value still updates the layer's dims,
+    extent and thumbnail and redraws it (10-40 ms, then 40-90 ms of events, on
+    the main thread).
+
+    Parameters
+    ----------
+    layer : napari.layers.Layer
+        The layer.
+    **values
+        Property names and their new values (``translate`` and ``scale`` are
+        compared as arrays).
+    """
+    import numpy as np
+
+    for name, value in values.items():
+        current = getattr(layer, name)
+        same = (np.array_equal(np.asarray(current), np.asarray(value))
+                if name in ("translate", "scale") else current == value)
+        if not same:
+            setattr(layer, name, value)
+
+
+def keep_shader_on_data_change(viewer: Any, layer: Any) -> bool:
+    """Stop napari rebuilding a Labels layer's shader program at every data change.
+
+    napari 0.9's Labels visual (``napari/_vispy/layers/labels.py``) answers every
+    ``layer.events.data`` with ``_on_colormap_change``, which makes a new colormap
+    object; vispy then builds the visual's shader program again (parse, compile,
+    link: 40-100 ms on the main thread with software OpenGL) although the code is
+    the same. Each prediction, label mask or correction shown paid it once per
+    layer and per pane. The colormap only depends on the data's dtypes, which
+    napari checks itself after each data change (``_on_data_change`` rebuilds the
+    colormap when they differ), and on the colormap and selection, whose own
+    events stay connected. Only that one redundant connection is removed.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer.
+    layer : napari.layers.Labels
+        A Labels layer of the plugin, already added to ``viewer``.
+
+    Returns
+    -------
+    bool
+        True when the connection was removed; False when napari's canvas or the
+        layer's visual cannot be found (another napari version): nothing changes.
+    """
+    canvas = scene_canvas(viewer)
+    visuals = getattr(canvas, "layer_to_visual", None)
+    visual = visuals.get(layer) if isinstance(visuals, dict) else None
+    rebuild = getattr(visual, "_on_colormap_change", None)
+    check = getattr(visual, "_on_data_change", None)
+    if rebuild is None or check is None or not hasattr(visual, "_colormap_dtypes"):
+        return False
+    try:
+        layer.events.data.disconnect(rebuild)
+    except Exception:  # noqa: BLE001 - not connected (another napari): leave it
+        return False
+    return True

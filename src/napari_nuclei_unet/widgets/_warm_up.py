@@ -5,6 +5,8 @@
   thousand modules.
 * :func:`import_layer_modules` -- the modules napari imports when the first image and
   label-mask layers are added (started by the Data dock).
+* :func:`settle_heap_steps` -- one garbage collection once every warm-up is over and
+  no job runs (see there).
 """
 
 from __future__ import annotations
@@ -271,12 +273,68 @@ def layer_warm_up_steps(viewer) -> list:
     return steps
 
 
+#: How long :func:`settle_heap_steps` waits for a moment with no job running (s).
+SETTLE_WAIT_S = 120.0
+
+
+def settle_heap_steps(viewer, *, wait_s: float = SETTLE_WAIT_S) -> list:
+    """Steps that run one full garbage collection once the warm-ups are over and idle.
+
+    Python runs a full ("generation 2") collection when the objects that survived
+    two young collections since the last full one exceed a quarter of those kept
+    by it. The warm-ups import napari's layer modules, torch's optimizer (which
+    imports ``torch._dynamo`` and sympy) and draw every layer once: about 250,000
+    long-lived objects. Their last full collection falls during those imports,
+    so the rest of them (about 90,000, ``bench_journey.py --gc-log``) count
+    towards the next one, which then fell in the user's first minutes (a
+    fine-tuning round, a model switch: 370-600 ms of a frozen window on a
+    630,000-object heap). Collecting once here, while the window is idle and
+    nothing runs, starts that count from zero on the whole warmed-up heap, so
+    the next full collection needs about 155,000 new long-lived objects.
+
+    The collector's settings are not changed (``gc.freeze``, thresholds: those
+    would change the user's whole napari process).
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer (its session's jobs are waited for).
+    wait_s : float, optional
+        Give up (collect nothing) when no idle moment came within this many seconds.
+
+    Returns
+    -------
+    list of callable
+        The steps, for :class:`TurnRunner` (one collection at most).
+    """
+    import time
+
+    from napari_nuclei_unet.widgets._session import session_for
+
+    began: list[float] = []
+
+    def settle() -> list | None:
+        if not began:
+            began.append(time.monotonic())
+        jobs = getattr(session_for(viewer), "jobs", None)
+        if jobs is not None and jobs.kinds():  # a warm-up or the user's job runs
+            if time.monotonic() - began[0] > wait_s:
+                return None  # the user is busy: the collector keeps its own pace
+            return [_wait, _wait, settle]
+        import gc
+
+        gc.collect()
+        return None
+
+    return [settle]
+
+
 def _wait() -> None:
     """A turn without work: the canvas draws in between."""
 
 
 def start_layer_warm_up(viewer, after=None) -> TurnRunner:
-    """Start :func:`layer_warm_up_steps` once the window is shown.
+    """Start :func:`layer_warm_up_steps`, then :func:`settle_heap_steps`, once shown.
 
     Parameters
     ----------
@@ -297,7 +355,8 @@ def start_layer_warm_up(viewer, after=None) -> TurnRunner:
         return ((window is None or window.isVisible()) and not importing(viewer)
                 and (after is None or after()))
 
-    return TurnRunner(layer_warm_up_steps(viewer), interval_ms=60, ready=ready).start()
+    steps = layer_warm_up_steps(viewer) + settle_heap_steps(viewer)
+    return TurnRunner(steps, interval_ms=60, ready=ready).start()
 
 
 def importing(viewer) -> bool:
