@@ -41,3 +41,27 @@ def test_a_round_that_got_worse_is_not_switched_to(retrain, qtbot, monkeypatch):
     assert [v.name for v in dock.versions()] == ["v000", "v001"]
     assert "Not in use" in dock.status_label.text()
     assert "not made current" in dock.status_label.text()
+
+
+def test_a_round_uses_the_sessions_nucleus_diameter(retrain, qtbot, monkeypatch):  # noqa: F811
+    from napari_nuclei_unet.core.finetune import rounds
+
+    viewer, dock, session, samples, project = retrain
+    show(viewer, session, samples[0])
+    paint_square(dock.edit_label_mask(), 7)
+    add(qtbot, dock)
+    seen = []
+    real = rounds.inference_views
+
+    def spy(model, corrections, options, *args, **kwargs):
+        seen.append(options)
+        return real(model, corrections, options, *args, **kwargs)
+
+    monkeypatch.setattr(rounds, "inference_views", spy)
+    session.set_diameter(30.0)
+    dock.epochs_spin.setValue(1)
+    dock.steps_spin.setValue(1)
+    worker = dock.start_finetune()
+    assert worker is not None
+    wait_worker(qtbot, worker, timeout=120_000)
+    assert [o.diameter for o in seen] == [30.0]

@@ -93,7 +93,7 @@ class FinetuneSteps:
         worker = self.session.jobs.start(
             FINETUNE_JOB, _run_finetune, self._store, base, ids, original,
             (float(self.ratio_spin.value()) or None), overrides, self._stop_event.is_set,
-            self._done_event,
+            self._done_event, float(getattr(self.session, "diameter", 0.0) or 0.0),
             on_yielded=self._on_update, on_returned=self._on_result,
             on_finished=self._on_finished, action="Fine-tuning", viewer=self.viewer,
             description=f"Fine-tuning on {len(ids)} corrected image(s) into {self.project}",

@@ -47,11 +47,14 @@ def _run_finetune(
     overrides: dict[str, Any],
     should_stop: Callable[[], bool],
     done: threading.Event,
+    diameter: float = 0.0,
 ) -> Generator[Any, None, tuple[Any, Any]]:
     """The worker's job: read the corrections, run a round, load the new model.
 
     ``store`` is the dock's :class:`CorrectionStore` (any instance would do: saves
     hold the project's lock, so none mistakes a running save for a crashed one).
+    ``diameter``: the session's nucleus diameter (pixels, 0 = automatic), so the round
+    trains on and scores the corrections at the size predictions show them.
 
     Returns
     -------
@@ -64,9 +67,14 @@ def _run_finetune(
         from napari_nuclei_unet.core.finetune import finetune
 
         corrections = store.load_samples(correction_ids)
+        options = None
+        if diameter > 0:
+            from napari_nuclei_unet.core.segment import SegmentOptions
+
+            options = SegmentOptions(diameter=float(diameter))
         result = yield from finetune(base, corrections, original=original, ratio=ratio,
                                      config_overrides=overrides, out_dir=store.path,
-                                     should_stop=should_stop)
+                                     should_stop=should_stop, segment_options=options)
         loaded = None
         if result.version is not None:
             loaded = load_checkpoint(result.version.model, device="auto")
