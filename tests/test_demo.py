@@ -85,7 +85,7 @@ def test_demo_without_model_explains_and_still_shows_data(tmp_path, qapp):
 
 def test_demo_without_blocking_returns_at_once_and_completes(tiny_checkpoint, qtbot):
     from napari_nuclei_unet.demo import run_demo
-    from napari_nuclei_unet.widgets._compare_layers import PREDICTION_LAYER, grid_of
+    from napari_nuclei_unet.widgets._compare_layers import PREDICTION_LAYER, side_by_side_active
     from napari_nuclei_unet.widgets._session import session_for
 
     viewer = run_demo(block=False, model=tiny_checkpoint)
@@ -96,7 +96,7 @@ def test_demo_without_blocking_returns_at_once_and_completes(tiny_checkpoint, qt
             lambda: bool(session.rows) and not session.jobs.kinds(), timeout=120_000
         )
         assert PREDICTION_LAYER in viewer.layers
-        assert grid_of(viewer).enabled  # side by side
+        assert side_by_side_active(viewer)
         assert set(session.rows) == {s.id for s in session.samples.values() if s.has_labels}
     finally:
         _close_all_viewers()

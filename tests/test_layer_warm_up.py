@@ -56,7 +56,8 @@ def test_placeholders_are_reused_and_never_moved(make_napari_viewer):
         assert viewer.layers[cl.PREDICTION_LAYER].data.shape == sample.labels.shape
     assert counts == {"inserted": 0, "removed": 0, "moved": 0}
     assert {layer.name: layer for layer in viewer.layers} == made  # the same objects
-    assert viewer.layers[IMAGE_LAYER].visible and cl.grid_of(viewer).enabled
+    assert viewer.layers[IMAGE_LAYER].visible and cl.side_by_side_active(viewer)
+    assert not cl.grid_of(viewer).enabled  # the panes are translated layers, not napari's grid
 
 
 def test_show_prediction_keeps_the_mode_shown(make_napari_viewer):
@@ -72,7 +73,7 @@ def test_show_prediction_keeps_the_mode_shown(make_napari_viewer):
                        true_labels=first.labels, mode=cl.OVERLAY, sample_id=first.id)
     assert cl.shown_mode(viewer) == cl.OVERLAY
     assert show_prediction(viewer, second, pred_labels=second.labels)
-    assert not cl.grid_of(viewer).enabled and cl.shown_mode(viewer) == cl.OVERLAY
+    assert not cl.side_by_side_active(viewer) and cl.shown_mode(viewer) == cl.OVERLAY
 
 
 def test_turn_runner_runs_one_step_per_turn(qtbot):
@@ -116,7 +117,7 @@ def test_workflow_panel_makes_its_layers_while_idle(make_napari_viewer, qtbot):
         assert layer.opacity > 0, layer.name  # the unseen first draw is undone
     overlay = text_overlay(viewer)
     assert not overlay.visible and tuple(np.asarray(overlay.color).ravel()) == color
-    assert (grid.enabled, grid.stride, tuple(grid.shape)) == grid_before  # panes drawn, undone
+    assert (grid.enabled, grid.stride, tuple(grid.shape)) == grid_before  # never touched
 
 
 def test_large_images_are_labelled_and_coloured_in_a_worker(make_napari_viewer, qtbot,

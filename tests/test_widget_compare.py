@@ -126,7 +126,8 @@ def test_matched_nuclei_share_the_label_mask_colour():
     assert match_colors_to_truth(truth, np.zeros_like(truth)).max() == 0
 
 
-def test_side_by_side_layers_and_grid(compare, qtbot):
+def test_side_by_side_layers_sit_side_by_side(compare, qtbot):
+    """Two panes made by translating the prediction pane's layers, never napari's grid."""
     from napari.layers import Image, Labels
 
     from napari_nuclei_unet.widgets._compare_layers import (
@@ -137,6 +138,7 @@ def test_side_by_side_layers_and_grid(compare, qtbot):
         TITLE_RIGHT_LAYER,
         TRUTH_CONTOUR_LAYER,
         grid_of,
+        side_by_side_active,
     )
     from napari_nuclei_unet.widgets._layers import IMAGE_LAYER, LABELS_LAYER
 
@@ -155,28 +157,71 @@ def test_side_by_side_layers_and_grid(compare, qtbot):
     # the second image shares the first one's array: no copy
     assert viewer.layers[PREDICTION_IMAGE_LAYER].data is viewer.layers[IMAGE_LAYER].data
 
-    grid = grid_of(viewer)
-    assert grid.enabled and tuple(grid.shape) == (1, 2) and grid.stride == 3
-    layers = list(viewer.layers)
-    positions = {layer.name: grid.position(i, layers) for i, layer in enumerate(layers)}
-    assert positions[IMAGE_LAYER] == positions[LABELS_LAYER] == (0, 0)
-    assert positions[PREDICTION_IMAGE_LAYER] == positions[PREDICTION_LAYER] == (0, 1)
-    # the panes are titled on the canvas itself
-    assert positions[TITLE_LEFT_LAYER] == (0, 0) and positions[TITLE_RIGHT_LAYER] == (0, 1)
+    assert not grid_of(viewer).enabled and side_by_side_active(viewer)
+    height, width = SHAPE
+    step = width + 4  # the image width and a gap of 4 % of it
+    for name in (IMAGE_LAYER, LABELS_LAYER, TITLE_LEFT_LAYER):
+        assert tuple(viewer.layers[name].translate) == (0, 0), name
+    for name in (PREDICTION_IMAGE_LAYER, PREDICTION_LAYER, TITLE_RIGHT_LAYER):
+        assert tuple(viewer.layers[name].translate) == (0, step), name
+    left = viewer.layers[IMAGE_LAYER].extent.world
+    right = viewer.layers[PREDICTION_LAYER].extent.world
+    assert right[0][1] - left[1][1] >= 2 and right[0][0] == left[0][0]  # a gap, same rows
+    # the panes are titled on the canvas itself, at the top left corner of each pane
     assert viewer.layers[TITLE_LEFT_LAYER].text.values[0] == "label mask"
     assert viewer.layers[TITLE_RIGHT_LAYER].text.values[0] == "prediction"
+    assert viewer.layers[TITLE_LEFT_LAYER].text.anchor == "upper_left"
+    for title, pane in ((TITLE_LEFT_LAYER, IMAGE_LAYER), (TITLE_RIGHT_LAYER, PREDICTION_LAYER)):
+        point = viewer.layers[title].data_to_world(viewer.layers[title].data[0])
+        np.testing.assert_allclose(point, viewer.layers[pane].data_to_world((0, 0)))
+        assert viewer.layers[title].visible
+    # the camera (and napari's "reset view") frames both panes
+    center = viewer.scene.camera.center[-1]
+    assert width - 1 < center < step + 1
+    viewer.scene.camera.center = (0, 10, 10)
+    viewer.reset_view()
+    assert width - 1 < viewer.scene.camera.center[-1] < step + 1
 
-    # a layer the user adds (e.g. a dropped zip) does not land in a pane
+    # a layer the user adds (e.g. a dropped zip) does not land over a pane
     extra = viewer.add_image(np.zeros((8, 8)), name="dropped")
     assert not extra.visible
-    layers = list(viewer.layers)
-    positions = {layer.name: grid.position(i, layers) for i, layer in enumerate(layers)}
-    assert positions[IMAGE_LAYER] == positions[LABELS_LAYER] == (0, 0)
-    assert positions[PREDICTION_LAYER] == (0, 1)
     viewer.layers.remove(extra)
     assert not viewer.layers[ERROR_LAYER].visible
     assert not viewer.layers[TRUTH_CONTOUR_LAYER].visible
     assert "IoU" in widget.metrics_label.text()
+
+
+def test_painting_in_the_prediction_pane_edits_the_pixel_under_the_brush(compare, qtbot):
+    from napari.utils._test_utils import read_only_mouse_event
+    from napari.utils.interactions import mouse_press_callbacks
+
+    from napari_nuclei_unet.widgets._compare_layers import PREDICTION_LAYER
+
+    viewer, widget, session, samples, fake = compare
+    predict_current(qtbot, widget)
+    layer = viewer.layers[PREDICTION_LAYER]
+    assert layer.translate[1] > SHAPE[1]  # in the right pane
+    layer.mode = "paint"
+    layer.brush_size = 1
+    layer.selected_label = 77
+    world = (30, layer.translate[1] + 40)  # row 30, column 40 of the right pane
+    event = read_only_mouse_event(type="mouse_press", button=1, position=world)
+    mouse_press_callbacks(layer, event)
+    assert layer.data[30, 40] == 77
+    assert np.count_nonzero(layer.data == 77) == 1
+
+
+def test_a_user_grid_is_left_on(compare, qtbot):
+    """The user turned napari's grid on: the plugin neither turns it off nor translates."""
+    from napari_nuclei_unet.widgets._compare_layers import PREDICTION_LAYER, grid_of
+
+    viewer, widget, session, samples, fake = compare
+    grid_of(viewer).enabled = True
+    predict_current(qtbot, widget)
+    for mode in ("overlay", "side by side"):
+        widget.set_mode(mode)
+        assert grid_of(viewer).enabled, mode
+        assert tuple(viewer.layers[PREDICTION_LAYER].translate) == (0, 0)
 
 
 def test_overlay_layers_and_error_colours(compare, qtbot):
@@ -194,6 +239,7 @@ def test_overlay_layers_and_error_colours(compare, qtbot):
         TRUTH_CONTOUR_LAYER,
         error_map,
         grid_of,
+        side_by_side_active,
     )
     from napari_nuclei_unet.widgets._layers import IMAGE_LAYER, LABELS_LAYER
 
@@ -201,8 +247,9 @@ def test_overlay_layers_and_error_colours(compare, qtbot):
     predict_current(qtbot, widget)
     widget.set_mode("overlay")
     assert widget.overlay_radio.isChecked()
-    assert not grid_of(viewer).enabled
+    assert not grid_of(viewer).enabled and not side_by_side_active(viewer)
     for name in (IMAGE_LAYER, PREDICTION_LAYER, ERROR_LAYER, TRUTH_CONTOUR_LAYER):
+        assert tuple(viewer.layers[name].translate) == (0, 0), name  # one pane
         assert viewer.layers[name].visible, name
     for name in (PREDICTION_IMAGE_LAYER, LABELS_LAYER):
         assert not viewer.layers[name].visible, name
@@ -218,10 +265,11 @@ def test_overlay_layers_and_error_colours(compare, qtbot):
         np.testing.assert_allclose(errors.colormap.map(np.array([value]))[0], rgba, atol=1e-6)
     assert widget.legend_label.isVisible() or not widget.isVisible()
     assert "false positive" in widget.legend_label.text()
-    # back to side by side: grid on again, the same layer objects
+    # back to side by side: two panes again, the same layer objects
     before = {layer.name: layer for layer in viewer.layers}
     widget.set_mode("side by side")
-    assert grid_of(viewer).enabled
+    assert side_by_side_active(viewer) and not grid_of(viewer).enabled
+    assert viewer.layers[PREDICTION_LAYER].translate[1] > SHAPE[1]
     assert all(viewer.layers[name] is layer for name, layer in before.items())
 
 

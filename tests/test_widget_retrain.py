@@ -121,7 +121,11 @@ def test_default_project_and_shortcuts_hint(make_napari_viewer, qtbot, user_dirs
 
 def test_promote_prediction_paint_add_and_reopen(retrain, qtbot, make_napari_viewer):
     from napari_nuclei_unet.core.dataset import DSBDataset
-    from napari_nuclei_unet.widgets._compare_layers import PREDICTION_LAYER, grid_of
+    from napari_nuclei_unet.widgets._compare_layers import (
+        PREDICTION_LAYER,
+        grid_of,
+        side_by_side_active,
+    )
     from napari_nuclei_unet.widgets._retrain_editing import CORRECTION_LAYER
     from napari_nuclei_unet.widgets.compare_widget import show_prediction
     from napari_nuclei_unet.widgets.retrain_widget import RetrainWidget
@@ -140,16 +144,17 @@ def test_promote_prediction_paint_add_and_reopen(retrain, qtbot, make_napari_vie
     assert np.array_equal(viewer.layers[PREDICTION_LAYER].data, predicted)  # a copy was edited
     # a new prediction of the image being corrected (e.g. after a round) updates the
     # compare layers, hidden: the one-pane editing view stays (no flip to the panes)
-    assert not grid_of(viewer).enabled
+    assert not grid_of(viewer).enabled and not side_by_side_active(viewer)
     new = np.zeros_like(predicted)
     new[2:8, 2:8] = 1
     show_prediction(viewer, sample, pred_labels=new)
     session.predictions_changed.emit()
-    assert not grid_of(viewer).enabled
+    assert not grid_of(viewer).enabled and not side_by_side_active(viewer)
     assert not viewer.layers[PREDICTION_LAYER].visible
+    assert tuple(viewer.layers[PREDICTION_LAYER].translate) == (0, 0)  # one pane to frame
     assert np.array_equal(viewer.layers[PREDICTION_LAYER].data > 0, new > 0)
     qtbot.wait(200)
-    assert not grid_of(viewer).enabled
+    assert not grid_of(viewer).enabled and not side_by_side_active(viewer)
     assert viewer.layers[-1] is layer and layer.visible
 
     add(qtbot, dock)

@@ -108,6 +108,36 @@ def _count_shader_builds(monkeypatch):
     return builds
 
 
+def _count_layer_shader_builds(viewer, monkeypatch):
+    """Count vispy program builds of the layers' own visuals (not napari's canvas overlays).
+
+    napari sets the transform of its caption's background box again at every
+    scene-graph rebuild, which builds that small rectangle's program (one per
+    visibility change batch, with or without the plugin's panes).
+    """
+    import sys
+
+    from vispy.visuals.shaders import program
+
+    canvas = viewer.window._qt_viewer.canvas
+    builds = []
+    original = program.ModularProgram._build
+
+    def counting(self):
+        nodes = {id(visual.node): layer.name for layer, visual in canvas.layer_to_visual.items()}
+        frame = sys._getframe(1)
+        while frame is not None:
+            owner = frame.f_locals.get("self")
+            if frame.f_code.co_name == "draw" and id(owner) in nodes:
+                builds.append(nodes[id(owner)])
+                break
+            frame = frame.f_back
+        return original(self)
+
+    monkeypatch.setattr(program.ModularProgram, "_build", counting)
+    return builds
+
+
 def _draw(viewer, qtbot):
     viewer.window._qt_viewer.canvas._scene_canvas.render()
     qtbot.wait(10)
@@ -149,6 +179,48 @@ def test_new_labels_data_builds_no_shader(make_napari_viewer, qtbot, monkeypatch
     shown.data = data.astype(np.uint16)
     _draw(viewer, qtbot)
     assert builds
+
+
+def test_a_mode_switch_builds_no_shader(make_napari_viewer, qtbot, monkeypatch):
+    """Side by side <-> overlay (and the correction view) only translate and hide layers.
+
+    With napari's grid as the two panes, every switch between one pane and two moved
+    each visual to another view box and vispy built 8-10 programs again (40-100 ms
+    each with software OpenGL, on the main thread).
+    """
+    from _widget_helpers import labelled_synthetic_samples
+    from napari_nuclei_unet.widgets import _compare_layers as cl
+    from napari_nuclei_unet.widgets._layers import show_sample
+    from napari_nuclei_unet.widgets._retrain_editing import (
+        hide_correction_layer,
+        promote_prediction,
+    )
+
+    viewer = make_napari_viewer(show=True)
+    (sample,) = labelled_synthetic_samples(1, (48, 64), first_seed=4)
+    image, truth = show_sample(viewer, sample)
+
+    def show(mode):
+        cl.show_comparison(viewer, image_layer=image, truth_layer=truth,
+                           pred_labels=sample.labels, true_labels=sample.labels, mode=mode,
+                           sample_id=sample.id)
+        _draw(viewer, qtbot)
+
+    for mode in (cl.SIDE_BY_SIDE, cl.OVERLAY, cl.SIDE_BY_SIDE):  # every layer drawn once
+        show(mode)
+    promote_prediction(viewer, sample.labels, sample)
+    _draw(viewer, qtbot)
+    hide_correction_layer(viewer)  # saved: the panes come back
+    show(cl.SIDE_BY_SIDE)
+    builds = _count_layer_shader_builds(viewer, monkeypatch)
+    for mode in (cl.OVERLAY, cl.SIDE_BY_SIDE, cl.OVERLAY, cl.SIDE_BY_SIDE):
+        show(mode)
+        assert cl.shown_mode(viewer) == mode
+    assert cl.side_by_side_active(viewer)
+    promote_prediction(viewer, sample.labels, sample)  # the one-pane correction view
+    _draw(viewer, qtbot)
+    assert not viewer.layers[cl.PREDICTION_LAYER].visible
+    assert builds == []
 
 
 def test_labels_look_the_same_without_the_shader_rebuild(make_napari_viewer, qtbot):

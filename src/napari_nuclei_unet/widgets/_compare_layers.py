@@ -2,18 +2,25 @@
 
 Two layouts of the same sample:
 
-* **side by side** -- napari grid mode with one row of two panes and linked
-  cameras: the left pane shows the image and the label mask, the right pane a
-  second image layer (same array, no copy) and the prediction;
+* **side by side** -- two panes in the one view of the canvas: the left pane shows
+  the image and the label mask, the right pane a second image layer (same array,
+  no copy) and the prediction, translated to the right of the left pane by the
+  image's width and a small gap (:func:`place_prediction_pane`);
 * **overlay** -- one pane: the image, the prediction, the label mask's outlines
   and an error layer colouring true-positive, false-positive and false-negative
   pixels.
 
 The layers are created once and reused (their data replaced) when the sample
 changes. The image and label-mask layers themselves belong to
-:mod:`napari_nuclei_unet.widgets._layers`; this module only adds its own layers
-and orders the layer list so that grid mode puts them in the right panes.
-Everything here runs on the main thread.
+:mod:`napari_nuclei_unet.widgets._layers`; this module only adds its own layers.
+
+The panes are not napari's grid mode: turning the grid on or off makes napari move
+every layer's visual to another view box, and vispy then builds each visible
+visual's shader program again (8-10 builds, 40-100 ms each with software OpenGL,
+at every switch between one pane and two). A switch here only changes the
+translation, visibility and opacity of a few layers. The plugin never turns the
+grid on; when the user does, the panes are not translated (the grid separates
+the layers itself). Everything here runs on the main thread.
 """
 
 from __future__ import annotations
@@ -54,8 +61,11 @@ COMPARE_LAYERS = (PREDICTION_IMAGE_LAYER, PREDICTION_LAYER, TRUTH_CONTOUR_LAYER,
                   TITLE_LEFT_LAYER, TITLE_RIGHT_LAYER)
 #: Other layers the plugin's docks add and place themselves (never hidden by the pane guard).
 PLUGIN_LAYERS = ("corrected mask",)  # widgets._retrain_editing.CORRECTION_LAYER
-#: Layers per pane in side-by-side mode: image, mask (or prediction), title.
-SIDE_BY_SIDE_STRIDE = 3
+#: Layers moved to the right pane in side-by-side mode (translated, see
+#: :func:`place_prediction_pane`).
+PREDICTION_PANE_LAYERS = (PREDICTION_IMAGE_LAYER, PREDICTION_LAYER, TITLE_RIGHT_LAYER)
+#: Gap between the two panes, as a fraction of the image width (at least 2 pixels).
+PANE_GAP = 0.04
 
 #: Prediction-layer metadata key: the mode shown ("side by side" or "overlay").
 MODE_KEY = "nuclei_unet_compare_mode"
@@ -194,6 +204,67 @@ def grid_of(viewer: napari.Viewer):
     return grid if grid is not None else viewer.grid
 
 
+def pane_offset(image_layer) -> np.ndarray:
+    """World translation of the prediction pane from the label-mask pane.
+
+    Parameters
+    ----------
+    image_layer : napari.layers.Image
+        The sample's image layer (its width and scale set the offset).
+
+    Returns
+    -------
+    numpy.ndarray
+        One value per layer dimension: 0, except the last (x): the image width
+        plus a gap of :data:`PANE_GAP` of it (at least 2 pixels), in world units.
+    """
+    scale = np.asarray(image_layer.scale, dtype=float)
+    width = int(image_layer.data.shape[image_layer.ndim - 1])  # (H, W) or (H, W, C)
+    offset = np.zeros(scale.shape)
+    offset[-1] = (width + max(2, round(PANE_GAP * width))) * scale[-1]
+    return offset
+
+
+def place_prediction_pane(viewer: napari.Viewer, image_layer, *, beside: bool) -> bool:
+    """Translate the prediction pane's layers beside the image (or back over it).
+
+    Only :data:`PREDICTION_PANE_LAYERS` move, and only when their place differs
+    (each translate set redraws the layer). With napari's grid turned on by the
+    user, the layers stay over the image: the grid puts them in panes itself.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer.
+    image_layer : napari.layers.Image or None
+        The sample's image layer; None puts the layers at the origin.
+    beside : bool
+        True for side by side, False for one pane (overlay, correction, nothing shown).
+
+    Returns
+    -------
+    bool
+        True when a layer moved (the camera should then frame the view again).
+    """
+    if image_layer is not None:
+        base = np.asarray(image_layer.translate, dtype=float)
+        scale = np.asarray(image_layer.scale, dtype=float)
+        if beside and not grid_of(viewer).enabled:
+            base = base + pane_offset(image_layer)
+    moved = False
+    for name in PREDICTION_PANE_LAYERS:
+        layer = _get(viewer, name)
+        if layer is None:
+            continue
+        if image_layer is None:
+            base = np.zeros(layer.ndim)
+            scale = np.asarray(layer.scale, dtype=float)
+        before = np.array(layer.translate, dtype=float)
+        _set(layer, scale=scale, translate=base)
+        moved |= not np.array_equal(before, np.asarray(layer.translate, dtype=float))
+    return moved
+
+
 def _get(viewer: napari.Viewer, name: str):
     return viewer.layers[name] if name in viewer.layers else None
 
@@ -244,19 +315,24 @@ def _add_title(viewer: napari.Viewer, name: str, **kwargs):
 
 
 def _upsert_title(viewer: napari.Viewer, name: str, image_layer):
-    """The title layer ``name``, created on first use, placed over ``image_layer``."""
+    """The title layer ``name``, created on first use.
+
+    The left title is placed over ``image_layer``; the right one moves with the
+    prediction pane (:func:`place_prediction_pane`).
+    """
     layer = _get(viewer, name)
     if layer is None:
         layer = _add_title(viewer, name)
-    _set(layer, translate=image_layer.translate, scale=image_layer.scale)
+    if name == TITLE_LEFT_LAYER:
+        _set(layer, translate=image_layer.translate, scale=image_layer.scale)
     return layer
 
 
 def _set(layer, **values) -> None:
     """Set the layer properties that differ (only those).
 
-    Every set emits napari events (layer list repaint, thumbnail, grid layout),
-    which add up to long main-thread stalls.
+    Every set emits napari events (layer list repaint, thumbnail, redraw), which
+    add up to long main-thread stalls.
     """
     set_changed(layer, **values)
 
@@ -265,7 +341,7 @@ def _move_to_bottom(viewer: napari.Viewer, names: list[str]) -> None:
     """Put the named layers at list positions 0, 1, ... in that order (0 is drawn first).
 
     Names of layers that do not exist are skipped. Layers already in place are not
-    moved: every move makes napari rebuild the grid and redraw the layer list.
+    moved: every move makes napari rebuild its scene graph and redraw the layer list.
     """
     target = 0
     for name in dict.fromkeys(names):  # each name once
@@ -280,12 +356,11 @@ def _move_to_bottom(viewer: napari.Viewer, names: list[str]) -> None:
 def layer_order(image_name: str, spacer: str) -> list[str]:
     """The one order of the plugin's layers, the same in both modes (no moves on a switch).
 
-    Side by side: grid mode groups the list in runs of :data:`SIDE_BY_SIDE_STRIDE`
-    and fills the panes left to right: [image, label mask, title] left, [image copy,
-    prediction, title] right; the overlay layers, hidden, make a third run that
-    napari wraps into the first pane. Overlay: with the label mask, the titles and
-    the image copy hidden, the image is drawn first, then the prediction, the
-    errors and the outlines of the label mask on top.
+    Side by side: [image, label mask, title] make the left pane, [image copy,
+    prediction, title] (translated) the right one; the overlay layers are hidden.
+    Overlay: with the label mask, the titles and the image copy hidden, the image
+    is drawn first, then the prediction, the errors and the outlines of the label
+    mask on top.
     """
     return [image_name, spacer, TITLE_LEFT_LAYER, PREDICTION_IMAGE_LAYER, PREDICTION_LAYER,
             TITLE_RIGHT_LAYER, ERROR_LAYER, TRUTH_CONTOUR_LAYER]
@@ -367,7 +442,8 @@ def show_comparison(
         )
     _set(contour, contour=1)
     for layer in (pred_image, prediction, contour, errors):
-        _set(layer, translate=image_layer.translate, scale=image_layer.scale)
+        if layer in (contour, errors):  # the prediction pane's layers: placed below
+            _set(layer, translate=image_layer.translate, scale=image_layer.scale)
         if layer in (pred_image, prediction) or not overlay_ready:
             layer.metadata[SAMPLE_ID_KEY] = sample_id
     if truth_layer is not None and truth_layer.name not in viewer.layers:
@@ -386,15 +462,14 @@ def show_comparison(
         with one_scene_rebuild(viewer):
             for layer in layers.values():
                 _set(layer, visible=False)
+            moved = place_prediction_pane(viewer, image_layer, beside=False)
+        if moved:
+            viewer.reset_view()  # the camera frames the one pane
         return layers
 
     spacer = truth_layer.name if truth_layer is not None else TRUTH_CONTOUR_LAYER
-    grid = grid_of(viewer)
-    was_enabled = bool(grid.enabled)
     with one_scene_rebuild(viewer):
-        if mode != SIDE_BY_SIDE and was_enabled:
-            grid.enabled = False
-        # napari rebuilds its scene graph after each visibility/grid change (~50 ms): only
+        # napari rebuilds its scene graph after each visibility change (~50 ms): only
         # what differs is set, and the rebuilds are made once at the end of the block
         # (widgets._scene; not viewer.layers.batched_update(), which ends with a
         # gc.collect() and a GL finish, about 1 s in this process).
@@ -409,12 +484,6 @@ def show_comparison(
             _set(prediction, opacity=0.6)
             _set(contour, visible=False)
             _set(errors, visible=False)
-            if grid.stride != SIDE_BY_SIDE_STRIDE:
-                grid.stride = SIDE_BY_SIDE_STRIDE
-            if tuple(grid.shape) != (1, 2):
-                grid.shape = (1, 2)
-            if not was_enabled:
-                grid.enabled = True
         else:
             _set(pred_image, visible=False)
             for name in PANE_TITLES:
@@ -428,9 +497,10 @@ def show_comparison(
             _set(prediction, visible=True, opacity=0.35)
             _set(errors, visible=has_truth, opacity=0.5)
             _set(contour, visible=has_truth)
+        moved = place_prediction_pane(viewer, image_layer, beside=mode == SIDE_BY_SIDE)
         if mode == SIDE_BY_SIDE:
             _guard_panes(viewer)
-    if was_enabled != bool(grid.enabled):
+    if moved:
         viewer.reset_view()  # frame both panes, or the one pane
     prediction.metadata[MODE_KEY] = mode
     if created:  # show the prediction's controls rather than the last layer added
@@ -447,8 +517,7 @@ def correcting(viewer: napari.Viewer, sample_id: str | None) -> bool:
 
 def side_by_side_active(viewer: napari.Viewer) -> bool:
     """True while the two panes (label mask | prediction) are shown."""
-    grid = grid_of(viewer)
-    return bool(grid.enabled) and PREDICTION_LAYER in viewer.layers and (
+    return PREDICTION_LAYER in viewer.layers and (
         TITLE_LEFT_LAYER in viewer.layers and viewer.layers[TITLE_LEFT_LAYER].visible
     )
 
@@ -456,9 +525,8 @@ def side_by_side_active(viewer: napari.Viewer) -> bool:
 def _guard_panes(viewer: napari.Viewer) -> None:
     """Keep the two panes when the user adds a layer (e.g. drops a zip) in side by side.
 
-    napari's grid puts every run of :data:`SIDE_BY_SIDE_STRIDE` layers in a pane
-    and wraps extra runs into the first panes; a new visible layer would land over
-    the label mask. It is hidden instead, and the user is told how to see it.
+    A new layer is drawn at its own place, on top: a dropped image would cover the
+    label-mask pane. It is hidden instead, and the user is told how to see it.
     """
     from napari_nuclei_unet.widgets._session import session_for
 
@@ -500,7 +568,7 @@ def shown_prediction_id(viewer: napari.Viewer) -> str | None:
 
 
 def clear_comparison(viewer: napari.Viewer) -> None:
-    """Hide the compare layers and leave grid mode (e.g. no prediction for this sample).
+    """Hide the compare layers, back over the image (e.g. no prediction for this sample).
 
     The layers are hidden, emptied and kept, not removed: removing them and adding
     them back when the next prediction shows (after every model change) made
@@ -508,8 +576,8 @@ def clear_comparison(viewer: napari.Viewer) -> None:
     the main thread, a stall of seconds. A hidden layer is not redrawn, so
     emptying it costs no texture upload; :func:`shown_prediction_id` is None.
     """
-    grid = grid_of(viewer)
-    was_enabled = bool(grid.enabled)
+    from napari_nuclei_unet.widgets._layers import IMAGE_LAYER
+
     with one_scene_rebuild(viewer):
         for name in COMPARE_LAYERS:
             layer = _get(viewer, name)
@@ -521,10 +589,9 @@ def clear_comparison(viewer: napari.Viewer) -> None:
                 data = layer.data
                 if np.any(data):  # no stale nuclei behind the eye button
                     layer.data = np.zeros(data.shape, dtype=data.dtype)
-        if was_enabled:
-            grid.enabled = False
-    if was_enabled:
-        viewer.reset_view()
+        moved = place_prediction_pane(viewer, _get(viewer, IMAGE_LAYER), beside=False)
+    if moved:
+        viewer.reset_view()  # the camera frames the one pane left
 
 
 def placeholder_makers(viewer: napari.Viewer) -> list:

@@ -4,7 +4,7 @@ Two ways to start a correction of the shown image:
 
 * **from the prediction** -- :func:`promote_prediction` copies the predicted
   nuclei into a new Labels layer (:data:`CORRECTION_LAYER`), shows it over the
-  image alone (grid off, compare layers hidden), selects it and switches napari
+  image alone (one pane, compare layers hidden), selects it and switches napari
   to paint mode;
 * **from the label mask** -- :func:`edit_label_mask` selects the label-mask layer
   (``widgets._layers.LABELS_LAYER``) in paint mode.
@@ -117,7 +117,7 @@ def promote_prediction(
 ) -> Labels:
     """Show ``labels`` (a copy) in the editable :data:`CORRECTION_LAYER`, in paint mode.
 
-    The view is switched to one pane (grid off) with the image and the correction
+    The view is switched to one pane with the image and the correction
     only, so that what is painted is what is seen.
 
     Parameters
@@ -158,21 +158,17 @@ def promote_prediction(
 
 
 def show_editing_view(viewer: napari.Viewer, layer: Labels) -> None:
-    """One pane with the image and ``layer`` on top (grid off, compare layers hidden).
+    """One pane with the image and ``layer`` on top (compare layers hidden).
 
     Used when a correction starts, and again when the Compare dock has put its
     side-by-side view back while the user was correcting (e.g. after a round).
     """
-    from napari_nuclei_unet.widgets._compare_layers import COMPARE_LAYERS, grid_of
+    from napari_nuclei_unet.widgets._compare_layers import COMPARE_LAYERS, place_prediction_pane
     from napari_nuclei_unet.widgets._scene import one_scene_rebuild, set_visible
 
-    grid = grid_of(viewer)
-    was_enabled = bool(grid.enabled)
-    # napari rebuilds its scene graph after each visibility and grid change (about
-    # 50 ms each here): only what differs is set, and the rebuilds are made once
+    # napari rebuilds its scene graph after each visibility change (about 50 ms each
+    # here): only what differs is set, and the rebuilds are made once
     with one_scene_rebuild(viewer):
-        if was_enabled:
-            grid.enabled = False
         for name in (*COMPARE_LAYERS, LABELS_LAYER):
             other = find_layer(viewer, name)
             if other is not None:
@@ -184,7 +180,10 @@ def show_editing_view(viewer: napari.Viewer, layer: Labels) -> None:
         index = viewer.layers.index(layer)
         if index != len(viewer.layers) - 1:
             viewer.layers.move(index, len(viewer.layers))
-    if was_enabled:
+        # the hidden prediction pane goes back over the image: the camera (and the
+        # user's "reset view") then frames the one pane
+        moved = place_prediction_pane(viewer, image, beside=False)
+    if moved:
         viewer.reset_view()  # the camera was framing two panes
 
 

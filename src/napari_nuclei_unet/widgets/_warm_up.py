@@ -162,9 +162,10 @@ def layer_warm_up_steps(viewer) -> list:
 
     Each layer is made hidden and empty (``_compare_layers.placeholder_makers``),
     one per turn; then each is drawn once at zero opacity, so that vispy compiles
-    its shaders, the caption draws every character it will use, and the two panes
-    of side by side are drawn once (napari makes their view boxes), so that the
-    first real image, prediction and overlay pay none of it (issue 11).
+    its shaders and the caption draws every character it will use, so that the
+    first real image, prediction and overlay pay none of it (issue 11). Side by
+    side needs nothing more: its panes are the same layers, translated
+    (``_compare_layers.place_prediction_pane``), in the same view.
 
     Parameters
     ----------
@@ -205,7 +206,7 @@ def layer_warm_up_steps(viewer) -> list:
             if layer.metadata.get(PLACEHOLDER_KEY):
                 show, hide = prime(layer)
                 more.extend([show, _wait, hide])
-        return [*more, caption_show, _wait, caption_hide, grid_show, _wait, grid_hide]
+        return [*more, caption_show, _wait, caption_hide]
 
     saved: dict = {}
 
@@ -218,47 +219,6 @@ def layer_warm_up_steps(viewer) -> list:
         overlay.font_size = 9
         overlay.color = (0.0, 0.0, 0.0, 0.0)
         overlay.visible = True
-
-    def unused() -> list:
-        """The placeholders, when none shows a sample yet (else: nothing to prime)."""
-        layers = list(viewer.layers)
-        if not layers or not all(layer.metadata.get(PLACEHOLDER_KEY) for layer in layers):
-            return []
-        return layers
-
-    def grid_show() -> None:
-        # side by side's two panes: napari creates their view boxes, and vispy links
-        # every visual's programs again for them, at the first grid draw
-        from napari_nuclei_unet.widgets._compare_layers import SIDE_BY_SIDE_STRIDE, grid_of
-
-        layers = unused()
-        grid = grid_of(viewer)
-        if not layers or grid.enabled:
-            return
-        saved["grid"] = (grid.stride, tuple(grid.shape))
-        for layer in layers:
-            saved.setdefault("opacity", {})[layer.name] = layer.opacity
-            layer.opacity = 0.0
-            layer.visible = True
-        grid.stride, grid.shape = SIDE_BY_SIDE_STRIDE, (1, 2)
-        grid.enabled = True
-
-    def grid_hide() -> None:
-        from napari_nuclei_unet.widgets._compare_layers import grid_of, shown_prediction_id
-
-        if "grid" not in saved:
-            return
-        grid = grid_of(viewer)
-        stride_shape = saved.pop("grid")
-        if shown_prediction_id(viewer) is None:  # else side by side was shown meanwhile
-            grid.enabled = False
-            grid.stride, grid.shape = stride_shape
-        for name, opacity in saved.pop("opacity", {}).items():
-            if name in viewer.layers:
-                layer = viewer.layers[name]
-                if layer.metadata.get(PLACEHOLDER_KEY):
-                    layer.visible = False
-                layer.opacity = opacity
 
     def caption_hide() -> None:
         overlay = text_overlay(viewer)
