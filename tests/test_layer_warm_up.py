@@ -123,6 +123,7 @@ def test_workflow_panel_makes_its_layers_while_idle(make_napari_viewer, qtbot):
 def test_large_images_are_labelled_and_coloured_in_a_worker(make_napari_viewer, qtbot,
                                                             monkeypatch):
     """The main thread only assigns layer data for a DSB2018-sized image."""
+    from napari_nuclei_unet.widgets import _compare_arrays as arrays
     from napari_nuclei_unet.widgets import _compare_layers as cl
     from napari_nuclei_unet.widgets import compare_widget
     from napari_nuclei_unet.widgets._layers import show_sample
@@ -135,13 +136,13 @@ def test_large_images_are_labelled_and_coloured_in_a_worker(make_napari_viewer, 
     session.model = object()
     session.probabilities[sample.id] = (sample.labels > 0).astype(np.float32) * 0.9
     threads: list[bool] = []
-    real = cl.match_colors_to_truth
+    real = arrays.match_colors_to_truth
 
     def spy(*args, **kwargs):
         threads.append(threading.current_thread() is threading.main_thread())
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(cl, "match_colors_to_truth", spy)
+    monkeypatch.setattr(arrays, "match_colors_to_truth", spy)
     widget = compare_widget.CompareWidget(viewer)
     show_sample(viewer, sample)
     session.set_current(sample.id)
