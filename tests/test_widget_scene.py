@@ -270,3 +270,17 @@ def test_correction_layer_is_not_moved_again_to_the_same_place(make_napari_viewe
     viewer.layers[IMAGE_LAYER].translate = (5, 7)
     promote_prediction(viewer, second.labels, second)
     assert moved == ["translate"] and tuple(layer.translate) == (5, 7)
+
+
+def test_the_camera_frames_the_visible_layers_only(make_napari_viewer):
+    from napari_nuclei_unet.widgets._scene import frame_shown
+
+    viewer = make_napari_viewer()
+    small = viewer.add_image(np.zeros((64, 64), np.uint8), name="small")
+    big = viewer.add_image(np.zeros((600, 800), np.uint8), name="big hidden copy")
+    big.visible = False
+    frame_shown(viewer)
+    framed = viewer.camera.zoom
+    assert tuple(viewer.camera.center[-2:]) == pytest.approx((31.5, 31.5), abs=1.0)
+    viewer.reset_view()  # napari's own: the hidden 600 x 800 layer counts
+    assert viewer.camera.zoom < framed / 5

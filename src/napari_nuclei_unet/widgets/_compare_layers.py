@@ -45,6 +45,7 @@ from napari_nuclei_unet.widgets._compare_arrays import (  # noqa: F401
 )
 from napari_nuclei_unet.widgets._layers import PLACEHOLDER_KEY, SAMPLE_ID_KEY
 from napari_nuclei_unet.widgets._scene import (
+    frame_shown,
     keep_shader_on_data_change,
     one_scene_rebuild,
     set_changed,
@@ -366,7 +367,7 @@ def show_comparison(
                 _set(layer, visible=False)
             moved = place_prediction_pane(viewer, image_layer, beside=False)
         if moved:
-            viewer.reset_view()  # the camera frames the one pane
+            frame_shown(viewer)  # the camera frames the one pane
         return layers
 
     spacer = truth_layer.name if truth_layer is not None else TRUTH_CONTOUR_LAYER
@@ -403,7 +404,7 @@ def show_comparison(
         if mode == SIDE_BY_SIDE:
             _guard_panes(viewer)
     if moved:
-        viewer.reset_view()  # frame both panes, or the one pane
+        frame_shown(viewer)  # frame both panes, or the one pane
     prediction.metadata[MODE_KEY] = mode
     if created:  # show the prediction's controls rather than the last layer added
         viewer.layers.selection.active = prediction
@@ -493,7 +494,7 @@ def clear_comparison(viewer: napari.Viewer) -> None:
                     layer.data = np.zeros(data.shape, dtype=data.dtype)
         moved = place_prediction_pane(viewer, _get(viewer, IMAGE_LAYER), beside=False)
     if moved:
-        viewer.reset_view()  # the camera frames the one pane left
+        frame_shown(viewer)  # the camera frames the one pane left
 
 
 def placeholder_makers(viewer: napari.Viewer) -> list:

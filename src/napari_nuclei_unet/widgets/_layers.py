@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from napari_nuclei_unet.widgets._scene import frame_shown
 from napari_nuclei_unet.widgets._session import session_for
 
 if TYPE_CHECKING:
@@ -288,5 +289,5 @@ def show_sample(viewer: napari.Viewer, sample: Sample) -> tuple[Image, Labels]:
     overlay.font_size = 9
     overlay.visible = True
     if old_shape != (height, width):
-        viewer.reset_view()
+        frame_shown(viewer)
     return image_layer, labels_layer

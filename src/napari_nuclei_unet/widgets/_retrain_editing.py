@@ -28,6 +28,7 @@ from napari_nuclei_unet.widgets._layers import (
     SAMPLE_ID_KEY,
     find_layer,
 )
+from napari_nuclei_unet.widgets._scene import frame_shown
 
 if TYPE_CHECKING:
     import napari
@@ -184,7 +185,7 @@ def show_editing_view(viewer: napari.Viewer, layer: Labels) -> None:
         # user's "reset view") then frames the one pane
         moved = place_prediction_pane(viewer, image, beside=False)
     if moved:
-        viewer.reset_view()  # the camera was framing two panes
+        frame_shown(viewer)  # the camera was framing two panes
 
 
 def edit_label_mask(viewer: napari.Viewer) -> Labels | None:

@@ -63,6 +63,26 @@ def one_scene_rebuild(viewer: Any) -> Iterator[None]:
         canvas._update_scenegraph()
 
 
+def frame_shown(viewer: Any) -> None:
+    """Fit the camera to the layers that are visible.
+
+    napari's ``reset_view()`` fits every layer, hidden ones included, so a hidden
+    layer still holding a larger image (the prediction pane's copy, the last
+    correction) left a small image framed as if it were that large. napari 0.9 takes
+    the layers to fit; older versions fit them all.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer.
+    """
+    shown = [layer for layer in viewer.layers if layer.visible]
+    try:
+        viewer.reset_view(layers=shown or None)
+    except TypeError:  # napari < 0.9: no ``layers`` argument
+        viewer.reset_view()
+
+
 def set_visible(layer: Any, visible: bool) -> bool:
     """Set ``layer.visible`` only when it differs; return True when it changed.
 
