@@ -276,7 +276,7 @@ def test_the_camera_frames_the_visible_layers_only(make_napari_viewer):
     from napari_nuclei_unet.widgets._scene import frame_shown
 
     viewer = make_napari_viewer()
-    small = viewer.add_image(np.zeros((64, 64), np.uint8), name="small")
+    viewer.add_image(np.zeros((64, 64), np.uint8), name="small")
     big = viewer.add_image(np.zeros((600, 800), np.uint8), name="big hidden copy")
     big.visible = False
     frame_shown(viewer)
