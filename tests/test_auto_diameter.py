@@ -173,8 +173,8 @@ def test_rethresholded_cached_maps_equal_segment_image(model, diameter):
 def test_scores_of_cached_maps_are_those_of_segment_image(model):
     from types import SimpleNamespace
 
-    from napari_nuclei_unet.core.evaluation import score_prediction
-    from napari_nuclei_unet.core.predict_score import predict_and_score, rescore_cached
+    from napari_nuclei_unet.core.evaluation import rescore, score_prediction
+    from napari_nuclei_unet.core.predict_score import predict_and_score
     from napari_nuclei_unet.core.progress import drive
 
     image, masks = make_synthetic_sample("histology", seed=3, shape=(96, 96))
@@ -188,7 +188,7 @@ def test_scores_of_cached_maps_are_those_of_segment_image(model):
     seg = segment_image(model, sample.image, SegmentOptions(threshold=0.5))
     expected = score_prediction(sample, seg.probability, labels=seg.labels)
     assert result.rows["s"] == expected
-    again = drive(rescore_cached([sample], result.probabilities, threshold=0.5))
+    again = drive(rescore([sample], result.probabilities, threshold=0.5))
     assert again.rows == [expected]
 
 

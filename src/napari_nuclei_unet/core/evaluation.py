@@ -392,9 +392,11 @@ def rescore(
     ----------
     samples : iterable of Sample
         Samples to score; those without labels are skipped.
-    probabilities : mapping of str to ndarray
+    probabilities : mapping of str to ndarray or NetworkMaps
         Probability map by sample id (``predict_samples`` output or
-        ``EvaluationReport.probabilities``).
+        ``EvaluationReport.probabilities``), or the maps kept from
+        ``core.segment.predict_network_maps``: those are labelled as ``segment_image``
+        labels them at ``threshold`` (``core.segment.labels_from_maps``).
     threshold, instance_method, should_stop
         As for :func:`evaluate`.
 
@@ -413,14 +415,20 @@ def rescore(
     KeyError
         If a labelled sample has no probability map.
     """
+    from .segment import NetworkMaps, labels_from_maps
 
-    def lookup(sample) -> np.ndarray:
+    def lookup(sample):
         try:
-            return probabilities[sample.id]
+            prediction = probabilities[sample.id]
         except KeyError:
             raise KeyError(
                 f"no probability map for sample {sample.id!r}; predict it first"
             ) from None
+        if isinstance(prediction, NetworkMaps):
+            found = labels_from_maps(prediction, threshold,
+                                     split=instance_method == "watershed")
+            return found.probability, found.labels
+        return prediction
 
     return (
         yield from _score_all(

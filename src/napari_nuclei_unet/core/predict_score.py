@@ -107,6 +107,7 @@ def predict_and_score(
     PredictionResult
         The new predictions and the scores.
     """
+    from napari_nuclei_unet.core.evaluation import rescore
     from napari_nuclei_unet.core.segment import SegmentOptions, predict_network_maps
 
     options = SegmentOptions(diameter=float(diameter), threshold=threshold)
@@ -123,60 +124,13 @@ def predict_and_score(
     cached.update(result.probabilities)
     scorable = [s for s in samples if s.id in cached and s.has_labels]
     if scorable and not stop_requested(should_stop):
-        report = yield from rescore_cached(
+        report = yield from rescore(
             scorable, cached, threshold=threshold, instance_method=instance_method,
             should_stop=should_stop,
         )
         result.rows = {row.id: row for row in report.rows}
     result.cancelled = stop_requested(should_stop) or len(result.probabilities) < len(todo)
     return result
-
-
-def rescore_cached(
-    samples: Sequence[Sample],
-    cached: dict[str, Any],
-    *,
-    threshold: float = 0.5,
-    instance_method: str = INSTANCE_METHOD_SPLIT,
-    should_stop: Callable[[], bool] | None = None,
-) -> Generator[Progress, None, Any]:
-    """Score cached predictions again, e.g. at a new threshold (no network run).
-
-    Parameters
-    ----------
-    samples : sequence of Sample
-        Samples to score; those without labels are skipped.
-    cached : dict
-        Cached prediction by sample id (see the module notes).
-    threshold, instance_method, should_stop
-        As for :func:`predict_and_score`.
-
-    Yields
-    ------
-    Progress
-        ``Progress("score", i, n, sample_id)`` after each sample.
-
-    Returns
-    -------
-    EvaluationReport
-        The rows (``core.evaluation.EvaluationReport``).
-    """
-    from napari_nuclei_unet.core.evaluation import EvaluationReport
-
-    samples = list(samples)
-    report = EvaluationReport(threshold=threshold, instance_method=instance_method)
-    for i, sample in enumerate(samples):
-        if stop_requested(should_stop):
-            report.cancelled = True
-            break
-        if sample.has_labels:
-            _, row = labels_and_row(sample, cached[sample.id], threshold=threshold,
-                                    instance_method=instance_method)
-            report.rows.append(row)
-        else:
-            report.skipped.append(sample.id)
-        yield Progress("score", i + 1, len(samples), str(sample.id))
-    return report
 
 
 def predicted_labels(prob: Any, *, threshold: float, instance_method: str) -> np.ndarray:

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from napari_nuclei_unet.core.evaluation import rescore
 from napari_nuclei_unet.core.predict_score import (
     PredictionResult,
     labels_and_row,
     predict_and_score,
     predicted_labels,
-    rescore_cached,
 )
 from napari_nuclei_unet.core.progress import Progress
 from napari_nuclei_unet.widgets import _compare_layers as compare_layers
@@ -125,7 +125,7 @@ def _settings(session: Any) -> tuple[float, str]:
 def start_rescore_job(viewer: napari.Viewer, *, exclude: str | None = None) -> Any:
     """Score every cached prediction again at the session's current settings.
 
-    Runs :func:`napari_nuclei_unet.core.predict_score.rescore_cached` in a worker.
+    Runs :func:`napari_nuclei_unet.core.evaluation.rescore` in a worker.
     The job stops by itself when the threshold or the split changes again (a newer
     re-scoring job takes over), or the model or diameter changes, and its rows are
     merged into ``session.rows`` only while the settings are still those it used;
@@ -163,7 +163,7 @@ def start_rescore_job(viewer: napari.Viewer, *, exclude: str | None = None) -> A
 
     return session.jobs.start(
         RESCORE_JOB,
-        rescore_cached,
+        rescore,
         samples,
         dict(session.probabilities),
         threshold=settings[0],
