@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 from typing import Any
 
@@ -72,17 +71,12 @@ def run(args: argparse.Namespace) -> int:
             f"--ratio is the share of training crops taken from the corrections and must be "
             f"in (0, 1], got {ratio}."
         )
-    diameter = getattr(args, "diameter", 0.0)
-    if not (math.isfinite(diameter) and diameter >= 0):
-        raise FinetuneError(
-            f"--diameter must be 0 (automatic, estimated per image) or a nucleus diameter in "
-            f"pixels, got {diameter:g}."
-        )
-    options = None
-    if diameter > 0:
-        from ..core.segment import SegmentOptions
+    from ..core.segment import SegmentOptions
 
-        options = SegmentOptions(diameter=diameter)
+    try:  # SegmentOptions checks the diameter (0 = automatic, else pixels)
+        options = SegmentOptions(diameter=getattr(args, "diameter", 0.0))
+    except ValueError as exc:
+        raise FinetuneError(f"--diameter: {exc}.") from None
     base: Any = args.model
     if base == "latest":
         base = ModelVersions(args.out).current()
