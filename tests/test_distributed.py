@@ -153,3 +153,23 @@ def test_rank_helpers_with_two_gloo_processes(tmp_path):
     assert results[0]["loss"] == results[1]["loss"] == 25.0
     # d/dlogits of sum(a * b) over both ranks' copies: 2 * b (DDP then averages)
     assert results[0]["grad"] == [2.0, 4.0] and results[1]["grad"] == [4.0, 8.0]
+
+
+def test_a_torchrun_worker_leaves_without_the_interpreter_shutdown(monkeypatch, capsys):
+    """gloo threads can abort a finished worker during shutdown: it exits at once."""
+    exits = []
+
+    def fake_exit(code):
+        exits.append(code)
+        raise SystemExit(code)
+
+    monkeypatch.setattr(distributed.os, "_exit", fake_exit)
+    assert distributed.leave_worker(3) == 3  # not under torchrun: nothing happens
+    assert exits == []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    print("last line", end="")
+    with pytest.raises(SystemExit):
+        distributed.leave_worker(0)
+    assert exits == [0]
+    assert capsys.readouterr().out == "last line"

@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     if distributed.launched_by_torchrun() and not distributed.is_active():
         _prepare_torchrun(args, distributed)  # data-parallel: see core/distributed.py
         with distributed.session(config.device):
-            return run(args)
+            code = run(args)
+        return distributed.leave_worker(code)  # the group is closed: no interpreter shutdown
     # One writer per run folder: a second run on the same --out fails here, at once
     # (under torchrun, rank 0 holds it for the job).
     with (hold_run_folder(args.out),

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -133,6 +134,25 @@ def session(device: str = "auto") -> Iterator[None]:
         torch.distributed.barrier()
     finally:
         torch.distributed.destroy_process_group()
+
+
+def leave_worker(exit_code: int) -> int:
+    """End a torchrun worker now, with ``exit_code``, once its work is written.
+
+    After training, gloo's threads can still release tensors that hold Python objects;
+    during the interpreter's shutdown such a thread can no longer take the GIL, Python
+    ends the thread from inside C++ code, and the C++ runtime aborts the whole process
+    ("terminate called without an active exception", SIGABRT). torchrun then reports
+    the finished run as failed and stops the other ranks. So a worker whose process
+    group is closed flushes its output and exits without the interpreter's shutdown
+    (``os._exit``). Outside torchrun: returns ``exit_code``.
+    """
+    if not launched_by_torchrun() or torch.distributed.is_initialized():
+        return exit_code
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(exit_code)
 
 
 def _restart_safe_store() -> dict:
