@@ -329,3 +329,19 @@ def test_closing_the_panel_ends_its_collection_pause(make_napari_viewer, qtbot):
     panel.deleteLater()
     qtbot.waitUntil(lambda: not PAUSE.active, timeout=10_000)
     assert gc.isenabled()
+
+
+def test_the_data_tab_fits_the_docked_panel(make_napari_viewer, qtbot):
+    """The tabs are built after docking: the dock still takes the Data tab's width."""
+    from napari_nuclei_unet.widgets.workflow_panel import WorkflowPanel
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1280, 800)
+    panel = WorkflowPanel(viewer)
+    viewer.window.add_dock_widget(panel, name="all steps", area="right")
+    qtbot.waitUntil(lambda: "data" in panel.__dict__ and not panel._unplaced, timeout=60_000)
+    qtbot.wait(100)
+    area = panel.tabs.widget(0)
+    assert area.widget() is panel.data
+    assert area.viewport().width() >= panel.data.minimumSizeHint().width()
+    assert not area.horizontalScrollBar().isVisible()

@@ -25,7 +25,7 @@ import logging
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QSize, Qt
 from qtpy.QtWidgets import QFrame, QScrollArea, QSizePolicy, QTabWidget, QVBoxLayout, QWidget
 
 if TYPE_CHECKING:
@@ -47,6 +47,9 @@ TABS: tuple[tuple[str, str, str, str], ...] = (
 OPTIONAL = {"segment"}
 #: Narrowest the panel gets: the canvas keeps the rest of a 1280 px screen.
 MIN_WIDTH = 360
+#: Width the panel asks for when docked: what the Data tab asks for (its row of four
+#: buttons, 432 px) with the tab and scroll-area frames, before that tab is built.
+PREFERRED_WIDTH = 488
 
 
 def _scrolled(widget: QWidget) -> QScrollArea:
@@ -122,6 +125,11 @@ class WorkflowPanel(QWidget):
         # that the first image, prediction and overlay only replace data (issue 11)
         self.warm_up = start_layer_warm_up(napari_viewer, after=lambda: self.tabs_built.done,
                                            pause=pause)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+        """At least :data:`PREFERRED_WIDTH` wide: the dock takes it before any tab is built."""
+        hint = super().sizeHint()
+        return QSize(max(hint.width(), PREFERRED_WIDTH), hint.height())
 
     def __getattr__(self, name: str) -> Any:
         pending = self.__dict__.get("_pending")
