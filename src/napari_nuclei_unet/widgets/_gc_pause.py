@@ -49,7 +49,7 @@ class CollectionPause:
 
     def __init__(self, *, max_s: float = MAX_PAUSE_S) -> None:
         self.max_s = max_s
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a finalizer run by the collection may hold again
         self._holders: set[int] = set()
         self._next_token = 0
         self._restore = False  # turn collection back on at the end
@@ -99,7 +99,7 @@ class CollectionPause:
         bool
             True when this release ended the pause.
         """
-        with self._lock:
+        with self._lock:  # held while collecting: a new pause starts after this one ends
             if token not in self._holders:
                 return False
             self._holders.discard(token)
@@ -107,15 +107,15 @@ class CollectionPause:
                 return False
             timer, self._timer = self._timer, None
             restore, self._restore = self._restore, False
-        if timer is not None:
-            timer.cancel()
-        try:
-            if collect:
-                gc.collect()
-        finally:
-            if restore:
-                gc.enable()
-        return True
+            if timer is not None:
+                timer.cancel()
+            try:
+                if collect:
+                    gc.collect()
+            finally:
+                if restore:
+                    gc.enable()
+            return True
 
     def end_all(self) -> bool:
         """Drop every holder and restore automatic collection (no collection is run).
@@ -133,12 +133,11 @@ class CollectionPause:
             self._holders.clear()
             timer, self._timer = self._timer, None
             restore, self._restore = self._restore, False
-        if timer is not None and timer is not threading.current_thread():
-            timer.cancel()
-        if restore:
-            gc.enable()
-        return True
-
+            if timer is not None:
+                timer.cancel()  # harmless when the timer itself calls this
+            if restore:
+                gc.enable()
+            return True
 
 
 #: The pause the warm-ups share (one process, one collector).

@@ -9,7 +9,7 @@ session, so a step done in one place shows everywhere. The own-images
 segmentation dock (``widgets.segment_widget``) is a tab too when installed.
 
 Opening the panel builds no tab: docking it (napari's layout and settings
-save, 100-130 ms) is the click's work. The tabs are built in event-loop turns
+save, 65-85 ms) is the click's work. The tabs are built in event-loop turns
 right after, the Data tab first, each tab's widget in one turn and its placing
 in the tab (napari's style sheet) in the next, once no warm-up worker runs
 (``_warm_up.warming_up``), so the window never freezes for the whole panel at
@@ -89,7 +89,7 @@ class WorkflowPanel(QWidget):
         from napari_nuclei_unet.widgets._session import on_destroyed
 
         # no automatic garbage collection while the tabs' warm-ups import (two or
-        # three full collections of 250-450 ms): one collection in idle time ends it
+        # three full collections of 250-580 ms): one collection in idle time ends it
         pause = PAUSE.hold()
         on_destroyed(self, lambda: PAUSE.release(pause))
         self.viewer = napari_viewer
