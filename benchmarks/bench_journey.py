@@ -452,7 +452,8 @@ class Journey:
         pump(lambda: not s.jobs.is_running("load model"), 120)
 
     def retrain(self) -> None:
-        from napari_nuclei_unet.widgets._prediction_service import show_prediction
+        from napari_nuclei_unet.widgets._compare_layers import shown_prediction_id
+        from napari_nuclei_unet.widgets._prediction_service import DISPLAY_JOB
 
         p, s = self.panel, self.session
         p.show_step("retrain")
@@ -461,15 +462,21 @@ class Journey:
         predicted = sorted(s.probabilities)[:2]
 
         def correct():
+            # per image, the user's clicks: show it (the Compare tab shows its
+            # prediction beside it, thresholded in a worker), then "Correct the
+            # prediction", paint, "Add to the training set"
             workers = []
             for sid in predicted:
                 dock.show_sample_id(sid)
-                show_prediction(self.viewer, s.samples[sid])
+                pump(lambda sid=sid: shown_prediction_id(self.viewer) == sid
+                     and not s.jobs.is_running(DISPLAY_JOB), 60)
                 layer = dock.edit_prediction()
                 if layer is None:
                     layer = dock.edit_label_mask()
+                pump(lambda: False, 0.2)  # the user looks, then paints
                 layer.data[5:15, 5:15] = int(np.max(layer.data)) + 1
                 layer.refresh()
+                pump(lambda: False, 0.2)  # then clicks "Add to the training set"
                 workers.append(dock.add_to_training_set())
                 pump(lambda w=workers[-1]: done(w), 120)
             return lambda: all(done(w) for w in workers) and not dock.saves_pending()

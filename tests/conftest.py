@@ -97,6 +97,19 @@ def isolated_cache_dir(tmp_path_factory, monkeypatch):
     return path
 
 
+@pytest.fixture(autouse=True)
+def no_collection_pause_left():
+    """End a garbage-collection pause a test's workflow panel left (``widgets._gc_pause``).
+
+    A panel whose viewer is never shown keeps its pause until the safety timer;
+    the next test starts with the collector as it was.
+    """
+    yield
+    from napari_nuclei_unet.widgets._gc_pause import PAUSE
+
+    PAUSE.end_all()
+
+
 @pytest.fixture
 def dsb_folder(tmp_path) -> Path:
     """A stage1_train folder with the samples of SYNTHETIC_SAMPLES."""

@@ -152,7 +152,8 @@ def test_large_images_are_labelled_and_coloured_in_a_worker(make_napari_viewer, 
 
 
 def test_workflow_panel_builds_its_tabs_one_per_turn(make_napari_viewer, qtbot):
-    """Opening the panel builds the Data tab only; the others follow in idle turns."""
+    """Opening the panel builds no tab (docking it is the click's work); they follow in
+    idle turns, each widget made in one turn and placed in its tab in the next."""
     from qtpy.QtWidgets import QAbstractButton
 
     from napari_nuclei_unet.widgets.workflow_panel import WorkflowPanel
@@ -160,8 +161,15 @@ def test_workflow_panel_builds_its_tabs_one_per_turn(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     panel = WorkflowPanel(viewer)
     qtbot.addWidget(panel)
-    assert "data" in panel.__dict__ and "train" not in panel.__dict__
+    assert "data" not in panel.__dict__ and "train" not in panel.__dict__
     assert panel.tabs.count() >= 6 and panel.step_names()[:2] == ["data", "model"]
+    events: list[str] = []
+    real_make, real_place = panel._make_widget, panel._place
+    panel._make_widget = lambda attr: (events.append(f"make {attr}"), real_make(attr))[1]
+    panel._place = lambda attr: (events.append(f"place {attr}"), real_place(attr))[1]
+    qtbot.waitUntil(lambda: "place data" in events, timeout=60_000)
+    assert events == ["make data", "place data"]  # two turns
+    assert panel.tabs.widget(0).widget() is panel.data
     assert panel.scores is not None and "scores" in panel.__dict__  # used early: built now
     panel.show_step("retrain")
     assert "retrain" in panel.__dict__ and panel.tabs.currentIndex() == 5
@@ -172,23 +180,28 @@ def test_workflow_panel_builds_its_tabs_one_per_turn(make_napari_viewer, qtbot):
         panel.no_such_step  # noqa: B018
 
 
-def test_warm_up_and_tabs_wait_for_the_import_worker(make_napari_viewer, qtbot):
-    """Adding a layer while a worker imports xarray blocked the main thread on its lock."""
+@pytest.mark.parametrize("kind", ["warm up image display", "list devices",
+                                  "warm up fine-tuning"])
+def test_warm_up_and_tabs_wait_for_the_warm_up_workers(make_napari_viewer, qtbot, kind):
+    """Adding a layer while a worker imports xarray blocked the main thread on its lock;
+    a tab built beside a warm-up worker took twice as long (the GIL, at each Qt call)."""
     from napari_nuclei_unet.widgets._session import session_for
-    from napari_nuclei_unet.widgets._warm_up import IMPORT_JOB, importing
+    from napari_nuclei_unet.widgets._warm_up import IMPORT_JOB, WARM_UP_JOBS, warming_up
     from napari_nuclei_unet.widgets.workflow_panel import WorkflowPanel
 
+    assert kind in WARM_UP_JOBS and IMPORT_JOB in WARM_UP_JOBS
     viewer = make_napari_viewer(show=True)
     session = session_for(viewer)
     release = threading.Event()
     session.layers_warmed_up = True  # the Data dock starts no import of its own
-    session.jobs.start(IMPORT_JOB, release.wait, 30, refuse=False, action="importing")
-    qtbot.waitUntil(lambda: session.jobs.is_running(IMPORT_JOB), timeout=5_000)
-    assert importing(viewer)
+    session.jobs.start(kind, release.wait, 30, refuse=False, action="warming up")
+    qtbot.waitUntil(lambda: session.jobs.is_running(kind), timeout=5_000)
+    assert warming_up(viewer)
     panel = WorkflowPanel(viewer)
     viewer.window.add_dock_widget(panel, name="all steps")
     qtbot.wait(800)
     assert len(viewer.layers) == 0 and not panel.tabs_built.done
+    assert "data" not in panel.__dict__  # no tab built beside the worker
     release.set()
     qtbot.waitUntil(lambda: panel.warm_up.done and panel.tabs_built.done, timeout=120_000)
     assert len(viewer.layers) >= 8
@@ -276,3 +289,59 @@ def test_workflow_panel_settles_the_heap_after_its_warm_up(make_napari_viewer, q
     viewer.window.add_dock_widget(panel, name="all steps")
     qtbot.waitUntil(lambda: panel.warm_up.done, timeout=180_000)
     assert layers_then and layers_then[-1] >= 8  # collected after the layers were made
+
+
+def test_no_automatic_collection_while_the_panel_warms_up(make_napari_viewer, qtbot,
+                                                          monkeypatch):
+    """The warm-ups' imports started full collections of 250-450 ms in the first clicks.
+
+    Automatic collection is off from the panel's opening until its one collection in
+    idle time, which turns it back on (``_gc_pause``).
+    """
+    import gc
+
+    from napari_nuclei_unet.widgets._gc_pause import PAUSE
+    from napari_nuclei_unet.widgets.workflow_panel import WorkflowPanel
+
+    assert gc.isenabled() and not PAUSE.active
+    viewer = make_napari_viewer(show=True)
+    states: list[bool] = []
+    real = gc.collect
+    monkeypatch.setattr(gc, "collect", lambda *a: states.append(gc.isenabled()) or real(*a))
+    panel = WorkflowPanel(viewer)
+    viewer.window.add_dock_widget(panel, name="all steps")
+    assert not gc.isenabled()  # from the first tab's warm-up on
+    qtbot.waitUntil(lambda: panel.tabs_built.done, timeout=120_000)
+    assert not gc.isenabled()
+    qtbot.waitUntil(lambda: panel.warm_up.done, timeout=180_000)
+    assert states == [False] and gc.isenabled() and not PAUSE.active
+
+
+def test_closing_the_panel_ends_its_collection_pause(make_napari_viewer, qtbot):
+    import gc
+
+    from napari_nuclei_unet.widgets._gc_pause import PAUSE
+    from napari_nuclei_unet.widgets.workflow_panel import WorkflowPanel
+
+    viewer = make_napari_viewer()  # never shown: the warm-up would wait
+    panel = WorkflowPanel(viewer)
+    assert PAUSE.active and not gc.isenabled()
+    panel.deleteLater()
+    qtbot.waitUntil(lambda: not PAUSE.active, timeout=10_000)
+    assert gc.isenabled()
+
+
+def test_the_data_tab_fits_the_docked_panel(make_napari_viewer, qtbot):
+    """The tabs are built after docking: the dock still takes the Data tab's width."""
+    from napari_nuclei_unet.widgets.workflow_panel import WorkflowPanel
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1280, 800)
+    panel = WorkflowPanel(viewer)
+    viewer.window.add_dock_widget(panel, name="all steps", area="right")
+    qtbot.waitUntil(lambda: "data" in panel.__dict__ and not panel._unplaced, timeout=60_000)
+    qtbot.wait(100)
+    area = panel.tabs.widget(0)
+    assert area.widget() is panel.data
+    assert area.viewport().width() >= panel.data.minimumSizeHint().width()
+    assert not area.horizontalScrollBar().isVisible()

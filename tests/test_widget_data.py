@@ -370,3 +370,64 @@ def test_table_is_a_lazy_model_with_fixed_columns(browser, qtbot, dataset_dir):
     from qtpy.QtCore import Qt
 
     assert index.data(Qt.ItemDataRole.ToolTipRole) == widget.visible_ids()[0]
+
+
+def test_dock_builds_the_unit_registry_in_its_worker():
+    """pint's registry, built at napari's first layer, took 400-500 ms of the main thread.
+
+    The Data dock's warm-up builds it in its worker and installs it before any layer
+    is made; the first layer then uses it (a fresh process: pint's registry is global).
+    """
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import json, time\n"
+        "import numpy as np, napari, pint\n"
+        "from qtpy.QtWidgets import QApplication\n"
+        "from napari_nuclei_unet.widgets._session import session_for\n"
+        "from napari_nuclei_unet.widgets._warm_up import IMPORT_JOB\n"
+        "from napari_nuclei_unet.widgets.data_browser import DataBrowserWidget\n"
+        "viewer = napari.Viewer(show=False)\n"
+        "lazy = type(pint.get_application_registry().get()).__name__\n"
+        "dock = DataBrowserWidget(viewer)\n"
+        "jobs = session_for(viewer).jobs\n"
+        "deadline = time.monotonic() + 120\n"
+        "while jobs.is_running(IMPORT_JOB) and time.monotonic() < deadline:\n"
+        "    QApplication.processEvents()\n"
+        "    time.sleep(0.01)\n"
+        "for _ in range(20):\n"
+        "    QApplication.processEvents()\n"
+        "built = type(pint.get_application_registry().get()).__name__\n"
+        "layer = viewer.add_image(np.zeros((8, 8), np.uint8))\n"
+        "same = layer.units[0]._REGISTRY is pint.get_application_registry().get()\n"
+        "print(json.dumps([lazy, built, len(viewer.layers), same]))\n"
+        "viewer.close()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                         text=True, timeout=300, env=dict(os.environ)).stdout
+    assert json.loads(out.strip().splitlines()[-1]) == ["LazyRegistry", "UnitRegistry", 1, True]
+
+
+def test_unit_registry_replaces_only_an_unused_default():
+    """Installed only while pint's own registry was never used: units never mix."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, pint\n"
+        "from napari_nuclei_unet.widgets._warm_up import build_unit_registry, "
+        "install_unit_registry\n"
+        "first, second = build_unit_registry(), build_unit_registry()\n"
+        "ok = install_unit_registry(first)\n"
+        "again = install_unit_registry(second)\n"
+        "app = pint.get_application_registry()\n"
+        "print(json.dumps([ok, again, app.get() is first, str(app.pixel),\n"
+        "                  install_unit_registry(None)]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                         text=True, timeout=300).stdout
+    assert json.loads(out.strip().splitlines()[-1]) == [True, False, True, "pixel", False]

@@ -284,3 +284,36 @@ def test_the_camera_frames_the_visible_layers_only(make_napari_viewer):
     assert tuple(viewer.camera.center[-2:]) == pytest.approx((31.5, 31.5), abs=1.0)
     viewer.reset_view()  # napari's own: the hidden 600 x 800 layer counts
     assert viewer.camera.zoom < framed / 5
+
+
+def test_framing_needs_no_copy_of_the_layer_list_when_hidden_layers_add_nothing(
+        make_napari_viewer, monkeypatch):
+    """napari's ``reset_view(layers=...)`` copies the layer list (15-30 ms a view change)."""
+    from napari.components import viewer_model
+
+    from napari_nuclei_unet.widgets._scene import frame_shown
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((64, 96), np.uint8), name="image")
+    inside = viewer.add_labels(np.zeros((64, 96), np.int32), name="hidden, same size")
+    inside.visible = False
+    copies = []
+    real = viewer_model.LayerList
+
+    def counting(*args, **kwargs):
+        copies.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(viewer_model, "LayerList", counting)
+    frame_shown(viewer)
+    assert copies == []
+    framed = (viewer.camera.zoom, tuple(viewer.camera.center))
+    viewer.camera.zoom *= 3
+    viewer.reset_view(layers=[viewer.layers["image"]])  # napari's way: the same framing
+    assert copies and viewer.camera.zoom == pytest.approx(framed[0])
+    assert tuple(viewer.camera.center) == pytest.approx(framed[1])
+    larger = viewer.add_labels(np.zeros((600, 800), np.int32), name="hidden, larger")
+    larger.visible = False
+    copies.clear()
+    frame_shown(viewer)  # napari's way, which leaves the larger hidden layer out
+    assert copies and viewer.camera.zoom == pytest.approx(framed[0])

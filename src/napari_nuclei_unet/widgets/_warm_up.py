@@ -4,7 +4,8 @@
   Train and Retrain docks: the first training step of a process imports about a
   thousand modules.
 * :func:`import_layer_modules` -- the modules napari imports when the first image and
-  label-mask layers are added (started by the Data dock).
+  label-mask layers are added, and pint's unit registry it builds then
+  (:func:`prepare_layer_display`, started by the Data dock).
 * :func:`settle_heap_steps` -- one garbage collection once every warm-up is over and
   no job runs (see there).
 """
@@ -62,6 +63,69 @@ def import_layer_modules(names: tuple[str, ...] = LAYER_MODULES) -> list[str]:
             continue
         done.append(name)
     return done
+
+
+def build_unit_registry() -> object | None:
+    """Build pint's default unit registry here (in a worker), not at the first layer.
+
+    napari 0.9 gives every layer's transforms units from pint's application
+    registry, which pint builds lazily, on the main thread, when the first
+    layer is made: parsing pint's unit definitions took 400-500 ms (1.6 s under
+    the profiler) of the panel's first layer warm-up step. This builds the same
+    registry (pint's defaults, ``on_redefinition="raise"`` as pint's lazy one)
+    for :func:`install_unit_registry`.
+
+    Returns
+    -------
+    pint.UnitRegistry or None
+        None when pint is missing or fails (napari then builds its own as before).
+    """
+    try:
+        import pint
+
+        registry = pint.UnitRegistry(on_redefinition="raise")
+        registry.pixel  # noqa: B018 - what napari asks for first
+    except Exception:  # noqa: BLE001 - a warm-up never bothers the user
+        return None
+    return registry
+
+
+def install_unit_registry(registry: object | None) -> bool:
+    """Make ``registry`` pint's application registry if pint's own was never used (main thread).
+
+    pint's default application registry is a ``LazyRegistry`` until first used;
+    once used (a layer was made meanwhile, another plugin), its units exist and
+    it is left alone, so units of two registries never mix.
+
+    Returns
+    -------
+    bool
+        True when ``registry`` was installed.
+    """
+    if registry is None:
+        return False
+    try:
+        import pint
+        from pint.registry import LazyRegistry, UnitRegistry
+    except ImportError:
+        return False
+    app = pint.get_application_registry()
+    if type(app.get()) is not LazyRegistry or not isinstance(registry, UnitRegistry):
+        return False
+    pint.set_application_registry(registry)
+    return True
+
+
+def prepare_layer_display() -> object | None:
+    """The Data dock's warm-up job: :func:`import_layer_modules`, then :func:`build_unit_registry`.
+
+    Returns
+    -------
+    pint.UnitRegistry or None
+        For :func:`install_unit_registry` (the job's ``on_returned``).
+    """
+    import_layer_modules()
+    return build_unit_registry()
 
 
 def tiny_training_run(*, validate: bool) -> tuple[Sample, np.ndarray]:
@@ -237,7 +301,8 @@ def layer_warm_up_steps(viewer) -> list:
 SETTLE_WAIT_S = 120.0
 
 
-def settle_heap_steps(viewer, *, wait_s: float = SETTLE_WAIT_S) -> list:
+def settle_heap_steps(viewer, *, wait_s: float = SETTLE_WAIT_S, pause: int | None = None
+                      ) -> list:
     """Steps that run one full garbage collection once the warm-ups are over and idle.
 
     Python runs a full ("generation 2") collection when the objects that survived
@@ -252,8 +317,12 @@ def settle_heap_steps(viewer, *, wait_s: float = SETTLE_WAIT_S) -> list:
     nothing runs, starts that count from zero on the whole warmed-up heap, so
     the next full collection needs about 155,000 new long-lived objects.
 
-    The collector's settings are not changed (``gc.freeze``, thresholds: those
-    would change the user's whole napari process).
+    With ``pause`` (a token of ``_gc_pause.PAUSE``, held while the warm-ups
+    import), the automatic collections those imports would have started
+    (250-450 ms each, in the user's first clicks) never run: this collection is
+    the only one, and it ends the pause; giving up ends it without collecting.
+    The collector's thresholds are not changed, nor is anything frozen
+    (``gc.freeze`` would keep cyclic garbage of the user's whole napari process).
 
     Parameters
     ----------
@@ -261,6 +330,9 @@ def settle_heap_steps(viewer, *, wait_s: float = SETTLE_WAIT_S) -> list:
         The viewer (its session's jobs are waited for).
     wait_s : float, optional
         Give up (collect nothing) when no idle moment came within this many seconds.
+    pause : int, optional
+        The token of a :data:`~._gc_pause.PAUSE` hold to release (after the
+        collection, or when giving up).
 
     Returns
     -------
@@ -269,6 +341,7 @@ def settle_heap_steps(viewer, *, wait_s: float = SETTLE_WAIT_S) -> list:
     """
     import time
 
+    from napari_nuclei_unet.widgets._gc_pause import PAUSE
     from napari_nuclei_unet.widgets._session import session_for
 
     began: list[float] = []
@@ -279,12 +352,19 @@ def settle_heap_steps(viewer, *, wait_s: float = SETTLE_WAIT_S) -> list:
         jobs = getattr(session_for(viewer), "jobs", None)
         if jobs is not None and jobs.kinds():  # a warm-up or the user's job runs
             if time.monotonic() - began[0] > wait_s:
-                return None  # the user is busy: the collector keeps its own pace
+                end_pause(collect=False)  # the user is busy: the collector keeps its pace
+                return None
             return [_wait, _wait, settle]
-        import gc
-
-        gc.collect()
+        end_pause(collect=True)
         return None
+
+    def end_pause(*, collect: bool) -> None:
+        if pause is not None:
+            PAUSE.release(pause, collect=collect)
+        elif collect:
+            import gc
+
+            gc.collect()
 
     return [settle]
 
@@ -293,7 +373,7 @@ def _wait() -> None:
     """A turn without work: the canvas draws in between."""
 
 
-def start_layer_warm_up(viewer, after=None) -> TurnRunner:
+def start_layer_warm_up(viewer, after=None, pause: int | None = None) -> TurnRunner:
     """Start :func:`layer_warm_up_steps`, then :func:`settle_heap_steps`, once shown.
 
     Parameters
@@ -302,6 +382,8 @@ def start_layer_warm_up(viewer, after=None) -> TurnRunner:
         The viewer.
     after : callable, optional
         The steps also wait until it returns True (e.g. the panel's tabs are built).
+    pause : int, optional
+        A :data:`~._gc_pause.PAUSE` token, released by :func:`settle_heap_steps`.
 
     Returns
     -------
@@ -312,21 +394,29 @@ def start_layer_warm_up(viewer, after=None) -> TurnRunner:
         with warnings.catch_warnings():  # napari 0.9 toasts a FutureWarning over the canvas
             warnings.simplefilter("ignore", FutureWarning)
             window = getattr(getattr(viewer, "window", None), "_qt_window", None)
-        return ((window is None or window.isVisible()) and not importing(viewer)
+        return ((window is None or window.isVisible()) and not warming_up(viewer)
                 and (after is None or after()))
 
-    steps = layer_warm_up_steps(viewer) + settle_heap_steps(viewer)
+    steps = layer_warm_up_steps(viewer) + settle_heap_steps(viewer, pause=pause)
     return TurnRunner(steps, interval_ms=60, ready=ready).start()
 
 
-def importing(viewer) -> bool:
-    """True while the Data dock's worker imports :data:`LAYER_MODULES`.
+#: The warm-up jobs the docks start when they open (the Data dock's imports, the
+#: Model and Train docks' device listing and tiny training run, the Retrain dock's).
+WARM_UP_JOBS = (IMPORT_JOB, "list devices", "warm up fine-tuning")
 
-    Adding a layer meanwhile makes napari import xarray on the main thread, which
-    then waits for the worker's module lock (a stall of 0.3-1.3 s in
-    ``bench_journey``): the warm-up and the workflow panel's tabs wait instead.
+
+def warming_up(viewer) -> bool:
+    """True while one of :data:`WARM_UP_JOBS` runs (the panel's tabs and layers wait).
+
+    Adding a layer while the Data dock's worker imports xarray makes napari import
+    it on the main thread, which then waits for the worker's module lock (a stall
+    of 0.3-1.3 s in ``bench_journey``). And a worker running Python holds the GIL
+    for up to Python's switch interval (5 ms) each time the main thread gives it
+    up, which PyQt does at nearly every Qt call: building the Train tab took
+    480-500 ms beside a warm-up worker, about 250 ms without one.
     """
     from napari_nuclei_unet.widgets._session import session_for
 
     jobs = getattr(session_for(viewer), "jobs", None)
-    return bool(jobs is not None and jobs.is_running(IMPORT_JOB))
+    return bool(jobs is not None and any(jobs.is_running(kind) for kind in WARM_UP_JOBS))

@@ -89,12 +89,16 @@ class DataBrowserWidget(QWidget):
 
     def _warm_up_layers(self) -> None:
         """Import what napari needs for the first image layers, in a worker, once."""
-        from napari_nuclei_unet.widgets._warm_up import import_layer_modules
+        from napari_nuclei_unet.widgets._warm_up import (
+            install_unit_registry,
+            prepare_layer_display,
+        )
 
         if getattr(self.session, "layers_warmed_up", False):
             return
         self.session.layers_warmed_up = True
-        self.session.jobs.start(WARM_UP_JOB, import_layer_modules, refuse=False,
+        self.session.jobs.start(WARM_UP_JOB, prepare_layer_display, refuse=False,
+                                on_returned=install_unit_registry,
                                 action="Preparing the image display")
 
     # ------------------------------------------------------------------ layout

@@ -8,11 +8,13 @@ widgets as the separate docks (which stay available) and share the viewer's
 session, so a step done in one place shows everywhere. The own-images
 segmentation dock (``widgets.segment_widget``) is a tab too when installed.
 
-Opening the panel builds only the Data tab; the other tabs are built one per
-event-loop turn right after (each takes 50-400 ms of main-thread time on a busy
-machine: imports, magicgui forms), so the window never freezes for the whole
-panel at once (issue 11). A tab that is shown or used before its turn (its
-attribute, :meth:`WorkflowPanel.show_step`, a click on it) is built at once.
+Opening the panel builds no tab: docking it (napari's layout and settings
+save, 65-85 ms) is the click's work. The tabs are built in event-loop turns
+right after, the Data tab first, each tab's widget in one turn and its placing
+in the tab (napari's style sheet) in the next, once no warm-up worker runs
+(``_warm_up.warming_up``), so the window never freezes for the whole panel at
+once (issue 11). A tab that is shown or used before its turn (its attribute,
+:meth:`WorkflowPanel.show_step`, a click on it) is built and placed at once.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QSize, Qt
 from qtpy.QtWidgets import QFrame, QScrollArea, QSizePolicy, QTabWidget, QVBoxLayout, QWidget
 
 if TYPE_CHECKING:
@@ -44,6 +47,9 @@ TABS: tuple[tuple[str, str, str, str], ...] = (
 OPTIONAL = {"segment"}
 #: Narrowest the panel gets: the canvas keeps the rest of a 1280 px screen.
 MIN_WIDTH = 360
+#: Width the panel asks for when docked: what the Data tab asks for (its row of four
+#: buttons, 432 px) with the tab and scroll-area frames, before that tab is built.
+PREFERRED_WIDTH = 488
 
 
 def _scrolled(widget: QWidget) -> QScrollArea:
@@ -79,6 +85,13 @@ class WorkflowPanel(QWidget):
 
     def __init__(self, napari_viewer: napari.Viewer) -> None:
         super().__init__()
+        from napari_nuclei_unet.widgets._gc_pause import PAUSE
+        from napari_nuclei_unet.widgets._session import on_destroyed
+
+        # no automatic garbage collection while the tabs' warm-ups import (two or
+        # three full collections of 250-580 ms): one collection in idle time ends it
+        pause = PAUSE.hold()
+        on_destroyed(self, lambda: PAUSE.release(pause))
         self.viewer = napari_viewer
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -88,6 +101,7 @@ class WorkflowPanel(QWidget):
         layout.addWidget(self.tabs)
         self._index: dict[str, int] = {}
         self._pending: dict[str, tuple[str, str, str]] = {}  # tabs not built yet
+        self._unplaced: dict[str, tuple[str, QWidget | None]] = {}  # built, not in a tab yet
         for title, module, cls, attr in TABS:
             if attr in OPTIONAL and not _installed(module):
                 setattr(self, attr, None)
@@ -96,20 +110,26 @@ class WorkflowPanel(QWidget):
             self._index[attr] = self.tabs.addTab(area, title)  # "&&" shows "&"
             self._pending[attr] = (title, module, cls)
         self.setMinimumWidth(MIN_WIDTH)
-        self._build(TABS[0][3])  # the first step is what the user sees first
         self.tabs.currentChanged.connect(self._on_tab_changed)
         from napari_nuclei_unet.widgets._warm_up import (
             TurnRunner,
-            importing,
             start_layer_warm_up,
+            warming_up,
         )
 
-        self.tabs_built = TurnRunner([lambda a=attr: self._build(a) for attr in self._pending],
+        # the Data tab first (it starts the imports), in the turn after the panel is docked
+        self.tabs_built = TurnRunner([partial(self._build_step, attr) for attr in self._pending],
                                      interval_ms=20,
-                                     ready=lambda: not importing(napari_viewer)).start()
+                                     ready=lambda: not warming_up(napari_viewer)).start()
         # the plugin's layers, made ahead and drawn once while the window is idle, so
         # that the first image, prediction and overlay only replace data (issue 11)
-        self.warm_up = start_layer_warm_up(napari_viewer, after=lambda: self.tabs_built.done)
+        self.warm_up = start_layer_warm_up(napari_viewer, after=lambda: self.tabs_built.done,
+                                           pause=pause)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+        """At least :data:`PREFERRED_WIDTH` wide: the dock takes it before any tab is built."""
+        hint = super().sizeHint()
+        return QSize(max(hint.width(), PREFERRED_WIDTH), hint.height())
 
     def __getattr__(self, name: str) -> Any:
         pending = self.__dict__.get("_pending")
@@ -119,12 +139,31 @@ class WorkflowPanel(QWidget):
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def _build(self, attr: str) -> None:
-        """Build the widget of tab ``attr`` into its scroll area (once)."""
+        """Build the widget of tab ``attr`` and place it in its scroll area (once)."""
+        self._make_widget(attr)
+        self._place(attr)
+
+    def _build_step(self, attr: str) -> list:
+        """A :class:`TurnRunner` step: make the widget now, place it in the next turn.
+
+        Placing a widget in its scroll area polishes it with napari's style sheet
+        (50-130 ms for the Train tab); making it takes as long again.
+        """
+        self._make_widget(attr)
+        return [partial(self._place, attr)]
+
+    def _make_widget(self, attr: str) -> None:
         if attr not in self._pending:
             return
         title, module, cls = self._pending.pop(attr)
         widget = self._make(module, cls, attr)
         self.__dict__[attr] = widget
+        self._unplaced[attr] = (title, widget)
+
+    def _place(self, attr: str) -> None:
+        if attr not in self._unplaced:
+            return
+        title, widget = self._unplaced.pop(attr)
         index = self._index[attr]
         if widget is None:  # an optional tab whose module failed to import
             self.tabs.removeTab(index)
@@ -147,7 +186,7 @@ class WorkflowPanel(QWidget):
 
     def build_all(self) -> None:
         """Build every tab not built yet (they are otherwise built in idle turns)."""
-        for attr in list(self._pending):
+        for attr in [*self._pending, *self._unplaced]:
             self._build(attr)
 
     def _on_tab_changed(self, index: int) -> None:
