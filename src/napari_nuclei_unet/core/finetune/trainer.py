@@ -15,7 +15,7 @@ the base model knew:
 - crops are drawn by weight from the corrections and *every* replay crop
   (:func:`draw_probabilities`);
 - on the replay crops, the outputs are also pulled towards the base model's
-  (distillation, ``distill=2.0`` in rounds), on top of the crops' true labels.
+  (distillation, ``distill=4.0`` in rounds), on top of the crops' true labels.
 
 A lower learning rate for the encoder (``encoder_lr``) is an option, measured but not a
 default (docs/finetuning.md).
