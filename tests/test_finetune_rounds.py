@@ -280,3 +280,23 @@ def test_two_head_models_learn_contours_and_are_scored_with_contour_seeds(
     assert len(calls) == 2 + 4
     assert load_checkpoint(result.checkpoint).model.out_channels == 2
     assert any(k.startswith("head.") for k in _changed(checkpoint, result))
+
+
+def test_more_steps_when_the_base_model_is_far_off_on_the_corrections(tmp_path, cuda_checkpoint):
+    assert ft_rounds.steps_for_error(12, [0.55, 0.56], 0.5) == 18  # error 0.45: 1.5 x
+    assert ft_rounds.steps_for_error(12, [0.4], 0.5) == 18  # at most 1 + more
+    assert ft_rounds.steps_for_error(12, [0.85, 0.8], 0.5) == 12  # never fewer
+    assert ft_rounds.steps_for_error(12, [0.4], 0.0) == 12  # off
+    corrections = [synthetic("histology", 1)]
+    more = {**TINY, "more_steps": 1.0}
+    del more["epochs"]
+    result = drive(finetune(cuda_checkpoint, corrections, out_dir=tmp_path / "a", replay=False,
+                            check=False, config_overrides=more))
+    error = 1.0 - result.mean_iou("corrected", "before")
+    assert error > ft_rounds.STEPS_REFERENCE_ERROR  # an untrained model: far off
+    expected = round(ft_rounds.FINETUNE_DEFAULTS["epochs"] * min(
+        2.0, error / ft_rounds.STEPS_REFERENCE_ERROR))
+    assert len(result.history) == expected > ft_rounds.FINETUNE_DEFAULTS["epochs"]
+    given = drive(finetune(cuda_checkpoint, corrections, out_dir=tmp_path / "b", replay=False,
+                           check=False, config_overrides={**TINY, "more_steps": 1.0}))
+    assert len(given.history) == TINY["epochs"]  # epochs given: used as given

@@ -145,6 +145,7 @@ def test_a_dim_correction_is_trained_on_smoothed_as_inference_smooths_it(
     from napari_nuclei_unet.core import segment
 
     monkeypatch.setattr(segment, "DENOISE_SIGMAS", (1.7,))  # the sigma inference will pick
+    monkeypatch.setattr(segment, "DENOISE_MORE_SIGMAS", ())
     bright = synthetic(3)
     dim = Sample("dim", (10 + bright.image // 40).astype(np.uint8), bright.labels, "f")
     result = drive(finetune(tiny_checkpoint, [dim], out_dir=tmp_path, replay=False,

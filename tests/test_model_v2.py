@@ -325,7 +325,7 @@ def test_a_dim_image_gets_the_smoothing_the_network_is_surest_of():
     model = Texture()
     image, maps, sigma = segment.denoise_dim(model, dim)
     scores = {}
-    for candidate in segment.DENOISE_SIGMAS:
+    for candidate in (*segment.DENOISE_SIGMAS, *segment.DENOISE_MORE_SIGMAS):
         smoothed = segment._smooth(dim, candidate) if candidate else dim
         prob = segment.predict_maps(model, smoothed)[0]
         scores[candidate] = segment.sharpness(prob)
@@ -335,7 +335,31 @@ def test_a_dim_image_gets_the_smoothing_the_network_is_surest_of():
     assert result.smoothing == sigma
     # with a diameter given, the choice is made at the network's scale
     given = segment_image(model, dim, SegmentOptions(diameter=2 * segment.TRAINING_DIAMETER))
-    assert given.scale == 0.5 and given.smoothing in segment.DENOISE_SIGMAS
+    assert given.scale == 0.5
+    assert given.smoothing in (*segment.DENOISE_SIGMAS, *segment.DENOISE_MORE_SIGMAS)
+
+
+@pytest.mark.parametrize("sure, tried, chosen", [
+    ({0.0: 0.5, 0.8: 0.6, 1.7: 0.7, 2.5: 0.8, 3.5: 0.75}, [0.8, 1.7, 2.5, 3.5], 2.5),
+    ({0.0: 0.5, 0.8: 0.6, 1.7: 0.7, 2.5: 0.65, 3.5: 0.9}, [0.8, 1.7, 2.5], 1.7),
+    ({0.0: 0.5, 0.8: 0.7, 1.7: 0.6, 2.5: 0.9, 3.5: 0.9}, [0.8, 1.7], 0.8),
+])
+def test_a_noisy_dim_image_is_smoothed_more_only_while_it_helps(monkeypatch, sure, tried,
+                                                                 chosen):
+    dim = (np.arange(64 * 64).reshape(64, 64) % 5).astype(np.uint8)  # 5 grey levels
+    smoothed = []
+
+    def smooth(image, sigma):
+        smoothed.append(sigma)
+        return np.full(image.shape, sigma, np.float64)
+
+    monkeypatch.setattr(segment, "_smooth", smooth)
+    monkeypatch.setattr(segment, "_at_scale",
+                        lambda model, image, *a: image[None].astype(np.float64))
+    monkeypatch.setattr(segment, "sharpness", lambda prob: sure[float(prob.flat[0])])
+    assert segment.DENOISE_MORE_SIGMAS == (2.5, 3.5)
+    assert segment.denoise_dim(None, dim)[2] == chosen
+    assert smoothed == tried  # more than 1.7 only while the last sigma was the surest
 
 
 def test_sharpness_prefers_a_confident_map():

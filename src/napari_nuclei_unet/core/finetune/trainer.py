@@ -15,7 +15,7 @@ the base model knew:
 - crops are drawn by weight from the corrections and *every* replay crop
   (:func:`draw_probabilities`);
 - on the replay crops, the outputs are also pulled towards the base model's
-  (distillation, ``distill=2.0`` in rounds), on top of the crops' true labels.
+  (distillation, ``distill=4.0`` in rounds), on top of the crops' true labels.
 
 A lower learning rate for the encoder (``encoder_lr``) is an option, measured but not a
 default (docs/finetuning.md).
@@ -101,6 +101,29 @@ def draw_probabilities(n_corrections: int, n_total: int, ratio: float) -> np.nda
         return np.full(n_total, 1.0 / n_total)
     return np.concatenate([np.full(n_corrections, ratio / n_corrections),
                            np.full(n_other, (1.0 - ratio) / n_other)])
+
+
+def group_probabilities(sizes: Sequence[int], shares: Sequence[float]) -> np.ndarray:
+    """Chance of each entry of consecutive groups, each group sharing its ``shares`` equally.
+
+    Empty groups give their share to the others (the result sums to 1).
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Lengths of the groups, in list order.
+    shares : sequence of float
+        Non-negative share of each group.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(sum(sizes),)`` probabilities.
+    """
+    parts = [np.full(int(n), float(share) / n) for n, share in zip(sizes, shares, strict=True)
+             if n > 0]
+    p = np.concatenate(parts) if parts else np.zeros(0)
+    return p / p.sum() if p.sum() > 0 else np.full(p.size, 1.0 / max(p.size, 1))
 
 
 def train_round(
