@@ -323,3 +323,23 @@ def test_framing_needs_no_copy_of_the_layer_list_when_hidden_layers_add_nothing(
     copies.clear()
     frame_shown(viewer)  # napari's way, which leaves the larger hidden layer out
     assert copies and viewer.camera.zoom == pytest.approx(framed[0])
+
+
+def test_framing_reads_only_what_napari_lets_a_plugin_read(make_napari_viewer):
+    """A plugin's viewer is napari's public-only proxy: private reads warn on the console."""
+    import warnings
+
+    from napari.utils._proxies import PublicOnlyProxy
+
+    from napari_nuclei_unet.widgets._scene import _hidden_add_nothing
+
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((64, 96), np.uint8), name="image")
+    viewer.add_labels(np.zeros((32, 32), np.int32), name="hidden, inside").visible = False
+    proxy = PublicOnlyProxy(viewer)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        assert _hidden_add_nothing(proxy, [proxy.layers["image"]])
+    larger = viewer.add_labels(np.zeros((600, 800), np.int32), name="hidden, larger")
+    larger.visible = False
+    assert not _hidden_add_nothing(viewer, [image])

@@ -90,19 +90,22 @@ def _hidden_add_nothing(viewer: Any, shown: list) -> bool:
     """True when the hidden layers lie within the extent of the ``shown`` ones.
 
     napari's ``reset_view(layers=...)`` builds a new ``LayerList`` of them
-    (15-30 ms on the main thread, at every view change); its extent is computed
-    here with napari's own function, and when it equals the extent of all the
-    layers (napari's cached one), ``reset_view()`` frames exactly the same. False
-    (napari's own way) when anything is unexpected.
+    (15-30 ms on the main thread, at every view change). When the shown layers'
+    world extents (public ``layer.extent.world``) span the same box as all the
+    layers' (``viewer.layers.extent.world``), ``reset_view()`` frames the same.
+    Only public attributes: napari warns on the console when a plugin reads
+    private ones. False (napari's own way) when anything is unexpected.
     """
     import numpy as np
 
     try:
-        layers = viewer.layers
-        every = np.asarray(layers._extent_world_augmented)
-        extent = np.asarray(layers._get_extent_world(
-            [layer._extent_augmented for layer in shown], augmented=True, units=layers.units))
-        return bool(extent.shape == every.shape and np.allclose(extent, every))
+        every = np.asarray(viewer.layers.extent.world, dtype=float)
+        boxes = [np.asarray(layer.extent.world, dtype=float) for layer in shown]
+        if any(box.shape != every.shape for box in boxes):
+            return False
+        low = np.min([box[0] for box in boxes], axis=0)
+        high = np.max([box[1] for box in boxes], axis=0)
+        return bool(np.allclose(low, every[0]) and np.allclose(high, every[1]))
     except Exception:  # noqa: BLE001 - another napari: take the general way
         return False
 
