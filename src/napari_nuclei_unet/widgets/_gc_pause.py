@@ -105,16 +105,7 @@ class CollectionPause:
             self._holders.discard(token)
             if self._holders:
                 return False
-            timer, self._timer = self._timer, None
-            restore, self._restore = self._restore, False
-            if timer is not None:
-                timer.cancel()
-            try:
-                if collect:
-                    gc.collect()
-            finally:
-                if restore:
-                    gc.enable()
+            self._end(collect=collect)
             return True
 
     def end_all(self) -> bool:
@@ -131,13 +122,21 @@ class CollectionPause:
             if not self._holders:
                 return False
             self._holders.clear()
-            timer, self._timer = self._timer, None
-            restore, self._restore = self._restore, False
-            if timer is not None:
-                timer.cancel()  # harmless when the timer itself calls this
+            self._end(collect=False)
+            return True
+
+    def _end(self, *, collect: bool) -> None:
+        """Stop the timer, optionally collect, restore the state before the pause (lock held)."""
+        timer, self._timer = self._timer, None
+        restore, self._restore = self._restore, False
+        if timer is not None:
+            timer.cancel()  # harmless when the timer itself is ending the pause
+        try:
+            if collect:
+                gc.collect()
+        finally:
             if restore:
                 gc.enable()
-            return True
 
 
 #: The pause the warm-ups share (one process, one collector).
