@@ -157,6 +157,11 @@ class StallSampler:
     thread's stack during stalls over 100 ms (which code blocks the window).
     """
 
+    #: Sampling period (s), and how late the heartbeat must be for a sample to count
+    #: in the stall (the whole stall is sampled, not only its part over 100 ms).
+    PERIOD = 0.005
+    FROM_MS = 15
+
     def __init__(self, beat: Heartbeat) -> None:
         import threading
         from collections import Counter
@@ -178,12 +183,12 @@ class StallSampler:
 
         episode: Counter = Counter()
         episode_beat = None
-        while not self._stop.wait(0.02):
+        while not self._stop.wait(self.PERIOD):
             late_ms = (time.perf_counter() - self.beat.last) * 1000
             if episode_beat is not None and self.beat.last != episode_beat:
                 self._close(episode, episode_beat)  # the beat came back: stall over
                 episode, episode_beat = Counter(), None
-            if late_ms < 110:
+            if late_ms < self.FROM_MS:
                 continue
             frame = sys._current_frames().get(self.main)
             if frame is None:
@@ -195,10 +200,10 @@ class StallSampler:
             where = tops
             if ours:
                 where = f"{Path(ours[-1].filename).name}:{ours[-1].name} -> {where}"
-            self.counts[where] += 1
-            episode[f"{Path(ours[-1].filename).name}:{ours[-1].name}" if ours
-                    else " < ".join(f"{Path(f.filename).name}:{f.name}"
-                                    for f in stack[-1:-7:-1])] += 1
+            if late_ms >= 110:
+                self.counts[where] += 1
+            episode[where if ours else " < ".join(f"{Path(f.filename).name}:{f.name}"
+                                                  for f in stack[-1:-7:-1])] += 1
 
     def _close(self, episode, began: float) -> None:
         total = sum(episode.values())
@@ -206,10 +211,12 @@ class StallSampler:
             self.worst = episode
 
     def take(self, n: int = 5) -> list[str]:
-        common = [f"{where} ({k * 20} ms)" for where, k in self.counts.most_common(n)]
+        ms = self.PERIOD * 1000
+        common = [f"{where} ({k * ms:.0f} ms)" for where, k in self.counts.most_common(n)]
         if self.worst:
-            common.append(f"longest stall sampled {sum(self.worst.values()) * 20} ms:")
-            common += [f"   {where} ({k * 20} ms)" for where, k in self.worst.most_common(6)]
+            common.append(f"longest stall, sampled from {self.FROM_MS} ms late, "
+                          f"{sum(self.worst.values()) * ms:.0f} ms:")
+            common += [f"   {where} ({k * ms:.0f} ms)" for where, k in self.worst.most_common(8)]
         self.counts.clear()
         self.worst = type(self.worst)()
         self.since = time.perf_counter()  # a stall still open belongs to no step

@@ -39,6 +39,7 @@ from napari_nuclei_unet.widgets._score_table import (  # noqa: F401  (re-exporte
     CSV_FIELDS,
     EMPTY_MESSAGE,
     FIELDS,
+    FIT_ROWS,
     ID_COLUMN_WIDTH,
     ID_ROLE,
     SCORE_FIELDS,
@@ -134,6 +135,7 @@ class IoUPanel(QWidget):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(False)
+        header.setResizeContentsPrecision(FIT_ROWS)
         self.table.setMinimumHeight(120)
         enable_id_copy(self.table, self._selected_id)
 
@@ -218,7 +220,10 @@ class IoUPanel(QWidget):
         self._select_current(self.session.current_id)
 
     def _fit_columns(self) -> None:
-        """Columns as wide as their contents, the id column at most ``ID_COLUMN_WIDTH``."""
+        """Columns as wide as their contents, the id column at most ``ID_COLUMN_WIDTH``.
+
+        Only :data:`FIT_ROWS` rows are read (the shown ones first).
+        """
         self.table.resizeColumnsToContents()
         if self.table.columnWidth(0) > ID_COLUMN_WIDTH:
             self.table.setColumnWidth(0, ID_COLUMN_WIDTH)  # full id in the tooltip
