@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qtpy.QtCore import QModelIndex, QSortFilterProxyModel, Qt
+from qtpy.QtCore import QModelIndex, Qt
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -45,6 +45,7 @@ from napari_nuclei_unet.widgets._score_table import (  # noqa: F401  (re-exporte
     SCORE_FIELDS,
     SORT_ROLE,
     ScoreTableModel,
+    SortInSourceProxy,
     elide_id,
     score_color,
     summarize,
@@ -118,10 +119,8 @@ class IoUPanel(QWidget):
         layout.addWidget(self.stale_label)
 
         self.model = ScoreTableModel(self)
-        self.proxy = QSortFilterProxyModel(self)
+        self.proxy = SortInSourceProxy(self)
         self.proxy.setSourceModel(self.model)
-        self.proxy.setSortRole(SORT_ROLE)
-        self.proxy.setDynamicSortFilter(True)
         self.table = QTableView()
         self.table.setModel(self.proxy)
         # rows stay in scoring order until the user clicks a header
