@@ -12,6 +12,8 @@ import numpy as np
 from qtpy.QtCore import QAbstractTableModel, QModelIndex, Qt
 from qtpy.QtWidgets import QAbstractItemView, QTableView, QWidget
 
+from napari_nuclei_unet.widgets._score_table import FIT_ROWS
+
 
 class FeaturesModel(QAbstractTableModel):
     """Qt model of a ``{column: array}`` table."""
@@ -70,12 +72,15 @@ class FeaturesTable(QTableView):
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.verticalHeader().setDefaultSectionSize(20)
+        # columns fit the first rows only: Qt's default read 1,000 rows per fit
+        # (about 100 ms for 1,500 nuclei)
+        self.horizontalHeader().setResizeContentsPrecision(FIT_ROWS)
         self.setMinimumHeight(160)
 
     def set_table(self, table: dict[str, Any] | None) -> None:
         """Show ``table``."""
         self.features.set_table(table)
-        if table and self.features.rowCount() <= 2000:
+        if table:
             self.resizeColumnsToContents()
 
     def cell_text(self, row: int, column: str) -> str:
