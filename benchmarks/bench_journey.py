@@ -288,7 +288,9 @@ class Journey:
             import pstats
 
             profiler.disable()
-            pstats.Stats(profiler).sort_stats("cumulative").print_stats(60)
+            stats = pstats.Stats(profiler)
+            stats.sort_stats("cumulative").print_stats(60)
+            stats.sort_stats("tottime").print_stats(25)
         worst = self.beat.worst_ms
         gc_ms = self.gc.longest_ms
         why = self.sampler.take() if self.sampler is not None else []

@@ -100,10 +100,16 @@ def test_workflow_panel_makes_its_layers_while_idle(make_napari_viewer, qtbot):
         PLACEHOLDER_KEY,
         text_overlay,
     )
+    from napari_nuclei_unet.widgets._warm_up import brush_overlay
     from napari_nuclei_unet.widgets.workflow_panel import WorkflowPanel
 
     viewer = make_napari_viewer(show=True)
     color = tuple(np.asarray(text_overlay(viewer).color).ravel())
+    brush = brush_overlay(viewer)
+    assert brush is not None and not brush.visible
+    brush_opacity = brush.opacity
+    brush_shown = []
+    brush.events.visible.connect(lambda value: brush_shown.append((value, brush.opacity)))
     grid = cl.grid_of(viewer)
     grid_before = (grid.enabled, grid.stride, tuple(grid.shape))
     panel = WorkflowPanel(viewer)
@@ -118,6 +124,9 @@ def test_workflow_panel_makes_its_layers_while_idle(make_napari_viewer, qtbot):
     overlay = text_overlay(viewer)
     assert not overlay.visible and tuple(np.asarray(overlay.color).ravel()) == color
     assert (grid.enabled, grid.stride, tuple(grid.shape)) == grid_before  # never touched
+    # paint mode's brush circle was drawn once, unseen, and is hidden again
+    assert brush_shown == [(True, 0.0), (False, 0.0)]
+    assert not brush.visible and brush.opacity == brush_opacity
 
 
 def test_large_images_are_labelled_and_coloured_in_a_worker(make_napari_viewer, qtbot,
@@ -345,3 +354,24 @@ def test_the_data_tab_fits_the_docked_panel(make_napari_viewer, qtbot):
     assert area.widget() is panel.data
     assert area.viewport().width() >= panel.data.minimumSizeHint().width()
     assert not area.horizontalScrollBar().isVisible()
+
+
+def test_the_brush_warm_up_leaves_a_brush_in_use_shown(make_napari_viewer, qtbot):
+    from napari_nuclei_unet.widgets._warm_up import TurnRunner, brush_overlay, layer_warm_up_steps
+
+    viewer = make_napari_viewer(show=True)
+    layer = viewer.add_labels(np.zeros((64, 64), np.int32))
+    brush = brush_overlay(viewer)
+    opacity = brush.opacity
+    steps = layer_warm_up_steps(viewer)
+    expand = steps[-1]
+    more = expand()
+    show, hide = more[-3], more[-1]
+    show()
+    assert brush.visible and brush.opacity == 0.0
+    layer.mode = "paint"  # the user starts painting before the warm-up hides it
+    hide()
+    assert brush.visible and brush.opacity == opacity
+    layer.mode = "pan_zoom"
+    assert not brush.visible
+    assert TurnRunner  # the steps run one per turn in the panel (see above)

@@ -226,8 +226,10 @@ def layer_warm_up_steps(viewer) -> list:
 
     Each layer is made hidden and empty (``_compare_layers.placeholder_makers``),
     one per turn; then each is drawn once at zero opacity, so that vispy compiles
-    its shaders and the caption draws every character it will use, so that the
-    first real image, prediction and overlay pay none of it (issue 11). Side by
+    its shaders and the caption draws every character it will use, and napari's
+    brush circle (paint mode's cursor, :func:`brush_overlay`) is drawn once at zero
+    opacity, so that the first real image, prediction, overlay and correction pay
+    none of it (issue 11). Side by
     side needs nothing more: its panes are the same layers, translated
     (``_compare_layers.place_prediction_pane``), in the same view.
 
@@ -270,9 +272,25 @@ def layer_warm_up_steps(viewer) -> list:
             if layer.metadata.get(PLACEHOLDER_KEY):
                 show, hide = prime(layer)
                 more.extend([show, _wait, hide])
-        return [*more, caption_show, _wait, caption_hide]
+        return [*more, caption_show, _wait, caption_hide, brush_show, _wait, brush_hide]
 
     saved: dict = {}
+
+    def brush_show() -> None:
+        overlay = brush_overlay(viewer)
+        if overlay is None or overlay.visible:  # paint mode is on: it is drawn already
+            return
+        saved["brush"] = overlay.opacity
+        overlay.opacity = 0.0
+        overlay.visible = True
+
+    def brush_hide() -> None:
+        overlay = brush_overlay(viewer)
+        if overlay is None or "brush" not in saved:
+            return
+        if not _painting(viewer):  # else the user started painting meanwhile: it stays
+            overlay.visible = False
+        overlay.opacity = saved.pop("brush")
 
     def caption_show() -> None:
         overlay = text_overlay(viewer)
@@ -295,6 +313,32 @@ def layer_warm_up_steps(viewer) -> list:
 
     steps.append(expand)
     return steps
+
+
+def _real_viewer(viewer) -> object | None:
+    from napari_nuclei_unet.widgets._scene import scene_canvas
+
+    return getattr(scene_canvas(viewer), "viewer", None)
+
+
+def brush_overlay(viewer) -> object | None:
+    """The brush-circle overlay of napari (the cursor of paint mode), or None.
+
+    Its first draw builds its shader program: 50-80 ms on the main thread with
+    software OpenGL when the user first clicks "Edit prediction as labels" (the
+    first paint mode of the session), which the layer warm-up pays while idle.
+    Found through the real viewer of napari's canvas (no private attribute of
+    the plugin's viewer proxy is read); None with another napari.
+    """
+    overlays = getattr(getattr(_real_viewer(viewer), "canvas", None), "overlays", None)
+    overlay = getattr(overlays, "_brush_circle", None)
+    return overlay if hasattr(overlay, "visible") and hasattr(overlay, "opacity") else None
+
+
+def _painting(viewer) -> bool:
+    """True when napari shows the brush circle for the user (paint or erase mode)."""
+    cursor = getattr(_real_viewer(viewer), "cursor", None)
+    return str(getattr(cursor, "style", "")).startswith("circle")
 
 
 #: How long :func:`settle_heap_steps` waits for a moment with no job running (s).
