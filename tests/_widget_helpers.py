@@ -1,13 +1,28 @@
-"""Shared helpers of the dock-widget tests (datasets, notifications, workers)."""
+"""Shared helpers of the tests (datasets, notifications, workers, fresh processes)."""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 
 WORKER_TIMEOUT_MS = 60_000
+
+
+def fresh_python(code: str, *, timeout: float = 300) -> str:
+    """Run ``code`` in a new Python process (this environment); its last stdout line.
+
+    For what only a fresh process shows: which modules an import pulls in, what a
+    window does on its first use. A failing run raises ``CalledProcessError``.
+    """
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                         text=True, timeout=timeout, env=dict(os.environ)).stdout
+    lines = out.strip().splitlines()
+    return lines[-1] if lines else ""
 
 
 def write_dataset(root: Path, n_per_style: int = 2, shape=(48, 64)) -> list[str]:

@@ -172,8 +172,7 @@ def test_config_round_trip_and_validation():
 
 
 def test_metadata_reading_does_not_import_torch(tmp_path):
-    import subprocess
-    import sys
+    from _widget_helpers import fresh_python
 
     path = save_checkpoint(tmp_path / "m", _model(), _config())
     code = (
@@ -181,6 +180,5 @@ def test_metadata_reading_does_not_import_torch(tmp_path):
         "from napari_nuclei_unet.core import config, device\n"
         f"read_metadata({str(path)!r})\nprint('torch' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert fresh_python(code) == "False"
     assert np.isfinite(0.0)

@@ -265,12 +265,10 @@ def test_to_json_layout_and_round_trip():
 
 
 def test_importing_evaluation_does_not_import_torch():
-    import subprocess
-    import sys
+    from _widget_helpers import fresh_python
 
     code = (
         "import sys, napari_nuclei_unet.core.evaluation, napari_nuclei_unet.core.metrics, "
         "napari_nuclei_unet.core.instances; print('torch' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert fresh_python(code) == "False"

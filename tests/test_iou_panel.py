@@ -7,7 +7,7 @@ import csv
 import numpy as np
 import pytest
 
-from _widget_helpers import capture_notifications, wait_worker
+from _widget_helpers import capture_notifications, fresh_python, wait_worker
 from test_widget_compare import install_fake_model, make_samples, show
 
 pytestmark = pytest.mark.gui
@@ -301,9 +301,6 @@ def test_split_column_and_full_id_copy(panel, qtbot):
 def test_opening_the_workflow_panel_does_not_import_matplotlib():
     """matplotlib's import and canvas froze the window 3.5-4.5 s when the panel opened."""
     import json
-    import os
-    import subprocess
-    import sys
 
     code = (
         "import sys, json\n"
@@ -316,9 +313,7 @@ def test_opening_the_workflow_panel_does_not_import_matplotlib():
         "                  sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib')]))\n"
         "viewer.close()\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                         text=True, timeout=300, env=dict(os.environ)).stdout
-    assert json.loads(out.strip().splitlines()[-1]) == [True, []]
+    assert json.loads(fresh_python(code)) == [True, []]
 
 
 def test_summary_of_no_rows_matches_core_without_importing_it():

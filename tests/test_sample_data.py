@@ -55,15 +55,13 @@ def test_missing_files_fall_back_to_the_same_sample_generated(monkeypatch, tmp_p
 
 
 def test_importing_sample_data_is_light():
-    import subprocess
-    import sys
+    from _widget_helpers import fresh_python
 
     code = (
         "import sys, napari_nuclei_unet._sample_data, napari_nuclei_unet._reader\n"
         "print(sorted(m for m in ('torch', 'napari', 'qtpy') if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert fresh_python(code) == "[]"
 
 
 @pytest.mark.gui

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from _widget_helpers import capture_notifications, wait_worker, write_dataset
+from _widget_helpers import capture_notifications, fresh_python, wait_worker, write_dataset
 
 pytestmark = pytest.mark.gui
 
@@ -271,8 +271,6 @@ def test_offer_to_browse_dataset_of_a_reader_layer(browser, qtbot, dataset_dir):
 
 def test_opening_the_dock_modules_does_not_import_torch():
     import json
-    import subprocess
-    import sys
 
     code = (
         "import sys, json\n"
@@ -282,9 +280,7 @@ def test_opening_the_dock_modules_does_not_import_torch():
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('torch', 'matplotlib'))))"
     )
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                         text=True, timeout=120).stdout
-    assert json.loads(out.strip().splitlines()[-1]) == []
+    assert json.loads(fresh_python(code, timeout=120)) == []
 
 
 def test_progress_updates_are_throttled(browser):
@@ -379,9 +375,6 @@ def test_dock_builds_the_unit_registry_in_its_worker():
     is made; the first layer then uses it (a fresh process: pint's registry is global).
     """
     import json
-    import os
-    import subprocess
-    import sys
 
     code = (
         "import json, time\n"
@@ -406,16 +399,12 @@ def test_dock_builds_the_unit_registry_in_its_worker():
         "print(json.dumps([lazy, built, len(viewer.layers), same]))\n"
         "viewer.close()\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                         text=True, timeout=300, env=dict(os.environ)).stdout
-    assert json.loads(out.strip().splitlines()[-1]) == ["LazyRegistry", "UnitRegistry", 1, True]
+    assert json.loads(fresh_python(code)) == ["LazyRegistry", "UnitRegistry", 1, True]
 
 
 def test_unit_registry_replaces_only_an_unused_default():
     """Installed only while pint's own registry was never used: units never mix."""
     import json
-    import subprocess
-    import sys
 
     code = (
         "import json, pint\n"
@@ -428,6 +417,4 @@ def test_unit_registry_replaces_only_an_unused_default():
         "print(json.dumps([ok, again, app.get() is first, str(app.pixel),\n"
         "                  install_unit_registry(None)]))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                         text=True, timeout=300).stdout
-    assert json.loads(out.strip().splitlines()[-1]) == [True, False, True, "pixel", False]
+    assert json.loads(fresh_python(code)) == [True, False, True, "pixel", False]
