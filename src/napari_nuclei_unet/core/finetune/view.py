@@ -75,9 +75,10 @@ def transform_sample(sample: Any, scale: float, smoothing: float) -> Any:
     sample : Sample
         Image ``(H, W)`` or ``(H, W, C)`` and instance labels ``(H, W)``.
     scale : float
-        Resize factor (1.0 = none): the image with linear interpolation (anti-aliased
-        when shrinking, like :func:`~napari_nuclei_unet.core.segment.segment_image`),
-        the labels with the nearest label.
+        Resize factor (1.0 = none): the image as
+        :func:`~napari_nuclei_unet.core.segment.resize_plane` resizes it for inference
+        (bicubic when enlarging, anti-aliased linear when shrinking), the labels with
+        the nearest label.
     smoothing : float
         Gaussian sigma in native pixels (0 = none), applied per channel.
 
@@ -92,6 +93,8 @@ def transform_sample(sample: Any, scale: float, smoothing: float) -> Any:
     from scipy import ndimage as ndi
     from skimage.transform import resize
 
+    from ..segment import resize_plane
+
     image = np.asarray(sample.image)
     labels = np.asarray(sample.labels)
     stretch = smoothing > 0 or image.dtype != np.uint8
@@ -101,8 +104,7 @@ def transform_sample(sample: Any, scale: float, smoothing: float) -> Any:
     if scale != 1.0:
         height, width = labels.shape[:2]
         shape = (max(8, round(height * scale)), max(8, round(width * scale)))
-        work = resize(work, shape + work.shape[2:], order=1, preserve_range=True,
-                      anti_aliasing=scale < 1.0, mode="edge")
+        work = resize_plane(work, shape)
         labels = resize(labels, shape, order=0, preserve_range=True, anti_aliasing=False,
                         mode="edge")
     return replace(sample, image=_as_uint8(work, stretch),
