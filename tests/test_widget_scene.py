@@ -292,17 +292,9 @@ def test_the_camera_frames_the_visible_layers_only(make_napari_viewer):
     assert viewer.camera.zoom < framed / 5
 
 
-def test_framing_needs_no_copy_of_the_layer_list_when_hidden_layers_add_nothing(
-        make_napari_viewer, monkeypatch):
-    """napari's ``reset_view(layers=...)`` copies the layer list (15-30 ms a view change)."""
+def _counting_layer_list_copies(monkeypatch) -> list:
     from napari.components import viewer_model
 
-    from napari_nuclei_unet.widgets._scene import frame_shown
-
-    viewer = make_napari_viewer()
-    viewer.add_image(np.zeros((64, 96), np.uint8), name="image")
-    inside = viewer.add_labels(np.zeros((64, 96), np.int32), name="hidden, same size")
-    inside.visible = False
     copies = []
     real = viewer_model.LayerList
 
@@ -311,18 +303,66 @@ def test_framing_needs_no_copy_of_the_layer_list_when_hidden_layers_add_nothing(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(viewer_model, "LayerList", counting)
-    frame_shown(viewer)
-    assert copies == []
-    framed = (viewer.camera.zoom, tuple(viewer.camera.center))
-    viewer.camera.zoom *= 3
-    viewer.reset_view(layers=[viewer.layers["image"]])  # napari's way: the same framing
-    assert copies and viewer.camera.zoom == pytest.approx(framed[0])
-    assert tuple(viewer.camera.center) == pytest.approx(framed[1])
+    return copies
+
+
+def test_framing_needs_no_copy_of_the_layer_list_when_hidden_layers_add_nothing(
+        make_napari_viewer, monkeypatch):
+    """napari's ``reset_view(layers=...)`` copies the layer list (15-30 ms a view change)."""
+    from napari_nuclei_unet.widgets._scene import _hidden_add_nothing
+
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((64, 96), np.uint8), name="image")
+    inside = viewer.add_labels(np.zeros((64, 96), np.int32), name="hidden, same size")
+    inside.visible = False
+    assert _hidden_add_nothing(viewer, [image])  # reset_view() then frames the same
     larger = viewer.add_labels(np.zeros((600, 800), np.int32), name="hidden, larger")
     larger.visible = False
-    copies.clear()
-    frame_shown(viewer)  # napari's way, which leaves the larger hidden layer out
-    assert copies and viewer.camera.zoom == pytest.approx(framed[0])
+    assert not _hidden_add_nothing(viewer, [image])
+
+
+@pytest.mark.parametrize("case", ["hidden larger", "two panes", "scaled", "all shown"])
+def test_image_layers_are_framed_as_napari_frames_them_without_copying_the_list(
+        make_napari_viewer, monkeypatch, case):
+    """Measured in a session: ``reset_view(layers=...)`` 27 ms, ``reset_view()`` 9 ms."""
+    from napari_nuclei_unet.widgets._scene import frame_shown
+
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((64, 96), np.uint8), name="image")
+    labels = viewer.add_labels(np.zeros((64, 96), np.int32), name="labels")
+    hidden = viewer.add_labels(np.zeros((600, 800), np.int32), name="hidden, larger")
+    hidden.visible = False
+    if case == "two panes":
+        viewer.add_image(np.zeros((64, 96), np.uint8), name="pane", translate=(0, 100))
+    if case == "scaled":
+        image.scale = labels.scale = (0.5, 0.25)
+        image.translate = labels.translate = (10, -20)
+    if case == "all shown":
+        hidden.visible = True
+    shown = [layer for layer in viewer.layers if layer.visible]
+    viewer.reset_view(layers=shown)  # napari's framing
+    expected = (viewer.scene.camera.zoom, tuple(viewer.scene.camera.center))
+    viewer.scene.camera.zoom *= 3
+    viewer.scene.camera.center = (0, 0)
+    copies = _counting_layer_list_copies(monkeypatch)
+    frame_shown(viewer)
+    assert copies == []
+    assert viewer.scene.camera.zoom == pytest.approx(expected[0], rel=1e-6)
+    assert tuple(viewer.scene.camera.center) == pytest.approx(expected[1], abs=1e-6)
+
+
+def test_other_layers_are_framed_by_napari(make_napari_viewer, monkeypatch):
+    from napari_nuclei_unet.widgets._scene import _fit_image_layers, frame_shown
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((64, 96), np.uint8), name="image")
+    points = viewer.add_points([[10, 500]], name="title")
+    viewer.add_labels(np.zeros((600, 800), np.int32), name="hidden").visible = False
+    assert not _fit_image_layers(viewer, [points])
+    copies = _counting_layer_list_copies(monkeypatch)
+    frame_shown(viewer)
+    assert copies  # napari's reset_view(layers=...), which counts the point's extent
+    assert viewer.scene.camera.center[-1] > 200
 
 
 def test_framing_reads_only_what_napari_lets_a_plugin_read(make_napari_viewer):
@@ -331,7 +371,7 @@ def test_framing_reads_only_what_napari_lets_a_plugin_read(make_napari_viewer):
 
     from napari.utils._proxies import PublicOnlyProxy
 
-    from napari_nuclei_unet.widgets._scene import _hidden_add_nothing
+    from napari_nuclei_unet.widgets._scene import _fit_image_layers, _hidden_add_nothing
 
     viewer = make_napari_viewer()
     image = viewer.add_image(np.zeros((64, 96), np.uint8), name="image")
@@ -340,6 +380,7 @@ def test_framing_reads_only_what_napari_lets_a_plugin_read(make_napari_viewer):
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)
         assert _hidden_add_nothing(proxy, [proxy.layers["image"]])
+        assert _fit_image_layers(proxy, [proxy.layers["image"]])
     larger = viewer.add_labels(np.zeros((600, 800), np.int32), name="hidden, larger")
     larger.visible = False
     assert not _hidden_add_nothing(viewer, [image])
