@@ -46,6 +46,7 @@ from napari_nuclei_unet.widgets._compare_arrays import (  # noqa: F401
 from napari_nuclei_unet.widgets._layers import PLACEHOLDER_KEY, SAMPLE_ID_KEY
 from napari_nuclei_unet.widgets._scene import (
     frame_shown,
+    grid_of,
     keep_shader_on_data_change,
     one_scene_rebuild,
     set_changed,
@@ -98,13 +99,6 @@ def _truth_outline_colormap():
     return DirectLabelColormap(
         color_dict={0: (0.0, 0.0, 0.0, 0.0), None: (1.0, 1.0, 1.0, 1.0)}
     )
-
-
-def grid_of(viewer: napari.Viewer):
-    """The viewer's grid settings (``viewer.canvas.grid`` since napari 0.9, else ``.grid``)."""
-    canvas = getattr(viewer, "canvas", None)
-    grid = getattr(canvas, "grid", None)
-    return grid if grid is not None else viewer.grid
 
 
 def pane_offset(image_layer) -> np.ndarray:

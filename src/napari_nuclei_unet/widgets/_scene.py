@@ -111,7 +111,7 @@ def _fit_image_layers(viewer: Any, shown: list) -> bool:
     try:
         from napari.layers import Image, Labels
 
-        if viewer.dims.ndisplay != 2 or viewer.grid.enabled:
+        if viewer.dims.ndisplay != 2 or grid_of(viewer).enabled:
             return False
         low = high = None
         for layer in shown:
@@ -137,6 +137,13 @@ def _fit_image_layers(viewer: Any, shown: list) -> bool:
         return True
     except Exception:  # noqa: BLE001 - another napari: its own way
         return False
+
+
+def grid_of(viewer: Any) -> Any:
+    """The viewer's grid settings (``viewer.canvas.grid`` since napari 0.9, else ``.grid``)."""
+    canvas = getattr(viewer, "canvas", None)
+    grid = getattr(canvas, "grid", None)
+    return grid if grid is not None else viewer.grid
 
 
 def _axis_aligned(layer: Any) -> bool:
