@@ -551,7 +551,12 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(1)
-    Journey(args).run()
+    journey = Journey(args)
+    journey.run()
+    # close the window as a user does: Qt objects left to the interpreter's shutdown
+    # crashed it once (segmentation fault after the report)
+    journey.viewer.close()
+    pump(lambda: False, 0.5)
     return 0
 
 
