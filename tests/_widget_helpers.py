@@ -13,6 +13,20 @@ import numpy as np
 WORKER_TIMEOUT_MS = 60_000
 
 
+def record_reads(monkeypatch, model_class, role=None) -> list[int]:
+    """Rows of every ``model_class.data`` call from now on (only ``role`` when given)."""
+    reads: list[int] = []
+    data = model_class.data
+
+    def recording(self, index, role_=0):
+        if role is None or role_ == role:
+            reads.append(index.row())
+        return data(self, index, role_)
+
+    monkeypatch.setattr(model_class, "data", recording)
+    return reads
+
+
 def fresh_python(code: str, *, timeout: float = 300) -> str:
     """Run ``code`` in a new Python process (this environment); its last stdout line.
 
