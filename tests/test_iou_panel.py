@@ -381,3 +381,23 @@ def test_a_sorted_table_is_refreshed_without_a_call_per_comparison(make_napari_v
     assert panel.table.horizontalHeader().sortIndicatorOrder() == Qt.SortOrder.DescendingOrder
     panel.table.sortByColumn(-1, Qt.SortOrder.AscendingOrder)
     assert [panel.cell_value(r, "iou") for r in range(5)] == ious[:5].tolist()
+
+
+def test_readable_ids_keep_their_distinct_ends_in_the_table(make_napari_viewer):
+    """The demo's four ids all showed as "synthetic-..." in a 100 px column."""
+    from napari_nuclei_unet.core.evaluation import ImageRow
+    from napari_nuclei_unet.widgets._layers import short_id
+    from napari_nuclei_unet.widgets._session import session_for
+    from napari_nuclei_unet.widgets.iou_panel import IoUPanel
+
+    viewer = make_napari_viewer()
+    session = session_for(viewer)
+    panel = IoUPanel(viewer)
+    ids = [f"synthetic-{kind}-{i}" for kind in ("fluorescence", "histology") for i in (1, 2)]
+    session.rows.update({i: ImageRow(i, "fluorescence", 0.5, 0.5, 0.5, 0.4, 10, 11)
+                         for i in ids})
+    panel.refresh()
+    shown = [panel.cell_text(r, "id") for r in range(panel.proxy.rowCount())]
+    assert shown == [short_id(i) for i in ids] and len(set(shown)) == 4
+    metrics = panel.table.fontMetrics()
+    assert panel.table.columnWidth(0) >= max(metrics.horizontalAdvance(t) for t in shown)

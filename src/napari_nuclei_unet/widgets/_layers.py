@@ -74,13 +74,17 @@ def short_id(sample_id: str, keep: int = 8, longest: int = 16) -> str:
     Returns
     -------
     str
-        ``sample_id`` itself when short, else its first ``keep`` characters.
+        ``sample_id`` itself when short; a hash-like id's first ``keep`` characters;
+        a readable name's start and end around "…" (``longest`` characters).
     """
     if len(sample_id) <= longest:
         return sample_id
     if all(c in "0123456789abcdefABCDEF" for c in sample_id):
         return sample_id[:keep]  # a hash-like id: its start names it
-    return sample_id[: longest - 1] + "…"  # a readable name: keep more of it
+    # a readable name: files of one experiment share their start and differ at the end
+    # ("plate3_well_A01", "plate3_well_A02"; the demo's "synthetic-fluorescence-0", -1)
+    head = (longest - 1) // 2
+    return sample_id[:head] + "…" + sample_id[-(longest - 1 - head):]
 
 
 def find_layer(viewer: napari.Viewer, name: str, kind: type | None = None) -> Layer | None:

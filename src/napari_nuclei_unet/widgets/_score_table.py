@@ -36,8 +36,10 @@ SCORE_FIELDS = ("iou", "dice", "ap50", "dsb_score")
 #: Column names of :meth:`IoUPanel.export_csv` (the ``ImageRow`` fields).
 CSV_FIELDS = tuple(f for f in FIELDS if f != "split")
 
-#: Widest the id column gets by itself (pixels); long ids are elided.
+#: Widest the id column gets by itself (pixels, at least), and in characters of the
+#: table's font: a 16-character short id (``short_id``) fits; longer text is elided.
 ID_COLUMN_WIDTH = 100
+ID_COLUMN_CHARS = 17
 #: Rows that fitting the columns to their contents looks at (the shown ones first):
 #: Qt's default (1000) measured every one of a full dataset's 670 rows at each
 #: refresh, 190-310 ms on the main thread, and all of them while the table is hidden.

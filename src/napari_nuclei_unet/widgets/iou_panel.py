@@ -40,6 +40,7 @@ from napari_nuclei_unet.widgets._score_table import (  # noqa: F401  (re-exporte
     EMPTY_MESSAGE,
     FIELDS,
     FIT_ROWS,
+    ID_COLUMN_CHARS,
     ID_COLUMN_WIDTH,
     ID_ROLE,
     SCORE_FIELDS,
@@ -135,6 +136,8 @@ class IoUPanel(QWidget):
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(False)
         header.setResizeContentsPrecision(FIT_ROWS)
+        # a narrow id column keeps both ends of a name (where names of one experiment differ)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.table.setMinimumHeight(120)
         enable_id_copy(self.table, self._selected_id)
 
@@ -219,13 +222,15 @@ class IoUPanel(QWidget):
         self._select_current(self.session.current_id)
 
     def _fit_columns(self) -> None:
-        """Columns as wide as their contents, the id column at most ``ID_COLUMN_WIDTH``.
+        """Columns as wide as their contents, the id column at most a short id's width.
 
         Only :data:`FIT_ROWS` rows are read (the shown ones first).
         """
         self.table.resizeColumnsToContents()
-        if self.table.columnWidth(0) > ID_COLUMN_WIDTH:
-            self.table.setColumnWidth(0, ID_COLUMN_WIDTH)  # full id in the tooltip
+        widest = max(ID_COLUMN_WIDTH,
+                     self.table.fontMetrics().horizontalAdvance("0" * ID_COLUMN_CHARS))
+        if self.table.columnWidth(0) > widest:
+            self.table.setColumnWidth(0, widest)  # full id in the tooltip
 
     def _draw_histogram(self, *_args: Any) -> None:
         # QPainter: about a millisecond, and Qt paints only while the panel is shown
