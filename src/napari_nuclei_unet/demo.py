@@ -239,9 +239,14 @@ def run_demo(
         from napari_nuclei_unet.widgets._session import session_for
 
         session = session_for(viewer)
-        finished = _process_events_until(
-            lambda: runner.done and not session.jobs.kinds(), timeout
-        )
+        panel = docks.get("panel", (None, None))[1]
+        warm_up = getattr(panel, "warm_up", None)  # its unseen first draws, then settled
+
+        def finished_all() -> bool:
+            return (runner.done and not session.jobs.kinds()
+                    and (warm_up is None or warm_up.done))
+
+        finished = _process_events_until(finished_all, timeout)
         if not finished:
             logger.warning("the demo did not finish within %s s; saving the screenshot anyway",
                            timeout)
