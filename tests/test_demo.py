@@ -33,12 +33,28 @@ def _close_all_viewers():
     napari.Viewer.close_all()
 
 
-def test_demo_screenshot_is_written_and_not_blank(tiny_checkpoint, tmp_path, qapp):
+def test_demo_screenshot_is_written_and_not_blank(tiny_checkpoint, tmp_path, qapp,
+                                                  monkeypatch):
+    import napari
     from PIL import Image
 
     from napari_nuclei_unet.demo import run_demo
+    from napari_nuclei_unet.widgets._layers import PLACEHOLDER_KEY
     from napari_nuclei_unet.widgets._session import session_for
 
+    at_screenshot, warmed = [], []
+    screenshot = napari.Viewer.screenshot
+
+    def noting(self, *args, **kwargs):  # the layers as the picture shows them
+        from qtpy.QtWidgets import QApplication
+
+        at_screenshot.extend((layer.name, layer.opacity) for layer in self.layers
+                             if layer.metadata.get(PLACEHOLDER_KEY))
+        panels = [w for w in QApplication.allWidgets() if type(w).__name__ == "WorkflowPanel"]
+        warmed.extend(panel.warm_up.done for panel in panels)
+        return screenshot(self, *args, **kwargs)
+
+    monkeypatch.setattr(napari.Viewer, "screenshot", noting)
     path = tmp_path / "shots" / "demo.png"
     try:
         viewer = run_demo(screenshot=path, model=tiny_checkpoint, timeout=120)
@@ -58,6 +74,9 @@ def test_demo_screenshot_is_written_and_not_blank(tiny_checkpoint, tmp_path, qap
     # the IoU panel's score colours (red..green cells) are in the picture
     saturation = image.max(axis=2) - image.min(axis=2)
     assert (saturation > 60).sum() > 1000
+    # taken after the panel's warm-up: no layer caught at its unseen first draw
+    assert warmed and all(warmed)
+    assert at_screenshot and all(opacity > 0 for _name, opacity in at_screenshot)
 
 
 def test_demo_without_model_explains_and_still_shows_data(tmp_path, qapp):
