@@ -409,6 +409,7 @@ def test_index_cache_reused_and_refreshed(dsb_folder):
 
 def test_pool_failure_falls_back_to_serial(tmp_path, monkeypatch):
     from napari_nuclei_unet.core import dataset as dataset_module
+    from napari_nuclei_unet.core import dataset_decode
 
     class NoPool:
         def __init__(self, *args, **kwargs):
@@ -423,7 +424,7 @@ def test_pool_failure_falls_back_to_serial(tmp_path, monkeypatch):
     root = write_dataset(tmp_path / "ds", {f"s{k}": (16, 16, 2) for k in range(4)})
     ds = DSBDataset.open(root)
     monkeypatch.setattr(dataset_module, "PARALLEL_MIN_MASKS", 0)
-    monkeypatch.setattr(dataset_module.cf, "ProcessPoolExecutor", NoPool)
+    monkeypatch.setattr(dataset_decode.cf, "ProcessPoolExecutor", NoPool)
     with pytest.warns(DatasetWarning, match="one process"):
         samples = drive(ds.iter_load(use_cache=False, workers=2))
     assert [s.labels.max() for s in samples] == [2, 2, 2, 2]

@@ -147,7 +147,7 @@ def _sample_image(folder: Path, skipped: list[str] | None = None) -> Path | None
     ``<id>/images/<id>.png``, or the only image there; several images and none named
     after the folder is ambiguous: the folder is added to ``skipped`` with the reason.
     """
-    from ..core.dataset import _pick_image
+    from ..core.dataset_layout import _pick_image
 
     images = folder / "images"
     if not images.is_dir():
