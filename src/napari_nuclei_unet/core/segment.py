@@ -365,7 +365,10 @@ def _enlarge(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     x = x.permute(2, 0, 1)[None]
     with torch.no_grad():
         y = F.interpolate(x, size=shape, mode="bicubic", align_corners=False)
-    y = y.clamp_(float(plane.min()), float(plane.max()))[0].permute(1, 2, 0).numpy()
+    finite = plane[np.isfinite(plane)]
+    if finite.size:  # clamp to the image's own range; a NaN pixel stays a local NaN
+        y = y.clamp_(float(finite.min()), float(finite.max()))
+    y = y[0].permute(1, 2, 0).numpy()
     return np.ascontiguousarray(y.reshape(*shape, *plane.shape[2:]))
 
 
