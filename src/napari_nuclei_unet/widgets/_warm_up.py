@@ -229,9 +229,8 @@ def layer_warm_up_steps(viewer) -> list:
     its shaders and the caption draws every character it will use, and napari's
     brush circle (paint mode's cursor, :func:`brush_overlay`) is drawn once at zero
     opacity, so that the first real image, prediction, overlay and correction pay
-    none of it (issue 11). Side by
-    side needs nothing more: its panes are the same layers, translated
-    (``_compare_layers.place_prediction_pane``), in the same view.
+    none of it (issue 11). Side by side needs nothing more: its panes are the same
+    layers, translated (``_compare_layers.place_prediction_pane``), in the same view.
 
     Parameters
     ----------
