@@ -113,7 +113,7 @@ def _fit_image_layers(viewer: Any, shown: list) -> bool:
 
         if viewer.dims.ndisplay != 2 or grid_of(viewer).enabled:
             return False
-        low = high = None
+        boxes = []
         for layer in shown:
             if not isinstance(layer, (Image, Labels)) or not _axis_aligned(layer):
                 return False
@@ -122,8 +122,8 @@ def _fit_image_layers(viewer: Any, shown: list) -> bool:
             half = np.abs(np.asarray(extent.step, dtype=float)) / 2
             if world.shape != (2, viewer.dims.ndim):
                 return False
-            low = world[0] - half if low is None else np.minimum(low, world[0] - half)
-            high = world[1] + half if high is None else np.maximum(high, world[1] + half)
+            boxes.append((world[0] - half, world[1] + half))
+        low, high = _union(boxes)
         displayed = list(viewer.dims.displayed)
         corner, size = low[displayed], (high - low)[displayed]
         canvas = np.asarray(viewer.canvas.size, dtype=float)
@@ -144,6 +144,13 @@ def grid_of(viewer: Any) -> Any:
     canvas = getattr(viewer, "canvas", None)
     grid = getattr(canvas, "grid", None)
     return grid if grid is not None else viewer.grid
+
+
+def _union(boxes: list) -> tuple[Any, Any]:
+    """Lowest and highest corner of ``(low, high)`` boxes (arrays of one length)."""
+    import numpy as np
+
+    return np.min([box[0] for box in boxes], axis=0), np.max([box[1] for box in boxes], axis=0)
 
 
 def _axis_aligned(layer: Any) -> bool:
@@ -171,8 +178,7 @@ def _hidden_add_nothing(viewer: Any, shown: list) -> bool:
         boxes = [np.asarray(layer.extent.world, dtype=float) for layer in shown]
         if any(box.shape != every.shape for box in boxes):
             return False
-        low = np.min([box[0] for box in boxes], axis=0)
-        high = np.max([box[1] for box in boxes], axis=0)
+        low, high = _union(boxes)
         return bool(np.allclose(low, every[0]) and np.allclose(high, every[1]))
     except Exception:  # noqa: BLE001 - another napari: take the general way
         return False
