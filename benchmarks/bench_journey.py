@@ -8,7 +8,7 @@ threshold, score all, sort, jump to worst, train 1 minute, stop, resume, correct
 thread measures the longest stall (gap between beats minus 10 ms) of each step;
 napari's own first GL draw (showing the window) is measured as its own step and
 excepted from the target, as is the panel's idle warm-up (first draws of its
-layers, then one garbage collection once every warm-up job is over:
+layers; once every warm-up job is over, the warmed-up heap is frozen:
 ``_warm_up.settle_heap_steps``). A screenshot of the whole window is saved after each
 step (outside the measured time).
 
@@ -22,7 +22,9 @@ Usage (target: every step <= 100 ms)::
 takes ~8 min on a laptop CPU); every other step uses the whole dataset.
 ``--gc-log`` prints every garbage collection of 20 ms or more with the stack of
 the thread that triggered it, the objects promoted to the oldest generation per
-step (what brings the next full collection closer) and a heap census.
+step (what brings the next full collection closer), a heap census and, at the
+end, the cyclic garbage among the frozen objects (what freezing kept in memory;
+measured with one full collection after the report).
 """
 
 from __future__ import annotations
@@ -148,6 +150,29 @@ def heap_census(n: int = 25) -> list[str]:
                                                    modules.most_common(n))]
             + ["functions per package: " + ", ".join(f"{k} {v}" for k, v in
                                                      functions.most_common(n))])
+
+
+def frozen_garbage() -> str:
+    """The cyclic garbage among the objects the warm-up froze (thaws and collects them)."""
+    from collections import Counter
+
+    gc.collect()  # what is not frozen first: the rest was kept by freezing
+    frozen = gc.get_freeze_count()
+    gc.unfreeze()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        began = time.perf_counter()
+        found = gc.collect()
+        took = time.perf_counter() - began
+        size = sum(sys.getsizeof(obj) for obj in gc.garbage)
+        arrays = sum(obj.nbytes for obj in gc.garbage if isinstance(obj, np.ndarray))
+        kinds = Counter(type(obj).__name__ for obj in gc.garbage).most_common(8)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    return (f"frozen objects: {frozen}; cyclic garbage among them: {found} objects, "
+            f"{size / 1e6:.1f} MB (arrays {arrays / 1e6:.1f} MB), most common {kinds}; "
+            f"collecting them all (thawed): {took * 1000:.0f} ms")
 
 
 class StallSampler:
@@ -372,11 +397,6 @@ class Journey:
         if args.gc_log:
             for line in heap_census():
                 print(f"    {line}", flush=True)
-        if args.gc_freeze:  # experiment: later gen-2 collections skip what exists now
-            import gc
-
-            gc.collect()
-            gc.freeze()
         p.show_step("compare")
 
         def predict():
@@ -508,6 +528,8 @@ class Journey:
         measured = [w for n, _s, w, _ in self.rows if not _excepted(n)]
         print(f"\nworst step (first draw excepted): {max(measured):.0f} ms "
               f"(target <= {TARGET_MS:.0f} ms); screenshots in {self.out}")
+        if self.args.gc_log:
+            print(frozen_garbage())
 
 
 def _excepted(name: str) -> bool:
@@ -533,12 +555,11 @@ def main() -> int:
                              "one of these comma-separated texts (cProfile, cumulative)")
     parser.add_argument("--stop-after", default="",
                         help="end the journey after the step whose name contains this text")
-    parser.add_argument("--gc-freeze", action="store_true",
-                        help="experiment: gc.freeze() after the default model is loaded")
     parser.add_argument("--gc-log", action="store_true",
                         help="diagnosis: print every garbage collection of 20 ms or more "
                              "(generation, objects, the triggering thread's stack) and a "
-                             "census of the heap's tracked objects after the default model")
+                             "census of the heap's tracked objects after the default model; "
+                             "at the end, the garbage freezing kept")
     parser.add_argument("--why", action="store_true",
                         help="print where the main thread was during stalls (a sampling "
                              "thread reads the main thread's frames: for diagnosis only, "

@@ -101,13 +101,15 @@ def isolated_cache_dir(tmp_path_factory, monkeypatch):
 def no_collection_pause_left():
     """End a garbage-collection pause a test's workflow panel left (``widgets._gc_pause``).
 
-    A panel whose viewer is never shown keeps its pause until the safety timer;
-    the next test starts with the collector as it was.
+    A panel whose viewer is never shown keeps its pause until the safety timer, and
+    a panel whose warm-up ended froze the heap; the next test starts with the
+    collector as it was, and the viewers of earlier tests can be freed.
     """
     yield
     from napari_nuclei_unet.widgets._gc_pause import PAUSE
 
     PAUSE.end_all()
+    PAUSE.thaw()
 
 
 @pytest.fixture

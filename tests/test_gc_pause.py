@@ -1,8 +1,9 @@
-"""The warm-ups' pause of automatic garbage collection (issue 11: no freeze while they import).
+"""The warm-ups' hold on full garbage collections (issue 11: no freeze while they import).
 
 Two or three full collections of 250-450 ms each fell in the user's first clicks while
-the workflow panel's warm-ups imported about 2,000 modules; the pause keeps them out
-and always gives the collector back its previous state.
+the workflow panel's warm-ups imported about 2,000 modules; the pause holds them off,
+lets young collections run, freezes the warmed-up heap at its end and always gives
+the collector back its previous thresholds.
 """
 
 from __future__ import annotations
@@ -12,50 +13,88 @@ import time
 
 import pytest
 
-from napari_nuclei_unet.widgets._gc_pause import CollectionPause
+from napari_nuclei_unet.widgets._gc_pause import NO_FULL_COLLECTION, CollectionPause
 
 
 @pytest.fixture
 def collector():
-    """Automatic collection on, and restored after the test whatever it did."""
-    was = gc.isenabled()
+    """Automatic collection on, and the collector restored after the test."""
+    was, thresholds = gc.isenabled(), gc.get_threshold()
     gc.enable()
-    yield
+    yield thresholds
+    gc.set_threshold(*thresholds)
+    gc.unfreeze()
     if was:
         gc.enable()
     else:
         gc.disable()
 
 
-def test_pause_is_counted_and_restores_collection(collector):
+def _full_held() -> bool:
+    return gc.get_threshold()[2] == NO_FULL_COLLECTION
+
+
+def test_pause_is_counted_and_restores_the_thresholds(collector):
     pause = CollectionPause(max_s=60)
     first = pause.hold()
     second = pause.hold()
-    assert not gc.isenabled() and pause.active
+    assert _full_held() and gc.isenabled() and pause.active  # young collections run
     assert not pause.release(first)  # another holder still holds it
-    assert not gc.isenabled()
+    assert _full_held()
     assert not pause.release(first)  # released twice: ignored, not counted again
-    assert not gc.isenabled()
-    assert pause.release(second) and gc.isenabled() and not pause.active
+    assert _full_held()
+    assert pause.release(second) and gc.get_threshold() == collector and not pause.active
 
 
 def test_pause_keeps_collection_off_when_it_was_off(collector):
     gc.disable()
     pause = CollectionPause(max_s=60)
     token = pause.hold()
-    assert pause.release(token, collect=True)
-    assert not gc.isenabled()  # the previous state, not "on"
+    assert pause.release(token, freeze=True)
+    assert not gc.isenabled() and gc.get_threshold() == collector  # as it was
 
 
-def test_release_collects_once_then_turns_collection_on(collector, monkeypatch):
-    seen: list[bool] = []
-    monkeypatch.setattr(gc, "collect", lambda *a: seen.append(gc.isenabled()) or 0)
+def test_young_collections_run_and_no_full_one_while_held(collector):
+    """Enough new long-lived objects to start a full collection start none while held."""
+    generations: list[int] = []
+
+    def seen(phase, info):
+        if phase == "start":
+            generations.append(info["generation"])
+
+    gc.collect()  # the next full one is due after a quarter of what it keeps
     pause = CollectionPause(max_s=60)
-    pause.release(pause.hold(), collect=True)
-    assert seen == [False] and gc.isenabled()  # collected while paused, then turned on
+    token = pause.hold()
+    gc.callbacks.append(seen)
+    try:
+        kept = [[] for _ in range(len(gc.get_objects()) // 4 + 100_000)]
+    finally:
+        gc.callbacks.remove(seen)
+        pause.release(token)
+    assert kept and 0 in generations and 2 not in generations
 
 
-def test_collection_comes_back_when_collecting_fails(collector, monkeypatch):
+def test_release_freezes_the_heap_after_a_young_collection(collector, monkeypatch):
+    collected: list[tuple] = []
+    real = gc.collect
+    monkeypatch.setattr(gc, "collect", lambda *a: collected.append(a) or real(*a))
+    pause = CollectionPause(max_s=60)
+    assert not pause.frozen
+    pause.release(pause.hold(), freeze=True)
+    assert collected == [(1,)]  # the young generations only: a few milliseconds
+    assert pause.frozen and gc.get_freeze_count() > 0
+    assert gc.get_threshold() == collector
+    assert pause.thaw() and not pause.frozen and gc.get_freeze_count() == 0
+    assert not pause.thaw()  # once
+
+
+def test_a_release_without_freeze_freezes_nothing(collector):
+    pause = CollectionPause(max_s=60)
+    pause.release(pause.hold())
+    assert not pause.frozen and gc.get_freeze_count() == 0
+
+
+def test_thresholds_come_back_when_collecting_fails(collector, monkeypatch):
     def fail(*_args):
         raise RuntimeError("boom")
 
@@ -63,8 +102,8 @@ def test_collection_comes_back_when_collecting_fails(collector, monkeypatch):
     pause = CollectionPause(max_s=60)
     token = pause.hold()
     with pytest.raises(RuntimeError):
-        pause.release(token, collect=True)
-    assert gc.isenabled() and not pause.active
+        pause.release(token, freeze=True)
+    assert gc.get_threshold() == collector and not pause.active and not pause.frozen
 
 
 def test_pause_expires_without_a_release(collector):
@@ -73,9 +112,9 @@ def test_pause_expires_without_a_release(collector):
     deadline = time.monotonic() + 5
     while pause.active and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert gc.isenabled() and not pause.active
-    assert not pause.release(token)  # a late release changes nothing
-    assert gc.isenabled()
+    assert gc.get_threshold() == collector and not pause.active
+    assert not pause.release(token, freeze=True)  # a late release changes nothing
+    assert not pause.frozen
     later = pause.hold()  # a new pause works as the first did
-    assert not gc.isenabled()
-    assert pause.release(later) and gc.isenabled()
+    assert _full_held()
+    assert pause.release(later) and gc.get_threshold() == collector

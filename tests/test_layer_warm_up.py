@@ -239,37 +239,43 @@ def _drive(steps: list, turns: int) -> int:
     return turns
 
 
-def test_heap_is_settled_once_when_no_job_runs(monkeypatch):
-    """One full collection after the warm-ups, never while a job (warm-up or user's) runs.
+def test_heap_is_frozen_once_when_no_job_runs(monkeypatch):
+    """The warmed-up heap is frozen once no job (warm-up or user's) runs, never before.
 
-    The warm-ups' long-lived objects otherwise counted towards the next full
-    collection, which froze the window 370-600 ms in a fine-tuning round.
+    Full collections of the warmed-up heap froze the window 450-600 ms (one of
+    them in a fine-tuning round); frozen, it is no longer walked by them.
     """
     import gc
 
+    from napari_nuclei_unet.widgets._gc_pause import PAUSE
     from napari_nuclei_unet.widgets._session import session_for
     from napari_nuclei_unet.widgets._warm_up import settle_heap_steps
 
     viewer = _Viewer()
     jobs = _FakeJobs()
     session_for(viewer).jobs = jobs
-    collections: list[tuple] = []
-    monkeypatch.setattr(gc, "collect", lambda *a: collections.append(a) or 0)
+    freezes: list[int] = []
+    monkeypatch.setattr(gc, "freeze", lambda: freezes.append(1))
     jobs.running = ["warm up fine-tuning"]
     steps = settle_heap_steps(viewer, wait_s=60)
-    assert _drive(steps, 30) == 0 and collections == []  # still waiting, nothing collected
+    assert _drive(steps, 30) == 0 and freezes == []  # still waiting, nothing frozen
+    assert PAUSE.active  # full collections held off meanwhile
     jobs.running = []
+    left = [_drive(steps, 1000)]
+    assert freezes == [1] and left[-1] > 0 and not PAUSE.active
+    PAUSE.thaw()
     steps = settle_heap_steps(viewer, wait_s=60)
     jobs.running = ["list devices"]
-    left = [_drive(steps, 7)]
+    left.append(_drive(steps, 7))
     jobs.running = []
     left.append(_drive(steps, 1000))
-    assert collections == [()] and left[-1] > 0  # one full collection, then done
+    assert freezes == [1, 1] and left[-1] > 0  # once, after the job
 
 
 def test_heap_settling_gives_up_when_never_idle(monkeypatch):
     import gc
 
+    from napari_nuclei_unet.widgets._gc_pause import PAUSE
     from napari_nuclei_unet.widgets._session import session_for
     from napari_nuclei_unet.widgets._warm_up import settle_heap_steps
 
@@ -277,53 +283,91 @@ def test_heap_settling_gives_up_when_never_idle(monkeypatch):
     jobs = _FakeJobs()
     jobs.running = ["predict all"]
     session_for(viewer).jobs = jobs
-    collections: list = []
-    monkeypatch.setattr(gc, "collect", lambda *a: collections.append(a) or 0)
+    freezes: list = []
+    monkeypatch.setattr(gc, "freeze", lambda: freezes.append(1))
     assert _drive(settle_heap_steps(viewer, wait_s=0.0), 1000) > 0  # ended by itself
-    assert collections == []
+    assert freezes == [] and not PAUSE.active and not PAUSE.frozen
 
 
-def test_workflow_panel_settles_the_heap_after_its_warm_up(make_napari_viewer, qtbot,
-                                                          monkeypatch):
-    import gc
+def test_removing_a_layer_frozen_with_the_heap_frees_its_data(make_napari_viewer, qtbot):
+    """A layer frozen with the heap, then removed, was never freed, nor its data.
 
-    from napari_nuclei_unet.widgets.workflow_panel import WorkflowPanel
-
-    viewer = make_napari_viewer(show=True)
-    layers_then: list[int] = []
-    real = gc.collect
-    monkeypatch.setattr(gc, "collect", lambda *a: layers_then.append(len(viewer.layers))
-                        or real(*a))
-    panel = WorkflowPanel(viewer)
-    viewer.window.add_dock_widget(panel, name="all steps")
-    qtbot.waitUntil(lambda: panel.warm_up.done, timeout=180_000)
-    assert layers_then and layers_then[-1] >= 8  # collected after the layers were made
-
-
-def test_no_automatic_collection_while_the_panel_warms_up(make_napari_viewer, qtbot,
-                                                          monkeypatch):
-    """The warm-ups' imports started full collections of 250-450 ms in the first clicks.
-
-    Automatic collection is off from the panel's opening until its one collection in
-    idle time, which turns it back on (``_gc_pause``).
+    napari's layers sit in reference cycles: only a collection frees them, and a
+    collection never looks at frozen objects. Removing one thaws the heap.
     """
+    import gc
+    import weakref
+
+    from napari_nuclei_unet.widgets._gc_pause import PAUSE
+    from napari_nuclei_unet.widgets._warm_up import settle_heap_steps
+
+    viewer = make_napari_viewer()
+    kept = viewer.add_image(np.zeros((64, 64), np.float32), name="kept")
+    data = np.zeros((512, 512), np.float32)
+    gone = weakref.ref(data)
+    viewer.add_image(data, name="mine")
+    del data
+    assert _drive(settle_heap_steps(viewer, wait_s=60), 1000) > 0
+    assert PAUSE.frozen
+    viewer.layers.remove("mine")
+    qtbot.wait(10)
+    gc.collect()
+    assert gone() is None and not PAUSE.frozen
+    assert kept in viewer.layers
+
+
+def test_workflow_panel_freezes_the_heap_after_its_warm_up(make_napari_viewer, qtbot,
+                                                          monkeypatch):
     import gc
 
     from napari_nuclei_unet.widgets._gc_pause import PAUSE
     from napari_nuclei_unet.widgets.workflow_panel import WorkflowPanel
 
-    assert gc.isenabled() and not PAUSE.active
     viewer = make_napari_viewer(show=True)
-    states: list[bool] = []
-    real = gc.collect
-    monkeypatch.setattr(gc, "collect", lambda *a: states.append(gc.isenabled()) or real(*a))
+    layers_then: list[int] = []
+    real = gc.freeze
+    monkeypatch.setattr(gc, "freeze", lambda: layers_then.append(len(viewer.layers))
+                        or real())
     panel = WorkflowPanel(viewer)
     viewer.window.add_dock_widget(panel, name="all steps")
-    assert not gc.isenabled()  # from the first tab's warm-up on
-    qtbot.waitUntil(lambda: panel.tabs_built.done, timeout=120_000)
-    assert not gc.isenabled()
     qtbot.waitUntil(lambda: panel.warm_up.done, timeout=180_000)
-    assert states == [False] and gc.isenabled() and not PAUSE.active
+    assert layers_then and layers_then[-1] >= 8  # frozen after the layers were made
+    assert PAUSE.frozen
+
+
+def test_no_full_collection_while_the_panel_warms_up(make_napari_viewer, qtbot):
+    """The warm-ups' imports started full collections of 250-450 ms in the first clicks.
+
+    Full collections are held off from the panel's opening until the heap is
+    frozen in idle time (``_gc_pause``); young ones keep running.
+    """
+    import gc
+
+    from napari_nuclei_unet.widgets._gc_pause import NO_FULL_COLLECTION, PAUSE
+    from napari_nuclei_unet.widgets.workflow_panel import WorkflowPanel
+
+    thresholds = gc.get_threshold()
+    assert gc.isenabled() and not PAUSE.active
+    viewer = make_napari_viewer(show=True)
+    generations: list[int] = []
+
+    def seen(phase, info):
+        if phase == "start" and PAUSE.active:
+            generations.append(info["generation"])
+
+    gc.callbacks.append(seen)
+    try:
+        panel = WorkflowPanel(viewer)
+        viewer.window.add_dock_widget(panel, name="all steps")
+        assert gc.get_threshold()[2] == NO_FULL_COLLECTION  # from the first tab on
+        qtbot.waitUntil(lambda: panel.tabs_built.done, timeout=120_000)
+        assert gc.get_threshold()[2] == NO_FULL_COLLECTION
+        qtbot.waitUntil(lambda: panel.warm_up.done, timeout=180_000)
+    finally:
+        gc.callbacks.remove(seen)
+    assert 2 not in generations and 0 in generations  # young ones ran, no full one
+    assert gc.get_threshold() == thresholds and gc.isenabled() and not PAUSE.active
+    assert PAUSE.frozen
 
 
 def test_closing_the_panel_ends_its_collection_pause(make_napari_viewer, qtbot):
@@ -332,12 +376,27 @@ def test_closing_the_panel_ends_its_collection_pause(make_napari_viewer, qtbot):
     from napari_nuclei_unet.widgets._gc_pause import PAUSE
     from napari_nuclei_unet.widgets.workflow_panel import WorkflowPanel
 
+    thresholds = gc.get_threshold()
     viewer = make_napari_viewer()  # never shown: the warm-up would wait
     panel = WorkflowPanel(viewer)
-    assert PAUSE.active and not gc.isenabled()
+    assert PAUSE.active and gc.get_threshold() != thresholds
     panel.deleteLater()
     qtbot.waitUntil(lambda: not PAUSE.active, timeout=10_000)
-    assert gc.isenabled()
+    assert gc.get_threshold() == thresholds and not PAUSE.frozen
+
+
+def test_closing_the_panel_thaws_the_heap(make_napari_viewer, qtbot):
+    """The panel's own objects were frozen with the heap: closing it thaws it."""
+    from napari_nuclei_unet.widgets._gc_pause import PAUSE
+    from napari_nuclei_unet.widgets.workflow_panel import WorkflowPanel
+
+    viewer = make_napari_viewer()
+    panel = WorkflowPanel(viewer)
+    PAUSE.end_all()
+    PAUSE.release(PAUSE.hold(), freeze=True)
+    assert PAUSE.frozen
+    panel.deleteLater()
+    qtbot.waitUntil(lambda: not PAUSE.frozen, timeout=10_000)
 
 
 def test_the_data_tab_fits_the_docked_panel(make_napari_viewer, qtbot):

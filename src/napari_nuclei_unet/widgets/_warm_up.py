@@ -6,7 +6,7 @@
 * :func:`import_layer_modules` -- the modules napari imports when the first image and
   label-mask layers are added, and pint's unit registry it builds then
   (:func:`prepare_layer_display`, started by the Data dock).
-* :func:`settle_heap_steps` -- one garbage collection once every warm-up is over and
+* :func:`settle_heap_steps` -- freezes the warmed-up heap once every warm-up is over and
   no job runs (see there).
 """
 
@@ -346,41 +346,40 @@ SETTLE_WAIT_S = 120.0
 
 def settle_heap_steps(viewer, *, wait_s: float = SETTLE_WAIT_S, pause: int | None = None
                       ) -> list:
-    """Steps that run one full garbage collection once the warm-ups are over and idle.
+    """Steps that freeze the warmed-up heap once the warm-ups are over and idle.
 
     Python runs a full ("generation 2") collection when the objects that survived
     two young collections since the last full one exceed a quarter of those kept
-    by it. The warm-ups import napari's layer modules, torch's optimizer (which
-    imports ``torch._dynamo`` and sympy) and draw every layer once: about 250,000
-    long-lived objects. Their last full collection falls during those imports,
-    so the rest of them (about 90,000, ``bench_journey.py --gc-log``) count
-    towards the next one, which then fell in the user's first minutes (a
-    fine-tuning round, a model switch: 370-600 ms of a frozen window on a
-    630,000-object heap). Collecting once here, while the window is idle and
-    nothing runs, starts that count from zero on the whole warmed-up heap, so
-    the next full collection needs about 155,000 new long-lived objects.
+    by it, and a full collection walks every tracked object. The warm-ups import
+    napari's layer modules, torch's optimizer (which imports ``torch._dynamo``
+    and sympy) and draw every layer once: the heap grows to about 610,000 tracked
+    objects, and each full collection of it froze the window 450-600 ms (the
+    warm-ups' own, then one in the user's first minutes: a fine-tuning round, a
+    model switch). While the warm-ups run, ``pause`` (a token of
+    ``_gc_pause.PAUSE``) holds full collections off; here, once no job runs, it
+    is released with ``freeze=True``: the young generations are collected and
+    the rest is frozen (a few milliseconds), so later full collections walk only
+    what the session makes afterwards (``_gc_pause`` has the figures).
 
-    With ``pause`` (a token of ``_gc_pause.PAUSE``, held while the warm-ups
-    import), the automatic collections those imports would have started
-    (250-450 ms each, in the user's first clicks) never run: this collection is
-    the only one, and it ends the pause; giving up ends it without collecting.
-    The collector's thresholds are not changed, nor is anything frozen
-    (``gc.freeze`` would keep cyclic garbage of the user's whole napari process).
+    Removing a layer that existed when the heap was frozen thaws it
+    (:meth:`~._gc_pause.CollectionPause.thaw`): the layer's data would otherwise
+    stay in memory for the rest of the session.
 
     Parameters
     ----------
     viewer : napari.Viewer
-        The viewer (its session's jobs are waited for).
+        The viewer (its session's jobs are waited for; its layers are watched).
     wait_s : float, optional
-        Give up (collect nothing) when no idle moment came within this many seconds.
+        Give up (freeze nothing; full collections come back) when no idle moment
+        came within this many seconds.
     pause : int, optional
-        The token of a :data:`~._gc_pause.PAUSE` hold to release (after the
-        collection, or when giving up).
+        The token of a :data:`~._gc_pause.PAUSE` hold to release. Without one,
+        the steps take their own hold when they start.
 
     Returns
     -------
     list of callable
-        The steps, for :class:`TurnRunner` (one collection at most).
+        The steps, for :class:`TurnRunner`.
     """
     import time
 
@@ -388,28 +387,53 @@ def settle_heap_steps(viewer, *, wait_s: float = SETTLE_WAIT_S, pause: int | Non
     from napari_nuclei_unet.widgets._session import session_for
 
     began: list[float] = []
+    token: list[int] = [] if pause is None else [pause]
 
     def settle() -> list | None:
         if not began:
             began.append(time.monotonic())
+            if not token:
+                token.append(PAUSE.hold())
         jobs = getattr(session_for(viewer), "jobs", None)
         if jobs is not None and jobs.kinds():  # a warm-up or the user's job runs
             if time.monotonic() - began[0] > wait_s:
-                end_pause(collect=False)  # the user is busy: the collector keeps its pace
+                PAUSE.release(token[0])  # the user is busy: the collector keeps its pace
                 return None
             return [_wait, _wait, settle]
-        end_pause(collect=True)
+        if PAUSE.release(token[0], freeze=True):
+            thaw_when_removed(viewer)
         return None
 
-    def end_pause(*, collect: bool) -> None:
-        if pause is not None:
-            PAUSE.release(pause, collect=collect)
-        elif collect:
-            import gc
-
-            gc.collect()
-
     return [settle]
+
+
+def thaw_when_removed(viewer) -> None:
+    """Thaw the frozen heap when a layer the viewer has now is removed.
+
+    A frozen layer in a cycle (napari's layers are) is never freed once removed,
+    nor is its data; thawing hands every frozen object back to the collector.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer whose current layers are watched (a stand-in without
+        ``layers`` is ignored).
+    """
+    import weakref
+
+    from napari_nuclei_unet.widgets._gc_pause import PAUSE
+
+    layers = getattr(viewer, "layers", None)
+    events = getattr(layers, "events", None)
+    if events is None:
+        return
+    frozen = weakref.WeakSet(layers)
+
+    def on_removed(event) -> None:
+        if event.value in frozen:
+            PAUSE.thaw()
+
+    events.removed.connect(on_removed)
 
 
 def _wait() -> None:

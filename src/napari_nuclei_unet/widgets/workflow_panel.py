@@ -88,10 +88,11 @@ class WorkflowPanel(QWidget):
         from napari_nuclei_unet.widgets._gc_pause import PAUSE
         from napari_nuclei_unet.widgets._session import on_destroyed
 
-        # no automatic garbage collection while the tabs' warm-ups import (two or
-        # three full collections of 250-580 ms): one collection in idle time ends it
+        # no full garbage collection while the tabs' warm-ups import (two or three
+        # of 250-580 ms): the heap is frozen in idle time once they are over, and
+        # thawed when the panel goes (its objects, frozen, would never be freed)
         pause = PAUSE.hold()
-        on_destroyed(self, lambda: PAUSE.release(pause))
+        on_destroyed(self, lambda: (PAUSE.release(pause), PAUSE.thaw()))
         self.viewer = napari_viewer
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
