@@ -321,7 +321,8 @@ def test_framing_needs_no_copy_of_the_layer_list_when_hidden_layers_add_nothing(
     assert not _hidden_add_nothing(viewer, [image])
 
 
-@pytest.mark.parametrize("case", ["hidden larger", "two panes", "scaled", "all shown"])
+@pytest.mark.parametrize("case", ["hidden larger", "two panes", "scaled", "all shown",
+                                  "pane titles"])
 def test_image_layers_are_framed_as_napari_frames_them_without_copying_the_list(
         make_napari_viewer, monkeypatch, case):
     """Measured in a session: ``reset_view(layers=...)`` 27 ms, ``reset_view()`` 9 ms."""
@@ -339,6 +340,13 @@ def test_image_layers_are_framed_as_napari_frames_them_without_copying_the_list(
         image.translate = labels.translate = (10, -20)
     if case == "all shown":
         hidden.visible = True
+    if case == "pane titles":  # one-point Points layers at the panes' corners
+        from napari_nuclei_unet.widgets._compare_layers import TITLE_LEFT_LAYER, _add_title
+
+        image.scale = labels.scale = (0.5, 0.25)
+        image.translate = labels.translate = (10, -20)
+        title = _add_title(viewer, TITLE_LEFT_LAYER)
+        title.scale, title.translate = image.scale, image.translate
     shown = [layer for layer in viewer.layers if layer.visible]
     viewer.reset_view(layers=shown)  # napari's framing
     expected = (viewer.scene.camera.zoom, tuple(viewer.scene.camera.center))

@@ -103,27 +103,41 @@ def _fit_image_layers(viewer: Any, shown: list) -> bool:
     9 ms). For 2-D image and labels layers without rotation, shear or affine (the
     plugin's), their framed box is the pixel centres' extent (public
     ``layer.extent``) widened by half a pixel, as napari's; the camera is centred on
-    it and zoomed so it fills the canvas less the margin. Anything else (points,
-    shapes, 3-D, grid mode, another napari) returns False: napari's own way.
+    it and zoomed so it fills the canvas less the margin. Points layers (the panes'
+    titles) count as napari counts them, their points' extent widened by half the
+    largest point size, and are allowed only when that lies within the images' box
+    (so the frame is the images'). Anything else (shapes, points beyond the images,
+    3-D, grid mode, another napari) returns False: napari's own way.
     """
     import numpy as np
 
     try:
-        from napari.layers import Image, Labels
+        from napari.layers import Image, Labels, Points
 
         if viewer.dims.ndisplay != 2 or grid_of(viewer).enabled:
             return False
-        boxes = []
+        boxes, points = [], []
         for layer in shown:
-            if not isinstance(layer, (Image, Labels)) or not _axis_aligned(layer):
+            if not isinstance(layer, (Image, Labels, Points)) or not _axis_aligned(layer):
                 return False
             extent = layer.extent
             world = np.asarray(extent.world, dtype=float)
-            half = np.abs(np.asarray(extent.step, dtype=float)) / 2
             if world.shape != (2, viewer.dims.ndim):
                 return False
-            boxes.append((world[0] - half, world[1] + half))
+            if isinstance(layer, Points):
+                sizes = np.asarray(layer.size, dtype=float)
+                half = (np.max(sizes) / 2 if sizes.size else 0.0) * np.abs(
+                    np.asarray(layer.scale, dtype=float))
+                points.append((world[0] - half, world[1] + half))
+            else:
+                half = np.abs(np.asarray(extent.step, dtype=float)) / 2
+                boxes.append((world[0] - half, world[1] + half))
+        if not boxes:
+            return False
         low, high = _union(boxes)
+        for inner_low, inner_high in points:
+            if np.any(inner_low < low - 1e-9) or np.any(inner_high > high + 1e-9):
+                return False
         displayed = list(viewer.dims.displayed)
         corner, size = low[displayed], (high - low)[displayed]
         canvas = np.asarray(viewer.canvas.size, dtype=float)
