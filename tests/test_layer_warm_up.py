@@ -434,3 +434,52 @@ def test_the_brush_warm_up_leaves_a_brush_in_use_shown(make_napari_viewer, qtbot
     layer.mode = "pan_zoom"
     assert not brush.visible
     assert TurnRunner  # the steps run one per turn in the panel (see above)
+
+
+def test_caption_glyphs_are_warmed_up_a_few_per_turn(make_napari_viewer):
+    """All caption characters in one draw held the window 150-250 ms (first glyphs)."""
+    from napari_nuclei_unet.widgets._layers import text_overlay
+    from napari_nuclei_unet.widgets._warm_up import (
+        CAPTION_CHARS,
+        CAPTION_CHUNK,
+        caption_chunks,
+        layer_warm_up_steps,
+    )
+
+    viewer = make_napari_viewer()
+    overlay = text_overlay(viewer)
+    color = _colour(overlay)
+    texts: list[str] = []
+    overlay.events.text.connect(lambda event: texts.append(overlay.text))
+    assert _drive(layer_warm_up_steps(viewer), 10_000) > 0
+    drawn = [text for text in texts if text]
+    assert set("".join(drawn)) == set(CAPTION_CHARS)  # every glyph, once
+    assert len(drawn) == len(caption_chunks()) > 1
+    assert all(len(text) <= CAPTION_CHUNK for text in drawn)
+    assert not overlay.visible and _colour(overlay) == color
+
+
+def test_a_caption_shown_during_the_glyph_warm_up_keeps_its_colour(make_napari_viewer):
+    from napari_nuclei_unet.widgets._layers import text_overlay
+    from napari_nuclei_unet.widgets._warm_up import layer_warm_up_steps
+
+    viewer = make_napari_viewer()
+    overlay = text_overlay(viewer)
+    color = _colour(overlay)
+    steps = layer_warm_up_steps(viewer)
+    while steps and overlay.text == "":  # up to the first chunk
+        more = steps.pop(0)()
+        if isinstance(more, list):
+            steps[:0] = more
+    assert overlay.text and _colour(overlay) != color
+    overlay.text = "sample 0001 · 32 nuclei"  # a sample is shown meanwhile
+    steps.pop(0)()  # the wait, then the next chunk
+    steps.pop(0)()
+    assert overlay.text == "sample 0001 · 32 nuclei" and _colour(overlay) == color
+    _drive(steps, 10_000)
+    assert overlay.visible and overlay.text == "sample 0001 · 32 nuclei"
+    assert _colour(overlay) == color
+
+
+def _colour(overlay):
+    return None if overlay.color is None else tuple(overlay.color)
