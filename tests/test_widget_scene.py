@@ -392,3 +392,40 @@ def test_framing_reads_only_what_napari_lets_a_plugin_read(make_napari_viewer):
     larger = viewer.add_labels(np.zeros((600, 800), np.int32), name="hidden, larger")
     larger.visible = False
     assert not _hidden_add_nothing(viewer, [image])
+
+
+def test_an_image_given_while_hidden_is_framed_at_its_new_size(make_napari_viewer):
+    """The layer warm-up makes 8 x 8 placeholders; the first image replaces their data.
+
+    napari keeps a hidden layer's extent cached: framing from ``layer.extent`` showed
+    the session's first image 71 times too close (an 8 x 8 box).
+    """
+    from napari_nuclei_unet.widgets._scene import frame_shown
+
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((8, 8, 3), np.uint8), rgb=True, visible=False)
+    labels = viewer.add_labels(np.zeros((8, 8), np.int32), visible=False)
+    image.data = np.zeros((256, 320, 3), np.uint8)
+    labels.data = np.zeros((256, 320), np.int32)
+    image.visible = labels.visible = True
+    viewer.reset_view()  # napari's framing, from the data
+    expected = (viewer.scene.camera.zoom, tuple(viewer.scene.camera.center))
+    viewer.scene.camera.zoom *= 3
+    frame_shown(viewer)
+    assert viewer.scene.camera.zoom == pytest.approx(expected[0], rel=1e-6)
+    assert tuple(viewer.scene.camera.center) == pytest.approx(expected[1], abs=1e-6)
+
+
+def test_the_first_sample_shown_after_the_warm_up_is_framed_whole(make_napari_viewer):
+    from _widget_helpers import labelled_synthetic_samples
+    from napari_nuclei_unet.widgets._compare_layers import placeholder_makers
+    from napari_nuclei_unet.widgets._layers import show_sample
+
+    viewer = make_napari_viewer()
+    for make in placeholder_makers(viewer):
+        make()
+    (sample,) = labelled_synthetic_samples(1, (200, 240), 0)
+    show_sample(viewer, sample)
+    zoom = viewer.scene.camera.zoom
+    viewer.reset_view()
+    assert zoom == pytest.approx(viewer.scene.camera.zoom, rel=1e-6)

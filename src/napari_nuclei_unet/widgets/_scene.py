@@ -100,38 +100,27 @@ def _fit_image_layers(viewer: Any, shown: list) -> bool:
 
     napari's ``reset_view(layers=...)`` builds a new ``LayerList`` of them: 27 ms on
     the main thread at each view change of a session (``reset_view()`` of all layers:
-    9 ms). For 2-D image and labels layers without rotation, shear or affine (the
-    plugin's), their framed box is the pixel centres' extent (public
-    ``layer.extent``) widened by half a pixel, as napari's; the camera is centred on
-    it and zoomed so it fills the canvas less the margin. Points layers (the panes'
-    titles) count as napari counts them, their points' extent widened by half the
-    largest point size, and are allowed only when that lies within the images' box
-    (so the frame is the images'). Anything else (shapes, points beyond the images,
-    3-D, grid mode, another napari) returns False: napari's own way.
+    9 ms). For 2-D image, labels and points layers without rotation, shear or affine
+    (the plugin's), their framed box is computed as napari computes it
+    (:func:`_world_box`); the camera is centred on the union and zoomed so it fills
+    the canvas less the margin. Points layers (the panes' titles) are allowed only
+    when they lie within the images' box (so the frame is the images'). Anything else
+    (shapes, points beyond the images, multiscale, 3-D, grid mode, another napari)
+    returns False: napari's own way.
     """
     import numpy as np
 
     try:
-        from napari.layers import Image, Labels, Points
+        from napari.layers import Points
 
         if viewer.dims.ndisplay != 2 or grid_of(viewer).enabled:
             return False
         boxes, points = [], []
         for layer in shown:
-            if not isinstance(layer, (Image, Labels, Points)) or not _axis_aligned(layer):
+            box = _world_box(layer, viewer.dims.ndim)
+            if box is None:
                 return False
-            extent = layer.extent
-            world = np.asarray(extent.world, dtype=float)
-            if world.shape != (2, viewer.dims.ndim):
-                return False
-            if isinstance(layer, Points):
-                sizes = np.asarray(layer.size, dtype=float)
-                half = (np.max(sizes) / 2 if sizes.size else 0.0) * np.abs(
-                    np.asarray(layer.scale, dtype=float))
-                points.append((world[0] - half, world[1] + half))
-            else:
-                half = np.abs(np.asarray(extent.step, dtype=float)) / 2
-                boxes.append((world[0] - half, world[1] + half))
+            (points if isinstance(layer, Points) else boxes).append(box)
         if not boxes:
             return False
         low, high = _union(boxes)
@@ -151,6 +140,41 @@ def _fit_image_layers(viewer: Any, shown: list) -> bool:
         return True
     except Exception:  # noqa: BLE001 - another napari: its own way
         return False
+
+
+def _world_box(layer: Any, ndim: int) -> tuple[Any, Any] | None:
+    """The world box napari frames ``layer`` by, from its data and transform; or None.
+
+    Computed from public attributes (``data``, ``scale``, ``translate``, ``size``),
+    not from ``layer.extent``: napari keeps a layer's extent cached while it is
+    hidden, so a placeholder made at 8 x 8 px, given a 256 x 256 image while hidden
+    and then shown, still reported 8 x 8 (the first image of a session was framed
+    71 times too close). Images and labels: the pixel centres' span widened by half
+    a pixel; points: their coordinates' span widened by half the largest point
+    size, as napari's ``reset_view``. None for anything else (other layer types,
+    multiscale data, rotation, shear or affine, another dimensionality).
+    """
+    import numpy as np
+    from napari.layers import Image, Labels, Points
+
+    if not isinstance(layer, (Image, Labels, Points)) or layer.ndim != ndim:
+        return None
+    if getattr(layer, "multiscale", False) or not _axis_aligned(layer):
+        return None
+    if isinstance(layer, Points):
+        data = np.asarray(layer.data, dtype=float)
+        if data.ndim != 2 or data.shape[1] != ndim or not len(data):
+            return None
+        sizes = np.asarray(layer.size, dtype=float)
+        half = np.max(sizes) / 2 if sizes.size else 0.0
+        low, high = data.min(axis=0) - half, data.max(axis=0) + half
+    else:
+        shape = np.asarray(layer.data.shape[:ndim], dtype=float)
+        low, high = np.full(ndim, -0.5), shape - 0.5
+    scale = np.asarray(layer.scale, dtype=float)
+    translate = np.asarray(layer.translate, dtype=float)
+    first, last = low * scale + translate, high * scale + translate
+    return np.minimum(first, last), np.maximum(first, last)
 
 
 def grid_of(viewer: Any) -> Any:
@@ -176,24 +200,26 @@ def _axis_aligned(layer: Any) -> bool:
 
 
 def _hidden_add_nothing(viewer: Any, shown: list) -> bool:
-    """True when the hidden layers lie within the extent of the ``shown`` ones.
+    """True when the hidden layers lie within the box of the ``shown`` ones.
 
     napari's ``reset_view(layers=...)`` builds a new ``LayerList`` of them
-    (15-30 ms on the main thread, at every view change). When the shown layers'
-    world extents (public ``layer.extent.world``) span the same box as all the
-    layers' (``viewer.layers.extent.world``), ``reset_view()`` frames the same.
-    Only public attributes: napari warns on the console when a plugin reads
-    private ones. False (napari's own way) when anything is unexpected.
+    (15-30 ms on the main thread, at every view change). When the shown layers
+    span the same box as all the layers (:func:`_world_box`, from their data, not
+    their cached extents), ``reset_view()`` frames the same. Only public
+    attributes: napari warns on the console when a plugin reads private ones.
+    False (napari's own way) when anything is unexpected.
     """
     import numpy as np
 
     try:
-        every = np.asarray(viewer.layers.extent.world, dtype=float)
-        boxes = [np.asarray(layer.extent.world, dtype=float) for layer in shown]
-        if any(box.shape != every.shape for box in boxes):
+        ndim = viewer.dims.ndim
+        every = [_world_box(layer, ndim) for layer in viewer.layers]
+        boxes = [_world_box(layer, ndim) for layer in shown]
+        if not boxes or any(box is None for box in every + boxes):
             return False
         low, high = _union(boxes)
-        return bool(np.allclose(low, every[0]) and np.allclose(high, every[1]))
+        all_low, all_high = _union(every)
+        return bool(np.allclose(low, all_low) and np.allclose(high, all_high))
     except Exception:  # noqa: BLE001 - another napari: take the general way
         return False
 
