@@ -418,3 +418,21 @@ def test_unit_registry_replaces_only_an_unused_default():
         "                  install_unit_registry(None)]))\n"
     )
     assert json.loads(fresh_python(code)) == [True, False, True, "pixel", False]
+
+
+def test_dash_patterns_are_computed_in_the_warm_up_worker():
+    """vispy computed 13 dash patterns on the main thread at the first Labels layer."""
+    import json
+
+    code = (
+        "import json, threading\n"
+        "from vispy.visuals.line import dash_atlas\n"
+        "from napari_nuclei_unet.widgets._warm_up import build_dash_patterns\n"
+        "before = dash_atlas._make_pattern.cache_info().currsize\n"
+        "done = []\n"
+        "worker = threading.Thread(target=lambda: done.append(build_dash_patterns()))\n"
+        "worker.start(); worker.join()\n"
+        "print(json.dumps([before, done, dash_atlas._make_pattern.cache_info().currsize]))\n"
+    )
+    before, done, after = json.loads(fresh_python(code))
+    assert before == 0 and done == [True] and after >= 13
