@@ -483,3 +483,34 @@ def test_a_caption_shown_during_the_glyph_warm_up_keeps_its_colour(make_napari_v
 
 def _colour(overlay):
     return None if overlay.color is None else tuple(overlay.color)
+
+
+@pytest.mark.parametrize("had", ["nothing", "own layer"])
+def test_the_warm_up_leaves_the_users_selection_as_it_was(make_napari_viewer, had):
+    """napari selects each layer it adds: a hidden placeholder stayed the selected layer."""
+    from napari_nuclei_unet.widgets._warm_up import layer_warm_up_steps
+
+    viewer = make_napari_viewer()
+    if had == "own layer":
+        own = viewer.add_image(np.zeros((32, 32), np.uint8), name="my image")
+        viewer.add_image(np.zeros((32, 32), np.uint8), name="another")
+        viewer.layers.selection.active = own
+    expected = (set(viewer.layers.selection), viewer.layers.selection.active)
+    assert _drive(layer_warm_up_steps(viewer), 10_000) > 0
+    assert len(viewer.layers) >= 8
+    assert (set(viewer.layers.selection), viewer.layers.selection.active) == expected
+
+
+def test_a_layer_the_user_selects_during_the_warm_up_stays_selected(make_napari_viewer):
+    from napari_nuclei_unet.widgets._warm_up import layer_warm_up_steps
+
+    viewer = make_napari_viewer()
+    steps = layer_warm_up_steps(viewer)
+    for _ in range(3):  # a few placeholders made
+        more = steps.pop(0)()
+        if isinstance(more, list):
+            steps[:0] = more
+    mine = viewer.add_image(np.zeros((32, 32), np.uint8), name="mine")
+    viewer.layers.selection.active = mine
+    _drive(steps, 10_000)
+    assert viewer.layers.selection.active is mine

@@ -283,7 +283,33 @@ def layer_warm_up_steps(viewer) -> list:
     from napari_nuclei_unet.widgets._compare_layers import placeholder_makers
     from napari_nuclei_unet.widgets._layers import PLACEHOLDER_KEY, text_overlay
 
-    steps = list(placeholder_makers(viewer))
+    selection = viewer.layers.selection
+    before: dict = {}
+
+    def remember() -> None:  # what the user had selected before the layers are made
+        before["selected"] = list(selection)
+        before["active"] = selection.active
+
+    def give_back_selection() -> None:
+        # napari selects each layer it adds: the last hidden placeholder stayed selected
+        active = selection.active
+        if active is not None and not active.metadata.get(PLACEHOLDER_KEY):
+            return  # the user picked a layer meanwhile
+        kept = [layer for layer in before.get("selected", []) if layer in viewer.layers]
+        selection.clear()
+        selection.update(kept)
+        if before.get("active") in kept:
+            selection.active = before["active"]
+
+    def after_remembering(make):
+        def step():
+            active = selection.active
+            if not before or active is None or not active.metadata.get(PLACEHOLDER_KEY):
+                remember()  # at first, and whenever the user picked layers in between
+            return make()
+        return step
+
+    steps = [*map(after_remembering, placeholder_makers(viewer)), give_back_selection]
 
     def prime(layer) -> tuple:
         def show() -> None:
