@@ -55,7 +55,6 @@ class Sample:
     has_labels: bool = True  # False for an image loaded without a masks/ folder
 
 
-
 # ---------------------------------------------------------------------------
 # containers: a folder or a zip, read by relative posix paths
 # ---------------------------------------------------------------------------

@@ -38,7 +38,6 @@ class _SampleFiles:
     has_masks_dir: bool = True
 
 
-
 @dataclass
 class _Scan:
     kind: str  # "dir" or "zip"
