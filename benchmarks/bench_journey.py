@@ -55,15 +55,26 @@ class Heartbeat:
         self.timer.timeout.connect(self._beat)
         self.last = time.perf_counter()
         self.worst_ms = 0.0
+        self.phase = ""  # the click in progress (``mark``); a stall counts for it
+        self.by_phase: dict[str, float] = {}
 
     def _beat(self) -> None:
         now = time.perf_counter()
-        self.worst_ms = max(self.worst_ms, (now - self.last) * 1000 - 10)
+        stall = (now - self.last) * 1000 - 10
+        self.worst_ms = max(self.worst_ms, stall)
+        if self.phase:
+            self.by_phase[self.phase] = max(self.by_phase.get(self.phase, 0.0), stall)
         self.last = now
+
+    def mark(self, phase: str) -> None:
+        """Stalls from now on (until the next mark) count for ``phase`` as well."""
+        self.phase = phase
 
     def reset(self) -> None:
         self.last = time.perf_counter()
         self.worst_ms = 0.0
+        self.phase = ""
+        self.by_phase = {}
 
     def start(self) -> None:
         self.reset()
@@ -317,6 +328,7 @@ class Journey:
             stats.sort_stats("cumulative").print_stats(60)
             stats.sort_stats("tottime").print_stats(25)
         worst = self.beat.worst_ms
+        phases = dict(self.beat.by_phase)
         gc_ms = self.gc.longest_ms
         why = self.sampler.take() if self.sampler is not None else []
         shot = self.out / f"{len(self.rows) + 1:02d}-{name.replace(' ', '-')}.png"
@@ -327,6 +339,8 @@ class Journey:
         self.rows.append((name, seconds, worst, shot.name))
         print(f"{name:28s} {seconds:8.1f} s  longest stall {worst:7.1f} ms  "
               f"(longest gc {gc_ms:5.0f} ms)  {shot.name}", flush=True)
+        for phase, ms in phases.items():
+            print(f"      {phase:34s} longest stall {ms:7.1f} ms", flush=True)
         for where in why:
             print(f"      blocked in {where}", flush=True)
         if self.args.gc_log:
@@ -495,17 +509,22 @@ class Journey:
             # prediction beside it, thresholded in a worker), then "Correct the
             # prediction", paint, "Add to the training set"
             workers = []
-            for sid in predicted:
+            mark = self.beat.mark  # the longest stall of each click is printed too
+            for n, sid in enumerate(predicted, 1):
+                mark(f"{n}: show the image")
                 dock.show_sample_id(sid)
                 pump(lambda sid=sid: shown_prediction_id(self.viewer) == sid
                      and not s.jobs.is_running(DISPLAY_JOB), 60)
+                mark(f"{n}: edit prediction as labels")
                 layer = dock.edit_prediction()
                 if layer is None:
                     layer = dock.edit_label_mask()
                 pump(lambda: False, 0.2)  # the user looks, then paints
+                mark(f"{n}: paint")
                 layer.data[5:15, 5:15] = int(np.max(layer.data)) + 1
                 layer.refresh()
                 pump(lambda: False, 0.2)  # then clicks "Add to the training set"
+                mark(f"{n}: add to the training set")
                 workers.append(dock.add_to_training_set())
                 pump(lambda w=workers[-1]: done(w), 120)
             return lambda: all(done(w) for w in workers) and not dock.saves_pending()

@@ -429,3 +429,80 @@ def test_the_first_sample_shown_after_the_warm_up_is_framed_whole(make_napari_vi
     zoom = viewer.scene.camera.zoom
     viewer.reset_view()
     assert zoom == pytest.approx(viewer.scene.camera.zoom, rel=1e-6)
+
+
+def test_moving_the_prediction_pane_updates_the_viewer_dims_once(make_napari_viewer,
+                                                                 monkeypatch):
+    """napari recomputed its dims from every layer at each of the pane's 3 translate sets."""
+    from _widget_helpers import labelled_synthetic_samples
+    from napari_nuclei_unet.widgets import _compare_layers as cl
+    from napari_nuclei_unet.widgets._layers import show_sample
+
+    viewer = make_napari_viewer()
+    (sample,) = labelled_synthetic_samples(1, (48, 64), first_seed=4)
+    image, truth = show_sample(viewer, sample)
+    cl.show_comparison(viewer, image_layer=image, truth_layer=truth,
+                       pred_labels=sample.labels, true_labels=sample.labels,
+                       mode=cl.SIDE_BY_SIDE, sample_id=sample.id)
+    beside = float(viewer.dims.range[-1].stop)
+    calls = []
+    real = viewer._on_layers_change
+
+    def counting():
+        calls.append(1)
+        return real()
+
+    monkeypatch.setattr(viewer, "_on_layers_change", counting)  # napari looks it up per event
+    assert cl.place_prediction_pane(viewer, image, beside=False)  # 3 layers moved
+    assert len(calls) == 1
+    assert float(viewer.dims.range[-1].stop) < beside  # the dims follow the moved layers
+    calls.clear()
+    assert not cl.place_prediction_pane(viewer, image, beside=False)  # nothing to move
+    assert calls == []
+    assert cl.place_prediction_pane(viewer, image, beside=True)
+    assert len(calls) == 1 and float(viewer.dims.range[-1].stop) == pytest.approx(beside)
+    # napari's own connection is intact afterwards: one set, one update
+    calls.clear()
+    viewer.layers[cl.PREDICTION_LAYER].translate = (0, 1)
+    assert len(calls) == 1
+
+
+def test_the_correction_view_moves_the_hidden_pane_back_a_turn_later(make_napari_viewer,
+                                                                     qtbot):
+    """The click frames the one pane at once; the hidden pane's moves wait a turn."""
+    from _widget_helpers import labelled_synthetic_samples
+    from napari_nuclei_unet.widgets import _compare_layers as cl
+    from napari_nuclei_unet.widgets._layers import show_sample
+    from napari_nuclei_unet.widgets._retrain_editing import (
+        hide_correction_layer,
+        promote_prediction,
+    )
+
+    viewer = make_napari_viewer()
+    (sample,) = labelled_synthetic_samples(1, (48, 64), first_seed=4)
+    image, truth = show_sample(viewer, sample)
+
+    def side_by_side():
+        cl.show_comparison(viewer, image_layer=image, truth_layer=truth,
+                           pred_labels=sample.labels, true_labels=sample.labels,
+                           mode=cl.SIDE_BY_SIDE, sample_id=sample.id)
+
+    def pane_at_image():
+        return all(tuple(viewer.layers[n].translate) == tuple(image.translate)
+                   for n in cl.PREDICTION_PANE_LAYERS)
+
+    side_by_side()
+    two_panes = viewer.camera.zoom
+    promote_prediction(viewer, sample.labels, sample)
+    assert not pane_at_image()  # not in the click's turn
+    assert viewer.camera.zoom > two_panes * 1.5  # but the one pane is framed already
+    assert tuple(viewer.camera.center[-2:]) == pytest.approx((23.5, 31.5), abs=1.0)
+    qtbot.waitUntil(pane_at_image, timeout=2000)
+    # side by side shown again before that turn: the panes stay apart
+    hide_correction_layer(viewer)
+    side_by_side()
+    promote_prediction(viewer, sample.labels, sample)
+    hide_correction_layer(viewer)
+    side_by_side()
+    qtbot.wait(50)
+    assert cl.side_by_side_active(viewer) and not pane_at_image()

@@ -48,6 +48,7 @@ from napari_nuclei_unet.widgets._scene import (
     frame_shown,
     grid_of,
     keep_shader_on_data_change,
+    one_dims_update,
     one_scene_rebuild,
     set_changed,
 )
@@ -149,16 +150,16 @@ def place_prediction_pane(viewer: napari.Viewer, image_layer, *, beside: bool) -
         if beside and not grid_of(viewer).enabled:
             base = base + pane_offset(image_layer)
     moved = False
-    for name in PREDICTION_PANE_LAYERS:
-        layer = _get(viewer, name)
-        if layer is None:
-            continue
-        if image_layer is None:
-            base = np.zeros(layer.ndim)
-            scale = np.asarray(layer.scale, dtype=float)
-        before = np.array(layer.translate, dtype=float)
-        _set(layer, scale=scale, translate=base)
-        moved |= not np.array_equal(before, np.asarray(layer.translate, dtype=float))
+    layers = [_get(viewer, name) for name in PREDICTION_PANE_LAYERS]
+    layers = [layer for layer in layers if layer is not None]
+    with one_dims_update(viewer, layers):  # the viewer's dims once, not per layer
+        for layer in layers:
+            if image_layer is None:
+                base = np.zeros(layer.ndim)
+                scale = np.asarray(layer.scale, dtype=float)
+            before = np.array(layer.translate, dtype=float)
+            _set(layer, scale=scale, translate=base)
+            moved |= not np.array_equal(before, np.asarray(layer.translate, dtype=float))
     return moved
 
 

@@ -163,8 +163,10 @@ def show_editing_view(viewer: napari.Viewer, layer: Labels) -> None:
 
     Used when a correction starts, and again when the Compare dock has put its
     side-by-side view back while the user was correcting (e.g. after a round).
+    The camera frames the one pane at once; the hidden prediction pane goes back
+    over the image in the next turn of the event loop (:func:`_pane_back`).
     """
-    from napari_nuclei_unet.widgets._compare_layers import COMPARE_LAYERS, place_prediction_pane
+    from napari_nuclei_unet.widgets._compare_layers import COMPARE_LAYERS
     from napari_nuclei_unet.widgets._scene import one_scene_rebuild, set_visible
 
     # napari rebuilds its scene graph after each visibility change (about 50 ms each
@@ -181,11 +183,45 @@ def show_editing_view(viewer: napari.Viewer, layer: Labels) -> None:
         index = viewer.layers.index(layer)
         if index != len(viewer.layers) - 1:
             viewer.layers.move(index, len(viewer.layers))
-        # the hidden prediction pane goes back over the image: the camera (and the
-        # user's "reset view") then frames the one pane
-        moved = place_prediction_pane(viewer, image, beside=False)
-    if moved:
-        frame_shown(viewer)  # the camera was framing two panes
+    if _pane_apart(viewer, image):
+        frame_shown(viewer)  # the camera was framing two panes: now the shown one
+        from qtpy.QtCore import QTimer
+
+        QTimer.singleShot(0, lambda: _pane_back(viewer))
+
+
+def _pane_apart(viewer: napari.Viewer, image: Any) -> bool:
+    """Whether a prediction-pane layer is not over ``image`` (side by side was shown)."""
+    from napari_nuclei_unet.widgets._compare_layers import PREDICTION_PANE_LAYERS
+
+    if image is None:
+        return False
+    place = np.asarray(image.translate, dtype=float)
+    for name in PREDICTION_PANE_LAYERS:
+        other = find_layer(viewer, name)
+        if other is not None and not np.array_equal(np.asarray(other.translate, float), place):
+            return True
+    return False
+
+
+def _pane_back(viewer: napari.Viewer) -> None:
+    """Put the hidden prediction pane back over the image, if the one pane still shows.
+
+    Its layers are hidden, so the view does not change; napari's "reset view" (which
+    fits hidden layers too) then frames the one pane. Done a turn after the view
+    change: each of the three moves costs the main thread a few milliseconds, which
+    added to the click's own stall. Side by side shown meanwhile places the pane
+    itself.
+    """
+    from napari_nuclei_unet.widgets._compare_layers import (
+        place_prediction_pane,
+        side_by_side_active,
+    )
+
+    image = find_layer(viewer, IMAGE_LAYER)
+    if image is None or side_by_side_active(viewer):
+        return
+    place_prediction_pane(viewer, image, beside=False)
 
 
 def edit_label_mask(viewer: napari.Viewer) -> Labels | None:

@@ -63,6 +63,53 @@ def one_scene_rebuild(viewer: Any) -> Iterator[None]:
         canvas._update_scenegraph()
 
 
+@contextmanager
+def one_dims_update(viewer: Any, layers: list) -> Iterator[None]:
+    """Let the block's ``translate``/``scale`` sets of ``layers`` update the dims once.
+
+    napari's viewer recomputes its dimensions from every layer at each such set of
+    any layer (``ViewerModel._on_layers_change``, about 4 ms each here): moving the
+    prediction pane's three layers paid it three times at every view change. Inside
+    the block that callback is held for ``layers``; it runs once at the end when
+    any of them moved. Each layer's own visual still follows every set. When the
+    callback cannot be found (another napari), the sets run as they are.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer (or napari's proxy of it).
+    layers : list of napari.layers.Layer
+        The layers whose sets are batched.
+    """
+    real = getattr(viewer, "__wrapped__", viewer)  # the proxy warns on private names
+    update = getattr(real, "_on_layers_change", None)
+    emitters = []
+    for layer in layers:
+        for name in ("translate", "scale"):
+            emitter = getattr(layer.events, name, None)
+            if emitter is not None and hasattr(emitter, "block"):
+                emitters.append(emitter)
+    if update is None or not emitters:
+        yield
+        return
+    moved: list = []
+
+    def note(_event: Any = None) -> None:
+        moved.append(True)
+
+    for emitter in emitters:
+        emitter.block(update)
+        emitter.connect(note)
+    try:
+        yield
+    finally:
+        for emitter in emitters:
+            emitter.unblock(update)
+            emitter.disconnect(note)
+        if moved:
+            update()
+
+
 def frame_shown(viewer: Any) -> None:
     """Fit the camera to the layers that are visible.
 
