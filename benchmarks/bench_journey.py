@@ -515,6 +515,9 @@ class Journey:
                 dock.show_sample_id(sid)
                 pump(lambda sid=sid: shown_prediction_id(self.viewer) == sid
                      and not s.jobs.is_running(DISPLAY_JOB), 60)
+                # the user looks at the prediction before clicking (without this, the
+                # click ran in the same stall as the prediction's first repaint)
+                pump(lambda: False, 0.2)
                 mark(f"{n}: edit prediction as labels")
                 layer = dock.edit_prediction()
                 if layer is None:
