@@ -431,19 +431,31 @@ def test_the_first_sample_shown_after_the_warm_up_is_framed_whole(make_napari_vi
     assert zoom == pytest.approx(viewer.scene.camera.zoom, rel=1e-6)
 
 
-def test_moving_the_prediction_pane_updates_the_viewer_dims_once(make_napari_viewer,
-                                                                 monkeypatch):
-    """napari recomputed its dims from every layer at each of the pane's 3 translate sets."""
+def _shown_side_by_side(viewer):
+    """A synthetic sample shown with its prediction side by side; (sample, image, truth)."""
     from _widget_helpers import labelled_synthetic_samples
     from napari_nuclei_unet.widgets import _compare_layers as cl
     from napari_nuclei_unet.widgets._layers import show_sample
 
-    viewer = make_napari_viewer()
     (sample,) = labelled_synthetic_samples(1, (48, 64), first_seed=4)
     image, truth = show_sample(viewer, sample)
-    cl.show_comparison(viewer, image_layer=image, truth_layer=truth,
-                       pred_labels=sample.labels, true_labels=sample.labels,
-                       mode=cl.SIDE_BY_SIDE, sample_id=sample.id)
+
+    def side_by_side():
+        cl.show_comparison(viewer, image_layer=image, truth_layer=truth,
+                           pred_labels=sample.labels, true_labels=sample.labels,
+                           mode=cl.SIDE_BY_SIDE, sample_id=sample.id)
+
+    side_by_side()
+    return sample, image, side_by_side
+
+
+def test_moving_the_prediction_pane_updates_the_viewer_dims_once(make_napari_viewer,
+                                                                 monkeypatch):
+    """napari recomputed its dims from every layer at each of the pane's 3 translate sets."""
+    from napari_nuclei_unet.widgets import _compare_layers as cl
+
+    viewer = make_napari_viewer()
+    _sample, image, _again = _shown_side_by_side(viewer)
     beside = float(viewer.dims.range[-1].stop)
     calls = []
     real = viewer._on_layers_change
@@ -467,31 +479,21 @@ def test_moving_the_prediction_pane_updates_the_viewer_dims_once(make_napari_vie
     assert len(calls) == 1
 
 
-def test_the_correction_view_moves_the_hidden_pane_back_later(make_napari_viewer,
-                                                                     qtbot):
+def test_the_correction_view_moves_the_hidden_pane_back_later(make_napari_viewer, qtbot):
     """The click frames the one pane at once; the hidden pane moves after its repaint."""
-    from _widget_helpers import labelled_synthetic_samples
     from napari_nuclei_unet.widgets import _compare_layers as cl
-    from napari_nuclei_unet.widgets._layers import show_sample
     from napari_nuclei_unet.widgets._retrain_editing import (
         hide_correction_layer,
         promote_prediction,
     )
 
     viewer = make_napari_viewer()
-    (sample,) = labelled_synthetic_samples(1, (48, 64), first_seed=4)
-    image, truth = show_sample(viewer, sample)
-
-    def side_by_side():
-        cl.show_comparison(viewer, image_layer=image, truth_layer=truth,
-                           pred_labels=sample.labels, true_labels=sample.labels,
-                           mode=cl.SIDE_BY_SIDE, sample_id=sample.id)
+    sample, image, side_by_side = _shown_side_by_side(viewer)
 
     def pane_at_image():
         return all(tuple(viewer.layers[n].translate) == tuple(image.translate)
                    for n in cl.PREDICTION_PANE_LAYERS)
 
-    side_by_side()
     two_panes = viewer.camera.zoom
     promote_prediction(viewer, sample.labels, sample)
     qtbot.wait(20)  # the click's repaint: a zero-delay timer would run before it
@@ -499,11 +501,26 @@ def test_the_correction_view_moves_the_hidden_pane_back_later(make_napari_viewer
     assert viewer.camera.zoom > two_panes * 1.5  # but the one pane is framed already
     assert tuple(viewer.camera.center[-2:]) == pytest.approx((23.5, 31.5), abs=1.0)
     qtbot.waitUntil(pane_at_image, timeout=2000)
-    # side by side shown again before that turn: the panes stay apart
+    # side by side shown again before the delay is over: the panes stay apart
     hide_correction_layer(viewer)
     side_by_side()
     promote_prediction(viewer, sample.labels, sample)
     hide_correction_layer(viewer)
     side_by_side()
-    qtbot.wait(50)
+    qtbot.wait(200)
     assert cl.side_by_side_active(viewer) and not pane_at_image()
+
+
+def test_the_hidden_pane_waits_for_no_closed_window(make_napari_viewer, qtbot):
+    """A window closed within the delay: napari cleared its layers; nothing moves or raises."""
+    from napari_nuclei_unet.widgets import _compare_layers as cl
+    from napari_nuclei_unet.widgets import _retrain_editing as editing
+
+    viewer = make_napari_viewer()
+    sample, _image, _again = _shown_side_by_side(viewer)
+    moved = []
+    viewer.layers[cl.PREDICTION_LAYER].events.translate.connect(lambda _e: moved.append(1))
+    editing.promote_prediction(viewer, sample.labels, sample)
+    viewer.close()
+    qtbot.wait(editing.PANE_BACK_MS + 100)  # an exception in the timer fails the test
+    assert moved == []

@@ -221,8 +221,7 @@ def _pane_back(viewer: napari.Viewer) -> None:
         place_prediction_pane,
         side_by_side_active,
     )
-
-    image = find_layer(viewer, IMAGE_LAYER)
+    image = find_layer(viewer, IMAGE_LAYER)  # None once the window closed (napari clears)
     if image is None or side_by_side_active(viewer):
         return
     place_prediction_pane(viewer, image, beside=False)
