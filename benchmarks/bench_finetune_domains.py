@@ -237,8 +237,10 @@ def main(argv: list[str] | None = None) -> int:
             "n_val_other": len(val_other), "round_s": round_s, "phases_s": marks,
             "iou_other": [mean(before_other, "iou"), mean(after_other, "iou")],
             "dsb_other": [mean(before_other, "dsb_score"), mean(after_other, "dsb_score")],
-            "iou_other_untransformed": mean(plain_other, "iou"),
-            "dsb_other_untransformed": mean(plain_other, "dsb_score"),
+            # None (JSON null, not a bare NaN) for a domain of untransformed images
+            "iou_other_untransformed": mean(plain_other, "iou") if plain_other else None,
+            "dsb_other_untransformed": (mean(plain_other, "dsb_score") if plain_other
+                                        else None),
             "iou_val_other": [mean(before_val, "iou"), mean(after_val, "iou")],
             "dsb_val_other": [mean(before_val, "dsb_score"), mean(after_val, "dsb_score")],
             "iou_corrected": [result.mean_iou("corrected", "before"),
@@ -271,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {r['domain']} (3 + {r['n_other']}) | " + " | ".join(cells)
               + f" | {'yes' if r['adopted'] else 'no'} | {r['round_s']:.0f} s |")
     for r in results:
-        if not np.isnan(r["iou_other_untransformed"]):
+        if r["iou_other_untransformed"] is not None:
             print(f"{r['domain']}: the base model on the same {r['n_other']} other images "
                   f"untransformed: IoU {r['iou_other_untransformed']:.3f}, DSB score "
                   f"{r['dsb_other_untransformed']:.3f} (+0.15 over the transformed base "

@@ -479,9 +479,18 @@ def test_moving_the_prediction_pane_updates_the_viewer_dims_once(make_napari_vie
     assert len(calls) == 1
 
 
-def test_the_correction_view_moves_the_hidden_pane_back_later(make_napari_viewer, qtbot):
+def _pane_at_image(viewer, image) -> bool:
+    from napari_nuclei_unet.widgets import _compare_layers as cl
+
+    return all(tuple(viewer.layers[n].translate) == tuple(image.translate)
+               for n in cl.PREDICTION_PANE_LAYERS)
+
+
+def test_the_correction_view_moves_the_hidden_pane_back_later(make_napari_viewer, qtbot,
+                                                              monkeypatch):
     """The click frames the one pane at once; the hidden pane moves after its repaint."""
     from napari_nuclei_unet.widgets import _compare_layers as cl
+    from napari_nuclei_unet.widgets import _retrain_editing as editing
     from napari_nuclei_unet.widgets._retrain_editing import (
         hide_correction_layer,
         promote_prediction,
@@ -491,16 +500,18 @@ def test_the_correction_view_moves_the_hidden_pane_back_later(make_napari_viewer
     sample, image, side_by_side = _shown_side_by_side(viewer)
 
     def pane_at_image():
-        return all(tuple(viewer.layers[n].translate) == tuple(image.translate)
-                   for n in cl.PREDICTION_PANE_LAYERS)
+        return _pane_at_image(viewer, image)
 
     two_panes = viewer.camera.zoom
+    # a long delay here, so that a slow machine's repaint cannot outlast it
+    monkeypatch.setattr(editing, "PANE_BACK_MS", 1000)
     promote_prediction(viewer, sample.labels, sample)
     qtbot.wait(20)  # the click's repaint: a zero-delay timer would run before it
     assert not pane_at_image()  # not in the click's stall
     assert viewer.camera.zoom > two_panes * 1.5  # but the one pane is framed already
     assert tuple(viewer.camera.center[-2:]) == pytest.approx((23.5, 31.5), abs=1.0)
-    qtbot.waitUntil(pane_at_image, timeout=2000)
+    qtbot.waitUntil(pane_at_image, timeout=5000)
+    monkeypatch.setattr(editing, "PANE_BACK_MS", 100)
     # side by side shown again before the delay is over: the panes stay apart
     hide_correction_layer(viewer)
     side_by_side()
@@ -509,6 +520,33 @@ def test_the_correction_view_moves_the_hidden_pane_back_later(make_napari_viewer
     side_by_side()
     qtbot.wait(200)
     assert cl.side_by_side_active(viewer) and not pane_at_image()
+
+
+def test_without_naparis_layer_fit_the_one_pane_is_framed_once_the_pane_is_back(
+        make_napari_viewer, qtbot, monkeypatch):
+    """napari < 0.9 fits hidden layers too: framed again once the hidden pane is back."""
+    import napari
+
+    from napari_nuclei_unet.widgets import _scene
+    from napari_nuclei_unet.widgets._retrain_editing import promote_prediction
+
+    viewer = make_napari_viewer()
+    sample, image, _again = _shown_side_by_side(viewer)
+    two_panes = viewer.camera.zoom
+    real_reset = napari.Viewer.reset_view
+
+    def old_reset_view(self, *args, **kwargs):
+        if "layers" in kwargs:
+            raise TypeError("reset_view() got an unexpected keyword argument 'layers'")
+        return real_reset(self, *args, **kwargs)
+
+    monkeypatch.setattr(_scene, "_fit_image_layers", lambda _viewer, _shown: False)
+    monkeypatch.setattr(napari.Viewer, "reset_view", old_reset_view)
+    promote_prediction(viewer, sample.labels, sample)
+    assert viewer.camera.zoom < two_panes * 1.2  # the hidden pane still widens the frame
+    qtbot.waitUntil(lambda: _pane_at_image(viewer, image), timeout=5000)
+    assert viewer.camera.zoom > two_panes * 1.5  # then the one pane is framed
+    assert tuple(viewer.camera.center[-2:]) == pytest.approx((23.5, 31.5), abs=1.0)
 
 
 def test_the_hidden_pane_waits_for_no_closed_window(make_napari_viewer, qtbot):

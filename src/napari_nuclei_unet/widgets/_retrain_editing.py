@@ -188,10 +188,12 @@ def show_editing_view(viewer: napari.Viewer, layer: Labels) -> None:
         if index != len(viewer.layers) - 1:
             viewer.layers.move(index, len(viewer.layers))
     if _pane_apart(viewer, image):
-        frame_shown(viewer)  # the camera was framing two panes: now the shown one
+        # the camera was framing two panes: now the shown one (on napari < 0.9 the
+        # hidden pane still widens it, so it is framed again once the pane is back)
+        exact = frame_shown(viewer)
         from qtpy.QtCore import QTimer
 
-        QTimer.singleShot(PANE_BACK_MS, lambda: _pane_back(viewer))
+        QTimer.singleShot(PANE_BACK_MS, lambda: _pane_back(viewer, reframe=not exact))
 
 
 def _pane_apart(viewer: napari.Viewer, image: Any) -> bool:
@@ -208,14 +210,15 @@ def _pane_apart(viewer: napari.Viewer, image: Any) -> bool:
     return False
 
 
-def _pane_back(viewer: napari.Viewer) -> None:
+def _pane_back(viewer: napari.Viewer, *, reframe: bool = False) -> None:
     """Put the hidden prediction pane back over the image, if the one pane still shows.
 
     Its layers are hidden, so the view does not change; napari's "reset view" (which
     fits hidden layers too) then frames the one pane. Done after the click's repaint
     (a zero-delay timer ran before it, in the same stall): the moves cost the main
     thread about 5 ms, which added to the click's own stall. Side by side shown
-    meanwhile places the pane itself.
+    meanwhile places the pane itself. ``reframe``: the first frame included the
+    hidden pane (napari < 0.9), so the one pane is framed again once it is back.
     """
     from napari_nuclei_unet.widgets._compare_layers import (
         place_prediction_pane,
@@ -224,7 +227,8 @@ def _pane_back(viewer: napari.Viewer) -> None:
     image = find_layer(viewer, IMAGE_LAYER)  # None once the window closed (napari clears)
     if image is None or side_by_side_active(viewer):
         return
-    place_prediction_pane(viewer, image, beside=False)
+    if place_prediction_pane(viewer, image, beside=False) and reframe:
+        frame_shown(viewer)
 
 
 def edit_label_mask(viewer: napari.Viewer) -> Labels | None:

@@ -110,7 +110,7 @@ def one_dims_update(viewer: Any, layers: list) -> Iterator[None]:
             update()
 
 
-def frame_shown(viewer: Any) -> None:
+def frame_shown(viewer: Any) -> bool:
     """Fit the camera to the layers that are visible.
 
     napari's ``reset_view()`` fits every layer, hidden ones included, so a hidden
@@ -125,17 +125,25 @@ def frame_shown(viewer: Any) -> None:
     ----------
     viewer : napari.Viewer
         The viewer.
+
+    Returns
+    -------
+    bool
+        False when hidden layers widened the frame (napari < 0.9 without the fast
+        fit): the caller frames again once they are out of the way.
     """
     shown = [layer for layer in viewer.layers if layer.visible]
     if shown and _fit_image_layers(viewer, shown):
-        return
+        return True
     if not shown or len(shown) == len(viewer.layers) or _hidden_add_nothing(viewer, shown):
         viewer.reset_view()  # the same extent, without napari's copy of the layer list
-        return
+        return True
     try:
         viewer.reset_view(layers=shown)
     except TypeError:  # napari < 0.9: no ``layers`` argument
         viewer.reset_view()
+        return False
+    return True
 
 
 #: Margin napari's ``reset_view`` leaves around the layers (fraction of the canvas).
