@@ -514,3 +514,36 @@ def test_a_layer_the_user_selects_during_the_warm_up_stays_selected(make_napari_
     viewer.layers.selection.active = mine
     _drive(steps, 10_000)
     assert viewer.layers.selection.active is mine
+
+
+def test_a_placeholder_is_added_unselected_and_selected_in_a_turn_of_its_own(
+        make_napari_viewer):
+    """Showing a new layer's controls (~20 ms) was paid inside the turn that added it."""
+    from napari_nuclei_unet.widgets._layers import PLACEHOLDER_KEY
+    from napari_nuclei_unet.widgets._warm_up import layer_warm_up_steps
+
+    viewer = make_napari_viewer()
+    own = viewer.add_image(np.zeros((32, 32), np.uint8), name="my image")
+    steps = layer_warm_up_steps(viewer)
+    more = steps.pop(0)()  # the first placeholder is made
+    made = [layer for layer in viewer.layers if layer is not own]
+    assert len(made) == 1 and made[0].metadata.get(PLACEHOLDER_KEY)
+    assert viewer.layers.selection.active is own  # napari would have selected it
+    assert set(viewer.layers.selection) == {own}
+    assert isinstance(more, list) and len(more) == 1
+    more[0]()  # the next turn: its controls are shown once
+    assert viewer.layers.selection.active is made[0]
+    _drive(steps, 10_000)
+    assert viewer.layers.selection.active is own
+
+
+def test_layers_added_unselected_leave_napari_as_it_was(make_napari_viewer):
+    from napari_nuclei_unet.widgets._scene import added_unselected
+
+    viewer = make_napari_viewer()
+    first = viewer.add_image(np.zeros((8, 8), np.uint8), name="first")
+    with added_unselected(viewer):
+        viewer.add_image(np.zeros((8, 8), np.uint8), name="second")
+    assert viewer.layers.selection.active is first
+    third = viewer.add_image(np.zeros((8, 8), np.uint8), name="third")
+    assert viewer.layers.selection.active is third  # napari's own way again

@@ -45,6 +45,7 @@ from napari_nuclei_unet.widgets._compare_arrays import (  # noqa: F401
 )
 from napari_nuclei_unet.widgets._layers import PLACEHOLDER_KEY, SAMPLE_ID_KEY
 from napari_nuclei_unet.widgets._scene import (
+    added_unselected,
     frame_shown,
     grid_of,
     keep_shader_on_data_change,
@@ -543,7 +544,8 @@ def placeholder_makers(viewer: napari.Viewer) -> list:
         def make():
             if name in viewer.layers:
                 return None
-            layer = makers[name]()
+            with added_unselected(viewer):  # the user's selection and controls stay
+                layer = makers[name]()
             layer.metadata[PLACEHOLDER_KEY] = True
             return layer
         return make

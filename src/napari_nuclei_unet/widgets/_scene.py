@@ -110,6 +110,34 @@ def one_dims_update(viewer: Any, layers: list) -> Iterator[None]:
             update()
 
 
+@contextmanager
+def added_unselected(viewer: Any) -> Iterator[None]:
+    """Layers added inside the block are not selected (napari selects each one it adds).
+
+    Selecting a new layer shows its controls (about 20 ms on the main thread for the
+    first layer of a kind): the warm-up's hidden placeholders paid it, inside the
+    stall of opening the panel, for a selection it then gave back. napari's layer
+    list has a switch for it (``_activate_on_insert``, set back after the block); where
+    it is missing (another napari), layers are added as napari adds them.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer (or napari's proxy of it).
+    """
+    layers = getattr(getattr(viewer, "__wrapped__", viewer), "layers", None)
+    layers = getattr(layers, "__wrapped__", layers)
+    before = getattr(layers, "_activate_on_insert", None)
+    if not isinstance(before, bool):
+        yield
+        return
+    layers._activate_on_insert = False
+    try:
+        yield
+    finally:
+        layers._activate_on_insert = before
+
+
 def frame_shown(viewer: Any) -> bool:
     """Fit the camera to the layers that are visible.
 

@@ -309,7 +309,23 @@ def layer_warm_up_steps(viewer) -> list:
             return make()
         return step
 
-    steps = [*map(after_remembering, placeholder_makers(viewer)), give_back_selection]
+    def then_selected(make):
+        # the placeholder is added unselected, and selected in a turn of its own: its
+        # controls are shown once here (about 20 ms the first time), not inside its
+        # adding turn, nor later when a prediction or a correction selects it
+        def step():
+            layer = make()
+            if layer is None:
+                return None
+
+            def select() -> None:
+                if layer in viewer.layers:
+                    selection.active = layer
+            return [after_remembering(select)]
+        return step
+
+    steps = [*(after_remembering(then_selected(make)) for make in placeholder_makers(viewer)),
+             give_back_selection]
 
     def prime(layer) -> tuple:
         def show() -> None:
