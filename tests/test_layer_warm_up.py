@@ -547,3 +547,24 @@ def test_layers_added_unselected_leave_napari_as_it_was(make_napari_viewer):
     assert viewer.layers.selection.active is first
     third = viewer.add_image(np.zeros((8, 8), np.uint8), name="third")
     assert viewer.layers.selection.active is third  # napari's own way again
+
+
+def test_titles_made_by_a_comparison_before_the_warm_up_sit_in_the_layer_order(
+        make_napari_viewer):
+    """A prediction shown before the warm-up made the titles left one on top of the list."""
+    from napari_nuclei_unet.widgets import _compare_layers as cl
+    from napari_nuclei_unet.widgets._layers import IMAGE_LAYER, LABELS_LAYER, show_sample
+
+    viewer = make_napari_viewer()
+    for make in cl.placeholder_makers(viewer)[:5]:  # the warm-up stopped before the titles
+        make()
+    assert cl.TITLE_RIGHT_LAYER not in viewer.layers
+    (sample,) = labelled_synthetic_samples(1, (48, 64), first_seed=3)
+    image, truth = show_sample(viewer, sample)
+    cl.show_comparison(viewer, image_layer=image, truth_layer=truth,
+                       pred_labels=sample.labels, true_labels=sample.labels,
+                       mode=cl.SIDE_BY_SIDE, sample_id=sample.id)
+    names = [layer.name for layer in viewer.layers]
+    order = [n for n in cl.layer_order(IMAGE_LAYER, LABELS_LAYER) if n in names]
+    assert [n for n in names if n in order] == order
+    assert names.index(cl.TITLE_RIGHT_LAYER) < names.index(cl.ERROR_LAYER)

@@ -372,9 +372,12 @@ def show_comparison(
         # what differs is set, and the rebuilds are made once at the end of the block
         # (widgets._scene; not viewer.layers.batched_update(), which ends with a
         # gc.collect() and a GL finish, about 1 s in this process).
+        # titles first: one made here (the warm-up had not made it yet) is then put in
+        # its place with the others, not left on top of the list
+        titles = ([_upsert_title(viewer, name, image_layer) for name in PANE_TITLES]
+                  if mode == SIDE_BY_SIDE else [])
         _move_to_bottom(viewer, layer_order(image_layer.name, spacer))
         if mode == SIDE_BY_SIDE:
-            titles = [_upsert_title(viewer, name, image_layer) for name in PANE_TITLES]
             for layer in (image_layer, pred_image, prediction, *titles):
                 layer.metadata.pop(PLACEHOLDER_KEY, None)  # in use: the warm-up leaves it
                 _set(layer, visible=True)
