@@ -45,7 +45,6 @@ from napari_nuclei_unet.widgets._compare_arrays import (  # noqa: F401
 )
 from napari_nuclei_unet.widgets._layers import PLACEHOLDER_KEY, SAMPLE_ID_KEY
 from napari_nuclei_unet.widgets._scene import (
-    added_unselected,
     frame_shown,
     grid_of,
     keep_shader_on_data_change,
@@ -547,8 +546,7 @@ def placeholder_makers(viewer: napari.Viewer) -> list:
         def make():
             if name in viewer.layers:
                 return None
-            with added_unselected(viewer):  # the user's selection and controls stay
-                layer = makers[name]()
+            layer = makers[name]()
             layer.metadata[PLACEHOLDER_KEY] = True
             return layer
         return make

@@ -282,6 +282,7 @@ def layer_warm_up_steps(viewer) -> list:
     """
     from napari_nuclei_unet.widgets._compare_layers import placeholder_makers
     from napari_nuclei_unet.widgets._layers import PLACEHOLDER_KEY, text_overlay
+    from napari_nuclei_unet.widgets._scene import added_unselected
 
     selection = viewer.layers.selection
     before: dict = {}
@@ -314,7 +315,8 @@ def layer_warm_up_steps(viewer) -> list:
         # controls are shown once here (about 20 ms the first time), not inside its
         # adding turn, nor later when a prediction or a correction selects it
         def step():
-            layer = make()
+            with added_unselected(viewer):  # the user's selection and controls stay
+                layer = make()
             if layer is None:
                 return None
 
