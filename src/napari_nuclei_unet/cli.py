@@ -44,7 +44,7 @@ EXIT_INTERRUPTED = 130
 # Exception classes, by module, that mean "the input is wrong", not "the program is wrong".
 # They are looked up in sys.modules only: an exception can only come from a loaded module.
 _USER_ERRORS_BY_MODULE = {
-    "napari_nuclei_unet.core.training": ("TrainingError",),
+    "napari_nuclei_unet.core.train_updates": ("TrainingError",),
     "napari_nuclei_unet.core.download": ("DownloadError",),
     "napari_nuclei_unet.core.dataset": ("DatasetError",),
     "napari_nuclei_unet.core.checkpoint": ("CheckpointError",),

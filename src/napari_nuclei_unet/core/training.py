@@ -19,9 +19,7 @@ import math
 import os
 import platform
 import time
-from collections import Counter
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -41,191 +39,30 @@ from .checkpoint import (
 from .config import TrainConfig
 from .device import amp_dtype, configure_cpu_threads, resolve_device, restored_cpu_threads
 from .inference import predict_probability
-from .instances import typical_diameter
 from .locking import hold_run_folder
 from .losses import HeadsLoss
 from .model import UNet
 from .progress import stop_requested
+from .train_data import data_description, sampling_probabilities, split_train_val, training_diameter
+from .train_updates import (
+    BEST_NAME,
+    LAST_NAME,
+    EpochEnd,
+    NonFiniteLossError,
+    TrainingError,
+    TrainResult,
+    TrainStep,
+)
 
 # Under torchrun only rank 0 writes checkpoints (a no-op elsewhere): see core/distributed.py.
 save_checkpoint = distributed.main_only(save_checkpoint)
 
-BEST_NAME = "best.safetensors"
-LAST_NAME = "last.safetensors"
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on; the message says why and what to change."""
-
-
-class NonFiniteLossError(TrainingError):
-    """The loss became NaN or infinite."""
-
-
-@dataclass(frozen=True)
-class TrainStep:
-    """Progress after one optimisation step.
-
-    Attributes
-    ----------
-    epoch, epochs : int
-        Current epoch (1-based) and the planned number of epochs.
-    step, steps : int
-        Step within the epoch (1-based) and steps per epoch.
-    loss : float
-        Training loss of this batch.
-    images_per_s : float
-        Recent training throughput (crops per second, smoothed).
-    eta_s : float
-        Estimated seconds until the planned end (training and validation).
-    """
-
-    epoch: int
-    epochs: int
-    step: int
-    steps: int
-    loss: float
-    images_per_s: float
-    eta_s: float
-
-
-@dataclass(frozen=True)
-class EpochEnd:
-    """Summary after an epoch.
-
-    Attributes
-    ----------
-    epoch, epochs : int
-        Epoch just finished (1-based) and the planned number of epochs.
-    train_loss : float
-        Mean training loss over the epoch.
-    val_loss, val_iou : float or None
-        Validation loss and mean per-image foreground IoU at threshold 0.5 (None when
-        this epoch was not validated or there is no validation set).
-    best_val_iou : float or None
-        Best validation IoU so far.
-    is_best : bool
-        Whether this epoch's model was saved as the best checkpoint.
-    checkpoint : pathlib.Path
-        The last checkpoint, written at the end of this epoch.
-    eta_s : float
-        Estimated seconds left.
-    elapsed_s : float
-        Seconds since this call to :func:`train` started.
-    """
-
-    epoch: int
-    epochs: int
-    train_loss: float
-    val_loss: float | None
-    val_iou: float | None
-    best_val_iou: float | None
-    is_best: bool
-    checkpoint: Path
-    eta_s: float
-    elapsed_s: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly dict (the checkpoint path as a string)."""
-        return {
-            "epoch": self.epoch, "epochs": self.epochs, "train_loss": self.train_loss,
-            "val_loss": self.val_loss, "val_iou": self.val_iou,
-            "best_val_iou": self.best_val_iou, "is_best": self.is_best,
-            "checkpoint": str(self.checkpoint), "eta_s": self.eta_s, "elapsed_s": self.elapsed_s,
-        }
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """Outcome of :func:`train`.
-
-    Attributes
-    ----------
-    best_checkpoint : pathlib.Path
-        Checkpoint with the best validation IoU (the last model when nothing was
-        validated yet).
-    last_checkpoint : pathlib.Path
-        Checkpoint of the final weights, with resume state.
-    history : list of EpochEnd
-        One entry per finished epoch (including those of a resumed run).
-    stopped_early : bool
-        Early stopping ended the run.
-    cancelled : bool
-        ``should_stop`` (or closing the generator) ended the run.
-    val_ids : tuple of str
-        Ids of the validation samples.
-    """
-
-    best_checkpoint: Path
-    last_checkpoint: Path
-    history: list[EpochEnd] = field(default_factory=list)
-    stopped_early: bool = False
-    cancelled: bool = False
-    val_ids: tuple[str, ...] = ()
-
-
-def split_train_val(
-    samples: Sequence[Any], val_fraction: float, seed: int
-) -> tuple[list[Any], list[Any]]:
-    """Seeded train/validation split, stratified by modality.
-
-    Within each modality, ``round(n * val_fraction)`` samples (at least one when the
-    modality has two or more samples and ``val_fraction > 0``) go to validation.
-    The split depends only on the sample ids, modalities and ``seed``, not on the
-    order of ``samples``.
-
-    Parameters
-    ----------
-    samples : sequence of Sample
-        Objects with ``id`` and ``modality``.
-    val_fraction : float
-        Fraction in [0, 1).
-    seed : int
-        Seed of the split.
-
-    Returns
-    -------
-    (list, list)
-        Training and validation samples, each in the input order.
-    """
-    if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}.")
-    by_modality: dict[str, list[str]] = {}
-    for sample in samples:
-        by_modality.setdefault(str(getattr(sample, "modality", "")), []).append(sample.id)
-    val_ids: set[str] = set()
-    for modality in sorted(by_modality):
-        ids = sorted(by_modality[modality])
-        n_val = round(len(ids) * val_fraction)
-        if val_fraction > 0 and len(ids) >= 2:
-            n_val = max(1, n_val)
-        rng = np.random.default_rng([seed, _stable_hash(modality)])
-        val_ids.update(ids[i] for i in rng.permutation(len(ids))[:n_val])
-    train = [s for s in samples if s.id not in val_ids]
-    val = [s for s in samples if s.id in val_ids]
-    return train, val
-
-
-def _stable_hash(text: str) -> int:
-    return int.from_bytes(text.encode("utf-8")[:16].ljust(16, b"\0"), "little") % (2**63)
-
-
-def sampling_probabilities(samples: Sequence[Any], balance: float) -> np.ndarray | None:
-    """Probability of drawing each training image, favouring rare modalities.
-
-    Image ``i`` of a modality with ``n`` training images gets weight ``n ** -balance``
-    (normalised to sum to 1), so the modalities' shares of the crops go from their
-    share of the images (``balance=0``) to equal (``balance=1``). Returns ``None`` for
-    ``balance=0``: uniform sampling, drawn the same way as before the option existed.
-    Samples without a ``modality`` attribute count as one modality (as in
-    :func:`split_train_val`).
-    """
-    if balance == 0 or not samples:
-        return None
-    modalities = [str(getattr(s, "modality", "")) for s in samples]
-    counts = Counter(modalities)
-    weights = np.array([counts[m] ** -balance for m in modalities], dtype=np.float64)
-    return weights / weights.sum()
+# Defined next door (torch-free, for front ends) and part of this module's interface.
+__all__ = [
+    "BEST_NAME", "LAST_NAME", "EpochEnd", "NonFiniteLossError", "TrainResult", "TrainStep",
+    "TrainingError", "apply_loss", "foreground_iou", "learning_rate_factor",
+    "sampling_probabilities", "split_train_val", "train", "training_diameter", "validate",
+]
 
 
 def learning_rate_factor(step: int, total_steps: int, config: TrainConfig) -> float:
@@ -297,20 +134,6 @@ def _restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torc
         state.setdefault(int(index), {})[key] = value
     state_dict["state"] = state
     optimizer.load_state_dict(state_dict)
-
-
-def _data_description(train_samples: Sequence[Any], val_samples: Sequence[Any]) -> dict:
-    def counts(samples: Sequence[Any]) -> dict[str, int]:
-        return dict(sorted(Counter(str(getattr(s, "modality", "")) for s in samples).items()))
-
-    return {
-        "n_train": len(train_samples),
-        "n_val": len(val_samples),
-        "train_modalities": counts(train_samples),
-        "val_modalities": counts(val_samples),
-        "train_pixels": int(sum(np.asarray(s.labels).size for s in train_samples)),
-        "val_ids": sorted(s.id for s in val_samples),
-    }
 
 
 def train(
@@ -483,7 +306,7 @@ def _train(
         contours=out_channels > 1,
     )
     probabilities = sampling_probabilities(train_samples, config.modality_balance)
-    data = _data_description(train_samples, val_list)
+    data = data_description(train_samples, val_list)
     val_ids = tuple(data["val_ids"])
 
     def metadata(metrics: dict) -> dict:
@@ -660,18 +483,6 @@ def _train(
     if not best_path.exists():
         save_checkpoint(best_path, model, config, metadata({"epoch": epoch}))
     return TrainResult(best_path, last_path, history, False, False, val_ids)
-
-
-def training_diameter(samples: Sequence[Any]) -> float | None:
-    """Median over images of each image's typical nucleus diameter (pixels).
-
-    Crops are taken at native resolution (with symmetric scale jitter), so this is the
-    nucleus size the network learns best; prediction rescales images towards it.
-    None when no sample has nuclei.
-    """
-    sizes = [typical_diameter(np.asarray(s.labels)) for s in samples]
-    sizes = [d for d in sizes if d]
-    return float(np.median(sizes)) if sizes else None
 
 
 def _init_weights(model: UNet, source: torch.nn.Module, init_from: Any) -> None:
