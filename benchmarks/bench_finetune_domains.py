@@ -37,8 +37,12 @@ Usage::
     OMP_NUM_THREADS=1 python benchmarks/bench_finetune_domains.py [STAGE1_TRAIN]
         [--domains histology,brightfield,fluo-x3,fluo-dim] [--n-correct 3] [--n-other 10]
         [--set key=value ...] [--no-replay] [--ratio R] [--model M] [--json OUT.json]
-        [--native]
+        [--native] [--thresholds 0.5,0.6,0.7,0.8]
 
+``--thresholds`` also records, for the base and the new model, the mean IoU of the
+corrected, other, validation (other domains) and regression images at each of these
+probability thresholds (one prediction per image, re-thresholded): what a version's own
+threshold would change (docs/finetuning.md, ninth check).
 ``STAGE1_TRAIN`` defaults to ``$NUCLEI_UNET_DSB2018``. ``--set`` overrides round
 settings (``FINETUNE_DEFAULTS``, ``ROUND_OPTIONS``), e.g. ``--set learning_rate=1e-3``
 or ``--set match_inference=false`` (train on the corrections at native pixels and
@@ -149,6 +153,29 @@ def views_of(model, samples, options):
     return out
 
 
+def threshold_curves(model, samples, thresholds, options):
+    """Mean foreground IoU of ``samples`` at each threshold (the network runs once each).
+
+    ``options`` None: at the model's training diameter (the regression crops, scored so
+    by rounds); else as ``segment_image`` predicts with these options.
+    """
+    from napari_nuclei_unet.core.metrics import iou
+    from napari_nuclei_unet.core.segment import (
+        SegmentOptions,
+        labels_from_maps,
+        model_diameter,
+        predict_network_maps,
+    )
+
+    options = options or SegmentOptions(diameter=model_diameter(model))
+    scores = []
+    for sample in samples:
+        maps = predict_network_maps(model, sample.image, options, device="cpu")
+        truth = np.asarray(sample.labels) > 0
+        scores.append([iou(truth, labels_from_maps(maps, t).labels > 0) for t in thresholds])
+    return [round(float(v), 4) for v in np.mean(scores, axis=0)] if scores else []
+
+
 def mean(rows, field):
     """Mean of one ImageRow field (NaN when empty)."""
     return float(np.mean([getattr(r, field) for r in rows])) if rows else float("nan")
@@ -182,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--native", action="store_true",
                         help="score at native pixels (as before), not as segment_image "
                              "predicts with an automatic diameter")
+    parser.add_argument("--thresholds", default=None, metavar="T1,T2,...",
+                        help="also record each set's mean IoU at these probability "
+                             "thresholds, base and new model")
     args = parser.parse_args(argv)
     if not args.data:
         parser.error("give STAGE1_TRAIN or set NUCLEI_UNET_DSB2018")
@@ -191,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     from napari_nuclei_unet.core.checkpoint import load_checkpoint, read_metadata
     from napari_nuclei_unet.core.dataset import DSBDataset
     from napari_nuclei_unet.core.finetune import REPLAY_DIR, finetune
+    from napari_nuclei_unet.core.finetune.replay import replay_samples
     from napari_nuclei_unet.core.segment import SegmentOptions
 
     torch.set_num_threads(1)
@@ -231,7 +262,19 @@ def main(argv: list[str] | None = None) -> int:
                 other_views = [views_of(base.model, others, seg),
                                views_of(tuned.model, others, seg)]
             after_val = score_all(tuned.model, val_other, options=options)
+            curves = {}
+            if args.thresholds:
+                grid = [float(v) for v in args.thresholds.split(",")]
+                sets = {"corrected": (corrections, options), "other": (others, options),
+                        "val_other": (val_other, options),
+                        "regression": (replay_samples("check"), None)}
+                curves = {"thresholds": grid, **{
+                    f"{name}_{key}": threshold_curves(net, samples, grid, opts)
+                    for name, net in (("base", base.model), ("new", tuned.model))
+                    for key, (samples, opts) in sets.items()}}
         row = {"other_views": other_views} if args.views else {}
+        if curves:
+            row["threshold_curves"] = curves
         row.update({
             "domain": domain, "n_correct": len(corrections), "n_other": len(others),
             "n_val_other": len(val_other), "round_s": round_s, "phases_s": marks,
@@ -259,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         results.append(row)
         print(json.dumps({k: v for k, v in row.items()
                           if k not in ("regression", "corrected", "val_other",
-                                       "other_views", "other")}), flush=True)
+                                       "other_views", "other", "threshold_curves")}),
+              flush=True)
 
     print(f"\nsettings: {overrides}, ratio={args.ratio or 'auto'}, replay={not args.no_replay}, "
           f"scoring={'native' if args.native else 'segment_image, automatic diameter'}")
@@ -278,6 +322,13 @@ def main(argv: list[str] | None = None) -> int:
                   f"untransformed: IoU {r['iou_other_untransformed']:.3f}, DSB score "
                   f"{r['dsb_other_untransformed']:.3f} (+0.15 over the transformed base "
                   f"would be {r['iou_other'][0] + 0.15:.3f})")
+    for r in results:
+        curves = r.get("threshold_curves")
+        if curves:
+            print(f"{r['domain']}: mean IoU at thresholds {curves['thresholds']}")
+            for key, values in curves.items():
+                if key != "thresholds":
+                    print(f"  {key:22s} " + " ".join(f"{v:.3f}" for v in values))
     if args.json:
         Path(args.json).write_text(json.dumps({"settings": overrides, "ratio": args.ratio,
                                                "replay": not args.no_replay,
