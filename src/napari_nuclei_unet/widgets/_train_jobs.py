@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from napari_nuclei_unet.core.config import TrainConfig
-from napari_nuclei_unet.core.train_updates import LAST_NAME
 
 #: Seconds napari's window waits for a stopped run to write its checkpoints.
 CLOSE_TIMEOUT_S = 120.0

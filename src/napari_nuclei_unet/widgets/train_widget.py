@@ -51,13 +51,13 @@ from qtpy.QtWidgets import (
 )
 
 from napari_nuclei_unet.core.config import ConfigError, TrainConfig
+from napari_nuclei_unet.core.train_updates import LAST_NAME
 from napari_nuclei_unet.widgets._plots import TrainingCurves
 from napari_nuclei_unet.widgets._progress import format_duration  # noqa: F401  (re-exported)
 from napari_nuclei_unet.widgets._session import model_name, session_for
 from napari_nuclei_unet.widgets._train_form import add_sections, form_values, show_config
 from napari_nuclei_unet.widgets._train_jobs import (  # noqa: F401  (re-exported)
     CLOSE_TIMEOUT_S,
-    LAST_NAME,
     _list_devices_and_warm_up,
     _load_best,
     _run_training,
