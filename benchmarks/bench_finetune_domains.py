@@ -156,9 +156,13 @@ def views_of(model, samples, options):
 def threshold_curves(model, samples, thresholds, options):
     """Mean foreground IoU of ``samples`` at each threshold (the network runs once each).
 
-    ``options`` None: at the model's training diameter (the regression crops, scored so
-    by rounds); else as ``segment_image`` predicts with these options.
+    ``options`` None: as ``evaluate`` scores without options (and rounds score their
+    regression crops): a one-output model's plain probability at native pixels, a
+    two-head model's maps at its training diameter; else as ``segment_image`` predicts
+    with these options.
     """
+    from napari_nuclei_unet.core.inference import predict_probability
+    from napari_nuclei_unet.core.instances import labels_from_probability
     from napari_nuclei_unet.core.metrics import iou
     from napari_nuclei_unet.core.segment import (
         SegmentOptions,
@@ -167,12 +171,19 @@ def threshold_curves(model, samples, thresholds, options):
         predict_network_maps,
     )
 
-    options = options or SegmentOptions(diameter=model_diameter(model))
+    plain = options is None and getattr(model, "out_channels", 1) == 1
+    if options is None:
+        options = SegmentOptions(diameter=model_diameter(model))
     scores = []
     for sample in samples:
-        maps = predict_network_maps(model, sample.image, options, device="cpu")
         truth = np.asarray(sample.labels) > 0
-        scores.append([iou(truth, labels_from_maps(maps, t).labels > 0) for t in thresholds])
+        if plain:
+            prob = predict_probability(model, sample.image, device="cpu")
+            found = [labels_from_probability(prob, threshold=t) for t in thresholds]
+        else:
+            maps = predict_network_maps(model, sample.image, options, device="cpu")
+            found = [labels_from_maps(maps, t).labels for t in thresholds]
+        scores.append([iou(truth, labels > 0) for labels in found])
     return [round(float(v), 4) for v in np.mean(scores, axis=0)] if scores else []
 
 

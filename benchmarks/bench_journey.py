@@ -210,7 +210,11 @@ class StallSampler:
     PERIOD = 0.01
     FROM_MS = 15
     SIGNAL = signal.SIGUSR2
-    _FILE_LINE = re.compile(r'\s+File "(.*)", line \d+ in (.*)')
+    #: A sample's mark (written by the watchdog) and a frame line (by faulthandler;
+    #: "line ???" when unknown). faulthandler writes at most 100 frames, innermost first:
+    #: in a deeper stack the outer frames are cut.
+    _MARK = re.compile(r"#stall (\S+) (\S+)\n")
+    _FRAME = re.compile(r'File "(.*)", line (?:\d+|\?+) in (.*)')
 
     def __init__(self, beat: Heartbeat) -> None:
         import faulthandler
@@ -225,7 +229,7 @@ class StallSampler:
         os.unlink(path)  # nothing left behind; the two descriptors keep it
         faulthandler.register(self.SIGNAL, file=self.fd, all_threads=False)
         self.read_at = 0
-        self.since = time.perf_counter()
+        self.since = beat.last
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -238,29 +242,39 @@ class StallSampler:
             late_ms = (time.perf_counter() - began) * 1000
             if late_ms < self.FROM_MS:
                 continue
+            # one write per mark; a stack written slowly (the main thread preempted for
+            # longer than the period) can still be cut by the next mark: the parser then
+            # loses a frame line, never a sample's mark
             os.write(self.fd, f"#stall {began!r} {late_ms:.1f}\n".encode())
             signal.pthread_kill(self.main, self.SIGNAL)
 
     def _samples(self) -> list[tuple[float, float, list[tuple[str, str]]]]:
-        """(stall began, ms late, stack innermost first) of each sample since last read."""
+        """(stall began, ms late, stack innermost first) of each sample since last read.
+
+        Runs on the main thread, where faulthandler writes too: no stack is half
+        written while it reads. A mark whose stack has not come yet gives an empty one.
+        """
         size = os.fstat(self.read_fd).st_size - self.read_at
         text = os.pread(self.read_fd, size, self.read_at) if size > 0 else b""
         self.read_at += len(text)
-        samples: list = []
-        for line in text.decode("utf-8", "replace").splitlines():
-            if line.startswith("#stall "):
-                _, began, late = line.split()
-                samples.append((float(began), float(late), []))
-            elif samples and (match := self._FILE_LINE.match(line)):
-                samples[-1][2].append((match[1], match[2]))
-        return samples
+        parts = self._MARK.split(text.decode("utf-8", "replace"))
+        return [(float(parts[i]), float(parts[i + 1]), self._FRAME.findall(parts[i + 2]))
+                for i in range(1, len(parts) - 2, 3)]
 
     def take(self, n: int = 5) -> list[str]:
+        """Where the main thread was during this step's stalls (and reset for the next).
+
+        Each sample stands for the time since the previous sample of its stall (the
+        watchdog waits for the GIL, so samples are not exactly ``PERIOD`` apart).
+        """
         from collections import Counter, defaultdict
 
-        counts: Counter = Counter()
-        episodes: defaultdict = defaultdict(Counter)  # per stall, where the samples were
-        for began, late_ms, stack in self._samples():
+        counts: Counter = Counter()  # ms per place, over samples 110 ms late or more
+        episodes: defaultdict = defaultdict(Counter)  # per stall, ms per place
+        previous: dict[float, float] = {}  # per stall, the last sample's lateness
+        for began, late_ms, stack in sorted(self._samples(), key=lambda s: (s[0], s[1])):
+            ms = late_ms - previous.get(began, late_ms - self.PERIOD * 1000)
+            previous[began] = late_ms
             if not stack:
                 continue
             ours = [f for f in stack if "napari_nuclei_unet" in f[0]]
@@ -268,18 +282,19 @@ class StallSampler:
             if ours:
                 where = f"{Path(ours[0][0]).name}:{ours[0][1]} -> {where}"
             if late_ms >= 110:
-                counts[where] += 1
-            if began >= self.since:  # a stall still open at the last take belongs to no step
+                counts[where] += ms
+            if began >= self.since:  # a stall from before the step's start is not its own
                 episodes[began][where if ours else " < ".join(
-                    f"{Path(f[0]).name}:{f[1]}" for f in stack[:6])] += 1
+                    f"{Path(f[0]).name}:{f[1]}" for f in stack[:6])] += ms
         worst = max(episodes.values(), key=lambda c: sum(c.values()), default=Counter())
-        ms = self.PERIOD * 1000
-        common = [f"{where} ({k * ms:.0f} ms)" for where, k in counts.most_common(n)]
+        common = [f"{where} ({ms:.0f} ms)" for where, ms in counts.most_common(n)]
         if worst:
             common.append(f"longest stall, sampled from {self.FROM_MS} ms late, "
-                          f"{sum(worst.values()) * ms:.0f} ms:")
-            common += [f"   {where} ({k * ms:.0f} ms)" for where, k in worst.most_common(8)]
-        self.since = time.perf_counter()
+                          f"{sum(worst.values()):.0f} ms:")
+            common += [f"   {where} ({ms:.0f} ms)" for where, ms in worst.most_common(8)]
+        # the step's own stalls begin at or after the heartbeat's last beat (the step
+        # resets it just before taking)
+        self.since = self.beat.last
         return common
 
 
