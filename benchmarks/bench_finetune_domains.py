@@ -154,37 +154,30 @@ def views_of(model, samples, options):
 
 
 def threshold_curves(model, samples, thresholds, options):
-    """Mean foreground IoU of ``samples`` at each threshold (the network runs once each).
+    """Mean IoU of ``samples`` at each threshold (the network runs once per image).
 
     ``options`` None: as ``evaluate`` scores without options (and rounds score their
     regression crops): a one-output model's plain probability at native pixels, a
     two-head model's maps at its training diameter; else as ``segment_image`` predicts
-    with these options.
+    with these options. The maps are re-thresholded and scored by ``rescore``.
     """
+    from napari_nuclei_unet.core.evaluation import rescore
     from napari_nuclei_unet.core.inference import predict_probability
-    from napari_nuclei_unet.core.instances import labels_from_probability
-    from napari_nuclei_unet.core.metrics import iou
+    from napari_nuclei_unet.core.progress import drive
     from napari_nuclei_unet.core.segment import (
         SegmentOptions,
-        labels_from_maps,
         model_diameter,
         predict_network_maps,
     )
 
-    plain = options is None and getattr(model, "out_channels", 1) == 1
-    if options is None:
-        options = SegmentOptions(diameter=model_diameter(model))
-    scores = []
-    for sample in samples:
-        truth = np.asarray(sample.labels) > 0
-        if plain:
-            prob = predict_probability(model, sample.image, device="cpu")
-            found = [labels_from_probability(prob, threshold=t) for t in thresholds]
-        else:
-            maps = predict_network_maps(model, sample.image, options, device="cpu")
-            found = [labels_from_maps(maps, t).labels for t in thresholds]
-        scores.append([iou(truth, labels > 0) for labels in found])
-    return [round(float(v), 4) for v in np.mean(scores, axis=0)] if scores else []
+    if options is None and getattr(model, "out_channels", 1) == 1:
+        maps = {s.id: predict_probability(model, s.image, device="cpu") for s in samples}
+    else:
+        options = options or SegmentOptions(diameter=model_diameter(model))
+        maps = {s.id: predict_network_maps(model, s.image, options, device="cpu")
+                for s in samples}
+    return [round(mean(drive(rescore(samples, maps, threshold=t)).rows, "iou"), 4)
+            for t in thresholds]
 
 
 def mean(rows, field):
