@@ -71,7 +71,7 @@ def main() -> None:
         tmp = tempfile.mkdtemp(prefix="nuclei-unet-bench-")
         os.environ["NUCLEI_UNET_CACHE_DIR"] = tmp
 
-    from napari_nuclei_unet.core import imageio
+    from napari_nuclei_unet.core import pngrows
     from napari_nuclei_unet.core.dataset import DSBDataset
 
     rows: list[tuple[str, float, float, float]] = []
@@ -108,7 +108,7 @@ def main() -> None:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    inflater = "libdeflate" if imageio._fast_inflate is not None else "zlib"
+    inflater = "libdeflate" if pngrows._fast_inflate is not None else "zlib"
     print(f"\n{args.path}: {n_images} images, {n_masks} mask files, {n_nuclei} nuclei decoded")
     print(f"cores: {len(os.sched_getaffinity(0))}, mask inflate: {inflater}")
     print(f"{'step':<42} {'wall s':>8} {'CPU s':>8} {'load avg':>9}")

@@ -170,11 +170,11 @@ def test_mask_modes(tmp_path, mode):
 @pytest.mark.parametrize("inflate", ["libdeflate", "zlib"])
 @pytest.mark.parametrize("optimize", [False, True])
 def test_fast_mask_decoder_matches_pil_on_all_png_filters(optimize, inflate, monkeypatch):
-    from napari_nuclei_unet.core import imageio
+    from napari_nuclei_unet.core import pngrows
 
     if inflate == "zlib":
-        monkeypatch.setattr(imageio, "_fast_inflate", None)
-    elif imageio._fast_inflate is None:
+        monkeypatch.setattr(pngrows, "_fast_inflate", None)
+    elif pngrows._fast_inflate is None:
         pytest.skip("the optional 'deflate' package is not installed")
     rng = np.random.default_rng(0)
     for _ in range(20):
