@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from napari_nuclei_unet.cli import main
-from napari_nuclei_unet.core import segment
+from napari_nuclei_unet.core import planes, segment
 from napari_nuclei_unet.core.segment import (
     SegmentOptions,
     labels_from_maps,
@@ -236,26 +236,26 @@ def test_images_are_enlarged_bicubic_within_their_range(channels):
     y, x = np.mgrid[0:40, 0:30].astype(np.float32)
     plane = np.where((y - 20) ** 2 + (x - 15) ** 2 < 64, 200.0, 10.0).astype(np.uint8)
     image = plane if channels is None else np.repeat(plane[..., None], channels, axis=2)
-    big = segment._enlarge(image, (80, 60))
+    big = planes.enlarge(image, (80, 60))
     assert big.dtype == np.float32 and big.shape == (80, 60, *image.shape[2:])
     assert big.min() >= 10.0 and big.max() <= 200.0  # bicubic overshoot is clipped
-    ramp = segment._enlarge(x, (80, 60))
+    ramp = planes.enlarge(x, (80, 60))
     assert np.allclose(ramp[:, 6:-6], np.linspace(-0.25, 29.25, 60)[6:-6], atol=0.05)
     sharp = np.abs(np.diff(big.reshape(80, 60, -1)[..., 0], axis=1)).max()
-    smooth = np.abs(np.diff(segment._resize(image.astype(np.float32), (80, 60), 1)
+    smooth = np.abs(np.diff(planes.resize_array(image.astype(np.float32), (80, 60), 1)
                             .reshape(80, 60, -1)[..., 0], axis=1)).max()
     assert sharp > smooth  # edges stay steeper than with bilinear
     holed = image.astype(np.float32)
     holed[5, 5] = np.nan  # one missing pixel (a float TIFF) stays a local hole
-    big = segment._enlarge(holed, (80, 60))
+    big = planes.enlarge(holed, (80, 60))
     holes = np.isnan(big.reshape(80, 60, -1)).any(axis=2).sum()
     assert 0 < holes <= 64 and np.nanmax(big) <= 200.0
 
 
 def test_small_nuclei_go_through_the_bicubic_enlargement(model, monkeypatch):
     calls = []
-    enlarge = segment._enlarge
-    monkeypatch.setattr(segment, "_enlarge", lambda image, shape: calls.append(shape)
+    enlarge = planes.enlarge
+    monkeypatch.setattr(planes, "enlarge", lambda image, shape: calls.append(shape)
                         or enlarge(image, shape))
     image, _ = make_synthetic_sample("fluorescence", shape=(64, 64), seed=3)
     segment_image(model, image, SegmentOptions(diameter=9.0))

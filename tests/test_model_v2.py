@@ -326,7 +326,7 @@ def test_a_dim_image_gets_the_smoothing_the_network_is_surest_of():
     image, maps, sigma = segment.denoise_dim(model, dim)
     scores = {}
     for candidate in (*segment.DENOISE_SIGMAS, *segment.DENOISE_MORE_SIGMAS):
-        smoothed = segment._smooth(dim, candidate) if candidate else dim
+        smoothed = segment.smooth(dim, candidate) if candidate else dim
         prob = segment.predict_maps(model, smoothed)[0]
         scores[candidate] = segment.sharpness(prob)
     assert sigma == max(scores, key=scores.get) and sigma > 0  # the noise wants smoothing
@@ -353,7 +353,7 @@ def test_a_noisy_dim_image_is_smoothed_more_only_while_it_helps(monkeypatch, sur
         smoothed.append(sigma)
         return np.full(image.shape, sigma, np.float64)
 
-    monkeypatch.setattr(segment, "_smooth", smooth)
+    monkeypatch.setattr(segment, "smooth", smooth)
     monkeypatch.setattr(segment, "_at_scale",
                         lambda model, image, *a: image[None].astype(np.float64))
     monkeypatch.setattr(segment, "sharpness", lambda prob: sure[float(prob.flat[0])])

@@ -15,6 +15,7 @@ import numpy as np
 
 from .inference import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, predict_maps
 from .instances import labels_from_heads, labels_from_probability, object_diameters
+from .planes import grey_levels, resize_array, resize_plane, sharpness, smooth
 
 #: Typical nucleus diameter (pixels) of the DSB2018 training images at native scale: the
 #: median over stage1_train's 670 images of each image's median equivalent diameter
@@ -168,59 +169,6 @@ def _predict(model, image, options: SegmentOptions, device) -> np.ndarray:
     return total / 4.0
 
 
-def grey_levels(image: np.ndarray) -> float | None:
-    """Grey levels an integer plane's contrast spans (None for float planes).
-
-    Parameters
-    ----------
-    image : numpy.ndarray
-        ``(H, W)`` or ``(H, W, C)`` plane.
-
-    Returns
-    -------
-    float or None
-        The 99.8th minus the 1st percentile (the span the normalisation stretches to
-        0-1), in grey levels; None for floating-point or empty planes.
-    """
-    if image.dtype.kind not in "ui" or image.size == 0:
-        return None
-    from .normalize import normalization_params
-
-    return 1.0 / abs(normalization_params(image).scale)
-
-
-def sharpness(prob: np.ndarray) -> float:
-    """How sure a foreground map is near its nuclei: mean ``|2p - 1|`` there.
-
-    The mean is taken over the foreground (``p > 0.5``) grown by 2 pixels, so that a
-    blurred or noisy prediction (probabilities near 0.5 around and inside the nuclei)
-    scores low, whatever the share of background. 0 for a map with no foreground.
-
-    Parameters
-    ----------
-    prob : numpy.ndarray
-        ``(H, W)`` foreground probability.
-
-    Returns
-    -------
-    float
-        In [0, 1].
-    """
-    from scipy import ndimage as ndi
-
-    near = ndi.binary_dilation(prob > 0.5, iterations=2)
-    if not near.any():
-        return 0.0
-    return float(np.mean(np.abs(2.0 * prob[near] - 1.0)))
-
-
-def _smooth(image: np.ndarray, sigma: float) -> np.ndarray:
-    from scipy import ndimage as ndi
-
-    sigmas = (sigma, sigma) + (0,) * (image.ndim - 2)
-    return ndi.gaussian_filter(image.astype(np.float32), sigmas)
-
-
 def denoise_dim(
     model, image: np.ndarray, options: SegmentOptions | None = None, *, scale: float = 1.0,
     device=None,
@@ -265,27 +213,13 @@ def denoise_dim(
     for sigma in (*DENOISE_SIGMAS, *DENOISE_MORE_SIGMAS):
         if sigma in DENOISE_MORE_SIGMAS and best[3] != tried[-1]:
             break  # the last, smaller sigma was not the surest: smoothing more will not help
-        candidate = _smooth(image, sigma) if sigma > 0 else image
+        candidate = smooth(image, sigma) if sigma > 0 else image
         maps = _at_scale(model, candidate, scale, options, device)
         score = sharpness(maps[0])
         if best is None or score > best[0]:
             best = (score, candidate, maps, sigma)
         tried.append(sigma)
     return best[1], best[2], best[3]
-
-
-#: How an image is enlarged before the network: "bicubic" (torch, clipped to the
-#: image's range) or "bilinear" (skimage, as before).
-ENLARGE = "bicubic"
-
-
-def _resize(array: np.ndarray, shape: tuple[int, int], order: int) -> np.ndarray:
-    from skimage.transform import resize
-
-    return resize(
-        array, shape + array.shape[2:], order=order, preserve_range=True,
-        anti_aliasing=order > 0 and (shape[0] < array.shape[0]), mode="edge",
-    ).astype(array.dtype if order == 0 else np.float32, copy=False)
 
 
 def _labels(maps: np.ndarray, threshold: float) -> np.ndarray:
@@ -329,47 +263,6 @@ def _at_scale(model, image, scale: float, options: SegmentOptions, device) -> np
     height, width = image.shape[:2]
     shape = (max(8, round(height * scale)), max(8, round(width * scale)))
     return _predict(model, resize_plane(image, shape), options, device)
-
-
-def resize_plane(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """An image plane resized to ``shape`` as inference resizes it for the network.
-
-    Enlarged: bicubic (:data:`ENLARGE`), clipped to the plane's range; made smaller:
-    bilinear with anti-aliasing. Fine-tuning shows corrections the same way
-    (:mod:`.finetune.view`).
-
-    Parameters
-    ----------
-    image : numpy.ndarray
-        ``(H, W)`` or ``(H, W, C)`` plane, any real dtype.
-    shape : tuple of int
-        ``(height, width)`` wanted.
-
-    Returns
-    -------
-    numpy.ndarray
-        float32, ``shape`` plus the plane's channels.
-    """
-    if shape[0] > np.shape(image)[0] and ENLARGE == "bicubic":
-        return _enlarge(image, shape)
-    return _resize(np.asarray(image).astype(np.float32), shape, 1)
-
-
-def _enlarge(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """``image`` enlarged to ``shape`` (bicubic, clipped to its own range), float32."""
-    import torch
-    import torch.nn.functional as F
-
-    plane = np.asarray(image, dtype=np.float32)
-    x = torch.from_numpy(np.ascontiguousarray(plane.reshape(*plane.shape[:2], -1)))
-    x = x.permute(2, 0, 1)[None]
-    with torch.no_grad():
-        y = F.interpolate(x, size=shape, mode="bicubic", align_corners=False)
-    finite = plane[np.isfinite(plane)]
-    if finite.size:  # clamp to the image's own range; a NaN pixel stays a local NaN
-        y = y.clamp_(float(finite.min()), float(finite.max()))
-    y = y[0].permute(1, 2, 0).numpy()
-    return np.ascontiguousarray(y.reshape(*shape, *plane.shape[2:]))
 
 
 def estimate_diameter(
@@ -502,8 +395,8 @@ def _labels_back(maps: np.ndarray, shape: tuple[int, int], scale: float,
 
     if small is None:
         small = _labels(maps, threshold)
-    back = np.stack([np.clip(_resize(m, shape, 1), 0.0, 1.0) for m in maps])
-    labels = _resize(small, shape, 0)
+    back = np.stack([np.clip(resize_array(m, shape, 1), 0.0, 1.0) for m in maps])
+    labels = resize_array(small, shape, 0)
     foreground = back[0] > threshold
     reach = int(np.ceil(1.0 / scale)) + 1
     labels = expand_labels(labels, distance=reach) * foreground
@@ -630,7 +523,7 @@ def _segmentation(network: NetworkMaps, threshold: float, split: bool = True,
         if split:
             labels, maps = _labels_back(maps, tuple(network.shape), scale, threshold, small)
         else:
-            maps = np.stack([np.clip(_resize(m, tuple(network.shape), 1), 0.0, 1.0)
+            maps = np.stack([np.clip(resize_array(m, tuple(network.shape), 1), 0.0, 1.0)
                              for m in maps])
     if not split:
         labels = labels_from_probability(maps[0], threshold=threshold, method="components")

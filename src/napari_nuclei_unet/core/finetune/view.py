@@ -76,7 +76,7 @@ def transform_sample(sample: Any, scale: float, smoothing: float) -> Any:
         Image ``(H, W)`` or ``(H, W, C)`` and instance labels ``(H, W)``.
     scale : float
         Resize factor (1.0 = none): the image as
-        :func:`~napari_nuclei_unet.core.segment.resize_plane` resizes it for inference
+        :func:`~napari_nuclei_unet.core.planes.resize_plane` resizes it for inference
         (bicubic when enlarging, anti-aliased linear when shrinking), the labels with
         the nearest label.
     smoothing : float
@@ -90,23 +90,19 @@ def transform_sample(sample: Any, scale: float, smoothing: float) -> Any:
     """
     if scale == 1.0 and smoothing <= 0:
         return sample
-    from scipy import ndimage as ndi
-    from skimage.transform import resize
-
-    from ..segment import resize_plane
+    from ..planes import resize_array, resize_plane, smooth
 
     image = np.asarray(sample.image)
     labels = np.asarray(sample.labels)
     stretch = smoothing > 0 or image.dtype != np.uint8
     work = image.astype(np.float32)
     if smoothing > 0:
-        work = ndi.gaussian_filter(work, (smoothing, smoothing) + (0,) * (work.ndim - 2))
+        work = smooth(work, smoothing)
     if scale != 1.0:
         height, width = labels.shape[:2]
         shape = (max(8, round(height * scale)), max(8, round(width * scale)))
         work = resize_plane(work, shape)
-        labels = resize(labels, shape, order=0, preserve_range=True, anti_aliasing=False,
-                        mode="edge")
+        labels = resize_array(labels, shape, 0)
     return replace(sample, image=_as_uint8(work, stretch),
                    labels=np.asarray(labels, dtype=np.int32))
 
