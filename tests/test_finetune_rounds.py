@@ -201,6 +201,76 @@ def test_late_layers_and_a_slower_encoder(tmp_path, cuda_checkpoint):
     assert changed and all(k.startswith(decoder) for k in changed)
 
 
+def test_extrapolation_carries_the_rounds_change_further(tmp_path, cuda_checkpoint):
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+    from napari_nuclei_unet.core.finetune import FinetuneError
+
+    corrections = [synthetic("histology", 1)]
+    settings = {**TINY, "trainable": "late", "learning_rate": 0.05}
+    states = {}
+    for factor in (1.0, 2.0):
+        result = drive(finetune(cuda_checkpoint, corrections, out_dir=tmp_path / str(factor),
+                                replay=False, check=False,
+                                config_overrides={**settings, "extrapolate": factor}))
+        states[factor] = load_checkpoint(result.checkpoint).model.state_dict()
+    base = load_checkpoint(cuda_checkpoint).model
+    params = {name for name, _ in base.named_parameters()}
+    moved = 0
+    for name, start in base.state_dict().items():
+        once, twice = states[1.0][name].numpy(), states[2.0][name].numpy()
+        if name not in params:  # BatchNorm statistics: never extrapolated
+            np.testing.assert_array_equal(twice, once)
+            continue
+        start = start.numpy()
+        np.testing.assert_allclose(twice, start + 2.0 * (once - start), atol=1e-5)
+        moved += not np.array_equal(once, start)
+        if name.startswith("down.0."):  # frozen in a "late" round: stays the base's
+            np.testing.assert_array_equal(twice, start)
+    assert moved > 0
+    with pytest.raises(FinetuneError, match="extrapolate"):
+        drive(finetune(cuda_checkpoint, corrections, out_dir=tmp_path / "bad", replay=False,
+                       check=False, config_overrides={**settings, "extrapolate": -1}))
+
+
+def test_a_refused_extrapolation_falls_back_to_the_trained_weights(
+        monkeypatch, tmp_path, cuda_checkpoint):
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+
+    corrections = [synthetic("histology", 1)]
+    settings = {**TINY, "trainable": "late", "learning_rate": 0.05}
+    plain = drive(finetune(cuda_checkpoint, corrections, out_dir=tmp_path / "plain",
+                           replay=False, check=False,
+                           config_overrides={**settings, "extrapolate": 1.0}))
+    real = ft_rounds.check_round
+    verdicts = []
+
+    def refuse_first(model, *args):  # the extrapolated model is checked first
+        split, adopted, reason = yield from real(model, *args)
+        verdicts.append(adopted)
+        if len(verdicts) == 1 or refuse_all:
+            return split, False, "The new model got worse on the stand-in set."
+        return split, adopted, reason
+
+    monkeypatch.setattr(ft_rounds, "check_round", refuse_first)
+    for refuse_all in (False, True):
+        verdicts.clear()
+        result = drive(finetune(cuda_checkpoint, corrections,
+                                out_dir=tmp_path / str(refuse_all), replay=False,
+                                check=[synthetic("fluorescence", 5)],
+                                config_overrides={**settings, "extrapolate": 2.0}))
+        assert len(verdicts) == 2  # both weights were checked
+        tuned = load_checkpoint(result.checkpoint).model.state_dict()
+        trained = load_checkpoint(plain.checkpoint).model.state_dict()
+        same = all(np.allclose(tuned[k].numpy(), trained[k].numpy(), atol=1e-6)
+                   for k in trained)
+        if refuse_all:  # kept as a version, not current: the extrapolated weights
+            assert not result.adopted and not same
+            assert result.version.info["extrapolated"] == 2.0
+        else:
+            assert result.adopted and same and "plain result" in result.reason
+            assert result.version.info["extrapolated"] == 1.0
+
+
 def test_weighted_draw_sees_every_replay_crop_and_gives_corrections_their_share(
         monkeypatch, tmp_path, cuda_checkpoint):
     from napari_nuclei_unet.core.augment import CropSampler

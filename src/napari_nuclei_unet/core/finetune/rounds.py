@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
@@ -11,13 +12,19 @@ from typing import Any
 import numpy as np
 
 from ..checkpoint import weights_path
-from ..progress import Progress, stop_requested
+from ..progress import stop_requested
 from ._common import PROJECT_FILE, FinetuneError
+from .check import check_round, score_sets
 from .degrade import matched_replay
 from .replay import replay_samples
-from .results import FinetuneResult, ScoreChange, _mean, adoption, changes
+from .results import FinetuneResult, _mean
 from .store import CorrectionStore
-from .trainer import draw_probabilities, group_probabilities, train_round
+from .trainer import (
+    draw_probabilities,
+    extrapolate_weights,
+    group_probabilities,
+    train_round,
+)
 from .versions import ModelVersion, ModelVersions, _is_default_model
 from .view import inference_views
 
@@ -67,7 +74,7 @@ FINETUNE_DEFAULTS: dict[str, Any] = {
 ROUND_OPTIONS: dict[str, Any] = {"freeze_batchnorm": True, "trainable": "late",
                                  "encoder_lr": 1.0, "distill": 4.0, "draw": "weighted",
                                  "match_inference": "both", "noise_matched": 0.5,
-                                 "more_steps": 0.5}
+                                 "more_steps": 0.5, "extrapolate": 1.3}
 #: ``more_steps``: up to this many times more epochs (1 + more_steps at most) when the
 #: base model is far off on the corrections: the factor is their mean error
 #: (1 - IoU before) over :data:`STEPS_REFERENCE_ERROR`, clipped to [1, 1 + more_steps].
@@ -76,10 +83,14 @@ ROUND_OPTIONS: dict[str, Any] = {"freeze_batchnorm": True, "trainable": "late",
 #: (+0.148 instead of +0.154) while losing 0.009 instead of 0.018 on other domains, and
 #: be made current (docs/finetuning.md, fourth pass).
 STEPS_REFERENCE_ERROR = 0.3
+#: ``extrapolate``: the round's change of the weights is carried this many times as far
+#: (:func:`.trainer.extrapolate_weights`: base + factor x (trained - base)); when the
+#: self-check refuses the extrapolated model, the trained one is checked and used
+#: instead if it passes. 1 = the trained weights.
 #: ``noise_matched``: when the corrections are dim and noisy (:mod:`.degrade`), this
 #: share of the corrections' draws goes to replay crops made as dim and noisy as they
 #: are (trained on with their true labels, not distilled); 0 = never.
-_OWN_OPTIONS = ("draw", "match_inference", "noise_matched", "more_steps")
+_OWN_OPTIONS = ("draw", "match_inference", "noise_matched", "more_steps", "extrapolate")
 
 #: How the crops of a round are drawn: "weighted" (corrections and every replay crop,
 #: each with a chance that gives the corrections their share) or "list" (a list of
@@ -204,34 +215,6 @@ def weighted_samples(
     samples = [*corrections, *pool]
     chances = draw_probabilities(len(corrections), len(samples), ratio)
     return samples, (ratio if pool else 1.0), len(pool), chances
-
-
-def _score(model: Any, groups: Sequence[tuple[Sequence[Any], Any]], device: Any, stage: str,
-           should_stop: Callable[[], bool] | None) -> Generator[Progress, None, list[Any]]:
-    """Score each group of samples with its segment options (None: native scale).
-
-    With options, images are segmented as a user's prediction is
-    (:func:`~napari_nuclei_unet.core.segment.segment_image`); without, as the Evaluate
-    step scores images at native scale (two-head models: contour-seeded nuclei).
-    """
-    from ..evaluation import evaluate
-
-    total = sum(len(samples) for samples, _ in groups)
-    rows: list[Any] = []
-    done = 0
-    for samples, options in groups:
-        if not samples:
-            continue
-        job = evaluate(model, samples, device=device, should_stop=should_stop,
-                       segment_options=options)
-        try:
-            while True:
-                update = next(job)
-                yield Progress(stage, done + update.done, total, update.message)
-        except StopIteration as end:
-            rows.extend(end.value.rows)
-        done += len(samples)
-    return rows
 
 
 def _round_config(base_config: Any, overrides: Mapping[str, Any] | None,
@@ -400,6 +383,9 @@ def finetune(
     if round_options["match_inference"] not in MATCH_INFERENCE:
         raise FinetuneError(f"match_inference must be one of {MATCH_INFERENCE}, got "
                             f"{round_options['match_inference']!r}.")
+    factor = round_options["extrapolate"]
+    if not (isinstance(factor, int | float) and math.isfinite(factor) and factor > 0):
+        raise FinetuneError(f"extrapolate must be a positive number, got {factor!r}.")
     train_options = {k: v for k, v in round_options.items() if k not in _OWN_OPTIONS}
     seed = int(overrides.get("seed", loaded.config.seed))
     pool = [*(original or []), *replay_list]
@@ -512,7 +498,7 @@ def _round(base_model, base, sets, mixed, config, device, base_net, project, rat
     # at the training scale: native
     scored = [([s for key in order[:3] for s in sets[key]], scoring),
               (sets["regression"], None)]
-    before = yield from _score(base_net, scored, device, "score-before", should_stop)
+    before = yield from score_sets(base_net, scored, device, "score-before", should_stop)
     if stop_requested(should_stop):
         return FinetuneResult(None, ratio=actual_ratio, n_original=n_original, cancelled=True,
                               elapsed_s=time.perf_counter() - started)
@@ -528,16 +514,18 @@ def _round(base_model, base, sets, mixed, config, device, base_net, project, rat
         return FinetuneResult(None, history=tuple(history), ratio=actual_ratio,
                               n_original=n_original, cancelled=True,
                               elapsed_s=time.perf_counter() - started)
-    after = yield from _score(tuned, scored, device, "score-after", None)
-    all_changes = changes(before, after)
-    split: dict[str, tuple[ScoreChange, ...]] = {}
-    start = 0
-    for key in order:
-        split[key] = all_changes[start:start + len(sets[key])]
-        start += len(sets[key])
-    adopted, reason = adoption(
-        {"corrected": split["corrected"], "held_out": split["held_out"],
-         "regression": split["regression"] + split["evaluation"]}, dict(tolerance or {}))
+    factor = float(round_options["extrapolate"])
+    trained = tuned
+    if factor != 1.0:
+        tuned = extrapolate_weights(trained, base_net, factor)
+    split, adopted, reason = yield from check_round(tuned, before, scored, sets, order, device,
+                                               tolerance)
+    if not adopted and factor != 1.0:  # the trained weights may pass where these did not
+        plain = yield from check_round(trained, before, scored, sets, order, device, tolerance)
+        if plain[1]:
+            tuned, factor, (split, adopted, reason) = trained, 1.0, plain
+            reason += (" (The round's change carried further, as rounds do by default, "
+                       "got worse; this is the round's plain result.)")
     store = CorrectionStore(project) if (project / PROJECT_FILE).exists() else None
     stored = {c.id: c for c in store.list()} if store is not None else {}
     info = {
@@ -555,6 +543,7 @@ def _round(base_model, base, sets, mixed, config, device, base_net, project, rat
         "n_replay": n_replay,
         "config_overrides": dict(config_overrides or {}),
         "round_options": dict(round_options),
+        "extrapolated": factor,
         "inference_views": [v.to_dict() for v in views],
         "noise_matched": noisy,
         "scoring": (None if scoring is None else

@@ -269,6 +269,39 @@ def train_round(
     return model.eval(), history, False
 
 
+def extrapolate_weights(model: Any, base_model: Any, factor: float) -> Any:
+    """A copy of ``model`` whose parameters are ``base + factor * (model - base)``.
+
+    With ``factor`` above 1 the change a round made is carried further in the same
+    direction (model extrapolation); below 1 it is partly undone (weight-space
+    interpolation). Buffers (BatchNorm statistics) are left as they are; parameters the
+    round froze are equal to the base model's and stay so.
+
+    Parameters
+    ----------
+    model : UNet
+        The fine-tuned model (not modified).
+    base_model : UNet
+        The model the round started from, of the same architecture.
+    factor : float
+        How far to go along the change (1: an unchanged copy).
+
+    Returns
+    -------
+    UNet
+        The new model, in eval mode, on ``model``'s device.
+    """
+    import torch
+
+    out = copy.deepcopy(model).eval()
+    base = dict(base_model.named_parameters())
+    with torch.no_grad():
+        for name, param in out.named_parameters():
+            start = base[name].detach().to(device=param.device, dtype=param.dtype)
+            param.copy_(start + factor * (param - start))
+    return out
+
+
 def _step(model, teacher, optimizer, loss_fn, x, y, other, distill, dtype, scaler) -> float:
     """One optimisation step (label loss + distillation on ``other`` crops); the loss."""
     import contextlib
