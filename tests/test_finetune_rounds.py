@@ -352,6 +352,15 @@ def test_two_head_models_learn_contours_and_are_scored_with_contour_seeds(
     assert any(k.startswith("head.") for k in _changed(checkpoint, result))
 
 
+def test_extrapolation_grows_with_the_base_models_error_on_the_corrections():
+    factor = ft_rounds.extrapolation_for_error
+    assert factor([0.55, 0.56], 1.3) == pytest.approx(1.3)  # error 0.45: capped at 1.3
+    assert factor([0.64], 1.3) == pytest.approx(0.36 / 0.3)  # error 0.36: 1.2
+    assert factor([0.85, 0.8], 1.3) == 1.0  # a good base model: the trained weights
+    assert factor([0.3], 1.0) == 1.0 and factor([0.3], 0.8) == 0.8  # asked for: as it is
+    assert factor([], 1.3) == 1.0
+
+
 def test_more_steps_when_the_base_model_is_far_off_on_the_corrections(tmp_path, cuda_checkpoint):
     assert ft_rounds.steps_for_error(12, [0.55, 0.56], 0.5) == 18  # error 0.45: 1.5 x
     assert ft_rounds.steps_for_error(12, [0.4], 0.5) == 18  # at most 1 + more

@@ -83,10 +83,13 @@ ROUND_OPTIONS: dict[str, Any] = {"freeze_batchnorm": True, "trainable": "late",
 #: (+0.148 instead of +0.154) while losing 0.009 instead of 0.018 on other domains, and
 #: be made current (docs/finetuning.md, fourth pass).
 STEPS_REFERENCE_ERROR = 0.3
-#: ``extrapolate``: the round's change of the weights is carried this many times as far
-#: (:func:`.trainer.extrapolate_weights`: base + factor x (trained - base)); when the
-#: self-check refuses the extrapolated model, the trained one is checked and used
-#: instead if it passes. 1 = the trained weights.
+#: ``extrapolate``: the round's change of the weights is carried up to this many times as
+#: far (:func:`.trainer.extrapolate_weights`: base + factor x (trained - base)), the
+#: factor growing with the base model's error on the corrections as ``more_steps`` does
+#: (:func:`extrapolation_for_error`); when the self-check refuses the extrapolated
+#: model, the trained one is checked and used instead if it passes. 1 = the trained
+#: weights. 1.3 raised ``fluo-blur``'s gain from +0.149 to +0.162 (five draws) for
+#: 0.002-0.004 more forgetting (docs/finetuning.md, tenth check).
 #: ``noise_matched``: when the corrections are dim and noisy (:mod:`.degrade`), this
 #: share of the corrections' draws goes to replay crops made as dim and noisy as they
 #: are (trained on with their true labels, not distilled); 0 = never.
@@ -435,6 +438,12 @@ def finetune(
                                   noisy))
 
 
+def _error_factor(corrected_iou: Sequence[float], most: float) -> float:
+    """``(1 - mean IoU) / STEPS_REFERENCE_ERROR``, clipped to ``[1, most]``."""
+    error = 1.0 - float(np.nanmean(corrected_iou))
+    return float(np.clip(error / STEPS_REFERENCE_ERROR, 1.0, most))
+
+
 def steps_for_error(epochs: int, corrected_iou: Sequence[float], more: float) -> int:
     """Epochs of a round: more when the base model is far off on the corrections.
 
@@ -455,9 +464,34 @@ def steps_for_error(epochs: int, corrected_iou: Sequence[float], more: float) ->
     """
     if more <= 0 or not len(corrected_iou):
         return int(epochs)
-    error = 1.0 - float(np.nanmean(corrected_iou))
-    factor = float(np.clip(error / STEPS_REFERENCE_ERROR, 1.0, 1.0 + more))
-    return int(round(epochs * factor))
+    return int(round(epochs * _error_factor(corrected_iou, 1.0 + more)))
+
+
+def extrapolation_for_error(corrected_iou: Sequence[float], most: float) -> float:
+    """How far a round's change is carried: further when the base model is far off.
+
+    The same measure as :func:`steps_for_error`: where the base model already does well
+    on the corrections, a round's change is small and mostly noise, and carrying it
+    further costs the domain's other images (``brightfield``, ``histology-x2``:
+    docs/finetuning.md, tenth check); where it is far off, the change is the
+    adaptation, and carrying it further adapts more.
+
+    Parameters
+    ----------
+    corrected_iou : sequence of float
+        IoU of the base model on each corrected image.
+    most : float
+        The ``extrapolate`` option: the largest factor. 1 or less is used as it is
+        (1: the trained weights; below 1: a fixed interpolation towards the base).
+
+    Returns
+    -------
+    float
+        ``(1 - mean IoU) / STEPS_REFERENCE_ERROR``, clipped to ``[1, most]``.
+    """
+    if most <= 1.0 or not len(corrected_iou):
+        return float(most) if most <= 1.0 else 1.0
+    return _error_factor(corrected_iou, most)
 
 
 def _with_noise_matched(mixed, corrections, replay_list, round_options, train_options,
@@ -502,10 +536,10 @@ def _round(base_model, base, sets, mixed, config, device, base_net, project, rat
     if stop_requested(should_stop):
         return FinetuneResult(None, ratio=actual_ratio, n_original=n_original, cancelled=True,
                               elapsed_s=time.perf_counter() - started)
+    corrected_iou = [r.iou for r in before[:len(sets["corrected"])]]
     if "epochs" not in (config_overrides or {}):
         config = config.replace(epochs=steps_for_error(
-            config.epochs, [r.iou for r in before[:len(sets["corrected"])]],
-            round_options["more_steps"]))
+            config.epochs, corrected_iou, round_options["more_steps"]))
 
     tuned, history, cancelled = yield from train_round(
         config, mixed, base_net, device=device, should_stop=should_stop,
@@ -514,18 +548,18 @@ def _round(base_model, base, sets, mixed, config, device, base_net, project, rat
         return FinetuneResult(None, history=tuple(history), ratio=actual_ratio,
                               n_original=n_original, cancelled=True,
                               elapsed_s=time.perf_counter() - started)
-    factor = float(round_options["extrapolate"])
+    factor = extrapolation_for_error(corrected_iou, float(round_options["extrapolate"]))
     trained = tuned
     if factor != 1.0:
         tuned = extrapolate_weights(trained, base_net, factor)
-    split, adopted, reason = yield from check_round(tuned, before, scored, sets, order, device,
-                                               tolerance)
+    split, adopted, reason = yield from check_round(
+        tuned, before, scored, sets, order, device, tolerance)
     if not adopted and factor != 1.0:  # the trained weights may pass where these did not
         plain = yield from check_round(trained, before, scored, sets, order, device, tolerance)
         if plain[1]:
             tuned, factor, (split, adopted, reason) = trained, 1.0, plain
-            reason += (" (The round's change carried further, as rounds do by default, "
-                       "got worse; this is the round's plain result.)")
+            reason += (" This is the round's plain result: its change carried further "
+                       "(extrapolated, the default) got worse on these checks.")
     store = CorrectionStore(project) if (project / PROJECT_FILE).exists() else None
     stored = {c.id: c for c in store.list()} if store is not None else {}
     info = {
