@@ -355,8 +355,8 @@ def test_two_head_models_learn_contours_and_are_scored_with_contour_seeds(
 def test_extrapolation_grows_with_the_base_models_error_on_the_corrections():
     factor = ft_rounds.extrapolation_for_error
     assert factor([0.55, 0.56], 1.3) == pytest.approx(1.3)  # error 0.45: capped at 1.3
-    assert factor([0.64], 1.3) == pytest.approx(0.36 / 0.3)  # error 0.36: 1.2
-    assert factor([0.85, 0.8], 1.3) == 1.0  # a good base model: the trained weights
+    assert factor([0.7], 1.3) == pytest.approx(0.3 / 0.25)  # error 0.3: 1.2
+    assert factor([0.85, 0.75], 1.3) == 1.0  # a good base model: the trained weights
     assert factor([0.3], 1.0) == 1.0 and factor([0.3], 0.8) == 0.8  # asked for: as it is
     assert factor([], 1.3) == 1.0
 

@@ -83,13 +83,19 @@ ROUND_OPTIONS: dict[str, Any] = {"freeze_batchnorm": True, "trainable": "late",
 #: (+0.148 instead of +0.154) while losing 0.009 instead of 0.018 on other domains, and
 #: be made current (docs/finetuning.md, fourth pass).
 STEPS_REFERENCE_ERROR = 0.3
+#: Extrapolation starts where the base model's mean IoU on the corrections falls below
+#: 0.75 (error 0.25, the line issue 12 draws between images the model already does well
+#: on and a new kind of image) and reaches ``extrapolate`` at 1 - 0.25 x extrapolate
+#: (0.675 for 1.3).
+EXTRAPOLATE_REFERENCE_ERROR = 0.25
 #: ``extrapolate``: the round's change of the weights is carried up to this many times as
 #: far (:func:`.trainer.extrapolate_weights`: base + factor x (trained - base)), the
-#: factor growing with the base model's error on the corrections as ``more_steps`` does
-#: (:func:`extrapolation_for_error`); when the self-check refuses the extrapolated
-#: model, the trained one is checked and used instead if it passes. 1 = the trained
-#: weights. 1.3 raised ``fluo-blur``'s gain from +0.149 to +0.162 (five draws) for
-#: 0.002-0.004 more forgetting (docs/finetuning.md, tenth check).
+#: factor growing with the base model's error on the corrections from
+#: :data:`EXTRAPOLATE_REFERENCE_ERROR` (:func:`extrapolation_for_error`); when the
+#: self-check refuses the extrapolated model, the trained one is checked and used
+#: instead if it passes. 1 = the trained weights. 1.3 raised ``fluo-blur``'s gain from
+#: +0.149 to +0.162 (five draws) for 0.002-0.004 more forgetting (docs/finetuning.md,
+#: tenth check).
 #: ``noise_matched``: when the corrections are dim and noisy (:mod:`.degrade`), this
 #: share of the corrections' draws goes to replay crops made as dim and noisy as they
 #: are (trained on with their true labels, not distilled); 0 = never.
@@ -438,10 +444,11 @@ def finetune(
                                   noisy))
 
 
-def _error_factor(corrected_iou: Sequence[float], most: float) -> float:
-    """``(1 - mean IoU) / STEPS_REFERENCE_ERROR``, clipped to ``[1, most]``."""
+def _error_factor(corrected_iou: Sequence[float], most: float,
+                  reference: float = STEPS_REFERENCE_ERROR) -> float:
+    """``(1 - mean IoU) / reference``, clipped to ``[1, most]``."""
     error = 1.0 - float(np.nanmean(corrected_iou))
-    return float(np.clip(error / STEPS_REFERENCE_ERROR, 1.0, most))
+    return float(np.clip(error / reference, 1.0, most))
 
 
 def steps_for_error(epochs: int, corrected_iou: Sequence[float], more: float) -> int:
@@ -470,11 +477,11 @@ def steps_for_error(epochs: int, corrected_iou: Sequence[float], more: float) ->
 def extrapolation_for_error(corrected_iou: Sequence[float], most: float) -> float:
     """How far a round's change is carried: further when the base model is far off.
 
-    The same measure as :func:`steps_for_error`: where the base model already does well
-    on the corrections, a round's change is small and mostly noise, and carrying it
-    further costs the domain's other images (``brightfield``, ``histology-x2``:
-    docs/finetuning.md, tenth check); where it is far off, the change is the
-    adaptation, and carrying it further adapts more.
+    Measured as for :func:`steps_for_error`, from :data:`EXTRAPOLATE_REFERENCE_ERROR`:
+    where the base model already does well on the corrections, a round's change is
+    small and mostly noise, and carrying it further costs the domain's other images
+    (``brightfield``, ``histology-x2``: docs/finetuning.md, tenth check); where it is
+    far off, the change is the adaptation, and carrying it further adapts more.
 
     Parameters
     ----------
@@ -487,11 +494,11 @@ def extrapolation_for_error(corrected_iou: Sequence[float], most: float) -> floa
     Returns
     -------
     float
-        ``(1 - mean IoU) / STEPS_REFERENCE_ERROR``, clipped to ``[1, most]``.
+        ``(1 - mean IoU) / EXTRAPOLATE_REFERENCE_ERROR``, clipped to ``[1, most]``.
     """
     if most <= 1.0 or not len(corrected_iou):
         return float(most) if most <= 1.0 else 1.0
-    return _error_factor(corrected_iou, most)
+    return _error_factor(corrected_iou, most, EXTRAPOLATE_REFERENCE_ERROR)
 
 
 def _with_noise_matched(mixed, corrections, replay_list, round_options, train_options,
