@@ -37,12 +37,16 @@ Usage::
     OMP_NUM_THREADS=1 python benchmarks/bench_finetune_domains.py [STAGE1_TRAIN]
         [--domains histology,brightfield,fluo-x3,fluo-dim] [--n-correct 3] [--n-other 10]
         [--set key=value ...] [--no-replay] [--ratio R] [--model M] [--json OUT.json]
-        [--native] [--thresholds 0.5,0.6,0.7,0.8]
+        [--native] [--thresholds 0.5,0.6,0.7,0.8] [--extrapolations 1,1.3,1.6]
 
 ``--thresholds`` also records, for the base and the new model, the mean IoU of the
 corrected, other, validation (other domains) and regression images at each of these
 probability thresholds (one prediction per image, re-thresholded): what a version's own
 threshold would change (docs/finetuning.md, ninth check).
+``--extrapolations`` runs the round with ``extrapolate=1`` (its trained weights) and
+scores the other, validation (other domains) and regression images with the weights
+carried k times as far from the base model, for each k (``extrapolate_weights``;
+docs/finetuning.md, tenth check).
 ``STAGE1_TRAIN`` defaults to ``$NUCLEI_UNET_DSB2018``. ``--set`` overrides round
 settings (``FINETUNE_DEFAULTS``, ``ROUND_OPTIONS``), e.g. ``--set learning_rate=1e-3``
 or ``--set match_inference=false`` (train on the corrections at native pixels and
@@ -216,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--thresholds", default=None, metavar="T1,T2,...",
                         help="also record each set's mean IoU at these probability "
                              "thresholds, base and new model")
+    parser.add_argument("--extrapolations", default=None, metavar="K1,K2,...",
+                        help="run the round unextrapolated and score its change carried "
+                             "k times as far, for each k")
     args = parser.parse_args(argv)
     if not args.data:
         parser.error("give STAGE1_TRAIN or set NUCLEI_UNET_DSB2018")
@@ -226,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     from napari_nuclei_unet.core.dataset import DSBDataset
     from napari_nuclei_unet.core.finetune import REPLAY_DIR, finetune
     from napari_nuclei_unet.core.finetune.replay import replay_samples
+    from napari_nuclei_unet.core.finetune.trainer import extrapolate_weights
     from napari_nuclei_unet.core.segment import SegmentOptions
 
     torch.set_num_threads(1)
@@ -233,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.set:
         key, _, value = item.partition("=")
         overrides[key] = parse_value(value)
+    factors = [float(v) for v in args.extrapolations.split(",")] if args.extrapolations else []
+    if factors:
+        overrides["extrapolate"] = 1.0
     base = load_checkpoint(args.model, device="cpu")
     val_ids = set(read_metadata(args.model)["training_data"]["val_ids"])
     replay_ids = {c["source_id"] for c in
@@ -276,9 +287,18 @@ def main(argv: list[str] | None = None) -> int:
                     f"{name}_{key}": threshold_curves(net, samples, grid, opts)
                     for name, net in (("base", base.model), ("new", tuned.model))
                     for key, (samples, opts) in sets.items()}}
+            sweep = {}
+            for k in factors:
+                net = extrapolate_weights(tuned.model, base.model, k)
+                sweep[str(k)] = {
+                    "other": mean(score_all(net, others, options=options), "iou"),
+                    "val_other": mean(score_all(net, val_other, options=options), "iou"),
+                    "regression": mean(score_all(net, replay_samples("check")), "iou")}
         row = {"other_views": other_views} if args.views else {}
         if curves:
             row["threshold_curves"] = curves
+        if sweep:
+            row["extrapolations"] = sweep
         row.update({
             "domain": domain, "n_correct": len(corrections), "n_other": len(others),
             "n_val_other": len(val_other), "round_s": round_s, "phases_s": marks,
@@ -306,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
         results.append(row)
         print(json.dumps({k: v for k, v in row.items()
                           if k not in ("regression", "corrected", "val_other",
-                                       "other_views", "other", "threshold_curves")}),
+                                       "other_views", "other", "threshold_curves",
+                                       "extrapolations")}),
               flush=True)
 
     print(f"\nsettings: {overrides}, ratio={args.ratio or 'auto'}, replay={not args.no_replay}, "
@@ -333,6 +354,11 @@ def main(argv: list[str] | None = None) -> int:
             for key, values in curves.items():
                 if key != "thresholds":
                     print(f"  {key:22s} " + " ".join(f"{v:.3f}" for v in values))
+    for r in results:
+        for k, got in r.get("extrapolations", {}).items():
+            print(f"{r['domain']}: k = {k}: other {got['other'] - r['iou_other'][0]:+.3f}, "
+                  f"val. other domains {got['val_other'] - r['iou_val_other'][0]:+.4f}, "
+                  f"regression {got['regression'] - r['iou_regression'][0]:+.4f}")
     if args.json:
         Path(args.json).write_text(json.dumps({"settings": overrides, "ratio": args.ratio,
                                                "replay": not args.no_replay,

@@ -93,9 +93,9 @@ EXTRAPOLATE_REFERENCE_ERROR = 0.25
 #: factor growing with the base model's error on the corrections from
 #: :data:`EXTRAPOLATE_REFERENCE_ERROR` (:func:`extrapolation_for_error`); when the
 #: self-check refuses the extrapolated model, the trained one is checked and used
-#: instead if it passes. 1 = the trained weights. 1.3 raised ``fluo-blur``'s gain from
-#: +0.149 to +0.162 (five draws) for 0.002-0.004 more forgetting (docs/finetuning.md,
-#: tenth check).
+#: instead if it passes. 1 = the trained weights. 1.3 raised ``fluo-blur``'s gain in
+#: each of ten draws (mean +0.133 -> +0.145) for 0.002-0.004 more forgetting
+#: (docs/finetuning.md, tenth check).
 #: ``noise_matched``: when the corrections are dim and noisy (:mod:`.degrade`), this
 #: share of the corrections' draws goes to replay crops made as dim and noisy as they
 #: are (trained on with their true labels, not distilled); 0 = never.
