@@ -201,74 +201,87 @@ def test_late_layers_and_a_slower_encoder(tmp_path, cuda_checkpoint):
     assert changed and all(k.startswith(decoder) for k in changed)
 
 
-def test_extrapolation_carries_the_rounds_change_further(tmp_path, cuda_checkpoint):
+@pytest.mark.parametrize("freeze_batchnorm", [True, False])
+def test_extrapolation_carries_the_rounds_change_further(
+        monkeypatch, tmp_path, cuda_checkpoint, freeze_batchnorm):
     from napari_nuclei_unet.core.checkpoint import load_checkpoint
     from napari_nuclei_unet.core.finetune import FinetuneError
 
+    # the factor asked for, whatever the tiny model scores on the correction
+    monkeypatch.setattr(ft_rounds, "extrapolation_for_error", lambda iou, most: most)
     corrections = [synthetic("histology", 1)]
-    settings = {**TINY, "trainable": "late", "learning_rate": 0.05}
+    settings = {**TINY, "trainable": "late", "learning_rate": 0.05,
+                "freeze_batchnorm": freeze_batchnorm}
     states = {}
     for factor in (1.0, 2.0):
         result = drive(finetune(cuda_checkpoint, corrections, out_dir=tmp_path / str(factor),
                                 replay=False, check=False,
                                 config_overrides={**settings, "extrapolate": factor}))
+        assert result.version.info["extrapolated"] == factor
         states[factor] = load_checkpoint(result.checkpoint).model.state_dict()
     base = load_checkpoint(cuda_checkpoint).model
     params = {name for name, _ in base.named_parameters()}
-    moved = 0
+    moved = buffers_moved = 0
     for name, start in base.state_dict().items():
         once, twice = states[1.0][name].numpy(), states[2.0][name].numpy()
+        start = start.numpy()
         if name not in params:  # BatchNorm statistics: never extrapolated
             np.testing.assert_array_equal(twice, once)
+            buffers_moved += not np.array_equal(once, start)
             continue
-        start = start.numpy()
         np.testing.assert_allclose(twice, start + 2.0 * (once - start), atol=1e-5)
         moved += not np.array_equal(once, start)
         if name.startswith("down.0."):  # frozen in a "late" round: stays the base's
             np.testing.assert_array_equal(twice, start)
     assert moved > 0
-    with pytest.raises(FinetuneError, match="extrapolate"):
-        drive(finetune(cuda_checkpoint, corrections, out_dir=tmp_path / "bad", replay=False,
-                       check=False, config_overrides={**settings, "extrapolate": -1}))
+    assert (buffers_moved > 0) == (not freeze_batchnorm)  # the buffers check can fail
+    for bad in (-1, 0, True, "2"):
+        with pytest.raises(FinetuneError, match="extrapolate"):
+            drive(finetune(cuda_checkpoint, corrections, out_dir=tmp_path / "bad",
+                           replay=False, check=False,
+                           config_overrides={**settings, "extrapolate": bad}))
 
 
 def test_a_refused_extrapolation_falls_back_to_the_trained_weights(
         monkeypatch, tmp_path, cuda_checkpoint):
     from napari_nuclei_unet.core.checkpoint import load_checkpoint
 
+    monkeypatch.setattr(ft_rounds, "extrapolation_for_error", lambda iou, most: most)
     corrections = [synthetic("histology", 1)]
     settings = {**TINY, "trainable": "late", "learning_rate": 0.05}
     plain = drive(finetune(cuda_checkpoint, corrections, out_dir=tmp_path / "plain",
                            replay=False, check=False,
                            config_overrides={**settings, "extrapolate": 1.0}))
+    trained = load_checkpoint(plain.checkpoint).model.state_dict()
     real = ft_rounds.check_round
-    verdicts = []
+    stages = []
 
-    def refuse_first(model, *args):  # the extrapolated model is checked first
-        split, adopted, reason = yield from real(model, *args)
-        verdicts.append(adopted)
-        if len(verdicts) == 1 or refuse_all:
+    def refuse(model, *args, **kwargs):  # the extrapolated model is checked first
+        split, adopted, reason = yield from real(model, *args, **kwargs)
+        stages.append(kwargs.get("stage", "score-after"))
+        if len(stages) == 1 or refuse_all:
             return split, False, "The new model got worse on the stand-in set."
         return split, adopted, reason
 
-    monkeypatch.setattr(ft_rounds, "check_round", refuse_first)
+    monkeypatch.setattr(ft_rounds, "check_round", refuse)
     for refuse_all in (False, True):
-        verdicts.clear()
-        result = drive(finetune(cuda_checkpoint, corrections,
-                                out_dir=tmp_path / str(refuse_all), replay=False,
-                                check=[synthetic("fluorescence", 5)],
-                                config_overrides={**settings, "extrapolate": 2.0}))
-        assert len(verdicts) == 2  # both weights were checked
+        stages.clear()
+        updates = []
+        job = finetune(cuda_checkpoint, corrections, out_dir=tmp_path / str(refuse_all),
+                       replay=False, check=[synthetic("fluorescence", 5)],
+                       config_overrides={**settings, "extrapolate": 2.0})
+        result = drive(job, updates.append)
+        assert stages == ["score-after", "score-plain"]  # both weights were checked
+        assert any(getattr(u, "stage", None) == "score-plain" for u in updates)
         tuned = load_checkpoint(result.checkpoint).model.state_dict()
-        trained = load_checkpoint(plain.checkpoint).model.state_dict()
-        same = all(np.allclose(tuned[k].numpy(), trained[k].numpy(), atol=1e-6)
+        # either way the version holds the plain trained weights, the smaller change
+        assert all(np.allclose(tuned[k].numpy(), trained[k].numpy(), atol=1e-6)
                    for k in trained)
-        if refuse_all:  # kept as a version, not current: the extrapolated weights
-            assert not result.adopted and not same
-            assert result.version.info["extrapolated"] == 2.0
-        else:
-            assert result.adopted and same and "plain result" in result.reason
-            assert result.version.info["extrapolated"] == 1.0
+        info = result.version.info
+        assert (info["extrapolated"], info["extrapolation_refused"]) == (1.0, 2.0)
+        assert "plain result" in result.reason and "2.00 times" in result.reason
+        assert result.adopted != refuse_all
+        assert ("refused too" in result.reason) == refuse_all
 
 
 def test_weighted_draw_sees_every_replay_crop_and_gives_corrections_their_share(

@@ -139,10 +139,13 @@ class FinetuneSteps:
             self.progress.setFormat(f"measuring nucleus size · {update.done}/{update.total}")
         elif isinstance(update, Progress):
             before = update.stage == "score-before"
+            plain = update.stage == "score-plain"  # the extrapolated model was refused
             share = update.done / max(1, update.total)
-            self.progress.setValue(int(100 * share) if before else 900 + int(100 * share))
-            what = "current" if before else "fine-tuned"
-            self.progress.setFormat(f"scoring with the {what} model · {update.done}/{update.total}")
+            self.progress.setValue(int(100 * share) if before else
+                                   980 + int(20 * share) if plain else 900 + int(80 * share))
+            what = ("current model" if before else "round's plain weights" if plain
+                    else "fine-tuned model")
+            self.progress.setFormat(f"scoring with the {what} · {update.done}/{update.total}")
         elif hasattr(update, "step"):  # TrainStep
             now = time.monotonic()
             if now - self._last_step_ui < 0.25 and update.step < update.steps:

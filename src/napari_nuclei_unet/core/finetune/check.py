@@ -42,16 +42,17 @@ def score_sets(model: Any, groups: Sequence[tuple[Sequence[Any], Any]], device: 
 
 def check_round(model: Any, before: Sequence[Any], scored: Sequence[tuple[Sequence[Any], Any]],
                 sets: dict[str, Sequence[Any]], order: Sequence[str], device: Any,
-                tolerance: dict[str, float] | None,
+                tolerance: dict[str, float] | None, stage: str = "score-after",
                 ) -> Generator[Progress, None, tuple[dict[str, Changes], bool, str]]:
     """Score ``model`` after a round against ``before`` and decide on adoption.
 
     ``scored`` are the groups :func:`score_sets` scored before the round (the sets of
     ``order``, in that order, then the regression crops); the kept-aside evaluation
     images count with the regression crops. Returns the changes per set, whether the
-    model may become current, and the one-sentence reason.
+    model may become current, and the one-sentence reason. Progress is yielded as
+    ``stage``.
     """
-    after = yield from score_sets(model, scored, device, "score-after", None)
+    after = yield from score_sets(model, scored, device, stage, None)
     all_changes = changes(before, after)
     split: dict[str, Changes] = {}
     start = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
@@ -92,10 +93,11 @@ EXTRAPOLATE_REFERENCE_ERROR = 0.25
 #: far (:func:`.trainer.extrapolate_weights`: base + factor x (trained - base)), the
 #: factor growing with the base model's error on the corrections from
 #: :data:`EXTRAPOLATE_REFERENCE_ERROR` (:func:`extrapolation_for_error`); when the
-#: self-check refuses the extrapolated model, the trained one is checked and used
-#: instead if it passes. 1 = the trained weights. 1.3 raised ``fluo-blur``'s gain in
-#: each of ten draws (mean +0.133 -> +0.145) for 0.002-0.004 more forgetting
-#: (docs/finetuning.md, tenth check).
+#: self-check refuses the extrapolated model, the trained one is checked and kept
+#: instead (made current if it passes). 1 = the trained weights. 1.3 raised
+#: ``fluo-blur``'s gain in each of ten draws before the check (the rounds delivered
+#: +0.144 instead of +0.133) for 0.002-0.004 more forgetting (docs/finetuning.md,
+#: tenth check).
 #: ``noise_matched``: when the corrections are dim and noisy (:mod:`.degrade`), this
 #: share of the corrections' draws goes to replay crops made as dim and noisy as they
 #: are (trained on with their true labels, not distilled); 0 = never.
@@ -301,6 +303,11 @@ def finetune(
     new model is always saved as a version; it is *adopted* (made current) only when it
     got worse on none of those sets (:func:`~.results.adoption`).
 
+    When the base model is far off on the corrections, the round's change is carried
+    further (``extrapolate``, :func:`extrapolation_for_error`). If the self-check
+    refuses that model, the plain trained weights are checked too and kept instead
+    (made current if they pass).
+
     The network sees the corrections as the user's predictions show them
     (``match_inference``, "both" by default): each is resized and smoothed with the
     scale and smoothing that :func:`~napari_nuclei_unet.core.segment.segment_image`
@@ -355,7 +362,8 @@ def finetune(
         ``Progress("prepare", ...)`` per correction (``match_inference``),
         ``Progress("score-before", ...)`` per image, the updates of
         :func:`~napari_nuclei_unet.core.training.train`, then
-        ``Progress("score-after", ...)``.
+        ``Progress("score-after", ...)``, and ``Progress("score-plain", ...)`` when an
+        extrapolated model was refused and the plain trained weights are checked.
 
     Returns
     -------
@@ -393,7 +401,8 @@ def finetune(
         raise FinetuneError(f"match_inference must be one of {MATCH_INFERENCE}, got "
                             f"{round_options['match_inference']!r}.")
     factor = round_options["extrapolate"]
-    if not (isinstance(factor, int | float) and math.isfinite(factor) and factor > 0):
+    if not (isinstance(factor, numbers.Real) and not isinstance(factor, bool)
+            and math.isfinite(factor) and factor > 0):
         raise FinetuneError(f"extrapolate must be a positive number, got {factor!r}.")
     train_options = {k: v for k, v in round_options.items() if k not in _OWN_OPTIONS}
     seed = int(overrides.get("seed", loaded.config.seed))
@@ -556,17 +565,20 @@ def _round(base_model, base, sets, mixed, config, device, base_net, project, rat
                               n_original=n_original, cancelled=True,
                               elapsed_s=time.perf_counter() - started)
     factor = extrapolation_for_error(corrected_iou, float(round_options["extrapolate"]))
-    trained = tuned
+    trained, refused = tuned, None
     if factor != 1.0:
         tuned = extrapolate_weights(trained, base_net, factor)
     split, adopted, reason = yield from check_round(
         tuned, before, scored, sets, order, device, tolerance)
-    if not adopted and factor != 1.0:  # the trained weights may pass where these did not
-        plain = yield from check_round(trained, before, scored, sets, order, device, tolerance)
-        if plain[1]:
-            tuned, factor, (split, adopted, reason) = trained, 1.0, plain
-            reason += (" This is the round's plain result: its change carried further "
-                       "(extrapolated, the default) got worse on these checks.")
+    if not adopted and factor != 1.0:
+        # the trained weights may pass where these did not; if not, they are still the
+        # ones kept (the smaller change: what "use it anyway" should give)
+        split, adopted, reason = yield from check_round(
+            trained, before, scored, sets, order, device, tolerance, stage="score-plain")
+        tuned, refused, factor = trained, factor, 1.0
+        reason += (f" This is the round's plain result: its change carried {refused:.2f} "
+                   "times as far (extrapolated) was checked first and "
+                   + ("got worse." if adopted else "was refused too."))
     store = CorrectionStore(project) if (project / PROJECT_FILE).exists() else None
     stored = {c.id: c for c in store.list()} if store is not None else {}
     info = {
@@ -585,6 +597,7 @@ def _round(base_model, base, sets, mixed, config, device, base_net, project, rat
         "config_overrides": dict(config_overrides or {}),
         "round_options": dict(round_options),
         "extrapolated": factor,
+        "extrapolation_refused": refused,
         "inference_views": [v.to_dict() for v in views],
         "noise_matched": noisy,
         "scoring": (None if scoring is None else
