@@ -25,6 +25,8 @@ from napari_nuclei_unet.core.synthetic import make_synthetic_sample
 
 TINY = {"epochs": 1, "steps_per_epoch": 2, "batch_size": 2, "crop_size": 32,
         "num_threads": 1}
+#: A self-check that passes whatever the scores (the decision is stubbed or not tested).
+LENIENT = {"corrected": 1.0, "held_out": 1.0, "regression": 1.0}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -214,8 +216,10 @@ def test_extrapolation_carries_the_rounds_change_further(
                 "freeze_batchnorm": freeze_batchnorm}
     states = {}
     for factor in (1.0, 2.0):
+        # an untrained tiny model may score its correction worse after the round: the
+        # self-check must not refuse (and fall back) here
         result = drive(finetune(cuda_checkpoint, corrections, out_dir=tmp_path / str(factor),
-                                replay=False, check=False,
+                                replay=False, check=False, tolerance=LENIENT,
                                 config_overrides={**settings, "extrapolate": factor}))
         assert result.version.info["extrapolated"] == factor
         states[factor] = load_checkpoint(result.checkpoint).model.state_dict()
@@ -268,7 +272,7 @@ def test_a_refused_extrapolation_falls_back_to_the_trained_weights(
         stages.clear()
         updates = []
         job = finetune(cuda_checkpoint, corrections, out_dir=tmp_path / str(refuse_all),
-                       replay=False, check=[synthetic("fluorescence", 5)],
+                       replay=False, check=[synthetic("fluorescence", 5)], tolerance=LENIENT,
                        config_overrides={**settings, "extrapolate": 2.0})
         result = drive(job, updates.append)
         assert stages == ["score-after", "score-plain"]  # both weights were checked
