@@ -375,7 +375,8 @@ def test_extrapolation_grows_with_the_base_models_error_on_the_corrections():
     assert factor([0.7], 1.3) == pytest.approx(0.3 / 0.25)  # error 0.3: 1.2
     assert factor([0.85, 0.75], 1.3) == 1.0  # a good base model: the trained weights
     assert factor([0.3], 1.0) == 1.0 and factor([0.3], 0.8) == 0.8  # asked for: as it is
-    assert factor([], 1.3) == 1.0
+    assert factor([], 1.3) == 1.0 and factor([float("nan")], 1.3) == 1.0
+    assert ft_rounds.steps_for_error(12, [float("nan")], 0.5) == 12
 
 
 def test_more_steps_when_the_base_model_is_far_off_on_the_corrections(tmp_path, cuda_checkpoint):

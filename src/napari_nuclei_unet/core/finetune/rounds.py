@@ -455,9 +455,12 @@ def finetune(
 
 def _error_factor(corrected_iou: Sequence[float], most: float,
                   reference: float = STEPS_REFERENCE_ERROR) -> float:
-    """``(1 - mean IoU) / reference``, clipped to ``[1, most]``."""
-    error = 1.0 - float(np.nanmean(corrected_iou))
-    return float(np.clip(error / reference, 1.0, most))
+    """``(1 - mean IoU) / reference``, clipped to ``[1, most]`` (1 without a finite IoU)."""
+    values = np.asarray(corrected_iou, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return 1.0
+    return float(np.clip((1.0 - values.mean()) / reference, 1.0, most))
 
 
 def steps_for_error(epochs: int, corrected_iou: Sequence[float], more: float) -> int:
