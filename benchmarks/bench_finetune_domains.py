@@ -251,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     dataset = DSBDataset.open(args.data)
     val = [dataset.load(i) for i in sorted(val_ids) if i in set(dataset.ids())]
     cache: dict = {}
+    check = replay_samples("check")  # the rounds' regression crops, loaded once
     options = None if args.native else SegmentOptions(diameter=0.0, threshold=0.5)
     results = []
     for domain in args.domains.split(","):
@@ -282,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
                 grid = [float(v) for v in args.thresholds.split(",")]
                 sets = {"corrected": (corrections, options), "other": (others, options),
                         "val_other": (val_other, options),
-                        "regression": (replay_samples("check"), None)}
+                        "regression": (check, None)}
                 curves = {"thresholds": grid, **{
                     f"{name}_{key}": threshold_curves(net, samples, grid, opts)
                     for name, net in (("base", base.model), ("new", tuned.model))
@@ -293,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
                 sweep[str(k)] = {
                     "other": mean(score_all(net, others, options=options), "iou"),
                     "val_other": mean(score_all(net, val_other, options=options), "iou"),
-                    "regression": mean(score_all(net, replay_samples("check")), "iou")}
+                    "regression": mean(score_all(net, check), "iou")}
         row = {"other_views": other_views} if args.views else {}
         if curves:
             row["threshold_curves"] = curves

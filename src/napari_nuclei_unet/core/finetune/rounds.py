@@ -481,7 +481,7 @@ def steps_for_error(epochs: int, corrected_iou: Sequence[float], more: float) ->
         ``epochs`` times ``(1 - mean IoU) / STEPS_REFERENCE_ERROR``, clipped to
         ``[1, 1 + more]``.
     """
-    if more <= 0 or not len(corrected_iou):
+    if more <= 0:
         return int(epochs)
     return int(round(epochs * _error_factor(corrected_iou, 1.0 + more)))
 
@@ -508,8 +508,8 @@ def extrapolation_for_error(corrected_iou: Sequence[float], most: float) -> floa
     float
         ``(1 - mean IoU) / EXTRAPOLATE_REFERENCE_ERROR``, clipped to ``[1, most]``.
     """
-    if most <= 1.0 or not len(corrected_iou):
-        return float(most) if most <= 1.0 else 1.0
+    if most <= 1.0:
+        return float(most)
     return _error_factor(corrected_iou, most, EXTRAPOLATE_REFERENCE_ERROR)
 
 
