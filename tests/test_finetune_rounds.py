@@ -11,6 +11,7 @@ from napari_nuclei_unet.core.dataset import Sample
 from napari_nuclei_unet.core.finetune import (
     REPLAY_DIR,
     CorrectionStore,
+    FinetuneError,
     ModelVersions,
     ScoreChange,
     adoption,
@@ -19,6 +20,7 @@ from napari_nuclei_unet.core.finetune import (
     mix_samples,
     replay_samples,
 )
+from napari_nuclei_unet.core.finetune import check as ft_check
 from napari_nuclei_unet.core.finetune import rounds as ft_rounds
 from napari_nuclei_unet.core.progress import drive
 from napari_nuclei_unet.core.synthetic import make_synthetic_sample
@@ -174,8 +176,8 @@ def test_round_options_choose_what_learns(tmp_path, cuda_checkpoint):
     assert changed and all(k.startswith(("upsample.", "up.", "head.")) for k in changed)
     # BatchNorm statistics of the base model are kept (frozen_batchnorm by default)
     assert not any(k.endswith(("running_mean", "running_var")) for k in changed)
-    assert result.version.info["round_options"] == {
-        **ft_rounds.ROUND_OPTIONS, "trainable": "decoder"}
+    assert result.version.info["round_options"] == json.loads(json.dumps(
+        {**ft_rounds.ROUND_OPTIONS, "trainable": "decoder"}))  # as model.json keeps them
 
 
 def _changed(checkpoint, result):
@@ -246,30 +248,41 @@ def test_extrapolation_carries_the_rounds_change_further(
                            config_overrides={**settings, "extrapolate": bad}))
 
 
+def _refusing_check(monkeypatch, accept_at):
+    """Stub the self-check: refuse every model until the ``accept_at``-th check (1-based;
+    0 = never accept); returns the list of stages checked."""
+    real = ft_check.check_round
+    stages = []
+
+    def check(model, *args, **kwargs):
+        split, adopted, reason = yield from real(model, *args, **kwargs)
+        stages.append(kwargs.get("stage", "score-after"))
+        if len(stages) != accept_at:
+            return split, False, "The new model got worse on the stand-in set."
+        return split, True, "The new model is made current (stand-in)."
+
+    monkeypatch.setattr(ft_check, "check_round", check)
+    return stages
+
+
+def _trained_weights(tmp_path, checkpoint, corrections, settings):
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+
+    plain = drive(finetune(checkpoint, corrections, out_dir=tmp_path / "plain", replay=False,
+                           check=False, config_overrides={**settings, "extrapolate": 1.0}))
+    return load_checkpoint(plain.checkpoint).model.state_dict()
+
+
 def test_a_refused_extrapolation_falls_back_to_the_trained_weights(
         monkeypatch, tmp_path, cuda_checkpoint):
     from napari_nuclei_unet.core.checkpoint import load_checkpoint
 
     monkeypatch.setattr(ft_rounds, "extrapolation_for_error", lambda iou, most: most)
     corrections = [synthetic("histology", 1)]
-    settings = {**TINY, "trainable": "late", "learning_rate": 0.05}
-    plain = drive(finetune(cuda_checkpoint, corrections, out_dir=tmp_path / "plain",
-                           replay=False, check=False,
-                           config_overrides={**settings, "extrapolate": 1.0}))
-    trained = load_checkpoint(plain.checkpoint).model.state_dict()
-    real = ft_rounds.check_round
-    stages = []
-
-    def refuse(model, *args, **kwargs):  # the extrapolated model is checked first
-        split, adopted, reason = yield from real(model, *args, **kwargs)
-        stages.append(kwargs.get("stage", "score-after"))
-        if len(stages) == 1 or refuse_all:
-            return split, False, "The new model got worse on the stand-in set."
-        return split, adopted, reason
-
-    monkeypatch.setattr(ft_rounds, "check_round", refuse)
+    settings = {**TINY, "trainable": "late", "learning_rate": 0.05, "step_back": []}
+    trained = _trained_weights(tmp_path, cuda_checkpoint, corrections, settings)
     for refuse_all in (False, True):
-        stages.clear()
+        stages = _refusing_check(monkeypatch, 0 if refuse_all else 2)
         updates = []
         job = finetune(cuda_checkpoint, corrections, out_dir=tmp_path / str(refuse_all),
                        replay=False, check=[synthetic("fluorescence", 5)], tolerance=LENIENT,
@@ -282,10 +295,68 @@ def test_a_refused_extrapolation_falls_back_to_the_trained_weights(
         assert all(np.allclose(tuned[k].numpy(), trained[k].numpy(), atol=1e-6)
                    for k in trained)
         info = result.version.info
-        assert (info["extrapolated"], info["extrapolation_refused"]) == (1.0, 2.0)
+        assert (info["extrapolated"], info["refused_factors"]) == (1.0, [2.0])
         assert "plain result" in result.reason and "2.00 times" in result.reason
         assert result.adopted != refuse_all
         assert ("refused too" in result.reason) == refuse_all
+
+
+def test_a_refused_round_steps_back_to_part_of_its_change(
+        monkeypatch, tmp_path, cuda_checkpoint):
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+
+    monkeypatch.setattr(ft_rounds, "extrapolation_for_error", lambda iou, most: most)
+    corrections = [synthetic("histology", 1)]
+    settings = {**TINY, "trainable": "late", "learning_rate": 0.05,
+                "step_back": [0.5, 0.75]}
+    trained = _trained_weights(tmp_path, cuda_checkpoint, corrections, settings)
+    base = load_checkpoint(cuda_checkpoint).model.state_dict()
+    # the extrapolated model, the trained weights and 0.75 of the change are refused
+    stages = _refusing_check(monkeypatch, 4)
+    updates = []
+    result = drive(finetune(cuda_checkpoint, corrections, out_dir=tmp_path / "back",
+                            replay=False, check=[synthetic("fluorescence", 5)],
+                            tolerance=LENIENT, config_overrides={**settings, "extrapolate": 2.0}),
+                   updates.append)
+    assert stages == ["score-after", "score-plain", "score-step-back", "score-step-back"]
+    assert any(getattr(u, "stage", None) == "score-step-back" for u in updates)
+    assert result.adopted
+    assert ModelVersions(tmp_path / "back").current().name == result.version.name
+    kept = load_checkpoint(result.checkpoint).model.state_dict()
+    moved = 0
+    for name, value in trained.items():
+        if "running" in name or "num_batches" in name:  # buffers are not interpolated
+            assert np.allclose(kept[name].numpy(), value.numpy(), atol=1e-6)
+            continue
+        half = base[name].numpy() + 0.5 * (value.numpy() - base[name].numpy())
+        assert np.allclose(kept[name].numpy(), half, atol=1e-5)
+        moved += int(not np.allclose(value.numpy(), base[name].numpy()))
+    assert moved > 0  # the round changed some weights: the halfway check can fail
+    info = result.version.info
+    assert (info["extrapolated"], info["refused_factors"]) == (0.5, [2.0, 1.0, 0.75])
+    assert "0.50 of the round's change" in result.reason
+    assert "the trained weights and 0.75 of the change" in result.reason
+    # a round that made the corrected images worse has no adaptation to keep: no step back
+    stages = _refusing_check(monkeypatch, 0)
+    worse = drive(finetune(cuda_checkpoint, corrections, out_dir=tmp_path / "worse",
+                           replay=False, check=[synthetic("fluorescence", 5)],
+                           tolerance={**LENIENT, "corrected": -2.0},
+                           config_overrides={**settings, "extrapolate": 2.0}))
+    assert stages == ["score-after", "score-plain"] and not worse.adopted
+    assert worse.version.info["extrapolated"] == 1.0
+
+
+def test_step_back_is_a_list_of_fractions(tmp_path, cuda_checkpoint):
+    assert ft_check.step_factors(1.3, (0.5, 0.85, 0.7)) == [1.3, 1.0, 0.85, 0.7, 0.5]
+    assert ft_check.step_factors(1.0, (0.7,)) == [1.0, 0.7]
+    assert ft_check.step_factors(0.8, (0.85, 0.7)) == [0.8, 0.7]  # only smaller fractions
+    assert ft_check.step_factors(1.3, ()) == [1.3, 1.0]
+    assert ft_check.step_back_fractions(0.7) == (0.7,)
+    for bad in (1.0, 0, -0.5, True, "0.7", [1.5], [0.5, float("nan")], {"a": 1}):
+        with pytest.raises(FinetuneError, match="step_back"):
+            drive(finetune(cuda_checkpoint, [synthetic("histology", 1)],
+                           out_dir=tmp_path / "bad", replay=False, check=False,
+                           config_overrides={**TINY, "step_back": bad}))
 
 
 def test_weighted_draw_sees_every_replay_crop_and_gives_corrections_their_share(

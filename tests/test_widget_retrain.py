@@ -437,3 +437,19 @@ def test_round_that_scored_worse_is_kept_but_not_made_current(retrain, qtbot):
     assert not dock.adoption_label.isHidden()
     assert "NOT made current" in dock.adoption_label.text()
     assert notes.any("kept as a version but not made current")
+
+
+def test_round_progress_names_each_model_the_self_check_scores(retrain):
+    from napari_nuclei_unet.core.progress import Progress
+
+    _viewer, dock, _session, _samples, _project = retrain
+    seen = {}
+    for stage in ("score-before", "score-after", "score-plain", "score-step-back"):
+        dock._on_update(Progress(stage, 1, 2, ""))
+        seen[stage] = (dock.progress.value(), dock.progress.format())
+    assert seen["score-before"] == (50, "scoring with the current model · 1/2")
+    assert seen["score-after"] == (940, "scoring with the fine-tuned model · 1/2")
+    # the self-check refused the first model: the next ones fill the end of the bar
+    assert seen["score-plain"] == (990, "scoring with the round's plain weights · 1/2")
+    assert seen["score-step-back"] == (
+        990, "scoring with the round's change, part of the way · 1/2")

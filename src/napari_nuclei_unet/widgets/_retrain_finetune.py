@@ -139,11 +139,15 @@ class FinetuneSteps:
             self.progress.setFormat(f"measuring nucleus size · {update.done}/{update.total}")
         elif isinstance(update, Progress):
             before = update.stage == "score-before"
-            plain = update.stage == "score-plain"  # the extrapolated model was refused
+            # the self-check refused the model first checked: its trained weights, or
+            # part of its change, are checked next (core.finetune.check.choose_step)
+            plain = update.stage == "score-plain"
+            step_back = update.stage == "score-step-back"
             share = update.done / max(1, update.total)
-            self.progress.setValue(int(100 * share) if before else
-                                   980 + int(20 * share) if plain else 900 + int(80 * share))
+            self.progress.setValue(int(100 * share) if before else 980 + int(20 * share)
+                                   if plain or step_back else 900 + int(80 * share))
             what = ("current model" if before else "round's plain weights" if plain
+                    else "round's change, part of the way" if step_back
                     else "fine-tuned model")
             self.progress.setFormat(f"scoring with the {what} · {update.done}/{update.total}")
         elif hasattr(update, "step"):  # TrainStep

@@ -1,11 +1,18 @@
-"""A round's self-check: score sets of images with a model, and decide on adoption."""
+"""A round's self-check: score sets of images with a model, and decide on adoption.
+
+:func:`choose_step` checks a round's change carried several distances along its
+direction, largest first, and keeps the first the check accepts.
+"""
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 from ..progress import Progress
+from ._common import FinetuneError
 from .results import ScoreChange, adoption, changes
 
 Changes = tuple[ScoreChange, ...]
@@ -63,3 +70,137 @@ def check_round(model: Any, before: Sequence[Any], scored: Sequence[tuple[Sequen
         {"corrected": split["corrected"], "held_out": split["held_out"],
          "regression": split["regression"] + split["evaluation"]}, dict(tolerance or {}))
     return split, adopted, reason
+
+
+#: Progress stage of each check after the first: the trained weights themselves
+#: ("score-plain"), or part of their change ("score-step-back").
+PLAIN_STAGE, STEP_BACK_STAGE = "score-plain", "score-step-back"
+
+
+def choose_step(trained: Any, base: Any, factors: Sequence[float], before: Sequence[Any],
+                scored: Sequence[tuple[Sequence[Any], Any]], sets: dict[str, Sequence[Any]],
+                order: Sequence[str], device: Any, tolerance: dict[str, float] | None,
+                ) -> Generator[Progress, None, tuple[Any, float, dict[str, Changes], bool,
+                                                     str, list[float]]]:
+    """Check ``base + k x (trained - base)`` for each ``k`` of ``factors`` until one passes.
+
+    Parameters
+    ----------
+    trained, base : UNet
+        The round's trained weights and the model it started from.
+    factors : sequence of float
+        Distances along the round's change, in the order they are checked (the largest
+        first); 1 is the trained weights.
+    before, scored, sets, order, device, tolerance
+        As for :func:`check_round`.
+
+    Fractions below 1 are tried only while the models refused were refused for the
+    regression set alone (:func:`_adapted`).
+
+    Returns
+    -------
+    model, factor, split, adopted, reason, refused
+        The model kept and its factor, its score changes, whether it passes, the reason
+        (a sentence is added when it is not the first factor), and the factors refused
+        before it. When none passes, the one kept is the trained weights (factor 1, or
+        the first factor when 1 is not among them): what "use it anyway" should give.
+    """
+    from .trainer import extrapolate_weights
+
+    refused: list[float] = []
+    fallback = None
+    for k in factors:
+        model = trained if k == 1.0 else extrapolate_weights(trained, base, k)
+        stage = ("score-after" if not refused else PLAIN_STAGE if k == 1.0
+                 else STEP_BACK_STAGE)
+        split, adopted, reason = yield from check_round(
+            model, before, scored, sets, order, device, tolerance, stage=stage)
+        if adopted:
+            return model, k, split, True, reason + _step_note(k, refused, True), refused
+        if fallback is None or k == 1.0:
+            fallback = (model, k, split, reason)
+        refused.append(k)
+        if k <= 1.0 and not _adapted(split, tolerance):
+            break  # it made the user's images worse: less of the same change will not help
+    model, k, split, reason = fallback
+    others = [f for f in refused if f != k]
+    return model, k, split, False, reason + _step_note(k, others, False), others
+
+
+def _adapted(split: dict[str, Changes], tolerance: dict[str, float] | None) -> bool:
+    """Whether a refused model passed on the corrected and kept-aside images.
+
+    Then it was refused for the regression set (forgetting) alone, and part of its
+    change may keep some of the adaptation within the tolerance; a model that got worse
+    on the user's own images has no adaptation to keep (stepping back would only look
+    for a noisy pass).
+    """
+    passed, _ = adoption({key: split.get(key, ()) for key in ("corrected", "held_out")},
+                         dict(tolerance or {}))
+    return passed
+
+
+def _step_note(kept: float, refused: Sequence[float], adopted: bool) -> str:
+    """The sentence a reason gets when other distances were checked before."""
+    if not refused:
+        return ""
+
+    def name(k: float) -> str:
+        return ("the trained weights" if k == 1.0 else f"the change carried {k:.2f} times as far"
+                if k > 1.0 else f"{k:.2f} of the change")
+
+    if kept == 1.0:
+        what = "This is the round's plain result (its trained weights)"
+    elif kept < 1.0:
+        what = (f"This is {kept:.2f} of the round's change (part of the way from the model "
+                "in use to the trained weights)")
+    else:
+        what = f"This is the round's change carried {kept:.2f} times as far"
+    tried = [name(k) for k in refused]
+    listed = tried[0] if len(tried) == 1 else ", ".join(tried[:-1]) + " and " + tried[-1]
+    verb = "was" if len(tried) == 1 else "were"
+    if adopted:
+        return f" {what}: {listed} {verb} checked first and got worse."
+    return f" {what}; {listed} {verb} refused too."
+
+
+def step_back_fractions(value: Any) -> tuple[float, ...]:
+    """``step_back`` as a tuple of fractions, each strictly between 0 and 1."""
+    items = [value] if isinstance(value, (numbers.Real, str, bytes)) else value
+    try:
+        fractions = tuple(items)
+    except TypeError:
+        fractions = (value,)
+    for k in fractions:
+        if not (isinstance(k, numbers.Real) and not isinstance(k, bool) and math.isfinite(k)
+                and 0.0 < k < 1.0):
+            raise FinetuneError("step_back must be a list of fractions between 0 and 1 "
+                                f"(e.g. [0.85, 0.7, 0.5], or [] for none), got {value!r}.")
+    return tuple(float(k) for k in fractions)
+
+
+def step_factors(factor: float, step_back: Sequence[float]) -> list[float]:
+    """Distances along a round's change that the self-check tries, in turn.
+
+    ``factor`` (:func:`.rounds.extrapolation_for_error`), then the trained weights (1) when
+    ``factor`` is above 1, then each fraction of ``step_back`` smaller than both,
+    largest first.
+
+    Parameters
+    ----------
+    factor : float
+        The round's extrapolation factor.
+    step_back : sequence of float
+        The ``step_back`` option: fractions in (0, 1).
+
+    Returns
+    -------
+    list of float
+        E.g. ``[1.3, 1.0, 0.85, 0.7, 0.5]``.
+    """
+    factors = [float(factor)]
+    if factor > 1.0:
+        factors.append(1.0)
+    least = min(float(factor), 1.0)
+    factors += sorted({float(k) for k in step_back if k < least}, reverse=True)
+    return factors
