@@ -334,8 +334,8 @@ def test_a_refused_round_steps_back_to_part_of_its_change(
     assert moved > 0  # the round changed some weights: the halfway check can fail
     info = result.version.info
     assert (info["extrapolated"], info["refused_factors"]) == (0.5, [2.0, 1.0, 0.75])
-    assert "0.50 of the round's change" in result.reason
-    assert "the trained weights and 0.75 of the change" in result.reason
+    assert "This is 0.5 of the round's change" in result.reason
+    assert "the trained weights and 0.75 of the change were checked first" in result.reason
     # a round that made the corrected images worse has no adaptation to keep: no step back
     stages = _refusing_check(monkeypatch, 0)
     worse = drive(finetune(cuda_checkpoint, corrections, out_dir=tmp_path / "worse",
@@ -343,7 +343,67 @@ def test_a_refused_round_steps_back_to_part_of_its_change(
                            tolerance={**LENIENT, "corrected": -2.0},
                            config_overrides={**settings, "extrapolate": 2.0}))
     assert stages == ["score-after", "score-plain"] and not worse.adopted
-    assert worse.version.info["extrapolated"] == 1.0
+    assert (worse.version.info["extrapolated"], worse.version.info["refused_factors"]) == (
+        1.0, [2.0])
+    assert "carried 2.00 times as far was refused too" in worse.reason
+
+
+def _choose(monkeypatch, factors, verdicts):
+    """Drive ``choose_step`` on a tiny linear "model" with a stubbed check: ``verdicts``
+    maps a factor to (passes, corrected IoU after; before is 0.5)."""
+    import torch
+
+    base, trained = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+    checked = []
+
+    def check(model, *args, stage="score-after", **kwargs):
+        k = next(f for f in factors if f not in [c[0] for c in checked])
+        checked.append((k, stage))
+        passes, after = verdicts[k]
+        split = {"corrected": (ScoreChange("a", "x", 0.5, after, 0, 0, 0, 0, 1, 1, 1, 0, 0),),
+                 "held_out": (), "regression": ()}
+        return split, passes, "Stand-in reason."
+        yield  # a generator, as check_round is
+
+    monkeypatch.setattr(ft_check, "check_round", check)
+    out = drive(ft_check.choose_step(trained, base, factors, [], [], {}, [], "cpu", None))
+    model, k = out[0], out[1]
+    expected = {n: b.detach() + k * (t.detach() - b.detach()) for (n, b), (_, t) in
+                zip(base.named_parameters(), trained.named_parameters(), strict=True)}
+    for name, param in model.named_parameters():  # the weights kept are those of k
+        assert torch.allclose(param.detach(), expected[name], atol=1e-6)
+    return out, checked
+
+
+def test_choose_step_keeps_the_first_distance_the_check_accepts(monkeypatch):
+    improved = 0.8
+    # the first passes: no note, nothing refused
+    out, checked = _choose(monkeypatch, [1.3, 1.0, 0.85], {1.3: (True, improved)})
+    assert out[1:] == (1.3, out[2], True, "Stand-in reason.", [])
+    # the trained weights alone refused, for the regression set: 0.85 is kept
+    out, checked = _choose(monkeypatch, [1.0, 0.85, 0.7],
+                           {1.0: (False, improved), 0.85: (True, improved)})
+    assert [c[1] for c in checked] == ["score-after", "score-step-back"]
+    assert (out[1], out[3], out[5]) == (0.85, True, [1.0])
+    assert out[4].endswith("This is 0.85 of the round's change (part of the way from the "
+                           "model in use to the trained weights): the trained weights were "
+                           "checked first and refused.")
+    # everything refused: the version keeps the trained weights
+    out, checked = _choose(monkeypatch, [2.0, 1.0, 0.75, 0.5],
+                           {k: (False, improved) for k in (2.0, 1.0, 0.75, 0.5)})
+    assert [c[1] for c in checked] == ["score-after", "score-plain", "score-step-back",
+                                       "score-step-back"]
+    assert (out[1], out[3], out[5]) == (1.0, False, [2.0, 0.75, 0.5])
+    assert out[4].endswith("This is the round's plain result (its trained weights); the "
+                           "change carried 2.00 times as far and 0.75 and 0.5 of the "
+                           "change were refused too.")
+    # a fraction the user asked for (extrapolate below 1): kept when everything is refused
+    out, checked = _choose(monkeypatch, [0.8, 0.5], {k: (False, improved) for k in (0.8, 0.5)})
+    assert (out[1], out[3], out[5]) == (0.8, False, [0.5])
+    # the corrected images got worse: no step back
+    out, checked = _choose(monkeypatch, [1.3, 1.0, 0.85],
+                           {1.3: (False, improved), 1.0: (False, 0.4), 0.85: (True, 0.6)})
+    assert [c[0] for c in checked] == [1.3, 1.0] and (out[1], out[3]) == (1.0, False)
 
 
 def test_step_back_is_a_list_of_fractions(tmp_path, cuda_checkpoint):
@@ -352,7 +412,9 @@ def test_step_back_is_a_list_of_fractions(tmp_path, cuda_checkpoint):
     assert ft_check.step_factors(0.8, (0.85, 0.7)) == [0.8, 0.7]  # only smaller fractions
     assert ft_check.step_factors(1.3, ()) == [1.3, 1.0]
     assert ft_check.step_back_fractions(0.7) == (0.7,)
-    for bad in (1.0, 0, -0.5, True, "0.7", [1.5], [0.5, float("nan")], {"a": 1}):
+    assert ft_check.step_back_fractions(None) == ()  # JSON null: none
+    for bad in (1.0, 0, -0.5, True, "0.7", [1.5], [0.5, float("nan")], {"a": 1}, {0.5: 1},
+                {0.5}, [0.5, True]):
         with pytest.raises(FinetuneError, match="step_back"):
             drive(finetune(cuda_checkpoint, [synthetic("histology", 1)],
                            out_dir=tmp_path / "bad", replay=False, check=False,

@@ -453,3 +453,19 @@ def test_round_progress_names_each_model_the_self_check_scores(retrain):
     assert seen["score-plain"] == (990, "scoring with the round's plain weights · 1/2")
     assert seen["score-step-back"] == (
         990, "scoring with the round's change, part of the way · 1/2")
+
+
+def test_a_stepped_back_round_says_how_much_of_its_change_it_keeps():
+    from types import SimpleNamespace
+
+    from napari_nuclei_unet.widgets._retrain_finetune import _stepped_back
+
+    def note(**info):
+        return _stepped_back(SimpleNamespace(info=info))
+
+    assert "keeps 85% of the round's change" in note(extrapolated=0.85,
+                                                      refused_factors=[1.3, 1.0])
+    assert note(extrapolated=1.0, refused_factors=[1.3]) == ""  # the trained weights
+    assert note(extrapolated=1.3, refused_factors=[]) == ""
+    assert note(extrapolated=0.8, refused_factors=[]) == ""  # a fraction the user chose
+    assert note() == "" and _stepped_back(None) == ""

@@ -198,8 +198,8 @@ class FinetuneSteps:
             return
         self.adoption_label.setVisible(False)
         self.session.set_model(loaded)  # the old model's results are kept, not wiped
-        notify(f"Fine-tuning finished: {version.name} is now the model{scores}. "
-               "Nothing was overwritten.")
+        notify(f"Fine-tuning finished: {version.name} is now the model{scores}."
+               f"{_stepped_back(version)} Nothing was overwritten.")
         self.refresh()
         self.versions_table.select_key(version.name)
         self.predict_corrected()
@@ -286,3 +286,14 @@ class FinetuneSteps:
             self._update_image_label()
 
         return start_prediction_job(self.viewer, samples, on_progress=progress, on_done=done)
+
+
+def _stepped_back(version: Any) -> str:
+    """A sentence when the version made current holds only part of its round's change."""
+    info = getattr(version, "info", None) or {}
+    factor = info.get("extrapolated")
+    if (not isinstance(factor, (int, float)) or isinstance(factor, bool) or factor >= 1.0
+            or not info.get("refused_factors")):  # none, or a fraction the user asked for
+        return ""
+    return (f" It keeps {factor:.0%} of the round's change: the whole change lost too much "
+            "on other kinds of images (the built-in regression set).")

@@ -72,9 +72,9 @@ def check_round(model: Any, before: Sequence[Any], scored: Sequence[tuple[Sequen
     return split, adopted, reason
 
 
-#: Progress stage of each check after the first: the trained weights themselves
-#: ("score-plain"), or part of their change ("score-step-back").
-PLAIN_STAGE, STEP_BACK_STAGE = "score-plain", "score-step-back"
+#: Progress stages of the checks: the first model checked, the trained weights when they
+#: are checked after it, and part of the round's change.
+FIRST_STAGE, PLAIN_STAGE, STEP_BACK_STAGE = "score-after", "score-plain", "score-step-back"
 
 
 def choose_step(trained: Any, base: Any, factors: Sequence[float], before: Sequence[Any],
@@ -111,8 +111,12 @@ def choose_step(trained: Any, base: Any, factors: Sequence[float], before: Seque
     fallback = None
     for k in factors:
         model = trained if k == 1.0 else extrapolate_weights(trained, base, k)
-        stage = ("score-after" if not refused else PLAIN_STAGE if k == 1.0
-                 else STEP_BACK_STAGE)
+        if not refused:
+            stage = FIRST_STAGE
+        elif k == 1.0:
+            stage = PLAIN_STAGE
+        else:
+            stage = STEP_BACK_STAGE
         split, adopted, reason = yield from check_round(
             model, before, scored, sets, order, device, tolerance, stage=stage)
         if adopted:
@@ -144,39 +148,45 @@ def _step_note(kept: float, refused: Sequence[float], adopted: bool) -> str:
     """The sentence a reason gets when other distances were checked before."""
     if not refused:
         return ""
-
-    def name(k: float) -> str:
-        return ("the trained weights" if k == 1.0 else f"the change carried {k:.2f} times as far"
-                if k > 1.0 else f"{k:.2f} of the change")
-
+    parts = [f"the change carried {k:.2f} times as far" for k in refused if k > 1.0]
+    parts += ["the trained weights"] * any(k == 1.0 for k in refused)
+    fractions = [f"{k:g}" for k in refused if k < 1.0]
+    if fractions:
+        parts.append(_listed(fractions) + " of the change")
+    plural = len(refused) > 1 or refused[0] == 1.0  # "the trained weights were"
+    listed, verb = _listed(parts), "were" if plural else "was"
     if kept == 1.0:
         what = "This is the round's plain result (its trained weights)"
     elif kept < 1.0:
-        what = (f"This is {kept:.2f} of the round's change (part of the way from the model "
-                "in use to the trained weights)")
+        what = (f"This is {kept:g} of the round's change (part of the way from the model in "
+                "use to the trained weights)")
     else:
         what = f"This is the round's change carried {kept:.2f} times as far"
-    tried = [name(k) for k in refused]
-    listed = tried[0] if len(tried) == 1 else ", ".join(tried[:-1]) + " and " + tried[-1]
-    verb = "was" if len(tried) == 1 else "were"
     if adopted:
-        return f" {what}: {listed} {verb} checked first and got worse."
+        return f" {what}: {listed} {verb} checked first and refused."
     return f" {what}; {listed} {verb} refused too."
 
 
+def _listed(items: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 def step_back_fractions(value: Any) -> tuple[float, ...]:
-    """``step_back`` as a tuple of fractions, each strictly between 0 and 1."""
-    items = [value] if isinstance(value, (numbers.Real, str, bytes)) else value
-    try:
-        fractions = tuple(items)
-    except TypeError:
-        fractions = (value,)
-    for k in fractions:
-        if not (isinstance(k, numbers.Real) and not isinstance(k, bool) and math.isfinite(k)
-                and 0.0 < k < 1.0):
-            raise FinetuneError("step_back must be a list of fractions between 0 and 1 "
-                                f"(e.g. [0.85, 0.7, 0.5], or [] for none), got {value!r}.")
-    return tuple(float(k) for k in fractions)
+    """The ``step_back`` option as a tuple of fractions, each strictly between 0 and 1.
+
+    A list or tuple of numbers, one number, or None / ``[]`` for none.
+    """
+    if value is None:
+        return ()
+    if isinstance(value, numbers.Real):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(
+            isinstance(k, numbers.Real) and not isinstance(k, bool) and math.isfinite(k)
+            and 0.0 < k < 1.0 for k in value):
+        raise FinetuneError("step_back must be a list of fractions between 0 and 1 "
+                            f"(e.g. [0.85, 0.7, 0.5], or [] for none), got {value!r}.")
+    return tuple(float(k) for k in value)
 
 
 def step_factors(factor: float, step_back: Sequence[float]) -> list[float]:

@@ -373,8 +373,10 @@ def finetune(
         ``Progress("prepare", ...)`` per correction (``match_inference``),
         ``Progress("score-before", ...)`` per image, the updates of
         :func:`~napari_nuclei_unet.core.training.train`, then
-        ``Progress("score-after", ...)``, and ``Progress("score-plain", ...)`` when an
-        extrapolated model was refused and the plain trained weights are checked.
+        ``Progress("score-after", ...)``, ``Progress("score-plain", ...)`` when an
+        extrapolated model was refused and the plain trained weights are checked, and
+        ``Progress("score-step-back", ...)`` for each part of the change checked after
+        (:func:`.check.choose_step`).
 
     Returns
     -------
