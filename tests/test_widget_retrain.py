@@ -469,3 +469,18 @@ def test_a_stepped_back_round_says_how_much_of_its_change_it_keeps():
     assert note(extrapolated=1.3, refused_factors=[]) == ""
     assert note(extrapolated=0.8, refused_factors=[]) == ""  # a fraction the user chose
     assert note() == "" and _stepped_back(None) == ""
+
+
+def test_epochs_are_automatic_unless_the_user_sets_them(retrain):
+    from napari_nuclei_unet.core.finetune import FINETUNE_DEFAULTS
+
+    _viewer, dock, _session, _samples, _project = retrain
+    # automatic: the round may train longer when the model is far off (more_steps);
+    # a number would turn that off, as --epochs does on the command line
+    assert dock.epochs_spin.value() == 0
+    assert dock.epochs_spin.text() == f"automatic ({FINETUNE_DEFAULTS['epochs']}-18)"
+    overrides = dock._round_overrides(1)
+    assert "epochs" not in overrides and overrides["device"] == "auto"
+    assert overrides["steps_per_epoch"] == FINETUNE_DEFAULTS["steps_per_epoch"]
+    dock.epochs_spin.setValue(5)
+    assert dock._round_overrides(1)["epochs"] == 5

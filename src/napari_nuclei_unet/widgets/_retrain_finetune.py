@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from qtpy.QtCore import QTimer
 
+from napari_nuclei_unet.core.finetune import FINETUNE_DEFAULTS
 from napari_nuclei_unet.core.progress import Progress
 from napari_nuclei_unet.widgets._layers import short_id
 from napari_nuclei_unet.widgets._retrain_jobs import (
@@ -46,6 +47,18 @@ class FinetuneSteps:
         """What the round starts from: the matching project version, else the model file."""
         version = self.current_version()
         return version if version is not None else Path(self.session.model.path)
+
+    def _round_overrides(self, threads: int) -> dict[str, Any]:
+        """The round's settings from the dock.
+
+        Epochs only when the user chose a number: automatic lets the round train longer
+        when the model is far off on the corrections (``more_steps``).
+        """
+        overrides: dict[str, Any] = {"steps_per_epoch": self.steps_spin.value(),
+                                     "num_threads": int(threads), "device": "auto"}
+        if self.epochs_spin.value() > 0:
+            overrides["epochs"] = self.epochs_spin.value()
+        return overrides
 
     def start_finetune(self) -> WorkerBase | None:
         """Start a fine-tuning round from the session's model (in a worker).
@@ -85,8 +98,7 @@ class FinetuneSteps:
         taken = set(ids)
         original = [s for s in self.session.samples.values()
                     if getattr(s, "has_labels", True) and safe_sample_id(s.id) not in taken]
-        overrides = {"epochs": self.epochs_spin.value(), "steps_per_epoch": self.steps_spin.value(),
-                     "num_threads": gui_cpu_threads(), "device": "auto"}
+        overrides = self._round_overrides(gui_cpu_threads())
         base = self._base_model()
         self._stop_event.clear()
         self._done_event.clear()
@@ -104,9 +116,9 @@ class FinetuneSteps:
             return None
         self._closing = False
         self._outcome = None
-        self._epochs = int(overrides["epochs"])
+        self._epochs = int(overrides.get("epochs", FINETUNE_DEFAULTS["epochs"]))
         self.curves.clear()
-        self.curves.set_planned_epochs(self._epochs)
+        self.curves.set_planned_epochs(self._epochs)  # grows if the round plans more
         self.progress.setValue(0)
         self.progress.setFormat("starting …")
         mix = (f"mixed with up to {len(original)} original image(s)" if original

@@ -25,7 +25,7 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
-from napari_nuclei_unet.core.finetune import FINETUNE_DEFAULTS
+from napari_nuclei_unet.core.finetune import FINETUNE_DEFAULTS, ROUND_OPTIONS
 from napari_nuclei_unet.widgets import _retrain_editing as editing
 from napari_nuclei_unet.widgets._retrain_views import (
     CorrectionsTable,
@@ -134,9 +134,15 @@ def build_layout(dock: Any) -> None:
     inner = QWidget()
     settings_form = QFormLayout(inner)
     dock.epochs_spin = QSpinBox()
-    dock.epochs_spin.setRange(1, 100)
-    dock.epochs_spin.setValue(int(FINETUNE_DEFAULTS["epochs"]))
-    dock.epochs_spin.setToolTip("Short passes over the mixed training images")
+    dock.epochs_spin.setRange(0, 100)
+    epochs = int(FINETUNE_DEFAULTS["epochs"])
+    most = int(round(epochs * (1.0 + float(ROUND_OPTIONS["more_steps"]))))
+    # 0: the round decides (more epochs when the model is far off on the corrections)
+    dock.epochs_spin.setSpecialValueText(f"automatic ({epochs}-{most})")
+    dock.epochs_spin.setValue(0)
+    dock.epochs_spin.setToolTip(
+        f"Short passes over the mixed training images. Automatic: {epochs}, up to "
+        f"{most} when the model is far off on your corrections.")
     dock.steps_spin = QSpinBox()
     dock.steps_spin.setRange(1, 1000)
     dock.steps_spin.setValue(int(FINETUNE_DEFAULTS["steps_per_epoch"]))
