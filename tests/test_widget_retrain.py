@@ -478,7 +478,8 @@ def test_epochs_are_automatic_unless_the_user_sets_them(retrain):
     # automatic: the round may train longer when the model is far off (more_steps);
     # a number would turn that off, as --epochs does on the command line
     assert dock.epochs_spin.value() == 0
-    assert dock.epochs_spin.text() == f"automatic ({FINETUNE_DEFAULTS['epochs']}-18)"
+    assert dock.epochs_spin.text() == "automatic"
+    assert f"Automatic: {FINETUNE_DEFAULTS['epochs']}, up to 18" in dock.epochs_spin.toolTip()
     overrides = dock._round_overrides(1)
     assert "epochs" not in overrides and overrides["device"] == "auto"
     assert overrides["steps_per_epoch"] == FINETUNE_DEFAULTS["steps_per_epoch"]

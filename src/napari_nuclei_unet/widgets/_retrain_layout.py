@@ -138,7 +138,7 @@ def build_layout(dock: Any) -> None:
     epochs = int(FINETUNE_DEFAULTS["epochs"])
     most = int(round(epochs * (1.0 + float(ROUND_OPTIONS["more_steps"]))))
     # 0: the round decides (more epochs when the model is far off on the corrections)
-    dock.epochs_spin.setSpecialValueText(f"automatic ({epochs}-{most})")
+    dock.epochs_spin.setSpecialValueText("automatic")  # the range is in the tooltip
     dock.epochs_spin.setValue(0)
     dock.epochs_spin.setToolTip(
         f"Short passes over the mixed training images. Automatic: {epochs}, up to "
