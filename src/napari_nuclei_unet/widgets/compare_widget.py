@@ -18,17 +18,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
-    QButtonGroup,
-    QCheckBox,
-    QGroupBox,
-    QHBoxLayout,
-    QLabel,
-    QProgressBar,
-    QPushButton,
-    QRadioButton,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -42,12 +32,11 @@ from napari_nuclei_unet.core.predict_score import (  # noqa: F401  (re-exported)
 )
 from napari_nuclei_unet.widgets import _compare_layers as compare_layers
 from napari_nuclei_unet.widgets._compare_layers import (
-    ERROR_COLORS,
-    ERROR_NAMES,
     MODES,
     OVERLAY,
     SIDE_BY_SIDE,
 )
+from napari_nuclei_unet.widgets._compare_layout import build_layout, clamped_threshold
 from napari_nuclei_unet.widgets._layers import (
     short_id,
 )
@@ -87,18 +76,6 @@ if TYPE_CHECKING:
 #: error map and scoring a 256 x 256 image took 50-200 ms of the main thread.
 SYNC_PIXELS = 128 * 128
 
-THRESHOLD_RANGE = (0.05, 0.95)
-
-
-def _legend_html() -> str:
-    lines = []
-    for value, (r, g, b, _) in ERROR_COLORS.items():
-        color = f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}"
-        lines.append(f'<span style="color:{color}">&#9632;</span>&nbsp;{ERROR_NAMES[value]}')
-    lines.append("<span>&#9633;</span>&nbsp;white outlines: nuclei of the label mask")
-    return "<br>".join(lines)
-
-
 class CompareWidget(QWidget):
     """Dock widget: predict, then compare the prediction with the label mask.
 
@@ -133,110 +110,7 @@ class CompareWidget(QWidget):
 
     # ------------------------------------------------------------------ UI
     def _build(self) -> None:
-        from magicgui.widgets import Container, FloatSpinBox
-        from superqt import QLabeledDoubleSlider
-
-        layout = QVBoxLayout(self)
-
-        model_row = QHBoxLayout()
-        self.model_label = QLabel()
-        self.model_label.setWordWrap(True)
-        self.load_default_button = QPushButton("Load default model")
-        self.load_default_button.setToolTip("Load the model shipped with the plugin.")
-        model_row.addWidget(self.model_label, 1)
-        model_row.addWidget(self.load_default_button)
-        layout.addLayout(model_row)
-
-        self.diameter = FloatSpinBox(label="Diameter (px)", value=self.session.diameter,
-                                     min=0.0, max=1000.0, step=1.0)
-        self.diameter.tooltip = DIAMETER_TOOLTIP
-        self.diameter.native.setKeyboardTracking(False)  # one change per edit, not per key
-        self.diameter.native.setSpecialValueText("0 (automatic)")
-        self._diameter_form = Container(widgets=[self.diameter])
-        self._diameter_form.margins = (0, 0, 0, 0)
-        layout.addWidget(self._diameter_form.native)
-
-        buttons = QHBoxLayout()
-        self.predict_button = QPushButton("Predict this image")
-        self.predict_button.setToolTip("Run the model on the image shown.")
-        self.predict_all_button = QPushButton("Predict all loaded")
-        self.predict_all_button.setToolTip(
-            "Run the model on every loaded image and score each one (IoU panel)."
-        )
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        for button in (self.predict_button, self.predict_all_button, self.cancel_button):
-            buttons.addWidget(button)
-        layout.addLayout(buttons)
-
-        self.progress = QProgressBar()
-        self.progress.setVisible(False)
-        self.progress.setTextVisible(True)
-        layout.addWidget(self.progress)
-
-        view_box = QGroupBox("Show the prediction")
-        view_layout = QVBoxLayout(view_box)
-        mode_row = QHBoxLayout()
-        self.mode_group = QButtonGroup(self)
-        self.side_by_side_radio = QRadioButton("Side by side")
-        self.side_by_side_radio.setToolTip(
-            "Two linked panes: label mask on the left, prediction on the right."
-        )
-        self.overlay_radio = QRadioButton("Overlay")
-        self.overlay_radio.setToolTip(
-            "One pane: the prediction's errors coloured, the label mask outlined."
-        )
-        self.side_by_side_radio.setChecked(True)
-        for radio in (self.side_by_side_radio, self.overlay_radio):
-            self.mode_group.addButton(radio)
-            mode_row.addWidget(radio)
-        view_layout.addLayout(mode_row)
-
-        threshold_row = QHBoxLayout()
-        threshold_row.addWidget(QLabel("Threshold"))
-        self.threshold_slider = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
-        self.threshold_slider.setRange(*THRESHOLD_RANGE)
-        self.threshold_slider.setSingleStep(0.01)
-        self.threshold_slider.setDecimals(2)
-        self.threshold_slider.setValue(self._clamped(self.session.threshold))
-        self.threshold_slider.setToolTip(
-            "Pixels with a nucleus probability above this are nucleus. "
-            "Changing it does not run the network again."
-        )
-        threshold_row.addWidget(self.threshold_slider, 1)
-        view_layout.addLayout(threshold_row)
-
-        self.split_checkbox = QCheckBox("Split touching nuclei")
-        self.split_checkbox.setChecked(
-            self.session.instance_method == INSTANCE_METHOD_SPLIT
-        )
-        self.split_checkbox.setToolTip(
-            "On: touching nuclei are separated (watershed). Off: every connected blob "
-            "is one nucleus."
-        )
-        view_layout.addWidget(self.split_checkbox)
-        layout.addWidget(view_box)
-
-        self.panes_label = QLabel("Left pane: label mask  ·  right pane: prediction")
-        self.panes_label.setWordWrap(True)
-        layout.addWidget(self.panes_label)
-
-        self.metrics_label = QLabel()
-        self.metrics_label.setWordWrap(True)
-        self.metrics_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        layout.addWidget(self.metrics_label)
-
-        self.legend_label = QLabel(_legend_html())
-        self.legend_label.setTextFormat(Qt.TextFormat.RichText)
-        self.legend_label.setWordWrap(True)
-        self.legend_label.setVisible(False)
-        layout.addWidget(self.legend_label)
-        layout.addStretch(1)
-
-        # a drag of the slider re-thresholds once it pauses, not at every pixel
-        self._threshold_timer = QTimer(self)
-        self._threshold_timer.setSingleShot(True)
-        self._threshold_timer.setInterval(80)
+        build_layout(self)
 
     def _connect(self) -> None:
         self.load_default_button.clicked.connect(self.load_default_model)
@@ -267,11 +141,6 @@ class CompareWidget(QWidget):
         ))
 
     # ------------------------------------------------------------ state
-    @staticmethod
-    def _clamped(value: float) -> float:
-        low, high = THRESHOLD_RANGE
-        return float(min(high, max(low, value)))
-
     @property
     def mode(self) -> str:
         """The compare layout: ``"side by side"`` or ``"overlay"``."""
@@ -330,7 +199,7 @@ class CompareWidget(QWidget):
         value : float
             Threshold, clamped to [0.05, 0.95].
         """
-        value = round(self._clamped(value), 4)
+        value = round(clamped_threshold(value), 4)
         self._threshold_timer.stop()
         if abs(self.threshold_slider.value() - value) > 1e-9:
             self.threshold_slider.blockSignals(True)
