@@ -625,14 +625,22 @@ def main() -> int:
                         help="print where the main thread was during stalls (a sampling "
                              "thread reads the main thread's frames: for diagnosis only, "
                              "CPython 3.11 may rarely crash doing so)")
+    parser.add_argument("--cold", action="store_true",
+                        help="do not import torch (and fix it to one thread) before the "
+                             "window, as a user opening the panel from napari's Plugins "
+                             "menu: the panel's first worker then imports it")
     args = parser.parse_args()
     if not args.data or not Path(args.data).is_dir():
         print("Set NUCLEI_UNET_DSB2018 (or --data) to the stage1_train folder.")
         return 2
     args.out = args.out or f"/tmp/journey-{args.size}"
-    import torch
+    if not args.cold:
+        # torch's first import holds the GIL for 150-260 ms (its C initialisation),
+        # whichever thread imports it: done here, before the window, it stays out of
+        # the steps (README: "torch's first import"; --cold measures it)
+        import torch
 
-    torch.set_num_threads(1)
+        torch.set_num_threads(1)
     journey = Journey(args)
     journey.run()
     # close the window as a user does: Qt objects left to the interpreter's shutdown
