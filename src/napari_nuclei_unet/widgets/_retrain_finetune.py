@@ -153,14 +153,16 @@ class FinetuneSteps:
             before = update.stage == "score-before"
             # the self-check refused the model first checked: its trained weights, or
             # part of its change, are checked next (core.finetune.check.choose_step)
-            plain = update.stage == "score-plain"
-            step_back = update.stage == "score-step-back"
             share = update.done / max(1, update.total)
-            self.progress.setValue(int(100 * share) if before else 980 + int(20 * share)
-                                   if plain or step_back else 900 + int(80 * share))
-            what = ("current model" if before else "round's plain weights" if plain
-                    else "round's change, part of the way" if step_back
-                    else "fine-tuned model")
+            if before:
+                value, what = int(100 * share), "current model"
+            elif update.stage == "score-plain":
+                value, what = 980 + int(20 * share), "round's plain weights"
+            elif update.stage == "score-step-back":
+                value, what = 980 + int(20 * share), "round's change, part of the way"
+            else:
+                value, what = 900 + int(80 * share), "fine-tuned model"
+            self.progress.setValue(value)
             self.progress.setFormat(f"scoring with the {what} · {update.done}/{update.total}")
         elif hasattr(update, "step"):  # TrainStep
             now = time.monotonic()

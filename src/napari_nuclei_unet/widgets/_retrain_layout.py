@@ -26,6 +26,7 @@ from qtpy.QtWidgets import (
 from superqt import QCollapsible
 
 from napari_nuclei_unet.core.finetune import FINETUNE_DEFAULTS, ROUND_OPTIONS
+from napari_nuclei_unet.core.finetune.rounds import steps_for_error
 from napari_nuclei_unet.widgets import _retrain_editing as editing
 from napari_nuclei_unet.widgets._retrain_views import (
     CorrectionsTable,
@@ -136,7 +137,7 @@ def build_layout(dock: Any) -> None:
     dock.epochs_spin = QSpinBox()
     dock.epochs_spin.setRange(0, 100)
     epochs = int(FINETUNE_DEFAULTS["epochs"])
-    most = int(round(epochs * (1.0 + float(ROUND_OPTIONS["more_steps"]))))
+    most = steps_for_error(epochs, [0.0], ROUND_OPTIONS["more_steps"])  # the longest round
     # 0: the round decides (more epochs when the model is far off on the corrections)
     dock.epochs_spin.setSpecialValueText("automatic")  # the range is in the tooltip
     dock.epochs_spin.setValue(0)

@@ -20,11 +20,7 @@ from .degrade import matched_replay
 from .replay import replay_samples
 from .results import FinetuneResult, _mean
 from .store import CorrectionStore
-from .trainer import (
-    draw_probabilities,
-    group_probabilities,
-    train_round,
-)
+from .trainer import draw_probabilities, group_probabilities, train_round
 from .versions import ModelVersion, ModelVersions, _is_default_model
 from .view import inference_views
 
@@ -93,8 +89,8 @@ EXTRAPOLATE_REFERENCE_ERROR = 0.25
 #: far (:func:`.trainer.extrapolate_weights`: base + factor x (trained - base)), the
 #: factor growing with the base model's error on the corrections from
 #: :data:`EXTRAPOLATE_REFERENCE_ERROR` (:func:`extrapolation_for_error`); when the
-#: self-check refuses the extrapolated model, the trained one is checked and kept
-#: instead (made current if it passes). 1 = the trained weights. 1.3 raised
+#: self-check refuses the extrapolated model, the trained one is checked next (then
+#: ``step_back``). 1 = the trained weights. 1.3 raised
 #: ``fluo-blur``'s gain in each of ten draws before the check (the rounds delivered
 #: +0.144 instead of +0.133) for 0.002-0.004 more forgetting (docs/finetuning.md,
 #: tenth check).
@@ -316,8 +312,9 @@ def finetune(
 
     When the base model is far off on the corrections, the round's change is carried
     further (``extrapolate``, :func:`extrapolation_for_error`). If the self-check
-    refuses that model, the plain trained weights are checked too and kept instead
-    (made current if they pass).
+    refuses that model, the plain trained weights are checked next, then parts of the
+    change (``step_back``, :func:`.check.choose_step`); the first that passes is made
+    current.
 
     The network sees the corrections as the user's predictions show them
     (``match_inference``, "both" by default): each is resized and smoothed with the
