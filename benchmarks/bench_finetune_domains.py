@@ -197,6 +197,27 @@ def parse_value(text: str):
         return text
 
 
+def number_list(low: float, high: float, high_included: bool = True):
+    """argparse type: comma-separated numbers above ``low`` and up to ``high``.
+
+    ``high`` itself is allowed when ``high_included``. A bad value is a plain usage error
+    (argparse's exit 2), not a traceback.
+    """
+    def parse(text: str) -> list[float]:
+        try:
+            values = [float(v) for v in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected numbers separated by commas, e.g. 0.5,0.7, got {text!r}") from None
+        bad = [v for v in values if not (low < v < high or (high_included and v == high))]
+        if bad:
+            limit = f"at most {high:g}" if high_included else f"below {high:g}"
+            raise argparse.ArgumentTypeError(
+                f"every value must be above {low:g} and {limit}, got {bad}")
+        return values
+    return parse
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the protocol; print a table (and write JSON)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -218,9 +239,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="score at native pixels (as before), not as segment_image "
                              "predicts with an automatic diameter")
     parser.add_argument("--thresholds", default=None, metavar="T1,T2,...",
+                        type=number_list(0.0, 1.0, high_included=False),
                         help="also record each set's mean IoU at these probability "
                              "thresholds, base and new model")
     parser.add_argument("--extrapolations", default=None, metavar="K1,K2,...",
+                        type=number_list(0.0, 10.0),
                         help="run the round unextrapolated and score its change carried "
                              "k times as far, for each k")
     args = parser.parse_args(argv)
@@ -241,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.set:
         key, _, value = item.partition("=")
         overrides[key] = parse_value(value)
-    factors = [float(v) for v in args.extrapolations.split(",")] if args.extrapolations else []
+    factors = args.extrapolations or []
     if factors:
         overrides["extrapolate"] = 1.0
     base = load_checkpoint(args.model, device="cpu")
@@ -280,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
             after_val = score_all(tuned.model, val_other, options=options)
             curves = {}
             if args.thresholds:
-                grid = [float(v) for v in args.thresholds.split(",")]
+                grid = args.thresholds
                 sets = {"corrected": (corrections, options), "other": (others, options),
                         "val_other": (val_other, options),
                         "regression": (check, None)}
