@@ -485,3 +485,19 @@ def test_epochs_are_automatic_unless_the_user_sets_them(retrain):
     assert overrides["steps_per_epoch"] == FINETUNE_DEFAULTS["steps_per_epoch"]
     dock.epochs_spin.setValue(5)
     assert dock._round_overrides(1)["epochs"] == 5
+
+
+def test_corrections_added_by_another_dock_are_listed(retrain, tmp_path):
+    """The Segment dock's "Add plane to fine-tuning project" writes into the project
+    behind the Retrain dock's back: the session tells the dock, which lists it again."""
+    from napari_nuclei_unet.core.finetune import CorrectionStore
+
+    viewer, dock, session, samples, project = retrain
+    assert dock.corrections_label.text().startswith("0 image(s)")
+    sample = samples[1]
+    CorrectionStore(project).add("from-segment-dock", sample.image, sample.labels,
+                                 source="label")
+    session.note_project_changed(tmp_path / "another project")
+    assert dock.corrections_label.text().startswith("0 image(s)")
+    session.note_project_changed(project)
+    assert dock.corrections_label.text().startswith("1 image(s)")

@@ -562,3 +562,26 @@ def test_the_hidden_pane_waits_for_no_closed_window(make_napari_viewer, qtbot):
     viewer.close()
     qtbot.wait(editing.PANE_BACK_MS + 100)  # an exception in the timer fails the test
     assert moved == []
+
+
+def test_the_users_first_layer_after_the_panels_placeholders_is_framed(make_napari_viewer,
+                                                                        qtbot):
+    """The hidden 8 x 8 placeholders came first, so napari framed them and left a
+    user's image opened next zoomed on 8 pixels (grey blocks until Home)."""
+    from napari_nuclei_unet.widgets._compare_layers import placeholder_makers
+    from napari_nuclei_unet.widgets._scene import frame_first_own_layer
+
+    viewer = make_napari_viewer()
+    frame_first_own_layer(viewer)
+    frame_first_own_layer(viewer)  # once per viewer
+    for make in placeholder_makers(viewer):
+        make()
+    placeholder_zoom = viewer.camera.zoom
+    viewer.add_image(np.zeros((520, 696), np.uint8), name="mine")
+    qtbot.waitUntil(lambda: viewer.camera.zoom < placeholder_zoom / 10, timeout=2000)
+    assert tuple(viewer.camera.center[-2:]) == pytest.approx((259.5, 347.5), abs=1.0)
+    # a second layer keeps the view the user has now
+    viewer.camera.zoom = 3.0
+    viewer.add_image(np.zeros((100, 100), np.uint8), name="another")
+    qtbot.wait(50)
+    assert viewer.camera.zoom == pytest.approx(3.0)

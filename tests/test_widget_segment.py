@@ -182,10 +182,17 @@ def test_compare_pushes_scores_and_add_to_project(dock, qtbot, tmp_path):
     # the user corrects plane 1 and adds it to a fine-tuning project
     viewer.dims.set_current_step(0, 1)
     layer.data[1][:10, :10] = 999
-    entry = widget.add_to_project(tmp_path / "project")
-    assert entry is not None
+    changed = []
+    session.project_changed.connect(changed.append)
+    worker = widget.add_to_project(tmp_path / "project")
+    assert worker is not None
+    layer.data[1][:10, :10] = 0  # painting on while the files are written changes nothing
+    wait_worker(qtbot, worker)
+    assert widget.added is not None and widget.added.id == "zs-plane1"
     store = CorrectionStore(tmp_path / "project")
     assert store.ids() == ["zs-plane1"]
+    assert (store.load_samples(["zs-plane1"])[0].labels[:10, :10] > 0).all()
+    assert changed == [str(tmp_path / "project")]
 
 
 def test_wrong_channel_is_a_plain_message(dock, qtbot):
@@ -221,3 +228,72 @@ def test_the_measurements_table_fits_its_columns_on_a_few_rows(qtbot, monkeypatc
                      "mean_intensity_of_the_nucleus": np.linspace(0, 1, n)})
     assert 0 < len(set(read)) <= FIT_ROWS + 1
     assert table.columnWidth(1) != default  # fitted to "mean_intensity_of_the_nucleus"
+
+
+def test_segmenting_again_keeps_the_users_corrections(dock, qtbot):
+    viewer, widget = dock
+    viewer.add_image(nuclei_plane(3), name="cells")
+    first = run(qtbot, widget)
+    assert first.name == "cells labels"
+    # an unedited result is simply replaced (another threshold, say)
+    widget.threshold.value = 0.6
+    assert run(qtbot, widget) is first
+    # the user corrects it with napari's brush, then segments again
+    first.paint((5, 5), 777)
+    painted = np.asarray(first.data).copy()
+    assert (painted == 777).any()
+    with capture_notifications() as notes:
+        second = run(qtbot, widget)
+    assert second is not first and first in viewer.layers
+    np.testing.assert_array_equal(first.data, painted)
+    assert not (np.asarray(second.data) == 777).any()
+    assert notes.any("Your corrections in “cells labels” are kept")
+    # the new result is watched in turn: unedited, it is replaced by the next run
+    assert run(qtbot, widget) is second
+
+
+def test_the_panels_hidden_layers_are_never_offered_and_an_opened_image_is_chosen(
+        dock, qtbot, tmp_path):
+    from napari_nuclei_unet.widgets._compare_layers import placeholder_makers
+    from napari_nuclei_unet.widgets._layers import IMAGE_LAYER
+
+    viewer, widget = dock
+    for make in placeholder_makers(viewer):  # what the workflow panel adds ahead of use
+        make()
+    assert [c for c in widget.image.choices if c is not None] == []
+    assert [c for c in widget.truth.choices if c is not None] == []
+    assert widget.image.value is None
+    # the panel shows a sample: offered, but not chosen for the user
+    shown = viewer.layers[IMAGE_LAYER]
+    shown.metadata.clear()
+    widget._refresh_choices()
+    mine = viewer.add_image(nuclei_plane(2), name="mine")
+    assert widget.image.value is mine
+    tifffile.imwrite(tmp_path / "later.tif", nuclei_plane(4))
+    viewer.open(str(tmp_path / "later.tif"), plugin="napari")
+    assert widget.image.value is viewer.layers["later"]
+    assert {c.name for c in widget.image.choices if c is not None} == {
+        IMAGE_LAYER, "mine", "later"}
+
+
+def test_axes_must_end_in_yx_as_napari_shows_the_layer(dock):
+    viewer, widget = dock
+    viewer.add_image(nuclei_plane(1), name="cells")
+    widget.image.value = viewer.layers["cells"]
+    for axes in ("XY", "xy", "YXZ"):
+        widget.axes.value = axes
+        with capture_notifications() as notes:
+            assert widget.segment() is None
+        assert notes.any("name them YX, in that order"), axes
+
+
+def test_core_messages_name_the_docks_fields():
+    from napari_nuclei_unet.widgets.segment_widget import in_dock_words
+
+    text = in_dock_words("x has 3 channels (axes CYX); choose the nuclear channel with "
+                         "--channel N (0 to 2), or give other axes with --axes if these "
+                         "are not channels.")
+    assert "--" not in text
+    assert "in the Nuclear channel field (0 to 2)" in text and "in the Axes field" in text
+    assert "name one in the Axes field" in in_dock_words(
+        "numbered 0 to 0 (it has no channel axis; use --axes to name one).")

@@ -520,12 +520,16 @@ def placeholder_makers(viewer: napari.Viewer) -> list:
 
     small = (8, 8)
 
+    # marked from the start: the layer-list's "inserted" handlers (layer pickers) see it
+    marked = {PLACEHOLDER_KEY: True}
+
     def image(name: str):
         return viewer.add_image(np.zeros((*small, 3), np.uint8), name=name, rgb=True,
-                                visible=False)
+                                visible=False, metadata=dict(marked))
 
     def labels(name: str, dtype=np.int32, **kwargs):
-        layer = viewer.add_labels(np.zeros(small, dtype), name=name, visible=False, **kwargs)
+        layer = viewer.add_labels(np.zeros(small, dtype), name=name, visible=False,
+                                  metadata=dict(marked), **kwargs)
         keep_shader_on_data_change(viewer, layer)  # data changes need no shader build
         return layer
 

@@ -167,6 +167,16 @@ def _mark_edited(event: Any) -> None:
     event.source.metadata[EDITED_KEY] = True
 
 
+def watch_edits(layer: Any) -> None:
+    """Mark a Labels layer unedited, and edited once the user paints, fills or erases on it.
+
+    ``layer.metadata[EDITED_KEY]`` then says whether replacing the layer's data would
+    throw away the user's corrections.
+    """
+    layer.metadata[EDITED_KEY] = False
+    layer.events.paint.connect(_mark_edited)  # no-op when already connected
+
+
 def _edit_key(viewer: napari.Viewer, sample_id: str) -> tuple[str, str]:
     dataset = session_for(viewer).dataset
     return (str(dataset.path) if dataset is not None else "", sample_id)
@@ -272,8 +282,7 @@ def show_sample(viewer: napari.Viewer, sample: Sample) -> tuple[Image, Labels]:
         layer.metadata[MODALITY_KEY] = sample.modality
         if layer.metadata.pop(PLACEHOLDER_KEY, False):  # made ahead, hidden: show it now
             layer.visible = True
-    labels_layer.metadata[EDITED_KEY] = False
-    labels_layer.events.paint.connect(_mark_edited)  # no-op when already connected
+    watch_edits(labels_layer)
 
     # keep the mask above the image
     layers = viewer.layers

@@ -174,6 +174,48 @@ def frame_shown(viewer: Any) -> bool:
     return True
 
 
+def frame_first_own_layer(viewer: Any) -> None:
+    """Frame the user's first layer when the panel's hidden placeholders came before it.
+
+    napari frames the camera on the first layer added to an empty viewer, and leaves
+    it alone afterwards. The workflow panel adds its layers ahead of use (8 x 8 px,
+    hidden: ``_compare_layers.placeholder_makers``), so napari framed those, and a
+    user's own image opened next was shown through a camera zoomed on 8 pixels (big
+    grey blocks until the user pressed Home). A layer added while every other layer
+    is such a placeholder is framed as napari frames a first layer. Installed once
+    per viewer.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer.
+    """
+    from qtpy.QtCore import QTimer
+
+    from napari_nuclei_unet.widgets._layers import PLACEHOLDER_KEY
+    from napari_nuclei_unet.widgets._session import session_for
+
+    session = session_for(viewer)
+    if getattr(session, "own_layer_framing", False):
+        return
+
+    def on_inserted(event: Any) -> None:
+        layer = event.value
+        if layer.metadata.get(PLACEHOLDER_KEY) or not layer.visible:
+            return
+        others = [other for other in viewer.layers if other is not layer]
+        if not others or not all(other.metadata.get(PLACEHOLDER_KEY) for other in others):
+            return  # napari frames a first layer itself; later ones keep the user's view
+
+        def frame() -> None:  # once napari has set the dims for the new layer
+            if layer in viewer.layers:
+                frame_shown(viewer)
+        QTimer.singleShot(0, frame)
+
+    viewer.layers.events.inserted.connect(on_inserted)
+    session.own_layer_framing = True
+
+
 #: Margin napari's ``reset_view`` leaves around the layers (fraction of the canvas).
 FRAME_MARGIN = 0.05
 

@@ -96,6 +96,7 @@ class Session:
     predictions_changed = Signal()
     scores_changed = Signal()
     labels_edited = Signal(str)  # sample id whose hand-edited mask was kept
+    project_changed = Signal(str)  # folder of a fine-tuning project whose files changed
 
     # ------------------------------------------------------------ the rules
     # Every change of shared state goes through one of these methods, which emit
@@ -286,6 +287,15 @@ class Session:
     def stale_count(self) -> int:
         """How many scored images wait to be scored again at the current settings."""
         return len(self.rows) - len(self.current_rows())
+
+    def note_project_changed(self, folder: str | Path) -> None:
+        """Tell the docks that a fine-tuning project's corrections changed on disk.
+
+        A dock that added to a project (the Segment dock's "Add plane to fine-tuning
+        project") calls this; the Retrain dock lists that project again when it is
+        the one it shows.
+        """
+        self.project_changed.emit(str(folder))
 
     def mark_edited(self, sample_id: str) -> None:
         """A hand-edited label mask of ``sample_id`` was kept (``labels_edited``)."""

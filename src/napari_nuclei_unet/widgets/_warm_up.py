@@ -282,8 +282,9 @@ def layer_warm_up_steps(viewer) -> list:
     """
     from napari_nuclei_unet.widgets._compare_layers import placeholder_makers
     from napari_nuclei_unet.widgets._layers import PLACEHOLDER_KEY, text_overlay
-    from napari_nuclei_unet.widgets._scene import added_unselected
+    from napari_nuclei_unet.widgets._scene import added_unselected, frame_first_own_layer
 
+    frame_first_own_layer(viewer)  # the placeholders must not keep napari from framing it
     selection = viewer.layers.selection
     before: dict = {}
 

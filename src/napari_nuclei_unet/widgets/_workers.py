@@ -129,8 +129,10 @@ def explain(exc: BaseException) -> str:
     if isinstance(exc, PermissionError):
         return f"No permission to read or write {exc.filename or text}. Choose another place."
     if isinstance(exc, OSError):
-        what = exc.filename or ""
-        return f"Could not read or write {what}: {exc.strerror or text}.".replace("  ", " ")
+        if exc.filename and exc.strerror:
+            return f"Could not read or write {exc.filename}: {exc.strerror}."
+        # the project's own OSErrors say which file and what was kept themselves
+        return (text.rstrip(".") + ".") if text else "A file could not be read or written."
     if isinstance(exc, ValueError) and text:
         return text
     return (

@@ -175,6 +175,7 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         session.current_changed.connect(self._on_current_changed)
         session.dataset_changed.connect(self._on_dataset_changed)
         session.model_changed.connect(self._on_model_changed)
+        session.project_changed.connect(self._on_project_changed)
         session.predictions_changed.connect(self._update_image_label)
         session.predictions_changed.connect(self._on_predictions_changed)
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
@@ -197,6 +198,7 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
             (self.session.current_changed, self._on_current_changed),
             (self.session.dataset_changed, self._on_dataset_changed),
             (self.session.model_changed, self._on_model_changed),
+            (self.session.project_changed, self._on_project_changed),
             (self.session.predictions_changed, self._update_image_label),
             (self.session.predictions_changed, self._on_predictions_changed),
             (self.viewer.layers.events.removed, self._on_layer_removed),
@@ -386,6 +388,17 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         self._update_buttons()
 
     # -------------------------------------------------------------- labels etc.
+    def _on_project_changed(self, folder: str) -> None:
+        """Another dock added to a project: list it again if it is this dock's."""
+        if self._dead:
+            return
+        try:
+            same = Path(folder).resolve() == Path(self.project).resolve()
+        except OSError:
+            same = False
+        if same:
+            self.refresh()
+
     def _on_model_changed(self) -> None:
         versions = self.versions()
         current = version_of_model(self.session.model, versions)

@@ -38,16 +38,45 @@ from magicgui.widgets import (
 )
 from qtpy.QtWidgets import QLabel, QProgressBar, QVBoxLayout, QWidget
 
+from napari_nuclei_unet.widgets._compare_layers import PREDICTION_IMAGE_LAYER
 from napari_nuclei_unet.widgets._features_table import FeaturesTable
+from napari_nuclei_unet.widgets._layers import (
+    EDITED_KEY,
+    IMAGE_LAYER,
+    PLACEHOLDER_KEY,
+    watch_edits,
+)
 from napari_nuclei_unet.widgets._session import disconnect_all, on_destroyed, session_for
 
 if TYPE_CHECKING:
     import napari
 
 KIND = "segment layer"
+ADD_KIND = "add to project"
 ALL, CURRENT = "all planes", "current plane"
 #: Repaint the progress at most this often (seconds).
 REPAINT_S = 0.1
+
+
+#: The workflow panel's own image layers (its sample and its prediction pane): chosen
+#: only by the user, never because they were added.
+PANEL_IMAGES = (IMAGE_LAYER, PREDICTION_IMAGE_LAYER)
+
+
+def _placeholder(layer: Any) -> bool:
+    """A layer the workflow panel made ahead of use, hidden and empty: never offered."""
+    return bool(layer.metadata.get(PLACEHOLDER_KEY))
+
+
+def _users_layer(layer: Any) -> bool:
+    return not _placeholder(layer) and layer.name not in PANEL_IMAGES
+
+
+def in_dock_words(text: str) -> str:
+    """A core message about the command line's options, in this dock's field names."""
+    return (text.replace("with --channel N", "in the Nuclear channel field")
+            .replace("use --axes to name one", "name one in the Axes field")
+            .replace("with --axes", "in the Axes field"))
 
 
 def _resolve_model(path: str, session_model: Any) -> Any:
@@ -61,12 +90,17 @@ def _resolve_model(path: str, session_model: Any) -> Any:
     return load_checkpoint("default").model
 
 
-def _job(model_path: str, session_model: Any, stack: Any, options: Any, *, channel: Any,
+def _job(model_path: str, session_model: Any, stack: Any, settings: dict, *, channel: Any,
          planes: Any, big: bool, should_stop: Any) -> Any:
     from napari_nuclei_unet.widgets._own_layers import segment_layer_job
     from napari_nuclei_unet.widgets._workers import import_torch_safely
 
     import_torch_safely()
+    # core.segment imports torch (over a second, holding the interpreter lock): here,
+    # not on the main thread when the dock's first Segment is pressed
+    from napari_nuclei_unet.core.segment import SegmentOptions
+
+    options = SegmentOptions(**settings)
     model = _resolve_model(model_path, session_model)
     return (yield from segment_layer_job(model, stack, options, channel=channel, planes=planes,
                                          big=big, should_stop=should_stop))
@@ -87,6 +121,7 @@ class SegmentWidget(QWidget):
         self.result_layer: Any = None
         self.result: Any = None
         self.scores: list = []
+        self.added: Any = None  # the correction the last "Add plane…" wrote
         self._source: dict[str, Any] = {}
         self._stop = False
         self._started = 0.0
@@ -156,22 +191,37 @@ class SegmentWidget(QWidget):
         import napari
 
         return [(layer.name, layer) for layer in self.viewer.layers
-                if isinstance(layer, napari.layers.Image)]
+                if isinstance(layer, napari.layers.Image) and not _placeholder(layer)]
 
     def _labels_choices(self, *_args: Any) -> list:
         import napari
 
         return [(layer.name, layer) for layer in self.viewer.layers
-                if isinstance(layer, napari.layers.Labels) and layer is not self.result_layer]
+                if isinstance(layer, napari.layers.Labels) and layer is not self.result_layer
+                and not _placeholder(layer)]
 
     def _connect(self) -> None:
         events = self.viewer.layers.events
-        self._pairs = [(events.inserted, self._refresh_choices),
+        self._pairs = [(events.inserted, self._on_inserted),
                        (events.removed, self._refresh_choices)]
         for signal, slot in self._pairs:
             signal.connect(slot)
         on_destroyed(self, lambda: disconnect_all(self._pairs))
         self._refresh_choices()
+
+    def _on_inserted(self, event: Any = None) -> None:
+        """List the layers again; an image the user just opened becomes the choice.
+
+        Opening a file is how a user says which image comes next: keeping the earlier
+        choice (the workflow panel's sample, say) segmented the wrong image.
+        """
+        import napari
+
+        self._refresh_choices()
+        layer = getattr(event, "value", None)
+        if isinstance(layer, napari.layers.Image) and _users_layer(layer) \
+                and layer in self.image.choices:
+            self.image.value = layer
 
     def _refresh_choices(self, *_args: Any) -> None:
         current = self.image.value
@@ -194,7 +244,6 @@ class SegmentWidget(QWidget):
     def segment(self) -> Any:
         """Segment the chosen layer in a worker; returns the worker (None if refused)."""
         from napari_nuclei_unet.core.bigimage import BIG_PIXELS
-        from napari_nuclei_unet.core.segment import SegmentOptions
         from napari_nuclei_unet.widgets._own_layers import (
             current_plane,
             is_lazy,
@@ -211,12 +260,12 @@ class SegmentWidget(QWidget):
             stack = layer_stack(layer, self.axes.value)
             channel = None if self.channel.value < 0 else int(self.channel.value)
             stack.check_channel(channel)
-            options = SegmentOptions(diameter=float(self.diameter.value),
-                                     threshold=float(self.threshold.value),
-                                     tta=bool(self.tta.value))
+            # the spin boxes keep both in range; SegmentOptions checks them in the worker
+            settings = {"diameter": float(self.diameter.value),
+                        "threshold": float(self.threshold.value), "tta": bool(self.tta.value)}
             plane = current_plane(layer, stack, self.viewer.dims.point, self.axes.value)
         except ValueError as exc:
-            notify_error(exc, "Segmenting the layer")
+            notify_error(ValueError(in_dock_words(str(exc))), "Segmenting the layer")
             return None
         h, w = stack.yx_shape
         big = is_lazy(layer_data(layer)) or getattr(layer, "multiscale", False) or \
@@ -228,7 +277,7 @@ class SegmentWidget(QWidget):
         self._stop = False
         self._source = {"layer": layer, "stack": stack, "channel": channel}
         worker = self.session.jobs.start(
-            KIND, _job, model_path, self.session.model, stack, options, channel=channel,
+            KIND, _job, model_path, self.session.model, stack, settings, channel=channel,
             planes=planes, big=big, should_stop=lambda: self._stop,
             on_yielded=self._on_progress, on_returned=self._on_returned,
             on_finished=self._on_finished, action="Segmenting the image layer",
@@ -292,14 +341,24 @@ class SegmentWidget(QWidget):
         if len(features):
             features.insert(0, "index", features["label"])
         kwargs = self._placement(layer, result)
-        if self.result_layer is not None and self.result_layer in self.viewer.layers \
-                and self.result_layer.name == name \
-                and tuple(self.result_layer.data.shape) == tuple(result.labels.shape):
-            self.result_layer.data = result.labels
-            self.result_layer.features = features
+        old = self.result_layer
+        source = {} if old is None else old.metadata.get("nuclei_unet_segmentation") or {}
+        reuse = old is not None and old in self.viewer.layers \
+            and source.get("source") == layer.name \
+            and tuple(old.data.shape) == tuple(result.labels.shape)
+        kept = reuse and bool(old.metadata.get(EDITED_KEY))
+        if reuse and not kept:
+            old.data = result.labels
+            old.features = features
         else:
             self.result_layer = self.viewer.add_labels(result.labels, name=name,
                                                        features=features, **kwargs)
+        watch_edits(self.result_layer)
+        if kept:
+            from napari_nuclei_unet.widgets._workers import notify
+
+            notify(f"Your corrections in “{old.name}” are kept: the new result is the layer "
+                   f"“{self.result_layer.name}”.")
         self.result_layer.metadata["nuclei_unet_segmentation"] = {
             "source": layer.name, "axes": result.axes, "planes": list(result.planes),
             "zarr": str(result.zarr_path) if result.zarr_path else None}
@@ -410,12 +469,17 @@ class SegmentWidget(QWidget):
         return rows
 
     def add_to_project(self, project_dir: str | Path | None = None) -> Any:
-        """Add the current plane and its (corrected) labels to a fine-tuning project."""
+        """Add the current plane and its (corrected) labels to a fine-tuning project.
+
+        The labels are copied as they are now; the project's files (one mask per
+        nucleus: hundreds for a crowded plane, about a second) are written in a worker.
+        Returns the worker (None when nothing is added); ``self.added`` is the new
+        correction once it is written.
+        """
         import numpy as np
 
-        from napari_nuclei_unet.core.finetune import CorrectionStore
         from napari_nuclei_unet.widgets._own_layers import current_plane, safe_name
-        from napari_nuclei_unet.widgets._workers import notify, notify_error
+        from napari_nuclei_unet.widgets._workers import notify
 
         folder = str(project_dir or self.project.value or "")
         if folder in ("", "."):
@@ -430,17 +494,32 @@ class SegmentWidget(QWidget):
             labels = labels[stack.plane_index(flat)]
         else:
             flat = self.result.planes[0] if self.result.planes else 0
-        image = stack.plane(flat, self._source["channel"])
+        if isinstance(labels, np.ndarray):
+            labels = labels.copy()  # as the user sees it now, whatever they paint next
         sample_id = safe_name(f"{stack.name}-plane{flat}")
-        try:
-            entry = CorrectionStore(folder).add(sample_id, np.asarray(image),
-                                                np.asarray(labels), source="label",
-                                                note=f"from layer {layer.name}")
-        except Exception as exc:  # FinetuneError, OSError: explained to the user
-            notify_error(exc, "Adding to the fine-tuning project")
-            return None
-        notify(f"Added {sample_id} to the fine-tuning project {folder}.")
-        return entry
+        self.added = None
+
+        def done(entry: Any) -> None:
+            self.added = entry
+            self.session.note_project_changed(folder)
+            notify(f"Added {sample_id} to the fine-tuning project {folder}.")
+
+        return self.session.jobs.start(
+            ADD_KIND, _add_plane, folder, stack, flat, self._source["channel"], labels,
+            sample_id, f"from layer {layer.name}", on_returned=done,
+            action="Adding to the fine-tuning project", viewer=self.viewer)
+
+
+def _add_plane(folder: str, stack: Any, flat: int, channel: Any, labels: Any, sample_id: str,
+               note: str) -> Any:
+    """Worker: write one plane and its labels into a project's corrections."""
+    import numpy as np
+
+    from napari_nuclei_unet.core.finetune import CorrectionStore
+
+    image = np.asarray(stack.plane(flat, channel))
+    return CorrectionStore(folder).add(sample_id, image, np.asarray(labels), source="label",
+                                       note=note)
 
 
 def _save_ome_zarr(data: Any, path: Path, name: str) -> None:
