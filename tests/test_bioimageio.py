@@ -84,6 +84,30 @@ def test_real_package_never_unpickles(monkeypatch):
     check_torchscript_archive((_real_package() / "weights.pt").read_bytes(), "weights.pt")
 
 
+@pytest.mark.parametrize("weight_format", ["torchscript", "onnx"])
+def test_package_loaded_with_auto_device_predicts(weight_format):
+    # "Run on: auto" (the Model tab's default) once reached torch.jit.load as the device
+    # string "auto": loading worked, every prediction failed.
+    package = _real_package()
+    model = BioimageioModel(package, device="auto", weight_format=weight_format)
+    assert model.device != "auto" and model.device.split(":")[0] in ("cpu", "cuda", "mps")
+    x = np.load(package / "test_input.npy")[0, 0][:96, :128]
+    prob = predict_probability(model, x)  # the device given at loading
+    assert prob.shape == (96, 128) and np.isfinite(prob).all()
+    again = predict_probability(model, x, device="auto")  # as the docks and the CLI pass it
+    assert model.device != "auto"
+    np.testing.assert_allclose(again, prob, atol=1e-5)
+    loaded = load_any_model(package, device="auto")  # the Model tab's loading call
+    assert loaded.model.device != "auto"
+
+
+def test_package_device_error_is_plain():
+    from napari_nuclei_unet.core.device import DeviceError
+
+    with pytest.raises(DeviceError, match="expected 'auto', 'cpu'"):
+        BioimageioModel(_real_package(), device="gpu please")
+
+
 def test_large_image_is_tiled_without_using_halo_pixels():
     loaded = load_any_model(_real_package())
     x = np.load(_real_package() / "test_input.npy")[0, 0]
@@ -197,6 +221,37 @@ def test_cli_predict_with_a_bioimageio_package(tmp_path, capsys):
     assert mask.shape == (128, 160) and set(np.unique(mask)) <= {0, 255}
 
 
+def test_cli_predict_tiff_with_a_bioimageio_package_and_default_device(tmp_path, capsys):
+    # A TIFF takes the own-image path, which once read MODEL only as a checkpoint
+    # ("Checkpoint file <package>.safetensors does not exist").
+    import tifffile
+
+    from napari_nuclei_unet.cli import main
+
+    image = np.load(_real_package() / "test_input.npy")[0, 0][:96, :128]
+    tifffile.imwrite(tmp_path / "cells.tif", image.astype(np.float32))
+    code = main(["predict", str(_real_package()), str(tmp_path / "cells.tif"),
+                 "--out", str(tmp_path / "out"), "-q"])  # --device: the default, auto
+    assert code == 0, capsys.readouterr().err
+    labels = tifffile.imread(tmp_path / "out" / "cells_labels.tif")
+    assert labels.shape == (96, 128)
+    assert (tmp_path / "out" / "cells_measurements.csv").exists()
+
+
+def test_cli_predict_refuses_a_bioimageio_package_on_a_cluster(tmp_path, capsys):
+    import tifffile
+
+    from napari_nuclei_unet.cli import main
+
+    tifffile.imwrite(tmp_path / "cells.tif", np.zeros((64, 64), np.uint8))
+    code = main(["predict", str(_real_package()), str(tmp_path / "cells.tif"),
+                 "--out", str(tmp_path / "out"), "--workers", "2", "-q"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "bioimage.io package" in err and "Leave out --scheduler / --workers" in err
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.slow
 def test_export_passes_bioimageio_test_and_reimports(tmp_path, capsys):
     import torch
@@ -231,15 +286,18 @@ def test_export_passes_bioimageio_test_and_reimports(tmp_path, capsys):
 
     # Re-import: the package (declared scale_range + inversion and sigmoid in the network)
     # gives what napari-nuclei-unet gives, on a dark and on a bright-background image.
-    loaded = load_any_model(out)
+    # device="auto" as the Model tab loads it ("auto" once reached torch.jit.load).
+    loaded = load_any_model(out, device="auto")
     for style in ("fluorescence", "brightfield"):
         image, _ = make_synthetic_sample(style, shape=(96, 128), seed=1)
         native = predict_probability(net.eval(), image, amp=False)
         imported = predict_probability(loaded.model, image)
         np.testing.assert_allclose(imported, native, atol=2e-3)
     for weight_format in ("torchscript", "onnx"):
-        model = BioimageioModel(out, weight_format=weight_format)
+        model = BioimageioModel(out, weight_format=weight_format, device="auto")
         assert model.weight_format == weight_format
+        prob = predict_probability(model, image, device="auto")
+        np.testing.assert_allclose(prob, native, atol=2e-3)
 
 
 @pytest.mark.gui
@@ -259,4 +317,8 @@ def test_model_dock_loads_a_bioimageio_package(make_napari_viewer, qtbot):
     # named by its package folder, not by the generic file name every package has
     assert f"{_real_package().name}/bioimageio" in widget.name_label.text()
     assert "trained 2019-12-11" in widget.training_label.text()
+    # loaded with "Run on" at its default (auto), the package predicts
+    image = np.load(_real_package() / "test_input.npy")[0, 0][:96, :128]
+    prob = predict_probability(session.model.model, image)
+    assert prob.shape == (96, 128) and np.isfinite(prob).all()
     wait_worker(qtbot, widget.session.jobs.running("list devices"))

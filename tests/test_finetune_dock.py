@@ -35,12 +35,14 @@ def test_a_round_that_got_worse_is_not_switched_to(retrain, qtbot, monkeypatch):
         worker = dock.start_finetune()
         assert worker is not None
         wait_worker(qtbot, worker, timeout=120_000)
-    assert notes.any("v001 was saved but is not in use")
+    assert notes.any("v001: The new model got worse on the corrected images")
     assert not notes.any("is now the model")
     assert Path(session.model.path) == base_path  # the model in use is unchanged
     assert [v.name for v in dock.versions()] == ["v000", "v001"]
-    assert "Not in use" in dock.status_label.text()
-    assert "not made current" in dock.status_label.text()
+    # the status line points at the message below it instead of saying it again
+    assert "Not in use (see below)" in dock.status_label.text()
+    message = dock.adoption_label.text()
+    assert message.count("not made current") == 1 and message.count("mean IoU") == 1
 
 
 def test_a_round_uses_the_sessions_nucleus_diameter(retrain, qtbot, monkeypatch):  # noqa: F811

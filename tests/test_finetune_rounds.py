@@ -9,6 +9,7 @@ from napari_nuclei_unet.cli import main
 from napari_nuclei_unet.core.checkpoint import default_model_path, read_metadata
 from napari_nuclei_unet.core.dataset import Sample
 from napari_nuclei_unet.core.finetune import (
+    NOT_ADOPTED,
     REPLAY_DIR,
     CorrectionStore,
     FinetuneError,
@@ -139,6 +140,24 @@ def test_adoption_needs_no_loss_on_corrections_and_little_on_the_regression_set(
     assert not adopted and "kept aside" in reason
 
 
+def test_a_refused_reason_says_each_thing_once_and_what_to_do_last():
+    from napari_nuclei_unet.core.finetune.check import _step_note, _with_note
+
+    adopted, reason = adoption({"corrected": [change(0.938, 0.936)]})
+    assert not adopted
+    assert reason == ("The new model got worse on the corrected images: mean IoU 0.938 -> "
+                      f"0.936. {NOT_ADOPTED}")
+    # a step-back note goes with why it was refused, before what to do
+    noted = _with_note(reason, _step_note(1.0, [2.0], False))
+    assert noted.endswith(NOT_ADOPTED)
+    assert noted.index("was refused too") < noted.index(NOT_ADOPTED)
+    for phrase in ("0.938 -> 0.936", "not made current", "model in use is unchanged",
+                   "run another round", "plain result"):
+        assert noted.count(phrase) == 1, phrase
+    assert _with_note("The new model got worse on the stand-in set.", "") == (
+        "The new model got worse on the stand-in set.")
+
+
 def test_a_round_that_gets_worse_is_kept_but_not_made_current(tmp_path, cuda_checkpoint):
     corrections = [synthetic("histology", 1)]
     kept_aside = [synthetic("histology", 2)]
@@ -151,7 +170,7 @@ def test_a_round_that_gets_worse_is_kept_but_not_made_current(tmp_path, cuda_che
                             held_out=kept_aside, config_overrides=TINY, replay=False,
                             check=replay_samples("check")[:2],
                             tolerance={"corrected": -2.0}))
-    assert not second.adopted and "not made current" in second.reason
+    assert not second.adopted and second.reason.count("not made current") == 1
     assert [v.name for v in versions.list()] == ["v000", "v001", "v002"]
     assert versions.latest().name == "v002" and not versions.latest().adopted
     assert versions.current().name == "v001"  # the next round starts from the good one

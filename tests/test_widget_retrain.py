@@ -14,6 +14,7 @@ from _widget_helpers import (
     rendered,
     wait_worker,
 )
+from napari_nuclei_unet.core.finetune import NOT_ADOPTED
 
 pytestmark = pytest.mark.gui
 
@@ -423,7 +424,8 @@ def test_round_that_scored_worse_is_kept_but_not_made_current(retrain, qtbot):
 
     viewer, dock, session, samples, project = retrain
     assert round_adopted(_FakeRound(None)) == (
-        False, "the corrected images got worse (0.978 → 0.950)")
+        False, "The new model got worse on the corrected images: mean IoU 0.978 -> 0.950. "
+               f"{NOT_ADOPTED}")
     assert round_adopted(_FakeRound(None, 0.90, 0.95))[0]
     assert round_adopted(_FakeRound(None, 0.90, 0.95, adopted=False))[0] is False  # core's say
 
@@ -435,8 +437,37 @@ def test_round_that_scored_worse_is_kept_but_not_made_current(retrain, qtbot):
     assert session.model is in_use  # not made current
     assert dock.last_adopted is False
     assert not dock.adoption_label.isHidden()
-    assert "NOT made current" in dock.adoption_label.text()
-    assert notes.any("kept as a version but not made current")
+    text = dock.adoption_label.text()
+    assert text.startswith("v001: The new model got worse on the corrected images")
+    assert notes.any(text)  # the notification says the same, once
+    for phrase in ("0.978 → 0.950", "not made current", "model in use is unchanged",
+                   "Add or fix corrections", "Use this version"):
+        assert text.count(phrase) == 1, phrase
+
+
+def test_a_refused_rounds_message_says_each_thing_once():
+    from napari_nuclei_unet.widgets._retrain_finetune import refused_round_message
+
+    # the reason of the round a tester saw, which the dock once wrapped in a second copy
+    # of the scores and of "kept as a version but not made current"
+    why = ("The new model got worse on the corrected images: mean IoU 0.938 -> 0.936. "
+           f"{NOT_ADOPTED}")
+    text = refused_round_message("v002", why, 0.938, 0.936)
+    assert text == (
+        "v002: The new model got worse on the corrected images: mean IoU 0.938 → 0.936. "
+        "It is kept as a version but not made current: the model in use is unchanged. "
+        "Add or fix corrections (or train longer) and run another round. To use it anyway, "
+        "select v002 under '4. Model versions' and click 'Use this version'.")
+    for phrase in ("0.938", "0.936", "kept as a version", "not made current", "in use",
+                   "corrected images"):
+        assert text.count(phrase) == 1, phrase
+    # refused for other images: the corrected images' scores are added, once
+    why = ("The new model got worse on the built-in regression set (other kinds of images): "
+           f"mean IoU 0.826 -> 0.818. {NOT_ADOPTED}")
+    text = refused_round_message("v003", why, 0.700, 0.750)
+    assert text.startswith("v003: Mean IoU on the corrected images 0.700 → 0.750. The new "
+                           "model got worse on the built-in regression set")
+    assert text.count("0.700 → 0.750") == 1 and text.count("not made current") == 1
 
 
 def test_round_progress_names_each_model_the_self_check_scores(retrain):

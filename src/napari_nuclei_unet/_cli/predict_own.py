@@ -116,6 +116,7 @@ def run_own(args: argparse.Namespace) -> int:
             "they may hold edited labels, so nothing was written. Choose another --out, or "
             "add --overwrite to replace them.")
     _check_inputs(files, args)
+    _check_package_runs_here(args)
     out.mkdir(parents=True, exist_ok=True)
 
     from ..core.cluster import dask_client
@@ -169,13 +170,24 @@ def _device(args: argparse.Namespace) -> Any:
     return resolve_device(args.device)
 
 
+def _check_package_runs_here(args: argparse.Namespace) -> None:
+    """Refuse a bioimage.io package with a cluster before any work (workers load checkpoints)."""
+    from ..bioimageio.load import is_bioimageio_package
+
+    if (args.scheduler or args.workers) and is_bioimageio_package(args.model):
+        raise ValueError(
+            f"{args.model} is a bioimage.io package; packages run on this machine only, not "
+            "on a dask cluster. Leave out --scheduler / --workers, or give the nuclei-unet "
+            "checkpoint (.safetensors) the package was exported from.")
+
+
 def _model_reference(args: argparse.Namespace, client: Any) -> Any:
     """The loaded model (plain path), or its checkpoint path for cluster workers."""
-    from ..core.checkpoint import load_checkpoint
+    from ..bioimageio.load import load_any_model
     from ..core.device import configure_cpu_threads
 
     device = _device(args)
-    loaded = load_checkpoint(args.model, device=device)  # fails early on a bad model
+    loaded = load_any_model(args.model, device=device)  # a bad model fails here, early
     if client is not None:
         return str(loaded.path) if loaded.path is not None else args.model
     if device.type == "cpu":

@@ -179,6 +179,13 @@ def check_torchscript_archive(data: bytes, name: str) -> None:
         )
 
 
+def _device_name(device: Any) -> str:
+    """A real device name for ``device`` (``"auto"`` resolved): ``"cpu"``, ``"cuda:0"``..."""
+    from ..core.device import resolve_device
+
+    return str(resolve_device(device))
+
+
 def _axis_kind(axis: Any) -> str:
     return str(getattr(axis, "type", "")).lower()
 
@@ -191,7 +198,9 @@ class BioimageioModel:
     source : str or os.PathLike
         Package folder, ``rdf.yaml``/``bioimageio.yaml`` or ``.zip``.
     device : str or torch.device, default "cpu"
-        Where to run (``"cuda"`` devices use TorchScript on the GPU; ONNX runs on CPU).
+        Where to run: any value :func:`~napari_nuclei_unet.core.device.resolve_device`
+        accepts, ``"auto"`` included (``"cuda"`` devices use TorchScript on the GPU;
+        ONNX runs on CPU).
     weight_format : {"torchscript", "onnx"}, optional
         Force one weight format; by default TorchScript when present, else ONNX.
 
@@ -201,6 +210,8 @@ class BioimageioModel:
         When bioimage.io support is not installed, the package is invalid, is not a 2-D
         model with one image input (1 or 3 channels) and an output of the same size, or
         offers only pickled ``pytorch_state_dict`` (or other unsupported) weights.
+    DeviceError
+        When ``device`` is not a device name or is not available on this machine.
     """
 
     def __init__(self, source: str | os.PathLike, device: Any = "cpu",
@@ -224,7 +235,7 @@ class BioimageioModel:
         self.descr = descr
         self._check_tensors()
         self.weight_format = self._choose_weights(weight_format)
-        self.device = str(device)
+        self.device = _device_name(device)
         self._pipeline: Any = None
         self._pipeline_device: str | None = None
 
@@ -331,8 +342,12 @@ class BioimageioModel:
 
     # -- model-like interface used by the rest of the package ---------------------------
     def to(self, device: Any) -> BioimageioModel:
-        """Run on ``device`` from now on (the pipeline is rebuilt lazily)."""
-        self.device = str(device)
+        """Run on ``device`` from now on (the pipeline is rebuilt lazily).
+
+        ``"auto"`` is resolved here, like every other device name, so that only real
+        device names (``"cpu"``, ``"cuda:0"``, ``"mps"``) ever reach bioimageio.core and torch.
+        """
+        self.device = _device_name(device)
         return self
 
     def eval(self) -> BioimageioModel:
@@ -361,7 +376,10 @@ class BioimageioModel:
                 )
             except Exception as exc:
                 raise CheckpointError(
-                    f"Could not load the {self.weight_format} weights of {self.source}: {exc}"
+                    f"Could not load the {self.weight_format} weights of {self.source} on "
+                    f"{device} ({type(exc).__name__}: {exc}). If another device works here, "
+                    "choose it ('Run on' in the Model tab, --device on the command line); "
+                    "otherwise the package may be damaged: download or export it again."
                 ) from exc
             self._pipeline_device = device
         return self._pipeline

@@ -36,6 +36,35 @@ if TYPE_CHECKING:
     from superqt.utils import WorkerBase
 
 
+def refused_round_message(name: str, why: str, before: float | None = None,
+                          after: float | None = None) -> str:
+    """The Retrain dock's message for a round kept as version ``name`` but not made current.
+
+    Parameters
+    ----------
+    name : str
+        The version, e.g. ``"v002"``.
+    why : str
+        The round's reason (:func:`round_adopted`): the sets that got worse with their
+        scores, then what happens to the model and what to do. Said once, as it is.
+    before, after : float, optional
+        Mean IoU of the corrected images before and after the round; added only when
+        ``why`` does not already give it (a round refused for other images).
+
+    Returns
+    -------
+    str
+        ``"<name>: <why> To use it anyway, ..."``, each thing said once.
+    """
+    text = why.strip().replace(" -> ", " → ")
+    if text and not text.endswith("."):
+        text += "."
+    if before is not None and after is not None and "the corrected images" not in text:
+        text = f"Mean IoU on the corrected images {before:.3f} → {after:.3f}. {text}"
+    return (f"{name}: {text} To use it anyway, select {name} under '4. Model versions' and "
+            "click 'Use this version'.")
+
+
 class FinetuneSteps:
     """Fine-tuning methods of the Retrain dock (see the module docstring)."""
 
@@ -199,14 +228,10 @@ class FinetuneSteps:
         self.last_adopted = adopted
         if not adopted:
             # kept as a version, never made current: the model in use stays
-            self.adoption_label.setText(
-                f"{version.name} was kept as a version but NOT made current: {why}{scores}. "
-                "Select it in the list and click Use to try it anyway."
-            )
+            message = refused_round_message(version.name, why, before, after)
+            self.adoption_label.setText(message)
             self.adoption_label.setVisible(True)
-            notify(f"{version.name} was saved but is not in use: {why}{scores}. It was kept "
-                   "as a version but not made current; the model in use is unchanged.",
-                   warning=True)
+            notify(message, warning=True)
             self.refresh()
             self.versions_table.select_key(version.name)
             return
@@ -231,8 +256,7 @@ class FinetuneSteps:
             self.status_label.setText(
                 f"{result.version.name} saved in {result.version.path} "
                 f"({format_duration(result.elapsed_s)})."
-                + ("" if self.last_adopted else " Not in use: it scored worse on its checks, "
-                   "so it was not made current."))
+                + ("" if self.last_adopted else " Not in use (see below)."))
         elif self._outcome == "stopped":
             self.status_label.setText("Stopped: nothing was saved, the model is unchanged.")
         else:

@@ -102,11 +102,16 @@ def round_adopted(result: Any, tolerance: float = 0.005) -> tuple[bool, str]:
     Returns
     -------
     tuple
-        ``(adopted, reason)``; ``reason`` is "" when adopted.
+        ``(adopted, reason)``; ``reason`` is "" when adopted, else why, then what happens
+        to the model and what to do (:data:`~napari_nuclei_unet.core.finetune.NOT_ADOPTED`),
+        as the round's own reason says them.
     """
+    from napari_nuclei_unet.core.finetune.results import NOT_ADOPTED
+
     verdict = getattr(result, "adopted", None)
     if verdict is not None:
-        reason = str(getattr(result, "reason", "") or "it scored worse on its checks")
+        reason = str(getattr(result, "reason", "")
+                     or f"The new model scored worse on its checks. {NOT_ADOPTED}")
         return bool(verdict), "" if verdict else reason
     worse = []
     for split in ("corrected", "evaluation"):
@@ -115,8 +120,10 @@ def round_adopted(result: Any, tolerance: float = 0.005) -> tuple[bool, str]:
         except (KeyError, ValueError, AttributeError):
             continue
         if before is not None and after is not None and after < before - tolerance:
-            worse.append(f"the {split} images got worse ({before:.3f} → {after:.3f})")
-    return (not worse), "; ".join(worse)
+            worse.append(f"the {split} images: mean IoU {before:.3f} -> {after:.3f}")
+    if not worse:
+        return True, ""
+    return False, f"The new model got worse on {'; and on '.join(worse)}. {NOT_ADOPTED}"
 
 
 @dataclass

@@ -78,7 +78,7 @@ from ._common import (  # noqa: F401 - names of the project layout, for other mo
     safe_sample_id,
 )
 from .replay import REPLAY_DIR, replay_samples
-from .results import ADOPT_TOLERANCE, FinetuneResult, ScoreChange, adoption
+from .results import ADOPT_TOLERANCE, NOT_ADOPTED, FinetuneResult, ScoreChange, adoption
 from .rounds import (
     FINETUNE_DEFAULTS,
     ROUND_OPTIONS,
@@ -94,6 +94,7 @@ from .view import InferenceView, inference_views, transform_sample
 __all__ = [
     "ADOPT_TOLERANCE",
     "FINETUNE_DEFAULTS",
+    "NOT_ADOPTED",
     "REPLAY_DIR",
     "ROUND_OPTIONS",
     "Correction",

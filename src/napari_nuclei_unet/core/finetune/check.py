@@ -13,7 +13,7 @@ from typing import Any
 
 from ..progress import Progress
 from ._common import FinetuneError
-from .results import ScoreChange, adoption, changes
+from .results import NOT_ADOPTED, ScoreChange, adoption, changes
 
 Changes = tuple[ScoreChange, ...]
 
@@ -128,7 +128,14 @@ def choose_step(trained: Any, base: Any, factors: Sequence[float], before: Seque
             break  # it made the user's images worse: less of the same change will not help
     model, k, split, reason = fallback
     others = [f for f in refused if f != k]
-    return model, k, split, False, reason + _step_note(k, others, False), others
+    return model, k, split, False, _with_note(reason, _step_note(k, others, False)), others
+
+
+def _with_note(reason: str, note: str) -> str:
+    """A refused ``reason`` with ``note`` after why it was refused, before what to do."""
+    if note and reason.endswith(NOT_ADOPTED):
+        return f"{reason[:-len(NOT_ADOPTED)].rstrip()}{note} {NOT_ADOPTED}"
+    return reason + note
 
 
 def _adapted(split: dict[str, Changes], tolerance: dict[str, float] | None) -> bool:

@@ -20,6 +20,12 @@ from .versions import ModelVersion
 #: and every other round measured in that pass is still made current.
 ADOPT_TOLERANCE: dict[str, float] = {"corrected": 0.0, "held_out": 0.0, "regression": 0.005}
 
+#: What a refused round's reason says after why it was refused: what happened to the new
+#: model and what to do next. Front ends add only what is theirs (the version's name, how
+#: to use it anyway), never a second copy of this.
+NOT_ADOPTED = ("It is kept as a version but not made current: the model in use is unchanged. "
+               "Add or fix corrections (or train longer) and run another round.")
+
 #: Plain names of the checked sets, for messages.
 _SET_NAMES = {"corrected": "the corrected images", "held_out": "the images kept aside",
               "regression": "the built-in regression set (other kinds of images)"}
@@ -99,7 +105,8 @@ def adoption(sets: dict[str, Sequence[ScoreChange]],
     -------
     adopted : bool
     reason : str
-        One plain sentence per checked set, saying what changed.
+        What changed on each checked set; when not adopted, the sets that got worse and
+        then :data:`NOT_ADOPTED` (what happens to the model, what to do).
     """
     tolerance = {**ADOPT_TOLERANCE, **(tolerance or {})}
     worse, parts = [], []
@@ -114,9 +121,7 @@ def adoption(sets: dict[str, Sequence[ScoreChange]],
         if after < before - tolerance.get(key, 0.0):
             worse.append(text)
     if worse:
-        return False, ("The new model got worse on " + "; and on ".join(worse) + ". It is kept "
-                       "as a version but not made current: the model in use is unchanged. "
-                       "Add or fix corrections (or train longer) and run another round.")
+        return False, f"The new model got worse on {'; and on '.join(worse)}. {NOT_ADOPTED}"
     if not parts:
         return True, "Nothing to check the new model on; it is made current."
     return True, "The new model is made current (" + "; ".join(parts) + ")."
