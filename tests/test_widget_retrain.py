@@ -532,3 +532,22 @@ def test_corrections_added_by_another_dock_are_listed(retrain, tmp_path):
     assert dock.corrections_label.text().startswith("0 image(s)")
     session.note_project_changed(project)
     assert dock.corrections_label.text().startswith("1 image(s)")
+
+
+def test_without_a_model_the_dock_names_the_projects_model(make_napari_viewer, user_dirs,
+                                                           tiny_model):
+    """After napari restarts, the project (and its versions) comes back but no model is
+    loaded: the dock says which version is the project's and how to use it."""
+    from napari_nuclei_unet.core.finetune import ModelVersions
+    from napari_nuclei_unet.widgets.retrain_widget import RetrainWidget
+
+    project = user_dirs / "project"
+    versions = ModelVersions(project)
+    versions.record_base(tiny_model.path)
+    versions.add(tiny_model.model, tiny_model.config, {"adopted": True})
+    versions.add(tiny_model.model, tiny_model.config, {"adopted": False})  # refused: not it
+    dock = RetrainWidget(make_napari_viewer())
+    assert dock.set_project(project)
+    assert [v.name for v in dock.versions()] == ["v000", "v001", "v002"]
+    text = dock.model_label.text()
+    assert "This project's model is <b>v001</b>" in text and "Use this version" in text

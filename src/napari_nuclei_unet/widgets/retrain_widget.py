@@ -408,7 +408,13 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
 
     def _update_model_label(self, current: Any = None) -> None:
         model = self.session.model
-        if model is None:
+        adopted = [v for v in self.versions() if v.adopted] if model is None else []
+        project_model = adopted[-1] if adopted else None
+        if project_model is not None and not project_model.is_base:
+            # e.g. napari restarted: the project is back, its model is not loaded yet
+            text = (f"No model loaded. This project's model is <b>{project_model.name}</b>: "
+                    "select it under '4. Model versions' and click 'Use this version'.")
+        elif model is None:
             text = "No model loaded: load one in the Model panel (or the Compare panel)."
         elif current is not None:
             text = f"Model in use: <b>{current.name}</b> of this project."
