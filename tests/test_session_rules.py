@@ -77,6 +77,10 @@ def test_model_names_say_which_file():
     assert model_name(FakeModel(Path("/runs/20261201-0930/best.safetensors"))) == \
         "20261201-0930/best"
     assert model_name(FakeModel(Path("/p/versions/v002.safetensors"))) == "v002"
+    # a fine-tuning project's version (versions/v001/model.safetensors), as the Retrain
+    # dock names it: "v001", not "v001/model"
+    assert model_name(FakeModel(Path("/p/versions/v001/model.safetensors"))) == "v001"
+    assert model_name(FakeModel(Path("/p/other/v001/model.safetensors"))) == "v001/model"
 
 
 def test_split_marks():

@@ -15,6 +15,7 @@ main thread (worker handlers) and never emit the session's signals.
 
 from __future__ import annotations
 
+import re
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -350,6 +351,9 @@ def model_name(model: Any) -> str:
     path = Path(path)
     if path.name == "default.safetensors":
         return "default model"
+    if path.stem == "model" and path.parent.parent.name == "versions" and \
+            re.fullmatch(r"v\d{3,}", path.parent.name):
+        return path.parent.name  # a fine-tuning project's version, as the Retrain dock names it
     if path.stem in {"model", "best", "last", "weights", "checkpoint", "bioimageio", "rdf"}:
         return f"{path.parent.name}/{path.stem}"
     return path.stem
