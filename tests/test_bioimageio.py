@@ -322,3 +322,19 @@ def test_model_dock_loads_a_bioimageio_package(make_napari_viewer, qtbot):
     prob = predict_probability(session.model.model, image)
     assert prob.shape == (96, 128) and np.isfinite(prob).all()
     wait_worker(qtbot, widget.session.jobs.running("list devices"))
+
+
+@pytest.mark.parametrize("name", ["broken.zip", "notes.yaml", "a folder"])
+def test_a_file_that_is_not_a_package_is_named_so(tmp_path, name):
+    """A broken .zip was taken for a checkpoint: "broken.zip.safetensors does not exist"."""
+    from napari_nuclei_unet.bioimageio.load import load_any_model
+    from napari_nuclei_unet.core.checkpoint import CheckpointError
+
+    path = tmp_path / name
+    if name == "a folder":
+        path.mkdir()
+    else:
+        path.write_bytes(b"not a package")
+    with pytest.raises(CheckpointError, match="is not a bioimage.io model package") as info:
+        load_any_model(path)
+    assert "safetensors does not exist" not in str(info.value)

@@ -79,6 +79,14 @@ def test_bad_file_gives_plain_notification(model_widget, qtbot, tmp_path):
     assert all(e.startswith("This file is not a usable nuclei-unet checkpoint") for e in errors)
     assert widget.session.model is None
     assert widget.default_button.isEnabled()
+    # a broken bioimage.io package is called a package, not a checkpoint
+    broken = tmp_path / "broken.zip"
+    broken.write_bytes(b"not a zip")
+    with capture_notifications() as notes:
+        wait_worker(qtbot, widget.load(broken))
+    errors = notes.texts("error")
+    assert len(errors) == 1, notes.messages
+    assert errors[0].startswith("This bioimage.io package cannot be used here")
 
 
 def test_follows_model_set_by_another_dock(model_widget, qtbot, tiny_checkpoint):

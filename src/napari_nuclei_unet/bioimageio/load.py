@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.checkpoint import CheckpointError, LoadedModel, load_checkpoint
+from ..core.checkpoint import CheckpointError, LoadedModel, load_checkpoint, weights_path
 
 RDF_NAMES = ("rdf.yaml", "bioimageio.yaml")
 INSTALL_HINT = 'pip install "napari-nuclei-unet[bioimageio]"'
@@ -111,6 +111,16 @@ def load_any_model(path_or_default: str | os.PathLike, device: Any = "cpu") -> L
         :class:`BioimageioModel`).
     """
     if not is_bioimageio_package(path_or_default):
+        path = Path(path_or_default)
+        if str(path_or_default) != "default" and path.exists() \
+                and not weights_path(path).exists() \
+                and (path.is_dir() or path.suffix.lower() in (".zip", ".yaml", ".yml")):
+            # not "<path>.safetensors does not exist": say what the file is not
+            raise CheckpointError(
+                f"{path} is not a bioimage.io model package: no rdf.yaml or bioimageio.yaml "
+                "was found in it (a .zip must be a zip file with that file at its top "
+                "level). Download or export the package again, or choose a .safetensors "
+                "checkpoint.")
         return load_checkpoint(path_or_default, device=device)
     model = BioimageioModel(path_or_default, device=device)
     metadata = {"bioimageio": model.summary(), "architecture": {"name": "bioimageio"},

@@ -14,6 +14,7 @@ Programmatic use::
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -86,13 +87,28 @@ def _list_devices() -> list[tuple[str, str]]:
     return available_devices()
 
 
-def _checkpoint_error(exc: BaseException) -> str | None:
+def _checkpoint_error(exc: BaseException, package: bool = False) -> str | None:
+    """The notification for a model that could not be loaded (None: the default one).
+
+    ``package``: the file was a bioimage.io package (a ``.zip``, its YAML or its
+    folder), not a checkpoint, and is named so.
+    """
     if type(exc).__name__ != "CheckpointError":
         return None
     text = str(exc)
     if "not installed" in text or "does not exist" in text:
         return text  # no file to blame: the message says what is missing and what to do
+    if package:
+        return f"This bioimage.io package cannot be used here: {text}"
     return f"This file is not a usable nuclei-unet checkpoint: {text}"
+
+
+def _is_package_path(path: str | Path) -> bool:
+    """Whether ``path`` names a bioimage.io package rather than a checkpoint (no reading)."""
+    if str(path) == "default":
+        return False
+    path = Path(path)
+    return path.suffix.lower() in (".zip", ".yaml", ".yml") or path.is_dir()
 
 
 def model_device(loaded: LoadedModel) -> str:
@@ -380,7 +396,7 @@ class ModelWidget(QWidget):
             on_returned=self.session.set_model,
             on_finished=self._loading_finished,
             action=f"Loading {name}",
-            error_message=_checkpoint_error,
+            error_message=partial(_checkpoint_error, package=_is_package_path(path)),
         )
         if worker is not None:
             self.name_label.setText(f"loading {name} …")
