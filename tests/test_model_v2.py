@@ -354,8 +354,11 @@ def test_a_noisy_dim_image_is_smoothed_more_only_while_it_helps(monkeypatch, sur
         return np.full(image.shape, sigma, np.float64)
 
     monkeypatch.setattr(segment, "smooth", smooth)
-    monkeypatch.setattr(segment, "_at_scale",
-                        lambda model, image, *a: image[None].astype(np.float64))
+    def at_scale(model, image, *args):  # steps, as the real one: no tiles, the image back
+        return image[None].astype(np.float64)
+        yield
+
+    monkeypatch.setattr(segment, "_at_scale", at_scale)
     monkeypatch.setattr(segment, "sharpness", lambda prob: sure[float(prob.flat[0])])
     assert segment.DENOISE_MORE_SIGMAS == (2.5, 3.5)
     assert segment.denoise_dim(None, dim)[2] == chosen
@@ -377,9 +380,9 @@ def test_large_planes_with_big_nuclei_skip_the_full_size_pass(monkeypatch):
     scales = []
     real = segment._at_scale
 
-    def spy(model, plane, scale, options, device):
+    def spy(model, plane, scale, options, device, stop=None):
         scales.append(scale)
-        return real(model, plane, scale, options, device)
+        return (yield from real(model, plane, scale, options, device, stop))
 
     monkeypatch.setattr(segment, "_at_scale", spy)
     diameter, scale, _ = estimate_diameter(Threshold(), image)
@@ -394,9 +397,9 @@ def test_out_of_range_nuclei_go_to_the_sharpest_of_the_candidate_scales(monkeypa
     calls = []
     real = segment._at_scale
 
-    def spy(model, plane, scale, options, device):
+    def spy(model, plane, scale, options, device, stop=None):
         calls.append(scale)
-        return real(model, plane, scale, options, device)
+        return (yield from real(model, plane, scale, options, device, stop))
 
     monkeypatch.setattr(segment, "_at_scale", spy)
     plain, plain_scale, _ = estimate_diameter(Threshold(), image)
@@ -423,9 +426,9 @@ def test_nuclei_of_the_training_size_cost_one_pass_or_one_per_choice(monkeypatch
     calls = []
     real = segment._at_scale
 
-    def spy(model, plane, scale, options, device):
+    def spy(model, plane, scale, options, device, stop=None):
         calls.append(scale)
-        return real(model, plane, scale, options, device)
+        return (yield from real(model, plane, scale, options, device, stop))
 
     monkeypatch.setattr(segment, "_at_scale", spy)
     assert segment_image(Threshold(), sample.image).scale == 1.0 and calls == [1.0]

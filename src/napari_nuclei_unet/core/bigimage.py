@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from .progress import Progress
+from .progress import Cancelled, Progress
 
 #: Default block side (pixels) and halo: block + 2 halos = 1024, one network pass.
 DEFAULT_BLOCK = 896
@@ -46,10 +46,6 @@ DEFAULT_HALO = 64
 EMPTY_LEVEL = 0.25
 #: Planes larger than this many pixels go through the block path by default.
 BIG_PIXELS = 4096 * 4096
-
-
-class Cancelled(Exception):
-    """Raised inside the dask computation when the user asked to stop."""
 
 
 @dataclass
@@ -69,7 +65,10 @@ class BigResult:
     seconds : float
         Wall time.
     cancelled : bool
-        Whether the user stopped it (then nothing is in ``labels_path``).
+        Whether the user stopped it (then nothing is in ``labels_path``: the labels of
+        a plane are kept only when every block is done and the seams are merged).
+    blocks_done : int
+        Blocks finished when it stopped (``n_blocks`` when it did not).
     """
 
     labels_path: Path
@@ -78,6 +77,11 @@ class BigResult:
     n_blocks: int
     seconds: float
     cancelled: bool = False
+    blocks_done: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.cancelled and not self.blocks_done:
+            self.blocks_done = self.n_blocks
 
     def labels(self, mode: str = "r") -> Any:
         """The label array (zarr, read lazily; ``mode="r+"`` to edit it in place)."""
@@ -170,9 +174,14 @@ def _is_empty(block: np.ndarray, params: Any) -> bool:
 
 
 def _segment_block(block: np.ndarray, *, model: Any, options: Any, params: Any, halo: int,
-                   bound: int, label_dtype: Any, threads: int | None, block_info: Any = None
+                   bound: int, label_dtype: Any, threads: int | None,
+                   should_stop: Callable[[], bool] | None = None, block_info: Any = None
                    ) -> np.ndarray:
-    """Segment one block with its halo; keep its pixels + 1 px of halo; offset labels."""
+    """Segment one block with its halo; keep its pixels + 1 px of halo; offset labels.
+
+    ``should_stop`` (local threads only: it does not travel to cluster workers) is
+    checked between the network's passes and tiles; a stop raises :class:`Cancelled`.
+    """
     from .segment import segment_image
 
     info = block_info[0]
@@ -183,7 +192,8 @@ def _segment_block(block: np.ndarray, *, model: Any, options: Any, params: Any, 
     if _is_empty(block, params):
         return np.zeros((bottom - top, right - left), label_dtype)
     bound_heap_growth()  # in every worker process
-    labels = segment_image(_model(model, threads), block, options).labels
+    labels = segment_image(_model(model, threads), block, options,
+                           should_stop=should_stop).labels
     out = labels[top:bottom, left:right].astype(label_dtype)
     del labels
     _trim()
@@ -338,7 +348,9 @@ def segment_large(
     threads : int, optional
         Torch threads per worker process when ``model`` is a path.
     should_stop : callable, optional
-        Cooperative stop check.
+        Cooperative stop check: on the local scheduler the blocks being segmented stop
+        too, between the network's tiles. Nothing is kept: a stopped plane has no
+        labels (``BigResult.cancelled``, with ``blocks_done``).
     name : str
         Name stored in the OME-Zarr metadata.
 
@@ -380,6 +392,8 @@ def segment_large(
     bound = (block + 2) * (block + 2)
     dtype = np.dtype(np.uint32 if n_blocks * bound < 2**32 - 1 else np.uint64)
     depth = {0: halo, 1: halo, **({2: 0} if plane.ndim == 3 else {})}
+    # blocks on local threads stop within a block; cluster workers finish theirs
+    stop_event = threading.Event()
     ext = da.map_overlap(
         _segment_block, plane, depth=depth, boundary="none", trim=False,
         drop_axis=[2] if plane.ndim == 3 else [],
@@ -388,6 +402,7 @@ def segment_large(
         params=params, halo=halo, bound=bound,
         label_dtype=dtype,
         threads=threads,
+        should_stop=stop_event.is_set if client is None else None,
     )
     core = da.overlap.trim_internal(ext, {0: 1, 1: 1}, boundary="none")
 
@@ -420,11 +435,13 @@ def segment_large(
         core_blocks[i, j], img_blocks[i, j], int(y_starts[i]), int(x_starts[j]),
         dask_key_name=f"nuclei-stats-{token}-{i}-{j}")
         for i in range(ni) for j in range(nj)]
-    results = yield from _run([*store, *seams, *stats], n_blocks, client, workers,
-                              should_stop, "nuclei-stats")
+    last = [Progress("blocks", 0, n_blocks)]
+    results = yield from _noting(_run([*store, *seams, *stats], n_blocks, client, workers,
+                                      should_stop, "nuclei-stats", stop_event), last)
     if results is None:
         shutil.rmtree(out, ignore_errors=True)
-        return BigResult(out, 0, {}, n_blocks, time.perf_counter() - start, cancelled=True)
+        return BigResult(out, 0, {}, n_blocks, time.perf_counter() - start, cancelled=True,
+                         blocks_done=last[0].done)
     seam_rows = [r for r in results[len(store):len(store) + len(seams)] if len(r)]
     tables = results[len(store) + len(seams):]
 
@@ -453,10 +470,11 @@ def segment_large(
                                          dtype=np.uint32)
     labels_array = create_array(root, "0", (height, width), (block, block), np.uint32)
     merged_store = da.store(final, labels_array, lock=False, compute=False)
-    done = yield from _run([merged_store], 0, client, workers, should_stop, None)
+    done = yield from _run([merged_store], 0, client, workers, should_stop, None, stop_event)
     if done is None:
         shutil.rmtree(out, ignore_errors=True)
-        return BigResult(out, 0, {}, n_blocks, time.perf_counter() - start, cancelled=True)
+        return BigResult(out, 0, {}, n_blocks, time.perf_counter() - start, cancelled=True,
+                         blocks_done=n_blocks)
     del root["_unmerged"]
     write_ome_zarr_attrs(root, name)
     merged = _merge_table(table, values, n_nuclei, labels_array, intensity)
@@ -503,14 +521,33 @@ def _merge_table(table: dict, values: np.ndarray, n_nuclei: int, labels: Any,
     return merged
 
 
+def _noting(job: Generator[Progress, None, Any], last: list) -> Generator[Progress, None, Any]:
+    """Re-yield ``job``'s updates, keeping the latest in ``last[0]``; return its result."""
+    while True:
+        try:
+            update = next(job)
+        except StopIteration as stop:
+            return stop.value
+        last[0] = update
+        yield update
+
+
 def _run(tasks: list, n_blocks: int, client: Any, workers: int,
-         should_stop: Callable[[], bool] | None, counter_prefix: str | None
+         should_stop: Callable[[], bool] | None, counter_prefix: str | None,
+         stop_event: threading.Event | None = None,
          ) -> Generator[Progress, None, list | None]:
-    """Compute ``tasks`` locally or on ``client``, yielding block progress; None if stopped."""
+    """Compute ``tasks`` locally or on ``client``, yielding block progress; None if stopped.
+
+    ``stop_event`` is set when a stop is asked for (the local blocks check it).
+    """
     import dask
 
+    stop_event = stop_event or threading.Event()
+
     def stopped() -> bool:
-        return bool(should_stop and should_stop())
+        if should_stop and should_stop():
+            stop_event.set()
+        return stop_event.is_set()
 
     if client is not None:
         futures = client.compute(tasks, optimize_graph=False)
@@ -532,11 +569,11 @@ def _run(tasks: list, n_blocks: int, client: Any, workers: int,
 
     from dask.callbacks import Callback
 
-    state = {"done": 0, "stop": False, "result": None, "error": None}
+    state = {"done": 0, "result": None, "error": None}
 
     class _Watch(Callback):
         def _pretask(self, key: Any, dsk: Any, cache: Any) -> None:
-            if state["stop"]:
+            if stop_event.is_set():
                 raise Cancelled()
 
         def _posttask(self, key: Any, result: Any, dsk: Any, cache: Any, id: Any) -> None:
@@ -558,12 +595,11 @@ def _run(tasks: list, n_blocks: int, client: Any, workers: int,
     last = -1
     while thread.is_alive():
         thread.join(0.2)
-        if stopped():
-            state["stop"] = True
+        stopped()
         if counter_prefix and state["done"] != last:
             last = state["done"]
             yield Progress("blocks", last, n_blocks)
-    if isinstance(state["error"], Cancelled) or state["stop"]:
+    if isinstance(state["error"], Cancelled) or stop_event.is_set():
         return None
     if state["error"] is not None:
         raise state["error"]

@@ -17,7 +17,7 @@ import torch
 
 from .device import amp_dtype
 from .normalize import normalize_image
-from .progress import Progress, stop_requested
+from .progress import Progress, check_stop, drive, stop_requested
 
 DEFAULT_TILE_SIZE = 1024
 DEFAULT_OVERLAP = 64
@@ -124,7 +124,8 @@ def predict_maps(
 
     Images that fit in one tile go through the network in one pass. Larger images
     are cut into overlapping tiles whose predictions are blended with linear-ramp
-    weights over the overlaps, so no seams appear.
+    weights over the overlaps, so no seams appear. :func:`predict_maps_steps` is the
+    same as a generator that reports each tile and can be stopped between tiles.
 
     Parameters
     ----------
@@ -154,10 +155,53 @@ def predict_maps(
         ``(C, H, W)`` float32 probabilities in [0, 1], one map per output channel
         (``C = model.out_channels``; channel 0 is the foreground).
     """
+    return drive(predict_maps_steps(model, image, device=device, tile_size=tile_size,
+                                    overlap=overlap, batch_size=batch_size, amp=amp))
+
+
+def predict_maps_steps(
+    model: torch.nn.Module,
+    image: np.ndarray,
+    *,
+    device: torch.device | str | None = None,
+    tile_size: int = DEFAULT_TILE_SIZE,
+    overlap: int = DEFAULT_OVERLAP,
+    batch_size: int = 2,
+    amp: bool = True,
+    should_stop: Callable[[], bool] | None = None,
+) -> Generator[Progress, None, np.ndarray]:
+    """:func:`predict_maps` as a job: one update per batch of tiles, stoppable between them.
+
+    Parameters
+    ----------
+    model, image, device, tile_size, overlap, batch_size, amp
+        As for :func:`predict_maps`.
+    should_stop : callable, optional
+        Checked before every batch of tiles and before the tiles are blended.
+
+    Yields
+    ------
+    Progress
+        ``Progress("tiles", done, total)``: ``0`` before the first batch, then the tiles
+        done after each batch (``total`` is 1 for an image that fits in one tile).
+
+    Returns
+    -------
+    numpy.ndarray
+        The maps :func:`predict_maps` returns.
+
+    Raises
+    ------
+    Cancelled
+        When ``should_stop`` returned True (half an image's maps are no result).
+    """
     custom = getattr(model, "predict_probability", None)
     if custom is not None:  # e.g. a bioimage.io package, which brings its own processing
+        yield Progress("tiles", 0, 1)
+        check_stop(should_stop)
         prob = custom(image, device=device, tile_size=tile_size, overlap=overlap,
                       batch_size=batch_size, amp=amp)
+        yield Progress("tiles", 1, 1)
         return np.asarray(prob, dtype=np.float32)[None]  # its one (foreground) map
     if device is not None and not isinstance(device, torch.device):
         from .device import resolve_device
@@ -173,35 +217,44 @@ def predict_maps(
     dtype = amp_dtype(device) if amp else None
 
     def run(batch: torch.Tensor) -> torch.Tensor:
-        batch = batch.to(device).contiguous(memory_format=torch.channels_last)
-        if dtype is not None:
-            with torch.autocast(device.type, dtype=dtype):
+        # inference mode only around the forward: never held while the job is suspended
+        with torch.inference_mode():
+            batch = batch.to(device).contiguous(memory_format=torch.channels_last)
+            if dtype is not None:
+                with torch.autocast(device.type, dtype=dtype):
+                    logits = net(batch)
+            else:
                 logits = net(batch)
-        else:
-            logits = net(batch)
-        return torch.sigmoid(logits.float()).cpu()
+            return torch.sigmoid(logits.float()).cpu()
 
-    with torch.inference_mode():
-        if height <= tile and width <= tile:
-            return run(x[None])[0].numpy().astype(np.float32, copy=False)
-        tile_h, tile_w = min(tile, height), min(tile, width)
-        ys = tile_starts(height, tile_h, overlap)
-        xs = tile_starts(width, tile_w, overlap)
-        channels = getattr(net, "out_channels", 1)
-        total = np.zeros((channels, height, width), dtype=np.float32)
-        weight_sum = np.zeros((height, width), dtype=np.float32)
-        boxes = [(y, x0) for y in ys for x0 in xs]
-        for first in range(0, len(boxes), batch_size):
-            chunk = boxes[first : first + batch_size]
-            batch = torch.stack([x[:, y : y + tile_h, x0 : x0 + tile_w] for y, x0 in chunk])
-            probs = run(batch).numpy()
-            for (y, x0), prob in zip(chunk, probs, strict=True):
-                wy = _ramp(tile_h, overlap, y == 0, y + tile_h >= height)
-                wx = _ramp(tile_w, overlap, x0 == 0, x0 + tile_w >= width)
-                weight = wy[:, None] * wx[None, :]
-                total[:, y : y + tile_h, x0 : x0 + tile_w] += prob * weight
-                weight_sum[y : y + tile_h, x0 : x0 + tile_w] += weight
-        return np.clip(total / weight_sum, 0.0, 1.0).astype(np.float32, copy=False)
+    if height <= tile and width <= tile:
+        yield Progress("tiles", 0, 1)
+        check_stop(should_stop)
+        maps = run(x[None])[0].numpy().astype(np.float32, copy=False)
+        yield Progress("tiles", 1, 1)
+        return maps
+    tile_h, tile_w = min(tile, height), min(tile, width)
+    ys = tile_starts(height, tile_h, overlap)
+    xs = tile_starts(width, tile_w, overlap)
+    channels = getattr(net, "out_channels", 1)
+    total = np.zeros((channels, height, width), dtype=np.float32)
+    weight_sum = np.zeros((height, width), dtype=np.float32)
+    boxes = [(y, x0) for y in ys for x0 in xs]
+    yield Progress("tiles", 0, len(boxes))
+    for first in range(0, len(boxes), batch_size):
+        check_stop(should_stop)
+        chunk = boxes[first : first + batch_size]
+        batch = torch.stack([x[:, y : y + tile_h, x0 : x0 + tile_w] for y, x0 in chunk])
+        probs = run(batch).numpy()
+        for (y, x0), prob in zip(chunk, probs, strict=True):
+            wy = _ramp(tile_h, overlap, y == 0, y + tile_h >= height)
+            wx = _ramp(tile_w, overlap, x0 == 0, x0 + tile_w >= width)
+            weight = wy[:, None] * wx[None, :]
+            total[:, y : y + tile_h, x0 : x0 + tile_w] += prob * weight
+            weight_sum[y : y + tile_h, x0 : x0 + tile_w] += weight
+        yield Progress("tiles", first + len(chunk), len(boxes))
+    check_stop(should_stop)
+    return np.clip(total / weight_sum, 0.0, 1.0).astype(np.float32, copy=False)
 
 
 def probability_to_mask(prob: np.ndarray, threshold: float = 0.5) -> np.ndarray:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .atomic import atomic_write
-from .progress import Progress
+from .progress import Cancelled, Progress
 from .stacks import ImageStack
 
 
@@ -88,21 +88,24 @@ def segment_stack(
     device : torch.device or str, optional
         Where to compute.
     should_stop : callable, optional
-        Cooperative stop check, between planes.
+        Cooperative stop check, between planes and between the network's tiles within a
+        plane (a plane stopped half way is left out; the planes done are kept).
     measure : bool
         Measure the nuclei (every channel of the plane gives a mean intensity).
 
     Yields
     ------
     Progress
-        ``stage="segment"``, one per plane done.
+        ``stage="segment"``, ``done``/``total`` in planes: one when a plane is done, and
+        one per batch of tiles within a plane, whose message says where it is, e.g.
+        ``"plane 1/1: tile 6/25 (pass 3, at 136 % size)"``.
 
     Returns
     -------
     StackResult
     """
     from .measure import measure_plane
-    from .segment import SegmentOptions, segment_image
+    from .segment import SegmentOptions
 
     options = options or SegmentOptions()
     stack.check_channel(channel)
@@ -118,7 +121,12 @@ def segment_stack(
     for k, flat in enumerate(todo):
         if should_stop is not None and should_stop():
             return _finish(labels, tables, done, diameters, cancelled=True)
-        seg = segment_image(model, stack.plane(flat, channel), options, device=device)
+        try:
+            seg = yield from _plane_steps(model, stack.plane(flat, channel), options, device,
+                                          should_stop, k, len(todo),
+                                          f"plane {flat + 1}/{stack.n_planes}")
+        except Cancelled:
+            return _finish(labels, tables, done, diameters, cancelled=True)
         plane_labels = seg.labels.astype(np.uint32)
         n = int(plane_labels.max())
         if n:
@@ -134,6 +142,25 @@ def segment_stack(
         yield Progress("segment", k + 1, len(todo),
                        f"plane {flat + 1}/{stack.n_planes}: {n} nuclei")
     return _finish(labels, tables, done, diameters, cancelled=False)
+
+
+def _plane_steps(model: Any, plane: np.ndarray, options: Any, device: Any,
+                 should_stop: Callable[[], bool] | None, done: int, total: int, where: str
+                 ) -> Generator[Progress, None, Any]:
+    """One plane's :func:`~napari_nuclei_unet.core.segment.segment_image_steps` as plane updates.
+
+    Each tile update becomes ``Progress("segment", done, total, "<where>: tile d/n (...)")``.
+    """
+    from .segment import segment_image_steps
+
+    steps = segment_image_steps(model, plane, options, device=device, should_stop=should_stop)
+    while True:
+        try:
+            update = next(steps)
+        except StopIteration as stop:
+            return stop.value
+        yield Progress("segment", done, total,
+                       f"{where}: tile {update.done}/{update.total} ({update.message})")
 
 
 def _finish(labels: np.ndarray, tables: list, done: list, diameters: list, *,

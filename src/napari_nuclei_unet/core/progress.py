@@ -71,3 +71,18 @@ def drive(job: Generator[Any, None, R], on_update: Callable[[Any], None] | None 
 def stop_requested(should_stop: StopCheck | None) -> bool:
     """Return True when a cooperative stop was asked for."""
     return bool(should_stop is not None and should_stop())
+
+
+class Cancelled(Exception):
+    """A stop was asked for in the middle of one step (e.g. between the tiles of a plane).
+
+    Raised by the inner steps of a job, where there is nothing partial to return (half a
+    plane is no result); the job that owns the step catches it and returns what it
+    finished, marked as cancelled.
+    """
+
+
+def check_stop(should_stop: StopCheck | None) -> None:
+    """Raise :class:`Cancelled` when a cooperative stop was asked for."""
+    if stop_requested(should_stop):
+        raise Cancelled("stopped on request")

@@ -9,13 +9,20 @@ size, test-time augmentation, several output heads, seeded watershed) lives behi
 from __future__ import annotations
 
 import math
+from collections.abc import Generator
 from dataclasses import dataclass
 
 import numpy as np
 
-from .inference import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, predict_maps
+from .inference import (
+    DEFAULT_OVERLAP,
+    DEFAULT_TILE_SIZE,
+    predict_maps,  # noqa: F401 - segment.predict_maps, as before
+    predict_maps_steps,
+)
 from .instances import labels_from_heads, labels_from_probability, object_diameters
 from .planes import grey_levels, resize_array, resize_plane, sharpness, smooth
+from .progress import Progress, StopCheck, check_stop, drive
 
 #: Typical nucleus diameter (pixels) of the DSB2018 training images at native scale: the
 #: median over stage1_train's 670 images of each image's median equivalent diameter
@@ -150,22 +157,41 @@ def model_diameter(model) -> float:
     return float(value) if value else TRAINING_DIAMETER
 
 
-def _predict(model, image, options: SegmentOptions, device) -> np.ndarray:
-    """``(C, H, W)`` probability maps of one plane, averaged over flips with ``tta``."""
-    kwargs = dict(
-        device=device, tile_size=options.tile_size, overlap=options.overlap, amp=options.amp
-    )
+_FLIPS = ((False, False), (False, True), (True, False), (True, True))
+
+
+def _tiles_as(steps, *, part: int = 0, parts: int = 1, what: str = ""):
+    """Re-yield a pass's tile updates as part ``part`` of ``parts`` (TTA flips), named ``what``.
+
+    Only part 0 yields ``done == 0``, the start of a pass that :func:`segment_image_steps`
+    counts.
+    """
+    while True:
+        try:
+            update = next(steps)
+        except StopIteration as stop:
+            return stop.value
+        done = part * update.total + update.done
+        if done or part == 0:
+            yield Progress("tiles", done, parts * update.total, what or update.message)
+
+
+def _predict(model, image, options: SegmentOptions, device, stop: StopCheck | None = None):
+    """``(C, H, W)`` probability maps of one plane, averaged over flips with ``tta`` (steps)."""
+    kwargs = dict(device=device, tile_size=options.tile_size, overlap=options.overlap,
+                  amp=options.amp, should_stop=stop)
     if not options.tta:
-        return predict_maps(model, image, **kwargs)
+        return (yield from predict_maps_steps(model, image, **kwargs))
     total = None
-    for flip_y in (False, True):
-        for flip_x in (False, True):
-            view = image[::-1] if flip_y else image
-            view = view[:, ::-1] if flip_x else view
-            maps = predict_maps(model, np.ascontiguousarray(view), **kwargs)
-            maps = maps[:, ::-1] if flip_y else maps
-            maps = maps[:, :, ::-1] if flip_x else maps
-            total = maps.copy() if total is None else total + maps
+    for part, (flip_y, flip_x) in enumerate(_FLIPS):
+        view = image[::-1] if flip_y else image
+        view = view[:, ::-1] if flip_x else view
+        maps = yield from _tiles_as(
+            predict_maps_steps(model, np.ascontiguousarray(view), **kwargs),
+            part=part, parts=len(_FLIPS))
+        maps = maps[:, ::-1] if flip_y else maps
+        maps = maps[:, :, ::-1] if flip_x else maps
+        total = maps.copy() if total is None else total + maps
     return total / 4.0
 
 
@@ -204,17 +230,24 @@ def denoise_dim(
     sigma : float
         The smoothing used (0 = none).
     """
+    return drive(_denoise(model, image, options or SegmentOptions(), scale, device))
+
+
+def _denoise(model, image, options: SegmentOptions, scale: float, device,
+             stop: StopCheck | None = None):
+    """:func:`denoise_dim` as steps (one network pass per sigma tried)."""
     levels = grey_levels(image)
     if levels is None or levels >= DIM_LEVELS:
         return image, None, 0.0
-    options = options or SegmentOptions()
     best = None
     tried: list[float] = []
     for sigma in (*DENOISE_SIGMAS, *DENOISE_MORE_SIGMAS):
         if sigma in DENOISE_MORE_SIGMAS and best[3] != tried[-1]:
             break  # the last, smaller sigma was not the surest: smoothing more will not help
+        check_stop(stop)
         candidate = smooth(image, sigma) if sigma > 0 else image
-        maps = _at_scale(model, candidate, scale, options, device)
+        maps = yield from _tiles_as(_at_scale(model, candidate, scale, options, device, stop),
+                                    what=_pass_name(scale, sigma))
         score = sharpness(maps[0])
         if best is None or score > best[0]:
             best = (score, candidate, maps, sigma)
@@ -257,12 +290,22 @@ def _measure(maps: np.ndarray, threshold: float) -> tuple[float | None, np.ndarr
     return float(np.median(object_diameters(lookup[labels]))), labels
 
 
-def _at_scale(model, image, scale: float, options: SegmentOptions, device) -> np.ndarray:
-    if scale == 1.0:
-        return _predict(model, image, options, device)
-    height, width = image.shape[:2]
-    shape = (max(8, round(height * scale)), max(8, round(width * scale)))
-    return _predict(model, resize_plane(image, shape), options, device)
+def _pass_name(scale: float, sigma: float = 0.0) -> str:
+    """How a network pass sees the plane, in words: ``"at 136 % size, smoothed σ 0.8"``."""
+    size = "at full size" if scale == 1.0 else f"at {round(scale * 100)} % size"
+    return size + (f", smoothed σ {sigma:g}" if sigma else "")
+
+
+def _at_scale(model, image, scale: float, options: SegmentOptions, device,
+              stop: StopCheck | None = None):
+    """The plane's maps with the plane resized by ``scale`` (steps: one network pass)."""
+    if scale != 1.0:
+        check_stop(stop)
+        height, width = image.shape[:2]
+        shape = (max(8, round(height * scale)), max(8, round(width * scale)))
+        image = resize_plane(image, shape)
+    return (yield from _tiles_as(_predict(model, image, options, device, stop),
+                                 what=_pass_name(scale)))
 
 
 def estimate_diameter(
@@ -299,12 +342,14 @@ def estimate_diameter(
     maps : numpy.ndarray
         ``(C, h, w)`` probability maps already computed at that scale (reused).
     """
-    diameter, scale, maps, _ = _estimate(model, image, options or SegmentOptions(), device)
+    diameter, scale, maps, _ = drive(_estimate(model, image, options or SegmentOptions(),
+                                               device))
     return diameter, scale, maps
 
 
-def _estimate(model, image, options: SegmentOptions, device, native=None):
-    """:func:`estimate_diameter`, plus the labels of the returned maps (or None).
+def _estimate(model, image, options: SegmentOptions, device, native=None,
+              stop: StopCheck | None = None):
+    """:func:`estimate_diameter` as steps, plus the labels of the returned maps (or None).
 
     ``native``: the plane's maps at native scale when they are already known.
     """
@@ -313,7 +358,8 @@ def _estimate(model, image, options: SegmentOptions, device, native=None):
     seen: dict[float, tuple] = {}  # scale -> (maps, labels or None): every pass made
 
     def look(at: float):
-        maps = _at_scale(model, image, at, options, device)
+        maps = yield from _at_scale(model, image, at, options, device, stop)
+        check_stop(stop)
         measured, labels = _measure(maps, options.threshold)
         seen[at] = (maps, labels)
         return measured, maps, labels
@@ -326,16 +372,16 @@ def _estimate(model, image, options: SegmentOptions, device, native=None):
     elif image.shape[0] * image.shape[1] > _LARGE_PIXELS:
         # a large plane is first looked at half size: when its nuclei are big even
         # there, the full-size pass (the costly one) is skipped
-        half_measure, half, half_labels = look(0.5)
+        half_measure, half, half_labels = yield from look(0.5)
         if half_measure is not None and half_measure > high:
             scale, maps, measured, labels = 0.5, half, half_measure, half_labels
     if maps is None:
-        measured, maps, labels = look(1.0)
+        measured, maps, labels = yield from look(1.0)
     if measured is None:
         for trial in (0.5, 0.25):
             if min(image.shape[:2]) * trial < 32:
                 break
-            trial_measure, trial_maps, trial_labels = look(trial)
+            trial_measure, trial_maps, trial_labels = yield from look(trial)
             if trial_measure is not None:
                 scale, maps, measured, labels = trial, trial_maps, trial_measure, trial_labels
                 break
@@ -347,19 +393,21 @@ def _estimate(model, image, options: SegmentOptions, device, native=None):
         new_scale = scale * target / measured
         if abs(new_scale / scale - 1.0) < 0.05:
             break
-        new_measure, new_maps, new_labels = look(new_scale)
+        new_measure, new_maps, new_labels = yield from look(new_scale)
         if new_measure is None:
             break
         scale, maps, measured, labels = new_scale, new_maps, new_measure, new_labels
     diameter = measured / scale
     if not SCALE_CHOICES:
         return diameter, scale, maps, labels
-    scale = _sharpest_scale(model, image, options, device, seen, target / diameter)
+    scale = yield from _sharpest_scale(model, image, options, device, seen, target / diameter,
+                                       stop)
     return diameter, scale, seen[scale][0], seen[scale][1]
 
 
-def _sharpest_scale(model, image, options, device, seen: dict, to_target: float) -> float:
-    """The scale, among native and :data:`SCALE_CHOICES`, of the sharpest prediction.
+def _sharpest_scale(model, image, options, device, seen: dict, to_target: float,
+                    stop: StopCheck | None = None):
+    """The scale, among native and :data:`SCALE_CHOICES`, of the sharpest prediction (steps).
 
     ``seen`` holds the passes already made (scale -> (maps, labels)) and gains the new
     ones; ``to_target`` is the scale that brings the nuclei to the training diameter.
@@ -375,7 +423,8 @@ def _sharpest_scale(model, image, options, device, seen: dict, to_target: float)
         elif choice == 1.0 and image.shape[0] * image.shape[1] > _LARGE_PIXELS:
             continue  # the costly full-size pass was skipped on purpose
         else:
-            seen[choice] = (_at_scale(model, image, choice, options, device), None)
+            seen[choice] = ((yield from _at_scale(model, image, choice, options, device, stop)),
+                            None)
         score = sharpness(seen[choice][0][0])
         if best is None or score > best[0]:
             best = (score, choice)
@@ -459,11 +508,11 @@ def predict_network_maps(
     NetworkMaps
         Give it to :func:`labels_from_maps` for the labels at any threshold.
     """
-    return _network_maps(model, image, options or SegmentOptions(), device)[0]
+    return drive(_network_maps(model, image, options or SegmentOptions(), device))[0]
 
 
-def _network_maps(model, image, options: SegmentOptions, device):
-    """:func:`predict_network_maps`, plus the labels at ``options.threshold`` when known."""
+def _network_maps(model, image, options: SegmentOptions, device, stop: StopCheck | None = None):
+    """:func:`predict_network_maps` as steps, plus the labels at ``options.threshold`` if known."""
     image = np.asarray(image)
     if image.ndim not in (2, 3) or min(image.shape[:2]) < 1:
         raise ValueError(f"expected one 2-D plane (H, W) or (H, W, C), got shape {image.shape}")
@@ -473,13 +522,14 @@ def _network_maps(model, image, options: SegmentOptions, device):
         scale = model_diameter(model) / diameter
         if abs(scale - 1.0) <= 0.05:
             scale = 1.0
-        image, maps, sigma = denoise_dim(model, image, options, scale=scale, device=device)
+        image, maps, sigma = yield from _denoise(model, image, options, scale, device, stop)
         if maps is None:
-            maps = _at_scale(model, image, scale, options, device)
+            maps = yield from _at_scale(model, image, scale, options, device, stop)
         labels = None
     else:
-        image, native, sigma = denoise_dim(model, image, options, device=device)
-        diameter, scale, maps, labels = _estimate(model, image, options, device, native)
+        image, native, sigma = yield from _denoise(model, image, options, 1.0, device, stop)
+        diameter, scale, maps, labels = yield from _estimate(model, image, options, device,
+                                                             native, stop)
     return NetworkMaps(maps, (height, width), scale, diameter, sigma), labels
 
 
@@ -533,7 +583,8 @@ def _segmentation(network: NetworkMaps, threshold: float, split: bool = True,
 
 
 def segment_image(
-    model, image: np.ndarray, options: SegmentOptions | None = None, *, device=None
+    model, image: np.ndarray, options: SegmentOptions | None = None, *, device=None,
+    should_stop: StopCheck | None = None,
 ) -> Segmentation:
     """Segment the nuclei of one 2-D plane.
 
@@ -555,13 +606,72 @@ def segment_image(
         Defaults: automatic diameter, threshold 0.5, no TTA.
     device : torch.device or str, optional
         Where to compute; defaults to the model's device.
+    should_stop : callable, optional
+        Checked between the network's tiles and passes; see :func:`segment_image_steps`.
 
     Returns
     -------
     Segmentation
         Labels and probability in the input's pixels, and the diameter and scale used.
+
+    Raises
+    ------
+    Cancelled
+        When ``should_stop`` returned True before the plane was done.
+    """
+    return drive(segment_image_steps(model, image, options, device=device,
+                                     should_stop=should_stop))
+
+
+def segment_image_steps(
+    model, image: np.ndarray, options: SegmentOptions | None = None, *, device=None,
+    should_stop: StopCheck | None = None,
+) -> Generator[Progress, None, Segmentation]:
+    """:func:`segment_image` as a job: progress within the plane, stoppable between tiles.
+
+    A large plane takes several network passes (the automatic diameter looks at it at
+    half size, full size, and resized; a dim plane is tried smoothed), each of one or
+    more tiles. ``should_stop`` is checked before every batch of tiles and between the
+    passes, so a stop takes effect within about one batch of tiles (about a second for
+    the default model's 1024-pixel tiles on one CPU core).
+
+    Parameters
+    ----------
+    model, image, options, device
+        As for :func:`segment_image`.
+    should_stop : callable, optional
+        Cooperative stop check.
+
+    Yields
+    ------
+    Progress
+        ``Progress("tiles", done, total, message)`` for the tiles of the current
+        network pass; ``message`` says which pass and how it sees the plane, e.g.
+        ``"pass 3, at 136 % size"``. ``done == 0`` starts a pass.
+
+    Returns
+    -------
+    Segmentation
+        As :func:`segment_image` returns.
+
+    Raises
+    ------
+    Cancelled
+        When ``should_stop`` returned True: half a plane is no result, so there is none
+        to return; a job over many planes keeps the planes it finished.
     """
     options = options or SegmentOptions()
-    network, labels = _network_maps(model, image, options, device)
+    passes = 0
+    steps = _network_maps(model, image, options, device, should_stop)
+    while True:
+        try:
+            update = next(steps)
+        except StopIteration as stop:
+            network, labels = stop.value
+            break
+        if update.done == 0:
+            passes += 1
+        yield Progress("tiles", update.done, update.total, f"pass {passes}, {update.message}")
+    check_stop(should_stop)
     # the estimate's labels were made at this threshold: reused, not made again
     return _segmentation(network, options.threshold, True, labels)

@@ -103,7 +103,11 @@ def current_plane(layer: Any, stack: Any, point: Any, axes: str = "") -> int:
 
 @dataclass
 class LayerResult:
-    """What a segmentation job hands back to the dock (on the main thread)."""
+    """What a segmentation job hands back to the dock (on the main thread).
+
+    ``labels`` is None when the job was cancelled before any plane was finished;
+    ``message`` then says so in plain words, for the dock's status line.
+    """
 
     name: str
     labels: Any
@@ -114,6 +118,7 @@ class LayerResult:
     cancelled: bool = False
     seconds: float = 0.0
     scale: tuple = field(default_factory=tuple)
+    message: str = ""
 
 
 def segment_layer_job(
@@ -129,6 +134,8 @@ def segment_layer_job(
     """Segment the chosen planes of a layer (worker thread); returns a :class:`LayerResult`.
 
     ``big`` sends one 2-D plane through the block path into a temporary OME-Zarr.
+    A stop keeps the planes finished; a plane stopped half way, or a large image
+    stopped before its last block, is not kept (the result's ``message`` says so).
     """
     import time
 
@@ -158,7 +165,8 @@ def segment_layer_job(
         result = yield from segment_large(model, plane, out, options, intensity=intensity,
                                           should_stop=should_stop, name=stack.name)
         if result.cancelled:
-            return LayerResult(stack.name, None, {}, [], "YX", None, True)
+            return LayerResult(stack.name, None, {}, [], "YX", None, True,
+                               message=_big_cancel_message(result.blocks_done, result.n_blocks))
         table = dict(result.table)
         if table and stack.plane_axes:
             table["plane"] = np.full(len(table["label"]), flat, np.int64)
@@ -166,9 +174,23 @@ def segment_layer_job(
                            time.perf_counter() - start)
     res = yield from segment_stack(model, stack, options, channel=channel, planes=planes,
                                    should_stop=should_stop)
+    if res.cancelled and not res.planes:
+        first = "the plane" if len(planes or range(stack.n_planes)) == 1 else "the first plane"
+        return LayerResult(stack.name, None, {}, [], stack.plane_axes + "YX", None, True,
+                           message=f"Cancelled before {first} was finished: no labels were "
+                                   "kept.")
     return LayerResult(stack.name, res.labels, res.table, res.planes,
                        stack.plane_axes + "YX", None, res.cancelled,
                        time.perf_counter() - start)
+
+
+def _big_cancel_message(done: int, total: int) -> str:
+    """What a cancelled block-by-block segmentation did, and that it kept nothing."""
+    if done < total:
+        return (f"Cancelled after {done} of {total} blocks. A large image's labels are kept "
+                "only when all its blocks are done, so none were kept.")
+    return (f"Cancelled while the {total} blocks were being joined. A large image's labels "
+            "are kept only once its blocks are joined, so none were kept.")
 
 
 def plane_scores(truth: np.ndarray, labels: Any, planes: list[int], shape: tuple) -> list:

@@ -317,7 +317,7 @@ class SegmentWidget(QWidget):
 
     def _on_returned(self, result: Any) -> None:
         if result.labels is None:
-            self.status.setText("Cancelled: nothing was segmented.")
+            self.status.setText(result.message or "Cancelled: nothing was segmented.")
             return
         self.result = result
         self._show_result(result)

@@ -1,0 +1,120 @@
+"""Cancel in the "Segment image layer" dock: within one plane, and block by block.
+
+A stand-in network holds its first forward call until Cancel was pressed, so the
+stop always arrives before the plane is done (no timing).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from _widget_helpers import wait_worker
+
+pytestmark = pytest.mark.gui
+
+
+class HeldNet(torch.nn.Module):
+    """Background everywhere; the first forward call waits until ``cancelled`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+        self.cancelled = threading.Event()
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls == 1:
+            assert self.cancelled.wait(30), "Cancel was never pressed"
+        return torch.full((x.shape[0], 1, *x.shape[2:]), -5.0)
+
+
+@pytest.fixture
+def dock(make_napari_viewer, monkeypatch):
+    from napari_nuclei_unet.widgets import segment_widget
+    from napari_nuclei_unet.widgets.segment_widget import SegmentWidget
+
+    net = HeldNet()
+    monkeypatch.setattr(segment_widget, "_resolve_model", lambda path, session_model: net)
+    viewer = make_napari_viewer()
+    widget = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Segment image layer")
+    return viewer, widget, net
+
+
+def cancel_on_first_update(widget, net, seen, word=""):
+    """Press Cancel when the first update (whose message has ``word``) arrives."""
+    shown = widget._on_progress
+
+    def on_progress(update):
+        seen.append(update)
+        shown(update)
+        if not widget._stop and word in update.message:
+            widget.cancel()
+            net.cancelled.set()
+
+    widget._on_progress = on_progress
+
+
+def test_cancel_stops_one_plane_between_its_tiles(dock, qtbot):
+    viewer, widget, net = dock
+    plane = np.random.default_rng(0).integers(0, 256, (2100, 2100)).astype(np.uint8)
+    viewer.add_image(plane, name="big")  # passes of 4 and 9 tiles of 1024 px, 2 per batch
+    widget.image.value = viewer.layers["big"]
+    seen = []
+    cancel_on_first_update(widget, net, seen, "tile")
+    worker = widget.segment()
+    wait_worker(qtbot, worker)
+    # Cancel came before the first batch, or while it ran: none of the plane's other 6+
+    assert net.calls <= 1
+    assert seen[1].message == "plane 1/1: tile 0/4 (pass 1, at 50 % size)"
+    assert widget.status.text() == ("Cancelled before the plane was finished: no labels "
+                                    "were kept.")
+    assert widget.result_layer is None and [layer.name for layer in viewer.layers] == ["big"]
+    assert widget.segment_button.enabled and not widget.cancel_button.enabled
+
+
+def test_one_plane_shows_its_tiles_as_it_goes(dock, qtbot):
+    viewer, widget, net = dock
+    net.cancelled.set()  # nothing held: runs to the end
+    viewer.add_image(np.random.default_rng(1).integers(0, 256, (1100, 1100)).astype(np.uint8),
+                     name="big")
+    widget.image.value = viewer.layers["big"]
+    updates, shown = [], []
+    show = widget._on_progress
+
+    def on_progress(update):
+        show(update)
+        updates.append(update.message)
+        shown.append(widget.status.text())
+
+    widget._on_progress = on_progress
+    wait_worker(qtbot, widget.segment())
+    assert [m for m in updates if "pass 1," in m] == [
+        f"plane 1/1: tile {k}/4 (pass 1, at full size)" for k in (0, 2, 4)]
+    # the status line moves within the plane (it repaints at most 10 times a second)
+    assert any(text.startswith("0/1 planes — plane 1/1: tile ") for text in shown)
+    assert widget.status.text().startswith("Segmentation done: 1 plane(s), 0 nuclei")
+
+
+def test_cancel_of_a_block_by_block_image_says_nothing_was_kept(dock, qtbot):
+    import dask.array as da
+
+    viewer, widget, net = dock
+    plane = np.random.default_rng(2).integers(0, 256, (300, 360)).astype(np.uint8)
+    viewer.add_image(da.from_array(plane, chunks=(128, 128)), name="lazy")
+    widget.image.value = viewer.layers["lazy"]
+    seen = []
+    cancel_on_first_update(widget, net, seen)
+    wait_worker(qtbot, widget.segment())
+    # the block under way when Cancel came may finish; the message says so either way
+    assert widget.status.text() in (
+        "Cancelled after 0 of 1 blocks. A large image's labels are kept only when all its "
+        "blocks are done, so none were kept.",
+        "Cancelled while the 1 blocks were being joined. A large image's labels are kept "
+        "only once its blocks are joined, so none were kept.")
+    assert widget.result_layer is None and [layer.name for layer in viewer.layers] == ["lazy"]
