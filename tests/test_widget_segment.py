@@ -297,3 +297,16 @@ def test_core_messages_name_the_docks_fields():
     assert "in the Nuclear channel field (0 to 2)" in text and "in the Axes field" in text
     assert "name one in the Axes field" in in_dock_words(
         "numbered 0 to 0 (it has no channel axis; use --axes to name one).")
+
+
+def test_a_failed_segmentation_says_so_in_the_dock(dock, qtbot, tmp_path):
+    viewer, widget = dock
+    viewer.add_image(nuclei_plane(1), name="cells")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a model")
+    widget.model_file.value = str(bad)
+    with capture_notifications():
+        worker = widget.segment()
+        wait_worker(qtbot, worker)
+    assert widget.status.text().startswith("Segmentation failed: ")
+    assert "planes" not in widget.status.text()

@@ -280,8 +280,8 @@ class SegmentWidget(QWidget):
             KIND, _job, model_path, self.session.model, stack, settings, channel=channel,
             planes=planes, big=big, should_stop=lambda: self._stop,
             on_yielded=self._on_progress, on_returned=self._on_returned,
-            on_finished=self._on_finished, action="Segmenting the image layer",
-            viewer=self.viewer, cancel=self.cancel)
+            on_errored=self._on_errored, on_finished=self._on_finished,
+            action="Segmenting the image layer", viewer=self.viewer, cancel=self.cancel)
         if worker is not None:
             self._started = time.perf_counter()
             self._last_paint = 0.0
@@ -325,6 +325,12 @@ class SegmentWidget(QWidget):
         what = "cancelled after" if result.cancelled else "done:"
         self.status.setText(f"Segmentation {what} {len(result.planes)} plane(s), {n} nuclei, "
                             f"{result.seconds:.1f} s.")
+
+    def _on_errored(self, exc: BaseException) -> None:
+        from napari_nuclei_unet.widgets._workers import explain
+
+        # the notification fades; the dock keeps saying what happened (not "0/1 planes")
+        self.status.setText(f"Segmentation failed: {in_dock_words(explain(exc))}")
 
     def _on_finished(self) -> None:
         self.segment_button.enabled = True
