@@ -317,6 +317,13 @@ def test_model_dock_loads_a_bioimageio_package(make_napari_viewer, qtbot):
     # named by its package folder, not by the generic file name every package has
     assert f"{_real_package().name}/bioimageio" in widget.name_label.text()
     assert "trained 2019-12-11" in widget.training_label.text()
+    # it runs where "auto" resolved to, named as such (it said "the GPU (unknown)" here)
+    import torch
+
+    shown = widget.device_label.text()
+    assert shown.endswith("bioimage.io package")  # not "0.0 k parameters"
+    if not torch.cuda.is_available():
+        assert shown.startswith("the CPU"), shown
     # loaded with "Run on" at its default (auto), the package predicts
     image = np.load(_real_package() / "test_input.npy")[0, 0][:96, :128]
     prob = predict_probability(session.model.model, image)
@@ -338,3 +345,18 @@ def test_a_file_that_is_not_a_package_is_named_so(tmp_path, name):
     with pytest.raises(CheckpointError, match="is not a bioimage.io model package") as info:
         load_any_model(path)
     assert "safetensors does not exist" not in str(info.value)
+
+
+def test_torchs_deprecation_of_jit_load_is_not_shown_to_users():
+    """bioimageio.core loads TorchScript with torch.jit.load, which torch calls deprecated:
+    napari showed that warning to the user as a toast at the first prediction."""
+    import warnings
+
+    from napari_nuclei_unet.bioimageio.load import load_any_model
+
+    loaded = load_any_model(_real_package() / "bioimageio.yaml", device="cpu")
+    image = np.load(_real_package() / "test_input.npy")[0, 0][:64, :64]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        predict_probability(loaded.model, image)
+    assert not [w for w in caught if "jit.load" in str(w.message)]

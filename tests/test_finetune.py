@@ -210,6 +210,20 @@ def test_two_stores_of_one_project_keep_each_others_entries(tmp_path):
         (tmp_path / "project.json").read_text())["corrections"]
 
 
+def test_a_store_lists_what_another_store_replaced(tmp_path):
+    """The Retrain dock keeps one store open; the Segment dock (or a nuclei-unet command)
+    replaced a correction through another: the dock listed the old nuclei count and time."""
+    a = synthetic("fluorescence", 13)
+    dock, other = CorrectionStore(tmp_path), CorrectionStore(tmp_path)
+    other.add("a", a.image, a.labels, note="first")
+    assert [(c.id, c.note) for c in dock.list()] == [("a", "first")]
+    fewer = np.where(a.labels == a.labels.max(), 0, a.labels)  # one nucleus less
+    other.add("a", a.image, fewer, note="second")
+    (entry,) = dock.list()
+    assert entry.note == "second" and entry.n_nuclei == int(np.unique(fewer).size - 1)
+    assert dock.get("a").note == "second"
+
+
 def test_a_lock_held_elsewhere_waits_and_a_killed_holder_never_blocks(tmp_path, monkeypatch):
     import subprocess
     import sys

@@ -193,6 +193,10 @@ def test_compare_pushes_scores_and_add_to_project(dock, qtbot, tmp_path):
     assert store.ids() == ["zs-plane1"]
     assert (store.load_samples(["zs-plane1"])[0].labels[:10, :10] > 0).all()
     assert changed == [str(tmp_path / "project")]
+    # adding the same plane again replaces it, and says so
+    with capture_notifications() as notes:
+        wait_worker(qtbot, widget.add_to_project(tmp_path / "project"))
+    assert notes.any("Replaced zs-plane1")
 
 
 def test_wrong_channel_is_a_plain_message(dock, qtbot):

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -381,9 +382,13 @@ class BioimageioModel:
             if self._pipeline is not None:
                 self._pipeline.unload()
             try:
-                self._pipeline = create_prediction_pipeline(
-                    self.descr, weights_format=self.weight_format, devices=[device]
-                )
+                with warnings.catch_warnings():
+                    # bioimageio.core loads TorchScript with torch.jit.load, which torch
+                    # now calls deprecated: a developer's matter, shown to users as a toast
+                    warnings.filterwarnings("ignore", message=r".*torch\.jit\.load.*deprecated")
+                    self._pipeline = create_prediction_pipeline(
+                        self.descr, weights_format=self.weight_format, devices=[device]
+                    )
             except Exception as exc:
                 raise CheckpointError(
                     f"Could not load the {self.weight_format} weights of {self.source} on "

@@ -116,7 +116,10 @@ def model_device(loaded: LoadedModel) -> str:
     try:
         return str(next(loaded.model.parameters()).device)
     except (StopIteration, AttributeError):
-        return "unknown"
+        pass
+    # a bioimage.io package runs through bioimageio.core and names its own device
+    device = getattr(loaded.model, "device", None)
+    return "unknown" if device is None else str(device)
 
 
 def _format(value: Any) -> str:
@@ -473,8 +476,11 @@ class ModelWidget(QWidget):
         n_params = sum(p.numel() for p in loaded.model.parameters())
         size = f"{n_params / 1e6:.2f} M" if n_params >= 1e6 else f"{n_params / 1e3:.1f} k"
         device = model_device(loaded)
-        where = "the CPU" if device == "cpu" else f"the GPU ({device})"
-        self.device_label.setText(f"{where} · {size} parameters")
+        where = ("the CPU" if device == "cpu" else "an unknown device"
+                 if device == "unknown" else f"the GPU ({device})")
+        # a bioimage.io package's weights are not torch parameters here: no count of them
+        self.device_label.setText(f"{where} · {size} parameters" if n_params else
+                                  f"{where} · bioimage.io package")
         metadata = getattr(loaded, "metadata", {}) or {}
         self.training_label.setText(describe_training(metadata))
         _fill(self.metrics_table, flatten_metrics(metadata))

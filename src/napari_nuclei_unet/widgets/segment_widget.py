@@ -505,10 +505,13 @@ class SegmentWidget(QWidget):
         sample_id = safe_name(f"{stack.name}-plane{flat}")
         self.added = None
 
-        def done(entry: Any) -> None:
+        def done(written: tuple[Any, bool]) -> None:
+            entry, replaced = written
             self.added = entry
             self.session.note_project_changed(folder)
-            notify(f"Added {sample_id} to the fine-tuning project {folder}.")
+            notify(f"{'Replaced' if replaced else 'Added'} {sample_id} "
+                   f"({entry.n_nuclei} nuclei) in the fine-tuning project {folder}"
+                   + (" (it had been added before)." if replaced else "."))
 
         return self.session.jobs.start(
             ADD_KIND, _add_plane, folder, stack, flat, self._source["channel"], labels,
@@ -518,14 +521,18 @@ class SegmentWidget(QWidget):
 
 def _add_plane(folder: str, stack: Any, flat: int, channel: Any, labels: Any, sample_id: str,
                note: str) -> Any:
-    """Worker: write one plane and its labels into a project's corrections."""
+    """Worker: write one plane and its labels into a project's corrections.
+
+    Returns the new entry and whether it replaced a correction of the same name.
+    """
     import numpy as np
 
     from napari_nuclei_unet.core.finetune import CorrectionStore
 
     image = np.asarray(stack.plane(flat, channel))
-    return CorrectionStore(folder).add(sample_id, image, np.asarray(labels), source="label",
-                                       note=note)
+    store = CorrectionStore(folder)
+    replaced = sample_id in store
+    return store.add(sample_id, image, np.asarray(labels), source="label", note=note), replaced
 
 
 def _save_ome_zarr(data: Any, path: Path, name: str) -> None:

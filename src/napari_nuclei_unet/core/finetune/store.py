@@ -142,6 +142,7 @@ class CorrectionStore:
         self.lock_path = self.path / LOCK_FILE
         self._entries: dict[str, dict[str, Any]] = {}
         self._project: dict[str, Any] = {}
+        self._index_stamp: tuple[int, int] | None = None
         self._read_index()
         if self._leftovers() or self._stale():
             locked = False
@@ -158,7 +159,25 @@ class CorrectionStore:
 
     # -- index ----------------------------------------------------------------------
 
+    def _stamp(self) -> tuple[int, int] | None:
+        """The index file's modification time and size (None when there is none)."""
+        try:
+            stat = self.index_path.stat()
+        except OSError:
+            return None
+        return stat.st_mtime_ns, stat.st_size
+
+    def _read_index_if_changed(self) -> None:
+        """Read the index again when another store wrote it since this one read it.
+
+        Another dock or a nuclei-unet command may have added or replaced corrections:
+        listing must show them as they are now.
+        """
+        if self._stamp() != self._index_stamp:
+            self._read_index()
+
     def _read_index(self) -> None:
+        self._index_stamp = self._stamp()
         if not self.index_path.exists():
             return
         try:
@@ -188,6 +207,7 @@ class CorrectionStore:
         _write_json_atomic(self.index_path, data)
         self._project = data
         self._entries = {k: dict(v) for k, v in data["corrections"].items()}
+        self._index_stamp = self._stamp()
 
     def _leftovers(self) -> bool:
         """Whether staging folders or backups exist (a save running now, or crashed)."""
@@ -294,6 +314,7 @@ class CorrectionStore:
         -------
         list of Correction
         """
+        self._read_index_if_changed()
         found = []
         if self.corrections_dir.is_dir():
             for folder in sorted(self.corrections_dir.iterdir()):
