@@ -289,6 +289,7 @@ def test_axes_must_end_in_yx_as_napari_shows_the_layer(dock):
         with capture_notifications() as notes:
             assert widget.segment() is None
         assert notes.any("name them YX, in that order"), axes
+        assert widget.status.text().startswith("Not segmented: Axes"), axes
 
 
 def test_core_messages_name_the_docks_fields():

@@ -265,7 +265,9 @@ class SegmentWidget(QWidget):
                         "threshold": float(self.threshold.value), "tta": bool(self.tta.value)}
             plane = current_plane(layer, stack, self.viewer.dims.point, self.axes.value)
         except ValueError as exc:
-            notify_error(ValueError(in_dock_words(str(exc))), "Segmenting the layer")
+            message = in_dock_words(str(exc))
+            notify_error(ValueError(message), "Segmenting the layer")
+            self.status.setText(f"Not segmented: {message}")  # the notification fades
             return None
         h, w = stack.yx_shape
         big = is_lazy(layer_data(layer)) or getattr(layer, "multiscale", False) or \
