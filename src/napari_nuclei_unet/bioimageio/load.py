@@ -39,6 +39,8 @@ import numpy as np
 from ..core.checkpoint import CheckpointError, LoadedModel, load_checkpoint, weights_path
 
 RDF_NAMES = ("rdf.yaml", "bioimageio.yaml")
+#: File suffixes a bioimage.io package comes as (besides a folder).
+PACKAGE_SUFFIXES = (".zip", ".yaml", ".yml")
 INSTALL_HINT = 'pip install "napari-nuclei-unet[bioimageio]"'
 SAFE_WEIGHT_FORMATS = ("torchscript", "onnx")
 
@@ -86,6 +88,18 @@ def is_bioimageio_package(path: str | os.PathLike) -> bool:
     return False
 
 
+def may_be_package(path: str | os.PathLike) -> bool:
+    """Whether ``path`` has a package's form (a folder, a ``.zip`` or a YAML), unread.
+
+    :func:`is_bioimageio_package` reads it to tell; this only says which kind of file
+    was meant, e.g. to call a broken ``.zip`` a package rather than a checkpoint.
+    """
+    if isinstance(path, str) and path == "default":
+        return False
+    path = Path(path)
+    return path.suffix.lower() in PACKAGE_SUFFIXES or path.is_dir()
+
+
 def load_any_model(path_or_default: str | os.PathLike, device: Any = "cpu") -> LoadedModel:
     """Load a MODEL argument: a nuclei-unet checkpoint or a bioimage.io package.
 
@@ -113,9 +127,8 @@ def load_any_model(path_or_default: str | os.PathLike, device: Any = "cpu") -> L
     """
     if not is_bioimageio_package(path_or_default):
         path = Path(path_or_default)
-        if str(path_or_default) != "default" and path.exists() \
-                and not weights_path(path).exists() \
-                and (path.is_dir() or path.suffix.lower() in (".zip", ".yaml", ".yml")):
+        if may_be_package(path_or_default) and path.exists() \
+                and not weights_path(path).exists():
             # not "<path>.safetensors does not exist": say what the file is not
             raise CheckpointError(
                 f"{path} is not a bioimage.io model package: no rdf.yaml or bioimageio.yaml "

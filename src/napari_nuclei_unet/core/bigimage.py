@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from .progress import Cancelled, Progress
+from .progress import Cancelled, Progress, relay
 
 #: Default block side (pixels) and halo: block + 2 halos = 1024, one network pass.
 DEFAULT_BLOCK = 896
@@ -436,8 +436,13 @@ def segment_large(
         dask_key_name=f"nuclei-stats-{token}-{i}-{j}")
         for i in range(ni) for j in range(nj)]
     last = [Progress("blocks", 0, n_blocks)]
-    results = yield from _noting(_run([*store, *seams, *stats], n_blocks, client, workers,
-                                      should_stop, "nuclei-stats", stop_event), last)
+
+    def noted(update: Progress) -> Progress:  # the blocks done, should it stop
+        last[0] = update
+        return update
+
+    results = yield from relay(_run([*store, *seams, *stats], n_blocks, client, workers,
+                                    should_stop, "nuclei-stats", stop_event), noted)
     if results is None:
         shutil.rmtree(out, ignore_errors=True)
         return BigResult(out, 0, {}, n_blocks, time.perf_counter() - start, cancelled=True,
@@ -519,17 +524,6 @@ def _merge_table(table: dict, values: np.ndarray, n_nuclei: int, labels: Any,
         merged["eccentricity"][k] = row["eccentricity"][0]
         merged["solidity"][k] = row["solidity"][0]
     return merged
-
-
-def _noting(job: Generator[Progress, None, Any], last: list) -> Generator[Progress, None, Any]:
-    """Re-yield ``job``'s updates, keeping the latest in ``last[0]``; return its result."""
-    while True:
-        try:
-            update = next(job)
-        except StopIteration as stop:
-            return stop.value
-        last[0] = update
-        yield update
 
 
 def _run(tasks: list, n_blocks: int, client: Any, workers: int,

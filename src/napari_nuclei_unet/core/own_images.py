@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .atomic import atomic_write
-from .progress import Cancelled, Progress
+from .progress import Cancelled, Progress, relay
 from .stacks import ImageStack
 
 
@@ -154,13 +154,8 @@ def _plane_steps(model: Any, plane: np.ndarray, options: Any, device: Any,
     from .segment import segment_image_steps
 
     steps = segment_image_steps(model, plane, options, device=device, should_stop=should_stop)
-    while True:
-        try:
-            update = next(steps)
-        except StopIteration as stop:
-            return stop.value
-        yield Progress("segment", done, total,
-                       f"{where}: tile {update.done}/{update.total} ({update.message})")
+    return (yield from relay(steps, lambda update: Progress(
+        "segment", done, total, f"{where}: tile {update.done}/{update.total} ({update.message})")))
 
 
 def _finish(labels: np.ndarray, tables: list, done: list, diameters: list, *,

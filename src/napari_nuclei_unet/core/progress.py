@@ -68,6 +68,30 @@ def drive(job: Generator[Any, None, R], on_update: Callable[[Any], None] | None 
             on_update(update)
 
 
+def relay(job: Generator[Any, None, R], convert: Callable[[Any], Any]
+          ) -> Generator[Any, None, R]:
+    """Run ``job`` as part of another job: yield ``convert(update)`` for each update.
+
+    An update ``convert`` maps to None is not passed on. Returns whatever ``job``
+    returned, so ``result = yield from relay(inner, lambda u: Progress(...))``.
+
+    Parameters
+    ----------
+    job : generator
+        A job that yields updates and returns a result.
+    convert : callable
+        Maps one of its updates to the update to yield (or None to skip it).
+    """
+    while True:
+        try:
+            update = next(job)
+        except StopIteration as stop:
+            return stop.value
+        out = convert(update)
+        if out is not None:
+            yield out
+
+
 def stop_requested(should_stop: StopCheck | None) -> bool:
     """Return True when a cooperative stop was asked for."""
     return bool(should_stop is not None and should_stop())

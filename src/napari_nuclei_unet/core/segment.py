@@ -22,7 +22,7 @@ from .inference import (
 )
 from .instances import labels_from_heads, labels_from_probability, object_diameters
 from .planes import grey_levels, resize_array, resize_plane, sharpness, smooth
-from .progress import Progress, StopCheck, check_stop, drive
+from .progress import Progress, StopCheck, check_stop, drive, relay
 
 #: Typical nucleus diameter (pixels) of the DSB2018 training images at native scale: the
 #: median over stage1_train's 670 images of each image's median equivalent diameter
@@ -166,14 +166,13 @@ def _tiles_as(steps, *, part: int = 0, parts: int = 1, what: str = ""):
     Only part 0 yields ``done == 0``, the start of a pass that :func:`segment_image_steps`
     counts.
     """
-    while True:
-        try:
-            update = next(steps)
-        except StopIteration as stop:
-            return stop.value
+    def convert(update: Progress) -> Progress | None:
         done = part * update.total + update.done
         if done or part == 0:
-            yield Progress("tiles", done, parts * update.total, what or update.message)
+            return Progress("tiles", done, parts * update.total, what or update.message)
+        return None
+
+    return (yield from relay(steps, convert))
 
 
 def _predict(model, image, options: SegmentOptions, device, stop: StopCheck | None = None):
@@ -662,16 +661,15 @@ def segment_image_steps(
     """
     options = options or SegmentOptions()
     passes = 0
-    steps = _network_maps(model, image, options, device, should_stop)
-    while True:
-        try:
-            update = next(steps)
-        except StopIteration as stop:
-            network, labels = stop.value
-            break
-        if update.done == 0:
+
+    def counted(update: Progress) -> Progress:
+        nonlocal passes
+        if update.done == 0:  # a new network pass starts
             passes += 1
-        yield Progress("tiles", update.done, update.total, f"pass {passes}, {update.message}")
+        return Progress("tiles", update.done, update.total, f"pass {passes}, {update.message}")
+
+    network, labels = yield from relay(
+        _network_maps(model, image, options, device, should_stop), counted)
     check_stop(should_stop)
     # the estimate's labels were made at this threshold: reused, not made again
     return _segmentation(network, options.threshold, True, labels)

@@ -55,6 +55,11 @@ PLACEHOLDER_KEY = "nuclei_unet_placeholder"
 EDITED_KEY = "nuclei_unet_edited"
 
 
+def is_placeholder(layer: Any) -> bool:
+    """Whether ``layer`` is one the workflow panel made ahead of use, hidden and empty."""
+    return bool(layer.metadata.get(PLACEHOLDER_KEY))
+
+
 def short_id(sample_id: str, keep: int = 8, longest: int = 16) -> str:
     """Shorten a long sample id (DSB2018 ids are 64 hex digits) for display.
 

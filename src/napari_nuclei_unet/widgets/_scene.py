@@ -192,7 +192,7 @@ def frame_first_own_layer(viewer: Any) -> None:
     """
     from qtpy.QtCore import QTimer
 
-    from napari_nuclei_unet.widgets._layers import PLACEHOLDER_KEY
+    from napari_nuclei_unet.widgets._layers import is_placeholder
     from napari_nuclei_unet.widgets._session import session_for
 
     session = session_for(viewer)
@@ -201,10 +201,10 @@ def frame_first_own_layer(viewer: Any) -> None:
 
     def on_inserted(event: Any) -> None:
         layer = event.value
-        if layer.metadata.get(PLACEHOLDER_KEY) or not layer.visible:
+        if is_placeholder(layer) or not layer.visible:
             return
         others = [other for other in viewer.layers if other is not layer]
-        if not others or not all(other.metadata.get(PLACEHOLDER_KEY) for other in others):
+        if not others or not all(is_placeholder(other) for other in others):
             return  # napari frames a first layer itself; later ones keep the user's view
 
         def frame() -> None:  # once napari has set the dims for the new layer

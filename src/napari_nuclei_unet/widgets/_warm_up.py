@@ -281,7 +281,7 @@ def layer_warm_up_steps(viewer) -> list:
         The steps, for :class:`TurnRunner`.
     """
     from napari_nuclei_unet.widgets._compare_layers import placeholder_makers
-    from napari_nuclei_unet.widgets._layers import PLACEHOLDER_KEY, text_overlay
+    from napari_nuclei_unet.widgets._layers import is_placeholder, text_overlay
     from napari_nuclei_unet.widgets._scene import added_unselected, frame_first_own_layer
 
     frame_first_own_layer(viewer)  # the placeholders must not keep napari from framing it
@@ -295,7 +295,7 @@ def layer_warm_up_steps(viewer) -> list:
     def give_back_selection() -> None:
         # napari selects each layer it adds: the last hidden placeholder stayed selected
         active = selection.active
-        if active is not None and not active.metadata.get(PLACEHOLDER_KEY):
+        if active is not None and not is_placeholder(active):
             return  # the user picked a layer meanwhile
         kept = [layer for layer in before.get("selected", []) if layer in viewer.layers]
         selection.clear()
@@ -306,7 +306,7 @@ def layer_warm_up_steps(viewer) -> list:
     def after_remembering(make):
         def step():
             active = selection.active
-            if not before or active is None or not active.metadata.get(PLACEHOLDER_KEY):
+            if not before or active is None or not is_placeholder(active):
                 remember()  # at first, and whenever the user picked layers in between
             return make()
         return step
@@ -332,7 +332,7 @@ def layer_warm_up_steps(viewer) -> list:
 
     def prime(layer) -> tuple:
         def show() -> None:
-            if layer in viewer.layers and layer.metadata.get(PLACEHOLDER_KEY):
+            if layer in viewer.layers and is_placeholder(layer):
                 layer._nuclei_unet_opacity = layer.opacity
                 layer.opacity = 0.0
                 layer.visible = True
@@ -342,7 +342,7 @@ def layer_warm_up_steps(viewer) -> list:
             if opacity is None:
                 return
             del layer._nuclei_unet_opacity
-            if layer in viewer.layers and layer.metadata.get(PLACEHOLDER_KEY):
+            if layer in viewer.layers and is_placeholder(layer):
                 layer.visible = False
             layer.opacity = opacity
 
@@ -351,7 +351,7 @@ def layer_warm_up_steps(viewer) -> list:
     def expand() -> list:
         more: list = []
         for layer in list(viewer.layers):
-            if layer.metadata.get(PLACEHOLDER_KEY):
+            if is_placeholder(layer):
                 show, hide = prime(layer)
                 more.extend([show, _wait, hide])
         captions: list = []

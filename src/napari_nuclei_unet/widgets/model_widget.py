@@ -103,14 +103,6 @@ def _checkpoint_error(exc: BaseException, package: bool = False) -> str | None:
     return f"This file is not a usable nuclei-unet checkpoint: {text}"
 
 
-def _is_package_path(path: str | Path) -> bool:
-    """Whether ``path`` names a bioimage.io package rather than a checkpoint (no reading)."""
-    if str(path) == "default":
-        return False
-    path = Path(path)
-    return path.suffix.lower() in (".zip", ".yaml", ".yml") or path.is_dir()
-
-
 def model_device(loaded: LoadedModel) -> str:
     """Return the device the model's weights are on (e.g. ``"cpu"``, ``"cuda:0"``)."""
     try:
@@ -390,6 +382,8 @@ class ModelWidget(QWidget):
         WorkerBase or None
             The loading worker (None when a load is already running).
         """
+        from napari_nuclei_unet.bioimageio.load import may_be_package
+
         name = "the default model" if str(path) == "default" else Path(path).name
         worker = self.session.jobs.start(
             "load model",
@@ -399,7 +393,7 @@ class ModelWidget(QWidget):
             on_returned=self.session.set_model,
             on_finished=self._loading_finished,
             action=f"Loading {name}",
-            error_message=partial(_checkpoint_error, package=_is_package_path(path)),
+            error_message=partial(_checkpoint_error, package=may_be_package(path)),
         )
         if worker is not None:
             self.name_label.setText(f"loading {name} …")

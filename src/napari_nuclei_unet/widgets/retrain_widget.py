@@ -408,8 +408,9 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
 
     def _update_model_label(self, current: Any = None) -> None:
         model = self.session.model
-        adopted = [v for v in self.versions() if v.adopted] if model is None else []
-        project_model = adopted[-1] if adopted else None
+        from napari_nuclei_unet.core.finetune.versions import newest_adopted
+
+        project_model = newest_adopted(self.versions()) if model is None else None
         if project_model is not None and not project_model.is_base:
             # e.g. napari restarted: the project is back, its model is not loaded yet
             text = (f"No model loaded. This project's model is <b>{project_model.name}</b>: "

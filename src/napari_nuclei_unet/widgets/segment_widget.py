@@ -43,7 +43,7 @@ from napari_nuclei_unet.widgets._features_table import FeaturesTable
 from napari_nuclei_unet.widgets._layers import (
     EDITED_KEY,
     IMAGE_LAYER,
-    PLACEHOLDER_KEY,
+    is_placeholder,
     watch_edits,
 )
 from napari_nuclei_unet.widgets._session import disconnect_all, on_destroyed, session_for
@@ -53,6 +53,8 @@ if TYPE_CHECKING:
 
 KIND = "segment layer"
 ADD_KIND = "add to project"
+#: Result-layer metadata key: what the layer was segmented from (source layer, axes…).
+RESULT_KEY = "nuclei_unet_segmentation"
 ALL, CURRENT = "all planes", "current plane"
 #: Repaint the progress at most this often (seconds).
 REPAINT_S = 0.1
@@ -63,13 +65,8 @@ REPAINT_S = 0.1
 PANEL_IMAGES = (IMAGE_LAYER, PREDICTION_IMAGE_LAYER)
 
 
-def _placeholder(layer: Any) -> bool:
-    """A layer the workflow panel made ahead of use, hidden and empty: never offered."""
-    return bool(layer.metadata.get(PLACEHOLDER_KEY))
-
-
 def _users_layer(layer: Any) -> bool:
-    return not _placeholder(layer) and layer.name not in PANEL_IMAGES
+    return not is_placeholder(layer) and layer.name not in PANEL_IMAGES
 
 
 def in_dock_words(text: str) -> str:
@@ -191,14 +188,14 @@ class SegmentWidget(QWidget):
         import napari
 
         return [(layer.name, layer) for layer in self.viewer.layers
-                if isinstance(layer, napari.layers.Image) and not _placeholder(layer)]
+                if isinstance(layer, napari.layers.Image) and not is_placeholder(layer)]
 
     def _labels_choices(self, *_args: Any) -> list:
         import napari
 
         return [(layer.name, layer) for layer in self.viewer.layers
                 if isinstance(layer, napari.layers.Labels) and layer is not self.result_layer
-                and not _placeholder(layer)]
+                and not is_placeholder(layer)]
 
     def _connect(self) -> None:
         events = self.viewer.layers.events
@@ -350,7 +347,7 @@ class SegmentWidget(QWidget):
             features.insert(0, "index", features["label"])
         kwargs = self._placement(layer, result)
         old = self.result_layer
-        source = {} if old is None else old.metadata.get("nuclei_unet_segmentation") or {}
+        source = {} if old is None else old.metadata.get(RESULT_KEY) or {}
         reuse = old is not None and old in self.viewer.layers \
             and source.get("source") == layer.name \
             and tuple(old.data.shape) == tuple(result.labels.shape)
@@ -367,7 +364,7 @@ class SegmentWidget(QWidget):
 
             notify(f"Your corrections in “{old.name}” are kept: the new result is the layer "
                    f"“{self.result_layer.name}”.")
-        self.result_layer.metadata["nuclei_unet_segmentation"] = {
+        self.result_layer.metadata[RESULT_KEY] = {
             "source": layer.name, "axes": result.axes, "planes": list(result.planes),
             "zarr": str(result.zarr_path) if result.zarr_path else None}
         self.table.set_table(result.table)
@@ -432,7 +429,7 @@ class SegmentWidget(QWidget):
             else:
                 from napari_nuclei_unet.core.own_images import write_labels_tiff
 
-                axes = self.result_layer.metadata.get("nuclei_unet_segmentation", {}).get(
+                axes = self.result_layer.metadata.get(RESULT_KEY, {}).get(
                     "axes") or "Q" * (self.result_layer.ndim - 2) + "YX"
                 data = self.result_layer.data
                 if len(data.shape) != 2:

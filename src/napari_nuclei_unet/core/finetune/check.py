@@ -11,7 +11,7 @@ import numbers
 from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
-from ..progress import Progress
+from ..progress import Progress, relay
 from ._common import FinetuneError
 from .results import NOT_ADOPTED, ScoreChange, adoption, changes
 
@@ -37,12 +37,9 @@ def score_sets(model: Any, groups: Sequence[tuple[Sequence[Any], Any]], device: 
             continue
         job = evaluate(model, samples, device=device, should_stop=should_stop,
                        segment_options=options)
-        try:
-            while True:
-                update = next(job)
-                yield Progress(stage, done + update.done, total, update.message)
-        except StopIteration as end:
-            rows.extend(end.value.rows)
+        result = yield from relay(job, lambda update, offset=done: Progress(
+            stage, offset + update.done, total, update.message))
+        rows.extend(result.rows)
         done += len(samples)
     return rows
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +74,12 @@ def _is_default_model(model: str | os.PathLike) -> bool:
         return False
 
 
+def newest_adopted(versions: Sequence[ModelVersion]) -> ModelVersion | None:
+    """The last adopted version of ``versions`` (listed oldest first), or None."""
+    adopted = [v for v in versions if v.adopted]
+    return adopted[-1] if adopted else None
+
+
 class ModelVersions:
     """The models of a fine-tuning project, one never-overwritten folder per round.
 
@@ -136,8 +142,7 @@ class ModelVersions:
         A round that made the model worse is kept as a version but skipped here (see
         :attr:`ModelVersion.adopted`). None when the project has no version yet.
         """
-        adopted = [v for v in self.list() if v.adopted]
-        return adopted[-1] if adopted else None
+        return newest_adopted(self.list())
 
     def get(self, name: str) -> ModelVersion:
         """The version called ``name`` (``"v002"``; ``"2"`` and ``2`` work too).
