@@ -312,7 +312,7 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
             "No round yet: the first one records the current model as v000."
             if not versions else f"{len(versions)} version(s); ● marks the one in use."
         )
-        self._update_model_label(current)
+        self._update_model_label(current, versions)
         self._update_image_label()
         self._update_buttons()
 
@@ -403,14 +403,15 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         versions = self.versions()
         current = version_of_model(self.session.model, versions)
         self.versions_table.set_versions(versions, None if current is None else current.name)
-        self._update_model_label(current)
+        self._update_model_label(current, versions)
         self._update_buttons()
 
-    def _update_model_label(self, current: Any = None) -> None:
-        model = self.session.model
+    def _update_model_label(self, current: Any, versions: list[Any]) -> None:
+        """Say which model is in use; ``versions``: the project's, as just listed."""
         from napari_nuclei_unet.core.finetune.versions import newest_adopted
 
-        project_model = newest_adopted(self.versions()) if model is None else None
+        model = self.session.model
+        project_model = newest_adopted(versions) if model is None else None
         if project_model is not None and not project_model.is_base:
             # e.g. napari restarted: the project is back, its model is not loaded yet
             text = (f"No model loaded. This project's model is <b>{project_model.name}</b>: "
@@ -425,7 +426,7 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
             if path is not None and Path(path).name == "default.safetensors":
                 name = "default model"
             text = (f"Model in use: <b>{name}</b> (the first round records it as v000)."
-                    if not self.versions() else
+                    if not versions else
                     f"Model in use: <b>{name}</b> (not a version of this project).")
         self.model_label.setText(text)
 
