@@ -470,6 +470,21 @@ def test_a_refused_rounds_message_says_each_thing_once():
     assert text.count("0.700 → 0.750") == 1 and text.count("not made current") == 1
 
 
+def test_the_default_models_version_is_named_as_the_other_docks_name_it(tmp_path,
+                                                                        tiny_model):
+    from napari_nuclei_unet.core.finetune import ModelVersions
+    from napari_nuclei_unet.widgets._retrain_jobs import version_words
+
+    # after "Now using model v000" the Model and Compare docks say "default model": the
+    # notice names both, so the user sees they are one model
+    versions = ModelVersions(tmp_path / "project")
+    base = versions.record_base("default")
+    assert version_words(base) == "v000 (the default model)"
+    other = ModelVersions(tmp_path / "other")
+    copied = other.record_base(tiny_model.path)
+    assert version_words(copied) == "v000"
+
+
 def test_round_progress_names_each_model_the_self_check_scores(retrain):
     from napari_nuclei_unet.core.progress import Progress
 

@@ -293,15 +293,34 @@ def test_axes_must_end_in_yx_as_napari_shows_the_layer(dock):
 
 
 def test_core_messages_name_the_docks_fields():
+    from napari_nuclei_unet.core.stacks import ImageFileError, ImageStack, check_axes
     from napari_nuclei_unet.widgets.segment_widget import in_dock_words
 
-    text = in_dock_words("x has 3 channels (axes CYX); choose the nuclear channel with "
-                         "--channel N (0 to 2), or give other axes with --axes if these "
-                         "are not channels.")
-    assert "--" not in text
-    assert "in the Nuclear channel field (0 to 2)" in text and "in the Axes field" in text
-    assert "name one in the Axes field" in in_dock_words(
-        "numbered 0 to 0 (it has no channel axis; use --axes to name one).")
+    # the messages the core raises, not copies of their text: a reworded message cannot
+    # slip back to naming the command line's options in the dock
+    three = ImageStack("x", np.zeros((3, 8, 8), np.uint8), "CYX", "x.tif")
+    one = ImageStack("y", np.zeros((8, 8), np.uint8), "YX", "y.tif")
+    errors = []
+    for call in (lambda: three.check_channel(None), lambda: one.check_channel(2),
+                 lambda: check_axes("CSYX", 4)):
+        with pytest.raises(ImageFileError) as info:
+            call()
+        errors.append(info.value)
+    for exc in errors:
+        assert "--" in str(exc)  # the command line's words, as before
+        assert "--" not in in_dock_words(exc), str(exc)
+    many, missing, both = (in_dock_words(e) for e in errors)
+    assert "choose the nuclear channel in the Nuclear channel field (0 to 2)" in many
+    assert "give other axes in the Axes field" in many
+    assert "(it has no channel axis; name one in the Axes field)" in missing
+    assert "give one channel axis only, e.g. in the Axes field." in both
+    assert "choose the nuclear channel with --channel N (0 to 2)" in str(errors[0])
+    # a file name with braces is not mistaken for a setting
+    odd = ImageStack("z", np.zeros((2, 8, 8), np.uint8), "CYX", "{axes}.tif")
+    with pytest.raises(ImageFileError) as info:
+        odd.check_channel(None)
+    assert str(info.value).startswith("{axes}.tif has 2 channels")
+    assert in_dock_words(info.value).startswith("{axes}.tif has 2 channels")
 
 
 def test_a_failed_segmentation_says_so_in_the_dock(dock, qtbot, tmp_path):

@@ -31,8 +31,43 @@ TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
 PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 
+#: Where :class:`ImageFileError` messages tell the user to give a setting, as the command
+#: line asks for it. A front end that asks in other words (the Segment dock's fields)
+#: passes its own to :meth:`ImageFileError.worded`.
+COMMAND_LINE_WORDS = {"channel": "with --channel N", "axes": "with --axes"}
+
+
 class ImageFileError(ValueError):
-    """A user's image cannot be read as asked; the message says why and what to do."""
+    """A user's image cannot be read as asked; the message says why and what to do.
+
+    A message about a setting the user gives (the nuclear channel, the axes) is made with
+    :meth:`about_settings` from a template that holds ``{channel}`` or ``{axes}`` where
+    the setting is named; ``str()`` names it as the command line asks for it.
+    """
+
+    _template: str | None = None
+    _values: dict[str, Any] | None = None
+
+    @classmethod
+    def about_settings(cls, template: str, **values: Any) -> ImageFileError:
+        """An error about a setting the user gives.
+
+        ``template`` is a ``str.format`` template filled with ``values``; it names the
+        settings by ``{channel}`` / ``{axes}``.
+        """
+        error = cls(template.format(**values, **COMMAND_LINE_WORDS))
+        error._template, error._values = template, values
+        return error
+
+    def worded(self, words: dict[str, str]) -> str:
+        """The message with the settings named by ``words``.
+
+        ``words`` has the keys of :data:`COMMAND_LINE_WORDS`; a message that names no
+        setting is returned as it is.
+        """
+        if self._template is None:
+            return str(self)
+        return self._template.format(**(self._values or {}), **words)
 
 
 def stack_name(path: str | os.PathLike) -> str:
@@ -78,9 +113,9 @@ def check_axes(axes: str, ndim: int, source: str = "the image") -> str:
     if "Y" not in axes or "X" not in axes:
         raise ImageFileError(f"Axes {axes!r} for {source} need a Y and an X axis. " + hint)
     if "C" in axes and "S" in axes:
-        raise ImageFileError(
-            f"Axes {axes!r} for {source} have both C and S (colour samples); give one "
-            "channel axis only, e.g. with --axes.")
+        raise ImageFileError.about_settings(
+            "Axes {given!r} for {source} have both C and S (colour samples); give one "
+            "channel axis only, e.g. {axes}.", given=axes, source=source)
     return axes
 
 
@@ -162,17 +197,18 @@ class ImageStack:
         if channel is None:
             if n == 1 or self.rgb:
                 return None
-            raise ImageFileError(
-                f"{self.source} has {n} channels (axes {self.axes}); choose the nuclear "
-                f"channel with --channel N (0 to {n - 1}), or give other axes with --axes "
-                "if these are not channels.")
+            raise ImageFileError.about_settings(
+                "{source} has {n} channels (axes {given}); choose the nuclear channel "
+                "{channel} (0 to {last}), or give other axes {axes} if these are not "
+                "channels.", source=self.source, n=n, given=self.axes, last=n - 1)
         if isinstance(channel, bool) or not isinstance(channel, (int, np.integer)):
             raise ImageFileError(f"Channel must be a whole number, got {channel!r}.")
         if not 0 <= int(channel) < n:
-            extra = "" if "C" in self.axes else " (it has no channel axis; use --axes to name one)"
-            raise ImageFileError(
-                f"Channel {channel} does not exist in {self.source}: it has {n} channel(s), "
-                f"numbered 0 to {n - 1}{extra}.")
+            extra = "" if "C" in self.axes else " (it has no channel axis; name one {axes})"
+            raise ImageFileError.about_settings(
+                "Channel {chosen} does not exist in {source}: it has {n} channel(s), "
+                "numbered 0 to {last}" + extra + ".", chosen=channel, source=self.source,
+                n=n, last=n - 1)
         return int(channel) if "C" in self.axes else None
 
     def plane_index(self, flat: int) -> tuple[int, ...]:

@@ -159,6 +159,17 @@ def _warm_up() -> None:
         logging.getLogger(__name__).debug("fine-tuning warm-up failed", exc_info=True)
 
 
+def version_words(version: Any) -> str:
+    """A version's name as notices say it: ``"v003"``, ``"v000 (the default model)"``.
+
+    ``v000`` of a project started from the shipped model is that model, which the other
+    docks call "default model": the notice names both.
+    """
+    if version.is_base and str(version.model) == "default":
+        return f"{version.name} (the default model)"
+    return version.name
+
+
 def _load_version(version: Any) -> Any:
     from napari_nuclei_unet.core.checkpoint import load_checkpoint
 

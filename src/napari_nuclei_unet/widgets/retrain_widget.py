@@ -76,6 +76,7 @@ from napari_nuclei_unet.widgets._retrain_jobs import (  # noqa: F401  (re-export
     _warm_up,
     round_adopted,
     version_of_model,
+    version_words,
 )
 from napari_nuclei_unet.widgets._retrain_layout import build_layout
 from napari_nuclei_unet.widgets._retrain_project import (
@@ -356,7 +357,8 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
 
         def use(loaded: Any) -> None:
             self.session.set_model(loaded)
-            notify(f"Now using model {version.name}; the corrected images are predicted again.")
+            notify(f"Now using model {version_words(version)}; the corrected images are "
+                   "predicted again.")
             self.refresh()
             self.predict_corrected()
 

@@ -69,11 +69,22 @@ def _users_layer(layer: Any) -> bool:
     return not is_placeholder(layer) and layer.name not in PANEL_IMAGES
 
 
-def in_dock_words(text: str) -> str:
-    """A core message about the command line's options, in this dock's field names."""
-    return (text.replace("with --channel N", "in the Nuclear channel field")
-            .replace("use --axes to name one", "name one in the Axes field")
-            .replace("with --axes", "in the Axes field"))
+#: Where this dock asks for the settings that core messages name (see
+#: ``ImageFileError.worded``): its fields, not the command line's options.
+DOCK_WORDS = {"channel": "in the Nuclear channel field", "axes": "in the Axes field"}
+
+
+def in_dock_words(exc: BaseException, other: Any = None) -> str:
+    """An error in plain words, naming the settings by this dock's fields.
+
+    ``other`` words errors that are not about an image file (default: ``explain``).
+    """
+    from napari_nuclei_unet.core.stacks import ImageFileError
+    from napari_nuclei_unet.widgets._workers import explain
+
+    if isinstance(exc, ImageFileError):
+        return exc.worded(DOCK_WORDS)
+    return (other or explain)(exc)
 
 
 def _resolve_model(path: str, session_model: Any) -> Any:
@@ -262,7 +273,7 @@ class SegmentWidget(QWidget):
                         "threshold": float(self.threshold.value), "tta": bool(self.tta.value)}
             plane = current_plane(layer, stack, self.viewer.dims.point, self.axes.value)
         except ValueError as exc:
-            message = in_dock_words(str(exc))
+            message = in_dock_words(exc, str)
             notify_error(ValueError(message), "Segmenting the layer")
             self.status.setText(f"Not segmented: {message}")  # the notification fades
             return None
@@ -326,10 +337,8 @@ class SegmentWidget(QWidget):
                             f"{result.seconds:.1f} s.")
 
     def _on_errored(self, exc: BaseException) -> None:
-        from napari_nuclei_unet.widgets._workers import explain
-
         # the notification fades; the dock keeps saying what happened (not "0/1 planes")
-        self.status.setText(f"Segmentation failed: {in_dock_words(explain(exc))}")
+        self.status.setText(f"Segmentation failed: {in_dock_words(exc)}")
 
     def _on_finished(self) -> None:
         self.segment_button.enabled = True
