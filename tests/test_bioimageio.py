@@ -173,7 +173,7 @@ def test_missing_bioimageio_core_says_how_to_install(monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "bioimageio.core", None)
-    with pytest.raises(CheckpointError, match=r"pip install .*napari-nuclei-unet\[bioimageio\]"):
+    with pytest.raises(CheckpointError, match=r"pip install -e \"\.\[bioimageio\]\""):
         load_any_model(_real_package())
 
 

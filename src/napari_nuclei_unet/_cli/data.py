@@ -54,6 +54,11 @@ def open_dataset(path: str, *, quiet: bool = False) -> Any:
     if len(dataset.skipped) > 5:
         note(f"... and {len(dataset.skipped) - 5} more samples skipped "
              f"(see 'nuclei-unet info {path}')", quiet=quiet)
+    stray = dataset.stray_files
+    if stray:
+        more = f" and {len(stray) - 3} more" if len(stray) > 3 else ""
+        note(f"ignored {len(stray)} file(s) that are neither a sample's image nor a mask PNG: "
+             f"{', '.join(stray[:3])}{more}", quiet=quiet)
     return dataset
 
 

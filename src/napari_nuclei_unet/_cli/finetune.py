@@ -6,29 +6,76 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from .data import IMAGE_SUFFIXES as IMAGE_FILES
 from .data import load_samples, open_dataset
 from .info import format_table
 from .progress import TrainReporter, note
 from .stopping import StopRequest
 
 
-def _load_corrections(path: str, *, quiet: bool) -> list[Any]:
-    """Corrected samples from a fine-tuning project or a DSB-style folder."""
-    from ..core.finetune import CORRECTIONS_DIR, PROJECT_FILE, CorrectionStore
+def _load_corrections(path: str, *, quiet: bool, project: str | None = None,
+                      axes: str | None = None, channel: int | None = None) -> list[Any]:
+    """Corrected samples from a project, image + label image pairs, or a DSB-style folder.
+
+    Pairs (``NAME.tif`` beside ``NAME_labels.tif``) are stored in ``project`` (the
+    round's ``--out``) as the Segment dock stores the planes it adds; without a project
+    (images kept aside) they are read through a temporary one.
+    """
+    from ..core.finetune import (
+        CORRECTIONS_DIR,
+        LABELS_SUFFIX,
+        PROJECT_FILE,
+        CorrectionStore,
+        FinetuneError,
+        labelled_pairs,
+    )
 
     folder = Path(path)
     if not folder.exists():
         raise FileNotFoundError(
             f"{path} does not exist: give the fine-tuning project folder (with "
-            f"{CORRECTIONS_DIR}/ and {PROJECT_FILE}) or a folder of corrected samples in the "
-            "DSB2018 layout."
+            f"{CORRECTIONS_DIR}/ and {PROJECT_FILE}), a folder of images with their corrected "
+            f"label images (NAME.tif and NAME{LABELS_SUFFIX}.tif), or a folder of corrected "
+            "samples in the DSB2018 layout."
         )
     if (folder / PROJECT_FILE).exists() or (folder / CORRECTIONS_DIR).is_dir():
         store = CorrectionStore(folder)
         samples = store.load_samples()
         note(f"{len(samples)} corrections from project {store.path}", quiet=quiet)
         return samples
-    return load_samples(open_dataset(path, quiet=quiet), quiet=quiet)
+    pairs = labelled_pairs(folder) if folder.is_dir() else []
+    if not pairs:
+        images = [p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_FILES] \
+            if folder.is_dir() else []
+        if images and not any((p / "images").is_dir() for p in folder.iterdir()):
+            raise FinetuneError(
+                f"{path} holds images ({', '.join(sorted(images)[:3])}) but no corrected "
+                f"label image beside them: save each as NAME{LABELS_SUFFIX}.tif next to "
+                f"NAME.tif (the name 'nuclei-unet predict' gives its labels), or give a "
+                "fine-tuning project or a folder of samples in the DSB2018 layout.")
+        return load_samples(open_dataset(path, quiet=quiet), quiet=quiet)
+    if project is None:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="nuclei-unet-") as scratch:
+            return _store_pairs(CorrectionStore(scratch), pairs, quiet=quiet, axes=axes,
+                                channel=channel, verb="read")
+    return _store_pairs(CorrectionStore(project), pairs, quiet=quiet, axes=axes,
+                        channel=channel, verb="added to project " + str(project))
+
+
+def _store_pairs(store: Any, pairs: list, *, quiet: bool, axes: str | None,
+                 channel: int | None, verb: str) -> list[Any]:
+    from ..core.finetune import add_labelled_image
+
+    ids = []
+    for image, labels in pairs:
+        added = add_labelled_image(store, image, labels, axes=axes, channel=channel)
+        ids += [c.id for c in added]
+        nuclei = ", ".join(str(c.n_nuclei) for c in added)
+        note(f"{image.name} + {labels.name}: {len(added)} plane(s) {verb} "
+             f"({nuclei} nuclei)", quiet=quiet)
+    return store.load_samples(ids)
 
 
 def _changes_table(changes: Any) -> str:
@@ -78,6 +125,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise FinetuneError(f"--diameter: {exc}.") from None
     base: Any = args.model
+    if base != "latest":
+        from ..core.finetune.versions import resolve_model_folder
+
+        base = resolve_model_folder(base)  # a project, a version or a run folder
     if base == "latest":
         base = ModelVersions(args.out).current()
         if base is None:
@@ -85,7 +136,9 @@ def run(args: argparse.Namespace) -> int:
                                 "'default' as MODEL for the first round.")
 
     with StopRequest(None, what="fine-tuning", quiet=args.quiet) as stop:
-        corrections = _load_corrections(args.corrections, quiet=args.quiet)
+        axes, channel = getattr(args, "axes", None), getattr(args, "channel", None)
+        corrections = _load_corrections(args.corrections, quiet=args.quiet, project=args.out,
+                                        axes=axes, channel=channel)
         original = None
         if args.data:
             original = load_samples(open_dataset(args.data, quiet=args.quiet), quiet=args.quiet)
@@ -97,7 +150,8 @@ def run(args: argparse.Namespace) -> int:
             evaluation = load_samples(open_dataset(args.eval_data, quiet=args.quiet),
                                       quiet=args.quiet)
         if args.held_out:
-            held_out = _load_corrections(args.held_out, quiet=args.quiet)
+            held_out = _load_corrections(args.held_out, quiet=args.quiet, axes=axes,
+                                         channel=channel)
         with TrainReporter(quiet=args.quiet) as reporter:
             result = drive(
                 finetune(base, corrections, original=original, ratio=ratio,

@@ -80,4 +80,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"Skipped samples ({len(dataset.skipped)}):")
         for sample_id, reason in dataset.skipped:
             print(f"  {sample_id}: {' '.join(str(reason).split())}")
+    if dataset.stray_files:
+        print()
+        print(f"Ignored files, neither a sample's image nor a mask PNG "
+              f"({len(dataset.stray_files)}):")
+        for path in dataset.stray_files:
+            print(f"  {path}")
     return 0

@@ -95,10 +95,13 @@ def format_epoch(update: Any) -> str:
     parts = [
         f"epoch {update.epoch:>{width}}/{update.epochs}",
         f"train loss {number(update.train_loss, '.4f')}",
-        f"val loss {number(update.val_loss, '.4f')}",
-        f"val IoU {number(update.val_iou, '.3f')}",
-        f"best {number(update.best_val_iou, '.3f')}",
     ]
+    if any(v is not None for v in (update.val_loss, update.val_iou, update.best_val_iou)):
+        parts += [f"val loss {number(update.val_loss, '.4f')}",
+                  f"val IoU {number(update.val_iou, '.3f')}",
+                  f"best {number(update.best_val_iou, '.3f')}"]
+    # without validation (a fine-tuning round: it checks itself after training) the
+    # columns would be three dashes
     elapsed = getattr(update, "elapsed_s", None)
     if elapsed is not None:
         parts.append(f"{elapsed:.0f}s")

@@ -159,10 +159,11 @@ def build_package_folder(model: str | os.PathLike, folder: Path, *,
     import torch
 
     from ..core.checkpoint import load_checkpoint
+    from ..core.finetune.versions import resolve_model_folder
     from ..core.synthetic import make_synthetic_sample
     from ._network import NucleiForeground
 
-    loaded = load_checkpoint(model, device="cpu")
+    loaded = load_checkpoint(resolve_model_folder(model), device="cpu")
     net = loaded.model.float().eval()
     kwargs = {k: v for k, v in net.architecture().items() if k != "name"}
     wrapper = NucleiForeground(**kwargs)

@@ -41,7 +41,8 @@ from ..core.checkpoint import CheckpointError, LoadedModel, load_checkpoint, wei
 RDF_NAMES = ("rdf.yaml", "bioimageio.yaml")
 #: File suffixes a bioimage.io package comes as (besides a folder).
 PACKAGE_SUFFIXES = (".zip", ".yaml", ".yml")
-INSTALL_HINT = 'pip install "napari-nuclei-unet[bioimageio]"'
+INSTALL_HINT = ('pip install -e ".[bioimageio]" (in the folder napari-nuclei-unet was '
+                'installed from)')
 SAFE_WEIGHT_FORMATS = ("torchscript", "onnx")
 
 
@@ -126,6 +127,9 @@ def load_any_model(path_or_default: str | os.PathLike, device: Any = "cpu") -> L
         :class:`BioimageioModel`).
     """
     if not is_bioimageio_package(path_or_default):
+        from ..core.finetune.versions import resolve_model_folder
+
+        path_or_default = resolve_model_folder(path_or_default)
         path = Path(path_or_default)
         if may_be_package(path_or_default) and path.exists() \
                 and not weights_path(path).exists():

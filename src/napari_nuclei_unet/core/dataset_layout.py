@@ -78,6 +78,20 @@ def _split_masks(names: Iterable[str]) -> tuple[list[str], list[str]]:
     return sorted(masks), stray
 
 
+def _unread_masks(masks: list[str], stray: list[str]) -> str:
+    """Why a sample whose masks/ holds files but no mask PNG is left out ("" = it is not).
+
+    Such a sample would otherwise count as an image without nuclei: a label TIFF put in
+    masks/ (what ``predict`` writes) would silently teach a round that the image shows
+    none.
+    """
+    if masks or not stray:
+        return ""
+    shown = ", ".join(sorted(stray)[:3]) + (" ..." if len(stray) > 3 else "")
+    return (f"masks/ holds no mask PNG ({shown} not read): masks/ takes one black-and-white "
+            "PNG per nucleus")
+
+
 def _listdir(path: str, stats: list[tuple[str, int, int]] | None = None) -> list[str] | None:
     """File names in ``path`` (None if it is not a folder); optionally record their stats."""
     try:
@@ -118,6 +132,10 @@ def _scan_sample_dir(
         scan.skipped.append((sample_id, f"no masks/ folder in {base}"))
         return
     masks, stray = _split_masks(mask_names or [])
+    unread = _unread_masks(masks, stray)
+    if unread:
+        scan.skipped.append((sample_id, f"{unread} ({os.path.join(base, 'masks')})"))
+        return
     scan.stray += [os.path.join(base, "masks", s) for s in stray]
     scan.files[sample_id] = _SampleFiles(
         id=sample_id,
@@ -245,6 +263,10 @@ def _scan_zip(path: Path, *, require_masks: bool = True) -> _Scan:
             scan.skipped.append((sample_id, f"no masks/ folder in {where}"))
             continue
         masks, stray = _split_masks(groups[sample_dir]["masks"])
+        unread = _unread_masks(masks, stray)
+        if unread:
+            scan.skipped.append((sample_id, f"{unread} ({where}masks/)"))
+            continue
         scan.stray += [f"{where}masks/{s}" for s in stray]
         scan.files[sample_id] = _SampleFiles(
             id=sample_id,

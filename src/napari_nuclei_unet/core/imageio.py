@@ -536,4 +536,12 @@ def _mask_box_pil(data: bytes, name: str, shape: tuple[int, int] | None) -> Mask
     except _DECODE_ERRORS as exc:
         raise _not_an_image(data, name, exc) from exc
     mask = read_mask(data, name=name)
+    if mask.dtype.itemsize > 1:  # 16- or 32-bit: a label image has many values
+        values = np.unique(mask[mask != 0])
+        if values.size > 1:
+            raise DatasetError(
+                f"{name} holds {values.size} different labels: it is a label image, not a "
+                "mask. masks/ takes one black-and-white PNG per nucleus (the command "
+                "'nuclei-unet finetune' also reads a label image saved as NAME_labels.tif "
+                "next to its image NAME.tif).")
     return _crop_box(mask != 0, 0, 0)

@@ -77,6 +77,7 @@ from ._common import (  # noqa: F401 - names of the project layout, for other mo
     FinetuneError,
     safe_sample_id,
 )
+from .own import LABELS_SUFFIX, add_labelled_image, labelled_pairs
 from .replay import REPLAY_DIR, replay_samples
 from .results import ADOPT_TOLERANCE, NOT_ADOPTED, FinetuneResult, ScoreChange, adoption
 from .rounds import (
@@ -94,6 +95,7 @@ from .view import InferenceView, inference_views, transform_sample
 __all__ = [
     "ADOPT_TOLERANCE",
     "FINETUNE_DEFAULTS",
+    "LABELS_SUFFIX",
     "NOT_ADOPTED",
     "REPLAY_DIR",
     "ROUND_OPTIONS",
@@ -105,10 +107,12 @@ __all__ = [
     "ModelVersion",
     "ModelVersions",
     "ScoreChange",
+    "add_labelled_image",
     "adoption",
     "auto_ratio",
     "finetune",
     "inference_views",
+    "labelled_pairs",
     "mix_samples",
     "replay_samples",
     "safe_sample_id",

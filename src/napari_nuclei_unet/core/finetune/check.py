@@ -159,6 +159,18 @@ def _step_note(kept: float, refused: Sequence[float], adopted: bool) -> str:
         parts.append(_listed(fractions) + " of the change")
     plural = len(refused) > 1 or refused[0] == 1.0  # "the trained weights were"
     listed, verb = _listed(parts), "were" if plural else "was"
+    if adopted:
+        # only a loss on other kinds of images makes a round step back (choose_step)
+        if kept < 1.0:
+            return (f" It keeps {kept:.0%} of the round's change (a model part of the way "
+                    "from the model in use to the trained one): more of the change lost too "
+                    "much on other kinds of images (the built-in regression set).")
+        if kept == 1.0:
+            return (" This is the round's plain result (its trained weights): its change "
+                    f"carried {max(refused):.2f} times as far lost too much on other kinds "
+                    "of images (the built-in regression set).")
+        return (f" This is the round's change carried {kept:.2f} times as far: further "
+                "lost too much on other kinds of images (the built-in regression set).")
     if kept == 1.0:
         what = "This is the round's plain result (its trained weights)"
     elif kept < 1.0:
@@ -166,8 +178,6 @@ def _step_note(kept: float, refused: Sequence[float], adopted: bool) -> str:
                 "use to the trained weights)")
     else:
         what = f"This is the round's change carried {kept:.2f} times as far"
-    if adopted:
-        return f" {what}: {listed} {verb} checked first and refused."
     return f" {what}; {listed} {verb} refused too."
 
 

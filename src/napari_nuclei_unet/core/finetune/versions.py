@@ -12,7 +12,7 @@ from typing import Any
 
 from ..atomic import atomic_write
 from ..checkpoint import CheckpointError, default_model_path, read_metadata, weights_path
-from ._common import _VERSION_PATTERN, VERSIONS_DIR, _now, _write_json_atomic
+from ._common import _VERSION_PATTERN, PROJECT_FILE, VERSIONS_DIR, _now, _write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -237,3 +237,53 @@ class ModelVersions:
         if version is None:  # pragma: no cover - save_checkpoint raised otherwise
             raise CheckpointError(f"Could not save model version {folder}.")
         return version
+
+
+#: The checkpoint a training run's folder stands for (``nuclei-unet train --out RUN``).
+RUN_BEST = "best.safetensors"
+
+
+def resolve_model_folder(model: str | os.PathLike) -> str | os.PathLike:
+    """The checkpoint a MODEL argument names when it is a folder a user has at hand.
+
+    - a fine-tuning project (``<project>/versions/``): its current version, the newest
+      made current (what the next round starts from and the Retrain dock uses);
+    - one of its version folders (``<project>/versions/v002``): that version's weights;
+    - a training run (``RUN/best.safetensors``): its best checkpoint.
+
+    Anything else (``"default"``, a checkpoint file, a bioimage.io package) is returned
+    as it is.
+
+    Raises
+    ------
+    CheckpointError
+        For a project without a version yet, or for ``"latest"`` given where no project
+        is known (it names the current version of the project a round writes to).
+    """
+    if isinstance(model, str) and model == "latest" and not Path(model).exists():
+        raise CheckpointError(
+            "'latest' names a fine-tuning project's current version only for "
+            "'nuclei-unet finetune' (the project of --out). Here, give the project folder "
+            "itself (it stands for its current version) or a version's model.safetensors.")
+    path = Path(model)
+    if not path.is_dir():
+        return model
+    weights = path / "model.safetensors"
+    if _VERSION_PATTERN.fullmatch(path.name) and path.parent.name == VERSIONS_DIR:
+        if weights.is_file():
+            return weights
+        try:  # v000 may be a reference to the model the project started from
+            return ModelVersions(path.parent.parent).get(path.name).model
+        except KeyError:
+            raise CheckpointError(f"{path} is not a complete model version (a round that "
+                                  "stopped while saving): choose another version.") from None
+    if (path / VERSIONS_DIR).is_dir() or (path / PROJECT_FILE).is_file():
+        current = ModelVersions(path).current()
+        if current is None:
+            raise CheckpointError(
+                f"{path} is a fine-tuning project without a model version yet: run a "
+                "fine-tuning round first (Retrain dock or 'nuclei-unet finetune').")
+        return current.model
+    if (path / RUN_BEST).is_file():
+        return path / RUN_BEST
+    return model

@@ -1,0 +1,133 @@
+"""Corrections from a user's own files: an image and its corrected label image.
+
+``nuclei-unet predict`` writes ``NAME_labels.tif`` next to nothing but its own output; a
+user who corrects it (in napari, Fiji, ...) and puts it beside the image ``NAME.tif``
+has a *labelled pair*. :func:`add_labelled_image` stores each plane of such a pair in a
+fine-tuning project exactly as the Segment dock's "Add plane to fine-tuning project"
+does (same ids, ``NAME-planeN``), so the command line and the docks share one project.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._common import FinetuneError, safe_sample_id
+
+#: What a label image's name adds to its image's name (``cells.tif`` -> ``cells_labels.tif``),
+#: as ``nuclei-unet predict`` names its output.
+LABELS_SUFFIX = "_labels"
+#: Suffixes a label image may have.
+LABEL_FILE_SUFFIXES = (".tif", ".tiff", ".png")
+_IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
+
+
+def labelled_pairs(folder: str | os.PathLike) -> list[tuple[Path, Path]]:
+    """The ``(image, labels)`` files of a folder: ``NAME.<ext>`` beside ``NAME_labels.<ext>``.
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+        A folder of images and label images.
+
+    Returns
+    -------
+    list of (Path, Path)
+        Sorted by image name; images without a label image are not listed.
+    """
+    folder = Path(folder)
+    files = {p.name.lower(): p for p in folder.iterdir() if p.is_file()}
+    pairs = []
+    for name, path in sorted(files.items()):
+        stem, suffix = os.path.splitext(name)
+        if suffix not in _IMAGE_SUFFIXES or stem.endswith(LABELS_SUFFIX):
+            continue
+        for label_suffix in LABEL_FILE_SUFFIXES:
+            labels = files.get(f"{stem}{LABELS_SUFFIX}{label_suffix}")
+            if labels is not None:
+                pairs.append((path, labels))
+                break
+    return pairs
+
+
+def _read_labels(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """A label image of exactly ``shape`` (checked before its pixels are read)."""
+    if path.suffix.lower() == ".png":
+        from PIL import Image
+
+        from ..imageio import check_image_size
+
+        check_image_size(path.read_bytes(), name=str(path))
+        with Image.open(path) as image:
+            found: tuple[int, ...] = (image.height, image.width)
+            if found == tuple(shape):
+                data = np.asarray(image)
+    else:
+        import tifffile
+
+        try:
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                found = tuple(int(n) for n in series.shape)
+                if found == tuple(shape):
+                    data = series.asarray()
+        except (tifffile.TiffFileError, OSError, ValueError, IndexError) as exc:
+            raise FinetuneError(f"{path} cannot be read as a label image ({exc}).") from exc
+    if found != tuple(shape):
+        raise FinetuneError(
+            f"{path.name} is {' x '.join(map(str, found))} but its image needs labels of "
+            f"{' x '.join(map(str, shape))} (the image's shape without its channels): a "
+            "label image must match its image pixel for pixel.")
+    if data.ndim != len(shape) or not np.issubdtype(data.dtype, np.integer):
+        raise FinetuneError(
+            f"{path.name} is not a label image (one whole number per nucleus, 0 = "
+            f"background): it holds {data.dtype} values.")
+    return data
+
+
+def add_labelled_image(store: Any, image: str | os.PathLike, labels: str | os.PathLike, *,
+                       axes: str | None = None, channel: int | None = None) -> list[Any]:
+    """Store every plane of an image and its corrected label image as corrections.
+
+    Parameters
+    ----------
+    store : CorrectionStore
+        The fine-tuning project.
+    image, labels : str or os.PathLike
+        The image (any file :func:`~napari_nuclei_unet.core.stacks.open_stack` reads)
+        and its label image (TIFF or PNG, integer labels, the image's shape without
+        its channel axis: what ``nuclei-unet predict`` writes).
+    axes : str, optional
+        The image's axes when its file does not say them.
+    channel : int, optional
+        The nuclear channel of a multi-channel image.
+
+    Returns
+    -------
+    list of Correction
+        One per plane, ids ``NAME-plane0``, ``NAME-plane1``... (as the Segment dock
+        names the planes it adds); a correction of the same id is replaced.
+
+    Raises
+    ------
+    FinetuneError
+        When the label image does not fit the image or holds no labels.
+    ImageFileError
+        When the image cannot be read as asked (axes, channel).
+    """
+    from ..stacks import open_stack
+
+    stack = open_stack(image, axes)
+    chosen = stack.check_channel(channel)
+    label_data = _read_labels(Path(labels), stack.labels_shape)
+    added = []
+    for flat in range(stack.n_planes):
+        plane_labels = label_data[stack.plane_index(flat)]
+        sample_id = safe_sample_id(f"{stack.name}-plane{flat}")
+        added.append(store.add(sample_id, np.asarray(stack.plane(flat, chosen)),
+                               np.asarray(plane_labels), source="label",
+                               note=f"from {Path(labels).name}"))
+    return added

@@ -1,0 +1,213 @@
+"""A command-line user's fine-tuning: what a dataset folder's masks/ may hold, the image +
+NAME_labels.tif pairs that ``nuclei-unet finetune`` reads, and the folders that stand for
+the model it made (project, version, training run)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from conftest import write_dataset, write_sample
+from napari_nuclei_unet.cli import main
+from napari_nuclei_unet.core.dataset import DatasetError, DSBDataset, load_sample
+from napari_nuclei_unet.core.imageio import DatasetWarning
+
+
+def run_cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def label_image(shape=(24, 32), n=3) -> np.ndarray:
+    labels = np.zeros(shape, np.uint16)
+    for k in range(n):
+        labels[2 + 7 * k: 7 + 7 * k, 3:9 + 2 * k] = k + 1
+    return labels
+
+
+def test_a_label_tiff_in_masks_is_not_read_as_an_image_without_nuclei(tmp_path):
+    # what a user who corrected predict's NAME_labels.tif tried: the sample used to load
+    # with 0 nuclei, and a round then taught the model that the image shows none
+    root = write_dataset(tmp_path / "data", {"good": (24, 32, 3)})
+    folder = write_sample(root, "edited", (24, 32), 0)
+    tifffile.imwrite(folder / "masks" / "edited_labels.tif", label_image())
+    with pytest.warns(DatasetWarning):
+        dataset = DSBDataset.open(root)
+    assert dataset.ids() == ["good"]
+    [(sample_id, reason)] = dataset.skipped
+    assert sample_id == "edited"
+    assert "masks/ holds no mask PNG (edited_labels.tif not read)" in reason
+    assert "one black-and-white PNG per nucleus" in reason
+    # an empty masks/ is still an image without nuclei, as before
+    write_sample(root, "empty", (24, 32), 0)
+    with pytest.warns(DatasetWarning):
+        assert "empty" in DSBDataset.open(root).ids()
+
+
+def test_a_16_bit_label_png_in_masks_is_refused_not_read_as_one_nucleus(tmp_path):
+    folder = write_sample(tmp_path, "labelpng", (24, 32), 0)
+    Image.fromarray(label_image()).save(folder / "masks" / "labels.png")
+    with pytest.raises(DatasetError, match="labels.png holds 3 different labels: it is a "
+                                           "label image, not a mask"):
+        load_sample(folder)
+    # a 16-bit mask with one value is still a mask
+    one = (label_image() > 0).astype(np.uint16) * 1000
+    Image.fromarray(one).save(folder / "masks" / "labels.png")
+    assert load_sample(folder).labels.max() == 1
+
+
+def test_the_command_line_says_which_files_it_ignored(tmp_path, capsys):
+    root = write_dataset(tmp_path / "data", {"a": (24, 32, 2)})
+    (root / "a" / "masks" / "notes.txt").write_text("drawn by hand")
+    code, out, err = run_cli(capsys, "info", root)
+    assert code == 0, err
+    assert "Ignored files, neither a sample's image nor a mask PNG (1):" in out
+    assert "notes.txt" in out
+    # the commands that train on a dataset say it on stderr
+    code, out, err = run_cli(capsys, "evaluate", "default", root, "--json")
+    assert code == 0, err
+    assert "ignored 1 file(s) that are neither a sample's image nor a mask PNG" in err
+
+
+# -- image + NAME_labels.tif pairs ---------------------------------------------------------
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path):
+    from napari_nuclei_unet.core.checkpoint import save_checkpoint
+    from napari_nuclei_unet.core.config import TrainConfig
+    from napari_nuclei_unet.core.model import UNet
+
+    config = TrainConfig(base_width=4, depth=2, crop_size=32, batch_size=2, num_threads=1,
+                         amp=False, device="cpu")
+    return save_checkpoint(tmp_path / "tiny.safetensors", UNet(3, 4, 2), config, {})
+
+
+def blobs(labels: np.ndarray) -> np.ndarray:
+    return np.where(labels > 0, 3000, 200).astype(np.uint16)
+
+
+def test_pairs_are_found_beside_their_images(tmp_path):
+    from napari_nuclei_unet.core.finetune import labelled_pairs
+
+    for name in ("b.tif", "b_labels.tif", "a.png", "a_labels.png", "alone.tif",
+                 "notes_labels.tif"):
+        (tmp_path / name).write_bytes(b"")
+    assert [(i.name, m.name) for i, m in labelled_pairs(tmp_path)] == [
+        ("a.png", "a_labels.png"), ("b.tif", "b_labels.tif")]
+
+
+def test_each_plane_of_a_pair_is_stored_as_the_segment_dock_stores_it(tmp_path):
+    from napari_nuclei_unet.core.finetune import CorrectionStore, add_labelled_image
+    from napari_nuclei_unet.core.finetune._common import FinetuneError
+
+    labels = np.stack([label_image(n=3), label_image(n=2)])
+    tifffile.imwrite(tmp_path / "embryo.tif", blobs(labels), imagej=True,
+                     metadata={"axes": "ZYX"})
+    tifffile.imwrite(tmp_path / "embryo_labels.tif", labels)
+    store = CorrectionStore(tmp_path / "project")
+    added = add_labelled_image(store, tmp_path / "embryo.tif", tmp_path / "embryo_labels.tif")
+    assert [(c.id, c.n_nuclei) for c in added] == [("embryo-plane0", 3), ("embryo-plane1", 2)]
+    samples = store.load_samples()
+    assert [s.labels.max() for s in samples] == [3, 2]
+    assert samples[0].image.shape[:2] == (24, 32)
+    # labels that do not fit the image are refused in plain words, nothing stored
+    tifffile.imwrite(tmp_path / "small_labels.tif", labels[:, :10])
+    with pytest.raises(FinetuneError, match=r"small_labels.tif is 2 x 10 x 32 but its image "
+                                            r"needs labels of 2 x 24 x 32"):
+        add_labelled_image(CorrectionStore(tmp_path / "other"), tmp_path / "embryo.tif",
+                           tmp_path / "small_labels.tif")
+    tifffile.imwrite(tmp_path / "float_labels.tif", labels.astype(np.float32))
+    with pytest.raises(FinetuneError, match="float_labels.tif is not a label image"):
+        add_labelled_image(CorrectionStore(tmp_path / "other"), tmp_path / "embryo.tif",
+                           tmp_path / "float_labels.tif")
+    assert not (tmp_path / "other" / "corrections").exists() or \
+        not list((tmp_path / "other" / "corrections").iterdir())
+
+
+def test_finetune_reads_pairs_into_its_project(tmp_path, tiny_checkpoint, capsys):
+    folder = tmp_path / "corrected"
+    folder.mkdir()
+    for name, n in (("cells", 3), ("more", 2)):
+        labels = label_image(n=n)
+        tifffile.imwrite(folder / f"{name}.tif", blobs(labels))
+        tifffile.imwrite(folder / f"{name}_labels.tif", labels)
+    project = tmp_path / "project"
+    code, out, err = run_cli(capsys, "finetune", tiny_checkpoint, folder, "--out", project,
+                             "--epochs", "1", "--steps", "1", "--device", "cpu")
+    assert code == 0, err
+    assert "cells.tif + cells_labels.tif: 1 plane(s) added to project" in err
+    assert "cells-plane0" in out and "more-plane0" in out
+    assert sorted(p.name for p in (project / "corrections").iterdir()) == [
+        "cells-plane0", "more-plane0"]
+    assert (project / "versions" / "v001" / "model.safetensors").is_file()
+    # a folder with neither pairs nor samples is refused as before
+    empty = tmp_path / "nothing"
+    empty.mkdir()
+    (empty / "cells.tif").write_bytes((folder / "cells.tif").read_bytes())
+    code, out, err = run_cli(capsys, "finetune", tiny_checkpoint, empty, "--out", project)
+    assert code != 0
+    assert "holds images (cells.tif) but no corrected label image beside them: save each " \
+        "as NAME_labels.tif next to NAME.tif" in err
+
+
+# -- the model a round made, named by its folder ------------------------------------------
+
+def test_a_project_a_version_or_a_run_folder_stands_for_its_model(tmp_path, tiny_checkpoint,
+                                                                   capsys):
+    import shutil
+
+    from napari_nuclei_unet.core.checkpoint import CheckpointError
+    from napari_nuclei_unet.core.finetune.versions import resolve_model_folder
+
+    folder = tmp_path / "corrected"
+    folder.mkdir()
+    labels = label_image(n=3)
+    tifffile.imwrite(folder / "cells.tif", blobs(labels))
+    tifffile.imwrite(folder / "cells_labels.tif", labels)
+    project = tmp_path / "project"
+    with pytest.raises(CheckpointError, match="without a model version yet"):
+        (project / "versions").mkdir(parents=True)
+        resolve_model_folder(project)
+    argv = ["finetune", tiny_checkpoint, folder, "--out", project, "--epochs", "1", "--steps",
+            "1", "--device", "cpu"]
+    assert run_cli(capsys, *argv)[0] == 0
+    v001 = project / "versions" / "v001" / "model.safetensors"
+    current = resolve_model_folder(project)
+    # the current version: v001 when the round was made current, else the base (v000)
+    assert current in (v001, project / "versions" / "v000" / "model.safetensors")
+    assert resolve_model_folder(project / "versions" / "v001") == v001
+    assert resolve_model_folder("default") == "default"
+    assert resolve_model_folder(tiny_checkpoint) == tiny_checkpoint
+    run = tmp_path / "run"
+    run.mkdir()
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(tiny_checkpoint.with_suffix(suffix), run / f"best{suffix}")
+    assert resolve_model_folder(run) == run / "best.safetensors"
+    with pytest.raises(CheckpointError, match="give the project folder itself"):
+        resolve_model_folder("latest")
+    # the commands a user tried after the round: predict and export on the folders
+    out = tmp_path / "predicted"
+    code, _, err = run_cli(capsys, "predict", project, folder / "cells.tif", "--out", out,
+                           "--device", "cpu")
+    assert code == 0, err
+    assert (out / "cells_labels.tif").is_file()
+    code, _, err = run_cli(capsys, "predict", "latest", folder / "cells.tif", "--out",
+                           tmp_path / "p2")
+    assert code != 0 and "give the project folder itself" in err
+
+
+def test_epoch_lines_without_validation_leave_out_its_columns():
+    from napari_nuclei_unet._cli.progress import format_epoch
+    from napari_nuclei_unet.core.training import EpochEnd
+
+    fields = dict(epoch=3, epochs=12, train_loss=0.31, is_best=False, checkpoint=None,
+                  eta_s=None, elapsed_s=None)
+    none = dict(val_loss=None, val_iou=None, best_val_iou=None)
+    round_line = format_epoch(EpochEnd(**fields, **none))
+    assert round_line.startswith("epoch  3/12  train loss 0.3100")
+    assert "val" not in round_line and "best" not in round_line and " - " not in round_line
+    trained = format_epoch(EpochEnd(**fields, val_loss=0.29, val_iou=0.812, best_val_iou=0.815))
+    assert "val loss 0.2900  val IoU 0.812  best 0.815" in trained
