@@ -203,11 +203,12 @@ def test_epoch_lines_without_validation_leave_out_its_columns():
     from napari_nuclei_unet._cli.progress import format_epoch
     from napari_nuclei_unet.core.training import EpochEnd
 
-    fields = dict(epoch=3, epochs=12, train_loss=0.31, is_best=False, checkpoint=None,
+    fields = dict(epoch=3, epochs=12, train_loss=0.31, is_best=True, checkpoint=None,
                   eta_s=None, elapsed_s=None)
     none = dict(val_loss=None, val_iou=None, best_val_iou=None)
     round_line = format_epoch(EpochEnd(**fields, **none))
     assert round_line.startswith("epoch  3/12  train loss 0.3100")
     assert "val" not in round_line and "best" not in round_line and " - " not in round_line
+    assert not round_line.endswith("*")  # "best" means nothing without validation
     trained = format_epoch(EpochEnd(**fields, val_loss=0.29, val_iou=0.812, best_val_iou=0.815))
-    assert "val loss 0.2900  val IoU 0.812  best 0.815" in trained
+    assert "val loss 0.2900  val IoU 0.812  best 0.815" in trained and trained.endswith("*")

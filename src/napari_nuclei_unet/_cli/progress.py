@@ -106,7 +106,8 @@ def format_epoch(update: Any) -> str:
     if elapsed is not None:
         parts.append(f"{elapsed:.0f}s")
     line = "  ".join(parts)
-    return line + ("  *" if getattr(update, "is_best", False) else "")
+    validated = update.val_iou is not None or update.val_loss is not None
+    return line + ("  *" if validated and getattr(update, "is_best", False) else "")
 
 
 class TrainReporter:
