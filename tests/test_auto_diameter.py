@@ -130,12 +130,52 @@ def test_predict_on_a_dataset_goes_through_segment_image(big_nuclei, tmp_path, c
     assert code == 0, err
     assert seen[-1].diameter == 0.0 and not seen[-1].tta
     assert "automatic nucleus diameter" in err and "1 of 1 image(s) resized" in err
+    assert out.startswith("Wrote 1 label image to ")  # not "1 label images"
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["big-0.png"]  # masks, not TIFFs
     code, out, err = run_cli(capsys, "predict", "default", big_nuclei, "--out", tmp_path / "b",
                              "--diameter", "90", "--tta")
     assert code == 0, err
     assert seen[-1].diameter == 90.0 and seen[-1].tta
     assert [p.name for p in (tmp_path / "b").iterdir()] == ["big-0.png"]
+
+
+def test_predict_native_segments_the_images_as_they_are(big_nuclei, tmp_path, capsys,
+                                                        monkeypatch):
+    seen = []
+    real = segment.segment_image
+
+    def spy(model, image, options=None, **kwargs):
+        result = real(model, image, options, **kwargs)
+        seen.append((options, result.scale))
+        return result
+
+    monkeypatch.setattr(segment, "segment_image", spy)
+    code, out, err = run_cli(capsys, "predict", "default", big_nuclei, "--out", tmp_path / "a",
+                             "--diameter", "native")
+    assert code == 0, err
+    (options, scale), = seen
+    assert options.diameter == segment.TRAINING_DIAMETER and scale == 1.0  # no resizing
+    assert "native scale, no resizing" in err
+    assert out.startswith("Wrote 1 mask to ")  # not "1 masks"
+
+
+def test_one_diameter_type_for_predict_evaluate_and_finetune(capsys):
+    from napari_nuclei_unet.cli import _build_parser
+
+    parser = _build_parser()
+    for command in (["predict", "m", "in", "--out", "o"], ["evaluate", "m", "data"],
+                    ["finetune", "m", "corrections", "--out", "o"]):
+        for text, value in (("auto", 0.0), ("0", 0.0), ("native", "native"), ("25", 25.0)):
+            assert parser.parse_args([*command, "--diameter", text]).diameter == value
+        assert parser.parse_args(command).diameter == 0.0
+        code, _, err = run_cli(capsys, *command, "--diameter", "big")
+        assert code == 2 and "invalid float value" not in err
+        assert ("error: argument --diameter: expected 'auto' (estimated per image; 0 means "
+                "the same), 'native' (no resizing) or a nucleus diameter in pixels, got "
+                "'big'") in err
+        code, help_text, _ = run_cli(capsys, command[0], "--help")
+        assert code == 0 and "--diameter auto|native|PX" in help_text
+        assert "0 = automatic" not in help_text  # the default is 'auto', as it says
 
 
 # -- cached GUI predictions --------------------------------------------------------------

@@ -375,6 +375,33 @@ def test_finetune_diameter_sets_the_scale_corrections_are_trained_at(
     assert "--diameter" in err
 
 
+def test_finetune_native_diameter_trains_on_the_corrections_as_they_are(
+        dataset, checkpoint, tmp_path, capsys):
+    project = tmp_path / "project"
+    code, out, err = run_cli(capsys, "finetune", checkpoint, dataset / "histology-0", "--out",
+                             project, "--epochs", "1", "--steps", "1", "--device", "cpu",
+                             "--diameter", "native", "--num-threads", "1")
+    assert code == 0, err
+    info = json.loads((project / "versions" / "v001" / "model.json").read_text())["finetune"]
+    (view,) = info["inference_views"]
+    assert view["scale"] == 1.0
+    assert view["diameter"] == info_training_diameter(checkpoint)
+
+
+def test_train_and_finetune_take_both_thread_spellings():
+    from napari_nuclei_unet.cli import _build_parser
+
+    parser = _build_parser()
+    for spelling in ("--threads", "--num-threads"):
+        train = parser.parse_args(["train", "data", "--out", "o", spelling, "2"])
+        assert train.config_num_threads == 2
+        finetune = parser.parse_args(["finetune", "m", "c", "--out", "o", spelling, "3"])
+        assert finetune.threads == 3
+    assert not hasattr(parser.parse_args(["train", "data", "--out", "o"]),
+                       "config_num_threads")  # not given: the config's value applies
+    assert parser.parse_args(["finetune", "m", "c", "--out", "o"]).threads is None
+
+
 def info_training_diameter(checkpoint) -> float:
     from napari_nuclei_unet.core.checkpoint import load_checkpoint
     from napari_nuclei_unet.core.segment import model_diameter

@@ -228,3 +228,135 @@ def test_written_labels_and_csv_are_readable_by_others(tmp_path):
         assert stat.S_IMODE(path.stat().st_mode) == 0o644
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "a_labels.tif"]
     assert out.read_text().splitlines() == ["label,area", "1,16"]
+
+
+# -- axes, notes and options the command line used to take silently ---------------------
+
+def test_axes_must_end_in_yx_for_every_front_end(tmp_path, capsys):
+    from napari_nuclei_unet.core.stacks import ImageFileError, check_axes, stack_from_array
+
+    tifffile.imwrite(tmp_path / "cells.tif", nuclei_plane(1)[:, :60])  # (64, 60): not square
+    out = tmp_path / "out"
+    for axes in ("XY", "TCXY"):
+        code, _, err = run_cli(capsys, "predict", "default", tmp_path / "cells.tif", "--out",
+                               out, "--axes", axes)
+        assert_one_line_error(code, err, f"Axes '{axes}'", "name them YX, in that order")
+    assert not out.exists()  # before: (60, 64) labels, transposed
+    data = np.zeros((2, 8, 6), np.uint8)
+    for axes in ("YXZ", "ZXY", "XYC"):
+        with pytest.raises(ImageFileError, match="name them YX, in that order"):
+            stack_from_array(data, axes)
+    for axes in ("ZYX", "CYX", "YXC", "YXS"):  # a channel axis may follow
+        assert check_axes(axes, 3) == axes
+    assert stack_from_array(data, "YXC").labels_shape == (2, 8)
+
+
+def test_axes_the_file_does_not_give_are_asked_for(tmp_path, capsys):
+    from napari_nuclei_unet.core.stacks import ImageFileError, open_stack
+
+    data = np.stack([np.stack([nuclei_plane(t), noise_plane(t)]) for t in range(4)])
+    tifffile.imwrite(tmp_path / "movie.tif", data.reshape(4, 2, *SHAPE))
+    assert tifffile.TiffFile(tmp_path / "movie.tif").series[0].axes == "QQYX"
+    code, _, err = run_cli(capsys, "predict", "default", tmp_path / "movie.tif", "--out",
+                           tmp_path / "out")
+    assert_one_line_error(
+        code, err, "movie.tif does not say what its 4 dimensions are (tifffile reads them as "
+                   "QQYX); give them with --axes, e.g. TCYX")
+    assert "distinct letters" not in err
+    with pytest.raises(ImageFileError) as info:
+        open_stack(tmp_path / "movie.tif")
+    assert "give them in the Axes field, e.g. TCYX" in info.value.worded(
+        {"channel": "in the Nuclear channel field", "axes": "in the Axes field"})  # the dock
+    # axes the user gives are corrected as before
+    code, _, err = run_cli(capsys, "predict", "default", tmp_path / "movie.tif", "--out",
+                           tmp_path / "out", "--axes", "QQYX")
+    assert_one_line_error(code, err, "Axes 'QQYX'", "distinct letters")
+
+
+def test_a_16bit_stack_read_as_rgb_gets_a_note(tmp_path, capsys):
+    stack = np.stack([nuclei_plane(k) for k in range(3)])
+    # what a plain tifffile.imwrite(path, stack) writes today (with a DeprecationWarning)
+    tifffile.imwrite(tmp_path / "zstack.tif", stack, photometric="rgb", planarconfig="separate")
+    assert tifffile.TiffFile(tmp_path / "zstack.tif").series[0].axes == "SYX"
+    code, _, err = run_cli(capsys, "predict", "default", tmp_path / "zstack.tif", "--out",
+                           tmp_path / "a")
+    assert code == 0, err
+    assert ("note: zstack.tif is read as one RGB colour image (3 samples, 16-bit). If it "
+            "holds 3 planes or 3 channels, give --axes ZYX, or --axes CYX with --channel N."
+            ) in err
+    assert tifffile.imread(tmp_path / "a" / "zstack_labels.tif").shape == SHAPE  # unchanged
+    code, _, err = run_cli(capsys, "predict", "default", tmp_path / "zstack.tif", "--out",
+                           tmp_path / "b", "--axes", "ZYX")
+    assert code == 0 and "RGB" not in err, err
+    assert tifffile.imread(tmp_path / "b" / "zstack_labels.tif").shape == (3, *SHAPE)
+    # a colour photo (8-bit RGB) gets no note
+    tifffile.imwrite(tmp_path / "he.tif", np.zeros((*SHAPE, 3), np.uint8), photometric="rgb")
+    code, _, err = run_cli(capsys, "predict", "default", tmp_path / "he.tif", "--out",
+                           tmp_path / "c")
+    assert code == 0 and "note" not in err, err
+
+
+def test_each_file_says_the_diameter_it_was_segmented_at(tmp_path, capsys, model):
+    from napari_nuclei_unet.core.segment import model_diameter
+
+    tifffile.imwrite(tmp_path / "cells.tif", nuclei_plane(1))
+    tifffile.imwrite(tmp_path / "z.tif", np.stack([nuclei_plane(2), nuclei_plane(3)]),
+                     metadata={"axes": "ZYX"})
+    code, out, err = run_cli(capsys, "predict", "default", tmp_path / "cells.tif", "--out",
+                             tmp_path / "a")
+    assert code == 0, err
+    assert "Wrote 1 label image (1 plane, " in out
+    line = next(x for x in err.splitlines() if x.startswith("cells: "))
+    assert "in 1 plane, diameter " in line and " px (automatic), " in line, line
+    code, out, err = run_cli(capsys, "predict", "default", tmp_path / "z.tif", "--out",
+                             tmp_path / "b", "--diameter", "20")
+    assert code == 0, err
+    assert "in 2 planes, diameter 20 px, " in err
+    code, out, err = run_cli(capsys, "predict", "default", tmp_path / "z.tif", "--out",
+                             tmp_path / "c")
+    assert code == 0, err
+    assert "(automatic: median of 2 planes" in err
+    native = model_diameter(model)
+    code, out, err = run_cli(capsys, "predict", "default", tmp_path / "cells.tif", "--out",
+                             tmp_path / "d", "--diameter", "native")
+    assert code == 0, err
+    assert f"diameter {native:g} px (native, no resizing)" in err
+
+
+def test_native_diameter_segments_a_stack_without_resizing(tmp_path, capsys, monkeypatch):
+    from napari_nuclei_unet.core import segment
+
+    seen = []
+    real = segment.segment_image_steps
+
+    def spy(model, image, options=None, **kwargs):
+        seen.append(options)
+        result = yield from real(model, image, options, **kwargs)
+        seen.append(result.scale)
+        return result
+
+    monkeypatch.setattr(segment, "segment_image_steps", spy)
+    tifffile.imwrite(tmp_path / "cells.tif", nuclei_plane(1))
+    code, _, err = run_cli(capsys, "predict", "default", tmp_path / "cells.tif", "--out",
+                           tmp_path / "a", "--diameter", "native")
+    assert code == 0, err
+    options, scale = seen
+    assert options.diameter == segment.TRAINING_DIAMETER and scale == 1.0
+
+
+def test_mask_options_with_stacks_are_refused_or_noted(tmp_path, capsys):
+    tifffile.imwrite(tmp_path / "cells.tif", nuclei_plane(1))
+    out = tmp_path / "out"
+    code, _, err = run_cli(capsys, "predict", "default", tmp_path / "cells.tif", "--out", out,
+                           "--instances", "components")
+    assert_one_line_error(code, err, "--instances components", "not with TIFF stacks",
+                          "Leave it out")
+    assert not out.exists()
+    code, _, err = run_cli(capsys, "predict", "default", tmp_path / "cells.tif", "--out", out,
+                           "--instances", "watershed", "--format", "tif")
+    assert code == 0, err
+    assert ("note: --instances watershed and --format tif are ignored with TIFF stacks, "
+            "which always give <name>_labels.tif") in err
+    code, _, err = run_cli(capsys, "predict", "default", tmp_path / "cells.tif", "--out",
+                           tmp_path / "b")
+    assert code == 0 and "ignored" not in err, err

@@ -292,6 +292,21 @@ def test_axes_must_end_in_yx_as_napari_shows_the_layer(dock):
         assert widget.status.text().startswith("Not segmented: Axes"), axes
 
 
+def test_axes_the_dock_cannot_guess_are_asked_for_in_the_axes_field(dock):
+    viewer, widget = dock
+    viewer.add_image(np.zeros((2, 2, 2, 32, 32), np.uint16), name="hyper")
+    widget.image.value = viewer.layers["hyper"]
+    widget.axes.value = ""
+    with capture_notifications() as notes:
+        assert widget.segment() is None
+    assert notes.any("hyper does not say what its 5 dimensions are (read as QQQYX)")
+    status = widget.status.text()
+    assert "give them in the Axes field, e.g. TZCYX" in status and "--axes" not in status
+    from napari_nuclei_unet.widgets._own_layers import layer_stack
+
+    assert layer_stack(viewer.layers["hyper"], "TZCYX").n_planes == 4  # once given
+
+
 def test_core_messages_name_the_docks_fields():
     from napari_nuclei_unet.core.stacks import ImageFileError, ImageStack, check_axes
     from napari_nuclei_unet.widgets.segment_widget import in_dock_words

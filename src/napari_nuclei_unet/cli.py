@@ -4,7 +4,7 @@ The commands drive the same core generators as the napari dock widgets::
 
     nuclei-unet info DATA
     nuclei-unet train DATA --out RUN [--epochs N ...]
-    nuclei-unet predict MODEL INPUT --out DIR [--diameter PX] [--instances watershed]
+    nuclei-unet predict MODEL INPUT --out DIR [--diameter auto|native|PX] [--instances watershed]
     nuclei-unet evaluate MODEL DATA [--json] [--diameter auto|native|PX] [--tta]
     nuclei-unet finetune MODEL CORRECTIONS --out PROJECT [--data ORIGINAL_DATA]
     nuclei-unet demo [--screenshot shot.png]
@@ -56,34 +56,16 @@ class UsageError(ValueError):
     """Bad command line input detected by the CLI itself (reported in one line)."""
 
 
-#: ``--diameter native`` of ``evaluate``: the model's training scale, no resizing.
-NATIVE = "native"
+def _add_size_options(parser: argparse.ArgumentParser, *, native: str) -> None:
+    """``--diameter`` and ``--tta`` of ``predict`` and ``evaluate``.
 
+    ``native`` says what ``--diameter native`` does with the images (no resizing).
+    """
+    from ._cli.diameter import METAVAR, diameter_help, parse_diameter
 
-def _diameter(text: str) -> float | str:
-    """``--diameter``: pixels, ``0``/``auto`` (estimated per image) or ``native``."""
-    word = text.strip().lower()
-    if word in ("auto", "automatic"):
-        return 0.0
-    if word == NATIVE:
-        return NATIVE
-    try:
-        return float(word)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a nucleus diameter in pixels, 0 or 'auto' (estimated per image) or "
-            f"'native' (no resizing), got {text!r}") from None
-
-
-def _add_size_options(parser: argparse.ArgumentParser, *, native: bool) -> None:
-    """``--diameter`` and ``--tta`` of ``predict`` and ``evaluate``."""
     parser.add_argument(
-        "--diameter", type=_diameter if native else float, default=0.0,
-        metavar="auto|native|PX" if native else "PX",
-        help="typical nucleus diameter in pixels; images are resized so their nuclei have "
-             "the size the model was trained at (18 px for the shipped model). Default: 0 "
-             "= automatic, estimated per image"
-             + ("; 'native' scores the images as they are (no resizing)" if native else ""))
+        "--diameter", type=parse_diameter, default=0.0, metavar=METAVAR,
+        help=diameter_help("typical nucleus diameter", native))
     parser.add_argument("--tta", action="store_true",
                         help="test-time augmentation: average flipped predictions (about 4x "
                              "slower)")
@@ -128,6 +110,7 @@ def _add_model(parser: argparse.ArgumentParser) -> None:
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    from ._cli.diameter import METAVAR, diameter_help, parse_diameter
     from ._cli.train_options import add_train_config_options
 
     parser = argparse.ArgumentParser(
@@ -210,7 +193,7 @@ def _build_parser() -> argparse.ArgumentParser:
                               "nuclei; uses watershed instances when --instances is none)")
     predict.add_argument("--overwrite", action="store_true",
                          help="replace masks already in --out (default: refuse)")
-    _add_size_options(predict, native=False)
+    _add_size_options(predict, native="segments the images as they are")
     _add_own_image_options(predict)
     _add_device(predict)
     predict.set_defaults(handler="predict:run")
@@ -232,7 +215,7 @@ def _build_parser() -> argparse.ArgumentParser:
                           help="score every image (all), or only the images the model was "
                                "validated on / trained on, as recorded in its .json "
                                "(default: all)")
-    _add_size_options(evaluate, native=True)
+    _add_size_options(evaluate, native="scores the images as they are")
     _add_device(evaluate)
     evaluate.set_defaults(handler="evaluate:run")
 
@@ -269,11 +252,12 @@ def _build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--eval-data", metavar="DATA",
                           help="labelled images scored before and after (to check nothing "
                                "got worse)")
-    finetune.add_argument("--diameter", type=float, default=0.0, metavar="PX",
-                          help="typical nucleus diameter of the corrected images in pixels: "
-                               "they are trained on and scored at the size predictions "
-                               "show them to the network (default: 0 = automatic, estimated "
-                               "per image, as predict and evaluate do)")
+    finetune.add_argument("--diameter", type=parse_diameter, default=0.0, metavar=METAVAR,
+                          help=diameter_help(
+                              "typical nucleus diameter of the corrected images, which are "
+                              "trained on and scored at the size predictions show them to "
+                              "the network (as predict and evaluate do)",
+                              "trains on and scores them as they are"))
     finetune.add_argument("--ratio", type=float, default=None, metavar="R",
                           help="fraction of the training crops taken from the corrections "
                                "(0 < R <= 1; default: 0.75 for 1-3 corrected images, down to "
@@ -282,7 +266,7 @@ def _build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--steps", type=int, metavar="N", help="optimisation steps per epoch")
     finetune.add_argument("--lr", type=float, metavar="LR", help="peak learning rate")
     finetune.add_argument("--seed", type=int, metavar="N", help="random seed")
-    finetune.add_argument("--threads", type=int, metavar="N",
+    finetune.add_argument("--threads", "--num-threads", type=int, metavar="N",
                           help="CPU threads (default: 1, which stays fast when the computer "
                                "is busy; more helps on an idle multi-core machine)")
     _add_device(finetune)

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from .data import load_samples, open_dataset
+from .diameter import NATIVE, check_diameter, diameter_in_pixels
 from .info import format_table
 from .predict import check_threshold
 from .progress import ProgressBars
@@ -94,22 +95,6 @@ def select_split(ids: list[str], metadata: dict[str, Any], split: str) -> list[s
     return keep
 
 
-NATIVE = "native"  # ``--diameter native`` (see ``cli._diameter``)
-
-
-def check_diameter(value: float | str | None) -> None:
-    """Refuse a negative or non-finite ``--diameter`` with a plain message."""
-    import math
-
-    if value is None or value == NATIVE:
-        return
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(
-            f"--diameter must be 0 or 'auto' (estimated per image), 'native' (no resizing) "
-            f"or a nucleus diameter in pixels, got {value:g}."
-        )
-
-
 def segment_options(args: argparse.Namespace, model: Any):
     """The :class:`SegmentOptions` of ``--diameter``/``--tta``; None: plain native scoring.
 
@@ -124,11 +109,10 @@ def segment_options(args: argparse.Namespace, model: Any):
     native = diameter is None or diameter == NATIVE
     if native and not tta:
         return None
-    from ..core.segment import SegmentOptions, model_diameter
+    from ..core.segment import SegmentOptions
 
-    if native:
-        diameter = model_diameter(model)
-    return SegmentOptions(diameter=float(diameter), threshold=args.threshold, tta=tta)
+    diameter = diameter_in_pixels(NATIVE if native else diameter, model)
+    return SegmentOptions(diameter=diameter, threshold=args.threshold, tta=tta)
 
 
 def describe_options(options: Any, instance_method: str, two_heads: bool) -> str:

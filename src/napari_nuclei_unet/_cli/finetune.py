@@ -8,6 +8,7 @@ from typing import Any
 
 from .data import IMAGE_SUFFIXES as IMAGE_FILES
 from .data import load_samples, open_dataset
+from .diameter import finetune_options
 from .info import format_table
 from .progress import TrainReporter, note
 from .stopping import StopRequest
@@ -118,12 +119,6 @@ def run(args: argparse.Namespace) -> int:
             f"--ratio is the share of training crops taken from the corrections and must be "
             f"in (0, 1], got {ratio}."
         )
-    from ..core.segment import SegmentOptions
-
-    try:  # SegmentOptions checks the diameter (0 = automatic, else pixels)
-        options = SegmentOptions(diameter=getattr(args, "diameter", 0.0))
-    except ValueError as exc:
-        raise FinetuneError(f"--diameter: {exc}.") from None
     base: Any = args.model
     if base != "latest":
         from ..core.finetune.versions import resolve_model_folder
@@ -134,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         if base is None:
             raise FinetuneError(f"No model version in {args.out} yet; give a checkpoint or "
                                 "'default' as MODEL for the first round.")
+    options = finetune_options(getattr(args, "diameter", 0.0), base)
 
     with StopRequest(None, what="fine-tuning", quiet=args.quiet) as stop:
         axes, channel = getattr(args, "axes", None), getattr(args, "channel", None)

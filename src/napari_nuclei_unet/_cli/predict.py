@@ -1,9 +1,10 @@
 """``nuclei-unet predict MODEL INPUT --out DIR``: one mask file per image.
 
-Every image is segmented by ``core.segment.segment_image`` with ``--diameter`` (0 =
-automatic, the default) and ``--tta``, as the own-image path does. TIFF stacks,
-multi-channel and large images (and ``--channel``, ``--axes``, ``--scheduler``...) go
-to :mod:`.predict_own`: labels TIFF + measurements CSV per file.
+Every image is segmented by ``core.segment.segment_image`` with ``--diameter``
+(``auto``, the default; ``native``: no resizing; or pixels) and ``--tta``, as the
+own-image path does. TIFF stacks, multi-channel and large images (and ``--channel``,
+``--axes``, ``--scheduler``...) go to :mod:`.predict_own`: labels TIFF + measurements
+CSV per file.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .data import find_images
+from .diameter import NATIVE, diameter_in_pixels
 from .progress import ProgressBars, note
 
 
@@ -132,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_any_model(args.model, device=device)  # checkpoint or bioimage.io
     if device.type == "cpu":
         configure_cpu_threads()  # physical cores: hyper-threads slow convolutions down
+    options = dataset_options(args, loaded.model)
     out.mkdir(parents=True, exist_ok=True)
     submission: dict[str, np.ndarray] = {}
     n_nuclei = 0
@@ -168,34 +171,63 @@ def run(args: argparse.Namespace) -> int:
             raise skipped[0]
         raise DatasetError(f"None of the {len(images)} images in {args.input} could be read; "
                            f"the first: {skipped[0]}")
-    what = "label images" if args.instances != "none" else "masks"
-    print(f"Wrote {len(images) - len(skipped)} {what} to {out}"
-          + (f" ({n_nuclei} nuclei)" if args.instances != "none" else ""))
+    what = "label image" if args.instances != "none" else "mask"
+    print(f"Wrote {counted(len(images) - len(skipped), what)} to {out}"
+          + (f" ({counted(n_nuclei, 'nucleus', 'nuclei')})" if args.instances != "none"
+             else ""))
     if args.submission:
         from ..core.rle import write_submission_csv
 
         path = write_submission_csv(args.submission, submission)
         n_rows = sum(max(1, len(np.unique(v)) - 1) for v in submission.values())
-        print(f"Wrote submission {path} ({len(submission)} images, {n_rows} rows)")
-    note(f"model: {loaded.path}; {size_note(options, diameters, resized)}", quiet=args.quiet)
+        print(f"Wrote submission {path} ({counted(len(submission), 'image')}, "
+              f"{counted(n_rows, 'row')})")
+    size = size_note(options, diameters, resized, native=is_native(args))
+    note(f"model: {loaded.path}; {size}", quiet=args.quiet)
     return 0
 
 
-def dataset_options(args: argparse.Namespace) -> Any:
-    """The ``SegmentOptions`` of ``--diameter``, ``--tta`` and ``--threshold``."""
+def dataset_options(args: argparse.Namespace, model: Any = None) -> Any:
+    """The ``SegmentOptions`` of ``--diameter``, ``--tta`` and ``--threshold``.
+
+    ``--diameter native`` is the training diameter of ``model`` (no resizing); without
+    a model (values checked before it is loaded) it stands in as automatic.
+    """
     from ..core.segment import SegmentOptions
 
+    diameter = args.diameter
+    if diameter == NATIVE and model is None:
+        diameter = 0.0
+    diameter = diameter_in_pixels(diameter, model)  # a bad --diameter says so plainly
     try:
-        return SegmentOptions(diameter=args.diameter, threshold=args.threshold, tta=args.tta)
+        return SegmentOptions(diameter=diameter, threshold=args.threshold, tta=args.tta)
     except ValueError as exc:
-        raise ValueError(f"{exc} (--diameter / --threshold)") from None
+        raise ValueError(f"{exc} (--threshold)") from None
 
 
-def size_note(options: Any, diameters: list[float], resized: int) -> str:
-    """Plain words for the nucleus diameter used (e.g. "automatic diameter, median 21 px")."""
+def is_native(args: argparse.Namespace) -> bool:
+    """Whether ``--diameter native`` was given (segment the images as they are)."""
+    return getattr(args, "diameter", 0.0) == NATIVE
+
+
+def counted(n: int, word: str, plural: str | None = None) -> str:
+    """``n`` and ``word`` in the right number: "1 mask", "3 masks", "1 nucleus"."""
+    return f"{n} {word if n == 1 else plural or word + 's'}"
+
+
+def size_note(options: Any, diameters: list[float], resized: int, *,
+              native: bool = False) -> str:
+    """Plain words for the nucleus diameter used (e.g. "automatic diameter, median 21 px").
+
+    ``native``: ``--diameter native`` was given (``options.diameter`` is the model's
+    training diameter, so nothing was resized).
+    """
     import statistics
 
     tta = ", TTA" if options.tta else ""
+    if native:
+        return (f"native scale, no resizing (the model's nucleus diameter, "
+                f"{options.diameter:g} px){tta}")
     if options.diameter:
         return f"nucleus diameter {options.diameter:g} px{tta}"
     if not diameters:

@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from .predict import counted, dataset_options, is_native
 from .progress import ProgressBars, note
 
 #: Options that ask for the own-image path even for a PNG or a folder of PNGs.
@@ -84,18 +85,19 @@ def run_own(args: argparse.Namespace) -> int:
         0.
     """
     from ..core.own_images import output_paths
-    from ..core.segment import SegmentOptions
     from ..core.stacks import ImageFileError, stack_name
 
     if args.submission:
         raise ValueError("--submission writes a Kaggle DSB2018 file; it works with DSB2018 "
                          "datasets and PNG folders, not with TIFF stacks. Leave it out.")
+    if args.instances == "components":
+        raise ValueError("--instances components numbers the connected regions of one mask "
+                         "per image; it works with DSB2018 datasets and PNG folders, not with "
+                         "TIFF stacks, whose nuclei are always split as with --instances "
+                         "watershed. Leave it out.")
     if args.block < 128:
         raise ValueError(f"--block must be at least 128 pixels, got {args.block}.")
-    try:
-        options = SegmentOptions(diameter=args.diameter, threshold=args.threshold, tta=args.tta)
-    except ValueError as exc:
-        raise ValueError(f"{exc} (--diameter / --threshold)") from None
+    options = dataset_options(args)  # values checked; 'native' is set once the model is loaded
     if args.axes is not None and not args.axes.strip().isalpha():
         raise ImageFileError(f"--axes {args.axes!r} must be letters such as ZCYX or TCYX.")
     files = find_files(args.input)
@@ -117,51 +119,125 @@ def run_own(args: argparse.Namespace) -> int:
             "add --overwrite to replace them.")
     _check_inputs(files, args)
     _check_package_runs_here(args)
+    _note_ignored_options(args)
     out.mkdir(parents=True, exist_ok=True)
 
     from ..core.cluster import dask_client
 
     with dask_client(args.scheduler, args.workers) as client, \
             ProgressBars(quiet=args.quiet) as bars:
-        summaries = _segment(files, out, options, args, client, bars)
+        summaries, options = _segment(files, out, options, args, client, bars)
     n_nuclei = sum(s.n_nuclei for s in summaries)
     n_planes = sum(s.n_planes for s in summaries)
-    print(f"Wrote {len(summaries)} label image(s) ({n_planes} plane(s), {n_nuclei} nuclei) "
-          f"and measurements to {out}")
+    print(f"Wrote {counted(len(summaries), 'label image')} ({counted(n_planes, 'plane')}, "
+          f"{counted(n_nuclei, 'nucleus', 'nuclei')}) and measurements to {out}")
     for summary in summaries:
-        note(f"{summary.name}: {summary.n_nuclei} nuclei in {summary.n_planes} plane(s), "
+        note(f"{summary.name}: {counted(summary.n_nuclei, 'nucleus', 'nuclei')} in "
+             f"{counted(summary.n_planes, 'plane')}, "
+             f"{diameter_words(summary.diameters, options, native=is_native(args))}, "
              f"{summary.seconds:.1f} s -> {Path(summary.labels).name}", quiet=args.quiet)
     return 0
 
 
+def diameter_words(diameters: list[float], options: Any, *, native: bool = False) -> str:
+    """The nucleus diameter one file was segmented at, e.g. "diameter 17 px (automatic)".
+
+    Parameters
+    ----------
+    diameters : list of float
+        The diameter used for each plane (``FileSummary.diameters``; empty for a large
+        plane, whose blocks each estimate their own).
+    options : SegmentOptions
+        The options used (``options.diameter`` 0: automatic).
+    native : bool
+        ``--diameter native`` was given (``options.diameter`` is the model's own).
+    """
+    import statistics
+
+    if native:
+        return f"diameter {options.diameter:g} px (native, no resizing)"
+    if options.diameter:
+        return f"diameter {options.diameter:g} px"
+    if not diameters:
+        return "diameter automatic (estimated per block)"
+    median = statistics.median(diameters)
+    if len(diameters) == 1:
+        return f"diameter {median:.0f} px (automatic)"
+    low, high = round(min(diameters)), round(max(diameters))
+    spread = f", {low}-{high} px" if low != high else ""
+    return f"diameter {median:.0f} px (automatic: median of {len(diameters)} planes{spread})"
+
+
+def _note_ignored_options(args: argparse.Namespace) -> None:
+    """Note that ``--instances watershed`` / ``--format tif`` (what stacks get) are ignored."""
+    given = [f"--instances {args.instances}"] if args.instances == "watershed" else []
+    given += ["--format tif"] if args.format == "tif" else []
+    if given:
+        note(f"note: {' and '.join(given)} {'is' if len(given) == 1 else 'are'} ignored with "
+             "TIFF stacks, which always give <name>_labels.tif (numbered nuclei, split as "
+             "with --instances watershed) and <name>_measurements.csv.", quiet=args.quiet)
+
+
 def _check_inputs(files: list[Path], args: argparse.Namespace) -> None:
-    """Open every file (metadata only) so that a bad axes/channel fails before any work."""
+    """Open every file (metadata only) so that a bad axes/channel fails before any work.
+
+    An image taken as RGB from the file's own axes although it is not 8-bit gets a
+    note: it is more likely planes or channels (see ``ImageStack.doubtful_rgb``).
+    """
     from ..core.stacks import open_stack
 
     for path in files:
         stack = open_stack(path, args.axes)
         stack.check_channel(args.channel)
+        if args.axes is None and args.channel is None and stack.doubtful_rgb:
+            note(rgb_note(stack, path), quiet=args.quiet)
+
+
+def rgb_note(stack: Any, path: Path) -> str:
+    """The note for an image read as RGB that may hold planes or channels instead."""
+    from ..core.stacks import yx_last
+
+    n, dtype = stack.n_channels, stack.dtype
+    depth = f"{dtype.itemsize * 8}-bit" + (" float" if dtype.kind == "f" else "")
+    what = ("one RGB colour image" if stack.n_planes == 1
+            else f"{stack.n_planes} RGB colour images")
+    each = "" if stack.n_planes == 1 else " each"
+    planes = stack.stored_axes.replace("S", "Z")
+    channels = f"--axes {stack.stored_axes.replace('S', 'C')} with --channel N"
+    if "Z" in stack.stored_axes or not yx_last(planes):
+        advice = f"If it holds {n} channels{each}, give {channels}."
+    else:
+        advice = (f"If it holds {n} planes or {n} channels{each}, give --axes {planes}, "
+                  f"or {channels}.")
+    return f"note: {path.name} is read as {what} ({n} samples, {depth}). {advice}"
 
 
 def _segment(files: list[Path], out: Path, options: Any, args: argparse.Namespace,
-             client: Any, bars: ProgressBars) -> list:
+             client: Any, bars: ProgressBars) -> tuple[list, Any]:
+    """Segment the files; return their summaries and the options used.
+
+    ``--diameter native`` becomes the loaded model's own diameter in those options.
+    """
     from ..core.cluster import map_files, torch_threads_per_worker
     from ..core.own_images import process_file
     from ..core.progress import drive
 
-    model_ref = _model_reference(args, client)
+    model_ref, model = _model_reference(args, client)
+    if is_native(args):
+        options = dataset_options(args, model)  # the model's own diameter: no resizing
     # a local cluster shares this machine's cores; a remote worker uses its own share
     threads = torch_threads_per_worker(client) if client is not None and not args.scheduler \
         else None
     if client is not None and len(files) > 1:
         return drive(map_files(client, model_ref, [str(f) for f in files], out, options,
-                               channel=args.channel, axes=args.axes, threads=threads), bars)
+                               channel=args.channel, axes=args.axes, threads=threads),
+                     bars), options
     summaries = []
     for path in files:
         summaries.append(process_file(model_ref, path, out, options, channel=args.channel,
                                       axes=args.axes, block=args.block, client=client,
                                       threads=threads, device=_device(args), on_update=bars))
-    return summaries
+    return summaries, options
 
 
 def _device(args: argparse.Namespace) -> Any:
@@ -181,15 +257,19 @@ def _check_package_runs_here(args: argparse.Namespace) -> None:
             "checkpoint (.safetensors) the package was exported from.")
 
 
-def _model_reference(args: argparse.Namespace, client: Any) -> Any:
-    """The loaded model (plain path), or its checkpoint path for cluster workers."""
+def _model_reference(args: argparse.Namespace, client: Any) -> tuple[Any, Any]:
+    """The model to segment with, and the loaded model.
+
+    The first is the loaded model itself (plain path), or its checkpoint path for
+    cluster workers.
+    """
     from ..bioimageio.load import load_any_model
     from ..core.device import configure_cpu_threads
 
     device = _device(args)
     loaded = load_any_model(args.model, device=device)  # a bad model fails here, early
     if client is not None:
-        return str(loaded.path) if loaded.path is not None else args.model
+        return (str(loaded.path) if loaded.path is not None else args.model), loaded.model
     if device.type == "cpu":
         configure_cpu_threads()
-    return loaded.model
+    return loaded.model, loaded.model

@@ -15,10 +15,12 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-#: Short spellings kept for habit (``--lr``) next to the generated ``--learning-rate``.
+#: Short spellings kept for habit (``--lr``) next to the generated ``--learning-rate``;
+#: ``--threads`` is also what ``finetune`` calls ``--num-threads``.
 ALIASES: dict[str, tuple[str, ...]] = {
     "learning_rate": ("--lr",),
     "early_stopping_patience": ("--patience",),
+    "num_threads": ("--threads",),
 }
 
 #: Prefix of the argparse ``dest`` of config options (avoids clashes with other options).

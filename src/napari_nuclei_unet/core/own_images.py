@@ -222,7 +222,11 @@ def write_labels_tiff(path: str | os.PathLike, labels: Any, axes: str) -> Path:
 
 @dataclass
 class FileSummary:
-    """What :func:`process_file` wrote (small: sent back from cluster workers)."""
+    """What :func:`process_file` wrote (small: sent back from cluster workers).
+
+    ``diameters`` holds the nucleus diameter used for each plane (the given one, or
+    the estimate); it is empty for a large plane, segmented block by block.
+    """
 
     name: str
     source: str
@@ -233,6 +237,7 @@ class FileSummary:
     zarr: str | None = None
     seconds: float = 0.0
     pixels: int = 0
+    diameters: list[float] = field(default_factory=list)
 
 
 def is_large(stack: ImageStack, big_pixels: int) -> bool:
@@ -318,14 +323,14 @@ def process_file(
                                      threads=threads, name=stack.name), on_update)
         write_labels_tiff(paths["labels"], result.labels(), "YX")
         write_csv(result.table, paths["csv"])
-        n_nuclei, zarr_path = result.n_nuclei, str(paths["zarr"])
+        n_nuclei, zarr_path, diameters = result.n_nuclei, str(paths["zarr"]), []
     else:
         res = drive(segment_stack(cached_model(model, threads), stack, options,
                                   channel=channel, device=device), on_update)
         write_labels_tiff(paths["labels"], res.labels, stack.plane_axes + "YX")
         write_csv(res.table, paths["csv"])
-        n_nuclei, zarr_path = res.n_nuclei, None
+        n_nuclei, zarr_path, diameters = res.n_nuclei, None, res.diameters
     h, w = stack.yx_shape
     return FileSummary(stack.name, str(path), stack.n_planes, n_nuclei, str(paths["labels"]),
                        str(paths["csv"]), zarr_path, time.perf_counter() - start,
-                       h * w * stack.n_planes)
+                       h * w * stack.n_planes, [float(d) for d in diameters])

@@ -79,7 +79,21 @@ def stack_name(path: str | os.PathLike) -> str:
     return Path(name).stem if Path(name).suffix else name
 
 
-def check_axes(axes: str, ndim: int, source: str = "the image") -> str:
+#: Examples of axes for a number of dimensions, for messages.
+AXES_EXAMPLES = {2: "YX", 3: "ZYX or CYX", 4: "TCYX or ZCYX", 5: "TZCYX"}
+
+
+def yx_last(axes: str) -> bool:
+    """Whether ``axes`` end in ``YX``, a channel axis (``C``/``S``) anywhere allowed.
+
+    The labels keep the image's rows and columns only when the plane's axes are its
+    last two (``ZYX``, ``CYX``, ``YXC``; not ``XY`` or ``YXZ``).
+    """
+    return axes.replace("C", "").replace("S", "").endswith("YX")
+
+
+def check_axes(axes: str, ndim: int, source: str = "the image", *,
+               read_by: str | None = None) -> str:
     """Validate an axes string (e.g. ``"TZCYX"``) for an array of ``ndim`` dimensions.
 
     Parameters
@@ -90,6 +104,10 @@ def check_axes(axes: str, ndim: int, source: str = "the image") -> str:
         Number of dimensions of the array.
     source : str
         How to name the image in messages.
+    read_by : str, optional
+        None when the user gave ``axes``. Otherwise they were read from the file, by
+        ``read_by`` (e.g. ``"tifffile"``; ``""``: guessed from the shape): axes that do
+        not say what the dimensions are (``QQYX``) are then asked for, not corrected.
 
     Returns
     -------
@@ -99,15 +117,29 @@ def check_axes(axes: str, ndim: int, source: str = "the image") -> str:
     Raises
     ------
     ImageFileError
-        When the length, the letters or Y/X are wrong.
+        When the length, the letters or Y/X are wrong, or Y and X are not the last two
+        axes (a channel axis may follow: ``YXC``).
     """
     axes = str(axes).strip().upper()
     hint = ("Give one letter per dimension, e.g. ZCYX (Z planes, channels, rows, columns) "
             "or TCYX (time, channels, rows, columns).")
+    if "Y" in axes and "X" in axes and not yx_last(axes):
+        raise ImageFileError(
+            f"Axes {axes!r} for {source}: an image's last two axes are its rows (Y) and "
+            "columns (X), so name them YX, in that order, at the end (a channel axis may "
+            "follow: YXC). Otherwise the labels would not line up with the image.")
     if len(axes) != ndim:
         raise ImageFileError(
             f"Axes {axes!r} have {len(axes)} letters but {source} has {ndim} dimensions. "
             + hint)
+    if read_by is not None and not (len(set(axes)) == len(axes) and "Y" in axes
+                                    and "X" in axes):
+        found = f"{read_by} reads them as {axes}" if read_by else f"read as {axes}"
+        example = AXES_EXAMPLES.get(ndim, "TZCYX with one letter per dimension")
+        raise ImageFileError.about_settings(
+            "{source} does not say what its {ndim} dimensions are ({found}); give them "
+            "{axes}, e.g. {example} (T time, Z depth, C channels, Y rows, X columns).",
+            source=source, ndim=ndim, found=found, example=example)
     if not axes.isalpha() or len(set(axes)) != len(axes):
         raise ImageFileError(f"Axes {axes!r} for {source} must be distinct letters. " + hint)
     if "Y" not in axes or "X" not in axes:
@@ -136,6 +168,9 @@ class ImageStack:
     rgb : bool
         Whether the channel axis holds the red, green, blue (and alpha) samples of a
         colour image: the default plane is then the RGB composite.
+    stored_axes : str
+        The axes as the array is stored, before they were put in order and ``S``
+        became ``C`` (e.g. ``"SYX"``); the order to give them back in.
     """
 
     name: str
@@ -143,6 +178,17 @@ class ImageStack:
     axes: str
     source: str
     rgb: bool = False
+    stored_axes: str = ""
+
+    @property
+    def doubtful_rgb(self) -> bool:
+        """Whether this RGB image may hold planes or channels instead of colours.
+
+        Colour photos are 8-bit; a 16-bit or float image with 3 or 4 samples, taken as
+        RGB from a file's own axes (a plain ``tifffile.imwrite`` of a ``(3, H, W)``
+        stack), is almost always 3 planes or 3 channels of a microscope.
+        """
+        return self.rgb and self.dtype != np.uint8
 
     @property
     def plane_axes(self) -> str:
@@ -247,9 +293,14 @@ class ImageStack:
             yield flat, self.plane(flat, channel)
 
 
-def _normalise_axes(data: Any, axes: str, source: str, rgb_hint: bool) -> tuple[Any, str, bool]:
-    """Reorder ``data`` to plane axes + C + Y + X; S becomes C."""
-    axes = check_axes(axes, len(data.shape), source).replace("S", "C")
+def _make_stack(name: str, data: Any, axes: str, source: str, rgb_hint: bool, *,
+                read_by: str | None = None) -> ImageStack:
+    """An :class:`ImageStack` of ``data``: axes reordered to plane axes + C + Y + X.
+
+    ``S`` becomes ``C``; ``read_by`` as for :func:`check_axes`.
+    """
+    stored = check_axes(axes, len(data.shape), source, read_by=read_by)
+    axes = stored.replace("S", "C")
     rgb = rgb_hint and "C" in axes and data.shape[axes.index("C")] in (3, 4)
     order = [i for i, a in enumerate(axes) if a not in "CYX"]
     order += [axes.index(a) for a in "CYX" if a in axes]
@@ -259,7 +310,7 @@ def _normalise_axes(data: Any, axes: str, source: str, rgb_hint: bool) -> tuple[
             data = data.transpose(order)  # numpy view / lazy dask graph
         else:
             data = _LazyTranspose(data, order)
-    return data, new_axes, rgb
+    return ImageStack(name, data, new_axes, source, rgb, stored)
 
 
 class _LazyTranspose:
@@ -299,9 +350,8 @@ def _open_tiff(path: Path, axes: str | None) -> ImageStack:
     except (tifffile.TiffFileError, OSError, ValueError, IndexError) as exc:
         raise ImageFileError(f"{path} is not a readable TIFF file ({exc}).") from exc
     data = zarr.open(store, mode="r")
-    source = str(path)
-    data, new_axes, rgb = _normalise_axes(data, axes or found_axes, source, rgb_hint)
-    return ImageStack(stack_name(path), data, new_axes, source, rgb)
+    return _make_stack(stack_name(path), data, axes or found_axes, str(path), rgb_hint,
+                       read_by=None if axes else "tifffile")
 
 
 def _open_zarr(path: Path, axes: str | None) -> ImageStack:
@@ -325,9 +375,9 @@ def _open_zarr(path: Path, axes: str | None) -> ImageStack:
     ndim = len(node.shape)
     default = found or ("YX" if ndim == 2 else ("YXC" if ndim == 3 and node.shape[-1] in (3, 4)
                                                    else "Q" * (ndim - 2) + "YX"))
-    source = str(path)
-    data, new_axes, rgb = _normalise_axes(node, axes or default, source, False)
-    return ImageStack(stack_name(path), data, new_axes, source, rgb)
+    read_by = None if axes else ("its OME-Zarr metadata" if found else "")
+    return _make_stack(stack_name(path), node, axes or default, str(path), False,
+                       read_by=read_by)
 
 
 def _open_plain(path: Path, axes: str | None) -> ImageStack:
@@ -342,8 +392,8 @@ def _open_plain(path: Path, axes: str | None) -> ImageStack:
     except (UnidentifiedImageError, OSError) as exc:
         raise ImageFileError(f"{path} is not a readable image ({exc}).") from exc
     default = "YXS" if data.ndim == 3 else "YX"
-    data, new_axes, rgb = _normalise_axes(data, axes or default, str(path), data.ndim == 3)
-    return ImageStack(stack_name(path), data, new_axes, str(path), rgb)
+    return _make_stack(stack_name(path), data, axes or default, str(path), data.ndim == 3,
+                       read_by=None if axes else "")
 
 
 def open_stack(path: str | os.PathLike, axes: str | None = None) -> ImageStack:
@@ -383,8 +433,8 @@ def open_stack(path: str | os.PathLike, axes: str | None = None) -> ImageStack:
                          f"{', '.join(TIFF_SUFFIXES + PLAIN_SUFFIXES)} or a .zarr folder.")
 
 
-def stack_from_array(data: Any, axes: str, name: str = "image", *, rgb: bool = False
-                     ) -> ImageStack:
+def stack_from_array(data: Any, axes: str, name: str = "image", *, rgb: bool = False,
+                     read_by: str | None = None) -> ImageStack:
     """Wrap an in-memory or lazy array (numpy, dask, zarr) as an :class:`ImageStack`.
 
     Parameters
@@ -397,9 +447,11 @@ def stack_from_array(data: Any, axes: str, name: str = "image", *, rgb: bool = F
         Output name.
     rgb : bool
         Whether a channel axis of size 3 or 4 holds RGB(A) samples.
+    read_by : str, optional
+        None when the user gave ``axes``; else who guessed them, as for
+        :func:`check_axes` (``""``: guessed from the shape).
     """
-    data_, new_axes, is_rgb = _normalise_axes(data, axes, name, rgb)
-    return ImageStack(name, data_, new_axes, name, is_rgb)
+    return _make_stack(name, data, axes, name, rgb, read_by=read_by)
 
 
 _OPENED: dict[tuple, ImageStack] = {}

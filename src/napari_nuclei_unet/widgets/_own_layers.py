@@ -51,17 +51,19 @@ def layer_stack(layer: Any, axes: str = "") -> Any:
     axes : str, optional
         Axes of the layer's data (e.g. ``"ZCYX"`` when one axis holds channels);
         default :func:`default_axes`.
+
+    Raises
+    ------
+    ImageFileError
+        When the axes do not fit, or do not end in ``YX`` (napari shows a layer's last
+        two axes as the image's rows and columns; a channel axis may follow).
     """
     from napari_nuclei_unet.core.stacks import stack_from_array
 
-    axes = (axes or "").strip().upper() or default_axes(layer)
-    if not axes.replace("C", "").replace("S", "").endswith("YX"):
-        raise ValueError(
-            f"Axes {axes!r}: napari shows a layer's last two axes as the image's rows (Y) "
-            "and columns (X), so name them YX, in that order, at the end (a channel axis "
-            "may follow: YXC). Otherwise the labels would not line up with the image.")
-    return stack_from_array(layer_data(layer), axes, safe_name(layer.name),
-                            rgb=bool(getattr(layer, "rgb", False)))
+    given = (axes or "").strip().upper()
+    return stack_from_array(layer_data(layer), given or default_axes(layer),
+                            safe_name(layer.name), rgb=bool(getattr(layer, "rgb", False)),
+                            read_by=None if given else "")
 
 
 def safe_name(name: str) -> str:
