@@ -212,3 +212,20 @@ def test_epoch_lines_without_validation_leave_out_its_columns():
     assert not round_line.endswith("*")  # "best" means nothing without validation
     trained = format_epoch(EpochEnd(**fields, val_loss=0.29, val_iou=0.812, best_val_iou=0.815))
     assert "val loss 0.2900  val IoU 0.812  best 0.815" in trained and trained.endswith("*")
+
+
+def test_finetune_asks_for_the_nuclear_channel_of_a_multichannel_pair(tmp_path,
+                                                                      tiny_checkpoint, capsys):
+    folder = tmp_path / "corrected"
+    folder.mkdir()
+    labels = label_image(n=3)
+    two = np.stack([np.full(labels.shape, 500, np.uint16), blobs(labels)])  # nuclei in 1
+    tifffile.imwrite(folder / "cells.tif", two, imagej=True, metadata={"axes": "CYX"})
+    tifffile.imwrite(folder / "cells_labels.tif", labels)
+    argv = ["finetune", tiny_checkpoint, folder, "--out", tmp_path / "p", "--epochs", "1",
+            "--steps", "1", "--device", "cpu"]
+    code, out, err = run_cli(capsys, *argv)
+    assert code != 0 and "choose the nuclear channel with --channel N (0 to 1)" in err
+    code, out, err = run_cli(capsys, *argv, "--channel", "1")
+    assert code == 0, err
+    assert "cells-plane0" in out

@@ -104,7 +104,9 @@ def _add_model(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "model", metavar="MODEL",
         help="a checkpoint (.safetensors with its .json beside it), 'default' for the "
-             "model shipped with the plugin, or a bioimage.io model package (folder, "
+             "model shipped with the plugin, a training run's folder (its "
+             "best.safetensors), a fine-tuning project's folder (its current version) or "
+             "version folder (DIR/versions/v002), or a bioimage.io model package (folder, "
              "rdf.yaml or .zip; TorchScript or ONNX weights)",
     )
 
@@ -229,15 +231,24 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     finetune.add_argument(
         "model", metavar="MODEL",
-        help="the model to start from: a checkpoint, 'default' (the shipped model) or "
+        help="the model to start from: a checkpoint, 'default' (the shipped model), "
              "'latest' (the current version in --out: the newest one that was made "
-             "current, to continue a series of rounds)",
+             "current, to continue a series of rounds), or a training run's, project's "
+             "or version's folder",
     )
     finetune.add_argument(
         "corrections", metavar="CORRECTIONS_DIR",
-        help="a fine-tuning project folder (with corrections/ and project.json) or a "
+        help="a folder of your images beside their corrected label images (cells.tif + "
+             "cells_labels.tif, as predict names them; stored in the --out project), a "
+             "fine-tuning project folder (with corrections/ and project.json) or a "
              "DSB2018-style folder of corrected samples",
     )
+    finetune.add_argument("--channel", type=int, metavar="N",
+                          help="with images beside label images: the nuclear channel, "
+                               "0-based (default: the only channel, or the RGB composite)")
+    finetune.add_argument("--axes", metavar="AXES",
+                          help="with images beside label images: the images' axes, "
+                               "overriding their metadata, e.g. ZCYX")
     finetune.add_argument("--out", required=True, metavar="DIR",
                           help="project folder for the model versions (created if missing)")
     finetune.add_argument("--data", metavar="ORIGINAL_DATA",
@@ -277,10 +288,12 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Write MODEL as a bioimage.io model package (format 0.5): TorchScript, "
                     "ONNX and PyTorch weights, the preprocessing, test images, cover, README, "
                     "licence and citations. Needs the optional bioimageio.core package "
-                    "(pip install \"napari-nuclei-unet[bioimageio]\").",
+                    "(pip install -e \".[bioimageio]\" in the plugin's folder).",
     )
     export.add_argument("model", metavar="MODEL",
-                        help="a checkpoint (.safetensors with its .json) or 'default'")
+                        help="a checkpoint (.safetensors with its .json), 'default', a "
+                             "training run's folder, or a fine-tuning project's or "
+                             "version's folder")
     export.add_argument("--bioimageio", required=True, metavar="OUT.zip",
                         help="the package file to write")
     export.add_argument("--author", action="append", metavar="NAME",
