@@ -143,6 +143,16 @@ def test_adoption_needs_no_loss_on_corrections_and_little_on_the_regression_set(
 def test_a_refused_reason_says_each_thing_once_and_what_to_do_last():
     from napari_nuclei_unet.core.finetune.check import _step_note, _with_note
 
+    # a round that hardly changes the corrected images is not made current either
+    adopted, reason = adoption({"corrected": [change(0.844, 0.848)],
+                                "regression": [change(0.826, 0.829)]})
+    assert not adopted
+    assert reason == ("The new model is hardly better on the corrected images (mean IoU "
+                      "0.844 -> 0.848, less than the +0.01 a round must gain there). The "
+                      "model in use already segments them about as well, and a round that "
+                      "changes them so little tends to lose a little on other images. "
+                      f"{NOT_ADOPTED}")
+    assert adoption({"corrected": [change(0.844, 0.855)]})[0]
     adopted, reason = adoption({"corrected": [change(0.938, 0.936)]})
     assert not adopted
     assert reason == ("The new model got worse on the corrected images: mean IoU 0.938 -> "
@@ -516,9 +526,9 @@ def test_two_head_models_learn_contours_and_are_scored_with_contour_seeds(
     monkeypatch.setattr(segment, "segment_image", spy)
     corrections = [synthetic("histology", 1), synthetic("histology", 2)]
     result = drive(finetune(checkpoint, corrections, out_dir=tmp_path / "p", replay=False,
-                            check=False, config_overrides=TINY))
+                            check=False, config_overrides=TINY, tolerance=LENIENT))
     # each correction measured once (how inference shows it), then scored before and
-    # after, contour-seeded
+    # after (the first model checked passes), contour-seeded
     assert len(calls) == 2 + 4
     assert load_checkpoint(result.checkpoint).model.out_channels == 2
     assert any(k.startswith("head.") for k in _changed(checkpoint, result))

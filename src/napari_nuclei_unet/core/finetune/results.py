@@ -18,7 +18,14 @@ from .versions import ModelVersion
 #: 0.026 IoU on the validation split's other domains lost 0.008 on them, so the former
 #: 0.01 let it through (docs/finetuning.md, third pass); at 0.005 it is kept as a version
 #: and every other round measured in that pass is still made current.
-ADOPT_TOLERANCE: dict[str, float] = {"corrected": 0.0, "held_out": 0.0, "regression": 0.005}
+ADOPT_TOLERANCE: dict[str, float] = {"corrected": -0.01, "held_out": 0.0, "regression": 0.005}
+#: A negative tolerance asks for a gain: the corrected images must gain at least 0.01
+#: mean IoU. Over thirteen rounds on kinds of images the model already did well (base
+#: 0.68-0.87 on the corrections; docs/finetuning.md, thirteenth check) the five made
+#: current with a gain of +0.001 to +0.005 on their corrections changed the domain's
+#: other images by -0.011 to +0.001 (mean -0.006): a round that hardly changes the
+#: corrected images is noise that costs elsewhere. Rounds that adapt gain +0.08 to
+#: +0.28 there.
 
 #: What a refused round's reason says after why it was refused: what happened to the new
 #: model and what to do next. Front ends add only what is theirs (the version's name, how
@@ -109,7 +116,7 @@ def adoption(sets: dict[str, Sequence[ScoreChange]],
         then :data:`NOT_ADOPTED` (what happens to the model, what to do).
     """
     tolerance = {**ADOPT_TOLERANCE, **(tolerance or {})}
-    worse, parts = [], []
+    worse, hardly, parts = [], [], []
     for key in ("corrected", "held_out", "regression"):
         rows = sets.get(key) or ()
         if not rows:
@@ -118,10 +125,20 @@ def adoption(sets: dict[str, Sequence[ScoreChange]],
         after = _mean([r.iou_after for r in rows])
         text = f"{_SET_NAMES[key]}: mean IoU {before:.3f} -> {after:.3f}"
         parts.append(text)
-        if after < before - tolerance.get(key, 0.0):
-            worse.append(text)
+        allowed = tolerance.get(key, 0.0)
+        if after < before - allowed:
+            if after >= before:  # not worse, but less than the gain asked for
+                hardly.append(f"{_SET_NAMES[key]} (mean IoU {before:.3f} -> {after:.3f}, "
+                              f"less than the +{-allowed:.2f} a round must gain there)")
+            else:
+                worse.append(text)
     if worse:
         return False, f"The new model got worse on {'; and on '.join(worse)}. {NOT_ADOPTED}"
+    if hardly:
+        return False, (f"The new model is hardly better on {' and on '.join(hardly)}. The "
+                       "model in use already segments them about as well, and a round that "
+                       "changes them so little tends to lose a little on other images. "
+                       f"{NOT_ADOPTED}")
     if not parts:
         return True, "Nothing to check the new model on; it is made current."
     return True, "The new model is made current (" + "; ".join(parts) + ")."
