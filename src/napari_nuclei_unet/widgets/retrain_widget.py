@@ -15,8 +15,9 @@ The loop, for a biologist:
    with the loaded original images (:func:`~napari_nuclei_unet.core.finetune.finetune`
    in a worker, progress and loss curve like the Train dock). The round's model
    is saved as a new version (``v001``, ``v002``...; never overwritten) and
-   becomes the session's model, unless it failed its checks (worse, or hardly better on the corrected images): then it
-   is kept as a version but not made current, and the dock says so. The
+   becomes the session's model, unless it failed its checks (worse, or hardly
+   better on the corrected images): then it is kept as a version but not made
+   current, and the dock says so. The
    corrected images and the shown one are
    predicted again, so the Compare dock and the IoU panel update by themselves,
    and the dock lists each corrected image's IoU before and after.
