@@ -172,9 +172,12 @@ def test_the_self_check_scores_the_users_images_as_predictions_are_made(
     monkeypatch.setattr(evaluation, "evaluate", spy)
     options = SegmentOptions(diameter=30.0, threshold=0.4)
     check = replay_samples("check")[:2]
+    # any change passes the check: the first model checked is kept (one scoring after)
+    lenient = {"corrected": 1.0, "held_out": 1.0, "regression": 1.0}
     result = drive(finetune(tiny_checkpoint, [synthetic(4)], out_dir=tmp_path,
                             held_out=[synthetic(5)], replay=False, check=check,
-                            config_overrides=TINY, segment_options=options))
+                            config_overrides=TINY, segment_options=options,
+                            tolerance=lenient))
     users = ["fluo-4-x1", "fluo-5-x1"]
     assert calls == [(users, options), ([c.id for c in check], None)] * 2
     assert len(result.corrected) == 1 and len(result.regression) == 2
