@@ -56,7 +56,9 @@ Modules, one job each (every public name is importable from this package):
 - ``results``: :class:`FinetuneResult`, :class:`ScoreChange`, the adoption decision;
 - ``view``: :func:`inference_views`, the corrections as inference shows them (resized
   to the training nucleus size, smoothed when dim);
-- ``rounds``: :func:`finetune`, :func:`mix_samples`, the round defaults.
+- ``rounds``: :func:`finetune` and the round defaults;
+- ``mixing``: :func:`mix_samples`, :func:`weighted_samples`, :func:`auto_ratio`;
+- ``own``: :func:`add_labelled_image`, corrections from an image beside its label image.
 """
 
 from __future__ import annotations
