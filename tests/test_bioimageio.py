@@ -187,6 +187,18 @@ def test_missing_bioimageio_core_export_says_how_to_install(monkeypatch, tmp_pat
         export_bioimageio("default", tmp_path / "out.zip")
 
 
+def test_a_name_bioimage_io_refuses_is_refused_before_the_slow_export(tmp_path):
+    from napari_nuclei_unet.bioimageio.export import export_bioimageio
+
+    # the README's own example once had a comma: bioimage.io's validator refused it, in
+    # its words, after a minute of exporting
+    with pytest.raises(ValueError, match=r"--name 'Nuclei U-Net, our lab': bioimage.io "
+                                         r"names may hold only letters, digits, spaces and "
+                                         r"_ \+ - \( \), not ','"):
+        export_bioimageio("default", tmp_path / "out.zip", name="Nuclei U-Net, our lab")
+    assert not (tmp_path / "out.zip").exists()
+
+
 def test_napari_start_and_core_do_not_import_bioimageio():
     import subprocess
     import sys

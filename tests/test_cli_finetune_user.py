@@ -143,6 +143,24 @@ def test_finetune_reads_pairs_into_its_project(tmp_path, tiny_checkpoint, capsys
     assert sorted(p.name for p in (project / "corrections").iterdir()) == [
         "cells-plane0", "more-plane0"]
     assert (project / "versions" / "v001" / "model.safetensors").is_file()
+    # an image without its label image is named, not silently dropped
+    (folder / "alone.tif").write_bytes((folder / "cells.tif").read_bytes())
+    code, out, err = run_cli(capsys, "finetune", tiny_checkpoint, folder, "--out",
+                             tmp_path / "p2", "--epochs", "1", "--steps", "1", "--device", "cpu")
+    assert code == 0, err
+    assert "not used, no label image beside them: alone.tif" in err
+    # a plain tifffile.imwrite of 3 planes is read as RGB: the shape error says so
+    rgbish = tmp_path / "rgbish"
+    rgbish.mkdir()
+    planes = np.stack([label_image(n=n) for n in (1, 2, 3)])
+    tifffile.imwrite(rgbish / "stack.tif", blobs(planes), photometric="rgb",
+                     planarconfig="separate")  # what a plain imwrite of 3 planes gives
+    tifffile.imwrite(rgbish / "stack_labels.tif", planes)
+    code, out, err = run_cli(capsys, "finetune", tiny_checkpoint, rgbish, "--out",
+                             tmp_path / "p3")
+    assert code != 0
+    assert "stack.tif is read as one RGB colour image (3 samples, 16-bit)" in err
+    assert "--axes ZYX" in err
     # a folder with neither pairs nor samples is refused as before
     empty = tmp_path / "nothing"
     empty.mkdir()
@@ -194,6 +212,12 @@ def test_a_project_a_version_or_a_run_folder_stands_for_its_model(tmp_path, tiny
                            "--device", "cpu")
     assert code == 0, err
     assert (out / "cells_labels.tif").is_file()
+    # and it says which model the folder stood for (the shipped one when no round of
+    # the project was made current: a user would not guess that)
+    assert f"model: {project} stands for its current version v00" in err
+    code, _, err = run_cli(capsys, "predict", project / "versions" / "v001",
+                           folder / "cells.tif", "--out", tmp_path / "p1", "--device", "cpu")
+    assert code == 0 and f"stands for {v001}" in err
     code, _, err = run_cli(capsys, "predict", "latest", folder / "cells.tif", "--out",
                            tmp_path / "p2")
     assert code != 0 and "give the project folder itself" in err

@@ -404,6 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     module_name, function_name = args.handler.split(":")
     try:
+        _say_which_model(args)
         module = importlib.import_module(f"._cli.{module_name}", __package__)
         return int(getattr(module, function_name)(args) or 0)
     except BrokenPipeError:
@@ -433,6 +434,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"run with --debug."
         )
         return EXIT_INTERNAL
+
+
+def _say_which_model(args: argparse.Namespace) -> None:
+    """Name the model a MODEL folder stands for (a project's current version...)."""
+    model = getattr(args, "model", None)
+    if args.command not in ("predict", "evaluate", "export", "finetune") or not model \
+            or getattr(args, "quiet", False) or not os.path.isdir(str(model)):
+        return
+    from .core.finetune.versions import describe_model_folder
+
+    text = describe_model_folder(model)
+    if text:
+        print(f"model: {text}", file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

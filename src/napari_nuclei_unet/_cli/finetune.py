@@ -67,8 +67,17 @@ def _load_corrections(path: str, *, quiet: bool, project: str | None = None,
 
 def _store_pairs(store: Any, pairs: list, *, quiet: bool, axes: str | None,
                  channel: int | None, verb: str) -> list[Any]:
-    from ..core.finetune import add_labelled_image
+    from ..core.finetune import LABELS_SUFFIX, add_labelled_image
 
+    folder = pairs[0][0].parent
+    paired = {p.name for pair in pairs for p in pair}
+    alone = sorted(p.name for p in folder.iterdir()
+                   if p.suffix.lower() in IMAGE_FILES and p.name not in paired
+                   and not p.stem.lower().endswith(LABELS_SUFFIX))
+    if alone:
+        more = f" and {len(alone) - 3} more" if len(alone) > 3 else ""
+        note(f"not used, no label image beside them: {', '.join(alone[:3])}{more} (name "
+             f"each one's labels NAME{LABELS_SUFFIX}.tif)", quiet=quiet)
     ids = []
     for image, labels in pairs:
         added = add_labelled_image(store, image, labels, axes=axes, channel=channel)

@@ -285,6 +285,11 @@ def build_package_folder(model: str | os.PathLike, folder: Path, *,
     return rdf_path
 
 
+#: The characters bioimage.io (spec 0.5) allows in a model's name.
+NAME_CHARACTERS = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+- ()")
+
+
 def export_bioimageio(model: str | os.PathLike, out: str | os.PathLike, *,
                       authors: Sequence[str] = (), name: str | None = None,
                       license: str = "CC-BY-4.0", overwrite: bool = False) -> Path:
@@ -321,6 +326,11 @@ def export_bioimageio(model: str | os.PathLike, out: str | os.PathLike, *,
             f"{model} is already a bioimage.io package; export takes a napari-nuclei-unet "
             "checkpoint (.safetensors with its .json) or 'default'."
         )
+    if name is not None and (not name.strip() or set(name) - NAME_CHARACTERS):
+        odd = "".join(sorted(set(name) - NAME_CHARACTERS)) or "only spaces"
+        raise ValueError(
+            f"--name {name!r}: bioimage.io names may hold only letters, digits, spaces and "
+            f"_ + - ( ), not {odd!r}; e.g. 'Nuclei U-Net (our lab)'.")
     out = Path(out)
     if out.suffix.lower() != ".zip":
         raise ValueError(f"--bioimageio {out}: give a file name ending in .zip.")

@@ -122,7 +122,16 @@ def add_labelled_image(store: Any, image: str | os.PathLike, labels: str | os.Pa
 
     stack = open_stack(image, axes)
     chosen = stack.check_channel(channel)
-    label_data = _read_labels(Path(labels), stack.labels_shape)
+    try:
+        label_data = _read_labels(Path(labels), stack.labels_shape)
+    except FinetuneError as exc:
+        if not stack.doubtful_rgb:
+            raise
+        bits = "32-bit float" if stack.dtype.kind == "f" else f"{8 * stack.dtype.itemsize}-bit"
+        raise FinetuneError(
+            f"{exc} {Path(image).name} is read as one RGB colour image ({stack.n_channels} "
+            f"samples, {bits}); if it holds {stack.n_channels} planes or channels, give its "
+            "axes with --axes ZYX, or --axes CYX with --channel N.") from None
     added = []
     for flat in range(stack.n_planes):
         plane_labels = label_data[stack.plane_index(flat)]

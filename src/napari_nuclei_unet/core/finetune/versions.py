@@ -287,3 +287,31 @@ def resolve_model_folder(model: str | os.PathLike) -> str | os.PathLike:
     if (path / RUN_BEST).is_file():
         return path / RUN_BEST
     return model
+
+
+def describe_model_folder(model: str | os.PathLike) -> str:
+    """What a MODEL folder stands for, in words ("" when ``model`` is not such a folder).
+
+    E.g. "runs/finetuned stands for its current version v002
+    (runs/finetuned/versions/v002/model.safetensors)", or, when no round of the project
+    was made current, that its current version is the model it started from.
+    """
+    try:
+        resolved = resolve_model_folder(model)
+    except CheckpointError:
+        return ""  # loading the model says what is wrong
+    if str(resolved) == str(model):
+        return ""
+    path = Path(model)
+    if (path / VERSIONS_DIR).is_dir() or (path / PROJECT_FILE).is_file():
+        current = ModelVersions(path).current()
+        if current is not None and current.is_base:
+            what = ("the shipped default model" if str(current.model) == "default"
+                    else str(current.model))
+            return (f"{path} stands for its current version v000, the model it started "
+                    f"from ({what}): no fine-tuning round of it was made current yet")
+        if current is not None:
+            return f"{path} stands for its current version {current.name} ({resolved})"
+    if str(resolved) == "default":
+        return f"{path} stands for the shipped default model"
+    return f"{path} stands for {resolved}"
