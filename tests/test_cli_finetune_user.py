@@ -253,3 +253,20 @@ def test_finetune_asks_for_the_nuclear_channel_of_a_multichannel_pair(tmp_path,
     code, out, err = run_cli(capsys, *argv, "--channel", "1")
     assert code == 0, err
     assert "cells-plane0" in out
+
+
+def test_evaluate_scores_images_beside_their_label_images(tmp_path, capsys):
+    import json
+
+    folder = tmp_path / "labelled"
+    folder.mkdir()
+    for name, n in (("cells", 3), ("more", 2)):
+        labels = label_image(n=n)
+        tifffile.imwrite(folder / f"{name}.tif", blobs(labels))
+        tifffile.imwrite(folder / f"{name}_labels.tif", labels)
+    code, out, err = run_cli(capsys, "evaluate", "default", folder, "--json")
+    assert code == 0, err
+    images = json.loads(out)["images"]
+    assert sorted(row["id"] for row in images) == ["cells-plane0", "more-plane0"]
+    assert all(0.0 <= row["iou"] <= 1.0 for row in images)
+    assert "2 plane(s) read" not in err and "cells.tif + cells_labels.tif: 1 plane(s) read" in err

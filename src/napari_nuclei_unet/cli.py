@@ -207,7 +207,16 @@ def _build_parser() -> argparse.ArgumentParser:
                     "one JSON object {\"summary\": ..., \"images\": [...]} on stdout.",
     )
     _add_model(evaluate)
-    evaluate.add_argument("data", metavar="DATA", help="dataset folder, .zip or sample folder")
+    evaluate.add_argument("data", metavar="DATA",
+                          help="dataset folder, .zip or sample folder, or a folder of your "
+                               "images beside their label images (cells.tif + "
+                               "cells_labels.tif)")
+    evaluate.add_argument("--channel", type=int, metavar="N",
+                          help="with images beside label images: the nuclear channel, "
+                               "0-based (default: the only channel, or the RGB composite)")
+    evaluate.add_argument("--axes", metavar="AXES",
+                          help="with images beside label images: the images' axes, "
+                               "overriding their metadata, e.g. ZCYX")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--threshold", type=float, default=0.5,
                           help="foreground probability threshold (default: 0.5)")

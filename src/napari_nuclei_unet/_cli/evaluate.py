@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from .data import load_samples, open_dataset
@@ -152,9 +153,19 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_any_model(args.model, device=device)  # checkpoint or bioimage.io
     if device.type == "cpu":
         configure_cpu_threads()  # physical cores: hyper-threads slow convolutions down
-    dataset = open_dataset(args.data, quiet=args.quiet)
-    ids = select_split(dataset.ids(), loaded.metadata, getattr(args, "split", "all"))
-    samples = load_samples(dataset, quiet=args.quiet, ids=ids)
+    from ..core.finetune import labelled_pairs
+    from .finetune import read_pairs
+
+    pairs = labelled_pairs(args.data) if Path(args.data).is_dir() else []
+    if pairs:  # your images beside their label images, as finetune reads them
+        samples = read_pairs(pairs, quiet=args.quiet, axes=getattr(args, "axes", None),
+                             channel=getattr(args, "channel", None))
+        where: Any = args.data
+    else:
+        dataset = open_dataset(args.data, quiet=args.quiet)
+        ids = select_split(dataset.ids(), loaded.metadata, getattr(args, "split", "all"))
+        samples = load_samples(dataset, quiet=args.quiet, ids=ids)
+        where = dataset.path
     options = segment_options(args, loaded.model)
     with ProgressBars(quiet=args.quiet) as bars:
         report = drive(evaluate(loaded.model, samples, threshold=args.threshold, device=device,
@@ -168,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         how = describe_options(options, report.instance_method,
                                getattr(loaded.model, "out_channels", 1) > 1)
-        print(f"Model {loaded.path} on {dataset.path} (threshold {args.threshold:g}, {how})")
+        print(f"Model {loaded.path} on {where} (threshold {args.threshold:g}, {how})")
         print(format_report(data, worst=args.worst))
         if report.skipped:
             print(f"\n{len(report.skipped)} image(s) without masks were not scored.")

@@ -45,6 +45,8 @@ def _load_corrections(path: str, *, quiet: bool, project: str | None = None,
         note(f"{len(samples)} corrections from project {store.path}", quiet=quiet)
         return samples
     pairs = labelled_pairs(folder) if folder.is_dir() else []
+    if pairs and project is None:
+        return read_pairs(pairs, quiet=quiet, axes=axes, channel=channel)
     if not pairs:
         images = [p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_FILES] \
             if folder.is_dir() else []
@@ -55,14 +57,24 @@ def _load_corrections(path: str, *, quiet: bool, project: str | None = None,
                 f"NAME.tif (the name 'nuclei-unet predict' gives its labels), or give a "
                 "fine-tuning project or a folder of samples in the DSB2018 layout.")
         return load_samples(open_dataset(path, quiet=quiet), quiet=quiet)
-    if project is None:
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="nuclei-unet-") as scratch:
-            return _store_pairs(CorrectionStore(scratch), pairs, quiet=quiet, axes=axes,
-                                channel=channel, verb="read")
     return _store_pairs(CorrectionStore(project), pairs, quiet=quiet, axes=axes,
                         channel=channel, verb="added to project " + str(project))
+
+
+def read_pairs(pairs: list, *, quiet: bool, axes: str | None = None,
+               channel: int | None = None) -> list[Any]:
+    """Samples of image + label image pairs, read as a project would store them.
+
+    For images that are scored, not stored (``finetune --held-out``, ``evaluate``): a
+    temporary project gives them exactly the form a round trains on.
+    """
+    import tempfile
+
+    from ..core.finetune import CorrectionStore
+
+    with tempfile.TemporaryDirectory(prefix="nuclei-unet-") as scratch:
+        return _store_pairs(CorrectionStore(scratch), pairs, quiet=quiet, axes=axes,
+                            channel=channel, verb="read")
 
 
 def _store_pairs(store: Any, pairs: list, *, quiet: bool, axes: str | None,
