@@ -10,6 +10,7 @@ from .data import IMAGE_SUFFIXES as IMAGE_FILES
 from .data import load_samples, open_dataset
 from .diameter import finetune_options
 from .info import format_table
+from .predict import counted
 from .progress import TrainReporter, note
 from .stopping import StopRequest
 
@@ -95,7 +96,7 @@ def _store_pairs(store: Any, pairs: list, *, quiet: bool, axes: str | None,
         added = add_labelled_image(store, image, labels, axes=axes, channel=channel)
         ids += [c.id for c in added]
         nuclei = ", ".join(str(c.n_nuclei) for c in added)
-        note(f"{image.name} + {labels.name}: {len(added)} plane(s) {verb} "
+        note(f"{image.name} + {labels.name}: {counted(len(added), 'plane')} {verb} "
              f"({nuclei} nuclei)", quiet=quiet)
     return store.load_samples(ids)
 

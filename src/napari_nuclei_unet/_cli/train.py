@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .data import load_samples, open_dataset
+from .predict import counted
 from .progress import TrainReporter, note
 from .stopping import StopRequest
 from .train_options import config_from_args
@@ -55,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
         if stop.stopped:
             note("Stopped while loading the dataset; nothing was trained.", quiet=args.quiet)
             return 130 if stop.interrupted else 1
-        note(f"Training on {len(samples)} samples on {device} ({config.epochs} epochs, "
+        note(f"Training on {counted(len(samples), 'sample')} on {device} "
+             f"({counted(config.epochs, 'epoch')}, "
              f"crops {config.crop_size}, batch {config.batch_size}); checkpoints in {args.out}",
              quiet=args.quiet)
         stop.start_clock()
