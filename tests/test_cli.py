@@ -327,7 +327,7 @@ def test_bad_option_values_are_one_line_errors(dataset, checkpoint, tmp_path, ca
     code, out, err = run_cli(capsys, "train", dataset, "--out", tmp_path / "r", "--crop-size",
                              "33", "--depth", "2")
     assert_one_line_error(code, err)
-    assert "crop_size" in err
+    assert "--crop-size" in err  # named as typed, not as the TrainConfig field
     code, out, err = run_cli(capsys, "predict", checkpoint, dataset, "--out", tmp_path / "m",
                              "--threshold", "2")
     assert_one_line_error(code, err)

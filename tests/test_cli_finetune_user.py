@@ -270,3 +270,25 @@ def test_evaluate_scores_images_beside_their_label_images(tmp_path, capsys):
     assert sorted(row["id"] for row in images) == ["cells-plane0", "more-plane0"]
     assert all(0.0 <= row["iou"] <= 1.0 for row in images)
     assert "cells.tif + cells_labels.tif: 1 plane read" in err
+
+
+def test_a_refused_training_option_is_named_as_it_was_typed(tmp_path, capsys):
+    root = write_dataset(tmp_path / "data", {"a": (24, 32, 2)})
+    for argv, flag in ((["--lr", "inf"], "--lr"), (["--crop-size", "-4"], "--crop-size"),
+                       (["--seed", "-1"], "--seed")):
+        code, out, err = run_cli(capsys, "train", root, "--out", tmp_path / "run", *argv)
+        assert code != 0
+        assert f"error: {flag} " in err and "TrainConfig." not in err, err
+
+
+def test_finetune_without_a_usable_correction_says_so_in_its_own_words(tmp_path,
+                                                                        tiny_checkpoint,
+                                                                        capsys):
+    folder = write_sample(tmp_path / "corr", "labelpng", (24, 32), 0)
+    Image.fromarray(label_image()).save(folder / "masks" / "labels.png")
+    code, out, err = run_cli(capsys, "finetune", tiny_checkpoint, tmp_path / "corr", "--out",
+                             tmp_path / "p")
+    assert code != 0
+    assert "labels.png holds 3 different labels" in err  # the note on the skipped sample
+    assert "No corrected image could be used in" in err
+    assert "save at least one corrected mask first" not in err  # the Retrain dock's words

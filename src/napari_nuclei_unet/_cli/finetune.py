@@ -157,6 +157,10 @@ def run(args: argparse.Namespace) -> int:
         axes, channel = getattr(args, "axes", None), getattr(args, "channel", None)
         corrections = _load_corrections(args.corrections, quiet=args.quiet, project=args.out,
                                         axes=axes, channel=channel)
+        if not corrections:
+            raise FinetuneError(
+                f"No corrected image could be used in {args.corrections} (the notes above say "
+                "why each was skipped): nothing to fine-tune on.")
         original = None
         if args.data:
             original = load_samples(open_dataset(args.data, quiet=args.quiet), quiet=args.quiet)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -196,7 +198,8 @@ def config_from_args(args: argparse.Namespace, *, notes: list[str] | None = None
     resume = getattr(args, "resume", None)
     if not resume:
         config = TrainConfig.from_dict(data)
-        return config.replace(**changes) if changes else config
+        with _flags_named(changes):
+            return config.replace(**changes) if changes else config
     saved = _saved_config(resume)
     try:
         base = TrainConfig.from_dict(saved)
@@ -217,4 +220,29 @@ def config_from_args(args: argparse.Namespace, *, notes: list[str] | None = None
         if name in saved and value != saved[name] and notes is not None:
             notes.append(f"resuming with {name}={value} (the run was started with "
                          f"{name}={saved[name]})")
-    return base.replace(**given) if given else base
+    with _flags_named(changes):
+        return base.replace(**given) if given else base
+
+
+def flag_of(name: str) -> str:
+    """The command-line option of a ``TrainConfig`` field: ``--lr``, ``--crop-size``..."""
+    return (*ALIASES.get(name, ()), "--" + name.replace("_", "-"))[0]
+
+
+@contextmanager
+def _flags_named(given: dict[str, Any]) -> Iterator[None]:
+    """Reword a refused value given on the command line by its option, not its field.
+
+    ``TrainConfig.learning_rate must be a finite number`` -> ``--lr must be ...``.
+    """
+    from ..core.config import ConfigError
+
+    try:
+        yield
+    except ConfigError as exc:
+        text = str(exc)
+        for name in given:
+            text = text.replace(f"TrainConfig.{name} ", f"{flag_of(name)} ")
+        if text == str(exc):
+            raise
+        raise ConfigError(text) from None
