@@ -148,13 +148,14 @@ def test_divergence_names_only_checkpoints_that_exist(data, tmp_path, monkeypatc
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["--lr", "inf"], "learning_rate must be a finite number"),
-    (["--lr", "nan"], "learning_rate must be a finite number"),
-    (["--seed", "-1"], "seed must be a whole number from 0"),
-    (["--min-lr-fraction", "5"], "min_lr_fraction must be in [0, 1]"),
-    (["--weight-decay", "nan"], "weight_decay must be a finite number"),
-    (["--augment-scale", "inf"], "augment_scale must be a finite number"),
-    (["--time-budget-s", "inf"], "time_budget_s must be a finite number"),
+    # named as typed, not as TrainConfig's fields
+    (["--lr", "inf"], "error: --lr must be a finite number"),
+    (["--lr", "nan"], "error: --lr must be a finite number"),
+    (["--seed", "-1"], "error: --seed must be a whole number from 0"),
+    (["--min-lr-fraction", "5"], "error: --min-lr-fraction must be in [0, 1]"),
+    (["--weight-decay", "nan"], "error: --weight-decay must be a finite number"),
+    (["--augment-scale", "inf"], "error: --augment-scale must be a finite number"),
+    (["--time-budget-s", "inf"], "error: --time-budget-s must be a finite number"),
 ])
 def test_non_finite_hyperparameters_refused_up_front(argv, words, data, tmp_path, capsys):
     code = main(["train", str(data), "--out", str(tmp_path / "run"), *TINY, *argv])
