@@ -292,3 +292,23 @@ def test_finetune_without_a_usable_correction_says_so_in_its_own_words(tmp_path,
     assert "labels.png holds 3 different labels" in err  # the note on the skipped sample
     assert "No corrected image could be used in" in err
     assert "save at least one corrected mask first" not in err  # the Retrain dock's words
+
+
+def test_a_label_image_without_nuclei_and_a_broken_base_model_are_caught_early(
+        tmp_path, tiny_checkpoint, capsys):
+    folder = tmp_path / "corrected"
+    folder.mkdir()
+    labels = label_image(n=3)
+    tifffile.imwrite(folder / "cells.tif", blobs(labels))
+    tifffile.imwrite(folder / "cells_labels.tif", np.zeros_like(labels))  # a wrong layer
+    argv = ["--out", tmp_path / "p", "--epochs", "1", "--steps", "1", "--device", "cpu"]
+    code, out, err = run_cli(capsys, "finetune", tiny_checkpoint, folder, *argv)
+    assert code == 0, err
+    assert "cells_labels.tif holds no nucleus" in err and "Is it the right file?" in err
+    # a truncated base model is refused before the corrections are stored
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(tiny_checkpoint.read_bytes()[:200])
+    broken.with_suffix(".json").write_text(tiny_checkpoint.with_suffix(".json").read_text())
+    code, out, err = run_cli(capsys, "finetune", broken, folder, "--out", tmp_path / "q")
+    assert code != 0
+    assert not (tmp_path / "q" / "corrections").exists()

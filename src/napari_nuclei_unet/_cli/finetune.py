@@ -98,6 +98,9 @@ def _store_pairs(store: Any, pairs: list, *, quiet: bool, axes: str | None,
         nuclei = ", ".join(str(c.n_nuclei) for c in added)
         note(f"{image.name} + {labels.name}: {counted(len(added), 'plane')} {verb} "
              f"({nuclei} nuclei)", quiet=quiet)
+        if not any(c.n_nuclei for c in added):
+            note(f"note: {labels.name} holds no nucleus: a round learns from it that "
+                 f"{image.name} shows none. Is it the right file?", quiet=quiet)
     return store.load_samples(ids)
 
 
@@ -152,6 +155,11 @@ def run(args: argparse.Namespace) -> int:
             raise FinetuneError(f"No model version in {args.out} yet; give a checkpoint or "
                                 "'default' as MODEL for the first round.")
     options = finetune_options(getattr(args, "diameter", 0.0), base)
+    if isinstance(base, (str, Path)) and str(base) != "default":
+        from ..core.checkpoint import load_checkpoint
+
+        # a broken base model is refused before any correction is stored in the project
+        load_checkpoint(base, device="cpu")
 
     with StopRequest(None, what="fine-tuning", quiet=args.quiet) as stop:
         axes, channel = getattr(args, "axes", None), getattr(args, "channel", None)
