@@ -89,6 +89,16 @@ def blobs(labels: np.ndarray) -> np.ndarray:
     return np.where(labels > 0, 3000, 200).astype(np.uint16)
 
 
+def write_pairs(folder, counts=(("cells", 3), ("more", 2))):
+    """A folder of 16-bit images, each beside its label image NAME_labels.tif."""
+    folder.mkdir()
+    for name, n in counts:
+        labels = label_image(n=n)
+        tifffile.imwrite(folder / f"{name}.tif", blobs(labels))
+        tifffile.imwrite(folder / f"{name}_labels.tif", labels)
+    return folder
+
+
 def test_pairs_are_found_beside_their_images(tmp_path):
     from napari_nuclei_unet.core.finetune import labelled_pairs
 
@@ -128,12 +138,7 @@ def test_each_plane_of_a_pair_is_stored_as_the_segment_dock_stores_it(tmp_path):
 
 
 def test_finetune_reads_pairs_into_its_project(tmp_path, tiny_checkpoint, capsys):
-    folder = tmp_path / "corrected"
-    folder.mkdir()
-    for name, n in (("cells", 3), ("more", 2)):
-        labels = label_image(n=n)
-        tifffile.imwrite(folder / f"{name}.tif", blobs(labels))
-        tifffile.imwrite(folder / f"{name}_labels.tif", labels)
+    folder = write_pairs(tmp_path / "corrected")
     project = tmp_path / "project"
     code, out, err = run_cli(capsys, "finetune", tiny_checkpoint, folder, "--out", project,
                              "--epochs", "1", "--steps", "1", "--device", "cpu")
@@ -180,11 +185,7 @@ def test_a_project_a_version_or_a_run_folder_stands_for_its_model(tmp_path, tiny
     from napari_nuclei_unet.core.checkpoint import CheckpointError
     from napari_nuclei_unet.core.finetune.versions import resolve_model_folder
 
-    folder = tmp_path / "corrected"
-    folder.mkdir()
-    labels = label_image(n=3)
-    tifffile.imwrite(folder / "cells.tif", blobs(labels))
-    tifffile.imwrite(folder / "cells_labels.tif", labels)
+    folder = write_pairs(tmp_path / "corrected", (("cells", 3),))
     project = tmp_path / "project"
     with pytest.raises(CheckpointError, match="without a model version yet"):
         (project / "versions").mkdir(parents=True)
@@ -258,12 +259,7 @@ def test_finetune_asks_for_the_nuclear_channel_of_a_multichannel_pair(tmp_path,
 def test_evaluate_scores_images_beside_their_label_images(tmp_path, capsys):
     import json
 
-    folder = tmp_path / "labelled"
-    folder.mkdir()
-    for name, n in (("cells", 3), ("more", 2)):
-        labels = label_image(n=n)
-        tifffile.imwrite(folder / f"{name}.tif", blobs(labels))
-        tifffile.imwrite(folder / f"{name}_labels.tif", labels)
+    folder = write_pairs(tmp_path / "labelled")
     code, out, err = run_cli(capsys, "evaluate", "default", folder, "--json")
     assert code == 0, err
     images = json.loads(out)["images"]

@@ -29,6 +29,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from . import __version__
 
@@ -71,6 +72,16 @@ def _add_size_options(parser: argparse.ArgumentParser, *, native: str) -> None:
                              "slower)")
 
 
+def _add_channel_axes(parser: Any, when: str = "") -> None:
+    """``--channel`` and ``--axes`` of an own image (``when``: for which inputs, if not all)."""
+    parser.add_argument("--channel", type=int, metavar="N",
+                        help=f"{when}the nuclear channel, 0-based on the channel axis "
+                             "(default: the only channel, or the RGB composite)")
+    parser.add_argument("--axes", metavar="AXES",
+                        help=f"{when}the images' axes, overriding their metadata, e.g. ZCYX "
+                             "or TCYX")
+
+
 def _add_own_image_options(parser: argparse.ArgumentParser) -> None:
     """Options of ``predict`` for the user's own TIFF stacks and large images."""
     own = parser.add_argument_group(
@@ -78,11 +89,7 @@ def _add_own_image_options(parser: argparse.ArgumentParser) -> None:
         "A TIFF/OME-TIFF/zarr INPUT (or a folder holding TIFFs, or any of these options) "
         "gives <out>/<name>_labels.tif with the input's non-channel shape and "
         "<out>/<name>_measurements.csv (one row per nucleus).")
-    own.add_argument("--channel", type=int, metavar="N",
-                     help="nuclear channel, 0-based on the channel axis (default: the only "
-                          "channel, or the RGB composite)")
-    own.add_argument("--axes", metavar="AXES",
-                     help="axes of the file, overriding its metadata, e.g. ZCYX or TCYX")
+    _add_channel_axes(own)
     own.add_argument("--scheduler", metavar="ADDRESS",
                      help="run on this dask.distributed scheduler (tcp://host:8786)")
     own.add_argument("--workers", type=int, default=0, metavar="N",
@@ -211,12 +218,7 @@ def _build_parser() -> argparse.ArgumentParser:
                           help="dataset folder, .zip or sample folder, or a folder of your "
                                "images beside their label images (cells.tif + "
                                "cells_labels.tif)")
-    evaluate.add_argument("--channel", type=int, metavar="N",
-                          help="with images beside label images: the nuclear channel, "
-                               "0-based (default: the only channel, or the RGB composite)")
-    evaluate.add_argument("--axes", metavar="AXES",
-                          help="with images beside label images: the images' axes, "
-                               "overriding their metadata, e.g. ZCYX")
+    _add_channel_axes(evaluate, "with images beside label images: ")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--threshold", type=float, default=0.5,
                           help="foreground probability threshold (default: 0.5)")
@@ -253,12 +255,7 @@ def _build_parser() -> argparse.ArgumentParser:
              "fine-tuning project folder (with corrections/ and project.json) or a "
              "DSB2018-style folder of corrected samples",
     )
-    finetune.add_argument("--channel", type=int, metavar="N",
-                          help="with images beside label images: the nuclear channel, "
-                               "0-based (default: the only channel, or the RGB composite)")
-    finetune.add_argument("--axes", metavar="AXES",
-                          help="with images beside label images: the images' axes, "
-                               "overriding their metadata, e.g. ZCYX")
+    _add_channel_axes(finetune, "with images beside label images: ")
     finetune.add_argument("--out", required=True, metavar="DIR",
                           help="project folder for the model versions (created if missing)")
     finetune.add_argument("--data", metavar="ORIGINAL_DATA",

@@ -80,13 +80,9 @@ def read_pairs(pairs: list, *, quiet: bool, axes: str | None = None,
 
 def _store_pairs(store: Any, pairs: list, *, quiet: bool, axes: str | None,
                  channel: int | None, verb: str) -> list[Any]:
-    from ..core.finetune import LABELS_SUFFIX, add_labelled_image
+    from ..core.finetune import LABELS_SUFFIX, add_labelled_image, unlabelled_images
 
-    folder = pairs[0][0].parent
-    paired = {p.name for pair in pairs for p in pair}
-    alone = sorted(p.name for p in folder.iterdir()
-                   if p.suffix.lower() in IMAGE_FILES and p.name not in paired
-                   and not p.stem.lower().endswith(LABELS_SUFFIX))
+    alone = [p.name for p in unlabelled_images(pairs[0][0].parent)]
     if alone:
         more = f" and {len(alone) - 3} more" if len(alone) > 3 else ""
         note(f"not used, no label image beside them: {', '.join(alone[:3])}{more} (name "

@@ -79,7 +79,7 @@ from ._common import (  # noqa: F401 - names of the project layout, for other mo
     FinetuneError,
     safe_sample_id,
 )
-from .own import LABELS_SUFFIX, add_labelled_image, labelled_pairs
+from .own import LABELS_SUFFIX, add_labelled_image, labelled_pairs, unlabelled_images
 from .replay import REPLAY_DIR, replay_samples
 from .results import ADOPT_TOLERANCE, NOT_ADOPTED, FinetuneResult, ScoreChange, adoption
 from .rounds import (
@@ -119,5 +119,6 @@ __all__ = [
     "replay_samples",
     "safe_sample_id",
     "transform_sample",
+    "unlabelled_images",
     "weighted_samples",
 ]

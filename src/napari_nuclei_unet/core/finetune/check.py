@@ -148,10 +148,23 @@ def _adapted(split: dict[str, Changes], tolerance: dict[str, float] | None) -> b
     return passed
 
 
+#: Why a round kept less of its change than it was refused with.
+_FORGOT = "lost too much on other kinds of images (the built-in regression set)."
+
+
 def _step_note(kept: float, refused: Sequence[float], adopted: bool) -> str:
     """The sentence a reason gets when other distances were checked before."""
     if not refused:
         return ""
+    if adopted:
+        # only a loss on other kinds of images makes a round step back (choose_step)
+        if kept < 1.0:
+            return (f" It keeps {kept:.0%} of the round's change (a model part of the way "
+                    f"from the model in use to the trained one): more of the change {_FORGOT}")
+        if kept == 1.0:
+            return (" This is the round's plain result (its trained weights): its change "
+                    f"carried {max(refused):.2f} times as far {_FORGOT}")
+        return f" This is the round's change carried {kept:.2f} times as far: further {_FORGOT}"
     parts = [f"the change carried {k:.2f} times as far" for k in refused if k > 1.0]
     parts += ["the trained weights"] * any(k == 1.0 for k in refused)
     fractions = [f"{k:g}" for k in refused if k < 1.0]
@@ -159,18 +172,6 @@ def _step_note(kept: float, refused: Sequence[float], adopted: bool) -> str:
         parts.append(_listed(fractions) + " of the change")
     plural = len(refused) > 1 or refused[0] == 1.0  # "the trained weights were"
     listed, verb = _listed(parts), "were" if plural else "was"
-    if adopted:
-        # only a loss on other kinds of images makes a round step back (choose_step)
-        if kept < 1.0:
-            return (f" It keeps {kept:.0%} of the round's change (a model part of the way "
-                    "from the model in use to the trained one): more of the change lost too "
-                    "much on other kinds of images (the built-in regression set).")
-        if kept == 1.0:
-            return (" This is the round's plain result (its trained weights): its change "
-                    f"carried {max(refused):.2f} times as far lost too much on other kinds "
-                    "of images (the built-in regression set).")
-        return (f" This is the round's change carried {kept:.2f} times as far: further "
-                "lost too much on other kinds of images (the built-in regression set).")
     if kept == 1.0:
         what = "This is the round's plain result (its trained weights)"
     elif kept < 1.0:

@@ -36,21 +36,32 @@ def labelled_pairs(folder: str | os.PathLike) -> list[tuple[Path, Path]]:
     Returns
     -------
     list of (Path, Path)
-        Sorted by image name; images without a label image are not listed.
+        Sorted by image name; images without a label image are not listed (see
+        :func:`unlabelled_images`).
     """
-    folder = Path(folder)
-    files = {p.name.lower(): p for p in folder.iterdir() if p.is_file()}
-    pairs = []
+    return _pair_up(folder)[0]
+
+
+def unlabelled_images(folder: str | os.PathLike) -> list[Path]:
+    """The images of a folder that have no ``NAME_labels`` file beside them, sorted."""
+    return _pair_up(folder)[1]
+
+
+def _pair_up(folder: str | os.PathLike) -> tuple[list[tuple[Path, Path]], list[Path]]:
+    """(pairs, images without labels) of a folder, each sorted by image name."""
+    files = {p.name.lower(): p for p in Path(folder).iterdir() if p.is_file()}
+    pairs, alone = [], []
     for name, path in sorted(files.items()):
         stem, suffix = os.path.splitext(name)
         if suffix not in _IMAGE_SUFFIXES or stem.endswith(LABELS_SUFFIX):
             continue
-        for label_suffix in LABEL_FILE_SUFFIXES:
-            labels = files.get(f"{stem}{LABELS_SUFFIX}{label_suffix}")
-            if labels is not None:
-                pairs.append((path, labels))
-                break
-    return pairs
+        labels = next((files[f"{stem}{LABELS_SUFFIX}{s}"] for s in LABEL_FILE_SUFFIXES
+                       if f"{stem}{LABELS_SUFFIX}{s}" in files), None)
+        if labels is None:
+            alone.append(path)
+        else:
+            pairs.append((path, labels))
+    return pairs, alone
 
 
 def _read_labels(path: Path, shape: tuple[int, ...]) -> np.ndarray:

@@ -277,7 +277,7 @@ def resolve_model_folder(model: str | os.PathLike) -> str | os.PathLike:
         except KeyError:
             raise CheckpointError(f"{path} is not a complete model version (a round that "
                                   "stopped while saving): choose another version.") from None
-    if (path / VERSIONS_DIR).is_dir() or (path / PROJECT_FILE).is_file():
+    if _is_project(path):
         current = ModelVersions(path).current()
         if current is None:
             raise CheckpointError(
@@ -289,6 +289,11 @@ def resolve_model_folder(model: str | os.PathLike) -> str | os.PathLike:
     return model
 
 
+def _is_project(path: Path) -> bool:
+    """Whether a folder is a fine-tuning project (it has versions or an index)."""
+    return (path / VERSIONS_DIR).is_dir() or (path / PROJECT_FILE).is_file()
+
+
 def describe_model_folder(model: str | os.PathLike) -> str:
     """What a MODEL folder stands for, in words ("" when ``model`` is not such a folder).
 
@@ -296,22 +301,23 @@ def describe_model_folder(model: str | os.PathLike) -> str:
     (runs/finetuned/versions/v002/model.safetensors)", or, when no round of the project
     was made current, that its current version is the model it started from.
     """
+    path = Path(model)
+    if path.is_dir() and _is_project(path):
+        current = ModelVersions(path).current()  # read once; None: loading says why
+        if current is None:
+            return ""
+        if current.is_base:
+            what = ("the shipped default model" if str(current.model) == "default"
+                    else str(current.model))
+            return (f"{path} stands for its current version v000, the model it started "
+                    f"from ({what}): no fine-tuning round of it was made current yet")
+        return f"{path} stands for its current version {current.name} ({current.model})"
     try:
         resolved = resolve_model_folder(model)
     except CheckpointError:
         return ""  # loading the model says what is wrong
     if str(resolved) == str(model):
         return ""
-    path = Path(model)
-    if (path / VERSIONS_DIR).is_dir() or (path / PROJECT_FILE).is_file():
-        current = ModelVersions(path).current()
-        if current is not None and current.is_base:
-            what = ("the shipped default model" if str(current.model) == "default"
-                    else str(current.model))
-            return (f"{path} stands for its current version v000, the model it started "
-                    f"from ({what}): no fine-tuning round of it was made current yet")
-        if current is not None:
-            return f"{path} stands for its current version {current.name} ({resolved})"
     if str(resolved) == "default":
         return f"{path} stands for the shipped default model"
     return f"{path} stands for {resolved}"
