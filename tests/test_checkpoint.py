@@ -75,6 +75,13 @@ def test_corrupt_weights(tmp_path):
     with pytest.raises(CheckpointError, match="corrupt") as info:
         load_checkpoint(path)
     assert "m.safetensors" in str(info.value)
+    assert str(info.value).endswith("Use another checkpoint or retrain.")
+    # a run's best or last: the other one is the one to try
+    for broken, other in (("best", "last"), ("last", "best")):
+        path = save_checkpoint(tmp_path / broken, _model(), _config())
+        path.write_bytes(b"\x00garbage" * 10)
+        with pytest.raises(CheckpointError, match=f"e.g. {other} instead of {broken}"):
+            load_checkpoint(path)
 
 
 def test_corrupt_json(tmp_path):

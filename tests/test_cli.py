@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from napari_nuclei_unet import __version__
 from napari_nuclei_unet.cli import main
@@ -95,7 +96,7 @@ def test_no_command_prints_help_and_fails(capsys):
 
 # -- info -------------------------------------------------------------------------------
 
-def test_info_lists_counts_modalities_and_bad_samples(dataset, tmp_path, capsys):
+def test_info_lists_counts_modalities_and_bad_samples(dataset, checkpoint, tmp_path, capsys):
     code, out, err = run_cli(capsys, "info", dataset)
     assert code == 0, err
     assert "samples      6" in out
@@ -110,6 +111,18 @@ def test_info_lists_counts_modalities_and_bad_samples(dataset, tmp_path, capsys)
     assert code == 0, err
     assert "Skipped samples (1)" in out
     assert "histology-0" in out.split("Skipped samples")[1]
+    # a sample that fails to decode (a mask of the wrong size) is listed once, not
+    # also as a note before the list
+    mask = sorted((broken / "fluorescence-0" / "masks").iterdir())[0]
+    Image.fromarray(np.full((10, 10), 255, np.uint8)).save(mask)
+    code, out, err = run_cli(capsys, "info", broken)
+    assert code == 0, err
+    assert "Skipped samples (2)" in out and "mask is 10x10" in out
+    assert "fluorescence-0" not in err and "failed to decode" not in err
+    # other commands, which do not list skipped samples, note them
+    code, out, err = run_cli(capsys, "evaluate", checkpoint, broken)
+    assert code == 0, err
+    assert "fluorescence-0" in err and "mask is 10x10" in err
 
 
 # -- train ------------------------------------------------------------------------------
@@ -226,6 +239,17 @@ def test_predict_binary_masks_from_image_file_and_folder(dataset, checkpoint, tm
                              "--format", "tif")
     assert code == 0, err
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["a.tif", "b.tif"]
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="needs named pipes")
+def test_predict_names_a_named_pipe_as_such(checkpoint, tmp_path, capsys):
+    import os
+
+    os.mkfifo(tmp_path / "cells.tif")
+    code, out, err = run_cli(capsys, "predict", checkpoint, tmp_path / "cells.tif",
+                             "--out", tmp_path / "out")
+    assert code == 2
+    assert "cells.tif is a named pipe (FIFO); expected a regular image file" in err
 
 
 def test_predict_never_overwrites_masks_without_asking(dataset, checkpoint, tmp_path, capsys):

@@ -129,10 +129,22 @@ def test_each_plane_of_a_pair_is_stored_as_the_segment_dock_stores_it(tmp_path):
                                             r"needs labels of 2 x 24 x 32"):
         add_labelled_image(CorrectionStore(tmp_path / "other"), tmp_path / "embryo.tif",
                            tmp_path / "small_labels.tif")
-    tifffile.imwrite(tmp_path / "float_labels.tif", labels.astype(np.float32))
-    with pytest.raises(FinetuneError, match="float_labels.tif is not a label image"):
-        add_labelled_image(CorrectionStore(tmp_path / "other"), tmp_path / "embryo.tif",
-                           tmp_path / "float_labels.tif")
+    # float labels holding whole numbers (as Fiji saves them) are read as labels ...
+    tifffile.imwrite(tmp_path / "fiji_labels.tif", labels.astype(np.float32))
+    fiji = add_labelled_image(CorrectionStore(tmp_path / "fiji"), tmp_path / "embryo.tif",
+                              tmp_path / "fiji_labels.tif")
+    assert [(c.id, c.n_nuclei) for c in fiji] == [("embryo-plane0", 3), ("embryo-plane1", 2)]
+    # ... other float images are refused in plain words
+    for name, data, says in [
+            ("prob_labels.tif", labels.astype(np.float32) / 4, "not whole numbers from 0 up "
+                                                                r"\(e.g. 0.25\)"),
+            ("neg_labels.tif", labels.astype(np.float32) - 1, r"from -1 to 2"),
+            ("nan_labels.tif", np.where(labels > 0, labels, np.nan).astype(np.float32),
+             "NaN or infinite")]:
+        tifffile.imwrite(tmp_path / name, data)
+        with pytest.raises(FinetuneError, match=f"{name} is not a label image.*{says}"):
+            add_labelled_image(CorrectionStore(tmp_path / "other"), tmp_path / "embryo.tif",
+                               tmp_path / name)
     assert not (tmp_path / "other" / "corrections").exists() or \
         not list((tmp_path / "other" / "corrections").iterdir())
 
@@ -207,6 +219,13 @@ def test_a_project_a_version_or_a_run_folder_stands_for_its_model(tmp_path, tiny
     assert resolve_model_folder(run) == run / "best.safetensors"
     with pytest.raises(CheckpointError, match="give the project folder itself"):
         resolve_model_folder("latest")
+    # a mistyped version, or the folder above the versions, names the choices
+    with pytest.raises(CheckpointError, match=r"project has no version v009 \(its versions: "
+                                              r"v000, v001\)\. Give the project folder"):
+        resolve_model_folder(project / "versions" / "v009")
+    with pytest.raises(CheckpointError, match=r"holds a fine-tuning project's versions: give "
+                                              r"the project folder .*versions.v001\)"):
+        resolve_model_folder(project / "versions")
     # the commands a user tried after the round: predict and export on the folders
     out = tmp_path / "predicted"
     code, _, err = run_cli(capsys, "predict", project, folder / "cells.tif", "--out", out,

@@ -117,6 +117,21 @@ def test_killed_rank_is_restarted_and_the_run_resumes(dataset, tmp_path):
     assert done.stdout.strip().splitlines() == [str(out / "best.safetensors")]
 
 
+@pytest.mark.slow
+def test_under_torchrun_each_note_is_printed_once(dataset, tmp_path):
+    out = tmp_path / "run"
+    loud = [a for a in TRAIN_ARGS if a != "-q"]
+    done = _torchrun(["train", str(dataset), "--epochs", "1", *loud, "--out", str(out)], _env())
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.count("Training on 6 samples on 2 processes (cpu each)") == 1
+    done = _torchrun(["train", str(dataset), "--epochs", "2", *loud, "--out", str(out),
+                      "--resume", str(out / "last.safetensors")], _env())
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.count("resuming with epochs=2") == 1, done.stderr
+    assert done.stderr.count(f"Resuming {out / 'last.safetensors'}") == 1, done.stderr
+    assert done.stderr.count("epoch 2/2") == 1, done.stderr
+
+
 def _worker(rank: int, store_path: str, results: dict) -> None:
     torch.set_num_threads(1)
     store = torch.distributed.FileStore(store_path, 2)

@@ -98,6 +98,13 @@ def test_resume_continues_with_the_saved_configuration(data, tmp_path, capsys):
             config["steps_per_epoch"], config["epochs"]) == (2, 32, 1, 4, 1, 2)
     assert "resuming with epochs=2 (the run was started with epochs=1)" in err
     assert "crops 32, batch 2" in err
+    assert "nothing left to train" not in err
+    # resuming a run that is already complete says so (it used to train nothing silently)
+    code = main(["train", str(data), "--out", str(run), "--resume", str(last)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert (f"the run of {last} already trained all 2 epochs: there is nothing left to "
+            "train. To train it further, give --epochs 12") in err
 
 
 def test_resume_refuses_another_network_shape(data, tmp_path, capsys):

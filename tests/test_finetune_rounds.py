@@ -376,7 +376,7 @@ def test_a_refused_round_steps_back_to_part_of_its_change(
     assert stages == ["score-after", "score-plain"] and not worse.adopted
     assert (worse.version.info["extrapolated"], worse.version.info["refused_factors"]) == (
         1.0, [2.0])
-    assert "carried 2.00 times as far was refused too" in worse.reason
+    assert "the change made 2.00 times as strong was refused too" in worse.reason
 
 
 def _choose(monkeypatch, factors, verdicts):
@@ -427,7 +427,7 @@ def test_choose_step_keeps_the_first_distance_the_check_accepts(monkeypatch):
                                        "score-step-back"]
     assert (out[1], out[3], out[5]) == (1.0, False, [2.0, 0.75, 0.5])
     assert out[4].endswith("This is the round's plain result (its trained weights); the "
-                           "change carried 2.00 times as far and 0.75 and 0.5 of the "
+                           "change made 2.00 times as strong and 75% and 50% of the "
                            "change were refused too.")
     # a fraction the user asked for (extrapolate below 1): kept when everything is refused
     out, checked = _choose(monkeypatch, [0.8, 0.5], {k: (False, improved) for k in (0.8, 0.5)})

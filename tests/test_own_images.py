@@ -360,3 +360,7 @@ def test_mask_options_with_stacks_are_refused_or_noted(tmp_path, capsys):
     code, _, err = run_cli(capsys, "predict", "default", tmp_path / "cells.tif", "--out",
                            tmp_path / "b")
     assert code == 0 and "ignored" not in err, err
+    # the default format named explicitly is ignored just the same, and said so
+    code, _, err = run_cli(capsys, "predict", "default", tmp_path / "cells.tif", "--out",
+                           tmp_path / "c", "--format", "png")
+    assert code == 0 and "note: --format png is ignored with TIFF stacks" in err, err

@@ -92,6 +92,23 @@ def test_resume_continues_from_the_right_epoch(tmp_path):
     assert load_checkpoint(second.last_checkpoint).metadata["resume"]["global_step"] == 6
 
 
+def test_a_broken_resume_state_says_to_start_from_its_weights(tmp_path):
+    from napari_nuclei_unet.core.training import TrainingError
+
+    samples = make_samples()
+    first = drive(train(tiny_config(epochs=1), samples, out_dir=tmp_path))
+    state = tmp_path / "last.train.safetensors"
+    state.write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(TrainingError, match=r"Cannot resume: .*last.train.safetensors is corrupt"
+                                            r".*resume state is broken.* initialised from "
+                                            r".*last.safetensors instead of resuming"):
+        drive(train(tiny_config(epochs=2), samples, out_dir=tmp_path / "again",
+                    resume_from=first.last_checkpoint))
+    # the weights themselves are fine: a new run starts from them
+    drive(train(tiny_config(epochs=1), samples, out_dir=tmp_path / "new",
+                init_from=first.last_checkpoint))
+
+
 def test_resume_is_deterministic(tmp_path):
     samples = make_samples()
     full = drive(train(tiny_config(epochs=2), samples, out_dir=tmp_path / "full"))

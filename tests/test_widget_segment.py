@@ -112,10 +112,24 @@ def test_rgb_and_float_layers(dock, qtbot, tmp_path):
     layer = run(qtbot, widget)
     assert layer.data.shape == SHAPE and layer.data.max() > 0
     assert "mean_intensity_c2" in layer.features.columns
+    assert "Note" not in widget.status.text()  # an 8-bit colour image: nothing to say
     viewer.add_image(nuclei_plane(3, np.float32, 1 / 255), name="float")
     widget.image.value = viewer.layers["float"]
     layer = run(qtbot, widget)
     assert layer.name == "float labels" and layer.data.max() > 0
+    # a 16-bit layer napari shows as RGB is more likely 3 channels: the dock says so, and
+    # how to segment one channel
+    planes = np.stack([nuclei_plane(5), nuclei_plane(6), nuclei_plane(7)], axis=-1)
+    viewer.add_image(planes, name="three")
+    assert viewer.layers["three"].rgb
+    widget.image.value = viewer.layers["three"]
+    run(qtbot, widget)
+    assert ("Note: three is segmented as an RGB colour image (3 samples, 16-bit; colour "
+            "photos are 8-bit). If its 3 samples are channels, set Axes to YXC and Nuclear "
+            "channel to the nuclei's channel (0-2).") in widget.status.text()
+    widget.axes.value, widget.channel.value = "YXC", 1
+    run(qtbot, widget)
+    assert "Note" not in widget.status.text()
 
 
 def test_dask_layer_goes_block_by_block_to_zarr(dock, qtbot, tmp_path):

@@ -195,8 +195,9 @@ def _build_parser() -> argparse.ArgumentParser:
                          help="split the mask into numbered nuclei: watershed (splits touching "
                               "nuclei), components (connected regions) or none: a binary "
                               "0/255 mask (default: none)")
-    predict.add_argument("--format", choices=("png", "tif"), default="png",
-                         help="mask file format (default: png)")
+    predict.add_argument("--format", choices=("png", "tif"), default=None,
+                         help="mask file format (default: png; TIFF stacks always give "
+                              "<name>_labels.tif)")
     predict.add_argument("--submission", metavar="CSV",
                          help="also write a Kaggle DSB2018 submission (run-length encoded "
                               "nuclei; uses watershed instances when --instances is none)")

@@ -63,7 +63,7 @@ def open_dataset(path: str, *, quiet: bool = False) -> Any:
 
 
 def load_samples(dataset: Any, *, quiet: bool = False, should_stop: Any = None,
-                 ids: list[str] | None = None) -> list:
+                 ids: list[str] | None = None, skipped_notes: bool = True) -> list:
     """Decode every sample of a dataset with a progress bar on stderr.
 
     Parameters
@@ -76,6 +76,9 @@ def load_samples(dataset: Any, *, quiet: bool = False, should_stop: Any = None,
         Cooperative stop check, passed to :meth:`DSBDataset.iter_load`.
     ids : list of str, optional
         Decode only these samples (default: all).
+    skipped_notes : bool
+        Print a note naming the samples that failed to decode (False when the caller
+        lists ``dataset.skipped`` itself, as ``info`` does).
 
     Returns
     -------
@@ -83,13 +86,15 @@ def load_samples(dataset: Any, *, quiet: bool = False, should_stop: Any = None,
     """
     import warnings
 
-    from ..core.imageio import DatasetWarning
+    from ..core.imageio import DatasetWarning, SkippedSamplesWarning
     from ..core.progress import drive
 
     with warnings.catch_warnings(record=True) as caught, ProgressBars(quiet=quiet) as bars:
         warnings.simplefilter("always", DatasetWarning)
         samples = drive(dataset.iter_load(ids, should_stop=should_stop), bars)
     for warning in caught:
+        if issubclass(warning.category, SkippedSamplesWarning) and not skipped_notes:
+            continue
         if issubclass(warning.category, DatasetWarning):
             note(f"note: {' '.join(str(warning.message).split())}", quiet=quiet)
         else:

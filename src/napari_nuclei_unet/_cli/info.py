@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     dataset = open_dataset(args.data, quiet=True)
     # Every mask is decoded (from the cache when it is fresh): a sample whose masks are
     # broken is reported as skipped, and nuclei are counted from the labels, not files.
-    samples = load_samples(dataset, quiet=args.quiet)
+    samples = load_samples(dataset, quiet=args.quiet, skipped_notes=False)  # listed below
     counted = {s.id: int(np.count_nonzero(np.bincount(s.labels.ravel())[1:])) for s in samples}
     infos = [info for info in dataset.infos if info.id in counted]
     if not infos:

@@ -107,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out} is a file; give a folder for the masks.")
-    targets = {item.id: out / mask_file_name(item.id, args.format) for item in images}
+    fmt = args.format or "png"
+    targets = {item.id: out / mask_file_name(item.id, fmt) for item in images}
     existing = [p for p in targets.values() if p.exists()]
     if existing and not args.overwrite:
         raise FileExistsError(
@@ -158,11 +159,11 @@ def run(args: argparse.Namespace) -> int:
                 labels = labels_from_probability(prob, threshold=args.threshold,
                                                  method="components")
             if args.instances != "none":
-                write_mask(targets[item.id], labels, args.format)
+                write_mask(targets[item.id], labels, fmt)
                 n_nuclei += int(labels.max())
             else:
                 mask = (prob > args.threshold).astype(np.uint8) * 255
-                write_mask(targets[item.id], mask, args.format)
+                write_mask(targets[item.id], mask, fmt)
             if args.submission:
                 submission[item.id] = labels
             bars(Progress("predict", done, len(images), item.id))

@@ -60,6 +60,10 @@ def find_files(path: str) -> list[Path]:
                                 "PNG, JPEG), a .zarr folder or a folder of images.")
     if root.is_file() or root.suffix.lower() == ".zarr":
         return [root]
+    if not root.is_dir():  # a FIFO, a device: said in plain words, never read
+        from ..core.imageio import check_regular_file
+
+        check_regular_file(root, what="image file")
     files = sorted(
         c for c in root.iterdir() if not is_junk_name(c.name) and (
             (c.is_file() and c.suffix.lower() in TIFF_SUFFIXES + PLAIN_SUFFIXES)
@@ -169,9 +173,9 @@ def diameter_words(diameters: list[float], options: Any, *, native: bool = False
 
 
 def _note_ignored_options(args: argparse.Namespace) -> None:
-    """Note that ``--instances watershed`` / ``--format tif`` (what stacks get) are ignored."""
+    """Note that ``--instances watershed`` / ``--format`` (stacks get a TIFF) are ignored."""
     given = [f"--instances {args.instances}"] if args.instances == "watershed" else []
-    given += ["--format tif"] if args.format == "tif" else []
+    given += [f"--format {args.format}"] if args.format else []
     if given:
         note(f"note: {' and '.join(given)} {'is' if len(given) == 1 else 'are'} ignored with "
              "TIFF stacks, which always give <name>_labels.tif (numbered nuclei, split as "
@@ -197,8 +201,7 @@ def rgb_note(stack: Any, path: Path) -> str:
     """The note for an image read as RGB that may hold planes or channels instead."""
     from ..core.stacks import yx_last
 
-    n, dtype = stack.n_channels, stack.dtype
-    depth = f"{dtype.itemsize * 8}-bit" + (" float" if dtype.kind == "f" else "")
+    n = stack.n_channels
     what = ("one RGB colour image" if stack.n_planes == 1
             else f"{stack.n_planes} RGB colour images")
     each = "" if stack.n_planes == 1 else " each"
@@ -209,7 +212,7 @@ def rgb_note(stack: Any, path: Path) -> str:
     else:
         advice = (f"If it holds {n} planes or {n} channels{each}, give --axes {planes}, "
                   f"or {channels}.")
-    return f"note: {path.name} is read as {what} ({n} samples, {depth}). {advice}"
+    return f"note: {path.name} is read as {what} ({n} samples, {stack.depth}). {advice}"
 
 
 def _segment(files: list[Path], out: Path, options: Any, args: argparse.Namespace,

@@ -36,17 +36,17 @@ def run(args: argparse.Namespace) -> int:
     # Bad values fail here, before the (long) dataset load.
     notes: list[str] = []
     config = config_from_args(args, notes=notes)
+    if distributed.launched_by_torchrun() and not distributed.is_active():
+        _prepare_torchrun(args, distributed)  # data-parallel: see core/distributed.py
+        with distributed.session(config.device):
+            code = run(args)  # prints its notes once, on rank 0
+        return distributed.leave_worker(code)  # the group is closed: no interpreter shutdown
     for line in notes:
         note(line, quiet=args.quiet)
     if args.resume:
         note(f"Resuming {args.resume} with the configuration it was started with "
              "(options given on this command line win).", quiet=args.quiet)
     device = resolve_device(config.device)
-    if distributed.launched_by_torchrun() and not distributed.is_active():
-        _prepare_torchrun(args, distributed)  # data-parallel: see core/distributed.py
-        with distributed.session(config.device):
-            code = run(args)
-        return distributed.leave_worker(code)  # the group is closed: no interpreter shutdown
     # One writer per run folder: a second run on the same --out fails here, at once
     # (under torchrun, rank 0 holds it for the job).
     with (hold_run_folder(args.out),
@@ -56,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
         if stop.stopped:
             note("Stopped while loading the dataset; nothing was trained.", quiet=args.quiet)
             return 130 if stop.interrupted else 1
-        note(f"Training on {counted(len(samples), 'sample')} on {device} "
+        where = (f"{distributed.world_size()} processes ({device} each)"
+                 if distributed.is_active() else str(device))
+        note(f"Training on {counted(len(samples), 'sample')} on {where} "
              f"({counted(config.epochs, 'epoch')}, "
              f"crops {config.crop_size}, batch {config.batch_size}); checkpoints in {args.out}",
              quiet=args.quiet)

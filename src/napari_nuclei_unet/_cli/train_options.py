@@ -149,11 +149,24 @@ def _read_config_file(path: str) -> dict[str, Any]:
 ARCHITECTURE_FIELDS = ("base_width", "depth", "in_channels")
 
 
-def _saved_config(resume: str) -> dict[str, Any]:
-    """The training configuration stored with the checkpoint a run resumes from."""
+def _saved_config(resume: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The training configuration and resume record stored with a run's checkpoint."""
     from ..core.checkpoint import read_metadata
 
-    return dict(read_metadata(resume)["config"])
+    metadata = read_metadata(resume)
+    return dict(metadata["config"]), dict(metadata.get("resume") or {})
+
+
+def _finished_note(resume: str, record: dict[str, Any], epochs: int) -> str | None:
+    """A note when the run already trained every epoch it would train now."""
+    done = record.get("epoch")
+    if not isinstance(done, int) or not record.get("epoch_complete", True) or done < epochs:
+        return None
+    trained = (f"all {done} epochs" if done == epochs
+               else f"{done} epochs, more than the {epochs} asked for")
+    return (f"the run of {resume} already trained {trained}: there is nothing left to "
+            f"train. To train it further, give --epochs {done + 10} (or any number above "
+            f"{done}).")
 
 
 def config_from_args(args: argparse.Namespace, *, notes: list[str] | None = None) -> Any:
@@ -200,7 +213,7 @@ def config_from_args(args: argparse.Namespace, *, notes: list[str] | None = None
         config = TrainConfig.from_dict(data)
         with _flags_named(changes):
             return config.replace(**changes) if changes else config
-    saved = _saved_config(resume)
+    saved, record = _saved_config(resume)
     try:
         base = TrainConfig.from_dict(saved)
     except (ConfigError, TypeError) as exc:
@@ -221,7 +234,11 @@ def config_from_args(args: argparse.Namespace, *, notes: list[str] | None = None
             notes.append(f"resuming with {name}={value} (the run was started with "
                          f"{name}={saved[name]})")
     with _flags_named(changes):
-        return base.replace(**given) if given else base
+        config = base.replace(**given) if given else base
+    finished = _finished_note(resume, record, config.epochs)
+    if finished and notes is not None:
+        notes.append(finished)
+    return config
 
 
 def flag_of(name: str) -> str:

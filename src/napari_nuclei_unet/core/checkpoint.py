@@ -346,6 +346,20 @@ def _resolve(path_or_default: str | os.PathLike) -> Path:
     return weights_path(path)
 
 
+def _other_checkpoint_hint(path: Path) -> str:
+    """What to use instead of a broken checkpoint file, by the file's name."""
+    stem = path.name.split(".")[0]
+    if ".train." in path.name:
+        return (f"Its resume state is broken, not necessarily its weights: start a new run "
+                f"initialised from {path.with_name(stem + '.safetensors')} instead of "
+                "resuming, or retrain.")
+    if stem == "best":
+        return "Use another checkpoint (e.g. last instead of best) or retrain."
+    if stem == "last":
+        return "Use another checkpoint (e.g. best instead of last) or retrain."
+    return "Use another checkpoint or retrain."
+
+
 def _tensor_layout(path: Path) -> tuple[dict[str, tuple[tuple[int, ...], str]], dict[str, str]]:
     """Names, shapes and dtypes of a safetensors file, without reading any tensor."""
     from safetensors import safe_open
@@ -362,7 +376,7 @@ def _tensor_layout(path: Path) -> tuple[dict[str, tuple[tuple[int, ...], str]], 
     except Exception as exc:  # safetensors raises several error types for bad files
         raise CheckpointError(
             f"Checkpoint file {path} is corrupt or not a safetensors file ({exc}). "
-            "Use another checkpoint (e.g. last instead of best) or retrain."
+            f"{_other_checkpoint_hint(path)}"
         ) from exc
     return layout, header
 
@@ -400,7 +414,7 @@ def _read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     except Exception as exc:  # safetensors raises several error types for bad files
         raise CheckpointError(
             f"Checkpoint file {path} is corrupt or not a safetensors file ({exc}). "
-            "Use another checkpoint (e.g. last instead of best) or retrain."
+            f"{_other_checkpoint_hint(path)}"
         ) from exc
     return tensors, header
 

@@ -47,6 +47,7 @@ from .dataset_layout import (
 from .imageio import (
     DatasetError,
     DatasetWarning,
+    SkippedSamplesWarning,
     read_image,
 )
 from .modality import MODALITIES
@@ -419,21 +420,22 @@ class DSBDataset:
 
     def _warn_load(self, failed: list[tuple[str, str]], samples: list[Sample]) -> None:
         self.skipped.extend(failed)
-        parts = []
         if failed:
-            parts.append(
+            warnings.warn(
                 _report(
                     f"{self.path}: skipped {len(failed)} sample(s) that failed to decode",
                     [f"{s}: {r}" for s, r in failed],
-                )
+                ),
+                SkippedSamplesWarning,
+                stacklevel=4,
             )
         overlaps = [f"{s.id}: {s.overlap_pixels} px" for s in samples if s.overlap_pixels]
         if overlaps:
-            parts.append(
-                _report("masks overlap (the later mask file by name was kept) in", overlaps)
+            warnings.warn(
+                _report("masks overlap (the later mask file by name was kept) in", overlaps),
+                DatasetWarning,
+                stacklevel=4,
             )
-        if parts:
-            warnings.warn("\n".join(parts), DatasetWarning, stacklevel=4)
 
     def _write_cache(self, cache_file: Path, fp: str, ids: list[str], decoded: dict) -> None:
         records = [

@@ -57,6 +57,10 @@ class DatasetWarning(UserWarning):
     """Something in a dataset was skipped or resolved automatically (e.g. a bad sample)."""
 
 
+class SkippedSamplesWarning(DatasetWarning):
+    """Samples that failed to decode and were skipped (also listed in ``skipped``)."""
+
+
 def is_junk_name(name: str) -> bool:
     """Return True for hidden files and OS/archiver litter (``.DS_Store``, ``Thumbs.db``...).
 

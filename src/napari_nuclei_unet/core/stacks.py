@@ -191,6 +191,11 @@ class ImageStack:
         return self.rgb and self.dtype != np.uint8
 
     @property
+    def depth(self) -> str:
+        """The pixel type in words: ``"16-bit"``, ``"32-bit float"``."""
+        return f"{self.dtype.itemsize * 8}-bit" + (" float" if self.dtype.kind == "f" else "")
+
+    @property
     def plane_axes(self) -> str:
         """Axes that index planes (everything but C, Y, X), e.g. ``"TZ"``."""
         return "".join(a for a in self.axes if a not in "CYX")

@@ -131,6 +131,7 @@ class SegmentWidget(QWidget):
         self.scores: list = []
         self.added: Any = None  # the correction the last "Add plane…" wrote
         self._source: dict[str, Any] = {}
+        self._note = ""  # said again with the result (e.g. a doubtful RGB layer)
         self._stop = False
         self._started = 0.0
         self._last_paint = 0.0
@@ -286,6 +287,8 @@ class SegmentWidget(QWidget):
             model_path = ""
         self._stop = False
         self._source = {"layer": layer, "stack": stack, "channel": channel}
+        self._note = (_rgb_note(layer.name, stack)
+                      if not self.axes.value.strip() and channel is None else "")
         worker = self.session.jobs.start(
             KIND, _job, model_path, self.session.model, stack, settings, channel=channel,
             planes=planes, big=big, should_stop=lambda: self._stop,
@@ -300,7 +303,7 @@ class SegmentWidget(QWidget):
             self.progress.setRange(0, 0)
             self.progress.setVisible(True)
             what = "block by block" if big else f"{len(planes or range(stack.n_planes))} plane(s)"
-            self.status.setText(f"Segmenting {layer.name} ({what})…")
+            self.status.setText(f"Segmenting {layer.name} ({what})…{self._note}")
         return worker
 
     def cancel(self) -> None:
@@ -334,7 +337,7 @@ class SegmentWidget(QWidget):
         n = len(result.table.get("label", ()))
         what = "cancelled after" if result.cancelled else "done:"
         self.status.setText(f"Segmentation {what} {len(result.planes)} plane(s), {n} nuclei, "
-                            f"{result.seconds:.1f} s.")
+                            f"{result.seconds:.1f} s.{self._note}")
 
     def _on_errored(self, exc: BaseException) -> None:
         # the notification fades; the dock keeps saying what happened (not "0/1 planes")
@@ -525,6 +528,21 @@ class SegmentWidget(QWidget):
             ADD_KIND, _add_plane, folder, stack, flat, self._source["channel"], labels,
             sample_id, f"from layer {layer.name}", on_returned=done,
             action="Adding to the fine-tuning project", viewer=self.viewer)
+
+
+def _rgb_note(name: str, stack: Any) -> str:
+    """A note for a layer shown as RGB although it is not 8-bit (likely channels instead).
+
+    ``""`` for other layers. Colour photos are 8-bit; napari shows any ``(H, W, 3)``
+    layer as RGB, so a 16-bit or float one more likely holds 3 channels of a microscope
+    (:attr:`~napari_nuclei_unet.core.stacks.ImageStack.doubtful_rgb`).
+    """
+    if not stack.doubtful_rgb:
+        return ""
+    n, axes = stack.n_channels, (stack.stored_axes or "YXC").replace("S", "C")
+    return (f"\nNote: {name} is segmented as an RGB colour image ({n} samples, "
+            f"{stack.depth}; colour photos are 8-bit). If its {n} samples are channels, set "
+            f"Axes to {axes} and Nuclear channel to the nuclei's channel (0-{n - 1}).")
 
 
 def _add_plane(folder: str, stack: Any, flat: int, channel: Any, labels: Any, sample_id: str,

@@ -163,11 +163,12 @@ def _step_note(kept: float, refused: Sequence[float], adopted: bool) -> str:
                     f"from the model in use to the trained one): more of the change {_FORGOT}")
         if kept == 1.0:
             return (" This is the round's plain result (its trained weights): its change "
-                    f"carried {max(refused):.2f} times as far {_FORGOT}")
-        return f" This is the round's change carried {kept:.2f} times as far: further {_FORGOT}"
-    parts = [f"the change carried {k:.2f} times as far" for k in refused if k > 1.0]
+                    f"made {max(refused):.2f} times as strong {_FORGOT}")
+        return (f" This is the round's change made {kept:.2f} times as strong: a stronger "
+                f"one {_FORGOT}")
+    parts = [f"the change made {k:.2f} times as strong" for k in refused if k > 1.0]
     parts += ["the trained weights"] * any(k == 1.0 for k in refused)
-    fractions = [f"{k:g}" for k in refused if k < 1.0]
+    fractions = [f"{k:.0%}" for k in refused if k < 1.0]
     if fractions:
         parts.append(_listed(fractions) + " of the change")
     plural = len(refused) > 1 or refused[0] == 1.0  # "the trained weights were"
@@ -175,10 +176,10 @@ def _step_note(kept: float, refused: Sequence[float], adopted: bool) -> str:
     if kept == 1.0:
         what = "This is the round's plain result (its trained weights)"
     elif kept < 1.0:
-        what = (f"This is {kept:g} of the round's change (part of the way from the model in "
-                "use to the trained weights)")
+        what = (f"This is {kept:.0%} of the round's change (part of the way from the model "
+                "in use to the trained weights)")
     else:
-        what = f"This is the round's change carried {kept:.2f} times as far"
+        what = f"This is the round's change made {kept:.2f} times as strong"
     return f" {what}; {listed} {verb} refused too."
 
 

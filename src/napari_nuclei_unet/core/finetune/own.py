@@ -92,11 +92,36 @@ def _read_labels(path: Path, shape: tuple[int, ...]) -> np.ndarray:
             f"{path.name} is {' x '.join(map(str, found))} but its image needs labels of "
             f"{' x '.join(map(str, shape))} (the image's shape without its channels): a "
             "label image must match its image pixel for pixel.")
+    if data.ndim == len(shape) and data.dtype.kind == "f":
+        data = _whole_float_labels(data, path.name)
     if data.ndim != len(shape) or not np.issubdtype(data.dtype, np.integer):
         raise FinetuneError(
             f"{path.name} is not a label image (one whole number per nucleus, 0 = "
             f"background): it holds {data.dtype} values.")
     return data
+
+
+def _whole_float_labels(data: np.ndarray, name: str) -> np.ndarray:
+    """Float labels that hold whole numbers (as Fiji saves them) as integers.
+
+    Raises FinetuneError, in plain words, when they do not: a probability map or a
+    smoothed image is not a label image.
+    """
+    finite = np.isfinite(data)
+    if not finite.all():
+        raise FinetuneError(
+            f"{name} is not a label image (one whole number per nucleus, 0 = background): "
+            f"it holds {data.dtype} values, some of them not numbers (NaN or infinite).")
+    if data.size and (data.min() < 0 or data.max() > np.iinfo(np.int32).max
+                      or not np.array_equal(data, np.floor(data))):
+        example = data[data != np.floor(data)]
+        detail = (f"e.g. {float(example.flat[0]):g}" if example.size
+                  else f"from {float(data.min()):g} to {float(data.max()):g}")
+        raise FinetuneError(
+            f"{name} is not a label image (one whole number per nucleus, 0 = background): "
+            f"it holds {data.dtype} values that are not whole numbers from 0 up ({detail}). "
+            "A probability map or a smoothed image cannot stand for corrected labels.")
+    return data.astype(np.int32)
 
 
 def add_labelled_image(store: Any, image: str | os.PathLike, labels: str | os.PathLike, *,
@@ -138,10 +163,9 @@ def add_labelled_image(store: Any, image: str | os.PathLike, labels: str | os.Pa
     except FinetuneError as exc:
         if not stack.doubtful_rgb:
             raise
-        bits = "32-bit float" if stack.dtype.kind == "f" else f"{8 * stack.dtype.itemsize}-bit"
         raise FinetuneError(
             f"{exc} {Path(image).name} is read as one RGB colour image ({stack.n_channels} "
-            f"samples, {bits}); if it holds {stack.n_channels} planes or channels, give its "
+            f"samples, {stack.depth}); if it holds {stack.n_channels} planes or channels, give its "
             "axes with --axes ZYX, or --axes CYX with --channel N.") from None
     added = []
     for flat in range(stack.n_planes):

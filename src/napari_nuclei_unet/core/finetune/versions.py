@@ -267,7 +267,14 @@ def resolve_model_folder(model: str | os.PathLike) -> str | os.PathLike:
             "itself (it stands for its current version) or a version's model.safetensors.")
     path = Path(model)
     if not path.is_dir():
+        _refuse_missing_version(path)
         return model
+    if path.name == VERSIONS_DIR and _is_project(path.parent):
+        raise CheckpointError(
+            f"{path} holds a fine-tuning project's versions: give the project folder "
+            f"({path.parent}: its current version) or one version's folder "
+            f"({path / _version_names(path.parent)[-1]})." if _version_names(path.parent)
+            else f"{path} holds no model version yet: run a fine-tuning round first.")
     weights = path / "model.safetensors"
     if _VERSION_PATTERN.fullmatch(path.name) and path.parent.name == VERSIONS_DIR:
         if weights.is_file():
@@ -287,6 +294,22 @@ def resolve_model_folder(model: str | os.PathLike) -> str | os.PathLike:
     if (path / RUN_BEST).is_file():
         return path / RUN_BEST
     return model
+
+
+def _version_names(project: Path) -> list[str]:
+    return [v.name for v in ModelVersions(project).list()]
+
+
+def _refuse_missing_version(path: Path) -> None:
+    """A mistyped version folder (``DIR/versions/v009``) is named as such, with the choices."""
+    if not (_VERSION_PATTERN.fullmatch(path.name) and path.parent.name == VERSIONS_DIR
+            and _is_project(path.parent.parent) and not path.exists()):
+        return
+    names = _version_names(path.parent.parent)
+    raise CheckpointError(
+        f"{path.parent.parent} has no version {path.name}"
+        + (f" (its versions: {', '.join(names)})." if names else " (no version yet).")
+        + f" Give the project folder {path.parent.parent} for its current version.")
 
 
 def _is_project(path: Path) -> bool:
