@@ -142,10 +142,10 @@ def test_both_views_share_the_corrections_chance_of_being_drawn(
 
 def test_a_dim_correction_is_trained_on_smoothed_as_inference_smooths_it(
         monkeypatch, tmp_path, tiny_checkpoint, trained_on):
-    from napari_nuclei_unet.core import segment
+    from napari_nuclei_unet.core import plane_passes
 
-    monkeypatch.setattr(segment, "DENOISE_SIGMAS", (1.7,))  # the sigma inference will pick
-    monkeypatch.setattr(segment, "DENOISE_MORE_SIGMAS", ())
+    monkeypatch.setattr(plane_passes, "DENOISE_SIGMAS", (1.7,))  # the sigma inference picks
+    monkeypatch.setattr(plane_passes, "DENOISE_MORE_SIGMAS", ())
     bright = synthetic(3)
     dim = Sample("dim", (10 + bright.image // 40).astype(np.uint8), bright.labels, "f")
     result = drive(finetune(tiny_checkpoint, [dim], out_dir=tmp_path, replay=False,

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from napari_nuclei_unet.core import segment
+from napari_nuclei_unet.core import nucleus_size, plane_passes, planes, segment
 from napari_nuclei_unet.core.augment import AugmentSettings, CropSampler, contour_map
 from napari_nuclei_unet.core.checkpoint import load_checkpoint, save_checkpoint
 from napari_nuclei_unet.core.config import TrainConfig
@@ -310,9 +310,9 @@ def test_v1_weights_initialise_the_foreground_channel_of_a_two_head_model():
 
 def test_a_normal_image_is_not_denoised():
     image = _sample(seed=7).image
-    assert segment.grey_levels(image) >= segment.DIM_LEVELS
+    assert planes.grey_levels(image) >= segment.DIM_LEVELS
     assert segment.denoise_dim(Threshold(), image) == (image, None, 0.0)
-    assert segment.grey_levels(image.astype(np.float32)) is None  # floats: never
+    assert planes.grey_levels(image.astype(np.float32)) is None  # floats: never
 
 
 def test_a_dim_image_gets_the_smoothing_the_network_is_surest_of():
@@ -321,14 +321,14 @@ def test_a_dim_image_gets_the_smoothing_the_network_is_surest_of():
     # nuclei 3 grey levels up, and shot noise a level or two up on 15 % of pixels
     dim = np.round(sample.image * (3.0 / sample.image.max())).astype(np.uint8)
     dim = dim + (rng.random(dim.shape[:2]) < 0.15)[..., None].astype(np.uint8) * 2
-    assert segment.grey_levels(dim) < segment.DIM_LEVELS
+    assert planes.grey_levels(dim) < segment.DIM_LEVELS
     model = Texture()
     image, maps, sigma = segment.denoise_dim(model, dim)
     scores = {}
     for candidate in (*segment.DENOISE_SIGMAS, *segment.DENOISE_MORE_SIGMAS):
-        smoothed = segment.smooth(dim, candidate) if candidate else dim
+        smoothed = planes.smooth(dim, candidate) if candidate else dim
         prob = segment.predict_maps(model, smoothed)[0]
-        scores[candidate] = segment.sharpness(prob)
+        scores[candidate] = planes.sharpness(prob)
     assert sigma == max(scores, key=scores.get) and sigma > 0  # the noise wants smoothing
     assert image.dtype == np.float32 and maps.shape == (1, *dim.shape[:2])
     result = segment_image(model, dim)
@@ -353,13 +353,13 @@ def test_a_noisy_dim_image_is_smoothed_more_only_while_it_helps(monkeypatch, sur
         smoothed.append(sigma)
         return np.full(image.shape, sigma, np.float64)
 
-    monkeypatch.setattr(segment, "smooth", smooth)
+    monkeypatch.setattr(plane_passes, "smooth", smooth)
     def at_scale(model, image, *args):  # steps, as the real one: no tiles, the image back
         return image[None].astype(np.float64)
         yield
 
-    monkeypatch.setattr(segment, "_at_scale", at_scale)
-    monkeypatch.setattr(segment, "sharpness", lambda prob: sure[float(prob.flat[0])])
+    monkeypatch.setattr(plane_passes, "at_scale", at_scale)
+    monkeypatch.setattr(plane_passes, "sharpness", lambda prob: sure[float(prob.flat[0])])
     assert segment.DENOISE_MORE_SIGMAS == (2.5, 3.5)
     assert segment.denoise_dim(None, dim)[2] == chosen
     assert smoothed == tried  # more than 1.7 only while the last sigma was the surest
@@ -368,74 +368,75 @@ def test_a_noisy_dim_image_is_smoothed_more_only_while_it_helps(monkeypatch, sur
 def test_sharpness_prefers_a_confident_map():
     prob = np.zeros((32, 32), np.float32)
     prob[8:24, 8:24] = 1.0
-    assert segment.sharpness(prob) == 1.0
-    assert segment.sharpness(np.where(prob > 0, 0.6, 0.1).astype(np.float32)) < 0.5
-    assert segment.sharpness(np.zeros((8, 8), np.float32)) == 0.0
+    assert planes.sharpness(prob) == 1.0
+    assert planes.sharpness(np.where(prob > 0, 0.6, 0.1).astype(np.float32)) < 0.5
+    assert planes.sharpness(np.zeros((8, 8), np.float32)) == 0.0
 
 
 def test_large_planes_with_big_nuclei_skip_the_full_size_pass(monkeypatch):
     sample = _sample(seed=4)
     image = _zoom(sample.image, 5.0, 1)  # 1280 x 1280, nuclei ~50 px
-    monkeypatch.setattr(segment, "_LARGE_PIXELS", 1_000_000)
+    monkeypatch.setattr(nucleus_size, "_LARGE_PIXELS", 1_000_000)
     scales = []
-    real = segment._at_scale
+    real = plane_passes.at_scale
 
     def spy(model, plane, scale, options, device, stop=None):
         scales.append(scale)
         return (yield from real(model, plane, scale, options, device, stop))
 
-    monkeypatch.setattr(segment, "_at_scale", spy)
+    monkeypatch.setattr(plane_passes, "at_scale", spy)
     diameter, scale, _ = estimate_diameter(Threshold(), image)
     assert 1.0 not in scales and scales[0] == 0.5
     assert diameter * scale == pytest.approx(segment.TRAINING_DIAMETER, rel=0.4)
 
 
 def test_out_of_range_nuclei_go_to_the_sharpest_of_the_candidate_scales(monkeypatch):
-    monkeypatch.setattr(segment, "SCALE_CHOICES", (1.0, 1.4, 2.0))
+    monkeypatch.setattr(nucleus_size, "SCALE_CHOICES", (1.0, 1.4, 2.0))
     sample = _sample(seed=4)
     image = _zoom(sample.image, 4.0, 1)  # nuclei ~4x the training size
     calls = []
-    real = segment._at_scale
+    real = plane_passes.at_scale
 
     def spy(model, plane, scale, options, device, stop=None):
         calls.append(scale)
         return (yield from real(model, plane, scale, options, device, stop))
 
-    monkeypatch.setattr(segment, "_at_scale", spy)
+    monkeypatch.setattr(plane_passes, "at_scale", spy)
     plain, plain_scale, _ = estimate_diameter(Threshold(), image)
     to_target = segment.TRAINING_DIAMETER / plain
     # a stand-in sharpness that prefers the nuclei at 1.4x the training diameter
-    wanted = to_target * segment.SCALE_CHOICES[1]
+    wanted = to_target * nucleus_size.SCALE_CHOICES[1]
 
     def prefer(prob):
         return -abs(np.log(prob.shape[0] / (image.shape[0] * wanted)))
 
-    monkeypatch.setattr(segment, "sharpness", prefer)
+    monkeypatch.setattr(nucleus_size, "sharpness", prefer)
     calls.clear()
     result = segment_image(Threshold(), image)
     assert result.scale == pytest.approx(wanted, rel=0.05)
     assert result.labels.shape == image.shape[:2] == result.probability.shape
     assert any(abs(c - 1.0) < 1e-9 for c in calls)  # native was among the candidates
     # a sharpness that prefers native keeps the plane as it is
-    monkeypatch.setattr(segment, "sharpness", lambda prob: float(prob.shape == image.shape[:2]))
+    monkeypatch.setattr(nucleus_size, "sharpness",
+                        lambda prob: float(prob.shape == image.shape[:2]))
     assert segment_image(Threshold(), image).scale == 1.0
 
 
 def test_nuclei_of_the_training_size_cost_one_pass_or_one_per_choice(monkeypatch):
     sample = _sample(seed=3)
     calls = []
-    real = segment._at_scale
+    real = plane_passes.at_scale
 
     def spy(model, plane, scale, options, device, stop=None):
         calls.append(scale)
         return (yield from real(model, plane, scale, options, device, stop))
 
-    monkeypatch.setattr(segment, "_at_scale", spy)
+    monkeypatch.setattr(plane_passes, "at_scale", spy)
     assert segment_image(Threshold(), sample.image).scale == 1.0 and calls == [1.0]
     # with choices: native, then the nuclei at the other multiples of the training size
-    monkeypatch.setattr(segment, "SCALE_CHOICES", (1.0, 1.4, 2.0))
+    monkeypatch.setattr(nucleus_size, "SCALE_CHOICES", (1.0, 1.4, 2.0))
     calls.clear()
     result = segment_image(Threshold(), sample.image)
     assert calls[0] == 1.0 and result.scale in calls
     ratios = sorted(c * result.diameter / segment.TRAINING_DIAMETER for c in calls[1:])
-    assert ratios == pytest.approx(segment.SCALE_CHOICES[-len(ratios):], rel=0.01)
+    assert ratios == pytest.approx(nucleus_size.SCALE_CHOICES[-len(ratios):], rel=0.01)
