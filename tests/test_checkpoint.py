@@ -67,6 +67,10 @@ def test_missing_json(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "nothing.safetensors")
+    # a file that exists but is no checkpoint is named as such
+    (tmp_path / "notes.tif").write_bytes(b"II*\x00")
+    with pytest.raises(CheckpointError, match=r"notes.tif is not a model checkpoint: choose"):
+        load_checkpoint(tmp_path / "notes.tif")
 
 
 def test_corrupt_weights(tmp_path):

@@ -428,3 +428,41 @@ def test_pool_failure_falls_back_to_serial(tmp_path, monkeypatch):
     with pytest.warns(DatasetWarning, match="one process"):
         samples = drive(ds.iter_load(use_cache=False, workers=2))
     assert [s.labels.max() for s in samples] == [2, 2, 2, 2]
+
+
+SCRIPT = """\
+print("SCRIPT RUN", flush=True)
+from napari_nuclei_unet.core import dataset
+from napari_nuclei_unet.core.progress import drive
+
+dataset.PARALLEL_MIN_MASKS = 0
+samples = drive(dataset.DSBDataset.open({root!r}).iter_load(use_cache=False, workers=2))
+print("decoded", len(samples), flush=True)
+"""
+
+
+@pytest.mark.parametrize("guarded", [False, True])
+def test_a_users_script_is_never_run_again_by_the_decoding_workers(tmp_path, guarded):
+    """A napari script without a main guard: spawned workers would run it again."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from napari_nuclei_unet.core import dataset_decode
+
+    root = write_dataset(tmp_path / "ds", {f"s{k}": (16, 16, 2) for k in range(4)})
+    body = SCRIPT.format(root=str(root))
+    if guarded:
+        body = "if __name__ == '__main__':\n" + "".join(
+            f"    {line}\n" for line in body.splitlines())
+    script = tmp_path / "my_analysis.py"
+    script.write_text(body)
+    src = str(Path(dataset_decode.__file__).parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          env=env, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("SCRIPT RUN") == 1, done.stdout
+    assert "decoded 4" in done.stdout
+    assert "parallel decoding failed" not in done.stderr

@@ -101,6 +101,7 @@ def test_short_ids_are_eight_characters():
     long = "0123456789abcdef" * 4
     assert short_id(long) == "01234567"
     assert short_id("tiny-3") == "tiny-3"
+    assert short_id("zstack_ZYX-plane2") == "zstack_ZYX-plane2"  # a "…" would save 1 character
     # readable names keep their start and their end, where names of one experiment differ
     assert short_id("synthetic-brightfield-12") == "synthet…field-12"
     names = [f"2026-11-30_plate3_well_A0{i}_s1" for i in range(1, 4)]

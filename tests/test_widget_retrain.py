@@ -372,7 +372,6 @@ def test_mistakes_are_plain_notifications(make_napari_viewer, qtbot, user_dirs, 
     from napari_nuclei_unet.widgets.retrain_widget import (
         NO_CORRECTIONS,
         NO_IMAGE,
-        NO_MODEL,
         NO_PREDICTION,
         RetrainWidget,
     )
@@ -396,9 +395,69 @@ def test_mistakes_are_plain_notifications(make_napari_viewer, qtbot, user_dirs, 
         assert dock.edit_prediction() is None
         (user_dirs / "file").write_text("x")
         assert not dock.set_project(user_dirs / "file")
-    for message in (NO_MODEL, NO_IMAGE, NO_CORRECTIONS, NO_PREDICTION, "v009", "is a file"):
+    for message in (NO_IMAGE, NO_CORRECTIONS, NO_PREDICTION, "v009", "is a file"):
         assert notes.any(message), message
     assert dock.project == user_dirs / "p"
+
+
+def test_without_a_model_a_round_starts_from_the_projects_model(retrain, qtbot, monkeypatch,
+                                                                tiny_model):
+    """After a restart nothing is loaded: Fine-tune loads the project's model (the shipped
+    one for a new project) and starts from it, instead of refusing."""
+    import napari_nuclei_unet.widgets._retrain_finetune as finetune_module
+
+    viewer, dock, session, samples, project = retrain
+    dock.edit_label_mask()
+    add(qtbot, dock)
+    session.model = None  # as after a restart (the fixture had loaded one)
+    dock.epochs_spin.setValue(1)
+    dock.steps_spin.setValue(1)
+    loaded = []
+    monkeypatch.setattr(finetune_module, "_load_version",
+                        lambda version: loaded.append(version) or tiny_model)
+    with capture_notifications() as notes:
+        worker = dock.start_finetune()
+        assert worker is not None
+        wait_worker(qtbot, worker)
+        qtbot.waitUntil(lambda: dock.is_finetuning() or dock.last_result is not None,
+                        timeout=30_000)
+        settle(qtbot, session)
+    assert loaded == [None]  # a new project: the shipped default model
+    assert notes.any("No model was in use: the round starts from the default model")
+    assert session.model is not None and dock.last_result is not None
+    assert [v.name for v in dock.versions()] == ["v000", "v001"]
+
+
+def test_a_read_only_project_is_said_before_a_round_trains(retrain, qtbot, monkeypatch):
+    import napari_nuclei_unet.widgets._retrain_finetune as finetune_module
+
+    viewer, dock, session, samples, project = retrain
+    dock.edit_label_mask()
+    add(qtbot, dock)
+    monkeypatch.setattr(finetune_module, "unwritable_reason",
+                        lambda folder: f"The project folder {folder} cannot be written to")
+    with capture_notifications() as notes:
+        assert dock.start_finetune() is None
+    assert notes.any("cannot be written to")
+    assert "cannot be written to" in dock.status_label.text()  # stays in the dock
+    assert not dock.is_finetuning()
+
+
+def test_unwritable_reason_names_the_folder(tmp_path, monkeypatch):
+    import tempfile
+
+    from napari_nuclei_unet.widgets._retrain_project import unwritable_reason
+
+    assert unwritable_reason(tmp_path / "new" / "project") is None  # made on the first save
+    assert unwritable_reason(tmp_path) is None
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+    reason = unwritable_reason(tmp_path)
+    assert reason.startswith(f"The project folder {tmp_path} cannot be written to")
+    assert "Permission denied" in reason and "Change" in reason
 
 
 class _FakeRound:
@@ -566,3 +625,20 @@ def test_without_a_model_the_dock_names_the_projects_model(make_napari_viewer, u
     assert [v.name for v in dock.versions()] == ["v000", "v001", "v002"]
     text = dock.model_label.text()
     assert "This project's model is <b>v001</b>" in text and "Use this version" in text
+
+
+def test_the_dock_follows_the_viewers_project_and_forgets_stale_messages(retrain, user_dirs,
+                                                                         tiny_model):
+    """The Segment dock chose another project, or another model was put in use: the
+    last round's lines spoke of something else and go."""
+    viewer, dock, session, samples, project = retrain
+    assert session.project_dir == project  # the dock's project is the viewer's
+    dock.adoption_label.setText("v001: ... not made current ...")
+    dock.adoption_label.setVisible(True)
+    dock.status_label.setText("v001 saved in ... Not in use (see below).")
+    session.set_model(tiny_model)  # e.g. 'Use this version'
+    assert not dock.adoption_label.isVisible() and dock.status_label.text() == " "
+    dock.status_label.setText("The round failed: no room left.")
+    session.set_project_dir(user_dirs / "other")
+    assert dock.project == user_dirs / "other"
+    assert dock.status_label.text() == " "

@@ -72,6 +72,17 @@ def test_16bit_tiff_segmented_measured_exported(dock, qtbot, tmp_path, model):
     assert csv_path.read_text().splitlines()[0].startswith("label,plane,area")
     widget.save_labels(tmp_path / "l.tif")
     assert np.array_equal(tifffile.imread(tmp_path / "l.tif"), layer.data)
+    # the dock's buttons write in a worker (a big table or stack never holds the window),
+    # the labels as they were when the button was pressed
+    saved = layer.data.copy()
+    worker = widget.save_labels(tmp_path / "bg.tif", background=True)
+    layer.data[:5, :5] = 77  # painting on meanwhile
+    with capture_notifications() as notes:
+        wait_worker(qtbot, worker)
+        wait_worker(qtbot, widget.export_csv(tmp_path / "bg.csv", background=True))
+    assert np.array_equal(tifffile.imread(tmp_path / "bg.tif"), saved)
+    assert (tmp_path / "bg.csv").read_text() == csv_path.read_text()
+    assert notes.any("Labels saved to") and notes.any("Measurements written to")
 
 
 def test_ome_zcyx_stack_all_planes_and_current_plane(dock, qtbot, tmp_path, model):
@@ -120,14 +131,20 @@ def test_rgb_and_float_layers(dock, qtbot, tmp_path):
     # a 16-bit layer napari shows as RGB is more likely 3 channels: the dock says so, and
     # how to segment one channel
     planes = np.stack([nuclei_plane(5), nuclei_plane(6), nuclei_plane(7)], axis=-1)
-    viewer.add_image(planes, name="three")
-    assert viewer.layers["three"].rgb
-    widget.image.value = viewer.layers["three"]
+    layer = viewer.add_image(planes, name="three")
+    assert layer.rgb
+    noted_until_named(qtbot, widget, layer, "YXC", 1, (
+        "Note: three is segmented as an RGB colour image (3 samples, 16-bit; colour photos "
+        "are 8-bit). If its 3 samples are channels, set Axes to YXC and Nuclear channel to "
+        "the nuclei's channel (0-2)."))
+
+
+def noted_until_named(qtbot, widget, layer, axes, channel, note):
+    """Segmented as guessed, the dock says ``note``; with the axes named, nothing."""
+    widget.image.value = layer
     run(qtbot, widget)
-    assert ("Note: three is segmented as an RGB colour image (3 samples, 16-bit; colour "
-            "photos are 8-bit). If its 3 samples are channels, set Axes to YXC and Nuclear "
-            "channel to the nuclei's channel (0-2).") in widget.status.text()
-    widget.axes.value, widget.channel.value = "YXC", 1
+    assert note in widget.status.text()
+    widget.axes.value, widget.channel.value = axes, channel
     run(qtbot, widget)
     assert "Note" not in widget.status.text()
 
@@ -363,3 +380,100 @@ def test_a_failed_segmentation_says_so_in_the_dock(dock, qtbot, tmp_path):
         wait_worker(qtbot, worker)
     assert widget.status.text().startswith("Segmentation failed: ")
     assert "planes" not in widget.status.text()
+
+
+def test_the_dock_names_its_model_and_the_projects_model_not_loaded(dock, qtbot, tmp_path,
+                                                                    model):
+    """After napari restarts nothing is loaded: the dock says it segments with the shipped
+    model, and names the project's fine-tuned model it does not use."""
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+    from napari_nuclei_unet.core.finetune import ModelVersions
+    from napari_nuclei_unet.widgets._session import session_for
+
+    viewer, widget = dock
+    session = session_for(viewer)
+    assert widget.model_label.text() .startswith("Model: the default model (no model is loaded)")
+    default = load_checkpoint("default")
+    versions = ModelVersions(tmp_path / "project")
+    versions.record_base("default")
+    versions.add(default.model, default.config, {"adopted": True})
+    session.set_project_dir(tmp_path / "project")
+    assert "This project's model v001 is not loaded" in widget.model_label.text()
+    assert str(widget.project.value) == str(tmp_path / "project")  # the viewer's project
+    viewer.add_image(nuclei_plane(1), name="cells")
+    widget.image.value = viewer.layers["cells"]
+    run(qtbot, widget)
+    assert "with the default model (no model is loaded)" in widget.status.text()
+    session.set_model(default)
+    assert widget.model_label.text() == "Model: the default model (the model in use)."
+    widget.model_file.value = "default"  # as the README and the command line name it
+    run(qtbot, widget)
+    assert "with the default model." in widget.status.text()
+
+
+def test_the_project_field_is_the_viewers_project(dock, tmp_path):
+    from napari_nuclei_unet.widgets._session import session_for
+
+    viewer, widget = dock
+    session = session_for(viewer)
+    chosen = []
+    session.project_chosen.connect(chosen.append)
+    widget.project.value = tmp_path / "mine"  # chosen here: the Retrain dock follows
+    assert session.project_dir == tmp_path / "mine" and chosen == [str(tmp_path / "mine")]
+    session.set_project_dir(tmp_path / "theirs")  # chosen in the Retrain dock
+    assert str(widget.project.value) == str(tmp_path / "theirs")
+    assert chosen == [str(tmp_path / "mine"), str(tmp_path / "theirs")]  # no echo back
+    (tmp_path / "a file").write_text("x")
+    with capture_notifications() as notes:
+        widget.result_layer = viewer.add_labels(np.zeros(SHAPE, np.int32), name="r")
+        widget._source = {"layer": None, "stack": None, "channel": None}
+        assert widget.add_to_project(tmp_path / "a file") is None
+    assert notes.any("is a file, not a folder")
+    assert "Not added" in widget.status.text()
+
+
+def test_opened_from_the_plugins_menu_its_result_is_never_its_own_ground_truth(
+        make_napari_viewer, qtbot):
+    """napari hands a plugin's dock a proxy of the viewer: each layer it gives back is a new
+    proxy, so the dock compares the layers behind them."""
+    from napari.utils._proxies import PublicOnlyProxy
+
+    from napari_nuclei_unet.widgets.segment_widget import SegmentWidget
+
+    viewer = make_napari_viewer()
+    widget = SegmentWidget(PublicOnlyProxy(viewer))
+    viewer.window.add_dock_widget(widget, name="Segment image layer")
+    viewer.add_image(nuclei_plane(2), name="cells")
+    widget.image.value = widget.image.choices[-1]
+    run(qtbot, widget)
+    widget._refresh_choices()
+    assert [c for c in widget.truth.choices if c is not None] == []
+    viewer.add_labels(np.zeros(SHAPE, np.int32), name="truth")
+    widget._refresh_choices()
+    assert [c.name for c in widget.truth.choices if c is not None] == ["truth"]
+
+
+def test_a_short_guessed_axis_is_noted_as_maybe_channels(dock, qtbot):
+    viewer, widget = dock
+    two = np.stack([nuclei_plane(1), nuclei_plane(2)])  # a plain 2-channel TIFF, no axes
+    noted_until_named(qtbot, widget, viewer.add_image(two, name="two"), "CYX", 0, (
+        "Note: the axes of two were guessed (ZYX): its 2 Z entries are segmented as 2 "
+        "planes. If they are channels, set Axes to CYX and Nuclear channel to the nuclei's "
+        "channel (0-1)."))
+
+
+def test_a_new_segmentation_clears_the_last_results_table_and_truth(dock, qtbot):
+    viewer, widget = dock
+    viewer.add_image(nuclei_plane(1), name="a")
+    widget.image.value = viewer.layers["a"]
+    layer = run(qtbot, widget)
+    assert widget.table.model().rowCount() > 0
+    truth = viewer.add_labels(np.asarray(layer.data).copy(), name="truth of a")
+    widget._refresh_choices()
+    widget.truth.value = truth
+    viewer.add_image(np.zeros((20, 30), np.uint16), name="other size")
+    widget.image.value = viewer.layers["other size"]
+    assert widget.truth.value is None  # drawn for another image
+    worker = widget.segment()
+    assert widget.table.model().rowCount() == 0 and not widget.export_button.enabled
+    wait_worker(qtbot, worker)

@@ -35,11 +35,11 @@ class HeldNet(torch.nn.Module):
 
 @pytest.fixture
 def dock(make_napari_viewer, monkeypatch):
-    from napari_nuclei_unet.widgets import segment_widget
+    from napari_nuclei_unet.widgets import _segment_jobs
     from napari_nuclei_unet.widgets.segment_widget import SegmentWidget
 
     net = HeldNet()
-    monkeypatch.setattr(segment_widget, "_resolve_model", lambda path, session_model: net)
+    monkeypatch.setattr(_segment_jobs, "_resolve_model", lambda path, session_model: net)
     viewer = make_napari_viewer()
     widget = SegmentWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Segment image layer")

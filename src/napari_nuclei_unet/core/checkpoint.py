@@ -343,7 +343,13 @@ def _resolve(path_or_default: str | os.PathLike) -> Path:
             "arbitrary code when loaded. napari-nuclei-unet only loads .safetensors weights "
             "with their .json sidecar."
         )
-    return weights_path(path)
+    weights = weights_path(path)
+    if weights != path and path.suffix != ".json" and path.is_file() and not weights.exists():
+        # an existing file of another kind (an image, a note): not "X.safetensors missing"
+        raise CheckpointError(
+            f"{path} is not a model checkpoint: choose the .safetensors file training wrote "
+            "(with its .json beside it), or a bioimage.io model package.")
+    return weights
 
 
 def _other_checkpoint_hint(path: Path) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
+import re
+import sys
 import warnings
 import zipfile
 from collections.abc import Callable, Generator, Sequence
@@ -181,6 +183,30 @@ def _worker_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+#: How a script guards what only the main process should run.
+_MAIN_GUARD = re.compile(r"""__name__\s*==\s*['"]__main__['"]|['"]__main__['"]\s*==\s*__name__""")
+
+
+def spawn_reruns_main() -> bool:
+    """Whether a spawned worker would run the user's script again.
+
+    A 'spawn' worker imports the parent's ``__main__`` module (as ``__mp_main__``): a
+    script without an ``if __name__ == "__main__":`` guard, as a biologist's napari
+    script usually is, would open its windows and load its data again in every worker.
+    Interactive sessions and notebooks (no ``__main__.__file__``) and guarded scripts
+    (napari's and this plugin's own entry points) are safe.
+    """
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    if not path:
+        return False
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            source = handle.read(1 << 20)
+    except OSError:
+        return True  # cannot tell: do not risk running it again
+    return _MAIN_GUARD.search(source) is None
+
+
 def _run_tasks(
     fn: Callable,
     kind: str,
@@ -194,10 +220,12 @@ def _run_tasks(
     """Run ``fn(kind, root, item)`` over items, yield (item, status, payload) as they finish.
 
     Returns True when stopped early. The pool uses the 'spawn' start method so that it
-    is safe to start from a thread (napari's thread_worker).
+    is safe to start from a thread (napari's thread_worker); under a script that a
+    spawned worker would run again (:func:`spawn_reruns_main`) the items are decoded
+    here, one after the other.
     """
     n_workers = workers or _worker_count()
-    if not parallel or n_workers < 2 or len(items) < 2:
+    if not parallel or n_workers < 2 or len(items) < 2 or spawn_reruns_main():
         return (yield from _run_serial(fn, kind, root, items, should_stop))
     ctx = multiprocessing.get_context("spawn")
     pool = cf.ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx)
@@ -217,8 +245,8 @@ def _run_tasks(
                 yield item, status, payload
         return False
     except (BrokenProcessPool, RuntimeError, OSError) as exc:
-        # e.g. a script without an ``if __name__ == "__main__":`` guard cannot spawn
-        # workers; decoding in this process is slower but gives the same result
+        # e.g. workers that cannot start; decoding in this process is slower but gives
+        # the same result
         warnings.warn(
             f"parallel decoding failed ({type(exc).__name__}: {exc}); continuing in one process",
             DatasetWarning,

@@ -24,6 +24,7 @@ from qtpy.QtWidgets import (
 from napari_nuclei_unet.core.predict_score import INSTANCE_METHOD_SPLIT
 from napari_nuclei_unet.widgets._compare_layers import ERROR_COLORS, ERROR_NAMES
 from napari_nuclei_unet.widgets._prediction_service import DIAMETER_TOOLTIP
+from napari_nuclei_unet.widgets._scroll import scrolled_layout
 
 THRESHOLD_RANGE = (0.05, 0.95)
 
@@ -49,7 +50,7 @@ def build_layout(dock: Any) -> None:
     from magicgui.widgets import Container, FloatSpinBox
     from superqt import QLabeledDoubleSlider
 
-    layout = QVBoxLayout(dock)
+    layout = scrolled_layout(dock)
 
     model_row = QHBoxLayout()
     dock.model_label = QLabel()

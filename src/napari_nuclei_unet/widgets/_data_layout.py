@@ -21,7 +21,6 @@ from qtpy.QtWidgets import (
     QProgressBar,
     QPushButton,
     QTableView,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -29,13 +28,14 @@ from napari_nuclei_unet.widgets._data_jobs import LAYOUT_HINT
 from napari_nuclei_unet.widgets._data_table import COLUMN_CHARS, ModalityFilter, SampleTableModel
 from napari_nuclei_unet.widgets._ids import enable_id_copy
 from napari_nuclei_unet.widgets._progress import ThrottledProgress
+from napari_nuclei_unet.widgets._scroll import scrolled_layout
 
 ALL_MODALITIES = "All modalities"
 
 
 def build(widget: Any) -> None:
     """Lay out the Data dock's controls on ``widget`` (a ``DataBrowserWidget``)."""
-    layout = QVBoxLayout(widget)
+    layout = scrolled_layout(widget)
 
     box = QGroupBox("Dataset")
     grid = QGridLayout(box)

@@ -60,6 +60,15 @@ def is_placeholder(layer: Any) -> bool:
     return bool(layer.metadata.get(PLACEHOLDER_KEY))
 
 
+def unwrapped(obj: Any) -> Any:
+    """The napari object behind a plugin's proxy.
+
+    napari hands plugins a proxy of the viewer, and each access gives a new proxy: compare
+    layers with ``unwrapped(a) is unwrapped(b)``, never the proxies themselves.
+    """
+    return getattr(obj, "__wrapped__", obj)
+
+
 def short_id(sample_id: str, keep: int = 8, longest: int = 16) -> str:
     """Shorten a long sample id (DSB2018 ids are 64 hex digits) for display.
 
@@ -74,7 +83,8 @@ def short_id(sample_id: str, keep: int = 8, longest: int = 16) -> str:
     keep : int, optional
         Characters kept from the start of a long id.
     longest : int, optional
-        Ids up to this length are shown whole.
+        Ids up to this length are shown whole (readable names up to 6 more: cutting
+        them would save too little to be worth the "…").
 
     Returns
     -------
@@ -86,6 +96,8 @@ def short_id(sample_id: str, keep: int = 8, longest: int = 16) -> str:
         return sample_id
     if all(c in "0123456789abcdefABCDEF" for c in sample_id):
         return sample_id[:keep]  # a hash-like id: its start names it
+    if len(sample_id) <= longest + 6:
+        return sample_id
     # a readable name: files of one experiment share their start and differ at the end
     # ("plate3_well_A01", "plate3_well_A02"; the demo's "synthetic-fluorescence-0", -1)
     head = (longest - 1) // 2

@@ -16,6 +16,7 @@ import numpy as np
 from qtpy.QtCore import QTimer
 
 from napari_nuclei_unet.core.finetune import FINETUNE_DEFAULTS
+from napari_nuclei_unet.core.finetune.results import iou_change
 from napari_nuclei_unet.core.progress import Progress
 from napari_nuclei_unet.widgets._layers import short_id
 from napari_nuclei_unet.widgets._retrain_jobs import (
@@ -23,12 +24,15 @@ from napari_nuclei_unet.widgets._retrain_jobs import (
     BUSY_TRAINING,
     CLOSE_TIMEOUT_S,
     FINETUNE_JOB,
+    LOAD_MODEL_JOB,
     NO_CORRECTIONS,
-    NO_MODEL,
     NO_MODEL_FILE,
+    _load_version,
     _run_finetune,
     round_adopted,
+    version_words,
 )
+from napari_nuclei_unet.widgets._retrain_project import unwritable_reason
 from napari_nuclei_unet.widgets._retrain_views import change_color
 from napari_nuclei_unet.widgets._workers import notify
 
@@ -60,7 +64,7 @@ def refused_round_message(name: str, why: str, before: float | None = None,
     if text and not text.endswith("."):
         text += "."
     if before is not None and after is not None and "the corrected images" not in text:
-        text = f"Mean IoU on the corrected images {before:.3f} → {after:.3f}. {text}"
+        text = f"Mean IoU on the corrected images {iou_change(before, after, '→')}. {text}"
     return (f"{name}: {text} To use it anyway, select {name} under '4. Model versions' and "
             "click 'Use this version'.")
 
@@ -96,7 +100,9 @@ class FinetuneSteps:
         -------
         WorkerBase or None
             The worker, or None when refused (a round or training already runs, no
-            model, no corrections); a notification says why.
+            corrections, the project cannot be written); a notification says why. With
+            no model in use, the worker loading the project's model (or the shipped
+            one): the round starts when it is loaded.
         """
         from napari_nuclei_unet.core.finetune import safe_sample_id
         from napari_nuclei_unet.widgets._workers import gui_cpu_threads
@@ -110,16 +116,20 @@ class FinetuneSteps:
         if self.saves_pending():
             notify("A correction is being saved. Press Fine-tune again in a moment.")
             return None
-        model = self.session.model
-        if model is None:
-            notify(NO_MODEL, warning=True)
-            return None
-        if getattr(model, "path", None) is None or getattr(model, "config", None) is None:
-            notify(NO_MODEL_FILE, warning=True)
-            return None
         ids = [c.id for c in self.corrections()]
         if not ids:
             notify(NO_CORRECTIONS, warning=True)
+            return None
+        unwritable = unwritable_reason(self.project)
+        if unwritable:  # said before training, not after it (the round writes a version)
+            self.status_label.setText(unwritable)
+            notify(unwritable, warning=True)
+            return None
+        model = self.session.model
+        if model is None:
+            return self._load_then_finetune()
+        if getattr(model, "path", None) is None or getattr(model, "config", None) is None:
+            notify(NO_MODEL_FILE, warning=True)
             return None
         if self.has_unsaved_edits():
             notify(f"Your latest edits of {short_id(self._edit.sample.id)} are not in the "
@@ -136,7 +146,8 @@ class FinetuneSteps:
             (float(self.ratio_spin.value()) or None), overrides, self._stop_event.is_set,
             self._done_event, float(getattr(self.session, "diameter", 0.0) or 0.0),
             on_yielded=self._on_update, on_returned=self._on_result,
-            on_finished=self._on_finished, action="Fine-tuning", viewer=self.viewer,
+            on_errored=self._on_errored, on_finished=self._on_finished, action="Fine-tuning",
+            viewer=self.viewer,
             description=f"Fine-tuning on {len(ids)} corrected image(s) into {self.project}",
             cancel=self.stop_and_wait,
         )
@@ -145,6 +156,7 @@ class FinetuneSteps:
             return None
         self._closing = False
         self._outcome = None
+        self._failure = ""
         self._epochs = int(overrides.get("epochs", FINETUNE_DEFAULTS["epochs"]))
         self.curves.clear()
         self.curves.set_planned_epochs(self._epochs)  # grows if the round plans more
@@ -155,6 +167,28 @@ class FinetuneSteps:
         self.status_label.setText(f"Learning from {len(ids)} corrected image(s), {mix}.")
         self._update_buttons()
         return worker
+
+    def _load_then_finetune(self) -> WorkerBase | None:
+        """No model in use: load the project's model (or the shipped one), then start.
+
+        The project's newest adopted version is what its last round left (napari was
+        restarted since); a new project starts from the shipped default model.
+        """
+        from napari_nuclei_unet.core.finetune.versions import newest_adopted
+
+        version = newest_adopted(self.versions())
+        what = "the default model" if version is None else f"model {version_words(version)}"
+
+        def go(loaded: Any) -> None:
+            self.session.set_model(loaded)
+            notify(f"No model was in use: the round starts from {what}, the model in use "
+                   "from now on.")
+            self.start_finetune()
+
+        self.status_label.setText(f"Loading {what} to fine-tune it …")
+        return self.session.jobs.start(
+            LOAD_MODEL_JOB, _load_version, version, on_returned=go,
+            action=f"Loading {what}", viewer=self.viewer)
 
     def stop(self) -> None:
         """Stop the running round at its next step (nothing is saved, the model stays)."""
@@ -223,7 +257,7 @@ class FinetuneSteps:
         before = result.mean_iou("corrected", "before")
         after = result.mean_iou("corrected", "after")
         scores = ("" if before is None or after is None
-                  else f" (mean IoU on the corrected images {before:.3f} → {after:.3f})")
+                  else f" (mean IoU on the corrected images {iou_change(before, after, '→')})")
         adopted, why = round_adopted(result)
         self.last_adopted = adopted
         if not adopted:
@@ -243,6 +277,11 @@ class FinetuneSteps:
         self.versions_table.select_key(version.name)
         self.predict_corrected()
 
+    def _on_errored(self, exc: BaseException) -> None:
+        from napari_nuclei_unet.widgets._workers import explain
+
+        self._failure = explain(exc)  # kept in the dock: the notification fades
+
     def _on_finished(self) -> None:
         from napari_nuclei_unet.widgets._progress import format_duration
 
@@ -260,7 +299,9 @@ class FinetuneSteps:
         elif self._outcome == "stopped":
             self.status_label.setText("Stopped: nothing was saved, the model is unchanged.")
         else:
-            self.status_label.setText("The round failed; the model is unchanged.")
+            why = getattr(self, "_failure", "").rstrip(". ")
+            self.status_label.setText("The round failed" + (f": {why}" if why else "")
+                                      + ". The model in use is unchanged.")
         self._start_next_save()  # corrections added during the round
         self._update_buttons()
 

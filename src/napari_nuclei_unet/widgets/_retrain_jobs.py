@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_nuclei_unet.core.finetune.results import iou_change
 from napari_nuclei_unet.widgets._retrain_project import DraftStore
 
 #: Job kinds in the session's WorkerGuard.
@@ -25,8 +26,6 @@ DRAFT_DELAY_MS = 1500
 #: Seconds napari's window waits for a stopped round to end.
 CLOSE_TIMEOUT_S = 60.0
 
-NO_MODEL = ("Load a model first (Model panel, or 'Load default model' in the Compare "
-            "panel): fine-tuning continues training from it.")
 NO_MODEL_FILE = ("The current model has no file on disk, so it cannot be fine-tuned. Load it "
                  "from a checkpoint in the Model panel first.")
 NO_CORRECTIONS = ("The training set is empty: correct a mask and click 'Add to training set' "
@@ -120,7 +119,7 @@ def round_adopted(result: Any, tolerance: float = 0.005) -> tuple[bool, str]:
         except (KeyError, ValueError, AttributeError):
             continue
         if before is not None and after is not None and after < before - tolerance:
-            worse.append(f"the {split} images: mean IoU {before:.3f} -> {after:.3f}")
+            worse.append(f"the {split} images: mean IoU {iou_change(before, after)}")
     if not worse:
         return True, ""
     return False, f"The new model got worse on {'; and on '.join(worse)}. {NOT_ADOPTED}"
@@ -171,9 +170,10 @@ def version_words(version: Any) -> str:
 
 
 def _load_version(version: Any) -> Any:
+    """Load a project version (worker); None stands for the shipped default model."""
     from napari_nuclei_unet.core.checkpoint import load_checkpoint
 
-    return load_checkpoint(version.model, device="auto")
+    return load_checkpoint("default" if version is None else version.model, device="auto")
 
 
 def _same_file(a: Any, b: Any) -> bool:

@@ -18,7 +18,6 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QProgressBar,
     QPushButton,
-    QScrollArea,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -34,20 +33,12 @@ from napari_nuclei_unet.widgets._retrain_views import (
     VersionsTable,
     loss_curves,
 )
+from napari_nuclei_unet.widgets._scroll import scrolled_layout
 
 
 def build_layout(dock: Any) -> None:
     """Create the Retrain dock's widgets, as attributes of ``dock``, in a scroll area."""
-    outer = QVBoxLayout(dock)
-    outer.setContentsMargins(0, 0, 0, 0)
-    scroll = QScrollArea()
-    scroll.setWidgetResizable(True)
-    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-    scroll.setMinimumHeight(260)  # stacked under other docks, it must stay usable
-    body = QWidget()
-    layout = QVBoxLayout(body)
-    scroll.setWidget(body)
-    outer.addWidget(scroll)
+    layout = scrolled_layout(dock)
 
     # project folder
     project_row = QHBoxLayout()

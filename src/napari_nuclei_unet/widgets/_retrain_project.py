@@ -66,6 +66,31 @@ def _write_atomic(path: Path, write) -> None:
         raise
 
 
+def unwritable_reason(folder: str | os.PathLike) -> str | None:
+    """Why a fine-tuning project cannot be written in ``folder``, in plain words, or None.
+
+    A file is made and removed in the folder (or, when it does not exist yet, in the
+    nearest folder above it that does), and in its ``versions`` folder: that is what a
+    round writes.
+    """
+    folder = Path(folder)
+    probes = [p for p in (folder, folder / "versions") if p.is_dir()]
+    if not probes:
+        parent = folder
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        probes = [parent]
+    for probe in probes:
+        try:
+            with tempfile.TemporaryFile(dir=probe):
+                pass
+        except OSError as exc:
+            return (f"The project folder {folder} cannot be written to ({probe}: "
+                    f"{exc.strerror or exc}): a round would train and then fail to save. "
+                    "Choose another project folder with 'Change…'.")
+    return None
+
+
 def last_project_dir() -> Path:
     """The project folder used last time, or :func:`default_project_dir` the first time.
 

@@ -22,6 +22,7 @@ from qtpy.QtWidgets import (
     QTableWidgetItem,
 )
 
+from napari_nuclei_unet.core.finetune.results import iou_change
 from napari_nuclei_unet.widgets._ids import enable_id_copy
 from napari_nuclei_unet.widgets._layers import short_id
 from napari_nuclei_unet.widgets._plots import TrainingCurves
@@ -204,7 +205,7 @@ class VersionsTable(_Table):
 
     def __init__(self) -> None:
         super().__init__(
-            ("Version", "Saved", "IoU", "Used"),
+            ("Version", "Saved", "IoU", "Images"),
             ("● marks the model in use", "When the version was saved (local time)",
              "Mean IoU on the corrected images: before → after the round",
              "How many corrected images the round learned from (hover for their ids)"),
@@ -226,7 +227,7 @@ class VersionsTable(_Table):
             else:
                 tooltip = f"Fine-tuned from {version.info.get('base_model', '?')}"
             before, after = version_scores(version)
-            scores = "—" if after is None else f"{before:.2f} → {after:.2f}"
+            scores = "—" if after is None else iou_change(before, after, "→")
             used = version.info.get("corrections") or []
             ids = ", ".join(str(c.get("id")) for c in used if isinstance(c, dict))
             cells = (
@@ -236,7 +237,7 @@ class VersionsTable(_Table):
                 self._item(scores, right=True,
                            color=None if after is None else change_color(after - before),
                            tooltip="" if after is None else
-                           f"Mean IoU on the corrected images: {before:.3f} → {after:.3f}"),
+                           f"Mean IoU on the corrected images: {iou_change(before, after, '→')}"),
                 self._item("—" if version.is_base else str(len(used)), right=True,
                            tooltip=ids),
             )

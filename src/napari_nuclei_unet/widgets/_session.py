@@ -73,6 +73,10 @@ class Session:
     jobs : WorkerGuard
         The background jobs running for this viewer, by kind ("training",
         "load all", ...), so that a second job of the same kind is refused.
+    project_dir : pathlib.Path or None
+        The fine-tuning project the docks work in (the Retrain dock's; the Segment
+        dock adds planes to it): one per viewer, see :meth:`set_project_dir` and
+        :meth:`fine_tuning_project`.
     """
 
     dataset: DSBDataset | None = None
@@ -88,6 +92,7 @@ class Session:
     kept_results: dict[str, ModelResults] = field(default_factory=dict)
     edited_labels: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     jobs: Any = field(default_factory=lambda: _new_worker_guard())
+    project_dir: Path | None = None
 
     # emitted with no arguments, or the id concerned
     dataset_changed = Signal()
@@ -98,6 +103,7 @@ class Session:
     scores_changed = Signal()
     labels_edited = Signal(str)  # sample id whose hand-edited mask was kept
     project_changed = Signal(str)  # folder of a fine-tuning project whose files changed
+    project_chosen = Signal(str)  # the fine-tuning project the docks work in
 
     # ------------------------------------------------------------ the rules
     # Every change of shared state goes through one of these methods, which emit
@@ -297,6 +303,22 @@ class Session:
         the one it shows.
         """
         self.project_changed.emit(str(folder))
+
+    def set_project_dir(self, folder: str | Path) -> None:
+        """Work in the fine-tuning project ``folder`` (``project_chosen`` when it changes)."""
+        folder = Path(folder).expanduser().absolute()
+        if folder == self.project_dir:
+            return
+        self.project_dir = folder
+        self.project_chosen.emit(str(folder))
+
+    def fine_tuning_project(self) -> Path:
+        """The project the docks work in: the chosen one, else the one used last time."""
+        if self.project_dir is None:
+            from napari_nuclei_unet.widgets._retrain_project import last_project_dir
+
+            self.project_dir = Path(last_project_dir()).absolute()
+        return self.project_dir
 
     def mark_edited(self, sample_id: str) -> None:
         """A hand-edited label mask of ``sample_id`` was kept (``labels_edited``)."""

@@ -28,7 +28,6 @@ from qtpy.QtWidgets import (
     QScrollArea,
     QSplitter,
     QTableView,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -53,6 +52,7 @@ from napari_nuclei_unet.widgets._score_table import (  # noqa: F401  (re-exporte
     summary_html,
     text_color_on,
 )
+from napari_nuclei_unet.widgets._scroll import scrolled_layout
 from napari_nuclei_unet.widgets._session import disconnect_all, on_destroyed, session_for
 from napari_nuclei_unet.widgets._workers import notify, notify_error
 
@@ -89,7 +89,7 @@ class IoUPanel(QWidget):
 
     # ------------------------------------------------------------------ UI
     def _build(self) -> None:
-        layout = QVBoxLayout(self)
+        layout = scrolled_layout(self)
 
         buttons = QHBoxLayout()
         self.score_button = QPushButton("Score all")
@@ -164,7 +164,6 @@ class IoUPanel(QWidget):
         self.splitter.setStretchFactor(2, 1)
         self.splitter.setSizes([220, 150, 140])
         layout.addWidget(self.splitter, 1)
-        self.setMinimumHeight(400)  # room for a few rows, the summary and the histogram
 
     def _build_histogram(self) -> QWidget:
         from napari_nuclei_unet.widgets._plots import IoUHistogram

@@ -31,10 +31,10 @@ from qtpy.QtWidgets import (
     QTableWidget,
     QTableWidgetItem,
     QTabWidget,
-    QVBoxLayout,
     QWidget,
 )
 
+from napari_nuclei_unet.widgets._scroll import scrolled_layout
 from napari_nuclei_unet.widgets._session import model_name, session_for
 
 if TYPE_CHECKING:
@@ -328,7 +328,7 @@ class ModelWidget(QWidget):
         )
 
     def _build(self) -> None:
-        layout = QVBoxLayout(self)
+        layout = scrolled_layout(self)
         buttons = QHBoxLayout()
         self.default_button = QPushButton("Default model")
         self.default_button.setToolTip("The model shipped with napari-nuclei-unet")

@@ -65,7 +65,6 @@ from napari_nuclei_unet.widgets._retrain_jobs import (  # noqa: F401  (re-export
     LOAD_MODEL_JOB,
     NO_CORRECTIONS,
     NO_IMAGE,
-    NO_MODEL,
     NO_MODEL_FILE,
     NO_PREDICTION,
     SAVE_JOB,
@@ -83,9 +82,9 @@ from napari_nuclei_unet.widgets._retrain_layout import build_layout
 from napari_nuclei_unet.widgets._retrain_project import (
     DraftStore,
     default_project_dir,
-    last_project_dir,
     local_time,
     remember_project_dir,
+    unwritable_reason,
 )
 from napari_nuclei_unet.widgets._session import disconnect_all, on_destroyed, session_for
 from napari_nuclei_unet.widgets._workers import notify, notify_error
@@ -119,7 +118,7 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
-        self.project: Path = last_project_dir()
+        self.project: Path = self.session.fine_tuning_project()  # the viewer's, or last time's
         self.last_result: Any = None
         self.last_adopted: bool | None = None
         self._edit: editing.EditState | None = None
@@ -178,6 +177,7 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         session.dataset_changed.connect(self._on_dataset_changed)
         session.model_changed.connect(self._on_model_changed)
         session.project_changed.connect(self._on_project_changed)
+        session.project_chosen.connect(self._on_project_chosen)
         session.predictions_changed.connect(self._update_image_label)
         session.predictions_changed.connect(self._on_predictions_changed)
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
@@ -201,6 +201,7 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
             (self.session.dataset_changed, self._on_dataset_changed),
             (self.session.model_changed, self._on_model_changed),
             (self.session.project_changed, self._on_project_changed),
+            (self.session.project_chosen, self._on_project_chosen),
             (self.session.predictions_changed, self._update_image_label),
             (self.session.predictions_changed, self._on_predictions_changed),
             (self.viewer.layers.events.removed, self._on_layer_removed),
@@ -273,8 +274,28 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
                 notify_error(exc, "Remembering the project folder")
         self.scores_table.set_changes([])
         self.summary_label.setText("")
+        self._clear_round_messages()
+        unwritable = unwritable_reason(folder)
+        if unwritable:  # shown, but it cannot take corrections or versions
+            self.status_label.setText(unwritable)
+            notify(unwritable, warning=True)
+        self.session.set_project_dir(folder)  # the Segment dock adds planes here too
         self.refresh()
         return True
+
+    def _clear_round_messages(self) -> None:
+        """Forget the last round's lines: the model or the project they spoke of changed."""
+        self.adoption_label.setVisible(False)
+        self.status_label.setText(" ")
+        self.progress.setValue(0)
+        self.progress.setFormat("not fine-tuning")
+
+    def _on_project_chosen(self, folder: str) -> None:
+        """Another dock (the Segment dock) chose the viewer's project: show it here."""
+        if self._dead or Path(folder) == self.project:
+            return
+        if not self.set_project(folder):
+            notify(f"The Retrain dock still shows {self.project}.")
 
     def corrections(self) -> list[Any]:
         """The corrections of the project (``core.finetune.Correction``), sorted by id."""
@@ -403,6 +424,8 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
             self.refresh()
 
     def _on_model_changed(self) -> None:
+        if not self.is_finetuning():  # a round's own outcome sets the model while it ends
+            self._clear_round_messages()  # they were about the model used before
         versions = self.versions()
         current = version_of_model(self.session.model, versions)
         self.versions_table.set_versions(versions, None if current is None else current.name)
@@ -418,11 +441,13 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         if project_model is not None and not project_model.is_base:
             # e.g. napari restarted: the project is back, its model is not loaded yet
             text = (f"No model loaded. This project's model is <b>{project_model.name}</b>: "
-                    "select it under '4. Model versions' and click 'Use this version'.")
+                    "'Fine-tune' starts from it; to predict with it, select it under "
+                    "'4. Model versions' and click 'Use this version'.")
         elif model is None:
-            text = "No model loaded: load one in the Model panel (or the Compare panel)."
+            text = ("No model loaded: 'Fine-tune' starts from the default model (or load "
+                    "one in the Model panel).")
         elif current is not None:
-            text = f"Model in use: <b>{current.name}</b> of this project."
+            text = f"Model in use: <b>{version_words(current)}</b> of this project."
         else:
             path = getattr(model, "path", None)
             name = "unsaved model" if path is None else Path(path).stem

@@ -36,7 +36,7 @@ from magicgui.widgets import (
     RadioButtons,
     SpinBox,
 )
-from qtpy.QtWidgets import QLabel, QProgressBar, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QLabel, QProgressBar, QWidget
 
 from napari_nuclei_unet.widgets._compare_layers import PREDICTION_IMAGE_LAYER
 from napari_nuclei_unet.widgets._features_table import FeaturesTable
@@ -44,7 +44,20 @@ from napari_nuclei_unet.widgets._layers import (
     EDITED_KEY,
     IMAGE_LAYER,
     is_placeholder,
+    unwrapped,
     watch_edits,
+)
+from napari_nuclei_unet.widgets._scroll import scrolled_layout
+from napari_nuclei_unet.widgets._segment_jobs import (  # noqa: F401 - in_dock_words, as before
+    DOCK_WORDS,
+    _add_plane,
+    _job,
+    axes_note,
+    in_dock_words,
+    model_words,
+    push_scores_to_iou_panel,
+    rgb_note,
+    write_labels,
 )
 from napari_nuclei_unet.widgets._session import disconnect_all, on_destroyed, session_for
 
@@ -53,6 +66,7 @@ if TYPE_CHECKING:
 
 KIND = "segment layer"
 ADD_KIND = "add to project"
+SAVE_KIND = "save results"
 #: Result-layer metadata key: what the layer was segmented from (source layer, axes…).
 RESULT_KEY = "nuclei_unet_segmentation"
 ALL, CURRENT = "all planes", "current plane"
@@ -69,56 +83,6 @@ def _users_layer(layer: Any) -> bool:
     return not is_placeholder(layer) and layer.name not in PANEL_IMAGES
 
 
-#: Where this dock asks for the settings that core messages name (see
-#: ``ImageFileError.worded``): its fields, not the command line's options.
-DOCK_WORDS = {"channel": "in the Nuclear channel field", "axes": "in the Axes field"}
-
-
-def in_dock_words(exc: BaseException, other: Any = None) -> str:
-    """An error in plain words, naming the settings by this dock's fields.
-
-    ``other`` words errors that are not about an image file (default: ``explain``).
-    """
-    from napari_nuclei_unet.core.stacks import ImageFileError
-    from napari_nuclei_unet.widgets._workers import explain
-
-    if isinstance(exc, ImageFileError):
-        return exc.worded(DOCK_WORDS)
-    return (other or explain)(exc)
-
-
-def _resolve_model(path: str, session_model: Any) -> Any:
-    """The model to use (worker thread): a file, the session's, or the shipped default."""
-    from napari_nuclei_unet.core.checkpoint import load_checkpoint
-
-    if path:
-        return load_checkpoint(path).model
-    if session_model is not None:
-        return getattr(session_model, "model", session_model)
-    return load_checkpoint("default").model
-
-
-def _job(model_path: str, session_model: Any, stack: Any, settings: dict, *, channel: Any,
-         planes: Any, big: bool, should_stop: Any) -> Any:
-    from napari_nuclei_unet.widgets._own_layers import segment_layer_job
-    from napari_nuclei_unet.widgets._workers import import_torch_safely
-
-    import_torch_safely()
-    # core.segment imports torch (over a second, holding the interpreter lock): here,
-    # not on the main thread when the dock's first Segment is pressed
-    from napari_nuclei_unet.core.segment import SegmentOptions
-
-    options = SegmentOptions(**settings)
-    model = _resolve_model(model_path, session_model)
-    return (yield from segment_layer_job(model, stack, options, channel=channel, planes=planes,
-                                         big=big, should_stop=should_stop))
-
-
-def push_scores_to_iou_panel(viewer: Any, rows: list) -> None:
-    """Put ``core.evaluation.ImageRow`` rows into the session's IoU panel."""
-    session_for(viewer).put_rows(rows)
-
-
 class SegmentWidget(QWidget):
     """Dock widget: segment any Image layer (see the module docstring)."""
 
@@ -132,6 +96,7 @@ class SegmentWidget(QWidget):
         self.added: Any = None  # the correction the last "Add plane…" wrote
         self._source: dict[str, Any] = {}
         self._note = ""  # said again with the result (e.g. a doubtful RGB layer)
+        self._model_words = ""  # the model a running segmentation uses, in words
         self._stop = False
         self._started = 0.0
         self._last_paint = 0.0
@@ -155,16 +120,22 @@ class SegmentWidget(QWidget):
                                       step=0.05)
         self.model_file = FileEdit(label="Model file", mode="r", filter="*.safetensors",
                                    value="")
-        self.model_file.tooltip = ("Empty: the model of the Model dock, or the shipped "
-                                   "default model.")
+        self.model_file.tooltip = ("Empty: the model in use (Model or Retrain dock), or "
+                                   "the shipped default model; 'default' names it too.")
         self.tta = CheckBox(text="Test-time augmentation (4x slower)", value=False)
         self.segment_button = PushButton(text="Segment")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.export_button = PushButton(text="Export CSV…", enabled=False)
         self.save_button = PushButton(text="Save labels…", enabled=False)
         self.truth = ComboBox(label="Ground truth", choices=self._labels_choices, nullable=True)
+        self.truth.tooltip = ("A Labels layer of the true nuclei. A label image opened with "
+                              "File > Open becomes an Image layer: right-click it in the "
+                              "layer list > Convert to Labels.")
         self.compare_button = PushButton(text="Compare", enabled=False)
-        self.project = FileEdit(label="Fine-tuning project", mode="d", value="")
+        self.project = FileEdit(label="Fine-tuning project", mode="d",
+                                value=str(self.session.fine_tuning_project()))
+        self.project.tooltip = ("Where 'Add plane' stores corrections: the Retrain dock's "
+                                "project (changing it here changes it there too).")
         self.add_button = PushButton(text="Add plane to fine-tuning project", enabled=False)
         self.form = Container(widgets=[
             self.image, self.axes, self.channel, self.planes, self.diameter, self.threshold,
@@ -181,9 +152,12 @@ class SegmentWidget(QWidget):
         self.progress.setVisible(False)
         self.status = QLabel("Choose an image layer and press Segment.")
         self.status.setWordWrap(True)
+        self.model_label = QLabel()
+        self.model_label.setWordWrap(True)
         self.table = FeaturesTable()
-        layout = QVBoxLayout(self)
+        layout = scrolled_layout(self)
         layout.addWidget(self.form.native)
+        layout.addWidget(self.model_label)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addWidget(self.table, stretch=1)
@@ -195,6 +169,9 @@ class SegmentWidget(QWidget):
         self.compare_button.changed.connect(lambda *_: self.compare())
         self.add_button.changed.connect(lambda *_: self.add_to_project())
         self.truth.changed.connect(lambda *_: self._enable())
+        self.image.changed.connect(self._on_image_chosen)
+        self.model_file.changed.connect(lambda *_: self._show_model())
+        self.project.changed.connect(self._on_project_field)
 
     def _image_choices(self, *_args: Any) -> list:
         import napari
@@ -205,18 +182,60 @@ class SegmentWidget(QWidget):
     def _labels_choices(self, *_args: Any) -> list:
         import napari
 
+        result = unwrapped(self.result_layer)
         return [(layer.name, layer) for layer in self.viewer.layers
-                if isinstance(layer, napari.layers.Labels) and layer is not self.result_layer
+                if isinstance(layer, napari.layers.Labels) and unwrapped(layer) is not result
                 and not is_placeholder(layer)]
 
     def _connect(self) -> None:
         events = self.viewer.layers.events
         self._pairs = [(events.inserted, self._on_inserted),
-                       (events.removed, self._refresh_choices)]
+                       (events.removed, self._refresh_choices),
+                       (self.session.model_changed, self._show_model),
+                       (self.session.project_chosen, self._on_project_chosen)]
         for signal, slot in self._pairs:
             signal.connect(slot)
         on_destroyed(self, lambda: disconnect_all(self._pairs))
         self._refresh_choices()
+        self._show_model()
+
+    def _model_path(self) -> str:
+        path = str(self.model_file.value or "")
+        return "" if path in (".", "") else path
+
+    def model_words(self) -> str:
+        """Which model Segment uses, in words (the dock shows it above its status)."""
+        return model_words(self._model_path(), self.session.model, self.session.project_dir)
+
+    def _show_model(self, *_args: Any) -> None:
+        self.model_label.setText(f"Model: {self.model_words()}.")
+
+    def _on_project_chosen(self, folder: str) -> None:
+        """The viewer's fine-tuning project changed (in the Retrain dock): follow it."""
+        if Path(str(self.project.value)).absolute() != Path(folder):
+            self._following = True
+            try:
+                self.project.value = folder
+            finally:
+                self._following = False
+        self._show_model()
+
+    def _on_project_field(self, value: Any) -> None:
+        """The user chose a project here: it becomes the viewer's (the Retrain dock's)."""
+        folder = str(value or "")
+        if getattr(self, "_following", False) or folder in ("", "."):
+            return
+        if Path(folder).exists() and not Path(folder).is_dir():
+            return  # said when a plane is added
+        self.session.set_project_dir(folder)
+
+    def _on_image_chosen(self, *_args: Any) -> None:
+        """A ground truth drawn for another image is no longer offered as chosen."""
+        truth = self.truth.value
+        image = self.image.value
+        if truth is not None and image is not None and \
+                tuple(truth.data.shape[-2:]) != tuple(image.data.shape[-2:]):
+            self.truth.value = None
 
     def _on_inserted(self, event: Any = None) -> None:
         """List the layers again; an image the user just opened becomes the choice.
@@ -282,13 +301,13 @@ class SegmentWidget(QWidget):
         big = is_lazy(layer_data(layer)) or getattr(layer, "multiscale", False) or \
             h * w >= BIG_PIXELS
         planes = [plane] if (self.planes.value == CURRENT or big) else None
-        model_path = str(self.model_file.value or "")
-        if model_path in (".", ""):
-            model_path = ""
+        model_path = self._model_path()
         self._stop = False
         self._source = {"layer": layer, "stack": stack, "channel": channel}
-        self._note = (_rgb_note(layer.name, stack)
-                      if not self.axes.value.strip() and channel is None else "")
+        guessed = not self.axes.value.strip()
+        self._note = (rgb_note(layer.name, stack) if guessed and channel is None else "") + \
+            (axes_note(layer.name, stack) if guessed else "")
+        self._model_words = self.model_words()
         worker = self.session.jobs.start(
             KIND, _job, model_path, self.session.model, stack, settings, channel=channel,
             planes=planes, big=big, should_stop=lambda: self._stop,
@@ -302,6 +321,11 @@ class SegmentWidget(QWidget):
             self.cancel_button.enabled = True
             self.progress.setRange(0, 0)
             self.progress.setVisible(True)
+            # the last result's table and buttons would speak for this image: cleared
+            self.table.set_table({})
+            for button in (self.export_button, self.save_button, self.add_button,
+                           self.compare_button):
+                button.enabled = False
             what = "block by block" if big else f"{len(planes or range(stack.n_planes))} plane(s)"
             self.status.setText(f"Segmenting {layer.name} ({what})…{self._note}")
         return worker
@@ -337,7 +361,7 @@ class SegmentWidget(QWidget):
         n = len(result.table.get("label", ()))
         what = "cancelled after" if result.cancelled else "done:"
         self.status.setText(f"Segmentation {what} {len(result.planes)} plane(s), {n} nuclei, "
-                            f"{result.seconds:.1f} s.{self._note}")
+                            f"{result.seconds:.1f} s, with {self._model_words}.{self._note}")
 
     def _on_errored(self, exc: BaseException) -> None:
         # the notification fades; the dock keeps saying what happened (not "0/1 planes")
@@ -400,13 +424,13 @@ class SegmentWidget(QWidget):
             path, _ = QFileDialog.getSaveFileName(self, "Export measurements",
                                                   f"{base}_measurements.csv", "CSV (*.csv)")
             if path:
-                self.export_csv(path)
+                self.export_csv(path, background=True)
         else:
             path, _ = QFileDialog.getSaveFileName(
                 self, "Save labels", f"{base}_labels.tif",
                 "TIFF (*.tif);;OME-Zarr (*.ome.zarr)")
             if path:
-                self.save_labels(path)
+                self.save_labels(path, background=True)
 
     def features(self) -> dict:
         """The result layer's features as ``{column: array}`` (without napari's index)."""
@@ -415,44 +439,48 @@ class SegmentWidget(QWidget):
         frame = self.result_layer.features
         return {c: frame[c].to_numpy() for c in frame.columns if c != "index"}
 
-    def export_csv(self, path: str | Path) -> Path | None:
-        """Write the features table as CSV; returns the path (None on failure)."""
+    def export_csv(self, path: str | Path, *, background: bool = False) -> Any:
+        """Write the features table as CSV; returns the path (None on failure).
+
+        With ``background`` (the dock's button) the file is written in a worker, which
+        is returned: a large table never holds the window.
+        """
         from napari_nuclei_unet.core.measure import write_csv
-        from napari_nuclei_unet.widgets._workers import notify, notify_error
 
-        try:
-            written = write_csv(self.features(), path)
-        except (OSError, ValueError) as exc:
-            notify_error(exc, "Exporting the measurements")
-            return None
-        notify(f"Measurements written to {written}.")
-        return written
+        return self._write("Exporting the measurements", "Measurements written to",
+                           write_csv, (self.features(), path), background)
 
-    def save_labels(self, path: str | Path) -> Path | None:
-        """Save the result labels as TIFF (``.tif``) or OME-Zarr (``.zarr``)."""
-        from napari_nuclei_unet.widgets._workers import notify, notify_error
+    def save_labels(self, path: str | Path, *, background: bool = False) -> Any:
+        """Save the result labels as TIFF (``.tif``) or OME-Zarr (``.zarr``).
 
+        Returns the path (None on failure); with ``background``, the worker writing it.
+        """
         if self.result_layer is None:
             return None
-        path = Path(path)
+        layer = self.result_layer
+        axes = layer.metadata.get(RESULT_KEY, {}).get("axes") or "Q" * (layer.ndim - 2) + "YX"
+        data = layer.data
+        if background and hasattr(data, "copy") and not hasattr(data, "dask"):
+            data = data.copy()  # as the user sees it now, whatever they paint next
+        return self._write("Saving the labels", "Labels saved to", write_labels,
+                           (Path(path), data, axes, layer.name), background)
+
+    def _write(self, action: str, done: str, function: Any, args: tuple,
+               background: bool) -> Any:
+        from napari_nuclei_unet.widgets._workers import notify, notify_error
+
+        def written(path: Any) -> None:
+            notify(f"{done} {path}.")
+
+        if background:
+            return self.session.jobs.start(SAVE_KIND, function, *args, on_returned=written,
+                                           action=action, viewer=self.viewer)
         try:
-            if path.suffix.lower() == ".zarr":
-                _save_ome_zarr(self.result_layer.data, path, self.result_layer.name)
-            else:
-                from napari_nuclei_unet.core.own_images import write_labels_tiff
-
-                axes = self.result_layer.metadata.get(RESULT_KEY, {}).get(
-                    "axes") or "Q" * (self.result_layer.ndim - 2) + "YX"
-                data = self.result_layer.data
-                if len(data.shape) != 2:
-                    import numpy as np
-
-                    data = np.asarray(data)
-                write_labels_tiff(path, data, axes)
+            path = function(*args)
         except (OSError, ValueError) as exc:
-            notify_error(exc, "Saving the labels")
+            notify_error(exc, action)
             return None
-        notify(f"Labels saved to {path}.")
+        written(path)
         return path
 
     # -- compare and fine-tune -------------------------------------------------------
@@ -502,6 +530,11 @@ class SegmentWidget(QWidget):
         if folder in ("", "."):
             notify("Choose the fine-tuning project folder first.", warning=True)
             return None
+        if Path(folder).exists() and not Path(folder).is_dir():
+            message = f"{folder} is a file, not a folder: choose a folder for the project."
+            notify(message, warning=True)
+            self.status.setText(f"Not added: {message}")
+            return None
         if self.result_layer is None:
             return None
         layer, stack = self._source["layer"], self._source["stack"]
@@ -519,64 +552,16 @@ class SegmentWidget(QWidget):
         def done(written: tuple[Any, bool]) -> None:
             entry, replaced = written
             self.added = entry
+            self.session.set_project_dir(folder)  # the Retrain dock shows this project
             self.session.note_project_changed(folder)
             notify(f"{'Replaced' if replaced else 'Added'} {sample_id} "
                    f"({entry.n_nuclei} nuclei) in the fine-tuning project {folder}"
                    + (" (it had been added before)." if replaced else "."))
 
+        def failed(exc: BaseException) -> None:  # the notification fades; the dock says it
+            self.status.setText(f"Not added to the fine-tuning project: {in_dock_words(exc)}")
+
         return self.session.jobs.start(
             ADD_KIND, _add_plane, folder, stack, flat, self._source["channel"], labels,
-            sample_id, f"from layer {layer.name}", on_returned=done,
+            sample_id, f"from layer {layer.name}", on_returned=done, on_errored=failed,
             action="Adding to the fine-tuning project", viewer=self.viewer)
-
-
-def _rgb_note(name: str, stack: Any) -> str:
-    """A note for a layer shown as RGB although it is not 8-bit (likely channels instead).
-
-    ``""`` for other layers. Colour photos are 8-bit; napari shows any ``(H, W, 3)``
-    layer as RGB, so a 16-bit or float one more likely holds 3 channels of a microscope
-    (:attr:`~napari_nuclei_unet.core.stacks.ImageStack.doubtful_rgb`).
-    """
-    if not stack.doubtful_rgb:
-        return ""
-    n, axes = stack.n_channels, (stack.stored_axes or "YXC").replace("S", "C")
-    return (f"\nNote: {name} is segmented as an RGB colour image ({n} samples, "
-            f"{stack.depth}; colour photos are 8-bit). If its {n} samples are channels, set "
-            f"Axes to {axes} and Nuclear channel to the nuclei's channel (0-{n - 1}).")
-
-
-def _add_plane(folder: str, stack: Any, flat: int, channel: Any, labels: Any, sample_id: str,
-               note: str) -> Any:
-    """Worker: write one plane and its labels into a project's corrections.
-
-    Returns the new entry and whether it replaced a correction of the same name.
-    """
-    import numpy as np
-
-    from napari_nuclei_unet.core.finetune import CorrectionStore
-
-    image = np.asarray(stack.plane(flat, channel))
-    store = CorrectionStore(folder)
-    replaced = sample_id in store
-    return store.add(sample_id, image, np.asarray(labels), source="label", note=note), replaced
-
-
-def _save_ome_zarr(data: Any, path: Path, name: str) -> None:
-    """Write 2-D labels as an OME-Zarr (block by block for zarr/dask data)."""
-    import dask.array as da
-
-    from napari_nuclei_unet.core.bigimage import (
-        DEFAULT_BLOCK,
-        create_array,
-        open_ome_group,
-        write_ome_zarr_attrs,
-    )
-
-    if len(data.shape) != 2:
-        raise ValueError("OME-Zarr export is for 2-D label images; save stacks as TIFF.")
-    array = data if hasattr(data, "dask") else da.from_array(
-        data, chunks=(DEFAULT_BLOCK, DEFAULT_BLOCK))
-    root = open_ome_group(path)
-    target = create_array(root, "0", array.shape, (DEFAULT_BLOCK, DEFAULT_BLOCK), array.dtype)
-    da.store(array.rechunk((DEFAULT_BLOCK, DEFAULT_BLOCK)), target, lock=False)
-    write_ome_zarr_attrs(root, name)

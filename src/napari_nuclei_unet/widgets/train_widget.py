@@ -54,6 +54,7 @@ from napari_nuclei_unet.core.config import ConfigError, TrainConfig
 from napari_nuclei_unet.core.train_updates import LAST_NAME
 from napari_nuclei_unet.widgets._plots import TrainingCurves
 from napari_nuclei_unet.widgets._progress import format_duration  # noqa: F401  (re-exported)
+from napari_nuclei_unet.widgets._scroll import scrolled_layout
 from napari_nuclei_unet.widgets._session import model_name, session_for
 from napari_nuclei_unet.widgets._train_form import add_sections, form_values, show_config
 from napari_nuclei_unet.widgets._train_jobs import (  # noqa: F401  (re-exported)
@@ -131,7 +132,7 @@ class TrainWidget(QWidget):
         # Start/Stop and the progress bar stay visible on top; below them two tabs, the
         # settings and the curves, so that a short dock (tabbed over the IoU panel)
         # still shows either one whole. Starting a run shows the curves.
-        outer = QVBoxLayout(self)
+        outer = scrolled_layout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)

@@ -25,8 +25,10 @@ import logging
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from qtpy.QtCore import QSize, Qt
-from qtpy.QtWidgets import QFrame, QScrollArea, QSizePolicy, QTabWidget, QVBoxLayout, QWidget
+from qtpy.QtCore import QSize
+from qtpy.QtWidgets import QTabWidget, QVBoxLayout, QWidget
+
+from napari_nuclei_unet.widgets._scroll import scroll_area
 
 if TYPE_CHECKING:
     import napari
@@ -50,17 +52,6 @@ MIN_WIDTH = 360
 #: Width the panel asks for when docked: what the Data tab asks for (its row of four
 #: buttons, 432 px) with the tab and scroll-area frames, before that tab is built.
 PREFERRED_WIDTH = 488
-
-
-def _scrolled(widget: QWidget) -> QScrollArea:
-    """``widget`` in a scroll area: its own minimum size no longer grows the window."""
-    area = QScrollArea()
-    area.setWidget(widget)
-    area.setWidgetResizable(True)
-    area.setFrameShape(QFrame.Shape.NoFrame)
-    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
-    area.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-    return area
 
 
 class WorkflowPanel(QWidget):
@@ -107,7 +98,7 @@ class WorkflowPanel(QWidget):
             if attr in OPTIONAL and not _installed(module):
                 setattr(self, attr, None)
                 continue
-            area = _scrolled(QWidget())
+            area = scroll_area(QWidget())
             self._index[attr] = self.tabs.addTab(area, title)  # "&&" shows "&"
             self._pending[attr] = (title, module, cls)
         self.setMinimumWidth(MIN_WIDTH)

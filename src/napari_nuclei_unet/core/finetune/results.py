@@ -96,6 +96,12 @@ def changes(before: Sequence[Any], after: Sequence[Any]) -> tuple[ScoreChange, .
     )
 
 
+def iou_change(before: float, after: float, arrow: str = "->") -> str:
+    """``"0.795 -> 0.812"``; to four decimals when three would show a change as none."""
+    digits = 4 if f"{before:.3f}" == f"{after:.3f}" and before != after else 3
+    return f"{before:.{digits}f} {arrow} {after:.{digits}f}"
+
+
 def adoption(sets: dict[str, Sequence[ScoreChange]],
              tolerance: dict[str, float] | None = None) -> tuple[bool, str]:
     """Decide whether a round's model should become the current one.
@@ -123,12 +129,12 @@ def adoption(sets: dict[str, Sequence[ScoreChange]],
             continue
         before = _mean([r.iou_before for r in rows])
         after = _mean([r.iou_after for r in rows])
-        text = f"{_SET_NAMES[key]}: mean IoU {before:.3f} -> {after:.3f}"
+        text = f"{_SET_NAMES[key]}: mean IoU {iou_change(before, after)}"
         parts.append(text)
         allowed = tolerance.get(key, 0.0)
         if after < before - allowed:
             if after >= before:  # not worse, but less than the gain asked for
-                hardly.append(f"{_SET_NAMES[key]} (mean IoU {before:.3f} -> {after:.3f}, "
+                hardly.append(f"{_SET_NAMES[key]} (mean IoU {iou_change(before, after)}, "
                               f"less than the +{-allowed:.2f} a round must gain there)")
             else:
                 worse.append(text)

@@ -1,0 +1,52 @@
+"""Docks whose content scrolls inside them, so that docks stacked in a column fit a laptop.
+
+napari stacks the separate docks in one column; each asks for its content's minimum
+height, and the window grows to the sum. A dock built on :func:`scrolled_layout` asks
+for :data:`DOCK_MIN_HEIGHT` only and scrolls the rest: three docks stacked fit a
+1280 x 800 screen.
+"""
+
+from __future__ import annotations
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QFrame, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
+
+#: The least height a separate dock asks for (three of them, with their title bars and
+#: napari's own, fit 800 px); what does not fit scrolls inside the dock.
+DOCK_MIN_HEIGHT = 180
+
+
+def scroll_area(widget: QWidget) -> QScrollArea:
+    """``widget`` in a frameless scroll area: its minimum size no longer grows the window."""
+    area = QScrollArea()
+    area.setWidget(widget)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+    area.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+    return area
+
+
+def scrolled_layout(dock: QWidget, min_height: int = DOCK_MIN_HEIGHT) -> QVBoxLayout:
+    """The layout to build ``dock``'s content in: inside a scroll area filling ``dock``.
+
+    Parameters
+    ----------
+    dock : QWidget
+        The dock widget (it gets a margin-less layout holding the scroll area).
+    min_height : int
+        The least height of the scroll area.
+
+    Returns
+    -------
+    QVBoxLayout
+        The layout of the scrolled body; add the dock's widgets to it.
+    """
+    outer = QVBoxLayout(dock)
+    outer.setContentsMargins(0, 0, 0, 0)
+    body = QWidget()
+    layout = QVBoxLayout(body)
+    area = scroll_area(body)
+    area.setMinimumHeight(min_height)
+    outer.addWidget(area)
+    return layout

@@ -1,0 +1,195 @@
+"""The Segment dock's work outside its layout: the model it uses, its jobs and notes.
+
+Worker functions (segmenting a layer, adding a plane to a fine-tuning project, saving
+labels) and the plain words the dock says about its model and settings. No Qt here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from napari_nuclei_unet.widgets._session import model_name, session_for
+
+#: Where this dock asks for the settings that core messages name (see
+#: ``ImageFileError.worded``): its fields, not the command line's options.
+DOCK_WORDS = {"channel": "in the Nuclear channel field", "axes": "in the Axes field"}
+
+
+def in_dock_words(exc: BaseException, other: Any = None) -> str:
+    """An error in plain words, naming the settings by this dock's fields.
+
+    ``other`` words errors that are not about an image file (default: ``explain``).
+    """
+    from napari_nuclei_unet.core.stacks import ImageFileError
+    from napari_nuclei_unet.widgets._workers import explain
+
+    if isinstance(exc, ImageFileError):
+        return exc.worded(DOCK_WORDS)
+    return (other or explain)(exc)
+
+
+def is_default_word(path: str) -> bool:
+    """Whether the Model file field names the shipped model as the README does.
+
+    The field makes a typed word a path in the current folder (``/home/me/default``).
+    """
+    typed = Path(path.strip())
+    return bool(path.strip()) and typed.name.lower() == "default" and not typed.exists()
+
+
+def model_words(path: str, session_model: Any, project: Path | None = None) -> str:
+    """Which model the dock segments with, in words (shown, and said with each result).
+
+    ``path``: the Model file field ("" when empty); ``project``: the viewer's
+    fine-tuning project, whose model is named when it is not the one loaded (napari
+    restarted since its last round, say).
+    """
+    if is_default_word(path):
+        return "the default model"
+    if path:
+        return f"the model file {Path(path).name}"
+    if session_model is not None:
+        name = model_name(session_model)
+        return ("the default model" if name == "default model" else f"model {name}") + \
+            " (the model in use)"
+    words = "the default model (no model is loaded)"
+    adopted = _project_model(project)
+    if adopted is not None:
+        words += (f". This project's model {adopted} is not loaded: use it from the Retrain "
+                  "dock ('Use this version'), or choose its file here")
+    return words
+
+
+def _project_model(project: Path | None) -> str | None:
+    """The name of a project's newest adopted version that is not the shipped model."""
+    if project is None:
+        return None
+    from napari_nuclei_unet.core.finetune.versions import ModelVersions, newest_adopted
+
+    try:
+        version = newest_adopted(ModelVersions(project).list())
+    except (OSError, ValueError):
+        return None
+    return None if version is None or version.is_base else version.name
+
+
+def _resolve_model(path: str, session_model: Any) -> Any:
+    """The model to use (worker thread): a file, the session's, or the shipped default."""
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+
+    if is_default_word(path):
+        return load_checkpoint("default").model
+    if path:
+        return load_checkpoint(path).model
+    if session_model is not None:
+        return getattr(session_model, "model", session_model)
+    return load_checkpoint("default").model
+
+
+def _job(model_path: str, session_model: Any, stack: Any, settings: dict, *, channel: Any,
+         planes: Any, big: bool, should_stop: Any) -> Any:
+    from napari_nuclei_unet.widgets._own_layers import segment_layer_job
+    from napari_nuclei_unet.widgets._workers import import_torch_safely
+
+    import_torch_safely()
+    # core.segment imports torch (over a second, holding the interpreter lock): here,
+    # not on the main thread when the dock's first Segment is pressed
+    from napari_nuclei_unet.core.segment import SegmentOptions
+
+    options = SegmentOptions(**settings)
+    model = _resolve_model(model_path, session_model)
+    return (yield from segment_layer_job(model, stack, options, channel=channel, planes=planes,
+                                         big=big, should_stop=should_stop))
+
+
+def push_scores_to_iou_panel(viewer: Any, rows: list) -> None:
+    """Put ``core.evaluation.ImageRow`` rows into the session's IoU panel."""
+    session_for(viewer).put_rows(rows)
+
+
+def rgb_note(name: str, stack: Any) -> str:
+    """A note for a layer shown as RGB although it is not 8-bit (likely channels instead).
+
+    ``""`` for other layers. Colour photos are 8-bit; napari shows any ``(H, W, 3)``
+    layer as RGB, so a 16-bit or float one more likely holds 3 channels of a microscope
+    (:attr:`~napari_nuclei_unet.core.stacks.ImageStack.doubtful_rgb`).
+    """
+    if not stack.doubtful_rgb:
+        return ""
+    n, axes = stack.n_channels, (stack.stored_axes or "YXC").replace("S", "C")
+    return (f"\nNote: {name} is segmented as an RGB colour image ({n} samples, "
+            f"{stack.depth}; colour photos are 8-bit). If its {n} samples are channels, set "
+            f"Axes to {axes} and Nuclear channel to the nuclei's channel (0-{n - 1}).")
+
+
+def _add_plane(folder: str, stack: Any, flat: int, channel: Any, labels: Any, sample_id: str,
+               note: str) -> Any:
+    """Worker: write one plane and its labels into a project's corrections.
+
+    Returns the new entry and whether it replaced a correction of the same name.
+    """
+    import numpy as np
+
+    from napari_nuclei_unet.core.finetune import CorrectionStore
+
+    image = np.asarray(stack.plane(flat, channel))
+    store = CorrectionStore(folder)
+    replaced = sample_id in store
+    return store.add(sample_id, image, np.asarray(labels), source="label", note=note), replaced
+
+
+def write_labels(path: Path, data: Any, axes: str, name: str) -> Path:
+    """Write a result's labels as TIFF, or as OME-Zarr for a ``.zarr`` path (any thread)."""
+    if path.suffix.lower() == ".zarr":
+        _save_ome_zarr(data, path, name)
+        return path
+    import numpy as np
+
+    from napari_nuclei_unet.core.own_images import write_labels_tiff
+
+    if len(data.shape) != 2:
+        data = np.asarray(data)
+    write_labels_tiff(path, data, axes)
+    return path
+
+
+def _save_ome_zarr(data: Any, path: Path, name: str) -> None:
+    """Write 2-D labels as an OME-Zarr (block by block for zarr/dask data)."""
+    import dask.array as da
+
+    from napari_nuclei_unet.core.bigimage import (
+        DEFAULT_BLOCK,
+        create_array,
+        open_ome_group,
+        write_ome_zarr_attrs,
+    )
+
+    if len(data.shape) != 2:
+        raise ValueError("OME-Zarr export is for 2-D label images; save stacks as TIFF.")
+    array = data if hasattr(data, "dask") else da.from_array(
+        data, chunks=(DEFAULT_BLOCK, DEFAULT_BLOCK))
+    root = open_ome_group(path)
+    target = create_array(root, "0", array.shape, (DEFAULT_BLOCK, DEFAULT_BLOCK), array.dtype)
+    da.store(array.rechunk((DEFAULT_BLOCK, DEFAULT_BLOCK)), target, lock=False)
+    write_ome_zarr_attrs(root, name)
+
+
+def axes_note(name: str, stack: Any) -> str:
+    """A note for guessed axes whose short plane axis is more likely channels.
+
+    A plain TIFF of 2-4 channels (no axes in its metadata) opens as a stack: each
+    channel would be segmented as a plane, cytoplasm included. ``""`` otherwise.
+    """
+    if "C" in stack.axes:
+        return ""  # the channels are known already
+    axes = stack.stored_axes or stack.axes
+    short = [(a, n) for a, n in zip(stack.plane_axes, stack.plane_shape, strict=True)
+             if 1 < n <= 4]
+    if not short:
+        return ""
+    letter, n = short[0]
+    channels = axes.replace(letter, "C", 1)
+    return (f"\nNote: the axes of {name} were guessed ({axes}): its {n} {letter} entries are "
+            f"segmented as {n} planes. If they are channels, set Axes to {channels} and "
+            f"Nuclear channel to the nuclei's channel (0-{n - 1}).")
