@@ -441,7 +441,7 @@ print("decoded", len(samples), flush=True)
 """
 
 
-@pytest.mark.parametrize("guarded", [False, True])
+@pytest.mark.parametrize("guarded", [False, True, "run only"])
 def test_a_users_script_is_never_run_again_by_the_decoding_workers(tmp_path, guarded):
     """A napari script without a main guard: spawned workers would run it again."""
     import subprocess
@@ -452,7 +452,9 @@ def test_a_users_script_is_never_run_again_by_the_decoding_workers(tmp_path, gua
 
     root = write_dataset(tmp_path / "ds", {f"s{k}": (16, 16, 2) for k in range(4)})
     body = SCRIPT.format(root=str(root))
-    if guarded:
+    if guarded == "run only":  # napari's gallery style: the work at the top level
+        body += "if __name__ == '__main__':\n    print('done', flush=True)\n"
+    elif guarded:
         body = "if __name__ == '__main__':\n" + "".join(
             f"    {line}\n" for line in body.splitlines())
     script = tmp_path / "my_analysis.py"
@@ -466,3 +468,29 @@ def test_a_users_script_is_never_run_again_by_the_decoding_workers(tmp_path, gua
     assert done.stdout.count("SCRIPT RUN") == 1, done.stdout
     assert "decoded 4" in done.stdout
     assert "parallel decoding failed" not in done.stderr
+
+
+@pytest.mark.parametrize("source, reruns", [
+    ("import sys\nfrom napari._main import main\nif __name__ == '__main__':\n    main()\n",
+     False),  # an entry point: everything under the guard
+    ('"""Doc."""\nimport os\nLIMIT = 3\ndef f():\n    pass\n', False),
+    ("import napari\nviewer = napari.Viewer()\nif __name__ == '__main__':\n    napari.run()\n",
+     True),  # work at the top level, only napari.run() guarded
+    ("print('hello')\n", True),
+    ("if '__main__' == __name__:\n    print('x')\nelse:\n    print('y')\n", True),
+    ("def broken(:\n", True),  # cannot tell: decoded here
+])
+def test_which_scripts_a_spawned_worker_would_run_again(tmp_path, monkeypatch, source, reruns):
+    import sys
+    import types
+
+    from napari_nuclei_unet.core.dataset_decode import spawn_reruns_main
+
+    script = tmp_path / "script.py"
+    script.write_text(source)
+    main = types.ModuleType("__main__")
+    main.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    assert spawn_reruns_main() is reruns
+    del main.__file__  # an interactive session or a notebook
+    assert spawn_reruns_main() is False

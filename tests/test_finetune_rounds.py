@@ -562,3 +562,12 @@ def test_more_steps_when_the_base_model_is_far_off_on_the_corrections(tmp_path, 
     given = drive(finetune(cuda_checkpoint, corrections, out_dir=tmp_path / "b", replay=False,
                            check=False, config_overrides={**TINY, "more_steps": 1.0}))
     assert len(given.history) == TINY["epochs"]  # epochs given: used as given
+
+
+def test_an_iou_change_is_never_shown_as_none():
+    from napari_nuclei_unet.core.finetune.results import iou_change
+
+    assert iou_change(0.7951, 0.8123) == "0.795 -> 0.812"
+    assert iou_change(0.79549, 0.79501, "→") == "0.7955 → 0.7950"
+    assert iou_change(0.795021, 0.795004) == "0.79502 -> 0.79500"
+    assert iou_change(0.5, 0.5) == "0.500 -> 0.500"

@@ -7,10 +7,10 @@ can run them. Used by :mod:`.dataset`.
 
 from __future__ import annotations
 
+import ast
 import concurrent.futures as cf
 import multiprocessing
 import os
-import re
 import sys
 import warnings
 import zipfile
@@ -183,28 +183,51 @@ def _worker_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-#: How a script guards what only the main process should run.
-_MAIN_GUARD = re.compile(r"""__name__\s*==\s*['"]__main__['"]|['"]__main__['"]\s*==\s*__name__""")
-
-
 def spawn_reruns_main() -> bool:
     """Whether a spawned worker would run the user's script again.
 
-    A 'spawn' worker imports the parent's ``__main__`` module (as ``__mp_main__``): a
-    script without an ``if __name__ == "__main__":`` guard, as a biologist's napari
-    script usually is, would open its windows and load its data again in every worker.
-    Interactive sessions and notebooks (no ``__main__.__file__``) and guarded scripts
-    (napari's and this plugin's own entry points) are safe.
+    A 'spawn' worker imports the parent's ``__main__`` module (as ``__mp_main__``), which
+    runs its top level again. A biologist's napari script does its work there (opens a
+    viewer, loads data), with or without ``napari.run()`` under an ``if __name__ ==
+    "__main__":`` guard: every worker would open its windows and load its data again.
+    Only a script whose top level merely imports, defines and assigns plain values (work
+    happens under the guard: napari's and this plugin's own entry points, pytest) is
+    safe, and interactive sessions and notebooks (no ``__main__.__file__``).
     """
     path = getattr(sys.modules.get("__main__"), "__file__", None)
     if not path:
         return False
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
-            source = handle.read(1 << 20)
-    except OSError:
+            tree = ast.parse(handle.read(1 << 20))
+    except (OSError, SyntaxError, ValueError):
         return True  # cannot tell: do not risk running it again
-    return _MAIN_GUARD.search(source) is None
+    return not all(_harmless(node) for node in tree.body)
+
+
+def _harmless(node: ast.stmt) -> bool:
+    """A top-level statement that does nothing when a worker imports the script."""
+    if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef,
+                         ast.ClassDef, ast.Pass)):
+        return True
+    if isinstance(node, ast.Expr):
+        return isinstance(node.value, ast.Constant)  # a docstring
+    if isinstance(node, (ast.Assign, ast.AnnAssign)):
+        value = node.value
+        return value is None or not any(isinstance(n, ast.Call) for n in ast.walk(value))
+    if isinstance(node, ast.If):
+        return _is_main_guard(node.test) and all(_harmless(n) for n in node.orelse)
+    return False
+
+
+def _is_main_guard(test: ast.expr) -> bool:
+    """``__name__ == "__main__"`` (either way round)."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1
+            and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = {ast.dump(test.left), ast.dump(test.comparators[0])}
+    return sides == {ast.dump(ast.Name("__name__", ast.Load())),
+                     ast.dump(ast.Constant("__main__"))}
 
 
 def _run_tasks(

@@ -185,9 +185,16 @@ class FinetuneSteps:
                    "from now on.")
             self.start_finetune()
 
+        def failed(exc: BaseException) -> None:  # the notification fades; the dock says it
+            from napari_nuclei_unet.widgets._workers import explain
+
+            self.status_label.setText(
+                f"Could not load {what} to fine-tune it: {explain(exc).rstrip('. ')}. Load "
+                "a model in the Model panel, or use another version, then press Fine-tune.")
+
         self.status_label.setText(f"Loading {what} to fine-tune it …")
         return self.session.jobs.start(
-            LOAD_MODEL_JOB, _load_version, version, on_returned=go,
+            LOAD_MODEL_JOB, _load_version, version, on_returned=go, on_errored=failed,
             action=f"Loading {what}", viewer=self.viewer)
 
     def stop(self) -> None:

@@ -2,7 +2,7 @@
 
 napari stacks the separate docks in one column; each asks for its content's minimum
 height, and the window grows to the sum. A dock built on :func:`scrolled_layout` asks
-for :data:`DOCK_MIN_HEIGHT` only and scrolls the rest: three docks stacked fit a
+for :data:`DOCK_MIN_HEIGHT` only and scrolls the rest: four docks stacked fit a
 1280 x 800 screen.
 """
 
@@ -11,9 +11,9 @@ from __future__ import annotations
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QFrame, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
-#: The least height a separate dock asks for (three of them, with their title bars and
+#: The least height a separate dock asks for (four of them, with their title bars and
 #: napari's own, fit 800 px); what does not fit scrolls inside the dock.
-DOCK_MIN_HEIGHT = 180
+DOCK_MIN_HEIGHT = 150
 
 
 def scroll_area(widget: QWidget) -> QScrollArea:

@@ -7,6 +7,7 @@ labels) and the plain words the dock says about its model and settings. No Qt he
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from napari_nuclei_unet.widgets._session import model_name, session_for
@@ -48,7 +49,7 @@ def model_words(path: str, session_model: Any, project: Path | None = None) -> s
     if is_default_word(path):
         return "the default model"
     if path:
-        return f"the model file {Path(path).name}"
+        return f"the model file {model_name(SimpleNamespace(path=Path(path)))}"
     if session_model is not None:
         name = model_name(session_model)
         return ("the default model" if name == "default model" else f"model {name}") + \
@@ -137,6 +138,16 @@ def _add_plane(folder: str, stack: Any, flat: int, channel: Any, labels: Any, sa
     store = CorrectionStore(folder)
     replaced = sample_id in store
     return store.add(sample_id, image, np.asarray(labels), source="label", note=note), replaced
+
+
+def with_suffix(path: str, suffix: str, others: tuple[str, ...] = ()) -> str:
+    """A file name from a save dialog, with ``suffix`` added when it lacks one.
+
+    Names ending in ``suffix`` or one of ``others`` stay: "cells" -> "cells.csv".
+    """
+    if path.lower().endswith((suffix, *others)):
+        return path
+    return path + suffix
 
 
 def write_labels(path: Path, data: Any, axes: str, name: str) -> Path:

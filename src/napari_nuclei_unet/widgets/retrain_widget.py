@@ -295,7 +295,8 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         if self._dead or Path(folder) == self.project:
             return
         if not self.set_project(folder):
-            notify(f"The Retrain dock still shows {self.project}.")
+            notify(f"The fine-tuning project stays {self.project}.")
+            self.session.set_project_dir(self.project)  # the other docks show it again
 
     def corrections(self) -> list[Any]:
         """The corrections of the project (``core.finetune.Correction``), sorted by id."""

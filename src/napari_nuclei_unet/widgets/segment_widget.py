@@ -57,6 +57,7 @@ from napari_nuclei_unet.widgets._segment_jobs import (  # noqa: F401 - in_dock_w
     model_words,
     push_scores_to_iou_panel,
     rgb_note,
+    with_suffix,
     write_labels,
 )
 from napari_nuclei_unet.widgets._session import disconnect_all, on_destroyed, session_for
@@ -66,7 +67,6 @@ if TYPE_CHECKING:
 
 KIND = "segment layer"
 ADD_KIND = "add to project"
-SAVE_KIND = "save results"
 #: Result-layer metadata key: what the layer was segmented from (source layer, axes…).
 RESULT_KEY = "nuclei_unet_segmentation"
 ALL, CURRENT = "all planes", "current plane"
@@ -81,6 +81,12 @@ PANEL_IMAGES = (IMAGE_LAYER, PREDICTION_IMAGE_LAYER)
 
 def _users_layer(layer: Any) -> bool:
     return not is_placeholder(layer) and layer.name not in PANEL_IMAGES
+
+
+def _yx_shape(layer: Any) -> tuple[int, ...]:
+    """The rows and columns napari shows of a layer (an RGB image's last axis is colour)."""
+    shape = tuple(layer.data.shape)
+    return shape[-3:-1] if getattr(layer, "rgb", False) else shape[-2:]
 
 
 class SegmentWidget(QWidget):
@@ -171,7 +177,10 @@ class SegmentWidget(QWidget):
         self.truth.changed.connect(lambda *_: self._enable())
         self.image.changed.connect(self._on_image_chosen)
         self.model_file.changed.connect(lambda *_: self._show_model())
-        self.project.changed.connect(self._on_project_field)
+        # a typed folder counts when editing ends (Enter, or leaving the field): each
+        # keystroke ("/", "/w", ...) is not a project; the Select button's folder at once
+        self.project.changed.connect(lambda *_: self._on_project_field(typing=True))
+        self.project.line_edit.native.editingFinished.connect(self._on_project_field)
 
     def _image_choices(self, *_args: Any) -> list:
         import napari
@@ -220,21 +229,30 @@ class SegmentWidget(QWidget):
                 self._following = False
         self._show_model()
 
-    def _on_project_field(self, value: Any) -> None:
-        """The user chose a project here: it becomes the viewer's (the Retrain dock's)."""
-        folder = str(value or "")
-        if getattr(self, "_following", False) or folder in ("", "."):
+    def _on_project_field(self, typing: bool = False) -> None:
+        """The user chose a project here: it becomes the viewer's (the Retrain dock's).
+
+        When the Retrain dock refuses it (a round is running), the field shows the
+        viewer's project again: the two docks never work in different projects.
+        """
+        if getattr(self, "_following", False):
             return
-        if Path(folder).exists() and not Path(folder).is_dir():
+        if typing and self.project.line_edit.native.hasFocus():
+            return  # applied when editing ends
+        folder = str(self.project.value or "")
+        if folder in ("", ".") or (Path(folder).exists() and not Path(folder).is_dir()):
             return  # said when a plane is added
         self.session.set_project_dir(folder)
+        current = self.session.project_dir
+        if current is not None and Path(folder).absolute() != current:
+            self._on_project_chosen(str(current))
 
     def _on_image_chosen(self, *_args: Any) -> None:
         """A ground truth drawn for another image is no longer offered as chosen."""
         truth = self.truth.value
         image = self.image.value
         if truth is not None and image is not None and \
-                tuple(truth.data.shape[-2:]) != tuple(image.data.shape[-2:]):
+                _yx_shape(truth) != _yx_shape(image):
             self.truth.value = None
 
     def _on_inserted(self, event: Any = None) -> None:
@@ -307,7 +325,7 @@ class SegmentWidget(QWidget):
         guessed = not self.axes.value.strip()
         self._note = (rgb_note(layer.name, stack) if guessed and channel is None else "") + \
             (axes_note(layer.name, stack) if guessed else "")
-        self._model_words = self.model_words()
+        self._model_words = model_words(model_path, self.session.model)  # no hint again
         worker = self.session.jobs.start(
             KIND, _job, model_path, self.session.model, stack, settings, channel=channel,
             planes=planes, big=big, should_stop=lambda: self._stop,
@@ -424,13 +442,14 @@ class SegmentWidget(QWidget):
             path, _ = QFileDialog.getSaveFileName(self, "Export measurements",
                                                   f"{base}_measurements.csv", "CSV (*.csv)")
             if path:
-                self.export_csv(path, background=True)
+                self.export_csv(with_suffix(path, ".csv"), background=True)
         else:
-            path, _ = QFileDialog.getSaveFileName(
+            flat = self.result_layer is not None and len(self.result_layer.data.shape) == 2
+            path, _ = QFileDialog.getSaveFileName(  # OME-Zarr is written for 2-D labels
                 self, "Save labels", f"{base}_labels.tif",
-                "TIFF (*.tif);;OME-Zarr (*.ome.zarr)")
+                "TIFF (*.tif);;OME-Zarr (*.ome.zarr)" if flat else "TIFF (*.tif)")
             if path:
-                self.save_labels(path, background=True)
+                self.save_labels(with_suffix(path, ".tif", (".zarr",)), background=True)
 
     def features(self) -> dict:
         """The result layer's features as ``{column: array}`` (without napari's index)."""
@@ -448,7 +467,7 @@ class SegmentWidget(QWidget):
         from napari_nuclei_unet.core.measure import write_csv
 
         return self._write("Exporting the measurements", "Measurements written to",
-                           write_csv, (self.features(), path), background)
+                           write_csv, (self.features(), path), background, "export csv")
 
     def save_labels(self, path: str | Path, *, background: bool = False) -> Any:
         """Save the result labels as TIFF (``.tif``) or OME-Zarr (``.zarr``).
@@ -463,22 +482,28 @@ class SegmentWidget(QWidget):
         if background and hasattr(data, "copy") and not hasattr(data, "dask"):
             data = data.copy()  # as the user sees it now, whatever they paint next
         return self._write("Saving the labels", "Labels saved to", write_labels,
-                           (Path(path), data, axes, layer.name), background)
+                           (Path(path), data, axes, layer.name), background, "save labels")
 
     def _write(self, action: str, done: str, function: Any, args: tuple,
-               background: bool) -> Any:
-        from napari_nuclei_unet.widgets._workers import notify, notify_error
+               background: bool, kind: str) -> Any:
+        from napari_nuclei_unet.widgets._workers import explain, notify, notify_error
 
         def written(path: Any) -> None:
             notify(f"{done} {path}.")
+            self.status.setText(f"{done} {path}.")
+
+        def failed(exc: BaseException) -> None:  # the notification fades; the dock says it
+            self.status.setText(f"{action} failed: {explain(exc)}")
 
         if background:
-            return self.session.jobs.start(SAVE_KIND, function, *args, on_returned=written,
-                                           action=action, viewer=self.viewer)
+            return self.session.jobs.start(kind, function, *args, on_returned=written,
+                                           on_errored=failed, action=action,
+                                           viewer=self.viewer)
         try:
             path = function(*args)
         except (OSError, ValueError) as exc:
             notify_error(exc, action)
+            failed(exc)
             return None
         written(path)
         return path

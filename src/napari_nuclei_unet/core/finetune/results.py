@@ -97,8 +97,10 @@ def changes(before: Sequence[Any], after: Sequence[Any]) -> tuple[ScoreChange, .
 
 
 def iou_change(before: float, after: float, arrow: str = "->") -> str:
-    """``"0.795 -> 0.812"``; to four decimals when three would show a change as none."""
-    digits = 4 if f"{before:.3f}" == f"{after:.3f}" and before != after else 3
+    """``"0.795 -> 0.812"``; with more decimals (up to 6) when 3 would show a change as none."""
+    digits = 3
+    while digits < 6 and before != after and f"{before:.{digits}f}" == f"{after:.{digits}f}":
+        digits += 1
     return f"{before:.{digits}f} {arrow} {after:.{digits}f}"
 
 
