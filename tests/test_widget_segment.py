@@ -430,6 +430,8 @@ def test_the_project_field_is_the_viewers_project(dock, tmp_path):
         assert widget.add_to_project(tmp_path / "a file") is None
     assert notes.any("is a file, not a folder")
     assert "Not added" in widget.status.text()
+    session.set_project_dir(tmp_path / "third")  # that message was about another project
+    assert widget.status.text() == f"Fine-tuning project: {tmp_path / 'third'}."
 
 
 def test_opened_from_the_plugins_menu_its_result_is_never_its_own_ground_truth(

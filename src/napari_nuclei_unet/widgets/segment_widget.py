@@ -227,6 +227,8 @@ class SegmentWidget(QWidget):
                 self.project.value = folder
             finally:
                 self._following = False
+        if self.status.text().startswith("Not added"):  # it was about the other project
+            self.status.setText(f"Fine-tuning project: {folder}.")
         self._show_model()
 
     def _on_project_field(self, typing: bool = False) -> None:
