@@ -476,6 +476,12 @@ def test_a_new_segmentation_clears_the_last_results_table_and_truth(dock, qtbot)
     viewer.add_image(np.zeros((20, 30), np.uint16), name="other size")
     widget.image.value = viewer.layers["other size"]
     assert widget.truth.value is None  # drawn for another image
+    widget.truth.value = truth
+    pyramid = [nuclei_plane(1), nuclei_plane(1)[::2, ::2]]  # its full resolution counts
+    viewer.add_image(pyramid, multiscale=True, name="pyramid")
+    widget.image.value = viewer.layers["pyramid"]
+    assert widget.truth.value is truth
+    widget.image.value = viewer.layers["other size"]
     worker = widget.segment()
     assert widget.table.model().rowCount() == 0 and not widget.export_button.enabled
     wait_worker(qtbot, worker)

@@ -26,6 +26,12 @@ def layer_data(layer: Any) -> Any:
     return data
 
 
+def layer_yx_shape(layer: Any) -> tuple[int, ...]:
+    """The rows and columns napari shows of a layer (an RGB image's last axis is colour)."""
+    shape = tuple(layer_data(layer).shape)
+    return shape[-3:-1] if getattr(layer, "rgb", False) else shape[-2:]
+
+
 def is_lazy(data: Any) -> bool:
     """Whether an array is dask- or zarr-backed (read on demand, maybe larger than memory)."""
     return not isinstance(data, np.ndarray)

@@ -83,12 +83,6 @@ def _users_layer(layer: Any) -> bool:
     return not is_placeholder(layer) and layer.name not in PANEL_IMAGES
 
 
-def _yx_shape(layer: Any) -> tuple[int, ...]:
-    """The rows and columns napari shows of a layer (an RGB image's last axis is colour)."""
-    shape = tuple(layer.data.shape)
-    return shape[-3:-1] if getattr(layer, "rgb", False) else shape[-2:]
-
-
 class SegmentWidget(QWidget):
     """Dock widget: segment any Image layer (see the module docstring)."""
 
@@ -234,8 +228,9 @@ class SegmentWidget(QWidget):
     def _on_project_field(self, typing: bool = False) -> None:
         """The user chose a project here: it becomes the viewer's (the Retrain dock's).
 
-        When the Retrain dock refuses it (a round is running), the field shows the
-        viewer's project again: the two docks never work in different projects.
+        When the Retrain dock refuses it (a round is running), it puts its own back as
+        the viewer's project, which this field then follows (:meth:`_on_project_chosen`):
+        the two docks never work in different projects.
         """
         if getattr(self, "_following", False):
             return
@@ -245,16 +240,15 @@ class SegmentWidget(QWidget):
         if folder in ("", ".") or (Path(folder).exists() and not Path(folder).is_dir()):
             return  # said when a plane is added
         self.session.set_project_dir(folder)
-        current = self.session.project_dir
-        if current is not None and Path(folder).absolute() != current:
-            self._on_project_chosen(str(current))
 
     def _on_image_chosen(self, *_args: Any) -> None:
         """A ground truth drawn for another image is no longer offered as chosen."""
+        from napari_nuclei_unet.widgets._own_layers import layer_yx_shape
+
         truth = self.truth.value
         image = self.image.value
         if truth is not None and image is not None and \
-                _yx_shape(truth) != _yx_shape(image):
+                layer_yx_shape(truth) != layer_yx_shape(image):
             self.truth.value = None
 
     def _on_inserted(self, event: Any = None) -> None:
