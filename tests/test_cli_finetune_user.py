@@ -176,8 +176,8 @@ def test_finetune_reads_pairs_into_its_project(tmp_path, tiny_checkpoint, capsys
     code, out, err = run_cli(capsys, "finetune", tiny_checkpoint, rgbish, "--out",
                              tmp_path / "p3")
     assert code != 0
-    assert "stack.tif is read as one RGB colour image (3 samples, 16-bit)" in err
-    assert "--axes ZYX" in err
+    assert "stack.tif is read as one RGB colour image (3 samples, 16-bit;" in err
+    assert "If it holds 3 planes, its axes are ZYX: give them with --axes." in err
     # a folder with neither pairs nor samples is refused as before
     empty = tmp_path / "nothing"
     empty.mkdir()
@@ -327,3 +327,21 @@ def test_a_label_image_without_nuclei_and_a_broken_base_model_are_caught_early(
     code, out, err = run_cli(capsys, "finetune", broken, folder, "--out", tmp_path / "q")
     assert code != 0
     assert not (tmp_path / "q" / "corrections").exists()
+
+
+def test_finetune_help_states_the_adoption_rule_the_rounds_apply(capsys):
+    # the command line imports no core module to build its help: the numbers are written
+    # out there, and must follow the rule's (ADOPT_TOLERANCE) when it changes
+    import re
+
+    from napari_nuclei_unet.core.finetune import ADOPT_TOLERANCE
+
+    assert main(["finetune", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    rule = re.search(r"gained at least ([\d.]+) mean IoU on the corrected images, lost "
+                     r"nothing on the images kept aside \(--held-out\) and no more than "
+                     r"([\d.]+) on the built-in regression set", text)
+    assert rule, text
+    assert float(rule[1]) == -ADOPT_TOLERANCE["corrected"]
+    assert ADOPT_TOLERANCE["held_out"] == 0.0
+    assert float(rule[2]) == ADOPT_TOLERANCE["regression"]

@@ -212,6 +212,25 @@ def test_stack_reader_planes_in_order():
     assert moved.labels_shape == (2, 3, 4, 5)
 
 
+def test_doubtful_rgb_note_names_what_each_front_end_asks_for():
+    from napari_nuclei_unet.core.stacks import stack_from_array
+
+    def note(data, axes, words=None):
+        return stack_from_array(data, axes, "cells", rgb=True).doubtful_rgb_note("cells", words)
+
+    assert note(np.zeros((8, 8, 3), np.uint8), "YXS") == ""  # a colour photo
+    two = note(np.zeros((2, 8, 8, 3), np.uint16), "ZYXS")
+    assert two.startswith("cells is read as 2 RGB colour images (3 samples, 16-bit;")
+    # the stack's planes are taken: only channels are left to say
+    assert two.endswith("If it holds 3 channels each, its axes are ZYXC: give them with "
+                        "--axes, and the nuclei's channel (0 to 2) with --channel N.")
+    dock = note(np.zeros((3, 8, 8), np.float32), "SYX", {"axes": "in the Axes field",
+                                                          "channel": "in the Channel field"})
+    assert "32-bit float" in dock and "--" not in dock
+    assert "If it holds 3 planes, its axes are ZYX: give them in the Axes field." in dock
+    assert "(0 to 2) in the Channel field." in dock
+
+
 def test_written_labels_and_csv_are_readable_by_others(tmp_path):
     """Outputs go through core.atomic: mode 0644, not mkstemp's 0600, and no temp left."""
     import stat
@@ -281,9 +300,10 @@ def test_a_16bit_stack_read_as_rgb_gets_a_note(tmp_path, capsys):
     code, _, err = run_cli(capsys, "predict", "default", tmp_path / "zstack.tif", "--out",
                            tmp_path / "a")
     assert code == 0, err
-    assert ("note: zstack.tif is read as one RGB colour image (3 samples, 16-bit). If it "
-            "holds 3 planes or 3 channels, give --axes ZYX, or --axes CYX with --channel N."
-            ) in err
+    assert ("note: zstack.tif is read as one RGB colour image (3 samples, 16-bit; colour "
+            "photos are 8-bit). If it holds 3 planes, its axes are ZYX: give them with --axes. "
+            "If it holds 3 channels, its axes are CYX: give them with --axes, and the nuclei's "
+            "channel (0 to 2) with --channel N.") in err
     assert tifffile.imread(tmp_path / "a" / "zstack_labels.tif").shape == SHAPE  # unchanged
     code, _, err = run_cli(capsys, "predict", "default", tmp_path / "zstack.tif", "--out",
                            tmp_path / "b", "--axes", "ZYX")

@@ -134,9 +134,9 @@ def test_rgb_and_float_layers(dock, qtbot, tmp_path):
     layer = viewer.add_image(planes, name="three")
     assert layer.rgb
     noted_until_named(qtbot, widget, layer, "YXC", 1, (
-        "Note: three is segmented as an RGB colour image (3 samples, 16-bit; colour photos "
-        "are 8-bit). If its 3 samples are channels, set Axes to YXC and Nuclear channel to "
-        "the nuclei's channel (0-2)."))
+        "Note: three is read as one RGB colour image (3 samples, 16-bit; colour photos are "
+        "8-bit). If it holds 3 channels, its axes are YXC: give them in the Axes field, and "
+        "the nuclei's channel (0 to 2) in the Nuclear channel field."))
 
 
 def noted_until_named(qtbot, widget, layer, axes, channel, note):

@@ -239,8 +239,9 @@ def _build_parser() -> argparse.ArgumentParser:
                     "shipped with the plugin (and --data if given) so the model does not "
                     "forget other kinds of images. Each round is saved as a new version "
                     "<out>/versions/vNNN (never overwritten) and made current only if it gained "
-                    "at least 0.01 mean IoU on the corrected images and lost no more than "
-                    "0.005 on the built-in regression set.",
+                    "at least 0.01 mean IoU on the corrected images, lost nothing on the "
+                    "images kept aside (--held-out) and no more than 0.005 on the built-in "
+                    "regression set (and --eval-data).",
     )
     finetune.add_argument(
         "model", metavar="MODEL",

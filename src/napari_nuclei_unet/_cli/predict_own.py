@@ -194,25 +194,7 @@ def _check_inputs(files: list[Path], args: argparse.Namespace) -> None:
         stack = open_stack(path, args.axes)
         stack.check_channel(args.channel)
         if args.axes is None and args.channel is None and stack.doubtful_rgb:
-            note(rgb_note(stack, path), quiet=args.quiet)
-
-
-def rgb_note(stack: Any, path: Path) -> str:
-    """The note for an image read as RGB that may hold planes or channels instead."""
-    from ..core.stacks import yx_last
-
-    n = stack.n_channels
-    what = ("one RGB colour image" if stack.n_planes == 1
-            else f"{stack.n_planes} RGB colour images")
-    each = "" if stack.n_planes == 1 else " each"
-    planes = stack.stored_axes.replace("S", "Z")
-    channels = f"--axes {stack.stored_axes.replace('S', 'C')} with --channel N"
-    if "Z" in stack.stored_axes or not yx_last(planes):
-        advice = f"If it holds {n} channels{each}, give {channels}."
-    else:
-        advice = (f"If it holds {n} planes or {n} channels{each}, give --axes {planes}, "
-                  f"or {channels}.")
-    return f"note: {path.name} is read as {what} ({n} samples, {stack.depth}). {advice}"
+            note(f"note: {stack.doubtful_rgb_note(path.name)}", quiet=args.quiet)
 
 
 def _segment(files: list[Path], out: Path, options: Any, args: argparse.Namespace,

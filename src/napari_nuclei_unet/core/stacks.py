@@ -190,6 +190,32 @@ class ImageStack:
         """
         return self.rgb and self.dtype != np.uint8
 
+    def doubtful_rgb_note(self, name: str, words: dict[str, str] | None = None) -> str:
+        """Why this image, read as RGB, may hold planes or channels, and how to say so.
+
+        ``""`` unless :attr:`doubtful_rgb`. The settings are named by ``words`` (the keys
+        of :data:`COMMAND_LINE_WORDS`, which is the default), as in
+        :meth:`ImageFileError.worded`; ``name`` is how the front end names the image.
+        """
+        if not self.doubtful_rgb:
+            return ""
+        words = words or COMMAND_LINE_WORDS
+        n, stored = self.n_channels, self.stored_axes or self.axes
+        sample = "S" if "S" in stored else "C"
+        planes, channels = stored.replace(sample, "Z"), stored.replace(sample, "C")
+        what = ("one RGB colour image" if self.n_planes == 1
+                else f"{self.n_planes} RGB colour images")
+        each = "" if self.n_planes == 1 else " each"
+        as_channels = (f"its axes are {channels}: give them {words['axes']}, and the nuclei's "
+                       f"channel (0 to {n - 1}) {words['channel']}")
+        if "Z" in stored or not yx_last(planes):
+            advice = f"If it holds {n} channels{each}, {as_channels}."
+        else:
+            advice = (f"If it holds {n} planes{each}, its axes are {planes}: give them "
+                      f"{words['axes']}. If it holds {n} channels{each}, {as_channels}.")
+        return (f"{name} is read as {what} ({n} samples, {self.depth}; colour photos are "
+                f"8-bit). {advice}")
+
     @property
     def depth(self) -> str:
         """The pixel type in words: ``"16-bit"``, ``"32-bit float"``."""

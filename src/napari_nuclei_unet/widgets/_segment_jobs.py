@@ -112,16 +112,11 @@ def push_scores_to_iou_panel(viewer: Any, rows: list) -> None:
 def rgb_note(name: str, stack: Any) -> str:
     """A note for a layer shown as RGB although it is not 8-bit (likely channels instead).
 
-    ``""`` for other layers. Colour photos are 8-bit; napari shows any ``(H, W, 3)``
-    layer as RGB, so a 16-bit or float one more likely holds 3 channels of a microscope
-    (:attr:`~napari_nuclei_unet.core.stacks.ImageStack.doubtful_rgb`).
+    ``""`` for other layers (:meth:`~napari_nuclei_unet.core.stacks.ImageStack.doubtful_rgb_note`,
+    naming this dock's fields).
     """
-    if not stack.doubtful_rgb:
-        return ""
-    n, axes = stack.n_channels, (stack.stored_axes or "YXC").replace("S", "C")
-    return (f"\nNote: {name} is segmented as an RGB colour image ({n} samples, "
-            f"{stack.depth}; colour photos are 8-bit). If its {n} samples are channels, set "
-            f"Axes to {axes} and Nuclear channel to the nuclei's channel (0-{n - 1}).")
+    note = stack.doubtful_rgb_note(name, DOCK_WORDS)
+    return f"\nNote: {note}" if note else ""
 
 
 def _add_plane(folder: str, stack: Any, flat: int, channel: Any, labels: Any, sample_id: str,

@@ -163,10 +163,7 @@ def add_labelled_image(store: Any, image: str | os.PathLike, labels: str | os.Pa
     except FinetuneError as exc:
         if not stack.doubtful_rgb:
             raise
-        raise FinetuneError(
-            f"{exc} {Path(image).name} is read as one RGB colour image ({stack.n_channels} "
-            f"samples, {stack.depth}); if it holds {stack.n_channels} planes or channels, give its "
-            "axes with --axes ZYX, or --axes CYX with --channel N.") from None
+        raise FinetuneError(f"{exc} {stack.doubtful_rgb_note(Path(image).name)}") from None
     added = []
     for flat in range(stack.n_planes):
         plane_labels = label_data[stack.plane_index(flat)]
