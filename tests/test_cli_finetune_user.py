@@ -101,12 +101,18 @@ def write_pairs(folder, counts=(("cells", 3), ("more", 2))):
 
 def test_pairs_are_found_beside_their_images(tmp_path):
     from napari_nuclei_unet.core.finetune import labelled_pairs
+    from napari_nuclei_unet.core.finetune.own import orphan_label_images
 
     for name in ("b.tif", "b_labels.tif", "a.png", "a_labels.png", "alone.tif",
-                 "notes_labels.tif"):
+                 "notes_labels.tif", "embryo.ome.tif", "embryo_labels.tif", "old.ome.tif",
+                 "old.ome_labels.tif"):
         (tmp_path / name).write_bytes(b"")
+    # an OME-TIFF's labels are named as predict names them (embryo_labels.tif), or after
+    # the file's whole stem
     assert [(i.name, m.name) for i, m in labelled_pairs(tmp_path)] == [
-        ("a.png", "a_labels.png"), ("b.tif", "b_labels.tif")]
+        ("a.png", "a_labels.png"), ("b.tif", "b_labels.tif"),
+        ("embryo.ome.tif", "embryo_labels.tif"), ("old.ome.tif", "old.ome_labels.tif")]
+    assert [p.name for p in orphan_label_images(tmp_path)] == ["notes_labels.tif"]
 
 
 def test_each_plane_of_a_pair_is_stored_as_the_segment_dock_stores_it(tmp_path):
@@ -166,6 +172,16 @@ def test_finetune_reads_pairs_into_its_project(tmp_path, tiny_checkpoint, capsys
                              tmp_path / "p2", "--epochs", "1", "--steps", "1", "--device", "cpu")
     assert code == 0, err
     assert "not used, no label image beside them: alone.tif" in err
+    # the same folder again: its corrections are replaced, and a label image whose image
+    # is missing is named
+    (folder / "lost_labels.tif").write_bytes((folder / "cells_labels.tif").read_bytes())
+    code, out, err = run_cli(capsys, "finetune", tiny_checkpoint, folder, "--out",
+                             tmp_path / "p2", "--epochs", "1", "--steps", "1", "--device", "cpu")
+    assert code == 0, err
+    assert "cells.tif + cells_labels.tif: 1 plane added to project " in err
+    assert ", replacing its earlier correction (3 nuclei)" in err
+    assert "not used, no image beside them: lost_labels.tif (copy the image each was made " \
+        "from beside it, e.g. lost.tif)" in err
     # a plain tifffile.imwrite of 3 planes is read as RGB: the shape error says so
     rgbish = tmp_path / "rgbish"
     rgbish.mkdir()
@@ -186,6 +202,17 @@ def test_finetune_reads_pairs_into_its_project(tmp_path, tiny_checkpoint, capsys
     assert code != 0
     assert "holds images (cells.tif) but no corrected label image beside them: save each " \
         "as NAME_labels.tif next to NAME.tif" in err
+    # labels copied without their image: the missing image is named, not the labels taken
+    # for an image
+    only_labels = tmp_path / "only labels"
+    only_labels.mkdir()
+    (only_labels / "cells_labels.tif").write_bytes((folder / "cells_labels.tif").read_bytes())
+    for command in (["finetune", tiny_checkpoint, only_labels, "--out", project],
+                    ["evaluate", "default", only_labels]):
+        code, out, err = run_cli(capsys, *command)
+        assert code != 0
+        assert "holds label images (cells_labels.tif) but not the images they were made " \
+            "from: copy each image beside its labels (cells.tif beside cells_labels.tif)" in err
 
 
 # -- the model a round made, named by its folder ------------------------------------------
@@ -285,6 +312,29 @@ def test_evaluate_scores_images_beside_their_label_images(tmp_path, capsys):
     assert sorted(row["id"] for row in images) == ["cells-plane0", "more-plane0"]
     assert all(0.0 <= row["iou"] <= 1.0 for row in images)
     assert "cells.tif + cells_labels.tif: 1 plane read" in err
+    # the README's OME-TIFF: predict names its labels embryo_labels.tif
+    ome = tmp_path / "ome"
+    ome.mkdir()
+    tifffile.imwrite(ome / "embryo.ome.tif", blobs(label_image(n=2)), ome=True)
+    tifffile.imwrite(ome / "embryo_labels.tif", label_image(n=2))
+    code, out, err = run_cli(capsys, "evaluate", "default", ome, "--json", "--split",
+                             "validation")
+    assert code == 0, err
+    assert [row["id"] for row in json.loads(out)["images"]] == ["embryo-plane0"]
+    assert "--split validation is ignored" in err
+    # a fine-tuning project's corrections are scored too (as --held-out reads them)
+    from napari_nuclei_unet.core.finetune import CorrectionStore, add_labelled_image
+
+    add_labelled_image(CorrectionStore(tmp_path / "project"), folder / "cells.tif",
+                       folder / "cells_labels.tif")
+    code, out, err = run_cli(capsys, "evaluate", "default", tmp_path / "project", "--json")
+    assert code == 0, err
+    assert [row["id"] for row in json.loads(out)["images"]] == ["cells-plane0"]
+    # a missing folder: every form evaluate takes is named
+    code, out, err = run_cli(capsys, "evaluate", "default", tmp_path / "nowhere")
+    assert code != 0
+    assert "a folder of images with their corrected label images" in err
+    assert "a fine-tuning project folder" in err and "a DSB2018 dataset" in err
 
 
 def test_a_refused_training_option_is_named_as_it_was_typed(tmp_path, capsys):

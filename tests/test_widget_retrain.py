@@ -321,6 +321,13 @@ def test_finetune_makes_a_version_and_switches_back(retrain, qtbot):
     wait_worker(qtbot, session.jobs.running("predict"), timeout=60_000)
     qtbot.waitUntil(lambda: panel.proxy.rowCount() == 2, timeout=30_000)
     assert (project / "versions" / "v001" / "model.safetensors").is_file()  # nothing deleted
+    # another project has no round to show; back on this one (as in a dock opened after a
+    # restart), the last round's before/after scores are shown again
+    assert dock.set_project(project.parent / "another project")
+    assert dock.scores_table.rowCount() == 0
+    assert dock.set_project(project)
+    assert sorted(dock.scores_table.keys()) == sorted(s.id for s in samples[:2])
+    assert dock.scores_title.text().startswith("v001: IoU of the corrected images")
 
 
 def test_stopped_round_saves_nothing(retrain, qtbot):

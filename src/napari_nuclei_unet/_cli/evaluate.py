@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from .data import load_samples, open_dataset
 from .diameter import NATIVE, check_diameter, diameter_in_pixels
 from .info import format_table
 from .predict import check_threshold
-from .progress import ProgressBars
+from .progress import ProgressBars, note
 
 
 def _number(value: Any, fmt: str = ".3f") -> str:
@@ -144,6 +143,9 @@ def run(args: argparse.Namespace) -> int:
     """
     check_threshold(args.threshold)
     check_diameter(getattr(args, "diameter", 0.0))
+    from .finetune import check_labelled_exists, own_labelled_samples
+
+    check_labelled_exists(args.data)  # before the model is loaded
     from ..bioimageio.load import load_any_model
     from ..core.device import configure_cpu_threads, resolve_device
     from ..core.evaluation import evaluate
@@ -153,15 +155,15 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_any_model(args.model, device=device)  # checkpoint or bioimage.io
     if device.type == "cpu":
         configure_cpu_threads()  # physical cores: hyper-threads slow convolutions down
-    from ..core.finetune import labelled_pairs
-    from .finetune import read_pairs
-
-    pairs = labelled_pairs(args.data) if Path(args.data).is_dir() else []
-    if pairs:  # your images beside their label images, as finetune reads them
-        samples = read_pairs(pairs, quiet=args.quiet, axes=getattr(args, "axes", None),
-                             channel=getattr(args, "channel", None))
-        where: Any = args.data
-    else:
+    # a fine-tuning project, or your images beside their label images, as finetune reads them
+    samples = own_labelled_samples(args.data, quiet=args.quiet,
+                                   axes=getattr(args, "axes", None),
+                                   channel=getattr(args, "channel", None))
+    where: Any = args.data
+    if samples is not None and getattr(args, "split", "all") != "all" and not args.quiet:
+        note(f"--split {args.split} is ignored: {args.data} is not the model's training "
+             "data; every image is scored.")
+    if samples is None:
         dataset = open_dataset(args.data, quiet=args.quiet)
         ids = select_split(dataset.ids(), loaded.metadata, getattr(args, "split", "all"))
         samples = load_samples(dataset, quiet=args.quiet, ids=ids)

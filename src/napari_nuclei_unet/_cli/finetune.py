@@ -23,6 +23,37 @@ def _load_corrections(path: str, *, quiet: bool, project: str | None = None,
     round's ``--out``) as the Segment dock stores the planes it adds; without a project
     (images kept aside) they are read through a temporary one.
     """
+    check_labelled_exists(path)
+    samples = own_labelled_samples(path, quiet=quiet, project=project, axes=axes,
+                                   channel=channel)
+    if samples is None:
+        samples = load_samples(open_dataset(path, quiet=quiet), quiet=quiet)
+    return samples
+
+
+def check_labelled_exists(path: str) -> None:
+    """Refuse a missing folder of labelled images, naming the three forms it may take."""
+    from ..core.dataset import check_not_dangling
+    from ..core.finetune import CORRECTIONS_DIR, LABELS_SUFFIX, PROJECT_FILE
+
+    check_not_dangling(path)
+    if not Path(path).exists():
+        raise FileNotFoundError(
+            f"{path} does not exist: give a folder of images with their corrected label "
+            f"images (NAME.tif and NAME{LABELS_SUFFIX}.tif), a fine-tuning project folder "
+            f"(with {CORRECTIONS_DIR}/ and {PROJECT_FILE}), or a DSB2018 dataset (a folder "
+            "like stage1_train, its .zip, or one sample folder).")
+
+
+def own_labelled_samples(path: str | Path, *, quiet: bool, project: str | None = None,
+                         axes: str | None = None, channel: int | None = None) -> list | None:
+    """The labelled images of a fine-tuning project or of a folder of image + label pairs.
+
+    None for anything else (a DSB2018 dataset, its zip or one sample folder). Pairs are
+    stored in ``project`` when given, else read through a temporary project. A folder of
+    images (or label images) that pair up with nothing is refused, saying what is
+    missing, rather than read as a dataset it is not.
+    """
     from ..core.finetune import (
         CORRECTIONS_DIR,
         LABELS_SUFFIX,
@@ -31,35 +62,52 @@ def _load_corrections(path: str, *, quiet: bool, project: str | None = None,
         FinetuneError,
         labelled_pairs,
     )
+    from ..core.finetune.own import orphan_label_images
 
     folder = Path(path)
-    if not folder.exists():
-        raise FileNotFoundError(
-            f"{path} does not exist: give the fine-tuning project folder (with "
-            f"{CORRECTIONS_DIR}/ and {PROJECT_FILE}), a folder of images with their corrected "
-            f"label images (NAME.tif and NAME{LABELS_SUFFIX}.tif), or a folder of corrected "
-            "samples in the DSB2018 layout."
-        )
     if (folder / PROJECT_FILE).exists() or (folder / CORRECTIONS_DIR).is_dir():
         store = CorrectionStore(folder)
         samples = store.load_samples()
         note(f"{len(samples)} corrections from project {store.path}", quiet=quiet)
         return samples
-    pairs = labelled_pairs(folder) if folder.is_dir() else []
+    if not folder.is_dir():
+        return None
+    pairs = labelled_pairs(folder)
     if pairs and project is None:
         return read_pairs(pairs, quiet=quiet, axes=axes, channel=channel)
-    if not pairs:
-        images = [p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_FILES] \
-            if folder.is_dir() else []
-        if images and not any((p / "images").is_dir() for p in folder.iterdir()):
-            raise FinetuneError(
-                f"{path} holds images ({', '.join(sorted(images)[:3])}) but no corrected "
-                f"label image beside them: save each as NAME{LABELS_SUFFIX}.tif next to "
-                f"NAME.tif (the name 'nuclei-unet predict' gives its labels), or give a "
-                "fine-tuning project or a folder of samples in the DSB2018 layout.")
-        return load_samples(open_dataset(path, quiet=quiet), quiet=quiet)
-    return _store_pairs(CorrectionStore(project), pairs, quiet=quiet, axes=axes,
-                        channel=channel, verb="added to project " + str(project))
+    if pairs:
+        return _store_pairs(CorrectionStore(project), pairs, quiet=quiet, axes=axes,
+                            channel=channel, verb="added to project " + str(project))
+    if any((p / "images").is_dir() for p in folder.iterdir()):
+        return None  # the DSB2018 layout
+    orphans = [p.name for p in orphan_label_images(folder)]
+    if orphans:
+        raise FinetuneError(
+            f"{path} holds label images ({_first_names(orphans)}) but not the images they "
+            f"were made from: copy each image beside its labels ({_image_of(orphans[0])} "
+            f"beside {orphans[0]}).")
+    images = [p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_FILES]
+    if images:
+        raise FinetuneError(
+            f"{path} holds images ({_first_names(sorted(images))}) but no corrected "
+            f"label image beside them: save each as NAME{LABELS_SUFFIX}.tif next to "
+            f"NAME.tif (the name 'nuclei-unet predict' gives its labels), or give a "
+            "fine-tuning project or a folder of samples in the DSB2018 layout.")
+    return None
+
+
+def _first_names(names: list[str]) -> str:
+    """Up to three names, and how many more."""
+    more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+    return ", ".join(names[:3]) + more
+
+
+def _image_of(labels_name: str) -> str:
+    """The image a label image was predicted from, as its name says (``cells.tif``)."""
+    from ..core.finetune import LABELS_SUFFIX
+
+    stem, suffix = labels_name.rsplit(".", 1)
+    return f"{stem[: -len(LABELS_SUFFIX)]}.{'tif' if suffix.lower() == 'tiff' else suffix}"
 
 
 def read_pairs(pairs: list, *, quiet: bool, axes: str | None = None,
@@ -81,18 +129,27 @@ def read_pairs(pairs: list, *, quiet: bool, axes: str | None = None,
 def _store_pairs(store: Any, pairs: list, *, quiet: bool, axes: str | None,
                  channel: int | None, verb: str) -> list[Any]:
     from ..core.finetune import LABELS_SUFFIX, add_labelled_image, unlabelled_images
+    from ..core.finetune.own import orphan_label_images
 
-    alone = [p.name for p in unlabelled_images(pairs[0][0].parent)]
+    folder = pairs[0][0].parent
+    alone = [p.name for p in unlabelled_images(folder)]
     if alone:
-        more = f" and {len(alone) - 3} more" if len(alone) > 3 else ""
-        note(f"not used, no label image beside them: {', '.join(alone[:3])}{more} (name "
-             f"each one's labels NAME{LABELS_SUFFIX}.tif)", quiet=quiet)
-    ids = []
+        note(f"not used, no label image beside them: {_first_names(alone)} (name each "
+             f"one's labels NAME{LABELS_SUFFIX}.tif)", quiet=quiet)
+    orphans = [p.name for p in orphan_label_images(folder)]
+    if orphans:
+        note(f"not used, no image beside them: {_first_names(orphans)} (copy the image "
+             f"each was made from beside it, e.g. {_image_of(orphans[0])})", quiet=quiet)
+    ids, stored = [], {c.id for c in store.list()}
     for image, labels in pairs:
         added = add_labelled_image(store, image, labels, axes=axes, channel=channel)
         ids += [c.id for c in added]
         nuclei = ", ".join(str(c.n_nuclei) for c in added)
-        note(f"{image.name} + {labels.name}: {counted(len(added), 'plane')} {verb} "
+        replaced = sum(c.id in stored for c in added)
+        again = "" if not replaced else (
+            ", replacing its earlier correction" if replaced == 1
+            else f", replacing {replaced} earlier corrections")
+        note(f"{image.name} + {labels.name}: {counted(len(added), 'plane')} {verb}{again} "
              f"({nuclei} nuclei)", quiet=quiet)
         if not any(c.n_nuclei for c in added):
             note(f"note: {labels.name} holds no nucleus: a round learns from it that "
@@ -173,8 +230,8 @@ def run(args: argparse.Namespace) -> int:
                  "get worse on other kinds of images).")
         evaluation = held_out = None
         if args.eval_data:
-            evaluation = load_samples(open_dataset(args.eval_data, quiet=args.quiet),
-                                      quiet=args.quiet)
+            evaluation = _load_corrections(args.eval_data, quiet=args.quiet, axes=axes,
+                                           channel=channel)
         if args.held_out:
             held_out = _load_corrections(args.held_out, quiet=args.quiet, axes=axes,
                                          channel=channel)

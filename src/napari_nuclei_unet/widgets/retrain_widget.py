@@ -281,6 +281,9 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
             notify(unwritable, warning=True)
         self.session.set_project_dir(folder)  # the Segment dock adds planes here too
         self.refresh()
+        rounds = [v for v in self.versions() if not v.is_base]
+        if rounds:  # a reopened project shows what its last round measured
+            self.versions_table.select_key(rounds[-1].name)
         return True
 
     def _clear_round_messages(self) -> None:

@@ -47,21 +47,39 @@ def unlabelled_images(folder: str | os.PathLike) -> list[Path]:
     return _pair_up(folder)[1]
 
 
-def _pair_up(folder: str | os.PathLike) -> tuple[list[tuple[Path, Path]], list[Path]]:
-    """(pairs, images without labels) of a folder, each sorted by image name."""
+def orphan_label_images(folder: str | os.PathLike) -> list[Path]:
+    """The ``NAME_labels`` files of a folder whose image ``NAME`` is not beside them, sorted."""
+    return _pair_up(folder)[2]
+
+
+def _pair_up(folder: str | os.PathLike) -> tuple[list[tuple[Path, Path]], list[Path],
+                                                   list[Path]]:
+    """(pairs, images without labels, labels without images) of a folder, sorted by name.
+
+    An image's labels are named after its output name (``embryo.ome.tif`` ->
+    ``embryo_labels.tif``, as ``nuclei-unet predict`` names them) or after its whole stem
+    (``embryo.ome_labels.tif``).
+    """
+    from ..stacks import stack_name
+
     files = {p.name.lower(): p for p in Path(folder).iterdir() if p.is_file()}
-    pairs, alone = [], []
+    pairs, alone, used = [], [], set()
     for name, path in sorted(files.items()):
         stem, suffix = os.path.splitext(name)
         if suffix not in _IMAGE_SUFFIXES or stem.endswith(LABELS_SUFFIX):
             continue
-        labels = next((files[f"{stem}{LABELS_SUFFIX}{s}"] for s in LABEL_FILE_SUFFIXES
-                       if f"{stem}{LABELS_SUFFIX}{s}" in files), None)
-        if labels is None:
+        candidates = [f"{base}{LABELS_SUFFIX}{s}" for base in dict.fromkeys(
+            (stack_name(name), stem)) for s in LABEL_FILE_SUFFIXES]
+        found = next((c for c in candidates if c in files), None)
+        if found is None:
             alone.append(path)
         else:
-            pairs.append((path, labels))
-    return pairs, alone
+            pairs.append((path, files[found]))
+            used.add(found)
+    orphans = [path for name, path in sorted(files.items())
+               if name not in used and os.path.splitext(name)[1] in LABEL_FILE_SUFFIXES
+               and os.path.splitext(name)[0].endswith(LABELS_SUFFIX)]
+    return pairs, alone, orphans
 
 
 def _read_labels(path: Path, shape: tuple[int, ...]) -> np.ndarray:
