@@ -395,3 +395,15 @@ def test_finetune_help_states_the_adoption_rule_the_rounds_apply(capsys):
     assert float(rule[1]) == -ADOPT_TOLERANCE["corrected"]
     assert ADOPT_TOLERANCE["held_out"] == 0.0
     assert float(rule[2]) == ADOPT_TOLERANCE["regression"]
+    # the round's defaults, written out in the help too
+    from napari_nuclei_unet.core.finetune.rounds import (
+        FINETUNE_DEFAULTS,
+        ROUND_OPTIONS,
+        steps_for_error,
+    )
+
+    epochs = FINETUNE_DEFAULTS["epochs"]
+    most = steps_for_error(epochs, [0.0], ROUND_OPTIONS["more_steps"])  # all wrong
+    assert f"epochs of fine-tuning (default: {epochs}, up to {most} when" in text
+    assert f"steps per epoch (default: {FINETUNE_DEFAULTS['steps_per_epoch']})" in text
+    assert f"peak learning rate (default: {FINETUNE_DEFAULTS['learning_rate']:g})" in text

@@ -177,3 +177,20 @@ def test_demo_fits_the_screen_with_every_step_reachable(tiny_checkpoint, qtbot, 
         assert canvas.width() >= 0.35 * window.width()  # panes were 165 px wide before
     finally:
         _close_all_viewers()
+
+
+def test_the_demo_without_a_screen_says_how_to_run_it(capsys, monkeypatch):
+    from napari_nuclei_unet._cli.demo import no_display_reason
+    from napari_nuclei_unet.cli import main
+
+    assert "xvfb-run -a nuclei-unet demo" in no_display_reason({}, "linux")
+    assert no_display_reason({"DISPLAY": ":99"}, "linux") == ""
+    assert no_display_reason({"WAYLAND_DISPLAY": "wayland-0"}, "linux") == ""
+    assert no_display_reason({"QT_QPA_PLATFORM": "offscreen"}, "linux") == ""
+    assert no_display_reason({}, "darwin") == "" and no_display_reason({}, "win32") == ""
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr("sys.platform", "linux")
+    assert main(["demo", "--screenshot", "never.png"]) == 2
+    err = capsys.readouterr().err
+    assert "nuclei-unet: error: There is no screen" in err and "xvfb-run" in err

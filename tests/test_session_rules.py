@@ -52,6 +52,85 @@ def test_results_of_a_replaced_model_are_kept_not_dropped(session, tmp_path):
     assert session.rows["x"].iou == 0.5
 
 
+@dataclass
+class FakeDataset:
+    path: Path
+    sample_ids: tuple = ("x", "y")
+
+    def ids(self):
+        return list(self.sample_ids)
+
+
+def test_a_dataset_opened_again_keeps_its_results_and_another_puts_them_aside(session,
+                                                                              tmp_path):
+    from napari_nuclei_unet.core.dataset import Sample
+
+    a, b = FakeModel(tmp_path / "a.safetensors"), FakeModel(tmp_path / "b.safetensors")
+    (tmp_path / "data").mkdir()
+    session.set_dataset(FakeDataset(tmp_path / "data"))
+    session.set_model(a)
+    image = np.zeros((2, 2), np.uint8)
+    session.add_samples([Sample("x", image, np.zeros((2, 2), np.int32), "fluorescence"),
+                         Sample("y", image, np.zeros((2, 2), np.int32), "fluorescence")])
+    session.add_predictions(a, {"x": image, "y": image}, [_row("x", 0.8), _row("y", 0.7)])
+    session.set_model(b)
+    session.add_predictions(b, {"x": image}, [_row("x", 0.6)])
+    # the same folder again (named another way), one sample removed from it meanwhile
+    note = session.set_dataset(FakeDataset(tmp_path / "data" / ".." / "data", ("x",)))
+    assert "opened again" in note and "1 loaded image(s)" in note
+    assert set(session.samples) == {"x"} and session.rows["x"].iou == 0.6
+    # another dataset: nothing of the first shows, and every model's results are kept
+    note = session.set_dataset(FakeDataset(tmp_path / "other", ("z",)))
+    assert "kept: open it again" in note and "(2 scored image(s))" in note
+    assert session.rows == {} and session.samples == {} and session.probabilities == {}
+    session.set_dataset(FakeDataset(tmp_path / "data", ("x",)))
+    assert session.rows["x"].iou == 0.6 and "x" in session.probabilities
+    assert session.samples == {}  # loaded again from the files when shown
+    session.set_model(FakeModel(tmp_path / "a.safetensors"))
+    assert session.rows["x"].iou == 0.8 and "y" not in session.rows
+
+
+def test_scores_come_back_after_a_restart_without_their_maps(tmp_path):
+    import os
+
+    (tmp_path / "data").mkdir()
+    model_file = tmp_path / "a.safetensors"
+    model_file.write_bytes(b"weights")
+
+    def restart():
+        fresh = Session()
+        fresh.jobs = None
+        return fresh
+
+    first = restart()
+    first.set_dataset(FakeDataset(tmp_path / "data"))
+    first.set_model(FakeModel(model_file))
+    first.put_rows([_row("x", 0.8)])
+    first.set_scoring(threshold=0.7)
+    first.put_rows([_row("y", 0.6)])  # scored at another threshold
+    # napari quits; the next session opens the same folder and loads the same model
+    second = restart()
+    assert second.set_dataset(FakeDataset(tmp_path / "data")) == ""
+    note = second.set_model(FakeModel(model_file))
+    assert "scores of 2 image(s) from an earlier session" in note
+    assert second.rows["x"].iou == 0.8 and second.probabilities == {}
+    assert [r.id for r in second.current_rows()] == ["x"]  # scored at 0.5, the default
+    second.set_scoring(threshold=0.7)
+    assert [r.id for r in second.current_rows()] == ["y"]
+    # in the other order (model first), and a dataset that lost image y meanwhile
+    third = restart()
+    third.set_model(FakeModel(model_file))
+    note = third.set_dataset(FakeDataset(tmp_path / "data", ("x",)))
+    assert "scores of 1 image(s)" in note and set(third.rows) == {"x"}
+    # the model file changed since (retrained in place): its old scores are not its
+    stamp = model_file.stat().st_mtime_ns + 5_000_000_000
+    os.utime(model_file, ns=(stamp, stamp))
+    fourth = restart()
+    fourth.set_dataset(FakeDataset(tmp_path / "data"))
+    assert "earlier session" not in fourth.set_model(FakeModel(model_file))
+    assert fourth.rows == {}
+
+
 def test_scores_at_an_old_threshold_are_not_current(session):
     model = FakeModel()
     session.set_model(model)
@@ -93,6 +172,26 @@ def test_split_marks():
     assert marks["s0"] == "validation" and marks["s5"] == "train"
     assert set(splits_of(model, ids + ["new"]).values()) >= {"unseen"}  # another dataset
     assert splits_of(None, ids)["s3"] == "unseen"
+
+
+def test_the_shipped_model_marks_any_stage1_train_image_it_trained_on():
+    # a user's copy of a few stage1_train samples: not the whole training set, yet the
+    # shipped model trained on them (it records stage1_train's digest), so not "unseen"
+    from napari_nuclei_unet.core.checkpoint import default_model_path, read_metadata
+    from napari_nuclei_unet.core.dsb2018_pin import stage1_train_ids
+    from napari_nuclei_unet.core.predict_score import splits_of
+
+    metadata = read_metadata(default_model_path())
+    val = metadata["training_data"]["val_ids"]
+    _, chars, prefixes = stage1_train_ids()
+    trained = next(p for p in sorted(prefixes) if not any(v.startswith(p) for v in val))
+    trained_id = trained + "0" * (64 - chars)
+    marks = splits_of(FakeModel(metadata=metadata), [val[0], trained_id, "f" * 64, "mine"])
+    assert marks == {val[0]: "validation", trained_id: "train", "f" * 64: "unseen",
+                     "mine": "unseen"}
+    # another model that records no such digest marks them unseen, as before
+    other = {"training_data": {"n_train": 602, "n_val": 68, "val_ids": val}}
+    assert splits_of(FakeModel(metadata=other), [trained_id])[trained_id] == "unseen"
 
 
 def test_short_ids_are_eight_characters():

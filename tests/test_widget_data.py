@@ -228,6 +228,23 @@ def test_load_all_fills_session(browser, qtbot, dataset_dir):
     assert sorted(session.samples) == sorted(widget.dataset.ids())
     assert notes.any("already being loaded")
     assert widget.load_all_button.text() == "Load all"
+    # a double click on "Load all" loads, its second click is not a Stop
+    session.samples.clear()
+    widget.load_all_button.click()
+    worker = session.jobs.running("load all")
+    widget.load_all_button.click()
+    wait_worker(qtbot, worker)
+    assert sorted(session.samples) == sorted(widget.dataset.ids())
+    # the same folder opened again keeps what was loaded and scored
+    from napari_nuclei_unet.core.evaluation import ImageRow
+
+    first = widget.dataset.ids()[0]
+    session.put_rows([ImageRow(first, "fluorescence", 0.8, 0.8, 0.8, 0.8, 3, 3)])
+    with capture_notifications() as notes:
+        _open(qtbot, widget, dataset_dir)
+    assert notes.any("opened again"), notes.messages
+    assert sorted(session.samples) == sorted(widget.dataset.ids())
+    assert session.rows[first].iou == 0.8
 
 
 def test_not_a_dataset_gives_notification(browser, qtbot, tmp_path):
@@ -243,6 +260,20 @@ def test_not_a_dataset_gives_notification(browser, qtbot, tmp_path):
     assert all("images/" in e and "masks/" in e for e in errors)
     assert widget.dataset is None
     assert len(viewer.layers) == 0
+    # a folder of the user's own images is pointed to the dock that segments them
+    (folder / "cells.tif").write_bytes(b"")
+    with capture_notifications() as notes:
+        _open(qtbot, widget, folder)
+    assert notes.any("segment them in the 'Segment image layer' dock"), notes.messages
+
+
+def test_a_pasted_path_in_quotes_is_opened(browser, qtbot, dataset_dir):
+    # a file manager's "copy path" gives '/data/my nuclei' with its quotes
+    _viewer, widget = browser
+    widget.path_edit.setText(f"  '{dataset_dir}' ")
+    widget._open_typed_path()
+    qtbot.waitUntil(lambda: widget.dataset is not None, timeout=30_000)
+    assert widget.dataset.path == dataset_dir
 
 
 def test_bundled_samples_open(browser, qtbot):

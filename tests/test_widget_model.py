@@ -112,6 +112,32 @@ def test_training_described_plainly():
     assert describe_training({"device": "cpu"}).endswith("trained on the CPU")
 
 
+def test_a_runs_best_epoch_is_not_called_a_stop(tmp_path):
+    # a run of 3 epochs whose best model is from epoch 2: the run was not stopped
+    import json
+
+    from napari_nuclei_unet.widgets.model_widget import describe_training
+
+    def sidecar(name, epoch, planned=3):
+        (tmp_path / name).write_text(json.dumps(
+            {"config": {"steps_per_epoch": 10}, "metrics": {"epoch": epoch},
+             "history": [{"epoch": e, "epochs": planned} for e in range(1, epoch + 1)]}))
+        return json.loads((tmp_path / name).read_text())
+
+    best = sidecar("best.json", 2)
+    assert "stopped before the 3 planned" in describe_training(best)  # how far: unknown
+    sidecar("last.json", 3)
+    text = describe_training(best, tmp_path / "best.safetensors")
+    assert "2 epochs (20 steps), the best of the 3 trained" in text and "stopped" not in text
+    # stopped in epoch 4 of 5: its last checkpoint is epoch 3's
+    best = sidecar("best.json", 2, planned=5)
+    sidecar("last.json", 3, planned=5)
+    assert describe_training(best, tmp_path / "best.json").startswith(
+        "2 epochs (20 steps), the best of 3 trained before the run stopped (5 planned)")
+    # the run's last checkpoint itself says what it says
+    last = json.loads((tmp_path / "last.json").read_text())
+    assert "stopped before the 5 planned" in describe_training(last, tmp_path / "last.json")
+
 def test_configuration_explains_the_epoch_limit_and_the_training_device():
     import json
 

@@ -54,11 +54,14 @@ def test_tiny_training_draws_curves_and_sets_model(trainer, qtbot):
     viewer, widget = trainer
     widget.set_config(tiny_config())
     assert widget.tabs.tabText(widget.tabs.currentIndex()) == "Settings"
-    with qtbot.waitSignal(widget.session.model_changed, timeout=120_000):
+    with capture_notifications() as notes, \
+            qtbot.waitSignal(widget.session.model_changed, timeout=120_000):
         worker = widget.start()
         assert worker is not None
         assert widget.tabs.tabText(widget.tabs.currentIndex()) == "Curves"
         wait_worker(qtbot, worker, timeout=120_000)
+    # no model was loaded: the run's model is used at once, and the dock says so
+    qtbot.waitUntil(lambda: notes.any("is now the model used for predictions"))
     assert [e for e, _ in widget.curves.points("train_loss")] == [1, 2]
     assert [e for e, _ in widget.curves.points("val_iou")] == [1, 2]
     assert all(0.0 <= v <= 1.0 for _, v in widget.curves.points("val_iou"))
@@ -120,7 +123,10 @@ def test_invalid_settings_are_explained(trainer):
     widget._editors["crop_size"].setValue(42)  # not a multiple of 2**depth = 4
     with capture_notifications() as notes:
         assert widget.start() is None
-    assert notes.any("crop_size")
+    # named as the form labels its fields, not as the code does
+    assert notes.any("Crop size (42) must be a multiple of 4 (Depth 2 halves the crops 2 "
+                     "times); try 40."), notes.messages
+    assert not notes.any("TrainConfig")
 
 
 def test_closing_napari_during_training_saves(make_napari_viewer, qtbot, tmp_path):

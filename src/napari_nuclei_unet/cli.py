@@ -282,9 +282,15 @@ def _build_parser() -> argparse.ArgumentParser:
                           help="fraction of the training crops taken from the corrections "
                                "(0 < R <= 1; default: 0.75 for 1-3 corrected images, down to "
                                "0.5 for 8 and more)")
-    finetune.add_argument("--epochs", type=int, metavar="N", help="epochs of fine-tuning")
-    finetune.add_argument("--steps", type=int, metavar="N", help="optimisation steps per epoch")
-    finetune.add_argument("--lr", type=float, metavar="LR", help="peak learning rate")
+    # the defaults are the round's (core.finetune.FINETUNE_DEFAULTS, more_steps), written
+    # out so that --help needs no core import; a test holds them to the code
+    finetune.add_argument("--epochs", type=int, metavar="N",
+                          help="epochs of fine-tuning (default: 12, up to 18 when the model is "
+                               "far off on the corrections)")
+    finetune.add_argument("--steps", "--steps-per-epoch", type=int, metavar="N",
+                          help="optimisation steps per epoch (default: 8)")
+    finetune.add_argument("--lr", type=float, metavar="LR",
+                          help="peak learning rate (default: 0.001)")
     finetune.add_argument("--seed", type=int, metavar="N", help="random seed")
     finetune.add_argument("--threads", "--num-threads", type=int, metavar="N",
                           help="CPU threads (default: 1, which stays fast when the computer "

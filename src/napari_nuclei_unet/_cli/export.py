@@ -21,10 +21,11 @@ def run(args: argparse.Namespace) -> int:
     int
         0.
     """
-    from ..bioimageio.export import export_bioimageio
+    from ..bioimageio.export import check_export, export_bioimageio
 
     if not args.bioimageio:
         raise ValueError("Give the package to write: --bioimageio OUT.zip")
+    check_export(args.model, args.bioimageio, name=args.name, overwrite=args.overwrite)
     note(f"exporting {args.model} (TorchScript, ONNX and PyTorch state dict) ...",
          quiet=args.quiet)
     path = export_bioimageio(args.model, args.bioimageio, authors=args.author or (),

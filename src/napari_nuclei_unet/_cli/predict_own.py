@@ -75,6 +75,22 @@ def find_files(path: str) -> list[Path]:
     return files
 
 
+def _refuse_dataset(args: argparse.Namespace) -> None:
+    """A DSB2018 dataset given with an option of the own-image path: say which and why."""
+    root = Path(args.input)
+    dataset = root.is_dir() and ((root / "images").is_dir() or any(
+        (c / "images").is_dir() for c in root.iterdir() if c.is_dir()))
+    if not dataset:
+        return
+    given = [f"--{name}" for name in OWN_OPTIONS if getattr(args, name, None) is not None]
+    if getattr(args, "workers", 0):
+        given.append("--workers")
+    raise FileNotFoundError(
+        f"{args.input} is a DSB2018 dataset (sample folders <id>/images/), but "
+        f"{' and '.join(given)} work on image files and folders of images (TIFF, PNG, JPEG, "
+        ".zarr): leave them out to segment the dataset here, or give a folder of images.")
+
+
 def run_own(args: argparse.Namespace) -> int:
     """Segment the own-image INPUT (see the module docstring).
 
@@ -104,6 +120,7 @@ def run_own(args: argparse.Namespace) -> int:
     options = dataset_options(args)  # values checked; 'native' is set once the model is loaded
     if args.axes is not None and not args.axes.strip().isalpha():
         raise ImageFileError(f"--axes {args.axes!r} must be letters such as ZCYX or TCYX.")
+    _refuse_dataset(args)
     files = find_files(args.input)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -159,7 +176,7 @@ def diameter_words(diameters: list[float], options: Any, *, native: bool = False
     import statistics
 
     if native:
-        return f"diameter {options.diameter:g} px (native, no resizing)"
+        return "native scale (no resizing)"
     if options.diameter:
         return f"diameter {options.diameter:g} px"
     if not diameters:

@@ -290,6 +290,40 @@ NAME_CHARACTERS = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+- ()")
 
 
+def check_export(model: str | os.PathLike, out: str | os.PathLike, *, name: str | None = None,
+                 overwrite: bool = False) -> Path:
+    """Refuse an export that would fail, before anything is built; return ``out``.
+
+    Raises
+    ------
+    ValueError
+        When ``model`` is already a package, ``name`` holds characters bioimage.io
+        refuses, or ``out`` is not a ``.zip``.
+    FileExistsError
+        When ``out`` exists and ``overwrite`` is False.
+    """
+    from .load import is_bioimageio_package
+
+    if is_bioimageio_package(model):
+        raise ValueError(
+            f"{model} is already a bioimage.io package; export takes a napari-nuclei-unet "
+            "checkpoint (.safetensors with its .json) or 'default'."
+        )
+    if name is not None and (not name.strip() or set(name) - NAME_CHARACTERS):
+        odd = "".join(sorted(set(name) - NAME_CHARACTERS)) or "only spaces"
+        raise ValueError(
+            f"--name {name!r}: bioimage.io names may hold only letters, digits, spaces and "
+            f"_ + - ( ), not {odd!r}; e.g. 'Nuclei U-Net (our lab)'.")
+    out = Path(out)
+    if out.suffix.lower() != ".zip":
+        raise ValueError(f"--bioimageio {out}: give a file name ending in .zip.")
+    if out.exists() and not overwrite:
+        raise FileExistsError(
+            f"{out} already exists; choose another name or add --overwrite."
+        )
+    return out
+
+
 def export_bioimageio(model: str | os.PathLike, out: str | os.PathLike, *,
                       authors: Sequence[str] = (), name: str | None = None,
                       license: str = "CC-BY-4.0", overwrite: bool = False) -> Path:
@@ -319,25 +353,9 @@ def export_bioimageio(model: str | os.PathLike, out: str | os.PathLike, *,
     FileExistsError
         When ``out`` exists and ``overwrite`` is False.
     """
-    from .load import _import_bioimageio, is_bioimageio_package
+    out = check_export(model, out, name=name, overwrite=overwrite)
+    from .load import _import_bioimageio
 
-    if is_bioimageio_package(model):
-        raise ValueError(
-            f"{model} is already a bioimage.io package; export takes a napari-nuclei-unet "
-            "checkpoint (.safetensors with its .json) or 'default'."
-        )
-    if name is not None and (not name.strip() or set(name) - NAME_CHARACTERS):
-        odd = "".join(sorted(set(name) - NAME_CHARACTERS)) or "only spaces"
-        raise ValueError(
-            f"--name {name!r}: bioimage.io names may hold only letters, digits, spaces and "
-            f"_ + - ( ), not {odd!r}; e.g. 'Nuclei U-Net (our lab)'.")
-    out = Path(out)
-    if out.suffix.lower() != ".zip":
-        raise ValueError(f"--bioimageio {out}: give a file name ending in .zip.")
-    if out.exists() and not overwrite:
-        raise FileExistsError(
-            f"{out} already exists; choose another name or add --overwrite."
-        )
     _import_bioimageio("Exporting a bioimage.io model package")
     from bioimageio.spec import load_model_description, save_bioimageio_package
 

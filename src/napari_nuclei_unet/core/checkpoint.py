@@ -246,8 +246,9 @@ def read_metadata(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"Checkpoint sidecar {sidecar} is not valid JSON: {exc}.") from exc
     if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
         raise CheckpointError(
-            f"Checkpoint sidecar {sidecar} is not a napari-nuclei-unet checkpoint description "
-            "(no 'config' object)."
+            f"{sidecar} is not the description napari-nuclei-unet writes beside a model (it "
+            "holds no training settings): choose the .safetensors file a training run wrote, "
+            "with its .json beside it."
         )
     version = data.get("format_version", 0)
     if not _check_int(version, 0, 10**6):

@@ -240,8 +240,8 @@ class TrainConfig:
         multiple = 2**self.depth
         if self.crop_size % multiple:
             raise ConfigError(
-                f"TrainConfig.crop_size ({self.crop_size}) must be a multiple of "
-                f"2**depth = {multiple}; try "
+                f"TrainConfig.crop_size ({self.crop_size}) must be a multiple of {multiple} "
+                f"(TrainConfig.depth {self.depth} halves the crops {self.depth} times); try "
                 f"{self.crop_size - self.crop_size % multiple or multiple}."
             )
 

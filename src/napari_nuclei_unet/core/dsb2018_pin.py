@@ -19,6 +19,7 @@ encryption, method), so a bad one gets the same message as when the dataset is o
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -306,6 +307,17 @@ def write_manifest(manifest: dict[str, Any], path: str | os.PathLike) -> None:
             for k, v in manifest["samples"].items()]
     text = "{\n" + "\n".join(lines) + '\n  "samples": {\n' + ",\n".join(rows) + "\n  }\n}\n"
     Path(path).write_text(text, encoding="utf-8")
+
+
+@functools.lru_cache(maxsize=1)
+def stage1_train_ids() -> tuple[str, int, frozenset[str]]:
+    """The shipped manifest's digest, and its samples' ids as the prefixes it keeps.
+
+    Returns ``(digest, id_chars, prefixes)``: an id of stage1_train starts with one of
+    the prefixes, each ``id_chars`` characters long.
+    """
+    manifest = load_manifest()
+    return manifest["digest"], int(manifest["id_chars"]), frozenset(manifest["samples"])
 
 
 def load_manifest(path: str | os.PathLike | None = None) -> dict[str, Any]:

@@ -181,7 +181,7 @@ def hold_run_folder(folder: str | os.PathLike) -> Iterator[None]:
     if _run_holders.get(key) == threading.get_ident():
         yield  # nested: this thread already holds it (e.g. the CLI, then train())
         return
-    command = " ".join(sys.argv[:1] + sys.argv[1:6])
+    command = " ".join(sys.argv[:6]) + (" …" if len(sys.argv) > 6 else "")
     stack = ExitStack()
     try:
         stack.enter_context(

@@ -221,9 +221,10 @@ def splits_of(model: Any, sample_ids: Sequence[str]) -> dict[str, str]:
 
     Read from the checkpoint's ``training_data`` (``val_ids``, and ``train_ids``
     when recorded). Without ``train_ids``, a sample not in ``val_ids`` counts as a
-    training image when the ids given are the model's whole training set (same
-    number of images, validation ids among them), as for the shipped model on
-    stage1_train.
+    training image when the model records that it was trained on the whole of
+    DSB2018 stage1_train (``dataset_digest``, the shipped manifest's: the shipped
+    model) and the sample is one of stage1_train's, or when the ids given are the
+    model's whole training set (same number of images, validation ids among them).
 
     Parameters
     ----------
@@ -246,6 +247,12 @@ def splits_of(model: Any, sample_ids: Sequence[str]) -> dict[str, str]:
         known = set(ids)
         if n_train and val <= known and len(known) == n_train + n_val:
             train = known - val
+        elif data.get("dataset_digest"):
+            from .dsb2018_pin import stage1_train_ids
+
+            digest, chars, prefixes = stage1_train_ids()
+            if data["dataset_digest"] == digest:
+                train = {sid for sid in known - val if sid[:chars] in prefixes}
     return {
         sid: "validation" if sid in val else "train" if sid in train else "unseen"
         for sid in ids

@@ -43,6 +43,25 @@ class DownloadMeter:
         """Nothing to release."""
 
 
+#: Said when a folder that is not a dataset holds image files: a user's own images.
+OWN_IMAGES_HINT = (" For your own images (TIFF stacks, PNG, JPEG...), open them with File > "
+                   "Open and segment them in the 'Segment image layer' dock.")
+
+
+def _holds_own_images(path: str) -> bool:
+    """Whether ``path`` is a folder holding image files directly (not a DSB2018 dataset)."""
+    from napari_nuclei_unet.core.stacks import PLAIN_SUFFIXES, TIFF_SUFFIXES
+
+    folder = Path(path)
+    if not folder.is_dir():
+        return False
+    try:
+        return any(p.suffix.lower() in TIFF_SUFFIXES + PLAIN_SUFFIXES or p.suffix == ".zarr"
+                   for p in folder.iterdir())
+    except OSError:
+        return False
+
+
 def _open_dataset(
     path: str, should_stop: Any = None
 ) -> Generator[Any, None, DSBDataset | None]:
@@ -57,9 +76,12 @@ def _open_dataset(
     try:
         dataset = yield from DSBDataset.iter_open(path, should_stop=should_stop)
     except DatasetError as exc:
+        own = OWN_IMAGES_HINT if _holds_own_images(path) else ""
         if "/images/" in str(exc):  # the message already describes the layout
-            raise
-        raise DatasetError(f"{exc} {LAYOUT_HINT}") from exc
+            if not own:
+                raise
+            raise DatasetError(f"{exc}{own}") from exc
+        raise DatasetError(f"{exc} {LAYOUT_HINT}{own}") from exc
     if dataset is None and stop_requested(should_stop):
         return None
     if dataset is None or len(dataset) == 0:

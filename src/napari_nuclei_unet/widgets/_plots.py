@@ -237,8 +237,12 @@ class TrainingCurves(QWidget):
                      bottom: bool) -> None:
         metrics = painter.fontMetrics()
         line_height = metrics.height()
-        plot = rect.adjusted(metrics.horizontalAdvance("0.000") + 10, line_height + 4, -10,
-                             -(line_height + 6))
+        # the x axis' name ("epoch") ends left of the first tick's label, centred on the
+        # plot's left edge: the margin fits both the y tick labels and it
+        half_tick = metrics.horizontalAdvance("00") / 2
+        left = max(metrics.horizontalAdvance("0.000"),
+                   metrics.horizontalAdvance("epoch") + half_tick + 4)
+        plot = rect.adjusted(left + 10, line_height + 4, -10, -(line_height + 6))
         if plot.width() < 20 or plot.height() < 20:
             return
         names = [n for n in self.series if SERIES[n][1] == panel]
@@ -284,8 +288,9 @@ class TrainingCurves(QWidget):
         painter.setPen(text)
         title = PANEL_TITLES[panel]
         if bottom:  # name the x axis once, under the bottom panel
-            painter.drawText(QRectF(rect.left(), plot.bottom() + 2, plot.left() - rect.left() - 4,
-                                    line_height), Qt.AlignmentFlag.AlignRight, "epoch")
+            painter.drawText(QRectF(rect.left(), plot.bottom() + 2,
+                                    plot.left() - rect.left() - half_tick - 4, line_height),
+                             Qt.AlignmentFlag.AlignRight, "epoch")
         painter.drawText(QRectF(rect.left() + 4, rect.top(), rect.width() / 2, line_height),
                          Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, title)
         x_legend = plot.right()

@@ -122,7 +122,7 @@ def build_layout(dock: Any) -> None:
         "forget them (1: corrections only). Automatic gives a few corrections more weight.")
     form.addRow("Share of corrections", dock.ratio_spin)
     tune.addLayout(form)
-    settings = QCollapsible("Round settings")
+    settings = QCollapsible("Round settings", collapsedIcon="▶")  # points at what opens
     inner = QWidget()
     settings_form = QFormLayout(inner)
     dock.epochs_spin = QSpinBox()

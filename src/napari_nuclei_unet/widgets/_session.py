@@ -66,6 +66,9 @@ class Session:
         Predictions and scores of the models (or diameters) used before, by
         :func:`results_key`; :meth:`set_model` and :meth:`set_diameter` put them
         aside and bring them back.
+    kept_datasets : dict
+        The :attr:`kept_results` of the datasets open before, by where they were
+        opened from; :meth:`set_dataset` puts them aside and brings them back.
     edited_labels : dict
         Label masks edited by hand in the viewer, by ``(dataset path, sample id)``;
         kept when the user moves to another sample (``Sample.labels`` stays the
@@ -90,9 +93,11 @@ class Session:
     rows: dict[str, Any] = field(default_factory=dict)
     rows_settings: dict[str, tuple[float, str]] = field(default_factory=dict)
     kept_results: dict[str, ModelResults] = field(default_factory=dict)
+    kept_datasets: dict[str, dict[str, ModelResults]] = field(default_factory=dict)
     edited_labels: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     jobs: Any = field(default_factory=lambda: _new_worker_guard())
     project_dir: Path | None = None
+    layer_warm_up: Any = None  # the viewer's layer warm-up (widgets._warm_up), started once
 
     # emitted with no arguments, or the id concerned
     dataset_changed = Signal()
@@ -126,13 +131,13 @@ class Session:
             A sentence saying what was kept ("" when there was nothing to keep).
         """
         old = self.model
-        kept = self._switch(model, self.diameter)
+        kept, recalled = self._switch(model, self.diameter)
         note = ""
         if kept is not None:
             note = (f"The predictions and scores of {model_name(old)} ({kept} scored "
                     "image(s)) are kept: load that model again to see them.")
         self.model_changed.emit()
-        return self._done(note)
+        return self._done(note, recalled)
 
     def set_diameter(self, diameter: float) -> str:
         """Predict with nucleus diameter ``diameter`` (pixels, 0 = automatic) from now on.
@@ -155,18 +160,25 @@ class Session:
         if diameter == self.diameter:
             return ""
         old = self.diameter
-        kept = self._switch(self.model, diameter)
+        kept, recalled = self._switch(self.model, diameter)
         note = ""
         if kept is not None:
             note = (f"The predictions and scores at {diameter_text(old)} ({kept} scored "
                     f"image(s)) are kept: set the diameter back to {old:g} to see them.")
-        return self._done(note)
+        return self._done(note, recalled)
 
-    def _switch(self, model: Any, diameter: float) -> int | None:
+    def _switch(self, model: Any, diameter: float) -> tuple[int | None, int]:
         """Put the results in use aside, then bring those of (model, diameter) back.
 
-        Returns how many scored images were put aside (None: nothing was kept).
+        Returns how many scored images were put aside (None: nothing was kept), and
+        how many scores came back from disk (:meth:`_bring_back`).
         """
+        kept_rows = self._put_aside()
+        self.model, self.diameter = model, float(diameter)
+        return kept_rows, self._bring_back()
+
+    def _put_aside(self) -> int | None:
+        """Move the results in use to :attr:`kept_results`; how many scored images (or None)."""
         kept_rows = None
         if self.model is not None and (self.probabilities or self.rows):
             self.kept_results[results_key(self.model, self.diameter)] = ModelResults(
@@ -174,19 +186,36 @@ class Session:
                 dict(self.rows_settings), self.dataset,
             )
             kept_rows = len(self.rows)
-        self.model, self.diameter = model, float(diameter)
         self.probabilities.clear()
         self.rows.clear()
         self.rows_settings.clear()
-        key = results_key(model, self.diameter) if model is not None else None
+        return kept_rows
+
+    def _bring_back(self) -> int:
+        """Use the kept results of the model and diameter in use, if any.
+
+        Without any in memory, the scores written to disk in an earlier session come
+        back (without their prediction maps); returns how many did.
+        """
+        key = results_key(self.model, self.diameter) if self.model is not None else None
         kept = self.kept_results.pop(key, None) if key is not None else None
         if kept is not None and kept.dataset is self.dataset:
             self.probabilities.update(kept.probabilities)
             self.rows.update(kept.rows)
             self.rows_settings.update(kept.rows_settings)
-        return kept_rows
+            return 0
+        path = self._scores_file(self.model, self.diameter)
+        if path is None or not path.is_file():
+            return 0
+        from napari_nuclei_unet.widgets._score_memory import load_scores
 
-    def _done(self, note: str) -> str:
+        rows, settings = load_scores(path, set(self.dataset.ids()))
+        self.rows.update(rows)
+        self.rows_settings.update(settings)
+        return len(rows)
+
+    def _done(self, note: str, recalled: int = 0) -> str:
+        note = " ".join(n for n in (note, _recalled_words(recalled)) if n)
         self.predictions_changed.emit()
         self.scores_changed.emit()
         if note:
@@ -195,19 +224,52 @@ class Session:
             notify(note)
         return note
 
-    def set_dataset(self, dataset: DSBDataset | None) -> None:
-        """Open ``dataset``: loaded samples, predictions and scores of the old one go."""
-        self.dataset = dataset
-        self.samples.clear()
-        self.current_id = None
-        self.probabilities.clear()
-        self.rows.clear()
-        self.rows_settings.clear()
-        self.kept_results.clear()
+    def set_dataset(self, dataset: DSBDataset | None) -> str:
+        """Open ``dataset``; return a sentence saying what became of the results.
+
+        The dataset open already, opened again (same folder or zip), keeps what was
+        loaded, predicted and scored (for every model) for the samples it still holds.
+        Another dataset puts the old one's predictions and scores aside (every model's)
+        and brings back those it had when it was open before, as :meth:`set_model` does
+        for models; its samples are loaded again from the files.
+        """
+        old, self.dataset = self.dataset, dataset
+        note = ""
+        if _same_place(old, dataset):
+            ids = set(dataset.ids())
+            tables = [self.samples, self.probabilities, self.rows, self.rows_settings]
+            for kept in self.kept_results.values():
+                kept.dataset = dataset
+                tables += [kept.probabilities, kept.rows, kept.rows_settings]
+            for table in tables:
+                for sample_id in [i for i in table if i not in ids]:
+                    del table[sample_id]
+            if self.current_id not in ids:
+                self.current_id = None
+            if self.samples:
+                note = (f"{_place_name(dataset)} was opened again: its {len(self.samples)} "
+                        f"loaded image(s), predictions and scores are kept.")
+        else:
+            self._put_aside()
+            scored = sum(len(kept.rows) for kept in self.kept_results.values())
+            if old is not None and self.kept_results:
+                self.kept_datasets[_place(old)] = dict(self.kept_results)
+                note = (f"The predictions and scores of {_place_name(old)} ({scored} scored "
+                        "image(s)) are kept: open it again to see them.")
+            self.kept_results.clear()
+            self.samples.clear()
+            self.current_id = None
+            back = self.kept_datasets.pop(_place(dataset), {}) if dataset is not None else {}
+            for kept in back.values():
+                kept.dataset = dataset
+            self.kept_results.update(back)
+            recalled = self._bring_back()
+            note = " ".join(n for n in (note, _recalled_words(recalled)) if n)
         self.dataset_changed.emit()
         self.samples_changed.emit()
         self.predictions_changed.emit()
         self.scores_changed.emit()
+        return note
 
     def add_samples(self, samples: Iterable[Sample]) -> None:
         """Keep decoded samples (``samples_changed``)."""
@@ -247,6 +309,7 @@ class Session:
                 self.rows_settings[row.id] = settings
                 changed = True
         if changed:
+            self._remember_scores(self.model, self.diameter, self.rows, self.rows_settings)
             self.scores_changed.emit()
 
     def add_predictions(self, model: Any, probabilities: dict[str, Any],
@@ -282,9 +345,33 @@ class Session:
             results_key(model, diameter),
             ModelResults(model_name(model), {}, {}, {}, self.dataset))
         kept.probabilities.update(probabilities)
+        rows = list(rows)
         for row in rows:
             kept.rows[row.id] = row
             kept.rows_settings[row.id] = settings
+        if rows:
+            self._remember_scores(model, diameter, kept.rows, kept.rows_settings)
+
+    def _remember_scores(self, model: Any, diameter: float, rows: dict[str, Any],
+                         settings: dict[str, tuple[float, str]]) -> None:
+        """Write the scores of ``model`` on the open dataset to disk (``_score_memory``)."""
+        path = self._scores_file(model, diameter)
+        if path is not None:
+            from napari_nuclei_unet.widgets._score_memory import save_scores
+
+            now = self.settings()  # a row without settings was scored at the current ones
+            settings = {sid: settings.get(sid, now) for sid in rows}
+            save_scores(path, rows, settings, {"dataset": _place(self.dataset),
+                                               "model": str(model.path),
+                                               "diameter": float(diameter)})
+
+    def _scores_file(self, model: Any, diameter: float) -> Path | None:
+        """Where the scores of ``model`` at ``diameter`` on the open dataset are kept."""
+        if self.dataset is None or getattr(model, "path", None) is None:
+            return None
+        from napari_nuclei_unet.widgets._score_memory import scores_path
+
+        return scores_path(_place(self.dataset), model_key(model), diameter)
 
     def current_rows(self) -> list[Any]:
         """Scores computed at the current threshold and split (stale ones left out)."""
@@ -323,6 +410,31 @@ class Session:
     def mark_edited(self, sample_id: str) -> None:
         """A hand-edited label mask of ``sample_id`` was kept (``labels_edited``)."""
         self.labels_edited.emit(sample_id)
+
+
+def _recalled_words(count: int) -> str:
+    """What a session says of scores read back from disk."""
+    if not count:
+        return ""
+    return (f"The scores of {count} image(s) from an earlier session are shown (IoU panel); "
+            "predict an image again to see its prediction.")
+
+
+def _place(dataset: Any) -> str:
+    """Where a dataset was opened from, as one string for every way of naming it."""
+    try:
+        return str(Path(dataset.path).resolve())
+    except OSError:
+        return str(dataset.path)
+
+
+def _place_name(dataset: Any) -> str:
+    return Path(dataset.path).name
+
+
+def _same_place(old: Any, new: Any) -> bool:
+    """Whether two opened datasets are the same folder or zip."""
+    return old is not None and new is not None and _place(old) == _place(new)
 
 
 @dataclass

@@ -68,6 +68,17 @@ SECTIONS = {
 
 
 
+def in_form_words(exc: BaseException) -> str:
+    """A training-settings error naming the fields as this form labels them.
+
+    ``TrainConfig.crop_size (100) must be ...`` -> ``Crop size (100) must be ...``.
+    """
+    text = str(exc)
+    for name, (label, *_rest) in FIELDS.items():
+        text = text.replace(f"TrainConfig.{name} ", f"{label.split(' (')[0]} ")
+    return text
+
+
 def make_field(name: str) -> Any:
     """A magicgui widget for TrainConfig field ``name`` (type from the dataclass).
 
@@ -124,7 +135,7 @@ def add_sections(layout: QVBoxLayout, fields: dict[str, Any], editors: dict[str,
             box.setLayout(form)
             layout.addWidget(box)
         else:
-            section = QCollapsible(title)
+            section = QCollapsible(title, collapsedIcon="▶")  # points at what opens
             inner = QWidget()
             inner.setLayout(form)
             section.addWidget(inner)

@@ -93,6 +93,18 @@ _PLAIN_NAMES = {
 }
 
 
+def typed_path(text: str) -> str:
+    """A path as the user typed or pasted it, without the quotes a file manager adds.
+
+    ``'/data/my nuclei'`` (copied from a file manager or a shell) is the folder
+    ``/data/my nuclei``; a path that really holds quotes is typed without outer ones.
+    """
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        text = text[1:-1].strip()
+    return text
+
+
 def explain(exc: BaseException) -> str:
     """Describe ``exc`` in plain words for a notification.
 

@@ -45,7 +45,7 @@ from napari_nuclei_unet.widgets._data_table import (  # noqa: F401  (re-exported
 from napari_nuclei_unet.widgets._layers import DATASET_KEY, short_id, show_sample
 from napari_nuclei_unet.widgets._session import disconnect_all, on_destroyed, session_for
 from napari_nuclei_unet.widgets._warm_up import IMPORT_JOB
-from napari_nuclei_unet.widgets._workers import notify
+from napari_nuclei_unet.widgets._workers import notify, typed_path
 
 if TYPE_CHECKING:
     import napari
@@ -55,6 +55,8 @@ if TYPE_CHECKING:
 
 #: Job kind of the import warm-up started when the dock opens.
 WARM_UP_JOB = IMPORT_JOB
+#: A click on "Stop" this soon after "Load all" is the second click of a double click.
+DOUBLE_CLICK_S = 0.5
 
 
 class DataBrowserWidget(QWidget):
@@ -72,6 +74,7 @@ class DataBrowserWidget(QWidget):
         self.session = session_for(napari_viewer)
         self._sample_worker: WorkerBase | None = None
         self._pending_id: str | None = None
+        self._load_all_clicked = float("-inf")  # when "Load all" was last clicked
         self._stop_loading = threading.Event()
         self._stop_opening = threading.Event()
         self._offered_path: str | None = None
@@ -88,12 +91,18 @@ class DataBrowserWidget(QWidget):
             self._select_current(self.session.current_id)
 
     def _warm_up_layers(self) -> None:
-        """Import what napari needs for the first image layers, in a worker, once."""
+        """Import what napari needs for the first image layers, in a worker, once.
+
+        Then the plugin's layers are made and drawn once, unseen, as the workflow
+        panel has them made (``_warm_up.ensure_layer_warm_up``).
+        """
         from napari_nuclei_unet.widgets._warm_up import (
+            ensure_layer_warm_up,
             install_unit_registry,
             prepare_layer_display,
         )
 
+        ensure_layer_warm_up(self.viewer)  # waits for the imports below
         if getattr(self.session, "layers_warmed_up", False):
             return
         self.session.layers_warmed_up = True
@@ -304,7 +313,7 @@ class DataBrowserWidget(QWidget):
 
     # ------------------------------------------------------------- handlers
     def _open_typed_path(self) -> None:
-        text = self.path_edit.text().strip()
+        text = typed_path(self.path_edit.text())
         if not text:
             notify("Type the path of a DSB2018 folder or zip, or use Folder… / Zip….")
             return
@@ -331,7 +340,9 @@ class DataBrowserWidget(QWidget):
         self._fill_table(dataset)
         if self._offered_path and Path(self._offered_path) == Path(dataset.path):
             self.offer_box.setVisible(False)
-        self.session.set_dataset(dataset)
+        note = self.session.set_dataset(dataset)
+        if note:
+            notify(note)
 
     def _on_open_failed(self, _exc: BaseException) -> None:
         self._describe_dataset(self.dataset)
@@ -475,9 +486,14 @@ class DataBrowserWidget(QWidget):
         self.session.set_current(sample.id)
 
     def _toggle_load_all(self) -> None:
+        import time
+
         if self.session.jobs.is_running("load all"):
-            self.stop_loading()
+            # the second click of a double click is not a Stop (it stopped at 0 samples)
+            if time.monotonic() - self._load_all_clicked >= DOUBLE_CLICK_S:
+                self.stop_loading()
         else:
+            self._load_all_clicked = time.monotonic()
             self.load_all()
 
     def _on_progress(self, update: Any) -> None:

@@ -86,6 +86,9 @@ class IoUPanel(QWidget):
         self._build()
         self._connect()
         self.refresh()
+        from napari_nuclei_unet.widgets._warm_up import ensure_layer_warm_up
+
+        ensure_layer_warm_up(napari_viewer)  # its first image draws warm (as in the panel)
 
     # ------------------------------------------------------------------ UI
     def _build(self) -> None:

@@ -169,12 +169,14 @@ def _where_trained(metadata: dict) -> str:
     return device
 
 
-def describe_training(metadata: dict) -> str:
+def describe_training(metadata: dict, path: Any = None) -> str:
     """When, how long and on what the model was trained, in plain words.
 
     Budget-limited runs plan a huge number of epochs and stop on time, so the
-    planned count is shown only when it means something (a run stopped early);
-    otherwise the epochs, optimisation steps and minutes actually trained.
+    planned count is shown only when it means something (fewer were trained);
+    otherwise the epochs, optimisation steps and minutes actually trained. A run's
+    best checkpoint (``path``) may come from an epoch before its last: the run's
+    ``last.json`` beside it says how far the run went.
     """
     from napari_nuclei_unet.widgets._progress import format_duration
 
@@ -194,7 +196,13 @@ def describe_training(metadata: dict) -> str:
         if last.get("elapsed_s"):
             text += f" in {format_duration(float(last['elapsed_s']))}"
         if planned and int(epoch) < int(planned) <= 10 * int(epoch):
-            text += f", stopped before the {planned} planned"
+            ran = _epochs_run(path)
+            if ran is not None and ran > int(epoch):
+                text += (f", the best of the {ran} trained" if ran >= int(planned) else
+                         f", the best of {ran} trained before the run stopped ({planned} "
+                         "planned)")
+            else:
+                text += f", stopped before the {planned} planned"
         parts.append(text)
     data = metadata.get("training_data") or {}
     if data.get("n_train") is not None:
@@ -207,6 +215,25 @@ def describe_training(metadata: dict) -> str:
     if where:
         parts.append(f"trained on {where}")
     return " · ".join(parts) or "no training record"
+
+
+def _epochs_run(path: Any) -> int | None:
+    """How many epochs the run of checkpoint ``path`` trained (its ``last`` checkpoint)."""
+    if path is None:
+        return None
+    from napari_nuclei_unet.core.checkpoint import read_metadata
+
+    last = Path(path).with_name("last.json")
+    if last == Path(path).with_suffix(".json") or not last.is_file():
+        return None
+    try:
+        metadata = read_metadata(last)
+    except (OSError, ValueError):
+        return None
+    history = metadata.get("history") or []
+    entry = history[-1] if history and isinstance(history[-1], dict) else {}
+    epoch = (metadata.get("metrics") or {}).get("epoch") or entry.get("epoch")
+    return int(epoch) if epoch else None
 
 
 def describe_config(config: dict, metadata: dict, runs_on: str) -> list[tuple[str, str]]:
@@ -476,7 +503,7 @@ class ModelWidget(QWidget):
         self.device_label.setText(f"{where} · {size} parameters" if n_params else
                                   f"{where} · bioimage.io package")
         metadata = getattr(loaded, "metadata", {}) or {}
-        self.training_label.setText(describe_training(metadata))
+        self.training_label.setText(describe_training(metadata, path))
         _fill(self.metrics_table, flatten_metrics(metadata))
         config = loaded.config.to_dict() if hasattr(loaded.config, "to_dict") else {}
         _fill(self.config_table, describe_config(config, metadata, device))

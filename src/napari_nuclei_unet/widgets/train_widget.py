@@ -56,7 +56,12 @@ from napari_nuclei_unet.widgets._plots import TrainingCurves
 from napari_nuclei_unet.widgets._progress import format_duration  # noqa: F401  (re-exported)
 from napari_nuclei_unet.widgets._scroll import scrolled_layout
 from napari_nuclei_unet.widgets._session import model_name, session_for
-from napari_nuclei_unet.widgets._train_form import add_sections, form_values, show_config
+from napari_nuclei_unet.widgets._train_form import (
+    add_sections,
+    form_values,
+    in_form_words,
+    show_config,
+)
 from napari_nuclei_unet.widgets._train_jobs import (  # noqa: F401  (re-exported)
     CLOSE_TIMEOUT_S,
     _list_devices_and_warm_up,
@@ -68,6 +73,7 @@ from napari_nuclei_unet.widgets._train_jobs import (  # noqa: F401  (re-exported
 from napari_nuclei_unet.widgets._workers import (
     gui_cpu_threads,  # noqa: F401  (re-exported)
     notify,
+    typed_path,
 )
 
 if TYPE_CHECKING:
@@ -260,7 +266,7 @@ class TrainWidget(QWidget):
 
     def output_root(self) -> Path:
         """The runs folder."""
-        text = self.output_edit.text().strip()
+        text = typed_path(self.output_edit.text())
         return Path(text).expanduser() if text else default_runs_root()
 
     def is_training(self) -> bool:
@@ -286,7 +292,7 @@ class TrainWidget(QWidget):
         try:
             config = self.config()
         except ConfigError as exc:
-            notify(f"Please check the training settings: {exc}", warning=True)
+            notify(f"Please check the training settings: {in_form_words(exc)}", warning=True)
             return None
         init_from = None
         if fine_tune:
@@ -491,7 +497,7 @@ class TrainWidget(QWidget):
         else:
             notify(f"Training finished. Best model: {self.best_checkpoint}")
         if self.session.model is None:  # nothing in use to replace: use it at once
-            self.use_trained_model()
+            self.use_trained_model(announce=True)
             return
         # never swap the model in use (and its scores) without asking: offer it
         self.use_model_button.setVisible(True)
@@ -499,8 +505,11 @@ class TrainWidget(QWidget):
         notify(f"The trained model was not put in use: click 'Use this model' in the Train "
                f"panel to predict with it ({model_name(self.session.model)} stays in use).")
 
-    def use_trained_model(self) -> Any:
+    def use_trained_model(self, *, announce: bool = False) -> Any:
         """Load the run's best checkpoint and make it the session's model (in a worker).
+
+        ``announce``: say that it is now the model in use (when it was not asked for:
+        no model was loaded, so the run's model is used at once).
 
         Returns
         -------
@@ -517,6 +526,9 @@ class TrainWidget(QWidget):
         def use(loaded: Any) -> None:
             self.session.set_model(loaded)
             self.use_model_button.setVisible(False)
+            if announce:
+                notify(f"{model_name(loaded)} is now the model used for predictions (no other "
+                       "model was loaded); load another in the Model panel to change it.")
 
         worker = self.session.jobs.start(
             "load model", _load_best, self.best_checkpoint, device,
@@ -553,7 +565,9 @@ class TrainWidget(QWidget):
                 self.progress.setValue(1000)
         else:
             self.progress.setFormat("failed")
-        self.status_label.setText(f"Run folder: {self.run_dir}")
+        # the run's own name first: a narrow dock cuts the line's end, not the name
+        self.status_label.setText(f"Run folder: {self.run_dir.name}, in {self.run_dir.parent}")
+        self.status_label.setToolTip(str(self.run_dir))
 
     # ------------------------------------------------------------- handlers
     def _choose_output_root(self) -> None:

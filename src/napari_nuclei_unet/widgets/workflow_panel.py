@@ -105,7 +105,7 @@ class WorkflowPanel(QWidget):
         self.tabs.currentChanged.connect(self._on_tab_changed)
         from napari_nuclei_unet.widgets._warm_up import (
             TurnRunner,
-            start_layer_warm_up,
+            ensure_layer_warm_up,
             warming_up,
         )
 
@@ -115,8 +115,8 @@ class WorkflowPanel(QWidget):
                                      ready=lambda: not warming_up(napari_viewer)).start()
         # the plugin's layers, made ahead and drawn once while the window is idle, so
         # that the first image, prediction and overlay only replace data (issue 11)
-        self.warm_up = start_layer_warm_up(napari_viewer, after=lambda: self.tabs_built.done,
-                                           pause=pause)
+        self.warm_up = ensure_layer_warm_up(napari_viewer, after=lambda: self.tabs_built.done,
+                                            pause=pause)
 
     def sizeHint(self) -> QSize:  # noqa: N802 - Qt's name
         """At least :data:`PREFERRED_WIDTH` wide: the dock takes it before any tab is built."""
