@@ -101,7 +101,7 @@ def write_pairs(folder, counts=(("cells", 3), ("more", 2))):
 
 def test_pairs_are_found_beside_their_images(tmp_path):
     from napari_nuclei_unet.core.finetune import labelled_pairs
-    from napari_nuclei_unet.core.finetune.own import orphan_label_images
+    from napari_nuclei_unet.core.finetune.own import orphan_label_images, unlabelled_images
 
     for name in ("b.tif", "b_labels.tif", "a.png", "a_labels.png", "alone.tif",
                  "notes_labels.tif", "embryo.ome.tif", "embryo_labels.tif", "old.ome.tif",
@@ -113,6 +113,24 @@ def test_pairs_are_found_beside_their_images(tmp_path):
         ("a.png", "a_labels.png"), ("b.tif", "b_labels.tif"),
         ("embryo.ome.tif", "embryo_labels.tif"), ("old.ome.tif", "old.ome_labels.tif")]
     assert [p.name for p in orphan_label_images(tmp_path)] == ["notes_labels.tif"]
+    # a .zarr image pairs too; predict's own big-image output is labels, not an image
+    (tmp_path / "slide.zarr").mkdir()
+    (tmp_path / "slide_labels.tif").write_bytes(b"")
+    (tmp_path / "b_labels.ome.zarr").mkdir()
+    assert ("slide.zarr", "slide_labels.tif") in [
+        (i.name, m.name) for i, m in labelled_pairs(tmp_path)]
+    assert "b_labels.ome.zarr" not in [p.name for p in unlabelled_images(tmp_path)]
+    # which label image is the correction, or which image the labels belong to, is
+    # asked, not guessed
+    from napari_nuclei_unet.core.finetune import FinetuneError
+
+    (tmp_path / "embryo.ome_labels.tif").write_bytes(b"")
+    with pytest.raises(FinetuneError, match="embryo.ome.tif has 2 label images beside it"):
+        labelled_pairs(tmp_path)
+    (tmp_path / "embryo.ome_labels.tif").unlink()
+    (tmp_path / "embryo.tif").write_bytes(b"")
+    with pytest.raises(FinetuneError, match="would both take embryo_labels.tif"):
+        labelled_pairs(tmp_path)
 
 
 def test_each_plane_of_a_pair_is_stored_as_the_segment_dock_stores_it(tmp_path):

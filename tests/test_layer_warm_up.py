@@ -335,6 +335,40 @@ def test_workflow_panel_freezes_the_heap_after_its_warm_up(make_napari_viewer, q
     assert PAUSE.frozen
 
 
+def test_a_dock_opened_before_the_panel_warms_the_layers_up_once(make_napari_viewer, qtbot):
+    # the separate docks start the viewer's one warm-up; the panel opened afterwards
+    # still ends its collection pause and freezes the heap once its tabs are built
+    from napari_nuclei_unet.widgets._gc_pause import PAUSE
+    from napari_nuclei_unet.widgets._session import session_for
+    from napari_nuclei_unet.widgets.iou_panel import IoUPanel
+    from napari_nuclei_unet.widgets.workflow_panel import WorkflowPanel
+
+    viewer = make_napari_viewer(show=True)
+    iou = IoUPanel(viewer)
+    viewer.window.add_dock_widget(iou, name="IoU panel")
+    runner = session_for(viewer).layer_warm_up
+    assert runner is not None
+    panel = WorkflowPanel(viewer)
+    viewer.window.add_dock_widget(panel, name="all steps")
+    assert panel.warm_up is runner  # one warm-up per viewer
+    qtbot.waitUntil(lambda: runner.done and panel.tabs_built.done, timeout=240_000)
+    qtbot.waitUntil(lambda: not PAUSE.active, timeout=60_000)
+    assert PAUSE.frozen
+    assert sum(1 for layer in viewer.layers if layer.name == "prediction") == 1
+
+
+def test_a_viewer_closed_before_it_was_shown_stops_its_warm_up(make_napari_viewer, qtbot):
+    from napari_nuclei_unet.widgets._session import session_for
+    from napari_nuclei_unet.widgets.iou_panel import IoUPanel
+
+    viewer = make_napari_viewer()  # never shown: the warm-up waits
+    IoUPanel(viewer)
+    runner = session_for(viewer).layer_warm_up
+    assert not runner.done
+    viewer.close()
+    qtbot.waitUntil(lambda: runner.done, timeout=10_000)
+
+
 def test_no_full_collection_while_the_panel_warms_up(make_napari_viewer, qtbot):
     """The warm-ups' imports started full collections of 250-450 ms in the first clicks.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,11 +82,12 @@ def test_a_dataset_opened_again_keeps_its_results_and_another_puts_them_aside(se
     assert set(session.samples) == {"x"} and session.rows["x"].iou == 0.6
     # another dataset: nothing of the first shows, and every model's results are kept
     note = session.set_dataset(FakeDataset(tmp_path / "other", ("z",)))
-    assert "kept: open it again" in note and "(2 scored image(s))" in note
+    assert "The scores of data (1 scored image(s)) are kept: open it again" in note, note
     assert session.rows == {} and session.samples == {} and session.probabilities == {}
     session.set_dataset(FakeDataset(tmp_path / "data", ("x",)))
-    assert session.rows["x"].iou == 0.6 and "x" in session.probabilities
-    assert session.samples == {}  # loaded again from the files when shown
+    assert session.rows["x"].iou == 0.6
+    # the maps were not kept aside (hundreds of MB for a whole dataset), nor the images
+    assert session.probabilities == {} and session.samples == {}
     session.set_model(FakeModel(tmp_path / "a.safetensors"))
     assert session.rows["x"].iou == 0.8 and "y" not in session.rows
 
@@ -112,9 +114,11 @@ def test_scores_come_back_after_a_restart_without_their_maps(tmp_path):
     second = restart()
     assert second.set_dataset(FakeDataset(tmp_path / "data")) == ""
     note = second.set_model(FakeModel(model_file))
-    assert "scores of 2 image(s) from an earlier session" in note
+    assert "The scores of 1 image(s) from an earlier session are shown" in note, note
+    assert "1 more image(s) were scored then at another threshold" in note
     assert second.rows["x"].iou == 0.8 and second.probabilities == {}
     assert [r.id for r in second.current_rows()] == ["x"]  # scored at 0.5, the default
+    assert second.stale_count() == 0  # nothing to re-score: y has no prediction map
     second.set_scoring(threshold=0.7)
     assert [r.id for r in second.current_rows()] == ["y"]
     # in the other order (model first), and a dataset that lost image y meanwhile
@@ -129,12 +133,65 @@ def test_scores_come_back_after_a_restart_without_their_maps(tmp_path):
     fourth.set_dataset(FakeDataset(tmp_path / "data"))
     assert "earlier session" not in fourth.set_model(FakeModel(model_file))
     assert fourth.rows == {}
+    # a checkpoint is known by the weights loaded (its save token): scores made with
+    # weights a running training has since overwritten are not the new weights'
+    fifth = restart()
+    fifth.set_dataset(FakeDataset(tmp_path / "data"))
+    fifth.set_model(FakeModel(model_file, {"token": "first-weights"}))
+    fifth.put_rows([_row("x", 0.3)])
+    sixth = restart()
+    sixth.set_dataset(FakeDataset(tmp_path / "data"))
+    sixth.set_model(FakeModel(model_file, {"token": "new-weights"}))
+    assert sixth.rows == {}
+    sixth.set_model(FakeModel(model_file, {"token": "first-weights"}))
+    assert sixth.rows["x"].iou == 0.3
+
+
+def test_old_score_files_are_pruned(tmp_path, monkeypatch):
+    import napari_nuclei_unet.widgets._score_memory as memory
+
+    monkeypatch.setattr(memory, "MAX_FILES", 3)
+    for k in range(5):
+        path = tmp_path / f"{k}.json"
+        assert memory.save_scores(path, {"x": _row("x", 0.5)}, {"x": (0.5, "watershed")},
+                                  {}, {"x": ""})
+        os.utime(path, (k, k))
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == ["2.json", "3.json", "4.json"]
+    rows, settings = memory.load_scores(tmp_path / "4.json", lambda ids: {"x": ""})
+    assert rows["x"].iou == 0.5 and settings["x"] == (0.5, "watershed")
+    (tmp_path / "4.json").write_text("{not json")
+    assert memory.load_scores(tmp_path / "4.json", lambda ids: {"x": ""}) == ({}, {})
+
+
+def test_scores_of_a_sample_whose_masks_changed_since_are_not_shown_again(tmp_path):
+    import shutil
+
+    from conftest import write_dataset
+    from napari_nuclei_unet.core.dataset import DSBDataset
+
+    root = write_dataset(tmp_path / "stage1_train", {"a": (24, 32, 2), "b": (24, 32, 3)})
+    model_file = tmp_path / "m.safetensors"
+    model_file.write_bytes(b"weights")
+    first = Session()
+    first.jobs = None
+    first.set_dataset(DSBDataset.open(root, use_cache=False))
+    first.set_model(FakeModel(model_file))
+    first.put_rows([_row("a", 0.8), _row("b", 0.7), _row("my-layer", 0.9)])
+    # a nucleus is added to sample b's masks on disk (one more mask file)
+    masks = root / "b" / "masks"
+    shutil.copy(sorted(masks.iterdir())[0], masks / "zz-added.png")
+    second = Session()
+    second.jobs = None
+    second.set_dataset(DSBDataset.open(root, use_cache=False))
+    note = second.set_model(FakeModel(model_file))
+    assert set(second.rows) == {"a"} and "scores of 1 image(s)" in note
 
 
 def test_scores_at_an_old_threshold_are_not_current(session):
     model = FakeModel()
     session.set_model(model)
-    session.add_predictions(model, {}, [_row("x", 0.8), _row("y", 0.6)])
+    maps = {"x": np.zeros((2, 2)), "y": np.zeros((2, 2))}
+    session.add_predictions(model, maps, [_row("x", 0.8), _row("y", 0.6)])
     assert len(session.current_rows()) == 2
     session.set_scoring(threshold=0.7)
     assert session.current_rows() == [] and session.stale_count() == 2

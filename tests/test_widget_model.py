@@ -133,7 +133,13 @@ def test_a_runs_best_epoch_is_not_called_a_stop(tmp_path):
     best = sidecar("best.json", 2, planned=5)
     sidecar("last.json", 3, planned=5)
     assert describe_training(best, tmp_path / "best.json").startswith(
-        "2 epochs (20 steps), the best of 3 trained before the run stopped (5 planned)")
+        "2 epochs (20 steps), the best of the 3 trained so far (5 planned)")
+    # a last.json that is not ours is no reason to fail
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "last.json").write_text(json.dumps(
+        {"config": {}, "metrics": {"epoch": "three"}, "history": {"a": 1}}))
+    assert "stopped before the 5 planned" in describe_training(best, tmp_path / "other" /
+                                                                "best.json")
     # the run's last checkpoint itself says what it says
     last = json.loads((tmp_path / "last.json").read_text())
     assert "stopped before the 5 planned" in describe_training(last, tmp_path / "last.json")

@@ -31,7 +31,7 @@ from napari_nuclei_unet.widgets._layers import (
     show_sample,
 )
 from napari_nuclei_unet.widgets._progress import ThrottledProgress
-from napari_nuclei_unet.widgets._session import diameter_text, model_name, session_for
+from napari_nuclei_unet.widgets._session import diameter_text, model_name, same_place, session_for
 from napari_nuclei_unet.widgets._workers import notify
 
 if TYPE_CHECKING:
@@ -258,11 +258,17 @@ def start_prediction_job(
         return None
     model = session.model
     diameter = session.diameter
+    dataset = session.dataset
     outcome: dict[str, PredictionResult] = {}
 
     def keep(result: PredictionResult) -> None:
         outcome["result"] = result
         settings = (result.threshold, result.instance_method)
+        if dataset is not None and not same_place(dataset, session.dataset):
+            # another dataset was opened meanwhile: these are not its images' results
+            notify("Another dataset was opened during the prediction: its results were not "
+                   "kept. Open the first dataset again and predict to see them.", warning=True)
+            return
         if session.model is not model or session.diameter != diameter:
             session.keep_for(model, result.probabilities, result.rows.values(), settings,
                              diameter=diameter)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,9 @@ from typing import Any
 SCORES_DIR = "scores"
 #: Layout of a score file.
 FORMAT = 1
+#: Score files kept at most: when a new one is made, the oldest beyond this go (a
+#: retrained model is a new file each time; old ones would pile up otherwise).
+MAX_FILES = 200
 
 
 def scores_path(place: str, model_key: str, diameter: float) -> Path:
@@ -32,8 +36,12 @@ def scores_path(place: str, model_key: str, diameter: float) -> Path:
 
 
 def save_scores(path: Path, rows: dict[str, Any], settings: dict[str, tuple[float, str]],
-                about: dict[str, Any]) -> bool:
+                about: dict[str, Any], stamps: dict[str, str]) -> bool:
     """Write ``rows`` (``core.evaluation.ImageRow`` by id) with the settings of each.
+
+    ``stamps``: the fingerprint of each sample's files when it was scored
+    (``DSBDataset.fingerprints``); only the rows of samples in it are written (scores of
+    other images, the Segment dock's layers, are not the dataset's).
 
     Returns False when they could not be written (the scores stay in memory). Written
     to a temporary file and renamed: a crash leaves the old file or the new one. Not
@@ -42,9 +50,11 @@ def save_scores(path: Path, rows: dict[str, Any], settings: dict[str, tuple[floa
     """
     data = {"format": FORMAT, **about,
             "rows": [{**row.to_dict(), "threshold": settings.get(sid, (None, None))[0],
-                      "instance_method": settings.get(sid, (None, None))[1]}
-                     for sid, row in rows.items()]}
+                      "instance_method": settings.get(sid, (None, None))[1],
+                      "files": stamps[sid]}
+                     for sid, row in rows.items() if sid in stamps]}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    new = not path.exists()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(json.dumps(data, allow_nan=True), encoding="utf-8")
@@ -55,13 +65,29 @@ def save_scores(path: Path, rows: dict[str, Any], settings: dict[str, tuple[floa
         except OSError:
             pass
         return False
+    if new:
+        _prune(path.parent)
     return True
 
 
-def load_scores(path: Path, ids: set[str]) -> tuple[dict[str, Any], dict[str, tuple]]:
-    """The rows (of the samples ``ids``) kept in ``path``, and the settings of each.
+def _prune(folder: Path) -> None:
+    """Remove the oldest score files beyond :data:`MAX_FILES` (errors ignored)."""
+    try:
+        files = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime)
+        for old in files[:-MAX_FILES]:
+            old.unlink(missing_ok=True)
+    except OSError:
+        pass
 
-    ``({}, {})`` when there is no such file or it cannot be read.
+
+def load_scores(path: Path, stamps_of: Callable[[list[str]], dict[str, str]]
+                ) -> tuple[dict[str, Any], dict[str, tuple]]:
+    """The rows kept in ``path`` whose samples' files are unchanged, and their settings.
+
+    ``stamps_of(ids)`` gives the current fingerprint of the files of each sample that
+    is in the open dataset; a row of a sample that is not there, or whose files
+    changed since it was scored, is left out. ``({}, {})`` when there is no such
+    file or it cannot be read.
     """
     from napari_nuclei_unet.core.evaluation import ImageRow
 
@@ -72,9 +98,11 @@ def load_scores(path: Path, ids: set[str]) -> tuple[dict[str, Any], dict[str, tu
         data = json.loads(path.read_text(encoding="utf-8"))
         if data.get("format") != FORMAT:
             return {}, {}
-        for entry in data["rows"]:
-            if entry["id"] not in ids or entry.get("threshold") is None:
-                continue  # another dataset's image, or settings unknown
+        entries = [e for e in data["rows"] if e.get("threshold") is not None]
+        current = stamps_of([e["id"] for e in entries])
+        for entry in entries:
+            if entry["id"] not in current or current[entry["id"]] != entry.get("files"):
+                continue  # not in the dataset, or its files changed since
             rows[entry["id"]] = ImageRow(**{k: v for k, v in entry.items() if k in fields})
             settings[entry["id"]] = (float(entry["threshold"]), str(entry["instance_method"]))
     except (OSError, ValueError, TypeError, KeyError, AttributeError):

@@ -67,8 +67,13 @@ class Session:
         :func:`results_key`; :meth:`set_model` and :meth:`set_diameter` put them
         aside and bring them back.
     kept_datasets : dict
-        The :attr:`kept_results` of the datasets open before, by where they were
-        opened from; :meth:`set_dataset` puts them aside and brings them back.
+        The :attr:`kept_results` (scores only) and :attr:`sample_stamps` of the
+        datasets open before, by where they were opened from; :meth:`set_dataset` puts
+        them aside and brings them back.
+    sample_stamps : dict
+        Fingerprints of the files of the open dataset's scored samples, taken when
+        their scores were first kept (``DSBDataset.fingerprints``): a score is shown
+        again (reopened, or after a restart) only while its sample's files match.
     edited_labels : dict
         Label masks edited by hand in the viewer, by ``(dataset path, sample id)``;
         kept when the user moves to another sample (``Sample.labels`` stays the
@@ -93,7 +98,9 @@ class Session:
     rows: dict[str, Any] = field(default_factory=dict)
     rows_settings: dict[str, tuple[float, str]] = field(default_factory=dict)
     kept_results: dict[str, ModelResults] = field(default_factory=dict)
-    kept_datasets: dict[str, dict[str, ModelResults]] = field(default_factory=dict)
+    kept_datasets: dict[str, tuple[dict[str, ModelResults], dict[str, str]]] = field(
+        default_factory=dict)
+    sample_stamps: dict[str, str] = field(default_factory=dict)
     edited_labels: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     jobs: Any = field(default_factory=lambda: _new_worker_guard())
     project_dir: Path | None = None
@@ -167,7 +174,7 @@ class Session:
                     f"image(s)) are kept: set the diameter back to {old:g} to see them.")
         return self._done(note, recalled)
 
-    def _switch(self, model: Any, diameter: float) -> tuple[int | None, int]:
+    def _switch(self, model: Any, diameter: float) -> tuple[int | None, tuple[int, int]]:
         """Put the results in use aside, then bring those of (model, diameter) back.
 
         Returns how many scored images were put aside (None: nothing was kept), and
@@ -191,11 +198,12 @@ class Session:
         self.rows_settings.clear()
         return kept_rows
 
-    def _bring_back(self) -> int:
+    def _bring_back(self) -> tuple[int, int]:
         """Use the kept results of the model and diameter in use, if any.
 
         Without any in memory, the scores written to disk in an earlier session come
-        back (without their prediction maps); returns how many did.
+        back (without their prediction maps) for the samples whose files are unchanged;
+        returns how many did at the current threshold and split, and at others.
         """
         key = results_key(self.model, self.diameter) if self.model is not None else None
         kept = self.kept_results.pop(key, None) if key is not None else None
@@ -203,19 +211,21 @@ class Session:
             self.probabilities.update(kept.probabilities)
             self.rows.update(kept.rows)
             self.rows_settings.update(kept.rows_settings)
-            return 0
+            return 0, 0
         path = self._scores_file(self.model, self.diameter)
         if path is None or not path.is_file():
-            return 0
+            return 0, 0
         from napari_nuclei_unet.widgets._score_memory import load_scores
 
-        rows, settings = load_scores(path, set(self.dataset.ids()))
+        rows, settings = load_scores(path, self._stamps_of)
         self.rows.update(rows)
         self.rows_settings.update(settings)
-        return len(rows)
+        now = self.settings()
+        current = sum(settings.get(i) == now for i in rows)
+        return current, len(rows) - current
 
-    def _done(self, note: str, recalled: int = 0) -> str:
-        note = " ".join(n for n in (note, _recalled_words(recalled)) if n)
+    def _done(self, note: str, recalled: tuple[int, int] = (0, 0)) -> str:
+        note = " ".join(n for n in (note, _recalled_words(*recalled)) if n)
         self.predictions_changed.emit()
         self.scores_changed.emit()
         if note:
@@ -228,52 +238,99 @@ class Session:
         """Open ``dataset``; return a sentence saying what became of the results.
 
         The dataset open already, opened again (same folder or zip), keeps what was
-        loaded, predicted and scored (for every model) for the samples it still holds.
-        Another dataset puts the old one's predictions and scores aside (every model's)
-        and brings back those it had when it was open before, as :meth:`set_model` does
-        for models; its samples are loaded again from the files.
+        loaded, predicted and scored (for every model) for its samples whose files are
+        unchanged (:attr:`sample_stamps`); the others are read again. Another dataset
+        puts the old one's scores aside (every model's; the prediction maps go, they
+        would hold hundreds of MB) and brings back those it had when it was open
+        before, as :meth:`set_model` does for models; its samples are loaded again
+        from the files.
         """
         old, self.dataset = self.dataset, dataset
         note = ""
-        if _same_place(old, dataset):
-            ids = set(dataset.ids())
-            tables = [self.samples, self.probabilities, self.rows, self.rows_settings]
+        if same_place(old, dataset):
+            self._rekey_edits(old, dataset)
             for kept in self.kept_results.values():
                 kept.dataset = dataset
-                tables += [kept.probabilities, kept.rows, kept.rows_settings]
-            for table in tables:
-                for sample_id in [i for i in table if i not in ids]:
-                    del table[sample_id]
-            if self.current_id not in ids:
+            changed = self._drop_changed(self.sample_stamps, self._all_tables())
+            if self.current_id not in self.samples:
                 self.current_id = None
-            if self.samples:
+            if self.samples or self.rows or changed:
                 note = (f"{_place_name(dataset)} was opened again: its {len(self.samples)} "
-                        f"loaded image(s), predictions and scores are kept.")
+                        "loaded image(s), predictions and scores are kept")
+                note += (f"; {changed} image(s) whose files changed since are read again."
+                         if changed else ".")
         else:
             self._put_aside()
-            scored = sum(len(kept.rows) for kept in self.kept_results.values())
-            if old is not None and self.kept_results:
-                self.kept_datasets[_place(old)] = dict(self.kept_results)
-                note = (f"The predictions and scores of {_place_name(old)} ({scored} scored "
-                        "image(s)) are kept: open it again to see them.")
+            scored = set().union(*(kept.rows for kept in self.kept_results.values()))
+            if old is not None and scored:
+                for kept in self.kept_results.values():
+                    kept.probabilities.clear()
+                self.kept_datasets[_place(old)] = (dict(self.kept_results),
+                                                   dict(self.sample_stamps))
+                note = (f"The scores of {_place_name(old)} ({len(scored)} scored image(s)) "
+                        "are kept: open it again to see them.")
             self.kept_results.clear()
             self.samples.clear()
+            self.sample_stamps = {}
             self.current_id = None
-            back = self.kept_datasets.pop(_place(dataset), {}) if dataset is not None else {}
-            for kept in back.values():
-                kept.dataset = dataset
-            self.kept_results.update(back)
+            if dataset is not None and _place(dataset) in self.kept_datasets:
+                back, stamps = self.kept_datasets.pop(_place(dataset))
+                for kept in back.values():
+                    kept.dataset = dataset
+                self.kept_results.update(back)
+                self.sample_stamps = stamps
+                self._drop_changed(stamps, self._all_tables())
             recalled = self._bring_back()
-            note = " ".join(n for n in (note, _recalled_words(recalled)) if n)
+            note = " ".join(n for n in (note, _recalled_words(*recalled)) if n)
         self.dataset_changed.emit()
         self.samples_changed.emit()
         self.predictions_changed.emit()
         self.scores_changed.emit()
         return note
 
-    def add_samples(self, samples: Iterable[Sample]) -> None:
-        """Keep decoded samples (``samples_changed``)."""
+    def _all_tables(self) -> list[dict]:
+        """Every table by sample id: loaded samples, and each model's maps and scores."""
+        tables = [self.samples, self.probabilities, self.rows, self.rows_settings]
+        for kept in self.kept_results.values():
+            tables += [kept.probabilities, kept.rows, kept.rows_settings]
+        return tables
+
+    def _drop_changed(self, stamps: dict[str, str], tables: list[dict]) -> int:
+        """Keep in ``tables`` only the samples whose files are as ``stamps`` recorded.
+
+        A sample without a stamp (loaded or predicted, never scored) goes too: it is
+        read again from its files. Returns how many stamped samples, still in the
+        dataset, changed.
+        """
+        current = _fingerprints(self.dataset, list(stamps))
+        unchanged = {i for i, stamp in stamps.items() if current.get(i) == stamp}
+        changed = sum(1 for i in stamps if i in current and i not in unchanged)
+        for sample_id in [i for i in stamps if i not in unchanged]:
+            del stamps[sample_id]
+        for table in tables:
+            for sample_id in [i for i in table if i not in unchanged]:
+                del table[sample_id]
+        return changed
+
+    def _rekey_edits(self, old: Any, new: Any) -> None:
+        """Hand edits follow a dataset opened again under another spelling of its path."""
+        before, after = str(old.path), str(new.path)
+        if before != after:
+            for key in [k for k in self.edited_labels if k[0] == before]:
+                self.edited_labels[(after, key[1])] = self.edited_labels.pop(key)
+
+    def add_samples(self, samples: Iterable[Sample], stamps: dict[str, str] | None = None
+                    ) -> None:
+        """Keep decoded samples (``samples_changed``) and their files' fingerprints.
+
+        ``stamps``: ``DSBDataset.fingerprints`` of the samples, taken when they were
+        read (in the loading worker); those not given are taken now.
+        """
+        samples = list(samples)
         self.samples.update({sample.id: sample for sample in samples})
+        if self.dataset is not None:
+            self.sample_stamps.update(stamps or {})
+            self._stamps_of([sample.id for sample in samples])
         self.samples_changed.emit()
 
     def set_current(self, sample_id: str) -> None:
@@ -363,7 +420,19 @@ class Session:
             settings = {sid: settings.get(sid, now) for sid in rows}
             save_scores(path, rows, settings, {"dataset": _place(self.dataset),
                                                "model": str(model.path),
-                                               "diameter": float(diameter)})
+                                               "diameter": float(diameter)},
+                        self._stamps_of(rows))
+
+    def _stamps_of(self, ids: Iterable[str]) -> dict[str, str]:
+        """:attr:`sample_stamps` of ``ids`` in the open dataset, taken now where missing.
+
+        Ids not in the dataset (the Segment dock's layers) are left out.
+        """
+        ids = list(ids)
+        missing = [i for i in ids if i not in self.sample_stamps]
+        if missing:
+            self.sample_stamps.update(_fingerprints(self.dataset, missing))
+        return {i: self.sample_stamps[i] for i in ids if i in self.sample_stamps}
 
     def _scores_file(self, model: Any, diameter: float) -> Path | None:
         """Where the scores of ``model`` at ``diameter`` on the open dataset are kept."""
@@ -379,8 +448,13 @@ class Session:
         return [row for sid, row in self.rows.items() if self.rows_settings.get(sid, now) == now]
 
     def stale_count(self) -> int:
-        """How many scored images wait to be scored again at the current settings."""
-        return len(self.rows) - len(self.current_rows())
+        """How many scored images wait to be scored again at the current settings.
+
+        Only images with a prediction map can be: scores read back from an earlier
+        session at another threshold wait for a prediction, not a re-scoring.
+        """
+        current = {row.id for row in self.current_rows()}
+        return sum(1 for sid in self.rows if sid not in current and sid in self.probabilities)
 
     def note_project_changed(self, folder: str | Path) -> None:
         """Tell the docks that a fine-tuning project's corrections changed on disk.
@@ -412,12 +486,28 @@ class Session:
         self.labels_edited.emit(sample_id)
 
 
-def _recalled_words(count: int) -> str:
+def _recalled_words(current: int = 0, other: int = 0) -> str:
     """What a session says of scores read back from disk."""
-    if not count:
-        return ""
-    return (f"The scores of {count} image(s) from an earlier session are shown (IoU panel); "
-            "predict an image again to see its prediction.")
+    words = []
+    if current:
+        words.append(f"The scores of {current} image(s) from an earlier session are shown "
+                     "(IoU panel); predict an image again to see its prediction.")
+    if other:
+        words.append(f"{other} more image(s) were scored then at another threshold or "
+                     "split: set it back to see them.")
+    return " ".join(words)
+
+
+def _fingerprints(dataset: Any, ids: list[str]) -> dict[str, str]:
+    """``dataset.fingerprints(ids)``; a dataset that cannot tell (or fails to) gives ""."""
+    known = set(dataset.ids())
+    fingerprints = getattr(dataset, "fingerprints", None)
+    if fingerprints is None:
+        return {i: "" for i in ids if i in known}
+    try:
+        return fingerprints([i for i in ids if i in known])
+    except OSError:  # the folder went away: nothing of it can be checked
+        return {}
 
 
 def _place(dataset: Any) -> str:
@@ -432,7 +522,7 @@ def _place_name(dataset: Any) -> str:
     return Path(dataset.path).name
 
 
-def _same_place(old: Any, new: Any) -> bool:
+def same_place(old: Any, new: Any) -> bool:
     """Whether two opened datasets are the same folder or zip."""
     return old is not None and new is not None and _place(old) == _place(new)
 
@@ -449,10 +539,19 @@ class ModelResults:
 
 
 def model_key(model: Any) -> str:
-    """Identity of a model for keeping its results: its file (and modification time)."""
+    """Identity of a model for keeping its results: its file and the weights loaded.
+
+    A checkpoint's save token (read from its sidecar when it was loaded, new at every
+    save) names the weights themselves, so results made with weights that a running
+    training run has since overwritten are never filed under the new ones. Other
+    models (a bioimage.io package) use the file's modification time.
+    """
     path = getattr(model, "path", None)
     if path is None:
         return f"object-{id(model)}"
+    token = (getattr(model, "metadata", None) or {}).get("token")
+    if isinstance(token, str) and token:
+        return f"{Path(path).resolve()}#{token}"
     try:
         stamp = Path(path).stat().st_mtime_ns
     except OSError:

@@ -230,6 +230,7 @@ class TurnRunner:
         self._interval = interval_ms
         self._ready = ready
         self.done = not self._steps
+        self._stopped = False
 
     def start(self) -> TurnRunner:
         """Schedule the first step; returns self."""
@@ -242,8 +243,20 @@ class TurnRunner:
         if not self.done:
             QTimer.singleShot(ms, self._next)
 
+    def extend(self, steps: list) -> TurnRunner:
+        """Run ``steps`` after the others (again, when every step had run); returns self."""
+        if self._stopped:
+            return self
+        was_done = self.done
+        self._steps.extend(steps)
+        self.done = not self._steps
+        if was_done and not self.done:
+            self._schedule(self._interval)
+        return self
+
     def stop(self) -> None:
-        """Run no more steps (e.g. the window closed)."""
+        """Run no more steps (e.g. the window closed), now or later."""
+        self._stopped = True
         self._steps.clear()
         self.done = True
 
@@ -587,11 +600,29 @@ def ensure_layer_warm_up(viewer, after=None, pause: int | None = None) -> TurnRu
 
     session = session_for(viewer)
     if session.layer_warm_up is None:
-        runner = session.layer_warm_up = start_layer_warm_up(viewer, after=after, pause=pause)
-        window = getattr(getattr(viewer, "window", None), "_qt_window", None)
-        if window is not None:  # a viewer closed before it was shown warms up nothing
-            window.destroyed.connect(runner.stop)
+        session.layer_warm_up = _stop_with_window(
+            viewer, start_layer_warm_up(viewer, after=after, pause=pause))
+    elif pause is not None:
+        # the panel opened after a dock: its hold is released, and the heap frozen, once
+        # its tabs are built and the warm-up is over, as its own warm-up would do
+        steps = settle_heap_steps(viewer, pause=pause)
+        session.layer_warm_up.extend(steps if after is None else [_once(after, steps)])
     return session.layer_warm_up
+
+
+def _once(condition, steps: list):
+    """A step that runs ``steps`` once ``condition()`` is true (until then, it waits)."""
+    def wait() -> list:
+        return list(steps) if condition() else [_wait, _wait, wait]
+    return wait
+
+
+def _stop_with_window(viewer, runner: TurnRunner) -> TurnRunner:
+    """Stop ``runner`` when the viewer's window goes (one closed before it was shown)."""
+    window = getattr(getattr(viewer, "window", None), "_qt_window", None)
+    if window is not None:
+        window.destroyed.connect(runner.stop)
+    return runner
 
 
 #: The warm-up jobs the docks start when they open (the Data dock's imports, the

@@ -31,6 +31,7 @@ from qtpy.QtWidgets import (
 from napari_nuclei_unet.widgets._data_jobs import (  # noqa: F401  (re-exported)
     LAYOUT_HINT,
     DownloadMeter,
+    _load_all_stamped,
     _open_dataset,
 )
 from napari_nuclei_unet.widgets._data_layout import ALL_MODALITIES
@@ -272,7 +273,8 @@ class DataBrowserWidget(QWidget):
         # always all ids: the decoded-dataset cache is keyed by the list of ids
         worker = self.session.jobs.start(
             "load all",
-            dataset.iter_load,
+            _load_all_stamped,
+            dataset,
             should_stop=self._stop_loading.is_set,
             on_yielded=self._on_progress,
             on_returned=partial(self._on_all_loaded, dataset),
@@ -505,10 +507,12 @@ class DataBrowserWidget(QWidget):
         self._describe_dataset(self.dataset)
         self._job_ended()
 
-    def _on_all_loaded(self, dataset: DSBDataset, samples: list[Sample]) -> None:
+    def _on_all_loaded(self, dataset: DSBDataset,
+                       loaded: tuple[list[Sample], dict[str, str]]) -> None:
         if dataset is not self.dataset:
             return
-        self.session.add_samples(samples)
+        samples, stamps = loaded
+        self.session.add_samples(samples, stamps)
         n, total = len(self.session.samples), len(dataset)
         if n < total:
             notify(f"Loading stopped: {n} of {total} samples are loaded.")

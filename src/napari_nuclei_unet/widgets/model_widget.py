@@ -198,9 +198,9 @@ def describe_training(metadata: dict, path: Any = None) -> str:
         if planned and int(epoch) < int(planned) <= 10 * int(epoch):
             ran = _epochs_run(path)
             if ran is not None and ran > int(epoch):
+                # ran < planned: stopped, or still training; either way, so far
                 text += (f", the best of the {ran} trained" if ran >= int(planned) else
-                         f", the best of {ran} trained before the run stopped ({planned} "
-                         "planned)")
+                         f", the best of the {ran} trained so far ({planned} planned)")
             else:
                 text += f", stopped before the {planned} planned"
         parts.append(text)
@@ -228,12 +228,13 @@ def _epochs_run(path: Any) -> int | None:
         return None
     try:
         metadata = read_metadata(last)
-    except (OSError, ValueError):
+        history = metadata.get("history") or []
+        entry = history[-1] if isinstance(history, list) and history and isinstance(
+            history[-1], dict) else {}
+        epoch = (metadata.get("metrics") or {}).get("epoch") or entry.get("epoch")
+        return int(epoch) if epoch else None
+    except (OSError, ValueError, TypeError, AttributeError):  # a file we did not write
         return None
-    history = metadata.get("history") or []
-    entry = history[-1] if history and isinstance(history[-1], dict) else {}
-    epoch = (metadata.get("metrics") or {}).get("epoch") or entry.get("epoch")
-    return int(epoch) if epoch else None
 
 
 def describe_config(config: dict, metadata: dict, runs_on: str) -> list[tuple[str, str]]:

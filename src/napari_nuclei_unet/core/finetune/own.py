@@ -58,26 +58,44 @@ def _pair_up(folder: str | os.PathLike) -> tuple[list[tuple[Path, Path]], list[P
 
     An image's labels are named after its output name (``embryo.ome.tif`` ->
     ``embryo_labels.tif``, as ``nuclei-unet predict`` names them) or after its whole stem
-    (``embryo.ome_labels.tif``).
+    (``embryo.ome_labels.tif``); a ``.zarr`` folder is an image too.
+
+    Raises
+    ------
+    FinetuneError
+        When an image has a label image under both names (which one is the
+        correction?), or two images claim one label image.
     """
     from ..stacks import stack_name
 
-    files = {p.name.lower(): p for p in Path(folder).iterdir() if p.is_file()}
-    pairs, alone, used = [], [], set()
-    for name, path in sorted(files.items()):
+    entries = {p.name.lower(): p for p in Path(folder).iterdir()
+               if p.is_file() or (p.is_dir() and p.suffix.lower() == ".zarr")}
+    pairs, alone, claimed = [], [], {}
+    for name, path in sorted(entries.items()):
         stem, suffix = os.path.splitext(name)
-        if suffix not in _IMAGE_SUFFIXES or stem.endswith(LABELS_SUFFIX):
-            continue
-        candidates = [f"{base}{LABELS_SUFFIX}{s}" for base in dict.fromkeys(
-            (stack_name(name), stem)) for s in LABEL_FILE_SUFFIXES]
-        found = next((c for c in candidates if c in files), None)
-        if found is None:
+        if (suffix not in _IMAGE_SUFFIXES + (".zarr",) or (suffix == ".zarr") != path.is_dir()
+                or LABELS_SUFFIX in (stem[-len(LABELS_SUFFIX):],
+                                     stack_name(name)[-len(LABELS_SUFFIX):])):
+            continue  # not an image, or labels (predict's cells_labels.ome.zarr too)
+        found = [c for c in dict.fromkeys(
+            f"{base}{LABELS_SUFFIX}{s}" for base in (stack_name(name), stem)
+            for s in LABEL_FILE_SUFFIXES) if c in entries and entries[c].is_file()]
+        if len(found) > 1:
+            raise FinetuneError(
+                f"{path.name} has {len(found)} label images beside it "
+                f"({', '.join(entries[c].name for c in found)}): keep only the corrected one.")
+        if not found:
             alone.append(path)
-        else:
-            pairs.append((path, files[found]))
-            used.add(found)
-    orphans = [path for name, path in sorted(files.items())
-               if name not in used and os.path.splitext(name)[1] in LABEL_FILE_SUFFIXES
+            continue
+        if found[0] in claimed:
+            raise FinetuneError(
+                f"{claimed[found[0]].name} and {path.name} would both take "
+                f"{entries[found[0]].name} as their labels: keep one of the two images here.")
+        claimed[found[0]] = path
+        pairs.append((path, entries[found[0]]))
+    orphans = [path for name, path in sorted(entries.items())
+               if name not in claimed and path.is_file()
+               and os.path.splitext(name)[1] in LABEL_FILE_SUFFIXES
                and os.path.splitext(name)[0].endswith(LABELS_SUFFIX)]
     return pairs, alone, orphans
 
