@@ -357,6 +357,39 @@ def test_a_dock_opened_before_the_panel_warms_the_layers_up_once(make_napari_vie
     assert sum(1 for layer in viewer.layers if layer.name == "prediction") == 1
 
 
+def test_the_retrain_dock_alone_adds_no_placeholder_layers(make_napari_viewer, qtbot,
+                                                           tmp_path, monkeypatch):
+    # a user of their own images opens it beside the Segment dock: the dataset
+    # workflow's hidden layers would push theirs down and move the view
+    from napari_nuclei_unet.widgets._session import session_for
+    from napari_nuclei_unet.widgets.retrain_widget import RetrainWidget
+
+    monkeypatch.setenv("NUCLEI_UNET_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("NUCLEI_UNET_CONFIG_DIR", str(tmp_path / "config"))
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(np.zeros((32, 32), np.uint8), name="my cells")
+    dock = RetrainWidget(viewer)
+    viewer.window.add_dock_widget(dock, name="Retrain")
+    qtbot.wait(1500)
+    assert session_for(viewer).layer_warm_up is None
+    assert [layer.name for layer in viewer.layers] == ["my cells"]
+
+
+def test_a_dock_starts_the_warm_up_through_naparis_plugin_proxy_quietly(make_napari_viewer):
+    # napari hands a plugin's dock a proxy that toasts any private attribute read
+    import warnings
+
+    from napari.utils._proxies import PublicOnlyProxy
+
+    from napari_nuclei_unet.widgets._warm_up import ensure_layer_warm_up
+
+    viewer = make_napari_viewer()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        runner = ensure_layer_warm_up(PublicOnlyProxy(viewer))
+    assert runner is not None
+
+
 def test_a_viewer_closed_before_it_was_shown_stops_its_warm_up(make_napari_viewer, qtbot):
     from napari_nuclei_unet.widgets._session import session_for
     from napari_nuclei_unet.widgets.iou_panel import IoUPanel

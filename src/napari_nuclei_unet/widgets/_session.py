@@ -254,9 +254,11 @@ class Session:
             changed = self._drop_changed(self.sample_stamps, self._all_tables())
             if self.current_id not in self.samples:
                 self.current_id = None
-            if self.samples or self.rows or changed:
+            scored = set(self.rows).union(*(kept.rows for kept in self.kept_results.values()))
+            if self.samples or scored or changed:
                 note = (f"{_place_name(dataset)} was opened again: its {len(self.samples)} "
-                        "loaded image(s), predictions and scores are kept")
+                        f"loaded image(s) and the predictions and scores of {len(scored)} "
+                        "image(s) are kept")
                 note += (f"; {changed} image(s) whose files changed since are read again."
                          if changed else ".")
         else:
@@ -280,6 +282,11 @@ class Session:
                 self.kept_results.update(back)
                 self.sample_stamps = stamps
                 self._drop_changed(stamps, self._all_tables())
+                back_scored = set().union(*(kept.rows for kept in back.values()))
+                if back_scored:
+                    note += (" " if note else "") + (
+                        f"The scores of {_place_name(dataset)} ({len(back_scored)} scored "
+                        "image(s)) are shown again; predict again to see the predictions.")
             recalled = self._bring_back()
             note = " ".join(n for n in (note, _recalled_words(*recalled)) if n)
         self.dataset_changed.emit()

@@ -591,8 +591,8 @@ def start_layer_warm_up(viewer, after=None, pause: int | None = None) -> TurnRun
 def ensure_layer_warm_up(viewer, after=None, pause: int | None = None) -> TurnRunner:
     """:func:`start_layer_warm_up` once per viewer, whichever dock (or the panel) opens first.
 
-    The separate Data, Compare, IoU and Retrain docks show the plugin's layers as the
-    workflow panel does; without the warm-up their first image, prediction and
+    The separate Data, Compare and IoU docks show the plugin's layers as the workflow
+    panel does; without the warm-up their first image, prediction and
     correction drew cold (0.5-1.3 s). Arguments as for :func:`start_layer_warm_up`,
     used by the first caller only.
     """
@@ -600,6 +600,8 @@ def ensure_layer_warm_up(viewer, after=None, pause: int | None = None) -> TurnRu
 
     session = session_for(viewer)
     if session.layer_warm_up is None:
+        if after is None:  # a dock: the user may be opening others (each a relayout)
+            after = _seconds_from_now(DOCK_WARM_UP_DELAY_S)
         session.layer_warm_up = _stop_with_window(
             viewer, start_layer_warm_up(viewer, after=after, pause=pause))
     elif pause is not None:
@@ -608,6 +610,20 @@ def ensure_layer_warm_up(viewer, after=None, pause: int | None = None) -> TurnRu
         steps = settle_heap_steps(viewer, pause=pause)
         session.layer_warm_up.extend(steps if after is None else [_once(after, steps)])
     return session.layer_warm_up
+
+
+#: A separate dock starts the warm-up this long after it opened: docks opened one
+#: after the other (each relayouts the window and redraws the canvas) do not meet its
+#: layer additions.
+DOCK_WARM_UP_DELAY_S = 2.0
+
+
+def _seconds_from_now(seconds: float):
+    """A condition that becomes true ``seconds`` from now."""
+    import time
+
+    start = time.monotonic()
+    return lambda: time.monotonic() - start >= seconds
 
 
 def _once(condition, steps: list):
@@ -619,7 +635,11 @@ def _once(condition, steps: list):
 
 def _stop_with_window(viewer, runner: TurnRunner) -> TurnRunner:
     """Stop ``runner`` when the viewer's window goes (one closed before it was shown)."""
-    window = getattr(getattr(viewer, "window", None), "_qt_window", None)
+    from napari_nuclei_unet.widgets._layers import unwrapped
+
+    with warnings.catch_warnings():  # napari's plugin proxy toasts private access
+        warnings.simplefilter("ignore", FutureWarning)
+        window = getattr(getattr(unwrapped(viewer), "window", None), "_qt_window", None)
     if window is not None:
         window.destroyed.connect(runner.stop)
     return runner

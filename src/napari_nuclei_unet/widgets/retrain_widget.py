@@ -152,9 +152,6 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
                 self.project_edit.setPlaceholderText("choose a project folder")
         self.session.jobs.start("warm up fine-tuning", _warm_up, refuse=False,
                                 action="Preparing fine-tuning")
-        from napari_nuclei_unet.widgets._warm_up import ensure_layer_warm_up
-
-        ensure_layer_warm_up(napari_viewer)  # its first correction draws warm (as in the panel)
 
     # ------------------------------------------------------------------ layout
     def _build(self) -> None:
