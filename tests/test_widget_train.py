@@ -129,6 +129,24 @@ def test_invalid_settings_are_explained(trainer):
     assert not notes.any("TrainConfig")
 
 
+def test_an_unwritable_runs_folder_is_said_before_training(trainer, tmp_path, monkeypatch):
+    import tempfile
+
+    _viewer, widget = trainer
+    widget.set_config(tiny_config())
+    widget.set_output_root(tmp_path / "runs")
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+    with capture_notifications() as notes:
+        assert widget.start() is None
+    assert notes.any(f"The runs folder {tmp_path / 'runs'} cannot be written to"), notes.messages
+    assert notes.any("Permission denied") and not (tmp_path / "runs").exists()
+    assert widget.status_label.text().strip() == ""  # no run folder named that is not there
+
+
 def test_closing_napari_during_training_saves(make_napari_viewer, qtbot, tmp_path):
     from napari_nuclei_unet.widgets._session import session_for
     from napari_nuclei_unet.widgets.train_widget import TrainWidget

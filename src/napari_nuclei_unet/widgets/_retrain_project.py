@@ -73,21 +73,15 @@ def unwritable_reason(folder: str | os.PathLike) -> str | None:
     nearest folder above it that does), and in its ``versions`` folder: that is what a
     round writes.
     """
+    from napari_nuclei_unet.widgets._workers import write_problem
+
     folder = Path(folder)
-    probes = [p for p in (folder, folder / "versions") if p.is_dir()]
-    if not probes:
-        parent = folder
-        while not parent.exists() and parent != parent.parent:
-            parent = parent.parent
-        probes = [parent]
-    for probe in probes:
-        try:
-            with tempfile.TemporaryFile(dir=probe):
-                pass
-        except OSError as exc:
-            return (f"The project folder {folder} cannot be written to ({probe}: "
-                    f"{exc.strerror or exc}): a round would train and then fail to save. "
-                    "Choose another project folder with 'Change…'.")
+    for probe in [p for p in (folder, folder / "versions") if p.is_dir()] or [folder]:
+        problem = write_problem(probe)
+        if problem:
+            return (f"The project folder {folder} cannot be written to ({problem}): a round "
+                    "would train and then fail to save. Choose another project folder with "
+                    "'Change…'.")
     return None
 
 

@@ -21,11 +21,13 @@ from __future__ import annotations
 import atexit
 import inspect
 import logging
+import os
 import threading
 import warnings
 import weakref
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -103,6 +105,25 @@ def typed_path(text: str) -> str:
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
         text = text[1:-1].strip()
     return text
+
+
+def write_problem(folder: str | os.PathLike) -> str | None:
+    """Why nothing can be written in ``folder``, in a few words (the system's), or None.
+
+    A file is made and removed in the folder or, when it does not exist yet, in the
+    nearest folder above it that does (where it would be created).
+    """
+    import tempfile
+
+    probe = Path(folder)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        return f"{probe}: {exc.strerror or exc}"
+    return None
 
 
 def explain(exc: BaseException) -> str:

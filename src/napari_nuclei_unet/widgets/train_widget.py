@@ -74,6 +74,7 @@ from napari_nuclei_unet.widgets._workers import (
     gui_cpu_threads,  # noqa: F401  (re-exported)
     notify,
     typed_path,
+    write_problem,
 )
 
 if TYPE_CHECKING:
@@ -304,7 +305,13 @@ class TrainWidget(QWidget):
             config = config.replace(base_width=arch.base_width, depth=arch.depth,
                                     in_channels=arch.in_channels)
             init_from = str(loaded.path)
-        return self._launch(config, new_run_dir(self.output_root()), init_from=init_from)
+        root = self.output_root()
+        problem = write_problem(root)
+        if problem:  # said before training, not as a failure after it started
+            notify(f"The runs folder {root} cannot be written to ({problem}): choose another "
+                   "runs folder with '…' beside it.", warning=True)
+            return None
+        return self._launch(config, new_run_dir(root), init_from=init_from)
 
     def resume(self, run_dir: str | Path) -> WorkerBase | None:
         """Continue the run in ``run_dir`` from its ``last.safetensors``.
