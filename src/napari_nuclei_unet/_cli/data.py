@@ -13,6 +13,13 @@ from .progress import ProgressBars, note
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 
 
+def is_dataset_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a DSB2018 sample folder (``images/`` in it) or a folder of them."""
+    root = Path(path)
+    return root.is_dir() and ((root / "images").is_dir() or any(
+        (child / "images").is_dir() for child in root.iterdir() if child.is_dir()))
+
+
 def open_dataset(path: str, *, quiet: bool = False) -> Any:
     """Open a DSB2018-style dataset, telling the user about the samples skipped.
 

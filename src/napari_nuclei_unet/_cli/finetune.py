@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .data import IMAGE_SUFFIXES as IMAGE_FILES
-from .data import load_samples, open_dataset
+from .data import is_dataset_folder, load_samples, open_dataset
 from .diameter import finetune_options
 from .info import format_table
 from .predict import counted
@@ -60,9 +60,8 @@ def own_labelled_samples(path: str | Path, *, quiet: bool, project: str | None =
         PROJECT_FILE,
         CorrectionStore,
         FinetuneError,
-        labelled_pairs,
     )
-    from ..core.finetune.own import orphan_label_images
+    from ..core.finetune.own import pair_up
 
     folder = Path(path)
     if (folder / PROJECT_FILE).exists() or (folder / CORRECTIONS_DIR).is_dir():
@@ -72,15 +71,15 @@ def own_labelled_samples(path: str | Path, *, quiet: bool, project: str | None =
         return samples
     if not folder.is_dir():
         return None
-    pairs = labelled_pairs(folder)
-    if pairs and project is None:
-        return read_pairs(pairs, quiet=quiet, axes=axes, channel=channel)
-    if pairs:
-        return _store_pairs(CorrectionStore(project), pairs, quiet=quiet, axes=axes,
+    found = pair_up(folder)
+    if found.pairs and project is None:
+        return read_pairs(found, quiet=quiet, axes=axes, channel=channel)
+    if found.pairs:
+        return _store_pairs(CorrectionStore(project), found, quiet=quiet, axes=axes,
                             channel=channel, verb="added to project " + str(project))
-    if any((p / "images").is_dir() for p in folder.iterdir()):
+    if is_dataset_folder(folder):
         return None  # the DSB2018 layout
-    orphans = [p.name for p in orphan_label_images(folder)]
+    orphans = [p.name for p in found.orphans]
     if orphans:
         raise FinetuneError(
             f"{path} holds label images ({_first_names(orphans)}) but not the images they "
@@ -110,9 +109,9 @@ def _image_of(labels_name: str) -> str:
     return f"{stem[: -len(LABELS_SUFFIX)]}.{'tif' if suffix.lower() == 'tiff' else suffix}"
 
 
-def read_pairs(pairs: list, *, quiet: bool, axes: str | None = None,
+def read_pairs(found: Any, *, quiet: bool, axes: str | None = None,
                channel: int | None = None) -> list[Any]:
-    """Samples of image + label image pairs, read as a project would store them.
+    """Samples of the pairs of ``found`` (``own.pair_up``), as a project stores them.
 
     For images that are scored, not stored (``finetune --held-out``, ``evaluate``): a
     temporary project gives them exactly the form a round trains on.
@@ -122,26 +121,29 @@ def read_pairs(pairs: list, *, quiet: bool, axes: str | None = None,
     from ..core.finetune import CorrectionStore
 
     with tempfile.TemporaryDirectory(prefix="nuclei-unet-") as scratch:
-        return _store_pairs(CorrectionStore(scratch), pairs, quiet=quiet, axes=axes,
+        return _store_pairs(CorrectionStore(scratch), found, quiet=quiet, axes=axes,
                             channel=channel, verb="read")
 
 
-def _store_pairs(store: Any, pairs: list, *, quiet: bool, axes: str | None,
+def _store_pairs(store: Any, found: Any, *, quiet: bool, axes: str | None,
                  channel: int | None, verb: str) -> list[Any]:
-    from ..core.finetune import LABELS_SUFFIX, add_labelled_image, unlabelled_images
-    from ..core.finetune.own import orphan_label_images
+    """Store the pairs of ``found`` (``core.finetune.own.pair_up``) in ``store``.
 
-    folder = pairs[0][0].parent
-    alone = [p.name for p in unlabelled_images(folder)]
+    What of the folder is not used (images without labels, labels without images) is
+    said first.
+    """
+    from ..core.finetune import LABELS_SUFFIX, add_labelled_image
+
+    alone = [p.name for p in found.unlabelled]
     if alone:
         note(f"not used, no label image beside them: {_first_names(alone)} (name each "
              f"one's labels NAME{LABELS_SUFFIX}.tif)", quiet=quiet)
-    orphans = [p.name for p in orphan_label_images(folder)]
+    orphans = [p.name for p in found.orphans]
     if orphans:
         note(f"not used, no image beside them: {_first_names(orphans)} (copy the image "
              f"each was made from beside it, e.g. {_image_of(orphans[0])})", quiet=quiet)
     ids, stored = [], {c.id for c in store.list()}
-    for image, labels in pairs:
+    for image, labels in found.pairs:
         added = add_labelled_image(store, image, labels, axes=axes, channel=channel)
         ids += [c.id for c in added]
         nuclei = ", ".join(str(c.n_nuclei) for c in added)

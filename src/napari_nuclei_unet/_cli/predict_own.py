@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from .data import is_dataset_folder
 from .predict import counted, dataset_options, is_native
 from .progress import ProgressBars, note
 
@@ -42,17 +43,15 @@ def wants_own_images(args: argparse.Namespace) -> bool:
     root = Path(args.input)
     if _is_own_file(root):
         return True
-    if root.is_dir() and not (root / "images").is_dir():
-        children = list(root.iterdir())
-        has_samples = any((c / "images").is_dir() for c in children if c.is_dir())
-        return not has_samples and any(_is_own_file(c) for c in children)
+    if root.is_dir() and not is_dataset_folder(root):
+        return any(_is_own_file(c) for c in root.iterdir())
     return False
 
 
 def find_files(path: str) -> list[Path]:
     """The image files of INPUT: itself, or the image files/``.zarr`` folders in it."""
     from ..core.imageio import is_junk_name
-    from ..core.stacks import PLAIN_SUFFIXES, TIFF_SUFFIXES
+    from ..core.stacks import is_image_file
 
     root = Path(path)
     if not root.exists():
@@ -64,10 +63,7 @@ def find_files(path: str) -> list[Path]:
         from ..core.imageio import check_regular_file
 
         check_regular_file(root, what="image file")
-    files = sorted(
-        c for c in root.iterdir() if not is_junk_name(c.name) and (
-            (c.is_file() and c.suffix.lower() in TIFF_SUFFIXES + PLAIN_SUFFIXES)
-            or (c.is_dir() and c.suffix.lower() == ".zarr")))
+    files = sorted(c for c in root.iterdir() if not is_junk_name(c.name) and is_image_file(c))
     if not files:
         raise FileNotFoundError(
             f"No image found in {path}: expected TIFF/OME-TIFF, PNG or JPEG files or .zarr "
@@ -77,10 +73,7 @@ def find_files(path: str) -> list[Path]:
 
 def _refuse_dataset(args: argparse.Namespace) -> None:
     """A DSB2018 dataset given with an option of the own-image path: say which and why."""
-    root = Path(args.input)
-    dataset = root.is_dir() and ((root / "images").is_dir() or any(
-        (c / "images").is_dir() for c in root.iterdir() if c.is_dir()))
-    if not dataset:
+    if not is_dataset_folder(args.input):
         return
     given = [f"--{name}" for name in OWN_OPTIONS if getattr(args, name, None) is not None]
     if getattr(args, "workers", 0):

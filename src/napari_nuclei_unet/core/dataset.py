@@ -338,15 +338,11 @@ class DSBDataset:
         if self._kind == "zip":
             stamp = self._current_files(known[:1])[1] if known else []
             return dict.fromkeys(known, cache.fingerprint(stamp))
-        result = {}
-        for sample_id in known:
-            scan = _Scan("dir", self._root, {}, [], [])
-            stats: list[tuple[str, int, int]] = []
-            _scan_sample_dir(self._root, sample_id, scan, require_masks=False, stats=stats)
-            # names inside the sample: the same folder reached another way matches
-            result[sample_id] = cache.fingerprint(
-                (os.path.relpath(p, self._root), size, mtime) for p, size, mtime in stats)
-        return result
+        # names inside the dataset: the same folder reached another way matches
+        return {sample_id: cache.fingerprint(
+                    (os.path.relpath(p, self._root), size, mtime)
+                    for p, size, mtime in self._current_files([sample_id])[1])
+                for sample_id in known}
 
     def iter_load(
         self,

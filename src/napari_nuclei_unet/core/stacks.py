@@ -427,6 +427,18 @@ def _open_plain(path: Path, axes: str | None) -> ImageStack:
                        read_by=None if axes else "")
 
 
+def is_image_file(path: str | os.PathLike) -> bool:
+    """Whether :func:`open_stack` takes ``path`` by its name.
+
+    A TIFF, PNG, JPEG or BMP file, or a ``.zarr`` folder.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".zarr":
+        return path.is_dir()
+    return suffix in TIFF_SUFFIXES + PLAIN_SUFFIXES and path.is_file()
+
+
 def open_stack(path: str | os.PathLike, axes: str | None = None) -> ImageStack:
     """Open a user's image file lazily.
 

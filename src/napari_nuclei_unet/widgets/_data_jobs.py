@@ -50,14 +50,13 @@ OWN_IMAGES_HINT = (" For your own images (TIFF stacks, PNG, JPEG...), open them 
 
 def _holds_own_images(path: str) -> bool:
     """Whether ``path`` is a folder holding image files directly (not a DSB2018 dataset)."""
-    from napari_nuclei_unet.core.stacks import PLAIN_SUFFIXES, TIFF_SUFFIXES
+    from napari_nuclei_unet.core.stacks import is_image_file
 
     folder = Path(path)
     if not folder.is_dir():
         return False
     try:
-        return any(p.suffix.lower() in TIFF_SUFFIXES + PLAIN_SUFFIXES or p.suffix == ".zarr"
-                   for p in folder.iterdir())
+        return any(is_image_file(p) for p in folder.iterdir())
     except OSError:
         return False
 

@@ -225,7 +225,7 @@ class Session:
         return current, len(rows) - current
 
     def _done(self, note: str, recalled: tuple[int, int] = (0, 0)) -> str:
-        note = " ".join(n for n in (note, _recalled_words(*recalled)) if n)
+        note = _sentences(note, _recalled_words(*recalled))
         self.predictions_changed.emit()
         self.scores_changed.emit()
         if note:
@@ -246,7 +246,7 @@ class Session:
         from the files.
         """
         old, self.dataset = self.dataset, dataset
-        note = ""
+        notes = []
         if same_place(old, dataset):
             self._rekey_edits(old, dataset)
             for kept in self.kept_results.values():
@@ -254,46 +254,44 @@ class Session:
             changed = self._drop_changed(self.sample_stamps, self._all_tables())
             if self.current_id not in self.samples:
                 self.current_id = None
-            scored = set(self.rows).union(*(kept.rows for kept in self.kept_results.values()))
+            scored = set(self.rows).union(_scored(self.kept_results))
             if self.samples or scored or changed:
-                note = (f"{_place_name(dataset)} was opened again: its {len(self.samples)} "
-                        f"loaded image(s) and the predictions and scores of {len(scored)} "
-                        "image(s) are kept")
-                note += (f"; {changed} image(s) whose files changed since are read again."
-                         if changed else ".")
+                notes.append(
+                    f"{_place_name(dataset)} was opened again: its {len(self.samples)} "
+                    f"loaded image(s) and the predictions and scores of {len(scored)} "
+                    "image(s) are kept" + (f"; {changed} image(s) whose files changed since "
+                                           "are read again." if changed else "."))
         else:
             self._put_aside()
-            scored = set().union(*(kept.rows for kept in self.kept_results.values()))
+            scored = _scored(self.kept_results)
             if old is not None and scored:
                 for kept in self.kept_results.values():
                     kept.probabilities.clear()
                 self.kept_datasets[_place(old)] = (dict(self.kept_results),
                                                    dict(self.sample_stamps))
-                note = (f"The scores of {_place_name(old)} ({len(scored)} scored image(s)) "
-                        "are kept: open it again to see them.")
+                notes.append(f"The scores of {_place_name(old)} ({len(scored)} scored "
+                             "image(s)) are kept: open it again to see them.")
             self.kept_results.clear()
             self.samples.clear()
             self.sample_stamps = {}
             self.current_id = None
             if dataset is not None and _place(dataset) in self.kept_datasets:
-                back, stamps = self.kept_datasets.pop(_place(dataset))
+                back, self.sample_stamps = self.kept_datasets.pop(_place(dataset))
                 for kept in back.values():
                     kept.dataset = dataset
                 self.kept_results.update(back)
-                self.sample_stamps = stamps
-                self._drop_changed(stamps, self._all_tables())
-                back_scored = set().union(*(kept.rows for kept in back.values()))
+                self._drop_changed(self.sample_stamps, self._all_tables())
+                back_scored = _scored(back)
                 if back_scored:
-                    note += (" " if note else "") + (
-                        f"The scores of {_place_name(dataset)} ({len(back_scored)} scored "
-                        "image(s)) are shown again; predict again to see the predictions.")
-            recalled = self._bring_back()
-            note = " ".join(n for n in (note, _recalled_words(*recalled)) if n)
+                    notes.append(f"The scores of {_place_name(dataset)} ({len(back_scored)} "
+                                 "scored image(s)) are shown again; predict again to see the "
+                                 "predictions.")
+            notes.append(_recalled_words(*self._bring_back()))
         self.dataset_changed.emit()
         self.samples_changed.emit()
         self.predictions_changed.emit()
         self.scores_changed.emit()
-        return note
+        return _sentences(*notes)
 
     def _all_tables(self) -> list[dict]:
         """Every table by sample id: loaded samples, and each model's maps and scores."""
@@ -493,16 +491,23 @@ class Session:
         self.labels_edited.emit(sample_id)
 
 
+def _sentences(*parts: str) -> str:
+    """The non-empty ``parts``, one after the other."""
+    return " ".join(part for part in parts if part)
+
+
+def _scored(results: dict[str, ModelResults]) -> set[str]:
+    """The ids scored by any of the models whose results these are."""
+    return set().union(*(kept.rows for kept in results.values()))
+
+
 def _recalled_words(current: int = 0, other: int = 0) -> str:
     """What a session says of scores read back from disk."""
-    words = []
-    if current:
-        words.append(f"The scores of {current} image(s) from an earlier session are shown "
-                     "(IoU panel); predict an image again to see its prediction.")
-    if other:
-        words.append(f"{other} more image(s) were scored then at another threshold or "
-                     "split: set it back to see them.")
-    return " ".join(words)
+    return _sentences(
+        f"The scores of {current} image(s) from an earlier session are shown (IoU panel); "
+        "predict an image again to see its prediction." if current else "",
+        f"{other} more image(s) were scored then at another threshold or split: set it "
+        "back to see them." if other else "")
 
 
 def _fingerprints(dataset: Any, ids: list[str]) -> dict[str, str]:

@@ -578,9 +578,7 @@ def start_layer_warm_up(viewer, after=None, pause: int | None = None) -> TurnRun
         The runner (``.done`` once finished).
     """
     def ready() -> bool:
-        with warnings.catch_warnings():  # napari 0.9 toasts a FutureWarning over the canvas
-            warnings.simplefilter("ignore", FutureWarning)
-            window = getattr(getattr(viewer, "window", None), "_qt_window", None)
+        window = _qt_window(viewer)
         return ((window is None or window.isVisible()) and not warming_up(viewer)
                 and (after is None or after()))
 
@@ -635,14 +633,19 @@ def _once(condition, steps: list):
 
 def _stop_with_window(viewer, runner: TurnRunner) -> TurnRunner:
     """Stop ``runner`` when the viewer's window goes (one closed before it was shown)."""
+    window = _qt_window(viewer)
+    if window is not None:
+        window.destroyed.connect(runner.stop)
+    return runner
+
+
+def _qt_window(viewer):
+    """The viewer's Qt main window, or None (a stand-in without one)."""
     from napari_nuclei_unet.widgets._layers import unwrapped
 
     with warnings.catch_warnings():  # napari's plugin proxy toasts private access
         warnings.simplefilter("ignore", FutureWarning)
-        window = getattr(getattr(unwrapped(viewer), "window", None), "_qt_window", None)
-    if window is not None:
-        window.destroyed.connect(runner.stop)
-    return runner
+        return getattr(getattr(unwrapped(viewer), "window", None), "_qt_window", None)
 
 
 #: The warm-up jobs the docks start when they open (the Data dock's imports, the

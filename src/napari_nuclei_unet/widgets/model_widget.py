@@ -184,9 +184,7 @@ def describe_training(metadata: dict, path: Any = None) -> str:
     created = str(metadata.get("created", ""))[:10]
     if created:
         parts.append(f"trained {created}")
-    history = metadata.get("history") or []
-    last = history[-1] if history and isinstance(history[-1], dict) else {}
-    epoch = (metadata.get("metrics") or {}).get("epoch") or last.get("epoch") or len(history)
+    epoch, last = _trained_epochs(metadata)
     planned = last.get("epochs")
     if epoch:
         text = f"{epoch} epochs"
@@ -227,14 +225,19 @@ def _epochs_run(path: Any) -> int | None:
     if last == Path(path).with_suffix(".json") or not last.is_file():
         return None
     try:
-        metadata = read_metadata(last)
-        history = metadata.get("history") or []
-        entry = history[-1] if isinstance(history, list) and history and isinstance(
-            history[-1], dict) else {}
-        epoch = (metadata.get("metrics") or {}).get("epoch") or entry.get("epoch")
+        epoch = _trained_epochs(read_metadata(last))[0]
         return int(epoch) if epoch else None
     except (OSError, ValueError, TypeError, AttributeError):  # a file we did not write
         return None
+
+
+def _trained_epochs(metadata: dict) -> tuple[Any, dict]:
+    """The epochs a checkpoint's run trained when it was saved, and its last history entry."""
+    history = metadata.get("history") or []
+    last = history[-1] if isinstance(history, list) and history and isinstance(
+        history[-1], dict) else {}
+    epoch = (metadata.get("metrics") or {}).get("epoch") or last.get("epoch") or len(history)
+    return epoch, last
 
 
 def describe_config(config: dict, metadata: dict, runs_on: str) -> list[tuple[str, str]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -39,22 +39,29 @@ def labelled_pairs(folder: str | os.PathLike) -> list[tuple[Path, Path]]:
         Sorted by image name; images without a label image are not listed (see
         :func:`unlabelled_images`).
     """
-    return _pair_up(folder)[0]
+    return pair_up(folder).pairs
 
 
 def unlabelled_images(folder: str | os.PathLike) -> list[Path]:
     """The images of a folder that have no ``NAME_labels`` file beside them, sorted."""
-    return _pair_up(folder)[1]
+    return pair_up(folder).unlabelled
 
 
 def orphan_label_images(folder: str | os.PathLike) -> list[Path]:
     """The ``NAME_labels`` files of a folder whose image ``NAME`` is not beside them, sorted."""
-    return _pair_up(folder)[2]
+    return pair_up(folder).orphans
 
 
-def _pair_up(folder: str | os.PathLike) -> tuple[list[tuple[Path, Path]], list[Path],
-                                                   list[Path]]:
-    """(pairs, images without labels, labels without images) of a folder, sorted by name.
+class FolderPairs(NamedTuple):
+    """What :func:`pair_up` finds in a folder, each sorted by name."""
+
+    pairs: list[tuple[Path, Path]]  # (image, label image)
+    unlabelled: list[Path]  # images without a label image
+    orphans: list[Path]  # label images without their image
+
+
+def pair_up(folder: str | os.PathLike) -> FolderPairs:
+    """The pairs, images without labels and labels without images of a folder (one scan).
 
     An image's labels are named after its output name (``embryo.ome.tif`` ->
     ``embryo_labels.tif``, as ``nuclei-unet predict`` names them) or after its whole stem
@@ -97,7 +104,7 @@ def _pair_up(folder: str | os.PathLike) -> tuple[list[tuple[Path, Path]], list[P
                if name not in claimed and path.is_file()
                and os.path.splitext(name)[1] in LABEL_FILE_SUFFIXES
                and os.path.splitext(name)[0].endswith(LABELS_SUFFIX)]
-    return pairs, alone, orphans
+    return FolderPairs(pairs, alone, orphans)
 
 
 def _read_labels(path: Path, shape: tuple[int, ...]) -> np.ndarray:
