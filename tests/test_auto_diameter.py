@@ -214,7 +214,7 @@ def test_scores_of_cached_maps_are_those_of_segment_image(model):
     from types import SimpleNamespace
 
     from napari_nuclei_unet.core.evaluation import rescore, score_prediction
-    from napari_nuclei_unet.core.predict_score import predict_and_score
+    from napari_nuclei_unet.core.predict_score import ImageDone, predict_and_score
     from napari_nuclei_unet.core.progress import drive
 
     image, masks = make_synthetic_sample("histology", seed=3, shape=(96, 96))
@@ -223,8 +223,13 @@ def test_scores_of_cached_maps_are_those_of_segment_image(model):
         labels[mask > 0] = k
     sample = SimpleNamespace(id="s", image=_zoom(image, 4, 1), labels=_zoom(labels, 4, 0),
                              modality="histology", has_labels=True)
-    result = drive(predict_and_score(model, [sample], {}, threshold=0.5))
+    updates = []
+    result = drive(predict_and_score(model, [sample], {}, threshold=0.5), updates.append)
     assert result.diameter == 0.0 and result.probabilities["s"].scale < 0.5
+    # each image's maps and scores are yielded as soon as it is done
+    done = [u for u in updates if isinstance(u, ImageDone)]
+    assert [(d.id, d.maps, d.row) for d in done] == [("s", result.probabilities["s"],
+                                                     result.rows["s"])]
     seg = segment_image(model, sample.image, SegmentOptions(threshold=0.5))
     expected = score_prediction(sample, seg.probability, labels=seg.labels)
     assert result.rows["s"] == expected

@@ -401,3 +401,34 @@ def test_readable_ids_keep_their_distinct_ends_in_the_table(make_napari_viewer):
     assert shown == [short_id(i) for i in ids] and len(set(shown)) == 4
     metrics = panel.table.fontMetrics()
     assert panel.table.columnWidth(0) >= max(metrics.horizontalAdvance(t) for t in shown)
+
+
+def test_rows_arriving_leave_the_users_scroll_position_alone(make_napari_viewer, qtbot):
+    """During "Predict all" the table is refreshed every second: a user reading further
+    down is not pulled back to the shown image's row each time."""
+    from napari_nuclei_unet.core.evaluation import ImageRow
+    from napari_nuclei_unet.widgets._session import session_for
+    from napari_nuclei_unet.widgets.iou_panel import IoUPanel
+
+    def rows(n):
+        return [ImageRow(f"{i:064x}", "fluorescence", i / 700, 0.5, 0.5, 0.4, 10, 11)
+                for i in range(n)]
+
+    viewer = make_napari_viewer()
+    session = session_for(viewer)
+    panel = IoUPanel(viewer)
+    viewer.window.add_dock_widget(panel, name="IoU panel")
+    session.current_id = rows(1)[0].id  # the image shown: the first row
+    session.put_rows(rows(200))
+    bar = panel.table.verticalScrollBar()
+    qtbot.waitUntil(lambda: bar.maximum() > 0, timeout=5000)  # laid out
+    bar.setValue(bar.maximum() // 2)  # the user scrolls down
+    where = bar.value()
+    for n in (300, 400):
+        session.put_rows(rows(n))
+        qtbot.wait(50)
+        assert bar.value() == where
+    assert panel.table.selectionModel().selectedRows()[0].row() == 0  # still selected
+    # another dock shows another image: its row is brought into view
+    session.set_current(rows(400)[399].id)
+    qtbot.waitUntil(lambda: bar.value() > where, timeout=5000)

@@ -533,3 +533,90 @@ def test_pane_guard_leaves_the_plugins_own_layers_alone(compare, qtbot):
     predict_current(qtbot, widget)
     layer = viewer.add_labels(np.zeros((8, 8), np.int32), name=CORRECTION_LAYER)
     assert layer.visible
+
+
+def _blocked_at(monkeypatch, image_number: int):
+    """Patch the fake network to wait, at its ``image_number``-th image, for the event."""
+    import threading
+
+    from napari_nuclei_unet.core import segment
+    from napari_nuclei_unet.widgets import _prediction_service
+
+    monkeypatch.setattr(_prediction_service, "PARTIAL_EVERY_S", 0.0,  # every image
+                        raising=False)
+    release = threading.Event()
+    original = segment.predict_network_maps
+    calls = [0]
+
+    def blocked(model, image, *args, **kwargs):
+        calls[0] += 1
+        if calls[0] == image_number:
+            release.wait(10)
+        return original(model, image, *args, **kwargs)
+
+    monkeypatch.setattr(segment, "predict_network_maps", blocked)
+    return release
+
+
+def test_predict_all_shows_the_scores_of_the_images_done_so_far(compare, qtbot, monkeypatch):
+    """670 images take minutes: the table fills as they are done, not all at the end."""
+    viewer, widget, session, samples, fake = compare
+    release = _blocked_at(monkeypatch, 3)
+    worker = widget.predict_all()
+    try:
+        qtbot.waitUntil(lambda: len(session.rows) == 2, timeout=10_000)
+        assert widget.is_busy() and not worker.handled  # still at the third image
+        assert set(session.probabilities) == {s.id for s in samples[:2]}
+    finally:
+        release.set()
+    wait_worker(qtbot, worker)
+    assert set(session.rows) == {s.id for s in samples if s.has_labels}
+    assert set(session.probabilities) == {s.id for s in samples}
+
+
+def test_images_done_after_another_dataset_was_opened_are_not_filed_under_it(
+        compare, qtbot, monkeypatch, tmp_path):
+    from pathlib import Path
+
+    viewer, widget, session, samples, fake = compare
+
+    class Folder:
+        def __init__(self, path: Path) -> None:
+            self.path = path
+
+        def ids(self) -> list[str]:
+            return []
+
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    session.dataset = Folder(tmp_path / "first")
+    release = _blocked_at(monkeypatch, 3)
+    worker = widget.predict_all()
+    try:
+        qtbot.waitUntil(lambda: len(session.rows) == 2, timeout=10_000)
+        session.set_dataset(Folder(tmp_path / "second"))
+        assert session.rows == {}
+    finally:
+        release.set()
+    with capture_notifications() as notes:
+        wait_worker(qtbot, worker)
+    assert session.rows == {} and session.probabilities == {}
+    assert notes.any("Another dataset was opened during the prediction")
+
+
+def test_the_shown_prediction_is_not_drawn_again_when_other_images_are_done(
+        compare, qtbot, monkeypatch):
+    from napari_nuclei_unet.widgets import compare_widget
+
+    viewer, widget, session, samples, fake = compare
+    predict_current(qtbot, widget)
+    drawn = []
+    original = compare_widget.show_prediction
+    monkeypatch.setattr(compare_widget, "show_prediction",
+                        lambda *a, **k: (drawn.append(1), original(*a, **k)))
+    other = samples[1]
+    session.add_predictions(fake, {other.id: fake.maps[id(other.image)]})
+    assert drawn == []
+    session.probabilities[samples[0].id] = fake.maps[id(samples[0].image)].copy()
+    session.predictions_changed.emit()  # the shown image's own prediction changed
+    assert drawn == [1]

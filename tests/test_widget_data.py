@@ -56,8 +56,10 @@ def test_open_and_select_reuses_layers(browser, qtbot, dataset_dir):
     assert widget.row_count() == 7
 
     ids = widget.visible_ids()
-    wait_worker(qtbot, widget.select(ids[0]))
+    # the first row is shown once the dataset is open (not a black canvas until a click)
     qtbot.waitUntil(lambda: IMAGE_LAYER in viewer.layers, timeout=10_000)
+    assert widget._selected_id() == ids[0] and session.current_id == ids[0]
+    wait_worker(qtbot, widget.select(ids[0]))
     sample = session.samples[ids[0]]
     np.testing.assert_array_equal(viewer.layers[IMAGE_LAYER].data, sample.image)
     np.testing.assert_array_equal(viewer.layers[LABELS_LAYER].data, sample.labels)
@@ -185,7 +187,9 @@ def test_a_slow_load_does_not_override_another_docks_choice(browser, qtbot, data
     viewer, widget = browser
     session = session_for(viewer)
     _open(qtbot, widget, dataset_dir)
-    clicked, elsewhere = widget.visible_ids()[:2]
+    first, clicked, elsewhere = widget.visible_ids()[:3]
+    qtbot.waitUntil(lambda: session.current_id == first and widget._sample_worker is None,
+                    timeout=10_000)  # the first sample is shown once the dataset is open
     session.samples[elsewhere] = widget.dataset.load(elsewhere)
     changed = []
     session.current_changed.connect(changed.append)
@@ -347,6 +351,14 @@ def test_eta_is_shown_and_opening_can_be_cancelled(browser, qtbot, dataset_dir):
     except StopIteration as stop:
         assert stop.value is None
     assert widget.cancel_button.text() == "Cancel"
+    # an opening that ends gives the samples' file fingerprints, taken in the worker
+    job = _open_dataset(str(dataset_dir))
+    try:
+        while True:
+            next(job)
+    except StopIteration as stop:
+        dataset, stamps = stop.value
+    assert stamps == dataset.fingerprints(dataset.ids()) and len(stamps) == len(dataset)
 
 
 def test_dock_imports_layer_modules_in_a_worker_once(make_napari_viewer, qtbot, monkeypatch):

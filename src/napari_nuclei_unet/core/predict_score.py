@@ -8,8 +8,9 @@ labels ``segment_image`` gives at that threshold (:func:`predicted_labels`).
 A cached prediction is a ``core.segment.NetworkMaps`` (maps at the network's
 scale, with the scale and diameter used) or, from older callers, a plain
 ``(H, W)`` probability map at native scale. Both are plain functions or generator
-jobs (yielding :class:`~napari_nuclei_unet.core.progress.Progress`), run by the
-widgets in a worker (``widgets._prediction_service``) and usable headless.
+jobs (yielding :class:`~napari_nuclei_unet.core.progress.Progress`, and
+:class:`ImageDone` as each image is predicted and scored), run by the widgets in a
+worker (``widgets._prediction_service``) and usable headless.
 """
 
 from __future__ import annotations
@@ -59,6 +60,29 @@ class PredictionResult:
     diameter: float = 0.0
 
 
+@dataclass(frozen=True)
+class ImageDone:
+    """One image :func:`predict_and_score` has just predicted (and scored), yielded at once.
+
+    A caller can show results as they come (the IoU panel fills its table during a
+    long "Predict all") instead of at the end; the job's :class:`PredictionResult`
+    holds them all again.
+
+    Attributes
+    ----------
+    id : str
+        Sample id.
+    maps : Any
+        Its new prediction (``core.segment.NetworkMaps``).
+    row : Any
+        Its scores (``core.evaluation.ImageRow``), or None without a label mask.
+    """
+
+    id: str
+    maps: Any
+    row: Any = None
+
+
 def network_of(model: Any) -> Any:
     """The torch module of ``model`` (a ``core.checkpoint.LoadedModel`` or a bare UNet)."""
     return getattr(model, "model", model)
@@ -73,13 +97,14 @@ def predict_and_score(
     instance_method: str = INSTANCE_METHOD_SPLIT,
     should_stop: Callable[[], bool] | None = None,
     diameter: float = 0.0,
-) -> Generator[Progress, None, PredictionResult]:
-    """Predict the samples that have no cached prediction, then score every sample.
+) -> Generator[Progress | ImageDone, None, PredictionResult]:
+    """Predict the samples that have no cached prediction, and score every sample.
 
     A generator job (no Qt): it yields :class:`~napari_nuclei_unet.core.progress.Progress`
-    updates (stage ``"predict"`` then ``"score"``) and returns a
-    :class:`PredictionResult`. It never changes ``cached``. Each image is predicted as
-    ``segment_image`` does (``core.segment.predict_network_maps``): the nucleus
+    updates (stage ``"predict"``, then ``"score"`` for the samples that were only
+    scored) and, as each image is predicted and scored, an :class:`ImageDone`; it
+    returns a :class:`PredictionResult`. It never changes ``cached``. Each image is
+    predicted as ``segment_image`` does (``core.segment.predict_network_maps``): the nucleus
     diameter estimated (``diameter`` 0) or given, the image resized to the model's
     training nucleus size, dim images smoothed.
 
@@ -119,16 +144,25 @@ def predict_and_score(
     for done, sample in enumerate(todo, start=1):
         if stop_requested(should_stop):
             break
-        result.probabilities[sample.id] = predict_network_maps(network, sample.image, options)
+        maps = predict_network_maps(network, sample.image, options)
+        result.probabilities[sample.id] = maps
+        # scored at once, so that a caller can show each row as it comes
+        row = labels_and_row(sample, maps, threshold=threshold,
+                             instance_method=instance_method)[1]
+        if row is not None:
+            result.rows[sample.id] = row
+        yield ImageDone(sample.id, maps, row)
         yield Progress("predict", done, len(todo), sample.id)
     cached.update(result.probabilities)
-    scorable = [s for s in samples if s.id in cached and s.has_labels]
+    scorable = [s for s in samples
+                if s.id in cached and s.has_labels and s.id not in result.rows]
     if scorable and not stop_requested(should_stop):
         report = yield from rescore(
             scorable, cached, threshold=threshold, instance_method=instance_method,
             should_stop=should_stop,
         )
-        result.rows = {row.id: row for row in report.rows}
+        result.rows.update((row.id, row) for row in report.rows)
+    result.rows = {s.id: result.rows[s.id] for s in samples if s.id in result.rows}
     result.cancelled = stop_requested(should_stop) or len(result.probabilities) < len(todo)
     return result
 

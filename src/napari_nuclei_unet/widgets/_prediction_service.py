@@ -9,6 +9,7 @@ cached prediction beside (or over) the label mask. No dock imports another dock.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from napari_nuclei_unet.core.evaluation import rescore
 from napari_nuclei_unet.core.predict_score import (
+    ImageDone,
     PredictionResult,
     labels_and_row,
     predict_and_score,
@@ -56,6 +58,9 @@ NO_MODEL_MESSAGE = "Load a model in the Model panel first (or click 'Load defaul
 NO_SAMPLE_MESSAGE = "Select an image in the Data panel first."
 NO_SAMPLES_MESSAGE = "No images are loaded yet. Open a dataset in the Data panel first."
 BUSY_MESSAGE = "A prediction is already running. Wait for it to finish, or press Cancel."
+#: During a prediction, the images done so far go into the session at most this often
+#: (seconds): the IoU table fills as they come, without redrawing it for every image.
+PARTIAL_EVERY_S = 1.0
 
 
 def show_prediction(
@@ -224,7 +229,8 @@ def start_prediction_job(
     Shared by the Compare dock and the IoU panel. User mistakes (no model, a job
     already running) are notified and nothing is started. On success the new
     probability maps and scores are merged into the session (main thread) and
-    ``predictions_changed`` / ``scores_changed`` are emitted. Images are predicted
+    ``predictions_changed`` / ``scores_changed`` are emitted, for the images done so
+    far every :data:`PARTIAL_EVERY_S` during the job too. Images are predicted
     at the session's nucleus diameter (0 = automatic, per image); results of a model
     or a diameter that was replaced meanwhile are kept aside for it.
 
@@ -259,9 +265,33 @@ def start_prediction_job(
     model = session.model
     diameter = session.diameter
     dataset = session.dataset
+    settings_at_start = _settings(session)
     outcome: dict[str, PredictionResult] = {}
+    done_so_far: dict[str, ImageDone] = {}
+    last_merge = [time.monotonic()]
+
+    def merge_done_so_far() -> None:
+        # only while nothing the results depend on changed: else the job's end decides
+        if ((dataset is None or same_place(dataset, session.dataset)) and session.model is model
+                and session.diameter == diameter and _settings(session) == settings_at_start):
+            session.add_predictions(
+                model, {d.id: d.maps for d in done_so_far.values()},
+                [d.row for d in done_so_far.values() if d.row is not None],
+                settings_at_start, diameter=diameter)
+        done_so_far.clear()
+        last_merge[0] = time.monotonic()
+
+    def yielded(update: Any) -> None:
+        if not isinstance(update, ImageDone):
+            if on_progress is not None:
+                on_progress(update)
+            return
+        done_so_far[update.id] = update
+        if time.monotonic() - last_merge[0] >= PARTIAL_EVERY_S:
+            merge_done_so_far()
 
     def keep(result: PredictionResult) -> None:
+        done_so_far.clear()
         outcome["result"] = result
         settings = (result.threshold, result.instance_method)
         if dataset is not None and not same_place(dataset, session.dataset):
@@ -302,7 +332,7 @@ def start_prediction_job(
         instance_method=_settings(session)[1],
         diameter=diameter,
         should_stop=should_stop,
-        on_yielded=on_progress,
+        on_yielded=yielded,
         on_returned=keep,
         on_finished=finished,
         action="Predicting",

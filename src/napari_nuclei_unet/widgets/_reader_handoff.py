@@ -103,19 +103,5 @@ def open_in_data_panel(path: str | Path) -> bool:
     dataset = data.dataset
     if dataset is not None and Path(dataset.path).resolve() == Path(path).expanduser().resolve():
         return True  # already open there
-    worker = data.open_dataset(path)
-    if worker is not None:
-        worker.returned.connect(lambda opened: _show_first(data, opened))
+    data.open_dataset(path)  # which shows the first sample once the dataset is open
     return True
-
-
-def _show_first(data: Any, dataset: Any) -> None:
-    """Show the first sample of the table once the dataset is open (not when cancelled)."""
-    if dataset is None or data.dataset is not dataset:
-        return
-    ids = data.visible_ids()
-    if ids:
-        try:
-            data.select(ids[0])
-        except (KeyError, RuntimeError):  # dock closed or dataset replaced meanwhile
-            pass

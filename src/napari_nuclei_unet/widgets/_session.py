@@ -234,8 +234,13 @@ class Session:
             notify(note)
         return note
 
-    def set_dataset(self, dataset: DSBDataset | None) -> str:
+    def set_dataset(self, dataset: DSBDataset | None,
+                    stamps: dict[str, str] | None = None) -> str:
         """Open ``dataset``; return a sentence saying what became of the results.
+
+        ``stamps``: ``DSBDataset.fingerprints`` of its samples, taken by the opening
+        worker (670 samples take 0.25-0.6 s: not on the main thread); None: taken here
+        where needed.
 
         The dataset open already, opened again (same folder or zip), keeps what was
         loaded, predicted and scored (for every model) for its samples whose files are
@@ -251,7 +256,7 @@ class Session:
             self._rekey_edits(old, dataset)
             for kept in self.kept_results.values():
                 kept.dataset = dataset
-            changed = self._drop_changed(self.sample_stamps, self._all_tables())
+            changed = self._drop_changed(self.sample_stamps, self._all_tables(), stamps)
             if self.current_id not in self.samples:
                 self.current_id = None
             scored = set(self.rows).union(_scored(self.kept_results))
@@ -280,12 +285,15 @@ class Session:
                 for kept in back.values():
                     kept.dataset = dataset
                 self.kept_results.update(back)
-                self._drop_changed(self.sample_stamps, self._all_tables())
+                self._drop_changed(self.sample_stamps, self._all_tables(), stamps)
                 back_scored = _scored(back)
                 if back_scored:
                     notes.append(f"The scores of {_place_name(dataset)} ({len(back_scored)} "
                                  "scored image(s)) are shown again; predict again to see the "
                                  "predictions.")
+        if stamps:  # the files as they are now, for the samples not stamped when loaded
+            self.sample_stamps = {**stamps, **self.sample_stamps}
+        if not same_place(old, dataset):
             notes.append(_recalled_words(*self._bring_back()))
         self.dataset_changed.emit()
         self.samples_changed.emit()
@@ -300,14 +308,16 @@ class Session:
             tables += [kept.probabilities, kept.rows, kept.rows_settings]
         return tables
 
-    def _drop_changed(self, stamps: dict[str, str], tables: list[dict]) -> int:
+    def _drop_changed(self, stamps: dict[str, str], tables: list[dict],
+                      current: dict[str, str] | None = None) -> int:
         """Keep in ``tables`` only the samples whose files are as ``stamps`` recorded.
 
         A sample without a stamp (loaded or predicted, never scored) goes too: it is
-        read again from its files. Returns how many stamped samples, still in the
-        dataset, changed.
+        read again from its files. ``current``: the fingerprints now (None: taken
+        here). Returns how many stamped samples, still in the dataset, changed.
         """
-        current = _fingerprints(self.dataset, list(stamps))
+        if current is None:
+            current = _fingerprints(self.dataset, list(stamps))
         unchanged = {i for i, stamp in stamps.items() if current.get(i) == stamp}
         changed = sum(1 for i in stamps if i in current and i not in unchanged)
         for sample_id in [i for i in stamps if i not in unchanged]:

@@ -131,7 +131,7 @@ class CompareWidget(QWidget):
         session.current_changed.connect(self._on_current_changed)
         session.model_changed.connect(self._update_model_status)
         session.predictions_changed.connect(self._on_predictions_changed)
-        session.dataset_changed.connect(self._on_predictions_changed)
+        session.dataset_changed.connect(self._on_dataset_changed)
         on_destroyed(self, self._disconnect_session)
 
     def _disconnect_session(self, *_args: Any) -> None:
@@ -140,7 +140,7 @@ class CompareWidget(QWidget):
             (session.current_changed, self._on_current_changed),
             (session.model_changed, self._update_model_status),
             (session.predictions_changed, self._on_predictions_changed),
-            (session.dataset_changed, self._on_predictions_changed),
+            (session.dataset_changed, self._on_dataset_changed),
         ))
 
     # ------------------------------------------------------------ state
@@ -354,6 +354,14 @@ class CompareWidget(QWidget):
         self.refresh()
 
     def _on_predictions_changed(self) -> None:
+        key = self._current_key()
+        if key is not None and key == self._labels_key:
+            # other images' results arrived (a running "Predict all" adds them every
+            # second): the one shown is unchanged, so it is not drawn again
+            return
+        self._on_dataset_changed()
+
+    def _on_dataset_changed(self) -> None:
         if abs(self.diameter.value - self.session.diameter) > 1e-9:
             with self.diameter.changed.blocked():
                 self.diameter.value = self.session.diameter

@@ -333,18 +333,31 @@ class DataBrowserWidget(QWidget):
         if path:
             self.open_dataset(path)
 
-    def _on_dataset_opened(self, dataset: DSBDataset | None) -> None:
-        if dataset is None:  # cancelled
+    def _on_dataset_opened(self, opened: tuple[DSBDataset, dict[str, str] | None] | None
+                           ) -> None:
+        if opened is None:  # cancelled
             notify("Opening the dataset was cancelled; the previous one stays open.")
             return
+        dataset, stamps = opened
         self.stop_loading()  # a "Load all" of the previous dataset must not fill the new one
         self._pending_id = None
         self._fill_table(dataset)
         if self._offered_path and Path(self._offered_path) == Path(dataset.path):
             self.offer_box.setVisible(False)
-        note = self.session.set_dataset(dataset)
+        note = self.session.set_dataset(dataset, stamps)
         if note:
             notify(note)
+        self._show_first()
+
+    def _show_first(self) -> None:
+        """After opening, show the image kept from before (reopened), else the first row."""
+        current = self.session.current_id
+        if current is not None and self._row_of(current) is not None:
+            self._select_current(current)  # the same folder again: it is shown already
+            return
+        ids = self.visible_ids()
+        if ids:
+            self.select(ids[0])
 
     def _on_open_failed(self, _exc: BaseException) -> None:
         self._describe_dataset(self.dataset)

@@ -200,6 +200,8 @@ class IoUPanel(QWidget):
 
         session = self.session
         rows = session.current_rows()  # never old scores under a new threshold
+        # rows arrive every second during "Predict all": where the user scrolled stays
+        where = self.table.verticalScrollBar().value()
         self._syncing = True
         try:
             dataset = session.dataset
@@ -221,7 +223,8 @@ class IoUPanel(QWidget):
         self.export_button.setEnabled(bool(rows))
         self._fit_columns()
         self._draw_histogram()
-        self._select_current(self.session.current_id)
+        self._select_current(self.session.current_id, scroll=False)
+        self.table.verticalScrollBar().setValue(where)
 
     def _fit_columns(self) -> None:
         """Columns as wide as their contents, the id column at most a short id's width.
@@ -445,8 +448,8 @@ class IoUPanel(QWidget):
                 return r
         return None
 
-    def _select_current(self, sample_id: str | None) -> None:
-        """Select the row of ``sample_id`` without showing it again."""
+    def _select_current(self, sample_id: str | None, *, scroll: bool = True) -> None:
+        """Select the row of ``sample_id`` without showing it again (and scroll to it)."""
         row = self._view_row_of(sample_id)
         self._syncing = True
         try:
@@ -454,7 +457,8 @@ class IoUPanel(QWidget):
                 self.table.clearSelection()
             else:
                 self.table.selectRow(row)
-                self.table.scrollTo(self.proxy.index(row, 0))
+                if scroll:
+                    self.table.scrollTo(self.proxy.index(row, 0))
         finally:
             self._syncing = False
 
