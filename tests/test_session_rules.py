@@ -290,3 +290,23 @@ def test_reader_names_layers_by_short_id():
     assert image_kwargs["name"] == "0a7d30b2"
     assert labels_kwargs["name"] == "0a7d30b2 labels"
     assert image_kwargs["metadata"][SAMPLE_ID_KEY] == long  # the full id is kept
+
+
+def test_a_sample_loaded_after_its_files_changed_is_stamped_as_read(tmp_path):
+    """The fingerprints taken when the dataset was opened are not those of a sample read
+    later from files changed since: it would be dropped as changed when opened again."""
+    from conftest import write_dataset
+    from napari_nuclei_unet.core.dataset import DSBDataset
+
+    root = write_dataset(tmp_path / "stage1_train", {"a": (24, 32, 2), "b": (24, 32, 3)})
+    dataset = DSBDataset.open(root, use_cache=False)
+    session = Session()
+    session.jobs = None
+    session.set_dataset(dataset, dataset.fingerprints(dataset.ids()))
+    mask = sorted((root / "a" / "masks").iterdir())[0]  # fixed in another program
+    stat = mask.stat()
+    os.utime(mask, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
+    session.add_samples([dataset.load("a")])  # what a click in the Data dock does
+    assert session.sample_stamps["a"] == dataset.fingerprints(["a"])["a"]
+    note = session.set_dataset(dataset, dataset.fingerprints(dataset.ids()))
+    assert "a" in session.samples and "changed" not in note, note

@@ -601,7 +601,8 @@ def test_images_done_after_another_dataset_was_opened_are_not_filed_under_it(
     with capture_notifications() as notes:
         wait_worker(qtbot, worker)
     assert session.rows == {} and session.probabilities == {}
-    assert notes.any("Another dataset was opened during the prediction")
+    assert notes.any("Another dataset was opened during the prediction: the scores of the 2 "
+                     "image(s) done before are kept with the first dataset")
 
 
 def test_the_shown_prediction_is_not_drawn_again_when_other_images_are_done(
@@ -620,3 +621,9 @@ def test_the_shown_prediction_is_not_drawn_again_when_other_images_are_done(
     session.probabilities[samples[0].id] = fake.maps[id(samples[0].image)].copy()
     session.predictions_changed.emit()  # the shown image's own prediction changed
     assert drawn == [1]
+    # the user deleted the prediction layer: the next results bring it back
+    from napari_nuclei_unet.widgets._compare_layers import PREDICTION_LAYER
+
+    viewer.layers.remove(PREDICTION_LAYER)
+    session.add_predictions(fake, {samples[2].id: fake.maps[id(samples[2].image)]})
+    assert drawn == [1, 1] and PREDICTION_LAYER in viewer.layers

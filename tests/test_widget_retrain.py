@@ -649,3 +649,26 @@ def test_the_dock_follows_the_viewers_project_and_forgets_stale_messages(retrain
     session.set_project_dir(user_dirs / "other")
     assert dock.project == user_dirs / "other"
     assert dock.status_label.text() == " "
+
+
+def test_other_images_predicted_meanwhile_leave_the_editing_view_alone(retrain, qtbot):
+    """"Predict all" adds other images' results every second: a layer the user turned on
+    while painting stays on (the editing view is set again only when the edited image's
+    own prediction changed)."""
+    from napari_nuclei_unet.widgets._layers import LABELS_LAYER
+
+    viewer, dock, session, samples, project = retrain
+    layer = dock.edit_prediction()
+    paint_square(layer, 99)
+    session.predictions_changed.emit()  # a first change: the view is set once
+    qtbot.wait(400)
+    viewer.layers[LABELS_LAYER].visible = True  # the user compares with the label mask
+    other = samples[1]
+    for k in range(3):
+        session.add_predictions(session.model, {other.id: fake_probability(other) + k / 10})
+        qtbot.wait(300)
+        assert viewer.layers[LABELS_LAYER].visible
+    # the edited image's own prediction changes: the editing view comes back
+    session.add_predictions(session.model, {samples[0].id: fake_probability(samples[0])})
+    qtbot.waitUntil(lambda: not viewer.layers[LABELS_LAYER].visible, timeout=3000)
+    assert dock.has_unsaved_edits()

@@ -269,6 +269,7 @@ def start_prediction_job(
     outcome: dict[str, PredictionResult] = {}
     done_so_far: dict[str, ImageDone] = {}
     last_merge = [time.monotonic()]
+    merged: set[str] = set()  # the images whose results went into the session during the job
 
     def merge_done_so_far() -> None:
         # only while nothing the results depend on changed: else the job's end decides
@@ -278,6 +279,7 @@ def start_prediction_job(
                 model, {d.id: d.maps for d in done_so_far.values()},
                 [d.row for d in done_so_far.values() if d.row is not None],
                 settings_at_start, diameter=diameter)
+            merged.update(done_so_far)
         done_so_far.clear()
         last_merge[0] = time.monotonic()
 
@@ -296,8 +298,12 @@ def start_prediction_job(
         settings = (result.threshold, result.instance_method)
         if dataset is not None and not same_place(dataset, session.dataset):
             # another dataset was opened meanwhile: these are not its images' results
-            notify("Another dataset was opened during the prediction: its results were not "
-                   "kept. Open the first dataset again and predict to see them.", warning=True)
+            kept = (f"the scores of the {len(merged)} image(s) done before are kept with "
+                    "the first dataset, the other images' results were not. Open it again "
+                    "to see those scores, and predict to see the rest" if merged else
+                    "its results were not kept. Open the first dataset again and predict to "
+                    "see them")
+            notify(f"Another dataset was opened during the prediction: {kept}.", warning=True)
             return
         if session.model is not model or session.diameter != diameter:
             session.keep_for(model, result.probabilities, result.rows.values(), settings,

@@ -339,13 +339,17 @@ class Session:
         """Keep decoded samples (``samples_changed``) and their files' fingerprints.
 
         ``stamps``: ``DSBDataset.fingerprints`` of the samples, taken when they were
-        read (in the loading worker); those not given are taken now.
+        read (in the loading worker); those not given are taken now (not the ones taken
+        when the dataset was opened: its files may have changed since).
         """
         samples = list(samples)
         self.samples.update({sample.id: sample for sample in samples})
         if self.dataset is not None:
-            self.sample_stamps.update(stamps or {})
-            self._stamps_of([sample.id for sample in samples])
+            stamps = stamps or {}
+            unstamped = [sample.id for sample in samples if sample.id not in stamps]
+            self.sample_stamps.update(stamps)
+            if unstamped:
+                self.sample_stamps.update(_fingerprints(self.dataset, unstamped))
         self.samples_changed.emit()
 
     def set_current(self, sample_id: str) -> None:

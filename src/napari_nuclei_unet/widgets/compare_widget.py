@@ -355,7 +355,8 @@ class CompareWidget(QWidget):
 
     def _on_predictions_changed(self) -> None:
         key = self._current_key()
-        if key is not None and key == self._labels_key:
+        if (key is not None and key == self._labels_key
+                and compare_layers.shown_prediction_id(self.viewer) == key[0]):
             # other images' results arrived (a running "Predict all" adds them every
             # second): the one shown is unchanged, so it is not drawn again
             return
