@@ -406,7 +406,10 @@ def test_readable_ids_keep_their_distinct_ends_in_the_table(make_napari_viewer):
 def test_rows_arriving_leave_the_users_scroll_position_alone(make_napari_viewer, qtbot):
     """During "Predict all" the table is refreshed every second: a user reading further
     down is not pulled back to the shown image's row each time."""
+    from qtpy.QtCore import QPoint
+
     from napari_nuclei_unet.core.evaluation import ImageRow
+    from napari_nuclei_unet.widgets._score_table import ID_ROLE
     from napari_nuclei_unet.widgets._session import session_for
     from napari_nuclei_unet.widgets.iou_panel import IoUPanel
 
@@ -432,3 +435,57 @@ def test_rows_arriving_leave_the_users_scroll_position_alone(make_napari_viewer,
     # another dock shows another image: its row is brought into view
     session.set_current(rows(400)[399].id)
     qtbot.waitUntil(lambda: bar.value() > where, timeout=5000)
+    # sorted, new rows land above the one the user reads: that row stays at the top
+    panel.sort_by("iou", descending=True)  # the new rows have the highest IoU
+    bar.setValue(bar.maximum() // 2)
+
+    def top_id():
+        index = panel.table.indexAt(QPoint(1, 1))
+        return index.sibling(index.row(), 0).data(ID_ROLE)
+
+    read = top_id()
+    for n in (500, 600):
+        session.put_rows(rows(n))
+        qtbot.wait(50)
+        assert top_id() == read
+    bar.setValue(0)  # at the top, the top stays: the new best scores show
+    session.put_rows(rows(650))
+    qtbot.wait(50)
+    assert bar.value() == 0 and top_id() == rows(650)[649].id
+
+
+def test_a_prediction_started_in_the_compare_dock_is_said_here(panel, qtbot, monkeypatch):
+    """The Scores tab had no sign of a "Predict all" started in the Compare tab."""
+    import threading
+
+    from napari_nuclei_unet.core import segment
+    from napari_nuclei_unet.widgets import _prediction_service
+    from napari_nuclei_unet.widgets.iou_panel import ELSEWHERE_TEXT
+
+    viewer, panel, compare, session, samples, fake = panel
+    monkeypatch.setattr(_prediction_service, "PARTIAL_EVERY_S", 0.0)
+    release = threading.Event()
+    original = segment.predict_network_maps
+    calls = [0]
+
+    def blocked(model, image, *args, **kwargs):
+        calls[0] += 1
+        if calls[0] == 2:
+            release.wait(10)
+        return original(model, image, *args, **kwargs)
+
+    monkeypatch.setattr(segment, "predict_network_maps", blocked)
+    worker = compare.predict_all()
+    try:
+        qtbot.waitUntil(lambda: len(panel.visible_rows()) == 1, timeout=10_000)
+        assert panel.elsewhere_label.isVisibleTo(panel)
+        assert panel.elsewhere_label.text() == ELSEWHERE_TEXT
+    finally:
+        release.set()
+    wait_worker(qtbot, worker)
+    qtbot.waitUntil(lambda: not panel.elsewhere_label.isVisibleTo(panel), timeout=5000)
+    # its own "Score all" shows its own progress and Cancel instead
+    session.probabilities.clear()
+    worker = panel.score_all()
+    assert not panel.elsewhere_label.isVisibleTo(panel)
+    wait_worker(qtbot, worker)

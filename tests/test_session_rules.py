@@ -84,8 +84,9 @@ def test_a_dataset_opened_again_keeps_its_results_and_another_puts_them_aside(se
     note = session.set_dataset(FakeDataset(tmp_path / "other", ("z",)))
     assert "The scores of data (1 scored image(s)) are kept: open it again" in note, note
     assert session.rows == {} and session.samples == {} and session.probabilities == {}
-    session.set_dataset(FakeDataset(tmp_path / "data", ("x",)))
+    note = session.set_dataset(FakeDataset(tmp_path / "data", ("x",)))
     assert session.rows["x"].iou == 0.6
+    assert "shown again. Its images are read again from the files (Load all" in note, note
     # the maps were not kept aside (hundreds of MB for a whole dataset), nor the images
     assert session.probabilities == {} and session.samples == {}
     session.set_model(FakeModel(tmp_path / "a.safetensors"))

@@ -601,8 +601,11 @@ def test_images_done_after_another_dataset_was_opened_are_not_filed_under_it(
     with capture_notifications() as notes:
         wait_worker(qtbot, worker)
     assert session.rows == {} and session.probabilities == {}
-    assert notes.any("Another dataset was opened during the prediction: the scores of the 2 "
-                     "image(s) done before are kept with the first dataset")
+    assert notes.any("Another dataset was opened during the prediction, which stopped: the "
+                     "scores of the 2 image(s) done before are kept with the first dataset")
+    assert fake.calls == 3 < len(samples)  # it stopped after the image it was at
+    assert not notes.any("before Cancel")
+    assert widget.predict_all_button.isEnabled()
 
 
 def test_the_shown_prediction_is_not_drawn_again_when_other_images_are_done(

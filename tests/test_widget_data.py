@@ -103,13 +103,24 @@ def test_label_edits_are_kept_when_moving_on(browser, qtbot, dataset_dir):
 
 
 def test_filter_and_sort(browser, qtbot, dataset_dir):
-    _viewer, widget = browser
+    from napari_nuclei_unet.widgets._session import session_for
+
+    viewer, widget = browser
+    session = session_for(viewer)
     _open(qtbot, widget, dataset_dir)
-    widget.set_modality_filter("histology")
+    first = widget.visible_ids()[0]
+    qtbot.waitUntil(lambda: session.current_id == first, timeout=10_000)
+    hiding = next(m for m in ("histology", "fluorescence", "brightfield")
+                  if widget.dataset.info(first).modality != m)
+    widget.set_modality_filter(hiding)
     shown = widget.visible_ids()
-    assert shown and all(widget.dataset.info(i).modality == "histology" for i in shown)
+    assert shown and all(widget.dataset.info(i).modality == hiding for i in shown)
+    # the image shown is filtered out: no other row is highlighted as if it were shown
+    assert _selected_ids(widget) == [] and not widget.table.currentIndex().isValid()
+    assert session.current_id == first
     widget.set_modality_filter(None)
     assert len(widget.visible_ids()) == 7
+    assert _selected_ids(widget) == [first]  # back in view: highlighted again
 
     nuclei = {i: widget.dataset.info(i).n_nuclei for i in widget.dataset.ids()}
     widget.sort_by(3, descending=True)
@@ -479,3 +490,18 @@ def test_dash_patterns_are_computed_in_the_warm_up_worker():
     )
     before, done, after = json.loads(fresh_python(code))
     assert before == 0 and done == [True] and after >= 13
+
+
+def test_load_all_waits_for_the_dataset_to_be_listed(browser, qtbot, dataset_dir):
+    """Pressed while the dataset was still opening, Load all said "Open a dataset first"
+    and loaded nothing."""
+    _viewer, widget = browser
+    worker = widget.open_dataset(dataset_dir)
+    assert not widget.load_all_button.isEnabled()
+    with capture_notifications() as notes:
+        assert widget.load_all() is None
+    assert notes.any("still opening") and not notes.any("Open a dataset first")
+    wait_worker(qtbot, worker)
+    assert widget.load_all_button.isEnabled()
+    wait_worker(qtbot, widget.load_all())
+    assert widget.session.samples.keys() == set(widget.dataset.ids())

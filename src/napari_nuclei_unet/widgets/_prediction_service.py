@@ -23,7 +23,7 @@ from napari_nuclei_unet.core.predict_score import (
     predict_and_score,
     predicted_labels,
 )
-from napari_nuclei_unet.core.progress import Progress
+from napari_nuclei_unet.core.progress import Progress, stop_requested
 from napari_nuclei_unet.widgets import _compare_layers as compare_layers
 from napari_nuclei_unet.widgets._layers import (
     IMAGE_LAYER,
@@ -57,7 +57,8 @@ DIAMETER_TOOLTIP = (
 NO_MODEL_MESSAGE = "Load a model in the Model panel first (or click 'Load default model')."
 NO_SAMPLE_MESSAGE = "Select an image in the Data panel first."
 NO_SAMPLES_MESSAGE = "No images are loaded yet. Open a dataset in the Data panel first."
-BUSY_MESSAGE = "A prediction is already running. Wait for it to finish, or press Cancel."
+BUSY_MESSAGE = ("A prediction is already running. Wait for it to finish, or press the Cancel "
+                "beside the button that started it.")
 #: During a prediction, the images done so far go into the session at most this often
 #: (seconds): the IoU table fills as they come, without redrawing it for every image.
 PARTIAL_EVERY_S = 1.0
@@ -292,19 +293,29 @@ def start_prediction_job(
         if time.monotonic() - last_merge[0] >= PARTIAL_EVERY_S:
             merge_done_so_far()
 
+    def moved() -> bool:
+        """Whether another dataset was opened since the job started."""
+        return dataset is not None and not same_place(dataset, session.dataset)
+
+    def stop() -> bool:  # checked in the worker between images
+        # another dataset was opened: its results would not be kept, so the job ends
+        return stop_requested(should_stop) or moved()
+
     def keep(result: PredictionResult) -> None:
         done_so_far.clear()
-        outcome["result"] = result
-        settings = (result.threshold, result.instance_method)
-        if dataset is not None and not same_place(dataset, session.dataset):
-            # another dataset was opened meanwhile: these are not its images' results
+        if moved():
+            # these are not the open dataset's images' results (and "stopped before
+            # Cancel" would not be true: the docks get no result)
             kept = (f"the scores of the {len(merged)} image(s) done before are kept with "
                     "the first dataset, the other images' results were not. Open it again "
                     "to see those scores, and predict to see the rest" if merged else
                     "its results were not kept. Open the first dataset again and predict to "
                     "see them")
-            notify(f"Another dataset was opened during the prediction: {kept}.", warning=True)
+            notify(f"Another dataset was opened during the prediction, which stopped: "
+                   f"{kept}.", warning=True)
             return
+        outcome["result"] = result
+        settings = (result.threshold, result.instance_method)
         if session.model is not model or session.diameter != diameter:
             session.keep_for(model, result.probabilities, result.rows.values(), settings,
                              diameter=diameter)
@@ -337,7 +348,7 @@ def start_prediction_job(
         threshold=session.threshold,
         instance_method=_settings(session)[1],
         diameter=diameter,
-        should_stop=should_stop,
+        should_stop=stop,
         on_yielded=yielded,
         on_returned=keep,
         on_finished=finished,

@@ -289,8 +289,9 @@ class Session:
                 back_scored = _scored(back)
                 if back_scored:
                     notes.append(f"The scores of {_place_name(dataset)} ({len(back_scored)} "
-                                 "scored image(s)) are shown again; predict again to see the "
-                                 "predictions.")
+                                 "scored image(s)) are shown again. Its images are read "
+                                 "again from the files (Load all for all of them); predict "
+                                 "again to see the predictions.")
         if stamps:  # the files as they are now, for the samples not stamped when loaded
             self.sample_stamps = {**stamps, **self.sample_stamps}
         if not same_place(old, dataset):

@@ -169,6 +169,7 @@ class DataBrowserWidget(QWidget):
         if worker is not None:
             self._throttle.begin("indexing samples …")
             self.cancel_button.setEnabled(True)
+            self.load_all_button.setEnabled(False)  # until the samples are listed
         return worker
 
     def cancel(self) -> None:
@@ -263,6 +264,9 @@ class DataBrowserWidget(QWidget):
             The worker, or None when no dataset is open or loading already runs.
         """
         dataset = self.dataset
+        if self.session.jobs.is_running("open dataset"):
+            notify("The dataset is still opening: press Load all once its samples are listed.")
+            return None
         if dataset is None:
             notify("Open a dataset first (folder, zip or Bundled samples).")
             return None
@@ -401,6 +405,9 @@ class DataBrowserWidget(QWidget):
             self.proxy.set_modality(self.modality_combo.currentData())
         finally:
             self._syncing = False
+        # the shown image's row stays highlighted; when the filter hides it, no other row
+        # is (Qt would move the highlight to a neighbour the canvas does not show)
+        self._select_current(self.session.current_id)
 
     def _row_of(self, sample_id: str) -> int | None:
         """Table row of ``sample_id``; None when absent or hidden by the filter."""
@@ -517,6 +524,7 @@ class DataBrowserWidget(QWidget):
         self._throttle.show_update(update, f"{verb} %v / %m samples")
 
     def _on_open_finished(self) -> None:
+        self.load_all_button.setEnabled(True)
         self._describe_dataset(self.dataset)
         self._job_ended()
 

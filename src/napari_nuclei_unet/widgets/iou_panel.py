@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qtpy.QtCore import QModelIndex, Qt
+from qtpy.QtCore import QModelIndex, QPoint, Qt
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -59,6 +59,11 @@ from napari_nuclei_unet.widgets._workers import notify, notify_error
 if TYPE_CHECKING:
     import napari
 
+#: Shown while a prediction started in the Compare dock (or tab) fills the table.
+ELSEWHERE_TEXT = ("Predicting the loaded images (Predict all; the Cancel beside it stops it): "
+                  "each image's row is added as soon as it is done.")
+
+
 class IoUPanel(QWidget):
     """Dock widget: per-image scores, summary, histogram, export.
 
@@ -83,6 +88,7 @@ class IoUPanel(QWidget):
         self.session = session_for(napari_viewer)
         self._syncing = False
         self._stop = threading.Event()
+        self._followed: Any = None  # a prediction worker of another dock, followed to its end
         self._build()
         self._connect()
         self.refresh()
@@ -121,6 +127,10 @@ class IoUPanel(QWidget):
         self.stale_label.setWordWrap(True)
         self.stale_label.setVisible(False)
         layout.addWidget(self.stale_label)
+        self.elsewhere_label = QLabel(ELSEWHERE_TEXT)  # a prediction the Compare panel runs
+        self.elsewhere_label.setWordWrap(True)
+        self.elsewhere_label.setVisible(False)
+        layout.addWidget(self.elsewhere_label)
 
         self.model = ScoreTableModel(self)
         self.proxy = SortInSourceProxy(self)
@@ -200,8 +210,9 @@ class IoUPanel(QWidget):
 
         session = self.session
         rows = session.current_rows()  # never old scores under a new threshold
-        # rows arrive every second during "Predict all": where the user scrolled stays
-        where = self.table.verticalScrollBar().value()
+        # rows arrive every second during "Predict all": the row the user scrolled to stays
+        # at the top of the table, also when rows sorted above it arrive
+        top_id = self._top_row_id()
         self._syncing = True
         try:
             dataset = session.dataset
@@ -209,6 +220,7 @@ class IoUPanel(QWidget):
             self.model.set_rows(rows, splits_of(session.model, ids))
         finally:
             self._syncing = False
+        self._show_prediction_elsewhere()
         stale = session.stale_count()
         self.stale_label.setVisible(bool(stale))
         if stale:
@@ -224,7 +236,35 @@ class IoUPanel(QWidget):
         self._fit_columns()
         self._draw_histogram()
         self._select_current(self.session.current_id, scroll=False)
-        self.table.verticalScrollBar().setValue(where)
+        self._scroll_to_top_row(top_id)
+
+    def _show_prediction_elsewhere(self) -> None:
+        """Say so while a prediction started in another dock fills the table."""
+        from napari_nuclei_unet.widgets._prediction_service import PREDICT_JOB
+
+        worker = self.session.jobs.running(PREDICT_JOB)
+        elsewhere = worker is not None and self.cancel_button.isHidden()  # not this panel's
+        self.elsewhere_label.setVisible(elsewhere)
+        if elsewhere and worker is not self._followed:
+            self._followed = worker  # its end hides the line (no new rows may come then)
+            worker.finished.connect(self.refresh)
+
+    def _top_row_id(self) -> str | None:
+        """Id of the row at the top of the table, or None when it is not scrolled."""
+        if self.table.verticalScrollBar().value() == 0:
+            return None  # at the top it stays at the top (new lowest scores show)
+        index = self.table.indexAt(QPoint(1, 1))
+        return index.sibling(index.row(), 0).data(ID_ROLE) if index.isValid() else None
+
+    def _scroll_to_top_row(self, sample_id: str | None) -> None:
+        row = self._view_row_of(sample_id)
+        bar = self.table.verticalScrollBar()
+        if row is None:
+            bar.setValue(0)
+            return
+        self.table.updateGeometries()  # the scroll range of the new rows, now
+        self.table.scrollTo(self.proxy.index(row, 0),
+                            QAbstractItemView.ScrollHint.PositionAtTop)
 
     def _fit_columns(self) -> None:
         """Columns as wide as their contents, the id column at most a short id's width.
