@@ -252,7 +252,7 @@ class IoUPanel(QWidget):
     def _top_row_id(self) -> str | None:
         """Id of the row at the top of the table, or None when it is not scrolled."""
         if self.table.verticalScrollBar().value() == 0:
-            return None  # at the top it stays at the top (new lowest scores show)
+            return None  # at the top it stays at the top: the rows sorted first show
         index = self.table.indexAt(QPoint(1, 1))
         return index.sibling(index.row(), 0).data(ID_ROLE) if index.isValid() else None
 
