@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from napari_nuclei_unet.core.evaluation import ImageRow
-from napari_nuclei_unet.widgets._session import Session, model_name
+from napari_nuclei_unet.widgets._model_names import model_name
+from napari_nuclei_unet.widgets._session import Session
 
 
 @dataclass

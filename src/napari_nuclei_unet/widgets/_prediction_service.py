@@ -32,8 +32,9 @@ from napari_nuclei_unet.widgets._layers import (
     find_layer,
     show_sample,
 )
+from napari_nuclei_unet.widgets._model_names import diameter_text, model_name
 from napari_nuclei_unet.widgets._progress import ThrottledProgress
-from napari_nuclei_unet.widgets._session import diameter_text, model_name, same_place, session_for
+from napari_nuclei_unet.widgets._session import same_place, session_for
 from napari_nuclei_unet.widgets._workers import notify
 
 if TYPE_CHECKING:

@@ -10,7 +10,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from napari_nuclei_unet.widgets._session import model_name, session_for
+from napari_nuclei_unet.widgets._model_names import model_name
+from napari_nuclei_unet.widgets._session import session_for
 
 #: Where this dock asks for the settings that core messages name (see
 #: ``ImageFileError.worded``): its fields, not the command line's options.

@@ -15,7 +15,6 @@ main thread (worker handlers) and never emit the session's signals.
 
 from __future__ import annotations
 
-import re
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -23,6 +22,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from psygnal import Signal
+
+from napari_nuclei_unet.widgets._model_names import (
+    diameter_text,
+    model_key,
+    model_name,
+    results_key,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -563,60 +569,6 @@ class ModelResults:
     rows: dict[str, Any]
     rows_settings: dict[str, tuple[float, str]]
     dataset: Any = None
-
-
-def model_key(model: Any) -> str:
-    """Identity of a model for keeping its results: its file and the weights loaded.
-
-    A checkpoint's save token (read from its sidecar when it was loaded, new at every
-    save) names the weights themselves, so results made with weights that a running
-    training run has since overwritten are never filed under the new ones. Other
-    models (a bioimage.io package) use the file's modification time.
-    """
-    path = getattr(model, "path", None)
-    if path is None:
-        return f"object-{id(model)}"
-    token = (getattr(model, "metadata", None) or {}).get("token")
-    if isinstance(token, str) and token:
-        return f"{Path(path).resolve()}#{token}"
-    try:
-        stamp = Path(path).stat().st_mtime_ns
-    except OSError:
-        stamp = 0
-    return f"{Path(path).resolve()}@{stamp}"
-
-
-def results_key(model: Any, diameter: float) -> str:
-    """Key of a model's results at one nucleus diameter (see :func:`model_key`)."""
-    return f"{model_key(model)}|diameter={float(diameter):g}"
-
-
-def diameter_text(diameter: float) -> str:
-    """``"automatic diameter"`` or ``"diameter 30 px"``."""
-    return "automatic diameter" if not diameter else f"diameter {float(diameter):g} px"
-
-
-def model_name(model: Any) -> str:
-    """Plain name of a model: ``"default model"``, ``"v002"``, ``"20261201-0930/best"``.
-
-    Generic file names (``model``, ``best``, ``last``, a bioimage.io package's
-    ``bioimageio.yaml`` / ``rdf.yaml``) get their folder's name in front, so two models
-    never show the same name.
-    """
-    if model is None:
-        return "no model"
-    path = getattr(model, "path", None)
-    if path is None:
-        return "model in memory"
-    path = Path(path)
-    if path.name == "default.safetensors":
-        return "default model"
-    if path.stem == "model" and path.parent.parent.name == "versions" and \
-            re.fullmatch(r"v\d{3,}", path.parent.name):
-        return path.parent.name  # a fine-tuning project's version, as the Retrain dock names it
-    if path.stem in {"model", "best", "last", "weights", "checkpoint", "bioimageio", "rdf"}:
-        return f"{path.parent.name}/{path.stem}"
-    return path.stem
 
 
 def _new_worker_guard() -> Any:

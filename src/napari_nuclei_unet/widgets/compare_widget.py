@@ -40,6 +40,7 @@ from napari_nuclei_unet.widgets._compare_layout import build_layout, clamped_thr
 from napari_nuclei_unet.widgets._layers import (
     short_id,
 )
+from napari_nuclei_unet.widgets._model_names import model_name
 from napari_nuclei_unet.widgets._prediction_service import (  # noqa: F401  (re-exported)
     BUSY_MESSAGE,
     DIAMETER_TOOLTIP,
@@ -58,12 +59,7 @@ from napari_nuclei_unet.widgets._prediction_service import (  # noqa: F401  (re-
     start_prediction_job,
     start_rescore_job,
 )
-from napari_nuclei_unet.widgets._session import (
-    disconnect_all,
-    model_name,
-    on_destroyed,
-    session_for,
-)
+from napari_nuclei_unet.widgets._session import disconnect_all, on_destroyed, session_for
 from napari_nuclei_unet.widgets._workers import notify
 
 if TYPE_CHECKING:

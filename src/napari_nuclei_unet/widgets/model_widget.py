@@ -34,8 +34,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_nuclei_unet.widgets._model_names import model_name
 from napari_nuclei_unet.widgets._scroll import scrolled_layout
-from napari_nuclei_unet.widgets._session import model_name, session_for
+from napari_nuclei_unet.widgets._session import session_for
 
 if TYPE_CHECKING:
     import napari

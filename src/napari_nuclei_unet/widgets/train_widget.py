@@ -4,12 +4,11 @@ The form edits a :class:`~napari_nuclei_unet.core.config.TrainConfig`. Start run
 ``core.training.train`` in a worker thread; its ``TrainStep`` / ``EpochEnd``
 updates drive the progress bar and the live curves in the ``yielded`` handler
 (main thread). Stop is cooperative: the loop saves ``last.safetensors`` and keeps
-``best.safetensors``. Every run writes to a new timestamped folder under the
-runs folder, so nothing is ever overwritten (Resume continues a run in its own
-folder). When a run ends its best model is offered ("Use this model"), never
-swapped in for the model in use (whose scores would go); with no model in use it
-is used at once. The settings form is :mod:`._train_form`; the worker jobs and run
-folders are :mod:`._train_jobs`.
+``best.safetensors``. Every run writes to a new timestamped folder under the runs
+folder, so nothing is ever overwritten (Resume continues a run in its own folder).
+When a run ends its best model is offered ("Use this model"), never swapped in for
+the model in use (whose scores would go); with no model in use it is used at once.
+The settings form is :mod:`._train_form`, the jobs and run folders :mod:`._train_jobs`.
 
 Closing napari during training asks for confirmation (napari lists the running
 job), then stops the run and waits for its checkpoints to be written.
@@ -52,10 +51,11 @@ from qtpy.QtWidgets import (
 
 from napari_nuclei_unet.core.config import ConfigError, TrainConfig
 from napari_nuclei_unet.core.train_updates import LAST_NAME
+from napari_nuclei_unet.widgets._model_names import model_name
 from napari_nuclei_unet.widgets._plots import TrainingCurves
 from napari_nuclei_unet.widgets._progress import format_duration  # noqa: F401  (re-exported)
 from napari_nuclei_unet.widgets._scroll import scrolled_layout
-from napari_nuclei_unet.widgets._session import model_name, session_for
+from napari_nuclei_unet.widgets._session import session_for
 from napari_nuclei_unet.widgets._train_form import (
     add_sections,
     form_values,
