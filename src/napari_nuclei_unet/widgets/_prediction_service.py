@@ -273,14 +273,18 @@ def start_prediction_job(
     last_merge = [time.monotonic()]
     merged: set[str] = set()  # the images whose results went into the session during the job
 
+    def moved() -> bool:
+        """Whether another dataset was opened since the job started."""
+        return dataset is not None and not same_place(dataset, session.dataset)
+
     def merge_done_so_far() -> None:
-        # only while nothing the results depend on changed: else the job's end decides
-        if ((dataset is None or same_place(dataset, session.dataset)) and session.model is model
-                and session.diameter == diameter and _settings(session) == settings_at_start):
-            session.add_predictions(
-                model, {d.id: d.maps for d in done_so_far.values()},
-                [d.row for d in done_so_far.values() if d.row is not None],
-                settings_at_start, diameter=diameter)
+        # only while nothing the results depend on changed (add_predictions refuses another
+        # model or diameter): else the job's end decides
+        if (not moved() and _settings(session) == settings_at_start
+                and session.add_predictions(
+                    model, {d.id: d.maps for d in done_so_far.values()},
+                    [d.row for d in done_so_far.values() if d.row is not None],
+                    settings_at_start, diameter=diameter)):
             merged.update(done_so_far)
         done_so_far.clear()
         last_merge[0] = time.monotonic()
@@ -293,10 +297,6 @@ def start_prediction_job(
         done_so_far[update.id] = update
         if time.monotonic() - last_merge[0] >= PARTIAL_EVERY_S:
             merge_done_so_far()
-
-    def moved() -> bool:
-        """Whether another dataset was opened since the job started."""
-        return dataset is not None and not same_place(dataset, session.dataset)
 
     def stop() -> bool:  # checked in the worker between images
         # another dataset was opened: its results would not be kept, so the job ends

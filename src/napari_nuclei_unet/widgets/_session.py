@@ -257,8 +257,9 @@ class Session:
         from the files.
         """
         old, self.dataset = self.dataset, dataset
+        reopened = same_place(old, dataset)
         notes = []
-        if same_place(old, dataset):
+        if reopened:
             self._rekey_edits(old, dataset)
             for kept in self.kept_results.values():
                 kept.dataset = dataset
@@ -300,7 +301,7 @@ class Session:
                                  "again to see the predictions.")
         if stamps:  # the files as they are now, for the samples not stamped when loaded
             self.sample_stamps = {**stamps, **self.sample_stamps}
-        if not same_place(old, dataset):
+        if not reopened:
             notes.append(_recalled_words(*self._bring_back()))
         self.dataset_changed.emit()
         self.samples_changed.emit()
