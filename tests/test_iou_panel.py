@@ -407,6 +407,7 @@ def test_rows_arriving_leave_the_users_scroll_position_alone(make_napari_viewer,
     """During "Predict all" the table is refreshed every second: a user reading further
     down is not pulled back to the shown image's row each time."""
     from qtpy.QtCore import QPoint
+    from qtpy.QtGui import QCursor
 
     from napari_nuclei_unet.core.evaluation import ImageRow
     from napari_nuclei_unet.widgets._score_table import ID_ROLE
@@ -421,6 +422,7 @@ def test_rows_arriving_leave_the_users_scroll_position_alone(make_napari_viewer,
     session = session_for(viewer)
     panel = IoUPanel(viewer)
     viewer.window.add_dock_widget(panel, name="IoU panel")
+    QCursor.setPos(panel.table.viewport().mapToGlobal(QPoint(0, -40)))  # not over a row
     session.current_id = rows(1)[0].id  # the image shown: the first row
     session.put_rows(rows(200))
     bar = panel.table.verticalScrollBar()
@@ -452,6 +454,23 @@ def test_rows_arriving_leave_the_users_scroll_position_alone(make_napari_viewer,
     session.put_rows(rows(650))
     qtbot.wait(50)
     assert bar.value() == 0 and top_id() == rows(650)[649].id
+    # the pointer over a row (about to click it): that row stays under the pointer,
+    # at the top of the table too, so that the click hits the row aimed at
+    viewport = panel.table.viewport()
+    aim = QPoint(5, panel.table.visualRect(panel.proxy.index(4, 0)).center().y())
+    QCursor.setPos(viewport.mapToGlobal(aim))
+    qtbot.waitUntil(lambda: viewport.mapFromGlobal(QCursor.pos()) == aim, timeout=5000)
+
+    def aimed_id():
+        index = panel.table.indexAt(aim)
+        return index.sibling(index.row(), 0).data(ID_ROLE)
+
+    aimed = aimed_id()
+    for n in (660, 670):
+        session.put_rows(rows(n))
+        qtbot.wait(50)
+        assert aimed_id() == aimed
+    assert bar.value() > 0  # the new best scores landed above, out of view
 
 
 def test_a_prediction_started_in_the_compare_dock_is_said_here(panel, qtbot, monkeypatch):

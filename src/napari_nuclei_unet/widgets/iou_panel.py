@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qtpy.QtCore import QModelIndex, QPoint, Qt
+from qtpy.QtGui import QCursor
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -210,9 +211,10 @@ class IoUPanel(QWidget):
 
         session = self.session
         rows = session.current_rows()  # never old scores under a new threshold
-        # rows arrive every second during "Predict all": the row the user scrolled to stays
-        # at the top of the table, also when rows sorted above it arrive
-        top_id = self._top_row_id()
+        # rows arrive every second during "Predict all": the row under the pointer stays
+        # under it (a click at that moment hits the row aimed at), else the row the user
+        # scrolled to stays at the top, also when rows sorted above them arrive
+        anchor = self._anchor_row()
         self._syncing = True
         try:
             dataset = session.dataset
@@ -236,7 +238,7 @@ class IoUPanel(QWidget):
         self._fit_columns()
         self._draw_histogram()
         self._select_current(self.session.current_id, scroll=False)
-        self._scroll_to_top_row(top_id)
+        self._keep_in_place(anchor)
 
     def _show_prediction_elsewhere(self) -> None:
         """Say so while a prediction started in another dock fills the table."""
@@ -249,22 +251,40 @@ class IoUPanel(QWidget):
             self._followed = worker  # its end hides the line (no new rows may come then)
             worker.finished.connect(self.refresh)
 
-    def _top_row_id(self) -> str | None:
-        """Id of the row at the top of the table, or None when it is not scrolled."""
-        if self.table.verticalScrollBar().value() == 0:
-            return None  # at the top it stays at the top: the rows sorted first show
-        index = self.table.indexAt(QPoint(1, 1))
-        return index.sibling(index.row(), 0).data(ID_ROLE) if index.isValid() else None
+    def _anchor_row(self) -> tuple[str, int] | None:
+        """The row to keep in place through a refresh, and its top's y in the viewport.
 
-    def _scroll_to_top_row(self, sample_id: str | None) -> None:
-        row = self._view_row_of(sample_id)
+        The row under the pointer when the pointer is over the table; else the top row,
+        or None when the table is not scrolled (at the top it stays at the top: the rows
+        sorted first show).
+        """
+        viewport = self.table.viewport()
+        pointer = viewport.mapFromGlobal(QCursor.pos())
+        index = self.table.indexAt(pointer) if viewport.rect().contains(pointer) else None
+        if index is None or not index.isValid():
+            if self.table.verticalScrollBar().value() == 0:
+                return None
+            index = self.table.indexAt(QPoint(1, 1))
+            if not index.isValid():
+                return None
+        sample_id = index.sibling(index.row(), 0).data(ID_ROLE)
+        return None if sample_id is None else (sample_id, self.table.visualRect(index).top())
+
+    def _keep_in_place(self, anchor: tuple[str, int] | None) -> None:
+        """Scroll so that the anchor's row is where it was (:meth:`_anchor_row`)."""
         bar = self.table.verticalScrollBar()
+        row = self._view_row_of(anchor[0]) if anchor is not None else None
         if row is None:
             bar.setValue(0)
             return
         self.table.updateGeometries()  # the scroll range of the new rows, now
-        self.table.scrollTo(self.proxy.index(row, 0),
-                            QAbstractItemView.ScrollHint.PositionAtTop)
+        index = self.proxy.index(row, 0)
+        self.table.scrollTo(index, QAbstractItemView.ScrollHint.PositionAtTop)
+        above = anchor[1] - self.table.visualRect(index).top()  # pixels to put back above
+        if self.table.verticalScrollMode() == QAbstractItemView.ScrollMode.ScrollPerPixel:
+            bar.setValue(bar.value() - above)
+        else:  # the scroll bar counts rows
+            bar.setValue(bar.value() - round(above / max(1, self.table.rowHeight(row))))
 
     def _fit_columns(self) -> None:
         """Columns as wide as their contents, the id column at most a short id's width.
