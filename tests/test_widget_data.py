@@ -137,6 +137,34 @@ def test_filter_and_sort(browser, qtbot, dataset_dir):
     assert "zz-tall" in widget.visible_ids()
 
 
+def test_the_filter_chosen_stays_through_another_open(browser, qtbot, dataset_dir, tmp_path):
+    """A filter chosen while a dataset opened (or before opening one again) was reset."""
+    from napari_nuclei_unet.core.synthetic import write_synthetic_dataset
+    from napari_nuclei_unet.widgets._session import session_for
+
+    viewer, widget = browser
+    session = session_for(viewer)
+    _open(qtbot, widget, dataset_dir)
+    widget.set_modality_filter("histology")
+    _open(qtbot, widget, dataset_dir)  # the same folder again
+    assert widget.modality_combo.currentData() == "histology"
+    assert {widget.dataset.info(i).modality for i in widget.visible_ids()} == {"histology"}
+
+    other = tmp_path / "other"
+    write_synthetic_dataset(other, n_per_style=1, seed=5, shape=(48, 64))
+    _open(qtbot, widget, other)  # another dataset with histology images
+    assert widget.row_count() == 3 and widget.modality_combo.currentData() == "histology"
+    shown = widget.visible_ids()
+    assert len(shown) == 1 and widget.dataset.info(shown[0]).modality == "histology"
+    qtbot.waitUntil(lambda: session.current_id == shown[0], timeout=10_000)  # shown first
+
+    fluo = tmp_path / "fluo"
+    write_synthetic_dataset(fluo, n_per_style=1, seed=6, shape=(48, 64),
+                            styles=("fluorescence",))
+    _open(qtbot, widget, fluo)  # without histology images: all are shown
+    assert widget.modality_combo.currentData() is None and widget.visible_ids()
+
+
 def _selected_ids(widget) -> list[str]:
     from napari_nuclei_unet.widgets.data_browser import ID_ROLE
 

@@ -361,6 +361,13 @@ class DataBrowserWidget(QWidget):
             return
         ids = self.visible_ids()
         if ids:
+            # a row of the same id as the image shown from the dataset before is
+            # highlighted already: selecting it again would show nothing
+            self._syncing = True
+            try:
+                self.table.clearSelection()
+            finally:
+                self._syncing = False
             self.select(ids[0])
 
     def _on_open_failed(self, _exc: BaseException) -> None:
@@ -380,11 +387,13 @@ class DataBrowserWidget(QWidget):
         for info in dataset.infos:
             counts[info.modality] = counts.get(info.modality, 0) + 1
         combo = self.modality_combo
-        combo.blockSignals(True)
+        chosen = combo.currentData()  # kept when the dataset has that modality too (chosen
+        combo.blockSignals(True)  # while it opened, or the same dataset opened again)
         combo.clear()
         combo.addItem(f"{ALL_MODALITIES} ({len(dataset.infos)})", None)
         for modality in sorted(counts):
             combo.addItem(f"{modality} ({counts[modality]})", modality)
+        combo.setCurrentIndex(max(combo.findData(chosen), 0))
         combo.blockSignals(False)
         self._apply_filter()
         self._show_loaded_count()
