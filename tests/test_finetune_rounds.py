@@ -69,6 +69,14 @@ def test_a_round_never_inherits_the_device_of_the_checkpoint(cuda_checkpoint):
     assert ft_rounds._round_config(config, {"device": "cpu"}, []).device == "cpu"
 
 
+def test_a_round_does_not_inherit_the_training_time_budget():
+    """The shipped model's 450 s budget was written into every fine-tuned config."""
+    from napari_nuclei_unet.core.config import TrainConfig
+
+    config = TrainConfig(base_width=4, depth=2, crop_size=32, time_budget_s=450)
+    assert ft_rounds._round_config(config, None, []).time_budget_s is None
+
+
 def test_cli_fine_tunes_a_cuda_trained_model_without_device_option(
         cuda_checkpoint, tmp_path, capsys):
     import torch

@@ -54,6 +54,9 @@ FINETUNE_DEFAULTS: dict[str, Any] = {
     # Rounds run where the user is: never on the device the base model was trained on
     # (a model trained on CUDA must fine-tune on a laptop CPU). Override to choose.
     "device": "auto",
+    # A round is sized by its steps, not by the base model's training budget (the shipped
+    # model's 450 s was written into every fine-tuned version's config, unused).
+    "time_budget_s": None,
 }
 
 #: How a round protects what the base model knew (not TrainConfig fields; may be given in
