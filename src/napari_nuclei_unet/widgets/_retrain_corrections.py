@@ -232,17 +232,14 @@ class CorrectionSteps:
             self._update_image_label()
             self._update_buttons()
 
-    def _on_predictions_changed(self) -> None:
+    def _on_predictions_changed(self, ids: frozenset[str] | None = None) -> None:
         state = self._edit
         if (state is not None and state.layer.name == editing.CORRECTION_LAYER
-                and state.sample.id == self.session.current_id):
+                and state.sample.id == self.session.current_id
+                and (ids is None or state.sample.id in ids)):
             # the Compare dock redraws only when the edited image's own prediction
             # changed; other images' results (every second during "Predict all") leave
             # the layers the user turned on alone
-            prediction = self.session.probabilities.get(state.sample.id)
-            if prediction is not None and prediction is self._view_prediction:
-                return
-            self._view_prediction = prediction
             self._view_timer.start()
 
     def _restore_editing_view(self) -> None:

@@ -117,7 +117,9 @@ class Session:
     samples_changed = Signal()
     current_changed = Signal(str)
     model_changed = Signal()
-    predictions_changed = Signal()
+    # the ids whose prediction maps changed (a frozenset), or None: any may have (another
+    # model, diameter or dataset)
+    predictions_changed = Signal(object)
     scores_changed = Signal()
     labels_edited = Signal(str)  # sample id whose hand-edited mask was kept
     project_changed = Signal(str)  # folder of a fine-tuning project whose files changed
@@ -232,7 +234,7 @@ class Session:
 
     def _done(self, note: str, recalled: tuple[int, int] = (0, 0)) -> str:
         note = _sentences(note, _recalled_words(*recalled))
-        self.predictions_changed.emit()
+        self.predictions_changed.emit(None)
         self.scores_changed.emit()
         if note:
             from napari_nuclei_unet.widgets._workers import notify
@@ -305,7 +307,7 @@ class Session:
             notes.append(_recalled_words(*self._bring_back()))
         self.dataset_changed.emit()
         self.samples_changed.emit()
-        self.predictions_changed.emit()
+        self.predictions_changed.emit(None)
         self.scores_changed.emit()
         return _sentences(*notes)
 
@@ -407,7 +409,7 @@ class Session:
         if model is not self.model or (diameter is not None and diameter != self.diameter):
             return False
         self.probabilities.update(probabilities)
-        self.predictions_changed.emit()
+        self.predictions_changed.emit(frozenset(probabilities))
         rows = list(rows)
         if rows:
             self.put_rows(rows, settings)

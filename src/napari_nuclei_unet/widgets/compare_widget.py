@@ -349,10 +349,10 @@ class CompareWidget(QWidget):
     def _on_current_changed(self, _sample_id: str) -> None:
         self.refresh()
 
-    def _on_predictions_changed(self) -> None:
-        key = self._current_key()
-        if (key is not None and key == self._labels_key
-                and compare_layers.shown_prediction_id(self.viewer) == key[0]):
+    def _on_predictions_changed(self, ids: frozenset[str] | None = None) -> None:
+        current = self.session.current_id
+        if (ids is not None and current not in ids
+                and compare_layers.shown_prediction_id(self.viewer) == current):
             # other images' results arrived (a running "Predict all" adds them every
             # second): the one shown is unchanged, so it is not drawn again
             return

@@ -140,7 +140,6 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         self._draft_timer.timeout.connect(self._autosave_draft)
         # the Compare dock redraws its side-by-side view when predictions change (e.g.
         # after a round); a moment later, the correction being painted is shown again
-        self._view_prediction: Any = None  # the edited image's prediction when last restored
         self._view_timer = QTimer(self)
         self._view_timer.setSingleShot(True)
         self._view_timer.setInterval(150)
