@@ -77,7 +77,7 @@ def test_show_prediction_keeps_the_mode_shown(make_napari_viewer):
 
 
 def test_turn_runner_runs_one_step_per_turn(qtbot):
-    from napari_nuclei_unet.widgets._warm_up import TurnRunner
+    from napari_nuclei_unet.widgets._layer_warm_up import TurnRunner
 
     ran: list[str] = []
 
@@ -94,13 +94,13 @@ def test_turn_runner_runs_one_step_per_turn(qtbot):
 
 def test_workflow_panel_makes_its_layers_while_idle(make_napari_viewer, qtbot):
     from napari_nuclei_unet.widgets import _compare_layers as cl
+    from napari_nuclei_unet.widgets._layer_warm_up import brush_overlay
     from napari_nuclei_unet.widgets._layers import (
         IMAGE_LAYER,
         LABELS_LAYER,
         PLACEHOLDER_KEY,
         text_overlay,
     )
-    from napari_nuclei_unet.widgets._warm_up import brush_overlay
     from napari_nuclei_unet.widgets.workflow_panel import WorkflowPanel
 
     viewer = make_napari_viewer(show=True)
@@ -248,8 +248,8 @@ def test_heap_is_frozen_once_when_no_job_runs(monkeypatch):
     import gc
 
     from napari_nuclei_unet.widgets._gc_pause import PAUSE
+    from napari_nuclei_unet.widgets._layer_warm_up import settle_heap_steps
     from napari_nuclei_unet.widgets._session import session_for
-    from napari_nuclei_unet.widgets._warm_up import settle_heap_steps
 
     viewer = _Viewer()
     jobs = _FakeJobs()
@@ -276,8 +276,8 @@ def test_heap_settling_gives_up_when_never_idle(monkeypatch):
     import gc
 
     from napari_nuclei_unet.widgets._gc_pause import PAUSE
+    from napari_nuclei_unet.widgets._layer_warm_up import settle_heap_steps
     from napari_nuclei_unet.widgets._session import session_for
-    from napari_nuclei_unet.widgets._warm_up import settle_heap_steps
 
     viewer = _Viewer()
     jobs = _FakeJobs()
@@ -299,7 +299,7 @@ def test_removing_a_layer_frozen_with_the_heap_frees_its_data(make_napari_viewer
     import weakref
 
     from napari_nuclei_unet.widgets._gc_pause import PAUSE
-    from napari_nuclei_unet.widgets._warm_up import settle_heap_steps
+    from napari_nuclei_unet.widgets._layer_warm_up import settle_heap_steps
 
     viewer = make_napari_viewer()
     kept = viewer.add_image(np.zeros((64, 64), np.float32), name="kept")
@@ -381,7 +381,7 @@ def test_a_dock_starts_the_warm_up_through_naparis_plugin_proxy_quietly(make_nap
 
     from napari.utils._proxies import PublicOnlyProxy
 
-    from napari_nuclei_unet.widgets._warm_up import ensure_layer_warm_up
+    from napari_nuclei_unet.widgets._layer_warm_up import ensure_layer_warm_up
 
     viewer = make_napari_viewer()
     with warnings.catch_warnings():
@@ -483,7 +483,11 @@ def test_the_data_tab_fits_the_docked_panel(make_napari_viewer, qtbot):
 
 
 def test_the_brush_warm_up_leaves_a_brush_in_use_shown(make_napari_viewer, qtbot):
-    from napari_nuclei_unet.widgets._warm_up import TurnRunner, brush_overlay, layer_warm_up_steps
+    from napari_nuclei_unet.widgets._layer_warm_up import (
+        TurnRunner,
+        brush_overlay,
+        layer_warm_up_steps,
+    )
 
     viewer = make_napari_viewer(show=True)
     layer = viewer.add_labels(np.zeros((64, 64), np.int32))
@@ -505,13 +509,13 @@ def test_the_brush_warm_up_leaves_a_brush_in_use_shown(make_napari_viewer, qtbot
 
 def test_caption_glyphs_are_warmed_up_a_few_per_turn(make_napari_viewer):
     """All caption characters in one draw held the window 150-250 ms (first glyphs)."""
-    from napari_nuclei_unet.widgets._layers import text_overlay
-    from napari_nuclei_unet.widgets._warm_up import (
+    from napari_nuclei_unet.widgets._layer_warm_up import (
         CAPTION_CHARS,
         CAPTION_CHUNK,
         caption_chunks,
         layer_warm_up_steps,
     )
+    from napari_nuclei_unet.widgets._layers import text_overlay
 
     viewer = make_napari_viewer()
     overlay = text_overlay(viewer)
@@ -527,8 +531,8 @@ def test_caption_glyphs_are_warmed_up_a_few_per_turn(make_napari_viewer):
 
 
 def test_a_caption_shown_during_the_glyph_warm_up_keeps_its_colour(make_napari_viewer):
+    from napari_nuclei_unet.widgets._layer_warm_up import layer_warm_up_steps
     from napari_nuclei_unet.widgets._layers import text_overlay
-    from napari_nuclei_unet.widgets._warm_up import layer_warm_up_steps
 
     viewer = make_napari_viewer()
     overlay = text_overlay(viewer)
@@ -555,7 +559,7 @@ def _colour(overlay):
 @pytest.mark.parametrize("had", ["nothing", "own layer"])
 def test_the_warm_up_leaves_the_users_selection_as_it_was(make_napari_viewer, had):
     """napari selects each layer it adds: a hidden placeholder stayed the selected layer."""
-    from napari_nuclei_unet.widgets._warm_up import layer_warm_up_steps
+    from napari_nuclei_unet.widgets._layer_warm_up import layer_warm_up_steps
 
     viewer = make_napari_viewer()
     if had == "own layer":
@@ -569,7 +573,7 @@ def test_the_warm_up_leaves_the_users_selection_as_it_was(make_napari_viewer, ha
 
 
 def test_a_layer_the_user_selects_during_the_warm_up_stays_selected(make_napari_viewer):
-    from napari_nuclei_unet.widgets._warm_up import layer_warm_up_steps
+    from napari_nuclei_unet.widgets._layer_warm_up import layer_warm_up_steps
 
     viewer = make_napari_viewer()
     steps = layer_warm_up_steps(viewer)
@@ -586,8 +590,8 @@ def test_a_layer_the_user_selects_during_the_warm_up_stays_selected(make_napari_
 def test_a_placeholder_is_added_unselected_and_selected_in_a_turn_of_its_own(
         make_napari_viewer):
     """Showing a new layer's controls (~20 ms) was paid inside the turn that added it."""
+    from napari_nuclei_unet.widgets._layer_warm_up import layer_warm_up_steps
     from napari_nuclei_unet.widgets._layers import PLACEHOLDER_KEY
-    from napari_nuclei_unet.widgets._warm_up import layer_warm_up_steps
 
     viewer = make_napari_viewer()
     own = viewer.add_image(np.zeros((32, 32), np.uint8), name="my image")

@@ -29,7 +29,7 @@ was frozen (the user's own, or a plugin layer) being removed: its data would
 stay in memory. :meth:`CollectionPause.thaw` gives the frozen objects back to
 the collector (the next full collection then walks them once); the panel calls
 it when such a layer is removed and when the panel itself goes
-(``_warm_up.settle_heap_steps``, ``workflow_panel``).
+(``_layer_warm_up.settle_heap_steps``, ``workflow_panel``).
 
 The previous thresholds are restored whatever happens: several holders count
 (two panels), a holder released twice counts once, and a safety timer ends the

@@ -110,7 +110,7 @@ class Session:
     edited_labels: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     jobs: Any = field(default_factory=lambda: _new_worker_guard())
     project_dir: Path | None = None
-    layer_warm_up: Any = None  # the viewer's layer warm-up (widgets._warm_up), started once
+    layer_warm_up: Any = None  # the viewer's layer warm-up (widgets._layer_warm_up), started once
 
     # emitted with no arguments, or the id concerned
     dataset_changed = Signal()

@@ -103,7 +103,7 @@ class CompareWidget(QWidget):
         self._connect()
         self._update_model_status()
         self.refresh()
-        from napari_nuclei_unet.widgets._warm_up import ensure_layer_warm_up
+        from napari_nuclei_unet.widgets._layer_warm_up import ensure_layer_warm_up
 
         ensure_layer_warm_up(napari_viewer)  # its first image draws warm (as in the panel)
 

@@ -95,10 +95,10 @@ class DataBrowserWidget(QWidget):
         """Import what napari needs for the first image layers, in a worker, once.
 
         Then the plugin's layers are made and drawn once, unseen, as the workflow
-        panel has them made (``_warm_up.ensure_layer_warm_up``).
+        panel has them made (``_layer_warm_up.ensure_layer_warm_up``).
         """
+        from napari_nuclei_unet.widgets._layer_warm_up import ensure_layer_warm_up
         from napari_nuclei_unet.widgets._warm_up import (
-            ensure_layer_warm_up,
             install_unit_registry,
             prepare_layer_display,
         )

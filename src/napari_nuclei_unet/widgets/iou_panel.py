@@ -93,7 +93,7 @@ class IoUPanel(QWidget):
         self._build()
         self._connect()
         self.refresh()
-        from napari_nuclei_unet.widgets._warm_up import ensure_layer_warm_up
+        from napari_nuclei_unet.widgets._layer_warm_up import ensure_layer_warm_up
 
         ensure_layer_warm_up(napari_viewer)  # its first image draws warm (as in the panel)
 

@@ -103,11 +103,8 @@ class WorkflowPanel(QWidget):
             self._pending[attr] = (title, module, cls)
         self.setMinimumWidth(MIN_WIDTH)
         self.tabs.currentChanged.connect(self._on_tab_changed)
-        from napari_nuclei_unet.widgets._warm_up import (
-            TurnRunner,
-            ensure_layer_warm_up,
-            warming_up,
-        )
+        from napari_nuclei_unet.widgets._layer_warm_up import TurnRunner, ensure_layer_warm_up
+        from napari_nuclei_unet.widgets._warm_up import warming_up
 
         # the Data tab first (it starts the imports), in the turn after the panel is docked
         self.tabs_built = TurnRunner([partial(self._build_step, attr) for attr in self._pending],

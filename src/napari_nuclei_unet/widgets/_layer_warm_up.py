@@ -1,0 +1,481 @@
+"""The plugin's layers, made and drawn once unseen in small main-thread turns, ahead of use.
+
+* :class:`TurnRunner` -- runs small steps one per event-loop turn while the window is idle.
+* :func:`layer_warm_up_steps` -- make each plugin layer hidden and draw it once at zero
+  opacity (shaders, caption glyphs, the brush circle), so that the first real image,
+  prediction, overlay and correction draw warm (issue 11).
+* :func:`settle_heap_steps` -- freeze the warmed-up heap once every warm-up is over and
+  no job runs (see there).
+* :func:`ensure_layer_warm_up` -- start all of it once per viewer, from whichever dock
+  (or the panel) opens first.
+
+The warm-ups that run in workers are in :mod:`._warm_up`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from functools import partial
+
+from napari_nuclei_unet.widgets._warm_up import warming_up
+
+#: Every character the canvas caption and pane titles may draw: vispy renders a
+#: font glyph into its atlas (on the main thread, ~10 ms each) the first time it
+#: draws it; the first caption shown stalled for ~150 ms.
+CAPTION_CHARS = ("0123456789abcdefABCDEF ·×-_:.,()/ px nuclei fluorescence brightfield "
+                 "histology label mask prediction")
+#: Distinct characters drawn per warm-up turn: all of them in one draw held the
+#: window 150-250 ms (``bench_journey``'s warm-up step); a glyph costs about 10 ms.
+CAPTION_CHUNK = 3
+
+
+def caption_chunks(chars: str = CAPTION_CHARS, size: int = CAPTION_CHUNK) -> list[str]:
+    """The distinct characters of ``chars``, in order, ``size`` per text."""
+    distinct = "".join(dict.fromkeys(chars))
+    return [distinct[i:i + size] for i in range(0, len(distinct), size)]
+
+
+class TurnRunner:
+    """Run small main-thread steps one per event-loop turn, while the window is idle.
+
+    Each step is a callable; one that returns a list adds those steps next; one
+    that raises is logged and skipped (a warm-up never breaks the panel). Steps
+    wait until ``ready()`` is true (e.g. the window is shown, so that first draws
+    can happen).
+
+    Parameters
+    ----------
+    steps : list of callable
+        The steps, in order.
+    interval_ms : int, optional
+        Pause between two steps, so that the window stays responsive.
+    ready : callable, optional
+        Steps start once it returns True (polled every 200 ms).
+
+    Attributes
+    ----------
+    done : bool
+        True once every step ran.
+    """
+
+    def __init__(self, steps: list, *, interval_ms: int = 30, ready=None) -> None:
+        self._steps = list(steps)
+        self._interval = interval_ms
+        self._ready = ready
+        self.done = not self._steps
+        self._stopped = False
+
+    def start(self) -> TurnRunner:
+        """Schedule the first step; returns self."""
+        self._schedule(self._interval)
+        return self
+
+    def _schedule(self, ms: int) -> None:
+        from qtpy.QtCore import QTimer
+
+        if not self.done:
+            QTimer.singleShot(ms, self._next)
+
+    def extend(self, steps: list) -> TurnRunner:
+        """Run ``steps`` after the others (again, when every step had run); returns self."""
+        if self._stopped:
+            return self
+        was_done = self.done
+        self._steps.extend(steps)
+        self.done = not self._steps
+        if was_done and not self.done:
+            self._schedule(self._interval)
+        return self
+
+    def stop(self) -> None:
+        """Run no more steps (e.g. the window closed), now or later."""
+        self._stopped = True
+        self._steps.clear()
+        self.done = True
+
+    def _next(self) -> None:
+        import logging
+
+        try:
+            ready = self._ready is None or self._ready()
+        except Exception:  # e.g. the window is gone: nothing left to warm up
+            logging.getLogger(__name__).debug("warm-up stopped", exc_info=True)
+            self.stop()
+            return
+        if not ready:
+            self._schedule(200)
+            return
+        if not self._steps:  # stopped meanwhile
+            return
+        step = self._steps.pop(0)
+        try:
+            more = step()
+            if isinstance(more, list):  # a step may add steps, run next
+                self._steps[:0] = more
+        except Exception:  # a warm-up never breaks the panel
+            logging.getLogger(__name__).debug("warm-up step failed", exc_info=True)
+        self.done = not self._steps
+        self._schedule(self._interval)
+
+
+def layer_warm_up_steps(viewer) -> list:
+    """Steps that make the plugin's layers ahead of use and draw each once, unseen.
+
+    Each layer is made hidden and empty (``_compare_layers.placeholder_makers``),
+    one per turn; then each is drawn once at zero opacity, so that vispy compiles
+    its shaders and the caption draws every character it will use, and napari's
+    brush circle (paint mode's cursor, :func:`brush_overlay`) is drawn once at zero
+    opacity, so that the first real image, prediction, overlay and correction pay
+    none of it (issue 11). Side by side needs nothing more: its panes are the same
+    layers, translated (``_compare_layers.place_prediction_pane``), in the same view.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer.
+
+    Returns
+    -------
+    list of callable
+        The steps, for :class:`TurnRunner`.
+    """
+    from napari_nuclei_unet.widgets._compare_layers import placeholder_makers
+    from napari_nuclei_unet.widgets._layers import is_placeholder, text_overlay
+    from napari_nuclei_unet.widgets._scene import added_unselected, frame_first_own_layer
+
+    frame_first_own_layer(viewer)  # the placeholders must not keep napari from framing it
+    selection = viewer.layers.selection
+    before: dict = {}
+
+    def remember() -> None:  # what the user had selected before the layers are made
+        before["selected"] = list(selection)
+        before["active"] = selection.active
+
+    def give_back_selection() -> None:
+        # napari selects each layer it adds: the last hidden placeholder stayed selected
+        active = selection.active
+        if active is not None and not is_placeholder(active):
+            return  # the user picked a layer meanwhile
+        kept = [layer for layer in before.get("selected", []) if layer in viewer.layers]
+        selection.clear()
+        selection.update(kept)
+        if before.get("active") in kept:
+            selection.active = before["active"]
+
+    def after_remembering(make):
+        def step():
+            active = selection.active
+            if not before or active is None or not is_placeholder(active):
+                remember()  # at first, and whenever the user picked layers in between
+            return make()
+        return step
+
+    def then_selected(make):
+        # the placeholder is added unselected, and selected in a turn of its own: its
+        # controls are shown once here (about 20 ms the first time), not inside its
+        # adding turn, nor later when a prediction or a correction selects it
+        def step():
+            with added_unselected(viewer):  # the user's selection and controls stay
+                layer = make()
+            if layer is None:
+                return None
+
+            def select() -> None:
+                if layer in viewer.layers:
+                    selection.active = layer
+            return [after_remembering(select)]
+        return step
+
+    steps = [*(after_remembering(then_selected(make)) for make in placeholder_makers(viewer)),
+             give_back_selection]
+
+    def prime(layer) -> tuple:
+        def show() -> None:
+            if layer in viewer.layers and is_placeholder(layer):
+                layer._nuclei_unet_opacity = layer.opacity
+                layer.opacity = 0.0
+                layer.visible = True
+
+        def hide() -> None:
+            opacity = getattr(layer, "_nuclei_unet_opacity", None)
+            if opacity is None:
+                return
+            del layer._nuclei_unet_opacity
+            if layer in viewer.layers and is_placeholder(layer):
+                layer.visible = False
+            layer.opacity = opacity
+
+        return show, hide
+
+    def expand() -> list:
+        more: list = []
+        for layer in list(viewer.layers):
+            if is_placeholder(layer):
+                show, hide = prime(layer)
+                more.extend([show, _wait, hide])
+        captions: list = []
+        for chunk in caption_chunks():
+            captions.extend([partial(caption_show, chunk), _wait])
+        # the glyphs first: the panes' titles then draw from the same font atlas
+        return [*captions, caption_hide, *more, brush_show, _wait, brush_hide]
+
+    saved: dict = {}
+
+    def brush_show() -> None:
+        overlay = brush_overlay(viewer)
+        if overlay is None or overlay.visible:  # paint mode is on: it is drawn already
+            return
+        saved["brush"] = overlay.opacity
+        overlay.opacity = 0.0
+        overlay.visible = True
+
+    def brush_hide() -> None:
+        overlay = brush_overlay(viewer)
+        if overlay is None or "brush" not in saved:
+            return
+        if not _painting(viewer):  # else the user started painting meanwhile: it stays
+            overlay.visible = False
+        overlay.opacity = saved.pop("brush")
+
+    def caption_show(chunk: str) -> None:
+        overlay = text_overlay(viewer)
+        if "color" in saved:  # a later chunk, while the caption is still ours
+            if overlay.text == saved["text"]:
+                overlay.text = saved["text"] = chunk
+            else:  # a sample's caption replaced it: it shows in its own colour now
+                overlay.color = saved.pop("color")
+                saved.pop("text")
+            return
+        if overlay.visible:  # a sample is shown already: its caption is in use
+            return
+        saved["color"] = overlay.color
+        overlay.text = saved["text"] = chunk
+        overlay.font_size = 9
+        overlay.color = (0.0, 0.0, 0.0, 0.0)
+        overlay.visible = True
+
+    def caption_hide() -> None:
+        overlay = text_overlay(viewer)
+        if "color" not in saved:
+            return
+        if overlay.text == saved.pop("text"):  # else a sample's caption replaced it
+            overlay.visible = False
+            overlay.text = ""
+        overlay.color = saved.pop("color")
+
+    steps.append(expand)
+    return steps
+
+
+def _real_viewer(viewer) -> object | None:
+    from napari_nuclei_unet.widgets._scene import scene_canvas
+
+    return getattr(scene_canvas(viewer), "viewer", None)
+
+
+def brush_overlay(viewer) -> object | None:
+    """The brush-circle overlay of napari (the cursor of paint mode), or None.
+
+    Its first draw builds its shader program: 50-80 ms on the main thread with
+    software OpenGL when the user first clicks "Edit prediction as labels" (the
+    first paint mode of the session), which the layer warm-up pays while idle.
+    Found through the real viewer of napari's canvas (no private attribute of
+    the plugin's viewer proxy is read); None with another napari.
+    """
+    overlays = getattr(getattr(_real_viewer(viewer), "canvas", None), "overlays", None)
+    overlay = getattr(overlays, "_brush_circle", None)
+    return overlay if hasattr(overlay, "visible") and hasattr(overlay, "opacity") else None
+
+
+def _painting(viewer) -> bool:
+    """True when napari shows the brush circle for the user (paint or erase mode)."""
+    cursor = getattr(_real_viewer(viewer), "cursor", None)
+    return str(getattr(cursor, "style", "")).startswith("circle")
+
+
+#: How long :func:`settle_heap_steps` waits for a moment with no job running (s).
+SETTLE_WAIT_S = 120.0
+
+
+def settle_heap_steps(viewer, *, wait_s: float = SETTLE_WAIT_S, pause: int | None = None
+                      ) -> list:
+    """Steps that freeze the warmed-up heap once the warm-ups are over and idle.
+
+    Python runs a full ("generation 2") collection when the objects that survived
+    two young collections since the last full one exceed a quarter of those kept
+    by it, and a full collection walks every tracked object. The warm-ups import
+    napari's layer modules, torch's optimizer (which imports ``torch._dynamo``
+    and sympy) and draw every layer once: the heap grows to about 610,000 tracked
+    objects, and each full collection of it froze the window 450-600 ms (the
+    warm-ups' own, then one in the user's first minutes: a fine-tuning round, a
+    model switch). While the warm-ups run, ``pause`` (a token of
+    ``_gc_pause.PAUSE``) holds full collections off; here, once no job runs, it
+    is released with ``freeze=True``: the young generations are collected and
+    the rest is frozen (a few milliseconds), so later full collections walk only
+    what the session makes afterwards (``_gc_pause`` has the figures).
+
+    Removing a layer that existed when the heap was frozen thaws it
+    (:meth:`~._gc_pause.CollectionPause.thaw`): the layer's data would otherwise
+    stay in memory for the rest of the session.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer (its session's jobs are waited for; its layers are watched).
+    wait_s : float, optional
+        Give up (freeze nothing; full collections come back) when no idle moment
+        came within this many seconds.
+    pause : int, optional
+        The token of a :data:`~._gc_pause.PAUSE` hold to release. Without one,
+        the steps take their own hold when they start.
+
+    Returns
+    -------
+    list of callable
+        The steps, for :class:`TurnRunner`.
+    """
+    import time
+
+    from napari_nuclei_unet.widgets._gc_pause import PAUSE
+    from napari_nuclei_unet.widgets._session import session_for
+
+    began: list[float] = []
+    token: list[int] = [] if pause is None else [pause]
+
+    def settle() -> list | None:
+        if not began:
+            began.append(time.monotonic())
+            if not token:
+                token.append(PAUSE.hold())
+        jobs = getattr(session_for(viewer), "jobs", None)
+        if jobs is not None and jobs.kinds():  # a warm-up or the user's job runs
+            if time.monotonic() - began[0] > wait_s:
+                PAUSE.release(token[0])  # the user is busy: the collector keeps its pace
+                return None
+            return [_wait, _wait, settle]
+        if PAUSE.release(token[0], freeze=True):
+            thaw_when_removed(viewer)
+        return None
+
+    return [settle]
+
+
+def thaw_when_removed(viewer) -> None:
+    """Thaw the frozen heap when a layer the viewer has now is removed.
+
+    A frozen layer in a cycle (napari's layers are) is never freed once removed,
+    nor is its data; thawing hands every frozen object back to the collector.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer whose current layers are watched (a stand-in without
+        ``layers`` is ignored).
+    """
+    import weakref
+
+    from napari_nuclei_unet.widgets._gc_pause import PAUSE
+
+    layers = getattr(viewer, "layers", None)
+    events = getattr(layers, "events", None)
+    if events is None:
+        return
+    frozen = weakref.WeakSet(layers)
+
+    def on_removed(event) -> None:
+        if event.value in frozen:
+            PAUSE.thaw()
+
+    events.removed.connect(on_removed)
+
+
+def _wait() -> None:
+    """A turn without work: the canvas draws in between."""
+
+
+def start_layer_warm_up(viewer, after=None, pause: int | None = None) -> TurnRunner:
+    """Start :func:`layer_warm_up_steps`, then :func:`settle_heap_steps`, once shown.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer.
+    after : callable, optional
+        The steps also wait until it returns True (e.g. the panel's tabs are built).
+    pause : int, optional
+        A :data:`~._gc_pause.PAUSE` token, released by :func:`settle_heap_steps`.
+
+    Returns
+    -------
+    TurnRunner
+        The runner (``.done`` once finished).
+    """
+    def ready() -> bool:
+        window = _qt_window(viewer)
+        return ((window is None or window.isVisible()) and not warming_up(viewer)
+                and (after is None or after()))
+
+    steps = layer_warm_up_steps(viewer) + settle_heap_steps(viewer, pause=pause)
+    return TurnRunner(steps, interval_ms=60, ready=ready).start()
+
+
+def ensure_layer_warm_up(viewer, after=None, pause: int | None = None) -> TurnRunner:
+    """:func:`start_layer_warm_up` once per viewer, whichever dock (or the panel) opens first.
+
+    The separate Data, Compare and IoU docks show the plugin's layers as the workflow
+    panel does; without the warm-up their first image, prediction and
+    correction drew cold (0.5-1.3 s). Arguments as for :func:`start_layer_warm_up`,
+    used by the first caller only.
+    """
+    from napari_nuclei_unet.widgets._session import session_for
+
+    session = session_for(viewer)
+    if session.layer_warm_up is None:
+        if after is None:  # a dock: the user may be opening others (each a relayout)
+            after = _seconds_from_now(DOCK_WARM_UP_DELAY_S)
+        session.layer_warm_up = _stop_with_window(
+            viewer, start_layer_warm_up(viewer, after=after, pause=pause))
+    elif pause is not None:
+        # the panel opened after a dock: its hold is released, and the heap frozen, once
+        # its tabs are built and the warm-up is over, as its own warm-up would do
+        steps = settle_heap_steps(viewer, pause=pause)
+        session.layer_warm_up.extend(steps if after is None else [_once(after, steps)])
+    return session.layer_warm_up
+
+
+#: A separate dock starts the warm-up this long after it opened: docks opened one
+#: after the other (each relayouts the window and redraws the canvas) do not meet its
+#: layer additions.
+DOCK_WARM_UP_DELAY_S = 2.0
+
+
+def _seconds_from_now(seconds: float):
+    """A condition that becomes true ``seconds`` from now."""
+    import time
+
+    start = time.monotonic()
+    return lambda: time.monotonic() - start >= seconds
+
+
+def _once(condition, steps: list):
+    """A step that runs ``steps`` once ``condition()`` is true (until then, it waits)."""
+    def wait() -> list:
+        return list(steps) if condition() else [_wait, _wait, wait]
+    return wait
+
+
+def _stop_with_window(viewer, runner: TurnRunner) -> TurnRunner:
+    """Stop ``runner`` when the viewer's window goes (one closed before it was shown)."""
+    window = _qt_window(viewer)
+    if window is not None:
+        window.destroyed.connect(runner.stop)
+    return runner
+
+
+def _qt_window(viewer):
+    """The viewer's Qt main window, or None (a stand-in without one)."""
+    from napari_nuclei_unet.widgets._layers import unwrapped
+
+    with warnings.catch_warnings():  # napari's plugin proxy toasts private access
+        warnings.simplefilter("ignore", FutureWarning)
+        return getattr(getattr(unwrapped(viewer), "window", None), "_qt_window", None)
