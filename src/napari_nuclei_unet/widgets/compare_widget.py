@@ -37,6 +37,7 @@ from napari_nuclei_unet.widgets._compare_layers import (
     SIDE_BY_SIDE,
 )
 from napari_nuclei_unet.widgets._compare_layout import build_layout, clamped_threshold
+from napari_nuclei_unet.widgets._dock_life import disconnect_all, on_destroyed
 from napari_nuclei_unet.widgets._layers import (
     short_id,
 )
@@ -59,7 +60,7 @@ from napari_nuclei_unet.widgets._prediction_service import (  # noqa: F401  (re-
     start_prediction_job,
     start_rescore_job,
 )
-from napari_nuclei_unet.widgets._session import disconnect_all, on_destroyed, session_for
+from napari_nuclei_unet.widgets._session import session_for
 from napari_nuclei_unet.widgets._workers import notify
 
 if TYPE_CHECKING:

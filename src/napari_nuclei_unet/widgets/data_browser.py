@@ -43,8 +43,9 @@ from napari_nuclei_unet.widgets._data_table import (  # noqa: F401  (re-exported
     ModalityFilter,
     SampleTableModel,
 )
+from napari_nuclei_unet.widgets._dock_life import disconnect_all, on_destroyed
 from napari_nuclei_unet.widgets._layers import DATASET_KEY, short_id, show_sample
-from napari_nuclei_unet.widgets._session import disconnect_all, on_destroyed, session_for
+from napari_nuclei_unet.widgets._session import session_for
 from napari_nuclei_unet.widgets._warm_up import IMPORT_JOB
 from napari_nuclei_unet.widgets._workers import notify, typed_path
 

@@ -32,6 +32,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_nuclei_unet.widgets._dock_life import disconnect_all, on_destroyed
 from napari_nuclei_unet.widgets._ids import enable_id_copy
 from napari_nuclei_unet.widgets._layers import short_id, show_sample
 from napari_nuclei_unet.widgets._score_table import (  # noqa: F401  (re-exported)
@@ -54,7 +55,7 @@ from napari_nuclei_unet.widgets._score_table import (  # noqa: F401  (re-exporte
     text_color_on,
 )
 from napari_nuclei_unet.widgets._scroll import scrolled_layout
-from napari_nuclei_unet.widgets._session import disconnect_all, on_destroyed, session_for
+from napari_nuclei_unet.widgets._session import session_for
 from napari_nuclei_unet.widgets._workers import notify, notify_error
 
 if TYPE_CHECKING:

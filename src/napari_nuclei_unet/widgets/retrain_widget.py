@@ -53,6 +53,7 @@ from qtpy.QtGui import QDesktopServices
 from qtpy.QtWidgets import QFileDialog, QWidget
 
 from napari_nuclei_unet.widgets import _retrain_editing as editing
+from napari_nuclei_unet.widgets._dock_life import disconnect_all, on_destroyed
 from napari_nuclei_unet.widgets._layers import short_id
 from napari_nuclei_unet.widgets._retrain_corrections import CorrectionSteps
 from napari_nuclei_unet.widgets._retrain_finetune import FinetuneSteps
@@ -86,7 +87,7 @@ from napari_nuclei_unet.widgets._retrain_project import (
     remember_project_dir,
     unwritable_reason,
 )
-from napari_nuclei_unet.widgets._session import disconnect_all, on_destroyed, session_for
+from napari_nuclei_unet.widgets._session import session_for
 from napari_nuclei_unet.widgets._workers import notify, notify_error
 
 if TYPE_CHECKING:

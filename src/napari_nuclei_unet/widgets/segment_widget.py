@@ -39,6 +39,7 @@ from magicgui.widgets import (
 from qtpy.QtWidgets import QLabel, QProgressBar, QWidget
 
 from napari_nuclei_unet.widgets._compare_layers import PREDICTION_IMAGE_LAYER
+from napari_nuclei_unet.widgets._dock_life import disconnect_all, on_destroyed
 from napari_nuclei_unet.widgets._features_table import FeaturesTable
 from napari_nuclei_unet.widgets._layers import (
     EDITED_KEY,
@@ -60,7 +61,7 @@ from napari_nuclei_unet.widgets._segment_jobs import (  # noqa: F401 - in_dock_w
     with_suffix,
     write_labels,
 )
-from napari_nuclei_unet.widgets._session import disconnect_all, on_destroyed, session_for
+from napari_nuclei_unet.widgets._session import session_for
 
 if TYPE_CHECKING:
     import napari

@@ -76,8 +76,8 @@ class WorkflowPanel(QWidget):
 
     def __init__(self, napari_viewer: napari.Viewer) -> None:
         super().__init__()
+        from napari_nuclei_unet.widgets._dock_life import on_destroyed
         from napari_nuclei_unet.widgets._gc_pause import PAUSE
-        from napari_nuclei_unet.widgets._session import on_destroyed
 
         # no full garbage collection while the tabs' warm-ups import (two or three
         # of 250-580 ms): the heap is frozen in idle time once they are over, and
