@@ -1,7 +1,9 @@
 """Worker helpers: registering a job with napari never warns the user."""
 
+import sys
 import warnings
 
+import pytest
 from napari.utils._proxies import PublicOnlyProxy
 
 from napari_nuclei_unet.widgets import _workers
@@ -14,3 +16,26 @@ def test_task_registration_through_the_plugin_proxy_does_not_warn(make_napari_vi
         status_id = _workers._register_task(viewer, "testing", lambda: None)
         assert status_id is not None
         _workers._finish_task(viewer, status_id)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
+def test_torch_library_is_loaded_before_the_import_in_a_worker():
+    """A worker's first ``import torch`` held the GIL 150-270 ms while libtorch_cpu
+    loaded (the window froze that long when the panel opened): the library is loaded
+    first without the GIL, and the import then finds it loaded."""
+    from _widget_helpers import fresh_python
+
+    last = fresh_python(
+        "import sys\n"
+        "from napari_nuclei_unet.widgets._workers import import_torch_safely, "
+        "load_torch_library\n"
+        "assert 'torch' not in sys.modules\n"
+        "loaded = load_torch_library()\n"
+        "in_maps = 'libtorch_cpu' in open('/proc/self/maps').read()\n"
+        "before = 'torch' in sys.modules\n"
+        "import_torch_safely()\n"
+        "import torch\n"
+        "again = load_torch_library()  # imported: nothing to do\n"
+        "print(loaded, in_maps, before, again, float(torch.ones(3).sum()))\n"
+    )
+    assert last == "True True False False 3.0"

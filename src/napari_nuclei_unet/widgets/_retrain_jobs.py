@@ -64,7 +64,9 @@ def _run_finetune(
     try:
         from napari_nuclei_unet.core.checkpoint import load_checkpoint
         from napari_nuclei_unet.core.finetune import finetune
+        from napari_nuclei_unet.widgets._workers import import_torch_safely
 
+        import_torch_safely()
         corrections = store.load_samples(correction_ids)
         options = None
         if diameter > 0:
@@ -172,7 +174,9 @@ def version_words(version: Any) -> str:
 def _load_version(version: Any) -> Any:
     """Load a project version (worker); None stands for the shipped default model."""
     from napari_nuclei_unet.core.checkpoint import load_checkpoint
+    from napari_nuclei_unet.widgets._workers import import_torch_safely
 
+    import_torch_safely()
     return load_checkpoint("default" if version is None else version.model, device="auto")
 
 

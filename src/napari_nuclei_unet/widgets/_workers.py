@@ -49,9 +49,50 @@ def import_torch_safely() -> None:
     Call at the start of any worker job that imports torch.
     """
     with _HEAVY_IMPORTS:
+        load_torch_library()
         import torch  # noqa: F401
 
         import napari_nuclei_unet.core.training  # noqa: F401
+
+
+def load_torch_library() -> bool:
+    """Load torch's main native library with the GIL released (Linux and macOS).
+
+    Python's import (and ``ctypes.CDLL``) hold the GIL while the dynamic linker loads
+    a library: a worker's first ``import torch`` held it 150-270 ms for
+    ``libtorch_cpu`` alone, and the window froze that long when the workflow panel
+    opened (``benchmarks/bench_torch_import.py``). Called here as a foreign function,
+    libc's ``dlopen`` runs without the GIL; the import then finds the library loaded.
+    The library's own initialisation calls no Python. Anything unexpected leaves the
+    loading to the import, as before.
+
+    Returns
+    -------
+    bool
+        True when the library was loaded here.
+    """
+    import sys
+
+    if "torch" in sys.modules or sys.platform not in ("linux", "darwin"):
+        return False
+    try:
+        import ctypes
+        import importlib.util
+
+        spec = importlib.util.find_spec("torch")
+        if spec is None or not spec.origin:
+            return False
+        suffix = ".dylib" if sys.platform == "darwin" else ".so"
+        path = Path(spec.origin).parent / "lib" / f"libtorch_cpu{suffix}"
+        if not path.is_file():
+            return False
+        dlopen = ctypes.CDLL(None).dlopen  # the process's libc
+        dlopen.restype = ctypes.c_void_p
+        dlopen.argtypes = [ctypes.c_char_p, ctypes.c_int]
+        return bool(dlopen(os.fsencode(path), os.RTLD_NOW | os.RTLD_LOCAL))
+    except Exception:  # noqa: BLE001 - the import loads it then
+        logger.debug("could not load torch's library ahead of the import", exc_info=True)
+        return False
 
 
 def gui_cpu_threads() -> int:

@@ -61,7 +61,7 @@ from napari_nuclei_unet.widgets._prediction_service import (  # noqa: F401  (re-
     start_rescore_job,
 )
 from napari_nuclei_unet.widgets._session import session_for
-from napari_nuclei_unet.widgets._workers import notify
+from napari_nuclei_unet.widgets._workers import import_torch_safely, notify
 
 if TYPE_CHECKING:
     import napari
@@ -252,14 +252,10 @@ class CompareWidget(QWidget):
         WorkerBase or None
             The worker, or None when another model is being loaded.
         """
-        from napari_nuclei_unet.core.checkpoint import load_checkpoint
-
         self.load_default_button.setEnabled(False)
         worker = self.session.jobs.start(
             "load model",
-            load_checkpoint,
-            "default",
-            device="auto",
+            _load_default_model,
             on_returned=self.session.set_model,
             on_finished=lambda: self.load_default_button.setEnabled(True),
             action="Loading the default model",
@@ -497,3 +493,10 @@ class CompareWidget(QWidget):
             refuse=False,
         )
 
+
+def _load_default_model() -> Any:
+    """Load the shipped model (in a worker; torch is imported one thread at a time)."""
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+
+    import_torch_safely()
+    return load_checkpoint("default", device="auto")
