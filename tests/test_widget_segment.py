@@ -62,6 +62,11 @@ def test_16bit_tiff_segmented_measured_exported(dock, qtbot, tmp_path, model):
     layer = run(qtbot, widget)
     assert layer.name == "cells labels" and layer.data.shape == SHAPE
     assert np.array_equal(layer.data > 0, mask_of(model, plane))
+    # the nucleus size used is said (a user cannot tell otherwise whether it was right)
+    from napari_nuclei_unet.core.segment import segment_image
+
+    size = segment_image(model, plane).diameter
+    assert f"nuclei {size:.0f} px across (measured)" in widget.status.text()
     features = layer.features
     assert {"label", "area", "centroid_y", "bbox_x1", "mean_intensity_c0", "eccentricity",
             "solidity"} <= set(features.columns)
@@ -103,12 +108,21 @@ def test_ome_zcyx_stack_all_planes_and_current_plane(dock, qtbot, tmp_path, mode
     assert sorted(set(layer.features["plane"])) == [0, 1, 2]
     # labels unique across planes: one features row per label
     assert len(set(layer.features["label"])) == len(layer.features)
-    # current plane only
+    # the current plane again: the other planes keep their labels and rows (they were
+    # wiped: a user re-segmenting one difficult plane lost the rest of the stack)
+    before, rows = layer.data.copy(), len(layer.features)
     viewer.dims.set_current_step(0, 2)
     widget.planes.value = "current plane"
-    layer = run(qtbot, widget)
-    assert layer.data[:2].max() == 0 and layer.data[2].max() > 0
-    assert set(layer.features["plane"]) == {2}
+    again = run(qtbot, widget)
+    assert again is layer and np.array_equal(layer.data[:2], before[:2])
+    assert np.array_equal(layer.data[2] > 0, before[2] > 0)  # same model, same plane
+    assert layer.data[2][layer.data[2] > 0].min() > before.max()  # segmented anew
+    assert sorted(set(layer.features["plane"])) == [0, 1, 2] and len(layer.features) == rows
+    assert len(set(layer.features["label"])) == len(layer.features)
+    assert set(layer.features["label"]) == set(np.unique(layer.data)) - {0}
+    assert widget.result.planes == [0, 1, 2] and widget.result.segmented == [2]
+    assert "1 plane(s)" in widget.status.text()
+    assert "the 2 plane(s) segmented before keep their labels" in widget.status.text()
 
 
 def test_rgb_and_float_layers(dock, qtbot, tmp_path):
@@ -183,6 +197,14 @@ def test_cancel_keeps_the_planes_done(dock, qtbot):
     assert widget.result.cancelled and 1 <= len(widget.result.planes) < 6
     assert "cancelled" in widget.status.text()
     assert layer.data[5].max() == 0
+    # every plane, then again, stopped early: the planes not reached keep their labels
+    widget._on_progress = widget._on_progress_orig
+    whole = run(qtbot, widget).data.copy()
+    assert whole[5].max() > 0 and widget.result.planes == list(range(6))
+    widget._on_progress = cancel_at_first_plane
+    layer = run(qtbot, widget)
+    assert widget.result.cancelled and len(widget.result.segmented) < 6
+    assert np.array_equal(layer.data[5], whole[5]) and widget.result.planes == list(range(6))
 
 
 def test_compare_pushes_scores_and_add_to_project(dock, qtbot, tmp_path):

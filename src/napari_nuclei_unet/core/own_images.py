@@ -36,9 +36,9 @@ class StackResult:
     table : dict of str to numpy.ndarray
         One row per nucleus (see :mod:`~napari_nuclei_unet.core.measure`).
     planes : list of int
-        The planes segmented, in order.
+        The planes segmented, in order (with ``earlier``, its planes too).
     diameters : list of float
-        Nucleus diameter used for each of them.
+        Nucleus diameter used for each plane segmented now.
     cancelled : bool
         Stopped before the last plane (the planes done are kept).
     """
@@ -70,6 +70,7 @@ def segment_stack(
     device: Any = None,
     should_stop: Callable[[], bool] | None = None,
     measure: bool = True,
+    earlier: StackResult | None = None,
 ) -> Generator[Progress, None, StackResult]:
     """Segment every plane (or some planes) of a stack in 2-D.
 
@@ -92,6 +93,12 @@ def segment_stack(
         plane (a plane stopped half way is left out; the planes done are kept).
     measure : bool
         Measure the nuclei (every channel of the plane gives a mean intensity).
+    earlier : StackResult, optional
+        An earlier result of the same stack (its ``labels`` and ``table``; ``planes``
+        says which of its planes were segmented). The planes not segmented now keep its
+        labels and rows, a plane stopped before it was done included; the new nuclei
+        are numbered after its largest label, so labels stay unique across the stack.
+        The result's ``planes`` are then those of both, in order.
 
     Yields
     ------
@@ -114,19 +121,18 @@ def segment_stack(
         if not 0 <= p < stack.n_planes:
             raise ValueError(f"plane {p} does not exist: {stack.source} has "
                              f"{stack.n_planes} plane(s).")
-    labels = np.zeros(stack.labels_shape, np.uint32)
+    labels, next_label = _start_from(earlier, stack)
     tables, done, diameters = [], [], []
-    next_label = 0
     yield Progress("segment", 0, len(todo), f"{stack.name}")
     for k, flat in enumerate(todo):
         if should_stop is not None and should_stop():
-            return _finish(labels, tables, done, diameters, cancelled=True)
+            return _finish(labels, tables, done, diameters, cancelled=True, earlier=earlier)
         try:
             seg = yield from _plane_steps(model, stack.plane(flat, channel), options, device,
                                           should_stop, k, len(todo),
                                           f"plane {flat + 1}/{stack.n_planes}")
         except Cancelled:
-            return _finish(labels, tables, done, diameters, cancelled=True)
+            return _finish(labels, tables, done, diameters, cancelled=True, earlier=earlier)
         plane_labels = seg.labels.astype(np.uint32)
         n = int(plane_labels.max())
         if n:
@@ -141,7 +147,18 @@ def segment_stack(
         diameters.append(seg.diameter)
         yield Progress("segment", k + 1, len(todo),
                        f"plane {flat + 1}/{stack.n_planes}: {n} nuclei")
-    return _finish(labels, tables, done, diameters, cancelled=False)
+    return _finish(labels, tables, done, diameters, cancelled=False, earlier=earlier)
+
+
+def _start_from(earlier: StackResult | None, stack: ImageStack) -> tuple[np.ndarray, int]:
+    """The labels to fill (a copy of ``earlier``'s, or zeros) and the largest label in them."""
+    if earlier is None:
+        return np.zeros(stack.labels_shape, np.uint32), 0
+    if tuple(np.shape(earlier.labels)) != tuple(stack.labels_shape):
+        raise ValueError(f"The earlier result has shape {tuple(np.shape(earlier.labels))}, "
+                         f"but {stack.name}'s labels have shape {tuple(stack.labels_shape)}.")
+    labels = np.array(earlier.labels, dtype=np.uint32)  # a copy: the earlier one stays
+    return labels, int(labels.max()) if labels.size else 0
 
 
 def _plane_steps(model: Any, plane: np.ndarray, options: Any, device: Any,
@@ -159,10 +176,22 @@ def _plane_steps(model: Any, plane: np.ndarray, options: Any, device: Any,
 
 
 def _finish(labels: np.ndarray, tables: list, done: list, diameters: list, *,
-            cancelled: bool) -> StackResult:
+            cancelled: bool, earlier: StackResult | None = None) -> StackResult:
     from .measure import concat_tables
 
-    return StackResult(labels, concat_tables(tables), done, diameters, cancelled)
+    planes = list(done)
+    if earlier is not None:  # its rows and planes, but for the planes segmented again
+        again = set(done)
+        rows = earlier.table
+        if rows and "plane" in rows:
+            keep = ~np.isin(np.asarray(rows["plane"]), list(again))
+            kept = {key: np.asarray(value)[keep] for key, value in rows.items()}
+            if tables:  # the new rows' columns (a column they lack in the earlier: empty)
+                blank = np.full(int(keep.sum()), np.nan)
+                kept = {key: kept.get(key, blank) for key in tables[0]}
+            tables = [kept, *tables]
+        planes = sorted(again.union(earlier.planes))
+    return StackResult(labels, concat_tables(tables), planes, diameters, cancelled)
 
 
 # -- files ----------------------------------------------------------------------------

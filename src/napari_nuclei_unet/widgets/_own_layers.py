@@ -127,6 +127,13 @@ class LayerResult:
     seconds: float = 0.0
     scale: tuple = field(default_factory=tuple)
     message: str = ""
+    #: the planes this job segmented (None: ``planes``; with an earlier result of the
+    #: stack, ``planes`` also has the planes it kept)
+    segmented: list[int] | None = None
+    #: the nucleus diameter used for each plane segmented (pixels), and whether the
+    #: user set it (False: measured)
+    diameters: list[float] = field(default_factory=list)
+    diameter_set: bool = False
 
 
 def segment_layer_job(
@@ -138,10 +145,13 @@ def segment_layer_job(
     planes: list[int] | None,
     big: bool,
     should_stop: Callable[[], bool] | None = None,
+    earlier: Any = None,
 ) -> Generator[Any, None, LayerResult]:
     """Segment the chosen planes of a layer (worker thread); returns a :class:`LayerResult`.
 
     ``big`` sends one 2-D plane through the block path into a temporary OME-Zarr.
+    ``earlier``: a result of the same stack whose other planes are kept
+    (``core.own_images.segment_stack``; not for ``big``).
     A stop keeps the planes finished; a plane stopped half way, or a large image
     stopped before its last block, is not kept (the result's ``message`` says so).
     """
@@ -181,15 +191,19 @@ def segment_layer_job(
         return LayerResult(stack.name, result.labels("r+"), table, [flat], "YX", out, False,
                            time.perf_counter() - start)
     res = yield from segment_stack(model, stack, options, channel=channel, planes=planes,
-                                   should_stop=should_stop)
-    if res.cancelled and not res.planes:
-        first = "the plane" if len(planes or range(stack.n_planes)) == 1 else "the first plane"
+                                   should_stop=should_stop, earlier=earlier)
+    todo = list(range(stack.n_planes)) if planes is None else list(planes)
+    segmented = todo[:len(res.diameters)]  # in order, one diameter per plane done
+    if res.cancelled and not segmented:
+        first = "the plane" if len(todo) == 1 else "the first plane"
+        kept = "no new labels were kept; those segmented before stay" \
+            if earlier is not None else "no labels were kept"
         return LayerResult(stack.name, None, {}, [], stack.plane_axes + "YX", None, True,
-                           message=f"Cancelled before {first} was finished: no labels were "
-                                   "kept.")
+                           message=f"Cancelled before {first} was finished: {kept}.")
     return LayerResult(stack.name, res.labels, res.table, res.planes,
                        stack.plane_axes + "YX", None, res.cancelled,
-                       time.perf_counter() - start)
+                       time.perf_counter() - start, segmented=segmented,
+                       diameters=list(res.diameters), diameter_set=options.diameter > 0)
 
 
 def _big_cancel_message(done: int, total: int) -> str:

@@ -90,7 +90,7 @@ def _resolve_model(path: str, session_model: Any) -> Any:
 
 
 def _job(model_path: str, session_model: Any, stack: Any, settings: dict, *, channel: Any,
-         planes: Any, big: bool, should_stop: Any) -> Any:
+         planes: Any, big: bool, should_stop: Any, earlier: Any = None) -> Any:
     from napari_nuclei_unet.widgets._own_layers import segment_layer_job
     from napari_nuclei_unet.widgets._workers import import_torch_safely
 
@@ -102,7 +102,46 @@ def _job(model_path: str, session_model: Any, stack: Any, settings: dict, *, cha
     options = SegmentOptions(**settings)
     model = _resolve_model(model_path, session_model)
     return (yield from segment_layer_job(model, stack, options, channel=channel, planes=planes,
-                                         big=big, should_stop=should_stop))
+                                         big=big, should_stop=should_stop, earlier=earlier))
+
+
+def earlier_result(layer: Any, source: dict, stack: Any, features: Any) -> Any:
+    """The dock's last result of the same stack, for ``segment_stack``'s ``earlier``.
+
+    Segmenting some planes again (the current plane, or a run stopped early) keeps the
+    other planes' labels and rows: segmenting plane 3 of a segmented 5-plane stack
+    wiped planes 0, 1, 2 and 4. ``layer``: the last result's Labels layer (None: none),
+    ``source``: what it was segmented from (its metadata), ``features()``: its table.
+    None when there is nothing to keep (another image, another shape, one plane).
+    """
+    from napari_nuclei_unet.core.own_images import StackResult
+
+    if layer is None or stack.n_planes < 2 or not source.get("planes") \
+            or tuple(layer.data.shape) != tuple(stack.labels_shape):
+        return None
+    return StackResult(layer.data, features(), list(source["planes"]))
+
+
+def done_words(result: Any, model: str) -> str:
+    """The status line after a segmentation: planes, nuclei, the nucleus size, time, model."""
+    import numpy as np
+
+    table = result.table
+    n = len(table.get("label", ()))
+    segmented = result.planes if result.segmented is None else result.segmented
+    kept = len(result.planes) - len(segmented)
+    if kept and "plane" in table:
+        n = int(np.isin(np.asarray(table["plane"]), segmented).sum())
+    what = "cancelled after" if result.cancelled else "done:"
+    words = f"Segmentation {what} {len(segmented)} plane(s), {n} nuclei"
+    if kept:
+        words += (f"; the {kept} plane(s) segmented before keep their labels "
+                  f"({len(table.get('label', ()))} nuclei in all)")
+    if result.diameters:
+        low, high = min(result.diameters), max(result.diameters)
+        size = f"{low:.0f} px" if round(low) == round(high) else f"{low:.0f}-{high:.0f} px"
+        words += f", nuclei {size} across ({'set' if result.diameter_set else 'measured'})"
+    return words + f", {result.seconds:.1f} s, with {model}."
 
 
 def push_scores_to_iou_panel(viewer: Any, rows: list) -> None:

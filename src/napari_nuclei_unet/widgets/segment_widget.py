@@ -54,6 +54,8 @@ from napari_nuclei_unet.widgets._segment_jobs import (  # noqa: F401 - in_dock_w
     _add_plane,
     _job,
     axes_note,
+    done_words,
+    earlier_result,
     in_dock_words,
     model_words,
     push_scores_to_iou_panel,
@@ -323,9 +325,11 @@ class SegmentWidget(QWidget):
         self._note = (rgb_note(layer.name, stack) if guessed and channel is None else "") + \
             (axes_note(layer.name, stack) if guessed else "")
         self._model_words = model_words(model_path, self.session.model)  # no hint again
+        earlier = None if big or self.result_layer not in self.viewer.layers else \
+            earlier_result(self.result_layer, self._result_source(layer), stack, self.features)
         worker = self.session.jobs.start(
             KIND, _job, model_path, self.session.model, stack, settings, channel=channel,
-            planes=planes, big=big, should_stop=lambda: self._stop,
+            planes=planes, big=big, should_stop=lambda: self._stop, earlier=earlier,
             on_yielded=self._on_progress, on_returned=self._on_returned,
             on_errored=self._on_errored, on_finished=self._on_finished,
             action="Segmenting the image layer", viewer=self.viewer, cancel=self.cancel)
@@ -373,10 +377,7 @@ class SegmentWidget(QWidget):
             return
         self.result = result
         self._show_result(result)
-        n = len(result.table.get("label", ()))
-        what = "cancelled after" if result.cancelled else "done:"
-        self.status.setText(f"Segmentation {what} {len(result.planes)} plane(s), {n} nuclei, "
-                            f"{result.seconds:.1f} s, with {self._model_words}.{self._note}")
+        self.status.setText(done_words(result, self._model_words) + self._note)
 
     def _on_errored(self, exc: BaseException) -> None:
         # the notification fades; the dock keeps saying what happened (not "0/1 planes")
@@ -398,9 +399,8 @@ class SegmentWidget(QWidget):
             features.insert(0, "index", features["label"])
         kwargs = self._placement(layer, result)
         old = self.result_layer
-        source = {} if old is None else old.metadata.get(RESULT_KEY) or {}
         reuse = old is not None and old in self.viewer.layers \
-            and source.get("source") == layer.name \
+            and bool(self._result_source(layer)) \
             and tuple(old.data.shape) == tuple(result.labels.shape)
         kept = reuse and bool(old.metadata.get(EDITED_KEY))
         if reuse and not kept:
@@ -420,6 +420,12 @@ class SegmentWidget(QWidget):
             "zarr": str(result.zarr_path) if result.zarr_path else None}
         self.table.set_table(result.table)
         self._refresh_choices()
+
+    def _result_source(self, layer: Any) -> dict:
+        """What the last result was segmented from, when it was ``layer`` ({}: another)."""
+        old = self.result_layer
+        source = {} if old is None else old.metadata.get(RESULT_KEY) or {}
+        return source if source.get("source") == layer.name else {}
 
     @staticmethod
     def _placement(layer: Any, result: Any) -> dict:
