@@ -153,3 +153,32 @@ def test_shipped_model_marks_the_real_stage1_train_by_split():
     counts = {kind: list(marks.values()).count(kind) for kind in ("train", "validation",
                                                                    "unseen")}
     assert counts == {"train": 602, "validation": 68, "unseen": 0}
+
+
+@pytest.mark.gui
+@pytest.mark.parametrize("name", ["segment_widget.SegmentWidget", "data_browser.DataBrowserWidget",
+                                  "retrain_widget.RetrainWidget", "iou_panel.IoUPanel"])
+def test_a_closed_dock_lets_go_of_naparis_events(make_napari_viewer, name, tmp_path,
+                                                 monkeypatch):
+    """Once Qt had deleted a dock, napari could not disconnect its methods (comparing them
+    raised): the next layer removed ran the closed dock's handler, an error."""
+    import importlib
+
+    import numpy as np
+    from qtpy.QtCore import QCoreApplication, QEvent
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    module, cls = name.split(".")
+    viewer = make_napari_viewer()
+    events = (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.events.theme)
+    make = getattr(importlib.import_module(f"napari_nuclei_unet.widgets.{module}"), cls)
+    for k in range(2):  # the first dock of a viewer also hooks the viewer, once for all
+        before = [len(e.callbacks) for e in events]
+        dock = make(viewer)
+        assert [len(e.callbacks) for e in events] != before
+        dock.deleteLater()
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    assert [len(e.callbacks) for e in events] == before
+    viewer.add_image(np.zeros((4, 4)))
+    viewer.layers.pop()  # raised in the closed Segment dock's handler

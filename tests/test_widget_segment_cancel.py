@@ -118,3 +118,25 @@ def test_cancel_of_a_block_by_block_image_says_nothing_was_kept(dock, qtbot):
         "Cancelled while the 1 blocks were being joined. A large image's labels are kept "
         "only once its blocks are joined, so none were kept.")
     assert widget.result_layer is None and [layer.name for layer in viewer.layers] == ["lazy"]
+
+
+def test_closing_the_dock_stops_its_segmentation(dock, qtbot):
+    """The job ran on for 34 s after the dock was closed, and its result went nowhere."""
+    from qtpy.QtCore import QCoreApplication, QEvent
+
+    from _widget_helpers import capture_notifications
+
+    viewer, widget, net = dock
+    plane = np.random.default_rng(0).integers(0, 256, (2100, 2100)).astype(np.uint8)
+    viewer.add_image(plane, name="big")
+    widget.image.value = viewer.layers["big"]
+    worker = widget.segment()
+    qtbot.waitUntil(lambda: net.calls == 1, timeout=30_000)  # in the first tile
+    with capture_notifications() as notes:
+        widget.deleteLater()  # napari closing the dock
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+        net.cancelled.set()
+        qtbot.waitUntil(lambda: worker.handled, timeout=30_000)
+    assert net.calls == 1  # none of the plane's other tiles ran
+    assert notes.any("The Segment dock was closed: its segmentation stopped.")
+    assert [layer.name for layer in viewer.layers] == ["big"]

@@ -27,3 +27,41 @@ def disconnect_all(pairs: Iterable[tuple[Any, Callable[..., Any]]]) -> None:
             signal.disconnect(slot)
         except (TypeError, ValueError, RuntimeError):
             pass
+
+
+def connect_napari(pairs: Iterable[tuple[Any, Callable[..., Any]]]) -> list[tuple[Any, Any]]:
+    """Connect napari events to a dock's methods, held weakly; returns the pairs connected.
+
+    Give the returned pairs to :func:`disconnect_all` when the dock is destroyed. napari's
+    ``EventEmitter.disconnect`` compares a bound method's object with the objects of the
+    other callbacks, and once Qt has deleted the dock that comparison raises: a closed
+    dock stayed connected to ``viewer.layers.events``, and the next layer removed ran its
+    handler on deleted widgets (an error). Each method is called through a plain
+    function, which napari compares by identity.
+    """
+    connected = [(event, _weak_slot(method)) for event, method in pairs]
+    for event, slot in connected:
+        event.connect(slot)
+    return connected
+
+
+def _weak_slot(method: Callable[..., Any]) -> Callable[[Any], None]:
+    """A function calling ``method`` (a bound method) while its object lives."""
+    import inspect
+    import weakref
+
+    ref = weakref.WeakMethod(method)
+    kinds = {p.kind for p in inspect.signature(method).parameters.values()}
+    takes_event = bool(kinds & {inspect.Parameter.POSITIONAL_ONLY,
+                                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                inspect.Parameter.VAR_POSITIONAL})
+
+    def slot(event: Any) -> None:
+        bound = ref()
+        if bound is not None:
+            if takes_event:
+                bound(event)
+            else:
+                bound()
+
+    return slot

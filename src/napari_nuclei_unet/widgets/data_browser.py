@@ -43,7 +43,7 @@ from napari_nuclei_unet.widgets._data_table import (  # noqa: F401  (re-exported
     ModalityFilter,
     SampleTableModel,
 )
-from napari_nuclei_unet.widgets._dock_life import disconnect_all, on_destroyed
+from napari_nuclei_unet.widgets._dock_life import connect_napari, disconnect_all, on_destroyed
 from napari_nuclei_unet.widgets._layers import DATASET_KEY, short_id, show_sample
 from napari_nuclei_unet.widgets._session import session_for
 from napari_nuclei_unet.widgets._warm_up import IMPORT_JOB
@@ -119,14 +119,15 @@ class DataBrowserWidget(QWidget):
         _data_layout.build(self)
 
     def _connect(self) -> None:
-        self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
+        self._napari_pairs = connect_napari(
+            [(self.viewer.layers.events.inserted, self._on_layer_inserted)])
         self.session.current_changed.connect(self._on_current_changed)
         on_destroyed(self, self._disconnect)
 
     def _disconnect(self) -> None:
         disconnect_all((
             (self.session.current_changed, self._on_current_changed),
-            (self.viewer.layers.events.inserted, self._on_layer_inserted),
+            *self._napari_pairs,
         ))
 
     # ------------------------------------------------------------ public API

@@ -32,7 +32,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_nuclei_unet.widgets._dock_life import disconnect_all, on_destroyed
+from napari_nuclei_unet.widgets._dock_life import connect_napari, disconnect_all, on_destroyed
 from napari_nuclei_unet.widgets._ids import enable_id_copy
 from napari_nuclei_unet.widgets._layers import short_id, show_sample
 from napari_nuclei_unet.widgets._score_table import (  # noqa: F401  (re-exported)
@@ -195,14 +195,14 @@ class IoUPanel(QWidget):
         session = self.session
         session.scores_changed.connect(self.refresh)
         session.current_changed.connect(self._select_current)
-        self.viewer.events.theme.connect(self._draw_histogram)
+        self._napari_pairs = connect_napari([(self.viewer.events.theme, self._draw_histogram)])
         on_destroyed(self, self._disconnect)
 
     def _disconnect(self, *_args: Any) -> None:
         disconnect_all((
             (self.session.scores_changed, self.refresh),
             (self.session.current_changed, self._select_current),
-            (self.viewer.events.theme, self._draw_histogram),
+            *self._napari_pairs,
         ))
 
     # ------------------------------------------------------------ content

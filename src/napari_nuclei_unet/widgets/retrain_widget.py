@@ -53,7 +53,7 @@ from qtpy.QtGui import QDesktopServices
 from qtpy.QtWidgets import QFileDialog, QWidget
 
 from napari_nuclei_unet.widgets import _retrain_editing as editing
-from napari_nuclei_unet.widgets._dock_life import disconnect_all, on_destroyed
+from napari_nuclei_unet.widgets._dock_life import connect_napari, disconnect_all, on_destroyed
 from napari_nuclei_unet.widgets._layers import short_id
 from napari_nuclei_unet.widgets._retrain_corrections import CorrectionSteps
 from napari_nuclei_unet.widgets._retrain_finetune import FinetuneSteps
@@ -181,8 +181,9 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         session.project_chosen.connect(self._on_project_chosen)
         session.predictions_changed.connect(self._update_image_label)
         session.predictions_changed.connect(self._on_predictions_changed)
-        self.viewer.layers.events.removed.connect(self._on_layer_removed)
-        self.viewer.events.theme.connect(self._on_theme)
+        self._napari_pairs = connect_napari([(self.viewer.layers.events.removed,
+                                              self._on_layer_removed),
+                                             (self.viewer.events.theme, self._on_theme)])
         # never fine-tune on for a deleted dock; keep its unsaved edits
         self.destroyed.connect(self._stop_event.set)
         on_destroyed(self, self._on_destroyed)  # keeps unsaved corrections as a draft
@@ -205,8 +206,7 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
             (self.session.project_chosen, self._on_project_chosen),
             (self.session.predictions_changed, self._update_image_label),
             (self.session.predictions_changed, self._on_predictions_changed),
-            (self.viewer.layers.events.removed, self._on_layer_removed),
-            (self.viewer.events.theme, self._on_theme),
+            *self._napari_pairs,
         ))
 
     # ----------------------------------------------------------------- project

@@ -39,7 +39,7 @@ from magicgui.widgets import (
 from qtpy.QtWidgets import QLabel, QProgressBar, QWidget
 
 from napari_nuclei_unet.widgets._compare_layers import PREDICTION_IMAGE_LAYER
-from napari_nuclei_unet.widgets._dock_life import disconnect_all, on_destroyed
+from napari_nuclei_unet.widgets._dock_life import connect_napari, disconnect_all, on_destroyed
 from napari_nuclei_unet.widgets._features_table import FeaturesTable
 from napari_nuclei_unet.widgets._layers import (
     EDITED_KEY,
@@ -101,6 +101,7 @@ class SegmentWidget(QWidget):
         self._note = ""  # said again with the result (e.g. a doubtful RGB layer)
         self._model_words = ""  # the model a running segmentation uses, in words
         self._stop = False
+        self._worker: Any = None  # the running segmentation (stopped when the dock closes)
         self._started = 0.0
         self._last_paint = 0.0
         self._build()
@@ -195,15 +196,25 @@ class SegmentWidget(QWidget):
 
     def _connect(self) -> None:
         events = self.viewer.layers.events
-        self._pairs = [(events.inserted, self._on_inserted),
-                       (events.removed, self._refresh_choices),
-                       (self.session.model_changed, self._show_model),
+        self._pairs = [(self.session.model_changed, self._show_model),
                        (self.session.project_chosen, self._on_project_chosen)]
         for signal, slot in self._pairs:
             signal.connect(slot)
-        on_destroyed(self, lambda: disconnect_all(self._pairs))
+        self._pairs += connect_napari([(events.inserted, self._on_inserted),
+                                       (events.removed, self._refresh_choices)])
+        on_destroyed(self, self._closed)
         self._refresh_choices()
         self._show_model()
+
+    def _closed(self) -> None:
+        """The dock was closed: its segmentation stops, since no dock would show it."""
+        disconnect_all(self._pairs)
+        worker = self._worker  # plain Python state only: the widget is being destroyed
+        if worker is not None and self.session.jobs.running(KIND) is worker:
+            from napari_nuclei_unet.widgets._workers import notify
+
+            self._stop = True
+            notify("The Segment dock was closed: its segmentation stopped.")
 
     def _model_path(self) -> str:
         path = str(self.model_file.value or "")
@@ -333,6 +344,7 @@ class SegmentWidget(QWidget):
             on_yielded=self._on_progress, on_returned=self._on_returned,
             on_errored=self._on_errored, on_finished=self._on_finished,
             action="Segmenting the image layer", viewer=self.viewer, cancel=self.cancel)
+        self._worker = worker
         if worker is not None:
             self._started = time.perf_counter()
             self._last_paint = 0.0
