@@ -98,6 +98,15 @@ def isolated_cache_dir(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def isolated_user_dirs(tmp_path_factory, monkeypatch):
+    """The plugin's config and data folders (the project remembered, projects) per test."""
+    path = tmp_path_factory.mktemp("nuclei-unet-user")
+    monkeypatch.setenv("NUCLEI_UNET_CONFIG_DIR", str(path / "config"))
+    monkeypatch.setenv("NUCLEI_UNET_DATA_DIR", str(path / "data"))
+    return path
+
+
+@pytest.fixture(autouse=True)
 def no_collection_pause_left():
     """End a garbage-collection pause a test's workflow panel left (``widgets._gc_pause``).
 

@@ -173,7 +173,7 @@ def test_a_closed_dock_lets_go_of_naparis_events(make_napari_viewer, name, tmp_p
     viewer = make_napari_viewer()
     events = (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.events.theme)
     make = getattr(importlib.import_module(f"napari_nuclei_unet.widgets.{module}"), cls)
-    for k in range(2):  # the first dock of a viewer also hooks the viewer, once for all
+    for _ in range(2):  # the first dock of a viewer also hooks the viewer, once for all
         before = [len(e.callbacks) for e in events]
         dock = make(viewer)
         assert [len(e.callbacks) for e in events] != before

@@ -442,6 +442,10 @@ def test_the_project_field_is_the_viewers_project(dock, tmp_path):
     session.project_chosen.connect(chosen.append)
     widget.project.value = tmp_path / "mine"  # chosen here: the Retrain dock follows
     assert session.project_dir == tmp_path / "mine" and chosen == [str(tmp_path / "mine")]
+    # and napari started again opens it (only the Retrain dock remembered its choice)
+    from napari_nuclei_unet.widgets._retrain_project import last_project_dir
+
+    assert last_project_dir() == tmp_path / "mine"
     session.set_project_dir(tmp_path / "theirs")  # chosen in the Retrain dock
     assert str(widget.project.value) == str(tmp_path / "theirs")
     assert chosen == [str(tmp_path / "mine"), str(tmp_path / "theirs")]  # no echo back

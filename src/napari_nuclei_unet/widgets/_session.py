@@ -494,12 +494,25 @@ class Session:
         """
         self.project_changed.emit(str(folder))
 
-    def set_project_dir(self, folder: str | Path) -> None:
-        """Work in the fine-tuning project ``folder`` (``project_chosen`` when it changes)."""
+    def set_project_dir(self, folder: str | Path, *, remember: bool = True) -> None:
+        """Work in the fine-tuning project ``folder`` (``project_chosen`` when it changes).
+
+        ``remember``: reopen it when napari starts next time, whichever dock chose it (a
+        project typed in the Segment dock was forgotten: only the Retrain dock saved it).
+        """
         folder = Path(folder).expanduser().absolute()
         if folder == self.project_dir:
             return
         self.project_dir = folder
+        if remember:
+            from napari_nuclei_unet.widgets._retrain_project import remember_project_dir
+
+            try:
+                remember_project_dir(folder)
+            except OSError as exc:
+                from napari_nuclei_unet.widgets._workers import notify_error
+
+                notify_error(exc, "Remembering the project folder")
         self.project_chosen.emit(str(folder))
 
     def fine_tuning_project(self) -> Path:

@@ -84,7 +84,6 @@ from napari_nuclei_unet.widgets._retrain_project import (
     DraftStore,
     default_project_dir,
     local_time,
-    remember_project_dir,
     unwritable_reason,
 )
 from napari_nuclei_unet.widgets._session import session_for
@@ -268,11 +267,6 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         self.project_edit.setText(str(folder))
         self.project_edit.setToolTip(str(folder))
         self.project_edit.setCursorPosition(len(str(folder)))  # the folder's own name shows
-        if remember:
-            try:
-                remember_project_dir(folder)
-            except OSError as exc:
-                notify_error(exc, "Remembering the project folder")
         self.scores_table.set_changes([])
         self.summary_label.setText("")
         self._clear_round_messages()
@@ -280,7 +274,7 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         if unwritable:  # shown, but it cannot take corrections or versions
             self.status_label.setText(unwritable)
             notify(unwritable, warning=True)
-        self.session.set_project_dir(folder)  # the Segment dock adds planes here too
+        self.session.set_project_dir(folder, remember=remember)  # the Segment dock's too
         self.refresh()
         rounds = [v for v in self.versions() if not v.is_base]
         if rounds:  # a reopened project shows what its last round measured
