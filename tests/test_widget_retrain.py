@@ -405,6 +405,13 @@ def test_mistakes_are_plain_notifications(make_napari_viewer, qtbot, user_dirs, 
     for message in (NO_IMAGE, NO_CORRECTIONS, NO_PREDICTION, "v009", "is a file"):
         assert notes.any(message), message
     assert dock.project == user_dirs / "p"
+    # a user of their own images is told the way in (the Segment dock's button, by name)
+    from napari_nuclei_unet.widgets.segment_widget import SegmentWidget
+    from napari_nuclei_unet.widgets.workflow_panel import TABS
+
+    segment = SegmentWidget(viewer)
+    assert f"'{segment.add_button.text}' there" in NO_IMAGE
+    assert f"'{next(t[0] for t in TABS if t[3] == 'segment')}'" in NO_IMAGE
 
 
 def test_without_a_model_a_round_starts_from_the_projects_model(retrain, qtbot, monkeypatch,
