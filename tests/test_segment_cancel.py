@@ -68,8 +68,9 @@ def test_segment_image_reports_each_pass_and_its_tiles():
     assert result.labels.max() == 0 and result.labels.shape == (256, 256)
     starts = [u for u in updates if u.done == 0]
     assert [(u.total, u.message) for u in starts] == [
-        (25, "pass 1, at full size"), (9, "pass 2, at 50 % size"), (1, "pass 3, at 25 % size")]
-    assert updates[-1] == Progress("tiles", 1, 1, "pass 3, at 25 % size")
+        (25, "step 1, image at full size"), (9, "step 2, image at 50 % size"),
+        (1, "step 3, image at 25 % size")]
+    assert updates[-1] == Progress("tiles", 1, 1, "step 3, image at 25 % size")
     assert net.calls == 13 + 5 + 1 == len(updates) - len(starts)
     # test-time augmentation: the four flips are one pass of four times the tiles
     updates.clear()
@@ -78,7 +79,7 @@ def test_segment_image_reports_each_pass_and_its_tiles():
           updates.append)
     # 128 px: 9 tiles at full size, one at half and at a quarter size; four flips each
     assert [u.total for u in updates if u.done == 0] == [36, 4, 4]
-    assert [u.done for u in updates if u.message.startswith("pass 1,")][-1] == 36
+    assert [u.done for u in updates if u.message.startswith("step 1,")][-1] == 36
 
 
 @pytest.mark.parametrize("case", ["automatic", "diameter given", "dim", "tta"])
@@ -123,7 +124,8 @@ def test_stopping_one_big_plane_ends_the_stack_job_after_one_batch():
     assert result.cancelled and result.planes == [] and result.labels.max() == 0
     # the tiles show as movement within the plane, in its progress messages
     assert updates[0] == Progress("segment", 0, 1, "big")
-    assert updates[1] == Progress("segment", 0, 1, "plane 1/1: tile 0/25 (pass 1, at full size)")
+    assert updates[1] == Progress("segment", 0, 1,
+                                  "plane 1/1: tile 0 of 25 (step 1, image at full size)")
     net.calls = 0
     done = drive(segment_stack(net, stack, SMALL_TILES))
     assert not done.cancelled and done.planes == [0] and net.calls == 19

@@ -105,7 +105,7 @@ def segment_stack(
     Progress
         ``stage="segment"``, ``done``/``total`` in planes: one when a plane is done, and
         one per batch of tiles within a plane, whose message says where it is, e.g.
-        ``"plane 1/1: tile 6/25 (pass 3, at 136 % size)"``.
+        ``"plane 1/1: tile 6 of 25 (step 3, image at 136 % size)"``.
 
     Returns
     -------
@@ -172,7 +172,8 @@ def _plane_steps(model: Any, plane: np.ndarray, options: Any, device: Any,
 
     steps = segment_image_steps(model, plane, options, device=device, should_stop=should_stop)
     return (yield from relay(steps, lambda update: Progress(
-        "segment", done, total, f"{where}: tile {update.done}/{update.total} ({update.message})")))
+        "segment", done, total,
+        f"{where}: tile {update.done} of {update.total} ({update.message})")))
 
 
 def _finish(labels: np.ndarray, tables: list, done: list, diameters: list, *,

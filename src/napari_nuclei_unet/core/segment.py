@@ -400,7 +400,7 @@ def segment_image_steps(
     Progress
         ``Progress("tiles", done, total, message)`` for the tiles of the current
         network pass; ``message`` says which pass and how it sees the plane, e.g.
-        ``"pass 3, at 136 % size"``. ``done == 0`` starts a pass.
+        ``"step 3, image at 136 % size"``. ``done == 0`` starts a pass.
 
     Returns
     -------
@@ -420,7 +420,8 @@ def segment_image_steps(
         nonlocal passes
         if update.done == 0:  # a new network pass starts
             passes += 1
-        return Progress("tiles", update.done, update.total, f"pass {passes}, {update.message}")
+        return Progress("tiles", update.done, update.total,
+                        f"step {passes}, image {update.message}")
 
     network, labels = yield from relay(
         _network_maps(model, image, options, device, should_stop), counted)

@@ -372,11 +372,13 @@ class SegmentWidget(QWidget):
         if now - self._last_paint < REPAINT_S and done < total:
             return
         self._last_paint = now
-        if total:
+        elapsed = now - self._started
+        if total == 1 and not done:  # within one plane: how many network steps is not
+            self.progress.setRange(0, 0)  # known ahead (busy, not a bar stuck at 0 %)
+        elif total:
             self.progress.setRange(0, total)
             self.progress.setValue(done)
-        elapsed = now - self._started
-        eta = ""
+        eta = f", {elapsed:.0f} s so far"
         if done and total and done < total:
             eta = f", about {elapsed / done * (total - done):.0f} s left"
         label = {"segment": "planes", "blocks": "blocks"}.get(getattr(update, "stage", ""), "")
