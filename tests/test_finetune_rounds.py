@@ -157,8 +157,9 @@ def test_a_refused_reason_says_each_thing_once_and_what_to_do_last():
     assert not adopted
     assert reason == ("The new model is hardly better on the corrected images (mean IoU "
                       "0.844 -> 0.848, less than the +0.01 a round must gain there). The "
-                      "model in use already segments them about as well, and a round that "
-                      "changes them so little tends to lose a little on other images. "
+                      "round learned little from these corrections (it cannot tell whether the "
+                      "model in use is already as good as they can make it), and a round "
+                      "that changes them so little tends to lose a little on other images. "
                       f"{NOT_ADOPTED}")
     assert adoption({"corrected": [change(0.844, 0.855)]})[0]
     adopted, reason = adoption({"corrected": [change(0.938, 0.936)]})

@@ -144,8 +144,9 @@ def adoption(sets: dict[str, Sequence[ScoreChange]],
         return False, f"The new model got worse on {'; and on '.join(worse)}. {NOT_ADOPTED}"
     if hardly:
         return False, (f"The new model is hardly better on {' and on '.join(hardly)}. The "
-                       "model in use already segments them about as well, and a round that "
-                       "changes them so little tends to lose a little on other images. "
+                       "round learned little from these corrections (it cannot tell whether the "
+                       "model in use is already as good as they can make it), and a round "
+                       "that changes them so little tends to lose a little on other images. "
                        f"{NOT_ADOPTED}")
     if not parts:
         return True, "Nothing to check the new model on; it is made current."
