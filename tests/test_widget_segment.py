@@ -232,8 +232,20 @@ def test_compare_pushes_scores_and_add_to_project(dock, qtbot, tmp_path):
     with capture_notifications() as notes:
         assert widget.compare() == []
     assert notes.any("shape")
+    # plane 0 added as segmented: said and noted (a round learns little from it; the
+    # Retrain dock listed it as an "edited mask")
+    from napari_nuclei_unet.widgets._retrain_views import source_text
+    from napari_nuclei_unet.widgets.segment_widget import NOT_EDITED
+
+    viewer.dims.set_current_step(0, 0)
+    with capture_notifications() as notes:
+        wait_worker(qtbot, widget.add_to_project(tmp_path / "plain"))
+    assert notes.any(NOT_EDITED)
+    (entry,) = CorrectionStore(tmp_path / "plain").list()
+    assert source_text(entry.source, entry.note) == "segmented, not edited"
     # the user corrects plane 1 and adds it to a fine-tuning project
     viewer.dims.set_current_step(0, 1)
+    layer.paint((1, 5, 5), 999)  # a stroke of the brush: the layer is edited
     layer.data[1][:10, :10] = 999
     changed = []
     session.project_changed.connect(changed.append)
@@ -245,11 +257,13 @@ def test_compare_pushes_scores_and_add_to_project(dock, qtbot, tmp_path):
     store = CorrectionStore(tmp_path / "project")
     assert store.ids() == ["zs-plane1"]
     assert (store.load_samples(["zs-plane1"])[0].labels[:10, :10] > 0).all()
-    assert changed == [str(tmp_path / "project")]
+    assert changed[-1:] == [str(tmp_path / "project")]
+    (entry,) = store.list()
+    assert source_text(entry.source, entry.note) == "edited mask"
     # adding the same plane again replaces it, and says so
     with capture_notifications() as notes:
         wait_worker(qtbot, widget.add_to_project(tmp_path / "project"))
-    assert notes.any("Replaced zs-plane1")
+    assert notes.any("Replaced zs-plane1") and not notes.any(NOT_EDITED)
 
 
 def test_wrong_channel_is_a_plain_message(dock, qtbot):

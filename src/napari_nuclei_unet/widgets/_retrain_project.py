@@ -29,6 +29,8 @@ SETTINGS_NAME = "retrain.json"
 DRAFTS_DIR = "drafts"
 #: What a correction started from: the label mask, or the model's prediction.
 START_LABEL, START_PREDICTION = "label mask", "prediction"
+#: Ends the note of a plane the Segment dock added without a correction painted on it.
+UNEDITED_NOTE = " (not edited)"
 
 
 def config_dir() -> Path:

@@ -26,7 +26,11 @@ from napari_nuclei_unet.core.finetune.results import iou_change
 from napari_nuclei_unet.widgets._ids import enable_id_copy
 from napari_nuclei_unet.widgets._layers import short_id
 from napari_nuclei_unet.widgets._plots import TrainingCurves
-from napari_nuclei_unet.widgets._retrain_project import START_PREDICTION, local_time
+from napari_nuclei_unet.widgets._retrain_project import (
+    START_PREDICTION,
+    UNEDITED_NOTE,
+    local_time,
+)
 
 #: Colours of a score change: mid tones, legible on napari's dark and light themes.
 BETTER, WORSE, SAME = "#3aa655", "#e0533d", "#8a9099"
@@ -58,6 +62,8 @@ def source_text(source: str, note: str) -> str:
     if source == "prediction":
         return "prediction"
     if source == "label":
+        if note.endswith(UNEDITED_NOTE):  # the Segment dock's result, as it was segmented
+            return "segmented, not edited"
         started_from_prediction = note.startswith(f"started from the {START_PREDICTION}")
         return "edited prediction" if started_from_prediction else "edited mask"
     return "unknown"

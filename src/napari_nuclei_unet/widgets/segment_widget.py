@@ -48,6 +48,7 @@ from napari_nuclei_unet.widgets._layers import (
     unwrapped,
     watch_edits,
 )
+from napari_nuclei_unet.widgets._retrain_project import UNEDITED_NOTE
 from napari_nuclei_unet.widgets._scroll import scrolled_layout
 from napari_nuclei_unet.widgets._segment_jobs import (  # noqa: F401 - in_dock_words, as before
     DOCK_WORDS,
@@ -72,6 +73,10 @@ KIND = "segment layer"
 ADD_KIND = "add to project"
 #: Result-layer metadata key: what the layer was segmented from (source layer, axes…).
 RESULT_KEY = "nuclei_unet_segmentation"
+#: Said when a plane is added whose labels were never painted on (a round learns from
+#: the differences to what the model does), and noted with the correction.
+NOT_EDITED = ("Its labels are the model's result, not corrected: a round learns little "
+              "from a plane the model already segments as you want.")
 ALL, CURRENT = "all planes", "current plane"
 #: Repaint the progress at most this often (seconds).
 REPAINT_S = 0.1
@@ -590,6 +595,7 @@ class SegmentWidget(QWidget):
             labels = labels.copy()  # as the user sees it now, whatever they paint next
         sample_id = safe_name(f"{stack.name}-plane{flat}")
         self.added = None
+        edited = bool(self.result_layer.metadata.get(EDITED_KEY))  # painted on, any plane
 
         def done(written: tuple[Any, bool]) -> None:
             entry, replaced = written
@@ -598,12 +604,14 @@ class SegmentWidget(QWidget):
             self.session.note_project_changed(folder)
             notify(f"{'Replaced' if replaced else 'Added'} {sample_id} "
                    f"({entry.n_nuclei} nuclei) in the fine-tuning project {folder}"
-                   + (" (it had been added before)." if replaced else "."))
+                   + (" (it had been added before)." if replaced else ".")
+                   + ("" if edited else f" {NOT_EDITED}"))
 
         def failed(exc: BaseException) -> None:  # the notification fades; the dock says it
             self.status.setText(f"Not added to the fine-tuning project: {in_dock_words(exc)}")
 
         return self.session.jobs.start(
             ADD_KIND, _add_plane, folder, stack, flat, self._source["channel"], labels,
-            sample_id, f"from layer {layer.name}", on_returned=done, on_errored=failed,
+            sample_id, f"from layer {layer.name}{'' if edited else UNEDITED_NOTE}",
+            on_returned=done, on_errored=failed,
             action="Adding to the fine-tuning project", viewer=self.viewer)
