@@ -266,6 +266,19 @@ def test_compare_pushes_scores_and_add_to_project(dock, qtbot, tmp_path):
     assert notes.any("Replaced zs-plane1") and not notes.any(NOT_EDITED)
 
 
+def test_an_image_segmented_again_after_another_reuses_its_layer(dock, qtbot):
+    """Segmenting a, then b, then a again added a second "a labels [1]"."""
+    viewer, widget = dock
+    for name, seed in (("a", 1), ("b", 2)):
+        viewer.add_image(nuclei_plane(seed), name=name)
+    for name in ("a", "b", "a"):
+        widget.image.value = viewer.layers[name]
+        run(qtbot, widget)
+    assert [layer.name for layer in viewer.layers] == ["a", "b", "a labels", "b labels"]
+    assert widget.result_layer is viewer.layers["a labels"]
+    assert len(widget.features()["label"]) == viewer.layers["a labels"].data.max() > 0
+
+
 def test_wrong_channel_is_a_plain_message(dock, qtbot):
     viewer, widget = dock
     viewer.add_image(np.zeros((2, *SHAPE), np.uint16), name="two")

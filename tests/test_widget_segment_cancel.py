@@ -146,3 +146,24 @@ def test_closing_the_dock_stops_its_segmentation(dock, qtbot):
     assert net.calls == 1  # none of the plane's other tiles ran
     assert notes.any("The Segment dock was closed: its segmentation stopped.")
     assert [layer.name for layer in viewer.layers] == ["big"]
+
+
+def test_deleting_the_image_stops_its_segmentation(dock, qtbot):
+    """The job ran on for 40 s and added a labels layer with no image under it."""
+    from _widget_helpers import capture_notifications
+
+    viewer, widget, net = dock
+    plane = np.random.default_rng(0).integers(0, 256, (2100, 2100)).astype(np.uint8)
+    viewer.add_image(plane, name="big")
+    viewer.add_image(plane[:64, :64], name="small")
+    widget.image.value = viewer.layers["big"]
+    worker = widget.segment()
+    qtbot.waitUntil(lambda: net.calls == 1, timeout=30_000)  # in the first tile
+    with capture_notifications() as notes:
+        viewer.layers.remove("small")  # another layer: nothing happens
+        assert not widget._stop
+        viewer.layers.remove("big")
+        net.cancelled.set()
+        wait_worker(qtbot, worker)
+    assert net.calls == 1 and notes.any("big was deleted: its segmentation stopped.")
+    assert len(viewer.layers) == 0 and widget.result_layer is None

@@ -13,6 +13,8 @@ from typing import Any
 from napari_nuclei_unet.widgets._model_names import model_name
 from napari_nuclei_unet.widgets._session import session_for
 
+#: Metadata of a result layer: what it was segmented from (source, axes, planes, zarr).
+RESULT_KEY = "nuclei_unet_segmentation"
 #: Where this dock asks for the settings that core messages name (see
 #: ``ImageFileError.worded``): its fields, not the command line's options.
 DOCK_WORDS = {"channel": "in the Nuclear channel field", "axes": "in the Axes field"}
@@ -105,21 +107,52 @@ def _job(model_path: str, session_model: Any, stack: Any, settings: dict, *, cha
                                          big=big, should_stop=should_stop, earlier=earlier))
 
 
-def earlier_result(layer: Any, source: dict, stack: Any, features: Any) -> Any:
-    """The dock's last result of the same stack, for ``segment_stack``'s ``earlier``.
+def previous_result(layers: Any, last: Any, image: Any) -> Any:
+    """The Labels layer holding the dock's result of ``image`` (None: none).
+
+    ``last``, the dock's last result, when it is of ``image``; else the newest layer of
+    ``layers`` the dock filled from an image of that name (segmenting dim16, then
+    mag3x, then dim16 again added a second "dim16 labels [1]").
+    """
+    for layer in ([last] if last is not None else []) + list(layers)[::-1]:
+        if layer in layers and (layer.metadata.get(RESULT_KEY) or {}).get("source") \
+                == image.name:
+            return layer
+    return None
+
+
+def layer_table(layer: Any) -> dict:
+    """A result layer's features as ``{column: array}`` (without napari's index)."""
+    if layer is None:
+        return {}
+    frame = layer.features
+    return {c: frame[c].to_numpy() for c in frame.columns if c != "index"}
+
+
+def placement(layer: Any, labels_shape: tuple) -> dict:
+    """Scale and translate of the image ``layer``, for the axes its labels keep."""
+    ndim = len(labels_shape)
+    scale, translate = list(layer.scale), list(layer.translate)
+    if len(scale) != ndim:
+        scale, translate = scale[-ndim:], translate[-ndim:]
+    return {"scale": scale, "translate": translate}
+
+
+def earlier_result(layer: Any, stack: Any) -> Any:
+    """The result in ``layer`` (:func:`previous_result`), for ``segment_stack``'s ``earlier``.
 
     Segmenting some planes again (the current plane, or a run stopped early) keeps the
     other planes' labels and rows: segmenting plane 3 of a segmented 5-plane stack
-    wiped planes 0, 1, 2 and 4. ``layer``: the last result's Labels layer (None: none),
-    ``source``: what it was segmented from (its metadata), ``features()``: its table.
-    None when there is nothing to keep (another image, another shape, one plane).
+    wiped planes 0, 1, 2 and 4. None when there is nothing to keep (no such layer,
+    another shape, one plane).
     """
     from napari_nuclei_unet.core.own_images import StackResult
 
-    if layer is None or stack.n_planes < 2 or not source.get("planes") \
+    source = {} if layer is None else layer.metadata.get(RESULT_KEY) or {}
+    if not source.get("planes") or stack.n_planes < 2 \
             or tuple(layer.data.shape) != tuple(stack.labels_shape):
         return None
-    return StackResult(layer.data, features(), list(source["planes"]))
+    return StackResult(layer.data, layer_table(layer), list(source["planes"]))
 
 
 def done_words(result: Any, model: str) -> str:

@@ -52,13 +52,17 @@ from napari_nuclei_unet.widgets._retrain_project import UNEDITED_NOTE
 from napari_nuclei_unet.widgets._scroll import scrolled_layout
 from napari_nuclei_unet.widgets._segment_jobs import (  # noqa: F401 - in_dock_words, as before
     DOCK_WORDS,
+    RESULT_KEY,
     _add_plane,
     _job,
     axes_note,
     done_words,
     earlier_result,
     in_dock_words,
+    layer_table,
     model_words,
+    placement,
+    previous_result,
     push_scores_to_iou_panel,
     rgb_note,
     with_suffix,
@@ -72,7 +76,6 @@ if TYPE_CHECKING:
 KIND = "segment layer"
 ADD_KIND = "add to project"
 #: Result-layer metadata key: what the layer was segmented from (source layer, axes…).
-RESULT_KEY = "nuclei_unet_segmentation"
 #: Said when a plane is added whose labels were never painted on (a round learns from
 #: the differences to what the model does), and noted with the correction.
 NOT_EDITED = ("Its labels are the model's result, not corrected: a round learns little "
@@ -107,6 +110,7 @@ class SegmentWidget(QWidget):
         self._model_words = ""  # the model a running segmentation uses, in words
         self._stop = False
         self._worker: Any = None  # the running segmentation (stopped when the dock closes)
+        self._previous: Any = None  # the layer with the result of the image being segmented
         self._started = 0.0
         self._last_paint = 0.0
         self._build()
@@ -206,7 +210,7 @@ class SegmentWidget(QWidget):
         for signal, slot in self._pairs:
             signal.connect(slot)
         self._pairs += connect_napari([(events.inserted, self._on_inserted),
-                                       (events.removed, self._refresh_choices)])
+                                       (events.removed, self._on_removed)])
         on_destroyed(self, self._closed)
         self._refresh_choices()
         self._show_model()
@@ -284,6 +288,17 @@ class SegmentWidget(QWidget):
                 and layer in self.image.choices:
             self.image.value = layer
 
+    def _on_removed(self, event: Any = None) -> None:
+        """List the layers again; deleting the image being segmented stops the job."""
+        self._refresh_choices()
+        worker, image = self._worker, self._source.get("layer")
+        if worker is not None and self.session.jobs.running(KIND) is worker \
+                and image is not None and getattr(event, "value", None) is image:
+            from napari_nuclei_unet.widgets._workers import notify
+
+            self.cancel()
+            notify(f"{image.name} was deleted: its segmentation stopped.")
+
     def _refresh_choices(self, *_args: Any) -> None:
         current = self.image.value
         self.form.reset_choices()
@@ -341,8 +356,8 @@ class SegmentWidget(QWidget):
         self._note = (rgb_note(layer.name, stack) if guessed and channel is None else "") + \
             (axes_note(layer.name, stack) if guessed else "")
         self._model_words = model_words(model_path, self.session.model)  # no hint again
-        earlier = None if big or self.result_layer not in self.viewer.layers else \
-            earlier_result(self.result_layer, self._result_source(layer), stack, self.features)
+        self._previous = previous_result(self.viewer.layers, self.result_layer, layer)
+        earlier = None if big else earlier_result(self._previous, stack)
         worker = self.session.jobs.start(
             KIND, _job, model_path, self.session.model, stack, settings, channel=channel,
             planes=planes, big=big, should_stop=lambda: self._stop, earlier=earlier,
@@ -391,6 +406,10 @@ class SegmentWidget(QWidget):
         self.status.setText(f"{done}/{total} {label}{eta}" + (f" — {message}" if message else ""))
 
     def _on_returned(self, result: Any) -> None:
+        image = self._source.get("layer")
+        if image is not None and image not in self.viewer.layers:  # deleted meanwhile
+            self.status.setText(f"{image.name} was deleted: its labels were not added.")
+            return
         if result.labels is None:
             self.status.setText(result.message or "Cancelled: nothing was segmented.")
             return
@@ -416,13 +435,13 @@ class SegmentWidget(QWidget):
         features = pd.DataFrame(result.table) if result.table else pd.DataFrame()
         if len(features):
             features.insert(0, "index", features["label"])
-        kwargs = self._placement(layer, result)
-        old = self.result_layer
+        kwargs = placement(layer, result.labels.shape)
+        old = self._previous  # this image's result layer (when there is one)
         reuse = old is not None and old in self.viewer.layers \
-            and bool(self._result_source(layer)) \
             and tuple(old.data.shape) == tuple(result.labels.shape)
         kept = reuse and bool(old.metadata.get(EDITED_KEY))
         if reuse and not kept:
+            self.result_layer = old
             old.data = result.labels
             old.features = features
         else:
@@ -439,21 +458,6 @@ class SegmentWidget(QWidget):
             "zarr": str(result.zarr_path) if result.zarr_path else None}
         self.table.set_table(result.table)
         self._refresh_choices()
-
-    def _result_source(self, layer: Any) -> dict:
-        """What the last result was segmented from, when it was ``layer`` ({}: another)."""
-        old = self.result_layer
-        source = {} if old is None else old.metadata.get(RESULT_KEY) or {}
-        return source if source.get("source") == layer.name else {}
-
-    @staticmethod
-    def _placement(layer: Any, result: Any) -> dict:
-        """Scale and translate of the image, for the axes the labels keep."""
-        ndim = len(result.labels.shape)
-        scale, translate = list(layer.scale), list(layer.translate)
-        if len(scale) != ndim:
-            scale, translate = scale[-ndim:], translate[-ndim:]
-        return {"scale": scale, "translate": translate}
 
     # -- outputs ---------------------------------------------------------------------
     def _ask_path(self, what: str) -> None:
@@ -475,10 +479,7 @@ class SegmentWidget(QWidget):
 
     def features(self) -> dict:
         """The result layer's features as ``{column: array}`` (without napari's index)."""
-        if self.result_layer is None:
-            return {}
-        frame = self.result_layer.features
-        return {c: frame[c].to_numpy() for c in frame.columns if c != "index"}
+        return layer_table(self.result_layer)
 
     def export_csv(self, path: str | Path, *, background: bool = False) -> Any:
         """Write the features table as CSV; returns the path (None on failure).
