@@ -418,7 +418,7 @@ def test_rows_arriving_leave_the_users_scroll_position_alone(make_napari_viewer,
         return [ImageRow(f"{i:064x}", "fluorescence", i / 700, 0.5, 0.5, 0.4, 10, 11)
                 for i in range(n)]
 
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer(show=True)  # the pointer is over the shown table
     session = session_for(viewer)
     panel = IoUPanel(viewer)
     viewer.window.add_dock_widget(panel, name="IoU panel")

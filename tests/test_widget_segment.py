@@ -336,6 +336,35 @@ def test_segmenting_again_keeps_the_users_corrections(dock, qtbot):
     assert run(qtbot, widget) is second
 
 
+def test_a_plane_of_a_corrected_stack_segmented_again_goes_to_a_new_layer_alone(dock, qtbot):
+    """The new layer held the user's corrections of the other planes, marked unedited:
+    adding one of them said "Its labels are the model's result, not corrected"."""
+    viewer, widget = dock
+    viewer.add_image(np.stack([nuclei_plane(k) for k in range(3)]), name="zs")
+    first = run(qtbot, widget)
+    first.paint((0, 5, 5), 777)  # a correction in plane 0
+    painted = np.asarray(first.data).copy()
+    viewer.dims.set_current_step(0, 2)
+    widget.planes.value = "current plane"
+    second = run(qtbot, widget)
+    assert second is not first and np.array_equal(first.data, painted)  # kept as it was
+    assert np.asarray(second.data)[:2].max() == 0 and np.asarray(second.data)[2].max() > 0
+    assert widget.result.planes == [2] and set(second.features["plane"]) == {2}
+
+
+def test_a_destroyed_docks_late_result_is_not_shown(dock, qtbot):
+    """Closed (destroyed) during a stack's run, the planes done still came as a layer,
+    after the notice that the segmentation stopped."""
+    viewer, widget = dock
+    viewer.add_image(np.stack([nuclei_plane(k) for k in range(2)]), name="zs")
+    run(qtbot, widget)
+    result, layers = widget.result, len(viewer.layers)
+    viewer.layers.remove("zs labels")
+    widget._closed()  # what Qt's destroyed signal runs
+    widget._on_returned(result)
+    assert len(viewer.layers) == layers - 1
+
+
 def test_the_panels_hidden_layers_are_never_offered_and_an_opened_image_is_chosen(
         dock, qtbot, tmp_path):
     from napari_nuclei_unet.widgets._compare_layers import placeholder_makers

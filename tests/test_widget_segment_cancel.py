@@ -167,3 +167,26 @@ def test_deleting_the_image_stops_its_segmentation(dock, qtbot):
         wait_worker(qtbot, worker)
     assert net.calls == 1 and notes.any("big was deleted: its segmentation stopped.")
     assert len(viewer.layers) == 0 and widget.result_layer is None
+
+
+def test_add_plane_after_a_run_without_result_speaks_of_the_image_shown(dock, qtbot, tmp_path):
+    """Segment a, then b, delete b during its run: 'Add plane' paired b with a's labels."""
+    from napari_nuclei_unet.core.finetune import CorrectionStore
+
+    viewer, widget, net = dock
+    net.cancelled.set()  # a: nothing held
+    viewer.add_image(np.random.default_rng(3).integers(0, 256, (64, 64)).astype(np.uint8),
+                     name="a")
+    widget.image.value = viewer.layers["a"]
+    wait_worker(qtbot, widget.segment())
+    net.calls, net.cancelled = 0, threading.Event()
+    viewer.add_image(np.random.default_rng(4).integers(0, 256, (2100, 2100)).astype(np.uint8),
+                     name="b")
+    widget.image.value = viewer.layers["b"]
+    worker = widget.segment()
+    qtbot.waitUntil(lambda: net.calls == 1, timeout=30_000)
+    viewer.layers.remove("b")
+    net.cancelled.set()
+    wait_worker(qtbot, worker)
+    wait_worker(qtbot, widget.add_to_project(tmp_path / "project"))
+    assert CorrectionStore(tmp_path / "project").ids() == ["a-plane0"]

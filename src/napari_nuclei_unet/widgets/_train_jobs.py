@@ -19,7 +19,15 @@ CLOSE_TIMEOUT_S = 120.0
 
 
 def default_runs_root() -> Path:
-    """The runs folder in the user data dir (``.../napari-nuclei-unet/runs``)."""
+    """The runs folder in the user data dir (``.../napari-nuclei-unet/runs``).
+
+    ``NUCLEI_UNET_DATA_DIR`` overrides the data dir, as for the fine-tuning projects.
+    """
+    import os
+
+    override = os.environ.get("NUCLEI_UNET_DATA_DIR")
+    if override:
+        return Path(override).expanduser() / "runs"
     import platformdirs
 
     return Path(platformdirs.user_data_dir("napari-nuclei-unet")) / "runs"

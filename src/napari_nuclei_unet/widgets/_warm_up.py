@@ -170,13 +170,14 @@ def tiny_training_run(*, validate: bool) -> tuple[Sample, np.ndarray]:
     tuple of Sample and numpy.ndarray
         The blank sample and its label mask.
     """
+    from napari_nuclei_unet.widgets._workers import import_torch_safely
+
+    import_torch_safely()  # first: the Train and Retrain docks' warm-ups may start together
     from napari_nuclei_unet.core.config import TrainConfig
     from napari_nuclei_unet.core.dataset import Sample
     from napari_nuclei_unet.core.progress import drive
     from napari_nuclei_unet.core.training import train
-    from napari_nuclei_unet.widgets._workers import import_torch_safely
 
-    import_torch_safely()  # the Train and Retrain docks' warm-ups may start together
     labels = np.zeros((32, 32), np.int32)
     labels[8:20, 8:20] = 1
     image = np.repeat((labels[..., None] * 200).astype(np.uint8), 3, axis=2)

@@ -348,7 +348,7 @@ class CompareWidget(QWidget):
 
     def _on_predictions_changed(self, ids: frozenset[str] | None = None) -> None:
         current = self.session.current_id
-        if (ids is not None and current not in ids
+        if (ids is not None and current is not None and current not in ids
                 and compare_layers.shown_prediction_id(self.viewer) == current):
             # other images' results arrived (a running "Predict all" adds them every
             # second): the one shown is unchanged, so it is not drawn again

@@ -259,9 +259,12 @@ class IoUPanel(QWidget):
         or None when the table is not scrolled (at the top it stays at the top: the rows
         sorted first show).
         """
+        from qtpy.QtWidgets import QApplication
+
         viewport = self.table.viewport()
         pointer = viewport.mapFromGlobal(QCursor.pos())
-        index = self.table.indexAt(pointer) if viewport.rect().contains(pointer) else None
+        over = viewport.isVisible() and QApplication.widgetAt(QCursor.pos()) is viewport
+        index = self.table.indexAt(pointer) if over else None
         if index is None or not index.isValid():
             if self.table.verticalScrollBar().value() == 0:
                 return None

@@ -68,6 +68,7 @@ from napari_nuclei_unet.widgets._segment_jobs import (  # noqa: F401 - in_dock_w
     with_suffix,
     write_labels,
 )
+from napari_nuclei_unet.widgets._segment_outputs import SegmentOutputs
 from napari_nuclei_unet.widgets._session import session_for
 
 if TYPE_CHECKING:
@@ -94,7 +95,7 @@ def _users_layer(layer: Any) -> bool:
     return not is_placeholder(layer) and layer.name not in PANEL_IMAGES
 
 
-class SegmentWidget(QWidget):
+class SegmentWidget(SegmentOutputs, QWidget):
     """Dock widget: segment any Image layer (see the module docstring)."""
 
     def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
@@ -105,7 +106,9 @@ class SegmentWidget(QWidget):
         self.result: Any = None
         self.scores: list = []
         self.added: Any = None  # the correction the last "Add plane…" wrote
-        self._source: dict[str, Any] = {}
+        self._source: dict[str, Any] = {}  # what the running (or last) job segments
+        self._shown: dict[str, Any] = {}  # what the shown result was segmented from
+        self._dead = False  # the dock was destroyed: a job's late result is not shown
         self._note = ""  # said again with the result (e.g. a doubtful RGB layer)
         self._model_words = ""  # the model a running segmentation uses, in words
         self._stop = False
@@ -218,6 +221,7 @@ class SegmentWidget(QWidget):
     def _closed(self) -> None:
         """The dock was closed: its segmentation stops, since no dock would show it."""
         disconnect_all(self._pairs)
+        self._dead = True
         worker = self._worker  # plain Python state only: the widget is being destroyed
         if worker is not None and self.session.jobs.running(KIND) is worker:
             from napari_nuclei_unet.widgets._workers import notify
@@ -357,7 +361,10 @@ class SegmentWidget(QWidget):
             (axes_note(layer.name, stack) if guessed else "")
         self._model_words = model_words(model_path, self.session.model)  # no hint again
         self._previous = previous_result(self.viewer.layers, self.result_layer, layer)
-        earlier = None if big else earlier_result(self._previous, stack)
+        # a result the user painted on stays as it is; the new one, in a new layer, holds
+        # only what is segmented now (its other planes would pass for unedited results)
+        earlier = None if big or self._previous is None \
+            or self._previous.metadata.get(EDITED_KEY) else earlier_result(self._previous, stack)
         worker = self.session.jobs.start(
             KIND, _job, model_path, self.session.model, stack, settings, channel=channel,
             planes=planes, big=big, should_stop=lambda: self._stop, earlier=earlier,
@@ -406,6 +413,8 @@ class SegmentWidget(QWidget):
         self.status.setText(f"{done}/{total} {label}{eta}" + (f" — {message}" if message else ""))
 
     def _on_returned(self, result: Any) -> None:
+        if self._dead:  # the dock was destroyed during the job: nothing to show it in
+            return
         image = self._source.get("layer")
         if image is not None and image not in self.viewer.layers:  # deleted meanwhile
             self.status.setText(f"{image.name} was deleted: its labels were not added.")
@@ -457,79 +466,8 @@ class SegmentWidget(QWidget):
             "source": layer.name, "axes": result.axes, "planes": list(result.planes),
             "zarr": str(result.zarr_path) if result.zarr_path else None}
         self.table.set_table(result.table)
+        self._shown = dict(self._source)  # what "Add plane" and "Compare" speak of
         self._refresh_choices()
-
-    # -- outputs ---------------------------------------------------------------------
-    def _ask_path(self, what: str) -> None:
-        from qtpy.QtWidgets import QFileDialog
-
-        base = self.result.name if self.result is not None else "labels"
-        if what == "csv":
-            path, _ = QFileDialog.getSaveFileName(self, "Export measurements",
-                                                  f"{base}_measurements.csv", "CSV (*.csv)")
-            if path:
-                self.export_csv(with_suffix(path, ".csv"), background=True)
-        else:
-            flat = self.result_layer is not None and len(self.result_layer.data.shape) == 2
-            path, _ = QFileDialog.getSaveFileName(  # OME-Zarr is written for 2-D labels
-                self, "Save labels", f"{base}_labels.tif",
-                "TIFF (*.tif);;OME-Zarr (*.ome.zarr)" if flat else "TIFF (*.tif)")
-            if path:
-                self.save_labels(with_suffix(path, ".tif", (".zarr",)), background=True)
-
-    def features(self) -> dict:
-        """The result layer's features as ``{column: array}`` (without napari's index)."""
-        return layer_table(self.result_layer)
-
-    def export_csv(self, path: str | Path, *, background: bool = False) -> Any:
-        """Write the features table as CSV; returns the path (None on failure).
-
-        With ``background`` (the dock's button) the file is written in a worker, which
-        is returned: a large table never holds the window.
-        """
-        from napari_nuclei_unet.core.measure import write_csv
-
-        return self._write("Exporting the measurements", "Measurements written to",
-                           write_csv, (self.features(), path), background, "export csv")
-
-    def save_labels(self, path: str | Path, *, background: bool = False) -> Any:
-        """Save the result labels as TIFF (``.tif``) or OME-Zarr (``.zarr``).
-
-        Returns the path (None on failure); with ``background``, the worker writing it.
-        """
-        if self.result_layer is None:
-            return None
-        layer = self.result_layer
-        axes = layer.metadata.get(RESULT_KEY, {}).get("axes") or "Q" * (layer.ndim - 2) + "YX"
-        data = layer.data
-        if background and hasattr(data, "copy") and not hasattr(data, "dask"):
-            data = data.copy()  # as the user sees it now, whatever they paint next
-        return self._write("Saving the labels", "Labels saved to", write_labels,
-                           (Path(path), data, axes, layer.name), background, "save labels")
-
-    def _write(self, action: str, done: str, function: Any, args: tuple,
-               background: bool, kind: str) -> Any:
-        from napari_nuclei_unet.widgets._workers import explain, notify, notify_error
-
-        def written(path: Any) -> None:
-            notify(f"{done} {path}.")
-            self.status.setText(f"{done} {path}.")
-
-        def failed(exc: BaseException) -> None:  # the notification fades; the dock says it
-            self.status.setText(f"{action} failed: {explain(exc)}")
-
-        if background:
-            return self.session.jobs.start(kind, function, *args, on_returned=written,
-                                           on_errored=failed, action=action,
-                                           viewer=self.viewer)
-        try:
-            path = function(*args)
-        except (OSError, ValueError) as exc:
-            notify_error(exc, action)
-            failed(exc)
-            return None
-        written(path)
-        return path
 
     # -- compare and fine-tune -------------------------------------------------------
     def compare(self) -> list:
@@ -541,7 +479,7 @@ class SegmentWidget(QWidget):
         truth = self.truth.value
         if truth is None or self.result is None or self.result_layer is None:
             return []
-        stack = self._source["stack"]
+        stack = self._shown["stack"]
         shape = stack.plane_shape if len(self.result_layer.data.shape) > 2 else ()
         planes = self.result.planes if shape else [0]
         try:
@@ -585,7 +523,7 @@ class SegmentWidget(QWidget):
             return None
         if self.result_layer is None:
             return None
-        layer, stack = self._source["layer"], self._source["stack"]
+        layer, stack = self._shown["layer"], self._shown["stack"]
         labels = self.result_layer.data
         if len(labels.shape) > 2:
             flat = current_plane(layer, stack, self.viewer.dims.point, self.axes.value)
@@ -612,7 +550,7 @@ class SegmentWidget(QWidget):
             self.status.setText(f"Not added to the fine-tuning project: {in_dock_words(exc)}")
 
         return self.session.jobs.start(
-            ADD_KIND, _add_plane, folder, stack, flat, self._source["channel"], labels,
+            ADD_KIND, _add_plane, folder, stack, flat, self._shown["channel"], labels,
             sample_id, f"from layer {layer.name}{'' if edited else UNEDITED_NOTE}",
             on_returned=done, on_errored=failed,
             action="Adding to the fine-tuning project", viewer=self.viewer)

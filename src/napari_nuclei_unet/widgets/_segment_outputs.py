@@ -1,0 +1,93 @@
+"""The Segment dock's outputs: the measurements as CSV and the labels as TIFF or OME-Zarr.
+
+A mixin of :class:`~napari_nuclei_unet.widgets.segment_widget.SegmentWidget` (as the
+Retrain dock's steps are of its dock): it uses the dock's ``result``, ``result_layer``,
+``status``, ``session`` and ``viewer``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from napari_nuclei_unet.widgets._segment_jobs import (
+    RESULT_KEY,
+    layer_table,
+    with_suffix,
+    write_labels,
+)
+
+
+class SegmentOutputs:
+    """Export CSV and Save labels, in a worker from the dock's buttons."""
+
+    def _ask_path(self, what: str) -> None:
+        from qtpy.QtWidgets import QFileDialog
+
+        base = self.result.name if self.result is not None else "labels"
+        if what == "csv":
+            path, _ = QFileDialog.getSaveFileName(self, "Export measurements",
+                                                  f"{base}_measurements.csv", "CSV (*.csv)")
+            if path:
+                self.export_csv(with_suffix(path, ".csv"), background=True)
+        else:
+            flat = self.result_layer is not None and len(self.result_layer.data.shape) == 2
+            path, _ = QFileDialog.getSaveFileName(  # OME-Zarr is written for 2-D labels
+                self, "Save labels", f"{base}_labels.tif",
+                "TIFF (*.tif);;OME-Zarr (*.ome.zarr)" if flat else "TIFF (*.tif)")
+            if path:
+                self.save_labels(with_suffix(path, ".tif", (".zarr",)), background=True)
+
+    def features(self) -> dict:
+        """The result layer's features as ``{column: array}`` (without napari's index)."""
+        return layer_table(self.result_layer)
+
+    def export_csv(self, path: str | Path, *, background: bool = False) -> Any:
+        """Write the features table as CSV; returns the path (None on failure).
+
+        With ``background`` (the dock's button) the file is written in a worker, which
+        is returned: a large table never holds the window.
+        """
+        from napari_nuclei_unet.core.measure import write_csv
+
+        return self._write("Exporting the measurements", "Measurements written to",
+                           write_csv, (self.features(), path), background, "export csv")
+
+    def save_labels(self, path: str | Path, *, background: bool = False) -> Any:
+        """Save the result labels as TIFF (``.tif``) or OME-Zarr (``.zarr``).
+
+        Returns the path (None on failure); with ``background``, the worker writing it.
+        """
+        if self.result_layer is None:
+            return None
+        layer = self.result_layer
+        axes = layer.metadata.get(RESULT_KEY, {}).get("axes") or "Q" * (layer.ndim - 2) + "YX"
+        data = layer.data
+        if background and hasattr(data, "copy") and not hasattr(data, "dask"):
+            data = data.copy()  # as the user sees it now, whatever they paint next
+        return self._write("Saving the labels", "Labels saved to", write_labels,
+                           (Path(path), data, axes, layer.name), background, "save labels")
+
+    def _write(self, action: str, done: str, function: Any, args: tuple,
+               background: bool, kind: str) -> Any:
+        from napari_nuclei_unet.widgets._workers import explain, notify, notify_error
+
+        def written(path: Any) -> None:
+            notify(f"{done} {path}.")
+            self.status.setText(f"{done} {path}.")
+
+        def failed(exc: BaseException) -> None:  # the notification fades; the dock says it
+            self.status.setText(f"{action} failed: {explain(exc)}")
+
+        if background:
+            return self.session.jobs.start(kind, function, *args, on_returned=written,
+                                           on_errored=failed, action=action,
+                                           viewer=self.viewer)
+        try:
+            path = function(*args)
+        except (OSError, ValueError) as exc:
+            notify_error(exc, action)
+            failed(exc)
+            return None
+        written(path)
+        return path
