@@ -61,6 +61,8 @@ from napari_nuclei_unet.widgets._workers import notify, notify_error
 if TYPE_CHECKING:
     import napari
 
+#: How often the panel checks whether a prediction of another dock has ended (ms).
+FOLLOW_MS = 500
 #: Shown while a prediction started in the Compare dock (or tab) fills the table.
 ELSEWHERE_TEXT = ("Predicting the loaded images (Predict all; the Cancel beside it stops it): "
                   "each image's row is added as soon as it is done.")
@@ -90,7 +92,7 @@ class IoUPanel(QWidget):
         self.session = session_for(napari_viewer)
         self._syncing = False
         self._stop = threading.Event()
-        self._followed: Any = None  # a prediction worker of another dock, followed to its end
+        self._following = False  # a prediction of another dock is followed to its end
         self._build()
         self._connect()
         self.refresh()
@@ -243,14 +245,23 @@ class IoUPanel(QWidget):
 
     def _show_prediction_elsewhere(self) -> None:
         """Say so while a prediction started in another dock fills the table."""
+        from qtpy.QtCore import QTimer
+
         from napari_nuclei_unet.widgets._prediction_service import PREDICT_JOB
 
         worker = self.session.jobs.running(PREDICT_JOB)
         elsewhere = worker is not None and self.cancel_button.isHidden()  # not this panel's
         self.elsewhere_label.setVisible(elsewhere)
-        if elsewhere and worker is not self._followed:
-            self._followed = worker  # its end hides the line (no new rows may come then)
-            worker.finished.connect(self.refresh)
+        if elsewhere and not self._following:
+            # its end hides the line, checked twice a second: the worker's "finished" may
+            # have been sent before this panel saw the job (a short one), and the line
+            # then stayed after the job (the demo's screenshot)
+            self._following = True
+            QTimer.singleShot(FOLLOW_MS, self._follow_elsewhere)
+
+    def _follow_elsewhere(self) -> None:
+        self._following = False
+        self._show_prediction_elsewhere()
 
     def _anchor_row(self) -> tuple[str, int] | None:
         """The row to keep in place through a refresh, and its top's y in the viewport.

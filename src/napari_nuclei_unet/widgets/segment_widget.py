@@ -298,10 +298,10 @@ class SegmentWidget(SegmentOutputs, QWidget):
         worker, image = self._worker, self._source.get("layer")
         if worker is not None and self.session.jobs.running(KIND) is worker \
                 and image is not None and getattr(event, "value", None) is image:
-            from napari_nuclei_unet.widgets._workers import notify
-
-            self.cancel()
-            notify(f"{image.name} was deleted: its segmentation stopped.")
+            # said in the dock only: a notification right after a stack is deleted made
+            # napari crash under software OpenGL (napari alone does: see the README)
+            self._stop = True
+            self.status.setText(f"{image.name} was deleted: its segmentation stops.")
 
     def _refresh_choices(self, *_args: Any) -> None:
         current = self.image.value
