@@ -181,6 +181,26 @@ def test_dask_layer_goes_block_by_block_to_zarr(dock, qtbot, tmp_path):
     assert np.array_equal(np.asarray(saved["0"][:]), np.asarray(layer.data))
 
 
+def test_each_large_plane_of_a_lazy_stack_keeps_its_own_layer(dock, qtbot):
+    """Plane 2 of a lazy stack, after plane 0, replaced plane 0's labels (one 2-D layer)."""
+    import dask.array as da
+
+    viewer, widget = dock
+    data = np.stack([nuclei_plane(k) for k in range(3)])
+    viewer.add_image(da.from_array(data, chunks=(1, 32, 32)), name="lazy")
+    widget.image.value = viewer.layers["lazy"]
+    widget.planes.value = "current plane"
+    viewer.dims.set_current_step(0, 0)
+    first = run(qtbot, widget)
+    kept = np.asarray(first.data).copy()
+    viewer.dims.set_current_step(0, 2)
+    second = run(qtbot, widget)
+    assert first.name == "lazy labels (plane 1)" and second.name == "lazy labels (plane 3)"
+    assert second is not first and np.array_equal(np.asarray(first.data), kept)
+    viewer.dims.set_current_step(0, 0)
+    assert run(qtbot, widget) is first  # the same plane again: its own layer
+
+
 def test_cancel_keeps_the_planes_done(dock, qtbot):
     viewer, widget = dock
     viewer.add_image(np.stack([nuclei_plane(k) for k in range(6)]), name="movie")

@@ -107,16 +107,18 @@ def _job(model_path: str, session_model: Any, stack: Any, settings: dict, *, cha
                                          big=big, should_stop=should_stop, earlier=earlier))
 
 
-def previous_result(layers: Any, last: Any, image: Any) -> Any:
+def previous_result(layers: Any, last: Any, image: Any, planes: Any = None) -> Any:
     """The Labels layer holding the dock's result of ``image`` (None: none).
 
     ``last``, the dock's last result, when it is of ``image``; else the newest layer of
     ``layers`` the dock filled from an image of that name (segmenting dim16, then
-    mag3x, then dim16 again added a second "dim16 labels [1]").
+    mag3x, then dim16 again added a second "dim16 labels [1]"). ``planes``: only a
+    result of those planes (a large plane of a stack has a layer of its own).
     """
     for layer in ([last] if last is not None else []) + list(layers)[::-1]:
-        if layer in layers and (layer.metadata.get(RESULT_KEY) or {}).get("source") \
-                == image.name:
+        source = (layer.metadata.get(RESULT_KEY) or {}) if layer in layers else {}
+        if source.get("source") == image.name \
+                and (planes is None or list(source.get("planes") or []) == list(planes)):
             return layer
     return None
 

@@ -360,7 +360,10 @@ class SegmentWidget(SegmentOutputs, QWidget):
         self._note = (rgb_note(layer.name, stack) if guessed and channel is None else "") + \
             (axes_note(layer.name, stack) if guessed else "")
         self._model_words = model_words(model_path, self.session.model)  # no hint again
-        self._previous = previous_result(self.viewer.layers, self.result_layer, layer)
+        # each large plane of a stack has its own (2-D) result layer: another plane's
+        # result replaced it, and that plane's nuclei were lost
+        self._previous = previous_result(self.viewer.layers, self.result_layer, layer,
+                                         planes if big and stack.n_planes > 1 else None)
         # a result the user painted on stays as it is; the new one, in a new layer, holds
         # only what is segmented now (its other planes would pass for unedited results)
         earlier = None if big or self._previous is None \
@@ -439,8 +442,9 @@ class SegmentWidget(SegmentOutputs, QWidget):
     def _show_result(self, result: Any) -> None:
         import pandas as pd
 
-        layer = self._source["layer"]
-        name = f"{layer.name} labels"
+        layer, stack = self._source["layer"], self._source["stack"]
+        name = f"{layer.name} labels" + (f" (plane {result.planes[0] + 1})" if
+                                         result.zarr_path and stack.n_planes > 1 else "")
         features = pd.DataFrame(result.table) if result.table else pd.DataFrame()
         if len(features):
             features.insert(0, "index", features["label"])
