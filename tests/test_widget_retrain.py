@@ -412,6 +412,14 @@ def test_mistakes_are_plain_notifications(make_napari_viewer, qtbot, user_dirs, 
     segment = SegmentWidget(viewer)
     assert f"'{segment.add_button.text}' there" in NO_IMAGE
     assert f"'{next(t[0] for t in TABS if t[3] == 'segment')}'" in NO_IMAGE
+    from pathlib import Path
+
+    import yaml
+
+    manifest = Path(__file__).resolve().parents[1] / "src" / "napari_nuclei_unet" / "napari.yaml"
+    docks = [w["display_name"] for w in yaml.safe_load(manifest.read_text())["contributions"]
+             ["widgets"] if w["command"].endswith("segment_widget")]
+    assert docks and f"'{docks[0]}' dock" in NO_IMAGE
 
 
 def test_without_a_model_a_round_starts_from_the_projects_model(retrain, qtbot, monkeypatch,

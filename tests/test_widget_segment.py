@@ -116,13 +116,18 @@ def test_ome_zcyx_stack_all_planes_and_current_plane(dock, qtbot, tmp_path, mode
     again = run(qtbot, widget)
     assert again is layer and np.array_equal(layer.data[:2], before[:2])
     assert np.array_equal(layer.data[2] > 0, before[2] > 0)  # same model, same plane
-    assert layer.data[2][layer.data[2] > 0].min() > before.max()  # segmented anew
+    assert layer.data[2][layer.data[2] > 0].min() > before[:2].max()  # after the kept
     assert sorted(set(layer.features["plane"])) == [0, 1, 2] and len(layer.features) == rows
     assert len(set(layer.features["label"])) == len(layer.features)
     assert set(layer.features["label"]) == set(np.unique(layer.data)) - {0}
     assert widget.result.planes == [0, 1, 2] and widget.result.segmented == [2]
     assert "1 plane(s)" in widget.status.text()
     assert "the 2 plane(s) segmented before keep their labels" in widget.status.text()
+    # every plane again: nothing is kept, the nuclei are numbered from 1 (they grew
+    # with every run: 1-107, then 244-350, 351-457)
+    widget.planes.value = "all planes"
+    run(qtbot, widget)
+    assert sorted(layer.features["label"]) == list(range(1, rows + 1))
 
 
 def test_rgb_and_float_layers(dock, qtbot, tmp_path):
@@ -262,7 +267,7 @@ def test_compare_pushes_scores_and_add_to_project(dock, qtbot, tmp_path):
         wait_worker(qtbot, widget.add_to_project(tmp_path / "plain"))
     assert notes.any(NOT_EDITED)
     (entry,) = CorrectionStore(tmp_path / "plain").list()
-    assert source_text(entry.source, entry.note) == "segmented, not edited"
+    assert source_text(entry.source, entry.note) == "unedited result"
     # the user corrects plane 1 and adds it to a fine-tuning project
     viewer.dims.set_current_step(0, 1)
     layer.paint((1, 5, 5), 999)  # a stroke of the brush: the layer is edited

@@ -121,7 +121,7 @@ def segment_stack(
         if not 0 <= p < stack.n_planes:
             raise ValueError(f"plane {p} does not exist: {stack.source} has "
                              f"{stack.n_planes} plane(s).")
-    labels, next_label = _start_from(earlier, stack)
+    labels, next_label = _start_from(earlier, stack, todo)
     tables, done, diameters = [], [], []
     yield Progress("segment", 0, len(todo), f"{stack.name}")
     for k, flat in enumerate(todo):
@@ -150,15 +150,22 @@ def segment_stack(
     return _finish(labels, tables, done, diameters, cancelled=False, earlier=earlier)
 
 
-def _start_from(earlier: StackResult | None, stack: ImageStack) -> tuple[np.ndarray, int]:
-    """The labels to fill (a copy of ``earlier``'s, or zeros) and the largest label in them."""
+def _start_from(earlier: StackResult | None, stack: ImageStack,
+                todo: list[int]) -> tuple[np.ndarray, int]:
+    """The labels to fill (a copy of ``earlier``'s, or zeros), and their largest label.
+
+    Only the planes kept (not in ``todo``) count: a run of every plane again numbers its
+    nuclei from 1.
+    """
     if earlier is None:
         return np.zeros(stack.labels_shape, np.uint32), 0
     if tuple(np.shape(earlier.labels)) != tuple(stack.labels_shape):
         raise ValueError(f"The earlier result has shape {tuple(np.shape(earlier.labels))}, "
                          f"but {stack.name}'s labels have shape {tuple(stack.labels_shape)}.")
     labels = np.array(earlier.labels, dtype=np.uint32)  # a copy: the earlier one stays
-    return labels, int(labels.max()) if labels.size else 0
+    again = set(todo)
+    kept = [labels[stack.plane_index(p)] for p in range(stack.n_planes) if p not in again]
+    return labels, max((int(plane.max()) for plane in kept if plane.size), default=0)
 
 
 def _plane_steps(model: Any, plane: np.ndarray, options: Any, device: Any,

@@ -31,8 +31,8 @@ NO_MODEL_FILE = ("The current model has no file on disk, so it cannot be fine-tu
 NO_CORRECTIONS = ("The training set is empty: correct a mask and click 'Add to training set' "
                   "first.")
 NO_IMAGE = ("Select a dataset image first (Data panel or IoU panel). For your own images: "
-            "correct the result of 'Segment image', then click 'Add plane to fine-tuning "
-            "project' there.")
+            "correct the result in 'Segment image' (the tab, or the 'Segment image layer' "
+            "dock), then click 'Add plane to fine-tuning project' there.")
 NO_PREDICTION = ("This image has no prediction yet: click 'Predict this image' in the Compare "
                  "panel first, or correct its label mask instead.")
 BUSY_FINETUNE = "Fine-tuning is already running. Wait for it to finish, or press Stop."

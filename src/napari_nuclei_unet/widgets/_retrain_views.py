@@ -63,7 +63,7 @@ def source_text(source: str, note: str) -> str:
         return "prediction"
     if source == "label":
         if note.endswith(UNEDITED_NOTE):  # the Segment dock's result, as it was segmented
-            return "segmented, not edited"
+            return "unedited result"
         started_from_prediction = note.startswith(f"started from the {START_PREDICTION}")
         return "edited prediction" if started_from_prediction else "edited mask"
     return "unknown"
