@@ -189,7 +189,7 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
 
     def _on_destroyed(self, *_args: Any) -> None:
         # the dock's Qt objects are going away: only plain Python from here
-        self._dead = True  # napari may still call a handler whose disconnect failed
+        self._dead = True  # a job's late handlers (a round, a save) may still run
         state = self._edit
         if state is not None and state.is_dirty():
             try:

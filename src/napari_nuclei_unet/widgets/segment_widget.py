@@ -76,7 +76,6 @@ if TYPE_CHECKING:
 
 KIND = "segment layer"
 ADD_KIND = "add to project"
-#: Result-layer metadata key: what the layer was segmented from (source layer, axes…).
 #: Said when a plane is added whose labels were never painted on (a round learns from
 #: the differences to what the model does), and noted with the correction.
 NOT_EDITED = ("Its labels are the model's result, not corrected: a round learns little "
