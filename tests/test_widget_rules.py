@@ -157,7 +157,8 @@ def test_shipped_model_marks_the_real_stage1_train_by_split():
 
 @pytest.mark.gui
 @pytest.mark.parametrize("name", ["segment_widget.SegmentWidget", "data_browser.DataBrowserWidget",
-                                  "retrain_widget.RetrainWidget", "iou_panel.IoUPanel"])
+                                  "retrain_widget.RetrainWidget", "iou_panel.IoUPanel",
+                                  "train_widget.TrainWidget"])
 def test_a_closed_dock_lets_go_of_naparis_events(make_napari_viewer, name, tmp_path,
                                                  monkeypatch):
     """Once Qt had deleted a dock, napari could not disconnect its methods (comparing them

@@ -33,6 +33,16 @@ def default_runs_root() -> Path:
     return Path(platformdirs.user_data_dir("napari-nuclei-unet")) / "runs"
 
 
+def best_summary(result: Any) -> str:
+    """Which weights a run's best checkpoint holds, in words (``"epoch 7, validation IoU …"``)."""
+    best = [h for h in result.history if h.is_best]
+    if not best:
+        return "the last weights (not validated)"
+    last = best[-1]
+    iou = "" if last.val_iou is None else f", validation IoU {last.val_iou:.3f}"
+    return f"epoch {last.epoch}{iou}"
+
+
 def new_run_dir(root: str | Path) -> Path:
     """A new, not yet existing ``run-YYYYmmdd-HHMMSS`` folder under ``root``."""
     stamp = datetime.now().strftime("run-%Y%m%d-%H%M%S")

@@ -51,6 +51,7 @@ from qtpy.QtWidgets import (
 
 from napari_nuclei_unet.core.config import ConfigError, TrainConfig
 from napari_nuclei_unet.core.train_updates import LAST_NAME
+from napari_nuclei_unet.widgets._dock_life import connect_napari, disconnect_all, on_destroyed
 from napari_nuclei_unet.widgets._model_names import model_name
 from napari_nuclei_unet.widgets._plots import TrainingCurves
 from napari_nuclei_unet.widgets._progress import format_duration  # noqa: F401  (re-exported)
@@ -67,6 +68,7 @@ from napari_nuclei_unet.widgets._train_jobs import (  # noqa: F401  (re-exported
     _list_devices_and_warm_up,
     _load_best,
     _run_training,
+    best_summary,
     default_runs_root,
     new_run_dir,
 )
@@ -122,7 +124,8 @@ class TrainWidget(QWidget):
         self._fields: dict[str, Any] = {}  # magicgui widgets by TrainConfig field
         self._build()
         self.set_config(TrainConfig())
-        self.viewer.events.theme.connect(self._on_theme)
+        theme = connect_napari([(self.viewer.events.theme, self._on_theme)])
+        on_destroyed(self, lambda: disconnect_all(theme))  # napari keeps its events
         self.session.model_changed.connect(self._update_start_from)
         self.session.samples_changed.connect(self._update_data_label)
         # never train on for a deleted dock (the events are reused, never replaced)
@@ -494,7 +497,7 @@ class TrainWidget(QWidget):
         self.best_checkpoint = Path(result.best_checkpoint)
         if self._closing:
             return
-        best = self._best_summary(result)
+        best = best_summary(result)
         self.best_label.setText(f"Best model: {best}\n{self.best_checkpoint}")
         if result.cancelled:
             notify(f"Training stopped. The best model so far is kept: {self.best_checkpoint}")
@@ -543,15 +546,6 @@ class TrainWidget(QWidget):
             action="Loading the trained model", refuse=False,
         )
         return worker
-
-    @staticmethod
-    def _best_summary(result: Any) -> str:
-        best = [h for h in result.history if h.is_best]
-        if not best:
-            return "the last weights (not validated)"
-        last = best[-1]
-        iou = "" if last.val_iou is None else f", validation IoU {last.val_iou:.3f}"
-        return f"epoch {last.epoch}{iou}"
 
     def _on_error(self, _exc: BaseException) -> None:
         if self._closing:
