@@ -391,3 +391,20 @@ def test_mask_options_with_stacks_are_refused_or_noted(tmp_path, capsys):
     code, _, err = run_cli(capsys, "predict", "default", tmp_path / "cells.tif", "--out",
                            tmp_path / "c", "--format", "png")
     assert code == 0 and "note: --format png is ignored with TIFF stacks" in err, err
+
+
+def test_a_label_image_is_told_from_a_microscope_image():
+    """A label image opened with File > Open was segmented without a word."""
+    from napari_nuclei_unet.core.planes import looks_like_labels
+    from napari_nuclei_unet.core.synthetic import make_synthetic_sample
+
+    for style, seed in (("fluorescence", 1), ("brightfield", 2), ("histology", 3)):
+        image, masks = make_synthetic_sample(style, shape=(128, 160), seed=seed)
+        labels = np.zeros(image.shape[:2], np.uint16)
+        for k, mask in enumerate(masks, 1):
+            labels[mask > 0] = k
+        assert looks_like_labels(labels) and looks_like_labels((labels > 0).astype(np.uint8))
+        assert not looks_like_labels(image[..., 0]), style  # a photo, even a dim one
+        assert not looks_like_labels((image[..., 0] // 16).astype(np.uint16)), style
+    assert not looks_like_labels(labels.astype(np.float32))  # not whole numbers
+    assert not looks_like_labels(np.zeros((64, 64), np.uint8))  # nothing in it

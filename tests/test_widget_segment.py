@@ -67,6 +67,7 @@ def test_16bit_tiff_segmented_measured_exported(dock, qtbot, tmp_path, model):
 
     size = segment_image(model, plane).diameter
     assert f"nuclei {size:.0f} px across (measured)" in widget.status.text()
+    assert "label image" not in widget.status.text()
     features = layer.features
     assert {"label", "area", "centroid_y", "bbox_x1", "mean_intensity_c0", "eccentricity",
             "solidity"} <= set(features.columns)
@@ -88,6 +89,13 @@ def test_16bit_tiff_segmented_measured_exported(dock, qtbot, tmp_path, model):
     assert np.array_equal(tifffile.imread(tmp_path / "bg.tif"), saved)
     assert (tmp_path / "bg.csv").read_text() == csv_path.read_text()
     assert notes.any("Labels saved to") and notes.any("Measurements written to")
+    # the user's ground truth, opened with File > Open, chosen by mistake: said
+    truth = tmp_path / "cells_truth.tif"
+    tifffile.imwrite(truth, np.asarray(layer.data).astype(np.uint16))
+    viewer.open(str(truth), plugin="napari")
+    assert widget.image.value.name == "cells_truth"  # an opened image becomes the choice
+    run(qtbot, widget)
+    assert "Note: cells_truth looks like a label image" in widget.status.text()
 
 
 def test_ome_zcyx_stack_all_planes_and_current_plane(dock, qtbot, tmp_path, model):

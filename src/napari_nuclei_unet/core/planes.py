@@ -123,3 +123,36 @@ def enlarge(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         y = y.clamp_(float(finite.min()), float(finite.max()))
     y = y[0].permute(1, 2, 0).numpy()
     return np.ascontiguousarray(y.reshape(*shape, *plane.shape[2:]))
+
+
+#: :func:`looks_like_labels`: background share, and share of equal neighbours within objects.
+LABELS_BACKGROUND, LABELS_FLAT = 0.2, 0.95
+
+
+def looks_like_labels(image: np.ndarray, max_side: int = 512) -> bool:
+    """Whether a plane looks like a label image (nuclei numbered 1, 2, …) rather than a photo.
+
+    A label image opened with File > Open becomes an Image layer, and segmenting it gives
+    nuclei that mean nothing. It is whole numbers, mostly background (0: at least
+    :data:`LABELS_BACKGROUND` of the pixels), and constant within each object: at least
+    :data:`LABELS_FLAT` of the side-by-side pairs of object pixels are equal. A camera
+    image has noise: far fewer of its neighbours are exactly equal, even a dim one.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        ``(H, W)`` plane (other shapes are not label images).
+    max_side : int, optional
+        Larger planes are looked at through every k-th row (pairs stay side by side).
+    """
+    if image.ndim != 2 or image.dtype.kind not in "ui" or image.size == 0:
+        return False
+    step = max(1, int(np.ceil(image.shape[0] / max_side)))
+    rows = np.asarray(image[::step])
+    objects = rows != 0
+    if objects.mean() > 1 - LABELS_BACKGROUND or not objects.any():
+        return False
+    pairs = objects[:, 1:] & objects[:, :-1]
+    if pairs.sum() < 100:
+        return False
+    return bool((rows[:, 1:] == rows[:, :-1])[pairs].mean() >= LABELS_FLAT)

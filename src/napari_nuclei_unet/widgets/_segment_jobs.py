@@ -194,6 +194,23 @@ def rgb_note(name: str, stack: Any) -> str:
     return f"\nNote: {note}" if note else ""
 
 
+def labels_note(name: str, stack: Any, flat: int, channel: Any) -> str:
+    """A note for an image that looks like a label image (``core.planes.looks_like_labels``).
+
+    A label image opened with File > Open becomes an Image layer, and the dock segmented
+    it without a word. ``""`` for other images.
+    """
+    import numpy as np
+
+    from napari_nuclei_unet.core.planes import looks_like_labels
+
+    if not looks_like_labels(np.asarray(stack.plane(flat, channel))):
+        return ""
+    return (f"\nNote: {name} looks like a label image (whole numbers, the same within each "
+            "object), not a microscope image. If it holds nuclei you drew, right-click it in "
+            "the layer list, Convert to Labels, and choose the image to segment.")
+
+
 def _add_plane(folder: str, stack: Any, flat: int, channel: Any, labels: Any, sample_id: str,
                note: str) -> Any:
     """Worker: write one plane and its labels into a project's corrections.

@@ -59,6 +59,7 @@ from napari_nuclei_unet.widgets._segment_jobs import (  # noqa: F401 - in_dock_w
     done_words,
     earlier_result,
     in_dock_words,
+    labels_note,
     layer_table,
     model_words,
     placement,
@@ -357,7 +358,8 @@ class SegmentWidget(SegmentOutputs, QWidget):
         self._source = {"layer": layer, "stack": stack, "channel": channel}
         guessed = not self.axes.value.strip()
         self._note = (rgb_note(layer.name, stack) if guessed and channel is None else "") + \
-            (axes_note(layer.name, stack) if guessed else "")
+            (axes_note(layer.name, stack) if guessed else "") + \
+            ("" if big else labels_note(layer.name, stack, plane, channel))
         self._model_words = model_words(model_path, self.session.model)  # no hint again
         # each large plane of a stack has its own (2-D) result layer: another plane's
         # result replaced it, and that plane's nuclei were lost
