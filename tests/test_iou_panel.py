@@ -441,9 +441,12 @@ def test_rows_arriving_leave_the_users_scroll_position_alone(make_napari_viewer,
     panel.sort_by("iou", descending=True)  # the new rows have the highest IoU
     bar.setValue(bar.maximum() // 2)
 
-    def top_id():
-        index = panel.table.indexAt(QPoint(1, 1))
+    def id_at(point):
+        index = panel.table.indexAt(point)
         return index.sibling(index.row(), 0).data(ID_ROLE)
+
+    def top_id():
+        return id_at(QPoint(1, 1))
 
     read = top_id()
     for n in (500, 600):
@@ -461,15 +464,11 @@ def test_rows_arriving_leave_the_users_scroll_position_alone(make_napari_viewer,
     QCursor.setPos(viewport.mapToGlobal(aim))
     qtbot.waitUntil(lambda: viewport.mapFromGlobal(QCursor.pos()) == aim, timeout=5000)
 
-    def aimed_id():
-        index = panel.table.indexAt(aim)
-        return index.sibling(index.row(), 0).data(ID_ROLE)
-
-    aimed = aimed_id()
+    aimed = id_at(aim)
     for n in (660, 670):
         session.put_rows(rows(n))
         qtbot.wait(50)
-        assert aimed_id() == aimed
+        assert id_at(aim) == aimed
     assert bar.value() > 0  # the new best scores landed above, out of view
 
 

@@ -41,6 +41,8 @@ class StackResult:
         Nucleus diameter used for each plane segmented now.
     cancelled : bool
         Stopped before the last plane (the planes done are kept).
+    segmented : list of int
+        The planes segmented now, in order (``planes`` without ``earlier``).
     """
 
     labels: np.ndarray
@@ -48,6 +50,7 @@ class StackResult:
     planes: list[int] = field(default_factory=list)
     diameters: list[float] = field(default_factory=list)
     cancelled: bool = False
+    segmented: list[int] = field(default_factory=list)
 
     @property
     def n_nuclei(self) -> int:
@@ -97,7 +100,8 @@ def segment_stack(
         An earlier result of the same stack (its ``labels`` and ``table``; ``planes``
         says which of its planes were segmented). The planes not segmented now keep its
         labels and rows, a plane stopped before it was done included; the new nuclei
-        are numbered after its largest label, so labels stay unique across the stack.
+        are numbered after the largest label of those planes, so labels stay unique
+        across the stack.
         The result's ``planes`` are then those of both, in order.
 
     Yields
@@ -199,7 +203,8 @@ def _finish(labels: np.ndarray, tables: list, done: list, diameters: list, *,
                 kept = {key: kept.get(key, blank) for key in tables[0]}
             tables = [kept, *tables]
         planes = sorted(again.union(earlier.planes))
-    return StackResult(labels, concat_tables(tables), planes, diameters, cancelled)
+    return StackResult(labels, concat_tables(tables), planes, diameters, cancelled,
+                       segmented=list(done))
 
 
 # -- files ----------------------------------------------------------------------------

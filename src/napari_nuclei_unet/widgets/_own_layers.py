@@ -192,17 +192,15 @@ def segment_layer_job(
                            time.perf_counter() - start)
     res = yield from segment_stack(model, stack, options, channel=channel, planes=planes,
                                    should_stop=should_stop, earlier=earlier)
-    todo = list(range(stack.n_planes)) if planes is None else list(planes)
-    segmented = todo[:len(res.diameters)]  # in order, one diameter per plane done
-    if res.cancelled and not segmented:
-        first = "the plane" if len(todo) == 1 else "the first plane"
+    if res.cancelled and not res.segmented:
+        first = "the plane" if len(planes or range(stack.n_planes)) == 1 else "the first plane"
         kept = "no new labels were kept; those segmented before stay" \
             if earlier is not None else "no labels were kept"
         return LayerResult(stack.name, None, {}, [], stack.plane_axes + "YX", None, True,
                            message=f"Cancelled before {first} was finished: {kept}.")
     return LayerResult(stack.name, res.labels, res.table, res.planes,
                        stack.plane_axes + "YX", None, res.cancelled,
-                       time.perf_counter() - start, segmented=segmented,
+                       time.perf_counter() - start, segmented=res.segmented,
                        diameters=list(res.diameters), diameter_set=options.diameter > 0)
 
 

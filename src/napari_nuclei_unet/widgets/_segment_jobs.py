@@ -146,12 +146,15 @@ def earlier_result(layer: Any, stack: Any) -> Any:
     Segmenting some planes again (the current plane, or a run stopped early) keeps the
     other planes' labels and rows: segmenting plane 3 of a segmented 5-plane stack
     wiped planes 0, 1, 2 and 4. None when there is nothing to keep (no such layer,
-    another shape, one plane).
+    another shape, one plane), or when the user painted on it: that layer stays as it
+    is, and the new result, in a new layer, holds only what is segmented now (its other
+    planes would pass for unedited results).
     """
     from napari_nuclei_unet.core.own_images import StackResult
+    from napari_nuclei_unet.widgets._layers import EDITED_KEY
 
     source = {} if layer is None else layer.metadata.get(RESULT_KEY) or {}
-    if not source.get("planes") or stack.n_planes < 2 \
+    if not source.get("planes") or stack.n_planes < 2 or layer.metadata.get(EDITED_KEY) \
             or tuple(layer.data.shape) != tuple(stack.labels_shape):
         return None
     return StackResult(layer.data, layer_table(layer), list(source["planes"]))

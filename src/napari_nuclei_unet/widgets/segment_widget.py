@@ -365,10 +365,7 @@ class SegmentWidget(SegmentOutputs, QWidget):
         # result replaced it, and that plane's nuclei were lost
         self._previous = previous_result(self.viewer.layers, self.result_layer, layer,
                                          planes if big and stack.n_planes > 1 else None)
-        # a result the user painted on stays as it is; the new one, in a new layer, holds
-        # only what is segmented now (its other planes would pass for unedited results)
-        earlier = None if big or self._previous is None \
-            or self._previous.metadata.get(EDITED_KEY) else earlier_result(self._previous, stack)
+        earlier = None if big else earlier_result(self._previous, stack)
         worker = self.session.jobs.start(
             KIND, _job, model_path, self.session.model, stack, settings, channel=channel,
             planes=planes, big=big, should_stop=lambda: self._stop, earlier=earlier,
