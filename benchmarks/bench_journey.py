@@ -9,7 +9,7 @@ thread measures the longest stall (gap between beats minus 10 ms) of each step;
 napari's own first GL draw (showing the window) is measured as its own step and
 excepted from the target, as is the panel's idle warm-up (first draws of its
 layers; once every warm-up job is over, the warmed-up heap is frozen:
-``_layer_warm_up.settle_heap_steps``). A screenshot of the whole window is saved after each
+``_gc_pause.settle_heap_steps``). A screenshot of the whole window is saved after each
 step (outside the measured time).
 
 Usage (target: every step <= 100 ms)::

@@ -199,6 +199,24 @@ def test_a_name_bioimage_io_refuses_is_refused_before_the_slow_export(tmp_path):
     assert not (tmp_path / "out.zip").exists()
 
 
+def test_an_unwritable_export_folder_is_said_before_the_slow_export(tmp_path, monkeypatch):
+    # it failed after 5.9 s of exporting, naming ".default.zip.partial" (GUI check h_gui9)
+    import pathlib
+
+    from napari_nuclei_unet.bioimageio import export as export_module
+    from napari_nuclei_unet.bioimageio.export import export_bioimageio
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(1, "Operation not permitted", str(self))
+
+    monkeypatch.setattr(pathlib.Path, "touch", refuse)
+    monkeypatch.setattr(export_module, "build_package_folder", lambda *a, **k: 1 / 0)
+    with pytest.raises(OSError) as caught:
+        export_bioimageio("default", tmp_path / "default.zip")
+    assert str(caught.value).startswith(f"Could not write {tmp_path / 'default.zip'}: no "
+                                        "permission to write in")
+
+
 def test_napari_start_and_core_do_not_import_bioimageio():
     import subprocess
     import sys
@@ -300,6 +318,9 @@ def test_export_passes_bioimageio_test_and_reimports(tmp_path, capsys):
     # gives what napari-nuclei-unet gives, on a dark and on a bright-background image.
     # device="auto" as the Model tab loads it ("auto" once reached torch.jit.load).
     loaded = load_any_model(out, device="auto")
+    # its own package gives back the training settings and date
+    assert loaded.metadata["train_config_recorded"]
+    assert (loaded.config.base_width, loaded.config.depth) == (4, 2)
     for style in ("fluorescence", "brightfield"):
         image, _ = make_synthetic_sample(style, shape=(96, 128), seed=1)
         native = predict_probability(net.eval(), image, amp=False)
@@ -328,7 +349,11 @@ def test_model_dock_loads_a_bioimageio_package(make_napari_viewer, qtbot):
     assert isinstance(session.model.model, BioimageioModel)
     # named by its package folder, not by the generic file name every package has
     assert f"{_real_package().name}/bioimageio" in widget.name_label.text()
-    assert "trained 2019-12-11" in widget.training_label.text()
+    # the package's date is when it was packaged; it records no training settings, and
+    # the dock showed this plugin's defaults as if they were its (GUI check h_gui9, M1)
+    assert "packaged 2019-12-11" in widget.training_label.text()
+    assert widget.config_rows() == [("training settings",
+                                     "not recorded in this bioimage.io package")]
     # it runs where "auto" resolved to, named as such (it said "the GPU (unknown)" here)
     import torch
 

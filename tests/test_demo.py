@@ -194,3 +194,16 @@ def test_the_demo_without_a_screen_says_how_to_run_it(capsys, monkeypatch):
     assert main(["demo", "--screenshot", "never.png"]) == 2
     err = capsys.readouterr().err
     assert "nuclei-unet: error: There is no screen" in err and "xvfb-run" in err
+
+
+def test_four_docks_and_the_panel_under_them_fit_a_laptop_screen(make_napari_viewer, qtbot):
+    # the panel opened under four separate docks grew the window to 877 px (h_gui9)
+    viewer = make_napari_viewer(show=True)
+    window = viewer.window._qt_window
+    window.resize(1280, 800)
+    for name in ("Data", "Compare", "IoU panel", "Retrain", "Nuclei U-Net (all steps)"):
+        viewer.window.add_plugin_dock_widget("napari-nuclei-unet", name)
+        qtbot.wait(50)
+    qtbot.wait(300)
+    assert window.minimumSizeHint().height() <= 800
+    assert window.height() <= 800

@@ -169,3 +169,49 @@ def test_non_finite_hyperparameters_refused_up_front(argv, words, data, tmp_path
     err = capsys.readouterr().err
     assert code == 2 and words in err, err
     assert not (tmp_path / "run").exists()
+
+
+def _refuse_temporary_files(monkeypatch):
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        folder = kwargs.get("dir", ".")
+        raise PermissionError(1, "Operation not permitted",
+                              f"{folder}/{kwargs.get('prefix', '')}a54bq06s.tmp")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+
+
+def test_an_unwritable_output_names_the_users_file_not_a_temporary_one(tmp_path, capsys,
+                                                                      monkeypatch):
+    # "error: <folder>/.rgba.png.a54bq06s.png: Operation not permitted" named a file the
+    # user never asked for (GUI check h_gui9, LOW 10; the GUI said the same, MEDIUM 13)
+    from napari_nuclei_unet.core.atomic import atomic_write_bytes
+    from napari_nuclei_unet.core.synthetic import make_synthetic_sample, write_dsb_sample
+
+    image, masks = make_synthetic_sample("fluorescence", shape=(64, 64), seed=1)
+    write_dsb_sample(tmp_path / "in", "s1", image, masks)
+    _refuse_temporary_files(monkeypatch)
+    assert main(["predict", "default", str(tmp_path / "in"), "--out", str(tmp_path / "out"),
+                 "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "no permission to write in" in err and ".tmp" not in err, err
+    with pytest.raises(OSError) as caught:
+        atomic_write_bytes(tmp_path / "table.csv", b"x")
+    assert str(caught.value).startswith(f"Could not write {tmp_path / 'table.csv'}: no "
+                                        "permission to write in")
+
+
+def test_a_truncated_tiff_given_to_predict_is_said_in_plain_words(tmp_path, capsys):
+    # "error: corrupted strip cannot be reshaped from (20429,) to (1, 256, 320, 1)":
+    # tifffile's words (GUI check h_gui9, LOW 9)
+    import numpy as np
+    import tifffile
+
+    path = tmp_path / "cells.tif"
+    tifffile.imwrite(path, np.random.default_rng(0).integers(0, 255, (256, 320), np.uint8))
+    path.write_bytes(path.read_bytes()[:20_000])
+    assert main(["predict", "default", str(path), "--out", str(tmp_path / "out"),
+                 "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert f"{path} is not a readable image" in err and "replace it with a fresh copy" in err

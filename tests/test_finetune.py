@@ -535,6 +535,15 @@ def test_versions_are_never_overwritten(tmp_path):
     assert versions.get("2").info == {"round": 2}
     with pytest.raises(KeyError, match="v003"):
         versions.get("v003")
+    # a version whose model.json broke is listed as unreadable, never started from
+    # (it vanished from the list: GUI check h_gui9)
+    sidecar = second.path / "model.json"
+    sidecar.write_text(sidecar.read_text()[:40])
+    listed = {v.name: v for v in versions.list()}
+    assert list(listed) == ["v000", "v001", "v002", "v004"]
+    assert listed["v002"].unreadable and not listed["v002"].adopted
+    assert not listed["v004"].unreadable
+    assert versions.current().name == "v004"
 
 
 def test_versions_saved_at_once_never_share_a_folder(tmp_path):

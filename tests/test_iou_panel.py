@@ -502,17 +502,44 @@ def test_a_prediction_started_in_the_compare_dock_is_said_here(panel, qtbot, mon
         release.set()
     wait_worker(qtbot, worker)
     qtbot.waitUntil(lambda: not panel.elsewhere_label.isVisibleTo(panel), timeout=5000)
-    # a short prediction may have ended (its "finished" sent) before the panel saw it:
-    # the line goes all the same once the job is over (it stayed in the demo's screenshot)
+    # the line follows the session's jobs, not the worker's own signals: a short
+    # prediction could end before the panel saw it, and the line stayed (the demo's
+    # screenshot)
     from napari_nuclei_unet.widgets._prediction_service import PREDICT_JOB
 
-    session.jobs._workers[PREDICT_JOB] = object()  # a job the panel never saw start
-    panel.refresh()
+    session.jobs._workers[PREDICT_JOB] = object()  # another dock's job
+    session.jobs.started.emit(PREDICT_JOB)
     assert panel.elsewhere_label.isVisibleTo(panel)
-    del session.jobs._workers[PREDICT_JOB]  # over, without a signal to this panel
-    qtbot.waitUntil(lambda: not panel.elsewhere_label.isVisibleTo(panel), timeout=3000)
+    del session.jobs._workers[PREDICT_JOB]
+    session.jobs.ended.emit("load all")  # another kind of job: not followed
+    assert panel.elsewhere_label.isVisibleTo(panel)
+    session.jobs.ended.emit(PREDICT_JOB)
+    assert not panel.elsewhere_label.isVisibleTo(panel)  # at once, not at a poll
     # its own "Score all" shows its own progress and Cancel instead
     session.probabilities.clear()
     worker = panel.score_all()
     assert not panel.elsewhere_label.isVisibleTo(panel)
     wait_worker(qtbot, worker)
+
+
+def test_scores_from_an_earlier_session_hidden_at_another_threshold_are_said(panel, qtbot):
+    # no prediction map to score them again: the table emptied and said "No scores
+    # yet. Load a model and images" with both loaded (GUI check h_gui9, M11)
+    from napari_nuclei_unet.core.evaluation import ImageRow
+    from napari_nuclei_unet.widgets._score_table import EMPTY_MESSAGE
+
+    viewer, panel, compare, session, samples, fake = panel
+    labelled = [s for s in samples if s.has_labels]
+    session.put_rows([ImageRow(s.id, "fluorescence", 0.8, 0.8, 0.8, 0.8, 3, 3)
+                      for s in labelled], settings=(0.5, session.instance_method))
+    assert panel.proxy.rowCount() == len(labelled)
+    session.set_scoring(threshold=0.7)
+    assert panel.proxy.rowCount() == 0
+    assert panel.stale_label.isVisibleTo(panel)
+    assert panel.stale_label.text().startswith(
+        f"{len(labelled)} image(s) scored at threshold 0.50 are hidden at 0.70: set the "
+        "threshold back to 0.50 to see them, or press 'Score all'")
+    assert EMPTY_MESSAGE[:14] not in panel.summary_label.text()
+    session.set_scoring(threshold=0.5)
+    assert panel.proxy.rowCount() == len(labelled)
+    assert not panel.stale_label.isVisibleTo(panel)

@@ -92,6 +92,59 @@ def test_turn_runner_runs_one_step_per_turn(qtbot):
     assert ran == ["a", "b1", "c"]
 
 
+def test_steps_added_first_run_before_the_others_and_restart_a_done_runner(qtbot):
+    from napari_nuclei_unet.widgets._layer_warm_up import TurnRunner
+
+    ran: list[str] = []
+    runner = TurnRunner([lambda: ran.append("a"), lambda: ran.append("b")], interval_ms=1)
+    runner.extend([lambda: ran.append("first")], first=True).start()
+    qtbot.waitUntil(lambda: runner.done, timeout=5000)
+    runner.extend([lambda: ran.append("later")])
+    assert not runner.done
+    qtbot.waitUntil(lambda: runner.done, timeout=5000)
+    assert ran == ["first", "a", "b", "later"]
+
+
+def test_a_panel_opened_over_the_users_images_makes_the_sample_layers_only_for_a_dataset(
+        make_napari_viewer, qtbot):
+    # a biologist with their own image opens the panel: the dataset workflow's nine
+    # hidden layers would come above theirs in the layer list; they are made once a
+    # dataset is opened, and its first image waits for them (no cold layer adding)
+    from napari_nuclei_unet.widgets._layers import IMAGE_LAYER, is_placeholder
+    from napari_nuclei_unet.widgets._session import session_for
+    from napari_nuclei_unet.widgets.workflow_panel import WorkflowPanel
+
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(np.zeros((32, 32), np.uint8), name="my cells")
+    panel = WorkflowPanel(viewer)
+    viewer.window.add_dock_widget(panel, name="all steps")
+    qtbot.waitUntil(lambda: panel.warm_up.done and panel.tabs_built.done, timeout=120_000)
+    qtbot.wait(300)
+    assert [layer.name for layer in viewer.layers] == ["my cells"]
+    assert panel.warm_up.sample_layers is None
+    session = session_for(viewer)
+    when_shown: list[tuple] = []
+    session.current_changed.connect(lambda _id: when_shown.append(
+        (panel.warm_up.sample_layers, len(viewer.layers))))
+    panel.data.open_bundled_samples()
+    qtbot.waitUntil(lambda: session.current_id is not None, timeout=60_000)
+    assert when_shown[0] == (True, 10)  # all nine made before the first image showed
+    assert viewer.layers[IMAGE_LAYER].visible and not is_placeholder(viewer.layers[IMAGE_LAYER])
+    assert [layer.name for layer in viewer.layers].index("my cells") == 0  # below them
+    qtbot.waitUntil(lambda: panel.warm_up.done, timeout=60_000)
+
+
+def test_nothing_waits_for_the_sample_layers_in_a_hidden_window(make_napari_viewer):
+    from napari_nuclei_unet.widgets._layer_warm_up import LayerWarmUp
+
+    viewer = make_napari_viewer()  # not shown: the warm-up cannot draw, so never runs
+    runner = LayerWarmUp(viewer, [], interval_ms=1)
+    runner.want_sample_layers()
+    assert runner.sample_layers is False
+    assert runner.after_sample_layers(lambda: None) is False  # the caller shows it now
+    runner.stop()
+
+
 def test_workflow_panel_makes_its_layers_while_idle(make_napari_viewer, qtbot):
     from napari_nuclei_unet.widgets import _compare_layers as cl
     from napari_nuclei_unet.widgets._layer_warm_up import brush_overlay
@@ -247,8 +300,7 @@ def test_heap_is_frozen_once_when_no_job_runs(monkeypatch):
     """
     import gc
 
-    from napari_nuclei_unet.widgets._gc_pause import PAUSE
-    from napari_nuclei_unet.widgets._layer_warm_up import settle_heap_steps
+    from napari_nuclei_unet.widgets._gc_pause import PAUSE, settle_heap_steps
     from napari_nuclei_unet.widgets._session import session_for
 
     viewer = _Viewer()
@@ -275,8 +327,7 @@ def test_heap_is_frozen_once_when_no_job_runs(monkeypatch):
 def test_heap_settling_gives_up_when_never_idle(monkeypatch):
     import gc
 
-    from napari_nuclei_unet.widgets._gc_pause import PAUSE
-    from napari_nuclei_unet.widgets._layer_warm_up import settle_heap_steps
+    from napari_nuclei_unet.widgets._gc_pause import PAUSE, settle_heap_steps
     from napari_nuclei_unet.widgets._session import session_for
 
     viewer = _Viewer()
@@ -298,8 +349,7 @@ def test_removing_a_layer_frozen_with_the_heap_frees_its_data(make_napari_viewer
     import gc
     import weakref
 
-    from napari_nuclei_unet.widgets._gc_pause import PAUSE
-    from napari_nuclei_unet.widgets._layer_warm_up import settle_heap_steps
+    from napari_nuclei_unet.widgets._gc_pause import PAUSE, settle_heap_steps
 
     viewer = make_napari_viewer()
     kept = viewer.add_image(np.zeros((64, 64), np.float32), name="kept")
@@ -486,17 +536,14 @@ def test_the_brush_warm_up_leaves_a_brush_in_use_shown(make_napari_viewer, qtbot
     from napari_nuclei_unet.widgets._layer_warm_up import (
         TurnRunner,
         brush_overlay,
-        layer_warm_up_steps,
+        brush_warm_up_steps,
     )
 
     viewer = make_napari_viewer(show=True)
     layer = viewer.add_labels(np.zeros((64, 64), np.int32))
     brush = brush_overlay(viewer)
     opacity = brush.opacity
-    steps = layer_warm_up_steps(viewer)
-    expand = steps[-1]
-    more = expand()
-    show, hide = more[-3], more[-1]
+    show, _wait, hide = brush_warm_up_steps(viewer)
     show()
     assert brush.visible and brush.opacity == 0.0
     layer.mode = "paint"  # the user starts painting before the warm-up hides it

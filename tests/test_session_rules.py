@@ -42,6 +42,10 @@ def test_switching_model_keeps_the_old_results_and_brings_them_back(session, tmp
     assert "kept" in note and "a" in note
     session.set_model(FakeModel(tmp_path / "a.safetensors"))  # the same file, loaded again
     assert session.rows["x"].iou == 0.8 and "x" in session.probabilities
+    # the same weights again (a project's version v000 of the model in use): the scores
+    # stay shown, and nothing says they were put aside (GUI check h_gui9, M3)
+    note = session.set_model(FakeModel(tmp_path / "a.safetensors"))
+    assert "kept" not in note and session.rows["x"].iou == 0.8
 
 
 def test_results_of_a_replaced_model_are_kept_not_dropped(session, tmp_path):

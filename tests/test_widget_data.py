@@ -533,3 +533,63 @@ def test_load_all_waits_for_the_dataset_to_be_listed(browser, qtbot, dataset_dir
     assert widget.load_all_button.isEnabled()
     wait_worker(qtbot, widget.load_all())
     assert widget.session.samples.keys() == set(widget.dataset.ids())
+
+
+def _break_a_mask(dataset_dir, sample_id: str) -> None:
+    mask = sorted((dataset_dir / sample_id / "masks").glob("*.png"))[0]
+    mask.write_bytes(mask.read_bytes()[:60])  # truncated: not a readable PNG
+
+
+def test_a_sample_that_cannot_be_decoded_is_said_once(browser, qtbot, dataset_dir):
+    # its mask unreadable, the shown sample was decoded again and again: 282 identical
+    # errors in 15 s and a core busy (GUI check h_gui9, HIGH 1)
+    from napari_nuclei_unet.widgets._session import session_for
+
+    viewer, widget = browser
+    session = session_for(viewer)
+    first = sorted(p.name for p in dataset_dir.iterdir())[0]
+    _break_a_mask(dataset_dir, first)
+    loads: list[str] = []
+    with capture_notifications() as notes:
+        _open(qtbot, widget, dataset_dir)  # lists it, and shows (tries) the first row
+        qtbot.waitUntil(lambda: notes.any("failed"), timeout=10_000)
+        session.jobs.started.connect(lambda kind: loads.append(kind))
+        qtbot.wait(1500)
+    assert sum("failed" in m for _level, m in notes.messages) == 1, notes.messages
+    assert "load sample" not in loads
+    assert session.current_id is None
+    # another row, then back: tried once more, said once more
+    other = widget.visible_ids()[1]
+    with capture_notifications() as notes:
+        widget.select(other)
+        qtbot.waitUntil(lambda: session.current_id == other, timeout=10_000)
+        widget.select(first)
+        qtbot.waitUntil(lambda: notes.any("failed"), timeout=10_000)
+        qtbot.wait(500)
+    assert sum("failed" in m for _level, m in notes.messages) == 1, notes.messages
+
+
+def test_samples_that_fail_to_decode_are_counted_once_and_not_called_a_stop(
+        browser, qtbot, dataset_dir):
+    # "Load all" said "Loading stopped" when nothing was stopped, and each "Load all"
+    # counted the same bad files again (3, 5, 7 skipped); the reasons, long paths that
+    # cannot wrap, pushed the tab wider than its dock (GUI check h_gui9, MEDIUM 5-7)
+    from napari_nuclei_unet.widgets._session import session_for
+
+    viewer, widget = browser
+    session = session_for(viewer)
+    bad = sorted(p.name for p in dataset_dir.iterdir())[:2]
+    for sample_id in bad:
+        _break_a_mask(dataset_dir, sample_id)
+    _open(qtbot, widget, dataset_dir)
+    total = len(widget.dataset)
+    for _ in range(2):
+        with capture_notifications() as notes:
+            wait_worker(qtbot, widget.load_all())
+        assert notes.any(f"{total - 2} of {total} samples are loaded: 2 could not be decoded")
+        assert not notes.any("stopped"), notes.messages
+        assert len(widget.dataset.skipped) == 2
+        assert ", 2 skipped (bad files" in widget.status_label.text()
+    assert len(session.samples) == total - 2
+    assert bad[0][:8] in widget.status_label.toolTip()
+    assert "masks" not in widget.status_label.text()  # no file path in the line itself

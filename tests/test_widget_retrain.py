@@ -687,3 +687,74 @@ def test_other_images_predicted_meanwhile_leave_the_editing_view_alone(retrain, 
     session.add_predictions(session.model, {samples[0].id: fake_probability(samples[0])})
     qtbot.waitUntil(lambda: not viewer.layers[LABELS_LAYER].visible, timeout=3000)
     assert dock.has_unsaved_edits()
+
+
+def test_a_folder_that_cannot_be_written_is_not_made_the_project(
+        make_napari_viewer, qtbot, user_dirs, monkeypatch):
+    # it was kept and remembered after a warning: at the next start the corrections
+    # painted there were lost when napari closed (their draft could not be written)
+    import json
+
+    import napari_nuclei_unet.widgets.retrain_widget as retrain_module
+    from napari_nuclei_unet.widgets._retrain_project import (
+        SETTINGS_NAME,
+        config_dir,
+        default_project_dir,
+    )
+    from napari_nuclei_unet.widgets._session import session_for
+    from napari_nuclei_unet.widgets.retrain_widget import RetrainWidget
+
+    read_only = user_dirs / "read-only"
+    read_only.mkdir()
+    monkeypatch.setattr(retrain_module, "unwritable_reason", lambda folder: (
+        f"The project folder {folder} cannot be written to (not allowed)."
+        if Path(folder) == read_only else None))
+    viewer = make_napari_viewer()
+    dock = RetrainWidget(viewer)
+    viewer.window.add_dock_widget(dock, name="Retrain")
+    mine = user_dirs / "mine"
+    assert dock.set_project(mine)
+    with capture_notifications() as notes:
+        assert not dock.set_project(read_only)
+    assert notes.any(f"cannot be written to (not allowed). The fine-tuning project stays {mine}")
+    assert dock.project == mine and session_for(viewer).project_dir == mine
+    remembered = json.loads((config_dir() / SETTINGS_NAME).read_text())["project"]
+    assert Path(remembered) == mine
+    # remembered before it became read-only: the next start works in the default one
+    (config_dir() / SETTINGS_NAME).write_text(json.dumps({"project": str(read_only)}))
+    other = make_napari_viewer()
+    with capture_notifications() as notes:
+        again = RetrainWidget(other)
+    assert again.project == default_project_dir()
+    assert notes.any("cannot be written to") and notes.any("default fine-tuning project")
+
+
+def test_a_double_click_on_add_saves_once_and_an_unedited_prediction_is_said(retrain, qtbot):
+    # two clicks 0.2 s apart saved twice and said so twice; the prediction added as it
+    # was went in without a word (GUI check h_gui9, LOW 3 and 4)
+    viewer, dock, session, samples, project = retrain
+    dock.edit_prediction()
+    with capture_notifications() as notes:
+        worker = dock.add_to_training_set()
+        assert dock.add_to_training_set() is None  # the second click of the double click
+        wait_worker(qtbot, worker)
+        qtbot.wait(200)
+    added = [m for _level, m in notes.messages if "added to the training set" in m]
+    assert len(added) == 1, notes.messages
+    assert "It is the prediction as it was, not edited" in added[0]
+    assert len(dock.corrections()) == 1
+
+
+def test_the_model_in_use_has_the_name_the_other_docks_give_it(retrain):
+    # "best" here, "run-20261205-002609/best" in the Model and Compare docks (h_gui9)
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint, save_checkpoint
+    from napari_nuclei_unet.widgets._model_names import model_name
+
+    viewer, dock, session, samples, project = retrain
+    trained = session.model
+    path = save_checkpoint(project.parent / "run-1" / "best.safetensors", trained.model,
+                           trained.config, {})
+    session.set_model(load_checkpoint(path))
+    dock.refresh()
+    assert model_name(session.model) == "run-1/best"
+    assert "Model in use: <b>run-1/best</b>" in dock.model_label.text()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+from qtpy.QtCore import Qt
 
 from _widget_helpers import capture_notifications, record_reads, wait_worker
 
@@ -600,3 +603,94 @@ def test_a_new_segmentation_clears_the_last_results_table_and_truth(dock, qtbot)
     worker = widget.segment()
     assert widget.table.model().rowCount() == 0 and not widget.export_button.enabled
     wait_worker(qtbot, worker)
+
+
+def test_the_earlier_labels_are_copied_when_the_job_starts():
+    # a brush stroke during a re-run was copied by the worker half-way (review h_rev6)
+    from types import SimpleNamespace
+
+    from napari.layers import Labels
+
+    from napari_nuclei_unet.widgets._segment_jobs import RESULT_KEY, earlier_result
+
+    data = np.zeros((3, 16, 16), np.int32)
+    data[1, 2:6, 2:6] = 1
+    layer = Labels(data, metadata={RESULT_KEY: {"planes": [0, 1, 2]}})
+    stack = SimpleNamespace(n_planes=3, labels_shape=(3, 16, 16))
+    earlier = earlier_result(layer, stack)
+    layer.data[1, 10:12, 10:12] = 2  # the user paints while the job runs
+    assert earlier.labels.max() == 1 and earlier.planes == [0, 1, 2]
+
+
+def test_a_dock_opened_under_the_segment_dock_leaves_it_a_fair_share(make_napari_viewer,
+                                                                     qtbot):
+    # napari gives the new dock nearly all of the side: the Segment dock kept 170 px of
+    # 750 under the Retrain dock at 1280 x 800, its Segment button out of sight
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1280, 800)
+    first, _ = viewer.window.add_plugin_dock_widget("napari-nuclei-unet", "Segment image layer")
+    qtbot.wait(100)
+    second, _ = viewer.window.add_plugin_dock_widget("napari-nuclei-unet", "Retrain")
+    qtbot.waitUntil(lambda: second.isVisible(), timeout=5000)
+    qtbot.waitUntil(lambda: first.height() > 0.4 * (first.height() + second.height()),
+                    timeout=5000)
+    assert second.height() > 0.4 * (first.height() + second.height())
+    # the user's own sizing later is left alone: only the first show shares
+    viewer.window._qt_window.resizeDocks([first, second], [200, 500], Qt.Orientation.Vertical)
+    qtbot.wait(200)
+    assert first.height() < second.height()
+
+
+def test_a_project_folder_that_cannot_be_written_is_not_taken(dock, tmp_path, monkeypatch):
+    import napari_nuclei_unet.widgets.segment_widget as segment_module
+    from napari_nuclei_unet.widgets._session import session_for
+
+    viewer, widget = dock
+    session = session_for(viewer)
+    before = session.fine_tuning_project()
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    monkeypatch.setattr(segment_module, "unwritable_reason", lambda folder: (
+        f"The project folder {folder} cannot be written to." if Path(folder) == read_only
+        else None))
+    with capture_notifications() as notes:
+        widget.project.value = str(read_only)
+        widget._on_project_field()
+    assert notes.any(f"cannot be written to. The fine-tuning project stays {before}")
+    assert session.fine_tuning_project() == before
+    assert Path(str(widget.project.value)) == before
+
+
+def test_segmenting_an_image_leaves_a_datasets_side_by_side(dock, qtbot):
+    # the image and its result were hidden by the side-by-side guard: the canvas kept
+    # showing a dataset's sample while the dock said "Segmentation done" (h_gui9, M8)
+    from napari_nuclei_unet.widgets import _compare_layers as cl
+    from napari_nuclei_unet.widgets._layers import IMAGE_LAYER
+
+    viewer, widget = dock
+    for make in cl.placeholder_makers(viewer):  # the panel's layers, a sample shown
+        make()
+    for name in (IMAGE_LAYER, cl.TITLE_LEFT_LAYER, cl.PREDICTION_LAYER):
+        viewer.layers[name].visible = True
+    assert cl.side_by_side_active(viewer)
+    mine = viewer.add_image(nuclei_plane(2), name="mine", visible=False)  # as guarded
+    widget.image.value = mine
+    layer = run(qtbot, widget)
+    assert mine.visible and layer.visible
+    assert not cl.side_by_side_active(viewer)
+    assert not viewer.layers[IMAGE_LAYER].visible
+
+
+def test_no_nucleus_size_is_said_measured_when_none_was_found():
+    # a 300 x 1 image: "0 nuclei, nuclei 18 px across (measured)", the training size
+    from types import SimpleNamespace
+
+    from napari_nuclei_unet.widgets._segment_jobs import done_words
+
+    def result(labels):
+        return SimpleNamespace(table={"label": labels}, planes=[0], segmented=[0],
+                               diameters=[18.0], diameter_set=False, cancelled=False,
+                               seconds=0.0)
+
+    assert "across" not in done_words(result([]), "the default model")
+    assert "nuclei 18 px across (measured)" in done_words(result([1, 2]), "the default model")

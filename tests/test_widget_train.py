@@ -73,13 +73,17 @@ def test_tiny_training_draws_curves_and_sets_model(trainer, qtbot):
     assert widget.progress.value() == 1000
 
 
-def test_stop_keeps_best_and_resume_continues(trainer, qtbot):
-    _viewer, widget = trainer
-    widget.set_config(tiny_config(epochs=50, steps_per_epoch=2))
+def _train_one_epoch_then_stop(qtbot, widget, config) -> None:
+    widget.set_config(config)
     worker = widget.start()
     qtbot.waitUntil(lambda: len(widget.curves.points("val_iou")) >= 1, timeout=120_000)
     widget.stop()
     wait_worker(qtbot, worker, timeout=120_000)
+
+
+def test_stop_keeps_best_and_resume_continues(trainer, qtbot):
+    _viewer, widget = trainer
+    _train_one_epoch_then_stop(qtbot, widget, tiny_config(epochs=50, steps_per_epoch=2))
     result = widget.result
     assert result.cancelled
     assert result.best_checkpoint.exists() and result.last_checkpoint.exists()
@@ -208,3 +212,28 @@ def test_form_fields_are_magicgui_widgets_from_trainconfig(trainer):
             assert isinstance(field.value, bool)
         elif isinstance(defaults[name], float):
             assert isinstance(field.value, float)
+
+
+def test_a_resume_after_a_restart_keeps_the_runs_epochs(trainer, qtbot, make_napari_viewer):
+    # the new dock's form holds the default 40 epochs: a 2-epoch run became a 40-epoch
+    # one without a word (GUI check h_gui9); Epochs the user sets still extend it
+    from napari_nuclei_unet.widgets.train_widget import TrainWidget
+
+    viewer, widget = trainer
+    _train_one_epoch_then_stop(qtbot, widget, tiny_config(epochs=3, steps_per_epoch=2))
+    run_dir = widget.run_dir
+    wait_worker(qtbot, widget.session.jobs.running("load model"))
+    again = TrainWidget(make_napari_viewer())  # napari started again
+    again.session.samples.update(widget.session.samples)
+    assert again.config().epochs == 40
+    worker = again.resume(run_dir)
+    assert worker is not None and again.config().epochs == 3
+    again.stop()
+    wait_worker(qtbot, worker, timeout=120_000)
+    again._fields["epochs"].value = 5  # the user asks for more
+    with capture_notifications() as notes:
+        worker = again.resume(run_dir)
+    assert worker is not None and again.config().epochs == 5
+    assert notes.any("The run goes on to 5 epochs (set in Epochs; 3 planned)")
+    again.stop()
+    wait_worker(qtbot, worker, timeout=120_000)

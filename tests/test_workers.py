@@ -41,3 +41,41 @@ def test_torch_library_is_loaded_before_the_import_in_a_worker():
         "print(*loaded, again, float(torch.ones(3).sum()))\n"
     )
     assert last == "True True False False 3.0"
+
+
+def test_the_job_guard_says_when_a_job_starts_and_when_it_has_ended(qtbot):
+    # the IoU panel follows a prediction started in another dock by these signals
+    # (it polled twice a second for its end)
+    guard = _workers.WorkerGuard()
+    seen: list[tuple[str, str, bool]] = []
+    guard.started.connect(lambda kind: seen.append(("started", kind, guard.is_running(kind))))
+    guard.ended.connect(lambda kind: seen.append(("ended", kind, guard.is_running(kind))))
+    worker = guard.start("count", lambda: 3, on_finished=lambda: seen.append(
+        ("finished", "count", guard.is_running("count"))))
+    qtbot.waitUntil(lambda: worker.handled, timeout=10_000)
+    assert seen == [("started", "count", True), ("finished", "count", False),
+                    ("ended", "count", False)]
+    assert guard.start("count", lambda: 3, refuse=False) is not None
+    qtbot.waitUntil(lambda: len(seen) == 5, timeout=10_000)
+
+
+def test_warnings_for_developers_in_a_job_are_not_shown_to_the_user(qtbot):
+    # a bioimage.io package's loading left a file open: "unclosed file <...>" reached
+    # the user as a yellow notification (GUI check h_gui9)
+    import warnings as python_warnings
+
+    from _widget_helpers import capture_notifications
+
+    def job():
+        python_warnings.warn("unclosed file <_io.BufferedReader name='rdf.yaml'>",
+                             ResourceWarning, stacklevel=2)
+        python_warnings.warn("old spelling", DeprecationWarning, stacklevel=2)
+        python_warnings.warn("3 samples were skipped", stacklevel=2)  # the user's: shown
+        return 1
+
+    guard = _workers.WorkerGuard()
+    with capture_notifications() as notes:
+        worker = guard.start("job", job)
+        qtbot.waitUntil(lambda: worker.handled, timeout=10_000)
+    assert notes.any("3 samples were skipped")
+    assert not notes.any("unclosed file") and not notes.any("old spelling")

@@ -103,6 +103,7 @@ def _demo_steps(viewer: napari.Viewer, docks: dict[str, tuple[Any, Any]], model:
     yield data.open_bundled_samples()
     if session.dataset is None:
         return  # the reason was notified
+    yield _SampleLayersMade(session)  # as a user waits for the first image
     yield data.load_all()
     if not session.samples:
         notify("The demo could not load the sample images.", warning=True)
@@ -135,6 +136,24 @@ def _demo_steps(viewer: napari.Viewer, docks: dict[str, tuple[Any, Any]], model:
     compare.refresh()
     _raise_dock(docks, "IoU panel")
     _size_docks(viewer, docks)
+
+
+class _SampleLayersMade:
+    """A step's wait: ``handled`` once the viewer's warm-up has made its sample layers."""
+
+    def __init__(self, session: Any) -> None:
+        import time
+
+        self._session = session
+        self._until = time.monotonic() + 10.0  # the first image waits no longer
+
+    @property
+    def handled(self) -> bool:
+        import time
+
+        runner = self._session.layer_warm_up
+        return (getattr(runner, "sample_layers", None) is not False
+                or time.monotonic() > self._until)
 
 
 class _DemoRunner:

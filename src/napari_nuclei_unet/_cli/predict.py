@@ -65,7 +65,12 @@ def write_mask(path: Path, array: Any, fmt: str) -> None:
             )
         else:
             array = array.astype(np.uint32)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".{fmt}", dir=path.parent)
+    from napari_nuclei_unet.core.atomic import plain_os_error
+
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".{fmt}", dir=path.parent)
+    except OSError as exc:  # named by the user's file, not by the hidden temporary one
+        raise plain_os_error(exc, path) from exc
     os.close(fd)
     try:
         if fmt == "png":
@@ -77,8 +82,10 @@ def write_mask(path: Path, array: Any, fmt: str) -> None:
 
             tifffile.imwrite(tmp, array, compression="zlib")
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise plain_os_error(exc, path) from exc
         raise
 
 

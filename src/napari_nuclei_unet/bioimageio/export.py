@@ -277,6 +277,10 @@ def build_package_folder(model: str | os.PathLike, folder: Path, *,
             "version": __version__,
             "architecture": net.architecture(),
             "metrics": loaded.metadata.get("metrics") or {},
+            # read back when the package is loaded (the Model dock's settings and date)
+            "train_config": loaded.config.to_dict(),
+            **({"trained": str(loaded.metadata["created"])}
+               if loaded.metadata.get("created") else {}),
         }},
     }
     rdf_path = folder / "rdf.yaml"
@@ -359,20 +363,30 @@ def export_bioimageio(model: str | os.PathLike, out: str | os.PathLike, *,
     _import_bioimageio("Exporting a bioimage.io model package")
     from bioimageio.spec import load_model_description, save_bioimageio_package
 
+    from ..core.atomic import plain_os_error
+
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="nuclei-unet-bioimageio-") as tmp:
-        folder = Path(tmp) / "package"
-        folder.mkdir()
-        rdf = build_package_folder(model, folder, authors=authors, name=name,
-                                   license=license)
-        try:
-            descr = load_model_description(str(rdf))
-        except ValueError as exc:
-            raise CheckpointError(f"The exported package does not validate: {exc}") from exc
-        partial = out.with_name(f".{out.name}.partial")
-        try:
-            save_bioimageio_package(descr, output_path=partial)
-            os.replace(partial, out)
-        finally:
-            partial.unlink(missing_ok=True)
+    partial = out.with_name(f".{out.name}.partial")
+    try:  # said at once, not after the export's seconds of work
+        partial.touch()
+    except OSError as exc:
+        raise plain_os_error(exc, out) from exc
+    try:
+        with tempfile.TemporaryDirectory(prefix="nuclei-unet-bioimageio-") as tmp:
+            folder = Path(tmp) / "package"
+            folder.mkdir()
+            rdf = build_package_folder(model, folder, authors=authors, name=name,
+                                       license=license)
+            try:
+                descr = load_model_description(str(rdf))
+            except ValueError as exc:
+                raise CheckpointError(
+                    f"The exported package does not validate: {exc}") from exc
+            try:
+                save_bioimageio_package(descr, output_path=partial)
+                os.replace(partial, out)
+            except OSError as exc:
+                raise plain_os_error(exc, out) from exc
+    finally:
+        partial.unlink(missing_ok=True)
     return out

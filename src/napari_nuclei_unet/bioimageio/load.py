@@ -141,12 +141,33 @@ def load_any_model(path_or_default: str | os.PathLike, device: Any = "cpu") -> L
                 "checkpoint.")
         return load_checkpoint(path_or_default, device=device)
     model = BioimageioModel(path_or_default, device=device)
-    metadata = {"bioimageio": model.summary(), "architecture": {"name": "bioimageio"},
-                "created": _timestamp(model.descr)}
     from ..core.config import TrainConfig
 
-    return LoadedModel(model=model, config=TrainConfig(), metadata=metadata,
+    own = _own_record(model.descr)  # what `nuclei-unet export` wrote; {} for others
+    metadata: dict[str, Any] = {"bioimageio": model.summary(),
+                                "architecture": {"name": "bioimageio"},
+                                "metrics": own.get("metrics") or {}}
+    if own.get("trained"):
+        metadata["created"] = str(own["trained"])
+    else:  # the package's date is when it was packaged, not trained
+        metadata["packaged"] = _timestamp(model.descr)
+    config = None
+    if isinstance(own.get("train_config"), dict):
+        try:
+            config = TrainConfig.from_dict(own["train_config"])
+        except (TypeError, ValueError):
+            config = None
+    # the Model dock shows no made-up settings for a package that records none
+    metadata["train_config_recorded"] = config is not None
+    return LoadedModel(model=model, config=config or TrainConfig(), metadata=metadata,
                        path=Path(path_or_default))
+
+
+def _own_record(descr: Any) -> dict:
+    """The ``config.napari_nuclei_unet`` entry of a package this plugin exported, or {}."""
+    extra = getattr(getattr(descr, "config", None), "model_extra", None) or {}
+    record = extra.get("napari_nuclei_unet")
+    return record if isinstance(record, dict) else {}
 
 
 def _timestamp(descr: Any) -> str:

@@ -120,7 +120,10 @@ def write_temp(path: Path, write: Callable[[Path], Any]) -> Path:
     On any failure the temporary file is removed and the error re-raised
     (an ``OSError`` as :class:`AtomicWriteError`).
     """
-    tmp = make_temp(path)
+    try:
+        tmp = make_temp(path)
+    except OSError as exc:  # named by the user's file, not by the hidden temporary one
+        raise plain_os_error(exc, path) from exc
     try:
         _hook("write", tmp)
         write(tmp)

@@ -436,7 +436,9 @@ class DSBDataset:
         return samples
 
     def _warn_load(self, failed: list[tuple[str, str]], samples: list[Sample]) -> None:
-        self.skipped.extend(failed)
+        known = {sample_id for sample_id, _reason in self.skipped}
+        # once each: a second "Load all" of the same files counted them again
+        self.skipped.extend((i, reason) for i, reason in failed if i not in known)
         if failed:
             warnings.warn(
                 _report(

@@ -293,9 +293,23 @@ class ImageStack:
         return tuple(int(i) for i in np.unravel_index(flat, self.plane_shape)) if \
             self.plane_shape else ()
 
+    def _read(self, index: tuple) -> np.ndarray:
+        """``self.data[index]`` read; a file that cannot be decoded is said in plain words.
+
+        A truncated TIFF is opened lazily and fails only here, in tifffile's words
+        ("corrupted strip cannot be reshaped from (20429,) to (1, 256, 320, 1)").
+        """
+        try:
+            return np.asarray(self.data[index])
+        except (ValueError, OSError, EOFError) as exc:
+            raise ImageFileError(
+                f"{self.source} is not a readable image ({exc}). The file may be corrupt "
+                "or truncated (e.g. an interrupted copy or download): replace it with a "
+                "fresh copy.") from exc
+
     def channels(self, flat: int) -> np.ndarray:
         """Every channel of plane ``flat`` as ``(C, H, W)`` (``(1, H, W)`` without C)."""
-        raw = np.asarray(self.data[self.plane_index(flat)])
+        raw = self._read(self.plane_index(flat))
         return raw if "C" in self.axes else raw[None]
 
     def plane(self, flat: int, channel: int | None = None) -> np.ndarray:
@@ -311,10 +325,10 @@ class ImageStack:
         channel = self.check_channel(channel)
         index = self.plane_index(flat)
         if "C" not in self.axes:
-            return np.asarray(self.data[index])
+            return self._read(index)
         if channel is not None:
-            return np.asarray(self.data[(*index, channel)])
-        raw = np.asarray(self.data[index])
+            return self._read((*index, channel))
+        raw = self._read(index)
         return np.moveaxis(raw, 0, -1) if raw.shape[0] > 1 else raw[0]
 
     def iter_planes(self, channel: int | None = None) -> Iterator[tuple[int, np.ndarray]]:

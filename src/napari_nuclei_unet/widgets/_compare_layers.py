@@ -495,6 +495,30 @@ def clear_comparison(viewer: napari.Viewer) -> None:
         frame_shown(viewer)  # the camera frames the one pane left
 
 
+def step_aside_for(viewer: napari.Viewer, layer) -> bool:
+    """Leave side by side for the user's own ``layer`` (the Segment dock's image).
+
+    In side by side a layer the user adds is hidden (:func:`_guard_panes`): the Segment
+    dock's image and its result were, and the canvas kept showing a dataset's sample
+    while the dock said "Segmentation done" (GUI check h_gui9). Segmenting is asking to
+    see that image: the sample and its panes are hidden (choosing a sample again shows
+    them), ``layer`` is shown and framed. Returns True when side by side was left.
+    """
+    from napari_nuclei_unet.widgets._layers import IMAGE_LAYER, LABELS_LAYER
+
+    if not side_by_side_active(viewer):
+        return False
+    clear_comparison(viewer)
+    for name in (IMAGE_LAYER, LABELS_LAYER):
+        sample = _get(viewer, name)
+        if sample is not None:
+            _set(sample, visible=False)
+    if layer is not None and layer in viewer.layers:
+        layer.visible = True
+    frame_shown(viewer)
+    return True
+
+
 def placeholder_makers(viewer: napari.Viewer) -> list:
     """Callables that each add one of the plugin's layers, hidden and empty, in its place.
 

@@ -65,3 +65,56 @@ def _weak_slot(method: Callable[..., Any]) -> Callable[[Any], None]:
                 bound()
 
     return slot
+
+
+def share_the_column_when_shown(widget: Any) -> None:
+    """When the dock of ``widget`` first shows stacked under others, share their height.
+
+    napari gives a dock added to a side that holds others nearly all of the height, and
+    the others their minimum: the Segment dock, with the Retrain dock opened under it at
+    1280 x 800, kept a strip of 170 px (its Segment button had to be scrolled to). Once
+    the dock is shown, when a dock of its column has less than an equal share and less
+    than it asks for, every dock of the column gets an equal share. A widget shown
+    inside the workflow panel (a tab), floating or tabbed with others is left alone.
+    """
+    from qtpy.QtCore import QEvent, QObject, QTimer
+
+    class _FirstShow(QObject):
+        def eventFilter(self, watched: Any, event: Any) -> bool:  # noqa: N802 - Qt's name
+            if event.type() == QEvent.Type.Show:
+                watched.removeEventFilter(self)
+                # after napari's own sizing of the new dock, in the same turn
+                QTimer.singleShot(0, lambda: _share_the_column(widget))
+            return False
+
+    widget.installEventFilter(_FirstShow(widget))
+
+
+def _share_the_column(widget: Any) -> None:
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QDockWidget, QMainWindow
+
+    try:
+        dock = widget.parentWidget()
+        while dock is not None and not isinstance(dock, QDockWidget):
+            if type(dock).__name__ == "WorkflowPanel":
+                return  # a tab of the panel
+            dock = dock.parentWidget()
+    except RuntimeError:  # deleted meanwhile
+        return
+    window = dock.parentWidget() if dock is not None else None
+    if not isinstance(window, QMainWindow) or dock.isFloating() \
+            or window.tabifiedDockWidgets(dock):
+        return
+    area = window.dockWidgetArea(dock)
+    column = [d for d in window.findChildren(QDockWidget)
+              if d.isVisible() and not d.isFloating() and window.dockWidgetArea(d) == area
+              and abs(d.x() - dock.x()) < 4 and not window.tabifiedDockWidgets(d)]
+    if len(column) < 2:
+        return
+    total = sum(d.height() for d in column)
+    share = total // len(column)
+    if all(d.height() >= min(share, d.widget().sizeHint().height()) - 4
+           for d in column if d.widget() is not None):
+        return
+    window.resizeDocks(column, [share] * len(column), Qt.Orientation.Vertical)

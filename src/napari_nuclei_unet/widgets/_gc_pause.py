@@ -29,7 +29,7 @@ was frozen (the user's own, or a plugin layer) being removed: its data would
 stay in memory. :meth:`CollectionPause.thaw` gives the frozen objects back to
 the collector (the next full collection then walks them once); the panel calls
 it when such a layer is removed and when the panel itself goes
-(``_layer_warm_up.settle_heap_steps``, ``workflow_panel``).
+(:func:`settle_heap_steps`, ``workflow_panel``).
 
 The previous thresholds are restored whatever happens: several holders count
 (two panels), a holder released twice counts once, and a safety timer ends the
@@ -186,3 +186,101 @@ class CollectionPause:
 
 #: The pause the warm-ups share (one process, one collector).
 PAUSE = CollectionPause()
+
+
+#: How long :func:`settle_heap_steps` waits for a moment with no job running (s).
+SETTLE_WAIT_S = 120.0
+
+
+def settle_heap_steps(viewer, *, wait_s: float = SETTLE_WAIT_S, pause: int | None = None
+                      ) -> list:
+    """Steps that freeze the warmed-up heap once the warm-ups are over and idle.
+
+    Python runs a full ("generation 2") collection when the objects that survived
+    two young collections since the last full one exceed a quarter of those kept
+    by it, and a full collection walks every tracked object. The warm-ups import
+    napari's layer modules, torch's optimizer (which imports ``torch._dynamo``
+    and sympy) and draw every layer once: the heap grows to about 610,000 tracked
+    objects, and each full collection of it froze the window 450-600 ms (the
+    warm-ups' own, then one in the user's first minutes: a fine-tuning round, a
+    model switch). While the warm-ups run, ``pause`` (a token of
+    ``_gc_pause.PAUSE``) holds full collections off; here, once no job runs, it
+    is released with ``freeze=True``: the young generations are collected and
+    the rest is frozen (a few milliseconds), so later full collections walk only
+    what the session makes afterwards (``_gc_pause`` has the figures).
+
+    Removing a layer that existed when the heap was frozen thaws it
+    (:meth:`~._gc_pause.CollectionPause.thaw`): the layer's data would otherwise
+    stay in memory for the rest of the session.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer (its session's jobs are waited for; its layers are watched).
+    wait_s : float, optional
+        Give up (freeze nothing; full collections come back) when no idle moment
+        came within this many seconds.
+    pause : int, optional
+        The token of a :data:`~._gc_pause.PAUSE` hold to release. Without one,
+        the steps take their own hold when they start.
+
+    Returns
+    -------
+    list of callable
+        The steps, for :class:`TurnRunner`.
+    """
+    import time
+
+    from napari_nuclei_unet.widgets._session import session_for
+
+    began: list[float] = []
+    token: list[int] = [] if pause is None else [pause]
+
+    def settle() -> list | None:
+        if not began:
+            began.append(time.monotonic())
+            if not token:
+                token.append(PAUSE.hold())
+        jobs = getattr(session_for(viewer), "jobs", None)
+        if jobs is not None and jobs.kinds():  # a warm-up or the user's job runs
+            if time.monotonic() - began[0] > wait_s:
+                PAUSE.release(token[0])  # the user is busy: the collector keeps its pace
+                return None
+            return [_idle, _idle, settle]
+        if PAUSE.release(token[0], freeze=True):
+            thaw_when_removed(viewer)
+        return None
+
+    return [settle]
+
+
+def thaw_when_removed(viewer) -> None:
+    """Thaw the frozen heap when a layer the viewer has now is removed.
+
+    A frozen layer in a cycle (napari's layers are) is never freed once removed,
+    nor is its data; thawing hands every frozen object back to the collector.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer whose current layers are watched (a stand-in without
+        ``layers`` is ignored).
+    """
+    import weakref
+
+
+    layers = getattr(viewer, "layers", None)
+    events = getattr(layers, "events", None)
+    if events is None:
+        return
+    frozen = weakref.WeakSet(layers)
+
+    def on_removed(event) -> None:
+        if event.value in frozen:
+            PAUSE.thaw()
+
+    events.removed.connect(on_removed)
+
+
+def _idle() -> None:
+    """A warm-up turn without work: the window draws and takes input in between."""

@@ -2,10 +2,12 @@
 
 * :class:`TurnRunner` -- runs small steps one per event-loop turn while the window is idle.
 * :func:`layer_warm_up_steps` -- make each plugin layer hidden and draw it once at zero
-  opacity (shaders, caption glyphs, the brush circle), so that the first real image,
+  opacity (shaders, caption glyphs), so that the first real image,
   prediction, overlay and correction draw warm (issue 11).
-* :func:`settle_heap_steps` -- freeze the warmed-up heap once every warm-up is over and
-  no job runs (see there).
+* :class:`LayerWarmUp` -- the viewer's runner; makes the dataset workflow's layers on
+  demand (not over the user's own images until a dataset is opened).
+* ``_gc_pause.settle_heap_steps`` -- freeze the warmed-up heap once every warm-up is over
+  and no job runs (see there).
 * :func:`ensure_layer_warm_up` -- start all of it once per viewer, from whichever dock
   (or the panel) opens first.
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 import warnings
 from functools import partial
 
+from napari_nuclei_unet.widgets._gc_pause import PAUSE, settle_heap_steps
 from napari_nuclei_unet.widgets._warm_up import warming_up
 
 #: Every character the canvas caption and pane titles may draw: vispy renders a
@@ -76,12 +79,18 @@ class TurnRunner:
         if not self.done:
             QTimer.singleShot(ms, self._next)
 
-    def extend(self, steps: list) -> TurnRunner:
-        """Run ``steps`` after the others (again, when every step had run); returns self."""
+    def extend(self, steps: list, *, first: bool = False) -> TurnRunner:
+        """Run ``steps`` after the others, or before them when ``first``; returns self.
+
+        When every step had run, the runner starts again.
+        """
         if self._stopped:
             return self
         was_done = self.done
-        self._steps.extend(steps)
+        if first:
+            self._steps[:0] = steps
+        else:
+            self._steps.extend(steps)
         self.done = not self._steps
         if was_done and not self.done:
             self._schedule(self._interval)
@@ -123,10 +132,10 @@ def layer_warm_up_steps(viewer) -> list:
 
     Each layer is made hidden and empty (``_compare_layers.placeholder_makers``),
     one per turn; then each is drawn once at zero opacity, so that vispy compiles
-    its shaders and the caption draws every character it will use, and napari's
-    brush circle (paint mode's cursor, :func:`brush_overlay`) is drawn once at zero
-    opacity, so that the first real image, prediction, overlay and correction pay
-    none of it (issue 11). Side by side needs nothing more: its panes are the same
+    its shaders and the caption draws every character it will use, so that the first
+    real image, prediction, overlay and correction pay none of it (issue 11); napari's
+    brush circle is warmed up apart (:func:`brush_warm_up_steps`, for the user's own
+    images too). Side by side needs nothing more: its panes are the same
     layers, translated (``_compare_layers.place_prediction_pane``), in the same view.
 
     Parameters
@@ -217,25 +226,9 @@ def layer_warm_up_steps(viewer) -> list:
         for chunk in caption_chunks():
             captions.extend([partial(caption_show, chunk), _wait])
         # the glyphs first: the panes' titles then draw from the same font atlas
-        return [*captions, caption_hide, *more, brush_show, _wait, brush_hide]
+        return [*captions, caption_hide, *more]
 
     saved: dict = {}
-
-    def brush_show() -> None:
-        overlay = brush_overlay(viewer)
-        if overlay is None or overlay.visible:  # paint mode is on: it is drawn already
-            return
-        saved["brush"] = overlay.opacity
-        overlay.opacity = 0.0
-        overlay.visible = True
-
-    def brush_hide() -> None:
-        overlay = brush_overlay(viewer)
-        if overlay is None or "brush" not in saved:
-            return
-        if not _painting(viewer):  # else the user started painting meanwhile: it stays
-            overlay.visible = False
-        overlay.opacity = saved.pop("brush")
 
     def caption_show(chunk: str) -> None:
         overlay = text_overlay(viewer)
@@ -267,6 +260,33 @@ def layer_warm_up_steps(viewer) -> list:
     return steps
 
 
+def brush_warm_up_steps(viewer) -> list:
+    """The :class:`TurnRunner` steps that draw napari's brush circle once, unseen.
+
+    The brush circle is paint mode's cursor (:func:`brush_overlay`): the user's first
+    correction, of a dataset's image or of their own, draws it warm.
+    """
+    saved: dict = {}
+
+    def brush_show() -> None:
+        overlay = brush_overlay(viewer)
+        if overlay is None or overlay.visible:  # paint mode is on: it is drawn already
+            return
+        saved["brush"] = overlay.opacity
+        overlay.opacity = 0.0
+        overlay.visible = True
+
+    def brush_hide() -> None:
+        overlay = brush_overlay(viewer)
+        if overlay is None or "brush" not in saved:
+            return
+        if not _painting(viewer):  # else the user started painting meanwhile: it stays
+            overlay.visible = False
+        overlay.opacity = saved.pop("brush")
+
+    return [brush_show, _wait, brush_hide]
+
+
 def _real_viewer(viewer) -> object | None:
     from napari_nuclei_unet.widgets._scene import scene_canvas
 
@@ -293,108 +313,17 @@ def _painting(viewer) -> bool:
     return str(getattr(cursor, "style", "")).startswith("circle")
 
 
-#: How long :func:`settle_heap_steps` waits for a moment with no job running (s).
-SETTLE_WAIT_S = 120.0
-
-
-def settle_heap_steps(viewer, *, wait_s: float = SETTLE_WAIT_S, pause: int | None = None
-                      ) -> list:
-    """Steps that freeze the warmed-up heap once the warm-ups are over and idle.
-
-    Python runs a full ("generation 2") collection when the objects that survived
-    two young collections since the last full one exceed a quarter of those kept
-    by it, and a full collection walks every tracked object. The warm-ups import
-    napari's layer modules, torch's optimizer (which imports ``torch._dynamo``
-    and sympy) and draw every layer once: the heap grows to about 610,000 tracked
-    objects, and each full collection of it froze the window 450-600 ms (the
-    warm-ups' own, then one in the user's first minutes: a fine-tuning round, a
-    model switch). While the warm-ups run, ``pause`` (a token of
-    ``_gc_pause.PAUSE``) holds full collections off; here, once no job runs, it
-    is released with ``freeze=True``: the young generations are collected and
-    the rest is frozen (a few milliseconds), so later full collections walk only
-    what the session makes afterwards (``_gc_pause`` has the figures).
-
-    Removing a layer that existed when the heap was frozen thaws it
-    (:meth:`~._gc_pause.CollectionPause.thaw`): the layer's data would otherwise
-    stay in memory for the rest of the session.
-
-    Parameters
-    ----------
-    viewer : napari.Viewer
-        The viewer (its session's jobs are waited for; its layers are watched).
-    wait_s : float, optional
-        Give up (freeze nothing; full collections come back) when no idle moment
-        came within this many seconds.
-    pause : int, optional
-        The token of a :data:`~._gc_pause.PAUSE` hold to release. Without one,
-        the steps take their own hold when they start.
-
-    Returns
-    -------
-    list of callable
-        The steps, for :class:`TurnRunner`.
-    """
-    import time
-
-    from napari_nuclei_unet.widgets._gc_pause import PAUSE
-    from napari_nuclei_unet.widgets._session import session_for
-
-    began: list[float] = []
-    token: list[int] = [] if pause is None else [pause]
-
-    def settle() -> list | None:
-        if not began:
-            began.append(time.monotonic())
-            if not token:
-                token.append(PAUSE.hold())
-        jobs = getattr(session_for(viewer), "jobs", None)
-        if jobs is not None and jobs.kinds():  # a warm-up or the user's job runs
-            if time.monotonic() - began[0] > wait_s:
-                PAUSE.release(token[0])  # the user is busy: the collector keeps its pace
-                return None
-            return [_wait, _wait, settle]
-        if PAUSE.release(token[0], freeze=True):
-            thaw_when_removed(viewer)
-        return None
-
-    return [settle]
-
-
-def thaw_when_removed(viewer) -> None:
-    """Thaw the frozen heap when a layer the viewer has now is removed.
-
-    A frozen layer in a cycle (napari's layers are) is never freed once removed,
-    nor is its data; thawing hands every frozen object back to the collector.
-
-    Parameters
-    ----------
-    viewer : napari.Viewer
-        The viewer whose current layers are watched (a stand-in without
-        ``layers`` is ignored).
-    """
-    import weakref
-
-    from napari_nuclei_unet.widgets._gc_pause import PAUSE
-
-    layers = getattr(viewer, "layers", None)
-    events = getattr(layers, "events", None)
-    if events is None:
-        return
-    frozen = weakref.WeakSet(layers)
-
-    def on_removed(event) -> None:
-        if event.value in frozen:
-            PAUSE.thaw()
-
-    events.removed.connect(on_removed)
-
-
 def _wait() -> None:
     """A turn without work: the canvas draws in between."""
 
 
-def start_layer_warm_up(viewer, after=None, pause: int | None = None) -> TurnRunner:
-    """Start :func:`layer_warm_up_steps`, then :func:`settle_heap_steps`, once shown.
+def start_layer_warm_up(viewer, after=None, pause: int | None = None) -> LayerWarmUp:
+    """Start the brush's warm-up, then :func:`~._gc_pause.settle_heap_steps`, once shown.
+
+    The dataset workflow's layers (:func:`layer_warm_up_steps`) are made first, unless
+    the viewer already shows layers of the user's own (they brought their own images:
+    the hidden layers would come above theirs in the layer list); then they are made
+    once a dataset is open or about to be (:meth:`LayerWarmUp.want_sample_layers`).
 
     Parameters
     ----------
@@ -403,20 +332,144 @@ def start_layer_warm_up(viewer, after=None, pause: int | None = None) -> TurnRun
     after : callable, optional
         The steps also wait until it returns True (e.g. the panel's tabs are built).
     pause : int, optional
-        A :data:`~._gc_pause.PAUSE` token, released by :func:`settle_heap_steps`.
+        A :data:`~._gc_pause.PAUSE` token, released by :func:`~._gc_pause.settle_heap_steps`.
 
     Returns
     -------
-    TurnRunner
+    LayerWarmUp
         The runner (``.done`` once finished).
     """
+    from napari_nuclei_unet.widgets._session import session_for
+
     def ready() -> bool:
         window = _qt_window(viewer)
         return ((window is None or window.isVisible()) and not warming_up(viewer)
                 and (after is None or after()))
 
-    steps = layer_warm_up_steps(viewer) + settle_heap_steps(viewer, pause=pause)
-    return TurnRunner(steps, interval_ms=60, ready=ready).start()
+    steps = brush_warm_up_steps(viewer) + settle_heap_steps(viewer, pause=pause)
+    runner = LayerWarmUp(viewer, steps, interval_ms=60, ready=ready)
+    session = session_for(viewer)
+    if session.dataset is not None or not _own_layers(viewer):
+        runner.want_sample_layers()
+    session.dataset_changed.connect(runner.want_sample_layers)
+    return runner.start()
+
+
+def _own_layers(viewer) -> list:
+    """The viewer's layers that are not the plugin's hidden, unused ones."""
+    from napari_nuclei_unet.widgets._layers import is_placeholder
+
+    return [layer for layer in getattr(viewer, "layers", ()) if not is_placeholder(layer)]
+
+
+#: How long a sample waits for the dataset workflow's layers to be made before it is
+#: shown anyway (s): their making took 3.8 s on the 2-core machine (bundled samples).
+SAMPLE_LAYERS_WAIT_S = 8.0
+
+
+#: The pause between two warm-up steps while a sample waits for them (ms).
+HURRY_MS = 10
+
+
+class LayerWarmUp(TurnRunner):
+    """The viewer's warm-up: a :class:`TurnRunner` that makes the sample layers on demand.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer.
+    steps, interval_ms, ready
+        As for :class:`TurnRunner`.
+
+    Attributes
+    ----------
+    sample_layers : bool or None
+        None until a dataset is about to be opened; False while the dataset
+        workflow's layers are being made; True once they are made and drawn.
+    """
+
+    def __init__(self, viewer, steps: list, **kwargs) -> None:
+        super().__init__(steps, **kwargs)
+        self._viewer = viewer
+        self.sample_layers: bool | None = None
+        self._token: int | None = None  # its hold of full collections while they are made
+        self._calm = self._interval
+        self._waiting: list = []
+
+    def want_sample_layers(self, *_args) -> None:
+        """Make the dataset workflow's layers next (once), while the window is idle.
+
+        Called when the user starts opening a dataset (the Data dock) and whenever
+        the session's dataset changes. Full collections are held off until they
+        are made; then the heap is frozen again (:func:`~._gc_pause.settle_heap_steps`).
+        """
+        if self.sample_layers is not None or self._stopped:
+            return
+        self.sample_layers = False
+        self.extend([self._begin_sample_layers], first=True)
+
+    def _begin_sample_layers(self) -> list:
+        # the hold is taken when the steps start: a window never shown takes none
+        self._token = PAUSE.hold()
+        return [*layer_warm_up_steps(self._viewer), self._made,
+                *settle_heap_steps(self._viewer, pause=self._token)]
+
+    def _made(self) -> None:
+        self.sample_layers = True
+        self._interval = self._calm
+        waiting, self._waiting = self._waiting, []
+        for callback in waiting:
+            callback()
+
+    def after_sample_layers(self, callback) -> bool:
+        """Call ``callback()`` once the sample layers are made; True when it must wait.
+
+        It waits only while they are being made in a shown window, and at most
+        :data:`SAMPLE_LAYERS_WAIT_S`; else nothing waits (False: call it now).
+        """
+        from qtpy.QtCore import QTimer
+
+        window = _qt_window(self._viewer)
+        if self.sample_layers is not False or self._stopped or (
+                window is not None and not window.isVisible()):
+            return False
+        called: list = []
+
+        def once() -> None:
+            if not called:
+                called.append(True)
+                callback()
+
+        self._waiting.append(once)
+        self._interval = min(self._interval, HURRY_MS)  # the user waits: fewer idle gaps
+        QTimer.singleShot(int(SAMPLE_LAYERS_WAIT_S * 1000), once)
+        return True
+
+    def stop(self) -> None:
+        """As :meth:`TurnRunner.stop`; whatever waits for the sample layers waits no more."""
+        super().stop()
+        if self._token is not None:
+            PAUSE.release(self._token)  # a token released already is ignored
+        waiting, self._waiting = self._waiting, []
+        for callback in waiting:
+            callback()
+
+
+def want_sample_layers(viewer) -> None:
+    """:meth:`LayerWarmUp.want_sample_layers` of the viewer's warm-up, when one runs."""
+    from napari_nuclei_unet.widgets._session import session_for
+
+    runner = session_for(viewer).layer_warm_up
+    if isinstance(runner, LayerWarmUp):
+        runner.want_sample_layers()
+
+
+def after_sample_layers(viewer, callback) -> bool:
+    """:meth:`LayerWarmUp.after_sample_layers` of the viewer's warm-up (False: none runs)."""
+    from napari_nuclei_unet.widgets._session import session_for
+
+    runner = session_for(viewer).layer_warm_up
+    return isinstance(runner, LayerWarmUp) and runner.after_sample_layers(callback)
 
 
 def ensure_layer_warm_up(viewer, after=None, pause: int | None = None) -> TurnRunner:

@@ -299,6 +299,10 @@ class CorrectionSteps:
         source = "label" if edited or state.start == START_LABEL else "prediction"
         note = f"started from the {state.start}" + (", edited by hand" if edited else "")
         request = _SaveRequest(state, sample, safe_sample_id(sample.id), labels, source, note)
+        pending = [*self._save_queue, getattr(self, "_saving", None)]
+        if any(r is not None and r.sample_id == request.sample_id
+               and np.array_equal(r.labels, labels) for r in pending):
+            return None  # a double click: the same mask is being added already
         self._save_queue.append(request)
         if self.is_finetuning():
             try:
@@ -315,7 +319,7 @@ class CorrectionSteps:
         """Start the next queued save, unless one (or a round) runs; saves run in order."""
         if not self._save_queue or self.session.jobs.is_running(SAVE_JOB) or self.is_finetuning():
             return None
-        request = self._save_queue.pop(0)
+        request = self._saving = self._save_queue.pop(0)
         worker = self.session.jobs.start(
             SAVE_JOB, _save_correction, self._store, request.sample_id, request.sample.image,
             request.labels, request.source, request.note,
@@ -333,13 +337,16 @@ class CorrectionSteps:
                 current.mark_added()
             else:  # painted on during the save: the new strokes are still unsaved
                 current.baseline = request.labels
+        unedited = (" It is the prediction as it was, not edited: a round learns little "
+                    "from it." if request.source == "prediction" else "")
         notify(f"{short_id(request.sample.id)} added to the training set "
                f"({correction.n_nuclei} nuclei). {len(self.corrections())} image(s) in the "
-               "project.")
+               f"project.{unedited}")
         self.refresh()
         self.corrections_table.select_key(correction.id)
 
     def _on_save_finished(self) -> None:
+        self._saving = None
         self._update_buttons()
         self._start_next_save()
 

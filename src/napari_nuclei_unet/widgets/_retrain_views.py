@@ -230,6 +230,9 @@ class VersionsTable(_Table):
                 base = "default model" if model == "default" else getattr(model, "name", model)
                 name += " base"
                 tooltip = f"The model the project started from: {base}"
+            elif version.unreadable:
+                name += " unreadable"
+                tooltip = version.unreadable
             else:
                 tooltip = f"Fine-tuned from {version.info.get('base_model', '?')}"
             before, after = version_scores(version)

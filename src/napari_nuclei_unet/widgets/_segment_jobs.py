@@ -148,8 +148,12 @@ def earlier_result(layer: Any, stack: Any) -> Any:
     wiped planes 0, 1, 2 and 4. None when there is nothing to keep (no such layer,
     another shape, one plane), or when the user painted on it: that layer stays as it
     is, and the new result, in a new layer, holds only what is segmented now (its other
-    planes would pass for unedited results).
+    planes would pass for unedited results). The labels are copied here, on the main
+    thread: a brush stroke during the job is then wholly in the copy or wholly out
+    (the worker copied them, and a stroke could be half in).
     """
+    import numpy as np
+
     from napari_nuclei_unet.core.own_images import StackResult
     from napari_nuclei_unet.widgets._layers import EDITED_KEY
 
@@ -157,7 +161,7 @@ def earlier_result(layer: Any, stack: Any) -> Any:
     if not source.get("planes") or stack.n_planes < 2 or layer.metadata.get(EDITED_KEY) \
             or tuple(layer.data.shape) != tuple(stack.labels_shape):
         return None
-    return StackResult(layer.data, layer_table(layer), list(source["planes"]))
+    return StackResult(np.array(layer.data), layer_table(layer), list(source["planes"]))
 
 
 def done_words(result: Any, model: str) -> str:
@@ -175,7 +179,7 @@ def done_words(result: Any, model: str) -> str:
     if kept:
         words += (f"; the {kept} plane(s) segmented before keep their labels "
                   f"({len(table.get('label', ()))} nuclei in all)")
-    if result.diameters:
+    if result.diameters and (n or result.diameter_set):  # none found: nothing measured
         low, high = min(result.diameters), max(result.diameters)
         size = f"{low:.0f} px" if round(low) == round(high) else f"{low:.0f}-{high:.0f} px"
         words += f", nuclei {size} across ({'set' if result.diameter_set else 'measured'})"

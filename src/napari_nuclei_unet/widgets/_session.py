@@ -148,7 +148,8 @@ class Session:
         old = self.model
         kept, recalled = self._switch(model, self.diameter)
         note = ""
-        if kept is not None:
+        if kept is not None and results_key(old, 0) != results_key(model, 0):
+            # (the same weights, e.g. version v000 of the model in use: they stay shown)
             note = (f"The predictions and scores of {model_name(old)} ({kept} scored "
                     "image(s)) are kept: load that model again to see them.")
         self.model_changed.emit()

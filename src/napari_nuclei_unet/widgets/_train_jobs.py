@@ -43,6 +43,32 @@ def best_summary(result: Any) -> str:
     return f"epoch {last.epoch}{iou}"
 
 
+def resume_point(run_dir: Path) -> tuple[TrainConfig, dict, int]:
+    """The settings of the run in ``run_dir``, its last checkpoint's metadata, the epochs done.
+
+    Raises
+    ------
+    ValueError
+        In plain words, when the folder holds no run to resume.
+    """
+    from napari_nuclei_unet.core.checkpoint import CheckpointError, read_metadata
+    from napari_nuclei_unet.core.config import ConfigError
+    from napari_nuclei_unet.core.train_updates import LAST_NAME
+
+    last = run_dir / LAST_NAME
+    if not last.exists():
+        raise ValueError(f"{run_dir} has no {LAST_NAME}: choose a run folder written by the "
+                         "Train panel (run-<date>-<time>).")
+    try:
+        meta = read_metadata(last)
+        saved = TrainConfig.from_dict(meta["config"])
+    except (CheckpointError, ConfigError) as exc:
+        raise ValueError(f"Cannot resume from {run_dir}: {exc}") from exc
+    resume = meta.get("resume") or {}
+    done = int(resume.get("epoch", 0)) - (0 if resume.get("epoch_complete", True) else 1)
+    return saved, meta, done
+
+
 def new_run_dir(root: str | Path) -> Path:
     """A new, not yet existing ``run-YYYYmmdd-HHMMSS`` folder under ``root``."""
     stamp = datetime.now().strftime("run-%Y%m%d-%H%M%S")

@@ -30,6 +30,8 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from psygnal import Signal
+
 if TYPE_CHECKING:
     import napari
     from superqt.utils import WorkerBase
@@ -259,7 +261,17 @@ class WorkerGuard:
     >>> jobs = session_for(viewer).jobs                      # doctest: +SKIP
     >>> worker = jobs.start("load all", dataset.iter_load,   # doctest: +SKIP
     ...                     on_yielded=bar.update, on_returned=keep, action="Loading")
+
+    Attributes
+    ----------
+    started, ended : psygnal.Signal
+        Emitted with the job's kind on the main thread when a job starts, and when
+        it has ended (after its ``on_finished``): a dock can follow jobs that other
+        docks start without polling.
     """
+
+    started = Signal(str)
+    ended = Signal(str)
 
     def __init__(self) -> None:
         self._workers: dict[str, WorkerBase] = {}
@@ -376,12 +388,14 @@ class WorkerGuard:
                     finished_handler()
             finally:
                 worker.handled = True  # all handlers have run (tests wait on this)
+                self.ended.emit(kind)
 
         worker.finished.connect(_finished)
         # warnings raised in the job (e.g. "3 samples skipped") become notifications
         worker.warned.connect(_show_warning)
         self._workers[kind] = worker
         worker.start()
+        self.started.emit(kind)
         return worker
 
 
@@ -416,8 +430,19 @@ def _tolerant(handler: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
+#: Warnings meant for developers (Python's own documentation says so): a job's
+#: ``ResourceWarning("unclosed file <...bioimageio.yaml>")`` reached a biologist as a
+#: yellow notification (GUI check h_gui9). They go to the log.
+DEVELOPER_WARNINGS = (ResourceWarning, DeprecationWarning, PendingDeprecationWarning)
+
+
 def _show_warning(warning_args: tuple) -> None:
+    """Show a warning raised in a job (``warnings.showwarning``'s arguments)."""
     message = warning_args[0] if warning_args else ""
+    category = warning_args[1] if len(warning_args) > 1 else type(message)
+    if isinstance(category, type) and issubclass(category, DEVELOPER_WARNINGS):
+        logger.debug("warning in a job: %s", message)
+        return
     notify(str(message), warning=True)
 
 

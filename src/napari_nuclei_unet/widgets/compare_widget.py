@@ -37,7 +37,11 @@ from napari_nuclei_unet.widgets._compare_layers import (
     SIDE_BY_SIDE,
 )
 from napari_nuclei_unet.widgets._compare_layout import build_layout, clamped_threshold
-from napari_nuclei_unet.widgets._dock_life import disconnect_all, on_destroyed
+from napari_nuclei_unet.widgets._dock_life import (
+    disconnect_all,
+    on_destroyed,
+    share_the_column_when_shown,
+)
 from napari_nuclei_unet.widgets._layers import (
     short_id,
 )
@@ -130,6 +134,7 @@ class CompareWidget(QWidget):
         session.predictions_changed.connect(self._on_predictions_changed)
         session.dataset_changed.connect(self._on_dataset_changed)
         on_destroyed(self, self._disconnect_session)
+        share_the_column_when_shown(self)  # stacked under another dock
 
     def _disconnect_session(self, *_args: Any) -> None:
         session = self.session

@@ -35,6 +35,7 @@ from napari_nuclei_unet.widgets._data_jobs import (  # noqa: F401  (re-exported)
     _open_dataset,
 )
 from napari_nuclei_unet.widgets._data_layout import ALL_MODALITIES
+from napari_nuclei_unet.widgets._data_samples import SampleShowing
 from napari_nuclei_unet.widgets._data_table import (  # noqa: F401  (re-exported)
     COLUMN_CHARS,
     COLUMNS,
@@ -43,8 +44,14 @@ from napari_nuclei_unet.widgets._data_table import (  # noqa: F401  (re-exported
     ModalityFilter,
     SampleTableModel,
 )
-from napari_nuclei_unet.widgets._dock_life import connect_napari, disconnect_all, on_destroyed
-from napari_nuclei_unet.widgets._layers import DATASET_KEY, short_id, show_sample
+from napari_nuclei_unet.widgets._dock_life import (
+    connect_napari,
+    disconnect_all,
+    on_destroyed,
+    share_the_column_when_shown,
+)
+from napari_nuclei_unet.widgets._layer_warm_up import want_sample_layers
+from napari_nuclei_unet.widgets._layers import DATASET_KEY, short_id
 from napari_nuclei_unet.widgets._session import session_for
 from napari_nuclei_unet.widgets._warm_up import IMPORT_JOB
 from napari_nuclei_unet.widgets._workers import notify, typed_path
@@ -61,7 +68,7 @@ WARM_UP_JOB = IMPORT_JOB
 DOUBLE_CLICK_S = 0.5
 
 
-class DataBrowserWidget(QWidget):
+class DataBrowserWidget(SampleShowing, QWidget):
     """The "Data" dock: dataset picker, sample table, "Load all".
 
     Parameters
@@ -81,6 +88,7 @@ class DataBrowserWidget(QWidget):
         self._stop_opening = threading.Event()
         self._offered_path: str | None = None
         self._syncing = False  # True while the table follows another dock's choice
+        self._gone = False  # the dock was closed (Qt destroyed it)
         self._meter: DownloadMeter | None = None
         self._meter_timer = QTimer(self)
         self._meter_timer.setInterval(200)
@@ -123,8 +131,10 @@ class DataBrowserWidget(QWidget):
             [(self.viewer.layers.events.inserted, self._on_layer_inserted)])
         self.session.current_changed.connect(self._on_current_changed)
         on_destroyed(self, self._disconnect)
+        share_the_column_when_shown(self)  # stacked under another dock
 
     def _disconnect(self) -> None:
+        self._gone = True
         disconnect_all((
             (self.session.current_changed, self._on_current_changed),
             *self._napari_pairs,
@@ -151,6 +161,7 @@ class DataBrowserWidget(QWidget):
             such as a folder that is not a dataset, become notifications.
         """
         path = str(Path(path).expanduser())
+        want_sample_layers(self.viewer)  # made while it opens (not for own images only)
         self.path_edit.setText(path)
         self.status_label.setText(f"Opening {path} …")
         self._stop_opening.clear()
@@ -208,6 +219,7 @@ class DataBrowserWidget(QWidget):
         """
         from napari_nuclei_unet.core.download import fetch_stage1_train
 
+        want_sample_layers(self.viewer)
         self._meter = DownloadMeter()
         worker = self.session.jobs.start(
             "download",
@@ -328,11 +340,13 @@ class DataBrowserWidget(QWidget):
         self.open_dataset(text)
 
     def _choose_folder(self) -> None:
+        want_sample_layers(self.viewer)  # made while the user picks the folder
         folder = QFileDialog.getExistingDirectory(self, "Choose a DSB2018 dataset folder")
         if folder:
             self.open_dataset(folder)
 
     def _choose_zip(self) -> None:
+        want_sample_layers(self.viewer)
         path, _ = QFileDialog.getOpenFileName(
             self, "Choose a DSB2018 zip", "", "Zip archives (*.zip);;All files (*)"
         )
@@ -405,10 +419,17 @@ class DataBrowserWidget(QWidget):
             self.status_label.setText("No dataset open. " + LAYOUT_HINT)
             return
         text = f"{Path(dataset.path).name}: {len(dataset)} samples"
+        tip = str(dataset.path)
         if dataset.skipped:
-            text += f" ({len(dataset.skipped)} skipped: {dataset.skipped[0][1]})"
+            # the reasons name long file paths: a line that cannot wrap pushed the
+            # tab wider than the dock (Open out of sight); they are in the tooltip
+            text += f", {len(dataset.skipped)} skipped (bad files: point here for why)"
+            reasons = [f"{short_id(i)}: {why}" for i, why in dataset.skipped[:10]]
+            more = len(dataset.skipped) - len(reasons)
+            tip += "\n\nSkipped:\n" + "\n".join(reasons) + (f"\n… and {more} more" if more
+                                                               else "")
         self.status_label.setText(text)
-        self.status_label.setToolTip(str(dataset.path))
+        self.status_label.setToolTip(tip)
 
     def _apply_filter(self) -> None:
         self._syncing = True  # rows moving under the selection show nothing new
@@ -475,49 +496,6 @@ class DataBrowserWidget(QWidget):
         finally:
             self._syncing = False
 
-    def _request_sample(self, sample_id: str) -> None:
-        """Show ``sample_id``: at once when loaded, else after a background load.
-
-        While one sample loads, further requests only replace the pending id, so
-        holding the arrow key down never queues dozens of loads.
-        """
-        self._pending_id = sample_id
-        cached = self.session.samples.get(sample_id)
-        if cached is not None:
-            self._show(cached)
-            return
-        if self._sample_worker is not None or self.dataset is None:
-            return
-        dataset = self.dataset
-        self._sample_worker = self.session.jobs.start(
-            "load sample",
-            dataset.load,
-            sample_id,
-            on_returned=partial(self._on_sample_loaded, dataset),
-            on_finished=self._on_sample_worker_finished,
-            action=f"Loading sample {short_id(sample_id)}",
-            refuse=False,
-        )
-
-    def _on_sample_loaded(self, dataset: DSBDataset, sample: Sample) -> None:
-        if dataset is not self.dataset:
-            return  # another dataset was opened meanwhile
-        self.session.add_samples([sample])
-        self._show_loaded_count()
-        if sample.id == self._pending_id:
-            self._show(sample)
-
-    def _on_sample_worker_finished(self) -> None:
-        self._sample_worker = None
-        pending = self._pending_id
-        if pending is not None and pending not in self.session.samples:
-            if self.dataset is not None and self.table_model.row_of(pending) is not None:
-                self._request_sample(pending)
-
-    def _show(self, sample: Sample) -> None:
-        show_sample(self.viewer, sample)
-        self.session.set_current(sample.id)
-
     def _toggle_load_all(self) -> None:
         import time
 
@@ -546,13 +524,17 @@ class DataBrowserWidget(QWidget):
         samples, stamps = loaded
         self.session.add_samples(samples, stamps)
         n, total = len(self.session.samples), len(dataset)
-        if n < total:
+        if n < total and self._stop_loading.is_set():
             notify(f"Loading stopped: {n} of {total} samples are loaded.")
+        elif n < total:  # the warning before lists the files that could not be decoded
+            notify(f"{n} of {total} samples are loaded: {total - n} could not be decoded "
+                   "and are left out; you can train on the others.")
         else:
             notify(f"All {total} samples are loaded; you can train now.")
 
     def _on_load_all_finished(self) -> None:
         self.load_all_button.setText("Load all")
+        self._describe_dataset(self.dataset)  # samples that failed to decode are skipped
         self._job_ended()
 
     def _job_ended(self) -> None:

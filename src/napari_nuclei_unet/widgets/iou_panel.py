@@ -32,7 +32,12 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_nuclei_unet.widgets._dock_life import connect_napari, disconnect_all, on_destroyed
+from napari_nuclei_unet.widgets._dock_life import (
+    connect_napari,
+    disconnect_all,
+    on_destroyed,
+    share_the_column_when_shown,
+)
 from napari_nuclei_unet.widgets._ids import enable_id_copy
 from napari_nuclei_unet.widgets._layers import short_id, show_sample
 from napari_nuclei_unet.widgets._score_table import (  # noqa: F401  (re-exported)
@@ -61,11 +66,35 @@ from napari_nuclei_unet.widgets._workers import notify, notify_error
 if TYPE_CHECKING:
     import napari
 
-#: How often the panel checks whether a prediction of another dock has ended (ms).
-FOLLOW_MS = 500
 #: Shown while a prediction started in the Compare dock (or tab) fills the table.
 ELSEWHERE_TEXT = ("Predicting the loaded images (Predict all; the Cancel beside it stops it): "
                   "each image's row is added as soon as it is done.")
+
+
+def hidden_scores(session: Any, shown: int) -> str:
+    """Plain words on the scores hidden at the current threshold that nothing re-scores.
+
+    Scores read back from an earlier session have no prediction map: at another
+    threshold they are hidden, and the table said "No scores yet" (GUI check h_gui9).
+    ``shown``: the rows shown or being scored again. "" when there are none hidden.
+    """
+    from collections import Counter
+
+    now = session.settings()
+    others = [session.rows_settings.get(sid, now) for sid in session.rows]
+    others = [s for s in others if s != now]
+    n = len(session.rows) - shown
+    if n <= 0 or not others:
+        return ""
+    threshold, method = Counter(others).most_common(1)[0][0]
+    if threshold != now[0]:
+        then, here = f"at threshold {threshold:.2f}", f"{now[0]:.2f}"
+        back = f"set the threshold back to {threshold:.2f}"
+    else:
+        then, here = f"with the {method} split", f"the {now[1]} split"
+        back = f"choose the {method} split again"
+    return (f"{n} image(s) scored {then} are hidden at {here}: {back} to see them, or "
+            "press 'Score all' to predict and score them again.")
 
 
 class IoUPanel(QWidget):
@@ -92,7 +121,6 @@ class IoUPanel(QWidget):
         self.session = session_for(napari_viewer)
         self._syncing = False
         self._stop = threading.Event()
-        self._following = False  # a prediction of another dock is followed to its end
         self._build()
         self._connect()
         self.refresh()
@@ -197,13 +225,18 @@ class IoUPanel(QWidget):
         session = self.session
         session.scores_changed.connect(self.refresh)
         session.current_changed.connect(self._select_current)
+        session.jobs.started.connect(self._on_job)
+        session.jobs.ended.connect(self._on_job)
         self._napari_pairs = connect_napari([(self.viewer.events.theme, self._draw_histogram)])
         on_destroyed(self, self._disconnect)
+        share_the_column_when_shown(self)  # stacked under another dock
 
     def _disconnect(self, *_args: Any) -> None:
         disconnect_all((
             (self.session.scores_changed, self.refresh),
             (self.session.current_changed, self._select_current),
+            (self.session.jobs.started, self._on_job),
+            (self.session.jobs.ended, self._on_job),
             *self._napari_pairs,
         ))
 
@@ -227,15 +260,18 @@ class IoUPanel(QWidget):
             self._syncing = False
         self._show_prediction_elsewhere()
         stale = session.stale_count()
-        self.stale_label.setVisible(bool(stale))
+        hidden = hidden_scores(session, len(rows) + stale)
+        self.stale_label.setVisible(bool(stale or hidden))
         if stale:
             self.stale_label.setText(
                 f"Scoring {stale} image(s) again at threshold {session.threshold:.2f} … "
                 "(their old scores are hidden)"
             )
+        elif hidden:  # no prediction map to score again (read back from an earlier session)
+            self.stale_label.setText(hidden)
         self.summary_label.setText(
             summary_html(summarize(rows), self.session.threshold, self.session.instance_method)
-        )
+            if rows or not hidden else "")
         self.worst_button.setEnabled(bool(rows))
         self.export_button.setEnabled(bool(rows))
         self._fit_columns()
@@ -245,23 +281,18 @@ class IoUPanel(QWidget):
 
     def _show_prediction_elsewhere(self) -> None:
         """Say so while a prediction started in another dock fills the table."""
-        from qtpy.QtCore import QTimer
-
         from napari_nuclei_unet.widgets._prediction_service import PREDICT_JOB
 
         worker = self.session.jobs.running(PREDICT_JOB)
         elsewhere = worker is not None and self.cancel_button.isHidden()  # not this panel's
         self.elsewhere_label.setVisible(elsewhere)
-        if elsewhere and not self._following:
-            # its end hides the line, checked twice a second: the worker's "finished" may
-            # have been sent before this panel saw the job (a short one), and the line
-            # then stayed after the job (the demo's screenshot)
-            self._following = True
-            QTimer.singleShot(FOLLOW_MS, self._follow_elsewhere)
 
-    def _follow_elsewhere(self) -> None:
-        self._following = False
-        self._show_prediction_elsewhere()
+    def _on_job(self, kind: str) -> None:
+        """A job started or ended (any dock's): the "predicting elsewhere" line follows."""
+        from napari_nuclei_unet.widgets._prediction_service import PREDICT_JOB
+
+        if kind == PREDICT_JOB:
+            self._show_prediction_elsewhere()
 
     def _anchor_row(self) -> tuple[str, int] | None:
         """The row to keep in place through a refresh, and its top's y in the viewport.
@@ -397,6 +428,7 @@ class IoUPanel(QWidget):
         self.progress.setVisible(True)
         self.cancel_button.setEnabled(True)
         self.cancel_button.setVisible(True)
+        self._show_prediction_elsewhere()  # this panel's own: its progress says it
 
     def _on_progress(self, update: Any) -> None:
         from napari_nuclei_unet.widgets._prediction_service import show_prediction_progress

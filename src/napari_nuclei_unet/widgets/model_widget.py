@@ -34,6 +34,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_nuclei_unet.widgets._dock_life import share_the_column_when_shown
 from napari_nuclei_unet.widgets._model_names import model_name
 from napari_nuclei_unet.widgets._scroll import scrolled_layout
 from napari_nuclei_unet.widgets._session import session_for
@@ -185,6 +186,8 @@ def describe_training(metadata: dict, path: Any = None) -> str:
     created = str(metadata.get("created", ""))[:10]
     if created:
         parts.append(f"trained {created}")
+    elif metadata.get("packaged"):  # a bioimage.io package that does not say
+        parts.append(f"packaged {str(metadata['packaged'])[:10]}")
     epoch, last = _trained_epochs(metadata)
     planned = last.get("epochs")
     if epoch:
@@ -353,6 +356,7 @@ class ModelWidget(QWidget):
         self._build()
         self.session.model_changed.connect(self._show_model)
         self._show_model()
+        share_the_column_when_shown(self)  # stacked under another dock
         # listing devices imports torch: do it in the background
         self.session.jobs.start(
             "list devices", _list_devices, on_returned=self._set_devices,
@@ -511,4 +515,8 @@ class ModelWidget(QWidget):
         self.training_label.setText(describe_training(metadata, path))
         _fill(self.metrics_table, flatten_metrics(metadata))
         config = loaded.config.to_dict() if hasattr(loaded.config, "to_dict") else {}
-        _fill(self.config_table, describe_config(config, metadata, device))
+        if metadata.get("train_config_recorded") is False:  # a package of another tool
+            rows = [("training settings", "not recorded in this bioimage.io package")]
+        else:
+            rows = describe_config(config, metadata, device)
+        _fill(self.config_table, rows)

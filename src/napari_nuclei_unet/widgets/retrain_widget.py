@@ -53,8 +53,14 @@ from qtpy.QtGui import QDesktopServices
 from qtpy.QtWidgets import QFileDialog, QWidget
 
 from napari_nuclei_unet.widgets import _retrain_editing as editing
-from napari_nuclei_unet.widgets._dock_life import connect_napari, disconnect_all, on_destroyed
+from napari_nuclei_unet.widgets._dock_life import (
+    connect_napari,
+    disconnect_all,
+    on_destroyed,
+    share_the_column_when_shown,
+)
 from napari_nuclei_unet.widgets._layers import short_id
+from napari_nuclei_unet.widgets._model_names import model_name
 from napari_nuclei_unet.widgets._retrain_corrections import CorrectionSteps
 from napari_nuclei_unet.widgets._retrain_finetune import FinetuneSteps
 from napari_nuclei_unet.widgets._retrain_jobs import (  # noqa: F401  (re-exported)
@@ -145,11 +151,13 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         self._view_timer.setInterval(150)
         self._view_timer.timeout.connect(self._restore_editing_view)
         self._connect()
-        if not self.set_project(self.project, remember=False):  # e.g. a broken project index
+        if not self.set_project(self.project, remember=False):  # a broken index, read-only
             fallback = default_project_dir()
             if fallback == self.project or not self.set_project(fallback, remember=False):
                 self.project_edit.setText("")
                 self.project_edit.setPlaceholderText("choose a project folder")
+            else:
+                notify(f"Working in the default fine-tuning project {fallback} for now.")
         self.session.jobs.start("warm up fine-tuning", _warm_up, refuse=False,
                                 action="Preparing fine-tuning")
 
@@ -186,6 +194,7 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         # never fine-tune on for a deleted dock; keep its unsaved edits
         self.destroyed.connect(self._stop_event.set)
         on_destroyed(self, self._on_destroyed)  # keeps unsaved corrections as a draft
+        share_the_column_when_shown(self)  # stacked under another dock
 
     def _on_destroyed(self, *_args: Any) -> None:
         # the dock's Qt objects are going away: only plain Python from here
@@ -236,8 +245,8 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         Returns
         -------
         bool
-            False when refused (a round is running, or the folder holds a broken
-            project index); a notification says why.
+            False when refused (a round is running, the folder cannot be written to,
+            or it holds a broken project index); a notification says why.
         """
         from napari_nuclei_unet.core.finetune import CorrectionStore
 
@@ -255,6 +264,12 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         if self._save_queue or self.session.jobs.is_running(SAVE_JOB):
             notify("Wait for the corrections being saved, then change the project.")
             return False
+        unwritable = unwritable_reason(folder)
+        if unwritable:  # its corrections, drafts and versions could not be saved: refused
+            stays = (f" The fine-tuning project stays {self.project}."
+                     if self._store is not None else "")
+            notify(unwritable + stays, warning=True)
+            return False
         try:
             store = CorrectionStore(folder)  # reads the index, repairs a crashed save
         except (ValueError, OSError) as exc:
@@ -270,10 +285,6 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         self.scores_table.set_changes([])
         self.summary_label.setText("")
         self._clear_round_messages()
-        unwritable = unwritable_reason(folder)
-        if unwritable:  # shown, but it cannot take corrections or versions
-            self.status_label.setText(unwritable)
-            notify(unwritable, warning=True)
         self.session.set_project_dir(folder, remember=remember)  # the Segment dock's too
         self.refresh()
         rounds = [v for v in self.versions() if not v.is_base]
@@ -448,10 +459,8 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         elif current is not None:
             text = f"Model in use: <b>{version_words(current)}</b> of this project."
         else:
-            path = getattr(model, "path", None)
-            name = "unsaved model" if path is None else Path(path).stem
-            if path is not None and Path(path).name == "default.safetensors":
-                name = "default model"
+            # named as the Model and Compare docks name it ("run-…/best", not "best")
+            name = model_name(model) if getattr(model, "path", None) else "unsaved model"
             text = (f"Model in use: <b>{name}</b> (the first round records it as v000)."
                     if not versions else
                     f"Model in use: <b>{name}</b> (not a version of this project).")

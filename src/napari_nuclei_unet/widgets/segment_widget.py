@@ -39,7 +39,12 @@ from magicgui.widgets import (
 from qtpy.QtWidgets import QLabel, QProgressBar, QWidget
 
 from napari_nuclei_unet.widgets._compare_layers import PREDICTION_IMAGE_LAYER
-from napari_nuclei_unet.widgets._dock_life import connect_napari, disconnect_all, on_destroyed
+from napari_nuclei_unet.widgets._dock_life import (
+    connect_napari,
+    disconnect_all,
+    on_destroyed,
+    share_the_column_when_shown,
+)
 from napari_nuclei_unet.widgets._features_table import FeaturesTable
 from napari_nuclei_unet.widgets._layers import (
     EDITED_KEY,
@@ -48,7 +53,7 @@ from napari_nuclei_unet.widgets._layers import (
     unwrapped,
     watch_edits,
 )
-from napari_nuclei_unet.widgets._retrain_project import UNEDITED_NOTE
+from napari_nuclei_unet.widgets._retrain_project import UNEDITED_NOTE, unwritable_reason
 from napari_nuclei_unet.widgets._scroll import scrolled_layout
 from napari_nuclei_unet.widgets._segment_jobs import (  # noqa: F401 - in_dock_words, as before
     DOCK_WORDS,
@@ -215,6 +220,7 @@ class SegmentWidget(SegmentOutputs, QWidget):
         self._pairs += connect_napari([(events.inserted, self._on_inserted),
                                        (events.removed, self._on_removed)])
         on_destroyed(self, self._closed)
+        share_the_column_when_shown(self)  # stacked under another dock
         self._refresh_choices()
         self._show_model()
 
@@ -266,6 +272,14 @@ class SegmentWidget(SegmentOutputs, QWidget):
         folder = str(self.project.value or "")
         if folder in ("", ".") or (Path(folder).exists() and not Path(folder).is_dir()):
             return  # said when a plane is added
+        unwritable = unwritable_reason(folder)
+        if unwritable:  # planes added there could not be saved: the project stays
+            from napari_nuclei_unet.widgets._workers import notify
+
+            kept = self.session.fine_tuning_project()
+            notify(f"{unwritable} The fine-tuning project stays {kept}.", warning=True)
+            self._on_project_chosen(str(kept))
+            return
         self.session.set_project_dir(folder)
 
     def _on_image_chosen(self, *_args: Any) -> None:
@@ -440,7 +454,10 @@ class SegmentWidget(SegmentOutputs, QWidget):
     def _show_result(self, result: Any) -> None:
         import pandas as pd
 
+        from napari_nuclei_unet.widgets._compare_layers import step_aside_for
+
         layer, stack = self._source["layer"], self._source["stack"]
+        step_aside_for(self.viewer, layer)  # a dataset's side by side: the user's image
         name = f"{layer.name} labels" + (f" (plane {result.planes[0] + 1})" if
                                          result.zarr_path and stack.n_planes > 1 else "")
         features = pd.DataFrame(result.table) if result.table else pd.DataFrame()

@@ -51,7 +51,12 @@ from qtpy.QtWidgets import (
 
 from napari_nuclei_unet.core.config import ConfigError, TrainConfig
 from napari_nuclei_unet.core.train_updates import LAST_NAME
-from napari_nuclei_unet.widgets._dock_life import connect_napari, disconnect_all, on_destroyed
+from napari_nuclei_unet.widgets._dock_life import (
+    connect_napari,
+    disconnect_all,
+    on_destroyed,
+    share_the_column_when_shown,
+)
 from napari_nuclei_unet.widgets._model_names import model_name
 from napari_nuclei_unet.widgets._plots import TrainingCurves
 from napari_nuclei_unet.widgets._progress import format_duration  # noqa: F401  (re-exported)
@@ -71,6 +76,7 @@ from napari_nuclei_unet.widgets._train_jobs import (  # noqa: F401  (re-exported
     best_summary,
     default_runs_root,
     new_run_dir,
+    resume_point,
 )
 from napari_nuclei_unet.widgets._workers import (
     gui_cpu_threads,  # noqa: F401  (re-exported)
@@ -126,6 +132,7 @@ class TrainWidget(QWidget):
         self.set_config(TrainConfig())
         theme = connect_napari([(self.viewer.events.theme, self._on_theme)])
         on_destroyed(self, lambda: disconnect_all(theme))  # napari keeps its events
+        share_the_column_when_shown(self)  # stacked under another dock
         self.session.model_changed.connect(self._update_start_from)
         self.session.samples_changed.connect(self._update_data_label)
         # never train on for a deleted dock (the events are reused, never replaced)
@@ -192,6 +199,8 @@ class TrainWidget(QWidget):
         layout.addLayout(start_form)
 
         add_sections(layout, self._fields, self._editors)
+        self._epochs_chosen = False  # the user set Epochs (a resume may then extend a run)
+        self._fields["epochs"].changed.connect(self._on_epochs_typed)
         layout.addStretch(1)
         layout = top_layout
 
@@ -260,9 +269,13 @@ class TrainWidget(QWidget):
     def set_config(self, config: TrainConfig) -> None:
         """Show ``config`` in the form (the device is chosen when it exists here)."""
         show_config(self._fields, config)
+        self._epochs_chosen = False
         index = self.device_combo.findData(config.device)
         if index >= 0:
             self.device_combo.setCurrentIndex(index)
+
+    def _on_epochs_typed(self, *_args: Any) -> None:
+        self._epochs_chosen = True
 
     def set_output_root(self, folder: str | Path) -> None:
         """Use ``folder`` as the runs folder (each run gets a new sub-folder)."""
@@ -319,41 +332,26 @@ class TrainWidget(QWidget):
     def resume(self, run_dir: str | Path) -> WorkerBase | None:
         """Continue the run in ``run_dir`` from its ``last.safetensors``.
 
-        The run's own settings are used; the form's Epochs (when higher than the
-        run's) extend it, and the device / mixed precision / threads come from the
-        form. The run goes on writing into ``run_dir``.
+        The run's own settings are used; Epochs set in the form by the user (when
+        higher than the run's) extend it, and the device / mixed precision / threads
+        come from the form. The run goes on writing into ``run_dir``.
 
-        Parameters
-        ----------
-        run_dir : str or pathlib.Path
-            A folder written by an earlier run.
-
-        Returns
-        -------
-        WorkerBase or None
-            The training worker, or None when refused.
+        ``run_dir``: a folder written by an earlier run. Returns the training worker, or
+        None when refused.
         """
-        from napari_nuclei_unet.core.checkpoint import CheckpointError, read_metadata
-
         run_dir = Path(run_dir)
-        last = run_dir / LAST_NAME
-        if not last.exists():
-            notify(f"{run_dir} has no {LAST_NAME}: choose a run folder written by the Train "
-                   "panel (run-<date>-<time>).", warning=True)
-            return None
         try:
-            meta = read_metadata(last)
-            saved = TrainConfig.from_dict(meta["config"])
-        except (CheckpointError, ConfigError) as exc:
-            notify(f"Cannot resume from {run_dir}: {exc}", warning=True)
+            saved, meta, done_epochs = resume_point(run_dir)
+        except ValueError as exc:
+            notify(str(exc), warning=True)
             return None
-        resume = meta.get("resume") or {}
-        done_epochs = int(resume.get("epoch", 0)) - (0 if resume.get("epoch_complete", True) else 1)
         try:
             form = self.config()
         except ConfigError:
             form = saved
-        epochs = max(saved.epochs, form.epochs)
+        # only Epochs the user set: after a restart the form's default (40) silently
+        # turned a 6-epoch run into a 40-epoch one (GUI check h_gui9)
+        epochs = max(saved.epochs, form.epochs) if self._epochs_chosen else saved.epochs
         if done_epochs >= epochs:
             notify(f"This run already finished its {saved.epochs} epochs. Set Epochs higher "
                    f"than {saved.epochs}, then press Resume again.")
@@ -361,9 +359,12 @@ class TrainWidget(QWidget):
         config = saved.replace(epochs=epochs, device=form.device, amp=form.amp,
                                compile=form.compile, num_threads=form.num_threads)
         self.set_config(config)
-        worker = self._launch(config, run_dir, resume_from=last)
+        worker = self._launch(config, run_dir, resume_from=run_dir / LAST_NAME)
         if worker is not None:
             self.curves.set_history(meta.get("history") or [])
+            if epochs > saved.epochs:
+                notify(f"The run goes on to {epochs} epochs (set in Epochs; "
+                       f"{saved.epochs} planned).")
         return worker
 
     def stop(self) -> None:

@@ -64,6 +64,11 @@ class ModelVersion:
         """Why the round was (not) adopted; empty when unknown."""
         return str(self.info.get("reason", ""))
 
+    @property
+    def unreadable(self) -> str:
+        """Why its ``model.json`` cannot be read (it is listed, never used); "" when it can."""
+        return str(self.info.get("unreadable", ""))
+
 
 def _is_default_model(model: str | os.PathLike) -> bool:
     if isinstance(model, str) and model == "default":
@@ -112,8 +117,11 @@ class ModelVersions:
             return None  # a round that crashed while saving: never complete, never reused
         try:
             metadata = read_metadata(weights)
-        except CheckpointError:
-            return None
+        except CheckpointError as exc:
+            # listed (never used): a version that vanished from the list left the user
+            # looking for it (GUI check h_gui9, MEDIUM 14)
+            return ModelVersion(folder.name, folder, weights, "",
+                                {"adopted": False, "unreadable": str(exc)})
         info = dict(metadata.get("finetune", {}))
         return ModelVersion(folder.name, folder, weights, str(metadata.get("created", "")), info)
 

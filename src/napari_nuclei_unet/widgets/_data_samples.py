@@ -1,0 +1,86 @@
+"""The Data dock's samples: loaded in the background on a click, then shown.
+
+A mixin of :class:`~napari_nuclei_unet.widgets.data_browser.DataBrowserWidget` (as the
+Segment dock's outputs are of its dock): it uses the dock's ``session``, ``viewer``,
+``dataset``, ``progress``, ``_pending_id``, ``_sample_worker``, ``_gone`` and
+``_show_loaded_count``.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING
+
+from napari_nuclei_unet.widgets._layer_warm_up import after_sample_layers
+from napari_nuclei_unet.widgets._layers import short_id, show_sample
+
+if TYPE_CHECKING:
+    from napari_nuclei_unet.core.dataset import DSBDataset, Sample
+
+
+class SampleShowing:
+    """Show the sample chosen in the table: at once when loaded, else after its load."""
+
+    def _request_sample(self, sample_id: str) -> None:
+        """Show ``sample_id``: at once when loaded, else after a background load.
+
+        While one sample loads, further requests only replace the pending id, so
+        holding the arrow key down never queues dozens of loads.
+        """
+        self._pending_id = sample_id
+        cached = self.session.samples.get(sample_id)
+        if cached is not None:
+            self._show(cached)
+            return
+        if self._sample_worker is not None or self.dataset is None:
+            return
+        dataset = self.dataset
+        self._sample_worker = self.session.jobs.start(
+            "load sample",
+            dataset.load,
+            sample_id,
+            on_returned=partial(self._on_sample_loaded, dataset),
+            on_errored=partial(self._on_sample_failed, dataset, sample_id),
+            on_finished=self._on_sample_worker_finished,
+            action=f"Loading sample {short_id(sample_id)}",
+            refuse=False,
+        )
+
+    def _on_sample_failed(self, dataset: DSBDataset, sample_id: str, _exc: BaseException
+                          ) -> None:
+        # said once (the notification); not loaded again until it is chosen again: a
+        # sample whose mask is unreadable was decoded again and again, 40 errors a second
+        if dataset is self.dataset and self._pending_id == sample_id:
+            self._pending_id = None
+
+    def _on_sample_loaded(self, dataset: DSBDataset, sample: Sample) -> None:
+        if dataset is not self.dataset:
+            return  # another dataset was opened meanwhile
+        self.session.add_samples([sample])
+        self._show_loaded_count()
+        if sample.id == self._pending_id:
+            self._show(sample)
+
+    def _on_sample_worker_finished(self) -> None:
+        self._sample_worker = None
+        pending = self._pending_id
+        if pending is not None and pending not in self.session.samples:
+            if self.dataset is not None and self.table_model.row_of(pending) is not None:
+                self._request_sample(pending)
+
+    def _show(self, sample: Sample, *, wait: bool = True) -> None:
+        # the sample layers are still being made (a dataset was just opened): the first
+        # image waits for them (8 s at most) rather than freeze the window making them
+        if wait and after_sample_layers(self.viewer, partial(self._show_when_made,
+                                                             sample.id)):
+            self.progress.setFormat("preparing the image display …")
+            return
+        show_sample(self.viewer, sample)
+        self.session.set_current(sample.id)
+
+    def _show_when_made(self, sample_id: str) -> None:
+        sample = self.session.samples.get(sample_id)
+        if self._gone or sample is None or sample_id != self._pending_id:
+            return  # closed, another dataset, or another row chosen meanwhile
+        self._show_loaded_count()
+        self._show(sample, wait=False)
