@@ -195,6 +195,7 @@ def test_an_unwritable_output_names_the_users_file_not_a_temporary_one(tmp_path,
     assert main(["predict", "default", str(tmp_path / "in"), "--out", str(tmp_path / "out"),
                  "--device", "cpu"]) == 2
     err = capsys.readouterr().err
+    assert f"Could not write {tmp_path / 'out'}" in err, err  # the mask's own path
     assert "no permission to write in" in err and ".tmp" not in err, err
     with pytest.raises(OSError) as caught:
         atomic_write_bytes(tmp_path / "table.csv", b"x")

@@ -106,14 +106,16 @@ def test_steps_added_first_run_before_the_others_and_restart_a_done_runner(qtbot
 
 
 def test_a_panel_opened_over_the_users_images_makes_the_sample_layers_only_for_a_dataset(
-        make_napari_viewer, qtbot):
+        make_napari_viewer, qtbot, monkeypatch):
     # a biologist with their own image opens the panel: the dataset workflow's nine
     # hidden layers would come above theirs in the layer list; they are made once a
     # dataset is opened, and its first image waits for them (no cold layer adding)
+    from napari_nuclei_unet.widgets import _layer_warm_up
     from napari_nuclei_unet.widgets._layers import IMAGE_LAYER, is_placeholder
     from napari_nuclei_unet.widgets._session import session_for
     from napari_nuclei_unet.widgets.workflow_panel import WorkflowPanel
 
+    monkeypatch.setattr(_layer_warm_up, "SAMPLE_LAYERS_WAIT_S", 120.0)  # a busy machine
     viewer = make_napari_viewer(show=True)
     viewer.add_image(np.zeros((32, 32), np.uint8), name="my cells")
     panel = WorkflowPanel(viewer)

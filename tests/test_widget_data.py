@@ -558,6 +558,7 @@ def test_a_sample_that_cannot_be_decoded_is_said_once(browser, qtbot, dataset_di
     assert sum("failed" in m for _level, m in notes.messages) == 1, notes.messages
     assert "load sample" not in loads
     assert session.current_id is None
+    assert widget._selected_id() is None  # a click on its row tries it again
     # another row, then back: tried once more, said once more
     other = widget.visible_ids()[1]
     with capture_notifications() as notes:
@@ -579,6 +580,8 @@ def test_samples_that_fail_to_decode_are_counted_once_and_not_called_a_stop(
     viewer, widget = browser
     session = session_for(viewer)
     bad = sorted(p.name for p in dataset_dir.iterdir())[:2]
+    masks = {i: sorted((dataset_dir / i / "masks").glob("*.png"))[0] for i in bad}
+    good = {i: mask.read_bytes() for i, mask in masks.items()}
     for sample_id in bad:
         _break_a_mask(dataset_dir, sample_id)
     _open(qtbot, widget, dataset_dir)
@@ -593,3 +596,7 @@ def test_samples_that_fail_to_decode_are_counted_once_and_not_called_a_stop(
     assert len(session.samples) == total - 2
     assert bad[0][:8] in widget.status_label.toolTip()
     assert "masks" not in widget.status_label.text()  # no file path in the line itself
+    for sample_id, mask in masks.items():  # the files fixed: no longer skipped
+        mask.write_bytes(good[sample_id])
+    wait_worker(qtbot, widget.load_all())
+    assert widget.dataset.skipped == [] and "skipped" not in widget.status_label.text()

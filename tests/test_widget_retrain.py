@@ -736,9 +736,11 @@ def test_a_double_click_on_add_saves_once_and_an_unedited_prediction_is_said(ret
     dock.edit_prediction()
     with capture_notifications() as notes:
         worker = dock.add_to_training_set()
-        assert dock.add_to_training_set() is None  # the second click of the double click
+        dock.add_to_training_set()  # the second click of the double click, during the save
         wait_worker(qtbot, worker)
         qtbot.wait(200)
+        assert dock.add_to_training_set() is None  # or after a quick save
+    assert notes.any("is in the training set as it is already")
     added = [m for _level, m in notes.messages if "added to the training set" in m]
     assert len(added) == 1, notes.messages
     assert "It is the prediction as it was, not edited" in added[0]
@@ -758,3 +760,17 @@ def test_the_model_in_use_has_the_name_the_other_docks_give_it(retrain):
     dock.refresh()
     assert model_name(session.model) == "run-1/best"
     assert "Model in use: <b>run-1/best</b>" in dock.model_label.text()
+
+
+def test_an_unreadable_version_is_listed_and_cannot_be_used(retrain):
+    from napari_nuclei_unet.core.finetune.versions import ModelVersions
+
+    viewer, dock, session, samples, project = retrain
+    versions = ModelVersions(project)
+    version = versions.add(session.model.model, session.model.config, {"round": 1})
+    sidecar = version.path / "model.json"
+    sidecar.write_text(sidecar.read_text()[:40])
+    dock.refresh()
+    assert dock.versions_table.unreadable == {"v001"}
+    dock.versions_table.select_key("v001")
+    assert not dock.use_button.isEnabled()

@@ -386,6 +386,8 @@ def export_bioimageio(model: str | os.PathLike, out: str | os.PathLike, *,
                 save_bioimageio_package(descr, output_path=partial)
                 os.replace(partial, out)
             except OSError as exc:
+                if exc.filename is not None and Path(exc.filename) not in (partial, out):
+                    raise  # another file's error says its own name
                 raise plain_os_error(exc, out) from exc
     finally:
         partial.unlink(missing_ok=True)

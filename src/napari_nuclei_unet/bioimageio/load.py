@@ -116,9 +116,11 @@ def load_any_model(path_or_default: str | os.PathLike, device: Any = "cpu") -> L
     Returns
     -------
     LoadedModel
-        For a package, ``model`` is a :class:`BioimageioModel`, ``config`` the default
-        :class:`~napari_nuclei_unet.core.config.TrainConfig` (the package has none) and
-        ``metadata["bioimageio"]`` its name, description, licence and weight format.
+        For a package, ``model`` is a :class:`BioimageioModel`; ``config`` the training
+        settings a package exported by this plugin records, else the default
+        :class:`~napari_nuclei_unet.core.config.TrainConfig` with
+        ``metadata["train_config_recorded"]`` False; ``metadata["bioimageio"]`` its name,
+        description, licence and weight format.
 
     Raises
     ------

@@ -436,8 +436,11 @@ class DSBDataset:
         return samples
 
     def _warn_load(self, failed: list[tuple[str, str]], samples: list[Sample]) -> None:
+        # once each (a second "Load all" of the same files counted them again), and no
+        # more once a file was fixed and the sample decoded
+        loaded = {sample.id for sample in samples}
+        self.skipped = [(i, why) for i, why in self.skipped if i not in loaded]
         known = {sample_id for sample_id, _reason in self.skipped}
-        # once each: a second "Load all" of the same files counted them again
         self.skipped.extend((i, reason) for i, reason in failed if i not in known)
         if failed:
             warnings.warn(

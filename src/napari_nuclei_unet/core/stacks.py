@@ -302,6 +302,8 @@ class ImageStack:
         try:
             return np.asarray(self.data[index])
         except (ValueError, OSError, EOFError) as exc:
+            if not (self.source and Path(self.source).is_file()):  # a layer, a store
+                raise ImageFileError(f"{self.source} could not be read ({exc}).") from exc
             raise ImageFileError(
                 f"{self.source} is not a readable image ({exc}). The file may be corrupt "
                 "or truncated (e.g. an interrupted copy or download): replace it with a "

@@ -502,17 +502,19 @@ def step_aside_for(viewer: napari.Viewer, layer) -> bool:
     dock's image and its result were, and the canvas kept showing a dataset's sample
     while the dock said "Segmentation done" (GUI check h_gui9). Segmenting is asking to
     see that image: the sample and its panes are hidden (choosing a sample again shows
-    them), ``layer`` is shown and framed. Returns True when side by side was left.
+    them, and hides the user's layers: ``_layers.hide_own_layers``), ``layer`` is shown
+    and framed. Returns True when side by side was left.
     """
-    from napari_nuclei_unet.widgets._layers import IMAGE_LAYER, LABELS_LAYER
+    from napari_nuclei_unet.widgets._layers import IMAGE_LAYER, LABELS_LAYER, STEPPED_ASIDE_KEY
 
     if not side_by_side_active(viewer):
         return False
     clear_comparison(viewer)
     for name in (IMAGE_LAYER, LABELS_LAYER):
         sample = _get(viewer, name)
-        if sample is not None:
+        if sample is not None and sample.visible:
             _set(sample, visible=False)
+            sample.metadata[STEPPED_ASIDE_KEY] = True  # the next sample shown shows it
     if layer is not None and layer in viewer.layers:
         layer.visible = True
     frame_shown(viewer)

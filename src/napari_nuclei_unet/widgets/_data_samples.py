@@ -2,8 +2,8 @@
 
 A mixin of :class:`~napari_nuclei_unet.widgets.data_browser.DataBrowserWidget` (as the
 Segment dock's outputs are of its dock): it uses the dock's ``session``, ``viewer``,
-``dataset``, ``progress``, ``_pending_id``, ``_sample_worker``, ``_gone`` and
-``_show_loaded_count``.
+``dataset``, ``progress``, ``table``, ``_pending_id``, ``_sample_worker``, ``_gone``,
+``_syncing``, ``_selected_id`` and ``_show_loaded_count``.
 """
 
 from __future__ import annotations
@@ -52,6 +52,12 @@ class SampleShowing:
         # sample whose mask is unreadable was decoded again and again, 40 errors a second
         if dataset is self.dataset and self._pending_id == sample_id:
             self._pending_id = None
+            if self._selected_id() == sample_id:  # a click on its row tries it again
+                self._syncing = True
+                try:
+                    self.table.clearSelection()
+                finally:
+                    self._syncing = False
 
     def _on_sample_loaded(self, dataset: DSBDataset, sample: Sample) -> None:
         if dataset is not self.dataset:
@@ -79,8 +85,10 @@ class SampleShowing:
         self.session.set_current(sample.id)
 
     def _show_when_made(self, sample_id: str) -> None:
+        if self._gone:
+            return
+        self._show_loaded_count()  # not "preparing the image display" any more
         sample = self.session.samples.get(sample_id)
-        if self._gone or sample is None or sample_id != self._pending_id:
-            return  # closed, another dataset, or another row chosen meanwhile
-        self._show_loaded_count()
+        if sample is None or sample_id != self._pending_id:
+            return  # another dataset, or another image chosen meanwhile
         self._show(sample, wait=False)

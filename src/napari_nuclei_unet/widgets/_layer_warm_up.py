@@ -416,10 +416,19 @@ class LayerWarmUp(TurnRunner):
 
     def _made(self) -> None:
         self.sample_layers = True
+        self._call_waiting()
+
+    def _call_waiting(self) -> None:
+        """Run what waits for the sample layers, each on its own: an error is shown."""
+        from napari_nuclei_unet.widgets._workers import notify_error
+
         self._interval = self._calm
         waiting, self._waiting = self._waiting, []
         for callback in waiting:
-            callback()
+            try:
+                callback()
+            except Exception as exc:  # a step would only log it, and skip the others
+                notify_error(exc, "Showing the image")
 
     def after_sample_layers(self, callback) -> bool:
         """Call ``callback()`` once the sample layers are made; True when it must wait.
@@ -440,9 +449,18 @@ class LayerWarmUp(TurnRunner):
                 called.append(True)
                 callback()
 
+        def timed_out() -> None:  # shown now; the warm-up goes on at its calm pace
+            if once in self._waiting:
+                self._waiting.remove(once)
+                waiting, self._waiting = self._waiting, [once]
+                self._call_waiting()
+                self._waiting = waiting
+                if waiting:
+                    self._interval = HURRY_MS
+
         self._waiting.append(once)
         self._interval = min(self._interval, HURRY_MS)  # the user waits: fewer idle gaps
-        QTimer.singleShot(int(SAMPLE_LAYERS_WAIT_S * 1000), once)
+        QTimer.singleShot(int(SAMPLE_LAYERS_WAIT_S * 1000), timed_out)
         return True
 
     def stop(self) -> None:
@@ -450,9 +468,7 @@ class LayerWarmUp(TurnRunner):
         super().stop()
         if self._token is not None:
             PAUSE.release(self._token)  # a token released already is ignored
-        waiting, self._waiting = self._waiting, []
-        for callback in waiting:
-            callback()
+        self._call_waiting()
 
 
 def want_sample_layers(viewer) -> None:

@@ -256,6 +256,38 @@ def shown_sample_id(viewer: napari.Viewer) -> str | None:
     return None if layer is None else layer.metadata.get(SAMPLE_ID_KEY)
 
 
+#: Metadata key of a sample layer hidden while the user's own image is shown
+#: (``_compare_layers.step_aside_for``): the next sample shown shows it again.
+STEPPED_ASIDE_KEY = "nuclei_unet_stepped_aside"
+
+
+def hide_own_layers(viewer: napari.Viewer) -> list[str]:
+    """Hide the visible layers that are not the plugin's, before a dataset's sample shows.
+
+    Layers the user opened before (their own image, its segmentation) lay above the
+    plugin's: in side by side the pane titled "label mask" showed the user's own image,
+    and in overlay their image hid the error colours (GUI check h_gui10). They are
+    hidden, not removed, with one notification; their eye shows them again. Returns
+    their names.
+    """
+    from napari_nuclei_unet.widgets._compare_layers import COMPARE_LAYERS, PLUGIN_LAYERS
+
+    ours = {IMAGE_LAYER, LABELS_LAYER, *COMPARE_LAYERS, *PLUGIN_LAYERS}
+    hidden = []
+    for layer in list(viewer.layers):
+        if layer.visible and layer.name not in ours and not is_placeholder(layer):
+            layer.visible = False
+            hidden.append(layer.name)
+    if hidden:
+        from napari_nuclei_unet.widgets._workers import notify
+
+        names = ", ".join(f"“{name[:24]}”" for name in hidden[:3])
+        more = f" and {len(hidden) - 3} more" if len(hidden) > 3 else ""
+        notify(f"Your layer(s) {names}{more} are hidden so that they do not cover the "
+               "dataset's images; tick a layer's eye to see it again.")
+    return hidden
+
+
 def show_sample(viewer: napari.Viewer, sample: Sample) -> tuple[Image, Labels]:
     """Show ``sample`` in the :data:`IMAGE_LAYER` and :data:`LABELS_LAYER` layers.
 
@@ -292,13 +324,15 @@ def show_sample(viewer: napari.Viewer, sample: Sample) -> tuple[Image, Labels]:
     if labels is None:
         labels = np.array(sample.labels, copy=True)  # the ground truth itself stays untouched
 
+    hide_own_layers(viewer)
     image_layer = get_or_create_image(viewer, IMAGE_LAYER, sample.image)
     labels_layer = get_or_create_labels(viewer, LABELS_LAYER, labels, opacity=0.5)
     for layer in (image_layer, labels_layer):
         layer.metadata[SAMPLE_ID_KEY] = sample.id
         layer.metadata[MODALITY_KEY] = sample.modality
-        if layer.metadata.pop(PLACEHOLDER_KEY, False):  # made ahead, hidden: show it now
-            layer.visible = True
+        stepped_aside = layer.metadata.pop(STEPPED_ASIDE_KEY, False)
+        if layer.metadata.pop(PLACEHOLDER_KEY, False) or stepped_aside:
+            layer.visible = True  # made ahead hidden, or hidden for the user's own image
     watch_edits(labels_layer)
 
     # keep the mask above the image

@@ -303,6 +303,12 @@ class CorrectionSteps:
         if any(r is not None and r.sample_id == request.sample_id
                and np.array_equal(r.labels, labels) for r in pending):
             return None  # a double click: the same mask is being added already
+        last = getattr(self, "_last_added", None)  # a double click after a quick save
+        if last is not None and last.sample_id == request.sample_id \
+                and np.array_equal(last.labels, labels) \
+                and any(c.id == request.sample_id for c in self.corrections()):
+            notify(f"{short_id(sample.id)} is in the training set as it is already.")
+            return None
         self._save_queue.append(request)
         if self.is_finetuning():
             try:
@@ -331,6 +337,7 @@ class CorrectionSteps:
         return worker
 
     def _on_saved(self, request: _SaveRequest, correction: Any) -> None:
+        self._last_added = request
         current = self._edit
         if current is request.state and current.current_labels().shape == request.labels.shape:
             if np.array_equal(current.current_labels(), request.labels):

@@ -68,12 +68,18 @@ def _write_atomic(path: Path, write) -> None:
         raise
 
 
-def unwritable_reason(folder: str | os.PathLike) -> str | None:
+#: Said when a project folder that cannot be written to is refused.
+READ_ONLY_HINT = (" To use one of its models, open its versions/vNNN/model.safetensors with "
+                  "the Model dock's 'Checkpoint…', or copy the project folder to a place "
+                  "you can write to.")
+
+
+def unwritable_reason(folder: str | os.PathLike, how: str = "with 'Change…'") -> str | None:
     """Why a fine-tuning project cannot be written in ``folder``, in plain words, or None.
 
     A file is made and removed in the folder (or, when it does not exist yet, in the
     nearest folder above it that does), and in its ``versions`` folder: that is what a
-    round writes.
+    round writes. ``how``: where the dock asking chooses another folder.
     """
     from napari_nuclei_unet.widgets._workers import write_problem
 
@@ -82,8 +88,8 @@ def unwritable_reason(folder: str | os.PathLike) -> str | None:
         problem = write_problem(probe)
         if problem:
             return (f"The project folder {folder} cannot be written to ({problem}): a round "
-                    "would train and then fail to save. Choose another project folder with "
-                    "'Change…'.")
+                    "would train and then fail to save. Choose another project folder "
+                    f"{how}.")
     return None
 
 

@@ -217,11 +217,13 @@ class VersionsTable(_Table):
              "How many corrected images the round learned from (hover for their ids)"),
             stretch=2,
         )
+        self.unreadable: set[str] = set()  # versions listed as unreadable (never used)
 
     def set_versions(self, versions: Sequence[Any], current: str | None) -> None:
         """Show ``ModelVersion`` objects, ``current`` (a name) marked in bold with ●."""
         selected = self.selected_key()
         self.setRowCount(len(versions))
+        self.unreadable = {v.name for v in versions if getattr(v, "unreadable", "")}
         for row, version in enumerate(versions):
             in_use = version.name == current
             name = f"● {version.name}" if in_use else version.name

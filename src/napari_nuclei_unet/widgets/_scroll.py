@@ -53,3 +53,17 @@ def scrolled_layout(dock: QWidget, min_height: int = DOCK_MIN_HEIGHT) -> QVBoxLa
     area.setMinimumHeight(min_height)
     outer.addWidget(area)
     return layout
+
+
+def keep_narrow(combo: QWidget, characters: int = 16) -> None:
+    """Keep a combo box about ``characters`` wide whatever its items (the list shows them whole).
+
+    A QComboBox asks for the width of its longest item: a layer named by a 64-character
+    DSB2018 id made the Segment dock wider than its dock, its buttons off the edge.
+    """
+    from qtpy.QtWidgets import QComboBox
+
+    if not isinstance(combo, QComboBox):
+        return
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(characters)

@@ -148,9 +148,11 @@ def earlier_result(layer: Any, stack: Any) -> Any:
     wiped planes 0, 1, 2 and 4. None when there is nothing to keep (no such layer,
     another shape, one plane), or when the user painted on it: that layer stays as it
     is, and the new result, in a new layer, holds only what is segmented now (its other
-    planes would pass for unedited results). The labels are copied here, on the main
-    thread: a brush stroke during the job is then wholly in the copy or wholly out
-    (the worker copied them, and a stroke could be half in).
+    planes would pass for unedited results). Labels up to :data:`COPY_HERE_BYTES` are
+    copied here, on the main thread: a brush stroke during the job is then wholly in
+    the copy or wholly out (the worker copied them, and a stroke could be half in).
+    Larger ones (a long time-lapse) are copied by the worker, as before: a copy of
+    gigabytes here would freeze the window.
     """
     import numpy as np
 
@@ -161,7 +163,13 @@ def earlier_result(layer: Any, stack: Any) -> Any:
     if not source.get("planes") or stack.n_planes < 2 or layer.metadata.get(EDITED_KEY) \
             or tuple(layer.data.shape) != tuple(stack.labels_shape):
         return None
-    return StackResult(np.array(layer.data), layer_table(layer), list(source["planes"]))
+    data = layer.data
+    labels = np.array(data) if getattr(data, "nbytes", 0) <= COPY_HERE_BYTES else data
+    return StackResult(labels, layer_table(layer), list(source["planes"]))
+
+
+#: Earlier labels up to this size are copied on the main thread (about 0.1 s).
+COPY_HERE_BYTES = 256 * 2**20
 
 
 def done_words(result: Any, model: str) -> str:

@@ -388,15 +388,23 @@ class WorkerGuard:
                     finished_handler()
             finally:
                 worker.handled = True  # all handlers have run (tests wait on this)
-                self.ended.emit(kind)
+                self._emit(self.ended, kind)
 
         worker.finished.connect(_finished)
         # warnings raised in the job (e.g. "3 samples skipped") become notifications
         worker.warned.connect(_show_warning)
         self._workers[kind] = worker
         worker.start()
-        self.started.emit(kind)
+        self._emit(self.started, kind)
         return worker
+
+    @staticmethod
+    def _emit(signal: Any, kind: str) -> None:
+        """Emit ``signal(kind)``; a listener's error is logged (the job is not theirs)."""
+        try:
+            signal.emit(kind)
+        except Exception:
+            logger.exception("a listener of the job signals failed")
 
 
 def _tolerant(handler: Callable[..., Any]) -> Callable[..., Any]:

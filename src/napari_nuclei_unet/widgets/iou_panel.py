@@ -87,12 +87,16 @@ def hidden_scores(session: Any, shown: int) -> str:
     if n <= 0 or not others:
         return ""
     threshold, method = Counter(others).most_common(1)[0][0]
+    then, here, back = [], [], []
     if threshold != now[0]:
-        then, here = f"at threshold {threshold:.2f}", f"{now[0]:.2f}"
-        back = f"set the threshold back to {threshold:.2f}"
-    else:
-        then, here = f"with the {method} split", f"the {now[1]} split"
-        back = f"choose the {method} split again"
+        then.append(f"at threshold {threshold:.2f}")
+        here.append(f"{now[0]:.2f}")
+        back.append(f"set the threshold back to {threshold:.2f}")
+    if method != now[1]:
+        then.append(f"with the {method} split")
+        here.append(f"the {now[1]} split")
+        back.append(f"choose the {method} split again")
+    then, here, back = " ".join(then), " and ".join(here), " and ".join(back)
     return (f"{n} image(s) scored {then} are hidden at {here}: {back} to see them, or "
             "press 'Score all' to predict and score them again.")
 

@@ -87,6 +87,7 @@ from napari_nuclei_unet.widgets._retrain_jobs import (  # noqa: F401  (re-export
 )
 from napari_nuclei_unet.widgets._retrain_layout import build_layout
 from napari_nuclei_unet.widgets._retrain_project import (
+    READ_ONLY_HINT,
     DraftStore,
     default_project_dir,
     local_time,
@@ -268,7 +269,7 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         if unwritable:  # its corrections, drafts and versions could not be saved: refused
             stays = (f" The fine-tuning project stays {self.project}."
                      if self._store is not None else "")
-            notify(unwritable + stays, warning=True)
+            notify(unwritable + stays + READ_ONLY_HINT, warning=True)
             return False
         try:
             store = CorrectionStore(folder)  # reads the index, repairs a crashed save
@@ -305,7 +306,8 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
             return
         if not self.set_project(folder):
             notify(f"The fine-tuning project stays {self.project}.")
-            self.session.set_project_dir(self.project)  # the other docks show it again
+            # the other docks show it again; the one remembered is left as it was
+            self.session.set_project_dir(self.project, remember=False)
 
     def corrections(self) -> list[Any]:
         """The corrections of the project (``core.finetune.Correction``), sorted by id."""
@@ -411,7 +413,7 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         if name is None:
             return
         version = next((v for v in self.versions() if v.name == name), None)
-        if version is None or version.is_base:
+        if version is None or version.is_base or version.unreadable:
             self._update_buttons()
             return
         changes = (version.info.get("scores") or {}).get("corrected") or []
@@ -505,7 +507,9 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         self.finetune_button.setEnabled(not running)
         self.stop_button.setEnabled(running and not self._stop_event.is_set())
         self.choose_button.setEnabled(not running)
-        self.use_button.setEnabled(not running and self.versions_table.selected_key() is not None)
+        selected = self.versions_table.selected_key()
+        self.use_button.setEnabled(not running and selected is not None
+                                   and selected not in self.versions_table.unreadable)
         self.remove_button.setEnabled(self.corrections_table.selected_key() is not None)
         self.add_button.setEnabled(not self.session.jobs.is_running(SAVE_JOB))
 

@@ -54,7 +54,7 @@ from napari_nuclei_unet.widgets._layers import (
     watch_edits,
 )
 from napari_nuclei_unet.widgets._retrain_project import UNEDITED_NOTE, unwritable_reason
-from napari_nuclei_unet.widgets._scroll import scrolled_layout
+from napari_nuclei_unet.widgets._scroll import keep_narrow, scrolled_layout
 from napari_nuclei_unet.widgets._segment_jobs import (  # noqa: F401 - in_dock_words, as before
     DOCK_WORDS,
     RESULT_KEY,
@@ -158,6 +158,8 @@ class SegmentWidget(SegmentOutputs, QWidget):
         self.project.tooltip = ("Where 'Add plane' stores corrections: the Retrain dock's "
                                 "project (changing it here changes it there too).")
         self.add_button = PushButton(text="Add plane to fine-tuning project", enabled=False)
+        for combo in (self.image, self.truth):  # a long layer name (a DSB2018 id is 64
+            keep_narrow(combo.native)          # characters) widened the dock past its edge
         self.form = Container(widgets=[
             self.image, self.axes, self.channel, self.planes, self.diameter, self.threshold,
             self.model_file, self.tta,
@@ -272,7 +274,7 @@ class SegmentWidget(SegmentOutputs, QWidget):
         folder = str(self.project.value or "")
         if folder in ("", ".") or (Path(folder).exists() and not Path(folder).is_dir()):
             return  # said when a plane is added
-        unwritable = unwritable_reason(folder)
+        unwritable = unwritable_reason(folder, "in 'Fine-tuning project'")
         if unwritable:  # planes added there could not be saved: the project stays
             from napari_nuclei_unet.widgets._workers import notify
 

@@ -349,9 +349,10 @@ class TrainWidget(QWidget):
             form = self.config()
         except ConfigError:
             form = saved
-        # only Epochs the user set: after a restart the form's default (40) silently
-        # turned a 6-epoch run into a 40-epoch one (GUI check h_gui9)
-        epochs = max(saved.epochs, form.epochs) if self._epochs_chosen else saved.epochs
+        # Epochs the user set, or shown when the run is over (more is then asked for):
+        # the form's default (40) turned an unfinished 6-epoch run into 40 (h_gui9)
+        more = self._epochs_chosen or done_epochs >= saved.epochs
+        epochs = max(saved.epochs, form.epochs) if more else saved.epochs
         if done_epochs >= epochs:
             notify(f"This run already finished its {saved.epochs} epochs. Set Epochs higher "
                    f"than {saved.epochs}, then press Resume again.")
