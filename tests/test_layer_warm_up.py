@@ -688,3 +688,30 @@ def test_titles_made_by_a_comparison_before_the_warm_up_sit_in_the_layer_order(
     order = [n for n in cl.layer_order(IMAGE_LAYER, LABELS_LAYER) if n in names]
     assert [n for n in names if n in order] == order
     assert names.index(cl.TITLE_RIGHT_LAYER) < names.index(cl.ERROR_LAYER)
+
+
+def test_a_wait_for_the_sample_layers_ends_and_its_errors_are_shown(make_napari_viewer,
+                                                                    qtbot, monkeypatch):
+    # a show waiting for the layers ran inside a warm-up step: its error was only logged,
+    # and the shows waiting after it were skipped (review h_rev7)
+    from _widget_helpers import capture_notifications
+    from napari_nuclei_unet.widgets import _layer_warm_up
+    from napari_nuclei_unet.widgets._layer_warm_up import LayerWarmUp
+
+    monkeypatch.setattr(_layer_warm_up, "SAMPLE_LAYERS_WAIT_S", 0.2)
+    viewer = make_napari_viewer(show=True)
+    runner = LayerWarmUp(viewer, [], interval_ms=60)  # never started: never made
+    runner.want_sample_layers()
+    ran: list[str] = []
+
+    def broken():
+        raise RuntimeError("the layer was deleted")
+
+    with capture_notifications() as notes:
+        assert runner.after_sample_layers(broken)
+        assert runner.after_sample_layers(lambda: ran.append("shown"))
+        assert runner._interval == _layer_warm_up.HURRY_MS
+        qtbot.waitUntil(lambda: ran == ["shown"], timeout=5000)
+    assert notes.any("Showing the image failed")
+    assert runner._interval == 60  # calm again once nothing waits
+    runner.stop()

@@ -384,8 +384,9 @@ class LayerWarmUp(TurnRunner):
     Attributes
     ----------
     sample_layers : bool or None
-        None until a dataset is about to be opened; False while the dataset
-        workflow's layers are being made; True once they are made and drawn.
+        None until they are asked for (at the start, unless the viewer shows layers of
+        the user's own; else when a dataset is about to be opened); False while the
+        dataset workflow's layers are being made; True once they are made and drawn.
     """
 
     def __init__(self, viewer, steps: list, **kwargs) -> None:
@@ -419,16 +420,10 @@ class LayerWarmUp(TurnRunner):
         self._call_waiting()
 
     def _call_waiting(self) -> None:
-        """Run what waits for the sample layers, each on its own: an error is shown."""
-        from napari_nuclei_unet.widgets._workers import notify_error
-
+        """Run all that waits for the sample layers; the warm-up's calm pace comes back."""
         self._interval = self._calm
         waiting, self._waiting = self._waiting, []
-        for callback in waiting:
-            try:
-                callback()
-            except Exception as exc:  # a step would only log it, and skip the others
-                notify_error(exc, "Showing the image")
+        _run_each(waiting)
 
     def after_sample_layers(self, callback) -> bool:
         """Call ``callback()`` once the sample layers are made; True when it must wait.
@@ -442,23 +437,15 @@ class LayerWarmUp(TurnRunner):
         if self.sample_layers is not False or self._stopped or (
                 window is not None and not window.isVisible()):
             return False
-        called: list = []
+        def timed_out() -> None:  # shown now; the warm-up goes on, calm once none waits
+            if callback not in self._waiting:
+                return  # run already
+            self._waiting.remove(callback)
+            if not self._waiting:
+                self._interval = self._calm
+            _run_each([callback])
 
-        def once() -> None:
-            if not called:
-                called.append(True)
-                callback()
-
-        def timed_out() -> None:  # shown now; the warm-up goes on at its calm pace
-            if once in self._waiting:
-                self._waiting.remove(once)
-                waiting, self._waiting = self._waiting, [once]
-                self._call_waiting()
-                self._waiting = waiting
-                if waiting:
-                    self._interval = HURRY_MS
-
-        self._waiting.append(once)
+        self._waiting.append(callback)
         self._interval = min(self._interval, HURRY_MS)  # the user waits: fewer idle gaps
         QTimer.singleShot(int(SAMPLE_LAYERS_WAIT_S * 1000), timed_out)
         return True
@@ -469,6 +456,20 @@ class LayerWarmUp(TurnRunner):
         if self._token is not None:
             PAUSE.release(self._token)  # a token released already is ignored
         self._call_waiting()
+
+
+def _run_each(callbacks: list) -> None:
+    """Call each of ``callbacks``; an error is shown, and the others still run.
+
+    (In a warm-up step an error would only be logged, and the rest skipped.)
+    """
+    from napari_nuclei_unet.widgets._workers import notify_error
+
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception as exc:
+            notify_error(exc, "Showing the image")
 
 
 def want_sample_layers(viewer) -> None:
