@@ -18,23 +18,26 @@ from qtpy.QtGui import QColor
 
 from napari_nuclei_unet.widgets._layers import short_id
 
-#: Table columns: (header, ImageRow field, tooltip).
+#: Table columns: (header, ImageRow field, tooltip). The scores and the nuclei counts
+#: come right after the image: in the panel at 1280 x 800 the table shows about six
+#: columns, and the scores were cut after Dice, behind the modality and split.
 COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("Image", "id", "Sample id (hover a cell for the full id)"),
-    ("Modality", "modality", "Kind of image"),
-    ("Split", "split", "train: the model learnt from this image (its score is optimistic); "
-                       "validation: used to choose the model; unseen: never shown to it"),
     ("IoU", "iou", "Foreground intersection over union with the label mask"),
     ("Dice", "dice", "Foreground Dice coefficient with the label mask"),
     ("AP@0.5", "ap50", "Matched nuclei / (matched + missed + extra), match = IoU > 0.5"),
     ("DSB", "dsb_score", "DSB2018 score: AP averaged over IoU thresholds 0.5 to 0.95"),
     ("True", "n_true", "Number of nuclei in the label mask"),
     ("Pred", "n_pred", "Number of predicted nuclei"),
+    ("Modality", "modality", "Kind of image"),
+    ("Split", "split", "train: the model learnt from this image (its score is optimistic); "
+                       "validation: used to choose the model; unseen: never shown to it"),
 )
 FIELDS = tuple(column[1] for column in COLUMNS)
 SCORE_FIELDS = ("iou", "dice", "ap50", "dsb_score")
-#: Column names of :meth:`IoUPanel.export_csv` (the ``ImageRow`` fields).
-CSV_FIELDS = tuple(f for f in FIELDS if f != "split")
+#: Column names of :meth:`IoUPanel.export_csv` (the ``ImageRow`` fields), in the order
+#: CSV files have always had.
+CSV_FIELDS = ("id", "modality", "iou", "dice", "ap50", "dsb_score", "n_true", "n_pred")
 
 #: Widest the id column gets by itself (pixels, at least), and in characters of the
 #: table's font: a 16-character short id (``short_id``) fits; longer text is elided.
