@@ -2,7 +2,7 @@
 
 A mixin of :class:`~napari_nuclei_unet.widgets.data_browser.DataBrowserWidget` (as the
 Segment dock's outputs are of its dock): it uses the dock's ``session``, ``viewer``,
-``dataset``, ``progress``, ``table``, ``_pending_id``, ``_sample_worker``, ``_gone``,
+``dataset``, ``progress``, ``table``, ``_pending_id``, ``_sample_worker``, ``_dead``,
 ``_syncing``, ``_selected_id`` and ``_show_loaded_count``.
 """
 
@@ -85,7 +85,7 @@ class SampleShowing:
         self.session.set_current(sample.id)
 
     def _show_when_made(self, sample_id: str) -> None:
-        if self._gone:
+        if self._dead:
             return
         self._show_loaded_count()  # not "preparing the image display" any more
         sample = self.session.samples.get(sample_id)

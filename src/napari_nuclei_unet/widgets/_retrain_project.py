@@ -43,14 +43,19 @@ def config_dir() -> Path:
     return Path(platformdirs.user_config_dir(APP_NAME))
 
 
-def default_project_dir() -> Path:
-    """``<user data dir>/projects/default`` (``NUCLEI_UNET_DATA_DIR`` overrides the data dir)."""
+def data_dir() -> Path:
+    """The user data folder of the plugin (``NUCLEI_UNET_DATA_DIR`` overrides it)."""
     override = os.environ.get("NUCLEI_UNET_DATA_DIR")
     if override:
-        return Path(override).expanduser() / "projects" / "default"
+        return Path(override).expanduser()
     import platformdirs
 
-    return Path(platformdirs.user_data_dir(APP_NAME)) / "projects" / "default"
+    return Path(platformdirs.user_data_dir(APP_NAME))
+
+
+def default_project_dir() -> Path:
+    """``<user data dir>/projects/default`` (:func:`data_dir`)."""
+    return data_dir() / "projects" / "default"
 
 
 def _write_atomic(path: Path, write) -> None:

@@ -21,16 +21,12 @@ CLOSE_TIMEOUT_S = 120.0
 def default_runs_root() -> Path:
     """The runs folder in the user data dir (``.../napari-nuclei-unet/runs``).
 
-    ``NUCLEI_UNET_DATA_DIR`` overrides the data dir, as for the fine-tuning projects.
+    ``NUCLEI_UNET_DATA_DIR`` overrides the data dir, as for the fine-tuning projects
+    (``_retrain_project.data_dir``).
     """
-    import os
+    from napari_nuclei_unet.widgets._retrain_project import data_dir
 
-    override = os.environ.get("NUCLEI_UNET_DATA_DIR")
-    if override:
-        return Path(override).expanduser() / "runs"
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("napari-nuclei-unet")) / "runs"
+    return data_dir() / "runs"
 
 
 def best_summary(result: Any) -> str:

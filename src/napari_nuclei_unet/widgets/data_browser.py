@@ -88,7 +88,7 @@ class DataBrowserWidget(SampleShowing, QWidget):
         self._stop_opening = threading.Event()
         self._offered_path: str | None = None
         self._syncing = False  # True while the table follows another dock's choice
-        self._gone = False  # the dock was closed (Qt destroyed it)
+        self._dead = False  # the dock was closed (Qt destroyed it)
         self._meter: DownloadMeter | None = None
         self._meter_timer = QTimer(self)
         self._meter_timer.setInterval(200)
@@ -134,7 +134,7 @@ class DataBrowserWidget(SampleShowing, QWidget):
         share_the_column_when_shown(self)  # stacked under another dock
 
     def _disconnect(self) -> None:
-        self._gone = True
+        self._dead = True
         disconnect_all((
             (self.session.current_changed, self._on_current_changed),
             *self._napari_pairs,
