@@ -19,41 +19,7 @@ from __future__ import annotations
 import argparse
 import time
 
-
-class _Heartbeat:
-    """A 10 ms timer on the main thread; ``take()`` returns the longest gap since the last."""
-
-    def __init__(self) -> None:
-        from qtpy.QtCore import QElapsedTimer, Qt, QTimer
-
-        self.clock = QElapsedTimer()
-        self.clock.start()
-        self.last = 0
-        self.worst = 0
-        self.timer = QTimer()
-        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
-        self.timer.setInterval(10)
-        self.timer.timeout.connect(self._beat)
-        self.timer.start()
-
-    def _beat(self) -> None:
-        now = self.clock.elapsed()
-        self.worst = max(self.worst, now - self.last)
-        self.last = now
-
-    def take(self) -> int:
-        worst, self.worst = self.worst, 0
-        return worst
-
-
-def _wait(app, condition, timeout: float = 300.0) -> float:
-    start = time.monotonic()
-    while not condition():
-        app.processEvents()
-        time.sleep(0.005)
-        if time.monotonic() - start > timeout:
-            raise TimeoutError("waited too long")
-    return time.monotonic() - start
+from _gui_clock import Heartbeat, wait
 
 
 def main() -> None:
@@ -83,14 +49,14 @@ def main() -> None:
     if args.own:
         viewer.add_image(np.random.default_rng(0).integers(0, 255, (256, 256), np.uint8),
                          name="my cells")
-    beat = _Heartbeat()
+    beat = Heartbeat()
     end = time.monotonic() + 1.0
     while time.monotonic() < end:  # the window's first draws
         app.processEvents()
     beat.take()
     panel = WorkflowPanel(viewer)
     viewer.window.add_dock_widget(panel, name="all steps")
-    _wait(app, lambda: panel.tabs_built.done and (args.early or panel.warm_up.done))
+    wait(app, lambda: panel.tabs_built.done and (args.early or panel.warm_up.done))
     names = [layer.name for layer in viewer.layers]
     print(f"panel open{'' if args.early else ', warm-up over'}: {len(names)} layers "
           f"{names}; longest gap {beat.take()} ms")
@@ -100,11 +66,11 @@ def main() -> None:
         panel.data.open_dataset(args.data)
     else:
         panel.data.open_bundled_samples()
-    made = _wait(app, lambda: sum(layer.name != "my cells" for layer in viewer.layers) >= 9)
-    _wait(app, lambda: session.current_id is not None)
+    made = wait(app, lambda: sum(layer.name != "my cells" for layer in viewer.layers) >= 9)
+    wait(app, lambda: session.current_id is not None)
     print(f"nine layers made after {made:.2f} s; first image shown after "
           f"{time.monotonic() - start:.2f} s; longest gap {beat.take()} ms")
-    _wait(app, lambda: panel.warm_up.done)
+    wait(app, lambda: panel.warm_up.done)
     print(f"warm-up over after {time.monotonic() - start:.2f} s; "
           f"longest gap {beat.take()} ms; {len(viewer.layers)} layers")
     if args.screenshot:

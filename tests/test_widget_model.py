@@ -182,3 +182,150 @@ def test_value_column_is_visible_in_a_narrow_dock(model_widget, qtbot, tiny_chec
             right, table.viewport().width(), table.columnWidth(0), table.columnWidth(1),
             table.horizontalHeader().length(), table.horizontalHeader().offset(),
             widget.tabs.currentIndex())
+
+
+def test_export_button_follows_the_model_in_use(model_widget, tiny_checkpoint):
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+
+    _viewer, widget = model_widget
+    assert not widget.export_button.isEnabled()
+    assert "Load a model first" in widget.export_button.toolTip()
+    loaded = load_checkpoint(tiny_checkpoint)
+    widget.session.set_model(loaded)
+    assert widget.export_button.isEnabled()
+    assert "bioimage.io package" in widget.export_button.toolTip()
+    from dataclasses import replace
+
+    # a package of another tool cannot be re-exported; nor a model that is not in a file
+    widget.session.set_model(replace(loaded, metadata={"bioimageio": "unet2d"}))
+    assert not widget.export_button.isEnabled()
+    assert "bioimage.io package already" in widget.export_button.toolTip()
+    widget.session.set_model(replace(loaded, path=None))
+    assert not widget.export_button.isEnabled()
+
+
+def test_export_dialog_proposes_a_name_and_file(model_widget, qtbot, tiny_checkpoint,
+                                                 monkeypatch, tmp_path):
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QApplication
+
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    _viewer, widget = model_widget
+    widget.session.set_model(load_checkpoint(tiny_checkpoint))
+    seen = []
+
+    def answer(accept: bool) -> None:
+        dialog = QApplication.activeModalWidget()
+        seen.append(dialog.windowTitle() if dialog is not None else None)
+        if dialog is not None:
+            dialog.accept() if accept else dialog.reject()
+
+    QTimer.singleShot(300, lambda: answer(True))
+    choice = widget.ask_export()
+    assert seen == ["Export the model for bioimage.io"]
+    assert choice is not None
+    assert choice.name == "Nuclei U-Net (run-best)" and choice.license == "CC-BY-4.0"
+    assert choice.out == tmp_path / "nuclei-unet-run-best.zip" and choice.authors == ()
+    QTimer.singleShot(300, lambda: answer(False))
+    assert widget.ask_export() is None
+
+
+def test_export_names_and_authors_are_checked():
+    from napari_nuclei_unet.widgets._model_export import name_problem, split_authors
+
+    assert name_problem("Nuclei U-Net (our lab)") is None
+    assert "not '/'" in name_problem("lab/a")
+    assert "Give the package a name" in name_problem("  ")
+    assert split_authors("Lovelace, Ada; Alan Turing ;") == ("Lovelace, Ada", "Alan Turing")
+
+
+def test_export_writes_a_package_that_loads_back(model_widget, qtbot, tiny_checkpoint,
+                                                 tmp_path, monkeypatch):
+    pytest.importorskip("bioimageio.core")
+    from napari_nuclei_unet.bioimageio.load import load_any_model
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+    from napari_nuclei_unet.widgets._model_export import ExportChoice
+
+    _viewer, widget = model_widget
+    widget.session.set_model(load_checkpoint(tiny_checkpoint))
+    out = tmp_path / "shared" / "our lab.zip"
+    out.parent.mkdir()
+    # a name bioimage.io refuses is said before any work
+    assert widget.export_model(ExportChoice(out, "lab/a", (), "MIT")) is None
+    assert "may hold only letters" in widget.export_status.text()
+    with capture_notifications() as notes:
+        wait_worker(qtbot, widget.export_model(
+            ExportChoice(out, "Nuclei U-Net (our lab)", ("Ada Lovelace",), "MIT")))
+    assert out.is_file(), notes.messages
+    assert widget.export_status.text().startswith(f"Exported run/best to {out}")
+    assert not notes.texts("error")
+    assert widget.export_button.isEnabled()
+    package = load_any_model(out)
+    assert package.metadata["bioimageio"]["name"] == "Nuclei U-Net (our lab)"
+    assert package.metadata["train_config_recorded"]
+
+    # an existing file is replaced only when the user agrees
+    before = out.stat().st_mtime_ns
+    monkeypatch.setattr(type(widget), "_confirm_overwrite", lambda self, path: False)
+    assert widget.export_model(ExportChoice(out, "Nuclei U-Net (v2)", (), "MIT")) is None
+    assert widget.export_status.text() == "Not exported: the file exists."
+    assert out.stat().st_mtime_ns == before
+    monkeypatch.setattr(type(widget), "_confirm_overwrite", lambda self, path: True)
+    wait_worker(qtbot, widget.export_model(ExportChoice(out, "Nuclei U-Net (v2)", (), "MIT")))
+    assert load_any_model(out).metadata["bioimageio"]["name"] == "Nuclei U-Net (v2)"
+    assert "Tip: name the authors" in widget.export_status.text()
+
+
+def test_export_failure_is_said_in_the_dock(model_widget, qtbot, tiny_checkpoint, tmp_path):
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+    from napari_nuclei_unet.widgets._model_export import ExportChoice
+
+    _viewer, widget = model_widget
+    widget.session.set_model(load_checkpoint(tiny_checkpoint))
+    blocker = tmp_path / "not a folder"
+    blocker.write_text("a file where a folder should be")
+    with capture_notifications() as notes:
+        wait_worker(qtbot, widget.export_model(
+            ExportChoice(blocker / "model.zip", "Nuclei U-Net", (), "MIT")))
+    errors = notes.texts("error")
+    assert len(errors) == 1, notes.messages
+    assert "failed" in widget.export_status.text() or "could not" in \
+        widget.export_status.text(), widget.export_status.text()
+    assert str(blocker) in widget.export_status.text() or "not a folder" in errors[0]
+    assert widget.export_button.isEnabled()
+
+
+def test_export_runs_apart_and_stops_with_napari(model_widget, qtbot, tiny_checkpoint,
+                                                 tmp_path, monkeypatch):
+    """The export is a process of its own, killed when its job is stopped (napari closes)."""
+    import os
+    import sys
+
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+    from napari_nuclei_unet.widgets import _model_export
+    from napari_nuclei_unet.widgets._model_export import ExportChoice, export_command
+
+    choice = ExportChoice(tmp_path / "a.zip", "Nuclei U-Net (lab)", ("A B", "C D"), "MIT",
+                          overwrite=True)
+    command = export_command("/m/best.safetensors", choice)
+    assert command[1:5] == ["-m", "napari_nuclei_unet.cli", "export", "/m/best.safetensors"]
+    assert command.count("--author") == 2 and "--overwrite" in command
+    pid_file = tmp_path / "pid"
+    monkeypatch.setattr(_model_export, "export_command", lambda model, choice: [
+        sys.executable, "-c",
+        f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); "
+        "time.sleep(60)"])
+    _viewer, widget = model_widget
+    widget.session.set_model(load_checkpoint(tiny_checkpoint))
+    worker = widget.export_model(ExportChoice(tmp_path / "b.zip", "Nuclei U-Net", (), "MIT"))
+    assert not widget.export_button.isEnabled()  # one export at a time
+    qtbot.waitUntil(lambda: pid_file.exists() and bool(pid_file.read_text()), timeout=30_000)
+    widget._export_run.stop()  # what napari's close confirmation calls
+    wait_worker(qtbot, worker, timeout=10_000)
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid_file.read_text()), 0)
+    assert widget.export_button.isEnabled()
+    assert not (tmp_path / "b.zip").exists()
+    assert widget.export_status.text() == "The export was stopped; nothing was written."

@@ -35,6 +35,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_nuclei_unet.widgets._dock_life import share_the_column_when_shown
+from napari_nuclei_unet.widgets._model_export import ModelExport
 from napari_nuclei_unet.widgets._model_names import model_name
 from napari_nuclei_unet.widgets._scroll import scrolled_layout
 from napari_nuclei_unet.widgets._session import session_for
@@ -340,7 +341,7 @@ def _fill(table: QTableWidget, rows: list[tuple[str, str]]) -> None:
         table.fit_columns()
 
 
-class ModelWidget(QWidget):
+class ModelWidget(ModelExport, QWidget):
     """The "Model" dock: choose the model used for prediction and inspect it.
 
     Parameters
@@ -396,6 +397,17 @@ class ModelWidget(QWidget):
         self.training_label.setWordWrap(True)
         form.addRow("Training", self.training_label)
         layout.addLayout(form)
+
+        share = QHBoxLayout()
+        self.export_button = QPushButton("Export for bioimage.io…")
+        self.export_button.clicked.connect(self._choose_export)
+        share.addWidget(self.export_button)
+        share.addStretch(1)
+        layout.addLayout(share)
+        self.export_status = QLabel("")
+        self.export_status.setWordWrap(True)
+        self.export_status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(self.export_status)
 
         self.tabs = QTabWidget()
         self.metrics_table = _table(("Metric", "Value"))
@@ -492,6 +504,7 @@ class ModelWidget(QWidget):
 
     def _show_model(self) -> None:
         loaded = self.session.model
+        self._update_export_button()
         if loaded is None:
             self.name_label.setText("no model loaded: press Default model or Checkpoint…")
             self.device_label.setText("—")
