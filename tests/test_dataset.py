@@ -321,6 +321,18 @@ def test_decode_failure_during_load_is_skipped_and_reported(dsb_folder):
     assert "a0sample" in dict(ds.skipped)
     with pytest.raises(DatasetError, match="a0sample_m01.png"):
         ds.load("a0sample")
+    # loading again: the same failure is not reported again; another one is
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DatasetWarning)
+        assert [s.id for s in drive(ds.iter_load())] == ["b1sample", "c2empty"]
+    (dsb_folder / "b1sample" / "masks" / "b1sample_m00.png").write_bytes(b"garbage too")
+    with pytest.warns(DatasetWarning, match="skipped 1 sample") as record:
+        drive(ds.iter_load())
+    assert len(record) == 1 and "b1sample" in str(record[0].message)
+    assert sorted(dict(ds.skipped)) == ["a0sample", "b1sample"]
+    assert sorted(ds.failed_ids()) == ["a0sample", "b1sample"]
 
 
 def test_all_samples_bad_raises(tmp_path):

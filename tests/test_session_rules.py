@@ -316,3 +316,15 @@ def test_a_sample_loaded_after_its_files_changed_is_stamped_as_read(tmp_path):
     assert session.sample_stamps["a"] == dataset.fingerprints(["a"])["a"]
     note = session.set_dataset(dataset, dataset.fingerprints(dataset.ids()))
     assert "a" in session.samples and "changed" not in note, note
+
+
+def test_a_dataset_opened_again_without_scores_does_not_speak_of_zero(session, tmp_path):
+    from napari_nuclei_unet.core.dataset import Sample
+
+    (tmp_path / "data").mkdir()
+    session.set_dataset(FakeDataset(tmp_path / "data"))
+    image = np.zeros((2, 2), np.uint8)
+    session.add_samples([Sample("x", image, np.zeros((2, 2), np.int32), "fluorescence")])
+    note = session.set_dataset(FakeDataset(tmp_path / "data"))
+    assert note.startswith("data was opened again: its 1 loaded image(s) are kept"), note
+    assert "scores" not in note

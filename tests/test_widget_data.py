@@ -543,6 +543,8 @@ def _break_a_mask(dataset_dir, sample_id: str) -> None:
 def test_a_sample_that_cannot_be_decoded_is_said_once(browser, qtbot, dataset_dir):
     # its mask unreadable, the shown sample was decoded again and again: 282 identical
     # errors in 15 s and a core busy (GUI check h_gui9, HIGH 1)
+    from qtpy.QtCore import Qt
+
     from napari_nuclei_unet.widgets._session import session_for
 
     viewer, widget = browser
@@ -559,6 +561,12 @@ def test_a_sample_that_cannot_be_decoded_is_said_once(browser, qtbot, dataset_di
     assert "load sample" not in loads
     assert session.current_id is None
     assert widget._selected_id() is None  # a click on its row tries it again
+    # its row says so, and the status line counts it (the row looked like any other
+    # and only a fading notification said why: GUI check h_gui10, N9)
+    row = widget.table_model.index(widget.table_model.row_of(first), 0)
+    assert row.data().startswith("⚠ ")
+    assert "could not be decoded" in row.data(Qt.ItemDataRole.ToolTipRole)
+    assert ", 1 skipped (bad files" in widget.status_label.text()
     # another row, then back: tried once more, said once more
     other = widget.visible_ids()[1]
     with capture_notifications() as notes:
@@ -586,10 +594,12 @@ def test_samples_that_fail_to_decode_are_counted_once_and_not_called_a_stop(
         _break_a_mask(dataset_dir, sample_id)
     _open(qtbot, widget, dataset_dir)
     total = len(widget.dataset)
-    for _ in range(2):
+    for attempt in range(2):
         with capture_notifications() as notes:
             wait_worker(qtbot, widget.load_all())
         assert notes.any(f"{total - 2} of {total} samples are loaded: 2 could not be decoded")
+        # the files and their reasons are listed once, not at each Load all (h_gui10 N6)
+        assert notes.any("failed to decode") == (attempt == 0), notes.messages
         assert not notes.any("stopped"), notes.messages
         assert len(widget.dataset.skipped) == 2
         assert ", 2 skipped (bad files" in widget.status_label.text()
@@ -600,3 +610,6 @@ def test_samples_that_fail_to_decode_are_counted_once_and_not_called_a_stop(
         mask.write_bytes(good[sample_id])
     wait_worker(qtbot, widget.load_all())
     assert widget.dataset.skipped == [] and "skipped" not in widget.status_label.text()
+    assert not any(widget.table_model.is_marked(i) for i in bad)
+    row = widget.table_model.index(widget.table_model.row_of(bad[0]), 0)
+    assert not row.data().startswith("⚠")

@@ -654,6 +654,12 @@ def test_a_project_folder_that_cannot_be_written_is_not_taken(dock, tmp_path, mo
     assert notes.any(f"cannot be written to. The fine-tuning project stays {before}")
     assert session.fine_tuning_project() == before
     assert Path(str(widget.project.value)) == before
+    # a project that became read-only after it was chosen (remembered from before, and
+    # only this dock open): a plane is refused before any work, in plain words
+    with capture_notifications() as notes:
+        assert widget.add_to_project(read_only) is None
+    assert notes.any("cannot be written to"), notes.messages
+    assert widget.status.text().startswith("Not added: The project folder")
 
 
 def test_segmenting_an_image_leaves_a_datasets_side_by_side(dock, qtbot):

@@ -237,3 +237,32 @@ def test_a_resume_after_a_restart_keeps_the_runs_epochs(trainer, qtbot, make_nap
     assert notes.any("The run goes on to 5 epochs (set in Epochs; 3 planned)")
     again.stop()
     wait_worker(qtbot, worker, timeout=120_000)
+
+
+def test_samples_that_could_not_be_decoded_do_not_block_training(trainer):
+    # Load all said "3 of 5 samples are loaded: 2 could not be decoded ...; you can train
+    # on the others", and Start then refused: "Only 3 of the 5 samples are loaded"
+    viewer, widget = trainer
+    session = widget.session
+
+    class Decoded:
+        def __init__(self, failed):
+            self.failed = failed
+
+        def __len__(self):
+            return 8
+
+        def failed_ids(self):
+            return self.failed
+
+    session.dataset = Decoded(["bad1", "bad2"])
+    session.samples_changed.emit()
+    assert widget.data_label.text() == ("6 samples loaded and ready for training "
+                                        "(2 could not be decoded).")
+    assert len(widget._training_samples()) == 6
+    session.dataset = Decoded(["bad1"])  # one sample is still to be loaded
+    session.samples_changed.emit()
+    assert widget.data_label.text().startswith("6 of 8 samples loaded: press Load all")
+    with capture_notifications() as notes:
+        assert widget._training_samples() is None
+    assert notes.any("Only 6 of the 8 samples are loaded")

@@ -260,6 +260,10 @@ class DSBDataset:
         """Return the ids of the usable samples, sorted."""
         return [i.id for i in self.infos]
 
+    def failed_ids(self) -> list[str]:
+        """Ids of :meth:`ids` whose files failed to decode when last loaded (:attr:`skipped`)."""
+        return [i for i, _why in self.skipped if i in self._by_id]
+
     def info(self, sample_id: str) -> SampleInfo:
         """Return the index entry of one sample.
 
@@ -294,12 +298,20 @@ class DSBDataset:
         Raises
         ------
         DatasetError
-            When a file of the sample is corrupt or a mask size differs from the image.
+            When a file of the sample is corrupt or a mask size differs from the image
+            (the sample is then listed in :attr:`skipped`, until it decodes).
         KeyError
             When the id is unknown.
         """
         self.info(sample_id)
-        sample = _to_sample(_decode_files(self._kind, self._root, self._files[sample_id]))
+        try:
+            sample = _to_sample(_decode_files(self._kind, self._root, self._files[sample_id]))
+        except DatasetError as exc:  # listed in skipped, as a failure of iter_load is
+            if sample_id not in dict(self.skipped):
+                self.skipped = [*self.skipped, (sample_id, str(exc))]
+            raise
+        if sample_id in dict(self.skipped):  # its files were fixed since
+            self.skipped = [(i, why) for i, why in self.skipped if i != sample_id]
         if sample.overlap_pixels:
             warnings.warn(
                 f"{sample_id}: {sample.overlap_pixels} pixels belong to more than one mask; "
@@ -438,15 +450,18 @@ class DSBDataset:
     def _warn_load(self, failed: list[tuple[str, str]], samples: list[Sample]) -> None:
         # once each (a second "Load all" of the same files counted them again), and no
         # more once a file was fixed and the sample decoded
+        # and said once: a failure already reported for the same reason is not repeated
         loaded = {sample.id for sample in samples}
+        said = set(self.skipped)
         self.skipped = [(i, why) for i, why in self.skipped if i not in loaded]
         known = {sample_id for sample_id, _reason in self.skipped}
         self.skipped.extend((i, reason) for i, reason in failed if i not in known)
-        if failed:
+        new = [(i, reason) for i, reason in failed if (i, reason) not in said]
+        if new:
             warnings.warn(
                 _report(
-                    f"{self.path}: skipped {len(failed)} sample(s) that failed to decode",
-                    [f"{s}: {r}" for s, r in failed],
+                    f"{self.path}: skipped {len(new)} sample(s) that failed to decode",
+                    [f"{s}: {r}" for s, r in new],
                 ),
                 SkippedSamplesWarning,
                 stacklevel=4,

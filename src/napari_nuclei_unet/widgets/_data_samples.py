@@ -2,8 +2,9 @@
 
 A mixin of :class:`~napari_nuclei_unet.widgets.data_browser.DataBrowserWidget` (as the
 Segment dock's outputs are of its dock): it uses the dock's ``session``, ``viewer``,
-``dataset``, ``progress``, ``table``, ``_pending_id``, ``_sample_worker``, ``_dead``,
-``_syncing``, ``_selected_id`` and ``_show_loaded_count``.
+``dataset``, ``progress``, ``table``, ``table_model``, ``_pending_id``,
+``_sample_worker``, ``_dead``, ``_syncing``, ``_selected_id``, ``_show_loaded_count``
+and ``_describe_dataset``.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class SampleShowing:
                           ) -> None:
         # said once (the notification); not loaded again until it is chosen again: a
         # sample whose mask is unreadable was decoded again and again, 40 errors a second
+        if dataset is self.dataset:  # its row marked, its reason in the status line
+            self._describe_dataset(dataset)
         if dataset is self.dataset and self._pending_id == sample_id:
             self._pending_id = None
             if self._selected_id() == sample_id:  # a click on its row tries it again
@@ -64,6 +67,8 @@ class SampleShowing:
             return  # another dataset was opened meanwhile
         self.session.add_samples([sample])
         self._show_loaded_count()
+        if self.table_model.is_marked(sample.id):  # its files were fixed since
+            self._describe_dataset(dataset)
         if sample.id == self._pending_id:
             self._show(sample)
 

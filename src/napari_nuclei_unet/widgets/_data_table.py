@@ -37,12 +37,34 @@ class SampleTableModel(QAbstractTableModel):
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
         self._infos: list[SampleInfo] = []
+        self._failed: dict[str, str] = {}
 
     def set_infos(self, infos: list[SampleInfo]) -> None:
         """Replace all rows (one model reset, no per-row signal)."""
         self.beginResetModel()
         self._infos = list(infos)
+        self._failed = {}
         self.endResetModel()
+
+    def set_failed(self, failed: dict[str, str]) -> None:
+        """Mark the samples whose files could not be decoded (id: reason); the others not.
+
+        Their rows show "⚠" before the id, the reason in the tooltip: a selected row
+        whose image could not be shown looked like any other (GUI check h_gui10, N9).
+        """
+        if failed == self._failed:
+            return
+        changed = set(failed).symmetric_difference(self._failed) | {
+            i for i in failed if self._failed.get(i) != failed[i]}
+        self._failed = dict(failed)
+        for sample_id in changed:
+            row = self.row_of(sample_id)
+            if row is not None:
+                self.dataChanged.emit(self.index(row, 0), self.index(row, len(COLUMNS) - 1))
+
+    def is_marked(self, sample_id: str) -> bool:
+        """Whether ``sample_id``'s row is marked as not decoded (:meth:`set_failed`)."""
+        return sample_id in self._failed
 
     def info_at(self, row: int) -> SampleInfo:
         """The ``SampleInfo`` of source row ``row``."""
@@ -77,12 +99,16 @@ class SampleTableModel(QAbstractTableModel):
             return None
         info = self._infos[index.row()]
         column = index.column()
+        failed = self._failed.get(info.id)
         if role == Qt.ItemDataRole.DisplayRole:
-            return _display(info, column)
+            text = _display(info, column)
+            return f"⚠ {text}" if failed is not None and column == 0 else text
         if role == SORT_ROLE:
             return _sort_key(info, column)
         if role == ID_ROLE:
             return info.id
+        if role == Qt.ItemDataRole.ToolTipRole and failed is not None:
+            return f"{info.id} could not be decoded: {failed}"
         if role == Qt.ItemDataRole.ToolTipRole and column == 0:
             return info.id
         if role == Qt.ItemDataRole.TextAlignmentRole and column >= 2:

@@ -271,11 +271,14 @@ class Session:
                 self.current_id = None
             scored = set(self.rows).union(_scored(self.kept_results))
             if self.samples or scored or changed:
-                notes.append(
-                    f"{_place_name(dataset)} was opened again: its {len(self.samples)} "
-                    f"loaded image(s) and the predictions and scores of {len(scored)} "
-                    "image(s) are kept" + (f"; {changed} image(s) whose files changed since "
-                                           "are read again." if changed else "."))
+                kept = [f"its {len(self.samples)} loaded image(s)"] if self.samples else []
+                if scored:  # no "the scores of 0 image(s)" (GUI check h_gui10, N6)
+                    kept.append(f"the predictions and scores of {len(scored)} image(s)")
+                text = f"{_place_name(dataset)} was opened again"
+                if kept:
+                    text += ": " + " and ".join(kept) + " are kept"
+                notes.append(text + (f"; {changed} image(s) whose files changed since are "
+                                     "read again." if changed else "."))
         else:
             self._put_aside()
             scored = _scored(self.kept_results)

@@ -128,3 +128,19 @@ def _list_devices_and_warm_up() -> list[tuple[str, str]]:
     tiny_training_run(validate=True)
     return devices
 
+
+def decodable(dataset: Any) -> int:
+    """The dataset's samples, less those whose files failed to decode (Load all said so)."""
+    failed = getattr(dataset, "failed_ids", None)
+    return len(dataset) - (len(failed()) if callable(failed) else 0)
+
+
+def data_words(n: int, dataset: Any) -> str:
+    """The Train dock's line on the data: ``n`` samples loaded of ``dataset``'s."""
+    if n == 0:
+        return "No samples loaded: open a dataset in the Data panel and press Load all."
+    if dataset is not None and n < decodable(dataset):
+        return f"{n} of {len(dataset)} samples loaded: press Load all in the Data panel."
+    bad = len(dataset) - n if dataset is not None else 0
+    return f"{n} samples loaded and ready for training" + (
+        f" ({bad} could not be decoded)." if bad > 0 else ".")

@@ -430,6 +430,10 @@ class DataBrowserWidget(SampleShowing, QWidget):
                                                                else "")
         self.status_label.setText(text)
         self.status_label.setToolTip(tip)
+        failed = getattr(dataset, "failed_ids", None)
+        if callable(failed):
+            reasons = dict(dataset.skipped)
+            self.table_model.set_failed({i: reasons[i] for i in failed()})
 
     def _apply_filter(self) -> None:
         self._syncing = True  # rows moving under the selection show nothing new

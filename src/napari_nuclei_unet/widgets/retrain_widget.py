@@ -152,11 +152,20 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         self._view_timer.setInterval(150)
         self._view_timer.timeout.connect(self._restore_editing_view)
         self._connect()
-        if not self.set_project(self.project, remember=False):  # a broken index, read-only
+        # a remembered project that cannot be written to (read-only since, a drive not
+        # mounted) is said once, with the default project used meanwhile (h_gui10 N7)
+        unwritable = unwritable_reason(self.project) if self.project.is_dir() else None
+        if unwritable or not self.set_project(self.project, remember=False):  # broken index
             fallback = default_project_dir()
             if fallback == self.project or not self.set_project(fallback, remember=False):
                 self.project_edit.setText("")
                 self.project_edit.setPlaceholderText("choose a project folder")
+                if unwritable:
+                    notify(unwritable + READ_ONLY_HINT, warning=True)
+            elif unwritable:
+                notify(f"{unwritable} Working in the default fine-tuning project {fallback} "
+                       "meanwhile; your folder is tried again when napari starts next time."
+                       + READ_ONLY_HINT, warning=True)
             else:
                 notify(f"Working in the default fine-tuning project {fallback} for now.")
         self.session.jobs.start("warm up fine-tuning", _warm_up, refuse=False,

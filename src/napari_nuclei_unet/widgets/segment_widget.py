@@ -542,6 +542,11 @@ class SegmentWidget(SegmentOutputs, QWidget):
             notify(message, warning=True)
             self.status.setText(f"Not added: {message}")
             return None
+        unwritable = unwritable_reason(folder, "in 'Fine-tuning project'")
+        if unwritable:  # e.g. a project remembered from before, read-only since
+            notify(unwritable, warning=True)
+            self.status.setText(f"Not added: {unwritable}")
+            return None
         if self.result_layer is None:
             return None
         layer, stack = self._shown["layer"], self._shown["stack"]

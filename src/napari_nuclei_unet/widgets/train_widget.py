@@ -74,6 +74,8 @@ from napari_nuclei_unet.widgets._train_jobs import (  # noqa: F401  (re-exported
     _load_best,
     _run_training,
     best_summary,
+    data_words,
+    decodable,
     default_runs_root,
     new_run_dir,
     resume_point,
@@ -456,11 +458,11 @@ class TrainWidget(QWidget):
         if not samples:
             notify("Load a dataset in the Data panel first (Load all).")
             return None
-        if dataset is not None and len(samples) < len(dataset):
+        if dataset is not None and len(samples) < decodable(dataset):
             notify(f"Only {len(samples)} of the {len(dataset)} samples are loaded. Press "
                    "Load all in the Data panel, then Start again.")
             return None
-        return samples
+        return samples  # without those that could not be decoded (the Data tab says why)
 
     def _on_update(self, update: Any) -> None:
         if self._closing:
@@ -602,15 +604,8 @@ class TrainWidget(QWidget):
             self.start_from.setCurrentIndex(0)
 
     def _update_data_label(self) -> None:
-        n = len(self.session.samples)
-        dataset = self.session.dataset
-        if n == 0:
-            text = "No samples loaded: open a dataset in the Data panel and press Load all."
-        elif dataset is not None and n < len(dataset):
-            text = f"{n} of {len(dataset)} samples loaded: press Load all in the Data panel."
-        else:
-            text = f"{n} samples loaded and ready for training."
-        self.data_label.setText(text)
+        self.data_label.setText(data_words(len(self.session.samples), self.session.dataset))
 
     def _on_theme(self, event: Any = None) -> None:
         self.curves.set_theme(getattr(self.viewer, "theme", "dark"))
+
