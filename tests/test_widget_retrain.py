@@ -526,6 +526,31 @@ def test_round_that_scored_worse_is_kept_but_not_made_current(retrain, qtbot):
         assert text.count(phrase) == 1, phrase
 
 
+def test_every_view_of_the_project_hears_of_a_rounds_version(retrain, qtbot):
+    # a refused round's version was listed only by the dock that ran it; a dock closed
+    # during the round did not even make an adopted round's model current (h_gui11, M1)
+    from types import SimpleNamespace
+
+    from napari_nuclei_unet.widgets.retrain_widget import RetrainWidget
+
+    viewer, dock, session, samples, project = retrain
+    other = RetrainWidget(viewer)  # the panel's Retrain tab, beside the dock
+    assert other.project == project
+    refreshed = []
+    other.refresh = lambda: refreshed.append(True)
+    version = SimpleNamespace(name="v001", path=project / "versions" / "v001", model=None)
+    new_model = SimpleNamespace(path=project / "versions" / "v001" / "model.safetensors")
+    dock._on_result((_FakeRound(version), new_model))
+    assert refreshed, "the other view did not list the refused round's version"
+    refreshed.clear()
+    dock._dead = True  # closed during an adopted round: the session still takes it
+    with capture_notifications() as notes:
+        dock._on_result((_FakeRound(version, 0.80, 0.90), new_model))
+    assert session.model is new_model and refreshed
+    assert notes.any("v001 is now the model")
+    other.deleteLater()
+
+
 def test_a_refused_rounds_message_says_each_thing_once():
     from napari_nuclei_unet.widgets._retrain_finetune import refused_round_message
 
@@ -765,6 +790,29 @@ def test_the_model_in_use_has_the_name_the_other_docks_give_it(retrain):
     dock.refresh()
     assert model_name(session.model) == "run-1/best"
     assert "Model in use: <b>run-1/best</b>" in dock.model_label.text()
+
+
+def test_a_version_of_another_project_is_named_with_its_project(retrain):
+    # in a new project the model line said "v003" (of the other project) and the scores
+    # title "model.safetensors" (GUI check h_gui11, L1)
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+    from napari_nuclei_unet.core.finetune.versions import ModelVersions
+
+    viewer, dock, session, samples, project = retrain
+    other = ModelVersions(project.parent / "lab-a")
+    other.add(session.model.model, session.model.config, {"round": 1})
+    theirs = other.add(session.model.model, session.model.config, {"round": 2})
+    session.set_model(load_checkpoint(theirs.model))
+    dock.refresh()
+    assert "Model in use: <b>v002 of project lab-a</b>" in dock.model_label.text()
+    mine = ModelVersions(project).add(session.model.model, session.model.config,
+                                      {"round": 1, "base_model": str(theirs.model)})
+    dock.refresh()
+    dock.versions_table.select_key(mine.name)
+    dock._on_version_selected()
+    assert dock.scores_title.text() == (f"{mine.name}: IoU of the corrected images with "
+                                        f"v002 of project lab-a (before) and {mine.name} "
+                                        "(after)")
 
 
 def test_an_unreadable_version_is_listed_and_cannot_be_used(retrain):

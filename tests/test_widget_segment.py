@@ -299,6 +299,7 @@ def test_compare_pushes_scores_and_add_to_project(dock, qtbot, tmp_path):
     with capture_notifications() as notes:
         wait_worker(qtbot, widget.add_to_project(tmp_path / "project"))
     assert notes.any("Replaced zs-plane1") and not notes.any(NOT_EDITED)
+    assert widget.status.text().startswith("Replaced zs-plane1")  # the toast fades
 
 
 def test_an_image_segmented_again_after_another_reuses_its_layer(dock, qtbot):

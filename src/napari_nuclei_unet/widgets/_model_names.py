@@ -65,3 +65,21 @@ def model_name(model: Any) -> str:
     if path.stem in {"model", "best", "last", "weights", "checkpoint", "bioimageio", "rdf"}:
         return f"{path.parent.name}/{path.stem}"
     return path.stem
+
+
+def model_name_in(model: Any, project: str | Path | None) -> str:
+    """:func:`model_name`, naming the project when the model is a version of another one.
+
+    In a project, "v003" reads as this project's v003: the version of another project
+    the model in use comes from is ``"v003 of project lab-a"`` there.
+    """
+    name = model_name(model)
+    path = getattr(model, "path", None)
+    if path is None or project is None or not re.fullmatch(r"v\d{3,}", name):
+        return name
+    owner = Path(path).parent.parent.parent
+    try:
+        same = owner.resolve() == Path(project).resolve()
+    except OSError:
+        same = False
+    return name if same else f"{name} of project {owner.name}"

@@ -259,30 +259,38 @@ class FinetuneSteps:
             return
         self.last_result = result
         version = result.version
-        self.show_scores(result.corrected, title=f"{version.name}: IoU of the corrected images "
-                                                 "before and after the round")
         before = result.mean_iou("corrected", "before")
         after = result.mean_iou("corrected", "after")
         scores = ("" if before is None or after is None
                   else f" (mean IoU on the corrected images {iou_change(before, after, '→')})")
         adopted, why = round_adopted(result)
         self.last_adopted = adopted
+        alive = not self._dead  # closed during the round: its outcome still counts
+        if alive:
+            self.show_scores(result.corrected,
+                             title=f"{version.name}: IoU of the corrected images "
+                                   "before and after the round")
         if not adopted:
             # kept as a version, never made current: the model in use stays
             message = refused_round_message(version.name, why, before, after)
-            self.adoption_label.setText(message)
-            self.adoption_label.setVisible(True)
+            if alive:
+                self.adoption_label.setText(message)
+                self.adoption_label.setVisible(True)
             notify(message, warning=True)
-            self.refresh()
-            self.versions_table.select_key(version.name)
+        else:
+            if alive:
+                self.adoption_label.setVisible(False)
+            self.session.set_model(loaded)  # the old model's results are kept, not wiped
+            notify(f"Fine-tuning finished: {version.name} is now the model{scores}."
+                   f"{_stepped_back(version)} Nothing was overwritten.")
+        # every Retrain view of the project lists the new version (this one too); a
+        # refused round's was listed only by the dock that ran it (GUI check h_gui11, M1)
+        self.session.note_project_changed(str(self.project))
+        if not alive:
             return
-        self.adoption_label.setVisible(False)
-        self.session.set_model(loaded)  # the old model's results are kept, not wiped
-        notify(f"Fine-tuning finished: {version.name} is now the model{scores}."
-               f"{_stepped_back(version)} Nothing was overwritten.")
-        self.refresh()
         self.versions_table.select_key(version.name)
-        self.predict_corrected()
+        if adopted:
+            self.predict_corrected()
 
     def _on_errored(self, exc: BaseException) -> None:
         from napari_nuclei_unet.widgets._workers import explain

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from qtpy.QtCore import Qt, QTimer, QUrl
@@ -60,7 +61,7 @@ from napari_nuclei_unet.widgets._dock_life import (
     share_the_column_when_shown,
 )
 from napari_nuclei_unet.widgets._layers import short_id
-from napari_nuclei_unet.widgets._model_names import model_name
+from napari_nuclei_unet.widgets._model_names import model_name_in
 from napari_nuclei_unet.widgets._retrain_corrections import CorrectionSteps
 from napari_nuclei_unet.widgets._retrain_finetune import FinetuneSteps
 from napari_nuclei_unet.widgets._retrain_jobs import (  # noqa: F401  (re-exported)
@@ -426,8 +427,11 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
             self._update_buttons()
             return
         changes = (version.info.get("scores") or {}).get("corrected") or []
-        base = str(version.info.get("base_model", "?"))
-        base = "the default model" if base == "default" else Path(base).name
+        base = str(version.info.get("base_model") or "")
+        # named as the docks name models (a version's file is "model.safetensors")
+        base = ("the model before the round" if not base else "the default model"
+                if base == "default" or Path(base).name == "default.safetensors"
+                else model_name_in(SimpleNamespace(path=Path(base)), self.project))
         self.show_scores(changes, title=f"{version.name}: IoU of the corrected images with "
                                         f"{base} (before) and {version.name} (after)")
         self._update_buttons()
@@ -471,7 +475,8 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
             text = f"Model in use: <b>{version_words(current)}</b> of this project."
         else:
             # named as the Model and Compare docks name it ("run-…/best", not "best")
-            name = model_name(model) if getattr(model, "path", None) else "unsaved model"
+            name = (model_name_in(model, self.project) if getattr(model, "path", None)
+                    else "unsaved model")
             text = (f"Model in use: <b>{name}</b> (the first round records it as v000)."
                     if not versions else
                     f"Model in use: <b>{name}</b> (not a version of this project).")

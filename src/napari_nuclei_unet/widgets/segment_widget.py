@@ -567,10 +567,11 @@ class SegmentWidget(SegmentOutputs, QWidget):
             self.added = entry
             self.session.set_project_dir(folder)  # the Retrain dock shows this project
             self.session.note_project_changed(folder)
-            notify(f"{'Replaced' if replaced else 'Added'} {sample_id} "
-                   f"({entry.n_nuclei} nuclei) in the fine-tuning project {folder}"
-                   + (" (it had been added before)." if replaced else ".")
-                   + ("" if edited else f" {NOT_EDITED}"))
+            text = (f"{'Replaced' if replaced else 'Added'} {sample_id} "
+                    f"({entry.n_nuclei} nuclei) in the fine-tuning project {folder}"
+                    + (" (it had been added before)." if replaced else "."))
+            notify(text + ("" if edited else f" {NOT_EDITED}"))
+            self.status.setText(text)  # the notification fades (GUI check h_gui11, L4)
 
         def failed(exc: BaseException) -> None:  # the notification fades; the dock says it
             self.status.setText(f"Not added to the fine-tuning project: {in_dock_words(exc)}")
