@@ -444,6 +444,21 @@ def test_finetune_reads_a_correction_project(dataset, checkpoint, tmp_path, caps
                              "--epochs", "1", "--steps", "1", "--device", "cpu")
     assert code == 0, err
     assert "edited" in out
+    # an image kept aside in the Retrain dock is scored, not trained on
+    store = CorrectionStore(project)
+    store.add("aside", sample.image, sample.labels)
+    store.set_aside("aside")
+    code, out, err = run_cli(capsys, "finetune", checkpoint, project, "--out", project,
+                             "--epochs", "1", "--steps", "1", "--device", "cpu")
+    assert code == 0, err
+    assert "1 correction kept aside" in err
+    info = json.loads((project / "versions" / "v002" / "model.json").read_text())["finetune"]
+    assert [c["id"] for c in info["corrections"]] == ["edited"]
+    assert info["held_out"] == ["aside"]
+    store.set_aside("edited")
+    code, out, err = run_cli(capsys, "finetune", checkpoint, project, "--out", project,
+                             "--epochs", "1", "--steps", "1", "--device", "cpu")
+    assert code == 2 and "Every correction of" in err and "kept aside" in err
 
 
 def test_demo_calls_run_demo_lazily(monkeypatch, tmp_path, capsys):

@@ -293,6 +293,29 @@ def test_folder_without_index_entry_is_listed(tmp_path):
     ]
 
 
+def test_a_correction_kept_aside_stays_aside_through_saves_and_crashes(tmp_path):
+    a, b = synthetic("fluorescence", 11), synthetic("histology", 12)
+    store = CorrectionStore(tmp_path)
+    store.add("a", a.image, a.labels)
+    store.add("b", b.image, b.labels)
+    assert not store.get("a").aside
+    assert store.set_aside("a").aside
+    assert {c.id: c.aside for c in CorrectionStore(tmp_path).list()} == {"a": True, "b": False}
+    store.add("a", a.image, a.labels, note="corrected again")  # stays aside
+    assert CorrectionStore(tmp_path).get("a").aside
+    # the folder's own entry wins over an index a crash left behind
+    index = tmp_path / "project.json"
+    data = json.loads(index.read_text())
+    data["corrections"]["a"].pop("aside")
+    index.write_text(json.dumps(data))
+    assert CorrectionStore(tmp_path).set_aside("b").aside
+    assert {c.id: c.aside for c in CorrectionStore(tmp_path).list()} == {"a": True, "b": True}
+    assert not store.set_aside("a", False).aside
+    assert "aside" not in json.loads(index.read_text())["corrections"]["a"]
+    with pytest.raises(KeyError):
+        store.set_aside("nope")
+
+
 def test_remove_keeps_the_files(tmp_path):
     a = synthetic("fluorescence", 10)
     store = CorrectionStore(tmp_path)

@@ -330,6 +330,50 @@ def test_finetune_makes_a_version_and_switches_back(retrain, qtbot):
     assert dock.scores_title.text().startswith("v001: IoU of the corrected images")
 
 
+def test_images_kept_aside_check_the_round_and_are_not_trained_on(retrain, qtbot):
+    # the README's "images you keep aside" were only for the command line (--held-out):
+    # a GUI user had no way to check rounds on images they do not train on (h_gui11, M3)
+    import json
+
+    from qtpy.QtWidgets import QApplication
+
+    viewer, dock, session, samples, project = retrain
+    for sample in samples[:3]:
+        show(viewer, session, sample)
+        paint_square(dock.edit_label_mask(), 7)
+        add(qtbot, dock)
+    aside = samples[2].id
+    dock.corrections_table.select_key(aside)
+    assert dock.aside_button.text() == "Keep aside" and dock.aside_button.isEnabled()
+    with capture_notifications() as notes:
+        dock.aside_button.click()
+    assert notes.any("is kept aside: rounds do not learn from it")
+    assert dock.corrections_table.aside == {aside}
+    assert "3 image(s), 1 kept aside" in dock.corrections_label.text()
+    dock.corrections_table.select_key(aside)
+    QApplication.processEvents()
+    assert dock.aside_button.text() == "Train on it"
+    dock.epochs_spin.setValue(1)
+    dock.steps_spin.setValue(1)
+    worker = dock.start_finetune()
+    assert "(1 kept aside to check it)" in dock.status_label.text()
+    wait_worker(qtbot, worker, timeout=120_000)
+    info = json.loads((project / "versions" / "v001" / "model.json").read_text())["finetune"]
+    assert sorted(c["id"] for c in info["corrections"]) == sorted(s.id for s in samples[:2])
+    assert info["held_out"] == [aside]
+    table = dock.scores_table
+    assert table.keys()[-1] == aside and table.cell_text(2, 0).endswith("(aside)")
+    assert "Kept aside (1)" in dock.summary_label.text()
+    # every image aside: nothing to learn from, said so
+    for sample in samples[:2]:
+        assert dock.keep_aside(sample.id)
+    with capture_notifications() as notes:
+        assert dock.start_finetune() is None
+    assert notes.any("Every image of the training set is kept aside")
+    assert dock.keep_aside(aside, False)
+    assert dock.corrections_table.aside == {s.id for s in samples[:2]}
+
+
 def test_stopped_round_saves_nothing(retrain, qtbot):
     viewer, dock, session, samples, project = retrain
     model = session.model
@@ -489,7 +533,7 @@ class _FakeRound:
         self.version, self.cancelled, self.elapsed_s = version, False, 1.0
         self.corrected = [{"id": "a", "iou_before": before, "iou_after": after},
                           {"id": "b", "iou_before": before, "iou_after": after}]
-        self.evaluation = []
+        self.evaluation, self.held_out = [], []
         self._means = {"before": before, "after": after}
         if adopted is not None:
             self.adopted = adopted

@@ -31,6 +31,16 @@ def _load_corrections(path: str, *, quiet: bool, project: str | None = None,
     return samples
 
 
+def _kept_aside(path: str) -> set[str]:
+    """Ids of the corrections kept aside when ``path`` is a fine-tuning project."""
+    from ..core.finetune import CORRECTIONS_DIR, PROJECT_FILE, CorrectionStore
+
+    folder = Path(path)
+    if not ((folder / PROJECT_FILE).exists() or (folder / CORRECTIONS_DIR).is_dir()):
+        return set()
+    return {c.id for c in CorrectionStore(folder).list() if c.aside}
+
+
 def check_labelled_exists(path: str) -> None:
     """Refuse a missing folder of labelled images, naming the three forms it may take."""
     from ..core.dataset import check_not_dangling
@@ -220,6 +230,17 @@ def run(args: argparse.Namespace) -> int:
         axes, channel = getattr(args, "axes", None), getattr(args, "channel", None)
         corrections = _load_corrections(args.corrections, quiet=args.quiet, project=args.out,
                                         axes=axes, channel=channel)
+        aside = _kept_aside(args.corrections)  # a project's images kept aside in the GUI
+        kept = [s for s in corrections if s.id in aside]
+        corrections = [s for s in corrections if s.id not in aside]
+        if kept:
+            note(f"{counted(len(kept), 'correction')} kept aside: scored before and after, "
+                 "not trained on", quiet=args.quiet)
+            if not corrections:
+                raise FinetuneError(
+                    f"Every correction of {args.corrections} is kept aside: a round needs at "
+                    "least one to learn from (take one out of 'kept aside' in the Retrain "
+                    "dock).")
         if not corrections:
             raise FinetuneError(
                 f"No corrected image could be used in {args.corrections} (the notes above say "
@@ -237,6 +258,8 @@ def run(args: argparse.Namespace) -> int:
         if args.held_out:
             held_out = _load_corrections(args.held_out, quiet=args.quiet, axes=axes,
                                          channel=channel)
+        if kept:
+            held_out = [*(held_out or []), *kept]
         with TrainReporter(quiet=args.quiet) as reporter:
             result = drive(
                 finetune(base, corrections, original=original, ratio=ratio,

@@ -385,6 +385,34 @@ class CorrectionSteps:
         self.refresh()
         return target
 
+    def keep_aside(self, sample_id: str, aside: bool = True) -> bool:
+        """Keep a corrected image out of training to check rounds on it, or train on it again.
+
+        An image kept aside is scored before and after each round (with the corrected
+        images and the built-in regression set): a round that makes it worse is kept as
+        a version but not made current. Returns whether it changed.
+        """
+        if self.is_finetuning():
+            notify("Wait for the fine-tuning round to finish, then keep images aside.")
+            return False
+        try:
+            self.corrections_store().set_aside(sample_id, aside)
+        except (KeyError, ValueError, OSError) as exc:
+            notify_error(exc, f"Keeping {short_id(sample_id)} aside")
+            return False
+        notify(f"{short_id(sample_id)} is kept aside: rounds do not learn from it; each scores "
+               "it before and after, and one that makes it worse is not made current."
+               if aside else f"{short_id(sample_id)} is in the training set again.")
+        self.session.note_project_changed(str(self.project))  # every Retrain view lists it
+        return True
+
+    def _toggle_aside_selected(self) -> None:
+        sample_id = self.corrections_table.selected_key()
+        if sample_id is None:
+            notify("Select a corrected image in the list first.")
+            return
+        self.keep_aside(sample_id, sample_id not in self.corrections_table.aside)
+
     def _remove_selected(self) -> None:
         sample_id = self.corrections_table.selected_key()
         if sample_id is None:

@@ -20,6 +20,7 @@ from napari_nuclei_unet.core.finetune.results import iou_change
 from napari_nuclei_unet.core.progress import Progress
 from napari_nuclei_unet.widgets._layers import short_id
 from napari_nuclei_unet.widgets._retrain_jobs import (
+    ALL_ASIDE,
     BUSY_FINETUNE,
     BUSY_TRAINING,
     CLOSE_TIMEOUT_S,
@@ -116,9 +117,11 @@ class FinetuneSteps:
         if self.saves_pending():
             notify("A correction is being saved. Press Fine-tune again in a moment.")
             return None
-        ids = [c.id for c in self.corrections()]
+        listed = self.corrections()
+        ids = [c.id for c in listed if not c.aside]
+        aside = [c.id for c in listed if c.aside]  # scored before and after, not trained on
         if not ids:
-            notify(NO_CORRECTIONS, warning=True)
+            notify(ALL_ASIDE if aside else NO_CORRECTIONS, warning=True)
             return None
         unwritable = unwritable_reason(self.project)
         if unwritable:  # said before training, not after it (the round writes a version)
@@ -134,7 +137,7 @@ class FinetuneSteps:
         if self.has_unsaved_edits():
             notify(f"Your latest edits of {short_id(self._edit.sample.id)} are not in the "
                    f"training set: this round learns from the {len(ids)} image(s) added so far.")
-        taken = set(ids)
+        taken = {c.id for c in listed}  # an image kept aside is not trained on as original
         original = [s for s in self.session.samples.values()
                     if getattr(s, "has_labels", True) and safe_sample_id(s.id) not in taken]
         overrides = self._round_overrides(gui_cpu_threads())
@@ -144,7 +147,7 @@ class FinetuneSteps:
         worker = self.session.jobs.start(
             FINETUNE_JOB, _run_finetune, self._store, base, ids, original,
             (float(self.ratio_spin.value()) or None), overrides, self._stop_event.is_set,
-            self._done_event, float(getattr(self.session, "diameter", 0.0) or 0.0),
+            self._done_event, float(getattr(self.session, "diameter", 0.0) or 0.0), aside,
             on_yielded=self._on_update, on_returned=self._on_result,
             on_errored=self._on_errored, on_finished=self._on_finished, action="Fine-tuning",
             viewer=self.viewer,
@@ -164,7 +167,9 @@ class FinetuneSteps:
         self.progress.setFormat("starting …")
         mix = (f"mixed with up to {len(original)} original image(s)" if original
                else "no original images loaded: corrections only")
-        self.status_label.setText(f"Learning from {len(ids)} corrected image(s), {mix}.")
+        checked = f" ({len(aside)} kept aside to check it)" if aside else ""
+        self.status_label.setText(f"Learning from {len(ids)} corrected image(s){checked}, "
+                                  f"{mix}.")
         self._update_buttons()
         return worker
 
@@ -267,7 +272,7 @@ class FinetuneSteps:
         self.last_adopted = adopted
         alive = not self._dead  # closed during the round: its outcome still counts
         if alive:
-            self.show_scores(result.corrected,
+            self.show_scores(result.corrected, aside=result.held_out,
                              title=f"{version.name}: IoU of the corrected images "
                                    "before and after the round")
         if not adopted:
@@ -320,9 +325,13 @@ class FinetuneSteps:
         self._start_next_save()  # corrections added during the round
         self._update_buttons()
 
-    def show_scores(self, changes: Sequence[Any], *, title: str) -> None:
-        """Fill the before/after table (``ScoreChange`` objects or their dicts)."""
-        self.scores_table.set_changes(list(changes))
+    def show_scores(self, changes: Sequence[Any], *, title: str,
+                    aside: Sequence[Any] = ()) -> None:
+        """Fill the before/after table (``ScoreChange`` objects or their dicts).
+
+        ``aside``: the scores of the images kept aside, listed after and summed up apart.
+        """
+        self.scores_table.set_changes(list(changes), list(aside))
         self.scores_title.setText(title)
         rows = [c if isinstance(c, dict) else c.to_dict() for c in changes]
         if not rows:
@@ -333,10 +342,16 @@ class FinetuneSteps:
         better = sum(r["iou_after"] - r["iou_before"] > 0.005 for r in rows)
         worse = sum(r["iou_after"] - r["iou_before"] < -0.005 for r in rows)
         color = change_color(after - before)
-        self.summary_label.setText(
-            f"Mean IoU {before:.3f} → <b><span style='color:{color}'>{after:.3f}</span></b>"
-            f" · {better} better, {worse} worse, {len(rows) - better - worse} unchanged"
-        )
+        text = (f"Mean IoU {before:.3f} → <b><span style='color:{color}'>{after:.3f}</span></b>"
+                f" · {better} better, {worse} worse, {len(rows) - better - worse} unchanged")
+        kept = [c if isinstance(c, dict) else c.to_dict() for c in aside]
+        if kept:  # what the round did to images it did not learn from
+            before = float(np.mean([r["iou_before"] for r in kept]))
+            after = float(np.mean([r["iou_after"] for r in kept]))
+            color = change_color(after - before)
+            text += (f"<br>Kept aside ({len(kept)}): {before:.3f} → "
+                     f"<b><span style='color:{color}'>{after:.3f}</span></b>")
+        self.summary_label.setText(text)
 
     def predict_corrected(self) -> WorkerBase | None:
         """Predict the loaded corrected images and the shown one with the session's model.

@@ -30,6 +30,8 @@ NO_MODEL_FILE = ("The current model has no file on disk, so it cannot be fine-tu
                  "from a checkpoint in the Model panel first.")
 NO_CORRECTIONS = ("The training set is empty: correct a mask and click 'Add to training set' "
                   "first.")
+ALL_ASIDE = ("Every image of the training set is kept aside: a round needs at least one "
+             "to learn from. Select one and click 'Train on it', or add another.")
 NO_IMAGE = ("Select a dataset image first (Data panel or IoU panel). For your own images: "
             "correct the result in 'Segment image' (the tab, or the 'Segment image layer' "
             "dock), then click 'Add plane to fine-tuning project' there.")
@@ -49,13 +51,15 @@ def _run_finetune(
     should_stop: Callable[[], bool],
     done: threading.Event,
     diameter: float = 0.0,
+    aside: list[str] | None = None,
 ) -> Generator[Any, None, tuple[Any, Any]]:
     """The worker's job: read the corrections, run a round, load the new model.
 
     ``store`` is the dock's :class:`CorrectionStore` (any instance would do: saves
     hold the project's lock, so none mistakes a running save for a crashed one).
     ``diameter``: the session's nucleus diameter (pixels, 0 = automatic), so the round
-    trains on and scores the corrections at the size predictions show them.
+    trains on and scores the corrections at the size predictions show them. ``aside``:
+    the corrections kept aside, scored before and after (``held_out``), not trained on.
 
     Returns
     -------
@@ -70,6 +74,7 @@ def _run_finetune(
 
         import_torch_safely()
         corrections = store.load_samples(correction_ids)
+        held_out = store.load_samples(aside) if aside else None
         options = None
         if diameter > 0:
             from napari_nuclei_unet.core.segment import SegmentOptions
@@ -77,7 +82,8 @@ def _run_finetune(
             options = SegmentOptions(diameter=float(diameter))
         result = yield from finetune(base, corrections, original=original, ratio=ratio,
                                      config_overrides=overrides, out_dir=store.path,
-                                     should_stop=should_stop, segment_options=options)
+                                     should_stop=should_stop, segment_options=options,
+                                     held_out=held_out)
         loaded = None
         if result.version is not None:
             loaded = load_checkpoint(result.version.model, device="auto")

@@ -98,7 +98,12 @@ def build_layout(dock: Any) -> None:
     dock.remove_button = QPushButton("Remove")
     dock.remove_button.setToolTip("Take the selected image out of the training set (its "
                                   "files are moved to the project's removed/ folder)")
+    dock.aside_button = QPushButton("Keep aside")  # "Train on it" for an image kept aside
+    dock.aside_button.setToolTip(
+        "Keep the selected image out of training, to check rounds on it: each round scores "
+        "it before and after, and a round that makes it worse is not made current")
     set_buttons.addWidget(dock.corrections_label, 1)
+    set_buttons.addWidget(dock.aside_button)
     set_buttons.addWidget(dock.remove_button)
     set_layout.addLayout(set_buttons)
     layout.addWidget(set_box)

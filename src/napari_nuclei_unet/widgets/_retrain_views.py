@@ -36,6 +36,9 @@ from napari_nuclei_unet.widgets._retrain_project import (
 BETTER, WORSE, SAME = "#3aa655", "#e0533d", "#8a9099"
 #: Changes smaller than this are shown as "no change".
 SAME_TOLERANCE = 0.005
+#: What "kept aside" means, where a correction or its score is marked so.
+ASIDE_TIP = ("Kept aside: rounds do not learn from this image; each round scores it "
+             "before and after, and a round that makes it worse is not made current.")
 ROW_HEIGHT = 22
 
 
@@ -149,17 +152,24 @@ class CorrectionsTable(_Table):
              "When it was last saved (local time)"),
         )
         self.enable_id_copy()
+        self.aside: set[str] = set()
 
     def set_corrections(self, corrections: Sequence[Any]) -> None:
-        """Show ``core.finetune.Correction`` entries (sorted by id)."""
+        """Show ``core.finetune.Correction`` entries (sorted by id); those kept aside greyed."""
         selected = self.selected_key()
+        self.aside = {c.id for c in corrections if getattr(c, "aside", False)}
         self.setRowCount(len(corrections))
         for row, c in enumerate(corrections):
-            self.setItem(row, 0, self._item(short_id(c.id), key=c.id,
+            aside = c.id in self.aside
+            grey = SAME if aside else None
+            self.setItem(row, 0, self._item(short_id(c.id), key=c.id, color=grey,
                                             tooltip=f"{c.id}\nsaved in {c.path}"))
-            self.setItem(row, 1, self._item(str(c.n_nuclei), right=True))
-            self.setItem(row, 2, self._item(source_text(c.source, c.note), tooltip=c.note))
-            self.setItem(row, 3, self._item(local_time(c.updated, short=True),
+            self.setItem(row, 1, self._item(str(c.n_nuclei), right=True, color=grey))
+            source = source_text(c.source, c.note)
+            self.setItem(row, 2, self._item(
+                f"kept aside · {source}" if aside else source, color=grey,
+                tooltip=ASIDE_TIP if aside else c.note))
+            self.setItem(row, 3, self._item(local_time(c.updated, short=True), color=grey,
                                             tooltip=local_time(c.updated)))
         if selected is not None:
             self.select_key(selected)
@@ -177,15 +187,20 @@ class ScoreChangeTable(_Table):
         )
         self.enable_id_copy()
 
-    def set_changes(self, changes: Sequence[Any]) -> None:
-        """Show ``ScoreChange`` objects or their dicts (``iou_before``, ``iou_after``)."""
-        self.setRowCount(len(changes))
-        for row, change in enumerate(changes):
+    def set_changes(self, changes: Sequence[Any], aside: Sequence[Any] = ()) -> None:
+        """Show ``ScoreChange`` objects or their dicts (``iou_before``, ``iou_after``).
+
+        ``aside``: the images kept aside, listed after the others and marked so.
+        """
+        rows = [(change, False) for change in changes] + [(change, True) for change in aside]
+        self.setRowCount(len(rows))
+        for row, (change, kept) in enumerate(rows):
             get = change.get if isinstance(change, dict) else lambda k, c=change: getattr(c, k)
             sample_id, before, after = get("id"), float(get("iou_before")), float(get("iou_after"))
             delta = after - before
-            self.setItem(row, 0, self._item(short_id(sample_id), key=sample_id,
-                                            tooltip=sample_id))
+            self.setItem(row, 0, self._item(
+                f"{short_id(sample_id)} (aside)" if kept else short_id(sample_id),
+                key=sample_id, tooltip=f"{sample_id}\n{ASIDE_TIP}" if kept else sample_id))
             self.setItem(row, 1, self._item(f"{before:.3f}", right=True))
             self.setItem(row, 2, self._item(f"{after:.3f}", right=True))
             item = self._item(change_text(delta), right=True, color=change_color(delta))

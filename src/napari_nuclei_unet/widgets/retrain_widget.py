@@ -184,6 +184,7 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         self.draft_button.clicked.connect(self.continue_draft)
         self.add_button.clicked.connect(self.add_to_training_set)
         self.remove_button.clicked.connect(self._remove_selected)
+        self.aside_button.clicked.connect(self._toggle_aside_selected)
         self.corrections_table.itemSelectionChanged.connect(self._update_buttons)
         self.corrections_table.cellDoubleClicked.connect(self._on_correction_double_clicked)
         self.finetune_button.clicked.connect(self.start_finetune)
@@ -347,6 +348,9 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         self.corrections_table.set_corrections(corrections)
         drafts = DraftStore(self.project).ids()
         text = f"{len(corrections)} image(s)"
+        aside = sum(c.aside for c in corrections)
+        if aside:
+            text += f", {aside} kept aside"
         if drafts:
             text += f" · {len(drafts)} draft(s) not added yet"
         self.corrections_label.setText(text)
@@ -426,14 +430,16 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         if version is None or version.is_base or version.unreadable:
             self._update_buttons()
             return
-        changes = (version.info.get("scores") or {}).get("corrected") or []
+        scores = version.info.get("scores") or {}
+        changes = scores.get("corrected") or []
         base = str(version.info.get("base_model") or "")
         # named as the docks name models (a version's file is "model.safetensors")
         base = ("the model before the round" if not base else "the default model"
                 if base == "default" or Path(base).name == "default.safetensors"
                 else model_name_in(SimpleNamespace(path=Path(base)), self.project))
-        self.show_scores(changes, title=f"{version.name}: IoU of the corrected images with "
-                                        f"{base} (before) and {version.name} (after)")
+        self.show_scores(changes, aside=scores.get("held_out") or [],
+                         title=f"{version.name}: IoU of the corrected images with "
+                               f"{base} (before) and {version.name} (after)")
         self._update_buttons()
 
     # -------------------------------------------------------------- labels etc.
@@ -524,7 +530,11 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         selected = self.versions_table.selected_key()
         self.use_button.setEnabled(not running and selected is not None
                                    and selected not in self.versions_table.unreadable)
-        self.remove_button.setEnabled(self.corrections_table.selected_key() is not None)
+        chosen = self.corrections_table.selected_key()
+        self.remove_button.setEnabled(chosen is not None)
+        self.aside_button.setEnabled(chosen is not None and not running)
+        self.aside_button.setText("Train on it" if chosen in self.corrections_table.aside
+                                  else "Keep aside")
         self.add_button.setEnabled(not self.session.jobs.is_running(SAVE_JOB))
 
     def _on_theme(self, *_args: Any) -> None:

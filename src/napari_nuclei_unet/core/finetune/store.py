@@ -90,6 +90,9 @@ class Correction:
         ISO 8601 UTC times of the first and the latest save.
     path : pathlib.Path
         The sample folder.
+    aside : bool
+        Kept aside by the user (:meth:`CorrectionStore.set_aside`): rounds score it
+        before and after (their self-check) but do not train on it.
     """
 
     id: str
@@ -101,12 +104,13 @@ class Correction:
     created: str
     updated: str
     path: Path
+    aside: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The index entry (without the id and path)."""
         return {"source": self.source, "note": self.note, "n_nuclei": self.n_nuclei,
                 "height": self.height, "width": self.width, "created": self.created,
-                "updated": self.updated}
+                "updated": self.updated, **({"aside": True} if self.aside else {})}
 
 
 class CorrectionStore:
@@ -300,7 +304,7 @@ class CorrectionStore:
             note=str(entry.get("note", "")), n_nuclei=int(entry.get("n_nuclei", 0)),
             height=int(entry.get("height", 0)), width=int(entry.get("width", 0)),
             created=str(entry.get("created", "")), updated=str(entry.get("updated", "")),
-            path=self.corrections_dir / sample_id,
+            path=self.corrections_dir / sample_id, aside=entry.get("aside") is True,
         )
 
     def list(self) -> list[Correction]:
@@ -414,14 +418,17 @@ class CorrectionStore:
 
         with self._locked():
             self._repair()  # also re-reads the index another store may have changed
+            earlier = self._entries.get(sample_id, {})
             entry = {
                 "source": source,
                 "note": str(note),
                 "n_nuclei": n_nuclei,
                 "height": int(rgb.shape[0]),
                 "width": int(rgb.shape[1]),
-                "created": self._entries.get(sample_id, {}).get("created", _now()),
+                "created": earlier.get("created", _now()),
                 "updated": _now(),
+                # corrected again, an image kept aside stays aside
+                **({"aside": True} if earlier.get("aside") is True else {}),
             }
             staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.path))
             try:
@@ -470,6 +477,35 @@ class CorrectionStore:
         if had_old:
             shutil.rmtree(backup, ignore_errors=True)
 
+    @contextmanager
+    def _locked_correction(self, sample_id: str) -> Iterator[Path]:
+        """Hold the project's lock over an existing correction's folder (KeyError: none)."""
+        folder = self.corrections_dir / _check_id(sample_id)
+        missing = f"No correction {sample_id!r} in {self.path}."
+        if not folder.is_dir():
+            raise KeyError(missing)
+        with self._locked():
+            if not folder.is_dir():  # removed by another store meanwhile
+                raise KeyError(missing)
+            yield folder
+
+    def set_aside(self, sample_id: str, aside: bool = True) -> Correction:
+        """Keep a correction aside (rounds score it but do not train on it), or not.
+
+        Its folder's own entry is written first, then the index (a crash in between is
+        repaired from the folder, as after :meth:`add`). Raises as :meth:`remove` does.
+        """
+        with self._locked_correction(sample_id) as folder:
+            self._repair()
+            entry = dict(self._entries.get(sample_id) or _read_entry(folder) or
+                         self.get(sample_id).to_dict())
+            entry.pop("aside", None)
+            if aside:
+                entry["aside"] = True
+            _write_json_atomic(folder / ENTRY_FILE, entry)
+            self._write_index({**self._entries, sample_id: entry})
+        return self.get(sample_id)
+
     def remove(self, sample_id: str) -> Path:
         """Take a correction out of the project, keeping its files in ``removed/``.
 
@@ -491,12 +527,7 @@ class CorrectionStore:
         FinetuneError
             When another program kept the project locked for :data:`LOCK_TIMEOUT_S` s.
         """
-        final = self.corrections_dir / _check_id(sample_id)
-        if not final.is_dir():
-            raise KeyError(f"No correction {sample_id!r} in {self.path}.")
-        with self._locked():
-            if not final.is_dir():  # removed by another store meanwhile
-                raise KeyError(f"No correction {sample_id!r} in {self.path}.")
+        with self._locked_correction(sample_id) as final:
             self._read_index()
             stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
             target = self.path / REMOVED_DIR / f"{sample_id}-{stamp}"
