@@ -315,6 +315,30 @@ def test_an_image_segmented_again_after_another_reuses_its_layer(dock, qtbot):
     assert len(widget.features()["label"]) == viewer.layers["a labels"].data.max() > 0
 
 
+def test_the_image_segmented_and_its_result_are_what_the_canvas_shows(dock, qtbot):
+    # results piled up, all visible, and images opened later covered the one segmented:
+    # the layer painted on lay over another image (GUI check h_gui11, M2)
+    viewer, widget = dock
+    for name, seed in (("a", 1), ("b", 2), ("c", 3)):
+        viewer.add_image(nuclei_plane(seed), name=name)
+    viewer.add_image(nuclei_plane(4), name="membrane", blending="additive")  # a channel
+    widget.image.value = viewer.layers["a"]
+    with capture_notifications() as notes:
+        run(qtbot, widget)
+    visible = {layer.name for layer in viewer.layers if layer.visible}
+    assert visible == {"a", "a labels", "membrane"}
+    assert notes.any("“b”, “c” are hidden so that you see “a” and its result")
+    assert viewer.layers.selection.active is viewer.layers["a labels"]  # the brush's layer
+    widget.image.value = viewer.layers["c"]
+    run(qtbot, widget)
+    visible = {layer.name for layer in viewer.layers if layer.visible}
+    assert visible == {"a", "c", "c labels", "membrane"}  # a's result hidden; a is under c
+    widget.image.value = viewer.layers["b"]
+    run(qtbot, widget)
+    assert {layer.name for layer in viewer.layers if layer.visible} == {
+        "a", "b", "b labels", "membrane"}  # c covered b
+
+
 def test_wrong_channel_is_a_plain_message(dock, qtbot):
     viewer, widget = dock
     viewer.add_image(np.zeros((2, *SHAPE), np.uint16), name="two")

@@ -240,3 +240,40 @@ def plane_scores(truth: np.ndarray, labels: Any, planes: list[int], shape: tuple
         rows.append((flat, image_scores(np.asarray(truth[index]),
                                         np.asarray(labels[index]))))
     return rows
+
+
+def bring_into_view(viewer: Any, image: Any, result: Any) -> list[str]:
+    """Show ``image`` and its segmentation ``result``; return the names of the layers hidden.
+
+    Segmenting one image after another piled their results up, all visible, and the
+    images opened later covered the one segmented: the labels painted on lay over
+    another image, under other images' labels (GUI check h_gui11, M2). So the results of
+    other images, and the images drawn above ``image`` that cover it (not those added
+    onto it, as channels are), are hidden; ``result`` becomes the active layer (the one
+    napari's brush paints on).
+    """
+    from napari.layers import Image, Labels
+
+    from napari_nuclei_unet.widgets._layers import IMAGE_LAYER, LABELS_LAYER, STEPPED_ASIDE_KEY
+    from napari_nuclei_unet.widgets._segment_jobs import RESULT_KEY
+
+    layers = list(viewer.layers)
+    if image not in layers or result not in layers:
+        return []
+    bottom = layers.index(image)
+    hidden = []
+    for i, layer in enumerate(layers):
+        if layer is image or layer is result or not layer.visible:
+            continue
+        other_result = isinstance(layer, Labels) and (
+            (layer.metadata.get(RESULT_KEY) or {}).get("source") not in (None, image.name))
+        covers = isinstance(layer, Image) and i > bottom and layer.blending != "additive"
+        if other_result or covers:
+            layer.visible = False
+            hidden.append(layer.name)
+            if layer.name in (IMAGE_LAYER, LABELS_LAYER):
+                layer.metadata[STEPPED_ASIDE_KEY] = True  # the next sample shows it again
+    image.visible = True
+    result.visible = True
+    viewer.layers.selection.active = result
+    return hidden

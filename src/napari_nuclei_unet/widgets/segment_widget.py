@@ -457,6 +457,7 @@ class SegmentWidget(SegmentOutputs, QWidget):
         import pandas as pd
 
         from napari_nuclei_unet.widgets._compare_layers import step_aside_for
+        from napari_nuclei_unet.widgets._own_layers import bring_into_view
 
         layer, stack = self._source["layer"], self._source["stack"]
         step_aside_for(self.viewer, layer)  # a dataset's side by side: the user's image
@@ -488,6 +489,14 @@ class SegmentWidget(SegmentOutputs, QWidget):
             "zarr": str(result.zarr_path) if result.zarr_path else None}
         self.table.set_table(result.table)
         self._shown = dict(self._source)  # what "Add plane" and "Compare" speak of
+        hidden = bring_into_view(self.viewer, layer, self.result_layer)
+        if hidden:
+            from napari_nuclei_unet.widgets._workers import notify
+
+            names = ", ".join(f"“{n}”" for n in hidden[:3])
+            more = f" and {len(hidden) - 3} more" if len(hidden) > 3 else ""
+            notify(f"{names}{more} {'are' if len(hidden) > 1 else 'is'} hidden so that you "
+                   f"see “{layer.name}” and its result; tick a layer's eye to see it again.")
         self._refresh_choices()
 
     # -- compare and fine-tune -------------------------------------------------------
