@@ -361,6 +361,22 @@ def test_images_kept_aside_check_the_round_and_are_not_trained_on(retrain, qtbot
     info = json.loads((project / "versions" / "v001" / "model.json").read_text())["finetune"]
     assert sorted(c["id"] for c in info["corrections"]) == sorted(s.id for s in samples[:2])
     assert info["held_out"] == [aside]
+    # a second round with nothing changed would make the same version again: when that
+    # version was not made current, it is not run (h_gui11, L2)
+    from napari_nuclei_unet.widgets._retrain_jobs import repeated_round
+
+    v001 = dock.versions()[-1]
+    listed, base = dock.corrections(), dock._base_model()
+    overrides = dock._round_overrides(1)
+    args = (listed, overrides, None, 1, 0.0)  # the fixture's 4th image: one original
+    if v001.info["adopted"]:
+        assert repeated_round(dock.versions(), base, *args) is None
+    v001.info["adopted"] = False
+    assert repeated_round([v001], base, *args) is v001
+    assert repeated_round([v001], base, listed, {**overrides, "epochs": 3}, None, 1,
+                          0.0) is None
+    assert repeated_round([v001], base, listed[:2], overrides, None, 1, 0.0) is None
+    assert repeated_round([v001], base, listed, overrides, None, 2, 0.0) is None
     table = dock.scores_table
     assert table.keys()[-1] == aside and table.cell_text(2, 0).endswith("(aside)")
     assert "Kept aside (1)" in dock.summary_label.text()

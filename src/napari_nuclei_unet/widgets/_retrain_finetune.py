@@ -30,6 +30,7 @@ from napari_nuclei_unet.widgets._retrain_jobs import (
     NO_MODEL_FILE,
     _load_version,
     _run_finetune,
+    repeated_round,
     round_adopted,
     version_words,
 )
@@ -142,12 +143,21 @@ class FinetuneSteps:
                     if getattr(s, "has_labels", True) and safe_sample_id(s.id) not in taken]
         overrides = self._round_overrides(gui_cpu_threads())
         base = self._base_model()
+        ratio = float(self.ratio_spin.value()) or None
+        diameter = float(getattr(self.session, "diameter", 0.0) or 0.0)
+        again = repeated_round(self.versions(), base, listed, overrides, ratio, len(original),
+                               diameter)
+        if again is not None:
+            notify(f"Nothing changed since the round that made {again.name} (the same "
+                   "corrections, starting model and settings): another round would make "
+                   f"{again.name} again, which was not made current. Add or correct images, "
+                   "keep one aside, or change the round settings.", warning=True)
+            return None
         self._stop_event.clear()
         self._done_event.clear()
         worker = self.session.jobs.start(
-            FINETUNE_JOB, _run_finetune, self._store, base, ids, original,
-            (float(self.ratio_spin.value()) or None), overrides, self._stop_event.is_set,
-            self._done_event, float(getattr(self.session, "diameter", 0.0) or 0.0), aside,
+            FINETUNE_JOB, _run_finetune, self._store, base, ids, original, ratio, overrides,
+            self._stop_event.is_set, self._done_event, diameter, aside,
             on_yielded=self._on_update, on_returned=self._on_result,
             on_errored=self._on_errored, on_finished=self._on_finished, action="Fine-tuning",
             viewer=self.viewer,

@@ -224,3 +224,49 @@ def version_of_model(model: Any, versions: Sequence[Any]) -> Any:
             return version
     return None
 
+
+
+def repeated_round(versions: Sequence[Any], base: Any, corrections: Sequence[Any],
+                   overrides: dict[str, Any], ratio: float | None, n_original: int,
+                   diameter: float) -> Any:
+    """The project's newest version when a round now would only make it again, else None.
+
+    A round is seeded: from the same model, on the same corrections (and the same kept
+    aside), with the same settings and original images, it trains the same weights.
+    Pressing Fine-tune again after a refused round made identical refused versions,
+    40 s and 7.5 MB each (GUI check h_gui11, L2). An adopted newest version is never a
+    repeat (the next round starts from it).
+    """
+    from napari_nuclei_unet.core.checkpoint_commit import weights_path
+    from napari_nuclei_unet.core.finetune.mixing import auto_ratio
+    from napari_nuclei_unet.core.finetune.versions import ModelVersion, _is_default_model
+
+    newest = next((v for v in reversed(versions) if not v.is_base and not v.unreadable), None)
+    if newest is None or newest.info.get("adopted", True):
+        return None
+    info = newest.info
+    trained = [c for c in corrections if not c.aside]
+    if isinstance(base, ModelVersion):
+        started = {base.name}
+        origin = base.info.get("model") if base.is_base else None  # what v000 copies
+        if origin:
+            started.add("default" if origin == "default" else
+                        str(weights_path(origin).resolve()))
+    else:
+        started = {"default" if _is_default_model(base) else str(weights_path(base).resolve())}
+    settings = {k: v for k, v in overrides.items() if k not in ("num_threads", "device")}
+    recorded = {k: v for k, v in (info.get("config_overrides") or {}).items()
+                if k not in ("num_threads", "device")}
+    scoring = info.get("scoring") or {}
+    same = (
+        info.get("base_model") in started
+        and sorted((c.get("id"), c.get("updated")) for c in info.get("corrections") or [])
+        == sorted((c.id, c.updated) for c in trained)
+        and sorted(info.get("held_out") or []) == sorted(c.id for c in corrections if c.aside)
+        and recorded == settings
+        and info.get("ratio") == (auto_ratio(len(trained)) if ratio is None else ratio)
+        # the round counts the replay crops among its "original" samples
+        and int(info.get("n_original", -1)) - int(info.get("n_replay", 0)) == n_original
+        and float(scoring.get("diameter") or 0.0) == float(diameter or 0.0)
+    )
+    return newest if same else None
