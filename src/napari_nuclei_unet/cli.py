@@ -254,7 +254,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "corrections", metavar="CORRECTIONS_DIR",
         help="a folder of your images beside their corrected label images (cells.tif + "
              "cells_labels.tif, as predict names them; stored in the --out project), a "
-             "fine-tuning project folder (with corrections/ and project.json) or a "
+             "fine-tuning project folder (with corrections/ and project.json; its images "
+             "kept aside in the Retrain dock are held out, as with --held-out) or a "
              "DSB2018-style folder of corrected samples",
     )
     _add_channel_axes(finetune, "with images beside label images: ")
