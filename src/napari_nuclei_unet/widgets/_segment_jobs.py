@@ -46,8 +46,8 @@ def model_words(path: str, session_model: Any, project: Path | None = None) -> s
     """Which model the dock segments with, in words (shown, and said with each result).
 
     ``path``: the Model file field ("" when empty); ``project``: the viewer's
-    fine-tuning project, whose model is named when it is not the one loaded (napari
-    restarted since its last round, say).
+    fine-tuning project, whose current model Segment uses when none is loaded (napari
+    restarted since its last round, say), as the Retrain dock's Fine-tune does.
     """
     if is_default_word(path):
         return "the default model"
@@ -57,16 +57,15 @@ def model_words(path: str, session_model: Any, project: Path | None = None) -> s
         name = model_name(session_model)
         return ("the default model" if name == "default model" else f"model {name}") + \
             " (the model in use)"
-    words = "the default model (no model is loaded)"
-    adopted = _project_model(project)
-    if adopted is not None:
-        words += (f". This project's model {adopted} is not loaded: use it from the Retrain "
-                  "dock ('Use this version'), or choose its file here")
-    return words
+    version = project_model(project)
+    if version is not None:
+        return (f"model {version.name} of the fine-tuning project (its current version; "
+                "no model is loaded)")
+    return "the default model (no model is loaded)"
 
 
-def _project_model(project: Path | None) -> str | None:
-    """The name of a project's newest adopted version that is not the shipped model."""
+def project_model(project: Path | None) -> Any:
+    """A project's newest adopted version when it is not the shipped model, else None."""
     if project is None:
         return None
     from napari_nuclei_unet.core.finetune.versions import ModelVersions, newest_adopted
@@ -75,7 +74,7 @@ def _project_model(project: Path | None) -> str | None:
         version = newest_adopted(ModelVersions(project).list())
     except (OSError, ValueError):
         return None
-    return None if version is None or version.is_base else version.name
+    return None if version is None or version.is_base else version
 
 
 def _resolve_model(path: str, session_model: Any) -> Any:

@@ -69,6 +69,7 @@ from napari_nuclei_unet.widgets._segment_jobs import (  # noqa: F401 - in_dock_w
     model_words,
     placement,
     previous_result,
+    project_model,
     push_scores_to_iou_panel,
     rgb_note,
     with_suffix,
@@ -370,13 +371,18 @@ class SegmentWidget(SegmentOutputs, QWidget):
             h * w >= BIG_PIXELS
         planes = [plane] if (self.planes.value == CURRENT or big) else None
         model_path = self._model_path()
+        version = None if model_path or self.session.model is not None else \
+            project_model(self.session.project_dir)
+        if version is not None:  # nothing loaded: the project's model, as Fine-tune does
+            model_path = str(version.model)
         self._stop = False
         self._source = {"layer": layer, "stack": stack, "channel": channel}
         guessed = not self.axes.value.strip()
         self._note = (rgb_note(layer.name, stack) if guessed and channel is None else "") + \
             (axes_note(layer.name, stack) if guessed else "") + \
             ("" if big else labels_note(layer.name, stack, plane, channel))
-        self._model_words = model_words(model_path, self.session.model)  # no hint again
+        self._model_words = model_words(self._model_path(), self.session.model,
+                                        self.session.project_dir)
         # each large plane of a stack has its own (2-D) result layer: another plane's
         # result replaced it, and that plane's nuclei were lost
         self._previous = previous_result(self.viewer.layers, self.result_layer, layer,
