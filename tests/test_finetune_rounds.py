@@ -201,6 +201,20 @@ def test_a_round_that_gets_worse_is_kept_but_not_made_current(tmp_path, cuda_che
     assert info["reason"] == second.reason
 
 
+def test_an_image_kept_aside_is_never_trained_on_as_an_original_sample(tmp_path,
+                                                                        cuda_checkpoint):
+    # nuclei-unet finetune PROJECT --data DATA put a kept-aside image back into training
+    # as an "original" sample, and it then judged the round that learned it (review h_rev8)
+    corrections = [synthetic("histology", 1)]
+    kept, evaluated, other = (synthetic("histology", i) for i in (2, 3, 4))
+    result = drive(finetune(cuda_checkpoint, corrections, out_dir=tmp_path,
+                            original=[kept, evaluated, other], held_out=[kept],
+                            eval_samples=[evaluated], config_overrides=TINY, replay=False,
+                            check=False, tolerance=LENIENT))
+    assert result.n_original == 1  # only "other" is mixed in
+    assert ModelVersions(tmp_path).latest().info["n_original"] == 1
+
+
 def test_round_options_choose_what_learns(tmp_path, cuda_checkpoint):
     from napari_nuclei_unet.core.checkpoint import load_checkpoint
 

@@ -237,6 +237,12 @@ def test_model_names_say_which_file():
     # dock names it: "v001", not "v001/model"
     assert model_name(FakeModel(Path("/p/versions/v001/model.safetensors"))) == "v001"
     assert model_name(FakeModel(Path("/p/other/v001/model.safetensors"))) == "v001/model"
+    from napari_nuclei_unet.widgets._model_names import model_name_in
+
+    version = FakeModel(Path("/labs/a/versions/v001/model.safetensors"))
+    assert model_name_in(version, Path("/labs/b")) == "v001 of project a"
+    assert model_name_in(version, Path("/labs/a")) == "v001"
+    assert model_name_in(FakeModel(Path("/x/v001.safetensors")), Path("/labs/b")) == "v001"
 
 
 def test_split_marks():

@@ -567,6 +567,12 @@ def test_a_sample_that_cannot_be_decoded_is_said_once(browser, qtbot, dataset_di
     assert row.data().startswith("⚠ ")
     assert "could not be decoded" in row.data(Qt.ItemDataRole.ToolTipRole)
     assert ", 1 skipped (bad files" in widget.status_label.text()
+    from napari_nuclei_unet.widgets.data_browser import DataBrowserWidget
+
+    again = DataBrowserWidget(viewer)  # the Data view opened again keeps the marks
+    again_row = again.table_model.index(again.table_model.row_of(first), 0)
+    assert again_row.data().startswith("⚠ "), again_row.data()
+    again.deleteLater()
     # another row, then back: tried once more, said once more
     other = widget.visible_ids()[1]
     with capture_notifications() as notes:

@@ -312,11 +312,13 @@ def test_export_runs_apart_and_stops_with_napari(model_widget, qtbot, tiny_check
     command = export_command("/m/best.safetensors", choice)
     assert command[1:5] == ["-m", "napari_nuclei_unet.cli", "export", "/m/best.safetensors"]
     assert command.count("--author") == 2 and "--overwrite" in command
-    pid_file = tmp_path / "pid"
+    pid_file, tidied = tmp_path / "pid", tmp_path / "tidied"
     monkeypatch.setattr(_model_export, "export_command", lambda model, choice: [
         sys.executable, "-c",
-        f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); "
-        "time.sleep(60)"])
+        f"import os, sys, time; open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+        f"try:\n    time.sleep(60)\nexcept KeyboardInterrupt:\n"
+        f"    open({str(tidied)!r}, 'w').write('the export removes its partial file')\n"
+        "    sys.exit(130)"])
     _viewer, widget = model_widget
     widget.session.set_model(load_checkpoint(tiny_checkpoint))
     worker = widget.export_model(ExportChoice(tmp_path / "b.zip", "Nuclei U-Net", (), "MIT"))
@@ -326,6 +328,8 @@ def test_export_runs_apart_and_stops_with_napari(model_widget, qtbot, tiny_check
     wait_worker(qtbot, worker, timeout=10_000)
     with pytest.raises(ProcessLookupError):
         os.kill(int(pid_file.read_text()), 0)
+    if sys.platform != "win32":  # interrupted (its Ctrl-C: it tidies up), not killed
+        assert tidied.exists()
     assert widget.export_button.isEnabled()
     assert not (tmp_path / "b.zip").exists()
     assert widget.export_status.text() == "The export was stopped; nothing was written."

@@ -361,22 +361,26 @@ def test_images_kept_aside_check_the_round_and_are_not_trained_on(retrain, qtbot
     info = json.loads((project / "versions" / "v001" / "model.json").read_text())["finetune"]
     assert sorted(c["id"] for c in info["corrections"]) == sorted(s.id for s in samples[:2])
     assert info["held_out"] == [aside]
-    # a second round with nothing changed would make the same version again: when that
-    # version was not made current, it is not run (h_gui11, L2)
-    from napari_nuclei_unet.widgets._retrain_jobs import repeated_round
+    # pressing Fine-tune again with nothing changed would make the same version again:
+    # when that version was not made current, the round is not run (h_gui11, L2)
+    import napari_nuclei_unet.core.finetune.versions as versions_module
 
-    v001 = dock.versions()[-1]
-    listed, base = dock.corrections(), dock._base_model()
-    overrides = dock._round_overrides(1)
-    args = (listed, overrides, None, 1, 0.0)  # the fixture's 4th image: one original
-    if v001.info["adopted"]:
-        assert repeated_round(dock.versions(), base, *args) is None
-    v001.info["adopted"] = False
-    assert repeated_round([v001], base, *args) is v001
-    assert repeated_round([v001], base, listed, {**overrides, "epochs": 3}, None, 1,
-                          0.0) is None
-    assert repeated_round([v001], base, listed[:2], overrides, None, 1, 0.0) is None
-    assert repeated_round([v001], base, listed, overrides, None, 2, 0.0) is None
+    adopted = versions_module.ModelVersion.adopted
+    versions_module.ModelVersion.adopted = property(lambda self: self.is_base)  # refused
+    try:
+        if dock.current_version() is not None and dock.current_version().name == "v001":
+            dock.use_version("v000")  # as when the round was not made current
+            settle(qtbot, session)
+        with capture_notifications() as notes:
+            assert dock.start_finetune() is None
+        assert notes.any("Nothing changed since the round that made v001")
+        dock.epochs_spin.setValue(2)  # another setting: it runs
+        worker = dock.start_finetune()
+        assert worker is not None
+        dock.stop()
+        wait_worker(qtbot, worker, timeout=120_000)
+    finally:
+        versions_module.ModelVersion.adopted = adopted
     table = dock.scores_table
     assert table.keys()[-1] == aside and table.cell_text(2, 0).endswith("(aside)")
     assert "Kept aside (1)" in dock.summary_label.text()
@@ -387,6 +391,12 @@ def test_images_kept_aside_check_the_round_and_are_not_trained_on(retrain, qtbot
         assert dock.start_finetune() is None
     assert notes.any("Every image of the training set is kept aside")
     assert dock.keep_aside(aside, False)
+    assert dock.corrections_table.aside == {s.id for s in samples[:2]}
+    show(viewer, session, samples[0])  # corrected again: it stays aside, and is said so
+    paint_square(dock.edit_label_mask(), 9, (slice(20, 30), slice(20, 30)))
+    with capture_notifications() as notes:
+        add(qtbot, dock)
+    assert notes.any("saved, still kept aside"), notes.messages
     assert dock.corrections_table.aside == {s.id for s in samples[:2]}
 
 
@@ -873,6 +883,14 @@ def test_a_version_of_another_project_is_named_with_its_project(retrain):
     assert dock.scores_title.text() == (f"{mine.name}: IoU of the corrected images with "
                                         f"v002 of project lab-a (before) and {mine.name} "
                                         "(after)")
+    # the usual next round starts from this project's version, recorded by its name
+    # ("with v001 of project  (before)": review h_rev8, M1)
+    nxt = ModelVersions(project).add(session.model.model, session.model.config,
+                                     {"round": 2, "base_model": mine.name})
+    dock.refresh()
+    dock.versions_table.select_key(nxt.name)
+    dock._on_version_selected()
+    assert f"with {mine.name} (before)" in dock.scores_title.text()
 
 
 def test_an_unreadable_version_is_listed_and_cannot_be_used(retrain):

@@ -337,6 +337,16 @@ def test_the_image_segmented_and_its_result_are_what_the_canvas_shows(dock, qtbo
     run(qtbot, widget)
     assert {layer.name for layer in viewer.layers if layer.visible} == {
         "a", "b", "b labels", "membrane"}  # c covered b
+    # what the user turns back on, sets up see-through or puts elsewhere is left alone
+    viewer.layers["c"].visible = True
+    viewer.add_image(nuclei_plane(5), name="faint", opacity=0.3)
+    viewer.add_image(nuclei_plane(6), name="beside", translate=(0, 500))
+    widget.image.value = viewer.layers["a"]
+    with capture_notifications() as notes:
+        run(qtbot, widget)
+    assert {layer.name for layer in viewer.layers if layer.visible} == {
+        "a", "a labels", "c", "faint", "beside", "membrane"}
+    assert notes.any("“b”, “b labels” are hidden so that you see “a”")
 
 
 def test_wrong_channel_is_a_plain_message(dock, qtbot):

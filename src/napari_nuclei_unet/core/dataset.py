@@ -21,6 +21,7 @@ decoding them, in a process pool, is :mod:`.dataset_decode`'s.
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from collections.abc import Generator, Iterable, Sequence
 from pathlib import Path
@@ -71,6 +72,9 @@ __all__ = [
 
 #: Below this many mask files a load runs in the calling process (no pool start-up).
 PARALLEL_MIN_MASKS = 2_000
+#: Guards the updates of ``DSBDataset.skipped`` (a sample loaded alone and a Load all,
+#: in two threads); module-level, so that a dataset stays picklable.
+_SKIPPED_LOCK = threading.Lock()
 
 
 def _image_stat(kind: str, root: str, rel: str) -> tuple[int, int]:
@@ -260,9 +264,16 @@ class DSBDataset:
         """Return the ids of the usable samples, sorted."""
         return [i.id for i in self.infos]
 
+    def failures(self) -> dict[str, str]:
+        """Ids of :meth:`ids` whose files failed to decode when last loaded, with why.
+
+        One reading of :attr:`skipped`, which a loading thread may replace meanwhile.
+        """
+        return {i: why for i, why in self.skipped if i in self._by_id}
+
     def failed_ids(self) -> list[str]:
         """Ids of :meth:`ids` whose files failed to decode when last loaded (:attr:`skipped`)."""
-        return [i for i, _why in self.skipped if i in self._by_id]
+        return list(self.failures())
 
     def info(self, sample_id: str) -> SampleInfo:
         """Return the index entry of one sample.
@@ -307,11 +318,13 @@ class DSBDataset:
         try:
             sample = _to_sample(_decode_files(self._kind, self._root, self._files[sample_id]))
         except DatasetError as exc:  # listed in skipped, as a failure of iter_load is
-            if sample_id not in dict(self.skipped):
-                self.skipped = [*self.skipped, (sample_id, str(exc))]
+            with _SKIPPED_LOCK:  # a Load all may update it from another thread
+                if sample_id not in dict(self.skipped):
+                    self.skipped = [*self.skipped, (sample_id, str(exc))]
             raise
-        if sample_id in dict(self.skipped):  # its files were fixed since
-            self.skipped = [(i, why) for i, why in self.skipped if i != sample_id]
+        with _SKIPPED_LOCK:
+            if sample_id in dict(self.skipped):  # its files were fixed since
+                self.skipped = [(i, why) for i, why in self.skipped if i != sample_id]
         if sample.overlap_pixels:
             warnings.warn(
                 f"{sample_id}: {sample.overlap_pixels} pixels belong to more than one mask; "
@@ -452,10 +465,12 @@ class DSBDataset:
         # more once a file was fixed and the sample decoded
         # and said once: a failure already reported for the same reason is not repeated
         loaded = {sample.id for sample in samples}
-        said = set(self.skipped)
-        self.skipped = [(i, why) for i, why in self.skipped if i not in loaded]
-        known = {sample_id for sample_id, _reason in self.skipped}
-        self.skipped.extend((i, reason) for i, reason in failed if i not in known)
+        with _SKIPPED_LOCK:  # a sample loaded alone may update it from another thread
+            said = set(self.skipped)
+            kept = [(i, why) for i, why in self.skipped if i not in loaded]
+            known = {sample_id for sample_id, _reason in kept}
+            # a new list, never one changed in place: readers take it as one snapshot
+            self.skipped = kept + [(i, reason) for i, reason in failed if i not in known]
         new = [(i, reason) for i, reason in failed if (i, reason) not in said]
         if new:
             warnings.warn(

@@ -259,6 +259,9 @@ def shown_sample_id(viewer: napari.Viewer) -> str | None:
 #: Metadata key of a sample layer hidden while the user's own image is shown
 #: (``_compare_layers.step_aside_for``): the next sample shown shows it again.
 STEPPED_ASIDE_KEY = "nuclei_unet_stepped_aside"
+#: Metadata flag of a layer the Segment dock hid for a result (``_own_layers.bring_into_view``):
+#: seen visible again, the user turned it back on, and it is left alone from then on.
+HIDDEN_FOR_KEY = "nuclei_unet_hidden_for_result"
 
 
 def hide_own_layers(viewer: napari.Viewer) -> list[str]:
@@ -331,6 +334,7 @@ def show_sample(viewer: napari.Viewer, sample: Sample) -> tuple[Image, Labels]:
         layer.metadata[SAMPLE_ID_KEY] = sample.id
         layer.metadata[MODALITY_KEY] = sample.modality
         stepped_aside = layer.metadata.pop(STEPPED_ASIDE_KEY, False)
+        layer.metadata.pop(HIDDEN_FOR_KEY, None)  # shown again by the plugin
         if layer.metadata.pop(PLACEHOLDER_KEY, False) or stepped_aside:
             layer.visible = True  # made ahead hidden, or hidden for the user's own image
     watch_edits(labels_layer)

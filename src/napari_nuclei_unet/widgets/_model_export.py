@@ -1,10 +1,11 @@
 """The Model dock's "Export for bioimage.io…": the model in use, as a package for colleagues.
 
 A bioimage.io package (``.zip``) is what Fiji (deepImageJ), ilastik, QuPath and other
-napari installs open. The export is :func:`~napari_nuclei_unet.bioimageio.export.export_bioimageio`,
-the one ``nuclei-unet export MODEL --bioimageio OUT.zip`` runs, in a worker (it traces
-the network and validates the package: seconds). A magicgui dialog asks the package's
-name, its authors, its licence and where to save it.
+napari installs open. The export is
+:func:`~napari_nuclei_unet.bioimageio.export.export_bioimageio`, run as ``nuclei-unet
+export MODEL --bioimageio OUT.zip`` in a process of its own, which a worker waits for
+(it traces the network and validates the package: seconds). A magicgui dialog asks the
+package's name, its authors, its licence and where to save it.
 
 A mixin of :class:`~napari_nuclei_unet.widgets.model_widget.ModelWidget`: it uses the
 dock's ``session`` and its ``export_button`` and ``export_status``.
@@ -110,6 +111,11 @@ def export_command(model: str, choice: ExportChoice) -> list[str]:
     return command
 
 
+#: Seconds an export stopped by an interrupt has to tidy up (its partial file, its
+#: temporary folder) before it is killed.
+STOP_GRACE_S = 5.0
+
+
 class ExportRun:
     """The export's process, for stopping it from the main thread (napari closing)."""
 
@@ -118,11 +124,25 @@ class ExportRun:
         self.stopped = False
 
     def stop(self) -> None:
-        """Kill the export's process; its job ends without a package or an error."""
+        """Interrupt the export's process: it removes what it wrote, and the job ends.
+
+        No package and no error are said; the process is killed if it has not ended
+        after :data:`STOP_GRACE_S`.
+        """
         self.stopped = True
-        process = self.process
-        if process is not None and process.poll() is None:
-            process.kill()
+        _interrupt(self.process)
+
+
+def _interrupt(process: Any) -> None:
+    import signal
+    import sys
+
+    if process is None or process.poll() is not None:
+        return
+    if sys.platform == "win32":
+        process.terminate()
+    else:
+        process.send_signal(signal.SIGINT)  # the command's Ctrl-C: it cleans up, exits 130
 
 
 def _export(model: str, choice: ExportChoice,
@@ -131,26 +151,38 @@ def _export(model: str, choice: ExportChoice,
 
     The first export in napari's own process froze the window for 0.56 s (loading
     bioimageio.spec, onnx and the tracer holds Python's lock;
-    ``benchmarks/bench_export_gui.py``); in a process of its own it cannot. Returns the
-    package and its size, or None when ``run`` was stopped.
+    ``benchmarks/bench_export_gui.py``); in a process of its own it cannot. Its
+    messages go to a temporary file (a pipe read only at the end could fill up). Returns
+    the package and its size, or None when ``run`` was stopped.
     """
     import subprocess
+    import sys
+    import tempfile
     import time
 
-    process = subprocess.Popen(export_command(model, choice), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
-    run.process = process
-    try:
-        if run.stopped:  # stopped while the process started
-            process.kill()
-        while process.poll() is None:
-            yield None
-            time.sleep(0.1)
-        _out, err = process.communicate()
-    finally:
-        if process.poll() is None:  # the generator was closed
-            process.kill()
+    flags = getattr(subprocess, "CREATE_NO_WINDOW", 0) if sys.platform == "win32" else 0
+    with tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace") as messages:
+        process = subprocess.Popen(export_command(model, choice), stdout=subprocess.DEVNULL,
+                                   stderr=messages, stdin=subprocess.DEVNULL,
+                                   creationflags=flags)
+        run.process = process
+        try:
+            if run.stopped:  # stopped while the process started
+                _interrupt(process)
+            stopped_at = None
+            while process.poll() is None:
+                if run.stopped and stopped_at is None:
+                    stopped_at = time.monotonic()
+                if stopped_at is not None and time.monotonic() - stopped_at > STOP_GRACE_S:
+                    process.kill()
+                yield None
+                time.sleep(0.1)
+        finally:
+            if process.poll() is None:  # the generator was closed
+                process.kill()
             process.wait()
+        messages.seek(0)
+        err = messages.read()
     if run.stopped:
         return None
     if process.returncode != 0:
@@ -267,8 +299,8 @@ class ModelExport:
             if not choice.authors:
                 text += " Tip: name the authors next time (the package says "\
                         "“napari-nuclei-unet user”)."
+            notify(text)  # first: the dock may have been closed meanwhile
             self.export_status.setText(text)
-            notify(text)
 
         def failed(exc: BaseException) -> None:  # the notification fades; the dock says it
             self.export_status.setText(_export_error(exc) or f"Export failed: {explain(exc)}")

@@ -75,7 +75,9 @@ def model_name_in(model: Any, project: str | Path | None) -> str:
     """
     name = model_name(model)
     path = getattr(model, "path", None)
-    if path is None or project is None or not re.fullmatch(r"v\d{3,}", name):
+    # only a project's version file (<project>/versions/vNNN/model.safetensors) has a
+    # project; a bare "v001" (a round's record of its base) is this project's
+    if path is None or project is None or Path(path).parent.parent.name != "versions":
         return name
     owner = Path(path).parent.parent.parent
     try:

@@ -242,19 +242,34 @@ def plane_scores(truth: np.ndarray, labels: Any, planes: list[int], shape: tuple
     return rows
 
 
+def _overlaps(a: Any, b: Any) -> bool:
+    """Whether two layers' (last two axes') extents in the world overlap."""
+    try:
+        ea, eb = np.asarray(a.extent.world)[:, -2:], np.asarray(b.extent.world)[:, -2:]
+    except (AttributeError, ValueError):
+        return True
+    return bool(np.all(ea[0] < eb[1]) and np.all(eb[0] < ea[1]))
+
+
 def bring_into_view(viewer: Any, image: Any, result: Any) -> list[str]:
     """Show ``image`` and its segmentation ``result``; return the names of the layers hidden.
 
     Segmenting one image after another piled their results up, all visible, and the
     images opened later covered the one segmented: the labels painted on lay over
     another image, under other images' labels (GUI check h_gui11, M2). So the results of
-    other images, and the images drawn above ``image`` that cover it (not those added
-    onto it, as channels are), are hidden; ``result`` becomes the active layer (the one
-    napari's brush paints on).
+    other images, and the images drawn above ``image`` that cover it (overlapping it,
+    mostly opaque, not added onto it as channels are), are hidden; ``result`` becomes
+    the active layer (the one napari's brush paints on). A layer hidden so that the
+    user turned back on is left alone.
     """
     from napari.layers import Image, Labels
 
-    from napari_nuclei_unet.widgets._layers import IMAGE_LAYER, LABELS_LAYER, STEPPED_ASIDE_KEY
+    from napari_nuclei_unet.widgets._layers import (
+        HIDDEN_FOR_KEY,
+        IMAGE_LAYER,
+        LABELS_LAYER,
+        STEPPED_ASIDE_KEY,
+    )
     from napari_nuclei_unet.widgets._segment_jobs import RESULT_KEY
 
     layers = list(viewer.layers)
@@ -263,17 +278,21 @@ def bring_into_view(viewer: Any, image: Any, result: Any) -> list[str]:
     bottom = layers.index(image)
     hidden = []
     for i, layer in enumerate(layers):
-        if layer is image or layer is result or not layer.visible:
+        if layer is image or layer is result or not layer.visible \
+                or layer.metadata.get(HIDDEN_FOR_KEY) or not _overlaps(layer, image):
             continue
         other_result = isinstance(layer, Labels) and (
             (layer.metadata.get(RESULT_KEY) or {}).get("source") not in (None, image.name))
-        covers = isinstance(layer, Image) and i > bottom and layer.blending != "additive"
+        covers = isinstance(layer, Image) and i > bottom and layer.blending != "additive" \
+            and layer.opacity >= 0.5
         if other_result or covers:
             layer.visible = False
+            layer.metadata[HIDDEN_FOR_KEY] = True
             hidden.append(layer.name)
             if layer.name in (IMAGE_LAYER, LABELS_LAYER):
                 layer.metadata[STEPPED_ASIDE_KEY] = True  # the next sample shows it again
-    image.visible = True
-    result.visible = True
+    for layer in (image, result):
+        layer.visible = True
+        layer.metadata.pop(HIDDEN_FOR_KEY, None)  # shown by the plugin, not by the user
     viewer.layers.selection.active = result
     return hidden

@@ -346,9 +346,10 @@ class CorrectionSteps:
                 current.baseline = request.labels
         unedited = (" It is the prediction as it was, not edited: a round learns little "
                     "from it." if request.source == "prediction" else "")
-        notify(f"{short_id(request.sample.id)} added to the training set "
-               f"({correction.n_nuclei} nuclei). {len(self.corrections())} image(s) in the "
-               f"project.{unedited}")
+        where = ("saved, still kept aside (rounds score it, do not learn from it)"
+                 if getattr(correction, "aside", False) else "added to the training set")
+        notify(f"{short_id(request.sample.id)} {where} ({correction.n_nuclei} nuclei). "
+               f"{len(self.corrections())} image(s) in the project.{unedited}")
         self.refresh()
         self.corrections_table.select_key(correction.id)
 

@@ -32,6 +32,7 @@ from napari_nuclei_unet.widgets._retrain_jobs import (
     _run_finetune,
     repeated_round,
     round_adopted,
+    round_key,
     version_words,
 )
 from napari_nuclei_unet.widgets._retrain_project import unwritable_reason
@@ -145,8 +146,8 @@ class FinetuneSteps:
         base = self._base_model()
         ratio = float(self.ratio_spin.value()) or None
         diameter = float(getattr(self.session, "diameter", 0.0) or 0.0)
-        again = repeated_round(self.versions(), base, listed, overrides, ratio, len(original),
-                               diameter)
+        key = round_key(base, listed, overrides, ratio, [s.id for s in original], diameter)
+        again = repeated_round(self.versions(), key)
         if again is not None:
             notify(f"Nothing changed since the round that made {again.name} (the same "
                    "corrections, starting model and settings): another round would make "
@@ -157,7 +158,7 @@ class FinetuneSteps:
         self._done_event.clear()
         worker = self.session.jobs.start(
             FINETUNE_JOB, _run_finetune, self._store, base, ids, original, ratio, overrides,
-            self._stop_event.is_set, self._done_event, diameter, aside,
+            self._stop_event.is_set, self._done_event, diameter, aside, key,
             on_yielded=self._on_update, on_returned=self._on_result,
             on_errored=self._on_errored, on_finished=self._on_finished, action="Fine-tuning",
             viewer=self.viewer,

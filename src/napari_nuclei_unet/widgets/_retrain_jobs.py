@@ -52,6 +52,7 @@ def _run_finetune(
     done: threading.Event,
     diameter: float = 0.0,
     aside: list[str] | None = None,
+    inputs_key: str | None = None,
 ) -> Generator[Any, None, tuple[Any, Any]]:
     """The worker's job: read the corrections, run a round, load the new model.
 
@@ -60,6 +61,7 @@ def _run_finetune(
     ``diameter``: the session's nucleus diameter (pixels, 0 = automatic), so the round
     trains on and scores the corrections at the size predictions show them. ``aside``:
     the corrections kept aside, scored before and after (``held_out``), not trained on.
+    ``inputs_key``: :func:`round_key` of the round, recorded in its version.
 
     Returns
     -------
@@ -83,7 +85,7 @@ def _run_finetune(
         result = yield from finetune(base, corrections, original=original, ratio=ratio,
                                      config_overrides=overrides, out_dir=store.path,
                                      should_stop=should_stop, segment_options=options,
-                                     held_out=held_out)
+                                     held_out=held_out, inputs_key=inputs_key)
         loaded = None
         if result.version is not None:
             loaded = load_checkpoint(result.version.model, device="auto")
@@ -226,47 +228,62 @@ def version_of_model(model: Any, versions: Sequence[Any]) -> Any:
 
 
 
-def repeated_round(versions: Sequence[Any], base: Any, corrections: Sequence[Any],
-                   overrides: dict[str, Any], ratio: float | None, n_original: int,
-                   diameter: float) -> Any:
-    """The project's newest version when a round now would only make it again, else None.
+def round_key(base: Any, corrections: Sequence[Any], overrides: dict[str, Any],
+              ratio: float | None, original_ids: Sequence[str], diameter: float) -> str:
+    """A key of everything a round trains from, as the Retrain dock starts it.
 
-    A round is seeded: from the same model, on the same corrections (and the same kept
-    aside), with the same settings and original images, it trains the same weights.
-    Pressing Fine-tune again after a refused round made identical refused versions,
-    40 s and 7.5 MB each (GUI check h_gui11, L2). An adopted newest version is never a
-    repeat (the next round starts from it).
+    The starting model (its save token, which a training run's next ``best`` renews and
+    the project's ``v000`` copy keeps; else its file, size and time), each correction
+    as saved (id, time, kept aside), the settings but the threads and device, the share
+    of corrections, the original images, the nucleus diameter and the plugin's version
+    (its round defaults). A round is seeded: the same key trains the same weights.
+    Recorded in the version (``finetune(inputs_key=...)``), compared by
+    :func:`repeated_round`.
     """
-    from napari_nuclei_unet.core.checkpoint_commit import weights_path
-    from napari_nuclei_unet.core.finetune.mixing import auto_ratio
-    from napari_nuclei_unet.core.finetune.versions import ModelVersion, _is_default_model
+    import hashlib
+    import json
 
-    newest = next((v for v in reversed(versions) if not v.is_base and not v.unreadable), None)
-    if newest is None or newest.info.get("adopted", True):
-        return None
-    info = newest.info
-    trained = [c for c in corrections if not c.aside]
-    if isinstance(base, ModelVersion):
-        started = {base.name}
-        origin = base.info.get("model") if base.is_base else None  # what v000 copies
-        if origin:
-            started.add("default" if origin == "default" else
-                        str(weights_path(origin).resolve()))
-    else:
-        started = {"default" if _is_default_model(base) else str(weights_path(base).resolve())}
-    settings = {k: v for k, v in overrides.items() if k not in ("num_threads", "device")}
-    recorded = {k: v for k, v in (info.get("config_overrides") or {}).items()
-                if k not in ("num_threads", "device")}
-    scoring = info.get("scoring") or {}
-    same = (
-        info.get("base_model") in started
-        and sorted((c.get("id"), c.get("updated")) for c in info.get("corrections") or [])
-        == sorted((c.id, c.updated) for c in trained)
-        and sorted(info.get("held_out") or []) == sorted(c.id for c in corrections if c.aside)
-        and recorded == settings
-        and info.get("ratio") == (auto_ratio(len(trained)) if ratio is None else ratio)
-        # the round counts the replay crops among its "original" samples
-        and int(info.get("n_original", -1)) - int(info.get("n_replay", 0)) == n_original
-        and float(scoring.get("diameter") or 0.0) == float(diameter or 0.0)
+    from napari_nuclei_unet import __version__
+    from napari_nuclei_unet.core.checkpoint import (
+        CheckpointError,
+        default_model_path,
+        read_metadata,
     )
-    return newest if same else None
+    from napari_nuclei_unet.core.checkpoint_commit import weights_path
+
+    model = getattr(base, "model", base)
+    path = default_model_path() if str(model) == "default" else weights_path(model)
+    try:  # the save token: new at each save, and kept by v000's copy of a model
+        started: Any = read_metadata(path).get("token")
+    except (CheckpointError, OSError, ValueError):
+        started = None
+    if not started:
+        try:
+            stat = Path(path).stat()
+            started = [str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns]
+        except OSError:
+            started = [str(path)]
+    inputs = {
+        "plugin": __version__,
+        "model": started,
+        "corrections": sorted([c.id, c.updated, bool(c.aside)] for c in corrections),
+        "settings": {k: v for k, v in overrides.items() if k not in ("num_threads", "device")},
+        "ratio": ratio,
+        "original": sorted(original_ids),
+        "diameter": float(diameter or 0.0),
+    }
+    text = json.dumps(inputs, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def repeated_round(versions: Sequence[Any], key: str) -> Any:
+    """The project's newest version when a round with inputs ``key`` would only make it again.
+
+    Pressing Fine-tune again after a refused round made identical refused versions,
+    40 s and 7.5 MB each (GUI check h_gui11, L2). None when the newest version was made
+    current (the next round starts from it), or was made from other inputs.
+    """
+    newest = next((v for v in reversed(versions) if not v.is_base and not v.unreadable), None)
+    if newest is None or newest.adopted or newest.info.get("inputs_key") != key:
+        return None
+    return newest

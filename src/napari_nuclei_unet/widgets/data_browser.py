@@ -391,13 +391,13 @@ class DataBrowserWidget(SampleShowing, QWidget):
 
     def _fill_table(self, dataset: DSBDataset) -> None:
         self.path_edit.setText(str(dataset.path))
-        self._describe_dataset(dataset)
         self._syncing = True  # the reset clears the selection: that shows nothing
         try:
             self.table_model.set_infos(dataset.infos)  # one reset; rows drawn lazily
             self.table.clearSelection()
         finally:
             self._syncing = False
+        self._describe_dataset(dataset)  # after the reset: it marks the rows that failed
 
         counts: dict[str, int] = {}
         for info in dataset.infos:
@@ -420,20 +420,19 @@ class DataBrowserWidget(SampleShowing, QWidget):
             return
         text = f"{Path(dataset.path).name}: {len(dataset)} samples"
         tip = str(dataset.path)
-        if dataset.skipped:
+        skipped = list(dataset.skipped)  # one reading: a loading thread may replace it
+        if skipped:
             # the reasons name long file paths: a line that cannot wrap pushed the
             # tab wider than the dock (Open out of sight); they are in the tooltip
-            text += f", {len(dataset.skipped)} skipped (bad files: point here for why)"
-            reasons = [f"{short_id(i)}: {why}" for i, why in dataset.skipped[:10]]
-            more = len(dataset.skipped) - len(reasons)
+            text += f", {len(skipped)} skipped (bad files: point here for why)"
+            reasons = [f"{short_id(i)}: {why}" for i, why in skipped[:10]]
+            more = len(skipped) - len(reasons)
             tip += "\n\nSkipped:\n" + "\n".join(reasons) + (f"\n… and {more} more" if more
                                                                else "")
         self.status_label.setText(text)
         self.status_label.setToolTip(tip)
-        failed = getattr(dataset, "failed_ids", None)
-        if callable(failed):
-            reasons = dict(dataset.skipped)
-            self.table_model.set_failed({i: reasons[i] for i in failed()})
+        if hasattr(dataset, "failures"):  # the rows of those that failed to decode
+            self.table_model.set_failed(dataset.failures())
 
     def _apply_filter(self) -> None:
         self._syncing = True  # rows moving under the selection show nothing new

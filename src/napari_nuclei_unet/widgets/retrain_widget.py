@@ -436,6 +436,7 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         # named as the docks name models (a version's file is "model.safetensors")
         base = ("the model before the round" if not base else "the default model"
                 if base == "default" or Path(base).name == "default.safetensors"
+                else base if Path(base).name == base  # a version of this project: "v001"
                 else model_name_in(SimpleNamespace(path=Path(base)), self.project))
         self.show_scores(changes, aside=scores.get("held_out") or [],
                          title=f"{version.name}: IoU of the corrected images with "

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..checkpoint import weights_path
 from ..progress import stop_requested
-from ._common import PROJECT_FILE, FinetuneError
+from ._common import PROJECT_FILE, FinetuneError, safe_sample_id
 from .check import choose_step, score_sets, step_back_fractions, step_factors
 from .degrade import matched_replay
 from .mixing import auto_ratio, mix_samples, weighted_samples
@@ -172,6 +172,7 @@ def finetune(
     check: bool | Sequence[Any] = True,
     tolerance: Mapping[str, float] | None = None,
     segment_options: Any = None,
+    inputs_key: str | None = None,
 ) -> Generator[Any, None, FinetuneResult]:
     """Run one fine-tuning round, save its model as a new version, decide whether to adopt it.
 
@@ -238,6 +239,10 @@ def finetune(
     segment_options : SegmentOptions, optional
         How the user's predictions are made (default: automatic diameter, threshold
         0.5): give the nucleus diameter when the user gives one to predict.
+    inputs_key : str, optional
+        The caller's key of this round's inputs, recorded in the version
+        (``info["inputs_key"]``): the Retrain dock compares it with the key of a next
+        round to tell one that would only train the same weights again.
 
     Yields
     ------
@@ -292,7 +297,12 @@ def finetune(
     round_options["step_back"] = step_back_fractions(round_options["step_back"])
     train_options = {k: v for k, v in round_options.items() if k not in _OWN_OPTIONS}
     seed = int(overrides.get("seed", loaded.config.seed))
-    pool = [*(original or []), *replay_list]
+    # an image kept aside or scored for evaluation is never trained on, not even as an
+    # original sample of the loaded data (the same image under its dataset id)
+    scored_only = {key for s in [*sets["held_out"], *sets["evaluation"]]
+                   for key in (s.id, safe_sample_id(s.id))}
+    pool = [s for s in [*(original or []), *replay_list]
+            if s.id not in scored_only and safe_sample_id(s.id) not in scored_only]
     if round_options["draw"] == "weighted":
         mixed, actual_ratio, n_original, chances = weighted_samples(corrections, pool, ratio)
         train_options["probabilities"] = chances
@@ -336,7 +346,7 @@ def finetune(
                                   should_stop, started, tolerance, len(replay_list),
                                   round_options, train_options,
                                   loaded.metadata.get("training_data", {}), scoring, views,
-                                  noisy))
+                                  noisy, inputs_key=inputs_key))
 
 
 def _error_factor(corrected_iou: Sequence[float], most: float,
@@ -427,7 +437,8 @@ def _with_noise_matched(mixed, corrections, replay_list, round_options, train_op
 
 def _round(base_model, base, sets, mixed, config, device, base_net, project, ratio,
            actual_ratio, n_original, config_overrides, should_stop, started, tolerance,
-           n_replay, round_options, train_options, training_data, scoring, views, noisy):
+           n_replay, round_options, train_options, training_data, scoring, views, noisy,
+           inputs_key=None):
     """The body of :func:`finetune` once the inputs are checked (same yields and return)."""
     base_name = base_model.name if isinstance(base_model, ModelVersion) else str(base)
     versions = ModelVersions(project)
@@ -485,6 +496,7 @@ def _round(base_model, base, sets, mixed, config, device, base_net, project, rat
         "adopted": adopted,
         "reason": reason,
         "scores": {key: [c.to_dict() for c in split[key]] for key in order},
+        **({"inputs_key": str(inputs_key)} if inputs_key else {}),
     }
     for key in order:
         info[f"mean_iou_{key}"] = {"before": _mean([c.iou_before for c in split[key]]),
