@@ -25,6 +25,7 @@ from napari_nuclei_unet.core.predict_score import (
 )
 from napari_nuclei_unet.core.progress import Progress, stop_requested
 from napari_nuclei_unet.widgets import _compare_layers as compare_layers
+from napari_nuclei_unet.widgets._dataset_place import same_place
 from napari_nuclei_unet.widgets._layers import (
     IMAGE_LAYER,
     LABELS_LAYER,
@@ -34,7 +35,7 @@ from napari_nuclei_unet.widgets._layers import (
 )
 from napari_nuclei_unet.widgets._model_names import diameter_text, model_name
 from napari_nuclei_unet.widgets._progress import ThrottledProgress
-from napari_nuclei_unet.widgets._session import same_place, session_for
+from napari_nuclei_unet.widgets._session import session_for
 from napari_nuclei_unet.widgets._workers import notify
 
 if TYPE_CHECKING:

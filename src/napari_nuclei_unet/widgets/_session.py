@@ -23,6 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 from psygnal import Signal
 
+from napari_nuclei_unet.widgets._dataset_place import (
+    _fingerprints,
+    _place,
+    _place_name,
+    same_place,
+)
 from napari_nuclei_unet.widgets._model_names import (
     diameter_text,
     model_key,
@@ -549,35 +555,6 @@ def _recalled_words(current: int = 0, other: int = 0) -> str:
         "predict an image again to see its prediction." if current else "",
         f"{other} more image(s) were scored then at another threshold or split: set it "
         "back to see them." if other else "")
-
-
-def _fingerprints(dataset: Any, ids: list[str]) -> dict[str, str]:
-    """``dataset.fingerprints(ids)``; a dataset that cannot tell (or fails to) gives ""."""
-    known = set(dataset.ids())
-    fingerprints = getattr(dataset, "fingerprints", None)
-    if fingerprints is None:
-        return {i: "" for i in ids if i in known}
-    try:
-        return fingerprints([i for i in ids if i in known])
-    except OSError:  # the folder went away: nothing of it can be checked
-        return {}
-
-
-def _place(dataset: Any) -> str:
-    """Where a dataset was opened from, as one string for every way of naming it."""
-    try:
-        return str(Path(dataset.path).resolve())
-    except OSError:
-        return str(dataset.path)
-
-
-def _place_name(dataset: Any) -> str:
-    return Path(dataset.path).name
-
-
-def same_place(old: Any, new: Any) -> bool:
-    """Whether two opened datasets are the same folder or zip."""
-    return old is not None and new is not None and _place(old) == _place(new)
 
 
 @dataclass
