@@ -317,6 +317,8 @@ def test_finetune_makes_a_version_and_switches_back(retrain, qtbot):
     assert worker is not None
     wait_worker(qtbot, worker)
     assert dock.current_version().name == "v000"
+    # the scores shown are the version in use's (v001's stayed: GUI check h_gui11, L6)
+    assert dock.scores_title.text().startswith("v000") and dock.scores_table.rowCount() == 0
     assert session.model.path != base_path  # v000 is a copy kept in the project
     wait_worker(qtbot, session.jobs.running("predict"), timeout=60_000)
     qtbot.waitUntil(lambda: panel.proxy.rowCount() == 2, timeout=30_000)

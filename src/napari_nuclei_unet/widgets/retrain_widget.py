@@ -408,6 +408,10 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
             notify(f"Now using model {version_words(version)}; the corrected images are "
                    "predicted again.")
             self.refresh()
+            # the scores shown are those of the version in use, not of the last round
+            # (GUI check h_gui11, L6)
+            self.versions_table.select_key(version.name)
+            self._on_version_selected()
             self.predict_corrected()
 
         return self.session.jobs.start(
@@ -427,6 +431,9 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         if name is None:
             return
         version = next((v for v in self.versions() if v.name == name), None)
+        if version is not None and version.is_base:
+            self.show_scores([], title=f"{version_words(version)}: the model the first round "
+                                       "started from (no round made it: no scores).")
         if version is None or version.is_base or version.unreadable:
             self._update_buttons()
             return
