@@ -612,6 +612,14 @@ def test_samples_that_fail_to_decode_are_counted_once_and_not_called_a_stop(
     assert len(session.samples) == total - 2
     assert bad[0][:8] in widget.status_label.toolTip()
     assert "masks" not in widget.status_label.text()  # no file path in the line itself
+    # the same dataset opened again: its failures stay marked, and Train does not wait
+    # for them (the Train tab asked for Load all again: GUI check h_gui12, M-C)
+    from napari_nuclei_unet.widgets._train_jobs import decodable
+
+    _open(qtbot, widget, dataset_dir)
+    assert ", 2 skipped (bad files" in widget.status_label.text()
+    assert all(widget.table_model.is_marked(i) for i in bad)
+    assert decodable(session.dataset) == len(session.samples) == total - 2
     for sample_id, mask in masks.items():  # the files fixed: no longer skipped
         mask.write_bytes(good[sample_id])
     wait_worker(qtbot, widget.load_all())

@@ -194,11 +194,13 @@ def test_export_button_follows_the_model_in_use(model_widget, tiny_checkpoint):
     widget.session.set_model(loaded)
     assert widget.export_button.isEnabled()
     assert "bioimage.io package" in widget.export_button.toolTip()
+    widget.export_status.setText("Exported run/best to /x.zip")
     from dataclasses import replace
 
     # a package of another tool cannot be re-exported; nor a model that is not in a file
     widget.session.set_model(replace(loaded, metadata={"bioimageio": "unet2d"}))
     assert not widget.export_button.isEnabled()
+    assert widget.export_status.text() == ""  # it spoke of another model
     assert "bioimage.io package already" in widget.export_button.toolTip()
     widget.session.set_model(replace(loaded, path=None))
     assert not widget.export_button.isEnabled()
@@ -206,6 +208,8 @@ def test_export_button_follows_the_model_in_use(model_widget, tiny_checkpoint):
 
 def test_export_dialog_proposes_a_name_and_file(model_widget, qtbot, tiny_checkpoint,
                                                  monkeypatch, tmp_path):
+    from dataclasses import replace
+
     from qtpy.QtCore import QTimer
     from qtpy.QtWidgets import QApplication
 
@@ -230,6 +234,16 @@ def test_export_dialog_proposes_a_name_and_file(model_widget, qtbot, tiny_checkp
     assert choice.out == tmp_path / "nuclei-unet-run-best.zip" and choice.authors == ()
     QTimer.singleShot(300, lambda: answer(False))
     assert widget.ask_export() is None
+    # a refused name: the dialog comes back with what was typed, and why
+    typed = replace(choice, name="lab/a", authors=("Ada Lovelace",), license="MIT")
+    QTimer.singleShot(300, lambda: answer(True))
+    assert widget.ask_export(typed, "not '/'") == typed
+    # the authors and licence of the last export are offered again
+    widget._last_choice = typed
+    QTimer.singleShot(300, lambda: answer(True))
+    again = widget.ask_export()
+    assert again.authors == ("Ada Lovelace",) and again.license == "MIT"
+    assert again.name == "Nuclei U-Net (run-best)"
 
 
 def test_export_names_and_authors_are_checked():

@@ -402,6 +402,27 @@ def test_images_kept_aside_check_the_round_and_are_not_trained_on(retrain, qtbot
     assert dock.corrections_table.aside == {s.id for s in samples[:2]}
 
 
+def test_the_other_view_of_the_project_is_free_again_after_a_round(retrain, qtbot):
+    # the panel's tab kept Fine-tune greyed and Stop on after a round run in the dock,
+    # until a row was clicked (GUI check h_gui12, M-A)
+    from napari_nuclei_unet.widgets.retrain_widget import RetrainWidget
+
+    viewer, dock, session, samples, project = retrain
+    other = RetrainWidget(viewer)
+    show(viewer, session, samples[0])
+    paint_square(dock.edit_label_mask(), 7)
+    add(qtbot, dock)
+    dock.epochs_spin.setValue(1)
+    dock.steps_spin.setValue(1)
+    worker = dock.start_finetune()
+    assert worker is not None
+    wait_worker(qtbot, worker, timeout=120_000)
+    assert other.finetune_button.isEnabled() and not other.stop_button.isEnabled()
+    assert other.choose_button.isEnabled()
+    assert "v001" in other.versions_table.keys()
+    other.deleteLater()
+
+
 def test_stopped_round_saves_nothing(retrain, qtbot):
     viewer, dock, session, samples, project = retrain
     model = session.model

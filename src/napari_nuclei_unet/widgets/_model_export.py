@@ -204,36 +204,53 @@ class ModelExport:
 
     _last_folder: Path | None = None
     _export_run: ExportRun | None = None
+    _exported_model: int | None = None  # id() of the model the export line speaks of
+    _last_choice: ExportChoice | None = None  # the dialog offers the authors, licence again
 
     def _update_export_button(self) -> None:
         reason = why_not_exportable(self.session.model)
         busy = self.session.jobs.is_running("export model")
+        shown = id(self.session.model)  # not the object: its weights would stay in memory
+        if not busy and shown != self._exported_model:  # about another model: forgotten
+            self.export_status.setText("")
+            self._exported_model = shown
         self.export_button.setEnabled(reason is None and not busy)
         self.export_button.setToolTip(
             reason or "Save the model in use as a bioimage.io package (.zip): Fiji "
             "(deepImageJ), ilastik, QuPath and other napari installs open it.")
 
-    def ask_export(self) -> ExportChoice | None:
-        """The dialog: name, authors, licence and file (None: cancelled)."""
+    def ask_export(self, again: ExportChoice | None = None,
+                   problem: str = "") -> ExportChoice | None:
+        """The dialog: name, authors, licence and file (None: cancelled).
+
+        ``again``: what the user typed, offered again with the ``problem`` it had.
+        """
         from magicgui.widgets import Dialog, Label, create_widget
 
         loaded = self.session.model
+        last = again or self._last_choice
+        intro = (f"Save {model_name(loaded)} as a bioimage.io package (.zip), which\n"
+                 "Fiji (deepImageJ), ilastik, QuPath and napari open.")
         fields = [
-            Label(value=f"Save {model_name(loaded)} as a bioimage.io package (.zip), which\n"
-                        "Fiji (deepImageJ), ilastik, QuPath and napari open."),
-            create_widget(default_name(loaded), annotation=str, name="name", label="Name",
+            Label(value=f"⚠ {problem}" if problem else intro),
+            create_widget(again.name if again else default_name(loaded), annotation=str,
+                          name="name", label="Name",
                           options={"tooltip": "Shown in the tools that open the package"}),
-            create_widget("", annotation=str, name="authors", label="Authors",
+            create_widget("; ".join(last.authors) if last else "", annotation=str,
+                          name="authors", label="Authors",
                           options={"tooltip": "Your name and your colleagues'; separate "
                                               "names with ;"}),
-            create_widget(LICENSES[0], name="license", label="Licence",
+            create_widget(last.license if last else LICENSES[0], name="license",
+                          label="Licence",
                           widget_type="ComboBox",
                           options={"choices": LICENSES,
                                    "tooltip": "The licence of the weights (SPDX name)"}),
-            create_widget(default_file(loaded, self._last_folder), annotation=Path,
+            create_widget(again.out if again else default_file(loaded, self._last_folder),
+                          annotation=Path,
                           name="out", label="Save as",
                           options={"mode": "w", "filter": "*.zip"}),
         ]
+        fields[0].native.setWordWrap(True)
         dialog = Dialog(widgets=fields, parent=self)
         dialog.native.setWindowTitle("Export the model for bioimage.io")
         dialog.native.setMinimumWidth(520)  # the file's path, whole
@@ -254,6 +271,9 @@ class ModelExport:
 
     def _choose_export(self) -> None:
         choice = self.ask_export()
+        # a name bioimage.io refuses: the dialog again, with what was typed and why
+        while choice is not None and name_problem(choice.name):
+            choice = self.ask_export(choice, name_problem(choice.name) or "")
         if choice is not None:
             self.export_model(choice)
 
@@ -287,6 +307,7 @@ class ModelExport:
                 return None
             choice = replace(choice, overwrite=True)
         self._last_folder = choice.out.parent
+        self._last_choice = choice
         shown = model_name(loaded)
 
         def done(result: tuple[Path, int] | None) -> None:

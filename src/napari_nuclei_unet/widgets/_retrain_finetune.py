@@ -197,9 +197,9 @@ class FinetuneSteps:
 
         def go(loaded: Any) -> None:
             self.session.set_model(loaded)
-            notify(f"No model was in use: the round starts from {what}, the model in use "
-                   "from now on.")
-            self.start_finetune()
+            if self.start_finetune() is not None:  # else it said why (nothing changed...)
+                notify(f"No model was in use: the round starts from {what}, the model in "
+                       "use from now on.")
 
         def failed(exc: BaseException) -> None:  # the notification fades; the dock says it
             from napari_nuclei_unet.widgets._workers import explain

@@ -8,7 +8,7 @@ workflow panel under them, fit a 1280 x 800 screen.
 
 from __future__ import annotations
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QSize, Qt
 from qtpy.QtWidgets import QFrame, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
 #: The least height a separate dock asks for; what does not fit scrolls inside the dock.
@@ -19,9 +19,29 @@ from qtpy.QtWidgets import QFrame, QScrollArea, QSizePolicy, QVBoxLayout, QWidge
 DOCK_MIN_HEIGHT = 110
 
 
+class _WideEnoughScrollArea(QScrollArea):
+    """A scroll area that scrolls up and down only: it asks for its content's least width.
+
+    Scrolling sideways cut a dock's labels and buttons at both edges: napari gave the
+    Model and Segment docks, opened alone, a 280-px column, and their content needed
+    303 and 346 px (GUI check h_gui12, L-A). Asking for that width widens the column
+    instead; the height still scrolls (:data:`DOCK_MIN_HEIGHT`).
+    """
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt API
+        hint = super().minimumSizeHint()
+        body = self.widget()
+        if body is None:
+            return hint
+        # the scroll bar, and the few pixels the style keeps between it and the content
+        width = (body.minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width()
+                 + 2 * self.frameWidth() + 4)
+        return QSize(max(hint.width(), width), hint.height())
+
+
 def scroll_area(widget: QWidget) -> QScrollArea:
-    """``widget`` in a frameless scroll area: its minimum size no longer grows the window."""
-    area = QScrollArea()
+    """``widget`` in a frameless scroll area: its least height no longer grows the window."""
+    area = _WideEnoughScrollArea()
     area.setWidget(widget)
     area.setWidgetResizable(True)
     area.setFrameShape(QFrame.Shape.NoFrame)

@@ -365,6 +365,7 @@ class DataBrowserWidget(SampleShowing, QWidget):
         if self._offered_path and Path(self._offered_path) == Path(dataset.path):
             self.offer_box.setVisible(False)
         note = self.session.set_dataset(dataset, stamps)
+        self._describe_dataset(dataset)  # opened again: what failed before stays marked
         if note:
             notify(note)
         self._show_first()

@@ -37,7 +37,7 @@ from qtpy.QtWidgets import (
 from napari_nuclei_unet.widgets._dock_life import share_the_column_when_shown
 from napari_nuclei_unet.widgets._model_export import ModelExport
 from napari_nuclei_unet.widgets._model_names import model_name
-from napari_nuclei_unet.widgets._scroll import scrolled_layout
+from napari_nuclei_unet.widgets._scroll import keep_narrow, scrolled_layout
 from napari_nuclei_unet.widgets._session import session_for
 
 if TYPE_CHECKING:
@@ -386,6 +386,7 @@ class ModelWidget(ModelExport, QWidget):
         self.device_combo.addItem("Automatic (best available)", AUTO_DEVICE)
         self.device_combo.setToolTip("Where the model runs; only devices found on this computer")
         self.device_combo.activated.connect(self._device_chosen)
+        keep_narrow(self.device_combo, 12)  # the dock fits a laptop's 280-px column
         form.addRow("Run on", self.device_combo)
         self.name_label = QLabel("no model loaded")
         self.name_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)

@@ -200,6 +200,7 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         session.project_chosen.connect(self._on_project_chosen)
         session.predictions_changed.connect(self._update_image_label)
         session.predictions_changed.connect(self._on_predictions_changed)
+        session.jobs.ended.connect(self._on_job_ended)
         self._napari_pairs = connect_napari([(self.viewer.layers.events.removed,
                                               self._on_layer_removed),
                                              (self.viewer.events.theme, self._on_theme)])
@@ -226,6 +227,7 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
             (self.session.project_chosen, self._on_project_chosen),
             (self.session.predictions_changed, self._update_image_label),
             (self.session.predictions_changed, self._on_predictions_changed),
+            (self.session.jobs.ended, self._on_job_ended),
             *self._napari_pairs,
         ))
 
@@ -544,6 +546,12 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         self.aside_button.setText("Train on it" if chosen in self.corrections_table.aside
                                   else "Keep aside")
         self.add_button.setEnabled(not self.session.jobs.is_running(SAVE_JOB))
+
+    def _on_job_ended(self, kind: str) -> None:
+        # a round run by another view of the project (the panel's tab, the dock) ended:
+        # this view's buttons were greyed for it (GUI check h_gui12, M-A)
+        if not self._dead and kind in (FINETUNE_JOB, SAVE_JOB, "training"):
+            self._update_buttons()
 
     def _on_theme(self, *_args: Any) -> None:
         if self._dead:
