@@ -31,14 +31,20 @@ def _load_corrections(path: str, *, quiet: bool, project: str | None = None,
     return samples
 
 
+def _is_project(folder: Path) -> bool:
+    """Whether ``folder`` is a fine-tuning project (its index or its corrections)."""
+    from ..core.finetune import CORRECTIONS_DIR, PROJECT_FILE
+
+    return (folder / PROJECT_FILE).exists() or (folder / CORRECTIONS_DIR).is_dir()
+
+
 def _kept_aside(path: str) -> set[str]:
     """Ids of the corrections kept aside when ``path`` is a fine-tuning project."""
-    from ..core.finetune import CORRECTIONS_DIR, PROJECT_FILE, CorrectionStore
+    from ..core.finetune import CorrectionStore
 
-    folder = Path(path)
-    if not ((folder / PROJECT_FILE).exists() or (folder / CORRECTIONS_DIR).is_dir()):
+    if not _is_project(Path(path)):
         return set()
-    return {c.id for c in CorrectionStore(folder).list() if c.aside}
+    return {c.id for c in CorrectionStore(path).list() if c.aside}
 
 
 def check_labelled_exists(path: str) -> None:
@@ -65,16 +71,14 @@ def own_labelled_samples(path: str | Path, *, quiet: bool, project: str | None =
     missing, rather than read as a dataset it is not.
     """
     from ..core.finetune import (
-        CORRECTIONS_DIR,
         LABELS_SUFFIX,
-        PROJECT_FILE,
         CorrectionStore,
         FinetuneError,
     )
     from ..core.finetune.own import pair_up
 
     folder = Path(path)
-    if (folder / PROJECT_FILE).exists() or (folder / CORRECTIONS_DIR).is_dir():
+    if _is_project(folder):
         store = CorrectionStore(folder)
         samples = store.load_samples()
         note(f"{len(samples)} corrections from project {store.path}", quiet=quiet)

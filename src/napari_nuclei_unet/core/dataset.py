@@ -271,6 +271,16 @@ class DSBDataset:
         """
         return {i: why for i, why in self.skipped if i in self._by_id}
 
+    def keep_failures(self, failures: dict[str, str]) -> None:
+        """List ``failures`` (id: reason, e.g. of this dataset opened before) in :attr:`skipped`.
+
+        Only ids of :meth:`ids` not listed already; a load of them tries them again.
+        """
+        with _SKIPPED_LOCK:
+            known = dict(self.skipped)
+            self.skipped = [*self.skipped, *((i, why) for i, why in failures.items()
+                                             if i in self._by_id and i not in known)]
+
     def failed_ids(self) -> list[str]:
         """Ids of :meth:`ids` whose files failed to decode when last loaded (:attr:`skipped`)."""
         return list(self.failures())

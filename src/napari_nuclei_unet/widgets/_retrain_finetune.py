@@ -72,6 +72,14 @@ def refused_round_message(name: str, why: str, before: float | None = None,
             "click 'Use this version'.")
 
 
+def _mean_change(rows: Sequence[dict]) -> str:
+    """``"0.700 → <b>0.800</b>"``: the rows' mean IoU before and after, coloured."""
+    before = float(np.mean([r["iou_before"] for r in rows]))
+    after = float(np.mean([r["iou_after"] for r in rows]))
+    return (f"{before:.3f} → <b><span style='color:{change_color(after - before)}'>"
+            f"{after:.3f}</span></b>")
+
+
 class FinetuneSteps:
     """Fine-tuning methods of the Retrain dock (see the module docstring)."""
 
@@ -348,20 +356,13 @@ class FinetuneSteps:
         if not rows:
             self.summary_label.setText("")
             return
-        before = float(np.mean([r["iou_before"] for r in rows]))
-        after = float(np.mean([r["iou_after"] for r in rows]))
         better = sum(r["iou_after"] - r["iou_before"] > 0.005 for r in rows)
         worse = sum(r["iou_after"] - r["iou_before"] < -0.005 for r in rows)
-        color = change_color(after - before)
-        text = (f"Mean IoU {before:.3f} → <b><span style='color:{color}'>{after:.3f}</span></b>"
-                f" · {better} better, {worse} worse, {len(rows) - better - worse} unchanged")
+        text = (f"Mean IoU {_mean_change(rows)} · {better} better, {worse} worse, "
+                f"{len(rows) - better - worse} unchanged")
         kept = [c if isinstance(c, dict) else c.to_dict() for c in aside]
         if kept:  # what the round did to images it did not learn from
-            before = float(np.mean([r["iou_before"] for r in kept]))
-            after = float(np.mean([r["iou_after"] for r in kept]))
-            color = change_color(after - before)
-            text += (f"<br>Kept aside ({len(kept)}): {before:.3f} → "
-                     f"<b><span style='color:{color}'>{after:.3f}</span></b>")
+            text += f"<br>Kept aside ({len(kept)}): {_mean_change(kept)}"
         self.summary_label.setText(text)
 
     def predict_corrected(self) -> WorkerBase | None:

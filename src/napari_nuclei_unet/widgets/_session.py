@@ -270,13 +270,10 @@ class Session:
         notes = []
         if reopened:
             self._rekey_edits(old, dataset)
-            if hasattr(old, "failures") and hasattr(dataset, "skipped"):
+            if hasattr(old, "failures") and hasattr(dataset, "keep_failures"):
                 # its samples that failed to decode stay marked (a click or Load all tries
                 # them again), and Train does not wait for them (GUI check h_gui12, M-C)
-                listed, known = set(dataset.ids()), dict(dataset.skipped)
-                dataset.skipped = [*dataset.skipped, *(
-                    (i, why) for i, why in old.failures().items()
-                    if i in listed and i not in known)]
+                dataset.keep_failures(old.failures())
             for kept in self.kept_results.values():
                 kept.dataset = dataset
             changed = self._drop_changed(self.sample_stamps, self._all_tables(), stamps)

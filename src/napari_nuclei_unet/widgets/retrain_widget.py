@@ -442,11 +442,11 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         scores = version.info.get("scores") or {}
         changes = scores.get("corrected") or []
         base = str(version.info.get("base_model") or "")
-        # named as the docks name models (a version's file is "model.safetensors")
+        # named as the docks name models (a version's file is "model.safetensors"; a
+        # version of this project is recorded by its name, "v001")
+        name = model_name_in(SimpleNamespace(path=Path(base)), self.project) if base else ""
         base = ("the model before the round" if not base else "the default model"
-                if base == "default" or Path(base).name == "default.safetensors"
-                else base if Path(base).name == base  # a version of this project: "v001"
-                else model_name_in(SimpleNamespace(path=Path(base)), self.project))
+                if base == "default" or name == "default model" else name)
         self.show_scores(changes, aside=scores.get("held_out") or [],
                          title=f"{version.name}: IoU of the corrected images with "
                                f"{base} (before) and {version.name} (after)")
