@@ -335,6 +335,20 @@ def test_decode_failure_during_load_is_skipped_and_reported(dsb_folder):
     assert sorted(ds.failed_ids()) == ["a0sample", "b1sample"]
 
 
+def test_a_gui_job_lists_failures_without_a_warning(dsb_folder):
+    # Python's warning hooks are shared by threads: two GUI jobs at once sent the
+    # list of failures to the terminal; the Data dock's job now reports failures()
+    import warnings
+
+    ds = DSBDataset.open(dsb_folder)
+    (dsb_folder / "a0sample" / "masks" / "a0sample_m01.png").write_bytes(b"garbage")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DatasetWarning)
+        samples = drive(ds.iter_load(warn_failures=False))
+    assert [s.id for s in samples] == ["b1sample", "c2empty"]
+    assert "a0sample_m01.png" in ds.failures()["a0sample"]
+
+
 def test_all_samples_bad_raises(tmp_path):
     write_sample(tmp_path / "ds", "x", (10, 10), 1, with_masks_dir=False)
     with pytest.raises(DatasetError, match="(?s)no usable DSB2018 sample.*no masks/ folder"):

@@ -15,7 +15,8 @@ Bad samples never stop a whole-dataset scan or load: they are listed in
 :attr:`DSBDataset.skipped` and reported in one :class:`DatasetWarning`.
 
 Finding the samples of a layout is :mod:`.dataset_layout`'s job (names only);
-decoding them, in a process pool, is :mod:`.dataset_decode`'s.
+decoding them, in a process pool, is :mod:`.dataset_decode`'s; one sample read on
+its own, :mod:`.dataset_sample`'s.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from .dataset_decode import (
 )
 from .dataset_layout import (
     _HOW_TO_FIX,
+    _report,
     _SampleFiles,
     _Scan,
     _scan,
@@ -45,6 +47,7 @@ from .dataset_layout import (
     check_not_dangling,
     zip_samples,
 )
+from .dataset_sample import load_sample, load_zip_sample
 from .imageio import (
     DatasetError,
     DatasetWarning,
@@ -81,12 +84,6 @@ def _image_stat(kind: str, root: str, rel: str) -> tuple[int, int]:
     """(size, mtime_ns) identifying the current version of an image file."""
     st = os.stat(root if kind == "zip" else os.path.join(root, rel))
     return st.st_size, st.st_mtime_ns
-
-
-def _report(title: str, items: Sequence[str], *, limit: int = 20) -> str:
-    shown = "\n  ".join(items[:limit])
-    more = f"\n  ... and {len(items) - limit} more" if len(items) > limit else ""
-    return f"{title}:\n  {shown}{more}"
 
 
 # ---------------------------------------------------------------------------
@@ -386,6 +383,7 @@ class DSBDataset:
         use_cache: bool = True,
         should_stop: StopCheck | None = None,
         workers: int | None = None,
+        warn_failures: bool = True,
     ) -> Generator[Progress, None, list[Sample]]:
         """Decode many samples as a generator job yielding ``Progress("load", ...)``.
 
@@ -403,12 +401,17 @@ class DSBDataset:
         workers : int, optional
             Decoding processes (default: one per available core). Small loads (fewer
             than :data:`PARALLEL_MIN_MASKS` masks) run in the calling process.
+        warn_failures : bool
+            Report the samples that newly failed to decode in one
+            :class:`SkippedSamplesWarning`. A job in a GUI thread passes False and
+            reports :meth:`failures` itself: Python's warning hooks are shared by all
+            threads, so a warning of one job can reach another's handler (or none).
 
         Returns
         -------
         list of Sample
-            In the order of ``ids``. A sample that fails to decode is left out, added to
-            :attr:`skipped` and reported in one :class:`DatasetWarning`.
+            In the order of ``ids``. A sample that fails to decode is left out and added
+            to :attr:`skipped`.
 
         Raises
         ------
@@ -465,12 +468,13 @@ class DSBDataset:
         finally:
             job.close()  # stops the worker pool at once when this job is closed
         samples = [_to_sample(decoded[i]) for i in ids if i in decoded]
-        self._warn_load(failed, samples)
+        self._warn_load(failed, samples, warn_failures)
         if use_cache and not stopped and not failed and cache_file is not None:
             self._write_cache(cache_file, fp, ids, decoded)
         return samples
 
-    def _warn_load(self, failed: list[tuple[str, str]], samples: list[Sample]) -> None:
+    def _warn_load(self, failed: list[tuple[str, str]], samples: list[Sample],
+                   warn_failures: bool) -> None:
         # once each (a second "Load all" of the same files counted them again), and no
         # more once a file was fixed and the sample decoded
         # and said once: a failure already reported for the same reason is not repeated
@@ -482,7 +486,7 @@ class DSBDataset:
             # a new list, never one changed in place: readers take it as one snapshot
             self.skipped = kept + [(i, reason) for i, reason in failed if i not in known]
         new = [(i, reason) for i, reason in failed if (i, reason) not in said]
-        if new:
+        if new and warn_failures:
             warnings.warn(
                 _report(
                     f"{self.path}: skipped {len(new)} sample(s) that failed to decode",
@@ -520,91 +524,3 @@ class DSBDataset:
                 DatasetWarning,
                 stacklevel=4,
             )
-
-
-def load_sample(path: str | os.PathLike, *, require_masks: bool = True) -> Sample:
-    """Read one sample folder ``<id>/images/<id>.png`` + ``<id>/masks/*.png``.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The sample folder.
-    require_masks : bool
-        When False, a folder without ``masks/`` gives the image with all-zero labels
-        and ``has_labels=False`` (for prediction). An empty ``masks/`` folder is always
-        a valid image with no nuclei.
-
-    Returns
-    -------
-    Sample
-        The decoded sample.
-
-    Raises
-    ------
-    DatasetError
-        When the folder is not a sample folder, a file is corrupt, or a mask's size
-        differs from the image.
-    """
-    path = Path(path).expanduser().absolute()
-    if not path.is_dir():
-        raise DatasetError(
-            f"{path} is not a folder. load_sample expects a sample folder with images/ "
-            "and masks/; to read a single image file use read_image."
-        )
-    scan = _Scan("dir", str(path.parent), {}, [], [])
-    _scan_sample_dir(str(path.parent), path.name, scan, require_masks=require_masks)
-    if scan.skipped:
-        extra = (
-            " Pass require_masks=False to read the image alone."
-            if "masks/" in scan.skipped[0][1]
-            else ""
-        )
-        raise DatasetError(f"Cannot load sample {path}: {scan.skipped[0][1]}. {_HOW_TO_FIX}{extra}")
-    if scan.stray:
-        warnings.warn(_report("ignored unexpected files", scan.stray), DatasetWarning, stacklevel=2)
-    sample = _to_sample(_decode_files("dir", str(path.parent), scan.files[path.name]))
-    if sample.overlap_pixels:
-        warnings.warn(
-            f"{path.name}: {sample.overlap_pixels} pixels belong to more than one mask; "
-            "the later mask file (by name) was kept",
-            DatasetWarning,
-            stacklevel=2,
-        )
-    return sample
-
-
-def load_zip_sample(path: str | os.PathLike, sample_id: str | None = None) -> Sample:
-    """Decode one sample of a DSB2018 zip in place (nothing is extracted to disk).
-
-    Only the zip's list of names and the sample's own members are read, each with the
-    size checks of :func:`read_zip_member`.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The zip.
-    sample_id : str, optional
-        Which sample (default: the first usable one by id, without indexing the others).
-
-    Returns
-    -------
-    Sample
-        The decoded sample.
-
-    Raises
-    ------
-    DatasetError
-        When the zip holds no such (usable) sample, or its files cannot be decoded.
-    """
-    path = Path(path).expanduser().absolute()
-    scan = _scan(path)
-    if scan.kind != "zip":
-        raise DatasetError(f"{path} is not a zip file.")
-    if not scan.files:
-        reasons = [f"{s}: {r}" for s, r in scan.skipped] or ["(nothing found)"]
-        raise DatasetError(_report(f"{path}: no usable DSB2018 sample", reasons))
-    if sample_id is None:
-        sample_id = min(scan.files)
-    if sample_id not in scan.files:
-        raise DatasetError(f"{path} holds no usable sample {sample_id!r}.")
-    return _to_sample(_decode_files("zip", scan.root, scan.files[sample_id]))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import stat
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -26,6 +26,12 @@ _HOW_TO_FIX = (
     "Expected the DSB2018 layout <id>/images/<id>.png + <id>/masks/*.png "
     "(a stage1_train folder, stage1_train.zip, or one sample folder)."
 )
+
+
+def _report(title: str, items: Sequence[str], *, limit: int = 20) -> str:
+    shown = "\n  ".join(items[:limit])
+    more = f"\n  ... and {len(items) - limit} more" if len(items) > limit else ""
+    return f"{title}:\n  {shown}{more}"
 
 
 @dataclass(frozen=True)

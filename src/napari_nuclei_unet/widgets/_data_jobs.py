@@ -1,8 +1,9 @@
-"""Background jobs of the Data dock: opening a dataset, the download meter.
+"""Background jobs of the Data dock: opening a dataset, Load all, the download meter.
 
 :func:`_open_dataset` runs in a worker (``DSBDataset.iter_open`` with plain-words
-errors that describe the DSB2018 layout); :class:`DownloadMeter` is the tqdm-like
-object pooch updates from its download thread, read by the dock's timer.
+errors that describe the DSB2018 layout), as :func:`_load_all_stamped` does;
+:class:`DownloadMeter` is the tqdm-like object pooch updates from its download
+thread, read by the dock's timer.
 """
 
 from __future__ import annotations
@@ -96,11 +97,24 @@ def _open_dataset(
 
 
 def _load_all_stamped(dataset: DSBDataset, should_stop: Any = None
-                      ) -> Generator[Any, None, tuple[list, dict[str, str]]]:
-    """``dataset.iter_load`` (same progress), then the loaded samples' file fingerprints.
+                      ) -> Generator[Any, None, tuple[list, dict[str, str], dict[str, str]]]:
+    """``dataset.iter_load``; the loaded samples' fingerprints; new failures (id: why).
 
     Runs in a worker: the fingerprints (about 0.3 ms a sample) are not taken on the
-    main thread, where the session keeps them (``Session.sample_stamps``).
+    main thread, where the session keeps them (``Session.sample_stamps``). The
+    failures are returned, not warned: Python's warning hooks are shared by threads,
+    and a warning raised while another job ran could reach the terminal instead.
     """
-    samples = yield from dataset.iter_load(should_stop=should_stop)
-    return samples, dataset.fingerprints([s.id for s in samples])
+    before = dataset.failures()
+    samples = yield from dataset.iter_load(should_stop=should_stop, warn_failures=False)
+    new = {i: why for i, why in dataset.failures().items() if before.get(i) != why}
+    return samples, dataset.fingerprints([s.id for s in samples]), new
+
+
+def failure_list(failures: dict[str, str], limit: int = 5) -> str:
+    """The samples that failed to decode (id: why) as lines to append to a message."""
+    if not failures:
+        return ""
+    lines = [f"\n  {sample_id}: {why}" for sample_id, why in list(failures.items())[:limit]]
+    more = f"\n  … and {len(failures) - limit} more" if len(failures) > limit else ""
+    return "\nThese failed to decode:" + "".join(lines) + more

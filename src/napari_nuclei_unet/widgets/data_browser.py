@@ -33,6 +33,7 @@ from napari_nuclei_unet.widgets._data_jobs import (  # noqa: F401  (re-exported)
     DownloadMeter,
     _load_all_stamped,
     _open_dataset,
+    failure_list,
 )
 from napari_nuclei_unet.widgets._data_layout import ALL_MODALITIES
 from napari_nuclei_unet.widgets._data_samples import SampleShowing
@@ -521,18 +522,19 @@ class DataBrowserWidget(SampleShowing, QWidget):
         self._describe_dataset(self.dataset)
         self._job_ended()
 
-    def _on_all_loaded(self, dataset: DSBDataset,
-                       loaded: tuple[list[Sample], dict[str, str]]) -> None:
+    def _on_all_loaded(self, dataset: DSBDataset, loaded: tuple[
+            list[Sample], dict[str, str], dict[str, str]]) -> None:
         if dataset is not self.dataset:
             return
-        samples, stamps = loaded
+        samples, stamps, new_failures = loaded
         self.session.add_samples(samples, stamps)
         n, total = len(self.session.samples), len(dataset)
         if n < total and self._stop_loading.is_set():
             notify(f"Loading stopped: {n} of {total} samples are loaded.")
-        elif n < total:  # the warning before lists the files that could not be decoded
+        elif n < total:  # the files are listed once, at the Load all that met them
             notify(f"{n} of {total} samples are loaded: {total - n} could not be decoded "
-                   "and are left out; you can train on the others.")
+                   "and are left out; you can train on the others."
+                   + failure_list(new_failures), warning=bool(new_failures))
         else:
             notify(f"All {total} samples are loaded; you can train now.")
 
