@@ -347,8 +347,8 @@ def test_model_dock_loads_a_bioimageio_package(make_napari_viewer, qtbot):
         worker = widget.load(str(_real_package() / "bioimageio.yaml"))
     wait_worker(qtbot, worker)
     assert isinstance(session.model.model, BioimageioModel)
-    # named by its package folder, not by the generic file name every package has
-    assert f"{_real_package().name}/bioimageio" in widget.name_label.text()
+    # named as the package names itself, not by the generic file name every package has
+    assert "UNet 2D Nuclei Broad" in widget.name_label.text()
     # the package's date is when it was packaged; it records no training settings, and
     # the dock showed this plugin's defaults as if they were its (GUI check h_gui9, M1)
     assert "packaged 2019-12-11" in widget.training_label.text()

@@ -243,6 +243,17 @@ def test_model_names_say_which_file():
     assert model_name_in(version, Path("/labs/b")) == "v001 of project a"
     assert model_name_in(version, Path("/labs/a")) == "v001"
     assert model_name_in(FakeModel(Path("/x/v001.safetensors")), Path("/labs/b")) == "v001"
+    # a bioimage.io package by the name it was exported under, not by its file (h_gui12
+    # L-E: a colleague's "finetuned.zip" was "finetuned"); the dialog's default name
+    # of a version says its project (a colleague got "Nuclei U-Net (v001)")
+    from napari_nuclei_unet.widgets._model_export import default_file, default_name
+
+    package = FakeModel(Path("/in/finetuned.zip"))
+    package.metadata = {"bioimageio": {"name": "Nuclei U-Net (lab-a v001)"}}
+    assert model_name(package) == "Nuclei U-Net (lab-a v001)"
+    assert default_name(version) == "Nuclei U-Net (a v001)"
+    assert default_file(version, Path("/out")) == Path("/out/nuclei-unet-a-v001.zip")
+    assert default_name(FakeModel(Path("/x/v001.safetensors"))) == "Nuclei U-Net (v001)"
 
 
 def test_split_marks():

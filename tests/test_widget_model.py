@@ -246,6 +246,42 @@ def test_export_dialog_proposes_a_name_and_file(model_widget, qtbot, tiny_checkp
     assert again.name == "Nuclei U-Net (run-best)"
 
 
+def test_a_file_the_picker_returned_is_not_asked_about_twice(model_widget, qtbot,
+                                                            tiny_checkpoint, tmp_path,
+                                                            monkeypatch):
+    # the save dialog asks itself whether to replace a file; the dock asked again
+    # (review h_rev8 L5). A typed path is still asked about by the dock.
+    import magicgui.backends._qtpy as qt_backend
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QApplication, QLineEdit, QPushButton
+
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+
+    _viewer, widget = model_widget
+    widget.session.set_model(load_checkpoint(tiny_checkpoint))
+    existing = tmp_path / "ours.zip"
+    existing.write_bytes(b"old")
+    monkeypatch.setattr(qt_backend, "show_file_dialog", lambda *a, **k: str(existing))
+
+    def fill(pick: bool) -> None:
+        dialog = QApplication.activeModalWidget()
+        if pick:
+            button = next(b for b in dialog.findChildren(QPushButton)
+                          if b.text() not in ("Export", "Cancel"))
+            button.click()  # the (fake) save dialog returns the existing file
+        else:
+            edits = [e for e in dialog.findChildren(QLineEdit) if e.text().endswith(".zip")]
+            edits[0].setText(str(existing))  # the same path, typed
+        dialog.accept()
+
+    QTimer.singleShot(300, lambda: fill(True))
+    picked = widget.ask_export()
+    assert picked.out == existing and picked.overwrite
+    QTimer.singleShot(300, lambda: fill(False))
+    typed = widget.ask_export()
+    assert typed.out == existing and not typed.overwrite
+
+
 def test_export_names_and_authors_are_checked():
     from napari_nuclei_unet.widgets._model_export import name_problem, split_authors
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from napari_nuclei_unet.widgets._model_names import model_name
+from napari_nuclei_unet.widgets._model_names import model_name, version_project
 
 #: Licences offered for the weights (SPDX identifiers; bioimage.io asks for one).
 LICENSES = ("CC-BY-4.0", "CC0-1.0", "MIT", "BSD-3-Clause", "Apache-2.0")
@@ -57,18 +57,24 @@ def why_not_exportable(loaded: Any) -> str | None:
     return None
 
 
+def _which(loaded: Any) -> str:
+    """The model's name for a colleague: a fine-tuning version with its project's name."""
+    project = version_project(loaded)
+    name = model_name(loaded)
+    return f"{project.name} {name}" if project is not None else name
+
+
 def default_name(loaded: Any) -> str:
-    """A bioimage.io name for the model: ``"Nuclei U-Net (v002)"``, only allowed characters."""
+    """A bioimage.io name: ``"Nuclei U-Net (lab-a v002)"``, only allowed characters."""
     from napari_nuclei_unet.bioimageio.export import NAME_CHARACTERS
 
-    which = model_name(loaded)
-    which = "".join(c if c in NAME_CHARACTERS else "-" for c in which).strip(" -") or "model"
-    return f"Nuclei U-Net ({which})"[:NAME_LIMIT]
+    which = "".join(c if c in NAME_CHARACTERS else "-" for c in _which(loaded))
+    return f"Nuclei U-Net ({which.strip(' -') or 'model'})"[:NAME_LIMIT]
 
 
 def default_file(loaded: Any, folder: Path | None = None) -> Path:
     """Where the dialog proposes to save: ``~/nuclei-unet-<model>.zip``."""
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", model_name(loaded)).strip("-.") or "model"
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", _which(loaded)).strip("-.") or "model"
     return (folder or Path.home()) / f"nuclei-unet-{stem}.zip"
 
 
@@ -192,6 +198,27 @@ def _export(model: str, choice: ExportChoice,
     return choice.out, choice.out.stat().st_size
 
 
+def _remember_picked(file_edit: Any) -> set[Path]:
+    """The paths ``file_edit``'s file picker returns, from now on (a set it fills).
+
+    A save dialog asks itself whether to replace an existing file; the dock then does
+    not ask again (two questions: review h_rev8 L5). magicgui has no public hook for
+    what its picker returned, so its dialog function is wrapped; without it (another
+    magicgui), the dock asks as for a typed path.
+    """
+    picked: set[Path] = set()
+    show = getattr(file_edit, "_show_file_dialog", None)
+    if callable(show):
+        def show_and_remember(*args: Any, **kwargs: Any) -> Any:
+            result = show(*args, **kwargs)
+            if isinstance(result, str) and result:
+                picked.add(Path(result).expanduser())
+            return result
+
+        file_edit._show_file_dialog = show_and_remember
+    return picked
+
+
 def _export_error(exc: BaseException) -> str | None:
     """The notification for a failed export (None: the default wording)."""
     if isinstance(exc, ExportError):
@@ -251,6 +278,7 @@ class ModelExport:
                           options={"mode": "w", "filter": "*.zip"}),
         ]
         fields[0].native.setWordWrap(True)
+        picked = _remember_picked(fields[-1])
         dialog = Dialog(widgets=fields, parent=self)
         dialog.native.setWindowTitle("Export the model for bioimage.io")
         dialog.native.setMinimumWidth(520)  # the file's path, whole
@@ -266,8 +294,10 @@ class ModelExport:
         out = Path(str(values["out"])).expanduser()
         if out.suffix.lower() != ".zip":
             out = out.with_name(out.name + ".zip")
+        # the file picker asked already whether to replace the file it returned
         return ExportChoice(out, str(values["name"]).strip(),
-                            split_authors(str(values["authors"])), str(values["license"]))
+                            split_authors(str(values["authors"])), str(values["license"]),
+                            overwrite=out in picked)
 
     def _choose_export(self) -> None:
         choice = self.ask_export()

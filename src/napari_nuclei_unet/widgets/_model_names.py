@@ -47,12 +47,16 @@ def diameter_text(diameter: float) -> str:
 def model_name(model: Any) -> str:
     """Plain name of a model: ``"default model"``, ``"v002"``, ``"20261201-0930/best"``.
 
-    Generic file names (``model``, ``best``, ``last``, a bioimage.io package's
-    ``bioimageio.yaml`` / ``rdf.yaml``) get their folder's name in front, so two models
-    never show the same name.
+    Generic file names (``model``, ``best``, ``last``) get their folder's name in
+    front, so two models never show the same name. A bioimage.io package is named as
+    its ``rdf.yaml`` / ``bioimageio.yaml`` names it ("UNet 2D Nuclei Broad"): the name
+    a colleague exported it under, which its file's name may not say (h_gui12 L-E).
     """
     if model is None:
         return "no model"
+    package = (getattr(model, "metadata", None) or {}).get("bioimageio")
+    if isinstance(package, dict) and str(package.get("name") or "").strip():
+        return str(package["name"]).strip()
     path = getattr(model, "path", None)
     if path is None:
         return "model in memory"
@@ -67,6 +71,17 @@ def model_name(model: Any) -> str:
     return path.stem
 
 
+def version_project(model: Any) -> Path | None:
+    """The fine-tuning project a model is a version of, or None.
+
+    Only a project's version file (``<project>/versions/vNNN/model.safetensors``) has one.
+    """
+    path = getattr(model, "path", None)
+    if path is None or model_name(model) != Path(path).parent.name:
+        return None
+    return Path(path).parent.parent.parent
+
+
 def model_name_in(model: Any, project: str | Path | None) -> str:
     """:func:`model_name`, naming the project when the model is a version of another one.
 
@@ -74,12 +89,10 @@ def model_name_in(model: Any, project: str | Path | None) -> str:
     the model in use comes from is ``"v003 of project lab-a"`` there.
     """
     name = model_name(model)
-    path = getattr(model, "path", None)
-    # only a project's version file (<project>/versions/vNNN/model.safetensors) has a
-    # project; a bare "v001" (a round's record of its base) is this project's
-    if path is None or project is None or Path(path).parent.parent.name != "versions":
+    owner = version_project(model)
+    # a bare "v001" (a round's record of its base) is this project's
+    if owner is None or project is None:
         return name
-    owner = Path(path).parent.parent.parent
     try:
         same = owner.resolve() == Path(project).resolve()
     except OSError:
