@@ -79,3 +79,26 @@ def test_warnings_for_developers_in_a_job_are_not_shown_to_the_user(qtbot):
         qtbot.waitUntil(lambda: worker.handled, timeout=10_000)
     assert notes.any("3 samples were skipped")
     assert not notes.any("unclosed file") and not notes.any("old spelling")
+
+
+def test_jobs_that_overlap_put_the_warning_hooks_back(qtbot):
+    # Python's warning hooks are one for the process: each superqt worker replaces them
+    # while it runs and puts back what it found, so two jobs that overlap put back each
+    # other's. After them every warning of the session went to the first job's handler,
+    # with an "always" filter (even the developers' warnings napari hides)
+    import threading
+    import warnings as python_warnings
+
+    first_may_end, second_may_end = threading.Event(), threading.Event()
+    second_started = threading.Event()
+    shown, filters = python_warnings.showwarning, list(python_warnings.filters)
+    guard = _workers.WorkerGuard()
+    first = guard.start("first", first_may_end.wait, 10)
+    second = guard.start("second", lambda: (second_started.set(), second_may_end.wait(10)))
+    assert second_started.wait(10)  # both inside their hooks; the first ends first
+    first_may_end.set()
+    qtbot.waitUntil(lambda: first.handled, timeout=10_000)
+    second_may_end.set()
+    qtbot.waitUntil(lambda: second.handled, timeout=10_000)
+    assert python_warnings.showwarning is shown
+    assert python_warnings.filters == filters

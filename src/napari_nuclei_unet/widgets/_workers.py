@@ -43,6 +43,30 @@ logger = logging.getLogger(__name__)
 # start background jobs that import it when they open.
 _HEAVY_IMPORTS = threading.Lock()
 _exit_hook_installed = False
+#: Python's warning hooks (``warnings.showwarning`` and the filters) are one for the
+#: whole process. A superqt worker replaces them while it runs and puts back what it
+#: found when it ends: two jobs that overlap put back each other's, and after them every
+#: warning of the session went to the first job's handler, shown "always" (even the
+#: developers' warnings napari hides). The hooks found before the first of our jobs are
+#: put back when the last one ends.
+_hooks_before_jobs: warnings.catch_warnings | None = None
+_jobs_running = 0
+
+
+def _job_started() -> None:
+    global _hooks_before_jobs, _jobs_running
+    if _jobs_running == 0:
+        _hooks_before_jobs = warnings.catch_warnings()
+        _hooks_before_jobs.__enter__()  # saves the hooks; __exit__ puts them back
+    _jobs_running += 1
+
+
+def _job_ended() -> None:
+    global _hooks_before_jobs, _jobs_running
+    _jobs_running = max(_jobs_running - 1, 0)
+    if _jobs_running == 0 and _hooks_before_jobs is not None:
+        hooks, _hooks_before_jobs = _hooks_before_jobs, None
+        hooks.__exit__(None, None, None)
 
 
 def import_torch_safely() -> None:
@@ -380,6 +404,7 @@ class WorkerGuard:
         viewer_ref = weakref.ref(viewer) if viewer is not None else (lambda: None)
 
         def _finished() -> None:
+            _job_ended()  # its thread has left its warning hooks: put back what we found
             if self._workers.get(kind) is worker:
                 del self._workers[kind]
             _finish_task(viewer_ref(), status)
@@ -394,6 +419,7 @@ class WorkerGuard:
         # warnings raised in the job (e.g. "3 samples skipped") become notifications
         worker.warned.connect(_show_warning)
         self._workers[kind] = worker
+        _job_started()
         worker.start()
         self._emit(self.started, kind)
         return worker
