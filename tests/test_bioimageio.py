@@ -333,6 +333,41 @@ def test_export_passes_bioimageio_test_and_reimports(tmp_path, capsys):
         np.testing.assert_allclose(prob, native, atol=2e-3)
 
 
+def test_an_exported_version_records_its_rounds_scores(tmp_path):
+    # a fine-tuning version records no training metrics: its package showed an empty
+    # Metrics table, and its README said nothing of how good it is (h_gui12 L-E)
+    import json
+
+    import torch
+
+    from napari_nuclei_unet.bioimageio.export import build_package_folder
+    from napari_nuclei_unet.core.checkpoint import save_checkpoint
+    from napari_nuclei_unet.core.config import TrainConfig
+    from napari_nuclei_unet.core.model import UNet
+    from napari_nuclei_unet.widgets.model_widget import flatten_metrics
+
+    torch.manual_seed(0)
+    version = tmp_path / "project" / "versions" / "v001"
+    version.mkdir(parents=True)
+    round_info = {"mean_iou_corrected": {"before": 0.61, "after": 0.8},
+                  "mean_iou_held_out": {"before": None, "after": None},
+                  "mean_iou_regression": {"before": 0.83, "after": 0.828}}
+    save_checkpoint(version / "model.safetensors", UNet(base_width=4, depth=2),
+                    TrainConfig(base_width=4, depth=2), {"finetune": round_info})
+    rows = dict(flatten_metrics({"finetune": round_info}))
+    assert rows["mean IoU of the corrected images · before"] == "0.61"
+    assert not any("kept aside" in name for name in rows)  # none were
+    folder = tmp_path / "package"
+    folder.mkdir()
+    rdf = json.loads(build_package_folder(version / "model.safetensors", folder,
+                                          test_size=64).read_text())
+    recorded = rdf["config"]["napari_nuclei_unet"]["metrics"]
+    assert dict(flatten_metrics({"metrics": recorded})) == rows  # shown when loaded back
+    readme = (folder / "README.md").read_text()
+    assert "mean IoU of the corrected images 0.610 -> 0.800" in readme
+    assert "mean IoU of the regression set 0.830 -> 0.828" in readme
+
+
 @pytest.mark.gui
 def test_model_dock_loads_a_bioimageio_package(make_napari_viewer, qtbot):
     from _widget_helpers import wait_worker

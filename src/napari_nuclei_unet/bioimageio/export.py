@@ -85,8 +85,15 @@ def _cover(image: np.ndarray, probability: np.ndarray, path: Path) -> None:
     Image.fromarray(panel).resize((512, 256)).save(path)
 
 
+def _metrics(metadata: dict) -> dict:
+    """What the package records of the model's scores: training's, or a round's."""
+    from ..core.finetune.versions import round_scores
+
+    return metadata.get("metrics") or round_scores(metadata)
+
+
 def _readme(name: str, metadata: dict, kwargs: dict, path: Path) -> None:
-    metrics = metadata.get("metrics") or {}
+    metrics = _metrics(metadata)
     lines = [
         f"# {name}",
         "",
@@ -123,7 +130,13 @@ def _readme(name: str, metadata: dict, kwargs: dict, path: Path) -> None:
         "The test tensors are a synthetic fluorescence image and this network's output; "
         "`bioimageio test` reproduces them with each weight format.",
     ]
-    if metrics:
+    rounds = {k: v for k, v in metrics.items() if isinstance(v, dict)}
+    if rounds:  # a fine-tuning version: the user's corrections, scored before and after
+        lines.append("Fine-tuned on its user's corrected images (one round), scored "
+                     "before and after it: "
+                     + ", ".join(f"{k} {v['before']:.3f} -> {v['after']:.3f}"
+                                 for k, v in rounds.items()) + ".")
+    elif metrics:
         lines.append("Validation metrics recorded at training: "
                      + ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}"
                                  for k, v in metrics.items() if isinstance(v, (int, float)))
@@ -276,7 +289,7 @@ def build_package_folder(model: str | os.PathLike, folder: Path, *,
         "config": {"napari_nuclei_unet": {
             "version": __version__,
             "architecture": net.architecture(),
-            "metrics": loaded.metadata.get("metrics") or {},
+            "metrics": _metrics(loaded.metadata),
             # read back when the package is loaded (the Model dock's settings and date)
             "train_config": loaded.config.to_dict(),
             **({"trained": str(loaded.metadata["created"])}

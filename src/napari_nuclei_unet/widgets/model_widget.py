@@ -129,7 +129,8 @@ def flatten_metrics(metadata: dict) -> list[tuple[str, str]]:
     """The metrics recorded in a checkpoint, as ``(name, value)`` rows for display.
 
     Reads ``metadata["metrics"]`` (written by training: epoch, losses, validation
-    IoU, ...) and an optional ``metadata["evaluation"]`` summary; nested dicts
+    IoU, ...), an optional ``metadata["evaluation"]`` summary and a fine-tuning
+    version's scores before and after its round; nested dicts
     (e.g. per-modality IoU) become ``"validation IoU · fluorescence"`` rows.
 
     Parameters
@@ -154,6 +155,9 @@ def flatten_metrics(metadata: dict) -> list[tuple[str, str]]:
     for section in ("metrics", "evaluation"):
         if isinstance(metadata.get(section), dict):
             walk("", metadata[section])
+    from napari_nuclei_unet.core.finetune.versions import round_scores
+
+    walk("", round_scores(metadata))  # a fine-tuning version: its round's scores
     return rows
 
 

@@ -70,6 +70,38 @@ class ModelVersion:
         return str(self.info.get("unreadable", ""))
 
 
+#: The sets a round scores before and after (``mean_iou_<key>`` in its ``finetune`` entry).
+ROUND_SETS = {"corrected": "corrected images", "held_out": "images kept aside",
+              "evaluation": "evaluation images", "regression": "regression set"}
+
+
+def round_scores(metadata: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """A fine-tuning version's mean IoU before and after its round, by set scored.
+
+    Parameters
+    ----------
+    metadata : mapping
+        A checkpoint's sidecar (``model.json``).
+
+    Returns
+    -------
+    dict
+        ``{"mean IoU of the corrected images": {"before": 0.61, "after": 0.80}, ...}``
+        for the sets the round scored; empty for a model that no round made.
+    """
+    info = metadata.get("finetune")
+    if not isinstance(info, Mapping):
+        return {}
+    scores = {}
+    for key, words in ROUND_SETS.items():
+        pair = info.get(f"mean_iou_{key}")
+        if isinstance(pair, Mapping) and all(
+                isinstance(pair.get(k), (int, float)) for k in ("before", "after")):
+            scores[f"mean IoU of the {words}"] = {"before": float(pair["before"]),
+                                                  "after": float(pair["after"])}
+    return scores
+
+
 def _is_default_model(model: str | os.PathLike) -> bool:
     if isinstance(model, str) and model == "default":
         return True
