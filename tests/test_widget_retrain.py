@@ -928,3 +928,36 @@ def test_an_unreadable_version_is_listed_and_cannot_be_used(retrain):
     assert dock.versions_table.unreadable == {"v001"}
     dock.versions_table.select_key("v001")
     assert not dock.use_button.isEnabled()
+
+
+def test_a_view_asked_for_in_the_compare_dock_shows_over_the_correction(retrain, qtbot):
+    # after 'Add to training set' the corrected mask stayed on top: Side by side, Overlay
+    # and Predict this image changed nothing on the canvas (GUI check h_gui13, M1)
+    from napari_nuclei_unet.widgets._compare_layers import (
+        OVERLAY,
+        PREDICTION_LAYER,
+        SIDE_BY_SIDE,
+        side_by_side_active,
+    )
+    from napari_nuclei_unet.widgets.compare_widget import CompareWidget
+
+    viewer, dock, session, samples, project = retrain
+    compare = CompareWidget(viewer)
+    viewer.window.add_dock_widget(compare, name="Compare")
+    layer = dock.edit_prediction()
+    paint_square(layer, 99)
+    add(qtbot, dock)
+    assert layer.visible and not viewer.layers[PREDICTION_LAYER].visible
+    compare.set_mode(OVERLAY)
+    assert not layer.visible and viewer.layers[PREDICTION_LAYER].visible
+    assert compare.mode == OVERLAY and not side_by_side_active(viewer)
+    # the correction shown again (its eye), then the view already chosen clicked again
+    layer.visible = True
+    compare.overlay_radio.click()
+    assert not layer.visible and viewer.layers[PREDICTION_LAYER].visible
+    # unsaved edits stay in the layer (and the dock) when a view is asked for
+    layer = dock.edit_prediction()
+    paint_square(layer, 77)
+    compare.set_mode(SIDE_BY_SIDE)
+    assert not layer.visible and side_by_side_active(viewer)
+    assert dock.has_unsaved_edits() and np.any(layer.data == 77)

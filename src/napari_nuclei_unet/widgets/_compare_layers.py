@@ -409,6 +409,19 @@ def show_comparison(
     return layers
 
 
+def leave_correction_view(viewer: napari.Viewer) -> bool:
+    """Hide the Retrain dock's corrected mask, so that a comparison asked for is shown.
+
+    Its edits stay in the layer (the Retrain dock still holds them and keeps a draft);
+    ticking its eye again shows it. Returns whether it was shown.
+    """
+    layer = _get(viewer, PLUGIN_LAYERS[0])
+    if layer is None or not layer.visible:
+        return False
+    layer.visible = False
+    return True
+
+
 def correcting(viewer: napari.Viewer, sample_id: str | None) -> bool:
     """True while the Retrain dock's correction of ``sample_id`` is shown (one pane)."""
     layer = _get(viewer, PLUGIN_LAYERS[0])

@@ -35,6 +35,7 @@ from napari_nuclei_unet.widgets._compare_layers import (
     MODES,
     OVERLAY,
     SIDE_BY_SIDE,
+    leave_correction_view,
 )
 from napari_nuclei_unet.widgets._compare_layout import build_layout, clamped_threshold
 from napari_nuclei_unet.widgets._dock_life import (
@@ -122,6 +123,7 @@ class CompareWidget(QWidget):
         self.predict_all_button.clicked.connect(self.predict_all)
         self.cancel_button.clicked.connect(self.cancel)
         self.side_by_side_radio.toggled.connect(self._on_mode_toggled)
+        self.mode_group.buttonClicked.connect(self._on_mode_clicked)
         self.threshold_slider.valueChanged.connect(lambda _v: self._threshold_timer.start())
         self._threshold_timer.timeout.connect(
             lambda: self.set_threshold(self.threshold_slider.value())
@@ -185,12 +187,20 @@ class CompareWidget(QWidget):
             raise ValueError(f"unknown compare mode {mode!r}: expected one of {', '.join(MODES)}")
         radio = self.side_by_side_radio if mode == SIDE_BY_SIDE else self.overlay_radio
         if radio.isChecked():
+            leave_correction_view(self.viewer)
             self.refresh()
         else:
             radio.setChecked(True)  # -> _on_mode_toggled -> refresh
 
     def _on_mode_toggled(self, _checked: bool) -> None:
+        # a view asked for: the Retrain dock's corrected mask on top of the image gives
+        # way (the buttons changed nothing while it was shown: GUI check h_gui13, M1)
+        leave_correction_view(self.viewer)
         self.refresh()
+
+    def _on_mode_clicked(self, _button: Any) -> None:
+        if leave_correction_view(self.viewer):  # the view already chosen, clicked again
+            self.refresh()
 
     def set_threshold(self, value: float) -> None:
         """Re-threshold the cached probability maps at ``value`` (no network run).
@@ -287,6 +297,7 @@ class CompareWidget(QWidget):
                 f"{short_id(sample.id)} has no label mask: the prediction will be shown, "
                 "but IoU and the other scores need a label mask."
             )
+        leave_correction_view(self.viewer)  # the prediction asked for is shown (h_gui13 M1)
         return self._start_prediction([sample])
 
     def predict_all(self) -> Any:
