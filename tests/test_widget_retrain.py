@@ -961,3 +961,34 @@ def test_a_view_asked_for_in_the_compare_dock_shows_over_the_correction(retrain,
     compare.set_mode(SIDE_BY_SIDE)
     assert not layer.visible and side_by_side_active(viewer)
     assert dock.has_unsaved_edits() and np.any(layer.data == 77)
+
+
+def test_a_saved_correction_is_shown_to_be_looked_at_and_fixed(retrain, qtbot):
+    # double-clicking a row showed the image only: the correction saved could not be
+    # looked at, and fixing one nucleus meant redoing it (GUI check h_gui13, M3)
+    from napari_nuclei_unet.core.dataset import DSBDataset
+
+    viewer, dock, session, samples, project = retrain
+    sample = samples[0]
+    layer = dock.edit_prediction()
+    paint_square(layer, 99)
+    add(qtbot, dock)
+    saved = np.array(layer.data)
+    show(viewer, session, samples[1])
+    assert not layer.visible
+    dock.corrections_table.cellDoubleClicked.emit(0, 1)
+    wait_worker(qtbot, session.jobs.running("load correction"))
+    assert session.current_id == sample.id
+    assert layer.visible and layer.mode == "paint" and viewer.layers.selection.active is layer
+    assert np.array_equal(layer.data > 0, saved > 0)
+    assert not dock.has_unsaved_edits()
+    with capture_notifications() as notes:
+        assert dock.add_to_training_set() is None  # nothing changed: nothing to save
+    assert notes.any("in the training set as it is already")
+    paint_square(layer, 0, box=(slice(5, 15), slice(40, 50)))  # one nucleus erased
+    assert dock.has_unsaved_edits()
+    add(qtbot, dock)
+    fixed = DSBDataset.open(project / "corrections").load(sample.id)
+    assert np.array_equal(fixed.labels > 0, layer.data > 0)
+    assert not np.any(fixed.labels[5:15, 40:50])
+    assert dock.corrections_table.item(0, 2).text() == "edited prediction"

@@ -29,6 +29,7 @@ from napari_nuclei_unet.widgets._retrain_jobs import (
     NO_PREDICTION,
     SAVE_JOB,
     _save_correction,
+    _saved_labels,
     _SaveRequest,
 )
 from napari_nuclei_unet.widgets._retrain_project import (
@@ -290,6 +291,9 @@ class CorrectionSteps:
                 notify(NO_IMAGE, warning=True)
                 return None
             self._begin_edit(state)
+        if state.saved and not state.is_dirty():  # e.g. a saved correction looked at
+            notify(f"{short_id(sample.id)} is in the training set as it is already.")
+            return None
         labels = np.array(state.current_labels(), copy=True)
         if labels.max(initial=0) <= 0:
             notify("The mask is empty: paint at least one nucleus before adding the image.",
@@ -424,7 +428,48 @@ class CorrectionSteps:
     def _on_correction_double_clicked(self, row: int, _column: int) -> None:
         item = self.corrections_table.item(row, 0)
         if item is not None:
-            self.show_sample_id(item.data(Qt.ItemDataRole.UserRole))
+            self.show_correction(item.data(Qt.ItemDataRole.UserRole))
+
+    def show_correction(self, sample_id: str) -> Any:
+        """Show an image with its correction as saved in the project, ready to be fixed.
+
+        The saved mask is loaded in a worker into the editable layer, in paint mode;
+        *Add to training set* then replaces the saved correction (GUI check h_gui13, M3:
+        a saved correction could not be looked at, and fixing one nucleus meant redoing
+        it). Returns the worker, or None when the image is not loaded.
+        """
+        if self._store is None or not self.show_sample_id(sample_id):
+            return None
+        return self.session.jobs.start(
+            "load correction", _saved_labels, self._store, sample_id,
+            on_returned=partial(self._edit_saved, sample_id),
+            action=f"Reading the correction of {short_id(sample_id)}", refuse=False,
+        )
+
+    def _edit_saved(self, sample_id: str, labels: np.ndarray) -> None:
+        sample = self._current_sample()
+        if sample is None or sample.id != sample_id:
+            return  # another image was chosen meanwhile
+        if labels.shape != sample.image.shape[:2]:
+            notify(f"The saved correction of {short_id(sample_id)} is {labels.shape[1]} x "
+                   f"{labels.shape[0]} pixels but the image is {sample.image.shape[1]} x "
+                   f"{sample.image.shape[0]}: it belongs to another image of that name.",
+                   warning=True)
+            return
+        correction = next((c for c in self.corrections() if c.id == sample_id), None)
+        # what it started from, for its description when it is saved again
+        from_prediction = correction is not None and (
+            correction.source == "prediction"
+            or correction.note.startswith(f"started from the {START_PREDICTION}"))
+        start = START_PREDICTION if from_prediction else START_LABEL
+        self._keep_unsaved_edits()
+        self._end_edit()
+        layer = editing.promote_prediction(self.viewer, labels, sample, start=start)
+        saved = np.array(layer.data, copy=True)
+        self._begin_edit(editing.EditState(sample, layer, layer.data, start, saved, saved,
+                                           saved=True))
+        notify(f"The correction of {short_id(sample_id)} saved in the project is shown: paint "
+               "to fix it, then 'Add to training set' replaces it.")
 
     def show_sample_id(self, sample_id: str) -> bool:
         """Show a loaded image (as the Data panel does); return False when it is not loaded."""

@@ -70,6 +70,9 @@ class EditState:
     baseline : numpy.ndarray or None
         A copy of the labels as last added to the training set, or as they were
         when editing started; None when they were never saved there (a draft).
+    saved : bool
+        Whether ``baseline`` is what the training set holds (added, or a saved
+        correction shown again to look at or fix).
     """
 
     sample: Any
@@ -78,6 +81,7 @@ class EditState:
     start: str
     start_labels: np.ndarray
     baseline: np.ndarray | None
+    saved: bool = False
 
     def shows_sample(self) -> bool:
         """Whether the layer still shows this correction's sample."""
@@ -104,6 +108,7 @@ class EditState:
     def mark_added(self) -> None:
         """Take the current labels as the state saved in the training set."""
         self.baseline = np.array(self.current_labels(), copy=True)
+        self.saved = True
 
 
 def _paint_mode(viewer: napari.Viewer, layer: Labels) -> None:

@@ -91,7 +91,8 @@ def build_layout(dock: Any) -> None:
     set_box = QGroupBox("2. Training set (corrected images)")
     set_layout = QVBoxLayout(set_box)
     dock.corrections_table = CorrectionsTable()
-    dock.corrections_table.setToolTip("Double-click a row to show that image")
+    dock.corrections_table.setToolTip("Double-click a row to show that image with its "
+                                      "correction as saved, to look at it or fix it")
     set_layout.addWidget(dock.corrections_table)
     set_buttons = QHBoxLayout()
     dock.corrections_label = QLabel()
