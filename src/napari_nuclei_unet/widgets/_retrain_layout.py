@@ -96,6 +96,7 @@ def build_layout(dock: Any) -> None:
     set_layout.addWidget(dock.corrections_table)
     set_buttons = QHBoxLayout()
     dock.corrections_label = QLabel()
+    dock.corrections_label.setWordWrap(True)  # "… · 1 draft(s) not added yet" widened the tab
     dock.remove_button = QPushButton("Remove")
     dock.remove_button.setToolTip("Take the selected image out of the training set (its "
                                   "files are moved to the project's removed/ folder)")
