@@ -218,17 +218,19 @@ def test_export_dialog_proposes_a_name_and_file(model_widget, qtbot, tiny_checkp
     monkeypatch.setenv("HOME", str(tmp_path))
     _viewer, widget = model_widget
     widget.session.set_model(load_checkpoint(tiny_checkpoint))
-    seen = []
+    seen, widths = [], []
 
     def answer(accept: bool) -> None:
         dialog = QApplication.activeModalWidget()
         seen.append(dialog.windowTitle() if dialog is not None else None)
+        widths.append(dialog.width() if dialog is not None else 0)
         if dialog is not None:
             dialog.accept() if accept else dialog.reject()
 
     QTimer.singleShot(300, lambda: answer(True))
     choice = widget.ask_export()
     assert seen == ["Export the model for bioimage.io"]
+    assert widths[0] >= 480  # "Save as" shows the folder (it was 295 px wide: h_gui13, L3)
     assert choice is not None
     assert choice.name == "Nuclei U-Net (run-best)" and choice.license == "CC-BY-4.0"
     assert choice.out == tmp_path / "nuclei-unet-run-best.zip" and choice.authors == ()

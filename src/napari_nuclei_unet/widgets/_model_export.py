@@ -281,7 +281,9 @@ class ModelExport:
         picked = _remember_picked(fields[-1])
         dialog = Dialog(widgets=fields, parent=self)
         dialog.native.setWindowTitle("Export the model for bioimage.io")
-        dialog.native.setMinimumWidth(520)  # the file's path, whole
+        # the file's path, whole: the dialog's layout sets its size (SetMinAndMaxSize), so
+        # the path's field asks for the room (the dialog was 295 px wide: h_gui13, L3)
+        fields[-1].line_edit.native.setMinimumWidth(380)
         from qtpy.QtWidgets import QDialogButtonBox
 
         for box in dialog.native.findChildren(QDialogButtonBox):
