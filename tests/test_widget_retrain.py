@@ -487,12 +487,12 @@ def test_mistakes_are_plain_notifications(make_napari_viewer, qtbot, user_dirs, 
         assert dock.edit_label_mask() is None
         assert dock.add_to_training_set() is None
         assert dock.use_version("v009") is None
-        session.set_model(tiny_model)
-        assert dock.start_finetune() is None
         sample = make_samples(1)[0]
         session.samples[sample.id] = sample
         show(viewer, session, sample)
-        assert dock.edit_prediction() is None
+        assert dock.edit_prediction() is None  # no prediction, and no model to make one
+        session.set_model(tiny_model)
+        assert dock.start_finetune() is None
         (user_dirs / "file").write_text("x")
         assert not dock.set_project(user_dirs / "file")
     for message in (NO_IMAGE, NO_CORRECTIONS, NO_PREDICTION, "v009", "is a file"):
@@ -992,3 +992,23 @@ def test_a_saved_correction_is_shown_to_be_looked_at_and_fixed(retrain, qtbot):
     assert np.array_equal(fixed.labels > 0, layer.data > 0)
     assert not np.any(fixed.labels[5:15, 40:50])
     assert dock.corrections_table.item(0, 2).text() == "edited prediction"
+
+
+def test_edit_prediction_predicts_the_image_first_when_needed(retrain, qtbot):
+    # after a restart an image's score is listed but its prediction is not kept: "Edit
+    # prediction as labels" sent the user to the Compare panel first (h_gui13, L8)
+    from napari_nuclei_unet.widgets._retrain_editing import CORRECTION_LAYER
+
+    viewer, dock, session, samples, project = retrain
+    show(viewer, session, samples[1])
+    session.probabilities.pop(samples[1].id)
+    with capture_notifications() as notes:
+        assert dock.edit_prediction() is None
+        assert notes.any("predicting it with")
+        wait_worker(qtbot, session.jobs.running("predict"))
+    qtbot.waitUntil(lambda: CORRECTION_LAYER in viewer.layers
+                    and viewer.layers[CORRECTION_LAYER].visible, timeout=10_000)
+    layer = viewer.layers[CORRECTION_LAYER]
+    assert layer.metadata["nuclei_unet_sample_id"] == samples[1].id
+    assert np.array_equal(layer.data, dock.current_prediction())
+    assert layer.mode == "paint" and not dock.has_unsaved_edits()

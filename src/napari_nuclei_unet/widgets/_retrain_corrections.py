@@ -82,7 +82,10 @@ class CorrectionSteps:
             return None
         labels = self.current_prediction()
         if labels is None:
-            notify(NO_PREDICTION, warning=True)
+            if self.session.model is None:
+                notify(NO_PREDICTION, warning=True)
+            else:  # e.g. after a restart: its score is listed, its prediction is not kept
+                self._predict_then_edit(sample)
             return None
         self._keep_unsaved_edits()
         layer = editing.promote_prediction(self.viewer, labels, sample, start=START_PREDICTION)
@@ -90,6 +93,25 @@ class CorrectionSteps:
         self._begin_edit(editing.EditState(sample, layer, layer.data, START_PREDICTION, start,
                                            start))
         return layer
+
+    def _predict_then_edit(self, sample: Any) -> Any:
+        """Predict ``sample`` (in a worker), then open its prediction for editing.
+
+        It was one more trip to the Compare panel per image (GUI check h_gui13, L8).
+        """
+        from napari_nuclei_unet.widgets._model_names import model_name
+        from napari_nuclei_unet.widgets._prediction_service import start_prediction_job
+
+        def done(result: Any) -> None:
+            if (result is not None and not self._dead and self.session.current_id == sample.id
+                    and sample.id in self.session.probabilities):
+                self.edit_prediction()
+
+        worker = start_prediction_job(self.viewer, [sample], on_done=done)
+        if worker is not None:
+            notify(f"{short_id(sample.id)} has no prediction yet: predicting it with "
+                   f"{model_name(self.session.model)} first; it opens for editing when done.")
+        return worker
 
     def edit_label_mask(self) -> Any:
         """Select the label mask of the shown image in paint mode.
