@@ -93,7 +93,10 @@ def _metrics(metadata: dict) -> dict:
 
 
 def _readme(name: str, metadata: dict, kwargs: dict, path: Path) -> None:
-    metrics = _metrics(metadata)
+    from ..core.finetune.versions import round_scores
+
+    metrics = metadata.get("metrics") or {}
+    rounds = {} if metrics else round_scores(metadata)
     lines = [
         f"# {name}",
         "",
@@ -130,7 +133,6 @@ def _readme(name: str, metadata: dict, kwargs: dict, path: Path) -> None:
         "The test tensors are a synthetic fluorescence image and this network's output; "
         "`bioimageio test` reproduces them with each weight format.",
     ]
-    rounds = {k: v for k, v in metrics.items() if isinstance(v, dict)}
     if rounds:  # a fine-tuning version: the user's corrections, scored before and after
         lines.append("Fine-tuned on its user's corrected images (one round), scored "
                      "before and after it: "
