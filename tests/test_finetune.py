@@ -569,6 +569,39 @@ def test_versions_are_never_overwritten(tmp_path):
     assert versions.current().name == "v004"
 
 
+def test_a_version_chosen_stays_the_projects_model(tmp_path, monkeypatch):
+    # "Use this version" on a version its round did not make current was forgotten when
+    # napari started again (GUI check h_gui13, L6); a round made current later takes over
+    import torch
+
+    from napari_nuclei_unet.core.config import TrainConfig
+    from napari_nuclei_unet.core.finetune import _common, versions as module
+    from napari_nuclei_unet.core.finetune.versions import ModelVersions
+    from napari_nuclei_unet.core.model import UNet
+
+    clock = iter(f"2026-12-05T07:0{i}:00+00:00" for i in range(10))
+    monkeypatch.setattr(_common, "_now", lambda: next(clock))
+    monkeypatch.setattr(module, "_now", _common._now)
+    torch.manual_seed(0)
+    model, config = UNet(base_width=4, depth=2), TrainConfig(base_width=4, depth=2)
+    versions = ModelVersions(tmp_path / "project")
+    versions.add(model, config, {"adopted": True})  # v001, made current
+    versions.add(model, config, {"adopted": False})  # v002, refused
+    assert versions.current().name == "v001"
+    versions.choose("v002")
+    assert ModelVersions(tmp_path / "project").current().name == "v002"  # napari restarted
+    versions.add(model, config, {"adopted": False})  # v003 refused: the choice stays
+    assert versions.current().name == "v002"
+    versions.add(model, config, {"adopted": True})  # v004 made current: it takes over
+    assert versions.current().name == "v004"
+    versions.choose("v001")  # an older one chosen again
+    assert versions.current().name == "v001"
+    (tmp_path / "project" / "versions" / "chosen.json").write_text("{broken")
+    assert versions.current().name == "v004"
+    with pytest.raises(KeyError):
+        versions.choose("v009")
+
+
 def test_versions_saved_at_once_never_share_a_folder(tmp_path):
     """Two programs saving rounds into one project at the same time (no lock needed:
     each version folder is claimed by an atomic mkdir)."""

@@ -45,6 +45,11 @@ def test_a_round_that_got_worse_is_not_switched_to(retrain, qtbot, monkeypatch):
     assert "Not in use (see below)" in dock.status_label.text()
     message = dock.adoption_label.text()
     assert message.count("not made current") == 1 and message.count("mean IoU") == 1
+    # used anyway, it stays the project's model when napari starts again (h_gui13, L6)
+    wait_worker(qtbot, dock.use_version("v001"))
+    session.set_model(None)  # napari started again: no model loaded yet
+    dock.refresh()
+    assert "This project's model is <b>v001</b>" in dock.model_label.text()
 
 
 def test_a_round_uses_the_sessions_nucleus_diameter(retrain, qtbot, monkeypatch):  # noqa: F811

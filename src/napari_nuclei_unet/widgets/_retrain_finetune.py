@@ -198,9 +198,7 @@ class FinetuneSteps:
         The project's newest adopted version is what its last round left (napari was
         restarted since); a new project starts from the shipped default model.
         """
-        from napari_nuclei_unet.core.finetune.versions import newest_adopted
-
-        version = newest_adopted(self.versions())
+        version = self.model_versions().current(self.versions())
         what = "the default model" if version is None else f"model {version_words(version)}"
 
         def go(loaded: Any) -> None:

@@ -65,13 +65,13 @@ def model_words(path: str, session_model: Any, project: Path | None = None) -> s
 
 
 def project_model(project: Path | None) -> Any:
-    """A project's newest adopted version when it is not the shipped model, else None."""
+    """A project's model (``ModelVersions.current``) when it is not the shipped one, else None."""
     if project is None:
         return None
-    from napari_nuclei_unet.core.finetune.versions import ModelVersions, newest_adopted
+    from napari_nuclei_unet.core.finetune.versions import ModelVersions
 
     try:
-        version = newest_adopted(ModelVersions(project).list())
+        version = ModelVersions(project).current()
     except (OSError, ValueError):
         return None
     return None if version is None or version.is_base else version

@@ -407,6 +407,10 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
 
         def use(loaded: Any) -> None:
             self.session.set_model(loaded)
+            try:  # the project's model from now on, also after napari starts again
+                self.model_versions().choose(version.name)
+            except (OSError, KeyError) as exc:
+                notify_error(exc, f"Recording {version.name} as the project's model")
             notify(f"Now using model {version_words(version)}; the corrected images are "
                    "predicted again.")
             self.refresh()
@@ -475,10 +479,8 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
 
     def _update_model_label(self, current: Any, versions: list[Any]) -> None:
         """Say which model is in use; ``versions``: the project's, as just listed."""
-        from napari_nuclei_unet.core.finetune.versions import newest_adopted
-
         model = self.session.model
-        project_model = newest_adopted(versions) if model is None else None
+        project_model = self.model_versions().current(versions) if model is None else None
         if project_model is not None and not project_model.is_base:
             # e.g. napari restarted: the project is back, its model is not loaded yet
             text = (f"No model loaded. This project's model is <b>{project_model.name}</b>: "

@@ -111,6 +111,10 @@ def _is_default_model(model: str | os.PathLike) -> bool:
         return False
 
 
+#: The version the user chose last (``{"version": "v001", "chosen": <ISO time>}``).
+CHOSEN_FILE = "chosen.json"
+
+
 def newest_adopted(versions: Sequence[ModelVersion]) -> ModelVersion | None:
     """The last adopted version of ``versions`` (listed oldest first), or None."""
     adopted = [v for v in versions if v.adopted]
@@ -176,13 +180,40 @@ class ModelVersions:
         versions = self.list()
         return versions[-1] if versions else None
 
-    def current(self) -> ModelVersion | None:
-        """The newest *adopted* version: what the next round should start from.
+    def current(self, versions: Sequence[ModelVersion] | None = None) -> ModelVersion | None:
+        """The project's model: what the next round starts from.
 
-        A round that made the model worse is kept as a version but skipped here (see
-        :attr:`ModelVersion.adopted`). None when the project has no version yet.
+        The newest *adopted* version (a round that made the model worse is kept as a
+        version but skipped: :attr:`ModelVersion.adopted`), unless the user chose a
+        version since it was made (:meth:`choose`). None when the project has none yet.
+
+        Parameters
+        ----------
+        versions : sequence of ModelVersion, optional
+            :meth:`list`, when just read.
         """
-        return newest_adopted(self.list())
+        versions = self.list() if versions is None else list(versions)
+        newest = newest_adopted(versions)
+        try:
+            chosen = json.loads((self.versions_dir / CHOSEN_FILE).read_text(encoding="utf-8"))
+            name, when = str(chosen["version"]), str(chosen["chosen"])
+        except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError):
+            return newest
+        version = next((v for v in versions if v.name == name and not v.unreadable), None)
+        if version is None or (newest is not None and newest.created > when):
+            return newest  # gone, or a round made current since
+        return version
+
+    def choose(self, name: str) -> None:
+        """Record that the user chose version ``name`` as the project's model.
+
+        A version a round did not make current, chosen anyway ("Use this version"), was
+        forgotten when napari started again (GUI check h_gui13, L6). A round made
+        current later takes over.
+        """
+        version = self.get(name)
+        _write_json_atomic(self.versions_dir / CHOSEN_FILE,
+                           {"version": version.name, "chosen": _now()})
 
     def get(self, name: str) -> ModelVersion:
         """The version called ``name`` (``"v002"``; ``"2"`` and ``2`` work too).
