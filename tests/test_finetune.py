@@ -575,7 +575,8 @@ def test_a_version_chosen_stays_the_projects_model(tmp_path, monkeypatch):
     import torch
 
     from napari_nuclei_unet.core.config import TrainConfig
-    from napari_nuclei_unet.core.finetune import _common, versions as module
+    from napari_nuclei_unet.core.finetune import _common
+    from napari_nuclei_unet.core.finetune import versions as module
     from napari_nuclei_unet.core.finetune.versions import ModelVersions
     from napari_nuclei_unet.core.model import UNet
 

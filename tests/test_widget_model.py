@@ -144,6 +144,67 @@ def test_a_runs_best_epoch_is_not_called_a_stop(tmp_path):
     last = json.loads((tmp_path / "last.json").read_text())
     assert "stopped before the 5 planned" in describe_training(last, tmp_path / "last.json")
 
+def test_one_epoch_is_not_called_epochs():
+    from napari_nuclei_unet.widgets.model_widget import describe_training
+
+    text = describe_training({"config": {"steps_per_epoch": 50}, "metrics": {"epoch": 1}})
+    assert text == "1 epoch (50 steps)"
+    assert describe_training({"config": {"steps_per_epoch": 1}, "metrics": {"epoch": 1}}) \
+        == "1 epoch (1 step)"
+    assert describe_training({"metrics": {"epoch": 2}}) == "2 epochs"
+
+
+def test_a_fine_tuning_version_is_described_as_one():
+    # v001 read "trained 2026-12-05 · 12 epochs (96 steps) in 34 s · 602 training / 68
+    # validation images": no word of its corrections, nor of the model it started from
+    from datetime import datetime
+
+    from napari_nuclei_unet.widgets.model_widget import describe_training
+
+    created = "2026-12-05T06:40:00+00:00"
+    local = f"{datetime.fromisoformat(created).astimezone():%Y-%m-%d %H:%M}"
+    metadata = {
+        "config": {"steps_per_epoch": 8}, "metrics": {"epoch": 12}, "created": created,
+        "history": [{"epoch": 12, "epochs": 12, "elapsed_s": 34.2}],
+        "training_data": {"n_train": 602, "n_val": 68},
+        "finetune": {"base_model": "default", "adopted": True, "held_out": ["d"],
+                     "corrections": [{"id": "a"}, {"id": "b"}, {"id": "c"}],
+                     "mean_iou_corrected": {"before": 0.5, "after": 0.7}},
+    }
+    assert describe_training(metadata) == (
+        f"fine-tuned from the default model on 3 corrected images (1 kept aside) · 34 s · "
+        f"{local}")
+    metadata["finetune"].update(base_model="v001", held_out=[], adopted=False,
+                                corrections=[{"id": "a"}])
+    assert describe_training(metadata).startswith(
+        "fine-tuned from v001 on 1 corrected image · 34 s · ")
+    assert describe_training(metadata).endswith(" · not put in use by its round")
+    metadata["finetune"] = {"base_model": "/data/runs/run-20261205-062511/best.safetensors"}
+    assert describe_training(metadata).startswith("fine-tuned from run-20261205-062511/best")
+
+
+def test_checkpoint_dialog_opens_where_models_are(model_widget, qtbot, tiny_checkpoint,
+                                                  monkeypatch):
+    # it opened in the working folder; runs are in a hidden folder a dialog does not show
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+    from napari_nuclei_unet.widgets import model_widget as module
+    from napari_nuclei_unet.widgets._train_jobs import default_runs_root
+
+    _viewer, widget = model_widget
+    asked = []
+    monkeypatch.setattr(module.QFileDialog, "getOpenFileName",
+                        lambda parent, title, folder, *rest: asked.append(folder) or ("", ""))
+    default_runs_root().mkdir(parents=True)
+    widget.file_button.click()
+    assert asked[-1] == str(default_runs_root())
+    widget.session.set_model(load_checkpoint(tiny_checkpoint))
+    widget.file_button.click()
+    assert asked[-1] == str(tiny_checkpoint.parent)  # the folder of the model in use
+    widget.session.set_model(load_checkpoint("default"))  # not the installation's folder
+    widget.file_button.click()
+    assert asked[-1] == str(default_runs_root())
+
+
 def test_configuration_explains_the_epoch_limit_and_the_training_device():
     import json
 

@@ -266,3 +266,14 @@ def test_samples_that_could_not_be_decoded_do_not_block_training(trainer):
     with capture_notifications() as notes:
         assert widget._training_samples() is None
     assert notes.any("Only 6 of the 8 samples are loaded")
+
+
+def test_check_boxes_show_no_field_names(trainer):
+    # "Flips ☑ augment flips", "Mixed precision ☑ amp" (GUI check h_gui13 L2): the form's
+    # label says what a box is; magicgui's text beside it was the dataclass field's name
+    _viewer, widget = trainer
+    boxes = {name: editor for name, editor in widget._editors.items()
+             if isinstance(widget._fields[name].value, bool)}
+    assert {"augment_flips", "amp", "compile"} <= set(boxes)
+    assert all(box.text() == "" for box in boxes.values()), {
+        name: box.text() for name, box in boxes.items()}

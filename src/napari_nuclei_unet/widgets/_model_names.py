@@ -34,6 +34,16 @@ def model_key(model: Any) -> str:
     return f"{Path(path).resolve()}@{stamp}"
 
 
+def same_file(a: Any, b: Any) -> bool:
+    """Whether paths ``a`` and ``b`` name the same file (False when either is not a path)."""
+    if a is None or b is None:
+        return False
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except (OSError, TypeError, ValueError):
+        return False
+
+
 def results_key(model: Any, diameter: float) -> str:
     """Key of a model's results at one nucleus diameter (see :func:`model_key`)."""
     return f"{model_key(model)}|diameter={float(diameter):g}"

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from napari_nuclei_unet.core.finetune.results import iou_change
+from napari_nuclei_unet.widgets._model_names import same_file
 from napari_nuclei_unet.widgets._retrain_project import DraftStore
 
 #: Job kinds in the session's WorkerGuard.
@@ -195,13 +196,6 @@ def _load_version(version: Any) -> Any:
     return load_checkpoint("default" if version is None else version.model, device="auto")
 
 
-def _same_file(a: Any, b: Any) -> bool:
-    try:
-        return Path(a).resolve() == Path(b).resolve()
-    except (OSError, TypeError, ValueError):
-        return False
-
-
 def version_of_model(model: Any, versions: Sequence[Any]) -> Any:
     """The project version ``model`` (a ``LoadedModel``) was loaded from, or None.
 
@@ -227,7 +221,7 @@ def version_of_model(model: Any, versions: Sequence[Any]) -> Any:
             candidates.append(version.info.get("model"))
             if version.model == "default":
                 candidates = [default_model_path()]
-        if any(c not in (None, "default") and _same_file(c, path) for c in candidates):
+        if any(c not in (None, "default") and same_file(c, path) for c in candidates):
             return version
     return None
 

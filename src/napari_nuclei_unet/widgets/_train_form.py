@@ -102,6 +102,7 @@ def make_field(name: str) -> Any:
                                options={"choices": list(SCHEDULES)})
     elif isinstance(default, bool):
         widget = create_widget(value=default, name=name, annotation=bool)
+        widget.text = ""  # the form's label says it; magicgui shows the field's name here
     elif spin is not None and len(spin) == 4:
         widget = create_widget(name=name, annotation=float, widget_type="FloatSpinBox",
                                options={"min": spin[0], "max": spin[1], "step": spin[2]})

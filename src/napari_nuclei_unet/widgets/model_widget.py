@@ -37,6 +37,10 @@ from qtpy.QtWidgets import (
 from napari_nuclei_unet.widgets._dock_life import share_the_column_when_shown
 from napari_nuclei_unet.widgets._model_export import ModelExport
 from napari_nuclei_unet.widgets._model_names import model_name
+from napari_nuclei_unet.widgets._model_training import (  # noqa: F401  (re-exported)
+    describe_training,
+    describe_version,
+)
 from napari_nuclei_unet.widgets._scroll import keep_narrow, scrolled_layout
 from napari_nuclei_unet.widgets._session import session_for
 
@@ -159,94 +163,6 @@ def flatten_metrics(metadata: dict) -> list[tuple[str, str]]:
 
     walk("", round_scores(metadata))  # a fine-tuning version: its round's scores
     return rows
-
-
-def _where_trained(metadata: dict) -> str:
-    """Plain words for the hardware a model was trained on ("an NVIDIA GPU", "the CPU")."""
-    hardware = str(metadata.get("training_hardware") or "")
-    if hardware:
-        return hardware.split(",")[0].split("(")[0].strip().removeprefix("one ")
-    device = str(metadata.get("device") or "")
-    if device.startswith("cuda"):
-        return "an NVIDIA GPU"
-    if device.startswith("mps"):
-        return "an Apple GPU"
-    if device.startswith("cpu"):
-        return "the CPU"
-    return device
-
-
-def describe_training(metadata: dict, path: Any = None) -> str:
-    """When, how long and on what the model was trained, in plain words.
-
-    Budget-limited runs plan a huge number of epochs and stop on time, so the
-    planned count is shown only when it means something (fewer were trained);
-    otherwise the epochs, optimisation steps and minutes actually trained. A run's
-    best checkpoint (``path``) may come from an epoch before its last: the run's
-    ``last.json`` beside it says how far the run went.
-    """
-    from napari_nuclei_unet.widgets._progress import format_duration
-
-    parts = []
-    created = str(metadata.get("created", ""))[:10]
-    if created:
-        parts.append(f"trained {created}")
-    elif metadata.get("packaged"):  # a bioimage.io package that does not say
-        parts.append(f"packaged {str(metadata['packaged'])[:10]}")
-    epoch, last = _trained_epochs(metadata)
-    planned = last.get("epochs")
-    if epoch:
-        text = f"{epoch} epochs"
-        steps = (metadata.get("config") or {}).get("steps_per_epoch")
-        if steps:
-            text += f" ({int(epoch) * int(steps):,} steps)"
-        if last.get("elapsed_s"):
-            text += f" in {format_duration(float(last['elapsed_s']))}"
-        if planned and int(epoch) < int(planned) <= 10 * int(epoch):
-            ran = _epochs_run(path)
-            if ran is not None and ran > int(epoch):
-                # ran < planned: stopped, or still training; either way, so far
-                text += (f", the best of the {ran} trained" if ran >= int(planned) else
-                         f", the best of the {ran} trained so far ({planned} planned)")
-            else:
-                text += f", stopped before the {planned} planned"
-        parts.append(text)
-    data = metadata.get("training_data") or {}
-    if data.get("n_train") is not None:
-        text = f"{data['n_train']} training / {data.get('n_val', 0)} validation images"
-        modalities = data.get("train_modalities") or {}
-        if modalities:
-            text += " (" + ", ".join(f"{k} {v}" for k, v in modalities.items()) + ")"
-        parts.append(text)
-    where = _where_trained(metadata)
-    if where:
-        parts.append(f"trained on {where}")
-    return " · ".join(parts) or "no training record"
-
-
-def _epochs_run(path: Any) -> int | None:
-    """How many epochs the run of checkpoint ``path`` trained (its ``last`` checkpoint)."""
-    if path is None:
-        return None
-    from napari_nuclei_unet.core.checkpoint import read_metadata
-
-    last = Path(path).with_name("last.json")
-    if last == Path(path).with_suffix(".json") or not last.is_file():
-        return None
-    try:
-        epoch = _trained_epochs(read_metadata(last))[0]
-        return int(epoch) if epoch else None
-    except (OSError, ValueError, TypeError, AttributeError):  # a file we did not write
-        return None
-
-
-def _trained_epochs(metadata: dict) -> tuple[Any, dict]:
-    """The epochs a checkpoint's run trained when it was saved, and its last history entry."""
-    history = metadata.get("history") or []
-    last = history[-1] if isinstance(history, list) and history and isinstance(
-        history[-1], dict) else {}
-    epoch = (metadata.get("metrics") or {}).get("epoch") or last.get("epoch") or len(history)
-    return epoch, last
 
 
 def describe_config(config: dict, metadata: dict, runs_on: str) -> list[tuple[str, str]]:
@@ -473,11 +389,28 @@ class ModelWidget(ModelExport, QWidget):
             (table.item(r, 0).text(), table.item(r, 1).text()) for r in range(table.rowCount())
         ]
 
+    def start_folder(self) -> Path:
+        """Where *Checkpoint…* opens: the folder of the model in use, else the runs folder.
+
+        The shipped default model's folder is inside the installation: not there. The
+        runs folder (``~/.local/share/...``) is hidden, so a file dialog would not show
+        it; the home folder when it does not exist yet.
+        """
+        from napari_nuclei_unet.widgets._train_runs import runs_root
+
+        path = getattr(self.session.model, "path", None)
+        if path is not None and model_name(self.session.model) != "default model":
+            folder = Path(path) if Path(path).is_dir() else Path(path).parent
+            if folder.is_dir():
+                return folder
+        root = runs_root()
+        return root if root.is_dir() else Path.home()
+
     def _choose_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
             self,
             "Choose a nuclei-unet checkpoint",
-            "",
+            str(self.start_folder()),
             "nuclei-unet checkpoints or bioimage.io packages (*.safetensors *.zip *.yaml)"
             ";;All files (*)",
         )

@@ -78,7 +78,6 @@ from napari_nuclei_unet.widgets._retrain_jobs import (  # noqa: F401  (re-export
     SAVE_JOB,
     _load_version,
     _run_finetune,
-    _same_file,
     _save_correction,
     _SaveRequest,
     _warm_up,

@@ -8,7 +8,10 @@ updates drive the progress bar and the live curves in the ``yielded`` handler
 folder, so nothing is ever overwritten (Resume continues a run in its own folder).
 When a run ends its best model is offered ("Use this model"), never swapped in for
 the model in use (whose scores would go); with no model in use it is used at once.
-The settings form is :mod:`._train_form`, the jobs and run folders :mod:`._train_jobs`.
+The offer stays while that model is not in use, also after a restart (the newest run
+under the runs folder): :mod:`._train_offer`. The settings form is :mod:`._train_form`,
+the jobs :mod:`._train_jobs`, the runs on disk and the runs folder remembered
+:mod:`._train_runs`.
 
 Closing napari during training asks for confirmation (napari lists the running
 job), then stops the run and waits for its checkpoints to be written.
@@ -80,6 +83,8 @@ from napari_nuclei_unet.widgets._train_jobs import (  # noqa: F401  (re-exported
     new_run_dir,
     resume_point,
 )
+from napari_nuclei_unet.widgets._train_offer import RunOffer
+from napari_nuclei_unet.widgets._train_runs import remember_runs_root, runs_root
 from napari_nuclei_unet.widgets._workers import (
     gui_cpu_threads,  # noqa: F401  (re-exported)
     notify,
@@ -95,7 +100,7 @@ FROM_SCRATCH = "scratch"
 FINE_TUNE = "fine-tune"
 
 
-class TrainWidget(QWidget):
+class TrainWidget(RunOffer, QWidget):
     """The "Train" dock.
 
     Parameters
@@ -110,7 +115,10 @@ class TrainWidget(QWidget):
     run_dir : pathlib.Path or None
         Folder of the current (or last) run.
     best_checkpoint : pathlib.Path or None
-        Best checkpoint of the last run that ended.
+        Best checkpoint of the last run that ended (in this session).
+    last_run : RunModel or None
+        The run whose model "Use this model" loads (this session's last, or the
+        newest under the runs folder).
     result : TrainResult or None
         What the last run returned.
     """
@@ -141,6 +149,7 @@ class TrainWidget(QWidget):
         self.destroyed.connect(self._stop_event.set)
         self._update_start_from()
         self._update_data_label()
+        self.find_last_run()  # after a restart: the newest run's model is offered again
         self.session.jobs.start(
             "list devices", _list_devices_and_warm_up, on_returned=self._set_devices,
             action="Preparing training", refuse=False,
@@ -187,7 +196,8 @@ class TrainWidget(QWidget):
         self.device_combo.setToolTip("Only devices found on this computer are listed")
         start_form.addRow("Train on", self.device_combo)
         out_row = QHBoxLayout()
-        self.output_edit = QLineEdit(str(default_runs_root()))
+        self.output_edit = QLineEdit(str(runs_root()))  # the one used last time
+        self.output_edit.editingFinished.connect(self._on_output_root_typed)
         self.output_edit.setToolTip(
             "Every run is saved in a new run-<date>-<time> folder inside this folder"
         )
@@ -231,6 +241,7 @@ class TrainWidget(QWidget):
         self.status_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.status_label)
+        self._build_run_offer(layout)
         layout = bottom_layout
 
         self.curves = TrainingCurves(getattr(self.viewer, "theme", "dark"))
@@ -243,15 +254,7 @@ class TrainWidget(QWidget):
         self.open_folder_button = QPushButton("Open folder")
         self.open_folder_button.setEnabled(False)
         self.open_folder_button.clicked.connect(self.open_run_folder)
-        self.use_model_button = QPushButton("Use this model")
-        self.use_model_button.setToolTip(
-            "Make the trained model the one used for predictions (the scores of the model "
-            "in use now are kept and come back when you load it again)"
-        )
-        self.use_model_button.setVisible(False)
-        self.use_model_button.clicked.connect(self.use_trained_model)
         result_row.addWidget(self.best_label, 1)
-        result_row.addWidget(self.use_model_button)
         result_row.addWidget(self.open_folder_button)
         layout.addLayout(result_row)
 
@@ -282,6 +285,11 @@ class TrainWidget(QWidget):
     def set_output_root(self, folder: str | Path) -> None:
         """Use ``folder`` as the runs folder (each run gets a new sub-folder)."""
         self.output_edit.setText(str(folder))
+        self._on_output_root_typed()
+
+    def _on_output_root_typed(self) -> None:
+        if self.best_checkpoint is None and not self.is_training():
+            self.find_last_run()  # the newest run there (a run of this session stays)
 
     def output_root(self) -> Path:
         """The runs folder."""
@@ -329,7 +337,10 @@ class TrainWidget(QWidget):
             notify(f"The runs folder {root} cannot be written to ({problem}): choose another "
                    "runs folder with '…' beside it.", warning=True)
             return None
-        return self._launch(config, new_run_dir(root), init_from=init_from)
+        worker = self._launch(config, new_run_dir(root), init_from=init_from)
+        if worker is not None:
+            remember_runs_root(root)  # shown, and its runs offered, when napari starts again
+        return worker
 
     def resume(self, run_dir: str | Path) -> WorkerBase | None:
         """Continue the run in ``run_dir`` from its ``last.safetensors``.
@@ -434,7 +445,7 @@ class TrainWidget(QWidget):
         self._worker = worker
         self._closing = False
         self._config = config
-        self.use_model_button.setVisible(False)  # a new run: the last offer is gone
+        self._pause_offer()  # a new run: offered when it ends
         self.run_dir = out_dir
         self.result = None
         if resume_from is None:
@@ -503,59 +514,31 @@ class TrainWidget(QWidget):
             return
         best = best_summary(result)
         self.best_label.setText(f"Best model: {best}\n{self.best_checkpoint}")
-        if result.cancelled:
-            notify(f"Training stopped. The best model so far is kept: {self.best_checkpoint}")
+        if result.cancelled and not any(h.is_best for h in result.history):
+            notify("Training stopped before its first validation. Its last weights are kept "
+                   f"(not validated): {self.best_checkpoint}")
+        elif result.cancelled:
+            notify(f"Training stopped. The best model so far ({best}) is kept: "
+                   f"{self.best_checkpoint}")
         elif result.stopped_early:
             notify(f"Training stopped early (no better validation IoU). Best model: "
                    f"{self.best_checkpoint}")
         else:
             notify(f"Training finished. Best model: {self.best_checkpoint}")
+        self.find_last_run()
         if self.session.model is None:  # nothing in use to replace: use it at once
             self.use_trained_model(announce=True)
             return
         # never swap the model in use (and its scores) without asking: offer it
-        self.use_model_button.setVisible(True)
-        self.use_model_button.setEnabled(True)
         notify(f"The trained model was not put in use: click 'Use this model' in the Train "
                f"panel to predict with it ({model_name(self.session.model)} stays in use).")
-
-    def use_trained_model(self, *, announce: bool = False) -> Any:
-        """Load the run's best checkpoint and make it the session's model (in a worker).
-
-        ``announce``: say that it is now the model in use (when it was not asked for:
-        no model was loaded, so the run's model is used at once).
-
-        Returns
-        -------
-        WorkerBase or None
-            The loading worker, or None when there is no trained model yet.
-        """
-        if self.best_checkpoint is None or not Path(self.best_checkpoint).exists():
-            notify("No trained model yet: train first.")
-            return None
-        self.use_model_button.setEnabled(False)
-        config = getattr(self, "_config", None)
-        device = config.device if config is not None else "auto"
-
-        def use(loaded: Any) -> None:
-            self.session.set_model(loaded)
-            self.use_model_button.setVisible(False)
-            if announce:
-                notify(f"{model_name(loaded)} is now the model used for predictions (no other "
-                       "model was loaded); load another in the Model panel to change it.")
-
-        worker = self.session.jobs.start(
-            "load model", _load_best, self.best_checkpoint, device,
-            on_returned=use, on_finished=lambda: self.use_model_button.setEnabled(True),
-            action="Loading the trained model", refuse=False,
-        )
-        return worker
 
     def _on_error(self, _exc: BaseException) -> None:
         if self._closing:
             return
         if self.run_dir is not None and (self.run_dir / "best.safetensors").exists():
             self.best_label.setText(f"Best model so far: {self.run_dir / 'best.safetensors'}")
+        self.find_last_run(self.run_dir)  # its model if it left one, else the one before
 
     def _on_finished(self) -> None:
         self._worker = None

@@ -1,0 +1,118 @@
+"""The Train dock's offer of the last run's model (a mixin of ``TrainWidget``).
+
+A line under the progress bar names the last run ("Last run: run-… (validation IoU
+0.690, 2026-12-05 06:31)") with a *Use this model* button, shown while that run's
+model is not the one in use: after a run of this session, after another model was
+loaded, and after a restart (the newest run under the runs folder,
+:func:`._train_runs.newest_run`). During a run the line is hidden (the Curves tab
+says how the run goes); when it ends, the line names it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+from napari_nuclei_unet.widgets._model_names import model_name, same_file
+from napari_nuclei_unet.widgets._train_jobs import _load_best
+from napari_nuclei_unet.widgets._train_runs import RunModel, newest_run, run_model, run_words
+from napari_nuclei_unet.widgets._workers import notify
+
+
+class RunOffer:
+    """Mixin: the last run's model and its *Use this model* button.
+
+    The dock provides ``session``, ``best_checkpoint`` (the model of the last run
+    that ended in this session), ``output_root()`` and ``device_combo``.
+    """
+
+    session: Any
+    best_checkpoint: Path | None
+    last_run: RunModel | None = None
+    _offer_paused = False  # a run is going on: its model is not ready to offer
+
+    def _build_run_offer(self, layout: QVBoxLayout) -> None:
+        self.last_run_row = QWidget()
+        row = QHBoxLayout(self.last_run_row)
+        row.setContentsMargins(0, 0, 0, 0)
+        self.last_run_label = QLabel("")
+        self.last_run_label.setWordWrap(True)
+        self.last_run_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.use_model_button = QPushButton("Use this model")
+        self.use_model_button.setToolTip(
+            "Make the last run's model the one used for predictions (the scores of the model "
+            "in use now are kept and come back when you load it again)"
+        )
+        self.use_model_button.clicked.connect(lambda: self.use_trained_model())
+        row.addWidget(self.last_run_label, 1)
+        row.addWidget(self.use_model_button)
+        layout.addWidget(self.last_run_row)
+        self.last_run_row.setVisible(False)
+        self.session.model_changed.connect(self._show_last_run)
+
+    def find_last_run(self, run_dir: Path | None = None) -> RunModel | None:
+        """Find the run whose model to offer, show it, and return it (None: none).
+
+        ``run_dir`` (a run that just failed) when it left a model; else the last run
+        that ended in this session; else the newest run under the runs folder (after
+        a restart).
+        """
+        self._offer_paused = False
+        found = run_model(run_dir) if run_dir is not None else None
+        if found is None and self.best_checkpoint is not None:
+            found = run_model(Path(self.best_checkpoint).parent)
+        elif found is None:
+            found = newest_run(self.output_root())  # type: ignore[attr-defined]
+        self.last_run = found
+        self._show_last_run()
+        return found
+
+    def _pause_offer(self) -> None:
+        self._offer_paused = True
+        self.last_run_row.setVisible(False)
+
+    def _show_last_run(self) -> None:
+        run = self.last_run
+        if run is None or self._offer_paused:
+            self.last_run_row.setVisible(False)
+            return
+        in_use = same_file(getattr(self.session.model, "path", None), run.checkpoint)
+        self.last_run_label.setText(f"Last run: {run_words(run)}" + (" · in use" if in_use
+                                                                     else ""))
+        self.last_run_label.setToolTip(str(run.checkpoint))
+        self.use_model_button.setVisible(not in_use)
+        self.last_run_row.setVisible(True)
+
+    def use_trained_model(self, *, announce: bool = False) -> Any:
+        """Load the last run's model and make it the session's model (in a worker).
+
+        ``announce``: say that it is now the model in use (when it was not asked for:
+        no model was loaded, so the run's model is used at once).
+
+        Returns
+        -------
+        WorkerBase or None
+            The loading worker, or None when there is no trained model.
+        """
+        run = self.last_run
+        if run is None or not run.checkpoint.exists():
+            notify("No trained model yet: train first.")
+            return None
+        self.use_model_button.setEnabled(False)
+        config = getattr(self, "_config", None)
+        device = config.device if config is not None else "auto"
+
+        def use(loaded: Any) -> None:
+            self.session.set_model(loaded)
+            if announce:
+                notify(f"{model_name(loaded)} is now the model used for predictions (no other "
+                       "model was loaded); load another in the Model panel to change it.")
+
+        return self.session.jobs.start(
+            "load model", _load_best, run.checkpoint, device,
+            on_returned=use, on_finished=lambda: self.use_model_button.setEnabled(True),
+            action="Loading the trained model", refuse=False,
+        )

@@ -1,0 +1,150 @@
+"""The Train dock's runs on disk (no Qt): the runs folder remembered, the last run's model.
+
+Every run writes ``run-<date>-<time>/best.safetensors`` (and ``last.safetensors``) under
+the runs folder. After a restart the Train dock offers the newest run's model again
+(:func:`newest_run`), and the Model dock's *Checkpoint…* opens in the runs folder
+(:func:`runs_root`): the default one is in a hidden folder that file dialogs do not show.
+The runs folder a run was started in is remembered in ``<config>/train.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from napari_nuclei_unet.core.train_updates import BEST_NAME, LAST_NAME
+from napari_nuclei_unet.widgets._train_jobs import default_runs_root
+
+SETTINGS_NAME = "train.json"
+
+
+def runs_root() -> Path:
+    """The runs folder the last run was started in, else :func:`default_runs_root`.
+
+    A missing or unreadable settings file is not an error (the default is used).
+    """
+    from napari_nuclei_unet.widgets._retrain_project import config_dir
+
+    try:
+        data = json.loads((config_dir() / SETTINGS_NAME).read_text(encoding="utf-8"))
+        folder = data.get("runs_folder") if isinstance(data, dict) else None
+        if isinstance(folder, str) and folder.strip():
+            return Path(folder).expanduser()
+    except (OSError, ValueError):
+        pass
+    return default_runs_root()
+
+
+def remember_runs_root(folder: str | os.PathLike) -> None:
+    """Remember ``folder`` as the runs folder to show next time (failures are ignored)."""
+    from napari_nuclei_unet.core.atomic import atomic_write_bytes
+    from napari_nuclei_unet.widgets._retrain_project import config_dir
+
+    text = json.dumps({"runs_folder": str(Path(folder).expanduser().absolute())}, indent=2)
+    try:
+        atomic_write_bytes(config_dir() / SETTINGS_NAME, text.encode("utf-8"))
+    except (OSError, ValueError):
+        pass  # a convenience: the runs folder is still shown in the dock
+
+
+@dataclass(frozen=True)
+class RunModel:
+    """The model a training run left, as the Train dock offers it.
+
+    Attributes
+    ----------
+    run_dir : pathlib.Path
+        The run's folder (``run-<date>-<time>``).
+    checkpoint : pathlib.Path
+        ``best.safetensors``, or ``last.safetensors`` for a run that failed before
+        it wrote its best model.
+    val_iou : float or None
+        The validation IoU of those weights (None: not validated).
+    saved : datetime or None
+        When the weights were saved (local time).
+    """
+
+    run_dir: Path
+    checkpoint: Path
+    val_iou: float | None
+    saved: datetime | None
+
+
+def _saved_at(created: object, path: Path) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(created)).astimezone()
+    except (TypeError, ValueError):
+        pass
+    try:
+        return datetime.fromtimestamp(path.stat().st_mtime)
+    except OSError:
+        return None
+
+
+def run_model(run_dir: str | os.PathLike) -> RunModel | None:
+    """The model run folder ``run_dir`` offers, or None when it holds no usable one.
+
+    ``best.safetensors`` when it is there: training writes it at every better
+    validation and, when stopped before any, from the last weights. Otherwise (the
+    run failed before) ``last.safetensors``, the weights of its last finished epoch.
+    A checkpoint whose description (``.json``) cannot be read is not offered: it
+    could not be loaded either.
+    """
+    from napari_nuclei_unet.core.checkpoint import read_metadata
+
+    for name in (BEST_NAME, LAST_NAME):
+        path = Path(run_dir) / name
+        if not path.is_file():
+            continue
+        try:
+            metadata = read_metadata(path)
+        except (OSError, ValueError, RecursionError):  # CheckpointError is a ValueError
+            continue
+        metrics = metadata.get("metrics")
+        value = metrics.get("val_iou") if isinstance(metrics, dict) else None
+        val_iou = float(value) if isinstance(value, (int, float)) and \
+            not isinstance(value, bool) else None
+        return RunModel(Path(run_dir), path, val_iou, _saved_at(metadata.get("created"), path))
+    return None
+
+
+def _last_written(folder: Path) -> float:
+    times = []
+    for name in (BEST_NAME, LAST_NAME):
+        try:
+            times.append((folder / name).stat().st_mtime)
+        except OSError:
+            pass
+    return max(times, default=-1.0)
+
+
+def newest_run(root: str | os.PathLike) -> RunModel | None:
+    """The model of the run under ``root`` written last (a resumed run counts as new).
+
+    Folders without a usable model (a run that failed before its first epoch ended,
+    a sidecar that cannot be read) are passed over; a missing or unreadable ``root``
+    gives None.
+    """
+    try:
+        folders = [p for p in Path(root).iterdir() if p.name.startswith("run-") and p.is_dir()]
+    except OSError:
+        return None
+    for folder in sorted(folders, key=lambda p: (_last_written(p), p.name), reverse=True):
+        if _last_written(folder) < 0:
+            break  # the rest hold no checkpoint at all
+        found = run_model(folder)
+        if found is not None:
+            return found
+    return None
+
+
+def run_words(run: RunModel) -> str:
+    """``"run-20261205-062511 (validation IoU 0.690, 2026-12-05 06:31)"``."""
+    what = ("not validated" if run.val_iou is None else f"validation IoU {run.val_iou:.3f}")
+    if run.checkpoint.name == LAST_NAME:
+        what = f"last weights, {what}"  # the run ended before it wrote a best model
+    when = "" if run.saved is None else f", {run.saved:%Y-%m-%d %H:%M}"
+    return f"{run.run_dir.name} ({what}{when})"

@@ -1,0 +1,119 @@
+"""The last run's model stays offered (another model loaded, napari restarted); the runs
+folder is remembered; a run stopped before validating says so (GUI check h_gui13 M2, L9)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from _widget_helpers import capture_notifications, wait_worker
+from test_widget_train import tiny_config, trainer  # noqa: F401 - the Train dock's fixture
+
+pytestmark = pytest.mark.gui
+
+
+def fake_run(root: Path, name: str, *, best=None, last=None, age_s: float = 0.0) -> Path:
+    """A run folder with sidecars only (what the offer reads): ``best``/``last`` are the
+    metrics written, ``"garbage"`` an unreadable sidecar."""
+    folder = root / name
+    folder.mkdir(parents=True)
+    for stem, metrics in (("best", best), ("last", last)):
+        if metrics is None:
+            continue
+        (folder / f"{stem}.safetensors").write_bytes(b"weights")
+        text = "{not json" if metrics == "garbage" else json.dumps(
+            {"config": {}, "metrics": metrics, "created": "2026-12-05T06:31:00+00:00"})
+        (folder / f"{stem}.json").write_text(text)
+        stamp = 1_800_000_000 - age_s
+        os.utime(folder / f"{stem}.safetensors", (stamp, stamp))
+    return folder
+
+
+def test_newest_run_skips_folders_without_a_usable_model(tmp_path):
+    from napari_nuclei_unet.widgets._train_runs import newest_run, run_words
+
+    assert newest_run(tmp_path / "nowhere") is None
+    fake_run(tmp_path, "run-20261201-100000", best={"epoch": 3, "val_iou": 0.69}, age_s=300)
+    fake_run(tmp_path, "run-20261202-100000", last={"epoch": 1, "val_iou": None}, age_s=200)
+    fake_run(tmp_path, "run-20261203-100000", best="garbage", age_s=100)  # cannot be loaded
+    fake_run(tmp_path, "run-20261204-100000")  # failed before its first epoch ended
+    (tmp_path / "notes").mkdir()
+    found = newest_run(tmp_path)
+    # a run that failed before its best: its last weights, said to be so
+    assert found.checkpoint == tmp_path / "run-20261202-100000" / "last.safetensors"
+    assert run_words(found).startswith("run-20261202-100000 (last weights, not validated, "
+                                       "2026-12-0")
+    (tmp_path / "run-20261202-100000" / "last.json").write_text("[]")
+    found = newest_run(tmp_path)
+    assert found.checkpoint.parent.name == "run-20261201-100000"
+    assert found.val_iou == pytest.approx(0.69)
+    assert "(validation IoU 0.690, 2026-12-0" in run_words(found)
+
+
+def _offered(widget) -> bool:
+    return not widget.last_run_row.isHidden() and not widget.use_model_button.isHidden()
+
+
+def test_the_last_run_stays_offered_after_another_model_and_a_restart(
+        trainer, qtbot, make_napari_viewer, tmp_path):  # noqa: F811
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint, save_checkpoint
+    from napari_nuclei_unet.core.model import UNet
+    from napari_nuclei_unet.widgets.train_widget import TrainWidget
+
+    _viewer, widget = trainer
+    assert widget.last_run_row.isHidden()  # no run yet
+    widget.set_config(tiny_config(epochs=1, steps_per_epoch=2))
+    with qtbot.waitSignal(widget.session.model_changed, timeout=120_000):
+        wait_worker(qtbot, widget.start(), timeout=120_000)
+    best = widget.best_checkpoint
+    # used at once (no model was loaded): named, no button
+    assert widget.session.model.path == best
+    assert widget.last_run_label.text().startswith(f"Last run: {best.parent.name} (validation "
+                                                   "IoU ")
+    assert widget.last_run_label.text().endswith(" · in use")
+    assert widget.use_model_button.isHidden()
+
+    other = save_checkpoint(tmp_path / "elsewhere" / "best.safetensors", UNet(3, 4, 2),
+                            tiny_config(epochs=1, steps_per_epoch=2), {})
+    widget.session.set_model(load_checkpoint(other))  # the Model dock loads another one
+    assert _offered(widget) and "in use" not in widget.last_run_label.text()
+
+    # napari started again: the runs folder of that run, and the run, come back
+    again = TrainWidget(make_napari_viewer())
+    assert again.output_root() == tmp_path / "runs"
+    assert again.last_run.checkpoint == best and _offered(again)
+    with qtbot.waitSignal(again.session.model_changed, timeout=120_000):
+        again.use_model_button.click()
+    assert again.session.model.path == best and again.use_model_button.isHidden()
+    wait_worker(qtbot, again.session.jobs.running("load model"))
+    wait_worker(qtbot, again.session.jobs.running("list devices"))
+
+
+def test_an_unreadable_run_does_not_break_the_dock(trainer, tmp_path):  # noqa: F811
+    _viewer, widget = trainer
+    root = tmp_path / "other runs"
+    fake_run(root, "run-20261205-062511", best="garbage", last="garbage")
+    widget.set_output_root(root)
+    assert widget.last_run is None and widget.last_run_row.isHidden()
+    fake_run(root, "run-20261205-070000", best={"epoch": 1, "val_iou": 0.5})
+    widget.set_output_root(root)
+    assert widget.last_run.run_dir.name == "run-20261205-070000" and _offered(widget)
+
+
+def test_a_run_stopped_before_validating_says_its_weights_are_not_validated(
+        trainer, qtbot):  # noqa: F811
+    _viewer, widget = trainer
+    widget.set_config(tiny_config(epochs=50, steps_per_epoch=50))
+    with capture_notifications() as notes:
+        worker = widget.start()
+        widget.stop()  # before the first epoch's validation
+        wait_worker(qtbot, worker, timeout=120_000)
+    assert widget.result.cancelled
+    assert "the last weights (not validated)" in widget.best_label.text()
+    assert notes.any("Training stopped before its first validation. Its last weights are kept "
+                     "(not validated)"), notes.messages
+    assert not notes.any("The best model so far is kept")
+    assert "(not validated, " in widget.last_run_label.text()
