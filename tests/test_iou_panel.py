@@ -321,7 +321,25 @@ def test_summary_of_no_rows_matches_core_without_importing_it():
     from napari_nuclei_unet.widgets._score_table import summarize
 
     assert summarize([]) == {**EvaluationReport.from_rows([]).summary(),
-                             "mean_ap50": None, "median_dice": None}
+                             "mean_ap50": None, "median_dice": None, "per_split": {}}
+
+
+def test_the_summary_says_how_many_images_the_model_was_trained_on():
+    # "IoU 0.863 over 670" read as the model's quality: all 670 were its training images,
+    # which only the Split column said, off screen at 1280 x 800 (GUI check h_gui13, L7)
+    from napari_nuclei_unet.core.evaluation import ImageRow
+    from napari_nuclei_unet.widgets._score_table import summarize, summary_html
+
+    rows = [ImageRow(f"id{i}", "fluorescence", 0.9 if i < 3 else 0.5, 0.9, 0.9, 0.8, 3, 3)
+            for i in range(4)]
+    splits = {"id0": "train", "id1": "train", "id2": "train", "id3": "validation"}
+    html = summary_html(summarize(rows, splits), 0.5, "watershed")
+    assert "training images</td><td align=\"right\">&nbsp;3</td>" in html
+    assert "validation images</td><td align=\"right\">&nbsp;1</td>" in html
+    assert "not trained on" not in html
+    # a model that records nothing of its training: no such lines
+    unknown = summary_html(summarize(rows, dict.fromkeys(splits, "unseen")), 0.5, "watershed")
+    assert "training images" not in unknown and "not trained on" not in unknown
 
 
 @pytest.mark.parametrize("shown", [True, False])

@@ -223,29 +223,46 @@ def _mean(values: list[float]) -> float:
     return float(sum(values) / len(values)) if values else float("nan")
 
 
-def summarize(rows: list[Any]) -> dict[str, Any]:
-    """Means and medians over all rows and per modality.
+#: The parts of a model's training an image can be (``core.predict_score.splits_of``).
+SPLIT_WORDS = {"train": "training images", "validation": "validation images",
+               "unseen": "images not trained on"}
+
+
+def summarize(rows: list[Any], splits: dict[str, str] | None = None) -> dict[str, Any]:
+    """Means and medians over all rows, per modality, and per part of the training.
 
     Parameters
     ----------
     rows : list of ImageRow
         The scores.
+    splits : dict, optional
+        ``splits_of(model, ids)``: which images the model was trained or validated on.
 
     Returns
     -------
     dict
         ``core.evaluation.EvaluationReport.summary()`` (n, mean_iou, median_iou,
         mean_dice, dsb_score, per_modality), plus ``mean_ap50`` and
-        ``median_dice`` over all rows.
+        ``median_dice`` over all rows, and ``per_split`` (by :data:`SPLIT_WORDS`) when
+        the model records what it was trained on.
     """
     if not rows:  # the panel opening: core.evaluation imports scipy (about 1 s)
         return {"n": 0, "mean_iou": None, "median_iou": None, "mean_dice": None,
-                "dsb_score": None, "per_modality": {}, "mean_ap50": None, "median_dice": None}
+                "dsb_score": None, "per_modality": {}, "mean_ap50": None, "median_dice": None,
+                "per_split": {}}
     from napari_nuclei_unet.core.evaluation import EvaluationReport
 
     summary = EvaluationReport.from_rows(rows).summary()
     summary["mean_ap50"] = _mean([r.ap50 for r in rows]) if rows else None
     summary["median_dice"] = float(statistics.median([r.dice for r in rows])) if rows else None
+    # a score over the images the model learned from flatters it: say how many were
+    # (the Split column is off screen at 1280 x 800: GUI check h_gui13, L7)
+    summary["per_split"] = {}
+    if splits and any(part != "unseen" for part in splits.values()):
+        for part, words in SPLIT_WORDS.items():
+            chosen = [r for r in rows if splits.get(r.id, "unseen") == part]
+            if chosen:
+                summary["per_split"][words] = EvaluationReport.from_rows(chosen).summary()
     return summary
 
 
@@ -275,6 +292,7 @@ def summary_html(summary: dict[str, Any], threshold: float, method: str) -> str:
     per_modality = summary.get("per_modality", {})
     if len(per_modality) > 1:
         rows += [cells(m, stats) for m, stats in per_modality.items()]
+    rows += [cells(words, stats) for words, stats in summary.get("per_split", {}).items()]
     return (
         f"Threshold {threshold:.2f}, {split}.<br>AP@0.5 mean {summary['mean_ap50']:.3f}"
         f'<table cellspacing="0" cellpadding="1"><tr><th></th>{header}</tr>'

@@ -259,7 +259,8 @@ class IoUPanel(QWidget):
         try:
             dataset = session.dataset
             ids = list(dataset.ids()) if dataset is not None else list(session.samples)
-            self.model.set_rows(rows, splits_of(session.model, ids))
+            splits = splits_of(session.model, ids)
+            self.model.set_rows(rows, splits)
         finally:
             self._syncing = False
         self._show_prediction_elsewhere()
@@ -274,7 +275,8 @@ class IoUPanel(QWidget):
         elif hidden:  # no prediction map to score again (read back from an earlier session)
             self.stale_label.setText(hidden)
         self.summary_label.setText(
-            summary_html(summarize(rows), self.session.threshold, self.session.instance_method)
+            summary_html(summarize(rows, splits), self.session.threshold,
+                         self.session.instance_method)
             if rows or not hidden else "")
         self.worst_button.setEnabled(bool(rows))
         self.export_button.setEnabled(bool(rows))
