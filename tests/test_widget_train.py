@@ -41,6 +41,22 @@ def trainer(make_napari_viewer, qtbot, tmp_path):
     wait_worker(qtbot, session.jobs.running("load model"))
 
 
+def test_a_setting_that_is_off_says_so(qapp):
+    # "Early stopping 0", "CPU threads 0": magicgui's integer spin box showed the number
+    # the form takes for "never" / "automatic" (GUI check h_gui13)
+    from napari_nuclei_unet.widgets._train_form import form_values, make_field
+
+    fields = {n: make_field(n) for n in ("early_stopping_patience", "num_threads",
+                                         "steps_per_epoch", "epochs")}
+    texts = {n: w.native.text() for n, w in fields.items()}
+    assert texts["early_stopping_patience"] == "never"
+    assert texts["num_threads"] == "automatic"
+    fields["num_threads"].value = 3
+    values = form_values(fields)
+    assert values["num_threads"] == 3 and isinstance(values["num_threads"], int)
+    assert values["early_stopping_patience"] is None and isinstance(values["epochs"], int)
+
+
 def test_form_round_trips_config(trainer):
     _viewer, widget = trainer
     config = tiny_config(early_stopping_patience=None, steps_per_epoch=None, learning_rate=3e-4,

@@ -103,10 +103,13 @@ def make_field(name: str) -> Any:
     elif isinstance(default, bool):
         widget = create_widget(value=default, name=name, annotation=bool)
         widget.text = ""  # the form's label says it; magicgui shows the field's name here
-    elif spin is not None and len(spin) == 4:
+    elif spin is not None and (len(spin) == 4 or none_text):
+        # a whole number whose minimum stands for None ("never") is shown by Qt's double
+        # spin box too: magicgui's integer one (superqt's) shows no special value text,
+        # and "Early stopping 0" read as "stop at once" (GUI check h_gui13)
         widget = create_widget(name=name, annotation=float, widget_type="FloatSpinBox",
                                options={"min": spin[0], "max": spin[1], "step": spin[2]})
-        widget.native.setDecimals(spin[3])
+        widget.native.setDecimals(spin[3] if len(spin) == 4 else 0)
     else:
         widget = create_widget(name=name, annotation=int, widget_type="SpinBox",
                                options={"min": spin[0], "max": spin[1], "step": spin[2]})
@@ -150,6 +153,8 @@ def form_values(fields: dict[str, Any]) -> dict[str, Any]:
         value = widget.value
         if FIELDS[name][3] and value == widget.min:
             value = None  # the minimum stands for None ("never", "automatic")
+        elif len(FIELDS[name][2] or ()) == 3:  # a whole number (shown by a double spin box)
+            value = int(round(value))
         values[name] = value
     return values
 
