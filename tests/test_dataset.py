@@ -347,6 +347,9 @@ def test_a_gui_job_lists_failures_without_a_warning(dsb_folder):
         samples = drive(ds.iter_load(warn_failures=False))
     assert [s.id for s in samples] == ["b1sample", "c2empty"]
     assert "a0sample_m01.png" in ds.failures()["a0sample"]
+    assert list(ds.new_failures) == ["a0sample"]  # what the job reports
+    drive(ds.iter_load(warn_failures=False))
+    assert ds.new_failures == {}  # said once
 
 
 def test_all_samples_bad_raises(tmp_path):

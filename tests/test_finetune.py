@@ -580,7 +580,9 @@ def test_a_version_chosen_stays_the_projects_model(tmp_path, monkeypatch):
     from napari_nuclei_unet.core.finetune.versions import ModelVersions
     from napari_nuclei_unet.core.model import UNet
 
-    clock = iter(f"2026-12-05T07:0{i}:00+00:00" for i in range(10))
+    # every version saved in the same second, then the clock going back: the order of
+    # the versions decides, not the clocks (review h_rev9, 7)
+    clock = iter(["2026-12-05T07:00:00+00:00"] * 6 + ["2026-12-04T07:00:00+00:00"] * 4)
     monkeypatch.setattr(_common, "_now", lambda: next(clock))
     monkeypatch.setattr(module, "_now", _common._now)
     torch.manual_seed(0)

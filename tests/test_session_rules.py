@@ -254,6 +254,10 @@ def test_model_names_say_which_file():
     assert default_name(version) == "Nuclei U-Net (a v001)"
     assert default_file(version, Path("/out")) == Path("/out/nuclei-unet-a-v001.zip")
     assert default_name(FakeModel(Path("/x/v001.safetensors"))) == "Nuclei U-Net (v001)"
+    # a checkpoint named as its folder is not a version (review h_rev9, 5)
+    own = FakeModel(Path("/home/ana/experiments/unet1/unet1.safetensors"))
+    assert model_name_in(own, Path("/labs/b")) == "unet1"
+    assert default_name(own) == "Nuclei U-Net (unet1)"
 
 
 def test_split_marks():

@@ -178,7 +178,7 @@ def test_a_fine_tuning_version_is_described_as_one():
                                 corrections=[{"id": "a"}])
     assert describe_training(metadata).startswith(
         "fine-tuned from v001 on 1 corrected image · 34 s · ")
-    assert describe_training(metadata).endswith(" · not put in use by its round")
+    assert describe_training(metadata).endswith(" · not made current by its round's checks")
     metadata["finetune"] = {"base_model": "/data/runs/run-20261205-062511/best.safetensors"}
     assert describe_training(metadata).startswith("fine-tuned from run-20261205-062511/best")
 

@@ -1012,3 +1012,86 @@ def test_edit_prediction_predicts_the_image_first_when_needed(retrain, qtbot):
     assert layer.metadata["nuclei_unet_sample_id"] == samples[1].id
     assert np.array_equal(layer.data, dock.current_prediction())
     assert layer.mode == "paint" and not dock.has_unsaved_edits()
+
+
+def test_a_correction_removed_can_be_added_again(retrain, qtbot):
+    # Add, Remove, Add said "is in the training set as it is already" and saved nothing:
+    # the correction was only in removed/ (review h_rev9, 1)
+    viewer, dock, session, samples, project = retrain
+    layer = dock.edit_prediction()
+    paint_square(layer, 99)
+    add(qtbot, dock)
+    assert dock.remove_correction(samples[0].id) is not None
+    assert dock.corrections() == []
+    add(qtbot, dock)
+    assert [c.id for c in dock.corrections()] == [samples[0].id]
+
+
+def test_a_saved_correction_shown_in_a_new_dock_is_not_added_again(retrain, qtbot):
+    # napari started again: the dock has added nothing yet, the saved correction is
+    # shown; Add with nothing changed saves nothing (the earlier check knew only the
+    # dock's own last save)
+    from napari_nuclei_unet.widgets.retrain_widget import RetrainWidget
+
+    viewer, dock, session, samples, project = retrain
+    layer = dock.edit_prediction()
+    paint_square(layer, 99)
+    add(qtbot, dock)
+    fresh = RetrainWidget(viewer)
+    viewer.window.add_dock_widget(fresh, name="Retrain again")
+    assert fresh.set_project(project)
+    wait_worker(qtbot, fresh.show_correction(samples[0].id))
+    with capture_notifications() as notes:
+        assert fresh.add_to_training_set() is None
+    assert notes.any("in the training set as it is already")
+    settle(qtbot, session)
+
+
+def test_a_correction_is_read_once_its_save_is_done(retrain, qtbot, monkeypatch):
+    # a double click during a save read the correction as it was before: the newest edit
+    # left the layer, and one more stroke and Add overwrote it (review h_rev9, 2)
+    import threading
+
+    from napari_nuclei_unet.widgets import _retrain_corrections
+
+    viewer, dock, session, samples, project = retrain
+    layer = dock.edit_prediction()
+    paint_square(layer, 99)
+    add(qtbot, dock)
+    release = threading.Event()
+    save = _retrain_corrections._save_correction
+
+    def slow_save(*args):
+        release.wait(10)
+        return save(*args)
+
+    monkeypatch.setattr(_retrain_corrections, "_save_correction", slow_save)
+    paint_square(layer, 55, box=(slice(20, 30), slice(5, 15)))
+    newest = np.array(layer.data)
+    saving = dock.add_to_training_set()
+    assert saving is not None
+    assert dock.show_correction(samples[0].id) is None  # waits for the save
+    release.set()
+    wait_worker(qtbot, saving)
+    wait_worker(qtbot, session.jobs.running("load correction"))
+    qtbot.waitUntil(lambda: not session.jobs.is_running("load correction"), timeout=10_000)
+    assert np.array_equal(layer.data > 0, newest > 0) and layer.visible
+    assert not dock.has_unsaved_edits()
+
+
+def test_predict_this_image_over_the_correction_stays_shown(retrain, qtbot):
+    # the prediction asked for arrived, and the editing view came back over it (review
+    # h_rev9, 4)
+    from napari_nuclei_unet.widgets._compare_layers import PREDICTION_LAYER
+    from napari_nuclei_unet.widgets.compare_widget import CompareWidget
+
+    viewer, dock, session, samples, project = retrain
+    compare = CompareWidget(viewer)
+    viewer.window.add_dock_widget(compare, name="Compare")
+    layer = dock.edit_prediction()
+    paint_square(layer, 99)
+    session.probabilities.pop(samples[0].id)  # a new prediction arrives
+    wait_worker(qtbot, compare.predict_current())
+    qtbot.wait(400)  # the editing view's timer (150 ms) has had its turn
+    assert not layer.visible and viewer.layers[PREDICTION_LAYER].visible
+    assert dock.has_unsaved_edits()  # still held (and kept as a draft)

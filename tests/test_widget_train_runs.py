@@ -84,6 +84,7 @@ def test_the_last_run_stays_offered_after_another_model_and_a_restart(
     # napari started again: the runs folder of that run, and the run, come back
     again = TrainWidget(make_napari_viewer())
     assert again.output_root() == tmp_path / "runs"
+    wait_worker(qtbot, again.session.jobs.running("find last run"))  # not on the main thread
     assert again.last_run.checkpoint == best and _offered(again)
     with qtbot.waitSignal(again.session.model_changed, timeout=120_000):
         again.use_model_button.click()
@@ -92,14 +93,16 @@ def test_the_last_run_stays_offered_after_another_model_and_a_restart(
     wait_worker(qtbot, again.session.jobs.running("list devices"))
 
 
-def test_an_unreadable_run_does_not_break_the_dock(trainer, tmp_path):  # noqa: F811
+def test_an_unreadable_run_does_not_break_the_dock(trainer, qtbot, tmp_path):  # noqa: F811
     _viewer, widget = trainer
     root = tmp_path / "other runs"
     fake_run(root, "run-20261205-062511", best="garbage", last="garbage")
     widget.set_output_root(root)
+    wait_worker(qtbot, widget.session.jobs.running("find last run"))
     assert widget.last_run is None and widget.last_run_row.isHidden()
     fake_run(root, "run-20261205-070000", best={"epoch": 1, "val_iou": 0.5})
     widget.set_output_root(root)
+    wait_worker(qtbot, widget.session.jobs.running("find last run"))
     assert widget.last_run.run_dir.name == "run-20261205-070000" and _offered(widget)
 
 

@@ -90,10 +90,11 @@ def test_jobs_that_overlap_put_the_warning_hooks_back(qtbot):
     import warnings as python_warnings
 
     first_may_end, second_may_end = threading.Event(), threading.Event()
-    second_started = threading.Event()
+    first_started, second_started = threading.Event(), threading.Event()
     shown, filters = python_warnings.showwarning, list(python_warnings.filters)
     guard = _workers.WorkerGuard()
-    first = guard.start("first", first_may_end.wait, 10)
+    first = guard.start("first", lambda: (first_started.set(), first_may_end.wait(10)))
+    assert first_started.wait(10)  # inside its hooks before the second starts
     second = guard.start("second", lambda: (second_started.set(), second_may_end.wait(10)))
     assert second_started.wait(10)  # both inside their hooks; the first ends first
     first_may_end.set()
@@ -102,3 +103,24 @@ def test_jobs_that_overlap_put_the_warning_hooks_back(qtbot):
     qtbot.waitUntil(lambda: second.handled, timeout=10_000)
     assert python_warnings.showwarning is shown
     assert python_warnings.filters == filters
+
+
+def test_a_runtime_error_in_a_generator_job_is_reported_and_ends_it(qtbot):
+    # superqt takes a RuntimeError out of a generator for a deleted worker: no errored,
+    # no finished; torch's "out of memory" said nothing and the job stayed "already
+    # running" for the rest of the session (review h_rev9)
+    from _widget_helpers import capture_notifications
+
+    seen = []
+
+    def job():
+        yield 1
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    guard = _workers.WorkerGuard()
+    with capture_notifications() as notes:
+        worker = guard.start("predict", job, on_errored=seen.append)
+        qtbot.waitUntil(lambda: worker.handled, timeout=10_000)
+    assert not guard.is_running("predict")
+    assert [type(e) for e in seen] == [RuntimeError]  # the dock gets what the job raised
+    assert notes.texts("error") and "memory" in notes.texts("error")[0].lower()

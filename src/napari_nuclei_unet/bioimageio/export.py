@@ -85,18 +85,16 @@ def _cover(image: np.ndarray, probability: np.ndarray, path: Path) -> None:
     Image.fromarray(panel).resize((512, 256)).save(path)
 
 
-def _metrics(metadata: dict) -> dict:
-    """What the package records of the model's scores: training's, or a round's."""
-    from ..core.finetune.versions import round_scores
-
-    return metadata.get("metrics") or round_scores(metadata)
-
-
-def _readme(name: str, metadata: dict, kwargs: dict, path: Path) -> None:
+def _scores(metadata: dict) -> tuple[dict, dict]:
+    """The model's scores: its training's metrics, else (a fine-tuning version) its round's."""
     from ..core.finetune.versions import round_scores
 
     metrics = metadata.get("metrics") or {}
-    rounds = {} if metrics else round_scores(metadata)
+    return metrics, ({} if metrics else round_scores(metadata))
+
+
+def _readme(name: str, metadata: dict, kwargs: dict, path: Path) -> None:
+    metrics, rounds = _scores(metadata)
     lines = [
         f"# {name}",
         "",
@@ -229,6 +227,7 @@ def build_package_folder(model: str | os.PathLike, folder: Path, *,
 
     torch_version = torch.__version__.split("+")[0]
     space = {"min": minimum, "step": multiple}
+    training, rounds = _scores(loaded.metadata)
     rdf: dict[str, Any] = {
         "format_version": "0.5.4",
         "type": "model",
@@ -291,7 +290,7 @@ def build_package_folder(model: str | os.PathLike, folder: Path, *,
         "config": {"napari_nuclei_unet": {
             "version": __version__,
             "architecture": net.architecture(),
-            "metrics": _metrics(loaded.metadata),
+            "metrics": training or rounds,
             # read back when the package is loaded (the Model dock's settings and date)
             "train_config": loaded.config.to_dict(),
             **({"trained": str(loaded.metadata["created"])}

@@ -118,6 +118,8 @@ class DSBDataset:
         self._by_id = {i.id: i for i in self.infos}
         self.skipped: list[tuple[str, str]] = list(scan.skipped)
         self.stray_files: list[str] = list(scan.stray)
+        #: The samples the last :meth:`iter_load` found newly failing (id: why).
+        self.new_failures: dict[str, str] = {}
 
     # -- opening ------------------------------------------------------------------
 
@@ -404,7 +406,7 @@ class DSBDataset:
         warn_failures : bool
             Report the samples that newly failed to decode in one
             :class:`SkippedSamplesWarning`. A job in a GUI thread passes False and
-            reports :meth:`failures` itself: Python's warning hooks are shared by all
+            reports :attr:`new_failures` itself: Python's warning hooks are shared by all
             threads, so a warning of one job can reach another's handler (or none).
 
         Returns
@@ -425,6 +427,7 @@ class DSBDataset:
                 f"{len(unknown)} id(s) not in {self.path}, e.g. {unknown[0]!r}; see .ids()"
             )
         total = len(ids)
+        self.new_failures = {}
         yield Progress("load", 0, total, "checking cache" if use_cache else "")
         files, stats = self._current_files(ids)
         cache_file = fp = None
@@ -486,6 +489,7 @@ class DSBDataset:
             # a new list, never one changed in place: readers take it as one snapshot
             self.skipped = kept + [(i, reason) for i, reason in failed if i not in known]
         new = [(i, reason) for i, reason in failed if (i, reason) not in said]
+        self.new_failures = dict(new)
         if new and warn_failures:
             warnings.warn(
                 _report(

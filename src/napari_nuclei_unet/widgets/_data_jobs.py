@@ -105,10 +105,8 @@ def _load_all_stamped(dataset: DSBDataset, should_stop: Any = None
     failures are returned, not warned: Python's warning hooks are shared by threads,
     and a warning raised while another job ran could reach the terminal instead.
     """
-    before = dataset.failures()
     samples = yield from dataset.iter_load(should_stop=should_stop, warn_failures=False)
-    new = {i: why for i, why in dataset.failures().items() if before.get(i) != why}
-    return samples, dataset.fingerprints([s.id for s in samples]), new
+    return samples, dataset.fingerprints([s.id for s in samples]), dict(dataset.new_failures)
 
 
 def failure_list(failures: dict[str, str], limit: int = 5) -> str:
@@ -117,4 +115,4 @@ def failure_list(failures: dict[str, str], limit: int = 5) -> str:
         return ""
     lines = [f"\n  {sample_id}: {why}" for sample_id, why in list(failures.items())[:limit]]
     more = f"\n  … and {len(failures) - limit} more" if len(failures) > limit else ""
-    return "\nThese failed to decode:" + "".join(lines) + more
+    return "\nThese could not be read:" + "".join(lines) + more

@@ -73,12 +73,17 @@ def model_name(model: Any) -> str:
     path = Path(path)
     if path.name == "default.safetensors":
         return "default model"
-    if path.stem == "model" and path.parent.parent.name == "versions" and \
-            re.fullmatch(r"v\d{3,}", path.parent.name):
+    if _is_version_file(path):
         return path.parent.name  # a fine-tuning project's version, as the Retrain dock names it
     if path.stem in {"model", "best", "last", "weights", "checkpoint", "bioimageio", "rdf"}:
         return f"{path.parent.name}/{path.stem}"
     return path.stem
+
+
+def _is_version_file(path: Path) -> bool:
+    """Whether ``path`` is a project's version file, ``<project>/versions/vNNN/model.*``."""
+    return path.stem == "model" and path.parent.parent.name == "versions" and bool(
+        re.fullmatch(r"v\d{3,}", path.parent.name))
 
 
 def version_project(model: Any) -> Path | None:
@@ -87,7 +92,7 @@ def version_project(model: Any) -> Path | None:
     Only a project's version file (``<project>/versions/vNNN/model.safetensors``) has one.
     """
     path = getattr(model, "path", None)
-    if path is None or model_name(model) != Path(path).parent.name:
+    if path is None or not _is_version_file(Path(path)):
         return None
     return Path(path).parent.parent.parent
 
@@ -101,10 +106,22 @@ def model_name_in(model: Any, project: str | Path | None) -> str:
     name = model_name(model)
     owner = version_project(model)
     # a bare "v001" (a round's record of its base) is this project's
-    if owner is None or project is None:
+    if owner is None or project is None or same_file(owner, project):
         return name
-    try:
-        same = owner.resolve() == Path(project).resolve()
-    except OSError:
-        same = False
-    return name if same else f"{name} of project {owner.name}"
+    return f"{name} of project {owner.name}"
+
+
+def base_model_words(base: Any, project: str | Path | None = None) -> str:
+    """The model a round started from, as its version records it, named as the docks do.
+
+    ``"the default model"``, ``"v001"``, ``"v003 of project lab-a"``, ``"run-…/best"``;
+    "" when the version does not say.
+    """
+    from types import SimpleNamespace
+
+    if not isinstance(base, str) or not base.strip():
+        return ""
+    if base == "default":
+        return "the default model"
+    name = model_name_in(SimpleNamespace(path=Path(base), metadata=None), project)
+    return "the default model" if name == "default model" else name

@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
+
+from napari_nuclei_unet.widgets._model_names import base_model_words
 
 
 def _count(n: int, word: str, plural: str | None = None) -> str:
@@ -29,20 +30,6 @@ def _local_time(created: Any) -> str:
         return ""
 
 
-def _base_words(base: Any) -> str:
-    """The model a round started from: "the default model", "v001", "run-…/best"."""
-    from napari_nuclei_unet.widgets._model_names import model_name
-
-    if not isinstance(base, str) or not base.strip():
-        return ""
-    if base == "default":
-        return "the default model"
-    if "/" not in base and "\\" not in base:
-        return base  # a version of the same project ("v001")
-    name = model_name(SimpleNamespace(path=Path(base), metadata=None))
-    return "the default model" if name == "default model" else name
-
-
 def describe_version(metadata: Mapping[str, Any]) -> str | None:
     """A fine-tuning version in words, or None when ``metadata`` is not one.
 
@@ -55,7 +42,7 @@ def describe_version(metadata: Mapping[str, Any]) -> str | None:
     if not isinstance(info, Mapping):
         return None
     text = "fine-tuned"
-    base = _base_words(info.get("base_model"))
+    base = base_model_words(info.get("base_model"))
     if base:
         text += f" from {base}"
     corrections = info.get("corrections")
@@ -73,7 +60,7 @@ def describe_version(metadata: Mapping[str, Any]) -> str | None:
     if when:
         parts.append(when)
     if info.get("adopted") is False:
-        parts.append("not put in use by its round")
+        parts.append("not made current by its round's checks")
     return " · ".join(parts)
 
 

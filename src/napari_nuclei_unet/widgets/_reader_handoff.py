@@ -101,7 +101,9 @@ def open_in_data_panel(path: str | Path) -> bool:
     data, docked = found
     _raise(docked)
     dataset = data.dataset
-    if dataset is not None and Path(dataset.path).resolve() == Path(path).expanduser().resolve():
+    from napari_nuclei_unet.widgets._model_names import same_file
+
+    if dataset is not None and same_file(dataset.path, Path(path).expanduser()):
         return True  # already open there
     data.open_dataset(path)  # which shows the first sample once the dataset is open
     return True

@@ -102,10 +102,17 @@ class CorrectionSteps:
         from napari_nuclei_unet.widgets._model_names import model_name
         from napari_nuclei_unet.widgets._prediction_service import start_prediction_job
 
+        editing_before = self._edit
+
         def done(result: Any) -> None:
-            if (result is not None and not self._dead and self.session.current_id == sample.id
-                    and sample.id in self.session.probabilities):
-                self.edit_prediction()
+            if (result is None or self._dead or self.session.current_id != sample.id
+                    or sample.id not in self.session.probabilities):
+                return
+            if self._edit is not editing_before:  # the user started another edit meanwhile
+                notify(f"The prediction of {short_id(sample.id)} is ready: click 'Edit "
+                       "prediction as labels' to correct it.")
+                return
+            self.edit_prediction()
 
         worker = start_prediction_job(self.viewer, [sample], on_done=done)
         if worker is not None:
@@ -269,7 +276,8 @@ class CorrectionSteps:
         state = self._edit
         if (state is None or state.layer.name != editing.CORRECTION_LAYER
                 or state.sample.id != self.session.current_id
-                or state.layer not in self.viewer.layers):
+                or state.layer not in self.viewer.layers
+                or not state.layer.visible):  # the user asked for another view meanwhile
             return
         editing.show_editing_view(self.viewer, state.layer)
 
@@ -313,7 +321,8 @@ class CorrectionSteps:
                 notify(NO_IMAGE, warning=True)
                 return None
             self._begin_edit(state)
-        if state.saved and not state.is_dirty():  # e.g. a saved correction looked at
+        if state.saved and not state.is_dirty() and any(  # e.g. a saved correction looked at
+                c.id == safe_sample_id(sample.id) for c in self.corrections()):
             notify(f"{short_id(sample.id)} is in the training set as it is already.")
             return None
         labels = np.array(state.current_labels(), copy=True)
@@ -383,6 +392,11 @@ class CorrectionSteps:
         self._saving = None
         self._update_buttons()
         self._start_next_save()
+        waiting = getattr(self, "_show_after_saves", None)
+        if waiting is not None and not self.saves_pending():
+            self._show_after_saves = None
+            if self.session.current_id == waiting:  # still the image the user looks at
+                self.show_correction(waiting)
 
     def saves_pending(self) -> int:
         """Corrections waiting to be saved or being saved."""
@@ -462,28 +476,32 @@ class CorrectionSteps:
         """
         if self._store is None or not self.show_sample_id(sample_id):
             return None
+        if self.saves_pending():  # read once what is being saved is saved
+            self._show_after_saves = sample_id
+            return None
+        store = self._store
         return self.session.jobs.start(
-            "load correction", _saved_labels, self._store, sample_id,
-            on_returned=partial(self._edit_saved, sample_id),
+            "load correction", _saved_labels, store, sample_id,
+            on_returned=partial(self._edit_saved, store, sample_id),
             action=f"Reading the correction of {short_id(sample_id)}", refuse=False,
         )
 
-    def _edit_saved(self, sample_id: str, labels: np.ndarray) -> None:
+    def _edit_saved(self, store: Any, sample_id: str, labels: np.ndarray) -> None:
         sample = self._current_sample()
-        if sample is None or sample.id != sample_id:
-            return  # another image was chosen meanwhile
+        if sample is None or sample.id != sample_id or store is not self._store:
+            return  # another image, or another project, was chosen meanwhile
         if labels.shape != sample.image.shape[:2]:
             notify(f"The saved correction of {short_id(sample_id)} is {labels.shape[1]} x "
                    f"{labels.shape[0]} pixels but the image is {sample.image.shape[1]} x "
                    f"{sample.image.shape[0]}: it belongs to another image of that name.",
                    warning=True)
             return
+        from napari_nuclei_unet.widgets._retrain_views import source_text
+
         correction = next((c for c in self.corrections() if c.id == sample_id), None)
         # what it started from, for its description when it is saved again
-        from_prediction = correction is not None and (
-            correction.source == "prediction"
-            or correction.note.startswith(f"started from the {START_PREDICTION}"))
-        start = START_PREDICTION if from_prediction else START_LABEL
+        origin = "" if correction is None else source_text(correction.source, correction.note)
+        start = START_PREDICTION if origin in ("prediction", "edited prediction") else START_LABEL
         self._keep_unsaved_edits()
         self._end_edit()
         layer = editing.promote_prediction(self.viewer, labels, sample, start=start)

@@ -105,7 +105,7 @@ def _save_correction(store: Any, sample_id: str, image: np.ndarray, labels: np.n
 
 def _saved_labels(store: Any, sample_id: str) -> np.ndarray:
     """The worker's job: the nuclei of a correction as saved in ``store``."""
-    return store.load_samples([sample_id])[0].labels
+    return store.load_labels(sample_id)
 
 
 def round_adopted(result: Any, tolerance: float = 0.005) -> tuple[bool, str]:

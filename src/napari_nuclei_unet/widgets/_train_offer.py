@@ -10,6 +10,7 @@ says how the run goes); when it ends, the line names it.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -54,21 +55,32 @@ class RunOffer:
         self.session.model_changed.connect(self._show_last_run)
 
     def find_last_run(self, run_dir: Path | None = None) -> RunModel | None:
-        """Find the run whose model to offer, show it, and return it (None: none).
+        """Find the run whose model to offer, show it, and return it.
 
         ``run_dir`` (a run that just failed) when it left a model; else the last run
         that ended in this session; else the newest run under the runs folder (after
-        a restart).
+        a restart), found by a job ("find last run"): None is returned then.
         """
         self._offer_paused = False
         found = run_model(run_dir) if run_dir is not None else None
         if found is None and self.best_checkpoint is not None:
             found = run_model(Path(self.best_checkpoint).parent)
-        elif found is None:
-            found = newest_run(self.output_root())  # type: ignore[attr-defined]
+        elif found is None:  # the runs folder is listed in a worker: a network drive is slow
+            root = self.output_root()  # type: ignore[attr-defined]
+            self.session.jobs.start(
+                "find last run", newest_run, root,
+                on_returned=partial(self._found_last_run, root),
+                action="Looking for the last training run", refuse=False,
+            )
+            return None
+        self._found_last_run(None, found)
+        return found
+
+    def _found_last_run(self, root: Path | None, found: RunModel | None) -> None:
+        if root is not None and (self.best_checkpoint is not None or self.output_root() != root):
+            return  # a run ended, or another runs folder was chosen, meanwhile
         self.last_run = found
         self._show_last_run()
-        return found
 
     def _pause_offer(self) -> None:
         self._offer_paused = True

@@ -132,8 +132,9 @@ def newest_run(root: str | os.PathLike) -> RunModel | None:
         folders = [p for p in Path(root).iterdir() if p.name.startswith("run-") and p.is_dir()]
     except OSError:
         return None
-    for folder in sorted(folders, key=lambda p: (_last_written(p), p.name), reverse=True):
-        if _last_written(folder) < 0:
+    written = sorted(((_last_written(p), p.name, p) for p in folders), reverse=True)
+    for when, _name, folder in written:
+        if when < 0:
             break  # the rest hold no checkpoint at all
         found = run_model(folder)
         if found is not None:

@@ -26,7 +26,7 @@ import threading
 import warnings
 import weakref
 from collections.abc import Callable
-from functools import partial
+from functools import partial, wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,9 +48,38 @@ _exit_hook_installed = False
 #: found when it ends: two jobs that overlap put back each other's, and after them every
 #: warning of the session went to the first job's handler, shown "always" (even the
 #: developers' warnings napari hides). The hooks found before the first of our jobs are
-#: put back when the last one ends.
+#: put back when the last one ends. This repairs the end state only: while jobs overlap,
+#: a job's warning can still reach the terminal instead of a notification (so what the
+#: user must read travels in a job's result, not a warning: Load all's failures), and a
+#: warning filter the main thread adds while a job runs is dropped when the last ends.
 _hooks_before_jobs: warnings.catch_warnings | None = None
 _jobs_running = 0
+
+
+class JobError(Exception):
+    """A ``RuntimeError`` raised in a generator job, as its worker can report it.
+
+    superqt takes a ``RuntimeError`` out of a generator for a sign that its worker was
+    deleted: the job then ends with neither ``errored`` nor ``finished``, so the user
+    was told nothing (torch's "out of memory" is a RuntimeError) and the job stayed
+    "already running" (review h_rev9). :meth:`WorkerGuard.start` reports the original
+    (``__cause__``).
+    """
+
+
+def _runtime_errors_reported(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func``, a generator job, raising :class:`JobError` instead of RuntimeError."""
+    if not inspect.isgeneratorfunction(func):
+        return func
+
+    @wraps(func)
+    def job(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return (yield from func(*args, **kwargs))
+        except RuntimeError as exc:
+            raise JobError(str(exc)) from exc
+
+    return job
 
 
 def _job_started() -> None:
@@ -378,7 +407,8 @@ class WorkerGuard:
             notify(REFUSALS.get(kind, default))
             return None
 
-        worker = create_worker(func, *args, _start_thread=False, _ignore_errors=True, **kwargs)
+        worker = create_worker(_runtime_errors_reported(func), *args, _start_thread=False,
+                               _ignore_errors=True, **kwargs)
         worker.handled = False
         errored_handler = _tolerant(on_errored) if on_errored is not None else None
         finished_handler = _tolerant(on_finished) if on_finished is not None else None
@@ -388,6 +418,8 @@ class WorkerGuard:
             worker.returned.connect(_tolerant(on_returned))
 
         def _errored(exc: BaseException) -> None:
+            if isinstance(exc, JobError) and exc.__cause__ is not None:
+                exc = exc.__cause__  # what the job raised
             custom = error_message(exc) if error_message is not None else None
             if custom:
                 from napari.utils.notifications import show_error

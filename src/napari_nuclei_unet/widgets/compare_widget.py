@@ -297,8 +297,10 @@ class CompareWidget(QWidget):
                 f"{short_id(sample.id)} has no label mask: the prediction will be shown, "
                 "but IoU and the other scores need a label mask."
             )
-        leave_correction_view(self.viewer)  # the prediction asked for is shown (h_gui13 M1)
-        return self._start_prediction([sample])
+        worker = self._start_prediction([sample])
+        if worker is not None:  # the prediction asked for is shown (GUI check h_gui13, M1)
+            leave_correction_view(self.viewer)
+        return worker
 
     def predict_all(self) -> Any:
         """Predict and score every loaded image (in a worker), for the IoU panel.

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from qtpy.QtCore import Qt, QTimer, QUrl
@@ -61,7 +60,7 @@ from napari_nuclei_unet.widgets._dock_life import (
     share_the_column_when_shown,
 )
 from napari_nuclei_unet.widgets._layers import short_id
-from napari_nuclei_unet.widgets._model_names import model_name_in
+from napari_nuclei_unet.widgets._model_names import base_model_words, model_name_in, same_file
 from napari_nuclei_unet.widgets._retrain_corrections import CorrectionSteps
 from napari_nuclei_unet.widgets._retrain_finetune import FinetuneSteps
 from napari_nuclei_unet.widgets._retrain_jobs import (  # noqa: F401  (re-exported)
@@ -444,12 +443,8 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
             return
         scores = version.info.get("scores") or {}
         changes = scores.get("corrected") or []
-        base = str(version.info.get("base_model") or "")
-        # named as the docks name models (a version's file is "model.safetensors"; a
-        # version of this project is recorded by its name, "v001")
-        name = model_name_in(SimpleNamespace(path=Path(base)), self.project) if base else ""
-        base = ("the model before the round" if not base else "the default model"
-                if base == "default" or name == "default model" else name)
+        base = (base_model_words(version.info.get("base_model"), self.project)
+                or "the model before the round")
         self.show_scores(changes, aside=scores.get("held_out") or [],
                          title=f"{version.name}: IoU of the corrected images with "
                                f"{base} (before) and {version.name} (after)")
@@ -460,11 +455,7 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         """Another dock added to a project: list it again if it is this dock's."""
         if self._dead:
             return
-        try:
-            same = Path(folder).resolve() == Path(self.project).resolve()
-        except OSError:
-            same = False
-        if same:
+        if same_file(folder, self.project):
             self.refresh()
 
     def _on_model_changed(self) -> None:

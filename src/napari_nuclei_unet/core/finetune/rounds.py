@@ -22,7 +22,7 @@ from .replay import replay_samples
 from .results import FinetuneResult, _mean
 from .store import CorrectionStore
 from .trainer import draw_probabilities, group_probabilities, train_round
-from .versions import ROUND_SETS, ModelVersion, ModelVersions, _is_default_model
+from .versions import ROUND_SETS, USER_SETS, ModelVersion, ModelVersions, _is_default_model
 from .view import inference_views
 
 #: Training settings of a fine-tuning round, applied over the base model's configuration
@@ -446,7 +446,7 @@ def _round(base_model, base, sets, mixed, config, device, base_net, project, rat
     order = tuple(ROUND_SETS)  # corrected, held_out, evaluation, regression
     # the user's kind of images as their predictions are made; the regression crops are
     # at the training scale: native
-    scored = [([s for key in order[:3] for s in sets[key]], scoring),
+    scored = [([s for key in USER_SETS for s in sets[key]], scoring),
               (sets["regression"], None)]
     before = yield from score_sets(base_net, scored, device, "score-before", should_stop)
     if stop_requested(should_stop):

@@ -540,6 +540,22 @@ class CorrectionStore:
 
     # -- reading --------------------------------------------------------------------
 
+    def load_labels(self, sample_id: str) -> np.ndarray:
+        """The nuclei of one correction as saved, read under the project's lock.
+
+        A save of the same image by another program (or thread) is never read half
+        done: it replaces the folder with two renames.
+
+        Raises
+        ------
+        KeyError
+            When there is no such correction.
+        DatasetError
+            When one of its files is corrupt.
+        """
+        with self._locked_correction(sample_id):
+            return self.load_samples([sample_id])[0].labels
+
     def load_samples(self, ids: Iterable[str] | None = None) -> list[Any]:
         """Decode corrections as :class:`~napari_nuclei_unet.core.dataset.Sample` objects.
 

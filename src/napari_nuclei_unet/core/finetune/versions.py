@@ -72,7 +72,10 @@ class ModelVersion:
 
 #: The sets a round scores before and after (``mean_iou_<key>`` in its ``finetune`` entry).
 ROUND_SETS = {"corrected": "corrected images", "held_out": "images kept aside",
-              "evaluation": "evaluation images", "regression": "regression set"}
+              "evaluation": "evaluation images",
+              "regression": "built-in images of other kinds (the regression set)"}
+#: The sets of the user's own images (the regression set is the plugin's).
+USER_SETS = ("corrected", "held_out", "evaluation")
 
 
 def round_scores(metadata: Mapping[str, Any]) -> dict[str, dict[str, float]]:
@@ -111,7 +114,8 @@ def _is_default_model(model: str | os.PathLike) -> bool:
         return False
 
 
-#: The version the user chose last (``{"version": "v001", "chosen": <ISO time>}``).
+#: The version the user chose last (``{"version": "v001", "chosen": <ISO time>, "over": 2}``:
+#: it stays the project's model until a round newer than v002 is made current).
 CHOSEN_FILE = "chosen.json"
 
 
@@ -196,11 +200,13 @@ class ModelVersions:
         newest = newest_adopted(versions)
         try:
             chosen = json.loads((self.versions_dir / CHOSEN_FILE).read_text(encoding="utf-8"))
-            name, when = str(chosen["version"]), str(chosen["chosen"])
+            name, over = str(chosen["version"]), int(chosen["over"])
         except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError):
             return newest
         version = next((v for v in versions if v.name == name and not v.unreadable), None)
-        if version is None or (newest is not None and newest.created > when):
+        # version numbers, not clocks, tell whether a round was made current since: a
+        # round may be saved by another computer, or in the same second
+        if version is None or (newest is not None and newest.number > over):
             return newest  # gone, or a round made current since
         return version
 
@@ -212,8 +218,11 @@ class ModelVersions:
         current later takes over.
         """
         version = self.get(name)
-        _write_json_atomic(self.versions_dir / CHOSEN_FILE,
-                           {"version": version.name, "chosen": _now()})
+        newest = newest_adopted(self.list())
+        _write_json_atomic(self.versions_dir / CHOSEN_FILE, {
+            "version": version.name, "chosen": _now(),
+            # the newest version a round made current then: a newer one takes over
+            "over": -1 if newest is None else newest.number})
 
     def get(self, name: str) -> ModelVersion:
         """The version called ``name`` (``"v002"``; ``"2"`` and ``2`` work too).
