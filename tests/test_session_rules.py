@@ -290,6 +290,12 @@ def test_the_shipped_model_marks_any_stage1_train_image_it_trained_on():
     # another model that records no such digest marks them unseen, as before
     other = {"training_data": {"n_train": 602, "n_val": 68, "val_ids": val}}
     assert splits_of(FakeModel(metadata=other), [trained_id])[trained_id] == "unseen"
+    # a fine-tuning version records its base's training data: the images its round
+    # learned from were "validation", the one kept aside "train" (GUI check h_gui14, N1)
+    version = {**metadata, "finetune": {"corrections": [{"id": val[0]}],
+                                        "held_out": [trained_id]}}
+    marks = splits_of(FakeModel(metadata=version), [val[0], trained_id, val[1]])
+    assert marks == {val[0]: "fine-tuned", trained_id: "kept aside", val[1]: "validation"}
 
 
 def test_short_ids_are_eight_characters():

@@ -267,12 +267,35 @@ def splits_of(model: Any, sample_ids: Sequence[str]) -> dict[str, str]:
     sample_ids : sequence of str
         The samples to mark (e.g. the loaded ones).
 
+    A fine-tuning version records its base model's ``training_data``; its round's own
+    images are marked apart: ``"fine-tuned"`` (the corrected images it learned from:
+    some were the base model's validation images) and ``"kept aside"`` (corrected,
+    never learned from).
+
     Returns
     -------
     dict
-        ``"train"``, ``"validation"`` or ``"unseen"`` by sample id.
+        ``"train"``, ``"validation"``, ``"fine-tuned"``, ``"kept aside"`` or ``"unseen"``
+        by sample id.
     """
-    data = (getattr(model, "metadata", None) or {}).get("training_data") or {}
+    metadata = getattr(model, "metadata", None) or {}
+    marks = _base_splits(metadata, sample_ids)
+    round_info = metadata.get("finetune")
+    if isinstance(round_info, dict):  # GUI check h_gui14, N1
+        learned = {str(c.get("id")) for c in round_info.get("corrections") or ()
+                   if isinstance(c, dict)}
+        aside = {str(i) for i in round_info.get("held_out") or ()}
+        for sid in marks:
+            if sid in aside:
+                marks[sid] = "kept aside"
+            elif sid in learned:
+                marks[sid] = "fine-tuned"
+    return marks
+
+
+def _base_splits(metadata: dict, sample_ids: Sequence[str]) -> dict[str, str]:
+    """:func:`splits_of` from a checkpoint's ``training_data`` alone."""
+    data = metadata.get("training_data") or {}
     val = set(data.get("val_ids") or ())
     train = set(data.get("train_ids") or ())
     ids = list(sample_ids)

@@ -31,7 +31,9 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("Pred", "n_pred", "Number of predicted nuclei"),
     ("Modality", "modality", "Kind of image"),
     ("Split", "split", "train: the model learnt from this image (its score is optimistic); "
-                       "validation: used to choose the model; unseen: never shown to it"),
+                       "validation: used to choose the model; fine-tuned: a corrected image "
+                       "a fine-tuning round learnt from; kept aside: corrected, never learnt "
+                       "from; unseen: never shown to it"),
 )
 FIELDS = tuple(column[1] for column in COLUMNS)
 SCORE_FIELDS = ("iou", "dice", "ap50", "dsb_score")
@@ -134,7 +136,7 @@ class ScoreTableModel(QAbstractTableModel):
         return sorted(self._given, key=lambda row: self._value(row, name), reverse=descending)
 
     def set_rows(self, rows: list[Any], splits: dict[str, str] | None = None) -> None:
-        """Replace all rows (``splits``: "train" / "validation" / "unseen" by id)."""
+        """Replace all rows (``splits``: ``core.predict_score.splits_of``'s marks by id)."""
         self.beginResetModel()
         self._given = list(rows)
         self._splits = dict(splits or {})
@@ -225,6 +227,7 @@ def _mean(values: list[float]) -> float:
 
 #: The parts of a model's training an image can be (``core.predict_score.splits_of``).
 SPLIT_WORDS = {"train": "training images", "validation": "validation images",
+               "fine-tuned": "images fine-tuned on", "kept aside": "images kept aside",
                "unseen": "images not trained on"}
 
 
