@@ -333,6 +333,15 @@ def test_export_passes_bioimageio_test_and_reimports(tmp_path, capsys):
         np.testing.assert_allclose(prob, native, atol=2e-3)
 
 
+def test_the_segment_docks_model_file_takes_a_package():
+    # it was read as a checkpoint: "... is not a model checkpoint: choose ... or a
+    # bioimage.io model package" for a package (GUI check h_gui14, N12)
+    from napari_nuclei_unet.widgets._segment_jobs import _resolve_model
+
+    model = _resolve_model(str(_real_package() / "bioimageio.yaml"), None)
+    assert isinstance(model, BioimageioModel)
+
+
 def test_an_exported_version_records_its_rounds_scores(tmp_path):
     # a fine-tuning version records no training metrics: its package showed an empty
     # Metrics table, and its README said nothing of how good it is (h_gui12 L-E)

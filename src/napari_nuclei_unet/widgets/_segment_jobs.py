@@ -83,8 +83,10 @@ def _resolve_model(path: str, session_model: Any) -> Any:
 
     if is_default_word(path):
         return load_checkpoint("default").model
-    if path:
-        return load_checkpoint(path).model
+    if path:  # a checkpoint or a bioimage.io package, as the Model dock opens them
+        from napari_nuclei_unet.bioimageio.load import load_any_model
+
+        return load_any_model(path).model
     if session_model is not None:
         return getattr(session_model, "model", session_model)
     return load_checkpoint("default").model

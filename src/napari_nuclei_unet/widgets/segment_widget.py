@@ -140,8 +140,8 @@ class SegmentWidget(SegmentOutputs, QWidget):
         self.diameter.tooltip = "Typical nucleus diameter in pixels; 0 = automatic."
         self.threshold = FloatSpinBox(label="Threshold", value=0.5, min=0.05, max=0.95,
                                       step=0.05)
-        self.model_file = FileEdit(label="Model file", mode="r", filter="*.safetensors",
-                                   value="")
+        self.model_file = FileEdit(label="Model file", mode="r", value="",
+                                   filter="*.safetensors *.zip *.yaml")
         self.model_file.tooltip = ("Empty: the model in use (Model or Retrain dock), or "
                                    "the shipped default model; 'default' names it too.")
         self.tta = CheckBox(text="Test-time augmentation (4x slower)", value=False)
