@@ -45,6 +45,14 @@ def test_a_round_that_got_worse_is_not_switched_to(retrain, qtbot, monkeypatch):
     assert "Not in use (see below)" in dock.status_label.text()
     message = dock.adoption_label.text()
     assert message.count("not made current") == 1 and message.count("mean IoU") == 1
+    # a double click on it (to see its scores) asks first (GUI check h_gui14, N3)
+    asked = []
+    monkeypatch.setattr(type(dock), "_confirm_refused",
+                        lambda self, name: asked.append(name) or False)
+    dock.versions_table.select_key("v001")
+    dock.versions_table.cellDoubleClicked.emit(1, 0)
+    assert asked == ["v001"] and Path(session.model.path) == base_path
+    assert not session.jobs.is_running("load model")
     # used anyway, it stays the project's model when napari starts again (h_gui13, L6)
     wait_worker(qtbot, dock.use_version("v001"))
     session.set_model(None)  # napari started again: no model loaded yet

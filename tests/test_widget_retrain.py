@@ -982,6 +982,7 @@ def test_a_saved_correction_is_shown_to_be_looked_at_and_fixed(retrain, qtbot):
     assert layer.visible and layer.mode == "paint" and viewer.layers.selection.active is layer
     assert np.array_equal(layer.data > 0, saved > 0)
     assert not dock.has_unsaved_edits()
+    assert "editing the saved correction" in dock.image_label.text()  # h_gui14, N5
     with capture_notifications() as notes:
         assert dock.add_to_training_set() is None  # nothing changed: nothing to save
     assert notes.any("in the training set as it is already")

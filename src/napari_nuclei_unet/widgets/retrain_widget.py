@@ -428,7 +428,21 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         if name is None:
             notify("Select a version in the list first.")
             return
+        version = next((v for v in self.versions() if v.name == name), None)
+        if version is not None and not version.adopted and not version.unreadable \
+                and not self._confirm_refused(version.name):
+            return  # a double click to look at its scores put it in use (GUI check h_gui14)
         self.use_version(name)
+
+    def _confirm_refused(self, name: str) -> bool:
+        from qtpy.QtWidgets import QMessageBox
+
+        answer = QMessageBox.question(
+            self, "Use a version its round did not make current?",
+            f"{name} did worse on its round's checks, so it was not made current. Use it "
+            "anyway? It becomes this project's model, also when napari starts again, until "
+            "a round is made current.")
+        return answer == QMessageBox.StandardButton.Yes
 
     def _on_version_selected(self) -> None:
         name = self.versions_table.selected_key()
@@ -514,7 +528,8 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         editing_it = state is not None and state.sample.id == sample.id
         if editing_it:
             on_copy = state.layer.name == editing.CORRECTION_LAYER
-            what = "prediction copy" if on_copy else "label mask"
+            what = ("saved correction" if state.saved else "prediction copy" if on_copy
+                    else "label mask")
             parts.append(f"editing the {what}" + (" · <b>unsaved edits</b>" if state.is_dirty()
                                                   else ""))
         has_draft = DraftStore(self.project).has(sample.id)

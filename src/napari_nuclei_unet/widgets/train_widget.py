@@ -238,7 +238,8 @@ class TrainWidget(RunOffer, QWidget):
         layout.addWidget(self.progress)
         self.status_label = QLabel(" ")
         # no word wrap and an ignored width: new text never re-lays out the dock
-        self.status_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.status_label.setWordWrap(True)  # "Run folder: run-…, in <a long path>" was cut
+        self.status_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.status_label)
         self._build_run_offer(layout)
