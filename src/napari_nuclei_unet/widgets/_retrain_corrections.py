@@ -37,6 +37,7 @@ from napari_nuclei_unet.widgets._retrain_project import (
     START_PREDICTION,
     DraftStore,
 )
+from napari_nuclei_unet.widgets._retrain_views import source_text
 from napari_nuclei_unet.widgets._workers import notify, notify_error
 
 if TYPE_CHECKING:
@@ -496,8 +497,6 @@ class CorrectionSteps:
                    f"{sample.image.shape[0]}: it belongs to another image of that name.",
                    warning=True)
             return
-        from napari_nuclei_unet.widgets._retrain_views import source_text
-
         correction = next((c for c in self.corrections() if c.id == sample_id), None)
         # what it started from, for its description when it is saved again
         origin = "" if correction is None else source_text(correction.source, correction.note)
