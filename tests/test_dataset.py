@@ -523,3 +523,17 @@ def test_which_scripts_a_spawned_worker_would_run_again(tmp_path, monkeypatch, s
     assert spawn_reruns_main() is reruns
     del main.__file__  # an interactive session or a notebook
     assert spawn_reruns_main() is False
+
+
+def test_a_file_that_cannot_be_read_is_named_once(tmp_path):
+    # the decoder's words named it again: every reason held the whole path twice
+    # (GUI check h_gui14, N8)
+    from napari_nuclei_unet.core.dataset import read_image
+
+    bad = tmp_path / "stage1_train" / "abc" / "masks" / "abc_mask001.png"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"garbage")
+    with pytest.raises(DatasetError) as info:
+        read_image(bad)
+    text = str(info.value)
+    assert text.count(str(bad)) == 1 and "abc_mask001.png" in text.split(str(bad))[1]

@@ -289,7 +289,10 @@ def _not_an_image(source: ImageSource, name: str | None, exc: Exception) -> Data
             f"{what} is too large to decode safely ({plain_reason(exc, what)}); it was not "
             "decoded. Crop or downscale the image first."
         )
-    exc_text = plain_reason(exc, what)
+    # the decoder's own words name the file again: by its name alone (GUI check h_gui14:
+    # every reason held the whole path twice, about 450 characters a file)
+    short = os.path.basename(what) or what
+    exc_text = plain_reason(exc, short).replace(what, short)
     return DatasetError(
         f"{what} is not a readable image ({exc_text}). The file may be corrupt "
         "or truncated (e.g. an interrupted download or extraction): replace it with a "
