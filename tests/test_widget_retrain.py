@@ -472,7 +472,6 @@ def test_mistakes_are_plain_notifications(make_napari_viewer, qtbot, user_dirs, 
     from napari_nuclei_unet.widgets.retrain_widget import (
         NO_CORRECTIONS,
         NO_IMAGE,
-        NO_PREDICTION,
         RetrainWidget,
     )
 
@@ -487,15 +486,14 @@ def test_mistakes_are_plain_notifications(make_napari_viewer, qtbot, user_dirs, 
         assert dock.edit_label_mask() is None
         assert dock.add_to_training_set() is None
         assert dock.use_version("v009") is None
+        session.set_model(tiny_model)
+        assert dock.start_finetune() is None
         sample = make_samples(1)[0]
         session.samples[sample.id] = sample
         show(viewer, session, sample)
-        assert dock.edit_prediction() is None  # no prediction, and no model to make one
-        session.set_model(tiny_model)
-        assert dock.start_finetune() is None
         (user_dirs / "file").write_text("x")
         assert not dock.set_project(user_dirs / "file")
-    for message in (NO_IMAGE, NO_CORRECTIONS, NO_PREDICTION, "v009", "is a file"):
+    for message in (NO_IMAGE, NO_CORRECTIONS, "v009", "is a file"):
         assert notes.any(message), message
     assert dock.project == user_dirs / "p"
     # a user of their own images is told the way in (the Segment dock's button, by name)
@@ -1096,3 +1094,21 @@ def test_predict_this_image_over_the_correction_stays_shown(retrain, qtbot):
     qtbot.wait(400)  # the editing view's timer (150 ms) has had its turn
     assert not layer.visible and viewer.layers[PREDICTION_LAYER].visible
     assert dock.has_unsaved_edits()  # still held (and kept as a draft)
+
+
+def test_edit_prediction_with_no_model_loads_the_projects_model(retrain, qtbot):
+    # after a restart no model is loaded: Fine-tune loaded the project's model, Edit
+    # prediction refused (GUI check h_gui14, N4)
+    from napari_nuclei_unet.widgets._retrain_editing import CORRECTION_LAYER
+
+    viewer, dock, session, samples, project = retrain
+    session.set_model(None)
+    session.probabilities.pop(samples[1].id, None)
+    show(viewer, session, samples[1])
+    assert dock.edit_prediction() is None
+    wait_worker(qtbot, session.jobs.running("load model"), timeout=120_000)
+    assert session.model is not None  # the shipped one: this project has no version yet
+    wait_worker(qtbot, session.jobs.running("predict"), timeout=120_000)
+    qtbot.waitUntil(lambda: CORRECTION_LAYER in viewer.layers
+                    and viewer.layers[CORRECTION_LAYER].visible, timeout=10_000)
+    assert viewer.layers[CORRECTION_LAYER].metadata["nuclei_unet_sample_id"] == samples[1].id

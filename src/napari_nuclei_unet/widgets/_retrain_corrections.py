@@ -26,7 +26,6 @@ from napari_nuclei_unet.widgets._layers import (
 )
 from napari_nuclei_unet.widgets._retrain_jobs import (
     NO_IMAGE,
-    NO_PREDICTION,
     SAVE_JOB,
     _save_correction,
     _saved_labels,
@@ -82,10 +81,11 @@ class CorrectionSteps:
             notify(NO_IMAGE, warning=True)
             return None
         labels = self.current_prediction()
-        if labels is None:
-            if self.session.model is None:
-                notify(NO_PREDICTION, warning=True)
-            else:  # e.g. after a restart: its score is listed, its prediction is not kept
+        if labels is None:  # e.g. after a restart: its score is listed, its prediction not
+            if self.session.model is None:  # as Fine-tune does (GUI check h_gui14, N4)
+                self.load_project_model(lambda _what: self._predict_then_edit(sample),
+                                        "predict this image", "click Edit prediction again")
+            else:
                 self._predict_then_edit(sample)
             return None
         self._keep_unsaved_edits()

@@ -193,28 +193,37 @@ class FinetuneSteps:
         return worker
 
     def _load_then_finetune(self) -> WorkerBase | None:
-        """No model in use: load the project's model (or the shipped one), then start.
+        """No model in use: load the project's model (or the shipped one), then start."""
 
-        The project's newest adopted version is what its last round left (napari was
-        restarted since); a new project starts from the shipped default model.
+        def go(what: str) -> None:
+            if self.start_finetune() is not None:  # else it said why (nothing changed...)
+                notify(f"No model was in use: the round starts from {what}, the model in "
+                       "use from now on.")
+
+        return self.load_project_model(go, "fine-tune it", "press Fine-tune")
+
+    def load_project_model(self, then: Any, purpose: str, again: str) -> WorkerBase | None:
+        """Load the project's model (the shipped one for a new project), then ``then(what)``.
+
+        For when no model is in use (napari was restarted since the project's last round):
+        ``purpose`` and ``again`` word the status line ("fine-tune it", "press Fine-tune").
         """
         version = self.model_versions().current(self.versions())
         what = "the default model" if version is None else f"model {version_words(version)}"
 
         def go(loaded: Any) -> None:
             self.session.set_model(loaded)
-            if self.start_finetune() is not None:  # else it said why (nothing changed...)
-                notify(f"No model was in use: the round starts from {what}, the model in "
-                       "use from now on.")
+            self.status_label.setText(" ")
+            then(what)
 
         def failed(exc: BaseException) -> None:  # the notification fades; the dock says it
             from napari_nuclei_unet.widgets._workers import explain
 
             self.status_label.setText(
-                f"Could not load {what} to fine-tune it: {explain(exc).rstrip('. ')}. Load "
-                "a model in the Model panel, or use another version, then press Fine-tune.")
+                f"Could not load {what} to {purpose}: {explain(exc).rstrip('. ')}. Load "
+                f"a model in the Model panel, or use another version, then {again}.")
 
-        self.status_label.setText(f"Loading {what} to fine-tune it …")
+        self.status_label.setText(f"Loading {what} to {purpose} …")
         return self.session.jobs.start(
             LOAD_MODEL_JOB, _load_version, version, on_returned=go, on_errored=failed,
             action=f"Loading {what}", viewer=self.viewer)

@@ -36,8 +36,6 @@ ALL_ASIDE = ("Every image of the training set is kept aside: a round needs at le
 NO_IMAGE = ("Select a dataset image first (Data panel or IoU panel). For your own images: "
             "correct the result in 'Segment image' (the tab, or the 'Segment image layer' "
             "dock), then click 'Add plane to fine-tuning project' there.")
-NO_PREDICTION = ("This image has no prediction yet, and no model is loaded to make one: load "
-                 "one in the Model panel, or correct its label mask instead.")
 BUSY_FINETUNE = "Fine-tuning is already running. Wait for it to finish, or press Stop."
 BUSY_TRAINING = "The Train panel is training. Wait for it to finish (or stop it), then fine-tune."
 

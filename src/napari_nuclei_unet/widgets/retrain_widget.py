@@ -73,7 +73,6 @@ from napari_nuclei_unet.widgets._retrain_jobs import (  # noqa: F401  (re-export
     NO_CORRECTIONS,
     NO_IMAGE,
     NO_MODEL_FILE,
-    NO_PREDICTION,
     SAVE_JOB,
     _load_version,
     _run_finetune,
