@@ -318,15 +318,20 @@ def test_an_image_segmented_again_after_another_reuses_its_layer(dock, qtbot):
 def test_the_image_segmented_and_its_result_are_what_the_canvas_shows(dock, qtbot):
     # results piled up, all visible, and images opened later covered the one segmented:
     # the layer painted on lay over another image (GUI check h_gui11, M2)
+    from napari_nuclei_unet.widgets._layers import text_overlay
+
     viewer, widget = dock
     for name, seed in (("a", 1), ("b", 2), ("c", 3)):
         viewer.add_image(nuclei_plane(seed), name=name)
     viewer.add_image(nuclei_plane(4), name="membrane", blending="additive")  # a channel
+    caption = text_overlay(viewer)
+    caption.text, caption.visible = "0a7d30b2 · fluorescence · 256×256 px · 9 nuclei", True
     widget.image.value = viewer.layers["a"]
     with capture_notifications() as notes:
         run(qtbot, widget)
     visible = {layer.name for layer in viewer.layers if layer.visible}
     assert visible == {"a", "a labels", "membrane"}
+    assert caption.text == "a"  # it named a dataset sample under it (GUI check h_gui14, N13)
     assert notes.any("“b”, “c” are hidden so that you see “a” and its result")
     assert viewer.layers.selection.active is viewer.layers["a labels"]  # the brush's layer
     widget.image.value = viewer.layers["c"]

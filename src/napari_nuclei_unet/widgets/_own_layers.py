@@ -269,6 +269,7 @@ def bring_into_view(viewer: Any, image: Any, result: Any) -> list[str]:
         IMAGE_LAYER,
         LABELS_LAYER,
         STEPPED_ASIDE_KEY,
+        text_overlay,
     )
     from napari_nuclei_unet.widgets._segment_jobs import RESULT_KEY
 
@@ -295,4 +296,7 @@ def bring_into_view(viewer: Any, image: Any, result: Any) -> list[str]:
         layer.visible = True
         layer.metadata.pop(HIDDEN_FOR_KEY, None)  # shown by the plugin, not by the user
     viewer.layers.selection.active = result
+    overlay = text_overlay(viewer)
+    if overlay.visible:  # it named the dataset's sample under it (GUI check h_gui14, N13)
+        overlay.text = image.name
     return hidden
