@@ -683,9 +683,14 @@ def test_a_dock_opened_under_the_segment_dock_leaves_it_a_fair_share(make_napari
     qtbot.wait(100)
     second, _ = viewer.window.add_plugin_dock_widget("napari-nuclei-unet", "Retrain")
     qtbot.waitUntil(lambda: second.isVisible(), timeout=5000)
-    qtbot.waitUntil(lambda: first.height() > 0.4 * (first.height() + second.height()),
-                    timeout=5000)
-    assert second.height() > 0.4 * (first.height() + second.height())
+    # both a fair share once napari has placed the new dock (its first sizes come in
+    # turns: waiting for the first dock's share alone passed before the second had its
+    # own, and the test failed now and then)
+    def fair() -> bool:
+        total = first.height() + second.height()
+        return min(first.height(), second.height()) > 0.4 * total
+
+    qtbot.waitUntil(fair, timeout=5000)
 
 
 def test_a_project_folder_that_cannot_be_written_is_not_taken(dock, tmp_path, monkeypatch):
