@@ -10,24 +10,16 @@ after are in the dock's metrics table).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from napari_nuclei_unet.widgets._model_names import base_model_words
+from napari_nuclei_unet.widgets._retrain_project import local_time
 
 
 def _count(n: int, word: str, plural: str | None = None) -> str:
     """``"1 epoch"``, ``"12 epochs"``."""
     return f"{n:,} {word if n == 1 else plural or word + 's'}"
-
-
-def _local_time(created: Any) -> str:
-    """An ISO 8601 time as ``"2026-12-05 06:40"`` in local time ("" when not one)."""
-    try:
-        return f"{datetime.fromisoformat(str(created)).astimezone():%Y-%m-%d %H:%M}"
-    except (TypeError, ValueError):
-        return ""
 
 
 def describe_version(metadata: Mapping[str, Any]) -> str | None:
@@ -56,7 +48,7 @@ def describe_version(metadata: Mapping[str, Any]) -> str | None:
     last = history[-1] if isinstance(history, list) and history else None
     if isinstance(last, Mapping) and isinstance(last.get("elapsed_s"), (int, float)):
         parts.append(format_duration(float(last["elapsed_s"])))
-    when = _local_time(metadata.get("created") or info.get("created"))
+    when = local_time(str(metadata.get("created") or info.get("created") or ""))
     if when:
         parts.append(when)
     if info.get("adopted") is False:

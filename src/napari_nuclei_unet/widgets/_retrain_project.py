@@ -98,19 +98,42 @@ def unwritable_reason(folder: str | os.PathLike, how: str = "with 'Change…'") 
     return None
 
 
-def last_project_dir() -> Path:
-    """The project folder used last time, or :func:`default_project_dir` the first time.
+def read_setting(file_name: str, key: str) -> str | None:
+    """A text remembered under ``key`` in ``<config>/<file_name>``, or None.
 
-    A missing or unreadable settings file is not an error (the default is used).
+    A missing or unreadable settings file is not an error.
     """
     try:
-        data = json.loads((config_dir() / SETTINGS_NAME).read_text(encoding="utf-8"))
-        project = data.get("project") if isinstance(data, dict) else None
-        if isinstance(project, str) and project.strip():
-            return Path(project).expanduser()
+        data = json.loads((config_dir() / file_name).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        pass
-    return default_project_dir()
+        return None
+    value = data.get(key) if isinstance(data, dict) else None
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def write_setting(file_name: str, key: str, value: str) -> None:
+    """Remember ``value`` under ``key`` in ``<config>/<file_name>`` (its other keys kept).
+
+    Raises
+    ------
+    OSError
+        When the config folder is not writable.
+    """
+    path = config_dir() / file_name
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data = data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        data = {}
+    data[key] = value
+    text = json.dumps(data, indent=2).encode("utf-8")
+    _write_atomic(path, lambda handle: handle.write(text))
+
+
+def last_project_dir() -> Path:
+    """The project folder used last time, or :func:`default_project_dir` the first time."""
+    project = read_setting(SETTINGS_NAME, "project")
+    return Path(project).expanduser() if project else default_project_dir()
 
 
 def remember_project_dir(project: str | os.PathLike) -> None:
@@ -121,15 +144,7 @@ def remember_project_dir(project: str | os.PathLike) -> None:
     OSError
         When the config folder is not writable.
     """
-    path = config_dir() / SETTINGS_NAME
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        data = data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        data = {}
-    data["project"] = str(Path(project).expanduser().absolute())
-    text = json.dumps(data, indent=2).encode("utf-8")
-    _write_atomic(path, lambda handle: handle.write(text))
+    write_setting(SETTINGS_NAME, "project", str(Path(project).expanduser().absolute()))
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ The runs folder a run was started in is remembered in ``<config>/train.json``.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,31 +21,20 @@ SETTINGS_NAME = "train.json"
 
 
 def runs_root() -> Path:
-    """The runs folder the last run was started in, else :func:`default_runs_root`.
+    """The runs folder the last run was started in, else :func:`default_runs_root`."""
+    from napari_nuclei_unet.widgets._retrain_project import read_setting
 
-    A missing or unreadable settings file is not an error (the default is used).
-    """
-    from napari_nuclei_unet.widgets._retrain_project import config_dir
-
-    try:
-        data = json.loads((config_dir() / SETTINGS_NAME).read_text(encoding="utf-8"))
-        folder = data.get("runs_folder") if isinstance(data, dict) else None
-        if isinstance(folder, str) and folder.strip():
-            return Path(folder).expanduser()
-    except (OSError, ValueError):
-        pass
-    return default_runs_root()
+    folder = read_setting(SETTINGS_NAME, "runs_folder")
+    return Path(folder).expanduser() if folder else default_runs_root()
 
 
 def remember_runs_root(folder: str | os.PathLike) -> None:
     """Remember ``folder`` as the runs folder to show next time (failures are ignored)."""
-    from napari_nuclei_unet.core.atomic import atomic_write_bytes
-    from napari_nuclei_unet.widgets._retrain_project import config_dir
+    from napari_nuclei_unet.widgets._retrain_project import write_setting
 
-    text = json.dumps({"runs_folder": str(Path(folder).expanduser().absolute())}, indent=2)
     try:
-        atomic_write_bytes(config_dir() / SETTINGS_NAME, text.encode("utf-8"))
-    except (OSError, ValueError):
+        write_setting(SETTINGS_NAME, "runs_folder", str(Path(folder).expanduser().absolute()))
+    except OSError:
         pass  # a convenience: the runs folder is still shown in the dock
 
 
