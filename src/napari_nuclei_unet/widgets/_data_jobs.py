@@ -111,8 +111,9 @@ def _load_all_stamped(dataset: DSBDataset, should_stop: Any = None
 
 def failure_list(failures: dict[str, str], limit: int = 5) -> str:
     """The samples that failed to decode (id: why) as lines to append to a message."""
+    from napari_nuclei_unet.core.dataset_layout import _report  # the core's own lists
+
     if not failures:
         return ""
-    lines = [f"\n  {sample_id}: {why}" for sample_id, why in list(failures.items())[:limit]]
-    more = f"\n  … and {len(failures) - limit} more" if len(failures) > limit else ""
-    return "\nThese could not be read:" + "".join(lines) + more
+    reasons = [f"{sample_id}: {why}" for sample_id, why in failures.items()]
+    return "\n" + _report("These could not be read", reasons, limit=limit)
