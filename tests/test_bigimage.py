@@ -168,8 +168,11 @@ def test_cli_folder_mapped_over_a_cluster_equals_plain(tmp_path, capsys):
     capsys.readouterr()
 
 
-def test_unreachable_scheduler_is_a_one_line_error(tmp_path, capsys):
+def test_unreachable_scheduler_is_a_one_line_error(tmp_path, capsys, monkeypatch):
     from napari_nuclei_unet.cli import main
+    from napari_nuclei_unet.core import cluster
+
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT_S", 2.0)  # dask retries until then
 
     tifffile.imwrite(tmp_path / "a.tif", np.zeros((32, 32), np.uint16))
     code = main(["predict", "default", str(tmp_path / "a.tif"), "--out", str(tmp_path / "o"),

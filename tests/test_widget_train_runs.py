@@ -120,3 +120,47 @@ def test_a_run_stopped_before_validating_says_its_weights_are_not_validated(
                      "(not validated)"), notes.messages
     assert not notes.any("The best model so far is kept")
     assert "(not validated, " in widget.last_run_label.text()
+
+
+def test_a_better_run_replaces_a_model_only_an_earlier_run_put_in_use(
+        trainer, qtbot, tmp_path):  # noqa: F811
+    """GUI check h_gui14 N9: a first run's model is used at once (none was loaded); a
+    later run that validates at least as well takes its place, one that validates worse
+    is offered, and a model the user chose is never swapped."""
+    import dataclasses
+
+    _viewer, widget = trainer
+    session = widget.session
+    widget.set_config(tiny_config(epochs=1, steps_per_epoch=2))
+
+    def train(expect_swap: bool):
+        before = session.model
+        with capture_notifications() as notes:
+            wait_worker(qtbot, widget.start(), timeout=120_000)
+            if expect_swap:
+                qtbot.waitUntil(lambda: session.model is not before, timeout=120_000)
+            wait_worker(qtbot, session.jobs.running("load model"))
+        return notes
+
+    train(expect_swap=True)
+    first = widget.best_checkpoint
+    assert session.model.path == first
+    # the first run's model validated worse than the second: the second replaces it
+    widget._auto_used = dataclasses.replace(widget._auto_used, val_iou=-1.0)
+    notes = train(expect_swap=True)
+    second = widget.best_checkpoint
+    assert second != first and session.model.path == second
+    assert notes.any(f"in place of {first.parent.name}, which an earlier run put in use"), \
+        notes.messages
+    # ... but not by a run that validates worse than it: that one is offered
+    widget._auto_used = dataclasses.replace(widget._auto_used, val_iou=2.0)
+    notes = train(expect_swap=False)
+    assert session.model.path == second and _offered(widget)
+    assert notes.any("The trained model was not put in use"), notes.messages
+    # a model the user chose (Use this model) is never swapped, however well a run does
+    with qtbot.waitSignal(session.model_changed, timeout=120_000):
+        widget.use_model_button.click()
+    chosen = session.model.path
+    assert widget._auto_used is None
+    notes = train(expect_swap=False)
+    assert session.model.path == chosen and _offered(widget)

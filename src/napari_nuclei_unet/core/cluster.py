@@ -22,13 +22,17 @@ from typing import Any
 from .progress import Progress
 
 
+#: How long to wait for a scheduler that does not answer (dask retries until then).
+CONNECT_TIMEOUT_S = 20.0
+
+
 class ClusterError(ValueError):
     """The cluster cannot be reached or started; the message says what to do."""
 
 
 @contextlib.contextmanager
 def dask_client(scheduler: str | None = None, workers: int = 0, *, processes: bool = True,
-                threads_per_worker: int = 1, timeout_s: float = 20.0) -> Iterator[Any]:
+                threads_per_worker: int = 1, timeout_s: float | None = None) -> Iterator[Any]:
     """A :class:`distributed.Client` for the ``with`` block, or None for the plain path.
 
     Parameters
@@ -42,8 +46,8 @@ def dask_client(scheduler: str | None = None, workers: int = 0, *, processes: bo
         Local workers as processes (True) or threads of this process.
     threads_per_worker : int
         Threads per local worker.
-    timeout_s : float
-        How long to wait for the scheduler.
+    timeout_s : float, optional
+        How long to wait for the scheduler (default :data:`CONNECT_TIMEOUT_S`).
 
     Yields
     ------
@@ -66,7 +70,8 @@ def dask_client(scheduler: str | None = None, workers: int = 0, *, processes: bo
             from exc
     if scheduler:
         try:
-            client = Client(scheduler, timeout=f"{timeout_s}s")
+            wait = CONNECT_TIMEOUT_S if timeout_s is None else timeout_s
+            client = Client(scheduler, timeout=f"{wait}s")
         except (OSError, TimeoutError, ValueError) as exc:
             raise ClusterError(
                 f"Could not connect to the dask scheduler at {scheduler} ({exc}). Check that "

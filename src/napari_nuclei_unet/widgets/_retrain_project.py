@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+
+from ..core.atomic import atomic_write, atomic_write_bytes
 
 APP_NAME = "napari-nuclei-unet"
 SETTINGS_NAME = "retrain.json"
@@ -56,21 +57,6 @@ def data_dir() -> Path:
 def default_project_dir() -> Path:
     """``<user data dir>/projects/default`` (:func:`data_dir`)."""
     return data_dir() / "projects" / "default"
-
-
-def _write_atomic(path: Path, write) -> None:
-    """Call ``write(handle)`` on a temporary file beside ``path``, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 #: Said when a project folder that cannot be written to is refused.
@@ -127,7 +113,7 @@ def write_setting(file_name: str, key: str, value: str) -> None:
         data = {}
     data[key] = value
     text = json.dumps(data, indent=2).encode("utf-8")
-    _write_atomic(path, lambda handle: handle.write(text))
+    atomic_write_bytes(path, text)
 
 
 def last_project_dir() -> Path:
@@ -207,11 +193,12 @@ class DraftStore:
         stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
         labels = np.asarray(labels)
 
-        def write(handle):
-            np.savez_compressed(handle, labels=labels, sample_id=np.array(sample_id),
-                                start=np.array(start), saved=np.array(stamp))
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as handle:  # a path would get ".npz" appended
+                np.savez_compressed(handle, labels=labels, sample_id=np.array(sample_id),
+                                    start=np.array(start), saved=np.array(stamp))
 
-        _write_atomic(path, write)
+        atomic_write(path, write)
         return path
 
     def load(self, sample_id: str) -> Draft | None:

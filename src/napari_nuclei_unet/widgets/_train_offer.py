@@ -34,6 +34,7 @@ class RunOffer:
     best_checkpoint: Path | None
     last_run: RunModel | None = None
     _offer_paused = False  # a run is going on: its model is not ready to offer
+    _auto_used: RunModel | None = None  # a run's model put in use without the user asking
 
     def _build_run_offer(self, layout: QVBoxLayout) -> None:
         self.last_run_row = QWidget()
@@ -98,11 +99,32 @@ class RunOffer:
         self.use_model_button.setVisible(not in_use)
         self.last_run_row.setVisible(True)
 
-    def use_trained_model(self, *, announce: bool = False) -> Any:
+    def use_or_offer_run(self) -> None:
+        """After a run of this session: use its model at once, or offer it.
+
+        At once when no model is in use, or when the model in use is an earlier run's
+        that was put in use without the user asking and this run validated at least as
+        well. Otherwise the model in use (and its scores) is never swapped without
+        asking: the *Use this model* line offers the run's model.
+        """
+        run, auto, model = self.last_run, self._auto_used, self.session.model
+        if model is None:
+            self.use_trained_model(announce="no other model was loaded")
+            return
+        if (run is not None and auto is not None and run.val_iou is not None
+                and same_file(getattr(model, "path", None), auto.checkpoint)
+                and (auto.val_iou is None or run.val_iou >= auto.val_iou)):
+            self.use_trained_model(announce=f"in place of {auto.run_dir.name}, which an "
+                                            "earlier run put in use without asking")
+            return
+        notify(f"The trained model was not put in use: click 'Use this model' in the Train "
+               f"panel to predict with it ({model_name(model)} stays in use).")
+
+    def use_trained_model(self, *, announce: str = "") -> Any:
         """Load the last run's model and make it the session's model (in a worker).
 
-        ``announce``: say that it is now the model in use (when it was not asked for:
-        no model was loaded, so the run's model is used at once).
+        ``announce``: why it is used without the user asking (then said in a
+        notification, and the model may be replaced by a better run's the same way).
 
         Returns
         -------
@@ -119,9 +141,10 @@ class RunOffer:
 
         def use(loaded: Any) -> None:
             self.session.set_model(loaded)
+            self._auto_used = run if announce else None
             if announce:
-                notify(f"{model_name(loaded)} is now the model used for predictions (no other "
-                       "model was loaded); load another in the Model panel to change it.")
+                notify(f"{model_name(loaded)} is now the model used for predictions "
+                       f"({announce}); load another in the Model panel to change it.")
 
         return self.session.jobs.start(
             "load model", _load_best, run.checkpoint, device,

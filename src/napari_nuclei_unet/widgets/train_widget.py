@@ -60,7 +60,6 @@ from napari_nuclei_unet.widgets._dock_life import (
     on_destroyed,
     share_the_column_when_shown,
 )
-from napari_nuclei_unet.widgets._model_names import model_name
 from napari_nuclei_unet.widgets._plots import TrainingCurves
 from napari_nuclei_unet.widgets._progress import format_duration  # noqa: F401  (re-exported)
 from napari_nuclei_unet.widgets._scroll import scrolled_layout
@@ -527,12 +526,7 @@ class TrainWidget(RunOffer, QWidget):
         else:
             notify(f"Training finished. Best model: {self.best_checkpoint}")
         self.find_last_run()
-        if self.session.model is None:  # nothing in use to replace: use it at once
-            self.use_trained_model(announce=True)
-            return
-        # never swap the model in use (and its scores) without asking: offer it
-        notify(f"The trained model was not put in use: click 'Use this model' in the Train "
-               f"panel to predict with it ({model_name(self.session.model)} stays in use).")
+        self.use_or_offer_run()
 
     def _on_error(self, _exc: BaseException) -> None:
         if self._closing:
