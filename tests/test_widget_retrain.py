@@ -261,6 +261,21 @@ def test_remove_keeps_files(retrain, qtbot):
     assert dock.corrections() == [] and dock.corrections_table.rowCount() == 0
 
 
+def test_the_remove_button_asks_first(retrain, qtbot, monkeypatch):
+    # GUI check h_gui14 N6: one click took a correction out of the training set
+    viewer, dock, session, samples, project = retrain
+    dock.edit_label_mask()
+    add(qtbot, dock)
+    asked, replies = [], [False, True]
+    monkeypatch.setattr(type(dock), "_confirm_remove",
+                        lambda self, sample_id: asked.append(sample_id) or replies.pop(0))
+    dock.corrections_table.selectRow(0)
+    dock.remove_button.click()  # "No"
+    assert asked == [samples[0].id] and dock.corrections() != []
+    dock.remove_button.click()  # "Yes"
+    assert dock.corrections() == [] and (project / "removed").is_dir()
+
+
 def test_finetune_makes_a_version_and_switches_back(retrain, qtbot):
     from napari_nuclei_unet.widgets.iou_panel import IoUPanel
 

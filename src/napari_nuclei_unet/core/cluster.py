@@ -21,7 +21,6 @@ from typing import Any
 
 from .progress import Progress
 
-
 #: How long to wait for a scheduler that does not answer (dask retries until then).
 CONNECT_TIMEOUT_S = 20.0
 

@@ -460,7 +460,18 @@ class CorrectionSteps:
         if sample_id is None:
             notify("Select a corrected image in the list first.")
             return
-        self.remove_correction(sample_id)
+        if self._confirm_remove(sample_id):
+            self.remove_correction(sample_id)
+
+    def _confirm_remove(self, sample_id: str) -> bool:
+        from qtpy.QtWidgets import QMessageBox
+
+        answer = QMessageBox.question(
+            self, "Take the image out of the training set?",
+            f"Take {short_id(sample_id)} out of the training set? Rounds will no longer learn "
+            "from its correction. Its files are moved to the project's 'removed' folder, not "
+            "deleted.")
+        return answer == QMessageBox.StandardButton.Yes
 
     def _on_correction_double_clicked(self, row: int, _column: int) -> None:
         item = self.corrections_table.item(row, 0)
