@@ -378,6 +378,77 @@ def test_an_exported_version_records_its_rounds_scores(tmp_path):
             "0.830 -> 0.828") in readme
 
 
+def test_an_exported_version_is_described_as_one_when_loaded_back(tmp_path):
+    # a version's package loaded back said "trained <date>", its images' split was its
+    # base model's, and the Retrain dock said "not a version of this project" (h_gui14 N11)
+    import json
+
+    from napari_nuclei_unet.bioimageio.export import build_package_folder
+    from napari_nuclei_unet.bioimageio.load import load_any_model
+    from napari_nuclei_unet.core.checkpoint import save_checkpoint
+    from napari_nuclei_unet.core.config import TrainConfig
+    from napari_nuclei_unet.core.model import UNet
+    from napari_nuclei_unet.core.predict_score import splits_of
+    from napari_nuclei_unet.widgets._model_training import describe_training
+
+    version = tmp_path / "lab-a" / "versions" / "v002"
+    version.mkdir(parents=True)
+    base = tmp_path / "lab-a" / "versions" / "v001" / "model.safetensors"
+    round_info = {"base_model": str(base), "adopted": True, "device": "cpu",
+                  "corrections": [{"id": "cells_1", "source": "label mask",
+                                   "updated": "2026-12-05T07:00:00+00:00"},
+                                  {"id": "cells_2"}],
+                  "held_out": ["cells_3"], "config_overrides": {"output_dir": str(tmp_path)},
+                  "mean_iou_corrected": {"before": 0.61, "after": 0.8}}
+    save_checkpoint(version / "model.safetensors", UNet(base_width=4, depth=2),
+                    TrainConfig(base_width=4, depth=2),
+                    {"finetune": round_info, "training_data": {"val_ids": ["cells_1"]}})
+    folder = tmp_path / "package"
+    folder.mkdir()
+    rdf_text = build_package_folder(version / "model.safetensors", folder,
+                                    test_size=64).read_text()
+    assert str(tmp_path) not in rdf_text  # no folder of the user's disk is shared
+    shared = json.loads(rdf_text)["config"]["napari_nuclei_unet"]["finetune"]
+    assert shared["base_model"] == "v001"  # its own project's, as a round records it
+    assert (shared["project"], shared["version"]) == ("lab-a", "v002")
+    assert shared["corrections"] == [{"id": "cells_1"}, {"id": "cells_2"}]
+
+    loaded = load_any_model(folder)
+    words = describe_training(loaded.metadata, loaded.path)
+    assert words.startswith("fine-tuned from v001 on 2 corrected images (1 kept aside)"), words
+    assert splits_of(loaded, ["cells_1", "cells_3", "other"]) == {
+        "cells_1": "fine-tuned", "cells_3": "kept aside", "other": "unseen"}
+
+
+def test_a_shared_round_names_its_base_without_the_users_folders(tmp_path):
+    from types import SimpleNamespace
+
+    from napari_nuclei_unet.core.finetune.versions import shareable_round
+    from napari_nuclei_unet.widgets.retrain_widget import RetrainWidget
+
+    here = tmp_path / "lab-a" / "versions" / "v003" / "model.safetensors"
+    cases = {"default": "default", "v002": "v002",
+             str(tmp_path / "lab-b" / "versions" / "v001" / "model.safetensors"):
+                 "v001 of project lab-b",
+             str(tmp_path / "runs" / "run-20261205-063100" / "best.safetensors"):
+                 "run-20261205-063100/best.safetensors"}
+    for base, shared in cases.items():
+        assert shareable_round({"finetune": {"base_model": base}}, here)["base_model"] == shared
+    assert shareable_round({"metrics": {}}, here) is None  # not a version
+    record = shareable_round({"finetune": {}}, tmp_path / "unet1" / "unet1.safetensors")
+    assert "version" not in record  # a checkpoint named as its folder is not a version
+
+    package = SimpleNamespace(metadata={"finetune": shareable_round({"finetune": {}}, here)})
+    words = RetrainWidget._not_a_version_words
+    assert words(SimpleNamespace(project=tmp_path / "lab-a"), package) == (
+        "a package exported from this project's v003; the version itself is listed under "
+        "'4. Model versions'")
+    assert words(SimpleNamespace(project=tmp_path / "lab-c"), package) == (
+        "a package exported from v003 of project lab-a")
+    assert words(SimpleNamespace(project=tmp_path / "lab-a"),
+                 SimpleNamespace(metadata={})) == "not a version of this project"
+
+
 @pytest.mark.gui
 def test_model_dock_loads_a_bioimageio_package(make_napari_viewer, qtbot):
     from _widget_helpers import wait_worker

@@ -172,7 +172,7 @@ def build_package_folder(model: str | os.PathLike, folder: Path, *,
     import torch
 
     from ..core.checkpoint import load_checkpoint
-    from ..core.finetune.versions import resolve_model_folder
+    from ..core.finetune.versions import resolve_model_folder, shareable_round
     from ..core.synthetic import make_synthetic_sample
     from ._network import NucleiForeground
 
@@ -295,6 +295,9 @@ def build_package_folder(model: str | os.PathLike, folder: Path, *,
             "train_config": loaded.config.to_dict(),
             **({"trained": str(loaded.metadata["created"])}
                if loaded.metadata.get("created") else {}),
+            # a fine-tuning version: its round (images, base model, scores), read back
+            **({"finetune": shared} if (shared := shareable_round(loaded.metadata,
+                                                                  loaded.path)) else {}),
         }},
     }
     rdf_path = folder / "rdf.yaml"

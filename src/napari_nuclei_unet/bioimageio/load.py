@@ -149,6 +149,8 @@ def load_any_model(path_or_default: str | os.PathLike, device: Any = "cpu") -> L
     metadata: dict[str, Any] = {"bioimageio": model.summary(),
                                 "architecture": {"name": "bioimageio"},
                                 "metrics": own.get("metrics") or {}}
+    if isinstance(own.get("finetune"), dict):  # a fine-tuning version, exported
+        metadata["finetune"] = own["finetune"]
     if own.get("trained"):
         metadata["created"] = str(own["trained"])
     else:  # the package's date is when it was packaged, not trained

@@ -8,7 +8,6 @@ the nucleus diameter option in words.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +81,9 @@ def model_name(model: Any) -> str:
 
 def _is_version_file(path: Path) -> bool:
     """Whether ``path`` is a project's version file, ``<project>/versions/vNNN/model.*``."""
-    return path.stem == "model" and path.parent.parent.name == "versions" and bool(
-        re.fullmatch(r"v\d{3,}", path.parent.name))
+    from napari_nuclei_unet.core.finetune.versions import version_of_file
+
+    return version_of_file(path) is not None
 
 
 def version_project(model: Any) -> Path | None:

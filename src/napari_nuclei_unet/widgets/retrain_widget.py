@@ -500,8 +500,19 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
                     else "unsaved model")
             text = (f"Model in use: <b>{name}</b> (the first round records it as v000)."
                     if not versions else
-                    f"Model in use: <b>{name}</b> (not a version of this project).")
+                    f"Model in use: <b>{name}</b> ({self._not_a_version_words(model)}).")
         self.model_label.setText(text)
+
+    def _not_a_version_words(self, model: Any) -> str:
+        """Why the model in use is not listed among this project's versions."""
+        info = (getattr(model, "metadata", None) or {}).get("finetune") or {}
+        version, project = info.get("version"), info.get("project")
+        if not isinstance(version, str) or not isinstance(project, str):
+            return "not a version of this project"
+        if self.project is not None and project == Path(self.project).name:
+            return (f"a package exported from this project's {version}; the version itself "
+                    "is listed under '4. Model versions'")
+        return f"a package exported from {version} of project {project}"
 
     def _update_image_label(self, *_args: Any) -> None:
         sample = self._current_sample()
