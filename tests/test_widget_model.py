@@ -279,18 +279,31 @@ def test_export_dialog_proposes_a_name_and_file(model_widget, qtbot, tiny_checkp
     monkeypatch.setenv("HOME", str(tmp_path))
     _viewer, widget = model_widget
     widget.session.set_model(load_checkpoint(tiny_checkpoint))
-    seen, widths = [], []
+    seen, widths, corners = [], [], []
 
     def answer(accept: bool) -> None:
+        from qtpy.QtWidgets import QLabel
+
         dialog = QApplication.activeModalWidget()
         seen.append(dialog.windowTitle() if dialog is not None else None)
         widths.append(dialog.width() if dialog is not None else 0)
+        if dialog is not None and not seen[1:]:
+            labels = {w.text(): w for w in dialog.findChildren(QLabel) if w.isVisible()}
+            intro = next((w for t, w in labels.items() if t.startswith("Save ")), None)
+            if intro is not None and "Name" in labels:
+                corners.extend(w.mapTo(dialog, w.rect().topLeft()) for w in (intro,
+                                                                           labels["Name"]))
+                corners.append(intro.mapTo(dialog, intro.rect().bottomLeft()))
         if dialog is not None:
             dialog.accept() if accept else dialog.reject()
 
     QTimer.singleShot(300, lambda: answer(True))
     choice = widget.ask_export()
     assert seen == ["Export the model for bioimage.io"]
+    # the introduction starts at the dialog's left, above the labels' column (it sat in
+    # the fields' column: GUI check h_gui14, N10)
+    intro_top, name_top, intro_bottom = corners
+    assert intro_top.x() <= name_top.x() + 2 and intro_bottom.y() <= name_top.y()
     assert widths[0] >= 480  # "Save as" shows the folder (it was 295 px wide: h_gui13, L3)
     assert choice is not None
     assert choice.name == "Nuclei U-Net (run-best)" and choice.license == "CC-BY-4.0"

@@ -252,14 +252,16 @@ class ModelExport:
 
         ``again``: what the user typed, offered again with the ``problem`` it had.
         """
-        from magicgui.widgets import Dialog, Label, create_widget
+        from magicgui.widgets import Container, Dialog, Label, create_widget
 
         loaded = self.session.model
         last = again or self._last_choice
-        intro = (f"Save {model_name(loaded)} as a bioimage.io package (.zip), which\n"
-                 "Fiji (deepImageJ), ilastik, QuPath and napari open.")
+        intro = Label(value=f"⚠ {problem}" if problem else (
+            f"Save {model_name(loaded)} as a bioimage.io package (.zip), which Fiji "
+            "(deepImageJ), ilastik, QuPath and napari open."))
+        intro.native.setWordWrap(True)
+        intro.native.setMinimumWidth(480)  # wrapped at the form's width, not at a third
         fields = [
-            Label(value=f"⚠ {problem}" if problem else intro),
             create_widget(again.name if again else default_name(loaded), annotation=str,
                           name="name", label="Name",
                           options={"tooltip": "Shown in the tools that open the package"}),
@@ -277,9 +279,12 @@ class ModelExport:
                           name="out", label="Save as",
                           options={"mode": "w", "filter": "*.zip"}),
         ]
-        fields[0].native.setWordWrap(True)
         picked = _remember_picked(fields[-1])
-        dialog = Dialog(widgets=fields, parent=self)
+        # the introduction above the form, over both its columns (it sat in the fields'
+        # column, the labels' column empty beside it: GUI check h_gui14, N10)
+        form = Container(widgets=fields)
+        form.margins = (0, 0, 0, 0)
+        dialog = Dialog(widgets=[intro, form], labels=False, parent=self)
         dialog.native.setWindowTitle("Export the model for bioimage.io")
         # the file's path, whole: the dialog's layout sets its size (SetMinAndMaxSize), so
         # the path's field asks for the room (the dialog was 295 px wide: h_gui13, L3)
@@ -292,7 +297,7 @@ class ModelExport:
                 ok.setText("Export")
         if not dialog.exec():
             return None
-        values = dialog.asdict()
+        values = form.asdict()
         out = Path(str(values["out"])).expanduser()
         if out.suffix.lower() != ".zip":
             out = out.with_name(out.name + ".zip")
