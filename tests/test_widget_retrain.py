@@ -223,6 +223,29 @@ def test_closed_docks_let_go_of_the_session(make_napari_viewer, dock_name):
     assert len(session.current_changed) == before
 
 
+def test_switching_image_after_editing_the_label_mask_says_it_once(retrain, qtbot):
+    # the session's "edits kept for this session" and the dock's "kept as a draft"
+    # came together for one switch (GUI check h_gui14, N7): the dock's says more
+    from napari_nuclei_unet.widgets._layers import LABELS_LAYER
+
+    viewer, dock, session, samples, project = retrain
+    # painted with napari's tools alone, no correction under way: the session says it
+    mask = viewer.layers[LABELS_LAYER]
+    paint_square(mask, 7, (slice(20, 25), slice(20, 25)))
+    mask.events.paint(value=[])  # as napari's brush does
+    with capture_notifications() as notes:
+        show(viewer, session, samples[1])
+    assert notes.any("kept for this session") and not notes.any("draft"), notes.messages
+    # a correction of the label mask under way in this dock: its notice alone
+    layer = dock.edit_label_mask()
+    paint_square(layer, 42)
+    layer.events.paint(value=[])
+    with capture_notifications() as notes:
+        show(viewer, session, samples[0])
+    assert notes.any("kept as a draft") and not notes.any("kept for this session"), \
+        notes.messages
+
+
 def test_switching_image_keeps_unsaved_edits_as_draft(retrain, qtbot):
     from napari_nuclei_unet.widgets._retrain_editing import CORRECTION_LAYER
 

@@ -53,6 +53,9 @@ DATASET_KEY = "nuclei_unet_dataset"
 PLACEHOLDER_KEY = "nuclei_unet_placeholder"
 #: Labels-layer metadata key: True once the user painted on the shown mask.
 EDITED_KEY = "nuclei_unet_edited"
+#: Labels-layer metadata key: True while a dock keeps the layer's edits as a draft; it
+#: says itself what happens to them when another image is shown (the Retrain dock).
+DRAFTED_KEY = "nuclei_unet_drafted"
 
 
 def is_placeholder(layer: Any) -> bool:
@@ -312,8 +315,10 @@ def show_sample(viewer: napari.Viewer, sample: Sample) -> tuple[Image, Labels]:
     image_layer : napari.layers.Image
     labels_layer : napari.layers.Labels
     """
+    shown = find_layer(viewer, LABELS_LAYER)
+    drafted = shown is not None and bool(shown.metadata.get(DRAFTED_KEY))
     kept = keep_label_edits(viewer)
-    if kept is not None and kept != sample.id:
+    if kept is not None and kept != sample.id and not drafted:  # one notice, not two
         from napari.utils.notifications import show_info
 
         show_info(

@@ -18,6 +18,7 @@ from qtpy.QtCore import Qt
 
 from napari_nuclei_unet.widgets import _retrain_editing as editing
 from napari_nuclei_unet.widgets._layers import (
+    DRAFTED_KEY,
     LABELS_LAYER,
     SAMPLE_ID_KEY,
     find_layer,
@@ -194,6 +195,7 @@ class CorrectionSteps:
     def _begin_edit(self, state: editing.EditState) -> None:
         self._end_edit()
         self._edit = state
+        state.layer.metadata[DRAFTED_KEY] = True  # this dock says where its edits went
         state.layer.events.paint.connect(self._on_paint)
         self._update_image_label()
         self._update_buttons()
@@ -203,6 +205,7 @@ class CorrectionSteps:
         state, self._edit = self._edit, None
         if state is None:
             return
+        state.layer.metadata.pop(DRAFTED_KEY, None)
         try:
             state.layer.events.paint.disconnect(self._on_paint)
         except (TypeError, ValueError, RuntimeError):
