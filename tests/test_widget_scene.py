@@ -292,6 +292,29 @@ def test_the_camera_frames_the_visible_layers_only(make_napari_viewer):
     assert viewer.camera.zoom < framed / 5
 
 
+def test_a_2d_sample_is_framed_beside_the_users_hidden_stack(make_napari_viewer):
+    # napari's reset_view(layers=...) raised IndexError when the layers shown had fewer
+    # dimensions than the viewer: a DSB2018 sample clicked after the user had opened a
+    # 2-channel Z-stack (GUI check h_gui15)
+    from napari_nuclei_unet.widgets._scene import _fit_image_layers, frame_shown
+
+    viewer = make_napari_viewer()
+    stack = viewer.add_image(np.zeros((2, 2, 600, 800), np.uint16), name="embryo_zstack")
+    stack.visible = False
+    image = viewer.add_image(np.zeros((64, 96), np.uint8), name="nuclei image")
+    labels = viewer.add_labels(np.zeros((64, 96), np.int32), name="label mask")
+    assert viewer.dims.ndim == 4
+    assert frame_shown(viewer)
+    assert tuple(viewer.scene.camera.center[-2:]) == pytest.approx((31.5, 47.5), abs=1e-6)
+    framed = viewer.scene.camera.zoom
+    viewer.reset_view()  # every layer: the hidden 600 x 800 stack counts
+    assert viewer.scene.camera.zoom < framed / 5
+    # an axis displayed that the 2-D layers lack: napari's own framing, without an error
+    viewer.dims.order = (2, 3, 0, 1)
+    assert not _fit_image_layers(viewer, [image, labels])
+    frame_shown(viewer)
+
+
 def _counting_layer_list_copies(monkeypatch) -> list:
     from napari.components import viewer_model
 

@@ -171,6 +171,9 @@ def frame_shown(viewer: Any) -> bool:
     except TypeError:  # napari < 0.9: no ``layers`` argument
         viewer.reset_view()
         return False
+    except (IndexError, ValueError):  # napari 0.9 with layers of fewer dimensions shown
+        viewer.reset_view()
+        return False
     return True
 
 
@@ -255,8 +258,9 @@ def _fit_image_layers(viewer: Any, shown: list) -> bool:
         displayed = list(viewer.dims.displayed)
         corner, size = low[displayed], (high - low)[displayed]
         canvas = np.asarray(viewer.canvas.size, dtype=float)
-        if not (np.all(np.isfinite(size)) and canvas.shape == (2,)):
-            return False
+        if not (np.all(np.isfinite(corner)) and np.all(np.isfinite(size))
+                and canvas.shape == (2,)):
+            return False  # e.g. an axis displayed that some layer lacks: napari's way
         scene = getattr(viewer, "scene", None)  # napari 0.9; viewer.camera before
         camera = scene.camera if scene is not None else viewer.camera
         camera.center = tuple(corner + size / 2)
@@ -282,24 +286,29 @@ def _world_box(layer: Any, ndim: int) -> tuple[Any, Any] | None:
     import numpy as np
     from napari.layers import Image, Labels, Points
 
-    if not isinstance(layer, (Image, Labels, Points)) or layer.ndim != ndim:
+    if not isinstance(layer, (Image, Labels, Points)) or not 0 < layer.ndim <= ndim:
         return None
     if getattr(layer, "multiscale", False) or not _axis_aligned(layer):
         return None
+    own = layer.ndim
     if isinstance(layer, Points):
         data = np.asarray(layer.data, dtype=float)
-        if data.ndim != 2 or data.shape[1] != ndim or not len(data):
+        if data.ndim != 2 or data.shape[1] != own or not len(data):
             return None
         sizes = np.asarray(layer.size, dtype=float)
         half = np.max(sizes) / 2 if sizes.size else 0.0
         low, high = data.min(axis=0) - half, data.max(axis=0) + half
     else:
-        shape = np.asarray(layer.data.shape[:ndim], dtype=float)
-        low, high = np.full(ndim, -0.5), shape - 0.5
+        shape = np.asarray(layer.data.shape[:own], dtype=float)
+        low, high = np.full(own, -0.5), shape - 0.5
     scale = np.asarray(layer.scale, dtype=float)
     translate = np.asarray(layer.translate, dtype=float)
     first, last = low * scale + translate, high * scale + translate
-    return np.minimum(first, last), np.maximum(first, last)
+    # a layer of fewer dimensions (a 2-D image beside the user's stack) spans the last
+    # axes of the world, as napari lays it out; it says nothing of the others (NaN)
+    pad = np.full(ndim - own, np.nan)
+    return (np.concatenate([pad, np.minimum(first, last)]),
+            np.concatenate([pad, np.maximum(first, last)]))
 
 
 def grid_of(viewer: Any) -> Any:
