@@ -48,6 +48,12 @@ def dock(make_napari_viewer):
     return viewer, widget
 
 
+def result_labels(layer):
+    from napari_nuclei_unet.widgets._segment_jobs import result_labels
+
+    return result_labels(layer)
+
+
 def run(qtbot, widget):
     worker = widget.segment()
     assert worker is not None
@@ -112,24 +118,37 @@ def test_ome_zcyx_stack_all_planes_and_current_plane(dock, qtbot, tmp_path, mode
     widget.axes.value = "ZCYX"
     widget.channel.value = 1
     layer = run(qtbot, widget)
-    assert layer.data.shape == (3, *SHAPE)
+    assert result_labels(layer).shape == (3, *SHAPE)
     for z in range(3):
-        assert np.array_equal(layer.data[z] > 0, mask_of(model, planes[z])), z
+        assert np.array_equal(result_labels(layer)[z] > 0, mask_of(model, planes[z])), z
+    # shown over its own Z plane at every channel (napari lines layers up by their last
+    # axes: the labels' Z followed the C slider, GUI check h_gui15 H2), and the canvas
+    # is on the nuclear channel (L3)
+    assert layer.data.shape == (3, 1, *SHAPE)
+    for z in range(3):
+        for c in range(2):
+            index = np.round(layer.world_to_data(image.data_to_world((z, c, 5, 7))))
+            assert tuple(index.astype(int)) == (z, 0, 5, 7), (z, c)
+    assert viewer.dims.point[-3] == 1
+    layer.data[1, 0, 0, 0] = 99  # a brush stroke on the layer is in its labels
+    assert result_labels(layer)[1, 0, 0] == 99
+    layer.data[1, 0, 0, 0] = 0
     assert sorted(set(layer.features["plane"])) == [0, 1, 2]
     # labels unique across planes: one features row per label
     assert len(set(layer.features["label"])) == len(layer.features)
     # the current plane again: the other planes keep their labels and rows (they were
     # wiped: a user re-segmenting one difficult plane lost the rest of the stack)
-    before, rows = layer.data.copy(), len(layer.features)
+    before, rows = result_labels(layer).copy(), len(layer.features)
     viewer.dims.set_current_step(0, 2)
     widget.planes.value = "current plane"
     again = run(qtbot, widget)
-    assert again is layer and np.array_equal(layer.data[:2], before[:2])
-    assert np.array_equal(layer.data[2] > 0, before[2] > 0)  # same model, same plane
-    assert layer.data[2][layer.data[2] > 0].min() > before[:2].max()  # after the kept
+    after = result_labels(layer)
+    assert again is layer and np.array_equal(after[:2], before[:2])
+    assert np.array_equal(after[2] > 0, before[2] > 0)  # same model, same plane
+    assert after[2][after[2] > 0].min() > before[:2].max()  # after the kept
     assert sorted(set(layer.features["plane"])) == [0, 1, 2] and len(layer.features) == rows
     assert len(set(layer.features["label"])) == len(layer.features)
-    assert set(layer.features["label"]) == set(np.unique(layer.data)) - {0}
+    assert set(layer.features["label"]) == set(np.unique(after)) - {0}
     assert widget.result.planes == [0, 1, 2] and widget.result.segmented == [2]
     assert "1 plane(s)" in widget.status.text()
     assert "the 2 plane(s) segmented before keep their labels" in widget.status.text()

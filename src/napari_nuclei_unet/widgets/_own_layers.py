@@ -78,6 +78,26 @@ def safe_name(name: str) -> str:
     return cleaned[:80]
 
 
+def show_channel(viewer: Any, layer: Any, axes: str, channel: int | None) -> None:
+    """Move the viewer's slider of ``layer``'s channel axis to ``channel``.
+
+    After the nuclei of channel 1 were segmented the canvas stayed on channel 0, the
+    result drawn over the other stain (GUI check h_gui15, L3). Nothing for RGB or
+    when there is no channel axis.
+    """
+    axes = axes.strip().upper().replace("S", "C")
+    if channel is None or getattr(layer, "rgb", False) or "C" not in axes \
+            or len(axes) != layer.ndim:
+        return
+    axis = viewer.dims.ndim - layer.ndim + axes.index("C")
+    index = axes.index("C")
+    try:
+        viewer.dims.set_point(axis, float(layer.translate[index])
+                              + channel * float(layer.scale[index]))
+    except (IndexError, ValueError):  # a layer laid out otherwise: leave the sliders
+        pass
+
+
 def current_plane(layer: Any, stack: Any, point: Any, axes: str = "") -> int:
     """Plane number of ``stack`` shown at the viewer's ``point`` (world coordinates).
 

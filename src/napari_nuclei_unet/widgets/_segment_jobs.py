@@ -132,13 +132,77 @@ def layer_table(layer: Any) -> dict:
     return {c: frame[c].to_numpy() for c in frame.columns if c != "index"}
 
 
-def placement(layer: Any, labels_shape: tuple) -> dict:
-    """Scale and translate of the image ``layer``, for the axes its labels keep."""
+def channel_gaps(image_axes: str, rgb: bool = False) -> tuple[int, ...]:
+    """Where the labels of a stack get an axis of size 1 to line up with their image.
+
+    napari lines layers up by their last axes. The labels have the image's axes less
+    its channel axis, so a channel axis after a plane axis (``ZCYX``) put the labels'
+    Z on the image's C: the labels of one plane followed the channel slider over every
+    Z (GUI check h_gui15, H2). Returns the positions, in the labels as shown, of the
+    channel axes after the labels' first axis; () when none is needed (``CZYX``, RGB).
+    """
+    axes = image_axes.strip().upper().replace("S", "C")
+    if rgb:
+        axes = axes[:-1]  # napari shows the colour axis as colour, not as an axis
+    kept = [i for i, letter in enumerate(axes) if letter != "C"]
+    if not kept:
+        return ()
+    return tuple(i - kept[0] for i, letter in enumerate(axes) if letter == "C" and i > kept[0])
+
+
+def shown_labels(labels: Any, gaps: tuple[int, ...]) -> Any:
+    """``labels`` with the axes of size 1 at ``gaps`` (a view: painting it paints them)."""
+    import numpy as np
+
+    if not gaps or not isinstance(labels, np.ndarray):
+        return labels
+    return np.expand_dims(labels, gaps)
+
+
+def labels_to_show(image: Any, axes: str, stack: Any, labels: Any) -> tuple[Any, tuple]:
+    """The labels of ``image`` as its result layer shows them, and their gaps."""
+    gaps = channel_gaps(axes, bool(getattr(image, "rgb", False))) \
+        if len(labels.shape) == len(stack.labels_shape) > 2 else ()
+    shown = shown_labels(labels, gaps)
+    return shown, (gaps if shown is not labels else ())
+
+
+def result_labels(layer: Any) -> Any:
+    """A result layer's labels with the image's axes less its channel (its ``gaps`` out)."""
+    import numpy as np
+
+    gaps = tuple((layer.metadata.get(RESULT_KEY) or {}).get("gaps") or ())
+    data = layer.data
+    if gaps and isinstance(data, np.ndarray) and data.ndim > max(gaps):
+        return np.squeeze(data, axis=gaps)
+    return data
+
+
+def placement(layer: Any, labels_shape: tuple, gaps: tuple[int, ...] = ()) -> dict:
+    """Scale and translate of the image ``layer``, for the axes its labels keep.
+
+    ``labels_shape``: the labels as shown (with their ``gaps``); an axis of size 1 at a
+    gap spans the whole channel axis of the image, so it shows at every channel.
+    """
     ndim = len(labels_shape)
     scale, translate = list(layer.scale), list(layer.translate)
     if len(scale) != ndim:
         scale, translate = scale[-ndim:], translate[-ndim:]
+    image_shape = layer_data_shape(layer)[-ndim:] if len(scale) == ndim else ()
+    for gap in gaps:
+        if gap < len(image_shape):
+            n = int(image_shape[gap])
+            translate[gap] += (n - 1) / 2 * scale[gap]
+            scale[gap] *= n
     return {"scale": scale, "translate": translate}
+
+
+def layer_data_shape(layer: Any) -> tuple:
+    """The shape napari lays the image ``layer`` out by (without an RGB colour axis)."""
+    from napari_nuclei_unet.widgets._own_layers import layer_data
+
+    shape = tuple(layer_data(layer).shape)
+    return shape[:-1] if getattr(layer, "rgb", False) else shape
 
 
 def earlier_result(layer: Any, stack: Any) -> Any:
@@ -161,10 +225,10 @@ def earlier_result(layer: Any, stack: Any) -> Any:
     from napari_nuclei_unet.widgets._layers import EDITED_KEY
 
     source = {} if layer is None else layer.metadata.get(RESULT_KEY) or {}
+    data = None if layer is None else result_labels(layer)
     if not source.get("planes") or stack.n_planes < 2 or layer.metadata.get(EDITED_KEY) \
-            or tuple(layer.data.shape) != tuple(stack.labels_shape):
+            or tuple(data.shape) != tuple(stack.labels_shape):
         return None
-    data = layer.data
     labels = np.array(data) if getattr(data, "nbytes", 0) <= COPY_HERE_BYTES else data
     return StackResult(labels, layer_table(layer), list(source["planes"]))
 

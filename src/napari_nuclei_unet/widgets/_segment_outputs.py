@@ -13,6 +13,7 @@ from typing import Any
 from napari_nuclei_unet.widgets._segment_jobs import (
     RESULT_KEY,
     layer_table,
+    result_labels,
     with_suffix,
     write_labels,
 )
@@ -31,7 +32,8 @@ class SegmentOutputs:
             if path:
                 self.export_csv(with_suffix(path, ".csv"), background=True)
         else:
-            flat = self.result_layer is not None and len(self.result_layer.data.shape) == 2
+            flat = self.result_layer is not None and \
+                len(result_labels(self.result_layer).shape) == 2
             path, _ = QFileDialog.getSaveFileName(  # OME-Zarr is written for 2-D labels
                 self, "Save labels", f"{base}_labels.tif",
                 "TIFF (*.tif);;OME-Zarr (*.ome.zarr)" if flat else "TIFF (*.tif)")
@@ -61,8 +63,8 @@ class SegmentOutputs:
         if self.result_layer is None:
             return None
         layer = self.result_layer
-        axes = layer.metadata.get(RESULT_KEY, {}).get("axes") or "Q" * (layer.ndim - 2) + "YX"
-        data = layer.data
+        data = result_labels(layer)
+        axes = layer.metadata.get(RESULT_KEY, {}).get("axes") or "Q" * (data.ndim - 2) + "YX"
         if background and hasattr(data, "copy") and not hasattr(data, "dask"):
             data = data.copy()  # as the user sees it now, whatever they paint next
         return self._write("Saving the labels", "Labels saved to", write_labels,

@@ -65,12 +65,14 @@ from napari_nuclei_unet.widgets._segment_jobs import (  # noqa: F401 - in_dock_w
     earlier_result,
     in_dock_words,
     labels_note,
+    labels_to_show,
     layer_table,
     model_words,
     placement,
     previous_result,
     project_model,
     push_scores_to_iou_panel,
+    result_labels,
     rgb_note,
     with_suffix,
     write_labels,
@@ -343,6 +345,7 @@ class SegmentWidget(SegmentOutputs, QWidget):
         from napari_nuclei_unet.core.bigimage import BIG_PIXELS
         from napari_nuclei_unet.widgets._own_layers import (
             current_plane,
+            default_axes,
             is_lazy,
             layer_data,
             layer_stack,
@@ -376,7 +379,8 @@ class SegmentWidget(SegmentOutputs, QWidget):
         if version is not None:  # nothing loaded: the project's model, as Fine-tune does
             model_path = str(version.model)
         self._stop = False
-        self._source = {"layer": layer, "stack": stack, "channel": channel}
+        self._source = {"layer": layer, "stack": stack, "channel": channel,
+                        "axes": self.axes.value.strip().upper() or default_axes(layer)}
         guessed = not self.axes.value.strip()
         self._note = (rgb_note(layer.name, stack) if guessed and channel is None else "") + \
             (axes_note(layer.name, stack) if guessed else "") + \
@@ -463,7 +467,7 @@ class SegmentWidget(SegmentOutputs, QWidget):
         import pandas as pd
 
         from napari_nuclei_unet.widgets._compare_layers import step_aside_for
-        from napari_nuclei_unet.widgets._own_layers import bring_into_view
+        from napari_nuclei_unet.widgets._own_layers import bring_into_view, show_channel
 
         layer, stack = self._source["layer"], self._source["stack"]
         step_aside_for(self.viewer, layer)  # a dataset's side by side: the user's image
@@ -472,17 +476,18 @@ class SegmentWidget(SegmentOutputs, QWidget):
         features = pd.DataFrame(result.table) if result.table else pd.DataFrame()
         if len(features):
             features.insert(0, "index", features["label"])
-        kwargs = placement(layer, result.labels.shape)
+        shown, gaps = labels_to_show(layer, self._source["axes"], stack, result.labels)
+        kwargs = placement(layer, shown.shape, gaps)
         old = self._previous  # this image's result layer (when there is one)
         reuse = old is not None and old in self.viewer.layers \
-            and tuple(old.data.shape) == tuple(result.labels.shape)
+            and tuple(old.data.shape) == tuple(shown.shape)
         kept = reuse and bool(old.metadata.get(EDITED_KEY))
         if reuse and not kept:
             self.result_layer = old
-            old.data = result.labels
+            old.data = shown
             old.features = features
         else:
-            self.result_layer = self.viewer.add_labels(result.labels, name=name,
+            self.result_layer = self.viewer.add_labels(shown, name=name,
                                                        features=features, **kwargs)
         watch_edits(self.result_layer)
         if kept:
@@ -492,10 +497,11 @@ class SegmentWidget(SegmentOutputs, QWidget):
                    f"“{self.result_layer.name}”.")
         self.result_layer.metadata[RESULT_KEY] = {
             "source": layer.name, "axes": result.axes, "planes": list(result.planes),
-            "zarr": str(result.zarr_path) if result.zarr_path else None}
+            "zarr": str(result.zarr_path) if result.zarr_path else None, "gaps": list(gaps)}
         self.table.set_table(result.table)
         self._shown = dict(self._source)  # what "Add plane" and "Compare" speak of
         hidden = bring_into_view(self.viewer, layer, self.result_layer)
+        show_channel(self.viewer, layer, self._source["axes"], self._source["channel"])
         if hidden:
             from napari_nuclei_unet.widgets._workers import notify
 
@@ -516,10 +522,11 @@ class SegmentWidget(SegmentOutputs, QWidget):
         if truth is None or self.result is None or self.result_layer is None:
             return []
         stack = self._shown["stack"]
-        shape = stack.plane_shape if len(self.result_layer.data.shape) > 2 else ()
+        labels = result_labels(self.result_layer)
+        shape = stack.plane_shape if len(labels.shape) > 2 else ()
         planes = self.result.planes if shape else [0]
         try:
-            scored = plane_scores(truth.data, self.result_layer.data, planes, shape)
+            scored = plane_scores(truth.data, labels, planes, shape)
         except ValueError as exc:
             notify_error(exc, "Comparing")
             return []
@@ -565,7 +572,7 @@ class SegmentWidget(SegmentOutputs, QWidget):
         if self.result_layer is None:
             return None
         layer, stack = self._shown["layer"], self._shown["stack"]
-        labels = self.result_layer.data
+        labels = result_labels(self.result_layer)
         if len(labels.shape) > 2:
             flat = current_plane(layer, stack, self.viewer.dims.point, self.axes.value)
             labels = labels[stack.plane_index(flat)]
