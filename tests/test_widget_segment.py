@@ -321,6 +321,34 @@ def test_compare_pushes_scores_and_add_to_project(dock, qtbot, tmp_path):
     assert widget.status.text().startswith("Replaced zs-plane1")  # the toast fades
 
 
+def test_add_plane_adds_the_result_painted_not_the_last_one_segmented(dock, qtbot, tmp_path):
+    # it added the last image segmented, whatever was corrected (GUI check h_gui15, M1)
+    from napari_nuclei_unet.core.finetune import CorrectionStore
+
+    viewer, widget = dock
+    for name, seed in (("slide1", 1), ("slide2", 2)):
+        viewer.add_image(np.stack([np.zeros(SHAPE, np.uint16), nuclei_plane(seed)]),
+                         name=name)
+        widget.image.value = viewer.layers[name]
+        widget.axes.value, widget.channel.value = "CYX", 1
+        run(qtbot, widget)
+    first = viewer.layers["slide1 labels"]
+    assert widget.result_layer is viewer.layers["slide2 labels"]
+    viewer.layers.selection.active = first  # the user selects it to paint on it
+    first.data[:8, :8] = 77
+    first.events.paint(value=[])
+    wait_worker(qtbot, widget.add_to_project(tmp_path / "project"))
+    store = CorrectionStore(tmp_path / "project")
+    assert store.ids() == ["slide1-plane0"]
+    (sample,) = store.load_samples(["slide1-plane0"])
+    assert (sample.labels[:8, :8] > 0).all()
+    # nothing selected that the dock made: the image chosen in the dock
+    viewer.layers.selection.active = viewer.layers["slide1"]
+    widget.image.value = viewer.layers["slide2"]
+    wait_worker(qtbot, widget.add_to_project(tmp_path / "project"))
+    assert sorted(store.ids()) == ["slide1-plane0", "slide2-plane0"]
+
+
 def test_an_image_segmented_again_after_another_reuses_its_layer(dock, qtbot):
     """Segmenting a, then b, then a again added a second "a labels [1]"."""
     viewer, widget = dock

@@ -124,6 +124,40 @@ def previous_result(layers: Any, last: Any, image: Any, planes: Any = None) -> A
     return None
 
 
+def add_target(layers: Any, chosen_image: Any, last: Any, shown: dict) -> dict | None:
+    """The result *Add plane* adds, with what it was segmented from; None: none.
+
+    The result layer selected in the layer list (the one painted on), else the result
+    of the image chosen in the dock, else the dock's last result: it added the last
+    image segmented, whatever the user had corrected (GUI check h_gui15, M1).
+    ``shown``: the dock's last result's source (``layer``, ``stack``, ``channel``,
+    ``axes``). Returns ``shown``'s keys plus ``result`` (the Labels layer) and
+    ``planes`` (the planes it holds).
+    """
+    from napari_nuclei_unet.widgets._own_layers import layer_stack
+
+    active = layers.selection.active
+    chosen = previous_result(layers, None, chosen_image) if chosen_image is not None else None
+    for result in (active, chosen, last):
+        info = (result.metadata.get(RESULT_KEY) or {}) \
+            if result is not None and result in layers else {}
+        if not info:
+            continue
+        if result is last and shown:
+            return {**shown, "result": result, "planes": list(info.get("planes") or [0])}
+        image = next((layer for layer in layers if layer.name == info.get("source")), None)
+        if image is None or not info.get("image_axes"):
+            continue
+        try:
+            stack = layer_stack(image, info["image_axes"])
+        except ValueError:
+            continue
+        return {"layer": image, "stack": stack, "channel": info.get("channel"),
+                "axes": info["image_axes"], "result": result,
+                "planes": list(info.get("planes") or [0])}
+    return None
+
+
 def layer_table(layer: Any) -> dict:
     """A result layer's features as ``{column: array}`` (without napari's index)."""
     if layer is None:

@@ -60,6 +60,7 @@ from napari_nuclei_unet.widgets._segment_jobs import (  # noqa: F401 - in_dock_w
     RESULT_KEY,
     _add_plane,
     _job,
+    add_target,
     axes_note,
     done_words,
     earlier_result,
@@ -497,7 +498,8 @@ class SegmentWidget(SegmentOutputs, QWidget):
                    f"“{self.result_layer.name}”.")
         self.result_layer.metadata[RESULT_KEY] = {
             "source": layer.name, "axes": result.axes, "planes": list(result.planes),
-            "zarr": str(result.zarr_path) if result.zarr_path else None, "gaps": list(gaps)}
+            "zarr": str(result.zarr_path) if result.zarr_path else None, "gaps": list(gaps),
+            "image_axes": self._source["axes"], "channel": self._source["channel"]}
         self.table.set_table(result.table)
         self._shown = dict(self._source)  # what "Add plane" and "Compare" speak of
         hidden = bring_into_view(self.viewer, layer, self.result_layer)
@@ -569,20 +571,22 @@ class SegmentWidget(SegmentOutputs, QWidget):
             notify(unwritable, warning=True)
             self.status.setText(f"Not added: {unwritable}")
             return None
-        if self.result_layer is None:
+        target = add_target(self.viewer.layers, self.image.value, self.result_layer,
+                            self._shown)
+        if target is None:
             return None
-        layer, stack = self._shown["layer"], self._shown["stack"]
-        labels = result_labels(self.result_layer)
+        layer, stack, result_layer = target["layer"], target["stack"], target["result"]
+        labels = result_labels(result_layer)
         if len(labels.shape) > 2:
-            flat = current_plane(layer, stack, self.viewer.dims.point, self.axes.value)
+            flat = current_plane(layer, stack, self.viewer.dims.point, target["axes"])
             labels = labels[stack.plane_index(flat)]
         else:
-            flat = self.result.planes[0] if self.result.planes else 0
+            flat = target["planes"][0] if target["planes"] else 0
         if isinstance(labels, np.ndarray):
             labels = labels.copy()  # as the user sees it now, whatever they paint next
         sample_id = safe_name(f"{stack.name}-plane{flat}")
         self.added = None
-        edited = bool(self.result_layer.metadata.get(EDITED_KEY))  # painted on, any plane
+        edited = bool(result_layer.metadata.get(EDITED_KEY))  # painted on, any plane
 
         def done(written: tuple[Any, bool]) -> None:
             entry, replaced = written
@@ -599,7 +603,7 @@ class SegmentWidget(SegmentOutputs, QWidget):
             self.status.setText(f"Not added to the fine-tuning project: {in_dock_words(exc)}")
 
         return self.session.jobs.start(
-            ADD_KIND, _add_plane, folder, stack, flat, self._shown["channel"], labels,
+            ADD_KIND, _add_plane, folder, stack, flat, target["channel"], labels,
             sample_id, f"from layer {layer.name}{'' if edited else UNEDITED_NOTE}",
             on_returned=done, on_errored=failed,
             action="Adding to the fine-tuning project", viewer=self.viewer)
