@@ -402,7 +402,9 @@ def test_an_exported_version_is_described_as_one_when_loaded_back(tmp_path):
                   "mean_iou_corrected": {"before": 0.61, "after": 0.8}}
     save_checkpoint(version / "model.safetensors", UNet(base_width=4, depth=2),
                     TrainConfig(base_width=4, depth=2),
-                    {"finetune": round_info, "training_data": {"val_ids": ["cells_1"]}})
+                    {"finetune": round_info, "training_data": {
+                        "val_ids": ["cells_1", "seen_v"], "train_ids": ["seen_t"],
+                        "dataset": str(tmp_path / "my data")}})
     folder = tmp_path / "package"
     folder.mkdir()
     rdf_text = build_package_folder(version / "model.safetensors", folder,
@@ -416,8 +418,16 @@ def test_an_exported_version_is_described_as_one_when_loaded_back(tmp_path):
     loaded = load_any_model(folder)
     words = describe_training(loaded.metadata, loaded.path)
     assert words.startswith("fine-tuned from v001 on 2 corrected images (1 kept aside)"), words
-    assert splits_of(loaded, ["cells_1", "cells_3", "other"]) == {
-        "cells_1": "fine-tuned", "cells_3": "kept aside", "other": "unseen"}
+    # the base model's own images keep their split (they were "unseen": h_gui15, M2)
+    assert splits_of(loaded, ["cells_1", "cells_3", "other", "seen_t", "seen_v"]) == {
+        "cells_1": "fine-tuned", "cells_3": "kept aside", "other": "unseen",
+        "seen_t": "train", "seen_v": "validation"}
+    # the round's scores once each (the package records them as its metrics too: L2)
+    from napari_nuclei_unet.widgets.model_widget import flatten_metrics
+
+    names = [name for name, _ in flatten_metrics(loaded.metadata)]
+    assert names == ["mean IoU of the corrected images · before",
+                     "mean IoU of the corrected images · after"]
 
 
 def test_a_shared_round_names_its_base_without_the_users_folders(tmp_path):

@@ -93,6 +93,19 @@ def _scores(metadata: dict) -> tuple[dict, dict]:
     return metrics, ({} if metrics else round_scores(metadata))
 
 
+#: What a package keeps of its model's training data: counts, ids, the dataset's digest
+#: (not its folder on the disk it was trained on).
+SHARED_TRAINING_DATA = ("n_train", "n_val", "dataset_digest", "train_ids", "val_ids",
+                        "train_modalities", "val_modalities")
+
+
+def _shareable_training_data(metadata: dict) -> dict:
+    data = metadata.get("training_data")
+    if not isinstance(data, dict):
+        return {}
+    return {k: data[k] for k in SHARED_TRAINING_DATA if k in data}
+
+
 def _readme(name: str, metadata: dict, kwargs: dict, path: Path) -> None:
     metrics, rounds = _scores(metadata)
     lines = [
@@ -295,6 +308,10 @@ def build_package_folder(model: str | os.PathLike, folder: Path, *,
             "train_config": loaded.config.to_dict(),
             **({"trained": str(loaded.metadata["created"])}
                if loaded.metadata.get("created") else {}),
+            # which images it was trained and validated on (ids only), read back: the
+            # Split column of a loaded package said "unseen" for them (h_gui15, M2)
+            **({"training_data": shared_data} if (shared_data := _shareable_training_data(
+                loaded.metadata)) else {}),
             # a fine-tuning version: its round (images, base model, scores), read back
             **({"finetune": shared} if (shared := shareable_round(loaded.metadata,
                                                                   loaded.path)) else {}),

@@ -149,8 +149,9 @@ def load_any_model(path_or_default: str | os.PathLike, device: Any = "cpu") -> L
     metadata: dict[str, Any] = {"bioimageio": model.summary(),
                                 "architecture": {"name": "bioimageio"},
                                 "metrics": own.get("metrics") or {}}
-    if isinstance(own.get("finetune"), dict):  # a fine-tuning version, exported
-        metadata["finetune"] = own["finetune"]
+    for key in ("finetune", "training_data"):  # a version's round; the images trained on
+        if isinstance(own.get(key), dict):
+            metadata[key] = own[key]
     if own.get("trained"):
         metadata["created"] = str(own["trained"])
     else:  # the package's date is when it was packaged, not trained

@@ -148,21 +148,23 @@ def flatten_metrics(metadata: dict) -> list[tuple[str, str]]:
     """
     rows: list[tuple[str, str]] = []
 
-    def walk(prefix: str, value: Any) -> None:
+    def walk(prefix: str, value: Any, out: list) -> None:
         if isinstance(value, dict):
             for key, sub in value.items():
                 name = METRIC_NAMES.get(str(key), str(key).replace("_", " "))
-                walk(f"{prefix} · {name}" if prefix else name, sub)
+                walk(f"{prefix} · {name}" if prefix else name, sub, out)
         elif isinstance(value, (int, float, str)) or value is None:
-            rows.append((prefix, _format(value)))
+            out.append((prefix, _format(value)))
 
     for section in ("metrics", "evaluation"):
         if isinstance(metadata.get(section), dict):
-            walk("", metadata[section])
+            walk("", metadata[section], rows)
     from napari_nuclei_unet.core.finetune.versions import round_scores
 
-    walk("", round_scores(metadata))  # a fine-tuning version: its round's scores
-    return rows
+    scores: list[tuple[str, str]] = []
+    walk("", round_scores(metadata), scores)  # a fine-tuning version: its round's scores
+    shown = {name for name, _ in rows}  # ... which its package records as metrics too
+    return rows + [row for row in scores if row[0] not in shown]
 
 
 def describe_config(config: dict, metadata: dict, runs_on: str) -> list[tuple[str, str]]:
@@ -224,6 +226,7 @@ class _KeyValueTable(QTableWidget):
         name = min(self.columnWidth(0), room // 2)
         self.setColumnWidth(0, name)
         self.setColumnWidth(1, max(40, room - name))  # values: the rest, elided if long
+        self.resizeRowsToContents()  # a long name wraps whole ("… · …": h_gui15, L2)
 
     def resizeEvent(self, event: Any) -> None:  # noqa: N802  (Qt's name)
         """Refit the columns to the new width."""
