@@ -164,3 +164,28 @@ def test_a_better_run_replaces_a_model_only_an_earlier_run_put_in_use(
     assert widget._auto_used is None
     notes = train(expect_swap=False)
     assert session.model.path == chosen and _offered(widget)
+    # ... nor the file a run put in use, loaded again by the user (Checkpoint…: h_gui15 L1)
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+
+    widget._auto_used = dataclasses.replace(widget.last_run, val_iou=-1.0)
+    widget._auto_model = session.model
+    session.set_model(load_checkpoint(chosen))
+    train(expect_swap=False)
+    assert session.model.path == chosen
+
+
+def test_a_run_not_put_in_use_says_when_it_validated_worse(trainer, tmp_path):  # noqa: F811
+    # "The trained model was not put in use" did not say why (GUI check h_gui15, L5)
+    from types import SimpleNamespace
+
+    _viewer, widget = trainer
+    run = fake_run(tmp_path / "runs", "run-20261205-070000", best={"epoch": 1, "val_iou": 0.1})
+    from napari_nuclei_unet.widgets._train_runs import run_model
+
+    widget.last_run = run_model(run)
+    widget.session.model = SimpleNamespace(path=tmp_path / "mine.safetensors",
+                                           metadata={"metrics": {"val_iou": 0.9}})
+    with capture_notifications() as notes:
+        widget.use_or_offer_run()
+    assert notes.any("(mine stays in use; it validated at IoU 0.100, the model in use at "
+                     "0.900)"), notes.messages

@@ -35,6 +35,7 @@ class RunOffer:
     last_run: RunModel | None = None
     _offer_paused = False  # a run is going on: its model is not ready to offer
     _auto_used: RunModel | None = None  # a run's model put in use without the user asking
+    _auto_model: Any = None  # ... and the loaded model it became
 
     def _build_run_offer(self, layout: QVBoxLayout) -> None:
         self.last_run_row = QWidget()
@@ -111,14 +112,19 @@ class RunOffer:
         if model is None:
             self.use_trained_model(announce="no other model was loaded")
             return
+        # the very model put in use then: the same file loaded by the user is their choice
         if (run is not None and auto is not None and run.val_iou is not None
-                and same_file(getattr(model, "path", None), auto.checkpoint)
+                and model is self._auto_model
                 and (auto.val_iou is None or run.val_iou >= auto.val_iou)):
             self.use_trained_model(announce=f"in place of {auto.run_dir.name}, which an "
                                             "earlier run put in use without asking")
             return
+        in_use = ((getattr(model, "metadata", None) or {}).get("metrics") or {}).get("val_iou")
+        worse = "" if run is None or run.val_iou is None or not isinstance(
+            in_use, (int, float)) or run.val_iou >= in_use else (
+            f"; it validated at IoU {run.val_iou:.3f}, the model in use at {in_use:.3f}")
         notify(f"The trained model was not put in use: click 'Use this model' in the Train "
-               f"panel to predict with it ({model_name(model)} stays in use).")
+               f"panel to predict with it ({model_name(model)} stays in use{worse}).")
 
     def use_trained_model(self, *, announce: str = "") -> Any:
         """Load the last run's model and make it the session's model (in a worker).
@@ -142,6 +148,7 @@ class RunOffer:
         def use(loaded: Any) -> None:
             self.session.set_model(loaded)
             self._auto_used = run if announce else None
+            self._auto_model = loaded if announce else None
             if announce:
                 notify(f"{model_name(loaded)} is now the model used for predictions "
                        f"({announce}); load another in the Model panel to change it.")
