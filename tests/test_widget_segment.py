@@ -831,6 +831,23 @@ def test_a_datasets_sample_hides_the_users_layers_and_comes_back_after_a_segment
     assert not mine.visible and not layer.visible
 
 
+def test_the_caption_names_an_image_opened_over_the_datasets_sample(dock):
+    # it named the hidden dataset sample over the user's own image (GUI check h_gui15, L4)
+    from _widget_helpers import labelled_synthetic_samples
+    from napari_nuclei_unet.widgets._layers import show_sample, text_overlay
+
+    viewer, _widget = dock
+    sample = labelled_synthetic_samples(1, SHAPE, 5)[0]
+    show_sample(viewer, sample)
+    assert text_overlay(viewer).text.startswith(sample.id[:8])
+    viewer.add_image(nuclei_plane(3), name="my slide")  # File > Open
+    assert text_overlay(viewer).text == "my slide"
+    viewer.add_labels(np.zeros(SHAPE, np.int32), name="my labels")  # not an image
+    assert text_overlay(viewer).text == "my slide"
+    show_sample(viewer, sample)  # the sample chosen again names itself
+    assert text_overlay(viewer).text.startswith(sample.id[:8])
+
+
 def test_a_long_layer_name_does_not_widen_the_dock(make_napari_viewer, qtbot):
     # a DSB2018 image's layer is named by its 64-character id: the dock grew wider than
     # its place, its Cancel and Select file buttons off the edge (GUI check h_gui10)

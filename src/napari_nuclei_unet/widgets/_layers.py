@@ -25,6 +25,7 @@ Everything here must run on the main thread (worker handlers, slots).
 
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -267,6 +268,36 @@ STEPPED_ASIDE_KEY = "nuclei_unet_stepped_aside"
 HIDDEN_FOR_KEY = "nuclei_unet_hidden_for_result"
 
 
+#: Viewers whose caption names an image the user opens over the dataset's sample.
+_CAPTION_FOLLOWS: weakref.WeakSet = weakref.WeakSet()
+
+
+def caption_follows_own_images(viewer: napari.Viewer) -> None:
+    """Let the caption over the canvas name an image the user opens (once per viewer).
+
+    It named the dataset's sample, hidden under the user's own images opened with
+    File > Open, until one was segmented (GUI check h_gui15, L4). A dataset's sample
+    shown again names itself again (:func:`show_sample`).
+    """
+    from napari.layers import Image
+
+    from napari_nuclei_unet.widgets._compare_layers import COMPARE_LAYERS, PLUGIN_LAYERS
+
+    if viewer in _CAPTION_FOLLOWS:
+        return
+    _CAPTION_FOLLOWS.add(viewer)
+    ours = {IMAGE_LAYER, LABELS_LAYER, *COMPARE_LAYERS, *PLUGIN_LAYERS}
+
+    def inserted(event: Any) -> None:
+        layer = event.value
+        overlay = text_overlay(viewer)
+        if isinstance(layer, Image) and layer.visible and layer.name not in ours \
+                and not is_placeholder(layer) and overlay.visible:
+            overlay.text = layer.name
+
+    viewer.layers.events.inserted.connect(inserted)
+
+
 def hide_own_layers(viewer: napari.Viewer) -> list[str]:
     """Hide the visible layers that are not the plugin's, before a dataset's sample shows.
 
@@ -361,6 +392,7 @@ def show_sample(viewer: napari.Viewer, sample: Sample) -> tuple[Image, Labels]:
     overlay.position = "top_center"
     overlay.font_size = 9
     overlay.visible = True
+    caption_follows_own_images(viewer)
     if old_shape != (height, width):
         frame_shown(viewer)
     return image_layer, labels_layer
