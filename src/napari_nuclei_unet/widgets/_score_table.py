@@ -226,9 +226,9 @@ def _mean(values: list[float]) -> float:
 
 
 #: The parts of a model's training an image can be (``core.predict_score.splits_of``).
-SPLIT_WORDS = {"train": "training images", "validation": "validation images",
-               "fine-tuned": "images fine-tuned on", "kept aside": "images kept aside",
-               "unseen": "images not trained on"}
+#: Short: under the "images" column, one line each at 1280 x 800 (GUI check h_gui15, L6).
+SPLIT_WORDS = {"train": "trained on", "validation": "validation", "fine-tuned": "fine-tuned on",
+               "kept aside": "kept aside", "unseen": "not trained on"}
 
 
 def summarize(rows: list[Any], splits: dict[str, str] | None = None) -> dict[str, Any]:
