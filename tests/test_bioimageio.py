@@ -411,13 +411,14 @@ def test_an_exported_version_is_described_as_one_when_loaded_back(tmp_path):
                                     test_size=64).read_text()
     assert str(tmp_path) not in rdf_text  # no folder of the user's disk is shared
     shared = json.loads(rdf_text)["config"]["napari_nuclei_unet"]["finetune"]
-    assert shared["base_model"] == "v001"  # its own project's, as a round records it
+    assert shared["base_model"] == "v001 of project lab-a"  # not the reader's own v001
     assert (shared["project"], shared["version"]) == ("lab-a", "v002")
     assert shared["corrections"] == [{"id": "cells_1"}, {"id": "cells_2"}]
 
     loaded = load_any_model(folder)
     words = describe_training(loaded.metadata, loaded.path)
-    assert words.startswith("fine-tuned from v001 on 2 corrected images (1 kept aside)"), words
+    assert words.startswith("fine-tuned from v001 of project lab-a on 2 corrected images (1 "
+                            "kept aside)"), words
     # the base model's own images keep their split (they were "unseen": h_gui15, M2)
     assert splits_of(loaded, ["cells_1", "cells_3", "other", "seen_t", "seen_v"]) == {
         "cells_1": "fine-tuned", "cells_3": "kept aside", "other": "unseen",
@@ -433,30 +434,36 @@ def test_an_exported_version_is_described_as_one_when_loaded_back(tmp_path):
 def test_a_shared_round_names_its_base_without_the_users_folders(tmp_path):
     from types import SimpleNamespace
 
-    from napari_nuclei_unet.core.finetune.versions import shareable_round
+    from napari_nuclei_unet.core.sharing import shareable_round
     from napari_nuclei_unet.widgets.retrain_widget import RetrainWidget
 
     here = tmp_path / "lab-a" / "versions" / "v003" / "model.safetensors"
-    cases = {"default": "default", "v002": "v002",
+    cases = {"default": "default", "v002": "v002 of project lab-a",
              str(tmp_path / "lab-b" / "versions" / "v001" / "model.safetensors"):
                  "v001 of project lab-b",
              str(tmp_path / "runs" / "run-20261205-063100" / "best.safetensors"):
-                 "run-20261205-063100/best.safetensors"}
+                 "run-20261205-063100/best.safetensors",
+             # written on Windows, exported here (review h_rev10, M2)
+             r"C:\Users\jsmith\lab-c\versions\v004\model.safetensors": "v004 of project lab-c",
+             r"C:\Users\jsmith\runs\run-2\best.safetensors": "run-2/best.safetensors"}
     for base, shared in cases.items():
         assert shareable_round({"finetune": {"base_model": base}}, here)["base_model"] == shared
     assert shareable_round({"metrics": {}}, here) is None  # not a version
     record = shareable_round({"finetune": {}}, tmp_path / "unet1" / "unet1.safetensors")
     assert "version" not in record  # a checkpoint named as its folder is not a version
 
-    package = SimpleNamespace(metadata={"finetune": shareable_round({"finetune": {}}, here)})
+    # this project's v003 is told by its time too: every install has a project "default"
+    made = "2026-12-05T07:00:00+00:00"
+    package = SimpleNamespace(metadata={"finetune": shareable_round(
+        {"finetune": {}, "created": made}, here)})
     words = RetrainWidget._not_a_version_words
-    assert words(SimpleNamespace(project=tmp_path / "lab-a"), package) == (
+    ours = [SimpleNamespace(name="v003", created=made)]
+    assert words(package, ours) == (
         "a package exported from this project's v003; the version itself is listed under "
         "'4. Model versions'")
-    assert words(SimpleNamespace(project=tmp_path / "lab-c"), package) == (
-        "a package exported from v003 of project lab-a")
-    assert words(SimpleNamespace(project=tmp_path / "lab-a"),
-                 SimpleNamespace(metadata={})) == "not a version of this project"
+    theirs = [SimpleNamespace(name="v003", created="2026-12-01T09:00:00+00:00")]
+    assert words(package, theirs) == "a package exported from v003 of project lab-a"
+    assert words(SimpleNamespace(metadata={}), ours) == "not a version of this project"
 
 
 @pytest.mark.gui

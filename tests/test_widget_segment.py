@@ -49,7 +49,7 @@ def dock(make_napari_viewer):
 
 
 def result_labels(layer):
-    from napari_nuclei_unet.widgets._segment_jobs import result_labels
+    from napari_nuclei_unet.widgets._own_layers import result_labels
 
     return result_labels(layer)
 
@@ -346,6 +346,14 @@ def test_add_plane_adds_the_result_painted_not_the_last_one_segmented(dock, qtbo
     viewer.layers.selection.active = viewer.layers["slide1"]
     widget.image.value = viewer.layers["slide2"]
     wait_worker(qtbot, widget.add_to_project(tmp_path / "project"))
+    assert sorted(store.ids()) == ["slide1-plane0", "slide2-plane0"]
+    # the result chosen, its image renamed: said, and no other result added instead
+    viewer.layers["slide1"].name = "slide1 renamed"
+    viewer.layers.selection.active = first
+    with capture_notifications() as notes:
+        assert widget.add_to_project(tmp_path / "project") is None
+    assert notes.any("“slide1 labels” cannot be added: its image “slide1” is no longer "
+                     "open"), notes.messages
     assert sorted(store.ids()) == ["slide1-plane0", "slide2-plane0"]
 
 
@@ -718,6 +726,13 @@ def test_the_earlier_labels_are_copied_when_the_job_starts():
     earlier = earlier_result(layer, stack)
     layer.data[1, 10:12, 10:12] = 2  # the user paints while the job runs
     assert earlier.labels.max() == 1 and earlier.planes == [0, 1, 2]
+    # segmented from another channel (or with other axes): nothing kept of it, its
+    # planes would pass for this channel's (review h_rev10, M4)
+    source = {"planes": [0, 1, 2], "channel": 0, "image_axes": "ZCYX"}
+    layer = Labels(data, metadata={RESULT_KEY: source})
+    assert earlier_result(layer, stack, (0, "ZCYX")) is not None
+    assert earlier_result(layer, stack, (1, "ZCYX")) is None
+    assert earlier_result(layer, stack, (0, "CZYX")) is None
 
 
 def test_a_dock_opened_under_the_segment_dock_leaves_it_a_fair_share(make_napari_viewer,

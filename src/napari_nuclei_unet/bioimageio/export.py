@@ -93,19 +93,6 @@ def _scores(metadata: dict) -> tuple[dict, dict]:
     return metrics, ({} if metrics else round_scores(metadata))
 
 
-#: What a package keeps of its model's training data: counts, ids, the dataset's digest
-#: (not its folder on the disk it was trained on).
-SHARED_TRAINING_DATA = ("n_train", "n_val", "dataset_digest", "train_ids", "val_ids",
-                        "train_modalities", "val_modalities")
-
-
-def _shareable_training_data(metadata: dict) -> dict:
-    data = metadata.get("training_data")
-    if not isinstance(data, dict):
-        return {}
-    return {k: data[k] for k in SHARED_TRAINING_DATA if k in data}
-
-
 def _readme(name: str, metadata: dict, kwargs: dict, path: Path) -> None:
     metrics, rounds = _scores(metadata)
     lines = [
@@ -185,7 +172,8 @@ def build_package_folder(model: str | os.PathLike, folder: Path, *,
     import torch
 
     from ..core.checkpoint import load_checkpoint
-    from ..core.finetune.versions import resolve_model_folder, shareable_round
+    from ..core.finetune.versions import resolve_model_folder
+    from ..core.sharing import shareable_round, shareable_training_data
     from ..core.synthetic import make_synthetic_sample
     from ._network import NucleiForeground
 
@@ -310,7 +298,7 @@ def build_package_folder(model: str | os.PathLike, folder: Path, *,
                if loaded.metadata.get("created") else {}),
             # which images it was trained and validated on (ids only), read back: the
             # Split column of a loaded package said "unseen" for them (h_gui15, M2)
-            **({"training_data": shared_data} if (shared_data := _shareable_training_data(
+            **({"training_data": shared_data} if (shared_data := shareable_training_data(
                 loaded.metadata)) else {}),
             # a fine-tuning version: its round (images, base model, scores), read back
             **({"finetune": shared} if (shared := shareable_round(loaded.metadata,

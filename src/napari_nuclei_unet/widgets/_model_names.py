@@ -91,10 +91,11 @@ def version_project(model: Any) -> Path | None:
 
     Only a project's version file (``<project>/versions/vNNN/model.safetensors``) has one.
     """
+    from napari_nuclei_unet.core.finetune.versions import version_of_file
+
     path = getattr(model, "path", None)
-    if path is None or not _is_version_file(Path(path)):
-        return None
-    return Path(path).parent.parent.parent
+    owner = None if path is None else version_of_file(path)
+    return None if owner is None else owner[0]
 
 
 def model_name_in(model: Any, project: str | Path | None) -> str:

@@ -26,10 +26,15 @@ def layer_data(layer: Any) -> Any:
     return data
 
 
+def layer_shape(layer: Any) -> tuple[int, ...]:
+    """The shape napari lays a layer out by (an RGB image's last axis is colour)."""
+    shape = tuple(layer_data(layer).shape)
+    return shape[:-1] if getattr(layer, "rgb", False) else shape
+
+
 def layer_yx_shape(layer: Any) -> tuple[int, ...]:
     """The rows and columns napari shows of a layer (an RGB image's last axis is colour)."""
-    shape = tuple(layer_data(layer).shape)
-    return shape[-3:-1] if getattr(layer, "rgb", False) else shape[-2:]
+    return layer_shape(layer)[-2:]
 
 
 def is_lazy(data: Any) -> bool:
@@ -96,6 +101,71 @@ def show_channel(viewer: Any, layer: Any, axes: str, channel: int | None) -> Non
                               + channel * float(layer.scale[index]))
     except (IndexError, ValueError):  # a layer laid out otherwise: leave the sliders
         pass
+
+
+# -- the Segment dock's result layers, lined up with their image --------------------
+def channel_gaps(image_axes: str, rgb: bool = False) -> tuple[int, ...]:
+    """Where the labels of a stack get an axis of size 1 to line up with their image.
+
+    napari lines layers up by their last axes. The labels have the image's axes less
+    its channel axis, so a channel axis after a plane axis (``ZCYX``) put the labels'
+    Z on the image's C: the labels of one plane followed the channel slider over every
+    Z (GUI check h_gui15, H2). Returns the positions, in the labels as shown, of the
+    channel axes after the labels' first axis; () when none is needed (``CZYX``, RGB).
+    """
+    axes = image_axes.strip().upper().replace("S", "C")
+    if rgb:
+        axes = axes[:-1]  # napari shows the colour axis as colour, not as an axis
+    kept = [i for i, letter in enumerate(axes) if letter != "C"]
+    if not kept:
+        return ()
+    return tuple(i - kept[0] for i, letter in enumerate(axes) if letter == "C" and i > kept[0])
+
+
+def shown_labels(labels: Any, gaps: tuple[int, ...]) -> Any:
+    """``labels`` with the axes of size 1 at ``gaps`` (a view: painting it paints them)."""
+    if not gaps or not isinstance(labels, np.ndarray):
+        return labels
+    return np.expand_dims(labels, gaps)
+
+
+def labels_to_show(image: Any, axes: str, stack: Any, labels: Any) -> tuple[Any, tuple]:
+    """The labels of ``image`` as its result layer shows them, and their gaps."""
+    gaps = channel_gaps(axes, bool(getattr(image, "rgb", False))) \
+        if len(labels.shape) == len(stack.labels_shape) > 2 else ()
+    shown = shown_labels(labels, gaps)
+    return shown, (gaps if shown is not labels else ())
+
+
+def result_labels(layer: Any) -> Any:
+    """A result layer's labels with the image's axes less its channel (its ``gaps`` out)."""
+    from napari_nuclei_unet.widgets._segment_jobs import RESULT_KEY
+
+    gaps = tuple((layer.metadata.get(RESULT_KEY) or {}).get("gaps") or ())
+    data = layer.data
+    if gaps and isinstance(data, np.ndarray) and data.ndim > max(gaps) \
+            and all(data.shape[g] == 1 for g in gaps):  # data set since: as it is
+        return np.squeeze(data, axis=gaps)
+    return data
+
+
+def placement(layer: Any, labels_shape: tuple, gaps: tuple[int, ...] = ()) -> dict:
+    """Scale and translate of the image ``layer``, for the axes its labels keep.
+
+    ``labels_shape``: the labels as shown (with their ``gaps``); an axis of size 1 at a
+    gap spans the whole channel axis of the image, so it shows at every channel.
+    """
+    ndim = len(labels_shape)
+    scale, translate = list(layer.scale), list(layer.translate)
+    if len(scale) != ndim:
+        scale, translate = scale[-ndim:], translate[-ndim:]
+    image_shape = layer_shape(layer)[-ndim:] if len(scale) == ndim else ()
+    for gap in gaps:
+        if gap < len(image_shape):
+            n = int(image_shape[gap])
+            translate[gap] += (n - 1) / 2 * scale[gap]
+            scale[gap] *= n
+    return {"scale": scale, "translate": translate}
 
 
 def current_plane(layer: Any, stack: Any, point: Any, axes: str = "") -> int:
@@ -272,7 +342,7 @@ def _overlaps(a: Any, b: Any) -> bool:
 
 
 def bring_into_view(viewer: Any, image: Any, result: Any) -> list[str]:
-    """Show ``image`` and its segmentation ``result``; return the names of the layers hidden.
+    """Show ``image`` and its segmentation ``result``; say and return the layers hidden.
 
     Segmenting one image after another piled their results up, all visible, and the
     images opened later covered the one segmented: the labels painted on lay over
@@ -319,4 +389,11 @@ def bring_into_view(viewer: Any, image: Any, result: Any) -> list[str]:
     overlay = text_overlay(viewer)
     if overlay.visible:  # it named the dataset's sample under it (GUI check h_gui14, N13)
         overlay.text = image.name
+    if hidden:
+        from napari_nuclei_unet.widgets._workers import notify
+
+        names = ", ".join(f"“{n}”" for n in hidden[:3])
+        more = f" and {len(hidden) - 3} more" if len(hidden) > 3 else ""
+        notify(f"{names}{more} {'are' if len(hidden) > 1 else 'is'} hidden so that you "
+               f"see “{image.name}” and its result; tick a layer's eye to see it again.")
     return hidden

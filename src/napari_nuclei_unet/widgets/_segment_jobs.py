@@ -124,15 +124,16 @@ def previous_result(layers: Any, last: Any, image: Any, planes: Any = None) -> A
     return None
 
 
-def add_target(layers: Any, chosen_image: Any, last: Any, shown: dict) -> dict | None:
-    """The result *Add plane* adds, with what it was segmented from; None: none.
+def add_target(layers: Any, chosen_image: Any, last: Any, shown: dict) -> dict | str:
+    """The result *Add plane* adds, with what it was segmented from; else why not.
 
     The result layer selected in the layer list (the one painted on), else the result
     of the image chosen in the dock, else the dock's last result: it added the last
     image segmented, whatever the user had corrected (GUI check h_gui15, M1).
     ``shown``: the dock's last result's source (``layer``, ``stack``, ``channel``,
     ``axes``). Returns ``shown``'s keys plus ``result`` (the Labels layer) and
-    ``planes`` (the planes it holds).
+    ``planes`` (the planes it holds); or, when the result chosen cannot be added (its
+    image renamed or deleted) or there is none, what to do, in plain words.
     """
     from napari_nuclei_unet.widgets._own_layers import layer_stack
 
@@ -146,16 +147,18 @@ def add_target(layers: Any, chosen_image: Any, last: Any, shown: dict) -> dict |
         if result is last and shown:
             return {**shown, "result": result, "planes": list(info.get("planes") or [0])}
         image = next((layer for layer in layers if layer.name == info.get("source")), None)
-        if image is None or not info.get("image_axes"):
-            continue
         try:
-            stack = layer_stack(image, info["image_axes"])
+            stack = None if image is None else layer_stack(image, info.get("image_axes") or "")
         except ValueError:
-            continue
+            stack = None
+        if stack is None:  # never another result than the one chosen
+            return (f"“{result.name}” cannot be added: its image “{info.get('source')}” is no "
+                    "longer open under that name. Open it again (or give it back its name) "
+                    "and segment it, then add the plane.")
         return {"layer": image, "stack": stack, "channel": info.get("channel"),
-                "axes": info["image_axes"], "result": result,
+                "axes": info.get("image_axes") or "", "result": result,
                 "planes": list(info.get("planes") or [0])}
-    return None
+    return "Segment an image first: Add plane adds a plane of a segmentation result."
 
 
 def layer_table(layer: Any) -> dict:
@@ -166,80 +169,7 @@ def layer_table(layer: Any) -> dict:
     return {c: frame[c].to_numpy() for c in frame.columns if c != "index"}
 
 
-def channel_gaps(image_axes: str, rgb: bool = False) -> tuple[int, ...]:
-    """Where the labels of a stack get an axis of size 1 to line up with their image.
-
-    napari lines layers up by their last axes. The labels have the image's axes less
-    its channel axis, so a channel axis after a plane axis (``ZCYX``) put the labels'
-    Z on the image's C: the labels of one plane followed the channel slider over every
-    Z (GUI check h_gui15, H2). Returns the positions, in the labels as shown, of the
-    channel axes after the labels' first axis; () when none is needed (``CZYX``, RGB).
-    """
-    axes = image_axes.strip().upper().replace("S", "C")
-    if rgb:
-        axes = axes[:-1]  # napari shows the colour axis as colour, not as an axis
-    kept = [i for i, letter in enumerate(axes) if letter != "C"]
-    if not kept:
-        return ()
-    return tuple(i - kept[0] for i, letter in enumerate(axes) if letter == "C" and i > kept[0])
-
-
-def shown_labels(labels: Any, gaps: tuple[int, ...]) -> Any:
-    """``labels`` with the axes of size 1 at ``gaps`` (a view: painting it paints them)."""
-    import numpy as np
-
-    if not gaps or not isinstance(labels, np.ndarray):
-        return labels
-    return np.expand_dims(labels, gaps)
-
-
-def labels_to_show(image: Any, axes: str, stack: Any, labels: Any) -> tuple[Any, tuple]:
-    """The labels of ``image`` as its result layer shows them, and their gaps."""
-    gaps = channel_gaps(axes, bool(getattr(image, "rgb", False))) \
-        if len(labels.shape) == len(stack.labels_shape) > 2 else ()
-    shown = shown_labels(labels, gaps)
-    return shown, (gaps if shown is not labels else ())
-
-
-def result_labels(layer: Any) -> Any:
-    """A result layer's labels with the image's axes less its channel (its ``gaps`` out)."""
-    import numpy as np
-
-    gaps = tuple((layer.metadata.get(RESULT_KEY) or {}).get("gaps") or ())
-    data = layer.data
-    if gaps and isinstance(data, np.ndarray) and data.ndim > max(gaps):
-        return np.squeeze(data, axis=gaps)
-    return data
-
-
-def placement(layer: Any, labels_shape: tuple, gaps: tuple[int, ...] = ()) -> dict:
-    """Scale and translate of the image ``layer``, for the axes its labels keep.
-
-    ``labels_shape``: the labels as shown (with their ``gaps``); an axis of size 1 at a
-    gap spans the whole channel axis of the image, so it shows at every channel.
-    """
-    ndim = len(labels_shape)
-    scale, translate = list(layer.scale), list(layer.translate)
-    if len(scale) != ndim:
-        scale, translate = scale[-ndim:], translate[-ndim:]
-    image_shape = layer_data_shape(layer)[-ndim:] if len(scale) == ndim else ()
-    for gap in gaps:
-        if gap < len(image_shape):
-            n = int(image_shape[gap])
-            translate[gap] += (n - 1) / 2 * scale[gap]
-            scale[gap] *= n
-    return {"scale": scale, "translate": translate}
-
-
-def layer_data_shape(layer: Any) -> tuple:
-    """The shape napari lays the image ``layer`` out by (without an RGB colour axis)."""
-    from napari_nuclei_unet.widgets._own_layers import layer_data
-
-    shape = tuple(layer_data(layer).shape)
-    return shape[:-1] if getattr(layer, "rgb", False) else shape
-
-
-def earlier_result(layer: Any, stack: Any) -> Any:
+def earlier_result(layer: Any, stack: Any, settings: tuple = (None, None)) -> Any:
     """The result in ``layer`` (:func:`previous_result`), for ``segment_stack``'s ``earlier``.
 
     Segmenting some planes again (the current plane, or a run stopped early) keeps the
@@ -247,7 +177,9 @@ def earlier_result(layer: Any, stack: Any) -> Any:
     wiped planes 0, 1, 2 and 4. None when there is nothing to keep (no such layer,
     another shape, one plane), or when the user painted on it: that layer stays as it
     is, and the new result, in a new layer, holds only what is segmented now (its other
-    planes would pass for unedited results). Labels up to :data:`COPY_HERE_BYTES` are
+    planes would pass for unedited results), or when it was segmented with another
+    nuclear channel or other axes than ``settings`` ``(channel, axes)`` now (review
+    h_rev10 M4). Labels up to :data:`COPY_HERE_BYTES` are
     copied here, on the main thread: a brush stroke during the job is then wholly in
     the copy or wholly out (the worker copied them, and a stroke could be half in).
     Larger ones (a long time-lapse) are copied by the worker, as before: a copy of
@@ -257,12 +189,15 @@ def earlier_result(layer: Any, stack: Any) -> Any:
 
     from napari_nuclei_unet.core.own_images import StackResult
     from napari_nuclei_unet.widgets._layers import EDITED_KEY
+    from napari_nuclei_unet.widgets._own_layers import result_labels
 
     source = {} if layer is None else layer.metadata.get(RESULT_KEY) or {}
     data = None if layer is None else result_labels(layer)
     if not source.get("planes") or stack.n_planes < 2 or layer.metadata.get(EDITED_KEY) \
             or tuple(data.shape) != tuple(stack.labels_shape):
         return None
+    if "channel" in source and (source["channel"], source.get("image_axes")) != settings:
+        return None  # another channel, other axes: its planes would pass for this one's
     labels = np.array(data) if getattr(data, "nbytes", 0) <= COPY_HERE_BYTES else data
     return StackResult(labels, layer_table(layer), list(source["planes"]))
 

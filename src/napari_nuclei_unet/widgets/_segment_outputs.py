@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from napari_nuclei_unet.widgets._own_layers import result_labels
 from napari_nuclei_unet.widgets._segment_jobs import (
     RESULT_KEY,
     layer_table,
-    result_labels,
     with_suffix,
     write_labels,
 )

@@ -500,16 +500,23 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
                     else "unsaved model")
             text = (f"Model in use: <b>{name}</b> (the first round records it as v000)."
                     if not versions else
-                    f"Model in use: <b>{name}</b> ({self._not_a_version_words(model)}).")
+                    f"Model in use: <b>{name}</b> "
+                    f"({self._not_a_version_words(model, versions)}).")
         self.model_label.setText(text)
 
-    def _not_a_version_words(self, model: Any) -> str:
-        """Why the model in use is not listed among this project's versions."""
+    @staticmethod
+    def _not_a_version_words(model: Any, versions: list[Any]) -> str:
+        """Why the model in use is not listed among this project's ``versions``.
+
+        A package exported from one of them is told by the version's name and time: a
+        colleague's project of the same name ("default") has a v003 of its own.
+        """
         info = (getattr(model, "metadata", None) or {}).get("finetune") or {}
         version, project = info.get("version"), info.get("project")
         if not isinstance(version, str) or not isinstance(project, str):
             return "not a version of this project"
-        if self.project is not None and project == Path(self.project).name:
+        made = info.get("version_created")
+        if made and any(v.name == version and v.created == made for v in versions):
             return (f"a package exported from this project's {version}; the version itself "
                     "is listed under '4. Model versions'")
         return f"a package exported from {version} of project {project}"

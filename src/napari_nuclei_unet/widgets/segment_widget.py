@@ -53,6 +53,7 @@ from napari_nuclei_unet.widgets._layers import (
     unwrapped,
     watch_edits,
 )
+from napari_nuclei_unet.widgets._own_layers import labels_to_show, placement, result_labels
 from napari_nuclei_unet.widgets._retrain_project import UNEDITED_NOTE, unwritable_reason
 from napari_nuclei_unet.widgets._scroll import keep_narrow, scrolled_layout
 from napari_nuclei_unet.widgets._segment_jobs import (  # noqa: F401 - in_dock_words, as before
@@ -66,14 +67,11 @@ from napari_nuclei_unet.widgets._segment_jobs import (  # noqa: F401 - in_dock_w
     earlier_result,
     in_dock_words,
     labels_note,
-    labels_to_show,
     layer_table,
     model_words,
-    placement,
     previous_result,
     project_model,
     push_scores_to_iou_panel,
-    result_labels,
     rgb_note,
     with_suffix,
     write_labels,
@@ -392,7 +390,8 @@ class SegmentWidget(SegmentOutputs, QWidget):
         # result replaced it, and that plane's nuclei were lost
         self._previous = previous_result(self.viewer.layers, self.result_layer, layer,
                                          planes if big and stack.n_planes > 1 else None)
-        earlier = None if big else earlier_result(self._previous, stack)
+        earlier = None if big else earlier_result(self._previous, stack,
+                                                  (channel, self._source["axes"]))
         worker = self.session.jobs.start(
             KIND, _job, model_path, self.session.model, stack, settings, channel=channel,
             planes=planes, big=big, should_stop=lambda: self._stop, earlier=earlier,
@@ -485,8 +484,8 @@ class SegmentWidget(SegmentOutputs, QWidget):
         kept = reuse and bool(old.metadata.get(EDITED_KEY))
         if reuse and not kept:
             self.result_layer = old
-            old.data = shown
-            old.features = features
+            old.data, old.features = shown, features
+            old.scale, old.translate = kwargs["scale"], kwargs["translate"]  # image's now
         else:
             self.result_layer = self.viewer.add_labels(shown, name=name,
                                                        features=features, **kwargs)
@@ -502,15 +501,8 @@ class SegmentWidget(SegmentOutputs, QWidget):
             "image_axes": self._source["axes"], "channel": self._source["channel"]}
         self.table.set_table(result.table)
         self._shown = dict(self._source)  # what "Add plane" and "Compare" speak of
-        hidden = bring_into_view(self.viewer, layer, self.result_layer)
+        bring_into_view(self.viewer, layer, self.result_layer)  # says what it hid
         show_channel(self.viewer, layer, self._source["axes"], self._source["channel"])
-        if hidden:
-            from napari_nuclei_unet.widgets._workers import notify
-
-            names = ", ".join(f"“{n}”" for n in hidden[:3])
-            more = f" and {len(hidden) - 3} more" if len(hidden) > 3 else ""
-            notify(f"{names}{more} {'are' if len(hidden) > 1 else 'is'} hidden so that you "
-                   f"see “{layer.name}” and its result; tick a layer's eye to see it again.")
         self._refresh_choices()
 
     # -- compare and fine-tune -------------------------------------------------------
@@ -561,19 +553,17 @@ class SegmentWidget(SegmentOutputs, QWidget):
         if folder in ("", "."):
             notify("Choose the fine-tuning project folder first.", warning=True)
             return None
-        if Path(folder).exists() and not Path(folder).is_dir():
-            message = f"{folder} is a file, not a folder: choose a folder for the project."
-            notify(message, warning=True)
-            self.status.setText(f"Not added: {message}")
-            return None
-        unwritable = unwritable_reason(folder, "in 'Fine-tuning project'")
-        if unwritable:  # e.g. a project remembered from before, read-only since
-            notify(unwritable, warning=True)
-            self.status.setText(f"Not added: {unwritable}")
-            return None
         target = add_target(self.viewer.layers, self.image.value, self.result_layer,
                             self._shown)
-        if target is None:
+        why = (f"{folder} is a file, not a folder: choose a folder for the project."
+               if Path(folder).exists() and not Path(folder).is_dir() else
+               # e.g. a project remembered from before, read-only since
+               unwritable_reason(folder, "in 'Fine-tuning project'")
+               # no result, or the one chosen cannot be added
+               or (target if isinstance(target, str) else None))
+        if why:
+            notify(why, warning=True)
+            self.status.setText(f"Not added: {why}")  # the notification fades
             return None
         layer, stack, result_layer = target["layer"], target["stack"], target["result"]
         labels = result_labels(result_layer)

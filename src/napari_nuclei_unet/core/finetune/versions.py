@@ -105,49 +105,12 @@ def round_scores(metadata: Mapping[str, Any]) -> dict[str, dict[str, float]]:
     return scores
 
 
-#: What a shared package keeps of its round's record (no folders of the user's disk).
-SHARED_ROUND_KEYS = ("adopted", "ratio", "extrapolated", "created",
-                     *(f"mean_iou_{key}" for key in ROUND_SETS))
-
-
-def shareable_round(metadata: Mapping[str, Any],
-                    path: str | os.PathLike | None = None) -> dict[str, Any] | None:
-    """A fine-tuning version's round as a package records it, or None for other models.
-
-    The images it was fine-tuned on and kept aside (their ids, so that the Split
-    column still says "fine-tuned" and "kept aside"), its base model by name, its
-    scores, and which version of which project it was (from ``path``,
-    ``<project>/versions/vNNN/model.safetensors``); not the folders of the disk it
-    was made on.
-    """
-    info = metadata.get("finetune")
-    if not isinstance(info, Mapping):
-        return None
-    shared: dict[str, Any] = {k: info[k] for k in SHARED_ROUND_KEYS if k in info}
-    shared["corrections"] = [{"id": str(c["id"])} for c in info.get("corrections") or ()
-                             if isinstance(c, Mapping) and "id" in c]
-    shared["held_out"] = [str(i) for i in info.get("held_out") or ()]
-    owner = version_of_file(path) if path is not None else None
-    if owner is not None:
-        shared["project"], shared["version"] = owner[0].name, owner[1]
-    base = info.get("base_model")
-    if isinstance(base, str) and base.strip():  # "default" and "v001" stay as they are
-        base_owner = version_of_file(base) if len(Path(base).parts) > 1 else None
-        if base_owner is not None:
-            same = owner is not None and base_owner[0].name == owner[0].name
-            base = base_owner[1] if same else f"{base_owner[1]} of project {base_owner[0].name}"
-        elif len(Path(base).parts) > 1:  # a run's checkpoint: its folder and file only
-            base = f"{Path(base).parent.name}/{Path(base).name}"
-        shared["base_model"] = base
-    return shared
-
-
 def version_of_file(path: str | os.PathLike) -> tuple[Path, str] | None:
     """``(project folder, "vNNN")`` for a version file, ``<project>/versions/vNNN/model.*``.
 
     None for any other file (``unet1/unet1.safetensors`` is not a version).
     """
-    path = Path(path)
+    path = Path(path).absolute()  # "versions/v001/model.safetensors" has a project too
     if path.stem == "model" and path.parent.parent.name == VERSIONS_DIR \
             and _VERSION_PATTERN.fullmatch(path.parent.name):
         return path.parent.parent.parent, path.parent.name
