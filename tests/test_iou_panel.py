@@ -335,7 +335,7 @@ def test_the_summary_says_how_many_images_the_model_was_trained_on():
     splits = {"id0": "train", "id1": "train", "id2": "train", "id3": "validation"}
     html = summary_html(summarize(rows, splits), 0.5, "watershed")
     assert "trained on</td><td align=\"right\">&nbsp;3</td>" in html
-    assert "validation</td><td align=\"right\">&nbsp;1</td>" in html
+    assert "validation set</td><td align=\"right\">&nbsp;1</td>" in html
     assert "not trained on" not in html
     # a model that records nothing of its training: no such lines
     unknown = summary_html(summarize(rows, dict.fromkeys(splits, "unseen")), 0.5, "watershed")

@@ -312,7 +312,9 @@ def test_a_2d_sample_is_framed_beside_the_users_hidden_stack(make_napari_viewer)
     # an axis displayed that the 2-D layers lack: napari's own framing, without an error
     viewer.dims.order = (2, 3, 0, 1)
     assert not _fit_image_layers(viewer, [image, labels])
-    frame_shown(viewer)
+    viewer.scene.camera.zoom = 123.0
+    frame_shown(viewer)  # napari's reset_view(layers=...) raised here: every layer then
+    assert viewer.scene.camera.zoom != 123.0 and np.isfinite(viewer.scene.camera.zoom)
 
 
 def _counting_layer_list_copies(monkeypatch) -> list:

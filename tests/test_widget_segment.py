@@ -96,7 +96,8 @@ def test_16bit_tiff_segmented_measured_exported(dock, qtbot, tmp_path, model):
         wait_worker(qtbot, widget.export_csv(tmp_path / "bg.csv", background=True))
     assert np.array_equal(tifffile.imread(tmp_path / "bg.tif"), saved)
     assert (tmp_path / "bg.csv").read_text() == csv_path.read_text()
-    assert notes.any("Labels saved to") and notes.any("Measurements written to")
+    assert notes.any("Labels of ") and notes.any(" saved to") \
+        and notes.any("Measurements of ")
     # the user's ground truth, opened with File > Open, chosen by mistake: said
     truth = tmp_path / "cells_truth.tif"
     tifffile.imwrite(truth, np.asarray(layer.data).astype(np.uint16))
@@ -342,9 +343,23 @@ def test_add_plane_adds_the_result_painted_not_the_last_one_segmented(dock, qtbo
     assert store.ids() == ["slide1-plane0"]
     (sample,) = store.load_samples(["slide1-plane0"])
     assert (sample.labels[:8, :8] > 0).all()
-    # nothing selected that the dock made: the image chosen in the dock
+    # Save labels, Export CSV and Compare speak of it too, and its table is shown; they
+    # used the last image segmented (GUI check h_gui16, N1)
+    assert widget.result_layer is first
+    assert widget.table.model().rowCount() == len(first.features)
+    widget.save_labels(tmp_path / "saved.tif")
+    assert np.array_equal(tifffile.imread(tmp_path / "saved.tif"), first.data)
+    widget.export_csv(tmp_path / "saved.csv")
+    assert (tmp_path / "saved.csv").read_text().count("\n") == len(first.features) + 1
+    widget._refresh_choices()
+    widget.truth.value = viewer.add_labels(np.array(first.data), name="slide1 truth")
+    assert [row.id for row in widget.compare()] == ["slide1"]
+    assert widget.scores[0].iou == pytest.approx(1.0)
+    # an image chosen in the dock: its result
     viewer.layers.selection.active = viewer.layers["slide1"]
+    widget.image.value = viewer.layers["slide1"]
     widget.image.value = viewer.layers["slide2"]
+    assert widget.result_layer is viewer.layers["slide2 labels"]
     wait_worker(qtbot, widget.add_to_project(tmp_path / "project"))
     assert sorted(store.ids()) == ["slide1-plane0", "slide2-plane0"]
     # the result chosen, its image renamed: said, and no other result added instead
@@ -861,6 +876,25 @@ def test_the_caption_names_an_image_opened_over_the_datasets_sample(dock):
     assert text_overlay(viewer).text == "my slide"
     show_sample(viewer, sample)  # the sample chosen again names itself
     assert text_overlay(viewer).text.startswith(sample.id[:8])
+
+
+def test_an_image_segmented_after_a_larger_sample_is_framed(dock, qtbot):
+    # it sat in a corner at the 1024 px sample's zoom, and Home kept it there (the
+    # sample's hidden layers count in napari's extent: GUI check h_gui16, N2)
+    from _widget_helpers import labelled_synthetic_samples
+    from napari_nuclei_unet.widgets._layers import show_sample
+    from napari_nuclei_unet.widgets._scene import frame_if_lost
+
+    viewer, widget = dock
+    show_sample(viewer, labelled_synthetic_samples(1, (1024, 1024), 5)[0])
+    sample_zoom = viewer.scene.camera.zoom
+    widget.image.value = viewer.add_image(nuclei_plane(4), name="mine")
+    run(qtbot, widget)
+    assert viewer.scene.camera.zoom > 5 * sample_zoom
+    assert tuple(viewer.scene.camera.center[-2:]) == pytest.approx((31.5, 39.5), abs=1.0)
+    # zoomed into it by the user: segmenting again leaves the view
+    viewer.scene.camera.zoom *= 4
+    assert not frame_if_lost(viewer, viewer.layers["mine"])
 
 
 def test_a_long_layer_name_does_not_widen_the_dock(make_napari_viewer, qtbot):

@@ -165,27 +165,37 @@ def test_a_better_run_replaces_a_model_only_an_earlier_run_put_in_use(
     notes = train(expect_swap=False)
     assert session.model.path == chosen and _offered(widget)
     # ... nor the file a run put in use, loaded again by the user (Checkpoint…: h_gui15 L1)
-    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+    import weakref
 
-    widget._auto_used = dataclasses.replace(widget.last_run, val_iou=-1.0)
-    widget._auto_model = session.model
-    session.set_model(load_checkpoint(chosen))
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+    from napari_nuclei_unet.widgets._train_runs import run_model
+
+    widget._auto_used = dataclasses.replace(run_model(chosen.parent), val_iou=-1.0)
+    widget._auto_model = weakref.ref(session.model)  # as if a run had put `chosen` in use
+    session.set_model(load_checkpoint(chosen))  # the user loads that very file again
     train(expect_swap=False)
     assert session.model.path == chosen
 
 
 def test_a_run_not_put_in_use_says_when_it_validated_worse(trainer, tmp_path):  # noqa: F811
-    # "The trained model was not put in use" did not say why (GUI check h_gui15, L5)
+    # "The trained model was not put in use" did not say why (GUI check h_gui15, L5);
+    # IoUs compare only over the same validation images (review h_rev10, M5)
     from types import SimpleNamespace
+
+    from napari_nuclei_unet.widgets._train_runs import run_model
 
     _viewer, widget = trainer
     run = fake_run(tmp_path / "runs", "run-20261205-070000", best={"epoch": 1, "val_iou": 0.1})
-    from napari_nuclei_unet.widgets._train_runs import run_model
-
+    sidecar = json.loads((run / "best.json").read_text())
+    sidecar["training_data"] = {"val_ids": ["a", "b"]}
+    (run / "best.json").write_text(json.dumps(sidecar))
     widget.last_run = run_model(run)
-    widget.session.model = SimpleNamespace(path=tmp_path / "mine.safetensors",
-                                           metadata={"metrics": {"val_iou": 0.9}})
-    with capture_notifications() as notes:
-        widget.use_or_offer_run()
-    assert notes.any("(mine stays in use; it validated at IoU 0.100, the model in use at "
-                     "0.900)"), notes.messages
+    for val_ids, said in ((["b", "a"], True), (["a", "c"], False)):
+        widget.session.model = SimpleNamespace(
+            path=tmp_path / "mine.safetensors",
+            metadata={"metrics": {"val_iou": 0.9}, "training_data": {"val_ids": val_ids}})
+        with capture_notifications() as notes:
+            widget.use_or_offer_run()
+        assert notes.any("(mine stays in use") and said == notes.any(
+            "mine stays in use; on the same validation images the new model scores IoU "
+            "0.100, the model in use 0.900)"), notes.messages

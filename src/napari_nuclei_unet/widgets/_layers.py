@@ -25,7 +25,6 @@ Everything here must run on the main thread (worker handlers, slots).
 
 from __future__ import annotations
 
-import weakref
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -268,10 +267,6 @@ STEPPED_ASIDE_KEY = "nuclei_unet_stepped_aside"
 HIDDEN_FOR_KEY = "nuclei_unet_hidden_for_result"
 
 
-#: Viewers whose caption names an image the user opens over the dataset's sample.
-_CAPTION_FOLLOWS: weakref.WeakSet = weakref.WeakSet()
-
-
 def caption_follows_own_images(viewer: napari.Viewer) -> None:
     """Let the caption over the canvas name an image the user opens (once per viewer).
 
@@ -283,9 +278,10 @@ def caption_follows_own_images(viewer: napari.Viewer) -> None:
 
     from napari_nuclei_unet.widgets._compare_layers import COMPARE_LAYERS, PLUGIN_LAYERS
 
-    if viewer in _CAPTION_FOLLOWS:
+    session = session_for(viewer)
+    if getattr(session, "caption_follows", False):
         return
-    _CAPTION_FOLLOWS.add(viewer)
+    session.caption_follows = True
     ours = {IMAGE_LAYER, LABELS_LAYER, *COMPARE_LAYERS, *PLUGIN_LAYERS}
 
     def inserted(event: Any) -> None:

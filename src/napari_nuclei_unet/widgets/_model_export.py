@@ -258,7 +258,9 @@ class ModelExport:
         last = again or self._last_choice
         intro = Label(value=f"⚠ {problem}" if problem else (
             f"Save {model_name(loaded)} as a bioimage.io package (.zip), which Fiji "
-            "(deepImageJ), ilastik, QuPath and napari open."))
+            "(deepImageJ), ilastik, QuPath and napari open. It records the names of the "
+            "images the model was trained, validated and fine-tuned on (not their folders "
+            "or pixels)."))
         intro.native.setWordWrap(True)
         intro.native.setMinimumWidth(480)  # wrapped at the form's width, not at a third
         fields = [

@@ -361,6 +361,7 @@ def bring_into_view(viewer: Any, image: Any, result: Any) -> list[str]:
         STEPPED_ASIDE_KEY,
         text_overlay,
     )
+    from napari_nuclei_unet.widgets._scene import frame_if_lost
     from napari_nuclei_unet.widgets._segment_jobs import RESULT_KEY
 
     layers = list(viewer.layers)
@@ -386,6 +387,7 @@ def bring_into_view(viewer: Any, image: Any, result: Any) -> list[str]:
         layer.visible = True
         layer.metadata.pop(HIDDEN_FOR_KEY, None)  # shown by the plugin, not by the user
     viewer.layers.selection.active = result
+    frame_if_lost(viewer, image)  # in a corner at a larger sample's zoom (h_gui16, N2)
     overlay = text_overlay(viewer)
     if overlay.visible:  # it named the dataset's sample under it (GUI check h_gui14, N13)
         overlay.text = image.name

@@ -469,12 +469,13 @@ class CorrectionSteps:
     def _confirm_remove(self, sample_id: str) -> bool:
         from qtpy.QtWidgets import QMessageBox
 
+        buttons = QMessageBox.StandardButton
         answer = QMessageBox.question(
             self, "Take the image out of the training set?",
             f"Take {short_id(sample_id)} out of the training set? Rounds will no longer learn "
             "from its correction. Its files are moved to the project's 'removed' folder, not "
-            "deleted.")
-        return answer == QMessageBox.StandardButton.Yes
+            "deleted.", buttons.Yes | buttons.No, buttons.No)  # Enter keeps it
+        return answer == buttons.Yes
 
     def _on_correction_double_clicked(self, row: int, _column: int) -> None:
         item = self.corrections_table.item(row, 0)

@@ -177,6 +177,42 @@ def frame_shown(viewer: Any) -> bool:
     return True
 
 
+def frame_if_lost(viewer: Any, layer: Any, small: float = 0.4) -> bool:
+    """Frame ``layer`` when it is out of the view or small in it.
+
+    A 256 px image segmented after a 1024 px dataset sample sat in a corner of the
+    canvas at the sample's zoom, and napari's Home kept it there (the sample's hidden
+    layers count in its extent: GUI check h_gui16, N2). An image the user zoomed into
+    (larger than the view, in it) is left as it is. Returns whether it framed.
+    """
+    import numpy as np
+
+    try:
+        box = _world_box(layer, viewer.dims.ndim)
+        if box is None or viewer.dims.ndisplay != 2:
+            return False
+        displayed = list(viewer.dims.displayed)
+        low, high = box[0][displayed], box[1][displayed]
+        camera = viewer.scene.camera if getattr(viewer, "scene", None) else viewer.camera
+        canvas = np.asarray(viewer.canvas.size, dtype=float)
+        center = np.asarray(camera.center, dtype=float)[-2:]
+        half = canvas / camera.zoom / 2
+        if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high)) and canvas.shape == (2,)):
+            return False
+        outside = np.any(high < center - half) or np.any(low > center + half)
+        tiny = np.all(high - low < small * 2 * half)
+    except Exception:  # noqa: BLE001 - another napari: leave the view
+        return False
+    if not (outside or tiny):
+        return False
+    if not _fit_image_layers(viewer, [layer]):  # napari's way for the others
+        try:
+            viewer.reset_view(layers=[layer])
+        except (TypeError, IndexError, ValueError):  # an older napari, other dimensions
+            frame_shown(viewer)
+    return True
+
+
 def frame_first_own_layer(viewer: Any) -> None:
     """Frame the user's first layer when the panel's hidden placeholders came before it.
 

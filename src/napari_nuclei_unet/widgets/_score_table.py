@@ -227,7 +227,8 @@ def _mean(values: list[float]) -> float:
 
 #: The parts of a model's training an image can be (``core.predict_score.splits_of``).
 #: Short: under the "images" column, one line each at 1280 x 800 (GUI check h_gui15, L6).
-SPLIT_WORDS = {"train": "trained on", "validation": "validation", "fine-tuned": "fine-tuned on",
+SPLIT_WORDS = {"train": "trained on", "validation": "validation set",
+               "fine-tuned": "fine-tuned on",
                "kept aside": "kept aside", "unseen": "not trained on"}
 
 

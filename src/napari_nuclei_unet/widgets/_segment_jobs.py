@@ -124,7 +124,8 @@ def previous_result(layers: Any, last: Any, image: Any, planes: Any = None) -> A
     return None
 
 
-def add_target(layers: Any, chosen_image: Any, last: Any, shown: dict) -> dict | str:
+def add_target(layers: Any, chosen_image: Any, last: Any, shown: dict,
+               selection: bool = True) -> dict | str:
     """The result *Add plane* adds, with what it was segmented from; else why not.
 
     The result layer selected in the layer list (the one painted on), else the result
@@ -134,10 +135,12 @@ def add_target(layers: Any, chosen_image: Any, last: Any, shown: dict) -> dict |
     ``axes``). Returns ``shown``'s keys plus ``result`` (the Labels layer) and
     ``planes`` (the planes it holds); or, when the result chosen cannot be added (its
     image renamed or deleted) or there is none, what to do, in plain words.
+    ``selection`` False: the layer list's selection is not asked (an image was just
+    chosen in the dock).
     """
     from napari_nuclei_unet.widgets._own_layers import layer_stack
 
-    active = layers.selection.active
+    active = layers.selection.active if selection else None
     chosen = previous_result(layers, None, chosen_image) if chosen_image is not None else None
     for result in (active, chosen, last):
         info = (result.metadata.get(RESULT_KEY) or {}) \

@@ -13,6 +13,7 @@ from typing import Any
 from napari_nuclei_unet.widgets._own_layers import result_labels
 from napari_nuclei_unet.widgets._segment_jobs import (
     RESULT_KEY,
+    add_target,
     layer_table,
     with_suffix,
     write_labels,
@@ -20,12 +21,42 @@ from napari_nuclei_unet.widgets._segment_jobs import (
 
 
 class SegmentOutputs:
-    """Export CSV and Save labels, in a worker from the dock's buttons."""
+    """Export CSV and Save labels, in a worker; the result the outputs speak of.
+
+    That result follows the one the user chose (:meth:`follow_chosen_result`).
+    """
+
+    def follow_chosen_result(self, *_args: Any, selection: bool = True) -> None:
+        """Make the result chosen the dock's: its table, Save, Export, Compare and Add.
+
+        A result layer selected in the layer list; ``selection`` False: the result of the
+        image chosen in the dock. Save labels, Export CSV and Compare
+        used the last image segmented, whatever result the user had selected and
+        corrected (GUI check h_gui16, N1). Not while a segmentation runs: its result
+        comes.
+        """
+        active = self.viewer.layers.selection.active
+        if self._worker is not None or selection and (
+                active is None or not active.metadata.get(RESULT_KEY)):
+            return  # a job's result comes; another layer selected changes nothing
+        target = add_target(self.viewer.layers, self.image.value, self.result_layer,
+                            self._shown, selection)
+        if isinstance(target, str) or target["result"] is self.result_layer:
+            return
+        self.result_layer = target["result"]
+        self._shown = {key: target[key] for key in ("layer", "stack", "channel", "axes")}
+        self.table.set_table(layer_table(self.result_layer))
+        self._enable()
+
+    def shown_name(self) -> str:
+        """The name of the image whose result the dock shows (files are named after it)."""
+        stack = self._shown.get("stack")
+        return stack.name if stack is not None else "labels"
 
     def _ask_path(self, what: str) -> None:
         from qtpy.QtWidgets import QFileDialog
 
-        base = self.result.name if self.result is not None else "labels"
+        base = self.shown_name()
         if what == "csv":
             path, _ = QFileDialog.getSaveFileName(self, "Export measurements",
                                                   f"{base}_measurements.csv", "CSV (*.csv)")
@@ -52,8 +83,9 @@ class SegmentOutputs:
         """
         from napari_nuclei_unet.core.measure import write_csv
 
-        return self._write("Exporting the measurements", "Measurements written to",
-                           write_csv, (self.features(), path), background, "export csv")
+        return self._write("Exporting the measurements",
+                           f"Measurements of {self.shown_name()} written to", write_csv,
+                           (self.features(), path), background, "export csv")
 
     def save_labels(self, path: str | Path, *, background: bool = False) -> Any:
         """Save the result labels as TIFF (``.tif``) or OME-Zarr (``.zarr``).
@@ -67,8 +99,9 @@ class SegmentOutputs:
         axes = layer.metadata.get(RESULT_KEY, {}).get("axes") or "Q" * (data.ndim - 2) + "YX"
         if background and hasattr(data, "copy") and not hasattr(data, "dask"):
             data = data.copy()  # as the user sees it now, whatever they paint next
-        return self._write("Saving the labels", "Labels saved to", write_labels,
-                           (Path(path), data, axes, layer.name), background, "save labels")
+        return self._write("Saving the labels", f"Labels of {self.shown_name()} saved to",
+                           write_labels, (Path(path), data, axes, layer.name), background,
+                           "save labels")
 
     def _write(self, action: str, done: str, function: Any, args: tuple,
                background: bool, kind: str) -> Any:

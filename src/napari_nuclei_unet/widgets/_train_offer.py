@@ -10,6 +10,7 @@ says how the run goes); when it ends, the line names it.
 
 from __future__ import annotations
 
+import weakref
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,13 @@ from qtpy.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidge
 
 from napari_nuclei_unet.widgets._model_names import model_name, same_file
 from napari_nuclei_unet.widgets._train_jobs import _load_best
-from napari_nuclei_unet.widgets._train_runs import RunModel, newest_run, run_model, run_words
+from napari_nuclei_unet.widgets._train_runs import (
+    RunModel,
+    newest_run,
+    run_model,
+    run_words,
+    validation_ids,
+)
 from napari_nuclei_unet.widgets._workers import notify
 
 
@@ -35,7 +42,7 @@ class RunOffer:
     last_run: RunModel | None = None
     _offer_paused = False  # a run is going on: its model is not ready to offer
     _auto_used: RunModel | None = None  # a run's model put in use without the user asking
-    _auto_model: Any = None  # ... and the loaded model it became
+    _auto_model: Any = None  # ... and the loaded model it became (a weak reference)
 
     def _build_run_offer(self, layout: QVBoxLayout) -> None:
         self.last_run_row = QWidget()
@@ -112,17 +119,23 @@ class RunOffer:
         if model is None:
             self.use_trained_model(announce="no other model was loaded")
             return
-        # the very model put in use then: the same file loaded by the user is their choice
+        # the very model put in use then (the same file loaded by the user is their
+        # choice), validated on the same images (other images, other IoUs: h_rev10 M5)
+        auto_model = self._auto_model() if self._auto_model is not None else None
         if (run is not None and auto is not None and run.val_iou is not None
-                and model is self._auto_model
+                and model is auto_model and run.val_ids is not None
+                and run.val_ids == auto.val_ids
                 and (auto.val_iou is None or run.val_iou >= auto.val_iou)):
             self.use_trained_model(announce=f"in place of {auto.run_dir.name}, which an "
                                             "earlier run put in use without asking")
             return
-        in_use = ((getattr(model, "metadata", None) or {}).get("metrics") or {}).get("val_iou")
+        metadata = getattr(model, "metadata", None) or {}
+        in_use = (metadata.get("metrics") or {}).get("val_iou")
         worse = "" if run is None or run.val_iou is None or not isinstance(
-            in_use, (int, float)) or run.val_iou >= in_use else (
-            f"; it validated at IoU {run.val_iou:.3f}, the model in use at {in_use:.3f}")
+            in_use, (int, float)) or run.val_iou >= in_use or run.val_ids is None \
+            or run.val_ids != validation_ids(metadata) else (
+            f"; on the same validation images the new model scores IoU {run.val_iou:.3f}, "
+            f"the model in use {in_use:.3f}")
         notify(f"The trained model was not put in use: click 'Use this model' in the Train "
                f"panel to predict with it ({model_name(model)} stays in use{worse}).")
 
@@ -148,7 +161,8 @@ class RunOffer:
         def use(loaded: Any) -> None:
             self.session.set_model(loaded)
             self._auto_used = run if announce else None
-            self._auto_model = loaded if announce else None
+            # weakly: a model the user replaced is not kept in memory for this rule
+            self._auto_model = weakref.ref(loaded) if announce else None
             if announce:
                 notify(f"{model_name(loaded)} is now the model used for predictions "
                        f"({announce}); load another in the Model panel to change it.")

@@ -53,12 +53,23 @@ class RunModel:
         The validation IoU of those weights (None: not validated).
     saved : datetime or None
         When the weights were saved (local time).
+    val_ids : frozenset or None
+        The images ``val_iou`` was measured on (None: not recorded): two runs' IoUs
+        compare only over the same images.
     """
 
     run_dir: Path
     checkpoint: Path
     val_iou: float | None
     saved: datetime | None
+    val_ids: frozenset | None = None
+
+
+def validation_ids(metadata: dict) -> frozenset | None:
+    """The ids of the images a checkpoint was validated on, from its sidecar, or None."""
+    data = metadata.get("training_data") if isinstance(metadata, dict) else None
+    ids = data.get("val_ids") if isinstance(data, dict) else None
+    return frozenset(map(str, ids)) if isinstance(ids, list) and ids else None
 
 
 def _saved_at(created: object, path: Path) -> datetime | None:
@@ -95,7 +106,8 @@ def run_model(run_dir: str | os.PathLike) -> RunModel | None:
         value = metrics.get("val_iou") if isinstance(metrics, dict) else None
         val_iou = float(value) if isinstance(value, (int, float)) and \
             not isinstance(value, bool) else None
-        return RunModel(Path(run_dir), path, val_iou, _saved_at(metadata.get("created"), path))
+        return RunModel(Path(run_dir), path, val_iou, _saved_at(metadata.get("created"), path),
+                        validation_ids(metadata))
     return None
 
 

@@ -59,7 +59,7 @@ from napari_nuclei_unet.widgets._dock_life import (
     on_destroyed,
     share_the_column_when_shown,
 )
-from napari_nuclei_unet.widgets._layers import short_id
+from napari_nuclei_unet.widgets._layers import DRAFTED_KEY, short_id
 from napari_nuclei_unet.widgets._model_names import base_model_words, model_name_in, same_file
 from napari_nuclei_unet.widgets._retrain_corrections import CorrectionSteps
 from napari_nuclei_unet.widgets._retrain_finetune import FinetuneSteps
@@ -210,6 +210,8 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         # the dock's Qt objects are going away: only plain Python from here
         self._dead = True  # a job's late handlers (a round, a save) may still run
         state = self._edit
+        if state is not None:  # the session says again what happens to the mask's edits
+            state.layer.metadata.pop(DRAFTED_KEY, None)
         if state is not None and state.is_dirty():
             try:
                 DraftStore(self.project).save(state.sample.id, state.current_labels(),

@@ -121,8 +121,7 @@ class SegmentWidget(SegmentOutputs, QWidget):
         self._stop = False
         self._worker: Any = None  # the running segmentation (stopped when the dock closes)
         self._previous: Any = None  # the layer with the result of the image being segmented
-        self._started = 0.0
-        self._last_paint = 0.0
+        self._started = self._last_paint = 0.0  # progress: the job's start, the last repaint
         self._build()
         self._connect()
 
@@ -222,7 +221,9 @@ class SegmentWidget(SegmentOutputs, QWidget):
         for signal, slot in self._pairs:
             signal.connect(slot)
         self._pairs += connect_napari([(events.inserted, self._on_inserted),
-                                       (events.removed, self._on_removed)])
+                                       (events.removed, self._on_removed),
+                                       (self.viewer.layers.selection.events.active,
+                                        self.follow_chosen_result)])
         on_destroyed(self, self._closed)
         share_the_column_when_shown(self)  # stacked under another dock
         self._refresh_choices()
@@ -287,11 +288,11 @@ class SegmentWidget(SegmentOutputs, QWidget):
         self.session.set_project_dir(folder)
 
     def _on_image_chosen(self, *_args: Any) -> None:
-        """A ground truth drawn for another image is no longer offered as chosen."""
+        """Its result becomes the dock's; another image's ground truth is not offered."""
         from napari_nuclei_unet.widgets._own_layers import layer_yx_shape
 
-        truth = self.truth.value
-        image = self.image.value
+        self.follow_chosen_result(selection=False)
+        truth, image = self.truth.value, self.image.value
         if truth is not None and image is not None and \
                 layer_yx_shape(truth) != layer_yx_shape(image):
             self.truth.value = None
@@ -458,8 +459,8 @@ class SegmentWidget(SegmentOutputs, QWidget):
         self.status.setText(f"Segmentation failed: {in_dock_words(exc)}")
 
     def _on_finished(self) -> None:
-        self.segment_button.enabled = True
-        self.cancel_button.enabled = False
+        self._worker = None  # the dock follows the result chosen again
+        self.segment_button.enabled, self.cancel_button.enabled = True, False
         self.progress.setVisible(False)
         self._enable()
 
@@ -512,19 +513,19 @@ class SegmentWidget(SegmentOutputs, QWidget):
         from napari_nuclei_unet.widgets._own_layers import plane_scores
         from napari_nuclei_unet.widgets._workers import notify_error
 
-        truth = self.truth.value
-        if truth is None or self.result is None or self.result_layer is None:
+        truth, name = self.truth.value, self.shown_name()
+        if truth is None or self.result_layer is None or not self._shown:
             return []
         stack = self._shown["stack"]
         labels = result_labels(self.result_layer)
         shape = stack.plane_shape if len(labels.shape) > 2 else ()
-        planes = self.result.planes if shape else [0]
+        planes = (self.result_layer.metadata.get(RESULT_KEY) or {}).get("planes") or [0]
         try:
-            scored = plane_scores(truth.data, labels, planes, shape)
+            scored = plane_scores(truth.data, labels, planes if shape else [0], shape)
         except ValueError as exc:
             notify_error(exc, "Comparing")
             return []
-        rows = [ImageRow(id=f"{self.result.name}[{flat}]" if shape else self.result.name,
+        rows = [ImageRow(id=f"{name}[{flat}]" if shape else name,
                          modality="own image", iou=s.iou, dice=s.dice, ap50=s.ap50,
                          dsb_score=s.dsb_score, n_true=s.n_true, n_pred=s.n_pred)
                 for flat, s in scored]
@@ -553,8 +554,8 @@ class SegmentWidget(SegmentOutputs, QWidget):
         if folder in ("", "."):
             notify("Choose the fine-tuning project folder first.", warning=True)
             return None
-        target = add_target(self.viewer.layers, self.image.value, self.result_layer,
-                            self._shown)
+        # the dock's result (it follows the one chosen); a result it could not follow: why
+        target = add_target(self.viewer.layers, None, self.result_layer, self._shown)
         why = (f"{folder} is a file, not a folder: choose a folder for the project."
                if Path(folder).exists() and not Path(folder).is_dir() else
                # e.g. a project remembered from before, read-only since
