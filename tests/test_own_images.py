@@ -408,3 +408,13 @@ def test_a_label_image_is_told_from_a_microscope_image():
         assert not looks_like_labels((image[..., 0] // 16).astype(np.uint16)), style
     assert not looks_like_labels(labels.astype(np.float32))  # not whole numbers
     assert not looks_like_labels(np.zeros((64, 64), np.uint8))  # nothing in it
+
+
+def test_planes_of_a_stack_of_several_axes_are_named_by_them():
+    # a time-lapse of z-stacks added "movie-plane5" to a project (GUI check h_gui16, N6)
+    from napari_nuclei_unet.core.stacks import stack_from_array
+
+    movie = stack_from_array(np.zeros((2, 3, 16, 16), np.uint16), "TZYX", "movie")
+    assert [movie.plane_name(k) for k in (0, 5)] == ["t0-z0", "t1-z2"]
+    stack = stack_from_array(np.zeros((3, 16, 16), np.uint16), "ZYX", "stack")
+    assert stack.plane_name(2) == "plane2"  # one axis: as before

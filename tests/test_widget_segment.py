@@ -897,6 +897,26 @@ def test_an_image_segmented_after_a_larger_sample_is_framed(dock, qtbot):
     assert not frame_if_lost(viewer, viewer.layers["mine"])
 
 
+def test_a_deleted_result_is_said_and_forgotten(dock, qtbot):
+    # the buttons greyed out while the status kept the deleted result's scores, and the
+    # caption named a deleted layer (GUI check h_gui16, N4)
+    from _widget_helpers import labelled_synthetic_samples
+    from napari_nuclei_unet.widgets._layers import show_sample, text_overlay
+
+    viewer, widget = dock
+    show_sample(viewer, labelled_synthetic_samples(1, SHAPE, 5)[0])  # the caption shows
+    mine = viewer.add_image(nuclei_plane(5), name="mine")
+    widget.image.value = mine
+    layer = run(qtbot, widget)
+    assert widget.table.model().rowCount() > 0 and text_overlay(viewer).text == "mine"
+    viewer.layers.remove(layer)
+    assert widget.result_layer is None and widget.table.model().rowCount() == 0
+    assert "“mine labels” was deleted" in widget.status.text()
+    assert not widget.save_button.enabled and not widget.add_button.enabled
+    viewer.layers.remove(mine)
+    assert text_overlay(viewer).text == ""
+
+
 def test_a_long_layer_name_does_not_widen_the_dock(make_napari_viewer, qtbot):
     # a DSB2018 image's layer is named by its 64-character id: the dock grew wider than
     # its place, its Cancel and Select file buttons off the edge (GUI check h_gui10)

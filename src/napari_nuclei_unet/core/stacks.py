@@ -288,6 +288,17 @@ class ImageStack:
                 n=n, last=n - 1)
         return int(channel) if "C" in self.axes else None
 
+    def plane_name(self, flat: int) -> str:
+        """Plane number ``flat`` in words for ids: ``"plane3"``, or ``"t1-z2"``.
+
+        Named by its axes when several index the planes (a time-lapse of z-stacks read
+        "plane5": GUI check h_gui16, N6); 0-based, as napari's sliders.
+        """
+        if len(self.plane_axes) < 2:
+            return f"plane{flat}"
+        return "-".join(f"{axis.lower()}{i}" for axis, i in
+                        zip(self.plane_axes, self.plane_index(flat), strict=True))
+
     def plane_index(self, flat: int) -> tuple[int, ...]:
         """Index tuple on the plane axes of plane number ``flat`` (C order)."""
         return tuple(int(i) for i in np.unravel_index(flat, self.plane_shape)) if \

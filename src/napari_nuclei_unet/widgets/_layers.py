@@ -291,7 +291,13 @@ def caption_follows_own_images(viewer: napari.Viewer) -> None:
                 and not is_placeholder(layer) and overlay.visible:
             overlay.text = layer.name
 
+    def removed(event: Any) -> None:  # it named a deleted layer (GUI check h_gui16, N4)
+        overlay = text_overlay(viewer)
+        if overlay.text == getattr(event.value, "name", None):
+            overlay.text = ""
+
     viewer.layers.events.inserted.connect(inserted)
+    viewer.layers.events.removed.connect(removed)
 
 
 def hide_own_layers(viewer: napari.Viewer) -> list[str]:

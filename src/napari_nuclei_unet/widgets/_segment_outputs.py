@@ -48,6 +48,20 @@ class SegmentOutputs:
         self.table.set_table(layer_table(self.result_layer))
         self._enable()
 
+    def forget_removed(self, layer: Any) -> None:
+        """The dock's result layer was deleted: its scores and table go, and it says so.
+
+        The buttons greyed out while the status line still showed the deleted result's
+        scores (GUI check h_gui16, N4).
+        """
+        if layer is None or layer is not self.result_layer:
+            return
+        self.result_layer, self.scores = None, []
+        self.table.set_table({})
+        self.status.setText(f"“{layer.name}” was deleted: segment the image again to "
+                            "measure, save, compare or add it.")
+        self._enable()
+
     def shown_name(self) -> str:
         """The name of the image whose result the dock shows (files are named after it)."""
         stack = self._shown.get("stack")

@@ -109,8 +109,7 @@ class SegmentWidget(SegmentOutputs, QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
-        self.result_layer: Any = None
-        self.result: Any = None
+        self.result_layer = self.result = None  # the result shown; the last job's result
         self.scores: list = []
         self.added: Any = None  # the correction the last "Add plane…" wrote
         self._source: dict[str, Any] = {}  # what the running (or last) job segments
@@ -314,6 +313,7 @@ class SegmentWidget(SegmentOutputs, QWidget):
     def _on_removed(self, event: Any = None) -> None:
         """List the layers again; deleting the image being segmented stops the job."""
         self._refresh_choices()
+        self.forget_removed(getattr(event, "value", None))  # the dock's result: said
         worker, image = self._worker, self._source.get("layer")
         if worker is not None and self.session.jobs.running(KIND) is worker \
                 and image is not None and getattr(event, "value", None) is image:
@@ -575,7 +575,7 @@ class SegmentWidget(SegmentOutputs, QWidget):
             flat = target["planes"][0] if target["planes"] else 0
         if isinstance(labels, np.ndarray):
             labels = labels.copy()  # as the user sees it now, whatever they paint next
-        sample_id = safe_name(f"{stack.name}-plane{flat}")
+        sample_id = safe_name(f"{stack.name}-{stack.plane_name(flat)}")
         self.added = None
         edited = bool(result_layer.metadata.get(EDITED_KEY))  # painted on, any plane
 

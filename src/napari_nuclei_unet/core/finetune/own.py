@@ -210,7 +210,7 @@ def add_labelled_image(store: Any, image: str | os.PathLike, labels: str | os.Pa
     added = []
     for flat in range(stack.n_planes):
         plane_labels = label_data[stack.plane_index(flat)]
-        sample_id = safe_sample_id(f"{stack.name}-plane{flat}")
+        sample_id = safe_sample_id(f"{stack.name}-{stack.plane_name(flat)}")
         added.append(store.add(sample_id, np.asarray(stack.plane(flat, chosen)),
                                np.asarray(plane_labels), source="label",
                                note=f"from {Path(labels).name}"))
