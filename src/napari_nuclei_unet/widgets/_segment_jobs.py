@@ -124,13 +124,14 @@ def previous_result(layers: Any, last: Any, image: Any, planes: Any = None) -> A
     return None
 
 
-def add_target(layers: Any, chosen_image: Any, last: Any, shown: dict,
+def chosen_result(layers: Any, chosen_image: Any, last: Any, shown: dict,
                selection: bool = True) -> dict | str:
-    """The result *Add plane* adds, with what it was segmented from; else why not.
+    """The result the user chose, with what it was segmented from; else why not.
 
     The result layer selected in the layer list (the one painted on), else the result
-    of the image chosen in the dock, else the dock's last result: it added the last
-    image segmented, whatever the user had corrected (GUI check h_gui15, M1).
+    of the image chosen in the dock, else the dock's last result: the dock's outputs
+    (Add plane, Save labels, Export CSV, Compare) spoke of the last image segmented,
+    whatever the user had corrected (GUI checks h_gui15 M1, h_gui16 N1).
     ``shown``: the dock's last result's source (``layer``, ``stack``, ``channel``,
     ``axes``). Returns ``shown``'s keys plus ``result`` (the Labels layer) and
     ``planes`` (the planes it holds); or, when the result chosen cannot be added (its

@@ -13,7 +13,7 @@ from typing import Any
 from napari_nuclei_unet.widgets._own_layers import result_labels
 from napari_nuclei_unet.widgets._segment_jobs import (
     RESULT_KEY,
-    add_target,
+    chosen_result,
     layer_table,
     with_suffix,
     write_labels,
@@ -30,16 +30,14 @@ class SegmentOutputs:
         """Make the result chosen the dock's: its table, Save, Export, Compare and Add.
 
         A result layer selected in the layer list; ``selection`` False: the result of the
-        image chosen in the dock. Save labels, Export CSV and Compare
-        used the last image segmented, whatever result the user had selected and
-        corrected (GUI check h_gui16, N1). Not while a segmentation runs: its result
-        comes.
+        image chosen in the dock (:func:`chosen_result`). Not while a segmentation runs:
+        its result comes.
         """
         active = self.viewer.layers.selection.active
         if self._worker is not None or selection and (
                 active is None or not active.metadata.get(RESULT_KEY)):
             return  # a job's result comes; another layer selected changes nothing
-        target = add_target(self.viewer.layers, self.image.value, self.result_layer,
+        target = chosen_result(self.viewer.layers, self.image.value, self.result_layer,
                             self._shown, selection)
         if isinstance(target, str) or target["result"] is self.result_layer:
             return

@@ -61,8 +61,8 @@ from napari_nuclei_unet.widgets._segment_jobs import (  # noqa: F401 - in_dock_w
     RESULT_KEY,
     _add_plane,
     _job,
-    add_target,
     axes_note,
+    chosen_result,
     done_words,
     earlier_result,
     in_dock_words,
@@ -555,7 +555,7 @@ class SegmentWidget(SegmentOutputs, QWidget):
             notify("Choose the fine-tuning project folder first.", warning=True)
             return None
         # the dock's result (it follows the one chosen); a result it could not follow: why
-        target = add_target(self.viewer.layers, None, self.result_layer, self._shown)
+        target = chosen_result(self.viewer.layers, None, self.result_layer, self._shown)
         why = (f"{folder} is a file, not a folder: choose a folder for the project."
                if Path(folder).exists() and not Path(folder).is_dir() else
                # e.g. a project remembered from before, read-only since
