@@ -336,6 +336,7 @@ def test_add_plane_adds_the_result_painted_not_the_last_one_segmented(dock, qtbo
     first = viewer.layers["slide1 labels"]
     assert widget.result_layer is viewer.layers["slide2 labels"]
     viewer.layers.selection.active = first  # the user selects it to paint on it
+    assert widget.status.text().startswith("The result of slide1 is shown")  # h_gui17, M2
     first.data[:8, :8] = 77
     first.events.paint(value=[])
     wait_worker(qtbot, widget.add_to_project(tmp_path / "project"))
@@ -347,10 +348,17 @@ def test_add_plane_adds_the_result_painted_not_the_last_one_segmented(dock, qtbo
     # used the last image segmented (GUI check h_gui16, N1)
     assert widget.result_layer is first
     assert widget.table.model().rowCount() == len(first.features)
+    # ... and the dock's form (it kept slide2: GUI check h_gui17, M1)
+    assert widget.image.value is viewer.layers["slide1"]
     widget.save_labels(tmp_path / "saved.tif")
     assert np.array_equal(tifffile.imread(tmp_path / "saved.tif"), first.data)
+    # painted on: measured again, the painted nucleus in (the CSV listed the nuclei as
+    # segmented, erased ones too: GUI check h_gui17, H1)
+    nuclei = len(np.unique(first.data)) - 1
+    assert nuclei != len(first.features)
     widget.export_csv(tmp_path / "saved.csv")
-    assert (tmp_path / "saved.csv").read_text().count("\n") == len(first.features) + 1
+    assert (tmp_path / "saved.csv").read_text().count("\n") == nuclei + 1
+    assert widget.table.model().rowCount() == nuclei
     widget._refresh_choices()
     widget.truth.value = viewer.add_labels(np.array(first.data), name="slide1 truth")
     assert [row.id for row in widget.compare()] == ["slide1"]
@@ -897,19 +905,25 @@ def test_an_image_segmented_after_a_larger_sample_is_framed(dock, qtbot):
     assert not frame_if_lost(viewer, viewer.layers["mine"])
 
 
-def test_a_deleted_result_is_said_and_forgotten(dock, qtbot):
+def test_a_deleted_result_is_said_and_forgotten(make_napari_viewer, qtbot):
     # the buttons greyed out while the status kept the deleted result's scores, and the
-    # caption named a deleted layer (GUI check h_gui16, N4)
+    # caption named a deleted layer (GUI check h_gui16, N4); the dock as napari gives it
+    # a viewer, through a proxy (its layer was never the one deleted: h_gui17, M3)
+    from napari.utils._proxies import PublicOnlyProxy
+
     from _widget_helpers import labelled_synthetic_samples
     from napari_nuclei_unet.widgets._layers import show_sample, text_overlay
+    from napari_nuclei_unet.widgets.segment_widget import SegmentWidget
 
-    viewer, widget = dock
+    viewer = make_napari_viewer()
+    widget = SegmentWidget(PublicOnlyProxy(viewer))
+    viewer.window.add_dock_widget(widget, name="Segment image layer")
     show_sample(viewer, labelled_synthetic_samples(1, SHAPE, 5)[0])  # the caption shows
     mine = viewer.add_image(nuclei_plane(5), name="mine")
-    widget.image.value = mine
-    layer = run(qtbot, widget)
+    widget.image.value = next(c for c in widget.image.choices if c and c.name == "mine")
+    run(qtbot, widget)
     assert widget.table.model().rowCount() > 0 and text_overlay(viewer).text == "mine"
-    viewer.layers.remove(layer)
+    viewer.layers.remove(viewer.layers["mine labels"])
     assert widget.result_layer is None and widget.table.model().rowCount() == 0
     assert "“mine labels” was deleted" in widget.status.text()
     assert not widget.save_button.enabled and not widget.add_button.enabled

@@ -187,6 +187,24 @@ def _plane_steps(model: Any, plane: np.ndarray, options: Any, device: Any,
         f"{where}: tile {update.done} of {update.total} ({update.message})")))
 
 
+def measure_labels(stack: ImageStack, labels: np.ndarray, planes: Sequence[int]) -> dict:
+    """Measure the nuclei of ``labels`` (``stack``'s label image) on ``planes`` again.
+
+    A result the user painted on no longer matches the table its segmentation made:
+    its CSV listed nuclei erased since (GUI check h_gui17). Same columns as
+    :func:`segment_stack`'s table.
+    """
+    from .measure import concat_tables, measure_plane
+
+    tables = []
+    for flat in planes:
+        index = stack.plane_index(flat)
+        tables.append(measure_plane(np.asarray(labels[index]), stack.channels(flat),
+                                    plane=flat, plane_index=index,
+                                    plane_axes=stack.plane_axes))
+    return concat_tables(tables)
+
+
 def _finish(labels: np.ndarray, tables: list, done: list, diameters: list, *,
             cancelled: bool, earlier: StackResult | None = None) -> StackResult:
     from .measure import concat_tables

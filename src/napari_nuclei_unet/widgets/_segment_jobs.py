@@ -139,16 +139,18 @@ def chosen_result(layers: Any, chosen_image: Any, last: Any, shown: dict,
     ``selection`` False: the layer list's selection is not asked (an image was just
     chosen in the dock).
     """
+    from napari_nuclei_unet.widgets._layers import unwrapped
     from napari_nuclei_unet.widgets._own_layers import layer_stack
 
     active = layers.selection.active if selection else None
     chosen = previous_result(layers, None, chosen_image) if chosen_image is not None else None
+    present = {id(unwrapped(layer)) for layer in layers}  # napari's proxies: the layers
     for result in (active, chosen, last):
         info = (result.metadata.get(RESULT_KEY) or {}) \
-            if result is not None and result in layers else {}
+            if result is not None and id(unwrapped(result)) in present else {}
         if not info:
             continue
-        if result is last and shown:
+        if unwrapped(result) is unwrapped(last) and shown:
             return {**shown, "result": result, "planes": list(info.get("planes") or [0])}
         image = next((layer for layer in layers if layer.name == info.get("source")), None)
         try:

@@ -10,6 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from napari_nuclei_unet.widgets._layers import EDITED_KEY, unwrapped
 from napari_nuclei_unet.widgets._own_layers import result_labels
 from napari_nuclei_unet.widgets._segment_jobs import (
     RESULT_KEY,
@@ -38,12 +41,22 @@ class SegmentOutputs:
                 active is None or not active.metadata.get(RESULT_KEY)):
             return  # a job's result comes; another layer selected changes nothing
         target = chosen_result(self.viewer.layers, self.image.value, self.result_layer,
-                            self._shown, selection)
-        if isinstance(target, str) or target["result"] is self.result_layer:
+                               self._shown, selection)
+        if isinstance(target, str) or unwrapped(target["result"]) is unwrapped(
+                self.result_layer):
             return
         self.result_layer = target["result"]
         self._shown = {key: target[key] for key in ("layer", "stack", "channel", "axes")}
-        self.table.set_table(layer_table(self.result_layer))
+        table = layer_table(self.result_layer)
+        self.table.set_table(table)
+        # the form and the status line speak of it too (they kept the last image's words,
+        # and Compare read as slide2 against slide2's truth: GUI check h_gui17, M1 M2)
+        if selection and unwrapped(self.image.value) is not unwrapped(target["layer"]):
+            self.image.value = next((c for c in self.image.choices
+                                     if unwrapped(c) is unwrapped(target["layer"])),
+                                    self.image.value)
+        self.status.setText(f"The result of {self.shown_name()} is shown "
+                            f"({len(table.get('label', ()))} nuclei as segmented).")
         self._enable()
 
     def forget_removed(self, layer: Any) -> None:
@@ -52,8 +65,8 @@ class SegmentOutputs:
         The buttons greyed out while the status line still showed the deleted result's
         scores (GUI check h_gui16, N4).
         """
-        if layer is None or layer is not self.result_layer:
-            return
+        if layer is None or unwrapped(layer) is not unwrapped(self.result_layer):
+            return  # napari's plugin proxies: compare the layers behind them (h_gui17, M3)
         self.result_layer, self.scores = None, []
         self.table.set_table({})
         self.status.setText(f"“{layer.name}” was deleted: segment the image again to "
@@ -95,9 +108,31 @@ class SegmentOutputs:
         """
         from napari_nuclei_unet.core.measure import write_csv
 
-        return self._write("Exporting the measurements",
-                           f"Measurements of {self.shown_name()} written to", write_csv,
-                           (self.features(), path), background, "export csv")
+        layer, fresh = self.result_layer, {}
+        labels = None if layer is None else result_labels(layer)
+        if layer is None or not layer.metadata.get(EDITED_KEY) \
+                or not isinstance(labels, np.ndarray) or not self._shown:
+            return self._write("Exporting the measurements",
+                               f"Measurements of {self.shown_name()} written to", write_csv,
+                               (self.features(), path), background, "export csv")
+        # painted on since: measured again (its CSV listed erased nuclei: h_gui17, H1)
+        stack = self._shown["stack"]
+        planes = (layer.metadata.get(RESULT_KEY) or {}).get("planes") or [0]
+
+        def measure_and_write(labels: np.ndarray, path: str | Path) -> Path:
+            from napari_nuclei_unet.core.own_images import measure_labels
+
+            fresh.update(measure_labels(stack, labels, planes))
+            return write_csv(fresh, path)
+
+        def measured() -> None:  # the table shows what the file holds
+            if unwrapped(self.result_layer) is unwrapped(layer):
+                self.table.set_table(fresh)
+
+        return self._write("Measuring the corrected labels and exporting them",
+                           f"Measurements of {self.shown_name()} (as corrected) written to",
+                           measure_and_write, (labels.copy(), path), background,
+                           "export csv", after=measured)
 
     def save_labels(self, path: str | Path, *, background: bool = False) -> Any:
         """Save the result labels as TIFF (``.tif``) or OME-Zarr (``.zarr``).
@@ -116,12 +151,14 @@ class SegmentOutputs:
                            "save labels")
 
     def _write(self, action: str, done: str, function: Any, args: tuple,
-               background: bool, kind: str) -> Any:
+               background: bool, kind: str, after: Any = None) -> Any:
         from napari_nuclei_unet.widgets._workers import explain, notify, notify_error
 
         def written(path: Any) -> None:
             notify(f"{done} {path}.")
             self.status.setText(f"{done} {path}.")
+            if after is not None:
+                after()
 
         def failed(exc: BaseException) -> None:  # the notification fades; the dock says it
             self.status.setText(f"{action} failed: {explain(exc)}")
