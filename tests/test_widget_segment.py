@@ -368,8 +368,15 @@ def test_add_plane_adds_the_result_painted_not_the_last_one_segmented(dock, qtbo
     widget.image.value = viewer.layers["slide1"]
     widget.image.value = viewer.layers["slide2"]
     assert widget.result_layer is viewer.layers["slide2 labels"]
+    # slide1's ground truth is not slide2's (it scored slide2 against it: h_gui18, M-A)
+    assert widget.truth.value is None and not widget.compare_button.enabled
     wait_worker(qtbot, widget.add_to_project(tmp_path / "project"))
     assert sorted(store.ids()) == ["slide1-plane0", "slide2-plane0"]
+    # slide1's result chosen again: its table as measured again, not as segmented (M-B)
+    viewer.layers.selection.active = first
+    assert widget.table.model().rowCount() == nuclei
+    assert "painted on since" in widget.status.text()
+    viewer.layers.selection.active = viewer.layers["slide2 labels"]
     # the result chosen, its image renamed: said, and no other result added instead
     viewer.layers["slide1"].name = "slide1 renamed"
     viewer.layers.selection.active = first

@@ -167,6 +167,16 @@ def chosen_result(layers: Any, chosen_image: Any, last: Any, shown: dict,
     return "Segment an image first: Add plane adds a plane of a segmentation result."
 
 
+def layer_features(table: dict) -> Any:
+    """A features table as a Labels layer's ``features`` (napari's ``index`` = the label)."""
+    import pandas as pd
+
+    features = pd.DataFrame(table) if table else pd.DataFrame()
+    if len(features):
+        features.insert(0, "index", features["label"])
+    return features
+
+
 def layer_table(layer: Any) -> dict:
     """A result layer's features as ``{column: array}`` (without napari's index)."""
     if layer is None:

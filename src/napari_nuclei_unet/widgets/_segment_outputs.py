@@ -17,6 +17,7 @@ from napari_nuclei_unet.widgets._own_layers import result_labels
 from napari_nuclei_unet.widgets._segment_jobs import (
     RESULT_KEY,
     chosen_result,
+    layer_features,
     layer_table,
     with_suffix,
     write_labels,
@@ -55,8 +56,11 @@ class SegmentOutputs:
             self.image.value = next((c for c in self.image.choices
                                      if unwrapped(c) is unwrapped(target["layer"])),
                                     self.image.value)
+        self.truth.value = None  # another image's ground truth scored it (h_gui18, M-A)
+        painted = "; painted on since: Export CSV measures it again" \
+            if self.result_layer.metadata.get(EDITED_KEY) else ""
         self.status.setText(f"The result of {self.shown_name()} is shown "
-                            f"({len(table.get('label', ()))} nuclei as segmented).")
+                            f"({len(table.get('label', ()))} nuclei as segmented{painted}).")
         self._enable()
 
     def forget_removed(self, layer: Any) -> None:
@@ -125,7 +129,8 @@ class SegmentOutputs:
             fresh.update(measure_labels(stack, labels, planes))
             return write_csv(fresh, path)
 
-        def measured() -> None:  # the table shows what the file holds
+        def measured() -> None:  # the table shows what the file holds, now and later
+            layer.features = layer_features(fresh)  # shown when chosen again (h_gui18 M-B)
             if unwrapped(self.result_layer) is unwrapped(layer):
                 self.table.set_table(fresh)
 

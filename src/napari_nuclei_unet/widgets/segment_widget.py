@@ -67,6 +67,7 @@ from napari_nuclei_unet.widgets._segment_jobs import (  # noqa: F401 - in_dock_w
     earlier_result,
     in_dock_words,
     labels_note,
+    layer_features,
     layer_table,
     model_words,
     previous_result,
@@ -465,7 +466,6 @@ class SegmentWidget(SegmentOutputs, QWidget):
         self._enable()
 
     def _show_result(self, result: Any) -> None:
-        import pandas as pd
 
         from napari_nuclei_unet.widgets._compare_layers import step_aside_for
         from napari_nuclei_unet.widgets._own_layers import bring_into_view, show_channel
@@ -474,9 +474,7 @@ class SegmentWidget(SegmentOutputs, QWidget):
         step_aside_for(self.viewer, layer)  # a dataset's side by side: the user's image
         name = f"{layer.name} labels" + (f" (plane {result.planes[0] + 1})" if
                                          result.zarr_path and stack.n_planes > 1 else "")
-        features = pd.DataFrame(result.table) if result.table else pd.DataFrame()
-        if len(features):
-            features.insert(0, "index", features["label"])
+        features = layer_features(result.table)
         shown, gaps = labels_to_show(layer, self._source["axes"], stack, result.labels)
         kwargs = placement(layer, shown.shape, gaps)
         old = self._previous  # this image's result layer (when there is one)
