@@ -63,6 +63,18 @@ def is_placeholder(layer: Any) -> bool:
     return bool(layer.metadata.get(PLACEHOLDER_KEY))
 
 
+def is_users_layer(layer: Any) -> bool:
+    """Whether ``layer`` is the user's, not one the plugin placed itself.
+
+    The plugin's are its dataset views, compare panes, corrections and placeholders;
+    the Segment dock's results are the user's.
+    """
+    from napari_nuclei_unet.widgets._compare_layers import COMPARE_LAYERS, PLUGIN_LAYERS
+
+    return layer.name not in {IMAGE_LAYER, LABELS_LAYER, *COMPARE_LAYERS, *PLUGIN_LAYERS} \
+        and not is_placeholder(layer)
+
+
 def unwrapped(obj: Any) -> Any:
     """The napari object behind a plugin's proxy.
 
@@ -276,19 +288,16 @@ def caption_follows_own_images(viewer: napari.Viewer) -> None:
     """
     from napari.layers import Image
 
-    from napari_nuclei_unet.widgets._compare_layers import COMPARE_LAYERS, PLUGIN_LAYERS
-
     session = session_for(viewer)
     if getattr(session, "caption_follows", False):
         return
     session.caption_follows = True
-    ours = {IMAGE_LAYER, LABELS_LAYER, *COMPARE_LAYERS, *PLUGIN_LAYERS}
 
     def inserted(event: Any) -> None:
         layer = event.value
         overlay = text_overlay(viewer)
-        if isinstance(layer, Image) and layer.visible and layer.name not in ours \
-                and not is_placeholder(layer) and overlay.visible:
+        if isinstance(layer, Image) and layer.visible and is_users_layer(layer) \
+                and overlay.visible:
             overlay.text = layer.name
 
     def removed(event: Any) -> None:  # it named a deleted layer (GUI check h_gui16, N4)
@@ -309,12 +318,9 @@ def hide_own_layers(viewer: napari.Viewer) -> list[str]:
     hidden, not removed, with one notification; their eye shows them again. Returns
     their names.
     """
-    from napari_nuclei_unet.widgets._compare_layers import COMPARE_LAYERS, PLUGIN_LAYERS
-
-    ours = {IMAGE_LAYER, LABELS_LAYER, *COMPARE_LAYERS, *PLUGIN_LAYERS}
     hidden = []
     for layer in list(viewer.layers):
-        if layer.visible and layer.name not in ours and not is_placeholder(layer):
+        if layer.visible and is_users_layer(layer):
             layer.visible = False
             hidden.append(layer.name)
     if hidden:

@@ -52,6 +52,11 @@ def default_axes(layer: Any) -> str:
     return stack + "YX"
 
 
+def layer_axes(layer: Any, axes: str = "") -> str:
+    """The axes ``axes`` names (upper case), or :func:`default_axes` when it names none."""
+    return (axes or "").strip().upper() or default_axes(layer)
+
+
 def layer_stack(layer: Any, axes: str = "") -> Any:
     """The layer as an :class:`~napari_nuclei_unet.core.stacks.ImageStack`.
 
@@ -71,10 +76,9 @@ def layer_stack(layer: Any, axes: str = "") -> Any:
     """
     from napari_nuclei_unet.core.stacks import stack_from_array
 
-    given = (axes or "").strip().upper()
-    return stack_from_array(layer_data(layer), given or default_axes(layer),
+    return stack_from_array(layer_data(layer), layer_axes(layer, axes),
                             safe_name(layer.name), rgb=bool(getattr(layer, "rgb", False)),
-                            read_by=None if given else "")
+                            read_by=None if (axes or "").strip() else "")
 
 
 def safe_name(name: str) -> str:
@@ -184,7 +188,7 @@ def current_plane(layer: Any, stack: Any, point: Any, axes: str = "") -> int:
     """
     if stack.n_planes == 1:
         return 0
-    axes = (axes or "").strip().upper() or default_axes(layer)
+    axes = layer_axes(layer, axes)
     try:
         coords = np.asarray(layer.world_to_data(point), float)
     except (AttributeError, ValueError, IndexError):

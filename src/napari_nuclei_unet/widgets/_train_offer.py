@@ -131,11 +131,12 @@ class RunOffer:
             return
         metadata = getattr(model, "metadata", None) or {}
         in_use = (metadata.get("metrics") or {}).get("val_iou")
-        worse = "" if run is None or run.val_iou is None or not isinstance(
-            in_use, (int, float)) or run.val_iou >= in_use or run.val_ids is None \
-            or run.val_ids != validation_ids(metadata) else (
-            f"; on the same validation images the new model scores IoU {run.val_iou:.3f}, "
-            f"the model in use {in_use:.3f}")
+        comparable = run is not None and run.val_iou is not None \
+            and isinstance(in_use, (int, float)) \
+            and run.val_ids is not None and run.val_ids == validation_ids(metadata)
+        worse = (f"; on the same validation images the new model scores IoU "
+                 f"{run.val_iou:.3f}, the model in use {in_use:.3f}"
+                 if comparable and run.val_iou < in_use else "")
         notify(f"The trained model was not put in use: click 'Use this model' in the Train "
                f"panel to predict with it ({model_name(model)} stays in use{worse}).")
 

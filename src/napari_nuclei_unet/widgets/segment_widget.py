@@ -38,7 +38,6 @@ from magicgui.widgets import (
 )
 from qtpy.QtWidgets import QLabel, QProgressBar, QWidget
 
-from napari_nuclei_unet.widgets._compare_layers import PREDICTION_IMAGE_LAYER
 from napari_nuclei_unet.widgets._dock_life import (
     connect_napari,
     disconnect_all,
@@ -48,8 +47,8 @@ from napari_nuclei_unet.widgets._dock_life import (
 from napari_nuclei_unet.widgets._features_table import FeaturesTable
 from napari_nuclei_unet.widgets._layers import (
     EDITED_KEY,
-    IMAGE_LAYER,
     is_placeholder,
+    is_users_layer,
     unwrapped,
     watch_edits,
 )
@@ -96,13 +95,6 @@ REPAINT_S = 0.1
 
 #: The workflow panel's own image layers (its sample and its prediction pane): chosen
 #: only by the user, never because they were added.
-PANEL_IMAGES = (IMAGE_LAYER, PREDICTION_IMAGE_LAYER)
-
-
-def _users_layer(layer: Any) -> bool:
-    return not is_placeholder(layer) and layer.name not in PANEL_IMAGES
-
-
 class SegmentWidget(SegmentOutputs, QWidget):
     """Dock widget: segment any Image layer (see the module docstring)."""
 
@@ -307,7 +299,7 @@ class SegmentWidget(SegmentOutputs, QWidget):
 
         self._refresh_choices()
         layer = getattr(event, "value", None)
-        if isinstance(layer, napari.layers.Image) and _users_layer(layer) \
+        if isinstance(layer, napari.layers.Image) and is_users_layer(layer) \
                 and layer in self.image.choices:
             self.image.value = layer
 
@@ -346,8 +338,8 @@ class SegmentWidget(SegmentOutputs, QWidget):
         from napari_nuclei_unet.core.bigimage import BIG_PIXELS
         from napari_nuclei_unet.widgets._own_layers import (
             current_plane,
-            default_axes,
             is_lazy,
+            layer_axes,
             layer_data,
             layer_stack,
         )
@@ -381,7 +373,7 @@ class SegmentWidget(SegmentOutputs, QWidget):
             model_path = str(version.model)
         self._stop = False
         self._source = {"layer": layer, "stack": stack, "channel": channel,
-                        "axes": self.axes.value.strip().upper() or default_axes(layer)}
+                        "axes": layer_axes(layer, self.axes.value)}
         guessed = not self.axes.value.strip()
         self._note = (rgb_note(layer.name, stack) if guessed and channel is None else "") + \
             (axes_note(layer.name, stack) if guessed else "") + \
