@@ -280,10 +280,11 @@ def test_compare_pushes_scores_and_add_to_project(dock, qtbot, tmp_path):
     session = session_for(viewer)
     assert {"zs[0]", "zs[1]"} <= set(session.rows)
     assert "IoU 1.000" in widget.status.text()
-    # wrong shape: a plain message, no scores
+    # wrong shape: not offered; one that changed shape since: a plain message, no scores
     viewer.add_labels(np.zeros((5, 5), np.int32), name="other")
     widget._refresh_choices()
-    widget.truth.value = viewer.layers["other"]
+    assert [c.name for c in widget.truth.choices if c is not None] == ["my truth"]
+    truth.data = np.zeros((2, 5, 5), np.int32)
     with capture_notifications() as notes:
         assert widget.compare() == []
     assert notes.any("shape")
@@ -370,6 +371,9 @@ def test_add_plane_adds_the_result_painted_not_the_last_one_segmented(dock, qtbo
     assert widget.result_layer is viewer.layers["slide2 labels"]
     # slide1's ground truth is not slide2's (it scored slide2 against it: h_gui18, M-A)
     assert widget.truth.value is None and not widget.compare_button.enabled
+    # and slide1's result is not offered as slide2's ground truth; its own truth is
+    offered = [c.name for c in widget.truth.choices if c is not None]
+    assert "slide1 labels" not in offered and "slide1 truth" in offered
     wait_worker(qtbot, widget.add_to_project(tmp_path / "project"))
     assert sorted(store.ids()) == ["slide1-plane0", "slide2-plane0"]
     # slide1's result chosen again: its table as measured again, not as segmented (M-B)
@@ -729,12 +733,13 @@ def test_a_new_segmentation_clears_the_last_results_table_and_truth(dock, qtbot)
     widget.truth.value = truth
     viewer.add_image(np.zeros((20, 30), np.uint16), name="other size")
     widget.image.value = viewer.layers["other size"]
-    assert widget.truth.value is None  # drawn for another image
-    widget.truth.value = truth
+    assert widget.truth.value is None  # drawn for another image: not even offered
+    assert [c for c in widget.truth.choices if c is not None] == []
     pyramid = [nuclei_plane(1), nuclei_plane(1)[::2, ::2]]  # its full resolution counts
     viewer.add_image(pyramid, multiscale=True, name="pyramid")
     widget.image.value = viewer.layers["pyramid"]
-    assert widget.truth.value is truth
+    assert truth in widget.truth.choices
+    widget.truth.value = truth
     widget.image.value = viewer.layers["other size"]
     worker = widget.segment()
     assert widget.table.model().rowCount() == 0 and not widget.export_button.enabled

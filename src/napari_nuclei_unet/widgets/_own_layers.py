@@ -336,6 +336,14 @@ def plane_scores(truth: np.ndarray, labels: Any, planes: list[int], shape: tuple
     return rows
 
 
+def is_other_images_result(layer: Any, image: Any) -> bool:
+    """Whether a layer is the dock's segmentation of another image than ``image``."""
+    from napari_nuclei_unet.widgets._segment_jobs import RESULT_KEY
+
+    source = (getattr(layer, "metadata", {}).get(RESULT_KEY) or {}).get("source")
+    return source is not None and source != image.name
+
+
 def _overlaps(a: Any, b: Any) -> bool:
     """Whether two layers' (last two axes') extents in the world overlap."""
     try:
@@ -366,7 +374,6 @@ def bring_into_view(viewer: Any, image: Any, result: Any) -> list[str]:
         text_overlay,
     )
     from napari_nuclei_unet.widgets._scene import frame_if_lost
-    from napari_nuclei_unet.widgets._segment_jobs import RESULT_KEY
 
     layers = list(viewer.layers)
     if image not in layers or result not in layers:
@@ -377,8 +384,7 @@ def bring_into_view(viewer: Any, image: Any, result: Any) -> list[str]:
         if layer is image or layer is result or not layer.visible \
                 or layer.metadata.get(HIDDEN_FOR_KEY) or not _overlaps(layer, image):
             continue
-        other_result = isinstance(layer, Labels) and (
-            (layer.metadata.get(RESULT_KEY) or {}).get("source") not in (None, image.name))
+        other_result = isinstance(layer, Labels) and is_other_images_result(layer, image)
         covers = isinstance(layer, Image) and i > bottom and layer.blending != "additive" \
             and layer.opacity >= 0.5
         if other_result or covers:

@@ -52,7 +52,12 @@ from napari_nuclei_unet.widgets._layers import (
     unwrapped,
     watch_edits,
 )
-from napari_nuclei_unet.widgets._own_layers import labels_to_show, placement, result_labels
+from napari_nuclei_unet.widgets._own_layers import (
+    labels_to_show,
+    layer_yx_shape,
+    placement,
+    result_labels,
+)
 from napari_nuclei_unet.widgets._retrain_project import UNEDITED_NOTE, unwritable_reason
 from napari_nuclei_unet.widgets._scroll import keep_narrow, scrolled_layout
 from napari_nuclei_unet.widgets._segment_jobs import (  # noqa: F401 - in_dock_words, as before
@@ -199,12 +204,21 @@ class SegmentWidget(SegmentOutputs, QWidget):
                 if isinstance(layer, napari.layers.Image) and not is_placeholder(layer)]
 
     def _labels_choices(self, *_args: Any) -> list:
+        """Labels layers that can be the chosen image's ground truth.
+
+        Of its size, and not a result of another image (the list offered every image's
+        results: left alone at stop 34).
+        """
         import napari
 
-        result = unwrapped(self.result_layer)
+        from napari_nuclei_unet.widgets._own_layers import is_other_images_result
+
+        result, image = unwrapped(self.result_layer), self.image.value
         return [(layer.name, layer) for layer in self.viewer.layers
                 if isinstance(layer, napari.layers.Labels) and unwrapped(layer) is not result
-                and not is_placeholder(layer)]
+                and not is_placeholder(layer)
+                and (image is None or (layer_yx_shape(layer) == layer_yx_shape(image)
+                                       and not is_other_images_result(layer, image)))]
 
     def _connect(self) -> None:
         events = self.viewer.layers.events
@@ -281,13 +295,9 @@ class SegmentWidget(SegmentOutputs, QWidget):
 
     def _on_image_chosen(self, *_args: Any) -> None:
         """Its result becomes the dock's; another image's ground truth is not offered."""
-        from napari_nuclei_unet.widgets._own_layers import layer_yx_shape
-
         self.follow_chosen_result(selection=False)
-        truth, image = self.truth.value, self.image.value
-        if truth is not None and image is not None and \
-                layer_yx_shape(truth) != layer_yx_shape(image):
-            self.truth.value = None
+        self.truth.reset_choices()  # a ground truth of another size is no longer a choice
+        self._enable()
 
     def _on_inserted(self, event: Any = None) -> None:
         """List the layers again; an image the user just opened becomes the choice.
