@@ -124,6 +124,34 @@ def previous_result(layers: Any, last: Any, image: Any, planes: Any = None) -> A
     return None
 
 
+def own_labels_target(layers: Any, form: tuple) -> dict | None:
+    """The user's own Labels layer selected in the layer list, as a result of ``form``'s image.
+
+    A Labels layer the dock did not make (labels saved earlier and opened again, or
+    drawn from scratch) of the shape of the labels of the image chosen in the dock,
+    ``form`` = ``(image layer, axes, channel)``: Add plane adds it as the user's
+    correction of that image (a reopened labels file could not be added: left alone at
+    stop 34). None when the selection is no such layer.
+    """
+    from napari.layers import Labels
+
+    from napari_nuclei_unet.widgets._layers import is_users_layer
+    from napari_nuclei_unet.widgets._own_layers import layer_shape, layer_stack
+
+    active, (image, axes, channel) = layers.selection.active, form
+    if not isinstance(active, Labels) or active.metadata.get(RESULT_KEY) \
+            or not is_users_layer(active) or image is None or image not in layers:
+        return None
+    try:
+        stack = layer_stack(image, axes)
+    except ValueError:
+        return None
+    if tuple(layer_shape(active)) != tuple(stack.labels_shape):
+        return None
+    return {"layer": image, "stack": stack, "channel": channel, "axes": axes,
+            "result": active, "planes": list(range(stack.n_planes)), "own": True}
+
+
 def chosen_result(layers: Any, chosen_image: Any, last: Any, shown: dict,
                selection: bool = True) -> dict | str:
     """The result the user chose, with what it was segmented from; else why not.

@@ -40,7 +40,9 @@ class SegmentOutputs:
         active = self.viewer.layers.selection.active
         if self._worker is not None or selection and (
                 active is None or not active.metadata.get(RESULT_KEY)):
-            return  # a job's result comes; another layer selected changes nothing
+            if self._worker is None:  # a job's result comes
+                self._enable()  # the user's own labels selected can be added
+            return
         target = chosen_result(self.viewer.layers, self.image.value, self.result_layer,
                                self._shown, selection)
         if isinstance(target, str) or unwrapped(target["result"]) is unwrapped(

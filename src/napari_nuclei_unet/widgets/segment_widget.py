@@ -74,6 +74,7 @@ from napari_nuclei_unet.widgets._segment_jobs import (  # noqa: F401 - in_dock_w
     layer_features,
     layer_table,
     model_words,
+    own_labels_target,
     previous_result,
     project_model,
     push_scores_to_iou_panel,
@@ -339,8 +340,13 @@ class SegmentWidget(SegmentOutputs, QWidget):
         has = self.result_layer is not None and self.result_layer in self.viewer.layers
         self.export_button.enabled = has
         self.save_button.enabled = has
-        self.add_button.enabled = has
+        self.add_button.enabled = has or self._own_labels() is not None
         self.compare_button.enabled = has and self.truth.value is not None
+
+    def _own_labels(self) -> dict | None:
+        """The user's own Labels layer selected for the chosen image (:func:`own_labels_target`)."""
+        channel = None if self.channel.value < 0 else int(self.channel.value)
+        return own_labels_target(self.viewer.layers, (self.image.value, self.axes.value, channel))
 
     # -- segmentation --------------------------------------------------------------------
     def segment(self) -> Any:
@@ -554,8 +560,10 @@ class SegmentWidget(SegmentOutputs, QWidget):
         if folder in ("", "."):
             notify("Choose the fine-tuning project folder first.", warning=True)
             return None
-        # the dock's result (it follows the one chosen); a result it could not follow: why
-        target = chosen_result(self.viewer.layers, None, self.result_layer, self._shown)
+        # your own labels selected; else the dock's result (it follows the one chosen), or
+        # why a result it could not follow cannot be added
+        target = self._own_labels() or \
+            chosen_result(self.viewer.layers, None, self.result_layer, self._shown)
         why = (f"{folder} is a file, not a folder: choose a folder for the project."
                if Path(folder).exists() and not Path(folder).is_dir() else
                # e.g. a project remembered from before, read-only since
@@ -577,7 +585,8 @@ class SegmentWidget(SegmentOutputs, QWidget):
             labels = labels.copy()  # as the user sees it now, whatever they paint next
         sample_id = safe_name(f"{stack.name}-{stack.plane_name(flat)}")
         self.added = None
-        edited = bool(result_layer.metadata.get(EDITED_KEY))  # painted on, any plane
+        # painted on (any plane), or labels of the user's own
+        edited = bool(result_layer.metadata.get(EDITED_KEY)) or target.get("own", False)
 
         def done(written: tuple[Any, bool]) -> None:
             entry, replaced = written
@@ -585,7 +594,8 @@ class SegmentWidget(SegmentOutputs, QWidget):
             self.session.set_project_dir(folder)  # the Retrain dock shows this project
             self.session.note_project_changed(folder)
             text = (f"{'Replaced' if replaced else 'Added'} {sample_id} "
-                    f"({entry.n_nuclei} nuclei) in the fine-tuning project {folder}"
+                    + (f"with the labels of “{result_layer.name}” " if target.get("own") else "")
+                    + f"({entry.n_nuclei} nuclei) in the fine-tuning project {folder}"
                     + (" (it had been added before)." if replaced else "."))
             notify(text + ("" if edited else f" {NOT_EDITED}"))
             self.status.setText(text)  # the notification fades (GUI check h_gui11, L4)

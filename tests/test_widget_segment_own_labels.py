@@ -1,0 +1,84 @@
+"""Add plane with the user's own labels: a labels file opened again, or labels drawn by hand.
+
+A user who saved their labels yesterday (or drew them from scratch) selects that Labels
+layer and adds a plane of it, without segmenting the image again: the dock could add a
+plane of its own results only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from _widget_helpers import capture_notifications, wait_worker
+
+pytestmark = pytest.mark.gui
+
+SHAPE = (48, 64)
+
+
+def disc_labels(shape: tuple, centres: list) -> np.ndarray:
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    labels = np.zeros(shape, np.int32)
+    for k, (y, x) in enumerate(centres, start=1):
+        labels[(yy - y) ** 2 + (xx - x) ** 2 < 36] = k
+    return labels
+
+
+@pytest.fixture
+def dock(make_napari_viewer):
+    from napari.utils._proxies import PublicOnlyProxy
+
+    from napari_nuclei_unet.widgets.segment_widget import SegmentWidget
+
+    viewer = make_napari_viewer()
+    widget = SegmentWidget(PublicOnlyProxy(viewer))  # as napari hands it to a plugin
+    viewer.window.add_dock_widget(widget, name="Segment image layer")
+    return viewer, widget
+
+
+def test_a_labels_layer_of_the_images_shape_selected_is_added(dock, qtbot, tmp_path):
+    from napari_nuclei_unet.core.finetune import CorrectionStore
+    from napari_nuclei_unet.widgets._retrain_views import source_text
+
+    viewer, widget = dock
+    truth = disc_labels(SHAPE, [(12, 12), (30, 40)])
+    viewer.add_image((truth > 0).astype(np.uint16) * 900 + 50, name="cells")
+    widget.image.value = viewer.layers["cells"]
+    assert not widget.add_button.enabled  # nothing segmented, nothing of the user's chosen
+    other = viewer.add_labels(np.zeros((20, 20), np.int32), name="another size")
+    viewer.layers.selection.active = other
+    assert not widget.add_button.enabled
+    mine = viewer.add_labels(truth, name="cells_labels")  # saved yesterday, opened again
+    viewer.layers.selection.active = mine
+    assert widget.add_button.enabled
+    with capture_notifications() as notes:
+        wait_worker(qtbot, widget.add_to_project(tmp_path / "project"))
+    assert notes.any("with the labels of “cells_labels”")
+    store = CorrectionStore(tmp_path / "project")
+    (sample,) = store.load_samples(["cells-plane0"])
+    assert np.array_equal(sample.labels > 0, truth > 0)
+    (entry,) = store.list()
+    assert source_text(entry.source, entry.note) == "edited mask"  # the user's own labels
+    # another image chosen: that layer is not its labels
+    viewer.add_image(np.zeros((20, 30), np.uint16), name="small")
+    widget.image.value = viewer.layers["small"]
+    viewer.layers.selection.active = mine
+    assert not widget.add_button.enabled
+
+
+def test_a_plane_of_a_stacks_own_labels_is_the_one_shown(dock, qtbot, tmp_path):
+    from napari_nuclei_unet.core.finetune import CorrectionStore
+
+    viewer, widget = dock
+    planes = [disc_labels(SHAPE, [(12, 12)]), disc_labels(SHAPE, [(30, 40), (10, 50)])]
+    stack = np.stack(planes)
+    viewer.add_image((stack > 0).astype(np.uint16) * 900 + 50, name="zs")
+    widget.image.value = viewer.layers["zs"]
+    viewer.layers.selection.active = viewer.add_labels(stack, name="zs truth")
+    viewer.dims.set_current_step(0, 1)
+    wait_worker(qtbot, widget.add_to_project(tmp_path / "project"))
+    store = CorrectionStore(tmp_path / "project")
+    assert store.ids() == ["zs-plane1"]
+    (sample,) = store.load_samples(["zs-plane1"])
+    assert len(np.unique(sample.labels)) - 1 == 2
