@@ -91,6 +91,30 @@ def test_measurements_match_the_final_labels(tiled, image):
         assert np.allclose(result.table[column], direct[column]), column
 
 
+def test_painted_labels_are_measured_again_block_by_block(tiled, image):
+    # Export CSV of a painted large result wrote the table as segmented (GUI check
+    # h_gui19, M1): measured again from the labels, block by block, any label values
+    import zarr
+
+    from napari_nuclei_unet.core.bigimage import measure_large
+    from napari_nuclei_unet.core.measure import measure_plane
+
+    _, labels = tiled
+    painted = labels.astype(np.uint32) * 3  # not 1..n
+    painted[BLOCK - 20:BLOCK + 20, BLOCK - 20:BLOCK + 20] = 5000  # across a seam
+    painted[painted == 3] = 0  # a nucleus erased
+    stored = zarr.array(painted, chunks=(BLOCK, BLOCK))
+    table = measure_large(stored, image, block=BLOCK)
+    direct = measure_plane(painted, image)
+    assert 5000 in table["label"]
+    for column in ("label", "area", "bbox_y0", "bbox_x0", "bbox_y1", "bbox_x1"):
+        assert np.array_equal(table[column], direct[column]), column
+    for column in ("centroid_y", "centroid_x", "mean_intensity_c0", "eccentricity",
+                   "solidity"):
+        assert np.allclose(table[column], direct[column]), column
+    assert measure_large(np.zeros((40, 50), np.uint32), np.zeros((40, 50))) == {}
+
+
 def test_distributed_equals_plain(model, image, tiled, tmp_path):
     from distributed import Client, LocalCluster
 

@@ -214,6 +214,13 @@ def test_dask_layer_goes_block_by_block_to_zarr(dock, qtbot, tmp_path):
 
     saved = zarr.open(str(tmp_path / "out.ome.zarr"), mode="r")
     assert np.array_equal(np.asarray(saved["0"][:]), np.asarray(layer.data))
+    # painted on: Export CSV measures the zarr-backed labels again, block by block (it
+    # wrote the table as segmented: GUI check h_gui19, M1)
+    layer.paint((4, 4), 999)
+    widget.export_csv(tmp_path / "painted.csv")
+    rows = (tmp_path / "painted.csv").read_text().splitlines()
+    assert len(rows) == len(np.unique(np.asarray(layer.data))) and rows[-1].startswith("999,")
+    assert "(as corrected)" in widget.status.text() and 999 in layer.features["label"].values
 
 
 def test_each_large_plane_of_a_lazy_stack_keeps_its_own_layer(dock, qtbot):
@@ -224,15 +231,25 @@ def test_each_large_plane_of_a_lazy_stack_keeps_its_own_layer(dock, qtbot):
     data = np.stack([nuclei_plane(k) for k in range(3)])
     viewer.add_image(da.from_array(data, chunks=(1, 32, 32)), name="lazy")
     widget.image.value = viewer.layers["lazy"]
-    widget.planes.value = "current plane"
     viewer.dims.set_current_step(0, 0)
-    first = run(qtbot, widget)
+    first = run(qtbot, widget)  # 'all planes': the current one, and said (h_gui19, L2)
+    assert "only the current plane (plane0) is segmented" in widget.status.text()
+    widget.planes.value = "current plane"
     kept = np.asarray(first.data).copy()
     viewer.dims.set_current_step(0, 2)
     second = run(qtbot, widget)
-    assert first.name == "lazy labels (plane 1)" and second.name == "lazy labels (plane 3)"
+    # named as the sliders and ids count (plane 8 was plane 7's: GUI check h_gui19, M3)
+    assert first.name == "lazy labels (plane0)" and second.name == "lazy labels (plane2)"
     assert second is not first and np.array_equal(np.asarray(first.data), kept)
+    # each shows on its own plane only (napari shows a 2-D layer over every plane)
+    assert second.visible and not first.visible
+    viewer.dims.set_current_step(0, 1)
+    assert not first.visible and not second.visible
     viewer.dims.set_current_step(0, 0)
+    assert first.visible and not second.visible
+    second.visible = True  # the user's eye, on plane 0: stays
+    viewer.dims.set_current_step(1, 5)
+    assert second.visible
     assert run(qtbot, widget) is first  # the same plane again: its own layer
 
 
@@ -274,7 +291,8 @@ def test_compare_pushes_scores_and_add_to_project(dock, qtbot, tmp_path):
     truth.data[1][truth.data[1] > 0] = 0  # plane 1: the user found no nuclei
     widget._refresh_choices()
     widget.truth.value = truth
-    rows = widget.compare()
+    wait_worker(qtbot, widget.compare())  # in a worker: a slide held the window (h_gui19)
+    rows = widget.scores
     assert [r.id for r in rows] == ["zs[0]", "zs[1]"]
     assert rows[0].iou == pytest.approx(1.0) and rows[1].iou == 0.0
     session = session_for(viewer)
@@ -286,7 +304,7 @@ def test_compare_pushes_scores_and_add_to_project(dock, qtbot, tmp_path):
     assert [c.name for c in widget.truth.choices if c is not None] == ["my truth"]
     truth.data = np.zeros((2, 5, 5), np.int32)
     with capture_notifications() as notes:
-        assert widget.compare() == []
+        assert widget.compare() is None
     assert notes.any("shape")
     # plane 0 added as segmented: said and noted (a round learns little from it; the
     # Retrain dock listed it as an "edited mask")
@@ -362,7 +380,8 @@ def test_add_plane_adds_the_result_painted_not_the_last_one_segmented(dock, qtbo
     assert widget.table.model().rowCount() == nuclei
     widget._refresh_choices()
     widget.truth.value = viewer.add_labels(np.array(first.data), name="slide1 truth")
-    assert [row.id for row in widget.compare()] == ["slide1"]
+    wait_worker(qtbot, widget.compare())
+    assert [row.id for row in widget.scores] == ["slide1"]
     assert widget.scores[0].iou == pytest.approx(1.0)
     # an image chosen in the dock: its result
     viewer.layers.selection.active = viewer.layers["slide1"]
@@ -954,3 +973,19 @@ def test_a_long_layer_name_does_not_widen_the_dock(make_napari_viewer, qtbot):
     viewer.window.add_dock_widget(widget, name="Segment image layer")
     qtbot.wait(100)
     assert widget.image.native.sizeHint().width() < 300
+
+
+def test_a_lazy_images_folder_gone_during_the_run_is_warned_of(tmp_path):
+    # a zarr deleted while being segmented read as empty, and the dock said "done"
+    # (GUI check h_gui19, M4)
+    from types import SimpleNamespace
+
+    from napari_nuclei_unet.widgets._segment_jobs import source_gone_note
+
+    folder = tmp_path / "slide.zarr"
+    folder.mkdir()
+    layer = SimpleNamespace(source=SimpleNamespace(path=str(folder)))
+    assert source_gone_note(layer) == ""
+    assert source_gone_note(SimpleNamespace(source=SimpleNamespace(path=None))) == ""
+    folder.rmdir()
+    assert f"Warning: {folder} is gone" in source_gone_note(layer)

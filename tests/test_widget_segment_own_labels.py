@@ -82,3 +82,41 @@ def test_a_plane_of_a_stacks_own_labels_is_the_one_shown(dock, qtbot, tmp_path):
     assert store.ids() == ["zs-plane1"]
     (sample,) = store.load_samples(["zs-plane1"])
     assert len(np.unique(sample.labels)) - 1 == 2
+
+
+def test_a_large_plane_adds_the_region_around_the_view(dock, qtbot, tmp_path, monkeypatch):
+    # a 6000 x 6000 plane was written whole, one full-size mask per nucleus: 143 s and
+    # 184 MB, no Cancel (GUI check h_gui19, H1); its region in view is what was corrected
+    from napari_nuclei_unet.core.finetune import CorrectionStore
+    from napari_nuclei_unet.widgets import _segment_jobs
+
+    monkeypatch.setattr(_segment_jobs, "ADD_WHOLE_PIXELS", 100 * 100)
+    monkeypatch.setattr(_segment_jobs, "ADD_REGION", 64)
+    viewer, widget = dock
+    truth = disc_labels((150, 200), [(20, 20), (40, 170), (120, 180)])
+    image = viewer.add_image((truth > 0).astype(np.uint16) * 900 + 50, name="slide")
+    widget.image.value = image
+    viewer.layers.selection.active = viewer.add_labels(truth, name="slide labels mine")
+    viewer.camera.center = (30, 190)  # zoomed in on the top right corner
+    with capture_notifications() as notes:
+        wait_worker(qtbot, widget.add_to_project(tmp_path / "project"))
+    store = CorrectionStore(tmp_path / "project")
+    assert store.ids() == ["slide-plane0-y0-x136"]  # kept inside the plane
+    (sample,) = store.load_samples(store.ids())
+    assert sample.image.shape[:2] == (64, 64)
+    assert np.array_equal(sample.labels > 0, truth[:64, 136:] > 0)
+    assert notes.any("slide is 150 x 200 pixels: the 64 x 64 region around the centre of "
+                     "the view was added (rows 0-63, columns 136-199)")
+    # a plane of a lazy stack: only the region is read
+    import dask.array as da
+
+    lazy = da.from_array(np.stack([np.asarray(image.data)] * 3), chunks=(1, 50, 50))
+    viewer.add_image(lazy, name="lazy")
+    widget.image.value = viewer.layers["lazy"]
+    viewer.layers.selection.active = viewer.add_labels(np.stack([truth] * 3), name="lazy mine")
+    viewer.dims.set_current_step(0, 2)
+    viewer.camera.center = (140, 10)
+    wait_worker(qtbot, widget.add_to_project(tmp_path / "project"))
+    assert "lazy-plane2-y86-x0" in store.ids()
+    (sample,) = store.load_samples(["lazy-plane2-y86-x0"])
+    assert np.array_equal(sample.labels > 0, truth[86:, :64] > 0)

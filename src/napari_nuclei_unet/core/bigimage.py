@@ -487,17 +487,48 @@ def segment_large(
     return BigResult(out, n_nuclei, merged, n_blocks, time.perf_counter() - start)
 
 
+def measure_large(labels: Any, intensity: Any, *, block: int = DEFAULT_BLOCK) -> dict:
+    """Measure a large plane's labels again, block by block (memory bounded by a block).
+
+    A result the user painted on no longer matches the table its segmentation made
+    (its CSV listed the nuclei as segmented: GUI check h_gui19, M1). ``labels``: ``(H,
+    W)`` zarr, dask or numpy, any label values; ``intensity``: ``(H, W)`` or ``(H, W,
+    C)``. Same columns and merging as :func:`segment_large`'s table.
+    """
+    from .measure import concat_tables
+
+    height, width = labels.shape[:2]
+    tables = []
+    for y0 in range(0, height, block):
+        for x0 in range(0, width, block):
+            part = np.asarray(labels[y0:y0 + block, x0:x0 + block])
+            if part.any():
+                tables.append(_block_stats(part, np.asarray(
+                    intensity[y0:y0 + block, x0:x0 + block]), y0, x0))
+    table = concat_tables(tables)
+    if not table:
+        return {}
+    found, ids = np.unique(table["label"], return_inverse=True)
+    return _merge_table(table, ids + 1, len(found), labels, intensity, found)
+
+
 def _merge_table(table: dict, values: np.ndarray, n_nuclei: int, labels: Any,
-                 intensity: Any) -> dict:
-    """Combine the per-block rows of each nucleus (exact sums; shapes re-measured on crops)."""
+                 intensity: Any, label_values: np.ndarray | None = None) -> dict:
+    """Combine the per-block rows of each nucleus (exact sums; shapes re-measured on crops).
+
+    ``values``: each row's nucleus, 1..n; ``label_values``: nucleus k's label in
+    ``labels`` (default k).
+    """
     from .measure import measure_plane
 
     if not n_nuclei:
         return {}
     ids = values.astype(np.int64)
+    found = np.arange(1, n_nuclei + 1, dtype=np.int64) if label_values is None \
+        else np.asarray(label_values, np.int64)
     area = np.bincount(ids, weights=table["area"], minlength=n_nuclei + 1)[1:]
     parts = np.bincount(ids, minlength=n_nuclei + 1)[1:]
-    merged: dict[str, np.ndarray] = {"label": np.arange(1, n_nuclei + 1, dtype=np.int64),
+    merged: dict[str, np.ndarray] = {"label": found,
                                      "plane": np.zeros(n_nuclei, np.int64),
                                      "area": area.astype(np.int64)}
     for col in ("centroid_y", "centroid_x"):
@@ -519,7 +550,7 @@ def _merge_table(table: dict, values: np.ndarray, n_nuclei: int, labels: Any,
         merged[col][single] = table[col][first[1:][single]]
     for k in np.flatnonzero(parts > 1):  # nuclei cut by a seam: measure their whole crop
         y0, x0, y1, x1 = (int(merged[c][k]) for c in ("bbox_y0", "bbox_x0", "bbox_y1", "bbox_x1"))
-        crop = np.asarray(labels[y0:y1, x0:x1]) == k + 1
+        crop = np.asarray(labels[y0:y1, x0:x1]) == found[k]
         row = measure_plane(crop.astype(np.int32))
         merged["eccentricity"][k] = row["eccentricity"][0]
         merged["solidity"][k] = row["solidity"][0]

@@ -325,7 +325,8 @@ class ImageStack:
         raw = self._read(self.plane_index(flat))
         return raw if "C" in self.axes else raw[None]
 
-    def plane(self, flat: int, channel: int | None = None) -> np.ndarray:
+    def plane(self, flat: int, channel: int | None = None,
+              region: tuple[slice, slice] | None = None) -> np.ndarray:
         """Plane ``flat`` to segment: ``(H, W)`` one channel, or ``(H, W, 3|4)`` RGB.
 
         Parameters
@@ -334,14 +335,17 @@ class ImageStack:
             Plane number, ``0 <= flat < n_planes``.
         channel : int or None
             See :meth:`check_channel`.
+        region : (slice, slice), optional
+            Rows and columns to read (only those are read from a lazy image).
         """
         channel = self.check_channel(channel)
         index = self.plane_index(flat)
+        rows_cols = tuple(region) if region is not None else ()
         if "C" not in self.axes:
-            return self._read(index)
+            return self._read((*index, *rows_cols))
         if channel is not None:
-            return self._read((*index, channel))
-        raw = self._read(index)
+            return self._read((*index, channel, *rows_cols))
+        raw = self._read((*index, slice(None), *rows_cols) if rows_cols else index)
         return np.moveaxis(raw, 0, -1) if raw.shape[0] > 1 else raw[0]
 
     def iter_planes(self, channel: int | None = None) -> Iterator[tuple[int, np.ndarray]]:

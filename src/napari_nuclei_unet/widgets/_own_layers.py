@@ -230,6 +230,27 @@ class LayerResult:
     diameter_set: bool = False
 
 
+def big_plane(stack: Any, flat: int, channel: int | None) -> tuple[Any, Any]:
+    """Plane ``flat`` of a large image as dask arrays: what is segmented, and measured.
+
+    ``(H, W)`` (or ``(H, W, 3)``, RGB) to segment; ``(H, W)`` or ``(H, W, C)``, every
+    channel, to measure. Nothing is read until a block is.
+    """
+    import dask.array as da
+
+    from napari_nuclei_unet.core.bigimage import DEFAULT_BLOCK
+
+    data = stack.data
+    if not hasattr(data, "dask"):
+        data = da.from_array(data, chunks=(1,) * (len(data.shape) - 2)
+                             + (DEFAULT_BLOCK, DEFAULT_BLOCK))
+    intensity = data[stack.plane_index(flat)]
+    if "C" not in stack.axes:
+        return intensity, intensity
+    intensity = da.moveaxis(intensity, 0, -1)
+    return (intensity if channel is None else intensity[..., channel]), intensity
+
+
 def segment_layer_job(
     model: Any,
     stack: Any,
@@ -257,22 +278,10 @@ def segment_layer_job(
     import_torch_safely()
     start = time.perf_counter()
     if big:
-        import dask.array as da
-
-        from napari_nuclei_unet.core.bigimage import DEFAULT_BLOCK, segment_large
+        from napari_nuclei_unet.core.bigimage import segment_large
 
         flat = (planes or [0])[0]
-        index = stack.plane_index(flat)
-        data = stack.data
-        if not hasattr(data, "dask"):
-            data = da.from_array(data, chunks=(1,) * (len(data.shape) - 2)
-                                 + (DEFAULT_BLOCK, DEFAULT_BLOCK))
-        intensity = data[index]
-        if "C" in stack.axes:
-            intensity = da.moveaxis(intensity, 0, -1)
-            plane = intensity if channel is None else intensity[..., channel]
-        else:
-            plane = intensity
+        plane, intensity = big_plane(stack, flat, channel)
         out = Path(tempfile.mkdtemp(prefix="nuclei-unet-")) / f"{stack.name}_labels.ome.zarr"
         result = yield from segment_large(model, plane, out, options, intensity=intensity,
                                           should_stop=should_stop, name=stack.name)
@@ -307,6 +316,14 @@ def _big_cancel_message(done: int, total: int) -> str:
             "are kept only once its blocks are joined, so none were kept.")
 
 
+def same_shape_or_why(truth: Any, labels: Any) -> str:
+    """Why a ground truth cannot score a segmentation ("" when it can: the same shape)."""
+    if tuple(truth.shape) == tuple(labels.shape):
+        return ""
+    return (f"The ground-truth labels have shape {tuple(truth.shape)} but the segmentation "
+            f"has {tuple(labels.shape)}; choose the Labels layer drawn on this image.")
+
+
 def plane_scores(truth: np.ndarray, labels: Any, planes: list[int], shape: tuple) -> list:
     """Per-plane :class:`~napari_nuclei_unet.core.metrics.ImageScores` of ``labels``.
 
@@ -323,17 +340,50 @@ def plane_scores(truth: np.ndarray, labels: Any, planes: list[int], shape: tuple
     """
     from napari_nuclei_unet.core.metrics import image_scores
 
-    truth = np.asarray(truth)
-    if tuple(truth.shape) != tuple(labels.shape):
-        raise ValueError(
-            f"The ground-truth labels have shape {tuple(truth.shape)} but the segmentation "
-            f"has {tuple(labels.shape)}; choose the Labels layer drawn on this image.")
+    why = same_shape_or_why(truth, labels)
+    if why:
+        raise ValueError(why)
     rows = []
     for flat in planes:
         index = tuple(np.unravel_index(flat, shape)) if shape else ()
         rows.append((flat, image_scores(np.asarray(truth[index]),
                                         np.asarray(labels[index]))))
     return rows
+
+
+#: ``RESULT_KEY``'s entry of a large plane's 2-D result: ``{axis position: index}`` of
+#: its plane in its image's data.
+PLANE_AT = "plane_at"
+
+
+def plane_at(stack: Any, axes: str, flat: int) -> dict:
+    """Where plane ``flat`` lies in its image's data (``axes``): ``{position: index}``."""
+    positions = [i for i, letter in enumerate(axes) if letter not in "CSYX"]  # stack order
+    return {str(pos): int(index)
+            for pos, index in zip(positions, stack.plane_index(flat), strict=True)}
+
+
+def results_follow_the_sliders(viewer: Any, *_args: Any) -> None:
+    """A large plane's 2-D result shows on its own plane only, as the sliders move.
+
+    napari shows a 2-D layer over every plane of a stack: plane 7's nuclei lay over
+    plane 12 (GUI check h_gui19, M3). A layer is shown or hidden only when the sliders
+    reach or leave its plane; the eye the user clicks in between stays as set.
+    """
+    from napari_nuclei_unet.widgets._segment_jobs import RESULT_KEY
+
+    images = {layer.name: layer for layer in viewer.layers}
+    for layer in viewer.layers:
+        info = layer.metadata.get(RESULT_KEY) or {}
+        image = images.get(info.get("source"))
+        if not info.get(PLANE_AT) or image is None:
+            continue
+        here = image.world_to_data(viewer.dims.point)
+        on = all(round(float(here[int(pos)])) == index
+                 for pos, index in info[PLANE_AT].items())
+        if layer.metadata.get(PLANE_AT) != on:  # reached or left its plane
+            layer.metadata[PLANE_AT] = on
+            layer.visible = on
 
 
 def is_other_images_result(layer: Any, image: Any) -> bool:

@@ -53,10 +53,13 @@ from napari_nuclei_unet.widgets._layers import (
     watch_edits,
 )
 from napari_nuclei_unet.widgets._own_layers import (
+    PLANE_AT,
     labels_to_show,
     layer_yx_shape,
     placement,
+    plane_at,
     result_labels,
+    results_follow_the_sliders,
 )
 from napari_nuclei_unet.widgets._retrain_project import UNEDITED_NOTE, unwritable_reason
 from napari_nuclei_unet.widgets._scroll import keep_narrow, scrolled_layout
@@ -77,8 +80,10 @@ from napari_nuclei_unet.widgets._segment_jobs import (  # noqa: F401 - in_dock_w
     own_labels_target,
     previous_result,
     project_model,
-    push_scores_to_iou_panel,
+    region_to_add,
+    region_words,
     rgb_note,
+    source_gone_note,
     with_suffix,
     write_labels,
 )
@@ -230,7 +235,9 @@ class SegmentWidget(SegmentOutputs, QWidget):
         self._pairs += connect_napari([(events.inserted, self._on_inserted),
                                        (events.removed, self._on_removed),
                                        (self.viewer.layers.selection.events.active,
-                                        self.follow_chosen_result)])
+                                        self.follow_chosen_result),
+                                       (self.viewer.dims.events.current_step,
+                                        self._on_sliders)])
         on_destroyed(self, self._closed)
         share_the_column_when_shown(self)  # stacked under another dock
         self._refresh_choices()
@@ -314,6 +321,9 @@ class SegmentWidget(SegmentOutputs, QWidget):
                 and layer in self.image.choices:
             self.image.value = layer
 
+    def _on_sliders(self, *_args: Any) -> None:
+        results_follow_the_sliders(self.viewer)
+
     def _on_removed(self, event: Any = None) -> None:
         """List the layers again; deleting the image being segmented stops the job."""
         self._refresh_choices()
@@ -393,7 +403,11 @@ class SegmentWidget(SegmentOutputs, QWidget):
         guessed = not self.axes.value.strip()
         self._note = (rgb_note(layer.name, stack) if guessed and channel is None else "") + \
             (axes_note(layer.name, stack) if guessed else "") + \
-            ("" if big else labels_note(layer.name, stack, plane, channel))
+            ("" if big else labels_note(layer.name, stack, plane, channel)) + \
+            (f" Note: {layer.name} is large or read from disk: only the current plane "
+             f"({stack.plane_name(plane)}) is segmented; move the sliders and press Segment "
+             "for another." if big and stack.n_planes > 1 and self.planes.value != CURRENT
+             else "")  # 'all planes' did one, unsaid (GUI check h_gui19, L2)
         self._model_words = model_words(self._model_path(), self.session.model,
                                         self.session.project_dir)
         # each large plane of a stack has its own (2-D) result layer: another plane's
@@ -433,8 +447,8 @@ class SegmentWidget(SegmentOutputs, QWidget):
     def _on_progress(self, update: Any) -> None:
         now = time.perf_counter()
         total, done = getattr(update, "total", 0), getattr(update, "done", 0)
-        if now - self._last_paint < REPAINT_S and done < total:
-            return
+        if self._stop or now - self._last_paint < REPAINT_S and done < total:
+            return  # "Stopping…" stays (a late block replaced it: h_gui19, L4)
         self._last_paint = now
         elapsed = now - self._started
         if total == 1 and not done:  # within one plane: how many network steps is not
@@ -443,7 +457,7 @@ class SegmentWidget(SegmentOutputs, QWidget):
             self.progress.setRange(0, total)
             self.progress.setValue(done)
         eta = f", {elapsed:.0f} s so far"
-        if done and total and done < total:
+        if done and done >= min(3, total - 1) and done < total:  # one block's is noise
             eta = f", about {elapsed / done * (total - done):.0f} s left"
         label = {"segment": "planes", "blocks": "blocks"}.get(getattr(update, "stage", ""), "")
         message = getattr(update, "message", "")
@@ -461,7 +475,8 @@ class SegmentWidget(SegmentOutputs, QWidget):
             return
         self.result = result
         self._show_result(result)
-        self.status.setText(done_words(result, self._model_words) + self._note)
+        self.status.setText(done_words(result, self._model_words) + self._note
+                            + source_gone_note(image))
 
     def _on_errored(self, exc: BaseException) -> None:
         # the notification fades; the dock keeps saying what happened (not "0/1 planes")
@@ -480,8 +495,9 @@ class SegmentWidget(SegmentOutputs, QWidget):
 
         layer, stack = self._source["layer"], self._source["stack"]
         step_aside_for(self.viewer, layer)  # a dataset's side by side: the user's image
-        name = f"{layer.name} labels" + (f" (plane {result.planes[0] + 1})" if
-                                         result.zarr_path and stack.n_planes > 1 else "")
+        one_of_many = bool(result.zarr_path) and stack.n_planes > 1  # a 2-D layer per plane
+        name = f"{layer.name} labels" + (  # as ids and sliders count (h_gui19, M3)
+            f" ({stack.plane_name(result.planes[0])})" if one_of_many else "")
         features = layer_features(result.table)
         shown, gaps = labels_to_show(layer, self._source["axes"], stack, result.labels)
         kwargs = placement(layer, shown.shape, gaps)
@@ -505,44 +521,17 @@ class SegmentWidget(SegmentOutputs, QWidget):
         self.result_layer.metadata[RESULT_KEY] = {
             "source": layer.name, "axes": result.axes, "planes": list(result.planes),
             "zarr": str(result.zarr_path) if result.zarr_path else None, "gaps": list(gaps),
-            "image_axes": self._source["axes"], "channel": self._source["channel"]}
+            "image_axes": self._source["axes"], "channel": self._source["channel"],
+            PLANE_AT: plane_at(stack, self._source["axes"], result.planes[0])
+            if one_of_many else None}
         self.table.set_table(result.table)
         self._shown = dict(self._source)  # what "Add plane" and "Compare" speak of
         bring_into_view(self.viewer, layer, self.result_layer)  # says what it hid
         show_channel(self.viewer, layer, self._source["axes"], self._source["channel"])
+        results_follow_the_sliders(self.viewer)  # other planes' results: hidden
         self._refresh_choices()
 
     # -- compare and fine-tune -------------------------------------------------------
-    def compare(self) -> list:
-        """Score the result against the chosen Labels layer, per plane; push to the IoU panel."""
-        from napari_nuclei_unet.core.evaluation import ImageRow
-        from napari_nuclei_unet.widgets._own_layers import plane_scores
-        from napari_nuclei_unet.widgets._workers import notify_error
-
-        truth, name = self.truth.value, self.shown_name()
-        if truth is None or self.result_layer is None or not self._shown:
-            return []
-        stack = self._shown["stack"]
-        labels = result_labels(self.result_layer)
-        shape = stack.plane_shape if len(labels.shape) > 2 else ()
-        planes = (self.result_layer.metadata.get(RESULT_KEY) or {}).get("planes") or [0]
-        try:
-            scored = plane_scores(truth.data, labels, planes if shape else [0], shape)
-        except ValueError as exc:
-            notify_error(exc, "Comparing")
-            return []
-        rows = [ImageRow(id=f"{name}[{flat}]" if shape else name,
-                         modality="own image", iou=s.iou, dice=s.dice, ap50=s.ap50,
-                         dsb_score=s.dsb_score, n_true=s.n_true, n_pred=s.n_pred)
-                for flat, s in scored]
-        self.scores = rows
-        lines = [f"{r.id}: IoU {r.iou:.3f}, DSB {r.dsb_score:.3f} ({r.n_pred}/{r.n_true} nuclei)"
-                 for r in rows[:8]]
-        self.status.setText("\n".join(lines + ([f"… {len(rows) - 8} more planes"]
-                                               if len(rows) > 8 else [])))
-        push_scores_to_iou_panel(self.viewer, rows)
-        return rows
-
     def add_to_project(self, project_dir: str | Path | None = None) -> Any:
         """Add the current plane and its (corrected) labels to a fine-tuning project.
 
@@ -581,9 +570,11 @@ class SegmentWidget(SegmentOutputs, QWidget):
             labels = labels[stack.plane_index(flat)]
         else:
             flat = target["planes"][0] if target["planes"] else 0
-        if isinstance(labels, np.ndarray):
-            labels = labels.copy()  # as the user sees it now, whatever they paint next
-        sample_id = safe_name(f"{stack.name}-{stack.plane_name(flat)}")
+        region = region_to_add(self.viewer, layer, stack)  # of a large plane (h_gui19, H1)
+        if region is not None or isinstance(labels, np.ndarray):
+            labels = np.array(labels[region or ...])  # as the user sees it now, unpainted
+        sample_id = safe_name(f"{stack.name}-{stack.plane_name(flat)}" + (
+            "" if region is None else f"-y{region[0].start}-x{region[1].start}"))
         self.added = None
         # painted on (any plane), or labels of the user's own
         edited = bool(result_layer.metadata.get(EDITED_KEY)) or target.get("own", False)
@@ -597,6 +588,8 @@ class SegmentWidget(SegmentOutputs, QWidget):
                     + (f"with the labels of “{result_layer.name}” " if target.get("own") else "")
                     + f"({entry.n_nuclei} nuclei) in the fine-tuning project {folder}"
                     + (" (it had been added before)." if replaced else "."))
+            if region is not None:
+                text += " " + region_words(stack.name, stack, region)
             notify(text + ("" if edited else f" {NOT_EDITED}"))
             self.status.setText(text)  # the notification fades (GUI check h_gui11, L4)
 
@@ -605,6 +598,6 @@ class SegmentWidget(SegmentOutputs, QWidget):
 
         return self.session.jobs.start(
             ADD_KIND, _add_plane, folder, stack, flat, target["channel"], labels,
-            sample_id, f"from layer {layer.name}{'' if edited else UNEDITED_NOTE}",
+            sample_id, f"from layer {layer.name}{'' if edited else UNEDITED_NOTE}", region,
             on_returned=done, on_errored=failed,
             action="Adding to the fine-tuning project", viewer=self.viewer)
