@@ -120,3 +120,48 @@ def test_a_large_plane_adds_the_region_around_the_view(dock, qtbot, tmp_path, mo
     assert "lazy-plane2-y86-x0" in store.ids()
     (sample,) = store.load_samples(["lazy-plane2-y86-x0"])
     assert np.array_equal(sample.labels > 0, truth[86:, :64] > 0)
+
+
+def close_dock(widget):
+    from qtpy.QtCore import QCoreApplication, QEvent
+
+    widget.deleteLater()  # napari closing the dock (or the window)
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+
+
+def test_a_result_painted_and_not_saved_is_kept_when_the_dock_closes(
+        dock, qtbot, tmp_path, make_napari_viewer):
+    # corrections painted on a result and not saved were lost when napari closed
+    import tifffile
+
+    from napari_nuclei_unet.widgets._unsaved_labels import unsaved_dir
+    from napari_nuclei_unet.widgets.segment_widget import SegmentWidget
+
+    viewer, widget = dock
+    truth = disc_labels(SHAPE, [(12, 12), (30, 40)])
+    viewer.add_image((truth > 0).astype(np.uint16) * 900 + 50, name="cells")
+    viewer.add_image((truth > 0).astype(np.uint16) * 900 + 60, name="saved one")
+    widget.image.value = viewer.layers["saved one"]
+    wait_worker(qtbot, widget.segment())
+    widget.result_layer.paint((40, 5), 77)
+    widget.save_labels(tmp_path / "saved.tif")  # saved after painting: not kept again
+    widget.image.value = viewer.layers["cells"]
+    wait_worker(qtbot, widget.segment())
+    result = widget.result_layer
+    result.paint((40, 5), 77)  # a correction, then napari closes
+    close_dock(widget)
+    (kept,) = unsaved_dir().glob("*.tif")
+    assert kept.name.startswith("cells_labels-")
+    assert np.array_equal(tifffile.imread(kept), np.asarray(result.data))
+    # next session: choosing that image says where the labels are, once
+    viewer2 = make_napari_viewer()
+    viewer2.add_image((truth > 0).astype(np.uint16), name="other")
+    viewer2.add_image((truth > 0).astype(np.uint16), name="cells")
+    with capture_notifications() as notes:
+        second = SegmentWidget(viewer2)
+        second.image.value = viewer2.layers["other"]
+        second.image.value = viewer2.layers["cells"]
+        second.image.value = viewer2.layers["other"]
+        second.image.value = viewer2.layers["cells"]
+    assert sum(str(kept) in text for text in notes.texts()) == 1
+    assert "Convert to Labels" in second.status.text()

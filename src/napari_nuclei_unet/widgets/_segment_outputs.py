@@ -23,6 +23,7 @@ from napari_nuclei_unet.widgets._segment_jobs import (
     with_suffix,
     write_labels,
 )
+from napari_nuclei_unet.widgets._unsaved_labels import saved, saving
 
 
 class SegmentOutputs:
@@ -214,9 +215,10 @@ class SegmentOutputs:
         axes = layer.metadata.get(RESULT_KEY, {}).get("axes") or "Q" * (data.ndim - 2) + "YX"
         if background and hasattr(data, "copy") and not hasattr(data, "dask"):
             data = data.copy()  # as the user sees it now, whatever they paint next
+        token = saving(layer)  # painted on and not saved: kept when the dock closes
         return self._write("Saving the labels", f"Labels of {self.shown_name()} saved to",
                            write_labels, (Path(path), data, axes, layer.name), background,
-                           "save labels")
+                           "save labels", after=lambda: saved(layer, token))
 
     def _write(self, action: str, done: str, function: Any, args: tuple,
                background: bool, kind: str, after: Any = None) -> Any:

@@ -89,6 +89,11 @@ from napari_nuclei_unet.widgets._segment_jobs import (  # noqa: F401 - in_dock_w
 )
 from napari_nuclei_unet.widgets._segment_outputs import SegmentOutputs
 from napari_nuclei_unet.widgets._session import session_for
+from napari_nuclei_unet.widgets._unsaved_labels import (
+    keep_unsaved_results,
+    say_kept_once,
+    watch_unsaved,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -120,6 +125,7 @@ class SegmentWidget(SegmentOutputs, QWidget):
         self._shown: dict[str, Any] = {}  # what the shown result was segmented from
         self._dead = False  # the dock was destroyed: a job's late result is not shown
         self._note = ""  # said again with the result (e.g. a doubtful RGB layer)
+        self._said_kept: set[str] = set()
         self._model_words = ""  # the model a running segmentation uses, in words
         self._stop = False
         self._worker: Any = None  # the running segmentation (stopped when the dock closes)
@@ -247,6 +253,7 @@ class SegmentWidget(SegmentOutputs, QWidget):
         """The dock was closed: its segmentation stops, since no dock would show it."""
         disconnect_all(self._pairs)
         self._dead = True
+        keep_unsaved_results(self.viewer.layers)  # napari closing: corrections not saved
         worker = self._worker  # plain Python state only: the widget is being destroyed
         if worker is not None and self.session.jobs.running(KIND) is worker:
             from napari_nuclei_unet.widgets._workers import notify
@@ -306,6 +313,9 @@ class SegmentWidget(SegmentOutputs, QWidget):
         self.follow_chosen_result(selection=False)
         self.truth.reset_choices()  # a ground truth of another size is no longer a choice
         self._enable()
+        kept = say_kept_once(self.image.value, self._said_kept)  # closed on, unsaved
+        if kept:
+            self.status.setText(kept)
 
     def _on_inserted(self, event: Any = None) -> None:
         """List the layers again; an image the user just opened becomes the choice.
@@ -513,6 +523,7 @@ class SegmentWidget(SegmentOutputs, QWidget):
             self.result_layer = self.viewer.add_labels(shown, name=name,
                                                        features=features, **kwargs)
         watch_edits(self.result_layer)
+        watch_unsaved(self.result_layer)  # kept when the dock closes unsaved
         if kept:
             from napari_nuclei_unet.widgets._workers import notify
 

@@ -1,0 +1,104 @@
+"""The Segment dock's results painted on and not saved: kept when the dock closes.
+
+A biologist who corrected a result with napari's brush and closed napari without
+*Save labels* lost the corrections: napari does not ask. The dock closes with napari,
+and then writes each such result into the plugin's data folder
+(``<data dir>/unsaved-labels/<image>_labels-<time>.tif``, with its axes, as *Save labels*
+writes it). When that image is chosen again, the dock says where the labels are: opened
+with File > Open and converted to Labels, *Add plane* and *Compare* use them.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+#: On a result layer: painted on since it was segmented or last saved.
+UNSAVED_KEY = "nuclei_unet_unsaved"
+
+
+def unsaved_dir() -> Path:
+    """``<user data dir>/unsaved-labels`` (``NUCLEI_UNET_DATA_DIR`` overrides the data dir)."""
+    from napari_nuclei_unet.widgets._retrain_project import data_dir
+
+    return data_dir() / "unsaved-labels"
+
+
+def _mark_unsaved(event: Any) -> None:
+    event.source.metadata[UNSAVED_KEY] = True
+
+
+def watch_unsaved(layer: Any) -> None:
+    """Mark a result layer saved, and unsaved once the user paints, fills or erases on it."""
+    layer.metadata[UNSAVED_KEY] = False
+    layer.events.paint.connect(_mark_unsaved)  # no-op when already connected
+
+
+def keep_unsaved_results(layers: Any) -> list[Path]:
+    """Write every result painted on and not saved into :func:`unsaved_dir`; their paths.
+
+    Plain Python only (the dock is being destroyed). A result that cannot be written
+    is skipped: the others are still kept.
+    """
+    from napari_nuclei_unet.widgets._own_layers import result_labels, safe_name
+    from napari_nuclei_unet.widgets._segment_jobs import RESULT_KEY, write_labels
+
+    kept = []
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for layer in list(layers):
+        info = layer.metadata.get(RESULT_KEY)
+        if not info or not layer.metadata.get(UNSAVED_KEY):
+            continue
+        data = result_labels(layer)
+        axes = info.get("axes") or "Q" * (len(data.shape) - 2) + "YX"
+        path = unsaved_dir() / f"{safe_name(info.get('source') or layer.name)}_labels-{stamp}.tif"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_labels(path, data, axes, layer.name)
+        except (OSError, ValueError):
+            continue
+        layer.metadata[UNSAVED_KEY] = False  # a second dock closing does not write it again
+        kept.append(path)
+    return kept
+
+
+def kept_words(image_name: str) -> str:
+    """What the dock says of an image whose corrected labels were kept unsaved ("" if none)."""
+    from napari_nuclei_unet.widgets._own_layers import safe_name
+
+    folder = unsaved_dir()
+    paths = sorted(folder.glob(f"{safe_name(image_name)}_labels-*.tif")) \
+        if folder.is_dir() else []
+    if not paths:
+        return ""
+    return (f" Your corrected labels of {image_name} were not saved when napari closed; they "
+            f"are kept in {paths[-1]}. Open that file (File > Open, then right-click > Convert "
+            "to Labels), select it and press Add plane to fine-tune on it.")
+
+
+def say_kept_once(image: Any, said: set) -> str:
+    """Notify of :func:`kept_words` once per image and session (``said``); the words."""
+    words = "" if image is None or image.name in said else kept_words(image.name).strip()
+    if words:
+        from napari_nuclei_unet.widgets._workers import notify
+
+        said.add(image.name)
+        notify(words)
+    return words
+
+
+def saving(layer: Any) -> str:
+    """Note that a result is being saved; give the token to :func:`saved`.
+
+    A stroke painted during the save marks it unsaved again, and stays so.
+    """
+    token = f"saving {time.monotonic()}"
+    layer.metadata[UNSAVED_KEY] = token
+    return token
+
+
+def saved(layer: Any, token: str) -> None:
+    """The save of :func:`saving` is written: the result is saved, unless painted since."""
+    if layer.metadata.get(UNSAVED_KEY) == token:
+        layer.metadata[UNSAVED_KEY] = False
