@@ -129,9 +129,10 @@ def close_dock(widget):
     QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
 
 
-def test_a_result_painted_and_not_saved_is_kept_when_the_dock_closes(
+def test_a_result_painted_and_not_saved_is_kept_when_napari_closes(
         dock, qtbot, tmp_path, make_napari_viewer):
-    # corrections painted on a result and not saved were lost when napari closed
+    # corrections painted on a result and not saved were lost when napari closed: napari
+    # removes every layer as it closes, before its docks go
     import tifffile
 
     from napari_nuclei_unet.widgets._unsaved_labels import unsaved_dir
@@ -148,11 +149,13 @@ def test_a_result_painted_and_not_saved_is_kept_when_the_dock_closes(
     widget.image.value = viewer.layers["cells"]
     wait_worker(qtbot, widget.segment())
     result = widget.result_layer
-    result.paint((40, 5), 77)  # a correction, then napari closes
+    result.paint((40, 5), 77)  # a correction, then the dock closes, then napari
     close_dock(widget)
+    painted = np.asarray(result.data).copy()
+    viewer.layers.clear()  # what napari's closing does first
     (kept,) = unsaved_dir().glob("*.tif")
     assert kept.name.startswith("cells_labels-")
-    assert np.array_equal(tifffile.imread(kept), np.asarray(result.data))
+    assert np.array_equal(tifffile.imread(kept), painted)
     # next session: choosing that image says where the labels are, once
     viewer2 = make_napari_viewer()
     viewer2.add_image((truth > 0).astype(np.uint16), name="other")
@@ -165,3 +168,17 @@ def test_a_result_painted_and_not_saved_is_kept_when_the_dock_closes(
         second.image.value = viewer2.layers["cells"]
     assert sum(str(kept) in text for text in notes.texts()) == 1
     assert "Convert to Labels" in second.status.text()
+
+
+def test_a_painted_result_deleted_by_the_user_is_kept_and_said(dock, qtbot):
+    from napari_nuclei_unet.widgets._unsaved_labels import unsaved_dir
+
+    viewer, widget = dock
+    truth = disc_labels(SHAPE, [(12, 12), (30, 40)])
+    viewer.add_image((truth > 0).astype(np.uint16) * 900 + 50, name="cells")
+    widget.image.value = viewer.layers["cells"]
+    wait_worker(qtbot, widget.segment())
+    widget.result_layer.paint((40, 5), 77)
+    viewer.layers.remove(widget.result_layer)
+    (kept,) = unsaved_dir().glob("cells_labels-*.tif")
+    assert f"Its corrections, not saved, are kept in {kept}." in widget.status.text()

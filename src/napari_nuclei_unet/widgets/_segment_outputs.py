@@ -23,7 +23,12 @@ from napari_nuclei_unet.widgets._segment_jobs import (
     with_suffix,
     write_labels,
 )
-from napari_nuclei_unet.widgets._unsaved_labels import saved, saving
+from napari_nuclei_unet.widgets._unsaved_labels import (
+    KEPT_KEY,
+    keep_unsaved_results,
+    saved,
+    saving,
+)
 
 
 class SegmentOutputs:
@@ -77,8 +82,12 @@ class SegmentOutputs:
             return  # napari's plugin proxies: compare the layers behind them (h_gui17, M3)
         self.result_layer, self.scores = None, []
         self.table.set_table({})
+        keep_unsaved_results([layer])  # painted on, not saved (once, whichever comes first)
+        kept = layer.metadata.get(KEPT_KEY)
         self.status.setText(f"“{layer.name}” was deleted: segment the image again to "
-                            "measure, save, compare or add it.")
+                            "measure, save, compare or add it." + (
+                                f" Its corrections, not saved, are kept in {kept}." if kept
+                                else ""))
         self._enable()
 
     def compare(self) -> Any:

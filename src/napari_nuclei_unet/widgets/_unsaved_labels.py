@@ -1,8 +1,9 @@
-"""The Segment dock's results painted on and not saved: kept when the dock closes.
+"""The Segment dock's results painted on and not saved: kept when they leave the viewer.
 
 A biologist who corrected a result with napari's brush and closed napari without
-*Save labels* lost the corrections: napari does not ask. The dock closes with napari,
-and then writes each such result into the plugin's data folder
+*Save labels* lost the corrections: napari does not ask. napari removes every layer as
+it closes (before the docks go), so a result painted on and not saved is written into
+the plugin's data folder as it is removed, by napari closing or by the user
 (``<data dir>/unsaved-labels/<image>_labels-<time>.tif``, with its axes, as *Save labels*
 writes it). When that image is chosen again, the dock says where the labels are: opened
 with File > Open and converted to Labels, *Add plane* and *Compare* use them.
@@ -16,6 +17,8 @@ from typing import Any
 
 #: On a result layer: painted on since it was segmented or last saved.
 UNSAVED_KEY = "nuclei_unet_unsaved"
+#: On a result layer kept by :func:`keep_unsaved_results`: the file it was written to.
+KEPT_KEY = "nuclei_unet_kept_at"
 
 
 def unsaved_dir() -> Path:
@@ -29,17 +32,25 @@ def _mark_unsaved(event: Any) -> None:
     event.source.metadata[UNSAVED_KEY] = True
 
 
-def watch_unsaved(layer: Any) -> None:
-    """Mark a result layer saved, and unsaved once the user paints, fills or erases on it."""
+def _keep_removed(event: Any) -> None:
+    keep_unsaved_results([event.value])
+
+
+def watch_unsaved(viewer: Any, layer: Any) -> None:
+    """Mark a result layer saved, and unsaved once the user paints, fills or erases on it.
+
+    Such a result is kept when it leaves ``viewer`` (napari closing removes every
+    layer), with or without a dock open.
+    """
     layer.metadata[UNSAVED_KEY] = False
     layer.events.paint.connect(_mark_unsaved)  # no-op when already connected
+    viewer.layers.events.removed.connect(_keep_removed)  # the same: once per viewer
 
 
 def keep_unsaved_results(layers: Any) -> list[Path]:
     """Write every result painted on and not saved into :func:`unsaved_dir`; their paths.
 
-    Plain Python only (the dock is being destroyed). A result that cannot be written
-    is skipped: the others are still kept.
+    A result that cannot be written is skipped: the others are still kept.
     """
     from napari_nuclei_unet.widgets._own_layers import result_labels, safe_name
     from napari_nuclei_unet.widgets._segment_jobs import RESULT_KEY, write_labels
@@ -58,7 +69,8 @@ def keep_unsaved_results(layers: Any) -> list[Path]:
             write_labels(path, data, axes, layer.name)
         except (OSError, ValueError):
             continue
-        layer.metadata[UNSAVED_KEY] = False  # a second dock closing does not write it again
+        layer.metadata[UNSAVED_KEY] = False  # written once
+        layer.metadata[KEPT_KEY] = str(path)
         kept.append(path)
     return kept
 

@@ -90,7 +90,6 @@ from napari_nuclei_unet.widgets._segment_jobs import (  # noqa: F401 - in_dock_w
 from napari_nuclei_unet.widgets._segment_outputs import SegmentOutputs
 from napari_nuclei_unet.widgets._session import session_for
 from napari_nuclei_unet.widgets._unsaved_labels import (
-    keep_unsaved_results,
     say_kept_once,
     watch_unsaved,
 )
@@ -253,7 +252,6 @@ class SegmentWidget(SegmentOutputs, QWidget):
         """The dock was closed: its segmentation stops, since no dock would show it."""
         disconnect_all(self._pairs)
         self._dead = True
-        keep_unsaved_results(self.viewer.layers)  # napari closing: corrections not saved
         worker = self._worker  # plain Python state only: the widget is being destroyed
         if worker is not None and self.session.jobs.running(KIND) is worker:
             from napari_nuclei_unet.widgets._workers import notify
@@ -523,7 +521,7 @@ class SegmentWidget(SegmentOutputs, QWidget):
             self.result_layer = self.viewer.add_labels(shown, name=name,
                                                        features=features, **kwargs)
         watch_edits(self.result_layer)
-        watch_unsaved(self.result_layer)  # kept when the dock closes unsaved
+        watch_unsaved(self.viewer, self.result_layer)  # kept when removed unsaved
         if kept:
             from napari_nuclei_unet.widgets._workers import notify
 
