@@ -376,6 +376,9 @@ def test_eta_is_shown_and_opening_can_be_cancelled(browser, qtbot, dataset_dir):
     from napari_nuclei_unet.widgets.data_browser import _open_dataset
 
     assert eta_text(10, 100, 5.0) == "about 45 s left"
+    # not from one block of a large image, half background (GUI check h_gui19, L4)
+    assert eta_text(1, 144, 5.0, min_done=3) == ""
+    assert eta_text(3, 144, 5.0, min_done=3) == "about 4 min left"
     _viewer, widget = browser
     clock = iter([0.0, 0.0, 10.0])
     throttle = ThrottledProgress(widget.progress, clock=lambda: next(clock))

@@ -223,14 +223,21 @@ def test_dask_layer_goes_block_by_block_to_zarr(dock, qtbot, tmp_path):
     assert "(as corrected)" in widget.status.text() and 999 in layer.features["label"].values
 
 
-def test_each_large_plane_of_a_lazy_stack_keeps_its_own_layer(dock, qtbot):
-    """Plane 2 of a lazy stack, after plane 0, replaced plane 0's labels (one 2-D layer)."""
+def open_lazy_stack(viewer, widget, name="lazy", reverse=False):
+    """A 3-plane dask stack (each plane segmented as a large plane is), chosen in the dock."""
     import dask.array as da
 
-    viewer, widget = dock
     data = np.stack([nuclei_plane(k) for k in range(3)])
-    viewer.add_image(da.from_array(data, chunks=(1, 32, 32)), name="lazy")
-    widget.image.value = viewer.layers["lazy"]
+    data = data[::-1].copy() if reverse else data
+    viewer.add_image(da.from_array(data, chunks=(1, 32, 32)), name=name)
+    widget.image.value = viewer.layers[name]
+    return data
+
+
+def test_each_large_plane_of_a_lazy_stack_keeps_its_own_layer(dock, qtbot):
+    """Plane 2 of a lazy stack, after plane 0, replaced plane 0's labels (one 2-D layer)."""
+    viewer, widget = dock
+    open_lazy_stack(viewer, widget)
     viewer.dims.set_current_step(0, 0)
     first = run(qtbot, widget)  # 'all planes': the current one, and said (h_gui19, L2)
     assert "only the current plane (plane0) is segmented" in widget.status.text()
@@ -251,6 +258,72 @@ def test_each_large_plane_of_a_lazy_stack_keeps_its_own_layer(dock, qtbot):
     viewer.dims.set_current_step(1, 5)
     assert second.visible
     assert run(qtbot, widget) is first  # the same plane again: its own layer
+    # the sliders moved during a run: they go back to the result's plane (it came
+    # hidden, and "done" said nothing of where: review h_rev11, M2)
+    viewer.dims.set_current_step(0, 1)
+    worker = widget.segment()
+    viewer.dims.set_current_step(0, 2)
+    wait_worker(qtbot, worker)
+    third = widget.result_layer
+    assert third.name == "lazy labels (plane1)" and third.visible
+    assert viewer.dims.current_step[0] == 1
+    # another image's plane result, hidden for it, stays hidden as the sliders move (M1)
+    open_lazy_stack(viewer, widget, "other", reverse=True)
+    viewer.dims.set_current_step(0, 0)
+    run(qtbot, widget)
+    assert not any(layer.visible for layer in (first, second, third))
+    viewer.dims.set_current_step(0, 1)
+    viewer.dims.set_current_step(0, 2)
+    assert not any(layer.visible for layer in (first, second, third))
+    # with the dock closed, the results still follow the sliders (L2)
+    from qtpy.QtCore import QCoreApplication, QEvent
+
+    widget.image.value = viewer.layers["lazy"]
+    run(qtbot, widget)  # plane 2 again: "lazy"'s results follow the sliders again
+    widget.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    viewer.dims.set_current_step(0, 1)
+    assert third.visible and not second.visible and not first.visible
+
+
+def test_a_planes_result_is_compared_with_that_plane_of_a_stacks_truth(dock, qtbot):
+    # offered, then refused as "not drawn on this image" (review h_rev11, M6); a second
+    # Compare while one runs named the second truth over the first's scores (L1)
+    viewer, widget = dock
+    data = open_lazy_stack(viewer, widget)
+    viewer.dims.set_current_step(0, 1)
+    result = run(qtbot, widget)
+    truth = np.zeros(data.shape, np.int32)
+    truth[1] = np.asarray(result.data)
+    widget.truth.value = viewer.add_labels(truth, name="lazy truth")
+    assert "lazy labels (plane1)" not in [c.name for c in widget.truth.choices if c]
+    worker = widget.compare()
+    assert widget.compare() is None and not widget.compare_button.enabled
+    wait_worker(qtbot, worker)
+    assert [(row.id, row.iou) for row in widget.scores] == [("lazy", pytest.approx(1.0))]
+    assert widget.compare_button.enabled
+
+
+def test_progress_words_of_blocks_joining_and_stopping(dock):
+    # "about 1200 s left" after one block, "1/1 , 27 s so far" while joining, and a late
+    # block's count over "Stopping…" (GUI checks h_gui19 L4, h_gui20 N4)
+    import time
+
+    from napari_nuclei_unet.core.progress import Progress
+
+    _viewer, widget = dock
+    widget._started = time.perf_counter() - 5.0
+    for update, words in ((Progress("blocks", 1, 144), "1/144 blocks, 5 s so far"),
+                          (Progress("blocks", 3, 144), "3/144 blocks, about 4 min left"),
+                          (Progress("merge", 0, 1, "348 nuclei"),
+                           "Joining the blocks, 5 s so far — 348 nuclei")):
+        widget._last_paint = 0.0
+        widget._on_progress(update)
+        assert widget.status.text() == words
+    widget.cancel()
+    widget._last_paint = 0.0
+    widget._on_progress(Progress("blocks", 5, 144))
+    assert widget.status.text() == "Stopping…"
 
 
 def test_cancel_keeps_the_planes_done(dock, qtbot):
@@ -312,6 +385,10 @@ def test_compare_pushes_scores_and_add_to_project(dock, qtbot, tmp_path):
     from napari_nuclei_unet.widgets.segment_widget import NOT_EDITED
 
     viewer.dims.set_current_step(0, 0)
+    with capture_notifications() as notes:  # "other" selected: it does not fit zs
+        assert widget.add_to_project(tmp_path / "plain") is None
+    assert notes.any("“other” (5 x 5 pixels) does not fit zs")
+    viewer.layers.selection.active = layer
     with capture_notifications() as notes:
         wait_worker(qtbot, widget.add_to_project(tmp_path / "plain"))
     assert notes.any(NOT_EDITED)
@@ -975,17 +1052,22 @@ def test_a_long_layer_name_does_not_widen_the_dock(make_napari_viewer, qtbot):
     assert widget.image.native.sizeHint().width() < 300
 
 
-def test_a_lazy_images_folder_gone_during_the_run_is_warned_of(tmp_path):
+def test_a_lazy_images_folder_gone_during_the_run_is_warned_of(dock, qtbot, tmp_path):
     # a zarr deleted while being segmented read as empty, and the dock said "done"
-    # (GUI check h_gui19, M4)
-    from types import SimpleNamespace
+    # (GUI check h_gui19, M4); a file moved after napari read it whole changes nothing
+    # (review h_rev11, M5)
+    import shutil
 
-    from napari_nuclei_unet.widgets._segment_jobs import source_gone_note
+    import zarr
 
-    folder = tmp_path / "slide.zarr"
-    folder.mkdir()
-    layer = SimpleNamespace(source=SimpleNamespace(path=str(folder)))
-    assert source_gone_note(layer) == ""
-    assert source_gone_note(SimpleNamespace(source=SimpleNamespace(path=None))) == ""
-    folder.rmdir()
-    assert f"Warning: {folder} is gone" in source_gone_note(layer)
+    viewer, widget = dock
+    zarr.save(str(tmp_path / "slide.zarr"), nuclei_plane(3))
+    tifffile.imwrite(tmp_path / "cells.tif", nuclei_plane(3))
+    viewer.open(str(tmp_path / "slide.zarr"), plugin="napari")
+    viewer.open(str(tmp_path / "cells.tif"), plugin="napari")
+    for name, path in (("slide", tmp_path / "slide.zarr"), ("cells", tmp_path / "cells.tif")):
+        widget.image.value = viewer.layers[name]
+        worker = widget.segment()
+        shutil.move(path, tmp_path / f"moved-{path.name}")  # as the job runs
+        wait_worker(qtbot, worker)
+        assert (f"Warning: {path} is gone" in widget.status.text()) == (name == "slide")

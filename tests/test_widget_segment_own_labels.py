@@ -47,11 +47,16 @@ def test_a_labels_layer_of_the_images_shape_selected_is_added(dock, qtbot, tmp_p
     widget.image.value = viewer.layers["cells"]
     assert not widget.add_button.enabled  # nothing segmented, nothing of the user's chosen
     other = viewer.add_labels(np.zeros((20, 20), np.int32), name="another size")
-    viewer.layers.selection.active = other
-    assert not widget.add_button.enabled
+    viewer.layers.selection.active = other  # said at once, and when pressed
+    assert "“another size” (20 x 20 pixels) does not fit cells" in widget.status.text()
+    with capture_notifications() as notes:
+        assert widget.add_to_project(tmp_path / "project") is None
+    assert notes.any("does not fit cells, whose labels are 48 x 64")
     mine = viewer.add_labels(truth, name="cells_labels")  # saved yesterday, opened again
     viewer.layers.selection.active = mine
     assert widget.add_button.enabled
+    assert widget.status.text() == ("Add plane adds the labels of “cells_labels” (yours) "
+                                    "as cells's correction.")
     with capture_notifications() as notes:
         wait_worker(qtbot, widget.add_to_project(tmp_path / "project"))
     assert notes.any("with the labels of “cells_labels”")
@@ -64,7 +69,19 @@ def test_a_labels_layer_of_the_images_shape_selected_is_added(dock, qtbot, tmp_p
     viewer.add_image(np.zeros((20, 30), np.uint16), name="small")
     widget.image.value = viewer.layers["small"]
     viewer.layers.selection.active = mine
-    assert not widget.add_button.enabled
+    with capture_notifications() as notes:
+        assert widget.add_to_project(tmp_path / "project") is None
+    assert notes.any("“cells_labels” (48 x 64 pixels) does not fit small")
+    # an empty layer (napari's New labels) is refused, not added as a correction of none
+    widget.image.value = viewer.layers["cells"]
+    viewer.layers.selection.active = viewer.add_labels(np.zeros(SHAPE, np.int32), name="new")
+    with capture_notifications() as notes:
+        assert widget.add_to_project(tmp_path / "project") is None
+    assert notes.any("“new” has no nuclei on this plane")
+    # the ground truth chosen for Compare is never trained on
+    widget.truth.value = mine
+    viewer.layers.selection.active = mine
+    assert widget._own_labels() is None
 
 
 def test_a_plane_of_a_stacks_own_labels_is_the_one_shown(dock, qtbot, tmp_path):
@@ -115,11 +132,18 @@ def test_a_large_plane_adds_the_region_around_the_view(dock, qtbot, tmp_path, mo
     widget.image.value = viewer.layers["lazy"]
     viewer.layers.selection.active = viewer.add_labels(np.stack([truth] * 3), name="lazy mine")
     viewer.dims.set_current_step(0, 2)
-    viewer.camera.center = (140, 10)
-    wait_worker(qtbot, widget.add_to_project(tmp_path / "project"))
-    assert "lazy-plane2-y86-x0" in store.ids()
-    (sample,) = store.load_samples(["lazy-plane2-y86-x0"])
-    assert np.array_equal(sample.labels > 0, truth[86:, :64] > 0)
+    viewer.camera.center = (130, 170)
+    reads = []
+    lazy_stack = widget._own_labels()["stack"]
+    real = type(lazy_stack)._read
+    with pytest.MonkeyPatch.context() as patch:  # only the region is read
+        patch.setattr(type(lazy_stack), "_read", lambda self, index: reads.append(
+            np.asarray(real(self, index)).size) or real(self, index))
+        wait_worker(qtbot, widget.add_to_project(tmp_path / "project"))
+    assert reads == [64 * 64]
+    assert "lazy-plane2-y86-x128" in store.ids()  # on the grid, kept inside the plane
+    (sample,) = store.load_samples(["lazy-plane2-y86-x128"])
+    assert np.array_equal(sample.labels > 0, truth[86:, 128:192] > 0)
 
 
 def close_dock(widget):
@@ -182,3 +206,40 @@ def test_a_painted_result_deleted_by_the_user_is_kept_and_said(dock, qtbot):
     viewer.layers.remove(widget.result_layer)
     (kept,) = unsaved_dir().glob("cells_labels-*.tif")
     assert f"Its corrections, not saved, are kept in {kept}." in widget.status.text()
+
+
+def test_own_labels_of_one_plane_new_labels_on_channels_and_a_pyramid(dock, qtbot, tmp_path):
+    # a plane's 2-D labels, napari's New labels on a ZCYX image (with its C axis) and a
+    # multiscale labels layer: the dock's result was added in their place, or the sizes
+    # were misread (review h_rev11, M3, M7)
+    from napari_nuclei_unet.core.finetune import CorrectionStore
+
+    viewer, widget = dock
+    planes = np.stack([disc_labels(SHAPE, [(12, 12)]), disc_labels(SHAPE, [(30, 40), (10, 50)])])
+    image = np.stack([planes > 0, planes > 0], axis=1).astype(np.uint16) * 900 + 50  # ZCYX
+    viewer.add_image(image, name="zc")
+    widget.image.value = viewer.layers["zc"]
+    widget.axes.value = "ZCYX"
+    viewer.dims.set_current_step(0, 1)
+    viewer.layers.selection.active = viewer.add_labels(planes[1], name="plane 1 only")
+    with capture_notifications() as notes:  # said in the dock's words, not the CLI's
+        wait_worker(qtbot, widget.add_to_project(tmp_path / "p"))
+    assert notes.any("in the Nuclear channel field") and not notes.any("--channel")
+    widget.channel.value = 0
+    wait_worker(qtbot, widget.add_to_project(tmp_path / "p"))
+    store = CorrectionStore(tmp_path / "p")
+    assert store.ids() == ["zc-plane1"]
+    new = viewer.add_labels(np.zeros(image.shape, np.int32), name="drawn")  # New labels
+    viewer.dims.set_current_step(0, 0)
+    viewer.dims.set_current_step(1, 1)  # painted on channel 1 of plane 0
+    new.data[0, 1] = planes[0] * 5
+    viewer.layers.selection.active = new
+    wait_worker(qtbot, widget.add_to_project(tmp_path / "p"))
+    (sample,) = store.load_samples(["zc-plane0"])
+    assert np.array_equal(sample.labels > 0, planes[0] > 0)
+    pyramid = viewer.add_labels([planes, planes[:, ::2, ::2]], multiscale=True, name="pyr")
+    viewer.layers.selection.active = pyramid
+    viewer.dims.set_current_step(0, 1)
+    with capture_notifications() as notes:
+        wait_worker(qtbot, widget.add_to_project(tmp_path / "p"))
+    assert notes.any("Replaced zc-plane1 with the labels of “pyr” (2 nuclei)")

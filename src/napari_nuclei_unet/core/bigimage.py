@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from .bigmeasure import _block_stats, _merge_table
+from .bigmeasure import measure_large as measure_large  # re-exported
 from .progress import Cancelled, Progress, relay
 
 #: Default block side (pixels) and halo: block + 2 halos = 1024, one network pass.
@@ -224,23 +226,6 @@ def _seam_pairs(a: np.ndarray, b: np.ndarray, axis: int) -> np.ndarray:
     return np.column_stack([pairs, shared, n_a, n_b]).astype(np.int64)
 
 
-def _block_stats(labels: np.ndarray, image: np.ndarray, y0: int, x0: int) -> dict:
-    """Per-label sums of one block (core pixels only) for exact merging across blocks."""
-    from .measure import measure_plane
-
-    channels = np.moveaxis(image, -1, 0) if image.ndim == 3 else image[None]
-    # the block's labels carry a large offset: measure compact ids (regionprops allocates
-    # per label value up to the largest), then give the rows their real labels back
-    ids, inverse = np.unique(labels, return_inverse=True)
-    compact = inverse.reshape(labels.shape).astype(np.int32)
-    if ids[0] != 0:
-        compact += 1
-        ids = np.concatenate([[0], ids])
-    table = measure_plane(compact, channels, offset=(y0, x0))
-    table["label"] = ids[table["label"]].astype(np.int64)
-    return table
-
-
 def _write_block(block: np.ndarray, target: Any, y0: int, x0: int) -> None:
     """Write one block of labels into the zarr array at ``(y0, x0)``."""
     target[y0:y0 + block.shape[0], x0:x0 + block.shape[1]] = block
@@ -307,6 +292,25 @@ def write_ome_zarr_attrs(group: Any, name: str) -> None:
         "datasets": [{"path": "0", "coordinateTransformations": [
             {"type": "scale", "scale": [1.0, 1.0]}]}],
     }]
+
+
+def plane_arrays(stack: Any, flat: int, channel: int | None) -> tuple[Any, Any]:
+    """Plane ``flat`` of a large :class:`~.stacks.ImageStack` as dask arrays.
+
+    What is segmented: ``(H, W)`` (or ``(H, W, 3)``, RGB); what is measured: ``(H, W)`` or
+    ``(H, W, C)``, every channel. Nothing is read until a block is.
+    """
+    import dask.array as da
+
+    data = stack.data
+    if not hasattr(data, "dask"):
+        data = da.from_array(data, chunks=(1,) * (len(data.shape) - 2)
+                             + (DEFAULT_BLOCK, DEFAULT_BLOCK))
+    intensity = data[stack.plane_index(flat)]
+    if "C" not in stack.axes:
+        return intensity, intensity
+    intensity = da.moveaxis(intensity, 0, -1)
+    return (intensity if channel is None else intensity[..., channel]), intensity
 
 
 def segment_large(
@@ -485,76 +489,6 @@ def segment_large(
     merged = _merge_table(table, values, n_nuclei, labels_array, intensity)
     yield Progress("merge", 1, 1, f"{n_nuclei} nuclei")
     return BigResult(out, n_nuclei, merged, n_blocks, time.perf_counter() - start)
-
-
-def measure_large(labels: Any, intensity: Any, *, block: int = DEFAULT_BLOCK) -> dict:
-    """Measure a large plane's labels again, block by block (memory bounded by a block).
-
-    A result the user painted on no longer matches the table its segmentation made
-    (its CSV listed the nuclei as segmented: GUI check h_gui19, M1). ``labels``: ``(H,
-    W)`` zarr, dask or numpy, any label values; ``intensity``: ``(H, W)`` or ``(H, W,
-    C)``. Same columns and merging as :func:`segment_large`'s table.
-    """
-    from .measure import concat_tables
-
-    height, width = labels.shape[:2]
-    tables = []
-    for y0 in range(0, height, block):
-        for x0 in range(0, width, block):
-            part = np.asarray(labels[y0:y0 + block, x0:x0 + block])
-            if part.any():
-                tables.append(_block_stats(part, np.asarray(
-                    intensity[y0:y0 + block, x0:x0 + block]), y0, x0))
-    table = concat_tables(tables)
-    if not table:
-        return {}
-    found, ids = np.unique(table["label"], return_inverse=True)
-    return _merge_table(table, ids + 1, len(found), labels, intensity, found)
-
-
-def _merge_table(table: dict, values: np.ndarray, n_nuclei: int, labels: Any,
-                 intensity: Any, label_values: np.ndarray | None = None) -> dict:
-    """Combine the per-block rows of each nucleus (exact sums; shapes re-measured on crops).
-
-    ``values``: each row's nucleus, 1..n; ``label_values``: nucleus k's label in
-    ``labels`` (default k).
-    """
-    from .measure import measure_plane
-
-    if not n_nuclei:
-        return {}
-    ids = values.astype(np.int64)
-    found = np.arange(1, n_nuclei + 1, dtype=np.int64) if label_values is None \
-        else np.asarray(label_values, np.int64)
-    area = np.bincount(ids, weights=table["area"], minlength=n_nuclei + 1)[1:]
-    parts = np.bincount(ids, minlength=n_nuclei + 1)[1:]
-    merged: dict[str, np.ndarray] = {"label": found,
-                                     "plane": np.zeros(n_nuclei, np.int64),
-                                     "area": area.astype(np.int64)}
-    for col in ("centroid_y", "centroid_x"):
-        merged[col] = np.bincount(ids, weights=table[col] * table["area"],
-                                  minlength=n_nuclei + 1)[1:] / np.maximum(area, 1)
-    for col, fn in (("bbox_y0", np.minimum), ("bbox_x0", np.minimum), ("bbox_y1", np.maximum),
-                    ("bbox_x1", np.maximum)):
-        start = np.full(n_nuclei + 1, np.iinfo(np.int64).max if fn is np.minimum else -1)
-        fn.at(start, ids, table[col])
-        merged[col] = start[1:].astype(np.int64)
-    for col in [c for c in table if c.startswith("mean_intensity")]:
-        merged[col] = np.bincount(ids, weights=table[col] * table["area"],
-                                  minlength=n_nuclei + 1)[1:] / np.maximum(area, 1)
-    for col in ("eccentricity", "solidity"):
-        merged[col] = np.zeros(n_nuclei)
-        single = parts == 1
-        first = np.zeros(n_nuclei + 1, np.int64)
-        first[ids[::-1]] = np.arange(len(ids))[::-1]
-        merged[col][single] = table[col][first[1:][single]]
-    for k in np.flatnonzero(parts > 1):  # nuclei cut by a seam: measure their whole crop
-        y0, x0, y1, x1 = (int(merged[c][k]) for c in ("bbox_y0", "bbox_x0", "bbox_y1", "bbox_x1"))
-        crop = np.asarray(labels[y0:y1, x0:x1]) == found[k]
-        row = measure_plane(crop.astype(np.int32))
-        merged["eccentricity"][k] = row["eccentricity"][0]
-        merged["solidity"][k] = row["solidity"][0]
-    return merged
 
 
 def _run(tasks: list, n_blocks: int, client: Any, workers: int,

@@ -146,7 +146,7 @@ def result_labels(layer: Any) -> Any:
     from napari_nuclei_unet.widgets._segment_jobs import RESULT_KEY
 
     gaps = tuple((layer.metadata.get(RESULT_KEY) or {}).get("gaps") or ())
-    data = layer.data
+    data = layer_data(layer)  # a user's multiscale labels: its full resolution (h_rev11 M7)
     if gaps and isinstance(data, np.ndarray) and data.ndim > max(gaps) \
             and all(data.shape[g] == 1 for g in gaps):  # data set since: as it is
         return np.squeeze(data, axis=gaps)
@@ -230,27 +230,6 @@ class LayerResult:
     diameter_set: bool = False
 
 
-def big_plane(stack: Any, flat: int, channel: int | None) -> tuple[Any, Any]:
-    """Plane ``flat`` of a large image as dask arrays: what is segmented, and measured.
-
-    ``(H, W)`` (or ``(H, W, 3)``, RGB) to segment; ``(H, W)`` or ``(H, W, C)``, every
-    channel, to measure. Nothing is read until a block is.
-    """
-    import dask.array as da
-
-    from napari_nuclei_unet.core.bigimage import DEFAULT_BLOCK
-
-    data = stack.data
-    if not hasattr(data, "dask"):
-        data = da.from_array(data, chunks=(1,) * (len(data.shape) - 2)
-                             + (DEFAULT_BLOCK, DEFAULT_BLOCK))
-    intensity = data[stack.plane_index(flat)]
-    if "C" not in stack.axes:
-        return intensity, intensity
-    intensity = da.moveaxis(intensity, 0, -1)
-    return (intensity if channel is None else intensity[..., channel]), intensity
-
-
 def segment_layer_job(
     model: Any,
     stack: Any,
@@ -278,10 +257,10 @@ def segment_layer_job(
     import_torch_safely()
     start = time.perf_counter()
     if big:
-        from napari_nuclei_unet.core.bigimage import segment_large
+        from napari_nuclei_unet.core.bigimage import plane_arrays, segment_large
 
         flat = (planes or [0])[0]
-        plane, intensity = big_plane(stack, flat, channel)
+        plane, intensity = plane_arrays(stack, flat, channel)
         out = Path(tempfile.mkdtemp(prefix="nuclei-unet-")) / f"{stack.name}_labels.ome.zarr"
         result = yield from segment_large(model, plane, out, options, intensity=intensity,
                                           should_stop=should_stop, name=stack.name)
@@ -368,15 +347,17 @@ def results_follow_the_sliders(viewer: Any, *_args: Any) -> None:
 
     napari shows a 2-D layer over every plane of a stack: plane 7's nuclei lay over
     plane 12 (GUI check h_gui19, M3). A layer is shown or hidden only when the sliders
-    reach or leave its plane; the eye the user clicks in between stays as set.
+    reach or leave its plane; the eye the user clicks in between stays as set. A result
+    the dock hid for another image stays hidden (h_rev11 M1).
     """
+    from napari_nuclei_unet.widgets._layers import HIDDEN_FOR_KEY
     from napari_nuclei_unet.widgets._segment_jobs import RESULT_KEY
 
     images = {layer.name: layer for layer in viewer.layers}
     for layer in viewer.layers:
         info = layer.metadata.get(RESULT_KEY) or {}
         image = images.get(info.get("source"))
-        if not info.get(PLANE_AT) or image is None:
+        if not info.get(PLANE_AT) or image is None or layer.metadata.get(HIDDEN_FOR_KEY):
             continue
         here = image.world_to_data(viewer.dims.point)
         on = all(round(float(here[int(pos)])) == index
@@ -384,6 +365,46 @@ def results_follow_the_sliders(viewer: Any, *_args: Any) -> None:
         if layer.metadata.get(PLANE_AT) != on:  # reached or left its plane
             layer.metadata[PLANE_AT] = on
             layer.visible = on
+
+
+def follow_the_sliders_always(viewer: Any) -> None:
+    """Connect :func:`results_follow_the_sliders` to the viewer's sliders, once per viewer.
+
+    Not to a dock: closing the Segment dock left each plane's result over every plane
+    (h_rev11 L2).
+    """
+    import weakref
+
+    from napari_nuclei_unet.widgets._layers import unwrapped
+    from napari_nuclei_unet.widgets._session import session_for
+
+    session = session_for(viewer)
+    if getattr(session, "results_follow_sliders", False):
+        return
+    ref = weakref.ref(unwrapped(viewer))
+
+    def follow(_event: Any = None) -> None:
+        if ref() is not None:
+            results_follow_the_sliders(ref())
+
+    viewer.dims.events.current_step.connect(follow)
+    session.results_follow_sliders = True
+
+
+def go_to_plane(viewer: Any, image: Any, where: dict) -> None:
+    """Move the sliders to the plane ``where`` (:func:`plane_at`) of ``image``.
+
+    A plane's result arriving while the user looked at another plane came hidden, and
+    "done" said nothing of where (h_rev11 M2).
+    """
+    here = list(image.world_to_data(viewer.dims.point))
+    for pos, index in where.items():
+        here[int(pos)] = index
+    world = image.data_to_world(here)
+    offset = viewer.dims.ndim - len(world)
+    for axis, value in enumerate(world):
+        if float(value) != float(viewer.dims.point[offset + axis]):
+            viewer.dims.set_point(offset + axis, float(value))
 
 
 def is_other_images_result(layer: Any, image: Any) -> bool:
@@ -424,6 +445,7 @@ def bring_into_view(viewer: Any, image: Any, result: Any) -> list[str]:
         text_overlay,
     )
     from napari_nuclei_unet.widgets._scene import frame_if_lost
+    from napari_nuclei_unet.widgets._segment_jobs import RESULT_KEY
 
     layers = list(viewer.layers)
     if image not in layers or result not in layers:
@@ -431,8 +453,13 @@ def bring_into_view(viewer: Any, image: Any, result: Any) -> list[str]:
     bottom = layers.index(image)
     hidden = []
     for i, layer in enumerate(layers):
-        if layer is image or layer is result or not layer.visible \
-                or layer.metadata.get(HIDDEN_FOR_KEY) or not _overlaps(layer, image):
+        if layer is image or layer is result or layer.metadata.get(HIDDEN_FOR_KEY) \
+                or not _overlaps(layer, image):
+            continue
+        if not layer.visible:  # another image's plane result off its plane: kept off
+            if (layer.metadata.get(RESULT_KEY) or {}).get(PLANE_AT) \
+                    and is_other_images_result(layer, image):
+                layer.metadata[HIDDEN_FOR_KEY] = True  # (review h_rev11, M1)
             continue
         other_result = isinstance(layer, Labels) and is_other_images_result(layer, image)
         covers = isinstance(layer, Image) and i > bottom and layer.blending != "additive" \
@@ -446,6 +473,11 @@ def bring_into_view(viewer: Any, image: Any, result: Any) -> list[str]:
     for layer in (image, result):
         layer.visible = True
         layer.metadata.pop(HIDDEN_FOR_KEY, None)  # shown by the plugin, not by the user
+    for layer in layers:  # this image's other planes' results follow the sliders again
+        info = layer.metadata.get(RESULT_KEY) or {}
+        if info.get(PLANE_AT) and info.get("source") == image.name \
+                and layer.metadata.pop(HIDDEN_FOR_KEY, None):
+            layer.metadata.pop(PLANE_AT, None)
     viewer.layers.selection.active = result
     frame_if_lost(viewer, image)  # in a corner at a larger sample's zoom (h_gui16, N2)
     overlay = text_overlay(viewer)

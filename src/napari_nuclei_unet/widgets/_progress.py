@@ -28,7 +28,7 @@ def format_duration(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
-def eta_text(done: int, total: int, elapsed_s: float) -> str:
+def eta_text(done: int, total: int, elapsed_s: float, min_done: int = 1) -> str:
     """``"about 2 min left"`` from the rate so far, or ``""`` when too early to tell.
 
     Parameters
@@ -37,13 +37,16 @@ def eta_text(done: int, total: int, elapsed_s: float) -> str:
         Steps finished and steps in all.
     elapsed_s : float
         Seconds since the job started.
+    min_done : int
+        Steps to wait for (the first of a large image's blocks, half background, said
+        "about 1200 s left" where 240 s followed: GUI check h_gui19, L4).
 
     Returns
     -------
     str
         The estimate, empty before the first step or after the last.
     """
-    if done <= 0 or total <= 0 or done >= total or elapsed_s < 0.5:
+    if done <= 0 or done < min_done or total <= 0 or done >= total or elapsed_s < 0.5:
         return ""
     left = elapsed_s / done * (total - done)
     return f"about {format_duration(left)} left"

@@ -124,32 +124,55 @@ def previous_result(layers: Any, last: Any, image: Any, planes: Any = None) -> A
     return None
 
 
-def own_labels_target(layers: Any, form: tuple) -> dict | None:
-    """The user's own Labels layer selected in the layer list, as a result of ``form``'s image.
+def own_labels_target(layers: Any, form: tuple) -> dict | str | None:
+    """The user's own Labels layer selected in the layer list, as labels of ``form``'s image.
 
     A Labels layer the dock did not make (labels saved earlier and opened again, or
-    drawn from scratch) of the shape of the labels of the image chosen in the dock,
-    ``form`` = ``(image layer, axes, channel)``: Add plane adds it as the user's
-    correction of that image (a reopened labels file could not be added: left alone at
-    stop 34). None when the selection is no such layer.
+    drawn from scratch): Add plane adds it as the user's correction of the image chosen
+    in the dock, ``form`` = ``(image layer, axes, channel, slider point)``. Its shape is
+    the image's labels' (one per plane), one plane's (the current plane), or, drawn with
+    napari's *New labels* on an image with a channel axis, the image's own (the channel
+    shown). A reopened labels file could not be added (left alone at stop 34). None when
+    the selection is no such layer; else the target (``labels`` as :func:`chosen_result`'s
+    result would give them), or why it cannot be added, in plain words: the dock's own
+    result was added in its place, unsaid (h_rev11 M3).
     """
     from napari.layers import Labels
 
     from napari_nuclei_unet.widgets._layers import is_users_layer
-    from napari_nuclei_unet.widgets._own_layers import layer_shape, layer_stack
+    from napari_nuclei_unet.widgets._own_layers import (
+        current_plane,
+        layer_axes,
+        layer_data,
+        layer_shape,
+        layer_stack,
+    )
 
-    active, (image, axes, channel) = layers.selection.active, form
+    active, (image, axes, channel, point) = layers.selection.active, form
     if not isinstance(active, Labels) or active.metadata.get(RESULT_KEY) \
-            or not is_users_layer(active) or image is None or image not in layers:
+            or not is_users_layer(active):
         return None
+    if image is None or image not in layers:
+        return f"Choose in Image the image that “{active.name}” labels, then add the plane."
     try:
         stack = layer_stack(image, axes)
-    except ValueError:
-        return None
-    if tuple(layer_shape(active)) != tuple(stack.labels_shape):
-        return None
+        labels, shape = layer_data(active), tuple(layer_shape(active))
+        planes = list(range(stack.n_planes))
+        if shape == tuple(stack.yx_shape) and stack.n_planes > 1:  # one plane's labels
+            planes = [current_plane(image, stack, point, axes)]
+        elif shape == tuple(layer_shape(image)) and "C" in stack.axes and not image.rgb:
+            at = layer_axes(image, axes).index("C")  # New labels: the channel painted on
+            here = round(float(image.world_to_data(point)[at]))
+            labels = labels[(slice(None),) * at + (here,)]
+        elif shape != tuple(stack.labels_shape):
+            sizes = " x ".join(str(n) for n in stack.labels_shape)
+            return (f"“{active.name}” ({' x '.join(str(n) for n in shape)} pixels) does not "
+                    f"fit {image.name}, whose labels are {sizes}: select labels drawn on "
+                    f"{image.name}, or choose their image in Image.")
+    except ValueError as exc:
+        return str(exc)
     return {"layer": image, "stack": stack, "channel": channel, "axes": axes,
-            "result": active, "planes": list(range(stack.n_planes)), "own": True}
+            "result": active, "planes": planes, "own": True, "labels": labels}
 
 
 def chosen_result(layers: Any, chosen_image: Any, last: Any, shown: dict,
@@ -317,6 +340,8 @@ def region_to_add(viewer: Any, image: Any, stack: Any) -> tuple[slice, slice] | 
     took 143 s and 184 MB with no way to stop it (GUI check h_gui19, H1), and a round
     learns from the nuclei the user looked at. Those are where the view is: the region
     of :data:`ADD_REGION` pixels around the centre of the canvas, kept inside the plane.
+    It starts on a grid of half its side, so that a view moved a little gives the same
+    region, which replaces the one added before (h_rev11 L6).
     """
     import numpy as np
 
@@ -328,10 +353,39 @@ def region_to_add(viewer: Any, image: Any, stack: Any) -> tuple[slice, slice] | 
     centre = image.world_to_data(point)[-2:]  # the layer's own pixels (its full resolution)
     region = []
     for middle, size in zip(centre, (height, width), strict=True):
-        side = min(ADD_REGION, size)
-        start = int(np.clip(round(float(middle) - side / 2), 0, size - side))
+        side, grid = min(ADD_REGION, size), max(1, ADD_REGION // 2)
+        start = int(np.clip(round((float(middle) - side / 2) / grid) * grid, 0, size - side))
         region.append(slice(start, start + side))
     return tuple(region)
+
+
+def labels_to_add(viewer: Any, target: dict) -> tuple[Any, int, Any] | str:
+    """What Add plane adds of ``target`` (:func:`chosen_result`, :func:`own_labels_target`).
+
+    The current plane's labels, copied as they are now (the region of a large plane:
+    :func:`region_to_add`), the plane's number and the region (None: all of it); or why
+    not, in plain words: the user's own labels without a nucleus there were added as an
+    "edited mask" of none (h_rev11 M4).
+    """
+    import numpy as np
+
+    from napari_nuclei_unet.widgets._own_layers import current_plane, result_labels
+
+    layer, stack = target["layer"], target["stack"]
+    labels = target["labels"] if "labels" in target else result_labels(target["result"])
+    if len(labels.shape) > 2:
+        flat = current_plane(layer, stack, viewer.dims.point, target["axes"])
+        labels = labels[stack.plane_index(flat)]
+    else:
+        flat = target["planes"][0] if target["planes"] else 0
+    region = region_to_add(viewer, layer, stack)
+    if region is not None or isinstance(labels, np.ndarray) or target.get("own"):
+        labels = np.array(labels[region or ...])  # as the user sees it now, unpainted
+    if target.get("own") and not labels.any():
+        return (f"“{target['result'].name}” has no nuclei on this plane"
+                + (" (in the region around the centre of the view)" if region else "")
+                + ": draw them, or select the result you corrected.")
+    return labels, flat, region
 
 
 def region_words(name: str, stack: Any, region: tuple[slice, slice]) -> str:
@@ -361,14 +415,27 @@ def _add_plane(folder: str, stack: Any, flat: int, channel: Any, labels: Any, sa
     return store.add(sample_id, image, np.asarray(labels), source="label", note=note), replaced
 
 
-def source_gone_note(layer: Any) -> str:
-    """A warning when the file or folder a lazy layer reads from is gone.
+def read_from(layer: Any) -> str | None:
+    """The local file or folder a lazy layer reads its pixels from (None: none, or in memory).
+
+    For :func:`source_gone_note`: a file moved after napari read it whole changes nothing.
+    """
+    from napari_nuclei_unet.widgets._own_layers import is_lazy, layer_data
+
+    path = getattr(getattr(layer, "source", None), "path", None)
+    if not path or not is_lazy(layer_data(layer)) or "://" in str(path) \
+            or not Path(path).exists():
+        return None
+    return str(path)
+
+
+def source_gone_note(path: str | None) -> str:
+    """A warning when ``path`` (:func:`read_from`, when the job started) is gone.
 
     A zarr folder deleted during the segmentation read as empty from then on, and the
     result said "done" (GUI check h_gui19, M4). (A zarr's chunks missing from the start
     cannot be told from empty ones, which zarr does not store.)
     """
-    path = getattr(getattr(layer, "source", None), "path", None)
     if not path or Path(path).exists():
         return ""
     return (f" Warning: {path} is gone (deleted or moved while it was being segmented?): "

@@ -48,7 +48,12 @@ class SegmentOutputs:
         if self._worker is not None or selection and (
                 active is None or not active.metadata.get(RESULT_KEY)):
             if self._worker is None:  # a job's result comes
-                self._enable()  # the user's own labels selected can be added
+                self._enable()  # the user's own labels selected can be added: said
+                own = self._own_labels()
+                if own is not None:
+                    self.status.setText(own if isinstance(own, str) else (
+                        f"Add plane adds the labels of “{active.name}” (yours) as "
+                        f"{own['layer'].name}'s correction."))
             return
         target = chosen_result(self.viewer.layers, self.image.value, self.result_layer,
                                self._shown, selection)
@@ -98,16 +103,24 @@ class SegmentOutputs:
         rows once they are in.
         """
         from napari_nuclei_unet.core.evaluation import ImageRow
-        from napari_nuclei_unet.widgets._own_layers import plane_scores, same_shape_or_why
+        from napari_nuclei_unet.widgets._own_layers import (
+            layer_data,
+            plane_scores,
+            same_shape_or_why,
+        )
         from napari_nuclei_unet.widgets._workers import notify
 
         truth, name = self.truth.value, self.shown_name()
-        if truth is None or self.result_layer is None or not self._shown:
-            return None
+        if truth is None or self.result_layer is None or not self._shown \
+                or self.session.jobs.is_running("compare"):
+            return None  # one at a time: the status named the second's truth (h_rev11 L1)
         stack = self._shown["stack"]
-        labels, truth_data = result_labels(self.result_layer), truth.data
+        labels, truth_data = result_labels(self.result_layer), layer_data(truth)  # (M7)
         shape = stack.plane_shape if len(labels.shape) > 2 else ()
-        planes = (self.result_layer.metadata.get(RESULT_KEY) or {}).get("planes") or [0]
+        info = self.result_layer.metadata.get(RESULT_KEY) or {}
+        planes = info.get("planes") or [0]
+        if info.get("plane_at") and tuple(truth_data.shape) == tuple(stack.labels_shape):
+            truth_data = truth_data[stack.plane_index(planes[0])]  # one plane's result (M6)
         why = same_shape_or_why(truth_data, labels)
         if why:
             notify(f"Comparing failed: {why}", warning=True)
@@ -135,9 +148,11 @@ class SegmentOutputs:
             self.status.setText(f"Comparing failed: {explain(exc)}")
 
         self.status.setText(f"Comparing {name} with {truth.name}…")
+        self.compare_button.enabled = False  # until the scores are in
         return self.session.jobs.start(
             "compare", plane_scores, truth_data, labels, planes if shape else [0], shape,
-            on_returned=scored, on_errored=failed, action="Comparing", viewer=self.viewer)
+            on_returned=scored, on_errored=failed, on_finished=self._enable,
+            action="Comparing", viewer=self.viewer)
 
     def shown_name(self) -> str:
         """The name of the image whose result the dock shows (files are named after it)."""
@@ -190,10 +205,9 @@ class SegmentOutputs:
             from napari_nuclei_unet.core.own_images import measure_labels
 
             if lazy:  # a large plane's zarr-backed labels (the block path's)
-                from napari_nuclei_unet.core.bigimage import measure_large
-                from napari_nuclei_unet.widgets._own_layers import big_plane
+                from napari_nuclei_unet.core.bigimage import measure_large, plane_arrays
 
-                table = measure_large(labels, big_plane(stack, planes[0], None)[1])
+                table = measure_large(labels, plane_arrays(stack, planes[0], None)[1])
                 if table and stack.plane_axes:
                     table["plane"] = np.full(len(table["label"]), planes[0], np.int64)
                 fresh.update(table)

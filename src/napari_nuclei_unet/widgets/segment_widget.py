@@ -54,13 +54,15 @@ from napari_nuclei_unet.widgets._layers import (
 )
 from napari_nuclei_unet.widgets._own_layers import (
     PLANE_AT,
+    follow_the_sliders_always,
+    go_to_plane,
     labels_to_show,
     layer_yx_shape,
     placement,
     plane_at,
-    result_labels,
     results_follow_the_sliders,
 )
+from napari_nuclei_unet.widgets._progress import eta_text
 from napari_nuclei_unet.widgets._retrain_project import UNEDITED_NOTE, unwritable_reason
 from napari_nuclei_unet.widgets._scroll import keep_narrow, scrolled_layout
 from napari_nuclei_unet.widgets._segment_jobs import (  # noqa: F401 - in_dock_words, as before
@@ -74,13 +76,14 @@ from napari_nuclei_unet.widgets._segment_jobs import (  # noqa: F401 - in_dock_w
     earlier_result,
     in_dock_words,
     labels_note,
+    labels_to_add,
     layer_features,
     layer_table,
     model_words,
     own_labels_target,
     previous_result,
     project_model,
-    region_to_add,
+    read_from,
     region_words,
     rgb_note,
     source_gone_note,
@@ -227,7 +230,8 @@ class SegmentWidget(SegmentOutputs, QWidget):
         result, image = unwrapped(self.result_layer), self.image.value
         return [(layer.name, layer) for layer in self.viewer.layers
                 if isinstance(layer, napari.layers.Labels) and unwrapped(layer) is not result
-                and not is_placeholder(layer)
+                and not is_placeholder(layer) and not (layer.metadata.get(RESULT_KEY) or {})
+                .get(PLANE_AT)  # one plane's result is no other plane's truth (h_rev11 L10)
                 and (image is None or (layer_yx_shape(layer) == layer_yx_shape(image)
                                        and not is_other_images_result(layer, image)))]
 
@@ -240,9 +244,7 @@ class SegmentWidget(SegmentOutputs, QWidget):
         self._pairs += connect_napari([(events.inserted, self._on_inserted),
                                        (events.removed, self._on_removed),
                                        (self.viewer.layers.selection.events.active,
-                                        self.follow_chosen_result),
-                                       (self.viewer.dims.events.current_step,
-                                        self._on_sliders)])
+                                        self.follow_chosen_result)])
         on_destroyed(self, self._closed)
         share_the_column_when_shown(self)  # stacked under another dock
         self._refresh_choices()
@@ -329,9 +331,6 @@ class SegmentWidget(SegmentOutputs, QWidget):
                 and layer in self.image.choices:
             self.image.value = layer
 
-    def _on_sliders(self, *_args: Any) -> None:
-        results_follow_the_sliders(self.viewer)
-
     def _on_removed(self, event: Any = None) -> None:
         """List the layers again; deleting the image being segmented stops the job."""
         self._refresh_choices()
@@ -361,10 +360,14 @@ class SegmentWidget(SegmentOutputs, QWidget):
         self.add_button.enabled = has or self._own_labels() is not None
         self.compare_button.enabled = has and self.truth.value is not None
 
-    def _own_labels(self) -> dict | None:
+    def _own_labels(self) -> dict | str | None:
         """The user's own Labels layer selected for the chosen image (:func:`own_labels_target`)."""
         channel = None if self.channel.value < 0 else int(self.channel.value)
-        return own_labels_target(self.viewer.layers, (self.image.value, self.axes.value, channel))
+        if self.truth.value is not None and unwrapped(self.truth.value) is unwrapped(
+                self.viewer.layers.selection.active):
+            return None  # the ground truth scores; it is never trained on (h_rev11 M4)
+        return own_labels_target(self.viewer.layers, (self.image.value, self.axes.value,
+                                                      channel, self.viewer.dims.point))
 
     # -- segmentation --------------------------------------------------------------------
     def segment(self) -> Any:
@@ -407,10 +410,10 @@ class SegmentWidget(SegmentOutputs, QWidget):
             model_path = str(version.model)
         self._stop = False
         self._source = {"layer": layer, "stack": stack, "channel": channel,
-                        "axes": layer_axes(layer, self.axes.value)}
+                        "axes": layer_axes(layer, self.axes.value), "path": read_from(layer)}
         guessed = not self.axes.value.strip()
         self._note = (rgb_note(layer.name, stack) if guessed and channel is None else "") + \
-            (axes_note(layer.name, stack) if guessed else "") + \
+            (axes_note(layer.name, stack) if guessed and not big else "") + \
             ("" if big else labels_note(layer.name, stack, plane, channel)) + \
             (f" Note: {layer.name} is large or read from disk: only the current plane "
              f"({stack.plane_name(plane)}) is segmented; move the sliders and press Segment "
@@ -464,12 +467,12 @@ class SegmentWidget(SegmentOutputs, QWidget):
         elif total:
             self.progress.setRange(0, total)
             self.progress.setValue(done)
-        eta = f", {elapsed:.0f} s so far"
-        if done and done >= min(3, total - 1) and done < total:  # one block's is noise
-            eta = f", about {elapsed / done * (total - done):.0f} s left"
-        label = {"segment": "planes", "blocks": "blocks"}.get(getattr(update, "stage", ""), "")
-        message = getattr(update, "message", "")
-        self.status.setText(f"{done}/{total} {label}{eta}" + (f" — {message}" if message else ""))
+        eta = eta_text(done, total, elapsed, min_done=min(3, total - 1))  # not from 1 block
+        eta = f", {eta}" if eta else f", {elapsed:.0f} s so far"
+        stage, message = getattr(update, "stage", ""), getattr(update, "message", "")
+        what = "Joining the blocks" if stage == "merge" else \
+            f"{done}/{total} {'blocks' if stage == 'blocks' else 'planes'}"  # h_gui20 N4
+        self.status.setText(f"{what}{eta}" + (f" — {message}" if message else ""))
 
     def _on_returned(self, result: Any) -> None:
         if self._dead:  # the dock was destroyed during the job: nothing to show it in
@@ -484,7 +487,7 @@ class SegmentWidget(SegmentOutputs, QWidget):
         self.result = result
         self._show_result(result)
         self.status.setText(done_words(result, self._model_words) + self._note
-                            + source_gone_note(image))
+                            + source_gone_note(self._source.get("path")))
 
     def _on_errored(self, exc: BaseException) -> None:
         # the notification fades; the dock keeps saying what happened (not "0/1 planes")
@@ -494,6 +497,8 @@ class SegmentWidget(SegmentOutputs, QWidget):
         self._worker = None  # the dock follows the result chosen again
         self.segment_button.enabled, self.cancel_button.enabled = True, False
         self.progress.setVisible(False)
+        if self.result_layer is not None and not self.table.model().rowCount():
+            self.table.set_table(layer_table(self.result_layer))  # cancelled (h_gui20 N3)
         self._enable()
 
     def _show_result(self, result: Any) -> None:
@@ -537,6 +542,10 @@ class SegmentWidget(SegmentOutputs, QWidget):
         self._shown = dict(self._source)  # what "Add plane" and "Compare" speak of
         bring_into_view(self.viewer, layer, self.result_layer)  # says what it hid
         show_channel(self.viewer, layer, self._source["axes"], self._source["channel"])
+        if one_of_many:  # its plane shown (the user may have moved on: h_rev11 M2)
+            go_to_plane(self.viewer, layer, plane_at(stack, self._source["axes"],
+                                                     result.planes[0]))
+            follow_the_sliders_always(self.viewer)
         results_follow_the_sliders(self.viewer)  # other planes' results: hidden
         self._refresh_choices()
 
@@ -549,39 +558,30 @@ class SegmentWidget(SegmentOutputs, QWidget):
         Returns the worker (None when nothing is added); ``self.added`` is the new
         correction once it is written.
         """
-        import numpy as np
-
-        from napari_nuclei_unet.widgets._own_layers import current_plane, safe_name
+        from napari_nuclei_unet.widgets._own_layers import safe_name
         from napari_nuclei_unet.widgets._workers import notify
 
         folder = str(project_dir or self.project.value or "")
         if folder in ("", "."):
             notify("Choose the fine-tuning project folder first.", warning=True)
             return None
-        # your own labels selected; else the dock's result (it follows the one chosen), or
-        # why a result it could not follow cannot be added
+        # your own labels selected (or why not); else the dock's result (it follows the
+        # one chosen), or why a result it could not follow cannot be added
         target = self._own_labels() or \
             chosen_result(self.viewer.layers, None, self.result_layer, self._shown)
+        plane = target if isinstance(target, str) else labels_to_add(self.viewer, target)
         why = (f"{folder} is a file, not a folder: choose a folder for the project."
                if Path(folder).exists() and not Path(folder).is_dir() else
                # e.g. a project remembered from before, read-only since
                unwritable_reason(folder, "in 'Fine-tuning project'")
-               # no result, or the one chosen cannot be added
-               or (target if isinstance(target, str) else None))
+               # no result, the one chosen cannot be added, own labels without nuclei
+               or (plane if isinstance(plane, str) else None))
         if why:
             notify(why, warning=True)
             self.status.setText(f"Not added: {why}")  # the notification fades
             return None
         layer, stack, result_layer = target["layer"], target["stack"], target["result"]
-        labels = result_labels(result_layer)
-        if len(labels.shape) > 2:
-            flat = current_plane(layer, stack, self.viewer.dims.point, target["axes"])
-            labels = labels[stack.plane_index(flat)]
-        else:
-            flat = target["planes"][0] if target["planes"] else 0
-        region = region_to_add(self.viewer, layer, stack)  # of a large plane (h_gui19, H1)
-        if region is not None or isinstance(labels, np.ndarray):
-            labels = np.array(labels[region or ...])  # as the user sees it now, unpainted
+        labels, flat, region = plane  # a region of a large plane (h_gui19, H1)
         sample_id = safe_name(f"{stack.name}-{stack.plane_name(flat)}" + (
             "" if region is None else f"-y{region[0].start}-x{region[1].start}"))
         self.added = None
@@ -608,5 +608,6 @@ class SegmentWidget(SegmentOutputs, QWidget):
         return self.session.jobs.start(
             ADD_KIND, _add_plane, folder, stack, flat, target["channel"], labels,
             sample_id, f"from layer {layer.name}{'' if edited else UNEDITED_NOTE}", region,
-            on_returned=done, on_errored=failed,
+            on_returned=done, on_errored=failed, error_message=lambda exc: (
+                f"Not added to the fine-tuning project: {in_dock_words(exc)}"),  # no --channel
             action="Adding to the fine-tuning project", viewer=self.viewer)
