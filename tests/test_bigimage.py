@@ -91,6 +91,17 @@ def test_measurements_match_the_final_labels(tiled, image):
         assert np.allclose(result.table[column], direct[column]), column
 
 
+def test_a_plane_thinner_than_the_halo_is_segmented(model, image, tmp_path):
+    # "The overlapping depth 64 is larger than your array 48" (a small lazy image)
+    from napari_nuclei_unet.core.bigimage import segment_large
+
+    thin = image[:48]
+    result = drive(segment_large(model, thin, tmp_path / "thin.ome.zarr", block=BLOCK,
+                                 halo=HALO * 2))
+    labels = np.asarray(result.labels()[:])
+    assert labels.shape == thin.shape and result.n_nuclei == labels.max() > 0
+
+
 def test_painted_labels_are_measured_again_block_by_block(tiled, image):
     # Export CSV of a painted large result wrote the table as segmented (GUI check
     # h_gui19, M1): measured again from the labels, block by block, any label values

@@ -300,7 +300,7 @@ def test_a_planes_result_is_compared_with_that_plane_of_a_stacks_truth(dock, qtb
     worker = widget.compare()
     assert widget.compare() is None and not widget.compare_button.enabled
     wait_worker(qtbot, worker)
-    assert [(row.id, row.iou) for row in widget.scores] == [("lazy", pytest.approx(1.0))]
+    assert [(row.id, row.iou) for row in widget.scores] == [("lazy[1]", pytest.approx(1.0))]
     assert widget.compare_button.enabled
 
 

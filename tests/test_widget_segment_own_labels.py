@@ -185,13 +185,32 @@ def test_a_result_painted_and_not_saved_is_kept_when_napari_closes(
     viewer2.add_image((truth > 0).astype(np.uint16), name="other")
     viewer2.add_image((truth > 0).astype(np.uint16), name="cells")
     with capture_notifications() as notes:
-        second = SegmentWidget(viewer2)
+        second = SegmentWidget(viewer2)  # cells, the last image opened, is chosen
+        assert "Convert to Labels" in second.status.text()
         second.image.value = viewer2.layers["other"]
+        assert second.status.text() == ""  # not said of another image (h_gui21 L2)
         second.image.value = viewer2.layers["cells"]
-        second.image.value = viewer2.layers["other"]
-        second.image.value = viewer2.layers["cells"]
-    assert sum(str(kept) in text for text in notes.texts()) == 1
-    assert "Convert to Labels" in second.status.text()
+    assert sum(kept.name in text and str(kept.parent) in text for text in notes.texts()) == 1
+    # ... as the message says: opened (the dock makes an opened file its Image), then
+    # converted to Labels with several images open: added as cells's correction, not as
+    # the top image's (GUI check h_gui21, H2), and then not offered again (L2)
+    viewer2.add_image((truth > 0).astype(np.uint16), name="cells3")
+    opened = viewer2.add_labels(tifffile.imread(kept), name=kept.stem)
+    viewer2.layers.selection.active = opened
+    second.image.value = viewer2.layers["other"]
+    assert second.status.text() == (f"Add plane adds the labels of “{kept.stem}” (yours) "
+                                    "as cells's correction.")
+    wait_worker(qtbot, second.add_to_project(tmp_path / "p2"))
+    from napari_nuclei_unet.core.finetune import CorrectionStore
+
+    assert CorrectionStore(tmp_path / "p2").ids() == ["cells-plane0"]
+    assert not kept.exists() and (kept.parent / "added" / kept.name).is_file()
+    from napari_nuclei_unet.widgets._unsaved_labels import kept_words
+
+    assert kept_words("cells") == ""
+    # the ground truth chosen: the line no longer says the truth will be added (M1)
+    second.truth.value = opened
+    assert not second.status.text().startswith("Add plane adds the labels of")
 
 
 def test_a_painted_result_deleted_by_the_user_is_kept_and_said(dock, qtbot):
@@ -243,3 +262,39 @@ def test_own_labels_of_one_plane_new_labels_on_channels_and_a_pyramid(dock, qtbo
     with capture_notifications() as notes:
         wait_worker(qtbot, widget.add_to_project(tmp_path / "p"))
     assert notes.any("Replaced zc-plane1 with the labels of “pyr” (2 nuclei)")
+
+
+def test_each_painted_plane_of_a_lazy_stack_is_kept_in_its_own_file(dock, qtbot, tmp_path):
+    # two painted plane results of one stack were kept in one file, named without its
+    # plane, the second write over the first (GUI check h_gui21, H1); opened again, a
+    # plane's file is added as that plane, wherever the sliders are (M2)
+    import dask.array as da
+    import tifffile
+
+    from napari_nuclei_unet.core.finetune import CorrectionStore
+    from napari_nuclei_unet.widgets._unsaved_labels import kept_words, unsaved_dir
+
+    viewer, widget = dock
+    planes = np.stack([disc_labels(SHAPE, [(12, 12)]), disc_labels(SHAPE, [(30, 40)])])
+    image = (planes > 0).astype(np.uint16) * 900 + 50
+    viewer.add_image(da.from_array(image, chunks=(1, 24, 32)), name="lazy")
+    widget.image.value = viewer.layers["lazy"]
+    painted = {}
+    for plane in (0, 1):
+        viewer.dims.set_current_step(0, plane)
+        wait_worker(qtbot, widget.segment())
+        widget.result_layer.paint((40, 60), 50 + plane)
+        painted[plane] = np.asarray(widget.result_layer.data).copy()
+    viewer.layers.clear()  # napari closing
+    files = sorted(unsaved_dir().glob("*.tif"))
+    assert [f.name.split("_labels-")[0] for f in files] == ["lazy-plane0", "lazy-plane1"]
+    for plane, file in enumerate(files):
+        assert np.array_equal(tifffile.imread(file), painted[plane])
+    assert "(of plane0, plane1)" in kept_words("lazy")
+    viewer.add_image(da.from_array(image, chunks=(1, 24, 32)), name="lazy")
+    widget.image.value = viewer.layers["lazy"]
+    viewer.dims.set_current_step(0, 1)
+    opened = viewer.add_labels(tifffile.imread(files[0]), name=files[0].stem)
+    viewer.layers.selection.active = opened
+    wait_worker(qtbot, widget.add_to_project(tmp_path / "p"))
+    assert CorrectionStore(tmp_path / "p").ids() == ["lazy-plane0"]

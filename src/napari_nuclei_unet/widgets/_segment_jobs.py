@@ -137,7 +137,7 @@ def own_labels_target(layers: Any, form: tuple) -> dict | str | None:
     result would give them), or why it cannot be added, in plain words: the dock's own
     result was added in its place, unsaid (h_rev11 M3).
     """
-    from napari.layers import Labels
+    from napari.layers import Image, Labels
 
     from napari_nuclei_unet.widgets._layers import is_users_layer
     from napari_nuclei_unet.widgets._own_layers import (
@@ -146,19 +146,33 @@ def own_labels_target(layers: Any, form: tuple) -> dict | str | None:
         layer_data,
         layer_shape,
         layer_stack,
+        safe_name,
     )
+    from napari_nuclei_unet.widgets._unsaved_labels import kept_from
 
     active, (image, axes, channel, point) = layers.selection.active, form
     if not isinstance(active, Labels) or active.metadata.get(RESULT_KEY) \
             or not is_users_layer(active):
         return None
+    kept = kept_from(active.name)  # labels kept unsaved, opened again: of their own image
+    if kept is not None:  # (opening them made the file the dock's Image: h_gui21 H2)
+        named = [layer for layer in layers if isinstance(layer, Image)
+                 and safe_name(layer.name) == kept[0]]
+        if not named:
+            return f"“{active.name}” holds corrected labels of {kept[0]}: open {kept[0]} too."
+        if named[0] is not image:
+            image, axes, channel = named[0], "", None
     if image is None or image not in layers:
         return f"Choose in Image the image that “{active.name}” labels, then add the plane."
     try:
         stack = layer_stack(image, axes)
         labels, shape = layer_data(active), tuple(layer_shape(active))
         planes = list(range(stack.n_planes))
-        if shape == tuple(stack.yx_shape) and stack.n_planes > 1:  # one plane's labels
+        if kept is not None and kept[1] and shape == tuple(stack.yx_shape):  # its plane's
+            planes = [flat for flat in planes if stack.plane_name(flat) == kept[1]][:1]
+            if not planes:
+                return f"{image.name} has no {kept[1]}: “{active.name}” is not its labels."
+        elif shape == tuple(stack.yx_shape) and stack.n_planes > 1:  # one plane's labels
             planes = [current_plane(image, stack, point, axes)]
         elif shape == tuple(layer_shape(image)) and "C" in stack.axes and not image.rgb:
             at = layer_axes(image, axes).index("C")  # New labels: the channel painted on

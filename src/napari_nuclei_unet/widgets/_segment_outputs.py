@@ -30,6 +30,9 @@ from napari_nuclei_unet.widgets._unsaved_labels import (
     saving,
 )
 
+#: How :meth:`SegmentOutputs.say_what_add_adds` begins, and ends a refusal.
+OWN_WORDS, OWN_REFUSED = "Add plane adds the labels of ", "(Add plane would refuse it.)"
+
 
 class SegmentOutputs:
     """Export CSV and Save labels, in a worker; the result the outputs speak of.
@@ -49,11 +52,7 @@ class SegmentOutputs:
                 active is None or not active.metadata.get(RESULT_KEY)):
             if self._worker is None:  # a job's result comes
                 self._enable()  # the user's own labels selected can be added: said
-                own = self._own_labels()
-                if own is not None:
-                    self.status.setText(own if isinstance(own, str) else (
-                        f"Add plane adds the labels of “{active.name}” (yours) as "
-                        f"{own['layer'].name}'s correction."))
+                self.say_what_add_adds()
             return
         target = chosen_result(self.viewer.layers, self.image.value, self.result_layer,
                                self._shown, selection)
@@ -76,6 +75,26 @@ class SegmentOutputs:
         self.status.setText(f"The result of {self.shown_name()} is shown "
                             f"({len(table.get('label', ()))} nuclei as segmented{painted}).")
         self._enable()
+
+    def say_what_add_adds(self) -> None:
+        """With the user's own Labels layer selected, say what Add plane will add (or why not).
+
+        Said again when the selection, the image or the ground truth changes; the line it
+        left said the opposite of what happened (GUI check h_gui21, M1).
+        """
+        own = self._own_labels() if self._worker is None else None
+        text = self.status.text()
+        if own is None:
+            if text.startswith(OWN_WORDS) or text.endswith(OWN_REFUSED):
+                self.status.setText("")
+            return
+        if isinstance(own, str):
+            self.status.setText(f"{own} {OWN_REFUSED}")
+            return
+        stack, planes = own["stack"], own["planes"]
+        plane = f"{stack.plane_name(planes[0])} " if len(planes) == 1 < stack.n_planes else ""
+        self.status.setText(f"{OWN_WORDS}“{own['result'].name}” (yours) as "
+                            f"{own['layer'].name}'s {plane}correction.")
 
     def forget_removed(self, layer: Any) -> None:
         """The dock's result layer was deleted: its scores and table go, and it says so.
@@ -131,7 +150,8 @@ class SegmentOutputs:
                               for a in (truth_data, labels))
 
         def scored(pairs: list) -> None:
-            rows = [ImageRow(id=f"{name}[{flat}]" if shape else name,
+            one = f"{name}[{planes[0]}]" if info.get("plane_at") else name  # (h_gui21 L3)
+            rows = [ImageRow(id=f"{name}[{flat}]" if shape else one,
                              modality="own image", iou=s.iou, dice=s.dice, ap50=s.ap50,
                              dsb_score=s.dsb_score, n_true=s.n_true, n_pred=s.n_pred)
                     for flat, s in pairs]

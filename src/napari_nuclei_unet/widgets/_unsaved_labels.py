@@ -11,6 +11,7 @@ with File > Open and converted to Labels, *Add plane* and *Compare* use them.
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,12 @@ def keep_unsaved_results(layers: Any) -> list[Path]:
             continue
         data = result_labels(layer)
         axes = info.get("axes") or "Q" * (len(data.shape) - 2) + "YX"
-        path = unsaved_dir() / f"{safe_name(info.get('source') or layer.name)}_labels-{stamp}.tif"
+        plane = f"-{info['plane_name']}" if info.get("plane_name") else ""  # one plane's
+        stem = f"{safe_name(info.get('source') or layer.name)}{plane}_labels-{stamp}"
+        path, n = unsaved_dir() / f"{stem}.tif", 1
+        while path.exists():  # two results of one image in the same second (h_gui21 H1)
+            n += 1
+            path = unsaved_dir() / f"{stem}-{n}.tif"
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             write_labels(path, data, axes, layer.name)
@@ -75,18 +81,40 @@ def keep_unsaved_results(layers: Any) -> list[Path]:
     return kept
 
 
+#: A kept file's name: ``<image>[-<plane>]_labels-<time>[-n]`` (a plane: ``plane7``, ``t1-z2``).
+KEPT_NAME = re.compile(r"^(?P<image>.+?)(?:-(?P<plane>plane\d+|[a-z]\d+(?:-[a-z]\d+)*))?"
+                       r"_labels-\d{8}-\d{6}(?:-\d+)?$")
+
+
+def kept_from(name: str) -> tuple[str, str | None] | None:
+    """The image (its safe name) and plane a kept file (or a layer opened from it) is of."""
+    match = KEPT_NAME.match(Path(name).stem if name.endswith(".tif") else name)
+    return (match["image"], match["plane"]) if match else None
+
+
 def kept_words(image_name: str) -> str:
     """What the dock says of an image whose corrected labels were kept unsaved ("" if none)."""
     from napari_nuclei_unet.widgets._own_layers import safe_name
 
     folder = unsaved_dir()
-    paths = sorted(folder.glob(f"{safe_name(image_name)}_labels-*.tif")) \
-        if folder.is_dir() else []
+    paths = sorted(p for p in folder.glob("*.tif") if (kept_from(p.name) or ("",))[0]
+                   == safe_name(image_name)) if folder.is_dir() else []
     if not paths:
         return ""
-    return (f" Your corrected labels of {image_name} were not saved when napari closed; they "
-            f"are kept in {paths[-1]}. Open that file (File > Open, then right-click > Convert "
-            "to Labels), select it and press Add plane to fine-tune on it.")
+    planes = sorted({plane for p in paths if (plane := kept_from(p.name)[1])})
+    which = f" (of {', '.join(planes)})" if planes else ""
+    return (f" Your corrected labels of {image_name}{which} were not saved; they are kept "
+            f"in {folder}: {', '.join(p.name for p in paths[-4:])}. Open one (File > Open, "
+            "then right-click > Convert to Labels), select it and press Add plane to "
+            "fine-tune on it.")
+
+
+def set_aside(layer_name: str) -> None:
+    """A kept file whose labels were added to a project: moved to ``added/``, not said again."""
+    path = unsaved_dir() / f"{layer_name}.tif"
+    if kept_from(layer_name) and path.is_file():
+        path.parent.joinpath("added").mkdir(exist_ok=True)
+        path.replace(path.parent / "added" / path.name)
 
 
 def say_kept_once(image: Any, said: set) -> str:

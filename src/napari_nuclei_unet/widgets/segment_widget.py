@@ -94,6 +94,7 @@ from napari_nuclei_unet.widgets._segment_outputs import SegmentOutputs
 from napari_nuclei_unet.widgets._session import session_for
 from napari_nuclei_unet.widgets._unsaved_labels import (
     say_kept_once,
+    set_aside,
     watch_unsaved,
 )
 
@@ -203,7 +204,7 @@ class SegmentWidget(SegmentOutputs, QWidget):
         self.save_button.changed.connect(lambda *_: self._ask_path("labels"))
         self.compare_button.changed.connect(lambda *_: self.compare())
         self.add_button.changed.connect(lambda *_: self.add_to_project())
-        self.truth.changed.connect(lambda *_: self._enable())
+        self.truth.changed.connect(lambda *_: self._enable() or self.say_what_add_adds())
         self.image.changed.connect(self._on_image_chosen)
         self.model_file.changed.connect(lambda *_: self._show_model())
         # a typed folder counts when editing ends (Enter, or leaving the field): each
@@ -314,8 +315,9 @@ class SegmentWidget(SegmentOutputs, QWidget):
         self.truth.reset_choices()  # a ground truth of another size is no longer a choice
         self._enable()
         kept = say_kept_once(self.image.value, self._said_kept)  # closed on, unsaved
-        if kept:
-            self.status.setText(kept)
+        if kept or self.status.text().startswith("Your corrected labels of "):
+            self.status.setText(kept)  # not another image's (h_gui21 L2)
+        self.say_what_add_adds()
 
     def _on_inserted(self, event: Any = None) -> None:
         """List the layers again; an image the user just opened becomes the choice.
@@ -537,7 +539,8 @@ class SegmentWidget(SegmentOutputs, QWidget):
             "zarr": str(result.zarr_path) if result.zarr_path else None, "gaps": list(gaps),
             "image_axes": self._source["axes"], "channel": self._source["channel"],
             PLANE_AT: plane_at(stack, self._source["axes"], result.planes[0])
-            if one_of_many else None}
+            if one_of_many else None,
+            "plane_name": stack.plane_name(result.planes[0]) if one_of_many else None}
         self.table.set_table(result.table)
         self._shown = dict(self._source)  # what "Add plane" and "Compare" speak of
         bring_into_view(self.viewer, layer, self.result_layer)  # says what it hid
@@ -600,6 +603,8 @@ class SegmentWidget(SegmentOutputs, QWidget):
             if region is not None:
                 text += " " + region_words(stack.name, stack, region)
             notify(text + ("" if edited else f" {NOT_EDITED}"))
+            if target.get("own"):
+                set_aside(result_layer.name)  # a kept file, added: not offered again
             self.status.setText(text)  # the notification fades (GUI check h_gui11, L4)
 
         def failed(exc: BaseException) -> None:  # the notification fades; the dock says it
