@@ -195,11 +195,13 @@ def test_a_result_painted_and_not_saved_is_kept_when_napari_closes(
     # converted to Labels with several images open: added as cells's correction, not as
     # the top image's (GUI check h_gui21, H2), and then not offered again (L2)
     viewer2.add_image((truth > 0).astype(np.uint16), name="cells3")
-    opened = viewer2.add_labels(tifffile.imread(kept), name=kept.stem)
+    viewer2.add_labels(tifffile.imread(kept), name=kept.stem)  # opened twice: napari
+    opened = viewer2.add_labels(tifffile.imread(kept), name=kept.stem)  # adds " [1]" (N3)
+    assert opened.name == f"{kept.stem} [1]"
     viewer2.layers.selection.active = opened
     second.image.value = viewer2.layers["other"]
-    assert second.status.text() == (f"Add plane adds the labels of “{kept.stem}” (yours) "
-                                    "as cells's correction.")
+    assert second.status.text() == (f"Add plane adds the labels of “{kept.stem} [1]” "
+                                    "(yours) as cells's correction.")
     wait_worker(qtbot, second.add_to_project(tmp_path / "p2"))
     from napari_nuclei_unet.core.finetune import CorrectionStore
 
@@ -241,6 +243,10 @@ def test_own_labels_of_one_plane_new_labels_on_channels_and_a_pyramid(dock, qtbo
     widget.axes.value = "ZCYX"
     viewer.dims.set_current_step(0, 1)
     viewer.layers.selection.active = viewer.add_labels(planes[1], name="plane 1 only")
+    assert widget.status.text().endswith("as zc's plane1 correction.")
+    viewer.dims.set_current_step(0, 0)  # the line follows the sliders (h_gui22 N1)
+    assert widget.status.text().endswith("as zc's plane0 correction.")
+    viewer.dims.set_current_step(0, 1)
     with capture_notifications() as notes:  # said in the dock's words, not the CLI's
         wait_worker(qtbot, widget.add_to_project(tmp_path / "p"))
     assert notes.any("in the Nuclear channel field") and not notes.any("--channel")
@@ -287,7 +293,7 @@ def test_each_painted_plane_of_a_lazy_stack_is_kept_in_its_own_file(dock, qtbot,
         painted[plane] = np.asarray(widget.result_layer.data).copy()
     viewer.layers.clear()  # napari closing
     files = sorted(unsaved_dir().glob("*.tif"))
-    assert [f.name.split("_labels-")[0] for f in files] == ["lazy-plane0", "lazy-plane1"]
+    assert [f.name[:18] for f in files] == ["lazy_labels-plane0", "lazy_labels-plane1"]
     for plane, file in enumerate(files):
         assert np.array_equal(tifffile.imread(file), painted[plane])
     assert "(of plane0, plane1)" in kept_words("lazy")
@@ -298,3 +304,27 @@ def test_each_painted_plane_of_a_lazy_stack_is_kept_in_its_own_file(dock, qtbot,
     viewer.layers.selection.active = opened
     wait_worker(qtbot, widget.add_to_project(tmp_path / "p"))
     assert CorrectionStore(tmp_path / "p").ids() == ["lazy-plane0"]
+
+
+def test_an_image_named_like_a_plane_keeps_its_own_labels(dock, qtbot, tmp_path):
+    # "well-b2" was read as plane b2 of "well" (GUI check h_gui22, N2)
+    import tifffile
+
+    from napari_nuclei_unet.core.finetune import CorrectionStore
+    from napari_nuclei_unet.widgets._unsaved_labels import kept_words, unsaved_dir
+
+    viewer, widget = dock
+    truth = disc_labels(SHAPE, [(12, 12), (30, 40)])
+    for name in ("well", "well-b2"):
+        viewer.add_image((truth > 0).astype(np.uint16) * 900 + 50, name=name)
+    widget.image.value = viewer.layers["well-b2"]
+    wait_worker(qtbot, widget.segment())
+    widget.result_layer.paint((40, 5), 77)
+    viewer.layers.remove(widget.result_layer)
+    (kept,) = unsaved_dir().glob("*.tif")
+    assert kept.name.startswith("well-b2_labels-") and "of well-b2 were" in kept_words("well-b2")
+    assert kept_words("well") == ""
+    widget.image.value = viewer.layers["well"]
+    viewer.layers.selection.active = viewer.add_labels(tifffile.imread(kept), name=kept.stem)
+    wait_worker(qtbot, widget.add_to_project(tmp_path / "p"))
+    assert CorrectionStore(tmp_path / "p").ids() == ["well-b2-plane0"]

@@ -154,13 +154,14 @@ def own_labels_target(layers: Any, form: tuple) -> dict | str | None:
     if not isinstance(active, Labels) or active.metadata.get(RESULT_KEY) \
             or not is_users_layer(active):
         return None
-    kept = kept_from(active.name)  # labels kept unsaved, opened again: of their own image
-    if kept is not None:  # (opening them made the file the dock's Image: h_gui21 H2)
-        named = [layer for layer in layers if isinstance(layer, Image)
-                 and safe_name(layer.name) == kept[0]]
+    kept, switched = kept_from(active.name), False  # labels kept unsaved, opened again:
+    if kept is not None:  # of their own image and plane (opening them made the file the
+        named = [layer for layer in layers  # dock's Image: h_gui21 H2)
+                 if isinstance(layer, Image) and safe_name(layer.name) == kept[0]]
         if not named:
             return f"“{active.name}” holds corrected labels of {kept[0]}: open {kept[0]} too."
-        if named[0] is not image:
+        switched = named[0] is not image
+        if switched:
             image, axes, channel = named[0], "", None
     if image is None or image not in layers:
         return f"Choose in Image the image that “{active.name}” labels, then add the plane."
@@ -178,11 +179,17 @@ def own_labels_target(layers: Any, form: tuple) -> dict | str | None:
             at = layer_axes(image, axes).index("C")  # New labels: the channel painted on
             here = round(float(image.world_to_data(point)[at]))
             labels = labels[(slice(None),) * at + (here,)]
-        elif shape != tuple(stack.labels_shape):
+        elif shape != tuple(stack.labels_shape) and not switched:
             sizes = " x ".join(str(n) for n in stack.labels_shape)
             return (f"“{active.name}” ({' x '.join(str(n) for n in shape)} pixels) does not "
                     f"fit {image.name}, whose labels are {sizes}: select labels drawn on "
                     f"{image.name}, or choose their image in Image.")
+        if switched and (
+                "C" in stack.axes or shape not in (tuple(stack.labels_shape),
+                                                   tuple(stack.yx_shape))):
+            return (f"“{active.name}” holds corrected labels of {image.name}: choose "
+                    f"{image.name} in Image (with its Axes and Nuclear channel), then press "
+                    "Add plane.")  # the form's settings are another image's (h_gui22 N6)
     except ValueError as exc:
         return str(exc)
     return {"layer": image, "stack": stack, "channel": channel, "axes": axes,

@@ -19,6 +19,7 @@ from napari_nuclei_unet.widgets._segment_jobs import (
     chosen_result,
     layer_features,
     layer_table,
+    own_labels_target,
     push_scores_to_iou_panel,
     with_suffix,
     write_labels,
@@ -76,7 +77,16 @@ class SegmentOutputs:
                             f"({len(table.get('label', ()))} nuclei as segmented{painted}).")
         self._enable()
 
-    def say_what_add_adds(self) -> None:
+    def _own_labels(self) -> dict | str | None:
+        """The user's own Labels layer selected for the chosen image (:func:`own_labels_target`)."""
+        channel = None if self.channel.value < 0 else int(self.channel.value)
+        if self.truth.value is not None and unwrapped(self.truth.value) is unwrapped(
+                self.viewer.layers.selection.active):
+            return None  # the ground truth scores; it is never trained on (h_rev11 M4)
+        return own_labels_target(self.viewer.layers, (self.image.value, self.axes.value,
+                                                      channel, self.viewer.dims.point))
+
+    def say_what_add_adds(self, *_args: Any) -> None:
         """With the user's own Labels layer selected, say what Add plane will add (or why not).
 
         Said again when the selection, the image or the ground truth changes; the line it

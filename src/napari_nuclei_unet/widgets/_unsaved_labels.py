@@ -65,7 +65,7 @@ def keep_unsaved_results(layers: Any) -> list[Path]:
         data = result_labels(layer)
         axes = info.get("axes") or "Q" * (len(data.shape) - 2) + "YX"
         plane = f"-{info['plane_name']}" if info.get("plane_name") else ""  # one plane's
-        stem = f"{safe_name(info.get('source') or layer.name)}{plane}_labels-{stamp}"
+        stem = f"{safe_name(info.get('source') or layer.name)}_labels{plane}-{stamp}"
         path, n = unsaved_dir() / f"{stem}.tif", 1
         while path.exists():  # two results of one image in the same second (h_gui21 H1)
             n += 1
@@ -81,29 +81,37 @@ def keep_unsaved_results(layers: Any) -> list[Path]:
     return kept
 
 
-#: A kept file's name: ``<image>[-<plane>]_labels-<time>[-n]`` (a plane: ``plane7``, ``t1-z2``).
-KEPT_NAME = re.compile(r"^(?P<image>.+?)(?:-(?P<plane>plane\d+|[a-z]\d+(?:-[a-z]\d+)*))?"
-                       r"_labels-\d{8}-\d{6}(?:-\d+)?$")
+#: A kept file's name: ``<image>_labels[-<plane>]-<time>[-n]``, as a layer napari may
+#: add `` [1]`` to (opened twice: h_gui22 N3); a plane is ``plane7``, ``t1-z2``. The plane
+#: follows ``_labels``: an image named ``well-b2`` is not plane b2 of ``well`` (N2).
+KEPT_NAME = re.compile(r"^(?P<image>.+)_labels(?:-(?P<plane>plane\d+|[a-z]\d+(?:-[a-z]\d+)*))?"
+                       r"-\d{8}-\d{6}(?:-\d+)?(?: \[\d+\])?$")
 
 
 def kept_from(name: str) -> tuple[str, str | None] | None:
-    """The image (its safe name) and plane a kept file (or a layer opened from it) is of."""
+    """The ``(image, plane)`` a kept file (or a layer opened from it) is of; None if none."""
     match = KEPT_NAME.match(Path(name).stem if name.endswith(".tif") else name)
     return (match["image"], match["plane"]) if match else None
+
+
+def kept_file(name: str) -> Path:
+    """The kept file a layer named ``name`` was opened from (napari's `` [1]`` left out)."""
+    stem = re.sub(r" \[\d+\]$", "", name)
+    return unsaved_dir() / f"{stem}.tif"
 
 
 def kept_words(image_name: str) -> str:
     """What the dock says of an image whose corrected labels were kept unsaved ("" if none)."""
     from napari_nuclei_unet.widgets._own_layers import safe_name
 
-    folder = unsaved_dir()
-    paths = sorted(p for p in folder.glob("*.tif") if (kept_from(p.name) or ("",))[0]
-                   == safe_name(image_name)) if folder.is_dir() else []
+    folder, name = unsaved_dir(), safe_name(image_name)
+    found = {p: kept_from(p.name) for p in folder.glob("*.tif")} if folder.is_dir() else {}
+    paths = sorted(p for p, of in found.items() if of and of[0] == name)
     if not paths:
         return ""
-    planes = sorted({plane for p in paths if (plane := kept_from(p.name)[1])})
+    planes = sorted({found[p][1] for p in paths if found[p][1]})
     which = f" (of {', '.join(planes)})" if planes else ""
-    return (f" Your corrected labels of {image_name}{which} were not saved; they are kept "
+    return (f"Your corrected labels of {image_name}{which} were not saved; they are kept "
             f"in {folder}: {', '.join(p.name for p in paths[-4:])}. Open one (File > Open, "
             "then right-click > Convert to Labels), select it and press Add plane to "
             "fine-tune on it.")
@@ -111,16 +119,19 @@ def kept_words(image_name: str) -> str:
 
 def set_aside(layer_name: str) -> None:
     """A kept file whose labels were added to a project: moved to ``added/``, not said again."""
-    path = unsaved_dir() / f"{layer_name}.tif"
+    path = kept_file(layer_name)
     if kept_from(layer_name) and path.is_file():
         path.parent.joinpath("added").mkdir(exist_ok=True)
         path.replace(path.parent / "added" / path.name)
 
 
 def say_kept_once(image: Any, said: set) -> str:
-    """Notify of :func:`kept_words` once per image and session (``said``); the words."""
-    words = "" if image is None or image.name in said else kept_words(image.name).strip()
-    if words:
+    """:func:`kept_words`, notified once per image and session (``said``); the words.
+
+    Said in the dock each time the image is chosen (the notice fades: h_gui22 N4).
+    """
+    words = "" if image is None else kept_words(image.name)
+    if words and image.name not in said:
         from napari_nuclei_unet.widgets._workers import notify
 
         said.add(image.name)

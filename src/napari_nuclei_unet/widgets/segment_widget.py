@@ -80,7 +80,6 @@ from napari_nuclei_unet.widgets._segment_jobs import (  # noqa: F401 - in_dock_w
     layer_features,
     layer_table,
     model_words,
-    own_labels_target,
     previous_result,
     project_model,
     read_from,
@@ -205,6 +204,8 @@ class SegmentWidget(SegmentOutputs, QWidget):
         self.compare_button.changed.connect(lambda *_: self.compare())
         self.add_button.changed.connect(lambda *_: self.add_to_project())
         self.truth.changed.connect(lambda *_: self._enable() or self.say_what_add_adds())
+        for field in (self.axes, self.channel):  # (h_gui22 N1)
+            field.changed.connect(lambda *_: self.say_what_add_adds())
         self.image.changed.connect(self._on_image_chosen)
         self.model_file.changed.connect(lambda *_: self._show_model())
         # a typed folder counts when editing ends (Enter, or leaving the field): each
@@ -245,7 +246,9 @@ class SegmentWidget(SegmentOutputs, QWidget):
         self._pairs += connect_napari([(events.inserted, self._on_inserted),
                                        (events.removed, self._on_removed),
                                        (self.viewer.layers.selection.events.active,
-                                        self.follow_chosen_result)])
+                                        self.follow_chosen_result),
+                                       (self.viewer.dims.events.current_step,
+                                        self.say_what_add_adds)])  # of the plane shown
         on_destroyed(self, self._closed)
         share_the_column_when_shown(self)  # stacked under another dock
         self._refresh_choices()
@@ -361,15 +364,6 @@ class SegmentWidget(SegmentOutputs, QWidget):
         self.save_button.enabled = has
         self.add_button.enabled = has or self._own_labels() is not None
         self.compare_button.enabled = has and self.truth.value is not None
-
-    def _own_labels(self) -> dict | str | None:
-        """The user's own Labels layer selected for the chosen image (:func:`own_labels_target`)."""
-        channel = None if self.channel.value < 0 else int(self.channel.value)
-        if self.truth.value is not None and unwrapped(self.truth.value) is unwrapped(
-                self.viewer.layers.selection.active):
-            return None  # the ground truth scores; it is never trained on (h_rev11 M4)
-        return own_labels_target(self.viewer.layers, (self.image.value, self.axes.value,
-                                                      channel, self.viewer.dims.point))
 
     # -- segmentation --------------------------------------------------------------------
     def segment(self) -> Any:
