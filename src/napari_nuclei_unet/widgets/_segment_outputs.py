@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from napari_nuclei_unet.widgets._layers import EDITED_KEY, unwrapped
-from napari_nuclei_unet.widgets._own_layers import result_labels
+from napari_nuclei_unet.widgets._own_layers import PLANE_AT, result_labels
 from napari_nuclei_unet.widgets._segment_jobs import (
     RESULT_KEY,
     chosen_result,
@@ -148,7 +148,7 @@ class SegmentOutputs:
         shape = stack.plane_shape if len(labels.shape) > 2 else ()
         info = self.result_layer.metadata.get(RESULT_KEY) or {}
         planes = info.get("planes") or [0]
-        if info.get("plane_at") and tuple(truth_data.shape) == tuple(stack.labels_shape):
+        if info.get(PLANE_AT) and tuple(truth_data.shape) == tuple(stack.labels_shape):
             truth_data = truth_data[stack.plane_index(planes[0])]  # one plane's result (M6)
         why = same_shape_or_why(truth_data, labels)
         if why:
@@ -160,7 +160,7 @@ class SegmentOutputs:
                               for a in (truth_data, labels))
 
         def scored(pairs: list) -> None:
-            one = f"{name}[{planes[0]}]" if info.get("plane_at") else name  # (h_gui21 L3)
+            one = f"{name}[{planes[0]}]" if info.get(PLANE_AT) else name  # (h_gui21 L3)
             rows = [ImageRow(id=f"{name}[{flat}]" if shape else one,
                              modality="own image", iou=s.iou, dice=s.dice, ap50=s.ap50,
                              dsb_score=s.dsb_score, n_true=s.n_true, n_pred=s.n_pred)
@@ -268,7 +268,7 @@ class SegmentOutputs:
         axes = layer.metadata.get(RESULT_KEY, {}).get("axes") or "Q" * (data.ndim - 2) + "YX"
         if background and hasattr(data, "copy") and not hasattr(data, "dask"):
             data = data.copy()  # as the user sees it now, whatever they paint next
-        token = saving(layer)  # painted on and not saved: kept when the dock closes
+        token = saving(layer)  # painted on and not saved: kept when it leaves the viewer
         return self._write("Saving the labels", f"Labels of {self.shown_name()} saved to",
                            write_labels, (Path(path), data, axes, layer.name), background,
                            "save labels", after=lambda: saved(layer, token))

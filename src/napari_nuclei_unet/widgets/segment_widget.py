@@ -505,6 +505,7 @@ class SegmentWidget(SegmentOutputs, QWidget):
         layer, stack = self._source["layer"], self._source["stack"]
         step_aside_for(self.viewer, layer)  # a dataset's side by side: the user's image
         one_of_many = bool(result.zarr_path) and stack.n_planes > 1  # a 2-D layer per plane
+        where = plane_at(stack, self._source["axes"], result.planes[0]) if one_of_many else None
         name = f"{layer.name} labels" + (  # as ids and sliders count (h_gui19, M3)
             f" ({stack.plane_name(result.planes[0])})" if one_of_many else "")
         features = layer_features(result.table)
@@ -532,16 +533,14 @@ class SegmentWidget(SegmentOutputs, QWidget):
             "source": layer.name, "axes": result.axes, "planes": list(result.planes),
             "zarr": str(result.zarr_path) if result.zarr_path else None, "gaps": list(gaps),
             "image_axes": self._source["axes"], "channel": self._source["channel"],
-            PLANE_AT: plane_at(stack, self._source["axes"], result.planes[0])
-            if one_of_many else None,
+            PLANE_AT: where,
             "plane_name": stack.plane_name(result.planes[0]) if one_of_many else None}
         self.table.set_table(result.table)
         self._shown = dict(self._source)  # what "Add plane" and "Compare" speak of
         bring_into_view(self.viewer, layer, self.result_layer)  # says what it hid
         show_channel(self.viewer, layer, self._source["axes"], self._source["channel"])
         if one_of_many:  # its plane shown (the user may have moved on: h_rev11 M2)
-            go_to_plane(self.viewer, layer, plane_at(stack, self._source["axes"],
-                                                     result.planes[0]))
+            go_to_plane(self.viewer, layer, where)
             follow_the_sliders_always(self.viewer)
         results_follow_the_sliders(self.viewer)  # other planes' results: hidden
         self._refresh_choices()
