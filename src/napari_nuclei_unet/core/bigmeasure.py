@@ -30,13 +30,15 @@ def _block_stats(labels: np.ndarray, image: np.ndarray, y0: int, x0: int) -> dic
     return table
 
 
-def measure_large(labels: Any, intensity: Any, *, block: int | None = None) -> dict:
+def measure_large(labels: Any, intensity: Any, *, plane: int = 0,
+                  block: int | None = None) -> dict:
     """Measure a large plane's labels again, block by block (memory bounded by a block).
 
     A result the user painted on no longer matches the table its segmentation made
     (its CSV listed the nuclei as segmented: GUI check h_gui19, M1). ``labels``: ``(H,
     W)`` zarr, dask or numpy, any label values; ``intensity``: ``(H, W)`` or ``(H, W,
-    C)``. Same columns and merging as :func:`segment_large`'s table. A label spread over
+    C)``; ``plane``: the number in the ``plane`` column. Same columns and merging as
+    :func:`segment_large`'s table. A label spread over
     several blocks (a fill of the background by mistake) is measured on its whole box.
     """
     from .bigimage import DEFAULT_BLOCK
@@ -55,7 +57,9 @@ def measure_large(labels: Any, intensity: Any, *, block: int | None = None) -> d
     if not table:
         return {}
     found, ids = np.unique(table["label"], return_inverse=True)
-    return _merge_table(table, ids + 1, len(found), labels, intensity, found)
+    merged = _merge_table(table, ids + 1, len(found), labels, intensity, found)
+    merged["plane"][:] = plane
+    return merged
 
 
 def _merge_table(table: dict, values: np.ndarray, n_nuclei: int, labels: Any,

@@ -115,7 +115,6 @@ def segment_stack(
     -------
     StackResult
     """
-    from .measure import measure_plane
     from .segment import SegmentOptions
 
     options = options or SegmentOptions()
@@ -144,8 +143,7 @@ def segment_stack(
         index = stack.plane_index(flat)
         labels[index] = plane_labels
         if measure:
-            tables.append(measure_plane(plane_labels, stack.channels(flat), plane=flat,
-                                        plane_index=index, plane_axes=stack.plane_axes))
+            tables.append(_plane_table(stack, plane_labels, flat))
         next_label += n
         done.append(flat)
         diameters.append(seg.diameter)
@@ -194,15 +192,18 @@ def measure_labels(stack: ImageStack, labels: np.ndarray, planes: Sequence[int])
     its CSV listed nuclei erased since (GUI check h_gui17). Same columns as
     :func:`segment_stack`'s table.
     """
-    from .measure import concat_tables, measure_plane
+    from .measure import concat_tables
 
-    tables = []
-    for flat in planes:
-        index = stack.plane_index(flat)
-        tables.append(measure_plane(np.asarray(labels[index]), stack.channels(flat),
-                                    plane=flat, plane_index=index,
-                                    plane_axes=stack.plane_axes))
-    return concat_tables(tables)
+    return concat_tables([_plane_table(stack, np.asarray(labels[stack.plane_index(flat)]),
+                                       flat) for flat in planes])
+
+
+def _plane_table(stack: ImageStack, plane_labels: np.ndarray, flat: int) -> dict:
+    """The measurements of plane ``flat``'s labels, on every channel of the plane."""
+    from .measure import measure_plane
+
+    return measure_plane(plane_labels, stack.channels(flat), plane=flat,
+                         plane_index=stack.plane_index(flat), plane_axes=stack.plane_axes)
 
 
 def _finish(labels: np.ndarray, tables: list, done: list, diameters: list, *,

@@ -72,18 +72,13 @@ def model_name(model: Any) -> str:
     path = Path(path)
     if path.name == "default.safetensors":
         return "default model"
-    if _is_version_file(path):
+    from napari_nuclei_unet.core.finetune.versions import version_of_file
+
+    if version_of_file(path) is not None:
         return path.parent.name  # a fine-tuning project's version, as the Retrain dock names it
     if path.stem in {"model", "best", "last", "weights", "checkpoint", "bioimageio", "rdf"}:
         return f"{path.parent.name}/{path.stem}"
     return path.stem
-
-
-def _is_version_file(path: Path) -> bool:
-    """Whether ``path`` is a project's version file, ``<project>/versions/vNNN/model.*``."""
-    from napari_nuclei_unet.core.finetune.versions import version_of_file
-
-    return version_of_file(path) is not None
 
 
 def version_project(model: Any) -> Path | None:

@@ -237,10 +237,8 @@ class SegmentOutputs:
             if lazy:  # a large plane's zarr-backed labels (the block path's)
                 from napari_nuclei_unet.core.bigimage import measure_large, plane_arrays
 
-                table = measure_large(labels, plane_arrays(stack, planes[0], None)[1])
-                if table and stack.plane_axes:
-                    table["plane"] = np.full(len(table["label"]), planes[0], np.int64)
-                fresh.update(table)
+                fresh.update(measure_large(labels, plane_arrays(stack, planes[0], None)[1],
+                                           plane=planes[0]))
             else:
                 fresh.update(measure_labels(stack, labels, planes))
             return write_csv(fresh, path)
