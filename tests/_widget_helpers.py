@@ -136,3 +136,23 @@ def rendered(widget, size=(320, 280)) -> np.ndarray:
 def pixels_of(image: np.ndarray, color: tuple[int, int, int], tolerance: int = 30) -> int:
     """How many pixels of an RGB array are within ``tolerance`` (sum of |diff|) of ``color``."""
     return int((np.abs(image.astype(int) - np.array(color)).sum(axis=2) < tolerance).sum())
+
+
+def segment_dock(viewer):
+    """The Segment dock docked in ``viewer``, given a proxy of it as napari gives plugins."""
+    from napari.utils._proxies import PublicOnlyProxy
+
+    from napari_nuclei_unet.widgets.segment_widget import SegmentWidget
+
+    widget = SegmentWidget(PublicOnlyProxy(viewer))
+    viewer.window.add_dock_widget(widget, name="Segment image layer")
+    return viewer, widget
+
+
+def disc_labels(shape: tuple, centres) -> np.ndarray:
+    """Labels 1..n of discs 12 px across at ``centres`` (row, column)."""
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    labels = np.zeros(shape, np.int32)
+    for k, (y, x) in enumerate(centres, start=1):
+        labels[(yy - y) ** 2 + (xx - x) ** 2 < 36] = k
+    return labels

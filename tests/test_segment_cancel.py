@@ -129,6 +129,17 @@ def test_stopping_one_big_plane_ends_the_stack_job_after_one_batch():
     net.calls = 0
     done = drive(segment_stack(net, stack, SMALL_TILES))
     assert not done.cancelled and done.planes == [0] and net.calls == 19
+    assert done.labels.dtype == np.uint16  # napari draws it without mapping each pixel
+
+
+def test_a_stack_whose_labels_need_more_than_uint16_keeps_uint32():
+    from napari_nuclei_unet.core.own_images import PAINT_ROOM, _finish
+
+    labels = np.zeros((2, 4, 4), np.uint32)
+    labels[1, 0, 0] = 65536 - PAINT_ROOM  # a stack's planes are numbered on
+    assert _finish(labels, [], [0, 1], [], cancelled=False).labels.dtype == np.uint32
+    labels[1, 0, 0] -= 1
+    assert _finish(labels, [], [0, 1], [], cancelled=False).labels.dtype == np.uint16
 
 
 def test_a_stack_stopped_mid_plane_keeps_the_planes_done():

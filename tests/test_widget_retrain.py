@@ -782,6 +782,10 @@ def test_corrections_added_by_another_dock_are_listed(retrain, tmp_path):
     assert dock.corrections_label.text().startswith("0 image(s)")
     session.note_project_changed(project)
     assert dock.corrections_label.text().startswith("1 image(s)")
+    session.current_id = None  # no dataset image: not "select a dataset image first"
+    session.note_project_changed(project)  # (GUI check h_gui23, L4)
+    assert dock.image_label.text().startswith("This project holds 1 correction(s), listed "
+                                              "in '2. Training set'")
 
 
 def test_without_a_model_the_dock_names_the_projects_model(make_napari_viewer, user_dirs,

@@ -842,6 +842,29 @@ def test_a_new_segmentation_clears_the_last_results_table_and_truth(dock, qtbot)
     wait_worker(qtbot, worker)
 
 
+def test_an_image_without_a_result_chosen_is_not_exported_as_the_last_one(dock, qtbot):
+    # the table, Export CSV and Save labels stayed the last image's when another image
+    # was opened (GUI check h_gui23, M2)
+    viewer, widget = dock
+    viewer.add_image(nuclei_plane(1), name="a")
+    widget.image.value = viewer.layers["a"]
+    layer = run(qtbot, widget)
+    viewer.add_image(nuclei_plane(2), name="b")  # opened: the dock's image
+    assert widget.image.value is viewer.layers["b"]
+    assert widget.table.model().rowCount() == 0
+    assert not widget.export_button.enabled and not widget.save_button.enabled
+    assert widget.status.text() == ("b has no result yet: press Segment. The result of a "
+                                    "stays in the layer list: select it there to export, "
+                                    "save, compare or add it.")
+    viewer.layers.selection.active = layer  # chosen again
+    assert widget.export_button.enabled and widget.table.model().rowCount() > 0
+    assert widget.image.value is viewer.layers["a"]
+    widget.image.value = viewer.layers["b"]
+    viewer.layers.selection.active = viewer.layers["b"]
+    widget.image.value = viewer.layers["a"]  # its own result: the dock's again
+    assert widget.export_button.enabled and widget.table.model().rowCount() > 0
+
+
 def test_the_earlier_labels_are_copied_when_the_job_starts():
     # a brush stroke during a re-run was copied by the worker half-way (review h_rev6)
     from types import SimpleNamespace
@@ -887,6 +910,7 @@ def test_a_dock_opened_under_the_segment_dock_leaves_it_a_fair_share(make_napari
 
 
 def test_a_project_folder_that_cannot_be_written_is_not_taken(dock, tmp_path, monkeypatch):
+    import napari_nuclei_unet.widgets._segment_outputs as outputs_module
     import napari_nuclei_unet.widgets.segment_widget as segment_module
     from napari_nuclei_unet.widgets._session import session_for
 
@@ -895,9 +919,12 @@ def test_a_project_folder_that_cannot_be_written_is_not_taken(dock, tmp_path, mo
     before = session.fine_tuning_project()
     read_only = tmp_path / "read-only"
     read_only.mkdir()
-    monkeypatch.setattr(segment_module, "unwritable_reason", lambda folder, *_how: (
-        f"The project folder {folder} cannot be written to." if Path(folder) == read_only
-        else None))
+    def unwritable(folder, *_how):
+        return (f"The project folder {folder} cannot be written to."
+                if Path(folder) == read_only else None)
+
+    monkeypatch.setattr(segment_module, "unwritable_reason", unwritable)
+    monkeypatch.setattr(outputs_module, "unwritable_reason", unwritable)  # Add plane's
     with capture_notifications() as notes:
         widget.project.value = str(read_only)
         widget._on_project_field()

@@ -10,31 +10,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from _widget_helpers import capture_notifications, wait_worker
+from _widget_helpers import capture_notifications, disc_labels, segment_dock, wait_worker
 
 pytestmark = pytest.mark.gui
 
 SHAPE = (48, 64)
 
 
-def disc_labels(shape: tuple, centres: list) -> np.ndarray:
-    yy, xx = np.mgrid[:shape[0], :shape[1]]
-    labels = np.zeros(shape, np.int32)
-    for k, (y, x) in enumerate(centres, start=1):
-        labels[(yy - y) ** 2 + (xx - x) ** 2 < 36] = k
-    return labels
-
-
 @pytest.fixture
 def dock(make_napari_viewer):
-    from napari.utils._proxies import PublicOnlyProxy
-
-    from napari_nuclei_unet.widgets.segment_widget import SegmentWidget
-
-    viewer = make_napari_viewer()
-    widget = SegmentWidget(PublicOnlyProxy(viewer))  # as napari hands it to a plugin
-    viewer.window.add_dock_widget(widget, name="Segment image layer")
-    return viewer, widget
+    return segment_dock(make_napari_viewer())  # given a proxy, as napari gives plugins
 
 
 def test_a_labels_layer_of_the_images_shape_selected_is_added(dock, qtbot, tmp_path):
@@ -246,6 +231,12 @@ def test_own_labels_of_one_plane_new_labels_on_channels_and_a_pyramid(dock, qtbo
     assert widget.status.text().endswith("as zc's plane1 correction.")
     viewer.dims.set_current_step(0, 0)  # the line follows the sliders (h_gui22 N1)
     assert widget.status.text().endswith("as zc's plane0 correction.")
+    viewer.layers.selection.active = viewer.add_labels(planes, name="every plane")
+    assert widget.status.text().endswith("as zc's plane0 correction.")  # (h_gui23 M1)
+    viewer.dims.set_current_step(0, 1)
+    assert widget.status.text().endswith("as zc's plane1 correction.")
+    viewer.layers.remove("every plane")
+    viewer.layers.selection.active = viewer.layers["plane 1 only"]
     viewer.dims.set_current_step(0, 1)
     with capture_notifications() as notes:  # said in the dock's words, not the CLI's
         wait_worker(qtbot, widget.add_to_project(tmp_path / "p"))

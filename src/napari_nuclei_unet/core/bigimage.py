@@ -39,6 +39,7 @@ import numpy as np
 
 from .bigmeasure import _block_stats, _merge_table
 from .bigmeasure import measure_large as measure_large  # re-exported
+from .own_images import PAINT_ROOM, label_dtype
 from .progress import Cancelled, Progress, relay
 
 #: Default block side (pixels) and halo: block + 2 halos = 1024, one network pass.
@@ -232,7 +233,7 @@ def _write_block(block: np.ndarray, target: Any, y0: int, x0: int) -> None:
 
 
 def _relabel(block: np.ndarray, keys: np.ndarray, values: np.ndarray) -> np.ndarray:
-    out = np.zeros(block.shape, np.uint32)
+    out = np.zeros(block.shape, values.dtype)
     fg = block > 0
     if fg.any():
         out[fg] = values[np.searchsorted(keys, block[fg])]
@@ -475,12 +476,12 @@ def segment_large(
         _, component = connected_components(graph, directed=False)
     else:
         component = np.arange(n)
-    values = (component + 1).astype(np.uint32)
-    n_nuclei = int(values.max()) if n else 0
+    n_nuclei = int(component.max()) + 1 if n else 0
+    values = (component + 1).astype(label_dtype(n_nuclei, room=PAINT_ROOM))
     yield Progress("merge", 0, 1, f"{n_nuclei} nuclei")
     final = da.from_zarr(tmp).map_blocks(_relabel, dask.delayed(keys), dask.delayed(values),
-                                         dtype=np.uint32)
-    labels_array = create_array(root, "0", (height, width), (block, block), np.uint32)
+                                         dtype=values.dtype)
+    labels_array = create_array(root, "0", (height, width), (block, block), values.dtype)
     merged_store = da.store(final, labels_array, lock=False, compute=False)
     done = yield from _run([merged_store], 0, client, workers, should_stop, None, stop_event)
     if done is None:

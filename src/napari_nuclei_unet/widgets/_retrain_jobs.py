@@ -33,8 +33,8 @@ NO_CORRECTIONS = ("The training set is empty: correct a mask and click 'Add to t
                   "first.")
 ALL_ASIDE = ("Every image of the training set is kept aside: a round needs at least one "
              "to learn from. Select one and click 'Train on it', or add another.")
-NO_IMAGE = ("Select a dataset image first (Data panel or IoU panel). For your own images: "
-            "correct the result in 'Segment image' (the tab, or the 'Segment image layer' "
+NO_IMAGE = ("To correct a dataset image, select it in the Data or IoU panel. For your own "
+            "images: correct the result in 'Segment image' (the tab, or the 'Segment image layer' "
             "dock), then click 'Add plane to fine-tuning project' there.")
 BUSY_FINETUNE = "Fine-tuning is already running. Wait for it to finish, or press Stop."
 BUSY_TRAINING = "The Train panel is training. Wait for it to finish (or stop it), then fine-tune."

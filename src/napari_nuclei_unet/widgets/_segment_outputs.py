@@ -1,4 +1,6 @@
-"""The Segment dock's outputs: the measurements as CSV and the labels as TIFF or OME-Zarr.
+"""The Segment dock's outputs: measurements as CSV, labels as TIFF or OME-Zarr, corrections.
+
+*Add plane* adds the current plane and its (corrected) labels to a fine-tuning project.
 
 A mixin of :class:`~napari_nuclei_unet.widgets.segment_widget.SegmentWidget` (as the
 Retrain dock's steps are of its dock): it uses the dock's ``result``, ``result_layer``,
@@ -14,23 +16,37 @@ import numpy as np
 
 from napari_nuclei_unet.widgets._layers import EDITED_KEY, unwrapped
 from napari_nuclei_unet.widgets._own_layers import PLANE_AT, result_labels
+from napari_nuclei_unet.widgets._retrain_project import UNEDITED_NOTE, unwritable_reason
 from napari_nuclei_unet.widgets._segment_jobs import (
     RESULT_KEY,
+    _add_plane,
     chosen_result,
+    in_dock_words,
+    labels_to_add,
     layer_features,
     layer_table,
     own_labels_target,
+    previous_result,
     push_scores_to_iou_panel,
+    region_words,
     with_suffix,
     write_labels,
 )
 from napari_nuclei_unet.widgets._unsaved_labels import (
     KEPT_KEY,
+    added,
     keep_unsaved_results,
+    painted_plane,
     saved,
     saving,
+    set_aside,
 )
 
+ADD_KIND = "add to project"
+#: Said when a plane is added whose labels were never painted on (a round learns from
+#: the differences to what the model does), and noted with the correction.
+NOT_EDITED = ("Its labels are the model's result, not corrected: a round learns little "
+              "from a plane the model already segments as you want.")
 #: How :meth:`SegmentOutputs.say_what_add_adds` begins, and ends a refusal.
 OWN_WORDS, OWN_REFUSED = "Add plane adds the labels of ", "(Add plane would refuse it.)"
 
@@ -55,6 +71,8 @@ class SegmentOutputs:
                 self._enable()  # the user's own labels selected can be added: said
                 self.say_what_add_adds()
             return
+        if not selection and self._not_the_chosen_images():
+            return
         target = chosen_result(self.viewer.layers, self.image.value, self.result_layer,
                                self._shown, selection)
         if isinstance(target, str) or unwrapped(target["result"]) is unwrapped(
@@ -76,6 +94,26 @@ class SegmentOutputs:
         self.status.setText(f"The result of {self.shown_name()} is shown "
                             f"({len(table.get('label', ()))} nuclei as segmented{painted}).")
         self._enable()
+
+    def _not_the_chosen_images(self) -> bool:
+        """An image without a result chosen: the dock lets go of another image's result.
+
+        Its table, Export CSV and Save labels stayed, for the image segmented before
+        (GUI check h_gui23, M2). The result stays in the layer list; selected there, it
+        is the dock's again. Returns whether it let go.
+        """
+        image, old = self.image.value, self.result_layer
+        if image is None or old is None or unwrapped(self._shown.get("layer")) is unwrapped(
+                image) or previous_result(self.viewer.layers, None, image) is not None:
+            return False
+        self.result_layer, self._shown, self.scores = None, {}, []
+        self.table.set_table({})
+        self.status.setText(
+            f"{image.name} has no result yet: press Segment. The result of "
+            f"{(old.metadata.get(RESULT_KEY) or {}).get('source', old.name)} stays in the "
+            "layer list: select it there to export, save, compare or add it.")
+        self._enable()
+        return True
 
     def _own_labels(self) -> dict | str | None:
         """The user's own Labels layer selected for the chosen image (:func:`own_labels_target`)."""
@@ -102,7 +140,11 @@ class SegmentOutputs:
             self.status.setText(f"{own} {OWN_REFUSED}")
             return
         stack, planes = own["stack"], own["planes"]
-        plane = f"{stack.plane_name(planes[0])} " if len(planes) == 1 < stack.n_planes else ""
+        if len(planes) > 1:  # labels of every plane: the one the sliders show (h_gui23 M1)
+            from napari_nuclei_unet.widgets._own_layers import current_plane
+
+            planes = [current_plane(own["layer"], stack, self.viewer.dims.point, own["axes"])]
+        plane = f"{stack.plane_name(planes[0])} " if stack.n_planes > 1 else ""
         self.status.setText(f"{OWN_WORDS}“{own['result'].name}” (yours) as "
                             f"{own['layer'].name}'s {plane}correction.")
 
@@ -296,3 +338,72 @@ class SegmentOutputs:
             return None
         written(path)
         return path
+
+    # -- a correction for a fine-tuning project --------------------------------------
+    def add_to_project(self, project_dir: str | Path | None = None) -> Any:
+        """Add the current plane and its (corrected) labels to a fine-tuning project.
+
+        The labels are copied as they are now; the project's files (one mask per
+        nucleus: hundreds for a crowded plane, about a second) are written in a worker.
+        Returns the worker (None when nothing is added); ``self.added`` is the new
+        correction once it is written.
+        """
+        from napari_nuclei_unet.widgets._own_layers import safe_name
+        from napari_nuclei_unet.widgets._workers import notify
+
+        folder = str(project_dir or self.project.value or "")
+        if folder in ("", "."):
+            notify("Choose the fine-tuning project folder first.", warning=True)
+            return None
+        # your own labels selected (or why not); else the dock's result (it follows the
+        # one chosen), or why a result it could not follow cannot be added
+        target = self._own_labels() or \
+            chosen_result(self.viewer.layers, self.image.value, self.result_layer, self._shown)
+        plane = target if isinstance(target, str) else labels_to_add(self.viewer, target)
+        why = (f"{folder} is a file, not a folder: choose a folder for the project."
+               if Path(folder).exists() and not Path(folder).is_dir() else
+               # e.g. a project remembered from before, read-only since
+               unwritable_reason(folder, "in 'Fine-tuning project'")
+               # no result, the one chosen cannot be added, own labels without nuclei
+               or (plane if isinstance(plane, str) else None))
+        if why:
+            notify(why, warning=True)
+            self.status.setText(f"Not added: {why}")  # the notification fades
+            return None
+        layer, stack, result_layer = target["layer"], target["stack"], target["result"]
+        labels, flat, region = plane  # a region of a large plane (h_gui19, H1)
+        sample_id = safe_name(f"{stack.name}-{stack.plane_name(flat)}" + (
+            "" if region is None else f"-y{region[0].start}-x{region[1].start}"))
+        self.added = None
+        # painted on (any plane), or labels of the user's own
+        edited = bool(result_layer.metadata.get(EDITED_KEY)) or target.get("own", False)
+        token = None if target.get("own") else saving(result_layer)  # its strokes, added
+
+        def done(written: tuple[Any, bool]) -> None:
+            entry, replaced = written
+            self.added = entry
+            self.session.set_project_dir(folder)  # the Retrain dock shows this project
+            self.session.note_project_changed(folder)
+            text = (f"{'Replaced' if replaced else 'Added'} {sample_id} "
+                    + (f"with the labels of “{result_layer.name}” " if target.get("own") else "")
+                    + f"({entry.n_nuclei} nuclei) in the fine-tuning project {folder}"
+                    + (" (it had been added before)." if replaced else "."))
+            if region is not None:
+                text += " " + region_words(stack.name, stack, region)
+            notify(text + ("" if edited else f" {NOT_EDITED}"))
+            if target.get("own"):
+                set_aside(result_layer.name)  # a kept file, added: not offered again
+            else:  # not kept on closing as unsaved when all its strokes are in (h_gui23 M3)
+                added(result_layer, token, painted_plane(result_layer, stack.plane_index(flat)),
+                      region)
+            self.status.setText(text)  # the notification fades (GUI check h_gui11, L4)
+
+        def failed(exc: BaseException) -> None:  # the notification fades; the dock says it
+            self.status.setText(f"Not added to the fine-tuning project: {in_dock_words(exc)}")
+
+        return self.session.jobs.start(
+            ADD_KIND, _add_plane, folder, stack, flat, target["channel"], labels,
+            sample_id, f"from layer {layer.name}{'' if edited else UNEDITED_NOTE}", region,
+            on_returned=done, on_errored=failed, error_message=lambda exc: (
+                f"Not added to the fine-tuning project: {in_dock_words(exc)}"),  # no --channel
+            action="Adding to the fine-tuning project", viewer=self.viewer)

@@ -20,6 +20,12 @@ from typing import Any
 UNSAVED_KEY = "nuclei_unet_unsaved"
 #: On a result layer kept by :func:`keep_unsaved_results`: the file it was written to.
 KEPT_KEY = "nuclei_unet_kept_at"
+#: On a result layer: where it was painted since it was segmented, saved or added,
+#: ``{plane: (y0, y1, x0, x1)}`` (``plane``: its indices on the labels' leading axes;
+#: None: somewhere unknown)
+PAINTED_KEY = "nuclei_unet_painted"
+#: A box no region holds
+_EVERYWHERE = (0, 2**62, 0, 2**62)
 
 
 def unsaved_dir() -> Path:
@@ -30,7 +36,77 @@ def unsaved_dir() -> Path:
 
 
 def _mark_unsaved(event: Any) -> None:
-    event.source.metadata[UNSAVED_KEY] = True
+    from napari_nuclei_unet.widgets._segment_jobs import RESULT_KEY
+
+    layer = event.source
+    layer.metadata[UNSAVED_KEY] = True
+    boxes = layer.metadata.setdefault(PAINTED_KEY, {})
+    gaps = set((layer.metadata.get(RESULT_KEY) or {}).get("gaps") or ())
+    for plane, box in painted_boxes(event.value, gaps):
+        old = boxes.get(plane, box)
+        boxes[plane] = (min(old[0], box[0]), max(old[1], box[1]),
+                        min(old[2], box[2]), max(old[3], box[3]))
+
+
+def painted_boxes(atoms: Any, gaps: set) -> list[tuple[tuple | None, tuple]]:
+    """``(plane, (y0, y1, x0, x1))`` of each plane a napari paint event's edits touch.
+
+    ``atoms``: the event's value (napari's undo atoms: a bounding box of slices, or
+    index arrays); ``gaps``: axes of the layer that are not the labels' (a channel).
+    An edit of another form is ``(None, everywhere)``.
+    """
+    import itertools
+
+    import numpy as np
+
+    found = []
+    for atom in atoms or ():
+        key = getattr(atom, "slice_key", None)
+        if key is not None and all(isinstance(k, slice) for k in key) and len(key) >= 2:
+            lead = [range(k.start or 0, k.stop or (k.start or 0) + 1)
+                    for axis, k in enumerate(key[:-2]) if axis not in gaps]
+            (y, x), big = key[-2:], 2**62
+            box = (y.start or 0, y.stop or big, x.start or 0, x.stop or big)
+            found += [(tuple(plane), box) for plane in itertools.product(*lead)]
+        elif isinstance(atom, tuple) and atom and isinstance(atom[0], tuple) \
+                and len(atom[0]) >= 2:
+            index = [np.atleast_1d(np.asarray(i)) for i in atom[0]]
+            lead = [i for axis, i in enumerate(index[:-2]) if axis not in gaps]
+            planes = np.stack(lead, axis=1) if lead else np.zeros((index[-1].size, 0), int)
+            for plane in np.unique(planes, axis=0):
+                at = np.all(planes == plane, axis=1)
+                ys, xs = index[-2][at], index[-1][at]
+                found.append((tuple(int(v) for v in plane),
+                              (int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1)))
+        else:
+            found.append((None, _EVERYWHERE))
+    return found
+
+
+def painted_plane(layer: Any, plane_index: tuple) -> tuple:
+    """The key of :data:`PAINTED_KEY` of a plane (``stack.plane_index``) of a result."""
+    from napari_nuclei_unet.widgets._own_layers import result_labels
+
+    return tuple(int(i) for i in plane_index) if len(result_labels(layer).shape) > 2 else ()
+
+
+def added(layer: Any, token: str, plane: tuple, region: Any) -> None:
+    """Add plane wrote ``plane`` of a result (``region``: its rows and columns; None: all).
+
+    The result is saved once every stroke painted on it has gone to a project (or a
+    file): results added to a project were kept on closing as not saved, and the dock
+    offered to add them again (GUI check h_gui23, M3). A stroke during the add keeps it
+    unsaved. ``token``: from :func:`saving`, as the add started.
+    """
+    if layer.metadata.get(UNSAVED_KEY) != token:
+        return
+    boxes = layer.metadata.setdefault(PAINTED_KEY, {})
+    box = boxes.get(plane)
+    if box is not None and (region is None or (
+            region[0].start <= box[0] and box[1] <= region[0].stop
+            and region[1].start <= box[2] and box[3] <= region[1].stop)):
+        del boxes[plane]
+    layer.metadata[UNSAVED_KEY] = bool(boxes)
 
 
 def _keep_removed(event: Any) -> None:
@@ -44,6 +120,7 @@ def watch_unsaved(viewer: Any, layer: Any) -> None:
     layer), with or without a dock open.
     """
     layer.metadata[UNSAVED_KEY] = False
+    layer.metadata[PAINTED_KEY] = {}
     layer.events.paint.connect(_mark_unsaved)  # no-op when already connected
     viewer.layers.events.removed.connect(_keep_removed)  # the same: once per viewer
 
@@ -153,3 +230,4 @@ def saved(layer: Any, token: str) -> None:
     """The save of :func:`saving` is written: the result is saved, unless painted since."""
     if layer.metadata.get(UNSAVED_KEY) == token:
         layer.metadata[UNSAVED_KEY] = False
+        layer.metadata[PAINTED_KEY] = {}

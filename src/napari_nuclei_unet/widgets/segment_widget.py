@@ -63,7 +63,7 @@ from napari_nuclei_unet.widgets._own_layers import (
     results_follow_the_sliders,
 )
 from napari_nuclei_unet.widgets._progress import eta_text
-from napari_nuclei_unet.widgets._retrain_project import UNEDITED_NOTE, unwritable_reason
+from napari_nuclei_unet.widgets._retrain_project import unwritable_reason
 from napari_nuclei_unet.widgets._scroll import keep_narrow, scrolled_layout
 from napari_nuclei_unet.widgets._segment_jobs import (  # noqa: F401 - in_dock_words, as before
     DOCK_WORDS,
@@ -89,11 +89,14 @@ from napari_nuclei_unet.widgets._segment_jobs import (  # noqa: F401 - in_dock_w
     with_suffix,
     write_labels,
 )
-from napari_nuclei_unet.widgets._segment_outputs import SegmentOutputs
+from napari_nuclei_unet.widgets._segment_outputs import (  # noqa: F401 - as before
+    ADD_KIND,
+    NOT_EDITED,
+    SegmentOutputs,
+)
 from napari_nuclei_unet.widgets._session import session_for
 from napari_nuclei_unet.widgets._unsaved_labels import (
     say_kept_once,
-    set_aside,
     watch_unsaved,
 )
 
@@ -101,11 +104,6 @@ if TYPE_CHECKING:
     import napari
 
 KIND = "segment layer"
-ADD_KIND = "add to project"
-#: Said when a plane is added whose labels were never painted on (a round learns from
-#: the differences to what the model does), and noted with the correction.
-NOT_EDITED = ("Its labels are the model's result, not corrected: a round learns little "
-              "from a plane the model already segments as you want.")
 ALL, CURRENT = "all planes", "current plane"
 #: Repaint the progress at most this often (seconds).
 REPAINT_S = 0.1
@@ -493,7 +491,9 @@ class SegmentWidget(SegmentOutputs, QWidget):
         self._worker = None  # the dock follows the result chosen again
         self.segment_button.enabled, self.cancel_button.enabled = True, False
         self.progress.setVisible(False)
-        if self.result_layer is not None and not self.table.model().rowCount():
+        if self.result_layer is None:  # none came: the chosen image's, if it has one
+            self.follow_chosen_result(selection=False)
+        elif not self.table.model().rowCount():
             self.table.set_table(layer_table(self.result_layer))  # cancelled (h_gui20 N3)
         self._enable()
 
@@ -501,6 +501,7 @@ class SegmentWidget(SegmentOutputs, QWidget):
 
         from napari_nuclei_unet.widgets._compare_layers import step_aside_for
         from napari_nuclei_unet.widgets._own_layers import bring_into_view, show_channel
+        from napari_nuclei_unet.widgets._working_copies import release, release_when_removed
 
         layer, stack = self._source["layer"], self._source["stack"]
         step_aside_for(self.viewer, layer)  # a dataset's side by side: the user's image
@@ -515,13 +516,16 @@ class SegmentWidget(SegmentOutputs, QWidget):
         reuse = old is not None and old in self.viewer.layers \
             and tuple(old.data.shape) == tuple(shown.shape)
         kept = reuse and bool(old.metadata.get(EDITED_KEY))
+        # each change of a shown layer draws it again (0.5 s at 6000²): changed hidden,
+        # bring_into_view shows it, drawn once
         if reuse and not kept:
-            self.result_layer = old
+            self.result_layer, replaced = old, (old.metadata.get(RESULT_KEY) or {}).get("zarr")
+            old.visible = False
             old.data, old.features = shown, features
             old.scale, old.translate = kwargs["scale"], kwargs["translate"]  # image's now
         else:
-            self.result_layer = self.viewer.add_labels(shown, name=name,
-                                                       features=features, **kwargs)
+            self.result_layer = self.viewer.add_labels(shown, name=name, features=features,
+                                                       visible=False, **kwargs)
         watch_edits(self.result_layer)
         watch_unsaved(self.viewer, self.result_layer)  # kept when removed unsaved
         if kept:
@@ -543,69 +547,7 @@ class SegmentWidget(SegmentOutputs, QWidget):
             go_to_plane(self.viewer, layer, where)
             follow_the_sliders_always(self.viewer)
         results_follow_the_sliders(self.viewer)  # other planes' results: hidden
+        release_when_removed(self.viewer)  # a large result's working copy, once gone
+        if reuse and not kept and replaced != self.result_layer.metadata[RESULT_KEY]["zarr"]:
+            release(self.viewer, replaced)
         self._refresh_choices()
-
-    # -- compare and fine-tune -------------------------------------------------------
-    def add_to_project(self, project_dir: str | Path | None = None) -> Any:
-        """Add the current plane and its (corrected) labels to a fine-tuning project.
-
-        The labels are copied as they are now; the project's files (one mask per
-        nucleus: hundreds for a crowded plane, about a second) are written in a worker.
-        Returns the worker (None when nothing is added); ``self.added`` is the new
-        correction once it is written.
-        """
-        from napari_nuclei_unet.widgets._own_layers import safe_name
-        from napari_nuclei_unet.widgets._workers import notify
-
-        folder = str(project_dir or self.project.value or "")
-        if folder in ("", "."):
-            notify("Choose the fine-tuning project folder first.", warning=True)
-            return None
-        # your own labels selected (or why not); else the dock's result (it follows the
-        # one chosen), or why a result it could not follow cannot be added
-        target = self._own_labels() or \
-            chosen_result(self.viewer.layers, None, self.result_layer, self._shown)
-        plane = target if isinstance(target, str) else labels_to_add(self.viewer, target)
-        why = (f"{folder} is a file, not a folder: choose a folder for the project."
-               if Path(folder).exists() and not Path(folder).is_dir() else
-               # e.g. a project remembered from before, read-only since
-               unwritable_reason(folder, "in 'Fine-tuning project'")
-               # no result, the one chosen cannot be added, own labels without nuclei
-               or (plane if isinstance(plane, str) else None))
-        if why:
-            notify(why, warning=True)
-            self.status.setText(f"Not added: {why}")  # the notification fades
-            return None
-        layer, stack, result_layer = target["layer"], target["stack"], target["result"]
-        labels, flat, region = plane  # a region of a large plane (h_gui19, H1)
-        sample_id = safe_name(f"{stack.name}-{stack.plane_name(flat)}" + (
-            "" if region is None else f"-y{region[0].start}-x{region[1].start}"))
-        self.added = None
-        # painted on (any plane), or labels of the user's own
-        edited = bool(result_layer.metadata.get(EDITED_KEY)) or target.get("own", False)
-
-        def done(written: tuple[Any, bool]) -> None:
-            entry, replaced = written
-            self.added = entry
-            self.session.set_project_dir(folder)  # the Retrain dock shows this project
-            self.session.note_project_changed(folder)
-            text = (f"{'Replaced' if replaced else 'Added'} {sample_id} "
-                    + (f"with the labels of “{result_layer.name}” " if target.get("own") else "")
-                    + f"({entry.n_nuclei} nuclei) in the fine-tuning project {folder}"
-                    + (" (it had been added before)." if replaced else "."))
-            if region is not None:
-                text += " " + region_words(stack.name, stack, region)
-            notify(text + ("" if edited else f" {NOT_EDITED}"))
-            if target.get("own"):
-                set_aside(result_layer.name)  # a kept file, added: not offered again
-            self.status.setText(text)  # the notification fades (GUI check h_gui11, L4)
-
-        def failed(exc: BaseException) -> None:  # the notification fades; the dock says it
-            self.status.setText(f"Not added to the fine-tuning project: {in_dock_words(exc)}")
-
-        return self.session.jobs.start(
-            ADD_KIND, _add_plane, folder, stack, flat, target["channel"], labels,
-            sample_id, f"from layer {layer.name}{'' if edited else UNEDITED_NOTE}", region,
-            on_returned=done, on_errored=failed, error_message=lambda exc: (
-                f"Not added to the fine-tuning project: {in_dock_words(exc)}"),  # no --channel
-            action="Adding to the fine-tuning project", viewer=self.viewer)
