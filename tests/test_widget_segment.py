@@ -909,6 +909,24 @@ def test_a_dock_opened_under_the_segment_dock_leaves_it_a_fair_share(make_napari
     qtbot.waitUntil(fair, timeout=5000)
 
 
+def test_the_whole_dock_with_a_result_fits_a_laptop_screen(make_napari_viewer, qtbot):
+    # Add plane lay below the dock's edge at 1280 x 800: the table asked for 192 px
+    # (GUI checks h_gui21 L4, h_gui23 L2)
+    from qtpy.QtWidgets import QScrollArea
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1280, 800)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-nuclei-unet",
+                                                     "Segment image layer")
+    viewer.add_image(nuclei_plane(1), name="cells")
+    widget.image.value = viewer.layers["cells"]
+    run(qtbot, widget)
+    area = widget.findChild(QScrollArea)
+    qtbot.waitUntil(lambda: area.widget().height() <= area.viewport().height(), timeout=5000)
+    assert not area.verticalScrollBar().isVisible()
+    assert widget.table.height() >= 100  # a few rows still show
+
+
 def test_a_project_folder_that_cannot_be_written_is_not_taken(dock, tmp_path, monkeypatch):
     import napari_nuclei_unet.widgets._segment_outputs as outputs_module
     import napari_nuclei_unet.widgets.segment_widget as segment_module

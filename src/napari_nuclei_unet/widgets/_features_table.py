@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from qtpy.QtCore import QAbstractTableModel, QModelIndex, Qt
+from qtpy.QtCore import QAbstractTableModel, QModelIndex, QSize, Qt
 from qtpy.QtWidgets import QAbstractItemView, QTableView, QWidget
 
 from napari_nuclei_unet.widgets._score_table import FIT_ROWS
@@ -75,7 +75,16 @@ class FeaturesTable(QTableView):
         # columns fit the first rows only: Qt's default read 1,000 rows per fit
         # (about 100 ms for 1,500 nuclei)
         self.horizontalHeader().setResizeContentsPrecision(FIT_ROWS)
-        self.setMinimumHeight(160)
+        self.setMinimumHeight(100)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt API
+        """Five rows: more when the dock has room (it stretches), else it scrolls.
+
+        A dock's scroll area gives its content the preferred height (its status line
+        wraps), and the table asked for 192 px: Add plane lay below the Segment dock's
+        edge at 1280 x 800 (GUI checks h_gui21 L4, h_gui23 L2).
+        """
+        return QSize(super().sizeHint().width(), 120)
 
     def set_table(self, table: dict[str, Any] | None) -> None:
         """Show ``table``."""
