@@ -23,6 +23,7 @@ Usage (needs a screen or Xvfb)::
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -70,28 +71,33 @@ def main() -> None:
                            [planes[0] if planes else 0], "YX", out, False, 1.0)
 
     segment_widget._job = job
-    viewer = napari.Viewer()
-    viewer.window._qt_window.resize(1280, 800)
-    rng = np.random.default_rng(1)
-    image = viewer.add_image((rng.random(labels.shape) * 4000).astype(np.uint16), name="image")
-    _, dock = viewer.window.add_plugin_dock_widget("napari-nuclei-unet", "Segment image layer")
-    app = QApplication.instance()
-    heart = Heartbeat()
-    wait(app, lambda: heart.clock.elapsed() > 3000)  # the window and dock drawn
-    print(f"{args.size}x{args.size} {args.dtype} labels ({n} values), "
-          f"image {image.data.dtype}:")
-    for run in range(args.repeat):
-        dock.image.value = image
-        heart.take()
-        started = time.perf_counter()
-        worker = dock.segment()
-        wait(app, lambda w=worker: dock._worker is None and w is not None)
-        shown = time.perf_counter()
-        wait(app, lambda s=shown: time.perf_counter() - s > 1.0)  # drawn meanwhile
-        label = "first" if run == 0 else "again"
-        print(f"  {label}: longest main-thread gap {heart.take()} ms "
-              f"(shown {shown - started:.2f} s after Segment)")
-    viewer.close()
+    try:
+        viewer = napari.Viewer()
+        viewer.window._qt_window.resize(1280, 800)
+        rng = np.random.default_rng(1)
+        image = viewer.add_image((rng.random(labels.shape) * 4000).astype(np.uint16),
+                                 name="image")
+        _, dock = viewer.window.add_plugin_dock_widget("napari-nuclei-unet",
+                                                       "Segment image layer")
+        app = QApplication.instance()
+        heart = Heartbeat()
+        wait(app, lambda: heart.clock.elapsed() > 3000)  # the window and dock drawn
+        print(f"{args.size}x{args.size} {args.dtype} labels ({n} values), "
+              f"image {image.data.dtype}:")
+        for run in range(args.repeat):
+            dock.image.value = image
+            heart.take()
+            started = time.perf_counter()
+            worker = dock.segment()
+            wait(app, lambda w=worker: dock._worker is None and w is not None)
+            shown = time.perf_counter()
+            wait(app, lambda s=shown: time.perf_counter() - s > 1.0)  # drawn meanwhile
+            label = "first" if run == 0 else "again"
+            print(f"  {label}: longest main-thread gap {heart.take()} ms "
+                  f"(shown {shown - started:.2f} s after Segment)")
+        viewer.close()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

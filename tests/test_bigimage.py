@@ -79,14 +79,14 @@ def test_nuclei_cut_by_seams_are_merged(model, image, tiled):
     assert whole_one >= 0.9 * len(crossing)  # a seam nucleus stays one nucleus
 
 
-def test_labels_are_uint16_while_they_and_painted_ones_fit(tiled):
-    from napari_nuclei_unet.core.own_images import PAINT_ROOM, label_dtype
+def test_labels_are_uint16_while_they_and_the_room_asked_for_fit(tiled):
+    from napari_nuclei_unet.core.own_images import label_dtype
 
     result, labels = tiled
     # napari maps wider labels pixel by pixel on the main thread at each draw
     assert labels.dtype == np.uint16 and result.labels().dtype == np.uint16
-    assert label_dtype(65535 - PAINT_ROOM, room=PAINT_ROOM) == np.uint16
-    assert label_dtype(65536 - PAINT_ROOM, room=PAINT_ROOM) == np.uint32  # room to paint
+    assert label_dtype(60535, room=5000) == np.uint16
+    assert label_dtype(60536, room=5000) == np.uint32  # room for nuclei painted
     assert label_dtype(65535) == np.uint16 and label_dtype(10**6) == np.uint32
 
 

@@ -133,13 +133,16 @@ def test_stopping_one_big_plane_ends_the_stack_job_after_one_batch():
 
 
 def test_a_stack_whose_labels_need_more_than_uint16_keeps_uint32():
-    from napari_nuclei_unet.core.own_images import PAINT_ROOM, _finish
+    from napari_nuclei_unet.core.own_images import _finish
+    from napari_nuclei_unet.widgets._own_layers import PAINT_ROOM
 
     labels = np.zeros((2, 4, 4), np.uint32)
     labels[1, 0, 0] = 65536 - PAINT_ROOM  # a stack's planes are numbered on
-    assert _finish(labels, [], [0, 1], [], cancelled=False).labels.dtype == np.uint32
+    done = _finish(labels, [], [0, 1], [], cancelled=False, room=PAINT_ROOM)
+    assert done.labels.dtype == np.uint32
     labels[1, 0, 0] -= 1
-    assert _finish(labels, [], [0, 1], [], cancelled=False).labels.dtype == np.uint16
+    done = _finish(labels, [], [0, 1], [], cancelled=False, room=PAINT_ROOM)
+    assert done.labels.dtype == np.uint16
 
 
 def test_a_stack_stopped_mid_plane_keeps_the_planes_done():

@@ -129,3 +129,42 @@ def test_a_folder_not_made_for_a_result_is_never_removed(dock, qtbot, tmp_path):
     release(viewer, None)
     qtbot.wait(50)
     assert mine.exists()
+
+
+def test_at_exit_a_working_copy_goes_after_the_jobs_reading_it(tmp_path, monkeypatch):
+    # removed before a running save had read it, the save wrote zeros (review h_rev12 H2)
+    import napari_nuclei_unet.widgets._workers as workers
+    from napari_nuclei_unet.widgets import _working_copies
+
+    folder = tmp_path / "nuclei-unet-x"
+    folder.mkdir()
+    order = []
+    monkeypatch.setattr(workers, "_wait_for_workers_at_exit",
+                        lambda: order.append(("waited", folder.exists())))
+    monkeypatch.setattr(_working_copies, "_PENDING", {folder})
+    _working_copies._remove_pending()
+    assert order == [("waited", True)] and not folder.exists()
+
+
+def test_a_failed_large_segmentation_leaves_no_working_copy(tmp_path, monkeypatch):
+    import tempfile
+
+    import dask.array as da
+
+    import napari_nuclei_unet.core.bigimage as bigimage
+    from napari_nuclei_unet.core.stacks import stack_from_array
+    from napari_nuclei_unet.widgets._own_layers import segment_layer_job
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+    def broken(*_args, **_kwargs):
+        yield from ()
+        raise OSError("the zarr folder was moved")
+
+    monkeypatch.setattr(bigimage, "segment_large", broken)
+    stack = stack_from_array(da.from_array(disc_image(), chunks=(24, 32)), "YX", "lazy")
+    job = segment_layer_job(None, stack, None, channel=None, planes=[0], big=True)
+    with pytest.raises(OSError):
+        for _ in job:
+            pass
+    assert list(tmp_path.iterdir()) == []  # its folder went (review h_rev12, M2)

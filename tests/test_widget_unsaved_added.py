@@ -79,6 +79,7 @@ def test_strokes_outside_the_region_added_of_a_large_plane_stay_unsaved():
     from napari_nuclei_unet.widgets._unsaved_labels import (
         PAINTED_KEY,
         UNSAVED_KEY,
+        _with_box,
         added,
         painted_boxes,
     )
@@ -92,14 +93,72 @@ def test_strokes_outside_the_region_added_of_a_large_plane_stay_unsaved():
                np.array([7, 2, 4]))
     assert painted_boxes([(indices, None, None)], {1}) == [((0,), (5, 10, 2, 8)),
                                                           ((2,), (1, 2, 4, 5))]
+    # a channel after X (ZYXC: the result layer is (Z, Y, X, 1)), h_rev12 L2
+    zyxc = (np.array([1, 1]), np.array([5, 9]), np.array([7, 2]), np.array([0, 0]))
+    assert painted_boxes([(zyxc, None, None)], {3}) == [((1,), (5, 10, 2, 8))]
     assert painted_boxes([object()], set()) == [(None, (0, 2**62, 0, 2**62))]
-    layer = SimpleNamespace(metadata={UNSAVED_KEY: "token", PAINTED_KEY: {
-        (): (100, 140, 200, 230)}})
-    added(layer, "token", (), (slice(0, 1024), slice(512, 1536)))  # the stroke is left of it
+    # two strokes far apart stay two boxes; overlapping ones join
+    boxes = _with_box(_with_box([], (100, 140, 200, 230)), (3000, 3010, 3000, 3010))
+    assert boxes == [(100, 140, 200, 230), (3000, 3010, 3000, 3010)]
+    assert _with_box(boxes, (130, 150, 100, 210)) == [(3000, 3010, 3000, 3010),
+                                                     (100, 150, 100, 230)]
+    layer = SimpleNamespace(metadata={UNSAVED_KEY: "token", PAINTED_KEY: {(): boxes}})
+    added(layer, "token", (), (slice(0, 1024), slice(512, 1536)))  # both are outside it
     assert layer.metadata[UNSAVED_KEY] is True
     layer.metadata[UNSAVED_KEY] = "token2"
-    added(layer, "token2", (), (slice(0, 1024), slice(0, 1024)))
-    assert layer.metadata[UNSAVED_KEY] is False and layer.metadata[PAINTED_KEY] == {}
-    layer.metadata.update({UNSAVED_KEY: True, PAINTED_KEY: {(): (1, 2, 1, 2)}})
-    added(layer, "token3", (), None)  # painted during the add: its token is gone
+    added(layer, "token2", (), (slice(0, 1024), slice(0, 1024)))  # the first one's region
     assert layer.metadata[UNSAVED_KEY] is True
+    assert layer.metadata[PAINTED_KEY] == {(): [(3000, 3010, 3000, 3010)]}
+    layer.metadata[UNSAVED_KEY] = "token3"
+    added(layer, "token3", (), (slice(2560, 3584), slice(2560, 3584)))  # the second's
+    assert layer.metadata[UNSAVED_KEY] is False and layer.metadata[PAINTED_KEY] == {}
+    layer.metadata.update({UNSAVED_KEY: True, PAINTED_KEY: {(): [(1, 2, 1, 2)]}})
+    added(layer, "token4", (), None)  # painted during the add: its token is gone
+    assert layer.metadata[UNSAVED_KEY] is True
+
+
+def test_a_refused_or_failed_add_leaves_the_result_as_it_was(dock, qtbot, tmp_path,
+                                                             monkeypatch):
+    # a second press while the first add ran, or an add that failed, left a result
+    # never painted marked unsaved: kept on closing, and offered again (review h_rev12 M1)
+    import napari_nuclei_unet.widgets._segment_outputs as outputs
+
+    viewer, widget = dock
+    viewer.add_image(disc_image(), name="cells")
+    widget.image.value = viewer.layers["cells"]
+    wait_worker(qtbot, widget.segment())
+    layer = widget.result_layer
+    first = widget.add_to_project(tmp_path / "p")
+    assert widget.add_to_project(tmp_path / "p") is None  # refused: one at a time
+    wait_worker(qtbot, first)
+    assert layer.metadata["nuclei_unet_unsaved"] is False
+    layer.paint((40, 60), 50)
+
+    def broken(*_args, **_kwargs):
+        raise OSError("the disk is full")
+
+    monkeypatch.setattr(outputs, "_add_plane", broken)
+    wait_worker(qtbot, widget.add_to_project(tmp_path / "p"))
+    assert layer.metadata["nuclei_unet_unsaved"] is True  # its stroke is in no project
+    assert "the disk is full" in widget.status.text()
+
+
+def test_add_plane_adds_the_result_the_dock_shows_not_a_newer_one(dock, qtbot, tmp_path):
+    # the image's newest result was added in place of the corrected one the dock showed,
+    # once another layer was selected (review h_rev12, H1)
+    from napari_nuclei_unet.core.finetune import CorrectionStore
+
+    viewer, widget = dock
+    viewer.add_image(disc_image(), name="cells")
+    widget.image.value = viewer.layers["cells"]
+    wait_worker(qtbot, widget.segment())
+    corrected = widget.result_layer
+    corrected.paint((40, 60), 77)
+    wait_worker(qtbot, widget.segment())  # the corrected layer is kept: a new one
+    assert widget.result_layer is not corrected
+    viewer.layers.selection.active = corrected  # the dock follows it
+    viewer.layers.selection.active = viewer.layers["cells"]  # e.g. to set its contrast
+    wait_worker(qtbot, widget.add_to_project(tmp_path / "p"))
+    (sample,) = CorrectionStore(tmp_path / "p").load_samples(["cells-plane0"])
+    assert sample.labels[40, 60] > 0 and np.array_equal(
+        sample.labels > 0, np.asarray(corrected.data) > 0)

@@ -39,7 +39,7 @@ import numpy as np
 
 from .bigmeasure import _block_stats, _merge_table
 from .bigmeasure import measure_large as measure_large  # re-exported
-from .own_images import PAINT_ROOM, label_dtype
+from .own_images import label_dtype
 from .progress import Cancelled, Progress, relay
 
 #: Default block side (pixels) and halo: block + 2 halos = 1024, one network pass.
@@ -328,6 +328,7 @@ def segment_large(
     threads: int | None = None,
     should_stop: Callable[[], bool] | None = None,
     name: str = "labels",
+    room: int = 0,
 ) -> Generator[Progress, None, BigResult]:
     """Segment a large 2-D plane block by block into a zarr label array.
 
@@ -358,6 +359,10 @@ def segment_large(
         labels (``BigResult.cancelled``, with ``blocks_done``).
     name : str
         Name stored in the OME-Zarr metadata.
+    room : int
+        Labels to keep room for beyond those found (nuclei a user will paint): the labels
+        are uint16 while they and ``room`` more fit, else uint32
+        (:func:`~napari_nuclei_unet.core.own_images.label_dtype`).
 
     Yields
     ------
@@ -477,7 +482,7 @@ def segment_large(
     else:
         component = np.arange(n)
     n_nuclei = int(component.max()) + 1 if n else 0
-    values = (component + 1).astype(label_dtype(n_nuclei, room=PAINT_ROOM))
+    values = (component + 1).astype(label_dtype(n_nuclei, room=room))
     yield Progress("merge", 0, 1, f"{n_nuclei} nuclei")
     final = da.from_zarr(tmp).map_blocks(_relabel, dask.delayed(keys), dask.delayed(values),
                                          dtype=values.dtype)

@@ -58,17 +58,13 @@ class StackResult:
         return len(self.table.get("label", ()))
 
 
-#: Labels a user may paint beyond those found before a result's type must grow
-PAINT_ROOM = 5000
-
-
 def label_dtype(n: int, *, room: int = 0) -> np.dtype:
     """Smallest unsigned type for labels up to ``n`` (uint16 or uint32), ``room`` more.
 
-    A result shown in napari keeps ``room`` (:data:`PAINT_ROOM`) for nuclei the user
-    paints. napari draws uint16 labels as they are, and maps wider ones pixel by pixel
-    on the main thread each time it draws them: a 6000² uint32 result held the window
-    0.7 s longer (``benchmarks/bench_show_result.py``).
+    ``room``: labels a user may add (the Segment dock keeps room for nuclei painted).
+    napari draws uint16 labels as they are, and maps wider ones pixel by pixel on the
+    main thread each time it draws them: a 6000² uint32 result held the window 0.7 s
+    longer (``benchmarks/bench_show_result.py``).
     """
     return np.dtype(np.uint16 if n + room <= np.iinfo(np.uint16).max else np.uint32)
 
@@ -84,6 +80,7 @@ def segment_stack(
     should_stop: Callable[[], bool] | None = None,
     measure: bool = True,
     earlier: StackResult | None = None,
+    room: int = 0,
 ) -> Generator[Progress, None, StackResult]:
     """Segment every plane (or some planes) of a stack in 2-D.
 
@@ -113,6 +110,9 @@ def segment_stack(
         are numbered after the largest label of those planes, so labels stay unique
         across the stack.
         The result's ``planes`` are then those of both, in order.
+    room : int
+        Labels to keep room for beyond those found: the labels are uint16 while they and
+        ``room`` more fit, else uint32 (:func:`label_dtype`).
 
     Yields
     ------
@@ -139,13 +139,15 @@ def segment_stack(
     yield Progress("segment", 0, len(todo), f"{stack.name}")
     for k, flat in enumerate(todo):
         if should_stop is not None and should_stop():
-            return _finish(labels, tables, done, diameters, cancelled=True, earlier=earlier)
+            return _finish(labels, tables, done, diameters, cancelled=True, earlier=earlier,
+                           room=room)
         try:
             seg = yield from _plane_steps(model, stack.plane(flat, channel), options, device,
                                           should_stop, k, len(todo),
                                           f"plane {flat + 1}/{stack.n_planes}")
         except Cancelled:
-            return _finish(labels, tables, done, diameters, cancelled=True, earlier=earlier)
+            return _finish(labels, tables, done, diameters, cancelled=True, earlier=earlier,
+                           room=room)
         plane_labels = seg.labels.astype(np.uint32)
         n = int(plane_labels.max())
         if n:
@@ -159,7 +161,8 @@ def segment_stack(
         diameters.append(seg.diameter)
         yield Progress("segment", k + 1, len(todo),
                        f"plane {flat + 1}/{stack.n_planes}: {n} nuclei")
-    return _finish(labels, tables, done, diameters, cancelled=False, earlier=earlier)
+    return _finish(labels, tables, done, diameters, cancelled=False, earlier=earlier,
+                   room=room)
 
 
 def _start_from(earlier: StackResult | None, stack: ImageStack,
@@ -217,7 +220,8 @@ def _plane_table(stack: ImageStack, plane_labels: np.ndarray, flat: int) -> dict
 
 
 def _finish(labels: np.ndarray, tables: list, done: list, diameters: list, *,
-            cancelled: bool, earlier: StackResult | None = None) -> StackResult:
+            cancelled: bool, earlier: StackResult | None = None, room: int = 0
+            ) -> StackResult:
     from .measure import concat_tables
 
     planes = list(done)
@@ -233,8 +237,7 @@ def _finish(labels: np.ndarray, tables: list, done: list, diameters: list, *,
             tables = [kept, *tables]
         planes = sorted(again.union(earlier.planes))
     # the smallest type (segmented as uint32: a stack's planes are numbered on)
-    labels = labels.astype(label_dtype(int(labels.max(initial=0)), room=PAINT_ROOM),
-                           copy=False)
+    labels = labels.astype(label_dtype(int(labels.max(initial=0)), room=room), copy=False)
     return StackResult(labels, concat_tables(tables), planes, diameters, cancelled,
                        segmented=list(done))
 

@@ -17,6 +17,10 @@ from typing import Any
 
 import numpy as np
 
+#: Labels a user may paint on a result beyond those found before its type must grow
+#: (uint16 to uint32: :func:`~napari_nuclei_unet.core.own_images.label_dtype`)
+PAINT_ROOM = 5000
+
 
 def layer_data(layer: Any) -> Any:
     """Full-resolution data of a layer (the first level of a multiscale layer)."""
@@ -253,6 +257,7 @@ def segment_layer_job(
 
     from napari_nuclei_unet.core.own_images import segment_stack
     from napari_nuclei_unet.widgets._workers import import_torch_safely
+    from napari_nuclei_unet.widgets._working_copies import work_folder
 
     import_torch_safely()
     start = time.perf_counter()
@@ -261,11 +266,14 @@ def segment_layer_job(
 
         flat = (planes or [0])[0]
         plane, intensity = plane_arrays(stack, flat, channel)
-        from napari_nuclei_unet.widgets._working_copies import work_folder
-
         out = work_folder() / f"{stack.name}_labels.ome.zarr"
-        result = yield from segment_large(model, plane, out, options, intensity=intensity,
-                                          should_stop=should_stop, name=stack.name)
+        try:
+            result = yield from segment_large(model, plane, out, options, intensity=intensity,
+                                              should_stop=should_stop, name=stack.name,
+                                              room=PAINT_ROOM)
+        except BaseException:  # nothing to show: its folder goes (review h_rev12, M2)
+            shutil.rmtree(out.parent, ignore_errors=True)
+            raise
         if result.cancelled:
             shutil.rmtree(out.parent, ignore_errors=True)
             return LayerResult(stack.name, None, {}, [], "YX", None, True,
@@ -276,7 +284,7 @@ def segment_layer_job(
         return LayerResult(stack.name, result.labels("r+"), table, [flat], "YX", out, False,
                            time.perf_counter() - start)
     res = yield from segment_stack(model, stack, options, channel=channel, planes=planes,
-                                   should_stop=should_stop, earlier=earlier)
+                                   should_stop=should_stop, earlier=earlier, room=PAINT_ROOM)
     if res.cancelled and not res.segmented:
         first = "the plane" if len(planes or range(stack.n_planes)) == 1 else "the first plane"
         kept = "no new labels were kept; those segmented before stay" \
@@ -383,7 +391,7 @@ def follow_the_sliders_always(viewer: Any) -> None:
     from napari_nuclei_unet.widgets._session import session_for
 
     session = session_for(viewer)
-    if getattr(session, "results_follow_sliders", False):
+    if session.results_follow_sliders:
         return
     ref = weakref.ref(unwrapped(viewer))
 

@@ -36,6 +36,7 @@ from napari_nuclei_unet.widgets._unsaved_labels import (
     KEPT_KEY,
     added,
     keep_unsaved_results,
+    not_saved,
     painted_plane,
     saved,
     saving,
@@ -185,7 +186,7 @@ class SegmentOutputs:
         if truth is None or self.result_layer is None or not self._shown \
                 or self.session.jobs.is_running("compare"):
             return None  # one at a time: the status named the second's truth (h_rev11 L1)
-        stack = self._shown["stack"]
+        stack, compared = self._shown["stack"], self.result_layer
         labels, truth_data = result_labels(self.result_layer), layer_data(truth)  # (M7)
         shape = stack.plane_shape if len(labels.shape) > 2 else ()
         info = self.result_layer.metadata.get(RESULT_KEY) or {}
@@ -207,12 +208,14 @@ class SegmentOutputs:
                              modality="own image", iou=s.iou, dice=s.dice, ap50=s.ap50,
                              dsb_score=s.dsb_score, n_true=s.n_true, n_pred=s.n_pred)
                     for flat, s in pairs]
+            push_scores_to_iou_panel(self.viewer, rows)  # named: they stay its scores
+            if unwrapped(self.result_layer) is not unwrapped(compared):
+                return  # the dock let go of it meanwhile: not said under another image
             self.scores = rows
             lines = [f"{r.id}: IoU {r.iou:.3f}, DSB {r.dsb_score:.3f} "
                      f"({r.n_pred}/{r.n_true} nuclei)" for r in rows[:8]]
             self.status.setText("\n".join(lines + ([f"… {len(rows) - 8} more planes"]
                                                    if len(rows) > 8 else [])))
-            push_scores_to_iou_panel(self.viewer, rows)
 
         def failed(exc: BaseException) -> None:  # the notification fades; the dock says it
             from napari_nuclei_unet.widgets._workers import explain
@@ -308,28 +311,42 @@ class SegmentOutputs:
         axes = layer.metadata.get(RESULT_KEY, {}).get("axes") or "Q" * (data.ndim - 2) + "YX"
         if background and hasattr(data, "copy") and not hasattr(data, "dask"):
             data = data.copy()  # as the user sees it now, whatever they paint next
-        token = saving(layer)  # painted on and not saved: kept when it leaves the viewer
         return self._write("Saving the labels", f"Labels of {self.shown_name()} saved to",
                            write_labels, (Path(path), data, axes, layer.name), background,
-                           "save labels", after=lambda: saved(layer, token))
+                           "save labels", saves=layer)
 
     def _write(self, action: str, done: str, function: Any, args: tuple,
-               background: bool, kind: str, after: Any = None) -> Any:
+               background: bool, kind: str, after: Any = None, saves: Any = None) -> Any:
+        """Run ``function(*args)`` (a worker with ``background``), and say what it wrote.
+
+        ``saves``: the result layer written whole, saved once it is written (painted on
+        and not saved, it is kept when it leaves the viewer).
+        """
         from napari_nuclei_unet.widgets._workers import explain, notify, notify_error
+
+        token = None
 
         def written(path: Any) -> None:
             notify(f"{done} {path}.")
             self.status.setText(f"{done} {path}.")
+            if saves is not None:
+                saved(saves, token)
             if after is not None:
                 after()
 
         def failed(exc: BaseException) -> None:  # the notification fades; the dock says it
+            if saves is not None:
+                not_saved(saves, token)
             self.status.setText(f"{action} failed: {explain(exc)}")
 
         if background:
-            return self.session.jobs.start(kind, function, *args, on_returned=written,
-                                           on_errored=failed, action=action,
-                                           viewer=self.viewer)
+            worker = self.session.jobs.start(kind, function, *args, on_returned=written,
+                                             on_errored=failed, action=action,
+                                             viewer=self.viewer)
+            if worker is not None and saves is not None:
+                token = saving(saves)  # started: its end comes after this
+            return worker
+        token = saving(saves) if saves is not None else None
         try:
             path = function(*args)
         except (OSError, ValueError) as exc:
@@ -358,7 +375,7 @@ class SegmentOutputs:
         # your own labels selected (or why not); else the dock's result (it follows the
         # one chosen), or why a result it could not follow cannot be added
         target = self._own_labels() or \
-            chosen_result(self.viewer.layers, self.image.value, self.result_layer, self._shown)
+            chosen_result(self.viewer.layers, None, self.result_layer, self._shown)
         plane = target if isinstance(target, str) else labels_to_add(self.viewer, target)
         why = (f"{folder} is a file, not a folder: choose a folder for the project."
                if Path(folder).exists() and not Path(folder).is_dir() else
@@ -377,7 +394,7 @@ class SegmentOutputs:
         self.added = None
         # painted on (any plane), or labels of the user's own
         edited = bool(result_layer.metadata.get(EDITED_KEY)) or target.get("own", False)
-        token = None if target.get("own") else saving(result_layer)  # its strokes, added
+        token = None
 
         def done(written: tuple[Any, bool]) -> None:
             entry, replaced = written
@@ -399,11 +416,15 @@ class SegmentOutputs:
             self.status.setText(text)  # the notification fades (GUI check h_gui11, L4)
 
         def failed(exc: BaseException) -> None:  # the notification fades; the dock says it
+            not_saved(result_layer, token)
             self.status.setText(f"Not added to the fine-tuning project: {in_dock_words(exc)}")
 
-        return self.session.jobs.start(
+        worker = self.session.jobs.start(
             ADD_KIND, _add_plane, folder, stack, flat, target["channel"], labels,
             sample_id, f"from layer {layer.name}{'' if edited else UNEDITED_NOTE}", region,
             on_returned=done, on_errored=failed, error_message=lambda exc: (
                 f"Not added to the fine-tuning project: {in_dock_words(exc)}"),  # no --channel
             action="Adding to the fine-tuning project", viewer=self.viewer)
+        if worker is not None and not target.get("own"):
+            token = saving(result_layer)  # started (a second press is refused: h_rev12 M1)
+        return worker

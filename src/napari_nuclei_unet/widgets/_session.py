@@ -117,6 +117,10 @@ class Session:
     jobs: Any = field(default_factory=lambda: _new_worker_guard())
     project_dir: Path | None = None
     layer_warm_up: Any = None  # the viewer's layer warm-up (widgets._layer_warm_up), started once
+    # once per viewer: large plane results follow the sliders (_own_layers), and their
+    # working copies go with their layers (_working_copies)
+    results_follow_sliders: bool = False
+    working_copies_released: bool = False
 
     # emitted with no arguments, or the id concerned
     dataset_changed = Signal()

@@ -21,11 +21,13 @@ UNSAVED_KEY = "nuclei_unet_unsaved"
 #: On a result layer kept by :func:`keep_unsaved_results`: the file it was written to.
 KEPT_KEY = "nuclei_unet_kept_at"
 #: On a result layer: where it was painted since it was segmented, saved or added,
-#: ``{plane: (y0, y1, x0, x1)}`` (``plane``: its indices on the labels' leading axes;
-#: None: somewhere unknown)
+#: ``{plane: [(y0, y1, x0, x1), ...]}`` (``plane``: its indices on the labels' leading
+#: axes; None: somewhere unknown)
 PAINTED_KEY = "nuclei_unet_painted"
 #: A box no region holds
 _EVERYWHERE = (0, 2**62, 0, 2**62)
+#: Boxes kept per plane; beyond, one box holds them all
+_MOST_BOXES = 32
 
 
 def unsaved_dir() -> Path:
@@ -43,41 +45,78 @@ def _mark_unsaved(event: Any) -> None:
     boxes = layer.metadata.setdefault(PAINTED_KEY, {})
     gaps = set((layer.metadata.get(RESULT_KEY) or {}).get("gaps") or ())
     for plane, box in painted_boxes(event.value, gaps):
-        old = boxes.get(plane, box)
-        boxes[plane] = (min(old[0], box[0]), max(old[1], box[1]),
-                        min(old[2], box[2]), max(old[3], box[3]))
+        boxes[plane] = _with_box(boxes.get(plane, []), box)
+
+
+def _with_box(boxes: list, box: tuple) -> list:
+    """``boxes`` and ``box``, joined with those it overlaps (one box past the most kept).
+
+    Strokes far apart, each added with its own region of a large plane, stay apart
+    (one box around both was in neither region: review h_rev12, L3).
+    """
+    def join(a: tuple, b: tuple) -> tuple:
+        return min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3])
+
+    apart = []
+    for other in boxes:
+        if other[0] <= box[1] and box[0] <= other[1] and other[2] <= box[3] \
+                and box[2] <= other[3]:
+            box = join(box, other)
+        else:
+            apart.append(other)
+    apart.append(box)
+    if len(apart) > _MOST_BOXES:
+        whole = apart[0]
+        for other in apart[1:]:
+            whole = join(whole, other)
+        apart = [whole]
+    return apart
 
 
 def painted_boxes(atoms: Any, gaps: set) -> list[tuple[tuple | None, tuple]]:
     """``(plane, (y0, y1, x0, x1))`` of each plane a napari paint event's edits touch.
 
-    ``atoms``: the event's value (napari's undo atoms: a bounding box of slices, or
-    index arrays); ``gaps``: axes of the layer that are not the labels' (a channel).
-    An edit of another form is ``(None, everywhere)``.
+    ``atoms``: the event's value (napari's undo atoms: a bounding box of slices, or, in
+    napari before 0.9, index arrays); ``gaps``: axes of the layer that are not the
+    labels' (a channel, after X too: ``ZYXC``, h_rev12 L2). An edit of another form is
+    ``(None, everywhere)``.
     """
     import itertools
 
     import numpy as np
 
-    found = []
+    found: list[tuple[tuple | None, tuple]] = []
     for atom in atoms or ():
         key = getattr(atom, "slice_key", None)
-        if key is not None and all(isinstance(k, slice) for k in key) and len(key) >= 2:
-            lead = [range(k.start or 0, k.stop or (k.start or 0) + 1)
-                    for axis, k in enumerate(key[:-2]) if axis not in gaps]
-            (y, x), big = key[-2:], 2**62
+        index = atom[0] if isinstance(atom, tuple) and atom and not hasattr(
+            atom, "slice_key") and isinstance(atom[0], tuple) else None
+        ndim = len(key) if key is not None else len(index) if index is not None else 0
+        axes = [axis for axis in range(ndim) if axis not in gaps]
+        if len(axes) < 2:
+            found.append((None, _EVERYWHERE))
+            continue
+        *lead, y_axis, x_axis = axes
+        if key is not None and all(isinstance(k, slice) for k in key):
+            big = 2**62
+            spans = [range(key[a].start or 0, key[a].stop or (key[a].start or 0) + 1)
+                     for a in lead]
+            y, x = key[y_axis], key[x_axis]
             box = (y.start or 0, y.stop or big, x.start or 0, x.stop or big)
-            found += [(tuple(plane), box) for plane in itertools.product(*lead)]
-        elif isinstance(atom, tuple) and atom and isinstance(atom[0], tuple) \
-                and len(atom[0]) >= 2:
-            index = [np.atleast_1d(np.asarray(i)) for i in atom[0]]
-            lead = [i for axis, i in enumerate(index[:-2]) if axis not in gaps]
-            planes = np.stack(lead, axis=1) if lead else np.zeros((index[-1].size, 0), int)
-            for plane in np.unique(planes, axis=0):
-                at = np.all(planes == plane, axis=1)
-                ys, xs = index[-2][at], index[-1][at]
+            found += [(tuple(plane), box) for plane in itertools.product(*spans)]
+        elif index is not None:
+            arrays = [np.atleast_1d(np.asarray(i)) for i in index]
+            ys, xs = arrays[y_axis], arrays[x_axis]
+            if not lead:
+                groups = [((), slice(None))]
+            else:  # one integer per pixel's plane: sorted fast (napari < 0.9, a fill)
+                planes = np.ravel_multi_index([arrays[a] for a in lead],
+                                              [int(arrays[a].max()) + 1 for a in lead])
+                groups = [(np.unravel_index(p, [int(arrays[a].max()) + 1 for a in lead]),
+                           planes == p) for p in np.unique(planes)]
+            for plane, at in groups:
                 found.append((tuple(int(v) for v in plane),
-                              (int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1)))
+                              (int(ys[at].min()), int(ys[at].max()) + 1,
+                               int(xs[at].min()), int(xs[at].max()) + 1)))
         else:
             found.append((None, _EVERYWHERE))
     return found
@@ -90,7 +129,7 @@ def painted_plane(layer: Any, plane_index: tuple) -> tuple:
     return tuple(int(i) for i in plane_index) if len(result_labels(layer).shape) > 2 else ()
 
 
-def added(layer: Any, token: str, plane: tuple, region: Any) -> None:
+def added(layer: Any, token: str | None, plane: tuple, region: Any) -> None:
     """Add plane wrote ``plane`` of a result (``region``: its rows and columns; None: all).
 
     The result is saved once every stroke painted on it has gone to a project (or a
@@ -98,14 +137,16 @@ def added(layer: Any, token: str, plane: tuple, region: Any) -> None:
     offered to add them again (GUI check h_gui23, M3). A stroke during the add keeps it
     unsaved. ``token``: from :func:`saving`, as the add started.
     """
-    if layer.metadata.get(UNSAVED_KEY) != token:
+    if token is None or layer.metadata.get(UNSAVED_KEY) != token:
         return
     boxes = layer.metadata.setdefault(PAINTED_KEY, {})
-    box = boxes.get(plane)
-    if box is not None and (region is None or (
-            region[0].start <= box[0] and box[1] <= region[0].stop
-            and region[1].start <= box[2] and box[3] <= region[1].stop)):
-        del boxes[plane]
+    left = [box for box in boxes.get(plane, []) if region is not None and not (
+        region[0].start <= box[0] and box[1] <= region[0].stop
+        and region[1].start <= box[2] and box[3] <= region[1].stop)]
+    if left:
+        boxes[plane] = left
+    else:
+        boxes.pop(plane, None)
     layer.metadata[UNSAVED_KEY] = bool(boxes)
 
 
@@ -216,18 +257,30 @@ def say_kept_once(image: Any, said: set) -> str:
     return words
 
 
-def saving(layer: Any) -> str:
-    """Note that a result is being saved; give the token to :func:`saved`.
+def saving(layer: Any) -> str | None:
+    """Note that a result painted on is being saved (or added); its token, or None.
 
-    A stroke painted during the save marks it unsaved again, and stays so.
+    The token goes to :func:`saved` (or :func:`added`), or to :func:`not_saved` if the
+    job fails. Take it once the job has started: a second Add plane, refused while the
+    first ran, left a result never painted marked unsaved (review h_rev12, M1). A
+    stroke painted during the save marks it unsaved again, and it stays so. None: never
+    painted, nothing to note.
     """
+    if not layer.metadata.get(UNSAVED_KEY):
+        return None
     token = f"saving {time.monotonic()}"
     layer.metadata[UNSAVED_KEY] = token
     return token
 
 
-def saved(layer: Any, token: str) -> None:
+def saved(layer: Any, token: str | None) -> None:
     """The save of :func:`saving` is written: the result is saved, unless painted since."""
-    if layer.metadata.get(UNSAVED_KEY) == token:
+    if token is not None and layer.metadata.get(UNSAVED_KEY) == token:
         layer.metadata[UNSAVED_KEY] = False
         layer.metadata[PAINTED_KEY] = {}
+
+
+def not_saved(layer: Any, token: str | None) -> None:
+    """The save (or add) of :func:`saving` failed: the result is unsaved as before."""
+    if token is not None and layer.metadata.get(UNSAVED_KEY) == token:
+        layer.metadata[UNSAVED_KEY] = True

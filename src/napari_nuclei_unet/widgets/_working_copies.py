@@ -10,8 +10,10 @@ A folder goes once its layer has left the viewer, or taken other labels, and non
 viewer's layers shows it. A result painted on and not saved is kept in the data folder
 as its layer is removed (:mod:`._unsaved_labels`, in the same event, before this
 runs). While a job of the viewer runs (an export or a comparison may read the labels),
-the folder waits for it to end. One left when napari closes goes as Python exits; a
-folder whose layer is still in a viewer then is never removed.
+the folder waits for it to end. One left when napari closes goes as Python exits, after
+the running jobs (a folder removed under a save read as zeros: review h_rev12, H2); a
+folder whose layer is still in a viewer then is never removed, nor one left by a crash
+(it holds the last strokes painted).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from typing import Any
 
 #: What :func:`work_folder` names its folders with
 PREFIX = "nuclei-unet-"
-#: Folders whose layer has gone, not yet removed (removed at exit at the latest)
+#: Folders whose layer has gone, not yet removed (at exit at the latest: the process's
+#: folders, as the temporary directory is the process's)
 _PENDING: set[Path] = set()
 
 
@@ -62,6 +65,8 @@ def release(viewer: Any, zarr_path: Any) -> None:
 
     from napari_nuclei_unet.widgets._session import session_for
 
+    if not _PENDING:
+        atexit.register(_remove_pending)  # after the workers' wait (atexit: last first)
     _PENDING.add(folder)
     jobs = session_for(viewer).jobs
 
@@ -89,7 +94,7 @@ def release_when_removed(viewer: Any) -> None:
     from napari_nuclei_unet.widgets._session import session_for
 
     session = session_for(viewer)
-    if getattr(session, "working_copies_released", False):
+    if session.working_copies_released:
         return
     ref = weakref.ref(unwrapped(viewer))
 
@@ -101,7 +106,12 @@ def release_when_removed(viewer: Any) -> None:
     session.working_copies_released = True
 
 
-@atexit.register
 def _remove_pending() -> None:
+    from napari_nuclei_unet.widgets._workers import _wait_for_workers_at_exit
+
+    atexit.unregister(_remove_pending)  # registered again with the next folder
+    if _PENDING:
+        _wait_for_workers_at_exit()  # a save or export still reading one
     for folder in list(_PENDING):
         shutil.rmtree(folder, ignore_errors=True)
+    _PENDING.clear()

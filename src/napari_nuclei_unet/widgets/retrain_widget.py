@@ -526,7 +526,10 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
     def _update_image_label(self, *_args: Any) -> None:
         sample = self._current_sample()
         if sample is None:  # the project's corrections (from Segment image) come first
-            n = len(self._store.ids()) if self._store is not None else 0
+            try:
+                n = len(self._store.ids()) if self._store is not None else 0
+            except OSError:  # the project's folder unreadable: said elsewhere
+                n = 0
             self.image_label.setText(NO_IMAGE if not n else (
                 f"This project holds {n} correction(s), listed in '2. Training set': "
                 f"'3. Fine-tune the model' learns from them. {NO_IMAGE}"))  # (h_gui23, L4)

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
@@ -469,11 +470,13 @@ class SegmentWidget(SegmentOutputs, QWidget):
         self.status.setText(f"{what}{eta}" + (f" — {message}" if message else ""))
 
     def _on_returned(self, result: Any) -> None:
-        if self._dead:  # the dock was destroyed during the job: nothing to show it in
-            return
+        from napari_nuclei_unet.widgets._working_copies import release
+
         image = self._source.get("layer")
-        if image is not None and image not in self.viewer.layers:  # deleted meanwhile
-            self.status.setText(f"{image.name} was deleted: its labels were not added.")
+        if self._dead or image is not None and image not in self.viewer.layers:
+            release(self.viewer, result.zarr_path)  # not shown: its working copy goes
+            if not self._dead:  # (destroyed during the job: nothing to say it in)
+                self.status.setText(f"{image.name} was deleted: its labels were not added.")
             return
         if result.labels is None:
             self.status.setText(result.message or "Cancelled: nothing was segmented.")
@@ -522,6 +525,8 @@ class SegmentWidget(SegmentOutputs, QWidget):
             self.result_layer, replaced = old, (old.metadata.get(RESULT_KEY) or {}).get("zarr")
             old.visible = False
             old.data, old.features = shown, features
+            if old.selected_label > np.iinfo(shown.dtype).max:  # uint32 to uint16: napari
+                old.selected_label = 1  # refused every stroke (review h_rev12, L5)
             old.scale, old.translate = kwargs["scale"], kwargs["translate"]  # image's now
         else:
             self.result_layer = self.viewer.add_labels(shown, name=name, features=features,
