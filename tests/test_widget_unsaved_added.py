@@ -27,6 +27,14 @@ def dock(make_napari_viewer):
     return segment_dock(make_napari_viewer())
 
 
+def segment_cells(qtbot, viewer, widget):
+    """A 2-D image "cells" segmented; its result layer."""
+    viewer.add_image(disc_image(), name="cells")
+    widget.image.value = viewer.layers["cells"]
+    wait_worker(qtbot, widget.segment())
+    return widget.result_layer
+
+
 def kept():
     from napari_nuclei_unet.widgets._unsaved_labels import unsaved_dir
 
@@ -35,10 +43,7 @@ def kept():
 
 def test_a_painted_plane_added_is_not_kept_but_a_stroke_after_it_is(dock, qtbot, tmp_path):
     viewer, widget = dock
-    viewer.add_image(disc_image(), name="cells")
-    widget.image.value = viewer.layers["cells"]
-    wait_worker(qtbot, widget.segment())
-    layer = widget.result_layer
+    layer = segment_cells(qtbot, viewer, widget)
     layer.paint((40, 60), 50)
     wait_worker(qtbot, widget.add_to_project(tmp_path / "p"))
     viewer.layers.remove(layer)  # as napari closing does
@@ -124,10 +129,7 @@ def test_a_refused_or_failed_add_leaves_the_result_as_it_was(dock, qtbot, tmp_pa
     import napari_nuclei_unet.widgets._segment_outputs as outputs
 
     viewer, widget = dock
-    viewer.add_image(disc_image(), name="cells")
-    widget.image.value = viewer.layers["cells"]
-    wait_worker(qtbot, widget.segment())
-    layer = widget.result_layer
+    layer = segment_cells(qtbot, viewer, widget)
     first = widget.add_to_project(tmp_path / "p")
     assert widget.add_to_project(tmp_path / "p") is None  # refused: one at a time
     wait_worker(qtbot, first)
@@ -149,10 +151,7 @@ def test_add_plane_adds_the_result_the_dock_shows_not_a_newer_one(dock, qtbot, t
     from napari_nuclei_unet.core.finetune import CorrectionStore
 
     viewer, widget = dock
-    viewer.add_image(disc_image(), name="cells")
-    widget.image.value = viewer.layers["cells"]
-    wait_worker(qtbot, widget.segment())
-    corrected = widget.result_layer
+    corrected = segment_cells(qtbot, viewer, widget)
     corrected.paint((40, 60), 77)
     wait_worker(qtbot, widget.segment())  # the corrected layer is kept: a new one
     assert widget.result_layer is not corrected
