@@ -531,12 +531,12 @@ def test_the_image_segmented_and_its_result_are_what_the_canvas_shows(dock, qtbo
     viewer.layers["c"].visible = True
     viewer.add_image(nuclei_plane(5), name="faint", opacity=0.3)
     viewer.add_image(nuclei_plane(6), name="beside", translate=(0, 500))
-    widget.image.value = viewer.layers["a"]
     with capture_notifications() as notes:
+        widget.image.value = viewer.layers["a"]  # chosen: a and its result shown at once
+        assert notes.any("“b”, “b labels” are hidden so that you see “a”")  # (h_gui24 N1)
         run(qtbot, widget)
     assert {layer.name for layer in viewer.layers if layer.visible} == {
         "a", "a labels", "c", "faint", "beside", "membrane"}
-    assert notes.any("“b”, “b labels” are hidden so that you see “a”")
 
 
 def test_wrong_channel_is_a_plain_message(dock, qtbot):

@@ -161,3 +161,48 @@ def test_add_plane_adds_the_result_the_dock_shows_not_a_newer_one(dock, qtbot, t
     (sample,) = CorrectionStore(tmp_path / "p").load_samples(["cells-plane0"])
     assert sample.labels[40, 60] > 0 and np.array_equal(
         sample.labels > 0, np.asarray(corrected.data) > 0)
+
+
+def test_a_kept_stack_file_stays_offered_until_each_plane_is_added(dock, qtbot, tmp_path):
+    # adding one plane of it set the whole file aside: its other corrected planes were
+    # never offered again (GUI check h_gui24, N2)
+    import tifffile
+
+    from napari_nuclei_unet.widgets._unsaved_labels import kept_words, unsaved_dir
+
+    viewer, widget = dock
+    viewer.add_image(np.stack([disc_image(), disc_image(((20, 20),))]), name="z")
+    widget.axes.value = "ZYX"
+    widget.image.value = viewer.layers["z"]
+    wait_worker(qtbot, widget.segment())
+    widget.result_layer.paint((1, 40, 60), 50)
+    viewer.layers.remove(widget.result_layer)
+    (kept,) = unsaved_dir().glob("z_labels-*.tif")
+    opened = viewer.add_labels(tifffile.imread(kept), name=kept.stem)
+    viewer.layers.selection.active = opened
+    viewer.dims.set_current_step(0, 0)
+    wait_worker(qtbot, widget.add_to_project(tmp_path / "p"))
+    assert kept.exists()  # plane 1 is not in the project
+    assert "(plane0 added already; add the other planes you corrected)" in kept_words("z")
+    viewer.dims.set_current_step(0, 1)
+    wait_worker(qtbot, widget.add_to_project(tmp_path / "p"))
+    assert not kept.exists() and (unsaved_dir() / "added" / kept.name).exists()
+    assert kept_words("z") == ""
+
+
+def test_choosing_an_image_selects_and_shows_its_result(dock, qtbot, tmp_path):
+    # with B's result still selected, the dock showed A's result but Add plane added
+    # B's (GUI check h_gui24, N1); an opened image was "to choose" (N4)
+    from napari_nuclei_unet.core.finetune import CorrectionStore
+
+    viewer, widget = dock
+    segment_cells(qtbot, viewer, widget)
+    a = viewer.layers["cells labels"]  # (the dock's are napari's proxies of the layers)
+    viewer.add_image(disc_image(((20, 20),)), name="b")
+    assert widget.status.text().startswith("b has no result yet")
+    wait_worker(qtbot, widget.segment())
+    assert viewer.layers.selection.active is viewer.layers["b labels"] and not a.visible
+    widget.image.value = viewer.layers["cells"]
+    assert viewer.layers.selection.active is a and a.visible
+    wait_worker(qtbot, widget.add_to_project(tmp_path / "p"))
+    assert CorrectionStore(tmp_path / "p").ids() == ["cells-plane0"]

@@ -90,6 +90,11 @@ class SegmentOutputs:
                                      if unwrapped(c) is unwrapped(target["layer"])),
                                     self.image.value)
         self.truth.value = None  # another image's ground truth scored it (h_gui18, M-A)
+        if not selection:  # the image chosen: its result selected (Add plane and the brush
+            # went by another image's result, still selected: h_gui24 N1) and shown
+            from napari_nuclei_unet.widgets._own_layers import bring_into_view
+
+            bring_into_view(self.viewer, target["layer"], self.result_layer)
         painted = "; painted on since: Export CSV measures it again" \
             if self.result_layer.metadata.get(EDITED_KEY) else ""
         self.status.setText(f"The result of {self.shown_name()} is shown "
@@ -408,8 +413,9 @@ class SegmentOutputs:
             if region is not None:
                 text += " " + region_words(stack.name, stack, region)
             notify(text + ("" if edited else f" {NOT_EDITED}"))
-            if target.get("own"):
-                set_aside(result_layer.name)  # a kept file, added: not offered again
+            if target.get("own"):  # a kept file, added: not offered again (once each of
+                set_aside(result_layer.name, stack.plane_name(flat),  # its planes is)
+                          stack.n_planes if len(target["labels"].shape) > 2 else 1)
             else:  # not kept on closing as unsaved when all its strokes are in (h_gui23 M3)
                 added(result_layer, token, painted_plane(result_layer, stack.plane_index(flat)),
                       region)

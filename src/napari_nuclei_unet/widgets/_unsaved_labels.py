@@ -229,18 +229,41 @@ def kept_words(image_name: str) -> str:
         return ""
     planes = sorted({found[p][1] for p in paths if found[p][1]})
     which = f" (of {', '.join(planes)})" if planes else ""
+    done = sorted({plane for p in paths for plane in added_planes(p)})
+    added = f" ({', '.join(done)} added already; add the other planes you corrected)" \
+        if done else ""
     return (f"Your corrected labels of {image_name}{which} were not saved; they are kept "
-            f"in {folder}: {', '.join(p.name for p in paths[-4:])}. Open one (File > Open, "
-            "then right-click > Convert to Labels), select it and press Add plane to "
+            f"in {folder}: {', '.join(p.name for p in paths[-4:])}{added}. Open one (File > "
+            "Open, then right-click > Convert to Labels), select it and press Add plane to "
             "fine-tune on it.")
 
 
-def set_aside(layer_name: str) -> None:
-    """A kept file whose labels were added to a project: moved to ``added/``, not said again."""
+def set_aside(layer_name: str, plane: str = "", planes: int = 1) -> None:
+    """A kept file whose labels were added to a project: moved to ``added/``, not said again.
+
+    A file of a stack's ``planes`` planes goes once each of them was added (``plane``
+    the one added now, noted in ``<file>.added``): adding one plane set the whole file
+    aside, its other corrected planes never offered again (GUI check h_gui24, N2).
+    """
     path = kept_file(layer_name)
-    if kept_from(layer_name) and path.is_file():
-        path.parent.joinpath("added").mkdir(exist_ok=True)
-        path.replace(path.parent / "added" / path.name)
+    if not (kept_from(layer_name) and path.is_file()):
+        return
+    if planes > 1:
+        done = set(added_planes(path)) | {plane}
+        if len(done) < planes:
+            path.with_suffix(".added").write_text("\n".join(sorted(done)) + "\n")
+            return
+        path.with_suffix(".added").unlink(missing_ok=True)
+    path.parent.joinpath("added").mkdir(exist_ok=True)
+    path.replace(path.parent / "added" / path.name)
+
+
+def added_planes(path: Path) -> list[str]:
+    """The planes of a kept stack file already added to a project (:func:`set_aside`)."""
+    try:
+        return path.with_suffix(".added").read_text().split()
+    except OSError:
+        return []
 
 
 def say_kept_once(image: Any, said: set) -> str:

@@ -106,6 +106,7 @@ if TYPE_CHECKING:
 
 KIND = "segment layer"
 ALL, CURRENT = "all planes", "current plane"
+FIRST_WORDS = "Choose an image layer and press Segment."
 #: Repaint the progress at most this often (seconds).
 REPAINT_S = 0.1
 
@@ -184,7 +185,7 @@ class SegmentWidget(SegmentOutputs, QWidget):
         ])
         self.progress = QProgressBar()
         self.progress.setVisible(False)
-        self.status = QLabel("Choose an image layer and press Segment.")
+        self.status = QLabel(FIRST_WORDS)
         self.status.setWordWrap(True)
         self.model_label = QLabel()
         self.model_label.setWordWrap(True)
@@ -317,7 +318,8 @@ class SegmentWidget(SegmentOutputs, QWidget):
         self.truth.reset_choices()  # a ground truth of another size is no longer a choice
         self._enable()
         kept = say_kept_once(self.image.value, self._said_kept)  # closed on, unsaved
-        if kept or self.status.text().startswith("Your corrected labels of "):
+        if kept or self.status.text().startswith("Your corrected labels of ") or \
+                self.status.text() == FIRST_WORDS:  # an image chosen (h_gui24 N4)
             self.status.setText(kept)  # not another image's (h_gui21 L2)
         self.say_what_add_adds()
 
