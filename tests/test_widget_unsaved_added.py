@@ -35,6 +35,15 @@ def segment_cells(qtbot, viewer, widget):
     return widget.result_layer
 
 
+def segment_stack_z(qtbot, viewer, widget):
+    """A 2-plane stack "z" segmented; its result layer."""
+    viewer.add_image(np.stack([disc_image(), disc_image(((20, 20),))]), name="z")
+    widget.axes.value = "ZYX"
+    widget.image.value = viewer.layers["z"]
+    wait_worker(qtbot, widget.segment())
+    return widget.result_layer
+
+
 def kept():
     from napari_nuclei_unet.widgets._unsaved_labels import unsaved_dir
 
@@ -60,11 +69,7 @@ def test_a_painted_plane_added_is_not_kept_but_a_stroke_after_it_is(dock, qtbot,
 
 def test_a_stack_is_saved_once_each_painted_plane_is_added(dock, qtbot, tmp_path):
     viewer, widget = dock
-    viewer.add_image(np.stack([disc_image(), disc_image(((20, 20),))]), name="z")
-    widget.axes.value = "ZYX"
-    widget.image.value = viewer.layers["z"]
-    wait_worker(qtbot, widget.segment())
-    layer = widget.result_layer
+    layer = segment_stack_z(qtbot, viewer, widget)
     for plane in (0, 1):
         viewer.dims.set_current_step(0, plane)
         layer.paint((plane, 40, 60), 50 + plane)
@@ -171,12 +176,9 @@ def test_a_kept_stack_file_stays_offered_until_each_plane_is_added(dock, qtbot, 
     from napari_nuclei_unet.widgets._unsaved_labels import kept_words, unsaved_dir
 
     viewer, widget = dock
-    viewer.add_image(np.stack([disc_image(), disc_image(((20, 20),))]), name="z")
-    widget.axes.value = "ZYX"
-    widget.image.value = viewer.layers["z"]
-    wait_worker(qtbot, widget.segment())
-    widget.result_layer.paint((1, 40, 60), 50)
-    viewer.layers.remove(widget.result_layer)
+    result = segment_stack_z(qtbot, viewer, widget)
+    result.paint((1, 40, 60), 50)
+    viewer.layers.remove(result)
     (kept,) = unsaved_dir().glob("z_labels-*.tif")
     opened = viewer.add_labels(tifffile.imread(kept), name=kept.stem)
     viewer.layers.selection.active = opened
