@@ -975,6 +975,15 @@ def test_segmenting_an_image_leaves_a_datasets_side_by_side(dock, qtbot):
     assert mine.visible and layer.visible
     assert not cl.side_by_side_active(viewer)
     assert not viewer.layers[IMAGE_LAYER].visible
+    # the sample shown again, then the image chosen: shown with its result, as after
+    # Segment (h_gui24 N1)
+    for name in (IMAGE_LAYER, cl.TITLE_LEFT_LAYER, cl.PREDICTION_LAYER):
+        viewer.layers[name].visible = True
+    mine.visible = layer.visible = False
+    widget.image.value = viewer.add_image(nuclei_plane(3), name="other")
+    widget.image.value = mine
+    assert mine.visible and layer.visible and not cl.side_by_side_active(viewer)
+    assert viewer.layers.selection.active is layer
 
 
 def test_no_nucleus_size_is_said_measured_when_none_was_found():

@@ -90,10 +90,12 @@ class SegmentOutputs:
                                      if unwrapped(c) is unwrapped(target["layer"])),
                                     self.image.value)
         self.truth.value = None  # another image's ground truth scored it (h_gui18, M-A)
-        if not selection:  # the image chosen: its result selected (Add plane and the brush
-            # went by another image's result, still selected: h_gui24 N1) and shown
+        if not selection:  # the image chosen: shown, its result selected, as after Segment
+            # (Add plane and the brush went by another image's result: h_gui24 N1)
+            from napari_nuclei_unet.widgets._compare_layers import step_aside_for
             from napari_nuclei_unet.widgets._own_layers import bring_into_view
 
+            step_aside_for(self.viewer, target["layer"])  # a dataset's side by side
             bring_into_view(self.viewer, target["layer"], self.result_layer)
         painted = "; painted on since: Export CSV measures it again" \
             if self.result_layer.metadata.get(EDITED_KEY) else ""
