@@ -49,7 +49,7 @@ def _mark_unsaved(event: Any) -> None:
 
 
 def _with_box(boxes: list, box: tuple) -> list:
-    """``boxes`` and ``box``, joined with those it overlaps (one box past the most kept).
+    """``boxes`` and ``box``, joined with those it overlaps; past ``_MOST_BOXES``, one box.
 
     Strokes far apart, each added with its own region of a large plane, stay apart
     (one box around both was in neither region: review h_rev12, L3).

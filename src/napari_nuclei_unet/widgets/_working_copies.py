@@ -109,8 +109,7 @@ def release_when_removed(viewer: Any) -> None:
 def _remove_pending() -> None:
     from napari_nuclei_unet.widgets._workers import _wait_for_workers_at_exit
 
-    atexit.unregister(_remove_pending)  # registered again with the next folder
-    if _PENDING:
+    if _PENDING:  # (registered once per first folder pending: a second call finds none)
         _wait_for_workers_at_exit()  # a save or export still reading one
     for folder in list(_PENDING):
         shutil.rmtree(folder, ignore_errors=True)
