@@ -1026,9 +1026,11 @@ def test_a_datasets_sample_hides_the_users_layers_and_comes_back_after_a_segment
     layer = run(qtbot, widget)
     assert mine.visible and layer.visible and not viewer.layers[IMAGE_LAYER].visible
     # a sample chosen again: shown, the user's layers hidden
+    assert viewer.layers.selection.active is layer
     show_sample(viewer, sample)
     assert viewer.layers[IMAGE_LAYER].visible and viewer.layers[LABELS_LAYER].visible
     assert not mine.visible and not layer.visible
+    assert viewer.layers.selection.active is None  # no brush painting unseen (h_gui25 L2)
 
 
 def test_the_caption_names_an_image_opened_over_the_datasets_sample(dock):

@@ -323,6 +323,9 @@ def hide_own_layers(viewer: napari.Viewer) -> list[str]:
         if layer.visible and is_users_layer(layer):
             layer.visible = False
             hidden.append(layer.name)
+    active = viewer.layers.selection.active
+    if active is not None and active.name in hidden:  # the brush painted unseen into it
+        viewer.layers.selection.clear()  # (GUI check h_gui25, L2)
     if hidden:
         from napari_nuclei_unet.widgets._workers import notify
 
