@@ -187,6 +187,7 @@ def test_a_kept_stack_file_stays_offered_until_each_plane_is_added(dock, qtbot, 
     assert kept.exists()  # plane 1 is not in the project
     assert "(plane0 added already; add the other planes you corrected)" in kept_words("z")
     viewer.dims.set_current_step(0, 1)
+    assert widget.status.text().endswith("as z's plane1 correction. Added already: plane0.")
     wait_worker(qtbot, widget.add_to_project(tmp_path / "p"))
     assert not kept.exists() and (unsaved_dir() / "added" / kept.name).exists()
     assert kept_words("z") == ""

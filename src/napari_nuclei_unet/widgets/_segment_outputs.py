@@ -35,7 +35,10 @@ from napari_nuclei_unet.widgets._segment_jobs import (
 from napari_nuclei_unet.widgets._unsaved_labels import (
     KEPT_KEY,
     added,
+    added_planes,
     keep_unsaved_results,
+    kept_file,
+    kept_from,
     not_saved,
     painted_plane,
     saved,
@@ -153,8 +156,11 @@ class SegmentOutputs:
 
             planes = [current_plane(own["layer"], stack, self.viewer.dims.point, own["axes"])]
         plane = f"{stack.plane_name(planes[0])} " if stack.n_planes > 1 else ""
+        name = own["result"].name  # a kept file's planes added already (h_gui25 L1)
+        done = added_planes(kept_file(name)) if kept_from(name) else []
         self.status.setText(f"{OWN_WORDS}“{own['result'].name}” (yours) as "
-                            f"{own['layer'].name}'s {plane}correction.")
+                            f"{own['layer'].name}'s {plane}correction."
+                            + (f" Added already: {', '.join(done)}." if done else ""))
 
     def forget_removed(self, layer: Any) -> None:
         """The dock's result layer was deleted: its scores and table go, and it says so.
