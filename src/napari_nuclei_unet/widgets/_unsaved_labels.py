@@ -109,10 +109,9 @@ def painted_boxes(atoms: Any, gaps: set) -> list[tuple[tuple | None, tuple]]:
             if not lead:
                 groups = [((), slice(None))]
             else:  # one integer per pixel's plane: sorted fast (napari < 0.9, a fill)
-                planes = np.ravel_multi_index([arrays[a] for a in lead],
-                                              [int(arrays[a].max()) + 1 for a in lead])
-                groups = [(np.unravel_index(p, [int(arrays[a].max()) + 1 for a in lead]),
-                           planes == p) for p in np.unique(planes)]
+                dims = [int(arrays[a].max()) + 1 for a in lead]
+                planes = np.ravel_multi_index([arrays[a] for a in lead], dims)
+                groups = [(np.unravel_index(p, dims), planes == p) for p in np.unique(planes)]
             for plane, at in groups:
                 found.append((tuple(int(v) for v in plane),
                               (int(ys[at].min()), int(ys[at].max()) + 1,

@@ -46,7 +46,8 @@ def _ours(zarr_path: Any) -> Path | None:
     return None
 
 
-def _zarr_of(layer: Any) -> str | None:
+def zarr_of(layer: Any) -> str | None:
+    """The OME-Zarr a result layer's labels are read from (None: in memory)."""
     from napari_nuclei_unet.widgets._segment_jobs import RESULT_KEY
 
     return (getattr(layer, "metadata", {}).get(RESULT_KEY) or {}).get("zarr")
@@ -73,7 +74,7 @@ def release(viewer: Any, zarr_path: Any) -> None:
     def attempt(*_args: Any) -> None:
         if folder not in _PENDING:
             return
-        if any(_ours(_zarr_of(layer)) == folder for layer in viewer.layers):
+        if any(_ours(zarr_of(layer)) == folder for layer in viewer.layers):
             _PENDING.discard(folder)  # shown again (the same labels): kept
             return
         if jobs.kinds():  # an export or a comparison may be reading it
@@ -100,7 +101,7 @@ def release_when_removed(viewer: Any) -> None:
 
     def removed(event: Any) -> None:
         if ref() is not None:
-            release(ref(), _zarr_of(event.value))
+            release(ref(), zarr_of(event.value))
 
     viewer.layers.events.removed.connect(removed)
     session.working_copies_released = True

@@ -526,10 +526,7 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
     def _update_image_label(self, *_args: Any) -> None:
         sample = self._current_sample()
         if sample is None:  # the project's corrections (from Segment image) come first
-            try:
-                n = len(self._store.ids()) if self._store is not None else 0
-            except OSError:  # the project's folder unreadable: said elsewhere
-                n = 0
+            n = self.corrections_table.rowCount()  # as listed by refresh: no folder read
             self.image_label.setText(NO_IMAGE if not n else (
                 f"This project holds {n} correction(s), listed in '2. Training set': "
                 f"'3. Fine-tune the model' learns from them. {NO_IMAGE}"))  # (h_gui23, L4)

@@ -506,7 +506,11 @@ class SegmentWidget(SegmentOutputs, QWidget):
 
         from napari_nuclei_unet.widgets._compare_layers import step_aside_for
         from napari_nuclei_unet.widgets._own_layers import bring_into_view, show_channel
-        from napari_nuclei_unet.widgets._working_copies import release, release_when_removed
+        from napari_nuclei_unet.widgets._working_copies import (
+            release,
+            release_when_removed,
+            zarr_of,
+        )
 
         layer, stack = self._source["layer"], self._source["stack"]
         step_aside_for(self.viewer, layer)  # a dataset's side by side: the user's image
@@ -524,7 +528,7 @@ class SegmentWidget(SegmentOutputs, QWidget):
         # each change of a shown layer draws it again (0.5 s at 6000²): changed hidden,
         # bring_into_view shows it, drawn once
         if reuse and not kept:
-            self.result_layer, replaced = old, (old.metadata.get(RESULT_KEY) or {}).get("zarr")
+            self.result_layer, replaced = old, zarr_of(old)
             old.visible = False
             old.data, old.features = shown, features
             if old.selected_label > np.iinfo(shown.dtype).max:  # uint32 to uint16: napari
@@ -555,6 +559,6 @@ class SegmentWidget(SegmentOutputs, QWidget):
             follow_the_sliders_always(self.viewer)
         results_follow_the_sliders(self.viewer)  # other planes' results: hidden
         release_when_removed(self.viewer)  # a large result's working copy, once gone
-        if reuse and not kept and replaced != self.result_layer.metadata[RESULT_KEY]["zarr"]:
+        if reuse and not kept:  # the labels it held (kept while a layer shows them)
             release(self.viewer, replaced)
         self._refresh_choices()
