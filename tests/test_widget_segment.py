@@ -968,11 +968,16 @@ def test_segmenting_an_image_leaves_a_datasets_side_by_side(dock, qtbot):
         make()
     for name in (IMAGE_LAYER, cl.TITLE_LEFT_LAYER, cl.PREDICTION_LAYER):
         viewer.layers[name].visible = True
+    viewer.layers[IMAGE_LAYER].metadata[cl.SAMPLE_ID_KEY] = "0a7d30b252359a10fd29"
     assert cl.side_by_side_active(viewer)
     mine = viewer.add_image(nuclei_plane(2), name="mine", visible=False)  # as guarded
     widget.image.value = mine
-    layer = run(qtbot, widget)
+    with capture_notifications() as notes:
+        layer = run(qtbot, widget)
     assert mine.visible and layer.visible
+    # the user is told where the sample went and how to see it again (h_gui25)
+    assert notes.any("sample 0a7d30b25235 is hidden so that your image shows; choose a "
+                     "sample in the Data dock's table"), notes.messages
     assert not cl.side_by_side_active(viewer)
     assert not viewer.layers[IMAGE_LAYER].visible
     # the sample shown again, then the image chosen: shown with its result, as after

@@ -209,3 +209,33 @@ def test_choosing_an_image_selects_and_shows_its_result(dock, qtbot, tmp_path):
     assert viewer.layers.selection.active is a and a.visible
     wait_worker(qtbot, widget.add_to_project(tmp_path / "p"))
     assert CorrectionStore(tmp_path / "p").ids() == ["cells-plane0"]
+
+
+def test_an_undo_after_a_save_counts_as_an_edit_and_is_kept(dock, qtbot, tmp_path):
+    # napari's Ctrl+Z changes the labels without a paint event: a stroke taken back
+    # after Add plane left the result "saved", and closing napari kept nothing of it
+    from napari_nuclei_unet.widgets._unsaved_labels import UNSAVED_KEY
+
+    viewer, widget = dock
+    layer = segment_cells(qtbot, viewer, widget)
+    before = np.asarray(layer.data).copy()
+    viewer.layers.selection.active = layer
+    keys = viewer.window._qt_viewer._key_map_handler  # the canvas's own key handling
+    keys.press_key("Control-Z")  # nothing to undo: still saved
+    keys.release_key("Control-Z")
+    assert layer.metadata[UNSAVED_KEY] is False
+    layer.paint((40, 60), 50)
+    wait_worker(qtbot, widget.add_to_project(tmp_path / "p"))
+    assert layer.metadata[UNSAVED_KEY] is False
+    keys.press_key("Control-Z")
+    keys.release_key("Control-Z")
+    np.testing.assert_array_equal(np.asarray(layer.data), before)  # napari's undo ran
+    assert layer.metadata[UNSAVED_KEY] is True
+    wait_worker(qtbot, widget.add_to_project(tmp_path / "p"))  # the undo added: saved
+    assert layer.metadata[UNSAVED_KEY] is False
+    keys.press_key("Control-Shift-Z")  # redo: the stroke is back, not in the project
+    keys.release_key("Control-Shift-Z")
+    assert np.asarray(layer.data)[40, 60] == 50
+    assert layer.metadata[UNSAVED_KEY] is True
+    viewer.layers.remove(layer)  # as napari closing does
+    assert [name[:13] for name in kept()] == ["cells_labels-"]

@@ -523,14 +523,23 @@ def step_aside_for(viewer: napari.Viewer, layer) -> bool:
     if not side_by_side_active(viewer):
         return False
     clear_comparison(viewer)
+    hidden = []
     for name in (IMAGE_LAYER, LABELS_LAYER):
         sample = _get(viewer, name)
         if sample is not None and sample.visible:
             _set(sample, visible=False)
             sample.metadata[STEPPED_ASIDE_KEY] = True  # the next sample shown shows it
+            hidden.append(sample.metadata.get(SAMPLE_ID_KEY) or "")
     if layer is not None and layer in viewer.layers:
         layer.visible = True
     frame_shown(viewer)
+    if hidden:  # how to get it back, as hide_own_layers says for the user's layers
+        from napari_nuclei_unet.widgets._workers import notify
+
+        sample_id = next((i for i in hidden if i), "")
+        notify(f"The dataset's sample{f' {sample_id[:12]}' if sample_id else ''} is hidden "
+               "so that your image shows; choose a sample in the Data dock's table to see "
+               "it again.")
     return True
 
 

@@ -153,15 +153,52 @@ def _keep_removed(event: Any) -> None:
     keep_unsaved_results([event.value])
 
 
+def _undo_and_mark(layer: Any) -> None:
+    """Ctrl+Z on a result: napari's undo, then the result is unsaved where it changed."""
+    _step_history(layer, redo=False)
+
+
+def _redo_and_mark(layer: Any) -> None:
+    """Ctrl+Shift+Z on a result: napari's redo, then the result is unsaved there."""
+    _step_history(layer, redo=True)
+
+
+def _step_history(layer: Any, redo: bool) -> None:
+    """Undo or redo the last edit of ``layer`` and mark where it changed, as a paint does.
+
+    napari's undo and redo change the labels without a paint event: a stroke taken
+    back after *Save labels* (or *Add plane*) left the result "saved", and closing
+    napari kept nothing of the undo. The edit's boxes come from napari's history (its
+    last item, the atoms a paint event carries); a napari without that history marks
+    the whole plane.
+    """
+    from types import SimpleNamespace
+
+    history = getattr(layer, "_redo_history" if redo else "_undo_history", None)
+    try:
+        atoms = list(history[-1]) if history else ([] if history is not None else [None])
+    except (TypeError, IndexError):
+        atoms = [None]  # a history of another form: somewhere unknown
+    (layer.redo if redo else layer.undo)()
+    if atoms:  # nothing to undo changes nothing
+        _mark_unsaved(SimpleNamespace(source=layer, value=atoms))
+
+
 def watch_unsaved(viewer: Any, layer: Any) -> None:
     """Mark a result layer saved, and unsaved once the user paints, fills or erases on it.
 
     Such a result is kept when it leaves ``viewer`` (napari closing removes every
-    layer), with or without a dock open.
+    layer), with or without a dock open. Undo and redo (Ctrl+Z, Ctrl+Shift+Z) count
+    as edits too: the layer's own key bindings mark it, then do napari's.
     """
+    from app_model.types import KeyCode, KeyMod
+
     layer.metadata[UNSAVED_KEY] = False
     layer.metadata[PAINTED_KEY] = {}
     layer.events.paint.connect(_mark_unsaved)  # no-op when already connected
+    layer.bind_key(KeyMod.CtrlCmd | KeyCode.KeyZ, _undo_and_mark, overwrite=True)
+    layer.bind_key(KeyMod.CtrlCmd | KeyMod.Shift | KeyCode.KeyZ, _redo_and_mark,
+                   overwrite=True)
     viewer.layers.events.removed.connect(_keep_removed)  # the same: once per viewer
 
 
