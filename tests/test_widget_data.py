@@ -181,17 +181,24 @@ def _show_elsewhere(viewer, session, sample_id):
     session.current_changed.emit(sample_id)
 
 
-def test_table_follows_the_image_shown_by_another_dock(browser, qtbot, dataset_dir):
+def _loaded_first_shown(qtbot, viewer, widget, dataset_dir):
+    """The dataset opened and loaded, its first row shown; ``(session, first id)``."""
     from napari_nuclei_unet.widgets._session import session_for
-    from napari_nuclei_unet.widgets.data_browser import DataBrowserWidget
 
-    viewer, widget = browser
     session = session_for(viewer)
     _open(qtbot, widget, dataset_dir)
     wait_worker(qtbot, widget.load_all())
     first = widget.visible_ids()[0]
     widget.select(first)
     assert session.current_id == first
+    return session, first
+
+
+def test_table_follows_the_image_shown_by_another_dock(browser, qtbot, dataset_dir):
+    from napari_nuclei_unet.widgets.data_browser import DataBrowserWidget
+
+    viewer, widget = browser
+    session, first = _loaded_first_shown(qtbot, viewer, widget, dataset_dir)
     changed = []
     session.current_changed.connect(changed.append)
 
@@ -218,6 +225,35 @@ def test_table_follows_the_image_shown_by_another_dock(browser, qtbot, dataset_d
     reopened = DataBrowserWidget(viewer)  # the dock opened again shows the same image
     assert _selected_ids(reopened) == [other]
     assert changed == [other, hidden, other]
+
+
+def test_a_click_on_the_selected_row_shows_a_sample_hidden_for_the_users_image(
+        browser, qtbot, dataset_dir):
+    # segmenting the user's own image hides the sample and says "choose a sample in the
+    # Data dock's table": a click on its row, still selected, showed nothing (h_gui26 M1)
+    from qtpy.QtCore import Qt
+
+    from napari_nuclei_unet.widgets._layers import IMAGE_LAYER, STEPPED_ASIDE_KEY
+
+    viewer, widget = browser
+    session, first = _loaded_first_shown(qtbot, viewer, widget, dataset_dir)
+    changed = []
+    session.current_changed.connect(changed.append)
+    table = widget.table
+
+    def click_selected_row():
+        index = table.selectionModel().selectedRows()[0].siblingAtColumn(1)
+        qtbot.mouseClick(table.viewport(), Qt.MouseButton.LeftButton,
+                         pos=table.visualRect(index).center())
+
+    click_selected_row()  # shown already: not shown again
+    assert changed == []
+    sample = viewer.layers[IMAGE_LAYER]
+    sample.visible = False  # as _compare_layers.step_aside_for hides it
+    sample.metadata[STEPPED_ASIDE_KEY] = True
+    click_selected_row()
+    assert sample.visible and changed == [first]
+    assert _selected_ids(widget) == [first]
 
 
 def test_a_slow_load_does_not_override_another_docks_choice(browser, qtbot, dataset_dir):

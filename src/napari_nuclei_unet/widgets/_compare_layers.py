@@ -538,8 +538,7 @@ def step_aside_for(viewer: napari.Viewer, layer) -> bool:
 
         sample_id = next((i for i in hidden if i), "")
         notify(f"The dataset's sample{f' {sample_id[:12]}' if sample_id else ''} is hidden "
-               "so that your image shows; choose a sample in the Data dock's table to see "
-               "it again.")
+               "so that your image shows; click its row in the Data table to see it again.")
     return True
 
 

@@ -4,16 +4,16 @@ A mixin of :class:`~napari_nuclei_unet.widgets.data_browser.DataBrowserWidget` (
 Segment dock's outputs are of its dock): it uses the dock's ``session``, ``viewer``,
 ``dataset``, ``progress``, ``table``, ``table_model``, ``_pending_id``,
 ``_sample_worker``, ``_dead``, ``_syncing``, ``_selected_id``, ``_show_loaded_count``
-and ``_describe_dataset``.
+and ``_describe_dataset``; the table's clicks come to :meth:`_on_row_clicked`.
 """
 
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from napari_nuclei_unet.widgets._layer_warm_up import after_sample_layers
-from napari_nuclei_unet.widgets._layers import short_id, show_sample
+from napari_nuclei_unet.widgets._layers import sample_stepped_aside, short_id, show_sample
 
 if TYPE_CHECKING:
     from napari_nuclei_unet.core.dataset import DSBDataset, Sample
@@ -46,6 +46,21 @@ class SampleShowing:
             action=f"Loading sample {short_id(sample_id)}",
             refuse=False,
         )
+
+    def _on_row_clicked(self, index: Any) -> None:
+        """A click on the row already selected shows its sample again if it was hidden.
+
+        Segmenting the user's own image hides the dataset's sample shown side by side,
+        and the notice says to choose it in this table; its row stayed selected, so a
+        click on it changed no selection and showed nothing (GUI check h_gui26, M1).
+        A click on another row is the selection's (:meth:`_on_selection_changed`).
+        """
+        from napari_nuclei_unet.widgets._data_table import ID_ROLE
+
+        sample_id = index.siblingAtColumn(0).data(ID_ROLE)
+        if sample_id is not None and sample_id == self._selected_id() \
+                and sample_stepped_aside(self.viewer):
+            self._request_sample(sample_id)
 
     def _on_sample_failed(self, dataset: DSBDataset, sample_id: str, _exc: BaseException
                           ) -> None:

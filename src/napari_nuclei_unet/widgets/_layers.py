@@ -274,6 +274,15 @@ def shown_sample_id(viewer: napari.Viewer) -> str | None:
 #: Metadata key of a sample layer hidden while the user's own image is shown
 #: (``_compare_layers.step_aside_for``): the next sample shown shows it again.
 STEPPED_ASIDE_KEY = "nuclei_unet_stepped_aside"
+
+
+def sample_stepped_aside(viewer: napari.Viewer) -> bool:
+    """Whether the dataset's sample was hidden for the user's own image (and not since shown)."""
+    layer = find_layer(viewer, IMAGE_LAYER)
+    return layer is not None and not layer.visible and bool(
+        layer.metadata.get(STEPPED_ASIDE_KEY))
+
+
 #: Metadata flag of a layer the Segment dock hid for a result (``_own_layers.bring_into_view``):
 #: seen visible again, the user turned it back on, and it is left alone from then on.
 HIDDEN_FOR_KEY = "nuclei_unet_hidden_for_result"
