@@ -51,8 +51,9 @@ class SampleShowing:
         """A click on the row already selected shows its sample again if it was hidden.
 
         Segmenting the user's own image hides the dataset's sample shown side by side,
-        and the notice says to choose it in this table; its row stayed selected, so a
-        click on it changed no selection and showed nothing (GUI check h_gui26, M1).
+        and the notice says to click its row in this table; that row stayed selected,
+        so a click on it changed no selection and showed nothing (GUI check h_gui26,
+        M1).
         A click on another row is the selection's (:meth:`_on_selection_changed`).
         """
         from napari_nuclei_unet.widgets._data_table import ID_ROLE

@@ -170,7 +170,7 @@ def _step_history(layer: Any, redo: bool) -> None:
     back after *Save labels* (or *Add plane*) left the result "saved", and closing
     napari kept nothing of the undo. The edit's boxes come from napari's history (its
     last item, the atoms a paint event carries); a napari without that history marks
-    the whole plane.
+    it everywhere.
     """
     from types import SimpleNamespace
 
@@ -189,7 +189,7 @@ def watch_unsaved(viewer: Any, layer: Any) -> None:
 
     Such a result is kept when it leaves ``viewer`` (napari closing removes every
     layer), with or without a dock open. Undo and redo (Ctrl+Z, Ctrl+Shift+Z) count
-    as edits too: the layer's own key bindings mark it, then do napari's.
+    as edits too: the layer's own key bindings run napari's, then mark it.
     """
     from app_model.types import KeyCode, KeyMod
 
