@@ -254,6 +254,14 @@ def test_a_click_on_the_selected_row_shows_a_sample_hidden_for_the_users_image(
     click_selected_row()
     assert sample.visible and changed == [first]
     assert _selected_ids(widget) == [first]
+    # its eye ticked by the user (the image, not its side by side), then Enter on the
+    # row: shown again by the plugin too (h_gui27, L2 L3)
+    sample.metadata[STEPPED_ASIDE_KEY] = True
+    table.setFocus()
+    table.setCurrentIndex(table.selectionModel().selectedRows()[0])
+    qtbot.keyClick(table, Qt.Key.Key_Return)
+    assert changed == [first, first]
+    assert STEPPED_ASIDE_KEY not in sample.metadata
 
 
 def test_a_slow_load_does_not_override_another_docks_choice(browser, qtbot, dataset_dir):

@@ -989,6 +989,16 @@ def test_segmenting_an_image_leaves_a_datasets_side_by_side(dock, qtbot):
     widget.image.value = mine
     assert mine.visible and layer.visible and not cl.side_by_side_active(viewer)
     assert viewer.layers.selection.active is layer
+    # the sample shown again, and the image chosen deleted: the list chooses another
+    # image, which is not the user's choice: the canvas stays (h_gui27, L1)
+    widget.image.value = viewer.layers["other"]
+    for name in (IMAGE_LAYER, cl.TITLE_LEFT_LAYER, cl.PREDICTION_LAYER):
+        viewer.layers[name].visible = True
+    mine.visible = layer.visible = False
+    with capture_notifications() as notes:
+        viewer.layers.remove("other")
+    assert cl.side_by_side_active(viewer) and not mine.visible
+    assert not notes.any("is hidden so that your image shows"), notes.messages
 
 
 def test_no_nucleus_size_is_said_measured_when_none_was_found():

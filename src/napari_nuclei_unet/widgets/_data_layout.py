@@ -115,6 +115,7 @@ def build(widget: Any) -> None:
     widget.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
     widget.table.selectionModel().selectionChanged.connect(widget._on_selection_changed)
     widget.table.clicked.connect(widget._on_row_clicked)  # the selected row again
+    widget.table.activated.connect(widget._on_row_clicked)  # the same by Enter
     widget.table.setMinimumHeight(120)
     enable_id_copy(widget.table, widget._selected_id)  # Ctrl+C / right click: the full id
     layout.addWidget(widget.table, 1)

@@ -48,7 +48,7 @@ class SampleShowing:
         )
 
     def _on_row_clicked(self, index: Any) -> None:
-        """A click on the row already selected shows its sample again if it was hidden.
+        """A click on (or Enter at) the row selected shows its sample again if it was hidden.
 
         Segmenting the user's own image hides the dataset's sample shown side by side,
         and the notice says to click its row in this table; that row stayed selected,

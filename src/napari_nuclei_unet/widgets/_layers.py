@@ -277,10 +277,12 @@ STEPPED_ASIDE_KEY = "nuclei_unet_stepped_aside"
 
 
 def sample_stepped_aside(viewer: napari.Viewer) -> bool:
-    """Whether the dataset's sample was hidden for the user's own image (and not since shown)."""
+    """Whether the dataset's sample was hidden for the user's own image, not shown since.
+
+    Its eye ticked by the user shows the image, not its side by side: still True.
+    """
     layer = find_layer(viewer, IMAGE_LAYER)
-    return layer is not None and not layer.visible and bool(
-        layer.metadata.get(STEPPED_ASIDE_KEY))
+    return layer is not None and bool(layer.metadata.get(STEPPED_ASIDE_KEY))
 
 
 #: Metadata flag of a layer the Segment dock hid for a result (``_own_layers.bring_into_view``):

@@ -61,12 +61,13 @@ class SegmentOutputs:
     That result follows the one the user chose (:meth:`follow_chosen_result`).
     """
 
-    def follow_chosen_result(self, *_args: Any, selection: bool = True) -> None:
+    def follow_chosen_result(self, *_args: Any, selection: bool = True, show: bool = True
+                             ) -> None:
         """Make the result chosen the dock's: its table, Save, Export, Compare and Add.
 
         A result layer selected in the layer list; ``selection`` False: the result of the
-        image chosen in the dock (:func:`chosen_result`). Not while a segmentation runs:
-        its result comes.
+        image chosen in the dock (:func:`chosen_result`), shown on the canvas unless
+        ``show`` is False. Not while a segmentation runs: its result comes.
         """
         active = self.viewer.layers.selection.active
         if self._worker is not None or selection and (
@@ -93,8 +94,8 @@ class SegmentOutputs:
                                      if unwrapped(c) is unwrapped(target["layer"])),
                                     self.image.value)
         self.truth.value = None  # another image's ground truth scored it (h_gui18, M-A)
-        if not selection:  # the image chosen: shown, its result selected, as after Segment
-            # (Add plane and the brush went by another image's result: h_gui24 N1)
+        if not selection and show:  # the image chosen: shown, its result selected, as
+            # after Segment (Add plane and the brush went by another image's result: h_gui24 N1)
             from napari_nuclei_unet.widgets._compare_layers import step_aside_for
             from napari_nuclei_unet.widgets._own_layers import bring_into_view
 

@@ -130,6 +130,7 @@ class SegmentWidget(SegmentOutputs, QWidget):
         self._said_kept: set[str] = set()
         self._model_words = ""  # the model a running segmentation uses, in words
         self._stop = False
+        self._listing = False  # the layer lists are being made again (_refresh_choices)
         self._worker: Any = None  # the running segmentation (stopped when the dock closes)
         self._previous: Any = None  # the layer with the result of the image being segmented
         self._started = self._last_paint = 0.0  # progress: the job's start, the last repaint
@@ -314,7 +315,9 @@ class SegmentWidget(SegmentOutputs, QWidget):
 
     def _on_image_chosen(self, *_args: Any) -> None:
         """Its result becomes the dock's; another image's ground truth is not offered."""
-        self.follow_chosen_result(selection=False)
+        # the canvas changes for the user's choice, not for the list's own (a layer
+        # deleted): that one took the view off a dataset's side by side (h_gui27, L1)
+        self.follow_chosen_result(selection=False, show=not self._listing)
         self.truth.reset_choices()  # a ground truth of another size is no longer a choice
         self._enable()
         kept = say_kept_once(self.image.value, self._said_kept)  # closed on, unsaved
@@ -351,12 +354,16 @@ class SegmentWidget(SegmentOutputs, QWidget):
 
     def _refresh_choices(self, *_args: Any) -> None:
         current = self.image.value
-        self.form.reset_choices()
-        self.after.reset_choices()
-        if self.image.value is None and self.image.choices:
-            self.image.value = self.image.choices[-1]
-        elif current is not None and current in self.image.choices:
-            self.image.value = current
+        self._listing = True  # a choice made here is not the user's (h_gui27, L1)
+        try:
+            self.form.reset_choices()
+            self.after.reset_choices()
+            if self.image.value is None and self.image.choices:
+                self.image.value = self.image.choices[-1]
+            elif current is not None and current in self.image.choices:
+                self.image.value = current
+        finally:
+            self._listing = False
         self._enable()
 
     def _enable(self) -> None:
