@@ -8,12 +8,20 @@ Layout written (as Kaggle's stage1_train)::
 
 from __future__ import annotations
 
+import os
+import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+# napari's own settings (window geometry, written as each viewer closes) go to a file of
+# this test process, not the user's, which two test processes (-n 2) wrote at once
+if "NAPARI_CONFIG" not in os.environ:
+    os.environ["NAPARI_CONFIG"] = str(
+        Path(tempfile.mkdtemp(prefix="nuclei-unet-tests-napari-")) / "settings.yaml")
 
 # id -> (height, width, number of nuclei); "c..." has an empty masks/ folder
 SYNTHETIC_SAMPLES = {
@@ -104,6 +112,31 @@ def isolated_user_dirs(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("NUCLEI_UNET_CONFIG_DIR", str(path / "config"))
     monkeypatch.setenv("NUCLEI_UNET_DATA_DIR", str(path / "data"))
     return path
+
+
+@pytest.fixture(autouse=True)
+def timing_tests_run_alone(request, tmp_path_factory):
+    """With pytest-xdist (``-n 2``), a test marked ``timing`` runs while no other test runs.
+
+    Its bounds (a main-thread stall, a wall-clock time) hold on an idle machine; beside
+    the other process's tests they measured that load. Every test takes a shared lock
+    on one file of the run, a ``timing`` test an exclusive one.
+    """
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if not run:
+        yield
+        return
+    import fcntl
+
+    # the folder the workers' own temporary folders are in: one per run
+    path = tmp_path_factory.getbasetemp().parent / f"timing-{run}.lock"
+    alone = request.node.get_closest_marker("timing") is not None
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @pytest.fixture(autouse=True)

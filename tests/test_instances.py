@@ -163,6 +163,7 @@ def _many_nuclei(shape=(1024, 1024), n=300, seed=0):
     return mask
 
 
+@pytest.mark.timing
 def test_watershed_on_a_large_image_is_fast():
     mask = _many_nuclei()
     split_instances(mask)  # warm imports

@@ -71,6 +71,7 @@ class Heartbeat:
         return max(self.gaps, default=0.0) - self.period_ms
 
 
+@pytest.mark.timing
 def test_main_thread_never_stalls_during_training(make_napari_viewer, qtbot, tmp_path):
     from napari_nuclei_unet.core.config import TrainConfig
     from napari_nuclei_unet.widgets._session import session_for

@@ -190,7 +190,7 @@ def _loaded_first_shown(qtbot, viewer, widget, dataset_dir):
     wait_worker(qtbot, widget.load_all())
     first = widget.visible_ids()[0]
     widget.select(first)
-    assert session.current_id == first
+    qtbot.waitUntil(lambda: session.current_id == first, timeout=10_000)  # (h_rev13 L5)
     return session, first
 
 

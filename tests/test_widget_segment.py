@@ -976,8 +976,8 @@ def test_segmenting_an_image_leaves_a_datasets_side_by_side(dock, qtbot):
         layer = run(qtbot, widget)
     assert mine.visible and layer.visible
     # the user is told where the sample went and how to see it again (h_gui25)
-    assert notes.any("sample 0a7d30b25235 is hidden so that your image shows; click its "
-                     "row in the Data table"), notes.messages
+    assert notes.any("sample 0a7d30b2 is hidden so that your image shows; click its "
+                     "row in the Data panel's table"), notes.messages
     assert not cl.side_by_side_active(viewer)
     assert not viewer.layers[IMAGE_LAYER].visible
     # the sample shown again, then the image chosen: shown with its result, as after
@@ -999,6 +999,8 @@ def test_segmenting_an_image_leaves_a_datasets_side_by_side(dock, qtbot):
         viewer.layers.remove("other")
     assert cl.side_by_side_active(viewer) and not mine.visible
     assert not notes.any("is hidden so that your image shows"), notes.messages
+    assert widget.result_layer is layer  # the dock's, not said to be shown (h_rev13 M1)
+    assert widget.status.text().startswith("mine is the image chosen now: Export CSV, ")
 
 
 def test_no_nucleus_size_is_said_measured_when_none_was_found():

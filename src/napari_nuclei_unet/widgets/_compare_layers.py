@@ -534,11 +534,13 @@ def step_aside_for(viewer: napari.Viewer, layer) -> bool:
         layer.visible = True
     frame_shown(viewer)
     if hidden:  # how to get it back, as hide_own_layers says for the user's layers
+        from napari_nuclei_unet.widgets._layers import short_id
         from napari_nuclei_unet.widgets._workers import notify
 
         sample_id = next((i for i in hidden if i), "")
-        notify(f"The dataset's sample{f' {sample_id[:12]}' if sample_id else ''} is hidden "
-               "so that your image shows; click its row in the Data table to see it again.")
+        notify(f"The dataset's sample{f' {short_id(sample_id)}' if sample_id else ''} is "
+               "hidden so that your image shows; click its row in the Data panel's table "
+               "to see it again.")
     return True
 
 

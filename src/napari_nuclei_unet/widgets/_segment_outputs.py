@@ -103,8 +103,12 @@ class SegmentOutputs:
             bring_into_view(self.viewer, target["layer"], self.result_layer)
         painted = "; painted on since: Export CSV measures it again" \
             if self.result_layer.metadata.get(EDITED_KEY) else ""
-        self.status.setText(f"The result of {self.shown_name()} is shown "
-                            f"({len(table.get('label', ()))} nuclei as segmented{painted}).")
+        count = f"{len(table.get('label', ()))} nuclei as segmented{painted}"
+        if selection or show:
+            self.status.setText(f"The result of {self.shown_name()} is shown ({count}).")
+        else:  # the list's own choice (a layer deleted): the canvas is as it was (h_rev13 M1)
+            self.status.setText(f"{self.shown_name()} is the image chosen now: Export CSV, "
+                                f"Save labels and Add plane use its result ({count}).")
         self._enable()
 
     def _not_the_chosen_images(self) -> bool:

@@ -179,9 +179,11 @@ def _step_history(layer: Any, redo: bool) -> None:
         atoms = list(history[-1]) if history else ([] if history is not None else [None])
     except (TypeError, IndexError):
         atoms = [None]  # a history of another form: somewhere unknown
-    (layer.redo if redo else layer.undo)()
-    if atoms:  # nothing to undo changes nothing
-        _mark_unsaved(SimpleNamespace(source=layer, value=atoms))
+    try:
+        (layer.redo if redo else layer.undo)()
+    finally:  # an edit that failed half-way changed the labels too
+        if atoms:  # nothing to undo changes nothing
+            _mark_unsaved(SimpleNamespace(source=layer, value=atoms))
 
 
 def watch_unsaved(viewer: Any, layer: Any) -> None:

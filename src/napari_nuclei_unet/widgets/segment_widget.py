@@ -353,7 +353,7 @@ class SegmentWidget(SegmentOutputs, QWidget):
             self.status.setText(f"{image.name} was deleted: its segmentation stops.")
 
     def _refresh_choices(self, *_args: Any) -> None:
-        current = self.image.value
+        current, listing = self.image.value, self._listing
         self._listing = True  # a choice made here is not the user's (h_gui27, L1)
         try:
             self.form.reset_choices()
@@ -363,7 +363,7 @@ class SegmentWidget(SegmentOutputs, QWidget):
             elif current is not None and current in self.image.choices:
                 self.image.value = current
         finally:
-            self._listing = False
+            self._listing = listing
         self._enable()
 
     def _enable(self) -> None:
