@@ -245,6 +245,28 @@ def test_empty_panel_and_mistakes_are_explained(make_napari_viewer, qtbot):
     assert notes.any("Load a model in the Model panel first")
 
 
+def test_score_all_says_how_many_images_of_the_dataset_are_not_loaded(panel, qtbot,
+                                                                     tmp_path):
+    # "Score all" scored the 4 images loaded of 670 and said nothing of the other 666;
+    # "Jump to worst" then chose among those 4 (GUI check h_gui28, M2)
+    from types import SimpleNamespace
+
+    viewer, panel, compare, session, samples, fake = panel
+    ids = [s.id for s in samples] + ["not-loaded-1", "not-loaded-2", "broken"]
+    extra = ids[len(samples):len(samples) + 2]
+    session.dataset = SimpleNamespace(ids=lambda: ids, failed_ids=lambda: ["broken"],
+                                      path=tmp_path)
+    with capture_notifications() as notes:
+        score_all(qtbot, panel)
+    assert notes.any(f"Scoring the {len(samples)} loaded image(s): 2 more of the dataset are not "
+                     "loaded. 'Load all' in the Data panel loads them"), notes.messages
+    session.samples.update({i: samples[0] for i in extra})  # all loaded: nothing said
+    with capture_notifications() as notes:
+        wait_worker(qtbot, panel.score_all())
+    assert not notes.any("not loaded"), notes.messages
+    session.dataset = None
+
+
 def test_no_old_scores_under_a_new_threshold(panel, qtbot):
     viewer, panel, compare, session, samples, fake = panel
     score_all(qtbot, panel)

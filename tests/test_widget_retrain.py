@@ -1088,6 +1088,43 @@ def test_a_saved_correction_shown_in_a_new_dock_is_not_added_again(retrain, qtbo
     settle(qtbot, session)
 
 
+def test_a_correction_of_an_image_not_loaded_yet_is_loaded_and_shown(retrain, qtbot):
+    # a new session, its dataset open but not loaded (no Load all): a double click on a
+    # correction said "not among the loaded images: open its dataset" (GUI check h_gui28,
+    # M1); the Scores tab loads such an image
+    from types import SimpleNamespace
+
+    from napari_nuclei_unet.widgets._retrain_editing import CORRECTION_LAYER
+
+    viewer, dock, session, samples, project = retrain
+    layer = dock.edit_prediction()
+    paint_square(layer, 99)
+    add(qtbot, dock)
+    saved = np.array(layer.data) > 0
+    target = samples[0]
+    show(viewer, session, samples[1])
+    del session.samples[target.id]
+    loads = []
+    session.dataset = SimpleNamespace(path=project.parent / "dataset",
+                                      ids=lambda: [s.id for s in samples],
+                                      load=lambda i: loads.append(i) or target)
+    wait_worker(qtbot, dock.show_correction(target.id))
+    qtbot.waitUntil(lambda: session.current_id == target.id
+                    and not session.jobs.is_running("load correction"), timeout=10_000)
+    wait_worker(qtbot, session.jobs.running("load correction"))
+    shown = viewer.layers[CORRECTION_LAYER]
+    qtbot.waitUntil(lambda: shown.metadata.get("nuclei_unet_sample_id") == target.id,
+                    timeout=10_000)
+    assert loads == [target.id] and target.id in session.samples
+    assert np.array_equal(np.asarray(shown.data) > 0, saved)
+    # an image of no dataset open: said in plain words
+    session.dataset = None
+    del session.samples[target.id]
+    with capture_notifications() as notes:
+        assert dock.show_correction(target.id) is None
+    assert notes.any("is not in the dataset open"), notes.messages
+
+
 def test_a_correction_is_read_once_its_save_is_done(retrain, qtbot, monkeypatch):
     # a double click during a save read the correction as it was before: the newest edit
     # left the layer, and one more stroke and Add overwrote it (review h_rev9, 2)

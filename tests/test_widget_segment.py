@@ -1016,6 +1016,7 @@ def test_no_nucleus_size_is_said_measured_when_none_was_found():
 
     assert "across" not in done_words(result([]), "the default model")
     assert "nuclei 18 px across (measured)" in done_words(result([1, 2]), "the default model")
+    assert "1 plane(s), 1 nucleus, nuclei" in done_words(result([1]), "the default model")
 
 
 def test_a_datasets_sample_hides_the_users_layers_and_comes_back_after_a_segmentation(

@@ -84,6 +84,11 @@ def unwrapped(obj: Any) -> Any:
     return getattr(obj, "__wrapped__", obj)
 
 
+def nuclei(n: int) -> str:
+    """``"1 nucleus"``, ``"2 nuclei"``: a count in words (GUI check h_gui28, L2)."""
+    return f"{n} nucleus" if n == 1 else f"{n} nuclei"
+
+
 def short_id(sample_id: str, keep: int = 8, longest: int = 16) -> str:
     """Shorten a long sample id (DSB2018 ids are 64 hex digits) for display.
 
@@ -407,7 +412,7 @@ def show_sample(viewer: napari.Viewer, sample: Sample) -> tuple[Image, Labels]:
     n_nuclei = int(sample.labels.max()) if sample.labels.size else 0  # labels are 1..n
     overlay = text_overlay(viewer)
     overlay.text = (
-        f"{short_id(sample.id)} · {sample.modality} · {height}×{width} px · {n_nuclei} nuclei"
+        f"{short_id(sample.id)} · {sample.modality} · {height}×{width} px · {nuclei(n_nuclei)}"
     )
     # at the top: napari's notification toasts pop up at the bottom right of the canvas;
     # small enough to fit the canvas of a 1280 px wide window

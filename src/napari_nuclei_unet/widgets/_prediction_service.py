@@ -31,6 +31,7 @@ from napari_nuclei_unet.widgets._layers import (
     LABELS_LAYER,
     SAMPLE_ID_KEY,
     find_layer,
+    nuclei,
     show_sample,
 )
 from napari_nuclei_unet.widgets._model_names import diameter_text, model_name
@@ -396,7 +397,7 @@ def format_scores(row: Any, prob: Any = None) -> str:
     return (
         f"IoU {row.iou:.3f}  ·  Dice {row.dice:.3f}\n"
         f"AP@0.5 {row.ap50:.3f}  ·  DSB score {row.dsb_score:.3f}\n"
-        f"{row.n_true} nuclei in the label mask, {row.n_pred} predicted" + scale_text(prob)
+        f"{nuclei(row.n_true)} in the label mask, {row.n_pred} predicted" + scale_text(prob)
     )
 
 

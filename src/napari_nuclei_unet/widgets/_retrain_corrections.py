@@ -22,6 +22,7 @@ from napari_nuclei_unet.widgets._layers import (
     LABELS_LAYER,
     SAMPLE_ID_KEY,
     find_layer,
+    nuclei,
     short_id,
     show_sample,
 )
@@ -387,7 +388,7 @@ class CorrectionSteps:
                     "from it." if request.source == "prediction" else "")
         where = ("saved, still kept aside (rounds score it, do not learn from it)"
                  if getattr(correction, "aside", False) else "added to the training set")
-        notify(f"{short_id(request.sample.id)} {where} ({correction.n_nuclei} nuclei). "
+        notify(f"{short_id(request.sample.id)} {where} ({nuclei(correction.n_nuclei)}). "
                f"{len(self.corrections())} image(s) in the project.{unedited}")
         self.refresh()
         self.corrections_table.select_key(correction.id)
@@ -488,9 +489,20 @@ class CorrectionSteps:
         The saved mask is loaded in a worker into the editable layer, in paint mode;
         *Add to training set* then replaces the saved correction (GUI check h_gui13, M3:
         a saved correction could not be looked at, and fixing one nucleus meant redoing
-        it). Returns the worker, or None when the image is not loaded.
+        it). An image of the open dataset not loaded yet is loaded first (GUI check
+        h_gui28, M1: in a new session it was "not among the loaded images"). Returns the
+        worker, or None when the image is not in the dataset open.
         """
-        if self._store is None or not self.show_sample_id(sample_id):
+        if self._store is None:
+            return None
+        dataset = self.session.dataset
+        if sample_id not in self.session.samples and dataset is not None \
+                and sample_id in dataset.ids():
+            return self.session.jobs.start(
+                "load sample", dataset.load, sample_id,
+                on_returned=partial(self._correction_sample_loaded, dataset),
+                action=f"Loading image {short_id(sample_id)}", refuse=False)
+        if not self.show_sample_id(sample_id):
             return None
         if self.saves_pending():  # read once what is being saved is saved
             self._show_after_saves = sample_id
@@ -501,6 +513,12 @@ class CorrectionSteps:
             on_returned=partial(self._edit_saved, store, sample_id),
             action=f"Reading the correction of {short_id(sample_id)}", refuse=False,
         )
+
+    def _correction_sample_loaded(self, dataset: Any, sample: Any) -> None:
+        if dataset is not self.session.dataset or self._store is None:
+            return  # another dataset or project meanwhile
+        self.session.add_samples([sample])
+        self.show_correction(sample.id)
 
     def _edit_saved(self, store: Any, sample_id: str, labels: np.ndarray) -> None:
         sample = self._current_sample()
@@ -529,8 +547,8 @@ class CorrectionSteps:
         """Show a loaded image (as the Data panel does); return False when it is not loaded."""
         sample = self.session.samples.get(sample_id)
         if sample is None:
-            notify(f"{short_id(sample_id)} is not among the loaded images: open its dataset "
-                   "in the Data panel to see it.")
+            notify(f"{short_id(sample_id)} is not in the dataset open: open the dataset it "
+                   "comes from in the Data panel to see it.")
             return False
         try:
             show_sample(self.viewer, sample)

@@ -298,6 +298,8 @@ def done_words(result: Any, model: str) -> str:
     """The status line after a segmentation: planes, nuclei, the nucleus size, time, model."""
     import numpy as np
 
+    from napari_nuclei_unet.widgets._layers import nuclei
+
     table = result.table
     n = len(table.get("label", ()))
     segmented = result.planes if result.segmented is None else result.segmented
@@ -305,10 +307,10 @@ def done_words(result: Any, model: str) -> str:
     if kept and "plane" in table:
         n = int(np.isin(np.asarray(table["plane"]), segmented).sum())
     what = "cancelled after" if result.cancelled else "done:"
-    words = f"Segmentation {what} {len(segmented)} plane(s), {n} nuclei"
+    words = f"Segmentation {what} {len(segmented)} plane(s), {nuclei(n)}"
     if kept:
         words += (f"; the {kept} plane(s) segmented before keep their labels "
-                  f"({len(table.get('label', ()))} nuclei in all)")
+                  f"({nuclei(len(table.get('label', ())))} in all)")
     if result.diameters and (n or result.diameter_set):  # none found: nothing measured
         low, high = min(result.diameters), max(result.diameters)
         size = f"{low:.0f} px" if round(low) == round(high) else f"{low:.0f}-{high:.0f} px"

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_nuclei_unet.widgets._layers import EDITED_KEY, unwrapped
+from napari_nuclei_unet.widgets._layers import EDITED_KEY, nuclei, unwrapped
 from napari_nuclei_unet.widgets._own_layers import PLANE_AT, result_labels
 from napari_nuclei_unet.widgets._retrain_project import UNEDITED_NOTE, unwritable_reason
 from napari_nuclei_unet.widgets._segment_jobs import (
@@ -103,7 +103,7 @@ class SegmentOutputs:
             bring_into_view(self.viewer, target["layer"], self.result_layer)
         painted = "; painted on since: Export CSV measures it again" \
             if self.result_layer.metadata.get(EDITED_KEY) else ""
-        count = f"{len(table.get('label', ()))} nuclei as segmented{painted}"
+        count = f"{nuclei(len(table.get('label', ())))} as segmented{painted}"
         if selection or show:
             self.status.setText(f"The result of {self.shown_name()} is shown ({count}).")
         else:  # the list's own choice (a layer deleted): the canvas is as it was (h_rev13 M1)
@@ -421,7 +421,7 @@ class SegmentOutputs:
             self.session.note_project_changed(folder)
             text = (f"{'Replaced' if replaced else 'Added'} {sample_id} "
                     + (f"with the labels of “{result_layer.name}” " if target.get("own") else "")
-                    + f"({entry.n_nuclei} nuclei) in the fine-tuning project {folder}"
+                    + f"({nuclei(entry.n_nuclei)}) in the fine-tuning project {folder}"
                     + (" (it had been added before)." if replaced else "."))
             if region is not None:
                 text += " " + region_words(stack.name, stack, region)

@@ -44,6 +44,7 @@ from napari_nuclei_unet.widgets._dock_life import (
     share_the_column_when_shown,
 )
 from napari_nuclei_unet.widgets._layers import (
+    nuclei,
     short_id,
 )
 from napari_nuclei_unet.widgets._model_names import model_name
@@ -464,7 +465,7 @@ class CompareWidget(QWidget):
                         arrays=self._arrays)
         if not sample.has_labels:
             self.metrics_label.setText(
-                f"{short_id(sample.id)}: {int(pred_labels.max())} nuclei predicted. "
+                f"{short_id(sample.id)}: {nuclei(int(pred_labels.max()))} predicted. "
                 "IoU needs a label mask, and this image has none." + scale_text(prob)
             )
             return
