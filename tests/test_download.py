@@ -64,11 +64,16 @@ def _pin_served_content(served_zip, monkeypatch):
     monkeypatch.setattr(dsb2018_pin, "SHIPPED_MANIFEST", served_zip["manifest"])
 
 
-def _closed_port_url():
+@pytest.fixture
+def closed_port_url():
+    """A URL whose port refuses connections: bound, never listening, held through the test.
+
+    A port closed before the test could be taken meanwhile by a server of another test
+    process (``-n 2``; review h_rev13, L3).
+    """
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/stage1_train.zip"
+        yield f"http://127.0.0.1:{s.getsockname()[1]}/stage1_train.zip"
 
 
 def test_download_lands_in_cache_once(served_zip, tmp_path, monkeypatch):
@@ -114,21 +119,22 @@ def test_http_404_raises_clear_error(served_zip, tmp_path):
     assert str(info.value).startswith(f"Could not download {url}: ")
 
 
-def test_server_down_raises_clear_error(tmp_path):
-    url = _closed_port_url()
+def test_server_down_raises_clear_error(tmp_path, closed_port_url):
+    url = closed_port_url
     with pytest.raises(DownloadError, match="could not connect") as info:
         fetch_stage1_train(url=url, cache_dir=tmp_path, timeout=5)
     assert url in str(info.value)
     assert isinstance(info.value, RuntimeError)
 
 
-def test_download_sample_offline_raises_one_plain_error(tmp_path, monkeypatch):
+def test_download_sample_offline_raises_one_plain_error(tmp_path, monkeypatch,
+                                                        closed_port_url):
     # napari turns an exception of a sample function into one error notification;
     # returning [] after a notification of our own gave two (napari adds "did not
     # return any valid layer data").
     from napari_nuclei_unet import _sample_data
 
-    url = _closed_port_url()
+    url = closed_port_url
     monkeypatch.setattr(download, "DEFAULT_URL", url)
     monkeypatch.setenv(download.CACHE_ENV, str(tmp_path / "cache"))
     with pytest.raises(DownloadError) as info:
