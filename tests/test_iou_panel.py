@@ -254,8 +254,11 @@ def test_score_all_says_how_many_images_of_the_dataset_are_not_loaded(panel, qtb
     viewer, panel, compare, session, samples, fake = panel
     ids = [s.id for s in samples] + ["not-loaded-1", "not-loaded-2", "broken"]
     extra = ids[len(samples):len(samples) + 2]
-    session.dataset = SimpleNamespace(ids=lambda: ids, failed_ids=lambda: ["broken"],
-                                      path=tmp_path)
+    class Dataset(SimpleNamespace):
+        def __len__(self):
+            return len(ids)
+
+    session.dataset = Dataset(ids=lambda: ids, failed_ids=lambda: ["broken"], path=tmp_path)
     with capture_notifications() as notes:
         score_all(qtbot, panel)
     assert notes.any(f"Scoring the {len(samples)} loaded image(s): 2 more of the dataset are not "

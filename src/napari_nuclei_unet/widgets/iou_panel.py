@@ -409,10 +409,10 @@ class IoUPanel(QWidget):
             notify("None of the loaded images has a label mask, so there is nothing to score.")
         dataset = self.session.dataset
         if dataset is not None:  # 4 of 670 scored, the others not said (GUI check h_gui28 M2)
-            failed = set(dataset.failed_ids())
-            left = sum(1 for i in dataset.ids() if i not in self.session.samples
-                       and i not in failed)
-            if left:
+            from napari_nuclei_unet.widgets._train_jobs import decodable  # the Train dock's
+
+            left = decodable(dataset) - len(samples)
+            if left > 0:
                 notify(f"Scoring the {len(samples)} loaded image(s): {left} more of the "
                        "dataset are not loaded. 'Load all' in the Data panel loads them; "
                        "'Score all' then scores them too.")
