@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -192,6 +193,27 @@ def test_edit_label_mask_and_add_without_painting(retrain, qtbot):
     assert np.array_equal(samples[0].labels, session.samples[samples[0].id].labels)  # truth kept
 
 
+def test_an_undo_after_add_is_an_unsaved_edit_kept_as_a_draft(retrain, qtbot):
+    # napari's Ctrl+Z emits no paint event: after Add, an undo left the dock saying
+    # nothing of unsaved edits and kept no draft of them
+    viewer, dock, session, samples, project = retrain
+    keys = viewer.window._qt_viewer._key_map_handler  # the canvas's own key handling
+    for edit in (dock.edit_prediction, dock.edit_label_mask):
+        layer = edit()
+        viewer.layers.selection.active = layer
+        layer.paint((30, 30), 9)  # a stroke, with napari's history
+        add(qtbot, dock)
+        assert "unsaved edits" not in dock.image_label.text()
+        assert not (project / "drafts" / f"{samples[0].id}.npz").exists()
+        keys.press_key("Control-Z")
+        keys.release_key("Control-Z")
+        assert layer.data[30, 30] != 9  # napari's undo ran
+        assert "unsaved edits" in dock.image_label.text(), edit
+        qtbot.waitUntil(lambda: (project / "drafts" / f"{samples[0].id}.npz").exists(),
+                        timeout=10_000)  # the draft of the edit, as after a stroke
+        add(qtbot, dock)
+
+
 def test_closing_the_dock_keeps_unsaved_edits_as_draft(retrain, qtbot):
     from qtpy.QtCore import QCoreApplication, QEvent
 
@@ -337,6 +359,7 @@ def test_finetune_makes_a_version_and_switches_back(retrain, qtbot):
     assert pixels_of(curves, (0x3D, 0x9D, 0xF2)) > 0  # training loss
     assert pixels_of(curves, (0xF5, 0xA1, 0x42)) == 0  # no "validation loss" legend entry
     assert dock.progress.format() == "finished"
+    assert not (project / "round-in-progress.json").exists()
     # before/after table: one row per corrected image
     table = dock.scores_table
     assert sorted(table.keys()) == sorted(s.id for s in samples[:2])
@@ -487,6 +510,7 @@ def test_stopped_round_saves_nothing(retrain, qtbot):
     assert [v.name for v in dock.versions() if not v.is_base] == []
     assert dock.progress.format() == "stopped"
     assert dock.finetune_button.isEnabled() and not dock.stop_button.isEnabled()
+    assert not (project / "round-in-progress.json").exists()  # the user stopped it
 
 
 def test_broken_project_index_is_explained(make_napari_viewer, qtbot, user_dirs):
@@ -1191,3 +1215,101 @@ def test_edit_prediction_with_no_model_loads_the_projects_model(retrain, qtbot):
     qtbot.waitUntil(lambda: CORRECTION_LAYER in viewer.layers
                     and viewer.layers[CORRECTION_LAYER].visible, timeout=10_000)
     assert viewer.layers[CORRECTION_LAYER].metadata["nuclei_unet_sample_id"] == samples[1].id
+
+
+def test_a_round_napari_closed_is_said_when_the_project_opens_again(
+        retrain, qtbot, user_dirs, make_napari_viewer):
+    # closing napari during a round discarded it without a word next time (GUI check
+    # h_gui28, L3)
+    from napari_nuclei_unet.widgets._retrain_project import ROUND_NOTE
+    from napari_nuclei_unet.widgets.retrain_widget import RetrainWidget
+
+    viewer, dock, session, samples, project = retrain
+    dock.edit_label_mask()
+    add(qtbot, dock)
+    dock.epochs_spin.setValue(100)
+    worker = dock.start_finetune()
+    assert worker is not None
+    assert json.loads((project / ROUND_NOTE).read_text())["state"] == "running"
+    qtbot.waitUntil(lambda: dock._round_at.startswith("at epoch 2 "), timeout=120_000)
+
+    viewer.close()  # what the window's close button does, without the confirmation dialog
+
+    assert json.loads((project / ROUND_NOTE).read_text())["state"] == "closed"
+    assert [v.name for v in dock.versions() if not v.is_base] == []
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=30_000)
+
+    again = RetrainWidget(make_napari_viewer())  # napari started again: the last project
+    text = again.status_label.text()
+    assert again.project == project
+    assert "The last fine-tuning round of this project" in text
+    assert "on 1 corrected image)" in text
+    assert "was stopped at epoch " in text and " of 100 when napari was closed" in text
+    assert "Nothing of it was saved" in text
+    assert not (project / ROUND_NOTE).exists()  # said once
+    assert again.set_project(user_dirs / "other") and again.set_project(project)
+    assert "fine-tuning round" not in again.status_label.text()
+
+
+def test_a_round_whose_napari_stopped_without_ending_it_is_said(tmp_path, monkeypatch):
+    import socket
+
+    from napari_nuclei_unet.widgets import _retrain_project as files
+
+    project = tmp_path / "project"
+    project.mkdir()
+    assert files.interrupted_round(project) is None
+    files.note_round(project, "running", corrections=3)
+    assert files.interrupted_round(project) is None  # running in this napari
+    note = json.loads((project / files.ROUND_NOTE).read_text())
+    note["pid"] = 2**22 + 12345  # no such process (above Linux's highest pid)
+    (project / files.ROUND_NOTE).write_text(json.dumps(note))
+    text = files.interrupted_round(project)
+    assert text is not None and "(started " in text and "on 3 corrected images)" in text
+    assert "never finished: napari stopped while it ran (it may have crashed)" in text
+    note["host"] = socket.gethostname() + "-another"  # a round on another computer
+    (project / files.ROUND_NOTE).write_text(json.dumps(note))
+    assert files.interrupted_round(project) is None
+    (project / files.ROUND_NOTE).write_text("{broken")
+    assert files.interrupted_round(project) is None
+    files.forget_round(project)
+    assert not (project / files.ROUND_NOTE).exists()
+
+
+def test_a_version_put_in_use_by_another_dock_is_the_projects_model_next_time(
+        retrain, qtbot, make_napari_viewer, monkeypatch):
+    # tried a refused version, went back to the base model through the Model dock: napari
+    # started again named the refused version as the project's model (GUI check h_gui28, L1)
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+    from napari_nuclei_unet.core.finetune import ModelVersions
+    from napari_nuclei_unet.widgets.retrain_widget import RetrainWidget
+
+    viewer, dock, session, samples, project = retrain
+    base = session.model
+    versions = ModelVersions(project)
+    versions.record_base(base.path)
+    versions.add(base.model, base.config, {"adopted": False})  # v001, refused
+    dock.refresh()
+    monkeypatch.setattr(RetrainWidget, "_confirm_refused", lambda self, name: True)
+    wait_worker(qtbot, dock.use_version("v001"))
+    assert versions.current().name == "v001"  # chosen: the project's model
+    session.set_model(load_checkpoint(base.path))  # what the Model dock's loading does
+    assert versions.current().name == "v000"
+    again = RetrainWidget(make_napari_viewer())  # napari started again
+    assert "This project's model is" not in again.model_label.text()
+    session.set_model(load_checkpoint(versions.get("v001").model))  # a version, any dock
+    assert versions.current().name == "v001"
+    other = tiny_other_model(project.parent)
+    session.set_model(other)  # not a version of this project: the project's model stays
+    assert versions.current().name == "v001"
+
+
+def tiny_other_model(folder):
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint, save_checkpoint
+    from napari_nuclei_unet.core.config import TrainConfig
+    from napari_nuclei_unet.core.model import UNet
+
+    config = TrainConfig(base_width=4, depth=2, crop_size=32, batch_size=2, num_threads=1,
+                         amp=False, device="cpu")
+    return load_checkpoint(save_checkpoint(folder / "other.safetensors", UNet(3, 4, 2),
+                                           config, {}))

@@ -865,6 +865,23 @@ def test_an_image_without_a_result_chosen_is_not_exported_as_the_last_one(dock, 
     assert widget.export_button.enabled and widget.table.model().rowCount() > 0
 
 
+def test_an_image_without_a_result_chosen_is_brought_into_view(dock, qtbot):
+    # the canvas showed another image and its result while the dock spoke of the image
+    # chosen (GUI check h_gui26, L2)
+    viewer, widget = dock
+    viewer.add_image(nuclei_plane(2), name="b")
+    viewer.add_image(nuclei_plane(1), name="a")  # above b, covering it
+    widget.image.value = viewer.layers["a"]
+    layer = run(qtbot, widget)
+    assert layer.visible and viewer.layers["a"].visible
+    widget.image.value = viewer.layers["b"]
+    assert widget.status.text().startswith("b has no result yet: press Segment.")
+    assert viewer.layers["b"].visible and viewer.layers.selection.active is viewer.layers["b"]
+    assert not layer.visible and not viewer.layers["a"].visible  # they covered b
+    widget.image.value = viewer.layers["a"]  # its own result: both shown again
+    assert layer.visible and viewer.layers["a"].visible
+
+
 def test_the_earlier_labels_are_copied_when_the_job_starts():
     # a brush stroke during a re-run was copied by the worker half-way (review h_rev6)
     from types import SimpleNamespace

@@ -210,8 +210,11 @@ def watch_edits(layer: Any) -> None:
     ``layer.metadata[EDITED_KEY]`` then says whether replacing the layer's data would
     throw away the user's corrections.
     """
+    from napari_nuclei_unet.widgets._unsaved_labels import undo_counts_as_paint
+
     layer.metadata[EDITED_KEY] = False
     layer.events.paint.connect(_mark_edited)  # no-op when already connected
+    undo_counts_as_paint(layer)  # an undo is an edit too
 
 
 def _edit_key(viewer: napari.Viewer, sample_id: str) -> tuple[str, str]:

@@ -439,13 +439,16 @@ def _overlaps(a: Any, b: Any) -> bool:
 def bring_into_view(viewer: Any, image: Any, result: Any) -> list[str]:
     """Show ``image`` and its segmentation ``result``; say and return the layers hidden.
 
+    ``result`` None: an image not segmented yet, shown alone (the Segment dock's image
+    chosen: GUI check h_gui26, L2).
+
     Segmenting one image after another piled their results up, all visible, and the
     images opened later covered the one segmented: the labels painted on lay over
     another image, under other images' labels (GUI check h_gui11, M2). So the results of
     other images, and the images drawn above ``image`` that cover it (overlapping it,
     mostly opaque, not added onto it as channels are), are hidden; ``result`` becomes
-    the active layer (the one napari's brush paints on). A layer hidden so that the
-    user turned back on is left alone.
+    the active layer (the one napari's brush paints on; else ``image``). A layer hidden
+    so that the user turned back on is left alone.
     """
     from napari.layers import Image, Labels
 
@@ -460,7 +463,7 @@ def bring_into_view(viewer: Any, image: Any, result: Any) -> list[str]:
     from napari_nuclei_unet.widgets._segment_jobs import RESULT_KEY
 
     layers = list(viewer.layers)
-    if image not in layers or result not in layers:
+    if image not in layers or result is not None and result not in layers:
         return []
     bottom = layers.index(image)
     hidden = []
@@ -482,7 +485,7 @@ def bring_into_view(viewer: Any, image: Any, result: Any) -> list[str]:
             hidden.append(layer.name)
             if layer.name in (IMAGE_LAYER, LABELS_LAYER):
                 layer.metadata[STEPPED_ASIDE_KEY] = True  # the next sample shows it again
-    for layer in (image, result):
+    for layer in (image, result) if result is not None else (image,):
         if not layer.visible:  # showing a shown layer draws it again: 0.5 s at 6000²
             layer.visible = True
         layer.metadata.pop(HIDDEN_FOR_KEY, None)  # shown by the plugin, not by the user
@@ -491,7 +494,7 @@ def bring_into_view(viewer: Any, image: Any, result: Any) -> list[str]:
         if info.get(PLANE_AT) and info.get("source") == image.name \
                 and layer.metadata.pop(HIDDEN_FOR_KEY, None):
             layer.metadata.pop(PLANE_AT, None)
-    viewer.layers.selection.active = result
+    viewer.layers.selection.active = image if result is None else result
     frame_if_lost(viewer, image)  # in a corner at a larger sample's zoom (h_gui16, N2)
     overlay = text_overlay(viewer)
     if overlay.visible:  # it named the dataset's sample under it (GUI check h_gui14, N13)
@@ -501,6 +504,7 @@ def bring_into_view(viewer: Any, image: Any, result: Any) -> list[str]:
 
         names = ", ".join(f"“{n}”" for n in hidden[:3])
         more = f" and {len(hidden) - 3} more" if len(hidden) > 3 else ""
+        also = "" if result is None else " and its result"
         notify(f"{names}{more} {'are' if len(hidden) > 1 else 'is'} hidden so that you "
-               f"see “{image.name}” and its result; tick a layer's eye to see it again.")
+               f"see “{image.name}”{also}; tick a layer's eye to see it again.")
     return hidden

@@ -150,9 +150,11 @@ def promote_prediction(
     layer = find_layer(viewer, CORRECTION_LAYER)
     if layer is None:
         from napari_nuclei_unet.widgets._scene import keep_shader_on_data_change
+        from napari_nuclei_unet.widgets._unsaved_labels import undo_counts_as_paint
 
         layer = viewer.add_labels(data, name=CORRECTION_LAYER, opacity=0.6)
         keep_shader_on_data_change(viewer, layer)  # data changes need no shader build
+        undo_counts_as_paint(layer)  # an undo after Add is an unsaved edit (its draft)
     else:
         layer.data = data
     image = find_layer(viewer, IMAGE_LAYER)

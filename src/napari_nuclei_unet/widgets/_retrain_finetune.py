@@ -35,7 +35,12 @@ from napari_nuclei_unet.widgets._retrain_jobs import (
     round_key,
     version_words,
 )
-from napari_nuclei_unet.widgets._retrain_project import unwritable_reason
+from napari_nuclei_unet.widgets._retrain_project import (
+    ROUND_NOTE,
+    forget_round,
+    note_round,
+    unwritable_reason,
+)
 from napari_nuclei_unet.widgets._retrain_views import change_color
 from napari_nuclei_unet.widgets._workers import notify
 
@@ -179,6 +184,9 @@ class FinetuneSteps:
         self._closing = False
         self._outcome = None
         self._failure = ""
+        self._round_at = ""
+        # read next time the project opens, if napari closes or crashes before the end
+        note_round(self.project, "running", corrections=len(ids))
         self._epochs = int(overrides.get("epochs", FINETUNE_DEFAULTS["epochs"]))
         self.curves.clear()
         self.curves.set_planned_epochs(self._epochs)  # grows if the round plans more
@@ -240,13 +248,17 @@ class FinetuneSteps:
         """Stop the round and wait for it to end (napari closing); True when it ended."""
         self._closing = True
         self._stop_event.set()
-        return self._done_event.wait(timeout)
+        ended = self._done_event.wait(timeout)
+        if (self.project / ROUND_NOTE).exists():  # the round ended with no version saved
+            note_round(self.project, "closed", at=self._round_at)
+        return ended
 
     def _on_update(self, update: Any) -> None:
         from napari_nuclei_unet.widgets._progress import format_duration
 
         if self._closing:
             return
+        self._round_at = _round_stage_words(update) or self._round_at
         if isinstance(update, Progress) and update.stage == "prepare":  # core.finetune.view
             self.progress.setValue(0)
             self.progress.setFormat(f"measuring nucleus size · {update.done}/{update.total}")
@@ -333,6 +345,7 @@ class FinetuneSteps:
 
         if self._closing:
             return
+        forget_round(self.project)  # it ended, and this dock says how
         if self._outcome == "finished":
             self.progress.setValue(1000)
         self.progress.setFormat(self._outcome or "failed")
@@ -414,6 +427,20 @@ class FinetuneSteps:
             self._update_image_label()
 
         return start_prediction_job(self.viewer, samples, on_progress=progress, on_done=done)
+
+
+def _round_stage_words(update: Any) -> str:
+    """Where a round is, for the note read if napari closes now ("at epoch 3 of 12")."""
+    if hasattr(update, "step"):  # TrainStep
+        return f"at epoch {update.epoch} of {update.epochs}"
+    stage = getattr(update, "stage", "")
+    if stage == "prepare":
+        return "while it measured the nucleus size"
+    if stage == "score-before":
+        return "while it scored the model in use"
+    if stage.startswith("score-"):
+        return "while it scored the new model"
+    return ""
 
 
 def _stepped_back(version: Any) -> str:

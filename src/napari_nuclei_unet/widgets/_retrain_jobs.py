@@ -16,7 +16,7 @@ import numpy as np
 
 from napari_nuclei_unet.core.finetune.results import iou_change
 from napari_nuclei_unet.widgets._model_names import same_file
-from napari_nuclei_unet.widgets._retrain_project import DraftStore
+from napari_nuclei_unet.widgets._retrain_project import DraftStore, forget_round
 
 #: Job kinds in the session's WorkerGuard.
 FINETUNE_JOB = "fine-tuning"
@@ -85,10 +85,15 @@ def _run_finetune(
                                      config_overrides=overrides, out_dir=store.path,
                                      should_stop=should_stop, segment_options=options,
                                      held_out=held_out, inputs_key=inputs_key)
+        if not result.cancelled:  # its version is saved: napari closing now loses nothing
+            forget_round(store.path)
         loaded = None
         if result.version is not None:
             loaded = load_checkpoint(result.version.model, device="auto")
         return result, loaded
+    except Exception:
+        forget_round(store.path)  # the dock says why it failed
+        raise
     finally:
         done.set()
 

@@ -257,3 +257,95 @@ def local_time(stamp: str, *, short: bool = False) -> str:
     if moment.year == now.year:
         return f"{moment.day} {moment.strftime('%b %H:%M')}"
     return moment.strftime("%Y-%m-%d")
+
+
+#: The Retrain dock's note of the round it runs (``<project>/round-in-progress.json``):
+#: written when a round starts, removed when it ends; napari closing during the round
+#: marks it "closed". Read when the project is next opened, so that a round closed or
+#: crashed away is not silently forgotten (GUI check h_gui28, L3).
+ROUND_NOTE = "round-in-progress.json"
+
+
+def note_round(project: str | os.PathLike, state: str, **info: object) -> None:
+    """Write the round note of ``project``: ``state`` "running" or "closed", and ``info``.
+
+    A "closed" note keeps what the "running" one said (when it started, how many
+    corrections). The note is a courtesy, not data: a folder that cannot be written
+    to is not an error here (the round itself says so).
+    """
+    import socket
+
+    path = Path(project) / ROUND_NOTE
+    note: dict[str, object] = {}
+    if state != "running":
+        note = _read_round_note(path) or {}
+    note.update(info, state=state, pid=os.getpid(), host=socket.gethostname())
+    note.setdefault("started", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    try:
+        atomic_write_bytes(path, json.dumps(note, indent=2).encode("utf-8"))
+    except OSError:
+        pass
+
+
+def forget_round(project: str | os.PathLike) -> None:
+    """Remove the round note of ``project`` (the round ended and said how)."""
+    try:
+        (Path(project) / ROUND_NOTE).unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def _read_round_note(path: Path) -> dict[str, object] | None:
+    try:
+        note = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return note if isinstance(note, dict) else None
+
+
+def _process_alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, owned by someone else
+        return True
+    return True
+
+
+def interrupted_round(project: str | os.PathLike) -> str | None:
+    """Plain words about a round of ``project`` that never ended, or None.
+
+    A round napari's closing stopped, or one whose napari stopped without ending it (a
+    crash, a killed process): nothing of it was saved. A round still running (in this
+    napari or in another one on this computer) is not one; neither is one running on
+    another computer, which cannot be told from one that crashed there.
+    """
+    import socket
+
+    note = _read_round_note(Path(project) / ROUND_NOTE)
+    if note is None:
+        return None
+    state = note.get("state")
+    if state == "running" and (note.get("host") != socket.gethostname()
+                               or _process_alive(note.get("pid"))):
+        return None
+    when = local_time(str(note.get("started", "")), short=True)
+    count = note.get("corrections")
+    about = ", ".join(part for part in (
+        f"started {when}" if when else "",
+        f"on {count} corrected image{'s' if count != 1 else ''}"
+        if isinstance(count, int) else "") if part)
+    about = f" ({about})" if about else ""
+    if state == "closed":
+        where = note.get("at")
+        where = f" {where}" if isinstance(where, str) and where else ""
+        how = f"was stopped{where} when napari was closed"
+    else:
+        how = "never finished: napari stopped while it ran (it may have crashed)"
+    return (f"The last fine-tuning round of this project{about} {how}. Nothing of it "
+            "was saved and the model is unchanged: press Fine-tune to run it again.")

@@ -53,6 +53,9 @@ NOT_EDITED = ("Its labels are the model's result, not corrected: a round learns 
               "from a plane the model already segments as you want.")
 #: How :meth:`SegmentOutputs.say_what_add_adds` begins, and ends a refusal.
 OWN_WORDS, OWN_REFUSED = "Add plane adds the labels of ", "(Add plane would refuse it.)"
+#: Added to the dock's words of a save or an add once the result is edited (or an edit
+#: undone) after it: "saved" no longer held (GUI check h_gui26, L1).
+EDITED_SINCE = " You have edited these labels since: that is not saved yet."
 
 
 class SegmentOutputs:
@@ -76,7 +79,7 @@ class SegmentOutputs:
                 self._enable()  # the user's own labels selected can be added: said
                 self.say_what_add_adds()
             return
-        if not selection and self._not_the_chosen_images():
+        if not selection and self._not_the_chosen_images(show):
             return
         target = chosen_result(self.viewer.layers, self.image.value, self.result_layer,
                                self._shown, selection)
@@ -111,12 +114,14 @@ class SegmentOutputs:
                                 f"Save labels and Add plane use its result ({count}).")
         self._enable()
 
-    def _not_the_chosen_images(self) -> bool:
+    def _not_the_chosen_images(self, show: bool) -> bool:
         """An image without a result chosen: the dock lets go of another image's result.
 
         Its table, Export CSV and Save labels stayed, for the image segmented before
         (GUI check h_gui23, M2). The result stays in the layer list; selected there, it
-        is the dock's again. Returns whether it let go.
+        is the dock's again. With ``show``, the image is brought into view (the canvas
+        showed the other image while the dock spoke of this one: h_gui26, L2). Returns
+        whether it let go.
         """
         image, old = self.image.value, self.result_layer
         if image is None or old is None or unwrapped(self._shown.get("layer")) is unwrapped(
@@ -124,6 +129,12 @@ class SegmentOutputs:
             return False
         self.result_layer, self._shown, self.scores = None, {}, []
         self.table.set_table({})
+        if show:
+            from napari_nuclei_unet.widgets._compare_layers import step_aside_for
+            from napari_nuclei_unet.widgets._own_layers import bring_into_view
+
+            step_aside_for(self.viewer, unwrapped(image))  # a dataset's side by side
+            bring_into_view(self.viewer, unwrapped(image), None)
         self.status.setText(
             f"{image.name} has no result yet: press Segment. The result of "
             f"{(old.metadata.get(RESULT_KEY) or {}).get('source', old.name)} stays in the "
@@ -247,6 +258,29 @@ class SegmentOutputs:
             on_returned=scored, on_errored=failed, on_finished=self._enable,
             action="Comparing", viewer=self.viewer)
 
+    def watch_result_words(self, layer: Any) -> None:
+        """Keep the dock's words of a save of ``layer`` true once it is edited again."""
+        from napari_nuclei_unet.widgets._dock_life import _weak_slot
+
+        layer = unwrapped(layer)  # napari's proxies are new at each access
+        if layer not in self._words_watched:  # a result given new data: the same layer
+            self._words_watched.add(layer)
+            layer.events.paint.connect(_weak_slot(self._on_result_edited))
+
+    def _say_saved(self, text: str, layer: Any) -> None:
+        import weakref
+
+        self.status.setText(text)
+        self._saved_words = (text, weakref.ref(unwrapped(layer)))
+
+    def _on_result_edited(self, event: Any) -> None:
+        words = self._saved_words
+        if self._dead or words is None or unwrapped(event.source) is not words[1]():
+            return
+        if self.status.text() == words[0]:  # still says "saved" of this layer
+            self.status.setText(words[0] + EDITED_SINCE)
+        self._saved_words = None
+
     def shown_name(self) -> str:
         """The name of the image whose result the dock shows (files are named after it)."""
         stack = self._shown.get("stack")
@@ -346,9 +380,11 @@ class SegmentOutputs:
 
         def written(path: Any) -> None:
             notify(f"{done} {path}.")
-            self.status.setText(f"{done} {path}.")
             if saves is not None:
+                self._say_saved(f"{done} {path}.", saves)
                 saved(saves, token)
+            else:
+                self.status.setText(f"{done} {path}.")
             if after is not None:
                 after()
 
@@ -432,7 +468,7 @@ class SegmentOutputs:
             else:  # not kept on closing as unsaved when all its strokes are in (h_gui23 M3)
                 added(result_layer, token, painted_plane(result_layer, stack.plane_index(flat)),
                       region)
-            self.status.setText(text)  # the notification fades (GUI check h_gui11, L4)
+            self._say_saved(text, result_layer)  # the notification fades (h_gui11, L4)
 
         def failed(exc: BaseException) -> None:  # the notification fades; the dock says it
             not_saved(result_layer, token)

@@ -153,27 +153,25 @@ def _keep_removed(event: Any) -> None:
     keep_unsaved_results([event.value])
 
 
-def _undo_and_mark(layer: Any) -> None:
-    """Ctrl+Z on a result: napari's undo, then the result is unsaved where it changed."""
+def _undo_as_paint(layer: Any) -> None:
+    """Ctrl+Z on a watched layer: napari's undo, then a paint event where it changed."""
     _step_history(layer, redo=False)
 
 
-def _redo_and_mark(layer: Any) -> None:
-    """Ctrl+Shift+Z on a result: napari's redo, then the result is unsaved there."""
+def _redo_as_paint(layer: Any) -> None:
+    """Ctrl+Shift+Z on a watched layer: napari's redo, then a paint event there."""
     _step_history(layer, redo=True)
 
 
 def _step_history(layer: Any, redo: bool) -> None:
-    """Undo or redo the last edit of ``layer`` and mark where it changed, as a paint does.
+    """Undo or redo the last edit of ``layer``, then emit its paint event, as a stroke does.
 
     napari's undo and redo change the labels without a paint event: a stroke taken
     back after *Save labels* (or *Add plane*) left the result "saved", and closing
-    napari kept nothing of the undo. The edit's boxes come from napari's history (its
-    last item, the atoms a paint event carries); a napari without that history marks
-    it everywhere.
+    napari kept nothing of the undo. The event carries the atoms of napari's history
+    item (its last one, what a paint event carries); a napari without that history
+    says "somewhere" (``[None]``).
     """
-    from types import SimpleNamespace
-
     history = getattr(layer, "_redo_history" if redo else "_undo_history", None)
     try:
         atoms = list(history[-1]) if history else ([] if history is not None else [None])
@@ -183,7 +181,23 @@ def _step_history(layer: Any, redo: bool) -> None:
         (layer.redo if redo else layer.undo)()
     finally:  # an edit that failed half-way changed the labels too
         if atoms:  # nothing to undo changes nothing
-            _mark_unsaved(SimpleNamespace(source=layer, value=atoms))
+            layer.events.paint(value=atoms)
+
+
+def undo_counts_as_paint(layer: Any) -> None:
+    """Make Ctrl+Z and Ctrl+Shift+Z on the Labels ``layer`` tell its paint listeners.
+
+    The layer's own key bindings (they override napari's class bindings for this layer
+    only) run napari's undo or redo, then emit ``layer.events.paint`` with the history
+    item's atoms: whatever marks the layer edited or unsaved on a stroke (a result's
+    unsaved flag and the dock's words, a label mask's edits, a correction's draft)
+    hears an undo too.
+    """
+    from app_model.types import KeyCode, KeyMod
+
+    layer.bind_key(KeyMod.CtrlCmd | KeyCode.KeyZ, _undo_as_paint, overwrite=True)
+    layer.bind_key(KeyMod.CtrlCmd | KeyMod.Shift | KeyCode.KeyZ, _redo_as_paint,
+                   overwrite=True)
 
 
 def watch_unsaved(viewer: Any, layer: Any) -> None:
@@ -193,14 +207,10 @@ def watch_unsaved(viewer: Any, layer: Any) -> None:
     layer), with or without a dock open. Undo and redo (Ctrl+Z, Ctrl+Shift+Z) count
     as edits too: the layer's own key bindings run napari's, then mark it.
     """
-    from app_model.types import KeyCode, KeyMod
-
     layer.metadata[UNSAVED_KEY] = False
     layer.metadata[PAINTED_KEY] = {}
     layer.events.paint.connect(_mark_unsaved)  # no-op when already connected
-    layer.bind_key(KeyMod.CtrlCmd | KeyCode.KeyZ, _undo_and_mark, overwrite=True)
-    layer.bind_key(KeyMod.CtrlCmd | KeyMod.Shift | KeyCode.KeyZ, _redo_and_mark,
-                   overwrite=True)
+    undo_counts_as_paint(layer)
     viewer.layers.events.removed.connect(_keep_removed)  # the same: once per viewer
 
 

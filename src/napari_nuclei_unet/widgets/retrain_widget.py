@@ -88,6 +88,8 @@ from napari_nuclei_unet.widgets._retrain_project import (
     READ_ONLY_HINT,
     DraftStore,
     default_project_dir,
+    forget_round,
+    interrupted_round,
     local_time,
     unwritable_reason,
 )
@@ -131,6 +133,7 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         self._done_event = threading.Event()
         self._done_event.set()
         self._closing = False
+        self._round_at = ""  # where the running round is, for its note
         self._dead = False  # set when the Qt widget is destroyed (plain Python from then on)
         self._last_step_ui = 0.0
         self._epochs = 1
@@ -303,6 +306,10 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         rounds = [v for v in self.versions() if not v.is_base]
         if rounds:  # a reopened project shows what its last round measured
             self.versions_table.select_key(rounds[-1].name)
+        interrupted = interrupted_round(folder)  # napari closed or crashed during it
+        if interrupted:
+            forget_round(folder)
+            self.status_label.setText(interrupted)
         return True
 
     def _clear_round_messages(self) -> None:
@@ -357,6 +364,8 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         self.corrections_label.setText(text)
         versions = self.versions()
         current = version_of_model(self.session.model, versions)
+        if current is not None and not self.is_finetuning():
+            self._record_choice(current, versions)
         self.versions_table.set_versions(versions, None if current is None else current.name)
         self.versions_label.setText(
             "No round yet: the first one records the current model as v000."
@@ -405,11 +414,7 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
             return None
 
         def use(loaded: Any) -> None:
-            self.session.set_model(loaded)
-            try:  # the project's model from now on, also after napari starts again
-                self.model_versions().choose(version.name)
-            except (OSError, KeyError) as exc:
-                notify_error(exc, f"Recording {version.name} as the project's model")
+            self.session.set_model(loaded)  # the project's model from now on (_record_choice)
             notify(f"Now using model {version_words(version)}; the corrected images are "
                    "predicted again.")
             self.refresh()
@@ -478,9 +483,26 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
             self._clear_round_messages()  # they were about the model used before
         versions = self.versions()
         current = version_of_model(self.session.model, versions)
+        if current is not None and not self.is_finetuning():
+            self._record_choice(current, versions)
         self.versions_table.set_versions(versions, None if current is None else current.name)
         self._update_model_label(current, versions)
         self._update_buttons()
+
+    def _record_choice(self, version: Any, versions: list[Any]) -> None:
+        """A version put in use in any dock is the project's model, after a restart too.
+
+        Back on the default model through the Model dock after trying a refused version,
+        napari started again named the refused one as the project's model (GUI check
+        h_gui28, L1). A round made current later takes over, as after 'Use this version'.
+        """
+        store = self.model_versions()
+        chosen = store.current(versions)
+        if chosen is not None and chosen.name != version.name:
+            try:
+                store.choose(version.name)
+            except (OSError, KeyError) as exc:
+                notify_error(exc, f"Recording {version.name} as the project's model")
 
     def _update_model_label(self, current: Any, versions: list[Any]) -> None:
         """Say which model is in use; ``versions``: the project's, as just listed."""

@@ -22,6 +22,7 @@ Programmatic use::
 from __future__ import annotations
 
 import time
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -123,6 +124,8 @@ class SegmentWidget(SegmentOutputs, QWidget):
         self.result_layer = self.result = None  # the result shown; the last job's result
         self.scores: list = []
         self.added: Any = None  # the correction the last "Add plane…" wrote
+        self._saved_words: tuple[str, Any] | None = None  # said of a save: (words, layer)
+        self._words_watched: Any = weakref.WeakSet()  # result layers whose edits it hears
         self._source: dict[str, Any] = {}  # what the running (or last) job segments
         self._shown: dict[str, Any] = {}  # what the shown result was segmented from
         self._dead = False  # the dock was destroyed: a job's late result is not shown
@@ -338,7 +341,11 @@ class SegmentWidget(SegmentOutputs, QWidget):
         layer = getattr(event, "value", None)
         if isinstance(layer, napari.layers.Image) and is_users_layer(layer) \
                 and layer in self.image.choices:
-            self.image.value = layer
+            listing, self._listing = self._listing, True  # napari shows it: the canvas
+            try:  # stays as napari made it (a see-through image over a result, say)
+                self.image.value = layer
+            finally:
+                self._listing = listing
 
     def _on_removed(self, event: Any = None) -> None:
         """List the layers again; deleting the image being segmented stops the job."""
@@ -546,6 +553,7 @@ class SegmentWidget(SegmentOutputs, QWidget):
                                                        visible=False, **kwargs)
         watch_edits(self.result_layer)
         watch_unsaved(self.viewer, self.result_layer)  # kept when removed unsaved
+        self.watch_result_words(self.result_layer)
         if kept:
             from napari_nuclei_unet.widgets._workers import notify
 
