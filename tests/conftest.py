@@ -20,8 +20,12 @@ from PIL import Image
 # napari's own settings (window geometry, written as each viewer closes) go to a file of
 # this test process, not the user's, which two test processes (-n 2) wrote at once
 if "NAPARI_CONFIG" not in os.environ:
-    os.environ["NAPARI_CONFIG"] = str(
-        Path(tempfile.mkdtemp(prefix="nuclei-unet-tests-napari-")) / "settings.yaml")
+    import atexit
+    import shutil
+
+    _NAPARI_SETTINGS = tempfile.mkdtemp(prefix="nuclei-unet-tests-napari-")
+    os.environ["NAPARI_CONFIG"] = str(Path(_NAPARI_SETTINGS) / "settings.yaml")
+    atexit.register(shutil.rmtree, _NAPARI_SETTINGS, ignore_errors=True)  # left before
 
 # id -> (height, width, number of nuclei); "c..." has an empty masks/ folder
 SYNTHETIC_SAMPLES = {

@@ -123,7 +123,8 @@ def build(widget: Any) -> None:
     load_row = QHBoxLayout()
     widget.load_all_button = QPushButton("Load all")
     widget.load_all_button.setToolTip(
-        "Decode every sample in the background (needed for training and evaluation)"
+        "Decode every sample of the dataset in the background, those the modality filter "
+        "hides too (training and Score all use every loaded sample)"
     )
     widget.load_all_button.clicked.connect(widget._toggle_load_all)
     widget.progress = QProgressBar()
