@@ -20,6 +20,9 @@ Usage (target: every step <= 100 ms)::
 
 ``--predict-limit N`` predicts only the first N loaded images (the whole set
 takes ~8 min on a laptop CPU); every other step uses the whole dataset.
+With ``--score-predicts``, "score all" predicts the images left (the Scores panel's
+own prediction, as a user who presses Score all first meets it) instead of scoring the
+predicted ones only.
 ``--gc-log`` prints every garbage collection of 20 ms or more with the stack of
 the thread that triggered it, the objects promoted to the oldest generation per
 step (what brings the next full collection closer), a heap census and, at the
@@ -477,7 +480,8 @@ class Journey:
         def score_all():
             samples = set(s.samples)
             predicted = set(s.probabilities)
-            if args.predict_limit:  # score only what was predicted (no new network run)
+            if args.predict_limit and not args.score_predicts:  # score only what was
+                # predicted (no new network run)
                 for sid in samples - predicted:
                     s.samples.pop(sid)
             worker = p.scores.score_all()
@@ -611,6 +615,9 @@ def main() -> int:
     parser.add_argument("--predict-limit", type=int, default=0,
                         help="predict only the first N images (0: all)")
     parser.add_argument("--train-seconds", type=float, default=60.0)
+    parser.add_argument("--score-predicts", action="store_true",
+                        help="with --predict-limit: 'score all' predicts the other images "
+                             "(as for a user who presses Score all without Predict all)")
     parser.add_argument("--profile", default="",
                         help="profile the main thread during the steps whose name contains "
                              "one of these comma-separated texts (cProfile, cumulative)")

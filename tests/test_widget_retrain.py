@@ -1296,7 +1296,7 @@ def test_a_version_put_in_use_by_another_dock_is_the_projects_model_next_time(
     session.set_model(load_checkpoint(base.path))  # what the Model dock's loading does
     assert versions.current().name == "v000"
     again = RetrainWidget(make_napari_viewer())  # napari started again
-    assert "This project's model is" not in again.model_label.text()
+    assert "This project's model is <b>v000</b>" in again.model_label.text()  # not v001
     session.set_model(load_checkpoint(versions.get("v001").model))  # a version, any dock
     assert versions.current().name == "v001"
     other = tiny_other_model(project.parent)

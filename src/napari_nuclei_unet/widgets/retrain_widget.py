@@ -508,7 +508,8 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         """Say which model is in use; ``versions``: the project's, as just listed."""
         model = self.session.model
         project_model = self.model_versions().current(versions) if model is None else None
-        if project_model is not None and not project_model.is_base:
+        if project_model is not None and version_words(project_model) == project_model.name:
+            # not the shipped model (a v000 copied from a checkpoint is named too)
             # e.g. napari restarted: the project is back, its model is not loaded yet
             text = (f"No model loaded. This project's model is <b>{project_model.name}</b>: "
                     "'Fine-tune' starts from it; to predict with it, select it under "
