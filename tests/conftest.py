@@ -18,13 +18,17 @@ import pytest
 from PIL import Image
 
 # napari's own settings (window geometry, written as each viewer closes) go to a file of
-# this test process, not the user's, which two test processes (-n 2) wrote at once
-if "NAPARI_CONFIG" not in os.environ:
+# this test process, not the user's, which two test processes (-n 2) wrote at once. The
+# workers inherit the environment of the process that starts them: a file set there is
+# not theirs (review h_rev14, L6); one the user set before pytest is kept.
+if "NAPARI_CONFIG" not in os.environ or os.environ.get(
+        "NUCLEI_UNET_TESTS_SETTINGS_OF", str(os.getpid())) != str(os.getpid()):
     import atexit
     import shutil
 
     _NAPARI_SETTINGS = tempfile.mkdtemp(prefix="nuclei-unet-tests-napari-")
     os.environ["NAPARI_CONFIG"] = str(Path(_NAPARI_SETTINGS) / "settings.yaml")
+    os.environ["NUCLEI_UNET_TESTS_SETTINGS_OF"] = str(os.getpid())
     atexit.register(shutil.rmtree, _NAPARI_SETTINGS, ignore_errors=True)  # left before
 
 # id -> (height, width, number of nuclei); "c..." has an empty masks/ folder

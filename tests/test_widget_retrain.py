@@ -214,6 +214,31 @@ def test_an_undo_after_add_is_an_unsaved_edit_kept_as_a_draft(retrain, qtbot):
         add(qtbot, dock)
 
 
+def test_an_undo_on_the_next_image_does_not_reach_into_the_one_before(retrain, qtbot):
+    # napari keeps a layer's undo history when its data is replaced, and the plugin
+    # reuses the mask and correction layers: Ctrl+Z put the last image's stroke into the
+    # next one, offered as a correction with a draft (review h_rev14, H2)
+    viewer, dock, session, samples, project = retrain
+    keys = viewer.window._qt_viewer._key_map_handler
+    for edit in (dock.edit_label_mask, dock.edit_prediction):
+        show(viewer, session, samples[1])
+        before = np.array(edit().data)
+        show(viewer, session, samples[0])
+        layer = edit()
+        viewer.layers.selection.active = layer
+        spot = tuple(np.argwhere(np.asarray(layer.data) != before)[0])  # an undo shows
+        layer.paint(spot, 9, refresh=True)
+        add(qtbot, dock)
+        show(viewer, session, samples[1])
+        layer = edit()
+        viewer.layers.selection.active = layer
+        keys.press_key("Control-Z")
+        keys.release_key("Control-Z")
+        np.testing.assert_array_equal(np.asarray(layer.data), before)
+        assert "unsaved edits" not in dock.image_label.text(), edit
+        assert not (project / "drafts" / f"{samples[1].id}.npz").exists()
+
+
 def test_closing_the_dock_keeps_unsaved_edits_as_draft(retrain, qtbot):
     from qtpy.QtCore import QCoreApplication, QEvent
 
@@ -1251,35 +1276,73 @@ def test_a_round_napari_closed_is_said_when_the_project_opens_again(
     assert "fine-tuning round" not in again.status_label.text()
 
 
-def test_a_round_whose_napari_stopped_without_ending_it_is_said(tmp_path, monkeypatch):
+def test_a_round_whose_napari_stopped_without_ending_it_is_said(tmp_path, tiny_model):
+    import os
     import socket
 
+    from napari_nuclei_unet.core.finetune import ModelVersions
     from napari_nuclei_unet.widgets import _retrain_project as files
 
     project = tmp_path / "project"
     project.mkdir()
+    path = project / files.ROUND_NOTE
+
+    def rewrite(**changes):
+        path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
     assert files.interrupted_round(project) is None
-    files.note_round(project, "running", corrections=3)
+    round_id = files.start_round_note(project, 3)
     assert files.interrupted_round(project) is None  # running in this napari
-    note = json.loads((project / files.ROUND_NOTE).read_text())
-    note["pid"] = 2**22 + 12345  # no such process (above Linux's highest pid)
-    (project / files.ROUND_NOTE).write_text(json.dumps(note))
+    files.forget_round(project, "another round's id")  # not this round's: kept
+    assert path.exists()
+    rewrite(pid=2**22 + 12345)  # no such process (above Linux's highest pid)
     text = files.interrupted_round(project)
     assert text is not None and "(started " in text and "on 3 corrected images)" in text
     assert "never finished: napari stopped while it ran (it may have crashed)" in text
-    note["host"] = socket.gethostname() + "-another"  # a round on another computer
-    (project / files.ROUND_NOTE).write_text(json.dumps(note))
+    rewrite(pid=os.getpid())
+    assert files.interrupted_round(project) is None  # this very process
+    rewrite(process_started=files._started() - 3600)  # its pid given to another since
+    assert files.interrupted_round(project) is not None
+    rewrite(host=socket.gethostname() + "-another")  # a round on another computer
     assert files.interrupted_round(project) is None
-    (project / files.ROUND_NOTE).write_text("{broken")
+    rewrite(host=socket.gethostname(), state="closed", at="at epoch 3 of 12")
+    assert "was stopped at epoch 3 of 12 when napari was closed" in files.interrupted_round(
+        project)
+    versions = ModelVersions(project)  # napari closed while the round saved its version
+    versions.record_base(tiny_model.path)
+    assert files.interrupted_round(project) is not None  # the base is no round's
+    versions.add(tiny_model.model, tiny_model.config, {"adopted": True})
     assert files.interrupted_round(project) is None
-    files.forget_round(project)
-    assert not (project / files.ROUND_NOTE).exists()
+    path.write_text("{broken")
+    assert files.interrupted_round(project) is None
+    files.forget_round(project, round_id)  # not readable as this round's: kept
+    files.forget_round_note(project)
+    assert not path.exists()
 
 
-def test_a_version_put_in_use_by_another_dock_is_the_projects_model_next_time(
+def test_the_round_removes_its_note_once_its_version_is_saved(retrain, qtbot, monkeypatch):
+    # napari closing after the version was saved, before the dock heard of it, would
+    # otherwise call the round lost
+    import napari_nuclei_unet.widgets._retrain_finetune as steps
+
+    viewer, dock, session, samples, project = retrain
+    dock.edit_label_mask()
+    add(qtbot, dock)
+    dock.epochs_spin.setValue(1)
+    dock.steps_spin.setValue(1)
+    monkeypatch.setattr(steps, "forget_round", lambda *args: None)  # the dock's own
+    worker = dock.start_finetune()
+    assert (project / "round-in-progress.json").exists()
+    wait_worker(qtbot, worker, timeout=120_000)
+    assert [v.name for v in dock.versions() if not v.is_base] == ["v001"]
+    assert not (project / "round-in-progress.json").exists()
+
+
+def test_another_version_put_in_use_elsewhere_undoes_a_choice_and_chooses_nothing(
         retrain, qtbot, make_napari_viewer, monkeypatch):
     # tried a refused version, went back to the base model through the Model dock: napari
-    # started again named the refused version as the project's model (GUI check h_gui28, L1)
+    # started again named the refused version as the project's model (GUI check h_gui28,
+    # L1); a model only looked at must not become the project's (review h_rev14, H1)
     from napari_nuclei_unet.core.checkpoint import load_checkpoint
     from napari_nuclei_unet.core.finetune import ModelVersions
     from napari_nuclei_unet.widgets.retrain_widget import RetrainWidget
@@ -1294,14 +1357,18 @@ def test_a_version_put_in_use_by_another_dock_is_the_projects_model_next_time(
     wait_worker(qtbot, dock.use_version("v001"))
     assert versions.current().name == "v001"  # chosen: the project's model
     session.set_model(load_checkpoint(base.path))  # what the Model dock's loading does
-    assert versions.current().name == "v000"
+    assert versions.current().name == "v000"  # the newest made current
     again = RetrainWidget(make_napari_viewer())  # napari started again
     assert "This project's model is <b>v000</b>" in again.model_label.text()  # not v001
-    session.set_model(load_checkpoint(versions.get("v001").model))  # a version, any dock
-    assert versions.current().name == "v001"
-    other = tiny_other_model(project.parent)
-    session.set_model(other)  # not a version of this project: the project's model stays
-    assert versions.current().name == "v001"
+
+    versions.add(base.model, base.config, {"adopted": True})  # v002, made current
+    for model in (load_checkpoint(base.path),  # the default model looked at
+                  load_checkpoint(versions.get("v001").model),  # a version, not chosen
+                  tiny_other_model(project.parent)):  # not a version of this project
+        session.set_model(model)
+        dock.refresh()
+        assert versions.current().name == "v002"
+    assert not (project / "versions" / "chosen.json").exists()
 
 
 def tiny_other_model(folder):

@@ -511,13 +511,13 @@ def test_the_image_segmented_and_its_result_are_what_the_canvas_shows(dock, qtbo
     viewer.add_image(nuclei_plane(4), name="membrane", blending="additive")  # a channel
     caption = text_overlay(viewer)
     caption.text, caption.visible = "0a7d30b2 · fluorescence · 256×256 px · 9 nuclei", True
-    widget.image.value = viewer.layers["a"]
     with capture_notifications() as notes:
+        widget.image.value = viewer.layers["a"]  # chosen: shown before it is segmented
         run(qtbot, widget)
     visible = {layer.name for layer in viewer.layers if layer.visible}
     assert visible == {"a", "a labels", "membrane"}
     assert caption.text == "a"  # it named a dataset sample under it (GUI check h_gui14, N13)
-    assert notes.any("“b”, “c” are hidden so that you see “a” and its result")
+    assert notes.any("“b”, “c” are hidden so that you see “a”")
     assert viewer.layers.selection.active is viewer.layers["a labels"]  # the brush's layer
     widget.image.value = viewer.layers["c"]
     run(qtbot, widget)
@@ -876,10 +876,17 @@ def test_an_image_without_a_result_chosen_is_brought_into_view(dock, qtbot):
     assert layer.visible and viewer.layers["a"].visible
     widget.image.value = viewer.layers["b"]
     assert widget.status.text().startswith("b has no result yet: press Segment.")
-    assert viewer.layers["b"].visible and viewer.layers.selection.active is viewer.layers["b"]
+    assert viewer.layers["b"].visible
     assert not layer.visible and not viewer.layers["a"].visible  # they covered b
     widget.image.value = viewer.layers["a"]  # its own result: both shown again
     assert layer.visible and viewer.layers["a"].visible
+    viewer.add_image(nuclei_plane(3), name="c")  # opened: the dock's choice, as napari
+    assert widget.image.value is viewer.layers["c"]  # shows it (nothing else hidden)
+    assert layer.visible and viewer.layers["a"].visible
+    widget.image.value = viewer.layers["b"]
+    widget.image.value = viewer.layers["c"]  # a second image without a result (h_rev14 M3)
+    assert widget.status.text() == "c has no result yet: press Segment."
+    assert viewer.layers["c"].visible  # over b, which stays under it
 
 
 def test_the_earlier_labels_are_copied_when_the_job_starts():

@@ -173,7 +173,8 @@ def test_a_result_painted_and_not_saved_is_kept_when_napari_closes(
         second = SegmentWidget(viewer2)  # cells, the last image opened, is chosen
         assert "Convert to Labels" in second.status.text()
         second.image.value = viewer2.layers["other"]
-        assert second.status.text() == ""  # not said of another image (h_gui21 L2)
+        # not said of another image (h_gui21 L2)
+        assert second.status.text() == "other has no result yet: press Segment."
         second.image.value = viewer2.layers["cells"]
     assert sum(kept.name in text and str(kept.parent) in text for text in notes.texts()) == 1
     # ... as the message says: opened (the dock makes an opened file its Image), then

@@ -214,7 +214,7 @@ def test_choosing_an_image_selects_and_shows_its_result(dock, qtbot, tmp_path):
 def test_an_undo_after_a_save_counts_as_an_edit_and_is_kept(dock, qtbot, tmp_path):
     # napari's Ctrl+Z changes the labels without a paint event: a stroke taken back
     # after Add plane left the result "saved", and closing napari kept nothing of it
-    from napari_nuclei_unet.widgets._segment_outputs import EDITED_SINCE
+    from napari_nuclei_unet.widgets._segment_outputs import EDITED_SINCE, EDITED_SINCE_ADDED
     from napari_nuclei_unet.widgets._unsaved_labels import UNSAVED_KEY
 
     viewer, widget = dock
@@ -229,22 +229,22 @@ def test_an_undo_after_a_save_counts_as_an_edit_and_is_kept(dock, qtbot, tmp_pat
     wait_worker(qtbot, widget.add_to_project(tmp_path / "p"))
     assert layer.metadata[UNSAVED_KEY] is False
     said = widget.status.text()
-    assert said.startswith("Added ") and EDITED_SINCE not in said
+    assert said.startswith("Added ") and "You have edited" not in said
     keys.press_key("Control-Z")
     keys.release_key("Control-Z")
     np.testing.assert_array_equal(np.asarray(layer.data), before)  # napari's undo ran
     assert layer.metadata[UNSAVED_KEY] is True
     # the dock no longer says it is all in the project (GUI check h_gui26, L1)
-    assert widget.status.text() == said + EDITED_SINCE
+    assert widget.status.text() == said + EDITED_SINCE_ADDED
     wait_worker(qtbot, widget.add_to_project(tmp_path / "p"))  # the undo added: saved
     assert layer.metadata[UNSAVED_KEY] is False
     assert widget.status.text().startswith("Replaced ")
-    assert EDITED_SINCE not in widget.status.text()
+    assert "You have edited" not in widget.status.text()
     keys.press_key("Control-Shift-Z")  # redo: the stroke is back, not in the project
     keys.release_key("Control-Shift-Z")
     assert np.asarray(layer.data)[40, 60] == 50
     assert layer.metadata[UNSAVED_KEY] is True
-    assert widget.status.text().endswith(EDITED_SINCE)
+    assert widget.status.text().endswith(EDITED_SINCE_ADDED)
     saved_to = tmp_path / "saved_labels.tif"
     assert widget.save_labels(saved_to) is not None
     assert widget.status.text() == f"Labels of cells saved to {saved_to}."

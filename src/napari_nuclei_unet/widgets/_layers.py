@@ -190,7 +190,10 @@ def get_or_create_labels(
 
     layer = find_layer(viewer, name, Labels)
     if layer is not None:
+        from napari_nuclei_unet.widgets._unsaved_labels import forget_history
+
         layer.data = data
+        forget_history(layer)  # Ctrl+Z never reaches into the labels shown before
         return layer
     from napari_nuclei_unet.widgets._scene import keep_shader_on_data_change
 

@@ -447,8 +447,8 @@ def bring_into_view(viewer: Any, image: Any, result: Any) -> list[str]:
     another image, under other images' labels (GUI check h_gui11, M2). So the results of
     other images, and the images drawn above ``image`` that cover it (overlapping it,
     mostly opaque, not added onto it as channels are), are hidden; ``result`` becomes
-    the active layer (the one napari's brush paints on; else ``image``). A layer hidden
-    so that the user turned back on is left alone.
+    the active layer (the one napari's brush paints on). A layer hidden so that the
+    user turned back on is left alone.
     """
     from napari.layers import Image, Labels
 
@@ -494,7 +494,8 @@ def bring_into_view(viewer: Any, image: Any, result: Any) -> list[str]:
         if info.get(PLANE_AT) and info.get("source") == image.name \
                 and layer.metadata.pop(HIDDEN_FOR_KEY, None):
             layer.metadata.pop(PLANE_AT, None)
-    viewer.layers.selection.active = image if result is None else result
+    if result is not None:  # else the selection stays (the user's own labels, say)
+        viewer.layers.selection.active = result
     frame_if_lost(viewer, image)  # in a corner at a larger sample's zoom (h_gui16, N2)
     overlay = text_overlay(viewer)
     if overlay.visible:  # it named the dataset's sample under it (GUI check h_gui14, N13)

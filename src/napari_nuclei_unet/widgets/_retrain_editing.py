@@ -156,7 +156,10 @@ def promote_prediction(
         keep_shader_on_data_change(viewer, layer)  # data changes need no shader build
         undo_counts_as_paint(layer)  # an undo after Add is an unsaved edit (its draft)
     else:
+        from napari_nuclei_unet.widgets._unsaved_labels import forget_history
+
         layer.data = data
+        forget_history(layer)  # Ctrl+Z never reaches into the image corrected before
     image = find_layer(viewer, IMAGE_LAYER)
     if image is not None:  # only when they differ: each set redraws the layer
         from napari_nuclei_unet.widgets._scene import set_changed

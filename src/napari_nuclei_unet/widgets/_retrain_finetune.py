@@ -36,9 +36,9 @@ from napari_nuclei_unet.widgets._retrain_jobs import (
     version_words,
 )
 from napari_nuclei_unet.widgets._retrain_project import (
-    ROUND_NOTE,
+    close_round_note,
     forget_round,
-    note_round,
+    start_round_note,
     unwritable_reason,
 )
 from napari_nuclei_unet.widgets._retrain_views import change_color
@@ -169,9 +169,11 @@ class FinetuneSteps:
             return None
         self._stop_event.clear()
         self._done_event.clear()
+        # read next time the project opens, if napari closes or crashes before the end
+        self._round_id = start_round_note(self.project, len(ids))
         worker = self.session.jobs.start(
             FINETUNE_JOB, _run_finetune, self._store, base, ids, original, ratio, overrides,
-            self._stop_event.is_set, self._done_event, diameter, aside, key,
+            self._stop_event.is_set, self._done_event, diameter, aside, key, self._round_id,
             on_yielded=self._on_update, on_returned=self._on_result,
             on_errored=self._on_errored, on_finished=self._on_finished, action="Fine-tuning",
             viewer=self.viewer,
@@ -180,13 +182,12 @@ class FinetuneSteps:
         )
         if worker is None:
             self._done_event.set()
+            forget_round(self.project, self._round_id)
             return None
         self._closing = False
         self._outcome = None
         self._failure = ""
         self._round_at = ""
-        # read next time the project opens, if napari closes or crashes before the end
-        note_round(self.project, "running", corrections=len(ids))
         self._epochs = int(overrides.get("epochs", FINETUNE_DEFAULTS["epochs"]))
         self.curves.clear()
         self.curves.set_planned_epochs(self._epochs)  # grows if the round plans more
@@ -249,9 +250,8 @@ class FinetuneSteps:
         self._closing = True
         self._stop_event.set()
         ended = self._done_event.wait(timeout)
-        if (self.project / ROUND_NOTE).exists():  # the round ended with no version saved
-            note_round(self.project, "closed", at=self._round_at)
-        return ended
+        close_round_note(self.project, self._round_id, self._round_at)  # if it is still
+        return ended  # there: its worker removes it once a version is saved
 
     def _on_update(self, update: Any) -> None:
         from napari_nuclei_unet.widgets._progress import format_duration
@@ -345,7 +345,7 @@ class FinetuneSteps:
 
         if self._closing:
             return
-        forget_round(self.project)  # it ended, and this dock says how
+        forget_round(self.project, self._round_id)  # it ended, and this dock says how
         if self._outcome == "finished":
             self.progress.setValue(1000)
         self.progress.setFormat(self._outcome or "failed")

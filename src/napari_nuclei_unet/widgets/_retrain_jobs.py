@@ -52,6 +52,7 @@ def _run_finetune(
     diameter: float = 0.0,
     aside: list[str] | None = None,
     inputs_key: str | None = None,
+    round_id: str = "",
 ) -> Generator[Any, None, tuple[Any, Any]]:
     """The worker's job: read the corrections, run a round, load the new model.
 
@@ -61,6 +62,8 @@ def _run_finetune(
     trains on and scores the corrections at the size predictions show them. ``aside``:
     the corrections kept aside, scored before and after (``held_out``), not trained on.
     ``inputs_key``: :func:`round_key` of the round, recorded in its version.
+    ``round_id``: the round's note (``_retrain_project``), removed here once its
+    version is saved or it failed, so that napari closing then does not call it lost.
 
     Returns
     -------
@@ -86,13 +89,13 @@ def _run_finetune(
                                      should_stop=should_stop, segment_options=options,
                                      held_out=held_out, inputs_key=inputs_key)
         if not result.cancelled:  # its version is saved: napari closing now loses nothing
-            forget_round(store.path)
+            forget_round(store.path, round_id)
         loaded = None
         if result.version is not None:
             loaded = load_checkpoint(result.version.model, device="auto")
         return result, loaded
     except Exception:
-        forget_round(store.path)  # the dock says why it failed
+        forget_round(store.path, round_id)  # the dock says why it failed
         raise
     finally:
         done.set()

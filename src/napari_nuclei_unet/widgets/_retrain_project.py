@@ -20,6 +20,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -259,38 +260,83 @@ def local_time(stamp: str, *, short: bool = False) -> str:
     return moment.strftime("%Y-%m-%d")
 
 
+def leave_other_choice(store: Any, version: Any, versions: list) -> None:
+    """The model in use is ``version`` of the project: forget another version chosen.
+
+    ``store``: the project's ``ModelVersions``; ``versions``: its versions, as just
+    listed. After 'Use this version' on a refused version, going back to the default
+    model (the project's ``v000``) in the Model dock left the refused one the project's
+    model after a restart (GUI check h_gui28, L1). The project's own rule applies again
+    (its newest version a round made current); nothing is chosen in the user's name: a
+    model only looked at leaves that rule alone (review h_rev14, H1).
+
+    Raises
+    ------
+    OSError
+        When the choice cannot be removed.
+    """
+    chosen = store.current(versions)
+    if chosen is not None and chosen.name != version.name:
+        store.forget_choice()
+
+
 #: The Retrain dock's note of the round it runs (``<project>/round-in-progress.json``):
-#: written when a round starts, removed when it ends; napari closing during the round
+#: written before a round starts, removed when it ends; napari closing during the round
 #: marks it "closed". Read when the project is next opened, so that a round closed or
-#: crashed away is not silently forgotten (GUI check h_gui28, L3).
+#: crashed away is not silently forgotten (GUI check h_gui28, L3). Each round's note
+#: has an id: a round ending removes or marks only its own (review h_rev14, M2).
 ROUND_NOTE = "round-in-progress.json"
 
 
-def note_round(project: str | os.PathLike, state: str, **info: object) -> None:
-    """Write the round note of ``project``: ``state`` "running" or "closed", and ``info``.
+def start_round_note(project: str | os.PathLike, corrections: int) -> str:
+    """Write the note of a round about to start on ``corrections`` images; its id.
 
-    A "closed" note keeps what the "running" one said (when it started, how many
-    corrections). The note is a courtesy, not data: a folder that cannot be written
-    to is not an error here (the round itself says so).
+    The note is a courtesy, not data: a folder that cannot be written to is not an
+    error here (the round itself says so).
     """
     import socket
+    import uuid
 
+    round_id = uuid.uuid4().hex
+    _write_round_note(Path(project), {
+        "round": round_id, "state": "running", "corrections": int(corrections),
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "host": socket.gethostname(), "pid": os.getpid(), "process_started": _started()})
+    return round_id
+
+
+def close_round_note(project: str | os.PathLike, round_id: str, at: str) -> None:
+    """Mark round ``round_id``'s note "closed" (napari closes), ``at`` where it was.
+
+    Nothing is written when the note is gone or another round's: the round ended.
+    """
+    note = _read_round_note(Path(project) / ROUND_NOTE)
+    if note is not None and note.get("round") == round_id:
+        _write_round_note(Path(project), {**note, "state": "closed", "at": at})
+
+
+def forget_round(project: str | os.PathLike, round_id: str) -> None:
+    """Remove round ``round_id``'s note (it ended and said how); another's stays."""
     path = Path(project) / ROUND_NOTE
-    note: dict[str, object] = {}
-    if state != "running":
-        note = _read_round_note(path) or {}
-    note.update(info, state=state, pid=os.getpid(), host=socket.gethostname())
-    note.setdefault("started", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    note = _read_round_note(path)
+    if note is not None and note.get("round") == round_id:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def forget_round_note(project: str | os.PathLike) -> None:
+    """Remove the note of ``project`` whichever round's (said to the user)."""
     try:
-        atomic_write_bytes(path, json.dumps(note, indent=2).encode("utf-8"))
+        (Path(project) / ROUND_NOTE).unlink(missing_ok=True)
     except OSError:
         pass
 
 
-def forget_round(project: str | os.PathLike) -> None:
-    """Remove the round note of ``project`` (the round ended and said how)."""
+def _write_round_note(project: Path, note: dict[str, object]) -> None:
     try:
-        (Path(project) / ROUND_NOTE).unlink(missing_ok=True)
+        atomic_write_bytes(project / ROUND_NOTE, json.dumps(note, indent=2).encode("utf-8"))
     except OSError:
         pass
 
@@ -303,18 +349,42 @@ def _read_round_note(path: Path) -> dict[str, object] | None:
     return note if isinstance(note, dict) else None
 
 
-def _process_alive(pid: object) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    if pid == os.getpid():
-        return True
+def _started(pid: int | None = None) -> float | None:
+    """When process ``pid`` (this one by default) started (seconds), None if unknown."""
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).create_time()
+    except (psutil.Error, OSError):
+        return None
+
+
+def _process_alive(note: dict[str, object]) -> bool:
+    """Whether the process that wrote ``note`` still runs.
+
+    The same process, not its pid given to another since: compared with its start time.
+    """
+    import psutil
+
+    pid, started = note.get("pid"), note.get("process_started")
+    if not isinstance(pid, int) or pid <= 0 or not psutil.pid_exists(pid):
         return False
-    except OSError:  # it exists, owned by someone else
-        return True
-    return True
+    if not isinstance(started, (int, float)):
+        return True  # cannot tell: not said
+    now = _started(pid)
+    return now is None or abs(now - float(started)) < 1.0
+
+
+def _saved_since(project: Path, started: str) -> bool:
+    """Whether a version of ``project`` was saved after ``started`` (an ISO time)."""
+    from napari_nuclei_unet.core.finetune import ModelVersions
+
+    try:
+        since = datetime.fromisoformat(started)
+        return any(datetime.fromisoformat(v.created) >= since
+                   for v in ModelVersions(project).list() if not v.is_base and v.created)
+    except (TypeError, ValueError, OSError):
+        return False
 
 
 def interrupted_round(project: str | os.PathLike) -> str | None:
@@ -323,7 +393,8 @@ def interrupted_round(project: str | os.PathLike) -> str | None:
     A round napari's closing stopped, or one whose napari stopped without ending it (a
     crash, a killed process): nothing of it was saved. A round still running (in this
     napari or in another one on this computer) is not one; neither is one running on
-    another computer, which cannot be told from one that crashed there.
+    another computer, which cannot be told from one that crashed there, nor one whose
+    version was saved after all (napari closed while it saved it).
     """
     import socket
 
@@ -332,7 +403,9 @@ def interrupted_round(project: str | os.PathLike) -> str | None:
         return None
     state = note.get("state")
     if state == "running" and (note.get("host") != socket.gethostname()
-                               or _process_alive(note.get("pid"))):
+                               or _process_alive(note)):
+        return None
+    if _saved_since(Path(project), str(note.get("started", ""))):
         return None
     when = local_time(str(note.get("started", "")), short=True)
     count = note.get("corrections")

@@ -56,6 +56,8 @@ OWN_WORDS, OWN_REFUSED = "Add plane adds the labels of ", "(Add plane would refu
 #: Added to the dock's words of a save or an add once the result is edited (or an edit
 #: undone) after it: "saved" no longer held (GUI check h_gui26, L1).
 EDITED_SINCE = " You have edited these labels since: that is not saved yet."
+#: The same after *Add plane* (review h_rev14, L2).
+EDITED_SINCE_ADDED = " You have edited these labels since: press Add plane again to add that."
 
 
 class SegmentOutputs:
@@ -79,7 +81,7 @@ class SegmentOutputs:
                 self._enable()  # the user's own labels selected can be added: said
                 self.say_what_add_adds()
             return
-        if not selection and self._not_the_chosen_images(show):
+        if not selection and self._not_the_chosen_images():
             return
         target = chosen_result(self.viewer.layers, self.image.value, self.result_layer,
                                self._shown, selection)
@@ -114,14 +116,30 @@ class SegmentOutputs:
                                 f"Save labels and Add plane use its result ({count}).")
         self._enable()
 
-    def _not_the_chosen_images(self, show: bool) -> bool:
+    def show_chosen_image(self) -> None:
+        """The user chose an image without a result: it is shown, and the dock says so.
+
+        The canvas showed another image and its result while the dock spoke of this one
+        (GUI check h_gui26, L2; after the first such choice too: review h_rev14, M3).
+        """
+        image = self.image.value
+        if image is None or self._worker is not None or previous_result(
+                self.viewer.layers, None, image) is not None:
+            return  # a job's result comes, or the image's result was shown
+        from napari_nuclei_unet.widgets._compare_layers import step_aside_for
+        from napari_nuclei_unet.widgets._own_layers import bring_into_view
+
+        step_aside_for(self.viewer, unwrapped(image))  # a dataset's side by side
+        bring_into_view(self.viewer, unwrapped(image), None)
+        if not self.status.text().startswith(f"{image.name} has no result yet"):
+            self.status.setText(f"{image.name} has no result yet: press Segment.")
+
+    def _not_the_chosen_images(self) -> bool:
         """An image without a result chosen: the dock lets go of another image's result.
 
         Its table, Export CSV and Save labels stayed, for the image segmented before
         (GUI check h_gui23, M2). The result stays in the layer list; selected there, it
-        is the dock's again. With ``show``, the image is brought into view (the canvas
-        showed the other image while the dock spoke of this one: h_gui26, L2). Returns
-        whether it let go.
+        is the dock's again. Returns whether it let go.
         """
         image, old = self.image.value, self.result_layer
         if image is None or old is None or unwrapped(self._shown.get("layer")) is unwrapped(
@@ -129,12 +147,6 @@ class SegmentOutputs:
             return False
         self.result_layer, self._shown, self.scores = None, {}, []
         self.table.set_table({})
-        if show:
-            from napari_nuclei_unet.widgets._compare_layers import step_aside_for
-            from napari_nuclei_unet.widgets._own_layers import bring_into_view
-
-            step_aside_for(self.viewer, unwrapped(image))  # a dataset's side by side
-            bring_into_view(self.viewer, unwrapped(image), None)
         self.status.setText(
             f"{image.name} has no result yet: press Segment. The result of "
             f"{(old.metadata.get(RESULT_KEY) or {}).get('source', old.name)} stays in the "
@@ -267,18 +279,19 @@ class SegmentOutputs:
             self._words_watched.add(layer)
             layer.events.paint.connect(_weak_slot(self._on_result_edited))
 
-    def _say_saved(self, text: str, layer: Any) -> None:
+    def _say_saved(self, text: str, layer: Any, since: str = EDITED_SINCE) -> None:
+        """Say ``text`` of ``layer`` saved; ``since`` is added once it is edited again."""
         import weakref
 
         self.status.setText(text)
-        self._saved_words = (text, weakref.ref(unwrapped(layer)))
+        self._saved_words = (text, weakref.ref(unwrapped(layer)), since)
 
     def _on_result_edited(self, event: Any) -> None:
         words = self._saved_words
         if self._dead or words is None or unwrapped(event.source) is not words[1]():
             return
         if self.status.text() == words[0]:  # still says "saved" of this layer
-            self.status.setText(words[0] + EDITED_SINCE)
+            self.status.setText(words[0] + words[2])
         self._saved_words = None
 
     def shown_name(self) -> str:
@@ -468,7 +481,8 @@ class SegmentOutputs:
             else:  # not kept on closing as unsaved when all its strokes are in (h_gui23 M3)
                 added(result_layer, token, painted_plane(result_layer, stack.plane_index(flat)),
                       region)
-            self._say_saved(text, result_layer)  # the notification fades (h_gui11, L4)
+            self._say_saved(text, result_layer, EDITED_SINCE_ADDED)  # the notification
+            # fades (GUI check h_gui11, L4)
 
         def failed(exc: BaseException) -> None:  # the notification fades; the dock says it
             not_saved(result_layer, token)

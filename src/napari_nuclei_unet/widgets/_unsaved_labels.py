@@ -184,6 +184,19 @@ def _step_history(layer: Any, redo: bool) -> None:
             layer.events.paint(value=atoms)
 
 
+def forget_history(layer: Any) -> None:
+    """Forget the undo and redo history of the Labels ``layer``, whose data was replaced.
+
+    napari keeps it when a layer's data is replaced: Ctrl+Z on the next sample's label
+    mask (the plugin reuses that layer) put a stroke of the sample shown before into
+    it, and with undo counting as an edit, offered it as a correction (review h_rev14,
+    H2). A napari without that history is left as it is.
+    """
+    reset = getattr(layer, "_reset_history", None)
+    if callable(reset):
+        reset()
+
+
 def undo_counts_as_paint(layer: Any) -> None:
     """Make Ctrl+Z and Ctrl+Shift+Z on the Labels ``layer`` tell its paint listeners.
 
@@ -191,7 +204,9 @@ def undo_counts_as_paint(layer: Any) -> None:
     only) run napari's undo or redo, then emit ``layer.events.paint`` with the history
     item's atoms: whatever marks the layer edited or unsaved on a stroke (a result's
     unsaved flag and the dock's words, a label mask's edits, a correction's draft)
-    hears an undo too.
+    hears an undo too. The atoms say where the labels changed; their values are those
+    of the edit undone, not of the undo (the plugin's listeners read only where). A
+    layer whose data the plugin replaces forgets its history (:func:`forget_history`).
     """
     from app_model.types import KeyCode, KeyMod
 

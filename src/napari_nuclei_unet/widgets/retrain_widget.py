@@ -88,8 +88,9 @@ from napari_nuclei_unet.widgets._retrain_project import (
     READ_ONLY_HINT,
     DraftStore,
     default_project_dir,
-    forget_round,
+    forget_round_note,
     interrupted_round,
+    leave_other_choice,
     local_time,
     unwritable_reason,
 )
@@ -133,7 +134,7 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         self._done_event = threading.Event()
         self._done_event.set()
         self._closing = False
-        self._round_at = ""  # where the running round is, for its note
+        self._round_at = self._round_id = ""  # where the running round is; its note
         self._dead = False  # set when the Qt widget is destroyed (plain Python from then on)
         self._last_step_ui = 0.0
         self._epochs = 1
@@ -308,8 +309,9 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
             self.versions_table.select_key(rounds[-1].name)
         interrupted = interrupted_round(folder)  # napari closed or crashed during it
         if interrupted:
-            forget_round(folder)
+            forget_round_note(folder)
             self.status_label.setText(interrupted)
+            notify(interrupted)  # the status line goes with the next model loaded
         return True
 
     def _clear_round_messages(self) -> None:
@@ -364,8 +366,6 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         self.corrections_label.setText(text)
         versions = self.versions()
         current = version_of_model(self.session.model, versions)
-        if current is not None and not self.is_finetuning():
-            self._record_choice(current, versions)
         self.versions_table.set_versions(versions, None if current is None else current.name)
         self.versions_label.setText(
             "No round yet: the first one records the current model as v000."
@@ -414,7 +414,11 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
             return None
 
         def use(loaded: Any) -> None:
-            self.session.set_model(loaded)  # the project's model from now on (_record_choice)
+            self.session.set_model(loaded)
+            try:  # the project's model from now on, also after napari starts again
+                self.model_versions().choose(version.name)
+            except (OSError, KeyError) as exc:
+                notify_error(exc, f"Recording {version.name} as the project's model")
             notify(f"Now using model {version_words(version)}; the corrected images are "
                    "predicted again.")
             self.refresh()
@@ -484,25 +488,13 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         versions = self.versions()
         current = version_of_model(self.session.model, versions)
         if current is not None and not self.is_finetuning():
-            self._record_choice(current, versions)
+            try:  # another of its versions put in use: the project's own rule again
+                leave_other_choice(self.model_versions(), current, versions)
+            except OSError as exc:
+                notify_error(exc, "Forgetting the version chosen for this project")
         self.versions_table.set_versions(versions, None if current is None else current.name)
         self._update_model_label(current, versions)
         self._update_buttons()
-
-    def _record_choice(self, version: Any, versions: list[Any]) -> None:
-        """A version put in use in any dock is the project's model, after a restart too.
-
-        Back on the default model through the Model dock after trying a refused version,
-        napari started again named the refused one as the project's model (GUI check
-        h_gui28, L1). A round made current later takes over, as after 'Use this version'.
-        """
-        store = self.model_versions()
-        chosen = store.current(versions)
-        if chosen is not None and chosen.name != version.name:
-            try:
-                store.choose(version.name)
-            except (OSError, KeyError) as exc:
-                notify_error(exc, f"Recording {version.name} as the project's model")
 
     def _update_model_label(self, current: Any, versions: list[Any]) -> None:
         """Say which model is in use; ``versions``: the project's, as just listed."""

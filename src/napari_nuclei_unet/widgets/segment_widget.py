@@ -98,6 +98,7 @@ from napari_nuclei_unet.widgets._segment_outputs import (  # noqa: F401 - as bef
 )
 from napari_nuclei_unet.widgets._session import session_for
 from napari_nuclei_unet.widgets._unsaved_labels import (
+    forget_history,
     say_kept_once,
     watch_unsaved,
 )
@@ -124,7 +125,7 @@ class SegmentWidget(SegmentOutputs, QWidget):
         self.result_layer = self.result = None  # the result shown; the last job's result
         self.scores: list = []
         self.added: Any = None  # the correction the last "Add plane…" wrote
-        self._saved_words: tuple[str, Any] | None = None  # said of a save: (words, layer)
+        self._saved_words: tuple | None = None  # said of a save: words, layer, then added
         self._words_watched: Any = weakref.WeakSet()  # result layers whose edits it hears
         self._source: dict[str, Any] = {}  # what the running (or last) job segments
         self._shown: dict[str, Any] = {}  # what the shown result was segmented from
@@ -321,6 +322,8 @@ class SegmentWidget(SegmentOutputs, QWidget):
         # the canvas changes for the user's choice, not for the list's own (a layer
         # deleted): that one took the view off a dataset's side by side (h_gui27, L1)
         self.follow_chosen_result(selection=False, show=not self._listing)
+        if not self._listing:
+            self.show_chosen_image()  # one without a result (h_gui26 L2)
         self.truth.reset_choices()  # a ground truth of another size is no longer a choice
         self._enable()
         kept = say_kept_once(self.image.value, self._said_kept)  # closed on, unsaved
@@ -545,6 +548,7 @@ class SegmentWidget(SegmentOutputs, QWidget):
             self.result_layer, replaced = old, zarr_of(old)
             old.visible = False
             old.data, old.features = shown, features
+            forget_history(old)  # Ctrl+Z does not bring the earlier result back
             if old.selected_label > np.iinfo(shown.dtype).max:  # uint32 to uint16: napari
                 old.selected_label = 1  # refused every stroke (review h_rev12, L5)
             old.scale, old.translate = kwargs["scale"], kwargs["translate"]  # image's now

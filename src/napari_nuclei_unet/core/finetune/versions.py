@@ -236,6 +236,13 @@ class ModelVersions:
             # the newest version a round made current then: a newer one takes over
             "over": -1 if newest is None else newest.number})
 
+    def forget_choice(self) -> None:
+        """Forget the version the user chose (:meth:`choose`).
+
+        :meth:`current` is then again the newest version a round made current.
+        """
+        (self.versions_dir / CHOSEN_FILE).unlink(missing_ok=True)
+
     def get(self, name: str) -> ModelVersion:
         """The version called ``name`` (``"v002"``; ``"2"`` and ``2`` work too).
 
