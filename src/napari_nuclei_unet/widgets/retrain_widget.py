@@ -451,7 +451,7 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
             self, "Use a version its round did not make current?",
             f"{name} did worse on its round's checks, so it was not made current. Use it "
             "anyway? It becomes this project's model, also when napari starts again, until "
-            "a round is made current.")
+            "a round is made current or another of its versions is put in use.")
         return answer == QMessageBox.StandardButton.Yes
 
     def _on_version_selected(self) -> None:
