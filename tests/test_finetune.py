@@ -753,11 +753,13 @@ def test_overrides_cannot_change_the_architecture(fluorescence_model, tmp_path):
         next(job)
 
 
-def test_rounds_from_a_correction_store_chain_versions(fluorescence_model, tmp_path):
+def test_rounds_from_a_correction_store_chain_versions(fluorescence_model, tmp_path, request):
     import torch
 
     checkpoint, original, _ = fluorescence_model
+    threads = torch.get_num_threads()
     torch.set_num_threads(2)
+    request.addfinalizer(lambda: torch.set_num_threads(threads))  # the process's again
     store = CorrectionStore(tmp_path)
     sample = synthetic("histology", 303)
     store.add("h", sample.image, sample.labels)
