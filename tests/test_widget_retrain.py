@@ -212,6 +212,16 @@ def test_an_undo_after_add_is_an_unsaved_edit_kept_as_a_draft(retrain, qtbot):
         qtbot.waitUntil(lambda: (project / "drafts" / f"{samples[0].id}.npz").exists(),
                         timeout=10_000)  # the draft of the edit, as after a stroke
         add(qtbot, dock)
+    layer.paint((30, 30), 9)
+    add(qtbot, dock)
+    keys.press_key("Control-Z")
+    keys.release_key("Control-Z")
+    from napari_nuclei_unet.widgets._layers import short_id
+
+    with capture_notifications() as notes:
+        show(viewer, session, samples[1])  # the image added before, its undo not: said
+    assert notes.any(f"Your latest edits of {short_id(samples[0].id)} are not in the training "
+                     "set (it holds your earlier correction). They were kept as a draft")
 
 
 def test_an_undo_on_the_next_image_does_not_reach_into_the_one_before(retrain, qtbot):
@@ -317,6 +327,7 @@ def test_switching_image_keeps_unsaved_edits_as_draft(retrain, qtbot):
     assert layer is reused and layer.visible
     assert np.array_equal(layer.data, painted)
     assert dock.has_unsaved_edits()
+    assert "editing the draft" in dock.image_label.text()  # not "the prediction copy"
     add(qtbot, dock)
     assert not (project / "drafts" / f"{samples[0].id}.npz").exists()
     assert dock.corrections_table.keys() == [samples[0].id]
@@ -1264,16 +1275,21 @@ def test_a_round_napari_closed_is_said_when_the_project_opens_again(
     assert [v.name for v in dock.versions() if not v.is_base] == []
     qtbot.waitUntil(lambda: not worker.is_running, timeout=30_000)
 
-    again = RetrainWidget(make_napari_viewer())  # napari started again: the last project
-    text = again.status_label.text()
+    with capture_notifications() as notes:
+        again = RetrainWidget(make_napari_viewer())  # napari started again: last project
+    assert notes.any("Fine-tuning round not saved: napari stopped while it ran")
+    # said at the top of '3. Fine-tune the model', not in its status line, which lies
+    # below a laptop's screen (GUI check h_gui29, M1)
+    text = again.model_label.text()
     assert again.project == project
     assert "The last fine-tuning round of this project" in text
     assert "on 1 corrected image)" in text
     assert "was stopped at epoch " in text and " of 100 when napari was closed" in text
     assert "Nothing of it was saved" in text
+    assert text.index("Nothing of it was saved") < text.index("No model loaded")
     assert not (project / ROUND_NOTE).exists()  # said once
     assert again.set_project(user_dirs / "other") and again.set_project(project)
-    assert "fine-tuning round" not in again.status_label.text()
+    assert "fine-tuning round" not in again.model_label.text()
 
 
 def test_a_round_whose_napari_stopped_without_ending_it_is_said(tmp_path, tiny_model):
@@ -1331,7 +1347,11 @@ def test_the_round_removes_its_note_once_its_version_is_saved(retrain, qtbot, mo
     dock.epochs_spin.setValue(1)
     dock.steps_spin.setValue(1)
     monkeypatch.setattr(steps, "forget_round", lambda *args: None)  # the dock's own
+    dock._round_lost = "A round was cut short."  # as read when the project opened
+    dock.refresh()
+    assert "A round was cut short." in dock.model_label.text()
     worker = dock.start_finetune()
+    assert "A round was cut short." not in dock.model_label.text()  # a new one runs
     assert (project / "round-in-progress.json").exists()
     wait_worker(qtbot, worker, timeout=120_000)
     assert [v.name for v in dock.versions() if not v.is_base] == ["v001"]

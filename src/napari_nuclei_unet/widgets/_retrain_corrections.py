@@ -247,12 +247,15 @@ class CorrectionSteps:
             notify_error(exc, f"Saving your corrections of {short_id(state.sample.id)}")
             return False
         if warn:
-            notify(
-                f"Your corrections of {short_id(state.sample.id)} are not in the training set "
-                "yet. They were kept as a draft: show that image again and click 'Continue "
-                "draft', then 'Add to training set'.",
-                warning=True,
-            )
+            from napari_nuclei_unet.core.finetune import safe_sample_id
+
+            name = short_id(state.sample.id)
+            added = self._store is not None and safe_sample_id(state.sample.id) in self._store
+            what = (f"Your latest edits of {name} are not in the training set (it holds your "
+                    "earlier correction)" if added else  # an undo after Add (h_gui29 L2)
+                    f"Your corrections of {name} are not in the training set yet")
+            notify(f"{what}. They were kept as a draft: show that image again and click "
+                   "'Continue draft', then 'Add to training set'.", warning=True)
         return True
 
     def _on_current_changed(self, sample_id: str | None) -> None:

@@ -33,6 +33,7 @@ from napari_nuclei_unet.widgets._retrain_jobs import (
     repeated_round,
     round_adopted,
     round_key,
+    version_of_model,
     version_words,
 )
 from napari_nuclei_unet.widgets._retrain_project import (
@@ -177,7 +178,9 @@ class FinetuneSteps:
             on_yielded=self._on_update, on_returned=self._on_result,
             on_errored=self._on_errored, on_finished=self._on_finished, action="Fine-tuning",
             viewer=self.viewer,
-            description=f"Fine-tuning on {len(ids)} corrected image(s) into {self.project}",
+            # napari's close dialog lists it: what closing does (GUI check h_gui29, L5)
+            description=f"Fine-tuning on {len(ids)} corrected image(s) into {self.project}; "
+                        "closing stops it and keeps nothing of it",
             cancel=self.stop_and_wait,
         )
         if worker is None:
@@ -188,6 +191,10 @@ class FinetuneSteps:
         self._outcome = None
         self._failure = ""
         self._round_at = ""
+        if self._round_lost:  # the round cut short before is said no more
+            self._round_lost = ""
+            versions = self.versions()
+            self._update_model_label(version_of_model(self.session.model, versions), versions)
         self._epochs = int(overrides.get("epochs", FINETUNE_DEFAULTS["epochs"]))
         self.curves.clear()
         self.curves.set_planned_epochs(self._epochs)  # grows if the round plans more

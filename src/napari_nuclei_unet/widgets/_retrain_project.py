@@ -286,6 +286,10 @@ def leave_other_choice(store: Any, version: Any, versions: list) -> None:
 #: crashed away is not silently forgotten (GUI check h_gui28, L3). Each round's note
 #: has an id: a round ending removes or marks only its own (review h_rev14, M2).
 ROUND_NOTE = "round-in-progress.json"
+#: The notification of such a round (napari's toast shows the first words; the dock's
+#: '3. Fine-tune the model' says the rest).
+ROUND_LOST_NOTICE = ("Fine-tuning round not saved: napari stopped while it ran (see '3. "
+                     "Fine-tune the model' in Retrain).")
 
 
 def start_round_note(project: str | os.PathLike, corrections: int) -> str:

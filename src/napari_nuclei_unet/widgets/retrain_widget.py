@@ -86,6 +86,7 @@ from napari_nuclei_unet.widgets._retrain_jobs import (  # noqa: F401  (re-export
 from napari_nuclei_unet.widgets._retrain_layout import build_layout
 from napari_nuclei_unet.widgets._retrain_project import (
     READ_ONLY_HINT,
+    ROUND_LOST_NOTICE,
     DraftStore,
     default_project_dir,
     forget_round_note,
@@ -135,6 +136,7 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         self._done_event.set()
         self._closing = False
         self._round_at = self._round_id = ""  # where the running round is; its note
+        self._round_lost = ""  # a round of the project napari's closing or a crash cut short
         self._dead = False  # set when the Qt widget is destroyed (plain Python from then on)
         self._last_step_ui = 0.0
         self._epochs = 1
@@ -302,16 +304,15 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         self.scores_table.set_changes([])
         self.summary_label.setText("")
         self._clear_round_messages()
+        self._round_lost = interrupted_round(folder) or ""  # shown with the model in use
+        if self._round_lost:  # (the status line lay below a laptop's screen: h_gui29 M1)
+            forget_round_note(folder)
+            notify(ROUND_LOST_NOTICE)
         self.session.set_project_dir(folder, remember=remember)  # the Segment dock's too
         self.refresh()
         rounds = [v for v in self.versions() if not v.is_base]
         if rounds:  # a reopened project shows what its last round measured
             self.versions_table.select_key(rounds[-1].name)
-        interrupted = interrupted_round(folder)  # napari closed or crashed during it
-        if interrupted:
-            forget_round_note(folder)
-            self.status_label.setText(interrupted)
-            notify(interrupted)  # the status line goes with the next model loaded
         return True
 
     def _clear_round_messages(self) -> None:
@@ -519,6 +520,8 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
                     if not versions else
                     f"Model in use: <b>{name}</b> "
                     f"({self._not_a_version_words(model, versions)}).")
+        if self._round_lost:  # until the next round starts
+            text = f"<span style='color:#f0a030'><b>{self._round_lost}</b></span><br>{text}"
         self.model_label.setText(text)
 
     @staticmethod
@@ -565,8 +568,8 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         editing_it = state is not None and state.sample.id == sample.id
         if editing_it:
             on_copy = state.layer.name == editing.CORRECTION_LAYER
-            what = ("saved correction" if state.saved else "prediction copy" if on_copy
-                    else "label mask")
+            what = ("saved correction" if state.saved else "draft" if state.baseline is None
+                    else "prediction copy" if on_copy else "label mask")  # (h_gui29 L3)
             parts.append(f"editing the {what}" + (" · <b>unsaved edits</b>" if state.is_dirty()
                                                   else ""))
         has_draft = DraftStore(self.project).has(sample.id)
