@@ -101,11 +101,7 @@ class SegmentOutputs:
         self.truth.value = None  # another image's ground truth scored it (h_gui18, M-A)
         if not selection and show:  # the image chosen: shown, its result selected, as
             # after Segment (Add plane and the brush went by another image's result: h_gui24 N1)
-            from napari_nuclei_unet.widgets._compare_layers import step_aside_for
-            from napari_nuclei_unet.widgets._own_layers import bring_into_view
-
-            step_aside_for(self.viewer, target["layer"])  # a dataset's side by side
-            bring_into_view(self.viewer, target["layer"], self.result_layer)
+            self._bring_into_view(target["layer"], self.result_layer)
         painted = "; painted on since: Export CSV measures it again" \
             if self.result_layer.metadata.get(EDITED_KEY) else ""
         count = f"{nuclei(len(table.get('label', ())))} as segmented{painted}"
@@ -126,13 +122,17 @@ class SegmentOutputs:
         if image is None or self._worker is not None or previous_result(
                 self.viewer.layers, None, image) is not None:
             return  # a job's result comes, or the image's result was shown
+        self._bring_into_view(unwrapped(image), None)
+        if not self.status.text().startswith(f"{image.name} has no result yet"):
+            self.status.setText(f"{image.name} has no result yet: press Segment.")
+
+    def _bring_into_view(self, image: Any, result: Any) -> None:
+        """Show ``image`` and its ``result`` (None: none yet), off a dataset's side by side."""
         from napari_nuclei_unet.widgets._compare_layers import step_aside_for
         from napari_nuclei_unet.widgets._own_layers import bring_into_view
 
-        step_aside_for(self.viewer, unwrapped(image))  # a dataset's side by side
-        bring_into_view(self.viewer, unwrapped(image), None)
-        if not self.status.text().startswith(f"{image.name} has no result yet"):
-            self.status.setText(f"{image.name} has no result yet: press Segment.")
+        step_aside_for(self.viewer, image)
+        bring_into_view(self.viewer, image, result)
 
     def _not_the_chosen_images(self) -> bool:
         """An image without a result chosen: the dock lets go of another image's result.
