@@ -22,6 +22,30 @@ def dock(make_napari_viewer):
     return segment_dock(make_napari_viewer())  # given a proxy, as napari gives plugins
 
 
+def test_choosing_an_image_with_a_result_keeps_the_users_own_labels_selected(dock, qtbot,
+                                                                            tmp_path):
+    # choosing the image again selected the model's result in place of the user's own
+    # labels: Add plane then added the model's labels (GUI check h_gui30, M1)
+    from napari_nuclei_unet.core.finetune import CorrectionStore
+
+    viewer, widget = dock
+    truth = disc_labels(SHAPE, [(12, 12), (30, 40)])
+    viewer.add_image((truth > 0).astype(np.uint16) * 900 + 50, name="a")
+    viewer.add_image((truth > 0).astype(np.uint16) * 900 + 60, name="b")
+    widget.image.value = viewer.layers["a"]
+    wait_worker(qtbot, widget.segment())
+    result = widget.result_layer
+    mine = viewer.add_labels(truth[:, ::-1].copy(), name="mine")
+    viewer.layers.selection.active = mine
+    widget.image.value = viewer.layers["b"]
+    widget.image.value = viewer.layers["a"]  # back: a and its result shown, mine stays
+    assert result.visible and viewer.layers.selection.active is mine
+    assert widget.status.text() == "Add plane adds the labels of “mine” (yours) as a's correction."
+    wait_worker(qtbot, widget.add_to_project(tmp_path / "project"))
+    (sample,) = CorrectionStore(tmp_path / "project").load_samples(["a-plane0"])
+    assert np.array_equal(sample.labels > 0, truth[:, ::-1] > 0)  # the user's, not the model's
+
+
 def test_a_labels_layer_of_the_images_shape_selected_is_added(dock, qtbot, tmp_path):
     from napari_nuclei_unet.core.finetune import CorrectionStore
     from napari_nuclei_unet.widgets._retrain_views import source_text

@@ -101,7 +101,12 @@ class SegmentOutputs:
         self.truth.value = None  # another image's ground truth scored it (h_gui18, M-A)
         if not selection and show:  # the image chosen: shown, its result selected, as
             # after Segment (Add plane and the brush went by another image's result: h_gui24 N1)
+            # unless the user's own labels are selected: Add plane adds those, not the
+            # model's result put in their place (GUI check h_gui30, M1)
+            own = self.viewer.layers.selection.active if self._own_labels() else None
             self._bring_into_view(target["layer"], self.result_layer)
+            if own is not None:
+                self.viewer.layers.selection.active = own
         painted = "; painted on since: Export CSV measures it again" \
             if self.result_layer.metadata.get(EDITED_KEY) else ""
         count = f"{nuclei(len(table.get('label', ())))} as segmented{painted}"
