@@ -22,6 +22,16 @@ def dock(make_napari_viewer):
     return segment_dock(make_napari_viewer())  # given a proxy, as napari gives plugins
 
 
+def two_images_one_segmented(qtbot, viewer, widget, first: str, second: str) -> np.ndarray:
+    """Images ``first`` and ``second`` of the same nuclei, ``second`` segmented; the truth."""
+    truth = disc_labels(SHAPE, [(12, 12), (30, 40)])
+    viewer.add_image((truth > 0).astype(np.uint16) * 900 + 50, name=first)
+    viewer.add_image((truth > 0).astype(np.uint16) * 900 + 60, name=second)
+    widget.image.value = viewer.layers[second]
+    wait_worker(qtbot, widget.segment())
+    return truth
+
+
 def test_choosing_an_image_with_a_result_keeps_the_users_own_labels_selected(dock, qtbot,
                                                                             tmp_path):
     # choosing the image again selected the model's result in place of the user's own
@@ -29,11 +39,7 @@ def test_choosing_an_image_with_a_result_keeps_the_users_own_labels_selected(doc
     from napari_nuclei_unet.core.finetune import CorrectionStore
 
     viewer, widget = dock
-    truth = disc_labels(SHAPE, [(12, 12), (30, 40)])
-    viewer.add_image((truth > 0).astype(np.uint16) * 900 + 50, name="a")
-    viewer.add_image((truth > 0).astype(np.uint16) * 900 + 60, name="b")
-    widget.image.value = viewer.layers["a"]
-    wait_worker(qtbot, widget.segment())
+    truth = two_images_one_segmented(qtbot, viewer, widget, "b", "a")
     result = widget.result_layer
     mine = viewer.add_labels(truth[:, ::-1].copy(), name="mine")
     viewer.layers.selection.active = mine
@@ -172,11 +178,7 @@ def test_a_result_painted_and_not_saved_is_kept_when_napari_closes(
     from napari_nuclei_unet.widgets.segment_widget import SegmentWidget
 
     viewer, widget = dock
-    truth = disc_labels(SHAPE, [(12, 12), (30, 40)])
-    viewer.add_image((truth > 0).astype(np.uint16) * 900 + 50, name="cells")
-    viewer.add_image((truth > 0).astype(np.uint16) * 900 + 60, name="saved one")
-    widget.image.value = viewer.layers["saved one"]
-    wait_worker(qtbot, widget.segment())
+    truth = two_images_one_segmented(qtbot, viewer, widget, "cells", "saved one")
     widget.result_layer.paint((40, 5), 77)
     widget.save_labels(tmp_path / "saved.tif")  # saved after painting: not kept again
     widget.image.value = viewer.layers["cells"]
