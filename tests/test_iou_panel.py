@@ -173,6 +173,36 @@ def test_clicking_a_row_shows_that_sample(panel, qtbot):
     assert len(viewer.layers) == n_layers  # layers reused
 
 
+def test_a_row_of_an_image_not_loaded_is_loaded_then_shown_unless_the_dataset_changed(
+        panel, qtbot, tmp_path):
+    import threading
+    from types import SimpleNamespace
+
+    from napari_nuclei_unet.widgets._layers import IMAGE_LAYER, SAMPLE_ID_KEY
+
+    viewer, panel, compare, session, samples, fake = panel
+    target = samples[2]
+    session.samples.pop(target.id)  # scored in an earlier session, not loaded in this one
+    session.dataset = SimpleNamespace(load=lambda sample_id: target, ids=list, path=tmp_path)
+    panel.show_sample_id(target.id)
+    qtbot.waitUntil(lambda: viewer.layers[IMAGE_LAYER].metadata[SAMPLE_ID_KEY] == target.id,
+                    timeout=10_000)
+    assert session.samples[target.id] is target
+    session.samples.pop(target.id)
+    show(viewer, session, samples[0])
+    slow = threading.Event()
+    session.dataset = SimpleNamespace(load=lambda sample_id: slow.wait(30) and target,
+                                      ids=list, path=tmp_path)
+    panel.show_sample_id(target.id)
+    worker = session.jobs.running("load sample")
+    session.dataset = SimpleNamespace(load=None, ids=list, path=tmp_path)  # another dataset opened
+    slow.set()
+    wait_worker(qtbot, worker)
+    qtbot.wait(50)
+    assert target.id not in session.samples  # not added to the other dataset's images
+    assert viewer.layers[IMAGE_LAYER].metadata[SAMPLE_ID_KEY] == samples[0].id
+
+
 def test_row_click_shows_prediction_without_compare_dock(make_napari_viewer, qtbot, monkeypatch):
     from napari_nuclei_unet.widgets._compare_layers import PREDICTION_LAYER
     from napari_nuclei_unet.widgets._layers import SAMPLE_ID_KEY

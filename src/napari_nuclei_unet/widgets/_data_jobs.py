@@ -117,3 +117,31 @@ def failure_list(failures: dict[str, str], limit: int = 5) -> str:
         return ""
     reasons = [f"{sample_id}: {why}" for sample_id, why in failures.items()]
     return "\n" + _report("These could not be read", reasons, limit=limit)
+
+
+def load_sample_then(session: Any, sample_id: str, then: Any) -> Any:
+    """Load ``sample_id`` of the session's open dataset in a worker, then ``then(sample)``.
+
+    The sample is added to ``session.samples`` first (decoded once, for every dock).
+    Nothing happens when another dataset was opened meanwhile. For the docks that show
+    an image of the dataset not loaded yet (the Scores panel, the Retrain dock's saved
+    corrections); the Data dock has its own, with its failures and its one worker.
+
+    Returns
+    -------
+    WorkerBase or None
+        The worker; None when no dataset is open or the session refused the job.
+    """
+    from napari_nuclei_unet.widgets._layers import short_id
+
+    dataset = session.dataset
+    if dataset is None:
+        return None
+
+    def loaded(sample: Any) -> None:
+        if dataset is session.dataset:
+            session.add_samples([sample])
+            then(sample)
+
+    return session.jobs.start("load sample", dataset.load, sample_id, on_returned=loaded,
+                              action=f"Loading image {short_id(sample_id)}", refuse=False)

@@ -17,6 +17,7 @@ import numpy as np
 from qtpy.QtCore import Qt
 
 from napari_nuclei_unet.widgets import _retrain_editing as editing
+from napari_nuclei_unet.widgets._data_jobs import load_sample_then
 from napari_nuclei_unet.widgets._layers import (
     DRAFTED_KEY,
     LABELS_LAYER,
@@ -501,10 +502,8 @@ class CorrectionSteps:
         dataset = self.session.dataset
         if sample_id not in self.session.samples and dataset is not None \
                 and sample_id in dataset.ids():
-            return self.session.jobs.start(
-                "load sample", dataset.load, sample_id,
-                on_returned=partial(self._correction_sample_loaded, dataset),
-                action=f"Loading image {short_id(sample_id)}", refuse=False)
+            return load_sample_then(self.session, sample_id,
+                                    lambda sample: self.show_correction(sample.id))
         if not self.show_sample_id(sample_id):
             return None
         if self.saves_pending():  # read once what is being saved is saved
@@ -516,12 +515,6 @@ class CorrectionSteps:
             on_returned=partial(self._edit_saved, store, sample_id),
             action=f"Reading the correction of {short_id(sample_id)}", refuse=False,
         )
-
-    def _correction_sample_loaded(self, dataset: Any, sample: Any) -> None:
-        if dataset is not self.session.dataset or self._store is None:
-            return  # another dataset or project meanwhile
-        self.session.add_samples([sample])
-        self.show_correction(sample.id)
 
     def _edit_saved(self, store: Any, sample_id: str, labels: np.ndarray) -> None:
         sample = self._current_sample()

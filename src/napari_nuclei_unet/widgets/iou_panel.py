@@ -32,6 +32,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_nuclei_unet.widgets._data_jobs import load_sample_then
 from napari_nuclei_unet.widgets._dock_life import (
     connect_napari,
     disconnect_all,
@@ -472,19 +473,8 @@ class IoUPanel(QWidget):
             if session.dataset is None:
                 notify(f"Image {short_id(sample_id)} is no longer loaded.", warning=True)
                 return
-            session.jobs.start(
-                "load sample",
-                session.dataset.load,
-                sample_id,
-                on_returned=self._on_sample_loaded,
-                action=f"Loading image {short_id(sample_id)}",
-                refuse=False,
-            )
+            load_sample_then(session, sample_id, self._show)  # shown once loaded
             return
-        self._show(sample)
-
-    def _on_sample_loaded(self, sample: Any) -> None:
-        self.session.add_samples([sample])
         self._show(sample)
 
     def _show(self, sample: Any) -> None:
