@@ -321,13 +321,9 @@ def close_round_note(project: str | os.PathLike, round_id: str, at: str) -> None
 
 def forget_round(project: str | os.PathLike, round_id: str) -> None:
     """Remove round ``round_id``'s note (it ended and said how); another's stays."""
-    path = Path(project) / ROUND_NOTE
-    note = _read_round_note(path)
+    note = _read_round_note(Path(project) / ROUND_NOTE)
     if note is not None and note.get("round") == round_id:
-        try:
-            path.unlink(missing_ok=True)
-        except OSError:
-            pass
+        forget_round_note(project)
 
 
 def forget_round_note(project: str | os.PathLike) -> None:
