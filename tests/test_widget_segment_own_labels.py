@@ -37,6 +37,7 @@ def test_choosing_an_image_with_a_result_keeps_the_users_own_labels_selected(doc
     # choosing the image again selected the model's result in place of the user's own
     # labels: Add plane then added the model's labels (GUI check h_gui30, M1)
     from napari_nuclei_unet.core.finetune import CorrectionStore
+    from napari_nuclei_unet.widgets._segment_outputs import EDITED_SINCE_ADDED
 
     viewer, widget = dock
     truth = two_images_one_segmented(qtbot, viewer, widget, "b", "a")
@@ -50,6 +51,8 @@ def test_choosing_an_image_with_a_result_keeps_the_users_own_labels_selected(doc
     wait_worker(qtbot, widget.add_to_project(tmp_path / "project"))
     (sample,) = CorrectionStore(tmp_path / "project").load_samples(["a-plane0"])
     assert np.array_equal(sample.labels > 0, truth[:, ::-1] > 0)  # the user's, not the model's
+    mine.paint((2, 2), 3)  # an edit after the add is said of the user's own labels too
+    assert widget.status.text().endswith(EDITED_SINCE_ADDED)  # (review h_rev14, L2)
 
 
 def test_a_labels_layer_of_the_images_shape_selected_is_added(dock, qtbot, tmp_path):

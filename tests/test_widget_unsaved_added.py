@@ -252,3 +252,34 @@ def test_an_undo_after_a_save_counts_as_an_edit_and_is_kept(dock, qtbot, tmp_pat
     assert widget.status.text() == f"Labels of cells saved to {saved_to}.{EDITED_SINCE}"
     viewer.layers.remove(layer)  # as napari closing does
     assert [name[:13] for name in kept()] == ["cells_labels-"]
+
+
+def test_a_stroke_during_a_save_or_an_add_is_said_not_saved(dock, qtbot, tmp_path):
+    # a stroke painted while the labels were written is not in the file, but the dock
+    # said the plain "saved" words (review h_rev14, L2)
+    import tifffile
+
+    from napari_nuclei_unet.widgets._segment_outputs import EDITED_SINCE, EDITED_SINCE_ADDED
+    from napari_nuclei_unet.widgets._unsaved_labels import UNSAVED_KEY
+
+    viewer, widget = dock
+    layer = segment_cells(qtbot, viewer, widget)
+    layer.paint((40, 60), 50)
+    path = tmp_path / "saved_labels.tif"
+    worker = widget.save_labels(path, background=True)
+    layer.paint((10, 10), 51)  # before the worker's end reaches the dock
+    wait_worker(qtbot, worker)
+    assert tifffile.imread(path)[10, 10] != 51  # the file holds the labels of the start
+    assert layer.metadata[UNSAVED_KEY] is True
+    assert widget.status.text() == f"Labels of cells saved to {path}.{EDITED_SINCE}"
+    layer.paint((12, 12), 52)  # said once
+    assert widget.status.text().count("You have edited") == 1
+    worker = widget.add_to_project(tmp_path / "p")
+    layer.paint((14, 14), 53)
+    wait_worker(qtbot, worker)
+    assert widget.status.text().startswith("Added ")
+    assert widget.status.text().endswith(EDITED_SINCE_ADDED)
+    assert layer.metadata[UNSAVED_KEY] is True
+    wait_worker(qtbot, widget.save_labels(path, background=True))  # nothing painted since
+    assert widget.status.text() == f"Labels of cells saved to {path}."
+    assert layer.metadata[UNSAVED_KEY] is False

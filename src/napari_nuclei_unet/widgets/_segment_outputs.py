@@ -34,6 +34,7 @@ from napari_nuclei_unet.widgets._segment_jobs import (
 )
 from napari_nuclei_unet.widgets._unsaved_labels import (
     KEPT_KEY,
+    UNSAVED_KEY,
     added,
     added_planes,
     keep_unsaved_results,
@@ -285,11 +286,21 @@ class SegmentOutputs:
             layer.events.paint.connect(_weak_slot(self._on_result_edited))
 
     def _say_saved(self, text: str, layer: Any, since: str = EDITED_SINCE) -> None:
-        """Say ``text`` of ``layer`` saved; ``since`` is added once it is edited again."""
+        """Say ``text`` of ``layer`` saved; ``since`` is added once it is edited again.
+
+        Call it before :func:`saved` / :func:`added` note the job done: a stroke painted
+        while the file was written is not in it, and is said at once (review h_rev14, L2).
+        """
         import weakref
 
+        layer = unwrapped(layer)
+        self.watch_result_words(layer)  # also a result of an earlier dock, own labels
+        if layer.metadata.get(UNSAVED_KEY) is True:  # painted while it was written
+            self.status.setText(text + since)
+            self._saved_words = None
+            return
         self.status.setText(text)
-        self._saved_words = (text, weakref.ref(unwrapped(layer)), since)
+        self._saved_words = (text, weakref.ref(layer), since)
 
     def _on_result_edited(self, event: Any) -> None:
         words = self._saved_words
@@ -480,14 +491,14 @@ class SegmentOutputs:
             if region is not None:
                 text += " " + region_words(stack.name, stack, region)
             notify(text + ("" if edited else f" {NOT_EDITED}"))
+            self._say_saved(text, result_layer, EDITED_SINCE_ADDED)  # the notification
+            # fades (GUI check h_gui11, L4)
             if target.get("own"):  # a kept file, added: not offered again (once each of
                 set_aside(result_layer.name, stack.plane_name(flat),  # its planes is)
                           stack.n_planes if len(target["labels"].shape) > 2 else 1)
             else:  # not kept on closing as unsaved when all its strokes are in (h_gui23 M3)
                 added(result_layer, token, painted_plane(result_layer, stack.plane_index(flat)),
                       region)
-            self._say_saved(text, result_layer, EDITED_SINCE_ADDED)  # the notification
-            # fades (GUI check h_gui11, L4)
 
         def failed(exc: BaseException) -> None:  # the notification fades; the dock says it
             not_saved(result_layer, token)
