@@ -139,6 +139,26 @@ def test_train_writes_checkpoints_and_prints_best(dataset, tmp_path, capsys):
     assert (saved["base_width"], saved["depth"], saved["crop_size"]) == (4, 2, 32)
 
 
+def test_train_refuses_a_folder_holding_a_trained_model(dataset, tmp_path, capsys):
+    # repeating the command without --resume replaced the model of hours of training
+    # (review h_rev15, H3)
+    out_dir = tmp_path / "run"
+    assert run_cli(capsys, "train", dataset, "--out", out_dir, "--epochs", "1", *TINY)[0] == 0
+    best = (out_dir / "best.safetensors").read_bytes()
+    code, out, err = run_cli(capsys, "train", dataset, "--out", out_dir, "--epochs", "1",
+                             "--seed", "5", *TINY)
+    assert code == 2 and out == ""
+    assert f"{out_dir} already holds a trained model (best.safetensors, validation IoU" in err
+    assert f"--resume {out_dir / 'last.safetensors'}" in err and "--overwrite" in err
+    assert (out_dir / "best.safetensors").read_bytes() == best
+    code, out, err = run_cli(capsys, "train", dataset, "--out", out_dir, "--epochs", "2",
+                             "--resume", out_dir / "last.safetensors", *TINY)
+    assert code == 0, err  # continuing it is what --resume is for
+    code, out, err = run_cli(capsys, "train", dataset, "--out", out_dir, "--epochs", "1",
+                             "--seed", "5", "--overwrite", *TINY)
+    assert code == 0, err
+
+
 def test_train_config_file_and_options(tmp_path):
     from napari_nuclei_unet._cli.train_options import config_from_args
     from napari_nuclei_unet.cli import _build_parser
@@ -177,7 +197,7 @@ def test_train_ctrl_c_keeps_best_and_saves_last(dataset, tmp_path, capsys, monke
     monkeypatch.setattr(training, "train", train_then_ctrl_c)
     out_dir = tmp_path / "run"
     code, out, err = run_cli(capsys, "train", dataset, "--out", out_dir, "--epochs", "5", *TINY)
-    assert code == 0, err
+    assert code == 130, err  # as after any Ctrl-C: `train ... && predict ...` stops there
     assert "Ctrl-C" in err and "stopped" in err
     assert (out_dir / "last.safetensors").exists()
     assert (out_dir / "best.safetensors").exists()

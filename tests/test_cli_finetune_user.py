@@ -425,3 +425,70 @@ def test_finetune_help_states_the_adoption_rule_the_rounds_apply(capsys):
     assert f"epochs of fine-tuning (default: {epochs}, up to {most} when" in text
     assert f"steps per epoch (default: {FINETUNE_DEFAULTS['steps_per_epoch']})" in text
     assert f"peak learning rate (default: {FINETUNE_DEFAULTS['learning_rate']:g})" in text
+
+
+def test_a_binary_mask_beside_an_image_is_numbered_not_read_as_one_nucleus(tmp_path,
+                                                                           capsys):
+    # Fiji's Convert to Mask gives 0/255: evaluate counted 1 nucleus and scored DSB 0,
+    # and a round learned that the nuclei are one (review h_rev15, H5)
+    import json
+
+    from napari_nuclei_unet.core.finetune import CorrectionStore, add_labelled_image
+
+    folder = tmp_path / "binary"
+    folder.mkdir()
+    labels = label_image(n=3)
+    tifffile.imwrite(folder / "cells.tif", blobs(labels))
+    tifffile.imwrite(folder / "cells_labels.tif", (labels > 0).astype(np.uint8) * 255)
+    code, out, err = run_cli(capsys, "evaluate", "default", folder, "--json")
+    assert code == 0, err
+    assert "1 plane read (3 nuclei)" in err
+    assert "cells_labels.tif is a binary mask" in err and "touching nuclei count as one" in err
+    assert json.loads(out)["images"][0]["n_true"] == 3
+    (correction,) = add_labelled_image(CorrectionStore(tmp_path / "p"), folder / "cells.tif",
+                                       folder / "cells_labels.tif")
+    assert correction.n_nuclei == 3 and "a binary mask" in correction.note
+    # a label image of one nucleus, and one of several numbers, are taken as they are
+    tifffile.imwrite(folder / "cells_labels.tif", label_image(n=1) * 7)
+    code, out, err = run_cli(capsys, "evaluate", "default", folder)
+    assert "1 plane read (1 nucleus)" in err and "binary mask" not in err
+
+
+def test_finetune_refuses_bad_options_by_name_before_storing_anything(tmp_path,
+                                                                       tiny_checkpoint, capsys):
+    # they were refused inside the round, as "TrainConfig.epochs must be ...", after the
+    # corrections had been stored in --out (review h_rev15, M9)
+    folder = write_pairs(tmp_path / "corrected")
+    for argv, flag in ((["--epochs", "0"], "--epochs"), (["--lr", "-1"], "--lr"),
+                       (["--threads", "0"], "--threads"), (["--steps", "0"], "--steps")):
+        out = tmp_path / f"p{flag}"
+        code, _, err = run_cli(capsys, "finetune", tiny_checkpoint, folder, "--out", out, *argv)
+        assert code != 0
+        assert f"error: {flag} " in err and "TrainConfig" not in err, err
+        assert not out.exists()
+
+
+def test_held_out_images_that_are_also_corrections_are_refused(tmp_path, tiny_checkpoint,
+                                                               capsys):
+    # "kept aside" scores of the very images trained on said nothing (review h_rev15, M10)
+    import shutil
+
+    folder = write_pairs(tmp_path / "corrected")
+    argv = ["--epochs", "1", "--steps", "1", "--device", "cpu"]
+    code, _, err = run_cli(capsys, "finetune", tiny_checkpoint, folder, "--out",
+                           tmp_path / "p", "--held-out", folder, *argv)
+    assert code != 0
+    assert "cells-plane0, more-plane0 of --held-out" in err
+    assert "also among the corrections trained on" in err
+    renamed = tmp_path / "renamed"  # the same pixels under another name
+    renamed.mkdir()
+    shutil.copy(folder / "cells.tif", renamed / "copy.tif")
+    shutil.copy(folder / "cells_labels.tif", renamed / "copy_labels.tif")
+    code, _, err = run_cli(capsys, "finetune", tiny_checkpoint, folder, "--out",
+                           tmp_path / "q", "--held-out", renamed, *argv)
+    assert code != 0 and "copy-plane0 of --held-out" in err
+    other = write_pairs(tmp_path / "other", counts=(("others", 4),))
+    code, out, err = run_cli(capsys, "finetune", tiny_checkpoint, folder, "--out",
+                             tmp_path / "r", "--held-out", other, *argv)
+    assert code == 0, err
+    assert "Images kept aside (1)" in out

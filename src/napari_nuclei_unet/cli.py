@@ -160,7 +160,8 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Train a U-Net. Writes best.safetensors (best validation IoU) and "
                     "last.safetensors (with their .json) in --out and prints the best "
                     "checkpoint's path on stdout. Ctrl-C stops cleanly: the best checkpoint "
-                    "is kept and the last one saved (press it twice to abort at once).",
+                    "is kept and the last one saved (press it twice to abort at once); the "
+                    "exit status is then 130, as after any Ctrl-C, and 0 after --time-limit.",
     )
     train.add_argument("data", metavar="DATA", help="dataset folder, .zip or sample folder")
     train.add_argument("--out", required=True, metavar="DIR",
@@ -175,6 +176,10 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="start from these weights (e.g. 'default') instead of random ones")
     train.add_argument("--time-limit", type=float, metavar="MINUTES",
                        help="stop after this many minutes, keeping the best checkpoint")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace the model an earlier run left in --out (without it, "
+                            "a folder holding one is refused: continue that run with "
+                            "--resume, or choose another --out)")
     add_train_config_options(train)
     train.set_defaults(handler="train:run")
 

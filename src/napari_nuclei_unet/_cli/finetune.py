@@ -147,6 +147,7 @@ def _store_pairs(store: Any, found: Any, *, quiet: bool, axes: str | None,
     said first.
     """
     from ..core.finetune import LABELS_SUFFIX, add_labelled_image
+    from ..core.finetune.own import BINARY_NOTE
 
     alone = [p.name for p in found.unlabelled]
     if alone:
@@ -160,17 +161,72 @@ def _store_pairs(store: Any, found: Any, *, quiet: bool, axes: str | None,
     for image, labels in found.pairs:
         added = add_labelled_image(store, image, labels, axes=axes, channel=channel)
         ids += [c.id for c in added]
-        nuclei = ", ".join(str(c.n_nuclei) for c in added)
+        nuclei = (counted(added[0].n_nuclei, "nucleus", "nuclei") if len(added) == 1 else
+                  ", ".join(str(c.n_nuclei) for c in added) + " nuclei")
         replaced = sum(c.id in stored for c in added)
         again = "" if not replaced else (
             ", replacing its earlier correction" if replaced == 1
             else f", replacing {replaced} earlier corrections")
         note(f"{image.name} + {labels.name}: {counted(len(added), 'plane')} {verb}{again} "
-             f"({nuclei} nuclei)", quiet=quiet)
+             f"({nuclei})", quiet=quiet)
+        if any(c.note.endswith(BINARY_NOTE) for c in added):
+            note(f"note: {labels.name} is a binary mask (one value for every nucleus): its "
+                 "separate regions were counted as nuclei, so touching nuclei count as one. "
+                 "Give a label image with one number per nucleus for exact counts (Fiji: "
+                 "Analyze Particles, Show: Count Masks).", quiet=quiet)
         if not any(c.n_nuclei for c in added):
             note(f"note: {labels.name} holds no nucleus: a round learns from it that "
                  f"{image.name} shows none. Is it the right file?", quiet=quiet)
     return store.load_samples(ids)
+
+
+#: The command's training options and the TrainConfig fields they set.
+_OPTION_FIELDS = (("epochs", "epochs"), ("steps", "steps_per_epoch"), ("lr", "learning_rate"),
+                  ("seed", "seed"), ("device", "device"), ("threads", "num_threads"))
+
+
+def _check_overrides(overrides: dict[str, Any]) -> None:
+    """Refuse a bad training option by its name, before the corrections are stored.
+
+    They were refused inside the round, after the corrections had gone to ``--out``,
+    in the words of the code ("TrainConfig.epochs must be ...": review h_rev15, M9).
+    """
+    from ..core.config import ConfigError, TrainConfig
+    from ..core.finetune import FINETUNE_DEFAULTS
+
+    try:
+        TrainConfig().replace(**{**FINETUNE_DEFAULTS, **overrides})
+    except ConfigError as exc:
+        text = str(exc)
+        for option, field in _OPTION_FIELDS:
+            text = text.replace(f"TrainConfig.{field} ", f"--{option} ")
+        raise ConfigError(text) from None
+
+
+def _refuse_shared_images(corrections: list[Any], held_out: list[Any], where: Any) -> None:
+    """Refuse ``--held-out`` images that are also corrections: "kept aside" would lie.
+
+    The same image under the same id, or the same pixels under another name
+    (review h_rev15, M10).
+    """
+    import hashlib
+
+    def key(sample: Any) -> str:
+        import numpy as np
+
+        image = np.ascontiguousarray(sample.image)
+        return hashlib.sha1(image.tobytes() + str(image.shape).encode()).hexdigest()
+
+    trained = {s.id for s in corrections} | {key(s) for s in corrections}
+    shared = [s.id for s in held_out if s.id in trained or key(s) in trained]
+    if shared:
+        from ..core.finetune import FinetuneError
+
+        raise FinetuneError(
+            f"{_first_names(shared)} of --held-out {where} "
+            f"{'is' if len(shared) == 1 else 'are'} also among the corrections trained on: "
+            "images kept aside must be others, or their scores say nothing about images the "
+            "round has not seen. Give --held-out a folder of other corrected images.")
 
 
 def _changes_table(changes: Any) -> str:
@@ -202,11 +258,10 @@ def run(args: argparse.Namespace) -> int:
     from ..core.progress import drive
 
     overrides: dict[str, Any] = {}
-    for option, field in (("epochs", "epochs"), ("steps", "steps_per_epoch"),
-                          ("lr", "learning_rate"), ("seed", "seed"), ("device", "device"),
-                          ("threads", "num_threads")):
+    for option, field in _OPTION_FIELDS:
         if getattr(args, option) is not None:
             overrides[field] = getattr(args, option)
+    _check_overrides(overrides)  # before any correction is stored in --out
     ratio = args.ratio
     if ratio is not None and not 0.0 < ratio <= 1.0:
         raise FinetuneError(
@@ -262,6 +317,7 @@ def run(args: argparse.Namespace) -> int:
         if args.held_out:
             held_out = _load_corrections(args.held_out, quiet=args.quiet, axes=axes,
                                          channel=channel)
+            _refuse_shared_images(corrections, held_out, args.held_out)
         if kept:
             held_out = [*(held_out or []), *kept]
         with TrainReporter(quiet=args.quiet) as reporter:

@@ -25,7 +25,8 @@ def run(args: argparse.Namespace) -> int:
     Returns
     -------
     int
-        0, also when stopped by Ctrl-C or the time limit (the checkpoints are saved).
+        0, also when stopped by the time limit (the checkpoints are saved); 130 when
+        stopped by Ctrl-C (they are saved too), so that ``train ... && predict ...`` stops.
     """
     from ..core import distributed
     from ..core.device import resolve_device
@@ -46,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         note(f"Resuming {args.resume} with the configuration it was started with "
              "(options given on this command line win).", quiet=args.quiet)
+    if not (args.resume or getattr(args, "overwrite", False)):
+        _refuse_trained_folder(Path(args.out))
     device = resolve_device(config.device)
     # One writer per run folder: a second run on the same --out fails here, at once
     # (under torchrun, rank 0 holds it for the job).
@@ -83,7 +86,34 @@ def run(args: argparse.Namespace) -> int:
         note(f"Best validation IoU {best:.3f}.", quiet=args.quiet)
     if distributed.is_main():
         print(result.best_checkpoint)
-    return 0
+    return 130 if result.cancelled and stop.interrupted else 0
+
+
+def _refuse_trained_folder(out: Path) -> None:
+    """Refuse ``--out`` holding a model of an earlier run: training would replace it.
+
+    A model that took hours was lost when the command was repeated without
+    ``--resume`` (review h_rev15, H3); ``predict`` and ``export`` refuse too.
+    """
+    from ..cli import UsageError
+    from ..core.checkpoint import read_metadata
+
+    for name in ("best.safetensors", "last.safetensors"):
+        path = out / name
+        if not path.is_file():
+            continue
+        try:
+            metrics = read_metadata(path).get("metrics")
+            value = metrics.get("val_iou") if isinstance(metrics, dict) else None
+        except (OSError, ValueError, RecursionError):
+            value = None
+        score = (f", validation IoU {value:.3f}" if isinstance(value, (int, float))
+                 and not isinstance(value, bool) else "")
+        last = out / "last.safetensors"
+        resume = (f"continue that run with --resume {last}, " if last.is_file() else "")
+        raise UsageError(
+            f"{out} already holds a trained model ({name}{score}), which this run would "
+            f"replace: {resume}choose another --out, or add --overwrite to replace it.")
 
 
 def _prepare_torchrun(args: argparse.Namespace, distributed: Any) -> None:

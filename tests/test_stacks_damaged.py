@@ -1,0 +1,64 @@
+"""Damaged TIFF stacks: said in plain words, never read as a smaller image.
+
+A stack cut short by an interrupted copy was segmented as its first plane, with exit 0
+(review h_rev15, H2); a plane whose compressed data is damaged stopped a batch with
+"this is a bug" and no file named (H4).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_nuclei_unet.core.stacks import ImageFileError, open_stack
+
+
+def _stack(path, n=5, **kwargs):
+    data = np.random.default_rng(0).integers(0, 4000, (n, 64, 64), np.uint16)
+    tifffile.imwrite(path, data, **kwargs)
+    return data
+
+
+@pytest.mark.parametrize("kind", ["imagej", "shaped", "ome"])
+def test_a_stack_cut_short_is_refused_not_read_as_fewer_planes(kind, tmp_path, caplog):
+    path = tmp_path / ("cut.ome.tif" if kind == "ome" else "cut.tif")
+    options = {"imagej": {"imagej": True, "metadata": {"axes": "ZYX"}},
+               "shaped": {}, "ome": {"metadata": {"axes": "ZYX"}}}[kind]
+    _stack(path, **options)
+    assert open_stack(path).n_planes == 5
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) - 2 * 64 * 64 * 2 - 100])  # the last two planes gone
+    with caplog.at_level(logging.WARNING), pytest.raises(ImageFileError) as caught:
+        stack = open_stack(path)
+        stack.plane(stack.n_planes - 1)  # (if it opened: reading must fail in words)
+    assert str(caught.value).startswith(str(path))
+    assert "truncated" in str(caught.value) and "fresh copy" in str(caught.value)
+    assert "invalid page offset" not in caplog.text  # tifffile's own words are not printed
+
+
+def test_a_damaged_plane_names_the_file_and_the_plane(tmp_path):
+    path = tmp_path / "z.tif"
+    _stack(path, n=3, imagej=True, metadata={"axes": "ZYX"}, compression="zlib")
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[2]
+        offset, count = page.dataoffsets[0], page.databytecounts[0]
+    raw = bytearray(path.read_bytes())
+    raw[offset + 10:offset + count - 10] = b"\x55" * (count - 20)  # its data overwritten
+    path.write_bytes(bytes(raw))
+    stack = open_stack(path)
+    assert stack.plane(0).shape == (64, 64)  # the other planes read as before
+    with pytest.raises(ImageFileError) as caught:
+        stack.plane(2)
+    assert str(caught.value).startswith(f"{path}: its image at Z=2 cannot be decoded (")
+    assert "replace it with a fresh copy" in str(caught.value)
+
+
+def test_a_whole_stack_is_read_whole(tmp_path):
+    path = tmp_path / "z.tif"
+    data = _stack(path, imagej=True, metadata={"axes": "ZYX"})
+    stack = open_stack(path)
+    assert stack.n_planes == 5
+    np.testing.assert_array_equal(stack.plane(4), data[4])
