@@ -199,6 +199,26 @@ def test_a_name_bioimage_io_refuses_is_refused_before_the_slow_export(tmp_path):
     assert not (tmp_path / "out.zip").exists()
 
 
+def test_a_licence_or_folder_that_cannot_be_is_refused_before_the_slow_export(tmp_path):
+    # a licence was refused after the export, with ~700 ids on one line; a folder typed
+    # wrong was created, at the file system's root too (review h_rev15, M11)
+    from napari_nuclei_unet.bioimageio.export import check_export, export_bioimageio
+
+    with pytest.raises(ValueError) as caught:
+        export_bioimageio("default", tmp_path / "out.zip", license="mit")
+    assert str(caught.value) == ("--license 'mit' is not a licence id bioimage.io knows: did "
+                                 "you mean MIT? (the ids are case-sensitive).")
+    with pytest.raises(ValueError, match=r"'my own licence' is not a licence id .* e\.g\. "
+                                         r"CC-BY-4\.0, CC0-1\.0, MIT"):
+        check_export("default", tmp_path / "out.zip", license="my own licence")
+    assert check_export("default", tmp_path / "out.zip", license="BSD-3-Clause")
+    with pytest.raises(FileNotFoundError, match="The folder .*typo does not exist"):
+        export_bioimageio("default", tmp_path / "typo" / "out.zip")
+    assert not (tmp_path / "typo").exists() and not (tmp_path / "out.zip").exists()
+    with pytest.raises(ValueError, match="^--name is empty"):
+        check_export("default", tmp_path / "out.zip", name=" ")
+
+
 def test_an_unwritable_export_folder_is_said_before_the_slow_export(tmp_path, monkeypatch):
     # it failed after 5.9 s of exporting, naming ".default.zip.partial" (GUI check h_gui9)
     import pathlib

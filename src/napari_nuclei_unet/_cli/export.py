@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 
 from .progress import note
 
@@ -25,7 +26,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.bioimageio:
         raise ValueError("Give the package to write: --bioimageio OUT.zip")
-    check_export(args.model, args.bioimageio, name=args.name, overwrite=args.overwrite)
+    check_export(args.model, args.bioimageio, name=args.name, overwrite=args.overwrite,
+                 license=args.license)
     note(f"exporting {args.model} (TorchScript, ONNX and PyTorch state dict) ...",
          quiet=args.quiet)
     path = export_bioimageio(args.model, args.bioimageio, authors=args.author or (),
@@ -34,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.author:
         note("tip: add --author 'Your Name' (repeatable) to credit the model's authors",
              quiet=args.quiet)
-    note("check it with: python -m napari_nuclei_unet.bioimageio test " + str(path),
+    note("check it with: python -m napari_nuclei_unet.bioimageio test "
+         + shlex.quote(str(path)),
          quiet=args.quiet)
     return 0

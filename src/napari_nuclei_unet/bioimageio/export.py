@@ -316,17 +316,58 @@ NAME_CHARACTERS = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+- ()")
 
 
+#: Licences most models are shared under, offered first (the Export dialog's choices).
+COMMON_LICENSES = ("CC-BY-4.0", "CC0-1.0", "MIT", "BSD-3-Clause", "Apache-2.0")
+
+
+def check_license(license: str) -> None:
+    """Refuse a licence bioimage.io does not know (an SPDX id), in a short sentence.
+
+    It was refused only after the whole export, with the ~700 ids bioimage.io knows on
+    one line (review h_rev15, M11).
+    """
+    try:
+        from bioimageio.spec.model.v0_5 import LicenseId
+    except ImportError:  # the export says that bioimageio.core is missing
+        return
+    try:
+        LicenseId(license)
+        return
+    except ValueError:  # pydantic's ValidationError
+        pass
+    known = _spdx_ids()
+    same = [lid for lid in known if lid.lower() == license.strip().lower()]
+    hint = (f"did you mean {same[0]}? (the ids are case-sensitive)" if same else
+            f"e.g. {', '.join(COMMON_LICENSES)}; any SPDX licence id (spdx.org/licenses)")
+    raise ValueError(f"--license {license!r} is not a licence id bioimage.io knows: {hint}.")
+
+
+def _spdx_ids() -> list[str]:
+    """The SPDX licence ids bioimage.io's spec ships (empty if its list cannot be read)."""
+    import importlib.resources
+    import json
+
+    try:
+        text = (importlib.resources.files("bioimageio.spec") / "static" /
+                "spdx_licenses.json").read_text(encoding="utf-8")
+        return [str(entry["licenseId"]) for entry in json.loads(text)["licenses"]]
+    except (OSError, ValueError, KeyError, TypeError, ModuleNotFoundError):
+        return []
+
+
 def check_export(model: str | os.PathLike, out: str | os.PathLike, *, name: str | None = None,
-                 overwrite: bool = False) -> Path:
+                 overwrite: bool = False, license: str | None = None) -> Path:
     """Refuse an export that would fail, before anything is built; return ``out``.
 
     Raises
     ------
     ValueError
         When ``model`` is already a package, ``name`` holds characters bioimage.io
-        refuses, or ``out`` is not a ``.zip``.
+        refuses, ``license`` is not an SPDX licence id, or ``out`` is not a ``.zip``.
     FileExistsError
         When ``out`` exists and ``overwrite`` is False.
+    FileNotFoundError
+        When the folder of ``out`` does not exist (a typo: it was created silently).
     """
     from .load import is_bioimageio_package
 
@@ -335,14 +376,22 @@ def check_export(model: str | os.PathLike, out: str | os.PathLike, *, name: str 
             f"{model} is already a bioimage.io package; export takes a napari-nuclei-unet "
             "checkpoint (.safetensors with its .json) or 'default'."
         )
-    if name is not None and (not name.strip() or set(name) - NAME_CHARACTERS):
-        odd = "".join(sorted(set(name) - NAME_CHARACTERS)) or "only spaces"
+    if name is not None and not name.strip():
+        raise ValueError("--name is empty: give the model a name, e.g. 'Nuclei U-Net "
+                         "(our lab)', or leave --name out.")
+    if name is not None and set(name) - NAME_CHARACTERS:
+        odd = "".join(sorted(set(name) - NAME_CHARACTERS))
         raise ValueError(
             f"--name {name!r}: bioimage.io names may hold only letters, digits, spaces and "
             f"_ + - ( ), not {odd!r}; e.g. 'Nuclei U-Net (our lab)'.")
+    if license is not None:
+        check_license(license)
     out = Path(out)
     if out.suffix.lower() != ".zip":
         raise ValueError(f"--bioimageio {out}: give a file name ending in .zip.")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"The folder {out.parent} does not exist: create it first, or "
+                                "write the package in a folder that exists.")
     if out.exists() and not overwrite:
         raise FileExistsError(
             f"{out} already exists; choose another name or add --overwrite."
@@ -379,7 +428,7 @@ def export_bioimageio(model: str | os.PathLike, out: str | os.PathLike, *,
     FileExistsError
         When ``out`` exists and ``overwrite`` is False.
     """
-    out = check_export(model, out, name=name, overwrite=overwrite)
+    out = check_export(model, out, name=name, overwrite=overwrite, license=license)
     from .load import _import_bioimageio
 
     _import_bioimageio("Exporting a bioimage.io model package")
@@ -387,7 +436,6 @@ def export_bioimageio(model: str | os.PathLike, out: str | os.PathLike, *,
 
     from ..core.atomic import plain_os_error
 
-    out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial")
     try:  # said at once, not after the export's seconds of work
         partial.touch()
