@@ -325,6 +325,14 @@ def test_evaluate_split_uses_the_checkpoints_validation_ids(dataset, checkpoint,
     assert code == 0, err
     ids = {image["id"] for image in json.loads(out)["images"]}
     assert ids and not ids & val_ids
+    # scored all together, the images it learned from are said (review h_rev15, M13)
+    code, out, err = run_cli(capsys, "evaluate", checkpoint, dataset)
+    assert code == 0, err
+    assert (f"note: the model learned from {len(ids)} of these {len(ids) + len(val_ids)} "
+            "images: their scores are better") in err
+    assert "--split validation scores only" in err
+    code, out, err = run_cli(capsys, "evaluate", checkpoint, dataset, "--split", "validation")
+    assert "the model learned from" not in err
 
 
 # -- bad input --------------------------------------------------------------------------

@@ -95,6 +95,25 @@ def select_split(ids: list[str], metadata: dict[str, Any], split: str) -> list[s
     return keep
 
 
+def _note_trained_on(loaded: Any, ids: list[str], split: str, *, quiet: bool) -> None:
+    """Say how many of the images scored the model learned from: their scores flatter it.
+
+    ``evaluate default stage1_train`` mixed the shipped model's own training images in
+    without a word (review h_rev15, M13).
+    """
+    from ..core.predict_score import splits_of
+
+    marks = splits_of(loaded, ids)
+    learned = [i for i in ids if marks.get(i) in ("train", "fine-tuned")]
+    if not learned or quiet:
+        return
+    validation = sum(marks.get(i) == "validation" for i in ids)
+    how = (" --split validation scores only the model's validation images." if validation
+           and split == "all" else "")
+    note(f"note: the model learned from {len(learned)} of these {len(ids)} images: their "
+         "scores are better than on images it has never seen." + how)
+
+
 def segment_options(args: argparse.Namespace, model: Any):
     """The :class:`SegmentOptions` of ``--diameter``/``--tta``; None: plain native scoring.
 
@@ -168,6 +187,8 @@ def run(args: argparse.Namespace) -> int:
         ids = select_split(dataset.ids(), loaded.metadata, getattr(args, "split", "all"))
         samples = load_samples(dataset, quiet=args.quiet, ids=ids)
         where = dataset.path
+    _note_trained_on(loaded, [s.id for s in samples], getattr(args, "split", "all"),
+                     quiet=args.quiet)
     options = segment_options(args, loaded.model)
     with ProgressBars(quiet=args.quiet) as bars:
         report = drive(evaluate(loaded.model, samples, threshold=args.threshold, device=device,
