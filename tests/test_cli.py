@@ -501,3 +501,33 @@ def test_demo_calls_run_demo_lazily(monkeypatch, tmp_path, capsys):
     assert code == 0, err
     assert calls == [{"screenshot": str(shot), "model": "default"}]
     assert out.strip() == str(shot)
+
+
+def test_a_value_error_raised_outside_the_package_may_be_a_bug(dataset, tmp_path, capsys,
+                                                               monkeypatch):
+    # every ValueError was read as the user's mistake, with no word that it may be a bug;
+    # and a validator's list of ~700 values filled the terminal (review h_rev15, M17, M11)
+    import numpy as np
+
+    from napari_nuclei_unet.core import training
+
+    def numpy_refuses(*args, **kwargs):
+        np.zeros(3).reshape(2)  # numpy's words, not ours
+        yield
+
+    monkeypatch.setattr(training, "train", numpy_refuses)
+    code, out, err = run_cli(capsys, "-q", "train", dataset, "--out", tmp_path / "r", *TINY)
+    assert_one_line_error(code, err)
+    assert "cannot reshape array" in err and "run the same command with --debug" in err
+    code, out, err = run_cli(capsys, "predict", "default", dataset, "--out", tmp_path / "p",
+                             "--threshold", "2")  # ours: no hint
+    assert code == 2 and "--debug" not in err
+
+    def long_list(*args, **kwargs):
+        raise ValueError("Input should be " + ", ".join(f"'id-{i}'" for i in range(700)))
+        yield
+
+    monkeypatch.setattr(training, "train", long_list)
+    code, out, err = run_cli(capsys, "-q", "train", dataset, "--out", tmp_path / "s", *TINY)
+    assert_one_line_error(code, err)
+    assert len(err) < 1800 and "[...]" in err

@@ -375,7 +375,25 @@ def _is_user_error(exc: BaseException) -> bool:
     return False
 
 
-def _one_line(exc: BaseException, *, max_lines: int = 4) -> str:
+def _maybe_a_bug(exc: BaseException) -> str:
+    """A hint to report a ValueError raised outside this package (numpy, torch, a reader).
+
+    Every ValueError read as the user's mistake, with no word that it may be a bug
+    (review h_rev15, M17); ours say what to do, others' may not.
+    """
+    if type(exc) is not ValueError:
+        return ""
+    frame = exc.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    module = frame.tb_frame.f_globals.get("__name__", "") if frame is not None else ""
+    if module.split(".")[0] == __name__.split(".")[0]:
+        return ""
+    return (" (If that does not look like a mistake in what you gave, run the same command "
+            "with --debug and report it.)")
+
+
+def _one_line(exc: BaseException, *, max_lines: int = 4, max_chars: int = 1500) -> str:
     """The exception's message on one line; long multi-line lists are shortened."""
     if isinstance(exc, (FileExistsError, NotADirectoryError)) and exc.filename:
         text = (f"{exc.filename} (or a folder above it) is a file, where a folder is needed: "
@@ -393,7 +411,10 @@ def _one_line(exc: BaseException, *, max_lines: int = 4) -> str:
         # e.g. a dataset error listing every bad sample: keep the head and the advice
         hidden = len(lines) - max_lines
         lines = [*lines[: max_lines - 1], f"[{hidden} more lines]", lines[-1]]
-    return " ".join(lines)
+    text = " ".join(lines)
+    if len(text) > max_chars:  # e.g. a validator's list of every value it takes (M11)
+        text = f"{text[:max_chars - 200]} [...] {text[-199:]}"
+    return text
 
 
 def _error(message: str) -> None:
@@ -443,7 +464,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         if _is_user_error(exc):
-            _error(_one_line(exc))
+            _error(_one_line(exc) + _maybe_a_bug(exc))
             return EXIT_BAD_INPUT
         if _is_out_of_memory(exc):
             _error(_out_of_memory_message(exc))
