@@ -492,3 +492,30 @@ def test_held_out_images_that_are_also_corrections_are_refused(tmp_path, tiny_ch
                              tmp_path / "r", "--held-out", other, *argv)
     assert code == 0, err
     assert "Images kept aside (1)" in out
+
+
+def test_ctrl_c_during_a_round_says_what_is_kept(tmp_path, tiny_checkpoint, capsys,
+                                                 monkeypatch):
+    # it said "saving..." and then "the corrections are unchanged", though nothing of the
+    # round is saved and the corrections were in the project (review h_rev15, L10)
+    import signal
+
+    from napari_nuclei_unet.core import finetune as module
+
+    real = module.finetune
+
+    def round_then_ctrl_c(*args, **kwargs):
+        job = real(*args, **kwargs)
+        update = next(job)
+        signal.raise_signal(signal.SIGINT)
+        yield update
+        return (yield from job)
+
+    monkeypatch.setattr(module, "finetune", round_then_ctrl_c)
+    folder = write_pairs(tmp_path / "corrected")
+    code, out, err = run_cli(capsys, "finetune", tiny_checkpoint, folder, "--out",
+                             tmp_path / "p", "--epochs", "2", "--steps", "2", "--device", "cpu")
+    assert code == 130, err
+    assert "after the current step (nothing of this round is kept)" in err and "saving" not in err
+    assert f"The corrections stay in {tmp_path / 'p'} for the next round." in err
+    assert (tmp_path / "p" / "corrections").is_dir()

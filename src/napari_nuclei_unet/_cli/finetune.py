@@ -285,7 +285,8 @@ def run(args: argparse.Namespace) -> int:
         # a broken base model is refused before any correction is stored in the project
         load_checkpoint(base, device="cpu")
 
-    with StopRequest(None, what="fine-tuning", quiet=args.quiet) as stop:
+    with StopRequest(None, what="fine-tuning", quiet=args.quiet,
+                     then="(nothing of this round is kept)") as stop:
         axes, channel = getattr(args, "axes", None), getattr(args, "channel", None)
         corrections = _load_corrections(args.corrections, quiet=args.quiet, project=args.out,
                                         axes=axes, channel=channel)
@@ -329,8 +330,8 @@ def run(args: argparse.Namespace) -> int:
                 reporter,
             )
     if result.cancelled:
-        note("Fine-tuning stopped: no new version saved; the base model and the corrections "
-             "are unchanged.", quiet=args.quiet)
+        note("Fine-tuning stopped: no new version saved and the base model is unchanged. The "
+             f"corrections stay in {args.out} for the next round.", quiet=args.quiet)
         return 130
     version = result.version
     state = "made current" if result.adopted else "NOT made current"

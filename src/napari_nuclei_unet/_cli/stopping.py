@@ -29,16 +29,20 @@ class StopRequest:
         What is being stopped, for the messages (e.g. ``"training"``).
     quiet : bool
         Do not print the notes.
+    then : str
+        What happens on Ctrl-C after the current step, for the message: the checkpoints
+        are saved (training); a fine-tuning round keeps nothing of itself.
     """
 
     def __init__(self, time_limit_minutes: float | None = None, *, what: str = "training",
-                 quiet: bool = False) -> None:
+                 quiet: bool = False, then: str = "and saving") -> None:
         if time_limit_minutes is not None and not time_limit_minutes > 0:
             raise ValueError(
                 f"--time-limit must be a positive number of minutes, got {time_limit_minutes}."
             )
         self.time_limit_s = None if time_limit_minutes is None else 60.0 * time_limit_minutes
         self.what = what
+        self.then = then
         self.quiet = quiet
         self.interrupted = False
         self.timed_out = False
@@ -68,7 +72,7 @@ class StopRequest:
         if self.interrupted:
             raise KeyboardInterrupt
         self.interrupted = True
-        note(f"Ctrl-C: stopping {self.what} after the current step and saving... "
+        note(f"Ctrl-C: stopping {self.what} after the current step {self.then}... "
              "(press Ctrl-C again to abort at once)", quiet=self.quiet)
 
     def __enter__(self) -> StopRequest:
