@@ -503,6 +503,15 @@ def test_demo_calls_run_demo_lazily(monkeypatch, tmp_path, capsys):
     assert out.strip() == str(shot)
 
 
+def test_worst_takes_no_negative_count(capsys):
+    from napari_nuclei_unet.cli import _build_parser
+
+    with pytest.raises(SystemExit):
+        _build_parser().parse_args(["evaluate", "default", "data", "--worst", "-2"])
+    assert "expected a whole number, 0 or more, got '-2'" in capsys.readouterr().err
+    assert _build_parser().parse_args(["evaluate", "m", "d", "--worst", "0"]).worst == 0
+
+
 def test_a_value_error_raised_outside_the_package_may_be_a_bug(dataset, tmp_path, capsys,
                                                                monkeypatch):
     # every ValueError was read as the user's mistake, with no word that it may be a bug;

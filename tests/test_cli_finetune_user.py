@@ -218,8 +218,8 @@ def test_finetune_reads_pairs_into_its_project(tmp_path, tiny_checkpoint, capsys
     (empty / "cells.tif").write_bytes((folder / "cells.tif").read_bytes())
     code, out, err = run_cli(capsys, "finetune", tiny_checkpoint, empty, "--out", project)
     assert code != 0
-    assert "holds images (cells.tif) but no corrected label image beside them: save each " \
-        "as NAME_labels.tif next to NAME.tif" in err
+    assert "holds images (cells.tif) but no label image beside them: save each one's " \
+        "labels as NAME_labels.tif next to NAME.tif" in err
     # labels copied without their image: the missing image is named, not the labels taken
     # for an image
     only_labels = tmp_path / "only labels"

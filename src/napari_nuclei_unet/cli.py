@@ -118,14 +118,27 @@ def _add_model(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _count(text: str) -> int:
+    """A whole number, 0 or more (``--worst -2`` was taken silently: review h_rev15, L7)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number, 0 or more, got {text!r}")
+    return value
+
+
 def _build_parser() -> argparse.ArgumentParser:
     from ._cli.diameter import METAVAR, diameter_help, parse_diameter
     from ._cli.train_options import add_train_config_options
 
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Segment cell nuclei with a U-Net (DSB2018-style data): inspect a dataset, "
-                    "train, predict, evaluate and fine-tune on corrected masks.",
+        description="Segment cell nuclei with a U-Net: in your own images (TIFF and "
+                    "OME-TIFF stacks, PNG, zarr) or DSB2018-style datasets. Inspect a dataset, "
+                    "train, predict, evaluate, fine-tune on corrected masks, and share a "
+                    "model as a bioimage.io package.",
         epilog="Progress goes to stderr, results to stdout. Run "
                f"'{PROG} COMMAND --help' for the options of one command.",
     )
@@ -184,7 +197,8 @@ def _build_parser() -> argparse.ArgumentParser:
     train.set_defaults(handler="train:run")
 
     predict = add_command(
-        "predict", help="segment images and write one mask per image",
+        "predict", help="segment images: label images and measurements (TIFF stacks), "
+                        "or masks (PNG datasets)",
         description="Segment nuclei. INPUT is a DSB2018 dataset folder or .zip (masks not "
                     "needed), one sample folder, one image file or a folder of image files. "
                     "Writes <out>/<image id>.png: a 0/255 mask, or an instance label image "
@@ -228,11 +242,11 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--threshold", type=float, default=0.5,
                           help="foreground probability threshold (default: 0.5)")
-    evaluate.add_argument("--worst", type=int, default=10, metavar="N",
+    evaluate.add_argument("--worst", type=_count, default=10, metavar="N",
                           help="how many of the worst images the table lists (default: 10)")
     evaluate.add_argument("--split", choices=("all", "validation", "training"), default="all",
                           help="score every image (all), or only the images the model was "
-                               "validated on / trained on, as recorded in its .json "
+                               "validated on / trained on, as the model records them "
                                "(default: all)")
     _add_size_options(evaluate, native="scores the images as they are")
     _add_device(evaluate)

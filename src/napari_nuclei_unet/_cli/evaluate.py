@@ -83,7 +83,7 @@ def select_split(ids: list[str], metadata: dict[str, Any], split: str) -> list[s
     val_ids = set((metadata.get("training_data") or {}).get("val_ids") or ())
     if not val_ids:
         raise ValueError(
-            "This model's .json records no validation images, so --split "
+            "This model records no validation images, so --split "
             f"{split} cannot be used; evaluate with --split all."
         )
     keep = [i for i in ids if (i in val_ids) == (split == "validation")]

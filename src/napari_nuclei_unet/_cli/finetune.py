@@ -102,8 +102,8 @@ def own_labelled_samples(path: str | Path, *, quiet: bool, project: str | None =
     images = [p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_FILES]
     if images:
         raise FinetuneError(
-            f"{path} holds images ({_first_names(sorted(images))}) but no corrected "
-            f"label image beside them: save each as NAME{LABELS_SUFFIX}.tif next to "
+            f"{path} holds images ({_first_names(sorted(images))}) but no label image "
+            f"beside them: save each one's labels as NAME{LABELS_SUFFIX}.tif next to "
             f"NAME.tif (the name 'nuclei-unet predict' gives its labels), or give a "
             "fine-tuning project or a folder of samples in the DSB2018 layout.")
     return None

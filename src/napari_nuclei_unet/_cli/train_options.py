@@ -94,7 +94,8 @@ def add_train_config_options(parser: argparse.ArgumentParser) -> None:
     helps = _field_help()
     group = parser.add_argument_group(
         "training configuration",
-        "Each option sets one TrainConfig field (default in brackets).",
+        "Each option sets one training setting (its default in brackets); they are also "
+        "the keys of a --config file.",
     )
     defaults = TrainConfig()
     for field in fields(TrainConfig):

@@ -44,7 +44,7 @@ class TrainConfig:
     depth : int
         Number of down-sampling steps (the input is padded to a multiple of ``2**depth``).
     in_channels : int
-        Channels of the network input (3: RGB after :func:`normalize_image`).
+        Channels of the network input (3: every image is read as colour).
     crop_size : int
         Side of the square random crops taken at native resolution for training.
     batch_size : int
@@ -71,8 +71,10 @@ class TrainConfig:
         explicit validation samples are given.
     seed : int
         Seed of the split, the weights initialisation, the crops and the augmentations.
-    augment_flips, augment_rot90 : bool
-        Random horizontal/vertical flips and 90-degree rotations.
+    augment_flips : bool
+        Random horizontal and vertical flips.
+    augment_rot90 : bool
+        Random 90-degree rotations.
     augment_intensity : bool
         Mild brightness/contrast/gamma/colour jitter.
     augment_invert : bool
