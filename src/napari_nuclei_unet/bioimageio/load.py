@@ -85,6 +85,12 @@ def load_any_model(path_or_default: str | os.PathLike, device: Any = "cpu") -> L
         if may_be_package(path_or_default) and path.exists() \
                 and not weights_path(path).exists():
             # not "<path>.safetensors does not exist": say what the file is not
+            if path.is_dir():  # more likely a training run or a project (h_rev15, L12)
+                raise CheckpointError(
+                    f"{path} holds no model: no best.safetensors or last.safetensors (a "
+                    "training run's folder), no versions/ (a fine-tuning project) and no "
+                    "rdf.yaml or bioimageio.yaml (a bioimage.io package). Give one of "
+                    "those, a .safetensors checkpoint, or 'default'.")
             raise CheckpointError(
                 f"{path} is not a bioimage.io model package: no rdf.yaml or bioimageio.yaml "
                 "was found in it (a .zip must be a zip file with that file at its top "
