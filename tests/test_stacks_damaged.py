@@ -62,3 +62,14 @@ def test_a_whole_stack_is_read_whole(tmp_path):
     stack = open_stack(path)
     assert stack.n_planes == 5
     np.testing.assert_array_equal(stack.plane(4), data[4])
+
+
+def test_a_microscope_makers_file_is_said_to_be_exported_not_damaged(tmp_path):
+    # ".czi ... may be corrupt or truncated: replace it with a fresh copy" (h_rev15, M15)
+    path = tmp_path / "sample.czi"
+    path.write_bytes(b"ZISRAWFILE" + bytes(100))
+    with pytest.raises(ImageFileError) as caught:
+        open_stack(path)
+    assert str(caught.value).startswith("sample.czi: Zeiss .czi files are not read here. "
+                                        "Export it as OME-TIFF")
+    assert "fresh copy" not in str(caught.value)

@@ -388,7 +388,7 @@ def process_file(
     if is_large(stack, big):
         import dask.array as da
 
-        from .stacks import LazyPlane
+        from .lazy_plane import LazyPlane
 
         plane_src = LazyPlane(str(path), axes, channel)
         intensity_src = LazyPlane(str(path), axes, "all")

@@ -30,6 +30,23 @@ import numpy as np
 #: File suffixes read by :func:`open_stack` (a ``.zarr`` folder is read too).
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
 PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+#: Microscope makers' own formats, not read: said as such, not as a damaged file
+#: (review h_rev15, M15).
+VENDOR_FORMATS = {".czi": "Zeiss", ".nd2": "Nikon", ".lif": "Leica", ".lof": "Leica",
+                  ".oib": "Olympus", ".oir": "Olympus", ".vsi": "Olympus", ".ims": "Imaris",
+                  ".sld": "SlideBook", ".dv": "DeltaVision", ".ndpi": "Hamamatsu",
+                  ".svs": "Aperio", ".scn": "Leica"}
+
+
+def vendor_format_words(path: str | os.PathLike) -> str | None:
+    """What to do with a microscope maker's file that is not read; None for other files."""
+    suffix = Path(path).suffix.lower()
+    maker = VENDOR_FORMATS.get(suffix)
+    if maker is None:
+        return None
+    return (f"{Path(path).name}: {maker} {suffix} files are not read here. Export it as "
+            "OME-TIFF (Fiji: open it with Bio-Formats, then File > Save As > OME-TIFF; or "
+            "Bio-Formats' bfconvert) and give that file.")
 
 
 #: Where :class:`ImageFileError` messages tell the user to give a setting, as the command
@@ -556,6 +573,9 @@ def open_stack(path: str | os.PathLike, axes: str | None = None) -> ImageStack:
         return _open_tiff(path, axes)
     if suffix in PLAIN_SUFFIXES:
         return _open_plain(path, axes)
+    vendor = vendor_format_words(path)
+    if vendor:
+        raise ImageFileError(vendor)
     raise ImageFileError(f"{path}: unknown image type {suffix!r}; expected one of "
                          f"{', '.join(TIFF_SUFFIXES + PLAIN_SUFFIXES)} or a .zarr folder.")
 
@@ -579,56 +599,3 @@ def stack_from_array(data: Any, axes: str, name: str = "image", *, rgb: bool = F
         :func:`check_axes` (``""``: guessed from the shape).
     """
     return _make_stack(name, data, axes, name, rgb, read_by=read_by)
-
-
-_OPENED: dict[tuple, ImageStack] = {}
-
-
-class LazyPlane:
-    """The first plane of an image file as a lazily read array, for :func:`dask.array.from_array`.
-
-    Picklable (it holds the path, not an open file): each process of a dask cluster
-    opens the file once and reads only the regions asked for (tifffile ``aszarr``).
-
-    Parameters
-    ----------
-    path : str
-        Image file or ``.zarr`` folder.
-    axes : str or None
-        Axes override, as for :func:`open_stack`.
-    channel : int, None or "all"
-        One channel; None: the only channel or the RGB composite; ``"all"``: every
-        channel (``(H, W, C)``, or ``(H, W)`` without a channel axis).
-    """
-
-    def __init__(self, path: str, axes: str | None, channel: int | None | str) -> None:
-        self.path, self.axes, self.channel = str(path), axes, channel
-        stack = self._stack()
-        if channel != "all":
-            stack.check_channel(channel)  # type: ignore[arg-type]
-        h, w = stack.yx_shape
-        multi = "C" in stack.axes and (
-            channel == "all" or (channel is None and stack.n_channels > 1))
-        self.shape = (h, w, stack.n_channels) if multi else (h, w)
-        self.dtype = stack.dtype
-        self.ndim = len(self.shape)
-
-    def _stack(self) -> ImageStack:
-        stat = os.stat(self.path)  # a file rewritten in place is opened again
-        key = (self.path, self.axes, stat.st_mtime_ns, stat.st_size)
-        if key not in _OPENED:
-            _OPENED[key] = open_stack(self.path, self.axes)
-        return _OPENED[key]
-
-    def __getitem__(self, index: Any) -> np.ndarray:
-        stack = self._stack()
-        if not isinstance(index, tuple):
-            index = (index,)
-        ys, xs = (tuple(index) + (slice(None), slice(None)))[:2]
-        prefix = stack.plane_index(0)
-        if "C" not in stack.axes:
-            return np.asarray(stack.data[(*prefix, ys, xs)])
-        if isinstance(self.channel, (int, np.integer)):
-            return np.asarray(stack.data[(*prefix, int(self.channel), ys, xs)])
-        raw = np.asarray(stack.data[(*prefix, slice(None), ys, xs)])
-        return np.moveaxis(raw, 0, -1) if self.ndim == 3 else raw[0]

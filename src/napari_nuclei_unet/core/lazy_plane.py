@@ -1,0 +1,66 @@
+"""The first plane of an image file as a lazily read array (dask's ``from_array``).
+
+Big images are segmented block by block (``core.bigimage``), in this process or on a
+dask cluster: each process opens the file once and reads only the blocks it is given.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from .stacks import ImageStack, open_stack
+
+_OPENED: dict[tuple, ImageStack] = {}
+
+
+class LazyPlane:
+    """The first plane of an image file as a lazily read array, for :func:`dask.array.from_array`.
+
+    Picklable (it holds the path, not an open file): each process of a dask cluster
+    opens the file once and reads only the regions asked for (tifffile ``aszarr``).
+
+    Parameters
+    ----------
+    path : str
+        Image file or ``.zarr`` folder.
+    axes : str or None
+        Axes override, as for :func:`open_stack`.
+    channel : int, None or "all"
+        One channel; None: the only channel or the RGB composite; ``"all"``: every
+        channel (``(H, W, C)``, or ``(H, W)`` without a channel axis).
+    """
+
+    def __init__(self, path: str, axes: str | None, channel: int | None | str) -> None:
+        self.path, self.axes, self.channel = str(path), axes, channel
+        stack = self._stack()
+        if channel != "all":
+            stack.check_channel(channel)  # type: ignore[arg-type]
+        h, w = stack.yx_shape
+        multi = "C" in stack.axes and (
+            channel == "all" or (channel is None and stack.n_channels > 1))
+        self.shape = (h, w, stack.n_channels) if multi else (h, w)
+        self.dtype = stack.dtype
+        self.ndim = len(self.shape)
+
+    def _stack(self) -> ImageStack:
+        stat = os.stat(self.path)  # a file rewritten in place is opened again
+        key = (self.path, self.axes, stat.st_mtime_ns, stat.st_size)
+        if key not in _OPENED:
+            _OPENED[key] = open_stack(self.path, self.axes)
+        return _OPENED[key]
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        stack = self._stack()
+        if not isinstance(index, tuple):
+            index = (index,)
+        ys, xs = (tuple(index) + (slice(None), slice(None)))[:2]
+        prefix = stack.plane_index(0)
+        if "C" not in stack.axes:
+            return np.asarray(stack.data[(*prefix, ys, xs)])
+        if isinstance(self.channel, (int, np.integer)):
+            return np.asarray(stack.data[(*prefix, int(self.channel), ys, xs)])
+        raw = np.asarray(stack.data[(*prefix, slice(None), ys, xs)])
+        return np.moveaxis(raw, 0, -1) if self.ndim == 3 else raw[0]
