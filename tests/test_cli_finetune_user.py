@@ -519,3 +519,25 @@ def test_ctrl_c_during_a_round_says_what_is_kept(tmp_path, tiny_checkpoint, caps
     assert "after the current step (nothing of this round is kept)" in err and "saving" not in err
     assert f"The corrections stay in {tmp_path / 'p'} for the next round." in err
     assert (tmp_path / "p" / "corrections").is_dir()
+
+
+def test_info_summarises_images_beside_labels_and_projects(tmp_path, capsys):
+    # info took only the DSB2018 layout, and told a user with one image to "use
+    # read_image", a Python function (review h_rev15, M14)
+    from napari_nuclei_unet.core.finetune import CorrectionStore, add_labelled_image
+
+    folder = write_pairs(tmp_path / "labelled")
+    code, out, err = run_cli(capsys, "info", folder)
+    assert code == 0, err
+    assert out.startswith(f"Labelled images {folder}\n")
+    assert "samples      2" in out and "nuclei       5 (median 2.5 per image" in out
+    assert "image sizes  24x32: 2" in out
+    add_labelled_image(CorrectionStore(tmp_path / "project"), folder / "cells.tif",
+                       folder / "cells_labels.tif")
+    code, out, err = run_cli(capsys, "info", tmp_path / "project")
+    assert code == 0, err
+    assert "samples      1" in out and "nuclei       3 " in out
+    code, out, err = run_cli(capsys, "info", folder / "cells.tif")
+    assert code == 2
+    assert "cells.tif is one image: info summarises a dataset" in err
+    assert "nuclei-unet predict default" in err and "read_image" not in err

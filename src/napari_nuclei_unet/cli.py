@@ -162,10 +162,14 @@ def _build_parser() -> argparse.ArgumentParser:
     info = add_command(
         "info", help="summarise a dataset: samples, nuclei, sizes, modalities, bad samples",
         description="Summarise a DSB2018-style dataset (stage1_train folder, its .zip, or one "
-                    "sample folder): number of samples and nuclei, image sizes, modality "
-                    "counts, and the samples that cannot be read, with the reason.",
+                    "sample folder), a folder of your images beside their label images "
+                    "(cells.tif + cells_labels.tif) or a fine-tuning project: number of "
+                    "samples and nuclei, image sizes, modality counts, and the samples that "
+                    "cannot be read, with the reason.",
     )
-    info.add_argument("data", metavar="DATA", help="dataset folder, .zip or sample folder")
+    info.add_argument("data", metavar="DATA",
+                      help="dataset folder, .zip or sample folder; images beside label "
+                           "images; or a fine-tuning project")
     info.set_defaults(handler="info:run")
 
     train = add_command(

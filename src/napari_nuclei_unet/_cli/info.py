@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from collections import Counter
 from statistics import median
 
@@ -34,47 +35,43 @@ def run(args: argparse.Namespace) -> int:
     args : argparse.Namespace
         ``data`` and ``quiet``. Every sample is decoded (masks included; fast when the
         decoded-dataset cache is fresh), so that samples with broken masks are listed
-        as skipped and nuclei are counted from the decoded labels.
+        as skipped and nuclei are counted from the decoded labels. ``data`` may also be
+        a folder of images beside their label images or a fine-tuning project, as
+        ``evaluate`` and ``finetune`` read them (review h_rev15, M14).
 
     Returns
     -------
     int
         0.
     """
-    import numpy as np
+    from pathlib import Path
 
-    from ..core.dataset import MODALITIES, DatasetError
+    from ..core.dataset import DatasetError
+    from ..core.stacks import is_image_file
+    from .finetune import own_labelled_samples
 
+    if Path(args.data).is_file() and is_image_file(args.data):
+        from ..cli import UsageError
+
+        raise UsageError(f"{args.data} is one image: info summarises a dataset (a folder of "
+                         "images). To segment this image: nuclei-unet predict default "
+                         f"{shlex.quote(str(args.data))} --out FOLDER")
+    own = own_labelled_samples(args.data, quiet=args.quiet)
+    if own is not None:
+        if not own:
+            raise DatasetError(f"{args.data}: no labelled image could be read.")
+        print(f"Labelled images {args.data}")
+        _summary(own)
+        return 0
     dataset = open_dataset(args.data, quiet=True)
     # Every mask is decoded (from the cache when it is fresh): a sample whose masks are
     # broken is reported as skipped, and nuclei are counted from the labels, not files.
     samples = load_samples(dataset, quiet=args.quiet, skipped_notes=False)  # listed below
-    counted = {s.id: int(np.count_nonzero(np.bincount(s.labels.ravel())[1:])) for s in samples}
-    infos = [info for info in dataset.infos if info.id in counted]
-    if not infos:
+    if not samples:
         reasons = "; ".join(f"{i}: {r}" for i, r in dataset.skipped[:3])
         raise DatasetError(f"{dataset.path}: no sample could be decoded ({reasons}).")
-    nuclei = [counted[info.id] for info in infos]
-    sizes = Counter(f"{info.height}x{info.width}" for info in infos)
     print(f"Dataset {dataset.path}")
-    print(format_table([
-        ["samples", str(len(infos))],
-        ["nuclei", f"{sum(nuclei)} (median {median(nuclei):g} per image, "
-                   f"min {min(nuclei)}, max {max(nuclei)})"],
-        ["image sizes", ", ".join(f"{size}: {count}" for size, count in sizes.most_common(6))
-         + (f" and {len(sizes) - 6} other sizes" if len(sizes) > 6 else "")],
-        ["skipped", str(len(dataset.skipped))],
-    ], align_numbers=False))
-    print()
-    rows = [["modality", "samples", "nuclei"]]
-    by_modality = Counter(info.modality for info in infos)
-    nuclei_by_modality = Counter()
-    for info in infos:
-        nuclei_by_modality[info.modality] += counted[info.id]
-    for modality in (*MODALITIES, *sorted(set(by_modality) - set(MODALITIES))):
-        rows.append([modality, str(by_modality.get(modality, 0)),
-                     str(nuclei_by_modality.get(modality, 0))])
-    print(format_table(rows))
+    _summary(samples, skipped=len(dataset.skipped))
     if dataset.skipped:
         print()
         print(f"Skipped samples ({len(dataset.skipped)}):")
@@ -87,3 +84,34 @@ def run(args: argparse.Namespace) -> int:
         for path in dataset.stray_files:
             print(f"  {path}")
     return 0
+
+
+def _summary(samples: list, skipped: int | None = None) -> None:
+    """The tables of ``info``: samples, nuclei, image sizes; samples by modality."""
+    import numpy as np
+
+    from ..core.dataset import MODALITIES
+
+    counted = [int(np.count_nonzero(np.bincount(np.ravel(s.labels))[1:])) for s in samples]
+    sizes = Counter("x".join(map(str, np.shape(s.image)[:2])) for s in samples)
+    rows = [
+        ["samples", str(len(samples))],
+        ["nuclei", f"{sum(counted)} (median {median(counted):g} per image, "
+                   f"min {min(counted)}, max {max(counted)})"],
+        ["image sizes", ", ".join(f"{size}: {count}" for size, count in sizes.most_common(6))
+         + (f" and {len(sizes) - 6} other sizes" if len(sizes) > 6 else "")],
+    ]
+    if skipped is not None:
+        rows.append(["skipped", str(skipped)])
+    print(format_table(rows, align_numbers=False))
+    print()
+    rows = [["modality", "samples", "nuclei"]]
+    by_modality: Counter = Counter()
+    nuclei_by_modality: Counter = Counter()
+    for sample, n in zip(samples, counted, strict=True):
+        by_modality[sample.modality] += 1
+        nuclei_by_modality[sample.modality] += n
+    for modality in (*MODALITIES, *sorted(set(by_modality) - set(MODALITIES))):
+        rows.append([modality, str(by_modality.get(modality, 0)),
+                     str(nuclei_by_modality.get(modality, 0))])
+    print(format_table(rows))

@@ -365,7 +365,7 @@ def _scan(path: Path) -> _Scan:
             f"{path} is not a readable zip file. It may be truncated: download it again."
         )
     raise _not_a_dataset(
-        path, "it is a file, not a folder or zip (to read a single image, use read_image)"
+        path, "it is a file, not a folder or zip of samples"
     )
 
 
