@@ -199,3 +199,24 @@ def test_a_run_not_put_in_use_says_when_it_validated_worse(trainer, tmp_path):  
         assert notes.any("(mine stays in use") and said == notes.any(
             "mine stays in use; on the same validation images the new model scores IoU "
             "0.100, the model in use 0.900)"), notes.messages
+
+
+def test_a_stopped_run_does_not_replace_the_default_model(trainer, tmp_path):  # noqa: F811
+    # a few minutes of trying, stopped, became the model every later segmentation used,
+    # in place of the default model the Segment dock named (GUI check h_gui31, M3)
+    from types import SimpleNamespace
+
+    from napari_nuclei_unet.widgets._train_runs import run_model
+
+    _viewer, widget = trainer
+    run = fake_run(tmp_path / "runs", "run-20261206-052313", best={"epoch": 1, "val_iou": 0.5})
+    widget.last_run = run_model(run)
+    widget.result = SimpleNamespace(cancelled=True)
+    assert widget.session.model is None
+    with capture_notifications() as notes:
+        assert widget.use_or_offer_run() is None
+    assert notes.any("The stopped run's model was not put in use: the default model stays"), \
+        notes.messages
+    assert widget.session.model is None and widget.session.jobs.running("load model") is None
+    widget._show_last_run()
+    assert _offered(widget)

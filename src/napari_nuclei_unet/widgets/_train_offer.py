@@ -110,14 +110,21 @@ class RunOffer:
     def use_or_offer_run(self) -> None:
         """After a run of this session: use its model at once, or offer it.
 
-        At once when no model is in use, or when the model in use is an earlier run's
-        that was put in use without the user asking and this run validated at least as
-        well. Otherwise the model in use (and its scores) is never swapped without
-        asking: the *Use this model* line offers the run's model.
+        At once when no model is in use and the run was not stopped, or when the model
+        in use is an earlier run's that was put in use without the user asking and this
+        run validated at least as well. Otherwise the model in use (and its scores) is
+        never swapped without asking: the *Use this model* line offers the run's model.
+        A stopped run (a few minutes of trying) replaced the default model the Segment
+        dock named (GUI check h_gui31, M3).
         """
         run, auto, model = self.last_run, self._auto_used, self.session.model
-        if model is None:
+        stopped = bool(getattr(getattr(self, "result", None), "cancelled", False))
+        if model is None and not stopped:
             self.use_trained_model(announce="no other model was loaded")
+            return
+        if model is None:
+            notify("The stopped run's model was not put in use: the default model stays in "
+                   "use. Click 'Use this model' in the Train panel to predict with it.")
             return
         # the very model put in use then (the same file loaded by the user is their
         # choice), validated on the same images (other images, other IoUs: h_rev10 M5)
