@@ -136,6 +136,34 @@ def test_a_panel_opened_over_the_users_images_makes_the_sample_layers_only_for_a
     qtbot.waitUntil(lambda: panel.warm_up.done, timeout=60_000)
 
 
+def test_a_folder_that_is_not_a_dataset_leaves_the_users_layers_as_they_were(
+        make_napari_viewer, qtbot, tmp_path):
+    # its nine hidden layers came above the user's own, one of them selected: the brush
+    # painted on a hidden layer (GUI check h_gui31, M2)
+    from napari_nuclei_unet.widgets._layers import is_placeholder
+    from napari_nuclei_unet.widgets.workflow_panel import WorkflowPanel
+
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(np.zeros((32, 32), np.uint8), name="my cells")
+    mine = viewer.add_labels(np.zeros((32, 32), np.uint8), name="my corrections")
+    panel = WorkflowPanel(viewer)
+    viewer.window.add_dock_widget(panel, name="all steps")
+    qtbot.waitUntil(lambda: panel.warm_up.done and panel.tabs_built.done, timeout=120_000)
+    (tmp_path / "cells.tif").write_bytes(b"not a dataset")
+    panel.data.open_dataset(tmp_path)  # the layers are made while it opens, then it fails
+    qtbot.waitUntil(lambda: panel.warm_up.done and panel.data.session.jobs.running(
+        "open dataset") is None, timeout=120_000)
+    qtbot.wait(200)
+    assert [layer.name for layer in viewer.layers] == ["my cells", "my corrections"]
+    assert viewer.layers.selection.active is mine
+    assert panel.warm_up.sample_layers is None
+    panel.data.open_bundled_samples()  # a dataset after all: they are made again
+    qtbot.waitUntil(lambda: panel.data.session.current_id is not None, timeout=120_000)
+    assert sum(1 for layer in viewer.layers if not is_placeholder(layer)) >= 3
+    assert len(viewer.layers) == 11
+    qtbot.waitUntil(lambda: panel.warm_up.done, timeout=60_000)
+
+
 def test_nothing_waits_for_the_sample_layers_in_a_hidden_window(make_napari_viewer):
     from napari_nuclei_unet.widgets._layer_warm_up import LayerWarmUp
 

@@ -396,6 +396,7 @@ class LayerWarmUp(TurnRunner):
         self._token: int | None = None  # its hold of full collections while they are made
         self._calm = self._interval
         self._waiting: list = []
+        self._forget = False  # take the sample layers away once made (no dataset opened)
 
     def want_sample_layers(self, *_args) -> None:
         """Make the dataset workflow's layers next (once), while the window is idle.
@@ -417,7 +418,40 @@ class LayerWarmUp(TurnRunner):
 
     def _made(self) -> None:
         self.sample_layers = True
+        if self._forget:
+            self._forget = False
+            self._remove_sample_layers()
         self._call_waiting()
+
+    def forget_sample_layers(self) -> None:
+        """No dataset was opened after all: the workflow's unused layers go again.
+
+        A folder that is not a dataset (or a folder dialog closed) left nine hidden,
+        empty layers above the user's own, one of them selected, so that the brush
+        painted on a hidden layer (GUI check h_gui31, M2). Only over layers of the
+        user's own; they are made again when a dataset is next opened.
+        """
+        if self.sample_layers is None or self._stopped or not _own_layers(self._viewer):
+            return
+        if self.sample_layers is False:
+            self._forget = True  # once they are made (their steps are queued)
+            return
+        self._remove_sample_layers()
+
+    def _remove_sample_layers(self) -> None:
+        from napari_nuclei_unet.widgets._layers import is_placeholder
+
+        layers = self._viewer.layers
+        unused = [layer for layer in layers if is_placeholder(layer)]
+        selected = [layer for layer in layers.selection if not is_placeholder(layer)]
+        active = layers.selection.active
+        for layer in unused:
+            layers.remove(layer)
+        layers.selection.clear()
+        layers.selection.update(selected)
+        if active in selected:
+            layers.selection.active = active
+        self.sample_layers = None
 
     def _call_waiting(self) -> None:
         """Run all that waits for the sample layers; the warm-up's calm pace comes back."""
@@ -479,6 +513,15 @@ def want_sample_layers(viewer) -> None:
     runner = session_for(viewer).layer_warm_up
     if isinstance(runner, LayerWarmUp):
         runner.want_sample_layers()
+
+
+def forget_sample_layers(viewer) -> None:
+    """:meth:`LayerWarmUp.forget_sample_layers` of the viewer's warm-up, when one runs."""
+    from napari_nuclei_unet.widgets._session import session_for
+
+    runner = session_for(viewer).layer_warm_up
+    if isinstance(runner, LayerWarmUp):
+        runner.forget_sample_layers()
 
 
 def after_sample_layers(viewer, callback) -> bool:

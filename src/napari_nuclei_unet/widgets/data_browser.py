@@ -51,7 +51,7 @@ from napari_nuclei_unet.widgets._dock_life import (
     on_destroyed,
     share_the_column_when_shown,
 )
-from napari_nuclei_unet.widgets._layer_warm_up import want_sample_layers
+from napari_nuclei_unet.widgets._layer_warm_up import forget_sample_layers, want_sample_layers
 from napari_nuclei_unet.widgets._layers import DATASET_KEY, short_id
 from napari_nuclei_unet.widgets._session import session_for
 from napari_nuclei_unet.widgets._warm_up import IMPORT_JOB
@@ -345,6 +345,8 @@ class DataBrowserWidget(SampleShowing, QWidget):
         folder = QFileDialog.getExistingDirectory(self, "Choose a DSB2018 dataset folder")
         if folder:
             self.open_dataset(folder)
+        else:
+            self._no_dataset_after_all()
 
     def _choose_zip(self) -> None:
         want_sample_layers(self.viewer)
@@ -353,6 +355,8 @@ class DataBrowserWidget(SampleShowing, QWidget):
         )
         if path:
             self.open_dataset(path)
+        else:
+            self._no_dataset_after_all()
 
     def _on_dataset_opened(self, opened: tuple[DSBDataset, dict[str, str] | None] | None
                            ) -> None:
@@ -390,6 +394,12 @@ class DataBrowserWidget(SampleShowing, QWidget):
 
     def _on_open_failed(self, _exc: BaseException) -> None:
         self._describe_dataset(self.dataset)
+        self._no_dataset_after_all()
+
+    def _no_dataset_after_all(self) -> None:
+        """No dataset opened: the layers made for one go again (GUI check h_gui31, M2)."""
+        if self.session.dataset is None:
+            forget_sample_layers(self.viewer)
 
     def _fill_table(self, dataset: DSBDataset) -> None:
         self.path_edit.setText(str(dataset.path))
