@@ -818,6 +818,33 @@ def test_a_short_guessed_axis_is_noted_as_maybe_channels(dock, qtbot):
         "channel (0-1)."))
 
 
+def test_a_fiji_cyx_tiff_takes_its_files_axes_and_asks_for_the_channel(dock, qtbot,
+                                                                        tmp_path, model):
+    # its channels were segmented as Z planes, cytoplasm included, and the dock said so
+    # only afterwards (GUI check h_gui31, M1)
+    viewer, widget = dock
+    noise = np.random.default_rng(0).integers(0, 300, SHAPE).astype(np.uint16)
+    data = np.stack([noise, nuclei_plane(3), noise])
+    tifffile.imwrite(tmp_path / "fiji.tif", data, imagej=True, metadata={"axes": "CYX"})
+    viewer.open(str(tmp_path / "fiji.tif"), plugin="napari")
+    assert widget.image.value.name == "fiji"
+    assert widget.status.text() == (
+        "fiji has no result yet: press Segment. It has 3 channels (axes CYX, as its file "
+        "records them): choose the nuclei's channel in the Nuclear channel field (0 to 2) "
+        "first.")
+    assert widget.segment() is None  # asked again, nothing segmented
+    assert "fiji has 3 channels (axes CYX)" in widget.status.text()
+    widget.channel.value = 1
+    layer = run(qtbot, widget)
+    assert result_labels(layer).shape == SHAPE  # one plane: the nuclei's channel
+    assert np.array_equal(result_labels(layer) > 0, mask_of(model, nuclei_plane(3)))
+    # a plain stack (no axes in its file) is guessed as before
+    tifffile.imwrite(tmp_path / "plain.tif", data)
+    viewer.open(str(tmp_path / "plain.tif"), plugin="napari")
+    assert widget.status.text() == "plain has no result yet: press Segment." or \
+        "It has 3 channels" not in widget.status.text()
+
+
 def test_a_new_segmentation_clears_the_last_results_table_and_truth(dock, qtbot):
     viewer, widget = dock
     viewer.add_image(nuclei_plane(1), name="a")

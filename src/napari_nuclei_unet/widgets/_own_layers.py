@@ -47,13 +47,85 @@ def is_lazy(data: Any) -> bool:
 
 
 def default_axes(layer: Any) -> str:
-    """Axes of a layer's data when the user gave none: ``...YX`` or ``...YXC`` for RGB."""
+    """Axes of a layer's data when the user gave none: ``...YX`` or ``...YXC`` for RGB.
+
+    A layer napari read whole from a TIFF whose metadata names a channel axis (an
+    ImageJ or OME ``CYX`` as Fiji writes it) takes the file's axes: its channels were
+    segmented as planes, cytoplasm included (GUI check h_gui31, M1).
+    """
     ndim = len(layer_data(layer).shape)
     if getattr(layer, "rgb", False):
         return "Q" * (ndim - 3) + "YXC"
+    recorded = file_axes(layer)
+    if recorded is not None:
+        return recorded
     letters = "TZ" if ndim - 2 <= 2 else ""
     stack = letters[-(ndim - 2):] if 0 < ndim - 2 <= len(letters) else "Q" * (ndim - 2)
     return stack + "YX"
+
+
+#: Axes and shape a TIFF's metadata records, by (path, modification time, size).
+_FILE_AXES: dict[tuple, tuple[str, tuple[int, ...]] | None] = {}
+
+
+def file_axes(layer: Any) -> str | None:
+    """The axes of the layer's TIFF file when it names channels and napari read it whole.
+
+    Only an ImageJ or OME file whose first series has the layer's very shape and a
+    channel axis; None otherwise (any other file, a layer made in napari, a file
+    changed or gone since). The file's header is read once.
+    """
+    from napari_nuclei_unet.core.stacks import TIFF_SUFFIXES
+
+    path = getattr(getattr(layer, "source", None), "path", None)
+    if not path or Path(str(path)).suffix.lower() not in TIFF_SUFFIXES:
+        return None
+    try:
+        stat = Path(str(path)).stat()
+    except OSError:
+        return None
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key not in _FILE_AXES:
+        _FILE_AXES[key] = _read_file_axes(str(path))
+    found = _FILE_AXES[key]
+    if found is None or found[1] != tuple(layer_data(layer).shape):
+        return None
+    return found[0]
+
+
+def _read_file_axes(path: str) -> tuple[str, tuple[int, ...]] | None:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if not (tif.is_imagej or tif.is_ome):
+                return None
+            series = tif.series[0]
+            axes, shape = series.axes.replace("S", "C"), tuple(int(n) for n in series.shape)
+    except Exception:  # any file tifffile cannot read: no axes from it
+        return None
+    if axes.count("C") != 1 or not axes.endswith("YX") or len(axes) != len(shape):
+        return None
+    return axes, shape
+
+
+def channel_words(layer: Any, axes: str = "", channel: int | None = None) -> str:
+    """What is said when an image with channels is chosen, and no channel is yet.
+
+    Asked only when Segment was pressed, after the image's channels had been
+    segmented as planes (GUI check h_gui31, M1). ``""`` when nothing is to be asked.
+    """
+    if channel is not None or getattr(layer, "rgb", False):
+        return ""
+    given = (axes or "").strip().upper()
+    chosen = layer_axes(layer, axes)
+    shape = layer_data(layer).shape
+    if "C" not in chosen or len(chosen) != len(shape):
+        return ""
+    n = int(shape[chosen.index("C")])
+    source = "as you gave them" if given else "as its file records them"
+    return (f" It has {n} channels (axes {chosen}, {source}): choose the nuclei's channel in "
+            f"the Nuclear channel field (0 to {n - 1}) first.")
 
 
 def layer_axes(layer: Any, axes: str = "") -> str:

@@ -129,8 +129,26 @@ class SegmentOutputs:
                 self.viewer.layers, None, image) is not None:
             return  # a job's result comes, or the image's result was shown
         self._bring_into_view(unwrapped(image), None)
-        if not self.status.text().startswith(f"{image.name} has no result yet"):
+        if not self.status.text().startswith(f"{image.name} has no result yet") or \
+                not self.ask_channel():
             self.status.setText(f"{image.name} has no result yet: press Segment.")
+
+    def ask_channel(self) -> bool:
+        """Ask for the nuclear channel of the chosen image when it has channels and none is.
+
+        Asked as it is chosen (an image just opened too), not only once Segment is
+        pressed (GUI check h_gui31, M1). Returns whether it asked.
+        """
+        from napari_nuclei_unet.widgets._own_layers import channel_words
+
+        image = self.image.value
+        if image is None or previous_result(self.viewer.layers, None, image) is not None:
+            return False
+        ask = channel_words(image, self.axes.value,
+                            None if self.channel.value < 0 else int(self.channel.value))
+        if ask:
+            self.status.setText(f"{image.name} has no result yet: press Segment.{ask}")
+        return bool(ask)
 
     def _bring_into_view(self, image: Any, result: Any) -> None:
         """Show ``image`` and its ``result`` (None: none yet), off a dataset's side by side."""

@@ -324,6 +324,8 @@ class SegmentWidget(SegmentOutputs, QWidget):
         self.follow_chosen_result(selection=False, show=not self._listing)
         if not self._listing:
             self.show_chosen_image()  # one without a result (h_gui26 L2)
+        else:
+            self.ask_channel()  # an image just opened: which channel holds nuclei?
         self.truth.reset_choices()  # a ground truth of another size is no longer a choice
         self._enable()
         kept = say_kept_once(self.image.value, self._said_kept)  # closed on, unsaved
