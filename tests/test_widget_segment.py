@@ -738,7 +738,7 @@ def test_with_no_model_loaded_the_dock_uses_the_projects_model(dock, qtbot, tmp_
     versions.add(default.model, default.config, {"adopted": True})
     session.set_project_dir(tmp_path / "project")
     words = "model v001 of the fine-tuning project (its current version; no model is loaded)"
-    assert widget.model_label.text() == f"Model: {words}."
+    assert widget.model_label.text() == f"Model: {words.removeprefix('model ')}."
     assert str(widget.project.value) == str(tmp_path / "project")  # the viewer's project
     viewer.add_image(nuclei_plane(1), name="cells")
     widget.image.value = viewer.layers["cells"]
@@ -756,6 +756,13 @@ def test_with_no_model_loaded_the_dock_uses_the_projects_model(dock, qtbot, tmp_
     assert f"with {words}" in widget.status.text()
     session.set_model(default)
     assert widget.model_label.text() == "Model: the default model (the model in use)."
+    # a package named "... (ours)": no "Model: model", no "(...) (...)" (GUI check h_gui31 L3)
+    from types import SimpleNamespace
+
+    session.set_model(SimpleNamespace(
+        path=tmp_path / "pkg.zip", metadata={"bioimageio": {"name": "Nuclei U-Net (ours)"}}))
+    assert widget.model_label.text() == "Model: Nuclei U-Net (ours), the model in use."
+    session.set_model(default)
     widget.model_file.value = "default"  # as the README and the command line name it
     run(qtbot, widget)
     assert "with the default model." in widget.status.text()

@@ -55,8 +55,9 @@ def model_words(path: str, session_model: Any, project: Path | None = None) -> s
         return f"the model file {model_name(SimpleNamespace(path=Path(path)))}"
     if session_model is not None:
         name = model_name(session_model)
-        return ("the default model" if name == "default model" else f"model {name}") + \
-            " (the model in use)"
+        words = "the default model" if name == "default model" else f"model {name}"
+        # "model Nuclei U-Net (default model) (the model in use)" (GUI check h_gui31, L3)
+        return words + (", the model in use" if words.endswith(")") else " (the model in use)")
     version = project_model(project)
     if version is not None:
         return (f"model {version.name} of the fine-tuning project (its current version; "

@@ -279,7 +279,8 @@ class SegmentWidget(SegmentOutputs, QWidget):
         return model_words(self._model_path(), self.session.model, self.session.project_dir)
 
     def _show_model(self, *_args: Any) -> None:
-        self.model_label.setText(f"Model: {self.model_words()}.")
+        words = self.model_words()  # not "Model: model v002" (GUI check h_gui31, L3)
+        self.model_label.setText(f"Model: {words.removeprefix('model ')}.")
 
     def _on_project_chosen(self, folder: str) -> None:
         """The viewer's fine-tuning project changed (in the Retrain dock): follow it."""
