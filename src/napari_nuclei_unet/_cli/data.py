@@ -125,18 +125,21 @@ class ImageInput:
     member : str, optional
         The member of the zip ``source`` holding the image; read (size-checked) only
         when :meth:`read` is called, so a large zip is never held in memory at once.
+    sample : bool
+        The image of a DSB2018 sample folder (``<id>/images/``), not a plain file.
     """
 
     id: str
     source: Any
     name: str
     member: str | None = None
+    sample: bool = False
 
     def read(self) -> Any:
         """Decode the image as ``(H, W, 3)`` uint8 (raises ``DatasetError``)."""
         from ..core.dataset import read_image
 
-        return read_image(self.read_bytes(), name=self.name)
+        return read_image(self.read_bytes(), name=self.name, sample=self.sample)
 
     def read_bytes(self) -> Any:
         """The file's content (a zip member is read here), or its path."""
@@ -156,6 +159,35 @@ def _is_image_file(path: Path) -> bool:
     from ..core.imageio import is_junk_name
 
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not is_junk_name(path.name)
+
+
+def is_labels_or_result(path: str | Path) -> bool:
+    """Whether a file of a folder of images is a label image or a ``predict`` result.
+
+    ``NAME_labels.tif`` / ``.tiff`` / ``.png`` (the fine-tuning layout's corrected
+    labels), ``NAME_labels.ome.zarr`` and ``NAME_measurements.csv`` (what ``predict``
+    writes) are not images to segment.
+    """
+    from ..core.finetune.own import LABEL_FILE_SUFFIXES, LABELS_SUFFIX
+    from ..core.own_images import output_paths
+    from ..core.stacks import stack_name
+
+    path = Path(path)
+    name = path.name.lower()
+    if any(name.endswith(result.name.lower()) for result in output_paths(".", "").values()):
+        return True
+    return (path.suffix.lower() in LABEL_FILE_SUFFIXES
+            and stack_name(path).lower().endswith(LABELS_SUFFIX))
+
+
+def left_out_note(left_out: list[Path], *, quiet: bool = False) -> None:
+    """Say which label images / earlier results of a folder of images were left out."""
+    if not left_out:
+        return
+    names = ", ".join(p.name for p in left_out[:3]) + (
+        f" and {len(left_out) - 3} more" if len(left_out) > 3 else "")
+    note(f"note: left out {len(left_out)} label image(s) or earlier result(s), which are not "
+         f"images to segment: {names}", quiet=quiet)
 
 
 def _sample_image(folder: Path, skipped: list[str] | None = None) -> Path | None:
@@ -189,7 +221,7 @@ def _zip_images(path: Path, skipped: list[str]) -> list[ImageInput]:
 
     images, left_out = zip_samples(path, require_masks=False)
     skipped += [f"{sample_id}: {reason}" for sample_id, reason in left_out]
-    return [ImageInput(sample_id, str(path), f"{path}:{member}", member)
+    return [ImageInput(sample_id, str(path), f"{path}:{member}", member, sample=True)
             for sample_id, member in images.items()]
 
 
@@ -221,6 +253,7 @@ def find_images(path: str, *, quiet: bool = False) -> list[ImageInput]:
     """
     from ..core.dataset import DatasetError, check_not_dangling
     from ..core.imageio import check_regular_file
+    from ..core.stacks import vendor_format_words
 
     root = Path(path)
     check_not_dangling(root)
@@ -234,20 +267,27 @@ def find_images(path: str, *, quiet: bool = False) -> list[ImageInput]:
         check_regular_file(root, what="image file or .zip")  # a FIFO would hang
     if root.is_file() and root.suffix.lower() == ".zip":
         inputs = _zip_images(root, skipped)
+    elif root.is_file() and vendor_format_words(root):
+        raise DatasetError(vendor_format_words(root))
     elif root.is_file():
         inputs = [ImageInput(root.stem, str(root), str(root))]
     elif (root / "images").is_dir():
         image = _sample_image(root, skipped)
-        inputs = [ImageInput(root.name, str(image), str(image))] if image else []
+        inputs = [ImageInput(root.name, str(image), str(image), sample=True)] if image else []
     else:
-        inputs = []
+        inputs, left_out = [], []
         for child in sorted(root.iterdir()):
             if child.is_dir():
                 image = _sample_image(child, skipped)
                 if image is not None:
-                    inputs.append(ImageInput(child.name, str(image), str(image)))
+                    inputs.append(ImageInput(child.name, str(image), str(image), sample=True))
+            elif _is_image_file(child) and is_labels_or_result(child):
+                left_out.append(child)
             elif _is_image_file(child):
                 inputs.append(ImageInput(child.stem, str(child), str(child)))
+            elif vendor_format_words(child):
+                skipped.append(str(vendor_format_words(child)))
+        left_out_note(left_out, quiet=quiet)
     for line in skipped[:5]:
         note(f"skipped {line}", quiet=quiet)
     if len(skipped) > 5:

@@ -18,6 +18,11 @@ from typing import Any
 NATIVE = "native"
 #: The words ``--diameter`` accepts besides a number, as ``--help`` shows them.
 METAVAR = "auto|native|PX"
+#: The resize factors (the model's nucleus diameter over ``--diameter``) a given diameter
+#: may ask for: beyond them the images are blown up or shrunk so much that no nucleus is
+#: found (review h_rev15, M12: 0.5 px ran 86 s for 0 nuclei). For the shipped model's
+#: 18 px: 3 to 300 px.
+RESIZE_FACTORS = (0.06, 6.0)
 
 
 def parse_diameter(text: str) -> float | str:
@@ -53,17 +58,48 @@ def check_diameter(value: float | str | None) -> None:
         )
 
 
+def check_resize(value: float, trained: float) -> None:
+    """Refuse a ``--diameter`` whose resize factor ``trained / value`` is absurd.
+
+    ``trained`` is the nucleus diameter (pixels) the model was trained at; the factor
+    must lie within :data:`RESIZE_FACTORS`.
+    """
+    if not value:  # automatic
+        return
+    low, high = RESIZE_FACTORS
+    factor = trained / value
+    if low <= factor <= high:
+        return
+    change = (f"enlarge the images {_times(factor)} times" if factor > 1
+              else f"shrink the images {_times(1 / factor)} times")
+    raise ValueError(
+        f"--diameter {value:g} px would {change} (this model was trained on nuclei of "
+        f"{trained:g} px), so no nucleus would be found. Give the nuclei's diameter in "
+        f"pixels (not micrometres), between {trained / high:g} and {trained / low:g} px "
+        "for this model, or 'auto' to estimate it.")
+
+
+def _times(factor: float) -> str:
+    """A resize factor in plain numbers: "36", "1,234,568", "6.5"."""
+    return f"{factor:,.0f}" if factor >= 10 else f"{factor:.2g}"
+
+
 def diameter_in_pixels(value: float | str, model: Any) -> float:
     """The ``SegmentOptions.diameter`` of a ``--diameter`` value for ``model``.
 
     ``native`` is the model's training diameter, which ``segment_image`` does not
-    resize; a number (0 = automatic) is returned as it is.
+    resize; a number (0 = automatic) is returned as it is, once checked against the
+    model's training diameter (:func:`check_resize`; not checked without a model).
     """
     check_diameter(value)
     if value == NATIVE:
         from ..core.segment import model_diameter
 
         return model_diameter(model)
+    if model is not None:
+        from ..core.segment import model_diameter
+
+        check_resize(float(value), model_diameter(model))
     return float(value)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +21,19 @@ from .progress import ProgressBars, note
 
 
 def check_threshold(value: float) -> float:
-    """Return ``value`` if it is a probability threshold, else raise a plain ValueError."""
-    if not 0.0 <= value <= 1.0:
+    """Return ``value`` if it is a probability threshold, else raise a plain ValueError.
+
+    The rule is ``core.segment.SegmentOptions``'s own (strictly between 0 and 1: 0 would
+    make every pixel a nucleus, 1 none), said once, in the option's words.
+    """
+    from ..core.segment import SegmentOptions
+
+    try:
+        SegmentOptions(threshold=value)
+    except ValueError:
         raise ValueError(
-            f"--threshold must be between 0 and 1 (a foreground probability), got {value}."
-        )
+            f"--threshold must be strictly between 0 and 1 (a foreground probability, "
+            f"such as 0.5), got {value:g}.") from None
     return value
 
 
@@ -34,8 +42,86 @@ def mask_file_name(image_id: str, fmt: str) -> str:
     return f"{image_id}.{fmt}"
 
 
+def check_targets(out: Path, targets: Iterable[Path], inputs: Iterable[Any], *,
+                  overwrite: bool, what: str, kept: str) -> None:
+    """Refuse before anything is written: ``--out`` a file, an input hit, existing results.
+
+    Parameters
+    ----------
+    out : pathlib.Path
+        The ``--out`` folder.
+    targets : iterable of pathlib.Path
+        Every file (or folder) the command would write.
+    inputs : iterable of path-like
+        The input images (files or ``.zarr`` folders): no target may be one of them, or
+        lie inside one, whatever ``overwrite`` says.
+    overwrite : bool
+        ``--overwrite``: existing results may be replaced.
+    what : str
+        What one target is, e.g. ``"mask file"``, ``"result file"``.
+    kept : str
+        What an existing target may hold, e.g. ``"edited masks"``.
+    """
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file; give a folder for the results.")
+    targets = list(targets)
+    hits = _inputs_hit(targets, inputs)
+    if hits:
+        target, image = hits[0]
+        where = "into the image folder" if image.is_dir() else "over the image"
+        count = f" ({len(hits)} images in all)" if len(hits) > 1 else ""
+        raise FileExistsError(
+            f"--out {out} is where the input images are: the result {target.name} would be "
+            f"written {where} {image} itself{count}. Nothing was written (--overwrite never "
+            "replaces an input image): choose another --out folder.")
+    existing = [p for p in targets if p.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"{len(existing)} {what}(s) already exist in {out} (e.g. {existing[0].name}); "
+            f"they may hold {kept}, so nothing was written. Choose another --out, or add "
+            "--overwrite to replace them.")
+
+
+def _inputs_hit(targets: list[Path], inputs: Iterable[Any]) -> list[tuple[Path, Path]]:
+    """The ``(target, input)`` pairs where a target is an input image or lies inside one.
+
+    Paths are compared resolved, and existing files by identity too (a case-insensitive
+    disk, a hard link or a symbolic link name one file in several ways).
+    """
+    files: dict[Path, Path] = {}
+    identities: dict[tuple[int, int], Path] = {}
+    folders: list[tuple[Path, Path]] = []
+    for source in inputs:
+        if not isinstance(source, (str, os.PathLike)):
+            continue
+        path = Path(source)
+        resolved = path.resolve()
+        files[resolved] = path
+        if path.is_dir():
+            folders.append((resolved, path))
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        identities[(st.st_dev, st.st_ino)] = path
+    hits = []
+    for target in targets:
+        resolved = target.resolve()
+        image = files.get(resolved) or next(
+            (path for folder, path in folders if resolved.is_relative_to(folder)), None)
+        if image is None:
+            try:
+                st = target.stat()
+            except OSError:
+                continue
+            image = identities.get((st.st_dev, st.st_ino))
+        if image is not None:
+            hits.append((target, image))
+    return hits
+
+
 def write_mask(path: Path, array: Any, fmt: str) -> None:
-    """Write a mask or label image atomically (temporary file, then rename).
+    """Write a mask or label image atomically (``core.atomic.atomic_write``, mode 0644).
 
     Parameters
     ----------
@@ -54,6 +140,8 @@ def write_mask(path: Path, array: Any, fmt: str) -> None:
     """
     import numpy as np
 
+    from ..core.atomic import atomic_write
+
     array = np.asarray(array)
     if array.dtype != np.uint8:
         top = int(array.max()) if array.size else 0
@@ -65,14 +153,8 @@ def write_mask(path: Path, array: Any, fmt: str) -> None:
             )
         else:
             array = array.astype(np.uint32)
-    from napari_nuclei_unet.core.atomic import plain_os_error
 
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".{fmt}", dir=path.parent)
-    except OSError as exc:  # named by the user's file, not by the hidden temporary one
-        raise plain_os_error(exc, path) from exc
-    os.close(fd)
-    try:
+    def write(tmp: Path) -> None:
         if fmt == "png":
             from PIL import Image
 
@@ -81,12 +163,13 @@ def write_mask(path: Path, array: Any, fmt: str) -> None:
             import tifffile
 
             tifffile.imwrite(tmp, array, compression="zlib")
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise plain_os_error(exc, path) from exc
-        raise
+
+    atomic_write(path, write)
+
+
+def skip_reason(item: Any, exc: BaseException) -> str:
+    """Why ``item`` could not be read, on one line."""
+    return " ".join(str(exc).split())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -102,7 +185,8 @@ def run(args: argparse.Namespace) -> int:
     Returns
     -------
     int
-        0.
+        0 once at least one image was segmented (those that cannot be read are skipped
+        with a note).
     """
     check_threshold(args.threshold)
     from .predict_own import run_own, wants_own_images
@@ -110,19 +194,12 @@ def run(args: argparse.Namespace) -> int:
     if wants_own_images(args):
         return run_own(args)
     options = dataset_options(args)
-    images = find_images(args.input)
+    images = find_images(args.input, quiet=args.quiet)
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"--out {out} is a file; give a folder for the masks.")
     fmt = args.format or "png"
     targets = {item.id: out / mask_file_name(item.id, fmt) for item in images}
-    existing = [p for p in targets.values() if p.exists()]
-    if existing and not args.overwrite:
-        raise FileExistsError(
-            f"{len(existing)} mask file(s) already exist in {out} (e.g. {existing[0].name}); "
-            "they may hold edited masks, so nothing was written. Choose another --out, or "
-            "add --overwrite to replace them."
-        )
+    check_targets(out, targets.values(), [item.source for item in images],
+                  overwrite=args.overwrite, what="mask file", kept="edited masks")
     if args.submission and Path(args.submission).exists() and not args.overwrite:
         raise FileExistsError(
             f"Submission file {args.submission} already exists; choose another name or add "
@@ -154,8 +231,8 @@ def run(args: argparse.Namespace) -> int:
             try:
                 image = item.read()
             except DatasetError as exc:  # one bad file must not stop the others
-                skipped.append(exc)
-                note(f"skipped {item.name}: {' '.join(str(exc).split())}", quiet=args.quiet)
+                skipped.append(DatasetError(skip_reason(item, exc)))
+                note(f"skipped {item.name}: {skipped[-1]}", quiet=args.quiet)
                 continue
             result = segment_image(loaded.model, image, options, device=device)
             prob = result.probability
@@ -182,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
     what = "label image" if args.instances != "none" else "mask"
     print(f"Wrote {counted(len(images) - len(skipped), what)} to {out}"
           + (f" ({counted(n_nuclei, 'nucleus', 'nuclei')})" if args.instances != "none"
-             else ""))
+             else "") + skipped_words(len(skipped)))
     if args.submission:
         from ..core.rle import write_submission_csv
 
@@ -193,6 +270,12 @@ def run(args: argparse.Namespace) -> int:
     size = size_note(options, diameters, resized, native=is_native(args))
     note(f"model: {loaded.path}; {size}", quiet=args.quiet)
     return 0
+
+
+def skipped_words(n: int) -> str:
+    """The end of a summary line for ``n`` images skipped ("" for none)."""
+    return (f"; skipped {counted(n, 'image')} that could not be read (see the notes above)"
+            if n else "")
 
 
 def dataset_options(args: argparse.Namespace, model: Any = None) -> Any:
@@ -207,10 +290,8 @@ def dataset_options(args: argparse.Namespace, model: Any = None) -> Any:
     if diameter == NATIVE and model is None:
         diameter = 0.0
     diameter = diameter_in_pixels(diameter, model)  # a bad --diameter says so plainly
-    try:
-        return SegmentOptions(diameter=diameter, threshold=args.threshold, tta=args.tta)
-    except ValueError as exc:
-        raise ValueError(f"{exc} (--threshold)") from None
+    check_threshold(args.threshold)
+    return SegmentOptions(diameter=diameter, threshold=args.threshold, tta=args.tta)
 
 
 def is_native(args: argparse.Namespace) -> bool:

@@ -10,11 +10,13 @@ or the blocks of one large image.
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
-from .data import is_dataset_folder
-from .predict import counted, dataset_options, is_native
+from .data import is_dataset_folder, is_labels_or_result, left_out_note
+from .predict import check_targets, counted, dataset_options, is_native, skipped_words
 from .progress import ProgressBars, note
 
 #: Options that ask for the own-image path even for a PNG or a folder of PNGs.
@@ -48,8 +50,13 @@ def wants_own_images(args: argparse.Namespace) -> bool:
     return False
 
 
-def find_files(path: str) -> list[Path]:
-    """The image files of INPUT: itself, or the image files/``.zarr`` folders in it."""
+def find_files(path: str, *, quiet: bool = False) -> list[Path]:
+    """The image files of INPUT: itself, or the image files/``.zarr`` folders in it.
+
+    In a folder, label images and earlier results (``NAME_labels.tif``,
+    ``NAME_labels.ome.zarr``...: :func:`.data.is_labels_or_result`) are left out, with
+    one note.
+    """
     from ..core.imageio import is_junk_name
     from ..core.stacks import is_image_file
 
@@ -63,11 +70,15 @@ def find_files(path: str) -> list[Path]:
         from ..core.imageio import check_regular_file
 
         check_regular_file(root, what="image file")
-    files = sorted(c for c in root.iterdir() if not is_junk_name(c.name) and is_image_file(c))
+    found = sorted(c for c in root.iterdir() if not is_junk_name(c.name) and is_image_file(c))
+    files = [c for c in found if not is_labels_or_result(c)]
     if not files:
+        only = (f" (only {len(found)} label image(s) or earlier result(s), such as "
+                f"{found[0].name})" if found else "")
         raise FileNotFoundError(
-            f"No image found in {path}: expected TIFF/OME-TIFF, PNG or JPEG files or .zarr "
-            "folders.")
+            f"No image found in {path}{only}: expected TIFF/OME-TIFF, PNG or JPEG files or "
+            ".zarr folders.")
+    left_out_note([c for c in found if c not in files], quiet=quiet)
     return files
 
 
@@ -95,7 +106,8 @@ def run_own(args: argparse.Namespace) -> int:
     Returns
     -------
     int
-        0.
+        0 once at least one file was segmented (those that cannot be read are skipped
+        with a note).
     """
     from ..core.own_images import output_paths
     from ..core.stacks import ImageFileError, stack_name
@@ -114,10 +126,8 @@ def run_own(args: argparse.Namespace) -> int:
     if args.axes is not None and not args.axes.strip().isalpha():
         raise ImageFileError(f"--axes {args.axes!r} must be letters such as ZCYX or TCYX.")
     _refuse_dataset(args)
-    files = find_files(args.input)
+    files = find_files(args.input, quiet=args.quiet)
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"--out {out} is a file; give a folder for the results.")
     names: dict[str, Path] = {}
     for path in files:
         name = stack_name(path)
@@ -125,26 +135,25 @@ def run_own(args: argparse.Namespace) -> int:
             raise ValueError(f"{names[name]} and {path} would both be written as {name}_...; "
                              "rename one.")
         names[name] = path
-    existing = [p for name in names for p in output_paths(out, name).values() if p.exists()]
-    if existing and not args.overwrite:
-        raise FileExistsError(
-            f"{len(existing)} result file(s) already exist in {out} (e.g. {existing[0].name}); "
-            "they may hold edited labels, so nothing was written. Choose another --out, or "
-            "add --overwrite to replace them.")
-    _check_inputs(files, args)
+    check_targets(out, [p for name in names for p in output_paths(out, name).values()], files,
+                  overwrite=args.overwrite, what="result file", kept="edited labels")
+    files, skipped = _check_inputs(files, args)
     _check_package_runs_here(args)
     _note_ignored_options(args)
-    out.mkdir(parents=True, exist_ok=True)
 
     from ..core.cluster import dask_client
 
     with dask_client(args.scheduler, args.workers) as client, \
             ProgressBars(quiet=args.quiet) as bars:
-        summaries, options = _segment(files, out, options, args, client, bars)
+        summaries, options, failed = _segment(files, out, options, args, client, bars)
+    skipped += failed
+    if not summaries:
+        raise _none_readable(args.input, skipped)
     n_nuclei = sum(s.n_nuclei for s in summaries)
     n_planes = sum(s.n_planes for s in summaries)
     print(f"Wrote {counted(len(summaries), 'label image')} ({counted(n_planes, 'plane')}, "
-          f"{counted(n_nuclei, 'nucleus', 'nuclei')}) and measurements to {out}")
+          f"{counted(n_nuclei, 'nucleus', 'nuclei')}) and measurements to {out}"
+          + skipped_words(len(skipped)))
     for summary in summaries:
         note(f"{summary.name}: {counted(summary.n_nuclei, 'nucleus', 'nuclei')} in "
              f"{counted(summary.n_planes, 'plane')}, "
@@ -192,47 +201,189 @@ def _note_ignored_options(args: argparse.Namespace) -> None:
              "with --instances watershed) and <name>_measurements.csv.", quiet=args.quiet)
 
 
-def _check_inputs(files: list[Path], args: argparse.Namespace) -> None:
+def _check_inputs(files: list[Path], args: argparse.Namespace
+                  ) -> tuple[list[Path], list[tuple[Path, Exception]]]:
     """Open every file (metadata only) so that a bad axes/channel fails before any work.
+
+    A file that cannot be read is skipped with a note (one bad file never refuses a
+    whole folder); when none can be read, all are named in one error. Returns the files
+    to segment and the ``(file, error)`` of those skipped.
 
     An image taken as RGB from the file's own axes although it is not 8-bit gets a
     note: it is more likely planes or channels (see ``ImageStack.doubtful_rgb``).
     """
-    from ..core.stacks import open_stack
+    from ..core.stacks import ImageFileError, open_stack
 
+    readable, skipped = [], []
     for path in files:
-        stack = open_stack(path, args.axes)
+        try:
+            stack = open_stack(path, args.axes)
+        except (ImageFileError, OSError) as exc:
+            if not _unreadable(path, exc, args.axes):
+                raise  # the settings do not fit: they are the user's to change
+            skipped.append((path, exc))
+            continue
         stack.check_channel(args.channel)
         if args.axes is None and args.channel is None and stack.doubtful_rgb:
             note(f"note: {stack.doubtful_rgb_note(path.name)}", quiet=args.quiet)
+        readable.append(path)
+    if not readable:
+        raise _none_readable(args.input, skipped)
+    for path, exc in skipped:
+        _note_skipped(path, exc, args)
+    return readable, skipped
+
+
+def _unreadable(path: Path, exc: Exception, axes: str | None) -> bool:
+    """Whether ``exc`` (opening ``path``) says the file cannot be read, not that a setting is off.
+
+    A message about a setting (the axes to give) is not the file's fault; with
+    ``--axes`` given, the file is unreadable only if it cannot be opened without them.
+    """
+    from ..core.stacks import ImageFileError, open_stack
+
+    if isinstance(exc, OSError):
+        return True
+    if getattr(exc, "about_a_setting", False):  # ImageFileError.about_settings
+        return False
+    if axes is None:
+        return True
+    try:
+        open_stack(path)
+    except (ImageFileError, OSError) as plain:
+        return isinstance(plain, OSError) or not getattr(plain, "about_a_setting", False)
+    return False
+
+
+def _note_skipped(path: Path, exc: BaseException, args: argparse.Namespace) -> None:
+    note(f"skipped {path.name}: {' '.join(str(exc).split())}", quiet=args.quiet)
+
+
+def _none_readable(where: str, skipped: list[tuple[Path, Exception]]) -> Exception:
+    """The error when no file of INPUT could be read: each file and why, on one line."""
+    from ..core.stacks import ImageFileError
+
+    if len(skipped) == 1:
+        return skipped[0][1]
+    reasons = "; ".join(" ".join(str(exc).split()) for _, exc in skipped)
+    return ImageFileError(f"None of the {len(skipped)} image files in {where} could be "
+                          f"read: {reasons}")
 
 
 def _segment(files: list[Path], out: Path, options: Any, args: argparse.Namespace,
-             client: Any, bars: ProgressBars) -> tuple[list, Any]:
-    """Segment the files; return their summaries and the options used.
+             client: Any, bars: ProgressBars) -> tuple[list, Any, list]:
+    """Segment the files; return their summaries, the options used and the files skipped.
 
-    ``--diameter native`` becomes the loaded model's own diameter in those options.
+    ``--diameter native`` becomes the loaded model's own diameter in those options, and
+    a diameter in pixels is checked against the model's (``diameter_in_pixels``). The
+    ``--out`` folder is made only once the model and the device are found. A file found
+    damaged half way is skipped with a note; a file stopped half way (Ctrl-C, an error)
+    leaves none of its results (:func:`_process_whole`).
     """
     from ..core.cluster import map_files, torch_threads_per_worker
     from ..core.own_images import process_file
     from ..core.progress import drive
+    from ..core.stacks import ImageFileError
 
     model_ref, model = _model_reference(args, client)
-    if is_native(args):
-        options = dataset_options(args, model)  # the model's own diameter: no resizing
+    options = dataset_options(args, model)  # 'native': the model's own diameter
+    out.mkdir(parents=True, exist_ok=True)
     # a local cluster shares this machine's cores; a remote worker uses its own share
     threads = torch_threads_per_worker(client) if client is not None and not args.scheduler \
         else None
     if client is not None and len(files) > 1:
         return drive(map_files(client, model_ref, [str(f) for f in files], out, options,
                                channel=args.channel, axes=args.axes, threads=threads),
-                     bars), options
-    summaries = []
+                     bars), options, []
+    summaries, failed = [], []
     for path in files:
-        summaries.append(process_file(model_ref, path, out, options, channel=args.channel,
-                                      axes=args.axes, block=args.block, client=client,
-                                      threads=threads, device=_device(args), on_update=bars))
-    return summaries, options
+        try:
+            summaries.append(_process_whole(path, out, lambda p=path: process_file(
+                model_ref, p, out, options, channel=args.channel, axes=args.axes,
+                block=args.block, client=client, threads=threads, device=_device(args),
+                on_update=bars)))
+        except ImageFileError as exc:  # a damaged plane: the other files go on
+            failed.append((path, exc))
+            _note_skipped(path, exc, args)
+    return summaries, options, failed
+
+
+def _process_whole(path: Path, out: Path, process: Any) -> Any:
+    """Run ``process()`` (one file's ``process_file``); if it stops half way, undo it.
+
+    A Ctrl-C or an error in the middle of a file removes what it wrote of that file's
+    results: a half-written ``NAME_labels.ome.zarr``, or labels without their
+    measurements. Results that were there before (``--overwrite``) stay when nothing of
+    them was replaced yet; once one was, all go, so no file is left without the others.
+    """
+    from ..core.own_images import output_paths
+    from ..core.stacks import stack_name
+
+    paths = output_paths(out, stack_name(path))
+    before = {key: _identity(p) for key, p in paths.items()}
+    try:
+        return process()
+    except BaseException:
+        changed = any(_identity(p) != before[key] for key, p in paths.items())
+        if changed:
+            for p in paths.values():
+                _remove(p)
+        if changed or before["zarr"] is None:
+            _remove_at_exit_if_unfinished(paths["zarr"])
+        raise
+
+
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    """What tells a file (or folder) written anew from the one there before; None: absent."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+_UNFINISHED: set[str] = set()
+
+
+def _remove_at_exit_if_unfinished(zarr: Path) -> None:
+    """Remove ``zarr`` again at exit should it be there then, unfinished.
+
+    After a Ctrl-C, writes already under way go on a moment: the large-image path's block
+    thread stores the block it was segmenting, and zarr finishes its pending writes in a
+    thread of its own; either makes the folder again once it was removed (seen: a folder
+    holding ``.zattrs`` alone). A finished one (``multiscales`` metadata, no
+    ``_unmerged`` array: a later run in the same process) is kept.
+    """
+    import atexit
+
+    if not _UNFINISHED:
+        atexit.register(_remove_unfinished)
+    _UNFINISHED.add(os.fspath(zarr))
+
+
+def _remove_unfinished() -> None:
+    import json
+
+    for zarr in _UNFINISHED:
+        if not os.path.isdir(zarr):
+            continue
+        try:
+            with open(os.path.join(zarr, ".zattrs"), encoding="utf-8") as handle:
+                finished = "multiscales" in json.load(handle)
+        except (OSError, ValueError):
+            finished = False
+        if not finished or os.path.isdir(os.path.join(zarr, "_unmerged")):
+            shutil.rmtree(zarr, ignore_errors=True)
 
 
 def _device(args: argparse.Namespace) -> Any:

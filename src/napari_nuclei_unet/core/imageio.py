@@ -282,7 +282,9 @@ def plain_reason(exc: BaseException, name: str) -> str:
     return _FILE_OBJECT.sub(name, str(exc)) or type(exc).__name__
 
 
-def _not_an_image(source: ImageSource, name: str | None, exc: Exception) -> DatasetError:
+def _not_an_image(source: ImageSource, name: str | None, exc: Exception, *,
+                  sample: bool = True) -> DatasetError:
+    """``sample``: the image of a dataset's sample folder, which may be deleted to skip it."""
     what = _describe(source, name)
     if isinstance(exc, Image.DecompressionBombError):
         return DatasetError(
@@ -296,7 +298,7 @@ def _not_an_image(source: ImageSource, name: str | None, exc: Exception) -> Data
     return DatasetError(
         f"{what} is not a readable image ({exc_text}). The file may be corrupt "
         "or truncated (e.g. an interrupted download or extraction): replace it with a "
-        "fresh copy, or delete the sample folder to skip it."
+        "fresh copy" + (", or delete the sample folder to skip it." if sample else ".")
     )
 
 
@@ -380,7 +382,8 @@ def _decode_tiff(data: bytes) -> np.ndarray:
     return a
 
 
-def read_image(source: ImageSource, *, name: str | None = None) -> np.ndarray:
+def read_image(source: ImageSource, *, name: str | None = None,
+               sample: bool = True) -> np.ndarray:
     """Read a PNG, TIFF or JPEG image as ``(H, W, 3)`` uint8.
 
     Parameters
@@ -389,6 +392,9 @@ def read_image(source: ImageSource, *, name: str | None = None) -> np.ndarray:
         The image file, or its content.
     name : str, optional
         How to name the file in error messages (default: the path).
+    sample : bool, default True
+        The image of a dataset's sample folder: a file that cannot be read is said to
+        be skipped by deleting that folder (not for a plain file: review h_rev15, L4).
 
     Returns
     -------
@@ -409,7 +415,7 @@ def read_image(source: ImageSource, *, name: str | None = None) -> np.ndarray:
         else:
             array = _decode_pil(data)
     except _DECODE_ERRORS as exc:
-        raise _not_an_image(source, name, exc) from exc
+        raise _not_an_image(source, name, exc, sample=sample) from exc
     try:
         return to_rgb8(array)
     except ValueError as exc:

@@ -77,6 +77,11 @@ class ImageFileError(ValueError):
         error._template, error._values = template, values
         return error
 
+    @property
+    def about_a_setting(self) -> bool:
+        """Whether it says a setting the user gives does not fit, not that the file is bad."""
+        return self._template is not None
+
     def worded(self, words: dict[str, str]) -> str:
         """The message with the settings named by ``words``.
 

@@ -1,0 +1,291 @@
+"""``nuclei-unet predict`` never harms the user's files (review h_rev15: H1, M1, M3, M4, M6,
+M12, M18, L3, L4), on small synthetic images."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+tifffile = pytest.importorskip("tifffile")
+
+from napari_nuclei_unet.cli import main  # noqa: E402
+
+SHAPE = (48, 64)
+
+
+def run_cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(code, err, *fragments):
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("nuclei-unet: error: ")
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+def grey(seed: int, shape=SHAPE) -> np.ndarray:
+    """A fluorescence-like 8-bit grey plane with nuclei."""
+    from napari_nuclei_unet.core.synthetic import make_synthetic_sample
+
+    image, _ = make_synthetic_sample("fluorescence", shape=shape, seed=seed)
+    return image[..., 0].astype(np.uint8)
+
+
+def write_png(path, seed: int = 0) -> None:
+    Image.fromarray(np.dstack([grey(seed)] * 3)).save(path)
+
+
+def md5(path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+# -- H1: never write over an input --------------------------------------------------------
+
+def test_out_in_the_input_folder_never_replaces_the_images(tmp_path, capsys):
+    folder = tmp_path / "same"
+    folder.mkdir()
+    write_png(folder / "cells.png")
+    before = md5(folder / "cells.png")
+    for extra in ([], ["--overwrite"]):
+        code, _, err = run_cli(capsys, "predict", "default", folder, "--out", folder, *extra)
+        assert_one_line_error(code, err, "input image", "cells.png",
+                              "--overwrite never replaces an input image")
+        assert "edited masks" not in err  # the images are not called masks
+        assert md5(folder / "cells.png") == before
+        assert sorted(p.name for p in folder.iterdir()) == ["cells.png"]
+    # the same folder by another spelling of its path
+    other = tmp_path / "same" / ".." / "same"
+    code, _, err = run_cli(capsys, "predict", "default", folder / "cells.png", "--out", other,
+                           "--overwrite")
+    assert_one_line_error(code, err, "input image")
+    assert md5(folder / "cells.png") == before
+
+
+# -- M1: one unreadable file never refuses a whole folder -----------------------------------
+
+def test_unreadable_tiffs_are_skipped_with_a_note_each(tmp_path, capsys):
+    folder = tmp_path / "own"
+    folder.mkdir()
+    tifffile.imwrite(folder / "good.tif", grey(1).astype(np.uint16) * 100)
+    (folder / "garbage.tif").write_bytes(b"not an image at all " * 20)
+    (folder / "empty.tif").write_bytes(b"")
+    code, out, err = run_cli(capsys, "predict", "default", folder, "--out", tmp_path / "out")
+    assert code == 0, err
+    assert "skipped garbage.tif: " in err and "skipped empty.tif: " in err
+    assert "Wrote 1 label image (1 plane, " in out
+    assert "skipped 2 images that could not be read" in out
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "good_labels.tif", "good_measurements.csv"]
+    # none readable: one error naming every file
+    (folder / "good.tif").unlink()
+    code, _, err = run_cli(capsys, "predict", "default", folder, "--out", tmp_path / "none")
+    assert_one_line_error(code, err, "None of the 2 image files", "garbage.tif",
+                          "empty.tif")
+    assert not (tmp_path / "none").exists()
+
+
+# -- M3: label images and earlier results are not segmented ---------------------------------
+
+def test_label_images_and_results_in_the_input_folder_are_left_out(tmp_path, capsys):
+    folder = tmp_path / "corrected"
+    folder.mkdir()
+    tifffile.imwrite(folder / "cells.tif", grey(2).astype(np.uint16) * 100)
+    tifffile.imwrite(folder / "cells_labels.tif", np.zeros(SHAPE, np.uint16))  # a correction
+    (folder / "old_labels.ome.zarr").mkdir()  # an earlier result
+    (folder / "old_measurements.csv").write_text("label\n")
+    code, out, err = run_cli(capsys, "predict", "default", folder, "--out", tmp_path / "out")
+    assert code == 0, err
+    assert "Wrote 1 label image" in out
+    assert "left out 2 label image(s) or earlier result(s)" in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "cells_labels.tif", "cells_measurements.csv"]
+
+
+# -- M6: masks are readable by the colleagues --------------------------------------------------
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX file modes")
+def test_png_path_masks_are_written_0644(tmp_path, capsys):
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    write_png(folder / "cells.png")
+    for fmt in ("png", "tif"):
+        out = tmp_path / f"out_{fmt}"
+        code, _, err = run_cli(capsys, "predict", "default", folder, "--out", out,
+                               "--format", fmt)
+        assert code == 0, err
+        mask = out / f"cells.{fmt}"
+        assert mask.stat().st_mode & 0o777 == 0o644
+        assert [p.name for p in out.iterdir()] == [mask.name]  # no temporary file left
+
+
+# -- M18: one threshold rule, one message; one check of --out for both paths -----------------
+
+@pytest.mark.parametrize("value", ["0", "1", "1.5"])
+def test_threshold_is_strictly_between_0_and_1_said_once(tmp_path, capsys, value):
+    write_png(tmp_path / "cells.png")
+    code, _, err = run_cli(capsys, "predict", "default", tmp_path / "cells.png", "--out",
+                           tmp_path / "out", "--threshold", value)
+    assert_one_line_error(code, err, "--threshold must be strictly between 0 and 1",
+                          f"got {float(value):g}.")
+    assert "(--threshold)" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_out_checks_say_the_same_on_both_paths(tmp_path, capsys):
+    write_png(tmp_path / "cells.png")
+    tifffile.imwrite(tmp_path / "cells.tif", grey(3).astype(np.uint16))
+    (tmp_path / "file").write_text("")
+    messages = []
+    for image in ("cells.png", "cells.tif"):
+        code, _, err = run_cli(capsys, "predict", "default", tmp_path / image, "--out",
+                               tmp_path / "file")
+        assert_one_line_error(code, err, "is a file; give a folder for the results")
+        messages.append(err)
+    assert messages[0] == messages[1]
+    # existing results: refused by the same check, in the same words
+    (tmp_path / "o1").mkdir()
+    (tmp_path / "o1" / "cells.png").write_bytes(b"mask")
+    (tmp_path / "o2").mkdir()
+    (tmp_path / "o2" / "cells_labels.tif").write_bytes(b"labels")
+    for image, out, what in (("cells.png", "o1", "mask file"),
+                             ("cells.tif", "o2", "result file")):
+        code, _, err = run_cli(capsys, "predict", "default", tmp_path / image, "--out",
+                               tmp_path / out)
+        assert_one_line_error(code, err, f"1 {what}(s) already exist in",
+                              "add --overwrite to replace them")
+
+
+# -- M12: absurd diameters are refused --------------------------------------------------------
+
+@pytest.mark.parametrize(("value", "words"), [("0.5", "enlarge the images 36 times"),
+                                              ("1e9", "shrink the images"),
+                                              ("2", "enlarge the images 9 times")])
+def test_absurd_diameter_is_refused_with_its_resize_factor(tmp_path, capsys, value, words):
+    tifffile.imwrite(tmp_path / "cells.tif", grey(4, (32, 32)).astype(np.uint16))
+    write_png(tmp_path / "cells.png")
+    for image in ("cells.tif", "cells.png"):
+        code, _, err = run_cli(capsys, "predict", "default", tmp_path / image, "--out",
+                               tmp_path / "out", "--diameter", value)
+        assert_one_line_error(code, err, words, "trained on nuclei of 18 px",
+                              "between 3 and 300 px")
+        assert not (tmp_path / "out").exists()
+
+
+def test_plausible_diameters_are_accepted(tmp_path, capsys):
+    tifffile.imwrite(tmp_path / "cells.tif", grey(4, (32, 32)).astype(np.uint16))
+    code, _, err = run_cli(capsys, "predict", "default", tmp_path / "cells.tif", "--out",
+                           tmp_path / "out", "--diameter", "20")
+    assert code == 0, err
+
+
+# -- M4: an interrupted predict leaves no partial results -------------------------------------
+
+def test_interrupt_between_labels_and_measurements_leaves_neither(tmp_path, capsys,
+                                                                 monkeypatch):
+    from napari_nuclei_unet.core import measure
+
+    tifffile.imwrite(tmp_path / "z.tif", np.stack([grey(5), grey(6)]).astype(np.uint16),
+                     metadata={"axes": "ZYX"})
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(measure, "write_csv", interrupted)
+        code, _, err = run_cli(capsys, "predict", "default", tmp_path / "z.tif", "--out",
+                               tmp_path / "out")
+    assert code == 130, err
+    assert list((tmp_path / "out").iterdir()) == []
+    # the rerun is not refused as "edited labels"
+    code, _, err = run_cli(capsys, "predict", "default", tmp_path / "z.tif", "--out",
+                           tmp_path / "out")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "z_labels.tif", "z_measurements.csv"]
+    # with --overwrite, an interrupt after the new labels leaves no old CSV beside them
+    with monkeypatch.context() as patch:
+        patch.setattr(measure, "write_csv", interrupted)
+        code, _, err = run_cli(capsys, "predict", "default", tmp_path / "z.tif", "--out",
+                               tmp_path / "out", "--overwrite")
+    assert code == 130, err
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_interrupt_in_a_large_image_leaves_no_half_written_zarr(tmp_path, capsys,
+                                                               monkeypatch):
+    from napari_nuclei_unet.core import bigimage
+
+    monkeypatch.setattr(bigimage, "BIG_PIXELS", 100 * 100)
+    plane = np.tile(grey(7, (64, 64)), (3, 3)).astype(np.uint16)  # 192 x 192: 4 blocks
+    tifffile.imwrite(tmp_path / "slide.tif", plane, tile=(64, 64))
+    args = ["predict", "default", tmp_path / "slide.tif", "--out", tmp_path / "out",
+            "--block", "128"]
+    seen = []
+
+    def interrupted(block, target, y0, x0):
+        seen.append(os.path.isdir(tmp_path / "out" / "slide_labels.ome.zarr"))
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(bigimage, "_write_block", interrupted)
+        code, _, err = run_cli(capsys, *args)
+    assert code == 130, err
+    assert seen and seen[0]  # the zarr was being written when the interrupt came
+    assert list((tmp_path / "out").iterdir()) == []
+    code, _, err = run_cli(capsys, *args)
+    assert code == 0, err
+    assert (tmp_path / "out" / "slide_labels.ome.zarr").is_dir()
+
+
+# -- L3: no empty --out folder after an early failure ------------------------------------------
+
+def test_no_out_folder_is_made_when_the_model_or_device_fails(tmp_path, capsys):
+    tifffile.imwrite(tmp_path / "cells.tif", grey(8).astype(np.uint16))
+    write_png(tmp_path / "cells.png")
+    for image in ("cells.tif", "cells.png"):
+        for extra in (["--device", "nonsense"], []):
+            model = "default" if extra else tmp_path / "missing.safetensors"
+            code, _, err = run_cli(capsys, "predict", model, tmp_path / image, "--out",
+                                   tmp_path / "out", *extra)
+            assert code == 2, err
+            assert not (tmp_path / "out").exists(), (image, extra, err)
+
+
+# -- L4: plain words for a plain file; skipped images counted ----------------------------------
+
+def test_png_skip_note_fits_a_plain_folder_and_the_summary_counts_it(tmp_path, capsys):
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    write_png(folder / "good.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    code, out, err = run_cli(capsys, "predict", "default", folder, "--out", tmp_path / "out")
+    assert code == 0, err
+    assert "skipped " in err and "broken.png" in err
+    assert "sample folder" not in err
+    assert "Wrote 1 mask to " in out and "skipped 1 image that could not be read" in out
+
+
+def test_a_microscope_makers_file_is_said_to_need_exporting(tmp_path, capsys):
+    # ".czi ... may be corrupt or truncated: replace it with a fresh copy" (h_rev15, M15)
+    folder = tmp_path / "vendor"
+    folder.mkdir()
+    (folder / "sample.czi").write_bytes(b"ZISRAWFILE" + bytes(64))
+    code, out, err = run_cli(capsys, "predict", "default", folder / "sample.czi", "--out",
+                             tmp_path / "out")
+    assert_one_line_error(code, err, "sample.czi: Zeiss .czi files are not read here. Export "
+                                     "it as OME-TIFF")
+    assert "fresh copy" not in err and not (tmp_path / "out").exists()
+    write_png(folder / "good.png")  # beside an image: skipped with the same words
+    code, out, err = run_cli(capsys, "predict", "default", folder, "--out", tmp_path / "out")
+    assert code == 0, err
+    assert "skipped sample.czi: Zeiss .czi files are not read here" in err
