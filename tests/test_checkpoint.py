@@ -53,8 +53,13 @@ def test_pickle_files_rejected(tmp_path):
     for suffix in (".pt", ".pth", ".ckpt"):
         bad = tmp_path / f"model{suffix}"
         bad.write_bytes(b"not even looked at")
-        with pytest.raises(CheckpointError, match="pickle"):
+        with pytest.raises(CheckpointError, match="pickle") as caught:
             load_checkpoint(bad)
+        assert "bioimage.io package." in str(caught.value)  # what to choose instead
+    # beside a package's rdf.yaml: the package is named (GUI check h_gui31, L6)
+    (tmp_path / "rdf.yaml").write_text("type: model\n")
+    with pytest.raises(CheckpointError, match="choose its rdf.yaml"):
+        load_checkpoint(tmp_path / "model.pt")
 
 
 def test_missing_json(tmp_path):

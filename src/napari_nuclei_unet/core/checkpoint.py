@@ -339,10 +339,15 @@ def _resolve(path_or_default: str | os.PathLike) -> Path:
         return weights
     path = Path(path_or_default)
     if path.suffix.lower() in PICKLE_SUFFIXES:
+        package = next((path.with_name(n) for n in ("rdf.yaml", "bioimageio.yaml")
+                        if path.with_name(n).is_file()), None)
+        hint = (f" This folder holds a bioimage.io package: choose its {package.name} (or the "
+                "folder) instead." if package is not None else "")
         raise CheckpointError(
-            f"Refusing to load {path}: {path.suffix} files are Python pickles, which can run "
-            "arbitrary code when loaded. napari-nuclei-unet only loads .safetensors weights "
-            "with their .json sidecar."
+            f"Refusing to load {path}: {path.suffix} files (PyTorch's pickle format) can run "
+            "any program on this computer when they are opened, so they are never opened. "
+            "Choose a .safetensors model (with the .json file saved beside it) or a "
+            f"bioimage.io package.{hint}"
         )
     weights = weights_path(path)
     if weights != path and path.suffix != ".json" and path.is_file() and not weights.exists():
