@@ -262,6 +262,9 @@ def test_export_button_follows_the_model_in_use(model_widget, tiny_checkpoint):
     widget.session.set_model(replace(loaded, metadata={"bioimageio": "unet2d"}))
     assert not widget.export_button.isEnabled()
     assert widget.export_status.text() == ""  # it spoke of another model
+    # its Metrics tab was an empty table (GUI check h_gui31, L7)
+    assert [name for name, _ in widget.metric_rows()] == ["scores"]
+    assert "none recorded with this model" in widget.metric_rows()[0][1]
     assert "bioimage.io package already" in widget.export_button.toolTip()
     widget.session.set_model(replace(loaded, path=None))
     assert not widget.export_button.isEnabled()

@@ -469,7 +469,11 @@ class ModelWidget(ModelExport, QWidget):
                                   f"{where} · bioimage.io package")
         metadata = getattr(loaded, "metadata", {}) or {}
         self.training_label.setText(describe_training(metadata, path))
-        _fill(self.metrics_table, flatten_metrics(metadata))
+        metrics = flatten_metrics(metadata)
+        if not metrics:  # an empty table said nothing (GUI check h_gui31, L7)
+            metrics = [("scores", "none recorded with this model: score it on your images "
+                                  "with the Scores panel")]
+        _fill(self.metrics_table, metrics)
         config = loaded.config.to_dict() if hasattr(loaded.config, "to_dict") else {}
         if metadata.get("train_config_recorded") is False:  # a package of another tool
             rows = [("training settings", "not recorded in this bioimage.io package")]
