@@ -110,6 +110,9 @@ def test_stop_keeps_best_and_resume_continues(trainer, qtbot):
     worker = widget.resume(run_dir)
     assert worker is not None
     assert len(widget.curves.points("train_loss")) >= done  # history shown again
+    best = [h for h in result.history if h.is_best][-1]  # not "—" (GUI check h_gui31, L1)
+    assert widget.best_label.text().startswith(
+        f"Best model so far: epoch {best.epoch}, validation IoU {best.val_iou:.3f}")
     qtbot.waitUntil(lambda: len(widget.curves.points("train_loss")) > done, timeout=120_000)
     widget.stop()
     wait_worker(qtbot, worker, timeout=120_000)

@@ -376,6 +376,12 @@ class TrainWidget(RunOffer, QWidget):
         worker = self._launch(config, run_dir, resume_from=run_dir / LAST_NAME)
         if worker is not None:
             self.curves.set_history(meta.get("history") or [])
+            best = [h for h in meta.get("history") or [] if isinstance(h, dict)
+                    and h.get("is_best")]  # not "—" until beaten (GUI check h_gui31, L1)
+            if best and isinstance(best[-1].get("val_iou"), (int, float)):
+                self.best_label.setText(
+                    f"Best model so far: epoch {best[-1].get('epoch')}, validation IoU "
+                    f"{best[-1]['val_iou']:.3f}\n{run_dir / 'best.safetensors'}")
             if epochs > saved.epochs:
                 notify(f"The run goes on to {epochs} epochs (set in Epochs; "
                        f"{saved.epochs} planned).")
