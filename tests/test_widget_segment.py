@@ -315,6 +315,8 @@ def test_progress_words_of_blocks_joining_and_stopping(dock):
     widget._started = time.perf_counter() - 5.0
     for update, words in ((Progress("blocks", 1, 144), "1/144 blocks, 5 s so far"),
                           (Progress("blocks", 3, 144), "3/144 blocks, about 4 min left"),
+                          # the seams are being joined: not "144/144" for 10 s (h_gui31 L4)
+                          (Progress("blocks", 144, 144), "Joining the blocks, 5 s so far"),
                           (Progress("merge", 0, 1, "348 nuclei"),
                            "Joining the blocks, 5 s so far — 348 nuclei")):
         widget._last_paint = 0.0
