@@ -289,3 +289,20 @@ def test_a_microscope_makers_file_is_said_to_need_exporting(tmp_path, capsys):
     code, out, err = run_cli(capsys, "predict", "default", folder, "--out", tmp_path / "out")
     assert code == 0, err
     assert "skipped sample.czi: Zeiss .czi files are not read here" in err
+
+
+def test_a_folder_named_images_is_not_taken_for_a_dsb_sample(tmp_path, capsys):
+    # experiment/images/cells.tif (16-bit) was read as a DSB2018 sample: an 8-bit 0/255
+    # mask named after the folder, not labels and measurements (review h_rev15, M8)
+    import tifffile
+
+    images = tmp_path / "experiment" / "images"
+    images.mkdir(parents=True)
+    tifffile.imwrite(images / "cells.tif", grey(1).astype(np.uint16) * 200)
+    code, out, err = run_cli(capsys, "predict", "default", tmp_path / "experiment", "--out",
+                             tmp_path / "out")
+    assert_one_line_error(code, err, f"(your images may be in {images}: give that folder)")
+    code, out, err = run_cli(capsys, "predict", "default", images, "--out", tmp_path / "out")
+    assert code == 0, err
+    assert (tmp_path / "out" / "cells_labels.tif").exists()
+    assert not (tmp_path / "out" / "experiment.png").exists()

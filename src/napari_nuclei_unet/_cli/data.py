@@ -13,11 +13,23 @@ from .progress import ProgressBars, note
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 
 
-def is_dataset_folder(path: str | Path) -> bool:
-    """Whether ``path`` is a DSB2018 sample folder (``images/`` in it) or a folder of them."""
+def is_sample_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a DSB2018 sample folder (``images/`` and ``masks/``, or ``<id>.png``).
+
+    ``images/`` with ``masks/`` beside it, or with ``images/<folder name>.png`` in it.
+    "images" alone is a common name for a folder of one's own images: such a folder was
+    taken for a sample and its 16-bit TIFF given the 8-bit mask path (review h_rev15, M8).
+    """
     root = Path(path)
-    return root.is_dir() and ((root / "images").is_dir() or any(
-        (child / "images").is_dir() for child in root.iterdir() if child.is_dir()))
+    return (root / "images").is_dir() and (
+        (root / "masks").is_dir() or (root / "images" / f"{root.name}.png").is_file())
+
+
+def is_dataset_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a DSB2018 sample folder or a folder of them."""
+    root = Path(path)
+    return root.is_dir() and (is_sample_folder(root) or any(
+        is_sample_folder(child) for child in root.iterdir() if child.is_dir()))
 
 
 def open_dataset(path: str, *, quiet: bool = False) -> Any:
@@ -271,13 +283,13 @@ def find_images(path: str, *, quiet: bool = False) -> list[ImageInput]:
         raise DatasetError(vendor_format_words(root))
     elif root.is_file():
         inputs = [ImageInput(root.stem, str(root), str(root))]
-    elif (root / "images").is_dir():
+    elif is_sample_folder(root):
         image = _sample_image(root, skipped)
         inputs = [ImageInput(root.name, str(image), str(image), sample=True)] if image else []
     else:
         inputs, left_out = [], []
         for child in sorted(root.iterdir()):
-            if child.is_dir():
+            if child.is_dir() and is_sample_folder(child):
                 image = _sample_image(child, skipped)
                 if image is not None:
                     inputs.append(ImageInput(child.name, str(image), str(image), sample=True))
@@ -293,7 +305,9 @@ def find_images(path: str, *, quiet: bool = False) -> list[ImageInput]:
     if len(skipped) > 5:
         note(f"... and {len(skipped) - 5} more skipped", quiet=quiet)
     if not inputs:
-        detail = f" ({skipped[0]})" if skipped else ""
+        detail = f" ({skipped[0]})" if skipped else (
+            f" (your images may be in {root / 'images'}: give that folder)"
+            if (root / "images").is_dir() else "")
         raise DatasetError(
             f"No image found in {path}{detail}: expected an image file "
             f"({', '.join(IMAGE_SUFFIXES)}), a folder of images, or DSB2018 sample folders "

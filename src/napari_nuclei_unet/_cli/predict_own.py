@@ -74,7 +74,9 @@ def find_files(path: str, *, quiet: bool = False) -> list[Path]:
     files = [c for c in found if not is_labels_or_result(c)]
     if not files:
         only = (f" (only {len(found)} label image(s) or earlier result(s), such as "
-                f"{found[0].name})" if found else "")
+                f"{found[0].name})" if found else
+                f" (your images may be in {root / 'images'}: give that folder)"
+                if (root / "images").is_dir() else "")
         raise FileNotFoundError(
             f"No image found in {path}{only}: expected TIFF/OME-TIFF, PNG or JPEG files or "
             ".zarr folders.")
