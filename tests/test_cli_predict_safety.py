@@ -306,3 +306,29 @@ def test_a_folder_named_images_is_not_taken_for_a_dsb_sample(tmp_path, capsys):
     assert code == 0, err
     assert (tmp_path / "out" / "cells_labels.tif").exists()
     assert not (tmp_path / "out" / "experiment.png").exists()
+
+
+def test_channel_applies_to_the_files_with_channels_in_a_mixed_folder(tmp_path, capsys):
+    # a folder of grey images and one 3-channel file had no command that worked: without
+    # --channel the 3-channel file was refused, with it every grey one (review h_rev15, M2)
+    import tifffile
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    tifffile.imwrite(folder / "grey.tif", grey(2).astype(np.uint16) * 100)
+    noise = np.zeros(SHAPE, np.uint16)
+    tifffile.imwrite(folder / "three.tif", np.stack([noise, grey(3).astype(np.uint16) * 100,
+                                                     noise]), imagej=True,
+                     metadata={"axes": "CYX"})
+    code, out, err = run_cli(capsys, "predict", "default", folder, "--out", tmp_path / "a")
+    assert code == 2 and "three.tif has 3 channels" in err  # which one holds the nuclei?
+    code, out, err = run_cli(capsys, "predict", "default", folder, "--out", tmp_path / "b",
+                             "--channel", "1")
+    assert code == 0, err
+    assert "--channel 1 applies to the files with channels; 1 file(s) of one channel are " \
+        "segmented as they are (grey.tif)" in err
+    assert (tmp_path / "b" / "grey_labels.tif").exists()
+    assert (tmp_path / "b" / "three_labels.tif").exists()
+    code, out, err = run_cli(capsys, "predict", "default", folder / "grey.tif", "--out",
+                             tmp_path / "c", "--channel", "1")  # one file: a mistake
+    assert code == 2 and "Channel 1 does not exist in" in err

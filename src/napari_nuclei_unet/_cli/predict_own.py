@@ -139,7 +139,7 @@ def run_own(args: argparse.Namespace) -> int:
         names[name] = path
     check_targets(out, [p for name in names for p in output_paths(out, name).values()], files,
                   overwrite=args.overwrite, what="result file", kept="edited labels")
-    files, skipped = _check_inputs(files, args)
+    files, skipped, single = _check_inputs(files, args)
     _check_package_runs_here(args)
     _note_ignored_options(args)
 
@@ -147,7 +147,8 @@ def run_own(args: argparse.Namespace) -> int:
 
     with dask_client(args.scheduler, args.workers) as client, \
             ProgressBars(quiet=args.quiet) as bars:
-        summaries, options, failed = _segment(files, out, options, args, client, bars)
+        summaries, options, failed = _segment(files, out, options, args, client, bars,
+                                              single)
     skipped += failed
     if not summaries:
         raise _none_readable(args.input, skipped)
@@ -204,19 +205,21 @@ def _note_ignored_options(args: argparse.Namespace) -> None:
 
 
 def _check_inputs(files: list[Path], args: argparse.Namespace
-                  ) -> tuple[list[Path], list[tuple[Path, Exception]]]:
+                  ) -> tuple[list[Path], list[tuple[Path, Exception]], set[Path]]:
     """Open every file (metadata only) so that a bad axes/channel fails before any work.
 
     A file that cannot be read is skipped with a note (one bad file never refuses a
     whole folder); when none can be read, all are named in one error. Returns the files
-    to segment and the ``(file, error)`` of those skipped.
+    to segment, the ``(file, error)`` of those skipped, and the files of one channel
+    (no channel axis), which ``--channel`` does not apply to: a folder of grey images
+    and one multi-channel file had no command that worked (review h_rev15, M2).
 
     An image taken as RGB from the file's own axes although it is not 8-bit gets a
     note: it is more likely planes or channels (see ``ImageStack.doubtful_rgb``).
     """
     from ..core.stacks import ImageFileError, open_stack
 
-    readable, skipped = [], []
+    readable, skipped, single = [], [], set()
     for path in files:
         try:
             stack = open_stack(path, args.axes)
@@ -225,7 +228,10 @@ def _check_inputs(files: list[Path], args: argparse.Namespace
                 raise  # the settings do not fit: they are the user's to change
             skipped.append((path, exc))
             continue
-        stack.check_channel(args.channel)
+        if args.channel is not None and "C" not in stack.axes and len(files) > 1:
+            single.add(path)  # one channel: segmented as it is
+        else:
+            stack.check_channel(args.channel)
         if args.axes is None and args.channel is None and stack.doubtful_rgb:
             note(f"note: {stack.doubtful_rgb_note(path.name)}", quiet=args.quiet)
         readable.append(path)
@@ -233,7 +239,16 @@ def _check_inputs(files: list[Path], args: argparse.Namespace
         raise _none_readable(args.input, skipped)
     for path, exc in skipped:
         _note_skipped(path, exc, args)
-    return readable, skipped
+    if single and len(single) < len(readable):
+        names = ", ".join(p.name for p in sorted(single)[:3]) + (
+            f" and {len(single) - 3} more" if len(single) > 3 else "")
+        note(f"note: --channel {args.channel} applies to the files with channels; "
+             f"{len(single)} file(s) of one channel are segmented as they are ({names}).",
+             quiet=args.quiet)
+    elif single:  # not one file has channels: the option is a mistake
+        stack = open_stack(sorted(single)[0], args.axes)
+        stack.check_channel(args.channel)
+    return readable, skipped, single
 
 
 def _unreadable(path: Path, exc: Exception, axes: str | None) -> bool:
@@ -273,7 +288,8 @@ def _none_readable(where: str, skipped: list[tuple[Path, Exception]]) -> Excepti
 
 
 def _segment(files: list[Path], out: Path, options: Any, args: argparse.Namespace,
-             client: Any, bars: ProgressBars) -> tuple[list, Any, list]:
+             client: Any, bars: ProgressBars, single: set[Path] = frozenset()
+             ) -> tuple[list, Any, list]:
     """Segment the files; return their summaries, the options used and the files skipped.
 
     ``--diameter native`` becomes the loaded model's own diameter in those options, and
@@ -294,14 +310,20 @@ def _segment(files: list[Path], out: Path, options: Any, args: argparse.Namespac
     threads = torch_threads_per_worker(client) if client is not None and not args.scheduler \
         else None
     if client is not None and len(files) > 1:
+        if single:
+            raise ValueError(
+                f"With --workers or --scheduler, --channel {args.channel} applies to every "
+                f"file, and {sorted(single)[0].name} has one channel: put the files of one "
+                "channel in a folder of their own.")
         return drive(map_files(client, model_ref, [str(f) for f in files], out, options,
                                channel=args.channel, axes=args.axes, threads=threads),
                      bars), options, []
     summaries, failed = [], []
     for path in files:
         try:
-            summaries.append(_process_whole(path, out, lambda p=path: process_file(
-                model_ref, p, out, options, channel=args.channel, axes=args.axes,
+            channel = None if path in single else args.channel
+            summaries.append(_process_whole(path, out, lambda p=path, c=channel: process_file(
+                model_ref, p, out, options, channel=c, axes=args.axes,
                 block=args.block, client=client, threads=threads, device=_device(args),
                 on_update=bars)))
         except ImageFileError as exc:  # a damaged plane: the other files go on
