@@ -332,3 +332,48 @@ def test_channel_applies_to_the_files_with_channels_in_a_mixed_folder(tmp_path, 
     code, out, err = run_cli(capsys, "predict", "default", folder / "grey.tif", "--out",
                              tmp_path / "c", "--channel", "1")  # one file: a mistake
     assert code == 2 and "Channel 1 does not exist in" in err
+
+
+def test_skip_existing_goes_on_with_the_images_not_done(tmp_path, capsys, monkeypatch):
+    # after a Ctrl-C the same command was refused, and --overwrite redid (and replaced)
+    # every image (review h_rev15, M5)
+    from napari_nuclei_unet.core import measure
+
+    folder = tmp_path / "tiffs"
+    folder.mkdir()
+    for i in range(3):
+        tifffile.imwrite(folder / f"c{i}.tif", grey(10 + i).astype(np.uint16) * 100)
+    real, calls = measure.write_csv, []
+
+    def third_interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    out = tmp_path / "out"
+    with monkeypatch.context() as patch:
+        patch.setattr(measure, "write_csv", third_interrupted)
+        code, _, err = run_cli(capsys, "predict", "default", folder, "--out", out)
+    assert code == 130 and "run the same command with --skip-existing" in err
+    done = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert sorted(done) == ["c0_labels.tif", "c0_measurements.csv", "c1_labels.tif",
+                            "c1_measurements.csv"]
+    code, out_text, err = run_cli(capsys, "predict", "default", folder, "--out", out,
+                                  "--skip-existing")
+    assert code == 0, err
+    assert "--skip-existing: 2 images with results in" in err and "segmenting the other 1" in err
+    assert (out / "c2_labels.tif").exists()
+    assert {n: (out / n).stat().st_mtime_ns for n in done} == done  # not redone
+    code, out_text, err = run_cli(capsys, "predict", "default", folder, "--out", out,
+                                  "--skip-existing")
+    assert code == 0 and out_text.startswith("Nothing to do: the results of all 3 images")
+    # the PNG path too
+    pngs = tmp_path / "pngs"
+    pngs.mkdir()
+    write_png(pngs / "a.png", 1)
+    assert run_cli(capsys, "predict", "default", pngs, "--out", tmp_path / "m")[0] == 0
+    write_png(pngs / "b.png", 2)
+    code, out_text, err = run_cli(capsys, "predict", "default", pngs, "--out",
+                                  tmp_path / "m", "--skip-existing")
+    assert code == 0 and "Wrote 1 mask to" in out_text

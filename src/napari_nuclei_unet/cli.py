@@ -224,8 +224,12 @@ def _build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--submission", metavar="CSV",
                          help="also write a Kaggle DSB2018 submission (run-length encoded "
                               "nuclei; uses watershed instances when --instances is none)")
-    predict.add_argument("--overwrite", action="store_true",
-                         help="replace masks already in --out (default: refuse)")
+    existing = predict.add_mutually_exclusive_group()
+    existing.add_argument("--overwrite", action="store_true",
+                          help="replace masks already in --out (default: refuse)")
+    existing.add_argument("--skip-existing", action="store_true",
+                          help="segment only the images whose results are not in --out yet: "
+                               "to continue a run that was stopped, or a folder that grew")
     _add_size_options(predict, native="segments the images as they are")
     _add_own_image_options(predict)
     _add_device(predict)
@@ -476,7 +480,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         if args.debug:
             raise
-        _error("interrupted (Ctrl-C).")
+        more = (" The images segmented so far are kept: run the same command with "
+                "--skip-existing to go on with the others." if args.command == "predict"
+                else "")
+        _error("interrupted (Ctrl-C)." + more)
         return EXIT_INTERRUPTED
     except (Exception, MemoryError) as exc:  # one line; --debug shows the traceback
         if args.debug:

@@ -198,6 +198,15 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     fmt = args.format or "png"
     targets = {item.id: out / mask_file_name(item.id, fmt) for item in images}
+    if getattr(args, "skip_existing", False):
+        if args.submission:
+            raise ValueError("--submission needs every image's nuclei, so it cannot be "
+                             "written with --skip-existing: leave one of the two out.")
+        images = done_already([i.id for i in images], lambda i: [targets[i]], images,
+                              out, quiet=args.quiet)
+        if not images:
+            return 0
+        targets = {item.id: targets[item.id] for item in images}
     check_targets(out, targets.values(), [item.source for item in images],
                   overwrite=args.overwrite, what="mask file", kept="edited masks")
     if args.submission and Path(args.submission).exists() and not args.overwrite:
@@ -270,6 +279,26 @@ def run(args: argparse.Namespace) -> int:
     size = size_note(options, diameters, resized, native=is_native(args))
     note(f"model: {loaded.path}; {size}", quiet=args.quiet)
     return 0
+
+
+def done_already(names: list[str], results: Any, items: list, out: Path, *,
+                 quiet: bool) -> list:
+    """The ``items`` (one per name) whose results are not all in ``out`` yet (``--skip-existing``).
+
+    ``results(name)`` lists the files that make an image's results; an interrupted run
+    leaves none of them half written, so an image whose files are all there is done.
+    Says how many are left out, or that nothing is left to do (then ``[]``).
+    """
+    left = [item for name, item in zip(names, items, strict=True)
+            if not all(path.exists() for path in results(name))]
+    done = len(items) - len(left)
+    if not left:
+        print(f"Nothing to do: the results of all {counted(done, 'image')} are in {out} "
+              "already (--skip-existing).")
+    elif done:
+        note(f"--skip-existing: {counted(done, 'image')} with results in {out} already left "
+             f"out; segmenting the other {len(left)}.", quiet=quiet)
+    return left
 
 
 def skipped_words(n: int) -> str:

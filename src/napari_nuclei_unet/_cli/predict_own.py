@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from .data import is_dataset_folder, is_labels_or_result, left_out_note
-from .predict import check_targets, counted, dataset_options, is_native, skipped_words
+from .predict import (
+    check_targets,
+    counted,
+    dataset_options,
+    done_already,
+    is_native,
+    skipped_words,
+)
 from .progress import ProgressBars, note
 
 #: Options that ask for the own-image path even for a PNG or a folder of PNGs.
@@ -137,6 +144,15 @@ def run_own(args: argparse.Namespace) -> int:
             raise ValueError(f"{names[name]} and {path} would both be written as {name}_...; "
                              "rename one.")
         names[name] = path
+    if getattr(args, "skip_existing", False):
+        def results(name: str) -> list[Path]:  # a CSV beside its labels (TIFF or zarr)
+            paths = output_paths(out, name)
+            return [paths["csv"], paths["zarr"] if paths["zarr"].exists() else paths["labels"]]
+
+        files = done_already(list(names), results, files, out, quiet=args.quiet)
+        if not files:
+            return 0
+        names = {stack_name(path): path for path in files}
     check_targets(out, [p for name in names for p in output_paths(out, name).values()], files,
                   overwrite=args.overwrite, what="result file", kept="edited labels")
     files, skipped, single = _check_inputs(files, args)
