@@ -377,8 +377,29 @@ def test_export_writes_a_package_that_loads_back(model_widget, qtbot, tiny_check
     from napari_nuclei_unet.core.checkpoint import load_checkpoint
     from napari_nuclei_unet.widgets._model_export import ExportChoice
 
+    from napari_nuclei_unet.core.checkpoint import read_metadata, save_checkpoint
+    from napari_nuclei_unet.widgets._model_training import describe_training
+
     _viewer, widget = model_widget
-    widget.session.set_model(load_checkpoint(tiny_checkpoint))
+    # a stopped run's best model, with its held-out report, epochs and hardware: a
+    # package loaded back showed 6 metric rows of 25 and "1 epoch" (GUI check h_gui31, L2)
+    tiny = load_checkpoint(tiny_checkpoint)
+    metadata = {k: v for k, v in read_metadata(tiny_checkpoint).items()
+                if k in ("training_data", "created")}
+    metadata.update({
+        "metrics": {"epoch": 1, "val_iou": 0.73},
+        "history": [{"epoch": 1, "epochs": 3, "val_iou": 0.73, "is_best": True,
+                     "elapsed_s": 63.0, "checkpoint": str(tmp_path / "secret" / "x")}],
+        "evaluation": {"mean_iou": 0.71, "dsb_score": 0.4,
+                       "per_modality": {"fluorescence": {"mean_iou": 0.75}}},
+        "training_hardware": "one NVIDIA H100 80GB HBM3"})
+    best = save_checkpoint(tmp_path / "rich" / "run" / "best.safetensors", tiny.model,
+                           tiny.config, metadata)
+    save_checkpoint(best.with_name("last.safetensors"), tiny.model, tiny.config,
+                    {**metadata, "metrics": {"epoch": 2}})
+    widget.session.set_model(load_checkpoint(best))
+    before = describe_training(widget.session.model.metadata, best)
+    assert "the best of the 2 trained so far (3 planned)" in before
     out = tmp_path / "shared" / "our lab.zip"
     out.parent.mkdir()
     # a name bioimage.io refuses is said before any work
@@ -394,6 +415,14 @@ def test_export_writes_a_package_that_loads_back(model_widget, qtbot, tiny_check
     package = load_any_model(out)
     assert package.metadata["bioimageio"]["name"] == "Nuclei U-Net (our lab)"
     assert package.metadata["train_config_recorded"]
+    assert package.metadata["evaluation"] == metadata["evaluation"]
+    assert "secret" not in str(package.metadata["history"])  # never a path of this disk
+    assert describe_training(package.metadata, out) == before
+    widget.session.set_model(package)
+    assert len(widget.metric_rows()) >= 5  # training's and the held-out report's
+    assert any(name.startswith("held-out") or "DSB" in name or "dsb" in name
+               for name, _ in widget.metric_rows()), widget.metric_rows()
+    widget.session.set_model(tiny)
 
     # an existing file is replaced only when the user agrees
     before = out.stat().st_mtime_ns

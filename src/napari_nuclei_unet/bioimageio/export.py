@@ -173,7 +173,11 @@ def build_package_folder(model: str | os.PathLike, folder: Path, *,
 
     from ..core.checkpoint import load_checkpoint
     from ..core.finetune.versions import resolve_model_folder
-    from ..core.sharing import shareable_round, shareable_training_data
+    from ..core.sharing import (
+        shareable_round,
+        shareable_training_data,
+        shareable_training_record,
+    )
     from ..core.synthetic import make_synthetic_sample
     from ._network import NucleiForeground
 
@@ -300,6 +304,8 @@ def build_package_folder(model: str | os.PathLike, folder: Path, *,
             # Split column of a loaded package said "unseen" for them (h_gui15, M2)
             **({"training_data": shared_data} if (shared_data := shareable_training_data(
                 loaded.metadata)) else {}),
+            # its held-out scores, epochs and hardware, read back (h_gui31, L2)
+            **shareable_training_record(loaded.metadata, loaded.path),
             # a fine-tuning version: its round (images, base model, scores), read back
             **({"finetune": shared} if (shared := shareable_round(loaded.metadata,
                                                                   loaded.path)) else {}),

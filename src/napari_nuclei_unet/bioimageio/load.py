@@ -104,9 +104,15 @@ def load_any_model(path_or_default: str | os.PathLike, device: Any = "cpu") -> L
     metadata: dict[str, Any] = {"bioimageio": model.summary(),
                                 "architecture": {"name": "bioimageio"},
                                 "metrics": own.get("metrics") or {}}
-    for key in ("finetune", "training_data"):  # a version's round; the images trained on
-        if isinstance(own.get(key), dict):
+    for key in ("finetune", "training_data", "evaluation"):  # a version's round; the
+        if isinstance(own.get(key), dict):  # images trained on; the held-out scores
             metadata[key] = own[key]
+    for key, kind in (("history", list), ("training_hardware", str), ("device", str),
+                      ("epochs_run", int)):  # how it was trained (h_gui31, L2)
+        if isinstance(own.get(key), kind):
+            metadata[key] = own[key]
+    if isinstance(own.get("train_config"), dict):
+        metadata["config"] = own["train_config"]
     if own.get("trained"):
         metadata["created"] = str(own["trained"])
     else:  # the package's date is when it was packaged, not trained

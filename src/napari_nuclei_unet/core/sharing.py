@@ -33,6 +33,45 @@ def shareable_training_data(metadata: Mapping[str, Any]) -> dict[str, Any]:
     return {k: data[k] for k in SHARED_TRAINING_DATA if k in data}
 
 
+#: What a package keeps of each epoch of its model's training (never a checkpoint's path).
+SHARED_HISTORY_KEYS = ("epoch", "epochs", "train_loss", "val_loss", "val_iou", "is_best",
+                       "elapsed_s")
+
+
+def shareable_training_record(metadata: Mapping[str, Any],
+                              path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """How the model was trained and scored, as a package records it ({}: nothing).
+
+    The held-out report (``evaluation``), the epochs (their scores and times, without
+    the checkpoints' paths), the hardware, and the epochs its run trained when that run
+    went on past this checkpoint (``last.json`` beside ``path``): a package loaded back
+    showed 6 metric rows of 25 and "1 epoch" for a stopped 1-minute run (GUI check
+    h_gui31, L2).
+    """
+    record: dict[str, Any] = {}
+    if isinstance(metadata.get("evaluation"), Mapping):
+        record["evaluation"] = dict(metadata["evaluation"])
+    history = metadata.get("history")
+    if isinstance(history, list):
+        record["history"] = [{k: h[k] for k in SHARED_HISTORY_KEYS if k in h}
+                             for h in history if isinstance(h, Mapping)]
+    for key in ("training_hardware", "device"):
+        if isinstance(metadata.get(key), str):
+            record[key] = metadata[key]
+    if path is not None:
+        from .checkpoint import read_metadata
+
+        last = os.path.join(os.path.dirname(os.fspath(path)), "last.json")
+        if os.path.isfile(last) and os.path.basename(os.fspath(path)) != "last.safetensors":
+            try:
+                epoch = (read_metadata(last).get("metrics") or {}).get("epoch")
+            except (OSError, ValueError):
+                epoch = None
+            if isinstance(epoch, int) and not isinstance(epoch, bool):
+                record["epochs_run"] = epoch
+    return record
+
+
 def _parts(path: str) -> tuple[str, ...]:
     """A path's parts, read as a Windows path when it has backslashes or a drive."""
     windows = "\\" in path or (len(path) > 1 and path[1] == ":")

@@ -102,7 +102,7 @@ def describe_training(metadata: Mapping[str, Any], path: Any = None) -> str:
         if last.get("elapsed_s"):
             text += f" in {format_duration(float(last['elapsed_s']))}"
         if planned and int(epoch) < int(planned) <= 10 * int(epoch):
-            ran = _epochs_run(path)
+            ran = metadata.get("epochs_run") or _epochs_run(path)  # a package records it
             if ran is not None and ran > int(epoch):
                 # ran < planned: stopped, or still training; either way, so far
                 text += (f", the best of the {ran} trained" if ran >= int(planned) else
