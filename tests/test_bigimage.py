@@ -273,3 +273,14 @@ def test_every_block_is_segmented_once(model, image, tmp_path, monkeypatch):
     result = drive(bigimage.segment_large(model, image, tmp_path / "c.zarr", block=BLOCK,
                                           halo=HALO))
     assert len(calls) == result.n_blocks == 9
+
+
+def test_more_local_workers_than_cores_is_refused():
+    # --workers 100 on a laptop started 100 processes, each loading torch (h_rev15, L13)
+    import os
+
+    from napari_nuclei_unet.core.cluster import ClusterError, dask_client
+
+    with pytest.raises(ClusterError, match=r"--workers \d+ is more than this computer's"):
+        with dask_client(None, (os.cpu_count() or 1) + 1):
+            pass

@@ -59,6 +59,11 @@ def dask_client(scheduler: str | None = None, workers: int = 0, *, processes: bo
     """
     if workers < 0:
         raise ClusterError(f"--workers must be 0 (no cluster) or more, got {workers}.")
+    cores = os.cpu_count() or 1
+    if not scheduler and workers > cores:  # each worker loads torch and the model
+        raise ClusterError(
+            f"--workers {workers} is more than this computer's {cores} cores: each worker "
+            f"loads the model and takes its share of memory. Give at most {cores}.")
     if not scheduler and not workers:
         yield None
         return
