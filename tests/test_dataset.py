@@ -271,7 +271,7 @@ def test_not_a_dataset(tmp_path):
         DSBDataset.open(tmp_path / "random")
     with pytest.raises(DatasetError, match="does not exist"):
         DSBDataset.open(tmp_path / "nowhere")
-    with pytest.raises(DatasetError, match="file.txt.*read_image"):
+    with pytest.raises(DatasetError, match="file.txt.*it is a file, not a folder or zip"):
         DSBDataset.open(tmp_path / "random" / "file.txt")
 
 
