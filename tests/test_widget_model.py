@@ -374,10 +374,8 @@ def test_export_writes_a_package_that_loads_back(model_widget, qtbot, tiny_check
                                                  tmp_path, monkeypatch):
     pytest.importorskip("bioimageio.core")
     from napari_nuclei_unet.bioimageio.load import load_any_model
-    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint, read_metadata, save_checkpoint
     from napari_nuclei_unet.widgets._model_export import ExportChoice
-
-    from napari_nuclei_unet.core.checkpoint import read_metadata, save_checkpoint
     from napari_nuclei_unet.widgets._model_training import describe_training
 
     _viewer, widget = model_widget
