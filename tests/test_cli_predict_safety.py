@@ -377,3 +377,16 @@ def test_skip_existing_goes_on_with_the_images_not_done(tmp_path, capsys, monkey
     code, out_text, err = run_cli(capsys, "predict", "default", pngs, "--out",
                                   tmp_path / "m", "--skip-existing")
     assert code == 0 and "Wrote 1 mask to" in out_text
+
+
+def test_labels_gives_png_images_the_labels_finetune_reads(tmp_path, capsys):
+    # a PNG got <name>.png, a 0/255 mask: the README's predict -> correct -> finetune
+    # steps (cells_labels.tif beside cells.png) did not fit PNGs (review h_rev15, M7)
+    write_png(tmp_path / "cells.png", 4)
+    code, out, err = run_cli(capsys, "predict", "default", tmp_path / "cells.png", "--out",
+                             tmp_path / "out", "--labels")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "cells_labels.tif", "cells_measurements.csv"]
+    labels = tifffile.imread(tmp_path / "out" / "cells_labels.tif")
+    assert labels.shape == SHAPE and 0 < labels.max() < 255  # numbered, not a 0/255 mask

@@ -90,6 +90,9 @@ def _add_own_image_options(parser: argparse.ArgumentParser) -> None:
         "gives <out>/<name>_labels.tif with the input's non-channel shape and "
         "<out>/<name>_measurements.csv (one row per nucleus).")
     _add_channel_axes(own)
+    own.add_argument("--labels", action="store_true",
+                     help="PNG/JPEG images too: <name>_labels.tif and measurements, as for "
+                          "a TIFF (the names finetune reads), not one mask per image")
     own.add_argument("--scheduler", metavar="ADDRESS",
                      help="run on this dask.distributed scheduler (tcp://host:8786)")
     own.add_argument("--workers", type=int, default=0, metavar="N",

@@ -41,14 +41,14 @@ def wants_own_images(args: argparse.Namespace) -> bool:
     """Whether ``predict`` should take the own-image path for these arguments.
 
     True for a TIFF/OME-TIFF file or ``.zarr`` folder, a folder of image files holding
-    a TIFF, or when ``--channel``, ``--axes``, ``--scheduler`` or ``--workers`` is
-    given. DSB2018 datasets and folders of PNGs keep the per-image mask output (both
-    paths honour ``--diameter`` and ``--tta``).
+    a TIFF, or when ``--channel``, ``--axes``, ``--scheduler``, ``--workers`` or
+    ``--labels`` is given. DSB2018 datasets and folders of PNGs keep the per-image mask
+    output (both paths honour ``--diameter`` and ``--tta``).
     """
     if any(getattr(args, name, None) is not None for name in OWN_OPTIONS):
         return True
-    if getattr(args, "workers", 0):
-        return True
+    if getattr(args, "workers", 0) or getattr(args, "labels", False):
+        return True  # --labels: PNG/JPEG images give labels too (review h_rev15, M7)
     root = Path(args.input)
     if _is_own_file(root):
         return True
@@ -98,10 +98,13 @@ def _refuse_dataset(args: argparse.Namespace) -> None:
     given = [f"--{name}" for name in OWN_OPTIONS if getattr(args, name, None) is not None]
     if getattr(args, "workers", 0):
         given.append("--workers")
+    if getattr(args, "labels", False):
+        given.append("--labels")
     raise FileNotFoundError(
         f"{args.input} is a DSB2018 dataset (sample folders <id>/images/), but "
-        f"{' and '.join(given)} work on image files and folders of images (TIFF, PNG, JPEG, "
-        ".zarr): leave them out to segment the dataset here, or give a folder of images.")
+        f"{' and '.join(given)} {'work' if len(given) > 1 else 'works'} on image files and "
+        "folders of images (TIFF, PNG, JPEG, .zarr): leave them out to segment the dataset "
+        "here, or give a folder of images.")
 
 
 def run_own(args: argparse.Namespace) -> int:
