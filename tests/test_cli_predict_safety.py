@@ -368,6 +368,19 @@ def test_skip_existing_goes_on_with_the_images_not_done(tmp_path, capsys, monkey
     code, out_text, err = run_cli(capsys, "predict", "default", folder, "--out", out,
                                   "--skip-existing")
     assert code == 0 and out_text.startswith("Nothing to do: the results of all 3 images")
+    # what a killed run leaves (labels without their CSV) is done again, not refused,
+    # and the images never started go on (review h_rev16, H1)
+    (out / "c2_measurements.csv").unlink()
+    code, out_text, err = run_cli(capsys, "predict", "default", folder, "--out", out,
+                                  "--skip-existing")
+    assert code == 0, err
+    assert (out / "c2_measurements.csv").exists() and "segmenting the other 1" in err
+    # an input is never taken for its own result (review h_rev16, M1)
+    (tmp_path / "same").mkdir()
+    write_png(tmp_path / "same" / "cells.png")
+    code, out_text, err = run_cli(capsys, "predict", "default", tmp_path / "same", "--out",
+                                  tmp_path / "same", "--skip-existing")
+    assert code == 2 and "is where the input images are" in err
     # the PNG path too
     pngs = tmp_path / "pngs"
     pngs.mkdir()
@@ -390,3 +403,34 @@ def test_labels_gives_png_images_the_labels_finetune_reads(tmp_path, capsys):
         "cells_labels.tif", "cells_measurements.csv"]
     labels = tifffile.imread(tmp_path / "out" / "cells_labels.tif")
     assert labels.shape == SHAPE and 0 < labels.max() < 255  # numbered, not a 0/255 mask
+
+
+def test_ctrl_c_in_the_main_thread_stops_the_blocks_before_their_folder_goes(tmp_path,
+                                                                             capsys,
+                                                                             monkeypatch):
+    # the block threads went on after a Ctrl-C and wrote the zarr again once it had been
+    # removed (review h_rev16, H1); here the interrupt reaches the main thread, as a
+    # real Ctrl-C does, while blocks are being written
+    import _thread
+    import time
+
+    from napari_nuclei_unet.core import bigimage
+
+    monkeypatch.setattr(bigimage, "BIG_PIXELS", 100 * 100)
+    plane = np.tile(grey(7, (64, 64)), (4, 4)).astype(np.uint16)  # 256 x 256: 4 blocks
+    tifffile.imwrite(tmp_path / "slide.tif", plane, tile=(64, 64))
+    real, calls = bigimage._write_block, []
+
+    def slow_write(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            _thread.interrupt_main()  # Ctrl-C, while this block is still being written
+        time.sleep(0.3)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bigimage, "_write_block", slow_write)
+    code, _, err = run_cli(capsys, "predict", "default", tmp_path / "slide.tif", "--out",
+                           tmp_path / "out", "--block", "128")
+    assert code == 130, err
+    time.sleep(1.0)  # a block thread still running would write the folder again
+    assert list((tmp_path / "out").iterdir()) == []

@@ -484,8 +484,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         more = (" The images segmented so far are kept: run the same command with "
-                "--skip-existing to go on with the others." if args.command == "predict"
-                else "")
+                "--skip-existing" + (" (in place of --overwrite)" if args.overwrite else "")
+                + " to go on with the others." if args.command == "predict"
+                and not args.submission else "")
         _error("interrupted (Ctrl-C)." + more)
         return EXIT_INTERRUPTED
     except (Exception, MemoryError) as exc:  # one line; --debug shows the traceback

@@ -198,17 +198,21 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     fmt = args.format or "png"
     targets = {item.id: out / mask_file_name(item.id, fmt) for item in images}
-    if getattr(args, "skip_existing", False):
+    skip = getattr(args, "skip_existing", False)
+    if skip:
         if args.submission:
             raise ValueError("--submission needs every image's nuclei, so it cannot be "
                              "written with --skip-existing: leave one of the two out.")
+        # an input is never taken for its own result (review h_rev16, M1)
+        check_targets(out, targets.values(), [item.source for item in images],
+                      overwrite=True, what="mask file", kept="edited masks")
         images = done_already([i.id for i in images], lambda i: [targets[i]], images,
                               out, quiet=args.quiet)
         if not images:
             return 0
         targets = {item.id: targets[item.id] for item in images}
     check_targets(out, targets.values(), [item.source for item in images],
-                  overwrite=args.overwrite, what="mask file", kept="edited masks")
+                  overwrite=args.overwrite or skip, what="mask file", kept="edited masks")
     if args.submission and Path(args.submission).exists() and not args.overwrite:
         raise FileExistsError(
             f"Submission file {args.submission} already exists; choose another name or add "

@@ -10,7 +10,6 @@ or the blocks of one large image.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -147,17 +146,22 @@ def run_own(args: argparse.Namespace) -> int:
             raise ValueError(f"{names[name]} and {path} would both be written as {name}_...; "
                              "rename one.")
         names[name] = path
-    if getattr(args, "skip_existing", False):
+    skip = getattr(args, "skip_existing", False)
+    if skip:
         def results(name: str) -> list[Path]:  # a CSV beside its labels (TIFF or zarr)
             paths = output_paths(out, name)
             return [paths["csv"], paths["zarr"] if paths["zarr"].exists() else paths["labels"]]
 
+        check_targets(out, [p for name in names for p in output_paths(out, name).values()],
+                      files, overwrite=True, what="result file", kept="edited labels")
         files = done_already(list(names), results, files, out, quiet=args.quiet)
         if not files:
             return 0
         names = {stack_name(path): path for path in files}
+    # with --skip-existing, what is left of an image not done (a run killed, labels
+    # without their CSV) is replaced, not refused (review h_rev16, H1)
     check_targets(out, [p for name in names for p in output_paths(out, name).values()], files,
-                  overwrite=args.overwrite, what="result file", kept="edited labels")
+                  overwrite=args.overwrite or skip, what="result file", kept="edited labels")
     files, skipped, single = _check_inputs(files, args)
     _check_package_runs_here(args)
     _note_ignored_options(args)
@@ -368,11 +372,9 @@ def _process_whole(path: Path, out: Path, process: Any) -> Any:
         return process()
     except BaseException:
         changed = any(_identity(p) != before[key] for key, p in paths.items())
-        if changed:
+        if changed:  # (a large image's blocks have stopped by now: core.bigimage._run)
             for p in paths.values():
                 _remove(p)
-        if changed or before["zarr"] is None:
-            _remove_at_exit_if_unfinished(paths["zarr"])
         raise
 
 
@@ -393,40 +395,6 @@ def _remove(path: Path) -> None:
             path.unlink()
         except FileNotFoundError:
             pass
-
-
-_UNFINISHED: set[str] = set()
-
-
-def _remove_at_exit_if_unfinished(zarr: Path) -> None:
-    """Remove ``zarr`` again at exit should it be there then, unfinished.
-
-    After a Ctrl-C, writes already under way go on a moment: the large-image path's block
-    thread stores the block it was segmenting, and zarr finishes its pending writes in a
-    thread of its own; either makes the folder again once it was removed (seen: a folder
-    holding ``.zattrs`` alone). A finished one (``multiscales`` metadata, no
-    ``_unmerged`` array: a later run in the same process) is kept.
-    """
-    import atexit
-
-    if not _UNFINISHED:
-        atexit.register(_remove_unfinished)
-    _UNFINISHED.add(os.fspath(zarr))
-
-
-def _remove_unfinished() -> None:
-    import json
-
-    for zarr in _UNFINISHED:
-        if not os.path.isdir(zarr):
-            continue
-        try:
-            with open(os.path.join(zarr, ".zattrs"), encoding="utf-8") as handle:
-                finished = "multiscales" in json.load(handle)
-        except (OSError, ValueError):
-            finished = False
-        if not finished or os.path.isdir(os.path.join(zarr, "_unmerged")):
-            shutil.rmtree(zarr, ignore_errors=True)
 
 
 def _device(args: argparse.Namespace) -> Any:

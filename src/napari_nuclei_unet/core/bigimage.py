@@ -550,23 +550,41 @@ def _run(tasks: list, n_blocks: int, client: Any, workers: int,
                 state["done"] += 1
 
     def work() -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        # a pool of its own: dask's scheduler returns at a block's Cancelled while the
+        # other blocks still run in its shared pool, writing after their folder was
+        # removed (review h_rev16, H1); this one is waited for
+        pool = ThreadPoolExecutor(max(1, int(workers)), thread_name_prefix="nuclei-unet-block")
         try:
             with _Watch():
-                state["result"] = dask.compute(*tasks, scheduler="threads",
-                                               num_workers=max(1, int(workers)),
+                state["result"] = dask.compute(*tasks, scheduler="threads", pool=pool,
                                                optimize_graph=False)
         except BaseException as exc:  # handed to the generator's thread
             state["error"] = exc
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            finished.set()
 
+    # waited for on an Event, not by Thread.join: a join a Ctrl-C interrupted leaves the
+    # thread looking finished in CPython 3.11, and a second join returns at once
+    finished = threading.Event()
     thread = threading.Thread(target=work, name="nuclei-unet-blocks", daemon=True)
     thread.start()
     last = -1
-    while thread.is_alive():
-        thread.join(0.2)
-        stopped()
-        if counter_prefix and state["done"] != last:
-            last = state["done"]
-            yield Progress("blocks", last, n_blocks)
+    try:
+        while not finished.is_set():
+            finished.wait(0.2)
+            stopped()
+            if counter_prefix and state["done"] != last:
+                last = state["done"]
+                yield Progress("blocks", last, n_blocks)
+    except BaseException:
+        # Ctrl-C (or the generator closed): the blocks stop before the caller removes
+        # their folder, which they wrote again after it was removed (review h_rev16, H1)
+        stop_event.set()
+        finished.wait()
+        raise
     if isinstance(state["error"], Cancelled) or stop_event.is_set():
         return None
     if state["error"] is not None:

@@ -58,14 +58,23 @@ def drive(job: Generator[Any, None, R], on_update: Callable[[Any], None] | None 
     -------
     object
         Whatever the generator returned.
+
+    An exception raised here while the job waits at a ``yield`` (a Ctrl-C, most often:
+    it reaches the main thread wherever it is) closes the job at once, so that its own
+    clean-up runs before the caller's (a large image's block threads stop before their
+    folder is removed: review h_rev16, H1), not whenever it is garbage collected.
     """
-    while True:
-        try:
-            update = next(job)
-        except StopIteration as stop:
-            return stop.value
-        if on_update is not None:
-            on_update(update)
+    try:
+        while True:
+            try:
+                update = next(job)
+            except StopIteration as stop:
+                return stop.value
+            if on_update is not None:
+                on_update(update)
+    except BaseException:
+        job.close()  # a job that raised is closed already
+        raise
 
 
 def relay(job: Generator[Any, None, R], convert: Callable[[Any], Any]
@@ -82,14 +91,18 @@ def relay(job: Generator[Any, None, R], convert: Callable[[Any], Any]
     convert : callable
         Maps one of its updates to the update to yield (or None to skip it).
     """
-    while True:
-        try:
-            update = next(job)
-        except StopIteration as stop:
-            return stop.value
-        out = convert(update)
-        if out is not None:
-            yield out
+    try:
+        while True:
+            try:
+                update = next(job)
+            except StopIteration as stop:
+                return stop.value
+            out = convert(update)
+            if out is not None:
+                yield out
+    except BaseException:  # closed (GeneratorExit) or interrupted: so is ``job``
+        job.close()
+        raise
 
 
 def stop_requested(should_stop: StopCheck | None) -> bool:
