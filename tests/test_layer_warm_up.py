@@ -164,6 +164,28 @@ def test_a_folder_that_is_not_a_dataset_leaves_the_users_layers_as_they_were(
     qtbot.waitUntil(lambda: panel.warm_up.done, timeout=60_000)
 
 
+def test_a_dataset_opened_right_after_a_closed_dialog_keeps_its_layers(
+        make_napari_viewer, qtbot, monkeypatch):
+    # the layers were taken away once made, the "forget" of the closed dialog still
+    # pending (review h_rev16, M6)
+    from qtpy.QtWidgets import QFileDialog
+
+    from napari_nuclei_unet.widgets.workflow_panel import WorkflowPanel
+
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(np.zeros((32, 32), np.uint8), name="my cells")
+    panel = WorkflowPanel(viewer)
+    viewer.window.add_dock_widget(panel, name="all steps")
+    qtbot.waitUntil(lambda: panel.warm_up.done and panel.tabs_built.done, timeout=120_000)
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: "")
+    panel.data._choose_folder()  # closed: the layers were asked for, then forgotten
+    panel.data.open_bundled_samples()  # a dataset at once
+    qtbot.waitUntil(lambda: panel.data.session.current_id is not None, timeout=120_000)
+    qtbot.waitUntil(lambda: panel.warm_up.done, timeout=60_000)
+    qtbot.wait(300)
+    assert len(viewer.layers) >= 10 and panel.warm_up.sample_layers is True
+
+
 def test_nothing_waits_for_the_sample_layers_in_a_hidden_window(make_napari_viewer):
     from napari_nuclei_unet.widgets._layer_warm_up import LayerWarmUp
 

@@ -405,6 +405,7 @@ class LayerWarmUp(TurnRunner):
         the session's dataset changes. Full collections are held off until they
         are made; then the heap is frozen again (:func:`~._gc_pause.settle_heap_steps`).
         """
+        self._forget = False  # a dataset is wanted after all (review h_rev16, M6)
         if self.sample_layers is not None or self._stopped:
             return
         self.sample_layers = False
@@ -431,7 +432,10 @@ class LayerWarmUp(TurnRunner):
         painted on a hidden layer (GUI check h_gui31, M2). Only over layers of the
         user's own; they are made again when a dataset is next opened.
         """
-        if self.sample_layers is None or self._stopped or not _own_layers(self._viewer):
+        from napari_nuclei_unet.widgets._session import session_for
+
+        if self.sample_layers is None or self._stopped or not _own_layers(self._viewer) \
+                or session_for(self._viewer).dataset is not None:
             return
         if self.sample_layers is False:
             self._forget = True  # once they are made (their steps are queued)
