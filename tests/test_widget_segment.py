@@ -852,6 +852,18 @@ def test_a_fiji_cyx_tiff_takes_its_files_axes_and_asks_for_the_channel(dock, qtb
     viewer.open(str(tmp_path / "plain.tif"), plugin="napari")
     assert widget.status.text() == "plain has no result yet: press Segment." or \
         "It has 3 channels" not in widget.status.text()
+    # the channel set for fiji stays fiji's: the next image starts from the defaults,
+    # and fiji's comes back with it (GUI check h_gui32, N1)
+    assert (widget.axes.value, widget.channel.value) == ("", -1)
+    widget.image.value = viewer.layers["fiji"]
+    assert widget.channel.value == 1
+    # set, the channel is no longer asked for (N2)
+    viewer.add_image(data, name="again", metadata={})
+    widget.image.value = viewer.layers["again"]
+    widget.axes.value = "CYX"
+    assert "choose the nuclei's channel" in widget.status.text()
+    widget.channel.value = 1
+    assert widget.status.text() == "again has no result yet: press Segment."
 
 
 def test_a_new_segmentation_clears_the_last_results_table_and_truth(dock, qtbot):

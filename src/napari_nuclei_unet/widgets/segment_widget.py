@@ -135,6 +135,8 @@ class SegmentWidget(SegmentOutputs, QWidget):
         self._model_words = ""  # the model a running segmentation uses, in words
         self._stop = False
         self._listing = False  # the layer lists are being made again (_refresh_choices)
+        self._settings_of: Any = weakref.WeakKeyDictionary()  # image -> (axes, channel)
+        self._restoring = False
         self._worker: Any = None  # the running segmentation (stopped when the dock closes)
         self._previous: Any = None  # the layer with the result of the image being segmented
         self._started = self._last_paint = 0.0  # progress: the job's start, the last repaint
@@ -211,6 +213,7 @@ class SegmentWidget(SegmentOutputs, QWidget):
         self.truth.changed.connect(lambda *_: self._enable() or self.say_what_add_adds())
         for field in (self.axes, self.channel):  # (h_gui22 N1)
             field.changed.connect(lambda *_: self.say_what_add_adds())
+            field.changed.connect(self._on_setting_changed)
         self.image.changed.connect(self._on_image_chosen)
         self.model_file.changed.connect(lambda *_: self._show_model())
         # a typed folder counts when editing ends (Enter, or leaving the field): each
@@ -320,6 +323,7 @@ class SegmentWidget(SegmentOutputs, QWidget):
 
     def _on_image_chosen(self, *_args: Any) -> None:
         """Its result becomes the dock's; another image's ground truth is not offered."""
+        self._restore_settings()
         # the canvas changes for the user's choice, not for the list's own (a layer
         # deleted): that one took the view off a dataset's side by side (h_gui27, L1)
         self.follow_chosen_result(selection=False, show=not self._listing)
