@@ -73,3 +73,32 @@ def test_a_microscope_makers_file_is_said_to_be_exported_not_damaged(tmp_path):
     assert str(caught.value).startswith("sample.czi: Zeiss .czi files are not read here. "
                                         "Export it as OME-TIFF")
     assert "fresh copy" not in str(caught.value)
+
+
+def test_a_threads_capture_of_tifffiles_log_holds_only_its_own_files_words(tmp_path):
+    # another thread's truncated file refused a good one, and tifffile's log could stay
+    # switched off for the whole process (review h_rev16, M4)
+    import threading
+
+    from napari_nuclei_unet.core.tiff_checks import tifffile_log
+
+    logger = logging.getLogger("tifffile")
+    started, done = threading.Event(), threading.Event()
+    other: list = []
+
+    def other_thread() -> None:
+        with tifffile_log() as mine:
+            started.set()
+            done.wait(10)
+            logger.warning("from the other thread")
+            other.extend(mine)
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    started.wait(10)
+    with tifffile_log() as captured:
+        done.set()
+        thread.join(10)
+        logger.warning("from this thread")
+    assert captured == ["from this thread"] and other == ["from the other thread"]
+    assert logger.propagate

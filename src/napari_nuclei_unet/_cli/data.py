@@ -265,7 +265,7 @@ def find_images(path: str, *, quiet: bool = False) -> list[ImageInput]:
     """
     from ..core.dataset import DatasetError, check_not_dangling
     from ..core.imageio import check_regular_file
-    from ..core.stacks import vendor_format_words
+    from ..core.tiff_checks import vendor_format_words
 
     root = Path(path)
     check_not_dangling(root)

@@ -17,7 +17,6 @@ PNG/JPEG), all imported when used.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 from collections.abc import Iterator
@@ -27,28 +26,11 @@ from typing import Any
 
 import numpy as np
 
+from .tiff_checks import CUT_SHORT, TRUNCATED_ADVICE, tifffile_log, vendor_format_words
+
 #: File suffixes read by :func:`open_stack` (a ``.zarr`` folder is read too).
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
 PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
-#: Microscope makers' own formats, not read: said as such, not as a damaged file
-#: (review h_rev15, M15).
-VENDOR_FORMATS = {".czi": "Zeiss", ".nd2": "Nikon", ".lif": "Leica", ".lof": "Leica",
-                  ".oib": "Olympus", ".oir": "Olympus", ".vsi": "Olympus", ".ims": "Imaris",
-                  ".sld": "SlideBook", ".dv": "DeltaVision", ".ndpi": "Hamamatsu",
-                  ".svs": "Aperio", ".scn": "Leica"}
-
-
-def vendor_format_words(path: str | os.PathLike) -> str | None:
-    """What to do with a microscope maker's file that is not read; None for other files."""
-    suffix = Path(path).suffix.lower()
-    maker = VENDOR_FORMATS.get(suffix)
-    if maker is None:
-        return None
-    return (f"{Path(path).name}: {maker} {suffix} files are not read here. Export it as "
-            "OME-TIFF (Fiji: open it with Bio-Formats, then File > Save As > OME-TIFF; or "
-            "Bio-Formats' bfconvert) and give that file.")
-
-
 #: Where :class:`ImageFileError` messages tell the user to give a setting, as the command
 #: line asks for it. A front end that asks in other words (the Segment dock's fields)
 #: passes its own to :meth:`ImageFileError.worded`.
@@ -428,19 +410,11 @@ class _LazyTranspose:
         return np.transpose(raw, [remaining.index(a) for a in kept])
 
 
-#: What tifffile logs when a file's chain of images ends before its last one: the
-#: file was cut short (an interrupted copy), and only the images before the cut are
-#: found; tifffile goes on with those (review h_rev15, H2).
-_CUT_SHORT = "invalid page offset"
-_TRUNCATED = ("The file may be truncated (e.g. an interrupted copy or download): replace "
-              "it with a fresh copy.")
-
-
 def _open_tiff(path: Path, axes: str | None) -> ImageStack:
     import tifffile
     import zarr
 
-    with _tifffile_log() as logged:
+    with tifffile_log() as logged:
         try:
             with tifffile.TiffFile(path) as tif:
                 series = tif.series[0]
@@ -455,40 +429,13 @@ def _open_tiff(path: Path, axes: str | None) -> ImageStack:
                           if a not in "YXS"]))
     if isinstance(declared, int) and not isinstance(declared, bool) and declared > planes:
         raise ImageFileError(f"{path} says it holds {declared} images (its ImageJ "
-                             f"description) but only {planes} can be read. {_TRUNCATED}")
-    if any(_CUT_SHORT in message for message in logged):
+                             f"description) but only {planes} can be read. {TRUNCATED_ADVICE}")
+    if any(CUT_SHORT in message for message in logged):
         raise ImageFileError(f"{path} ends before its last image: only {planes} image(s) "
-                             f"of it can be read. {_TRUNCATED}")
+                             f"of it can be read. {TRUNCATED_ADVICE}")
     data = zarr.open(store, mode="r")
     return _make_stack(stack_name(path), data, axes or found_axes, str(path), rgb_hint,
                        read_by=None if axes else "tifffile")
-
-
-@contextlib.contextmanager
-def _tifffile_log() -> Iterator[list[str]]:
-    """Collect what tifffile logs while a file is opened, instead of printing it.
-
-    Its raw lines ("<tifffile.TiffPages @8> invalid page offset 655696") went to the
-    user's terminal, even with ``-q`` (review h_rev15, L11); the caller says in plain
-    words what they mean.
-    """
-    import logging
-
-    messages: list[str] = []
-
-    class _Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            messages.append(record.getMessage())
-
-    logger = logging.getLogger("tifffile")
-    handler, propagate = _Collect(logging.WARNING), logger.propagate
-    logger.addHandler(handler)
-    logger.propagate = False
-    try:
-        yield messages
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = propagate
 
 
 def _open_zarr(path: Path, axes: str | None) -> ImageStack:
