@@ -203,7 +203,7 @@ def test_user_mistakes_are_one_line_errors(tmp_path, capsys):
     root = write_dataset(tmp_path / "dsb", {"a": (24, 32, 2)})
     for option in (["--workers", "2"], ["--channel", "0"]):
         code, _, err = run_cli(capsys, "predict", "default", root, "--out", out, *option)
-        assert_one_line_error(code, err, "is a DSB2018 dataset", f"{option[0]} work on image "
+        assert_one_line_error(code, err, "is a DSB2018 dataset", f"{option[0]} works on image "
                               "files and folders of images")
     assert not out.exists()
 
