@@ -289,6 +289,10 @@ def test_a_microscope_makers_file_is_said_to_need_exporting(tmp_path, capsys):
     code, out, err = run_cli(capsys, "predict", "default", folder, "--out", tmp_path / "out")
     assert code == 0, err
     assert "skipped sample.czi: Zeiss .czi files are not read here" in err
+    tifffile.imwrite(folder / "cells.tif", grey(5))  # a folder of TIFFs too (h_rev16, M5)
+    code, out, err = run_cli(capsys, "predict", "default", folder, "--out", tmp_path / "t")
+    assert code == 0, err
+    assert "skipped sample.czi: Zeiss .czi files are not read here" in err
 
 
 def test_a_folder_named_images_is_not_taken_for_a_dsb_sample(tmp_path, capsys):
@@ -325,10 +329,15 @@ def test_channel_applies_to_the_files_with_channels_in_a_mixed_folder(tmp_path, 
     code, out, err = run_cli(capsys, "predict", "default", folder, "--out", tmp_path / "b",
                              "--channel", "1")
     assert code == 0, err
-    assert "--channel 1 applies to the files with channels; 1 file(s) of one channel are " \
-        "segmented as they are (grey.tif)" in err
+    assert "--channel 1 is used for three.tif (the files with channels; of a colour image, " \
+        "one colour), and grey.tif of one channel is segmented as it is" in err
     assert (tmp_path / "b" / "grey_labels.tif").exists()
     assert (tmp_path / "b" / "three_labels.tif").exists()
+    # with a cluster, refused before it starts and before --out is made (h_rev16, M2)
+    code, out, err = run_cli(capsys, "predict", "default", folder, "--out", tmp_path / "w",
+                             "--channel", "1", "--workers", "1")
+    assert code == 2 and "put the files of one channel in a folder of their own" in err
+    assert "is used for" not in err and not (tmp_path / "w").exists()
     code, out, err = run_cli(capsys, "predict", "default", folder / "grey.tif", "--out",
                              tmp_path / "c", "--channel", "1")  # one file: a mistake
     assert code == 2 and "Channel 1 does not exist in" in err

@@ -76,8 +76,13 @@ def find_files(path: str, *, quiet: bool = False) -> list[Path]:
         from ..core.imageio import check_regular_file
 
         check_regular_file(root, what="image file")
+    from ..core.tiff_checks import vendor_format_words
+
     found = sorted(c for c in root.iterdir() if not is_junk_name(c.name) and is_image_file(c))
     files = [c for c in found if not is_labels_or_result(c)]
+    for child in sorted(root.iterdir()):  # (review h_rev16, M5)
+        if vendor_format_words(child):
+            note(f"skipped {vendor_format_words(child)}", quiet=quiet)
     if not files:
         only = (f" (only {len(found)} label image(s) or earlier result(s), such as "
                 f"{found[0].name})" if found else
@@ -262,16 +267,29 @@ def _check_inputs(files: list[Path], args: argparse.Namespace
         raise _none_readable(args.input, skipped)
     for path, exc in skipped:
         _note_skipped(path, exc, args)
+    if single and (args.workers or args.scheduler):  # said before a cluster starts
+        raise ValueError(
+            f"With --workers or --scheduler, --channel {args.channel} applies to every "
+            f"file, and {sorted(single)[0].name} has one channel: put the files of one "
+            "channel in a folder of their own.")  # (review h_rev16, M2)
     if single and len(single) < len(readable):
-        names = ", ".join(p.name for p in sorted(single)[:3]) + (
-            f" and {len(single) - 3} more" if len(single) > 3 else "")
-        note(f"note: --channel {args.channel} applies to the files with channels; "
-             f"{len(single)} file(s) of one channel are segmented as they are ({names}).",
+        applied = _names(p for p in readable if p not in single)
+        note(f"note: --channel {args.channel} is used for {applied} (the files with "
+             "channels; of a colour image, one colour), and "
+             f"{_names(single)} of one channel "
+             f"{'is segmented as it is' if len(single) == 1 else 'are segmented as they are'}.",
              quiet=args.quiet)
     elif single:  # not one file has channels: the option is a mistake
         stack = open_stack(sorted(single)[0], args.axes)
         stack.check_channel(args.channel)
     return readable, skipped, single
+
+
+def _names(paths: Any) -> str:
+    """The first three file names of ``paths``, and how many more."""
+    paths = sorted(paths)
+    return ", ".join(p.name for p in paths[:3]) + (
+        f" and {len(paths) - 3} more" if len(paths) > 3 else "")
 
 
 def _unreadable(path: Path, exc: Exception, axes: str | None) -> bool:
@@ -333,11 +351,6 @@ def _segment(files: list[Path], out: Path, options: Any, args: argparse.Namespac
     threads = torch_threads_per_worker(client) if client is not None and not args.scheduler \
         else None
     if client is not None and len(files) > 1:
-        if single:
-            raise ValueError(
-                f"With --workers or --scheduler, --channel {args.channel} applies to every "
-                f"file, and {sorted(single)[0].name} has one channel: put the files of one "
-                "channel in a folder of their own.")
         return drive(map_files(client, model_ref, [str(f) for f in files], out, options,
                                channel=args.channel, axes=args.axes, threads=threads),
                      bars), options, []
