@@ -33,6 +33,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from napari_nuclei_unet.core.dataset_layout import is_sample_folder
+
 if TYPE_CHECKING:
     from .core.dataset import Sample
 
@@ -57,28 +59,6 @@ MAX_LAYER_SAMPLES = 16
 
 # how many entries of a folder to look at when deciding whether it is a dataset
 _MAX_ENTRIES_SCANNED = 200
-_IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
-
-
-def is_sample_folder(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is one DSB sample folder, ``<id>/images/<id>.png`` (+ ``masks/``).
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        Folder to check.
-
-    Returns
-    -------
-    bool
-        True if ``<path>/images/<name of path>.{png,tif,tiff,jpg,jpeg}`` is a
-        file, or if the folder has both an ``images/`` and a ``masks/`` folder.
-    """
-    p = Path(path)
-    images = p / "images"
-    if any((images / f"{p.name}{suffix}").is_file() for suffix in _IMAGE_SUFFIXES):
-        return True
-    return images.is_dir() and (p / "masks").is_dir()
 
 
 def is_dataset_folder(path: str | os.PathLike) -> bool:

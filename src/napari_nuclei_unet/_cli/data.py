@@ -7,22 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..core.dataset_layout import is_sample_folder
 from .progress import ProgressBars, note
 
 #: Image file suffixes that ``predict`` accepts in a folder of images.
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
-
-
-def is_sample_folder(path: str | Path) -> bool:
-    """Whether ``path`` is a DSB2018 sample folder (``images/`` and ``masks/``, or ``<id>.png``).
-
-    ``images/`` with ``masks/`` beside it, or with ``images/<folder name>.png`` in it.
-    "images" alone is a common name for a folder of one's own images: such a folder was
-    taken for a sample and its 16-bit TIFF given the 8-bit mask path (review h_rev15, M8).
-    """
-    root = Path(path)
-    return (root / "images").is_dir() and (
-        (root / "masks").is_dir() or (root / "images" / f"{root.name}.png").is_file())
 
 
 def is_dataset_folder(path: str | Path) -> bool:

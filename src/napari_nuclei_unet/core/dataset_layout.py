@@ -369,3 +369,29 @@ def _scan(path: Path) -> _Scan:
     )
 
 
+#: Suffixes a sample's own image (``<id>/images/<id>.<suffix>``) may have.
+SAMPLE_IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+
+
+def is_sample_folder(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is one DSB sample folder, ``<id>/images/<id>.png`` (+ ``masks/``).
+
+    The one rule of napari's reader and the command line: "images" alone is a common
+    name for a folder of one's own images (review h_rev15, M8; h_rev16, M7).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Folder to check.
+
+    Returns
+    -------
+    bool
+        True if ``<path>/images/<name of path>.{png,tif,tiff,jpg,jpeg}`` is a
+        file, or if the folder has both an ``images/`` and a ``masks/`` folder.
+    """
+    p = Path(path)
+    images = p / "images"
+    if any((images / f"{p.name}{suffix}").is_file() for suffix in SAMPLE_IMAGE_SUFFIXES):
+        return True
+    return images.is_dir() and (p / "masks").is_dir()
