@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from napari_nuclei_unet.core.dataset_layout import is_sample_folder
+from napari_nuclei_unet.core.dataset_layout import is_dataset_folder, is_sample_folder
 
 if TYPE_CHECKING:
     from .core.dataset import Sample
@@ -56,38 +56,6 @@ NULL_LAYER_SENTINEL: list = [(None,)]
 #: Samples of a dataset opened as layers when no Data panel can take it (each is
 #: decoded into memory: a bound, not the whole dataset).
 MAX_LAYER_SAMPLES = 16
-
-# how many entries of a folder to look at when deciding whether it is a dataset
-_MAX_ENTRIES_SCANNED = 200
-
-
-def is_dataset_folder(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a ``stage1_train``-like folder of sample folders.
-
-    Only the first few hundred entries (sorted by name) are looked at, so this
-    stays fast on large folders that are not datasets.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        Folder to check.
-
-    Returns
-    -------
-    bool
-        True if one of its sub-folders is a sample folder.
-    """
-    try:
-        with os.scandir(path) as it:
-            names = sorted(e.name for e in it if not e.name.startswith("."))
-    except OSError:
-        return False
-    for name in names[:_MAX_ENTRIES_SCANNED]:
-        child = Path(path) / name
-        if child.is_dir() and is_sample_folder(child):
-            return True
-    return False
-
 
 def is_zip_archive(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a ``.zip`` file that :func:`zipfile.is_zipfile` accepts.

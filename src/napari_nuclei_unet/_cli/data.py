@@ -16,9 +16,9 @@ IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 
 def is_dataset_folder(path: str | Path) -> bool:
     """Whether ``path`` is a DSB2018 sample folder or a folder of them."""
-    root = Path(path)
-    return root.is_dir() and (is_sample_folder(root) or any(
-        is_sample_folder(child) for child in root.iterdir() if child.is_dir()))
+    from ..core.dataset_layout import is_dataset_folder as holds_samples
+
+    return Path(path).is_dir() and (is_sample_folder(path) or holds_samples(path))
 
 
 def open_dataset(path: str, *, quiet: bool = False) -> Any:

@@ -374,24 +374,37 @@ SAMPLE_IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 
 
 def is_sample_folder(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is one DSB sample folder, ``<id>/images/<id>.png`` (+ ``masks/``).
+    """Whether ``path`` is one DSB sample folder (``images/<its name>.png``, or ``masks/``).
 
-    The one rule of napari's reader and the command line: "images" alone is a common
-    name for a folder of one's own images (review h_rev15, M8; h_rev16, M7).
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        Folder to check.
-
-    Returns
-    -------
-    bool
-        True if ``<path>/images/<name of path>.{png,tif,tiff,jpg,jpeg}`` is a
-        file, or if the folder has both an ``images/`` and a ``masks/`` folder.
+    ``images/<its name>.png`` (or .tif, .jpg...) in it, or both an ``images/`` and a
+    ``masks/`` folder. The one rule of napari's reader and the command line: "images"
+    alone is a common name for a folder of one's own images (review h_rev15, M8;
+    h_rev16, M7).
     """
     p = Path(path)
     images = p / "images"
     if any((images / f"{p.name}{suffix}").is_file() for suffix in SAMPLE_IMAGE_SUFFIXES):
         return True
     return images.is_dir() and (p / "masks").is_dir()
+
+
+# how many entries of a folder to look at when deciding whether it is a dataset
+_MAX_ENTRIES_SCANNED = 200
+
+
+def is_dataset_folder(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a ``stage1_train``-like folder: one of its folders is a sample.
+
+    Only the first few hundred entries (sorted by name) are looked at, so this
+    stays fast on large folders that are not datasets.
+    """
+    try:
+        with os.scandir(path) as it:
+            names = sorted(e.name for e in it if not e.name.startswith("."))
+    except OSError:
+        return False
+    for name in names[:_MAX_ENTRIES_SCANNED]:
+        child = Path(path) / name
+        if child.is_dir() and is_sample_folder(child):
+            return True
+    return False
