@@ -60,6 +60,9 @@ def test_pickle_files_rejected(tmp_path):
     (tmp_path / "rdf.yaml").write_text("type: model\n")
     with pytest.raises(CheckpointError, match="choose its rdf.yaml"):
         load_checkpoint(tmp_path / "model.pt")
+    (tmp_path / "weights.onnx").write_bytes(b"onnx")  # its other weights too (h_gui32 N4)
+    with pytest.raises(CheckpointError, match="choose its rdf.yaml"):
+        load_checkpoint(tmp_path / "weights.onnx")
 
 
 def test_missing_json(tmp_path):

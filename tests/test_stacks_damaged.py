@@ -52,7 +52,7 @@ def test_a_damaged_plane_names_the_file_and_the_plane(tmp_path):
     assert stack.plane(0).shape == (64, 64)  # the other planes read as before
     with pytest.raises(ImageFileError) as caught:
         stack.plane(2)
-    assert str(caught.value).startswith(f"{path}: its image at Z=2 cannot be decoded (")
+    assert str(caught.value).startswith(f"{path}: its plane 3 of 3 (Z=2) cannot be decoded (")
     assert "replace it with a fresh copy" in str(caught.value)
 
 

@@ -200,7 +200,7 @@ def _check_overrides(overrides: dict[str, Any]) -> None:
         text = str(exc)
         for option, field in _OPTION_FIELDS:
             text = text.replace(f"TrainConfig.{field} ", f"--{option} ")
-        raise ConfigError(text) from None
+        raise ConfigError(text.replace("must be None or ", "must be ")) from None
 
 
 def _refuse_shared_images(corrections: list[Any], held_out: list[Any], where: Any) -> None:

@@ -167,11 +167,6 @@ def write_mask(path: Path, array: Any, fmt: str) -> None:
     atomic_write(path, write)
 
 
-def skip_reason(item: Any, exc: BaseException) -> str:
-    """Why ``item`` could not be read, on one line."""
-    return " ".join(str(exc).split())
-
-
 def run(args: argparse.Namespace) -> int:
     """Segment every image of INPUT and write the masks (and a submission CSV).
 
@@ -244,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
             try:
                 image = item.read()
             except DatasetError as exc:  # one bad file must not stop the others
-                skipped.append(DatasetError(skip_reason(item, exc)))
+                skipped.append(DatasetError(" ".join(str(exc).split())))
                 note(f"skipped {item.name}: {skipped[-1]}", quiet=args.quiet)
                 continue
             result = segment_image(loaded.model, image, options, device=device)

@@ -302,7 +302,7 @@ def _unreadable(path: Path, exc: Exception, axes: str | None) -> bool:
 
     if isinstance(exc, OSError):
         return True
-    if getattr(exc, "about_a_setting", False):  # ImageFileError.about_settings
+    if getattr(exc, "about_a_setting", False):  # ImageFileError.about_a_setting
         return False
     if axes is None:
         return True

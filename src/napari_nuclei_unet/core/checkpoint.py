@@ -339,10 +339,7 @@ def _resolve(path_or_default: str | os.PathLike) -> Path:
         return weights
     path = Path(path_or_default)
     if path.suffix.lower() in PICKLE_SUFFIXES:
-        package = next((path.with_name(n) for n in ("rdf.yaml", "bioimageio.yaml")
-                        if path.with_name(n).is_file()), None)
-        hint = (f" This folder holds a bioimage.io package: choose its {package.name} (or the "
-                "folder) instead." if package is not None else "")
+        hint = _package_beside(path)
         raise CheckpointError(
             f"Refusing to load {path}: {path.suffix} files (PyTorch's pickle format) can run "
             "any program on this computer when they are opened, so they are never opened. "
@@ -354,8 +351,17 @@ def _resolve(path_or_default: str | os.PathLike) -> Path:
         # an existing file of another kind (an image, a note): not "X.safetensors missing"
         raise CheckpointError(
             f"{path} is not a model checkpoint: choose the .safetensors file training wrote "
-            "(with its .json beside it), or a bioimage.io model package.")
+            f"(with its .json beside it), or a bioimage.io model package.{_package_beside(path)}")
     return weights
+
+
+def _package_beside(path: Path) -> str:
+    """Name the package whose weights ``path`` is ("": none; h_gui31 L6, h_gui32 N4)."""
+    for name in ("rdf.yaml", "bioimageio.yaml"):
+        if path.with_name(name).is_file():
+            return (f" This folder holds a bioimage.io package: choose its {name} (or the "
+                    "folder) instead.")
+    return ""
 
 
 def _other_checkpoint_hint(path: Path) -> str:

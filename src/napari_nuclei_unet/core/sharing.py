@@ -38,6 +38,18 @@ SHARED_HISTORY_KEYS = ("epoch", "epochs", "train_loss", "val_loss", "val_iou", "
                        "elapsed_s")
 
 
+#: What a package keeps of its model's held-out report (scores, and how they were taken).
+SHARED_EVALUATION_KEYS = ("measured", "note", "split", "mean_iou", "median_iou", "mean_dice",
+                          "dsb_score", "mean_ap50", "n_images", "per_modality")
+
+
+def _scores_only(value: Any) -> Any:
+    """``value`` with its numbers and words (nested by modality); no other objects."""
+    if isinstance(value, Mapping):
+        return {str(k): _scores_only(v) for k, v in value.items()}
+    return value if isinstance(value, (int, float, str)) or value is None else str(value)
+
+
 def shareable_training_record(metadata: Mapping[str, Any],
                               path: str | os.PathLike | None = None) -> dict[str, Any]:
     """How the model was trained and scored, as a package records it ({}: nothing).
@@ -49,8 +61,10 @@ def shareable_training_record(metadata: Mapping[str, Any],
     h_gui31, L2).
     """
     record: dict[str, Any] = {}
-    if isinstance(metadata.get("evaluation"), Mapping):
-        record["evaluation"] = dict(metadata["evaluation"])
+    evaluation = metadata.get("evaluation")
+    if isinstance(evaluation, Mapping):  # its scores and words, by name (h_rev16, L5)
+        record["evaluation"] = {k: _scores_only(evaluation[k]) for k in SHARED_EVALUATION_KEYS
+                                if k in evaluation}
     history = metadata.get("history")
     if isinstance(history, list):
         record["history"] = [{k: h[k] for k in SHARED_HISTORY_KEYS if k in h}

@@ -322,9 +322,12 @@ class ImageStack:
         except (ValueError, OSError, EOFError, RuntimeError, zlib.error) as exc:
             # RuntimeError: imagecodecs' decoders ("DeflateError: ... BAD_DATA"), which
             # the command line called a bug of its own (review h_rev15, H4)
-            where = ", ".join(f"{axis}={i}" for axis, i in zip(
-                self.plane_axes, index, strict=False) if isinstance(i, (int, np.integer)))
-            what = (f"{self.source}: its image at {where} cannot be decoded" if where
+            at = index[:len(self.plane_axes)]
+            where = ", ".join(f"{axis}={i}" for axis, i in zip(self.plane_axes, at, strict=True))
+            if where and all(isinstance(i, (int, np.integer)) for i in at):  # counted from 1,
+                flat = int(np.ravel_multi_index(at, self.plane_shape)) + 1  # as Fiji does
+                where = f"plane {flat} of {self.n_planes} ({where})"
+            what = (f"{self.source}: its {where} cannot be decoded" if where
                     else f"{self.source} is not a readable image")
             if not (self.source and Path(self.source).is_file()):  # a layer, a store
                 raise ImageFileError(f"{self.source} could not be read ({exc}).") from exc

@@ -102,8 +102,8 @@ def _read_file_axes(path: str) -> tuple[str, tuple[int, ...]] | None:
                 return None
             series = tif.series[0]
             axes, shape = series.axes.replace("S", "C"), tuple(int(n) for n in series.shape)
-    except Exception:  # any file tifffile cannot read: no axes from it
-        return None
+    except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError):
+        return None  # a file tifffile cannot read: no axes from it
     if axes.count("C") != 1 or not axes.endswith("YX") or len(axes) != len(shape):
         return None
     return axes, shape
@@ -112,8 +112,9 @@ def _read_file_axes(path: str) -> tuple[str, tuple[int, ...]] | None:
 def channel_words(layer: Any, axes: str = "", channel: int | None = None) -> str:
     """What is said when an image with channels is chosen, and no channel is yet.
 
-    Asked only when Segment was pressed, after the image's channels had been
-    segmented as planes (GUI check h_gui31, M1). ``""`` when nothing is to be asked.
+    Said as the image is chosen: it was asked only once Segment was pressed, after the
+    image's channels had been segmented as planes (GUI check h_gui31, M1). ``""`` when
+    nothing is to be asked.
     """
     if channel is not None or getattr(layer, "rgb", False):
         return ""

@@ -471,8 +471,7 @@ class ModelWidget(ModelExport, QWidget):
         self.training_label.setText(describe_training(metadata, path))
         metrics = flatten_metrics(metadata)
         if not metrics:  # an empty table said nothing (GUI check h_gui31, L7)
-            metrics = [("scores", "none recorded with this model: score it on your images "
-                                  "with the Scores panel")]
+            metrics = [("scores", "none recorded with this model")]
         _fill(self.metrics_table, metrics)
         config = loaded.config.to_dict() if hasattr(loaded.config, "to_dict") else {}
         if metadata.get("train_config_recorded") is False:  # a package of another tool
