@@ -282,5 +282,5 @@ def test_more_local_workers_than_cores_is_refused():
     from napari_nuclei_unet.core.cluster import ClusterError, dask_client
 
     with pytest.raises(ClusterError, match=r"--workers \d+ is more than this computer's"):
-        with dask_client(None, (os.cpu_count() or 1) + 1):
+        with dask_client(None, (os.cpu_count() or 1) + 1):  # (affinity <= cpu_count)
             pass

@@ -443,3 +443,24 @@ def test_ctrl_c_in_the_main_thread_stops_the_blocks_before_their_folder_goes(tmp
     assert code == 130, err
     time.sleep(1.0)  # a block thread still running would write the folder again
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_with_workers_a_damaged_file_is_skipped_and_the_others_go_on(tmp_path, capsys):
+    # one damaged plane stopped the batch with the dask worker's traceback (h_rev16, M3)
+    folder = tmp_path / "stacks"
+    folder.mkdir()
+    for name in ("a_good", "b_bad"):
+        tifffile.imwrite(folder / f"{name}.tif", np.stack([grey(20), grey(21)]),
+                         imagej=True, metadata={"axes": "ZYX"}, compression="zlib")
+    with tifffile.TiffFile(folder / "b_bad.tif") as tif:
+        offset, count = tif.pages[1].dataoffsets[0], tif.pages[1].databytecounts[0]
+    raw = bytearray((folder / "b_bad.tif").read_bytes())
+    raw[offset + 4:offset + count - 4] = b"\x55" * (count - 8)
+    (folder / "b_bad.tif").write_bytes(bytes(raw))
+    code, out, err = run_cli(capsys, "predict", "default", folder, "--out", tmp_path / "out",
+                             "--workers", "1")
+    assert code == 0, err
+    assert "skipped b_bad.tif" in err and "plane 2 of 2 (Z=1) cannot be decoded" in err
+    assert "Traceback" not in err and "Compute Failed" not in err
+    assert (tmp_path / "out" / "a_good_labels.tif").exists()
+    assert "skipped 1 image that could not be read" in out

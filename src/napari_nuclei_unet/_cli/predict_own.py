@@ -351,9 +351,15 @@ def _segment(files: list[Path], out: Path, options: Any, args: argparse.Namespac
     threads = torch_threads_per_worker(client) if client is not None and not args.scheduler \
         else None
     if client is not None and len(files) > 1:
-        return drive(map_files(client, model_ref, [str(f) for f in files], out, options,
-                               channel=args.channel, axes=args.axes, threads=threads),
-                     bars), options, []
+        from ..core.cluster import FileSkipped
+
+        results = drive(map_files(client, model_ref, [str(f) for f in files], out, options,
+                                  channel=args.channel, axes=args.axes, threads=threads), bars)
+        failed = [(Path(r.path), ImageFileError(r.reason)) for r in results
+                  if isinstance(r, FileSkipped)]
+        for path, exc in failed:  # a damaged file: the others went on (h_rev16, M3)
+            _note_skipped(path, exc, args)
+        return [r for r in results if not isinstance(r, FileSkipped)], options, failed
     summaries, failed = [], []
     for path in files:
         try:

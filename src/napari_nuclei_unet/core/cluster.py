@@ -17,6 +17,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .progress import Progress
@@ -59,7 +60,9 @@ def dask_client(scheduler: str | None = None, workers: int = 0, *, processes: bo
     """
     if workers < 0:
         raise ClusterError(f"--workers must be 0 (no cluster) or more, got {workers}.")
-    cores = os.cpu_count() or 1
+    # the cores this process may use (a container's or a Slurm job's share: h_rev16 L4)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
     if not scheduler and workers > cores:  # each worker loads torch and the model
         raise ClusterError(
             f"--workers {workers} is more than this computer's {cores} cores: each worker "
@@ -105,12 +108,28 @@ def torch_threads_per_worker(client: Any) -> int:
     return max(1, (os.cpu_count() or 1) // n_workers)
 
 
+@dataclass(frozen=True)
+class FileSkipped:
+    """A file :func:`map_files` could not read (a damaged plane, say): the others go on.
+
+    One such file stopped the whole batch, with the worker's traceback in the terminal
+    (review h_rev16, M3), where the same folder without a cluster skipped it.
+    """
+
+    path: str
+    reason: str
+
+
 def _process(path: str, model: Any, out_dir: str, options: Any, channel: int | None,
              axes: str | None, big_pixels: int | None, threads: int | None) -> Any:
     from .own_images import process_file
+    from .stacks import ImageFileError
 
-    return process_file(model, path, out_dir, options, channel=channel, axes=axes,
-                        big_pixels=big_pixels, threads=threads)
+    try:
+        return process_file(model, path, out_dir, options, channel=channel, axes=axes,
+                            big_pixels=big_pixels, threads=threads)
+    except ImageFileError as exc:
+        return FileSkipped(path, str(exc))
 
 
 def map_files(
@@ -153,8 +172,8 @@ def map_files(
 
     Returns
     -------
-    list of FileSummary
-        Empty when stopped.
+    list of FileSummary or FileSkipped
+        Empty when stopped; a file that cannot be read is a :class:`FileSkipped`.
     """
     paths = [str(p) for p in paths]
     futures = client.map(_process, paths, model=model, out_dir=str(out_dir), options=options,
