@@ -184,6 +184,17 @@ def test_a_dataset_opened_right_after_a_closed_dialog_keeps_its_layers(
     qtbot.waitUntil(lambda: panel.warm_up.done, timeout=60_000)
     qtbot.wait(300)
     assert len(viewer.layers) >= 10 and panel.warm_up.sample_layers is True
+    # taken away one per turn (GUI check h_gui32, N6): a dataset wanted meanwhile gets
+    # them back, those already gone made again
+    session = panel.data.session
+    dataset, session.dataset = session.dataset, None
+    runner = panel.warm_up
+    runner.forget_sample_layers()
+    qtbot.waitUntil(lambda: len(viewer.layers) < 9, timeout=60_000)  # some gone
+    runner.want_sample_layers()
+    session.dataset = dataset
+    qtbot.waitUntil(lambda: runner.done, timeout=60_000)
+    assert len(viewer.layers) >= 10 and runner.sample_layers is True
 
 
 def test_nothing_waits_for_the_sample_layers_in_a_hidden_window(make_napari_viewer):

@@ -397,6 +397,7 @@ class LayerWarmUp(TurnRunner):
         self._calm = self._interval
         self._waiting: list = []
         self._forget = False  # take the sample layers away once made (no dataset opened)
+        self._removing = False  # they are being taken away, one per turn
 
     def want_sample_layers(self, *_args) -> None:
         """Make the dataset workflow's layers next (once), while the window is idle.
@@ -406,6 +407,8 @@ class LayerWarmUp(TurnRunner):
         are made; then the heap is frozen again (:func:`~._gc_pause.settle_heap_steps`).
         """
         self._forget = False  # a dataset is wanted after all (review h_rev16, M6)
+        if self._removing:  # some are gone: made again (those left are kept)
+            self._removing, self.sample_layers = False, None
         if self.sample_layers is not None or self._stopped:
             return
         self.sample_layers = False
@@ -425,12 +428,10 @@ class LayerWarmUp(TurnRunner):
         self._call_waiting()
 
     def forget_sample_layers(self) -> None:
-        """No dataset was opened after all: the workflow's unused layers go again.
+        """No dataset was opened after all: the unused layers made for it go again.
 
-        A folder that is not a dataset (or a folder dialog closed) left nine hidden,
-        empty layers above the user's own, one of them selected, so that the brush
-        painted on a hidden layer (GUI check h_gui31, M2). Only over layers of the
-        user's own; they are made again when a dataset is next opened.
+        Nine hidden layers stayed over the user's own (GUI check h_gui31, M2); they are
+        made again when a dataset is next opened.
         """
         from napari_nuclei_unet.widgets._session import session_for
 
@@ -443,19 +444,28 @@ class LayerWarmUp(TurnRunner):
         self._remove_sample_layers()
 
     def _remove_sample_layers(self) -> None:
+        """Take the unused layers away, one per turn (at once: 0.7 s, GUI check h_gui32 N6)."""
         from napari_nuclei_unet.widgets._layers import is_placeholder
 
         layers = self._viewer.layers
         unused = [layer for layer in layers if is_placeholder(layer)]
         selected = [layer for layer in layers.selection if not is_placeholder(layer)]
         active = layers.selection.active
-        for layer in unused:
-            layers.remove(layer)
-        layers.selection.clear()
+        layers.selection.clear()  # never a hidden layer selected: the brush painted on it
         layers.selection.update(selected)
         if active in selected:
             layers.selection.active = active
-        self.sample_layers = None
+        self._removing = True
+
+        def remove(layer) -> None:
+            if self._removing and layer in layers and is_placeholder(layer):
+                layers.remove(layer)
+
+        def removed() -> None:
+            if self._removing:
+                self._removing, self.sample_layers = False, None
+
+        self.extend([*(partial(remove, layer) for layer in unused), removed], first=True)
 
     def _call_waiting(self) -> None:
         """Run all that waits for the sample layers; the warm-up's calm pace comes back."""
