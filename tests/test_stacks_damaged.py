@@ -102,3 +102,18 @@ def test_a_threads_capture_of_tifffiles_log_holds_only_its_own_files_words(tmp_p
         logger.warning("from this thread")
     assert captured == ["from this thread"] and other == ["from the other thread"]
     assert logger.propagate
+
+
+def test_an_empty_file_and_a_png_named_tif_are_told_by_their_content(tmp_path):
+    # "not a TIFF file: header=b''" and a PNG named .tif refused although it reads
+    # (review h_rev15, L2 and M1)
+    from PIL import Image
+
+    empty = tmp_path / "empty.tif"
+    empty.write_bytes(b"")
+    with pytest.raises(ImageFileError, match=r"empty.tif is an empty file \(0 bytes\)"):
+        open_stack(empty)
+    png = tmp_path / "actually_png.tif"
+    Image.fromarray(np.full((20, 30), 7, np.uint8)).save(png, format="PNG")
+    stack = open_stack(png)
+    assert stack.plane(0).shape == (20, 30) and int(stack.plane(0)[0, 0]) == 7

@@ -483,6 +483,16 @@ def _open_plain(path: Path, axes: str | None) -> ImageStack:
                        read_by=None if axes else "")
 
 
+def _plain_inside(path: Path) -> bool:
+    """Whether a file named as a TIFF holds a PNG or JPEG (read as such, by its content)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+    except OSError:
+        return False
+    return head.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff"))
+
+
 def is_image_file(path: str | os.PathLike) -> bool:
     """Whether :func:`open_stack` takes ``path`` by its name.
 
@@ -524,9 +534,12 @@ def open_stack(path: str | os.PathLike, axes: str | None = None) -> ImageStack:
     suffix = path.suffix.lower()
     if path.is_dir() or suffix == ".zarr":
         return _open_zarr(path, axes)
-    if suffix in TIFF_SUFFIXES:
+    if path.is_file() and path.stat().st_size == 0:  # not "header=b''" (h_rev15, L2)
+        raise ImageFileError(f"{path} is an empty file (0 bytes): replace it with a fresh "
+                             "copy.")
+    if suffix in TIFF_SUFFIXES and not _plain_inside(path):  # a PNG named .tif: read
         return _open_tiff(path, axes)
-    if suffix in PLAIN_SUFFIXES:
+    if suffix in PLAIN_SUFFIXES + TIFF_SUFFIXES:
         return _open_plain(path, axes)
     vendor = vendor_format_words(path)
     if vendor:
