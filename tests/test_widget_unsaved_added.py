@@ -283,3 +283,21 @@ def test_a_stroke_during_a_save_or_an_add_is_said_not_saved(dock, qtbot, tmp_pat
     wait_worker(qtbot, widget.save_labels(path, background=True))  # nothing painted since
     assert widget.status.text() == f"Labels of cells saved to {path}."
     assert layer.metadata[UNSAVED_KEY] is False
+
+
+def test_forgetting_a_layers_history_through_naparis_proxy_warns_nobody(make_napari_viewer):
+    # napari's plugin proxy warned the user of a private attribute (GUI check h_gui32, N7)
+    import warnings
+
+    from napari.utils._proxies import PublicOnlyProxy
+
+    from napari_nuclei_unet.widgets._unsaved_labels import forget_history
+
+    viewer = make_napari_viewer()
+    layer = viewer.add_labels(np.zeros((8, 8), np.uint8))
+    layer.paint((2, 2), 1)
+    assert layer._undo_history
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        forget_history(PublicOnlyProxy(layer))
+    assert not layer._undo_history

@@ -190,9 +190,13 @@ def forget_history(layer: Any) -> None:
     napari keeps it when a layer's data is replaced: Ctrl+Z on the next sample's label
     mask (the plugin reuses that layer) put a stroke of the sample shown before into
     it, and with undo counting as an edit, offered it as a correction (review h_rev14,
-    H2). A napari without that history is left as it is.
+    H2). A napari without that history is left as it is. The layer behind napari's
+    plugin proxy is asked: through the proxy, napari warns the user of a private
+    attribute (GUI check h_gui32, N7).
     """
-    reset = getattr(layer, "_reset_history", None)
+    from napari_nuclei_unet.widgets._layers import unwrapped
+
+    reset = getattr(unwrapped(layer), "_reset_history", None)
     if callable(reset):
         reset()
 
