@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from napari_nuclei_unet.cli import main
+from _cli_helpers import run_cli
 from napari_nuclei_unet.core import planes, segment
 from napari_nuclei_unet.core.segment import (
     SegmentOptions,
@@ -58,11 +58,6 @@ def model():
 
     return load_checkpoint("default").model
 
-
-def run_cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 # -- evaluate ----------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from _cli_helpers import assert_one_line_error, run_cli
 from napari_nuclei_unet import __version__
 from napari_nuclei_unet.cli import main
 from napari_nuclei_unet.core.synthetic import write_synthetic_dataset
@@ -39,18 +40,7 @@ def checkpoint(dataset, tmp_path_factory):
     return out / "best.safetensors"
 
 
-def run_cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
-
-def assert_one_line_error(code, err):
-    assert code == 2
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("nuclei-unet: error: ")
-    assert "Traceback" not in err
 
 
 # -- start-up ---------------------------------------------------------------------------

@@ -9,16 +9,11 @@ import pytest
 import tifffile
 from PIL import Image
 
+from _cli_helpers import run_cli
 from conftest import write_dataset, write_sample
 from napari_nuclei_unet.cli import main
 from napari_nuclei_unet.core.dataset import DatasetError, DSBDataset, load_sample
 from napari_nuclei_unet.core.imageio import DatasetWarning
-
-
-def run_cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def label_image(shape=(24, 32), n=3) -> np.ndarray:

@@ -12,25 +12,12 @@ from PIL import Image
 
 tifffile = pytest.importorskip("tifffile")
 
-from napari_nuclei_unet.cli import main  # noqa: E402
+from _cli_helpers import assert_one_line_error, run_cli  # noqa: E402
 
 SHAPE = (48, 64)
 
 
-def run_cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
-
-def assert_one_line_error(code, err, *fragments):
-    assert code == 2, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("nuclei-unet: error: ")
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in err, err
 
 
 def grey(seed: int, shape=SHAPE) -> np.ndarray:

@@ -9,7 +9,7 @@ import pytest
 
 tifffile = pytest.importorskip("tifffile")
 
-from napari_nuclei_unet.cli import main  # noqa: E402
+from _cli_helpers import assert_one_line_error, run_cli  # noqa: E402
 
 SHAPE = (64, 80)
 
@@ -36,19 +36,7 @@ def noise_plane(seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 300, SHAPE).astype(np.uint16)
 
 
-def run_cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
-
-def assert_one_line_error(code, err, *fragments):
-    assert code == 2, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("nuclei-unet: error: ")
-    for fragment in fragments:
-        assert fragment in err, err
 
 
 def read_csv(path):
