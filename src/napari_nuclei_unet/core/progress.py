@@ -9,6 +9,7 @@ predicting many images) is a generator that yields small, typed updates and
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -64,7 +65,7 @@ def drive(job: Generator[Any, None, R], on_update: Callable[[Any], None] | None 
     clean-up runs before the caller's (a large image's block threads stop before their
     folder is removed: review h_rev16, H1), not whenever it is garbage collected.
     """
-    try:
+    with closing(job):  # (a job that ended, or raised, is closed already)
         while True:
             try:
                 update = next(job)
@@ -72,9 +73,6 @@ def drive(job: Generator[Any, None, R], on_update: Callable[[Any], None] | None 
                 return stop.value
             if on_update is not None:
                 on_update(update)
-    except BaseException:
-        job.close()  # a job that raised is closed already
-        raise
 
 
 def relay(job: Generator[Any, None, R], convert: Callable[[Any], Any]
@@ -91,7 +89,7 @@ def relay(job: Generator[Any, None, R], convert: Callable[[Any], Any]
     convert : callable
         Maps one of its updates to the update to yield (or None to skip it).
     """
-    try:
+    with closing(job):  # closed (GeneratorExit) or interrupted: so is ``job``
         while True:
             try:
                 update = next(job)
@@ -100,9 +98,6 @@ def relay(job: Generator[Any, None, R], convert: Callable[[Any], Any]
             out = convert(update)
             if out is not None:
                 yield out
-    except BaseException:  # closed (GeneratorExit) or interrupted: so is ``job``
-        job.close()
-        raise
 
 
 def stop_requested(should_stop: StopCheck | None) -> bool:
