@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.dataset_layout import is_sample_folder
-from .progress import ProgressBars, note
+from .progress import ProgressBars, first_names, note
 
 #: Image file suffixes that ``predict`` accepts in a folder of images.
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
@@ -64,9 +64,8 @@ def open_dataset(path: str, *, quiet: bool = False) -> Any:
              f"(see 'nuclei-unet info {path}')", quiet=quiet)
     stray = dataset.stray_files
     if stray:
-        more = f" and {len(stray) - 3} more" if len(stray) > 3 else ""
         note(f"ignored {len(stray)} file(s) that are neither a sample's image nor a mask PNG: "
-             f"{', '.join(stray[:3])}{more}", quiet=quiet)
+             f"{first_names(stray)}", quiet=quiet)
     return dataset
 
 
@@ -185,10 +184,8 @@ def left_out_note(left_out: list[Path], *, quiet: bool = False) -> None:
     """Say which label images / earlier results of a folder of images were left out."""
     if not left_out:
         return
-    names = ", ".join(p.name for p in left_out[:3]) + (
-        f" and {len(left_out) - 3} more" if len(left_out) > 3 else "")
     note(f"note: left out {len(left_out)} label image(s) or earlier result(s), which are not "
-         f"images to segment: {names}", quiet=quiet)
+         f"images to segment: {first_names([p.name for p in left_out])}", quiet=quiet)
 
 
 def _sample_image(folder: Path, skipped: list[str] | None = None) -> Path | None:

@@ -11,7 +11,7 @@ from .data import is_dataset_folder, load_samples, open_dataset
 from .diameter import finetune_options
 from .info import format_table
 from .predict import counted
-from .progress import TrainReporter, note
+from .progress import TrainReporter, first_names, note
 from .stopping import StopRequest
 
 
@@ -96,23 +96,17 @@ def own_labelled_samples(path: str | Path, *, quiet: bool, project: str | None =
     orphans = [p.name for p in found.orphans]
     if orphans:
         raise FinetuneError(
-            f"{path} holds label images ({_first_names(orphans)}) but not the images they "
+            f"{path} holds label images ({first_names(orphans)}) but not the images they "
             f"were made from: copy each image beside its labels ({_image_of(orphans[0])} "
             f"beside {orphans[0]}).")
     images = [p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_FILES]
     if images:
         raise FinetuneError(
-            f"{path} holds images ({_first_names(sorted(images))}) but no label image "
+            f"{path} holds images ({first_names(sorted(images))}) but no label image "
             f"beside them: save each one's labels as NAME{LABELS_SUFFIX}.tif next to "
             f"NAME.tif (the name 'nuclei-unet predict' gives its labels), or give a "
             "fine-tuning project or a folder of samples in the DSB2018 layout.")
     return None
-
-
-def _first_names(names: list[str]) -> str:
-    """Up to three names, and how many more."""
-    more = f" and {len(names) - 3} more" if len(names) > 3 else ""
-    return ", ".join(names[:3]) + more
 
 
 def _image_of(labels_name: str) -> str:
@@ -151,11 +145,11 @@ def _store_pairs(store: Any, found: Any, *, quiet: bool, axes: str | None,
 
     alone = [p.name for p in found.unlabelled]
     if alone:
-        note(f"not used, no label image beside them: {_first_names(alone)} (name each "
+        note(f"not used, no label image beside them: {first_names(alone)} (name each "
              f"one's labels NAME{LABELS_SUFFIX}.tif)", quiet=quiet)
     orphans = [p.name for p in found.orphans]
     if orphans:
-        note(f"not used, no image beside them: {_first_names(orphans)} (copy the image "
+        note(f"not used, no image beside them: {first_names(orphans)} (copy the image "
              f"each was made from beside it, e.g. {_image_of(orphans[0])})", quiet=quiet)
     ids, stored = [], {c.id for c in store.list()}
     for image, labels in found.pairs:
@@ -223,7 +217,7 @@ def _refuse_shared_images(corrections: list[Any], held_out: list[Any], where: An
         from ..core.finetune import FinetuneError
 
         raise FinetuneError(
-            f"{_first_names(shared)} of --held-out {where} "
+            f"{first_names(shared)} of --held-out {where} "
             f"{'is' if len(shared) == 1 else 'are'} also among the corrections trained on: "
             "images kept aside must be others, or their scores say nothing about images the "
             "round has not seen. Give --held-out a folder of other corrected images.")

@@ -23,7 +23,7 @@ from .predict import (
     is_native,
     skipped_words,
 )
-from .progress import ProgressBars, note
+from .progress import ProgressBars, first_names, note
 
 #: Options that ask for the own-image path even for a PNG or a folder of PNGs.
 OWN_OPTIONS = ("channel", "axes", "scheduler")
@@ -273,23 +273,16 @@ def _check_inputs(files: list[Path], args: argparse.Namespace
             f"file, and {sorted(single)[0].name} has one channel: put the files of one "
             "channel in a folder of their own.")  # (review h_rev16, M2)
     if single and len(single) < len(readable):
-        applied = _names(p for p in readable if p not in single)
+        applied = first_names([p.name for p in sorted(readable) if p not in single])
         note(f"note: --channel {args.channel} is used for {applied} (the files with "
              "channels; of a colour image, one colour), and "
-             f"{_names(single)} of one channel "
+             f"{first_names([p.name for p in sorted(single)])} of one channel "
              f"{'is segmented as it is' if len(single) == 1 else 'are segmented as they are'}.",
              quiet=args.quiet)
     elif single:  # not one file has channels: the option is a mistake
         stack = open_stack(sorted(single)[0], args.axes)
         stack.check_channel(args.channel)
     return readable, skipped, single
-
-
-def _names(paths: Any) -> str:
-    """The first three file names of ``paths``, and how many more."""
-    paths = sorted(paths)
-    return ", ".join(p.name for p in paths[:3]) + (
-        f" and {len(paths) - 3} more" if len(paths) > 3 else "")
 
 
 def _unreadable(path: Path, exc: Exception, axes: str | None) -> bool:

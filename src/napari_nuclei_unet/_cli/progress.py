@@ -73,6 +73,12 @@ class ProgressBars:
         self.close()
 
 
+def first_names(names: list[str]) -> str:
+    """Up to three names, and how many more ("a.tif, b.tif, c.tif and 2 more")."""
+    more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+    return ", ".join(names[:3]) + more
+
+
 def format_epoch(update: Any) -> str:
     """One line summing up an :class:`EpochEnd`.
 
