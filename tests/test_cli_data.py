@@ -112,3 +112,33 @@ def test_zip_samples_refuses_a_fifo_without_blocking(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(DatasetError, match=r"named pipe \(FIFO\)"):
         zip_samples(fifo)
+
+
+def test_every_front_end_takes_the_same_image_files(tmp_path):
+    """A BigTIFF (.btf) or .bmp image is one of one's own images everywhere (h_rev15 M18).
+
+    predict's folder reader, the fine-tuning layout's pairs and a DSB sample folder read
+    the one list of ``core.imageio``; each used to have its own, and only predict's TIFF
+    path knew ``.btf``.
+    """
+    import numpy as np
+    import tifffile
+    from PIL import Image
+
+    from napari_nuclei_unet.core.dataset_layout import is_sample_folder
+    from napari_nuclei_unet.core.finetune.own import labelled_pairs
+
+    own = tmp_path / "own"
+    own.mkdir()
+    image = (np.arange(64 * 64).reshape(64, 64) % 251).astype(np.uint8)
+    tifffile.imwrite(own / "big.btf", image, bigtiff=True)
+    Image.fromarray(image).save(own / "old.bmp")
+    tifffile.imwrite(own / "big_labels.tif", (image > 128).astype(np.uint16))
+    assert sorted(i.id for i in find_images(str(own), quiet=True)) == ["big", "old"]
+    assert [(i.name, lab.name) for i, lab in labelled_pairs(own)] == [("big.btf", "big_labels.tif")]
+    assert find_images(str(own / "big.btf"), quiet=True)[0].read().shape == (64, 64, 3)
+
+    sample = tmp_path / "abc"
+    (sample / "images").mkdir(parents=True)
+    tifffile.imwrite(sample / "images" / "abc.btf", image, bigtiff=True)
+    assert is_sample_folder(sample)

@@ -8,10 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from ..core.dataset_layout import is_sample_folder
+from ..core.imageio import IMAGE_FILE_SUFFIXES
 from .progress import ProgressBars, first_names, note
-
-#: Image file suffixes that ``predict`` accepts in a folder of images.
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 
 
 def is_dataset_folder(path: str | Path) -> bool:
@@ -158,7 +156,8 @@ class ImageInput:
 def _is_image_file(path: Path) -> bool:
     from ..core.imageio import is_junk_name
 
-    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not is_junk_name(path.name)
+    return (path.is_file() and path.suffix.lower() in IMAGE_FILE_SUFFIXES
+            and not is_junk_name(path.name))
 
 
 def is_labels_or_result(path: str | Path) -> bool:
@@ -296,7 +295,7 @@ def find_images(path: str, *, quiet: bool = False) -> list[ImageInput]:
             if (root / "images").is_dir() else "")
         raise DatasetError(
             f"No image found in {path}{detail}: expected an image file "
-            f"({', '.join(IMAGE_SUFFIXES)}), a folder of images, or DSB2018 sample folders "
+            f"({', '.join(IMAGE_FILE_SUFFIXES)}), a folder of images, or DSB2018 sample folders "
             "<id>/images/<id>.png."
         )
     seen: dict[str, str] = {}

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .data import IMAGE_SUFFIXES as IMAGE_FILES
+from ..core.imageio import IMAGE_FILE_SUFFIXES
 from .data import is_dataset_folder, load_samples, open_dataset
 from .diameter import finetune_options
 from .info import format_table
@@ -99,7 +99,7 @@ def own_labelled_samples(path: str | Path, *, quiet: bool, project: str | None =
             f"{path} holds label images ({first_names(orphans)}) but not the images they "
             f"were made from: copy each image beside its labels ({_image_of(orphans[0])} "
             f"beside {orphans[0]}).")
-    images = [p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_FILES]
+    images = [p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_FILE_SUFFIXES]
     if images:
         raise FinetuneError(
             f"{path} holds images ({first_names(sorted(images))}) but no label image "

@@ -30,7 +30,7 @@ OWN_OPTIONS = ("channel", "axes", "scheduler")
 
 
 def _is_own_file(path: Path) -> bool:
-    from ..core.stacks import TIFF_SUFFIXES
+    from ..core.imageio import TIFF_SUFFIXES
 
     return path.suffix.lower() in TIFF_SUFFIXES or (
         path.is_dir() and path.suffix.lower() == ".zarr")

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .imageio import (
+    IMAGE_FILE_SUFFIXES,
     DatasetError,
     check_regular_file,
     is_junk_name,
 )
 
-IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 MASK_EXTENSIONS = (".png",)
 _HOW_TO_FIX = (
     "Expected the DSB2018 layout <id>/images/<id>.png + <id>/masks/*.png "
@@ -59,7 +59,7 @@ def _pick_image(sample_id: str, names: Iterable[str]) -> tuple[str | None, str, 
     for name in names:
         if is_junk_name(name):
             continue
-        (images if name.lower().endswith(IMAGE_EXTENSIONS) else stray).append(name)
+        (images if name.lower().endswith(IMAGE_FILE_SUFFIXES) else stray).append(name)
     if not images:
         return None, "no image file in images/", stray
     if len(images) == 1:
@@ -369,10 +369,6 @@ def _scan(path: Path) -> _Scan:
     )
 
 
-#: Suffixes a sample's own image (``<id>/images/<id>.<suffix>``) may have.
-SAMPLE_IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
-
-
 def is_sample_folder(path: str | os.PathLike) -> bool:
     """Whether ``path`` is one DSB sample folder (``images/<its name>.png``, or ``masks/``).
 
@@ -383,7 +379,7 @@ def is_sample_folder(path: str | os.PathLike) -> bool:
     """
     p = Path(path)
     images = p / "images"
-    if any((images / f"{p.name}{suffix}").is_file() for suffix in SAMPLE_IMAGE_SUFFIXES):
+    if any((images / f"{p.name}{suffix}").is_file() for suffix in IMAGE_FILE_SUFFIXES):
         return True
     return images.is_dir() and (p / "masks").is_dir()
 

@@ -24,6 +24,13 @@ from .pngrows import nonzero_span, png_grey8_rows, unfilter_rows
 
 ImageSource = str | os.PathLike | bytes
 
+#: The image files read as one's own images (a ``.zarr`` folder is read too, by
+#: :func:`~napari_nuclei_unet.core.stacks.open_stack`), and as a sample's image: the one
+#: list of the command line, the fine-tuning layout and napari's reader.
+TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
+PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+IMAGE_FILE_SUFFIXES = PLAIN_SUFFIXES + TIFF_SUFFIXES
+
 #: File names that operating systems and archivers leave behind; ignored silently.
 JUNK_NAMES = frozenset({"thumbs.db", "desktop.ini", "__macosx", "icon\r"})
 

@@ -26,11 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from .imageio import IMAGE_FILE_SUFFIXES, TIFF_SUFFIXES
 from .tiff_checks import CUT_SHORT, TRUNCATED_ADVICE, tifffile_log, vendor_format_words
 
-#: File suffixes read by :func:`open_stack` (a ``.zarr`` folder is read too).
-TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
-PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 #: Where :class:`ImageFileError` messages tell the user to give a setting, as the command
 #: line asks for it. A front end that asks in other words (the Segment dock's fields)
 #: passes its own to :meth:`ImageFileError.worded`.
@@ -502,7 +500,7 @@ def is_image_file(path: str | os.PathLike) -> bool:
     suffix = path.suffix.lower()
     if suffix == ".zarr":
         return path.is_dir()
-    return suffix in TIFF_SUFFIXES + PLAIN_SUFFIXES and path.is_file()
+    return suffix in IMAGE_FILE_SUFFIXES and path.is_file()
 
 
 def open_stack(path: str | os.PathLike, axes: str | None = None) -> ImageStack:
@@ -539,13 +537,13 @@ def open_stack(path: str | os.PathLike, axes: str | None = None) -> ImageStack:
                              "copy.")
     if suffix in TIFF_SUFFIXES and not _plain_inside(path):  # a PNG named .tif: read
         return _open_tiff(path, axes)
-    if suffix in PLAIN_SUFFIXES + TIFF_SUFFIXES:
+    if suffix in IMAGE_FILE_SUFFIXES:
         return _open_plain(path, axes)
     vendor = vendor_format_words(path)
     if vendor:
         raise ImageFileError(vendor)
     raise ImageFileError(f"{path}: unknown image type {suffix!r}; expected one of "
-                         f"{', '.join(TIFF_SUFFIXES + PLAIN_SUFFIXES)} or a .zarr folder.")
+                         f"{', '.join(IMAGE_FILE_SUFFIXES)} or a .zarr folder.")
 
 
 def stack_from_array(data: Any, axes: str, name: str = "image", *, rgb: bool = False,

@@ -75,7 +75,7 @@ def file_axes(layer: Any) -> str | None:
     channel axis; None otherwise (any other file, a layer made in napari, a file
     changed or gone since). The file's header is read once.
     """
-    from napari_nuclei_unet.core.stacks import TIFF_SUFFIXES
+    from napari_nuclei_unet.core.imageio import TIFF_SUFFIXES
 
     path = getattr(getattr(layer, "source", None), "path", None)
     if not path or Path(str(path)).suffix.lower() not in TIFF_SUFFIXES:

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..imageio import IMAGE_FILE_SUFFIXES
 from ._common import FinetuneError, safe_sample_id
 
 #: What a label image's name adds to its image's name (``cells.tif`` -> ``cells_labels.tif``),
@@ -22,7 +23,6 @@ from ._common import FinetuneError, safe_sample_id
 LABELS_SUFFIX = "_labels"
 #: Suffixes a label image may have.
 LABEL_FILE_SUFFIXES = (".tif", ".tiff", ".png")
-_IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 
 
 def labelled_pairs(folder: str | os.PathLike) -> list[tuple[Path, Path]]:
@@ -80,7 +80,7 @@ def pair_up(folder: str | os.PathLike) -> FolderPairs:
     pairs, alone, claimed = [], [], {}
     for name, path in sorted(entries.items()):
         stem, suffix = os.path.splitext(name)
-        if (suffix not in _IMAGE_SUFFIXES + (".zarr",) or (suffix == ".zarr") != path.is_dir()
+        if (suffix not in IMAGE_FILE_SUFFIXES + (".zarr",) or (suffix == ".zarr") != path.is_dir()
                 or LABELS_SUFFIX in (stem[-len(LABELS_SUFFIX):],
                                      stack_name(name)[-len(LABELS_SUFFIX):])):
             continue  # not an image, or labels (predict's cells_labels.ome.zarr too)
