@@ -292,6 +292,20 @@ def test_images_are_enlarged_bicubic_within_their_range(channels):
     assert 0 < holes <= 64 and np.nanmax(big) <= 200.0
 
 
+def test_a_plane_without_numbers_gives_no_nucleus_and_no_warning(model):
+    """An all-NaN float plane (a failed acquisition, a padded stack plane) segments to
+    nothing, without scikit-image's "All-NaN slice" warning on stderr (h_rev15, L11)."""
+    import warnings
+
+    empty = np.full((64, 80), np.nan, np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        shrunk = planes.resize_array(empty, (32, 40), 1)
+        labels = segment.segment_image(model, empty, segment.SegmentOptions(diameter=40.0))
+    assert np.isnan(shrunk).all() and shrunk.shape == (32, 40)
+    assert labels.labels.shape == (64, 80) and labels.labels.max() == 0
+
+
 def test_small_nuclei_go_through_the_bicubic_enlargement(model, monkeypatch):
     calls = []
     enlarge = planes.enlarge
