@@ -272,6 +272,12 @@ def test_a_microscope_makers_file_is_said_to_need_exporting(tmp_path, capsys):
     assert_one_line_error(code, err, "sample.czi: Zeiss .czi files are not read here. Export "
                                      "it as OME-TIFF")
     assert "fresh copy" not in err and not (tmp_path / "out").exists()
+    (folder / "more.nd2").write_bytes(bytes(64))  # a folder of them: the advice once
+    code, out, err = run_cli(capsys, "predict", "default", folder, "--out", tmp_path / "out")
+    assert_one_line_error(code, err, f"No image found in {folder}: it holds only microscope "
+                                     "makers' files (more.nd2, sample.czi), which are not read "
+                                     "here. Export them as OME-TIFF")
+    assert "skipped" not in err and err.count("Export") == 1  # h_rev16, L11
     write_png(folder / "good.png")  # beside an image: skipped with the same words
     code, out, err = run_cli(capsys, "predict", "default", folder, "--out", tmp_path / "out")
     assert code == 0, err

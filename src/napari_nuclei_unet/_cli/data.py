@@ -222,6 +222,31 @@ def _zip_images(path: Path, skipped: list[str]) -> list[ImageInput]:
             for sample_id, member in images.items()]
 
 
+def _nothing_found(path: str, root: Path, skipped: list[str], vendor: list[str]) -> str:
+    """The error for a place with no image to segment, each skipped file said once.
+
+    One skipped file is said in the error, several in the notes above it, and a folder
+    of microscope makers' files alone gets their advice once for all of them (review
+    h_rev16, L11: the first skip line used to be printed, then repeated in the error).
+    """
+    if vendor and len(vendor) == len(skipped):
+        return (f"No image found in {path}: it holds only microscope makers' files "
+                f"({first_names(vendor)}), which are not read here. Export them as OME-TIFF "
+                "(Fiji: open them with Bio-Formats, then File > Save As > OME-TIFF; or "
+                "Bio-Formats' bfconvert) and give those files.")
+    if len(skipped) == 1:
+        detail = f" ({skipped[0]})"
+    elif skipped:
+        detail = f" ({len(skipped)} skipped: see above)"
+    elif (root / "images").is_dir():
+        detail = f" (your images may be in {root / 'images'}: give that folder)"
+    else:
+        detail = ""
+    return (f"No image found in {path}{detail}: expected an image file "
+            f"({', '.join(IMAGE_FILE_SUFFIXES)}), a folder of images, or DSB2018 sample "
+            "folders <id>/images/<id>.png.")
+
+
 def find_images(path: str, *, quiet: bool = False) -> list[ImageInput]:
     """List the images to segment in ``path``.
 
@@ -272,7 +297,7 @@ def find_images(path: str, *, quiet: bool = False) -> list[ImageInput]:
         image = _sample_image(root, skipped)
         inputs = [ImageInput(root.name, str(image), str(image), sample=True)] if image else []
     else:
-        inputs, left_out = [], []
+        inputs, left_out, vendor = [], [], []
         for child in sorted(root.iterdir()):
             if child.is_dir() and is_sample_folder(child):
                 image = _sample_image(child, skipped)
@@ -284,20 +309,15 @@ def find_images(path: str, *, quiet: bool = False) -> list[ImageInput]:
                 inputs.append(ImageInput(child.stem, str(child), str(child)))
             elif vendor_format_words(child):
                 skipped.append(str(vendor_format_words(child)))
+                vendor.append(child.name)
         left_out_note(left_out, quiet=quiet)
-    for line in skipped[:5]:
+    said_in_error = not inputs and (len(skipped) < 2 or len(vendor) == len(skipped))
+    for line in [] if said_in_error else skipped[:5]:
         note(f"skipped {line}", quiet=quiet)
-    if len(skipped) > 5:
+    if len(skipped) > 5 and not said_in_error:
         note(f"... and {len(skipped) - 5} more skipped", quiet=quiet)
     if not inputs:
-        detail = f" ({skipped[0]})" if skipped else (
-            f" (your images may be in {root / 'images'}: give that folder)"
-            if (root / "images").is_dir() else "")
-        raise DatasetError(
-            f"No image found in {path}{detail}: expected an image file "
-            f"({', '.join(IMAGE_FILE_SUFFIXES)}), a folder of images, or DSB2018 sample folders "
-            "<id>/images/<id>.png."
-        )
+        raise DatasetError(_nothing_found(path, root, skipped, vendor))
     seen: dict[str, str] = {}
     for item in inputs:
         if item.id in seen:
