@@ -275,6 +275,56 @@ def test_every_block_is_segmented_once(model, image, tmp_path, monkeypatch):
     assert len(calls) == result.n_blocks == 9
 
 
+def test_the_nucleus_size_is_measured_once_for_every_block(model, tmp_path, monkeypatch):
+    """Automatic diameter: a few blocks are measured, every block is seen at that size,
+    the halo fits the nuclei and the result says the size (h_gui31 L4, h_gui32 N3).
+
+    Each block used to measure its own nuclei: neighbours could be seen at different
+    scales, the halo stayed 64 px for nuclei of any size, and no size was reported.
+    """
+    from skimage.transform import resize
+
+    from napari_nuclei_unet.core import bigimage, segment
+    from napari_nuclei_unet.core.synthetic import make_synthetic_sample
+
+    rgb, _ = make_synthetic_sample("fluorescence", shape=(100, 120), seed=3, n_nuclei=14)
+    big = resize(rgb[..., 0], (400, 480), order=1, preserve_range=True).astype(np.uint8)
+    whole = segment.segment_image(model, big)
+    seen, halos = [], []
+    real_segment, real_block = segment.segment_image, bigimage._segment_block
+    monkeypatch.setattr(segment, "segment_image", lambda m, block, options=None, **kw:
+                        seen.append(options.diameter) or real_segment(m, block, options, **kw))
+
+    def block(*args, halo, block_info=None, **kwargs):  # dask passes block_info by name
+        halos.append(halo)
+        return real_block(*args, halo=halo, block_info=block_info, **kwargs)
+
+    monkeypatch.setattr(bigimage, "_segment_block", block)
+    result = drive(bigimage.segment_large(model, big, tmp_path / "b.zarr", block=160))
+    assert result.diameter == pytest.approx(whole.diameter, rel=0.25)
+    assert whole.diameter > 40  # nuclei 4 times the synthetic ones: a halo of 64 px is short
+    assert len(seen) == result.n_blocks - seen.count(None) and len(set(seen)) == 1
+    assert seen[0] == pytest.approx(result.diameter)  # outside the native range: resized
+    assert set(halos) == {int(2 * result.diameter)}
+    labels = np.asarray(result.labels()[:])
+    from napari_nuclei_unet.core.metrics import image_scores
+
+    assert image_scores(whole.labels, labels).f1_50 >= 0.9
+
+
+def test_a_large_image_result_says_the_nucleus_size(image, tmp_path, capsys, monkeypatch):
+    """predict on a large TIFF names the measured diameter, as for a small one."""
+    from _cli_helpers import run_cli
+    from napari_nuclei_unet.core import bigimage
+
+    monkeypatch.setattr(bigimage, "BIG_PIXELS", 100 * 100)
+    tifffile.imwrite(tmp_path / "big.tif", image)
+    code, out, err = run_cli(capsys, "predict", "default", tmp_path / "big.tif", "--out",
+                             tmp_path / "out", "--block", "128")
+    assert code == 0, err
+    assert "px (automatic)" in out + err and "per block" not in out + err
+
+
 def test_more_local_workers_than_cores_is_refused():
     # --workers 100 on a laptop started 100 processes, each loading torch (h_rev15, L13)
     import os

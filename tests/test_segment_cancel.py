@@ -170,6 +170,8 @@ def test_layer_job_cancelled_before_any_plane_says_nothing_was_kept():
 # -- large images, block by block ----------------------------------------------------
 
 BLOCK, HALO = 128, 32  # a 256 x 256 plane: 2 x 2 blocks of 160 px with their halo
+#: A given diameter: no nucleus size is measured before the blocks (core.bigsize).
+SET_SIZE = SegmentOptions(tile_size=64, overlap=8, diameter=18.0)
 
 
 def test_a_block_being_segmented_stops_between_its_tiles(tmp_path):
@@ -188,17 +190,32 @@ def test_a_block_being_segmented_stops_between_its_tiles(tmp_path):
         return False
 
     net = CountingNet(wait_for_the_stop)
-    result = drive(segment_large(net, noise((256, 256)), tmp_path / "s.zarr", SMALL_TILES,
+    result = drive(segment_large(net, noise((256, 256)), tmp_path / "s.zarr", SET_SIZE,
                                  block=BLOCK, halo=HALO, should_stop=stop))
     assert result.cancelled and result.blocks_done == 0 and result.n_blocks == 4
     assert not (tmp_path / "s.zarr").exists()
-    # a block takes 8 batches (5 at full size, 2 at half, 1 at a quarter); at most one
-    # ran after the stop (the one under way while the stop reached the block's thread)
+    # a block takes 5 batches (one pass at the size given); at most one ran after the
+    # stop (the one under way while the stop reached the block's thread)
     assert net.calls <= 2
     net.calls, net.on_call = 0, None
-    drive(segment_large(net, noise((256, 256)), tmp_path / "all.zarr", SMALL_TILES,
+    drive(segment_large(net, noise((256, 256)), tmp_path / "all.zarr", SET_SIZE,
                         block=BLOCK, halo=HALO))
-    assert net.calls == 4 * 8
+    assert net.calls == 4 * 5
+
+
+def test_a_stop_while_the_nucleus_size_is_measured_leaves_nothing(tmp_path):
+    """The automatic diameter is measured on sample blocks first; a stop there is a
+    cancelled result with no block done, and no folder."""
+    from napari_nuclei_unet.core.bigimage import segment_large
+
+    net = CountingNet()
+    updates = []
+    result = drive(segment_large(net, noise((256, 256)), tmp_path / "s.zarr", SMALL_TILES,
+                                 block=BLOCK, halo=HALO, should_stop=lambda: net.calls >= 2),
+                   updates.append)
+    assert result.cancelled and result.blocks_done == 0 and net.calls == 2
+    assert not (tmp_path / "s.zarr").exists()
+    assert "measuring the nucleus size" in [u.message for u in updates]
 
 
 def test_a_cancelled_large_image_says_how_many_blocks_were_done(tmp_path, monkeypatch):
@@ -217,7 +234,7 @@ def test_a_cancelled_large_image_says_how_many_blocks_were_done(tmp_path, monkey
     monkeypatch.setattr(bigimage, "_block_stats", counted)
     held = threading.Event()
 
-    def hold_the_fourth_pass(calls: int) -> None:  # three passes per block (no nucleus)
+    def hold_the_fourth_pass(calls: int) -> None:  # one pass per block (size given)
         if calls == 4:
             assert held.wait(30), "the stop was never asked for"
 
@@ -229,8 +246,8 @@ def test_a_cancelled_large_image_says_how_many_blocks_were_done(tmp_path, monkey
 
     net = CountingNet(hold_the_fourth_pass)
     stack = stack_from_array(noise((1900, 1900)), "YX", "slide")  # 3 x 3 blocks of 896 px
-    result = drive(segment_layer_job(net, stack, SegmentOptions(), channel=None, planes=None,
-                                     big=True, should_stop=stop))
+    result = drive(segment_layer_job(net, stack, SegmentOptions(diameter=18.0), channel=None,
+                                     planes=None, big=True, should_stop=stop))
     assert result.cancelled and result.labels is None
     found = re.fullmatch(r"Cancelled after (\d+) of (\d+) blocks\. A large image's labels are "
                          r"kept only when all its blocks are done, so none were kept\.",

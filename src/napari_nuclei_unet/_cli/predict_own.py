@@ -199,8 +199,9 @@ def diameter_words(diameters: list[float], options: Any, *, native: bool = False
     Parameters
     ----------
     diameters : list of float
-        The diameter used for each plane (``FileSummary.diameters``; empty for a large
-        plane, whose blocks each estimate their own).
+        The diameter used for each plane (``FileSummary.diameters``; a large plane's is
+        measured on a few of its blocks; empty when none held enough nuclei to measure,
+        and then each block estimated its own).
     options : SegmentOptions
         The options used (``options.diameter`` 0: automatic).
     native : bool
@@ -213,7 +214,7 @@ def diameter_words(diameters: list[float], options: Any, *, native: bool = False
     if options.diameter:
         return f"diameter {options.diameter:g} px"
     if not diameters:
-        return "diameter automatic (estimated per block)"
+        return "diameter automatic (too few nuclei to measure; estimated per block)"
     median = statistics.median(diameters)
     if len(diameters) == 1:
         return f"diameter {median:.0f} px (automatic)"

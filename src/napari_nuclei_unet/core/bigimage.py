@@ -31,7 +31,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ import numpy as np
 
 from .bigmeasure import _block_stats, _merge_table
 from .bigmeasure import measure_large as measure_large  # re-exported
+from .bigsize import measure_plane
 from .own_images import label_dtype
 from .progress import Cancelled, Progress, relay
 
@@ -72,6 +73,10 @@ class BigResult:
         a plane are kept only when every block is done and the seams are merged).
     blocks_done : int
         Blocks finished when it stopped (``n_blocks`` when it did not).
+    diameter : float
+        The nucleus diameter the blocks were segmented at, in the plane's pixels: the
+        one given, or the one measured on sample blocks (:mod:`.bigsize`); 0 when none
+        could be measured (each block then measured its own).
     """
 
     labels_path: Path
@@ -81,6 +86,7 @@ class BigResult:
     seconds: float
     cancelled: bool = False
     blocks_done: int = 0
+    diameter: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.cancelled and not self.blocks_done:
@@ -383,22 +389,35 @@ def segment_large(
     start = time.perf_counter()
     bound_heap_growth()
     options = options or SegmentOptions()
-    if halo is None:
-        halo = max(DEFAULT_HALO, int(2 * options.diameter))
     if not hasattr(plane, "dask"):
         plane = da.from_array(plane, chunks=(block, block) + tuple(plane.shape[2:]))
     if plane.ndim not in (2, 3):
         raise ValueError(f"expected one 2-D plane (H, W) or (H, W, C), got {plane.shape}")
+    height, width = plane.shape[:2]
+    guess = len(_block_chunks(height, block, DEFAULT_HALO)) * len(
+        _block_chunks(width, block, DEFAULT_HALO))
+    yield Progress("blocks", 0, guess, "reading intensity range")
+    params = global_params(plane)
+    size = None
+    if options.diameter <= 0:  # automatic: measured once for every block (bigsize)
+        try:
+            size = yield from relay(
+                measure_plane(_model(model, threads), plane, options, block,
+                              lambda pixels: _is_empty(pixels, params), should_stop),
+                lambda update: Progress("blocks", 0, guess, update.message))
+        except Cancelled:
+            return BigResult(out, 0, {}, guess, time.perf_counter() - start, cancelled=True)
+        if size is not None:
+            options = replace(options, diameter=size.block_diameter(_model(model, threads)))
+    if halo is None:
+        halo = max(DEFAULT_HALO, int(2 * (size.diameter if size else options.diameter)))
     plane = plane.rechunk((_block_chunks(plane.shape[0], block, halo),
                            _block_chunks(plane.shape[1], block, halo)) + tuple(plane.shape[2:]))
     intensity = plane if intensity is None else (
         intensity if hasattr(intensity, "dask") else da.from_array(intensity))
     intensity = intensity.rechunk(plane.chunks[:2] + tuple((s,) for s in intensity.shape[2:]))
-    height, width = plane.shape[:2]
     ni, nj = len(plane.chunks[0]), len(plane.chunks[1])
     n_blocks = ni * nj
-    yield Progress("blocks", 0, n_blocks, "reading intensity range")
-    params = global_params(plane)
     bound = (block + 2) * (block + 2)
     dtype = np.dtype(np.uint32 if n_blocks * bound < 2**32 - 1 else np.uint64)
     # an axis of one block needs no halo (its block is the whole axis), and dask refuses
@@ -497,7 +516,9 @@ def segment_large(
     write_ome_zarr_attrs(root, name)
     merged = _merge_table(table, values, n_nuclei, labels_array, intensity)
     yield Progress("merge", 1, 1, f"{n_nuclei} nuclei")
-    return BigResult(out, n_nuclei, merged, n_blocks, time.perf_counter() - start)
+    used = size.diameter if size is not None else options.diameter
+    return BigResult(out, n_nuclei, merged, n_blocks, time.perf_counter() - start,
+                     diameter=float(used))
 
 
 def _run(tasks: list, n_blocks: int, client: Any, workers: int,

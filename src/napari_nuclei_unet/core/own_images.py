@@ -400,7 +400,8 @@ def process_file(
                                      threads=threads, name=stack.name), on_update)
         write_labels_tiff(paths["labels"], result.labels(), "YX")
         write_csv(result.table, paths["csv"])
-        n_nuclei, zarr_path, diameters = result.n_nuclei, str(paths["zarr"]), []
+        n_nuclei, zarr_path = result.n_nuclei, str(paths["zarr"])
+        diameters = [result.diameter] if result.diameter else []
     else:
         res = drive(segment_stack(cached_model(model, threads), stack, options,
                                   channel=channel, device=device), on_update)

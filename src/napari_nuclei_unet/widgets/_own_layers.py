@@ -355,7 +355,9 @@ def segment_layer_job(
         if table and stack.plane_axes:
             table["plane"] = np.full(len(table["label"]), flat, np.int64)
         return LayerResult(stack.name, result.labels("r+"), table, [flat], "YX", out, False,
-                           time.perf_counter() - start)
+                           time.perf_counter() - start,
+                           diameters=[result.diameter] if result.diameter else [],
+                           diameter_set=options.diameter > 0)
     res = yield from segment_stack(model, stack, options, channel=channel, planes=planes,
                                    should_stop=should_stop, earlier=earlier, room=PAINT_ROOM)
     if res.cancelled and not res.segmented:

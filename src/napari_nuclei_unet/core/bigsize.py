@@ -1,0 +1,139 @@
+"""The nucleus size of a large plane, measured once before its blocks are segmented.
+
+With the automatic diameter, every block of :func:`~napari_nuclei_unet.core.bigimage.
+segment_large` used to measure its own nuclei (GUI checks h_gui31 L4 and h_gui32 N3):
+
+- neighbouring blocks could see the plane at different scales, so a nucleus cut by a
+  seam could be drawn differently on either side;
+- the halo was sized for the default nucleus (64 pixels) whatever the nuclei's size;
+- and the result could not say which nucleus size was used, as a small image's does.
+
+Here a few non-empty blocks, from the plane's centre outwards, are segmented with the
+automatic diameter (the same estimate as for a small image), and every block is then
+segmented at their median size (:meth:`PlaneSize.block_diameter`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .progress import Progress, relay
+
+#: Non-empty blocks whose nuclei are measured (their median is used), and the most
+#: non-empty blocks tried to find them (blocks of debris or of a few nuclei measure nothing).
+SAMPLES, MAX_TRIES = 3, 6
+#: Fewest nuclei in a sample block for its measure to count.
+MIN_NUCLEI = 3
+#: Smallest side of a sample block (pixels): one network tile. Nuclei larger than about
+#: a quarter of the side touch its border and are measured less well, so a small
+#: ``--block`` does not make the samples small.
+SAMPLE_SIDE = 1024
+
+
+@dataclass(frozen=True)
+class PlaneSize:
+    """The nucleus size measured on a large plane.
+
+    Attributes
+    ----------
+    diameter : float
+        Median nucleus diameter of the sample blocks, in the plane's pixels.
+    samples : int
+        Sample blocks measured.
+    """
+
+    diameter: float
+    samples: int
+
+    def block_diameter(self, model: Any) -> float:
+        """The fixed diameter every block is segmented at.
+
+        The automatic rule for one measured size: within
+        :data:`~napari_nuclei_unet.core.nucleus_size.NATIVE_RANGE` of the model's
+        training diameter a plane is seen as it is (the training diameter, fixed, means
+        no resizing), outside it is resized so that its nuclei have the training size.
+        The sample blocks' own scales are not used: a block of a few nuclei can settle
+        on another scale than the whole plane would (128-pixel blocks of one test image
+        chose 1.0 to 2.2 where the whole image chose 1.0).
+        """
+        from .nucleus_size import NATIVE_RANGE, model_diameter
+
+        target = model_diameter(model)
+        if NATIVE_RANGE[0] * target <= self.diameter <= NATIVE_RANGE[1] * target:
+            return target
+        return self.diameter
+
+
+def centre_out(shape: tuple[int, int], block: int) -> list[tuple[int, int]]:
+    """The top-left corners of a ``block`` grid over ``shape``, nearest the centre first."""
+    h, w = shape
+    corners = [(y, x) for y in range(0, h, block) for x in range(0, w, block)]
+    return sorted(corners, key=lambda c: ((c[0] + min(block, h - c[0]) / 2 - h / 2) ** 2
+                                          + (c[1] + min(block, w - c[1]) / 2 - w / 2) ** 2))
+
+
+def measure_plane(
+    model: Any,
+    plane: Any,
+    options: Any,
+    block: int,
+    is_empty: Callable[[np.ndarray], bool],
+    should_stop: Callable[[], bool] | None = None,
+) -> Generator[Progress, None, PlaneSize | None]:
+    """Measure the nuclei of a large plane on up to :data:`SAMPLES` of its blocks.
+
+    Parameters
+    ----------
+    model : UNet
+        A loaded model.
+    plane : array-like
+        ``(H, W)`` or ``(H, W, C)`` dask, zarr or numpy array.
+    options : SegmentOptions
+        Its ``diameter`` is ignored (automatic).
+    block : int
+        The plane's block side; sample blocks are at least :data:`SAMPLE_SIDE`.
+    is_empty : callable
+        Whether a block is background (skipped).
+    should_stop : callable, optional
+        Cooperative stop check (raises :class:`~napari_nuclei_unet.core.progress.Cancelled`).
+
+    Yields
+    ------
+    Progress
+        ``Progress("size", k, SAMPLES, message)`` before sample block ``k``.
+
+    Returns
+    -------
+    PlaneSize or None
+        None when no sample block held :data:`MIN_NUCLEI` nuclei (then every block
+        measures its own, as before).
+    """
+    from dataclasses import replace
+
+    from .segment import segment_image_steps
+
+    options = replace(options, diameter=0.0)
+    found: list[float] = []
+    tries = 0
+    h, w = plane.shape[:2]
+    block = max(block, SAMPLE_SIDE)
+    for y, x in centre_out((h, w), block):
+        if len(found) == SAMPLES or tries == MAX_TRIES:
+            break
+        pixels = plane[y:y + block, x:x + block]
+        pixels = np.asarray(pixels.compute() if hasattr(pixels, "compute") else pixels)
+        if min(pixels.shape[:2]) < block // 4 or is_empty(pixels):
+            continue
+        tries += 1
+        yield Progress("size", len(found), SAMPLES, "measuring the nucleus size")
+        seg = yield from relay(segment_image_steps(model, pixels, options,
+                                                   should_stop=should_stop),
+                               lambda _: Progress("size", len(found), SAMPLES,
+                                                  "measuring the nucleus size"))
+        if int(seg.labels.max()) >= MIN_NUCLEI:
+            found.append(seg.diameter)
+    return PlaneSize(float(np.median(found)), len(found)) if found else None
