@@ -549,6 +549,48 @@ def test_stopped_round_saves_nothing(retrain, qtbot):
     assert not (project / "round-in-progress.json").exists()  # the user stopped it
 
 
+def test_a_dock_opened_again_mid_round_shows_the_project_and_can_stop_it(retrain, qtbot):
+    # it showed an empty project ("choose a project folder"), no corrections, and a
+    # greyed Stop, while Fine-tune said "press Stop" (GUI check h_gui33, H1)
+    from napari_nuclei_unet.widgets.retrain_widget import RetrainWidget
+
+    viewer, dock, session, samples, project = retrain
+    dock.edit_label_mask()
+    add(qtbot, dock)
+    dock.epochs_spin.setValue(50)
+    with capture_notifications() as notes:
+        worker = dock.start_finetune()
+        assert worker is not None
+        again = RetrainWidget(viewer)
+        assert again.project_edit.text() == str(project)
+        assert [c.id for c in again.corrections()] == [samples[0].id]
+        assert again.stop_button.isEnabled() and not again.finetune_button.isEnabled()
+        again.stop()
+        wait_worker(qtbot, worker, timeout=120_000)
+    assert notes.any("nothing was saved")
+    assert not notes.any("before changing the project")
+    assert [v.name for v in again.versions() if not v.is_base] == []
+    again.deleteLater()
+
+
+def test_closing_the_dock_stops_its_round_and_says_so(retrain, qtbot):
+    # napari un-parents a closed dock's widget instead of destroying it: the round went
+    # on unseen, with no Stop anywhere (GUI check h_gui33, H1)
+    viewer, dock, session, samples, project = retrain
+    dock.edit_label_mask()
+    add(qtbot, dock)
+    dock.epochs_spin.setValue(50)
+    with capture_notifications() as notes:
+        worker = dock.start_finetune()
+        assert worker is not None
+        viewer.window.remove_dock_widget(dock)
+        wait_worker(qtbot, worker, timeout=120_000)
+    assert notes.any("The Retrain panel was closed during the fine-tuning round, so the "
+                     "round was stopped")
+    assert [v.name for v in dock.versions() if not v.is_base] == []
+    assert not session.jobs.is_running("fine-tuning")
+
+
 def test_broken_project_index_is_explained(make_napari_viewer, qtbot, user_dirs):
     from napari_nuclei_unet.widgets._retrain_project import remember_project_dir
     from napari_nuclei_unet.widgets.retrain_widget import RetrainWidget

@@ -118,3 +118,19 @@ def _share_the_column(widget: Any) -> None:
            for d in column if d.widget() is not None):
         return
     window.resizeDocks(column, [share] * len(column), Qt.Orientation.Vertical)
+
+
+def in_window(widget: Any) -> bool:
+    """Whether ``widget`` is in a dock or a main window: False once napari closed its dock.
+
+    napari 0.9 un-parents a closed dock's widget (``setParent(None)``) instead of
+    destroying it, so ``destroyed`` does not fire while a job still holds the widget
+    (GUI check h_gui33, H1). A floating dock is still in a dock.
+    """
+    from qtpy.QtWidgets import QDockWidget, QMainWindow
+
+    while widget is not None:
+        if isinstance(widget, (QDockWidget, QMainWindow)):
+            return True
+        widget = widget.parentWidget()
+    return False

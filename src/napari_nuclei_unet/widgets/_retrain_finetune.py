@@ -18,6 +18,7 @@ from qtpy.QtCore import QTimer
 from napari_nuclei_unet.core.finetune import FINETUNE_DEFAULTS
 from napari_nuclei_unet.core.finetune.results import iou_change
 from napari_nuclei_unet.core.progress import Progress
+from napari_nuclei_unet.widgets._dock_life import in_window
 from napari_nuclei_unet.widgets._layers import short_id
 from napari_nuclei_unet.widgets._retrain_jobs import (
     ALL_ASIDE,
@@ -84,6 +85,13 @@ def _mean_change(rows: Sequence[dict]) -> str:
     after = float(np.mean([r["iou_after"] for r in rows]))
     return (f"{before:.3f} → <b><span style='color:{change_color(after - before)}'>"
             f"{after:.3f}</span></b>")
+
+
+#: Said when the dock running a round was closed: the round stops (GUI check h_gui33, H1).
+CLOSED_DOCK_STOP = ("The Retrain panel was closed during the fine-tuning round, so the round "
+                    "was stopped: nothing of it was saved and the model is unchanged. Your "
+                    "corrections are all in the project: open Retrain again (Plugins menu) "
+                    "and press Fine-tune to run it.")
 
 
 class FinetuneSteps:
@@ -188,6 +196,7 @@ class FinetuneSteps:
             forget_round(self.project, self._round_id)
             return None
         self._closing = False
+        self._owns_round, self._docked, self._closed_stop = True, in_window(self), False
         self._outcome = None
         self._failure = ""
         self._round_at = ""
@@ -263,7 +272,10 @@ class FinetuneSteps:
     def _on_update(self, update: Any) -> None:
         from napari_nuclei_unet.widgets._progress import format_duration
 
-        if self._closing:
+        if self._docked and not self._stop_event.is_set() and not in_window(self):
+            self._closed_stop = True  # its dock was closed: the round stops, and says why
+            self._stop_event.set()
+        if self._closing or self._closed_stop:
             return
         self._round_at = _round_stage_words(update) or self._round_at
         if isinstance(update, Progress) and update.stage == "prepare":  # core.finetune.view
@@ -305,7 +317,8 @@ class FinetuneSteps:
             return
         self._outcome = "stopped" if result.cancelled or loaded is None else "finished"
         if self._outcome == "stopped":
-            notify("Fine-tuning stopped: nothing was saved and the model is unchanged.")
+            notify(CLOSED_DOCK_STOP if self._closed_stop else
+                   "Fine-tuning stopped: nothing was saved and the model is unchanged.")
             return
         self.last_result = result
         version = result.version
@@ -350,6 +363,7 @@ class FinetuneSteps:
     def _on_finished(self) -> None:
         from napari_nuclei_unet.widgets._progress import format_duration
 
+        self._owns_round = False
         if self._closing:
             return
         forget_round(self.project, self._round_id)  # it ended, and this dock says how

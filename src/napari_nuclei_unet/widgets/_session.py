@@ -15,6 +15,7 @@ main thread (worker handlers) and never emit the session's signals.
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -115,6 +116,9 @@ class Session:
     sample_stamps: dict[str, str] = field(default_factory=dict)
     edited_labels: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     jobs: Any = field(default_factory=lambda: _new_worker_guard())
+    # the running fine-tuning round's stop request, shared by every Retrain view: a
+    # dock opened again during a round can stop it (GUI check h_gui33, H1)
+    finetune_stop: threading.Event = field(default_factory=threading.Event)
     project_dir: Path | None = None
     layer_warm_up: Any = None  # the viewer's layer warm-up (widgets._layer_warm_up), started once
     # once per viewer: large plane results follow the sliders (_own_layers), and their

@@ -131,7 +131,8 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         self.last_result: Any = None
         self.last_adopted: bool | None = None
         self._edit: editing.EditState | None = None
-        self._stop_event = threading.Event()
+        self._stop_event = self.session.finetune_stop  # one per viewer (h_gui33, H1)
+        self._owns_round = self._docked = self._closed_stop = False
         self._done_event = threading.Event()
         self._done_event.set()
         self._closing = False
@@ -207,14 +208,14 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         self._napari_pairs = connect_napari([(self.viewer.layers.events.removed,
                                               self._on_layer_removed),
                                              (self.viewer.events.theme, self._on_theme)])
-        # never fine-tune on for a deleted dock; keep its unsaved edits
-        self.destroyed.connect(self._stop_event.set)
         on_destroyed(self, self._on_destroyed)  # keeps unsaved corrections as a draft
         share_the_column_when_shown(self)  # stacked under another dock
 
     def _on_destroyed(self, *_args: Any) -> None:
         # the dock's Qt objects are going away: only plain Python from here
         self._dead = True  # a job's late handlers (a round, a save) may still run
+        if self._owns_round:  # never fine-tune on for a deleted dock
+            self._stop_event.set()
         state = self._edit
         if state is not None:  # the session says again what happens to the mask's edits
             state.layer.metadata.pop(DRAFTED_KEY, None)
@@ -273,7 +274,8 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         if folder == self.project and self._store is not None:
             self.refresh()
             return True
-        if self.is_finetuning():
+        if self.is_finetuning() and self._store is not None:  # a new view opens the
+            # session's project, the round's (a dock opened again mid-round: h_gui33, H1)
             notify("Wait for the fine-tuning round to finish before changing the project.")
             return False
         if folder.exists() and not folder.is_dir():
@@ -588,7 +590,7 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         self.use_button.setEnabled(not running and selected is not None
                                    and selected not in self.versions_table.unreadable)
         chosen = self.corrections_table.selected_key()
-        self.remove_button.setEnabled(chosen is not None)
+        self.remove_button.setEnabled(chosen is not None and not running)  # h_gui33 L8
         self.aside_button.setEnabled(chosen is not None and not running)
         self.aside_button.setText("Train on it" if chosen in self.corrections_table.aside
                                   else "Keep aside")
