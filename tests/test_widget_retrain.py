@@ -549,18 +549,24 @@ def test_stopped_round_saves_nothing(retrain, qtbot):
     assert not (project / "round-in-progress.json").exists()  # the user stopped it
 
 
+def start_a_long_round(qtbot, dock):
+    """Add the shown image's mask and start a round of 50 epochs (to be stopped)."""
+    dock.edit_label_mask()
+    add(qtbot, dock)
+    dock.epochs_spin.setValue(50)
+    worker = dock.start_finetune()
+    assert worker is not None
+    return worker
+
+
 def test_a_dock_opened_again_mid_round_shows_the_project_and_can_stop_it(retrain, qtbot):
     # it showed an empty project ("choose a project folder"), no corrections, and a
     # greyed Stop, while Fine-tune said "press Stop" (GUI check h_gui33, H1)
     from napari_nuclei_unet.widgets.retrain_widget import RetrainWidget
 
     viewer, dock, session, samples, project = retrain
-    dock.edit_label_mask()
-    add(qtbot, dock)
-    dock.epochs_spin.setValue(50)
     with capture_notifications() as notes:
-        worker = dock.start_finetune()
-        assert worker is not None
+        worker = start_a_long_round(qtbot, dock)
         again = RetrainWidget(viewer)
         assert again.project_edit.text() == str(project)
         assert [c.id for c in again.corrections()] == [samples[0].id]
@@ -577,12 +583,8 @@ def test_closing_the_dock_stops_its_round_and_says_so(retrain, qtbot):
     # napari un-parents a closed dock's widget instead of destroying it: the round went
     # on unseen, with no Stop anywhere (GUI check h_gui33, H1)
     viewer, dock, session, samples, project = retrain
-    dock.edit_label_mask()
-    add(qtbot, dock)
-    dock.epochs_spin.setValue(50)
     with capture_notifications() as notes:
-        worker = dock.start_finetune()
-        assert worker is not None
+        worker = start_a_long_round(qtbot, dock)
         viewer.window.remove_dock_widget(dock)
         wait_worker(qtbot, worker, timeout=120_000)
     assert notes.any("The Retrain panel was closed during the fine-tuning round, so the "
