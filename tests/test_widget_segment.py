@@ -418,6 +418,40 @@ def test_compare_pushes_scores_and_add_to_project(dock, qtbot, tmp_path):
         wait_worker(qtbot, widget.add_to_project(tmp_path / "project"))
     assert notes.any("Replaced zs-plane1") and not notes.any(NOT_EDITED)
     assert widget.status.text().startswith("Replaced zs-plane1")  # the toast fades
+    assert not (tmp_path / "project" / "removed").exists()  # the same layer: no copy
+
+
+def test_a_correction_replaced_from_another_result_is_kept(dock, qtbot, tmp_path):
+    # segmented again after a round, one nucleus touched up, Add plane: the careful
+    # correction was replaced by the new result, with no copy (GUI check h_gui33, M1)
+    from napari_nuclei_unet.core.finetune import CorrectionStore
+
+    viewer, widget = dock
+    viewer.add_image(nuclei_plane(3), name="slide")
+    widget.image.value = viewer.layers["slide"]
+    run(qtbot, widget)
+    careful = viewer.layers["slide labels"]
+    careful.data[:12, :12] = 555
+    careful.events.paint(value=[])
+    wait_worker(qtbot, widget.add_to_project(tmp_path / "project"))
+    run(qtbot, widget)  # the corrected layer is kept; the new result is another layer
+    newer = widget.result_layer
+    assert newer is not careful
+    newer.data[30:34, 30:34] = 556
+    newer.events.paint(value=[])
+    with capture_notifications() as notes:
+        wait_worker(qtbot, widget.add_to_project(tmp_path / "project"))
+    assert notes.any("Replaced slide-plane0") and notes.any(
+        "(it had been added before from layer slide, labels “slide labels”; that correction "
+        "is kept in the project's 'removed' folder)")
+    (kept,) = (tmp_path / "project" / "removed").iterdir()  # the careful one, whole
+    from PIL import Image
+
+    masks = [np.asarray(Image.open(m)) > 0 for m in (kept / "masks").glob("*.png")]
+    assert any(m[:12, :12].all() for m in masks)
+    store = CorrectionStore(tmp_path / "project")
+    assert store.ids() == ["slide-plane0"]
+    assert not (store.load_samples(["slide-plane0"])[0].labels[:12, :12] > 0).all()
 
 
 def test_add_plane_adds_the_result_painted_not_the_last_one_segmented(dock, qtbot, tmp_path):

@@ -427,7 +427,9 @@ def _add_plane(folder: str, stack: Any, flat: int, channel: Any, labels: Any, sa
     """Worker: write one plane (or ``region`` of it) and its labels into a project.
 
     ``labels`` are those of the plane, or of ``region`` already. Returns the new entry
-    and whether it replaced a correction of the same name.
+    and what it replaced: None (nothing), ``""`` (a correction of the same name from the
+    same layer), or the earlier correction's note when it came from another layer,
+    whose files are then kept in the project's ``removed/`` first (h_gui33, M1).
     """
     import numpy as np
 
@@ -435,8 +437,30 @@ def _add_plane(folder: str, stack: Any, flat: int, channel: Any, labels: Any, sa
 
     image = np.asarray(stack.plane(flat, channel, region))
     store = CorrectionStore(folder)
-    replaced = sample_id in store
+    replaced = None
+    if sample_id in store:
+        earlier = store.get(sample_id).note
+        replaced = "" if _layer_of(earlier) == _layer_of(note) else earlier
+        if replaced:
+            store.keep_copy(sample_id)
     return store.add(sample_id, image, np.asarray(labels), source="label", note=note), replaced
+
+
+def replaced_words(replaced: str | None) -> str:
+    """How an added plane's message ends, from what :func:`_add_plane` replaced."""
+    if replaced is None:
+        return "."
+    if not replaced:
+        return " (it had been added before)."
+    return (f" (it had been added before {replaced}; that correction is kept in the "
+            "project's 'removed' folder).")
+
+
+def _layer_of(note: str) -> str:
+    """Where an added plane came from: its note ("from layer IMAGE, labels “LABELS”")."""
+    from napari_nuclei_unet.widgets._retrain_project import UNEDITED_NOTE
+
+    return note.removesuffix(UNEDITED_NOTE)
 
 
 def read_from(layer: Any) -> str | None:

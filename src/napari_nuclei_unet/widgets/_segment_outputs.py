@@ -29,6 +29,7 @@ from napari_nuclei_unet.widgets._segment_jobs import (
     previous_result,
     push_scores_to_iou_panel,
     region_words,
+    replaced_words,
     with_suffix,
     write_labels,
 )
@@ -523,15 +524,15 @@ class SegmentOutputs:
         edited = bool(result_layer.metadata.get(EDITED_KEY)) or target.get("own", False)
         token = None
 
-        def done(written: tuple[Any, bool]) -> None:
+        def done(written: tuple[Any, str | None]) -> None:
             entry, replaced = written
             self.added = entry
             self.session.set_project_dir(folder)  # the Retrain dock shows this project
             self.session.note_project_changed(folder)
-            text = (f"{'Replaced' if replaced else 'Added'} {sample_id} "
+            text = (f"{'Added' if replaced is None else 'Replaced'} {sample_id} "
                     + (f"with the labels of “{result_layer.name}” " if target.get("own") else "")
                     + f"({nuclei(entry.n_nuclei)}) in the fine-tuning project {folder}"
-                    + (" (it had been added before)." if replaced else "."))
+                    + replaced_words(replaced))
             if region is not None:
                 text += " " + region_words(stack.name, stack, region)
             notify(text + ("" if edited else f" {NOT_EDITED}"))
@@ -550,7 +551,8 @@ class SegmentOutputs:
 
         worker = self.session.jobs.start(
             ADD_KIND, _add_plane, folder, stack, flat, target["channel"], labels,
-            sample_id, f"from layer {layer.name}{'' if edited else UNEDITED_NOTE}", region,
+            sample_id, f"from layer {layer.name}, labels “{result_layer.name}”"
+                       f"{'' if edited else UNEDITED_NOTE}", region,
             on_returned=done, on_errored=failed, error_message=lambda exc: (
                 f"Not added to the fine-tuning project: {in_dock_words(exc)}"),  # no --channel
             action="Adding to the fine-tuning project", viewer=self.viewer)

@@ -529,14 +529,30 @@ class CorrectionStore:
         """
         with self._locked_correction(sample_id) as final:
             self._read_index()
-            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
-            target = self.path / REMOVED_DIR / f"{sample_id}-{stamp}"
-            target.parent.mkdir(exist_ok=True)
+            target = self._removed_place(sample_id)
             os.rename(final, target)
             entries = dict(self._entries)
             entries.pop(sample_id, None)
             self._write_index(entries)
         return target
+
+    def keep_copy(self, sample_id: str) -> Path:
+        """Copy a correction's files into ``removed/``, as :meth:`remove` keeps them.
+
+        For a correction about to be replaced by other labels (GUI check h_gui33, M1:
+        a touched-up new result replaced a careful correction, with no copy left).
+        Returns where the copy is; raises as :meth:`remove` does.
+        """
+        with self._locked_correction(sample_id) as folder:
+            target = self._removed_place(sample_id)
+            shutil.copytree(folder, target)
+        return target
+
+    def _removed_place(self, sample_id: str) -> Path:
+        """A new folder name for a correction in ``removed/`` (``<id>-<time>``)."""
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+        (self.path / REMOVED_DIR).mkdir(exist_ok=True)
+        return self.path / REMOVED_DIR / f"{sample_id}-{stamp}"
 
     # -- reading --------------------------------------------------------------------
 
