@@ -1402,6 +1402,25 @@ def test_the_round_removes_its_note_once_its_version_is_saved(retrain, qtbot, mo
     assert not (project / "round-in-progress.json").exists()
 
 
+def test_using_a_version_with_only_own_images_says_to_segment_them_again(retrain, qtbot):
+    # "the corrected images are predicted again" was said for images of one's own,
+    # which only the Segment dock segments (GUI check h_gui33, M3)
+    from napari_nuclei_unet.core.finetune import ModelVersions
+
+    viewer, dock, session, samples, project = retrain
+    base = session.model
+    versions = ModelVersions(project)
+    versions.record_base(base.path)
+    versions.add(base.model, base.config, {"adopted": True})
+    session.samples.clear()  # no dataset open: the corrections are of one's own images
+    dock.refresh()
+    with capture_notifications() as notes:
+        wait_worker(qtbot, dock.use_version("v001"))
+    assert notes.any("Now using model v001")
+    assert notes.any("press Segment (Segment panel) to see it on your images")
+    assert not notes.any("predicted again")
+
+
 def test_another_version_put_in_use_elsewhere_undoes_a_choice_and_chooses_nothing(
         retrain, qtbot, make_napari_viewer, monkeypatch):
     # tried a refused version, went back to the base model through the Model dock: napari

@@ -792,6 +792,10 @@ def test_with_no_model_loaded_the_dock_uses_the_projects_model(dock, qtbot, tmp_
     assert f"with {words}" in widget.status.text()
     session.set_model(default)
     assert widget.model_label.text() == "Model: the default model (the model in use)."
+    # the result line says which model made it, and that another is in use (h_gui33 M3)
+    assert f"with {words}." in widget.status.text()
+    assert widget.status.text().endswith("The model in use is now the default model: press "
+                                         "Segment to see its result.")
     # a package named "... (ours)": no "Model: model", no "(...) (...)" (GUI check h_gui31 L3)
     from types import SimpleNamespace
 
@@ -802,6 +806,7 @@ def test_with_no_model_loaded_the_dock_uses_the_projects_model(dock, qtbot, tmp_
     widget.model_file.value = "default"  # as the README and the command line name it
     run(qtbot, widget)
     assert "with the default model." in widget.status.text()
+    assert "in use" not in widget.status.text()
 
 
 def test_the_project_field_is_the_viewers_project(dock, tmp_path):

@@ -406,6 +406,21 @@ class FinetuneSteps:
             text += f"<br>Kept aside ({len(kept)}): {_mean_change(kept)}"
         self.summary_label.setText(text)
 
+    def samples_to_predict(self) -> list[Any]:
+        """The dataset samples :meth:`predict_corrected` predicts.
+
+        The corrected ones loaded, and the one shown; none for images of one's own:
+        they are segmented in the Segment dock (GUI check h_gui33, M3).
+        """
+        from napari_nuclei_unet.core.finetune import safe_sample_id
+
+        corrected = {c.id for c in self.corrections()}
+        samples = [s for s in self.session.samples.values() if safe_sample_id(s.id) in corrected]
+        current = self._current_sample()
+        if current is not None and current not in samples:
+            samples.append(current)
+        return samples
+
     def predict_corrected(self) -> WorkerBase | None:
         """Predict the loaded corrected images and the shown one with the session's model.
 
@@ -418,7 +433,6 @@ class FinetuneSteps:
             The prediction worker, or None (nothing loaded to predict, or queued
             behind a running prediction).
         """
-        from napari_nuclei_unet.core.finetune import safe_sample_id
         from napari_nuclei_unet.widgets._prediction_service import (
             PREDICT_JOB,
             start_prediction_job,
@@ -428,11 +442,7 @@ class FinetuneSteps:
         if running is not None:
             running.finished.connect(lambda: QTimer.singleShot(0, self.predict_corrected))
             return None
-        corrected = {c.id for c in self.corrections()}
-        samples = [s for s in self.session.samples.values() if safe_sample_id(s.id) in corrected]
-        current = self._current_sample()
-        if current is not None and current not in samples:
-            samples.append(current)
+        samples = self.samples_to_predict()
         if not samples or self.session.model is None:
             return None
 

@@ -316,7 +316,13 @@ def done_words(result: Any, model: str) -> str:
         low, high = min(result.diameters), max(result.diameters)
         size = f"{low:.0f} px" if round(low) == round(high) else f"{low:.0f}-{high:.0f} px"
         words += f", nuclei {size} across ({'set' if result.diameter_set else 'measured'})"
-    return words + f", {result.seconds:.1f} s, with {model}."
+    # which model is in use is the Model line's to say: it changes (GUI check h_gui33, M3)
+    return words + f", {result.seconds:.1f} s, with {without_in_use(model)}."
+
+
+def without_in_use(words: str) -> str:
+    """:func:`model_words` without "(the model in use)": the model, for a result."""
+    return words.removesuffix(" (the model in use)").removesuffix(", the model in use")
 
 
 def push_scores_to_iou_panel(viewer: Any, rows: list) -> None:

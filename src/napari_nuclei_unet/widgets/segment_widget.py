@@ -89,6 +89,7 @@ from napari_nuclei_unet.widgets._segment_jobs import (  # noqa: F401 - in_dock_w
     rgb_note,
     source_gone_note,
     with_suffix,
+    without_in_use,
     write_labels,
 )
 from napari_nuclei_unet.widgets._segment_outputs import (  # noqa: F401 - as before
@@ -284,6 +285,13 @@ class SegmentWidget(SegmentOutputs, QWidget):
     def _show_model(self, *_args: Any) -> None:
         words = self.model_words()  # not "Model: model v002" (GUI check h_gui31, L3)
         self.model_label.setText(f"Model: {words.removeprefix('model ')}.")
+        made_with = self._model_words
+        if (self.result is not None and self.status.text().startswith("Segmentation done")
+                and made_with and without_in_use(made_with) != without_in_use(words)):
+            # the result line said "(the model in use)" of another model (h_gui33, M3)
+            self.status.setText(done_words(self.result, made_with) + self._note + (
+                f" The model in use is now {without_in_use(words)}: press Segment to "
+                "see its result."))
 
     def _on_project_chosen(self, folder: str) -> None:
         """The viewer's fine-tuning project changed (in the Retrain dock): follow it."""
