@@ -1421,6 +1421,29 @@ def test_using_a_version_with_only_own_images_says_to_segment_them_again(retrain
     assert not notes.any("predicted again")
 
 
+def test_use_it_anyway_gives_the_rounds_own_reason(retrain, monkeypatch):
+    # it said "did worse" of a round refused for gaining too little (h_gui33, L1)
+    from qtpy.QtWidgets import QMessageBox
+
+    from napari_nuclei_unet.core.finetune import ModelVersions
+
+    viewer, dock, session, samples, project = retrain
+    versions = ModelVersions(project)
+    versions.record_base(session.model.path)
+    versions.add(session.model.model, session.model.config, {
+        "adopted": False, "reason": "The new model is hardly better on the corrected images "
+        "(mean IoU 0.883 -> 0.889, less than the +0.01 a round must gain there). The round "
+        "learned little."})
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question", lambda parent, title, text: asked.append(
+        text) or QMessageBox.StandardButton.No)
+    assert not dock._confirm_refused("v001")
+    assert asked[0].startswith("Its round did not make v001 current: The new model is hardly "
+                               "better on the corrected images (mean IoU 0.883 -> 0.889, "
+                               "less than the +0.01 a round must gain there). Use it anyway?")
+    assert "did worse" not in asked[0]
+
+
 def test_another_version_put_in_use_elsewhere_undoes_a_choice_and_chooses_nothing(
         retrain, qtbot, make_napari_viewer, monkeypatch):
     # tried a refused version, went back to the base model through the Model dock: napari

@@ -451,11 +451,14 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
     def _confirm_refused(self, name: str) -> bool:
         from qtpy.QtWidgets import QMessageBox
 
+        version = next((v for v in self.versions() if v.name == name), None)
+        # its own reason: "did worse" was said of rounds that gained too little (h_gui33 L1)
+        why = (version.reason if version is not None else "").split(". ")[0].rstrip(".")
         answer = QMessageBox.question(
             self, "Use a version its round did not make current?",
-            f"{name} did worse on its round's checks, so it was not made current. Use it "
-            "anyway? It becomes this project's model, also when napari starts again, until "
-            "a round is made current or another of its versions is put in use.")
+            f"Its round did not make {name} current" + (f": {why}." if why else ".")
+            + " Use it anyway? It becomes this project's model, also when napari starts "
+            "again, until a round is made current or another of its versions is put in use.")
         return answer == QMessageBox.StandardButton.Yes
 
     def _on_version_selected(self) -> None:
