@@ -325,6 +325,38 @@ def test_a_large_image_result_says_the_nucleus_size(image, tmp_path, capsys, mon
     assert "px (automatic)" in out + err and "per block" not in out + err
 
 
+def test_a_checkpoint_replaced_at_the_same_path_is_loaded_again(tmp_path):
+    """A cluster's workers live on between runs: a model trained again into the same
+    file was ignored, and the old weights segmented the next run (review h_rev17, F5)."""
+    import shutil
+
+    import torch
+
+    from napari_nuclei_unet.core import bigimage
+    from napari_nuclei_unet.core.checkpoint import save_checkpoint
+    from napari_nuclei_unet.core.config import TrainConfig
+    from napari_nuclei_unet.core.model import UNet
+
+    config = TrainConfig(base_width=4, depth=2, device="cpu")
+    for name, fill in (("a", 0.0), ("b", 0.5)):
+        net = UNet(3, 4, 2)
+        with torch.no_grad():
+            for parameter in net.parameters():
+                parameter.fill_(fill)
+        save_checkpoint(tmp_path / f"{name}.safetensors", net, config, {})
+    path = tmp_path / "model.safetensors"
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(tmp_path / f"a{suffix}", path.with_suffix(suffix))
+    first = bigimage._model(str(path), 1)
+    assert bigimage._model(str(path), 1) is first  # loaded once
+    for suffix in (".safetensors", ".json"):  # trained again, into the same file
+        shutil.copy(tmp_path / f"b{suffix}", tmp_path / f"new{suffix}")
+        (tmp_path / f"new{suffix}").replace(path.with_suffix(suffix))
+    second = bigimage._model(str(path), 1)
+    assert second is not first
+    assert all(float(p.abs().max()) == 0.5 for p in second.parameters() if p.numel())
+
+
 def test_more_local_workers_than_cores_is_refused():
     # --workers 100 on a laptop started 100 processes, each loading torch (h_rev15, L13)
     import os

@@ -101,17 +101,22 @@ class BigResult:
 
 # -- model access in workers ---------------------------------------------------------
 
-_MODELS: dict[str, Any] = {}
+_MODELS: dict[str, tuple[tuple, Any]] = {}
 _MODELS_LOCK = threading.Lock()
 
 
 def _model(ref: Any, threads: int | None) -> Any:
-    """The model itself, or one loaded (once per process) from a checkpoint path."""
+    """The model itself, or one loaded (once per process) from a checkpoint path.
+
+    A checkpoint replaced at the same path (a model trained again) is loaded again: a
+    cluster's long-lived workers kept using the first one (review h_rev17, F5).
+    """
     if not isinstance(ref, (str, os.PathLike)):
         return ref
-    key = str(ref)
+    key, stamp = str(ref), _file_stamp(ref)
     with _MODELS_LOCK:
-        if key not in _MODELS:
+        cached = _MODELS.get(key)
+        if cached is None or cached[0] != stamp:
             import torch
 
             from .checkpoint import load_checkpoint
@@ -119,8 +124,27 @@ def _model(ref: Any, threads: int | None) -> Any:
             threads = threads or _worker_threads()
             if threads:
                 torch.set_num_threads(int(threads))
-            _MODELS[key] = load_checkpoint(key, device="cpu").model
-        return _MODELS[key]
+            _MODELS[key] = (stamp, load_checkpoint(key, device="cpu").model)
+        return _MODELS[key][1]
+
+
+def _file_stamp(ref: str | os.PathLike) -> tuple:
+    """What changes when the checkpoint at ``ref`` is replaced: its files' time, size, inode.
+
+    A ``.safetensors`` file and its ``.json`` beside it; None for a name such as
+    ``"default"`` (no file) or a file that cannot be read.
+    """
+    path = Path(ref)
+    files = [path, path.with_suffix(".json")] if path.suffix == ".safetensors" else [path]
+    stamp = []
+    for file in files:
+        try:
+            info = file.stat()
+        except OSError:
+            stamp.append(None)
+            continue
+        stamp.append((info.st_mtime_ns, info.st_size, info.st_ino))
+    return tuple(stamp)
 
 
 def _worker_threads() -> int | None:
