@@ -44,6 +44,7 @@ from .detect import (  # noqa: F401 - re-exported: where callers have found them
     is_bioimageio_package,
     may_be_package,
 )
+from .guard import check_package
 
 INSTALL_HINT = ('pip install -e ".[bioimageio]" (in the folder napari-nuclei-unet was '
                 'installed from)')
@@ -235,6 +236,7 @@ class BioimageioModel:
         from bioimageio.spec import load_model_description
 
         self.source = Path(source)
+        check_package(source)  # bounded: no zip bomb, alias bomb or pipe (h_rev17 F1, F2)
         try:
             descr = load_model_description(str(source), perform_io_checks=False)
         except Exception as exc:  # bioimageio.spec raises ValueError/ValidationError/...

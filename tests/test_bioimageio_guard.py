@@ -1,0 +1,71 @@
+"""A hostile bioimage.io package is refused from its files' sizes and types, quickly.
+
+Each used to exhaust memory or block inside bioimageio.spec (review h_rev17, F1, F2):
+an alias bomb of 2 KB grew to 7.6 GB, a 23 MB zip took 2.4 GB, a FIFO hung for ever.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+
+import pytest
+
+from napari_nuclei_unet.bioimageio.guard import MAX_RDF_BYTES, check_package
+from napari_nuclei_unet.core.checkpoint import CheckpointError
+
+RDF = "type: model\nformat_version: 0.5.3\nname: test\nweights: {}\n"
+LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + k)}: &{chr(98 + k)} [{', '.join(['*' + chr(97 + k)] * 9)}]\n"
+    for k in range(8))
+
+
+def refused(source) -> str:
+    with pytest.raises(CheckpointError) as info:
+        check_package(source)
+    return str(info.value)
+
+
+def test_a_plain_package_passes(tmp_path):
+    (tmp_path / "rdf.yaml").write_text(RDF)
+    (tmp_path / "weights.pt").write_bytes(b"x" * 1000)
+    check_package(tmp_path)
+    check_package(tmp_path / "rdf.yaml")
+    with zipfile.ZipFile(tmp_path / "p.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("rdf.yaml", RDF)
+        archive.writestr("weights.pt", b"x" * 1000)
+    check_package(tmp_path / "p.zip")
+
+
+def test_yaml_aliases_are_refused_before_they_expand(tmp_path):
+    (tmp_path / "rdf.yaml").write_text(RDF + LAUGHS)
+    assert "uses YAML aliases (*a)" in refused(tmp_path)
+    with zipfile.ZipFile(tmp_path / "p.zip", "w") as archive:
+        archive.writestr("bioimageio.yaml", RDF + LAUGHS)
+    assert "uses YAML aliases" in refused(tmp_path / "p.zip")
+
+
+def test_oversized_and_inflating_members_are_refused_from_the_zip_header(tmp_path):
+    with zipfile.ZipFile(tmp_path / "big_rdf.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("rdf.yaml", RDF + "#" * (MAX_RDF_BYTES + 1))
+    assert "holds 1 MB, more than the 1 MB" in refused(tmp_path / "big_rdf.zip")
+    with zipfile.ZipFile(tmp_path / "bomb.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("rdf.yaml", RDF)
+        archive.writestr("weights.pt", bytes(20 * 2**20))  # 20 MB of zeros: ~1000-fold
+    assert "likely a zip bomb" in refused(tmp_path / "bomb.zip")
+
+
+def test_a_pipe_in_the_package_is_refused_without_blocking(tmp_path):
+    (tmp_path / "rdf.yaml").write_text(RDF)
+    os.mkfifo(tmp_path / "weights.pt")
+    assert "is not a regular file (a pipe or a device)" in refused(tmp_path)
+    folder = tmp_path / "big"
+    folder.mkdir()
+    (folder / "rdf.yaml").write_text(RDF + "#" * (MAX_RDF_BYTES + 1))
+    assert "more than the 1 MB a model package's description" in refused(folder)
+
+
+def test_the_real_package_passes():
+    from test_bioimageio import _real_package
+
+    check_package(_real_package())
