@@ -196,6 +196,30 @@ def test_train_ctrl_c_keeps_best_and_saves_last(dataset, tmp_path, capsys, monke
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def test_train_sigterm_saves_as_ctrl_c_does(dataset, tmp_path, capsys, monkeypatch):
+    # kill, Slurm's scancel or time-out, torchrun shutting down: training died without
+    # saving, losing up to an epoch (review h_rev17, F10)
+    from napari_nuclei_unet.core import training
+
+    real_train = training.train
+
+    def train_then_sigterm(*args, **kwargs):
+        job = real_train(*args, **kwargs)
+        update = next(job)
+        signal.raise_signal(signal.SIGTERM)
+        yield update
+        return (yield from job)
+
+    monkeypatch.setattr(training, "train", train_then_sigterm)
+    out_dir = tmp_path / "run"
+    code, out, err = run_cli(capsys, "train", dataset, "--out", out_dir, "--epochs", "5", *TINY)
+    assert code == 143, err
+    assert "Termination signal (SIGTERM): stopping training" in err
+    assert "Training stopped (SIGTERM)" in err
+    assert (out_dir / "last.safetensors").exists() and (out_dir / "best.safetensors").exists()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
 def test_train_time_limit_stops(dataset, tmp_path, capsys):
     out_dir = tmp_path / "run"
     code, out, err = run_cli(capsys, "train", dataset, "--out", out_dir, "--epochs", "50",

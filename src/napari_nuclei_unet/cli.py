@@ -41,6 +41,7 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 1
 #: Exit status after Ctrl-C outside of training (the shell convention, 128 + SIGINT).
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # SIGTERM, as a shell reports a process it ended (128 + 15)
 
 # Exception classes, by module, that mean "the input is wrong", not "the program is wrong".
 # They are looked up in sys.modules only: an exception can only come from a loaded module.
@@ -458,7 +459,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     -------
     int
         The exit status: 0 on success, 2 for bad input (a one-line message on stderr),
-        1 for an unexpected error, 130 when interrupted.
+        1 for an unexpected error, 130 when interrupted, 143 on SIGTERM.
     """
     parser = _build_parser()
     try:
@@ -469,10 +470,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_BAD_INPUT
     module_name, function_name = args.handler.split(":")
+    from ._cli.stopping import Terminated, sigterm_as_interrupt
+
     try:
-        _say_which_model(args)
-        module = importlib.import_module(f"._cli.{module_name}", __package__)
-        return int(getattr(module, function_name)(args) or 0)
+        with sigterm_as_interrupt():
+            _say_which_model(args)
+            module = importlib.import_module(f"._cli.{module_name}", __package__)
+            return int(getattr(module, function_name)(args) or 0)
     except BrokenPipeError:
         # stdout was closed early (e.g. piped into `head`): not an error worth a message
         try:
@@ -480,13 +484,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         except OSError:
             pass
         return 0
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if args.debug:
             raise
         more = (" The images segmented so far are kept: run the same command with "
                 "--skip-existing" + (" (in place of --overwrite)" if args.overwrite else "")
                 + " to go on with the others." if args.command == "predict"
                 and not args.submission else "")
+        if isinstance(exc, Terminated):  # kill, scancel, a time-out (review h_rev17, F10)
+            _error("stopped by a termination signal (SIGTERM)." + more)
+            return EXIT_TERMINATED
         _error("interrupted (Ctrl-C)." + more)
         return EXIT_INTERRUPTED
     except (Exception, MemoryError) as exc:  # one line; --debug shows the traceback

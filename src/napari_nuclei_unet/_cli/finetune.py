@@ -326,7 +326,7 @@ def run(args: argparse.Namespace) -> int:
     if result.cancelled:
         note("Fine-tuning stopped: no new version saved and the base model is unchanged. The "
              f"corrections stay in {args.out} for the next round.", quiet=args.quiet)
-        return 130
+        return stop.exit_status
     version = result.version
     state = "made current" if result.adopted else "NOT made current"
     print(f"New model version {version.name} ({state}): {result.checkpoint}")

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         samples = load_samples(dataset, quiet=args.quiet, should_stop=stop)
         if stop.stopped:
             note("Stopped while loading the dataset; nothing was trained.", quiet=args.quiet)
-            return 130 if stop.interrupted else 1
+            return stop.exit_status
         where = (f"{distributed.world_size()} processes ({device} each)"
                  if distributed.is_active() else str(device))
         note(f"Training on {counted(len(samples), 'sample')} on {where} "
@@ -73,8 +73,7 @@ def run(args: argparse.Namespace) -> int:
                 reporter,
             )
     if result.cancelled:
-        why = "Ctrl-C" if stop.interrupted else "time limit"
-        note(f"Training stopped ({why}). Best checkpoint kept: {result.best_checkpoint}; "
+        note(f"Training stopped ({stop.why}). Best checkpoint kept: {result.best_checkpoint}; "
              f"last state saved to {result.last_checkpoint} (continue with "
              f"--resume {result.last_checkpoint}).", quiet=args.quiet)
     elif result.stopped_early:
@@ -86,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         note(f"Best validation IoU {best:.3f}.", quiet=args.quiet)
     if distributed.is_main():
         print(result.best_checkpoint)
-    return 130 if result.cancelled and stop.interrupted else 0
+    return stop.exit_status if result.cancelled and stop.interrupted else 0
 
 
 def _refuse_trained_folder(out: Path) -> None:
