@@ -172,7 +172,14 @@ def test_train_config_file_and_options(tmp_path):
     assert config_from_args(args).time_budget_s is None
 
 
-def test_train_ctrl_c_keeps_best_and_saves_last(dataset, tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("sig, code, said", [
+    (signal.SIGINT, 130, "Ctrl-C"),
+    # kill, Slurm's scancel or time-out, torchrun shutting down: training died without
+    # saving, losing up to an epoch (review h_rev17, F10)
+    (signal.SIGTERM, 143, "SIGTERM"),
+])
+def test_train_ctrl_c_keeps_best_and_saves_last(dataset, tmp_path, capsys, monkeypatch, sig,
+                                                code, said):
     from napari_nuclei_unet.core import training
 
     real_train = training.train
@@ -180,43 +187,21 @@ def test_train_ctrl_c_keeps_best_and_saves_last(dataset, tmp_path, capsys, monke
     def train_then_ctrl_c(*args, **kwargs):
         job = real_train(*args, **kwargs)
         update = next(job)
-        signal.raise_signal(signal.SIGINT)  # as if the user pressed Ctrl-C
+        signal.raise_signal(sig)  # as if the user pressed Ctrl-C
         yield update
         return (yield from job)
 
     monkeypatch.setattr(training, "train", train_then_ctrl_c)
     out_dir = tmp_path / "run"
-    code, out, err = run_cli(capsys, "train", dataset, "--out", out_dir, "--epochs", "5", *TINY)
-    assert code == 130, err  # as after any Ctrl-C: `train ... && predict ...` stops there
-    assert "Ctrl-C" in err and "stopped" in err
+    status, out, err = run_cli(capsys, "train", dataset, "--out", out_dir, "--epochs", "5",
+                               *TINY)
+    assert status == code, err  # as after any Ctrl-C: `train ... && predict ...` stops there
+    assert f"Training stopped ({said})" in err
     assert (out_dir / "last.safetensors").exists()
     assert (out_dir / "best.safetensors").exists()
     assert out.strip() == str(out_dir / "best.safetensors")
     assert "epoch 5/5" not in err
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-
-
-def test_train_sigterm_saves_as_ctrl_c_does(dataset, tmp_path, capsys, monkeypatch):
-    # kill, Slurm's scancel or time-out, torchrun shutting down: training died without
-    # saving, losing up to an epoch (review h_rev17, F10)
-    from napari_nuclei_unet.core import training
-
-    real_train = training.train
-
-    def train_then_sigterm(*args, **kwargs):
-        job = real_train(*args, **kwargs)
-        update = next(job)
-        signal.raise_signal(signal.SIGTERM)
-        yield update
-        return (yield from job)
-
-    monkeypatch.setattr(training, "train", train_then_sigterm)
-    out_dir = tmp_path / "run"
-    code, out, err = run_cli(capsys, "train", dataset, "--out", out_dir, "--epochs", "5", *TINY)
-    assert code == 143, err
-    assert "Termination signal (SIGTERM): stopping training" in err
-    assert "Training stopped (SIGTERM)" in err
-    assert (out_dir / "last.safetensors").exists() and (out_dir / "best.safetensors").exists()
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
