@@ -57,7 +57,8 @@ def test_score_prediction_perfect_and_shifted():
     sample = _sample(n_discs=3)
     prob = (sample.labels > 0).astype(np.float32)
     row = score_prediction(sample, prob, threshold=0.5, instance_method="watershed")
-    assert row == ImageRow("a", "fluorescence", 1.0, 1.0, 1.0, 1.0, 3, 3)
+    area = int((sample.labels > 0).sum())
+    assert row == ImageRow("a", "fluorescence", 1.0, 1.0, 1.0, 1.0, 3, 3, area, area)
 
     zeros = np.zeros_like(prob)
     nothing = score_prediction(sample, zeros, threshold=0.5, instance_method="watershed")
@@ -256,7 +257,12 @@ def test_to_json_layout_and_round_trip():
         "dsb_score": 0.7,
         "n_true": 10,
         "n_pred": 9,
+        "area_true": 0,
+        "area_pred": 0,
     }
+    assert EvaluationReport.from_json(data).rows == report.rows
+    for image in data["images"]:  # a report written before the areas were kept
+        del image["area_true"], image["area_pred"]
     assert EvaluationReport.from_json(data).rows == report.rows
     with pytest.raises(ValueError, match="images"):
         EvaluationReport.from_json({"summary": {}})

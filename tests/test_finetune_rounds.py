@@ -177,6 +177,36 @@ def test_a_refused_reason_says_each_thing_once_and_what_to_do_last():
         "The new model got worse on the stand-in set.")
 
 
+def test_corrections_traded_against_each_other_are_named_with_their_outlines():
+    """The round made one correction better and another worse: it said "The round
+    learned little", wrongly. dim_C's outlines were drawn wider than the model draws
+    them, dim_D's tighter; a round moves every outline one way and trades one for the
+    other (GUI check h_gui33 M2; /work/tmp/h_ft1)."""
+    def drawn(name, before, after, area_true, area_before):
+        return ScoreChange(name, "fluorescence", before, after, 0, 0, 0, 0, 1, 1, 1,
+                           area_true=area_true, area_before=area_before, area_after=1)
+
+    rows = [drawn("dim_C", 0.699, 0.796, 1000, 760), drawn("dim_D", 0.808, 0.714, 1000, 1180)]
+    adopted, reason = adoption({"corrected": rows})
+    assert not adopted
+    assert ("The round made dim_C better (IoU 0.699 -> 0.796) and dim_D worse (0.808 -> "
+            "0.714): before the round, the model drew the nuclei of dim_C at 0.76 times the "
+            "area of their corrected outlines and those of dim_D at 1.18 times, so dim_C's "
+            "corrections outline its nuclei more widely than dim_D's.") in reason
+    assert "learned little" not in reason and reason.endswith(NOT_ADOPTED)
+    # areas not known (a report of before): the trade is still said, in general words
+    rows = [change(0.70, 0.80), change(0.81, 0.74)]
+    adopted, reason = adoption({"corrected": rows})
+    assert "often outlined differently" in reason and "learned little" not in reason
+    # a round made current says it as a note; small moves are no trade
+    rows = [drawn("a", 0.5, 0.8, 100, 60), drawn("b", 0.87, 0.85, 100, 130)]
+    assert adoption({"corrected": rows}) == (True, "The new model is made current (the "
+                                             "corrected images: mean IoU 0.685 -> 0.825).")
+    rows[1] = drawn("b", 0.87, 0.79, 100, 130)
+    adopted, reason = adoption({"corrected": rows})
+    assert adopted and "Note: The round made a better" in reason
+
+
 def test_a_round_that_gets_worse_is_kept_but_not_made_current(tmp_path, cuda_checkpoint):
     corrections = [synthetic("histology", 1)]
     kept_aside = [synthetic("histology", 2)]

@@ -53,6 +53,9 @@ class ImageRow:
         DSB2018 score: mean of that ratio over IoU thresholds 0.50:0.05:0.95.
     n_true, n_pred : int
         Number of true and predicted nuclei.
+    area_true, area_pred : int
+        Foreground pixels of the labels and of the prediction (0: not known, as in
+        reports written before 2026-12-06).
     """
 
     id: str
@@ -63,6 +66,8 @@ class ImageRow:
     dsb_score: float
     n_true: int
     n_pred: int
+    area_true: int = 0
+    area_pred: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict with the fields in declaration order."""
@@ -179,12 +184,14 @@ class EvaluationReport:
                 f"an evaluation report needs an 'images' list, got keys {sorted(data)}"
             )
         names = [f.name for f in dataclasses.fields(ImageRow)]
+        needed = [f.name for f in dataclasses.fields(ImageRow)
+                  if f.default is dataclasses.MISSING]  # the areas came later
         rows = []
         for i, image in enumerate(data["images"]):
-            missing = [n for n in names if n not in image]
+            missing = [n for n in needed if n not in image]
             if missing:
                 raise ValueError(f"image {i} of the report lacks the fields {missing}")
-            rows.append(ImageRow(**{n: image[n] for n in names}))
+            rows.append(ImageRow(**{n: image[n] for n in names if n in image}))
         return cls(rows=rows)
 
 
@@ -248,6 +255,8 @@ def score_prediction(
         dsb_score=s.dsb_score,
         n_true=s.n_true,
         n_pred=s.n_pred,
+        area_true=s.area_true,
+        area_pred=s.area_pred,
     )
 
 

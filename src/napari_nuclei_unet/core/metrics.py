@@ -435,6 +435,8 @@ class ImageScores:
         DSB2018 score: mean of the per-threshold score over 0.50:0.05:0.95.
     n_true, n_pred : int
         Number of true and predicted objects.
+    area_true, area_pred : int
+        Foreground pixels of the truth and of the prediction.
     """
 
     iou: float
@@ -446,6 +448,8 @@ class ImageScores:
     dsb_score: float
     n_true: int
     n_pred: int
+    area_true: int = 0
+    area_pred: int = 0
 
 
 def image_scores(true_labels, pred_labels) -> ImageScores:
@@ -483,4 +487,6 @@ def image_scores(true_labels, pred_labels) -> ImageScores:
         dsb_score=match.dsb_score(),
         n_true=match.n_true,
         n_pred=match.n_pred,
+        area_true=n_truth,
+        area_pred=n_pred_px,
     )
