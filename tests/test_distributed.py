@@ -100,11 +100,21 @@ def test_two_ranks_train_like_one_process(dataset, tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_killed_rank_is_restarted_and_the_run_resumes(dataset, tmp_path):
+@pytest.mark.parametrize("start", ["scratch", "init"])
+def test_killed_rank_is_restarted_and_the_run_resumes(dataset, tmp_path, start):
+    # a run started with --init was refused at the restart, as a folder holding a
+    # trained model (review h_rev17, F7)
+    from napari_nuclei_unet.cli import main
+
     marker = tmp_path / "killed"
     out = tmp_path / "run"
+    init = []
+    if start == "init":
+        assert main(["train", str(dataset), "--epochs", "1", *TRAIN_ARGS, "--out",
+                     str(tmp_path / "first")]) == 0
+        init = ["--init", str(tmp_path / "first" / "best.safetensors")]
     done = _torchrun(
-        ["train", str(dataset), "--epochs", "3", *TRAIN_ARGS[:-1], "--out", str(out)],
+        ["train", str(dataset), "--epochs", "3", *TRAIN_ARGS[:-1], *init, "--out", str(out)],
         _env(**{distributed.FAULT_ENV: f"1:3:{marker}"}),  # rank 1 exits at step 3, once
         "--max-restarts", "1",
     )

@@ -120,13 +120,25 @@ def _prepare_torchrun(args: argparse.Namespace, distributed: Any) -> None:
 
     torchrun's ``--max-restarts`` starts the whole group again with the same command
     line after a rank fails; the run then continues from ``<out>/last.safetensors``
-    (written by rank 0 at the end of each epoch) when there is one.
+    (written by rank 0 at the end of each epoch) when there is one, also for a run
+    started with ``--init`` (it was refused as a folder holding a trained model) or
+    with ``--resume`` of an older run (it went back to that one): review h_rev17, F7.
     """
     if not distributed.is_main():
         args.quiet = True
     last = Path(args.out) / "last.safetensors"
-    if distributed.restart_count() and args.resume is None and args.init is None \
-            and last.exists():
-        args.resume = str(last)
+    if distributed.restart_count() and last.exists() and _newer_than(last, args.resume):
+        args.resume, args.init = str(last), None
         note(f"torchrun restart {distributed.restart_count()}: resuming from {last}",
              quiet=args.quiet)
+
+
+def _newer_than(last: Path, resume: str | None) -> bool:
+    """Whether ``last`` is the run's own progress, past what ``--resume`` gave (if any)."""
+    if resume is None:
+        return True
+    try:
+        given = Path(resume)
+        return given.resolve() != last.resolve() and last.stat().st_mtime > given.stat().st_mtime
+    except OSError:
+        return True
