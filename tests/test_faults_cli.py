@@ -216,3 +216,32 @@ def test_a_truncated_tiff_given_to_predict_is_said_in_plain_words(tmp_path, caps
                  "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert f"{path} is not a readable image" in err and "replace it with a fresh copy" in err
+
+
+def test_a_lost_peer_under_torchrun_is_not_called_a_bug(data, tmp_path, capsys, monkeypatch):
+    # the surviving rank printed gloo's internals and "this is a bug in
+    # napari-nuclei-unet" when another rank died (review h_rev17, F8)
+    import napari_nuclei_unet.core.training as training
+
+    def peer_gone(*args, **kwargs):
+        raise RuntimeError("[../third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection "
+                           "closed by peer [127.0.0.1]:42387")
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(training, "train", peer_gone)
+    out = tmp_path / "run"
+    args = ["train", str(data), "--out", str(out), *TINY]
+    assert main(args) == 1  # not under torchrun: it may be a bug
+    assert "this is a bug" in capsys.readouterr().err
+    monkeypatch.setenv("WORLD_SIZE", "1")  # one process: a session of its own
+    monkeypatch.setenv("RANK", "0")
+    assert main(args) == 1 and "this is a bug" in capsys.readouterr().err
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    import napari_nuclei_unet.cli as cli
+
+    assert cli._is_peer_lost(RuntimeError("Connection closed by peer"))
+    assert not cli._is_peer_lost(RuntimeError("shape mismatch"))
+    err = cli._peer_lost_message(type("Args", (), {"out": str(out)})())
+    assert err.startswith("another process of this torchrun group stopped")
+    assert f"--resume {out / 'last.safetensors'}" in err
