@@ -31,6 +31,14 @@ if "NAPARI_CONFIG" not in os.environ or os.environ.get(
     os.environ["NUCLEI_UNET_TESTS_SETTINGS_OF"] = str(os.getpid())
     atexit.register(shutil.rmtree, _NAPARI_SETTINGS, ignore_errors=True)  # left before
 
+# Ctrl-C as in a terminal: a test run started in the background (`cmd &` in a script,
+# nohup) inherits SIGINT ignored, and Python then keeps it ignored; the tests that press
+# Ctrl-C (raise SIGINT in the process) expect Python's own handler.
+import signal  # noqa: E402
+
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 # id -> (height, width, number of nuclei); "c..." has an empty masks/ folder
 SYNTHETIC_SAMPLES = {
     "a0sample": (24, 32, 3),
