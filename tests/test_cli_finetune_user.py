@@ -536,3 +536,26 @@ def test_info_summarises_images_beside_labels_and_projects(tmp_path, capsys):
     assert code == 2
     assert "cells.tif is one image: info summarises a dataset" in err
     assert "nuclei-unet predict default" in err and "read_image" not in err
+
+
+@pytest.mark.parametrize("form", ["folder", "yaml", "zip"])
+def test_a_package_as_the_model_to_fine_tune_says_what_to_give(tmp_path, capsys, form):
+    # "not a model checkpoint: choose ... or a bioimage.io model package" of a package,
+    # and "choose its rdf.yaml" of the rdf.yaml given (review h_rev17, F9)
+    import zipfile
+
+    from _cli_helpers import assert_one_line_error
+
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "rdf.yaml").write_text("type: model\nformat_version: 0.5.3\n")
+    given = {"folder": package, "yaml": package / "rdf.yaml", "zip": tmp_path / "pkg.zip"}
+    with zipfile.ZipFile(given["zip"], "w") as archive:
+        archive.write(package / "rdf.yaml", "rdf.yaml")
+    code, _, err = run_cli(capsys, "finetune", given[form], tmp_path / "corrections", "--out",
+                           tmp_path / "project")
+    assert_one_line_error(code, err, "is a bioimage.io model package: predict, evaluate and "
+                                     "the Model dock use one, but fine-tuning and training "
+                                     "(--init) start from a napari-nuclei-unet checkpoint")
+    assert "or a bioimage.io model package" not in err and "choose its" not in err
+    assert not (tmp_path / "project").exists()
