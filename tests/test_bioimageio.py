@@ -116,6 +116,34 @@ def test_large_image_is_tiled_without_using_halo_pixels():
     assert prob.shape == big.shape and np.isfinite(prob).all()
 
 
+@pytest.mark.parametrize("fault", ["fails", "nan"])
+def test_a_network_that_fails_or_gives_nan_is_the_packages_fault(monkeypatch, fault):
+    # a network contradicting its description got "this is a bug in napari-nuclei-unet"
+    # and the TorchScript traceback (review h_rev17, F3); one giving NaN an empty mask,
+    # silently (F4)
+    loaded = load_any_model(_real_package())
+    pipeline = loaded.model._get_pipeline()
+    real = pipeline.predict_sample_without_blocking
+
+    def broken(sample, **kwargs):
+        if fault == "fails":
+            raise RuntimeError("The following operation failed in the TorchScript "
+                               "interpreter.\nTraceback ...\nRuntimeError: Given groups=1, "
+                               "expected input[1, 1, 256, 256] to have 3 channels")
+        result = real(sample, **kwargs)
+        for tensor in result.members.values():
+            tensor.data[...] = np.nan
+        return result
+
+    monkeypatch.setattr(pipeline, "predict_sample_without_blocking", broken)
+    x = np.load(_real_package() / "test_input.npy")[0, 0]
+    with pytest.raises(CheckpointError) as info:
+        predict_probability(loaded.model, x)
+    words = {"fails": "fails on an input of the form its description declares (",
+             "nan": "gives values that are not numbers (NaN or infinite)"}[fault]
+    assert words in str(info.value) and "Traceback" not in str(info.value)
+
+
 def _copy_package(tmp_path: Path, edit) -> Path:
     source = _real_package()
     target = tmp_path / "package"

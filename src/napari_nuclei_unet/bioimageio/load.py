@@ -486,10 +486,13 @@ class BioimageioModel:
                         self._to_axes(np.moveaxis(tile, 0, -1)), dims=self.input_axes)},
                     stat=sample.stat, id="tile",
                 )
-                result = pipeline.predict_sample_without_blocking(
-                    tile_sample, skip_preprocessing=True, skip_postprocessing=True,
-                    skip_input_padding=True, skip_output_cropping=True,
-                )
+                try:
+                    result = pipeline.predict_sample_without_blocking(
+                        tile_sample, skip_preprocessing=True, skip_postprocessing=True,
+                        skip_input_padding=True, skip_output_cropping=True,
+                    )
+                except Exception as exc:  # the package's own network fails on its input
+                    raise self._network_failed(exc, tile.shape) from exc
                 tensor = result.members[self.output_id]
                 out_dims = tensor.dims
                 logits = self._output_plane(np.asarray(tensor.data), [str(d) for d in out_dims])
@@ -511,7 +514,29 @@ class BioimageioModel:
         pipeline.apply_postprocessing(output)
         prob = self._output_plane(np.asarray(output.members[self.output_id].data),
                                   [str(d) for d in out_dims])
+        if not np.isfinite(prob).all():  # NaN > threshold is False: an empty mask, silently
+            raise CheckpointError(
+                f"The network of {self.source} gives values that are not numbers (NaN or "
+                "infinite) on this image, so its result would be meaningless: its weights "
+                "are broken. Ask the package's authors for a sound copy.")  # h_rev17 F4
         return np.clip(prob, 0.0, 1.0).astype(np.float32, copy=False)
+
+    def _network_failed(self, exc: Exception, shape: tuple[int, ...]) -> Exception:
+        """A plain error for the package's network failing on its declared input.
+
+        It said "this is a bug in napari-nuclei-unet" with the TorchScript traceback
+        (review h_rev17, F3). Running out of memory stays what it is.
+        """
+        text = str(exc)
+        if "out of memory" in text.lower():
+            return exc
+        last = [line.strip() for line in text.splitlines() if line.strip()]
+        detail = (last[-1] if last else type(exc).__name__)[:300]
+        form = f"{' x '.join(map(str, shape))}, axes {', '.join(map(str, self.input_axes))}"
+        return CheckpointError(
+            f"The network of {self.source} fails on an input of the form its description "
+            f"declares ({form}): {detail}. The package contradicts itself: ask its authors "
+            "for a corrected one.")
 
     def _weights(self, length: int, overlap: int, at_start: bool, at_end: bool) -> np.ndarray:
         """1-D tile weights: 0 on the halo at inner edges, then a linear ramp."""
