@@ -357,6 +357,25 @@ def test_a_checkpoint_replaced_at_the_same_path_is_loaded_again(tmp_path):
     assert all(float(p.abs().max()) == 0.5 for p in second.parameters() if p.numel())
 
 
+def test_cluster_workers_segment_on_the_device_and_blocks_asked_for(tmp_path, monkeypatch):
+    """--device and --block reached no worker: a GPU cluster segmented on its CPUs and a
+    large file was cut at 896 px whatever --block said (review h_rev17, F6). The device
+    name is resolved on the worker ("auto": its own GPU)."""
+    from distributed import Client, LocalCluster
+
+    from napari_nuclei_unet.core import cluster, own_images
+
+    seen = []
+    monkeypatch.setattr(own_images, "process_file", lambda model, path, out, options, **kw:
+                        seen.append(kw) or path)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as local, Client(local) as client:
+        done = drive(cluster.map_files(client, "default", ["a.tif", "b.tif"], tmp_path,
+                                       device="auto", block=512))
+    assert done == ["a.tif", "b.tif"] and len(seen) == 2
+    assert all(k["block"] == 512 and str(k["device"]) == "cpu" for k in seen)  # no GPU here
+
+
 def test_more_local_workers_than_cores_is_refused():
     # --workers 100 on a laptop started 100 processes, each loading torch (h_rev15, L13)
     import os

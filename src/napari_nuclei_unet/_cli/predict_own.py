@@ -347,8 +347,10 @@ def _segment(files: list[Path], out: Path, options: Any, args: argparse.Namespac
     if client is not None and len(files) > 1:
         from ..core.cluster import FileSkipped
 
+        # the device said on each worker, --block for their large images (h_rev17, F6)
         results = drive(map_files(client, model_ref, [str(f) for f in files], out, options,
-                                  channel=args.channel, axes=args.axes, threads=threads), bars)
+                                  channel=args.channel, axes=args.axes, threads=threads,
+                                  device=args.device, block=args.block), bars)
         failed = [(Path(r.path), ImageFileError(r.reason)) for r in results
                   if isinstance(r, FileSkipped)]
         for path, exc in failed:  # a damaged file: the others went on (h_rev16, M3)
@@ -360,7 +362,8 @@ def _segment(files: list[Path], out: Path, options: Any, args: argparse.Namespac
             channel = None if path in single else args.channel
             summaries.append(_process_whole(path, out, lambda p=path, c=channel: process_file(
                 model_ref, p, out, options, channel=c, axes=args.axes,
-                block=args.block, client=client, threads=threads, device=_device(args),
+                block=args.block, client=client, threads=threads,
+                device=args.device if client is not None else _device(args),  # per worker
                 on_update=bars)))
         except ImageFileError as exc:  # a damaged plane: the other files go on
             failed.append((path, exc))

@@ -39,7 +39,7 @@ import numpy as np
 
 from .bigmeasure import _block_stats, _merge_table
 from .bigmeasure import measure_large as measure_large  # re-exported
-from .bigsize import measure_plane
+from .bigsize import measure_nuclei_size
 from .own_images import label_dtype
 from .progress import Cancelled, Progress, relay
 
@@ -128,6 +128,18 @@ def _model(ref: Any, threads: int | None) -> Any:
         return _MODELS[key][1]
 
 
+def _where(device: Any) -> Any:
+    """``device`` resolved in this process: a worker's own GPU for ``"auto"``.
+
+    None stays None: the model's own device.
+    """
+    if device is None or not isinstance(device, str):
+        return device
+    from .device import resolve_device
+
+    return resolve_device(device)
+
+
 def _file_stamp(ref: str | os.PathLike) -> tuple:
     """What changes when the checkpoint at ``ref`` is replaced: its files' time, size, inode.
 
@@ -208,8 +220,8 @@ def _is_empty(block: np.ndarray, params: Any) -> bool:
 
 def _segment_block(block: np.ndarray, *, model: Any, options: Any, params: Any, halo: int,
                    bound: int, label_dtype: Any, threads: int | None,
-                   should_stop: Callable[[], bool] | None = None, block_info: Any = None
-                   ) -> np.ndarray:
+                   should_stop: Callable[[], bool] | None = None, block_info: Any = None,
+                   device: Any = None) -> np.ndarray:
     """Segment one block with its halo; keep its pixels + 1 px of halo; offset labels.
 
     ``should_stop`` (local threads only: it does not travel to cluster workers) is
@@ -225,7 +237,7 @@ def _segment_block(block: np.ndarray, *, model: Any, options: Any, params: Any, 
     if _is_empty(block, params):
         return np.zeros((bottom - top, right - left), label_dtype)
     bound_heap_growth()  # in every worker process
-    labels = segment_image(_model(model, threads), block, options,
+    labels = segment_image(_model(model, threads), block, options, device=_where(device),
                            should_stop=should_stop).labels
     out = labels[top:bottom, left:right].astype(label_dtype)
     del labels
@@ -358,6 +370,7 @@ def segment_large(
     threads: int | None = None,
     should_stop: Callable[[], bool] | None = None,
     name: str = "labels",
+    device: Any = None,
     room: int = 0,
 ) -> Generator[Progress, None, BigResult]:
     """Segment a large 2-D plane block by block into a zarr label array.
@@ -383,6 +396,10 @@ def segment_large(
         Threads of the local scheduler.
     threads : int, optional
         Torch threads per worker process when ``model`` is a path.
+    device : str or torch.device, optional
+        Where the blocks are segmented (default: the model's device; a checkpoint path
+        is loaded on the CPU). A name such as ``"auto"`` is resolved where each block
+        runs: a cluster's GPU workers use their GPU (review h_rev17, F6).
     should_stop : callable, optional
         Cooperative stop check: on the local scheduler the blocks being segmented stop
         too, between the network's tiles. Nothing is kept: a stopped plane has no
@@ -426,7 +443,7 @@ def segment_large(
     if options.diameter <= 0:  # automatic: measured once for every block (bigsize)
         try:
             size = yield from relay(
-                measure_plane(_model(model, threads), plane, options, block,
+                measure_nuclei_size(_model(model, threads), plane, options, block, _where(device),
                               lambda pixels: _is_empty(pixels, params), should_stop),
                 lambda update: Progress("blocks", 0, guess, update.message))
         except Cancelled:
@@ -457,7 +474,7 @@ def segment_large(
         dtype=dtype, meta=np.zeros((0, 0), dtype), model=model, options=options,
         params=params, halo=halo, bound=bound,
         label_dtype=dtype,
-        threads=threads,
+        threads=threads, device=device,
         should_stop=stop_event.is_set if client is None else None,
     )
     core = da.overlap.trim_internal(ext, {0: 1, 1: 1}, boundary="none")

@@ -76,11 +76,12 @@ def centre_out(shape: tuple[int, int], block: int) -> list[tuple[int, int]]:
                                           + (c[1] + min(block, w - c[1]) / 2 - w / 2) ** 2))
 
 
-def measure_plane(
+def measure_nuclei_size(
     model: Any,
     plane: Any,
     options: Any,
     block: int,
+    device: Any,
     is_empty: Callable[[np.ndarray], bool],
     should_stop: Callable[[], bool] | None = None,
 ) -> Generator[Progress, None, PlaneSize | None]:
@@ -96,6 +97,8 @@ def measure_plane(
         Its ``diameter`` is ignored (automatic).
     block : int
         The plane's block side; sample blocks are at least :data:`SAMPLE_SIDE`.
+    device : torch.device, optional
+        Where to compute (None: the model's device).
     is_empty : callable
         Whether a block is background (skipped).
     should_stop : callable, optional
@@ -130,7 +133,7 @@ def measure_plane(
             continue
         tries += 1
         yield Progress("size", len(found), SAMPLES, "measuring the nucleus size")
-        seg = yield from relay(segment_image_steps(model, pixels, options,
+        seg = yield from relay(segment_image_steps(model, pixels, options, device=device,
                                                    should_stop=should_stop),
                                lambda _: Progress("size", len(found), SAMPLES,
                                                   "measuring the nucleus size"))

@@ -121,13 +121,16 @@ class FileSkipped:
 
 
 def _process(path: str, model: Any, out_dir: str, options: Any, channel: int | None,
-             axes: str | None, big_pixels: int | None, threads: int | None) -> Any:
+             axes: str | None, big_pixels: int | None, threads: int | None,
+             device: str | None = None, block: int | None = None) -> Any:
+    from .device import resolve_device
     from .own_images import process_file
     from .stacks import ImageFileError
 
-    try:
+    try:  # the device is resolved on the worker: "auto" is its own GPU (h_rev17, F6)
         return process_file(model, path, out_dir, options, channel=channel, axes=axes,
-                            big_pixels=big_pixels, threads=threads)
+                            big_pixels=big_pixels, threads=threads, block=block,
+                            device=None if device is None else resolve_device(device))
     except ImageFileError as exc:
         return FileSkipped(path, str(exc))
 
@@ -144,6 +147,8 @@ def map_files(
     big_pixels: int | None = None,
     threads: int | None = None,
     should_stop: Callable[[], bool] | None = None,
+    device: str | None = None,
+    block: int | None = None,
 ) -> Generator[Progress, None, list]:
     """Segment many files on a cluster, one task per file; results in input order.
 
@@ -164,6 +169,11 @@ def map_files(
         Torch threads per worker process.
     should_stop : callable, optional
         Cancels the remaining tasks when it returns True.
+    device : str, optional
+        Where each worker segments, resolved on the worker (``"auto"``: its GPU if it
+        has one); default: the model's device (a checkpoint path loads on the CPU).
+    block : int, optional
+        Block side for a large image (default: ``DEFAULT_BLOCK``).
 
     Yields
     ------
@@ -178,7 +188,7 @@ def map_files(
     paths = [str(p) for p in paths]
     futures = client.map(_process, paths, model=model, out_dir=str(out_dir), options=options,
                          channel=channel, axes=axes, big_pixels=big_pixels, threads=threads,
-                         pure=False)
+                         device=device, block=block, pure=False)
     yield Progress("images", 0, len(paths))
     done = 0
     while done < len(paths):

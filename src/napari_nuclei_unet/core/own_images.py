@@ -397,7 +397,8 @@ def process_file(
         intensity = da.from_array(intensity_src, chunks=(blk, blk) + intensity_src.shape[2:])
         result = drive(segment_large(model, plane, paths["zarr"], options, intensity=intensity,
                                      block=blk, client=client, workers=workers,
-                                     threads=threads, name=stack.name), on_update)
+                                     threads=threads, name=stack.name, device=device),
+                       on_update)
         write_labels_tiff(paths["labels"], result.labels(), "YX")
         write_csv(result.table, paths["csv"])
         n_nuclei, zarr_path = result.n_nuclei, str(paths["zarr"])
