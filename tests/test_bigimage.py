@@ -376,6 +376,22 @@ def test_cluster_workers_segment_on_the_device_and_blocks_asked_for(tmp_path, mo
     assert all(k["block"] == 512 and str(k["device"]) == "cpu" for k in seen)  # no GPU here
 
 
+def test_threads_per_worker_follow_the_cores_this_process_may_use(monkeypatch):
+    # under `taskset -c 0` one worker got the host's 2 threads (review h_rev17, L8)
+    import os
+
+    from napari_nuclei_unet.core import cluster
+
+    class Client:
+        def scheduler_info(self):
+            return {"workers": {"a": {}}}
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert cluster.usable_cores() == 1
+    assert cluster.torch_threads_per_worker(Client()) == 1
+
+
 def test_more_local_workers_than_cores_is_refused():
     # --workers 100 on a laptop started 100 processes, each loading torch (h_rev15, L13)
     import os

@@ -249,20 +249,40 @@ def test_a_licence_or_folder_that_cannot_be_is_refused_before_the_slow_export(tm
 
 def test_an_unwritable_export_folder_is_said_before_the_slow_export(tmp_path, monkeypatch):
     # it failed after 5.9 s of exporting, naming ".default.zip.partial" (GUI check h_gui9)
-    import pathlib
-
     from napari_nuclei_unet.bioimageio import export as export_module
     from napari_nuclei_unet.bioimageio.export import export_bioimageio
 
-    def refuse(self, *args, **kwargs):
-        raise PermissionError(1, "Operation not permitted", str(self))
+    def refuse(*args, dir=None, **kwargs):
+        raise PermissionError(1, "Operation not permitted", str(dir))
 
-    monkeypatch.setattr(pathlib.Path, "touch", refuse)
+    monkeypatch.setattr(export_module.tempfile, "mkstemp", refuse)
     monkeypatch.setattr(export_module, "build_package_folder", lambda *a, **k: 1 / 0)
     with pytest.raises(OSError) as caught:
         export_bioimageio("default", tmp_path / "default.zip")
     assert str(caught.value).startswith(f"Could not write {tmp_path / 'default.zip'}: no "
                                         "permission to write in")
+
+
+def test_two_exports_to_one_file_write_apart(tmp_path, monkeypatch):
+    # both wrote into ".m.zip.partial": the second failed with "Bad CRC-32", and other
+    # timings could publish a zip still being written (review h_rev17, L3)
+    from napari_nuclei_unet.bioimageio import export as export_module
+
+    names = []
+    real = export_module.tempfile.mkstemp
+
+    def noted(*args, **kwargs):
+        handle, name = real(*args, **kwargs)
+        names.append(name)
+        return handle, name
+
+    monkeypatch.setattr(export_module.tempfile, "mkstemp", noted)
+    monkeypatch.setattr(export_module, "build_package_folder", lambda *a, **k: 1 / 0)
+    for _ in range(2):
+        with pytest.raises(ZeroDivisionError):
+            export_module.export_bioimageio("default", tmp_path / "m.zip")
+    assert len(set(names)) == 2 and all(Path(n).name.startswith(".m.zip.") for n in names)
+    assert list(tmp_path.iterdir()) == []  # each removed its own
 
 
 def test_napari_start_and_core_do_not_import_bioimageio():

@@ -442,9 +442,12 @@ def export_bioimageio(model: str | os.PathLike, out: str | os.PathLike, *,
 
     from ..core.atomic import plain_os_error
 
-    partial = out.with_name(f".{out.name}.partial")
-    try:  # said at once, not after the export's seconds of work
-        partial.touch()
+    try:  # said at once, not after the export's seconds of work; a name of its own:
+        # two exports to one file wrote into the same ".NAME.partial" (h_rev17, L3)
+        handle, name_ = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial",
+                                         dir=out.parent)
+        os.close(handle)
+        partial = Path(name_)
     except OSError as exc:
         raise plain_os_error(exc, out) from exc
     try:

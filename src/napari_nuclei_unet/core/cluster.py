@@ -60,9 +60,7 @@ def dask_client(scheduler: str | None = None, workers: int = 0, *, processes: bo
     """
     if workers < 0:
         raise ClusterError(f"--workers must be 0 (no cluster) or more, got {workers}.")
-    # the cores this process may use (a container's or a Slurm job's share: h_rev16 L4)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-        os.cpu_count() or 1)
+    cores = usable_cores()
     if not scheduler and workers > cores:  # each worker loads torch and the model
         raise ClusterError(
             f"--workers {workers} is more than this computer's {cores} cores: each worker "
@@ -105,7 +103,14 @@ def torch_threads_per_worker(client: Any) -> int:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})))
     except Exception:  # a client that cannot tell: be conservative
         n_workers = 1
-    return max(1, (os.cpu_count() or 1) // n_workers)
+    return max(1, usable_cores() // n_workers)  # not the host's (h_rev17, L8)
+
+
+def usable_cores() -> int:
+    """The cores this process may use: a container's or a Slurm job's share (h_rev16 L4)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
