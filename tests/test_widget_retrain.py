@@ -1444,6 +1444,34 @@ def test_use_it_anyway_gives_the_rounds_own_reason(retrain, monkeypatch):
     assert "did worse" not in asked[0]
 
 
+def test_a_selected_version_says_why_it_was_not_made_current_and_what_it_did_elsewhere(
+        retrain):
+    # the reason went for good after any version switch or a restart (GUI check h_gui33,
+    # L7), and the dock never showed the regression set (L3)
+    from napari_nuclei_unet.core.finetune import ModelVersions
+
+    viewer, dock, session, samples, project = retrain
+    versions = ModelVersions(project)
+    versions.record_base(session.model.path)
+    row = {"id": "x", "modality": "fluorescence", "iou_before": 0.8, "iou_after": 0.7,
+           "dice_before": 0, "dice_after": 0, "ap50_before": 0, "ap50_after": 0,
+           "n_true": 1, "n_pred_before": 1, "n_pred_after": 1}
+    versions.add(session.model.model, session.model.config, {
+        "adopted": False, "reason": "The new model got worse on the corrected images.",
+        "scores": {"corrected": [row], "regression": [{**row, "iou_after": 0.79}]}})
+    dock.refresh()
+    dock.versions_table.select_key("v001")
+    dock._on_version_selected()
+    assert not dock.adoption_label.isHidden()
+    assert dock.adoption_label.text() == ("v001 was not made current by its round: The new "
+                                          "model got worse on the corrected images.")
+    assert "Other kinds of images (built-in regression set, 1): 0.800" in (
+        dock.summary_label.text())
+    dock.versions_table.select_key("v000")
+    dock._on_version_selected()
+    assert dock.adoption_label.isHidden()
+
+
 def test_another_version_put_in_use_elsewhere_undoes_a_choice_and_chooses_nothing(
         retrain, qtbot, make_napari_viewer, monkeypatch):
     # tried a refused version, went back to the base model through the Model dock: napari

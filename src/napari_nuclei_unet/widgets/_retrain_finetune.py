@@ -331,6 +331,7 @@ class FinetuneSteps:
         alive = not self._dead  # closed during the round: its outcome still counts
         if alive:
             self.show_scores(result.corrected, aside=result.held_out,
+                             regression=result.regression,
                              title=f"{version.name}: IoU of the corrected images "
                                    "before and after the round")
         if not adopted:
@@ -386,10 +387,12 @@ class FinetuneSteps:
         self._update_buttons()
 
     def show_scores(self, changes: Sequence[Any], *, title: str,
-                    aside: Sequence[Any] = ()) -> None:
+                    aside: Sequence[Any] = (), regression: Sequence[Any] = ()) -> None:
         """Fill the before/after table (``ScoreChange`` objects or their dicts).
 
         ``aside``: the scores of the images kept aside, listed after and summed up apart.
+        ``regression``: the built-in regression set's, summed up in a line (what the
+        round did to other kinds of images: GUI check h_gui33, L3).
         """
         self.scores_table.set_changes(list(changes), list(aside))
         self.scores_title.setText(title)
@@ -404,7 +407,25 @@ class FinetuneSteps:
         kept = [c if isinstance(c, dict) else c.to_dict() for c in aside]
         if kept:  # what the round did to images it did not learn from
             text += f"<br>Kept aside ({len(kept)}): {_mean_change(kept)}"
+        others = [c if isinstance(c, dict) else c.to_dict() for c in regression]
+        if others:
+            text += (f"<br>Other kinds of images (built-in regression set, {len(others)}): "
+                     f"{_mean_change(others)}")
         self.summary_label.setText(text)
+
+    def show_version_reason(self, version: Any) -> None:
+        """Say again why a version's round did not make it current, when it is selected.
+
+        The reason went for good once another version was used, or napari started again
+        (GUI check h_gui33, L7); it is kept in the version's ``model.json``.
+        """
+        if self.is_finetuning():
+            return
+        refused = version is not None and not version.is_base and not version.adopted
+        if refused and version.reason:
+            self.adoption_label.setText(f"{version.name} was not made current by its round: "
+                                        f"{version.reason}")
+        self.adoption_label.setVisible(bool(refused and version.reason))
 
     def samples_to_predict(self) -> list[Any]:
         """The dataset samples :meth:`predict_corrected` predicts.

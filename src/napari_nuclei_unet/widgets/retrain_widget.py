@@ -466,6 +466,7 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         if name is None:
             return
         version = next((v for v in self.versions() if v.name == name), None)
+        self.show_version_reason(version)  # why it was not made current, or nothing
         if version is not None and version.is_base:
             self.show_scores([], title=f"{version_words(version)}: the model the first round "
                                        "started from (no round made it: no scores).")
@@ -477,6 +478,7 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         base = (base_model_words(version.info.get("base_model"), self.project)
                 or "the model before the round")
         self.show_scores(changes, aside=scores.get("held_out") or [],
+                         regression=scores.get("regression") or [],
                          title=f"{version.name}: IoU of the corrected images with "
                                f"{base} (before) and {version.name} (after)")
         self._update_buttons()
