@@ -579,6 +579,28 @@ def test_a_dock_opened_again_mid_round_shows_the_project_and_can_stop_it(retrain
     again.deleteLater()
 
 
+def test_a_round_says_which_segment_results_were_corrected_and_not_added(retrain, qtbot):
+    # 20 nuclei redrawn in the Segment dock, Add plane not pressed, Fine-tune: no word
+    # that they were not in the round (GUI check h_gui33, L4)
+    import numpy as np
+
+    from napari_nuclei_unet.widgets._segment_jobs import RESULT_KEY
+    from napari_nuclei_unet.widgets._unsaved_labels import UNSAVED_KEY
+
+    viewer, dock, session, samples, project = retrain
+    viewer.add_labels(np.zeros((8, 8), np.uint16), name="cells labels",
+                      metadata={RESULT_KEY: {"source": "cells"}, UNSAVED_KEY: True})
+    viewer.add_labels(np.zeros((8, 8), np.uint16), name="saved labels",
+                      metadata={RESULT_KEY: {"source": "saved"}, UNSAVED_KEY: False})
+    with capture_notifications() as notes:
+        worker = start_a_long_round(qtbot, dock)
+        dock.stop()
+        wait_worker(qtbot, worker, timeout=120_000)
+    assert notes.any("You corrected “cells labels” and did not add it to the project (Add "
+                     "plane in the Segment panel): this round learns from the 1 image(s)")
+    assert not notes.any("saved labels")
+
+
 def test_closing_the_dock_stops_its_round_and_says_so(retrain, qtbot):
     # napari un-parents a closed dock's widget instead of destroying it: the round went
     # on unseen, with no Stop anywhere (GUI check h_gui33, H1)

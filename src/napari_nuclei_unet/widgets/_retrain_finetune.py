@@ -161,6 +161,15 @@ class FinetuneSteps:
         if self.has_unsaved_edits():
             notify(f"Your latest edits of {short_id(self._edit.sample.id)} are not in the "
                    f"training set: this round learns from the {len(ids)} image(s) added so far.")
+        from napari_nuclei_unet.widgets._unsaved_labels import painted_not_added
+
+        painted = painted_not_added(self.viewer.layers)
+        if painted:  # the Segment dock's results corrected and not added (h_gui33, L4)
+            names = ", ".join(f"“{name}”" for name in painted[:3]) + (
+                f" and {len(painted) - 3} more" if len(painted) > 3 else "")
+            notify(f"You corrected {names} and did not add it to the project (Add plane in "
+                   f"the Segment panel): this round learns from the {len(ids)} image(s) "
+                   "added so far.")
         taken = {c.id for c in listed}  # an image kept aside is not trained on as original
         original = [s for s in self.session.samples.values()
                     if getattr(s, "has_labels", True) and safe_sample_id(s.id) not in taken]

@@ -233,6 +233,18 @@ def watch_unsaved(viewer: Any, layer: Any) -> None:
     viewer.layers.events.removed.connect(_keep_removed)  # the same: once per viewer
 
 
+def painted_not_added(layers: Any) -> list[str]:
+    """The names of the results painted on and neither added to a project nor saved.
+
+    Said as a round starts: their strokes are not among its corrections (GUI check
+    h_gui33, L4: 20 nuclei redrawn in the Segment dock, then Fine-tune, with no word).
+    """
+    from napari_nuclei_unet.widgets._segment_jobs import RESULT_KEY
+
+    return [layer.name for layer in layers
+            if layer.metadata.get(RESULT_KEY) and layer.metadata.get(UNSAVED_KEY)]
+
+
 def keep_unsaved_results(layers: Any) -> list[Path]:
     """Write every result painted on and not saved into :func:`unsaved_dir`; their paths.
 
