@@ -931,6 +931,8 @@ def test_without_a_model_the_dock_names_the_projects_model(make_napari_viewer, u
     assert [v.name for v in dock.versions()] == ["v000", "v001", "v002"]
     text = dock.model_label.text()
     assert "This project's model is <b>v001</b>" in text and "Use this version" in text
+    # the Segment dock already segments with it (GUI check h_gui33, L5)
+    assert "'Fine-tune' and the Segment panel use it; to predict dataset images" in text
 
 
 def test_the_dock_follows_the_viewers_project_and_forgets_stale_messages(retrain, user_dirs,

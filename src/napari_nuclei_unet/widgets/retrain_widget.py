@@ -513,8 +513,8 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
             # not the shipped model (a v000 copied from a checkpoint is named too)
             # e.g. napari restarted: the project is back, its model is not loaded yet
             text = (f"No model loaded. This project's model is <b>{project_model.name}</b>: "
-                    "'Fine-tune' starts from it; to predict with it, select it under "
-                    "'4. Model versions' and click 'Use this version'.")
+                    "'Fine-tune' and the Segment panel use it; to predict dataset images "
+                    "with it, click 'Use this version' under '4. Model versions'.")
         elif model is None:
             text = ("No model loaded: 'Fine-tune' starts from the default model (or load "
                     "one in the Model panel).")
