@@ -376,14 +376,20 @@ def test_finetune_makes_a_version_and_switches_back(retrain, qtbot):
     # this test is about a round that is adopted (a worse one: see the test below)
     import napari_nuclei_unet.widgets._retrain_finetune as retrain_module
 
+    import napari_nuclei_unet.widgets._scroll as scroll
+
     retrain_module_round_adopted = retrain_module.round_adopted
     retrain_module.round_adopted = lambda result: (True, "")
+    shown, bring = [], scroll.bring_into_view
+    scroll.bring_into_view = shown.append  # the outcome is scrolled to (h_gui33 L2)
     with capture_notifications() as notes:
         worker = dock.start_finetune()
         assert worker is not None
         assert dock.start_finetune() is None  # a second round is refused
         wait_worker(qtbot, worker, timeout=120_000)
     retrain_module.round_adopted = retrain_module_round_adopted
+    scroll.bring_into_view = bring
+    assert shown == [dock.summary_label]
     assert notes.any("already running")
     assert notes.any("v001 is now the model")
     assert [v.name for v in dock.versions()] == ["v000", "v001"]
@@ -1538,3 +1544,25 @@ def tiny_other_model(folder):
                          amp=False, device="cpu")
     return load_checkpoint(save_checkpoint(folder / "other.safetensors", UNet(3, 4, 2),
                                            config, {}))
+
+
+def test_bring_into_view_scrolls_the_dock_to_a_widget_below_its_fold(qtbot):
+    from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+    from napari_nuclei_unet.widgets._scroll import bring_into_view, scroll_area
+
+    body = QWidget()
+    layout = QVBoxLayout(body)
+    labels = [QLabel(f"line {k}") for k in range(60)]
+    for label in labels:
+        layout.addWidget(label)
+    area = scroll_area(body)
+    qtbot.addWidget(area)
+    area.resize(200, 150)
+    area.show()
+    qtbot.waitExposed(area)
+    assert area.verticalScrollBar().value() == 0
+    bring_into_view(labels[-1])
+    top = labels[-1].mapTo(body, labels[-1].rect().topLeft()).y()
+    assert area.verticalScrollBar().value() > 0
+    assert area.verticalScrollBar().value() <= top <= area.verticalScrollBar().value() + 150

@@ -394,6 +394,10 @@ class FinetuneSteps:
                                       + ". The model in use is unchanged.")
         self._start_next_save()  # corrections added during the round
         self._update_buttons()
+        if self._outcome == "finished":  # its table, why, and "Use this version" (h_gui33 L2)
+            from napari_nuclei_unet.widgets._scroll import bring_into_view
+
+            bring_into_view(self.summary_label)  # the table and its mean IoU change
 
     def show_scores(self, changes: Sequence[Any], *, title: str,
                     aside: Sequence[Any] = (), regression: Sequence[Any] = ()) -> None:

@@ -87,3 +87,16 @@ def keep_narrow(combo: QWidget, characters: int = 16) -> None:
         return
     combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
     combo.setMinimumContentsLength(characters)
+
+
+def bring_into_view(widget: QWidget, margin: int = 40) -> None:
+    """Scroll ``widget``'s dock so that ``widget`` shows (the innermost scroll area only).
+
+    A round's outcome lay below the visible part of the Retrain dock at 1280 x 800, seen
+    only by scrolling, while the toast saying it was cut (GUI check h_gui33, L2).
+    """
+    parent = widget.parentWidget()
+    while parent is not None and not isinstance(parent, QScrollArea):
+        parent = parent.parentWidget()
+    if parent is not None and widget.isVisibleTo(parent.widget()):
+        parent.ensureWidgetVisible(widget, 0, margin)
