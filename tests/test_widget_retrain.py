@@ -375,7 +375,6 @@ def test_finetune_makes_a_version_and_switches_back(retrain, qtbot):
 
     # this test is about a round that is adopted (a worse one: see the test below)
     import napari_nuclei_unet.widgets._retrain_finetune as retrain_module
-
     import napari_nuclei_unet.widgets._scroll as scroll
 
     retrain_module_round_adopted = retrain_module.round_adopted
