@@ -69,3 +69,29 @@ def test_the_real_package_passes():
     from test_bioimageio import _real_package
 
     check_package(_real_package())
+
+
+@pytest.mark.parametrize("rdf, words", [
+    ("type: dataset\nformat_version: 0.3.0\nname: x\n",
+     "describes a bioimage.io dataset, not a model"),
+    ("type: model\nformat_version: 0.4.10\nname: x\n",
+     "is a bioimage.io model of format 0.4.10; napari-nuclei-unet reads format 0.5"),
+    (RDF.replace("weights: {}", "weights:\n  torchscript: {source: ../elsewhere/w.pt}"),
+     "takes its weights from ../elsewhere/w.pt, outside the package"),
+    (RDF.replace("weights: {}", "weights:\n  onnx: {source: /srv/w.onnx}"),
+     "takes its weights from /srv/w.onnx, outside the package"),
+])
+def test_a_description_that_cannot_be_a_usable_model_is_said_in_a_few_words(tmp_path, rdf,
+                                                                            words):
+    # pydantic's validation text ("Invalid dataset description: name: Value should have
+    # at least 5 items", 25 lines for format 0.4), and weights read from outside the
+    # package, silently (review h_rev17, L9 and L5)
+    (tmp_path / "rdf.yaml").write_text(rdf)
+    assert words in refused(tmp_path)
+
+
+def test_weights_inside_the_package_or_at_an_address_pass(tmp_path):
+    (tmp_path / "rdf.yaml").write_text(RDF.replace(
+        "weights: {}", "weights:\n  torchscript: {source: sub/w.pt}\n"
+                       "  onnx: {source: 'https://example.org/w.onnx'}"))
+    check_package(tmp_path)
