@@ -164,6 +164,23 @@ def test_package_with_only_pickled_weights_is_refused(tmp_path):
         load_any_model(package)
 
 
+def test_missing_torchscript_weights_fall_back_to_onnx_or_are_said_missing(tmp_path):
+    # a member missing from a zip got "TypeError: expected str, bytes or os.PathLike
+    # object, not NoneType", and the package's ONNX weights were not tried (h_rev17, L4)
+    pytest.importorskip("onnxruntime")
+
+    def without_torchscript_file(data, folder):
+        (folder / "weights.pt").unlink()
+
+    package = _copy_package(tmp_path, without_torchscript_file)
+    assert load_any_model(package).model.weight_format == "onnx"
+    (package / "weights.onnx").unlink()
+    with pytest.raises(CheckpointError) as info:
+        load_any_model(package)
+    assert str(info.value).startswith(
+        f"The TorchScript weights weights.pt of {package} are missing from it;")
+
+
 def test_pickle_posing_as_torchscript_is_refused(tmp_path):
     import torch
 

@@ -195,6 +195,24 @@ def check_torchscript_archive(data: bytes, name: str) -> None:
         )
 
 
+def _readable(entry: Any) -> bool:
+    """Whether a package's weights file can be opened (its first bytes read)."""
+    try:
+        entry.get_reader().read(16)
+    except Exception:  # missing, damaged, offline: as for the TorchScript weights
+        return False
+    return True
+
+
+def _onnx_runs() -> bool:
+    """Whether ONNX weights can run here (onnxruntime installed)."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _device_name(device: Any) -> str:
     """A real device name for ``device`` (``"auto"`` resolved): ``"cpu"``, ``"cuda:0"``..."""
     from ..core.device import resolve_device
@@ -322,27 +340,32 @@ class BioimageioModel:
                 + (f" ({requested} is not among them)." if requested else ".")
             )
         choice = usable[0]
-        if choice == "onnx":
-            try:
-                import onnxruntime  # noqa: F401
-            except ImportError as exc:
-                if len(usable) == 1:
-                    raise CheckpointError(
-                        f"{self.source} has ONNX weights, which need onnxruntime: "
-                        f"{INSTALL_HINT}"
-                    ) from exc
+        if choice == "onnx" and not _onnx_runs() and len(usable) == 1:
+            raise CheckpointError(
+                f"{self.source} has ONNX weights, which need onnxruntime: {INSTALL_HINT}")
         if choice == "torchscript":
             entry = weights.torchscript
             try:
                 data = entry.get_reader().read()
             except Exception as exc:  # a missing file, a bad zip member, a URL offline
-                raise CheckpointError(
-                    f"The TorchScript weights {entry.source} of {self.source} cannot be read "
-                    f"({type(exc).__name__}: {exc}); the package is incomplete or damaged. "
-                    "Download it again."
-                ) from exc
+                if "onnx" in usable and not requested and _onnx_runs() \
+                        and _readable(weights.onnx):  # the other weights (h_rev17, L4)
+                    return "onnx"
+                raise CheckpointError(self._unreadable_weights(entry.source, exc)) from exc
             check_torchscript_archive(data, str(entry.source))
         return choice
+
+    def _unreadable_weights(self, source: Any, exc: Exception) -> str:
+        """Weights that cannot be read, in words.
+
+        A member missing from a zip got "TypeError: expected str, bytes or os.PathLike
+        object, not NoneType" (review h_rev17, L4).
+        """
+        missing = isinstance(exc, (FileNotFoundError, KeyError, TypeError))
+        what = ("are missing from it" if missing
+                else f"cannot be read ({type(exc).__name__}: {exc})")
+        return (f"The TorchScript weights {source} of {self.source} {what}; the package is "
+                "incomplete or damaged. Download it again.")
 
     def summary(self) -> dict:
         """Name, description, licence, authors, weight format and source of the package."""
@@ -396,12 +419,15 @@ class BioimageioModel:
                         self.descr, weights_format=self.weight_format, devices=[device]
                     )
             except Exception as exc:
+                # on the CPU another device is no advice: the weights are the matter (L6)
+                advice = ("the package's weights are damaged or not made for this tool: "
+                          "download it again, or ask its authors" if device == "cpu" else
+                          "if another device works here, choose it ('Run on' in the Model "
+                          "tab, --device on the command line); otherwise the package may be "
+                          "damaged: download or export it again")
                 raise CheckpointError(
                     f"Could not load the {self.weight_format} weights of {self.source} on "
-                    f"{device} ({type(exc).__name__}: {exc}). If another device works here, "
-                    "choose it ('Run on' in the Model tab, --device on the command line); "
-                    "otherwise the package may be damaged: download or export it again."
-                ) from exc
+                    f"{device} ({type(exc).__name__}: {exc}): {advice}.") from exc
             self._pipeline_device = device
         return self._pipeline
 
