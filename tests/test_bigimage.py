@@ -365,15 +365,24 @@ def test_cluster_workers_segment_on_the_device_and_blocks_asked_for(tmp_path, mo
 
     from napari_nuclei_unet.core import cluster, own_images
 
-    seen = []
-    monkeypatch.setattr(own_images, "process_file", lambda model, path, out, options, **kw:
-                        seen.append(kw) or path)
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+    import time
+
+    seen, updates = [], []
+
+    def process_file(model, path, out, options, **kw):
+        seen.append(kw)
+        time.sleep(1.0 if path == "a.tif" else 0.0)  # b finishes first
+        return path
+
+    monkeypatch.setattr(own_images, "process_file", process_file)
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
                       dashboard_address=None) as local, Client(local) as client:
         done = drive(cluster.map_files(client, "default", ["a.tif", "b.tif"], tmp_path,
-                                       device="auto", block=512))
+                                       device="auto", block=512), updates.append)
     assert done == ["a.tif", "b.tif"] and len(seen) == 2
     assert all(k["block"] == 512 and str(k["device"]) == "cpu" for k in seen)  # no GPU here
+    # the file just finished is named, not the n-th input (review h_rev17, L10)
+    assert [(u.done, u.message) for u in updates if u.done] == [(1, "b.tif"), (2, "a.tif")]
 
 
 def test_threads_per_worker_follow_the_cores_this_process_may_use(monkeypatch):

@@ -195,19 +195,20 @@ def map_files(
                          channel=channel, axes=axes, big_pixels=big_pixels, threads=threads,
                          device=device, block=block, pure=False)
     yield Progress("images", 0, len(paths))
-    done = 0
-    while done < len(paths):
+    seen: set[int] = set()
+    while len(seen) < len(paths):
         if should_stop is not None and should_stop():
             client.cancel(futures)
             return []
-        finished = [f for f in futures if f.done()]
-        for future in finished:
-            if future.status == "error":
-                error = future.exception()
+        finished = [k for k, f in enumerate(futures) if f.done()]
+        for k in finished:
+            if futures[k].status == "error":
+                error = futures[k].exception()
                 client.cancel(futures)
                 raise error  # the worker's error, here
-        if len(finished) != done:
-            done = len(finished)
-            yield Progress("images", done, len(paths), os.path.basename(paths[done - 1]))
+        new = [k for k in finished if k not in seen]
+        if new:  # the file just finished, not the n-th input (review h_rev17, L10)
+            seen.update(new)
+            yield Progress("images", len(seen), len(paths), os.path.basename(paths[new[-1]]))
         time.sleep(0.1)
     return list(client.gather(futures))
