@@ -361,11 +361,11 @@ def test_cluster_workers_segment_on_the_device_and_blocks_asked_for(tmp_path, mo
     """--device and --block reached no worker: a GPU cluster segmented on its CPUs and a
     large file was cut at 896 px whatever --block said (review h_rev17, F6). The device
     name is resolved on the worker ("auto": its own GPU)."""
+    import time
+
     from distributed import Client, LocalCluster
 
     from napari_nuclei_unet.core import cluster, own_images
-
-    import time
 
     seen, updates = [], []
 
