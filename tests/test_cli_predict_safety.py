@@ -463,3 +463,22 @@ def test_with_workers_a_damaged_file_is_skipped_and_the_others_go_on(tmp_path, c
     assert "Traceback" not in err and "Compute Failed" not in err
     assert (tmp_path / "out" / "a_good_labels.tif").exists()
     assert "skipped 1 image that could not be read" in out
+
+
+def test_ctrl_c_before_anything_is_written_does_not_speak_of_images_kept(tmp_path, capsys,
+                                                                         monkeypatch):
+    # "The images segmented so far are kept: run ... --skip-existing" while the model was
+    # still loading (review h_rev17, L11)
+    import napari_nuclei_unet._cli.predict as predict
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(predict, "run", interrupted)
+    args = ["predict", "default", tmp_path / "in.png", "--out", tmp_path / "out"]
+    code, _, err = run_cli(capsys, *args)
+    assert code == 130 and "interrupted (Ctrl-C)." in err and "--skip-existing" not in err
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "a.png").write_bytes(b"x")
+    code, _, err = run_cli(capsys, *args)
+    assert code == 130 and "run the same command with --skip-existing" in err

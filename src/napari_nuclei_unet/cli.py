@@ -517,7 +517,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         more = (" The images segmented so far are kept: run the same command with "
                 "--skip-existing" + (" (in place of --overwrite)" if args.overwrite else "")
                 + " to go on with the others." if args.command == "predict"
-                and not args.submission else "")
+                and not args.submission and _wrote_some(args) else "")
         if isinstance(exc, Terminated):  # kill, scancel, a time-out (review h_rev17, F10)
             _error("stopped by a termination signal (SIGTERM)." + more)
             return EXIT_TERMINATED
@@ -542,6 +542,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"run with --debug."
         )
         return EXIT_INTERNAL
+
+
+def _wrote_some(args: argparse.Namespace) -> bool:
+    """Whether ``predict`` had written anything to ``--out`` when it was stopped.
+
+    "The images segmented so far are kept" was said while the model was still loading
+    (review h_rev17, L11).
+    """
+    out = getattr(args, "out", None)
+    try:
+        return bool(out) and os.path.isdir(out) and any(os.scandir(out))
+    except OSError:
+        return False
 
 
 def _say_which_model(args: argparse.Namespace) -> None:
