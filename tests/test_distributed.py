@@ -198,3 +198,24 @@ def test_a_torchrun_worker_leaves_without_the_interpreter_shutdown(monkeypatch, 
         distributed.leave_worker(0)
     assert exits == [0]
     assert capsys.readouterr().out == "last line"
+
+
+def test_a_restart_before_the_first_last_checkpoint_is_not_refused(tmp_path, monkeypatch):
+    # rank 0 wrote best.safetensors, then the group died before last.safetensors: the
+    # restarted group was refused as a folder holding a trained model (h_rev16, L2)
+    import argparse
+
+    from napari_nuclei_unet._cli.train import _prepare_torchrun
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "best.safetensors").write_bytes(b"x")
+    args = argparse.Namespace(out=str(out), resume=None, init=None, quiet=True,
+                              overwrite=False)
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "0")
+    _prepare_torchrun(args, distributed)
+    assert not args.overwrite  # the first attempt: the folder's check applies
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    _prepare_torchrun(args, distributed)
+    assert args.overwrite and args.resume is None

@@ -131,6 +131,8 @@ def _prepare_torchrun(args: argparse.Namespace, distributed: Any) -> None:
         args.resume, args.init = str(last), None
         note(f"torchrun restart {distributed.restart_count()}: resuming from {last}",
              quiet=args.quiet)
+    elif distributed.restart_count():  # the first attempt passed the folder's check: what
+        args.overwrite = True  # it holds (a best before any last) is this job's (h_rev16 L2)
 
 
 def _newer_than(last: Path, resume: str | None) -> bool:
