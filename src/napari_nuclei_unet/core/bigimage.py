@@ -389,7 +389,8 @@ def segment_large(
     intensity : array-like, optional
         ``(H, W)`` or ``(H, W, C)`` intensities to measure (default: ``plane``).
     block, halo : int
-        Block side and halo in pixels (halo default: 64, or twice the diameter).
+        Block side and halo in pixels (halo default: 64, or twice the diameter). A
+        block is made at least twice the halo wide.
     client : distributed.Client, optional
         Run on this cluster (default: dask's local threaded scheduler).
     workers : int
@@ -452,6 +453,9 @@ def segment_large(
             options = replace(options, diameter=size.block_diameter(_model(model, threads)))
     if halo is None:
         halo = max(DEFAULT_HALO, int(2 * (size.diameter if size else options.diameter)))
+    # a block holds its halo twice over: nuclei over half a small --block stopped dask
+    # ("adjust_chunks specified with 6 blocks": review h_rev18, H1)
+    block = max(int(block), 2 * int(halo))
     plane = plane.rechunk((_block_chunks(plane.shape[0], block, halo),
                            _block_chunks(plane.shape[1], block, halo)) + tuple(plane.shape[2:]))
     intensity = plane if intensity is None else (
