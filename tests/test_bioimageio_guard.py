@@ -95,3 +95,48 @@ def test_weights_inside_the_package_or_at_an_address_pass(tmp_path):
         "weights: {}", "weights:\n  torchscript: {source: sub/w.pt}\n"
                        "  onnx: {source: 'https://example.org/w.onnx'}"))
     check_package(tmp_path)
+
+
+def test_every_name_a_description_may_have_is_checked(tmp_path):
+    # "model.bioimageio.yaml" got past the guard, in a folder and in a zip, and its alias
+    # bomb ran 61 s up to a 3 GB limit (review h_rev18, H2)
+    folder = tmp_path / "pkg"
+    folder.mkdir()
+    (folder / "model.bioimageio.yaml").write_text(RDF + LAUGHS)
+    assert "uses YAML aliases" in refused(folder)
+    assert "uses YAML aliases" in refused(folder / "model.bioimageio.yaml")
+    with zipfile.ZipFile(tmp_path / "p.zip", "w") as archive:
+        archive.writestr("model.bioimageio.yaml", RDF + LAUGHS)
+    assert "uses YAML aliases" in refused(tmp_path / "p.zip")
+
+
+@pytest.mark.parametrize("depth", [100, 3000, 200_000])
+def test_a_deeply_nested_description_is_refused_at_once(tmp_path, depth):
+    # 3,000 deep: RecursionError, "this is a bug"; 200,000 deep (400 KB): PyYAML had not
+    # parsed it after 120 s (review h_rev18, M4)
+    import time
+
+    (tmp_path / "rdf.yaml").write_text(RDF + "deep: " + "[" * depth + "]" * depth + "\n")
+    start = time.perf_counter()
+    assert "nested more than 64 levels deep" in refused(tmp_path)
+    assert time.perf_counter() - start < 5
+
+
+def test_a_description_given_itself_is_checked_with_its_weights_not_its_folder(tmp_path):
+    # one in a Downloads folder beside a 2 GB film was refused (review h_rev18, L6)
+    (tmp_path / "film.mp4").touch()
+    os.truncate(tmp_path / "film.mp4", 2 * 2**30)  # sparse: no disk used
+    (tmp_path / "rdf.yaml").write_text(RDF.replace(
+        "weights: {}", "weights:\n  torchscript: {source: w.pt}"))
+    (tmp_path / "w.pt").write_bytes(b"x")
+    check_package(tmp_path / "rdf.yaml")
+    assert "film.mp4" in refused(tmp_path)  # the folder given: all of its files
+    os.truncate(tmp_path / "w.pt", 2 * 2**30)
+    assert "w.pt" in refused(tmp_path / "rdf.yaml")
+
+
+def test_a_pipe_in_a_sub_folder_is_refused(tmp_path):
+    (tmp_path / "rdf.yaml").write_text(RDF)
+    (tmp_path / "weights").mkdir()
+    os.mkfifo(tmp_path / "weights" / "w.pt")
+    assert "is not a regular file" in refused(tmp_path)

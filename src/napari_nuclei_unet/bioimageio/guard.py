@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..core.checkpoint import CheckpointError
 from ..core.zipread import MAX_COMPRESSION_RATIO, RATIO_MIN_BYTES
-from .detect import RDF_NAMES
+from .detect import _is_rdf_name
 
 #: Largest package description read (``rdf.yaml`` / ``bioimageio.yaml``: a few KB).
 MAX_RDF_BYTES = 1 << 20
@@ -34,13 +34,22 @@ MAX_FILE_BYTES = 1 << 30
 _ASK = "Ask the package's authors for a sound copy, or download it again."
 
 
+#: Deepest nesting of a description's mappings and lists (a real one: under 10). A
+#: 6 KB description nested 3,000 deep raised RecursionError ("this is a bug"); 200,000
+#: deep, PyYAML had not parsed it after 120 s (review h_rev18, M4).
+MAX_DEPTH = 64
+#: Files of a package folder looked at (its sub-folders included).
+MAX_FILES = 2000
+
+
 def check_package(source: str | os.PathLike) -> None:
     """Refuse a package whose files could exhaust memory or block when read.
 
     Parameters
     ----------
     source : str or os.PathLike
-        A package folder, its ``rdf.yaml`` / ``bioimageio.yaml``, or a ``.zip``.
+        A package folder, its description (``rdf.yaml``, ``bioimageio.yaml`` or
+        ``*.bioimageio.yaml``), or a ``.zip``.
 
     Raises
     ------
@@ -48,45 +57,71 @@ def check_package(source: str | os.PathLike) -> None:
         A file larger than :data:`MAX_RDF_BYTES` (the description) or
         :data:`MAX_FILE_BYTES`, a zip member inflating more than
         :data:`~napari_nuclei_unet.core.zipread.MAX_COMPRESSION_RATIO`-fold, a file
-        that is not a regular file (a pipe, a device), or a description using YAML
-        aliases. A package that is otherwise broken (not a zip, no description,
-        malformed YAML) is left to bioimageio.spec, which says what is wrong.
+        that is not a regular file (a pipe, a device), a description using YAML
+        aliases or nested deeper than :data:`MAX_DEPTH`. A package that is otherwise
+        broken (not a zip, no description, malformed YAML) is left to
+        bioimageio.spec, which says what is wrong.
     """
     path = Path(source)
     if path.is_dir():
-        _check_folder(path, None)
+        _check_folder(path)
     elif path.suffix.lower() == ".zip" and zipfile.is_zipfile(path):
         _check_zip(path)
     elif path.suffix.lower() in (".yaml", ".yml"):
-        _check_folder(path.parent, path.name)
+        _check_description_file(path)
 
 
-def _check_folder(folder: Path, rdf_name: str | None) -> None:
-    names = (rdf_name.lower(),) if rdf_name else RDF_NAMES
-    for entry in sorted(folder.iterdir()):
-        try:
-            info = entry.stat()  # through a link: what would be read
-        except OSError:
-            continue  # a broken link: bioimageio.spec names it if the package uses it
-        if stat.S_ISDIR(info.st_mode):
-            continue
-        if not stat.S_ISREG(info.st_mode):
-            raise CheckpointError(
-                f"{entry} in the model package is not a regular file (a pipe or a device): "
-                f"reading it could wait for ever. {_ASK}")
-        is_rdf = entry.name.lower() in names
-        _check_size(entry.name, info.st_size, is_rdf, folder)
-        if is_rdf:
-            _check_yaml(entry.read_bytes(), entry)
+def _regular(path: Path) -> os.stat_result | None:
+    """``path``'s stat through links (None: missing), refusing a pipe or a device."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None  # a broken link: bioimageio.spec names it if the package uses it
+    if not stat.S_ISDIR(info.st_mode) and not stat.S_ISREG(info.st_mode):
+        raise CheckpointError(
+            f"{path} in the model package is not a regular file (a pipe or a device): "
+            f"reading it could wait for ever. {_ASK}")
+    return info
+
+
+def _check_folder(folder: Path) -> None:
+    """Every file of a package folder and its sub-folders (up to :data:`MAX_FILES`)."""
+    seen = 0
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            seen += 1
+            if seen > MAX_FILES:
+                return
+            entry = Path(root) / name
+            info = _regular(entry)
+            if info is None or stat.S_ISDIR(info.st_mode):
+                continue
+            is_rdf = root == str(folder) and _is_rdf_name(name)
+            _check_size(name, info.st_size, is_rdf, folder)
+            if is_rdf:
+                _check_yaml(entry.read_bytes(), entry, folder)
+
+
+def _check_description_file(rdf: Path) -> None:
+    """A description given itself: it, and the weights it names.
+
+    Not its whole folder: one in a Downloads folder beside a 2 GB film was refused
+    (review h_rev18, L6).
+    """
+    info = _regular(rdf)
+    if info is None:
+        return
+    _check_size(rdf.name, info.st_size, True, rdf.parent)
+    _check_yaml(rdf.read_bytes(), rdf, rdf.parent)
 
 
 def _check_zip(path: Path) -> None:
     with zipfile.ZipFile(path) as archive:
-        rdf = None
         for info in archive.infolist():
             if info.is_dir():
                 continue
-            is_rdf = info.filename.lower() in RDF_NAMES  # the package's own, at its root
+            is_rdf = "/" not in info.filename and _is_rdf_name(info.filename)  # at its root
             _check_size(info.filename, info.file_size, is_rdf, path)
             if (info.file_size > RATIO_MIN_BYTES
                     and info.file_size > MAX_COMPRESSION_RATIO * max(1, info.compress_size)):
@@ -95,9 +130,8 @@ def _check_zip(path: Path) -> None:
                     f"{info.filename} in {path} inflates {fold}-fold (to "
                     f"{info.file_size / 2**20:.0f} MB): likely a zip bomb, so the package "
                     f"is refused. {_ASK}")
-            rdf = info if is_rdf and rdf is None else rdf
-        if rdf is not None:
-            _check_yaml(archive.read(rdf), f"{path}:{rdf.filename}")
+            if is_rdf:  # each: bioimageio.spec may take any of them
+                _check_yaml(archive.read(info), f"{path}:{info.filename}", None)
 
 
 def _check_size(name: str, size: int, is_rdf: bool, where: Path) -> None:
@@ -109,10 +143,15 @@ def _check_size(name: str, size: int, is_rdf: bool, where: Path) -> None:
             f"the {limit / 2**20:.0f} MB a model package's {what} may have here. {_ASK}")
 
 
-def _check_yaml(data: bytes, name: object) -> None:
-    """Refuse YAML aliases (``*name``): a few lines of them expand to gigabytes."""
+def _check_yaml(data: bytes, name: object, folder: Path | None) -> None:
+    """Refuse YAML aliases and nesting deeper than :data:`MAX_DEPTH`.
+
+    A few lines of aliases (``*name``) expand to gigabytes. Both are seen in the
+    parser's events, before anything is built.
+    """
     import yaml
 
+    depth = 0
     try:
         for event in yaml.parse(data, Loader=yaml.SafeLoader):
             if isinstance(event, yaml.AliasEvent):
@@ -120,12 +159,20 @@ def _check_yaml(data: bytes, name: object) -> None:
                     f"{name} uses YAML aliases (*{event.anchor}), which a bioimage.io "
                     "description does not need and which can make a small file expand "
                     f"to gigabytes, so the package is refused. {_ASK}")
-    except yaml.YAMLError:
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise CheckpointError(
+                        f"{name} is nested more than {MAX_DEPTH} levels deep, which no "
+                        f"bioimage.io description needs, so the package is refused. {_ASK}")
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except (yaml.YAMLError, RecursionError):
         return  # malformed: bioimageio.spec says what is wrong with it
-    _check_description(yaml.safe_load(data), name)  # no alias: nothing to expand
+    _check_description(yaml.safe_load(data), name, folder)  # no alias: nothing expands
 
 
-def _check_description(rdf: object, name: object) -> None:
+def _check_description(rdf: object, name: object, folder: Path | None) -> None:
     """Say what is wrong in a few words, before bioimageio.spec's validation text.
 
     A dataset's description got "Invalid dataset description: name: Value should have at
@@ -153,3 +200,7 @@ def _check_description(rdf: object, name: object) -> None:
             raise CheckpointError(
                 f"{name} takes its weights from {source}, outside the package: a package "
                 f"holds its own files. {_ASK}")
+        if folder is not None:  # a description given itself: the weights it names
+            info = _regular(folder / source)
+            if info is not None and not stat.S_ISDIR(info.st_mode):
+                _check_size(source, info.st_size, False, folder)
