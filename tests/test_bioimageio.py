@@ -390,6 +390,7 @@ def test_export_passes_bioimageio_test_and_reimports(tmp_path, capsys):
     assert main(["export", str(tmp_path / "tiny.safetensors"), "--bioimageio", str(out),
                  "--author", "Test Author", "-q"]) == 0
     assert capsys.readouterr().out.strip() == str(out)
+    assert out.stat().st_mode & 0o777 == 0o644  # readable by colleagues (h_rev18, M3)
     with zipfile.ZipFile(out) as handle:
         names = set(handle.namelist())
     assert {"rdf.yaml", "weights_torchscript.pt", "weights.onnx", "weights_state_dict.pt",

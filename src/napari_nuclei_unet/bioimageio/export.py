@@ -440,7 +440,7 @@ def export_bioimageio(model: str | os.PathLike, out: str | os.PathLike, *,
     _import_bioimageio("Exporting a bioimage.io model package")
     from bioimageio.spec import load_model_description, save_bioimageio_package
 
-    from ..core.atomic import plain_os_error
+    from ..core.atomic import chmod_shareable, plain_os_error
 
     try:  # said at once, not after the export's seconds of work; a name of its own:
         # two exports to one file wrote into the same ".NAME.partial" (h_rev17, L3)
@@ -448,6 +448,7 @@ def export_bioimageio(model: str | os.PathLike, out: str | os.PathLike, *,
                                          dir=out.parent)
         os.close(handle)
         partial = Path(name_)
+        chmod_shareable(partial)  # mkstemp's 0600: colleagues could not read it (h_rev18 M3)
     except OSError as exc:
         raise plain_os_error(exc, out) from exc
     try:
