@@ -445,6 +445,17 @@ def test_a_correction_replaced_from_another_result_is_kept(dock, qtbot, tmp_path
         "(it had been added before from layer slide, labels “slide labels”; that correction "
         "is kept in the project's 'removed' folder)")
     (kept,) = (tmp_path / "project" / "removed").iterdir()  # the careful one, whole
+    # the careful layer deleted and the image segmented again: a layer of the same name,
+    # and the same again (review h_rev18, M1)
+    viewer.layers.remove(careful)
+    viewer.layers.remove(newer)
+    run(qtbot, widget)
+    again = widget.result_layer
+    assert again.name == "slide labels"
+    again.data[40:44, 40:44] = 557
+    again.events.paint(value=[])
+    wait_worker(qtbot, widget.add_to_project(tmp_path / "project"))
+    assert len(list((tmp_path / "project" / "removed").iterdir())) == 2
     from PIL import Image
 
     masks = [np.asarray(Image.open(m)) > 0 for m in (kept / "masks").glob("*.png")]

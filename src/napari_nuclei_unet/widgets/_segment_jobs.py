@@ -452,18 +452,34 @@ def _add_plane(folder: str, stack: Any, flat: int, channel: Any, labels: Any, sa
     return store.add(sample_id, image, np.asarray(labels), source="label", note=note), replaced
 
 
+#: On a result layer: a token of its own, named in the notes of the planes added from
+#: it. Two layers of one image can have the same name (one deleted, the image segmented
+#: again), and a careful correction was replaced with no copy (review h_rev18, M1).
+LABELS_TOKEN_KEY = "nuclei_unet_labels_token"
+
+
+def labels_token(layer: Any) -> str:
+    """``layer``'s own token (made the first time it is asked for)."""
+    import uuid
+
+    return layer.metadata.setdefault(LABELS_TOKEN_KEY, uuid.uuid4().hex[:8])
+
+
 def replaced_words(replaced: str | None) -> str:
     """How an added plane's message ends, from what :func:`_add_plane` replaced."""
+    import re
+
     if replaced is None:
         return "."
     if not replaced:
         return " (it had been added before)."
-    return (f" (it had been added before {replaced}; that correction is kept in the "
+    where = re.sub(r" \[[0-9a-f]{8}\]", "", replaced)  # the token is no words
+    return (f" (it had been added before {where}; that correction is kept in the "
             "project's 'removed' folder).")
 
 
 def _layer_of(note: str) -> str:
-    """Where an added plane came from: its note ("from layer IMAGE, labels “LABELS”")."""
+    """Where an added plane came from: its note ("from layer IMAGE, labels “LABELS” [token]")."""
     from napari_nuclei_unet.widgets._retrain_project import UNEDITED_NOTE
 
     return note.removesuffix(UNEDITED_NOTE)

@@ -23,6 +23,7 @@ from napari_nuclei_unet.widgets._segment_jobs import (
     chosen_result,
     in_dock_words,
     labels_to_add,
+    labels_token,
     layer_features,
     layer_table,
     own_labels_target,
@@ -551,8 +552,9 @@ class SegmentOutputs:
 
         worker = self.session.jobs.start(
             ADD_KIND, _add_plane, folder, stack, flat, target["channel"], labels,
-            sample_id, f"from layer {layer.name}, labels “{result_layer.name}”"
-                       f"{'' if edited else UNEDITED_NOTE}", region,
+            sample_id, f"from layer {layer.name}, labels “{result_layer.name}” "
+                       f"[{labels_token(result_layer)}]{'' if edited else UNEDITED_NOTE}",
+            region,
             on_returned=done, on_errored=failed, error_message=lambda exc: (
                 f"Not added to the fine-tuning project: {in_dock_words(exc)}"),  # no --channel
             action="Adding to the fine-tuning project", viewer=self.viewer)
