@@ -231,6 +231,25 @@ def test_a_round_that_gets_worse_is_kept_but_not_made_current(tmp_path, cuda_che
     assert info["reason"] == second.reason
 
 
+def test_a_stop_while_the_new_model_is_scored_saves_nothing(tmp_path, cuda_checkpoint):
+    # Stop in the last seconds of a round ("scoring with the fine-tuned model") was
+    # ignored: the round was saved and made current (GUI check h_gui34, N7)
+    from napari_nuclei_unet.core.progress import Progress
+
+    asked = []
+
+    def note(update):
+        if isinstance(update, Progress) and update.stage == "score-after":
+            asked.append(update)
+
+    result = drive(finetune(cuda_checkpoint, [synthetic("histology", 1)], out_dir=tmp_path,
+                            config_overrides=TINY, replay=False,
+                            check=replay_samples("check")[:2], should_stop=lambda: bool(asked)),
+                   note)
+    assert asked and result.cancelled and result.version is None
+    assert [v.name for v in ModelVersions(tmp_path).list() if not v.is_base] == []
+
+
 def test_an_image_kept_aside_is_never_trained_on_as_an_original_sample(tmp_path,
                                                                         cuda_checkpoint):
     # nuclei-unet finetune PROJECT --data DATA put a kept-aside image back into training

@@ -11,7 +11,7 @@ import numbers
 from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
-from ..progress import Progress, relay
+from ..progress import Cancelled, Progress, relay, stop_requested
 from ._common import FinetuneError
 from .results import NOT_ADOPTED, ScoreChange, adoption, changes
 
@@ -47,6 +47,7 @@ def score_sets(model: Any, groups: Sequence[tuple[Sequence[Any], Any]], device: 
 def check_round(model: Any, before: Sequence[Any], scored: Sequence[tuple[Sequence[Any], Any]],
                 sets: dict[str, Sequence[Any]], order: Sequence[str], device: Any,
                 tolerance: dict[str, float] | None, stage: str = "score-after",
+                should_stop: Callable[[], bool] | None = None,
                 ) -> Generator[Progress, None, tuple[dict[str, Changes], bool, str]]:
     """Score ``model`` after a round against ``before`` and decide on adoption.
 
@@ -54,9 +55,13 @@ def check_round(model: Any, before: Sequence[Any], scored: Sequence[tuple[Sequen
     ``order``, in that order, then the regression crops); the kept-aside evaluation
     images count with the regression crops. Returns the changes per set, whether the
     model may become current, and the one-sentence reason. Progress is yielded as
-    ``stage``.
+    ``stage``. A stop asked for meanwhile raises :class:`~napari_nuclei_unet.core.
+    progress.Cancelled`: Stop in the last seconds of a round was ignored, and the round
+    was saved and made current (GUI check h_gui34, N7).
     """
-    after = yield from score_sets(model, scored, device, stage, None)
+    after = yield from score_sets(model, scored, device, stage, should_stop)
+    if stop_requested(should_stop):
+        raise Cancelled()
     all_changes = changes(before, after)
     split: dict[str, Changes] = {}
     start = 0
@@ -77,6 +82,7 @@ FIRST_STAGE, PLAIN_STAGE, STEP_BACK_STAGE = "score-after", "score-plain", "score
 def choose_step(trained: Any, base: Any, factors: Sequence[float], before: Sequence[Any],
                 scored: Sequence[tuple[Sequence[Any], Any]], sets: dict[str, Sequence[Any]],
                 order: Sequence[str], device: Any, tolerance: dict[str, float] | None,
+                should_stop: Callable[[], bool] | None = None,
                 ) -> Generator[Progress, None, tuple[Any, float, dict[str, Changes], bool,
                                                      str, list[float]]]:
     """Check ``base + k x (trained - base)`` for each ``k`` of ``factors`` until one passes.
@@ -88,7 +94,7 @@ def choose_step(trained: Any, base: Any, factors: Sequence[float], before: Seque
     factors : sequence of float
         Distances along the round's change, in the order they are checked (the largest
         first); 1 is the trained weights.
-    before, scored, sets, order, device, tolerance
+    before, scored, sets, order, device, tolerance, should_stop
         As for :func:`check_round`.
 
     Fractions below 1 are tried only while the models refused were refused for the
@@ -115,7 +121,8 @@ def choose_step(trained: Any, base: Any, factors: Sequence[float], before: Seque
         else:
             stage = STEP_BACK_STAGE
         split, adopted, reason = yield from check_round(
-            model, before, scored, sets, order, device, tolerance, stage=stage)
+            model, before, scored, sets, order, device, tolerance, stage=stage,
+            should_stop=should_stop)
         if adopted:
             return model, k, split, True, reason + _step_note(k, refused, True), refused
         if fallback is None or k == 1.0:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..checkpoint import weights_path
-from ..progress import stop_requested
+from ..progress import Cancelled, stop_requested
 from ._common import PROJECT_FILE, FinetuneError, safe_sample_id
 from .check import choose_step, score_sets, step_back_fractions, step_factors
 from .degrade import matched_replay
@@ -465,9 +465,14 @@ def _round(base_model, base, sets, mixed, config, device, base_net, project, rat
                               n_original=n_original, cancelled=True,
                               elapsed_s=time.perf_counter() - started)
     factor = extrapolation_for_error(corrected_iou, float(round_options["extrapolate"]))
-    tuned, factor, split, adopted, reason, refused = yield from choose_step(
-        tuned, base_net, step_factors(factor, round_options["step_back"]), before, scored,
-        sets, order, device, tolerance)
+    try:
+        tuned, factor, split, adopted, reason, refused = yield from choose_step(
+            tuned, base_net, step_factors(factor, round_options["step_back"]), before,
+            scored, sets, order, device, tolerance, should_stop=should_stop)
+    except Cancelled:  # stopped while the new model was scored: nothing is saved
+        return FinetuneResult(None, history=tuple(history), ratio=actual_ratio,
+                              n_original=n_original, cancelled=True,
+                              elapsed_s=time.perf_counter() - started)
     store = CorrectionStore(project) if (project / PROJECT_FILE).exists() else None
     stored = {c.id: c for c in store.list()} if store is not None else {}
     info = {
