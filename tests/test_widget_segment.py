@@ -807,6 +807,11 @@ def test_with_no_model_loaded_the_dock_uses_the_projects_model(dock, qtbot, tmp_
     assert f"with {words}." in widget.status.text()
     assert widget.status.text().endswith("The model in use is now the default model: press "
                                          "Segment to see its result.")
+    # back to the model that made it: the sentence goes (GUI check h_gui34, N2)
+    session.set_model(load_checkpoint(versions.current().model))
+    assert widget.model_label.text() == "Model: v001 (the model in use)."
+    assert f"with {words}." in widget.status.text() and "is now" not in widget.status.text()
+    session.set_model(default)
     # a package named "... (ours)": no "Model: model", no "(...) (...)" (GUI check h_gui31 L3)
     from types import SimpleNamespace
 

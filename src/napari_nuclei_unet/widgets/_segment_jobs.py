@@ -65,6 +65,26 @@ def model_words(path: str, session_model: Any, project: Path | None = None) -> s
     return "the default model (no model is loaded)"
 
 
+def model_key(path: str, session_model: Any, project: Path | None = None) -> str:
+    """Which weights :func:`model_words` speaks of, to compare two of them.
+
+    Their words differ for the same model ("model v001 of the fine-tuning project (its
+    current version; ...)" and "model v001 (the model in use)"): a result made with v001
+    was said to be made with another model once v001 was put in use (GUI check h_gui34,
+    N2; review h_rev18, M2).
+    """
+    def resolved(where: Any) -> str:
+        return "default" if is_default_word(str(where)) else str(Path(where).resolve())
+
+    if is_default_word(path) or path:
+        return resolved(path)
+    if session_model is not None:
+        where = getattr(session_model, "path", None)
+        return resolved(where) if where else f"in memory {id(session_model)}"
+    version = project_model(project)
+    return resolved(version.model) if version is not None else "default"
+
+
 def project_model(project: Path | None) -> Any:
     """A project's model (``ModelVersions.current``) when it is not the shipped one, else None."""
     if project is None:

@@ -81,6 +81,7 @@ from napari_nuclei_unet.widgets._segment_jobs import (  # noqa: F401 - in_dock_w
     labels_to_add,
     layer_features,
     layer_table,
+    model_key,
     model_words,
     previous_result,
     project_model,
@@ -134,6 +135,7 @@ class SegmentWidget(SegmentOutputs, QWidget):
         self._note = ""  # said again with the result (e.g. a doubtful RGB layer)
         self._said_kept: set[str] = set()
         self._model_words = ""  # the model a running segmentation uses, in words
+        self._model_key = ""  # ... and its weights (segment_jobs.model_key)
         self._stop = False
         self._listing = False  # the layer lists are being made again (_refresh_choices)
         self._settings_of: Any = weakref.WeakKeyDictionary()  # image -> (axes, channel)
@@ -285,13 +287,17 @@ class SegmentWidget(SegmentOutputs, QWidget):
     def _show_model(self, *_args: Any) -> None:
         words = self.model_words()  # not "Model: model v002" (GUI check h_gui31, L3)
         self.model_label.setText(f"Model: {words.removeprefix('model ')}.")
-        made_with = self._model_words
-        if (self.result is not None and self.status.text().startswith("Segmentation done")
-                and made_with and without_in_use(made_with) != without_in_use(words)):
-            # the result line said "(the model in use)" of another model (h_gui33, M3)
-            self.status.setText(done_words(self.result, made_with) + self._note + (
-                f" The model in use is now {without_in_use(words)}: press Segment to "
-                "see its result."))
+        if self.result is None or not self.status.text().startswith("Segmentation done"):
+            return
+        # the result line said "(the model in use)" of another model (h_gui33, M3), and
+        # "is now" of the very model that made it (h_gui34, N2): compared by weights
+        other = self._model_key != model_key(self._model_path(), self.session.model,
+                                             self.session.project_dir)
+        self.status.setText(
+            done_words(self.result, self._model_words) + self._note
+            + source_gone_note(self._source.get("path")) + (
+                f" The model in use is now {without_in_use(words)}: press Segment to see "
+                "its result." if other else ""))
 
     def _on_project_chosen(self, folder: str) -> None:
         """The viewer's fine-tuning project changed (in the Retrain dock): follow it."""
@@ -450,6 +456,8 @@ class SegmentWidget(SegmentOutputs, QWidget):
              else "")  # 'all planes' did one, unsaid (GUI check h_gui19, L2)
         self._model_words = model_words(self._model_path(), self.session.model,
                                         self.session.project_dir)
+        self._model_key = model_key(self._model_path(), self.session.model,
+                                    self.session.project_dir)
         # each large plane of a stack has its own (2-D) result layer: another plane's
         # result replaced it, and that plane's nuclei were lost
         self._previous = previous_result(self.viewer.layers, self.result_layer, layer,
