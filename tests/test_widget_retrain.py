@@ -387,8 +387,8 @@ def test_finetune_makes_a_version_and_switches_back(retrain, qtbot):
         assert dock.start_finetune() is None  # a second round is refused
         wait_worker(qtbot, worker, timeout=120_000)
     retrain_module.round_adopted = retrain_module_round_adopted
+    qtbot.waitUntil(lambda: shown == [dock.summary_label], timeout=5_000)
     scroll.bring_into_view = bring
-    assert shown == [dock.summary_label]
     assert notes.any("already running")
     assert notes.any("v001 is now the model")
     assert [v.name for v in dock.versions()] == ["v000", "v001"]
@@ -1467,8 +1467,8 @@ def test_use_it_anyway_gives_the_rounds_own_reason(retrain, monkeypatch):
     monkeypatch.setattr(QMessageBox, "question", lambda parent, title, text: asked.append(
         text) or QMessageBox.StandardButton.No)
     assert not dock._confirm_refused("v001")
-    assert asked[0].startswith("Its round did not make v001 current: The new model is hardly "
-                               "better on the corrected images (mean IoU 0.883 -> 0.889, "
+    assert asked[0].startswith("Its round did not make v001 current: the new model is hardly "
+                               "better on the corrected images (mean IoU 0.883 → 0.889, "
                                "less than the +0.01 a round must gain there). Use it anyway?")
     assert "did worse" not in asked[0]
 
@@ -1499,6 +1499,15 @@ def test_a_selected_version_says_why_it_was_not_made_current_and_what_it_did_els
     dock.versions_table.select_key("v000")
     dock._on_version_selected()
     assert dock.adoption_label.isHidden()
+    # put in use anyway: not "the model in use is unchanged" (GUI check h_gui34, N4)
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+
+    session.set_model(load_checkpoint(versions.get("v001").model))
+    dock.versions_table.select_key("v001")
+    dock._on_version_selected()
+    assert dock.adoption_label.text() == ("v001 is in use because you chose it; its round "
+                                          "had not made it current: the new model got worse "
+                                          "on the corrected images.")
 
 
 def test_another_version_put_in_use_elsewhere_undoes_a_choice_and_chooses_nothing(

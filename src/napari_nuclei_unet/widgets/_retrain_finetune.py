@@ -397,7 +397,9 @@ class FinetuneSteps:
         if self._outcome == "finished":  # its table, why, and "Use this version" (h_gui33 L2)
             from napari_nuclei_unet.widgets._scroll import bring_into_view
 
-            bring_into_view(self.summary_label)  # the table and its mean IoU change
+            # once the layout has grown to a refused round's text (h_gui34, N1)
+            QTimer.singleShot(0, lambda: None if self._dead else
+                              bring_into_view(self.summary_label))
 
     def show_scores(self, changes: Sequence[Any], *, title: str,
                     aside: Sequence[Any] = (), regression: Sequence[Any] = ()) -> None:
@@ -436,8 +438,15 @@ class FinetuneSteps:
             return
         refused = version is not None and not version.is_base and not version.adopted
         if refused and version.reason:
-            self.adoption_label.setText(f"{version.name} was not made current by its round: "
-                                        f"{version.reason}")
+            in_use = getattr(self.current_version(), "name", None) == version.name
+            why = version.reason.replace(" -> ", " → ")  # as the dock's other lines
+            if in_use:  # "the model in use is unchanged" read wrong then (h_gui34, N4)
+                why = why.split(". ")[0].rstrip(".")
+                why = (f"{version.name} is in use because you chose it; its round had not "
+                       f"made it current: {why[:1].lower()}{why[1:]}.")
+            else:
+                why = f"{version.name} was not made current by its round: {why}"
+            self.adoption_label.setText(why)
         self.adoption_label.setVisible(bool(refused and version.reason))
 
     def samples_to_predict(self) -> list[Any]:

@@ -454,6 +454,7 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         version = next((v for v in self.versions() if v.name == name), None)
         # its own reason: "did worse" was said of rounds that gained too little (h_gui33 L1)
         why = (version.reason if version is not None else "").split(". ")[0].rstrip(".")
+        why = why[:1].lower() + why[1:].replace(" -> ", " → ")  # after a colon (h_gui34 N6)
         answer = QMessageBox.question(
             self, "Use a version its round did not make current?",
             f"Its round did not make {name} current" + (f": {why}." if why else ".")
