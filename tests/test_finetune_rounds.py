@@ -205,6 +205,13 @@ def test_corrections_traded_against_each_other_are_named_with_their_outlines():
     rows[1] = drawn("b", 0.87, 0.79, 100, 130)
     adopted, reason = adoption({"corrected": rows})
     assert adopted and "Note: The round made a better" in reason
+    # outlines on the same side of the model's, yet far apart: 0.71 against 1.03 (GUI
+    # check h_gui34, N5); close ones are not said to differ
+    rows = [drawn("dim_C", 0.687, 0.753, 1000, 710), drawn("dim_D", 0.932, 0.833, 1000, 1030)]
+    assert "dim_C's corrections outline its nuclei more widely" in adoption(
+        {"corrected": rows})[1]
+    rows = [drawn("a", 0.6, 0.7, 1000, 950), drawn("b", 0.9, 0.8, 1000, 1050)]
+    assert "often outlined differently" in adoption({"corrected": rows})[1]
 
 
 def test_a_round_that_gets_worse_is_kept_but_not_made_current(tmp_path, cuda_checkpoint):
