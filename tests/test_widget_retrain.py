@@ -576,10 +576,15 @@ def test_a_dock_opened_again_mid_round_shows_the_project_and_can_stop_it(retrain
         assert again.project_edit.text() == str(project)
         assert [c.id for c in again.corrections()] == [samples[0].id]
         assert again.stop_button.isEnabled() and not again.finetune_button.isEnabled()
+        # not "not fine-tuning" beside a working Stop (GUI check h_gui34, N3)
+        assert again.progress.format().startswith("a round is running")
         again.stop()
         wait_worker(qtbot, worker, timeout=120_000)
     assert notes.any("nothing was saved")
     assert not notes.any("before changing the project")
+    qtbot.waitUntil(lambda: again.status_label.text().startswith("The round has ended"))
+    assert again.progress.format() == "not fine-tuning"  # not "Stopping …" for good
+    assert dock.progress.format() == "stopped"  # the view that ran it says how it ended
     assert [v.name for v in again.versions() if not v.is_base] == []
     again.deleteLater()
 
@@ -749,7 +754,7 @@ class _FakeRound:
         self.version, self.cancelled, self.elapsed_s = version, False, 1.0
         self.corrected = [{"id": "a", "iou_before": before, "iou_after": after},
                           {"id": "b", "iou_before": before, "iou_after": after}]
-        self.evaluation, self.held_out = [], []
+        self.evaluation, self.held_out, self.regression = [], [], []
         self._means = {"before": before, "after": after}
         if adopted is not None:
             self.adopted = adopted

@@ -262,6 +262,20 @@ class FinetuneSteps:
             LOAD_MODEL_JOB, _load_version, version, on_returned=go, on_errored=failed,
             action=f"Loading {what}", viewer=self.viewer)
 
+    def _say_other_round(self) -> None:
+        """A view opened during a round another view runs: say so by Stop (h_gui34 N3)."""
+        if self.is_finetuning() and not self._owns_round:
+            self.progress.setFormat("a round is running (started before this panel opened)")
+            self.status_label.setText("Its progress and scores show where it was started; "
+                                      "Stop here stops it.")
+
+    def _other_round_ended(self) -> None:
+        """The round another view ran ended: this view said "Stopping …" for good."""
+        self.progress.setFormat("not fine-tuning")
+        self.status_label.setText("The round has ended: its version, if it saved one, is "
+                                  "listed under '4. Model versions'.")
+        self.refresh()
+
     def stop(self) -> None:
         """Stop the running round at its next step (nothing is saved, the model stays)."""
         if not self.is_finetuning():
@@ -373,7 +387,6 @@ class FinetuneSteps:
     def _on_finished(self) -> None:
         from napari_nuclei_unet.widgets._progress import format_duration
 
-        self._owns_round = False
         if self._closing:
             return
         forget_round(self.project, self._round_id)  # it ended, and this dock says how

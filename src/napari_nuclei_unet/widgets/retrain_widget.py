@@ -175,6 +175,7 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
                 notify(f"Working in the default fine-tuning project {fallback} for now.")
         self.session.jobs.start("warm up fine-tuning", _warm_up, refuse=False,
                                 action="Preparing fine-tuning")
+        self._say_other_round()
 
     # ------------------------------------------------------------------ layout
     def _build(self) -> None:
@@ -608,6 +609,9 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         # this view's buttons were greyed for it (GUI check h_gui12, M-A)
         if not self._dead and kind in (FINETUNE_JOB, SAVE_JOB, "training"):
             self._update_buttons()
+        if not self._dead and kind == FINETUNE_JOB and not self._owns_round:
+            self._other_round_ended()  # another view's round: this one said "Stopping …"
+        self._owns_round = self._owns_round and kind != FINETUNE_JOB
 
     def _on_theme(self, *_args: Any) -> None:
         if self._dead:
