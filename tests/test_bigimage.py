@@ -405,6 +405,26 @@ def test_threads_per_worker_follow_the_cores_this_process_may_use(monkeypatch):
     assert cluster.torch_threads_per_worker(Client()) == 1
 
 
+def test_a_window_where_nothing_was_measured_gives_no_size(model, monkeypatch):
+    """The estimate gives the model's own diameter when too few nuclei are confident:
+    windows of dim debris made the result say "18 px (measured)" (review h_rev18, L2)."""
+    from napari_nuclei_unet.core import bigsize, segment
+    from napari_nuclei_unet.core.nucleus_size import model_diameter
+
+    labels = np.zeros((64, 64), np.int32)
+    for k in range(5):
+        labels[k * 10:k * 10 + 5, :5] = k + 1
+
+    def unmeasured(*args, **kwargs):
+        return segment.Segmentation(labels, labels > 0, model_diameter(model), 1.0)
+        yield  # a generator, as segment_image_steps is
+
+    monkeypatch.setattr(segment, "segment_image_steps", unmeasured)
+    plane = np.full((64, 64), 100, np.uint8)
+    assert drive(bigsize.measure_nuclei_size(model, plane, segment.SegmentOptions(), 64,
+                                             None, lambda pixels: False)) is None
+
+
 def test_more_local_workers_than_cores_is_refused():
     # --workers 100 on a laptop started 100 processes, each loading torch (h_rev15, L13)
     import os

@@ -117,6 +117,7 @@ def measure_nuclei_size(
     """
     from dataclasses import replace
 
+    from .nucleus_size import model_diameter
     from .segment import segment_image_steps
 
     options = replace(options, diameter=0.0)
@@ -137,6 +138,8 @@ def measure_nuclei_size(
                                                    should_stop=should_stop),
                                lambda _: Progress("size", len(found), SAMPLES,
                                                   "measuring the nucleus size"))
-        if int(seg.labels.max()) >= MIN_NUCLEI:
+        # the estimate gives the model's own diameter, exactly, when it measured nothing
+        # (too few confident nuclei): not a measure (review h_rev18, L2)
+        if int(seg.labels.max()) >= MIN_NUCLEI and seg.diameter != model_diameter(model):
             found.append(seg.diameter)
     return PlaneSize(float(np.median(found)), len(found)) if found else None
