@@ -437,9 +437,11 @@ def _model_reference(args: argparse.Namespace, client: Any) -> tuple[Any, Any]:
     cluster workers.
     """
     from ..bioimageio.load import load_any_model
-    from ..core.device import configure_cpu_threads
+    from ..core.device import configure_cpu_threads, resolve_device
 
-    device = _device(args)
+    # a remote cluster's workers resolve --device themselves: the machine running this
+    # command (a login node, often without a GPU) only checks the model (h_rev18, M5)
+    device = resolve_device("cpu") if args.scheduler else _device(args)
     loaded = load_any_model(args.model, device=device)  # a bad model fails here, early
     if client is not None:
         return (str(loaded.path) if loaded.path is not None else args.model), loaded.model
