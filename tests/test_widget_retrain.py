@@ -573,6 +573,7 @@ def test_a_dock_opened_again_mid_round_shows_the_project_and_can_stop_it(retrain
     with capture_notifications() as notes:
         worker = start_a_long_round(qtbot, dock)
         again = RetrainWidget(viewer)
+        viewer.window.add_dock_widget(again, name="Retrain again")  # as the menu opens it
         assert again.project_edit.text() == str(project)
         assert [c.id for c in again.corrections()] == [samples[0].id]
         assert again.stop_button.isEnabled() and not again.finetune_button.isEnabled()
@@ -586,7 +587,6 @@ def test_a_dock_opened_again_mid_round_shows_the_project_and_can_stop_it(retrain
     assert again.progress.format() == "not fine-tuning"  # not "Stopping …" for good
     assert dock.progress.format() == "stopped"  # the view that ran it says how it ended
     assert [v.name for v in again.versions() if not v.is_base] == []
-    again.deleteLater()
 
 
 def test_a_round_says_which_segment_results_were_corrected_and_not_added(retrain, qtbot):
