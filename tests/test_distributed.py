@@ -219,3 +219,33 @@ def test_a_restart_before_the_first_last_checkpoint_is_not_refused(tmp_path, mon
     monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
     _prepare_torchrun(args, distributed)
     assert args.overwrite and args.resume is None
+
+
+def test_a_restart_after_resume_of_another_run_takes_the_further_one(tmp_path, monkeypatch):
+    # by file time, a copy that kept its time (cp -p) could win over the run's own last
+    # (review h_rev18, L7): the epochs each has done decide
+    import argparse
+    import os
+
+    from napari_nuclei_unet._cli.train import _prepare_torchrun
+
+    def checkpoint(path, epochs):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+        path.with_suffix(".json").write_text(json.dumps(
+            {"config": {}, "history": [{"epoch": k + 1} for k in range(epochs)]}))
+
+    older, out = tmp_path / "older" / "last.safetensors", tmp_path / "run"
+    checkpoint(older, 3)
+    checkpoint(out / "last.safetensors", 5)
+    os.utime(older, (2e9, 2e9))  # newer by its time
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    args = argparse.Namespace(out=str(out), resume=str(older), init=None, quiet=True,
+                              overwrite=False)
+    _prepare_torchrun(args, distributed)
+    assert args.resume == str(out / "last.safetensors")
+    checkpoint(out / "last.safetensors", 2)  # the run's own is behind: the one given stays
+    args.resume = str(older)
+    _prepare_torchrun(args, distributed)
+    assert args.resume == str(older)

@@ -136,11 +136,20 @@ def _prepare_torchrun(args: argparse.Namespace, distributed: Any) -> None:
 
 
 def _newer_than(last: Path, resume: str | None) -> bool:
-    """Whether ``last`` is the run's own progress, past what ``--resume`` gave (if any)."""
+    """Whether ``last`` is the run's own progress, past what ``--resume`` gave (if any).
+
+    By the epochs each has done (their ``history``), not by file time, which a copy can
+    keep (review h_rev18, L7).
+    """
+    from ..core.checkpoint import read_metadata
+
     if resume is None:
         return True
     try:
         given = Path(resume)
-        return given.resolve() != last.resolve() and last.stat().st_mtime > given.stat().st_mtime
-    except OSError:
+        if given.resolve() == last.resolve():
+            return False
+        return len(read_metadata(last).get("history") or []) > len(
+            read_metadata(given).get("history") or [])
+    except (OSError, ValueError):
         return True
