@@ -1479,7 +1479,7 @@ def test_use_it_anyway_gives_the_rounds_own_reason(retrain, monkeypatch):
 
 
 def test_a_selected_version_says_why_it_was_not_made_current_and_what_it_did_elsewhere(
-        retrain):
+        retrain, make_napari_viewer):
     # the reason went for good after any version switch or a restart (GUI check h_gui33,
     # L7), and the dock never showed the regression set (L3)
     from napari_nuclei_unet.core.finetune import ModelVersions
@@ -1513,6 +1513,15 @@ def test_a_selected_version_says_why_it_was_not_made_current_and_what_it_did_els
     assert dock.adoption_label.text() == ("v001 is in use because you chose it; its round "
                                           "had not made it current: the new model got worse "
                                           "on the corrected images.")
+    # napari started again, nothing loaded: the project's chosen model is in use (h_gui35)
+    from napari_nuclei_unet.widgets.retrain_widget import RetrainWidget
+
+    versions.choose("v001")
+    again = RetrainWidget(make_napari_viewer())
+    assert again.set_project(project)
+    again.versions_table.select_key("v001")
+    again._on_version_selected()
+    assert again.adoption_label.text().startswith("v001 is in use because you chose it")
 
 
 def test_another_version_put_in_use_elsewhere_undoes_a_choice_and_chooses_nothing(

@@ -451,7 +451,10 @@ class FinetuneSteps:
             return
         refused = version is not None and not version.is_base and not version.adopted
         if refused and version.reason:
-            in_use = getattr(self.current_version(), "name", None) == version.name
+            current = self.current_version()
+            if current is None and self.session.model is None:  # napari started again:
+                current = self.model_versions().current(self.versions())  # the project's
+            in_use = getattr(current, "name", None) == version.name  # (h_gui35)
             why = version.reason.replace(" -> ", " → ")  # as the dock's other lines
             if in_use:  # "the model in use is unchanged" read wrong then (h_gui34, N4)
                 why = why.split(". ")[0].rstrip(".")
