@@ -478,6 +478,8 @@ def test_images_kept_aside_check_the_round_and_are_not_trained_on(retrain, qtbot
         with capture_notifications() as notes:
             assert dock.start_finetune() is None
         assert notes.any("Nothing changed since the round that made v001")
+        # the dock says it too: the toast is cut at 1280x800, and fades (h_gui35, L4)
+        assert dock.status_label.text().startswith("Nothing changed since the round")
         dock.epochs_spin.setValue(2)  # another setting: it runs
         worker = dock.start_finetune()
         assert worker is not None
@@ -583,7 +585,8 @@ def test_a_dock_opened_again_mid_round_shows_the_project_and_can_stop_it(retrain
         wait_worker(qtbot, worker, timeout=120_000)
     assert notes.any("nothing was saved")
     assert not notes.any("before changing the project")
-    qtbot.waitUntil(lambda: again.status_label.text().startswith("The round has ended"))
+    qtbot.waitUntil(lambda: again.status_label.text() == "The round has ended: it saved no "
+                                                         "version.")
     assert again.progress.format() == "not fine-tuning"  # not "Stopping …" for good
     assert dock.progress.format() == "stopped"  # the view that ran it says how it ended
     assert [v.name for v in again.versions() if not v.is_base] == []
@@ -1497,7 +1500,7 @@ def test_a_selected_version_says_why_it_was_not_made_current_and_what_it_did_els
     dock.versions_table.select_key("v001")
     dock._on_version_selected()
     assert not dock.adoption_label.isHidden()
-    assert dock.adoption_label.text() == ("v001 was not made current by its round: The new "
+    assert dock.adoption_label.text() == ("v001 was not made current by its round: the new "
                                           "model got worse on the corrected images.")
     assert "Other kinds of images (built-in regression set, 1): 0.800" in (
         dock.summary_label.text())

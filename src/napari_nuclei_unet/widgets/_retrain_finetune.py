@@ -16,7 +16,7 @@ import numpy as np
 from qtpy.QtCore import QTimer
 
 from napari_nuclei_unet.core.finetune import FINETUNE_DEFAULTS
-from napari_nuclei_unet.core.finetune.results import iou_change
+from napari_nuclei_unet.core.finetune.results import NOT_ADOPTED, iou_change
 from napari_nuclei_unet.core.progress import Progress
 from napari_nuclei_unet.widgets._dock_life import in_window
 from napari_nuclei_unet.widgets._layers import short_id
@@ -180,10 +180,12 @@ class FinetuneSteps:
         key = round_key(base, listed, overrides, ratio, [s.id for s in original], diameter)
         again = repeated_round(self.versions(), key)
         if again is not None:
-            notify(f"Nothing changed since the round that made {again.name} (the same "
-                   "corrections, starting model and settings): another round would make "
-                   f"{again.name} again, which was not made current. Add or correct images, "
-                   "keep one aside, or change the round settings.", warning=True)
+            said = (f"Nothing changed since the round that made {again.name} (the same "
+                    "corrections, starting model and settings): another round would make "
+                    f"{again.name} again, which was not made current. Add or correct images, "
+                    "keep one aside, or change the round settings.")
+            notify(said, warning=True)
+            self.status_label.setText(said)  # the toast is cut and fades (h_gui35, L4)
             return None
         self._stop_event.clear()
         self._done_event.clear()
@@ -271,10 +273,16 @@ class FinetuneSteps:
 
     def _other_round_ended(self) -> None:
         """The round another view ran ended: this view said "Stopping …" for good."""
+        before = set(self.versions_table.keys())
         self.progress.setFormat("not fine-tuning")
-        self.status_label.setText("The round has ended: its version, if it saved one, is "
-                                  "listed under '4. Model versions'.")
         self.refresh()
+        new = [v.name for v in self.versions() if not v.is_base and v.name not in before]
+        if new:  # its table and reason, not the last version's (h_gui35, L3)
+            self.versions_table.select_key(new[-1])
+            self._on_version_selected()
+        self.status_label.setText(
+            f"The round has ended: {new[-1]} is listed under '4. Model versions'." if new
+            else "The round has ended: it saved no version.")
 
     def stop(self) -> None:
         """Stop the running round at its next step (nothing is saved, the model stays)."""
@@ -456,10 +464,11 @@ class FinetuneSteps:
                 current = self.model_versions().current(self.versions())  # the project's
             in_use = getattr(current, "name", None) == version.name  # (h_gui35)
             why = version.reason.replace(" -> ", " → ")  # as the dock's other lines
+            why = why[:1].lower() + why[1:]  # after a colon (h_gui35, L1)
             if in_use:  # "the model in use is unchanged" read wrong then (h_gui34, N4)
-                why = why.split(". ")[0].rstrip(".")
+                why = why.replace(NOT_ADOPTED, "").strip()  # the rest stays (h_gui35, L2)
                 why = (f"{version.name} is in use because you chose it; its round had not "
-                       f"made it current: {why[:1].lower()}{why[1:]}.")
+                       f"made it current: {why}")
             else:
                 why = f"{version.name} was not made current by its round: {why}"
             self.adoption_label.setText(why)
