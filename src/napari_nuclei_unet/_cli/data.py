@@ -230,10 +230,11 @@ def _nothing_found(path: str, root: Path, skipped: list[str], vendor: list[str])
     h_rev16, L11: the first skip line used to be printed, then repeated in the error).
     """
     if vendor and len(vendor) == len(skipped):
+        from ..core.tiff_checks import export_advice
+
         return (f"No image found in {path}: it holds only microscope makers' files "
-                f"({first_names(vendor)}), which are not read here. Export them as OME-TIFF "
-                "(Fiji: open them with Bio-Formats, then File > Save As > OME-TIFF; or "
-                "Bio-Formats' bfconvert) and give those files.")
+                f"({first_names(vendor)}), which are not read here. "
+                f"{export_advice(len(vendor))}")
     if len(skipped) == 1:
         detail = f" ({skipped[0]})"
     elif skipped:

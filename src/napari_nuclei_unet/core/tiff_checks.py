@@ -31,9 +31,15 @@ def vendor_format_words(path: str | os.PathLike) -> str | None:
     maker = VENDOR_FORMATS.get(suffix)
     if maker is None:
         return None
-    return (f"{Path(path).name}: {maker} {suffix} files are not read here. Export it as "
-            "OME-TIFF (Fiji: open it with Bio-Formats, then File > Save As > OME-TIFF; or "
-            "Bio-Formats' bfconvert) and give that file.")
+    return (f"{Path(path).name}: {maker} {suffix} files are not read here. "
+            f"{export_advice(1)}")
+
+
+def export_advice(files: int) -> str:
+    """How to make OME-TIFF of a microscope maker's file, or of ``files`` of them."""
+    it, that = ("it", "that file") if files == 1 else ("them", "those files")
+    return (f"Export {it} as OME-TIFF (Fiji: open {it} with Bio-Formats, then File > Save "
+            f"As > OME-TIFF; or Bio-Formats' bfconvert) and give {that}.")
 
 
 #: What tifffile logs when a file's chain of images ends before its last one: the

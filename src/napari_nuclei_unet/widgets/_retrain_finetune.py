@@ -94,6 +94,16 @@ CLOSED_DOCK_STOP = ("The Retrain panel was closed during the fine-tuning round, 
                     "and press Fine-tune to run it.")
 
 
+def after_colon(reason: str) -> str:
+    """A round's reason as the dock's lines put it after a colon: lower case, → arrows.
+
+    "... by its round: The new model ..." and "0.883 -> 0.889" beside the dock's "→"
+    (GUI checks h_gui34 N6, h_gui35 L1).
+    """
+    reason = reason.replace(" -> ", " → ")
+    return reason[:1].lower() + reason[1:]
+
+
 class FinetuneSteps:
     """Fine-tuning methods of the Retrain dock (see the module docstring)."""
 
@@ -463,8 +473,7 @@ class FinetuneSteps:
             if current is None and self.session.model is None:  # napari started again:
                 current = self.model_versions().current(self.versions())  # the project's
             in_use = getattr(current, "name", None) == version.name  # (h_gui35)
-            why = version.reason.replace(" -> ", " → ")  # as the dock's other lines
-            why = why[:1].lower() + why[1:]  # after a colon (h_gui35, L1)
+            why = after_colon(version.reason)
             if in_use:  # "the model in use is unchanged" read wrong then (h_gui34, N4)
                 why = why.replace(NOT_ADOPTED, "").strip()  # the rest stays (h_gui35, L2)
                 why = (f"{version.name} is in use because you chose it; its round had not "

@@ -62,7 +62,7 @@ from napari_nuclei_unet.widgets._dock_life import (
 from napari_nuclei_unet.widgets._layers import DRAFTED_KEY, short_id
 from napari_nuclei_unet.widgets._model_names import base_model_words, model_name_in, same_file
 from napari_nuclei_unet.widgets._retrain_corrections import CorrectionSteps
-from napari_nuclei_unet.widgets._retrain_finetune import FinetuneSteps
+from napari_nuclei_unet.widgets._retrain_finetune import FinetuneSteps, after_colon
 from napari_nuclei_unet.widgets._retrain_jobs import (  # noqa: F401  (re-exported)
     BUSY_FINETUNE,
     BUSY_TRAINING,
@@ -454,8 +454,8 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
 
         version = next((v for v in self.versions() if v.name == name), None)
         # its own reason: "did worse" was said of rounds that gained too little (h_gui33 L1)
-        why = (version.reason if version is not None else "").split(". ")[0].rstrip(".")
-        why = why[:1].lower() + why[1:].replace(" -> ", " → ")  # after a colon (h_gui34 N6)
+        why = after_colon((version.reason if version is not None else "").split(". ")[0])
+        why = why.rstrip(".")
         answer = QMessageBox.question(
             self, "Use a version its round did not make current?",
             f"Its round did not make {name} current" + (f": {why}." if why else ".")
