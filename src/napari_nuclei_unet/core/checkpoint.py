@@ -346,7 +346,11 @@ def _resolve(path_or_default: str | os.PathLike) -> Path:
             "Choose a .safetensors model (with the .json file saved beside it) or a "
             f"bioimage.io package.{hint}"
         )
-    if _is_package_form(path):  # what predict, evaluate and the Model dock read, not this
+    from ..bioimageio.detect import is_bioimageio_package
+
+    # what predict, evaluate and the Model dock read, not this (review h_rev17, F9: a
+    # checkpoint's messages contradicted it, "... or a bioimage.io package")
+    if is_bioimageio_package(path):
         raise CheckpointError(
             f"{path} is a bioimage.io model package: predict, evaluate and the Model dock "
             "use one, but fine-tuning and training (--init) start from a napari-nuclei-unet "
@@ -359,18 +363,6 @@ def _resolve(path_or_default: str | os.PathLike) -> Path:
             f"{path} is not a model checkpoint: choose the .safetensors file training wrote "
             f"(with its .json beside it), or a bioimage.io model package.{_package_beside(path)}")
     return weights
-
-
-def _is_package_form(path: Path) -> bool:
-    """Whether ``path`` is a bioimage.io package: a ``.zip``, a YAML, or a folder holding one.
-
-    Given where a checkpoint is needed, it got a checkpoint's messages, which contradicted
-    it ("... or a bioimage.io package": review h_rev17, F9).
-    """
-    names = ("rdf.yaml", "bioimageio.yaml")
-    if path.is_dir():
-        return any((path / name).is_file() for name in names)
-    return path.suffix.lower() in (".zip", ".yaml", ".yml") and path.is_file()
 
 
 def _package_beside(path: Path) -> str:
