@@ -386,7 +386,11 @@ def _is_peer_lost(exc: BaseException) -> bool:
     when one rank died (out of memory, a lost node: what ``--max-restarts`` is for):
     review h_rev17, F8.
     """
-    if int(os.environ.get("WORLD_SIZE", "1") or 1) < 2 or "RANK" not in os.environ:
+    if "torch" not in sys.modules:  # no training ran here (and torch stays unloaded)
+        return False
+    from .core.distributed import launched_by_torchrun
+
+    if not launched_by_torchrun():
         return False
     text = str(exc).lower()
     return (type(exc).__name__ in ("DistBackendError", "DistNetworkError")
