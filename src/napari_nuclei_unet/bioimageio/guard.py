@@ -24,7 +24,7 @@ import zipfile
 from pathlib import Path
 
 from ..core.checkpoint import CheckpointError
-from ..core.zipread import MAX_COMPRESSION_RATIO, RATIO_MIN_BYTES
+from ..core.zipread import inflation
 from .detect import _is_rdf_name
 
 #: Largest package description read (``rdf.yaml`` / ``bioimageio.yaml``: a few KB).
@@ -123,11 +123,10 @@ def _check_zip(path: Path) -> None:
                 continue
             is_rdf = "/" not in info.filename and _is_rdf_name(info.filename)  # at its root
             _check_size(info.filename, info.file_size, is_rdf, path)
-            if (info.file_size > RATIO_MIN_BYTES
-                    and info.file_size > MAX_COMPRESSION_RATIO * max(1, info.compress_size)):
-                fold = info.file_size // max(1, info.compress_size)
+            fold = inflation(info)
+            if fold:
                 raise CheckpointError(
-                    f"{info.filename} in {path} inflates {fold}-fold (to "
+                    f"{info.filename} in {path} inflates {int(fold)}-fold (to "
                     f"{info.file_size / 2**20:.0f} MB): likely a zip bomb, so the package "
                     f"is refused. {_ASK}")
             if is_rdf:  # each: bioimageio.spec may take any of them

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 from .imageio import DatasetError
 
-__all__ = ["MAX_COMPRESSION_RATIO", "MAX_MEMBER_BYTES", "RATIO_MIN_BYTES", "iter_zip_member",
-           "read_zip_member"]
+__all__ = ["MAX_COMPRESSION_RATIO", "MAX_MEMBER_BYTES", "RATIO_MIN_BYTES", "inflation",
+           "iter_zip_member", "read_zip_member"]
 
 #: Largest zip member read (an image or mask of a DSB sample is at most a few MB).
 MAX_MEMBER_BYTES = 256 * 1024 * 1024
@@ -131,9 +131,19 @@ def _check_header(info: zipfile.ZipInfo, label: str) -> None:
             f"{label} is {info.file_size / 2**20:,.0f} MB uncompressed, more than the "
             f"{MAX_MEMBER_BYTES / 2**20:,.0f} MB an image or mask file may have; it was not read."
         )
-    ratio = info.file_size / max(1, info.compress_size)
-    if info.file_size > RATIO_MIN_BYTES and ratio > MAX_COMPRESSION_RATIO:
+    ratio = inflation(info)
+    if ratio:
         raise DatasetError(
             f"{label} inflates {ratio:,.0f}-fold ({info.compress_size:,} bytes to "
             f"{info.file_size:,}), like a zip bomb, not an image; it was not read."
         )
+
+
+def inflation(info: zipfile.ZipInfo) -> float:
+    """How many times a member inflates when that is a zip bomb's, else 0.
+
+    More than :data:`MAX_COMPRESSION_RATIO`-fold, to more than :data:`RATIO_MIN_BYTES`:
+    the one rule of the dataset reader and of the bioimage.io package guard.
+    """
+    ratio = info.file_size / max(1, info.compress_size)
+    return ratio if info.file_size > RATIO_MIN_BYTES and ratio > MAX_COMPRESSION_RATIO else 0.0
