@@ -89,6 +89,15 @@ def nuclei(n: int) -> str:
     return f"{n} nucleus" if n == 1 else f"{n} nuclei"
 
 
+def quoted_names(names: list[str], longest: int | None = None) -> str:
+    """Up to three names in quotes, and how many more: "“a”, “b”, “c” and 2 more".
+
+    ``longest``: each name cut to that many characters.
+    """
+    shown = ", ".join(f"“{name[:longest]}”" for name in names[:3])
+    return shown + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
 def short_id(sample_id: str, keep: int = 8, longest: int = 16) -> str:
     """Shorten a long sample id (DSB2018 ids are 64 hex digits) for display.
 
@@ -351,10 +360,8 @@ def hide_own_layers(viewer: napari.Viewer) -> list[str]:
     if hidden:
         from napari_nuclei_unet.widgets._workers import notify
 
-        names = ", ".join(f"“{name[:24]}”" for name in hidden[:3])
-        more = f" and {len(hidden) - 3} more" if len(hidden) > 3 else ""
-        notify(f"Your layer(s) {names}{more} are hidden so that they do not cover the "
-               "dataset's images; tick a layer's eye to see it again.")
+        notify(f"Your layer(s) {quoted_names(hidden, 24)} are hidden so that they do not "
+               "cover the dataset's images; tick a layer's eye to see it again.")
     return hidden
 
 

@@ -532,6 +532,7 @@ def bring_into_view(viewer: Any, image: Any, result: Any) -> list[str]:
         IMAGE_LAYER,
         LABELS_LAYER,
         STEPPED_ASIDE_KEY,
+        quoted_names,
         text_overlay,
     )
     from napari_nuclei_unet.widgets._scene import frame_if_lost
@@ -578,9 +579,7 @@ def bring_into_view(viewer: Any, image: Any, result: Any) -> list[str]:
     if hidden:
         from napari_nuclei_unet.widgets._workers import notify
 
-        names = ", ".join(f"“{n}”" for n in hidden[:3])
-        more = f" and {len(hidden) - 3} more" if len(hidden) > 3 else ""
         also = "" if result is None else " and its result"
-        notify(f"{names}{more} {'are' if len(hidden) > 1 else 'is'} hidden so that you "
-               f"see “{image.name}”{also}; tick a layer's eye to see it again.")
+        notify(f"{quoted_names(hidden)} {'are' if len(hidden) > 1 else 'is'} hidden so that "
+               f"you see “{image.name}”{also}; tick a layer's eye to see it again.")
     return hidden

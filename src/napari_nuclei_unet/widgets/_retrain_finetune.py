@@ -19,7 +19,7 @@ from napari_nuclei_unet.core.finetune import FINETUNE_DEFAULTS
 from napari_nuclei_unet.core.finetune.results import NOT_ADOPTED, iou_change
 from napari_nuclei_unet.core.progress import Progress
 from napari_nuclei_unet.widgets._dock_life import in_window
-from napari_nuclei_unet.widgets._layers import short_id
+from napari_nuclei_unet.widgets._layers import quoted_names, short_id
 from napari_nuclei_unet.widgets._retrain_jobs import (
     ALL_ASIDE,
     BUSY_FINETUNE,
@@ -175,11 +175,9 @@ class FinetuneSteps:
 
         painted = painted_not_added(self.viewer.layers)
         if painted:  # the Segment dock's results corrected and not added (h_gui33, L4)
-            names = ", ".join(f"“{name}”" for name in painted[:3]) + (
-                f" and {len(painted) - 3} more" if len(painted) > 3 else "")
-            notify(f"You corrected {names} and did not add it to the project (Add plane in "
-                   f"the Segment panel): this round learns from the {len(ids)} image(s) "
-                   "added so far.")
+            notify(f"You corrected {quoted_names(painted)} and did not add it to the project "
+                   "(Add plane in the Segment panel): this round learns from the "
+                   f"{len(ids)} image(s) added so far.")
         taken = {c.id for c in listed}  # an image kept aside is not trained on as original
         original = [s for s in self.session.samples.values()
                     if getattr(s, "has_labels", True) and safe_sample_id(s.id) not in taken]
