@@ -291,13 +291,19 @@ class SegmentWidget(SegmentOutputs, QWidget):
             return
         # the result line said "(the model in use)" of another model (h_gui33, M3), and
         # "is now" of the very model that made it (h_gui34, N2): compared by weights
-        other = self._model_key != model_key(self._model_path(), self.session.model,
-                                             self.session.project_dir)
-        self.status.setText(
-            done_words(self.result, self._model_words) + self._note
-            + source_gone_note(self._source.get("path")) + (
-                f" The model in use is now {without_in_use(words)}: press Segment to see "
-                "its result." if other else ""))
+        other = self._model_key != self._used_model_key()
+        self.status.setText(self._result_line(self.result) + (
+            f" The model in use is now {without_in_use(words)}: press Segment to see its "
+            "result." if other else ""))
+
+    def _used_model_key(self) -> str:
+        """The weights Segment uses now (:func:`model_key`), to compare with a result's."""
+        return model_key(self._model_path(), self.session.model, self.session.project_dir)
+
+    def _result_line(self, result: Any) -> str:
+        """The status line of the last segmentation's ``result``."""
+        return (done_words(result, self._model_words) + self._note
+                + source_gone_note(self._source.get("path")))
 
     def _on_project_chosen(self, folder: str) -> None:
         """The viewer's fine-tuning project changed (in the Retrain dock): follow it."""
@@ -454,10 +460,8 @@ class SegmentWidget(SegmentOutputs, QWidget):
              f"({stack.plane_name(plane)}) is segmented; move the sliders and press Segment "
              "for another." if big and stack.n_planes > 1 and self.planes.value != CURRENT
              else "")  # 'all planes' did one, unsaid (GUI check h_gui19, L2)
-        self._model_words = model_words(self._model_path(), self.session.model,
-                                        self.session.project_dir)
-        self._model_key = model_key(self._model_path(), self.session.model,
-                                    self.session.project_dir)
+        self._model_words = self.model_words()
+        self._model_key = self._used_model_key()
         # each large plane of a stack has its own (2-D) result layer: another plane's
         # result replaced it, and that plane's nuclei were lost
         self._previous = previous_result(self.viewer.layers, self.result_layer, layer,
@@ -527,8 +531,7 @@ class SegmentWidget(SegmentOutputs, QWidget):
             return
         self.result = result
         self._show_result(result)
-        self.status.setText(done_words(result, self._model_words) + self._note
-                            + source_gone_note(self._source.get("path")))
+        self.status.setText(self._result_line(result))
 
     def _on_errored(self, exc: BaseException) -> None:
         # the notification fades; the dock keeps saying what happened (not "0/1 planes")
