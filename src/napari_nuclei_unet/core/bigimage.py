@@ -128,18 +128,6 @@ def _model(ref: Any, threads: int | None) -> Any:
         return _MODELS[key][1]
 
 
-def _where(device: Any) -> Any:
-    """``device`` resolved in this process: a worker's own GPU for ``"auto"``.
-
-    None stays None: the model's own device.
-    """
-    if device is None or not isinstance(device, str):
-        return device
-    from .device import resolve_device
-
-    return resolve_device(device)
-
-
 def _file_stamp(ref: str | os.PathLike) -> tuple:
     """What changes when the checkpoint at ``ref`` is replaced: its files' time, size, inode.
 
@@ -237,7 +225,9 @@ def _segment_block(block: np.ndarray, *, model: Any, options: Any, params: Any, 
     if _is_empty(block, params):
         return np.zeros((bottom - top, right - left), label_dtype)
     bound_heap_growth()  # in every worker process
-    labels = segment_image(_model(model, threads), block, options, device=_where(device),
+    from .device import device_here
+
+    labels = segment_image(_model(model, threads), block, options, device=device_here(device),
                            should_stop=should_stop).labels
     out = labels[top:bottom, left:right].astype(label_dtype)
     del labels
@@ -442,15 +432,18 @@ def segment_large(
     params = global_params(plane)
     size = None
     if options.diameter <= 0:  # automatic: measured once for every block (bigsize)
+        from .device import device_here
+
+        net = _model(model, threads)
         try:
             size = yield from relay(
-                measure_nuclei_size(_model(model, threads), plane, options, block, _where(device),
-                              lambda pixels: _is_empty(pixels, params), should_stop),
+                measure_nuclei_size(net, plane, options, block, device_here(device),
+                                    lambda pixels: _is_empty(pixels, params), should_stop),
                 lambda update: Progress("blocks", 0, guess, update.message))
         except Cancelled:
             return BigResult(out, 0, {}, guess, time.perf_counter() - start, cancelled=True)
         if size is not None:
-            options = replace(options, diameter=size.block_diameter(_model(model, threads)))
+            options = replace(options, diameter=size.block_diameter(net))
     if halo is None:
         halo = max(DEFAULT_HALO, int(2 * (size.diameter if size else options.diameter)))
     # a block holds its halo twice over: nuclei over half a small --block stopped dask

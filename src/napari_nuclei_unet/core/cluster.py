@@ -128,14 +128,14 @@ class FileSkipped:
 def _process(path: str, model: Any, out_dir: str, options: Any, channel: int | None,
              axes: str | None, big_pixels: int | None, threads: int | None,
              device: str | None = None, block: int | None = None) -> Any:
-    from .device import resolve_device
+    from .device import device_here
     from .own_images import process_file
     from .stacks import ImageFileError
 
     try:  # the device is resolved on the worker: "auto" is its own GPU (h_rev17, F6)
         return process_file(model, path, out_dir, options, channel=channel, axes=axes,
                             big_pixels=big_pixels, threads=threads, block=block,
-                            device=None if device is None else resolve_device(device))
+                            device=device_here(device))
     except ImageFileError as exc:
         return FileSkipped(path, str(exc))
 

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -19,6 +19,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
 class DeviceError(ValueError):
     """A requested device does not exist or is not available on this machine."""
+
+
+def device_here(device: Any) -> Any:
+    """``device`` for this process: a name resolved here, None kept (the model's own).
+
+    A cluster's worker resolves the name it was given, so ``"auto"`` is its own GPU
+    (review h_rev17, F6); a :class:`torch.device` passes as it is.
+    """
+    return resolve_device(device) if isinstance(device, str) else device
 
 
 def resolve_device(spec: str | None = "auto") -> torch.device:

@@ -363,7 +363,8 @@ def process_file(
     workers, threads
         Local threads for the block path; torch threads per process.
     device : torch.device or str, optional
-        Where to compute (stacks).
+        Where to compute. A name is resolved in this process, or for a large image
+        where each block runs (a cluster worker's own GPU for ``"auto"``).
     on_update : callable, optional
         Receives the progress updates.
 
@@ -375,6 +376,7 @@ def process_file(
 
     from .bigimage import BIG_PIXELS, DEFAULT_BLOCK, segment_large
     from .bigimage import _model as cached_model
+    from .device import device_here
     from .measure import write_csv
     from .progress import drive
     from .stacks import open_stack
@@ -405,7 +407,7 @@ def process_file(
         diameters = [result.diameter] if result.diameter else []
     else:
         res = drive(segment_stack(cached_model(model, threads), stack, options,
-                                  channel=channel, device=device), on_update)
+                                  channel=channel, device=device_here(device)), on_update)
         write_labels_tiff(paths["labels"], res.labels, stack.plane_axes + "YX")
         write_csv(res.table, paths["csv"])
         n_nuclei, zarr_path, diameters = res.n_nuclei, None, res.diameters
