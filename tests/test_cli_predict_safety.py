@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 
 import numpy as np
 import pytest
@@ -415,7 +416,6 @@ def test_ctrl_c_in_the_main_thread_stops_the_blocks_before_their_folder_goes(
     # real Ctrl-C does, while blocks are being written. SIGTERM (kill, scancel) left the
     # half-written zarr: it was not handled at all (review h_rev17, F10)
     import _thread
-    import signal
     import time
 
     from napari_nuclei_unet.core import bigimage
@@ -463,6 +463,18 @@ def test_with_workers_a_damaged_file_is_skipped_and_the_others_go_on(tmp_path, c
     assert "Traceback" not in err and "Compute Failed" not in err
     assert (tmp_path / "out" / "a_good_labels.tif").exists()
     assert "skipped 1 image that could not be read" in out
+
+
+def test_local_workers_leave_ctrl_c_to_this_process():
+    # a terminal's Ctrl-C reached the worker processes too: each printed a traceback and
+    # dask's warnings before the plain "interrupted" line (review h_rev17, L1)
+    from napari_nuclei_unet.core.cluster import dask_client
+
+    before = signal.getsignal(signal.SIGINT)
+    with dask_client(None, 1) as client:
+        assert signal.getsignal(signal.SIGINT) is before  # this process still stops
+        ignored = client.run(lambda: signal.getsignal(signal.SIGINT) == signal.SIG_IGN)
+    assert list(ignored.values()) == [True]
 
 
 def test_ctrl_c_before_anything_is_written_does_not_speak_of_images_kept(tmp_path, capsys,

@@ -14,6 +14,7 @@ system, as on SLURM/PBS clusters started with dask-jobqueue; see the README).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -87,14 +88,40 @@ def dask_client(scheduler: str | None = None, workers: int = 0, *, processes: bo
         finally:
             client.close()
         return
-    cluster = LocalCluster(n_workers=int(workers), threads_per_worker=threads_per_worker,
-                           processes=processes, dashboard_address=None)
+    with _sigint_ignored_by_new_processes(processes):
+        cluster = LocalCluster(n_workers=int(workers), threads_per_worker=threads_per_worker,
+                               processes=processes, dashboard_address=None,
+                               silence_logs=logging.ERROR)  # a stop's "task cancelled"
     client = Client(cluster)
     try:
         yield client
     finally:
         client.close()
         cluster.close()
+
+
+@contextlib.contextmanager
+def _sigint_ignored_by_new_processes(processes: bool) -> Iterator[None]:
+    """Start local worker processes with Ctrl-C ignored; this process's own is back after.
+
+    A terminal's Ctrl-C goes to its whole process group, the workers too: each printed
+    a traceback and dask warnings before this process's plain "interrupted" line, and
+    was killed 4 s later (review h_rev17, L1). This process stops on Ctrl-C and closes
+    the cluster, which stops the workers. An ignored signal stays ignored in a process
+    started from this one, and Python then leaves it so; a handler would not. A Ctrl-C
+    while the workers start (a few seconds) is ignored too.
+    """
+    import signal
+    import threading
+
+    if not processes or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def torch_threads_per_worker(client: Any) -> int:
