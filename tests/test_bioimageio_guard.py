@@ -140,3 +140,40 @@ def test_a_pipe_in_a_sub_folder_is_refused(tmp_path):
     (tmp_path / "weights").mkdir()
     os.mkfifo(tmp_path / "weights" / "w.pt")
     assert "is not a regular file" in refused(tmp_path)
+
+
+def test_many_files_never_hide_the_description_and_too_many_are_refused(tmp_path,
+                                                                         monkeypatch):
+    # the walk stopped silently after MAX_FILES files: 2,001 empty files sorted before
+    # rdf.yaml let an alias bomb or a FIFO as weights through (review h_rev19, H1)
+    from napari_nuclei_unet.bioimageio import guard
+
+    monkeypatch.setattr(guard, "MAX_FILES", 5)
+    for k in range(6):
+        (tmp_path / f"a{k}.txt").write_bytes(b"")
+    (tmp_path / "rdf.yaml").write_text(RDF + LAUGHS)
+    assert "uses YAML aliases" in refused(tmp_path)
+    (tmp_path / "rdf.yaml").write_text(RDF.replace("{}", "{torchscript: {source: w.pt}}"))
+    os.mkfifo(tmp_path / "w.pt")
+    assert "not a regular file" in refused(tmp_path)
+    (tmp_path / "w.pt").unlink()
+    assert "holds more than 5 files" in refused(tmp_path)
+    (tmp_path / "a0.txt").unlink()
+    (tmp_path / "a1.txt").unlink()
+    check_package(tmp_path)  # 5 files
+
+
+def test_a_damaged_zip_or_a_yaml_tag_is_said_as_an_invalid_package(tmp_path):
+    # the guard's own reads raised NotImplementedError / ConstructorError, which the CLI
+    # called "this is a bug" (review h_rev19, M1)
+    with zipfile.ZipFile(tmp_path / "method.zip", "w") as archive:
+        archive.writestr("rdf.yaml", RDF)
+    raw = bytearray((tmp_path / "method.zip").read_bytes())
+    for at in (8, raw.rindex(b"PK\x01\x02") + 10):  # the member's method: 9 (deflate64)
+        raw[at:at + 2] = (9).to_bytes(2, "little")
+    (tmp_path / "method.zip").write_bytes(bytes(raw))
+    message = refused(tmp_path / "method.zip")
+    assert "is not a valid bioimage.io model package" in message
+    assert "compression method 9" in message
+    (tmp_path / "rdf.yaml").write_text("type: model\nname: !custom x\n")
+    check_package(tmp_path)  # left to bioimageio.spec, which says what is wrong

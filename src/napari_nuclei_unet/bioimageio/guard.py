@@ -24,7 +24,8 @@ import zipfile
 from pathlib import Path
 
 from ..core.checkpoint import CheckpointError
-from ..core.zipread import inflation
+from ..core.imageio import DatasetError
+from ..core.zipread import inflation, read_zip_member
 from .detect import _is_rdf_name
 
 #: Largest package description read (``rdf.yaml`` / ``bioimageio.yaml``: a few KB).
@@ -63,12 +64,18 @@ def check_package(source: str | os.PathLike) -> None:
         bioimageio.spec, which says what is wrong.
     """
     path = Path(source)
-    if path.is_dir():
-        _check_folder(path)
-    elif path.suffix.lower() == ".zip" and zipfile.is_zipfile(path):
-        _check_zip(path)
-    elif path.suffix.lower() in (".yaml", ".yml"):
-        _check_description_file(path)
+    try:
+        if path.is_dir():
+            _check_folder(path)
+        elif path.suffix.lower() == ".zip" and zipfile.is_zipfile(path):
+            _check_zip(path)
+        elif path.suffix.lower() in (".yaml", ".yml"):
+            _check_description_file(path)
+    except (OSError, zipfile.BadZipFile, DatasetError) as exc:
+        # a damaged zip, an unreadable file: said as bioimageio.spec's errors are, not
+        # as "this is a bug" (review h_rev19, M1)
+        raise CheckpointError(f"{source} is not a valid bioimage.io model package: {exc}") \
+            from exc
 
 
 def _regular(path: Path) -> os.stat_result | None:
@@ -85,34 +92,41 @@ def _regular(path: Path) -> os.stat_result | None:
 
 
 def _check_folder(folder: Path) -> None:
-    """Every file of a package folder and its sub-folders (up to :data:`MAX_FILES`)."""
+    """A package folder: its descriptions first, then every file, sub-folders included.
+
+    The descriptions are found by name, whatever else the folder holds: a count that
+    stopped the walk let 2,001 small files sorted before ``rdf.yaml`` hide it and the
+    weights it names (review h_rev19, H1). A folder with more than :data:`MAX_FILES`
+    files is refused.
+    """
+    for entry in sorted(folder.iterdir()):
+        if _is_rdf_name(entry.name):
+            _check_description_file(entry, folder)
     seen = 0
     for root, dirs, files in os.walk(folder):
         dirs.sort()
-        for name in sorted(files):
+        for name in files:
             seen += 1
             if seen > MAX_FILES:
-                return
-            entry = Path(root) / name
-            info = _regular(entry)
-            if info is None or stat.S_ISDIR(info.st_mode):
-                continue
-            is_rdf = root == str(folder) and _is_rdf_name(name)
-            _check_size(name, info.st_size, is_rdf, folder)
-            if is_rdf:
-                _check_yaml(entry.read_bytes(), entry, folder)
+                raise CheckpointError(
+                    f"{folder} holds more than {MAX_FILES:,} files, far more than a model "
+                    f"package needs, so it is refused. Give the package's own folder. {_ASK}")
+            info = _regular(Path(root) / name)
+            if info is not None and not stat.S_ISDIR(info.st_mode):
+                _check_size(name, info.st_size, root == str(folder) and _is_rdf_name(name),
+                            folder)
 
 
-def _check_description_file(rdf: Path) -> None:
-    """A description given itself: it, and the weights it names.
+def _check_description_file(rdf: Path, where: Path | None = None) -> None:
+    """A description (given itself, or ``where``'s): it, and the weights it names.
 
-    Not its whole folder: one in a Downloads folder beside a 2 GB film was refused
-    (review h_rev18, L6).
+    Not its whole folder when given itself: one in a Downloads folder beside a 2 GB film
+    was refused (review h_rev18, L6).
     """
     info = _regular(rdf)
-    if info is None:
+    if info is None or stat.S_ISDIR(info.st_mode):
         return
-    _check_size(rdf.name, info.st_size, True, rdf.parent)
+    _check_size(rdf.name, info.st_size, True, where or rdf.parent)
     _check_yaml(rdf.read_bytes(), rdf, rdf.parent)
 
 
@@ -130,7 +144,8 @@ def _check_zip(path: Path) -> None:
                     f"{info.file_size / 2**20:.0f} MB): likely a zip bomb, so the package "
                     f"is refused. {_ASK}")
             if is_rdf:  # each: bioimageio.spec may take any of them
-                _check_yaml(archive.read(info), f"{path}:{info.filename}", None)
+                _check_yaml(read_zip_member(archive, info, where=str(path)),
+                            f"{path}:{info.filename}", None)
 
 
 def _check_size(name: str, size: int, is_rdf: bool, where: Path) -> None:
@@ -166,9 +181,10 @@ def _check_yaml(data: bytes, name: object, folder: Path | None) -> None:
                         f"bioimage.io description needs, so the package is refused. {_ASK}")
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
+        rdf = yaml.safe_load(data)  # no alias: nothing expands
     except (yaml.YAMLError, RecursionError):
-        return  # malformed: bioimageio.spec says what is wrong with it
-    _check_description(yaml.safe_load(data), name, folder)  # no alias: nothing expands
+        return  # malformed, or a tag (review h_rev19, M1): bioimageio.spec says what is wrong
+    _check_description(rdf, name, folder)
 
 
 def _check_description(rdf: object, name: object, folder: Path | None) -> None:
