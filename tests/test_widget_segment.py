@@ -465,6 +465,30 @@ def test_a_correction_replaced_from_another_result_is_kept(dock, qtbot, tmp_path
     assert not (store.load_samples(["slide-plane0"])[0].labels[:12, :12] > 0).all()
 
 
+def test_a_correction_with_no_note_is_kept_when_add_plane_replaces_it(dock, qtbot, tmp_path):
+    # an empty note read as "the same layer": a correction made through the API (or by
+    # the Retrain dock, whose note is no layer's) was replaced with no copy (h_rev19, M4)
+    from napari_nuclei_unet.core.finetune import CorrectionStore
+
+    viewer, widget = dock
+    image = nuclei_plane(3)
+    store = CorrectionStore(tmp_path / "project")
+    careful = np.zeros(image.shape[:2], np.int32)
+    careful[:12, :12], careful[20:30, 20:30] = 1, 2
+    store.add("slide-plane0", image, careful, source="label")  # note=""
+    viewer.add_image(image, name="slide")
+    widget.image.value = viewer.layers["slide"]
+    run(qtbot, widget)
+    widget.result_layer.data[30:34, 30:34] = 556
+    widget.result_layer.events.paint(value=[])
+    with capture_notifications() as notes:
+        wait_worker(qtbot, widget.add_to_project(tmp_path / "project"))
+    assert notes.any("Replaced slide-plane0 ") and notes.any(
+        "(the correction it replaces is kept in the project's 'removed' folder)")
+    (kept,) = (tmp_path / "project" / "removed").iterdir()
+    assert len(list((kept / "masks").glob("*.png"))) == 2
+
+
 def test_add_plane_adds_the_result_painted_not_the_last_one_segmented(dock, qtbot, tmp_path):
     # it added the last image segmented, whatever was corrected (GUI check h_gui15, M1)
     from napari_nuclei_unet.core.finetune import CorrectionStore

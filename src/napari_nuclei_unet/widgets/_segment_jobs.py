@@ -453,9 +453,11 @@ def _add_plane(folder: str, stack: Any, flat: int, channel: Any, labels: Any, sa
     """Worker: write one plane (or ``region`` of it) and its labels into a project.
 
     ``labels`` are those of the plane, or of ``region`` already. Returns the new entry
-    and what it replaced: None (nothing), ``""`` (a correction of the same name from the
-    same layer), or the earlier correction's note when it came from another layer,
-    whose files are then kept in the project's ``removed/`` first (h_gui33, M1).
+    and what it replaced: None (nothing), or the earlier correction's note and whether
+    its files were kept in the project's ``removed/`` first: always, unless its note
+    says it came from the same layer (h_gui33, M1; a correction with no note, made
+    through the API or by an older version, was replaced with no copy: review
+    h_rev19, M4).
     """
     import numpy as np
 
@@ -466,9 +468,10 @@ def _add_plane(folder: str, stack: Any, flat: int, channel: Any, labels: Any, sa
     replaced = None
     if sample_id in store:
         earlier = store.get(sample_id).note
-        replaced = "" if _layer_of(earlier) == _layer_of(note) else earlier
-        if replaced:
+        kept = not earlier or _layer_of(earlier) != _layer_of(note)
+        if kept:
             store.keep_copy(sample_id)
+        replaced = earlier, kept
     return store.add(sample_id, image, np.asarray(labels), source="label", note=note), replaced
 
 
@@ -485,17 +488,21 @@ def labels_token(layer: Any) -> str:
     return layer.metadata.setdefault(LABELS_TOKEN_KEY, uuid.uuid4().hex[:8])
 
 
-def replaced_words(replaced: str | None) -> str:
+def replaced_words(replaced: tuple[str, bool] | None) -> str:
     """How an added plane's message ends, from what :func:`_add_plane` replaced."""
     import re
 
     if replaced is None:
         return "."
-    if not replaced:
+    earlier, kept = replaced
+    if not kept:
         return " (it had been added before)."
-    where = re.sub(r" \[[0-9a-f]{8}\]", "", replaced)  # the token is no words
-    return (f" (it had been added before {where}; that correction is kept in the "
-            "project's 'removed' folder).")
+    where = re.sub(r" \[[0-9a-f]{8}\]", "", earlier)  # the token is no words
+    if where.startswith("from layer"):
+        return (f" (it had been added before {where}; that correction is kept in the "
+                "project's 'removed' folder).")
+    return (" (the correction it replaces" + (f", “{where}”," if where else "")  # h_rev19 L3
+            + " is kept in the project's 'removed' folder).")
 
 
 def _layer_of(note: str) -> str:
