@@ -144,6 +144,22 @@ def test_a_network_that_fails_or_gives_nan_is_the_packages_fault(monkeypatch, fa
     assert words in str(info.value) and "Traceback" not in str(info.value)
 
 
+def test_an_image_with_nan_pixels_is_segmented_not_blamed_on_the_package():
+    # a stitched image's NaN border made every tile NaN in the package's normalisation,
+    # and the user was told its weights were broken (review h_rev19, M3)
+    loaded = load_any_model(_real_package())
+    x = np.load(_real_package() / "test_input.npy")[0, 0].astype(np.float32)
+    plain = predict_probability(loaded.model, x)
+    bordered = x.copy()
+    bordered[:40] = np.nan
+    prob = predict_probability(loaded.model, bordered)
+    assert np.isfinite(prob).all()
+    # the nuclei away from the border are found as without it
+    assert np.mean((prob[80:] > 0.5) == (plain[80:] > 0.5)) > 0.97
+    blank = predict_probability(loaded.model, np.full((64, 64), np.nan, np.float32))
+    assert blank.shape == (64, 64) and not blank.any()
+
+
 def _copy_package(tmp_path: Path, edit) -> Path:
     source = _real_package()
     target = tmp_path / "package"
