@@ -212,6 +212,13 @@ def test_corrections_traded_against_each_other_are_named_with_their_outlines():
         {"corrected": rows})[1]
     rows = [drawn("a", 0.6, 0.7, 1000, 950), drawn("b", 0.9, 0.8, 1000, 1050)]
     assert "often outlined differently" in adoption({"corrected": rows})[1]
+    # nuclei the model missed are no outline drawn otherwise (review h_rev19, M5)
+    missed = ScoreChange("missed", "fluorescence", 0.25, 0.6, 0, 0, 0, 0, 12, 3, 11,
+                         area_true=1200, area_before=300, area_after=1000)
+    rows = [missed, drawn("dense", 0.85, 0.78, 1000, 1000)]
+    reason = adoption({"corrected": rows})[1]
+    assert "The round made missed better (IoU 0.250 -> 0.600) and dense worse" in reason
+    assert "outline" not in reason
 
 
 def test_a_round_that_gets_worse_is_kept_but_not_made_current(tmp_path, cuda_checkpoint):
