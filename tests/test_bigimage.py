@@ -196,6 +196,7 @@ def test_cli_folder_mapped_over_a_cluster_equals_plain(tmp_path, capsys, monkeyp
 
     import napari_nuclei_unet._cli.predict_own as predict_own
     from napari_nuclei_unet.cli import main
+    from napari_nuclei_unet.core import cluster as cluster_module
     from napari_nuclei_unet.core.synthetic import make_synthetic_sample
 
     folder = tmp_path / "in"
@@ -207,10 +208,22 @@ def test_cli_folder_mapped_over_a_cluster_equals_plain(tmp_path, capsys, monkeyp
     # with --scheduler, --device is the workers' to resolve, not this machine's (a login
     # node without the GPU refused --device cuda: review h_rev18, M5)
     monkeypatch.setattr(predict_own, "_device", lambda args: 1 / 0)
+    mapped = []
+    real = cluster_module.map_files
+    monkeypatch.setattr(cluster_module, "map_files",
+                        lambda client, model, paths, *a, **k: mapped.append(paths) or real(
+                            client, model, paths, *a, **k))
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
                       dashboard_address=None) as cluster:
         assert main(["predict", "default", str(folder), "--out", str(tmp_path / "dist"),
                      "--scheduler", cluster.scheduler_address]) == 0
+        # one small file goes to a worker too: it ran on the login node, with its device
+        # (review h_rev19, M2)
+        assert main(["predict", "default", str(folder / "img1.tif"), "--out",
+                     str(tmp_path / "one"), "--scheduler", cluster.scheduler_address]) == 0
+    assert mapped[1:] == [[str(folder / "img1.tif")]]
+    assert np.array_equal(tifffile.imread(tmp_path / "one" / "img1_labels.tif"),
+                          tifffile.imread(tmp_path / "plain" / "img1_labels.tif"))
     for k in range(3):
         a = tifffile.imread(tmp_path / "plain" / f"img{k}_labels.tif")
         b = tifffile.imread(tmp_path / "dist" / f"img{k}_labels.tif")
@@ -277,6 +290,37 @@ def test_every_block_is_segmented_once(model, image, tmp_path, monkeypatch):
     result = drive(bigimage.segment_large(model, image, tmp_path / "c.zarr", block=BLOCK,
                                           halo=HALO))
     assert len(calls) == result.n_blocks == 9
+
+
+def test_a_cluster_head_without_the_gpu_measures_the_size_on_its_cpu(model, tmp_path,
+                                                                      monkeypatch):
+    # --scheduler --device cuda on a login node without a GPU: the size measure (run
+    # there) refused the workers' device (review h_rev19, M2); a typo is still refused
+    import torch
+
+    from napari_nuclei_unet.core import bigimage
+    from napari_nuclei_unet.core.device import DeviceError, device_here_or_cpu
+    from napari_nuclei_unet.core.progress import Cancelled
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(DeviceError, match="Unknown device"):
+        device_here_or_cpu("cdua")
+    measured_on = []
+
+    def measure(net, plane, options, block, device, *args):
+        measured_on.append(device)
+        raise Cancelled
+        yield
+
+    monkeypatch.setattr(bigimage, "measure_nuclei_size", measure)
+    big = np.zeros((300, 300), np.uint8)
+    result = drive(bigimage.segment_large(model, big, tmp_path / "b.zarr", block=160,
+                                          client=object(), device="cuda"))
+    assert result.cancelled and measured_on == [torch.device("cpu")]
+    with pytest.raises(DeviceError, match="CUDA is not available"):  # no cluster: said
+        drive(bigimage.segment_large(model, big, tmp_path / "c.zarr", block=160,
+                                     device="cuda"))
 
 
 def test_the_nucleus_size_is_measured_once_for_every_block(model, tmp_path, monkeypatch):

@@ -344,7 +344,9 @@ def _segment(files: list[Path], out: Path, options: Any, args: argparse.Namespac
     # a local cluster shares this machine's cores; a remote worker uses its own share
     threads = torch_threads_per_worker(client) if client is not None and not args.scheduler \
         else None
-    if client is not None and len(files) > 1:
+    if client is not None and (len(files) > 1 or not _large(files[0], args)):
+        # one small file too: it ran here, on a login node's device (review h_rev19, M2);
+        # one large file's blocks go to the workers (segment_large)
         from ..core.cluster import FileSkipped
 
         # the device said on each worker, --block for their large images (h_rev17, F6)
@@ -369,6 +371,15 @@ def _segment(files: list[Path], out: Path, options: Any, args: argparse.Namespac
             failed.append((path, exc))
             _note_skipped(path, exc, args)
     return summaries, options, failed
+
+
+def _large(path: Path, args: argparse.Namespace) -> bool:
+    """Whether ``path`` is one plane large enough for the block path."""
+    from ..core.bigimage import BIG_PIXELS
+    from ..core.own_images import is_large
+    from ..core.stacks import open_stack
+
+    return is_large(open_stack(path, args.axes), BIG_PIXELS)
 
 
 def _process_whole(path: Path, out: Path, process: Any) -> Any:

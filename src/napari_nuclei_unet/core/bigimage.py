@@ -432,12 +432,13 @@ def segment_large(
     params = global_params(plane)
     size = None
     if options.diameter <= 0:  # automatic: measured once for every block (bigsize)
-        from .device import device_here
+        from .device import device_here, device_here_or_cpu
 
-        net = _model(model, threads)
+        net = _model(model, threads)  # measured here, the blocks on a cluster's workers:
+        here = device_here(device) if client is None else device_here_or_cpu(device)
         try:
             size = yield from relay(
-                measure_nuclei_size(net, plane, options, block, device_here(device),
+                measure_nuclei_size(net, plane, options, block, here,
                                     lambda pixels: _is_empty(pixels, params), should_stop),
                 lambda update: Progress("blocks", 0, guess, update.message))
         except Cancelled:

@@ -30,6 +30,23 @@ def device_here(device: Any) -> Any:
     return resolve_device(device) if isinstance(device, str) else device
 
 
+def device_here_or_cpu(device: Any) -> Any:
+    """:func:`device_here`, or the CPU when this machine lacks that GPU.
+
+    For the little a cluster's head computes itself (a large image's nucleus size):
+    ``--device cuda`` names the workers' GPUs, which a login node may not have (review
+    h_rev19, M2). A name no machine has (a typo) still raises :class:`DeviceError`.
+    """
+    try:
+        return device_here(device)
+    except DeviceError:
+        if not re.fullmatch(r"cuda(:\d+)?|mps", str(device).strip().lower()):
+            raise
+        import torch
+
+        return torch.device("cpu")
+
+
 def resolve_device(spec: str | None = "auto") -> torch.device:
     """Turn a device string into an available :class:`torch.device`.
 
