@@ -289,6 +289,21 @@ def test_a_microscope_makers_file_is_said_to_need_exporting(tmp_path, capsys):
     assert "skipped sample.czi: Zeiss .czi files are not read here" in err
 
 
+def test_quiet_still_says_why_nothing_could_be_segmented(tmp_path, capsys):
+    # -q hid the skip notes and the error said "(2 skipped: see above)" above nothing
+    # (review h_rev19, L1)
+    folder = tmp_path / "mixed"
+    (folder / "s1" / "images").mkdir(parents=True)
+    (folder / "s1" / "masks").mkdir()
+    (folder / "a.czi").write_bytes(b"ZISRAWFILE" + bytes(64))
+    for name in ("x", "y"):  # a sample folder with two images: not one sample
+        tifffile.imwrite(folder / "s1" / "images" / f"{name}.tif", grey(3))
+    code, out, err = run_cli(capsys, "predict", "-q", "default", folder, "--out",
+                             tmp_path / "out")
+    assert code == 2 and "(2 skipped: see above)" in err
+    assert "skipped a.czi: Zeiss .czi files" in err and "skipped s1: several images" in err
+
+
 def test_a_folder_named_images_is_not_taken_for_a_dsb_sample(tmp_path, capsys):
     # experiment/images/cells.tif (16-bit) was read as a DSB2018 sample: an 8-bit 0/255
     # mask named after the folder, not labels and measurements (review h_rev15, M8)

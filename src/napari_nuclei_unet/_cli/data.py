@@ -313,10 +313,11 @@ def find_images(path: str, *, quiet: bool = False) -> list[ImageInput]:
                 vendor.append(child.name)
         left_out_note(left_out, quiet=quiet)
     said_in_error = not inputs and (len(skipped) < 2 or len(vendor) == len(skipped))
+    quiet_skips = quiet and bool(inputs)  # else the error says "see above" (h_rev19, L1)
     for line in [] if said_in_error else skipped[:5]:
-        note(f"skipped {line}", quiet=quiet)
+        note(f"skipped {line}", quiet=quiet_skips)
     if len(skipped) > 5 and not said_in_error:
-        note(f"... and {len(skipped) - 5} more skipped", quiet=quiet)
+        note(f"... and {len(skipped) - 5} more skipped", quiet=quiet_skips)
     if not inputs:
         raise DatasetError(_nothing_found(path, root, skipped, vendor))
     seen: dict[str, str] = {}
