@@ -440,14 +440,18 @@ def export_bioimageio(model: str | os.PathLike, out: str | os.PathLike, *,
     _import_bioimageio("Exporting a bioimage.io model package")
     from bioimageio.spec import load_model_description, save_bioimageio_package
 
-    from ..core.atomic import chmod_shareable, plain_os_error
+    from ..core.atomic import (
+        chmod_shareable,
+        fsync_dir,
+        fsync_file,
+        make_temp,
+        plain_os_error,
+        replace,
+    )
 
     try:  # said at once, not after the export's seconds of work; a name of its own:
         # two exports to one file wrote into the same ".NAME.partial" (h_rev17, L3)
-        handle, name_ = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial",
-                                         dir=out.parent)
-        os.close(handle)
-        partial = Path(name_)
+        partial = make_temp(out)
         chmod_shareable(partial)  # mkstemp's 0600: colleagues could not read it (h_rev18 M3)
     except OSError as exc:
         raise plain_os_error(exc, out) from exc
@@ -464,7 +468,9 @@ def export_bioimageio(model: str | os.PathLike, out: str | os.PathLike, *,
                     f"The exported package does not validate: {exc}") from exc
             try:
                 save_bioimageio_package(descr, output_path=partial)
-                os.replace(partial, out)
+                fsync_file(partial)  # whole on disk before it replaces the file (h_rev19 L2)
+                replace(partial, out)
+                fsync_dir(out.parent)
             except OSError as exc:
                 if exc.filename is not None and Path(exc.filename) not in (partial, out):
                     raise  # another file's error says its own name
