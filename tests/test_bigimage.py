@@ -401,12 +401,20 @@ def test_a_checkpoint_replaced_at_the_same_path_is_loaded_again(tmp_path):
         shutil.copy(tmp_path / f"a{suffix}", path.with_suffix(suffix))
     first = bigimage._model(str(path), 1)
     assert bigimage._model(str(path), 1) is first  # loaded once
+    run_started = bigimage._file_stamp(path)
     for suffix in (".safetensors", ".json"):  # trained again, into the same file
         shutil.copy(tmp_path / f"b{suffix}", tmp_path / f"new{suffix}")
         (tmp_path / f"new{suffix}").replace(path.with_suffix(suffix))
+    # a run that started with the first keeps it for all its blocks (review h_rev19, L4)
+    assert bigimage._model(str(path), 1, run_started) is first
     second = bigimage._model(str(path), 1)
     assert second is not first
     assert all(float(p.abs().max()) == 0.5 for p in second.parameters() if p.numel())
+    # ... and a process that never loaded it (a worker started late) refuses the new one
+    from napari_nuclei_unet.core.checkpoint import CheckpointError
+
+    with pytest.raises(CheckpointError, match="was replaced during this run"):
+        bigimage._model(str(path), 1, run_started)
 
 
 def test_cluster_workers_segment_on_the_device_and_blocks_asked_for(tmp_path, monkeypatch):

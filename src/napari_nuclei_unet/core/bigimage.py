@@ -105,26 +105,36 @@ _MODELS: dict[str, tuple[tuple, Any]] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def _model(ref: Any, threads: int | None) -> Any:
+def _model(ref: Any, threads: int | None, stamp: tuple | None = None) -> Any:
     """The model itself, or one loaded (once per process) from a checkpoint path.
 
     A checkpoint replaced at the same path (a model trained again) is loaded again: a
     cluster's long-lived workers kept using the first one (review h_rev17, F5).
+    ``stamp``: the file's :func:`_file_stamp` as a run started; a file replaced since
+    is refused, so that the blocks of one image never mix two models (h_rev19, L4).
     """
     if not isinstance(ref, (str, os.PathLike)):
         return ref
-    key, stamp = str(ref), _file_stamp(ref)
+    key, current = str(ref), _file_stamp(ref)
+    wanted = current if stamp is None else stamp
     with _MODELS_LOCK:
         cached = _MODELS.get(key)
-        if cached is None or cached[0] != stamp:
-            import torch
+        if cached is not None and cached[0] == wanted:
+            return cached[1]
+        if wanted != current:
+            from .checkpoint import CheckpointError
 
-            from .checkpoint import load_checkpoint
+            raise CheckpointError(
+                f"The model file {ref} was replaced during this run (trained or saved "
+                "again), so the image's blocks would mix two models. Run it again.")
+        import torch
 
-            threads = threads or _worker_threads()
-            if threads:
-                torch.set_num_threads(int(threads))
-            _MODELS[key] = (stamp, load_checkpoint(key, device="cpu").model)
+        from .checkpoint import load_checkpoint
+
+        threads = threads or _worker_threads()
+        if threads:
+            torch.set_num_threads(int(threads))
+        _MODELS[key] = (current, load_checkpoint(key, device="cpu").model)
         return _MODELS[key][1]
 
 
@@ -209,7 +219,7 @@ def _is_empty(block: np.ndarray, params: Any) -> bool:
 def _segment_block(block: np.ndarray, *, model: Any, options: Any, params: Any, halo: int,
                    bound: int, label_dtype: Any, threads: int | None,
                    should_stop: Callable[[], bool] | None = None, block_info: Any = None,
-                   device: Any = None) -> np.ndarray:
+                   device: Any = None, stamp: tuple | None = None) -> np.ndarray:
     """Segment one block with its halo; keep its pixels + 1 px of halo; offset labels.
 
     ``should_stop`` (local threads only: it does not travel to cluster workers) is
@@ -227,7 +237,8 @@ def _segment_block(block: np.ndarray, *, model: Any, options: Any, params: Any, 
     bound_heap_growth()  # in every worker process
     from .device import device_here
 
-    labels = segment_image(_model(model, threads), block, options, device=device_here(device),
+    labels = segment_image(_model(model, threads, stamp), block, options,
+                           device=device_here(device),
                            should_stop=should_stop).labels
     out = labels[top:bottom, left:right].astype(label_dtype)
     del labels
@@ -429,12 +440,13 @@ def segment_large(
     guess = len(_block_chunks(height, block, DEFAULT_HALO)) * len(
         _block_chunks(width, block, DEFAULT_HALO))
     yield Progress("blocks", 0, guess, "reading intensity range")
+    stamp = _file_stamp(model) if isinstance(model, (str, os.PathLike)) else None
     params = global_params(plane)
     size = None
     if options.diameter <= 0:  # automatic: measured once for every block (bigsize)
         from .device import device_here, device_here_or_cpu
 
-        net = _model(model, threads)  # measured here, the blocks on a cluster's workers:
+        net = _model(model, threads, stamp)  # measured here, blocks on a cluster's workers:
         here = device_here(device) if client is None else device_here_or_cpu(device)
         try:
             size = yield from relay(
@@ -472,7 +484,7 @@ def segment_large(
         dtype=dtype, meta=np.zeros((0, 0), dtype), model=model, options=options,
         params=params, halo=halo, bound=bound,
         label_dtype=dtype,
-        threads=threads, device=device,
+        threads=threads, device=device, stamp=stamp,
         should_stop=stop_event.is_set if client is None else None,
     )
     core = da.overlap.trim_internal(ext, {0: 1, 1: 1}, boundary="none")
