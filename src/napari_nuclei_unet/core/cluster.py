@@ -21,6 +21,7 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .device import usable_cores
 from .progress import Progress
 
 #: How long to wait for a scheduler that does not answer (dask retries until then).
@@ -131,13 +132,6 @@ def torch_threads_per_worker(client: Any) -> int:
     except Exception:  # a client that cannot tell: be conservative
         n_workers = 1
     return max(1, usable_cores() // n_workers)  # not the host's (h_rev17, L8)
-
-
-def usable_cores() -> int:
-    """The cores this process may use: a container's or a Slurm job's share (h_rev16 L4)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)

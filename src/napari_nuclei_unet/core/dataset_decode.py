@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .dataset_layout import _SampleFiles
+from .device import usable_cores
 from .imageio import (
     DatasetError,
     DatasetWarning,
@@ -176,13 +177,6 @@ def _to_sample(d: dict) -> Sample:
     )
 
 
-def _worker_count() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def spawn_reruns_main() -> bool:
     """Whether a spawned worker would run the user's script again.
 
@@ -247,7 +241,7 @@ def _run_tasks(
     spawned worker would run again (:func:`spawn_reruns_main`) the items are decoded
     here, one after the other.
     """
-    n_workers = workers or _worker_count()
+    n_workers = workers or usable_cores()
     if not parallel or n_workers < 2 or len(items) < 2 or spawn_reruns_main():
         return (yield from _run_serial(fn, kind, root, items, should_stop))
     ctx = multiprocessing.get_context("spawn")
