@@ -435,11 +435,15 @@ def test_cluster_workers_segment_on_the_device_and_blocks_asked_for(tmp_path, mo
         return path
 
     monkeypatch.setattr(own_images, "process_file", process_file)
+    sent = []
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
                       dashboard_address=None) as local, Client(local) as client:
+        real_map = client.map
+        monkeypatch.setattr(client, "map", lambda *a, **k: sent.append(k) or real_map(*a, **k))
         done = drive(cluster.map_files(client, "default", ["a.tif", "b.tif"], tmp_path,
                                        device="auto", block=512), updates.append)
     assert done == ["a.tif", "b.tif"] and len(seen) == 2
+    assert [k["device"] for k in sent] == ["auto"]  # the name travels (review h_rev19, L5)
     assert all(k["block"] == 512 and str(k["device"]) == "cpu" for k in seen)  # no GPU here
     # the file just finished is named, not the n-th input (review h_rev17, L10)
     assert [(u.done, u.message) for u in updates if u.done] == [(1, "b.tif"), (2, "a.tif")]
