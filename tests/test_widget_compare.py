@@ -126,6 +126,28 @@ def test_matched_nuclei_share_the_label_mask_colour():
     assert match_colors_to_truth(truth, np.zeros_like(truth)).max() == 0
 
 
+def test_an_image_opened_after_compare_closed_is_shown_not_hidden(compare, qtbot):
+    # the panel closed, its panes stayed and hid every image opened next, with advice
+    # to switch a Compare no longer there to overlay (GUI check h_gui36, M1)
+    from napari_nuclei_unet.widgets._compare_layers import side_by_side_active
+    from napari_nuclei_unet.widgets._layers import IMAGE_LAYER
+
+    viewer, widget, session, samples, fake = compare
+    predict_current(qtbot, widget)
+    assert side_by_side_active(viewer)
+    with capture_notifications() as notes:
+        viewer.add_image(np.zeros((40, 40), np.uint8), name="mine")
+    assert not viewer.layers["mine"].visible and notes.any("Switch Compare to overlay")
+    viewer.window.remove_dock_widget(widget)
+    widget.close()
+    widget.deleteLater()
+    qtbot.waitUntil(lambda: session.compare_views == 0, timeout=5000)
+    with capture_notifications() as notes:
+        viewer.add_image(np.zeros((40, 40), np.uint8), name="own")
+    assert viewer.layers["own"].visible and not side_by_side_active(viewer)
+    assert not viewer.layers[IMAGE_LAYER].visible and not notes.any("Switch Compare")
+
+
 def test_side_by_side_layers_sit_side_by_side(compare, qtbot):
     """Two panes made by translating the prediction pane's layers, never napari's grid."""
     from napari.layers import Image, Labels

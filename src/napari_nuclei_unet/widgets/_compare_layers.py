@@ -440,12 +440,15 @@ def _guard_panes(viewer: napari.Viewer) -> None:
     """Keep the two panes when the user adds a layer (e.g. drops a zip) in side by side.
 
     A new layer is drawn at its own place, on top: a dropped image would cover the
-    label-mask pane. It is hidden instead, and the user is told how to see it.
+    label-mask pane. It is hidden instead, and the user is told how to see it. With no
+    Compare view open (the panel closed), side by side steps aside for it instead: an
+    image opened then was hidden, with advice about a Compare step no longer there
+    (GUI check h_gui36, M1).
     """
     from napari_nuclei_unet.widgets._session import session_for
 
     session = session_for(viewer)
-    if getattr(session, "panes_guarded", False):
+    if session.panes_guarded:
         return
 
     def on_inserted(event) -> None:
@@ -456,6 +459,9 @@ def _guard_panes(viewer: napari.Viewer) -> None:
         if layer.name in {*COMPARE_LAYERS, IMAGE_LAYER, LABELS_LAYER, *PLUGIN_LAYERS}:
             return
         if not side_by_side_active(viewer) or not layer.visible:
+            return
+        if not session.compare_views:
+            step_aside_for(viewer, layer)
             return
         layer.visible = False
         from napari_nuclei_unet.widgets._workers import notify

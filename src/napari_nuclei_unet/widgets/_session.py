@@ -125,6 +125,9 @@ class Session:
     # working copies go with their layers (_working_copies)
     results_follow_sliders: bool = False
     working_copies_released: bool = False
+    # side by side's panes guarded once (_compare_layers); Compare views open now
+    panes_guarded: bool = False
+    compare_views: int = 0
 
     # emitted with no arguments, or the id concerned
     dataset_changed = Signal()

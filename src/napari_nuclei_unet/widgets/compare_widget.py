@@ -136,11 +136,13 @@ class CompareWidget(QWidget):
         session.model_changed.connect(self._update_model_status)
         session.predictions_changed.connect(self._on_predictions_changed)
         session.dataset_changed.connect(self._on_dataset_changed)
+        session.compare_views += 1  # side by side guards its panes while one is open
         on_destroyed(self, self._disconnect_session)
         share_the_column_when_shown(self)  # stacked under another dock
 
     def _disconnect_session(self, *_args: Any) -> None:
         session = self.session
+        session.compare_views -= 1
         disconnect_all((
             (session.current_changed, self._on_current_changed),
             (session.model_changed, self._update_model_status),
