@@ -201,6 +201,27 @@ def test_a_run_not_put_in_use_says_when_it_validated_worse(trainer, tmp_path):  
             "0.100, the model in use 0.900)"), notes.messages
 
 
+def test_a_run_that_validates_below_the_shipped_model_does_not_replace_it(
+        trainer, tmp_path, monkeypatch):  # noqa: F811
+    # with no model loaded, a throw-away run (IoU 0.118) took over from the default model
+    # (0.862) that the Segment dock used, "no other model was loaded" (GUI check h_gui36, M2)
+    from napari_nuclei_unet.widgets import _train_offer
+    from napari_nuclei_unet.widgets._train_runs import run_model
+
+    _viewer, widget = trainer
+    monkeypatch.setattr(_train_offer, "shipped_validation", lambda: (0.862, frozenset("xy")))
+    run = fake_run(tmp_path / "runs", "run-20261206-102844", best={"epoch": 1, "val_iou": 0.118})
+    widget.last_run = run_model(run)
+    with capture_notifications() as notes:
+        assert widget.use_or_offer_run() is None
+    assert notes.any("The trained model was not put in use: the default model stays in use "
+                     "(on its own validation images it scores IoU 0.862, the new model "
+                     "0.118)"), notes.messages
+    assert widget.session.jobs.running("load model") is None
+    widget._show_last_run()
+    assert _offered(widget)
+
+
 def test_a_stopped_run_does_not_replace_the_default_model(trainer, tmp_path):  # noqa: F811
     # a few minutes of trying, stopped, became the model every later segmentation used,
     # in place of the default model the Segment dock named (GUI check h_gui31, M3)

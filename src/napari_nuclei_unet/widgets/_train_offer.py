@@ -119,12 +119,19 @@ class RunOffer:
         """
         run, auto, model = self.last_run, self._auto_used, self.session.model
         stopped = bool(getattr(getattr(self, "result", None), "cancelled", False))
-        if model is None and not stopped:
-            self.use_trained_model(announce="no other model was loaded")
+        shipped = shipped_validation() if model is None else None
+        if model is None and not stopped and not (
+                run is not None and run.val_iou is not None and shipped is not None
+                and run.val_iou < shipped[0]):
+            self.use_trained_model(announce="in place of the default model")
             return
-        if model is None:
-            notify("The stopped run's model was not put in use: the default model stays in "
-                   "use. Click 'Use this model' in the Train panel to predict with it.")
+        if model is None:  # the default model is the one in use (GUI check h_gui36, M2)
+            why = "The stopped run's model" if stopped else "The trained model"
+            worse = "" if stopped else (
+                f" (on {'the same' if run.val_ids == shipped[1] else 'its own'} validation "
+                f"images it scores IoU {shipped[0]:.3f}, the new model {run.val_iou:.3f})")
+            notify(f"{why} was not put in use: the default model stays in use{worse}. Click "
+                   "'Use this model' in the Train panel to predict with it.")
             return
         # the very model put in use then (the same file loaded by the user is their
         # choice), validated on the same images (other images, other IoUs: h_rev10 M5)
@@ -180,3 +187,20 @@ class RunOffer:
             on_returned=use, on_finished=lambda: self.use_model_button.setEnabled(True),
             action="Loading the trained model", refuse=False,
         )
+
+
+def shipped_validation() -> tuple[float, frozenset | None] | None:
+    """The shipped model's validation IoU and the ids it was validated on, from its file.
+
+    A finished run replaced it, with no model loaded, whatever the run scored: a
+    throw-away run at IoU 0.118 took over from its 0.862 (GUI check h_gui36, M2).
+    """
+    from napari_nuclei_unet.core.checkpoint import CheckpointError, read_metadata
+
+    try:
+        metadata = read_metadata("default")
+    except (CheckpointError, OSError):
+        return None
+    value = (metadata.get("metrics") or {}).get("val_iou")
+    return (float(value), validation_ids(metadata)) if isinstance(value, (int, float)) \
+        else None
