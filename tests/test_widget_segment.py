@@ -300,7 +300,8 @@ def test_a_planes_result_is_compared_with_that_plane_of_a_stacks_truth(dock, qtb
     worker = widget.compare()
     assert widget.compare() is None and not widget.compare_button.enabled
     wait_worker(qtbot, worker)
-    assert [(row.id, row.iou) for row in widget.scores] == [("lazy[1]", pytest.approx(1.0))]
+    assert [(row.id, row.iou) for row in widget.scores] == [("lazy-plane1",
+                                                             pytest.approx(1.0))]
     assert widget.compare_button.enabled
 
 
@@ -363,16 +364,34 @@ def test_compare_pushes_scores_and_add_to_project(dock, qtbot, tmp_path):
     widget.image.value = viewer.layers["zs"]
     layer = run(qtbot, widget)
     truth = viewer.add_labels(np.asarray(layer.data).copy(), name="my truth")
-    truth.data[1][truth.data[1] > 0] = 0  # plane 1: the user found no nuclei
+    truth.data[1][truth.data[1] == truth.data[1].max()] = 0  # plane 1: one nucleus erased
     widget._refresh_choices()
     widget.truth.value = truth
     wait_worker(qtbot, widget.compare())  # in a worker: a slide held the window (h_gui19)
     rows = widget.scores
-    assert [r.id for r in rows] == ["zs[0]", "zs[1]"]
-    assert rows[0].iou == pytest.approx(1.0) and rows[1].iou == 0.0
+    assert [r.id for r in rows] == ["zs-plane0", "zs-plane1"]  # as Add plane names them
+    assert rows[0].iou == pytest.approx(1.0) and rows[1].iou < 1.0
     session = session_for(viewer)
-    assert {"zs[0]", "zs[1]"} <= set(session.rows)
-    assert "IoU 1.000" in widget.status.text()
+    assert {"zs-plane0", "zs-plane1"} <= set(session.rows)
+    assert "zs-plane0: IoU 1.000" in widget.status.text()
+    # a plane without nuclei in the truth was not annotated: not scored 0.000 (GUI check
+    # h_gui36, M3), and said
+    truth.data[1][...] = 0
+    wait_worker(qtbot, widget.compare())
+    assert [r.id for r in widget.scores] == ["zs-plane0"]
+    assert "1 plane(s) without nuclei in my truth (not annotated) are not scored" \
+        in widget.status.text()
+    # the truth of one plane: the plane the sliders show is scored (it was offered, then
+    # refused as "not drawn on this image")
+    one = viewer.add_labels(np.asarray(layer.data[1]).copy(), name="plane 1 truth")
+    widget._refresh_choices()
+    widget.truth.value = one
+    viewer.dims.set_current_step(0, 1)
+    wait_worker(qtbot, widget.compare())
+    assert [(r.id, r.iou) for r in widget.scores] == [("zs-plane1", pytest.approx(1.0))]
+    assert "zs-plane1: IoU 1.000, DSB 1.000" in widget.status.text()
+    viewer.layers.remove(one)
+    widget.truth.value = truth
     # wrong shape: not offered; one that changed shape since: a plain message, no scores
     viewer.add_labels(np.zeros((5, 5), np.int32), name="other")
     widget._refresh_choices()

@@ -382,8 +382,11 @@ def _big_cancel_message(done: int, total: int) -> str:
 
 
 def same_shape_or_why(truth: Any, labels: Any) -> str:
-    """Why a ground truth cannot score a segmentation ("" when it can: the same shape)."""
-    if tuple(truth.shape) == tuple(labels.shape):
+    """Why a ground truth cannot score a segmentation ("" when it can).
+
+    It can when it has the same shape, or is one plane of a stack's (that plane scored).
+    """
+    if tuple(truth.shape) in (tuple(labels.shape), tuple(labels.shape[-2:])):
         return ""
     return (f"The ground-truth labels have shape {tuple(truth.shape)} but the segmentation "
             f"has {tuple(labels.shape)}; choose the Labels layer drawn on this image.")
@@ -395,7 +398,8 @@ def plane_scores(truth: np.ndarray, labels: Any, planes: list[int], shape: tuple
     Parameters
     ----------
     truth : numpy.ndarray
-        The user's labels, same shape as ``labels``.
+        The user's labels, same shape as ``labels``, or of one plane (each of
+        ``planes`` is scored against it).
     labels : array-like
         The prediction.
     planes : list of int
@@ -411,8 +415,8 @@ def plane_scores(truth: np.ndarray, labels: Any, planes: list[int], shape: tuple
     rows = []
     for flat in planes:
         index = tuple(np.unravel_index(flat, shape)) if shape else ()
-        rows.append((flat, image_scores(np.asarray(truth[index]),
-                                        np.asarray(labels[index]))))
+        plane = truth if truth.ndim == 2 else truth[index]
+        rows.append((flat, image_scores(np.asarray(plane), np.asarray(labels[index]))))
     return rows
 
 

@@ -286,6 +286,19 @@ class SegmentOutputs:
         planes = info.get("planes") or [0]
         if info.get(PLANE_AT) and tuple(truth_data.shape) == tuple(stack.labels_shape):
             truth_data = truth_data[stack.plane_index(planes[0])]  # one plane's result (M6)
+        elif shape and tuple(truth_data.shape) == tuple(labels.shape[-2:]):
+            # the truth of one plane of a stack: the plane the sliders show (it was
+            # offered, then refused: GUI check h_gui36, M3)
+            from napari_nuclei_unet.widgets._own_layers import current_plane
+
+            flat = current_plane(self._shown["layer"], stack, self.viewer.dims.point,
+                                 self._shown["axes"])
+            if flat not in planes:
+                self.status.setText(f"Comparing failed: {stack.plane_name(flat)}, the plane "
+                                    "shown, was not segmented: segment it, or move the "
+                                    "sliders to a segmented plane.")
+                return None
+            planes = [flat]
         why = same_shape_or_why(truth_data, labels)
         if why:
             notify(f"Comparing failed: {why}", warning=True)
@@ -296,19 +309,25 @@ class SegmentOutputs:
                               for a in (truth_data, labels))
 
         def scored(pairs: list) -> None:
-            one = f"{name}[{planes[0]}]" if info.get(PLANE_AT) else name  # (h_gui21 L3)
-            rows = [ImageRow(id=f"{name}[{flat}]" if shape else one,
+            # planes by their axes, as Add plane names them (h_gui21 L3; h_gui36 L3)
+            one = f"{name}-{stack.plane_name(planes[0])}" if info.get(PLANE_AT) else name
+            rows = [ImageRow(id=f"{name}-{stack.plane_name(flat)}" if shape else one,
                              modality="own image", iou=s.iou, dice=s.dice, ap50=s.ap50,
                              dsb_score=s.dsb_score, n_true=s.n_true, n_pred=s.n_pred)
-                    for flat, s in pairs]
+                    for flat, s in pairs if s.n_true]  # a plane not annotated: no score
             push_scores_to_iou_panel(self.viewer, rows)  # named: they stay its scores
             if unwrapped(self.result_layer) is not unwrapped(compared):
                 return  # the dock let go of it meanwhile: not said under another image
             self.scores = rows
-            lines = [f"{r.id}: IoU {r.iou:.3f}, DSB {r.dsb_score:.3f} "
-                     f"({r.n_pred}/{r.n_true} nuclei)" for r in rows[:8]]
-            self.status.setText("\n".join(lines + ([f"… {len(rows) - 8} more planes"]
-                                                   if len(rows) > 8 else [])))
+            lines = [f"{r.id}: IoU {r.iou:.3f}, DSB {r.dsb_score:.3f} ({r.n_true} nuclei "
+                     f"in the ground truth, {r.n_pred} found)" for r in rows[:8]]
+            left = len(pairs) - len(rows)
+            self.status.setText("\n".join(
+                (lines or [f"{truth.name} has no nuclei on the planes segmented: nothing to "
+                           "score."])
+                + ([f"… {len(rows) - 8} more planes"] if len(rows) > 8 else [])
+                + ([f"{left} plane(s) without nuclei in {truth.name} (not annotated) are "
+                    "not scored."] if left and rows else [])))
 
         def failed(exc: BaseException) -> None:  # the notification fades; the dock says it
             from napari_nuclei_unet.widgets._workers import explain
