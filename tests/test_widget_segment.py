@@ -737,6 +737,16 @@ def test_the_panels_hidden_layers_are_never_offered_and_an_opened_image_is_chose
     assert widget.image.value is viewer.layers["later"]
     assert {c.name for c in widget.image.choices if c is not None} == {
         IMAGE_LAYER, "mine", "later"}
+    # a dock opened while the panel shows a sample does not choose it either (GUI check
+    # h_gui36, L2: it did, and Segment segmented the dataset's sample)
+    from napari_nuclei_unet.widgets.segment_widget import SegmentWidget
+
+    for name in ("mine", "later"):
+        viewer.layers.remove(name)
+    again = SegmentWidget(viewer)
+    assert [c.name for c in again.image.choices if c is not None] == [IMAGE_LAYER]
+    assert again.image.value is None
+    again.deleteLater()
 
 
 def test_axes_must_end_in_yx_as_napari_shows_the_layer(dock):

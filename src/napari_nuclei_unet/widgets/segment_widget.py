@@ -262,6 +262,8 @@ class SegmentWidget(SegmentOutputs, QWidget):
                                         self.say_what_add_adds)])  # of the plane shown
         on_destroyed(self, self._closed)
         share_the_column_when_shown(self)  # stacked under another dock
+        if self.image.value is not None and not is_users_layer(self.image.value):
+            self.image.value = None  # the form's first choice, made as it was built
         self._refresh_choices()
         self._show_model()
 
@@ -395,8 +397,9 @@ class SegmentWidget(SegmentOutputs, QWidget):
         try:
             self.form.reset_choices()
             self.after.reset_choices()
-            if self.image.value is None and self.image.choices:
-                self.image.value = self.image.choices[-1]
+            own = [c for c in self.image.choices if c is not None and is_users_layer(c)]
+            if self.image.value is None and own:  # the dataset's sample: offered, not
+                self.image.value = own[-1]  # chosen (GUI check h_gui36, L2)
             elif current is not None and current in self.image.choices:
                 self.image.value = current
         finally:
