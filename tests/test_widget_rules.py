@@ -183,3 +183,19 @@ def test_a_closed_dock_lets_go_of_naparis_events(make_napari_viewer, name, tmp_p
     assert [len(e.callbacks) for e in events] == before
     viewer.add_image(np.zeros((4, 4)))
     viewer.layers.pop()  # raised in the closed Segment dock's handler
+
+
+def test_tab_leaves_every_table_of_the_panel(make_napari_viewer, qtbot):
+    # in the Scores table Tab moved cell by cell, 61 rows x 9 columns, and never left it
+    # (GUI check h_gui36, L6); the arrow keys move between rows
+    from qtpy.QtWidgets import QAbstractItemView, QTableView
+
+    from napari_nuclei_unet.widgets.workflow_panel import WorkflowPanel
+
+    panel = WorkflowPanel(make_napari_viewer())
+    qtbot.addWidget(panel)
+    panel.build_all()
+    tables = panel.findChildren(QTableView)
+    assert len(tables) >= 5  # data, scores, measurements, retrain's, the model's
+    assert [t for t in tables if t.tabKeyNavigation()] == []
+    assert all(isinstance(t, QAbstractItemView) for t in tables)

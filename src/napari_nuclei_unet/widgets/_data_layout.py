@@ -102,6 +102,7 @@ def build(widget: Any) -> None:
     widget.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
     widget.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
     widget.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    widget.table.setTabKeyNavigation(False)  # Tab leaves the table; arrows move in it
     widget.table.verticalHeader().setVisible(False)
     widget.table.verticalHeader().setDefaultSectionSize(24)
     header = widget.table.horizontalHeader()

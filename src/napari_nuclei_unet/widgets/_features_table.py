@@ -70,6 +70,7 @@ class FeaturesTable(QTableView):
         self.features = FeaturesModel(self)
         self.setModel(self.features)
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.setTabKeyNavigation(False)  # Tab leaves the table; arrows move in it
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.verticalHeader().setDefaultSectionSize(20)
         # columns fit the first rows only: Qt's default read 1,000 rows per fit

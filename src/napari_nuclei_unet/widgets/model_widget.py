@@ -217,6 +217,10 @@ class _KeyValueTable(QTableWidget):
     its tooltip, instead of pushing the value column off-screen.
     """
 
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.setTabKeyNavigation(False)  # Tab leaves the table; arrows move in it
+
     def fit_columns(self) -> None:
         """Share the visible width: names as wide as needed up to half, values the rest."""
         room = self.viewport().width()
