@@ -349,3 +349,13 @@ def test_an_image_named_like_a_plane_keeps_its_own_labels(dock, qtbot, tmp_path)
     viewer.layers.selection.active = viewer.add_labels(tifffile.imread(kept), name=kept.stem)
     wait_worker(qtbot, widget.add_to_project(tmp_path / "p"))
     assert CorrectionStore(tmp_path / "p").ids() == ["well-b2-plane0"]
+
+
+def test_an_ome_files_layer_names_its_results_without_ome():
+    # napari names slide6000.ome.zarr's layer "slide6000.ome": the labels were saved as
+    # slide6000.ome_labels.tif (GUI check h_gui36, L7)
+    from napari_nuclei_unet.widgets._own_layers import safe_name
+
+    assert safe_name("slide6000.ome") == "slide6000"
+    assert safe_name("cells.OME") == "cells"
+    assert safe_name("home") == "home" and safe_name("my cells: day 2") == "my_cells_day_2"

@@ -159,8 +159,13 @@ def layer_stack(layer: Any, axes: str = "") -> Any:
 
 
 def safe_name(name: str) -> str:
-    """A file- and id-safe version of a layer name."""
+    """A file- and id-safe version of a layer name.
+
+    Without the ``.ome`` napari leaves of ``NAME.ome.zarr`` / ``.ome.tif``: the labels
+    were saved as ``NAME.ome_labels.tif`` (GUI check h_gui36, L7).
+    """
     cleaned = re.sub(r"[^A-Za-z0-9._+-]+", "_", str(name)).strip("._") or "image"
+    cleaned = re.sub(r"\.ome$", "", cleaned, flags=re.IGNORECASE) or "image"
     return cleaned[:80]
 
 
