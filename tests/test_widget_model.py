@@ -79,14 +79,20 @@ def test_bad_file_gives_plain_notification(model_widget, qtbot, tmp_path):
     assert all(e.startswith("This file is not a usable nuclei-unet checkpoint") for e in errors)
     assert widget.session.model is None
     assert widget.default_button.isEnabled()
-    # a broken bioimage.io package is called a package, not a checkpoint
+    # a broken .zip is called a package, not a checkpoint; one that is no package at all
+    # is not "This bioimage.io package" (GUI check h_gui36, L1)
     broken = tmp_path / "broken.zip"
     broken.write_bytes(b"not a zip")
     with capture_notifications() as notes:
         wait_worker(qtbot, widget.load(broken))
     errors = notes.texts("error")
     assert len(errors) == 1, notes.messages
-    assert errors[0].startswith("This bioimage.io package cannot be used here")
+    assert "broken.zip is not a bioimage.io model package" in errors[0]
+    assert "This bioimage.io" not in errors[0] and "checkpoint:" not in errors[0]
+    # the toast fades: the dock says it too, until a model loads
+    assert widget.export_status.text().startswith("broken.zip was not loaded: ")
+    wait_worker(qtbot, widget.load("default"))
+    assert widget.session.model is not None and widget.export_status.text() == ""
 
 
 def test_follows_model_set_by_another_dock(model_widget, qtbot, tiny_checkpoint):

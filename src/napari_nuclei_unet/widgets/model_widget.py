@@ -105,8 +105,10 @@ def _checkpoint_error(exc: BaseException, package: bool = False) -> str | None:
     text = str(exc)
     if "not installed" in text or "does not exist" in text:
         return text  # no file to blame: the message says what is missing and what to do
-    if package:
+    if package and "is not a bioimage.io model package" not in text:  # a zip, not one
         return f"This bioimage.io package cannot be used here: {text}"
+    if package:
+        return text
     return f"This file is not a usable nuclei-unet checkpoint: {text}"
 
 
@@ -361,16 +363,21 @@ class ModelWidget(ModelExport, QWidget):
         from napari_nuclei_unet.bioimageio.load import may_be_package
 
         name = "the default model" if str(path) == "default" else Path(path).name
+        words = partial(_checkpoint_error, package=may_be_package(path))
+
+        def failed(exc: BaseException) -> None:  # the toast fades: the dock says it too
+            from napari_nuclei_unet.widgets._workers import explain  # (h_gui36, L1)
+
+            self.export_status.setText(f"{name} was not loaded: {words(exc) or explain(exc)}")
+
+        def loaded(model: Any) -> None:
+            self.export_status.setText("")
+            self.session.set_model(model)
+
         worker = self.session.jobs.start(
-            "load model",
-            _load,
-            str(path),
-            self.device(),
-            on_returned=self.session.set_model,
-            on_finished=self._loading_finished,
-            action=f"Loading {name}",
-            error_message=partial(_checkpoint_error, package=may_be_package(path)),
-        )
+            "load model", _load, str(path), self.device(), on_returned=loaded,
+            on_errored=failed, on_finished=self._loading_finished,
+            action=f"Loading {name}", error_message=words)
         if worker is not None:
             self.name_label.setText(f"loading {name} …")
             self.default_button.setEnabled(False)
