@@ -935,6 +935,23 @@ def test_a_short_guessed_axis_is_noted_as_maybe_channels(dock, qtbot):
         "channel (0-1)."))
 
 
+def test_a_time_series_whose_file_records_its_axes_is_not_called_guessed(dock, qtbot,
+                                                                          tmp_path):
+    # an ImageJ hyperstack saved as TZYX got "the axes ... were guessed (TZYX): its 3 T
+    # entries are segmented as 3 planes. If they are channels ..." (GUI check h_gui36, L5)
+    viewer, widget = dock
+    data = np.stack([np.stack([nuclei_plane(t + z) for z in range(2)]) for t in range(3)])
+    tifffile.imwrite(tmp_path / "movie.tif", data, imagej=True, metadata={"axes": "TZYX"})
+    viewer.open(str(tmp_path / "movie.tif"), plugin="napari")
+    assert widget.image.value.name == "movie"
+    run(qtbot, widget)
+    assert widget.result.planes == list(range(6)) and "guessed" not in widget.status.text()
+    tifffile.imwrite(tmp_path / "plain.tif", data)  # no axes recorded: still noted
+    viewer.open(str(tmp_path / "plain.tif"), plugin="napari")
+    run(qtbot, widget)
+    assert "the axes of plain were guessed (TZYX)" in widget.status.text()
+
+
 def test_a_fiji_cyx_tiff_takes_its_files_axes_and_asks_for_the_channel(dock, qtbot,
                                                                         tmp_path, model):
     # its channels were segmented as Z planes, cytoplasm included, and the dock said so

@@ -49,9 +49,9 @@ def is_lazy(data: Any) -> bool:
 def default_axes(layer: Any) -> str:
     """Axes of a layer's data when the user gave none: ``...YX`` or ``...YXC`` for RGB.
 
-    A layer napari read whole from a TIFF whose metadata names a channel axis (an
-    ImageJ or OME ``CYX`` as Fiji writes it) takes the file's axes: its channels were
-    segmented as planes, cytoplasm included (GUI check h_gui31, M1).
+    A layer napari read whole from a TIFF whose metadata records its axes (an ImageJ
+    or OME ``CYX`` or ``TZYX`` as Fiji writes it) takes the file's axes: its channels
+    were segmented as planes, cytoplasm included (GUI check h_gui31, M1).
     """
     ndim = len(layer_data(layer).shape)
     if getattr(layer, "rgb", False):
@@ -69,11 +69,11 @@ _FILE_AXES: dict[tuple, tuple[str, tuple[int, ...]] | None] = {}
 
 
 def file_axes(layer: Any) -> str | None:
-    """The axes of the layer's TIFF file when it names channels and napari read it whole.
+    """The axes the layer's TIFF file records, when napari read it whole.
 
-    Only an ImageJ or OME file whose first series has the layer's very shape and a
-    channel axis; None otherwise (any other file, a layer made in napari, a file
-    changed or gone since). The file's header is read once.
+    Only an ImageJ or OME file whose first series has the layer's very shape and axes
+    of time, depth and at most one channel; None otherwise (any other file, a layer
+    made in napari, a file changed or gone since). The file's header is read once.
     """
     from napari_nuclei_unet.core.imageio import TIFF_SUFFIXES
 
@@ -104,7 +104,8 @@ def _read_file_axes(path: str) -> tuple[str, tuple[int, ...]] | None:
             axes, shape = series.axes.replace("S", "C"), tuple(int(n) for n in series.shape)
     except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError):
         return None  # a file tifffile cannot read: no axes from it
-    if axes.count("C") != 1 or not axes.endswith("YX") or len(axes) != len(shape):
+    if axes.count("C") > 1 or not axes.endswith("YX") or len(axes) != len(shape) \
+            or set(axes) - set("TZCYX"):  # tifffile's "I" or "Q": not recorded as such
         return None
     return axes, shape
 

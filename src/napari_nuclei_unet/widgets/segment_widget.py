@@ -56,6 +56,7 @@ from napari_nuclei_unet.widgets._layers import (
 )
 from napari_nuclei_unet.widgets._own_layers import (
     PLANE_AT,
+    file_axes,
     follow_the_sliders_always,
     go_to_plane,
     labels_to_show,
@@ -455,7 +456,7 @@ class SegmentWidget(SegmentOutputs, QWidget):
         self._stop = False
         self._source = {"layer": layer, "stack": stack, "channel": channel,
                         "axes": layer_axes(layer, self.axes.value), "path": read_from(layer)}
-        guessed = not self.axes.value.strip()
+        guessed = not self.axes.value.strip() and file_axes(layer) is None  # (h_gui36 L5)
         self._note = (rgb_note(layer.name, stack) if guessed and channel is None else "") + \
             (axes_note(layer.name, stack) if guessed and not big else "") + \
             ("" if big else labels_note(layer.name, stack, plane, channel)) + \
