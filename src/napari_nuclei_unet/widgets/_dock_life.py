@@ -12,9 +12,40 @@ def on_destroyed(widget: Any, callback: Callable[[], None]) -> None:
     Connected through a lambda: PyQt never calls a bound method of the object being
     destroyed, so ``widget.destroyed.connect(widget.method)`` would silently not run.
     The widget's Qt children are going away then: ``callback`` should touch plain
-    Python state only.
+    Python state only. The widget is destroyed when napari closes its dock
+    (:func:`_destroy_when_closed`).
     """
     widget.destroyed.connect(lambda *_args: callback())
+    _destroy_when_closed(widget)
+
+
+def _destroy_when_closed(widget: Any) -> None:
+    """Destroy ``widget`` (and so its children) once napari's × takes it out of its dock.
+
+    napari 0.9's × only un-parents a dock's widget, and its activity list keeps every
+    job's cancel callback, a method of the dock that ran it: a closed dock was never
+    destroyed, so a segmentation went on and added its labels later, and the closed
+    panel's side by side kept hiding the images opened next (GUI check h_gui37, H1).
+    """
+    from qtpy.QtCore import QEvent, QObject
+
+    if widget.property("nuclei_unet_destroyed_when_closed"):
+        return
+    widget.setProperty("nuclei_unet_destroyed_when_closed", True)
+
+    class _Closed(QObject):
+        docked = False
+
+        def eventFilter(self, watched: Any, event: Any) -> bool:  # noqa: N802 - Qt's name
+            if event.type() == QEvent.Type.ParentChange:
+                if in_window(watched):
+                    self.docked = True
+                elif self.docked and watched.parent() is None:
+                    watched.removeEventFilter(self)
+                    watched.deleteLater()
+            return False
+
+    widget.installEventFilter(_Closed(widget))
 
 
 def disconnect_all(pairs: Iterable[tuple[Any, Callable[..., Any]]]) -> None:

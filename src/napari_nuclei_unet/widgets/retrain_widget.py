@@ -215,7 +215,8 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
     def _on_destroyed(self, *_args: Any) -> None:
         # the dock's Qt objects are going away: only plain Python from here
         self._dead = True  # a job's late handlers (a round, a save) may still run
-        if self._owns_round:  # never fine-tune on for a deleted dock
+        if self._owns_round:  # never fine-tune on for a deleted dock, and say why
+            self._closed_stop = self._closed_stop or not self._stop_event.is_set()
             self._stop_event.set()
         state = self._edit
         if state is not None:  # the session says again what happens to the mask's edits
