@@ -90,7 +90,7 @@ def test_bad_file_gives_plain_notification(model_widget, qtbot, tmp_path):
     assert "broken.zip is not a bioimage.io model package" in errors[0]
     assert "This bioimage.io" not in errors[0] and "checkpoint:" not in errors[0]
     # the toast fades: the dock says it too, until a model loads
-    assert widget.export_status.text().startswith("broken.zip was not loaded: ")
+    assert widget.export_status.text().startswith("broken.zip was not loaded. ")
     wait_worker(qtbot, widget.load("default"))
     assert widget.session.model is not None and widget.export_status.text() == ""
 

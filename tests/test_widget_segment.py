@@ -717,7 +717,10 @@ def test_a_destroyed_docks_late_result_is_not_shown(dock, qtbot):
 
 def test_the_panels_hidden_layers_are_never_offered_and_an_opened_image_is_chosen(
         dock, qtbot, tmp_path):
-    from napari_nuclei_unet.widgets._compare_layers import placeholder_makers
+    from napari_nuclei_unet.widgets._compare_layers import (
+        PREDICTION_IMAGE_LAYER,
+        placeholder_makers,
+    )
     from napari_nuclei_unet.widgets._layers import IMAGE_LAYER
 
     viewer, widget = dock
@@ -726,9 +729,11 @@ def test_the_panels_hidden_layers_are_never_offered_and_an_opened_image_is_chose
     assert [c for c in widget.image.choices if c is not None] == []
     assert [c for c in widget.truth.choices if c is not None] == []
     assert widget.image.value is None
-    # the panel shows a sample: offered, but not chosen for the user
+    # the panel shows a sample: offered, but not chosen for the user; its copy drawing
+    # the prediction pane is not (GUI check h_gui37, L-new-3)
     shown = viewer.layers[IMAGE_LAYER]
     shown.metadata.clear()
+    viewer.layers[PREDICTION_IMAGE_LAYER].metadata.clear()
     widget._refresh_choices()
     mine = viewer.add_image(nuclei_plane(2), name="mine")
     assert widget.image.value is mine
@@ -1174,7 +1179,7 @@ def test_segmenting_an_image_leaves_a_datasets_side_by_side(dock, qtbot):
     assert mine.visible and layer.visible
     # the user is told where the sample went and how to see it again (h_gui25)
     assert notes.any("sample 0a7d30b2 is hidden so that your image shows; click its "
-                     "row in the Data panel's table"), notes.messages
+                     "row in the table of the Data step"), notes.messages
     assert not cl.side_by_side_active(viewer)
     assert not viewer.layers[IMAGE_LAYER].visible
     # the sample shown again, then the image chosen: shown with its result, as after

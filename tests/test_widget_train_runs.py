@@ -220,6 +220,14 @@ def test_a_run_that_validates_below_the_shipped_model_does_not_replace_it(
     assert widget.session.jobs.running("load model") is None
     widget._show_last_run()
     assert _offered(widget)
+    # a run not validated (Validation fraction 0) was put in use (GUI check h_gui37)
+    run = fake_run(tmp_path / "runs", "run-20261206-111003", best={"epoch": 1})
+    widget.last_run = run_model(run)
+    with capture_notifications() as notes:
+        assert widget.use_or_offer_run() is None
+    assert notes.any("the default model stays in use (the run was not validated: "
+                     "Validation fraction 0)"), notes.messages
+    assert widget.session.jobs.running("load model") is None
 
 
 def test_a_stopped_run_does_not_replace_the_default_model(trainer, tmp_path):  # noqa: F811

@@ -545,8 +545,8 @@ def step_aside_for(viewer: napari.Viewer, layer) -> bool:
 
         sample_id = next((i for i in hidden if i), "")
         notify(f"The dataset's sample{f' {short_id(sample_id)}' if sample_id else ''} is "
-               "hidden so that your image shows; click its row in the Data panel's table "
-               "to see it again.")
+               "hidden so that your image shows; click its row in the table of the Data "
+               "step (Plugins menu, Nuclei U-Net) to see it again.")
     return True
 
 

@@ -120,14 +120,15 @@ class RunOffer:
         run, auto, model = self.last_run, self._auto_used, self.session.model
         stopped = bool(getattr(getattr(self, "result", None), "cancelled", False))
         shipped = shipped_validation() if model is None else None
-        if model is None and not stopped and not (
-                run is not None and run.val_iou is not None and shipped is not None
-                and run.val_iou < shipped[0]):
+        validated = run is not None and run.val_iou is not None
+        if model is None and not stopped and validated and (
+                shipped is None or run.val_iou >= shipped[0]):
             self.use_trained_model(announce="in place of the default model")
             return
         if model is None:  # the default model is the one in use (GUI check h_gui36, M2)
             why = "The stopped run's model" if stopped else "The trained model"
-            worse = "" if stopped else (
+            worse = "" if stopped else " (the run was not validated: Validation fraction " \
+                "0)" if not validated else (  # a throw-away run was used (h_gui37)
                 f" (on {'the same' if run.val_ids == shipped[1] else 'its own'} validation "
                 f"images it scores IoU {shipped[0]:.3f}, the new model {run.val_iou:.3f})")
             notify(f"{why} was not put in use: the default model stays in use{worse}. Click "

@@ -368,7 +368,7 @@ class ModelWidget(ModelExport, QWidget):
         def failed(exc: BaseException) -> None:  # the toast fades: the dock says it too
             from napari_nuclei_unet.widgets._workers import explain  # (h_gui36, L1)
 
-            self.export_status.setText(f"{name} was not loaded: {words(exc) or explain(exc)}")
+            self.export_status.setText(f"{name} was not loaded. {words(exc) or explain(exc)}")
 
         def loaded(model: Any) -> None:
             self.export_status.setText("")

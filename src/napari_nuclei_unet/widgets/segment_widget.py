@@ -49,6 +49,7 @@ from napari_nuclei_unet.widgets._dock_life import (
 from napari_nuclei_unet.widgets._features_table import FeaturesTable
 from napari_nuclei_unet.widgets._layers import (
     EDITED_KEY,
+    IMAGE_LAYER,
     is_placeholder,
     is_users_layer,
     unwrapped,
@@ -228,8 +229,9 @@ class SegmentWidget(SegmentOutputs, QWidget):
     def _image_choices(self, *_args: Any) -> list:
         import napari
 
-        return [(layer.name, layer) for layer in self.viewer.layers
-                if isinstance(layer, napari.layers.Image) and not is_placeholder(layer)]
+        return [(layer.name, layer) for layer in self.viewer.layers  # the dataset's sample
+                if isinstance(layer, napari.layers.Image) and not is_placeholder(layer)
+                and (is_users_layer(layer) or layer.name == IMAGE_LAYER)]  # not its copy
 
     def _labels_choices(self, *_args: Any) -> list:
         """Labels layers that can be the chosen image's ground truth.
