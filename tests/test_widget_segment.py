@@ -390,6 +390,8 @@ def test_compare_pushes_scores_and_add_to_project(dock, qtbot, tmp_path):
     wait_worker(qtbot, widget.compare())
     assert [(r.id, r.iou) for r in widget.scores] == [("zs-plane1", pytest.approx(1.0))]
     assert "zs-plane1: IoU 1.000, DSB 1.000" in widget.status.text()
+    assert "plane 1 truth is the ground truth of one plane: it was laid on plane1, the " \
+        "plane shown" in widget.status.text()  # a wrong plane is told (h_gui37, L-new-1)
     viewer.layers.remove(one)
     widget.truth.value = truth
     # wrong shape: not offered; one that changed shape since: a plain message, no scores

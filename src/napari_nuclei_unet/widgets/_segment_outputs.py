@@ -283,7 +283,7 @@ class SegmentOutputs:
         labels, truth_data = result_labels(self.result_layer), layer_data(truth)  # (M7)
         shape = stack.plane_shape if len(labels.shape) > 2 else ()
         info = self.result_layer.metadata.get(RESULT_KEY) or {}
-        planes = info.get("planes") or [0]
+        planes, laid = info.get("planes") or [0], ""
         if info.get(PLANE_AT) and tuple(truth_data.shape) == tuple(stack.labels_shape):
             truth_data = truth_data[stack.plane_index(planes[0])]  # one plane's result (M6)
         elif shape and tuple(truth_data.shape) == tuple(labels.shape[-2:]):
@@ -298,7 +298,7 @@ class SegmentOutputs:
                                     "shown, was not segmented: segment it, or move the "
                                     "sliders to a segmented plane.")
                 return None
-            planes = [flat]
+            planes, laid = [flat], stack.plane_name(flat)
         why = same_shape_or_why(truth_data, labels)
         if why:
             notify(f"Comparing failed: {why}", warning=True)
@@ -327,7 +327,9 @@ class SegmentOutputs:
                            "score."])
                 + ([f"… {len(rows) - 8} more planes"] if len(rows) > 8 else [])
                 + ([f"{left} plane(s) without nuclei in {truth.name} (not annotated) are "
-                    "not scored."] if left and rows else [])))
+                    "not scored."] if left and rows else [])
+                + ([f"{truth.name} is the ground truth of one plane: it was laid on {laid}, "
+                    "the plane shown (move the sliders to its own plane)."] if laid else [])))
 
         def failed(exc: BaseException) -> None:  # the notification fades; the dock says it
             from napari_nuclei_unet.widgets._workers import explain
