@@ -198,4 +198,12 @@ def test_tab_leaves_every_table_of_the_panel(make_napari_viewer, qtbot):
     tables = panel.findChildren(QTableView)
     assert len(tables) >= 5  # data, scores, measurements, retrain's, the model's
     assert [t for t in tables if t.tabKeyNavigation()] == []
+    # ... nor stops on the scroll area of a page, which shows no focus (h_gui37)
+    from qtpy.QtCore import Qt
+
+    from napari_nuclei_unet.widgets._scroll import _WideEnoughScrollArea
+
+    pages = panel.findChildren(_WideEnoughScrollArea)
+    assert len(pages) >= 7
+    assert [a for a in pages if a.focusPolicy() != Qt.FocusPolicy.NoFocus] == []
     assert all(isinstance(t, QAbstractItemView) for t in tables)

@@ -220,6 +220,7 @@ def test_a_run_that_validates_below_the_shipped_model_does_not_replace_it(
     assert widget.session.jobs.running("load model") is None
     widget._show_last_run()
     assert _offered(widget)
+    assert widget.last_run_label.text().endswith(" · the default model: 0.862")
     # a run not validated (Validation fraction 0) was put in use (GUI check h_gui37)
     run = fake_run(tmp_path / "runs", "run-20261206-111003", best={"epoch": 1})
     widget.last_run = run_model(run)

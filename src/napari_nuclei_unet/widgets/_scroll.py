@@ -47,6 +47,9 @@ def scroll_area(widget: QWidget) -> QScrollArea:
     area.setFrameShape(QFrame.Shape.NoFrame)
     area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
     area.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+    # Tab goes from control to control, the area scrolling to each; the area itself
+    # took a Tab press that showed nothing (GUI check h_gui37, L6)
+    area.setFocusPolicy(Qt.FocusPolicy.NoFocus)
     return area
 
 

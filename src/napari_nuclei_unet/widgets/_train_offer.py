@@ -101,8 +101,11 @@ class RunOffer:
             self.last_run_row.setVisible(False)
             return
         in_use = same_file(getattr(self.session.model, "path", None), run.checkpoint)
-        self.last_run_label.setText(f"Last run: {run_words(run)}" + (" · in use" if in_use
-                                                                     else ""))
+        shipped = shipped_validation() if self.session.model is None else None
+        below = "" if in_use or shipped is None or run.val_iou is None \
+            or run.val_iou >= shipped[0] else f" · the default model: {shipped[0]:.3f}"
+        self.last_run_label.setText(f"Last run: {run_words(run)}"  # its toast is cut off
+                                    + (" · in use" if in_use else below))  # (h_gui37)
         self.last_run_label.setToolTip(str(run.checkpoint))
         self.use_model_button.setVisible(not in_use)
         self.last_run_row.setVisible(True)
