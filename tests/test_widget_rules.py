@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 WIDGETS = Path(__file__).resolve().parents[1] / "src" / "napari_nuclei_unet" / "widgets"
@@ -207,3 +208,28 @@ def test_tab_leaves_every_table_of_the_panel(make_napari_viewer, qtbot):
     assert len(pages) >= 7
     assert [a for a in pages if a.focusPolicy() != Qt.FocusPolicy.NoFocus] == []
     assert all(isinstance(t, QAbstractItemView) for t in tables)
+
+
+@pytest.mark.gui
+def test_a_closed_panel_lets_go_of_the_sessions_signals(make_napari_viewer, qtbot):
+    # closed with napari's x, the panel is destroyed now (GUI check h_gui37, H1); its Train
+    # and Model steps stayed connected, and the samples loaded next reached a deleted label
+    from napari_nuclei_unet.core.dataset import Sample
+    from napari_nuclei_unet.widgets._session import session_for
+    from napari_nuclei_unet.widgets.workflow_panel import WorkflowPanel
+
+    viewer = make_napari_viewer()
+    session = session_for(viewer)
+    signals = [session.model_changed, session.samples_changed, session.current_changed,
+               session.scores_changed, session.predictions_changed]  # (the viewer's layer
+    # warm-up, started by the panel once, stays on dataset_changed)
+    before = [len(s) for s in signals]
+    panel = WorkflowPanel(viewer)
+    viewer.window.add_dock_widget(panel, name="all steps")
+    panel.build_all()
+    assert [len(s) for s in signals] != before
+    viewer.window.remove_dock_widget(panel)  # napari's x: no deleteLater here
+    qtbot.waitUntil(lambda: [len(s) for s in signals] == before, timeout=5000)
+    session.add_samples([Sample("s", np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.int32),
+                                "fluorescence")])
+    session.set_model(None)

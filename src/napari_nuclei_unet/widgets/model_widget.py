@@ -34,7 +34,11 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_nuclei_unet.widgets._dock_life import share_the_column_when_shown
+from napari_nuclei_unet.widgets._dock_life import (
+    disconnect_all,
+    on_destroyed,
+    share_the_column_when_shown,
+)
 from napari_nuclei_unet.widgets._model_export import ModelExport
 from napari_nuclei_unet.widgets._model_names import model_name
 from napari_nuclei_unet.widgets._model_training import (  # noqa: F401  (re-exported)
@@ -285,6 +289,8 @@ class ModelWidget(ModelExport, QWidget):
         self.session = session_for(napari_viewer)
         self._build()
         self.session.model_changed.connect(self._show_model)
+        on_destroyed(self, lambda: disconnect_all([(self.session.model_changed,
+                                                    self._show_model)]))  # closed
         self._show_model()
         share_the_column_when_shown(self)  # stacked under another dock
         # listing devices imports torch: do it in the background

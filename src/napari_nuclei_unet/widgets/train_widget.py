@@ -140,10 +140,15 @@ class TrainWidget(RunOffer, QWidget):
         self._build()
         self.set_config(TrainConfig())
         theme = connect_napari([(self.viewer.events.theme, self._on_theme)])
-        on_destroyed(self, lambda: disconnect_all(theme))  # napari keeps its events
         share_the_column_when_shown(self)  # stacked under another dock
         self.session.model_changed.connect(self._update_start_from)
         self.session.samples_changed.connect(self._update_data_label)
+        # napari keeps its events, and a closed dock's wrapper may outlive its Qt part
+        # (the samples loaded next reached a deleted label: h_gui37 recheck)
+        on_destroyed(self, lambda: disconnect_all([
+            *theme, (self.session.model_changed, self._update_start_from),
+            (self.session.samples_changed, self._update_data_label),
+            (self.session.model_changed, self._show_last_run)]))
         # never train on for a deleted dock (the events are reused, never replaced)
         self.destroyed.connect(self._stop_event.set)
         self._update_start_from()
