@@ -155,8 +155,8 @@ def in_window(widget: Any) -> bool:
     """Whether ``widget`` is in a dock or a main window: False once napari closed its dock.
 
     napari 0.9 un-parents a closed dock's widget (``setParent(None)``) instead of
-    destroying it, so ``destroyed`` does not fire while a job still holds the widget
-    (GUI check h_gui33, H1). A floating dock is still in a dock.
+    destroying it (GUI check h_gui33, H1): :func:`_destroy_when_closed` tells a close
+    by it. A floating dock is still in a dock.
     """
     from qtpy.QtWidgets import QDockWidget, QMainWindow
 

@@ -18,7 +18,6 @@ from qtpy.QtCore import QTimer
 from napari_nuclei_unet.core.finetune import FINETUNE_DEFAULTS
 from napari_nuclei_unet.core.finetune.results import NOT_ADOPTED, iou_change
 from napari_nuclei_unet.core.progress import Progress
-from napari_nuclei_unet.widgets._dock_life import in_window
 from napari_nuclei_unet.widgets._layers import quoted_names, short_id
 from napari_nuclei_unet.widgets._retrain_jobs import (
     ALL_ASIDE,
@@ -215,7 +214,7 @@ class FinetuneSteps:
             forget_round(self.project, self._round_id)
             return None
         self._closing = False
-        self._owns_round, self._docked, self._closed_stop = True, in_window(self), False
+        self._owns_round, self._closed_stop = True, False
         self._outcome = None
         self._failure = ""
         self._round_at = ""
@@ -311,9 +310,7 @@ class FinetuneSteps:
     def _on_update(self, update: Any) -> None:
         from napari_nuclei_unet.widgets._progress import format_duration
 
-        if self._docked and not self._stop_event.is_set() and not in_window(self):
-            self._closed_stop = True  # its dock was closed: the round stops, and says why
-            self._stop_event.set()
+        # a closed dock is destroyed (_dock_life.on_destroyed): its round stops and says why
         if self._closing or self._closed_stop:
             return
         self._round_at = _round_stage_words(update) or self._round_at

@@ -132,7 +132,7 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         self.last_adopted: bool | None = None
         self._edit: editing.EditState | None = None
         self._stop_event = self.session.finetune_stop  # one per viewer (h_gui33, H1)
-        self._owns_round = self._docked = self._closed_stop = False
+        self._owns_round = self._closed_stop = False
         self._done_event = threading.Event()
         self._done_event.set()
         self._closing = False
