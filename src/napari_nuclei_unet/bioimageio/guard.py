@@ -111,10 +111,11 @@ def _check_folder(folder: Path) -> None:
                 raise CheckpointError(
                     f"{folder} holds more than {MAX_FILES:,} files, far more than a model "
                     f"package needs, so it is refused. Give the package's own folder. {_ASK}")
+            if root == str(folder) and _is_rdf_name(name):
+                continue  # checked above, with the weights it names
             info = _regular(Path(root) / name)
             if info is not None and not stat.S_ISDIR(info.st_mode):
-                _check_size(name, info.st_size, root == str(folder) and _is_rdf_name(name),
-                            folder)
+                _check_size(name, info.st_size, False, folder)
 
 
 def _check_description_file(rdf: Path, where: Path | None = None) -> None:
