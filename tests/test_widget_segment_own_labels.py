@@ -351,11 +351,18 @@ def test_an_image_named_like_a_plane_keeps_its_own_labels(dock, qtbot, tmp_path)
     assert CorrectionStore(tmp_path / "p").ids() == ["well-b2-plane0"]
 
 
-def test_an_ome_files_layer_names_its_results_without_ome():
+def test_an_ome_files_layer_names_its_results_without_ome(dock, qtbot):
     # napari names slide6000.ome.zarr's layer "slide6000.ome": the labels were saved as
-    # slide6000.ome_labels.tif (GUI check h_gui36, L7)
+    # slide6000.ome_labels.tif (GUI check h_gui36, L7), and the result layer was named
+    # "slide6000.ome labels" (h_gui37)
     from napari_nuclei_unet.widgets._own_layers import safe_name
 
     assert safe_name("slide6000.ome") == "slide6000"
     assert safe_name("cells.OME") == "cells"
     assert safe_name("home") == "home" and safe_name("my cells: day 2") == "my_cells_day_2"
+    viewer, widget = dock
+    truth = disc_labels(SHAPE, [(12, 12), (30, 40)])
+    widget.image.value = viewer.add_image((truth > 0).astype(np.uint16) * 900 + 50,
+                                          name="cells.ome")
+    wait_worker(qtbot, widget.segment())
+    assert widget.result_layer.name == "cells labels"

@@ -159,6 +159,15 @@ def layer_stack(layer: Any, axes: str = "") -> Any:
                             read_by=None if (axes or "").strip() else "")
 
 
+def shown_stem(name: str) -> str:
+    """A layer name without the ``.ome`` napari leaves of ``NAME.ome.zarr`` / ``.ome.tif``.
+
+    The result layer of ``small.ome.zarr`` was named "small.ome labels" (GUI check
+    h_gui37, L7 left-over).
+    """
+    return re.sub(r"\.ome$", "", str(name), flags=re.IGNORECASE) or str(name)
+
+
 def safe_name(name: str) -> str:
     """A file- and id-safe version of a layer name.
 

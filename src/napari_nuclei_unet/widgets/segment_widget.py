@@ -57,6 +57,7 @@ from napari_nuclei_unet.widgets._layers import (
 )
 from napari_nuclei_unet.widgets._own_layers import (
     PLANE_AT,
+    bring_into_view,
     file_axes,
     follow_the_sliders_always,
     go_to_plane,
@@ -65,6 +66,8 @@ from napari_nuclei_unet.widgets._own_layers import (
     placement,
     plane_at,
     results_follow_the_sliders,
+    show_channel,
+    shown_stem,
 )
 from napari_nuclei_unet.widgets._progress import eta_text
 from napari_nuclei_unet.widgets._retrain_project import unwritable_reason
@@ -556,7 +559,6 @@ class SegmentWidget(SegmentOutputs, QWidget):
     def _show_result(self, result: Any) -> None:
 
         from napari_nuclei_unet.widgets._compare_layers import step_aside_for
-        from napari_nuclei_unet.widgets._own_layers import bring_into_view, show_channel
         from napari_nuclei_unet.widgets._working_copies import (
             release,
             release_when_removed,
@@ -567,7 +569,7 @@ class SegmentWidget(SegmentOutputs, QWidget):
         step_aside_for(self.viewer, layer)  # a dataset's side by side: the user's image
         one_of_many = bool(result.zarr_path) and stack.n_planes > 1  # a 2-D layer per plane
         where = plane_at(stack, self._source["axes"], result.planes[0]) if one_of_many else None
-        name = f"{layer.name} labels" + (  # as ids and sliders count (h_gui19, M3)
+        name = f"{shown_stem(layer.name)} labels" + (  # as ids and sliders count (h_gui19, M3)
             f" ({stack.plane_name(result.planes[0])})" if one_of_many else "")
         features = layer_features(result.table)
         shown, gaps = labels_to_show(layer, self._source["axes"], stack, result.labels)
