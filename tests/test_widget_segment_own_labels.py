@@ -366,3 +366,21 @@ def test_an_ome_files_layer_names_its_results_without_ome(dock, qtbot):
                                           name="cells.ome")
     wait_worker(qtbot, widget.segment())
     assert widget.result_layer.name == "cells labels"
+
+
+def test_the_pickers_follow_a_layer_renamed_in_the_layer_list(dock):
+    # the Ground truth list kept a layer's old name after it was renamed in napari's
+    # layer list (GUI check h_gui36, L4)
+    viewer, widget = dock
+    image = viewer.add_image(np.zeros(SHAPE, np.uint16), name="image 1")
+    viewer.add_labels(np.zeros(SHAPE, np.int32), name="Labels")
+    widget.image.value = image
+
+    def shown(combo) -> list[str]:
+        return [combo.native.itemText(i) for i in range(combo.native.count())]
+
+    assert "Labels" in shown(widget.truth) and "image 1" in shown(widget.image)
+    viewer.layers["Labels"].name = "my truth"
+    image.name = "well B2"
+    assert "my truth" in shown(widget.truth) and "Labels" not in shown(widget.truth)
+    assert widget.image.native.currentText() == "well B2" and widget.image.value is image

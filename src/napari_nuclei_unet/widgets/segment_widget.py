@@ -262,6 +262,7 @@ class SegmentWidget(SegmentOutputs, QWidget):
             signal.connect(slot)
         self._pairs += connect_napari([(events.inserted, self._on_inserted),
                                        (events.removed, self._on_removed),
+                                       (events.renamed, self._refresh_choices),  # h_gui36 L4
                                        (self.viewer.layers.selection.events.active,
                                         self.follow_chosen_result),
                                        (self.viewer.dims.events.current_step,
