@@ -318,6 +318,28 @@ def test_two_exports_to_one_file_write_apart(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []  # each removed its own
 
 
+def test_an_export_removes_what_a_killed_export_left_and_not_one_in_progress(tmp_path,
+                                                                              monkeypatch):
+    # a killed export left its hidden ".m.zip.*.tmp" for ever (review h_rev19, L2)
+    import os
+    import time
+
+    from napari_nuclei_unet.bioimageio import export as export_module
+
+    old, young = tmp_path / ".m.zip.k1ll3d.tmp", tmp_path / ".m.zip.busy.tmp"
+    for path in (old, young):
+        path.write_bytes(b"PK")
+    hours_ago = time.time() - 2 * export_module.STALE_PARTIAL_S
+    os.utime(old, (hours_ago, hours_ago))
+    other = tmp_path / ".n.zip.k1ll3d.tmp"  # another file's
+    other.write_bytes(b"PK")
+    os.utime(other, (hours_ago, hours_ago))
+    monkeypatch.setattr(export_module, "build_package_folder", lambda *a, **k: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        export_module.export_bioimageio("default", tmp_path / "m.zip")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([other.name, young.name])
+
+
 def test_napari_start_and_core_do_not_import_bioimageio():
     import subprocess
     import sys

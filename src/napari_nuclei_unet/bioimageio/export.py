@@ -44,6 +44,9 @@ LOW_PERCENTILE = 1.0
 HIGH_PERCENTILE = 99.8
 HALO = 32
 ONNX_OPSET = 17
+#: A hidden partial package older than this (seconds) beside the destination was left
+#: by an export that was killed; younger ones may be another export's, in progress.
+STALE_PARTIAL_S = 3600.0
 INPUT_ID = "raw"
 OUTPUT_ID = "probability"
 
@@ -446,6 +449,7 @@ def export_bioimageio(model: str | os.PathLike, out: str | os.PathLike, *,
         fsync_file,
         make_temp,
         plain_os_error,
+        remove_stale_temps,
         replace,
     )
 
@@ -455,6 +459,8 @@ def export_bioimageio(model: str | os.PathLike, out: str | os.PathLike, *,
         chmod_shareable(partial)  # mkstemp's 0600: colleagues could not read it (h_rev18 M3)
     except OSError as exc:
         raise plain_os_error(exc, out) from exc
+    # what an export killed midway left (h_rev19, L2); not another export's, in progress
+    remove_stale_temps(out.parent, out.name, keep={partial.name}, older_than_s=STALE_PARTIAL_S)
     try:
         with tempfile.TemporaryDirectory(prefix="nuclei-unet-bioimageio-") as tmp:
             folder = Path(tmp) / "package"

@@ -231,11 +231,13 @@ def atomic_write_json(path: str | os.PathLike, data: Any) -> Path:
 
 
 def remove_stale_temps(folder: str | os.PathLike, name: str,
-                       keep: set[str] | frozenset[str] = frozenset()) -> int:
+                       keep: set[str] | frozenset[str] = frozenset(),
+                       older_than_s: float | None = None) -> int:
     """Delete the ``.<name>.*.tmp`` files a crash left in ``folder``.
 
     Only call this while holding the lock that writers of ``name`` take (or when no
-    writer can be running), or a write in progress loses its temporary file.
+    writer can be running), or a write in progress loses its temporary file; without
+    such a lock, give ``older_than_s`` longer than any write takes.
 
     Parameters
     ----------
@@ -245,14 +247,19 @@ def remove_stale_temps(folder: str | os.PathLike, name: str,
         The destination file name whose leftovers to remove.
     keep : set of str
         Temporary file names not to delete (e.g. those a commit record still needs).
+    older_than_s : float, optional
+        Only delete those last written at least this many seconds ago.
 
     Returns
     -------
     int
         How many files were removed.
     """
+    import time
+
     removed = 0
     prefix = f".{name}."
+    before = None if older_than_s is None else time.time() - older_than_s
     try:
         entries = list(os.scandir(folder))
     except OSError:
@@ -261,6 +268,8 @@ def remove_stale_temps(folder: str | os.PathLike, name: str,
         if (entry.name.startswith(prefix) and entry.name.endswith(".tmp")
                 and entry.name not in keep):
             try:
+                if before is not None and entry.stat().st_mtime > before:
+                    continue  # perhaps another writer's, still being written
                 os.unlink(entry.path)
                 removed += 1
             except OSError:
