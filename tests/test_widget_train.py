@@ -200,6 +200,24 @@ def test_closing_napari_during_training_saves(make_napari_viewer, qtbot, tmp_pat
     qtbot.waitUntil(lambda: worker.handled, timeout=30_000)
 
 
+def test_closing_the_train_dock_during_training_stops_it_and_says_so(trainer, qtbot):
+    # napari's x destroys the dock now: the run stopped without a word, its handlers
+    # failing on the deleted labels first (review h_rev20, H1)
+    viewer, widget = trainer
+    widget.set_config(tiny_config(epochs=500, steps_per_epoch=2))
+    worker = widget.start()
+    qtbot.waitUntil(lambda: len(widget.curves.points("train_loss")) >= 1, timeout=120_000)
+    run_dir = widget.run_dir
+    with capture_notifications() as notes:
+        viewer.window.remove_dock_widget(widget)  # napari's x
+        wait_worker(qtbot, worker, timeout=120_000)
+        qtbot.waitUntil(lambda: worker.handled, timeout=30_000)
+    assert notes.texts() == [
+        "The Train panel was closed: training stops after its current step. The best model "
+        f"so far is kept in {run_dir}; open the Train panel to use it."]
+    assert widget.result.cancelled and (run_dir / "best.safetensors").exists()
+
+
 def test_finished_training_offers_its_model_instead_of_swapping_it_in(trainer, qtbot):
     """A model in use (and its scores) is never replaced without the user asking."""
     viewer, widget = trainer

@@ -477,8 +477,10 @@ class SegmentOutputs:
         def written(path: Any) -> None:
             notify(f"{done} {path}.")
             if saves is not None:
-                self._say_saved(f"{done} {path}.", saves)
-                saved(saves, token)
+                try:
+                    self._say_saved(f"{done} {path}.", saves)
+                finally:  # the dock closed meanwhile: still saved (review h_rev20, M1)
+                    saved(saves, token)
             else:
                 self.status.setText(f"{done} {path}.")
             if after is not None:
@@ -558,14 +560,15 @@ class SegmentOutputs:
             if region is not None:
                 text += " " + region_words(stack.name, stack, region)
             notify(text + ("" if edited else f" {NOT_EDITED}"))
-            self._say_saved(text, result_layer, EDITED_SINCE_ADDED)  # the notification
-            # fades (GUI check h_gui11, L4)
-            if target.get("own"):  # a kept file, added: not offered again (once each of
-                set_aside(result_layer.name, stack.plane_name(flat),  # its planes is)
-                          stack.n_planes if len(target["labels"].shape) > 2 else 1)
-            else:  # not kept on closing as unsaved when all its strokes are in (h_gui23 M3)
-                added(result_layer, token, painted_plane(result_layer, stack.plane_index(flat)),
-                      region)
+            try:  # the notification fades (GUI check h_gui11, L4)
+                self._say_saved(text, result_layer, EDITED_SINCE_ADDED)
+            finally:  # the dock closed meanwhile: still added (review h_rev20, M1)
+                if target.get("own"):  # a kept file, added: not offered again (once each
+                    set_aside(result_layer.name, stack.plane_name(flat),  # of its planes is)
+                              stack.n_planes if len(target["labels"].shape) > 2 else 1)
+                else:  # not kept on closing as unsaved when all its strokes are in (h_gui23)
+                    added(result_layer, token,
+                          painted_plane(result_layer, stack.plane_index(flat)), region)
 
         def failed(exc: BaseException) -> None:  # the notification fades; the dock says it
             not_saved(result_layer, token)

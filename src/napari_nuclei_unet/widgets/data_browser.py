@@ -366,6 +366,9 @@ class DataBrowserWidget(SampleShowing, QWidget):
         dataset, stamps = opened
         self.stop_loading()  # a "Load all" of the previous dataset must not fill the new one
         self._pending_id = None
+        if self._dead:  # closed while it opened: the session still gets it (h_rev20, M1)
+            note = self.session.set_dataset(dataset, stamps)
+            return notify(note) if note else None
         self._fill_table(dataset)
         if self._offered_path and Path(self._offered_path) == Path(dataset.path):
             self.offer_box.setVisible(False)

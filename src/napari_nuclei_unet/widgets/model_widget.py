@@ -376,9 +376,9 @@ class ModelWidget(ModelExport, QWidget):
 
             self.export_status.setText(f"{name} was not loaded. {words(exc) or explain(exc)}")
 
-        def loaded(model: Any) -> None:
+        def loaded(model: Any) -> None:  # the session first: the dock may be closed by now
+            self.session.set_model(model)  # (a load was dropped then: review h_rev20, M1)
             self.export_status.setText("")
-            self.session.set_model(model)
 
         worker = self.session.jobs.start(
             "load model", _load, str(path), self.device(), on_returned=loaded,

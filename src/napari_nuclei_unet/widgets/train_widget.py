@@ -134,6 +134,7 @@ class TrainWidget(RunOffer, QWidget):
         self._done_event = threading.Event()
         self._done_event.set()
         self._closing = False
+        self._dead = False  # the dock was closed (destroyed): its widgets are gone
         self._last_step_ui = 0.0
         self._editors: dict[str, QWidget] = {}
         self._fields: dict[str, Any] = {}  # magicgui widgets by TrainConfig field
@@ -145,12 +146,10 @@ class TrainWidget(RunOffer, QWidget):
         self.session.samples_changed.connect(self._update_data_label)
         # napari keeps its events, and a closed dock's wrapper may outlive its Qt part
         # (the samples loaded next reached a deleted label: h_gui37 recheck)
-        on_destroyed(self, lambda: disconnect_all([
+        on_destroyed(self, lambda: self._closed([
             *theme, (self.session.model_changed, self._update_start_from),
             (self.session.samples_changed, self._update_data_label),
             (self.session.model_changed, self._show_last_run)]))
-        # never train on for a deleted dock (the events are reused, never replaced)
-        self.destroyed.connect(self._stop_event.set)
         self._update_start_from()
         self._update_data_label()
         self.find_last_run()  # after a restart: the newest run's model is offered again
@@ -518,10 +517,24 @@ class TrainWidget(RunOffer, QWidget):
                     f"Best model: epoch {update.epoch}{iou}\n{update.checkpoint.parent}"
                 )
 
+    def _closed(self, pairs: list) -> None:
+        """The dock was closed: never train on for it (the events are reused), and say so.
+
+        Plain Python only: its widgets are going away. A run stopped without a word and
+        its handlers, which update the dock first, never ran (review h_rev20, H1).
+        """
+        disconnect_all(pairs)
+        self._dead = True
+        if self._worker is not None and not self._closing and not self._stop_event.is_set():
+            notify(f"The Train panel was closed: training stops after its current step. The "
+                   f"best model so far is kept in {self.run_dir}; open the Train panel to "
+                   "use it.")
+        self._stop_event.set()
+
     def _on_result(self, result: Any) -> None:
         self.result = result
         self.best_checkpoint = Path(result.best_checkpoint)
-        if self._closing:
+        if self._closing or self._dead:  # napari closing, or said as the dock closed
             return
         best = best_summary(result)
         self.best_label.setText(f"Best model: {best}\n{self.best_checkpoint}")
@@ -540,7 +553,7 @@ class TrainWidget(RunOffer, QWidget):
         self.use_or_offer_run()
 
     def _on_error(self, _exc: BaseException) -> None:
-        if self._closing:
+        if self._closing or self._dead:
             return
         if self.run_dir is not None and (self.run_dir / "best.safetensors").exists():
             self.best_label.setText(f"Best model so far: {self.run_dir / 'best.safetensors'}")
@@ -548,7 +561,7 @@ class TrainWidget(RunOffer, QWidget):
 
     def _on_finished(self) -> None:
         self._worker = None
-        if self._closing:
+        if self._closing or self._dead:
             return
         self.start_button.setEnabled(True)
         self.resume_button.setEnabled(True)

@@ -83,7 +83,8 @@ class WorkflowPanel(QWidget):
         # of 250-580 ms): the heap is frozen in idle time once they are over, and
         # thawed when the panel goes (its objects, frozen, would never be freed)
         pause = PAUSE.hold()
-        on_destroyed(self, lambda: (PAUSE.release(pause), PAUSE.thaw()))
+        self._gone = False  # closed: the tabs not built yet never are (review h_rev20, M2)
+        on_destroyed(self, lambda: (PAUSE.release(pause), PAUSE.thaw(), self._closed()))
         self.viewer = napari_viewer
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -141,8 +142,18 @@ class WorkflowPanel(QWidget):
         self._make_widget(attr)
         return [partial(self._place, attr)]
 
+    def _closed(self) -> None:
+        """The panel was closed: build no more tabs (they lived on hidden, connected)."""
+        self._gone = True
+        self._pending.clear()
+        self.tabs_built.stop()
+        for _title, widget in self._unplaced.values():  # made, not in its tab yet
+            if widget is not None:
+                widget.deleteLater()
+        self._unplaced.clear()
+
     def _make_widget(self, attr: str) -> None:
-        if attr not in self._pending:
+        if attr not in self._pending or self._gone:
             return
         title, module, cls = self._pending.pop(attr)
         widget = self._make(module, cls, attr)
