@@ -211,16 +211,33 @@ def test_a_run_that_validates_below_the_shipped_model_does_not_replace_it(
     _viewer, widget = trainer
     monkeypatch.setattr(_train_offer, "shipped_validation", lambda: (0.862, frozenset("xy")))
     run = fake_run(tmp_path / "runs", "run-20261206-102844", best={"epoch": 1, "val_iou": 0.118})
+    sidecar = json.loads((run / "best.json").read_text())
+    sidecar["training_data"] = {"val_ids": ["y", "x"]}  # the default model's images
+    (run / "best.json").write_text(json.dumps(sidecar))
     widget.last_run = run_model(run)
     with capture_notifications() as notes:
         assert widget.use_or_offer_run() is None
     assert notes.any("The trained model was not put in use: the default model stays in use "
-                     "(on its own validation images it scores IoU 0.862, the new model "
+                     "(on the same validation images it scores IoU 0.862, the new model "
                      "0.118)"), notes.messages
     assert widget.session.jobs.running("load model") is None
     widget._show_last_run()
     assert _offered(widget)
     assert widget.last_run_label.text().endswith(" · the default model: 0.862")
+    # validated on the user's own images: the default model's 0.862 on DSB2018's says
+    # nothing of them, better or worse (review h_rev20, M3)
+    for iou in (0.118, 0.95):
+        run = fake_run(tmp_path / "runs", f"run-20261206-1030{int(iou * 10):02d}",
+                       best={"epoch": 1, "val_iou": iou})
+        widget.last_run = run_model(run)
+        with capture_notifications() as notes:
+            assert widget.use_or_offer_run() is None
+        assert notes.any("the default model stays in use (the run was validated on other "
+                         "images than the default model, so which does better on yours is "
+                         "not known: compare both in Compare)"), notes.messages
+        widget._show_last_run()
+        assert _offered(widget) and "the default model" not in widget.last_run_label.text()
+    assert widget.session.jobs.running("load model") is None
     # a run not validated (Validation fraction 0) was put in use (GUI check h_gui37)
     run = fake_run(tmp_path / "runs", "run-20261206-111003", best={"epoch": 1})
     widget.last_run = run_model(run)
@@ -250,3 +267,23 @@ def test_a_stopped_run_does_not_replace_the_default_model(trainer, tmp_path):  #
     assert widget.session.model is None and widget.session.jobs.running("load model") is None
     widget._show_last_run()
     assert _offered(widget)
+
+
+def test_the_shipped_models_validation_is_read_from_its_file():
+    # every Train dock test replaces it (review h_rev20, L7): the real read, and the
+    # rule it serves, only compare over the same images
+    from types import SimpleNamespace
+
+    from napari_nuclei_unet.widgets._train_offer import (
+        below_shipped,
+        same_images,
+        shipped_validation,
+    )
+
+    iou, ids = shipped_validation()
+    assert 0.8 < iou < 0.95 and len(ids) == 68
+    run = SimpleNamespace(val_iou=iou - 0.01, val_ids=frozenset(ids))
+    assert same_images(run, (iou, ids)) and below_shipped(run, (iou, ids))
+    other = SimpleNamespace(val_iou=iou - 0.01, val_ids=frozenset(list(ids)[:-1]))
+    assert not same_images(other, (iou, ids)) and not below_shipped(other, (iou, ids))
+    assert not below_shipped(SimpleNamespace(val_iou=iou, val_ids=frozenset(ids)), (iou, ids))

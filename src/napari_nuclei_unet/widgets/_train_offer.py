@@ -102,8 +102,8 @@ class RunOffer:
             return
         in_use = same_file(getattr(self.session.model, "path", None), run.checkpoint)
         shipped = shipped_validation() if self.session.model is None else None
-        below = "" if in_use or shipped is None or run.val_iou is None \
-            or run.val_iou >= shipped[0] else f" · the default model: {shipped[0]:.3f}"
+        below = "" if in_use or not below_shipped(run, shipped) \
+            else f" · the default model: {shipped[0]:.3f}"  # type: ignore[index]
         self.last_run_label.setText(f"Last run: {run_words(run)}"  # its toast is cut off
                                     + (" · in use" if in_use else below))  # (h_gui37)
         self.last_run_label.setToolTip(str(run.checkpoint))
@@ -113,7 +113,9 @@ class RunOffer:
     def use_or_offer_run(self) -> None:
         """After a run of this session: use its model at once, or offer it.
 
-        At once when no model is in use and the run was not stopped, or when the model
+        At once when no model is in use and the run was not stopped and validated at
+        least as well as the default model on the same images (or there is no default
+        model; on other images nothing says which is better: offered), or when the model
         in use is an earlier run's that was put in use without the user asking and this
         run validated at least as well. Otherwise the model in use (and its scores) is
         never swapped without asking: the *Use this model* line offers the run's model.
@@ -124,16 +126,27 @@ class RunOffer:
         stopped = bool(getattr(getattr(self, "result", None), "cancelled", False))
         shipped = shipped_validation() if model is None else None
         validated = run is not None and run.val_iou is not None
-        if model is None and not stopped and validated and (
-                shipped is None or run.val_iou >= shipped[0]):
+        if model is None and not stopped and validated and shipped is None:
+            self.use_trained_model(announce="no other model was in use")
+            return
+        if model is None and not stopped and validated and same_images(run, shipped) \
+                and not below_shipped(run, shipped):
             self.use_trained_model(announce="in place of the default model")
             return
         if model is None:  # the default model is the one in use (GUI check h_gui36, M2)
             why = "The stopped run's model" if stopped else "The trained model"
-            worse = "" if stopped else " (the run was not validated: Validation fraction " \
-                "0)" if not validated else (  # a throw-away run was used (h_gui37)
-                f" (on {'the same' if run.val_ids == shipped[1] else 'its own'} validation "
-                f"images it scores IoU {shipped[0]:.3f}, the new model {run.val_iou:.3f})")
+            if stopped:
+                worse = ""
+            elif run is None:  # its description could not be read (review h_rev20, L5)
+                worse = " (the run's scores could not be read)"
+            elif not validated:  # a throw-away run was used (h_gui37)
+                worse = " (the run was not validated: Validation fraction 0)"
+            elif below_shipped(run, shipped):
+                worse = (f" (on the same validation images it scores IoU {shipped[0]:.3f}, "
+                         f"the new model {run.val_iou:.3f})")
+            else:  # its IoU on other images says nothing of yours (review h_rev20, M3)
+                worse = (" (the run was validated on other images than the default model, so "
+                         "which does better on yours is not known: compare both in Compare)")
             notify(f"{why} was not put in use: the default model stays in use{worse}. Click "
                    "'Use this model' in the Train panel to predict with it.")
             return
@@ -191,6 +204,23 @@ class RunOffer:
             on_returned=use, on_finished=lambda: self.use_model_button.setEnabled(True),
             action="Loading the trained model", refuse=False,
         )
+
+
+def same_images(run: RunModel | None, shipped: tuple[float, frozenset | None] | None) -> bool:
+    """Whether ``run`` was validated on the images the shipped model was validated on."""
+    return run is not None and shipped is not None and run.val_ids is not None \
+        and run.val_ids == shipped[1]
+
+
+def below_shipped(run: RunModel | None, shipped: tuple[float, frozenset | None] | None
+                  ) -> bool:
+    """Whether ``run`` validated below the shipped model on the same validation images.
+
+    Only the same images compare: a run on the user's own images measured against the
+    shipped model's IoU on DSB2018's was held back (review h_rev20, M3).
+    """
+    return same_images(run, shipped) and run.val_iou is not None \
+        and run.val_iou < shipped[0]  # type: ignore[index,union-attr]
 
 
 def shipped_validation() -> tuple[float, frozenset | None] | None:
