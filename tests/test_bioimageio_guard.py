@@ -161,6 +161,11 @@ def test_many_files_never_hide_the_description_and_too_many_are_refused(tmp_path
     (tmp_path / "a0.txt").unlink()
     (tmp_path / "a1.txt").unlink()
     check_package(tmp_path)  # 5 files
+    # a package cloned with git: .git is not the package's (review h_rev20, L2)
+    for k in range(8):
+        (tmp_path / ".git" / "objects" / f"{k:02d}").mkdir(parents=True)
+        (tmp_path / ".git" / "objects" / f"{k:02d}" / "blob").write_bytes(b"x")
+    check_package(tmp_path)
 
 
 def test_a_damaged_zip_or_a_yaml_tag_is_said_as_an_invalid_package(tmp_path):
@@ -177,3 +182,9 @@ def test_a_damaged_zip_or_a_yaml_tag_is_said_as_an_invalid_package(tmp_path):
     assert "compression method 9" in message
     (tmp_path / "rdf.yaml").write_text("type: model\nname: !custom x\n")
     check_package(tmp_path)  # left to bioimageio.spec, which says what is wrong
+    # a value PyYAML cannot make: "day is out of range for month", no file named (h_rev20 L1)
+    (tmp_path / "rdf.yaml").write_text("type: model\ncreated: 2001-02-30\n")
+    message = refused(tmp_path)
+    assert message.startswith(f"{tmp_path / 'rdf.yaml'} is not a valid bioimage.io "
+                              "description: a value in it cannot be read (day is out of range "
+                              "for month).")

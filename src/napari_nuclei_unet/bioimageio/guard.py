@@ -41,6 +41,8 @@ _ASK = "Ask the package's authors for a sound copy, or download it again."
 MAX_DEPTH = 64
 #: Files of a package folder looked at (its sub-folders included).
 MAX_FILES = 2000
+#: Version-control folders a package folder may hold (not part of the package).
+VCS_FOLDERS = frozenset({".git", ".hg", ".svn"})
 
 
 def check_package(source: str | os.PathLike) -> None:
@@ -104,7 +106,8 @@ def _check_folder(folder: Path) -> None:
             _check_description_file(entry, folder)
     seen = 0
     for root, dirs, files in os.walk(folder):
-        dirs.sort()
+        # a package cloned with git: .git's objects pushed it past MAX_FILES (h_rev20, L2)
+        dirs[:] = sorted(d for d in dirs if d not in VCS_FOLDERS)
         for name in files:
             seen += 1
             if seen > MAX_FILES:
@@ -185,6 +188,10 @@ def _check_yaml(data: bytes, name: object, folder: Path | None) -> None:
         rdf = yaml.safe_load(data)  # no alias: nothing expands
     except (yaml.YAMLError, RecursionError):
         return  # malformed, or a tag (review h_rev19, M1): bioimageio.spec says what is wrong
+    except (ValueError, TypeError, OverflowError) as exc:  # a value YAML cannot make: a
+        raise CheckpointError(  # date "2001-02-30" said "day is out of range for month",
+            f"{name} is not a valid bioimage.io description: a value in it cannot be "  # and
+            f"read ({exc}). {_ASK}") from exc  # no file (review h_rev20, L1)
     _check_description(rdf, name, folder)
 
 
