@@ -377,15 +377,15 @@ def test_a_large_image_result_says_the_nucleus_size(image, tmp_path, capsys, mon
     assert "px (automatic)" in out + err and "per block" not in out + err
 
 
-def test_a_checkpoint_replaced_at_the_same_path_is_loaded_again(tmp_path):
+def test_a_checkpoint_replaced_at_the_same_path_is_loaded_again(tmp_path, monkeypatch):
     """A cluster's workers live on between runs: a model trained again into the same
     file was ignored, and the old weights segmented the next run (review h_rev17, F5)."""
     import shutil
 
     import torch
 
-    from napari_nuclei_unet.core import bigimage
-    from napari_nuclei_unet.core.checkpoint import save_checkpoint
+    from napari_nuclei_unet.core import model_cache
+    from napari_nuclei_unet.core.checkpoint import CheckpointError, save_checkpoint
     from napari_nuclei_unet.core.config import TrainConfig
     from napari_nuclei_unet.core.model import UNet
 
@@ -397,24 +397,55 @@ def test_a_checkpoint_replaced_at_the_same_path_is_loaded_again(tmp_path):
                 parameter.fill_(fill)
         save_checkpoint(tmp_path / f"{name}.safetensors", net, config, {})
     path = tmp_path / "model.safetensors"
-    for suffix in (".safetensors", ".json"):
-        shutil.copy(tmp_path / f"a{suffix}", path.with_suffix(suffix))
-    first = bigimage._model(str(path), 1)
-    assert bigimage._model(str(path), 1) is first  # loaded once
-    run_started = bigimage._file_stamp(path)
-    for suffix in (".safetensors", ".json"):  # trained again, into the same file
-        shutil.copy(tmp_path / f"b{suffix}", tmp_path / f"new{suffix}")
-        (tmp_path / f"new{suffix}").replace(path.with_suffix(suffix))
+
+    def put(name: str) -> None:  # a new file at the path: another inode and time
+        for suffix in (".safetensors", ".json"):
+            shutil.copy(tmp_path / f"{name}{suffix}", tmp_path / f"new{suffix}")
+            (tmp_path / f"new{suffix}").replace(path.with_suffix(suffix))
+
+    put("a")
+    first = model_cache.model_for(str(path), 1)
+    assert model_cache.model_for(str(path), 1) is first  # loaded once
+    run_started = model_cache.file_identity(path)
+    # a worker's own copy of the same model (another inode and time) is that model: every
+    # block was refused as "replaced during this run" (review h_rev20, M4)
+    put("a")
+    assert model_cache.model_for(str(path), 1, run_started) is first
+    put("b")  # trained again, into the same file
     # a run that started with the first keeps it for all its blocks (review h_rev19, L4)
-    assert bigimage._model(str(path), 1, run_started) is first
-    second = bigimage._model(str(path), 1)
+    assert model_cache.model_for(str(path), 1, run_started) is first
+    second = model_cache.model_for(str(path), 1)
     assert second is not first
     assert all(float(p.abs().max()) == 0.5 for p in second.parameters() if p.numel())
     # ... and a process that never loaded it (a worker started late) refuses the new one
-    from napari_nuclei_unet.core.checkpoint import CheckpointError
+    monkeypatch.setattr(model_cache, "_MODELS", {})
+    with pytest.raises(CheckpointError, match="is not the one this run started with"):
+        model_cache.model_for(str(path), 1, run_started)
+    # a worker without the file says so
+    with pytest.raises(CheckpointError, match=r"model file .*gone.safetensors is not on this "
+                                              r"computer \(or cannot be read there\)"):
+        model_cache.model_for(str(tmp_path / "gone.safetensors"), 1, run_started)
 
-    with pytest.raises(CheckpointError, match="was replaced during this run"):
-        bigimage._model(str(path), 1, run_started)
+
+def test_a_large_images_blocks_check_the_model_file_the_run_started_with(image, tmp_path,
+                                                                        monkeypatch):
+    # the file's identity reached the blocks through map_overlap untested (h_rev20, L7)
+    from napari_nuclei_unet.core import bigimage, model_cache
+    from napari_nuclei_unet.core.checkpoint import default_model_path
+    from napari_nuclei_unet.core.segment import SegmentOptions
+
+    seen = []
+    real = bigimage._segment_block
+
+    def spy(block, block_info=None, **kwargs):  # dask gives block_info when it is named
+        seen.append(kwargs["stamp"])
+        return real(block, block_info=block_info, **kwargs)
+
+    monkeypatch.setattr(bigimage, "_segment_block", spy)
+    model = default_model_path()
+    drive(bigimage.segment_large(str(model), image, tmp_path / "l.ome.zarr", block=BLOCK,
+                                 halo=HALO, options=SegmentOptions(diameter=8)))
+    assert seen and set(seen) == {model_cache.file_identity(model)}
 
 
 def test_cluster_workers_segment_on_the_device_and_blocks_asked_for(tmp_path, monkeypatch):

@@ -252,3 +252,28 @@ def test_a_lost_peer_under_torchrun_is_not_called_a_bug(data, tmp_path, capsys, 
         in err and f"--resume {out / 'last.safetensors'}" in err and "a bug" not in err
     failure = RuntimeError("shape mismatch")  # any other error still may be a bug
     assert main(args) == 1 and "this is a bug" in capsys.readouterr().err
+
+
+def test_a_dask_worker_killed_under_a_task_is_a_plain_message(tmp_path, capsys, monkeypatch):
+    # a worker killed for memory ended in "unexpected KilledWorker ... this is a bug", its
+    # memory warnings silenced (review h_rev20, M5)
+    import numpy as np
+    import tifffile
+    from distributed import KilledWorker
+
+    import napari_nuclei_unet._cli.predict_own as predict_own
+
+    def killed(*args, **kwargs):
+        from types import SimpleNamespace
+
+        raise KilledWorker("segment-block-3", SimpleNamespace(address="tcp://10.0.0.7:4242"), 3)
+
+    monkeypatch.setattr(predict_own, "_segment", killed)
+    tifffile.imwrite(tmp_path / "cells.tif", np.zeros((64, 64), np.uint16))
+    code = main(["predict", "default", str(tmp_path / "cells.tif"), "--out",
+                 str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "a dask worker died while segmenting (" in err and "ran out of memory" in err
+    assert "tcp://10.0.0.7:4242" in err
+    assert "this is a bug" not in err

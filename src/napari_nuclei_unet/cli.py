@@ -405,6 +405,31 @@ def _peer_lost_message(args: argparse.Namespace) -> str:
             f"--max-restarts N{resume}.")
 
 
+def _is_killed_worker(exc: BaseException) -> bool:
+    """Whether a dask worker died under a task (dask's ``KilledWorker``).
+
+    Most often it ran out of memory and its nanny killed it; the cluster's warnings that
+    said so are silenced (they also fill a stop's output), and the run ended in
+    "unexpected KilledWorker ... this is a bug" (review h_rev20, M5).
+    """
+    distributed = sys.modules.get("distributed")
+    killed = getattr(distributed, "KilledWorker", None) if distributed is not None else None
+    return killed is not None and isinstance(exc, killed)
+
+
+def _killed_worker_message(exc: BaseException) -> str:
+    try:
+        detail = " ".join(str(exc).split())[:200]
+    except Exception:  # noqa: BLE001 - its str() needs the worker it names
+        detail = ""
+    return (
+        "a dask worker died while segmenting" + (f" ({detail})" if detail else "") + ": most "
+        "often it ran out of memory. Use fewer --workers or a smaller --block, or give the "
+        "workers more memory; then run it again (with --skip-existing, images already "
+        "segmented are kept)."
+    )
+
+
 def _out_of_memory_message(exc: BaseException) -> str:
     detail = " ".join(str(exc).split())[:200]
     return (
@@ -535,6 +560,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_BAD_INPUT
         if _is_out_of_memory(exc):
             _error(_out_of_memory_message(exc))
+            return EXIT_BAD_INPUT
+        if _is_killed_worker(exc):
+            _error(_killed_worker_message(exc))
             return EXIT_BAD_INPUT
         if _is_peer_lost(exc):
             _error(f"this process (rank {os.environ.get('RANK')}) stopped: "

@@ -40,6 +40,7 @@ import numpy as np
 from .bigmeasure import _block_stats, _merge_table
 from .bigmeasure import measure_large as measure_large  # re-exported
 from .bigsize import measure_nuclei_size
+from .model_cache import file_identity, model_for
 from .own_images import label_dtype
 from .progress import Cancelled, Progress, relay
 
@@ -97,74 +98,6 @@ class BigResult:
         import zarr
 
         return zarr.open(str(self.labels_path), mode=mode)["0"]
-
-
-# -- model access in workers ---------------------------------------------------------
-
-_MODELS: dict[str, tuple[tuple, Any]] = {}
-_MODELS_LOCK = threading.Lock()
-
-
-def _model(ref: Any, threads: int | None, stamp: tuple | None = None) -> Any:
-    """The model itself, or one loaded (once per process) from a checkpoint path.
-
-    A checkpoint replaced at the same path (a model trained again) is loaded again: a
-    cluster's long-lived workers kept using the first one (review h_rev17, F5).
-    ``stamp``: the file's :func:`_file_stamp` as a run started; a file replaced since
-    is refused, so that the blocks of one image never mix two models (h_rev19, L4).
-    """
-    if not isinstance(ref, (str, os.PathLike)):
-        return ref
-    key, current = str(ref), _file_stamp(ref)
-    wanted = current if stamp is None else stamp
-    with _MODELS_LOCK:
-        cached = _MODELS.get(key)
-        if cached is not None and cached[0] == wanted:
-            return cached[1]
-        if wanted != current:
-            from .checkpoint import CheckpointError
-
-            raise CheckpointError(
-                f"The model file {ref} was replaced during this run (trained or saved "
-                "again), so the image's blocks would mix two models. Run it again.")
-        import torch
-
-        from .checkpoint import load_checkpoint
-
-        threads = threads or _worker_threads()
-        if threads:
-            torch.set_num_threads(int(threads))
-        _MODELS[key] = (current, load_checkpoint(key, device="cpu").model)
-        return _MODELS[key][1]
-
-
-def _file_stamp(ref: str | os.PathLike) -> tuple:
-    """What changes when the checkpoint at ``ref`` is replaced: its files' time, size, inode.
-
-    A ``.safetensors`` file and its ``.json`` beside it; None for a name such as
-    ``"default"`` (no file) or a file that cannot be read.
-    """
-    path = Path(ref)
-    files = [path, path.with_suffix(".json")] if path.suffix == ".safetensors" else [path]
-    stamp = []
-    for file in files:
-        try:
-            info = file.stat()
-        except OSError:
-            stamp.append(None)
-            continue
-        stamp.append((info.st_mtime_ns, info.st_size, info.st_ino))
-    return tuple(stamp)
-
-
-def _worker_threads() -> int | None:
-    """Threads of the dask worker this runs in (its share of the node), else None."""
-    try:
-        from distributed import get_worker
-
-        return int(get_worker().state.nthreads)
-    except (ImportError, ValueError, AttributeError):
-        return None
 
 
 _LIBC: Any = None
@@ -237,7 +170,7 @@ def _segment_block(block: np.ndarray, *, model: Any, options: Any, params: Any, 
     bound_heap_growth()  # in every worker process
     from .device import device_here
 
-    labels = segment_image(_model(model, threads, stamp), block, options,
+    labels = segment_image(model_for(model, threads, stamp), block, options,
                            device=device_here(device),
                            should_stop=should_stop).labels
     out = labels[top:bottom, left:right].astype(label_dtype)
@@ -440,13 +373,13 @@ def segment_large(
     guess = len(_block_chunks(height, block, DEFAULT_HALO)) * len(
         _block_chunks(width, block, DEFAULT_HALO))
     yield Progress("blocks", 0, guess, "reading intensity range")
-    stamp = _file_stamp(model) if isinstance(model, (str, os.PathLike)) else None
+    stamp = file_identity(model) if isinstance(model, (str, os.PathLike)) else None
     params = global_params(plane)
     size = None
     if options.diameter <= 0:  # automatic: measured once for every block (bigsize)
         from .device import device_here, device_here_or_cpu
 
-        net = _model(model, threads, stamp)  # measured here, blocks on a cluster's workers:
+        net = model_for(model, threads, stamp)  # measured here, blocks on a cluster's workers:
         here = device_here(device) if client is None else device_here_or_cpu(device)
         try:
             size = yield from relay(

@@ -375,9 +375,9 @@ def process_file(
     import time
 
     from .bigimage import BIG_PIXELS, DEFAULT_BLOCK, segment_large
-    from .bigimage import _model as cached_model
     from .device import device_here
     from .measure import write_csv
+    from .model_cache import model_for as cached_model
     from .progress import drive
     from .stacks import open_stack
 
