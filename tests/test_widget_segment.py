@@ -381,6 +381,8 @@ def test_compare_pushes_scores_and_add_to_project(dock, qtbot, tmp_path):
     assert [r.id for r in widget.scores] == ["zs-plane0"]
     assert "1 plane(s) without nuclei in my truth (not annotated) are not scored" \
         in widget.status.text()
+    assert "zs-plane0" in session.rows and "zs-plane1" not in session.rows  # its earlier
+    # score went too: the Scores table listed it (review h_rev20, L3)
     # the truth of one plane: the plane the sliders show is scored (it was offered, then
     # refused as "not drawn on this image")
     one = viewer.add_labels(np.asarray(layer.data[1]).copy(), name="plane 1 truth")

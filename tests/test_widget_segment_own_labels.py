@@ -384,3 +384,19 @@ def test_the_pickers_follow_a_layer_renamed_in_the_layer_list(dock):
     image.name = "well B2"
     assert "my truth" in shown(widget.truth) and "Labels" not in shown(widget.truth)
     assert widget.image.native.currentText() == "well B2" and widget.image.value is image
+
+
+def test_one_image_with_an_empty_ground_truth_is_scored(dock, qtbot):
+    # "not annotated, not scored" is for the planes of a stack: one image whose truth has
+    # no nuclei scores what was found in it (review h_rev20, L3)
+    viewer, widget = dock
+    truth = disc_labels(SHAPE, [(12, 12), (30, 40)])
+    widget.image.value = viewer.add_image((truth > 0).astype(np.uint16) * 900 + 50, name="e")
+    wait_worker(qtbot, widget.segment())
+    empty = viewer.add_labels(np.zeros(SHAPE, np.int32), name="none here")
+    widget._refresh_choices()
+    widget.truth.value = empty
+    wait_worker(qtbot, widget.compare())
+    (row,) = widget.scores
+    assert row.id == "e" and row.n_true == 0 and row.n_pred == 2 and row.iou == 0.0
+    assert widget.status.text().startswith("e: IoU 0.000")

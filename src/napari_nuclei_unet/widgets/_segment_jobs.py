@@ -11,7 +11,6 @@ from types import SimpleNamespace
 from typing import Any
 
 from napari_nuclei_unet.widgets._model_names import model_name
-from napari_nuclei_unet.widgets._session import session_for
 
 #: Metadata of a result layer: what it was segmented from (source, axes, planes, zarr).
 RESULT_KEY = "nuclei_unet_segmentation"
@@ -343,11 +342,6 @@ def done_words(result: Any, model: str) -> str:
 def without_in_use(words: str) -> str:
     """:func:`model_words` without "(the model in use)": the model, for a result."""
     return words.removesuffix(" (the model in use)").removesuffix(", the model in use")
-
-
-def push_scores_to_iou_panel(viewer: Any, rows: list) -> None:
-    """Put ``core.evaluation.ImageRow`` rows into the session's IoU panel."""
-    session_for(viewer).put_rows(rows)
 
 
 def rgb_note(name: str, stack: Any) -> str:

@@ -28,7 +28,6 @@ from napari_nuclei_unet.widgets._segment_jobs import (
     layer_table,
     own_labels_target,
     previous_result,
-    push_scores_to_iou_panel,
     region_words,
     replaced_words,
     with_suffix,
@@ -311,11 +310,12 @@ class SegmentOutputs:
         def scored(pairs: list) -> None:
             # planes by their axes, as Add plane names them (h_gui21 L3; h_gui36 L3)
             one = f"{name}-{stack.plane_name(planes[0])}" if info.get(PLANE_AT) else name
-            rows = [ImageRow(id=f"{name}-{stack.plane_name(flat)}" if shape else one,
-                             modality="own image", iou=s.iou, dice=s.dice, ap50=s.ap50,
+            ids = [f"{name}-{stack.plane_name(flat)}" if shape else one for flat, _ in pairs]
+            # a plane of a stack not annotated: no score (one image's empty truth is one)
+            rows = [ImageRow(id=i, modality="own image", iou=s.iou, dice=s.dice, ap50=s.ap50,
                              dsb_score=s.dsb_score, n_true=s.n_true, n_pred=s.n_pred)
-                    for flat, s in pairs if s.n_true]  # a plane not annotated: no score
-            push_scores_to_iou_panel(self.viewer, rows)  # named: they stay its scores
+                    for i, (_, s) in zip(ids, pairs, strict=True) if s.n_true or not shape]
+            self.session.put_rows(rows, dropped=set(ids) - {r.id for r in rows})  # named: kept
             if unwrapped(self.result_layer) is not unwrapped(compared):
                 return  # the dock let go of it meanwhile: not said under another image
             self.scores = rows

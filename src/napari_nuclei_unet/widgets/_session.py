@@ -410,10 +410,18 @@ class Session:
             self.instance_method = instance_method
         self.scores_changed.emit()
 
-    def put_rows(self, rows: Iterable[Any], settings: tuple[float, str] | None = None) -> None:
-        """Keep scores computed at ``settings`` (default: the current ones)."""
+    def put_rows(self, rows: Iterable[Any], settings: tuple[float, str] | None = None,
+                 dropped: Iterable[str] = ()) -> None:
+        """Keep scores computed at ``settings`` (default: the current ones).
+
+        ``dropped``: ids whose earlier scores no longer hold (a plane whose truth was
+        erased since: "not annotated", not scored; review h_rev20, L3).
+        """
         settings = self.settings() if settings is None else settings
         changed = False
+        for gone in dropped:
+            changed = self.rows.pop(gone, None) is not None or changed
+            self.rows_settings.pop(gone, None)
         for row in rows:
             if self.rows.get(row.id) != row or self.rows_settings.get(row.id) != settings:
                 self.rows[row.id] = row
