@@ -400,3 +400,32 @@ def test_one_image_with_an_empty_ground_truth_is_scored(dock, qtbot):
     (row,) = widget.scores
     assert row.id == "e" and row.n_true == 0 and row.n_pred == 2 and row.iou == 0.0
     assert widget.status.text().startswith("e: IoU 0.000")
+
+
+def test_a_plane_an_earlier_version_added_with_ome_in_its_id_is_replaced(dock, qtbot,
+                                                                         tmp_path):
+    # ids lost the .ome of slide.ome.zarr's layer name (h_gui36, L7): the plane added
+    # again was a second correction beside "cells.ome-plane0", both trained on, and its
+    # kept labels asked to open cells.ome, open (review h_rev20, L4)
+    from napari_nuclei_unet.core.finetune import CorrectionStore
+
+    viewer, widget = dock
+    truth = disc_labels(SHAPE, [(12, 12), (30, 40)])
+    image = (truth > 0).astype(np.uint16) * 900 + 50
+    CorrectionStore(tmp_path / "p").add("cells.ome-plane0", image, truth, source="label")
+    widget.image.value = viewer.add_image(image, name="cells.ome")
+    mine = viewer.add_labels(truth[:, ::-1].copy(), name="cells.ome_labels-20261205-101010")
+    viewer.layers.selection.active = mine
+    assert widget.status.text() == ("Add plane adds the labels of “cells.ome_labels-"
+                                    "20261205-101010” (yours) as cells.ome's correction.")
+    with capture_notifications() as notes:
+        wait_worker(qtbot, widget.add_to_project(tmp_path / "p"))
+    assert notes.any("Replaced cells.ome-plane0 with the labels of"), notes.messages
+    assert CorrectionStore(tmp_path / "p").ids() == ["cells.ome-plane0"]
+    viewer.layers.remove(mine)
+    widget.result_layer = None
+    wait_worker(qtbot, widget.segment())
+    wait_worker(qtbot, widget.add_to_project(tmp_path / "p"))  # the model's result too
+    assert CorrectionStore(tmp_path / "p").ids() == ["cells.ome-plane0"]
+    wait_worker(qtbot, widget.add_to_project(tmp_path / "q"))  # a new project: the new id
+    assert CorrectionStore(tmp_path / "q").ids() == ["cells-plane0"]

@@ -168,14 +168,16 @@ def shown_stem(name: str) -> str:
     return re.sub(r"\.ome$", "", str(name), flags=re.IGNORECASE) or str(name)
 
 
-def safe_name(name: str) -> str:
+def safe_name(name: str, *, ome: bool = False) -> str:
     """A file- and id-safe version of a layer name.
 
     Without the ``.ome`` napari leaves of ``NAME.ome.zarr`` / ``.ome.tif``: the labels
-    were saved as ``NAME.ome_labels.tif`` (GUI check h_gui36, L7).
+    were saved as ``NAME.ome_labels.tif`` (GUI check h_gui36, L7). ``ome=True`` keeps
+    it, as versions before 2026-12-06 did (the ids of their projects' planes).
     """
     cleaned = re.sub(r"[^A-Za-z0-9._+-]+", "_", str(name)).strip("._") or "image"
-    cleaned = re.sub(r"\.ome$", "", cleaned, flags=re.IGNORECASE) or "image"
+    if not ome:
+        cleaned = re.sub(r"\.ome$", "", cleaned, flags=re.IGNORECASE) or "image"
     return cleaned[:80]
 
 

@@ -177,7 +177,7 @@ def own_labels_target(layers: Any, form: tuple) -> dict | str | None:
     kept, switched = kept_from(active.name), False  # labels kept unsaved, opened again:
     if kept is not None:  # of their own image and plane (opening them made the file the
         named = [layer for layer in layers  # dock's Image: h_gui21 H2)
-                 if isinstance(layer, Image) and safe_name(layer.name) == kept[0]]
+                 if isinstance(layer, Image) and safe_name(layer.name) == safe_name(kept[0])]
         if not named:
             return f"“{active.name}” holds corrected labels of {kept[0]}: open {kept[0]} too."
         switched = named[0] is not image
@@ -443,7 +443,8 @@ def region_words(name: str, stack: Any, region: tuple[slice, slice]) -> str:
 
 
 def _add_plane(folder: str, stack: Any, flat: int, channel: Any, labels: Any, sample_id: str,
-               note: str, region: tuple[slice, slice] | None = None) -> Any:
+               note: str, region: tuple[slice, slice] | None = None,
+               earlier_id: str | None = None) -> Any:
     """Worker: write one plane (or ``region`` of it) and its labels into a project.
 
     ``labels`` are those of the plane, or of ``region`` already. Returns the new entry
@@ -451,7 +452,9 @@ def _add_plane(folder: str, stack: Any, flat: int, channel: Any, labels: Any, sa
     its files were kept in the project's ``removed/`` first: always, unless its note
     says it came from the same layer (h_gui33, M1; a correction with no note, made
     through the API or by an older version, was replaced with no copy: review
-    h_rev19, M4).
+    h_rev19, M4). ``earlier_id``: the id an earlier version gave the plane (with the
+    ``.ome`` of its file's name, review h_rev20, L4): replaced under that id, when the
+    project has it and not ``sample_id`` (else both were trained on).
     """
     import numpy as np
 
@@ -459,6 +462,8 @@ def _add_plane(folder: str, stack: Any, flat: int, channel: Any, labels: Any, sa
 
     image = np.asarray(stack.plane(flat, channel, region))
     store = CorrectionStore(folder)
+    if earlier_id and sample_id not in store and earlier_id in store:
+        sample_id = earlier_id
     replaced = None
     if sample_id in store:
         earlier = store.get(sample_id).note

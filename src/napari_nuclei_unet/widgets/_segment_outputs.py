@@ -541,8 +541,10 @@ class SegmentOutputs:
             return None
         layer, stack, result_layer = target["layer"], target["stack"], target["result"]
         labels, flat, region = plane  # a region of a large plane (h_gui19, H1)
-        sample_id = safe_name(f"{stack.name}-{stack.plane_name(flat)}" + (
-            "" if region is None else f"-y{region[0].start}-x{region[1].start}"))
+        where = f"-{stack.plane_name(flat)}" + (
+            "" if region is None else f"-y{region[0].start}-x{region[1].start}")
+        sample_id = safe_name(f"{stack.name}{where}")
+        earlier_id = safe_name(f"{safe_name(layer.name, ome=True)}{where}", ome=True)
         self.added = None
         # painted on (any plane), or labels of the user's own
         edited = bool(result_layer.metadata.get(EDITED_KEY)) or target.get("own", False)
@@ -553,7 +555,7 @@ class SegmentOutputs:
             self.added = entry
             self.session.set_project_dir(folder)  # the Retrain dock shows this project
             self.session.note_project_changed(folder)
-            text = (f"{'Added' if replaced is None else 'Replaced'} {sample_id} "
+            text = (f"{'Added' if replaced is None else 'Replaced'} {entry.id} "
                     + (f"with the labels of “{result_layer.name}” " if target.get("own") else "")
                     + f"({nuclei(entry.n_nuclei)}) in the fine-tuning project {folder}"
                     + replaced_words(replaced))
@@ -578,7 +580,7 @@ class SegmentOutputs:
             ADD_KIND, _add_plane, folder, stack, flat, target["channel"], labels,
             sample_id, f"from layer {layer.name}, labels “{result_layer.name}” "
                        f"[{labels_token(result_layer)}]{'' if edited else UNEDITED_NOTE}",
-            region,
+            region, earlier_id if earlier_id != sample_id else None,
             on_returned=done, on_errored=failed, error_message=lambda exc: (
                 f"Not added to the fine-tuning project: {in_dock_words(exc)}"),  # no --channel
             action="Adding to the fine-tuning project", viewer=self.viewer)
