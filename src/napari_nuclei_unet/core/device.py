@@ -21,6 +21,10 @@ class DeviceError(ValueError):
     """A requested device does not exist or is not available on this machine."""
 
 
+class DeviceNotHere(DeviceError):
+    """A known kind of device (``cuda``, ``cuda:N``, ``mps``) that this machine lacks."""
+
+
 def device_here(device: Any) -> Any:
     """``device`` for this process: a name resolved here, None kept (the model's own).
 
@@ -39,9 +43,7 @@ def device_here_or_cpu(device: Any) -> Any:
     """
     try:
         return device_here(device)
-    except DeviceError:
-        if not re.fullmatch(r"cuda(:\d+)?|mps", str(device).strip().lower()):
-            raise
+    except DeviceNotHere:  # one grammar of device names: resolve_device's (h_rev20, L6)
         import torch
 
         return torch.device("cpu")
@@ -81,20 +83,20 @@ def resolve_device(spec: str | None = "auto") -> torch.device:
     match = re.fullmatch(r"cuda(?::(\d+))?", text)
     if match:
         if not torch.cuda.is_available():
-            raise DeviceError(
+            raise DeviceNotHere(
                 f"Device {spec!r} requested but CUDA is not available (no NVIDIA GPU, or this "
                 f"torch build has no CUDA support). Available: {available}; use 'auto' or 'cpu'."
             )
         index = int(match.group(1) or torch.cuda.current_device())
         if index >= torch.cuda.device_count():
-            raise DeviceError(
+            raise DeviceNotHere(
                 f"Device {spec!r} requested but only {torch.cuda.device_count()} CUDA device(s) "
                 f"exist. Available: {available}."
             )
         return torch.device("cuda", index)
     if text == "mps":
         if not _mps_available():
-            raise DeviceError(
+            raise DeviceNotHere(
                 f"Device 'mps' requested but Apple MPS is not available. Available: {available}."
             )
         return torch.device("mps")
