@@ -51,6 +51,10 @@ INSTALL_HINT = ('pip install -e ".[bioimageio]" (in the folder napari-nuclei-une
 SAFE_WEIGHT_FORMATS = ("torchscript", "onnx")
 
 
+class NotAPackage(CheckpointError):
+    """A file given as a bioimage.io package (a ``.zip``, a folder) that holds none."""
+
+
 def load_any_model(path_or_default: str | os.PathLike, device: Any = "cpu") -> LoadedModel:
     """Load a MODEL argument: a nuclei-unet checkpoint or a bioimage.io package.
 
@@ -92,7 +96,7 @@ def load_any_model(path_or_default: str | os.PathLike, device: Any = "cpu") -> L
                     "training run's folder), no versions/ (a fine-tuning project) and no "
                     "rdf.yaml or bioimageio.yaml (a bioimage.io package). Give one of "
                     "those, a .safetensors checkpoint, or 'default'.")
-            raise CheckpointError(
+            raise NotAPackage(
                 f"{path} is not a bioimage.io model package: no rdf.yaml or bioimageio.yaml "
                 "was found in it (a .zip must be a zip file with that file at its top "
                 "level). Download or export the package again, or choose a .safetensors "

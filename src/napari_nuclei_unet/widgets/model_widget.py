@@ -104,12 +104,15 @@ def _checkpoint_error(exc: BaseException, package: bool = False) -> str | None:
     ``package``: the file was a bioimage.io package (a ``.zip``, its YAML or its
     folder), not a checkpoint, and is named so.
     """
-    if type(exc).__name__ != "CheckpointError":
+    from napari_nuclei_unet.bioimageio.load import NotAPackage
+    from napari_nuclei_unet.core.checkpoint import CheckpointError
+
+    if not isinstance(exc, CheckpointError):
         return None
     text = str(exc)
     if "not installed" in text or "does not exist" in text:
         return text  # no file to blame: the message says what is missing and what to do
-    if package and "is not a bioimage.io model package" not in text:  # a zip, not one
+    if package and not isinstance(exc, NotAPackage):  # a zip, not one
         return f"This bioimage.io package cannot be used here: {text}"
     if package:
         return text
