@@ -1135,7 +1135,7 @@ def test_the_whole_dock_with_a_result_fits_a_laptop_screen(make_napari_viewer, q
 
 def test_a_project_folder_that_cannot_be_written_is_not_taken(dock, tmp_path, monkeypatch):
     import napari_nuclei_unet.widgets._segment_outputs as outputs_module
-    import napari_nuclei_unet.widgets.segment_widget as segment_module
+    import napari_nuclei_unet.widgets._segment_project as project_module
     from napari_nuclei_unet.widgets._session import session_for
 
     viewer, widget = dock
@@ -1147,7 +1147,7 @@ def test_a_project_folder_that_cannot_be_written_is_not_taken(dock, tmp_path, mo
         return (f"The project folder {folder} cannot be written to."
                 if Path(folder) == read_only else None)
 
-    monkeypatch.setattr(segment_module, "unwritable_reason", unwritable)
+    monkeypatch.setattr(project_module, "unwritable_reason", unwritable)
     monkeypatch.setattr(outputs_module, "unwritable_reason", unwritable)  # Add plane's
     with capture_notifications() as notes:
         widget.project.value = str(read_only)

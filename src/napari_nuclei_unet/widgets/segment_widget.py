@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import time
 import weakref
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -70,7 +69,6 @@ from napari_nuclei_unet.widgets._own_layers import (
     shown_stem,
 )
 from napari_nuclei_unet.widgets._progress import eta_text
-from napari_nuclei_unet.widgets._retrain_project import unwritable_reason
 from napari_nuclei_unet.widgets._scroll import keep_narrow, scrolled_layout
 from napari_nuclei_unet.widgets._segment_jobs import (  # noqa: F401 - in_dock_words, as before
     DOCK_WORDS,
@@ -103,6 +101,7 @@ from napari_nuclei_unet.widgets._segment_outputs import (  # noqa: F401 - as bef
     NOT_EDITED,
     SegmentOutputs,
 )
+from napari_nuclei_unet.widgets._segment_project import ProjectField
 from napari_nuclei_unet.widgets._session import session_for
 from napari_nuclei_unet.widgets._unsaved_labels import (
     forget_history,
@@ -122,7 +121,7 @@ REPAINT_S = 0.1
 
 #: The workflow panel's own image layers (its sample and its prediction pane): chosen
 #: only by the user, never because they were added.
-class SegmentWidget(SegmentOutputs, QWidget):
+class SegmentWidget(SegmentOutputs, ProjectField, QWidget):
     """Dock widget: segment any Image layer (see the module docstring)."""
 
     def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
@@ -313,42 +312,6 @@ class SegmentWidget(SegmentOutputs, QWidget):
         """The status line of the last segmentation's ``result``."""
         return (done_words(result, self._model_words) + self._note
                 + source_gone_note(self._source.get("path")))
-
-    def _on_project_chosen(self, folder: str) -> None:
-        """The viewer's fine-tuning project changed (in the Retrain dock): follow it."""
-        if Path(str(self.project.value)).absolute() != Path(folder):
-            self._following = True
-            try:
-                self.project.value = folder
-            finally:
-                self._following = False
-        if self.status.text().startswith("Not added"):  # it was about the other project
-            self.status.setText(f"Fine-tuning project: {folder}.")
-        self._show_model()
-
-    def _on_project_field(self, typing: bool = False) -> None:
-        """The user chose a project here: it becomes the viewer's (the Retrain dock's).
-
-        When the Retrain dock refuses it (a round is running), it puts its own back as
-        the viewer's project, which this field then follows (:meth:`_on_project_chosen`):
-        the two docks never work in different projects.
-        """
-        if getattr(self, "_following", False):
-            return
-        if typing and self.project.line_edit.native.hasFocus():
-            return  # applied when editing ends
-        folder = str(self.project.value or "")
-        if folder in ("", ".") or (Path(folder).exists() and not Path(folder).is_dir()):
-            return  # said when a plane is added
-        unwritable = unwritable_reason(folder, "in 'Fine-tuning project'")
-        if unwritable:  # planes added there could not be saved: the project stays
-            from napari_nuclei_unet.widgets._workers import notify
-
-            kept = self.session.fine_tuning_project()
-            notify(f"{unwritable} The fine-tuning project stays {kept}.", warning=True)
-            self._on_project_chosen(str(kept))
-            return
-        self.session.set_project_dir(folder)
 
     def _on_image_chosen(self, *_args: Any) -> None:
         """Its result becomes the dock's; another image's ground truth is not offered."""
