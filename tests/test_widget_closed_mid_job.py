@@ -130,3 +130,27 @@ def test_the_panel_closed_before_its_tabs_are_built_builds_no_more(make_napari_v
                if type(w).__module__.startswith("napari_nuclei_unet")]
     # the hidden Compare step kept hiding the images opened next (h_gui36 M1 again)
     assert session.compare_views == 0 and orphans == []
+
+
+def test_closing_napari_after_a_dock_that_ran_a_job_was_closed(make_napari_viewer, qtbot):
+    # napari calls the cancel of every task it was given, the ended ones too: the closed
+    # dock's raised on its deleted widgets, and the running job's was never called (its
+    # round lost the note that napari's closing stopped it: GUI check h_gui38, H1)
+    from napari_nuclei_unet.widgets._session import session_for
+
+    viewer, widget = segment_dock(make_napari_viewer())
+    truth = disc_labels((48, 64), [(12, 12), (30, 40)])
+    widget.image.value = viewer.add_image((truth > 0).astype(np.uint16) * 900 + 50, name="a")
+    wait_worker(qtbot, widget.segment())
+    close_with_x(viewer, widget)
+    gate, cancelled = threading.Event(), []
+
+    def cancel() -> None:
+        cancelled.append(True)
+        gate.set()
+
+    worker = session_for(viewer).jobs.start("slow job", gate.wait, 60, cancel=cancel,
+                                            viewer=viewer, action="Waiting")
+    viewer.close()  # the window's close (no confirmation dialog here)
+    wait_worker(qtbot, worker, timeout=10_000)
+    assert cancelled == [True]

@@ -432,7 +432,8 @@ class WorkerGuard:
                 errored_handler(exc)
 
         worker.errored.connect(_errored)
-        status = _register_task(viewer, description or action or kind, cancel or worker.quit)
+        status = _register_task(viewer, description or action or kind,
+                                _cancel_while_running(worker, cancel or worker.quit))
         viewer_ref = weakref.ref(viewer) if viewer is not None else (lambda: None)
 
         def _finished() -> None:
@@ -463,6 +464,25 @@ class WorkerGuard:
             signal.emit(kind)
         except Exception:
             logger.exception("a listener of the job signals failed")
+
+
+def _cancel_while_running(worker: Any, cancel: Callable[[], Any]) -> Callable[[], Any]:
+    """``cancel`` for napari's task list: held weakly, and a no-op once the job ended.
+
+    napari keeps every task it was given and, closing the window while one runs, calls
+    the cancel of each, the ended ones too: a dock closed with its x (destroyed) raised
+    "wrapped C/C++ object ... has been deleted" there, and the rest of napari's closing
+    (the running round's own stop) was skipped (GUI check h_gui38, H1).
+    """
+    job, call = weakref.ref(worker), _tolerant(cancel)
+
+    def cancel_if_running() -> Any:
+        running = job()
+        if running is None or getattr(running, "handled", False):
+            return False
+        return call()
+
+    return cancel_if_running
 
 
 def _tolerant(handler: Callable[..., Any]) -> Callable[..., Any]:
