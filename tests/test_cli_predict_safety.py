@@ -386,13 +386,22 @@ def test_skip_existing_goes_on_with_the_images_not_done(tmp_path, capsys, monkey
     code, out_text, err = run_cli(capsys, "predict", "default", folder, "--out", out,
                                   "--skip-existing")
     assert code == 0 and out_text.startswith("Nothing to do: the results of all 3 images")
-    # what a killed run leaves (labels without their CSV) is done again, not refused,
+    # labels without their CSV (a run writes both or neither: most likely edited, the
+    # stale CSV deleted) are left as they are and said: they were replaced without a
+    # word (CLI check h_cli1, H1); a CSV without its labels is done again, not refused,
     # and the images never started go on (review h_rev16, H1)
+    edited = tifffile.imread(out / "c2_labels.tif")
+    edited[:5, :5] = 999
+    tifffile.imwrite(out / "c2_labels.tif", edited)
     (out / "c2_measurements.csv").unlink()
+    (out / "c1_labels.tif").unlink()
     code, out_text, err = run_cli(capsys, "predict", "default", folder, "--out", out,
                                   "--skip-existing")
     assert code == 0, err
-    assert (out / "c2_measurements.csv").exists() and "segmenting the other 1" in err
+    assert np.array_equal(tifffile.imread(out / "c2_labels.tif"), edited)
+    assert not (out / "c2_measurements.csv").exists()
+    assert "--skip-existing: 1 image (c2) has labels in" in err and "left as they are" in err
+    assert (out / "c1_labels.tif").exists() and "segmenting the other 1" in err
     # an input is never taken for its own result (review h_rev16, M1)
     (tmp_path / "same").mkdir()
     write_png(tmp_path / "same" / "cells.png")

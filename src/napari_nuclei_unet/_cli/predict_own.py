@@ -153,18 +153,19 @@ def run_own(args: argparse.Namespace) -> int:
         names[name] = path
     skip = getattr(args, "skip_existing", False)
     if skip:
-        def results(name: str) -> list[Path]:  # a CSV beside its labels (TIFF or zarr)
-            paths = output_paths(out, name)
-            return [paths["csv"], paths["zarr"] if paths["zarr"].exists() else paths["labels"]]
+        def results(name: str) -> list[Path]:  # its labels (TIFF or zarr): they may hold
+            paths = output_paths(out, name)  # the user's edits, with or without their CSV
+            return [paths["zarr"] if paths["zarr"].exists() else paths["labels"]]
 
         check_targets(out, [p for name in names for p in output_paths(out, name).values()],
                       files, overwrite=True, what="result file", kept="edited labels")
+        _note_labels_alone(names, out, results, args)
         files = done_already(list(names), results, files, out, quiet=args.quiet)
         if not files:
             return 0
         names = {stack_name(path): path for path in files}
-    # with --skip-existing, what is left of an image not done (a run killed, labels
-    # without their CSV) is replaced, not refused (review h_rev16, H1)
+    # with --skip-existing, what is left of an image not done (a CSV without its labels)
+    # is replaced, not refused (review h_rev16, H1); its labels never (h_cli1, H1)
     check_targets(out, [p for name in names for p in output_paths(out, name).values()], files,
                   overwrite=args.overwrite or skip, what="result file", kept="edited labels")
     files, skipped, single = _check_inputs(files, args)
@@ -191,6 +192,26 @@ def run_own(args: argparse.Namespace) -> int:
              f"{diameter_words(summary.diameters, options, native=is_native(args))}, "
              f"{summary.seconds:.1f} s -> {Path(summary.labels).name}", quiet=args.quiet)
     return 0
+
+
+def _note_labels_alone(names: dict[str, Path], out: Path, results: Any,
+                       args: argparse.Namespace) -> None:
+    """``--skip-existing``: name the images whose labels are in ``out`` without their CSV.
+
+    A run writes both or neither, so such labels were most likely edited (and the CSV,
+    stale, deleted): they were replaced without a word (CLI check h_cli1, H1). They are
+    left as they are.
+    """
+    from ..core.own_images import output_paths
+
+    alone = [name for name in names if all(p.exists() for p in results(name))
+             and not output_paths(out, name)["csv"].exists()]
+    if alone:
+        note(f"--skip-existing: {counted(len(alone), 'image')} ({', '.join(alone[:3])}"
+             f"{', …' if len(alone) > 3 else ''}) {'has' if len(alone) == 1 else 'have'} "
+             f"labels in {out} without their "
+             "measurements: left as they are (they may hold your edits). Delete those labels "
+             "to segment them again.", quiet=args.quiet)
 
 
 def diameter_words(diameters: list[float], options: Any, *, native: bool = False) -> str:
