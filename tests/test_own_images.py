@@ -306,6 +306,16 @@ def test_a_16bit_stack_read_as_rgb_gets_a_note(tmp_path, capsys):
                            tmp_path / "b", "--axes", "ZYX")
     assert code == 0 and "RGB" not in err, err
     assert tifffile.imread(tmp_path / "b" / "zstack_labels.tif").shape == (3, *SHAPE)
+    # CYX, as the note says: its channels, one chosen (the RGB composite was segmented
+    # again, and --channel not asked for: CLI check h_cli1, M1)
+    code, _, err = run_cli(capsys, "predict", "default", tmp_path / "zstack.tif", "--out",
+                           tmp_path / "c", "--axes", "CYX")
+    assert code == 2 and "has 3 channels" in err and "--channel" in err, err
+    code, _, err = run_cli(capsys, "predict", "default", tmp_path / "zstack.tif", "--out",
+                           tmp_path / "c", "--axes", "CYX", "--channel", "1")
+    assert code == 0, err
+    assert np.array_equal(tifffile.imread(tmp_path / "c" / "zstack_labels.tif") > 0,
+                          tifffile.imread(tmp_path / "b" / "zstack_labels.tif")[1] > 0)
     # a colour photo (8-bit RGB) gets no note
     tifffile.imwrite(tmp_path / "he.tif", np.zeros((*SHAPE, 3), np.uint8), photometric="rgb")
     code, _, err = run_cli(capsys, "predict", "default", tmp_path / "he.tif", "--out",

@@ -435,6 +435,9 @@ def _open_tiff(path: Path, axes: str | None) -> ImageStack:
         raise ImageFileError(f"{path} ends before its last image: only {planes} image(s) "
                              f"of it can be read. {TRUNCATED_ADVICE}")
     data = zarr.open(store, mode="r")
+    # axes given with C, not S: channels, whatever the file's colour tag says (--axes CYX
+    # gave the RGB composite again: CLI check h_cli1, M1)
+    rgb_hint = rgb_hint and (not axes or "S" in axes.upper())
     return _make_stack(stack_name(path), data, axes or found_axes, str(path), rgb_hint,
                        read_by=None if axes else "tifffile")
 
