@@ -559,3 +559,22 @@ def test_a_package_as_the_model_to_fine_tune_says_what_to_give(tmp_path, capsys,
                                      "(--init) start from a napari-nuclei-unet checkpoint")
     assert "or a bioimage.io model package" not in err and "choose its" not in err
     assert not (tmp_path / "project").exists()
+
+
+def test_a_round_into_a_project_starts_from_its_model_or_is_refused(tmp_path, tiny_checkpoint,
+                                                                    capsys):
+    # 'finetune default' into a project at v001 started from the shipped model, was
+    # judged against it only, and made current a v003 scoring below v001 (CLI check
+    # h_cli1, M2)
+    folder = write_pairs(tmp_path / "corrected", (("cells", 3),))
+    project = tmp_path / "project"
+    fast = ["--epochs", "1", "--steps", "1", "--device", "cpu"]
+    assert run_cli(capsys, "finetune", tiny_checkpoint, folder, "--out", project, *fast)[0] == 0
+    versions = sorted(p.name for p in (project / "versions").iterdir() if p.is_dir())
+    code, _, err = run_cli(capsys, "finetune", "default", folder, "--out", project, *fast)
+    assert code == 2 and f"{project} is a fine-tuning project whose model is v00" in err
+    assert "Give MODEL latest" in err and "another --out for a new project" in err
+    assert sorted(p.name for p in (project / "versions").iterdir() if p.is_dir()) == versions
+    for model in (tiny_checkpoint, "latest", project):  # its own model, however named
+        code, _, err = run_cli(capsys, "finetune", model, folder, "--out", project, *fast)
+        assert code == 0, err

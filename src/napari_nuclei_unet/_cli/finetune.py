@@ -232,6 +232,35 @@ def _changes_table(changes: Any) -> str:
     return format_table(rows, align_numbers=False)
 
 
+def _refuse_another_start(out: str, given: str, base: Any) -> None:
+    """Refuse a MODEL other than the model of the project ``out`` already is.
+
+    A round judges itself against the model it starts from: ``finetune default`` into a
+    project at v001 made current a v003 that scored below v001 on the same corrections
+    (CLI check h_cli1, M2).
+    """
+    from ..core.finetune import FinetuneError, ModelVersions
+    from ..core.finetune.versions import VERSIONS_DIR
+
+    if not (Path(out) / VERSIONS_DIR).is_dir():
+        return
+    current = ModelVersions(out).current()
+    if current is None or str(current.model) == str(base):
+        return
+    if "default" not in (str(current.model), str(base)):  # v000 holds a copy of its file
+        from ..core.model_cache import file_identity
+
+        weights = file_identity(current.model)[0]
+        if weights is not None and weights == file_identity(base)[0]:
+            return
+    raise FinetuneError(
+        f"{out} is a fine-tuning project whose model is {current.name} now, and MODEL "
+        f"{given} is another: the round would start from {given} and be judged against it "
+        f"only, so a new version could replace {current.name} while scoring below it. Give "
+        f"MODEL latest (or {out}) to go on from {current.name}, or another --out for a new "
+        f"project that starts from {given}.")
+
+
 def run(args: argparse.Namespace) -> int:
     """Fine-tune a model on corrections; print the new version and the scores.
 
@@ -272,6 +301,8 @@ def run(args: argparse.Namespace) -> int:
         if base is None:
             raise FinetuneError(f"No model version in {args.out} yet; give a checkpoint or "
                                 "'default' as MODEL for the first round.")
+    else:
+        _refuse_another_start(args.out, args.model, base)
     options = finetune_options(getattr(args, "diameter", 0.0), base)
     if isinstance(base, (str, Path)) and str(base) != "default":
         from ..core.checkpoint import load_checkpoint
