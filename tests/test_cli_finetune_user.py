@@ -578,3 +578,27 @@ def test_a_round_into_a_project_starts_from_its_model_or_is_refused(tmp_path, ti
     for model in (tiny_checkpoint, "latest", project):  # its own model, however named
         code, _, err = run_cli(capsys, "finetune", model, folder, "--out", project, *fast)
         assert code == 0, err
+
+
+def test_pairs_beside_a_project_kept_in_their_folder_are_added(tmp_path, tiny_checkpoint,
+                                                               capsys):
+    # finetune ... corrected/ --out corrected/: the next round read the folder as the
+    # project it now holds, and a pair added (or labels edited) beside it was left out
+    # without a word (CLI check h_cli1, M4)
+    import shutil
+
+    folder = write_pairs(tmp_path / "corrected")
+    fast = ["--epochs", "1", "--steps", "1", "--device", "cpu"]
+    assert run_cli(capsys, "finetune", tiny_checkpoint, folder, "--out", folder, *fast)[0] == 0
+    shutil.copy(folder / "cells.tif", folder / "new.tif")
+    shutil.copy(folder / "cells_labels.tif", folder / "new_labels.tif")
+    code, out, err = run_cli(capsys, "finetune", "latest", folder, "--out", folder, *fast)
+    assert code == 0, err
+    assert "new.tif + new_labels.tif: 1 plane added to project" in err
+    assert "3 corrections from project" in err and "new-plane0" in out
+    # read from another project's round: said, not used
+    code, out, err = run_cli(capsys, "finetune", tiny_checkpoint, folder, "--out",
+                             tmp_path / "other", *fast)
+    assert code == 0, err
+    assert f"3 image + label image pairs in {folder} not used: it is read as the " \
+        "fine-tuning project it holds" in err

@@ -80,6 +80,16 @@ def own_labelled_samples(path: str | Path, *, quiet: bool, project: str | None =
     folder = Path(path)
     if _is_project(folder):
         store = CorrectionStore(folder)
+        # a project kept in the folder of its pairs: pairs new or edited since were
+        # left out without a word (CLI check h_cli1, M4)
+        beside = pair_up(folder)
+        if beside.pairs and project is not None and _same_folder(folder, project):
+            _store_pairs(store, beside, quiet=quiet, axes=axes, channel=channel,
+                         verb="added to project " + str(project))
+        elif beside.pairs:
+            note(f"{counted(len(beside.pairs), 'image + label image pair')} in {folder} not "
+                 f"used: it is read as the fine-tuning project it holds (give it as --out "
+                 "too, to add them to it).", quiet=quiet)
         samples = store.load_samples()
         note(f"{len(samples)} corrections from project {store.path}", quiet=quiet)
         return samples
@@ -107,6 +117,13 @@ def own_labelled_samples(path: str | Path, *, quiet: bool, project: str | None =
             f"NAME.tif (the name 'nuclei-unet predict' gives its labels), or give a "
             "fine-tuning project or a folder of samples in the DSB2018 layout.")
     return None
+
+
+def _same_folder(a: str | Path, b: str | Path) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
 
 
 def _image_of(labels_name: str) -> str:
