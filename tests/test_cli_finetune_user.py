@@ -313,6 +313,22 @@ def test_finetune_asks_for_the_nuclear_channel_of_a_multichannel_pair(tmp_path,
     code, out, err = run_cli(capsys, *argv, "--channel", "1")
     assert code == 0, err
     assert "cells-plane0" in out
+    # grey images beside it, and as images kept aside: used as they are, as predict does
+    # with a folder (--channel refused them: CLI check h_cli1, M3)
+    tifffile.imwrite(folder / "grey.tif", blobs(labels))
+    tifffile.imwrite(folder / "grey_labels.tif", labels)
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    tifffile.imwrite(aside / "other.tif", blobs(label_image(n=2)))
+    tifffile.imwrite(aside / "other_labels.tif", label_image(n=2))
+    code, out, err = run_cli(capsys, *argv[:4], tmp_path / "p2", *argv[5:], "--channel", "1",
+                             "--held-out", aside)
+    assert code == 0, err
+    assert "note: --channel 1 does not apply to grey.tif, of one channel: it is used as it " \
+        "is." in err and "does not apply to other.tif" in err
+    assert "cells-plane0" in out and "grey-plane0" in out
+    code, out, err = run_cli(capsys, "evaluate", "default", aside, "--channel", "1")
+    assert code == 0, err
 
 
 def test_evaluate_scores_images_beside_their_label_images(tmp_path, capsys):

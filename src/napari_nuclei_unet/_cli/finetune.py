@@ -159,6 +159,7 @@ def _store_pairs(store: Any, found: Any, *, quiet: bool, axes: str | None,
     """
     from ..core.finetune import LABELS_SUFFIX, add_labelled_image
     from ..core.finetune.own import BINARY_NOTE
+    from ..core.stacks import open_stack
 
     alone = [p.name for p in found.unlabelled]
     if alone:
@@ -168,9 +169,13 @@ def _store_pairs(store: Any, found: Any, *, quiet: bool, axes: str | None,
     if orphans:
         note(f"not used, no image beside them: {first_names(orphans)} (copy the image "
              f"each was made from beside it, e.g. {_image_of(orphans[0])})", quiet=quiet)
-    ids, stored = [], {c.id for c in store.list()}
+    ids, stored, single = [], {c.id for c in store.list()}, []
     for image, labels in found.pairs:
-        added = add_labelled_image(store, image, labels, axes=axes, channel=channel)
+        chosen = channel
+        if channel is not None and "C" not in open_stack(image, axes).axes:
+            chosen = None  # one channel: used as it is, as predict does (h_cli1, M3)
+            single.append(image.name)
+        added = add_labelled_image(store, image, labels, axes=axes, channel=chosen)
         ids += [c.id for c in added]
         nuclei = (counted(added[0].n_nuclei, "nucleus", "nuclei") if len(added) == 1 else
                   ", ".join(str(c.n_nuclei) for c in added) + " nuclei")
@@ -188,6 +193,10 @@ def _store_pairs(store: Any, found: Any, *, quiet: bool, axes: str | None,
         if not any(c.n_nuclei for c in added):
             note(f"note: {labels.name} holds no nucleus: a round learns from it that "
                  f"{image.name} shows none. Is it the right file?", quiet=quiet)
+    if single:
+        note(f"note: --channel {channel} does not apply to {first_names(single)}, of one "
+             f"channel: {'it is' if len(single) == 1 else 'they are'} used as "
+             f"{'it is' if len(single) == 1 else 'they are'}.", quiet=quiet)
     return store.load_samples(ids)
 
 
