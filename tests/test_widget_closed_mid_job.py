@@ -154,3 +154,32 @@ def test_closing_napari_after_a_dock_that_ran_a_job_was_closed(make_napari_viewe
     viewer.close()  # the window's close (no confirmation dialog here)
     wait_worker(qtbot, worker, timeout=10_000)
     assert cancelled == [True]
+
+
+@pytest.mark.parametrize("name", ["compare_widget.CompareWidget", "iou_panel.IoUPanel"])
+def test_a_prediction_of_a_closed_dock_stops_and_says_so(make_napari_viewer, qtbot, name):
+    # Predict all (Score all) ran on without a word after its dock was closed, and a dock
+    # opened again could neither show nor cancel it (GUI check h_gui38, M1)
+    import importlib
+
+    from _widget_helpers import capture_notifications, labelled_synthetic_samples
+
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+    from napari_nuclei_unet.widgets._session import session_for
+
+    viewer = make_napari_viewer()
+    session = session_for(viewer)
+    samples = labelled_synthetic_samples(16, (96, 112), first_seed=10)
+    session.add_samples(samples)
+    session.set_model(load_checkpoint("default"))
+    module, cls = name.split(".")
+    dock = getattr(importlib.import_module(f"napari_nuclei_unet.widgets.{module}"), cls)(viewer)
+    viewer.window.add_dock_widget(dock, name=cls)
+    worker = dock.predict_all() if hasattr(dock, "predict_all") else dock.score_all()
+    qtbot.waitUntil(lambda: session.jobs.running("predict") is not None, timeout=10_000)
+    with capture_notifications() as notes:
+        close_with_x(viewer, dock)
+        wait_worker(qtbot, worker, timeout=120_000)
+    assert notes.any("panel was closed: ") and notes.any("stops after the current image"), \
+        notes.messages
+    assert len(session.probabilities) < len(samples)  # stopped, not run to the end

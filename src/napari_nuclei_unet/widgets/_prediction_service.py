@@ -210,6 +210,19 @@ def show_prediction_progress(bar: Any, update: Any, *, stopping: bool = False) -
         throttle.show(update.done, update.total, f"{verb}: %v / %m images")
 
 
+def stop_when_closed(running: bool, stop: Any, panel: str, what: str) -> None:
+    """A dock closed while its prediction runs: it stops after the current image, said.
+
+    It ran on without a word, and a dock opened again could neither show nor cancel it
+    (GUI check h_gui38, M1). ``stop``: the job's stop event; plain Python only (the
+    dock's widgets are going away).
+    """
+    if running and not stop.is_set():
+        stop.set()
+        notify(f"The {panel} was closed: {what} stops after the current image (the images "
+               "done so far are kept).")
+
+
 def reset_prediction_progress(bar: Any) -> None:
     """Forget the ETA clock of ``bar`` (a new job starts)."""
     bar._nuclei_unet_throttle = None

@@ -65,6 +65,7 @@ from napari_nuclei_unet.widgets._prediction_service import (  # noqa: F401  (re-
     show_prediction_progress,
     start_prediction_job,
     start_rescore_job,
+    stop_when_closed,
 )
 from napari_nuclei_unet.widgets._session import session_for
 from napari_nuclei_unet.widgets._workers import import_torch_safely, notify
@@ -143,6 +144,7 @@ class CompareWidget(QWidget):
     def _disconnect_session(self, *_args: Any) -> None:
         session = self.session
         session.compare_views -= 1
+        stop_when_closed(self._predicting, self._stop, "Compare panel", "its prediction")
         disconnect_all((
             (session.current_changed, self._on_current_changed),
             (session.model_changed, self._update_model_status),
@@ -340,7 +342,10 @@ class CompareWidget(QWidget):
         )
 
     # ---------------------------------------------------------- handlers
+    _predicting = False  # a prediction this dock started is running
+
     def _on_job_started(self) -> None:
+        self._predicting = True
         self.predict_button.setEnabled(False)
         self.predict_all_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
@@ -353,6 +358,7 @@ class CompareWidget(QWidget):
         show_prediction_progress(self.progress, update, stopping=self._stop.is_set())
 
     def _on_job_done(self, result: PredictionResult | None) -> None:
+        self._predicting = False
         self.predict_button.setEnabled(True)
         self.predict_all_button.setEnabled(True)
         self.cancel_button.setEnabled(False)

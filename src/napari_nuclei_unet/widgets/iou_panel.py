@@ -238,6 +238,9 @@ class IoUPanel(QWidget):
         share_the_column_when_shown(self)  # stacked under another dock
 
     def _disconnect(self, *_args: Any) -> None:
+        from napari_nuclei_unet.widgets._prediction_service import stop_when_closed
+
+        stop_when_closed(self._scoring, self._stop, "IoU panel", "'Score all'")
         disconnect_all((
             (self.session.scores_changed, self.refresh),
             (self.session.current_changed, self._select_current),
@@ -435,9 +438,12 @@ class IoUPanel(QWidget):
         self.cancel_button.setEnabled(False)
         self.progress.setFormat("Stopping after this image…")
 
+    _scoring = False  # a 'Score all' this panel started is running
+
     def _on_job_started(self) -> None:
         from napari_nuclei_unet.widgets._prediction_service import reset_prediction_progress
 
+        self._scoring = True
         self.score_button.setEnabled(False)
         self.progress.setRange(0, 0)
         self.progress.setFormat("Starting…")
@@ -453,6 +459,7 @@ class IoUPanel(QWidget):
         show_prediction_progress(self.progress, update, stopping=self._stop.is_set())
 
     def _on_job_done(self, result: Any) -> None:
+        self._scoring = False
         self.score_button.setEnabled(True)
         self.progress.setVisible(False)
         self.cancel_button.setVisible(False)
