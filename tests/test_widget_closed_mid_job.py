@@ -163,7 +163,6 @@ def test_a_prediction_of_a_closed_dock_stops_and_says_so(make_napari_viewer, qtb
     import importlib
 
     from _widget_helpers import capture_notifications, labelled_synthetic_samples
-
     from napari_nuclei_unet.core.checkpoint import load_checkpoint
     from napari_nuclei_unet.widgets._session import session_for
 

@@ -260,6 +260,22 @@ def test_closing_the_dock_keeps_unsaved_edits_as_draft(retrain, qtbot):
     QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
     assert (project / "drafts" / f"{samples[0].id}.npz").is_file()
     assert len(session.current_changed) == connected - 1  # and it let go of the session
+    # the layer stays: strokes painted on it since go to the draft too (they were lost
+    # without a word at Continue draft: GUI check h_gui38, M2)
+    paint_square(layer, 43, (slice(30, 34), slice(30, 34)))
+    layer.events.paint(value=[])  # as napari's brush does
+    draft = np.load(project / "drafts" / f"{samples[0].id}.npz")
+    (key,) = [k for k in draft.files if draft[k].ndim == 2]
+    assert (draft[key][30:34, 30:34] == 43).all() and (draft[key][5:15, 40:50] == 42).all()
+    # ... until a Retrain dock edits in it again (another image here)
+    from napari_nuclei_unet.widgets import _retrain_editing as editing
+
+    editing.promote_prediction(viewer, np.zeros(samples[1].labels.shape, np.int32),
+                               samples[1])
+    paint_square(layer, 44, (slice(30, 34), slice(30, 34)))
+    layer.events.paint(value=[])
+    draft = np.load(project / "drafts" / f"{samples[0].id}.npz")
+    assert (draft[key][30:34, 30:34] == 43).all()
 
 
 @pytest.mark.parametrize("dock_name", ["compare", "iou"])

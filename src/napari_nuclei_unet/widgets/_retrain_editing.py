@@ -122,6 +122,46 @@ def _paint_mode(viewer: napari.Viewer, layer: Labels) -> None:
     layer.mode = "paint"
 
 
+#: On the correction layer of a closed Retrain dock: the draft its strokes still go to.
+ORPHAN_DRAFT_KEY = "nuclei_unet_orphan_draft"
+
+
+def keep_drafting(state: EditState, project: Any) -> None:
+    """The Retrain dock closed: its edits, and strokes painted on its layer since, kept.
+
+    They go to the image's draft (``DraftStore``). The layer stayed editable, and what
+    was painted on it after the dock closed was lost without a word at *Continue draft*
+    (GUI check h_gui38, M2). Ends when a Retrain dock edits in the layer again
+    (:func:`promote_prediction`).
+    """
+    import uuid
+    import weakref
+
+    from napari_nuclei_unet.widgets._layers import short_id
+    from napari_nuclei_unet.widgets._retrain_project import DraftStore
+    from napari_nuclei_unet.widgets._workers import notify_error
+
+    sample_id, start, token = state.sample.id, state.start, uuid.uuid4().hex
+    layer = weakref.ref(state.layer)
+
+    def save(labels: Any) -> None:
+        try:
+            DraftStore(project).save(sample_id, np.asarray(labels), start)
+        except OSError as exc:
+            notify_error(exc, f"Saving your corrections of {short_id(sample_id)}")
+
+    def painted(_event: Any = None) -> None:
+        shown = layer()
+        if shown is not None and shown.metadata.get(ORPHAN_DRAFT_KEY) == token:
+            save(shown.data)  # (not when a Retrain dock edits in it again)
+
+    if state.is_dirty():
+        save(state.current_labels())
+    if state.shows_sample():
+        state.layer.metadata[ORPHAN_DRAFT_KEY] = token
+        state.layer.events.paint.connect(painted)
+
+
 def promote_prediction(
     viewer: napari.Viewer, labels: np.ndarray, sample: Any, *, start: str = "prediction"
 ) -> Labels:
@@ -167,6 +207,7 @@ def promote_prediction(
         set_changed(layer, translate=image.translate, scale=image.scale)
     layer.metadata[SAMPLE_ID_KEY] = sample.id
     layer.metadata["nuclei_unet_start"] = start
+    layer.metadata.pop(ORPHAN_DRAFT_KEY, None)  # a closed dock's draft no longer follows it
     show_editing_view(viewer, layer)
     _paint_mode(viewer, layer)
     return layer

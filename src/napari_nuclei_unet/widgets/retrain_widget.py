@@ -221,12 +221,8 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         state = self._edit
         if state is not None:  # the session says again what happens to the mask's edits
             state.layer.metadata.pop(DRAFTED_KEY, None)
-        if state is not None and state.is_dirty():
-            try:
-                DraftStore(self.project).save(state.sample.id, state.current_labels(),
-                                              state.start)
-            except OSError as exc:
-                notify_error(exc, f"Saving your corrections of {short_id(state.sample.id)}")
+        if state is not None:  # its edits, and strokes painted since (h_gui38 M2): a draft
+            editing.keep_drafting(state, self.project)
         disconnect_all((
             (self.session.current_changed, self._on_current_changed),
             (self.session.dataset_changed, self._on_dataset_changed),
