@@ -182,3 +182,29 @@ def test_a_prediction_of_a_closed_dock_stops_and_says_so(make_napari_viewer, qtb
     assert notes.any("panel was closed: ") and notes.any("stops after the current image"), \
         notes.messages
     assert len(session.probabilities) < len(samples)  # stopped, not run to the end
+
+
+def test_a_result_deleted_while_its_plane_is_added_is_not_said_unsaved(make_napari_viewer,
+                                                                      qtbot, monkeypatch,
+                                                                      tmp_path):
+    # Add plane, then the result deleted before the add ended: the labels were in the
+    # project, and the dock said they were not saved, then and in the next session
+    # (GUI check h_gui38, L1)
+    from napari_nuclei_unet.widgets import _segment_outputs
+    from napari_nuclei_unet.widgets._unsaved_labels import kept_words, unsaved_dir
+
+    viewer, widget = segment_dock(make_napari_viewer())
+    truth = disc_labels((48, 64), [(12, 12), (30, 40)])
+    widget.image.value = viewer.add_image((truth > 0).astype(np.uint16) * 900 + 50, name="b")
+    wait_worker(qtbot, widget.segment())
+    layer = widget.result_layer
+    layer.paint((20, 20), 5)
+    slow, gate = gated(_segment_outputs._add_plane)
+    monkeypatch.setattr(_segment_outputs, "_add_plane", slow)
+    worker = widget.add_to_project(tmp_path / "p")
+    viewer.layers.remove(layer)  # kept as unsaved: the add has not ended
+    (kept,) = unsaved_dir().glob("b_labels-*.tif")
+    gate.set()
+    wait_worker(qtbot, worker, timeout=60_000)
+    assert not kept.exists() and (unsaved_dir() / "added" / kept.name).exists()
+    assert kept_words("b") == ""

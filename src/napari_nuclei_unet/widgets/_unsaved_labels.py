@@ -20,6 +20,10 @@ from typing import Any
 UNSAVED_KEY = "nuclei_unet_unsaved"
 #: On a result layer kept by :func:`keep_unsaved_results`: the file it was written to.
 KEPT_KEY = "nuclei_unet_kept_at"
+#: On a result kept while a save or an Add plane of it was under way: that job's token
+#: (:func:`saving`). Once it has written every stroke, the kept file is set aside: the
+#: dock said "not saved" of labels the add had written (GUI check h_gui38, L1).
+KEPT_WHILE_KEY = "nuclei_unet_kept_while"
 #: On a result layer: where it was painted since it was segmented, saved or added,
 #: ``{plane: [(y0, y1, x0, x1), ...]}`` (``plane``: its indices on the labels' leading
 #: axes; None: somewhere unknown)
@@ -136,7 +140,8 @@ def added(layer: Any, token: str | None, plane: tuple, region: Any) -> None:
     offered to add them again (GUI check h_gui23, M3). A stroke during the add keeps it
     unsaved. ``token``: from :func:`saving`, as the add started.
     """
-    if token is None or layer.metadata.get(UNSAVED_KEY) != token:
+    kept_while = token is not None and layer.metadata.get(KEPT_WHILE_KEY) == token
+    if token is None or (layer.metadata.get(UNSAVED_KEY) != token and not kept_while):
         return
     boxes = layer.metadata.setdefault(PAINTED_KEY, {})
     left = [box for box in boxes.get(plane, []) if region is not None and not (
@@ -146,6 +151,10 @@ def added(layer: Any, token: str | None, plane: tuple, region: Any) -> None:
         boxes[plane] = left
     else:
         boxes.pop(plane, None)
+    if kept_while:  # removed while it was added: its kept file holds nothing unsaved
+        if not boxes:
+            _move_to_added(Path(layer.metadata[KEPT_KEY]))
+        return
     layer.metadata[UNSAVED_KEY] = bool(boxes)
 
 
@@ -272,8 +281,11 @@ def keep_unsaved_results(layers: Any) -> list[Path]:
             write_labels(path, data, axes, layer.name)
         except (OSError, ValueError):
             continue
+        flag = layer.metadata.get(UNSAVED_KEY)
         layer.metadata[UNSAVED_KEY] = False  # written once
         layer.metadata[KEPT_KEY] = str(path)
+        if isinstance(flag, str):  # a save or an add under way: see KEPT_WHILE_KEY
+            layer.metadata[KEPT_WHILE_KEY] = flag
         kept.append(path)
     return kept
 
@@ -333,8 +345,15 @@ def set_aside(layer_name: str, plane: str = "", planes: int = 1) -> None:
             path.with_suffix(".added").write_text("\n".join(sorted(done)) + "\n")
             return
         path.with_suffix(".added").unlink(missing_ok=True)
-    path.parent.joinpath("added").mkdir(exist_ok=True)
-    path.replace(path.parent / "added" / path.name)
+    _move_to_added(path)
+
+
+def _move_to_added(path: Path) -> None:
+    try:
+        path.parent.joinpath("added").mkdir(exist_ok=True)
+        path.replace(path.parent / "added" / path.name)
+    except OSError:
+        pass  # still offered as unsaved: nothing is lost
 
 
 def added_planes(path: Path) -> list[str]:
@@ -377,7 +396,9 @@ def saving(layer: Any) -> str | None:
 
 def saved(layer: Any, token: str | None) -> None:
     """The save of :func:`saving` is written: the result is saved, unless painted since."""
-    if token is not None and layer.metadata.get(UNSAVED_KEY) == token:
+    if token is not None and layer.metadata.get(KEPT_WHILE_KEY) == token:
+        _move_to_added(Path(layer.metadata[KEPT_KEY]))  # removed while it was written
+    elif token is not None and layer.metadata.get(UNSAVED_KEY) == token:
         layer.metadata[UNSAVED_KEY] = False
         layer.metadata[PAINTED_KEY] = {}
 
