@@ -490,6 +490,8 @@ class SegmentWidget(SegmentOutputs, ProjectField, QWidget):
             f"{done}/{total} {'blocks' if stage == 'blocks' else 'planes'}"  # h_gui20 N4
         self.status.setText(f"{what}{eta}" + (f" — {message}" if message else ""))
 
+    _gone_words = ""  # the image segmented was deleted during the job: said, kept (L4)
+
     def _on_returned(self, result: Any) -> None:
         from napari_nuclei_unet.widgets._working_copies import release
 
@@ -497,7 +499,8 @@ class SegmentWidget(SegmentOutputs, ProjectField, QWidget):
         if self._dead or image is not None and image not in self.viewer.layers:
             release(self.viewer, result.zarr_path)  # not shown: its working copy goes
             if not self._dead:  # (destroyed during the job: nothing to say it in)
-                self.status.setText(f"{image.name} was deleted: its labels were not added.")
+                self._gone_words = f"{image.name} was deleted: its labels were not added."
+                self.status.setText(self._gone_words)
             return
         if result.labels is None:
             self.status.setText(result.message or "Cancelled: nothing was segmented.")
@@ -516,6 +519,9 @@ class SegmentWidget(SegmentOutputs, ProjectField, QWidget):
         self.progress.setVisible(False)
         if self.result_layer is None:  # none came: the chosen image's, if it has one
             self.follow_chosen_result(selection=False)
+        gone, self._gone_words = self._gone_words, ""
+        if gone and not self.status.text().startswith(gone):  # not overwritten by the
+            self.status.setText(f"{gone} {self.status.text()}".strip())  # next image's
         elif not self.table.model().rowCount():
             self.table.set_table(layer_table(self.result_layer))  # cancelled (h_gui20 N3)
         self._enable()
