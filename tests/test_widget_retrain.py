@@ -1540,7 +1540,14 @@ def test_a_selected_version_says_why_it_was_not_made_current_and_what_it_did_els
     assert again.set_project(project)
     again.versions_table.select_key("v001")
     again._on_version_selected()
-    assert again.adoption_label.text().startswith("v001 is in use because you chose it")
+    # ... said as the project's model, and marked ● ("is in use" beside "No model loaded",
+    # and no version marked: GUI check h_gui38, L2)
+    assert again.adoption_label.text().startswith(
+        "v001 is this project's model (Fine-tune and the Segment panel use it) because you "
+        "chose it")
+    names = [again.versions_table.item(r, 0).text()
+             for r in range(again.versions_table.rowCount())]
+    assert [n for n in names if n.startswith("●")] == ["● v001"]
 
 
 def test_another_version_put_in_use_elsewhere_undoes_a_choice_and_chooses_nothing(

@@ -471,8 +471,10 @@ class FinetuneSteps:
             why = after_colon(version.reason)
             if in_use:  # "the model in use is unchanged" read wrong then (h_gui34, N4)
                 why = why.replace(NOT_ADOPTED, "").strip()  # the rest stays (h_gui35, L2)
-                why = (f"{version.name} is in use because you chose it; its round had not "
-                       f"made it current: {why}")
+                why = (f"{version.name} is "
+                       + ("in use" if self.session.model is not None else "this project's "
+                          "model (Fine-tune and the Segment panel use it)")  # (h_gui38 L2)
+                       + f" because you chose it; its round had not made it current: {why}")
             else:
                 why = f"{version.name} was not made current by its round: {why}"
             self.adoption_label.setText(why)

@@ -202,6 +202,19 @@ def _load_version(version: Any) -> Any:
     return load_checkpoint("default" if version is None else version.model, device="auto")
 
 
+def marked_version(model: Any, versions: Sequence[Any], store: Any) -> str | None:
+    """The version the versions table marks ●: the model in use's, else the project's.
+
+    With no model loaded (napari started again), the project's model is the one Fine-tune
+    and the Segment dock use; no version was marked, beside "v001 is in use because you
+    chose it" (GUI check h_gui38, L2). ``store``: the project's ``ModelVersions``.
+    """
+    current = version_of_model(model, versions)
+    if current is None and model is None:
+        current = store.current(versions)
+    return None if current is None else current.name
+
+
 def version_of_model(model: Any, versions: Sequence[Any]) -> Any:
     """The project version ``model`` (a ``LoadedModel``) was loaded from, or None.
 

@@ -79,6 +79,7 @@ from napari_nuclei_unet.widgets._retrain_jobs import (  # noqa: F401  (re-export
     _save_correction,
     _SaveRequest,
     _warm_up,
+    marked_version,
     round_adopted,
     version_of_model,
     version_words,
@@ -367,7 +368,8 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         self.corrections_label.setText(text)
         versions = self.versions()
         current = version_of_model(self.session.model, versions)
-        self.versions_table.set_versions(versions, None if current is None else current.name)
+        self.versions_table.set_versions(versions, marked_version(self.session.model, versions,
+                                                                  self.model_versions()))
         self.versions_label.setText(
             "No round yet: the first one records the current model as v000."
             if not versions else f"{len(versions)} version(s); ● marks the one in use."
@@ -500,7 +502,8 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
                 leave_other_choice(self.model_versions(), current, versions)
             except OSError as exc:
                 notify_error(exc, "Forgetting the version chosen for this project")
-        self.versions_table.set_versions(versions, None if current is None else current.name)
+        self.versions_table.set_versions(versions, marked_version(self.session.model, versions,
+                                                                  self.model_versions()))
         self._update_model_label(current, versions)
         self._update_buttons()
 
