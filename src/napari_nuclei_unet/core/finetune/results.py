@@ -201,9 +201,12 @@ def opposite_pulls(rows: Sequence[ScoreChange]) -> str:
         return (text + f": before the round, the model drew the nuclei of {wide} at "
                 f"{drawn[wide]:.2f} times the area of their corrected outlines and those of "
                 f"{tight} at {drawn[tight]:.2f} times, so {wide}'s corrections outline its "
-                f"nuclei more widely than {tight}'s. A round moves the outlines of one kind "
-                "of image one way and cannot fit both: check that the corrections outline "
-                "nuclei the same way (or keep one of them aside).")
+                f"nuclei more widely than {tight}'s, as the model sees them. Either the "
+                "corrections outline nuclei differently, or the model takes the two for "
+                "different kinds of image (nuclei of other sizes, another contrast): a round "
+                "moves the outlines of one kind of image one way and cannot fit both. Check "
+                "that the corrections outline nuclei the same way; if they do, correct more "
+                "images like each (or keep one of them aside).")
     return (text + ". Corrections that pull a round in opposite directions are often "
             "outlined differently: check that they outline nuclei the same way.")
 
