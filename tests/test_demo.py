@@ -207,3 +207,18 @@ def test_four_docks_and_the_panel_under_them_fit_a_laptop_screen(make_napari_vie
     qtbot.wait(300)
     assert window.minimumSizeHint().height() <= 800
     assert window.height() <= 800
+
+
+def test_the_seven_separate_docks_fit_a_laptop_screen(make_napari_viewer, qtbot):
+    # each asked for 130 px: six grew the window to 870 px, seven to 1009, the bottom
+    # docks and the status bar off the screen (GUI check h_gui38, L5)
+    viewer = make_napari_viewer(show=True)
+    window = viewer.window._qt_window
+    window.resize(1280, 800)
+    for name in ("Data", "Model", "Compare", "IoU panel", "Train", "Retrain",
+                 "Segment image layer"):
+        viewer.window.add_plugin_dock_widget("napari-nuclei-unet", name)
+        qtbot.wait(50)
+    qtbot.wait(300)
+    assert window.minimumSizeHint().height() <= 800
+    assert window.height() <= 800
