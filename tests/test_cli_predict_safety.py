@@ -374,6 +374,9 @@ def test_skip_existing_goes_on_with_the_images_not_done(tmp_path, capsys, monkey
         patch.setattr(measure, "write_csv", third_interrupted)
         code, _, err = run_cli(capsys, "predict", "default", folder, "--out", out)
     assert code == 130 and "run the same command with --skip-existing" in err
+    # each image's line as it ended: none came before the end, so an interrupted run (or
+    # a batch job's log) never said which were done (CLI check h_cli1, L1)
+    assert "-> c0_labels.tif" in err and "-> c1_labels.tif" in err and "c2_labels" not in err
     done = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     assert sorted(done) == ["c0_labels.tif", "c0_measurements.csv", "c1_labels.tif",
                             "c1_measurements.csv"]
@@ -518,3 +521,6 @@ def test_ctrl_c_before_anything_is_written_does_not_speak_of_images_kept(tmp_pat
     (tmp_path / "out" / "a.png").write_bytes(b"x")
     code, _, err = run_cli(capsys, *args)
     assert code == 130 and "run the same command with --skip-existing" in err
+    # each image's line as it ended: none came before the end, so an interrupted run (or
+    # a batch job's log) never said which were done (CLI check h_cli1, L1)
+    assert "-> c0_labels.tif" in err and "-> c1_labels.tif" in err and "c2_labels" not in err

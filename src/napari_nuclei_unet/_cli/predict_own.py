@@ -186,12 +186,19 @@ def run_own(args: argparse.Namespace) -> int:
     print(f"Wrote {counted(len(summaries), 'label image')} ({counted(n_planes, 'plane')}, "
           f"{counted(n_nuclei, 'nucleus', 'nuclei')}) and measurements to {out}"
           + skipped_words(len(skipped)))
-    for summary in summaries:
-        note(f"{summary.name}: {counted(summary.n_nuclei, 'nucleus', 'nuclei')} in "
-             f"{counted(summary.n_planes, 'plane')}, "
-             f"{diameter_words(summary.diameters, options, native=is_native(args))}, "
-             f"{summary.seconds:.1f} s -> {Path(summary.labels).name}", quiet=args.quiet)
     return 0
+
+
+def _say_done(summary: Any, options: Any, args: argparse.Namespace) -> None:
+    """One image's line: its nuclei, planes, nucleus size, time and labels file.
+
+    Said as each image ends: a batch job's log (no terminal) showed nothing until the
+    end, and after a Ctrl-C never said which were done (CLI check h_cli1, L1).
+    """
+    note(f"{summary.name}: {counted(summary.n_nuclei, 'nucleus', 'nuclei')} in "
+         f"{counted(summary.n_planes, 'plane')}, "
+         f"{diameter_words(summary.diameters, options, native=is_native(args))}, "
+         f"{summary.seconds:.1f} s -> {Path(summary.labels).name}", quiet=args.quiet)
 
 
 def _note_labels_alone(names: dict[str, Path], out: Path, results: Any,
@@ -378,7 +385,10 @@ def _segment(files: list[Path], out: Path, options: Any, args: argparse.Namespac
                   if isinstance(r, FileSkipped)]
         for path, exc in failed:  # a damaged file: the others went on (h_rev16, M3)
             _note_skipped(path, exc, args)
-        return [r for r in results if not isinstance(r, FileSkipped)], options, failed
+        done = [r for r in results if not isinstance(r, FileSkipped)]
+        for summary in done:  # (all come back together from the workers)
+            _say_done(summary, options, args)
+        return done, options, failed
     summaries, failed = [], []
     for path in files:
         try:
@@ -388,6 +398,7 @@ def _segment(files: list[Path], out: Path, options: Any, args: argparse.Namespac
                 block=args.block, client=client, threads=threads,
                 device=args.device if client is not None else _device(args),  # per worker
                 on_update=bars)))
+            _say_done(summaries[-1], options, args)
         except ImageFileError as exc:  # a damaged plane: the other files go on
             failed.append((path, exc))
             _note_skipped(path, exc, args)
