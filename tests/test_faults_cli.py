@@ -277,3 +277,39 @@ def test_a_dask_worker_killed_under_a_task_is_a_plain_message(tmp_path, capsys, 
     assert "a dask worker died while segmenting (" in err and "ran out of memory" in err
     assert "tcp://10.0.0.7:4242" in err
     assert "this is a bug" not in err
+
+
+def test_a_broken_tiff_or_a_text_file_given_to_predict_is_said_once_in_plain_words(
+        tmp_path, capsys):
+    # "(list index out of range)"; a notes.txt was told to be replaced by "a fresh copy",
+    # twice, and an empty --out was left behind (CLI check h_cli1, L3)
+    broken = tmp_path / "broken.tif"
+    broken.write_bytes(b"II*\x00garbage" * 10)
+    assert main(["predict", "default", str(broken), "--out", str(tmp_path / "o1")]) == 2
+    err = capsys.readouterr().err
+    assert f"{broken} is not a readable TIFF file (its structure is damaged)" in err, err
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    assert main(["predict", "default", str(notes), "--out", str(tmp_path / "o2")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("is not an image file") == 1 and "fresh copy" not in err, err
+    assert f"{notes} is not an image file (.txt is not an image format this plugin reads)" \
+        in err
+    assert not (tmp_path / "o2").exists()
+
+
+def test_a_mistyped_model_name_and_no_workers_are_said_plainly(tmp_path, capsys):
+    # "Checkpoint file defualt.safetensors does not exist" named a file never typed, and
+    # --workers 0 ran in this process without a word (CLI check h_cli1, L5, L11)
+    import numpy as np
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "cells.tif", np.zeros((32, 32), np.uint16))
+    assert main(["predict", "defualt", str(tmp_path / "cells.tif"), "--out",
+                 str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "There is no model 'defualt': give 'default' (the shipped model)" in err, err
+    assert main(["predict", "default", str(tmp_path / "cells.tif"), "--out",
+                 str(tmp_path / "out"), "--workers", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--workers: 0 worker processes: give 1 or more" in err, err

@@ -96,7 +96,7 @@ def _add_own_image_options(parser: argparse.ArgumentParser) -> None:
                           "a TIFF (the names finetune reads), not one mask per image")
     own.add_argument("--scheduler", metavar="ADDRESS",
                      help="run on this dask.distributed scheduler (tcp://host:8786)")
-    own.add_argument("--workers", type=int, default=0, metavar="N",
+    own.add_argument("--workers", type=_worker_count, default=0, metavar="N",
                      help="start a local dask cluster with N worker processes")
     own.add_argument("--block", type=int, default=896, metavar="PX",
                      help="block side for large 2-D images, streamed block by block "
@@ -501,6 +501,19 @@ def _one_line(exc: BaseException, *, max_lines: int = 4, max_chars: int = 1500) 
 
 def _error(message: str) -> None:
     print(f"{PROG}: error: {message}", file=sys.stderr)
+
+
+def _worker_count(text: str) -> int:
+    """``--workers N``: 1 or more (0 ran in this process without a word: h_cli1, L11)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"{value} worker processes: give 1 or more (leave --workers out to segment in "
+            "this process)")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

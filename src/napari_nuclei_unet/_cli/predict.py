@@ -228,6 +228,7 @@ def run(args: argparse.Namespace) -> int:
     if device.type == "cpu":
         configure_cpu_threads()  # physical cores: hyper-threads slow convolutions down
     options = dataset_options(args, loaded.model)
+    made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     submission: dict[str, np.ndarray] = {}
     n_nuclei = 0
@@ -240,7 +241,8 @@ def run(args: argparse.Namespace) -> int:
                 image = item.read()
             except DatasetError as exc:  # one bad file must not stop the others
                 skipped.append(DatasetError(" ".join(str(exc).split())))
-                note(f"skipped {item.name}: {skipped[-1]}", quiet=args.quiet)
+                if len(images) > 1:  # one file: said once, as the error (h_cli1, L3)
+                    note(f"skipped {item.name}: {skipped[-1]}", quiet=args.quiet)
                 continue
             result = segment_image(loaded.model, image, options, device=device)
             prob = result.probability
@@ -260,6 +262,8 @@ def run(args: argparse.Namespace) -> int:
                 submission[item.id] = labels
             bars(Progress("predict", done, len(images), item.id))
     if len(skipped) == len(images):
+        if made and not any(out.iterdir()):  # no empty --out left behind (h_cli1, L3)
+            out.rmdir()
         if len(images) == 1:
             raise skipped[0]
         raise DatasetError(f"None of the {len(images)} images in {args.input} could be read; "

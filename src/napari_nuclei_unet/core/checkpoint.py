@@ -493,6 +493,12 @@ def load_checkpoint(path_or_default: str | os.PathLike, device: Any = "cpu") -> 
 
     weights = _resolve(path_or_default)
     if not weights.exists() and not commit_record_path(weights).exists():
+        given = str(path_or_default)
+        if not Path(given).suffix and not Path(given).exists():  # "defualt": a name typed
+            raise CheckpointError(  # (it said "defualt.safetensors": CLI check h_cli1, L5)
+                f"There is no model {given!r}: give 'default' (the shipped model), a "
+                ".safetensors checkpoint, a training run's or a fine-tuning project's "
+                "folder, or a bioimage.io package (.zip or folder).")
         raise CheckpointError(f"Checkpoint file {weights} does not exist.")
     metadata = read_metadata(weights)  # finishes an interrupted save first
     source = _actual(weights, weights)

@@ -301,6 +301,11 @@ def _not_an_image(source: ImageSource, name: str | None, exc: Exception, *,
     # the decoder's own words name the file again: by its name alone (GUI check h_gui14:
     # every reason held the whole path twice, about 450 characters a file)
     short = os.path.basename(what) or what
+    suffix = os.path.splitext(short)[1].lower()
+    if suffix and suffix not in IMAGE_FILE_SUFFIXES:  # a notes.txt: no fresh copy helps
+        return DatasetError(  # (CLI check h_cli1, L3)
+            f"{what} is not an image file ({suffix} is not an image format this plugin "
+            "reads): give a TIFF, PNG, JPEG or BMP image, or a folder of them.")
     exc_text = plain_reason(exc, short).replace(what, short)
     return DatasetError(
         f"{what} is not a readable image ({exc_text}). The file may be corrupt "

@@ -425,7 +425,11 @@ def _open_tiff(path: Path, axes: str | None) -> ImageStack:
                 store = series.aszarr()
                 declared = (tif.imagej_metadata or {}).get("images") if tif.is_imagej else None
         except (tifffile.TiffFileError, OSError, ValueError, IndexError) as exc:
-            raise ImageFileError(f"{path} is not a readable TIFF file ({exc}).") from exc
+            detail = ("its structure is damaged" if isinstance(exc, IndexError)  # not
+                      else exc)  # "list index out of range" (CLI check h_cli1, L3)
+            raise ImageFileError(f"{path} is not a readable TIFF file ({detail}). The file "
+                                 "may be corrupt or truncated: replace it with a fresh "
+                                 "copy.") from exc
     planes = int(np.prod([n for a, n in zip(series.axes, series.shape, strict=True)
                           if a not in "YXS"]))
     if isinstance(declared, int) and not isinstance(declared, bool) and declared > planes:
