@@ -416,3 +416,13 @@ def test_planes_of_a_stack_of_several_axes_are_named_by_them():
     assert [movie.plane_name(k) for k in (0, 5)] == ["t0-z0", "t1-z2"]
     stack = stack_from_array(np.zeros((3, 16, 16), np.uint16), "ZYX", "stack")
     assert stack.plane_name(2) == "plane2"  # one axis: as before
+
+
+def test_the_axes_in_a_message_are_those_the_user_gave(tmp_path, capsys):
+    # "--axes YXC" was answered with "has 256 channels (axes CYX)": the axes put in order
+    # (CLI check h_cli1, L6)
+    tifffile.imwrite(tmp_path / "three.tif", np.zeros((3, 40, 50), np.uint16),
+                     photometric="minisblack")
+    code, _, err = run_cli(capsys, "predict", "default", tmp_path / "three.tif", "--out",
+                           tmp_path / "o", "--axes", "YXC")
+    assert code == 2 and "has 50 channels (axes YXC)" in err, err

@@ -280,7 +280,8 @@ class ImageStack:
             raise ImageFileError.about_settings(
                 "{source} has {n} channels (axes {given}); choose the nuclear channel "
                 "{channel} (0 to {last}), or give other axes {axes} if these are not "
-                "channels.", source=self.source, n=n, given=self.axes, last=n - 1)
+                "channels.", source=self.source, n=n, given=self.stored_axes or self.axes,
+                last=n - 1)  # as given, not put in order (CLI check h_cli1, L6)
         if isinstance(channel, bool) or not isinstance(channel, (int, np.integer)):
             raise ImageFileError(f"Channel must be a whole number, got {channel!r}.")
         if not 0 <= int(channel) < n:
