@@ -426,3 +426,14 @@ def test_the_axes_in_a_message_are_those_the_user_gave(tmp_path, capsys):
     code, _, err = run_cli(capsys, "predict", "default", tmp_path / "three.tif", "--out",
                            tmp_path / "o", "--axes", "YXC")
     assert code == 2 and "has 50 channels (axes YXC)" in err, err
+
+
+def test_a_label_image_given_as_the_image_gets_a_note(tmp_path, capsys):
+    # segmented without a word, where a folder leaves such files out and the dock warns
+    # (CLI check h_cli1, L7)
+    tifffile.imwrite(tmp_path / "cells_labels.tif", (nuclei_plane(0) > 0).astype(np.uint16))
+    code, _, err = run_cli(capsys, "predict", "default", tmp_path / "cells_labels.tif",
+                           "--out", tmp_path / "o")
+    assert code == 0, err
+    assert "note: cells_labels.tif is named as a label image (or an earlier result): it is " \
+        "segmented as an image" in err

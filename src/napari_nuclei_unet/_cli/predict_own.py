@@ -143,6 +143,10 @@ def run_own(args: argparse.Namespace) -> int:
         raise ImageFileError(f"--axes {args.axes!r} must be letters such as ZCYX or TCYX.")
     _refuse_dataset(args)
     files = find_files(args.input, quiet=args.quiet)
+    if len(files) == 1 and files[0] == Path(args.input) and is_labels_or_result(files[0]):
+        note(f"note: {files[0].name} is named as a label image (or an earlier result): it is "
+             "segmented as an image. Give the image it labels instead, if that is what you "
+             "meant.", quiet=args.quiet)  # (the dock says so too: CLI check h_cli1, L7)
     out = Path(args.out)
     names: dict[str, Path] = {}
     for path in files:
