@@ -618,3 +618,20 @@ def test_pairs_beside_a_project_kept_in_their_folder_are_added(tmp_path, tiny_ch
     assert code == 0, err
     assert f"3 image + label image pairs in {folder} not used: it is read as the " \
         "fine-tuning project it holds" in err
+
+
+def test_corrections_the_model_already_segmented_are_named(capsys):
+    # a round on the unedited prediction (IoU 0.987 before it) said nothing, where the
+    # dock says "not edited" (CLI check h_cli1, L8)
+    from types import SimpleNamespace
+
+    from napari_nuclei_unet._cli.finetune import _note_unedited
+
+    rows = [SimpleNamespace(id="cells-plane0", iou_before=0.987),
+            SimpleNamespace(id="more-plane0", iou_before=0.71)]
+    _note_unedited(rows, quiet=False)
+    err = capsys.readouterr().err
+    assert "note: the model segmented cells-plane0 almost exactly as corrected" in err
+    assert "more-plane0" not in err
+    _note_unedited(rows[1:], quiet=False)
+    assert capsys.readouterr().err == ""

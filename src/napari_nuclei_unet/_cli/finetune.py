@@ -287,6 +287,24 @@ def _refuse_another_start(out: str, given: str, base: Any) -> None:
         f"project that starts from {given}.")
 
 
+#: A correction the model already segments this well (IoU before the round) was most
+#: likely not edited: the unedited prediction, given as a correction.
+UNEDITED_IOU = 0.98
+
+
+def _note_unedited(rows: Any, *, quiet: bool) -> None:
+    """Name the corrections the model already segmented almost exactly before the round.
+
+    The dock says "not edited" of such a plane; the command line said nothing of a
+    round on unedited predictions (IoU 0.987 before; CLI check h_cli1, L8).
+    """
+    same = [r.id for r in rows if r.iou_before >= UNEDITED_IOU]
+    if same:
+        note(f"note: the model segmented {first_names(same)} almost exactly as corrected "
+             f"(IoU {UNEDITED_IOU:g} or more before the round): were they edited? A round "
+             "learns from what you changed, not from the model's own labels.", quiet=quiet)
+
+
 def run(args: argparse.Namespace) -> int:
     """Fine-tune a model on corrections; print the new version and the scores.
 
@@ -402,6 +420,7 @@ def run(args: argparse.Namespace) -> int:
                   f"{result.mean_iou(which, 'before'):.3f} -> "
                   f"{result.mean_iou(which, 'after'):.3f}")
     print(result.reason)
+    _note_unedited(result.corrected, quiet=args.quiet)
     note(f"round took {result.elapsed_s:.1f} s ({result.n_original} replay/original samples mixed "
          f"in, {100 * result.ratio:.0f}% corrections)", quiet=args.quiet)
     return 0
