@@ -497,7 +497,9 @@ def test_held_out_images_that_are_also_corrections_are_refused(tmp_path, tiny_ch
     shutil.copy(folder / "cells_labels.tif", renamed / "copy_labels.tif")
     code, _, err = run_cli(capsys, "finetune", tiny_checkpoint, folder, "--out",
                            tmp_path / "q", "--held-out", renamed, *argv)
-    assert code != 0 and "copy-plane0 of --held-out" in err
+    assert code != 0 and "copy-plane0 (the same image as correction cells-plane0) of " \
+        "--held-out" in err  # which one, by name (CLI check h_cli1, L10)
+    assert not (tmp_path / "q").exists()  # the new project it had filled is gone
     other = write_pairs(tmp_path / "other", counts=(("others", 4),))
     code, out, err = run_cli(capsys, "finetune", tiny_checkpoint, folder, "--out",
                              tmp_path / "r", "--held-out", other, *argv)
@@ -635,3 +637,13 @@ def test_corrections_the_model_already_segmented_are_named(capsys):
     assert "more-plane0" not in err
     _note_unedited(rows[1:], quiet=False)
     assert capsys.readouterr().err == ""
+
+
+def test_an_empty_corrections_folder_names_the_three_forms(tmp_path, capsys):
+    # only the DSB2018 layout was named (CLI check h_cli1, L9)
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_cli(capsys, "finetune", "default", tmp_path / "empty", "--out",
+                           tmp_path / "p")
+    assert code == 2 and "empty is empty: give a folder of images with their corrected " \
+        "label images (NAME.tif and NAME_labels.tif), a fine-tuning project folder, or a " \
+        "DSB2018 dataset" in err, err

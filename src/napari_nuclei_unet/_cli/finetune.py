@@ -116,6 +116,11 @@ def own_labelled_samples(path: str | Path, *, quiet: bool, project: str | None =
             f"beside them: save each one's labels as NAME{LABELS_SUFFIX}.tif next to "
             f"NAME.tif (the name 'nuclei-unet predict' gives its labels), or give a "
             "fine-tuning project or a folder of samples in the DSB2018 layout.")
+    if not any(folder.iterdir()):  # said as the DSB2018 layout alone (h_cli1, L9)
+        raise FinetuneError(
+            f"{path} is empty: give a folder of images with their corrected label images "
+            f"(NAME.tif and NAME{LABELS_SUFFIX}.tif), a fine-tuning project folder, or a "
+            "DSB2018 dataset (a folder like stage1_train, its .zip, or one sample folder).")
     return None
 
 
@@ -237,13 +242,15 @@ def _refuse_shared_images(corrections: list[Any], held_out: list[Any], where: An
         image = np.ascontiguousarray(sample.image)
         return hashlib.sha1(image.tobytes() + str(image.shape).encode()).hexdigest()
 
-    trained = {s.id for s in corrections} | {key(s) for s in corrections}
-    shared = [s.id for s in held_out if s.id in trained or key(s) in trained]
+    trained = {s.id: s.id for s in corrections} | {key(s): s.id for s in corrections}
+    shared = [(s.id, trained.get(s.id) or trained[key(s)]) for s in held_out
+              if s.id in trained or key(s) in trained]
     if shared:
         from ..core.finetune import FinetuneError
 
-        raise FinetuneError(
-            f"{first_names(shared)} of --held-out {where} "
+        same = [a if a == b else f"{a} (the same image as correction {b})" for a, b in shared]
+        raise FinetuneError(  # which correction, by name (CLI check h_cli1, L10)
+            f"{first_names(same)} of --held-out {where} "
             f"{'is' if len(shared) == 1 else 'are'} also among the corrections trained on: "
             "images kept aside must be others, or their scores say nothing about images the "
             "round has not seen. Give --held-out a folder of other corrected images.")
@@ -354,6 +361,7 @@ def run(args: argparse.Namespace) -> int:
         # a broken base model is refused before any correction is stored in the project
         load_checkpoint(base, device="cpu")
 
+    new_project = not Path(args.out).exists()
     with StopRequest(None, what="fine-tuning", quiet=args.quiet,
                      then="(nothing of this round is kept)") as stop:
         axes, channel = getattr(args, "axes", None), getattr(args, "channel", None)
@@ -387,7 +395,14 @@ def run(args: argparse.Namespace) -> int:
         if args.held_out:
             held_out = _load_corrections(args.held_out, quiet=args.quiet, axes=axes,
                                          channel=channel)
-            _refuse_shared_images(corrections, held_out, args.held_out)
+            try:
+                _refuse_shared_images(corrections, held_out, args.held_out)
+            except FinetuneError:  # a project this command made holds nothing of it
+                if new_project:  # (its corrections stayed: CLI check h_cli1, L10)
+                    import shutil
+
+                    shutil.rmtree(args.out, ignore_errors=True)
+                raise
         if kept:
             held_out = [*(held_out or []), *kept]
         with TrainReporter(quiet=args.quiet) as reporter:
