@@ -437,3 +437,22 @@ def test_a_label_image_given_as_the_image_gets_a_note(tmp_path, capsys):
     assert code == 0, err
     assert "note: cells_labels.tif is named as a label image (or an earlier result): it is " \
         "segmented as an image" in err
+
+
+def test_labels_keep_the_images_pixel_size_and_open_as_a_hyperstack(tmp_path, capsys):
+    # the labels lost an OME-TIFF's pixel size, and a TZYX ImageJ stack's came out as a
+    # plain TIFF that Fiji opened as 12 flat slices (CLI check h_cli1, L4)
+    movie = np.stack([np.stack([nuclei_plane(t + z) for z in range(2)]) for t in range(3)])
+    tifffile.imwrite(tmp_path / "movie.tif", movie, imagej=True,
+                     metadata={"axes": "TZYX", "unit": "um"}, resolution=(1 / 0.5, 1 / 0.5))
+    tifffile.imwrite(tmp_path / "cells.ome.tif", nuclei_plane(5), ome=True,
+                     metadata={"axes": "YX", "PhysicalSizeX": 0.25, "PhysicalSizeY": 0.25})
+    code, _, err = run_cli(capsys, "predict", "default", tmp_path, "--out", tmp_path / "o")
+    assert code == 0, err
+    with tifffile.TiffFile(tmp_path / "o" / "movie_labels.tif") as tif:
+        assert tif.is_imagej and tif.series[0].axes == "TZYX"
+        assert tif.series[0].shape == movie.shape and tif.imagej_metadata["unit"] == "um"
+        assert tif.pages.first.get_resolution() == pytest.approx((2.0, 2.0))
+    with tifffile.TiffFile(tmp_path / "o" / "cells_labels.tif") as tif:
+        x, y = tif.pages.first.get_resolution()
+        assert (x, y) == pytest.approx((4.0, 4.0)) or (x, y) == pytest.approx((4e4, 4e4))

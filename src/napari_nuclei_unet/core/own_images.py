@@ -251,7 +251,55 @@ def output_paths(out_dir: str | os.PathLike, name: str) -> dict[str, Path]:
             "zarr": out / f"{name}_labels.ome.zarr"}
 
 
-def write_labels_tiff(path: str | os.PathLike, labels: Any, axes: str) -> Path:
+#: Micrometres per unit of the lengths an ImageJ or OME file records.
+_UM_PER_UNIT = {"um": 1.0, "µm": 1.0, "micron": 1.0, "microns": 1.0, "micrometer": 1.0,
+                "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}
+
+
+def pixels_per_um(path: str | os.PathLike) -> tuple[float, float] | None:
+    """The pixel size an image file records, as pixels per micrometre ``(x, y)``; or None.
+
+    From an OME-TIFF's ``PhysicalSizeX/Y`` or an ImageJ TIFF's resolution and unit. The
+    labels of such a file were written without it, so Fiji could not lay them over the
+    image in micrometres (CLI check h_cli1, L4).
+    """
+    import re
+
+    from .imageio import TIFF_SUFFIXES
+
+    if Path(path).suffix.lower() not in TIFF_SUFFIXES:
+        return None
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if tif.is_ome and tif.ome_metadata:
+                xml = tif.ome_metadata
+                sizes = [re.search(rf'PhysicalSize{a}="([^"]+)"', xml) for a in "XY"]
+                units = [re.search(rf'PhysicalSize{a}Unit="([^"]+)"', xml) for a in "XY"]
+                if all(sizes):
+                    return tuple(1.0 / (float(m[1]) * _UM_PER_UNIT[u[1] if u else "um"])
+                                 for m, u in zip(sizes, units, strict=True))
+            unit = (tif.imagej_metadata or {}).get("unit") if tif.is_imagej else None
+            if unit in _UM_PER_UNIT:
+                x, y = tif.pages.first.get_resolution()
+                if x > 0 and y > 0 and (x, y) != (1, 1):
+                    return x / _UM_PER_UNIT[unit], y / _UM_PER_UNIT[unit]
+    except (tifffile.TiffFileError, OSError, ValueError, KeyError, IndexError,
+            ZeroDivisionError):
+        return None
+    return None
+
+
+def _as_imagej(labels: np.ndarray, axes: str) -> bool:
+    """Whether ``labels`` can be an ImageJ hyperstack: its axes in ImageJ's order, 16-bit."""
+    order = "TZCYX"
+    return (labels.dtype.itemsize <= 2 and set(axes) <= set(order) and axes.endswith("YX")
+            and list(axes) == sorted(axes, key=order.index) and labels.nbytes < 2**31)
+
+
+def write_labels_tiff(path: str | os.PathLike, labels: Any, axes: str,
+                      pixels: tuple[float, float] | None = None) -> Path:
     """Write labels as a zlib-compressed TIFF with their axes in the metadata, atomically.
 
     Parameters
@@ -261,7 +309,11 @@ def write_labels_tiff(path: str | os.PathLike, labels: Any, axes: str) -> Path:
     labels : array-like
         numpy array, or a 2-D zarr array (written tile by tile with bounded memory).
     axes : str
-        Axes of ``labels`` (e.g. ``"TZYX"``), stored as tifffile shaped metadata.
+        Axes of ``labels`` (e.g. ``"TZYX"``): an ImageJ hyperstack's when they fit one
+        (T, Z, C, Y, X in that order, 16-bit: Fiji opened a TZYX result as flat slices),
+        else tifffile's shaped metadata.
+    pixels : (float, float), optional
+        Pixels per micrometre ``(x, y)``, the image's (:func:`pixels_per_um`).
 
     Returns
     -------
@@ -272,9 +324,15 @@ def write_labels_tiff(path: str | os.PathLike, labels: Any, axes: str) -> Path:
     def write(tmp: Path) -> None:
         if isinstance(labels, np.ndarray):
             top = int(labels.max()) if labels.size else 0
-            tifffile.imwrite(tmp, labels.astype(label_dtype(top), copy=False),
-                             compression="zlib", metadata={"axes": axes},
-                             photometric="minisblack", bigtiff=labels.nbytes > 2**31)
+            data = labels.astype(label_dtype(top), copy=False)
+            if _as_imagej(data, axes):
+                tifffile.imwrite(tmp, data, imagej=True, compression="zlib",
+                                 metadata={"axes": axes, **({"unit": "um"} if pixels else {})},
+                                 resolution=pixels)
+                return
+            tifffile.imwrite(tmp, data, compression="zlib", metadata={"axes": axes},
+                             photometric="minisblack", bigtiff=labels.nbytes > 2**31,
+                             **_resolution_cm(pixels))
             return
         height, width = labels.shape
         tile = 512
@@ -292,9 +350,17 @@ def write_labels_tiff(path: str | os.PathLike, labels: Any, axes: str) -> Path:
         tifffile.imwrite(tmp, tiles(), shape=(height, width), dtype=dtype,
                          tile=(tile, tile), compression="zlib",
                          metadata={"axes": axes}, photometric="minisblack",
-                         bigtiff=height * width * dtype.itemsize > 2**31)
+                         bigtiff=height * width * dtype.itemsize > 2**31,
+                         **_resolution_cm(pixels))
 
     return atomic_write(path, write)
+
+
+def _resolution_cm(pixels: tuple[float, float] | None) -> dict:
+    """The resolution arguments of tifffile for pixels per micrometre (per cm there)."""
+    if not pixels:
+        return {}
+    return {"resolution": (pixels[0] * 1e4, pixels[1] * 1e4), "resolutionunit": "CENTIMETER"}
 
 
 @dataclass
@@ -401,14 +467,15 @@ def process_file(
                                      block=blk, client=client, workers=workers,
                                      threads=threads, name=stack.name, device=device),
                        on_update)
-        write_labels_tiff(paths["labels"], result.labels(), "YX")
+        write_labels_tiff(paths["labels"], result.labels(), "YX", pixels_per_um(path))
         write_csv(result.table, paths["csv"])
         n_nuclei, zarr_path = result.n_nuclei, str(paths["zarr"])
         diameters = [result.diameter] if result.diameter else []
     else:
         res = drive(segment_stack(cached_model(model, threads), stack, options,
                                   channel=channel, device=device_here(device)), on_update)
-        write_labels_tiff(paths["labels"], res.labels, stack.plane_axes + "YX")
+        write_labels_tiff(paths["labels"], res.labels, stack.plane_axes + "YX",
+                          pixels_per_um(path))
         write_csv(res.table, paths["csv"])
         n_nuclei, zarr_path, diameters = res.n_nuclei, None, res.diameters
     h, w = stack.yx_shape
