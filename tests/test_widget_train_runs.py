@@ -287,3 +287,17 @@ def test_the_shipped_models_validation_is_read_from_its_file():
     other = SimpleNamespace(val_iou=iou - 0.01, val_ids=frozenset(list(ids)[:-1]))
     assert not same_images(other, (iou, ids)) and not below_shipped(other, (iou, ids))
     assert not below_shipped(SimpleNamespace(val_iou=iou, val_ids=frozenset(ids)), (iou, ids))
+
+
+def test_a_stopped_run_is_offered_as_stopped(tmp_path):
+    # a run stopped by closing the Train panel was offered again as if it had finished
+    # (GUI check h_gui38)
+    from napari_nuclei_unet.widgets._train_runs import run_model, run_words
+
+    run = fake_run(tmp_path, "run-20261206-132355", best={"epoch": 9, "val_iou": 0.654})
+    assert "stopped" not in run_words(run_model(run))
+    (run / "last.safetensors").write_bytes(b"weights")
+    (run / "last.json").write_text(json.dumps(
+        {"config": {"epochs": 50}, "metrics": {"epoch": 11, "cancelled_at_step": 3},
+         "created": "2026-12-06T13:24:00+00:00"}))
+    assert "(validation IoU 0.654, stopped at epoch 11 of 50, " in run_words(run_model(run))

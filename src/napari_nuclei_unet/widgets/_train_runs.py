@@ -56,6 +56,9 @@ class RunModel:
     val_ids : frozenset or None
         The images ``val_iou`` was measured on (None: not recorded): two runs' IoUs
         compare only over the same images.
+    stopped : str
+        ``"stopped at epoch 11 of 50"`` for a run stopped before its end (Stop, the
+        Train panel closed, napari closed), else ``""``.
     """
 
     run_dir: Path
@@ -63,6 +66,7 @@ class RunModel:
     val_iou: float | None
     saved: datetime | None
     val_ids: frozenset | None = None
+    stopped: str = ""
 
 
 def validation_ids(metadata: dict) -> frozenset | None:
@@ -107,8 +111,29 @@ def run_model(run_dir: str | os.PathLike) -> RunModel | None:
         val_iou = float(value) if isinstance(value, (int, float)) and \
             not isinstance(value, bool) else None
         return RunModel(Path(run_dir), path, val_iou, _saved_at(metadata.get("created"), path),
-                        validation_ids(metadata))
+                        validation_ids(metadata), _stopped_words(Path(run_dir) / LAST_NAME))
     return None
+
+
+def _stopped_words(last: Path) -> str:
+    """How far a stopped run got, from its last weights' description; "" when it ended.
+
+    A run stopped by closing the Train panel was offered again as if it had finished
+    (GUI check h_gui38).
+    """
+    from napari_nuclei_unet.core.checkpoint import read_metadata
+
+    try:
+        metadata = read_metadata(last) if last.is_file() else {}
+    except (OSError, ValueError, RecursionError):
+        return ""
+    metrics, config = metadata.get("metrics"), metadata.get("config")
+    if not isinstance(metrics, dict) or metrics.get("cancelled_at_step") is None:
+        return ""
+    epoch, epochs = metrics.get("epoch"), (config or {}).get("epochs") \
+        if isinstance(config, dict) else None
+    return (f"stopped at epoch {epoch} of {epochs}" if isinstance(epoch, int)
+            and isinstance(epochs, int) else "stopped before its end")
 
 
 def _last_written(folder: Path) -> float:
@@ -148,4 +173,5 @@ def run_words(run: RunModel) -> str:
     if run.checkpoint.name == LAST_NAME:
         what = f"last weights, {what}"  # the run ended before it wrote a best model
     when = "" if run.saved is None else f", {run.saved:%Y-%m-%d %H:%M}"
-    return f"{run.run_dir.name} ({what}{when})"
+    stopped = f", {run.stopped}" if run.stopped else ""
+    return f"{run.run_dir.name} ({what}{stopped}{when})"
