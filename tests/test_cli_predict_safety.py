@@ -405,6 +405,13 @@ def test_skip_existing_goes_on_with_the_images_not_done(tmp_path, capsys, monkey
     assert not (out / "c2_measurements.csv").exists()
     assert "--skip-existing: 1 image (c2) has labels in" in err and "left as they are" in err
     assert (out / "c1_labels.tif").exists() and "segmenting the other 1" in err
+    # a zarr a large image's run left half built (stopped by an error) is not its labels:
+    # the image was left out for good (review h_rev21)
+    (out / "c1_labels.tif").unlink()
+    (out / "c1_labels.ome.zarr").mkdir()
+    code, out_text, err = run_cli(capsys, "predict", "default", folder, "--out", out,
+                                  "--skip-existing")
+    assert code == 0 and (out / "c1_labels.tif").exists(), err
     # an input is never taken for its own result (review h_rev16, M1)
     (tmp_path / "same").mkdir()
     write_png(tmp_path / "same" / "cells.png")

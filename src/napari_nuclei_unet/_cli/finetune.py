@@ -278,14 +278,22 @@ def _refuse_another_start(out: str, given: str, base: Any) -> None:
     if not (Path(out) / VERSIONS_DIR).is_dir():
         return
     current = ModelVersions(out).current()
-    if current is None or str(current.model) == str(base):
+    if current is None:
         return
-    if "default" not in (str(current.model), str(base)):  # v000 holds a copy of its file
-        from ..core.model_cache import file_identity
+    from ..core.checkpoint import default_model_path
+    from ..core.checkpoint_commit import weights_path
+    from ..core.model_cache import file_identity
 
-        weights = file_identity(current.model)[0]
-        if weights is not None and weights == file_identity(base)[0]:
-            return
+    def weights(model: Any) -> Path | None:  # run/best, run/best.json: one file (h_rev21)
+        return None if str(model) == "default" else weights_path(model)
+
+    mine, given_file = weights(current.model), weights(base)
+    if (mine or default_model_path()) == (given_file or default_model_path()):
+        return  # the same file, or 'default' and the shipped model's path
+    shipped = file_identity(default_model_path())[0]
+    ours = file_identity(mine)[0] if mine else shipped  # v000 holds a copy of its file
+    if ours is not None and ours == (file_identity(given_file)[0] if given_file else shipped):
+        return
     raise FinetuneError(
         f"{out} is a fine-tuning project whose model is {current.name} now, and MODEL "
         f"{given} is another: the round would start from {given} and be judged against it "

@@ -157,9 +157,9 @@ def run_own(args: argparse.Namespace) -> int:
         names[name] = path
     skip = getattr(args, "skip_existing", False)
     if skip:
-        def results(name: str) -> list[Path]:  # its labels (TIFF or zarr): they may hold
-            paths = output_paths(out, name)  # the user's edits, with or without their CSV
-            return [paths["zarr"] if paths["zarr"].exists() else paths["labels"]]
+        def results(name: str) -> list[Path]:  # its label TIFF (written after a large
+            return [output_paths(out, name)["labels"]]  # image's zarr: a run stopped by an
+            # error leaves that half built: h_rev21); it may hold the user's edits
 
         check_targets(out, [p for name in names for p in output_paths(out, name).values()],
                       files, overwrite=True, what="result file", kept="edited labels")

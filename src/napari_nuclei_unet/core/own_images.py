@@ -252,8 +252,8 @@ def output_paths(out_dir: str | os.PathLike, name: str) -> dict[str, Path]:
 
 
 #: Micrometres per unit of the lengths an ImageJ or OME file records.
-_UM_PER_UNIT = {"um": 1.0, "µm": 1.0, "micron": 1.0, "microns": 1.0, "micrometer": 1.0,
-                "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}
+_UM_PER_UNIT = {"um": 1.0, "\u00b5m": 1.0, "\u03bcm": 1.0, "micron": 1.0, "microns": 1.0,
+                "micrometer": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}  # µ, μ
 
 
 def pixels_per_um(path: str | os.PathLike) -> tuple[float, float] | None:
@@ -293,9 +293,10 @@ def pixels_per_um(path: str | os.PathLike) -> tuple[float, float] | None:
 
 def _as_imagej(labels: np.ndarray, axes: str) -> bool:
     """Whether ``labels`` can be an ImageJ hyperstack: its axes in ImageJ's order, 16-bit."""
-    order = "TZCYX"
+    order = "TZCYX"  # an axis of one plane is dropped by ImageJ: read back (5, Y, X)
     return (labels.dtype.itemsize <= 2 and set(axes) <= set(order) and axes.endswith("YX")
-            and list(axes) == sorted(axes, key=order.index) and labels.nbytes < 2**31)
+            and list(axes) == sorted(axes, key=order.index) and labels.nbytes < 2**31
+            and all(n > 1 for a, n in zip(axes, labels.shape, strict=True) if a not in "YX"))
 
 
 def write_labels_tiff(path: str | os.PathLike, labels: Any, axes: str,
