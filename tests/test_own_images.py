@@ -462,7 +462,8 @@ def test_label_tiffs_read_back_with_their_shape_and_pixel_size_spelt_either_way(
     # ImageJ drops an axis of one plane: (1, 5, Y, X) labels read back (5, Y, X), and a
     # pair was then refused; an OME unit written with the Greek mu was not understood
     # (review h_rev21)
-    from napari_nuclei_unet.core.own_images import pixels_per_um, write_labels_tiff
+    from napari_nuclei_unet.core.own_images import write_labels_tiff
+    from napari_nuclei_unet.core.stacks import open_stack
 
     labels = np.arange(5 * 20 * 30).reshape(1, 5, 20, 30) % 7
     write_labels_tiff(tmp_path / "l.tif", labels, "TZYX", (2.0, 2.0))
@@ -470,4 +471,4 @@ def test_label_tiffs_read_back_with_their_shape_and_pixel_size_spelt_either_way(
     tifffile.imwrite(tmp_path / "mu.ome.tif", nuclei_plane(1), ome=True,
                      metadata={"axes": "YX", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5,
                                "PhysicalSizeXUnit": "\u03bcm", "PhysicalSizeYUnit": "\u03bcm"})
-    assert pixels_per_um(tmp_path / "mu.ome.tif") == pytest.approx((2.0, 2.0))
+    assert open_stack(tmp_path / "mu.ome.tif").pixels_per_um == pytest.approx((2.0, 2.0))

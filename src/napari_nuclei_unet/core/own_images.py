@@ -251,46 +251,6 @@ def output_paths(out_dir: str | os.PathLike, name: str) -> dict[str, Path]:
             "zarr": out / f"{name}_labels.ome.zarr"}
 
 
-#: Micrometres per unit of the lengths an ImageJ or OME file records.
-_UM_PER_UNIT = {"um": 1.0, "\u00b5m": 1.0, "\u03bcm": 1.0, "micron": 1.0, "microns": 1.0,
-                "micrometer": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}  # µ, μ
-
-
-def pixels_per_um(path: str | os.PathLike) -> tuple[float, float] | None:
-    """The pixel size an image file records, as pixels per micrometre ``(x, y)``; or None.
-
-    From an OME-TIFF's ``PhysicalSizeX/Y`` or an ImageJ TIFF's resolution and unit. The
-    labels of such a file were written without it, so Fiji could not lay them over the
-    image in micrometres (CLI check h_cli1, L4).
-    """
-    import re
-
-    from .imageio import TIFF_SUFFIXES
-
-    if Path(path).suffix.lower() not in TIFF_SUFFIXES:
-        return None
-    import tifffile
-
-    try:
-        with tifffile.TiffFile(path) as tif:
-            if tif.is_ome and tif.ome_metadata:
-                xml = tif.ome_metadata
-                sizes = [re.search(rf'PhysicalSize{a}="([^"]+)"', xml) for a in "XY"]
-                units = [re.search(rf'PhysicalSize{a}Unit="([^"]+)"', xml) for a in "XY"]
-                if all(sizes):
-                    return tuple(1.0 / (float(m[1]) * _UM_PER_UNIT[u[1] if u else "um"])
-                                 for m, u in zip(sizes, units, strict=True))
-            unit = (tif.imagej_metadata or {}).get("unit") if tif.is_imagej else None
-            if unit in _UM_PER_UNIT:
-                x, y = tif.pages.first.get_resolution()
-                if x > 0 and y > 0 and (x, y) != (1, 1):
-                    return x / _UM_PER_UNIT[unit], y / _UM_PER_UNIT[unit]
-    except (tifffile.TiffFileError, OSError, ValueError, KeyError, IndexError,
-            ZeroDivisionError):
-        return None
-    return None
-
-
 def _as_imagej(labels: np.ndarray, axes: str) -> bool:
     """Whether ``labels`` can be an ImageJ hyperstack: its axes in ImageJ's order, 16-bit."""
     order = "TZCYX"  # an axis of one plane is dropped by ImageJ: read back (5, Y, X)
@@ -314,7 +274,7 @@ def write_labels_tiff(path: str | os.PathLike, labels: Any, axes: str,
         (T, Z, C, Y, X in that order, 16-bit: Fiji opened a TZYX result as flat slices),
         else tifffile's shaped metadata.
     pixels : (float, float), optional
-        Pixels per micrometre ``(x, y)``, the image's (:func:`pixels_per_um`).
+        Pixels per micrometre ``(x, y)``, the image's (``ImageStack.pixels_per_um``).
 
     Returns
     -------
@@ -468,7 +428,7 @@ def process_file(
                                      block=blk, client=client, workers=workers,
                                      threads=threads, name=stack.name, device=device),
                        on_update)
-        write_labels_tiff(paths["labels"], result.labels(), "YX", pixels_per_um(path))
+        write_labels_tiff(paths["labels"], result.labels(), "YX", stack.pixels_per_um)
         write_csv(result.table, paths["csv"])
         n_nuclei, zarr_path = result.n_nuclei, str(paths["zarr"])
         diameters = [result.diameter] if result.diameter else []
@@ -476,7 +436,7 @@ def process_file(
         res = drive(segment_stack(cached_model(model, threads), stack, options,
                                   channel=channel, device=device_here(device)), on_update)
         write_labels_tiff(paths["labels"], res.labels, stack.plane_axes + "YX",
-                          pixels_per_um(path))
+                          stack.pixels_per_um)
         write_csv(res.table, paths["csv"])
         n_nuclei, zarr_path, diameters = res.n_nuclei, None, res.diameters
     h, w = stack.yx_shape

@@ -174,6 +174,10 @@ class ImageStack:
     stored_axes : str
         The axes as the array is stored, before they were put in order and ``S``
         became ``C`` (e.g. ``"SYX"``); the order to give them back in.
+    pixels_per_um : (float, float) or None
+        The pixel size the file records, as pixels per micrometre ``(x, y)`` (an
+        OME-TIFF's ``PhysicalSizeX/Y``, an ImageJ TIFF's resolution and unit); None when
+        it records none.
     """
 
     name: str
@@ -182,6 +186,7 @@ class ImageStack:
     source: str
     rgb: bool = False
     stored_axes: str = ""
+    pixels_per_um: tuple[float, float] | None = None
 
     @property
     def doubtful_rgb(self) -> bool:
@@ -370,10 +375,12 @@ class ImageStack:
 
 
 def _make_stack(name: str, data: Any, axes: str, source: str, rgb_hint: bool, *,
-                read_by: str | None = None) -> ImageStack:
+                read_by: str | None = None,
+                pixels: tuple[float, float] | None = None) -> ImageStack:
     """An :class:`ImageStack` of ``data``: axes reordered to plane axes + C + Y + X.
 
-    ``S`` becomes ``C``; ``read_by`` as for :func:`check_axes`.
+    ``S`` becomes ``C``; ``read_by`` as for :func:`check_axes`; ``pixels``: the file's
+    pixels per micrometre.
     """
     stored = check_axes(axes, len(data.shape), source, read_by=read_by)
     axes = stored.replace("S", "C")
@@ -386,7 +393,7 @@ def _make_stack(name: str, data: Any, axes: str, source: str, rgb_hint: bool, *,
             data = data.transpose(order)  # numpy view / lazy dask graph
         else:
             data = _LazyTranspose(data, order)
-    return ImageStack(name, data, new_axes, source, rgb, stored)
+    return ImageStack(name, data, new_axes, source, rgb, stored, pixels)
 
 
 class _LazyTranspose:
@@ -425,6 +432,7 @@ def _open_tiff(path: Path, axes: str | None) -> ImageStack:
                     tifffile.PHOTOMETRIC.RGB, tifffile.PHOTOMETRIC.YCBCR)
                 store = series.aszarr()
                 declared = (tif.imagej_metadata or {}).get("images") if tif.is_imagej else None
+                pixels = _pixels_per_um(tif)
         except (tifffile.TiffFileError, OSError, ValueError, IndexError) as exc:
             detail = ("its structure is damaged" if isinstance(exc, IndexError)  # not
                       else exc)  # "list index out of range" (CLI check h_cli1, L3)
@@ -444,7 +452,39 @@ def _open_tiff(path: Path, axes: str | None) -> ImageStack:
     # gave the RGB composite again: CLI check h_cli1, M1)
     rgb_hint = rgb_hint and (not axes or "S" in axes.upper())
     return _make_stack(stack_name(path), data, axes or found_axes, str(path), rgb_hint,
-                       read_by=None if axes else "tifffile")
+                       read_by=None if axes else "tifffile", pixels=pixels)
+
+
+#: Micrometres per unit of the lengths an ImageJ or OME file records.
+_UM_PER_UNIT = {"um": 1.0, "\u00b5m": 1.0, "\u03bcm": 1.0, "micron": 1.0, "microns": 1.0,
+                "micrometer": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}  # µ, μ
+
+
+def _pixels_per_um(tif: Any) -> tuple[float, float] | None:
+    """The pixel size an open TIFF records, as pixels per micrometre ``(x, y)``; or None.
+
+    From an OME-TIFF's ``PhysicalSizeX/Y`` or an ImageJ TIFF's resolution and unit. The
+    labels of such a file were written without it, so Fiji could not lay them over the
+    image in micrometres (CLI check h_cli1, L4).
+    """
+    import re
+
+    try:
+        if tif.is_ome and tif.ome_metadata:
+            xml = tif.ome_metadata
+            sizes = [re.search(rf'PhysicalSize{a}="([^"]+)"', xml) for a in "XY"]
+            units = [re.search(rf'PhysicalSize{a}Unit="([^"]+)"', xml) for a in "XY"]
+            if all(sizes):
+                return tuple(1.0 / (float(m[1]) * _UM_PER_UNIT[u[1] if u else "um"])
+                             for m, u in zip(sizes, units, strict=True))
+        unit = (tif.imagej_metadata or {}).get("unit") if tif.is_imagej else None
+        if unit in _UM_PER_UNIT:
+            x, y = tif.pages.first.get_resolution()
+            if x > 0 and y > 0 and (x, y) != (1, 1):
+                return x / _UM_PER_UNIT[unit], y / _UM_PER_UNIT[unit]
+    except (ValueError, KeyError, IndexError, TypeError, ZeroDivisionError):
+        return None  # a pixel size it cannot tell: the labels go without one
+    return None
 
 
 def _open_zarr(path: Path, axes: str | None) -> ImageStack:
