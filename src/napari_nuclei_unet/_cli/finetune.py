@@ -243,8 +243,8 @@ def _refuse_shared_images(corrections: list[Any], held_out: list[Any], where: An
         return hashlib.sha1(image.tobytes() + str(image.shape).encode()).hexdigest()
 
     trained = {s.id: s.id for s in corrections} | {key(s): s.id for s in corrections}
-    shared = [(s.id, trained.get(s.id) or trained[key(s)]) for s in held_out
-              if s.id in trained or key(s) in trained]
+    matches = ((s.id, trained.get(s.id) or trained.get(key(s))) for s in held_out)
+    shared = [(held, trained_as) for held, trained_as in matches if trained_as]
     if shared:
         from ..core.finetune import FinetuneError
 
@@ -273,7 +273,7 @@ def _refuse_another_start(out: str, given: str, base: Any) -> None:
     (CLI check h_cli1, M2).
     """
     from ..core.finetune import FinetuneError, ModelVersions
-    from ..core.finetune.versions import VERSIONS_DIR
+    from ..core.finetune.versions import VERSIONS_DIR, _is_default_model
 
     if not (Path(out) / VERSIONS_DIR).is_dir():
         return
@@ -284,15 +284,14 @@ def _refuse_another_start(out: str, given: str, base: Any) -> None:
     from ..core.checkpoint_commit import weights_path
     from ..core.model_cache import file_identity
 
-    def weights(model: Any) -> Path | None:  # run/best, run/best.json: one file (h_rev21)
-        return None if str(model) == "default" else weights_path(model)
+    def weights(model: Any) -> Path:  # 'default' or its path; run/best, run/best.json
+        return default_model_path() if _is_default_model(model) else weights_path(model)
 
     mine, given_file = weights(current.model), weights(base)
-    if (mine or default_model_path()) == (given_file or default_model_path()):
-        return  # the same file, or 'default' and the shipped model's path
-    shipped = file_identity(default_model_path())[0]
-    ours = file_identity(mine)[0] if mine else shipped  # v000 holds a copy of its file
-    if ours is not None and ours == (file_identity(given_file)[0] if given_file else shipped):
+    if mine == given_file:
+        return
+    ours = file_identity(mine)[0]  # by content: v000 holds a copy of its file
+    if ours is not None and ours == file_identity(given_file)[0]:
         return
     raise FinetuneError(
         f"{out} is a fine-tuning project whose model is {current.name} now, and MODEL "
