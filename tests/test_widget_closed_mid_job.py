@@ -29,6 +29,15 @@ def close_with_x(viewer, widget) -> None:
     assert sip.isdeleted(widget)
 
 
+def segmented_dock(make_napari_viewer, qtbot, name: str):
+    """A Segment dock that has segmented image ``name`` (two nuclei); viewer and dock."""
+    viewer, widget = segment_dock(make_napari_viewer())
+    truth = disc_labels((48, 64), [(12, 12), (30, 40)])
+    widget.image.value = viewer.add_image((truth > 0).astype(np.uint16) * 900 + 50, name=name)
+    wait_worker(qtbot, widget.segment())
+    return viewer, widget
+
+
 def gated(function):
     """``function`` waiting for the returned event first (in the job's thread)."""
     import inspect
@@ -93,10 +102,7 @@ def test_labels_saved_after_the_segment_dock_closed_are_marked_saved(make_napari
     from napari_nuclei_unet.widgets import _segment_outputs
     from napari_nuclei_unet.widgets._unsaved_labels import UNSAVED_KEY
 
-    viewer, widget = segment_dock(make_napari_viewer())
-    truth = disc_labels((48, 64), [(12, 12), (30, 40)])
-    widget.image.value = viewer.add_image((truth > 0).astype(np.uint16) * 900 + 50, name="a")
-    wait_worker(qtbot, widget.segment())
+    viewer, widget = segmented_dock(make_napari_viewer, qtbot, "a")
     layer = widget.result_layer
     layer.paint((20, 20), 5)
     assert layer.metadata[UNSAVED_KEY] is True
@@ -138,10 +144,7 @@ def test_closing_napari_after_a_dock_that_ran_a_job_was_closed(make_napari_viewe
     # round lost the note that napari's closing stopped it: GUI check h_gui38, H1)
     from napari_nuclei_unet.widgets._session import session_for
 
-    viewer, widget = segment_dock(make_napari_viewer())
-    truth = disc_labels((48, 64), [(12, 12), (30, 40)])
-    widget.image.value = viewer.add_image((truth > 0).astype(np.uint16) * 900 + 50, name="a")
-    wait_worker(qtbot, widget.segment())
+    viewer, widget = segmented_dock(make_napari_viewer, qtbot, "a")
     close_with_x(viewer, widget)
     gate, cancelled = threading.Event(), []
 
@@ -193,10 +196,7 @@ def test_a_result_deleted_while_its_plane_is_added_is_not_said_unsaved(make_napa
     from napari_nuclei_unet.widgets import _segment_outputs
     from napari_nuclei_unet.widgets._unsaved_labels import kept_words, unsaved_dir
 
-    viewer, widget = segment_dock(make_napari_viewer())
-    truth = disc_labels((48, 64), [(12, 12), (30, 40)])
-    widget.image.value = viewer.add_image((truth > 0).astype(np.uint16) * 900 + 50, name="b")
-    wait_worker(qtbot, widget.segment())
+    viewer, widget = segmented_dock(make_napari_viewer, qtbot, "b")
     layer = widget.result_layer
     layer.paint((20, 20), 5)
     slow, gate = gated(_segment_outputs._add_plane)
