@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.imageio import IMAGE_FILE_SUFFIXES
+from ..core.paths import same_path
 from .data import is_dataset_folder, load_samples, open_dataset
 from .diameter import finetune_options
 from .info import format_table
@@ -83,7 +84,7 @@ def own_labelled_samples(path: str | Path, *, quiet: bool, project: str | None =
         # a project kept in the folder of its pairs: pairs new or edited since were
         # left out without a word (CLI check h_cli1, M4)
         beside = pair_up(folder)
-        if beside.pairs and project is not None and _same_folder(folder, project):
+        if beside.pairs and project is not None and same_path(folder, project):
             _store_pairs(store, beside, quiet=quiet, axes=axes, channel=channel,
                          verb="added to project " + str(project))
         elif beside.pairs:
@@ -122,13 +123,6 @@ def own_labelled_samples(path: str | Path, *, quiet: bool, project: str | None =
             f"(NAME.tif and NAME{LABELS_SUFFIX}.tif), a fine-tuning project folder, or a "
             "DSB2018 dataset (a folder like stage1_train, its .zip, or one sample folder).")
     return None
-
-
-def _same_folder(a: str | Path, b: str | Path) -> bool:
-    try:
-        return Path(a).resolve() == Path(b).resolve()
-    except OSError:
-        return False
 
 
 def _image_of(labels_name: str) -> str:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from napari_nuclei_unet.core.paths import same_path
+
 
 def model_key(model: Any) -> str:
     """Identity of a model for keeping its results: its file and the weights loaded.
@@ -31,16 +33,6 @@ def model_key(model: Any) -> str:
     except OSError:
         stamp = 0
     return f"{Path(path).resolve()}@{stamp}"
-
-
-def same_file(a: Any, b: Any) -> bool:
-    """Whether paths ``a`` and ``b`` name the same file (False when either is not a path)."""
-    if a is None or b is None:
-        return False
-    try:
-        return Path(a).resolve() == Path(b).resolve()
-    except (OSError, TypeError, ValueError):
-        return False
 
 
 def results_key(model: Any, diameter: float) -> str:
@@ -102,7 +94,7 @@ def model_name_in(model: Any, project: str | Path | None) -> str:
     name = model_name(model)
     owner = version_project(model)
     # a bare "v001" (a round's record of its base) is this project's
-    if owner is None or project is None or same_file(owner, project):
+    if owner is None or project is None or same_path(owner, project):
         return name
     return f"{name} of project {owner.name}"
 

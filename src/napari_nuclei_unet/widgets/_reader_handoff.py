@@ -101,9 +101,9 @@ def open_in_data_panel(path: str | Path) -> bool:
     data, docked = found
     _raise(docked)
     dataset = data.dataset
-    from napari_nuclei_unet.widgets._model_names import same_file
+    from napari_nuclei_unet.core.paths import same_path
 
-    if dataset is not None and same_file(dataset.path, Path(path).expanduser()):
+    if dataset is not None and same_path(dataset.path, Path(path).expanduser()):
         return True  # already open there
     data.open_dataset(path)  # which shows the first sample once the dataset is open
     return True

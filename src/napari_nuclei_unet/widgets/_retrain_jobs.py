@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from napari_nuclei_unet.core.finetune.results import iou_change
-from napari_nuclei_unet.widgets._model_names import same_file
+from napari_nuclei_unet.core.paths import same_path
 from napari_nuclei_unet.widgets._retrain_project import DraftStore, forget_round
 
 #: Job kinds in the session's WorkerGuard.
@@ -202,14 +202,17 @@ def _load_version(version: Any) -> Any:
     return load_checkpoint("default" if version is None else version.model, device="auto")
 
 
-def marked_version(model: Any, versions: Sequence[Any], store: Any) -> str | None:
+def marked_version(model: Any, versions: Sequence[Any], store: Any,
+                   current: Any = None) -> str | None:
     """The version the versions table marks ●: the model in use's, else the project's.
 
     With no model loaded (napari started again), the project's model is the one Fine-tune
     and the Segment dock use; no version was marked, beside "v001 is in use because you
-    chose it" (GUI check h_gui38, L2). ``store``: the project's ``ModelVersions``.
+    chose it" (GUI check h_gui38, L2). ``store``: the project's ``ModelVersions``;
+    ``current``: the model's version when the caller has looked it up already.
     """
-    current = version_of_model(model, versions)
+    if current is None:
+        current = version_of_model(model, versions)
     if current is None and model is None:
         current = store.current(versions)
     return None if current is None else current.name
@@ -240,7 +243,7 @@ def version_of_model(model: Any, versions: Sequence[Any]) -> Any:
             candidates.append(version.info.get("model"))
             if version.model == "default":
                 candidates = [default_model_path()]
-        if any(c not in (None, "default") and same_file(c, path) for c in candidates):
+        if any(c not in (None, "default") and same_path(c, path) for c in candidates):
             return version
     return None
 

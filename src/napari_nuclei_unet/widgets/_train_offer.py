@@ -18,7 +18,8 @@ from typing import Any
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from napari_nuclei_unet.widgets._model_names import model_name, same_file
+from napari_nuclei_unet.core.paths import same_path
+from napari_nuclei_unet.widgets._model_names import model_name
 from napari_nuclei_unet.widgets._train_jobs import _load_best
 from napari_nuclei_unet.widgets._train_runs import (
     RunModel,
@@ -100,7 +101,7 @@ class RunOffer:
         if run is None or self._offer_paused:
             self.last_run_row.setVisible(False)
             return
-        in_use = same_file(getattr(self.session.model, "path", None), run.checkpoint)
+        in_use = same_path(getattr(self.session.model, "path", None), run.checkpoint)
         shipped = shipped_validation() if self.session.model is None else None
         below = "" if in_use or not below_shipped(run, shipped) \
             else f" · the default model: {shipped[0]:.3f}"  # type: ignore[index]

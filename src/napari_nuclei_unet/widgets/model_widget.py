@@ -420,11 +420,11 @@ class ModelWidget(ModelExport, QWidget):
         it; the home folder when it does not exist yet.
         """
         from napari_nuclei_unet.core.checkpoint import default_model_path
-        from napari_nuclei_unet.widgets._model_names import same_file
+        from napari_nuclei_unet.core.paths import same_path
         from napari_nuclei_unet.widgets._train_runs import runs_root
 
         path = getattr(self.session.model, "path", None)
-        if path is not None and not same_file(path, default_model_path()):
+        if path is not None and not same_path(path, default_model_path()):
             folder = Path(path) if Path(path).is_dir() else Path(path).parent
             if folder.is_dir():
                 return folder

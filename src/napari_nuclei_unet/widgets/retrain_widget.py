@@ -17,8 +17,7 @@ The loop, for a biologist:
    is saved as a new version (``v001``, ``v002``...; never overwritten) and
    becomes the session's model, unless it failed its checks (worse, or hardly
    better on the corrected images): then it is kept as a version but not made
-   current, and the dock says so. The
-   corrected images and the shown one are
+   current, and the dock says so. The corrected images and the shown one are
    predicted again, so the Compare dock and the IoU panel update by themselves,
    and the dock lists each corrected image's IoU before and after.
 4. **Versions**: any earlier version (``v000`` is the model the project started
@@ -52,6 +51,7 @@ from qtpy.QtCore import Qt, QTimer, QUrl
 from qtpy.QtGui import QDesktopServices
 from qtpy.QtWidgets import QFileDialog, QWidget
 
+from napari_nuclei_unet.core.paths import same_path
 from napari_nuclei_unet.widgets import _retrain_editing as editing
 from napari_nuclei_unet.widgets._dock_life import (
     connect_napari,
@@ -60,7 +60,7 @@ from napari_nuclei_unet.widgets._dock_life import (
     share_the_column_when_shown,
 )
 from napari_nuclei_unet.widgets._layers import DRAFTED_KEY, short_id
-from napari_nuclei_unet.widgets._model_names import base_model_words, model_name_in, same_file
+from napari_nuclei_unet.widgets._model_names import base_model_words, model_name_in
 from napari_nuclei_unet.widgets._retrain_corrections import CorrectionSteps
 from napari_nuclei_unet.widgets._retrain_finetune import FinetuneSteps, after_colon
 from napari_nuclei_unet.widgets._retrain_jobs import (  # noqa: F401  (re-exported)
@@ -367,14 +367,11 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
             text += f" · {len(drafts)} draft(s) not added yet"
         self.corrections_label.setText(text)
         versions = self.versions()
-        current = version_of_model(self.session.model, versions)
-        self.versions_table.set_versions(versions, marked_version(self.session.model, versions,
-                                                                  self.model_versions()))
         self.versions_label.setText(
             "No round yet: the first one records the current model as v000."
             if not versions else f"{len(versions)} version(s); ● marks the one in use."
         )
-        self._update_model_label(current, versions)
+        self._show_model_in_use(versions, version_of_model(self.session.model, versions))
         self._update_image_label()
         self._update_buttons()
 
@@ -489,7 +486,7 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         """Another dock added to a project: list it again if it is this dock's."""
         if self._dead:
             return
-        if same_file(folder, self.project):
+        if same_path(folder, self.project):
             self.refresh()
 
     def _on_model_changed(self) -> None:
@@ -502,10 +499,14 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
                 leave_other_choice(self.model_versions(), current, versions)
             except OSError as exc:
                 notify_error(exc, "Forgetting the version chosen for this project")
-        self.versions_table.set_versions(versions, marked_version(self.session.model, versions,
-                                                                  self.model_versions()))
-        self._update_model_label(current, versions)
+        self._show_model_in_use(versions, current)
         self._update_buttons()
+
+    def _show_model_in_use(self, versions: list[Any], current: Any) -> None:
+        """Mark the version in use (●) and say it; ``current``: the model in use's version."""
+        marked = marked_version(self.session.model, versions, self.model_versions(), current)
+        self.versions_table.set_versions(versions, marked)
+        self._update_model_label(current, versions)
 
     def _update_model_label(self, current: Any, versions: list[Any]) -> None:
         """Say which model is in use; ``versions``: the project's, as just listed."""

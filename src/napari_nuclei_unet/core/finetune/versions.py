@@ -12,6 +12,7 @@ from typing import Any
 
 from ..atomic import atomic_write
 from ..checkpoint import CheckpointError, default_model_path, read_metadata, weights_path
+from ..paths import same_path
 from ._common import _VERSION_PATTERN, PROJECT_FILE, VERSIONS_DIR, _now, _write_json_atomic
 
 
@@ -121,7 +122,7 @@ def _is_default_model(model: str | os.PathLike) -> bool:
     if isinstance(model, str) and model == "default":
         return True
     try:
-        return weights_path(model).resolve() == default_model_path().resolve()
+        return same_path(weights_path(model), default_model_path())
     except OSError:
         return False
 
