@@ -609,6 +609,8 @@ def test_model_dock_loads_a_bioimageio_package(make_napari_viewer, qtbot):
     # the package's date is when it was packaged; it records no training settings, and
     # the dock showed this plugin's defaults as if they were its (GUI check h_gui9, M1)
     assert "packaged 2019-12-11" in widget.training_label.text()
+    # its own test was run as it loaded (h_rev17, F4): the user sees it passed
+    assert "reproduces its test output" in widget.training_label.text()
     assert widget.config_rows() == [("training settings",
                                      "not recorded in this bioimage.io package")]
     # it runs where "auto" resolved to, named as such (it said "the GPU (unknown)" here)

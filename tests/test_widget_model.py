@@ -421,7 +421,10 @@ def test_export_writes_a_package_that_loads_back(model_widget, qtbot, tiny_check
     assert package.metadata["train_config_recorded"]
     assert package.metadata["evaluation"] == metadata["evaluation"]
     assert "secret" not in str(package.metadata["history"])  # never a path of this disk
-    assert describe_training(package.metadata, out) == before
+    # the same words, and that the package reproduced its own test output as it loaded
+    test = package.metadata["bioimageio"]["test"]
+    assert test.startswith("reproduces its test output")
+    assert describe_training(package.metadata, out) == f"{before} · {test}"
     widget.session.set_model(package)
     assert len(widget.metric_rows()) >= 5  # training's and the held-out report's
     assert any(name.startswith("held-out") or "DSB" in name or "dsb" in name

@@ -14,11 +14,9 @@ the package's declared preprocessing on the whole image, the network, and the de
 postprocessing. This module only tiles large images (blending the tiles as the native
 path does) and pads small ones to a size the package accepts.
 
-Safety: a package is only run from TorchScript weights (checked to be a TorchScript
-archive, loaded with ``torch.jit.load``, which restores tensors and compiled code but no
-arbitrary Python objects) or ONNX weights (onnxruntime). ``pytorch_state_dict`` weights
-need the package's Python source to be executed and a pickle to be loaded; they are
-never used, and a package that offers only those is refused in plain words.
+Safety: a package is only run from TorchScript or ONNX weights, never from pickled
+``pytorch_state_dict`` weights (:mod:`.weights` chooses and checks them), and its YAML
+and files are checked before bioimageio.core reads them (:mod:`.guard`).
 
 Nothing here is imported at napari start-up: bioimageio.core is imported only when a
 package is actually loaded.
@@ -26,10 +24,8 @@ package is actually loaded.
 
 from __future__ import annotations
 
-import io
 import os
 import warnings
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,10 +41,12 @@ from .detect import (  # noqa: F401 - re-exported: where callers have found them
     may_be_package,
 )
 from .guard import check_package
-
-INSTALL_HINT = ('pip install -e ".[bioimageio]" (in the folder napari-nuclei-unet was '
-                'installed from)')
-SAFE_WEIGHT_FORMATS = ("torchscript", "onnx")
+from .weights import (  # noqa: F401 - re-exported: where callers have found them
+    INSTALL_HINT,
+    SAFE_WEIGHT_FORMATS,
+    check_torchscript_archive,
+    choose_weights,
+)
 
 
 class NotAPackage(CheckpointError):
@@ -104,9 +102,12 @@ def load_any_model(path_or_default: str | os.PathLike, device: Any = "cpu") -> L
         return load_checkpoint(path_or_default, device=device)
     model = BioimageioModel(path_or_default, device=device)
     from ..core.config import TrainConfig
+    from .selftest import check_test_output
+
+    test = check_test_output(model)  # weights that are not the package's: refused (F4)
 
     own = _own_record(model.descr)  # what `nuclei-unet export` wrote; {} for others
-    metadata: dict[str, Any] = {"bioimageio": model.summary(),
+    metadata: dict[str, Any] = {"bioimageio": {**model.summary(), "test": test},
                                 "architecture": {"name": "bioimageio"},
                                 "metrics": own.get("metrics") or {}}
     for key in ("finetune", "training_data", "evaluation"):  # a version's round; the
@@ -165,58 +166,6 @@ def _import_bioimageio(
     _compat.apply()
 
 
-def check_torchscript_archive(data: bytes, name: str) -> None:
-    """Raise unless ``data`` is a TorchScript archive (as written by ``torch.jit.save``).
-
-    A TorchScript archive is a zip holding compiled code (``<archive>/code/...``) and
-    ``<archive>/constants.pkl``; a plain ``torch.save`` pickle has neither, and
-    ``torch.jit.load`` restores only tensors and TorchScript code from the former.
-
-    Parameters
-    ----------
-    data : bytes
-        File content.
-    name : str
-        File name, for the message.
-
-    Raises
-    ------
-    CheckpointError
-        When ``data`` is not a TorchScript archive.
-    """
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            names = archive.namelist()
-    except zipfile.BadZipFile:
-        names = []
-    has_code = any("/code/" in n and n.endswith(".py") for n in names)
-    has_constants = any(n.endswith("/constants.pkl") for n in names)
-    if not (has_code and has_constants):
-        raise CheckpointError(
-            f"The package's 'torchscript' weights {name} are not a TorchScript archive "
-            "(no compiled code inside); they may be a Python pickle, which napari-nuclei-unet "
-            "never loads. Ask the package's authors for TorchScript or ONNX weights."
-        )
-
-
-def _readable(entry: Any) -> bool:
-    """Whether a package's weights file can be opened (its first bytes read)."""
-    try:
-        entry.get_reader().read(16)
-    except Exception:  # missing, damaged, offline: as for the TorchScript weights
-        return False
-    return True
-
-
-def _onnx_runs() -> bool:
-    """Whether ONNX weights can run here (onnxruntime installed)."""
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _device_name(device: Any) -> str:
     """A real device name for ``device`` (``"auto"`` resolved): ``"cpu"``, ``"cuda:0"``..."""
     from ..core.device import resolve_device
@@ -273,7 +222,7 @@ class BioimageioModel:
             )
         self.descr = descr
         self._check_tensors()
-        self.weight_format = self._choose_weights(weight_format)
+        self.weight_format = choose_weights(self.descr.weights, self.source, weight_format)
         self.device = _device_name(device)
         self._pipeline: Any = None
         self._pipeline_device: str | None = None
@@ -316,60 +265,6 @@ class BioimageioModel:
             or [0]
         )
         self._space_axes = [a for a in inp.axes if _axis_kind(a) == "space"]
-
-    def _choose_weights(self, requested: str | None) -> str:
-        weights = self.descr.weights
-        present = [f for f in ("torchscript", "onnx", "pytorch_state_dict", "keras_hdf5",
-                               "tensorflow_saved_model_bundle", "tensorflow_js")
-                   if getattr(weights, f, None) is not None]
-        candidates = [requested] if requested else list(SAFE_WEIGHT_FORMATS)
-        usable = [f for f in candidates if f in present and f in SAFE_WEIGHT_FORMATS]
-        if requested and requested not in SAFE_WEIGHT_FORMATS:
-            raise CheckpointError(
-                f"napari-nuclei-unet runs bioimage.io packages only from TorchScript or ONNX "
-                f"weights, not {requested!r}."
-            )
-        if not usable:
-            if present == ["pytorch_state_dict"]:
-                raise CheckpointError(
-                    f"{self.source} offers only pickled PyTorch weights (pytorch_state_dict). "
-                    "Loading them would run the package's Python code and unpickle its file, "
-                    "which can execute anything, so napari-nuclei-unet refuses. Ask the "
-                    "package's authors for TorchScript or ONNX weights (bioimageio.core can "
-                    "convert them on a trusted machine)."
-                )
-            raise CheckpointError(
-                f"{self.source} has weights in {', '.join(present) or 'no'} format(s); "
-                "napari-nuclei-unet runs only TorchScript or ONNX weights"
-                + (f" ({requested} is not among them)." if requested else ".")
-            )
-        choice = usable[0]
-        if choice == "onnx" and not _onnx_runs() and len(usable) == 1:
-            raise CheckpointError(
-                f"{self.source} has ONNX weights, which need onnxruntime: {INSTALL_HINT}")
-        if choice == "torchscript":
-            entry = weights.torchscript
-            try:
-                data = entry.get_reader().read()
-            except Exception as exc:  # a missing file, a bad zip member, a URL offline
-                if "onnx" in usable and not requested and _onnx_runs() \
-                        and _readable(weights.onnx):  # the other weights (h_rev17, L4)
-                    return "onnx"
-                raise CheckpointError(self._unreadable_weights(entry.source, exc)) from exc
-            check_torchscript_archive(data, str(entry.source))
-        return choice
-
-    def _unreadable_weights(self, source: Any, exc: Exception) -> str:
-        """Weights that cannot be read, in words.
-
-        A member missing from a zip got "TypeError: expected str, bytes or os.PathLike
-        object, not NoneType" (review h_rev17, L4).
-        """
-        missing = isinstance(exc, (FileNotFoundError, KeyError, TypeError))
-        what = ("are missing from it" if missing
-                else f"cannot be read ({type(exc).__name__}: {exc})")
-        return (f"The TorchScript weights {source} of {self.source} {what}; the package is "
-                "incomplete or damaged. Download it again.")
 
     def summary(self) -> dict:
         """Name, description, licence, authors, weight format and source of the package."""

@@ -120,6 +120,9 @@ def describe_training(metadata: Mapping[str, Any], path: Any = None) -> str:
     where = _where_trained(metadata)
     if where:
         parts.append(f"trained on {where}")
+    package = metadata.get("bioimageio")
+    if isinstance(package, Mapping) and package.get("test"):
+        parts.append(str(package["test"]))  # its own test, run as it loaded (selftest)
     return " · ".join(parts) or "no training record"
 
 
