@@ -364,6 +364,39 @@ def test_the_nucleus_size_is_measured_once_for_every_block(model, tmp_path, monk
     assert small.diameter == result.diameter and small.n_nuclei == result.n_nuclei
 
 
+@pytest.mark.parametrize("edge", ["starts", "ends"])
+def test_a_nucleus_that_starts_or_ends_on_a_seam_stays_itself(tmp_path, monkeypatch, edge):
+    """Seen by one block only in its one-pixel halo line, a nucleus joined an unrelated
+    one far away, or (its label above every nucleus of the table) the run failed after
+    every block ("axis 1 index 2 exceeds matrix dimension 2"; review h_rev22, H1)."""
+    import types
+
+    from skimage.measure import label as components
+
+    from napari_nuclei_unet.core import bigimage, segment
+    from napari_nuclei_unet.core.segment import SegmentOptions
+
+    monkeypatch.setattr(segment, "segment_image", lambda model, block, options=None, **kw:
+                        types.SimpleNamespace(labels=components(block > 100)))
+    side = 128
+    image = np.zeros((side, 2 * side), np.uint8)
+    nuclei = {"inside": (slice(10, 25), slice(20, 35)),  # block 0, left of the seam's nucleus
+              "far": (slice(90, 110), slice(90, 110)),  # block 0, below it
+              "seam": (slice(50, 64), slice(side, side + 12) if edge == "starts"
+                       else slice(side - 12, side))}
+    if edge == "starts":
+        nuclei["right"] = (slice(60, 75), slice(side + 60, side + 75))  # block 1
+    for where in nuclei.values():
+        image[where] = 200
+    result = drive(bigimage.segment_large(object(), image, tmp_path / "s.zarr",
+                                          SegmentOptions(diameter=12), block=side, halo=32))
+    labels = np.asarray(result.labels()[:])
+    assert result.n_nuclei == len(nuclei)
+    found = [np.unique(labels[where]) for where in nuclei.values()]
+    assert all(len(values) == 1 and values[0] > 0 for values in found)
+    assert len({int(values[0]) for values in found}) == len(nuclei)  # none merged
+
+
 def test_a_large_image_result_says_the_nucleus_size(image, tmp_path, capsys, monkeypatch):
     """predict on a large TIFF names the measured diameter, as for a small one."""
     from _cli_helpers import run_cli

@@ -478,6 +478,10 @@ def segment_large(
     if seam_rows and n:
         rows = np.concatenate(seam_rows)
         keep = rows[:, 2] * 2 >= np.minimum(rows[:, 3], rows[:, 4])
+        # a label a block holds only in its one-pixel halo line is no nucleus of its own
+        # (its neighbour's label holds that nucleus): looked up, it took the next key, an
+        # unrelated nucleus, or ran past the table (review h_rev22, H1)
+        keep &= np.isin(rows[:, 0], keys) & np.isin(rows[:, 1], keys)
         a = np.searchsorted(keys, rows[keep, 0])
         b = np.searchsorted(keys, rows[keep, 1])
         graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n))
