@@ -27,6 +27,7 @@ __all__ = [
     "AtomicWriteError",
     "atomic_write",
     "atomic_write_bytes",
+    "atomic_write_folder",
     "atomic_write_json",
     "fsync_dir",
     "json_safe",
@@ -177,6 +178,70 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
     return path
 
 
+def atomic_write_folder(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
+    """Write a folder (a zarr store) so that a failure never leaves half of it.
+
+    ``write(tmp)`` fills a hidden folder beside ``path``; only once it is complete does
+    it take ``path``'s place, and only then is the previous folder removed. A failed or
+    stopped write leaves the previous folder as it was (an OME-Zarr saved again over an
+    earlier save deleted it first: review h_rev22, M1); a crash leaves at most hidden
+    ``.<name>.*.tmp`` folders, which :func:`remove_stale_temps` deletes.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The destination folder (its parent is created if missing).
+    write : callable
+        Called with the temporary folder's path (it exists, empty).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    AtomicWriteError
+        When the disk is full or not writable; ``path`` is unchanged.
+    """
+    import shutil
+
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _hook("mkdtemp", path)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as exc:
+        raise plain_os_error(exc, path) from exc
+    try:
+        write(tmp)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise plain_os_error(exc, path) from exc
+        raise
+    old = None
+    try:
+        if os.path.lexists(path):
+            old = path.with_name(f"{tmp.name[:-len('.tmp')]}.old.tmp")
+            _hook("rename", path)
+            os.rename(path, old)
+        _hook("replace", path)
+        os.rename(tmp, path)
+    except OSError as exc:
+        if old is not None and os.path.lexists(old) and not os.path.lexists(path):
+            os.rename(old, path)  # the previous folder back where it was
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise plain_os_error(exc, path) from exc
+    if old is not None:
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
+    fsync_dir(path.parent)
+    return path
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (see :func:`atomic_write`).
 
@@ -233,7 +298,7 @@ def atomic_write_json(path: str | os.PathLike, data: Any) -> Path:
 def remove_stale_temps(folder: str | os.PathLike, name: str,
                        keep: set[str] | frozenset[str] = frozenset(),
                        older_than_s: float | None = None) -> int:
-    """Delete the ``.<name>.*.tmp`` files a crash left in ``folder``.
+    """Delete the ``.<name>.*.tmp`` files (and folders) a crash left in ``folder``.
 
     Only call this while holding the lock that writers of ``name`` take (or when no
     writer can be running), or a write in progress loses its temporary file; without
@@ -270,7 +335,12 @@ def remove_stale_temps(folder: str | os.PathLike, name: str,
             try:
                 if before is not None and entry.stat().st_mtime > before:
                     continue  # perhaps another writer's, still being written
-                os.unlink(entry.path)
+                if entry.is_dir(follow_symlinks=False):  # a folder's (atomic_write_folder)
+                    import shutil
+
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
                 removed += 1
             except OSError:
                 pass

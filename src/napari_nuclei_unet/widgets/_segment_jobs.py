@@ -567,6 +567,7 @@ def _save_ome_zarr(data: Any, path: Path, name: str) -> None:
     """Write 2-D labels as an OME-Zarr (block by block for zarr/dask data)."""
     import dask.array as da
 
+    from napari_nuclei_unet.core.atomic import atomic_write_folder, remove_stale_temps
     from napari_nuclei_unet.core.bigimage import (
         DEFAULT_BLOCK,
         create_array,
@@ -578,10 +579,16 @@ def _save_ome_zarr(data: Any, path: Path, name: str) -> None:
         raise ValueError("OME-Zarr export is for 2-D label images; save stacks as TIFF.")
     array = data if hasattr(data, "dask") else da.from_array(
         data, chunks=(DEFAULT_BLOCK, DEFAULT_BLOCK))
-    root = open_ome_group(path)
-    target = create_array(root, "0", array.shape, (DEFAULT_BLOCK, DEFAULT_BLOCK), array.dtype)
-    da.store(array.rechunk((DEFAULT_BLOCK, DEFAULT_BLOCK)), target, lock=False)
-    write_ome_zarr_attrs(root, name)
+
+    def write(folder: Path) -> None:  # beside the earlier save, which stays until done
+        root = open_ome_group(folder)
+        target = create_array(root, "0", array.shape, (DEFAULT_BLOCK, DEFAULT_BLOCK),
+                              array.dtype)
+        da.store(array.rechunk((DEFAULT_BLOCK, DEFAULT_BLOCK)), target, lock=False)
+        write_ome_zarr_attrs(root, name)
+
+    remove_stale_temps(path.parent, path.name, older_than_s=24 * 3600)  # a crash's
+    atomic_write_folder(path, write)
 
 
 def axes_note(name: str, stack: Any) -> str:
