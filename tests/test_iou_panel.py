@@ -256,6 +256,35 @@ def test_export_csv_round_trips(panel, qtbot, tmp_path):
         assert rec["modality"] == row.modality
 
 
+def test_a_failed_export_keeps_the_earlier_csv(panel, qtbot, tmp_path, monkeypatch):
+    # the file was written in place: a full disk cut an earlier 3001-line export to 329
+    # lines (review h_rev22, M2)
+    import errno
+
+    from napari_nuclei_unet.core.atomic import AtomicWriteError
+
+    viewer, panel, compare, session, samples, fake = panel
+    score_all(qtbot, panel)
+    path = panel.export_csv(tmp_path / "scores.csv")
+    before = path.read_bytes()
+    real_rows = panel.visible_rows
+
+    def full_disk():
+        rows = real_rows()
+
+        class Rows(list):
+            def __iter__(self):  # the disk fills after the first row
+                yield rows[0]
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return Rows(rows)
+
+    monkeypatch.setattr(panel, "visible_rows", full_disk)
+    with pytest.raises(AtomicWriteError, match="is full.*previous version of the file is kept"):
+        panel.export_csv(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["scores.csv"]
+
+
 def test_empty_panel_and_mistakes_are_explained(make_napari_viewer, qtbot):
     from napari_nuclei_unet.widgets._session import session_for
     from napari_nuclei_unet.widgets.iou_panel import IoUPanel

@@ -531,16 +531,19 @@ class IoUPanel(QWidget):
             n_true, n_pred`` (the ``ImageRow`` fields; floats as Python ``repr``,
             so reading them back gives the same numbers).
         """
-        path = Path(path)
-        with path.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(CSV_FIELDS)
-            for row in self.visible_rows():
-                writer.writerow(
-                    [repr(v) if isinstance(v, float) else v
-                     for v in (getattr(row, f) for f in CSV_FIELDS)]
-                )
-        return path
+        from napari_nuclei_unet.core.atomic import atomic_write
+
+        rows = self.visible_rows()
+
+        def write(tmp: Path) -> None:  # an earlier export stays whole if this one fails
+            with tmp.open("w", newline="", encoding="utf-8") as handle:  # (h_rev22, M2)
+                writer = csv.writer(handle)
+                writer.writerow(CSV_FIELDS)
+                for row in rows:
+                    writer.writerow([repr(v) if isinstance(v, float) else v
+                                     for v in (getattr(row, f) for f in CSV_FIELDS)])
+
+        return atomic_write(path, write)
 
     def _choose_csv(self) -> None:
         path, _ = QFileDialog.getSaveFileName(
