@@ -126,6 +126,11 @@ def test_pairs_are_found_beside_their_images(tmp_path):
     (tmp_path / "embryo.tif").write_bytes(b"")
     with pytest.raises(FinetuneError, match="would both take embryo_labels.tif"):
         labelled_pairs(tmp_path)
+    (tmp_path / "embryo.tif").unlink()
+    # names that differ only in case: one pair was left out without a word (h_rev22, L1)
+    (tmp_path / "B.tif").write_bytes(b"")
+    with pytest.raises(FinetuneError, match="B.tif and b.tif differ only in upper and lower"):
+        labelled_pairs(tmp_path)
 
 
 def test_each_plane_of_a_pair_is_stored_as_the_segment_dock_stores_it(tmp_path):

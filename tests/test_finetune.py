@@ -76,6 +76,24 @@ def test_add_then_reopen_lists_and_loads_corrections(tmp_path):
     assert set(index["corrections"]) == {"cells-a", "cells-b"}
 
 
+def test_labels_numbered_past_int64_are_renumbered_not_called_negative(tmp_path):
+    # uint64 ids above 2**63 (hashed by another tool) were refused as "negative values"
+    # (review h_rev22, L3)
+    image = np.zeros((32, 32), np.uint8)
+    image[4:10, 4:10] = image[20:26, 20:26] = 200
+    labels = np.zeros((32, 32), np.uint64)
+    labels[4:10, 4:10] = 2**63 + 5
+    labels[20:26, 20:26] = 7
+    store = CorrectionStore(tmp_path)
+    assert store.add("x", image, labels).n_nuclei == 2
+    back = store.load_labels("x")
+    assert sorted(np.unique(back).tolist()) == [0, 1, 2]
+    assert back[5, 5] == 2 and back[21, 21] == 1 and back[0, 0] == 0
+    full = np.full((32, 32), 2**64 - 1, np.uint64)  # no background at all
+    full[:16] = 2**63 + 1
+    assert store.add("y", image, full).n_nuclei == 2
+
+
 def test_corrections_folder_is_a_dsb_dataset(tmp_path):
     a, b = synthetic("fluorescence", 3), synthetic("histology", 4)
     store = CorrectionStore(tmp_path)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -211,8 +212,8 @@ class DraftStore:
             with np.load(path, allow_pickle=False) as data:
                 return Draft(str(data["sample_id"]), np.array(data["labels"]),
                              str(data["start"]), str(data["saved"]))
-        except (OSError, ValueError, KeyError):
-            return None
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            return None  # cut short or damaged outside (a sync tool): h_rev22, L2
 
     def has(self, sample_id: str) -> bool:
         """Whether ``sample_id`` has a draft."""

@@ -71,12 +71,23 @@ def pair_up(folder: str | os.PathLike) -> FolderPairs:
     ------
     FinetuneError
         When an image has a label image under both names (which one is the
-        correction?), or two images claim one label image.
+        correction?), or two images claim one label image, or two images or label
+        images differ only in case.
     """
     from ..stacks import stack_name
 
-    entries = {p.name.lower(): p for p in Path(folder).iterdir()
-               if p.is_file() or (p.is_dir() and p.suffix.lower() == ".zarr")}
+    entries: dict[str, Path] = {}
+    for p in sorted(Path(folder).iterdir()):
+        if not (p.is_file() or (p.is_dir() and p.suffix.lower() == ".zarr")):
+            continue
+        other = entries.setdefault(p.name.lower(), p)
+        if other is not p and os.path.splitext(p.name.lower())[1] in (
+                *IMAGE_FILE_SUFFIXES, *LABEL_FILE_SUFFIXES, ".zarr"):
+            # one of the two was left out without a word (review h_rev22, L1)
+            raise FinetuneError(
+                f"{other.name} and {p.name} differ only in upper and lower case, which "
+                "labels are matched without: rename one of them (on Windows and macOS "
+                "they would even be the same file).")
     pairs, alone, claimed = [], [], {}
     for name, path in sorted(entries.items()):
         stem, suffix = os.path.splitext(name)

@@ -61,6 +61,11 @@ def _as_labels(labels: Any, shape: tuple[int, int], sample_id: str) -> np.ndarra
             f"Correction {sample_id!r}: labels are {labels.shape[1]} x {labels.shape[0]} pixels "
             f"but the image is {shape[1]} x {shape[0]}; they must match pixel for pixel."
         )
+    if labels.size and labels.dtype.kind == "u" and labels.max() > np.iinfo(np.int64).max:
+        # numbers past int64 (hashed ids): refused as "negative values" once cast for the
+        # relabelling (review h_rev22, L3); renumbered here, 0 staying background
+        values, inverse = np.unique(labels, return_inverse=True)
+        labels = (inverse.reshape(labels.shape) + (values[0] != 0)).astype(np.int64)
     if labels.size and labels.min() < 0:
         raise FinetuneError(
             f"Correction {sample_id!r}: labels contain negative values; use 0 for background "
