@@ -180,6 +180,15 @@ def test_cli_big_tiff_on_a_scheduler(model, image, tmp_path, capsys, monkeypatch
     stored = zarr.open(str(tmp_path / "plain" / "slide_labels.ome.zarr"), mode="r")
     assert np.array_equal(np.asarray(stored["0"][:]), plain)
     assert stored.attrs["multiscales"][0]["axes"][0]["name"] == "y"
+    # a pixel size goes into the OME-Zarr too, as into the label TIFF (it said 1.0)
+    tifffile.imwrite(tmp_path / "um.tif", image, imagej=True, resolution=(4.0, 2.0),
+                     metadata={"axes": "YX", "unit": "um"})
+    assert main(["predict", "default", str(tmp_path / "um.tif"), "--block", "128",
+                 "--out", str(tmp_path / "um")]) == 0
+    scaled = zarr.open(str(tmp_path / "um" / "um_labels.ome.zarr"), mode="r")
+    (scales,) = scaled.attrs["multiscales"]
+    assert scales["datasets"][0]["coordinateTransformations"][0]["scale"] == [0.5, 0.25]
+    assert {a["unit"] for a in scales["axes"]} == {"micrometer"}
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
                       dashboard_address=None) as cluster:
         assert main([*args, "--out", str(tmp_path / "dist"), "--scheduler",

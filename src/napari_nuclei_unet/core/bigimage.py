@@ -261,13 +261,23 @@ def create_array(group: Any, name: str, shape: tuple, chunks: tuple, dtype: Any)
     return make(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=0)
 
 
-def write_ome_zarr_attrs(group: Any, name: str) -> None:
-    """Write OME-Zarr 0.4 ``multiscales`` metadata for a single-resolution YX label array."""
+def write_ome_zarr_attrs(group: Any, name: str,
+                         pixels_per_um: tuple[float, float] | None = None) -> None:
+    """Write OME-Zarr 0.4 ``multiscales`` metadata for a single-resolution YX label array.
+
+    ``pixels_per_um``: the image's pixel size ``(x, y)`` (``ImageStack.pixels_per_um``),
+    written as micrometres per pixel; without it, the scale is 1 and no unit is given.
+    """
+    axes = [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}]
+    scale = [1.0, 1.0]
+    if pixels_per_um:
+        for axis in axes:
+            axis["unit"] = "micrometer"
+        scale = [1.0 / float(pixels_per_um[1]), 1.0 / float(pixels_per_um[0])]
     group.attrs["multiscales"] = [{
-        "version": "0.4", "name": name,
-        "axes": [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}],
+        "version": "0.4", "name": name, "axes": axes,
         "datasets": [{"path": "0", "coordinateTransformations": [
-            {"type": "scale", "scale": [1.0, 1.0]}]}],
+            {"type": "scale", "scale": scale}]}],
     }]
 
 
