@@ -140,6 +140,12 @@ def test_under_torchrun_each_note_is_printed_once(dataset, tmp_path):
     assert done.stderr.count("resuming with epochs=2") == 1, done.stderr
     assert done.stderr.count(f"Resuming {out / 'last.safetensors'}") == 1, done.stderr
     assert done.stderr.count("epoch 2/2") == 1, done.stderr
+    # a refusal, the same for every process, is said once too (review h_rev17, L2)
+    done = _torchrun(["train", str(dataset), "--epochs", "1", *loud, "--out", str(out)],
+                     _env())
+    assert done.returncode != 0
+    refusals = [line for line in done.stderr.splitlines() if "nuclei-unet: error:" in line]
+    assert len(refusals) == 1 and str(out) in refusals[0], done.stderr
 
 
 def _worker(rank: int, store_path: str, results: dict) -> None:

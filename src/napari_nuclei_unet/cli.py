@@ -379,6 +379,19 @@ _PEER_LOST = ("connection closed by peer", "connection reset by peer", "broken p
               "remote worker crashing", "nccl communicator was aborted")
 
 
+def _another_rank() -> bool:
+    """Whether this is a torchrun process other than rank 0.
+
+    A refusal of the command line (``train --out`` holding another run, a bad option) is
+    the same for every process: it was printed once per process (review h_rev17, L2).
+    """
+    if "RANK" not in os.environ:  # not torchrun: torch stays unloaded
+        return False
+    from .core.distributed import is_main, launched_by_torchrun
+
+    return launched_by_torchrun() and not is_main()
+
+
 def _is_peer_lost(exc: BaseException) -> bool:
     """Whether, under torchrun, ``exc`` says another process of the group stopped.
 
@@ -569,7 +582,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         if _is_user_error(exc):
-            _error(_one_line(exc) + _maybe_a_bug(exc))
+            if not _another_rank():  # every torchrun process refuses alike: said once
+                _error(_one_line(exc) + _maybe_a_bug(exc))
             return EXIT_BAD_INPUT
         if _is_out_of_memory(exc):
             _error(_out_of_memory_message(exc))
