@@ -380,16 +380,17 @@ _PEER_LOST = ("connection closed by peer", "connection reset by peer", "broken p
 
 
 def _another_rank() -> bool:
-    """Whether this is a torchrun process other than rank 0.
+    """Whether this is a torchrun process other than its machine's first (local rank 0).
 
-    A refusal of the command line (``train --out`` holding another run, a bad option) is
-    the same for every process: it was printed once per process (review h_rev17, L2).
+    A refusal of the command line (``train --out`` holding another run, a bad option, a
+    file missing on this machine) is the same for every process of a machine: it was
+    printed once per process (review h_rev17, L2). Each machine still says its own.
     """
     if "RANK" not in os.environ:  # not torchrun: torch stays unloaded
         return False
-    from .core.distributed import is_main, launched_by_torchrun
+    from .core.distributed import launched_by_torchrun, local_rank
 
-    return launched_by_torchrun() and not is_main()
+    return launched_by_torchrun() and local_rank() != 0
 
 
 def _is_peer_lost(exc: BaseException) -> bool:
