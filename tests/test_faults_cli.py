@@ -96,7 +96,9 @@ def test_resume_continues_with_the_saved_configuration(data, tmp_path, capsys):
     config = json.loads((run / "last.json").read_text())["config"]
     assert (config["batch_size"], config["crop_size"], config["seed"], config["base_width"],
             config["steps_per_epoch"], config["epochs"]) == (2, 32, 1, 4, 1, 2)
-    assert "resuming with epochs=2 (the run was started with epochs=1)" in err
+    # the longer cosine schedule raises the rate again: said (review h_rev23, L3)
+    assert ("resuming with epochs=2 (the run was started with epochs=1; the learning rate "
+            "follows the longer schedule, so it rises again before it decays)") in err
     assert "crops 32, batch 2" in err
     assert "nothing left to train" not in err
     # resuming a run that is already complete says so (it used to train nothing silently)

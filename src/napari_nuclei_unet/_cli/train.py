@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from ..core.device import resolve_device
     from ..core.locking import hold_run_folder
     from ..core.progress import drive
-    from ..core.training import train
+    from ..core.training import resume_data, train
 
     # Bad values fail here, before the (long) dataset load.
     notes: list[str] = []
@@ -59,6 +59,11 @@ def run(args: argparse.Namespace) -> int:
         if stop.stopped:
             note("Stopped while loading the dataset; nothing was trained.", quiet=args.quiet)
             return stop.exit_status
+        if args.resume:  # the run's validation images stay so; another dataset: refused
+            labelled = [s for s in samples if getattr(s, "has_labels", True)]
+            change = resume_data(args.resume, labelled, config)[2]
+            if change:
+                note(change, quiet=args.quiet)
         where = (f"{distributed.world_size()} processes ({device} each)"
                  if distributed.is_active() else str(device))
         note(f"Training on {counted(len(samples), 'sample')} on {where} "
@@ -76,9 +81,11 @@ def run(args: argparse.Namespace) -> int:
         note(f"Training stopped ({stop.why}). Best checkpoint kept: {result.best_checkpoint}; "
              f"last state saved to {result.last_checkpoint} (continue with "
              f"--resume {result.last_checkpoint}).", quiet=args.quiet)
-    elif result.stopped_early:
+    elif result.stopped_early:  # counted in validations (every --val-every epochs)
+        every = (f" (one every {config.val_every} epochs)" if config.val_every > 1 else "")
         note(f"Stopped early: no better validation IoU for {config.early_stopping_patience} "
-             "epochs.", quiet=args.quiet)
+             f"validations{every}. To train it further, resume it: its early stopping counts "
+             "again from there (or add --patience none).", quiet=args.quiet)
     best = max((h.best_val_iou for h in result.history if h.best_val_iou is not None),
                default=None)
     if best is not None:

@@ -232,8 +232,12 @@ def config_from_args(args: argparse.Namespace, *, notes: list[str] | None = None
             )
     for name, value in given.items():
         if name in saved and value != saved[name] and notes is not None:
+            more = ("; the learning rate follows the longer schedule, so it rises again "
+                    "before it decays" if name == "epochs" and isinstance(value, int)
+                    and value > saved[name] and saved.get("schedule") == "cosine"
+                    else "")  # a warm restart nobody had said (review h_rev23, L3)
             notes.append(f"resuming with {name}={value} (the run was started with "
-                         f"{name}={saved[name]})")
+                         f"{name}={saved[name]}{more})")
     with _flags_named(changes):
         config = base.replace(**given) if given else base
     finished = _finished_note(resume, record, config.epochs)

@@ -107,7 +107,9 @@ class TrainConfig:
         crops per second for wide models, after a minute of compiling at the start).
         Ignored on the CPU and MPS.
     early_stopping_patience : int or None
-        Stop after this many epochs without a better validation IoU (``None``: never).
+        Stop after this many validations without a better validation IoU (``None``:
+        never); epochs when ``val_every`` is 1. A resumed run that had stopped so counts
+        again from its resume.
     num_threads : int or None
         CPU threads for torch (``None``: the number of physical cores).
     val_every : int

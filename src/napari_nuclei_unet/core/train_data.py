@@ -79,6 +79,62 @@ def sampling_probabilities(samples: Sequence[Any], balance: float) -> np.ndarray
     return weights / weights.sum()
 
 
+def resumed_split(samples: Sequence[Any], recorded: Any, val_fraction: float,
+                  seed: int) -> tuple[list[Any], list[Any], str]:
+    """The split of a resumed run: the validation images it recorded stay validation.
+
+    Splitting again moved images between the sets as soon as one image was added to the
+    folder: an image the run had trained on was then validated as unseen, and ``best``
+    chosen on it (review h_rev23, M1). Images the run has not seen join the training set.
+
+    Parameters
+    ----------
+    samples : sequence of Sample
+        The labelled samples given now.
+    recorded : dict or None
+        The checkpoint's ``training_data`` (:func:`data_description`); without its
+        ``val_ids`` (older checkpoints) the samples are split as a new run splits them.
+    val_fraction, seed
+        As for :func:`split_train_val`.
+
+    Returns
+    -------
+    (list, list, str)
+        Training and validation samples, and a note saying what changed since the run
+        was started ("" when nothing did).
+
+    Raises
+    ------
+    ValueError
+        When none of the recorded validation images is among ``samples``: another
+        dataset, on which resuming would mix two runs' scores.
+    """
+    val_ids = recorded.get("val_ids") if isinstance(recorded, dict) else None
+    if not isinstance(val_ids, list):
+        return (*split_train_val(samples, val_fraction, seed), "")
+    wanted = {str(i) for i in val_ids}
+    train = [s for s in samples if s.id not in wanted]
+    val = [s for s in samples if s.id in wanted]
+    if wanted and not val:
+        raise ValueError(
+            f"None of the {len(wanted)} validation images this run was started with is in "
+            "the dataset given now: it is another dataset. To train on it starting from this "
+            "run's model, start a new run from its weights (--init on the command line; in the "
+            "Train panel, load it in the Model panel and start from 'current model').")
+    words = []
+    if len(val) < len(wanted):
+        words.append(f"{len(wanted) - len(val)} of its {len(wanted)} validation images are "
+                     "missing now (it validates on the others)")
+    n_train = recorded.get("n_train")
+    if isinstance(n_train, int) and len(train) != n_train:
+        words.append(f"it trains on {len(train)} images, not {n_train}"
+                     + (": the new ones join the training set, never validation"
+                        if len(train) > n_train else ""))
+    note = ("The dataset changed since this run was started: " + "; ".join(words) + "."
+            if words else "")
+    return train, val, note
+
+
 def data_description(train_samples: Sequence[Any], val_samples: Sequence[Any]) -> dict:
     """What a checkpoint records of its training data: counts, modalities, validation ids."""
     def counts(samples: Sequence[Any]) -> dict[str, int]:

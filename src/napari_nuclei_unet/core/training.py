@@ -44,6 +44,7 @@ from .losses import HeadsLoss
 from .model import UNet
 from .progress import stop_requested
 from .train_data import data_description, sampling_probabilities, split_train_val, training_diameter
+from .train_resume import carry_best, resume_data, time_left_check  # noqa: F401 (resume_data)
 from .train_updates import (
     BEST_NAME,
     LAST_NAME,
@@ -216,7 +217,9 @@ def _train(
     best_path, last_path = out / BEST_NAME, out / LAST_NAME
 
     labelled = [s for s in samples if getattr(s, "has_labels", True)]
-    if val_samples is None:
+    if val_samples is None and resume_from is not None:
+        train_samples, val_list, _ = resume_data(resume_from, labelled, config)
+    elif val_samples is None:
         train_samples, val_list = split_train_val(labelled, config.val_fraction, config.seed)
     else:
         train_samples = labelled
@@ -292,6 +295,12 @@ def _train(
         global_step = int(resume["global_step"])
         best_iou = resume.get("best_val_iou")
         stale_epochs = int(resume.get("stale_epochs", 0))
+        if config.early_stopping_patience is not None \
+                and stale_epochs >= config.early_stopping_patience:
+            stale_epochs = 0  # it had stopped early, and is asked to go on (h_rev23, M5)
+        # the time already trained counts against the budget and moves the schedule: a
+        # resumed run got a whole new budget at the top of its rate (h_rev23, M2)
+        started -= time_left_check(float(resume.get("elapsed_s") or 0.0), config)
         if resume.get("epoch_complete", True):
             start_epoch, start_step = int(resume["epoch"]) + 1, 1
         else:
@@ -331,6 +340,7 @@ def _train(
             "global_step": global_step,
             "best_val_iou": best_iou,
             "stale_epochs": stale_epochs,
+            "elapsed_s": time.perf_counter() - started,  # trained so far, resumes included
             "numpy_rng": rng.bit_generator.state,
             "grad_scaler": scaler.state_dict() if scaler is not None else None,
         }
@@ -373,6 +383,8 @@ def _train(
     # Data-parallel training under torchrun (no-ops otherwise): DDP, global-batch loss.
     step_model = distributed.wrap_model(step_model, device)
     loss_fn = distributed.global_batch_loss(loss_fn)
+    if resume_from is not None:
+        carry_best(Path(resume_from), best_path)
 
     epoch = start_epoch
     step = start_step - 1
@@ -438,7 +450,8 @@ def _train(
             val_loss = val_iou = None
             is_best = False
             final = epoch == config.epochs or distributed.any_rank(out_of_time())
-            if val_list and (epoch % config.val_every == 0 or final):
+            validated = bool(val_list) and (epoch % config.val_every == 0 or final)
+            if validated:
                 tic = time.perf_counter()
                 model.eval()
                 try:
@@ -460,8 +473,8 @@ def _train(
                 is_best = True  # nothing to select on: the latest model is the best we have
             metrics = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                        "val_iou": val_iou, "best_val_iou": best_iou}
-            stopping = (
-                config.early_stopping_patience is not None
+            stopping = (  # only on a validated epoch (h_rev23, M5)
+                validated and config.early_stopping_patience is not None
                 and stale_epochs >= config.early_stopping_patience
             )
             end = EpochEnd(epoch, config.epochs, train_loss, val_loss, val_iou, best_iou,
@@ -473,6 +486,8 @@ def _train(
             save(last_path, metrics, epoch, steps, True)
             yield end
             if stopping or final:
+                if not best_path.exists():  # resumed into another folder, never beaten
+                    save_checkpoint(best_path, model, config, metadata(metrics))
                 return TrainResult(best_path, last_path, history, stopping, False, val_ids)
     except GeneratorExit:
         # The caller closed the generator (e.g. worker.quit()): keep what we have. When it

@@ -28,8 +28,9 @@ FIELDS: dict[str, tuple[str, str, tuple | None, str | None]] = {
     "val_fraction": ("Validation fraction", "Share of images held out (per modality) to pick "
                      "the best epoch", (0.0, 0.9, 0.05, 2), None),
     "seed": ("Seed", "Same seed, same split, same crops", (0, 2**31 - 1, 1), None),
-    "early_stopping_patience": ("Early stopping", "Stop after this many epochs without a better "
-                                "validation IoU", (0, 1000, 1), "never"),
+    "early_stopping_patience": ("Early stopping", "Stop after this many validations without a "
+                                "better validation IoU (epochs when validating every epoch)",
+                                (0, 1000, 1), "never"),
     "base_width": ("Base width", "Channels of the first level (more: bigger, slower model)",
                    (2, 256, 2), None),
     "depth": ("Depth", "Down-sampling levels", (1, 7, 1), None),

@@ -90,8 +90,13 @@ def _run_training(
         from napari_nuclei_unet.widgets._workers import import_torch_safely
 
         import_torch_safely()
-        from napari_nuclei_unet.core.training import train
+        from napari_nuclei_unet.core.training import resume_data, train
 
+        if resume_from is not None:  # what changed in the data since, said as a notice
+            labelled = [s for s in samples if getattr(s, "has_labels", True)]
+            change = resume_data(resume_from, labelled, config)[2]  # or another dataset
+            if change:
+                yield change
         return (
             yield from train(config, samples, out_dir=out_dir, resume_from=resume_from,
                              init_from=init_from, should_stop=should_stop)

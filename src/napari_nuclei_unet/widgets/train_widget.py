@@ -387,8 +387,9 @@ class TrainWidget(RunOffer, QWidget):
                     f"Best model so far: epoch {best[-1].get('epoch')}, validation IoU "
                     f"{best[-1]['val_iou']:.3f}\n{run_dir / 'best.safetensors'}")
             if epochs > saved.epochs:
-                notify(f"The run goes on to {epochs} epochs (set in Epochs; "
-                       f"{saved.epochs} planned).")
+                notify(f"The run goes on to {epochs} epochs (set in Epochs; {saved.epochs} "
+                       "planned)" + (": its learning rate rises again, then decays over them."
+                                     if saved.schedule == "cosine" else "."))
         return worker
 
     def stop(self) -> None:
@@ -488,6 +489,8 @@ class TrainWidget(RunOffer, QWidget):
     def _on_update(self, update: Any) -> None:
         if self._closing:
             return
+        if isinstance(update, str):  # a note before training (the data changed since)
+            return notify(update)
         if hasattr(update, "step"):  # TrainStep
             done = (update.epoch - 1) * update.steps + update.step
             total = max(1, update.epochs * update.steps)

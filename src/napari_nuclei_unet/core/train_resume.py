@@ -1,0 +1,73 @@
+"""What a resumed training run takes over from the run it continues.
+
+:func:`~napari_nuclei_unet.core.training.train` calls these when given ``resume_from``:
+the run's recorded validation images stay validation images (:func:`resume_data`, which
+front ends call first to say what changed), the time it trained counts against its
+budget (:func:`time_left_check`), and a run resumed into another folder starts with its
+best model there (:func:`carry_best`). Review h_rev23, M1-M3.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import distributed
+from .checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
+from .config import TrainConfig
+from .paths import same_path
+from .train_data import resumed_split
+from .train_updates import BEST_NAME, TrainingError
+
+# Under torchrun only rank 0 writes checkpoints (a no-op elsewhere), as in training.py.
+save_checkpoint = distributed.main_only(save_checkpoint)
+
+
+def resume_data(resume_from: str | os.PathLike, samples: Sequence[Any],
+                config: TrainConfig) -> tuple[list[Any], list[Any], str]:
+    """The training and validation samples of a resumed run, and what changed (a note).
+
+    The run's recorded validation images stay validation images
+    (:func:`~napari_nuclei_unet.core.train_data.resumed_split`); front ends call this
+    first to say the note. Raises :class:`TrainingError` for another dataset.
+    """
+    try:
+        recorded = read_metadata(resume_from).get("training_data")
+    except CheckpointError:
+        recorded = None  # said by the resume itself, as it loads the checkpoint
+    try:
+        return resumed_split(samples, recorded, config.val_fraction, config.seed)
+    except ValueError as exc:
+        raise TrainingError(f"Cannot resume {resume_from}: {exc}") from exc
+
+
+def time_left_check(elapsed: float, config: TrainConfig) -> float:
+    """``elapsed`` (seconds a resumed run has trained), unless it spent its time budget."""
+    if config.time_budget_s and elapsed >= config.time_budget_s:
+        raise TrainingError(
+            f"This run has used its whole time budget ({config.time_budget_s:g} s; it trained "
+            f"{elapsed:.0f} s). To train it further, resume it with a larger budget: the "
+            "total, counting the time already trained (--time-budget-s on the command line, "
+            "time_budget_s in a --config file).")
+    return elapsed
+
+
+def carry_best(resume_from: Path, best_path: Path) -> None:
+    """A run resumed into another folder starts with its best model there.
+
+    Its best validation IoU is carried over, so a resumed run that never beat it wrote no
+    ``best`` at all, and the path printed for scripts did not exist (h_rev23, M3).
+    """
+    source = resume_from.with_name(BEST_NAME)
+    if best_path.exists() or not source.exists() or same_path(source, best_path):
+        return
+    try:
+        best = load_checkpoint(source, device="cpu")
+    except CheckpointError:
+        return  # the run's own best is written at its end
+    own = ("format", "format_version", "package_version", "token", "architecture", "config",
+           "resume")  # what a save writes itself (a copied token is a mismatched pair)
+    save_checkpoint(best_path, best.model, best.config,
+                    {k: v for k, v in best.metadata.items() if k not in own})
