@@ -161,9 +161,11 @@ def start_rescore_job(viewer: napari.Viewer, *, exclude: str | None = None) -> A
         return None
     settings = _settings(session)
     owner = (session.model, session.diameter)
+    dataset = session.dataset
 
-    def outdated() -> bool:
-        return _settings(session) != settings or (session.model, session.diameter) != owner
+    def outdated() -> bool:  # another dataset too: its table got these rows (h_rev23, M4)
+        return (_settings(session) != settings or (session.model, session.diameter) != owner
+                or (dataset is not None and not same_place(dataset, session.dataset)))
 
     def keep(report: Any) -> None:
         if outdated():
