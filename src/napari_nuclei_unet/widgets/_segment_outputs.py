@@ -26,6 +26,7 @@ from napari_nuclei_unet.widgets._segment_jobs import (
     labels_token,
     layer_features,
     layer_table,
+    model_key,
     own_labels_target,
     previous_result,
     region_words,
@@ -315,7 +316,11 @@ class SegmentOutputs:
             rows = [ImageRow(id=i, modality="own image", iou=s.iou, dice=s.dice, ap50=s.ap50,
                              dsb_score=s.dsb_score, n_true=s.n_true, n_pred=s.n_pred)
                     for i, (_, s) in zip(ids, pairs, strict=True) if s.n_true or not shape]
-            self.session.put_rows(rows, dropped=set(ids) - {r.id for r in rows})  # named: kept
+            # the Scores table is the model in use's: a result another model made stays
+            # out of it (an untrained model got its IoU 1.000: review h_rev23, L2)
+            ours = self._model_key == model_key("", self.session.model, self.session.project_dir)
+            if ours:
+                self.session.put_rows(rows, dropped=set(ids) - {r.id for r in rows})  # named
             if unwrapped(self.result_layer) is not unwrapped(compared):
                 return  # the dock let go of it meanwhile: not said under another image
             self.scores = rows
@@ -329,7 +334,10 @@ class SegmentOutputs:
                 + ([f"{left} plane(s) without nuclei in {truth.name} (not annotated) are "
                     "not scored."] if left and rows else [])
                 + ([f"{truth.name} is the ground truth of one plane: it was laid on {laid}, "
-                    "the plane shown (move the sliders to its own plane)."] if laid else [])))
+                    "the plane shown (move the sliders to its own plane)."] if laid else [])
+                + ([] if ours or not rows else [
+                    "Not put in the Scores table, which holds the model in use's scores: "
+                    "this result was made with another model (press Segment to score it)."])))
 
         def failed(exc: BaseException) -> None:  # the notification fades; the dock says it
             from napari_nuclei_unet.widgets._workers import explain
