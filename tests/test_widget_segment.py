@@ -442,6 +442,14 @@ def test_compare_pushes_scores_and_add_to_project(dock, qtbot, tmp_path):
     assert notes.any("Replaced zs-plane1") and not notes.any(NOT_EDITED)
     assert widget.status.text().startswith("Replaced zs-plane1")  # the toast fades
     assert not (tmp_path / "project" / "removed").exists()  # the same layer: no copy
+    # plane 0, never painted, added after plane 1 was: an unedited result still (it went
+    # in as an "edited mask", with no word: GUI check h_gui40, M1)
+    viewer.dims.set_current_step(0, 0)
+    with capture_notifications() as notes:
+        wait_worker(qtbot, widget.add_to_project(tmp_path / "project"))
+    assert notes.any(NOT_EDITED)
+    (plane0,) = [e for e in store.list() if e.id == "zs-plane0"]
+    assert source_text(plane0.source, plane0.note) == "unedited result"
 
 
 def test_a_correction_replaced_from_another_result_is_kept(dock, qtbot, tmp_path):

@@ -211,9 +211,31 @@ def get_or_create_labels(
     return layer
 
 
+#: Layer metadata: the planes painted on (``{plane: True}``, keys as ``PAINTED_KEY``'s;
+#: ``None``: somewhere unknown). A stack's unpainted planes, added after one was painted,
+#: went into a project as "edited mask" (GUI check h_gui40, M1).
+EDITED_PLANES_KEY = "nuclei_unet_edited_planes"
+
+
 def _mark_edited(event: Any) -> None:
-    """Remember that the user painted on the label mask (``Labels.events.paint``)."""
-    event.source.metadata[EDITED_KEY] = True
+    """Remember that the user painted on the label mask, and on which planes."""
+    from napari_nuclei_unet.widgets._segment_jobs import RESULT_KEY
+    from napari_nuclei_unet.widgets._unsaved_labels import painted_boxes
+
+    layer = event.source
+    layer.metadata[EDITED_KEY] = True
+    planes = layer.metadata.setdefault(EDITED_PLANES_KEY, {})
+    gaps = set((layer.metadata.get(RESULT_KEY) or {}).get("gaps") or ())
+    for plane, _ in painted_boxes(event.value, gaps):
+        planes[plane] = True
+
+
+def plane_edited(layer: Any, plane: tuple) -> bool:
+    """Whether the user painted on ``plane`` of ``layer`` (a key as ``painted_plane`` gives)."""
+    if not layer.metadata.get(EDITED_KEY):
+        return False
+    planes = layer.metadata.get(EDITED_PLANES_KEY)
+    return planes is None or None in planes or tuple(plane) in planes
 
 
 def watch_edits(layer: Any) -> None:
@@ -225,6 +247,7 @@ def watch_edits(layer: Any) -> None:
     from napari_nuclei_unet.widgets._unsaved_labels import undo_counts_as_paint
 
     layer.metadata[EDITED_KEY] = False
+    layer.metadata[EDITED_PLANES_KEY] = {}
     layer.events.paint.connect(_mark_edited)  # no-op when already connected
     undo_counts_as_paint(layer)  # an undo is an edit too
 

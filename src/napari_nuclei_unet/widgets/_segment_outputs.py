@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_nuclei_unet.widgets._layers import EDITED_KEY, nuclei, unwrapped
+from napari_nuclei_unet.widgets._layers import EDITED_KEY, nuclei, plane_edited, unwrapped
 from napari_nuclei_unet.widgets._own_layers import PLANE_AT, result_labels
 from napari_nuclei_unet.widgets._retrain_project import UNEDITED_NOTE, unwritable_reason
 from napari_nuclei_unet.widgets._segment_jobs import (
@@ -554,8 +554,9 @@ class SegmentOutputs:
         sample_id = safe_name(f"{stack.name}{where}")
         earlier_id = safe_name(f"{safe_name(layer.name, ome=True)}{where}", ome=True)
         self.added = None
-        # painted on (any plane), or labels of the user's own
-        edited = bool(result_layer.metadata.get(EDITED_KEY)) or target.get("own", False)
+        # this plane painted on, or labels of the user's own
+        edited = target.get("own", False) or plane_edited(
+            result_layer, painted_plane(result_layer, stack.plane_index(flat)))
         token = None
 
         def done(written: tuple[Any, str | None]) -> None:
