@@ -226,7 +226,7 @@ def _mark_edited(event: Any) -> None:
     layer.metadata[EDITED_KEY] = True
     planes = layer.metadata.setdefault(EDITED_PLANES_KEY, {})
     gaps = set((layer.metadata.get(RESULT_KEY) or {}).get("gaps") or ())
-    for plane, _ in painted_boxes(event.value, gaps):
+    for plane, _ in painted_boxes(event.value, gaps) or [(None, None)]:  # None: unknown
         planes[plane] = True
 
 
