@@ -64,7 +64,8 @@ def run(qtbot, widget):
 def test_16bit_tiff_segmented_measured_exported(dock, qtbot, tmp_path, model):
     viewer, widget = dock
     plane = nuclei_plane(1)
-    tifffile.imwrite(tmp_path / "cells.tif", plane)
+    tifffile.imwrite(tmp_path / "cells.tif", plane, imagej=True, resolution=(2.0, 4.0),
+                     metadata={"unit": "um"})  # 0.5 x 0.25 µm pixels
     viewer.open(str(tmp_path / "cells.tif"), plugin="napari")
     widget.image.value = viewer.layers["cells"]
     layer = run(qtbot, widget)
@@ -86,6 +87,10 @@ def test_16bit_tiff_segmented_measured_exported(dock, qtbot, tmp_path, model):
     assert csv_path.read_text().splitlines()[0].startswith("label,plane,area")
     widget.save_labels(tmp_path / "l.tif")
     assert np.array_equal(tifffile.imread(tmp_path / "l.tif"), layer.data)
+    # with the image's pixel size, as the command line keeps it (GUI check h_gui40, M2)
+    from napari_nuclei_unet.core.stacks import open_stack
+
+    assert open_stack(tmp_path / "l.tif").pixels_per_um == pytest.approx((2.0, 4.0))
     # the dock's buttons write in a worker (a big table or stack never holds the window),
     # the labels as they were when the button was pressed
     saved = layer.data.copy()

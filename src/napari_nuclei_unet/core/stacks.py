@@ -432,7 +432,7 @@ def _open_tiff(path: Path, axes: str | None) -> ImageStack:
                     tifffile.PHOTOMETRIC.RGB, tifffile.PHOTOMETRIC.YCBCR)
                 store = series.aszarr()
                 declared = (tif.imagej_metadata or {}).get("images") if tif.is_imagej else None
-                pixels = _pixels_per_um(tif)
+                pixels = pixels_per_um_of(tif)
         except (tifffile.TiffFileError, OSError, ValueError, IndexError) as exc:
             detail = ("its structure is damaged" if isinstance(exc, IndexError)  # not
                       else exc)  # "list index out of range" (CLI check h_cli1, L3)
@@ -460,7 +460,7 @@ _UM_PER_UNIT = {"um": 1.0, "\u00b5m": 1.0, "\u03bcm": 1.0, "micron": 1.0, "micro
                 "micrometer": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}  # µ, μ
 
 
-def _pixels_per_um(tif: Any) -> tuple[float, float] | None:
+def pixels_per_um_of(tif: Any) -> tuple[float, float] | None:
     """The pixel size an open TIFF records, as pixels per micrometre ``(x, y)``; or None.
 
     From an OME-TIFF's ``PhysicalSizeX/Y`` or an ImageJ TIFF's resolution and unit. The

@@ -64,16 +64,17 @@ def default_axes(layer: Any) -> str:
     return stack + "YX"
 
 
-#: Axes and shape a TIFF's metadata records, by (path, modification time, size).
-_FILE_AXES: dict[tuple, tuple[str, tuple[int, ...]] | None] = {}
+#: Axes, shape and pixel size a TIFF's metadata records, by (path, modification time, size).
+_FILE_AXES: dict[tuple, tuple[str, tuple[int, ...], Any] | None] = {}
 
 
-def file_axes(layer: Any) -> str | None:
+def file_axes(layer: Any, pixels: bool = False) -> Any:
     """The axes the layer's TIFF file records, when napari read it whole.
 
     Only an ImageJ or OME file whose first series has the layer's very shape and axes
     of time, depth and at most one channel; None otherwise (any other file, a layer
     made in napari, a file changed or gone since). The file's header is read once.
+    ``pixels``: its pixel size instead (:func:`file_pixels`).
     """
     from napari_nuclei_unet.core.imageio import TIFF_SUFFIXES
 
@@ -90,11 +91,18 @@ def file_axes(layer: Any) -> str | None:
     found = _FILE_AXES[key]
     if found is None or found[1] != tuple(layer_data(layer).shape):
         return None
-    return found[0]
+    return found[0] if not pixels else found[2]
 
 
-def _read_file_axes(path: str) -> tuple[str, tuple[int, ...]] | None:
+def file_pixels(layer: Any) -> tuple[float, float] | None:
+    """The pixel size ``(x, y)`` per µm the layer's TIFF records (as :func:`file_axes`)."""
+    return file_axes(layer, pixels=True)
+
+
+def _read_file_axes(path: str) -> tuple[str, tuple[int, ...], Any] | None:
     import tifffile
+
+    from napari_nuclei_unet.core.stacks import pixels_per_um_of
 
     try:
         with tifffile.TiffFile(path) as tif:
@@ -102,12 +110,13 @@ def _read_file_axes(path: str) -> tuple[str, tuple[int, ...]] | None:
                 return None
             series = tif.series[0]
             axes, shape = series.axes.replace("S", "C"), tuple(int(n) for n in series.shape)
+            size = pixels_per_um_of(tif)  # kept in the labels saved (GUI check h_gui40, M2)
     except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError):
         return None  # a file tifffile cannot read: no axes from it
     if axes.count("C") > 1 or not axes.endswith("YX") or len(axes) != len(shape) \
             or set(axes) - set("TZCYX"):  # tifffile's "I" or "Q": not recorded as such
         return None
-    return axes, shape
+    return axes, shape, size
 
 
 def channel_words(layer: Any, axes: str = "", channel: int | None = None) -> str:
@@ -154,9 +163,11 @@ def layer_stack(layer: Any, axes: str = "") -> Any:
     """
     from napari_nuclei_unet.core.stacks import stack_from_array
 
-    return stack_from_array(layer_data(layer), layer_axes(layer, axes),
-                            safe_name(layer.name), rgb=bool(getattr(layer, "rgb", False)),
-                            read_by=None if (axes or "").strip() else "")
+    stack = stack_from_array(layer_data(layer), layer_axes(layer, axes),
+                             safe_name(layer.name), rgb=bool(getattr(layer, "rgb", False)),
+                             read_by=None if (axes or "").strip() else "")
+    stack.pixels_per_um = file_pixels(layer)
+    return stack
 
 
 def shown_stem(name: str) -> str:

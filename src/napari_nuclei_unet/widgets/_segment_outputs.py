@@ -464,12 +464,14 @@ class SegmentOutputs:
             return None
         layer = self.result_layer
         data = result_labels(layer)
-        axes = layer.metadata.get(RESULT_KEY, {}).get("axes") or "Q" * (data.ndim - 2) + "YX"
+        info = layer.metadata.get(RESULT_KEY, {})
+        axes = info.get("axes") or "Q" * (data.ndim - 2) + "YX"
         if background and hasattr(data, "copy") and not hasattr(data, "dask"):
             data = data.copy()  # as the user sees it now, whatever they paint next
         return self._write("Saving the labels", f"Labels of {self.shown_name()} saved to",
-                           write_labels, (Path(path), data, axes, layer.name), background,
-                           "save labels", saves=layer)
+                           write_labels, (Path(path), data, axes, layer.name,
+                                          info.get("pixels_per_um")),  # (GUI check h_gui40)
+                           background, "save labels", saves=layer)
 
     def _write(self, action: str, done: str, function: Any, args: tuple,
                background: bool, kind: str, after: Any = None, saves: Any = None) -> Any:

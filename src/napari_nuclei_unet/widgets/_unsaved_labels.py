@@ -278,7 +278,7 @@ def keep_unsaved_results(layers: Any) -> list[Path]:
             path = unsaved_dir() / f"{stem}-{n}.tif"
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            write_labels(path, data, axes, layer.name)
+            write_labels(path, data, axes, layer.name, info.get("pixels_per_um"))
         except (OSError, ValueError):
             continue
         flag = layer.metadata.get(UNSAVED_KEY)

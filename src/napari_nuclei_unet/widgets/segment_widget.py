@@ -573,7 +573,7 @@ class SegmentWidget(SegmentOutputs, ProjectField, QWidget):
             "source": layer.name, "axes": result.axes, "planes": list(result.planes),
             "zarr": str(result.zarr_path) if result.zarr_path else None, "gaps": list(gaps),
             "image_axes": self._source["axes"], "channel": self._source["channel"],
-            PLANE_AT: where,
+            PLANE_AT: where, "pixels_per_um": stack.pixels_per_um,  # saved with it (h_gui40)
             "plane_name": stack.plane_name(result.planes[0]) if one_of_many else None}
         self.table.set_table(result.table)
         self._shown = dict(self._source)  # what "Add plane" and "Compare" speak of
