@@ -644,8 +644,28 @@ def test_a_file_that_is_not_a_package_is_named_so(tmp_path, name):
     if name == "a folder":  # a run or a project is as likely as a package (h_rev15, L12)
         assert str(info.value).startswith(f"{path} holds no model: no best.safetensors")
         assert "(a fine-tuning project)" in str(info.value)
+    elif name == "broken.zip":  # a download that stopped (GUI check h_gui40, L5)
+        assert str(info.value).startswith(f"{path} is not a complete zip file")
     else:
-        assert "is not a bioimage.io model package" in str(info.value)
+        assert str(info.value).startswith("notes.yaml is not a bioimage.io package's "
+                                          "description (rdf.yaml or bioimageio.yaml). ")
+
+
+def test_a_zipped_package_folder_and_a_packages_other_yaml_say_what_to_choose(tmp_path):
+    # one message ("download it again") covered both (GUI check h_gui40, L5)
+    from napari_nuclei_unet.bioimageio.load import NotAPackage, load_any_model
+
+    nested = tmp_path / "broad.zip"
+    with zipfile.ZipFile(nested, "w") as archive:
+        archive.writestr("broad/bioimageio.yaml", "name: x\n")
+        archive.writestr("broad/weights.pt", b"")
+    with pytest.raises(NotAPackage, match=r"holds its package in a folder "
+                                          r"\(broad/bioimageio.yaml\).*Unzip it"):
+        load_any_model(nested)
+    (tmp_path / "bioimageio.yaml").write_text("name: x\n")
+    (tmp_path / "environment.yaml").write_text("name: env\n")
+    with pytest.raises(NotAPackage, match="choose bioimageio.yaml beside it"):
+        load_any_model(tmp_path / "environment.yaml")
 
 
 def test_torchs_deprecation_of_jit_load_is_not_shown_to_users():

@@ -125,11 +125,30 @@ def test_stopping_one_big_plane_ends_the_stack_job_after_one_batch():
     # the tiles show as movement within the plane, in its progress messages
     assert updates[0] == Progress("segment", 0, 1, "big")
     assert updates[1] == Progress("segment", 0, 1,
-                                  "plane 1/1: tile 0 of 25 (step 1, image at full size)")
+                                  "the image: tile 0 of 25 (step 1, image at full size)")
     net.calls = 0
     done = drive(segment_stack(net, stack, SMALL_TILES))
     assert not done.cancelled and done.planes == [0] and net.calls == 19
     assert done.labels.dtype == np.uint16  # napari draws it without mapping each pixel
+
+
+def test_a_stacks_progress_names_planes_as_the_table_does_and_says_the_flips():
+    # "plane 3/5" spoke of plane2, and test-time augmentation's flips read as tiles
+    # (GUI check h_gui40, L2, L3)
+    from dataclasses import replace
+
+    from napari_nuclei_unet.core.own_images import segment_stack
+    from napari_nuclei_unet.core.stacks import stack_from_array
+
+    net = CountingNet()
+    stack = stack_from_array(np.stack([noise((64, 64), seed=s) for s in range(3)]), "ZYX", "zs")
+    updates = []
+    drive(segment_stack(net, stack, replace(SMALL_TILES, tta=True, diameter=17.0),
+                        planes=[2]), updates.append)
+    texts = [u.message for u in updates]
+    assert any(t.startswith("plane2 of 3 planes: tile ") for t in texts), texts
+    assert any("each tile flipped 4 ways" in t for t in texts), texts
+    assert texts[-1].startswith("plane2 of 3 planes: ") and texts[-1].endswith(" nuclei")
 
 
 def test_a_stack_whose_labels_need_more_than_uint16_keeps_uint32():

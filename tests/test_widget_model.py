@@ -87,7 +87,7 @@ def test_bad_file_gives_plain_notification(model_widget, qtbot, tmp_path):
         wait_worker(qtbot, widget.load(broken))
     errors = notes.texts("error")
     assert len(errors) == 1, notes.messages
-    assert "broken.zip is not a bioimage.io model package" in errors[0]
+    assert "broken.zip is not a complete zip file (a download that stopped" in errors[0]
     assert "This bioimage.io" not in errors[0] and "checkpoint:" not in errors[0]
     # the toast fades: the dock says it too, until a model loads
     assert widget.export_status.text().startswith("broken.zip was not loaded. ")

@@ -72,7 +72,7 @@ def test_cancel_stops_one_plane_between_its_tiles(dock, qtbot):
     wait_worker(qtbot, worker)
     # Cancel came before the first batch, or while it ran: none of the plane's other 6+
     assert net.calls <= 1
-    assert seen[1].message == "plane 1/1: tile 0 of 4 (step 1, image at 50 % size)"
+    assert seen[1].message == "the image: tile 0 of 4 (step 1, image at 50 % size)"
     assert widget.status.text() == ("Cancelled before the plane was finished: no labels "
                                     "were kept.")
     assert widget.result_layer is None and [layer.name for layer in viewer.layers] == ["big"]
@@ -96,12 +96,12 @@ def test_one_plane_shows_its_tiles_as_it_goes(dock, qtbot):
     widget._on_progress = on_progress
     wait_worker(qtbot, widget.segment())
     assert [m for m in updates if "step 1," in m] == [
-        f"plane 1/1: tile {k} of 4 (step 1, image at full size)" for k in (0, 2, 4)]
+        f"the image: tile {k} of 4 (step 1, image at full size)" for k in (0, 2, 4)]
     # the status line moves within the plane (it repaints at most 10 times a second)
     # with the time so far (how many steps a plane takes is not known ahead), and a busy
     # bar, not one stuck at 0 % for the whole plane
-    moving = [(text, top) for text, top in shown if "— plane 1/1: tile " in text]
-    assert moving and all(re.match(r"0/1 planes, \d+ s so far — plane 1/1: tile \d+ of \d+ "
+    moving = [(text, top) for text, top in shown if "— the image: tile " in text]
+    assert moving and all(re.match(r"0/1 planes, \d+ s so far — the image: tile \d+ of \d+ "
                                    r"\(step \d, image at ", text) and top == 0
                           for text, top in moving)
     assert widget.status.text().startswith("Segmentation done: 1 plane(s), 0 nuclei")

@@ -291,6 +291,37 @@ def test_own_labels_of_one_plane_new_labels_on_channels_and_a_pyramid(dock, qtbo
     assert notes.any("Replaced zc-plane1 with the labels of “pyr” (2 nuclei)")
 
 
+def test_labels_of_a_channel_stack_opened_again_lie_over_their_planes(dock, qtbot, tmp_path):
+    # napari lines layers up by their last axes: a ZYX labels file over its ZCYX image
+    # followed the channel slider, and Add plane spoke of another plane than the one seen
+    # (GUI check h_gui40, M3)
+    from napari_nuclei_unet.core.finetune import CorrectionStore
+
+    viewer, widget = dock
+    planes = np.stack([disc_labels(SHAPE, [(12, 12)]), disc_labels(SHAPE, [(30, 40)]),
+                       disc_labels(SHAPE, [(20, 20), (36, 50)])])
+    image = np.stack([planes > 0, planes > 0], axis=1).astype(np.uint16) * 900 + 50  # ZCYX
+    viewer.add_image(image, name="zc")
+    widget.image.value = viewer.layers["zc"]
+    widget.axes.value = "ZCYX"
+    widget.channel.value = 0
+    with capture_notifications() as notes:
+        saved = viewer.add_labels(planes.copy(), name="saved", translate=(0, 5, 0))
+    assert saved.data.shape == (3, 1, *SHAPE) and notes.any("a channel axis of size 1")
+    assert tuple(saved.translate) == (0, 0, 5, 0)  # each axis keeps its own
+    assert viewer.dims.nsteps[:2] == (3, 2)  # its planes on Z, not on the channel slider
+    viewer.dims.set_current_step(0, 2)
+    viewer.layers.selection.active = saved
+    assert widget.status.text().endswith("as zc's plane2 correction.")
+    wait_worker(qtbot, widget.add_to_project(tmp_path / "p"))
+    (sample,) = CorrectionStore(tmp_path / "p").load_samples(["zc-plane2"])
+    assert np.array_equal(sample.labels > 0, planes[2] > 0)
+    wait_worker(qtbot, widget.segment())  # and it is a ground truth of its image
+    widget.truth.value = saved
+    wait_worker(qtbot, widget.compare())
+    assert "zc-plane2: IoU" in widget.status.text(), widget.status.text()
+
+
 def test_each_painted_plane_of_a_lazy_stack_is_kept_in_its_own_file(dock, qtbot, tmp_path):
     # two painted plane results of one stack were kept in one file, named without its
     # plane, the second write over the first (GUI check h_gui21, H1); opened again, a

@@ -94,11 +94,7 @@ def load_any_model(path_or_default: str | os.PathLike, device: Any = "cpu") -> L
                     "training run's folder), no versions/ (a fine-tuning project) and no "
                     "rdf.yaml or bioimageio.yaml (a bioimage.io package). Give one of "
                     "those, a .safetensors checkpoint, or 'default'.")
-            raise NotAPackage(
-                f"{path} is not a bioimage.io model package: no rdf.yaml or bioimageio.yaml "
-                "was found in it (a .zip must be a zip file with that file at its top "
-                "level). Download or export the package again, or choose a .safetensors "
-                "checkpoint.")
+            raise NotAPackage(_not_a_package(path))
         return load_checkpoint(path_or_default, device=device)
     model = BioimageioModel(path_or_default, device=device)
     from ..core.config import TrainConfig
@@ -133,6 +129,35 @@ def load_any_model(path_or_default: str | os.PathLike, device: Any = "cpu") -> L
     metadata["train_config_recorded"] = config is not None
     return LoadedModel(model=model, config=config or TrainConfig(), metadata=metadata,
                        path=Path(path_or_default))
+
+
+def _not_a_package(path: Path) -> str:
+    """Why a ``.zip`` or YAML file is no package, in words that say what to do.
+
+    One message covered a truncated download, a zipped package folder and another YAML
+    file of a package, and fitted none of them well (GUI check h_gui40, L5).
+    """
+    import zipfile
+
+    end = ("Download or export the package again, or choose a .safetensors checkpoint.")
+    if path.suffix.lower() in (".yaml", ".yml"):
+        beside = [path.with_name(n) for n in RDF_NAMES if path.with_name(n).is_file()]
+        return (f"{path.name} is not a bioimage.io package's description (rdf.yaml or "
+                "bioimageio.yaml)" + (f": choose {beside[0].name} beside it." if beside
+                                      else f". {end}"))
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return (f"{path} is not a complete zip file (a download that stopped, or a damaged "
+                f"copy). {end}")
+    inner = sorted(n for n in names if n.count("/") == 1 and _is_rdf_name(n.split("/")[1]))
+    if inner:
+        return (f"{path} holds its package in a folder ({inner[0]}): a package's .zip has "
+                "its description at the top. Unzip it and choose that folder, or zip the "
+                "folder's contents rather than the folder.")
+    return (f"{path} is not a bioimage.io model package: it holds no rdf.yaml or "
+            f"bioimageio.yaml. {end}")
 
 
 def _own_record(descr: Any) -> dict:

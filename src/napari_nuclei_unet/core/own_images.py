@@ -119,7 +119,7 @@ def segment_stack(
     Progress
         ``stage="segment"``, ``done``/``total`` in planes: one when a plane is done, and
         one per batch of tiles within a plane, whose message says where it is, e.g.
-        ``"plane 1/1: tile 6 of 25 (step 3, image at 136 % size)"``.
+        ``"the image: tile 6 of 25 (step 3, image at 136 % size)"``.
 
     Returns
     -------
@@ -143,8 +143,7 @@ def segment_stack(
                            room=room)
         try:
             seg = yield from _plane_steps(model, stack.plane(flat, channel), options, device,
-                                          should_stop, k, len(todo),
-                                          f"plane {flat + 1}/{stack.n_planes}")
+                                          should_stop, k, len(todo), _where(stack, flat))
         except Cancelled:
             return _finish(labels, tables, done, diameters, cancelled=True, earlier=earlier,
                            room=room)
@@ -159,10 +158,19 @@ def segment_stack(
         next_label += n
         done.append(flat)
         diameters.append(seg.diameter)
-        yield Progress("segment", k + 1, len(todo),
-                       f"plane {flat + 1}/{stack.n_planes}: {n} nuclei")
+        yield Progress("segment", k + 1, len(todo), f"{_where(stack, flat)}: {n} nuclei")
     return _finish(labels, tables, done, diameters, cancelled=False, earlier=earlier,
                    room=room)
+
+
+def _where(stack: ImageStack, flat: int) -> str:
+    """A plane in progress lines, named as the table, layers and Add plane name it.
+
+    0-based, as they are: "plane 3/5" spoke of plane2 (GUI check h_gui40, L2).
+    """
+    if stack.n_planes == 1:
+        return "the image"
+    return f"{stack.plane_name(flat)} of {stack.n_planes} planes"
 
 
 def _start_from(earlier: StackResult | None, stack: ImageStack,

@@ -74,10 +74,15 @@ def predict_plane(model, image, options, device, stop: StopCheck | None = None):
     return total / 4.0
 
 
-def pass_name(scale: float, sigma: float = 0.0) -> str:
-    """How a network pass sees the plane, in words: ``"at 136 % size, smoothed σ 0.8"``."""
+def pass_name(scale: float, sigma: float = 0.0, tta: bool = False) -> str:
+    """How a network pass sees the plane, in words: ``"at 136 % size, smoothed σ 0.8"``.
+
+    With ``tta`` each tile is counted four times, once per flip: said, or a plane read as
+    cut in four tiles (GUI check h_gui40, L3).
+    """
     size = "at full size" if scale == 1.0 else f"at {round(scale * 100)} % size"
-    return size + (f", smoothed σ {sigma:g}" if sigma else "")
+    return size + (f", smoothed σ {sigma:g}" if sigma else "") + (
+        ", each tile flipped 4 ways" if tta else "")
 
 
 def at_scale(model, image, scale: float, options, device, stop: StopCheck | None = None):
@@ -88,7 +93,7 @@ def at_scale(model, image, scale: float, options, device, stop: StopCheck | None
         shape = (max(8, round(height * scale)), max(8, round(width * scale)))
         image = resize_plane(image, shape)
     return (yield from tiles_as(predict_plane(model, image, options, device, stop),
-                                what=pass_name(scale)))
+                                what=pass_name(scale, tta=options.tta)))
 
 
 def denoise_steps(model, image, options, scale: float, device,
@@ -105,7 +110,7 @@ def denoise_steps(model, image, options, scale: float, device,
         check_stop(stop)
         candidate = smooth(image, sigma) if sigma > 0 else image
         maps = yield from tiles_as(at_scale(model, candidate, scale, options, device, stop),
-                                   what=pass_name(scale, sigma))
+                                   what=pass_name(scale, sigma, options.tta))
         score = sharpness(maps[0])
         if best is None or score > best[0]:
             best = (score, candidate, maps, sigma)

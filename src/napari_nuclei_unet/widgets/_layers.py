@@ -230,6 +230,51 @@ def _mark_edited(event: Any) -> None:
         planes[plane] = True
 
 
+#: Layer metadata of a user's labels given a size-1 channel axis to lie over their
+#: image's planes (``SegmentWidget._line_up``): the axes added, left out when read.
+LINED_UP_KEY = "nuclei_unet_lined_up"
+
+
+def line_up(labels: Any, image: Any, axes: str = "") -> None:
+    """Give labels of a stack with channels (saved, opened again) a size-1 channel axis.
+
+    napari lines layers up by their last axes: a ``ZYX`` labels file over its ``ZCYX``
+    ``image`` followed the channel slider, not the Z one, and Add plane spoke of a plane
+    other than the one seen (GUI check h_gui40, M3). The Segment dock's results keep such
+    an axis for the same reason; the docks read the labels without it (:func:`user_labels`).
+    ``axes``: the dock's Axes field.
+    """
+    from napari_nuclei_unet.widgets._own_layers import layer_stack
+    from napari_nuclei_unet.widgets._workers import notify
+
+    try:
+        stack = layer_stack(image, axes) if image is not None else None
+    except ValueError:
+        return
+    order = "" if stack is None or getattr(image, "rgb", False) else stack.axes
+    if "C" not in order[1:-2] or getattr(labels, "multiscale", False) \
+            or tuple(labels.data.shape) != tuple(stack.labels_shape):
+        return  # no channel axis between others: lined up already
+    at = order.index("C")
+    scale, translate = list(labels.scale), list(labels.translate)
+    labels.data = labels.data[(slice(None),) * at + (None,)]
+    labels.scale, labels.translate = (scale[:at] + [1.0] + scale[at:],
+                                      translate[:at] + [0.0] + translate[at:])
+    labels.metadata[LINED_UP_KEY] = (at,)
+    notify(f"“{labels.name}” was given a channel axis of size 1 ({order}, as {image.name}) "
+           f"so that each of its planes lies over {image.name}'s: napari lines layers up "
+           "by their last axes.")
+
+
+def user_labels(layer: Any) -> Any:
+    """A user's Labels layer's data (full resolution), without the axes lined up for show."""
+    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    added = tuple(layer.metadata.get(LINED_UP_KEY) or ())
+    if added and len(data.shape) > max(added) and all(data.shape[a] == 1 for a in added):
+        data = data[tuple(0 if axis in added else slice(None) for axis in range(data.ndim))]
+    return data
+
+
 def plane_edited(layer: Any, plane: tuple) -> bool:
     """Whether the user painted on ``plane`` of ``layer`` (a key as ``painted_plane`` gives)."""
     if not layer.metadata.get(EDITED_KEY):

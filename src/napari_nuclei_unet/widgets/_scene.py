@@ -193,7 +193,7 @@ def frame_if_lost(viewer: Any, layer: Any, small: float = 0.4) -> bool:
             return False
         displayed = list(viewer.dims.displayed)
         low, high = box[0][displayed], box[1][displayed]
-        camera = _camera(viewer)
+        camera = camera_of(viewer)
         canvas = np.asarray(viewer.canvas.size, dtype=float)
         center = np.asarray(camera.center, dtype=float)[-2:]
         half = canvas / camera.zoom / 2
@@ -297,7 +297,7 @@ def _fit_image_layers(viewer: Any, shown: list) -> bool:
         if not (np.all(np.isfinite(corner)) and np.all(np.isfinite(size))
                 and canvas.shape == (2,)):
             return False  # e.g. an axis displayed that some layer lacks: napari's way
-        camera = _camera(viewer)
+        camera = camera_of(viewer)
         camera.center = tuple(corner + size / 2)
         size[np.isclose(size, 0)] = 1
         camera.zoom = float((1 - FRAME_MARGIN) * np.min(canvas / size))
@@ -306,7 +306,7 @@ def _fit_image_layers(viewer: Any, shown: list) -> bool:
         return False
 
 
-def _camera(viewer: Any) -> Any:
+def camera_of(viewer: Any) -> Any:
     """The viewer's camera (``viewer.scene.camera`` since napari 0.9, else ``.camera``)."""
     scene = getattr(viewer, "scene", None)
     return scene.camera if scene is not None else viewer.camera

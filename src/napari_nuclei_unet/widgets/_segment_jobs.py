@@ -159,11 +159,10 @@ def own_labels_target(layers: Any, form: tuple) -> dict | str | None:
     """
     from napari.layers import Image, Labels
 
-    from napari_nuclei_unet.widgets._layers import is_users_layer
+    from napari_nuclei_unet.widgets._layers import is_users_layer, user_labels
     from napari_nuclei_unet.widgets._own_layers import (
         current_plane,
         layer_axes,
-        layer_data,
         layer_shape,
         layer_stack,
         safe_name,
@@ -187,7 +186,8 @@ def own_labels_target(layers: Any, form: tuple) -> dict | str | None:
         return f"Choose in Image the image that “{active.name}” labels, then add the plane."
     try:
         stack = layer_stack(image, axes)
-        labels, shape = layer_data(active), tuple(layer_shape(active))
+        labels = user_labels(active)  # without an axis lined up for show (segment_widget)
+        shape = tuple(labels.shape)
         planes = list(range(stack.n_planes))
         if kept is not None and kept[1] and shape == tuple(stack.yx_shape):  # its plane's
             planes = [flat for flat in planes if stack.plane_name(flat) == kept[1]][:1]
@@ -389,11 +389,13 @@ def region_to_add(viewer: Any, image: Any, stack: Any) -> tuple[slice, slice] | 
     """
     import numpy as np
 
+    from napari_nuclei_unet.widgets._scene import camera_of
+
     height, width = stack.yx_shape
     if height * width <= ADD_WHOLE_PIXELS:
         return None
     point = list(viewer.dims.point)
-    point[-2:] = list(viewer.camera.center)[-2:]
+    point[-2:] = list(camera_of(viewer).center)[-2:]  # viewer.camera: deprecated in 0.9
     centre = image.world_to_data(point)[-2:]  # the layer's own pixels (its full resolution)
     region = []
     for middle, size in zip(centre, (height, width), strict=True):

@@ -14,7 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from napari_nuclei_unet.widgets._layers import EDITED_KEY, nuclei, plane_edited, unwrapped
+from napari_nuclei_unet.widgets._layers import (
+    EDITED_KEY,
+    nuclei,
+    plane_edited,
+    unwrapped,
+    user_labels,
+)
 from napari_nuclei_unet.widgets._own_layers import PLANE_AT, result_labels
 from napari_nuclei_unet.widgets._retrain_project import UNEDITED_NOTE, unwritable_reason
 from napari_nuclei_unet.widgets._segment_jobs import (
@@ -269,7 +275,6 @@ class SegmentOutputs:
         """
         from napari_nuclei_unet.core.evaluation import ImageRow
         from napari_nuclei_unet.widgets._own_layers import (
-            layer_data,
             plane_scores,
             same_shape_or_why,
         )
@@ -280,7 +285,7 @@ class SegmentOutputs:
                 or self.session.jobs.is_running("compare"):
             return None  # one at a time: the status named the second's truth (h_rev11 L1)
         stack, compared = self._shown["stack"], self.result_layer
-        labels, truth_data = result_labels(self.result_layer), layer_data(truth)  # (M7)
+        labels, truth_data = result_labels(self.result_layer), user_labels(truth)  # (M7)
         shape = stack.plane_shape if len(labels.shape) > 2 else ()
         info = self.result_layer.metadata.get(RESULT_KEY) or {}
         planes, laid = info.get("planes") or [0], ""

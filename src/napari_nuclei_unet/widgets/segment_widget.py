@@ -51,6 +51,7 @@ from napari_nuclei_unet.widgets._layers import (
     IMAGE_LAYER,
     is_placeholder,
     is_users_layer,
+    line_up,
     unwrapped,
     watch_edits,
 )
@@ -341,6 +342,8 @@ class SegmentWidget(SegmentOutputs, ProjectField, QWidget):
 
         self._refresh_choices()
         layer = getattr(event, "value", None)
+        if isinstance(layer, napari.layers.Labels) and is_users_layer(layer):
+            line_up(layer, self.image.value, self.axes.value)  # a stack's, over its planes
         if isinstance(layer, napari.layers.Image) and is_users_layer(layer) \
                 and layer in self.image.choices:
             listing, self._listing = self._listing, True  # napari shows it: the canvas
