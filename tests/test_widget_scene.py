@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_nuclei_unet.widgets._scene import camera_of
+
 pytestmark = pytest.mark.gui
 
 
@@ -286,10 +288,10 @@ def test_the_camera_frames_the_visible_layers_only(make_napari_viewer):
     big = viewer.add_image(np.zeros((600, 800), np.uint8), name="big hidden copy")
     big.visible = False
     frame_shown(viewer)
-    framed = viewer.camera.zoom
-    assert tuple(viewer.camera.center[-2:]) == pytest.approx((31.5, 31.5), abs=1.0)
+    framed = camera_of(viewer).zoom
+    assert tuple(camera_of(viewer).center[-2:]) == pytest.approx((31.5, 31.5), abs=1.0)
     viewer.reset_view()  # napari's own: the hidden 600 x 800 layer counts
-    assert viewer.camera.zoom < framed / 5
+    assert camera_of(viewer).zoom < framed / 5
 
 
 def test_a_2d_sample_is_framed_beside_the_users_hidden_stack(make_napari_viewer):
@@ -527,14 +529,14 @@ def test_the_correction_view_moves_the_hidden_pane_back_later(make_napari_viewer
     def pane_at_image():
         return _pane_at_image(viewer, image)
 
-    two_panes = viewer.camera.zoom
+    two_panes = camera_of(viewer).zoom
     # a long delay here, so that a slow machine's repaint cannot outlast it
     monkeypatch.setattr(editing, "PANE_BACK_MS", 1000)
     promote_prediction(viewer, sample.labels, sample)
     qtbot.wait(20)  # the click's repaint: a zero-delay timer would run before it
     assert not pane_at_image()  # not in the click's stall
-    assert viewer.camera.zoom > two_panes * 1.5  # but the one pane is framed already
-    assert tuple(viewer.camera.center[-2:]) == pytest.approx((23.5, 31.5), abs=1.0)
+    assert camera_of(viewer).zoom > two_panes * 1.5  # but the one pane is framed already
+    assert tuple(camera_of(viewer).center[-2:]) == pytest.approx((23.5, 31.5), abs=1.0)
     qtbot.waitUntil(pane_at_image, timeout=5000)
     monkeypatch.setattr(editing, "PANE_BACK_MS", 100)
     # side by side shown again before the delay is over: the panes stay apart
@@ -557,7 +559,7 @@ def test_without_naparis_layer_fit_the_one_pane_is_framed_once_the_pane_is_back(
 
     viewer = make_napari_viewer()
     sample, image, _again = _shown_side_by_side(viewer)
-    two_panes = viewer.camera.zoom
+    two_panes = camera_of(viewer).zoom
     real_reset = napari.Viewer.reset_view
 
     def old_reset_view(self, *args, **kwargs):
@@ -568,10 +570,10 @@ def test_without_naparis_layer_fit_the_one_pane_is_framed_once_the_pane_is_back(
     monkeypatch.setattr(_scene, "_fit_image_layers", lambda _viewer, _shown: False)
     monkeypatch.setattr(napari.Viewer, "reset_view", old_reset_view)
     promote_prediction(viewer, sample.labels, sample)
-    assert viewer.camera.zoom < two_panes * 1.2  # the hidden pane still widens the frame
+    assert camera_of(viewer).zoom < two_panes * 1.2  # the hidden pane still widens the frame
     qtbot.waitUntil(lambda: _pane_at_image(viewer, image), timeout=5000)
-    assert viewer.camera.zoom > two_panes * 1.5  # then the one pane is framed
-    assert tuple(viewer.camera.center[-2:]) == pytest.approx((23.5, 31.5), abs=1.0)
+    assert camera_of(viewer).zoom > two_panes * 1.5  # then the one pane is framed
+    assert tuple(camera_of(viewer).center[-2:]) == pytest.approx((23.5, 31.5), abs=1.0)
 
 
 def test_the_hidden_pane_waits_for_no_closed_window(make_napari_viewer, qtbot):
@@ -601,12 +603,12 @@ def test_the_users_first_layer_after_the_panels_placeholders_is_framed(make_napa
     frame_first_own_layer(viewer)  # once per viewer
     for make in placeholder_makers(viewer):
         make()
-    placeholder_zoom = viewer.camera.zoom
+    placeholder_zoom = camera_of(viewer).zoom
     viewer.add_image(np.zeros((520, 696), np.uint8), name="mine")
-    qtbot.waitUntil(lambda: viewer.camera.zoom < placeholder_zoom / 10, timeout=2000)
-    assert tuple(viewer.camera.center[-2:]) == pytest.approx((259.5, 347.5), abs=1.0)
+    qtbot.waitUntil(lambda: camera_of(viewer).zoom < placeholder_zoom / 10, timeout=2000)
+    assert tuple(camera_of(viewer).center[-2:]) == pytest.approx((259.5, 347.5), abs=1.0)
     # a second layer keeps the view the user has now
-    viewer.camera.zoom = 3.0
+    camera_of(viewer).zoom = 3.0
     viewer.add_image(np.zeros((100, 100), np.uint8), name="another")
     qtbot.wait(50)
-    assert viewer.camera.zoom == pytest.approx(3.0)
+    assert camera_of(viewer).zoom == pytest.approx(3.0)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from _widget_helpers import capture_notifications, disc_labels, segment_dock, wait_worker
+from napari_nuclei_unet.widgets._scene import camera_of
 
 pytestmark = pytest.mark.gui
 
@@ -132,7 +133,7 @@ def test_a_large_plane_adds_the_region_around_the_view(dock, qtbot, tmp_path, mo
     image = viewer.add_image((truth > 0).astype(np.uint16) * 900 + 50, name="slide")
     widget.image.value = image
     viewer.layers.selection.active = viewer.add_labels(truth, name="slide labels mine")
-    viewer.camera.center = (30, 190)  # zoomed in on the top right corner
+    camera_of(viewer).center = (30, 190)  # zoomed in on the top right corner
     with capture_notifications() as notes:
         wait_worker(qtbot, widget.add_to_project(tmp_path / "project"))
     store = CorrectionStore(tmp_path / "project")
@@ -150,7 +151,7 @@ def test_a_large_plane_adds_the_region_around_the_view(dock, qtbot, tmp_path, mo
     widget.image.value = viewer.layers["lazy"]
     viewer.layers.selection.active = viewer.add_labels(np.stack([truth] * 3), name="lazy mine")
     viewer.dims.set_current_step(0, 2)
-    viewer.camera.center = (130, 170)
+    camera_of(viewer).center = (130, 170)
     reads = []
     lazy_stack = widget._own_labels()["stack"]
     real = type(lazy_stack)._read
