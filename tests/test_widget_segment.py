@@ -781,6 +781,9 @@ def test_axes_must_end_in_yx_as_napari_shows_the_layer(dock):
             assert widget.segment() is None
         assert notes.any("name them YX, in that order"), axes
         assert widget.status.text().startswith("Not segmented: Axes"), axes
+    # the field put right, the refusal goes (it stayed: GUI check h_gui40, L1)
+    widget.axes.value = "YX"
+    assert widget.status.text() == "cells has no result yet: press Segment."
 
 
 def test_axes_the_dock_cannot_guess_are_asked_for_in_the_axes_field(dock):

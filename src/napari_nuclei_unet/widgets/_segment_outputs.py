@@ -152,9 +152,9 @@ class SegmentOutputs:
         if self._restoring or image is None:
             return
         self._settings_of[unwrapped(image)] = (self.axes.value, self.channel.value)
-        if self.status.text().startswith(f"{image.name} has no result yet") \
-                and not self.ask_channel():
-            self.status.setText(f"{image.name} has no result yet: press Segment.")
+        if self.status.text().startswith((f"{image.name} has no result yet", "Not segmented:")) \
+                and not self.ask_channel():  # a refusal of the field just set: not kept
+            self.status.setText(f"{image.name} has no result yet: press Segment.")  # (h_gui40)
 
     def _restore_settings(self) -> None:
         """The Axes and Nuclear channel set for the image chosen (else the defaults)."""
