@@ -153,6 +153,32 @@ def test_scores_come_back_after_a_restart_without_their_maps(tmp_path):
     assert sixth.rows["x"].iou == 0.3
 
 
+def test_scores_kept_for_another_model_are_said_where_the_table_is_empty(tmp_path):
+    # after a restart the Scores table said "No scores yet" while they waited for their
+    # model to be loaded again (GUI check h_gui40, L11)
+    from napari_nuclei_unet.widgets._score_table import kept_words
+
+    (tmp_path / "data").mkdir()
+    model_file = tmp_path / "run-a.safetensors"
+    model_file.write_bytes(b"weights")
+    first = Session()
+    first.jobs = None
+    first.set_dataset(FakeDataset(tmp_path / "data"))
+    first.set_model(FakeModel(model_file))
+    first.put_rows([_row("x", 0.8)])
+    second = Session()
+    second.jobs = None
+    second.set_dataset(FakeDataset(tmp_path / "data"))
+    words = kept_words(second)
+    assert "Scores of run-a on this dataset are kept from before: load that model" in words
+    second.set_model(FakeModel(model_file))  # its own scores: shown, not said as others'
+    assert kept_words(second) == "" and second.rows["x"].iou == 0.8
+    third = Session()
+    third.jobs = None
+    third.set_dataset(FakeDataset(tmp_path / "other"))  # another dataset: none of its own
+    assert kept_words(third) == ""
+
+
 def test_old_score_files_are_pruned(tmp_path, monkeypatch):
     import napari_nuclei_unet.widgets._score_memory as memory
 

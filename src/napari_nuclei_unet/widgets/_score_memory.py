@@ -108,3 +108,49 @@ def load_scores(path: Path, stamps_of: Callable[[list[str]], dict[str, str]]
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return {}, {}
     return rows, settings
+
+
+def remembered_models(place: str, leave_out: str | None = None) -> list[str]:
+    """The model files whose scores on the dataset at ``place`` are kept (newest first).
+
+    After napari starts again, the Scores table said "No scores yet" while they waited
+    for their model to be loaded (GUI check h_gui40, L11). Only each file's head is read
+    (the dataset and model come before the rows): a few hundred small reads.
+    """
+    import re
+
+    from napari_nuclei_unet.core.cache import cache_dir
+
+    folder = cache_dir() / SCORES_DIR
+    try:
+        key = (str(folder), place, leave_out, folder.stat().st_mtime_ns)
+        if key in _REMEMBERED:  # a refresh of the table reads nothing again
+            return list(_REMEMBERED[key])
+        files = sorted(folder.glob("*.json"), key=lambda f: f.stat().st_mtime, reverse=True)
+    except OSError:
+        return []
+    found: list[str] = []
+    for file in files[:MAX_FILES]:
+        try:
+            with open(file, encoding="utf-8") as handle:
+                head = handle.read(4096)
+        except (OSError, UnicodeDecodeError):
+            continue
+        dataset = re.search(r'"dataset": ("(?:[^"\\]|\\.)*")', head)
+        model = re.search(r'"model": ("(?:[^"\\]|\\.)*")', head)
+        if not (dataset and model and '"rows": [{' in head):
+            continue  # no rows kept: nothing to show again
+        try:
+            dataset_path, model_path = json.loads(dataset.group(1)), json.loads(model.group(1))
+        except ValueError:
+            continue
+        if dataset_path == place and model_path != leave_out and model_path not in found:
+            found.append(model_path)
+    _REMEMBERED.clear()
+    _REMEMBERED[key] = tuple(found)
+    return found
+
+
+#: The last answer of :func:`remembered_models`, by folder, place, model and folder time.
+_REMEMBERED: dict[tuple, tuple[str, ...]] = {}
+

@@ -270,6 +270,25 @@ def summarize(rows: list[Any], splits: dict[str, str] | None = None) -> dict[str
     return summary
 
 
+def kept_words(session: Any) -> str:
+    """Scores of other models on the open dataset, kept from before, in words ("" if none)."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from napari_nuclei_unet.widgets._dataset_place import _place
+    from napari_nuclei_unet.widgets._model_names import model_name
+    from napari_nuclei_unet.widgets._score_memory import remembered_models
+
+    if session.dataset is None:
+        return ""
+    model = getattr(session.model, "path", None)
+    kept = remembered_models(_place(session.dataset), str(model) if model else None)
+    names = [model_name(SimpleNamespace(path=Path(k), metadata={})) for k in kept[:3]]
+    return "" if not names else (
+        f"<br>Scores of {', '.join(names)}{' and others' if len(kept) > 3 else ''} on this "
+        "dataset are kept from before: load that model (Model panel) to see them again.")
+
+
 def summary_html(summary: dict[str, Any], threshold: float, method: str) -> str:
     """The summary as a small HTML table: all images, then one line per modality."""
     if not summary["n"]:

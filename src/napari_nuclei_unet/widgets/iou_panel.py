@@ -55,6 +55,7 @@ from napari_nuclei_unet.widgets._score_table import (  # noqa: F401  (re-exporte
     ScoreTableModel,
     SortInSourceProxy,
     elide_id,
+    kept_words,
     score_color,
     summarize,
     summary_html,
@@ -281,7 +282,7 @@ class IoUPanel(QWidget):
             self.stale_label.setText(hidden)
         self.summary_label.setText(
             summary_html(summarize(rows, splits), self.session.threshold,
-                         self.session.instance_method)
+                         self.session.instance_method) + ("" if rows else kept_words(session))
             if rows or not hidden else "")
         self.worst_button.setEnabled(bool(rows))
         self.export_button.setEnabled(bool(rows))
