@@ -1472,6 +1472,20 @@ def test_using_a_version_with_only_own_images_says_to_segment_them_again(retrain
     assert notes.any("Now using model v001")
     assert notes.any("press Segment (Segment panel) to see it on your images")
     assert not notes.any("predicted again")
+    # a dataset image shown, the corrected ones not loaded: said so, not "the corrected
+    # images are predicted again" (GUI check h_gui40, L4)
+    from napari_nuclei_unet.core.finetune import CorrectionStore
+
+    shown = samples[-1]
+    dock._current_sample = lambda: shown
+    with capture_notifications() as notes:
+        wait_worker(qtbot, dock.use_version("v000"))
+    assert notes.any("Now using model v000; the image shown is predicted again."), notes.messages
+    CorrectionStore(project).add("elsewhere", samples[0].image, samples[0].labels)
+    with capture_notifications() as notes:
+        wait_worker(qtbot, dock.use_version("v001"))
+    assert notes.any("the image shown is predicted again (the corrected images are not "
+                     "loaded: Load all in the Data panel)"), notes.messages
 
 
 def test_use_it_anyway_gives_the_rounds_own_reason(retrain, monkeypatch):

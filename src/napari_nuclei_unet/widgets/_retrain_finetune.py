@@ -495,6 +495,30 @@ class FinetuneSteps:
             samples.append(current)
         return samples
 
+    def predicted_words(self, samples: list[Any] | None = None, done: bool = False) -> str:
+        """What :meth:`predict_corrected` predicts, in words.
+
+        "the 2 corrected image(s) loaded and the image shown are predicted again"
+        (``done``: "… were predicted with the new model").
+
+        "The corrected images are predicted again" was said when none was loaded, only the
+        image shown (GUI check h_gui40, L4).
+        """
+        from napari_nuclei_unet.core.finetune import safe_sample_id
+
+        samples = self.samples_to_predict() if samples is None else samples
+        ids = {c.id for c in self.corrections()}
+        corrected = sum(safe_sample_id(s.id) in ids for s in samples)
+        shown = "the image shown" if len(samples) > corrected else ""
+        loaded = f"the {corrected} corrected image(s) loaded" if corrected else ""
+        subject = " and ".join(w for w in (loaded, shown) if w)
+        many = corrected > 1 or (corrected and shown)
+        verb = (("were" if many else "was") + " predicted with the new model" if done
+                else ("are" if many else "is") + " predicted again")
+        missing = (" (the corrected images are not loaded: Load all in the Data panel)"
+                   if ids and not corrected else "")
+        return f"{subject} {verb}{missing}" if subject else ""
+
     def predict_corrected(self) -> WorkerBase | None:
         """Predict the loaded corrected images and the shown one with the session's model.
 
@@ -525,10 +549,11 @@ class FinetuneSteps:
                 self.status_label.setText(
                     f"Predicting with the new model: {update.done}/{update.total} image(s)")
 
+        words = self.predicted_words(samples, done=True)
+
         def done(_result: Any) -> None:
             if not self.is_finetuning() and self.status_label.text().startswith("Predicting"):
-                self.status_label.setText("The corrected images were predicted with the new "
-                                          "model (see the IoU panel).")
+                self.status_label.setText(f"{words[0].upper()}{words[1:]}; see the IoU panel.")
             self._update_image_label()
 
         return start_prediction_job(self.viewer, samples, on_progress=progress, on_done=done)

@@ -419,7 +419,7 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
                 self.model_versions().choose(version.name)
             except (OSError, KeyError) as exc:
                 notify_error(exc, f"Recording {version.name} as the project's model")
-            again = ("the corrected images are predicted again" if self.samples_to_predict()
+            again = (self.predicted_words() if self.samples_to_predict()
                      else "press Segment (Segment panel) to see it on your images")
             notify(f"Now using model {version_words(version)}; {again}.")  # h_gui33, M3
             self.refresh()
