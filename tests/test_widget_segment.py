@@ -954,7 +954,11 @@ def test_opened_from_the_plugins_menu_its_result_is_never_its_own_ground_truth(
 def test_a_short_guessed_axis_is_noted_as_maybe_channels(dock, qtbot):
     viewer, widget = dock
     two = np.stack([nuclei_plane(1), nuclei_plane(2)])  # a plain 2-channel TIFF, no axes
-    noted_until_named(qtbot, widget, viewer.add_image(two, name="two"), "CYX", 0, (
+    layer = viewer.add_image(two, name="two")
+    widget.image.value = layer  # said as it is chosen, before both were segmented (h_gui40)
+    assert widget.status.text().startswith("two has no result yet: press Segment.\nNote: the "
+                                           "axes of two were guessed (ZYX)")
+    noted_until_named(qtbot, widget, layer, "CYX", 0, (
         "Note: the axes of two were guessed (ZYX): its 2 Z entries are segmented as 2 "
         "planes. If they are channels, set Axes to CYX and Nuclear channel to the nuclei's "
         "channel (0-1)."))

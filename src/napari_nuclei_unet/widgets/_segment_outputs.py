@@ -173,13 +173,19 @@ class SegmentOutputs:
         Asked as it is chosen (an image just opened too), not only once Segment is
         pressed (GUI check h_gui31, M1). Returns whether it asked.
         """
-        from napari_nuclei_unet.widgets._own_layers import channel_words
+        from napari_nuclei_unet.widgets._own_layers import channel_words, file_axes, layer_stack
+        from napari_nuclei_unet.widgets._segment_jobs import axes_note
 
         image = self.image.value
         if image is None or previous_result(self.viewer.layers, None, image) is not None:
             return False
         ask = channel_words(image, self.axes.value,
                             None if self.channel.value < 0 else int(self.channel.value))
+        if not ask and not self.axes.value.strip() and file_axes(image) is None:
+            try:  # guessed axes whose short axis may be channels: before, not after (h_gui40)
+                ask = axes_note(image.name, layer_stack(image, ""))
+            except ValueError:
+                ask = ""
         if ask:
             self.status.setText(f"{image.name} has no result yet: press Segment.{ask}")
         return bool(ask)
