@@ -280,6 +280,16 @@ def test_model_names_say_which_file():
     assert default_name(version) == "Nuclei U-Net (a v001)"
     assert default_file(version, Path("/out")) == Path("/out/nuclei-unet-a-v001.zip")
     assert default_name(FakeModel(Path("/x/v001.safetensors"))) == "Nuclei U-Net (v001)"
+    # the Retrain dock's own project is "default": "default v001" read as the shipped
+    # model; and a version its round did not make current is said in the dialog (h_gui40)
+    from napari_nuclei_unet.widgets._model_export import refused_words
+
+    mine = FakeModel(Path("/data/projects/default/versions/v001/model.safetensors"))
+    assert default_name(mine) == "Nuclei U-Net (fine-tuned v001)"
+    assert default_file(mine, Path("/out")) == Path("/out/nuclei-unet-fine-tuned-v001.zip")
+    assert refused_words(mine) == ""
+    mine.metadata = {"finetune": {"adopted": False}}
+    assert "its fine-tuning round did not make it current" in refused_words(mine)
     # a checkpoint named as its folder is not a version (review h_rev9, 5)
     own = FakeModel(Path("/home/ana/experiments/unet1/unet1.safetensors"))
     assert model_name_in(own, Path("/labs/b")) == "unet1"

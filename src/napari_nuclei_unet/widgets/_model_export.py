@@ -58,10 +58,25 @@ def why_not_exportable(loaded: Any) -> str | None:
 
 
 def _which(loaded: Any) -> str:
-    """The model's name for a colleague: a fine-tuning version with its project's name."""
+    """The model's name for a colleague: a fine-tuning version with its project's name.
+
+    The Retrain dock's own project is called "default": "default v001" read as the
+    shipped model (GUI check h_gui40, L9); it is "fine-tuned v001".
+    """
     project = version_project(loaded)
     name = model_name(loaded)
-    return f"{project.name} {name}" if project is not None else name
+    if project is None:
+        return name
+    return f"{'fine-tuned' if project.name == 'default' else project.name} {name}"
+
+
+def refused_words(loaded: Any) -> str:
+    """The export dialog's note on a version its round did not make current ("" else)."""
+    info = (getattr(loaded, "metadata", None) or {}).get("finetune") or {}
+    if not isinstance(info, dict) or info.get("adopted") is not False:
+        return ""
+    return (" Note: its fine-tuning round did not make it current (its own checks found it "
+            "no better, or worse on other images); the package records its scores.")
 
 
 def default_name(loaded: Any) -> str:
@@ -260,7 +275,7 @@ class ModelExport:
             f"Save {model_name(loaded)} as a bioimage.io package (.zip), which Fiji "
             "(deepImageJ), ilastik, QuPath and napari open. It records the names of the "
             "images the model was trained, validated and fine-tuned on (not their folders "
-            "or pixels)."))
+            "or pixels)." + refused_words(loaded)))
         intro.native.setWordWrap(True)
         intro.native.setMinimumWidth(480)  # wrapped at the form's width, not at a third
         fields = [
