@@ -35,3 +35,15 @@ def test_a_result_of_another_model_is_scored_but_kept_out_of_the_scores_table(
     wait_worker(qtbot, widget.compare())
     assert session.rows["cells"].iou > 0.5
     assert "Not put in the Scores table" not in widget.status.text()
+
+
+def test_the_dock_names_the_image_as_the_layer_list_does(make_napari_viewer, qtbot, tmp_path):
+    # "Labels of stackZC_scaled saved to": the file's name, not the layer's (h_gui40, L8)
+    viewer, widget = segment_dock(make_napari_viewer())
+    truth = disc_labels((64, 64), [(20, 20), (40, 44)])
+    widget.image.value = viewer.add_image((truth > 0).astype(np.uint16) * 900 + 50,
+                                          name="my cells")
+    wait_worker(qtbot, widget.segment())
+    widget.save_labels(tmp_path / "x.tif")
+    assert widget.status.text().startswith("Labels of my cells saved to")
+    assert widget.shown_name() == "my_cells"  # files and ids keep the safe name

@@ -120,9 +120,9 @@ class SegmentOutputs:
             if self.result_layer.metadata.get(EDITED_KEY) else ""
         count = f"{nuclei(len(table.get('label', ())))} as segmented{painted}"
         if selection or show:
-            self.status.setText(f"The result of {self.shown_name()} is shown ({count}).")
+            self.status.setText(f"The result of {self.shown_words()} is shown ({count}).")
         else:  # the list's own choice (a layer deleted): the canvas is as it was (h_rev13 M1)
-            self.status.setText(f"{self.shown_name()} is the image chosen now: Export CSV, "
+            self.status.setText(f"{self.shown_words()} is the image chosen now: Export CSV, "
                                 f"Save labels and Add plane use its result ({count}).")
         self._enable()
 
@@ -401,6 +401,11 @@ class SegmentOutputs:
         stack = self._shown.get("stack")
         return stack.name if stack is not None else "labels"
 
+    def shown_words(self) -> str:
+        """That image's name as the layer list shows it ("stack scaled", not "stack_scaled")."""
+        layer = self._shown.get("layer")
+        return getattr(layer, "name", None) or self.shown_name()  # (GUI check h_gui40, L8)
+
     def _ask_path(self, what: str) -> None:
         from qtpy.QtWidgets import QFileDialog
 
@@ -435,7 +440,7 @@ class SegmentOutputs:
         labels = None if layer is None else result_labels(layer)
         if layer is None or not layer.metadata.get(EDITED_KEY) or not self._shown:
             return self._write("Exporting the measurements",
-                               f"Measurements of {self.shown_name()} written to", write_csv,
+                               f"Measurements of {self.shown_words()} written to", write_csv,
                                (self.features(), path), background, "export csv")
         # painted on since: measured again (its CSV listed erased nuclei: h_gui17, H1; a
         # large image's, block by block: h_gui19, M1)
@@ -461,7 +466,7 @@ class SegmentOutputs:
                 self.table.set_table(fresh)
 
         return self._write("Measuring the corrected labels and exporting them",
-                           f"Measurements of {self.shown_name()} (as corrected) written to",
+                           f"Measurements of {self.shown_words()} (as corrected) written to",
                            measure_and_write, (labels if lazy else labels.copy(), path),
                            background,
                            "export csv", after=measured)
@@ -479,7 +484,7 @@ class SegmentOutputs:
         axes = info.get("axes") or "Q" * (data.ndim - 2) + "YX"
         if background and hasattr(data, "copy") and not hasattr(data, "dask"):
             data = data.copy()  # as the user sees it now, whatever they paint next
-        return self._write("Saving the labels", f"Labels of {self.shown_name()} saved to",
+        return self._write("Saving the labels", f"Labels of {self.shown_words()} saved to",
                            write_labels, (Path(path), data, axes, layer.name,
                                           info.get("pixels_per_um")),  # (GUI check h_gui40)
                            background, "save labels", saves=layer)
