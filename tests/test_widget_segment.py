@@ -962,6 +962,12 @@ def test_a_short_guessed_axis_is_noted_as_maybe_channels(dock, qtbot):
         "Note: the axes of two were guessed (ZYX): its 2 Z entries are segmented as 2 "
         "planes. If they are channels, set Axes to CYX and Nuclear channel to the nuclei's "
         "channel (0-1)."))
+    # the first, wrong result (channels as planes) is replaced, not left beside the new
+    # one as "two labels" and "two labels [1]" (GUI check h_gui40, L7)
+    results = [lay.name for lay in viewer.layers if lay.name.startswith("two labels")]
+    assert results == ["two labels"], results
+    assert widget.result_layer is viewer.layers["two labels"]
+    assert widget.result_layer.data.shape[-2:] == two.shape[-2:]
 
 
 def test_a_time_series_whose_file_records_its_axes_is_not_called_guessed(dock, qtbot,

@@ -548,8 +548,9 @@ class SegmentWidget(SegmentOutputs, ProjectField, QWidget):
         shown, gaps = labels_to_show(layer, self._source["axes"], stack, result.labels)
         kwargs = placement(layer, shown.shape, gaps)
         old = self._previous  # this image's result layer (when there is one)
-        reuse = old is not None and old in self.viewer.layers \
-            and tuple(old.data.shape) == tuple(shown.shape)
+        # unedited, it is replaced also when the new result has another shape (other Axes:
+        # the wrong first result stayed beside it, GUI check h_gui40, L7)
+        reuse = old is not None and old in self.viewer.layers
         kept = reuse and bool(old.metadata.get(EDITED_KEY))
         # each change of a shown layer draws it again (0.5 s at 6000²): changed hidden,
         # bring_into_view shows it, drawn once
