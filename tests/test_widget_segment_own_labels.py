@@ -307,10 +307,15 @@ def test_labels_of_a_channel_stack_opened_again_lie_over_their_planes(dock, qtbo
     widget.axes.value = "ZCYX"
     widget.channel.value = 0
     with capture_notifications() as notes:
-        saved = viewer.add_labels(planes.copy(), name="saved", translate=(0, 5, 0))
+        saved = viewer.add_labels(planes.copy(), name="saved")
     assert saved.data.shape == (3, 1, *SHAPE) and notes.any("a channel axis of size 1")
-    assert tuple(saved.translate) == (0, 0, 5, 0)  # each axis keeps its own
     assert viewer.dims.nsteps[:2] == (3, 2)  # its planes on Z, not on the channel slider
+    # placed as the dock's results: shown at both channels (at channel 1 it was not drawn,
+    # and a stroke raised napari's IndexError: GUI check h_gui41, H1)
+    viewer.dims.set_current_step(0, 0)
+    for channel in (0, 1):
+        viewer.dims.set_current_step(1, channel)
+        assert np.array_equal(np.asarray(saved._slice.image.view) > 0, planes[0] > 0), channel
     viewer.dims.set_current_step(0, 2)
     viewer.layers.selection.active = saved
     assert widget.status.text().endswith("as zc's plane2 correction.")

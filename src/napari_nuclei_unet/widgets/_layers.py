@@ -255,11 +255,14 @@ def line_up(labels: Any, image: Any, axes: str = "") -> None:
     if "C" not in order[1:-2] or getattr(labels, "multiscale", False) \
             or tuple(labels.data.shape) != tuple(stack.labels_shape):
         return  # no channel axis between others: lined up already
+    from napari_nuclei_unet.widgets._own_layers import placement
+
     at = order.index("C")
-    scale, translate = list(labels.scale), list(labels.translate)
     labels.data = labels.data[(slice(None),) * at + (None,)]
-    labels.scale, labels.translate = (scale[:at] + [1.0] + scale[at:],
-                                      translate[:at] + [0.0] + translate[at:])
+    # placed as the dock's results are: the size-1 axis spans every channel, so the
+    # labels show (and take strokes) at the nuclear channel too (GUI check h_gui41, H1)
+    kwargs = placement(image, labels.data.shape, (at,))
+    labels.scale, labels.translate = kwargs["scale"], kwargs["translate"]
     labels.metadata[LINED_UP_KEY] = (at,)
     notify(f"“{labels.name}” was given a channel axis of size 1 ({order}, as {image.name}) "
            f"so that each of its planes lies over {image.name}'s: napari lines layers up "
