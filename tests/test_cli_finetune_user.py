@@ -153,6 +153,12 @@ def test_each_plane_of_a_pair_is_stored_as_the_segment_dock_stores_it(tmp_path):
                                             r"needs labels of 2 x 24 x 32"):
         add_labelled_image(CorrectionStore(tmp_path / "other"), tmp_path / "embryo.tif",
                            tmp_path / "small_labels.tif")
+    # labels the Segment dock lined up over a channel stack, saved by napari with their
+    # size-1 axis (Z x 1 x Y x X), were refused (review h_rev24, M6)
+    tifffile.imwrite(tmp_path / "napari_labels.tif", labels[:, None])
+    lined = add_labelled_image(CorrectionStore(tmp_path / "napari"), tmp_path / "embryo.tif",
+                               tmp_path / "napari_labels.tif")
+    assert [(c.id, c.n_nuclei) for c in lined] == [("embryo-plane0", 3), ("embryo-plane1", 2)]
     # float labels holding whole numbers (as Fiji saves them) are read as labels ...
     tifffile.imwrite(tmp_path / "fiji_labels.tif", labels.astype(np.float32))
     fiji = add_labelled_image(CorrectionStore(tmp_path / "fiji"), tmp_path / "embryo.tif",

@@ -322,6 +322,12 @@ def test_labels_of_a_channel_stack_opened_again_lie_over_their_planes(dock, qtbo
     wait_worker(qtbot, widget.add_to_project(tmp_path / "p"))
     (sample,) = CorrectionStore(tmp_path / "p").load_samples(["zc-plane2"])
     assert np.array_equal(sample.labels > 0, planes[2] > 0)
+    # saved by napari with that axis and opened again: placed the same, added the same
+    back = viewer.add_labels(np.asarray(saved.data).copy(), name="saved by napari")
+    assert back.data.shape == (3, 1, *SHAPE) and back.scale[1] == saved.scale[1] == 2.0
+    viewer.layers.selection.active = back
+    assert widget.status.text().endswith("as zc's plane2 correction.")
+    viewer.layers.remove(back)
     wait_worker(qtbot, widget.segment())  # and it is a ground truth of its image
     widget.truth.value = saved
     wait_worker(qtbot, widget.compare())

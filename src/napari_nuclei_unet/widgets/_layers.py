@@ -252,21 +252,26 @@ def line_up(labels: Any, image: Any, axes: str = "") -> None:
     except ValueError:
         return
     order = "" if stack is None or getattr(image, "rgb", False) else stack.axes
-    if "C" not in order[1:-2] or getattr(labels, "multiscale", False) \
-            or tuple(labels.data.shape) != tuple(stack.labels_shape):
+    if "C" not in order[1:-2] or getattr(labels, "multiscale", False):
         return  # no channel axis between others: lined up already
     from napari_nuclei_unet.widgets._own_layers import placement
 
-    at = order.index("C")
-    labels.data = labels.data[(slice(None),) * at + (None,)]
+    at, shape = order.index("C"), tuple(stack.labels_shape)
+    found = tuple(labels.data.shape)
+    if found != shape and found != shape[:at] + (1,) + shape[at:]:
+        return  # not this image's labels
+    if found == shape:
+        labels.data = labels.data[(slice(None),) * at + (None,)]
+    # (saved so, by napari's Save, they came back with their size-1 axis: h_rev24, M6)
     # placed as the dock's results are: the size-1 axis spans every channel, so the
     # labels show (and take strokes) at the nuclear channel too (GUI check h_gui41, H1)
     kwargs = placement(image, labels.data.shape, (at,))
     labels.scale, labels.translate = kwargs["scale"], kwargs["translate"]
     labels.metadata[LINED_UP_KEY] = (at,)
-    notify(f"“{labels.name}” was given a channel axis of size 1 ({order}, as {image.name}) "
-           f"so that each of its planes lies over {image.name}'s: napari lines layers up "
-           "by their last axes.")
+    if found == shape:
+        notify(f"“{labels.name}” was given a channel axis of size 1 ({order}, as "
+               f"{image.name}) so that each of its planes lies over {image.name}'s: napari "
+               "lines layers up by their last axes.")
 
 
 def user_labels(layer: Any) -> Any:

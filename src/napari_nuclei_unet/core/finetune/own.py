@@ -137,8 +137,10 @@ def _read_labels(path: Path, shape: tuple[int, ...]) -> np.ndarray:
             with tifffile.TiffFile(path) as tif:
                 series = tif.series[0]
                 found = tuple(int(n) for n in series.shape)
-                if found == tuple(shape):
-                    data = series.asarray()
+                ones = _size_one_axes(found, tuple(shape))  # a channel axis kept at size 1
+                if found == tuple(shape) or ones:  # (napari's Save of lined-up labels:
+                    data = series.asarray()        # review h_rev24, M6)
+                    data, found = data.reshape(shape) if ones else data, tuple(shape)
         except (tifffile.TiffFileError, OSError, ValueError, IndexError) as exc:
             raise FinetuneError(f"{path} cannot be read as a label image ({exc}).") from exc
     if found != tuple(shape):
@@ -153,6 +155,18 @@ def _read_labels(path: Path, shape: tuple[int, ...]) -> np.ndarray:
             f"{path.name} is not a label image (one whole number per nucleus, 0 = "
             f"background): it holds {data.dtype} values.")
     return data
+
+
+def _size_one_axes(found: tuple[int, ...], shape: tuple[int, ...]) -> bool:
+    """Whether ``found`` is ``shape`` with one more axis of size 1 (before Y and X).
+
+    Labels the Segment dock lined up over a channel stack (``ZCYX``: ``Z x 1 x Y x X``)
+    and saved with napari's own File > Save are such labels.
+    """
+    if len(found) != len(shape) + 1:
+        return False
+    return any(found[at] == 1 and found[:at] + found[at + 1:] == shape
+               for at in range(len(found) - 2))
 
 
 def _whole_float_labels(data: np.ndarray, name: str) -> np.ndarray:
