@@ -109,6 +109,25 @@ def test_resume_continues_with_the_saved_configuration(data, tmp_path, capsys):
             "train. To train it further, give --epochs 12") in err
 
 
+def test_resume_into_another_runs_folder_is_refused_and_a_folder_means_its_last(
+        data, tmp_path, capsys):
+    # resumed into another run's --out, that run's last was overwritten and its best
+    # printed as this run's (review h_rev24, M5); --resume RUN said "sidecar missing" (L4)
+    for name in ("a", "b"):
+        assert main(["-q", "train", str(data), "--out", str(tmp_path / name), "--epochs", "1",
+                     *TINY]) == 0
+    before = (tmp_path / "b" / "last.json").read_bytes()
+    capsys.readouterr()
+    code = main(["train", str(data), "--out", str(tmp_path / "b"), "--resume",
+                 str(tmp_path / "a" / "last.safetensors"), "--epochs", "2"])
+    assert code == 2 and "b already holds a trained model" in capsys.readouterr().err
+    assert (tmp_path / "b" / "last.json").read_bytes() == before
+    code = main(["-q", "train", str(data), "--out", str(tmp_path / "a"), "--resume",
+                 str(tmp_path / "a"), "--epochs", "2"])  # the run's folder
+    assert code == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "a" / "last.json").read_text())["config"]["epochs"] == 2
+
+
 def test_resume_refuses_another_network_shape(data, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["-q", "train", str(data), "--out", str(run), "--epochs", "1", *TINY]) == 0

@@ -31,9 +31,12 @@ def run(args: argparse.Namespace) -> int:
     from ..core import distributed
     from ..core.device import resolve_device
     from ..core.locking import hold_run_folder
+    from ..core.paths import same_path
     from ..core.progress import drive
     from ..core.training import resume_data, train
 
+    if args.resume and Path(args.resume).is_dir():  # a run's folder: its last checkpoint
+        args.resume = str(Path(args.resume) / "last.safetensors")  # (review h_rev24, L4)
     # Bad values fail here, before the (long) dataset load.
     notes: list[str] = []
     config = config_from_args(args, notes=notes)
@@ -47,7 +50,10 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         note(f"Resuming {args.resume} with the configuration it was started with "
              "(options given on this command line win).", quiet=args.quiet)
-    if not (args.resume or getattr(args, "overwrite", False)):
+    # resumed into another run's folder, that run's last and best were taken over (its
+    # best printed as this run's): refused as a new run there is (review h_rev24, M5)
+    elsewhere = not args.resume or not same_path(Path(args.resume).parent, args.out)
+    if elsewhere and not getattr(args, "overwrite", False):
         _refuse_trained_folder(Path(args.out))
     device = resolve_device(config.device)
     # One writer per run folder: a second run on the same --out fails here, at once
