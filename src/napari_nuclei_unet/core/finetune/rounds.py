@@ -157,6 +157,48 @@ def _round_config(base_config: Any, overrides: Mapping[str, Any] | None,
     return base_config.replace(**settings)
 
 
+#: The lock file a round holds in its project folder.
+ROUND_LOCK_NAME = ".nuclei-unet-round.lock"
+
+
+def one_round_at_a_time(round_function: Callable[..., Generator]) -> Callable[..., Generator]:
+    """Hold the project's round lock while ``round_function`` (a generator) runs.
+
+    Two rounds on one project at once (the command line and the Retrain dock, or two
+    terminals) each made a version from the same model, and the second was made current
+    without being compared with the first, whose corrections it never saw (review
+    h_rev24, M3). The second is refused at once, in plain words.
+    """
+    import functools
+    import sys
+    from contextlib import ExitStack
+
+    from ..locking import LockTimeout, exclusive_lock, lock_owner
+
+    @functools.wraps(round_function)
+    def held(*args: Any, **kwargs: Any) -> Generator:
+        project = Path(kwargs["out_dir"]).expanduser().absolute()
+        project.mkdir(parents=True, exist_ok=True)
+        lock = project / ROUND_LOCK_NAME
+        command = " ".join(sys.argv[:4]) or "python"
+        held_lock = ExitStack()
+        try:
+            held_lock.enter_context(
+                exclusive_lock(lock, timeout=0, owner=f"process {os.getpid()} ({command})"))
+        except LockTimeout:
+            other = lock_owner(lock) or "another program"
+            raise FinetuneError(
+                f"A fine-tuning round is already running on the project {project} (in "
+                f"{other}). Wait for it to end, or stop it, then start this one: two rounds "
+                "at once would each start from the same model, and the later would replace "
+                "the earlier without being compared with it.") from None
+        with held_lock:
+            return (yield from round_function(*args, **kwargs))
+
+    return held
+
+
+@one_round_at_a_time
 def finetune(
     base_model: str | os.PathLike | ModelVersion,
     corrections: Sequence[Any],
