@@ -663,3 +663,33 @@ def test_an_empty_corrections_folder_names_the_three_forms(tmp_path, capsys):
     assert code == 2 and "empty is empty: give a folder of images with their corrected " \
         "label images (NAME.tif and NAME_labels.tif), a fine-tuning project folder, or a " \
         "DSB2018 dataset" in err, err
+
+
+def test_a_pairs_round_into_a_project_uses_its_corrections_and_keeps_a_replaced_one(
+        tmp_path, tiny_checkpoint, capsys):
+    # a pairs folder's round trained on the project's kept-aside correction and left its
+    # other corrections out (review h_rev24, M1); another experiment's cells.tif replaced
+    # a correction with no copy kept (M2)
+    from napari_nuclei_unet.core.finetune import CorrectionStore
+
+    project = tmp_path / "project"
+    fast = ["--epochs", "1", "--steps", "1", "--device", "cpu"]
+    first = write_pairs(tmp_path / "first", (("cells", 3), ("more", 2), ("aside", 2)))
+    assert run_cli(capsys, "finetune", tiny_checkpoint, first, "--out", project, *fast)[0] == 0
+    CorrectionStore(project).set_aside("aside-plane0")
+    second = write_pairs(tmp_path / "second", (("cells", 1), ("aside", 2)))
+    code, out, err = run_cli(capsys, "finetune", "latest", second, "--out", project, *fast)
+    assert code == 0, err
+    assert "1 earlier correction of project" in err and "join the round" in err
+    assert "1 correction kept aside: scored before and after, not trained on" in err
+    assert "cells.tif + cells_labels.tif: 1 plane added to project" in err
+    assert "replacing its earlier correction (a copy of the earlier one is kept in the " \
+        "project's 'removed' folder)" in err
+    (copy,) = (project / "removed").iterdir()
+    assert copy.name.startswith("cells-plane0-")
+    import json
+
+    latest = sorted(p for p in (project / "versions").iterdir() if p.is_dir())[-1]
+    info = json.loads((latest / "model.json").read_text())["finetune"]
+    trained = {c if isinstance(c, str) else c.get("id") for c in info["corrections"]}
+    assert trained == {"cells-plane0", "more-plane0"}, info["corrections"]

@@ -125,6 +125,35 @@ def own_labelled_samples(path: str | Path, *, quiet: bool, project: str | None =
     return None
 
 
+def _project_others(args: argparse.Namespace, corrections: list[Any]) -> list[Any]:
+    """The --out project's other corrections, which a round learns from as in the dock.
+
+    A round given a folder of pairs trained on, and was checked on, those pairs only: the
+    corrections added in the Retrain dock were neither (review h_rev24, M1).
+    """
+    from ..core.finetune import CorrectionStore
+
+    out = Path(args.out)
+    if not _is_project(out) or same_path(args.corrections, out):
+        return []
+    have = {s.id for s in corrections}
+    others = [s for s in CorrectionStore(out).load_samples() if s.id not in have]
+    if others:
+        note(f"{counted(len(others), 'earlier correction')} of project {out} join the round, "
+             "as in the Retrain dock.", quiet=args.quiet)
+    return others
+
+
+def _removed_count(store: Any) -> int:
+    """How many copies the project's ``removed/`` folder holds."""
+    from ..core.finetune import REMOVED_DIR
+
+    try:
+        return sum(1 for _ in (Path(store.path) / REMOVED_DIR).iterdir())
+    except OSError:
+        return 0
+
+
 def _image_of(labels_name: str) -> str:
     """The image a label image was predicted from, as its name says (``cells.tif``)."""
     from ..core.finetune import LABELS_SUFFIX
@@ -174,6 +203,7 @@ def _store_pairs(store: Any, found: Any, *, quiet: bool, axes: str | None,
         if channel is not None and "C" not in open_stack(image, axes).axes:
             chosen = None  # one channel: used as it is, as predict does (h_cli1, M3)
             single.append(image.name)
+        copies = _removed_count(store)
         added = add_labelled_image(store, image, labels, axes=axes, channel=chosen)
         ids += [c.id for c in added]
         nuclei = (counted(added[0].n_nuclei, "nucleus", "nuclei") if len(added) == 1 else
@@ -181,7 +211,9 @@ def _store_pairs(store: Any, found: Any, *, quiet: bool, axes: str | None,
         replaced = sum(c.id in stored for c in added)
         again = "" if not replaced else (
             ", replacing its earlier correction" if replaced == 1
-            else f", replacing {replaced} earlier corrections")
+            else f", replacing {replaced} earlier corrections") + (
+            " (a copy of the earlier one is kept in the project's 'removed' folder)"
+            if _removed_count(store) > copies else "")
         note(f"{image.name} + {labels.name}: {counted(len(added), 'plane')} {verb}{again} "
              f"({nuclei})", quiet=quiet)
         if any(c.note.endswith(BINARY_NOTE) for c in added):
@@ -368,7 +400,10 @@ def run(args: argparse.Namespace) -> int:
         axes, channel = getattr(args, "axes", None), getattr(args, "channel", None)
         corrections = _load_corrections(args.corrections, quiet=args.quiet, project=args.out,
                                         axes=axes, channel=channel)
-        aside = _kept_aside(args.corrections)  # a project's images kept aside in the GUI
+        corrections += _project_others(args, corrections)
+        # a project's images kept aside in the GUI: the --out project's too (a pairs
+        # folder's were read from the folder and the kept-aside one trained on: h_rev24, M1)
+        aside = _kept_aside(args.corrections) | _kept_aside(args.out)
         kept = [s for s in corrections if s.id in aside]
         corrections = [s for s in corrections if s.id not in aside]
         if kept:

@@ -157,6 +157,20 @@ def _read_labels(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     return data
 
 
+def _differs(store: Any, sample_id: str, labels: np.ndarray) -> bool:
+    """Whether ``labels`` are other nuclei than the stored correction's (unreadable: yes).
+
+    Another image of the same file name (``cells.tif`` of another experiment) replaced a
+    careful correction with no copy kept.
+    """
+    try:
+        old = store.load_labels(sample_id)
+    except (OSError, ValueError, KeyError, FinetuneError):
+        return True
+    return old.shape != labels.shape or not np.array_equal(old > 0, labels > 0) or \
+        len(np.unique(old)) != len(np.unique(labels))
+
+
 def _size_one_axes(found: tuple[int, ...], shape: tuple[int, ...]) -> bool:
     """Whether ``found`` is ``shape`` with one more axis of size 1 (before Y and X).
 
@@ -232,10 +246,12 @@ def add_labelled_image(store: Any, image: str | os.PathLike, labels: str | os.Pa
         if not stack.doubtful_rgb:
             raise
         raise FinetuneError(f"{exc} {stack.doubtful_rgb_note(Path(image).name)}") from None
-    added = []
+    added, stored = [], set(store.ids())
     for flat in range(stack.n_planes):
         plane_labels, binary = numbered(np.asarray(label_data[stack.plane_index(flat)]))
         sample_id = safe_sample_id(f"{stack.name}-{stack.plane_name(flat)}")
+        if sample_id in stored and _differs(store, sample_id, plane_labels):
+            store.keep_copy(sample_id)  # as the Segment dock keeps one (review h_rev24, M2)
         added.append(store.add(sample_id, np.asarray(stack.plane(flat, chosen)),
                                plane_labels, source="label",
                                note=f"from {Path(labels).name}" + (BINARY_NOTE if binary
