@@ -133,6 +133,24 @@ def change(iou_before, iou_after):
     return ScoreChange("x", "fluorescence", iou_before, iou_after, 0, 0, 0, 0, 1, 1, 1)
 
 
+def test_a_correction_without_nuclei_does_not_decide_the_corrected_images_mean():
+    # IoU 0 -> 1 on an image without nuclei made current a round worse on every image with
+    # nuclei; one false pixel there refused a round better on all of them (h_rev24, M4)
+    from dataclasses import replace
+
+    def row(name, before, after, n_true):
+        return replace(change(before, after), id=name, n_true=n_true)
+
+    worse = [row("deep", 1.0, 0.993, 3), row("empty", 0.0, 1.0, 0), row("rgb", 1.0, 0.94, 3),
+             row("tiny", 0.923, 0.865, 1)]
+    adopted, reason = adoption({"corrected": worse})
+    assert not adopted and "over the 3 with nuclei" in reason
+    better = [row("a", 0.6, 0.8, 3), row("b", 0.5, 0.7, 2), row("empty", 1.0, 0.0, 0)]
+    adopted, reason = adoption({"corrected": better})
+    assert adopted and "and empty worse" not in reason, reason
+    assert adoption({"corrected": [row("empty", 1.0, 1.0, 0)]})[1]  # only empty: as before
+
+
 def test_adoption_needs_no_loss_on_corrections_and_little_on_the_regression_set():
     good = [change(0.5, 0.7)]
     assert adoption({"corrected": good, "regression": [change(0.8, 0.797)]})[0]
@@ -660,3 +678,33 @@ def test_an_iou_change_is_never_shown_as_none():
     assert iou_change(0.79549, 0.79501, "→") == "0.7955 → 0.7950"
     assert iou_change(0.795021, 0.795004) == "0.79502 -> 0.79500"
     assert iou_change(0.5, 0.5) == "0.500 -> 0.500"
+
+
+def test_a_second_round_on_a_project_is_refused_while_one_runs(tmp_path):
+    # the command line and the Retrain dock (or two terminals) each made a version from
+    # the same model, and the later was made current unchecked (review h_rev24, M3)
+    import threading
+
+    from napari_nuclei_unet.core.finetune import FinetuneError
+    from napari_nuclei_unet.core.finetune.rounds import ROUND_LOCK_NAME, finetune
+    from napari_nuclei_unet.core.locking import exclusive_lock
+
+    held, release = threading.Event(), threading.Event()
+
+    def running_round():
+        with exclusive_lock(tmp_path / ROUND_LOCK_NAME, owner="process 1 (nuclei-unet)"):
+            held.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=running_round)
+    thread.start()
+    try:
+        held.wait(10)
+        with pytest.raises(FinetuneError, match="A fine-tuning round is already running on "
+                                                "the project .* Wait for it to end"):
+            next(finetune("default", [], out_dir=tmp_path))
+    finally:
+        release.set()
+        thread.join()
+    with pytest.raises(FinetuneError, match="[Nn]o correct"):  # free again: its own checks
+        next(finetune("default", [], out_dir=tmp_path))

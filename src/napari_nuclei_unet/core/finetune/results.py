@@ -111,6 +111,17 @@ def iou_change(before: float, after: float, arrow: str = "->") -> str:
     return f"{before:.{digits}f} {arrow} {after:.{digits}f}"
 
 
+def _with_nuclei(rows: Sequence[ScoreChange]) -> Sequence[ScoreChange]:
+    """The images with nuclei, when there are some: those without decide no mean.
+
+    An image whose correction holds no nucleus scores IoU 1 with nothing found and 0
+    with one false pixel: it swayed a set's mean by 1/n, and a round worse on every image
+    with nuclei was made current (review h_rev24, M4).
+    """
+    some = [r for r in rows if getattr(r, "n_true", 1) > 0]
+    return some or rows
+
+
 def adoption(sets: dict[str, Sequence[ScoreChange]],
              tolerance: dict[str, float] | None = None) -> tuple[bool, str]:
     """Decide whether a round's model should become the current one.
@@ -133,12 +144,13 @@ def adoption(sets: dict[str, Sequence[ScoreChange]],
     tolerance = {**ADOPT_TOLERANCE, **(tolerance or {})}
     worse, hardly, parts = [], [], []
     for key in ("corrected", "held_out", "regression"):
-        rows = sets.get(key) or ()
+        rows = _with_nuclei(sets.get(key) or ())
         if not rows:
             continue
         before = _mean([r.iou_before for r in rows])
         after = _mean([r.iou_after for r in rows])
-        text = f"{_SET_NAMES[key]}: mean IoU {iou_change(before, after)}"
+        text = f"{_SET_NAMES[key]}: mean IoU {iou_change(before, after)}" + (
+            f" over the {len(rows)} with nuclei" if len(rows) < len(sets[key]) else "")
         parts.append(text)
         allowed = tolerance.get(key, 0.0)
         if after < before - allowed:
@@ -147,7 +159,7 @@ def adoption(sets: dict[str, Sequence[ScoreChange]],
                               f"less than the +{-allowed:.2f} a round must gain there)")
             else:
                 worse.append(text)
-    pulled = opposite_pulls(sets.get("corrected") or ())
+    pulled = opposite_pulls(_with_nuclei(sets.get("corrected") or ()))
     if worse:
         return False, (f"The new model got worse on {'; and on '.join(worse)}. "
                        f"{pulled + ' ' if pulled else ''}{NOT_ADOPTED}")
