@@ -574,8 +574,8 @@ class CorrectionStore:
         DatasetError
             When one of its files is corrupt.
         """
-        with self._locked_correction(sample_id):
-            return self.load_samples([sample_id])[0].labels
+        with self._locked_correction(sample_id) as folder:
+            return self._load_one(folder).labels
 
     def load_samples(self, ids: Iterable[str] | None = None) -> list[Any]:
         """Decode corrections as :class:`~napari_nuclei_unet.core.dataset.Sample` objects.
@@ -598,17 +598,23 @@ class CorrectionStore:
         DatasetError
             When a file of a correction is corrupt.
         """
-        from ..dataset import load_sample
-
         wanted = self.ids() if ids is None else list(ids)
         samples = []
         for sample_id in wanted:
-            folder = self.corrections_dir / sample_id
-            if not folder.is_dir():
-                raise KeyError(f"No correction {sample_id!r} in {self.path}.")
-            sample = load_sample(folder, require_masks=False)
-            # Decoded PNGs can be read-only views of their bytes; copy only those.
-            sample.image = np.require(sample.image, requirements="W")
-            sample.labels = np.require(sample.labels, requirements="W")
-            samples.append(sample)
+            # each under the project's lock: a save of the same correction meanwhile (it
+            # swaps the folder with two renames) failed about 1 read in 70, or mixed one
+            # version's image with the next one's masks (review h_rev24, L2)
+            with self._locked_correction(sample_id) as folder:
+                samples.append(self._load_one(folder))
         return samples
+
+    @staticmethod
+    def _load_one(folder: Path) -> Any:
+        """One correction's folder as a Sample (the caller holds the project's lock)."""
+        from ..dataset import load_sample
+
+        sample = load_sample(folder, require_masks=False)
+        # Decoded PNGs can be read-only views of their bytes; copy only those.
+        sample.image = np.require(sample.image, requirements="W")
+        sample.labels = np.require(sample.labels, requirements="W")
+        return sample
