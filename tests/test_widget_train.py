@@ -124,6 +124,38 @@ def test_stop_keeps_best_and_resume_continues(trainer, qtbot):
     assert len(widget.result.history) > done
 
 
+def test_a_resume_on_other_data_is_refused_before_it_starts_and_a_change_is_said(trainer,
+                                                                                qtbot):
+    # another dataset was refused from the worker as "Training failed", the bar saying
+    # "failed", after "Resuming on 4 images" (GUI check h_gui41, M2); images added since
+    # were said in a toast only (L2)
+    from dataclasses import replace
+
+    _viewer, widget = trainer
+    _train_one_epoch_then_stop(qtbot, widget, tiny_config(epochs=50, steps_per_epoch=2))
+    run_dir, session = widget.run_dir, widget.session
+    wait_worker(qtbot, session.jobs.running("load model"))
+    mine = dict(session.samples)
+    session.samples.clear()
+    session.samples.update({f"other-{k}": replace(s, id=f"other-{k}")
+                            for k, s in enumerate(mine.values())})
+    widget.set_config(tiny_config(epochs=7))
+    with capture_notifications() as notes:
+        assert widget.resume(run_dir) is None
+    assert notes.any("This run was trained on another dataset: none of its validation "
+                     "images is open") and not notes.texts("error")
+    assert widget.config().epochs == 7  # the form is left as it was
+    assert not widget.is_training()
+    session.samples.clear()
+    session.samples.update({**mine, "new": replace(next(iter(mine.values())), id="new")})
+    worker = widget.resume(run_dir)
+    assert worker is not None
+    assert "The dataset changed since this run was started: it trains on" in \
+        widget.status_label.text()
+    widget.stop()
+    wait_worker(qtbot, worker, timeout=120_000)
+
+
 def test_second_start_is_refused(trainer, qtbot):
     _viewer, widget = trainer
     widget.set_config(tiny_config(epochs=50))

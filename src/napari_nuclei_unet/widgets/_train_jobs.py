@@ -65,6 +65,31 @@ def resume_point(run_dir: Path) -> tuple[TrainConfig, dict, int]:
     return saved, meta, done
 
 
+def resume_change(meta: dict, samples: Any, config: TrainConfig) -> str:
+    """What changed in the data since the run in ``meta`` started (checked before it resumes).
+
+    The run's validation images stay validation images; "" when nothing changed.
+
+    Raises
+    ------
+    ValueError
+        In the dock's words, when the data open is another dataset. It was refused from
+        the worker as "Training failed", the bar saying "failed", after "Resuming on 4
+        images" (GUI check h_gui41, M2).
+    """
+    from napari_nuclei_unet.core.train_data import resumed_split
+
+    labelled = [s for s in samples if getattr(s, "has_labels", True)]
+    try:
+        return resumed_split(labelled, meta.get("training_data"), config.val_fraction,
+                             config.seed)[2]
+    except ValueError:
+        raise ValueError(
+            "This run was trained on another dataset: none of its validation images is "
+            "open. To continue from its model on these images, load its best.safetensors "
+            "in the Model panel and start a new run from 'current model'.") from None
+
+
 def new_run_dir(root: str | Path) -> Path:
     """A new, not yet existing ``run-YYYYmmdd-HHMMSS`` folder under ``root``."""
     stamp = datetime.now().strftime("run-%Y%m%d-%H%M%S")
@@ -90,13 +115,8 @@ def _run_training(
         from napari_nuclei_unet.widgets._workers import import_torch_safely
 
         import_torch_safely()
-        from napari_nuclei_unet.core.training import resume_data, train
+        from napari_nuclei_unet.core.training import train
 
-        if resume_from is not None:  # what changed in the data since, said as a notice
-            labelled = [s for s in samples if getattr(s, "has_labels", True)]
-            change = resume_data(resume_from, labelled, config)[2]  # or another dataset
-            if change:
-                yield change
         return (
             yield from train(config, samples, out_dir=out_dir, resume_from=resume_from,
                              init_from=init_from, should_stop=should_stop)

@@ -80,6 +80,7 @@ from napari_nuclei_unet.widgets._train_jobs import (  # noqa: F401  (re-exported
     decodable,
     default_runs_root,
     new_run_dir,
+    resume_change,
     resume_point,
 )
 from napari_nuclei_unet.widgets._train_offer import RunOffer
@@ -374,11 +375,16 @@ class TrainWidget(RunOffer, QWidget):
             notify(f"This run already finished its {saved.epochs} epochs. Set Epochs higher "
                    f"than {saved.epochs}, then press Resume again.")
             return None
+        try:  # another dataset: refused before anything changes (GUI check h_gui41, M2)
+            change = resume_change(meta, self.session.samples.values(), saved)
+        except ValueError as exc:
+            return notify(str(exc), warning=True)
         config = saved.replace(epochs=epochs, device=form.device, amp=form.amp,
                                compile=form.compile, num_threads=form.num_threads)
         self.set_config(config)
         worker = self._launch(config, run_dir, resume_from=run_dir / LAST_NAME)
         if worker is not None:
+            self.status_label.setText(f"{self.status_label.text()}. {change}".rstrip(" "))
             self.curves.set_history(meta.get("history") or [])
             best = [h for h in meta.get("history") or [] if isinstance(h, dict)
                     and h.get("is_best")]  # not "—" until beaten (GUI check h_gui31, L1)
@@ -489,8 +495,6 @@ class TrainWidget(RunOffer, QWidget):
     def _on_update(self, update: Any) -> None:
         if self._closing:
             return
-        if isinstance(update, str):  # a note before training (the data changed since)
-            return notify(update)
         if hasattr(update, "step"):  # TrainStep
             done = (update.epoch - 1) * update.steps + update.step
             total = max(1, update.epochs * update.steps)
