@@ -137,6 +137,10 @@ def test_a_resume_on_other_data_is_refused_before_it_starts_and_a_change_is_said
     wait_worker(qtbot, session.jobs.running("load model"))
     mine = dict(session.samples)
     session.samples.clear()
+    widget.set_config(tiny_config(epochs=7))
+    with capture_notifications() as notes:  # no data: said, the form left as it was (L6)
+        assert widget.resume(run_dir) is None
+    assert notes.any("Load a dataset in the Data panel first") and widget.config().epochs == 7
     session.samples.update({f"other-{k}": replace(s, id=f"other-{k}")
                             for k, s in enumerate(mine.values())})
     widget.set_config(tiny_config(epochs=7))

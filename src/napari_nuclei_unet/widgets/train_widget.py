@@ -8,10 +8,9 @@ updates drive the progress bar and the live curves in the ``yielded`` handler
 folder, so nothing is ever overwritten (Resume continues a run in its own folder).
 When a run ends its best model is offered ("Use this model"), never swapped in for
 the model in use (whose scores would go); with no model in use it is used at once.
-The offer stays while that model is not in use, also after a restart (the newest run
-under the runs folder): :mod:`._train_offer`. The settings form is :mod:`._train_form`,
-the jobs :mod:`._train_jobs`, the runs on disk and the runs folder remembered
-:mod:`._train_runs`.
+The offer stays while that model is not in use, also after a restart:
+:mod:`._train_offer`. The form is :mod:`._train_form`, the jobs :mod:`._train_jobs`,
+the runs on disk :mod:`._train_runs`.
 
 Closing napari during training asks for confirmation (napari lists the running
 job), then stops the run and waits for its checkpoints to be written.
@@ -352,17 +351,14 @@ class TrainWidget(RunOffer, QWidget):
 
         The run's own settings are used; Epochs set in the form by the user (when
         higher than the run's) extend it, and the device / mixed precision / threads
-        come from the form. The run goes on writing into ``run_dir``.
-
-        ``run_dir``: a folder written by an earlier run. Returns the training worker, or
-        None when refused.
+        come from the form. The run goes on writing into ``run_dir`` (a folder written by
+        an earlier run). Returns the training worker, or None when refused.
         """
         run_dir = Path(run_dir)
         try:
             saved, meta, done_epochs = resume_point(run_dir)
         except ValueError as exc:
-            notify(str(exc), warning=True)
-            return None
+            return notify(str(exc), warning=True)
         try:
             form = self.config()
         except ConfigError:
@@ -375,8 +371,11 @@ class TrainWidget(RunOffer, QWidget):
             notify(f"This run already finished its {saved.epochs} epochs. Set Epochs higher "
                    f"than {saved.epochs}, then press Resume again.")
             return None
+        samples = self._training_samples()  # none: said before the form changes (L6)
+        if samples is None:
+            return None
         try:  # another dataset: refused before anything changes (GUI check h_gui41, M2)
-            change = resume_change(meta, self.session.samples.values(), saved)
+            change = resume_change(meta, samples, saved)
         except ValueError as exc:
             return notify(str(exc), warning=True)
         config = saved.replace(epochs=epochs, device=form.device, amp=form.amp,
