@@ -140,6 +140,16 @@ def test_a_runs_best_epoch_is_not_called_a_stop(tmp_path):
     sidecar("last.json", 3, planned=5)
     assert describe_training(best, tmp_path / "best.json").startswith(
         "2 epochs (20 steps), the best of the 3 trained so far (5 planned)")
+    # a last saved as it stopped (in epoch 4, none of its steps done): 3 trained, not 4
+    # (GUI check h_gui41, L1)
+    (tmp_path / "last.json").write_text(json.dumps(
+        {"config": {"steps_per_epoch": 10}, "metrics": {"epoch": 4, "cancelled_at_step": 0},
+         "history": [{"epoch": e, "epochs": 5} for e in range(1, 4)]}))
+    assert describe_training(best, tmp_path / "best.json").startswith(
+        "2 epochs (20 steps), the best of the 3 trained so far (5 planned)")
+    # the weights of a run stopped in its first epoch are no "1 epoch (10 steps)"
+    first = {"config": {"steps_per_epoch": 10}, "metrics": {"epoch": 1, "val_iou": None}}
+    assert "epoch" not in describe_training(first)
     # a last.json that is not ours is no reason to fail
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "last.json").write_text(json.dumps(

@@ -300,4 +300,6 @@ def test_a_stopped_run_is_offered_as_stopped(tmp_path):
     (run / "last.json").write_text(json.dumps(
         {"config": {"epochs": 50}, "metrics": {"epoch": 11, "cancelled_at_step": 3},
          "created": "2026-12-06T13:24:00+00:00"}))
-    assert "(validation IoU 0.654, stopped at epoch 11 of 50, " in run_words(run_model(run))
+    # the epoch under way is not counted (it read "stopped at epoch 11 of 50": h_gui41, L1)
+    assert "(validation IoU 0.654, stopped after 10 of 50 epochs (during epoch 11), " in \
+        run_words(run_model(run))

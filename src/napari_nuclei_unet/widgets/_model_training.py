@@ -147,5 +147,10 @@ def _trained_epochs(metadata: Mapping[str, Any]) -> tuple[Any, dict]:
     history = metadata.get("history") or []
     last = history[-1] if isinstance(history, list) and history and isinstance(
         history[-1], dict) else {}
-    epoch = (metadata.get("metrics") or {}).get("epoch") or last.get("epoch") or len(history)
+    metrics = metadata.get("metrics") or {}
+    epoch = metrics.get("epoch") or last.get("epoch") or len(history)
+    if isinstance(epoch, int) and metrics.get("cancelled_at_step") is not None:
+        epoch -= 1  # the epoch under way when it stopped is not trained (h_gui41, L1)
+    elif "val_iou" in metrics and metrics["val_iou"] is None and not history:
+        epoch = 0  # the weights of a run stopped in its first epoch
     return epoch, last

@@ -57,7 +57,7 @@ class RunModel:
         The images ``val_iou`` was measured on (None: not recorded): two runs' IoUs
         compare only over the same images.
     stopped : str
-        ``"stopped at epoch 11 of 50"`` for a run stopped before its end (Stop, the
+        ``"stopped after 10 of 50 epochs"`` for a run stopped before its end (Stop, the
         Train panel closed, napari closed), else ``""``.
     """
 
@@ -132,8 +132,13 @@ def _stopped_words(last: Path) -> str:
         return ""
     epoch, epochs = metrics.get("epoch"), (config or {}).get("epochs") \
         if isinstance(config, dict) else None
-    return (f"stopped at epoch {epoch} of {epochs}" if isinstance(epoch, int)
-            and isinstance(epochs, int) else "stopped before its end")
+    if not (isinstance(epoch, int) and isinstance(epochs, int)):
+        return "stopped before its end"
+    # the epoch under way is not done: "stopped at epoch 4 of 8" after 3 read as 4 and,
+    # at 8 of 8, as finished (GUI check h_gui41, L1)
+    step = metrics.get("cancelled_at_step")
+    during = f" (during epoch {epoch})" if isinstance(step, int) and step > 0 else ""
+    return f"stopped after {epoch - 1} of {epochs} epochs{during}"
 
 
 def _last_written(folder: Path) -> float:
