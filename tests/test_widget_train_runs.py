@@ -303,3 +303,30 @@ def test_a_stopped_run_is_offered_as_stopped(tmp_path):
     # the epoch under way is not counted (it read "stopped at epoch 11 of 50": h_gui41, L1)
     assert "(validation IoU 0.654, stopped after 10 of 50 epochs (during epoch 11), " in \
         run_words(run_model(run))
+
+
+def test_a_best_rewritten_over_the_model_in_use_is_offered_again(trainer, tmp_path):  # noqa: F811
+    # a resume wrote a better best over the file in use: the dock said "· in use" and hid
+    # Use this model while the old weights predicted, and the toast named the same model
+    # twice (GUI check h_gui41, M1)
+    from types import SimpleNamespace
+
+    from napari_nuclei_unet.widgets._train_runs import run_model
+
+    _viewer, widget = trainer
+    run = fake_run(tmp_path / "runs", "run-20261206-162126", best={"epoch": 11, "val_iou": 0.78})
+    sidecar = json.loads((run / "best.json").read_text())
+    sidecar["token"] = "epoch-11"
+    (run / "best.json").write_text(json.dumps(sidecar))
+    widget.last_run = run_model(run)
+    widget._offer_paused = False
+    for token, in_use in (("epoch-11", True), ("epoch-10", False)):
+        widget.session.model = SimpleNamespace(
+            path=run / "best.safetensors", metadata={"token": token, "metrics": {}})
+        widget._show_last_run()
+        assert widget.last_run_label.text().endswith(" · in use") == in_use
+        assert widget.use_model_button.isVisibleTo(widget) != in_use
+    with capture_notifications() as notes:
+        widget.use_or_offer_run()
+    assert notes.any("(the weights loaded earlier from the same file stay in use"), \
+        notes.messages

@@ -101,7 +101,7 @@ class RunOffer:
         if run is None or self._offer_paused:
             self.last_run_row.setVisible(False)
             return
-        in_use = same_path(getattr(self.session.model, "path", None), run.checkpoint)
+        in_use = self._run_in_use(run)
         shipped = shipped_validation() if self.session.model is None else None
         below = "" if in_use or not below_shipped(run, shipped) \
             else f" · the default model: {shipped[0]:.3f}"  # type: ignore[index]
@@ -110,6 +110,18 @@ class RunOffer:
         self.last_run_label.setToolTip(str(run.checkpoint))
         self.use_model_button.setVisible(not in_use)
         self.last_run_row.setVisible(True)
+
+    def _run_in_use(self, run: Any) -> bool:
+        """Whether the model in use holds the run's weights as its file holds them now.
+
+        A resume that wrote a better best over the file in use was called "in use", its
+        Use button hidden, while the old weights predicted (GUI check h_gui41, M1).
+        """
+        model = self.session.model
+        if not same_path(getattr(model, "path", None), run.checkpoint):
+            return False
+        loaded = (getattr(model, "metadata", None) or {}).get("token")
+        return run.token is None or loaded is None or loaded == run.token
 
     def use_or_offer_run(self) -> None:
         """After a run of this session: use its model at once, or offer it.
@@ -169,8 +181,11 @@ class RunOffer:
         worse = (f"; on the same validation images the new model scores IoU "
                  f"{run.val_iou:.3f}, the model in use {in_use:.3f}"
                  if comparable and run.val_iou < in_use else "")
+        older = ("the weights loaded earlier from the same file stay" if same_path(
+            getattr(model, "path", None), getattr(run, "checkpoint", None))
+            else f"{model_name(model)} stays")  # not one name twice (GUI check h_gui41, M1)
         notify(f"The trained model was not put in use: click 'Use this model' in the Train "
-               f"panel to predict with it ({model_name(model)} stays in use{worse}).")
+               f"panel to predict with it ({older} in use{worse}).")
 
     def use_trained_model(self, *, announce: str = "") -> Any:
         """Load the last run's model and make it the session's model (in a worker).

@@ -67,6 +67,7 @@ class RunModel:
     saved: datetime | None
     val_ids: frozenset | None = None
     stopped: str = ""
+    token: str | None = None  # the save's token: the weights, not only the file
 
 
 def validation_ids(metadata: dict) -> frozenset | None:
@@ -110,8 +111,10 @@ def run_model(run_dir: str | os.PathLike) -> RunModel | None:
         value = metrics.get("val_iou") if isinstance(metrics, dict) else None
         val_iou = float(value) if isinstance(value, (int, float)) and \
             not isinstance(value, bool) else None
+        token = metadata.get("token")
         return RunModel(Path(run_dir), path, val_iou, _saved_at(metadata.get("created"), path),
-                        validation_ids(metadata), _stopped_words(Path(run_dir) / LAST_NAME))
+                        validation_ids(metadata), _stopped_words(Path(run_dir) / LAST_NAME),
+                        token if isinstance(token, str) else None)
     return None
 
 
