@@ -422,6 +422,7 @@ def test_compare_pushes_scores_and_add_to_project(dock, qtbot, tmp_path):
     with capture_notifications() as notes:
         wait_worker(qtbot, widget.add_to_project(tmp_path / "plain"))
     assert notes.any(NOT_EDITED)
+    assert NOT_EDITED in widget.status.text()  # the toast fades (GUI check h_gui41, L3)
     (entry,) = CorrectionStore(tmp_path / "plain").list()
     assert source_text(entry.source, entry.note) == "unedited result"
     # the user corrects plane 1 and adds it to a fine-tuning project

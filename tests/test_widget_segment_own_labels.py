@@ -328,6 +328,13 @@ def test_labels_of_a_channel_stack_opened_again_lie_over_their_planes(dock, qtbo
     viewer.layers.selection.active = back
     assert widget.status.text().endswith("as zc's plane2 correction.")
     viewer.layers.remove(back)
+    # opened before its image was chosen: lined up as the image is (GUI check h_gui41, L5)
+    widget.image.value = viewer.add_image(image[0, 0], name="another")
+    early = viewer.add_labels(planes.copy(), name="opened first")
+    assert early.data.shape == (3, *SHAPE)
+    widget.image.value = viewer.layers["zc"]
+    assert early.data.shape == (3, 1, *SHAPE)
+    viewer.layers.remove(early)
     wait_worker(qtbot, widget.segment())  # and it is a ground truth of its image
     widget.truth.value = saved
     wait_worker(qtbot, widget.compare())

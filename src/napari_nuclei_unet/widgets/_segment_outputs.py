@@ -588,7 +588,8 @@ class SegmentOutputs:
                     + replaced_words(replaced))
             if region is not None:
                 text += " " + region_words(stack.name, stack, region)
-            notify(text + ("" if edited else f" {NOT_EDITED}"))
+            text += "" if edited else f" {NOT_EDITED}"  # in the dock too (h_gui41, L3)
+            notify(text)
             try:  # the notification fades (GUI check h_gui11, L4)
                 self._say_saved(text, result_layer, EDITED_SINCE_ADDED)
             finally:  # the dock closed meanwhile: still added (review h_rev20, M1)

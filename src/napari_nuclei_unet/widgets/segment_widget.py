@@ -317,6 +317,11 @@ class SegmentWidget(SegmentOutputs, ProjectField, QWidget):
     def _on_image_chosen(self, *_args: Any) -> None:
         """Its result becomes the dock's; another image's ground truth is not offered."""
         self._restore_settings()
+        from napari.layers import Labels
+
+        for layer in [la for la in self.viewer.layers if isinstance(la, Labels)]:  # its own
+            if is_users_layer(layer):  # labels, opened before it (GUI check h_gui41, L5)
+                line_up(layer, self.image.value, self.axes.value)
         # the canvas changes for the user's choice, not for the list's own (a layer
         # deleted): that one took the view off a dataset's side by side (h_gui27, L1)
         self.follow_chosen_result(selection=False, show=not self._listing)
