@@ -693,3 +693,12 @@ def test_a_pairs_round_into_a_project_uses_its_corrections_and_keeps_a_replaced_
     info = json.loads((latest / "model.json").read_text())["finetune"]
     trained = {c if isinstance(c, str) else c.get("id") for c in info["corrections"]}
     assert trained == {"cells-plane0", "more-plane0"}, info["corrections"]
+
+
+def test_a_device_missing_here_is_refused_before_a_project_is_made(tmp_path, capsys):
+    # refused inside the round, after the pairs were stored in a new --out (h_rev24, L4)
+    folder = write_pairs(tmp_path / "corrected", (("cells", 3),))
+    code, _, err = run_cli(capsys, "finetune", "default", folder, "--out", tmp_path / "new",
+                           "--device", "cuda:7")
+    assert code == 2 and "cuda:7" in err
+    assert not (tmp_path / "new").exists()

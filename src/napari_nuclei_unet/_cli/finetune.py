@@ -252,6 +252,10 @@ def _check_overrides(overrides: dict[str, Any]) -> None:
         for option, field in _OPTION_FIELDS:
             text = text.replace(f"TrainConfig.{field} ", f"--{option} ")
         raise ConfigError(text.replace("must be None or ", "must be ")) from None
+    if overrides.get("device") not in (None, "auto"):  # a device missing here, said before
+        from ..core.device import resolve_device  # a new project is made (h_rev24, L4)
+
+        resolve_device(overrides["device"])
 
 
 def _refuse_shared_images(corrections: list[Any], held_out: list[Any], where: Any) -> None:
