@@ -160,6 +160,13 @@ def test_folder_of_stacks_and_png_with_options(tmp_path, capsys):
     code, out, err = run_cli(capsys, "predict", "default", folder, "--out", tmp_path / "out",
                              "--diameter", "20")
     assert_one_line_error(code, err, "--overwrite")
+    # an earlier run's OME-Zarr of a large "b" is not left beside the new, small result
+    # (review h_rev24, L3)
+    (tmp_path / "out" / "b_labels.ome.zarr").mkdir()
+    code, out, err = run_cli(capsys, "predict", "default", folder, "--out", tmp_path / "out",
+                             "--diameter", "20", "--overwrite")
+    assert code == 0, err
+    assert not (tmp_path / "out" / "b_labels.ome.zarr").exists()
 
 
 def test_user_mistakes_are_one_line_errors(tmp_path, capsys):

@@ -454,6 +454,10 @@ def process_file(
                           stack.pixels_per_um)
         write_csv(res.table, paths["csv"])
         n_nuclei, zarr_path, diameters = res.n_nuclei, None, res.diameters
+        if Path(paths["zarr"]).is_dir():  # an earlier run's on a larger image of that name,
+            import shutil  # replaced (--overwrite asked for it): not left beside (h_rev24 L3)
+
+            shutil.rmtree(paths["zarr"], ignore_errors=True)
     h, w = stack.yx_shape
     return FileSummary(stack.name, str(path), stack.n_planes, n_nuclei, str(paths["labels"]),
                        str(paths["csv"]), zarr_path, time.perf_counter() - start,
