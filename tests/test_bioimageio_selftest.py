@@ -129,3 +129,23 @@ def test_compare_uses_the_packages_tolerance_and_counts_nan_as_different():
     assert compare(nan, expected, DEFAULT_TOLERANCE)[0]  # one element is within 100/M
     nan[:200] = np.nan
     assert not compare(nan, expected, DEFAULT_TOLERANCE)[0]
+
+
+def test_the_legacy_test_kwargs_tolerance_is_read_as_bioimageio_core_reads_it():
+    # a package passing `bioimageio test` with its test_kwargs was refused (h_rev25, B3)
+    from types import SimpleNamespace
+
+    from napari_nuclei_unet.bioimageio.selftest import tolerance
+
+    def descr(entries=(), extra=None):
+        return SimpleNamespace(config=SimpleNamespace(bioimageio=SimpleNamespace(
+            reproducibility_tolerance=entries, model_extra=extra)))
+
+    legacy = {"test_kwargs": {"onnx": {"absolute_tolerance": 0.05}}}
+    assert tolerance(descr(extra=legacy), "out", "onnx")["absolute_tolerance"] == 0.05
+    assert tolerance(descr(extra=legacy), "out", "torchscript") == DEFAULT_TOLERANCE
+    entry = SimpleNamespace(relative_tolerance=0.2, absolute_tolerance=0.3,
+                            mismatched_elements_per_million=10, output_ids=(),
+                            weights_formats=())
+    assert tolerance(descr((entry,), legacy), "out", "onnx")["absolute_tolerance"] == 0.3
+

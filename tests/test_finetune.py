@@ -844,3 +844,24 @@ def test_corrections_read_while_another_program_saves_them_are_whole(tmp_path):
     finally:
         stop.set()
         saver.join(30)
+
+
+def test_a_project_one_may_not_write_to_is_still_read(tmp_path, monkeypatch):
+    # reading each correction under the project's lock failed on a read-only project
+    # (a colleague's, a read-only share) with PermissionError (review h_rev25, B2)
+    from napari_nuclei_unet.core.finetune import store as store_module
+
+    store = CorrectionStore(tmp_path)
+    labels = np.zeros((32, 32), np.int32)
+    labels[4:9, 4:9] = 1
+    store.add("cells-plane0", np.zeros((32, 32), np.uint8), labels)
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / ".lock"))
+
+    monkeypatch.setattr(store_module, "exclusive_lock", refused)
+    (sample,) = CorrectionStore(tmp_path).load_samples()
+    assert sample.labels.max() == 1
+    with pytest.raises(KeyError):
+        CorrectionStore(tmp_path).load_samples(["other"])
+

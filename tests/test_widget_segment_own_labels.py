@@ -332,8 +332,10 @@ def test_labels_of_a_channel_stack_opened_again_lie_over_their_planes(dock, qtbo
     widget.image.value = viewer.add_image(image[0, 0], name="another")
     early = viewer.add_labels(planes.copy(), name="opened first")
     assert early.data.shape == (3, *SHAPE)
+    early.paint((1, 10, 10), 5)  # a stroke before: its undo has the old axes
     widget.image.value = viewer.layers["zc"]
     assert early.data.shape == (3, 1, *SHAPE)
+    early.undo()  # raised napari's IndexError (review h_rev25, B1)
     viewer.layers.remove(early)
     wait_worker(qtbot, widget.segment())  # and it is a ground truth of its image
     widget.truth.value = saved

@@ -583,8 +583,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         if _is_user_error(exc):
-            if not _another_rank():  # every torchrun process refuses alike: said once
-                _error(_one_line(exc) + _maybe_a_bug(exc))
+            if not (_another_rank() and isinstance(exc, (UsageError, FileNotFoundError))):
+                _error(_one_line(exc) + _maybe_a_bug(exc))  # a refusal: said once (others,
+                # out of memory on one GPU say, are that process's own: review h_rev25, B4)
             return EXIT_BAD_INPUT
         if _is_out_of_memory(exc):
             _error(_out_of_memory_message(exc))

@@ -261,7 +261,10 @@ def line_up(labels: Any, image: Any, axes: str = "") -> None:
     if found != shape and found != shape[:at] + (1,) + shape[at:]:
         return  # not this image's labels
     if found == shape:
+        from napari_nuclei_unet.widgets._unsaved_labels import forget_history
+
         labels.data = labels.data[(slice(None),) * at + (None,)]
+        forget_history(labels)  # its strokes' undo has the old axes: Ctrl+Z raised (h_rev25)
     # (saved so, by napari's Save, they came back with their size-1 axis: h_rev24, M6)
     # placed as the dock's results are: the size-1 axis spans every channel, so the
     # labels show (and take strokes) at the nuclear channel too (GUI check h_gui41, H1)

@@ -498,7 +498,7 @@ class FinetuneSteps:
     def predicted_words(self, samples: list[Any] | None = None, done: bool = False) -> str:
         """What :meth:`predict_corrected` predicts, in words.
 
-        "the 2 corrected image(s) loaded and the image shown are predicted again"
+        "the 2 corrected images loaded and the image shown are predicted again"
         (``done``: "… were predicted with the new model").
 
         "The corrected images are predicted again" was said when none was loaded, only the
@@ -510,7 +510,8 @@ class FinetuneSteps:
         ids = {c.id for c in self.corrections()}
         corrected = sum(safe_sample_id(s.id) in ids for s in samples)
         shown = "the image shown" if len(samples) > corrected else ""
-        loaded = f"the {corrected} corrected image(s) loaded" if corrected else ""
+        loaded = ("" if not corrected else "the corrected image loaded" if corrected == 1
+                  else f"the {corrected} corrected images loaded")
         subject = " and ".join(w for w in (loaded, shown) if w)
         many = corrected > 1 or (corrected and shown)
         verb = (("were" if many else "was") + " predicted with the new model" if done

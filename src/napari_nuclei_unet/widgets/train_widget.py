@@ -383,7 +383,7 @@ class TrainWidget(RunOffer, QWidget):
         self.set_config(config)
         worker = self._launch(config, run_dir, resume_from=run_dir / LAST_NAME)
         if worker is not None:
-            self.status_label.setText(f"{self.status_label.text()}. {change}".rstrip(" "))
+            self.status_label.setText(" — ".join(filter(None, (self.status_label.text(), change))))
             self.curves.set_history(meta.get("history") or [])
             best = [h for h in meta.get("history") or [] if isinstance(h, dict)
                     and h.get("is_best")]  # not "—" until beaten (GUI check h_gui31, L1)

@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -604,7 +604,13 @@ class CorrectionStore:
             # each under the project's lock: a save of the same correction meanwhile (it
             # swaps the folder with two renames) failed about 1 read in 70, or mixed one
             # version's image with the next one's masks (review h_rev24, L2)
-            with self._locked_correction(sample_id) as folder:
+            with ExitStack() as held:
+                folder = self.corrections_dir / _check_id(sample_id)
+                try:
+                    held.enter_context(self._locked_correction(sample_id))
+                except OSError:  # a project one may read, not write (h_rev25, B2): no lock
+                    if not folder.is_dir():
+                        raise KeyError(f"No correction {sample_id!r} in {self.path}.") from None
                 samples.append(self._load_one(folder))
         return samples
 
