@@ -379,6 +379,17 @@ _PEER_LOST = ("connection closed by peer", "connection reset by peer", "broken p
               "remote worker crashing", "nccl communicator was aborted")
 
 
+def _is_refusal(exc: BaseException) -> bool:
+    """A refusal of the command line, the same in every process (not one's own failure).
+
+    By the package's own ``UsageError``: run as ``python -m napari_nuclei_unet.cli``
+    (torchrun), this module is ``__main__`` and its class another one.
+    """
+    from napari_nuclei_unet import cli as package_cli
+
+    return isinstance(exc, (package_cli.UsageError, UsageError, FileNotFoundError))
+
+
 def _another_rank() -> bool:
     """Whether this is a torchrun process other than its machine's first (local rank 0).
 
@@ -583,7 +594,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         if _is_user_error(exc):
-            if not (_another_rank() and isinstance(exc, (UsageError, FileNotFoundError))):
+            if not (_another_rank() and _is_refusal(exc)):
                 _error(_one_line(exc) + _maybe_a_bug(exc))  # a refusal: said once (others,
                 # out of memory on one GPU say, are that process's own: review h_rev25, B4)
             return EXIT_BAD_INPUT
