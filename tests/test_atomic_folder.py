@@ -92,3 +92,21 @@ def test_saving_labels_as_ome_zarr_again_keeps_the_earlier_save_when_it_fails(tm
     assert [p.name for p in tmp_path.iterdir()] == ["cells_labels.ome.zarr"]
     write_labels(path, first * 2, "YX", "cells")  # and a save that succeeds replaces it
     assert np.asarray(zarr.open_group(str(path), mode="r")["0"][15, 15]) == 14
+
+
+def test_a_folder_is_readable_by_others_and_a_crash_between_renames_is_undone(tmp_path):
+    # mkdtemp made the saved folder 0700; a crash after the old folder was moved aside
+    # and before the new one took its place left the only copy hidden (review h_rev25)
+    import os
+    import stat
+
+    target = tmp_path / "out.zarr"
+    atomic_write_folder(target, _fill("one"))
+    assert stat.S_IMODE(os.stat(target).st_mode) & 0o055 == 0o055
+    os.rename(target, tmp_path / ".out.zarr.abc.old.tmp")  # the crash
+    seen = []
+    atomic_write_folder(target, lambda folder: seen.append(
+        (tmp_path / "out.zarr" / "a.txt").read_text()) or _fill("two")(folder))
+    assert seen == ["one"]  # the earlier save was back before the new one was written
+    assert (target / "a.txt").read_text() == "two"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.zarr"]

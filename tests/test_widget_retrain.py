@@ -1484,8 +1484,8 @@ def test_using_a_version_with_only_own_images_says_to_segment_them_again(retrain
     CorrectionStore(project).add("elsewhere", samples[0].image, samples[0].labels)
     with capture_notifications() as notes:
         wait_worker(qtbot, dock.use_version("v001"))
-    assert notes.any("the image shown is predicted again (the corrected images are not "
-                     "loaded: Load all in the Data panel)"), notes.messages
+    assert notes.any("the image shown is predicted again (none of the corrected images is "
+                     "among the images open)"), notes.messages
 
 
 def test_use_it_anyway_gives_the_rounds_own_reason(retrain, monkeypatch):

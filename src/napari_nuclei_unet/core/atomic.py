@@ -205,12 +205,19 @@ def atomic_write_folder(path: str | os.PathLike, write: Callable[[Path], Any]) -
         When the disk is full or not writable; ``path`` is unchanged.
     """
     import shutil
+    from glob import escape as glob_escape
 
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        if not os.path.lexists(path):  # a crash between the two renames: the old one back
+            olds = sorted(path.parent.glob(f".{glob_escape(path.name)}.*.old.tmp"),
+                          key=lambda p: p.stat().st_mtime)
+            if olds:
+                os.rename(olds[-1], path)
         _hook("mkdtemp", path)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        os.chmod(tmp, 0o755)  # mkdtemp makes 0700: others of a shared folder could not read
     except OSError as exc:
         raise plain_os_error(exc, path) from exc
     try:

@@ -377,7 +377,8 @@ def _train(
     def cancel(epoch: int, step: int) -> TrainResult:
         save(last_path, {"epoch": epoch, "cancelled_at_step": step}, epoch, step, False)
         if not best_path.exists():
-            save_checkpoint(best_path, model, config, metadata({"epoch": epoch, "val_iou": None}))
+            save_checkpoint(best_path, model, config, metadata(  # the epoch under way is not
+                {"epoch": epoch, "val_iou": None, "cancelled_at_step": step}))  # done (h_rev25)
         return TrainResult(best_path, last_path, history, False, True, val_ids)
 
     # Data-parallel training under torchrun (no-ops otherwise): DDP, global-batch loss.

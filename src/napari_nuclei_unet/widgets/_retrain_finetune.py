@@ -516,8 +516,8 @@ class FinetuneSteps:
         many = corrected > 1 or (corrected and shown)
         verb = (("were" if many else "was") + " predicted with the new model" if done
                 else ("are" if many else "is") + " predicted again")
-        missing = (" (the corrected images are not loaded: Load all in the Data panel)"
-                   if ids and not corrected else "")
+        missing = (" (none of the corrected images is among the images open)"
+                   if ids and not corrected else "")  # own images are not loaded (h_rev25)
         return f"{subject} {verb}{missing}" if subject else ""
 
     def predict_corrected(self) -> WorkerBase | None:

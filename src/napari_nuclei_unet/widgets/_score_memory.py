@@ -144,7 +144,8 @@ def remembered_models(place: str, leave_out: str | None = None) -> list[str]:
             dataset_path, model_path = json.loads(dataset.group(1)), json.loads(model.group(1))
         except ValueError:
             continue
-        if dataset_path == place and model_path != leave_out and model_path not in found:
+        if dataset_path == place and model_path != leave_out and model_path not in found \
+                and Path(model_path).exists():  # a model gone brings none back (h_rev25)
             found.append(model_path)
     _REMEMBERED.clear()
     _REMEMBERED[key] = tuple(found)

@@ -144,7 +144,8 @@ def adoption(sets: dict[str, Sequence[ScoreChange]],
     tolerance = {**ADOPT_TOLERANCE, **(tolerance or {})}
     worse, hardly, parts = [], [], []
     for key in ("corrected", "held_out", "regression"):
-        rows = _with_nuclei(sets.get(key) or ())
+        rows = sets.get(key) or ()  # the user's images: those with nuclei decide (M4)
+        rows = rows if key == "regression" else _with_nuclei(rows)
         if not rows:
             continue
         before = _mean([r.iou_before for r in rows])
