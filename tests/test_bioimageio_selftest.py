@@ -90,7 +90,7 @@ def test_a_huge_test_input_is_not_run_and_says_so(tmp_path):
     package = _copy_package(tmp_path, huge_input)
     loaded = load_any_model(package)
     assert loaded.metadata["bioimageio"]["test"] == (
-        "not checked: its test image (1 x 1 x 10000 x 10000) is larger than "
+        "not checked: its test input (1 x 1 x 10000 x 10000) is larger than "
         "napari-nuclei-unet runs at loading")
 
 

@@ -138,9 +138,10 @@ def _project_others(args: argparse.Namespace, corrections: list[Any]) -> list[An
         return []
     have = {s.id for s in corrections}
     others = [s for s in CorrectionStore(out).load_samples() if s.id not in have]
-    if others:
-        note(f"{counted(len(others), 'earlier correction')} of project {out} join the round, "
-             "as in the Retrain dock.", quiet=args.quiet)
+    learned = [s for s in others if s.id not in _kept_aside(str(out))]  # (h_rev25, M9)
+    if learned:
+        note(f"{counted(len(learned), 'earlier correction')} of project {out} join the "
+             "round, as in the Retrain dock.", quiet=args.quiet)
     return others
 
 

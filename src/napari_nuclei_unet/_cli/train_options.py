@@ -235,6 +235,7 @@ def config_from_args(args: argparse.Namespace, *, notes: list[str] | None = None
             more = ("; the learning rate follows the longer schedule, so it rises again "
                     "before it decays" if name == "epochs" and isinstance(value, int)
                     and value > saved[name] and saved.get("schedule") == "cosine"
+                    and not saved.get("time_budget_s")  # its place is time, not steps
                     else "")  # a warm restart nobody had said (review h_rev23, L3)
             notes.append(f"resuming with {name}={value} (the run was started with "
                          f"{name}={saved[name]}{more})")

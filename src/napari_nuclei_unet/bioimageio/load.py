@@ -148,9 +148,11 @@ def _not_a_package(path: Path) -> str:
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError):
+    except (zipfile.BadZipFile, ValueError, EOFError):
         return (f"{path} is not a complete zip file (a download that stopped, or a damaged "
                 f"copy). {end}")
+    except OSError as exc:  # not the file's fault (no permission, say): h_rev25, M13
+        return f"{path} cannot be read ({exc.strerror or exc})."
     inner = sorted(n for n in names if n.count("/") == 1 and _is_rdf_name(n.split("/")[1]))
     if inner:
         return (f"{path} holds its package in a folder ({inner[0]}): a package's .zip has "

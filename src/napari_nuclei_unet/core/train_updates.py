@@ -72,7 +72,7 @@ class EpochEnd:
     eta_s : float
         Estimated seconds left.
     elapsed_s : float
-        Seconds since this call to :func:`train` started.
+        Seconds the run has trained, its earlier (resumed) parts included.
     """
 
     epoch: int

@@ -355,7 +355,7 @@ class SegmentOutputs:
 
             self.status.setText(f"Comparing failed: {explain(exc)}")
 
-        self.status.setText(f"Comparing {name} with {truth.name}…")
+        self.status.setText(f"Comparing {self.shown_words()} with {truth.name}…")
         self.compare_button.enabled = False  # until the scores are in
         return self.session.jobs.start(
             "compare", plane_scores, truth_data, labels, planes if shape else [0], shape,
@@ -587,7 +587,7 @@ class SegmentOutputs:
                     + f"({nuclei(entry.n_nuclei)}) in the fine-tuning project {folder}"
                     + replaced_words(replaced))
             if region is not None:
-                text += " " + region_words(stack.name, stack, region)
+                text += " " + region_words(self.shown_words(), stack, region)
             text += "" if edited else f" {NOT_EDITED}"  # in the dock too (h_gui41, L3)
             notify(text)
             try:  # the notification fades (GUI check h_gui11, L4)

@@ -394,7 +394,8 @@ class TrainWidget(RunOffer, QWidget):
             if epochs > saved.epochs:
                 notify(f"The run goes on to {epochs} epochs (set in Epochs; {saved.epochs} "
                        "planned)" + (": its learning rate rises again, then decays over them."
-                                     if saved.schedule == "cosine" else "."))
+                                     if saved.schedule == "cosine" and not saved.time_budget_s
+                                     else "."))
         return worker
 
     def stop(self) -> None:

@@ -305,7 +305,9 @@ def finetune(
     Raises
     ------
     FinetuneError
-        No corrections, a bad ratio or override, a damaged replay set.
+        No corrections, a bad ratio or override, a damaged replay set, or another round
+        running on the project (:func:`one_round_at_a_time`; the project folder is made
+        before that check).
     CheckpointError
         When the base model cannot be loaded.
     TrainingError
