@@ -587,7 +587,7 @@ class SegmentOutputs:
                     + f"({nuclei(entry.n_nuclei)}) in the fine-tuning project {folder}"
                     + replaced_words(replaced))
             if region is not None:
-                text += " " + region_words(self.shown_words(), stack, region)
+                text += " " + region_words(layer.name, stack, region)  # the layer's name
             text += "" if edited else f" {NOT_EDITED}"  # in the dock too (h_gui41, L3)
             notify(text)
             try:  # the notification fades (GUI check h_gui11, L4)
