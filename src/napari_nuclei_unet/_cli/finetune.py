@@ -400,6 +400,9 @@ def run(args: argparse.Namespace) -> int:
         load_checkpoint(base, device="cpu")
 
     new_project = not Path(args.out).exists()
+    from ..core.finetune.rounds import check_no_round
+
+    check_no_round(args.out)  # before its pairs are stored (review h_rev25, B6)
     with StopRequest(None, what="fine-tuning", quiet=args.quiet,
                      then="(nothing of this round is kept)") as stop:
         axes, channel = getattr(args, "axes", None), getattr(args, "channel", None)

@@ -170,32 +170,49 @@ def one_round_at_a_time(round_function: Callable[..., Generator]) -> Callable[..
     h_rev24, M3). The second is refused at once, in plain words.
     """
     import functools
+
+    @functools.wraps(round_function)
+    def held(*args: Any, **kwargs: Any) -> Generator:
+        with round_lock(kwargs["out_dir"]):
+            return (yield from round_function(*args, **kwargs))
+
+    return held
+
+
+def round_lock(out_dir: str | os.PathLike) -> Any:
+    """The project's round lock, held (a context manager); FinetuneError when it is taken.
+
+    The command line takes it a moment first too (:func:`check_no_round`), before it
+    stores a folder's pairs in the project (review h_rev25, B6).
+    """
     import sys
     from contextlib import ExitStack
 
     from ..locking import LockTimeout, exclusive_lock, lock_owner
 
-    @functools.wraps(round_function)
-    def held(*args: Any, **kwargs: Any) -> Generator:
-        project = Path(kwargs["out_dir"]).expanduser().absolute()
-        project.mkdir(parents=True, exist_ok=True)
-        lock = project / ROUND_LOCK_NAME
-        command = " ".join(sys.argv[:4]) or "python"
-        held_lock = ExitStack()
-        try:
-            held_lock.enter_context(
-                exclusive_lock(lock, timeout=0, owner=f"process {os.getpid()} ({command})"))
-        except LockTimeout:
-            other = lock_owner(lock) or "another program"
-            raise FinetuneError(
-                f"A fine-tuning round is already running on the project {project} (in "
-                f"{other}). Wait for it to end, or stop it, then start this one: two rounds "
-                "at once would each start from the same model, and the later would replace "
-                "the earlier without being compared with it.") from None
-        with held_lock:
-            return (yield from round_function(*args, **kwargs))
+    project = Path(out_dir).expanduser().absolute()
+    project.mkdir(parents=True, exist_ok=True)
+    lock = project / ROUND_LOCK_NAME
+    command = " ".join(sys.argv[:4]) or "python"
+    held_lock = ExitStack()
+    try:
+        held_lock.enter_context(
+            exclusive_lock(lock, timeout=0, owner=f"process {os.getpid()} ({command})"))
+    except LockTimeout:
+        other = lock_owner(lock) or "another program"
+        raise FinetuneError(
+            f"A fine-tuning round is already running on the project {project} (in "
+            f"{other}). Wait for it to end, or stop it, then start this one: two rounds "
+            "at once would each start from the same model, and the later would replace "
+            "the earlier without being compared with it.") from None
+    return held_lock
 
-    return held
+
+def check_no_round(out_dir: str | os.PathLike) -> None:
+    """Refuse at once when a round runs on the project ``out_dir`` (an existing one)."""
+    if Path(out_dir).expanduser().is_dir():
+        with round_lock(out_dir):
+            pass
 
 
 @one_round_at_a_time
