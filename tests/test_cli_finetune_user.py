@@ -706,28 +706,14 @@ def test_a_device_missing_here_is_refused_before_a_project_is_made(tmp_path, cap
 
 def test_a_round_running_on_the_project_is_said_before_pairs_are_stored(tmp_path, capsys):
     # the pairs went into the project, then the round lock refused the round (h_rev25, B6)
-    import threading
-
+    from _thread_helpers import held_elsewhere
     from napari_nuclei_unet.core.finetune.rounds import ROUND_LOCK_NAME
     from napari_nuclei_unet.core.locking import exclusive_lock
 
     project = tmp_path / "project"
     project.mkdir()
     folder = write_pairs(tmp_path / "corrected", (("cells", 3),))
-    held, release = threading.Event(), threading.Event()
-
-    def running_round():
-        with exclusive_lock(project / ROUND_LOCK_NAME, owner="process 1 (napari)"):
-            held.set()
-            release.wait(30)
-
-    thread = threading.Thread(target=running_round)
-    thread.start()
-    try:
-        held.wait(10)
+    with held_elsewhere(lambda: exclusive_lock(project / ROUND_LOCK_NAME, owner="napari")):
         code, _, err = run_cli(capsys, "finetune", "default", folder, "--out", project)
-    finally:
-        release.set()
-        thread.join()
     assert code == 2 and "A fine-tuning round is already running on the project" in err
     assert not (project / "corrections").exists()

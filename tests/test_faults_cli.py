@@ -56,6 +56,7 @@ def test_second_writer_on_a_run_folder_fails_at_once_naming_the_other(data, tmp_
 
 
 def test_two_trainings_in_one_process_on_one_folder(data, tmp_path):
+    from _thread_helpers import held_elsewhere
     from napari_nuclei_unet.core.config import TrainConfig
     from napari_nuclei_unet.core.locking import RunFolderBusy, hold_run_folder
     from napari_nuclei_unet.core.training import train
@@ -63,25 +64,9 @@ def test_two_trainings_in_one_process_on_one_folder(data, tmp_path):
     run = tmp_path / "run"
     config = TrainConfig(base_width=4, depth=2, crop_size=32, batch_size=2, epochs=1,
                          steps_per_epoch=1, device="cpu")
-    import threading
-
-    held = threading.Event()
-    release = threading.Event()
-
-    def other():
-        with hold_run_folder(run):
-            held.set()
-            release.wait(30)
-
-    thread = threading.Thread(target=other)
-    thread.start()
-    try:
-        held.wait(10)
-        with pytest.raises(RunFolderBusy, match="already used by a training run"):
-            next(train(config, [], out_dir=run))
-    finally:
-        release.set()
-        thread.join()
+    with held_elsewhere(lambda: hold_run_folder(run)), \
+            pytest.raises(RunFolderBusy, match="already used by a training run"):
+        next(train(config, [], out_dir=run))
 
 
 def test_resume_continues_with_the_saved_configuration(data, tmp_path, capsys):

@@ -683,28 +683,15 @@ def test_an_iou_change_is_never_shown_as_none():
 def test_a_second_round_on_a_project_is_refused_while_one_runs(tmp_path):
     # the command line and the Retrain dock (or two terminals) each made a version from
     # the same model, and the later was made current unchecked (review h_rev24, M3)
-    import threading
-
+    from _thread_helpers import held_elsewhere
     from napari_nuclei_unet.core.finetune import FinetuneError
     from napari_nuclei_unet.core.finetune.rounds import ROUND_LOCK_NAME, finetune
     from napari_nuclei_unet.core.locking import exclusive_lock
 
-    held, release = threading.Event(), threading.Event()
-
-    def running_round():
-        with exclusive_lock(tmp_path / ROUND_LOCK_NAME, owner="process 1 (nuclei-unet)"):
-            held.set()
-            release.wait(30)
-
-    thread = threading.Thread(target=running_round)
-    thread.start()
-    try:
-        held.wait(10)
-        with pytest.raises(FinetuneError, match="A fine-tuning round is already running on "
-                                                "the project .* Wait for it to end"):
-            next(finetune("default", [], out_dir=tmp_path))
-    finally:
-        release.set()
-        thread.join()
+    lock = tmp_path / ROUND_LOCK_NAME
+    with held_elsewhere(lambda: exclusive_lock(lock, owner="process 1 (nuclei-unet)")), \
+            pytest.raises(FinetuneError, match="A fine-tuning round is already running on "
+                                               "the project .* Wait for it to end"):
+        next(finetune("default", [], out_dir=tmp_path))
     with pytest.raises(FinetuneError, match="[Nn]o correct"):  # free again: its own checks
         next(finetune("default", [], out_dir=tmp_path))
