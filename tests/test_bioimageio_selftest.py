@@ -13,7 +13,7 @@ pytest.importorskip("yaml")
 from napari_nuclei_unet.bioimageio.load import load_any_model  # noqa: E402
 from napari_nuclei_unet.bioimageio.selftest import DEFAULT_TOLERANCE, compare  # noqa: E402
 from napari_nuclei_unet.core.checkpoint import CheckpointError  # noqa: E402
-from test_bioimageio import _copy_package, _real_package  # noqa: E402
+from test_bioimageio import _copy_package, _one_thread, _real_package  # noqa: E402, F401
 
 
 def _save(data: dict, folder, name: str, array: np.ndarray, **kwargs) -> None:
@@ -25,16 +25,6 @@ def _save(data: dict, folder, name: str, array: np.ndarray, **kwargs) -> None:
     for tensor in (*data["inputs"], *data["outputs"]):
         if tensor["test_tensor"]["source"] == name:
             tensor["test_tensor"]["sha256"] = digest
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_a_sound_package_says_it_reproduces_its_test_output():

@@ -3,29 +3,13 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 
 from napari_nuclei_unet.core.dataset import Sample
 from napari_nuclei_unet.core.evaluation import ImageRow
-
-
-@dataclass
-class FakeModel:
-    path: Path | None = None
-    metadata: dict = field(default_factory=dict)
-
-
-@dataclass
-class FakeDataset:
-    path: Path
-    sample_ids: tuple = ("x", "y")
-
-    def ids(self):
-        return list(self.sample_ids)
+from test_session_rules import FakeDataset, FakeModel
 
 
 def test_rows_of_a_rescoring_ended_after_another_dataset_opened_stay_out(
