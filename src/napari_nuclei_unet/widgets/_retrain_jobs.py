@@ -203,16 +203,14 @@ def _load_version(version: Any) -> Any:
 
 
 def marked_version(model: Any, versions: Sequence[Any], store: Any,
-                   current: Any = None) -> str | None:
+                   current: Any) -> str | None:
     """The version the versions table marks ●: the model in use's, else the project's.
 
     With no model loaded (napari started again), the project's model is the one Fine-tune
     and the Segment dock use; no version was marked, beside "v001 is in use because you
     chose it" (GUI check h_gui38, L2). ``store``: the project's ``ModelVersions``;
-    ``current``: the model's version when the caller has looked it up already.
+    ``current``: :func:`version_of_model` of ``model`` (None: none of them).
     """
-    if current is None:
-        current = version_of_model(model, versions)
     if current is None and model is None:
         current = store.current(versions)
     return None if current is None else current.name
