@@ -1,9 +1,8 @@
 """Napari layers <-> the core's stacks for the "Segment image layer" dock (no Qt here).
 
-An ``Image`` layer becomes a :class:`~napari_nuclei_unet.core.stacks.ImageStack`
-(axes guessed from the layer or typed by the user), the plane under the viewer's
-sliders becomes a plane number, and the jobs run by the dock are plain generators
-(:func:`segment_layer_job`) that napari's ``thread_worker`` drives.
+An ``Image`` layer becomes a :class:`~napari_nuclei_unet.core.stacks.ImageStack` (axes
+guessed from the layer or typed by the user), the plane under the sliders a plane
+number; the dock's jobs are generators (:func:`segment_layer_job`) for ``thread_worker``.
 """
 
 from __future__ import annotations
@@ -68,14 +67,23 @@ def default_axes(layer: Any) -> str:
 _FILE_AXES: dict[tuple, tuple[str, tuple[int, ...], Any] | None] = {}
 
 
-def file_axes(layer: Any, pixels: bool = False) -> Any:
+def file_axes(layer: Any) -> str | None:
     """The axes the layer's TIFF file records, when napari read it whole.
 
     Only an ImageJ or OME file whose first series has the layer's very shape and axes
     of time, depth and at most one channel; None otherwise (any other file, a layer
     made in napari, a file changed or gone since). The file's header is read once.
-    ``pixels``: its pixel size instead (:func:`file_pixels`).
     """
+    return None if (record := _file_record(layer)) is None else record[0]
+
+
+def file_pixels(layer: Any) -> tuple[float, float] | None:
+    """The pixel size ``(x, y)`` per µm the layer's TIFF records (as :func:`file_axes`)."""
+    return None if (record := _file_record(layer)) is None else record[2]
+
+
+def _file_record(layer: Any) -> tuple[str, tuple[int, ...], Any] | None:
+    """What :func:`_read_file_axes` read of the layer's file, when it fits the layer."""
     from napari_nuclei_unet.core.imageio import TIFF_SUFFIXES
 
     path = getattr(getattr(layer, "source", None), "path", None)
@@ -91,12 +99,7 @@ def file_axes(layer: Any, pixels: bool = False) -> Any:
     found = _FILE_AXES[key]
     if found is None or found[1] != tuple(layer_data(layer).shape):
         return None
-    return found[0] if not pixels else found[2]
-
-
-def file_pixels(layer: Any) -> tuple[float, float] | None:
-    """The pixel size ``(x, y)`` per µm the layer's TIFF records (as :func:`file_axes`)."""
-    return file_axes(layer, pixels=True)
+    return found
 
 
 def _read_file_axes(path: str) -> tuple[str, tuple[int, ...], Any] | None:
