@@ -314,6 +314,7 @@ def segment_large(
     threads: int | None = None,
     should_stop: Callable[[], bool] | None = None,
     name: str = "labels",
+    pixels_per_um: tuple[float, float] | None = None,
     device: Any = None,
     room: int = 0,
 ) -> Generator[Progress, None, BigResult]:
@@ -351,6 +352,9 @@ def segment_large(
         labels (``BigResult.cancelled``, with ``blocks_done``).
     name : str
         Name stored in the OME-Zarr metadata.
+    pixels_per_um : (float, float), optional
+        The image's pixel size ``(x, y)``, stored as its scale (see
+        :func:`write_ome_zarr_attrs`).
     room : int
         Labels to keep room for beyond those found (nuclei a user will paint): the labels
         are uint16 while they and ``room`` more fit, else uint32
@@ -511,7 +515,7 @@ def segment_large(
         return BigResult(out, 0, {}, n_blocks, time.perf_counter() - start, cancelled=True,
                          blocks_done=n_blocks)
     del root["_unmerged"]
-    write_ome_zarr_attrs(root, name)
+    write_ome_zarr_attrs(root, name, pixels_per_um)
     merged = _merge_table(table, values, n_nuclei, labels_array, intensity)
     yield Progress("merge", 1, 1, f"{n_nuclei} nuclei")
     used = size.diameter if size is not None else options.diameter

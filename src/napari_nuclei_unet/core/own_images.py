@@ -434,15 +434,9 @@ def process_file(
         intensity = da.from_array(intensity_src, chunks=(blk, blk) + intensity_src.shape[2:])
         result = drive(segment_large(model, plane, paths["zarr"], options, intensity=intensity,
                                      block=blk, client=client, workers=workers,
-                                     threads=threads, name=stack.name, device=device),
+                                     threads=threads, name=stack.name, device=device,
+                                     pixels_per_um=stack.pixels_per_um),  # (h_rev22)
                        on_update)
-        if stack.pixels_per_um:  # as the label TIFF beside it keeps it (review h_rev22)
-            import zarr
-
-            from .bigimage import write_ome_zarr_attrs
-
-            write_ome_zarr_attrs(zarr.open_group(str(paths["zarr"]), mode="r+"), stack.name,
-                                 stack.pixels_per_um)
         write_labels_tiff(paths["labels"], result.labels(), "YX", stack.pixels_per_um)
         write_csv(result.table, paths["csv"])
         n_nuclei, zarr_path = result.n_nuclei, str(paths["zarr"])
