@@ -33,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
     from ..core.locking import hold_run_folder
     from ..core.paths import same_path
     from ..core.progress import drive
-    from ..core.training import resume_data, train
+    from ..core.train_resume import resume_data
+    from ..core.training import train
 
     if args.resume and Path(args.resume).is_dir():  # a run's folder: its last checkpoint
         args.resume = str(Path(args.resume) / "last.safetensors")  # (review h_rev24, L4)

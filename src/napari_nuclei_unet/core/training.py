@@ -44,7 +44,7 @@ from .losses import HeadsLoss
 from .model import UNet
 from .progress import stop_requested
 from .train_data import data_description, sampling_probabilities, split_train_val, training_diameter
-from .train_resume import carry_best, resume_data, time_left_check  # noqa: F401 (resume_data)
+from .train_resume import carry_best, resume_data, time_left_check
 from .train_updates import (
     BEST_NAME,
     LAST_NAME,

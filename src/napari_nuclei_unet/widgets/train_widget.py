@@ -381,7 +381,7 @@ class TrainWidget(RunOffer, QWidget):
         config = saved.replace(epochs=epochs, device=form.device, amp=form.amp,
                                compile=form.compile, num_threads=form.num_threads)
         self.set_config(config)
-        worker = self._launch(config, run_dir, resume_from=run_dir / LAST_NAME)
+        worker = self._launch(config, run_dir, resume_from=run_dir / LAST_NAME, samples=samples)
         if worker is not None:
             self.status_label.setText(" — ".join(filter(None, (self.status_label.text(), change))))
             self.curves.set_history(meta.get("history") or [])
@@ -426,11 +426,11 @@ class TrainWidget(RunOffer, QWidget):
 
     # ------------------------------------------------------------- running
     def _launch(self, config: TrainConfig, out_dir: Path, *, resume_from: Path | None = None,
-                init_from: str | None = None) -> WorkerBase | None:
+                init_from: str | None = None, samples: list | None = None) -> WorkerBase | None:
         if self.is_training():
             notify("Training is already running. Stop it first.")
             return None
-        samples = self._training_samples()
+        samples = self._training_samples() if samples is None else samples  # (resume: checked)
         if samples is None:
             return None
         if config.num_threads is None:
