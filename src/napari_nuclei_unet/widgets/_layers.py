@@ -219,19 +219,17 @@ EDITED_PLANES_KEY = "nuclei_unet_edited_planes"
 
 def _mark_edited(event: Any) -> None:
     """Remember that the user painted on the label mask, and on which planes."""
-    from napari_nuclei_unet.widgets._segment_jobs import RESULT_KEY
-    from napari_nuclei_unet.widgets._unsaved_labels import painted_boxes
+    from napari_nuclei_unet.widgets._unsaved_labels import event_boxes
 
     layer = event.source
     layer.metadata[EDITED_KEY] = True
     planes = layer.metadata.setdefault(EDITED_PLANES_KEY, {})
-    gaps = set((layer.metadata.get(RESULT_KEY) or {}).get("gaps") or ())
-    for plane, _ in painted_boxes(event.value, gaps) or [(None, None)]:  # None: unknown
+    for plane, _ in event_boxes(event) or [(None, None)]:  # None: somewhere unknown
         planes[plane] = True
 
 
 #: Layer metadata of a user's labels given a size-1 channel axis to lie over their
-#: image's planes (``SegmentWidget._line_up``): the axes added, left out when read.
+#: image's planes (:func:`line_up`): the axes added, left out when read.
 LINED_UP_KEY = "nuclei_unet_lined_up"
 
 
@@ -244,7 +242,7 @@ def line_up(labels: Any, image: Any, axes: str = "") -> None:
     an axis for the same reason; the docks read the labels without it (:func:`user_labels`).
     ``axes``: the dock's Axes field.
     """
-    from napari_nuclei_unet.widgets._own_layers import layer_stack
+    from napari_nuclei_unet.widgets._own_layers import layer_stack, placement
     from napari_nuclei_unet.widgets._workers import notify
 
     try:
@@ -254,8 +252,6 @@ def line_up(labels: Any, image: Any, axes: str = "") -> None:
     order = "" if stack is None or getattr(image, "rgb", False) else stack.axes
     if "C" not in order[1:-2] or getattr(labels, "multiscale", False):
         return  # no channel axis between others: lined up already
-    from napari_nuclei_unet.widgets._own_layers import placement
-
     at, shape = order.index("C"), tuple(stack.labels_shape)
     found = tuple(labels.data.shape)
     if found != shape and found != shape[:at] + (1,) + shape[at:]:

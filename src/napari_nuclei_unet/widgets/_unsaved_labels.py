@@ -42,14 +42,19 @@ def unsaved_dir() -> Path:
 
 
 def _mark_unsaved(event: Any) -> None:
-    from napari_nuclei_unet.widgets._segment_jobs import RESULT_KEY
-
     layer = event.source
     layer.metadata[UNSAVED_KEY] = True
     boxes = layer.metadata.setdefault(PAINTED_KEY, {})
-    gaps = set((layer.metadata.get(RESULT_KEY) or {}).get("gaps") or ())
-    for plane, box in painted_boxes(event.value, gaps):
+    for plane, box in event_boxes(event):
         boxes[plane] = _with_box(boxes.get(plane, []), box)
+
+
+def event_boxes(event: Any) -> list[tuple[tuple | None, tuple]]:
+    """:func:`painted_boxes` of a paint event of a layer (a result's ``gaps`` left out)."""
+    from napari_nuclei_unet.widgets._segment_jobs import RESULT_KEY
+
+    gaps = set((event.source.metadata.get(RESULT_KEY) or {}).get("gaps") or ())
+    return painted_boxes(event.value, gaps)
 
 
 def _with_box(boxes: list, box: tuple) -> list:
