@@ -1433,6 +1433,25 @@ def test_a_round_whose_napari_stopped_without_ending_it_is_said(tmp_path, tiny_m
     assert not path.exists()
 
 
+def test_a_refused_second_round_keeps_the_running_rounds_note(tmp_path):
+    # a second dock's round wrote its note over the running round's, was refused by the
+    # round lock, then removed the note as its own (review h_rev25, B5)
+    from napari_nuclei_unet.widgets import _retrain_project as files
+
+    project = tmp_path / "project"
+    project.mkdir()
+    running = files.start_round_note(project, 3)
+    second = files.start_round_note(project, 1)
+    assert second != running
+    files.forget_round(project, second)  # refused: it removes its own note only
+    note = json.loads((project / files.ROUND_NOTE).read_text())
+    assert note["round"] == running and note["corrections"] == 3
+    files.close_round_note(project, running, "at epoch 2 of 12")  # napari closes
+    assert "was stopped at epoch 2 of 12" in files.interrupted_round(project)
+    third = files.start_round_note(project, 2)  # a closed round's note is replaced
+    assert json.loads((project / files.ROUND_NOTE).read_text())["round"] == third
+
+
 def test_the_round_removes_its_note_once_its_version_is_saved(retrain, qtbot, monkeypatch):
     # napari closing after the version was saved, before the dock heard of it, would
     # otherwise call the round lost

@@ -297,12 +297,19 @@ def start_round_note(project: str | os.PathLike, corrections: int) -> str:
     """Write the note of a round about to start on ``corrections`` images; its id.
 
     The note is a courtesy, not data: a folder that cannot be written to is not an
-    error here (the round itself says so).
+    error here (the round itself says so). The note of a round still running (another
+    dock or napari on this computer) is left as it is: this round is refused by the
+    project's round lock, and removing its own note must not remove that round's
+    (review h_rev25, B5).
     """
     import socket
     import uuid
 
     round_id = uuid.uuid4().hex
+    note = _read_round_note(Path(project) / ROUND_NOTE)
+    if (note is not None and note.get("state") == "running"
+            and note.get("host") == socket.gethostname() and _process_alive(note)):
+        return round_id
     _write_round_note(Path(project), {
         "round": round_id, "state": "running", "corrections": int(corrections),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
