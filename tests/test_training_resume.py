@@ -95,6 +95,13 @@ def test_a_run_resumed_into_another_folder_has_its_best_model_there(tmp_path, mo
     assert second.best_checkpoint == tmp_path / "b" / "best.safetensors"
     best = load_checkpoint(second.best_checkpoint)
     assert best.metadata["metrics"]["val_iou"] == 0.9  # the run's best, epoch 1
+    # into a folder holding another run (--overwrite): its best is not this run's (B13)
+    ious = iter([0.95, 0.2])
+    drive(train(tiny_config(epochs=1), samples, out_dir=tmp_path / "c"))
+    third = drive(train(tiny_config(epochs=2), samples, out_dir=tmp_path / "c",
+                        resume_from=first.last_checkpoint))
+    best = load_checkpoint(third.best_checkpoint)
+    assert best.metadata["metrics"]["val_iou"] == 0.9  # a's, not c's own 0.95
 
 
 def test_early_stopping_counts_validations_and_a_resume_goes_on(tmp_path, monkeypatch):

@@ -58,10 +58,12 @@ def carry_best(resume_from: Path, best_path: Path) -> None:
     """A run resumed into another folder starts with its best model there.
 
     Its best validation IoU is carried over, so a resumed run that never beat it wrote no
-    ``best`` at all, and the path printed for scripts did not exist (h_rev23, M3).
+    ``best`` at all, and the path printed for scripts did not exist (h_rev23, M3). A best
+    already there is another run's (the command line refuses such a folder unless told
+    ``--overwrite``): it is replaced, not printed as this run's (review h_rev25, B13).
     """
     source = resume_from.with_name(BEST_NAME)
-    if best_path.exists() or not source.exists() or same_path(source, best_path):
+    if not source.exists() or same_path(source, best_path):
         return
     try:
         best = load_checkpoint(source, device="cpu")
