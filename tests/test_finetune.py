@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -617,8 +618,14 @@ def test_a_version_chosen_stays_the_projects_model(tmp_path, monkeypatch):
     assert versions.current().name == "v004"
     versions.choose("v001")  # an older one chosen again
     assert versions.current().name == "v001"
+    # the version a choice counts from deleted by hand: its number is not given to the
+    # next round, which was said to be made current while v001 stayed (h_rev24, L1)
+    shutil.rmtree(tmp_path / "project" / "versions" / "v004")
+    assert versions.current().name == "v001"
+    assert versions.add(model, config, {"adopted": True}).name == "v005"
+    assert versions.current().name == "v005"
     (tmp_path / "project" / "versions" / "chosen.json").write_text("{broken")
-    assert versions.current().name == "v004"
+    assert versions.current().name == "v005"
     with pytest.raises(KeyError):
         versions.choose("v009")
 

@@ -295,10 +295,20 @@ class ModelVersions:
         return self._read(folder)  # type: ignore[return-value]
 
     def _reserve(self) -> Path:
-        """Create the next free ``vNNN`` folder (N >= 1); existing folders are never reused."""
+        """Create the next free ``vNNN`` folder (N >= 1); existing folders are never reused.
+
+        Nor is the number of a version deleted by hand that a choice still counts from
+        (:meth:`choose`'s ``over``): the round saved under it was reported as made current
+        while the chosen version stayed the project's model (review h_rev24, L1).
+        """
         self.versions_dir.mkdir(parents=True, exist_ok=True)
         taken = [int(m.group(1)) for p in self.versions_dir.iterdir()
                  if (m := _VERSION_PATTERN.fullmatch(p.name))]
+        try:
+            chosen = json.loads((self.versions_dir / CHOSEN_FILE).read_text(encoding="utf-8"))
+            taken.append(int(chosen["over"]))
+        except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError):
+            pass
         number = max([0, *taken]) + 1
         while True:
             folder = self.versions_dir / f"v{number:03d}"
