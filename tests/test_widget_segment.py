@@ -291,6 +291,21 @@ def test_each_large_plane_of_a_lazy_stack_keeps_its_own_layer(dock, qtbot):
     assert third.visible and not second.visible and not first.visible
 
 
+def test_a_reused_result_layer_is_renamed_when_its_form_changes(dock, qtbot):
+    # an unedited plane result reused for a whole-image one kept "(plane0)" in its name
+    # (review h_rev25, B8)
+    viewer, widget = dock
+    open_lazy_stack(viewer, widget)
+    viewer.dims.set_current_step(0, 0)
+    widget.planes.value = "current plane"
+    first = run(qtbot, widget)
+    assert first.name == "lazy labels (plane0)"
+    widget.axes.value, widget.channel.value = "CYX", 0  # its planes called channels
+    second = run(qtbot, widget)
+    assert second is first and second.name == "lazy labels"
+    assert [lay.name for lay in viewer.layers if "labels" in lay.name] == ["lazy labels"]
+
+
 def test_a_planes_result_is_compared_with_that_plane_of_a_stacks_truth(dock, qtbot):
     # offered, then refused as "not drawn on this image" (review h_rev11, M6); a second
     # Compare while one runs named the second truth over the first's scores (L1)

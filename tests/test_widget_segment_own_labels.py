@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from _widget_helpers import capture_notifications, disc_labels, segment_dock, wait_worker
+from napari_nuclei_unet.widgets._layers import LINED_UP_KEY
 from napari_nuclei_unet.widgets._scene import camera_of
 
 pytestmark = pytest.mark.gui
@@ -341,6 +342,29 @@ def test_labels_of_a_channel_stack_opened_again_lie_over_their_planes(dock, qtbo
     widget.truth.value = saved
     wait_worker(qtbot, widget.compare())
     assert "zc-plane2: IoU" in widget.status.text(), widget.status.text()
+
+
+def test_lined_up_labels_follow_the_axes_set_again(dock, qtbot):
+    # labels lined up under guessed axes kept their size-1 axis at the old place once the
+    # Axes were set right, and followed the wrong slider again (review h_rev25, M16)
+    viewer, widget = dock
+    planes = np.stack([disc_labels(SHAPE, [(12, 12)]), disc_labels(SHAPE, [(30, 40)])])
+    image = np.stack([planes > 0, planes > 0], axis=1).astype(np.uint16) * 900 + 50
+    viewer.add_image(image, name="zc")
+    widget.image.value = viewer.layers["zc"]
+    widget.axes.value = "ZCYX"
+    other = viewer.add_labels(planes.copy(), name="other image's")
+    saved = viewer.add_labels(planes.copy(), name="saved")
+    assert saved.data.shape == (2, 1, *SHAPE)
+    widget.axes.value = "CZYX"  # the channels first: napari lines them up by Z, Y, X
+    assert saved.data.shape == (2, *SHAPE) and list(saved.scale) == [1.0, 1.0, 1.0]
+    assert np.array_equal(saved.data, planes) and not saved.metadata.get(LINED_UP_KEY)
+    widget.axes.value = "ZCYX"  # and back
+    assert saved.data.shape == (2, 1, *SHAPE) and saved.scale[1] == 2.0
+    viewer.add_image(np.zeros((2, 3, *SHAPE), np.uint16), name="wider")  # another image
+    widget.image.value = viewer.layers["wider"]
+    assert saved.data.shape == (2, 1, *SHAPE)  # left as it lies, over zc
+    assert other.data.shape == (2, 1, *SHAPE)
 
 
 def test_each_painted_plane_of_a_lazy_stack_is_kept_in_its_own_file(dock, qtbot, tmp_path):

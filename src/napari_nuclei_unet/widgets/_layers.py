@@ -242,17 +242,25 @@ def line_up(labels: Any, image: Any, axes: str = "") -> None:
     an axis for the same reason; the docks read the labels without it (:func:`user_labels`).
     ``axes``: the dock's Axes field.
     """
-    from napari_nuclei_unet.widgets._own_layers import layer_stack, placement
+    from napari_nuclei_unet.widgets._own_layers import channel_gaps, layer_stack, placement
     from napari_nuclei_unet.widgets._workers import notify
 
+    if image is None or getattr(labels, "multiscale", False):
+        return
     try:
-        stack = layer_stack(image, axes) if image is not None else None
+        stack = layer_stack(image, axes)
     except ValueError:
         return
-    order = "" if stack is None or getattr(image, "rgb", False) else stack.axes
-    if "C" not in order[1:-2] or getattr(labels, "multiscale", False):
-        return  # no channel axis between others: lined up already
-    at, shape = order.index("C"), tuple(stack.labels_shape)
+    order = stack.stored_axes or stack.axes  # as the layer holds them, as the results'
+    want = channel_gaps(order, bool(getattr(image, "rgb", False)))
+    added = tuple(labels.metadata.get(LINED_UP_KEY) or ())
+    if added and added != want and _lined_over(labels, image, added):
+        _undo_line_up(labels, image)  # the Axes were set again since (review h_rev25, M16)
+    elif added:
+        return  # lined up already (or over another image)
+    if not want:
+        return  # no channel axis between others: napari lines them up
+    at, shape = want[0], tuple(stack.labels_shape)
     found = tuple(labels.data.shape)
     if found != shape and found != shape[:at] + (1,) + shape[at:]:
         return  # not this image's labels
@@ -271,6 +279,31 @@ def line_up(labels: Any, image: Any, axes: str = "") -> None:
         notify(f"“{labels.name}” was given a channel axis of size 1 ({order}, as "
                f"{image.name}) so that each of its planes lies over {image.name}'s: napari "
                "lines layers up by their last axes.")
+
+
+def _lined_over(labels: Any, image: Any, added: tuple[int, ...]) -> bool:
+    """Whether ``labels`` were lined up over ``image``: its shape and place, less ``added``."""
+    from napari_nuclei_unet.widgets._own_layers import layer_shape, placement
+
+    found, shape = tuple(labels.data.shape), layer_shape(image)
+    if len(found) != len(shape) or not all(n == m or (axis in added and n == 1) for axis, (
+            n, m) in enumerate(zip(found, shape, strict=True))):
+        return False
+    kwargs = placement(image, found, added)  # over as many channels as it has
+    return bool(np.allclose(labels.scale, kwargs["scale"])
+                and np.allclose(labels.translate, kwargs["translate"]))
+
+
+def _undo_line_up(labels: Any, image: Any) -> None:
+    """Take back the axes :func:`line_up` gave ``labels``: placed by their last axes."""
+    from napari_nuclei_unet.widgets._own_layers import placement
+    from napari_nuclei_unet.widgets._unsaved_labels import forget_history
+
+    labels.data = user_labels(labels)
+    forget_history(labels)
+    kwargs = placement(image, labels.data.shape)
+    labels.scale, labels.translate = kwargs["scale"], kwargs["translate"]
+    del labels.metadata[LINED_UP_KEY]
 
 
 def user_labels(layer: Any) -> Any:

@@ -222,6 +222,7 @@ class SegmentWidget(SegmentOutputs, ProjectField, QWidget):
         for field in (self.axes, self.channel):  # (h_gui22 N1)
             field.changed.connect(lambda *_: self.say_what_add_adds())
             field.changed.connect(self._on_setting_changed)
+        self.axes.changed.connect(lambda *_: self._line_up_labels())  # (h_rev25, M16)
         self.image.changed.connect(self._on_image_chosen)
         self.model_file.changed.connect(lambda *_: self._show_model())
         # a typed folder counts when editing ends (Enter, or leaving the field): each
@@ -317,11 +318,7 @@ class SegmentWidget(SegmentOutputs, ProjectField, QWidget):
     def _on_image_chosen(self, *_args: Any) -> None:
         """Its result becomes the dock's; another image's ground truth is not offered."""
         self._restore_settings()
-        from napari.layers import Labels
-
-        for layer in [la for la in self.viewer.layers if isinstance(la, Labels)]:  # its own
-            if is_users_layer(layer):  # labels, opened before it (GUI check h_gui41, L5)
-                line_up(layer, self.image.value, self.axes.value)
+        self._line_up_labels()  # its own labels, opened before it (GUI check h_gui41, L5)
         # the canvas changes for the user's choice, not for the list's own (a layer
         # deleted): that one took the view off a dataset's side by side (h_gui27, L1)
         self.follow_chosen_result(selection=False, show=not self._listing)
@@ -336,6 +333,14 @@ class SegmentWidget(SegmentOutputs, ProjectField, QWidget):
                 self.status.text() == FIRST_WORDS:  # an image chosen (h_gui24 N4)
             self.status.setText(kept)  # not another image's (h_gui21 L2)
         self.say_what_add_adds()
+
+    def _line_up_labels(self) -> None:
+        """The user's labels of the chosen image lie over its planes (:func:`line_up`)."""
+        from napari.layers import Labels
+
+        for layer in [la for la in self.viewer.layers if isinstance(la, Labels)]:
+            if is_users_layer(layer):
+                line_up(layer, self.image.value, self.axes.value)
 
     def _on_inserted(self, event: Any = None) -> None:
         """List the layers again; an image the user just opened becomes the choice.
@@ -567,6 +572,9 @@ class SegmentWidget(SegmentOutputs, ProjectField, QWidget):
             if old.selected_label > np.iinfo(shown.dtype).max:  # uint32 to uint16: napari
                 old.selected_label = 1  # refused every stroke (review h_rev12, L5)
             old.scale, old.translate = kwargs["scale"], kwargs["translate"]  # image's now
+            if (old.metadata.get(RESULT_KEY) or {}).get("plane_name") != (
+                    stack.plane_name(result.planes[0]) if one_of_many else None):
+                old.name = name  # "(plane2)" said of a whole image's (h_rev25, B8)
         else:
             self.result_layer = self.viewer.add_labels(shown, name=name, features=features,
                                                        visible=False, **kwargs)
