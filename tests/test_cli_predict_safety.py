@@ -352,6 +352,37 @@ def test_channel_applies_to_the_files_with_channels_in_a_mixed_folder(tmp_path, 
     assert code == 2 and "Channel 1 does not exist in" in err
 
 
+def test_axes_apply_to_the_files_they_fit_in_a_mixed_folder(tmp_path, capsys):
+    # a folder of a plain TIFF and a zarr without recorded axes had no command that
+    # worked: without --axes the zarr was refused, with them the TIFF (review h_rev24, L4)
+    import tifffile
+    import zarr
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    tifffile.imwrite(folder / "plain.tif", grey(2).astype(np.uint16) * 100)
+    stack = zarr.open(str(folder / "czyx.zarr"), mode="w", shape=(2, 2, *SHAPE),
+                      dtype="uint16")
+    stack[:] = np.stack([np.stack([grey(3), grey(4)])] * 2).astype(np.uint16) * 100
+    code, out, err = run_cli(capsys, "predict", "default", folder, "--out", tmp_path / "a")
+    assert code == 2 and "czyx.zarr does not say what its 4 dimensions are" in err
+    code, out, err = run_cli(capsys, "predict", "default", folder, "--out", tmp_path / "b",
+                             "--axes", "czyx", "--channel", "0")
+    assert code == 0, err
+    assert ("note: --axes CZYX is used for czyx.zarr, and plain.tif of another number of "
+            "dimensions keeps its own axes.") in err
+    with tifffile.TiffFile(tmp_path / "b" / "czyx_labels.tif") as tif:
+        assert tif.series[0].shape == (2, *SHAPE)  # its Z planes, the nuclei's channel
+    assert (tmp_path / "b" / "plain_labels.tif").exists()
+    code, out, err = run_cli(capsys, "predict", "default", folder, "--out", tmp_path / "c",
+                             "--axes", "tzcyx")  # fits neither: a mistake, said
+    assert code == 2 and "Axes 'TZCYX' have 5 letters but" in err
+    code, out, err = run_cli(capsys, "predict", "default", folder, "--out", tmp_path / "w",
+                             "--axes", "czyx", "--channel", "0", "--workers", "1")
+    assert code == 2 and "put the files that --axes fits in a folder of their own" in err
+    assert not (tmp_path / "w").exists()
+
+
 def test_skip_existing_goes_on_with_the_images_not_done(tmp_path, capsys, monkeypatch):
     # after a Ctrl-C the same command was refused, and --overwrite redid (and replaced)
     # every image (review h_rev15, M5)

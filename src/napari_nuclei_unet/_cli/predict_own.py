@@ -172,7 +172,7 @@ def run_own(args: argparse.Namespace) -> int:
     # is replaced, not refused (review h_rev16, H1); its labels never (h_cli1, H1)
     check_targets(out, [p for name in names for p in output_paths(out, name).values()], files,
                   overwrite=args.overwrite or skip, what="result file", kept="edited labels")
-    files, skipped, single = _check_inputs(files, args)
+    files, skipped, single, own = _check_inputs(files, args)
     _check_package_runs_here(args)
     _note_ignored_options(args)
 
@@ -181,7 +181,7 @@ def run_own(args: argparse.Namespace) -> int:
     with dask_client(args.scheduler, args.workers) as client, \
             ProgressBars(quiet=args.quiet) as bars:
         summaries, options, failed = _segment(files, out, options, args, client, bars,
-                                              single)
+                                              single, own)
     skipped += failed
     if not summaries:
         raise _none_readable(args.input, skipped)
@@ -266,29 +266,36 @@ def _note_ignored_options(args: argparse.Namespace) -> None:
 
 
 def _check_inputs(files: list[Path], args: argparse.Namespace
-                  ) -> tuple[list[Path], list[tuple[Path, Exception]], set[Path]]:
+                  ) -> tuple[list[Path], list[tuple[Path, Exception]], set[Path], set[Path]]:
     """Open every file (metadata only) so that a bad axes/channel fails before any work.
 
     A file that cannot be read is skipped with a note (one bad file never refuses a
     whole folder); when none can be read, all are named in one error. Returns the files
     to segment, the ``(file, error)`` of those skipped, and the files of one channel
     (no channel axis), which ``--channel`` does not apply to: a folder of grey images
-    and one multi-channel file had no command that worked (review h_rev15, M2).
+    and one multi-channel file had no command that worked (review h_rev15, M2). Last,
+    the files ``--axes`` does not fit (another number of dimensions) whose own axes are
+    known, which keep them: a folder of a plain TIFF and a zarr without recorded axes
+    had no command that worked either (review h_rev24, L4).
 
     An image taken as RGB from the file's own axes although it is not 8-bit gets a
     note: it is more likely planes or channels (see ``ImageStack.doubtful_rgb``).
     """
     from ..core.stacks import ImageFileError, open_stack
 
-    readable, skipped, single = [], [], set()
+    readable, skipped, single, own = [], [], set(), set()
     for path in files:
         try:
             stack = open_stack(path, args.axes)
         except (ImageFileError, OSError) as exc:
-            if not _unreadable(path, exc, args.axes):
+            stack = _own_axes(path, args.axes) if len(files) > 1 else None
+            if stack is not None:
+                own.add(path)
+            elif not _unreadable(path, exc, args.axes):
                 raise  # the settings do not fit: they are the user's to change
-            skipped.append((path, exc))
-            continue
+            else:
+                skipped.append((path, exc))
+                continue
         if args.channel is not None and "C" not in stack.axes and len(files) > 1:
             single.add(path)  # one channel: segmented as it is
         else:
@@ -300,6 +307,10 @@ def _check_inputs(files: list[Path], args: argparse.Namespace
         raise _none_readable(args.input, skipped)
     for path, exc in skipped:
         _note_skipped(path, exc, args)
+    if own and own.issuperset(readable):  # fits none: the option is a mistake
+        open_stack(sorted(own)[0], args.axes)
+    elif own:
+        _note_own_axes(readable, own, args)
     if single and (args.workers or args.scheduler):  # said before a cluster starts
         raise ValueError(
             f"With --workers or --scheduler, --channel {args.channel} applies to every "
@@ -315,7 +326,34 @@ def _check_inputs(files: list[Path], args: argparse.Namespace
     elif single:  # not one file has channels: the option is a mistake
         stack = open_stack(sorted(single)[0], args.axes)
         stack.check_channel(args.channel)
-    return readable, skipped, single
+    return readable, skipped, single, own
+
+
+def _own_axes(path: Path, axes: str | None) -> Any:
+    """``path`` opened with its own axes when ``axes`` has another number of letters; else None."""
+    from ..core.stacks import ImageFileError, open_stack
+
+    if axes is None:
+        return None
+    try:
+        stack = open_stack(path)
+    except (ImageFileError, OSError):
+        return None
+    return stack if len(stack.stored_axes or stack.axes) != len(axes.strip()) else None
+
+
+def _note_own_axes(readable: list[Path], own: set[Path], args: argparse.Namespace) -> None:
+    """Say which files ``--axes`` is used for, and which keep their own (one line)."""
+    if args.workers or args.scheduler:  # said before a cluster starts
+        raise ValueError(
+            f"With --workers or --scheduler, --axes {args.axes} applies to every file, and "
+            f"{sorted(own)[0].name} has another number of dimensions: put the files that "
+            "--axes fits in a folder of their own.")
+    applied = first_names([p.name for p in sorted(readable) if p not in own])
+    kept = first_names([p.name for p in sorted(own)])
+    verb = "keeps its own axes" if len(own) == 1 else "keep their own axes"
+    note(f"note: --axes {args.axes.strip().upper()} is used for {applied}, and {kept} of "
+         f"another number of dimensions {verb}.", quiet=args.quiet)
 
 
 def _unreadable(path: Path, exc: Exception, axes: str | None) -> bool:
@@ -355,8 +393,8 @@ def _none_readable(where: str, skipped: list[tuple[Path, Exception]]) -> Excepti
 
 
 def _segment(files: list[Path], out: Path, options: Any, args: argparse.Namespace,
-             client: Any, bars: ProgressBars, single: set[Path] = frozenset()
-             ) -> tuple[list, Any, list]:
+             client: Any, bars: ProgressBars, single: set[Path] = frozenset(),
+             own: set[Path] = frozenset()) -> tuple[list, Any, list]:
     """Segment the files; return their summaries, the options used and the files skipped.
 
     ``--diameter native`` becomes the loaded model's own diameter in those options, and
@@ -376,7 +414,7 @@ def _segment(files: list[Path], out: Path, options: Any, args: argparse.Namespac
     # a local cluster shares this machine's cores; a remote worker uses its own share
     threads = torch_threads_per_worker(client) if client is not None and not args.scheduler \
         else None
-    if client is not None and (len(files) > 1 or not _large(files[0], args)):
+    if client is not None and (len(files) > 1 or not _large(files[0], args.axes)):
         # one small file too: it ran here, on a login node's device (review h_rev19, M2);
         # one large file's blocks go to the workers (segment_large)
         from ..core.cluster import FileSkipped
@@ -397,8 +435,10 @@ def _segment(files: list[Path], out: Path, options: Any, args: argparse.Namespac
     for path in files:
         try:
             channel = None if path in single else args.channel
-            summaries.append(_process_whole(path, out, lambda p=path, c=channel: process_file(
-                model_ref, p, out, options, channel=c, axes=args.axes,
+            axes = None if path in own else args.axes  # its own (review h_rev24, L4)
+            summaries.append(_process_whole(path, out, lambda p=path, c=channel, a=axes:
+                                            process_file(
+                model_ref, p, out, options, channel=c, axes=a,
                 block=args.block, client=client, threads=threads,
                 device=args.device if client is not None else _device(args),  # per worker
                 on_update=bars)))
@@ -409,13 +449,13 @@ def _segment(files: list[Path], out: Path, options: Any, args: argparse.Namespac
     return summaries, options, failed
 
 
-def _large(path: Path, args: argparse.Namespace) -> bool:
-    """Whether ``path`` is one plane large enough for the block path."""
+def _large(path: Path, axes: str | None) -> bool:
+    """Whether ``path`` (read with ``axes``) is one plane large enough for the block path."""
     from ..core.bigimage import BIG_PIXELS
     from ..core.own_images import is_large
     from ..core.stacks import open_stack
 
-    return is_large(open_stack(path, args.axes), BIG_PIXELS)
+    return is_large(open_stack(path, axes), BIG_PIXELS)
 
 
 def _process_whole(path: Path, out: Path, process: Any) -> Any:
