@@ -70,7 +70,7 @@ def test_saving_labels_as_ome_zarr_again_keeps_the_earlier_save_when_it_fails(tm
     # mid-save left zeros and no OME-Zarr (review h_rev22, M1)
     da = pytest.importorskip("dask.array")
     zarr = pytest.importorskip("zarr")
-    from napari_nuclei_unet.widgets._segment_jobs import write_labels
+    from napari_nuclei_unet.widgets._save_labels import write_labels
 
     path = tmp_path / "cells_labels.ome.zarr"
     first = np.zeros((600, 600), np.uint16)

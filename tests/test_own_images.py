@@ -450,8 +450,8 @@ def test_labels_keep_the_images_pixel_size_and_open_as_a_hyperstack(tmp_path, ca
     # the labels lost an OME-TIFF's pixel size, and a TZYX ImageJ stack's came out as a
     # plain TIFF that Fiji opened as 12 flat slices (CLI check h_cli1, L4)
     movie = np.stack([np.stack([nuclei_plane(t + z) for z in range(2)]) for t in range(3)])
-    tifffile.imwrite(tmp_path / "movie.tif", movie, imagej=True,
-                     metadata={"axes": "TZYX", "unit": "um"}, resolution=(1 / 0.5, 1 / 0.5))
+    tifffile.imwrite(tmp_path / "movie.tif", movie, imagej=True, resolution=(1 / 0.5, 1 / 0.5),
+                     metadata={"axes": "TZYX", "unit": "um", "spacing": 1.5})
     tifffile.imwrite(tmp_path / "cells.ome.tif", nuclei_plane(5), ome=True,
                      metadata={"axes": "YX", "PhysicalSizeX": 0.25, "PhysicalSizeY": 0.25})
     code, _, err = run_cli(capsys, "predict", "default", tmp_path, "--out", tmp_path / "o")
@@ -460,6 +460,7 @@ def test_labels_keep_the_images_pixel_size_and_open_as_a_hyperstack(tmp_path, ca
         assert tif.is_imagej and tif.series[0].axes == "TZYX"
         assert tif.series[0].shape == movie.shape and tif.imagej_metadata["unit"] == "um"
         assert tif.pages.first.get_resolution() == pytest.approx((2.0, 2.0))
+        assert tif.imagej_metadata["spacing"] == pytest.approx(1.5)  # (h_gui41, L4)
     with tifffile.TiffFile(tmp_path / "o" / "cells_labels.tif") as tif:
         x, y = tif.pages.first.get_resolution()
         assert (x, y) == pytest.approx((4.0, 4.0)) or (x, y) == pytest.approx((4e4, 4e4))
@@ -479,3 +480,24 @@ def test_label_tiffs_read_back_with_their_shape_and_pixel_size_spelt_either_way(
                      metadata={"axes": "YX", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5,
                                "PhysicalSizeXUnit": "\u03bcm", "PhysicalSizeYUnit": "\u03bcm"})
     assert open_stack(tmp_path / "mu.ome.tif").pixels_per_um == pytest.approx((2.0, 2.0))
+
+
+def test_the_z_spacing_a_file_records_is_read_in_micrometres(tmp_path):
+    # saved labels of a Z stack lost its spacing: Fiji measured their depth in pixels
+    # (GUI check h_gui41, L4)
+    from napari_nuclei_unet.core.stacks import open_stack
+
+    stack = np.stack([nuclei_plane(z) for z in range(3)])
+    tifffile.imwrite(tmp_path / "ij.tif", stack, imagej=True, resolution=(2.0, 2.0),
+                     metadata={"axes": "ZYX", "unit": "nm", "spacing": 800})
+    assert open_stack(tmp_path / "ij.tif").z_spacing_um == pytest.approx(0.8)
+    tifffile.imwrite(tmp_path / "z.ome.tif", stack, ome=True, metadata={
+        "axes": "ZYX", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5, "PhysicalSizeZ": 2.0})
+    assert open_stack(tmp_path / "z.ome.tif").z_spacing_um == pytest.approx(2.0)
+    tifffile.imwrite(tmp_path / "pixel.tif", stack, imagej=True,  # a unit of no length
+                     metadata={"axes": "ZYX", "unit": "pixel", "spacing": 3})
+    assert open_stack(tmp_path / "pixel.tif").z_spacing_um is None
+    tifffile.imwrite(tmp_path / "time.tif", stack, imagej=True, resolution=(2.0, 2.0),
+                     metadata={"axes": "TYX", "unit": "um", "spacing": 2})  # no Z axis
+    assert open_stack(tmp_path / "time.tif").z_spacing_um is None
+    assert open_stack(tmp_path / "z.ome.tif", "TYX").z_spacing_um is None

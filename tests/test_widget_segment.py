@@ -986,6 +986,30 @@ def test_a_short_guessed_axis_is_noted_as_maybe_channels(dock, qtbot):
     assert widget.result_layer.data.shape[-2:] == two.shape[-2:]
 
 
+def test_saved_labels_of_a_stack_keep_its_pixel_size_and_z_spacing(dock, qtbot, tmp_path):
+    # the Z spacing was lost: Fiji measured the saved labels' depth in pixels (GUI check
+    # h_gui41, L4); kept too in the copy of unsaved edits napari closing writes
+    from napari_nuclei_unet.widgets._segment_jobs import RESULT_KEY
+    from napari_nuclei_unet.widgets._unsaved_labels import UNSAVED_KEY, keep_unsaved_results
+
+    viewer, widget = dock
+    data = np.stack([nuclei_plane(z) for z in range(2)])
+    tifffile.imwrite(tmp_path / "z.tif", data, imagej=True, resolution=(2.0, 2.0),
+                     metadata={"axes": "ZYX", "unit": "um", "spacing": 1.5})
+    viewer.open(str(tmp_path / "z.tif"), plugin="napari")
+    layer = run(qtbot, widget)
+    assert layer.metadata[RESULT_KEY]["z_spacing_um"] == pytest.approx(1.5)
+    widget.save_labels(tmp_path / "z_labels.tif")
+    layer.data[0, :3, :3] = 9  # painted, not saved
+    layer.metadata[UNSAVED_KEY] = True
+    (kept,) = keep_unsaved_results([layer])
+    for path in (tmp_path / "z_labels.tif", kept):
+        with tifffile.TiffFile(path) as tif:
+            assert tif.series[0].axes == "ZYX", path
+            assert tif.imagej_metadata["spacing"] == pytest.approx(1.5)
+            assert tif.pages.first.get_resolution() == pytest.approx((2.0, 2.0))
+
+
 def test_a_time_series_whose_file_records_its_axes_is_not_called_guessed(dock, qtbot,
                                                                           tmp_path):
     # an ImageJ hyperstack saved as TZYX got "the axes ... were guessed (TZYX): its 3 T

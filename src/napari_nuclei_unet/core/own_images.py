@@ -268,7 +268,8 @@ def _as_imagej(labels: np.ndarray, axes: str) -> bool:
 
 
 def write_labels_tiff(path: str | os.PathLike, labels: Any, axes: str,
-                      pixels: tuple[float, float] | None = None) -> Path:
+                      pixels: tuple[float, float] | None = None,
+                      z_spacing_um: float | None = None) -> Path:
     """Write labels as a zlib-compressed TIFF with their axes in the metadata, atomically.
 
     Parameters
@@ -283,6 +284,9 @@ def write_labels_tiff(path: str | os.PathLike, labels: Any, axes: str,
         else tifffile's shaped metadata.
     pixels : (float, float), optional
         Pixels per micrometre ``(x, y)``, the image's (``ImageStack.pixels_per_um``).
+    z_spacing_um : float, optional
+        The distance between Z planes in micrometres (``ImageStack.z_spacing_um``),
+        written as an ImageJ hyperstack's ``spacing`` with the pixel size.
 
     Returns
     -------
@@ -295,9 +299,11 @@ def write_labels_tiff(path: str | os.PathLike, labels: Any, axes: str,
             top = int(labels.max()) if labels.size else 0
             data = labels.astype(label_dtype(top), copy=False)
             if _as_imagej(data, axes):
+                sizes = {"unit": "um"} if pixels else {}
+                if pixels and z_spacing_um and "Z" in axes:  # (GUI check h_gui41, L4)
+                    sizes["spacing"] = float(z_spacing_um)
                 tifffile.imwrite(tmp, data, imagej=True, compression="zlib",
-                                 metadata={"axes": axes, **({"unit": "um"} if pixels else {})},
-                                 resolution=pixels)
+                                 metadata={"axes": axes, **sizes}, resolution=pixels)
                 return
             tifffile.imwrite(tmp, data, compression="zlib", metadata={"axes": axes},
                              photometric="minisblack", bigtiff=labels.nbytes > 2**31,
@@ -445,7 +451,7 @@ def process_file(
         res = drive(segment_stack(cached_model(model, threads), stack, options,
                                   channel=channel, device=device_here(device)), on_update)
         write_labels_tiff(paths["labels"], res.labels, stack.plane_axes + "YX",
-                          stack.pixels_per_um)
+                          stack.pixels_per_um, stack.z_spacing_um)
         write_csv(res.table, paths["csv"])
         n_nuclei, zarr_path, diameters = res.n_nuclei, None, res.diameters
         if Path(paths["zarr"]).is_dir():  # an earlier run's on a larger image of that name,

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .imageio import IMAGE_FILE_SUFFIXES, TIFF_SUFFIXES
+from .physical import pixels_per_um_of, z_spacing_um_of
 from .tiff_checks import CUT_SHORT, TRUNCATED_ADVICE, tifffile_log, vendor_format_words
 
 #: Where :class:`ImageFileError` messages tell the user to give a setting, as the command
@@ -178,6 +179,10 @@ class ImageStack:
         The pixel size the file records, as pixels per micrometre ``(x, y)`` (an
         OME-TIFF's ``PhysicalSizeX/Y``, an ImageJ TIFF's resolution and unit); None when
         it records none.
+    z_spacing_um : float or None
+        The distance between its Z planes the file records, in micrometres (an
+        OME-TIFF's ``PhysicalSizeZ``, an ImageJ hyperstack's ``spacing``); None when
+        it records none.
     """
 
     name: str
@@ -187,6 +192,7 @@ class ImageStack:
     rgb: bool = False
     stored_axes: str = ""
     pixels_per_um: tuple[float, float] | None = None
+    z_spacing_um: float | None = None
 
     @property
     def doubtful_rgb(self) -> bool:
@@ -432,7 +438,7 @@ def _open_tiff(path: Path, axes: str | None) -> ImageStack:
                     tifffile.PHOTOMETRIC.RGB, tifffile.PHOTOMETRIC.YCBCR)
                 store = series.aszarr()
                 declared = (tif.imagej_metadata or {}).get("images") if tif.is_imagej else None
-                pixels = pixels_per_um_of(tif)
+                pixels, spacing = pixels_per_um_of(tif), z_spacing_um_of(tif)
         except (tifffile.TiffFileError, OSError, ValueError, IndexError) as exc:
             detail = ("its structure is damaged" if isinstance(exc, IndexError)  # not
                       else exc)  # "list index out of range" (CLI check h_cli1, L3)
@@ -451,40 +457,10 @@ def _open_tiff(path: Path, axes: str | None) -> ImageStack:
     # axes given with C, not S: channels, whatever the file's colour tag says (--axes CYX
     # gave the RGB composite again: CLI check h_cli1, M1)
     rgb_hint = rgb_hint and (not axes or "S" in axes.upper())
-    return _make_stack(stack_name(path), data, axes or found_axes, str(path), rgb_hint,
-                       read_by=None if axes else "tifffile", pixels=pixels)
-
-
-#: Micrometres per unit of the lengths an ImageJ or OME file records.
-_UM_PER_UNIT = {"um": 1.0, "\u00b5m": 1.0, "\u03bcm": 1.0, "micron": 1.0, "microns": 1.0,
-                "micrometer": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}  # µ, μ
-
-
-def pixels_per_um_of(tif: Any) -> tuple[float, float] | None:
-    """The pixel size an open TIFF records, as pixels per micrometre ``(x, y)``; or None.
-
-    From an OME-TIFF's ``PhysicalSizeX/Y`` or an ImageJ TIFF's resolution and unit. The
-    labels of such a file were written without it, so Fiji could not lay them over the
-    image in micrometres (CLI check h_cli1, L4).
-    """
-    import re
-
-    try:
-        if tif.is_ome and tif.ome_metadata:
-            xml = tif.ome_metadata
-            sizes = [re.search(rf'PhysicalSize{a}="([^"]+)"', xml) for a in "XY"]
-            units = [re.search(rf'PhysicalSize{a}Unit="([^"]+)"', xml) for a in "XY"]
-            if all(sizes):
-                return tuple(1.0 / (float(m[1]) * _UM_PER_UNIT[u[1] if u else "um"])
-                             for m, u in zip(sizes, units, strict=True))
-        unit = (tif.imagej_metadata or {}).get("unit") if tif.is_imagej else None
-        if unit in _UM_PER_UNIT:
-            x, y = tif.pages.first.get_resolution()
-            if x > 0 and y > 0 and (x, y) != (1, 1):
-                return x / _UM_PER_UNIT[unit], y / _UM_PER_UNIT[unit]
-    except (ValueError, KeyError, IndexError, TypeError, ZeroDivisionError):
-        return None  # a pixel size it cannot tell: the labels go without one
-    return None
+    stack = _make_stack(stack_name(path), data, axes or found_axes, str(path), rgb_hint,
+                        read_by=None if axes else "tifffile", pixels=pixels)
+    stack.z_spacing_um = spacing if "Z" in stack.axes else None
+    return stack
 
 
 def _open_zarr(path: Path, axes: str | None) -> ImageStack:

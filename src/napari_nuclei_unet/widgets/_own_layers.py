@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from napari_nuclei_unet.widgets._layer_files import file_axes, file_sizes
+
 #: Labels a user may paint on a result beyond those found before its type must grow
 #: (uint16 to uint32: :func:`~napari_nuclei_unet.core.own_images.label_dtype`)
 PAINT_ROOM = 5000
@@ -61,65 +63,6 @@ def default_axes(layer: Any) -> str:
     letters = "TZ" if ndim - 2 <= 2 else ""
     stack = letters[-(ndim - 2):] if 0 < ndim - 2 <= len(letters) else "Q" * (ndim - 2)
     return stack + "YX"
-
-
-#: Axes, shape and pixel size a TIFF's metadata records, by (path, modification time, size).
-_FILE_AXES: dict[tuple, tuple[str, tuple[int, ...], Any] | None] = {}
-
-
-def file_axes(layer: Any) -> str | None:
-    """The axes the layer's TIFF file records, when napari read it whole.
-
-    Only an ImageJ or OME file whose first series has the layer's very shape and axes
-    of time, depth and at most one channel; None otherwise (any other file, a layer
-    made in napari, a file changed or gone since). The file's header is read once.
-    """
-    return None if (record := _file_record(layer)) is None else record[0]
-
-
-def file_pixels(layer: Any) -> tuple[float, float] | None:
-    """The pixel size ``(x, y)`` per µm the layer's TIFF records (as :func:`file_axes`)."""
-    return None if (record := _file_record(layer)) is None else record[2]
-
-
-def _file_record(layer: Any) -> tuple[str, tuple[int, ...], Any] | None:
-    """What :func:`_read_file_axes` read of the layer's file, when it fits the layer."""
-    from napari_nuclei_unet.core.imageio import TIFF_SUFFIXES
-
-    path = getattr(getattr(layer, "source", None), "path", None)
-    if not path or Path(str(path)).suffix.lower() not in TIFF_SUFFIXES:
-        return None
-    try:
-        stat = Path(str(path)).stat()
-    except OSError:
-        return None
-    key = (str(path), stat.st_mtime_ns, stat.st_size)
-    if key not in _FILE_AXES:
-        _FILE_AXES[key] = _read_file_axes(str(path))
-    found = _FILE_AXES[key]
-    if found is None or found[1] != tuple(layer_data(layer).shape):
-        return None
-    return found
-
-
-def _read_file_axes(path: str) -> tuple[str, tuple[int, ...], Any] | None:
-    import tifffile
-
-    from napari_nuclei_unet.core.stacks import pixels_per_um_of
-
-    try:
-        with tifffile.TiffFile(path) as tif:
-            if not (tif.is_imagej or tif.is_ome):
-                return None
-            series = tif.series[0]
-            axes, shape = series.axes.replace("S", "C"), tuple(int(n) for n in series.shape)
-            size = pixels_per_um_of(tif)  # kept in the labels saved (GUI check h_gui40, M2)
-    except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError):
-        return None  # a file tifffile cannot read: no axes from it
-    if axes.count("C") > 1 or not axes.endswith("YX") or len(axes) != len(shape) \
-            or set(axes) - set("TZCYX"):  # tifffile's "I" or "Q": not recorded as such
-        return None
-    return axes, shape, size
 
 
 def channel_words(layer: Any, axes: str = "", channel: int | None = None) -> str:
@@ -169,7 +112,8 @@ def layer_stack(layer: Any, axes: str = "") -> Any:
     stack = stack_from_array(layer_data(layer), layer_axes(layer, axes),
                              safe_name(layer.name), rgb=bool(getattr(layer, "rgb", False)),
                              read_by=None if (axes or "").strip() else "")
-    stack.pixels_per_um = file_pixels(layer)
+    stack.pixels_per_um, spacing = file_sizes(layer)
+    stack.z_spacing_um = spacing if "Z" in stack.axes else None
     return stack
 
 

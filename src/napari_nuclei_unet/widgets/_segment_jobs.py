@@ -550,55 +550,6 @@ def with_suffix(path: str, suffix: str, others: tuple[str, ...] = ()) -> str:
     return path + suffix
 
 
-def write_labels(path: Path, data: Any, axes: str, name: str,
-                 pixels_per_um: Any = None) -> Path:
-    """Write a result's labels as TIFF, or as OME-Zarr for a ``.zarr`` path (any thread).
-
-    ``pixels_per_um``: the image's pixel size ``(x, y)``, written with them (the dock's
-    saves had none, though the image's file recorded it: GUI check h_gui40, M2).
-    """
-    pixels = tuple(pixels_per_um) if pixels_per_um else None
-    if path.suffix.lower() == ".zarr":
-        _save_ome_zarr(data, path, name, pixels)
-        return path
-    import numpy as np
-
-    from napari_nuclei_unet.core.own_images import write_labels_tiff
-
-    if len(data.shape) != 2:
-        data = np.asarray(data)
-    write_labels_tiff(path, data, axes, pixels)
-    return path
-
-
-def _save_ome_zarr(data: Any, path: Path, name: str, pixels: Any = None) -> None:
-    """Write 2-D labels as an OME-Zarr (block by block for zarr/dask data)."""
-    import dask.array as da
-
-    from napari_nuclei_unet.core.atomic import atomic_write_folder, remove_stale_temps
-    from napari_nuclei_unet.core.bigimage import (
-        DEFAULT_BLOCK,
-        create_array,
-        open_ome_group,
-        write_ome_zarr_attrs,
-    )
-
-    if len(data.shape) != 2:
-        raise ValueError("OME-Zarr export is for 2-D label images; save stacks as TIFF.")
-    array = data if hasattr(data, "dask") else da.from_array(
-        data, chunks=(DEFAULT_BLOCK, DEFAULT_BLOCK))
-
-    def write(folder: Path) -> None:  # beside the earlier save, which stays until done
-        root = open_ome_group(folder)
-        target = create_array(root, "0", array.shape, (DEFAULT_BLOCK, DEFAULT_BLOCK),
-                              array.dtype)
-        da.store(array.rechunk((DEFAULT_BLOCK, DEFAULT_BLOCK)), target, lock=False)
-        write_ome_zarr_attrs(root, name, pixels)
-
-    remove_stale_temps(path.parent, path.name, older_than_s=24 * 3600)  # a crash's
-    atomic_write_folder(path, write)
-
-
 def axes_note(name: str, stack: Any) -> str:
     """A note for guessed axes whose short plane axis is more likely channels.
 

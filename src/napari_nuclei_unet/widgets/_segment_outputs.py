@@ -23,6 +23,7 @@ from napari_nuclei_unet.widgets._layers import (
 )
 from napari_nuclei_unet.widgets._own_layers import PLANE_AT, result_labels
 from napari_nuclei_unet.widgets._retrain_project import UNEDITED_NOTE, unwritable_reason
+from napari_nuclei_unet.widgets._save_labels import write_labels
 from napari_nuclei_unet.widgets._segment_jobs import (
     RESULT_KEY,
     _add_plane,
@@ -38,7 +39,6 @@ from napari_nuclei_unet.widgets._segment_jobs import (
     region_words,
     replaced_words,
     with_suffix,
-    write_labels,
 )
 from napari_nuclei_unet.widgets._unsaved_labels import (
     KEPT_KEY,
@@ -173,7 +173,8 @@ class SegmentOutputs:
         Asked as it is chosen (an image just opened too), not only once Segment is
         pressed (GUI check h_gui31, M1). Returns whether it asked.
         """
-        from napari_nuclei_unet.widgets._own_layers import channel_words, file_axes, layer_stack
+        from napari_nuclei_unet.widgets._layer_files import file_axes
+        from napari_nuclei_unet.widgets._own_layers import channel_words, layer_stack
         from napari_nuclei_unet.widgets._segment_jobs import axes_note
 
         image = self.image.value
@@ -485,8 +486,7 @@ class SegmentOutputs:
         if background and hasattr(data, "copy") and not hasattr(data, "dask"):
             data = data.copy()  # as the user sees it now, whatever they paint next
         return self._write("Saving the labels", f"Labels of {self.shown_words()} saved to",
-                           write_labels, (Path(path), data, axes, layer.name,
-                                          info.get("pixels_per_um")),  # (GUI check h_gui40)
+                           write_labels, (Path(path), data, axes, layer.name, info),
                            background, "save labels", saves=layer)
 
     def _write(self, action: str, done: str, function: Any, args: tuple,

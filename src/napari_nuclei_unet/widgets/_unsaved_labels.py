@@ -265,7 +265,8 @@ def keep_unsaved_results(layers: Any) -> list[Path]:
     A result that cannot be written is skipped: the others are still kept.
     """
     from napari_nuclei_unet.widgets._own_layers import result_labels, safe_name
-    from napari_nuclei_unet.widgets._segment_jobs import RESULT_KEY, write_labels
+    from napari_nuclei_unet.widgets._save_labels import write_labels
+    from napari_nuclei_unet.widgets._segment_jobs import RESULT_KEY
 
     kept = []
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -283,7 +284,7 @@ def keep_unsaved_results(layers: Any) -> list[Path]:
             path = unsaved_dir() / f"{stem}-{n}.tif"
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            write_labels(path, data, axes, layer.name, info.get("pixels_per_um"))
+            write_labels(path, data, axes, layer.name, info)
         except (OSError, ValueError):
             continue
         flag = layer.metadata.get(UNSAVED_KEY)

@@ -46,6 +46,7 @@ from napari_nuclei_unet.widgets._dock_life import (
     share_the_column_when_shown,
 )
 from napari_nuclei_unet.widgets._features_table import FeaturesTable
+from napari_nuclei_unet.widgets._layer_files import file_axes
 from napari_nuclei_unet.widgets._layers import (
     EDITED_KEY,
     IMAGE_LAYER,
@@ -58,7 +59,6 @@ from napari_nuclei_unet.widgets._layers import (
 from napari_nuclei_unet.widgets._own_layers import (
     PLANE_AT,
     bring_into_view,
-    file_axes,
     follow_the_sliders_always,
     go_to_plane,
     labels_to_show,
@@ -95,7 +95,6 @@ from napari_nuclei_unet.widgets._segment_jobs import (  # noqa: F401 - in_dock_w
     source_gone_note,
     with_suffix,
     without_in_use,
-    write_labels,
 )
 from napari_nuclei_unet.widgets._segment_outputs import (  # noqa: F401 - as before
     ADD_KIND,
@@ -591,6 +590,7 @@ class SegmentWidget(SegmentOutputs, ProjectField, QWidget):
             "zarr": str(result.zarr_path) if result.zarr_path else None, "gaps": list(gaps),
             "image_axes": self._source["axes"], "channel": self._source["channel"],
             PLANE_AT: where, "pixels_per_um": stack.pixels_per_um,  # saved with it (h_gui40)
+            "z_spacing_um": stack.z_spacing_um,  # and this (GUI check h_gui41, L4)
             "plane_name": stack.plane_name(result.planes[0]) if one_of_many else None}
         self.table.set_table(result.table)
         self._shown = dict(self._source)  # what "Add plane" and "Compare" speak of
