@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 
 import numpy as np
 import pytest
@@ -456,6 +457,10 @@ def test_labels_keep_the_images_pixel_size_and_open_as_a_hyperstack(tmp_path, ca
                      metadata={"axes": "YX", "PhysicalSizeX": 0.25, "PhysicalSizeY": 0.25})
     code, _, err = run_cli(capsys, "predict", "default", tmp_path, "--out", tmp_path / "o")
     assert code == 0, err
+    line = next(s for s in err.splitlines() if s.startswith("movie:"))
+    said = re.search(r"diameter (\d+) px \((\d+\.\d) \u00b5m\) \(automatic", line)
+    assert said, line  # in micrometres too (GUI check h_gui40, L10): 0.5 µm pixels
+    assert float(said[2]) == pytest.approx(int(said[1]) * 0.5, abs=0.3)
     with tifffile.TiffFile(tmp_path / "o" / "movie_labels.tif") as tif:
         assert tif.is_imagej and tif.series[0].axes == "TZYX"
         assert tif.series[0].shape == movie.shape and tif.imagej_metadata["unit"] == "um"

@@ -1289,6 +1289,12 @@ def test_no_nucleus_size_is_said_measured_when_none_was_found():
     assert "across" not in done_words(result([]), "the default model")
     assert "nuclei 18 px across (measured)" in done_words(result([1, 2]), "the default model")
     assert "1 plane(s), 1 nucleus, nuclei" in done_words(result([1]), "the default model")
+    # in micrometres too when the image's file records its pixel size (h_gui40, L10)
+    assert "nuclei 18 px (6.0 \u00b5m) across (measured)" in done_words(
+        result([1, 2]), "the default model", (3.0, 3.0))
+    ranged = result([1, 2])
+    ranged.diameters = [12.0, 18.0]
+    assert "nuclei 12-18 px (4.0-6.0 \u00b5m) across" in done_words(ranged, "m", (3.0, 3.0))
 
 
 def test_a_datasets_sample_hides_the_users_layers_and_comes_back_after_a_segmentation(

@@ -199,9 +199,10 @@ def _say_done(summary: Any, options: Any, args: argparse.Namespace) -> None:
     Said as each image ends: a batch job's log (no terminal) showed nothing until the
     end, and after a Ctrl-C never said which were done (CLI check h_cli1, L1).
     """
+    size = diameter_words(summary.diameters, options, native=is_native(args),
+                          pixels_per_um=summary.pixels_per_um)
     note(f"{summary.name}: {counted(summary.n_nuclei, 'nucleus', 'nuclei')} in "
-         f"{counted(summary.n_planes, 'plane')}, "
-         f"{diameter_words(summary.diameters, options, native=is_native(args))}, "
+         f"{counted(summary.n_planes, 'plane')}, {size}, "
          f"{summary.seconds:.1f} s -> {Path(summary.labels).name}", quiet=args.quiet)
 
 
@@ -225,7 +226,8 @@ def _note_labels_alone(names: dict[str, Path], out: Path, results: Any,
              "to segment them again.", quiet=args.quiet)
 
 
-def diameter_words(diameters: list[float], options: Any, *, native: bool = False) -> str:
+def diameter_words(diameters: list[float], options: Any, *, native: bool = False,
+                   pixels_per_um: Any = None) -> str:
     """The nucleus diameter one file was segmented at, e.g. "diameter 17 px (automatic)".
 
     Parameters
@@ -238,21 +240,26 @@ def diameter_words(diameters: list[float], options: Any, *, native: bool = False
         The options used (``options.diameter`` 0: automatic).
     native : bool
         ``--diameter native`` was given (``options.diameter`` is the model's own).
+    pixels_per_um : (float, float), optional
+        The image's pixel size: the diameter is said in micrometres too.
     """
     import statistics
+
+    from ..core.physical import um_words
 
     if native:
         return "native scale (no resizing)"
     if options.diameter:
-        return f"diameter {options.diameter:g} px"
+        return f"diameter {options.diameter:g} px{um_words(options.diameter, pixels_per_um)}"
     if not diameters:
         return "diameter automatic (too few nuclei to measure; estimated per block)"
     median = statistics.median(diameters)
+    size = f"{median:.0f} px{um_words(median, pixels_per_um)}"
     if len(diameters) == 1:
-        return f"diameter {median:.0f} px (automatic)"
+        return f"diameter {size} (automatic)"
     low, high = round(min(diameters)), round(max(diameters))
     spread = f", {low}-{high} px" if low != high else ""
-    return f"diameter {median:.0f} px (automatic: median of {len(diameters)} planes{spread})"
+    return f"diameter {size} (automatic: median of {len(diameters)} planes{spread})"
 
 
 def _note_ignored_options(args: argparse.Namespace) -> None:

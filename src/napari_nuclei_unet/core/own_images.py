@@ -344,6 +344,7 @@ class FileSummary:
 
     ``diameters`` holds the nucleus diameter used for each plane (the given one, or
     the estimate); it is empty for a large plane, segmented block by block.
+    ``pixels_per_um``: the image's pixel size ``(x, y)`` when its file records one.
     """
 
     name: str
@@ -356,6 +357,7 @@ class FileSummary:
     seconds: float = 0.0
     pixels: int = 0
     diameters: list[float] = field(default_factory=list)
+    pixels_per_um: tuple[float, float] | None = None
 
 
 def is_large(stack: ImageStack, big_pixels: int) -> bool:
@@ -461,4 +463,5 @@ def process_file(
     h, w = stack.yx_shape
     return FileSummary(stack.name, str(path), stack.n_planes, n_nuclei, str(paths["labels"]),
                        str(paths["csv"]), zarr_path, time.perf_counter() - start,
-                       h * w * stack.n_planes, [float(d) for d in diameters])
+                       h * w * stack.n_planes, [float(d) for d in diameters],
+                       stack.pixels_per_um)

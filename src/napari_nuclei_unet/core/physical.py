@@ -69,3 +69,25 @@ def _ome_size_um(xml: str, axis: str) -> float | None:
 def _length(value: float) -> float | None:
     """``value`` when it is a length (finite, above zero), else None."""
     return value if math.isfinite(value) and value > 0 else None
+
+
+def um_words(pixels: float | tuple[float, float], pixels_per_um: Any) -> str:
+    """`` (5.9 µm)``: a length in pixels (or a low-high range) in micrometres; or ``""``.
+
+    ``pixels_per_um``: the image's pixel size ``(x, y)`` (``ImageStack.pixels_per_um``;
+    the mean of the two for pixels that are not square). ``""`` when it is unknown, so
+    that a nucleus size said in pixels can be checked against what a biologist knows
+    of their nuclei (GUI check h_gui40, L10).
+    """
+    try:
+        per_um = (float(pixels_per_um[0]) + float(pixels_per_um[1])) / 2
+    except (TypeError, ValueError, IndexError):
+        return ""
+    if not (math.isfinite(per_um) and per_um > 0):
+        return ""
+    low, high = pixels if isinstance(pixels, tuple) else (pixels, pixels)
+    low, high = low / per_um, high / per_um
+    digits = 1 if high < 100 else 0
+    size = f"{low:.{digits}f}" if round(low, digits) == round(high, digits) else \
+        f"{low:.{digits}f}-{high:.{digits}f}"
+    return f" ({size} \u00b5m)"

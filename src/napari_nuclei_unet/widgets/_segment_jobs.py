@@ -314,10 +314,15 @@ def earlier_result(layer: Any, stack: Any, settings: tuple = (None, None)) -> An
 COPY_HERE_BYTES = 256 * 2**20
 
 
-def done_words(result: Any, model: str) -> str:
-    """The status line after a segmentation: planes, nuclei, the nucleus size, time, model."""
+def done_words(result: Any, model: str, pixels_per_um: Any = None) -> str:
+    """The status line after a segmentation: planes, nuclei, the nucleus size, time, model.
+
+    ``pixels_per_um``: the image's pixel size, when its file records one: the nucleus
+    size is said in micrometres too.
+    """
     import numpy as np
 
+    from napari_nuclei_unet.core.physical import um_words
     from napari_nuclei_unet.widgets._layers import nuclei
 
     table = result.table
@@ -334,6 +339,7 @@ def done_words(result: Any, model: str) -> str:
     if result.diameters and (n or result.diameter_set):  # none found: nothing measured
         low, high = min(result.diameters), max(result.diameters)
         size = f"{low:.0f} px" if round(low) == round(high) else f"{low:.0f}-{high:.0f} px"
+        size += um_words((low, high), pixels_per_um)
         words += f", nuclei {size} across ({'set' if result.diameter_set else 'measured'})"
     # which model is in use is the Model line's to say: it changes (GUI check h_gui33, M3)
     return words + f", {result.seconds:.1f} s, with {without_in_use(model)}."

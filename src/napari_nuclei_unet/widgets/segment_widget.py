@@ -311,7 +311,8 @@ class SegmentWidget(SegmentOutputs, ProjectField, QWidget):
 
     def _result_line(self, result: Any) -> str:
         """The status line of the last segmentation's ``result``."""
-        return (done_words(result, self._model_words) + self._note
+        pixels = getattr(self._source.get("stack"), "pixels_per_um", None)
+        return (done_words(result, self._model_words, pixels) + self._note
                 + source_gone_note(self._source.get("path")))
 
     def _on_image_chosen(self, *_args: Any) -> None:
