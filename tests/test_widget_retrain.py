@@ -608,6 +608,28 @@ def test_a_dock_opened_again_mid_round_shows_the_project_and_can_stop_it(retrain
     assert [v.name for v in again.versions() if not v.is_base] == []
 
 
+@pytest.mark.parametrize("opened", ["before", "during"])
+def test_another_view_names_the_version_the_round_saved(retrain, qtbot, opened):
+    # a view opened during a round said "it saved no version" of a round that saved
+    # v001: the round's end refreshed its table before it looked (GUI check h_gui42, M1)
+    from napari_nuclei_unet.widgets.retrain_widget import RetrainWidget
+
+    viewer, dock, session, samples, project = retrain
+    dock.edit_label_mask()
+    add(qtbot, dock)
+    dock.epochs_spin.setValue(1)
+    dock.steps_spin.setValue(1)
+    other = RetrainWidget(viewer) if opened == "before" else None
+    worker = dock.start_finetune()
+    other = other or RetrainWidget(viewer)
+    viewer.window.add_dock_widget(other, name="Retrain again")
+    wait_worker(qtbot, worker, timeout=120_000)
+    qtbot.waitUntil(lambda: other.status_label.text().startswith("The round has ended"))
+    assert other.status_label.text() == ("The round has ended: v001 is listed under '4. "
+                                         "Model versions'.")
+    assert other.versions_table.selected_key() == "v001"
+
+
 def test_a_round_says_which_segment_results_were_corrected_and_not_added(retrain, qtbot):
     # 20 nuclei redrawn in the Segment dock, Add plane not pressed, Fine-tune: no word
     # that they were not in the round (GUI check h_gui33, L4)

@@ -28,6 +28,7 @@ from napari_nuclei_unet.widgets._retrain_jobs import (
     LOAD_MODEL_JOB,
     NO_CORRECTIONS,
     NO_MODEL_FILE,
+    SAVE_JOB,
     _load_version,
     _run_finetune,
     repeated_round,
@@ -105,6 +106,9 @@ def after_colon(reason: str) -> str:
 
 class FinetuneSteps:
     """Fine-tuning methods of the Retrain dock (see the module docstring)."""
+
+    #: The versions listed when the last round started (:meth:`_other_round_ended`).
+    _before_round: set[str] | None = None
 
     def is_finetuning(self) -> bool:
         """Whether a fine-tuning round runs for this viewer."""
@@ -274,13 +278,34 @@ class FinetuneSteps:
     def _say_other_round(self) -> None:
         """A view opened during a round another view runs: say so by Stop (h_gui34 N3)."""
         if self.is_finetuning() and not self._owns_round:
+            self._before_round = {v.name for v in self.versions()}
             self.progress.setFormat("a round is running (started before this panel opened)")
             self.status_label.setText("Its progress and scores show where it was started; "
                                       "Stop here stops it.")
 
+    def _on_job_started(self, kind: str) -> None:
+        if kind == FINETUNE_JOB and not self._dead:  # whichever view runs it
+            self._before_round = {v.name for v in self.versions()}
+
+    def _on_job_ended(self, kind: str) -> None:
+        # a round run by another view of the project (the panel's tab, the dock) ended:
+        # this view's buttons were greyed for it (GUI check h_gui12, M-A)
+        if not self._dead and kind in (FINETUNE_JOB, SAVE_JOB, "training"):
+            self._update_buttons()
+        if not self._dead and kind == FINETUNE_JOB and not self._owns_round:
+            self._other_round_ended()  # another view's round: this one said "Stopping …"
+        self._owns_round = self._owns_round and kind != FINETUNE_JOB
+
     def _other_round_ended(self) -> None:
-        """The round another view ran ended: this view said "Stopping …" for good."""
-        before = set(self.versions_table.keys())
+        """The round another view ran ended: this view said "Stopping …" for good.
+
+        Its new version is found against the versions listed when the round started (or
+        when this view opened during it): the round's end refreshed every view's table
+        first, and this one said "it saved no version" of a round that saved v001 (GUI
+        check h_gui42, M1).
+        """
+        before = self._before_round
+        before = set(self.versions_table.keys()) if before is None else before
         self.progress.setFormat("not fine-tuning")
         self.refresh()
         new = [v.name for v in self.versions() if not v.is_base and v.name not in before]

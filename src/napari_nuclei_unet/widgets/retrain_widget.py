@@ -206,6 +206,7 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         session.project_chosen.connect(self._on_project_chosen)
         session.predictions_changed.connect(self._update_image_label)
         session.predictions_changed.connect(self._on_predictions_changed)
+        session.jobs.started.connect(self._on_job_started)
         session.jobs.ended.connect(self._on_job_ended)
         self._napari_pairs = connect_napari([(self.viewer.layers.events.removed,
                                               self._on_layer_removed),
@@ -604,15 +605,6 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
         self.aside_button.setText("Train on it" if chosen in self.corrections_table.aside
                                   else "Keep aside")
         self.add_button.setEnabled(not self.session.jobs.is_running(SAVE_JOB))
-
-    def _on_job_ended(self, kind: str) -> None:
-        # a round run by another view of the project (the panel's tab, the dock) ended:
-        # this view's buttons were greyed for it (GUI check h_gui12, M-A)
-        if not self._dead and kind in (FINETUNE_JOB, SAVE_JOB, "training"):
-            self._update_buttons()
-        if not self._dead and kind == FINETUNE_JOB and not self._owns_round:
-            self._other_round_ended()  # another view's round: this one said "Stopping …"
-        self._owns_round = self._owns_round and kind != FINETUNE_JOB
 
     def _on_theme(self, *_args: Any) -> None:
         if self._dead:
