@@ -572,6 +572,14 @@ def test_stopped_round_saves_nothing(retrain, qtbot):
     assert not (project / "round-in-progress.json").exists()  # the user stopped it
 
 
+def one_step_round_ready(qtbot, dock):
+    """Add the shown image's mask; a round of 1 epoch of 1 step (Fine-tune not pressed)."""
+    dock.edit_label_mask()
+    add(qtbot, dock)
+    dock.epochs_spin.setValue(1)
+    dock.steps_spin.setValue(1)
+
+
 def start_a_long_round(qtbot, dock):
     """Add the shown image's mask and start a round of 50 epochs (to be stopped)."""
     dock.edit_label_mask()
@@ -615,10 +623,7 @@ def test_another_view_names_the_version_the_round_saved(retrain, qtbot, opened):
     from napari_nuclei_unet.widgets.retrain_widget import RetrainWidget
 
     viewer, dock, session, samples, project = retrain
-    dock.edit_label_mask()
-    add(qtbot, dock)
-    dock.epochs_spin.setValue(1)
-    dock.steps_spin.setValue(1)
+    one_step_round_ready(qtbot, dock)
     other = RetrainWidget(viewer) if opened == "before" else None
     worker = dock.start_finetune()
     other = other or RetrainWidget(viewer)
@@ -1480,10 +1485,7 @@ def test_the_round_removes_its_note_once_its_version_is_saved(retrain, qtbot, mo
     import napari_nuclei_unet.widgets._retrain_finetune as steps
 
     viewer, dock, session, samples, project = retrain
-    dock.edit_label_mask()
-    add(qtbot, dock)
-    dock.epochs_spin.setValue(1)
-    dock.steps_spin.setValue(1)
+    one_step_round_ready(qtbot, dock)
     monkeypatch.setattr(steps, "forget_round", lambda *args: None)  # the dock's own
     dock._round_lost = "A round was cut short."  # as read when the project opened
     dock.refresh()
