@@ -157,7 +157,7 @@ def test_download_sample_opens_first_sample(served_zip, tmp_path, monkeypatch):
     assert [layer_type for _, _, layer_type in layers] == ["image", "labels"]
     (image, image_kwargs, _), (labels, labels_kwargs, _) = layers
     assert image_kwargs["name"] == "brightfield-0"  # first id, sorted
-    assert labels_kwargs["name"] == "brightfield-0 labels"
+    assert labels_kwargs["name"] == "brightfield-0 label mask"
     assert image.shape == (32, 32, 3) and labels.shape == (32, 32)
     assert image_kwargs["metadata"]["nuclei_unet_dataset"].endswith("stage1_train.zip")
 

@@ -140,7 +140,7 @@ def test_read_sample_folder(dataset):
     expected_image, n_masks = _expected(root, sample_id)
     assert np.array_equal(image, expected_image)
     assert image_kwargs["name"] == sample_id and image_kwargs["rgb"] is True
-    assert labels_kwargs["name"] == f"{sample_id} labels"
+    assert labels_kwargs["name"] == f"{sample_id} label mask"
     assert labels.dtype == np.int32 and labels.shape == image.shape[:2]
     assert len(np.unique(labels[labels > 0])) == n_masks
     assert image_kwargs["metadata"][SAMPLE_ID_KEY] == sample_id
@@ -190,7 +190,7 @@ def test_long_ids_are_named_by_their_first_8_characters(dataset, tmp_path):
     for path in (folder, folder.parent, _zip_folder(folder.parent, tmp_path / "one.zip")):
         (_, image_kwargs, _), (_, labels_kwargs, _) = read_dsb(str(path))
         assert image_kwargs["name"] == long_id[:8]
-        assert labels_kwargs["name"] == f"{long_id[:8]} labels"
+        assert labels_kwargs["name"] == f"{long_id[:8]} label mask"
         assert image_kwargs["metadata"][SAMPLE_ID_KEY] == long_id  # the full id is kept
 
 
@@ -292,7 +292,7 @@ def test_viewer_open_sample_adds_image_and_labels(make_napari_viewer, dataset):
     expected_image, n_masks = _expected(root, ids[1])
     assert image_layer.name == ids[1] and image_layer.rgb
     assert np.array_equal(image_layer.data, expected_image)
-    assert labels_layer.name == f"{ids[1]} labels"
+    assert labels_layer.name == f"{ids[1]} label mask"
     assert len(np.unique(labels_layer.data[labels_layer.data > 0])) == n_masks
 
 

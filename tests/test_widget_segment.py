@@ -986,6 +986,23 @@ def test_a_short_guessed_axis_is_noted_as_maybe_channels(dock, qtbot):
     assert widget.result_layer.data.shape[-2:] == two.shape[-2:]
 
 
+def test_a_sample_folders_label_mask_and_its_result_have_their_own_names(dock, qtbot,
+                                                                          tmp_path):
+    # both were "<id> labels": the result came out "<id> labels [1]" (GUI check h_gui42,
+    # M2)
+    from napari_nuclei_unet.core.synthetic import write_synthetic_dataset
+
+    viewer, widget = dock
+    (sample,) = write_synthetic_dataset(tmp_path / "dsb", styles=("fluorescence",),
+                                        shape=SHAPE)
+    viewer.open(str(tmp_path / "dsb" / sample), plugin="napari-nuclei-unet")
+    widget.image.value = viewer.layers[sample]
+    layer = run(qtbot, widget)
+    names = [lay.name for lay in viewer.layers]
+    assert f"{sample} label mask" in names and layer.name == f"{sample} labels", names
+    assert not any(name.endswith("]") for name in names), names
+
+
 def test_saved_labels_of_a_stack_keep_its_pixel_size_and_z_spacing(dock, qtbot, tmp_path):
     # the Z spacing was lost: Fiji measured the saved labels' depth in pixels (GUI check
     # h_gui41, L4); kept too in the copy of unsaved edits napari closing writes

@@ -410,8 +410,8 @@ def sample_layer_data(
     }
     layers: list[LayerData] = [(sample.image, image_kwargs, "image")]
     if getattr(sample, "has_labels", True):
-        labels_kwargs = {
-            "name": f"{name} labels",
+        labels_kwargs = {  # not "<id> labels": the Segment dock's result is named so,
+            "name": f"{name} label mask",  # and came out "<id> labels [1]" (h_gui42, M2)
             "opacity": 0.5,
             "metadata": dict(metadata),
         }
