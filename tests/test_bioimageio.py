@@ -197,6 +197,27 @@ def test_missing_torchscript_weights_fall_back_to_onnx_or_are_said_missing(tmp_p
         f"The TorchScript weights weights.pt of {package} are missing from it;")
 
 
+def test_damaged_torchscript_weights_are_said_when_the_onnx_ones_are_used(tmp_path):
+    # the package loaded from its ONNX weights and the Model tab said only "reproduces its
+    # test output": a user would share the damaged package on (GUI check h_gui42, L1)
+    pytest.importorskip("onnxruntime")
+    from napari_nuclei_unet.widgets._model_training import describe_training
+
+    def damaged_torchscript(data, folder):
+        raw = bytearray((folder / "weights.pt").read_bytes())
+        raw[-100] ^= 0xFF  # its SHA-256 no longer matches the description's
+        (folder / "weights.pt").write_bytes(bytes(raw))
+
+    loaded = load_any_model(_copy_package(tmp_path, damaged_torchscript))
+    note = loaded.metadata["bioimageio"]["weights_note"]
+    assert loaded.model.weight_format == "onnx"
+    assert note.startswith("The TorchScript weights weights.pt of ") and "SHA256 mismatch" \
+        in note and note.endswith("Its ONNX weights are used; download the package again "
+                                  "before you share it.")
+    assert note in describe_training(loaded.metadata)
+    assert load_any_model(_real_package()).metadata["bioimageio"]["weights_note"] == ""
+
+
 def test_pickle_posing_as_torchscript_is_refused(tmp_path):
     import torch
 

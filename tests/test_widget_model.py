@@ -91,6 +91,12 @@ def test_bad_file_gives_plain_notification(model_widget, qtbot, tmp_path):
     assert "This bioimage.io" not in errors[0] and "checkpoint:" not in errors[0]
     # the toast fades: the dock says it too, until a model loads
     assert widget.export_status.text().startswith("broken.zip was not loaded. ")
+    # a package's description is named by its folder: every one is "bioimageio.yaml"
+    # (GUI check h_gui42, L3)
+    (tmp_path / "mypackage").mkdir()
+    (tmp_path / "mypackage" / "bioimageio.yaml").write_text("format_version: 0.5.3\n")
+    wait_worker(qtbot, widget.load(tmp_path / "mypackage" / "bioimageio.yaml"))
+    assert widget.export_status.text().startswith("The package mypackage was not loaded. ")
     wait_worker(qtbot, widget.load("default"))
     assert widget.session.model is not None and widget.export_status.text() == ""
 

@@ -249,7 +249,8 @@ class BioimageioModel:
             )
         self.descr = descr
         self._check_tensors()
-        self.weight_format = choose_weights(self.descr.weights, self.source, weight_format)
+        self.weight_format, self.weights_note = choose_weights(
+            self.descr.weights, self.source, weight_format)
         self.device = _device_name(device)
         self._pipeline: Any = None
         self._pipeline_device: str | None = None
@@ -302,6 +303,7 @@ class BioimageioModel:
             "license": str(getattr(descr, "license", "") or ""),
             "authors": [str(a.name) for a in (descr.authors or [])],
             "weight_format": self.weight_format,
+            "weights_note": self.weights_note,
             "source": str(self.source),
             "format_version": str(descr.format_version),
         }

@@ -75,7 +75,7 @@ def _onnx_runs() -> bool:
     return True
 
 
-def choose_weights(weights: Any, source: Any, requested: str | None) -> str:
+def choose_weights(weights: Any, source: Any, requested: str | None) -> tuple[str, str]:
     """The weight format to run a package from: ``"torchscript"`` or ``"onnx"``.
 
     Parameters
@@ -86,6 +86,13 @@ def choose_weights(weights: Any, source: Any, requested: str | None) -> str:
         The package, for messages.
     requested : str or None
         The format the user asked for; None chooses TorchScript, then ONNX.
+
+    Returns
+    -------
+    (str, str)
+        The format, and a note in words when the TorchScript weights were damaged and
+        the ONNX ones are used instead (``""`` otherwise): the package loaded and
+        reproduced its test output without a word about it (GUI check h_gui42, L1).
 
     Raises
     ------
@@ -126,10 +133,12 @@ def choose_weights(weights: Any, source: Any, requested: str | None) -> str:
         except Exception as exc:  # a missing file, a bad zip member, a URL offline
             if "onnx" in usable and not requested and _onnx_runs() \
                     and _readable(weights.onnx):  # the other weights (h_rev17, L4)
-                return "onnx"
+                return "onnx", (_unreadable_weights(source, entry.source, exc).removesuffix(
+                    " Download it again.") + " Its ONNX weights are used; download the "
+                    "package again before you share it.")
             raise CheckpointError(_unreadable_weights(source, entry.source, exc)) from exc
         check_torchscript_archive(data, str(entry.source))
-    return choice
+    return choice, ""
 
 
 def _unreadable_weights(package: Any, source: Any, exc: Exception) -> str:

@@ -123,6 +123,8 @@ def describe_training(metadata: Mapping[str, Any], path: Any = None) -> str:
     package = metadata.get("bioimageio")
     if isinstance(package, Mapping) and package.get("test"):
         parts.append(str(package["test"]))  # its own test, run as it loaded (selftest)
+    if isinstance(package, Mapping) and package.get("weights_note"):
+        parts.append(str(package["weights_note"]))  # damaged weights (h_gui42, L1)
     return " · ".join(parts) or "no training record"
 
 

@@ -47,6 +47,7 @@ from napari_nuclei_unet.widgets._model_training import (  # noqa: F401  (re-expo
 )
 from napari_nuclei_unet.widgets._scroll import keep_narrow, scrolled_layout
 from napari_nuclei_unet.widgets._session import session_for
+from napari_nuclei_unet.widgets._workers import notify
 
 if TYPE_CHECKING:
     import napari
@@ -371,17 +372,26 @@ class ModelWidget(ModelExport, QWidget):
         """
         from napari_nuclei_unet.bioimageio.load import may_be_package
 
+        package = may_be_package(path)
         name = "the default model" if str(path) == "default" else Path(path).name
-        words = partial(_checkpoint_error, package=may_be_package(path))
+        if package and name.lower().endswith((".yaml", ".yml")):  # every package's name:
+            name = f"the package {Path(path).parent.name}"  # its folder's (h_gui42, L3)
+        words = partial(_checkpoint_error, package=package)
 
         def failed(exc: BaseException) -> None:  # the toast fades: the dock says it too
             from napari_nuclei_unet.widgets._workers import explain  # (h_gui36, L1)
 
-            self.export_status.setText(f"{name} was not loaded. {words(exc) or explain(exc)}")
+            said = f"{name} was not loaded. {words(exc) or explain(exc)}"
+            self.export_status.setText(  # "The package x", "The default model", a file's name
+                "T" + said[1:] if said.startswith("the ") else said)
 
         def loaded(model: Any) -> None:  # the session first: the dock may be closed by now
             self.session.set_model(model)  # (a load was dropped then: review h_rev20, M1)
-            self.export_status.setText("")
+            note = str(((getattr(model, "metadata", None) or {}).get("bioimageio") or {})
+                       .get("weights_note") or "")  # damaged weights (GUI check h_gui42, L1)
+            self.export_status.setText(note)
+            if note:
+                notify(note, warning=True)
 
         worker = self.session.jobs.start(
             "load model", _load, str(path), self.device(), on_returned=loaded,
