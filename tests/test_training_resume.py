@@ -102,6 +102,23 @@ def test_a_run_resumed_into_another_folder_has_its_best_model_there(tmp_path, mo
                         resume_from=first.last_checkpoint))
     best = load_checkpoint(third.best_checkpoint)
     assert best.metadata["metrics"]["val_iou"] == 0.9  # a's, not c's own 0.95
+    # a's own best missing (only its last copied from a cluster): c's is not a's either
+    # (review h_rev26, 2)
+    ious = iter([0.95, 0.2])
+    drive(train(tiny_config(epochs=1), samples, out_dir=tmp_path / "d"))
+    (tmp_path / "a" / "best.safetensors").unlink()
+    fourth = drive(train(tiny_config(epochs=2), samples, out_dir=tmp_path / "d",
+                         resume_from=first.last_checkpoint))
+    best = load_checkpoint(fourth.best_checkpoint)
+    assert best.metadata["metrics"]["val_iou"] == 0.2  # its own epoch 2, the only one
+    # a new run stopped before its first validation, in a folder holding another run's
+    ious = iter([0.95])
+    drive(train(tiny_config(epochs=1), samples, out_dir=tmp_path / "e"))
+    stopped = drive(train(tiny_config(epochs=3), samples, out_dir=tmp_path / "e",
+                          should_stop=_stop_after(1)))
+    assert stopped.cancelled
+    best = load_checkpoint(stopped.best_checkpoint)
+    assert best.metadata["metrics"]["val_iou"] is None  # its own, not the 0.95
 
 
 def test_early_stopping_counts_validations_and_a_resume_goes_on(tmp_path, monkeypatch):

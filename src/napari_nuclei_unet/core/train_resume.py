@@ -4,7 +4,7 @@
 the run's recorded validation images stay validation images (:func:`resume_data`, which
 front ends call first to say what changed), the time it trained counts against its
 budget (:func:`time_left_check`), and a run resumed into another folder starts with its
-best model there (:func:`carry_best`). Review h_rev23, M1-M3.
+best model there (:func:`start_best`). Review h_rev23, M1-M3.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 
 from . import distributed
 from .checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
+from .checkpoint_commit import sidecar_path
 from .config import TrainConfig
 from .paths import same_path
 from .train_data import resumed_split
@@ -54,16 +55,22 @@ def time_left_check(elapsed: float, config: TrainConfig) -> float:
     return elapsed
 
 
-def carry_best(resume_from: Path, best_path: Path) -> None:
-    """A run resumed into another folder starts with its best model there.
+def start_best(resume_from: str | os.PathLike | None, best_path: Path) -> None:
+    """The best model a run starts with in its folder: its own, carried, or none.
 
-    Its best validation IoU is carried over, so a resumed run that never beat it wrote no
+    A run resumed into another folder starts with its best model there: its best
+    validation IoU is carried over, so a resumed run that never beat it wrote no
     ``best`` at all, and the path printed for scripts did not exist (h_rev23, M3). A best
-    already there is another run's (the command line refuses such a folder unless told
-    ``--overwrite``): it is replaced, not printed as this run's (review h_rev25, B13).
+    already in the folder of a new run, or of a run resumed from elsewhere, is another
+    run's (the command line refuses such a folder unless told ``--overwrite``): it is
+    removed, not printed as this run's, also when the resumed run's own best is missing
+    (reviews h_rev25, B13; h_rev26, 2).
     """
-    source = resume_from.with_name(BEST_NAME)
-    if not source.exists() or same_path(source, best_path):
+    source = None if resume_from is None else Path(resume_from).with_name(BEST_NAME)
+    if source is not None and same_path(source, best_path):
+        return  # the run's own folder: its own best
+    _remove_checkpoint(best_path)
+    if source is None or not source.exists():
         return
     try:
         best = load_checkpoint(source, device="cpu")
@@ -73,3 +80,10 @@ def carry_best(resume_from: Path, best_path: Path) -> None:
            "resume")  # what a save writes itself (a copied token is a mismatched pair)
     save_checkpoint(best_path, best.model, best.config,
                     {k: v for k, v in best.metadata.items() if k not in own})
+
+
+@distributed.main_only
+def _remove_checkpoint(path: Path) -> None:
+    """Remove a checkpoint's weights and sidecar (rank 0 only under torchrun)."""
+    for part in (path, sidecar_path(path)):
+        part.unlink(missing_ok=True)

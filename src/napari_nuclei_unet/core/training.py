@@ -44,7 +44,7 @@ from .losses import HeadsLoss
 from .model import UNet
 from .progress import stop_requested
 from .train_data import data_description, sampling_probabilities, split_train_val, training_diameter
-from .train_resume import carry_best, resume_data, time_left_check
+from .train_resume import resume_data, start_best, time_left_check
 from .train_updates import (
     BEST_NAME,
     LAST_NAME,
@@ -384,8 +384,7 @@ def _train(
     # Data-parallel training under torchrun (no-ops otherwise): DDP, global-batch loss.
     step_model = distributed.wrap_model(step_model, device)
     loss_fn = distributed.global_batch_loss(loss_fn)
-    if resume_from is not None:
-        carry_best(Path(resume_from), best_path)
+    start_best(resume_from, best_path)  # not another run's (h_rev26)
 
     epoch = start_epoch
     step = start_step - 1
