@@ -506,3 +506,19 @@ def test_the_z_spacing_a_file_records_is_read_in_micrometres(tmp_path):
                      metadata={"axes": "TYX", "unit": "um", "spacing": 2})  # no Z axis
     assert open_stack(tmp_path / "time.tif").z_spacing_um is None
     assert open_stack(tmp_path / "z.ome.tif", "TYX").z_spacing_um is None
+    # as Fiji writes µm: escaped in the file (review h_rev26, 1); a Z unit of its own
+    for unit, extra, z in (("\\u00B5m", "", 2.0), ("Micron ", "", 2.0),
+                           ("micron", "zunit=nm\n", 0.002)):
+        tifffile.imwrite(tmp_path / "fiji.tif", stack, imagej=True, resolution=(4.0, 4.0),
+                         metadata={"axes": "ZYX", "unit": "UNIT", "spacing": 2.0})
+        description = tifffile.tiffcomment(tmp_path / "fiji.tif")
+        tifffile.tiffcomment(tmp_path / "fiji.tif", description.replace(
+            "unit=UNIT\n", f"unit={unit}\n{extra}"))
+        fiji = open_stack(tmp_path / "fiji.tif")
+        assert fiji.z_spacing_um == pytest.approx(z), unit
+        assert fiji.pixels_per_um == pytest.approx((4.0, 4.0)), unit
+    # kept in the labels without a pixel size too (ImageJ's 1 unit per pixel)
+    from napari_nuclei_unet.core.own_images import write_labels_tiff
+
+    write_labels_tiff(tmp_path / "l.tif", stack, "ZYX", None, 2.5)
+    assert open_stack(tmp_path / "l.tif").z_spacing_um == pytest.approx(2.5)

@@ -299,9 +299,10 @@ def write_labels_tiff(path: str | os.PathLike, labels: Any, axes: str,
             top = int(labels.max()) if labels.size else 0
             data = labels.astype(label_dtype(top), copy=False)
             if _as_imagej(data, axes):
-                sizes = {"unit": "um"} if pixels else {}
-                if pixels and z_spacing_um and "Z" in axes:  # (GUI check h_gui41, L4)
-                    sizes["spacing"] = float(z_spacing_um)
+                spacing = z_spacing_um if "Z" in axes else None  # (GUI check h_gui41, L4)
+                sizes = {"unit": "um"} if pixels or spacing else {}
+                if spacing:  # (without a pixel size ImageJ takes 1 unit, as it read it)
+                    sizes["spacing"] = float(spacing)
                 tifffile.imwrite(tmp, data, imagej=True, compression="zlib",
                                  metadata={"axes": axes, **sizes}, resolution=pixels)
                 return

@@ -29,7 +29,7 @@ def pixels_per_um_of(tif: Any) -> tuple[float, float] | None:
             sizes = [_ome_size_um(tif.ome_metadata, a) for a in "XY"]
             if all(sizes):
                 return tuple(1.0 / size for size in sizes)
-        unit = (tif.imagej_metadata or {}).get("unit") if tif.is_imagej else None
+        unit = _unit((tif.imagej_metadata or {}).get("unit")) if tif.is_imagej else None
         if unit in _UM_PER_UNIT:
             x, y = tif.pages.first.get_resolution()
             if x > 0 and y > 0 and (x, y) != (1, 1):
@@ -43,13 +43,15 @@ def z_spacing_um_of(tif: Any) -> float | None:
     """The distance between an open TIFF's Z planes in micrometres, or None.
 
     From an OME-TIFF's ``PhysicalSizeZ`` or an ImageJ hyperstack's ``spacing`` (in its
-    ``unit``); None when the file records none, or none in a unit of length.
+    ``zunit``, else its ``unit``); None when the file records none, or none in a unit
+    of length.
     """
     try:
         if tif.is_ome and tif.ome_metadata:
             return _ome_size_um(tif.ome_metadata, "Z")
         metadata = (tif.imagej_metadata or {}) if tif.is_imagej else {}
-        unit, spacing = metadata.get("unit"), metadata.get("spacing")
+        unit = _unit(metadata.get("zunit") or metadata.get("unit"))
+        spacing = metadata.get("spacing")
         if unit in _UM_PER_UNIT and spacing is not None:
             return _length(float(spacing) * _UM_PER_UNIT[unit])
     except (ValueError, KeyError, IndexError, TypeError):
@@ -63,7 +65,16 @@ def _ome_size_um(xml: str, axis: str) -> float | None:
     unit = re.search(rf'PhysicalSize{axis}Unit="([^"]+)"', xml)
     if size is None:
         return None
-    return _length(float(size[1]) * _UM_PER_UNIT[unit[1] if unit else "um"])
+    return _length(float(size[1]) * _UM_PER_UNIT[_unit(unit[1]) if unit else "um"])
+
+
+def _unit(text: Any) -> str | None:
+    """A unit of length as the table spells it: ``µm`` from ``\\u00B5m`` (ImageJ 1.52
+    escapes it in the file), ``micron`` from ``Micron `` (review h_rev26, 1)."""
+    if not isinstance(text, str):
+        return None
+    text = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m[1], 16)), text)
+    return text.strip().lower()
 
 
 def _length(value: float) -> float | None:
