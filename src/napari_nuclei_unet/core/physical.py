@@ -69,8 +69,11 @@ def _ome_size_um(xml: str, axis: str) -> float | None:
 
 
 def _unit(text: Any) -> str | None:
-    """A unit of length as the table spells it: ``µm`` from ``\\u00B5m`` (ImageJ 1.52
-    escapes it in the file), ``micron`` from ``Micron `` (review h_rev26, 1)."""
+    r"""A unit of length as the table above spells it, or None.
+
+    ``µm`` from ``\u00B5m`` (ImageJ 1.52 escapes it in the file), ``micron`` from
+    ``Micron `` (review h_rev26, 1).
+    """
     if not isinstance(text, str):
         return None
     text = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m[1], 16)), text)
