@@ -370,7 +370,7 @@ def test_axes_apply_to_the_files_they_fit_in_a_mixed_folder(tmp_path, capsys):
                              "--axes", "czyx", "--channel", "0")
     assert code == 0, err
     assert ("note: --axes CZYX is used for czyx.zarr, and plain.tif of another number of "
-            "dimensions keeps its own axes.") in err
+            "dimensions or in colour keeps its own axes.") in err
     with tifffile.TiffFile(tmp_path / "b" / "czyx_labels.tif") as tif:
         assert tif.series[0].shape == (2, *SHAPE)  # its Z planes, the nuclei's channel
     assert (tmp_path / "b" / "plain_labels.tif").exists()
@@ -381,6 +381,31 @@ def test_axes_apply_to_the_files_they_fit_in_a_mixed_folder(tmp_path, capsys):
                              "--axes", "czyx", "--channel", "0", "--workers", "1")
     assert code == 2 and "put the files that --axes fits in a folder of their own" in err
     assert not (tmp_path / "w").exists()
+    # the same command goes on after a stop with only the plain TIFF left (h_rev26, 6)
+    for path in (tmp_path / "b").glob("plain_*"):
+        path.unlink()
+    code, out, err = run_cli(capsys, "predict", "default", folder, "--out", tmp_path / "b",
+                             "--axes", "czyx", "--channel", "0", "--skip-existing")
+    assert code == 0 and (tmp_path / "b" / "plain_labels.tif").exists(), err
+    assert "note: --axes CZYX fits none of these: plain.tif" in err
+
+
+def test_axes_of_planes_leave_a_colour_photo_in_the_folder_as_it_is(tmp_path, capsys):
+    # --axes ZYX made an RGB PNG 48 planes of 64 x 3 pixels (review h_rev26, 5)
+    from PIL import Image
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    tifffile.imwrite(folder / "stack.tif", np.stack([grey(2), grey(3)]).astype(np.uint16))
+    Image.fromarray(np.stack([grey(4).astype(np.uint8) * 200] * 3, axis=-1)).save(
+        folder / "photo.png")
+    code, out, err = run_cli(capsys, "predict", "default", folder, "--out", tmp_path / "o",
+                             "--axes", "zyx")
+    assert code == 0, err
+    assert ("note: --axes ZYX is used for stack.tif, and photo.png of another number of "
+            "dimensions or in colour keeps its own axes.") in err
+    assert tifffile.imread(tmp_path / "o" / "photo_labels.tif").shape == SHAPE
+    assert tifffile.imread(tmp_path / "o" / "stack_labels.tif").shape == (2, *SHAPE)
 
 
 def test_skip_existing_goes_on_with_the_images_not_done(tmp_path, capsys, monkeypatch):

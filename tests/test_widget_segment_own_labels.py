@@ -351,20 +351,32 @@ def test_lined_up_labels_follow_the_axes_set_again(dock, qtbot):
     planes = np.stack([disc_labels(SHAPE, [(12, 12)]), disc_labels(SHAPE, [(30, 40)])])
     image = np.stack([planes > 0, planes > 0], axis=1).astype(np.uint16) * 900 + 50
     viewer.add_image(image, name="zc")
+
+    def set_axes(axes):  # typed, then Enter (or the field left)
+        widget.axes.value = axes
+        widget.axes.native.editingFinished.emit()
+
     widget.image.value = viewer.layers["zc"]
-    widget.axes.value = "ZCYX"
-    other = viewer.add_labels(planes.copy(), name="other image's")
+    set_axes("ZCYX")
     saved = viewer.add_labels(planes.copy(), name="saved")
     assert saved.data.shape == (2, 1, *SHAPE)
-    widget.axes.value = "CZYX"  # the channels first: napari lines them up by Z, Y, X
+    saved.paint((0, 0, 10, 10), 5)
+    widget.axes.value = "CZ"  # as typed: nothing moves, the undo history stays
+    widget.axes.value = "CZYX"
+    assert saved.data.shape == (2, 1, *SHAPE)
+    saved.undo()
+    set_axes("CZYX")  # the channels first: napari lines them up by Z, Y, X
     assert saved.data.shape == (2, *SHAPE) and list(saved.scale) == [1.0, 1.0, 1.0]
     assert np.array_equal(saved.data, planes) and not saved.metadata.get(LINED_UP_KEY)
-    widget.axes.value = "ZCYX"  # and back
+    set_axes("ZCYX")  # and back
     assert saved.data.shape == (2, 1, *SHAPE) and saved.scale[1] == 2.0
-    viewer.add_image(np.zeros((2, 3, *SHAPE), np.uint16), name="wider")  # another image
-    widget.image.value = viewer.layers["wider"]
-    assert saved.data.shape == (2, 1, *SHAPE)  # left as it lies, over zc
-    assert other.data.shape == (2, 1, *SHAPE)
+    # another image, of the same shape or not: the labels stay over zc (review h_rev26, 3)
+    viewer.add_image(image.copy(), name="zc2")
+    viewer.add_image(np.zeros((2, 3, *SHAPE), np.uint16), name="wider")
+    for other in ("zc2", "wider"):
+        widget.image.value = viewer.layers[other]
+        set_axes("CZYX")
+        assert saved.data.shape == (2, 1, *SHAPE) and saved.scale[1] == 2.0, other
 
 
 def test_each_painted_plane_of_a_lazy_stack_is_kept_in_its_own_file(dock, qtbot, tmp_path):

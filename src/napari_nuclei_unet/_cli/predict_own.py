@@ -143,6 +143,7 @@ def run_own(args: argparse.Namespace) -> int:
         raise ImageFileError(f"--axes {args.axes!r} must be letters such as ZCYX or TCYX.")
     _refuse_dataset(args)
     files = find_files(args.input, quiet=args.quiet)
+    total = len(files)  # before --skip-existing leaves some (review h_rev26, 6)
     if len(files) == 1 and files[0] == Path(args.input) and is_labels_or_result(files[0]):
         note(f"note: {files[0].name} is named as a label image (or an earlier result): it is "
              "segmented as an image. Give the image it labels instead, if that is what you "
@@ -172,7 +173,7 @@ def run_own(args: argparse.Namespace) -> int:
     # is replaced, not refused (review h_rev16, H1); its labels never (h_cli1, H1)
     check_targets(out, [p for name in names for p in output_paths(out, name).values()], files,
                   overwrite=args.overwrite or skip, what="result file", kept="edited labels")
-    files, skipped, single, own = _check_inputs(files, args)
+    files, skipped, single, own = _check_inputs(files, args, total)
     _check_package_runs_here(args)
     _note_ignored_options(args)
 
@@ -272,7 +273,7 @@ def _note_ignored_options(args: argparse.Namespace) -> None:
              "with --instances watershed) and <name>_measurements.csv.", quiet=args.quiet)
 
 
-def _check_inputs(files: list[Path], args: argparse.Namespace
+def _check_inputs(files: list[Path], args: argparse.Namespace, total: int = 0
                   ) -> tuple[list[Path], list[tuple[Path, Exception]], set[Path], set[Path]]:
     """Open every file (metadata only) so that a bad axes/channel fails before any work.
 
@@ -281,9 +282,12 @@ def _check_inputs(files: list[Path], args: argparse.Namespace
     to segment, the ``(file, error)`` of those skipped, and the files of one channel
     (no channel axis), which ``--channel`` does not apply to: a folder of grey images
     and one multi-channel file had no command that worked (review h_rev15, M2). Last,
-    the files ``--axes`` does not fit (another number of dimensions) whose own axes are
-    known, which keep them: a folder of a plain TIFF and a zarr without recorded axes
-    had no command that worked either (review h_rev24, L4).
+    the files ``--axes`` does not fit (another number of dimensions, or a colour image
+    that ``--axes`` does not give a colour axis) whose own axes are known, which keep
+    them: a folder of a plain TIFF and a zarr without recorded axes had no command that
+    worked either (review h_rev24, L4), and an RGB photo beside ZYX stacks was segmented
+    as 48 planes of 64 x 3 pixels (review h_rev26, 5). ``total``: the files the input
+    holds (some may be done already: ``--skip-existing``).
 
     An image taken as RGB from the file's own axes although it is not 8-bit gets a
     note: it is more likely planes or channels (see ``ImageStack.doubtful_rgb``).
@@ -291,11 +295,15 @@ def _check_inputs(files: list[Path], args: argparse.Namespace
     from ..core.stacks import ImageFileError, open_stack
 
     readable, skipped, single, own = [], [], set(), set()
+    several = max(total, len(files)) > 1
     for path in files:
         try:
             stack = open_stack(path, args.axes)
+            if several and (colour := _own_colour(path, args.axes)) is not None:
+                stack = colour
+                own.add(path)
         except (ImageFileError, OSError) as exc:
-            stack = _own_axes(path, args.axes) if len(files) > 1 else None
+            stack = _own_axes(path, args.axes) if several else None
             if stack is not None:
                 own.add(path)
             elif not _unreadable(path, exc, args.axes):
@@ -303,20 +311,22 @@ def _check_inputs(files: list[Path], args: argparse.Namespace
             else:
                 skipped.append((path, exc))
                 continue
-        if args.channel is not None and "C" not in stack.axes and len(files) > 1:
+        if args.channel is not None and "C" not in stack.axes and several:
             single.add(path)  # one channel: segmented as it is
         else:
             stack.check_channel(args.channel)
-        if args.axes is None and args.channel is None and stack.doubtful_rgb:
+        if (args.axes is None or path in own) and args.channel is None \
+                and stack.doubtful_rgb:
             note(f"note: {stack.doubtful_rgb_note(path.name)}", quiet=args.quiet)
         readable.append(path)
     if not readable:
         raise _none_readable(args.input, skipped)
     for path, exc in skipped:
         _note_skipped(path, exc, args)
-    if own and own.issuperset(readable):  # fits none: the option is a mistake
-        open_stack(sorted(own)[0], args.axes)
-    elif own:
+    if own and own.issuperset(readable) and len(files) >= total:  # fits none: a mistake
+        for path in sorted(own):
+            open_stack(path, args.axes)
+    if own:
         _note_own_axes(readable, own, args)
     if single and (args.workers or args.scheduler):  # said before a cluster starts
         raise ValueError(
@@ -330,9 +340,9 @@ def _check_inputs(files: list[Path], args: argparse.Namespace
              f"{first_names([p.name for p in sorted(single)])} of one channel "
              f"{'is segmented as it is' if len(single) == 1 else 'are segmented as they are'}.",
              quiet=args.quiet)
-    elif single:  # not one file has channels: the option is a mistake
-        stack = open_stack(sorted(single)[0], args.axes)
-        stack.check_channel(args.channel)
+    elif single and len(files) >= total:  # no file has channels (none done before with
+        first = sorted(single)[0]  # --skip-existing): the option is a mistake
+        open_stack(first, None if first in own else args.axes).check_channel(args.channel)
     return readable, skipped, single, own
 
 
@@ -349,6 +359,19 @@ def _own_axes(path: Path, axes: str | None) -> Any:
     return stack if len(stack.stored_axes or stack.axes) != len(axes.strip()) else None
 
 
+def _own_colour(path: Path, axes: str | None) -> Any:
+    """``path`` with its own axes when it is a colour image and ``axes`` give no colour axis."""
+    from ..core.stacks import ImageFileError, open_stack
+
+    if axes is None or axes.strip().upper()[-1:] in ("C", "S"):
+        return None
+    try:
+        stack = open_stack(path)
+    except (ImageFileError, OSError):
+        return None
+    return stack if stack.rgb else None
+
+
 def _note_own_axes(readable: list[Path], own: set[Path], args: argparse.Namespace) -> None:
     """Say which files ``--axes`` is used for, and which keep their own (one line)."""
     if args.workers or args.scheduler:  # said before a cluster starts
@@ -356,11 +379,12 @@ def _note_own_axes(readable: list[Path], own: set[Path], args: argparse.Namespac
             f"With --workers or --scheduler, --axes {args.axes} applies to every file, and "
             f"{sorted(own)[0].name} has another number of dimensions: put the files that "
             "--axes fits in a folder of their own.")
-    applied = first_names([p.name for p in sorted(readable) if p not in own])
+    applied = [p.name for p in sorted(readable) if p not in own]
     kept = first_names([p.name for p in sorted(own)])
     verb = "keeps its own axes" if len(own) == 1 else "keep their own axes"
-    note(f"note: --axes {args.axes.strip().upper()} is used for {applied}, and {kept} of "
-         f"another number of dimensions {verb}.", quiet=args.quiet)
+    used = f"is used for {first_names(applied)}, and" if applied else "fits none of these:"
+    note(f"note: --axes {args.axes.strip().upper()} {used} {kept} of another number of "
+         f"dimensions or in colour {verb}.", quiet=args.quiet)
 
 
 def _unreadable(path: Path, exc: Exception, axes: str | None) -> bool:

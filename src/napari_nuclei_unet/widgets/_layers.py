@@ -231,16 +231,21 @@ def _mark_edited(event: Any) -> None:
 #: Layer metadata of a user's labels given a size-1 channel axis to lie over their
 #: image's planes (:func:`line_up`): the axes added, left out when read.
 LINED_UP_KEY = "nuclei_unet_lined_up"
+#: ... and the image they were lined up over (``id`` of its layer).
+LINED_OVER_KEY = "nuclei_unet_lined_over"
 
 
-def line_up(labels: Any, image: Any, axes: str = "") -> None:
+def line_up(labels: Any, image: Any, axes: str = "", again: bool = False) -> None:
     """Give labels of a stack with channels (saved, opened again) a size-1 channel axis.
 
     napari lines layers up by their last axes: a ``ZYX`` labels file over its ``ZCYX``
     ``image`` followed the channel slider, not the Z one, and Add plane spoke of a plane
     other than the one seen (GUI check h_gui40, M3). The Segment dock's results keep such
     an axis for the same reason; the docks read the labels without it (:func:`user_labels`).
-    ``axes``: the dock's Axes field.
+    ``axes``: the dock's Axes field. ``again``: the user set the Axes of ``image`` (not
+    as they type: each time undoes the labels' undo history): labels lined up over it
+    move their axis or lose it (review h_rev25, M16); others, lined up over another
+    image of the same shape, stay as they lie (review h_rev26, 3 and 4).
     """
     from napari_nuclei_unet.widgets._own_layers import channel_gaps, layer_stack, placement
     from napari_nuclei_unet.widgets._workers import notify
@@ -254,10 +259,11 @@ def line_up(labels: Any, image: Any, axes: str = "") -> None:
     order = stack.stored_axes or stack.axes  # as the layer holds them, as the results'
     want = channel_gaps(order, bool(getattr(image, "rgb", False)))
     added = tuple(labels.metadata.get(LINED_UP_KEY) or ())
-    if added and added != want and _lined_over(labels, image, added):
-        _undo_line_up(labels, image)  # the Axes were set again since (review h_rev25, M16)
-    elif added:
-        return  # lined up already (or over another image)
+    if added:
+        if not again or added == want or labels.metadata.get(LINED_OVER_KEY) != id(image) \
+                or not _lined_over(labels, image, added):
+            return  # lined up already (or over another image)
+        _undo_line_up(labels, image)  # the Axes were set again since
     if not want:
         return  # no channel axis between others: napari lines them up
     at, shape = want[0], tuple(stack.labels_shape)
@@ -275,6 +281,7 @@ def line_up(labels: Any, image: Any, axes: str = "") -> None:
     kwargs = placement(image, labels.data.shape, (at,))
     labels.scale, labels.translate = kwargs["scale"], kwargs["translate"]
     labels.metadata[LINED_UP_KEY] = (at,)
+    labels.metadata[LINED_OVER_KEY] = id(image)
     if found == shape:
         notify(f"“{labels.name}” was given a channel axis of size 1 ({order}, as "
                f"{image.name}) so that each of its planes lies over {image.name}'s: napari "
@@ -303,7 +310,8 @@ def _undo_line_up(labels: Any, image: Any) -> None:
     forget_history(labels)
     kwargs = placement(image, labels.data.shape)
     labels.scale, labels.translate = kwargs["scale"], kwargs["translate"]
-    del labels.metadata[LINED_UP_KEY]
+    for key in (LINED_UP_KEY, LINED_OVER_KEY):
+        labels.metadata.pop(key, None)
 
 
 def user_labels(layer: Any) -> Any:

@@ -221,7 +221,8 @@ class SegmentWidget(SegmentOutputs, ProjectField, QWidget):
         for field in (self.axes, self.channel):  # (h_gui22 N1)
             field.changed.connect(lambda *_: self.say_what_add_adds())
             field.changed.connect(self._on_setting_changed)
-        self.axes.changed.connect(lambda *_: self._line_up_labels())  # (h_rev25, M16)
+        self.axes.native.editingFinished.connect(  # set, not as typed (h_rev25 M16, h_rev26 4)
+            lambda: self._line_up_labels(again=True))
         self.image.changed.connect(self._on_image_chosen)
         self.model_file.changed.connect(lambda *_: self._show_model())
         # a typed folder counts when editing ends (Enter, or leaving the field): each
@@ -334,13 +335,13 @@ class SegmentWidget(SegmentOutputs, ProjectField, QWidget):
             self.status.setText(kept)  # not another image's (h_gui21 L2)
         self.say_what_add_adds()
 
-    def _line_up_labels(self) -> None:
+    def _line_up_labels(self, again: bool = False) -> None:
         """The user's labels of the chosen image lie over its planes (:func:`line_up`)."""
         from napari.layers import Labels
 
         for layer in [la for la in self.viewer.layers if isinstance(la, Labels)]:
             if is_users_layer(layer):
-                line_up(layer, self.image.value, self.axes.value)
+                line_up(layer, self.image.value, self.axes.value, again)
 
     def _on_inserted(self, event: Any = None) -> None:
         """List the layers again; an image the user just opened becomes the choice.
