@@ -695,3 +695,12 @@ def test_a_second_round_on_a_project_is_refused_while_one_runs(tmp_path):
         next(finetune("default", [], out_dir=tmp_path))
     with pytest.raises(FinetuneError, match="[Nn]o correct"):  # free again: its own checks
         next(finetune("default", [], out_dir=tmp_path))
+    # held by this thread (the dock's worker, which writes its note first): taken again;
+    # by another thread of this process (a second dock's worker): refused (h_rev26, 8)
+    from napari_nuclei_unet.core.finetune.rounds import round_lock
+
+    with round_lock(tmp_path), pytest.raises(FinetuneError, match="[Nn]o correct"):
+        next(finetune("default", [], out_dir=tmp_path))
+    with held_elsewhere(lambda: round_lock(tmp_path)), \
+            pytest.raises(FinetuneError, match="already running"):
+        next(finetune("default", [], out_dir=tmp_path))

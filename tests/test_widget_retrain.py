@@ -1390,8 +1390,8 @@ def test_a_round_napari_closed_is_said_when_the_project_opens_again(
     dock.epochs_spin.setValue(100)
     worker = dock.start_finetune()
     assert worker is not None
-    assert json.loads((project / ROUND_NOTE).read_text())["state"] == "running"
     qtbot.waitUntil(lambda: dock._round_at.startswith("at epoch 2 "), timeout=120_000)
+    assert json.loads((project / ROUND_NOTE).read_text())["state"] == "running"
 
     viewer.close()  # what the window's close button does, without the confirmation dialog
 
@@ -1460,23 +1460,25 @@ def test_a_round_whose_napari_stopped_without_ending_it_is_said(tmp_path, tiny_m
     assert not path.exists()
 
 
-def test_a_refused_second_round_keeps_the_running_rounds_note(tmp_path):
+def test_a_refused_second_round_keeps_the_running_rounds_note(retrain, qtbot):
     # a second dock's round wrote its note over the running round's, was refused by the
-    # round lock, then removed the note as its own (review h_rev25, B5)
+    # round lock, then removed the note as its own (review h_rev25, B5); from another
+    # computer too: the note is written once the round holds the lock (h_rev26, 8)
+    from napari_nuclei_unet.core.finetune.rounds import round_lock
     from napari_nuclei_unet.widgets import _retrain_project as files
 
-    project = tmp_path / "project"
-    project.mkdir()
-    running = files.start_round_note(project, 3)
-    second = files.start_round_note(project, 1)
-    assert second != running
-    files.forget_round(project, second)  # refused: it removes its own note only
+    viewer, dock, session, samples, project = retrain
+    one_step_round_ready(qtbot, dock)
+    running = files.start_round_note(project, 3)  # a round on another computer
+    path = project / files.ROUND_NOTE
+    path.write_text(json.dumps({**json.loads(path.read_text()), "host": "another-computer"}))
+    with round_lock(project):  # (this thread's: the worker's is another thread)
+        with capture_notifications() as notes:
+            wait_worker(qtbot, dock.start_finetune())
+        assert notes.any("A fine-tuning round is already running on the project")
     note = json.loads((project / files.ROUND_NOTE).read_text())
     assert note["round"] == running and note["corrections"] == 3
-    files.close_round_note(project, running, "at epoch 2 of 12")  # napari closes
-    assert "was stopped at epoch 2 of 12" in files.interrupted_round(project)
-    third = files.start_round_note(project, 2)  # a closed round's note is replaced
-    assert json.loads((project / files.ROUND_NOTE).read_text())["round"] == third
+    assert [v.name for v in dock.versions() if not v.is_base] == []
 
 
 def test_the_round_removes_its_note_once_its_version_is_saved(retrain, qtbot, monkeypatch):
@@ -1492,7 +1494,7 @@ def test_the_round_removes_its_note_once_its_version_is_saved(retrain, qtbot, mo
     assert "A round was cut short." in dock.model_label.text()
     worker = dock.start_finetune()
     assert "A round was cut short." not in dock.model_label.text()  # a new one runs
-    assert (project / "round-in-progress.json").exists()
+    qtbot.waitUntil(lambda: (project / "round-in-progress.json").exists())  # the worker's
     wait_worker(qtbot, worker, timeout=120_000)
     assert [v.name for v in dock.versions() if not v.is_base] == ["v001"]
     assert not (project / "round-in-progress.json").exists()

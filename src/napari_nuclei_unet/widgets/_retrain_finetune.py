@@ -8,6 +8,7 @@ widgets (progress bar, curves, score table) and session, built by the dock.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,7 +41,6 @@ from napari_nuclei_unet.widgets._retrain_jobs import (
 from napari_nuclei_unet.widgets._retrain_project import (
     close_round_note,
     forget_round,
-    start_round_note,
     unwritable_reason,
 )
 from napari_nuclei_unet.widgets._retrain_views import change_color
@@ -200,8 +200,9 @@ class FinetuneSteps:
             return None
         self._stop_event.clear()
         self._done_event.clear()
-        # read next time the project opens, if napari closes or crashes before the end
-        self._round_id = start_round_note(self.project, len(ids))
+        # its note, read next time the project opens if napari closes or crashes before
+        # the end: written by the worker once it holds the project's round lock
+        self._round_id = uuid.uuid4().hex
         worker = self.session.jobs.start(
             FINETUNE_JOB, _run_finetune, self._store, base, ids, original, ratio, overrides,
             self._stop_event.is_set, self._done_event, diameter, aside, key, self._round_id,

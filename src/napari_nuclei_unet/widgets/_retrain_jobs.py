@@ -16,7 +16,11 @@ import numpy as np
 
 from napari_nuclei_unet.core.finetune.results import iou_change
 from napari_nuclei_unet.core.paths import same_path
-from napari_nuclei_unet.widgets._retrain_project import DraftStore, forget_round
+from napari_nuclei_unet.widgets._retrain_project import (
+    DraftStore,
+    forget_round,
+    start_round_note,
+)
 
 #: Job kinds in the session's WorkerGuard.
 FINETUNE_JOB = "fine-tuning"
@@ -74,20 +78,23 @@ def _run_finetune(
     try:
         from napari_nuclei_unet.core.checkpoint import load_checkpoint
         from napari_nuclei_unet.core.finetune import finetune
+        from napari_nuclei_unet.core.finetune.rounds import round_lock
         from napari_nuclei_unet.widgets._workers import import_torch_safely
 
-        import_torch_safely()
-        corrections = store.load_samples(correction_ids)
-        held_out = store.load_samples(aside) if aside else None
-        options = None
-        if diameter > 0:
-            from napari_nuclei_unet.core.segment import SegmentOptions
+        with round_lock(store.path):  # refused at once while another round runs; its
+            start_round_note(store.path, len(correction_ids), round_id)  # note, then
+            import_torch_safely()
+            corrections = store.load_samples(correction_ids)
+            held_out = store.load_samples(aside) if aside else None
+            options = None
+            if diameter > 0:
+                from napari_nuclei_unet.core.segment import SegmentOptions
 
-            options = SegmentOptions(diameter=float(diameter))
-        result = yield from finetune(base, corrections, original=original, ratio=ratio,
-                                     config_overrides=overrides, out_dir=store.path,
-                                     should_stop=should_stop, segment_options=options,
-                                     held_out=held_out, inputs_key=inputs_key)
+                options = SegmentOptions(diameter=float(diameter))
+            result = yield from finetune(base, corrections, original=original, ratio=ratio,
+                                         config_overrides=overrides, out_dir=store.path,
+                                         should_stop=should_stop, segment_options=options,
+                                         held_out=held_out, inputs_key=inputs_key)
         if not result.cancelled:  # its version is saved: napari closing now loses nothing
             forget_round(store.path, round_id)
         loaded = None

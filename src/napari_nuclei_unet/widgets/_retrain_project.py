@@ -293,23 +293,20 @@ ROUND_LOST_NOTICE = ("Fine-tuning round not saved: napari stopped while it ran (
                      "Fine-tune the model' in Retrain).")
 
 
-def start_round_note(project: str | os.PathLike, corrections: int) -> str:
+def start_round_note(project: str | os.PathLike, corrections: int,
+                     round_id: str | None = None) -> str:
     """Write the note of a round about to start on ``corrections`` images; its id.
 
-    The note is a courtesy, not data: a folder that cannot be written to is not an
-    error here (the round itself says so). The note of a round still running (another
-    dock or napari on this computer) is left as it is: this round is refused by the
-    project's round lock, and removing its own note must not remove that round's
-    (review h_rev25, B5).
+    Written by the round's worker once it holds the project's round lock
+    (``core.finetune.rounds.round_lock``): a round refused by the lock wrote its note
+    over the running round's, then removed it as its own (reviews h_rev25, B5; h_rev26,
+    8). The note is a courtesy, not data: a folder that cannot be written to is not an
+    error here (the round itself says so).
     """
     import socket
     import uuid
 
-    round_id = uuid.uuid4().hex
-    note = _read_round_note(Path(project) / ROUND_NOTE)
-    if (note is not None and note.get("state") == "running"
-            and note.get("host") == socket.gethostname() and _process_alive(note)):
-        return round_id
+    round_id = round_id or uuid.uuid4().hex
     _write_round_note(Path(project), {
         "round": round_id, "state": "running", "corrections": int(corrections),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import threading
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
 from pathlib import Path
@@ -159,6 +160,9 @@ def _round_config(base_config: Any, overrides: Mapping[str, Any] | None,
 
 #: The lock file a round holds in its project folder.
 ROUND_LOCK_NAME = ".nuclei-unet-round.lock"
+#: The projects whose round lock this thread holds (:func:`round_lock` is re-entrant
+#: within a thread: the Retrain dock's worker takes it before it writes its note).
+_HELD = threading.local()
 
 
 def one_round_at_a_time(round_function: Callable[..., Generator]) -> Callable[..., Generator]:
@@ -183,7 +187,9 @@ def round_lock(out_dir: str | os.PathLike) -> Any:
     """The project's round lock, held (a context manager); FinetuneError when it is taken.
 
     The command line takes it a moment first too (:func:`check_no_round`), before it
-    stores a folder's pairs in the project (review h_rev25, B6).
+    stores a folder's pairs in the project (review h_rev25, B6). Taken again by the
+    thread that holds it, it is held already: the Retrain dock's worker takes it, then
+    writes its round's note, then runs :func:`finetune` (review h_rev26, 8).
     """
     import sys
     from contextlib import ExitStack
@@ -195,6 +201,9 @@ def round_lock(out_dir: str | os.PathLike) -> Any:
     lock = project / ROUND_LOCK_NAME
     command = " ".join(sys.argv[:4]) or "python"
     held_lock = ExitStack()
+    held = _HELD.__dict__.setdefault("projects", set())
+    if project in held:
+        return held_lock
     try:
         held_lock.enter_context(
             exclusive_lock(lock, timeout=0, owner=f"process {os.getpid()} ({command})"))
@@ -205,6 +214,8 @@ def round_lock(out_dir: str | os.PathLike) -> Any:
             f"{other}). Wait for it to end, or stop it, then start this one: two rounds "
             "at once would each start from the same model, and the later would replace "
             "the earlier without being compared with it.") from None
+    held.add(project)
+    held_lock.callback(held.discard, project)
     return held_lock
 
 

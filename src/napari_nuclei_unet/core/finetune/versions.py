@@ -214,7 +214,7 @@ class ModelVersions:
         try:
             chosen = json.loads((self.versions_dir / CHOSEN_FILE).read_text(encoding="utf-8"))
             name, over = str(chosen["version"]), int(chosen["over"])
-        except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError):
+        except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, OverflowError):
             return newest
         version = next((v for v in versions if v.name == name and not v.unreadable), None)
         # version numbers, not clocks, tell whether a round was made current since: a
@@ -307,7 +307,7 @@ class ModelVersions:
         try:
             chosen = json.loads((self.versions_dir / CHOSEN_FILE).read_text(encoding="utf-8"))
             taken.append(int(chosen["over"]))
-        except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError):
+        except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, OverflowError):
             pass
         number = max([0, *taken]) + 1
         while True:
