@@ -201,6 +201,12 @@ def test_a_fine_tuning_version_is_described_as_one():
     assert describe_training(metadata).startswith(
         "fine-tuned from v001 on 1 corrected image · 34 s · ")
     assert describe_training(metadata).endswith(" · not made current by its round's checks")
+    # exported as a package and loaded back: its own test is said (GUI check h_gui42, L2)
+    metadata["bioimageio"] = {"test": "reproduces its test output (largest difference 1e-06)"}
+    assert describe_training(metadata).endswith(
+        " · not made current by its round's checks · reproduces its test output (largest "
+        "difference 1e-06)")
+    del metadata["bioimageio"]
     metadata["finetune"] = {"base_model": "/data/runs/run-20261205-062511/best.safetensors"}
     assert describe_training(metadata).startswith("fine-tuned from run-20261205-062511/best")
 

@@ -84,8 +84,8 @@ def describe_training(metadata: Mapping[str, Any], path: Any = None) -> str:
     from napari_nuclei_unet.widgets._progress import format_duration
 
     version = describe_version(metadata)
-    if version is not None:
-        return version
+    if version is not None:  # a fine-tuned version exported as a package: its test too
+        return " · ".join([version, *_package_words(metadata)])  # (GUI check h_gui42, L2)
     parts = []
     created = str(metadata.get("created", ""))[:10]
     if created:
@@ -120,12 +120,20 @@ def describe_training(metadata: Mapping[str, Any], path: Any = None) -> str:
     where = _where_trained(metadata)
     if where:
         parts.append(f"trained on {where}")
-    package = metadata.get("bioimageio")
-    if isinstance(package, Mapping) and package.get("test"):
-        parts.append(str(package["test"]))  # its own test, run as it loaded (selftest)
-    if isinstance(package, Mapping) and package.get("weights_note"):
-        parts.append(str(package["weights_note"]))  # damaged weights (h_gui42, L1)
+    parts += _package_words(metadata)
     return " · ".join(parts) or "no training record"
+
+
+def _package_words(metadata: Mapping[str, Any]) -> list[str]:
+    """A bioimage.io package's test and weights note; none for a checkpoint.
+
+    Its own test was run as it loaded (``selftest``); the note says that damaged
+    TorchScript weights were left for its ONNX ones (GUI check h_gui42, L1).
+    """
+    package = metadata.get("bioimageio")
+    if not isinstance(package, Mapping):
+        return []
+    return [str(package[key]) for key in ("test", "weights_note") if package.get(key)]
 
 
 def _epochs_run(path: Any) -> int | None:
