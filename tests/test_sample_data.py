@@ -39,7 +39,7 @@ def test_contribution_returns_image_and_labels(style):
     assert labels.shape == spec.shape and labels.dtype == np.int32
     assert image_kwargs["name"] == spec.sample_id
     assert image_kwargs["rgb"] is True
-    assert labels_kwargs["name"] == f"{spec.sample_id} labels"
+    assert labels_kwargs["name"] == f"{spec.sample_id} label mask"
     n_mask_files = len(list((sample_data_dir() / spec.sample_id / "masks").glob("*.png")))
     assert len(np.unique(labels[labels > 0])) == n_mask_files
     assert labels.max() == n_mask_files
@@ -74,7 +74,8 @@ def test_open_sample_in_viewer(make_napari_viewer, style):
     viewer = make_napari_viewer()
     viewer.open_sample(PLUGIN, key)
     assert [type(layer) for layer in viewer.layers] == [Image, Labels]
-    assert [layer.name for layer in viewer.layers] == [spec.sample_id, f"{spec.sample_id} labels"]
+    assert [layer.name for layer in viewer.layers] == [spec.sample_id,
+                                                       f"{spec.sample_id} label mask"]
     assert viewer.layers[0].data.shape == (*spec.shape, 3)
     assert viewer.layers[1].data.max() > 0
 

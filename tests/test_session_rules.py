@@ -177,6 +177,16 @@ def test_scores_kept_for_another_model_are_said_where_the_table_is_empty(tmp_pat
     third.jobs = None
     third.set_dataset(FakeDataset(tmp_path / "other"))  # another dataset: none of its own
     assert kept_words(third) == ""
+    # a bioimage.io package by the name it records, not "unet2d/bioimageio" (h_gui42, L4)
+    package = tmp_path / "unet2d" / "bioimageio.yaml"
+    package.parent.mkdir()
+    package.write_text("name: UNet 2D")
+    third.set_model(FakeModel(package, {"bioimageio": {"name": "UNet 2D Nuclei Broad"}}))
+    third.put_rows([_row("y", 0.7)])
+    fourth = Session()
+    fourth.jobs = None
+    fourth.set_dataset(FakeDataset(tmp_path / "other"))
+    assert "Scores of UNet 2D Nuclei Broad on this dataset are kept" in kept_words(fourth)
 
 
 def test_old_score_files_are_pruned(tmp_path, monkeypatch):
@@ -357,7 +367,7 @@ def test_reader_names_layers_by_short_id():
                     "fluorescence")
     (_, image_kwargs, _), (_, labels_kwargs, _) = sample_layer_data(sample)
     assert image_kwargs["name"] == "0a7d30b2"
-    assert labels_kwargs["name"] == "0a7d30b2 labels"
+    assert labels_kwargs["name"] == "0a7d30b2 label mask"
     assert image_kwargs["metadata"][SAMPLE_ID_KEY] == long  # the full id is kept
 
 

@@ -110,8 +110,13 @@ def load_scores(path: Path, stamps_of: Callable[[list[str]], dict[str, str]]
     return rows, settings
 
 
-def remembered_models(place: str, leave_out: str | None = None) -> list[str]:
+def remembered_models(place: str, leave_out: str | None = None
+                      ) -> list[tuple[str, str | None]]:
     """The model files whose scores on the dataset at ``place`` are kept (newest first).
+
+    Each with the name the model was shown by when they were kept (None in files written
+    before it was recorded): a bioimage.io package's own name, not its file's path
+    (GUI check h_gui42, L4).
 
     After napari starts again, the Scores table said "No scores yet" while they waited
     for their model to be loaded (GUI check h_gui40, L11). Only each file's head is read
@@ -129,7 +134,7 @@ def remembered_models(place: str, leave_out: str | None = None) -> list[str]:
         files = sorted(folder.glob("*.json"), key=lambda f: f.stat().st_mtime, reverse=True)
     except OSError:
         return []
-    found: list[str] = []
+    found: list[tuple[str, str | None]] = []
     for file in files[:MAX_FILES]:
         try:
             with open(file, encoding="utf-8") as handle:
@@ -138,20 +143,23 @@ def remembered_models(place: str, leave_out: str | None = None) -> list[str]:
             continue
         dataset = re.search(r'"dataset": ("(?:[^"\\]|\\.)*")', head)
         model = re.search(r'"model": ("(?:[^"\\]|\\.)*")', head)
+        name = re.search(r'"model_name": ("(?:[^"\\]|\\.)*")', head)
         if not (dataset and model and '"rows": [{' in head):
             continue  # no rows kept: nothing to show again
         try:
             dataset_path, model_path = json.loads(dataset.group(1)), json.loads(model.group(1))
+            shown = json.loads(name.group(1)) if name else None
         except ValueError:
             continue
-        if dataset_path == place and model_path != leave_out and model_path not in found \
+        if dataset_path == place and model_path != leave_out \
+                and model_path not in [path for path, _ in found] \
                 and Path(model_path).exists():  # a model gone brings none back (h_rev25)
-            found.append(model_path)
+            found.append((model_path, shown if isinstance(shown, str) else None))
     _REMEMBERED.clear()
     _REMEMBERED[key] = tuple(found)
     return found
 
 
 #: The last answer of :func:`remembered_models`, by folder, place, model and folder time.
-_REMEMBERED: dict[tuple, tuple[str, ...]] = {}
+_REMEMBERED: dict[tuple, tuple[tuple[str, str | None], ...]] = {}
 

@@ -283,7 +283,8 @@ def kept_words(session: Any) -> str:
         return ""
     model = getattr(session.model, "path", None)
     kept = remembered_models(_place(session.dataset), str(model) if model else None)
-    names = [model_name(SimpleNamespace(path=Path(k), metadata={})) for k in kept[:3]]
+    names = [name or model_name(SimpleNamespace(path=Path(path), metadata={}))
+             for path, name in kept[:3]]
     return "" if not names else (
         f"<br>Scores of {', '.join(names)}{' and others' if len(kept) > 3 else ''} on this "
         "dataset are kept from before: load that model (Model panel) to see them again.")

@@ -482,6 +482,7 @@ class Session:
             settings = {sid: settings.get(sid, now) for sid in rows}
             save_scores(path, rows, settings, {"dataset": _place(self.dataset),
                                                "model": str(model.path),
+                                               "model_name": model_name(model),  # (h_gui42)
                                                "diameter": float(diameter)},
                         self._stamps_of(rows))
 
