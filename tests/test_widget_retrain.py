@@ -1503,6 +1503,8 @@ def test_the_round_removes_its_note_once_its_version_is_saved(retrain, qtbot, mo
 def test_using_a_version_with_only_own_images_says_to_segment_them_again(retrain, qtbot):
     # "the corrected images are predicted again" was said for images of one's own,
     # which only the Segment dock segments (GUI check h_gui33, M3)
+    from types import SimpleNamespace
+
     from napari_nuclei_unet.core.finetune import ModelVersions
 
     viewer, dock, session, samples, project = retrain
@@ -1531,6 +1533,16 @@ def test_using_a_version_with_only_own_images_says_to_segment_them_again(retrain
         wait_worker(qtbot, dock.use_version("v001"))
     assert notes.any("the image shown is predicted again (none of the corrected images is "
                      "among the images open)"), notes.messages
+    # one of the open dataset's images, not loaded since napari started again: Load all
+    # would bring it (GUI check h_gui42, L5)
+    CorrectionStore(project).add(samples[1].id, samples[1].image, samples[1].labels)
+    session.dataset = SimpleNamespace(ids=lambda: [s.id for s in samples])  # (its list)
+    try:
+        assert dock.predicted_words([shown]) == (
+            "the image shown is predicted again (the corrected images are not loaded: "
+            "press Load all in Data to predict them too)")
+    finally:
+        session.dataset = None
 
 
 def test_use_it_anyway_gives_the_rounds_own_reason(retrain, monkeypatch):

@@ -542,8 +542,12 @@ class FinetuneSteps:
         many = corrected > 1 or (corrected and shown)
         verb = (("were" if many else "was") + " predicted with the new model" if done
                 else ("are" if many else "is") + " predicted again")
-        missing = (" (none of the corrected images is among the images open)"
-                   if ids and not corrected else "")  # own images are not loaded (h_rev25)
+        dataset = getattr(self.session, "dataset", None)
+        listed = {safe_sample_id(i) for i in dataset.ids()} & ids if dataset else set()
+        missing = "" if not ids or corrected else (  # in the dataset, not loaded (h_gui42
+            " (the corrected images are not loaded: press Load all in Data to predict "  # L5)
+            "them too)" if listed else " (none of the corrected images is among the "
+            "images open)")  # own images, segmented in the Segment dock (h_rev25)
         return f"{subject} {verb}{missing}" if subject else ""
 
     def predict_corrected(self) -> WorkerBase | None:
