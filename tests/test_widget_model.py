@@ -248,6 +248,11 @@ def test_configuration_explains_the_epoch_limit_and_the_training_device():
     plain = dict(describe_config({"epochs": 3, "device": "cpu"}, {"metrics": {"epoch": 3}},
                                  "cpu"))
     assert plain["epochs"] == "3"
+    # a run's best from epoch 4 of the 6 it trained: not "the run ended before" (h_gui42)
+    config = {"epochs": 6, "device": "cpu"}
+    best = {"metrics": {"epoch": 4}, "history": [{"epoch": 4}]}
+    assert dict(describe_config(config, {**best, "epochs_run": 6}, "cpu"))["epochs"] == "6"
+    assert dict(describe_config(config, best, "cpu"))["epochs"].startswith("4 trained")
 
 
 def test_value_column_is_visible_in_a_narrow_dock(model_widget, qtbot, tiny_checkpoint):

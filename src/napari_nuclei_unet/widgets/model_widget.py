@@ -177,7 +177,8 @@ def flatten_metrics(metadata: dict) -> list[tuple[str, str]]:
     return rows + [row for row in scores if row[0] not in shown]
 
 
-def describe_config(config: dict, metadata: dict, runs_on: str) -> list[tuple[str, str]]:
+def describe_config(config: dict, metadata: dict, runs_on: str,
+                    path: Any = None) -> list[tuple[str, str]]:
     """The configuration table's rows, with the settings that would mislead explained.
 
     A run limited by time plans a huge number of epochs (100000) and stops on its
@@ -193,16 +194,22 @@ def describe_config(config: dict, metadata: dict, runs_on: str) -> list[tuple[st
         The checkpoint's JSON sidecar (its history and metrics).
     runs_on : str
         The device the model's weights are on now (``"cpu"``, ``"cuda:0"``).
+    path : path, optional
+        The checkpoint: a run's best may come from an epoch before its last, and its
+        ``last.json`` says how many epochs the run trained ("4 trained (limit 6; the run
+        ended before)" was said of a run that trained all 6: GUI check h_gui42, L6).
 
     Returns
     -------
     list of (str, str)
     """
+    from napari_nuclei_unet.widgets._model_training import _epochs_run
     from napari_nuclei_unet.widgets._progress import format_duration
 
     history = metadata.get("history") or []
     last = history[-1] if history and isinstance(history[-1], dict) else {}
-    trained = (metadata.get("metrics") or {}).get("epoch") or last.get("epoch")
+    trained = metadata.get("epochs_run") or _epochs_run(path) or (
+        metadata.get("metrics") or {}).get("epoch") or last.get("epoch")
     rows: list[tuple[str, str]] = []
     for key, value in config.items():
         name, text = key.replace("_", " "), _format(value)
@@ -507,5 +514,5 @@ class ModelWidget(ModelExport, QWidget):
         if metadata.get("train_config_recorded") is False:  # a package of another tool
             rows = [("training settings", "not recorded in this bioimage.io package")]
         else:
-            rows = describe_config(config, metadata, device)
+            rows = describe_config(config, metadata, device, path)
         _fill(self.config_table, rows)
