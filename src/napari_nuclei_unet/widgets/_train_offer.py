@@ -44,6 +44,7 @@ class RunOffer:
     _offer_paused = False  # a run is going on: its model is not ready to offer
     _auto_used: RunModel | None = None  # a run's model put in use without the user asking
     _auto_model: Any = None  # ... and the loaded model it became (a weak reference)
+    _offer_why = ""  # why the last run's model was not put in use (shown on its line)
 
     def _build_run_offer(self, layout: QVBoxLayout) -> None:
         self.last_run_row = QWidget()
@@ -93,7 +94,7 @@ class RunOffer:
         self._show_last_run()
 
     def _pause_offer(self) -> None:
-        self._offer_paused = True
+        self._offer_paused, self._offer_why = True, ""
         self.last_run_row.setVisible(False)
 
     def _show_last_run(self) -> None:
@@ -105,8 +106,10 @@ class RunOffer:
         shipped = shipped_validation() if self.session.model is None else None
         below = "" if in_use or not below_shipped(run, shipped) \
             else f" · the default model: {shipped[0]:.3f}"  # type: ignore[index]
-        self.last_run_label.setText(f"Last run: {run_words(run)}"  # its toast is cut off
-                                    + (" · in use" if in_use else below))  # (h_gui37)
+        why = f" · not put in use ({self._offer_why})" if self._offer_why else ""  # the
+        self.last_run_label.setText(f"Last run: {run_words(run)}"  # toast is cut off and
+                                    + (" · in use" if in_use else why or below))  # fades
+        # (GUI checks h_gui37; h_gui42, L7)
         self.last_run_label.setToolTip(str(run.checkpoint))
         self.use_model_button.setVisible(not in_use)
         self.last_run_row.setVisible(True)
@@ -162,6 +165,8 @@ class RunOffer:
                          "which does better on yours is not known: compare both in Compare)")
             notify(f"{why} was not put in use: the default model stays in use{worse}. Click "
                    "'Use this model' in the Train panel to predict with it.")
+            self._offer_why = worse.strip(" ()") or "a stopped run"
+            self._show_last_run()
             return
         # the very model put in use then (the same file loaded by the user is their
         # choice), validated on the same images (other images, other IoUs: h_rev10 M5)
@@ -186,6 +191,8 @@ class RunOffer:
             else f"{model_name(model)} stays")  # not one name twice (GUI check h_gui41, M1)
         notify(f"The trained model was not put in use: click 'Use this model' in the Train "
                f"panel to predict with it ({older} in use{worse}).")
+        self._offer_why = f"{older} in use{worse}"
+        self._show_last_run()
 
     def use_trained_model(self, *, announce: str = "") -> Any:
         """Load the last run's model and make it the session's model (in a worker).
