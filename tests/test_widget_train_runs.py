@@ -86,6 +86,8 @@ def test_the_last_run_stays_offered_after_another_model_and_a_restart(
     assert again.output_root() == tmp_path / "runs"
     wait_worker(qtbot, again.session.jobs.running("find last run"))  # not on the main thread
     assert again.last_run.checkpoint == best and _offered(again)
+    # its best line names that model, not "Best model: —" (GUI check h_gui42, L8)
+    assert again.best_label.text() == f"Best model (the last run's): {best}"
     with qtbot.waitSignal(again.session.model_changed, timeout=120_000):
         again.use_model_button.click()
     assert again.session.model.path == best and again.use_model_button.isHidden()

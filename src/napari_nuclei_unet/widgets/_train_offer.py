@@ -91,6 +91,9 @@ class RunOffer:
         if root is not None and (self.best_checkpoint is not None or self.output_root() != root):
             return  # a run ended, or another runs folder was chosen, meanwhile
         self.last_run = found
+        if found is not None and self.best_checkpoint is None and not self._offer_paused:
+            self.best_label.setText(  # no run of this panel's yet: not "Best model: —"
+                f"Best model (the last run's): {found.checkpoint}")  # beside it (h_gui42 L8)
         self._show_last_run()
 
     def _pause_offer(self) -> None:
