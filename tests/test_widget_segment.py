@@ -74,8 +74,9 @@ def test_16bit_tiff_segmented_measured_exported(dock, qtbot, tmp_path, model):
     # the nucleus size used is said (a user cannot tell otherwise whether it was right)
     from napari_nuclei_unet.core.segment import segment_image
 
-    size = segment_image(model, plane).diameter
-    assert f"nuclei {size:.0f} px across (measured)" in widget.status.text()
+    size = segment_image(model, plane).diameter  # in µm too: 2 x 4 pixels per µm
+    assert f"nuclei {size:.0f} px ({size / 8 ** 0.5:.1f} \u00b5m) across (measured)" in \
+        widget.status.text()
     assert "label image" not in widget.status.text()
     features = layer.features
     assert {"label", "area", "centroid_y", "bbox_x1", "mean_intensity_c0", "eccentricity",

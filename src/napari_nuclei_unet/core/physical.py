@@ -89,12 +89,13 @@ def um_words(pixels: float | tuple[float, float], pixels_per_um: Any) -> str:
     """`` (5.9 µm)``: a length in pixels (or a low-high range) in micrometres; or ``""``.
 
     ``pixels_per_um``: the image's pixel size ``(x, y)`` (``ImageStack.pixels_per_um``;
-    the mean of the two for pixels that are not square). ``""`` when it is unknown, so
+    the geometric mean of the two for pixels that are not square: a round nucleus of
+    that many pixels' area). ``""`` when it is unknown, so
     that a nucleus size said in pixels can be checked against what a biologist knows
     of their nuclei (GUI check h_gui40, L10).
     """
     try:
-        per_um = (float(pixels_per_um[0]) + float(pixels_per_um[1])) / 2
+        per_um = math.sqrt(float(pixels_per_um[0]) * float(pixels_per_um[1]))
     except (TypeError, ValueError, IndexError):
         return ""
     if not (math.isfinite(per_um) and per_um > 0):
