@@ -387,7 +387,8 @@ def test_axes_apply_to_the_files_they_fit_in_a_mixed_folder(tmp_path, capsys):
     code, out, err = run_cli(capsys, "predict", "default", folder, "--out", tmp_path / "b",
                              "--axes", "czyx", "--channel", "0", "--skip-existing")
     assert code == 0 and (tmp_path / "b" / "plain_labels.tif").exists(), err
-    assert "note: --axes CZYX fits none of these: plain.tif" in err
+    assert "note: --axes CZYX fits none of the files left to do: plain.tif keeps its own " \
+        "axes (another number of dimensions, or in colour)." in err
 
 
 def test_axes_of_planes_leave_a_colour_photo_in_the_folder_as_it_is(tmp_path, capsys):
@@ -406,6 +407,15 @@ def test_axes_of_planes_leave_a_colour_photo_in_the_folder_as_it_is(tmp_path, ca
             "dimensions or in colour keeps its own axes.") in err
     assert tifffile.imread(tmp_path / "o" / "photo_labels.tif").shape == SHAPE
     assert tifffile.imread(tmp_path / "o" / "stack_labels.tif").shape == (2, *SHAPE)
+    # 3 planes written plainly read as colours first (SYX): --axes ZYX, as the note about
+    # them asks, makes them planes in a folder too (review h_rev27, 1)
+    tifffile.imwrite(folder / "three.tif", np.stack([grey(k) for k in range(3)]).astype(
+        np.uint16) * 100)
+    code, out, err = run_cli(capsys, "predict", "default", folder, "--out", tmp_path / "p",
+                             "--axes", "zyx")
+    assert code == 0, err
+    assert tifffile.imread(tmp_path / "p" / "three_labels.tif").shape == (3, *SHAPE)
+    assert "photo.png of another number of dimensions or in colour keeps" in err
 
 
 def test_skip_existing_goes_on_with_the_images_not_done(tmp_path, capsys, monkeypatch):

@@ -360,7 +360,12 @@ def _own_axes(path: Path, axes: str | None) -> Any:
 
 
 def _own_colour(path: Path, axes: str | None) -> Any:
-    """``path`` with its own axes when it is a colour image and ``axes`` give no colour axis."""
+    """``path`` with its own axes when it is a colour image and ``axes`` give no colour axis.
+
+    Only an image whose colours are its last stored axis (a photo, ``YXS``): a plain
+    ``tifffile.imwrite`` of 3 planes reads as colours first (``SYX``), and ``--axes ZYX``
+    is what the note about it asks for (review h_rev27, 1).
+    """
     from ..core.stacks import ImageFileError, open_stack
 
     if axes is None or axes.strip().upper()[-1:] in ("C", "S"):
@@ -369,7 +374,8 @@ def _own_colour(path: Path, axes: str | None) -> Any:
         stack = open_stack(path)
     except (ImageFileError, OSError):
         return None
-    return stack if stack.rgb else None
+    last = (stack.stored_axes or stack.axes)[-1:]
+    return stack if stack.rgb and last in ("C", "S") else None
 
 
 def _note_own_axes(readable: list[Path], own: set[Path], args: argparse.Namespace) -> None:
@@ -377,14 +383,18 @@ def _note_own_axes(readable: list[Path], own: set[Path], args: argparse.Namespac
     if args.workers or args.scheduler:  # said before a cluster starts
         raise ValueError(
             f"With --workers or --scheduler, --axes {args.axes} applies to every file, and "
-            f"{sorted(own)[0].name} has another number of dimensions: put the files that "
-            "--axes fits in a folder of their own.")
+            f"{sorted(own)[0].name} has another number of dimensions or is in colour: put "
+            "the files that --axes fits in a folder of their own.")
     applied = [p.name for p in sorted(readable) if p not in own]
     kept = first_names([p.name for p in sorted(own)])
     verb = "keeps its own axes" if len(own) == 1 else "keep their own axes"
-    used = f"is used for {first_names(applied)}, and" if applied else "fits none of these:"
-    note(f"note: --axes {args.axes.strip().upper()} {used} {kept} of another number of "
-         f"dimensions or in colour {verb}.", quiet=args.quiet)
+    given = args.axes.strip().upper()
+    if applied:
+        note(f"note: --axes {given} is used for {first_names(applied)}, and {kept} of "
+             f"another number of dimensions or in colour {verb}.", quiet=args.quiet)
+    else:  # --skip-existing left only such files
+        note(f"note: --axes {given} fits none of the files left to do: {kept} {verb} "
+             "(another number of dimensions, or in colour).", quiet=args.quiet)
 
 
 def _unreadable(path: Path, exc: Exception, axes: str | None) -> bool:
