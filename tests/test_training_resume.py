@@ -121,6 +121,22 @@ def test_a_run_resumed_into_another_folder_has_its_best_model_there(tmp_path, mo
     assert best.metadata["metrics"]["val_iou"] is None  # its own, not the 0.95
 
 
+def test_a_run_resumed_in_its_folder_by_another_spelling_keeps_its_best(tmp_path,
+                                                                         monkeypatch):
+    # a bind mount (or a share mounted twice) is another path to the same folder: the
+    # run's own best was removed as another run's (review h_rev27, 2)
+    from napari_nuclei_unet.core import train_resume
+
+    samples = make_samples()
+    ious = iter([0.9, 0.1])
+    monkeypatch.setattr(training, "validate", lambda *a, **k: (1.0, next(ious)))
+    first = drive(train(tiny_config(epochs=1), samples, out_dir=tmp_path))
+    monkeypatch.setattr(train_resume, "same_path", lambda one, other: False)  # the spelling
+    again = drive(train(tiny_config(epochs=2), samples, out_dir=tmp_path,
+                        resume_from=first.last_checkpoint))
+    assert load_checkpoint(again.best_checkpoint).metadata["metrics"]["val_iou"] == 0.9
+
+
 def test_early_stopping_counts_validations_and_a_resume_goes_on(tmp_path, monkeypatch):
     # resuming a run that stopped early trained one unvalidated epoch and stopped again
     # (M5); with val_every 3, an epoch without validation never stops a run

@@ -67,19 +67,29 @@ def start_best(resume_from: str | os.PathLike | None, best_path: Path) -> None:
     (reviews h_rev25, B13; h_rev26, 2).
     """
     source = None if resume_from is None else Path(resume_from).with_name(BEST_NAME)
-    if source is not None and same_path(source, best_path):
-        return  # the run's own folder: its own best
+    if source is not None and (same_path(source, best_path) or _same_file(source, best_path)):
+        return  # the run's own folder (by any spelling of it: h_rev27, 2): its own best
+    best = None
+    if source is not None and source.exists():
+        try:  # read before anything is removed
+            best = load_checkpoint(source, device="cpu")
+        except CheckpointError:
+            best = None  # the run's own best is written at its end
     _remove_checkpoint(best_path)
-    if source is None or not source.exists():
+    if best is None:
         return
-    try:
-        best = load_checkpoint(source, device="cpu")
-    except CheckpointError:
-        return  # the run's own best is written at its end
     own = ("format", "format_version", "package_version", "token", "architecture", "config",
            "resume")  # what a save writes itself (a copied token is a mismatched pair)
     save_checkpoint(best_path, best.model, best.config,
                     {k: v for k, v in best.metadata.items() if k not in own})
+
+
+def _same_file(one: Path, other: Path) -> bool:
+    """Whether two paths name one file (a bind mount, a second mount of a share...)."""
+    try:
+        return os.path.samefile(one, other)
+    except OSError:  # either is missing
+        return False
 
 
 @distributed.main_only
