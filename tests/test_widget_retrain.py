@@ -628,11 +628,29 @@ def test_another_view_names_the_version_the_round_saved(retrain, qtbot, opened):
     worker = dock.start_finetune()
     other = other or RetrainWidget(viewer)
     viewer.window.add_dock_widget(other, name="Retrain again")
+    # open before it started too, the view shows the round and lets Stop stop it (it
+    # said "not fine-tuning" beside a greyed Stop: GUI check h_gui43, M1)
+    qtbot.waitUntil(lambda: other.progress.format().startswith("a round is running"))
+    assert other.stop_button.isEnabled() and not other.finetune_button.isEnabled()
+    assert dock.progress.format() != other.progress.format()  # the view running it: its own
     wait_worker(qtbot, worker, timeout=120_000)
     qtbot.waitUntil(lambda: other.status_label.text().startswith("The round has ended"))
     assert other.status_label.text() == ("The round has ended: v001 is listed under '4. "
                                          "Model versions'.")
     assert other.versions_table.selected_key() == "v001"
+
+
+def test_a_correction_added_in_one_view_is_listed_in_the_other(retrain, qtbot):
+    # the second view said "0 image(s)" of images just added (GUI check h_gui43, L1)
+    from napari_nuclei_unet.widgets.retrain_widget import RetrainWidget
+
+    viewer, dock, session, samples, project = retrain
+    other = RetrainWidget(viewer)
+    viewer.window.add_dock_widget(other, name="Retrain again")
+    dock.edit_label_mask()
+    add(qtbot, dock)
+    assert [c.id for c in other.corrections()] == [samples[0].id]
+    assert other.corrections_table.keys() == [samples[0].id]
 
 
 def test_a_round_says_which_segment_results_were_corrected_and_not_added(retrain, qtbot):

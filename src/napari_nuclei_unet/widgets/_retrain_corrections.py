@@ -394,8 +394,8 @@ class CorrectionSteps:
                  if getattr(correction, "aside", False) else "added to the training set")
         notify(f"{short_id(request.sample.id)} {where} ({nuclei(correction.n_nuclei)}). "
                f"{len(self.corrections())} image(s) in the project.{unedited}")
-        self.refresh()
-        self.corrections_table.select_key(correction.id)
+        self.session.note_project_changed(str(self.project))  # every Retrain view lists it
+        self.corrections_table.select_key(correction.id)  # (GUI check h_gui43, L1)
 
     def _on_save_finished(self) -> None:
         self._saving = None

@@ -276,21 +276,26 @@ class FinetuneSteps:
             LOAD_MODEL_JOB, _load_version, version, on_returned=go, on_errored=failed,
             action=f"Loading {what}", viewer=self.viewer)
 
-    def _say_other_round(self) -> None:
-        """A view opened during a round another view runs: say so by Stop (h_gui34 N3)."""
-        if self.is_finetuning() and not self._owns_round:
-            self._before_round = {v.name for v in self.versions()}
-            self.progress.setFormat("a round is running (started before this panel opened)")
+    def _say_other_round(self, when: str = "before this panel opened") -> None:
+        """A round another view runs: say so by Stop (h_gui34 N3).
+
+        For a view opened during it, and for one open when it started (that view kept
+        Fine-tune and "not fine-tuning", Stop greyed: GUI check h_gui43, M1).
+        """
+        if not self._dead and self.is_finetuning() and not self._owns_round:
+            self._before_round = self._before_round or {v.name for v in self.versions()}
+            self.progress.setFormat(f"a round is running (started {when})")
             self.status_label.setText("Its progress and scores show where it was started; "
                                       "Stop here stops it.")
+            self._update_buttons()
 
     def _on_job_started(self, kind: str) -> None:
         if kind == FINETUNE_JOB and not self._dead:  # whichever view runs it
             self._before_round = {v.name for v in self.versions()}
+            # once the view that started it has taken it as its own
+            QTimer.singleShot(0, lambda: self._say_other_round("in another panel"))
 
-    def _on_job_ended(self, kind: str) -> None:
-        # a round run by another view of the project (the panel's tab, the dock) ended:
-        # this view's buttons were greyed for it (GUI check h_gui12, M-A)
+    def _on_job_ended(self, kind: str) -> None:  # another view's round too (h_gui12, M-A)
         if not self._dead and kind in (FINETUNE_JOB, SAVE_JOB, "training"):
             self._update_buttons()
         if not self._dead and kind == FINETUNE_JOB and not self._owns_round:

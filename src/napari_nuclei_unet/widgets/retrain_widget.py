@@ -233,6 +233,7 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
             (self.session.project_chosen, self._on_project_chosen),
             (self.session.predictions_changed, self._update_image_label),
             (self.session.predictions_changed, self._on_predictions_changed),
+            (self.session.jobs.started, self._on_job_started),
             (self.session.jobs.ended, self._on_job_ended),
             *self._napari_pairs,
         ))
