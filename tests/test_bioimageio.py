@@ -197,7 +197,7 @@ def test_missing_torchscript_weights_fall_back_to_onnx_or_are_said_missing(tmp_p
         f"The TorchScript weights weights.pt of {package} are missing from it;")
 
 
-def test_damaged_torchscript_weights_are_said_when_the_onnx_ones_are_used(tmp_path):
+def test_damaged_torchscript_weights_are_said_when_the_onnx_ones_are_used(tmp_path, capsys):
     # the package loaded from its ONNX weights and the Model tab said only "reproduces its
     # test output": a user would share the damaged package on (GUI check h_gui42, L1)
     pytest.importorskip("onnxruntime")
@@ -211,10 +211,15 @@ def test_damaged_torchscript_weights_are_said_when_the_onnx_ones_are_used(tmp_pa
     loaded = load_any_model(_copy_package(tmp_path, damaged_torchscript))
     note = loaded.metadata["bioimageio"]["weights_note"]
     assert loaded.model.weight_format == "onnx"
-    assert note.startswith("The TorchScript weights weights.pt of ") and "SHA256 mismatch" \
-        in note and note.endswith("Its ONNX weights are used; download the package again "
-                                  "before you share it.")
+    # in plain words, short enough to wrap (no checksums, no paths: h_gui43, M2)
+    assert note == ("The TorchScript weights (weights.pt) of the package package are damaged "
+                    "(they do not match the checksum the package records): its ONNX weights "
+                    "are used. Download the package again before you share it.")
     assert note in describe_training(loaded.metadata)
+    from napari_nuclei_unet._cli.progress import note_weights  # the command line says it
+
+    note_weights(loaded)
+    assert f"warning: {note}" in capsys.readouterr().err
     assert load_any_model(_real_package()).metadata["bioimageio"]["weights_note"] == ""
 
 

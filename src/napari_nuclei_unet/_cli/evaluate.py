@@ -10,7 +10,7 @@ from .data import load_samples, open_dataset
 from .diameter import NATIVE, check_diameter, diameter_in_pixels
 from .info import format_table
 from .predict import check_threshold
-from .progress import ProgressBars, note
+from .progress import ProgressBars, note, note_weights
 
 
 def _number(value: Any, fmt: str = ".3f") -> str:
@@ -172,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     loaded = load_any_model(args.model, device=device)  # checkpoint or bioimage.io
+    note_weights(loaded, quiet=args.quiet)
     if device.type == "cpu":
         configure_cpu_threads()  # physical cores: hyper-threads slow convolutions down
     # a fine-tuning project, or your images beside their label images, as finetune reads them

@@ -17,7 +17,7 @@ from typing import Any
 
 from .data import find_images
 from .diameter import NATIVE, diameter_in_pixels
-from .progress import ProgressBars, note
+from .progress import ProgressBars, note, note_weights
 
 
 def check_threshold(value: float) -> float:
@@ -225,6 +225,7 @@ def run(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     loaded = load_any_model(args.model, device=device)  # checkpoint or bioimage.io
+    note_weights(loaded, quiet=args.quiet)
     if device.type == "cpu":
         configure_cpu_threads()  # physical cores: hyper-threads slow convolutions down
     options = dataset_options(args, loaded.model)

@@ -23,7 +23,7 @@ from .predict import (
     is_native,
     skipped_words,
 )
-from .progress import ProgressBars, first_names, note
+from .progress import ProgressBars, first_names, note, note_weights
 
 #: Options that ask for the own-image path even for a PNG or a folder of PNGs.
 OWN_OPTIONS = ("channel", "axes", "scheduler")
@@ -571,6 +571,7 @@ def _model_reference(args: argparse.Namespace, client: Any) -> tuple[Any, Any]:
     # command (a login node, often without a GPU) only checks the model (h_rev18, M5)
     device = resolve_device("cpu") if args.scheduler else _device(args)
     loaded = load_any_model(args.model, device=device)  # a bad model fails here, early
+    note_weights(loaded, quiet=args.quiet)
     if client is not None:
         return (str(loaded.path) if loaded.path is not None else args.model), loaded.model
     if device.type == "cpu":

@@ -174,3 +174,13 @@ class TrainReporter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def note_weights(loaded: Any, *, quiet: bool = False) -> None:
+    """Say that a bioimage.io package runs from its ONNX weights (its TorchScript ones damaged).
+
+    The Model tab says it too (review h_rev27, 11).
+    """
+    package = (getattr(loaded, "metadata", None) or {}).get("bioimageio")
+    if isinstance(package, dict) and package.get("weights_note"):
+        note(f"warning: {package['weights_note']}", quiet=quiet)

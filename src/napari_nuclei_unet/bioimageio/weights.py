@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from pathlib import Path
 from typing import Any
 
 from ..core.checkpoint import CheckpointError
@@ -133,12 +134,28 @@ def choose_weights(weights: Any, source: Any, requested: str | None) -> tuple[st
         except Exception as exc:  # a missing file, a bad zip member, a URL offline
             if "onnx" in usable and not requested and _onnx_runs() \
                     and _readable(weights.onnx):  # the other weights (h_rev17, L4)
-                return "onnx", (_unreadable_weights(source, entry.source, exc).removesuffix(
-                    " Download it again.") + " Its ONNX weights are used; download the "
-                    "package again before you share it.")
+                return "onnx", _damaged_note(source, entry.source, exc)
             raise CheckpointError(_unreadable_weights(source, entry.source, exc)) from exc
         check_torchscript_archive(data, str(entry.source))
     return choice, ""
+
+
+def _damaged_note(package: Any, source: Any, exc: Exception) -> str:
+    """A package's TorchScript weights unreadable, its ONNX ones used: in plain words.
+
+    Short, without checksums or full paths: the Model tab shows it on one wrapped line
+    (the raw ``SHA256 mismatch`` text, two hashes and a path, widened the dock past a
+    laptop's screen: GUI check h_gui43, M2).
+    """
+    where = Path(str(package))
+    name = where.parent.name if where.suffix.lower() in (".yaml", ".yml") else where.name
+    checksum = "mismatch" in str(exc).lower() and "sha" in str(exc).lower()
+    what = ("are damaged (they do not match the checksum the package records)" if checksum
+            else "are missing" if isinstance(exc, (FileNotFoundError, KeyError, TypeError))
+            else "cannot be read")
+    return (f"The TorchScript weights ({Path(str(source)).name}) of the package {name} "
+            f"{what}: its ONNX weights are used. Download the package again before you "
+            "share it.")
 
 
 def _unreadable_weights(package: Any, source: Any, exc: Exception) -> str:
