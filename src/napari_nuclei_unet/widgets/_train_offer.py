@@ -44,7 +44,6 @@ class RunOffer:
     _offer_paused = False  # a run is going on: its model is not ready to offer
     _auto_used: RunModel | None = None  # a run's model put in use without the user asking
     _auto_model: Any = None  # ... and the loaded model it became (a weak reference)
-    _offer_why = ""  # why the last run's model was not put in use (shown on its line)
 
     def _build_run_offer(self, layout: QVBoxLayout) -> None:
         self.last_run_row = QWidget()
@@ -91,13 +90,14 @@ class RunOffer:
         if root is not None and (self.best_checkpoint is not None or self.output_root() != root):
             return  # a run ended, or another runs folder was chosen, meanwhile
         self.last_run = found
-        if found is not None and self.best_checkpoint is None and not self._offer_paused:
+        if root is not None and self.best_checkpoint is None and not self._offer_paused:
             self.best_label.setText(  # no run of this panel's yet: not "Best model: —"
-                f"Best model (the last run's): {found.checkpoint}")  # beside it (h_gui42 L8)
+                "Best model: —" if found is None  # beside it (h_gui42 L8); another runs
+                else f"Best model (the last run's): {found.checkpoint}")  # folder: its own
         self._show_last_run()
 
     def _pause_offer(self) -> None:
-        self._offer_paused, self._offer_why = True, ""
+        self._offer_paused = True
         self.last_run_row.setVisible(False)
 
     def _show_last_run(self) -> None:
@@ -106,16 +106,32 @@ class RunOffer:
             self.last_run_row.setVisible(False)
             return
         in_use = self._run_in_use(run)
-        shipped = shipped_validation() if self.session.model is None else None
-        below = "" if in_use or not below_shipped(run, shipped) \
-            else f" · the default model: {shipped[0]:.3f}"  # type: ignore[index]
-        why = f" · not put in use ({self._offer_why})" if self._offer_why else ""  # the
-        self.last_run_label.setText(f"Last run: {run_words(run)}"  # toast is cut off and
-                                    + (" · in use" if in_use else why or below))  # fades
-        # (GUI checks h_gui37; h_gui42, L7)
+        self.last_run_label.setText(f"Last run: {run_words(run)} · " + (  # its toast is cut
+            "in use" if in_use else f"not in use ({self._why_not_in_use(run)})"))  # and fades
+        # (GUI checks h_gui37; h_gui42, L7; h_gui43, L3: said again as the panel opens)
         self.last_run_label.setToolTip(str(run.checkpoint))
         self.use_model_button.setVisible(not in_use)
         self.last_run_row.setVisible(True)
+
+    def _why_not_in_use(self, run: Any) -> str:
+        """Why the last run's model is not the one in use, in words (the model in use now)."""
+        model = self.session.model
+        if model is not None and same_path(getattr(model, "path", None), run.checkpoint):
+            return "the weights loaded from its file before are in use"  # a resume since
+        if model is not None:
+            return f"{model_name(model)} is in use"
+        shipped = shipped_validation()
+        if run.stopped or getattr(getattr(self, "result", None), "cancelled", False):
+            return "a stopped run; the default model is in use"
+        if run.val_iou is None:
+            return "not validated: Validation fraction 0; the default model is in use"
+        if below_shipped(run, shipped):  # (it read as if the run scored the default's)
+            return (f"on the same validation images the default model scores IoU "
+                    f"{shipped[0]:.3f}, this run {run.val_iou:.3f}")  # type: ignore[index]
+        if shipped is not None and not same_images(run, shipped):
+            return ("the default model is in use; the run was validated on other images: "
+                    "compare both in Compare")
+        return "the default model is in use"
 
     def _run_in_use(self, run: Any) -> bool:
         """Whether the model in use holds the run's weights as its file holds them now.
@@ -168,8 +184,6 @@ class RunOffer:
                          "which does better on yours is not known: compare both in Compare)")
             notify(f"{why} was not put in use: the default model stays in use{worse}. Click "
                    "'Use this model' in the Train panel to predict with it.")
-            self._offer_why = worse.strip(" ()") or "a stopped run"
-            self._show_last_run()
             return
         # the very model put in use then (the same file loaded by the user is their
         # choice), validated on the same images (other images, other IoUs: h_rev10 M5)
@@ -194,8 +208,6 @@ class RunOffer:
             else f"{model_name(model)} stays")  # not one name twice (GUI check h_gui41, M1)
         notify(f"The trained model was not put in use: click 'Use this model' in the Train "
                f"panel to predict with it ({older} in use{worse}).")
-        self._offer_why = f"{older} in use{worse}"
-        self._show_last_run()
 
     def use_trained_model(self, *, announce: str = "") -> Any:
         """Load the last run's model and make it the session's model (in a worker).
