@@ -629,6 +629,9 @@ def test_a_version_chosen_stays_the_projects_model(tmp_path, monkeypatch):
     (tmp_path / "project" / "versions" / "chosen.json").write_text(  # hand-edited (h_rev26)
         '{"version": "v001", "over": Infinity}')
     assert versions.current().name == "v005"
+    (tmp_path / "project" / "versions" / "chosen.json").write_text(
+        '{"version": "v001", "over": 1e300}')  # every round failed at its save (h_rev27)
+    assert versions.add(model, config, {"adopted": True}).name == "v006"
     with pytest.raises(KeyError):
         versions.choose("v009")
 

@@ -255,6 +255,25 @@ def test_configuration_explains_the_epoch_limit_and_the_training_device():
     assert dict(describe_config(config, best, "cpu"))["epochs"].startswith("4 trained")
 
 
+def test_configuration_counts_the_epochs_a_run_trained_from_its_last_checkpoint(
+        tmp_path, monkeypatch):
+    # its best from epoch 1 of 2: "1 trained (limit 2; the run ended before)" (GUI check
+    # h_gui42, L6); the run's last.json beside it says 2 (review h_rev27, 12)
+    import napari_nuclei_unet.core.training as training
+    from napari_nuclei_unet.core.checkpoint import read_metadata
+    from napari_nuclei_unet.core.progress import drive
+    from napari_nuclei_unet.widgets.model_widget import describe_config
+    from test_training import make_samples, tiny_config
+
+    ious = iter([0.9, 0.1])
+    monkeypatch.setattr(training, "validate", lambda *a, **k: (1.0, next(ious)))
+    run = drive(training.train(tiny_config(epochs=2), make_samples(), out_dir=tmp_path))
+    metadata = read_metadata(run.best_checkpoint)
+    config = {"epochs": 2, "device": "cpu"}
+    assert dict(describe_config(config, metadata, "cpu", run.best_checkpoint))["epochs"] == "2"
+    assert dict(describe_config(config, metadata, "cpu"))["epochs"].startswith("1 trained")
+
+
 def test_value_column_is_visible_in_a_narrow_dock(model_widget, qtbot, tiny_checkpoint):
     from napari_nuclei_unet.widgets._session import session_for
 

@@ -377,6 +377,11 @@ def test_lined_up_labels_follow_the_axes_set_again(dock, qtbot):
         widget.image.value = viewer.layers[other]
         set_axes("CZYX")
         assert saved.data.shape == (2, 1, *SHAPE) and saved.scale[1] == 2.0, other
+    # zc closed and opened again: still theirs (review h_rev27, 4)
+    viewer.layers.remove("zc")
+    widget.image.value = viewer.add_image(image.copy(), name="zc")
+    set_axes("CZYX")
+    assert saved.data.shape == (2, *SHAPE)
 
 
 def test_each_painted_plane_of_a_lazy_stack_is_kept_in_its_own_file(dock, qtbot, tmp_path):

@@ -306,7 +306,9 @@ class ModelVersions:
                  if (m := _VERSION_PATTERN.fullmatch(p.name))]
         try:
             chosen = json.loads((self.versions_dir / CHOSEN_FILE).read_text(encoding="utf-8"))
-            taken.append(int(chosen["over"]))
+            over = int(chosen["over"])
+            if over <= max([0, *taken]) + 1000:  # not a hand-edited 1e300 (h_rev27, 9)
+                taken.append(over)
         except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, OverflowError):
             pass
         number = max([0, *taken]) + 1
