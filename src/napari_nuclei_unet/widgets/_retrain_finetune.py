@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from qtpy.QtCore import QTimer
 
-from napari_nuclei_unet.core.finetune import FINETUNE_DEFAULTS
+from napari_nuclei_unet.core.finetune import FINETUNE_DEFAULTS, RoundRunning
 from napari_nuclei_unet.core.finetune.results import NOT_ADOPTED, iou_change
 from napari_nuclei_unet.core.progress import Progress
 from napari_nuclei_unet.widgets._layers import quoted_names, short_id
@@ -29,7 +29,6 @@ from napari_nuclei_unet.widgets._retrain_jobs import (
     LOAD_MODEL_JOB,
     NO_CORRECTIONS,
     NO_MODEL_FILE,
-    SAVE_JOB,
     _load_version,
     _run_finetune,
     repeated_round,
@@ -107,8 +106,7 @@ def after_colon(reason: str) -> str:
 class FinetuneSteps:
     """Fine-tuning methods of the Retrain dock (see the module docstring)."""
 
-    #: The versions listed when the last round started (:meth:`_other_round_ended`).
-    _before_round: set[str] | None = None
+    _busy = False  # the last round was not started: another round held the project
 
     def is_finetuning(self) -> bool:
         """Whether a fine-tuning round runs for this viewer."""
@@ -221,7 +219,7 @@ class FinetuneSteps:
         self._closing = False
         self._owns_round, self._closed_stop = True, False
         self._outcome = None
-        self._failure = ""
+        self._failure, self._busy = "", False
         self._round_at = ""
         if self._round_lost:  # the round cut short before is said no more
             self._round_lost = ""
@@ -275,52 +273,6 @@ class FinetuneSteps:
         return self.session.jobs.start(
             LOAD_MODEL_JOB, _load_version, version, on_returned=go, on_errored=failed,
             action=f"Loading {what}", viewer=self.viewer)
-
-    def _say_other_round(self, when: str = "before this panel opened") -> None:
-        """A round another view runs: say so by Stop (h_gui34 N3).
-
-        For a view opened during it, and for one open when it started (that view kept
-        Fine-tune and "not fine-tuning", Stop greyed: GUI check h_gui43, M1).
-        """
-        if not self._dead and self.is_finetuning() and not self._owns_round:
-            self._before_round = self._before_round or {v.name for v in self.versions()}
-            self.progress.setFormat(f"a round is running (started {when})")
-            self.status_label.setText("Its progress and scores show where it was started; "
-                                      "Stop here stops it.")
-            self._update_buttons()
-
-    def _on_job_started(self, kind: str) -> None:
-        if kind == FINETUNE_JOB and not self._dead:  # whichever view runs it
-            self._before_round = {v.name for v in self.versions()}
-            # once the view that started it has taken it as its own
-            QTimer.singleShot(0, lambda: self._say_other_round("in another panel"))
-
-    def _on_job_ended(self, kind: str) -> None:  # another view's round too (h_gui12, M-A)
-        if not self._dead and kind in (FINETUNE_JOB, SAVE_JOB, "training"):
-            self._update_buttons()
-        if not self._dead and kind == FINETUNE_JOB and not self._owns_round:
-            self._other_round_ended()  # another view's round: this one said "Stopping …"
-        self._owns_round = self._owns_round and kind != FINETUNE_JOB
-
-    def _other_round_ended(self) -> None:
-        """The round another view ran ended: this view said "Stopping …" for good.
-
-        Its new version is found against the versions listed when the round started (or
-        when this view opened during it): the round's end refreshed every view's table
-        first, and this one said "it saved no version" of a round that saved v001 (GUI
-        check h_gui42, M1).
-        """
-        before = self._before_round
-        before = set(self.versions_table.keys()) if before is None else before
-        self.progress.setFormat("not fine-tuning")
-        self.refresh()
-        new = [v.name for v in self.versions() if not v.is_base and v.name not in before]
-        if new:  # its table and reason, not the last version's (h_gui35, L3)
-            self.versions_table.select_key(new[-1])
-            self._on_version_selected()
-        self.status_label.setText(
-            f"The round has ended: {new[-1]} is listed under '4. Model versions'." if new
-            else "The round has ended: it saved no version.")
 
     def stop(self) -> None:
         """Stop the running round at its next step (nothing is saved, the model stays)."""
@@ -427,6 +379,7 @@ class FinetuneSteps:
         from napari_nuclei_unet.widgets._workers import explain
 
         self._failure = explain(exc)  # kept in the dock: the notification fades
+        self._busy = isinstance(exc, RoundRunning)  # not started: no failure (h_gui43 L2)
 
     def _on_finished(self) -> None:
         from napari_nuclei_unet.widgets._progress import format_duration
@@ -436,7 +389,8 @@ class FinetuneSteps:
         forget_round(self.project, self._round_id)  # it ended, and this dock says how
         if self._outcome == "finished":
             self.progress.setValue(1000)
-        self.progress.setFormat(self._outcome or "failed")
+        busy = not self._outcome and self._busy
+        self.progress.setFormat(self._outcome or ("not started" if busy else "failed"))
         result = self.last_result
         if self._outcome == "finished" and result is not None and result.version is not None:
             self.status_label.setText(
@@ -447,7 +401,8 @@ class FinetuneSteps:
             self.status_label.setText("Stopped: nothing was saved, the model is unchanged.")
         else:
             why = getattr(self, "_failure", "").rstrip(". ")
-            self.status_label.setText("The round failed" + (f": {why}" if why else "")
+            self.status_label.setText(("Not started" if busy else "The round failed")
+                                      + (f": {why}" if why else "")
                                       + ". The model in use is unchanged.")
         self._start_next_save()  # corrections added during the round
         self._update_buttons()

@@ -85,6 +85,7 @@ from napari_nuclei_unet.widgets._retrain_jobs import (  # noqa: F401  (re-export
     version_words,
 )
 from napari_nuclei_unet.widgets._retrain_layout import build_layout
+from napari_nuclei_unet.widgets._retrain_others import OtherRounds
 from napari_nuclei_unet.widgets._retrain_project import (
     READ_ONLY_HINT,
     ROUND_LOST_NOTICE,
@@ -104,7 +105,7 @@ if TYPE_CHECKING:
     from superqt.utils import WorkerBase
 
 # ---------------------------------------------------------------------- the dock
-class RetrainWidget(CorrectionSteps, FinetuneSteps, QWidget):
+class RetrainWidget(CorrectionSteps, FinetuneSteps, OtherRounds, QWidget):
     """The "Retrain" dock: corrections, fine-tuning rounds and model versions.
 
     Parameters

@@ -77,6 +77,7 @@ from ._common import (  # noqa: F401 - names of the project layout, for other mo
     STAGING_PREFIX,
     VERSIONS_DIR,
     FinetuneError,
+    RoundRunning,
     safe_sample_id,
 )
 from .own import LABELS_SUFFIX, add_labelled_image, labelled_pairs, unlabelled_images
@@ -104,6 +105,7 @@ __all__ = [
     "Correction",
     "CorrectionStore",
     "FinetuneError",
+    "RoundRunning",
     "FinetuneResult",
     "InferenceView",
     "ModelVersion",

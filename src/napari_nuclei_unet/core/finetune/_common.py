@@ -35,6 +35,10 @@ class FinetuneError(ValueError):
     """A correction, project folder or fine-tuning request is not usable; says why."""
 
 
+class RoundRunning(FinetuneError):
+    """Another round runs on the project (it holds its round lock); a round is not started."""
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..checkpoint import weights_path
 from ..progress import Cancelled, stop_requested
-from ._common import PROJECT_FILE, FinetuneError, safe_sample_id
+from ._common import PROJECT_FILE, FinetuneError, RoundRunning, safe_sample_id
 from .check import choose_step, score_sets, step_back_fractions, step_factors
 from .degrade import matched_replay
 from .mixing import auto_ratio, mix_samples, weighted_samples
@@ -209,7 +209,7 @@ def round_lock(out_dir: str | os.PathLike) -> Any:
             exclusive_lock(lock, timeout=0, owner=f"process {os.getpid()} ({command})"))
     except LockTimeout:
         other = lock_owner(lock) or "another program"
-        raise FinetuneError(
+        raise RoundRunning(
             f"A fine-tuning round is already running on the project {project} (in "
             f"{other}). Wait for it to end, or stop it, then start this one: two rounds "
             "at once would each start from the same model, and the later would replace "
