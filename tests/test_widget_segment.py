@@ -998,6 +998,10 @@ def test_a_sample_folders_label_mask_and_its_result_have_their_own_names(dock, q
                                         shape=SHAPE)
     viewer.open(str(tmp_path / "dsb" / sample), plugin="napari-nuclei-unet")
     widget.image.value = viewer.layers[sample]
+    viewer.layers.selection.active = viewer.layers[f"{sample} label mask"]
+    assert widget.status.text() == (  # not "(yours)" (GUI check h_gui43, L4)
+        f"Add plane adds the labels of “{sample} label mask” (the sample's label mask) as "
+        f"{sample}'s correction.")
     layer = run(qtbot, widget)
     names = [lay.name for lay in viewer.layers]
     assert f"{sample} label mask" in names and layer.name == f"{sample} labels", names

@@ -16,6 +16,7 @@ import numpy as np
 
 from napari_nuclei_unet.widgets._layers import (
     EDITED_KEY,
+    SAMPLE_ID_KEY,
     nuclei,
     plane_edited,
     unwrapped,
@@ -251,7 +252,9 @@ class SegmentOutputs:
         plane = f"{stack.plane_name(planes[0])} " if stack.n_planes > 1 else ""
         name = own["result"].name  # a kept file's planes added already (h_gui25 L1)
         done = added_planes(kept_file(name)) if kept_from(name) else []
-        self.status.setText(f"{OWN_WORDS}“{own['result'].name}” (yours) as "
+        whose = "the sample's label mask" if own["result"].metadata.get(SAMPLE_ID_KEY) \
+            else "yours"  # a DSB sample opened with its mask (GUI check h_gui43, L4)
+        self.status.setText(f"{OWN_WORDS}“{own['result'].name}” ({whose}) as "
                             f"{own['layer'].name}'s {plane}correction."
                             + (f" Added already: {', '.join(done)}." if done else ""))
 
