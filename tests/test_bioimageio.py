@@ -193,8 +193,9 @@ def test_missing_torchscript_weights_fall_back_to_onnx_or_are_said_missing(tmp_p
     (package / "weights.onnx").unlink()
     with pytest.raises(CheckpointError) as info:
         load_any_model(package)
-    assert str(info.value).startswith(
-        f"The TorchScript weights weights.pt of {package} are missing from it;")
+    assert str(info.value) == ("The TorchScript weights (weights.pt) of the package "
+                               "package are missing from it; the package is incomplete or "
+                               "damaged. Download it again.")
 
 
 def test_damaged_torchscript_weights_are_said_when_the_onnx_ones_are_used(tmp_path, capsys):
@@ -215,6 +216,13 @@ def test_damaged_torchscript_weights_are_said_when_the_onnx_ones_are_used(tmp_pa
     assert note == ("The TorchScript weights (weights.pt) of the package package are damaged "
                     "(they do not match the checksum the package records): its ONNX weights "
                     "are used. Download the package again before you share it.")
+    (tmp_path / "package" / "weights.onnx").unlink()  # no other weights: refused, as short
+    with pytest.raises(CheckpointError) as info:  # (review h_rev28, 1)
+        load_any_model(tmp_path / "package")
+    assert str(info.value) == ("The TorchScript weights (weights.pt) of the package package "
+                               "are damaged (they do not match the checksum the package "
+                               "records); the package is incomplete or damaged. Download "
+                               "it again.")
     assert note in describe_training(loaded.metadata)
     from napari_nuclei_unet._cli.progress import note_weights  # the command line says it
 

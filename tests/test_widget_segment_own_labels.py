@@ -377,9 +377,14 @@ def test_lined_up_labels_follow_the_axes_set_again(dock, qtbot):
         widget.image.value = viewer.layers[other]
         set_axes("CZYX")
         assert saved.data.shape == (2, 1, *SHAPE) and saved.scale[1] == 2.0, other
-    # zc closed and opened again: still theirs (review h_rev27, 4)
+    # zc closed and opened again, or renamed: still theirs (reviews h_rev27 4, h_rev28 3)
     viewer.layers.remove("zc")
     widget.image.value = viewer.add_image(image.copy(), name="zc")
+    set_axes("CZYX")
+    assert saved.data.shape == (2, *SHAPE)
+    set_axes("ZCYX")
+    assert saved.data.shape == (2, 1, *SHAPE)
+    viewer.layers["zc"].name = "zc renamed"
     set_axes("CZYX")
     assert saved.data.shape == (2, *SHAPE)
 

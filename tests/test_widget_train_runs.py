@@ -88,7 +88,7 @@ def test_the_last_run_stays_offered_after_another_model_and_a_restart(
     wait_worker(qtbot, again.session.jobs.running("find last run"))  # not on the main thread
     assert again.last_run.checkpoint == best and _offered(again)
     # its best line names that model, not "Best model: —" (GUI check h_gui42, L8)
-    assert again.best_label.text() == f"Best model (the last run's): {best}"
+    assert again.best_label.text() == f"Best model ({best.parent.name}): {best}"
     empty = tmp_path / "no runs"
     empty.mkdir()
     again.set_output_root(empty)  # a runs folder without runs: none named (h_rev27, 7)
@@ -260,9 +260,21 @@ def test_a_run_that_validates_below_the_shipped_model_does_not_replace_it(
     widget.last_run = run_model(run)
     with capture_notifications() as notes:
         assert widget.use_or_offer_run() is None
-    assert notes.any("the default model stays in use (the run was not validated: "
-                     "Validation fraction 0)"), notes.messages
+    assert notes.any("the default model stays in use (the run was not validated)"), \
+        notes.messages  # (Validation fraction 0, or too few images: review h_rev28, 4)
     assert widget.session.jobs.running("load model") is None
+    widget._show_last_run()  # (GUI check h_gui44, L2)
+    assert widget.last_run_label.text().endswith(
+        " · not in use (not validated; the default model is in use)")
+    from types import SimpleNamespace
+
+    from napari_nuclei_unet.core.checkpoint import default_model_path
+
+    widget.session.model = SimpleNamespace(path=default_model_path(), metadata={})
+    widget._show_last_run()  # loaded: "the default model", and the run's own reason
+    assert widget.last_run_label.text().endswith(
+        " · not in use (not validated; the default model is in use)")
+    widget.session.model = None
 
 
 def test_a_stopped_run_does_not_replace_the_default_model(trainer, tmp_path):  # noqa: F811

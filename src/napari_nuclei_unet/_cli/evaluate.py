@@ -172,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     loaded = load_any_model(args.model, device=device)  # checkpoint or bioimage.io
-    note_weights(loaded, quiet=args.quiet)
+    note_weights(loaded)
     if device.type == "cpu":
         configure_cpu_threads()  # physical cores: hyper-threads slow convolutions down
     # a fine-tuning project, or your images beside their label images, as finetune reads them

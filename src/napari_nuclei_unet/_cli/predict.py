@@ -225,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     loaded = load_any_model(args.model, device=device)  # checkpoint or bioimage.io
-    note_weights(loaded, quiet=args.quiet)
+    note_weights(loaded)
     if device.type == "cpu":
         configure_cpu_threads()  # physical cores: hyper-threads slow convolutions down
     options = dataset_options(args, loaded.model)

@@ -571,7 +571,7 @@ def _model_reference(args: argparse.Namespace, client: Any) -> tuple[Any, Any]:
     # command (a login node, often without a GPU) only checks the model (h_rev18, M5)
     device = resolve_device("cpu") if args.scheduler else _device(args)
     loaded = load_any_model(args.model, device=device)  # a bad model fails here, early
-    note_weights(loaded, quiet=args.quiet)
+    note_weights(loaded)
     if client is not None:
         return (str(loaded.path) if loaded.path is not None else args.model), loaded.model
     if device.type == "cpu":

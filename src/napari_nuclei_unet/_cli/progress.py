@@ -176,11 +176,12 @@ class TrainReporter:
         self.close()
 
 
-def note_weights(loaded: Any, *, quiet: bool = False) -> None:
+def note_weights(loaded: Any) -> None:
     """Say that a bioimage.io package runs from its ONNX weights (its TorchScript ones damaged).
 
-    The Model tab says it too (review h_rev27, 11).
+    The Model tab says it too (review h_rev27, 11). A warning: said with ``--quiet`` too,
+    which hides progress only (review h_rev28, 6).
     """
     package = (getattr(loaded, "metadata", None) or {}).get("bioimageio")
     if isinstance(package, dict) and package.get("weights_note"):
-        note(f"warning: {package['weights_note']}", quiet=quiet)
+        note(f"warning: {package['weights_note']}")

@@ -141,31 +141,31 @@ def choose_weights(weights: Any, source: Any, requested: str | None) -> tuple[st
 
 
 def _damaged_note(package: Any, source: Any, exc: Exception) -> str:
-    """A package's TorchScript weights unreadable, its ONNX ones used: in plain words.
-
-    Short, without checksums or full paths: the Model tab shows it on one wrapped line
-    (the raw ``SHA256 mismatch`` text, two hashes and a path, widened the dock past a
-    laptop's screen: GUI check h_gui43, M2).
-    """
-    where = Path(str(package))
-    name = where.parent.name if where.suffix.lower() in (".yaml", ".yml") else where.name
-    checksum = "mismatch" in str(exc).lower() and "sha" in str(exc).lower()
-    what = ("are damaged (they do not match the checksum the package records)" if checksum
-            else "are missing" if isinstance(exc, (FileNotFoundError, KeyError, TypeError))
-            else "cannot be read")
-    return (f"The TorchScript weights ({Path(str(source)).name}) of the package {name} "
-            f"{what}: its ONNX weights are used. Download the package again before you "
-            "share it.")
+    """A package's TorchScript weights unreadable, its ONNX ones used: in plain words."""
+    return (_weights_words(package, source, exc) + ": its ONNX weights are used. Download "
+            "the package again before you share it.")
 
 
 def _unreadable_weights(package: Any, source: Any, exc: Exception) -> str:
-    """Weights that cannot be read, in words.
+    """Weights that cannot be read (and no other weights to use), in words.
 
     A member missing from a zip got "TypeError: expected str, bytes or os.PathLike
     object, not NoneType" (review h_rev17, L4).
     """
+    return (_weights_words(package, source, exc) + "; the package is incomplete or "
+            "damaged. Download it again.")
+
+
+def _weights_words(package: Any, source: Any, exc: Exception) -> str:
+    """What is wrong with a package's TorchScript weights, short, without checksums.
+
+    The raw ``SHA256 mismatch`` text, two hashes and full paths, widened the Model dock
+    past a laptop's screen (GUI check h_gui43, M2; review h_rev28, 1).
+    """
+    where = Path(str(package))
+    name = where.parent.name if where.suffix.lower() in (".yaml", ".yml") else where.name
+    checksum = "mismatch" in str(exc).lower() and "sha" in str(exc).lower()
     missing = isinstance(exc, (FileNotFoundError, KeyError, TypeError))
-    what = ("are missing from it" if missing
-            else f"cannot be read ({type(exc).__name__}: {exc})")
-    return (f"The TorchScript weights {source} of {package} {what}; the package is "
-            "incomplete or damaged. Download it again.")
+    what = ("are damaged (they do not match the checksum the package records)" if checksum
+            else "are missing from it" if missing else f"cannot be read ({type(exc).__name__})")
+    return f"The TorchScript weights ({Path(str(source)).name}) of the package {name} {what}"

@@ -231,8 +231,8 @@ def _mark_edited(event: Any) -> None:
 #: Layer metadata of a user's labels given a size-1 channel axis to lie over their
 #: image's planes (:func:`line_up`): the axes added, left out when read.
 LINED_UP_KEY = "nuclei_unet_lined_up"
-#: ... and the image they were lined up over (its layer's name: the same image closed and
-#: opened again is still theirs, review h_rev27, 4).
+#: ... and the image they were lined up over: its layer's ``id`` and name (the image
+#: renamed, or closed and opened again, is still theirs: reviews h_rev27, 4; h_rev28, 3).
 LINED_OVER_KEY = "nuclei_unet_lined_over"
 
 
@@ -261,7 +261,7 @@ def line_up(labels: Any, image: Any, axes: str = "", again: bool = False) -> Non
     want = channel_gaps(order, bool(getattr(image, "rgb", False)))
     added = tuple(labels.metadata.get(LINED_UP_KEY) or ())
     if added:
-        if not again or added == want or labels.metadata.get(LINED_OVER_KEY) != image.name \
+        if not again or added == want or not _over(labels, image) \
                 or not _lined_over(labels, image, added):
             return  # lined up already (or over another image)
         _undo_line_up(labels, image)  # the Axes were set again since
@@ -282,11 +282,17 @@ def line_up(labels: Any, image: Any, axes: str = "", again: bool = False) -> Non
     kwargs = placement(image, labels.data.shape, (at,))
     labels.scale, labels.translate = kwargs["scale"], kwargs["translate"]
     labels.metadata[LINED_UP_KEY] = (at,)
-    labels.metadata[LINED_OVER_KEY] = image.name
+    labels.metadata[LINED_OVER_KEY] = (id(image), image.name)
     if found == shape:
         notify(f"“{labels.name}” was given a channel axis of size 1 ({order}, as "
                f"{image.name}) so that each of its planes lies over {image.name}'s: napari "
                "lines layers up by their last axes.")
+
+
+def _over(labels: Any, image: Any) -> bool:
+    """Whether ``labels`` were lined up over ``image`` (:data:`LINED_OVER_KEY`)."""
+    over = labels.metadata.get(LINED_OVER_KEY) or (None, None)
+    return over[0] == id(image) or over[1] == image.name
 
 
 def _lined_over(labels: Any, image: Any, added: tuple[int, ...]) -> bool:

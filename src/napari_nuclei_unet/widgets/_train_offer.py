@@ -93,7 +93,8 @@ class RunOffer:
         if root is not None and self.best_checkpoint is None and not self._offer_paused:
             self.best_label.setText(  # no run of this panel's yet: not "Best model: —"
                 "Best model: —" if found is None  # beside it (h_gui42 L8); another runs
-                else f"Best model (the last run's): {found.checkpoint}")  # folder: its own
+                else f"Best model ({found.run_dir.name}): {found.checkpoint}")  # folder:
+        # its own; named by its run, not "the last run's" (a failed run left none: h_rev28)
         self._show_last_run()
 
     def _pause_offer(self) -> None:
@@ -114,24 +115,29 @@ class RunOffer:
         self.last_run_row.setVisible(True)
 
     def _why_not_in_use(self, run: Any) -> str:
-        """Why the last run's model is not the one in use, in words (the model in use now)."""
+        """Why the last run's model is not the one in use, in words (the model in use now).
+
+        The run's own reason (stopped, not validated) and what is in use (GUI check
+        h_gui44, L2: "default model is in use" lost "the" and the run's reason).
+        """
         model = self.session.model
+        stopped = run.stopped or getattr(getattr(self, "result", None), "cancelled", False)
+        own = "a stopped run" if stopped else "not validated" if run.val_iou is None else ""
+        shipped = shipped_validation() if model is None else None
         if model is not None and same_path(getattr(model, "path", None), run.checkpoint):
-            return "the weights loaded from its file before are in use"  # a resume since
-        if model is not None:
-            return f"{model_name(model)} is in use"
-        shipped = shipped_validation()
-        if run.stopped or getattr(getattr(self, "result", None), "cancelled", False):
-            return "a stopped run; the default model is in use"
-        if run.val_iou is None:
-            return "not validated: Validation fraction 0; the default model is in use"
-        if below_shipped(run, shipped):  # (it read as if the run scored the default's)
+            in_use = "the weights loaded from its file before are in use"  # a resume since
+        elif model is not None:
+            name = model_name(model)
+            in_use = f"{'the ' if name == 'default model' else ''}{name} is in use"
+        elif not own and below_shipped(run, shipped):  # (it read as if the run scored it)
             return (f"on the same validation images the default model scores IoU "
                     f"{shipped[0]:.3f}, this run {run.val_iou:.3f}")  # type: ignore[index]
-        if shipped is not None and not same_images(run, shipped):
-            return ("the default model is in use; the run was validated on other images: "
-                    "compare both in Compare")
-        return "the default model is in use"
+        elif not own and shipped is not None and not same_images(run, shipped):
+            in_use = ("the default model is in use; the run was validated on other images: "
+                      "compare both in Compare")
+        else:
+            in_use = "the default model is in use"
+        return "; ".join(part for part in (own, in_use) if part)
 
     def _run_in_use(self, run: Any) -> bool:
         """Whether the model in use holds the run's weights as its file holds them now.
@@ -175,7 +181,7 @@ class RunOffer:
             elif run is None:  # its description could not be read (review h_rev20, L5)
                 worse = " (the run's scores could not be read)"
             elif not validated:  # a throw-away run was used (h_gui37)
-                worse = " (the run was not validated: Validation fraction 0)"
+                worse = " (the run was not validated)"  # fraction 0, or too few images
             elif below_shipped(run, shipped):
                 worse = (f" (on the same validation images it scores IoU {shipped[0]:.3f}, "
                          f"the new model {run.val_iou:.3f})")

@@ -285,9 +285,13 @@ def notify_error(exc: BaseException, action: str = "") -> str:
     str
         The message shown.
     """
-    from napari.utils.notifications import show_error
+    from napari.utils.notifications import show_error, show_warning
 
     message = explain(exc)
+    if getattr(exc, "not_started", False):  # a refusal before any work: a warning, not
+        logger.debug(message)  # "... failed" (core.finetune.RoundRunning: h_rev28, 2)
+        show_warning(message)
+        return message
     if action:
         message = f"{action} failed: {message}"
     known = type(exc).__name__ in _PLAIN_NAMES or isinstance(

@@ -38,6 +38,9 @@ class FinetuneError(ValueError):
 class RoundRunning(FinetuneError):
     """Another round runs on the project (it holds its round lock); a round is not started."""
 
+    #: Said as a refusal, not as a failure (the docks show it as a warning).
+    not_started = True
+
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
