@@ -609,8 +609,8 @@ def test_a_dock_opened_again_mid_round_shows_the_project_and_can_stop_it(retrain
         wait_worker(qtbot, worker, timeout=120_000)
     assert notes.any("nothing was saved")
     assert not notes.any("before changing the project")
-    qtbot.waitUntil(lambda: again.status_label.text() == "The round has ended: it saved no "
-                                                         "version.")
+    qtbot.waitUntil(lambda: again.status_label.text() == "Stopped: nothing was saved, the "
+                                                         "model is unchanged.")  # (h_gui44)
     assert again.progress.format() == "not fine-tuning"  # not "Stopping …" for good
     assert dock.progress.format() == "stopped"  # the view that ran it says how it ended
     assert [v.name for v in again.versions() if not v.is_base] == []

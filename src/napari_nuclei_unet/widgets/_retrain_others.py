@@ -20,6 +20,7 @@ class OtherRounds:
     _before_round: set[str] | None = None
     _dead: bool
     _owns_round: bool
+    _stop_event: Any
     progress: Any
     status_label: Any
     versions_table: Any
@@ -66,6 +67,8 @@ class OtherRounds:
         if new:  # its table and reason, not the last version's (h_gui35, L3)
             self.versions_table.select_key(new[-1])
             self._on_version_selected()
+        stopped = self._stop_event.is_set()  # stopped here or there (GUI check h_gui44, L3)
         self.status_label.setText(
             f"The round has ended: {new[-1]} is listed under '4. Model versions'." if new
+            else "Stopped: nothing was saved, the model is unchanged." if stopped
             else "The round has ended: it saved no version.")

@@ -339,6 +339,7 @@ class ModelWidget(ModelExport, QWidget):
         self.name_label.setWordWrap(True)
         form.addRow("Model", self.name_label)
         self.device_label = QLabel("—")
+        self.device_label.setWordWrap(True)  # the dock scrolled sideways (h_gui44, L1)
         form.addRow("Runs on", self.device_label)
         self.training_label = QLabel("—")
         self.training_label.setWordWrap(True)

@@ -199,7 +199,9 @@ def round_lock(out_dir: str | os.PathLike) -> Any:
     project = Path(out_dir).expanduser().absolute()
     project.mkdir(parents=True, exist_ok=True)
     lock = project / ROUND_LOCK_NAME
-    command = " ".join(sys.argv[:4]) or "python"
+    # "nuclei-unet finetune", "napari": the owner said in words, without full paths (GUI
+    # check h_gui44, M1)
+    command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:2]]) if sys.argv else "python"
     held_lock = ExitStack()
     held = _HELD.__dict__.setdefault("projects", set())
     if project in held:
