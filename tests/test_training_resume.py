@@ -121,6 +121,17 @@ def test_a_run_resumed_into_another_folder_has_its_best_model_there(tmp_path, mo
     assert best.metadata["metrics"]["val_iou"] is None  # its own, not the 0.95
 
 
+def test_a_new_run_started_from_its_folders_best_keeps_that_file(tmp_path):
+    # train --init OUT/best.safetensors --out OUT --overwrite removed the starting model
+    # before the run began: stopped before its first validation, it was gone (h_rev28, 9)
+    samples = make_samples()
+    first = drive(train(tiny_config(epochs=1), samples, out_dir=tmp_path))
+    before = (tmp_path / "best.safetensors").read_bytes()
+    stopped = drive(train(tiny_config(epochs=2), samples, out_dir=tmp_path,
+                          init_from=first.best_checkpoint, should_stop=_stop_after(1)))
+    assert stopped.cancelled and (tmp_path / "best.safetensors").read_bytes() == before
+
+
 def test_a_run_resumed_in_its_folder_by_another_spelling_keeps_its_best(tmp_path,
                                                                          monkeypatch):
     # a bind mount (or a share mounted twice) is another path to the same folder: the

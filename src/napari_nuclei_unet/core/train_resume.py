@@ -55,7 +55,8 @@ def time_left_check(elapsed: float, config: TrainConfig) -> float:
     return elapsed
 
 
-def start_best(resume_from: str | os.PathLike | None, best_path: Path) -> None:
+def start_best(resume_from: str | os.PathLike | None, best_path: Path,
+               keep: str | os.PathLike | None = None) -> None:
     """The best model a run starts with in its folder: its own, carried, or none.
 
     A run resumed into another folder starts with its best model there: its best
@@ -64,7 +65,8 @@ def start_best(resume_from: str | os.PathLike | None, best_path: Path) -> None:
     already in the folder of a new run, or of a run resumed from elsewhere, is another
     run's (the command line refuses such a folder unless told ``--overwrite``): it is
     removed, not printed as this run's, also when the resumed run's own best is missing
-    (reviews h_rev25, B13; h_rev26, 2).
+    (reviews h_rev25, B13; h_rev26, 2). ``keep``: the checkpoint a new run starts from
+    (``--init``), never removed, were it that very file (review h_rev28, 9).
     """
     source = None if resume_from is None else Path(resume_from).with_name(BEST_NAME)
     if source is not None and (same_path(source, best_path) or _same_file(source, best_path)):
@@ -75,7 +77,8 @@ def start_best(resume_from: str | os.PathLike | None, best_path: Path) -> None:
             best = load_checkpoint(source, device="cpu")
         except CheckpointError:
             best = None  # the run's own best is written at its end
-    _remove_checkpoint(best_path)
+    if keep is None or not (same_path(keep, best_path) or _same_file(Path(keep), best_path)):
+        _remove_checkpoint(best_path)
     if best is None:
         return
     own = ("format", "format_version", "package_version", "token", "architecture", "config",

@@ -384,7 +384,7 @@ def _train(
     # Data-parallel training under torchrun (no-ops otherwise): DDP, global-batch loss.
     step_model = distributed.wrap_model(step_model, device)
     loss_fn = distributed.global_batch_loss(loss_fn)
-    start_best(resume_from, best_path)  # not another run's (h_rev26)
+    start_best(resume_from, best_path, keep=init_from)  # not another run's (h_rev26)
 
     epoch = start_epoch
     step = start_step - 1
