@@ -211,17 +211,24 @@ class ModelVersions:
         """
         versions = self.list() if versions is None else list(versions)
         newest = newest_adopted(versions)
-        try:
-            chosen = json.loads((self.versions_dir / CHOSEN_FILE).read_text(encoding="utf-8"))
-            name, over = str(chosen["version"]), int(chosen["over"])
-        except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, OverflowError):
+        choice = self._choice()
+        if choice is None:
             return newest
+        name, over = choice
         version = next((v for v in versions if v.name == name and not v.unreadable), None)
         # version numbers, not clocks, tell whether a round was made current since: a
         # round may be saved by another computer, or in the same second
         if version is None or (newest is not None and newest.number > over):
             return newest  # gone, or a round made current since
         return version
+
+    def _choice(self) -> tuple[str, int] | None:
+        """The version :meth:`choose` recorded and its ``over``; None when none is readable."""
+        try:
+            chosen = json.loads((self.versions_dir / CHOSEN_FILE).read_text(encoding="utf-8"))
+            return str(chosen["version"]), int(chosen["over"])
+        except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, OverflowError):
+            return None
 
     def choose(self, name: str) -> None:
         """Record that the user chose version ``name`` as the project's model.
@@ -304,13 +311,9 @@ class ModelVersions:
         self.versions_dir.mkdir(parents=True, exist_ok=True)
         taken = [int(m.group(1)) for p in self.versions_dir.iterdir()
                  if (m := _VERSION_PATTERN.fullmatch(p.name))]
-        try:
-            chosen = json.loads((self.versions_dir / CHOSEN_FILE).read_text(encoding="utf-8"))
-            over = int(chosen["over"])
-            if over <= max([0, *taken]) + 1000:  # not a hand-edited 1e300 (h_rev27, 9)
-                taken.append(over)
-        except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, OverflowError):
-            pass
+        choice = self._choice()
+        if choice is not None and choice[1] <= max([0, *taken]) + 1000:  # not a hand-edited
+            taken.append(choice[1])  # 1e300 (h_rev27, 9)
         number = max([0, *taken]) + 1
         while True:
             folder = self.versions_dir / f"v{number:03d}"
