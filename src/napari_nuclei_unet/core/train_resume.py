@@ -69,7 +69,7 @@ def start_best(resume_from: str | os.PathLike | None, best_path: Path,
     (``--init``), never removed, were it that very file (review h_rev28, 9).
     """
     source = None if resume_from is None else Path(resume_from).with_name(BEST_NAME)
-    if source is not None and (same_path(source, best_path) or _same_file(source, best_path)):
+    if source is not None and _same_file(source, best_path):
         return  # the run's own folder (by any spelling of it: h_rev27, 2): its own best
     best = None
     if source is not None and source.exists():
@@ -77,7 +77,7 @@ def start_best(resume_from: str | os.PathLike | None, best_path: Path,
             best = load_checkpoint(source, device="cpu")
         except CheckpointError:
             best = None  # the run's own best is written at its end
-    if keep is None or not (same_path(keep, best_path) or _same_file(Path(keep), best_path)):
+    if keep is None or not _same_file(Path(keep), best_path):
         _remove_checkpoint(best_path)
     if best is None:
         return
@@ -88,7 +88,13 @@ def start_best(resume_from: str | os.PathLike | None, best_path: Path,
 
 
 def _same_file(one: Path, other: Path) -> bool:
-    """Whether two paths name one file (a bind mount, a second mount of a share...)."""
+    """Whether two paths name one file, by their spelling or on disk.
+
+    :func:`same_path` also holds for a file not there yet; ``os.path.samefile`` finds a
+    bind mount or a second mount of a share.
+    """
+    if same_path(one, other):
+        return True
     try:
         return os.path.samefile(one, other)
     except OSError:  # either is missing
