@@ -553,8 +553,9 @@ class SegmentWidget(SegmentOutputs, ProjectField, QWidget):
         step_aside_for(self.viewer, layer)  # a dataset's side by side: the user's image
         one_of_many = bool(result.zarr_path) and stack.n_planes > 1  # a 2-D layer per plane
         where = plane_at(stack, self._source["axes"], result.planes[0]) if one_of_many else None
+        plane = stack.plane_name(result.planes[0]) if one_of_many else None
         name = f"{shown_stem(layer.name)} labels" + (  # as ids and sliders count (h_gui19, M3)
-            f" ({stack.plane_name(result.planes[0])})" if one_of_many else "")
+            f" ({plane})" if plane else "")
         features = layer_features(result.table)
         shown, gaps = labels_to_show(layer, self._source["axes"], stack, result.labels)
         kwargs = placement(layer, shown.shape, gaps)
@@ -573,8 +574,7 @@ class SegmentWidget(SegmentOutputs, ProjectField, QWidget):
             if old.selected_label > np.iinfo(shown.dtype).max:  # uint32 to uint16: napari
                 old.selected_label = 1  # refused every stroke (review h_rev12, L5)
             old.scale, old.translate = kwargs["scale"], kwargs["translate"]  # image's now
-            if (old.metadata.get(RESULT_KEY) or {}).get("plane_name") != (
-                    stack.plane_name(result.planes[0]) if one_of_many else None):
+            if (old.metadata.get(RESULT_KEY) or {}).get("plane_name") != plane:
                 old.name = name  # "(plane2)" said of a whole image's (h_rev25, B8)
         else:
             self.result_layer = self.viewer.add_labels(shown, name=name, features=features,
@@ -593,7 +593,7 @@ class SegmentWidget(SegmentOutputs, ProjectField, QWidget):
             "image_axes": self._source["axes"], "channel": self._source["channel"],
             PLANE_AT: where, "pixels_per_um": stack.pixels_per_um,  # saved with it (h_gui40)
             "z_spacing_um": stack.z_spacing_um,  # and this (GUI check h_gui41, L4)
-            "plane_name": stack.plane_name(result.planes[0]) if one_of_many else None}
+            "plane_name": plane}
         self.table.set_table(result.table)
         self._shown = dict(self._source)  # what "Add plane" and "Compare" speak of
         bring_into_view(self.viewer, layer, self.result_layer)  # says what it hid
