@@ -348,15 +348,9 @@ def _check_inputs(files: list[Path], args: argparse.Namespace, total: int = 0
 
 def _own_axes(path: Path, axes: str | None) -> Any:
     """``path`` opened with its own axes when ``axes`` has another number of letters; else None."""
-    from ..core.stacks import ImageFileError, open_stack
-
-    if axes is None:
-        return None
-    try:
-        stack = open_stack(path)
-    except (ImageFileError, OSError):
-        return None
-    return stack if len(stack.stored_axes or stack.axes) != len(axes.strip()) else None
+    stack = _own_stack(path) if axes is not None else None
+    return stack if stack is not None and len(
+        stack.stored_axes or stack.axes) != len(axes.strip()) else None
 
 
 def _own_colour(path: Path, axes: str | None) -> Any:
@@ -366,16 +360,21 @@ def _own_colour(path: Path, axes: str | None) -> Any:
     ``tifffile.imwrite`` of 3 planes reads as colours first (``SYX``), and ``--axes ZYX``
     is what the note about it asks for (review h_rev27, 1).
     """
-    from ..core.stacks import ImageFileError, open_stack
-
     if axes is None or axes.strip().upper()[-1:] in ("C", "S"):
         return None
+    stack = _own_stack(path)
+    last = "" if stack is None else (stack.stored_axes or stack.axes)[-1:]
+    return stack if last in ("C", "S") and stack.rgb else None
+
+
+def _own_stack(path: Path) -> Any:
+    """``path`` opened with its own axes (metadata only), or None when it cannot be."""
+    from ..core.stacks import ImageFileError, open_stack
+
     try:
-        stack = open_stack(path)
+        return open_stack(path)
     except (ImageFileError, OSError):
         return None
-    last = (stack.stored_axes or stack.axes)[-1:]
-    return stack if stack.rgb and last in ("C", "S") else None
 
 
 def _note_own_axes(readable: list[Path], own: set[Path], args: argparse.Namespace) -> None:
