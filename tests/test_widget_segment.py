@@ -1088,6 +1088,33 @@ def test_a_fiji_cyx_tiff_takes_its_files_axes_and_asks_for_the_channel(dock, qtb
     assert widget.status.text() == "again has no result yet: press Segment."
 
 
+def test_a_file_opened_again_keeps_its_nuclear_channel_and_shows_it(dock, qtbot, tmp_path):
+    # a ZCYX file closed and opened again came back at channel 0 with the field at -1,
+    # asked for its channel again, its labels over the other stain (GUI check h_gui44, L4)
+    viewer, widget = dock
+    noise = np.random.default_rng(0).integers(0, 300, SHAPE).astype(np.uint16)
+    data = np.stack([np.stack([noise, nuclei_plane(20 + z)]) for z in range(2)])
+    tifffile.imwrite(tmp_path / "zcyx.tif", data, imagej=True, metadata={"axes": "ZCYX"})
+    viewer.open(str(tmp_path / "zcyx.tif"), plugin="napari")
+    widget.channel.value = 1
+    run(qtbot, widget)
+    viewer.layers.remove(viewer.layers["zcyx"])
+    viewer.dims.set_point(viewer.dims.ndim - 3, 0)
+    viewer.open(str(tmp_path / "zcyx.tif"), plugin="napari")
+    image = viewer.layers["zcyx"]
+    assert widget.image.value.name == "zcyx"
+    assert widget.channel.value == 1 and "choose the nuclei's channel" not in \
+        widget.status.text()
+    assert round(image.world_to_data(viewer.dims.point)[1]) == 1  # the nuclear channel
+    # another file of the same name and shape elsewhere is not this one
+    (tmp_path / "other").mkdir()
+    tifffile.imwrite(tmp_path / "other" / "zcyx.tif", data, imagej=True,
+                     metadata={"axes": "ZCYX"})
+    viewer.open(str(tmp_path / "other" / "zcyx.tif"), plugin="napari")
+    assert widget.image.value is viewer.layers[-1]
+    assert widget.channel.value == -1
+
+
 def test_a_new_segmentation_clears_the_last_results_table_and_truth(dock, qtbot):
     viewer, widget = dock
     viewer.add_image(nuclei_plane(1), name="a")

@@ -142,32 +142,6 @@ class SegmentOutputs:
                 not self.ask_channel():
             self.status.setText(f"{image.name} has no result yet: press Segment.")
 
-    def _on_setting_changed(self, *_args: Any) -> None:
-        """Axes or Nuclear channel set: kept for this image, and the dock's words follow.
-
-        The channel set for a Fiji CYX file stayed for the next image, a grey one then
-        refused, an RGB one segmented on one colour (GUI check h_gui32, N1); the words
-        still asked for a channel once it was set (N2).
-        """
-        image = self.image.value
-        if self._restoring or image is None:
-            return
-        self._settings_of[unwrapped(image)] = (self.axes.value, self.channel.value)
-        if self.status.text().startswith((f"{image.name} has no result yet", "Not segmented:")) \
-                and not self.ask_channel():  # a refusal of the field just set: not kept
-            self.status.setText(f"{image.name} has no result yet: press Segment.")  # (h_gui40)
-
-    def _restore_settings(self) -> None:
-        """The Axes and Nuclear channel set for the image chosen (else the defaults)."""
-        image = self.image.value
-        axes, channel = self._settings_of.get(unwrapped(image), ("", -1)) \
-            if image is not None else ("", -1)
-        self._restoring = True
-        try:
-            self.axes.value, self.channel.value = axes, channel
-        finally:
-            self._restoring = False
-
     def ask_channel(self) -> bool:
         """Ask for the nuclear channel of the chosen image when it has channels and none is.
 

@@ -46,6 +46,7 @@ from napari_nuclei_unet.widgets._dock_life import (
     share_the_column_when_shown,
 )
 from napari_nuclei_unet.widgets._features_table import FeaturesTable
+from napari_nuclei_unet.widgets._image_settings import ImageSettings, ImageSettingsFields
 from napari_nuclei_unet.widgets._layer_files import file_axes
 from napari_nuclei_unet.widgets._layers import (
     EDITED_KEY,
@@ -121,7 +122,7 @@ REPAINT_S = 0.1
 
 #: The workflow panel's own image layers (its sample and its prediction pane): chosen
 #: only by the user, never because they were added.
-class SegmentWidget(SegmentOutputs, ProjectField, QWidget):
+class SegmentWidget(SegmentOutputs, ImageSettingsFields, ProjectField, QWidget):
     """Dock widget: segment any Image layer (see the module docstring)."""
 
     def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
@@ -142,7 +143,7 @@ class SegmentWidget(SegmentOutputs, ProjectField, QWidget):
         self._model_key = ""  # ... and its weights (segment_jobs.model_key)
         self._stop = False
         self._listing = False  # the layer lists are being made again (_refresh_choices)
-        self._settings_of: Any = weakref.WeakKeyDictionary()  # image -> (axes, channel)
+        self._settings = ImageSettings()  # image (and its file) -> (axes, channel)
         self._restoring = False
         self._worker: Any = None  # the running segmentation (stopped when the dock closes)
         self._previous: Any = None  # the layer with the result of the image being segmented
