@@ -988,6 +988,24 @@ def test_corrections_added_by_another_dock_are_listed(retrain, tmp_path):
                                               "in '2. Training set'")
 
 
+def test_what_another_program_writes_to_the_project_is_listed(retrain, qtbot):
+    """A command-line round or ``finetune`` beside the open dock: its version and its
+    corrections are listed without the dock being told (GUI checks h_gui43 L2, h_gui44 M1)."""
+    from napari_nuclei_unet.core.finetune import CorrectionStore, ModelVersions
+
+    viewer, dock, session, samples, project = retrain
+    assert dock.versions_table.rowCount() == 0
+    versions = ModelVersions(project)  # as another process writes: no session signal
+    versions.add(session.model.model, session.model.config, {"round": 0})
+    versions.add(session.model.model, session.model.config, {"round": 1})
+    qtbot.waitUntil(lambda: dock.versions_table.rowCount() == 2, timeout=5000)
+    assert dock.versions_label.text().startswith("2 version(s)")
+    CorrectionStore(project).add("from-the-cli", samples[1].image, samples[1].labels,
+                                 source="label")
+    qtbot.waitUntil(lambda: dock.corrections_label.text().startswith("1 image(s)"),
+                    timeout=5000)
+
+
 def test_without_a_model_the_dock_names_the_projects_model(make_napari_viewer, user_dirs,
                                                            tiny_model):
     """After napari restarts, the project (and its versions) comes back but no model is

@@ -61,6 +61,7 @@ from napari_nuclei_unet.widgets._dock_life import (
 )
 from napari_nuclei_unet.widgets._layers import DRAFTED_KEY, short_id
 from napari_nuclei_unet.widgets._model_names import base_model_words, model_name_in
+from napari_nuclei_unet.widgets._project_watch import ProjectWatch
 from napari_nuclei_unet.widgets._retrain_corrections import CorrectionSteps
 from napari_nuclei_unet.widgets._retrain_finetune import FinetuneSteps, after_colon
 from napari_nuclei_unet.widgets._retrain_jobs import (  # noqa: F401  (re-exported)
@@ -159,6 +160,9 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, OtherRounds, QWidget):
         self._view_timer.setInterval(150)
         self._view_timer.timeout.connect(self._restore_editing_view)
         self._connect()
+        self._watch = ProjectWatch(self, lambda: self._dead or self.refresh(), busy=lambda: (
+            self.is_finetuning() or bool(self._save_queue) or self.session.jobs.is_running(
+                SAVE_JOB)))  # a command line's round or corrections listed (h_gui44 M1)
         # a remembered project that cannot be written to (read-only since, a drive not
         # mounted) is said once, with the default project used meanwhile (h_gui10 N7)
         unwritable = unwritable_reason(self.project) if self.project.is_dir() else None
@@ -300,6 +304,7 @@ class RetrainWidget(CorrectionSteps, FinetuneSteps, OtherRounds, QWidget):
             return False
         self._flush_draft(warn=False)  # a copy of unsaved edits stays with the old project
         self.project = folder
+        self._watch.follow(folder)
         self._store = store
         self._draft_error_shown = False
         self.project_edit.setText(str(folder))
