@@ -1522,6 +1522,29 @@ def test_a_refused_second_round_keeps_the_running_rounds_note(retrain, qtbot):
     assert [v.name for v in dock.versions() if not v.is_base] == []
 
 
+def test_a_refused_round_that_loaded_the_model_says_so_and_not_that_it_started(
+        retrain, qtbot, monkeypatch, tiny_model):
+    # with no model in use, "the round starts from model v000" came just before the
+    # refusal (another program's round held the project), then "The model in use is
+    # unchanged", of a model just loaded (GUI check h_gui44)
+    import napari_nuclei_unet.widgets._retrain_finetune as finetune_module
+    from napari_nuclei_unet.core.finetune.rounds import round_lock
+
+    viewer, dock, session, samples, project = retrain
+    one_step_round_ready(qtbot, dock)
+    session.model = None  # as after a restart
+    monkeypatch.setattr(finetune_module, "_load_version", lambda version: tiny_model)
+    with round_lock(project):
+        with capture_notifications() as notes:
+            dock.start_finetune()
+            qtbot.waitUntil(lambda: dock.progress.format() == "not started", timeout=30_000)
+            settle(qtbot, session)
+    assert not notes.any("the round starts from"), notes.messages
+    assert dock.status_label.text().endswith(
+        "No model was in use: the default model is in use now.")
+    assert session.model is not None
+
+
 def test_the_round_removes_its_note_once_its_version_is_saved(retrain, qtbot, monkeypatch):
     # napari closing after the version was saved, before the dock heard of it, would
     # otherwise call the round lost

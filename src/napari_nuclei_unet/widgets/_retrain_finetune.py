@@ -107,6 +107,9 @@ class FinetuneSteps:
     """Fine-tuning methods of the Retrain dock (see the module docstring)."""
 
     _busy = False  # the last round was not started: another round held the project
+    # the model loaded for a round when none was in use: said once the round has started
+    # (it was said just before a refusal, GUI check h_gui44), or with the refusal
+    _start_note = ""
 
     def is_finetuning(self) -> bool:
         """Whether a fine-tuning round runs for this viewer."""
@@ -243,8 +246,7 @@ class FinetuneSteps:
 
         def go(what: str) -> None:
             if self.start_finetune() is not None:  # else it said why (nothing changed...)
-                notify(f"No model was in use: the round starts from {what}, the model in "
-                       "use from now on.")
+                self._start_note = what
 
         return self.load_project_model(go, "fine-tune it", "press Fine-tune")
 
@@ -296,6 +298,10 @@ class FinetuneSteps:
         # a closed dock is destroyed (_dock_life.on_destroyed): its round stops and says why
         if self._closing or self._closed_stop:
             return
+        if self._start_note:  # it holds the project: started
+            notify(f"No model was in use: the round starts from {self._start_note}, the "
+                   "model in use from now on.")
+            self._start_note = ""
         self._round_at = _round_stage_words(update) or self._round_at
         if isinstance(update, Progress) and update.stage == "prepare":  # core.finetune.view
             self.progress.setValue(0)
@@ -401,9 +407,12 @@ class FinetuneSteps:
             self.status_label.setText("Stopped: nothing was saved, the model is unchanged.")
         else:
             why = getattr(self, "_failure", "").rstrip(". ")
+            loaded = self._start_note
             self.status_label.setText(("Not started" if busy else "The round failed")
-                                      + (f": {why}" if why else "")
-                                      + ". The model in use is unchanged.")
+                                      + (f": {why}" if why else "") + (
+                                          f". No model was in use: {loaded} is in use now."
+                                          if loaded else ". The model in use is unchanged."))
+        self._start_note = ""
         self._start_next_save()  # corrections added during the round
         self._update_buttons()
         if self._outcome == "finished":  # its table, why, and "Use this version" (h_gui33 L2)
