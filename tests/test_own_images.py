@@ -517,8 +517,20 @@ def test_the_z_spacing_a_file_records_is_read_in_micrometres(tmp_path):
         fiji = open_stack(tmp_path / "fiji.tif")
         assert fiji.z_spacing_um == pytest.approx(z), unit
         assert fiji.pixels_per_um == pytest.approx((4.0, 4.0)), unit
-    # kept in the labels without a pixel size too (ImageJ's 1 unit per pixel)
+    # kept in the labels without a pixel size too, as OME: ImageJ's hyperstack would
+    # claim a pixel of 1 µm
     from napari_nuclei_unet.core.own_images import write_labels_tiff
 
     write_labels_tiff(tmp_path / "l.tif", stack, "ZYX", None, 2.5)
     assert open_stack(tmp_path / "l.tif").z_spacing_um == pytest.approx(2.5)
+    assert open_stack(tmp_path / "l.tif").pixels_per_um is None
+    # and in labels that cannot be a 16-bit hyperstack: over 65535 nuclei, or axes out of
+    # ImageJ's order (they were written without it)
+    many = np.zeros((3, 8, 9), np.uint32)
+    many[1, 2, 3] = 70_000
+    for axes, labels in (("ZYX", many), ("ZTYX", np.ones((3, 2, 8, 9), np.uint16))):
+        write_labels_tiff(tmp_path / "l32.tif", labels, axes, (4.0, 2.0), 2.5)
+        back = open_stack(tmp_path / "l32.tif")
+        assert back.z_spacing_um == pytest.approx(2.5), axes
+        assert back.pixels_per_um == pytest.approx((4.0, 2.0)), axes
+        assert np.array_equal(tifffile.imread(tmp_path / "l32.tif"), labels), axes

@@ -286,7 +286,9 @@ def write_labels_tiff(path: str | os.PathLike, labels: Any, axes: str,
         Pixels per micrometre ``(x, y)``, the image's (``ImageStack.pixels_per_um``).
     z_spacing_um : float, optional
         The distance between Z planes in micrometres (``ImageStack.z_spacing_um``),
-        written as an ImageJ hyperstack's ``spacing`` with the pixel size.
+        written as an ImageJ hyperstack's ``spacing`` with the pixel size; as an
+        OME-TIFF's ``PhysicalSizeZ`` when the labels cannot be a hyperstack (32-bit, other
+        axes) or no pixel size is known (ImageJ would take a pixel of 1 µm).
 
     Returns
     -------
@@ -298,17 +300,26 @@ def write_labels_tiff(path: str | os.PathLike, labels: Any, axes: str,
         if isinstance(labels, np.ndarray):
             top = int(labels.max()) if labels.size else 0
             data = labels.astype(label_dtype(top), copy=False)
-            if _as_imagej(data, axes):
-                spacing = z_spacing_um if "Z" in axes else None  # (GUI check h_gui41, L4)
-                sizes = {"unit": "um"} if pixels or spacing else {}
-                if spacing:  # (without a pixel size ImageJ takes 1 unit, as it read it)
+            spacing = z_spacing_um if "Z" in axes else None  # (GUI check h_gui41, L4)
+            if _as_imagej(data, axes) and (pixels or not spacing):
+                sizes = {"unit": "um"} if pixels else {}
+                if spacing:
                     sizes["spacing"] = float(spacing)
                 tifffile.imwrite(tmp, data, imagej=True, compression="zlib",
                                  metadata={"axes": axes, **sizes}, resolution=pixels)
                 return
-            tifffile.imwrite(tmp, data, compression="zlib", metadata={"axes": axes},
-                             photometric="minisblack", bigtiff=labels.nbytes > 2**31,
-                             **_resolution_cm(pixels))
+            shared = {"compression": "zlib", "photometric": "minisblack",
+                      "bigtiff": labels.nbytes > 2**31, **_resolution_cm(pixels)}
+            if spacing and all(n > 1 for a, n in zip(axes, data.shape, strict=True)
+                               if a not in "YX"):  # 32-bit, other axes, no pixel size:
+                try:  # OME (ImageJ's lost the spacing or claimed a 1 µm pixel; OME drops
+                    # an axis of one plane, which tifffile's own metadata keeps)
+                    tifffile.imwrite(tmp, data, ome=True, **shared, metadata={
+                        "axes": axes, **_ome_sizes(pixels, spacing)})
+                    return
+                except (ValueError, KeyError):  # axes OME has no name for
+                    pass
+            tifffile.imwrite(tmp, data, metadata={"axes": axes}, **shared)
             return
         height, width = labels.shape
         tile = 512
@@ -330,6 +341,17 @@ def write_labels_tiff(path: str | os.PathLike, labels: Any, axes: str,
                          **_resolution_cm(pixels))
 
     return atomic_write(path, write)
+
+
+def _ome_sizes(pixels: tuple[float, float] | None, spacing: float | None) -> dict:
+    """OME-XML ``PhysicalSize`` metadata in micrometres, for what is known."""
+    sizes: dict[str, Any] = {}
+    if pixels:
+        sizes.update(PhysicalSizeX=1.0 / pixels[0], PhysicalSizeXUnit="\u00b5m",
+                     PhysicalSizeY=1.0 / pixels[1], PhysicalSizeYUnit="\u00b5m")
+    if spacing:
+        sizes.update(PhysicalSizeZ=float(spacing), PhysicalSizeZUnit="\u00b5m")
+    return sizes
 
 
 def _resolution_cm(pixels: tuple[float, float] | None) -> dict:
