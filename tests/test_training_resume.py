@@ -148,6 +148,25 @@ def test_a_run_resumed_in_its_folder_by_another_spelling_keeps_its_best(tmp_path
     assert load_checkpoint(again.best_checkpoint).metadata["metrics"]["val_iou"] == 0.9
 
 
+def test_start_best_reads_the_runs_best_before_it_removes_anything(tmp_path, monkeypatch):
+    # were the resumed run's best the very file the new best goes to, by a path neither
+    # its spelling nor the disk tells (a share mounted twice that samefile cannot see
+    # through), removing first would lose it: it is read first, then written back
+    # (review h_rev28, 8)
+    from napari_nuclei_unet.core import train_resume
+
+    first = drive(train(tiny_config(epochs=1), make_samples(), out_dir=tmp_path))
+    best_path = tmp_path / "best.safetensors"
+    iou = load_checkpoint(best_path).metadata["metrics"]["val_iou"]
+    monkeypatch.setattr(train_resume, "_same_file", lambda one, other: False)
+    train_resume.start_best(first.last_checkpoint, best_path)
+    assert load_checkpoint(best_path).metadata["metrics"]["val_iou"] == iou
+    # a damaged best of the resumed run: none carried, the folder's removed
+    best_path.write_bytes(b"not a checkpoint")
+    train_resume.start_best(first.last_checkpoint, best_path)
+    assert not best_path.exists()
+
+
 def test_early_stopping_counts_validations_and_a_resume_goes_on(tmp_path, monkeypatch):
     # resuming a run that stopped early trained one unvalidated epoch and stopped again
     # (M5); with val_every 3, an epoch without validation never stops a run

@@ -336,6 +336,26 @@ def test_a_stopped_run_is_offered_as_stopped(tmp_path):
         run_words(run_model(run))
 
 
+def test_a_stopped_run_found_after_a_restart_says_why_it_is_not_in_use(
+        trainer, qtbot, tmp_path):  # noqa: F811
+    # the reason was tested for a run of this session only, not for one read from its
+    # folder as napari starts again (review h_rev28, 8; the reason: h_gui43, L3)
+    _viewer, widget = trainer
+    root = tmp_path / "found runs"
+    run = fake_run(root, "run-20261206-132355", best={"epoch": 9, "val_iou": 0.654})
+    (run / "last.safetensors").write_bytes(b"weights")
+    (run / "last.json").write_text(json.dumps(
+        {"config": {"epochs": 50}, "metrics": {"epoch": 11, "cancelled_at_step": 3},
+         "created": "2026-12-06T13:24:00+00:00"}))
+    widget.result = None  # nothing run in this session
+    widget.set_output_root(root)
+    wait_worker(qtbot, widget.session.jobs.running("find last run"))
+    assert widget.last_run.stopped and _offered(widget)
+    assert widget.last_run_label.text().endswith("· not in use (a stopped run; the default "
+                                                 "model is in use)"), \
+        widget.last_run_label.text()
+
+
 def test_a_best_rewritten_over_the_model_in_use_is_offered_again(trainer, tmp_path):  # noqa: F811
     # a resume wrote a better best over the file in use: the dock said "· in use" and hid
     # Use this model while the old weights predicted, and the toast named the same model
