@@ -232,6 +232,36 @@ def test_a_result_painted_and_not_saved_is_kept_when_napari_closes(
     assert not second.status.text().startswith("Add plane adds the labels of")
 
 
+def test_a_result_painted_and_not_saved_is_kept_when_the_window_is_closed(dock, qtbot):
+    # Ctrl+W or the window's close button leave the layers in place as napari ends (only
+    # File > Exit removes them): the painted labels were lost (GUI check h_gui45, H1)
+    import tifffile
+
+    from napari_nuclei_unet.widgets._layers import unwrapped
+    from napari_nuclei_unet.widgets._unsaved_labels import unsaved_dir
+
+    viewer, widget = dock
+    two_images_one_segmented(qtbot, viewer, widget, "cells", "painted")
+    result = widget.result_layer
+    result.paint((40, 5), 77)
+    painted = np.asarray(result.data).copy()
+    window = unwrapped(viewer).window._qt_window
+    window.showMinimized()  # the window system hides it: nothing is kept yet
+    qtbot.wait(50)
+    assert not list(unsaved_dir().glob("*.tif"))
+    from qtpy.QtCore import Qt
+
+    # closed as Ctrl+W does (napari asks first when the user presses it); not deleted,
+    # so that the fixture can close the viewer as it does for every test
+    window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, False)
+    window.close()
+    assert not window.isVisible()
+    assert len(unwrapped(viewer).layers) == 3  # still there: napari does not remove them
+    (kept,) = unsaved_dir().glob("*.tif")
+    assert kept.name.startswith("painted_labels-")
+    assert np.array_equal(tifffile.imread(kept), painted)
+
+
 def test_a_painted_result_deleted_by_the_user_is_kept_and_said(dock, qtbot):
     from napari_nuclei_unet.widgets._unsaved_labels import unsaved_dir
 

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from qtpy.QtCore import QEvent, QObject
+
 #: On a result layer: painted on since it was segmented or last saved.
 UNSAVED_KEY = "nuclei_unet_unsaved"
 #: On a result layer kept by :func:`keep_unsaved_results`: the file it was written to.
@@ -245,6 +247,47 @@ def watch_unsaved(viewer: Any, layer: Any) -> None:
     layer.events.paint.connect(_mark_unsaved)  # no-op when already connected
     undo_counts_as_paint(layer)
     viewer.layers.events.removed.connect(_keep_removed)  # the same: once per viewer
+    keep_when_the_window_closes(viewer)
+
+
+def keep_when_the_window_closes(viewer: Any) -> None:
+    """Keep the unsaved results of ``viewer`` when its window closes (once per window).
+
+    File > Exit removes every layer (:func:`_keep_removed` keeps them), but closing the
+    window (Ctrl+W, its close button) leaves the layers in place as napari ends: painted
+    labels were lost (GUI check h_gui45, H1). A window that napari has closed is hidden
+    first, before napari quits: that hide keeps them.
+    """
+    from napari_nuclei_unet.widgets._layers import unwrapped
+
+    window = getattr(getattr(unwrapped(viewer), "window", None), "_qt_window", None)
+    if window is None or window.property(_KEEPS_PROPERTY):
+        return
+    window.setProperty(_KEEPS_PROPERTY, True)
+    _KeepWhenHidden(window, unwrapped(viewer).layers)
+
+
+_KEEPS_PROPERTY = "nuclei_unet_keeps_unsaved"
+
+
+class _KeepWhenHidden(QObject):
+    """An event filter of a window (its child) that keeps ``layers``' unsaved results.
+
+    When the program hides the window (it closes), not the window system (minimised).
+    """
+
+    def __init__(self, window: Any, layers: Any) -> None:
+        import weakref
+
+        super().__init__(window)
+        self._layers = weakref.ref(layers)
+        window.installEventFilter(self)
+
+    def eventFilter(self, obj: Any, event: Any) -> bool:  # noqa: N802 - Qt's name
+        if event.type() == QEvent.Type.Hide and not event.spontaneous() \
+                and (layers := self._layers()) is not None:
+            keep_unsaved_results(list(layers))
+        return False
 
 
 def painted_not_added(layers: Any) -> list[str]:
