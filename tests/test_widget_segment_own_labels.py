@@ -337,9 +337,14 @@ def test_labels_of_a_channel_stack_opened_again_lie_over_their_planes(dock, qtbo
     widget.image.value = viewer.layers["zc"]
     widget.axes.value = "ZCYX"
     widget.channel.value = 0
+    viewer.dims.set_current_step(0, 1)
     with capture_notifications() as notes:
         saved = viewer.add_labels(planes.copy(), name="saved")
     assert saved.data.shape == (3, 1, *SHAPE) and notes.any("a channel axis of size 1")
+    # drawn at the plane the sliders are on at once: it showed plane 0 over Z plane 1,
+    # and strokes went to plane 1 unseen, until the slider moved (GUI check h_gui45, M2)
+    qtbot.waitUntil(lambda: np.array_equal(np.asarray(saved._slice.image.view) > 0,
+                                           planes[1] > 0), timeout=2000)
     assert viewer.dims.nsteps[:2] == (3, 2)  # its planes on Z, not on the channel slider
     # placed as the dock's results: shown at both channels (at channel 1 it was not drawn,
     # and a stroke raised napari's IndexError: GUI check h_gui41, H1)

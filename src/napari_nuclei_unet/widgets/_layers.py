@@ -281,12 +281,27 @@ def line_up(labels: Any, image: Any, axes: str = "", again: bool = False) -> Non
     # labels show (and take strokes) at the nuclear channel too (GUI check h_gui41, H1)
     kwargs = placement(image, labels.data.shape, (at,))
     labels.scale, labels.translate = kwargs["scale"], kwargs["translate"]
+    reslice(labels)
     labels.metadata[LINED_UP_KEY] = (at,)
     labels.metadata[LINED_OVER_KEY] = (id(image), image.name)
     if found == shape:
         notify(f"“{labels.name}” was given a channel axis of size 1 ({order}, as "
                f"{image.name}) so that each of its planes lies over {image.name}'s: napari "
                "lines layers up by their last axes.")
+
+
+def reslice(layer: Any) -> None:
+    """Have the viewer draw ``layer`` at the sliders again, its axes or place changed.
+
+    napari slices a layer as the sliders move; one whose axes changed while the sliders
+    stayed kept its earlier slice: labels lined up over Z plane 1 showed plane 0, and
+    strokes went to plane 1 unseen (GUI check h_gui45, M2). Its ``reload`` event makes
+    the viewer take the sliders' place for it again; ``refresh`` then draws that plane.
+    """
+    reload = getattr(layer.events, "reload", None)
+    if reload is not None:
+        reload(layer=layer)
+    layer.refresh()
 
 
 def _over(labels: Any, image: Any) -> bool:
@@ -317,6 +332,7 @@ def _undo_line_up(labels: Any, image: Any) -> None:
     forget_history(labels)
     kwargs = placement(image, labels.data.shape)
     labels.scale, labels.translate = kwargs["scale"], kwargs["translate"]
+    reslice(labels)
     for key in (LINED_UP_KEY, LINED_OVER_KEY):
         labels.metadata.pop(key, None)
 
