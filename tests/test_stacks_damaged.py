@@ -117,3 +117,25 @@ def test_an_empty_file_and_a_png_named_tif_are_told_by_their_content(tmp_path):
     Image.fromarray(np.full((20, 30), 7, np.uint8)).save(png, format="PNG")
     stack = open_stack(png)
     assert stack.plane(0).shape == (20, 30) and int(stack.plane(0)[0, 0]) == 7
+
+
+@pytest.mark.parametrize("size", [2, 4, 7])
+def test_a_tiff_cut_within_its_header_is_a_damaged_file_not_a_bug(tmp_path, size):
+    # a file of 2-7 bytes ("II*\0" and a little) stopped a whole folder with "this is a
+    # bug" (CLI check h_cli2, H2)
+    path = tmp_path / "cut.tif"
+    path.write_bytes(b"II*\x00\x08\x00\x00\x00"[:size])
+    with pytest.raises(ImageFileError, match="is not a readable TIFF file .* truncated"):
+        open_stack(path)
+
+
+def test_a_pyramid_is_read_at_its_full_resolution(tmp_path):
+    # a whole slide's OME-TIFF with lower-resolution levels raised AttributeError ('Group'
+    # object has no attribute 'shape') at any size (CLI check h_cli2, H1)
+    data = np.random.default_rng(0).integers(0, 255, (256, 320), np.uint8)
+    with tifffile.TiffWriter(tmp_path / "slide.ome.tif") as tif:
+        tif.write(data, subifds=1, tile=(128, 128), metadata={"axes": "YX"})
+        tif.write(data[::2, ::2], subfiletype=1, tile=(128, 128))
+    stack = open_stack(tmp_path / "slide.ome.tif")
+    assert stack.axes == "YX" and stack.data.shape == (256, 320)
+    assert np.array_equal(stack.plane(0), data)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -436,11 +437,14 @@ def _open_tiff(path: Path, axes: str | None) -> ImageStack:
                 found_axes = series.axes
                 rgb_hint = "S" in found_axes and series.keyframe.photometric in (
                     tifffile.PHOTOMETRIC.RGB, tifffile.PHOTOMETRIC.YCBCR)
-                store = series.aszarr()
+                # a pyramid's full-resolution level (a whole slide's: its lower levels
+                # made the store a group, CLI check h_cli2, H1)
+                store = series.aszarr(level=0) if len(series.levels) > 1 else series.aszarr()
                 declared = (tif.imagej_metadata or {}).get("images") if tif.is_imagej else None
                 pixels, spacing = pixels_per_um_of(tif), z_spacing_um_of(tif)
-        except (tifffile.TiffFileError, OSError, ValueError, IndexError) as exc:
-            detail = ("its structure is damaged" if isinstance(exc, IndexError)  # not
+        except (tifffile.TiffFileError, OSError, ValueError, IndexError, struct.error) as exc:
+            # (a header cut after 2-7 bytes raised struct.error: CLI check h_cli2, H2)
+            detail = ("its structure is damaged" if isinstance(exc, (IndexError, struct.error))
                       else exc)  # "list index out of range" (CLI check h_cli1, L3)
             raise ImageFileError(f"{path} is not a readable TIFF file ({detail}). The file "
                                  "may be corrupt or truncated: replace it with a fresh "

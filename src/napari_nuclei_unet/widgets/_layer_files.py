@@ -7,6 +7,7 @@ holds the file's very shape.
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,7 @@ def _read_file_axes(path: str) -> tuple[str, tuple[int, ...], Any] | None:
             axes, shape = series.axes.replace("S", "C"), tuple(int(n) for n in series.shape)
             # kept in the labels saved (GUI checks h_gui40, M2; h_gui41, L4)
             size = pixels_per_um_of(tif), z_spacing_um_of(tif)
-    except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError):
+    except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError, struct.error):
         return None  # a file tifffile cannot read: no axes from it
     if axes.count("C") > 1 or not axes.endswith("YX") or len(axes) != len(shape) \
             or set(axes) - set("TZCYX"):  # tifffile's "I" or "Q": not recorded as such

@@ -10,6 +10,7 @@ does (same ids, ``NAME-planeN``), so the command line and the docks share one pr
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -141,8 +142,9 @@ def _read_labels(path: Path, shape: tuple[int, ...]) -> np.ndarray:
                 if found == tuple(shape) or ones:  # (napari's Save of lined-up labels:
                     data = series.asarray()        # review h_rev24, M6)
                     data, found = data.reshape(shape) if ones else data, tuple(shape)
-        except (tifffile.TiffFileError, OSError, ValueError, IndexError) as exc:
-            raise FinetuneError(f"{path} cannot be read as a label image ({exc}).") from exc
+        except (tifffile.TiffFileError, OSError, ValueError, IndexError, struct.error) as exc:
+            raise FinetuneError(f"{path} cannot be read as a label image ({exc or 'cut short'}); "
+                                "it may be truncated: replace it with a fresh copy.") from exc
     if found != tuple(shape):
         raise FinetuneError(
             f"{path.name} is {' x '.join(map(str, found))} but its image needs labels of "
