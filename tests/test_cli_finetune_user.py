@@ -717,3 +717,44 @@ def test_a_round_running_on_the_project_is_said_before_pairs_are_stored(tmp_path
         code, _, err = run_cli(capsys, "finetune", "default", folder, "--out", project)
     assert code == 2 and "A fine-tuning round is already running on the project" in err
     assert not (project / "corrections").exists()
+
+
+def test_the_round_lock_is_held_while_the_pairs_are_stored(tmp_path, capsys, monkeypatch):
+    # a round that started elsewhere between the check and the round: the pairs replaced
+    # a correction of the project, then the round was refused (CLI check h_cli2, M1)
+    import threading
+
+    import napari_nuclei_unet._cli.finetune as cli_finetune
+    import napari_nuclei_unet.core.finetune as core_finetune
+    from napari_nuclei_unet.core.finetune.rounds import RoundRunning, round_lock
+
+    folder = write_pairs(tmp_path / "corrected", (("cells", 3),))
+    project = tmp_path / "project"
+    store_pairs, elsewhere = cli_finetune._store_pairs, []
+
+    def another() -> None:
+        try:
+            with round_lock(project):
+                elsewhere.append("ran")
+        except RoundRunning:
+            elsewhere.append("refused")
+
+    def stored_while_another_starts(*args, **kwargs):
+        thread = threading.Thread(target=another)
+        thread.start()
+        thread.join()
+        return store_pairs(*args, **kwargs)
+
+    def no_round(*args, **kwargs):
+        raise core_finetune.FinetuneError("no round in this test")
+        yield  # a generator, as the round is
+
+    monkeypatch.setattr(cli_finetune, "_store_pairs", stored_while_another_starts)
+    monkeypatch.setattr(core_finetune, "finetune", no_round)
+    code, _, err = run_cli(capsys, "finetune", "default", folder, "--out", project)
+    assert code == 2 and "no round in this test" in err
+    assert elsewhere == ["refused"]
+    # a project this command made and left with nothing but its lock is not left behind
+    code, _, err = run_cli(capsys, "finetune", "default", tmp_path / "nothing here", "--out",
+                           tmp_path / "new")
+    assert code == 2 and not (tmp_path / "new").exists()

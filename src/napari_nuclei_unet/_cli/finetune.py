@@ -351,6 +351,28 @@ def _note_unedited(rows: Any, *, quiet: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Fine-tune a model on corrections; print the new version and the scores (:func:`_run`).
+
+    A project folder this command made and left holding only its round lock (it failed
+    before storing anything) is removed.
+    """
+    from ..core.finetune.rounds import ROUND_LOCK_NAME
+
+    out = Path(args.out)
+    new_project = not out.exists()
+    try:
+        return _run(args)
+    except BaseException:
+        try:
+            if new_project and [p.name for p in out.iterdir()] == [ROUND_LOCK_NAME]:
+                (out / ROUND_LOCK_NAME).unlink()
+                out.rmdir()
+        except OSError:
+            pass
+        raise
+
+
+def _run(args: argparse.Namespace) -> int:
     """Fine-tune a model on corrections; print the new version and the scores.
 
     Parameters
@@ -400,11 +422,13 @@ def run(args: argparse.Namespace) -> int:
         load_checkpoint(base, device="cpu")
 
     new_project = not Path(args.out).exists()
-    from ..core.finetune.rounds import check_no_round
+    from ..core.finetune.rounds import round_lock
 
-    check_no_round(args.out)  # before its pairs are stored (review h_rev25, B6)
-    with StopRequest(None, what="fine-tuning", quiet=args.quiet,
-                     then="(nothing of this round is kept)") as stop:
+    # held from before its pairs are stored (review h_rev25, B6) to the round's end: a
+    # command refused once its pairs were stored had replaced a correction of the
+    # project while another round ran (CLI check h_cli2, M1)
+    with round_lock(args.out), StopRequest(None, what="fine-tuning", quiet=args.quiet,
+                                           then="(nothing of this round is kept)") as stop:
         axes, channel = getattr(args, "axes", None), getattr(args, "channel", None)
         corrections = _load_corrections(args.corrections, quiet=args.quiet, project=args.out,
                                         axes=axes, channel=channel)
