@@ -471,6 +471,14 @@ def test_skip_existing_goes_on_with_the_images_not_done(tmp_path, capsys, monkey
     assert not (out / "c2_measurements.csv").exists()
     assert "--skip-existing: 1 image (c2) has labels in" in err and "left as they are" in err
     assert (out / "c1_labels.tif").exists() and "segmenting the other 1" in err
+    # with --overwrite too: the other images are segmented again, the edited labels are
+    # left as they are (they were replaced with no word: CLI check h_cli2, H3)
+    code, out_text, err = run_cli(capsys, "predict", "default", folder, "--out", out,
+                                  "--overwrite")
+    assert code == 0, err
+    assert np.array_equal(tifffile.imread(out / "c2_labels.tif"), edited)
+    assert "--overwrite: 1 image (c2) has labels in" in err and "left as they are" in err
+    assert (out / "c0_measurements.csv").stat().st_mtime_ns != done["c0_measurements.csv"]
     # a zarr a large image's run left half built (stopped by an error) is not its labels:
     # the image was left out for good (review h_rev21)
     (out / "c1_labels.tif").unlink()

@@ -164,9 +164,17 @@ def run_own(args: argparse.Namespace) -> int:
 
         check_targets(out, [p for name in names for p in output_paths(out, name).values()],
                       files, overwrite=True, what="result file", kept="edited labels")
-        _note_labels_alone(names, out, results, args)
+        _note_labels_alone(names, out, results, args, "--skip-existing")
         files = done_already(list(names), results, files, out, quiet=args.quiet)
         if not files:
+            return 0
+        names = {stack_name(path): path for path in files}
+    elif args.overwrite:  # edited labels are not replaced either (CLI check h_cli2, H3)
+        alone = _note_labels_alone(names, out, lambda name: [output_paths(out, name)[
+            "labels"]], args, "--overwrite")
+        files = [path for name, path in names.items() if name not in alone]
+        if not files:
+            print(f"Nothing to do: every image's labels in {out} are left as they are.")
             return 0
         names = {stack_name(path): path for path in files}
     # with --skip-existing, what is left of an image not done (a CSV without its labels)
@@ -208,23 +216,25 @@ def _say_done(summary: Any, options: Any, args: argparse.Namespace) -> None:
 
 
 def _note_labels_alone(names: dict[str, Path], out: Path, results: Any,
-                       args: argparse.Namespace) -> None:
-    """``--skip-existing``: name the images whose labels are in ``out`` without their CSV.
+                       args: argparse.Namespace, option: str) -> list[str]:
+    """Name the images whose labels are in ``out`` without their CSV; those names.
 
     A run writes both or neither, so such labels were most likely edited (and the CSV,
-    stale, deleted): they were replaced without a word (CLI check h_cli1, H1). They are
-    left as they are.
+    stale, deleted): they were replaced without a word (CLI check h_cli1, H1; with
+    ``--overwrite``, h_cli2, H3). They are left as they are. ``option``: the option
+    given, said first.
     """
     from ..core.own_images import output_paths
 
     alone = [name for name in names if all(p.exists() for p in results(name))
              and not output_paths(out, name)["csv"].exists()]
     if alone:
-        note(f"--skip-existing: {counted(len(alone), 'image')} ({', '.join(alone[:3])}"
+        note(f"{option}: {counted(len(alone), 'image')} ({', '.join(alone[:3])}"
              f"{', …' if len(alone) > 3 else ''}) {'has' if len(alone) == 1 else 'have'} "
              f"labels in {out} without their "
              "measurements: left as they are (they may hold your edits). Delete those labels "
              "to segment them again.", quiet=args.quiet)
+    return alone
 
 
 def diameter_words(diameters: list[float], options: Any, *, native: bool = False,
