@@ -319,3 +319,21 @@ def test_a_mistyped_model_name_and_no_workers_are_said_plainly(tmp_path, capsys)
                  str(tmp_path / "out"), "--workers", "0"]) == 2
     err = capsys.readouterr().err
     assert "--workers: 0 worker processes: give 1 or more" in err, err
+
+
+def test_a_missing_package_and_a_dataset_with_nothing_to_score_are_plain_errors(
+        data, tmp_path, capsys):
+    # "Checkpoint file nosuch.zip.safetensors does not exist" (CLI check h_cli2, M6)
+    image = next(data.glob("*/images/*.png"))
+    for given in ("nosuch.zip", str(tmp_path / "pkg" / "rdf.yaml")):
+        assert main(["predict", given, str(image), "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err
+        assert f"{given} does not exist: give the path of a bioimage.io package" in err
+        assert ".safetensors does not exist" not in err
+    # evaluate printed an empty table and exited 0 when no sample could be read with its
+    # masks (M3); info and finetune stop
+    for mask in data.glob("*/masks/*.png"):  # cut short, as by a failed copy
+        mask.write_bytes(mask.read_bytes()[:60])
+    assert main(["evaluate", "default", str(data), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "No image of" in err and "could be scored" in err

@@ -188,6 +188,12 @@ def run(args: argparse.Namespace) -> int:
         ids = select_split(dataset.ids(), loaded.metadata, getattr(args, "split", "all"))
         samples = load_samples(dataset, quiet=args.quiet, ids=ids)
         where = dataset.path
+    if not any(getattr(s, "has_labels", True) for s in samples):
+        from ..core.dataset import DatasetError
+
+        # an empty table and exit 0 (CLI check h_cli2, M3); info and finetune stop too
+        raise DatasetError(f"No image of {where} could be scored: none could be read with "
+                           "its label masks (the notes above say why each was skipped).")
     _note_trained_on(loaded, [s.id for s in samples], getattr(args, "split", "all"),
                      quiet=args.quiet)
     options = segment_options(args, loaded.model)

@@ -494,6 +494,11 @@ def load_checkpoint(path_or_default: str | os.PathLike, device: Any = "cpu") -> 
     weights = _resolve(path_or_default)
     if not weights.exists() and not commit_record_path(weights).exists():
         given = str(path_or_default)
+        if Path(given).suffix.lower() in (".zip", ".yaml", ".yml") and not Path(given).exists():
+            raise CheckpointError(  # it said "nosuch.zip.safetensors does not exist" (h_cli2)
+                f"{given} does not exist: give the path of a bioimage.io package (.zip, or "
+                "its folder or rdf.yaml), 'default' (the shipped model) or a .safetensors "
+                "checkpoint.")
         if not Path(given).suffix and not Path(given).exists():  # "defualt": a name typed
             raise CheckpointError(  # (it said "defualt.safetensors": CLI check h_cli1, L5)
                 f"There is no model {given!r}: give 'default' (the shipped model), a "
