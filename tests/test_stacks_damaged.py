@@ -139,3 +139,18 @@ def test_a_pyramid_is_read_at_its_full_resolution(tmp_path):
     stack = open_stack(tmp_path / "slide.ome.tif")
     assert stack.axes == "YX" and stack.data.shape == (256, 320)
     assert np.array_equal(stack.plane(0), data)
+
+
+def test_a_multi_position_ome_tiff_says_how_many_images_it_holds(tmp_path):
+    # only the first position was segmented, without a word (CLI check h_cli2, M2); a
+    # pyramid's levels are not positions
+    data = np.random.default_rng(0).integers(0, 255, (64, 80), np.uint8)
+    with tifffile.TiffWriter(tmp_path / "positions.ome.tif", ome=True) as tif:
+        tif.write(data, metadata={"axes": "YX", "Name": "pos1"})
+        tif.write(data[::-1], metadata={"axes": "YX", "Name": "pos2"})
+    assert open_stack(tmp_path / "positions.ome.tif").other_series == 1
+    with tifffile.TiffWriter(tmp_path / "slide.ome.tif") as tif:
+        tif.write(np.zeros((256, 256), np.uint8), subifds=1, tile=(128, 128),
+                  metadata={"axes": "YX"})
+        tif.write(np.zeros((128, 128), np.uint8), subfiletype=1, tile=(128, 128))
+    assert open_stack(tmp_path / "slide.ome.tif").other_series == 0

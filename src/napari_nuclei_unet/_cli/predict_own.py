@@ -325,6 +325,11 @@ def _check_inputs(files: list[Path], args: argparse.Namespace, total: int = 0
             single.add(path)  # one channel: segmented as it is
         else:
             stack.check_channel(args.channel)
+        if stack.other_series:
+            note(f"note: {path.name} holds {stack.other_series + 1} images (positions or "
+                 f"series); only the first ({' x '.join(map(str, stack.data.shape))}, "
+                 f"{stack.axes}) is segmented. Save each one as a file of its own (Fiji: "
+                 "Bio-Formats, open all series) to segment the others.", quiet=args.quiet)
         if (args.axes is None or path in own) and args.channel is None \
                 and stack.doubtful_rgb:
             note(f"note: {stack.doubtful_rgb_note(path.name)}", quiet=args.quiet)

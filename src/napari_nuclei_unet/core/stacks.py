@@ -184,6 +184,10 @@ class ImageStack:
         The distance between its Z planes the file records, in micrometres (an
         OME-TIFF's ``PhysicalSizeZ``, an ImageJ hyperstack's ``spacing``); None when
         it records none.
+    other_series : int
+        How many more images (positions, series) a TIFF holds after the first, the one
+        read: a multi-position OME-TIFF's other positions were left out without a word
+        (CLI check h_cli2, M2).
     """
 
     name: str
@@ -194,6 +198,7 @@ class ImageStack:
     stored_axes: str = ""
     pixels_per_um: tuple[float, float] | None = None
     z_spacing_um: float | None = None
+    other_series: int = 0
 
     @property
     def doubtful_rgb(self) -> bool:
@@ -442,6 +447,7 @@ def _open_tiff(path: Path, axes: str | None) -> ImageStack:
                 store = series.aszarr(level=0) if len(series.levels) > 1 else series.aszarr()
                 declared = (tif.imagej_metadata or {}).get("images") if tif.is_imagej else None
                 pixels, spacing = pixels_per_um_of(tif), z_spacing_um_of(tif)
+                others = len(tif.series) - 1 if tif.is_ome else 0
         except (tifffile.TiffFileError, OSError, ValueError, IndexError, struct.error) as exc:
             # (a header cut after 2-7 bytes raised struct.error: CLI check h_cli2, H2)
             detail = ("its structure is damaged" if isinstance(exc, (IndexError, struct.error))
@@ -464,6 +470,7 @@ def _open_tiff(path: Path, axes: str | None) -> ImageStack:
     stack = _make_stack(stack_name(path), data, axes or found_axes, str(path), rgb_hint,
                         read_by=None if axes else "tifffile", pixels=pixels)
     stack.z_spacing_um = spacing if "Z" in stack.axes else None
+    stack.other_series = others
     return stack
 
 
