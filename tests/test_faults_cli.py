@@ -337,3 +337,22 @@ def test_a_missing_package_and_a_dataset_with_nothing_to_score_are_plain_errors(
     assert main(["evaluate", "default", str(data), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert "No image of" in err and "could be scored" in err
+
+
+def test_quiet_does_not_point_at_notes_it_did_not_print(tmp_path, capsys):
+    # "-q": no notes, yet "skipped 1 image that could not be read (see the notes above)"
+    # (CLI check h_cli2, M5)
+    import numpy as np
+    import tifffile
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    tifffile.imwrite(folder / "good.tif", np.random.default_rng(0).integers(
+        0, 255, (64, 80), np.uint8))
+    (folder / "cut.tif").write_bytes(b"II*\x00")
+    for quiet, words in ((["-q"], "run without -q to see why"), ([], "see the notes above")):
+        assert main(["predict", "default", str(folder), "--out", str(tmp_path / "out"),
+                     "--overwrite", *quiet]) == 0
+        captured = capsys.readouterr()
+        assert f"skipped 1 image that could not be read ({words})" in captured.out
+        assert bool(captured.err.strip()) != bool(quiet), captured.err

@@ -272,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
     what = "label image" if args.instances != "none" else "mask"
     print(f"Wrote {counted(len(images) - len(skipped), what)} to {out}"
           + (f" ({counted(n_nuclei, 'nucleus', 'nuclei')})" if args.instances != "none"
-             else "") + skipped_words(len(skipped)))
+             else "") + skipped_words(len(skipped), args.quiet))
     if args.submission:
         from ..core.rle import write_submission_csv
 
@@ -305,10 +305,14 @@ def done_already(names: list[str], results: Any, items: list, out: Path, *,
     return left
 
 
-def skipped_words(n: int) -> str:
-    """The end of a summary line for ``n`` images skipped ("" for none)."""
-    return (f"; skipped {counted(n, 'image')} that could not be read (see the notes above)"
-            if n else "")
+def skipped_words(n: int, quiet: bool = False) -> str:
+    """The end of a summary line for ``n`` images skipped ("" for none).
+
+    With ``-q`` the notes are not printed: it said "see the notes above" of none (CLI
+    check h_cli2, M5).
+    """
+    where = "run without -q to see why" if quiet else "see the notes above"
+    return f"; skipped {counted(n, 'image')} that could not be read ({where})" if n else ""
 
 
 def dataset_options(args: argparse.Namespace, model: Any = None) -> Any:

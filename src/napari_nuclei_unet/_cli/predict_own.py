@@ -198,7 +198,7 @@ def run_own(args: argparse.Namespace) -> int:
     n_planes = sum(s.n_planes for s in summaries)
     print(f"Wrote {counted(len(summaries), 'label image')} ({counted(n_planes, 'plane')}, "
           f"{counted(n_nuclei, 'nucleus', 'nuclei')}) and measurements to {out}"
-          + skipped_words(len(skipped)))
+          + skipped_words(len(skipped), args.quiet))
     return 0
 
 
