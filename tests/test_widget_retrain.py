@@ -769,12 +769,17 @@ def test_without_a_model_a_round_starts_from_the_projects_model(retrain, qtbot, 
     with capture_notifications() as notes:
         worker = dock.start_finetune()
         assert worker is not None
+        # pressed again while the model loads: said so, not "A model is already being
+        # loaded" of a load the user never asked for (GUI check h_gui45, L4)
+        assert dock.start_finetune() is None
+        assert notes.any("Fine-tune is starting: the model is being loaded first")
         wait_worker(qtbot, worker)
         qtbot.waitUntil(lambda: dock.is_finetuning() or dock.last_result is not None,
                         timeout=30_000)
         settle(qtbot, session)
     assert loaded == [None]  # a new project: the shipped default model
     assert notes.any("No model was in use: the round starts from the default model")
+    assert not notes.any("A model is already being loaded")
     assert session.model is not None and dock.last_result is not None
     assert [v.name for v in dock.versions()] == ["v000", "v001"]
 

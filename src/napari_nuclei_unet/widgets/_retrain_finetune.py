@@ -110,6 +110,7 @@ class FinetuneSteps:
     # the model loaded for a round when none was in use: said once the round has started
     # (it was said just before a refusal, GUI check h_gui44), or with the refusal
     _start_note = ""
+    _loading_for_round = False  # Fine-tune with no model in use: loading it first
 
     def is_finetuning(self) -> bool:
         """Whether a fine-tuning round runs for this viewer."""
@@ -243,12 +244,21 @@ class FinetuneSteps:
 
     def _load_then_finetune(self) -> WorkerBase | None:
         """No model in use: load the project's model (or the shipped one), then start."""
+        if self._loading_for_round and self.session.jobs.is_running(LOAD_MODEL_JOB):
+            # Fine-tune pressed twice: not "A model is already being loaded" of a load the
+            # user never asked for (GUI check h_gui45, L4)
+            notify("Fine-tune is starting: the model is being loaded first, then the round "
+                   "runs.")
+            return None
 
         def go(what: str) -> None:
+            self._loading_for_round = False
             if self.start_finetune() is not None:  # else it said why (nothing changed...)
                 self._start_note = what
 
-        return self.load_project_model(go, "fine-tune it", "press Fine-tune")
+        worker = self.load_project_model(go, "fine-tune it", "press Fine-tune")
+        self._loading_for_round = worker is not None
+        return worker
 
     def load_project_model(self, then: Any, purpose: str, again: str) -> WorkerBase | None:
         """Load the project's model (the shipped one for a new project), then ``then(what)``.
