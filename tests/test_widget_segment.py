@@ -677,6 +677,18 @@ def test_wrong_channel_is_a_plain_message(dock, qtbot):
     with capture_notifications() as notes:
         assert widget.segment() is None
     assert notes.any("4 letters")
+    # the other stain's channel: "0 nuclei" and no word more (GUI check h_gui45, L6)
+    viewer.add_image(np.stack([np.zeros(SHAPE, np.uint16), nuclei_plane(4)]), name="stains")
+    widget.image.value = viewer.layers["stains"]
+    widget.axes.value = "CYX"
+    widget.channel.value = 0
+    run(qtbot, widget)
+    assert widget.status.text().startswith("Segmentation done: 1 plane(s), 0 nuclei")
+    assert "No nucleus was found in channel 0: is it the nuclei's channel? This image has 2 " \
+        "channels (0 to 1)" in widget.status.text()
+    widget.channel.value = 1
+    run(qtbot, widget)
+    assert "is it the nuclei's channel" not in widget.status.text()
 
 
 @pytest.mark.parametrize("n", [1500, 5000])
@@ -1113,6 +1125,18 @@ def test_a_file_opened_again_keeps_its_nuclear_channel_and_shows_it(dock, qtbot,
     viewer.open(str(tmp_path / "other" / "zcyx.tif"), plugin="napari")
     assert widget.image.value is viewer.layers[-1]
     assert widget.channel.value == -1
+
+
+def test_an_image_opened_with_the_dock_open_is_said_to_have_no_result(dock, qtbot):
+    # the status line was blank for the first image opened, and for one opened after the
+    # words about another image's kept labels (GUI check h_gui45, L5)
+    viewer, widget = dock
+    assert widget.status.text() == "Choose an image layer and press Segment."
+    viewer.add_image(nuclei_plane(2), name="first")
+    assert widget.status.text() == "first has no result yet: press Segment."
+    widget.status.setText("Your corrected labels of first were not saved; ...")
+    viewer.add_image(nuclei_plane(3), name="second")
+    assert widget.status.text() == "second has no result yet: press Segment."
 
 
 def test_a_new_segmentation_clears_the_last_results_table_and_truth(dock, qtbot):

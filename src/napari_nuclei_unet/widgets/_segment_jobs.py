@@ -345,6 +345,23 @@ def done_words(result: Any, model: str, pixels_per_um: Any = None) -> str:
     return words + f", {result.seconds:.1f} s, with {without_in_use(model)}."
 
 
+def channel_hint(result: Any, stack: Any, channel: int | None) -> str:
+    """When no nucleus was found in the chosen channel of an image with channels: ask.
+
+    Channel 0 of a two-channel stack (the other stain) gave "0 nuclei" and nothing more
+    (GUI check h_gui45, L6).
+    """
+    if result is None or stack is None or channel is None or result.cancelled \
+            or "C" not in stack.axes or len(result.table.get("label", ())):
+        return ""
+    n = int(stack.data.shape[stack.axes.index("C")])
+    if n < 2:
+        return ""
+    return (f" No nucleus was found in channel {channel}: is it the nuclei's channel? This "
+            f"image has {n} channels (0 to {n - 1}): set the Nuclear channel field and "
+            "press Segment again.")
+
+
 def without_in_use(words: str) -> str:
     """:func:`model_words` without "(the model in use)": the model, for a result."""
     return words.removesuffix(" (the model in use)").removesuffix(", the model in use")

@@ -78,6 +78,7 @@ from napari_nuclei_unet.widgets._segment_jobs import (  # noqa: F401 - in_dock_w
     _add_plane,
     _job,
     axes_note,
+    channel_hint,
     chosen_result,
     done_words,
     earlier_result,
@@ -314,8 +315,9 @@ class SegmentWidget(SegmentOutputs, ImageSettingsFields, ProjectField, QWidget):
     def _result_line(self, result: Any) -> str:
         """The status line of the last segmentation's ``result``."""
         pixels = getattr(self._source.get("stack"), "pixels_per_um", None)
-        return (done_words(result, self._model_words, pixels) + self._note
-                + source_gone_note(self._source.get("path")))
+        return (done_words(result, self._model_words, pixels) + channel_hint(
+            result, self._source.get("stack"), self._source.get("channel")) + self._note
+            + source_gone_note(self._source.get("path")))
 
     def _on_image_chosen(self, *_args: Any) -> None:
         """Its result becomes the dock's; another image's ground truth is not offered."""
@@ -330,10 +332,14 @@ class SegmentWidget(SegmentOutputs, ImageSettingsFields, ProjectField, QWidget):
             self.ask_channel()  # an image just opened: which channel holds nuclei?
         self.truth.reset_choices()  # a ground truth of another size is no longer a choice
         self._enable()
-        kept = say_kept_once(self.image.value, self._said_kept)  # closed on, unsaved
+        image = self.image.value
+        kept = say_kept_once(image, self._said_kept)  # closed on, unsaved
         if kept or self.status.text().startswith("Your corrected labels of ") or \
                 self.status.text() == FIRST_WORDS:  # an image chosen (h_gui24 N4)
-            self.status.setText(kept)  # not another image's (h_gui21 L2)
+            none_yet = image is not None and previous_result(self.viewer.layers, None,
+                                                             image) is None  # (not blank:
+            self.status.setText(kept or (  # GUI check h_gui45, L5)
+                f"{image.name} has no result yet: press Segment." if none_yet else ""))
         self.say_what_add_adds()
 
     def _line_up_labels(self, again: bool = False) -> None:
