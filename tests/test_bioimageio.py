@@ -288,7 +288,8 @@ def test_a_name_bioimage_io_refuses_is_refused_before_the_slow_export(tmp_path):
     # the README's own example once had a comma: bioimage.io's validator refused it, in
     # its words, after a minute of exporting
     with pytest.raises(ValueError, match=r"--name 'Nuclei U-Net, our lab': bioimage.io "
-                                         r"names may hold only letters, digits, spaces and "
+                                         r"names may hold only the letters a-z and A-Z "
+                                         r"\(no accents\), digits, spaces and "
                                          r"_ \+ - \( \), not ','"):
         export_bioimageio("default", tmp_path / "out.zip", name="Nuclei U-Net, our lab")
     assert not (tmp_path / "out.zip").exists()

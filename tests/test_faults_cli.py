@@ -356,3 +356,21 @@ def test_quiet_does_not_point_at_notes_it_did_not_print(tmp_path, capsys):
         captured = capsys.readouterr()
         assert f"skipped 1 image that could not be read ({words})" in captured.out
         assert bool(captured.err.strip()) != bool(quiet), captured.err
+
+
+def test_a_model_given_where_the_images_go_is_said_to_come_first(data, tmp_path, capsys):
+    # "default does not exist: give an image file ..." (CLI check h_cli2)
+    image = next(data.glob("*/images/*.png"))
+    assert main(["predict", str(image), "default", "--out", str(tmp_path / "o")]) == 2
+    assert "default is a model: the model comes first, then the images" in \
+        capsys.readouterr().err
+
+
+def test_a_permission_refused_is_said_with_what_to_do():
+    # "nuclei-unet: error: /x/project/.nuclei-unet-round.lock: Permission denied"
+    # (CLI check h_cli2)
+    from napari_nuclei_unet import cli
+
+    text = cli._one_line(PermissionError(13, "Permission denied", "/ro/out"))
+    assert text == ("no permission for /ro/out (Permission denied): give files you may read, "
+                    "and an output folder you can write to.")

@@ -505,6 +505,9 @@ def _one_line(exc: BaseException, *, max_lines: int = 4, max_chars: int = 1500) 
     if isinstance(exc, (FileExistsError, NotADirectoryError)) and exc.filename:
         text = (f"{exc.filename} (or a folder above it) is a file, where a folder is needed: "
                 "give another path, or move the file away.")
+    elif isinstance(exc, PermissionError) and exc.filename:  # "ro/sub: Permission denied"
+        text = (f"no permission for {exc.filename} ({exc.strerror or 'permission denied'}): "
+                "give files you may read, and an output folder you can write to.")  # (h_cli2)
     elif isinstance(exc, OSError) and exc.filename and exc.strerror:
         text = f"{exc.filename}: {exc.strerror}"
     else:

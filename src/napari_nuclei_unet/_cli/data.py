@@ -283,8 +283,7 @@ def find_images(path: str, *, quiet: bool = False) -> list[ImageInput]:
     if not root.exists():
         raise FileNotFoundError(
             f"{path} does not exist: give an image file, a folder of images, a sample "
-            "folder or a DSB2018 dataset folder or .zip."
-        )
+            "folder or a DSB2018 dataset folder or .zip." + swapped_words(path))
     skipped: list[str] = []
     if not root.is_dir():
         check_regular_file(root, what="image file or .zip")  # a FIFO would hang
@@ -329,3 +328,16 @@ def find_images(path: str, *, quiet: bool = False) -> list[ImageInput]:
             )
         seen[item.id] = item.name
     return sorted(inputs, key=lambda item: item.id)
+
+
+def swapped_words(path: str | Path) -> str:
+    """A hint when a model was given where the images go ("" otherwise).
+
+    ``predict cells.tif default``: "default does not exist: give an image file" did not
+    say that the model comes first (CLI check h_cli2).
+    """
+    text = str(path)
+    if text in ("default", "latest") or text.lower().endswith(".safetensors"):
+        return (f" {text} is a model: the model comes first, then the images, e.g. "
+                f"nuclei-unet predict {text} IMAGES --out DIR.")
+    return ""

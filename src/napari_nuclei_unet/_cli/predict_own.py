@@ -68,8 +68,11 @@ def find_files(path: str, *, quiet: bool = False) -> list[Path]:
 
     root = Path(path)
     if not root.exists():
+        from .data import swapped_words
+
         raise FileNotFoundError(f"{path} does not exist: give an image file (TIFF, OME-TIFF, "
-                                "PNG, JPEG), a .zarr folder or a folder of images.")
+                                "PNG, JPEG), a .zarr folder or a folder of images."
+                                + swapped_words(path))
     if root.is_file() or root.suffix.lower() == ".zarr":
         return [root]
     if not root.is_dir():  # a FIFO, a device: said in plain words, never read

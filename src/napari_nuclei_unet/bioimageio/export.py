@@ -391,8 +391,9 @@ def check_export(model: str | os.PathLike, out: str | os.PathLike, *, name: str 
     if name is not None and set(name) - NAME_CHARACTERS:
         odd = "".join(sorted(set(name) - NAME_CHARACTERS))
         raise ValueError(
-            f"--name {name!r}: bioimage.io names may hold only letters, digits, spaces and "
-            f"_ + - ( ), not {odd!r}; e.g. 'Nuclei U-Net (our lab)'.")
+            f"--name {name!r}: bioimage.io names may hold only the letters a-z and A-Z "
+            f"(no accents), digits, spaces and _ + - ( ), not {odd!r}; e.g. 'Nuclei U-Net "
+            "(our lab)'.")  # "only letters ... not 'èü'" (CLI check h_cli2)
     if license is not None:
         check_license(license)
     out = Path(out)
