@@ -534,3 +534,27 @@ def test_the_z_spacing_a_file_records_is_read_in_micrometres(tmp_path):
         assert back.z_spacing_um == pytest.approx(2.5), axes
         assert back.pixels_per_um == pytest.approx((4.0, 2.0)), axes
         assert np.array_equal(tifffile.imread(tmp_path / "l32.tif"), labels), axes
+
+
+def test_an_ome_zarrs_pixel_size_and_z_spacing_are_read(tmp_path):
+    # its labels kept no pixel size, and the nucleus size was said in pixels only (CLI
+    # check h_cli2, M4)
+    import zarr
+
+    from napari_nuclei_unet.core.stacks import open_stack
+
+    root = zarr.open_group(str(tmp_path / "stack.ome.zarr"), mode="w")
+    root.create_array("0", shape=(3, 2, 32, 40), dtype="uint16")
+    root.attrs["multiscales"] = [{
+        "version": "0.4",
+        "axes": [{"name": "z", "type": "space", "unit": "micrometer"},
+                 {"name": "c", "type": "channel"},
+                 {"name": "y", "type": "space", "unit": "nanometer"},
+                 {"name": "x", "type": "space", "unit": "nanometer"}],
+        "datasets": [{"path": "0", "coordinateTransformations": [
+            {"type": "scale", "scale": [2.0, 1, 250.0, 500.0]}]}]}]
+    stack = open_stack(tmp_path / "stack.ome.zarr")
+    assert stack.axes == "ZCYX" and stack.z_spacing_um == pytest.approx(2.0)
+    assert stack.pixels_per_um == pytest.approx((2.0, 4.0))  # (x, y) pixels per µm
+    # other axes given: the sizes are not known to be theirs
+    assert open_stack(tmp_path / "stack.ome.zarr", "CZYX").pixels_per_um is None
