@@ -185,7 +185,7 @@ def test_finetune_reads_pairs_into_its_project(tmp_path, tiny_checkpoint, capsys
     code, out, err = run_cli(capsys, "finetune", tiny_checkpoint, folder, "--out", project,
                              "--epochs", "1", "--steps", "1", "--device", "cpu")
     assert code == 0, err
-    assert "cells.tif + cells_labels.tif: 1 plane added to project" in err
+    assert "cells.tif + cells_labels.tif: 1 plane added to the project in" in err
     assert "cells-plane0" in out and "more-plane0" in out
     assert sorted(p.name for p in (project / "corrections").iterdir()) == [
         "cells-plane0", "more-plane0"]
@@ -202,7 +202,7 @@ def test_finetune_reads_pairs_into_its_project(tmp_path, tiny_checkpoint, capsys
     code, out, err = run_cli(capsys, "finetune", tiny_checkpoint, folder, "--out",
                              tmp_path / "p2", "--epochs", "1", "--steps", "1", "--device", "cpu")
     assert code == 0, err
-    assert "cells.tif + cells_labels.tif: 1 plane added to project " in err
+    assert "cells.tif + cells_labels.tif: 1 plane added to the project in " in err
     assert ", replacing its earlier correction (3 nuclei)" in err
     assert "not used, no image beside them: lost_labels.tif (copy the image each was made " \
         "from beside it, e.g. lost.tif)" in err
@@ -628,7 +628,7 @@ def test_pairs_beside_a_project_kept_in_their_folder_are_added(tmp_path, tiny_ch
     shutil.copy(folder / "cells_labels.tif", folder / "new_labels.tif")
     code, out, err = run_cli(capsys, "finetune", "latest", folder, "--out", folder, *fast)
     assert code == 0, err
-    assert "new.tif + new_labels.tif: 1 plane added to project" in err
+    assert "new.tif + new_labels.tif: 1 plane added to the project in" in err
     assert "3 corrections from project" in err and "new-plane0" in out
     # read from another project's round: said, not used
     code, out, err = run_cli(capsys, "finetune", tiny_checkpoint, folder, "--out",
@@ -682,7 +682,7 @@ def test_a_pairs_round_into_a_project_uses_its_corrections_and_keeps_a_replaced_
     assert code == 0, err
     assert "1 earlier correction of project" in err and "join the round" in err
     assert "1 correction kept aside: scored before and after, not trained on" in err
-    assert "cells.tif + cells_labels.tif: 1 plane added to project" in err
+    assert "cells.tif + cells_labels.tif: 1 plane added to the project in" in err
     assert "replacing its earlier correction (a copy of the earlier one is kept in the " \
         "project's 'removed' folder)" in err
     (copy,) = (project / "removed").iterdir()

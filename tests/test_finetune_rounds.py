@@ -187,7 +187,7 @@ def test_a_refused_reason_says_each_thing_once_and_what_to_do_last():
     # a step-back note goes with why it was refused, before what to do
     noted = _with_note(reason, _step_note(1.0, [2.0], False))
     assert noted.endswith(NOT_ADOPTED)
-    assert noted.index("was refused too") < noted.index(NOT_ADOPTED)
+    assert noted.index("refused as well") < noted.index(NOT_ADOPTED)
     for phrase in ("0.938 -> 0.936", "not made current", "model in use is unchanged",
                    "run another round", "plain result"):
         assert noted.count(phrase) == 1, phrase
@@ -434,7 +434,7 @@ def test_a_refused_extrapolation_falls_back_to_the_trained_weights(
         assert (info["extrapolated"], info["refused_factors"]) == (1.0, [2.0])
         assert "plain result" in result.reason and "2.00 times" in result.reason
         assert result.adopted != refuse_all
-        assert ("refused too" in result.reason) == refuse_all
+        assert ("refused as well" in result.reason) == refuse_all
 
 
 def test_a_refused_round_steps_back_to_part_of_its_change(
@@ -483,7 +483,8 @@ def test_a_refused_round_steps_back_to_part_of_its_change(
     assert stages == ["score-after", "score-plain"] and not worse.adopted
     assert (worse.version.info["extrapolated"], worse.version.info["refused_factors"]) == (
         1.0, [2.0])
-    assert "the change made 2.00 times as strong was refused too" in worse.reason
+    assert "Also checked, and refused as well: a stronger model (2.00 times the round's " \
+        "change)." in worse.reason
 
 
 def _choose(monkeypatch, factors, verdicts):
@@ -533,9 +534,10 @@ def test_choose_step_keeps_the_first_distance_the_check_accepts(monkeypatch):
     assert [c[1] for c in checked] == ["score-after", "score-plain", "score-step-back",
                                        "score-step-back"]
     assert (out[1], out[3], out[5]) == (1.0, False, [2.0, 0.75, 0.5])
-    assert out[4].endswith("This is the round's plain result (its trained weights); the "
-                           "change made 2.00 times as strong and 75% and 50% of the "
-                           "change were refused too.")
+    assert out[4].endswith("The version kept is the round's plain result (its trained "
+                           "weights). Also checked, and refused as well: a stronger model "
+                           "(2.00 times the round's change) and milder models (75% and 50% "
+                           "of the change).")
     # a fraction the user asked for (extrapolate below 1): kept when everything is refused
     out, checked = _choose(monkeypatch, [0.8, 0.5], {k: (False, improved) for k in (0.8, 0.5)})
     assert (out[1], out[3], out[5]) == (0.8, False, [0.5])

@@ -86,7 +86,7 @@ def own_labelled_samples(path: str | Path, *, quiet: bool, project: str | None =
         beside = pair_up(folder)
         if beside.pairs and project is not None and same_path(folder, project):
             _store_pairs(store, beside, quiet=quiet, axes=axes, channel=channel,
-                         verb="added to project " + str(project))
+                         verb=f"added to the project in {project}")
         elif beside.pairs:
             note(f"{counted(len(beside.pairs), 'image + label image pair')} in {folder} not "
                  f"used: it is read as the fine-tuning project it holds (give it as --out "
@@ -101,7 +101,7 @@ def own_labelled_samples(path: str | Path, *, quiet: bool, project: str | None =
         return read_pairs(found, quiet=quiet, axes=axes, channel=channel)
     if found.pairs:
         return _store_pairs(CorrectionStore(project), found, quiet=quiet, axes=axes,
-                            channel=channel, verb="added to project " + str(project))
+                            channel=channel, verb=f"added to the project in {project}")
     if is_dataset_folder(folder):
         return None  # the DSB2018 layout
     orphans = [p.name for p in found.orphans]

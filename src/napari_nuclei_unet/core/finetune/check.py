@@ -173,21 +173,21 @@ def _step_note(kept: float, refused: Sequence[float], adopted: bool) -> str:
                     f"made {max(refused):.2f} times as strong {_FORGOT}")
         return (f" This is the round's change made {kept:.2f} times as strong: a stronger "
                 f"one {_FORGOT}")
-    parts = [f"the change made {k:.2f} times as strong" for k in refused if k > 1.0]
+    # in plain words: "the change made 1.30 times as strong and 85%, 70% and 50% of the
+    # change were refused too" read as jargon (CLI check h_cli2)
+    parts = [f"a stronger model ({k:.2f} times the round's change)" for k in refused if k > 1.0]
     parts += ["the trained weights"] * any(k == 1.0 for k in refused)
     fractions = [f"{k:.0%}" for k in refused if k < 1.0]
     if fractions:
-        parts.append(_listed(fractions) + " of the change")
-    plural = len(refused) > 1 or refused[0] == 1.0  # "the trained weights were"
-    listed, verb = _listed(parts), "were" if plural else "was"
+        parts.append(f"milder models ({_listed(fractions)} of the change)")
     if kept == 1.0:
-        what = "This is the round's plain result (its trained weights)"
+        what = "The version kept is the round's plain result (its trained weights)"
     elif kept < 1.0:
-        what = (f"This is {kept:.0%} of the round's change (part of the way from the model "
-                "in use to the trained weights)")
+        what = (f"The version kept holds {kept:.0%} of the round's change (part of the way "
+                "from the model in use to the trained weights)")
     else:
-        what = f"This is the round's change made {kept:.2f} times as strong"
-    return f" {what}; {listed} {verb} refused too."
+        what = f"The version kept is the round's change made {kept:.2f} times as strong"
+    return f" {what}. Also checked, and refused as well: {_listed(parts)}."
 
 
 def _listed(items: Sequence[str]) -> str:
