@@ -270,6 +270,9 @@ def test_axes_must_end_in_yx_for_every_front_end(tmp_path, capsys):
     for axes in ("YXZ", "ZXY", "XYC"):
         with pytest.raises(ImageFileError, match="name them YX, in that order"):
             stack_from_array(data, axes)
+    # a letter typed twice: its count is the mistake, not the order (CLI check h_cli2)
+    with pytest.raises(ImageFileError, match="'ZCYXX' have 5 letters but"):
+        stack_from_array(np.zeros((2, 2, 8, 6), np.uint8), "ZCYXX")
     for axes in ("ZYX", "CYX", "YXC", "YXS"):  # a channel axis may follow
         assert check_axes(axes, 3) == axes
     assert stack_from_array(data, "YXC").labels_shape == (2, 8)

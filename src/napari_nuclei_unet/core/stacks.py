@@ -128,7 +128,8 @@ def check_axes(axes: str, ndim: int, source: str = "the image", *,
     axes = str(axes).strip().upper()
     hint = ("Give one letter per dimension, e.g. ZCYX (Z planes, channels, rows, columns) "
             "or TCYX (time, channels, rows, columns).")
-    if "Y" in axes and "X" in axes and not yx_last(axes):
+    if "Y" in axes and "X" in axes and not yx_last(axes) and len(set(axes)) == len(axes):
+        # (a letter twice: "ZCYXX" was told to put YX last, not its count: CLI check h_cli2)
         raise ImageFileError(
             f"Axes {axes!r} for {source}: an image's last two axes are its rows (Y) and "
             "columns (X), so name them YX, in that order, at the end (a channel axis may "
