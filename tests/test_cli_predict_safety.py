@@ -602,3 +602,18 @@ def test_ctrl_c_before_anything_is_written_does_not_speak_of_images_kept(tmp_pat
     (tmp_path / "out" / "a.png").write_bytes(b"x")
     code, _, err = run_cli(capsys, *args)
     assert code == 130 and "run the same command with --skip-existing" in err
+
+
+def test_a_few_planes_without_recorded_axes_are_said_to_be_read_as_planes(tmp_path, capsys):
+    # a plain 2-plane TIFF was segmented as 2 planes with no word (CLI check h_cli2)
+    tifffile.imwrite(tmp_path / "plain.tif", np.zeros((2, 48, 64), np.uint16))
+    code, _, err = run_cli(capsys, "predict", "default", tmp_path / "plain.tif", "--out",
+                           tmp_path / "out")
+    assert code == 0, err
+    assert "plain.tif does not record its axes (QYX guessed): its 2 Q entries are segmented " \
+        "as 2 planes. If they are channels, give --axes CYX" in err
+    tifffile.imwrite(tmp_path / "z.tif", np.zeros((2, 48, 64), np.uint16), imagej=True,
+                     metadata={"axes": "ZYX"})
+    code, _, err = run_cli(capsys, "predict", "default", tmp_path / "z.tif", "--out",
+                           tmp_path / "out")
+    assert code == 0 and "does not record its axes" not in err

@@ -328,6 +328,8 @@ def _check_inputs(files: list[Path], args: argparse.Namespace, total: int = 0
             single.add(path)  # one channel: segmented as it is
         else:
             stack.check_channel(args.channel)
+        if args.axes is None and "Q" in (stack.stored_axes or stack.axes):
+            _note_guessed_planes(path, stack, args)
         if stack.other_series:
             note(f"note: {path.name} holds {stack.other_series + 1} images (positions or "
                  f"series); only the first ({' x '.join(map(str, stack.data.shape))}, "
@@ -362,6 +364,24 @@ def _check_inputs(files: list[Path], args: argparse.Namespace, total: int = 0
         first = sorted(single)[0]  # --skip-existing): the option is a mistake
         open_stack(first, None if first in own else args.axes).check_channel(args.channel)
     return readable, skipped, single, own
+
+
+def _note_guessed_planes(path: Path, stack: Any, args: argparse.Namespace) -> None:
+    """A file without recorded axes whose few planes may be channels: say how they are read.
+
+    A plain 2-plane TIFF was segmented as 2 planes with no word (CLI check h_cli2); the
+    Segment dock says the same of such a layer.
+    """
+    short = next(((a, n) for a, n in zip(stack.plane_axes, stack.plane_shape, strict=True)
+                  if 1 < n <= 4), None)
+    if short is None:
+        return
+    axes = stack.stored_axes or stack.axes
+    letter, n = short
+    note(f"note: {path.name} does not record its axes ({axes} guessed): its {n} {letter} "
+         f"entries are segmented as {n} planes. If they are channels, give --axes "
+         f"{axes.replace(letter, 'C', 1)} and --channel with the nuclei's channel "
+         f"(0-{n - 1}).", quiet=args.quiet)
 
 
 def _own_axes(path: Path, axes: str | None) -> Any:
