@@ -617,3 +617,7 @@ def test_a_few_planes_without_recorded_axes_are_said_to_be_read_as_planes(tmp_pa
     code, _, err = run_cli(capsys, "predict", "default", tmp_path / "z.tif", "--out",
                            tmp_path / "out")
     assert code == 0 and "does not record its axes" not in err
+    # --axes other than the file's own: used, and said (they overrode it with no word)
+    code, _, err = run_cli(capsys, "predict", "default", tmp_path / "z.tif", "--out",
+                           tmp_path / "out", "--overwrite", "--axes", "tyx")
+    assert code == 0 and "note: --axes TYX is used for z.tif, whose file records ZYX." in err

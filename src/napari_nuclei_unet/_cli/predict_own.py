@@ -330,6 +330,8 @@ def _check_inputs(files: list[Path], args: argparse.Namespace, total: int = 0
             stack.check_channel(args.channel)
         if args.axes is None and "Q" in (stack.stored_axes or stack.axes):
             _note_guessed_planes(path, stack, args)
+        elif args.axes is not None and path not in own:
+            _note_axes_overridden(path, args)
         if stack.other_series:
             note(f"note: {path.name} holds {stack.other_series + 1} images (positions or "
                  f"series); only the first ({' x '.join(map(str, stack.data.shape))}, "
@@ -382,6 +384,24 @@ def _note_guessed_planes(path: Path, stack: Any, args: argparse.Namespace) -> No
          f"entries are segmented as {n} planes. If they are channels, give --axes "
          f"{axes.replace(letter, 'C', 1)} and --channel with the nuclei's channel "
          f"(0-{n - 1}).", quiet=args.quiet)
+
+
+def _note_axes_overridden(path: Path, args: argparse.Namespace) -> None:
+    """``--axes`` other than the axes the file records: said, as they are used anyway.
+
+    ``--axes CZYX`` on an ImageJ ZCYX file overrode its metadata without a word (CLI
+    check h_cli2).
+    """
+    from ..core.stacks import ImageFileError, open_stack
+
+    try:
+        recorded = open_stack(path).stored_axes
+    except (ImageFileError, OSError, ValueError):
+        return
+    given = args.axes.strip().upper()
+    if recorded and "Q" not in recorded and recorded.replace("S", "C") != given.replace("S", "C"):
+        note(f"note: --axes {args.axes.upper()} is used for {path.name}, whose file records "
+             f"{recorded}.", quiet=args.quiet)
 
 
 def _own_axes(path: Path, axes: str | None) -> Any:
