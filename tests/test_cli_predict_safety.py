@@ -621,3 +621,19 @@ def test_a_few_planes_without_recorded_axes_are_said_to_be_read_as_planes(tmp_pa
     code, _, err = run_cli(capsys, "predict", "default", tmp_path / "z.tif", "--out",
                            tmp_path / "out", "--overwrite", "--axes", "tyx")
     assert code == 0 and "note: --axes TYX is used for z.tif, whose file records ZYX." in err
+
+
+def test_a_label_image_given_to_predict_is_said_to_look_like_one(tmp_path, capsys):
+    # segmented without a word, where the Segment dock says it (CLI check h_cli2)
+    labels = np.zeros((64, 80), np.uint16)
+    for i, (y, x) in enumerate([(10, 10), (30, 50), (50, 20)], start=1):
+        labels[y - 6:y + 6, x - 6:x + 6] = i
+    tifffile.imwrite(tmp_path / "nuclei.tif", labels)
+    code, _, err = run_cli(capsys, "predict", "default", tmp_path / "nuclei.tif", "--out",
+                           tmp_path / "out")
+    assert code == 0 and "note: nuclei.tif looks like a label image" in err
+    tifffile.imwrite(tmp_path / "cells.tif", (labels > 0) * 900 + np.random.default_rng(0)
+                     .integers(20, 60, labels.shape))  # a camera's noise
+    code, _, err = run_cli(capsys, "predict", "default", tmp_path / "cells.tif", "--out",
+                           tmp_path / "out2")
+    assert code == 0 and "looks like a label image" not in err

@@ -332,6 +332,7 @@ def _check_inputs(files: list[Path], args: argparse.Namespace, total: int = 0
             _note_guessed_planes(path, stack, args)
         elif args.axes is not None and path not in own:
             _note_axes_overridden(path, args)
+        _note_label_like(path, stack, args)
         if stack.other_series:
             note(f"note: {path.name} holds {stack.other_series + 1} images (positions or "
                  f"series); only the first ({' x '.join(map(str, stack.data.shape))}, "
@@ -384,6 +385,32 @@ def _note_guessed_planes(path: Path, stack: Any, args: argparse.Namespace) -> No
          f"entries are segmented as {n} planes. If they are channels, give --axes "
          f"{axes.replace(letter, 'C', 1)} and --channel with the nuclei's channel "
          f"(0-{n - 1}).", quiet=args.quiet)
+
+
+def _note_label_like(path: Path, stack: Any, args: argparse.Namespace) -> None:
+    """An input that looks like a label image (nuclei numbered 1, 2, …): said.
+
+    The Segment dock says so; a label image given to predict had no note (CLI check
+    h_cli2). Its first plane's middle 512 x 512 pixels are looked at (a large file is not
+    read whole).
+    """
+    import numpy as np
+
+    from ..core.planes import looks_like_labels
+
+    if stack.rgb or "Y" not in stack.axes or "X" not in stack.axes:
+        return
+    height, width = (stack.data.shape[stack.axes.index(a)] for a in "YX")
+    top, left = max(0, height // 2 - 256), max(0, width // 2 - 256)
+    channel = args.channel if "C" in stack.axes else None
+    try:
+        plane = stack.plane(0, channel, (slice(top, top + 512), slice(left, left + 512)))
+    except (ValueError, IndexError, OSError):
+        return
+    if looks_like_labels(np.asarray(plane)):
+        note(f"note: {path.name} looks like a label image (whole numbers, the same within "
+             "each object), not a microscope image: its nuclei would mean nothing. Give the "
+             "image it labels instead.", quiet=args.quiet)
 
 
 def _note_axes_overridden(path: Path, args: argparse.Namespace) -> None:
