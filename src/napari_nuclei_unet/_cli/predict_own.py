@@ -23,6 +23,7 @@ from .predict import (
     is_native,
     skipped_words,
 )
+from .predict_notes import note_axes_overridden, note_guessed_planes, note_label_like
 from .progress import ProgressBars, first_names, note, note_weights
 
 #: Options that ask for the own-image path even for a PNG or a folder of PNGs.
@@ -329,10 +330,10 @@ def _check_inputs(files: list[Path], args: argparse.Namespace, total: int = 0
         else:
             stack.check_channel(args.channel)
         if args.axes is None and "Q" in (stack.stored_axes or stack.axes):
-            _note_guessed_planes(path, stack, args)
+            note_guessed_planes(path, stack, args)
         elif args.axes is not None and path not in own:
-            _note_axes_overridden(path, args)
-        _note_label_like(path, stack, args)
+            note_axes_overridden(path, args)
+        note_label_like(path, stack, args)
         if stack.other_series:
             note(f"note: {path.name} holds {stack.other_series + 1} images (positions or "
                  f"series); only the first ({' x '.join(map(str, stack.data.shape))}, "
@@ -367,68 +368,6 @@ def _check_inputs(files: list[Path], args: argparse.Namespace, total: int = 0
         first = sorted(single)[0]  # --skip-existing): the option is a mistake
         open_stack(first, None if first in own else args.axes).check_channel(args.channel)
     return readable, skipped, single, own
-
-
-def _note_guessed_planes(path: Path, stack: Any, args: argparse.Namespace) -> None:
-    """A file without recorded axes whose few planes may be channels: say how they are read.
-
-    A plain 2-plane TIFF was segmented as 2 planes with no word (CLI check h_cli2); the
-    Segment dock says the same of such a layer.
-    """
-    short = next(((a, n) for a, n in zip(stack.plane_axes, stack.plane_shape, strict=True)
-                  if 1 < n <= 4), None)
-    if short is None:
-        return
-    axes = stack.stored_axes or stack.axes
-    letter, n = short
-    note(f"note: {path.name} does not record its axes ({axes} guessed): its {n} {letter} "
-         f"entries are segmented as {n} planes. If they are channels, give --axes "
-         f"{axes.replace(letter, 'C', 1)} and --channel with the nuclei's channel "
-         f"(0-{n - 1}).", quiet=args.quiet)
-
-
-def _note_label_like(path: Path, stack: Any, args: argparse.Namespace) -> None:
-    """An input that looks like a label image (nuclei numbered 1, 2, …): said.
-
-    The Segment dock says so; a label image given to predict had no note (CLI check
-    h_cli2). Its first plane's middle 512 x 512 pixels are looked at (a large file is not
-    read whole).
-    """
-    import numpy as np
-
-    from ..core.planes import looks_like_labels
-
-    if stack.rgb or "Y" not in stack.axes or "X" not in stack.axes:
-        return
-    height, width = (stack.data.shape[stack.axes.index(a)] for a in "YX")
-    top, left = max(0, height // 2 - 256), max(0, width // 2 - 256)
-    channel = args.channel if "C" in stack.axes else None
-    try:
-        plane = stack.plane(0, channel, (slice(top, top + 512), slice(left, left + 512)))
-    except (ValueError, IndexError, OSError):
-        return
-    if looks_like_labels(np.asarray(plane)):
-        note(f"note: {path.name} looks like a label image (whole numbers, the same within "
-             "each object), not a microscope image: its nuclei would mean nothing. Give the "
-             "image it labels instead.", quiet=args.quiet)
-
-
-def _note_axes_overridden(path: Path, args: argparse.Namespace) -> None:
-    """``--axes`` other than the axes the file records: said, as they are used anyway.
-
-    ``--axes CZYX`` on an ImageJ ZCYX file overrode its metadata without a word (CLI
-    check h_cli2).
-    """
-    from ..core.stacks import ImageFileError, open_stack
-
-    try:
-        recorded = open_stack(path).stored_axes
-    except (ImageFileError, OSError, ValueError):
-        return
-    given = args.axes.strip().upper()
-    if recorded and "Q" not in recorded and recorded.replace("S", "C") != given.replace("S", "C"):
-        note(f"note: --axes {args.axes.upper()} is used for {path.name}, whose file records "
-             f"{recorded}.", quiet=args.quiet)
 
 
 def _own_axes(path: Path, axes: str | None) -> Any:
