@@ -1009,6 +1009,12 @@ def test_what_another_program_writes_to_the_project_is_listed(retrain, qtbot):
                                  source="label")
     qtbot.waitUntil(lambda: dock.corrections_label.text().startswith("1 image(s)"),
                     timeout=5000)
+    # a project whose folder, and the folder above it, are not made yet (a new data
+    # folder has no projects/): listed too (GUI check h_gui46, M1)
+    new = project.parent / "projects" / "default"
+    assert dock.set_project(new) and dock.versions_table.rowCount() == 0
+    ModelVersions(new).add(session.model.model, session.model.config, {"round": 0})
+    qtbot.waitUntil(lambda: dock.versions_table.rowCount() == 1, timeout=5000)
 
 
 def test_without_a_model_the_dock_names_the_projects_model(make_napari_viewer, user_dirs,

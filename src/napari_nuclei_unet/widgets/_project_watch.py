@@ -66,8 +66,11 @@ class ProjectWatch(QObject):
         if self.project is None:
             return
         wanted = [str(p) for p in self._folders() if p.is_dir()]
-        if not wanted and self.project.parent.is_dir():  # made on the first save
-            wanted = [str(self.project.parent)]
+        if not wanted:  # made on the first save: the nearest folder above that exists
+            above = self.project.parent  # (a new data folder has no projects/ yet:
+            while not above.is_dir() and above != above.parent:  # GUI check h_gui46, M1)
+                above = above.parent
+            wanted = [str(above)] if above.is_dir() else []
         old = self._watcher.directories()
         if sorted(old) != sorted(wanted):
             if old:
