@@ -354,6 +354,22 @@ def test_a_stopped_run_found_after_a_restart_says_why_it_is_not_in_use(
     assert widget.last_run_label.text().endswith("· not in use (a stopped run; the default "
                                                  "model is in use)"), \
         widget.last_run_label.text()
+    # a fine-tuning project whose chosen version Segment uses when none is loaded: named,
+    # not "the default model" (GUI check h_gui46, L2)
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+    from napari_nuclei_unet.core.finetune import ModelVersions
+
+    versions = ModelVersions(tmp_path / "project")
+    base = load_checkpoint("default")
+    versions.add(base.model, base.config, {"adopted": True})
+    chosen = versions.current()
+    assert chosen is not None and not chosen.is_base
+    widget.session.set_project_dir(tmp_path / "project", remember=False)
+    widget._show_last_run()
+    assert widget.last_run_label.text().endswith(f"· not in use (a stopped run; model "
+                                                 f"{chosen.name} of the fine-tuning project "
+                                                 "is in use)"), \
+        widget.last_run_label.text()
 
 
 def test_a_best_rewritten_over_the_model_in_use_is_offered_again(trainer, tmp_path):  # noqa: F811

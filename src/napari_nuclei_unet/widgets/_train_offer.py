@@ -136,8 +136,20 @@ class RunOffer:
             in_use = ("the default model is in use; the run was validated on other images: "
                       "compare both in Compare")
         else:
-            in_use = "the default model is in use"
+            in_use = f"{self._used_when_none_loaded()} is in use"
         return "; ".join(part for part in (own, in_use) if part)
+
+    def _used_when_none_loaded(self) -> str:
+        """What Segment uses with no model loaded: the project's version, else the default.
+
+        It said "the default model" after a restart with v005 chosen for the project (GUI
+        check h_gui46, L2).
+        """
+        from napari_nuclei_unet.widgets._segment_jobs import project_model
+
+        version = project_model(getattr(self.session, "project_dir", None))
+        return ("the default model" if version is None
+                else f"model {version.name} of the fine-tuning project")
 
     def _run_in_use(self, run: Any) -> bool:
         """Whether the model in use holds the run's weights as its file holds them now.
@@ -188,8 +200,8 @@ class RunOffer:
             else:  # its IoU on other images says nothing of yours (review h_rev20, M3)
                 worse = (" (the run was validated on other images than the default model, so "
                          "which does better on yours is not known: compare both in Compare)")
-            notify(f"{why} was not put in use: the default model stays in use{worse}. Click "
-                   "'Use this model' in the Train panel to predict with it.")
+            notify(f"{why} was not put in use: {self._used_when_none_loaded()} stays in use"
+                   f"{worse}. Click 'Use this model' in the Train panel to predict with it.")
             return
         # the very model put in use then (the same file loaded by the user is their
         # choice), validated on the same images (other images, other IoUs: h_rev10 M5)
