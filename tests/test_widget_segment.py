@@ -1118,6 +1118,9 @@ def test_a_file_opened_again_keeps_its_nuclear_channel_and_shows_it(dock, qtbot,
     assert widget.channel.value == 1 and "choose the nuclei's channel" not in \
         widget.status.text()
     assert round(image.world_to_data(viewer.dims.point)[1]) == 1  # the nuclear channel
+    # under its result, not over it (napari adds it on top: GUI check h_gui46, L3)
+    result = viewer.layers["zcyx labels"]
+    assert list(viewer.layers).index(image) < list(viewer.layers).index(result)
     # another file of the same name and shape elsewhere is not this one
     (tmp_path / "other").mkdir()
     tifffile.imwrite(tmp_path / "other" / "zcyx.tif", data, imagej=True,

@@ -457,6 +457,20 @@ def follow_the_sliders_always(viewer: Any) -> None:
     session.results_follow_sliders = True
 
 
+def under_its_result(viewer: Any, image: Any) -> None:
+    """An image opened again goes under the result the dock made of it before.
+
+    napari adds it on top, opaque: its result and the labels lined up over it could not
+    be seen, while the dock showed that result's table (GUI check h_gui46, L3).
+    """
+    from napari_nuclei_unet.widgets._segment_jobs import previous_result
+
+    layers = viewer.layers
+    result = previous_result(layers, None, image)
+    if result is not None and image in layers and layers.index(image) > layers.index(result):
+        layers.move(layers.index(image), layers.index(result))
+
+
 def go_to_plane(viewer: Any, image: Any, where: dict) -> None:
     """Move the sliders to the plane ``where`` (:func:`plane_at`) of ``image``.
 

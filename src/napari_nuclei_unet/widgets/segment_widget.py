@@ -69,6 +69,7 @@ from napari_nuclei_unet.widgets._own_layers import (
     results_follow_the_sliders,
     show_channel,
     shown_stem,
+    under_its_result,
 )
 from napari_nuclei_unet.widgets._progress import eta_text
 from napari_nuclei_unet.widgets._scroll import keep_narrow, scrolled_layout
@@ -369,6 +370,7 @@ class SegmentWidget(SegmentOutputs, ImageSettingsFields, ProjectField, QWidget):
                 self.image.value = layer
             finally:
                 self._listing = listing
+            under_its_result(self.viewer, layer)  # opened again: not over its result
 
     def _on_removed(self, event: Any = None) -> None:
         """List the layers again; deleting the image being segmented stops the job."""
