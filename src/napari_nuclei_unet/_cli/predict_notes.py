@@ -19,12 +19,10 @@ def note_guessed_planes(path: Path, stack: Any, args: argparse.Namespace) -> Non
     A plain 2-plane TIFF was segmented as 2 planes with no word (CLI check h_cli2); the
     Segment dock says the same of such a layer.
     """
-    short = next(((a, n) for a, n in zip(stack.plane_axes, stack.plane_shape, strict=True)
-                  if 1 < n <= 4), None)
-    if short is None:
+    if stack.few_planes is None:
         return
     axes = stack.stored_axes or stack.axes
-    letter, n = short
+    letter, n = stack.few_planes
     note(f"note: {path.name} does not record its axes ({axes} guessed): its {n} {letter} "
          f"entries are segmented as {n} planes. If they are channels, give --axes "
          f"{axes.replace(letter, 'C', 1)} and --channel with the nuclei's channel "

@@ -253,6 +253,16 @@ class ImageStack:
         return tuple(self.data.shape[: len(self.plane_axes)])
 
     @property
+    def few_planes(self) -> tuple[str, int] | None:
+        """The first plane axis of 2-4 entries ``(letter, n)``, which may be channels.
+
+        A file of 2-4 channels that records no axes opens as a stack of planes; the
+        Segment dock and ``predict`` say so (None: no such axis).
+        """
+        return next(((a, n) for a, n in zip(self.plane_axes, self.plane_shape, strict=True)
+                     if 1 < n <= 4), None)
+
+    @property
     def n_planes(self) -> int:
         """Number of 2-D planes."""
         return int(math.prod(self.plane_shape))

@@ -582,11 +582,9 @@ def axes_note(name: str, stack: Any) -> str:
     if "C" in stack.axes:
         return ""  # the channels are known already
     axes = stack.stored_axes or stack.axes
-    short = [(a, n) for a, n in zip(stack.plane_axes, stack.plane_shape, strict=True)
-             if 1 < n <= 4]
-    if not short:
+    if stack.few_planes is None:
         return ""
-    letter, n = short[0]
+    letter, n = stack.few_planes
     channels = axes.replace(letter, "C", 1)
     return (f"\nNote: the axes of {name} were guessed ({axes}): its {n} {letter} entries are "
             f"segmented as {n} planes. If they are channels, set Axes to {channels} and "
