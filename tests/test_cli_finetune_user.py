@@ -196,14 +196,15 @@ def test_finetune_reads_pairs_into_its_project(tmp_path, tiny_checkpoint, capsys
                              tmp_path / "p2", "--epochs", "1", "--steps", "1", "--device", "cpu")
     assert code == 0, err
     assert "not used, no label image beside them: alone.tif" in err
-    # the same folder again: its corrections are replaced, and a label image whose image
-    # is missing is named
+    # the same folder again: its corrections are stored again, said to hold the same
+    # labels (it said "replacing", CLI check h_cli2), and a label image whose image is
+    # missing is named
     (folder / "lost_labels.tif").write_bytes((folder / "cells_labels.tif").read_bytes())
     code, out, err = run_cli(capsys, "finetune", tiny_checkpoint, folder, "--out",
                              tmp_path / "p2", "--epochs", "1", "--steps", "1", "--device", "cpu")
     assert code == 0, err
     assert "cells.tif + cells_labels.tif: 1 plane added to the project in " in err
-    assert ", replacing its earlier correction (3 nuclei)" in err
+    assert ", the same labels as its earlier correction (3 nuclei)" in err
     assert "not used, no image beside them: lost_labels.tif (copy the image each was made " \
         "from beside it, e.g. lost.tif)" in err
     # a plain tifffile.imwrite of 3 planes is read as RGB: the shape error says so

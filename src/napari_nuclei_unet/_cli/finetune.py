@@ -210,11 +210,13 @@ def _store_pairs(store: Any, found: Any, *, quiet: bool, axes: str | None,
         nuclei = (counted(added[0].n_nuclei, "nucleus", "nuclei") if len(added) == 1 else
                   ", ".join(str(c.n_nuclei) for c in added) + " nuclei")
         replaced = sum(c.id in stored for c in added)
+        copied = _removed_count(store) > copies  # only labels that differ are copied
         again = "" if not replaced else (
-            ", replacing its earlier correction" if replaced == 1
+            ", the same labels as its earlier correction" if not copied  # not "replacing"
+            else ", replacing its earlier correction" if replaced == 1  # (CLI check h_cli2)
             else f", replacing {replaced} earlier corrections") + (
             " (a copy of the earlier one is kept in the project's 'removed' folder)"
-            if _removed_count(store) > copies else "")
+            if copied else "")
         note(f"{image.name} + {labels.name}: {counted(len(added), 'plane')} {verb}{again} "
              f"({nuclei})", quiet=quiet)
         if any(c.note.endswith(BINARY_NOTE) for c in added):
