@@ -206,7 +206,7 @@ def test_finetune_reads_pairs_into_its_project(tmp_path, tiny_checkpoint, capsys
     assert "cells.tif + cells_labels.tif: 1 plane added to the project in " in err
     assert ", the same labels as its earlier correction (3 nuclei)" in err
     assert "not used, no image beside them: lost_labels.tif (copy the image each was made " \
-        "from beside it, e.g. lost.tif)" in err
+        "from beside it, e.g. lost.tif or lost.png)" in err
     # a plain tifffile.imwrite of 3 planes is read as RGB: the shape error says so
     rgbish = tmp_path / "rgbish"
     rgbish.mkdir()
@@ -237,7 +237,8 @@ def test_finetune_reads_pairs_into_its_project(tmp_path, tiny_checkpoint, capsys
         code, out, err = run_cli(capsys, *command)
         assert code != 0
         assert "holds label images (cells_labels.tif) but not the images they were made " \
-            "from: copy each image beside its labels (cells.tif beside cells_labels.tif)" in err
+            "from: copy each image beside its labels (cells.tif or cells.png beside " \
+            "cells_labels.tif)" in err
 
 
 # -- the model a round made, named by its folder ------------------------------------------

@@ -156,11 +156,15 @@ def _removed_count(store: Any) -> int:
 
 
 def _image_of(labels_name: str) -> str:
-    """The image a label image was predicted from, as its name says (``cells.tif``)."""
+    """The image a label image was predicted from, as its name says: ``cells.tif or cells.png``.
+
+    predict writes TIFF labels of any image, so the image's own suffix is not known (it
+    named ``b.tif`` for ``b.png``: CLI check h_cli2).
+    """
     from ..core.finetune import LABELS_SUFFIX
 
-    stem, suffix = labels_name.rsplit(".", 1)
-    return f"{stem[: -len(LABELS_SUFFIX)]}.{'tif' if suffix.lower() == 'tiff' else suffix}"
+    base = labels_name.rsplit(".", 1)[0][: -len(LABELS_SUFFIX)]
+    return f"{base}.tif or {base}.png"
 
 
 def read_pairs(found: Any, *, quiet: bool, axes: str | None = None,
