@@ -154,3 +154,11 @@ def test_a_multi_position_ome_tiff_says_how_many_images_it_holds(tmp_path):
                   metadata={"axes": "YX"})
         tif.write(np.zeros((128, 128), np.uint8), subfiletype=1, tile=(128, 128))
     assert open_stack(tmp_path / "slide.ome.tif").other_series == 0
+
+
+def test_a_damaged_png_gets_the_advice_a_damaged_tiff_gets(tmp_path):
+    # "fake.png is not a readable image (cannot identify image file ...)" and no more,
+    # where a truncated TIFF says what to do (CLI check h_cli2)
+    (tmp_path / "fake.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    with pytest.raises(ImageFileError, match="not a readable image .* replace it with a fresh"):
+        open_stack(tmp_path / "fake.png")

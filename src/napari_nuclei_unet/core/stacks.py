@@ -552,8 +552,10 @@ def _open_plain(path: Path, axes: str | None) -> ImageStack:
                 data = np.asarray(im)
             else:
                 data = np.asarray(im.convert("RGBA" if "A" in im.mode else "RGB"))
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ImageFileError(f"{path} is not a readable image ({exc}).") from exc
+    except (UnidentifiedImageError, OSError) as exc:  # the advice the TIFFs get (h_cli2)
+        raise ImageFileError(f"{path} is not a readable image ({exc}). The file may be "
+                             "corrupt or truncated, or not an image: replace it with a fresh "
+                             "copy.") from exc
     default = "YXS" if data.ndim == 3 else "YX"
     return _make_stack(stack_name(path), data, axes or default, str(path), data.ndim == 3,
                        read_by=None if axes else "")
