@@ -367,7 +367,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     new_project = not out.exists()
     try:
-        return _run(args)
+        return _run(args, new_project)
     except BaseException:
         try:
             if new_project and [p.name for p in out.iterdir()] == [ROUND_LOCK_NAME]:
@@ -378,7 +378,7 @@ def run(args: argparse.Namespace) -> int:
         raise
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, new_project: bool) -> int:
     """Fine-tune a model on corrections; print the new version and the scores.
 
     Parameters
@@ -387,6 +387,8 @@ def _run(args: argparse.Namespace) -> int:
         ``model``, ``corrections``, ``out``, ``data``, ``eval_data``, ``held_out``,
         ``no_replay``, ``ratio``, ``epochs``, ``steps``, ``lr``, ``seed``, ``threads``,
         ``device``, ``quiet``.
+    new_project : bool
+        Whether ``--out`` did not exist as the command started.
 
     Returns
     -------
@@ -427,7 +429,6 @@ def _run(args: argparse.Namespace) -> int:
         # a broken base model is refused before any correction is stored in the project
         load_checkpoint(base, device="cpu")
 
-    new_project = not Path(args.out).exists()
     from ..core.finetune.rounds import round_lock
 
     # held from before its pairs are stored (review h_rev25, B6) to the round's end: a

@@ -161,11 +161,12 @@ def run_own(args: argparse.Namespace) -> int:
                              "rename one.")
         names[name] = path
     skip = getattr(args, "skip_existing", False)
-    if skip:
-        def results(name: str) -> list[Path]:  # its label TIFF (written after a large
-            return [output_paths(out, name)["labels"]]  # image's zarr: a run stopped by an
-            # error leaves that half built: h_rev21); it may hold the user's edits
 
+    def results(name: str) -> list[Path]:  # its label TIFF (written after a large image's
+        return [output_paths(out, name)["labels"]]  # zarr: a run stopped by an error
+        # leaves that half built: h_rev21); it may hold the user's edits
+
+    if skip:
         check_targets(out, [p for name in names for p in output_paths(out, name).values()],
                       files, overwrite=True, what="result file", kept="edited labels")
         _note_labels_alone(names, out, results, args, "--skip-existing")
@@ -174,8 +175,7 @@ def run_own(args: argparse.Namespace) -> int:
             return 0
         names = {stack_name(path): path for path in files}
     elif args.overwrite:  # edited labels are not replaced either (CLI check h_cli2, H3)
-        alone = _note_labels_alone(names, out, lambda name: [output_paths(out, name)[
-            "labels"]], args, "--overwrite")
+        alone = _note_labels_alone(names, out, results, args, "--overwrite")
         files = [path for name, path in names.items() if name not in alone]
         if not files:
             print(f"Nothing to do: every image's labels in {out} are left as they are.")
