@@ -179,6 +179,27 @@ def test_each_plane_of_a_pair_is_stored_as_the_segment_dock_stores_it(tmp_path):
         not list((tmp_path / "other" / "corrections").iterdir())
 
 
+def test_a_label_image_cut_short_is_said_with_the_fresh_copy_advice(tmp_path):
+    # a PNG cut short said only "image file is truncated" (stop 45, noticed; the TIFF
+    # already had the advice)
+    from napari_nuclei_unet.core.finetune import CorrectionStore, add_labelled_image
+    from napari_nuclei_unet.core.finetune._common import FinetuneError
+
+    labels = label_image(n=3)
+    Image.fromarray(blobs(labels)).save(tmp_path / "a.png")
+    Image.fromarray(labels.astype(np.uint8)).save(tmp_path / "full.png")
+    tifffile.imwrite(tmp_path / "full.tif", labels)
+    for name in ("a_labels.png", "a_labels.tif"):
+        whole = (tmp_path / f"full{name[-4:]}").read_bytes()
+        (tmp_path / name).write_bytes(whole[: len(whole) // 2])
+        with pytest.raises(FinetuneError, match=f"{name} cannot be read as a label image "
+                                                r"\(.+\): .*replace it with a fresh copy"):
+            add_labelled_image(CorrectionStore(tmp_path / "p"), tmp_path / "a.png",
+                               tmp_path / name)
+    assert not (tmp_path / "p" / "corrections").exists() or \
+        not list((tmp_path / "p" / "corrections").iterdir())
+
+
 def test_finetune_reads_pairs_into_its_project(tmp_path, tiny_checkpoint, capsys):
     folder = write_pairs(tmp_path / "corrected")
     project = tmp_path / "project"

@@ -119,6 +119,12 @@ def pair_up(folder: str | os.PathLike) -> FolderPairs:
     return FolderPairs(pairs, alone, orphans)
 
 
+def _unreadable_labels(path: Path, exc: Exception) -> FinetuneError:
+    return FinetuneError(f"{path} cannot be read as a label image ({exc or 'cut short'}); "
+                         "the file may be corrupt or cut short (an interrupted copy): replace it "
+                         "with a fresh copy.")
+
+
 def _read_labels(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     """A label image of exactly ``shape`` (checked before its pixels are read)."""
     if path.suffix.lower() == ".png":
@@ -127,10 +133,13 @@ def _read_labels(path: Path, shape: tuple[int, ...]) -> np.ndarray:
         from ..imageio import check_image_size
 
         check_image_size(path.read_bytes(), name=str(path))
-        with Image.open(path) as image:
-            found: tuple[int, ...] = (image.height, image.width)
-            if found == tuple(shape):
-                data = np.asarray(image)
+        try:
+            with Image.open(path) as image:
+                found: tuple[int, ...] = (image.height, image.width)
+                if found == tuple(shape):
+                    data = np.asarray(image)
+        except (OSError, ValueError, SyntaxError) as exc:  # "image file is truncated"
+            raise _unreadable_labels(path, exc) from exc
     else:
         import tifffile
 
@@ -143,8 +152,7 @@ def _read_labels(path: Path, shape: tuple[int, ...]) -> np.ndarray:
                     data = series.asarray()        # review h_rev24, M6)
                     data, found = data.reshape(shape) if ones else data, tuple(shape)
         except (tifffile.TiffFileError, OSError, ValueError, IndexError, struct.error) as exc:
-            raise FinetuneError(f"{path} cannot be read as a label image ({exc or 'cut short'}); "
-                                "it may be truncated: replace it with a fresh copy.") from exc
+            raise _unreadable_labels(path, exc) from exc
     if found != tuple(shape):
         raise FinetuneError(
             f"{path.name} is {' x '.join(map(str, found))} but its image needs labels of "
