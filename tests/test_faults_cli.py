@@ -369,8 +369,8 @@ def test_a_model_given_where_the_images_go_is_said_to_come_first(data, tmp_path,
 def test_a_permission_refused_is_said_with_what_to_do():
     # "nuclei-unet: error: /x/project/.nuclei-unet-round.lock: Permission denied"
     # (CLI check h_cli2)
-    from napari_nuclei_unet import cli
+    from napari_nuclei_unet._cli.failures import one_line
 
-    text = cli._one_line(PermissionError(13, "Permission denied", "/ro/out"))
+    text = one_line(PermissionError(13, "Permission denied", "/ro/out"))
     assert text == ("no permission for /ro/out (Permission denied): give files you may read, "
                     "and an output folder you can write to.")

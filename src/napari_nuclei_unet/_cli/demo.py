@@ -18,7 +18,7 @@ def run(args: argparse.Namespace) -> int:
     int
         0.
     """
-    from ..cli import UsageError
+    from .failures import UsageError
 
     try:
         from ..demo import run_demo

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from .finetune import own_labelled_samples
 
     if Path(args.data).is_file() and is_image_file(args.data):
-        from ..cli import UsageError
+        from .failures import UsageError
 
         raise UsageError(f"{args.data} is one image: info summarises a dataset (a folder of "
                          "images). To segment this image: nuclei-unet predict default "

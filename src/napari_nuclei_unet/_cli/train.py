@@ -108,8 +108,8 @@ def _refuse_trained_folder(out: Path) -> None:
     A model that took hours was lost when the command was repeated without
     ``--resume`` (review h_rev15, H3); ``predict`` and ``export`` refuse too.
     """
-    from ..cli import UsageError
     from ..core.checkpoint import read_metadata
+    from .failures import UsageError
 
     for name in ("best.safetensors", "last.safetensors"):
         path = out / name
