@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import os
-import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +27,7 @@ from typing import Any
 import numpy as np
 
 from .imageio import IMAGE_FILE_SUFFIXES, TIFF_SUFFIXES
-from .physical import pixels_per_um_of, z_spacing_um_of
-from .tiff_checks import CUT_SHORT, TRUNCATED_ADVICE, tifffile_log, vendor_format_words
+from .tiff_checks import vendor_format_words
 
 #: Where :class:`ImageFileError` messages tell the user to give a setting, as the command
 #: line asks for it. A front end that asks in other words (the Segment dock's fields)
@@ -397,9 +395,9 @@ class ImageStack:
             yield flat, self.plane(flat, channel)
 
 
-def _make_stack(name: str, data: Any, axes: str, source: str, rgb_hint: bool, *,
-                read_by: str | None = None,
-                pixels: tuple[float, float] | None = None) -> ImageStack:
+def make_stack(name: str, data: Any, axes: str, source: str, rgb_hint: bool, *,
+               read_by: str | None = None,
+               pixels: tuple[float, float] | None = None) -> ImageStack:
     """An :class:`ImageStack` of ``data``: axes reordered to plane axes + C + Y + X.
 
     ``S`` becomes ``C``; ``read_by`` as for :func:`check_axes`; ``pixels``: the file's
@@ -442,135 +440,6 @@ class _LazyTranspose:
         return np.transpose(raw, [remaining.index(a) for a in kept])
 
 
-def _open_tiff(path: Path, axes: str | None) -> ImageStack:
-    import tifffile
-    import zarr
-
-    with tifffile_log() as logged:
-        try:
-            with tifffile.TiffFile(path) as tif:
-                series = tif.series[0]
-                found_axes = series.axes
-                rgb_hint = "S" in found_axes and series.keyframe.photometric in (
-                    tifffile.PHOTOMETRIC.RGB, tifffile.PHOTOMETRIC.YCBCR)
-                # a pyramid's full-resolution level (a whole slide's: its lower levels
-                # made the store a group, CLI check h_cli2, H1)
-                store = series.aszarr(level=0) if len(series.levels) > 1 else series.aszarr()
-                declared = (tif.imagej_metadata or {}).get("images") if tif.is_imagej else None
-                pixels, spacing = pixels_per_um_of(tif), z_spacing_um_of(tif)
-                others = len(tif.series) - 1 if tif.is_ome else 0
-        except (tifffile.TiffFileError, OSError, ValueError, IndexError, struct.error) as exc:
-            # (a header cut after 2-7 bytes raised struct.error: CLI check h_cli2, H2)
-            detail = ("its structure is damaged" if isinstance(exc, (IndexError, struct.error))
-                      else exc)  # "list index out of range" (CLI check h_cli1, L3)
-            raise ImageFileError(f"{path} is not a readable TIFF file ({detail}). The file "
-                                 "may be corrupt or truncated: replace it with a fresh "
-                                 "copy.") from exc
-    planes = int(np.prod([n for a, n in zip(series.axes, series.shape, strict=True)
-                          if a not in "YXS"]))
-    if isinstance(declared, int) and not isinstance(declared, bool) and declared > planes:
-        raise ImageFileError(f"{path} says it holds {declared} images (its ImageJ "
-                             f"description) but only {planes} can be read. {TRUNCATED_ADVICE}")
-    if any(CUT_SHORT in message for message in logged):
-        raise ImageFileError(f"{path} ends before its last image: only {planes} image(s) "
-                             f"of it can be read. {TRUNCATED_ADVICE}")
-    data = zarr.open(store, mode="r")
-    # axes given with C, not S: channels, whatever the file's colour tag says (--axes CYX
-    # gave the RGB composite again: CLI check h_cli1, M1)
-    rgb_hint = rgb_hint and (not axes or "S" in axes.upper())
-    stack = _make_stack(stack_name(path), data, axes or found_axes, str(path), rgb_hint,
-                        read_by=None if axes else "tifffile", pixels=pixels)
-    stack.z_spacing_um = spacing if "Z" in stack.axes else None
-    stack.other_series = others
-    return stack
-
-
-def _open_zarr(path: Path, axes: str | None) -> ImageStack:
-    import zarr
-
-    try:
-        node = zarr.open(str(path), mode="r")
-    except Exception as exc:  # zarr raises many kinds for a non-zarr folder
-        raise ImageFileError(f"{path} is not a readable zarr array or OME-Zarr ({exc}).") from exc
-    found, sizes = None, {}
-    if not hasattr(node, "shape"):  # a group: OME-Zarr, take the full resolution
-        multiscales = node.attrs.get("multiscales") or node.attrs.get("ome", {}).get(
-            "multiscales")
-        if not multiscales:
-            raise ImageFileError(f"{path} is a zarr group without OME-Zarr 'multiscales'; "
-                                 "give the path of the array inside it.")
-        scale = multiscales[0]
-        node = node[scale["datasets"][0]["path"]]
-        found = "".join(str(a["name"] if isinstance(a, dict) else a)[0].upper()
-                        for a in scale.get("axes", [])) or None
-        sizes = _ome_zarr_sizes_um(scale)
-    ndim = len(node.shape)
-    default = found or ("YX" if ndim == 2 else ("YXC" if ndim == 3 and node.shape[-1] in (3, 4)
-                                                   else "Q" * (ndim - 2) + "YX"))
-    read_by = None if axes else ("its OME-Zarr metadata" if found else "")
-    pixels = z = None
-    if found and (not axes or axes.upper() == found):  # the sizes belong to its own axes
-        x, y, z = (sizes.get(a) for a in "XYZ")
-        pixels = (1.0 / x, 1.0 / y) if x and y else None
-    stack = _make_stack(stack_name(path), node, axes or default, str(path), False,
-                        read_by=read_by, pixels=pixels)
-    stack.z_spacing_um = z if "Z" in stack.axes else None
-    return stack
-
-
-#: Micrometres per unit of the OME-Zarr (NGFF) space units a pixel size is given in.
-_NGFF_UM = {"nanometer": 1e-3, "micrometer": 1.0, "millimeter": 1e3, "centimeter": 1e4,
-            "meter": 1e6}
-
-
-def _ome_zarr_sizes_um(multiscale: dict) -> dict[str, float]:
-    """The pixel size of each spatial axis of an OME-Zarr's full resolution, in µm.
-
-    From its first dataset's ``scale`` transformation and its axes' units; an axis
-    without a known length unit is left out (its stack's labels kept no pixel size: CLI
-    check h_cli2, M4).
-    """
-    try:
-        axes = multiscale.get("axes", [])
-        transforms = multiscale["datasets"][0].get("coordinateTransformations", [])
-        scale = next(t["scale"] for t in transforms if t.get("type") == "scale")
-        found = {}
-        for axis, value in zip(axes, scale, strict=True):
-            if isinstance(axis, dict) and axis.get("unit") in _NGFF_UM and float(value) > 0:
-                found[str(axis["name"])[0].upper()] = float(value) * _NGFF_UM[axis["unit"]]
-        return found
-    except (KeyError, TypeError, ValueError, StopIteration, AttributeError):
-        return {}
-
-
-def _open_plain(path: Path, axes: str | None) -> ImageStack:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            if im.mode in ("I;16", "I;16B", "I", "F", "L", "RGB", "RGBA"):
-                data = np.asarray(im)
-            else:
-                data = np.asarray(im.convert("RGBA" if "A" in im.mode else "RGB"))
-    except (UnidentifiedImageError, OSError) as exc:  # the advice the TIFFs get (h_cli2)
-        raise ImageFileError(f"{path} is not a readable image ({exc}). The file may be "
-                             "corrupt or truncated, or not an image: replace it with a fresh "
-                             "copy.") from exc
-    default = "YXS" if data.ndim == 3 else "YX"
-    return _make_stack(stack_name(path), data, axes or default, str(path), data.ndim == 3,
-                       read_by=None if axes else "")
-
-
-def _plain_inside(path: Path) -> bool:
-    """Whether a file named as a TIFF holds a PNG or JPEG (read as such, by its content)."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(8)
-    except OSError:
-        return False
-    return head.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff"))
-
-
 def is_image_file(path: str | os.PathLike) -> bool:
     """Whether :func:`open_stack` takes ``path`` by its name.
 
@@ -605,20 +474,22 @@ def open_stack(path: str | os.PathLike, axes: str | None = None) -> ImageStack:
     ImageFileError
         When it cannot be read, or ``axes`` do not fit.
     """
+    from .stack_readers import open_plain, open_tiff, open_zarr, plain_inside
+
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: give an image file (TIFF, OME-TIFF, "
                                 "PNG, JPEG) or a .zarr folder.")
     suffix = path.suffix.lower()
     if path.is_dir() or suffix == ".zarr":
-        return _open_zarr(path, axes)
+        return open_zarr(path, axes)
     if path.is_file() and path.stat().st_size == 0:  # not "header=b''" (h_rev15, L2)
         raise ImageFileError(f"{path} is an empty file (0 bytes): replace it with a fresh "
                              "copy.")
-    if suffix in TIFF_SUFFIXES and not _plain_inside(path):  # a PNG named .tif: read
-        return _open_tiff(path, axes)
+    if suffix in TIFF_SUFFIXES and not plain_inside(path):  # a PNG named .tif: read
+        return open_tiff(path, axes)
     if suffix in IMAGE_FILE_SUFFIXES:
-        return _open_plain(path, axes)
+        return open_plain(path, axes)
     vendor = vendor_format_words(path)
     if vendor:
         raise ImageFileError(vendor)
@@ -644,4 +515,4 @@ def stack_from_array(data: Any, axes: str, name: str = "image", *, rgb: bool = F
         None when the user gave ``axes``; else who guessed them, as for
         :func:`check_axes` (``""``: guessed from the shape).
     """
-    return _make_stack(name, data, axes, name, rgb, read_by=read_by)
+    return make_stack(name, data, axes, name, rgb, read_by=read_by)
