@@ -452,7 +452,7 @@ def test_export_passes_bioimageio_test_and_reimports(tmp_path, capsys):
     from napari_nuclei_unet.core.synthetic import make_synthetic_sample
 
     torch.manual_seed(0)
-    net = UNet(base_width=4, depth=2)
+    net = UNet(base_width=4, depth=2, training_diameter=24.76)  # trained from scratch
     with torch.no_grad():  # non-trivial BatchNorm statistics
         for module in net.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
@@ -480,6 +480,12 @@ def test_export_passes_bioimageio_test_and_reimports(tmp_path, capsys):
     # its own package gives back the training settings and date
     assert loaded.metadata["train_config_recorded"]
     assert (loaded.config.base_width, loaded.config.depth) == (4, 2)
+    # and the nucleus size images are resized to: 18 px, the default, segmented another
+    # way than its checkpoint (GUI check h_gui47, H1)
+    from napari_nuclei_unet.core.nucleus_size import TRAINING_DIAMETER, model_diameter
+
+    assert model_diameter(loaded.model) == 24.76
+    assert model_diameter(load_any_model(_real_package()).model) == TRAINING_DIAMETER
     for style in ("fluorescence", "brightfield"):
         image, _ = make_synthetic_sample(style, shape=(96, 128), seed=1)
         native = predict_probability(net.eval(), image, amp=False)

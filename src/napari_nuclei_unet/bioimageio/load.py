@@ -169,6 +169,15 @@ def _own_record(descr: Any) -> dict:
     return record if isinstance(record, dict) else {}
 
 
+def _recorded_diameter(descr: Any) -> float | None:
+    """The training nucleus diameter a package this plugin exported records, or None."""
+    architecture = _own_record(descr).get("architecture")
+    value = architecture.get("training_diameter") if isinstance(architecture, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if 1 <= value <= 1000 else None  # the checkpoint's own bounds
+
+
 def _timestamp(descr: Any) -> str:
     """The package's creation time as ISO text ("" when it has none)."""
     value = getattr(descr, "timestamp", None)
@@ -248,6 +257,9 @@ class BioimageioModel:
                 "`bioimageio update-format` (bioimageio.core) or ask its authors."
             )
         self.descr = descr
+        # the nucleus size it was trained at, as its checkpoint has it: the Segment and
+        # Compare docks resize images to it (without it, 18 px: GUI check h_gui47, H1)
+        self.training_diameter = _recorded_diameter(descr)
         self._check_tensors()
         self.weight_format, self.weights_note = choose_weights(
             self.descr.weights, self.source, weight_format)
