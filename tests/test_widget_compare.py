@@ -214,24 +214,41 @@ def test_side_by_side_layers_sit_side_by_side(compare, qtbot):
     assert "IoU" in widget.metrics_label.text()
 
 
-def test_painting_in_the_prediction_pane_edits_the_pixel_under_the_brush(compare, qtbot):
+def test_the_compare_layers_are_views_not_painted_and_the_user_is_told_once(compare, qtbot,
+                                                                            monkeypatch):
+    # strokes on "prediction" were lost at the next image without a word, while the
+    # score shown stayed the model's (GUI check h_gui47, H2)
     from napari.utils._test_utils import read_only_mouse_event
     from napari.utils.interactions import mouse_press_callbacks
 
-    from napari_nuclei_unet.widgets._compare_layers import PREDICTION_LAYER
+    from napari_nuclei_unet.widgets import _workers
+    from napari_nuclei_unet.widgets._compare_layers import (
+        ERROR_LAYER,
+        PREDICTION_LAYER,
+        TRUTH_CONTOUR_LAYER,
+    )
 
+    told = []
+    monkeypatch.setattr(_workers, "notify", lambda message, **_: told.append(message))
     viewer, widget, session, samples, fake = compare
     predict_current(qtbot, widget)
     layer = viewer.layers[PREDICTION_LAYER]
-    assert layer.translate[1] > SHAPE[1]  # in the right pane
-    layer.mode = "paint"
-    layer.brush_size = 1
-    layer.selected_label = 77
+    assert viewer.layers.selection.active is layer and not told  # selected by the plugin
+    assert not any(viewer.layers[name].editable
+                   for name in (PREDICTION_LAYER, ERROR_LAYER, TRUTH_CONTOUR_LAYER))
+    before = np.array(layer.data, copy=True)
+    layer.mode = "paint"  # napari's paint button and key: refused
+    assert layer.mode == "pan_zoom"
     world = (30, layer.translate[1] + 40)  # row 30, column 40 of the right pane
-    event = read_only_mouse_event(type="mouse_press", button=1, position=world)
-    mouse_press_callbacks(layer, event)
-    assert layer.data[30, 40] == 77
-    assert np.count_nonzero(layer.data == 77) == 1
+    mouse_press_callbacks(layer, read_only_mouse_event(type="mouse_press", button=1,
+                                                       position=world))
+    np.testing.assert_array_equal(layer.data, before)
+    # the user selects it: told once where a prediction is corrected
+    viewer.layers.selection.active = viewer.layers[0]
+    viewer.layers.selection.active = layer
+    viewer.layers.selection.active = viewer.layers[0]
+    viewer.layers.selection.active = layer
+    assert len(told) == 1 and "Edit prediction as labels" in told[0], told
 
 
 def test_a_user_grid_is_left_on(compare, qtbot):

@@ -249,7 +249,7 @@ def test_a_click_on_the_selected_row_shows_a_sample_hidden_for_the_users_image(
     click_selected_row()  # shown already: not shown again
     assert changed == []
     sample = viewer.layers[IMAGE_LAYER]
-    sample.visible = False  # as _compare_layers.step_aside_for hides it
+    sample.visible = False  # as _compare_guards.step_aside_for hides it
     sample.metadata[STEPPED_ASIDE_KEY] = True
     click_selected_row()
     assert sample.visible and changed == [first]

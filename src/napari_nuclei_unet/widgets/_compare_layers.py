@@ -83,6 +83,8 @@ PANE_GAP = 0.04
 
 #: Prediction-layer metadata key: the mode shown ("side by side" or "overlay").
 MODE_KEY = "nuclei_unet_compare_mode"
+#: Set while the plugin itself selects the prediction (the user is told nothing then).
+SELECTING_KEY = "nuclei_unet_selected_by_plugin"
 
 def error_colormap():
     """The fixed colormap of the error layer (napari ``DirectLabelColormap``)."""
@@ -313,6 +315,7 @@ def show_comparison(
     """
     if mode not in MODES:
         raise ValueError(f"unknown compare mode {mode!r}: expected one of {', '.join(MODES)}")
+    from napari_nuclei_unet.widgets import _compare_guards as guards
     pred_labels = np.asarray(pred_labels)
     has_truth = true_labels is not None
     if not has_truth:
@@ -339,6 +342,7 @@ def show_comparison(
             viewer, ERROR_LAYER, error_data, colormap=error_colormap()
         )
     _set(contour, contour=1)
+    guards.read_only(viewer, (prediction, contour, errors))
     for layer in (pred_image, prediction, contour, errors):
         if layer in (contour, errors):  # the prediction pane's layers: placed below
             _set(layer, translate=image_layer.translate, scale=image_layer.scale)
@@ -400,12 +404,14 @@ def show_comparison(
             _set(contour, visible=has_truth)
         moved = place_prediction_pane(viewer, image_layer, beside=mode == SIDE_BY_SIDE)
         if mode == SIDE_BY_SIDE:
-            _guard_panes(viewer)
+            guards.guard_panes(viewer)
     if moved:
         frame_shown(viewer)  # frame both panes, or the one pane
     prediction.metadata[MODE_KEY] = mode
     if created:  # show the prediction's controls rather than the last layer added
+        prediction.metadata[SELECTING_KEY] = True
         viewer.layers.selection.active = prediction
+        prediction.metadata.pop(SELECTING_KEY, None)
     return layers
 
 
@@ -434,44 +440,6 @@ def side_by_side_active(viewer: napari.Viewer) -> bool:
     return PREDICTION_LAYER in viewer.layers and (
         TITLE_LEFT_LAYER in viewer.layers and viewer.layers[TITLE_LEFT_LAYER].visible
     )
-
-
-def _guard_panes(viewer: napari.Viewer) -> None:
-    """Keep the two panes when the user adds a layer (e.g. drops a zip) in side by side.
-
-    A new layer is drawn at its own place, on top: a dropped image would cover the
-    label-mask pane. It is hidden instead, and the user is told how to see it. With no
-    Compare view open (the panel closed), side by side steps aside for it instead: an
-    image opened then was hidden, with advice about a Compare step no longer there
-    (GUI check h_gui36, M1).
-    """
-    from napari_nuclei_unet.widgets._session import session_for
-
-    session = session_for(viewer)
-    if session.panes_guarded:
-        return
-
-    def on_inserted(event) -> None:
-        layer = event.value
-        from napari_nuclei_unet.widgets._layers import IMAGE_LAYER, LABELS_LAYER
-
-        # the plugin's own layers (the Retrain dock's correction included) place themselves
-        if layer.name in {*COMPARE_LAYERS, IMAGE_LAYER, LABELS_LAYER, *PLUGIN_LAYERS}:
-            return
-        if not side_by_side_active(viewer) or not layer.visible:
-            return
-        if not session.compare_views:
-            step_aside_for(viewer, layer)
-            return
-        layer.visible = False
-        from napari_nuclei_unet.widgets._workers import notify
-
-        notify(f"Layer “{layer.name[:24]}” is hidden so that side by side keeps the label "
-               "mask and the prediction in their panes. Switch Compare to overlay (or tick "
-               "the layer's eye) to see it.")
-
-    viewer.layers.events.inserted.connect(on_inserted)
-    session.panes_guarded = True
 
 
 def shown_mode(viewer: napari.Viewer) -> str:
@@ -512,42 +480,6 @@ def clear_comparison(viewer: napari.Viewer) -> None:
         moved = place_prediction_pane(viewer, _get(viewer, IMAGE_LAYER), beside=False)
     if moved:
         frame_shown(viewer)  # the camera frames the one pane left
-
-
-def step_aside_for(viewer: napari.Viewer, layer) -> bool:
-    """Leave side by side for the user's own ``layer`` (the Segment dock's image).
-
-    In side by side a layer the user adds is hidden (:func:`_guard_panes`): the Segment
-    dock's image and its result were, and the canvas kept showing a dataset's sample
-    while the dock said "Segmentation done" (GUI check h_gui9). Segmenting is asking to
-    see that image: the sample and its panes are hidden (choosing a sample again shows
-    them, and hides the user's layers: ``_layers.hide_own_layers``), ``layer`` is shown
-    and framed. Returns True when side by side was left.
-    """
-    from napari_nuclei_unet.widgets._layers import IMAGE_LAYER, LABELS_LAYER, STEPPED_ASIDE_KEY
-
-    if not side_by_side_active(viewer):
-        return False
-    clear_comparison(viewer)
-    hidden = []
-    for name in (IMAGE_LAYER, LABELS_LAYER):
-        sample = _get(viewer, name)
-        if sample is not None and sample.visible:
-            _set(sample, visible=False)
-            sample.metadata[STEPPED_ASIDE_KEY] = True  # the next sample shown shows it
-            hidden.append(sample.metadata.get(SAMPLE_ID_KEY) or "")
-    if layer is not None and layer in viewer.layers:
-        layer.visible = True
-    frame_shown(viewer)
-    if hidden:  # how to get it back, as hide_own_layers says for the user's layers
-        from napari_nuclei_unet.widgets._layers import short_id
-        from napari_nuclei_unet.widgets._workers import notify
-
-        sample_id = next((i for i in hidden if i), "")
-        notify(f"The dataset's sample{f' {short_id(sample_id)}' if sample_id else ''} is "
-               "hidden so that your image shows; click its row in the table of the Data "
-               "step (Plugins menu, Nuclei U-Net) to see it again.")
-    return True
 
 
 def placeholder_makers(viewer: napari.Viewer) -> list:

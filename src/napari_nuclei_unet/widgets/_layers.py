@@ -431,7 +431,7 @@ def shown_sample_id(viewer: napari.Viewer) -> str | None:
 
 
 #: Metadata key of a sample layer hidden while the user's own image is shown
-#: (``_compare_layers.step_aside_for``): the next sample shown shows it again.
+#: (``_compare_guards.step_aside_for``): the next sample shown shows it again.
 STEPPED_ASIDE_KEY = "nuclei_unet_stepped_aside"
 
 

@@ -168,7 +168,7 @@ class SegmentOutputs:
 
     def _bring_into_view(self, image: Any, result: Any) -> None:
         """Show ``image`` and its ``result`` (None: none yet), off a dataset's side by side."""
-        from napari_nuclei_unet.widgets._compare_layers import step_aside_for
+        from napari_nuclei_unet.widgets._compare_guards import step_aside_for
         from napari_nuclei_unet.widgets._own_layers import bring_into_view
 
         step_aside_for(self.viewer, image)

@@ -128,6 +128,9 @@ class Session:
     # side by side's panes guarded once (_compare_layers); Compare views open now
     panes_guarded: bool = False
     compare_views: int = 0
+    # "why can't I paint the prediction?": "" until a comparison is shown, then "waiting"
+    # for the user to select a compare layer, "said" once told (_compare_layers)
+    read_only_hint: str = ""
 
     # emitted with no arguments, or the id concerned
     dataset_changed = Signal()

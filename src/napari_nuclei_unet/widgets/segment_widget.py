@@ -551,7 +551,7 @@ class SegmentWidget(SegmentOutputs, ImageSettingsFields, ProjectField, QWidget):
 
     def _show_result(self, result: Any) -> None:
 
-        from napari_nuclei_unet.widgets._compare_layers import step_aside_for
+        from napari_nuclei_unet.widgets._compare_guards import step_aside_for
         from napari_nuclei_unet.widgets._working_copies import (
             release,
             release_when_removed,
