@@ -117,7 +117,9 @@ def test_an_unreadable_run_does_not_break_the_dock(trainer, qtbot, tmp_path):  #
 
 
 def test_a_run_stopped_before_validating_says_its_weights_are_not_validated(
-        trainer, qtbot):  # noqa: F811
+        trainer, qtbot, make_napari_viewer):  # noqa: F811
+    from napari_nuclei_unet.widgets.train_widget import TrainWidget
+
     _viewer, widget = trainer
     widget.set_config(tiny_config(epochs=50, steps_per_epoch=50))
     with capture_notifications() as notes:
@@ -130,6 +132,11 @@ def test_a_run_stopped_before_validating_says_its_weights_are_not_validated(
                      "(not validated)"), notes.messages
     assert not notes.any("The best model so far is kept")
     assert "(not validated, " in widget.last_run_label.text()
+    # and after napari starts again: it was "Best model (run-...)" (GUI check h_gui47, M1)
+    again = TrainWidget(make_napari_viewer())
+    wait_worker(qtbot, again.session.jobs.running("find last run"))
+    assert again.best_label.text() == (f"Best model ({widget.run_dir.name}): the last weights "
+                                       f"(not validated), {widget.run_dir / 'best.safetensors'}")
 
 
 def test_a_better_run_replaces_a_model_only_an_earlier_run_put_in_use(

@@ -124,3 +124,45 @@ def test_a_runtime_error_in_a_generator_job_is_reported_and_ends_it(qtbot):
     assert not guard.is_running("predict")
     assert [type(e) for e in seen] == [RuntimeError]  # the dock gets what the job raised
     assert notes.texts("error") and "memory" in notes.texts("error")[0].lower()
+
+
+@pytest.mark.parametrize("quit_app", [False, True])
+def test_ctrl_w_and_ctrl_q_list_the_running_jobs_as_the_close_button_does(
+        make_napari_viewer, monkeypatch, quit_app):
+    # Ctrl+W showed only "Confirm to close window" during a training, which closing
+    # then stopped without a word (GUI check h_gui47, M1)
+    import numpy as np
+    from napari._qt.dialogs import confirm_close_dialog
+    from qtpy.QtWidgets import QDialog
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((4, 4)))
+    window = viewer.window._qt_window
+    asked = []
+    answer = [QDialog.DialogCode.Rejected]
+
+    class Dialog:
+        def __init__(self, parent, close_app=False, display_checkbox=True, extra_info=""):
+            asked.append((close_app, display_checkbox, extra_info))
+
+        def exec_(self):
+            return answer[0]
+
+    with monkeypatch.context() as patch:  # undone before the viewer is closed
+        patch.setattr(confirm_close_dialog, "ConfirmCloseDialog", Dialog)
+        patch.setattr("napari._qt.qt_main_window.ConfirmCloseDialog", Dialog)
+        napari_close = []  # napari's own close, as the wrapper finds it
+        patch.setattr(type(window), "close", lambda self, quit_app=False, confirm_need=False:
+                      napari_close.append((quit_app, confirm_need)))
+        status_id = _workers._register_task(viewer, "training run-1", lambda: None)
+        window.close(quit_app=quit_app, confirm_need=True)  # what napari's Ctrl+W / Ctrl+Q call
+        assert asked == [(quit_app, False, "Nuclei U-Net: training run-1")]
+        assert napari_close == []  # Cancel: nothing is closed
+        answer[0] = QDialog.DialogCode.Accepted
+        window.close(quit_app=quit_app, confirm_need=True)
+        assert napari_close == [(quit_app, False)]  # asked once, then napari closes
+        # a close from code is not asked about, as napari's is not; none once the job ended
+        window.close()
+        _workers._finish_task(viewer, status_id)
+        window.close(quit_app=quit_app, confirm_need=True)
+        assert len(asked) == 2 and napari_close[1:] == [(False, False), (quit_app, True)]

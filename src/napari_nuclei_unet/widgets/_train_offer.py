@@ -93,8 +93,10 @@ class RunOffer:
         if root is not None and self.best_checkpoint is None and not self._offer_paused:
             self.best_label.setText(  # no run of this panel's yet: not "Best model: —"
                 "Best model: —" if found is None  # beside it (h_gui42 L8); another runs
-                else f"Best model ({found.run_dir.name}): {found.checkpoint}")  # folder:
-        # its own; named by its run, not "the last run's" (a failed run left none: h_rev28)
+                else f"Best model ({found.run_dir.name}): "  # folder: its own; named by
+                f"{'' if found.val_iou is not None else 'the last weights (not validated), '}"
+                f"{found.checkpoint}")  # its run, not "the last run's" (a failed run left
+        # none: h_rev28); a run stopped before validating, as it was said then (h_gui47, M1)
         self._show_last_run()
 
     def _pause_offer(self) -> None:

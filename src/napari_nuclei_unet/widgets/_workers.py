@@ -560,6 +560,10 @@ def _register_task(viewer: Any, description: str, cancel: Callable[[], Any]) -> 
     try:
         from napari.utils.task_status import Status
 
+        from napari_nuclei_unet.widgets._close_guard import list_jobs_on_every_close
+
+        list_jobs_on_every_close(viewer)  # not only napari's title-bar button (h_gui47)
+
         return register("Nuclei U-Net", Status.BUSY, description, cancel_callback=cancel)
     except Exception:  # a missing or changed private API must not stop the job
         logger.debug("could not register the task with napari", exc_info=True)
