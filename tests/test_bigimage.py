@@ -230,7 +230,13 @@ def test_cli_folder_mapped_over_a_cluster_equals_plain(tmp_path, capsys, monkeyp
         # (review h_rev19, M2)
         assert main(["predict", "default", str(folder / "img1.tif"), "--out",
                      str(tmp_path / "one"), "--scheduler", cluster.scheduler_address]) == 0
-    assert mapped[1:] == [[str(folder / "img1.tif")]]
+        # relative paths reach the workers whole: they read and write in their own
+        # folder, where the results went (CLI check h_cli3, H1)
+        monkeypatch.chdir(tmp_path)
+        assert main(["predict", "default", "in/img2.tif", "--out", "relative",
+                     "--scheduler", cluster.scheduler_address]) == 0
+    assert mapped[1:] == [[str(folder / "img1.tif")], [str(folder / "img2.tif")]]
+    assert (tmp_path / "relative" / "img2_labels.tif").is_file()
     assert np.array_equal(tifffile.imread(tmp_path / "one" / "img1_labels.tif"),
                           tifffile.imread(tmp_path / "plain" / "img1_labels.tif"))
     for k in range(3):

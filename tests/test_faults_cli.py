@@ -55,6 +55,38 @@ def test_second_writer_on_a_run_folder_fails_at_once_naming_the_other(data, tmp_
     assert main(["-q", "train", str(data), "--out", str(run), "--epochs", "1", *TINY]) == 0
 
 
+def test_a_second_predict_into_one_folder_is_refused_naming_the_first(tmp_path, capsys):
+    # two predicts into one --out both succeeded, the later replacing the earlier's
+    # results without --overwrite (CLI check h_cli3, H2)
+    from napari_nuclei_unet.core.synthetic import make_synthetic_sample
+
+    image, _ = make_synthetic_sample("fluorescence", shape=(48, 48), seed=1)
+    (tmp_path / "in").mkdir()
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "in" / "a.tif", image[..., 0])
+    out = tmp_path / "out"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import time\n"
+         "from napari_nuclei_unet.core.locking import hold_output_folder\n"
+         f"with hold_output_folder({str(out)!r}):\n"
+         "    print('held', flush=True)\n"
+         "    time.sleep(60)\n"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        code = main(["predict", "default", str(tmp_path / "in"), "--out", str(out)])
+        err = capsys.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait()
+    assert code == 2 and f"process {holder.pid}" in err and "another --out" in err, err
+    assert not out.exists()  # nothing written, no folder made
+    assert main(["-q", "predict", "default", str(tmp_path / "in"), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a_labels.tif", "a_measurements.csv"]
+
+
 def test_two_trainings_in_one_process_on_one_folder(data, tmp_path):
     from _thread_helpers import held_elsewhere
     from napari_nuclei_unet.core.config import TrainConfig

@@ -184,6 +184,27 @@ def run(args: argparse.Namespace) -> int:
         with a note).
     """
     check_threshold(args.threshold)
+    if getattr(args, "scheduler", None):
+        _absolute_paths(args)
+    from ..core.locking import hold_output_folder
+
+    with hold_output_folder(args.out):  # one predict at a time into a folder (h_cli3, H2)
+        return _run(args)
+
+
+def _absolute_paths(args: argparse.Namespace) -> None:
+    """MODEL, INPUT and --out as absolute paths, for a cluster's workers.
+
+    The workers of ``--scheduler`` read and write in their own working folder: results
+    went to the workers' folder while the command said it wrote them to ``--out``
+    (CLI check h_cli3, H1).
+    """
+    args.input, args.out = os.path.abspath(args.input), os.path.abspath(args.out)
+    if os.path.exists(args.model):  # not 'default' or a name the workers resolve
+        args.model = os.path.abspath(args.model)
+
+
+def _run(args: argparse.Namespace) -> int:
     from .predict_own import run_own, wants_own_images
 
     if wants_own_images(args):

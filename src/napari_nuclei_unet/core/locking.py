@@ -200,3 +200,47 @@ def hold_run_folder(folder: str | os.PathLike) -> Iterator[None]:
             yield
     finally:
         _run_holders.pop(key, None)
+
+
+class OutputFolderBusy(ValueError):
+    """Another ``predict`` is writing into the same output folder."""
+
+
+@contextmanager
+def hold_output_folder(folder: str | os.PathLike) -> Iterator[None]:
+    """Be the only ``predict`` writing into ``folder`` (its ``--out``) for a ``with`` block.
+
+    Two commands into one folder both succeeded, the later one replacing the earlier
+    one's results without ``--overwrite`` (CLI check h_cli3, H2). The lock file is kept
+    in the cache folder, named after the folder's absolute path, so that the results
+    folder holds results only and is not created before the input is checked.
+
+    Raises
+    ------
+    OutputFolderBusy
+        At once, when another process (or thread) holds it, naming that process.
+    """
+    import hashlib
+    import sys
+
+    from .cache import cache_dir
+
+    key = os.path.normcase(os.path.abspath(os.fspath(folder))).encode("utf-8", "surrogatepass")
+    command = " ".join(sys.argv[:6]) + (" …" if len(sys.argv) > 6 else "")
+    stack = ExitStack()
+    try:
+        locks = cache_dir() / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        path = locks / f"predict-{hashlib.sha256(key).hexdigest()[:16]}.lock"
+        stack.enter_context(
+            exclusive_lock(path, timeout=0, owner=f"process {os.getpid()} ({command})"))
+    except LockTimeout:
+        other = lock_owner(path) or "another program"
+        raise OutputFolderBusy(
+            f"{folder} is being written by another nuclei-unet predict ({other}). Two "
+            "commands writing into one folder replace each other's results: wait for it to "
+            "end, or give this one another --out folder.") from None
+    except OSError:  # no cache folder to write in (a read-only home): predict as before
+        pass
+    with stack:
+        yield
