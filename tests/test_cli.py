@@ -205,6 +205,31 @@ def test_train_ctrl_c_keeps_best_and_saves_last(dataset, tmp_path, capsys, monke
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
+def test_train_ctrl_c_before_the_first_step_keeps_no_model(dataset, tmp_path, capsys,
+                                                           monkeypatch):
+    # its untrained weights were kept as "best", used by predict, and the folder was
+    # then refused to the next run as holding a trained model (CLI check h_cli3, M1)
+    from napari_nuclei_unet.core import training
+
+    real_train = training.train
+
+    def ctrl_c_then_train(*args, **kwargs):
+        signal.raise_signal(signal.SIGINT)
+        return (yield from real_train(*args, **kwargs))
+
+    monkeypatch.setattr(training, "train", ctrl_c_then_train)
+    out_dir = tmp_path / "run"
+    status, out, err = run_cli(capsys, "train", dataset, "--out", out_dir, "--epochs", "5",
+                               *TINY)
+    assert status == 130, err
+    assert "Training stopped (Ctrl-C) before its first step: nothing was trained" in err
+    assert out.strip() == "" and not (out_dir / "best.safetensors").exists()
+    monkeypatch.setattr(training, "train", real_train)
+    status, out, err = run_cli(capsys, "train", dataset, "--out", out_dir, "--epochs", "1",
+                               *TINY)
+    assert status == 0 and out.strip() == str(out_dir / "best.safetensors"), err
+
+
 def test_train_time_limit_stops(dataset, tmp_path, capsys):
     out_dir = tmp_path / "run"
     code, out, err = run_cli(capsys, "train", dataset, "--out", out_dir, "--epochs", "50",

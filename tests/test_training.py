@@ -145,10 +145,16 @@ def test_cancel_keeps_best_and_saves_last(tmp_path):
     assert last.metadata["resume"]["epoch_complete"] is False
 
 
-def test_cancel_before_any_epoch_still_leaves_a_model(tmp_path):
-    result = drive(train(tiny_config(), make_samples(), out_dir=tmp_path,
+def test_cancel_before_the_first_step_keeps_no_model_and_after_one_step_does(tmp_path):
+    # Ctrl-C before the first step saved the untrained weights as "best", which was then
+    # offered and used, and refused the folder to the next run (CLI check h_cli3, M1)
+    result = drive(train(tiny_config(), make_samples(), out_dir=tmp_path / "a",
                          should_stop=lambda: True))
-    assert result.cancelled and result.history == []
+    assert result.cancelled and result.history == [] and not result.trained
+    assert not result.best_checkpoint.exists() and not result.last_checkpoint.exists()
+    result = drive(train(tiny_config(), make_samples(), out_dir=tmp_path / "b",
+                         should_stop=_stop_after(1)))
+    assert result.cancelled and result.history == [] and result.trained
     load_checkpoint(result.best_checkpoint)
     load_checkpoint(result.last_checkpoint)
 

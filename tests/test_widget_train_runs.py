@@ -122,11 +122,21 @@ def test_a_run_stopped_before_validating_says_its_weights_are_not_validated(
 
     _viewer, widget = trainer
     widget.set_config(tiny_config(epochs=50, steps_per_epoch=50))
+    with capture_notifications() as notes:  # stopped before its first step: no model
+        worker = widget.start()  # (its untrained weights were "best": h_cli3, M1)
+        widget.stop()
+        wait_worker(qtbot, worker, timeout=120_000)
+    assert not widget.result.trained and widget.best_checkpoint is None
+    assert widget.best_label.text() == "Best model: —"
+    assert notes.any("Training stopped before its first step: nothing was trained"), \
+        notes.messages
+    widget.set_config(tiny_config(epochs=50, steps_per_epoch=5000))
     with capture_notifications() as notes:
         worker = widget.start()
+        qtbot.waitUntil(lambda: widget.progress.value() > 0, timeout=120_000)  # a step done
         widget.stop()  # before the first epoch's validation
         wait_worker(qtbot, worker, timeout=120_000)
-    assert widget.result.cancelled
+    assert widget.result.cancelled and widget.result.trained
     assert "the last weights (not validated)" in widget.best_label.text()
     assert notes.any("Training stopped before its first validation. Its last weights are kept "
                      "(not validated)"), notes.messages

@@ -84,6 +84,10 @@ def run(args: argparse.Namespace) -> int:
                       init_from=args.init, should_stop=stop),
                 reporter,
             )
+    if not result.trained:
+        note(f"Training stopped ({stop.why}) before its first step: nothing was trained, and "
+             f"no model was saved in {args.out}.", quiet=args.quiet)
+        return stop.exit_status if stop.interrupted else 0
     if result.cancelled:
         note(f"Training stopped ({stop.why}). Best checkpoint kept: {result.best_checkpoint}; "
              f"last state saved to {result.last_checkpoint} (continue with "

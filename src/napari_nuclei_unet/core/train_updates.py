@@ -115,6 +115,9 @@ class TrainResult:
         ``should_stop`` (or closing the generator) ended the run.
     val_ids : tuple of str
         Ids of the validation samples.
+    trained : bool
+        False for a new run stopped before its first step: nothing was trained, and
+        neither checkpoint was written.
     """
 
     best_checkpoint: Path
@@ -123,3 +126,4 @@ class TrainResult:
     stopped_early: bool = False
     cancelled: bool = False
     val_ids: tuple[str, ...] = ()
+    trained: bool = True

@@ -375,6 +375,9 @@ def _train(
         return time.perf_counter() - started + reserve >= config.time_budget_s
 
     def cancel(epoch: int, step: int) -> TrainResult:
+        if global_step == 0 and resume_from is None:  # a new run, not one step done:
+            # its untrained weights were kept as "best", offered and used (h_cli3, M1)
+            return TrainResult(best_path, last_path, history, False, True, val_ids, False)
         save(last_path, {"epoch": epoch, "cancelled_at_step": step}, epoch, step, False)
         if not best_path.exists():
             save_checkpoint(best_path, model, config, metadata(  # the epoch under way is not

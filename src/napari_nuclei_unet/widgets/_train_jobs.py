@@ -39,6 +39,23 @@ def best_summary(result: Any) -> str:
     return f"epoch {last.epoch}{iou}"
 
 
+def result_words(result: Any) -> tuple[str, str]:
+    """The Train dock's best-model line and notification for a run's ``TrainResult``."""
+    if not result.trained:
+        return ("Best model: —", "Training stopped before its first step: nothing was "
+                "trained, so no model was kept.")
+    best, path = best_summary(result), Path(result.best_checkpoint)
+    label = f"Best model: {best}\n{path}"
+    if result.cancelled and not any(h.is_best for h in result.history):
+        return label, ("Training stopped before its first validation. Its last weights are "
+                       f"kept (not validated): {path}")
+    if result.cancelled:
+        return label, f"Training stopped. The best model so far ({best}) is kept: {path}"
+    if result.stopped_early:
+        return label, f"Training stopped early (no better validation IoU). Best model: {path}"
+    return label, f"Training finished. Best model: {path}"
+
+
 def resume_point(run_dir: Path) -> tuple[TrainConfig, dict, int]:
     """The settings of the run in ``run_dir``, its last checkpoint's metadata, the epochs done.
 

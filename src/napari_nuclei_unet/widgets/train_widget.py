@@ -79,6 +79,7 @@ from napari_nuclei_unet.widgets._train_jobs import (  # noqa: F401  (re-exported
     decodable,
     default_runs_root,
     new_run_dir,
+    result_words,
     resume_change,
     resume_point,
 )
@@ -540,24 +541,16 @@ class TrainWidget(RunOffer, QWidget):
 
     def _on_result(self, result: Any) -> None:
         self.result = result
-        self.best_checkpoint = Path(result.best_checkpoint)
+        if result.trained:  # else stopped before its first step: no model (h_cli3, M1)
+            self.best_checkpoint = Path(result.best_checkpoint)
         if self._closing or self._dead:  # napari closing, or said as the dock closed
             return
-        best = best_summary(result)
-        self.best_label.setText(f"Best model: {best}\n{self.best_checkpoint}")
-        if result.cancelled and not any(h.is_best for h in result.history):
-            notify("Training stopped before its first validation. Its last weights are kept "
-                   f"(not validated): {self.best_checkpoint}")
-        elif result.cancelled:
-            notify(f"Training stopped. The best model so far ({best}) is kept: "
-                   f"{self.best_checkpoint}")
-        elif result.stopped_early:
-            notify(f"Training stopped early (no better validation IoU). Best model: "
-                   f"{self.best_checkpoint}")
-        else:
-            notify(f"Training finished. Best model: {self.best_checkpoint}")
-        self.find_last_run()
-        self.use_or_offer_run()
+        label, message = result_words(result)
+        self.best_label.setText(label)
+        notify(message)
+        if result.trained:
+            self.find_last_run()
+            self.use_or_offer_run()
 
     def _on_error(self, _exc: BaseException) -> None:
         if self._closing or self._dead:
