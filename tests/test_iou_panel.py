@@ -640,8 +640,14 @@ def test_scores_from_an_earlier_session_hidden_at_another_threshold_are_said(pan
     assert panel.stale_label.isVisibleTo(panel)
     assert panel.stale_label.text().startswith(
         f"{len(labelled)} image(s) scored at threshold 0.50 are hidden at 0.70: set the "
-        "threshold back to 0.50 to see them, or press 'Score all'")
+        "threshold back to 0.50 to see them, or press 'Score all' to score them again.")
+    # those not loaded: 'Score all' scores the loaded images only (GUI check h_gui47, L1)
+    session.put_rows([ImageRow("not-loaded", "fluorescence", 0.8, 0.8, 0.8, 0.8, 3, 3)],
+                     settings=(0.5, session.instance_method))
+    assert panel.stale_label.text().endswith(
+        "or press 'Load all' in the Data step, then 'Score all', to score them again (1 of "
+        "them are not loaded).")
     assert EMPTY_MESSAGE[:14] not in panel.summary_label.text()
     session.set_scoring(threshold=0.5)
-    assert panel.proxy.rowCount() == len(labelled)
+    assert panel.proxy.rowCount() == len(labelled) + 1
     assert not panel.stale_label.isVisibleTo(panel)

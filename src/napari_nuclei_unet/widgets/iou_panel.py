@@ -99,8 +99,14 @@ def hidden_scores(session: Any, shown: int) -> str:
         here.append(f"the {now[1]} split")
         back.append(f"choose the {method} split again")
     then, here, back = " ".join(then), " and ".join(here), " and ".join(back)
+    # 'Score all' scores the images loaded only: after it, "3 image(s) ... are hidden"
+    # still (GUI check h_gui47, L1)
+    unloaded = sum(1 for sid in session.rows if sid not in session.samples
+                   and session.rows_settings.get(sid, now) != now)
+    first = (f"'Load all' in the Data step, then 'Score all', to score them again ({unloaded} "
+             "of them are not loaded)") if unloaded else "'Score all' to score them again"
     return (f"{n} image(s) scored {then} are hidden at {here}: {back} to see them, or "
-            "press 'Score all' to predict and score them again.")
+            f"press {first}.")
 
 
 class IoUPanel(QWidget):
