@@ -722,3 +722,20 @@ def test_torchs_deprecation_of_jit_load_is_not_shown_to_users():
         warnings.simplefilter("always")
         predict_probability(loaded.model, image)
     assert not [w for w in caught if "jit.load" in str(w.message)]
+
+
+def test_a_stopped_runs_package_counts_its_trained_epochs_as_its_checkpoint_does(tmp_path):
+    # stopped during epoch 8: the Model dock said 7 trained for the checkpoint and 8 for
+    # its package (GUI check h_gui47, L2)
+    from napari_nuclei_unet.core.checkpoint import save_checkpoint
+    from napari_nuclei_unet.core.config import TrainConfig
+    from napari_nuclei_unet.core.model import UNet
+    from napari_nuclei_unet.core.sharing import shareable_training_record
+
+    net, config, best = UNet(base_width=4, depth=2), TrainConfig(base_width=4, depth=2), \
+        tmp_path / "best.safetensors"
+    save_checkpoint(tmp_path / "last", net, config,
+                    {"metrics": {"epoch": 8, "cancelled_at_step": 3}})
+    assert shareable_training_record({}, best)["epochs_run"] == 7
+    save_checkpoint(tmp_path / "last", net, config, {"metrics": {"epoch": 8}})
+    assert shareable_training_record({}, best)["epochs_run"] == 8

@@ -78,11 +78,15 @@ def shareable_training_record(metadata: Mapping[str, Any],
         last = os.path.join(os.path.dirname(os.fspath(path)), "last.json")
         if os.path.isfile(last) and os.path.basename(os.fspath(path)) != "last.safetensors":
             try:
-                epoch = (read_metadata(last).get("metrics") or {}).get("epoch")
+                metrics = read_metadata(last).get("metrics") or {}
             except (OSError, ValueError):
-                epoch = None
+                metrics = {}
+            epoch = metrics.get("epoch")
             if isinstance(epoch, int) and not isinstance(epoch, bool):
-                record["epochs_run"] = epoch
+                # the epoch under way when it stopped is not trained, as the Model dock
+                # counts it: its package said 8 where its checkpoint said 7 (h_gui47, L2)
+                stopped = metrics.get("cancelled_at_step") is not None
+                record["epochs_run"] = epoch - 1 if stopped else epoch
     return record
 
 
