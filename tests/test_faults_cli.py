@@ -398,6 +398,19 @@ def test_a_model_given_where_the_images_go_is_said_to_come_first(data, tmp_path,
         capsys.readouterr().err
 
 
+def test_a_full_disk_is_said_in_plain_words_even_when_no_file_is_named():
+    # a big image's blocks written to a full disk: "[Errno 28] No space left on device"
+    # (CLI check h_cli3, M3)
+    import errno
+
+    from napari_nuclei_unet._cli.failures import one_line
+
+    text = one_line(OSError(errno.ENOSPC, "No space left on device"))
+    assert text.startswith("the disk is full (No space left on device). Free some space")
+    text = one_line(OSError(errno.ENOSPC, "No space left on device", "/big/out/x.zarr"))
+    assert text.startswith("the disk holding /big/out/x.zarr is full")
+
+
 def test_a_permission_refused_is_said_with_what_to_do():
     # "nuclei-unet: error: /x/project/.nuclei-unet-round.lock: Permission denied"
     # (CLI check h_cli2)

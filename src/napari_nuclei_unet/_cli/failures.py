@@ -8,6 +8,7 @@ worker or a torchrun peer lost, and a bug apart. It imports neither torch nor nu
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import re
 import sys
@@ -170,6 +171,13 @@ def one_line(exc: BaseException, *, max_lines: int = 4, max_chars: int = 1500) -
     elif isinstance(exc, PermissionError) and exc.filename:  # "ro/sub: Permission denied"
         text = (f"no permission for {exc.filename} ({exc.strerror or 'permission denied'}): "
                 "give files you may read, and an output folder you can write to.")  # (h_cli2)
+    elif isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        # a big image's blocks: "[Errno 28] No space left on device", naming nothing
+        # (CLI check h_cli3, M3)
+        where = f" holding {exc.filename}" if exc.filename else ""
+        text = (f"the disk{where} is full ({exc.strerror or 'no space left'}). Free some "
+                "space or choose an output folder on another disk, then run the command "
+                "again.")
     elif isinstance(exc, OSError) and exc.filename and exc.strerror:
         text = f"{exc.filename}: {exc.strerror}"
     else:
