@@ -781,3 +781,14 @@ def test_the_round_lock_is_held_while_the_pairs_are_stored(tmp_path, capsys, mon
     code, _, err = run_cli(capsys, "finetune", "default", tmp_path / "nothing here", "--out",
                            tmp_path / "new")
     assert code == 2 and not (tmp_path / "new").exists()
+
+
+def test_train_on_images_beside_label_images_says_to_fine_tune(tmp_path, capsys):
+    # "... is not a DSB2018 dataset" and nothing on what to do with the folder that
+    # predict, evaluate and finetune read (CLI check h_cli3, M6)
+    folder = write_pairs(tmp_path / "pairs")
+    code = main(["train", str(folder), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "is not a DSB2018 dataset" in err
+    assert "It holds 2 image(s) beside their label images" in err
+    assert f"nuclei-unet finetune default {folder} --out PROJECT" in err

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     # (under torchrun, rank 0 holds it for the job).
     with (hold_run_folder(args.out),
           StopRequest(args.time_limit, what="training", quiet=args.quiet) as stop):
-        dataset = open_dataset(args.data, quiet=args.quiet)
+        dataset = _open_training_data(args)
         samples = load_samples(dataset, quiet=args.quiet, should_stop=stop)
         if stop.stopped:
             note("Stopped while loading the dataset; nothing was trained.", quiet=args.quiet)
@@ -104,6 +104,33 @@ def run(args: argparse.Namespace) -> int:
     if distributed.is_main():
         print(result.best_checkpoint)
     return stop.exit_status if result.cancelled and stop.interrupted else 0
+
+
+def _open_training_data(args: argparse.Namespace) -> Any:
+    """The DSB2018 dataset to train on; images beside label images are said to fine-tune.
+
+    ``train`` refused the image + ``NAME_labels.tif`` folders that predict, evaluate and
+    finetune read, with no word of what to do with them (CLI check h_cli3, M6).
+    """
+    from ..core.dataset import DatasetError
+
+    try:
+        return open_dataset(args.data, quiet=args.quiet)
+    except DatasetError as exc:
+        from ..core.finetune import FinetuneError, labelled_pairs
+
+        try:
+            pairs = labelled_pairs(args.data) if Path(args.data).is_dir() else []
+        except (FinetuneError, OSError):
+            pairs = []
+        if not pairs:
+            raise
+        raise DatasetError(
+            f"{exc} It holds {len(pairs)} image(s) beside their label images (e.g. "
+            f"{pairs[0][1].name}), which train does not read: to teach a model those images, "
+            f"fine-tune it on them (nuclei-unet finetune default {args.data} --out PROJECT; "
+            "their labels are the corrections). evaluate and predict read such a folder as "
+            "it is.") from None
 
 
 def _refuse_trained_folder(out: Path) -> None:
