@@ -146,6 +146,11 @@ def test_under_torchrun_each_note_is_printed_once(dataset, tmp_path):
     assert done.returncode != 0
     refusals = [line for line in done.stderr.splitlines() if "nuclei-unet: error:" in line]
     assert len(refusals) == 1 and str(out) in refusals[0], done.stderr
+    # and a batch that does not split over the processes (CLI check h_cli3, L7)
+    done = _torchrun(["train", str(dataset), "--epochs", "1", *loud, "--out",
+                      str(tmp_path / "odd"), "--batch-size", "3"], _env())
+    refusals = [line for line in done.stderr.splitlines() if "nuclei-unet: error:" in line]
+    assert len(refusals) == 1 and "cannot be split evenly" in refusals[0], done.stderr
 
 
 def _worker(rank: int, store_path: str, results: dict) -> None:

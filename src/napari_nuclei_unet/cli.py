@@ -142,7 +142,10 @@ def _build_parser() -> argparse.ArgumentParser:
                     "train, predict, evaluate, fine-tune on corrected masks, and share a "
                     "model as a bioimage.io package.",
         epilog="Progress goes to stderr, results to stdout. Run "
-               f"'{PROG} COMMAND --help' for the options of one command.",
+               f"'{PROG} COMMAND --help' for the options of one command. Exit status: 0 "
+               "done; 2 a problem with what was given or with this computer, said in one "
+               "line (a missing file, a bad option, a full disk, out of memory); 1 an "
+               "unexpected error (please report it, with --debug); 130 Ctrl-C; 143 SIGTERM.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true",

@@ -50,7 +50,11 @@ def is_refusal(exc: BaseException) -> bool:
     napari_nuclei_unet.cli`` (torchrun), that module is ``__main__``, and a class of its
     own would be another one than the commands raise.
     """
-    return isinstance(exc, (UsageError, FileNotFoundError))
+    # torchrun's set-up refused (a batch that does not split over the processes): the
+    # same in every process, and said by each (CLI check h_cli3, L7)
+    distributed = sys.modules.get("napari_nuclei_unet.core.distributed")
+    same = (distributed.DistributedError,) if distributed is not None else ()
+    return isinstance(exc, (UsageError, FileNotFoundError, *same))
 
 
 def another_rank() -> bool:
@@ -87,10 +91,11 @@ def is_peer_lost(exc: BaseException) -> bool:
 
 def peer_lost_message(args: argparse.Namespace) -> str:
     out = getattr(args, "out", None)
-    resume = f" or continue with --resume {os.path.join(out, 'last.safetensors')}" if out else ""
+    resume = (f"; or run the command again with --resume "
+              f"{os.path.join(out, 'last.safetensors')}" if out else "")
     return ("another process of this torchrun group stopped (out of memory, a lost "
-            "machine...): see its messages above. torchrun starts the group again with "
-            f"--max-restarts N{resume}.")
+            "machine...): see its messages above. To go on, start torchrun with "
+            f"--max-restarts N, which starts the group again by itself{resume}.")
 
 
 def is_killed_worker(exc: BaseException) -> bool:
