@@ -739,3 +739,20 @@ def test_a_stopped_runs_package_counts_its_trained_epochs_as_its_checkpoint_does
     assert shareable_training_record({}, best)["epochs_run"] == 7
     save_checkpoint(tmp_path / "last", net, config, {"metrics": {"epoch": 8}})
     assert shareable_training_record({}, best)["epochs_run"] == 8
+
+
+def test_the_foreground_channel_of_a_multi_channel_output_is_found_by_its_name(tmp_path):
+    # channel 0 was taken whatever the package said: of a background / foreground /
+    # boundary output, the background (CLI check h_cli3, M8)
+    def channels(names):
+        def edit(data, folder):
+            data["outputs"][0]["axes"][1]["channel_names"] = names
+        return edit
+
+    package = _copy_package(tmp_path / "a", channels(["background", "foreground", "boundary"]))
+    assert BioimageioModel(package).output_channel == 1
+    assert BioimageioModel(_real_package()).output_channel == 0
+    package = _copy_package(tmp_path / "b", channels(["class0", "class1"]))
+    with pytest.raises(CheckpointError, match=r"outputs 2 channels \(class0, class1\), none of "
+                                              "them named as a foreground probability"):
+        BioimageioModel(package)

@@ -48,6 +48,10 @@ from .weights import (  # noqa: F401 - re-exported: where callers have found the
     choose_weights,
 )
 
+#: Output channel names read as the foreground probability of a multi-channel output.
+FOREGROUND_NAMES = ("foreground", "fg", "probability", "foreground_probability", "nuclei",
+                    "nucleus", "nuclei_probability", "mask", "semantic")
+
 
 class NotAPackage(CheckpointError):
     """A file given as a bioimage.io package (a ``.zip``, a folder) that holds none."""
@@ -295,6 +299,7 @@ class BioimageioModel:
                 f"{self.source} expects {channels} input channels; napari-nuclei-unet can "
                 "feed 1 (grey) or 3 (RGB) channels."
             )
+        self.output_channel = self._foreground_channel(out)
         self.input_id = inp.id
         self.output_id = out.id
         self.input_axes = [str(a.id) for a in inp.axes]
@@ -305,6 +310,29 @@ class BioimageioModel:
             or [0]
         )
         self._space_axes = [a for a in inp.axes if _axis_kind(a) == "space"]
+
+    def _foreground_channel(self, out: Any) -> int:
+        """The output channel holding the foreground probability.
+
+        Channel 0 was taken whatever the package declared: of a background / foreground
+        / boundary output, the background (CLI check h_cli3, M8). One channel is it; of
+        several, the one named so; none named so is refused.
+        """
+        names = [str(n) for a in out.axes if _axis_kind(a) == "channel"
+                 for n in (getattr(a, "channel_names", None) or [])]
+        if len(names) <= 1:
+            return 0
+        wanted = [i for i, n in enumerate(names) if n.lower().replace("-", "_") in
+                  FOREGROUND_NAMES]
+        across = [str(p.id) for p in (getattr(out, "postprocessing", None) or [])
+                  if str(getattr(p, "id", "")) == "softmax"]
+        if len(wanted) != 1 or across:
+            raise CheckpointError(
+                f"{self.source} outputs {len(names)} channels ({', '.join(names)}), none of "
+                "them named as a foreground probability (e.g. 'foreground', 'nuclei'): "
+                "napari-nuclei-unet uses models whose output is the probability that a "
+                "pixel is in a nucleus, and cannot tell which of these that is.")
+        return wanted[0]
 
     def summary(self) -> dict:
         """Name, description, licence, authors, weight format and source of the package."""
@@ -486,7 +514,7 @@ class BioimageioModel:
                         stat=sample.stat, id="image")
         pipeline.apply_postprocessing(output)
         prob = self._output_plane(np.asarray(output.members[self.output_id].data),
-                                  [str(d) for d in out_dims])
+                                  [str(d) for d in out_dims], channel=0)  # the one merged
         if not np.isfinite(prob).all():  # NaN > threshold is False: an empty mask, silently
             raise CheckpointError(
                 f"The network of {self.source} gives values that are not numbers (NaN or "
@@ -558,11 +586,14 @@ class BioimageioModel:
             kinds.insert(0, "channel")
         return np.transpose(array, [kinds.index(k) for k in ("channel", *space)])
 
-    def _output_plane(self, array: np.ndarray, dims: list[str]) -> np.ndarray:
-        """Output tensor -> ``(H, W)`` of channel 0 (batch 0)."""
-        index = []
+    def _output_plane(self, array: np.ndarray, dims: list[str],
+                      channel: int | None = None) -> np.ndarray:
+        """Output tensor -> ``(H, W)`` of the foreground channel (or ``channel``), batch 0."""
+        channel = self.output_channel if channel is None else channel
+        index: list[Any] = []
         for d in dims:
-            index.append(0 if d in ("batch", "channel", "b", "c") else slice(None))
+            index.append(0 if d in ("batch", "b") else channel
+                         if d in ("channel", "c") else slice(None))
         return np.asarray(array[tuple(index)], dtype=np.float32)
 
     def _plane_to_output(self, plane: np.ndarray, dims: list[str]) -> np.ndarray:
