@@ -564,3 +564,28 @@ def test_a_value_error_raised_outside_the_package_may_be_a_bug(dataset, tmp_path
     code, out, err = run_cli(capsys, "-q", "train", dataset, "--out", tmp_path / "s", *TINY)
     assert_one_line_error(code, err)
     assert len(err) < 1800 and "[...]" in err
+
+
+def test_progress_in_a_log_file_is_a_line_a_minute(monkeypatch):
+    # a big image's predict wrote nothing to a log file for minutes (no bar there), and
+    # a step's words stayed on every block after it (CLI check h_cli3, M4)
+    import io
+    import time
+
+    from napari_nuclei_unet._cli.progress import ProgressBars
+    from napari_nuclei_unet.core.progress import Progress
+
+    clock = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    log = io.StringIO()  # not a terminal: no bar
+    with ProgressBars(file=log) as bars:
+        bars(Progress("blocks", 0, 40, "measuring the nucleus size"))
+        clock[0] += 30
+        bars(Progress("blocks", 5, 40))
+        assert log.getvalue() == ""
+        clock[0] += 31
+        bars(Progress("blocks", 9, 40))
+        clock[0] += 10
+        bars(Progress("blocks", 12, 40))
+    assert log.getvalue().splitlines() == ["blocks: 9 of 40 blocks done"]
+    assert ProgressBars.UNITS["blocks"] == "block"

@@ -1,6 +1,7 @@
 """Progress on stderr: tqdm bars for the core generators' updates, one line per epoch.
 
-Bars are drawn only when stderr is a terminal (tqdm's ``disable=None``); the
+Bars are drawn only when stderr is a terminal (tqdm's ``disable=None``); elsewhere (a
+log file) a stage still under way after a minute writes a line a minute. The
 per-epoch lines and notes are always written (unless ``--quiet``), so a log file of
 a long training run on a cluster still shows how it went.
 """
@@ -34,30 +35,50 @@ class ProgressBars:
         Where to draw (default: stderr).
     """
 
+    #: Seconds between the lines written in place of a bar when stderr is a log file.
+    LOG_EVERY_S = 60.0
+    #: What a stage counts (images by default).
+    UNITS = {"blocks": "block", "merge": "step", "size": "sample"}
+
     def __init__(self, *, quiet: bool = False, file: TextIO | None = None) -> None:
         self.quiet = quiet
         self.file = file
         self._bar: Any = None
         self._stage: str | None = None
+        self._logged = 0.0
+        self._unit = "img"
 
     def __call__(self, update: Any) -> None:
         """Show one update (objects without ``stage``/``done``/``total`` are ignored)."""
         if self.quiet or not hasattr(update, "stage") or not hasattr(update, "done"):
             return
+        import time
+
         from tqdm import tqdm
 
         if update.stage != self._stage or self._bar is None:
             self.close()
             self._stage = update.stage
-            self._bar = tqdm(total=update.total or None, desc=update.stage, unit="img",
+            self._logged = time.monotonic()
+            self._unit = self.UNITS.get(update.stage, "img")
+            self._bar = tqdm(total=update.total or None, desc=update.stage, unit=self._unit,
                              file=self.file or sys.stderr, disable=None, leave=False,
                              dynamic_ncols=True)
         bar = self._bar
         if update.total and bar.total != update.total:
             bar.total = update.total
         bar.update(max(0, update.done - bar.n))
-        if update.message:
-            bar.set_postfix_str(str(update.message)[:40], refresh=False)
+        # a step's words go with it ("measuring the nucleus size" stayed on every block
+        # after it: CLI check h_cli3, M4)
+        bar.set_postfix_str(str(update.message or "")[:40], refresh=False)
+        if bar.disable and time.monotonic() - self._logged >= self.LOG_EVERY_S:
+            # no bar in a log file (a cluster job's): a line a minute, where a 20,000 px
+            # slide said nothing for 12 minutes (CLI check h_cli3, M4)
+            self._logged = time.monotonic()
+            of = f" of {update.total}" if update.total else ""
+            words = f" ({update.message})" if update.message else ""
+            note(f"{update.stage}: {update.done}{of} {self._unit}s done{words}",
+                 file=self.file)
 
     def close(self) -> None:
         """Close the current bar."""
