@@ -150,7 +150,7 @@ def test_out_checks_say_the_same_on_both_paths(tmp_path, capsys):
         code, _, err = run_cli(capsys, "predict", "default", tmp_path / image, "--out",
                                tmp_path / out)
         assert_one_line_error(code, err, f"1 {what}(s) already exist in",
-                              "add --overwrite to replace them")
+                              "add --skip-existing to segment only the images without results")
 
 
 # -- M12: absurd diameters are refused --------------------------------------------------------

@@ -78,8 +78,9 @@ def check_targets(out: Path, targets: Iterable[Path], inputs: Iterable[Any], *,
     if existing and not overwrite:
         raise FileExistsError(
             f"{len(existing)} {what}(s) already exist in {out} (e.g. {existing[0].name}); "
-            f"they may hold {kept}, so nothing was written. Choose another --out, or add "
-            "--overwrite to replace them.")
+            f"they may hold {kept}, so nothing was written. Choose another --out, add "
+            "--skip-existing to segment only the images without results (after a run "
+            "that was stopped), or --overwrite to replace them.")  # (CLI check h_cli3, L2)
 
 
 def _inputs_hit(targets: list[Path], inputs: Iterable[Any]) -> list[tuple[Path, Path]]:
