@@ -878,3 +878,26 @@ def test_a_project_one_may_not_write_to_is_still_read(tmp_path, monkeypatch):
     with pytest.raises(KeyError):
         CorrectionStore(tmp_path).load_samples(["other"])
 
+
+
+def test_a_version_that_could_not_be_saved_leaves_no_empty_folder(tmp_path, monkeypatch):
+    # a full disk left an empty versions/v001 ("not a complete model version"), and the
+    # next round was saved as v002 (CLI check h_cli3, L4)
+    import errno
+
+    from napari_nuclei_unet.core import checkpoint as checkpoint_module
+
+    checkpoint, model, config = _tiny_checkpoint(tmp_path / "base.safetensors")
+    versions = ModelVersions(tmp_path / "project")
+    versions.record_base(checkpoint)
+    real = checkpoint_module.save_checkpoint
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint_module, "save_checkpoint", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        versions.add(model, config, {"round": 1})
+    assert not (tmp_path / "project" / "versions" / "v001").exists()
+    monkeypatch.setattr(checkpoint_module, "save_checkpoint", real)
+    assert versions.add(model, config, {"round": 1}).name == "v001"
