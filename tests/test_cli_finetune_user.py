@@ -374,6 +374,10 @@ def test_evaluate_scores_images_beside_their_label_images(tmp_path, capsys):
     images = json.loads(out)["images"]
     assert sorted(row["id"] for row in images) == ["cells-plane0", "more-plane0"]
     assert all(0.0 <= row["iou"] <= 1.0 for row in images)
+    # each row names its file and plane: ids lose accents and other letters, and a
+    # script could not join the scores to its files (CLI check h_cli3, M7)
+    assert sorted((row["file"], row["plane"]) for row in images) == [("cells.tif", 0),
+                                                                      ("more.tif", 0)]
     assert "cells.tif + cells_labels.tif: 1 plane read" in err
     # the README's OME-TIFF: predict names its labels embryo_labels.tif
     ome = tmp_path / "ome"

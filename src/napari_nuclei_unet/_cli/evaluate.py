@@ -176,9 +176,10 @@ def run(args: argparse.Namespace) -> int:
     if device.type == "cpu":
         configure_cpu_threads()  # physical cores: hyper-threads slow convolutions down
     # a fine-tuning project, or your images beside their label images, as finetune reads them
+    origins: dict[str, tuple[str, int]] = {}
     samples = own_labelled_samples(args.data, quiet=args.quiet,
                                    axes=getattr(args, "axes", None),
-                                   channel=getattr(args, "channel", None))
+                                   channel=getattr(args, "channel", None), origins=origins)
     where: Any = args.data
     if samples is not None and getattr(args, "split", "all") != "all" and not args.quiet:
         note(f"--split {args.split} is ignored: {args.data} is not the model's training "
@@ -201,6 +202,9 @@ def run(args: argparse.Namespace) -> int:
         report = drive(evaluate(loaded.model, samples, threshold=args.threshold, device=device,
                                 segment_options=options), bars)
     data = report.to_json()
+    for row in data["images"]:  # a script joins the scores to its files (h_cli3, M7)
+        if row["id"] in origins:
+            row["file"], row["plane"] = origins[row["id"]]
     data["summary"]["diameter"] = NATIVE if options is None else (
         "automatic" if options.diameter == 0 else options.diameter)
     data["summary"]["tta"] = bool(options is not None and options.tta)

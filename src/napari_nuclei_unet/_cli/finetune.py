@@ -63,13 +63,15 @@ def check_labelled_exists(path: str) -> None:
 
 
 def own_labelled_samples(path: str | Path, *, quiet: bool, project: str | None = None,
-                         axes: str | None = None, channel: int | None = None) -> list | None:
+                         axes: str | None = None, channel: int | None = None,
+                         origins: dict | None = None) -> list | None:
     """The labelled images of a fine-tuning project or of a folder of image + label pairs.
 
     None for anything else (a DSB2018 dataset, its zip or one sample folder). Pairs are
     stored in ``project`` when given, else read through a temporary project. A folder of
     images (or label images) that pair up with nothing is refused, saying what is
-    missing, rather than read as a dataset it is not.
+    missing, rather than read as a dataset it is not. ``origins``, when given, gets each
+    pair's sample id -> (image file name, plane number).
     """
     from ..core.finetune import (
         LABELS_SUFFIX,
@@ -98,7 +100,7 @@ def own_labelled_samples(path: str | Path, *, quiet: bool, project: str | None =
         return None
     found = pair_up(folder)
     if found.pairs and project is None:
-        return read_pairs(found, quiet=quiet, axes=axes, channel=channel)
+        return read_pairs(found, quiet=quiet, axes=axes, channel=channel, origins=origins)
     if found.pairs:
         return _store_pairs(CorrectionStore(project), found, quiet=quiet, axes=axes,
                             channel=channel, verb=f"added to the project in {project}")
@@ -168,7 +170,7 @@ def _image_of(labels_name: str) -> str:
 
 
 def read_pairs(found: Any, *, quiet: bool, axes: str | None = None,
-               channel: int | None = None) -> list[Any]:
+               channel: int | None = None, origins: dict | None = None) -> list[Any]:
     """Samples of the pairs of ``found`` (``own.pair_up``), as a project stores them.
 
     For images that are scored, not stored (``finetune --held-out``, ``evaluate``): a
@@ -180,11 +182,11 @@ def read_pairs(found: Any, *, quiet: bool, axes: str | None = None,
 
     with tempfile.TemporaryDirectory(prefix="nuclei-unet-") as scratch:
         return _store_pairs(CorrectionStore(scratch), found, quiet=quiet, axes=axes,
-                            channel=channel, verb="read")
+                            channel=channel, verb="read", origins=origins)
 
 
 def _store_pairs(store: Any, found: Any, *, quiet: bool, axes: str | None,
-                 channel: int | None, verb: str) -> list[Any]:
+                 channel: int | None, verb: str, origins: dict | None = None) -> list[Any]:
     """Store the pairs of ``found`` (``core.finetune.own.pair_up``) in ``store``.
 
     What of the folder is not used (images without labels, labels without images) is
@@ -211,6 +213,8 @@ def _store_pairs(store: Any, found: Any, *, quiet: bool, axes: str | None,
         copies = _removed_count(store)
         added = add_labelled_image(store, image, labels, axes=axes, channel=chosen)
         ids += [c.id for c in added]
+        if origins is not None:  # its ids lose accents and other letters (h_cli3, M7)
+            origins.update({c.id: (image.name, plane) for plane, c in enumerate(added)})
         nuclei = (counted(added[0].n_nuclei, "nucleus", "nuclei") if len(added) == 1 else
                   ", ".join(str(c.n_nuclei) for c in added) + " nuclei")
         replaced = sum(c.id in stored for c in added)
