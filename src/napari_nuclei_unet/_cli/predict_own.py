@@ -23,7 +23,12 @@ from .predict import (
     is_native,
     skipped_words,
 )
-from .predict_notes import note_axes_overridden, note_guessed_planes, note_label_like
+from .predict_notes import (
+    note_axes_overridden,
+    note_guessed_planes,
+    note_label_like,
+    note_large_planes,
+)
 from .progress import ProgressBars, first_names, note, note_weights
 
 #: Options that ask for the own-image path even for a PNG or a folder of PNGs.
@@ -334,6 +339,7 @@ def _check_inputs(files: list[Path], args: argparse.Namespace, total: int = 0
         elif args.axes is not None and path not in own:
             note_axes_overridden(path, args)
         note_label_like(path, stack, args)
+        note_large_planes(path, stack, args)
         if stack.other_series:
             note(f"note: {path.name} holds {stack.other_series + 1} images (positions or "
                  f"series); only the first ({' x '.join(map(str, stack.data.shape))}, "
