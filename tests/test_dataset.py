@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 import warnings
 import zipfile
 
@@ -537,3 +538,45 @@ def test_a_file_that_cannot_be_read_is_named_once(tmp_path):
         read_image(bad)
     text = str(info.value)
     assert text.count(str(bad)) == 1 and "abc_mask001.png" in text.split(str(bad))[1]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
+def test_decoding_workers_end_when_their_command_is_killed(tmp_path):
+    # kill -9 during decoding left the workers (and their resource tracker) running for
+    # good, holding the caller's output open (CLI check h_cli3, M2)
+    import subprocess
+    import time
+
+    script = tmp_path / "pool.py"
+    script.write_text(
+        "import concurrent.futures as cf, multiprocessing, os, time\n"
+        "if __name__ == '__main__':\n"
+        "    from napari_nuclei_unet.core.dataset_decode import die_with_parent\n"
+        "    pool = cf.ProcessPoolExecutor(2, multiprocessing.get_context('spawn'),\n"
+        "                                  initializer=die_with_parent,\n"
+        "                                  initargs=(os.getpid(),))\n"
+        "    [pool.submit(time.sleep, 120) for _ in range(2)]\n"
+        "    time.sleep(3)\n"
+        "    print(*pool._processes, flush=True)\n"
+        "    time.sleep(120)\n")
+    command = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    workers = [int(p) for p in command.stdout.readline().split()]
+    assert len(workers) == 2
+    command.kill()
+    command.wait()
+    deadline = time.monotonic() + 10
+
+    def alive(pid):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        with open(f"/proc/{pid}/stat") as handle:  # a zombie waits for init: gone
+            return handle.read().split(") ")[1][0] != "Z"
+
+    while any(alive(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [p for p in workers if alive(p)]
+    for pid in left:
+        os.kill(pid, 9)
+    assert not left

@@ -224,6 +224,28 @@ def _is_main_guard(test: ast.expr) -> bool:
                      ast.dump(ast.Constant("__main__"))}
 
 
+def die_with_parent(parent: int) -> None:
+    """In a decoding worker: end when the process that started it ends (Linux).
+
+    A command killed (kill -9, the out-of-memory killer) while it decoded a dataset left
+    its workers and their resource tracker running for good, blocked writing to the pipe
+    of a process that was gone, and holding the caller's output open (CLI check h_cli3,
+    M2). A ``ProcessPoolExecutor`` initializer: it runs once in each worker.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not glibc/musl: as before
+        return
+    if os.getppid() != parent:  # the parent was gone before the signal was asked for
+        os._exit(1)
+
+
 def _run_tasks(
     fn: Callable,
     kind: str,
@@ -245,7 +267,8 @@ def _run_tasks(
     if not parallel or n_workers < 2 or len(items) < 2 or spawn_reruns_main():
         return (yield from _run_serial(fn, kind, root, items, should_stop))
     ctx = multiprocessing.get_context("spawn")
-    pool = cf.ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx)
+    pool = cf.ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx,
+                                  initializer=die_with_parent, initargs=(os.getpid(),))
     finished: set[str] = set()
     try:
         # biggest first, so the pool does not wait on one large sample at the end
