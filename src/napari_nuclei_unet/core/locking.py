@@ -212,7 +212,8 @@ def hold_output_folder(folder: str | os.PathLike) -> Iterator[None]:
 
     Two commands into one folder both succeeded, the later one replacing the earlier
     one's results without ``--overwrite`` (CLI check h_cli3, H2). The lock file is kept
-    in the cache folder, named after the folder's absolute path, so that the results
+    in the cache folder, named after the folder's real path (a link to it is the same
+    folder), so that the results
     folder holds results only and is not created before the input is checked.
 
     Raises
@@ -225,7 +226,7 @@ def hold_output_folder(folder: str | os.PathLike) -> Iterator[None]:
 
     from .cache import cache_dir
 
-    key = os.path.normcase(os.path.abspath(os.fspath(folder))).encode("utf-8", "surrogatepass")
+    key = os.path.normcase(os.path.realpath(os.fspath(folder))).encode("utf-8", "surrogatepass")
     command = " ".join(sys.argv[:6]) + (" …" if len(sys.argv) > 6 else "")
     stack = ExitStack()
     try:
