@@ -233,6 +233,7 @@ def test_cli_folder_mapped_over_a_cluster_equals_plain(tmp_path, capsys, monkeyp
         # relative paths reach the workers whole: they read and write in their own
         # folder, where the results went (CLI check h_cli3, H1)
         monkeypatch.chdir(tmp_path)
+        (tmp_path / "default").mkdir()  # not taken for the model (review h_rev29, 3)
         assert main(["predict", "default", "in/img2.tif", "--out", "relative",
                      "--scheduler", cluster.scheduler_address]) == 0
     assert mapped[1:] == [[str(folder / "img1.tif")], [str(folder / "img2.tif")]]

@@ -580,3 +580,26 @@ def test_decoding_workers_end_when_their_command_is_killed(tmp_path):
     for pid in left:
         os.kill(pid, 9)
     assert not left
+
+
+def test_the_decoding_pool_starts_its_workers_to_end_with_it(tmp_path, monkeypatch):
+    # what the test above checks is what the dataset's own pool does (review h_rev29, 10)
+    import concurrent.futures as cf
+
+    from napari_nuclei_unet.core import dataset_decode
+
+    made = []
+
+    class Pool(cf.ThreadPoolExecutor):
+        def __init__(self, max_workers=None, mp_context=None, **kwargs):
+            made.append(kwargs)
+            super().__init__(max_workers)
+
+    monkeypatch.setattr(dataset_decode.cf, "ProcessPoolExecutor", Pool)
+    monkeypatch.setattr(dataset_decode, "spawn_reruns_main", lambda: False)
+    items = [type("Item", (), {"id": str(k), "masks": ()})() for k in range(3)]
+    job = dataset_decode._run_tasks(lambda kind, root, item: ("ok", item.id), "x", "r", items,
+                                    parallel=True, workers=2, should_stop=None)
+    assert sorted(payload for _, _, payload in job) == ["0", "1", "2"]
+    assert made == [{"initializer": dataset_decode.die_with_parent,
+                     "initargs": (os.getpid(),)}]

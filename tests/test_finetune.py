@@ -885,19 +885,19 @@ def test_a_version_that_could_not_be_saved_leaves_no_empty_folder(tmp_path, monk
     # next round was saved as v002 (CLI check h_cli3, L4)
     import errno
 
-    from napari_nuclei_unet.core import checkpoint as checkpoint_module
+    from napari_nuclei_unet.core import atomic
 
     checkpoint, model, config = _tiny_checkpoint(tmp_path / "base.safetensors")
     versions = ModelVersions(tmp_path / "project")
     versions.record_base(checkpoint)
-    real = checkpoint_module.save_checkpoint
+    real = atomic.write_temp
 
-    def disk_full(*args, **kwargs):
+    def disk_full(*args, **kwargs):  # the save's lock file is made by then
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(checkpoint_module, "save_checkpoint", disk_full)
-    with pytest.raises(OSError, match="No space left"):
+    monkeypatch.setattr(atomic, "write_temp", disk_full)
+    with pytest.raises((OSError, ValueError), match="is full"):
         versions.add(model, config, {"round": 1})
     assert not (tmp_path / "project" / "versions" / "v001").exists()
-    monkeypatch.setattr(checkpoint_module, "save_checkpoint", real)
+    monkeypatch.setattr(atomic, "write_temp", real)
     assert versions.add(model, config, {"round": 1}).name == "v001"

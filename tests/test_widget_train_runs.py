@@ -122,10 +122,18 @@ def test_a_run_stopped_before_validating_says_its_weights_are_not_validated(
 
     _viewer, widget = trainer
     widget.set_config(tiny_config(epochs=50, steps_per_epoch=50))
+    import threading
+
+    class StoppedAlready(threading.Event):  # Stop pressed before the run's first step
+        def clear(self):
+            pass
+
+    stop_event, widget._stop_event = widget._stop_event, StoppedAlready()
+    widget._stop_event.set()
     with capture_notifications() as notes:  # stopped before its first step: no model
         worker = widget.start()  # (its untrained weights were "best": h_cli3, M1)
-        widget.stop()
         wait_worker(qtbot, worker, timeout=120_000)
+    widget._stop_event = stop_event
     assert not widget.result.trained and widget.best_checkpoint is None
     assert widget.best_label.text() == "Best model: —"
     assert notes.any("Training stopped before its first step: nothing was trained"), \

@@ -145,7 +145,8 @@ def _build_parser() -> argparse.ArgumentParser:
                f"'{PROG} COMMAND --help' for the options of one command. Exit status: 0 "
                "done; 2 a problem with what was given or with this computer, said in one "
                "line (a missing file, a bad option, a full disk, out of memory); 1 an "
-               "unexpected error (please report it, with --debug); 130 Ctrl-C; 143 SIGTERM.",
+               "unexpected error (please report it, with --debug), or under torchrun a process "
+               "whose peer stopped; 130 Ctrl-C; 143 SIGTERM.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true",

@@ -50,10 +50,11 @@ def is_refusal(exc: BaseException) -> bool:
     napari_nuclei_unet.cli`` (torchrun), that module is ``__main__``, and a class of its
     own would be another one than the commands raise.
     """
-    # torchrun's set-up refused (a batch that does not split over the processes): the
-    # same in every process, and said by each (CLI check h_cli3, L7)
+    # a batch that does not split over the processes: the same in every process, and
+    # said by each (CLI check h_cli3, L7); not every DistributedError (too many processes
+    # for the GPUs is raised by the ranks past them only: review h_rev29, 1)
     distributed = sys.modules.get("napari_nuclei_unet.core.distributed")
-    same = (distributed.DistributedError,) if distributed is not None else ()
+    same = (distributed.BatchSplitError,) if distributed is not None else ()
     return isinstance(exc, (UsageError, FileNotFoundError, *same))
 
 

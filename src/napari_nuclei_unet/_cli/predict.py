@@ -194,15 +194,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _absolute_paths(args: argparse.Namespace) -> None:
-    """MODEL, INPUT and --out as absolute paths, for a cluster's workers.
+    """INPUT and --out as absolute paths, for a cluster's workers (MODEL: as loaded).
 
     The workers of ``--scheduler`` read and write in their own working folder: results
     went to the workers' folder while the command said it wrote them to ``--out``
-    (CLI check h_cli3, H1).
+    (CLI check h_cli3, H1). The model's checkpoint goes to them as the absolute path it
+    was loaded from (``predict_own._model_reference``).
     """
     args.input, args.out = os.path.abspath(args.input), os.path.abspath(args.out)
-    if os.path.exists(args.model):  # not 'default' or a name the workers resolve
-        args.model = os.path.abspath(args.model)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ or the blocks of one large image.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -602,7 +603,9 @@ def _model_reference(args: argparse.Namespace, client: Any) -> tuple[Any, Any]:
     loaded = load_any_model(args.model, device=device)  # a bad model fails here, early
     note_weights(loaded)
     if client is not None:
-        return (str(loaded.path) if loaded.path is not None else args.model), loaded.model
+        # absolute: a remote worker reads it in its own folder (h_cli3, H1; h_rev29, 3)
+        return (os.path.abspath(loaded.path) if loaded.path is not None else args.model), \
+            loaded.model
     if device.type == "cpu":
         configure_cpu_threads()
     return loaded.model, loaded.model

@@ -324,9 +324,13 @@ class BioimageioModel:
             return 0
         wanted = [i for i, n in enumerate(names) if n.lower().replace("-", "_") in
                   FOREGROUND_NAMES]
-        across = [str(p.id) for p in (getattr(out, "postprocessing", None) or [])
-                  if str(getattr(p, "id", "")) == "softmax"]
-        if len(wanted) != 1 or across:
+        if any(str(getattr(p, "id", "")) == "softmax"
+               for p in (getattr(out, "postprocessing", None) or [])):
+            raise CheckpointError(  # over the channels: one channel alone cannot take it
+                f"{self.source} outputs {len(names)} channels ({', '.join(names)}) that its "
+                "softmax postprocessing combines: napari-nuclei-unet reads one foreground "
+                "channel and cannot run it.")
+        if len(wanted) != 1:
             raise CheckpointError(
                 f"{self.source} outputs {len(names)} channels ({', '.join(names)}), none of "
                 "them named as a foreground probability (e.g. 'foreground', 'nuclei'): "

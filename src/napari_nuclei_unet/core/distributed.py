@@ -54,6 +54,10 @@ class DistributedError(ValueError):
     """The torchrun set-up or options cannot be used (message says why and what to do)."""
 
 
+class BatchSplitError(DistributedError):
+    """The global batch does not split over the processes: the same in every process."""
+
+
 def launched_by_torchrun() -> bool:
     """Whether this process was started by torchrun with more than one process."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
@@ -187,7 +191,7 @@ def check_batch_size(batch_size: int) -> int:
     """The per-rank batch size; the global ``batch_size`` must split evenly."""
     size = world_size()
     if batch_size % size:
-        raise DistributedError(
+        raise BatchSplitError(
             f"batch_size {batch_size} cannot be split evenly over {size} processes: "
             f"--batch-size is the global batch; use a multiple of {size}."
         )

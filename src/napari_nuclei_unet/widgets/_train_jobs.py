@@ -39,11 +39,16 @@ def best_summary(result: Any) -> str:
     return f"epoch {last.epoch}{iou}"
 
 
-def result_words(result: Any) -> tuple[str, str]:
-    """The Train dock's best-model line and notification for a run's ``TrainResult``."""
+def result_words(result: Any, earlier: Path | None = None) -> tuple[str, str]:
+    """The Train dock's best-model line and notification for a run's ``TrainResult``.
+
+    ``earlier``: the best model of an earlier run of the dock, still offered when this
+    one trained nothing (review h_rev29, 5).
+    """
     if not result.trained:
-        return ("Best model: —", "Training stopped before its first step: nothing was "
-                "trained, so no model was kept.")
+        return ("Best model: —" if earlier is None else f"Best model (an earlier run): "
+                f"{earlier}", "Training stopped before its first step: nothing was trained, "
+                "so no model was kept.")
     best, path = best_summary(result), Path(result.best_checkpoint)
     label = f"Best model: {best}\n{path}"
     if result.cancelled and not any(h.is_best for h in result.history):

@@ -545,7 +545,7 @@ class TrainWidget(RunOffer, QWidget):
             self.best_checkpoint = Path(result.best_checkpoint)
         if self._closing or self._dead:  # napari closing, or said as the dock closed
             return
-        label, message = result_words(result)
+        label, message = result_words(result, self.best_checkpoint)
         self.best_label.setText(label)
         notify(message)
         if result.trained:

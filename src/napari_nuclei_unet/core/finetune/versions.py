@@ -351,10 +351,15 @@ class ModelVersions:
         try:
             save_checkpoint(folder / "model.safetensors", model, config, meta)
         except BaseException:
-            # a full disk left an empty folder: "not a complete model version", and the
-            # next round skipped its number (CLI check h_cli3, L4)
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # only when nothing is in it
+            # a full disk left the folder: "not a complete model version", and the next
+            # round skipped its number (CLI check h_cli3, L4). Not saved: its save's lock
+            # and temporary files go with it (review h_rev29, 2)
+            if not (folder / "model.safetensors").exists():
+                for leftover in folder.glob(".*"):
+                    with contextlib.suppress(OSError):
+                        leftover.unlink()
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only when nothing else is in it
             raise
         version = self._read(folder)
         if version is None:  # pragma: no cover - save_checkpoint raised otherwise
