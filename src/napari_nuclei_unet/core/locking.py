@@ -15,7 +15,7 @@ import errno
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -138,6 +138,28 @@ RUN_LOCK_NAME = ".nuclei-unet-run.lock"
 _run_holders: dict[str, int] = {}
 
 
+def take_at_once(path: str | os.PathLike, busy: Callable[[str], Exception],
+                 command: str | None = None) -> ExitStack:
+    """An ``ExitStack`` holding the lock file ``path``, taken at once, or ``busy`` raised.
+
+    ``busy(owner)`` makes the exception to raise when another process (or thread)
+    holds it, with ``owner`` the words that holder left in the file ("process 4242
+    (nuclei-unet train ...)"). ``command`` is what this process leaves there (default:
+    its first arguments).
+    """
+    import sys
+
+    if command is None:
+        command = " ".join(sys.argv[:6]) + (" …" if len(sys.argv) > 6 else "")
+    stack = ExitStack()
+    try:
+        stack.enter_context(
+            exclusive_lock(path, timeout=0, owner=f"process {os.getpid()} ({command})"))
+    except LockTimeout:
+        raise busy(lock_owner(path) or "another program") from None
+    return stack
+
+
 class RunFolderBusy(ValueError):
     """Another program is writing checkpoints into the same run folder."""
 
@@ -162,8 +184,6 @@ def hold_run_folder(folder: str | os.PathLike) -> Iterator[None]:
     Re-entrant within one thread (the CLI takes it, then ``train()`` again). In a
     torch.distributed job (``RANK`` set) only rank 0 takes it.
     """
-    import sys
-
     if os.environ.get("RANK", "0") != "0":
         # a torch.distributed job: rank 0 holds the lock for the whole job (and is the
         # only rank that writes checkpoints)
@@ -181,19 +201,10 @@ def hold_run_folder(folder: str | os.PathLike) -> Iterator[None]:
     if _run_holders.get(key) == threading.get_ident():
         yield  # nested: this thread already holds it (e.g. the CLI, then train())
         return
-    command = " ".join(sys.argv[:6]) + (" …" if len(sys.argv) > 6 else "")
-    stack = ExitStack()
-    try:
-        stack.enter_context(
-            exclusive_lock(path, timeout=0, owner=f"process {os.getpid()} ({command})")
-        )
-    except LockTimeout:
-        other = lock_owner(path) or "another program"
-        raise RunFolderBusy(
-            f"{folder} is already used by a training run in {other}. Two runs writing to one "
-            "folder would mix their checkpoints: wait for that run to finish (or stop it), or "
-            "give this one another --out folder."
-        ) from None
+    stack = take_at_once(path, lambda other: RunFolderBusy(
+        f"{folder} is already used by a training run in {other}. Two runs writing to one "
+        "folder would mix their checkpoints: wait for that run to finish (or stop it), or "
+        "give this one another --out folder."))
     _run_holders[key] = threading.get_ident()
     try:
         with stack:
@@ -222,25 +233,20 @@ def hold_output_folder(folder: str | os.PathLike) -> Iterator[None]:
         At once, when another process (or thread) holds it, naming that process.
     """
     import hashlib
-    import sys
 
     from .cache import cache_dir
 
     key = os.path.normcase(os.path.realpath(os.fspath(folder))).encode("utf-8", "surrogatepass")
-    command = " ".join(sys.argv[:6]) + (" …" if len(sys.argv) > 6 else "")
     stack = ExitStack()
     try:
         locks = cache_dir() / "locks"
         locks.mkdir(parents=True, exist_ok=True)
-        path = locks / f"predict-{hashlib.sha256(key).hexdigest()[:16]}.lock"
-        stack.enter_context(
-            exclusive_lock(path, timeout=0, owner=f"process {os.getpid()} ({command})"))
-    except LockTimeout:
-        other = lock_owner(path) or "another program"
-        raise OutputFolderBusy(
-            f"{folder} is being written by another nuclei-unet predict ({other}). Two "
-            "commands writing into one folder replace each other's results: wait for it to "
-            "end, or give this one another --out folder.") from None
+        stack = take_at_once(
+            locks / f"predict-{hashlib.sha256(key).hexdigest()[:16]}.lock",
+            lambda other: OutputFolderBusy(
+                f"{folder} is being written by another nuclei-unet predict ({other}). Two "
+                "commands writing into one folder replace each other's results: wait for it "
+                "to end, or give this one another --out folder."))
     except OSError:  # no cache folder to write in (a read-only home): predict as before
         pass
     with stack:

@@ -81,12 +81,11 @@ def shareable_training_record(metadata: Mapping[str, Any],
                 metrics = read_metadata(last).get("metrics") or {}
             except (OSError, ValueError):
                 metrics = {}
-            epoch = metrics.get("epoch")
-            if isinstance(epoch, int) and not isinstance(epoch, bool):
-                # the epoch under way when it stopped is not trained, as the Model dock
-                # counts it: its package said 8 where its checkpoint said 7 (h_gui47, L2)
-                stopped = metrics.get("cancelled_at_step") is not None
-                record["epochs_run"] = epoch - 1 if stopped else epoch
+            from .train_updates import epochs_trained
+
+            epochs = epochs_trained(metrics)  # as the Model dock counts them (h_gui47)
+            if epochs is not None:
+                record["epochs_run"] = epochs
     return record
 
 

@@ -127,3 +127,17 @@ class TrainResult:
     cancelled: bool = False
     val_ids: tuple[str, ...] = ()
     trained: bool = True
+
+
+def epochs_trained(metrics: Any) -> int | None:
+    """The epochs a checkpoint's run had trained, from its ``metrics`` (None: not said).
+
+    A run stopped half way (``cancelled_at_step``) records the epoch under way, which is
+    not trained (GUI check h_gui41, L1): the Model dock and a package of it counted
+    the same run differently (h_gui47, L2).
+    """
+    epoch = metrics.get("epoch") if isinstance(metrics, dict) else None
+    if not isinstance(epoch, int) or isinstance(epoch, bool):
+        return None
+    return epoch - 1 if metrics.get("cancelled_at_step") is not None else epoch
+

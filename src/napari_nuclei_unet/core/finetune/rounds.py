@@ -194,7 +194,7 @@ def round_lock(out_dir: str | os.PathLike) -> Any:
     import sys
     from contextlib import ExitStack
 
-    from ..locking import LockTimeout, exclusive_lock, lock_owner
+    from ..locking import take_at_once
 
     project = Path(out_dir).expanduser().absolute()
     project.mkdir(parents=True, exist_ok=True)
@@ -202,20 +202,14 @@ def round_lock(out_dir: str | os.PathLike) -> Any:
     # "nuclei-unet finetune", "napari": the owner said in words, without full paths (GUI
     # check h_gui44, M1)
     command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:2]]) if sys.argv else "python"
-    held_lock = ExitStack()
     held = _HELD.__dict__.setdefault("projects", set())
     if project in held:
-        return held_lock
-    try:
-        held_lock.enter_context(
-            exclusive_lock(lock, timeout=0, owner=f"process {os.getpid()} ({command})"))
-    except LockTimeout:
-        other = lock_owner(lock) or "another program"
-        raise RoundRunning(
-            f"A fine-tuning round is already running on the project {project} (in "
-            f"{other}). Wait for it to end, or stop it, then start this one: two rounds "
-            "at once would each start from the same model, and the later would replace "
-            "the earlier without being compared with it.") from None
+        return ExitStack()
+    held_lock = take_at_once(lock, lambda other: RoundRunning(
+        f"A fine-tuning round is already running on the project {project} (in {other}). "
+        "Wait for it to end, or stop it, then start this one: two rounds at once would "
+        "each start from the same model, and the later would replace the earlier without "
+        "being compared with it."), command)
     held.add(project)
     held_lock.callback(held.discard, project)
     return held_lock
