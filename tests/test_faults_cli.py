@@ -6,9 +6,11 @@ import json
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import tifffile
 
 sys.path.insert(0, str(Path(__file__).parent))
 import test_faults_corpus as corpus  # noqa: E402
@@ -23,6 +25,25 @@ def _private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("NUCLEI_UNET_CACHE_DIR", str(tmp_path / "cache"))
 
 
+@contextmanager
+def held_in_another_process(hold: str, folder):
+    """``core.locking.<hold>(folder)`` held by another process for the ``with`` block."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import time\n"
+         f"from napari_nuclei_unet.core.locking import {hold}\n"
+         f"with {hold}({str(folder)!r}):\n"
+         "    print('held', flush=True)\n"
+         "    time.sleep(60)\n"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 @pytest.fixture
 def data(tmp_path):
     return corpus.good_dataset(tmp_path / "data", n=3)
@@ -30,23 +51,11 @@ def data(tmp_path):
 
 def test_second_writer_on_a_run_folder_fails_at_once_naming_the_other(data, tmp_path, capsys):
     run = tmp_path / "run"
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time\n"
-         "from napari_nuclei_unet.core.locking import hold_run_folder\n"
-         f"with hold_run_folder({str(run)!r}):\n"
-         "    print('held', flush=True)\n"
-         "    time.sleep(60)\n"],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with held_in_another_process("hold_run_folder", run) as holder:
         started = time.monotonic()
         code = main(["train", str(data), "--out", str(run), "--epochs", "1", *TINY])
         err = capsys.readouterr().err
         assert time.monotonic() - started < 30  # no training, no waiting
-    finally:
-        holder.kill()
-        holder.wait()
     assert code == 2, err
     assert str(run) in err and f"process {holder.pid}" in err, err
     assert "another --out" in err
@@ -62,25 +71,11 @@ def test_a_second_predict_into_one_folder_is_refused_naming_the_first(tmp_path, 
 
     image, _ = make_synthetic_sample("fluorescence", shape=(48, 48), seed=1)
     (tmp_path / "in").mkdir()
-    import tifffile
-
     tifffile.imwrite(tmp_path / "in" / "a.tif", image[..., 0])
     out = tmp_path / "out"
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import time\n"
-         "from napari_nuclei_unet.core.locking import hold_output_folder\n"
-         f"with hold_output_folder({str(out)!r}):\n"
-         "    print('held', flush=True)\n"
-         "    time.sleep(60)\n"],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with held_in_another_process("hold_output_folder", out) as holder:
         code = main(["predict", "default", str(tmp_path / "in"), "--out", str(out)])
         err = capsys.readouterr().err
-    finally:
-        holder.kill()
-        holder.wait()
     assert code == 2 and f"process {holder.pid}" in err and "another --out" in err, err
     assert not out.exists()  # nothing written, no folder made
     assert main(["-q", "predict", "default", str(tmp_path / "in"), "--out", str(out)]) == 0
