@@ -230,6 +230,21 @@ def test_train_ctrl_c_before_the_first_step_keeps_no_model(dataset, tmp_path, ca
     assert status == 0 and out.strip() == str(out_dir / "best.safetensors"), err
 
 
+def test_train_time_limit_before_the_first_step_is_a_failure(dataset, tmp_path, capsys,
+                                                            monkeypatch):
+    # it exited 0 with an empty stdout: `train ... && predict ...` went on with no model
+    from napari_nuclei_unet._cli import stopping
+
+    monkeypatch.setattr(stopping.StopRequest, "start_clock",
+                        lambda self: setattr(self, "_start", -1e9))  # already run out
+    out_dir = tmp_path / "run"
+    status, out, err = run_cli(capsys, "train", dataset, "--out", out_dir, "--epochs", "5",
+                               "--time-limit", "1", *TINY)
+    assert status == 2, err
+    assert "The time limit (1 min) ran out" in err and "Give a longer --time-limit" in err
+    assert out.strip() == "" and not (out_dir / "best.safetensors").exists()
+
+
 def test_train_time_limit_stops(dataset, tmp_path, capsys):
     out_dir = tmp_path / "run"
     code, out, err = run_cli(capsys, "train", dataset, "--out", out_dir, "--epochs", "50",

@@ -151,6 +151,22 @@ def test_out_checks_say_the_same_on_both_paths(tmp_path, capsys):
                                tmp_path / out)
         assert_one_line_error(code, err, f"1 {what}(s) already exist in",
                               "add --skip-existing to segment only the images without results")
+    # --submission refuses --skip-existing: the refusal does not offer it
+    code, _, err = run_cli(capsys, "predict", "default", tmp_path / "cells.png", "--out",
+                           tmp_path / "o1", "--submission", tmp_path / "sub.csv")
+    assert_one_line_error(code, err, "1 mask file(s) already exist in",
+                          "Choose another --out, or --overwrite to replace them.")
+    assert "--skip-existing" not in err
+
+
+def test_a_killed_worker_offers_skip_existing_only_where_it_is_taken():
+    from napari_nuclei_unet._cli.failures import killed_worker_message
+
+    exc = RuntimeError("worker tcp://127.0.0.1:4000 died")
+    assert "with --skip-existing, images already segmented are kept" in \
+        killed_worker_message(exc)
+    words = killed_worker_message(exc, can_skip=False)
+    assert "--skip-existing" not in words and words.endswith("then run it again.")
 
 
 # -- M12: absurd diameters are refused --------------------------------------------------------

@@ -444,7 +444,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _error(out_of_memory_message(exc))
             return EXIT_BAD_INPUT
         if is_killed_worker(exc):
-            _error(killed_worker_message(exc))
+            _error(killed_worker_message(
+                exc, can_skip=not getattr(args, "submission", None)))
             return EXIT_BAD_INPUT
         if is_peer_lost(exc):
             _error(f"this process (rank {os.environ.get('RANK')}) stopped: "

@@ -111,16 +111,17 @@ def is_killed_worker(exc: BaseException) -> bool:
     return killed is not None and isinstance(exc, killed)
 
 
-def killed_worker_message(exc: BaseException) -> str:
+def killed_worker_message(exc: BaseException, *, can_skip: bool = True) -> str:
     try:
         detail = " ".join(str(exc).split())[:200]
     except Exception:  # noqa: BLE001 - its str() needs the worker it names
         detail = ""
+    again = (" (with --skip-existing, images already segmented are kept)" if can_skip
+             else "")  # --submission refuses --skip-existing
     return (
         "a dask worker died while segmenting" + (f" ({detail})" if detail else "") + ": most "
         "often it ran out of memory. Use fewer --workers or a smaller --block, or give the "
-        "workers more memory; then run it again (with --skip-existing, images already "
-        "segmented are kept)."
+        f"workers more memory; then run it again{again}."
     )
 
 

@@ -43,7 +43,7 @@ def mask_file_name(image_id: str, fmt: str) -> str:
 
 
 def check_targets(out: Path, targets: Iterable[Path], inputs: Iterable[Any], *,
-                  overwrite: bool, what: str, kept: str) -> None:
+                  overwrite: bool, what: str, kept: str, can_skip: bool = True) -> None:
     """Refuse before anything is written: ``--out`` a file, an input hit, existing results.
 
     Parameters
@@ -61,6 +61,9 @@ def check_targets(out: Path, targets: Iterable[Path], inputs: Iterable[Any], *,
         What one target is, e.g. ``"mask file"``, ``"result file"``.
     kept : str
         What an existing target may hold, e.g. ``"edited masks"``.
+    can_skip : bool, default True
+        Whether the refusal may offer ``--skip-existing`` (not with ``--submission``,
+        which refuses it).
     """
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out} is a file; give a folder for the results.")
@@ -76,11 +79,12 @@ def check_targets(out: Path, targets: Iterable[Path], inputs: Iterable[Any], *,
             "replaces an input image): choose another --out folder.")
     existing = [p for p in targets if p.exists()]
     if existing and not overwrite:
+        skip = (" add --skip-existing to segment only the images without results (after a "
+                "run that was stopped)," if can_skip else "")
         raise FileExistsError(
             f"{len(existing)} {what}(s) already exist in {out} (e.g. {existing[0].name}); "
-            f"they may hold {kept}, so nothing was written. Choose another --out, add "
-            "--skip-existing to segment only the images without results (after a run "
-            "that was stopped), or --overwrite to replace them.")  # (CLI check h_cli3, L2)
+            f"they may hold {kept}, so nothing was written. Choose another --out,{skip} "
+            "or --overwrite to replace them.")  # (CLI check h_cli3, L2)
 
 
 def _inputs_hit(targets: list[Path], inputs: Iterable[Any]) -> list[tuple[Path, Path]]:
@@ -228,7 +232,8 @@ def _run(args: argparse.Namespace) -> int:
             return 0
         targets = {item.id: targets[item.id] for item in images}
     check_targets(out, targets.values(), [item.source for item in images],
-                  overwrite=args.overwrite or skip, what="mask file", kept="edited masks")
+                  overwrite=args.overwrite or skip, what="mask file", kept="edited masks",
+                  can_skip=not args.submission)
     if args.submission and Path(args.submission).exists() and not args.overwrite:
         raise FileExistsError(
             f"Submission file {args.submission} already exists; choose another name or add "

@@ -26,7 +26,8 @@ def run(args: argparse.Namespace) -> int:
     -------
     int
         0, also when stopped by the time limit (the checkpoints are saved); 130 when
-        stopped by Ctrl-C (they are saved too), so that ``train ... && predict ...`` stops.
+        stopped by Ctrl-C (they are saved too), so that ``train ... && predict ...`` stops;
+        2 when the time limit ran out before the first step (nothing to predict with).
     """
     from ..core import distributed
     from ..core.device import resolve_device
@@ -85,9 +86,17 @@ def run(args: argparse.Namespace) -> int:
                 reporter,
             )
     if not result.trained:
-        note(f"Training stopped ({stop.why}) before its first step: nothing was trained, and "
-             f"no model was saved in {args.out}.", quiet=args.quiet)
-        return stop.exit_status if stop.interrupted else 0
+        if stop.interrupted:
+            note(f"Training stopped ({stop.why}) before its first step: nothing was trained, "
+                 f"and no model was saved in {args.out}.", quiet=args.quiet)
+            return stop.exit_status
+        # exit 0 with nothing on stdout read as done to `train ... && predict ...`
+        from .failures import UsageError
+
+        raise UsageError(
+            f"The time limit ({args.time_limit:g} min) ran out while the training data was "
+            f"being prepared, before the first training step: nothing was trained, and no "
+            f"model was saved in {args.out}. Give a longer --time-limit.")
     if result.cancelled:
         note(f"Training stopped ({stop.why}). Best checkpoint kept: {result.best_checkpoint}; "
              f"last state saved to {result.last_checkpoint} (continue with "
