@@ -5,6 +5,8 @@ Usage::
     OMP_NUM_THREADS=1 python benchmarks/bench_bigimage.py --size 8000 --threads 1
     OMP_NUM_THREADS=1 python benchmarks/bench_bigimage.py --size 20000 --threads 1 --skip-workers
     python benchmarks/bench_bigimage.py --workers-only --images 16 --seam-check 2048
+    OMP_NUM_THREADS=1 python benchmarks/bench_bigimage.py --size 6000 --planes 2 \
+        --skip-workers [--whole]
 
 1. Writes a ``size x size`` uint16 tiled TIFF of synthetic nuclei (tile by tile, never
    the whole image in memory) into a temporary folder.
@@ -12,6 +14,8 @@ Usage::
    (:func:`~napari_nuclei_unet.core.own_images.process_file`: tifffile ``aszarr`` ->
    dask ``map_overlap`` blocks -> OME-Zarr labels -> tiled label TIFF + CSV) and reports
    megapixels/s and the peak resident memory of that process (``ru_maxrss``).
+   ``--planes N``: a stack of N such planes (Z), each plane block by block;
+   ``--whole``: each plane segmented whole instead, as stacks were before, to compare.
 3. ``--seam-check SIZE``: segments a SIZE x SIZE slide with the local threaded scheduler
    and on a 2-worker ``LocalCluster`` and checks the labels are identical up to
    renumbering.
@@ -48,8 +52,8 @@ def _pattern(seed: int = 0) -> np.ndarray:
     return rgb[..., 0].astype(np.uint16) * 40 + 100
 
 
-def write_slide(path: Path, size: int) -> None:
-    """Write a ``size x size`` uint16 tiled TIFF, tile by tile."""
+def write_slide(path: Path, size: int, planes: int = 1) -> None:
+    """Write a ``size x size`` uint16 tiled TIFF (``planes`` Z planes), tile by tile."""
     import tifffile
 
     patch = _pattern()
@@ -57,16 +61,19 @@ def write_slide(path: Path, size: int) -> None:
     big = np.tile(patch, (2, 2))
 
     def tiles():
-        for y in range(0, size, TILE):
-            for x in range(0, size, TILE):
-                oy, ox = y % ph, x % pw
-                yield big[oy:oy + TILE, ox:ox + TILE]
+        for z in range(planes):
+            for y in range(0, size, TILE):
+                for x in range(0, size, TILE):
+                    oy, ox = (y + 97 * z) % ph, (x + 61 * z) % pw
+                    yield big[oy:oy + TILE, ox:ox + TILE]
 
-    tifffile.imwrite(path, tiles(), shape=(size, size), dtype=np.uint16, tile=(TILE, TILE),
-                     photometric="minisblack", bigtiff=size * size * 2 > 2**31)
+    shape = (size, size) if planes == 1 else (planes, size, size)
+    tifffile.imwrite(path, tiles(), shape=shape, dtype=np.uint16, tile=(TILE, TILE),
+                     photometric="minisblack", bigtiff=planes * size * size * 2 > 2**31,
+                     metadata={"axes": "YX" if planes == 1 else "ZYX"})
 
 
-def run_one(path: str, out: str, threads: int, block: int) -> None:
+def run_one(path: str, out: str, threads: int, block: int, whole: bool = False) -> None:
     """(Child process) segment one slide and print a JSON line with time and peak RSS."""
     import torch
 
@@ -77,7 +84,8 @@ def run_one(path: str, out: str, threads: int, block: int) -> None:
     model = load_checkpoint("default").model
     Path(out).mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    summary = process_file(model, path, out, big_pixels=1, block=block, workers=1)
+    summary = process_file(model, path, out, big_pixels=2**62 if whole else 1, block=block,
+                           workers=1)
     seconds = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"seconds": seconds, "pixels": summary.pixels,
@@ -112,8 +120,8 @@ def run_seam_check(path: str, out: str, block: int) -> None:
     from napari_nuclei_unet.core.bigimage import segment_large
     from napari_nuclei_unet.core.checkpoint import load_checkpoint
     from napari_nuclei_unet.core.cluster import dask_client
+    from napari_nuclei_unet.core.lazy_plane import LazyPlane
     from napari_nuclei_unet.core.progress import drive
-    from napari_nuclei_unet.core.stacks import LazyPlane
 
     torch.set_num_threads(1)
     model_path = str(load_checkpoint("default").path)
@@ -156,12 +164,16 @@ def main() -> None:
                         help="also segment a SIZE x SIZE slide locally and on 2 workers and "
                              "compare the labels")
     parser.add_argument("--workers-only", action="store_true")
+    parser.add_argument("--planes", type=int, default=1,
+                        help="a stack of this many planes of --size x --size")
+    parser.add_argument("--whole", action="store_true",
+                        help="segment each plane whole (the path stacks took before)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         kind, *rest = args.child
         if kind == "one":
-            run_one(rest[0], rest[1], args.threads, args.block)
+            run_one(rest[0], rest[1], args.threads, args.block, args.whole)
         elif kind == "seam":
             run_seam_check(rest[0], rest[1], args.block)
         else:
@@ -172,13 +184,17 @@ def main() -> None:
         if not args.workers_only:
             slide = tmp_path / "slide.tif"
             start = time.perf_counter()
-            write_slide(slide, args.size)
-            print(f"wrote {args.size} x {args.size} uint16 TIFF "
+            write_slide(slide, args.size, args.planes)
+            stack = f"{args.planes} x " if args.planes > 1 else ""
+            print(f"wrote {stack}{args.size} x {args.size} uint16 TIFF "
                   f"({slide.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - start:.0f} s")
             res = _child("--threads", str(args.threads), "--block", str(args.block),
+                         *(["--whole"] if args.whole else []),
                          "--child", "one", str(slide), str(tmp_path / "out"))
             mp = res["pixels"] / 1e6
-            print(f"big image: {args.size} x {args.size}, {args.threads} torch thread(s), "
+            how = ", each plane whole" if args.whole else ""
+            print(f"big image: {stack}{args.size} x {args.size}{how}, "
+                  f"{args.threads} torch thread(s), "
                   f"block {args.block}: {res['seconds']:.0f} s, {mp / res['seconds']:.2f} MP/s, "
                   f"peak RSS {res['peak_rss_mb']:.0f} MB, {res['n_nuclei']} nuclei")
         if args.seam_check:

@@ -54,7 +54,7 @@ def main() -> None:
     from qtpy.QtWidgets import QApplication
 
     import napari_nuclei_unet.widgets.segment_widget as segment_widget
-    from napari_nuclei_unet.core.bigimage import create_array, open_ome_group
+    from napari_nuclei_unet.core.ome_zarr import create_array, open_ome_group
     from napari_nuclei_unet.widgets._own_layers import LayerResult
 
     labels = synthetic_labels(args.size, args.dtype)

@@ -574,25 +574,3 @@ def test_more_local_workers_than_cores_is_refused():
     with pytest.raises(ClusterError, match=r"--workers \d+ is more than this computer's"):
         with dask_client(None, (os.cpu_count() or 1) + 1):  # (affinity <= cpu_count)
             pass
-
-
-def test_a_stack_of_large_planes_is_said_to_be_segmented_whole(tmp_path, capsys, monkeypatch):
-    # a 2 x 6000 x 6000 stack took 2.3 GB, segmented plane by plane whole, where one such
-    # plane streams in blocks, with no word of it (CLI check h_cli3, M5)
-    from napari_nuclei_unet.cli import main
-    from napari_nuclei_unet.core import bigimage
-    from napari_nuclei_unet.core.synthetic import make_synthetic_sample
-
-    monkeypatch.setattr(bigimage, "BIG_PIXELS", 60 * 60)
-    planes = [make_synthetic_sample("fluorescence", shape=(64, 64), seed=k)[0][..., 0]
-              for k in range(2)]
-    tifffile.imwrite(tmp_path / "stack.tif", np.stack(planes), imagej=True,
-                     metadata={"axes": "ZYX"})
-    tifffile.imwrite(tmp_path / "one.tif", planes[0])
-    assert main(["predict", "default", str(tmp_path / "stack.tif"), "--block", "128",
-                 "--out", str(tmp_path / "out")]) == 0
-    err = capsys.readouterr().err
-    assert "stack.tif holds 2 planes of 64 x 64: each is segmented whole" in err, err
-    assert main(["predict", "default", str(tmp_path / "one.tif"), "--block", "128",
-                 "--out", str(tmp_path / "out")]) == 0
-    assert "segmented whole" not in capsys.readouterr().err

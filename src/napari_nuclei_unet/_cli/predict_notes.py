@@ -71,22 +71,3 @@ def note_axes_overridden(path: Path, args: argparse.Namespace) -> None:
     if recorded and "Q" not in recorded and recorded.replace("S", "C") != given.replace("S", "C"):
         note(f"note: --axes {args.axes.upper()} is used for {path.name}, whose file records "
              f"{recorded}.", quiet=args.quiet)
-
-
-def note_large_planes(path: Path, stack: Any, args: argparse.Namespace) -> None:
-    """A stack of large planes: each plane is segmented whole, not block by block.
-
-    Only a single large plane takes the block path; a 2 x 6000 x 6000 stack used 2.3 GB
-    where one such plane streamed in 0.64 GB, with no word of it (CLI check h_cli3, M5).
-    """
-    from ..core.bigimage import BIG_PIXELS
-
-    h, w = stack.yx_shape
-    if stack.n_planes < 2 or h * w < BIG_PIXELS:
-        return
-    gigabytes = 70 * h * w / 1e9  # measured: 65-95 bytes per pixel of one plane
-    note(f"note: {path.name} holds {stack.n_planes} planes of {h} x {w}: each is segmented "
-         f"whole (only a file of one plane is segmented block by block), which takes about "
-         f"{gigabytes:.1f} GB of memory. If that is more than this computer has, save each "
-         "plane as a file of its own (Fiji: Image > Stacks > Stack to Images).",
-         quiet=args.quiet)

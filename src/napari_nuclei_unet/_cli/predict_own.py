@@ -28,7 +28,6 @@ from .predict_notes import (
     note_axes_overridden,
     note_guessed_planes,
     note_label_like,
-    note_large_planes,
 )
 from .progress import ProgressBars, first_names, note, note_weights
 
@@ -340,7 +339,6 @@ def _check_inputs(files: list[Path], args: argparse.Namespace, total: int = 0
         elif args.axes is not None and path not in own:
             note_axes_overridden(path, args)
         note_label_like(path, stack, args)
-        note_large_planes(path, stack, args)
         if stack.other_series:
             note(f"note: {path.name} holds {stack.other_series + 1} images (positions or "
                  f"series); only the first ({' x '.join(map(str, stack.data.shape))}, "
@@ -521,7 +519,7 @@ def _segment(files: list[Path], out: Path, options: Any, args: argparse.Namespac
 
 
 def _large(path: Path, axes: str | None) -> bool:
-    """Whether ``path`` (read with ``axes``) is one plane large enough for the block path."""
+    """Whether the planes of ``path`` (read with ``axes``) are large enough for the block path."""
     from ..core.bigimage import BIG_PIXELS
     from ..core.own_images import is_large
     from ..core.stacks import open_stack

@@ -41,6 +41,7 @@ from .bigmeasure import _block_stats, _merge_table
 from .bigmeasure import measure_large as measure_large  # re-exported
 from .bigsize import measure_nuclei_size
 from .model_cache import file_identity, model_for
+from .ome_zarr import create_array, open_ome_group, write_ome_zarr_attrs
 from .own_images import label_dtype
 from .progress import Cancelled, Progress, relay
 
@@ -243,42 +244,6 @@ def _block_chunks(length: int, block: int, halo: int) -> tuple[int, ...]:
 def _ext_chunks(chunks: tuple[int, ...]) -> tuple[int, ...]:
     n = len(chunks)
     return tuple(c + (1 if k > 0 else 0) + (1 if k < n - 1 else 0) for k, c in enumerate(chunks))
-
-
-def open_ome_group(path: str | os.PathLike) -> Any:
-    """A new zarr group in the zarr v2 format of OME-Zarr 0.4 (zarr 2 or zarr 3 library)."""
-    import zarr
-
-    try:
-        return zarr.open_group(str(path), mode="w", zarr_format=2)
-    except TypeError:  # zarr 2: no zarr_format argument, v2 is the only format
-        return zarr.open_group(str(path), mode="w")
-
-
-def create_array(group: Any, name: str, shape: tuple, chunks: tuple, dtype: Any) -> Any:
-    """An empty (0-filled) array in ``group`` (zarr 3 ``create_array``, zarr 2 ``create``)."""
-    make = getattr(group, "create_array", None) or group.create_dataset
-    return make(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=0)
-
-
-def write_ome_zarr_attrs(group: Any, name: str,
-                         pixels_per_um: tuple[float, float] | None = None) -> None:
-    """Write OME-Zarr 0.4 ``multiscales`` metadata for a single-resolution YX label array.
-
-    ``pixels_per_um``: the image's pixel size ``(x, y)`` (``ImageStack.pixels_per_um``),
-    written as micrometres per pixel; without it, the scale is 1 and no unit is given.
-    """
-    axes = [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}]
-    scale = [1.0, 1.0]
-    if pixels_per_um:
-        for axis in axes:
-            axis["unit"] = "micrometer"
-        scale = [1.0 / float(pixels_per_um[1]), 1.0 / float(pixels_per_um[0])]
-    group.attrs["multiscales"] = [{
-        "version": "0.4", "name": name, "axes": axes,
-        "datasets": [{"path": "0", "coordinateTransformations": [
-            {"type": "scale", "scale": scale}]}],
-    }]
 
 
 def plane_arrays(stack: Any, flat: int, channel: int | None) -> tuple[Any, Any]:

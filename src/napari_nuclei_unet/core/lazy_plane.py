@@ -1,4 +1,4 @@
-"""The first plane of an image file as a lazily read array (dask's ``from_array``).
+"""One plane of an image file as a lazily read array (dask's ``from_array``).
 
 Big images are segmented block by block (``core.bigimage``), in this process or on a
 dask cluster: each process opens the file once and reads only the blocks it is given.
@@ -17,7 +17,7 @@ _OPENED: dict[tuple, ImageStack] = {}
 
 
 class LazyPlane:
-    """The first plane of an image file as a lazily read array, for :func:`dask.array.from_array`.
+    """One plane of an image file as a lazily read array, for :func:`dask.array.from_array`.
 
     Picklable (it holds the path, not an open file): each process of a dask cluster
     opens the file once and reads only the regions asked for (tifffile ``aszarr``).
@@ -31,11 +31,17 @@ class LazyPlane:
     channel : int, None or "all"
         One channel; None: the only channel or the RGB composite; ``"all"``: every
         channel (``(H, W, C)``, or ``(H, W)`` without a channel axis).
+    plane : int, default 0
+        The plane of a stack (``0 <= plane < n_planes``, as :meth:`ImageStack.plane_index`).
     """
 
-    def __init__(self, path: str, axes: str | None, channel: int | None | str) -> None:
-        self.path, self.axes, self.channel = str(path), axes, channel
+    def __init__(self, path: str, axes: str | None, channel: int | None | str,
+                 plane: int = 0) -> None:
+        self.path, self.axes, self.channel, self.plane = str(path), axes, channel, int(plane)
         stack = self._stack()
+        if not 0 <= self.plane < stack.n_planes:
+            raise ValueError(f"plane {plane} does not exist: {path} has {stack.n_planes} "
+                             "plane(s).")
         if channel != "all":
             stack.check_channel(channel)  # type: ignore[arg-type]
         h, w = stack.yx_shape
@@ -57,7 +63,7 @@ class LazyPlane:
         if not isinstance(index, tuple):
             index = (index,)
         ys, xs = (tuple(index) + (slice(None), slice(None)))[:2]
-        prefix = stack.plane_index(0)
+        prefix = stack.plane_index(self.plane)
         if "C" not in stack.axes:
             return np.asarray(stack.data[(*prefix, ys, xs)])
         if isinstance(self.channel, (int, np.integer)):

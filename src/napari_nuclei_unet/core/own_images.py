@@ -277,7 +277,8 @@ def write_labels_tiff(path: str | os.PathLike, labels: Any, axes: str,
     path : str or os.PathLike
         Destination.
     labels : array-like
-        numpy array, or a 2-D zarr array (written tile by tile with bounded memory).
+        numpy array, or a zarr array (a large plane, or a stack of them: written tile by
+        tile, a plane after another, with bounded memory).
     axes : str
         Axes of ``labels`` (e.g. ``"TZYX"``): an ImageJ hyperstack's when they fit one
         (T, Z, C, Y, X in that order, 16-bit: Fiji opened a TZYX result as flat slices),
@@ -321,23 +322,25 @@ def write_labels_tiff(path: str | os.PathLike, labels: Any, axes: str,
                     pass
             tifffile.imwrite(tmp, data, metadata={"axes": axes}, **shared)
             return
-        height, width = labels.shape
+        shape = tuple(labels.shape)
+        height, width = shape[-2:]
         tile = 512
         dtype = np.dtype(labels.dtype)
 
         def tiles() -> Any:
-            for y in range(0, height, tile):
-                strip = np.asarray(labels[y:y + tile, :])
-                for x in range(0, width, tile):
-                    out = np.zeros((tile, tile), dtype)
-                    part = strip[:, x:x + tile]
-                    out[:part.shape[0], :part.shape[1]] = part
-                    yield out
+            for page in np.ndindex(*shape[:-2]):  # () for one plane: once
+                for y in range(0, height, tile):
+                    strip = np.asarray(labels[(*page, slice(y, y + tile), slice(None))])
+                    for x in range(0, width, tile):
+                        out = np.zeros((tile, tile), dtype)
+                        part = strip[:, x:x + tile]
+                        out[:part.shape[0], :part.shape[1]] = part
+                        yield out
 
-        tifffile.imwrite(tmp, tiles(), shape=(height, width), dtype=dtype,
+        tifffile.imwrite(tmp, tiles(), shape=shape, dtype=dtype,
                          tile=(tile, tile), compression="zlib",
                          metadata={"axes": axes}, photometric="minisblack",
-                         bigtiff=height * width * dtype.itemsize > 2**31,
+                         bigtiff=int(np.prod(shape)) * dtype.itemsize > 2**31,
                          **_resolution_cm(pixels))
 
     return atomic_write(path, write)
@@ -384,9 +387,9 @@ class FileSummary:
 
 
 def is_large(stack: ImageStack, big_pixels: int) -> bool:
-    """Whether ``stack`` is one 2-D plane large enough for the block path."""
+    """Whether the planes of ``stack`` (one or several) are large enough for the block path."""
     h, w = stack.yx_shape
-    return stack.n_planes == 1 and h * w >= big_pixels
+    return h * w >= big_pixels
 
 
 def process_file(
@@ -420,8 +423,9 @@ def process_file(
     channel, axes
         Nuclear channel and axes override.
     big_pixels : int, optional
-        2-D planes of at least this many pixels go through the block path
-        (default :data:`~napari_nuclei_unet.core.bigimage.BIG_PIXELS`).
+        2-D planes of at least this many pixels go through the block path, a plane
+        after another for a stack (default
+        :data:`~napari_nuclei_unet.core.bigimage.BIG_PIXELS`).
     block : int, optional
         Block side of the block path.
     client : distributed.Client, optional
@@ -453,7 +457,18 @@ def process_file(
     stack.check_channel(channel)
     paths = output_paths(out_dir, stack.name)
     big = big_pixels if big_pixels is not None else BIG_PIXELS
-    if is_large(stack, big):
+    if is_large(stack, big) and stack.n_planes > 1:
+        from .bigstack import segment_large_planes
+
+        many = drive(segment_large_planes(model, path, paths["zarr"], options, axes=axes,
+                                          channel=channel, block=block, client=client,
+                                          workers=workers, threads=threads, device=device),
+                     on_update)
+        write_labels_tiff(paths["labels"], many.labels(), stack.plane_axes + "YX",
+                          stack.pixels_per_um, stack.z_spacing_um)
+        write_csv(many.table, paths["csv"])
+        n_nuclei, zarr_path, diameters = many.n_nuclei, str(paths["zarr"]), many.diameters
+    elif is_large(stack, big):
         import dask.array as da
 
         from .lazy_plane import LazyPlane

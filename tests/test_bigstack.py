@@ -1,0 +1,143 @@
+"""A stack of large planes: each plane block by block, one result numbered across planes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+tifffile = pytest.importorskip("tifffile")
+zarr = pytest.importorskip("zarr")
+
+SIZE = 150  # a "large" plane here: BIG_PIXELS is lowered below it
+
+
+@pytest.fixture
+def stack_file(tmp_path, monkeypatch):
+    from napari_nuclei_unet.core import bigimage
+    from napari_nuclei_unet.core.synthetic import make_synthetic_sample
+
+    monkeypatch.setattr(bigimage, "BIG_PIXELS", 120 * 120)
+    planes = [make_synthetic_sample("fluorescence", shape=(SIZE, SIZE), seed=k,
+                                    n_nuclei=12)[0][..., 0].astype(np.uint16) * 50
+              for k in range(3)]
+    path = tmp_path / "stack.tif"
+    tifffile.imwrite(path, np.stack(planes), imagej=True, resolution=(2.0, 2.0),
+                     metadata={"axes": "ZYX", "spacing": 3.0, "unit": "um"})
+    return path, planes
+
+
+def test_a_stack_of_large_planes_is_segmented_block_by_block(stack_file, tmp_path,
+                                                             monkeypatch):
+    # each plane was segmented whole: a 2 x 6000 x 6000 stack took 2.3 GB where one
+    # such plane streamed in 0.64 GB, and slide-scan stacks had to be split into files
+    # first (CLI check h_cli3, M5)
+    from napari_nuclei_unet.core import bigimage
+    from napari_nuclei_unet.core.own_images import process_file
+
+    path, planes = stack_file
+    segmented = []
+    real = bigimage.segment_large
+
+    def counted(model, plane, out, *args, **kwargs):
+        segmented.append(plane.shape)
+        return (yield from real(model, plane, out, *args, **kwargs))
+
+    monkeypatch.setattr(bigimage, "segment_large", counted)
+    summary = process_file("default", path, tmp_path / "out", block=128)
+    assert segmented == [(SIZE, SIZE)] * 3  # every plane through the block path
+    labels = tifffile.imread(summary.labels)
+    assert labels.shape == (3, SIZE, SIZE)
+    stored = zarr.open(summary.zarr, mode="r")
+    assert np.array_equal(np.asarray(stored["0"][:]), labels)
+    axes = stored.attrs["multiscales"][0]["axes"]
+    assert [a["name"] for a in axes] == ["z", "y", "x"] and axes[0]["type"] == "space"
+    (scales,) = stored.attrs["multiscales"][0]["datasets"]
+    assert scales["coordinateTransformations"][0]["scale"] == [3.0, 0.5, 0.5]
+    assert {a.get("unit") for a in axes} == {"micrometer"}
+    # each plane as its own large image: the same nuclei, numbered on across the planes
+    top = 0
+    for k, plane in enumerate(planes):
+        alone = drive_one(plane, tmp_path / f"alone{k}.ome.zarr")
+        mine = labels[k]
+        assert same_partition(mine, alone)
+        assert mine[mine > 0].min() == top + 1 if mine.any() else True
+        top = max(top, int(mine.max()))
+    assert summary.n_nuclei == top == len(np.unique(labels)) - 1
+    import csv
+
+    with open(summary.csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    table = {key: [float(r[key]) for r in rows] for key in ("label", "plane", "z", "area")}
+    assert sorted(np.asarray(table["label"], int)) == list(range(1, top + 1))
+    for label, plane, z, area in zip(table["label"], table["plane"], table["z"],
+                                     table["area"], strict=True):
+        assert plane == z and int((labels[int(plane)] == int(label)).sum()) == int(area)
+    assert not list((tmp_path / "out").glob(".*"))  # the planes' work folder is gone
+
+
+def drive_one(plane, out):
+    from napari_nuclei_unet.core.bigimage import segment_large
+    from napari_nuclei_unet.core.progress import drive
+
+    return np.asarray(drive(segment_large("default", plane, out, block=128)).labels()[:])
+
+
+def same_partition(a, b):
+    if not np.array_equal(a > 0, b > 0):
+        return False
+    pairs = np.unique(np.stack([a[a > 0], b[b > 0]], axis=1), axis=0)
+    return len(pairs) == len(np.unique(pairs[:, 0])) == len(np.unique(pairs[:, 1]))
+
+
+def test_a_stop_between_planes_keeps_an_earlier_result(stack_file, tmp_path):
+    from napari_nuclei_unet.core.bigstack import segment_large_planes
+    from napari_nuclei_unet.core.progress import drive
+
+    path, _ = stack_file
+    out = tmp_path / "stack_labels.ome.zarr"
+    first = drive(segment_large_planes("default", path, out, block=128))
+    assert not first.cancelled and first.planes == 3
+    before = np.asarray(first.labels()[:])
+    asked = []
+
+    def stop_on_the_second_plane():
+        asked.append(1)
+        return len(asked) > 1
+
+    again = drive(segment_large_planes("default", path, out, block=128,
+                                       should_stop=stop_on_the_second_plane))
+    assert again.cancelled
+    assert np.array_equal(np.asarray(zarr.open(str(out), mode="r")["0"][:]), before)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["stack.tif", out.name])
+
+
+def test_the_cli_sends_a_stack_of_large_planes_to_a_cluster_in_blocks(stack_file, tmp_path,
+                                                                      capsys, monkeypatch):
+    # one such file went whole to one worker, as a small image does
+    pytest.importorskip("distributed")
+    from distributed import LocalCluster
+
+    from napari_nuclei_unet.cli import main
+    from napari_nuclei_unet.core import bigimage
+
+    path, _ = stack_file
+    args = ["predict", "default", str(path), "--block", "128"]
+    assert main([*args, "--out", str(tmp_path / "plain")]) == 0
+    plain = tifffile.imread(tmp_path / "plain" / "stack_labels.tif")
+    assert plain.shape == (3, SIZE, SIZE)
+    clients = []
+    real = bigimage.segment_large
+
+    def recorded(*a, **kwargs):
+        clients.append(kwargs.get("client"))
+        return (yield from real(*a, **kwargs))
+
+    monkeypatch.setattr(bigimage, "segment_large", recorded)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster:
+        assert main([*args, "--out", str(tmp_path / "dist"), "--scheduler",
+                     cluster.scheduler_address]) == 0
+    assert len(clients) == 3 and all(c is not None for c in clients)
+    dist = tifffile.imread(tmp_path / "dist" / "stack_labels.tif")
+    assert all(same_partition(a, b) for a, b in zip(plain, dist, strict=True))
+    capsys.readouterr()
