@@ -579,6 +579,9 @@ def test_an_exported_version_is_described_as_one_when_loaded_back(tmp_path):
     assert shared["base_model"] == "v001 of project lab-a"  # not the reader's own v001
     assert (shared["project"], shared["version"]) == ("lab-a", "v002")
     assert shared["corrections"] == [{"id": "cells_1"}, {"id": "cells_2"}]
+    # named as the Model dock names it, not "Nuclei U-Net (napari-nuclei-unet)" for every
+    # model exported from the command line
+    assert json.loads(rdf_text)["name"] == "Nuclei U-Net (lab-a v002)"
 
     loaded = load_any_model(folder)
     words = describe_training(loaded.metadata, loaded.path)

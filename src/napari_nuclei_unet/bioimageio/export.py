@@ -161,7 +161,8 @@ def build_package_folder(model: str | os.PathLike, folder: Path, *,
     authors : sequence of str
         Author names (default: one anonymous author, named after napari-nuclei-unet).
     name : str, optional
-        Package name (default: "Nuclei U-Net (napari-nuclei-unet)").
+        Package name (default: :func:`default_package_name`, e.g. "Nuclei U-Net (lab-a
+        v002)" for a fine-tuning project's version).
     license : str, default "CC-BY-4.0"
         SPDX licence identifier of the weights.
     test_size : int, default 256
@@ -227,7 +228,7 @@ def build_package_folder(model: str | os.PathLike, folder: Path, *,
             opset_version=ONNX_OPSET, input_names=[INPUT_ID], output_names=[OUTPUT_ID],
             dynamic_axes={INPUT_ID: dynamic, OUTPUT_ID: dynamic},
         )
-    name = name or "Nuclei U-Net (napari-nuclei-unet)"
+    name = name or default_package_name(loaded)
     _readme(name, loaded.metadata, kwargs, folder / "README.md")
 
     def file(path: str) -> dict:
@@ -323,6 +324,34 @@ def build_package_folder(model: str | os.PathLike, folder: Path, *,
 #: The characters bioimage.io (spec 0.5) allows in a model's name.
 NAME_CHARACTERS = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+- ()")
+#: bioimage.io (spec 0.5) keeps a model's name to this many characters.
+NAME_LIMIT = 128
+
+
+def model_words(loaded: Any) -> str:
+    """The model's name for a colleague: a fine-tuning version with its project's name.
+
+    The Retrain dock's own project is called "default": "default v001" read as the
+    shipped model (GUI check h_gui40, L9); it is "fine-tuned v001".
+    """
+    from ..core.model_names import model_name, version_project
+
+    project = version_project(loaded)
+    name = model_name(loaded)
+    if project is None:
+        return name
+    return f"{'fine-tuned' if project.name == 'default' else project.name} {name}"
+
+
+def default_package_name(loaded: Any) -> str:
+    """A bioimage.io name: ``"Nuclei U-Net (lab-a v002)"``, only allowed characters.
+
+    The Model dock's export offers it, and ``nuclei-unet export`` uses it without
+    ``--name`` (every package was "Nuclei U-Net (napari-nuclei-unet)" there, two versions
+    of a project alike).
+    """
+    which = "".join(c if c in NAME_CHARACTERS else "-" for c in model_words(loaded))
+    return f"Nuclei U-Net ({which.strip(' -') or 'model'})"[:NAME_LIMIT]
 
 
 #: Licences most models are shared under, offered first (the Export dialog's choices).

@@ -19,12 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from napari_nuclei_unet.widgets._model_names import model_name, version_project
+from napari_nuclei_unet.bioimageio.export import (
+    NAME_LIMIT,
+    default_package_name,
+    model_words,
+)
+from napari_nuclei_unet.widgets._model_names import model_name
 
 #: Licences offered for the weights (SPDX identifiers; bioimage.io asks for one).
 LICENSES = ("CC-BY-4.0", "CC0-1.0", "MIT", "BSD-3-Clause", "Apache-2.0")
-#: bioimage.io (spec 0.5) keeps a model's name to this many characters.
-NAME_LIMIT = 128
 
 
 @dataclass(frozen=True)
@@ -57,19 +60,6 @@ def why_not_exportable(loaded: Any) -> str | None:
     return None
 
 
-def _which(loaded: Any) -> str:
-    """The model's name for a colleague: a fine-tuning version with its project's name.
-
-    The Retrain dock's own project is called "default": "default v001" read as the
-    shipped model (GUI check h_gui40, L9); it is "fine-tuned v001".
-    """
-    project = version_project(loaded)
-    name = model_name(loaded)
-    if project is None:
-        return name
-    return f"{'fine-tuned' if project.name == 'default' else project.name} {name}"
-
-
 def refused_words(loaded: Any) -> str:
     """The export dialog's note on a version its round did not make current ("" else)."""
     info = (getattr(loaded, "metadata", None) or {}).get("finetune") or {}
@@ -80,16 +70,13 @@ def refused_words(loaded: Any) -> str:
 
 
 def default_name(loaded: Any) -> str:
-    """A bioimage.io name: ``"Nuclei U-Net (lab-a v002)"``, only allowed characters."""
-    from napari_nuclei_unet.bioimageio.export import NAME_CHARACTERS
-
-    which = "".join(c if c in NAME_CHARACTERS else "-" for c in _which(loaded))
-    return f"Nuclei U-Net ({which.strip(' -') or 'model'})"[:NAME_LIMIT]
+    """A bioimage.io name: ``"Nuclei U-Net (lab-a v002)"`` (as ``nuclei-unet export``'s)."""
+    return default_package_name(loaded)
 
 
 def default_file(loaded: Any, folder: Path | None = None) -> Path:
     """Where the dialog proposes to save: ``~/nuclei-unet-<model>.zip``."""
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", _which(loaded)).strip("-.") or "model"
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", model_words(loaded)).strip("-.") or "model"
     return (folder or Path.home()) / f"nuclei-unet-{stem}.zip"
 
 
