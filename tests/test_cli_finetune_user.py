@@ -222,7 +222,8 @@ def test_finetune_reads_pairs_into_its_project(tmp_path, tiny_checkpoint, capsys
     # missing is named
     (folder / "lost_labels.tif").write_bytes((folder / "cells_labels.tif").read_bytes())
     code, out, err = run_cli(capsys, "finetune", tiny_checkpoint, folder, "--out",
-                             tmp_path / "p2", "--epochs", "1", "--steps", "1", "--device", "cpu")
+                             tmp_path / "p2", "--epochs", "1", "--steps", "1", "--device", "cpu",
+                             "--seed", "2")  # (the same round again is refused as a repeat)
     assert code == 0, err
     assert "cells.tif + cells_labels.tif: 1 plane added to the project in " in err
     assert ", the same labels as its earlier correction (3 nuclei)" in err
@@ -631,13 +632,16 @@ def test_a_round_into_a_project_starts_from_its_model_or_is_refused(tmp_path, ti
     assert code == 2 and f"{project} is a fine-tuning project whose model is v00" in err
     assert "Give MODEL latest" in err and "another --out for a new project" in err
     assert sorted(p.name for p in (project / "versions").iterdir() if p.is_dir()) == versions
-    for model in (tiny_checkpoint, "latest", project,  # its own model, however named
-                  tiny_checkpoint.with_suffix(""), tiny_checkpoint.with_suffix(".json")):
+    for seed, model in enumerate((tiny_checkpoint, "latest", project,  # its own model,
+                                  tiny_checkpoint.with_suffix(""),  # however named
+                                  tiny_checkpoint.with_suffix(".json")), start=2):
         if model in (tiny_checkpoint, tiny_checkpoint.with_suffix(""),
                      tiny_checkpoint.with_suffix(".json")) and (project / "versions" /
                                                                 "v001").is_dir():
             continue  # a round made current: the project's model is v001 now
-        code, _, err = run_cli(capsys, "finetune", model, folder, "--out", project, *fast)
+        # (a seed of its own: the same round again is refused as a repeat)
+        code, _, err = run_cli(capsys, "finetune", model, folder, "--out", project, *fast,
+                               "--seed", str(seed))
         assert code == 0, err  # (run/best, run/best.json were refused: review h_rev21)
 
 
@@ -796,3 +800,73 @@ def test_train_on_images_beside_label_images_says_to_fine_tune(tmp_path, capsys)
     assert code == 2 and "is not a DSB2018 dataset" in err
     assert "It holds 2 image(s) beside their label images" in err
     assert f"nuclei-unet finetune default {folder} --out PROJECT" in err
+
+
+def test_scoring_a_folder_of_pairs_skips_a_pair_that_cannot_be_read(tmp_path, capsys):
+    # one cut-short label image (or image) refused the whole folder to evaluate and info,
+    # where a DSB2018 dataset's bad sample is skipped (README check h_readme1, M2)
+    import json
+
+    folder = write_pairs(tmp_path / "labelled")
+    whole = (folder / "more_labels.tif").read_bytes()
+    (folder / "more_labels.tif").write_bytes(whole[: len(whole) // 2])
+    code, out, err = run_cli(capsys, "evaluate", "default", folder, "--json")
+    assert code == 0, err
+    assert [row["id"] for row in json.loads(out)["images"]] == ["cells-plane0"]
+    assert "skipped more.tif + more_labels.tif:" in err and "fresh copy" in err
+    code, out, err = run_cli(capsys, "info", folder)
+    assert code == 0, err
+    assert "samples      1" in out and "skipped      1" in out
+    assert "Skipped pairs (1):\n  more.tif + more_labels.tif: " in out
+    # a cut image too; every pair unreadable: said, not an empty table
+    (folder / "cells.tif").write_bytes((folder / "cells.tif").read_bytes()[:200])
+    code, out, err = run_cli(capsys, "evaluate", "default", folder)
+    assert code == 2 and "could be scored" in err, err
+    # fine-tuning keeps refusing a correction it cannot read: it is the user's to fix
+    code, out, err = run_cli(capsys, "finetune", "default", folder, "--out", tmp_path / "p",
+                             "--device", "cpu")
+    assert code == 2 and "replace it with a fresh copy" in err, err
+
+
+def test_info_takes_the_nuclear_channel_of_a_stack_beside_its_labels(tmp_path, capsys):
+    # the error said "choose the nuclear channel with --channel N", which info refused
+    # (README check h_readme1, M3)
+    folder = tmp_path / "stacks"
+    folder.mkdir()
+    labels = label_image(n=3)
+    two = np.stack([np.full(labels.shape, 500, np.uint16), blobs(labels)])
+    tifffile.imwrite(folder / "cells.tif", two, imagej=True, metadata={"axes": "CYX"})
+    tifffile.imwrite(folder / "cells_labels.tif", labels)
+    code, out, err = run_cli(capsys, "info", folder)
+    assert code == 2 and "--channel N (0 to 1)" in err
+    code, out, err = run_cli(capsys, "info", folder, "--channel", "1")
+    assert code == 0, err
+    assert "samples      1" in out and "nuclei       3 " in out
+
+
+def test_a_round_that_would_only_repeat_a_version_not_made_current_is_refused(
+        tmp_path, tiny_checkpoint, capsys, monkeypatch):
+    # the README's "a next round, from it" after a round not made current trained the
+    # same weights again, 20 s and a version folder each time (README check h_readme1, M5)
+    import napari_nuclei_unet.core.finetune.versions as versions_module
+
+    monkeypatch.setattr(versions_module.ModelVersion, "adopted",
+                        property(lambda self: self.is_base))  # no round made current
+    folder = write_pairs(tmp_path / "corrected")
+    project = tmp_path / "project"
+    argv = ["finetune", tiny_checkpoint, folder, "--out", project, "--epochs", "1",
+            "--steps", "1", "--device", "cpu"]
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2 and "Nothing changed since the round that made v001" in err, err
+    assert "change --epochs, --lr or --seed" in err
+    assert not (project / "versions" / "v002").exists()
+    code, out, err = run_cli(capsys, *argv, "--seed", "3")  # another round: it runs
+    assert code == 0, err
+    argv[1] = "latest"  # the project's current model is still the one it started from
+    code, out, err = run_cli(capsys, *argv, "--seed", "3")
+    assert code == 2 and "the round that made v002" in err, err
+    (folder / "more_labels.tif").write_bytes((folder / "cells_labels.tif").read_bytes())
+    code, out, err = run_cli(capsys, *argv, "--seed", "3")  # a correction changed: it runs
+    assert code == 0, err

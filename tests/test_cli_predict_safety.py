@@ -300,9 +300,14 @@ def test_a_microscope_makers_file_is_said_to_need_exporting(tmp_path, capsys):
     assert code == 0, err
     assert "skipped sample.czi: Zeiss .czi files are not read here" in err
     tifffile.imwrite(folder / "cells.tif", grey(5))  # a folder of TIFFs too (h_rev16, M5)
+    (folder / "cut.tif").write_bytes((folder / "cells.tif").read_bytes()[:300])
     code, out, err = run_cli(capsys, "predict", "default", folder, "--out", tmp_path / "t")
     assert code == 0, err
     assert "skipped sample.czi: Zeiss .czi files are not read here" in err
+    # the summary counts them too (it said "skipped 1": README check h_readme1, L2)
+    assert out.strip().endswith("skipped 1 image that could not be read (see the notes "
+                                "above); 2 files in a microscope's own format not read "
+                                "(see the notes above)"), out
 
 
 def test_quiet_still_says_why_nothing_could_be_segmented(tmp_path, capsys):
@@ -628,6 +633,13 @@ def test_a_few_planes_without_recorded_axes_are_said_to_be_read_as_planes(tmp_pa
     assert code == 0, err
     assert "plain.tif does not record its axes (QYX guessed): its 2 Q entries are segmented " \
         "as 2 planes. If they are channels, give --axes CYX" in err
+    with tifffile.TiffWriter(tmp_path / "pages.tif") as tif:  # page by page: IYX
+        for _ in range(2):
+            tif.write(np.zeros((48, 64), np.uint16), metadata=None)
+    code, _, err = run_cli(capsys, "predict", "default", tmp_path / "pages.tif", "--out",
+                           tmp_path / "out")
+    assert code == 0 and "pages.tif does not record its axes (IYX guessed): its 2 I entries "\
+        "are segmented as 2 planes. If they are channels, give --axes CYX" in err, err
     tifffile.imwrite(tmp_path / "z.tif", np.zeros((2, 48, 64), np.uint16), imagej=True,
                      metadata={"axes": "ZYX"})
     code, _, err = run_cli(capsys, "predict", "default", tmp_path / "z.tif", "--out",
@@ -653,3 +665,47 @@ def test_a_label_image_given_to_predict_is_said_to_look_like_one(tmp_path, capsy
     code, _, err = run_cli(capsys, "predict", "default", tmp_path / "cells.tif", "--out",
                            tmp_path / "out2")
     assert code == 0 and "looks like a label image" not in err
+
+
+def test_a_reader_that_goes_away_does_not_stop_the_work(tmp_path):
+    # `predict plate/ --out r 2>&1 | head -3` stopped after the fourth image with exit
+    # status 0: the closed pipe was taken for the end (README check h_readme1, H1)
+    import subprocess
+    import sys
+
+    folder = tmp_path / "plate"
+    folder.mkdir()
+    for k in range(4):
+        tifffile.imwrite(folder / f"img{k}.tif", grey(k).astype(np.uint16) * 40)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "napari_nuclei_unet.cli", "predict", "default", str(folder),
+         "--out", str(tmp_path / "out")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = process.stdout.readline()  # as `head -1`: one line read, then the pipe closed
+    process.stdout.close()
+    assert process.wait(timeout=300) == 0, first
+    assert sorted(p.name for p in (tmp_path / "out").glob("*_labels.tif")) == [
+        f"img{k}_labels.tif" for k in range(4)]
+
+
+def test_one_file_found_damaged_while_segmented_is_said_once(tmp_path, capsys):
+    # its "skipped" note and the error said the same words twice (h_readme1, L3)
+    image = (np.random.default_rng(0).random((256, 256)) * 1000).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "full.tif", image)
+    whole = (tmp_path / "full.tif").read_bytes()
+    (tmp_path / "cut.tif").write_bytes(whole[: len(whole) * 6 // 10])  # header whole
+    code, _, err = run_cli(capsys, "predict", "default", tmp_path / "cut.tif", "--out",
+                           tmp_path / "out")
+    assert_one_line_error(code, err, "cut.tif is not a readable image", "fresh copy")
+    assert err.count("is not a readable image") == 1, err
+
+
+def test_an_image_without_nuclei_is_not_said_to_have_a_measured_size(tmp_path, capsys):
+    # "0 nuclei in 1 plane, diameter 18 px (automatic)": nothing was measured (h_readme1, L4)
+    tifffile.imwrite(tmp_path / "zeros.tif", np.zeros((2, 64, 64), np.uint16), imagej=True,
+                     metadata={"axes": "ZYX"})
+    code, _, err = run_cli(capsys, "predict", "default", tmp_path / "zeros.tif", "--out",
+                           tmp_path / "out")
+    assert code == 0, err
+    assert "zeros: 0 nuclei in 2 planes, diameter 18 px (the model's own: no nucleus found " \
+        "to measure)" in err, err

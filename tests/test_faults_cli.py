@@ -49,8 +49,15 @@ def data(tmp_path):
     return corpus.good_dataset(tmp_path / "data", n=3)
 
 
-def test_second_writer_on_a_run_folder_fails_at_once_naming_the_other(data, tmp_path, capsys):
+@pytest.mark.parametrize("trained", [False, True])
+def test_second_writer_on_a_run_folder_fails_at_once_naming_the_other(data, tmp_path, capsys,
+                                                                      trained):
     run = tmp_path / "run"
+    if trained:  # the live run has saved a model: it is named, not "continue it with
+        # --resume" (README check h_readme1, M6)
+        assert main(["-q", "train", str(data), "--out", str(run), "--epochs", "1",
+                     *TINY]) == 0
+        capsys.readouterr()
     with held_in_another_process("hold_run_folder", run) as holder:
         started = time.monotonic()
         code = main(["train", str(data), "--out", str(run), "--epochs", "1", *TINY])
@@ -58,10 +65,11 @@ def test_second_writer_on_a_run_folder_fails_at_once_naming_the_other(data, tmp_
         assert time.monotonic() - started < 30  # no training, no waiting
     assert code == 2, err
     assert str(run) in err and f"process {holder.pid}" in err, err
-    assert "another --out" in err
-    assert not (run / "best.safetensors").exists()
+    assert "another --out" in err and "--resume" not in err
+    assert (run / "best.safetensors").exists() == trained
     # once the other run is gone the folder is free again (the OS lock died with it)
-    assert main(["-q", "train", str(data), "--out", str(run), "--epochs", "1", *TINY]) == 0
+    assert main(["-q", "train", str(data), "--out", str(run), "--epochs", "1", *TINY,
+                 *(["--overwrite"] if trained else [])]) == 0
 
 
 def test_a_second_predict_into_one_folder_is_refused_naming_the_first(tmp_path, capsys):

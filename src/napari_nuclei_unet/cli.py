@@ -176,6 +176,9 @@ def _build_parser() -> argparse.ArgumentParser:
     info.add_argument("data", metavar="DATA",
                       help="dataset folder, .zip or sample folder; images beside label "
                            "images; or a fine-tuning project")
+    # a stack of channels beside its labels asked for --channel, which info refused
+    # (README check h_readme1, M3)
+    _add_channel_axes(info, "with images beside label images: ")
     info.set_defaults(handler="info:run")
 
     train = add_command(
@@ -406,15 +409,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_BAD_INPUT
     module_name, function_name = args.handler.split(":")
+    from ._cli.pipes import readers_may_go
     from ._cli.stopping import Terminated, sigterm_as_interrupt
 
     try:
-        with sigterm_as_interrupt():
+        with sigterm_as_interrupt(), readers_may_go():  # `| head`: the work goes on
             _say_which_model(args)
             module = importlib.import_module(f"._cli.{module_name}", __package__)
             return int(getattr(module, function_name)(args) or 0)
     except BrokenPipeError:
-        # stdout was closed early (e.g. piped into `head`): not an error worth a message
+        # a pipe of the command's own (not stdout or stderr, which readers_may_go keeps)
         try:
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silences the flush at exit
         except OSError:

@@ -64,14 +64,16 @@ def check_labelled_exists(path: str) -> None:
 
 def own_labelled_samples(path: str | Path, *, quiet: bool, project: str | None = None,
                          axes: str | None = None, channel: int | None = None,
-                         origins: dict | None = None) -> list | None:
+                         origins: dict | None = None,
+                         skipped: list | None = None) -> list | None:
     """The labelled images of a fine-tuning project or of a folder of image + label pairs.
 
     None for anything else (a DSB2018 dataset, its zip or one sample folder). Pairs are
     stored in ``project`` when given, else read through a temporary project. A folder of
     images (or label images) that pair up with nothing is refused, saying what is
     missing, rather than read as a dataset it is not. ``origins``, when given, gets each
-    pair's sample id -> (image file name, plane number).
+    pair's sample id -> (image file name, plane number). Read, not stored: a pair whose
+    file cannot be read is skipped with a note (``skipped`` gets its ``(name, reason)``).
     """
     from ..core.finetune import (
         LABELS_SUFFIX,
@@ -100,7 +102,8 @@ def own_labelled_samples(path: str | Path, *, quiet: bool, project: str | None =
         return None
     found = pair_up(folder)
     if found.pairs and project is None:
-        return read_pairs(found, quiet=quiet, axes=axes, channel=channel, origins=origins)
+        return read_pairs(found, quiet=quiet, axes=axes, channel=channel, origins=origins,
+                          skipped=skipped)
     if found.pairs:
         return _store_pairs(CorrectionStore(project), found, quiet=quiet, axes=axes,
                             channel=channel, verb=f"added to the project in {project}")
@@ -170,11 +173,16 @@ def _image_of(labels_name: str) -> str:
 
 
 def read_pairs(found: Any, *, quiet: bool, axes: str | None = None,
-               channel: int | None = None, origins: dict | None = None) -> list[Any]:
+               channel: int | None = None, origins: dict | None = None,
+               skipped: list | None = None) -> list[Any]:
     """Samples of the pairs of ``found`` (``own.pair_up``), as a project stores them.
 
-    For images that are scored, not stored (``finetune --held-out``, ``evaluate``): a
-    temporary project gives them exactly the form a round trains on.
+    For images that are scored, not stored (``finetune --held-out``, ``evaluate``,
+    ``info``): a temporary project gives them exactly the form a round trains on. A pair
+    whose image or label image cannot be read (corrupt, cut short) is skipped with a note
+    and added to ``skipped`` as ``(name, reason)``: one bad file refused the whole folder
+    (README check h_readme1, M2). A setting that does not fit (the channel, the axes) is
+    still refused: it is the user's to change.
     """
     import tempfile
 
@@ -182,19 +190,23 @@ def read_pairs(found: Any, *, quiet: bool, axes: str | None = None,
 
     with tempfile.TemporaryDirectory(prefix="nuclei-unet-") as scratch:
         return _store_pairs(CorrectionStore(scratch), found, quiet=quiet, axes=axes,
-                            channel=channel, verb="read", origins=origins)
+                            channel=channel, verb="read", origins=origins,
+                            skipped=[] if skipped is None else skipped)
 
 
 def _store_pairs(store: Any, found: Any, *, quiet: bool, axes: str | None,
-                 channel: int | None, verb: str, origins: dict | None = None) -> list[Any]:
+                 channel: int | None, verb: str, origins: dict | None = None,
+                 skipped: list | None = None) -> list[Any]:
     """Store the pairs of ``found`` (``core.finetune.own.pair_up``) in ``store``.
 
     What of the folder is not used (images without labels, labels without images) is
-    said first.
+    said first. With ``skipped`` (a list), a pair whose file cannot be read is skipped
+    (said, and listed there) instead of refusing them all.
     """
     from ..core.finetune import LABELS_SUFFIX, add_labelled_image
-    from ..core.finetune.own import BINARY_NOTE
-    from ..core.stacks import open_stack
+    from ..core.finetune.own import BINARY_NOTE, UnreadableFile
+    from ..core.stacks import ImageFileError, open_stack
+    from .predict_own import unreadable_file
 
     alone = [p.name for p in found.unlabelled]
     if alone:
@@ -206,12 +218,21 @@ def _store_pairs(store: Any, found: Any, *, quiet: bool, axes: str | None,
              f"each was made from beside it, e.g. {_image_of(orphans[0])})", quiet=quiet)
     ids, stored, single = [], {c.id for c in store.list()}, []
     for image, labels in found.pairs:
-        chosen = channel
-        if channel is not None and "C" not in open_stack(image, axes).axes:
-            chosen = None  # one channel: used as it is, as predict does (h_cli1, M3)
-            single.append(image.name)
         copies = _removed_count(store)
-        added = add_labelled_image(store, image, labels, axes=axes, channel=chosen)
+        try:
+            chosen = channel
+            if channel is not None and "C" not in open_stack(image, axes).axes:
+                chosen = None  # one channel: used as it is, as predict does (h_cli1, M3)
+                single.append(image.name)
+            added = add_labelled_image(store, image, labels, axes=axes, channel=chosen)
+        except (UnreadableFile, ImageFileError, OSError) as exc:
+            if skipped is None or not (isinstance(exc, UnreadableFile)
+                                       or unreadable_file(image, exc, axes)):
+                raise
+            reason = " ".join(str(exc).split())
+            skipped.append((f"{image.name} + {labels.name}", reason))
+            note(f"skipped {image.name} + {labels.name}: {reason}", quiet=quiet)
+            continue
         ids += [c.id for c in added]
         if origins is not None:  # its ids lose accents and other letters (h_cli3, M7)
             origins.update({c.id: (image.name, plane) for plane, c in enumerate(added)})
@@ -382,6 +403,33 @@ def run(args: argparse.Namespace) -> int:
         raise
 
 
+def _refuse_a_repeat(args: argparse.Namespace, base: Any, corrections: list, overrides: dict,
+                     original: list | None, held_out: list | None,
+                     evaluation: list | None) -> str:
+    """The round's inputs key; refused when the round would only make the newest version again.
+
+    The README's "a next round, from it" after a round not made current trained the same
+    weights again, 20 s and a version folder each time, where the Retrain dock says so
+    (README check h_readme1, M5).
+    """
+    from ..core.finetune import FinetuneError, ModelVersions
+    from ..core.finetune.repeat import repeated_round, round_key, samples_fingerprint
+
+    key = round_key(base, samples_fingerprint(corrections), overrides, args.ratio,
+                    [s.id for s in original or []], getattr(args, "diameter", 0.0),
+                    more={"held_out": samples_fingerprint(held_out),
+                          "eval": samples_fingerprint(evaluation),
+                          "replay": not args.no_replay})
+    again = repeated_round(ModelVersions(args.out).list(), key)
+    if again is not None:
+        raise FinetuneError(
+            f"Nothing changed since the round that made {again.name} (the same corrections, "
+            f"starting model and settings): a round is seeded, so another one would make "
+            f"{again.name} again, which was not made current. Add or correct images, keep one "
+            "aside (--held-out), or change --epochs, --lr or --seed.")
+    return key
+
+
 def _run(args: argparse.Namespace, new_project: bool) -> int:
     """Fine-tune a model on corrections; print the new version and the scores.
 
@@ -484,12 +532,15 @@ def _run(args: argparse.Namespace, new_project: bool) -> int:
                 raise
         if kept:
             held_out = [*(held_out or []), *kept]
+        key = _refuse_a_repeat(args, base, corrections, overrides, original, held_out,
+                               evaluation)
         with TrainReporter(quiet=args.quiet) as reporter:
             result = drive(
                 finetune(base, corrections, original=original, ratio=ratio,
                          config_overrides=overrides, out_dir=args.out, should_stop=stop,
                          eval_samples=evaluation, held_out=held_out,
-                         replay=not args.no_replay, segment_options=options),
+                         replay=not args.no_replay, segment_options=options,
+                         inputs_key=key),
                 reporter,
             )
     if result.cancelled:

@@ -56,12 +56,21 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.data} is one image: info summarises a dataset (a folder of "
                          "images). To segment this image: nuclei-unet predict default "
                          f"{shlex.quote(str(args.data))} --out FOLDER")
-    own = own_labelled_samples(args.data, quiet=args.quiet)
+    skipped: list[tuple[str, str]] = []
+    own = own_labelled_samples(args.data, quiet=args.quiet, axes=getattr(args, "axes", None),
+                               channel=getattr(args, "channel", None), skipped=skipped)
     if own is not None:
         if not own:
-            raise DatasetError(f"{args.data}: no labelled image could be read.")
+            reasons = "; ".join(f"{name}: {why}" for name, why in skipped[:3])
+            raise DatasetError(f"{args.data}: no labelled image could be read"
+                               + (f" ({reasons})." if reasons else "."))
         print(f"Labelled images {args.data}")
-        _summary(own)
+        _summary(own, skipped=len(skipped) if skipped else None)
+        if skipped:
+            print()
+            print(f"Skipped pairs ({len(skipped)}):")
+            for name, why in skipped:
+                print(f"  {name}: {why}")
         return 0
     dataset = open_dataset(args.data, quiet=True)
     # Every mask is decoded (from the cache when it is fresh): a sample whose masks are

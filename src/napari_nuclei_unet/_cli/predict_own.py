@@ -207,8 +207,25 @@ def run_own(args: argparse.Namespace) -> int:
     n_planes = sum(s.n_planes for s in summaries)
     print(f"Wrote {counted(len(summaries), 'label image')} ({counted(n_planes, 'plane')}, "
           f"{counted(n_nuclei, 'nucleus', 'nuclei')}) and measurements to {out}"
-          + skipped_words(len(skipped), args.quiet))
+          + skipped_words(len(skipped), args.quiet) + _vendor_words(args))
     return 0
+
+
+def _vendor_words(args: argparse.Namespace) -> str:
+    """The summary's count of a folder's microscope-format files, which were not read.
+
+    Said one by one as the folder was listed, they were left out of the summary's
+    "skipped" (README check h_readme1, L2).
+    """
+    from ..core.tiff_checks import vendor_format_words
+
+    root = Path(args.input)
+    if not root.is_dir() or root.suffix.lower() == ".zarr":
+        return ""
+    n = sum(1 for child in root.iterdir() if vendor_format_words(child))
+    where = "run without -q to see which" if args.quiet else "see the notes above"
+    return (f"; {counted(n, 'file')} in a microscope's own format not read ({where})"
+            if n else "")
 
 
 def _say_done(summary: Any, options: Any, args: argparse.Namespace) -> None:
@@ -218,7 +235,8 @@ def _say_done(summary: Any, options: Any, args: argparse.Namespace) -> None:
     end, and after a Ctrl-C never said which were done (CLI check h_cli1, L1).
     """
     size = diameter_words(summary.diameters, options, native=is_native(args),
-                          pixels_per_um=summary.pixels_per_um)
+                          pixels_per_um=summary.pixels_per_um,
+                          found=bool(summary.n_nuclei))
     note(f"{summary.name}: {counted(summary.n_nuclei, 'nucleus', 'nuclei')} in "
          f"{counted(summary.n_planes, 'plane')}, {size}, "
          f"{summary.seconds:.1f} s -> {Path(summary.labels).name}", quiet=args.quiet)
@@ -247,7 +265,7 @@ def _note_labels_alone(names: dict[str, Path], out: Path, results: Any,
 
 
 def diameter_words(diameters: list[float], options: Any, *, native: bool = False,
-                   pixels_per_um: Any = None) -> str:
+                   pixels_per_um: Any = None, found: bool = True) -> str:
     """The nucleus diameter one file was segmented at, e.g. "diameter 17 px (automatic)".
 
     Parameters
@@ -262,6 +280,10 @@ def diameter_words(diameters: list[float], options: Any, *, native: bool = False
         ``--diameter native`` was given (``options.diameter`` is the model's own).
     pixels_per_um : (float, float), optional
         The image's pixel size: the diameter is said in micrometres too.
+    found : bool
+        Whether any nucleus was found: with none, an automatic diameter is the model's
+        own, used for want of nuclei to measure ("18 px (automatic: median of 2 planes)"
+        was said of an empty image: README check h_readme1, L4).
     """
     import statistics
 
@@ -273,6 +295,9 @@ def diameter_words(diameters: list[float], options: Any, *, native: bool = False
         return f"diameter {options.diameter:g} px{um_words(options.diameter, pixels_per_um)}"
     if not diameters:
         return "diameter automatic (too few nuclei to measure; estimated per block)"
+    if not found:
+        return (f"diameter {statistics.median(diameters):.0f} px (the model's own: no nucleus "
+                "found to measure)")
     median = statistics.median(diameters)
     size = f"{median:.0f} px{um_words(median, pixels_per_um)}"
     if len(diameters) == 1:
@@ -325,7 +350,7 @@ def _check_inputs(files: list[Path], args: argparse.Namespace, total: int = 0
             stack = _own_axes(path, args.axes) if several else None
             if stack is not None:
                 own.add(path)
-            elif not _unreadable(path, exc, args.axes):
+            elif not unreadable_file(path, exc, args.axes):
                 raise  # the settings do not fit: they are the user's to change
             else:
                 skipped.append((path, exc))
@@ -334,7 +359,9 @@ def _check_inputs(files: list[Path], args: argparse.Namespace, total: int = 0
             single.add(path)  # one channel: segmented as it is
         else:
             stack.check_channel(args.channel)
-        if args.axes is None and "Q" in (stack.stored_axes or stack.axes):
+        # Q: tifffile's unknown axis; I: pages written one by one, no axes recorded (a
+        # 2-channel file of them was segmented as 2 planes, unsaid: README check h_readme1)
+        if args.axes is None and set("QI") & set(stack.stored_axes or stack.axes):
             note_guessed_planes(path, stack, args)
         elif args.axes is not None and path not in own:
             note_axes_overridden(path, args)
@@ -425,7 +452,7 @@ def _note_own_axes(readable: list[Path], own: set[Path], args: argparse.Namespac
              "(another number of dimensions, or in colour).", quiet=args.quiet)
 
 
-def _unreadable(path: Path, exc: Exception, axes: str | None) -> bool:
+def unreadable_file(path: Path, exc: Exception, axes: str | None) -> bool:
     """Whether ``exc`` (opening ``path``) says the file cannot be read, not that a setting is off.
 
     A message about a setting (the axes to give) is not the file's fault; with
@@ -494,8 +521,8 @@ def _segment(files: list[Path], out: Path, options: Any, args: argparse.Namespac
                                   device=args.device, block=args.block), bars)
         failed = [(Path(r.path), ImageFileError(r.reason)) for r in results
                   if isinstance(r, FileSkipped)]
-        for path, exc in failed:  # a damaged file: the others went on (h_rev16, M3)
-            _note_skipped(path, exc, args)
+        for path, exc in failed if len(files) > 1 else ():  # a damaged file: the others
+            _note_skipped(path, exc, args)  # went on (h_rev16, M3); one: its error says it
         done = [r for r in results if not isinstance(r, FileSkipped)]
         for summary in done:  # (all come back together from the workers)
             _say_done(summary, options, args)
@@ -514,7 +541,8 @@ def _segment(files: list[Path], out: Path, options: Any, args: argparse.Namespac
             _say_done(summaries[-1], options, args)
         except ImageFileError as exc:  # a damaged plane: the other files go on
             failed.append((path, exc))
-            _note_skipped(path, exc, args)
+            if len(files) > 1:  # one file: its error says it (said twice: h_readme1, L3)
+                _note_skipped(path, exc, args)
     return summaries, options, failed
 
 

@@ -55,13 +55,13 @@ def run(args: argparse.Namespace) -> int:
     # resumed into another run's folder, that run's last and best were taken over (its
     # best printed as this run's): refused as a new run there is (review h_rev24, M5)
     elsewhere = not args.resume or not same_path(Path(args.resume).parent, args.out)
-    if elsewhere and not getattr(args, "overwrite", False):
-        _refuse_trained_folder(Path(args.out))
     device = resolve_device(config.device)
     # One writer per run folder: a second run on the same --out fails here, at once
     # (under torchrun, rank 0 holds it for the job).
     with (hold_run_folder(args.out),
           StopRequest(args.time_limit, what="training", quiet=args.quiet) as stop):
+        if elsewhere and not getattr(args, "overwrite", False):  # once the run in it is
+            _refuse_trained_folder(Path(args.out))  # said: --resume on it advised (h_readme1)
         dataset = _open_training_data(args)
         samples = load_samples(dataset, quiet=args.quiet, should_stop=stop)
         if stop.stopped:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from napari_nuclei_unet.core.finetune.repeat import repeated_round as repeated_round
 from napari_nuclei_unet.core.finetune.results import iou_change
 from napari_nuclei_unet.core.paths import same_path
 from napari_nuclei_unet.widgets._retrain_project import (
@@ -258,58 +258,14 @@ def round_key(base: Any, corrections: Sequence[Any], overrides: dict[str, Any],
               ratio: float | None, original_ids: Sequence[str], diameter: float) -> str:
     """A key of everything a round trains from, as the Retrain dock starts it.
 
-    The starting model (its save token, which a training run's next ``best`` renews and
-    the project's ``v000`` copy keeps; else its file, size and time), each correction
-    as saved (id, time, kept aside), the settings but the threads and device, the share
-    of corrections, the original images, the nucleus diameter and the plugin's version
-    (its round defaults). A round is seeded: the same key trains the same weights.
-    Recorded in the version (``finetune(inputs_key=...)``), compared by
-    :func:`repeated_round`.
+    Each correction as saved (id, time, kept aside), with the starting model, the
+    settings, the share of corrections, the original images and the nucleus diameter:
+    :func:`napari_nuclei_unet.core.finetune.repeat.round_key`. Recorded in the version
+    (``finetune(inputs_key=...)``), compared by :func:`repeated_round`.
     """
-    import hashlib
-    import json
+    from napari_nuclei_unet.core.finetune.repeat import round_key as key_of
 
-    from napari_nuclei_unet import __version__
-    from napari_nuclei_unet.core.checkpoint import (
-        CheckpointError,
-        default_model_path,
-        read_metadata,
-    )
-    from napari_nuclei_unet.core.checkpoint_commit import weights_path
-
-    model = getattr(base, "model", base)
-    path = default_model_path() if str(model) == "default" else weights_path(model)
-    try:  # the save token: new at each save, and kept by v000's copy of a model
-        started: Any = read_metadata(path).get("token")
-    except (CheckpointError, OSError, ValueError):
-        started = None
-    if not started:
-        try:
-            stat = Path(path).stat()
-            started = [str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns]
-        except OSError:
-            started = [str(path)]
-    inputs = {
-        "plugin": __version__,
-        "model": started,
-        "corrections": sorted([c.id, c.updated, bool(c.aside)] for c in corrections),
-        "settings": {k: v for k, v in overrides.items() if k not in ("num_threads", "device")},
-        "ratio": ratio,
-        "original": sorted(original_ids),
-        "diameter": float(diameter or 0.0),
-    }
-    text = json.dumps(inputs, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return key_of(base, [[c.id, c.updated, bool(c.aside)] for c in corrections], overrides,
+                  ratio, original_ids, diameter)
 
 
-def repeated_round(versions: Sequence[Any], key: str) -> Any:
-    """The project's newest version when a round with inputs ``key`` would only make it again.
-
-    Pressing Fine-tune again after a refused round made identical refused versions,
-    40 s and 7.5 MB each (GUI check h_gui11, L2). None when the newest version was made
-    current (the next round starts from it), or was made from other inputs.
-    """
-    newest = next((v for v in reversed(versions) if not v.is_base and not v.unreadable), None)
-    if newest is None or newest.adopted or newest.info.get("inputs_key") != key:
-        return None
-    return newest

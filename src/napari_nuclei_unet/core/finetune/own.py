@@ -119,8 +119,16 @@ def pair_up(folder: str | os.PathLike) -> FolderPairs:
     return FolderPairs(pairs, alone, orphans)
 
 
+class UnreadableFile(FinetuneError):
+    """A label image cannot be read at all (corrupt, cut short): the file's fault, no setting's.
+
+    Scoring a folder of pairs (``evaluate``, ``info``) skips such a pair with a note, as a
+    DSB2018 dataset's bad sample is skipped (README check h_readme1, M2).
+    """
+
+
 def _unreadable_labels(path: Path, exc: Exception) -> FinetuneError:
-    return FinetuneError(f"{path} cannot be read as a label image ({exc or 'cut short'}); "
+    return UnreadableFile(f"{path} cannot be read as a label image ({exc or 'cut short'}); "
                          "the file may be corrupt or cut short (an interrupted copy): replace it "
                          "with a fresh copy.")
 
@@ -253,7 +261,7 @@ def add_labelled_image(store: Any, image: str | os.PathLike, labels: str | os.Pa
     try:
         label_data = _read_labels(Path(labels), stack.labels_shape)
     except FinetuneError as exc:
-        if not stack.doubtful_rgb:
+        if not stack.doubtful_rgb or isinstance(exc, UnreadableFile):
             raise
         raise FinetuneError(f"{exc} {stack.doubtful_rgb_note(Path(image).name)}") from None
     added, stored = [], set(store.ids())
