@@ -526,7 +526,12 @@ def test_cluster_workers_segment_on_the_device_and_blocks_asked_for(tmp_path, mo
     assert [k["device"] for k in sent] == ["auto"]  # the name travels (review h_rev19, L5)
     assert all(k["block"] == 512 and str(k["device"]) == "cpu" for k in seen)  # no GPU here
     # the file just finished is named, not the n-th input (review h_rev17, L10)
-    assert [(u.done, u.message) for u in updates if u.done] == [(1, "b.tif"), (2, "a.tif")]
+    progress = [u for u in updates if not isinstance(u, cluster.FileDone)]
+    assert [(u.done, u.message) for u in progress if u.done] == [(1, "b.tif"), (2, "a.tif")]
+    # each file's result as its task ends, before the next one: a folder's lines all came
+    # at the end (README check h_readme1, M1)
+    order = [u.result if isinstance(u, cluster.FileDone) else u.done for u in updates]
+    assert order == [0, "b.tif", 1, "a.tif", 2]
 
 
 def test_threads_per_worker_follow_the_cores_this_process_may_use(monkeypatch):

@@ -513,20 +513,24 @@ def _segment(files: list[Path], out: Path, options: Any, args: argparse.Namespac
     if client is not None and (len(files) > 1 or not _large(files[0], args.axes)):
         # one small file too: it ran here, on a login node's device (review h_rev19, M2);
         # one large file's blocks go to the workers (segment_large)
-        from ..core.cluster import FileSkipped
+        from ..core.cluster import FileDone, FileSkipped
+
+        def said(update: Any) -> None:  # each file as its task ends (h_readme1, M1)
+            if not isinstance(update, FileDone):
+                bars(update)
+            elif not isinstance(update.result, FileSkipped):
+                _say_done(update.result, options, args)
+            elif len(files) > 1:  # a damaged file: the others go on (h_rev16, M3); one
+                result = update.result  # file: its error says it (h_readme1, L3)
+                _note_skipped(Path(result.path), ImageFileError(result.reason), args)
 
         # the device said on each worker, --block for their large images (h_rev17, F6)
         results = drive(map_files(client, model_ref, [str(f) for f in files], out, options,
                                   channel=args.channel, axes=args.axes, threads=threads,
-                                  device=args.device, block=args.block), bars)
+                                  device=args.device, block=args.block), said)
         failed = [(Path(r.path), ImageFileError(r.reason)) for r in results
                   if isinstance(r, FileSkipped)]
-        for path, exc in failed if len(files) > 1 else ():  # a damaged file: the others
-            _note_skipped(path, exc, args)  # went on (h_rev16, M3); one: its error says it
-        done = [r for r in results if not isinstance(r, FileSkipped)]
-        for summary in done:  # (all come back together from the workers)
-            _say_done(summary, options, args)
-        return done, options, failed
+        return [r for r in results if not isinstance(r, FileSkipped)], options, failed
     summaries, failed = [], []
     for path in files:
         try:

@@ -150,6 +150,18 @@ class FileSkipped:
     reason: str
 
 
+@dataclass(frozen=True)
+class FileDone:
+    """One file's result as its task ends: a ``FileSummary`` or a :class:`FileSkipped`.
+
+    :func:`map_files` yields it before its ``Progress``: a run over a folder said nothing
+    until the last file was done, and after a Ctrl-C not which were (README check
+    h_readme1, M1).
+    """
+
+    result: Any
+
+
 def _process(path: str, model: Any, out_dir: str, options: Any, channel: int | None,
              axes: str | None, big_pixels: int | None, threads: int | None,
              device: str | None = None, block: int | None = None) -> Any:
@@ -207,8 +219,9 @@ def map_files(
 
     Yields
     ------
-    Progress
-        ``stage="images"``.
+    FileDone or Progress
+        Each file's result as its task ends (:class:`FileDone`), then
+        ``Progress(stage="images")``.
 
     Returns
     -------
@@ -232,6 +245,8 @@ def map_files(
                 client.cancel(futures)
                 raise error  # the worker's error, here
         new = [k for k in finished if k not in seen]
+        for k in new:
+            yield FileDone(futures[k].result())
         if new:  # the file just finished, not the n-th input (review h_rev17, L10)
             seen.update(new)
             yield Progress("images", len(seen), len(paths), os.path.basename(paths[new[-1]]))
