@@ -709,3 +709,16 @@ def test_an_image_without_nuclei_is_not_said_to_have_a_measured_size(tmp_path, c
     assert code == 0, err
     assert "zeros: 0 nuclei in 2 planes, diameter 18 px (the model's own: no nucleus found " \
         "to measure)" in err, err
+
+
+def test_axes_that_make_planes_a_few_pixels_wide_are_refused(tmp_path, capsys):
+    # --axes CYX on an RGB file segmented "images" of 256 x 3 pixels, exit 0 (h_readme1, L1)
+    Image.fromarray(np.dstack([grey(1)] * 3)).save(tmp_path / "rgb.tif")
+    code, _, err = run_cli(capsys, "predict", "default", tmp_path / "rgb.tif", "--out",
+                           tmp_path / "out", "--axes", "CYX", "--channel", "0")
+    assert_one_line_error(code, err, "Axes CYX for", "make its planes 64 x 3 pixels",
+                          "Give the axes in the file's order with --axes (e.g. YXS")
+    assert not (tmp_path / "out").exists()
+    code, _, err = run_cli(capsys, "predict", "default", tmp_path / "rgb.tif", "--out",
+                           tmp_path / "out", "--axes", "YXS")
+    assert code == 0, err

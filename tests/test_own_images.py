@@ -432,11 +432,11 @@ def test_planes_of_a_stack_of_several_axes_are_named_by_them():
 def test_the_axes_in_a_message_are_those_the_user_gave(tmp_path, capsys):
     # "--axes YXC" was answered with "has 256 channels (axes CYX)": the axes put in order
     # (CLI check h_cli1, L6)
-    tifffile.imwrite(tmp_path / "three.tif", np.zeros((3, 40, 50), np.uint16),
+    tifffile.imwrite(tmp_path / "three.tif", np.zeros((40, 50, 60), np.uint16),
                      photometric="minisblack")
     code, _, err = run_cli(capsys, "predict", "default", tmp_path / "three.tif", "--out",
                            tmp_path / "o", "--axes", "YXC")
-    assert code == 2 and "has 50 channels (axes YXC)" in err, err
+    assert code == 2 and "has 60 channels (axes YXC)" in err, err
 
 
 def test_a_label_image_given_as_the_image_gets_a_note(tmp_path, capsys):

@@ -346,8 +346,10 @@ def _check_inputs(files: list[Path], args: argparse.Namespace, total: int = 0
             if several and (colour := _own_colour(path, args.axes)) is not None:
                 stack = colour
                 own.add(path)
-        except (ImageFileError, OSError) as exc:
-            stack = _own_axes(path, args.axes) if several else None
+        except (ImageFileError, OSError) as exc:  # a colour photo among stacks: the
+            # axes made its planes 64 x 3 pixels, now refused (README check h_readme1, L1)
+            stack = (_own_axes(path, args.axes) or _own_colour(path, args.axes)) \
+                if several else None
             if stack is not None:
                 own.add(path)
             elif not unreadable_file(path, exc, args.axes):

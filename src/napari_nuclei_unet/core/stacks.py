@@ -395,6 +395,23 @@ class ImageStack:
             yield flat, self.plane(flat, channel)
 
 
+def _check_plane_size(axes: str, shape: tuple[int, ...], source: str) -> None:
+    """Refuse axes given for a file that make its planes a few pixels wide.
+
+    ``--axes CYX`` on an RGB file made "images" of 256 x 3 pixels (its colours as
+    columns), segmented with exit status 0 (README check h_readme1, L1).
+    """
+    sizes = dict(zip(axes, shape, strict=True))
+    h, w = sizes["Y"], sizes["X"]
+    if min(h, w) > 4 or max(h, w) < 32:  # long and thin only: tiny test images pass
+        return
+    raise ImageFileError.about_settings(
+        "Axes {given} for {source} make its planes {h} x {w} pixels: a dimension of {n} is "
+        "more likely its colours or channels than its rows or columns. Give the axes in the "
+        "file's order {axes} (e.g. YXS for a colour image).", given=axes, source=source, h=h,
+        w=w, n=min(h, w))
+
+
 def make_stack(name: str, data: Any, axes: str, source: str, rgb_hint: bool, *,
                read_by: str | None = None,
                pixels: tuple[float, float] | None = None) -> ImageStack:
@@ -404,6 +421,8 @@ def make_stack(name: str, data: Any, axes: str, source: str, rgb_hint: bool, *,
     pixels per micrometre.
     """
     stored = check_axes(axes, len(data.shape), source, read_by=read_by)
+    if read_by is None:
+        _check_plane_size(stored, tuple(data.shape), source)
     axes = stored.replace("S", "C")
     rgb = rgb_hint and "C" in axes and data.shape[axes.index("C")] in (3, 4)
     order = [i for i, a in enumerate(axes) if a not in "CYX"]
