@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import Any
 
 from .data import load_samples, open_dataset
@@ -213,7 +214,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         how = describe_options(options, report.instance_method,
                                getattr(loaded.model, "out_channels", 1) > 1)
-        print(f"Model {loaded.path} on {where} (threshold {args.threshold:g}, {how})")
+        shown = os.path.normpath(str(where))  # not "exp/../dsb5" (README check h_readme1)
+        print(f"Model {loaded.path} on {shown} (threshold {args.threshold:g}, {how})")
         print(format_report(data, worst=args.worst))
         if report.skipped:
             print(f"\n{len(report.skipped)} image(s) without masks were not scored.")
