@@ -47,6 +47,10 @@ def test_a_stack_of_large_planes_is_segmented_block_by_block(stack_file, tmp_pat
     assert segmented == [(SIZE, SIZE)] * 3  # every plane through the block path
     labels = tifffile.imread(summary.labels)
     assert labels.shape == (3, SIZE, SIZE)
+    with tifffile.TiffFile(summary.labels) as tif:  # a hyperstack with the Z spacing, as a
+        # stack segmented whole gives it (review h_rev30, M1)
+        assert tif.is_imagej and tif.series[0].axes == "ZYX"
+        assert tif.imagej_metadata["spacing"] == 3.0
     stored = zarr.open(summary.zarr, mode="r")
     assert np.array_equal(np.asarray(stored["0"][:]), labels)
     axes = stored.attrs["multiscales"][0]["axes"]
@@ -89,7 +93,9 @@ def same_partition(a, b):
     return len(pairs) == len(np.unique(pairs[:, 0])) == len(np.unique(pairs[:, 1]))
 
 
-def test_a_stop_between_planes_keeps_an_earlier_result(stack_file, tmp_path):
+@pytest.mark.parametrize("where", ["between planes", "within a plane"])
+def test_a_stop_keeps_an_earlier_result(stack_file, tmp_path, monkeypatch, where):
+    from napari_nuclei_unet.core import bigimage
     from napari_nuclei_unet.core.bigstack import segment_large_planes
     from napari_nuclei_unet.core.progress import drive
 
@@ -98,15 +104,24 @@ def test_a_stop_between_planes_keeps_an_earlier_result(stack_file, tmp_path):
     first = drive(segment_large_planes("default", path, out, block=128))
     assert not first.cancelled and first.planes == 3
     before = np.asarray(first.labels()[:])
-    asked = []
+    done, asked = [], []
+    real = bigimage.segment_large
 
-    def stop_on_the_second_plane():
+    def counted(*args, **kwargs):
+        result = yield from real(*args, **kwargs)
+        if not result.cancelled:
+            done.append(result)
+        return result
+
+    monkeypatch.setattr(bigimage, "segment_large", counted)
+
+    def stop():  # once the first plane is done (asked next between planes), or at once
         asked.append(1)
-        return len(asked) > 1
+        return bool(done) if where == "between planes" else len(asked) > 1
 
-    again = drive(segment_large_planes("default", path, out, block=128,
-                                       should_stop=stop_on_the_second_plane))
+    again = drive(segment_large_planes("default", path, out, block=128, should_stop=stop))
     assert again.cancelled
+    assert len(done) == (1 if where == "between planes" else 0)
     assert np.array_equal(np.asarray(zarr.open(str(out), mode="r")["0"][:]), before)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["stack.tif", out.name])
 
@@ -141,3 +156,42 @@ def test_the_cli_sends_a_stack_of_large_planes_to_a_cluster_in_blocks(stack_file
     dist = tifffile.imread(tmp_path / "dist" / "stack_labels.tif")
     assert all(same_partition(a, b) for a, b in zip(plain, dist, strict=True))
     capsys.readouterr()
+
+
+def test_a_32_bit_label_stack_from_zarr_keeps_its_z_spacing_as_ome(tmp_path):
+    from napari_nuclei_unet.core.ome_zarr import create_array, open_ome_group
+    from napari_nuclei_unet.core.own_images import write_labels_tiff
+
+    labels = create_array(open_ome_group(tmp_path / "l.zarr"), "0", (3, 40, 50), (1, 32, 32),
+                          np.uint32)
+    labels[1, 5:9, 5:9] = 70000
+    write_labels_tiff(tmp_path / "l.tif", labels, "ZYX", (2.0, 2.0), 3.0)
+    with tifffile.TiffFile(tmp_path / "l.tif") as tif:
+        assert tif.is_ome and "PhysicalSizeZ=\"3.0\"" in tif.ome_metadata
+        assert np.array_equal(tif.asarray(), labels[:])
+
+
+def test_the_ome_zarr_of_a_stack_puts_time_first(tmp_path, monkeypatch):
+    # a ZTYX file gave an OME-Zarr of axes z, t, y, x, which OME-Zarr 0.4 does not allow
+    # (review h_rev30, L1): time first, then depth; the TIFF takes the same order
+    from napari_nuclei_unet.core import bigimage
+    from napari_nuclei_unet.core.own_images import process_file
+    from napari_nuclei_unet.core.synthetic import make_synthetic_sample
+
+    monkeypatch.setattr(bigimage, "BIG_PIXELS", 120 * 120)
+    planes = [make_synthetic_sample("fluorescence", shape=(SIZE, SIZE), seed=k,
+                                    n_nuclei=6 + 2 * k)[0][..., 0].astype(np.uint16) * 50
+              for k in range(4)]
+    data = np.stack(planes).reshape(2, 2, SIZE, SIZE)  # Z, T
+    tifffile.imwrite(tmp_path / "zt.tif", data, metadata={"axes": "ZTYX"})
+    summary = process_file("default", tmp_path / "zt.tif", tmp_path / "out", block=128)
+    stored = zarr.open(summary.zarr, mode="r")
+    assert [a["name"] for a in stored.attrs["multiscales"][0]["axes"]] == ["t", "z", "y", "x"]
+    labels = np.asarray(stored["0"][:])
+    assert labels.shape == (2, 2, SIZE, SIZE)
+    with tifffile.TiffFile(summary.labels) as tif:
+        assert tif.series[0].axes == "TZYX"
+        assert np.array_equal(tif.asarray(), labels)
+    for z in range(2):
+        for t in range(2):
+            assert same_partition(labels[t, z], drive_one(data[z, t], tmp_path / f"{z}{t}.zarr"))

@@ -759,3 +759,16 @@ def test_the_foreground_channel_of_a_multi_channel_output_is_found_by_its_name(t
     with pytest.raises(CheckpointError, match=r"outputs 2 channels \(class0, class1\), none of "
                                               "them named as a foreground probability"):
         BioimageioModel(package)
+
+
+def test_a_package_named_by_this_plugin_is_not_named_twice():
+    # "Nuclei U-Net (Nuclei U-Net (lab-a v002))" (review h_rev30, L7)
+    from types import SimpleNamespace
+
+    from napari_nuclei_unet.bioimageio.export import default_package_name
+
+    package = SimpleNamespace(path=None, metadata={"bioimageio": {
+        "name": "Nuclei U-Net (lab-a v002)"}})
+    assert default_package_name(package) == "Nuclei U-Net (lab-a v002)"
+    other = SimpleNamespace(path=None, metadata={"bioimageio": {"name": "UNet 2D Nuclei"}})
+    assert default_package_name(other) == "Nuclei U-Net (UNet 2D Nuclei)"

@@ -677,10 +677,12 @@ def test_a_reader_that_goes_away_does_not_stop_the_work(tmp_path):
     folder.mkdir()
     for k in range(4):
         tifffile.imwrite(folder / f"img{k}.tif", grey(k).astype(np.uint16) * 40)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # as in a shell:
+    # stdout to a pipe is buffered, flushed at the end (exit 120 there: review h_rev30, H1)
     process = subprocess.Popen(
         [sys.executable, "-m", "napari_nuclei_unet.cli", "predict", "default", str(folder),
          "--out", str(tmp_path / "out")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     first = process.stdout.readline()  # as `head -1`: one line read, then the pipe closed
     process.stdout.close()
     assert process.wait(timeout=300) == 0, first
@@ -722,3 +724,28 @@ def test_axes_that_make_planes_a_few_pixels_wide_are_refused(tmp_path, capsys):
     code, _, err = run_cli(capsys, "predict", "default", tmp_path / "rgb.tif", "--out",
                            tmp_path / "out", "--axes", "YXS")
     assert code == 0, err
+
+
+def test_the_last_words_after_the_reader_went_away_keep_the_exit_status(monkeypatch):
+    # a SIGTERM under -q with the reader gone: the error hit the closed pipe and the
+    # command exited 1, not 143 (review h_rev30, L3)
+    import sys
+
+    from napari_nuclei_unet._cli import info
+    from napari_nuclei_unet._cli.stopping import Terminated
+    from napari_nuclei_unet.cli import main
+
+    class Gone:
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    def terminated(args):
+        raise Terminated
+
+    monkeypatch.setattr(info, "run", terminated)
+    monkeypatch.setattr(sys, "stdout", Gone())
+    monkeypatch.setattr(sys, "stderr", Gone())
+    assert main(["-q", "info", "."]) == 143

@@ -408,12 +408,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
         return EXIT_BAD_INPUT
-    module_name, function_name = args.handler.split(":")
     from ._cli.pipes import readers_may_go
+
+    with readers_may_go():  # `| head`: the work goes on, and so do its last words
+        return _run_command(args)
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    """Run the parsed command; its exit status, with any error said in one line."""
+    module_name, function_name = args.handler.split(":")
     from ._cli.stopping import Terminated, sigterm_as_interrupt
 
     try:
-        with sigterm_as_interrupt(), readers_may_go():  # `| head`: the work goes on
+        with sigterm_as_interrupt():
             _say_which_model(args)
             module = importlib.import_module(f"._cli.{module_name}", __package__)
             return int(getattr(module, function_name)(args) or 0)

@@ -178,14 +178,19 @@ def run(args: argparse.Namespace) -> int:
         configure_cpu_threads()  # physical cores: hyper-threads slow convolutions down
     # a fine-tuning project, or your images beside their label images, as finetune reads them
     origins: dict[str, tuple[str, int]] = {}
+    unread: list[tuple[str, str]] = []  # pairs that cannot be read: skipped, and said
     samples = own_labelled_samples(args.data, quiet=args.quiet,
                                    axes=getattr(args, "axes", None),
-                                   channel=getattr(args, "channel", None), origins=origins)
+                                   channel=getattr(args, "channel", None), origins=origins,
+                                   skipped=unread)
     where: Any = args.data
     if samples is not None and getattr(args, "split", "all") != "all" and not args.quiet:
         note(f"--split {args.split} is ignored: {args.data} is not the model's training "
              "data; every image is scored.")
     if samples is None:
+        from .finetune import refuse_own_image_options
+
+        refuse_own_image_options(args, args.data)
         dataset = open_dataset(args.data, quiet=args.quiet)
         ids = select_split(dataset.ids(), loaded.metadata, getattr(args, "split", "all"))
         samples = load_samples(dataset, quiet=args.quiet, ids=ids)
@@ -194,8 +199,10 @@ def run(args: argparse.Namespace) -> int:
         from ..core.dataset import DatasetError
 
         # an empty table and exit 0 (CLI check h_cli2, M3); info and finetune stop too
+        why = ("; ".join(f"{name}: {reason}" for name, reason in unread[:3]) + "."
+               if unread else "the notes above say why each was skipped.")  # (-q: none)
         raise DatasetError(f"No image of {where} could be scored: none could be read with "
-                           "its label masks (the notes above say why each was skipped).")
+                           f"its label masks ({why})")
     _note_trained_on(loaded, [s.id for s in samples], getattr(args, "split", "all"),
                      quiet=args.quiet)
     options = segment_options(args, loaded.model)
@@ -209,6 +216,8 @@ def run(args: argparse.Namespace) -> int:
     data["summary"]["diameter"] = NATIVE if options is None else (
         "automatic" if options.diameter == 0 else options.diameter)
     data["summary"]["tta"] = bool(options is not None and options.tta)
+    if unread:  # recorded, also under -q (review h_rev30, M2)
+        data["skipped"] = [{"file": name, "reason": reason} for name, reason in unread]
     if args.json:
         print(json.dumps(data, allow_nan=False))
     else:
@@ -219,4 +228,8 @@ def run(args: argparse.Namespace) -> int:
         print(format_report(data, worst=args.worst))
         if report.skipped:
             print(f"\n{len(report.skipped)} image(s) without masks were not scored.")
+        if unread:
+            print(f"\nSkipped pairs, which cannot be read ({len(unread)}):")
+            for name, reason in unread:
+                print(f"  {name}: {reason}")
     return 0

@@ -48,6 +48,22 @@ def _kept_aside(path: str) -> set[str]:
     return {c.id for c in CorrectionStore(path).list() if c.aside}
 
 
+def refuse_own_image_options(args: argparse.Namespace, where: Any) -> None:
+    """Refuse ``--channel``/``--axes`` for a DSB2018 dataset, as ``predict`` does.
+
+    ``info`` and ``evaluate`` took them there without a word (review h_rev30, L4).
+    """
+    given = [f"--{name}" for name in ("channel", "axes") if getattr(args, name, None)
+             is not None]
+    if given:
+        from .failures import UsageError
+
+        raise UsageError(f"{' and '.join(given)} apply to images beside their label images; "
+                         f"{where} is a DSB2018 dataset, whose images are read without "
+                         f"{'them' if len(given) > 1 else 'it'}: leave "
+                         f"{'them' if len(given) > 1 else 'it'} out.")
+
+
 def check_labelled_exists(path: str) -> None:
     """Refuse a missing folder of labelled images, naming the three forms it may take."""
     from ..core.dataset import check_not_dangling
@@ -178,11 +194,12 @@ def read_pairs(found: Any, *, quiet: bool, axes: str | None = None,
     """Samples of the pairs of ``found`` (``own.pair_up``), as a project stores them.
 
     For images that are scored, not stored (``finetune --held-out``, ``evaluate``,
-    ``info``): a temporary project gives them exactly the form a round trains on. A pair
-    whose image or label image cannot be read (corrupt, cut short) is skipped with a note
-    and added to ``skipped`` as ``(name, reason)``: one bad file refused the whole folder
-    (README check h_readme1, M2). A setting that does not fit (the channel, the axes) is
-    still refused: it is the user's to change.
+    ``info``): a temporary project gives them exactly the form a round trains on. With
+    ``skipped`` (a list: ``evaluate``, ``info``), a pair whose image or label image
+    cannot be read (corrupt, cut short) is skipped with a note and added to it as
+    ``(name, reason)``: one bad file refused the whole folder (README check h_readme1,
+    M2). Without (a round's images kept aside, which must check it: review h_rev30, H2),
+    and for a setting that does not fit (the channel, the axes), it is refused.
     """
     import tempfile
 
@@ -190,8 +207,7 @@ def read_pairs(found: Any, *, quiet: bool, axes: str | None = None,
 
     with tempfile.TemporaryDirectory(prefix="nuclei-unet-") as scratch:
         return _store_pairs(CorrectionStore(scratch), found, quiet=quiet, axes=axes,
-                            channel=channel, verb="read", origins=origins,
-                            skipped=[] if skipped is None else skipped)
+                            channel=channel, verb="read", origins=origins, skipped=skipped)
 
 
 def _store_pairs(store: Any, found: Any, *, quiet: bool, axes: str | None,

@@ -72,6 +72,9 @@ def run(args: argparse.Namespace) -> int:
             for name, why in skipped:
                 print(f"  {name}: {why}")
         return 0
+    from .finetune import refuse_own_image_options
+
+    refuse_own_image_options(args, args.data)
     dataset = open_dataset(args.data, quiet=True)
     # Every mask is decoded (from the cache when it is fresh): a sample whose masks are
     # broken is reported as skipped, and nuclei are counted from the labels, not files.

@@ -54,8 +54,11 @@ class PipeSafe:
 def readers_may_go() -> Iterator[None]:
     """Within: ``sys.stdout`` and ``sys.stderr`` are :class:`PipeSafe`; restored after."""
     saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = PipeSafe(sys.stdout), PipeSafe(sys.stderr)
+    wrapped = PipeSafe(sys.stdout), PipeSafe(sys.stderr)
+    sys.stdout, sys.stderr = wrapped
     try:
         yield
     finally:
+        for stream in wrapped:  # what is still buffered (a pipe's stdout is): flushed here,
+            stream.flush()  # where a reader gone is caught, not at exit (review h_rev30, H1)
         sys.stdout, sys.stderr = saved

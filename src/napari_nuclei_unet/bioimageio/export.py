@@ -351,6 +351,8 @@ def default_package_name(loaded: Any) -> str:
     of a project alike).
     """
     which = "".join(c if c in NAME_CHARACTERS else "-" for c in model_words(loaded))
+    if which.startswith("Nuclei U-Net ("):  # a package's own name: not wrapped again
+        return which[:NAME_LIMIT]  # ("Nuclei U-Net (Nuclei U-Net (lab-a v002))": h_rev30)
     return f"Nuclei U-Net ({which.strip(' -') or 'model'})"[:NAME_LIMIT]
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import shutil
 import time
-import uuid
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,8 +37,8 @@ class StackBigResult:
     Attributes
     ----------
     labels_path : pathlib.Path
-        The OME-Zarr group; the labels are ``zarr.open(labels_path)["0"]``, shaped as the
-        stack's planes and ``(H, W)`` (``ImageStack.labels_shape``).
+        The OME-Zarr group; the labels are ``zarr.open(labels_path)["0"]``, with the axes
+        ``axes``.
     n_nuclei : int
         Nuclei of all planes (labels 1..n_nuclei, unique across the stack).
     table : dict of str to numpy.ndarray
@@ -53,6 +52,9 @@ class StackBigResult:
         Each plane's nucleus diameter (see :attr:`.bigimage.BigResult.diameter`).
     cancelled : bool
         Whether it was stopped (then nothing is in ``labels_path``).
+    axes : str
+        The labels' axes: the stack's plane axes in OME-Zarr's order (time first, depth
+        last, others between), then ``YX``.
     """
 
     labels_path: Path
@@ -62,6 +64,7 @@ class StackBigResult:
     seconds: float
     diameters: list[float] = field(default_factory=list)
     cancelled: bool = False
+    axes: str = "YX"
 
     def labels(self, mode: str = "r") -> Any:
         """The label array (zarr, read lazily)."""
@@ -125,8 +128,11 @@ def segment_large_planes(
     stack.check_channel(channel)
     blk = int(block or DEFAULT_BLOCK)
     out = Path(out)
-    # beside the result, on the same disk (a plane's labels are as large as the result's)
-    work = out.parent / f".{out.name}.planes-{uuid.uuid4().hex[:8]}"
+    # beside the result, on the same disk (a plane's labels are as large as the result's);
+    # one name: what a run killed (SIGKILL, out of memory) left is cleared by the next one
+    # (review h_rev30, M3). One writer per result: the CLI holds its --out folder's lock.
+    work = out.parent / f".{out.name}.planes"
+    shutil.rmtree(work, ignore_errors=True)
     planes: list[Any] = []
     try:
         for flat in range(stack.n_planes):
@@ -154,7 +160,19 @@ def segment_large_planes(
         shutil.rmtree(work, ignore_errors=True)
     yield Progress("merge", 1, 1, f"{n_nuclei} nuclei")
     return StackBigResult(out, n_nuclei, table, stack.n_planes, time.perf_counter() - start,
-                          [float(r.diameter) for r in planes if r.diameter])
+                          [float(r.diameter) for r in planes if r.diameter],
+                          axes="".join(stack.plane_axes[i] for i in _ome_order(stack)) + "YX")
+
+
+def _ome_order(stack: Any) -> list[int]:
+    """The stack's plane axes in OME-Zarr 0.4's order: time first, space (Z) last.
+
+    A ZTYX file gave z before t, which the specification does not allow (review h_rev30,
+    L1); the labels TIFF, written from the OME-Zarr, takes the same order.
+    """
+    axes = stack.plane_axes
+    return sorted(range(len(axes)), key=lambda i: (0 if axes[i] == "T" else
+                                                   2 if axes[i] == "Z" else 1, i))
 
 
 def _overall(update: Progress, flat: int, n_planes: int, where: str) -> Progress:
@@ -184,22 +202,36 @@ def _assemble(stack: Any, planes: list, out: Path, block: int) -> tuple[int, dic
         shutil.rmtree(out)
     root = open_ome_group(out)
     h, w = stack.yx_shape
-    lead = (1,) * len(stack.plane_shape)
-    target = create_array(root, "0", tuple(stack.labels_shape), lead + (block, block), dtype)
+    order = _ome_order(stack)
+    shape = tuple(stack.plane_shape[i] for i in order) + (h, w)
+    target = create_array(root, "0", shape, (1,) * len(order) + (block, block), dtype)
     tables, offset = [], 0
+    if not n_nuclei:  # no nucleus at all: the CSV's columns all the same (review h_rev30, L2)
+        tables.append(_empty_table(stack))
     for flat, result in enumerate(planes):
         index = stack.plane_index(flat)
+        at = tuple(index[i] for i in order)
         source = result.labels()
         for y in range(0, h, block):  # a strip of rows at a time: bounded memory
             strip = np.asarray(source[y:y + block, :]).astype(dtype)
             if offset:
                 strip[strip > 0] += dtype.type(offset)
-            target[(*index, slice(y, y + strip.shape[0]), slice(0, w))] = strip
+            target[(*at, slice(y, y + strip.shape[0]), slice(0, w))] = strip
         tables.append(_plane_rows(result.table, offset, flat, index, stack.plane_axes))
         offset += int(result.n_nuclei)
-    write_ome_zarr_attrs(root, stack.name, stack.pixels_per_um, plane_axes=stack.plane_axes,
+    write_ome_zarr_attrs(root, stack.name, stack.pixels_per_um,
+                         plane_axes="".join(stack.plane_axes[i] for i in order),
                          z_spacing_um=stack.z_spacing_um)
     return n_nuclei, concat_tables(tables)
+
+
+def _empty_table(stack: Any) -> dict:
+    """The stack's table columns, with no row (as a whole-plane segmentation gives them)."""
+    from .measure import measure_plane
+
+    channels = np.zeros((max(1, stack.n_channels), 1, 1), np.float32)
+    return measure_plane(np.zeros((1, 1), np.int32), channels, plane=0,
+                         plane_index=stack.plane_index(0), plane_axes=stack.plane_axes)
 
 
 def _plane_rows(table: dict, offset: int, flat: int, index: tuple[int, ...],

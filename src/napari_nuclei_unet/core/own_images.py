@@ -259,12 +259,17 @@ def output_paths(out_dir: str | os.PathLike, name: str) -> dict[str, Path]:
             "zarr": out / f"{name}_labels.ome.zarr"}
 
 
-def _as_imagej(labels: np.ndarray, axes: str) -> bool:
-    """Whether ``labels`` can be an ImageJ hyperstack: its axes in ImageJ's order, 16-bit."""
+def _as_imagej(labels: Any, axes: str) -> bool:
+    """Whether ``labels`` can be an ImageJ hyperstack: its axes in ImageJ's order, 16-bit.
+
+    ``labels``: anything with a ``dtype`` and a ``shape`` (a numpy or zarr array).
+    """
     order = "TZCYX"  # an axis of one plane is dropped by ImageJ: read back (5, Y, X)
-    return (labels.dtype.itemsize <= 2 and set(axes) <= set(order) and axes.endswith("YX")
-            and list(axes) == sorted(axes, key=order.index) and labels.nbytes < 2**31
-            and all(n > 1 for a, n in zip(axes, labels.shape, strict=True) if a not in "YX"))
+    dtype, shape = np.dtype(labels.dtype), tuple(labels.shape)
+    return (dtype.itemsize <= 2 and set(axes) <= set(order) and axes.endswith("YX")
+            and list(axes) == sorted(axes, key=order.index)
+            and int(np.prod(shape)) * dtype.itemsize < 2**31
+            and all(n > 1 for a, n in zip(axes, shape, strict=True) if a not in "YX"))
 
 
 def write_labels_tiff(path: str | os.PathLike, labels: Any, axes: str,
@@ -326,6 +331,18 @@ def write_labels_tiff(path: str | os.PathLike, labels: Any, axes: str,
         height, width = shape[-2:]
         tile = 512
         dtype = np.dtype(labels.dtype)
+        spacing = z_spacing_um if "Z" in axes else None
+        if len(shape) > 2 and _as_imagej(labels, axes) and (pixels or not spacing):
+            # a stack of large planes (core.bigstack): a hyperstack as the whole-plane
+            # path writes it, a plane in memory at a time (review h_rev30, M1)
+            sizes = {"unit": "um"} if pixels else {}
+            if spacing:
+                sizes["spacing"] = float(spacing)
+            pages = (np.asarray(labels[page]) for page in np.ndindex(*shape[:-2]))
+            tifffile.imwrite(tmp, pages, shape=shape, dtype=dtype, imagej=True,
+                             compression="zlib", metadata={"axes": axes, **sizes},
+                             resolution=pixels)
+            return
 
         def tiles() -> Any:
             for page in np.ndindex(*shape[:-2]):  # () for one plane: once
@@ -337,11 +354,17 @@ def write_labels_tiff(path: str | os.PathLike, labels: Any, axes: str,
                         out[:part.shape[0], :part.shape[1]] = part
                         yield out
 
-        tifffile.imwrite(tmp, tiles(), shape=shape, dtype=dtype,
-                         tile=(tile, tile), compression="zlib",
-                         metadata={"axes": axes}, photometric="minisblack",
-                         bigtiff=int(np.prod(shape)) * dtype.itemsize > 2**31,
-                         **_resolution_cm(pixels))
+        tiled = {"shape": shape, "dtype": dtype, "tile": (tile, tile), "compression": "zlib",
+                 "photometric": "minisblack", **_resolution_cm(pixels),
+                 "bigtiff": int(np.prod(shape)) * dtype.itemsize > 2**31}
+        if spacing and all(n > 1 for a, n in zip(axes, shape, strict=True) if a not in "YX"):
+            try:  # 32-bit or other axes: the Z spacing as an OME-TIFF's, as for a stack
+                tifffile.imwrite(tmp, tiles(), ome=True, **tiled, metadata={  # segmented
+                    "axes": axes, **_ome_sizes(pixels, spacing)})  # whole
+                return
+            except (ValueError, KeyError):  # axes OME has no name for
+                pass
+        tifffile.imwrite(tmp, tiles(), metadata={"axes": axes}, **tiled)
 
     return atomic_write(path, write)
 
@@ -464,8 +487,8 @@ def process_file(
                                           channel=channel, block=block, client=client,
                                           workers=workers, threads=threads, device=device),
                      on_update)
-        write_labels_tiff(paths["labels"], many.labels(), stack.plane_axes + "YX",
-                          stack.pixels_per_um, stack.z_spacing_um)
+        write_labels_tiff(paths["labels"], many.labels(), many.axes, stack.pixels_per_um,
+                          stack.z_spacing_um)
         write_csv(many.table, paths["csv"])
         n_nuclei, zarr_path, diameters = many.n_nuclei, str(paths["zarr"]), many.diameters
     elif is_large(stack, big):

@@ -40,8 +40,8 @@ def _save_ome_zarr(data: Any, path: Path, name: str, pixels: Any = None) -> None
     import dask.array as da
 
     from napari_nuclei_unet.core.atomic import atomic_write_folder, remove_stale_temps
-    from napari_nuclei_unet.core.bigimage import (
-        DEFAULT_BLOCK,
+    from napari_nuclei_unet.core.bigimage import DEFAULT_BLOCK
+    from napari_nuclei_unet.core.ome_zarr import (
         create_array,
         open_ome_group,
         write_ome_zarr_attrs,
