@@ -195,3 +195,27 @@ def test_the_ome_zarr_of_a_stack_puts_time_first(tmp_path, monkeypatch):
     for z in range(2):
         for t in range(2):
             assert same_partition(labels[t, z], drive_one(data[z, t], tmp_path / f"{z}{t}.zarr"))
+
+
+def test_the_files_read_lazily_are_not_all_kept_open(tmp_path):
+    # each large file stayed open for the life of the process: a folder of 1,000 ran
+    # out of file descriptors (review h_rev30, L6)
+    import os
+
+    from napari_nuclei_unet.core import lazy_plane
+
+    def open_files():
+        return len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 0
+
+    def read(k):
+        path = tmp_path / f"f{k}.tif"
+        tifffile.imwrite(path, np.full((64, 64), k, np.uint16), tile=(32, 32))
+        assert int(lazy_plane.LazyPlane(str(path), None, None)[0:2, 0:2][0, 0]) == k
+
+    read(0)  # zarr's own event loop opens its descriptors once, at its first read
+    lazy_plane._OPENED.clear()
+    before = open_files()
+    for k in range(1, lazy_plane.MOST_OPEN + 7):
+        read(k)
+    assert len(lazy_plane._OPENED) <= lazy_plane.MOST_OPEN
+    assert open_files() - before <= lazy_plane.MOST_OPEN + 1

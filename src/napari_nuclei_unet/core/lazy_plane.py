@@ -7,13 +7,30 @@ dask cluster: each process opens the file once and reads only the blocks it is g
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
 
 from .stacks import ImageStack, open_stack
 
-_OPENED: dict[tuple, ImageStack] = {}
+#: The files opened in this process, the most recently read last. A file kept open for
+#: the life of the process ran a folder of 1,000 large images out of file descriptors
+#: (review h_rev30, L6): past :data:`MOST_OPEN`, the least recently read is let go.
+_OPENED: OrderedDict[tuple, ImageStack] = OrderedDict()
+MOST_OPEN = 32  # more than the files a node reads at once (its threads)
+_LOCK = threading.Lock()  # dask's threads read blocks at once
+
+
+def _close(stack: ImageStack) -> None:
+    """Let go of the file a stack reads (a TIFF's zarr store holds it open), if it can."""
+    close = getattr(getattr(stack.data, "store", None), "close", None)
+    try:
+        if callable(close):
+            close()
+    except Exception:  # noqa: BLE001 - a store that cannot close is left to the collector
+        pass
 
 
 class LazyPlane:
@@ -54,9 +71,13 @@ class LazyPlane:
     def _stack(self) -> ImageStack:
         stat = os.stat(self.path)  # a file rewritten in place is opened again
         key = (self.path, self.axes, stat.st_mtime_ns, stat.st_size)
-        if key not in _OPENED:
-            _OPENED[key] = open_stack(self.path, self.axes)
-        return _OPENED[key]
+        with _LOCK:
+            if key not in _OPENED:
+                _OPENED[key] = open_stack(self.path, self.axes)
+                while len(_OPENED) > MOST_OPEN:
+                    _close(_OPENED.popitem(last=False)[1])
+            _OPENED.move_to_end(key)
+            return _OPENED[key]
 
     def __getitem__(self, index: Any) -> np.ndarray:
         stack = self._stack()
