@@ -896,3 +896,16 @@ def test_channel_and_axes_are_refused_for_a_dsb_dataset(tmp_path, capsys):
             "images" in err and "leave them out" in err, err
     code, out, err = run_cli(capsys, "info", dataset)
     assert code == 0, err
+
+
+def test_tifffile_log_lines_of_a_damaged_label_image_are_not_printed(tmp_path, caplog):
+    # "<tifffile.TiffPages @8> invalid offset to first page 8" on stderr, even under -q,
+    # beside the plain words that say the same (review h_rev30, L8)
+    from napari_nuclei_unet.core.finetune._common import FinetuneError
+    from napari_nuclei_unet.core.finetune.own import _read_labels
+
+    tifffile.imwrite(tmp_path / "l.tif", label_image())
+    (tmp_path / "cut.tif").write_bytes((tmp_path / "l.tif").read_bytes()[:8])
+    with caplog.at_level("WARNING", logger="tifffile"), pytest.raises(FinetuneError):
+        _read_labels(tmp_path / "cut.tif", (24, 32))
+    assert not [r for r in caplog.records if r.name == "tifffile"], caplog.text

@@ -151,8 +151,10 @@ def _read_labels(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     else:
         import tifffile
 
-        try:
-            with tifffile.TiffFile(path) as tif:
+        from ..tiff_checks import tifffile_log
+
+        try:  # tifffile's raw log lines ("<TiffTag.fromfile> raised ...") not printed, even
+            with tifffile_log(), tifffile.TiffFile(path) as tif:  # under -q (h_rev30, L8)
                 series = tif.series[0]
                 found = tuple(int(n) for n in series.shape)
                 ones = _size_one_axes(found, tuple(shape))  # a channel axis kept at size 1
