@@ -120,7 +120,8 @@ def test_scores_come_back_after_a_restart_without_their_maps(tmp_path):
     second = restart()
     assert second.set_dataset(FakeDataset(tmp_path / "data")) == ""
     note = second.set_model(FakeModel(model_file))
-    assert "The scores of 1 image(s) from an earlier session are shown" in note, note
+    assert "The scores of 1 image(s) from an earlier session are shown in the IoU panel " \
+        "(Plugins > Nuclei U-Net > IoU panel)" in note, note
     assert "1 more image(s) were scored then at another threshold" in note
     assert second.rows["x"].iou == 0.8 and second.probabilities == {}
     assert [r.id for r in second.current_rows()] == ["x"]  # scored at 0.5, the default

@@ -477,6 +477,8 @@ def test_images_kept_aside_check_the_round_and_are_not_trained_on(retrain, qtbot
     dock.steps_spin.setValue(1)
     worker = dock.start_finetune()
     assert "(1 kept aside to check it)" in dock.status_label.text()
+    # the replay set is said: "corrections only" read as no guard at all (h_readme2, L5)
+    assert "mixed with the built-in replay set" in dock.status_label.text()
     wait_worker(qtbot, worker, timeout=120_000)
     info = json.loads((project / "versions" / "v001" / "model.json").read_text())["finetune"]
     assert sorted(c["id"] for c in info["corrections"]) == sorted(s.id for s in samples[:2])

@@ -748,17 +748,24 @@ def test_a_plane_of_a_corrected_stack_segmented_again_goes_to_a_new_layer_alone(
     assert widget.result.planes == [2] and set(second.features["plane"]) == {2}
 
 
-def test_a_destroyed_docks_late_result_is_not_shown(dock, qtbot):
-    """Closed (destroyed) during a stack's run, the planes done still came as a layer,
-    after the notice that the segmentation stopped."""
+def test_a_destroyed_docks_late_result_is_kept_and_said(dock, qtbot):
+    """Closed (destroyed) during a stack's run, the planes done came as a layer after the
+    notice that the segmentation stopped, unsaid; then they were thrown away, which lost
+    a stack's minutes of work where Cancel keeps them (README check h_readme2, M1): they
+    are kept, and said."""
+    from _widget_helpers import capture_notifications
+
     viewer, widget = dock
     viewer.add_image(np.stack([nuclei_plane(k) for k in range(2)]), name="zs")
     run(qtbot, widget)
     result, layers = widget.result, len(viewer.layers)
     viewer.layers.remove("zs labels")
     widget._closed()  # what Qt's destroyed signal runs
-    widget._on_returned(result)
-    assert len(viewer.layers) == layers - 1
+    with capture_notifications() as notes:
+        widget._on_returned(result)
+    assert len(viewer.layers) == layers
+    assert notes.any("The Segment dock was closed while it worked: its result is the layer "
+                     "“zs labels”.")
 
 
 def test_the_panels_hidden_layers_are_never_offered_and_an_opened_image_is_chosen(

@@ -200,3 +200,94 @@ def test_add_plane_after_a_run_without_result_speaks_of_the_image_shown(dock, qt
     wait_worker(qtbot, worker)
     wait_worker(qtbot, widget.add_to_project(tmp_path / "project"))
     assert CorrectionStore(tmp_path / "project").ids() == ["a-plane0"]
+
+
+class HoldAfterFirstPlane(torch.nn.Module):
+    """Background everywhere; once ``hold`` is set, the next forward call waits for ``go``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+        self.hold, self.holding, self.go = (threading.Event() for _ in range(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.hold.is_set() and not self.go.is_set():
+            self.holding.set()
+            assert self.go.wait(30), "never let go"
+        return torch.full((x.shape[0], 1, *x.shape[2:]), -5.0)
+
+
+def test_closing_the_dock_mid_stack_keeps_the_planes_done(make_napari_viewer, qtbot,
+                                                          monkeypatch):
+    # they were thrown away with "its segmentation stopped", where Cancel keeps them
+    # (README check h_readme2, M1)
+    from qtpy.QtCore import QCoreApplication, QEvent
+
+    from _widget_helpers import capture_notifications
+    from napari_nuclei_unet.widgets import _segment_jobs
+    from napari_nuclei_unet.widgets._segment_jobs import RESULT_KEY
+    from napari_nuclei_unet.widgets.segment_widget import SegmentWidget
+
+    net = HoldAfterFirstPlane()
+    monkeypatch.setattr(_segment_jobs, "_resolve_model", lambda path, session_model: net)
+    viewer = make_napari_viewer()
+    widget = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Segment image layer")
+    stack = np.random.default_rng(3).integers(0, 256, (3, 96, 96)).astype(np.uint8)
+    viewer.add_image(stack, name="stack")
+    widget.image.value = viewer.layers["stack"]
+    widget.planes.value = "all planes"
+    from napari_nuclei_unet.core import own_images
+
+    real = own_images.segment_stack
+
+    def first_plane_then_hold(*args, **kwargs):  # in the worker: no race with the planes
+        job = real(*args, **kwargs)
+        try:
+            while True:
+                update = next(job)
+                if update.done >= 1:  # the first plane is done: hold the next one
+                    net.hold.set()
+                yield update
+        except StopIteration as end:
+            return end.value
+
+    monkeypatch.setattr(own_images, "segment_stack", first_plane_then_hold)
+    worker = widget.segment()
+    qtbot.waitUntil(net.holding.is_set, timeout=60_000)
+    with capture_notifications() as notes:
+        viewer.window.remove_dock_widget(widget)
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+        net.go.set()
+        qtbot.waitUntil(lambda: worker.handled, timeout=30_000)
+    assert notes.any("The Segment dock was closed: its segmentation stopped.")
+    assert notes.any("The Segment dock was closed while it worked: the 1 plane(s) it had "
+                     "segmented are kept as the layer “stack labels”.")
+    kept = viewer.layers["stack labels"]
+    assert kept.metadata[RESULT_KEY]["planes"] == [0] and kept.data.shape == (3, 96, 96)
+
+
+def test_a_result_of_an_image_no_longer_chosen_does_not_take_over_the_dock(dock, qtbot):
+    # it filled the table, Export CSV and Add plane under the other image's name
+    # (README check h_readme2, M2)
+    viewer, widget, net = dock
+    viewer.add_image(np.random.default_rng(4).integers(0, 256, (96, 96)).astype(np.uint8),
+                     name="first")
+    viewer.add_image(np.random.default_rng(5).integers(0, 256, (96, 96)).astype(np.uint8),
+                     name="second")
+    widget.image.value = viewer.layers["first"]
+    worker = widget.segment()
+    qtbot.waitUntil(lambda: net.calls == 1, timeout=30_000)  # held in its first pass
+    widget.image.value = viewer.layers["second"]
+    net.cancelled.set()  # (nothing is cancelled: the pass goes on)
+    qtbot.waitUntil(lambda: worker.handled, timeout=60_000)
+    qtbot.waitUntil(lambda: widget.segment_button.enabled, timeout=10_000)
+    assert widget.image.value is viewer.layers["second"] or \
+        widget.image.value.name == "second"
+    assert widget.status.text() == ("first's result is ready as the layer “first labels”: "
+                                    "choose first in Image to see it here.")
+    assert widget.result_layer is None and widget.table.model().rowCount() == 0
+    assert not viewer.layers["first labels"].visible
+    widget.image.value = viewer.layers["first"]  # chosen again: it is the dock's
+    qtbot.waitUntil(lambda: widget.result_layer is not None, timeout=10_000)
+    assert widget.result_layer.name == "first labels"

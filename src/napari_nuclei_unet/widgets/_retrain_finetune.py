@@ -234,8 +234,10 @@ class FinetuneSteps:
         self.curves.set_planned_epochs(self._epochs)  # grows if the round plans more
         self.progress.setValue(0)
         self.progress.setFormat("starting …")
-        mix = (f"mixed with up to {len(original)} original image(s)" if original
-               else "no original images loaded: corrections only")
+        # the replay set guards the other kinds of images, loaded images or not: "corrections
+        # only" read as no guard at all (README check h_readme2, L5)
+        mix = "mixed with the built-in replay set" + (
+            f" and up to {len(original)} original image(s)" if original else "")
         checked = f" ({len(aside)} kept aside to check it)" if aside else ""
         self.status_label.setText(f"Learning from {len(ids)} corrected image(s){checked}, "
                                   f"{mix}.")

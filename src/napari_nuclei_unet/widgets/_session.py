@@ -578,8 +578,10 @@ def _scored(results: dict[str, ModelResults]) -> set[str]:
 def _recalled_words(current: int = 0, other: int = 0) -> str:
     """What a session says of scores read back from disk."""
     return _sentences(
-        f"The scores of {current} image(s) from an earlier session are shown (IoU panel); "
-        "predict an image again to see its prediction." if current else "",
+        # where to find the panel: said where none was open (README check h_readme2, L2)
+        f"The scores of {current} image(s) from an earlier session are shown in the IoU "
+        "panel (Plugins > Nuclei U-Net > IoU panel); predict an image again to see its "
+        "prediction." if current else "",
         f"{other} more image(s) were scored then at another threshold or split: set it "
         "back to see them." if other else "")
 

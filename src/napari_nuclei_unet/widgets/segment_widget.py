@@ -25,7 +25,6 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
@@ -49,26 +48,15 @@ from napari_nuclei_unet.widgets._features_table import FeaturesTable
 from napari_nuclei_unet.widgets._image_settings import ImageSettings, ImageSettingsFields
 from napari_nuclei_unet.widgets._layer_files import file_axes
 from napari_nuclei_unet.widgets._layers import (
-    EDITED_KEY,
     IMAGE_LAYER,
     is_placeholder,
     is_users_layer,
     line_up,
     unwrapped,
-    watch_edits,
 )
 from napari_nuclei_unet.widgets._own_layers import (
     PLANE_AT,
-    bring_into_view,
-    follow_the_sliders_always,
-    go_to_plane,
-    labels_to_show,
     layer_yx_shape,
-    placement,
-    plane_at,
-    results_follow_the_sliders,
-    show_channel,
-    shown_stem,
     under_its_result,
 )
 from napari_nuclei_unet.widgets._progress import eta_text
@@ -107,9 +95,7 @@ from napari_nuclei_unet.widgets._segment_outputs import (  # noqa: F401 - as bef
 from napari_nuclei_unet.widgets._segment_project import ProjectField
 from napari_nuclei_unet.widgets._session import session_for
 from napari_nuclei_unet.widgets._unsaved_labels import (
-    forget_history,
     say_kept_once,
-    watch_unsaved,
 )
 
 if TYPE_CHECKING:
@@ -519,6 +505,11 @@ class SegmentWidget(SegmentOutputs, ImageSettingsFields, ProjectField, QWidget):
         from napari_nuclei_unet.widgets._working_copies import release
 
         image = self._source.get("layer")
+        if self._dead and result.labels is not None and image in self.viewer.layers:
+            return self._keep_orphan(result)  # the planes done (README check h_readme2)
+        if result.labels is not None and image in self.viewer.layers and \
+                unwrapped(self.image.value) is not unwrapped(image):
+            return self._keep_aside(result)  # another image chosen meanwhile
         if self._dead or image is not None and image not in self.viewer.layers:
             release(self.viewer, result.zarr_path)  # not shown: its working copy goes
             if not self._dead:  # (destroyed during the job: nothing to say it in)
@@ -531,6 +522,32 @@ class SegmentWidget(SegmentOutputs, ImageSettingsFields, ProjectField, QWidget):
         self.result = result
         self._show_result(result)
         self.status.setText(self._result_line(result))
+
+    def _keep_orphan(self, result: Any) -> None:
+        """A result that arrived after the dock was closed: kept over its image, and said."""
+        from napari_nuclei_unet.widgets._segment_result import place_result, show_placed
+        from napari_nuclei_unet.widgets._workers import notify
+
+        placed = place_result(self.viewer, self._source, result, self._previous)
+        show_placed(self.viewer, self._source, placed)
+        done = len(result.planes)
+        notify(f"The Segment dock was closed while it worked: the {done} plane(s) it had "
+               f"segmented are kept as the layer “{placed.layer.name}”." if result.cancelled
+               else f"The Segment dock was closed while it worked: its result is the layer "
+               f"“{placed.layer.name}”.")
+
+    def _keep_aside(self, result: Any) -> None:
+        """A result whose image is no longer the one chosen: kept, not taken over the dock.
+
+        It filled the table, Export CSV and Add plane under another image's name
+        (README check h_readme2, M2); it is shown once its image is chosen again.
+        """
+        from napari_nuclei_unet.widgets._segment_result import keep_aside
+
+        image = self._source["layer"]
+        layer = keep_aside(self.viewer, self._source, result, self._previous)
+        self.status.setText(f"{image.name}'s result is ready as the layer “{layer.name}”: "
+                            f"choose {image.name} in Image to see it here.")
 
     def _on_errored(self, exc: BaseException) -> None:
         # the notification fades; the dock keeps saying what happened (not "0/1 planes")
@@ -550,68 +567,12 @@ class SegmentWidget(SegmentOutputs, ImageSettingsFields, ProjectField, QWidget):
         self._enable()
 
     def _show_result(self, result: Any) -> None:
+        from napari_nuclei_unet.widgets._segment_result import place_result, show_placed
 
-        from napari_nuclei_unet.widgets._compare_guards import step_aside_for
-        from napari_nuclei_unet.widgets._working_copies import (
-            release,
-            release_when_removed,
-            zarr_of,
-        )
-
-        layer, stack = self._source["layer"], self._source["stack"]
-        step_aside_for(self.viewer, layer)  # a dataset's side by side: the user's image
-        one_of_many = bool(result.zarr_path) and stack.n_planes > 1  # a 2-D layer per plane
-        where = plane_at(stack, self._source["axes"], result.planes[0]) if one_of_many else None
-        plane = stack.plane_name(result.planes[0]) if one_of_many else None
-        name = f"{shown_stem(layer.name)} labels" + (  # as ids and sliders count (h_gui19, M3)
-            f" ({plane})" if plane else "")
-        features = layer_features(result.table)
-        shown, gaps = labels_to_show(layer, self._source["axes"], stack, result.labels)
-        kwargs = placement(layer, shown.shape, gaps)
-        old = self._previous  # this image's result layer (when there is one)
-        # unedited, it is replaced also when the new result has another shape (other Axes:
-        # the wrong first result stayed beside it, GUI check h_gui40, L7)
-        reuse = old is not None and old in self.viewer.layers
-        kept = reuse and bool(old.metadata.get(EDITED_KEY))
-        # each change of a shown layer draws it again (0.5 s at 6000²): changed hidden,
-        # bring_into_view shows it, drawn once
-        if reuse and not kept:
-            self.result_layer, replaced = old, zarr_of(old)
-            old.visible = False
-            old.data, old.features = shown, features
-            forget_history(old)  # Ctrl+Z does not bring the earlier result back
-            if old.selected_label > np.iinfo(shown.dtype).max:  # uint32 to uint16: napari
-                old.selected_label = 1  # refused every stroke (review h_rev12, L5)
-            old.scale, old.translate = kwargs["scale"], kwargs["translate"]  # image's now
-            if (old.metadata.get(RESULT_KEY) or {}).get("plane_name") != plane:
-                old.name = name  # "(plane2)" said of a whole image's (h_rev25, B8)
-        else:
-            self.result_layer = self.viewer.add_labels(shown, name=name, features=features,
-                                                       visible=False, **kwargs)
-        watch_edits(self.result_layer)
-        watch_unsaved(self.viewer, self.result_layer)  # kept when removed unsaved
+        placed = place_result(self.viewer, self._source, result, self._previous)
+        self.result_layer = placed.layer
         self.watch_result_words(self.result_layer)
-        if kept:
-            from napari_nuclei_unet.widgets._workers import notify
-
-            notify(f"Your corrections in “{old.name}” are kept: the new result is the layer "
-                   f"“{self.result_layer.name}”.")
-        self.result_layer.metadata[RESULT_KEY] = {
-            "source": layer.name, "axes": result.axes, "planes": list(result.planes),
-            "zarr": str(result.zarr_path) if result.zarr_path else None, "gaps": list(gaps),
-            "image_axes": self._source["axes"], "channel": self._source["channel"],
-            PLANE_AT: where, "pixels_per_um": stack.pixels_per_um,  # saved with it (h_gui40)
-            "z_spacing_um": stack.z_spacing_um,  # and this (GUI check h_gui41, L4)
-            "plane_name": plane}
         self.table.set_table(result.table)
         self._shown = dict(self._source)  # what "Add plane" and "Compare" speak of
-        bring_into_view(self.viewer, layer, self.result_layer)  # says what it hid
-        show_channel(self.viewer, layer, self._source["axes"], self._source["channel"])
-        if one_of_many:  # its plane shown (the user may have moved on: h_rev11 M2)
-            go_to_plane(self.viewer, layer, where)
-            follow_the_sliders_always(self.viewer)
-        results_follow_the_sliders(self.viewer)  # other planes' results: hidden
-        release_when_removed(self.viewer)  # a large result's working copy, once gone
-        if reuse and not kept:  # the labels it held (kept while a layer shows them)
-            release(self.viewer, replaced)
+        show_placed(self.viewer, self._source, placed)
         self._refresh_choices()
