@@ -267,27 +267,45 @@ def test_closing_the_dock_mid_stack_keeps_the_planes_done(make_napari_viewer, qt
     assert kept.metadata[RESULT_KEY]["planes"] == [0] and kept.data.shape == (3, 96, 96)
 
 
-def test_a_result_of_an_image_no_longer_chosen_does_not_take_over_the_dock(dock, qtbot):
+@pytest.mark.parametrize("earlier", [False, True])
+def test_a_result_of_an_image_no_longer_chosen_does_not_take_over_the_dock(
+        make_napari_viewer, qtbot, monkeypatch, earlier):
     # it filled the table, Export CSV and Add plane under the other image's name
-    # (README check h_readme2, M2)
-    viewer, widget, net = dock
+    # (README check h_readme2, M2); an image segmented before: its earlier result's
+    # layer, refilled, filled the table at the end (re-check on main)
+    from napari_nuclei_unet.widgets import _segment_jobs
+    from napari_nuclei_unet.widgets.segment_widget import SegmentWidget
+
+    net = HoldAfterFirstPlane()
+    monkeypatch.setattr(_segment_jobs, "_resolve_model", lambda path, session_model: net)
+    viewer = make_napari_viewer()
+    widget = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Segment image layer")
     viewer.add_image(np.random.default_rng(4).integers(0, 256, (96, 96)).astype(np.uint8),
                      name="first")
     viewer.add_image(np.random.default_rng(5).integers(0, 256, (96, 96)).astype(np.uint8),
                      name="second")
-    widget.image.value = viewer.layers["first"]
+    widget.image.value = viewer.layers["first"]  # ("second" hidden, to show "first")
+    if earlier:
+        wait_worker(qtbot, widget.segment())
+        qtbot.waitUntil(lambda: widget.segment_button.enabled, timeout=10_000)
+    net.hold.set()
     worker = widget.segment()
-    qtbot.waitUntil(lambda: net.calls == 1, timeout=30_000)  # held in its first pass
+    qtbot.waitUntil(net.holding.is_set, timeout=30_000)  # held in its first pass
     widget.image.value = viewer.layers["second"]
-    net.cancelled.set()  # (nothing is cancelled: the pass goes on)
+    net.go.set()
     qtbot.waitUntil(lambda: worker.handled, timeout=60_000)
     qtbot.waitUntil(lambda: widget.segment_button.enabled, timeout=10_000)
-    assert widget.image.value is viewer.layers["second"] or \
-        widget.image.value.name == "second"
+    assert widget.image.value.name == "second"
     assert widget.status.text() == ("first's result is ready as the layer “first labels”: "
                                     "choose first in Image to see it here.")
     assert widget.result_layer is None and widget.table.model().rowCount() == 0
+    assert not widget.export_button.enabled
     assert not viewer.layers["first labels"].visible
+    # the canvas shows the image chosen, and the brush is not on the hidden result
+    assert viewer.layers["second"].visible
+    assert viewer.layers.selection.active is not viewer.layers["first labels"]
     widget.image.value = viewer.layers["first"]  # chosen again: it is the dock's
     qtbot.waitUntil(lambda: widget.result_layer is not None, timeout=10_000)
     assert widget.result_layer.name == "first labels"
+    assert "to see it here" not in widget.status.text()

@@ -122,7 +122,10 @@ def keep_aside(viewer: Any, source: dict, result: Any, previous: Any) -> Any:
     """
     from napari_nuclei_unet.widgets._working_copies import release, release_when_removed
 
-    placed = place_result(viewer, source, result, previous)
+    active = viewer.layers.selection.active  # napari selects a layer it adds: the brush
+    placed = place_result(viewer, source, result, previous)  # would paint on a hidden one
+    if active is not None and active in viewer.layers:
+        viewer.layers.selection.active = active
     results_follow_the_sliders(viewer)
     release_when_removed(viewer)
     if placed.reuse and not placed.kept:

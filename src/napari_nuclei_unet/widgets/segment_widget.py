@@ -322,7 +322,8 @@ class SegmentWidget(SegmentOutputs, ImageSettingsFields, ProjectField, QWidget):
         image = self.image.value
         kept = say_kept_once(image, self._said_kept)  # closed on, unsaved
         if kept or self.status.text().startswith("Your corrected labels of ") or \
-                self.status.text() == FIRST_WORDS:  # an image chosen (h_gui24 N4)
+                self.status.text() == FIRST_WORDS or self.status.text().endswith(
+                    "in Image to see it here."):  # an image chosen (h_gui24 N4)
             none_yet = image is not None and previous_result(self.viewer.layers, None,
                                                              image) is None  # (not blank:
             self.status.setText(kept or (  # GUI check h_gui45, L5)
@@ -500,6 +501,7 @@ class SegmentWidget(SegmentOutputs, ImageSettingsFields, ProjectField, QWidget):
         self.status.setText(f"{what}{eta}" + (f" — {message}" if message else ""))
 
     _gone_words = ""  # the image segmented was deleted during the job: said, kept (L4)
+    _aside = False  # the job's result was kept aside: another image was chosen meanwhile
 
     def _on_returned(self, result: Any) -> None:
         from napari_nuclei_unet.widgets._working_copies import release
@@ -546,6 +548,9 @@ class SegmentWidget(SegmentOutputs, ImageSettingsFields, ProjectField, QWidget):
 
         image = self._source["layer"]
         layer = keep_aside(self.viewer, self._source, result, self._previous)
+        if unwrapped(self.result_layer) is unwrapped(layer):  # its earlier result, refilled:
+            self.result_layer = None  # not the dock's (its rows filled the table at the end)
+        self._aside = True  # the image chosen is shown once the job is over
         self.status.setText(f"{image.name}'s result is ready as the layer “{layer.name}”: "
                             f"choose {image.name} in Image to see it here.")
 
@@ -559,6 +564,11 @@ class SegmentWidget(SegmentOutputs, ImageSettingsFields, ProjectField, QWidget):
         self.progress.setVisible(False)
         if self.result_layer is None:  # none came: the chosen image's, if it has one
             self.follow_chosen_result(selection=False)
+        if self._aside and self.result_layer is None and self.image.value is not None:
+            self._bring_into_view(unwrapped(self.image.value), None)  # not the job's image,
+            self.viewer.layers.selection.active = unwrapped(self.image.value)  # nor its
+            # hidden result under the brush
+        self._aside = False
         gone, self._gone_words = self._gone_words, ""
         if gone and not self.status.text().startswith(gone):  # not overwritten by the
             self.status.setText(f"{gone} {self.status.text()}".strip())  # next image's
