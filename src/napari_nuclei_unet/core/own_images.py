@@ -303,70 +303,62 @@ def write_labels_tiff(path: str | os.PathLike, labels: Any, axes: str,
     import tifffile
 
     def write(tmp: Path) -> None:
-        if isinstance(labels, np.ndarray):
+        whole = isinstance(labels, np.ndarray)
+        if whole:
             top = int(labels.max()) if labels.size else 0
             data = labels.astype(label_dtype(top), copy=False)
-            spacing = z_spacing_um if "Z" in axes else None  # (GUI check h_gui41, L4)
-            if _as_imagej(data, axes) and (pixels or not spacing):
-                sizes = {"unit": "um"} if pixels else {}
-                if spacing:
-                    sizes["spacing"] = float(spacing)
-                tifffile.imwrite(tmp, data, imagej=True, compression="zlib",
-                                 metadata={"axes": axes, **sizes}, resolution=pixels)
-                return
-            shared = {"compression": "zlib", "photometric": "minisblack",
-                      "bigtiff": labels.nbytes > 2**31, **_resolution_cm(pixels)}
-            if spacing and all(n > 1 for a, n in zip(axes, data.shape, strict=True)
-                               if a not in "YX"):  # 32-bit, other axes, no pixel size:
-                try:  # OME (ImageJ's lost the spacing or claimed a 1 µm pixel; OME drops
-                    # an axis of one plane, which tifffile's own metadata keeps)
-                    tifffile.imwrite(tmp, data, ome=True, **shared, metadata={
-                        "axes": axes, **_ome_sizes(pixels, spacing)})
-                    return
-                except (ValueError, KeyError):  # axes OME has no name for
-                    pass
-            tifffile.imwrite(tmp, data, metadata={"axes": axes}, **shared)
-            return
-        shape = tuple(labels.shape)
-        height, width = shape[-2:]
-        tile = 512
-        dtype = np.dtype(labels.dtype)
-        spacing = z_spacing_um if "Z" in axes else None
-        if len(shape) > 2 and _as_imagej(labels, axes) and (pixels or not spacing):
-            # a stack of large planes (core.bigstack): a hyperstack as the whole-plane
-            # path writes it, a plane in memory at a time (review h_rev30, M1)
+        else:  # zarr: read a plane, or a strip of tiles, at a time
+            data = labels
+        shape, dtype = tuple(data.shape), np.dtype(data.dtype)
+        spacing = z_spacing_um if "Z" in axes else None  # (GUI check h_gui41, L4)
+        # a zarr stack of large planes (core.bigstack) is a hyperstack too, as the
+        # whole-plane path writes it, a plane in memory at a time (review h_rev30, M1);
+        # one large plane, or planes over 256 MB each, tile by tile
+        by_pages = not whole and len(shape) > 2 and shape[-2] * shape[-1] * dtype.itemsize \
+            <= 2**28
+        if (whole or by_pages) and _as_imagej(data, axes) and (pixels or not spacing):
             sizes = {"unit": "um"} if pixels else {}
             if spacing:
                 sizes["spacing"] = float(spacing)
-            pages = (np.asarray(labels[page]) for page in np.ndindex(*shape[:-2]))
-            tifffile.imwrite(tmp, pages, shape=shape, dtype=dtype, imagej=True,
-                             compression="zlib", metadata={"axes": axes, **sizes},
-                             resolution=pixels)
+            pages = data if whole else (np.asarray(data[page])
+                                        for page in np.ndindex(*shape[:-2]))
+            tifffile.imwrite(tmp, pages, imagej=True, compression="zlib",
+                             metadata={"axes": axes, **sizes}, resolution=pixels,
+                             **({} if whole else {"shape": shape, "dtype": dtype}))
             return
+        shared = {"compression": "zlib", "photometric": "minisblack",
+                  "bigtiff": int(np.prod(shape)) * dtype.itemsize > 2**31,
+                  **_resolution_cm(pixels),
+                  **({} if whole else {"shape": shape, "dtype": dtype, "tile": (512, 512)})}
 
-        def tiles() -> Any:
-            for page in np.ndindex(*shape[:-2]):  # () for one plane: once
-                for y in range(0, height, tile):
-                    strip = np.asarray(labels[(*page, slice(y, y + tile), slice(None))])
-                    for x in range(0, width, tile):
-                        out = np.zeros((tile, tile), dtype)
-                        part = strip[:, x:x + tile]
-                        out[:part.shape[0], :part.shape[1]] = part
-                        yield out
+        def body() -> Any:  # the array, or its 512 x 512 tiles a plane after another
+            return data if whole else _tiles(data, shape, dtype, 512)
 
-        tiled = {"shape": shape, "dtype": dtype, "tile": (tile, tile), "compression": "zlib",
-                 "photometric": "minisblack", **_resolution_cm(pixels),
-                 "bigtiff": int(np.prod(shape)) * dtype.itemsize > 2**31}
-        if spacing and all(n > 1 for a, n in zip(axes, shape, strict=True) if a not in "YX"):
-            try:  # 32-bit or other axes: the Z spacing as an OME-TIFF's, as for a stack
-                tifffile.imwrite(tmp, tiles(), ome=True, **tiled, metadata={  # segmented
-                    "axes": axes, **_ome_sizes(pixels, spacing)})  # whole
+        if spacing and all(n > 1 for a, n in zip(axes, shape, strict=True)
+                           if a not in "YX"):  # 32-bit, other axes, no pixel size:
+            try:  # OME (ImageJ's lost the spacing or claimed a 1 µm pixel; OME drops
+                # an axis of one plane, which tifffile's own metadata keeps)
+                tifffile.imwrite(tmp, body(), ome=True, **shared, metadata={
+                    "axes": axes, **_ome_sizes(pixels, spacing)})
                 return
             except (ValueError, KeyError):  # axes OME has no name for
                 pass
-        tifffile.imwrite(tmp, tiles(), metadata={"axes": axes}, **tiled)
+        tifffile.imwrite(tmp, body(), metadata={"axes": axes}, **shared)
 
     return atomic_write(path, write)
+
+
+def _tiles(labels: Any, shape: tuple[int, ...], dtype: np.dtype, tile: int) -> Any:
+    """The ``tile`` x ``tile`` tiles of a zarr array's planes, a strip of rows at a time."""
+    height, width = shape[-2:]
+    for page in np.ndindex(*shape[:-2]):  # () for one plane: once
+        for y in range(0, height, tile):
+            strip = np.asarray(labels[(*page, slice(y, y + tile), slice(None))])
+            for x in range(0, width, tile):
+                out = np.zeros((tile, tile), dtype)
+                part = strip[:, x:x + tile]
+                out[:part.shape[0], :part.shape[1]] = part
+                yield out
 
 
 def _ome_sizes(pixels: tuple[float, float] | None, spacing: float | None) -> dict:
