@@ -219,3 +219,50 @@ def test_the_files_read_lazily_are_not_all_kept_open(tmp_path):
         read(k)
     assert len(lazy_plane._OPENED) <= lazy_plane.MOST_OPEN
     assert open_files() - before <= lazy_plane.MOST_OPEN + 1
+
+
+def test_an_open_stack_keeps_its_axis_order_room_and_the_planes_done(tmp_path, monkeypatch):
+    # the Segment dock's stack of large planes: the labels lie over its layer (the
+    # stack's own order, not OME-Zarr's), painted nuclei fit, and Cancel keeps the planes
+    # finished (it segmented only the plane shown before)
+    import dask.array as da
+
+    from napari_nuclei_unet.core.bigstack import segment_stack_planes
+    from napari_nuclei_unet.core.progress import drive
+    from napari_nuclei_unet.core.stacks import stack_from_array
+    from napari_nuclei_unet.core.synthetic import make_synthetic_sample
+
+    planes = [make_synthetic_sample("fluorescence", shape=(SIZE, SIZE), seed=k,
+                                    n_nuclei=6 + 2 * k)[0][..., 0].astype(np.uint16) * 50
+              for k in range(4)]
+    data = np.stack(planes).reshape(2, 2, SIZE, SIZE)  # Z, T
+    stack = stack_from_array(da.from_array(data, chunks=(1, 1, 64, 64)), "ZTYX", "zt")
+    out = tmp_path / "work" / "zt_labels.ome.zarr"
+    whole = drive(segment_stack_planes("default", stack, out, room=70000))
+    labels = np.asarray(whole.labels()[:])
+    assert whole.axes == "ZTYX" and labels.shape == (2, 2, SIZE, SIZE)
+    assert labels.dtype == np.uint32 and whole.done == [0, 1, 2, 3]  # 70,000 more fit
+    for z in range(2):
+        for t in range(2):
+            assert same_partition(labels[z, t], drive_one(data[z, t], tmp_path / f"{z}{t}"))
+    assert list(whole.table["z"]) == [int(z) for z in whole.table["plane"] // 2]
+    from napari_nuclei_unet.core import bigimage
+
+    done, real = [], bigimage.segment_large
+
+    def counted(*args, **kwargs):
+        result = yield from real(*args, **kwargs)
+        done.append(result)
+        return result
+
+    monkeypatch.setattr(bigimage, "segment_large", counted)
+    cut = drive(segment_stack_planes("default", stack, out,
+                                     should_stop=lambda: len(done) >= 2))  # z = 0 done
+    kept = np.asarray(cut.labels()[:])
+    assert cut.cancelled and cut.done == [0, 1] and kept.dtype == np.uint16
+    assert np.array_equal(kept[0] > 0, labels[0] > 0) and not kept[1].any()
+    assert set(cut.table["plane"]) == {0, 1}
+    none = drive(segment_stack_planes("default", stack, out, should_stop=lambda: True))
+    assert none.cancelled and none.done == [] and not none.n_nuclei
+    assert np.array_equal(np.asarray(zarr.open(str(out), mode="r")["0"][:]), kept)
+    assert [p.name for p in out.parent.iterdir()] == [out.name]  # no work folder left

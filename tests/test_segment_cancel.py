@@ -276,8 +276,8 @@ def test_a_cancelled_large_image_says_how_many_blocks_were_done(tmp_path, monkey
 
 
 def test_a_large_image_stopped_while_its_blocks_are_joined_says_so():
-    from napari_nuclei_unet.widgets._own_layers import _big_cancel_message
+    from napari_nuclei_unet.widgets._segment_big import _cancel_message
 
-    assert _big_cancel_message(25, 25) == (
+    assert _cancel_message(25, 25) == (
         "Cancelled while the 25 blocks were being joined. A large image's labels are kept "
         "only once its blocks are joined, so none were kept.")

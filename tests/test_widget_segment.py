@@ -245,9 +245,8 @@ def test_each_large_plane_of_a_lazy_stack_keeps_its_own_layer(dock, qtbot):
     viewer, widget = dock
     open_lazy_stack(viewer, widget)
     viewer.dims.set_current_step(0, 0)
-    first = run(qtbot, widget)  # 'all planes': the current one, and said (h_gui19, L2)
-    assert "only the current plane (plane0) is segmented" in widget.status.text()
     widget.planes.value = "current plane"
+    first = run(qtbot, widget)
     kept = np.asarray(first.data).copy()
     viewer.dims.set_current_step(0, 2)
     second = run(qtbot, widget)
@@ -292,6 +291,97 @@ def test_each_large_plane_of_a_lazy_stack_keeps_its_own_layer(dock, qtbot):
     assert third.visible and not second.visible and not first.visible
 
 
+def test_every_large_plane_of_a_lazy_stack_in_one_layer(dock, qtbot, model, tmp_path):
+    """'All planes' of a stack of large planes segmented the plane shown only, and said so."""
+    from napari_nuclei_unet.core.segment import segment_image
+
+    viewer, widget = dock
+    data = open_lazy_stack(viewer, widget)
+    viewer.dims.set_current_step(0, 1)
+    widget.planes.value = "current plane"
+    single = run(qtbot, widget)
+    assert single.name == "lazy labels (plane1)" and single.data.shape == SHAPE
+    widget.planes.value = "all planes"
+    layer = run(qtbot, widget)
+    assert widget.status.text().startswith("Segmentation done: 3 plane(s)")
+    assert "only the current plane" not in widget.status.text()
+    # one layer over the stack, read from its working copy, with room for painted nuclei
+    assert layer is not single and layer.name == "lazy labels"
+    assert type(layer.data).__module__.startswith("zarr") and layer.data.shape == data.shape
+    labels = np.asarray(layer.data[:])
+    assert labels.dtype == np.uint16
+    offset = 0
+    for k in range(3):  # each plane as it alone is segmented, numbered on across planes
+        alone = segment_image(model, data[k]).labels
+        assert np.array_equal(labels[k] > 0, alone > 0)
+        found = np.unique(labels[k][labels[k] > 0])
+        assert list(found) == list(range(offset + 1, offset + 1 + alone.max()))
+        offset += int(alone.max())
+    assert list(layer.features["plane"]) == [k for k in range(3)
+                                             for _ in range(len(np.unique(labels[k])) - 1)]
+    # the plane-1 layer (it may hold corrections) is not refilled with it, and lies under it
+    layers = list(viewer.layers)
+    assert single.data.shape == SHAPE and layers.index(single) < layers.index(layer)
+    assert layer.visible
+    # Save labels: the stack, as segmented
+    widget.save_labels(tmp_path / "stack.tif")
+    assert np.array_equal(tifffile.imread(tmp_path / "stack.tif"), labels)
+    # compared with the stack's truth, plane by plane
+    truth = labels.astype(np.int32)
+    truth[2] = 0  # plane 2 not annotated: not scored
+    widget.truth.value = viewer.add_labels(truth, name="lazy truth")
+    wait_worker(qtbot, widget.compare())
+    assert [(row.id, row.iou) for row in widget.scores] == [
+        ("lazy-plane0", pytest.approx(1.0)), ("lazy-plane1", pytest.approx(1.0))]
+    # pressed again: the same layer, refilled
+    widget.image.value = viewer.layers["lazy"]
+    assert run(qtbot, widget) is layer
+
+
+def test_a_large_stack_stopped_keeps_the_planes_done(dock, qtbot, tmp_path, monkeypatch):
+    """Cancel keeps the planes finished, as for any stack; Add plane adds the plane shown."""
+    from napari_nuclei_unet.core import bigimage
+    from napari_nuclei_unet.core.finetune import CorrectionStore
+    from napari_nuclei_unet.widgets import _segment_jobs
+
+    viewer, widget = dock
+    data = open_lazy_stack(viewer, widget)
+    real = bigimage.segment_large
+
+    def stop_after_first(model, plane, out, *args, **kwargs):
+        result = yield from real(model, plane, out, *args, **kwargs)
+        widget._stop = True  # Cancel pressed while plane 0 was being joined
+        return result
+
+    monkeypatch.setattr(bigimage, "segment_large", stop_after_first)
+    layer = run(qtbot, widget)
+    assert widget.status.text().startswith("Segmentation cancelled after 1 plane(s)")
+    labels = np.asarray(layer.data[:])
+    assert layer.data.shape == data.shape and labels[0].any() and not labels[1:].any()
+    assert set(layer.features["plane"]) == {0}
+    # nothing finished: nothing kept, said
+    def stop_at_once(model, plane, out, *args, **kwargs):
+        widget._stop = True  # Cancel pressed in plane 0's first block
+        return (yield from real(model, plane, out, *args, **kwargs))
+
+    monkeypatch.setattr(bigimage, "segment_large", stop_at_once)
+    assert run(qtbot, widget) is layer
+    assert widget.status.text().startswith("Cancelled before the first plane was finished")
+    assert np.array_equal(np.asarray(layer.data[:]), labels)  # the earlier result stays
+    # Add plane: the plane the sliders show, only the region around the view read
+    monkeypatch.setattr(_segment_jobs, "ADD_WHOLE_PIXELS", 40 * 40)
+    monkeypatch.setattr(_segment_jobs, "ADD_REGION", 32)
+    viewer.layers.selection.active = layer
+    viewer.dims.set_current_step(0, 0)
+    layer.paint((0, 30, 40), 77)  # a correction
+    wait_worker(qtbot, widget.add_to_project(tmp_path / "project"))
+    store = CorrectionStore(tmp_path / "project")
+    (sample_id,) = store.ids()
+    assert sample_id.startswith("lazy-plane0-y")
+    (sample,) = store.load_samples([sample_id])
+    assert sample.image.shape[:2] == (32, 32)
+
+
 def test_a_reused_result_layer_is_renamed_when_its_form_changes(dock, qtbot):
     # an unedited plane result reused for a whole-image one kept "(plane0)" in its name
     # (review h_rev25, B8)
@@ -313,6 +403,7 @@ def test_a_planes_result_is_compared_with_that_plane_of_a_stacks_truth(dock, qtb
     viewer, widget = dock
     data = open_lazy_stack(viewer, widget)
     viewer.dims.set_current_step(0, 1)
+    widget.planes.value = "current plane"
     result = run(qtbot, widget)
     truth = np.zeros(data.shape, np.int32)
     truth[1] = np.asarray(result.data)

@@ -439,6 +439,7 @@ def test_each_painted_plane_of_a_lazy_stack_is_kept_in_its_own_file(dock, qtbot,
     image = (planes > 0).astype(np.uint16) * 900 + 50
     viewer.add_image(da.from_array(image, chunks=(1, 24, 32)), name="lazy")
     widget.image.value = viewer.layers["lazy"]
+    widget.planes.value = "current plane"  # each plane into a 2-D layer of its own
     painted = {}
     for plane in (0, 1):
         viewer.dims.set_current_step(0, plane)

@@ -54,7 +54,11 @@ class StackBigResult:
         Whether it was stopped (then nothing is in ``labels_path``).
     axes : str
         The labels' axes: the stack's plane axes in OME-Zarr's order (time first, depth
-        last, others between), then ``YX``.
+        last, others between), or in the stack's own order (:func:`segment_stack_planes`),
+        then ``YX``.
+    done : list of int
+        The planes whose labels are in ``labels_path`` (all of them, unless a stop kept
+        the planes finished: :func:`segment_stack_planes`).
     """
 
     labels_path: Path
@@ -65,6 +69,7 @@ class StackBigResult:
     diameters: list[float] = field(default_factory=list)
     cancelled: bool = False
     axes: str = "YX"
+    done: list[int] = field(default_factory=list)
 
     def labels(self, mode: str = "r") -> Any:
         """The label array (zarr, read lazily)."""
@@ -118,50 +123,105 @@ def segment_large_planes(
     """
     import dask.array as da
 
-    from .bigimage import DEFAULT_BLOCK, segment_large
+    from .bigimage import DEFAULT_BLOCK
     from .lazy_plane import LazyPlane
-    from .own_images import _where
     from .stacks import open_stack
 
-    start = time.perf_counter()
     stack = open_stack(path, axes)
     stack.check_channel(channel)
     blk = int(block or DEFAULT_BLOCK)
-    out = Path(out)
+
+    def source(flat: int) -> tuple[Any, Any]:
+        plane_src = LazyPlane(str(path), axes, channel, plane=flat)
+        intensity_src = LazyPlane(str(path), axes, "all", plane=flat)
+        return (da.from_array(plane_src, chunks=(blk, blk) + plane_src.shape[2:]),
+                da.from_array(intensity_src, chunks=(blk, blk) + intensity_src.shape[2:]))
+
+    return (yield from _segment_planes(
+        model, stack, source, Path(out), options, _ome_order(stack), block=blk,
+        client=client, workers=workers, threads=threads, device=device,
+        should_stop=should_stop))
+
+
+def segment_stack_planes(
+    model: Any,
+    stack: Any,
+    out: str | os.PathLike,
+    options: Any = None,
+    *,
+    channel: int | None = None,
+    room: int = 0,
+    should_stop: Callable[[], bool] | None = None,
+) -> Generator[Progress, None, StackBigResult]:
+    """Segment every plane of an open stack (a napari layer's data) block by block.
+
+    As :func:`segment_large_planes`, for the Segment dock: the labels keep the stack's own
+    axis order (they lie over its layer), ``room`` labels more fit their type (nuclei a
+    user paints), and a stop keeps the planes finished (the others stay 0; ``done`` names
+    them; none finished: ``cancelled`` and nothing written). Before, the dock segmented
+    only the plane shown of a stack of large planes.
+    """
+    from .bigimage import DEFAULT_BLOCK, plane_arrays
+
+    stack.check_channel(channel)
+    return (yield from _segment_planes(
+        model, stack, lambda flat: plane_arrays(stack, flat, channel), Path(out), options,
+        list(range(len(stack.plane_axes))), block=DEFAULT_BLOCK, room=room,
+        should_stop=should_stop, keep_done=True))
+
+
+def _segment_planes(model: Any, stack: Any, source: Callable[[int], tuple[Any, Any]],
+                    out: Path, options: Any, order: list[int], *, block: int, room: int = 0,
+                    should_stop: Callable[[], bool] | None = None, keep_done: bool = False,
+                    **engine: Any) -> Generator[Progress, None, StackBigResult]:
+    """Each plane of ``stack`` block by block, then numbered on into ``out``.
+
+    ``source(flat)``: what is segmented and what is measured of plane ``flat``;
+    ``order``: the plane axes' order in the labels; ``engine``: client, workers,
+    threads and device for ``segment_large``.
+    """
+    from .bigimage import segment_large
+    from .own_images import _where
+
+    start = time.perf_counter()
     # beside the result, on the same disk (a plane's labels are as large as the result's);
     # one name: what a run killed (SIGKILL, out of memory) left is cleared by the next one
     # (review h_rev30, M3). One writer per result: the CLI holds its --out folder's lock.
     work = out.parent / f".{out.name}.planes"
     shutil.rmtree(work, ignore_errors=True)
     planes: list[Any] = []
+    axes = "".join(stack.plane_axes[i] for i in order) + "YX"
+    cancelled = False
     try:
         for flat in range(stack.n_planes):
             if should_stop is not None and should_stop():
-                return _stopped(out, stack.n_planes, start, planes)
-            plane_src = LazyPlane(str(path), axes, channel, plane=flat)
-            intensity_src = LazyPlane(str(path), axes, "all", plane=flat)
-            plane = da.from_array(plane_src, chunks=(blk, blk) + plane_src.shape[2:])
-            intensity = da.from_array(intensity_src,
-                                      chunks=(blk, blk) + intensity_src.shape[2:])
+                cancelled = True
+                break
+            plane, intensity = source(flat)
             where = _where(stack, flat)
             result = yield from relay(
                 segment_large(model, plane, work / f"{flat}.ome.zarr", options,
-                              intensity=intensity, block=blk, client=client,
-                              workers=workers, threads=threads, device=device,
-                              should_stop=should_stop, name=f"{stack.name} {where}",
-                              pixels_per_um=stack.pixels_per_um),
+                              intensity=intensity, block=block, should_stop=should_stop,
+                              name=f"{stack.name} {where}",
+                              pixels_per_um=stack.pixels_per_um, room=room, **engine),
                 lambda update, k=flat, w=where: _overall(update, k, stack.n_planes, w))
             if result.cancelled:
-                return _stopped(out, stack.n_planes, start, planes)
+                cancelled = True
+                break
             planes.append(result)
+        if cancelled and not (keep_done and planes):
+            # ``out`` is not touched until every plane is done: an earlier result stays
+            return StackBigResult(out, 0, {}, stack.n_planes, time.perf_counter() - start,
+                                  [float(r.diameter) for r in planes if r.diameter],
+                                  cancelled=True, axes=axes)
         yield Progress("merge", 0, 1, "numbering the nuclei across the planes")
-        n_nuclei, table = _assemble(stack, planes, out, blk)
+        n_nuclei, table = _assemble(stack, planes, out, block, order, room)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     yield Progress("merge", 1, 1, f"{n_nuclei} nuclei")
     return StackBigResult(out, n_nuclei, table, stack.n_planes, time.perf_counter() - start,
                           [float(r.diameter) for r in planes if r.diameter],
-                          axes="".join(stack.plane_axes[i] for i in _ome_order(stack)) + "YX")
+                          cancelled=cancelled, axes=axes, done=list(range(len(planes))))
 
 
 def _ome_order(stack: Any) -> list[int]:
@@ -184,25 +244,23 @@ def _overall(update: Progress, flat: int, n_planes: int, where: str) -> Progress
                     f"{where}" + (f": {update.message}" if update.message else ""))
 
 
-def _stopped(out: Path, n_planes: int, start: float, planes: list) -> StackBigResult:
-    # ``out`` is not touched until every plane is done: an earlier result stays
-    return StackBigResult(out, 0, {}, n_planes, time.perf_counter() - start,
-                          [float(r.diameter) for r in planes if r.diameter], cancelled=True)
+def _assemble(stack: Any, planes: list, out: Path, block: int, order: list[int],
+              room: int = 0) -> tuple[int, dict]:
+    """Copy the planes' labels into one stack, numbered on; return the count and table.
 
-
-def _assemble(stack: Any, planes: list, out: Path, block: int) -> tuple[int, dict]:
-    """Copy the planes' labels into one stack, numbered on; return the count and table."""
+    ``planes``: the first planes' results (a stop may leave the last ones out: 0 there);
+    ``order``: the plane axes' order in the labels.
+    """
     from .measure import concat_tables
     from .ome_zarr import create_array, open_ome_group, write_ome_zarr_attrs
     from .own_images import label_dtype
 
     n_nuclei = sum(int(r.n_nuclei) for r in planes)
-    dtype = label_dtype(n_nuclei)
+    dtype = label_dtype(n_nuclei, room=room)
     if out.exists():
         shutil.rmtree(out)
     root = open_ome_group(out)
     h, w = stack.yx_shape
-    order = _ome_order(stack)
     shape = tuple(stack.plane_shape[i] for i in order) + (h, w)
     target = create_array(root, "0", shape, (1,) * len(order) + (block, block), dtype)
     tables, offset = [], 0

@@ -8,7 +8,6 @@ number; the dock's jobs are generators (:func:`segment_layer_job`) for ``thread_
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -295,7 +294,9 @@ def segment_layer_job(
 ) -> Generator[Any, None, LayerResult]:
     """Segment the chosen planes of a layer (worker thread); returns a :class:`LayerResult`.
 
-    ``big`` sends one 2-D plane through the block path into a temporary OME-Zarr.
+    ``big`` sends one 2-D plane (``planes`` of one), or every plane of a stack
+    (``planes`` None), through the block path into a temporary OME-Zarr
+    (:mod:`._segment_big`).
     ``earlier``: a result of the same stack whose other planes are kept
     (``core.own_images.segment_stack``; not for ``big``).
     A stop keeps the planes finished; a plane stopped half way, or a large image
@@ -305,34 +306,13 @@ def segment_layer_job(
 
     from napari_nuclei_unet.core.own_images import segment_stack
     from napari_nuclei_unet.widgets._workers import import_torch_safely
-    from napari_nuclei_unet.widgets._working_copies import work_folder
 
     import_torch_safely()
     start = time.perf_counter()
-    if big:
-        from napari_nuclei_unet.core.bigimage import plane_arrays, segment_large
+    if big:  # block by block: one plane, or every plane of a stack (planes None)
+        from napari_nuclei_unet.widgets._segment_big import big_job
 
-        flat = (planes or [0])[0]
-        plane, intensity = plane_arrays(stack, flat, channel)
-        out = work_folder() / f"{stack.name}_labels.ome.zarr"
-        try:
-            result = yield from segment_large(model, plane, out, options, intensity=intensity,
-                                              should_stop=should_stop, name=stack.name,
-                                              room=PAINT_ROOM)
-        except BaseException:  # nothing to show: its folder goes (review h_rev12, M2)
-            shutil.rmtree(out.parent, ignore_errors=True)
-            raise
-        if result.cancelled:
-            shutil.rmtree(out.parent, ignore_errors=True)
-            return LayerResult(stack.name, None, {}, [], "YX", None, True,
-                               message=_big_cancel_message(result.blocks_done, result.n_blocks))
-        table = dict(result.table)
-        if table and stack.plane_axes:
-            table["plane"] = np.full(len(table["label"]), flat, np.int64)
-        return LayerResult(stack.name, result.labels("r+"), table, [flat], "YX", out, False,
-                           time.perf_counter() - start,
-                           diameters=[result.diameter] if result.diameter else [],
-                           diameter_set=options.diameter > 0)
+        return (yield from big_job(model, stack, options, channel, planes, should_stop))
     res = yield from segment_stack(model, stack, options, channel=channel, planes=planes,
                                    should_stop=should_stop, earlier=earlier, room=PAINT_ROOM)
     if res.cancelled and not res.segmented:
@@ -345,15 +325,6 @@ def segment_layer_job(
                        stack.plane_axes + "YX", None, res.cancelled,
                        time.perf_counter() - start, segmented=res.segmented,
                        diameters=list(res.diameters), diameter_set=options.diameter > 0)
-
-
-def _big_cancel_message(done: int, total: int) -> str:
-    """What a cancelled block-by-block segmentation did, and that it kept nothing."""
-    if done < total:
-        return (f"Cancelled after {done} of {total} blocks. A large image's labels are kept "
-                "only when all its blocks are done, so none were kept.")
-    return (f"Cancelled while the {total} blocks were being joined. A large image's labels "
-            "are kept only once its blocks are joined, so none were kept.")
 
 
 def same_shape_or_why(truth: Any, labels: Any) -> str:

@@ -128,18 +128,23 @@ def _job(model_path: str, session_model: Any, stack: Any, settings: dict, *, cha
                                          big=big, should_stop=should_stop, earlier=earlier))
 
 
-def previous_result(layers: Any, last: Any, image: Any, planes: Any = None) -> Any:
+def previous_result(layers: Any, last: Any, image: Any, planes: Any = None,
+                    whole: bool = False) -> Any:
     """The Labels layer holding the dock's result of ``image`` (None: none).
 
     ``last``, the dock's last result, when it is of ``image``; else the newest layer of
     ``layers`` the dock filled from an image of that name (segmenting dim16, then
     mag3x, then dim16 again added a second "dim16 labels [1]"). ``planes``: only a
-    result of those planes (a large plane of a stack has a layer of its own).
+    result of those planes (a large plane of a stack has a layer of its own);
+    ``whole``: only a result of the whole stack (not such a plane's).
     """
+    from napari_nuclei_unet.widgets._own_layers import PLANE_AT
+
     for layer in ([last] if last is not None else []) + list(layers)[::-1]:
         source = (layer.metadata.get(RESULT_KEY) or {}) if layer in layers else {}
         if source.get("source") == image.name \
-                and (planes is None or list(source.get("planes") or []) == list(planes)):
+                and (planes is None or list(source.get("planes") or []) == list(planes)) \
+                and not (whole and source.get(PLANE_AT)):
             return layer
     return None
 
@@ -442,14 +447,18 @@ def labels_to_add(viewer: Any, target: dict) -> tuple[Any, int, Any] | str:
 
     layer, stack = target["layer"], target["stack"]
     labels = target["labels"] if "labels" in target else result_labels(target["result"])
+    region = region_to_add(viewer, layer, stack)
+    at: tuple = ()
     if len(labels.shape) > 2:
         flat = current_plane(layer, stack, viewer.dims.point, target["axes"])
-        labels = labels[stack.plane_index(flat)]
+        at = tuple(stack.plane_index(flat))
     else:
         flat = target["planes"][0] if target["planes"] else 0
-    region = region_to_add(viewer, layer, stack)
     if region is not None or isinstance(labels, np.ndarray) or target.get("own"):
-        labels = np.array(labels[region or ...])  # as the user sees it now, unpainted
+        # as the user sees it now, unpainted; only the region read of a large stack's
+        labels = np.array(labels[at + (region or (...,))])
+    elif at:
+        labels = labels[at]
     if target.get("own") and not labels.any():
         return (f"“{target['result'].name}” has no nuclei on this plane"
                 + (" (in the region around the centre of the view)" if region else "")

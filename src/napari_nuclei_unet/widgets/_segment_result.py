@@ -52,7 +52,7 @@ def place_result(viewer: Any, source: dict, result: Any, previous: Any) -> Place
 
     layer, stack = source["layer"], source["stack"]
     step_aside_for(viewer, layer)  # a dataset's side by side: the user's image
-    one_of_many = bool(result.zarr_path) and stack.n_planes > 1  # a 2-D layer per plane
+    one_of_many = result.axes == "YX" and stack.n_planes > 1  # a large plane's 2-D layer
     where = plane_at(stack, source["axes"], result.planes[0]) if one_of_many else None
     plane = stack.plane_name(result.planes[0]) if one_of_many else None
     name = f"{shown_stem(layer.name)} labels" + (  # as ids and sliders count (h_gui19, M3)

@@ -398,6 +398,7 @@ class SegmentWidget(SegmentOutputs, ImageSettingsFields, ProjectField, QWidget):
         """Segment the chosen layer in a worker; returns the worker (None if refused)."""
         from napari_nuclei_unet.core.bigimage import BIG_PIXELS
         from napari_nuclei_unet.widgets._own_layers import (
+            channel_gaps,
             current_plane,
             is_lazy,
             layer_axes,
@@ -426,7 +427,13 @@ class SegmentWidget(SegmentOutputs, ImageSettingsFields, ProjectField, QWidget):
         h, w = stack.yx_shape
         big = is_lazy(layer_data(layer)) or getattr(layer, "multiscale", False) or \
             h * w >= BIG_PIXELS
-        planes = [plane] if (self.planes.value == CURRENT or big) else None
+        # a large stack's planes, block by block, as one layer; one plane (a 2-D layer
+        # of its own) where the labels need a channel gap (a zarr has no such view)
+        one = big and bool(channel_gaps(layer_axes(layer, self.axes.value),
+                                           getattr(layer, "rgb", False)))
+        planes = [plane] if (self.planes.value == CURRENT or one) else None
+        if big and stack.n_planes == 1:
+            planes = [plane]
         model_path = self._model_path()
         version = None if model_path or self.session.model is not None else \
             project_model(self.session.project_dir)
@@ -439,16 +446,18 @@ class SegmentWidget(SegmentOutputs, ImageSettingsFields, ProjectField, QWidget):
         self._note = (rgb_note(layer.name, stack) if guessed and channel is None else "") + \
             (axes_note(layer.name, stack) if guessed and not big else "") + \
             ("" if big else labels_note(layer.name, stack, plane, channel)) + \
-            (f" Note: {layer.name} is large or read from disk: only the current plane "
-             f"({stack.plane_name(plane)}) is segmented; move the sliders and press Segment "
-             "for another." if big and stack.n_planes > 1 and self.planes.value != CURRENT
+            (f" Note: {layer.name} is large or read from disk and its channel axis lies "
+             f"between its plane axes: only the current plane ({stack.plane_name(plane)}) "
+             "is segmented; move the sliders and press Segment for another." if one and
+             stack.n_planes > 1 and self.planes.value != CURRENT
              else "")  # 'all planes' did one, unsaid (GUI check h_gui19, L2)
         self._model_words = self.model_words()
         self._model_key = self._used_model_key()
         # each large plane of a stack has its own (2-D) result layer: another plane's
         # result replaced it, and that plane's nuclei were lost
         self._previous = previous_result(self.viewer.layers, self.result_layer, layer,
-                                         planes if big and stack.n_planes > 1 else None)
+                                         planes if big and stack.n_planes > 1 else None,
+                                         whole=planes is None)
         earlier = None if big else earlier_result(self._previous, stack,
                                                   (channel, self._source["axes"]))
         worker = self.session.jobs.start(
@@ -470,7 +479,8 @@ class SegmentWidget(SegmentOutputs, ImageSettingsFields, ProjectField, QWidget):
             for button in (self.export_button, self.save_button, self.add_button,
                            self.compare_button):
                 button.enabled = False
-            what = "block by block" if big else f"{len(planes or range(stack.n_planes))} plane(s)"
+            what = f"{len(planes or range(stack.n_planes))} plane(s)" + \
+                (", block by block" if big else "")
             self.status.setText(f"Segmenting {layer.name} ({what})…{self._note}")
         return worker
 
