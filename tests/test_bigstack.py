@@ -238,8 +238,16 @@ def test_an_open_stack_keeps_its_axis_order_room_and_the_planes_done(tmp_path, m
     data = np.stack(planes).reshape(2, 2, SIZE, SIZE)  # Z, T
     stack = stack_from_array(da.from_array(data, chunks=(1, 1, 64, 64)), "ZTYX", "zt")
     out = tmp_path / "work" / "zt_labels.ome.zarr"
-    whole = drive(segment_stack_planes("default", stack, out, room=70000))
+    updates = []
+    whole = drive(segment_stack_planes("default", stack, out, room=70000), updates.append)
     labels = np.asarray(whole.labels()[:])
+    # the bar never runs back: a plane's joining filled it, then the next plane's first
+    # block took it back to a quarter (GUI check h_gui48, M2)
+    planes_done = [u for u in updates if "of 4 planes" in u.message]  # then the numbering
+    bar = [u.done / u.total for u in planes_done]
+    assert bar == sorted(bar) and bar[-1] == 1.0
+    assert sorted({u.done / u.total for u in planes_done if u.stage == "merge"}) == \
+        [0.25, 0.5, 0.75, 1.0]
     assert whole.axes == "ZTYX" and labels.shape == (2, 2, SIZE, SIZE)
     assert labels.dtype == np.uint32 and whole.done == [0, 1, 2, 3]  # 70,000 more fit
     for z in range(2):

@@ -73,9 +73,14 @@ def test_a_result_is_drawn_once_when_shown_and_again(dock, qtbot, monkeypatch):
                      name="stack")  # a plane's own 2-D layer, which follows the sliders
     viewer.dims.set_current_step(0, 1)
     widget.image.value = viewer.layers["stack"]
+    widget.planes.value = "current plane"
     draws.clear()
     wait_worker(qtbot, widget.segment())
     assert draws == ["stack labels (plane1)"]
+    widget.planes.value = "all planes"  # one layer over the stack's planes
+    draws.clear()
+    wait_worker(qtbot, widget.segment())
+    assert draws == ["stack labels"]
 
 
 def test_a_deleted_result_s_working_copy_goes_after_its_corrections_are_kept(dock, qtbot):

@@ -326,6 +326,34 @@ def test_every_large_plane_of_a_lazy_stack_in_one_layer(dock, qtbot, model, tmp_
     # Save labels: the stack, as segmented
     widget.save_labels(tmp_path / "stack.tif")
     assert np.array_equal(tifffile.imread(tmp_path / "stack.tif"), labels)
+    # a new nucleus gets a new number: the brush stayed on 1, and napari's M refuses a
+    # zarr-backed layer (GUI check h_gui48, M4)
+    largest = int(labels.max())
+    assert layer.selected_label == largest + 1
+    keys = viewer.window._qt_viewer._key_map_handler  # the canvas's own key handling
+    viewer.layers.selection.active = layer
+    with capture_notifications() as notes:
+        keys.press_key("M")
+        keys.release_key("M")
+    assert layer.selected_label == largest + 1 and notes.any("not used yet")
+    layer.paint((2, 60, 70), layer.selected_label)
+    keys.press_key("M")
+    keys.release_key("M")
+    assert layer.selected_label == largest + 2
+    # painted on: Export CSV measures every plane again, block by block (it measured the
+    # stack as one plane, and failed: GUI check h_gui48, H1)
+    layer.paint((1, 5, 5), 999)
+    widget.export_csv(tmp_path / "painted.csv")
+    import csv
+
+    with open(tmp_path / "painted.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    painted = np.asarray(layer.data[:])
+    assert len(rows) == sum(len(np.unique(p)) - 1 for p in painted)
+    (mine,) = [r for r in rows if r["label"] == "999"]
+    assert mine["plane"] == "1" and int(mine["area"]) == int((painted[1] == 999).sum())
+    assert {r["plane"] for r in rows} == {"0", "1", "2"}
+    labels = painted
     # compared with the stack's truth, plane by plane
     truth = labels.astype(np.int32)
     truth[2] = 0  # plane 2 not annotated: not scored
@@ -333,9 +361,10 @@ def test_every_large_plane_of_a_lazy_stack_in_one_layer(dock, qtbot, model, tmp_
     wait_worker(qtbot, widget.compare())
     assert [(row.id, row.iou) for row in widget.scores] == [
         ("lazy-plane0", pytest.approx(1.0)), ("lazy-plane1", pytest.approx(1.0))]
-    # pressed again: the same layer, refilled
+    # pressed again: a new layer; the painted one is kept, hidden under it
     widget.image.value = viewer.layers["lazy"]
-    assert run(qtbot, widget) is layer
+    again = run(qtbot, widget)
+    assert again is not layer and again.visible and not layer.visible
 
 
 def test_a_large_stack_stopped_keeps_the_planes_done(dock, qtbot, tmp_path, monkeypatch):
@@ -356,6 +385,7 @@ def test_a_large_stack_stopped_keeps_the_planes_done(dock, qtbot, tmp_path, monk
     monkeypatch.setattr(bigimage, "segment_large", stop_after_first)
     layer = run(qtbot, widget)
     assert widget.status.text().startswith("Segmentation cancelled after 1 plane(s)")
+    assert "Not segmented, so empty in this result: plane1, plane2." in widget.status.text()
     labels = np.asarray(layer.data[:])
     assert layer.data.shape == data.shape and labels[0].any() and not labels[1:].any()
     assert set(layer.features["plane"]) == {0}
@@ -818,7 +848,10 @@ def test_segmenting_again_keeps_the_users_corrections(dock, qtbot):
     assert second is not first and first in viewer.layers
     np.testing.assert_array_equal(first.data, painted)
     assert not (np.asarray(second.data) == 777).any()
-    assert notes.any("Your corrections in “cells labels” are kept")
+    # hidden: under the new result, its labels showed through (GUI check h_gui48, M3)
+    assert notes.any("Your corrections in “cells labels” are kept (hidden: tick its eye to "
+                     "see it): the new result is the layer “cells labels [1]”.")
+    assert second.visible and not first.visible
     # the new result is watched in turn: unedited, it is replaced by the next run
     assert run(qtbot, widget) is second
 
@@ -1157,6 +1190,13 @@ def test_a_time_series_whose_file_records_its_axes_is_not_called_guessed(dock, q
     viewer.open(str(tmp_path / "plain.tif"), plugin="napari")
     run(qtbot, widget)
     assert "the axes of plain were guessed (TZYX)" in widget.status.text()
+    # tifffile's own metadata records them too (a ZYX BigTIFF was called guessed: GUI
+    # check h_gui48, L7)
+    tifffile.imwrite(tmp_path / "shaped.tif", data[0], metadata={"axes": "ZYX"},
+                     bigtiff=True)
+    viewer.open(str(tmp_path / "shaped.tif"), plugin="napari")
+    run(qtbot, widget)
+    assert widget.result.planes == [0, 1] and "guessed" not in widget.status.text()
 
 
 def test_a_fiji_cyx_tiff_takes_its_files_axes_and_asks_for_the_channel(dock, qtbot,
@@ -1453,7 +1493,7 @@ def test_no_nucleus_size_is_said_measured_when_none_was_found():
     # a 300 x 1 image: "0 nuclei, nuclei 18 px across (measured)", the training size
     from types import SimpleNamespace
 
-    from napari_nuclei_unet.widgets._segment_jobs import done_words
+    from napari_nuclei_unet.widgets._segment_words import done_words
 
     def result(labels):
         return SimpleNamespace(table={"label": labels}, planes=[0], segmented=[0],

@@ -62,6 +62,29 @@ def measure_large(labels: Any, intensity: Any, *, plane: int = 0,
     return merged
 
 
+def measure_large_planes(labels: Any, stack: Any, planes: list[int]) -> dict:
+    """Measure the labels of a stack of large planes again, each plane block by block.
+
+    ``labels``: the stack's labels (zarr or dask, the stack's plane axes then ``YX``, as
+    :func:`~.bigstack.segment_stack_planes` writes them); ``planes``: those measured. The
+    table has the ``plane`` and plane-axis columns of a stack's. A painted result of a
+    stack was measured as one plane, and its CSV failed (GUI check h_gui48, H1).
+    """
+    import dask.array as da
+
+    from .bigimage import plane_arrays
+    from .bigstack import plane_rows
+    from .measure import concat_tables
+
+    lazy = labels if hasattr(labels, "dask") else da.from_array(labels, chunks=labels.chunks)
+    tables = []
+    for flat in planes:
+        index = stack.plane_index(flat)
+        table = measure_large(lazy[index], plane_arrays(stack, flat, None)[1], plane=flat)
+        tables.append(plane_rows(table, 0, flat, index, stack.plane_axes))
+    return concat_tables(tables)
+
+
 def _merge_table(table: dict, values: np.ndarray, n_nuclei: int, labels: Any,
                  intensity: Any, label_values: np.ndarray | None = None) -> dict:
     """Combine the per-block rows of each nucleus (exact sums; shapes re-measured on crops).

@@ -191,7 +191,7 @@ def _segment_planes(model: Any, stack: Any, source: Callable[[int], tuple[Any, A
     shutil.rmtree(work, ignore_errors=True)
     planes: list[Any] = []
     axes = "".join(stack.plane_axes[i] for i in order) + "YX"
-    cancelled = False
+    cancelled, per_plane = False, {}
     try:
         for flat in range(stack.n_planes):
             if should_stop is not None and should_stop():
@@ -204,7 +204,8 @@ def _segment_planes(model: Any, stack: Any, source: Callable[[int], tuple[Any, A
                               intensity=intensity, block=block, should_stop=should_stop,
                               name=f"{stack.name} {where}",
                               pixels_per_um=stack.pixels_per_um, room=room, **engine),
-                lambda update, k=flat, w=where: _overall(update, k, stack.n_planes, w))
+                lambda update, k=flat, w=where: _overall(update, k, stack.n_planes, w,
+                                                         per_plane))
             if result.cancelled:
                 cancelled = True
                 break
@@ -235,13 +236,24 @@ def _ome_order(stack: Any) -> list[int]:
                                                    2 if axes[i] == "Z" else 1, i))
 
 
-def _overall(update: Progress, flat: int, n_planes: int, where: str) -> Progress:
-    """One plane's block update as the stack's: blocks done over every plane."""
-    if update.stage != "blocks" or not update.total:
-        return Progress(update.stage, update.done, update.total,
-                        f"{where}: {update.message}".rstrip(": "))
-    return Progress("blocks", flat * update.total + update.done, n_planes * update.total,
-                    f"{where}" + (f": {update.message}" if update.message else ""))
+def _overall(update: Progress, flat: int, n_planes: int, where: str,
+             per_plane: dict) -> Progress:
+    """One plane's block update as the stack's: blocks done over every plane.
+
+    ``per_plane`` keeps the blocks of a plane, seen in its block updates: a plane's
+    joining ("merge", 0 of 1, then 1 of 1) filled the stack's bar after each plane, then
+    it fell back (GUI check h_gui48, M2); it is the plane's blocks done of the stack's.
+    """
+    if update.stage == "blocks" and update.total:
+        per_plane["blocks"] = update.total
+        return Progress("blocks", flat * update.total + update.done,
+                        n_planes * update.total,
+                        f"{where}" + (f": {update.message}" if update.message else ""))
+    message = f"{where}: {update.message}".rstrip(": ")
+    per = per_plane.get("blocks")
+    if update.stage == "merge" and per:
+        return Progress("merge", (flat + 1) * per, n_planes * per, message)
+    return Progress(update.stage, update.done, update.total, message)
 
 
 def _assemble(stack: Any, planes: list, out: Path, block: int, order: list[int],
@@ -275,7 +287,7 @@ def _assemble(stack: Any, planes: list, out: Path, block: int, order: list[int],
             if offset:
                 strip[strip > 0] += dtype.type(offset)
             target[(*at, slice(y, y + strip.shape[0]), slice(0, w))] = strip
-        tables.append(_plane_rows(result.table, offset, flat, index, stack.plane_axes))
+        tables.append(plane_rows(result.table, offset, flat, index, stack.plane_axes))
         offset += int(result.n_nuclei)
     write_ome_zarr_attrs(root, stack.name, stack.pixels_per_um,
                          plane_axes="".join(stack.plane_axes[i] for i in order),
@@ -292,7 +304,7 @@ def _empty_table(stack: Any) -> dict:
                          plane_index=stack.plane_index(0), plane_axes=stack.plane_axes)
 
 
-def _plane_rows(table: dict, offset: int, flat: int, index: tuple[int, ...],
+def plane_rows(table: dict, offset: int, flat: int, index: tuple[int, ...],
                 plane_axes: str) -> dict:
     """A plane's table in the stack: labels numbered on, its plane and plane-axis columns."""
     if not table:

@@ -19,7 +19,8 @@ _FILE_AXES: dict[tuple, tuple[str, tuple[int, ...], Any] | None] = {}
 def file_axes(layer: Any) -> str | None:
     """The axes the layer's TIFF file records, when napari read it whole.
 
-    Only an ImageJ or OME file whose first series has the layer's very shape and axes
+    Only an ImageJ, OME or tifffile-shaped file whose first series has the layer's very
+    shape and axes
     of time, depth and at most one channel; None otherwise (any other file, a layer
     made in napari, a file changed or gone since). The file's header is read once.
     """
@@ -53,14 +54,21 @@ def _file_record(layer: Any) -> tuple[str, tuple[int, ...], Any] | None:
 
 
 def _read_file_axes(path: str) -> tuple[str, tuple[int, ...], Any] | None:
-    """The axes, shape and physical sizes of an ImageJ or OME TIFF's first series, or None."""
+    """The axes, shape and physical sizes of an ImageJ, OME or shaped TIFF's first series.
+
+    None when the file records none (tifffile's ``Q`` or ``I`` axes) or cannot be read.
+    """
     import tifffile
 
     from napari_nuclei_unet.core.physical import pixels_per_um_of, z_spacing_um_of
 
     try:
         with tifffile.TiffFile(path) as tif:
-            if not (tif.is_imagej or tif.is_ome):
+            # tifffile's own shaped files record axes too, when written with them (a
+            # ZYX BigTIFF was said to have guessed axes: GUI check h_gui48, L7); without,
+            # tifffile guesses them from the shape (3 x H x W: colour samples)
+            shaped = tif.is_shaped and bool((tif.shaped_metadata or ({},))[0].get("axes"))
+            if not (tif.is_imagej or tif.is_ome or shaped):
                 return None
             series = tif.series[0]
             axes, shape = series.axes.replace("S", "C"), tuple(int(n) for n in series.shape)

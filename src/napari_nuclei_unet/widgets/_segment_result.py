@@ -83,11 +83,24 @@ def place_result(viewer: Any, source: dict, result: Any, previous: Any) -> Place
                                 **kwargs)
     watch_edits(new)
     watch_unsaved(viewer, new)  # kept when removed unsaved
+    if not isinstance(shown, np.ndarray):  # napari's new label (M) works on numpy only
+        offer_new_labels(new, max((int(v) for v in result.table.get("label", ())),
+                                  default=0))
+    else:  # a refilled layer: napari's own rule, from the data
+        new.metadata.pop(LARGEST_KEY, None)
     if kept:
         from napari_nuclei_unet.widgets._workers import notify
 
-        notify(f"Your corrections in “{old.name}” are kept: the new result is the layer "
-               f"“{new.name}”.")
+        # under the new result, its labels showed through the new one's background (a
+        # plane left out by a Cancel read as kept: GUI check h_gui48, M3); hidden when
+        # the new result covers its planes, else its other planes' corrections show
+        covered = set((old.metadata.get(RESULT_KEY) or {}).get("planes") or [0]) \
+            <= set(result.planes)
+        if covered and old.visible:
+            old.visible = False
+        notify(f"Your corrections in “{old.name}” are kept"
+               + (" (hidden: tick its eye to see it)" if covered else "")
+               + f": the new result is the layer “{new.name}”.")
     new.metadata[RESULT_KEY] = {
         "source": layer.name, "axes": result.axes, "planes": list(result.planes),
         "zarr": str(result.zarr_path) if result.zarr_path else None, "gaps": list(gaps),
@@ -131,3 +144,44 @@ def keep_aside(viewer: Any, source: dict, result: Any, previous: Any) -> Any:
     if placed.reuse and not placed.kept:
         release(viewer, placed.replaced)
     return placed.layer
+
+
+#: A zarr-backed result's largest label: the segmentation's, then any painted since.
+LARGEST_KEY = "nuclei_unet_largest_label"
+
+
+def offer_new_labels(layer: Any, largest: int) -> None:
+    """A zarr-backed result: the brush starts on a new label, and napari's M gives one.
+
+    napari's *new label* (M) works on numpy data only ("Calculating empty label on
+    non-numpy array is not supported"), and the brush stayed on label 1: a nucleus
+    painted in a large result took the number of one already there, and was measured and
+    scored as one with it (GUI check h_gui48, M4). The largest label is known from the
+    segmentation's table and followed as the user paints.
+    """
+    layer.metadata[LARGEST_KEY] = int(largest)
+    if int(largest) + 1 <= np.iinfo(layer.data.dtype).max:
+        layer.selected_label = int(largest) + 1
+    layer.events.paint.connect(_painted_label)  # no-op when already connected
+    layer.bind_key("m", _new_label, overwrite=True)
+
+
+def _painted_label(event: Any) -> None:
+    layer = event.source
+    largest = layer.metadata.get(LARGEST_KEY)
+    if largest is not None and layer.selected_label > largest:
+        layer.metadata[LARGEST_KEY] = int(layer.selected_label)
+
+
+def _new_label(layer: Any) -> None:
+    """The *new label* of napari (M), from the largest label known, not the whole data."""
+    from napari.utils.notifications import show_info
+
+    largest = layer.metadata.get(LARGEST_KEY)
+    if largest is None:  # data set since by hand: napari's own rule
+        largest = int(np.max(layer.data)) if isinstance(layer.data, np.ndarray) else 0
+    if layer.selected_label == largest + 1:
+        show_info("The label selected is not used yet: paint with it first, then press M "
+                  "for the next one.")
+    elif largest + 1 <= np.iinfo(layer.data.dtype).max:
+        layer.selected_label = largest + 1

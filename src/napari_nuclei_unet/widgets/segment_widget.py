@@ -66,13 +66,9 @@ from napari_nuclei_unet.widgets._segment_jobs import (  # noqa: F401 - in_dock_w
     RESULT_KEY,
     _add_plane,
     _job,
-    axes_note,
-    channel_hint,
     chosen_result,
-    done_words,
     earlier_result,
     in_dock_words,
-    labels_note,
     labels_to_add,
     layer_features,
     layer_table,
@@ -82,10 +78,7 @@ from napari_nuclei_unet.widgets._segment_jobs import (  # noqa: F401 - in_dock_w
     project_model,
     read_from,
     region_words,
-    rgb_note,
-    source_gone_note,
     with_suffix,
-    without_in_use,
 )
 from napari_nuclei_unet.widgets._segment_outputs import (  # noqa: F401 - as before
     ADD_KIND,
@@ -93,6 +86,16 @@ from napari_nuclei_unet.widgets._segment_outputs import (  # noqa: F401 - as bef
     SegmentOutputs,
 )
 from napari_nuclei_unet.widgets._segment_project import ProjectField
+from napari_nuclei_unet.widgets._segment_words import (
+    axes_note,
+    channel_hint,
+    done_words,
+    labels_note,
+    left_out_words,
+    rgb_note,
+    source_gone_note,
+    without_in_use,
+)
 from napari_nuclei_unet.widgets._session import session_for
 from napari_nuclei_unet.widgets._unsaved_labels import (
     say_kept_once,
@@ -302,7 +305,8 @@ class SegmentWidget(SegmentOutputs, ImageSettingsFields, ProjectField, QWidget):
     def _result_line(self, result: Any) -> str:
         """The status line of the last segmentation's ``result``."""
         pixels = getattr(self._source.get("stack"), "pixels_per_um", None)
-        return (done_words(result, self._model_words, pixels) + channel_hint(
+        return (done_words(result, self._model_words, pixels)
+                + left_out_words(result, self._source.get("stack")) + channel_hint(
             result, self._source.get("stack"), self._source.get("channel")) + self._note
             + source_gone_note(self._source.get("path")))
 
