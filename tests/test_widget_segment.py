@@ -301,8 +301,10 @@ def test_every_large_plane_of_a_lazy_stack_in_one_layer(dock, qtbot, model, tmp_
     widget.planes.value = "current plane"
     single = run(qtbot, widget)
     assert single.name == "lazy labels (plane1)" and single.data.shape == SHAPE
+    single.paint((20, 20), 77)  # a correction of plane 1
     widget.planes.value = "all planes"
-    layer = run(qtbot, widget)
+    with capture_notifications() as notes:
+        layer = run(qtbot, widget)
     assert widget.status.text().startswith("Segmentation done: 3 plane(s)")
     assert "only the current plane" not in widget.status.text()
     # one layer over the stack, read from its working copy, with room for painted nuclei
@@ -319,12 +321,26 @@ def test_every_large_plane_of_a_lazy_stack_in_one_layer(dock, qtbot, model, tmp_
         offset += int(alone.max())
     assert list(layer.features["plane"]) == [k for k in range(3)
                                              for _ in range(len(np.unique(labels[k])) - 1)]
-    # the plane-1 layer (it may hold corrections) is not refilled with it, and lies under it
-    layers = list(viewer.layers)
-    assert single.data.shape == SHAPE and layers.index(single) < layers.index(layer)
-    assert layer.visible
-    # Save labels: the stack, as segmented
-    widget.save_labels(tmp_path / "stack.tif")
+    # the corrected plane-1 layer is kept, hidden under it (it showed through the new
+    # one's background), and the sliders leave it hidden (review h_rev49, 2)
+    assert single.data.shape == SHAPE and single.data[20, 20] == 77
+    assert layer.visible and not single.visible
+    assert notes.any("Your corrections in “lazy labels (plane1)” are kept (hidden: tick its "
+                     "eye to see it): the new result is the layer “lazy labels”.")
+    viewer.dims.set_current_step(0, 0)
+    viewer.dims.set_current_step(0, 1)
+    assert layer.visible and not single.visible
+    # Save labels: the stack, as segmented, read a plane at a time (not whole: review
+    # h_rev49, 1)
+    from napari_nuclei_unet.core import own_images
+
+    given, real = [], own_images.write_labels_tiff
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(own_images, "write_labels_tiff",
+                      lambda path, data, *a: given.append(type(data).__module__) or
+                      real(path, data, *a))
+        widget.save_labels(tmp_path / "stack.tif")
+    assert given[0].startswith("zarr")
     assert np.array_equal(tifffile.imread(tmp_path / "stack.tif"), labels)
     # a new nucleus gets a new number: the brush stayed on 1, and napari's M refuses a
     # zarr-backed layer (GUI check h_gui48, M4)
@@ -367,6 +383,24 @@ def test_every_large_plane_of_a_lazy_stack_in_one_layer(dock, qtbot, model, tmp_
     assert again is not layer and again.visible and not layer.visible
 
 
+def test_a_painted_plane_result_segmented_again_stays_hidden_as_the_sliders_move(dock,
+                                                                                 qtbot):
+    # hidden under the new result of its plane, then shown again by the sliders coming
+    # back to its plane (review h_rev49, 2b)
+    viewer, widget = dock
+    open_lazy_stack(viewer, widget)
+    widget.planes.value = "current plane"
+    viewer.dims.set_current_step(0, 1)
+    first = run(qtbot, widget)
+    first.paint((20, 20), 77)
+    second = run(qtbot, widget)
+    assert second is not first and second.visible and not first.visible
+    viewer.dims.set_current_step(0, 0)
+    assert not second.visible and not first.visible
+    viewer.dims.set_current_step(0, 1)
+    assert second.visible and not first.visible
+
+
 def test_a_large_stack_stopped_keeps_the_planes_done(dock, qtbot, tmp_path, monkeypatch):
     """Cancel keeps the planes finished, as for any stack; Add plane adds the plane shown."""
     from napari_nuclei_unet.core import bigimage
@@ -379,7 +413,7 @@ def test_a_large_stack_stopped_keeps_the_planes_done(dock, qtbot, tmp_path, monk
 
     def stop_after_first(model, plane, out, *args, **kwargs):
         result = yield from real(model, plane, out, *args, **kwargs)
-        widget._stop = True  # Cancel pressed while plane 0 was being joined
+        widget._stop = True  # Cancel pressed as plane 0 was done: asked before plane 1
         return result
 
     monkeypatch.setattr(bigimage, "segment_large", stop_after_first)
@@ -389,6 +423,12 @@ def test_a_large_stack_stopped_keeps_the_planes_done(dock, qtbot, tmp_path, monk
     labels = np.asarray(layer.data[:])
     assert layer.data.shape == data.shape and labels[0].any() and not labels[1:].any()
     assert set(layer.features["plane"]) == {0}
+    # a nucleus painted on a plane left empty is measured too (review h_rev49, 5)
+    layer.paint((2, 30, 30), 4000)
+    widget.export_csv(tmp_path / "cut.csv")
+    rows = (tmp_path / "cut.csv").read_text().splitlines()
+    assert any(row.startswith("4000,2,") for row in rows), rows[:2]
+    labels = np.asarray(layer.data[:]).copy()
     # nothing finished: nothing kept, said
     def stop_at_once(model, plane, out, *args, **kwargs):
         widget._stop = True  # Cancel pressed in plane 0's first block

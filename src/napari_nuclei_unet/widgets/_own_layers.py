@@ -369,6 +369,10 @@ def plane_scores(truth: np.ndarray, labels: Any, planes: list[int], shape: tuple
 #: ``RESULT_KEY``'s entry of a large plane's 2-D result: ``{axis position: index}`` of
 #: its plane in its image's data.
 PLANE_AT = "plane_at"
+#: On a result hidden under a newer result of its image that covers its planes: the
+#: sliders leave it hidden (its labels showed through the new one's background; a plane
+#: a Cancel left empty read as kept: GUI check h_gui48, M3; review h_rev49, 2).
+COVERED_KEY = "nuclei_unet_covered"
 
 
 def plane_at(stack: Any, axes: str, flat: int) -> dict:
@@ -393,7 +397,8 @@ def results_follow_the_sliders(viewer: Any, *_args: Any) -> None:
     for layer in viewer.layers:
         info = layer.metadata.get(RESULT_KEY) or {}
         image = images.get(info.get("source"))
-        if not info.get(PLANE_AT) or image is None or layer.metadata.get(HIDDEN_FOR_KEY):
+        if not info.get(PLANE_AT) or image is None or layer.metadata.get(HIDDEN_FOR_KEY) \
+                or layer.metadata.get(COVERED_KEY):  # under a newer result
             continue
         here = image.world_to_data(viewer.dims.point)
         on = all(round(float(here[int(pos)])) == index

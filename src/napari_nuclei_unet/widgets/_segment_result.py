@@ -15,6 +15,7 @@ import numpy as np
 
 from napari_nuclei_unet.widgets._layers import EDITED_KEY, watch_edits
 from napari_nuclei_unet.widgets._own_layers import (
+    COVERED_KEY,
     PLANE_AT,
     bring_into_view,
     follow_the_sliders_always,
@@ -84,23 +85,24 @@ def place_result(viewer: Any, source: dict, result: Any, previous: Any) -> Place
     watch_edits(new)
     watch_unsaved(viewer, new)  # kept when removed unsaved
     if not isinstance(shown, np.ndarray):  # napari's new label (M) works on numpy only
-        offer_new_labels(new, max((int(v) for v in result.table.get("label", ())),
-                                  default=0))
+        found = np.asarray(result.table.get("label", ()))
+        offer_new_labels(new, int(found.max()) if found.size else 0)
     else:  # a refilled layer: napari's own rule, from the data
         new.metadata.pop(LARGEST_KEY, None)
-    if kept:
+    new.metadata.pop(COVERED_KEY, None)
+    hidden = hide_covered(viewer, layer.name, new, result.planes,
+                          ([old] if kept else []) + ([] if one_of_many else list(viewer.layers)))
+    if kept or hidden:
         from napari_nuclei_unet.widgets._workers import notify
 
-        # under the new result, its labels showed through the new one's background (a
-        # plane left out by a Cancel read as kept: GUI check h_gui48, M3); hidden when
-        # the new result covers its planes, else its other planes' corrections show
-        covered = set((old.metadata.get(RESULT_KEY) or {}).get("planes") or [0]) \
-            <= set(result.planes)
-        if covered and old.visible:
-            old.visible = False
-        notify(f"Your corrections in “{old.name}” are kept"
-               + (" (hidden: tick its eye to see it)" if covered else "")
-               + f": the new result is the layer “{new.name}”.")
+        edited = [lay.name for lay in hidden if lay.metadata.get(EDITED_KEY)]
+        if kept and old not in hidden:  # its other planes' corrections show beside it
+            notify(f"Your corrections in “{old.name}” are kept: the new result is the "
+                   f"layer “{new.name}”.")
+        elif edited:
+            eye = "its eye to see it" if len(edited) == 1 else "their eyes to see them"
+            notify(f"Your corrections in {', '.join(f'“{n}”' for n in edited)} are kept "
+                   f"(hidden: tick {eye}): the new result is the layer “{new.name}”.")
     new.metadata[RESULT_KEY] = {
         "source": layer.name, "axes": result.axes, "planes": list(result.planes),
         "zarr": str(result.zarr_path) if result.zarr_path else None, "gaps": list(gaps),
@@ -109,6 +111,28 @@ def place_result(viewer: Any, source: dict, result: Any, previous: Any) -> Place
         "z_spacing_um": stack.z_spacing_um,  # and this (GUI check h_gui41, L4)
         "plane_name": plane}
     return Placed(new, where, reuse, kept, replaced)
+
+
+def hide_covered(viewer: Any, image: str, new: Any, planes: list[int],
+                 candidates: list) -> list:
+    """Hide the ``candidates`` that are results of ``image`` on ``planes`` only; return them.
+
+    A plane's 2-D result (or a result kept because it was painted) under a result that
+    covers its planes: hidden and marked :data:`COVERED_KEY`, so that the sliders leave
+    it hidden; ticking its eye shows it.
+    """
+    hidden = []
+    for layer in candidates:
+        info = layer.metadata.get(RESULT_KEY) or {}
+        if layer is new or layer not in viewer.layers or info.get("source") != image \
+                or not set(info.get("planes") or [0]) <= set(planes) \
+                or layer.metadata.get(COVERED_KEY):  # already: an eye ticked since stays
+            continue
+        layer.metadata[COVERED_KEY] = True
+        if layer.visible:
+            layer.visible = False
+        hidden.append(layer)
+    return hidden
 
 
 def show_placed(viewer: Any, source: dict, placed: Placed) -> None:
@@ -185,3 +209,6 @@ def _new_label(layer: Any) -> None:
                   "for the next one.")
     elif largest + 1 <= np.iinfo(layer.data.dtype).max:
         layer.selected_label = largest + 1
+    else:
+        show_info(f"Label {largest + 1} does not fit this result's labels (at most "
+                  f"{largest}): paint with a label that is free, or erase one to reuse it.")

@@ -450,8 +450,8 @@ class SegmentWidget(SegmentOutputs, ImageSettingsFields, ProjectField, QWidget):
         self._note = (rgb_note(layer.name, stack) if guessed and channel is None else "") + \
             (axes_note(layer.name, stack) if guessed and not big else "") + \
             ("" if big else labels_note(layer.name, stack, plane, channel)) + \
-            (f" Note: {layer.name} is large or read from disk and its channel axis lies "
-             f"between its plane axes: only the current plane ({stack.plane_name(plane)}) "
+            (f" Note: {layer.name} is large or read from disk and its channel axis comes "
+             f"after a plane axis: only the current plane ({stack.plane_name(plane)}) "
              "is segmented; move the sliders and press Segment for another." if one and
              stack.n_planes > 1 and self.planes.value != CURRENT
              else "")  # 'all planes' did one, unsaid (GUI check h_gui19, L2)
