@@ -270,7 +270,24 @@ def test_an_open_stack_keeps_its_axis_order_room_and_the_planes_done(tmp_path, m
     assert cut.cancelled and cut.done == [0, 1] and kept.dtype == np.uint16
     assert np.array_equal(kept[0] > 0, labels[0] > 0) and not kept[1].any()
     assert set(cut.table["plane"]) == {0, 1}
+    # an earlier result's planes not reached keep their labels, numbered after the new
+    # ones (a stopped run emptied them: GUI check h_gui49, M2)
+    from napari_nuclei_unet.core.own_images import StackResult
+
+    done.clear()
+    merged = drive(segment_stack_planes(
+        "default", stack, out, earlier=StackResult(labels, whole.table, [0, 1, 2, 3]),
+        should_stop=lambda: len(done) >= 2))
+    both = np.asarray(merged.labels()[:])
+    assert merged.cancelled and merged.done == [0, 1] and merged.kept == [2, 3]
+    n_new = int(both[0].max())  # z = 0 segmented again: labels 1..n_new
+    assert np.array_equal(both[0] > 0, labels[0] > 0) and len(np.unique(both[0])) == n_new + 1
+    assert np.array_equal(both[1] > 0, labels[1] > 0) and both[1][both[1] > 0].min() > n_new
+    assert merged.n_nuclei == len(merged.table["label"]) == len(np.unique(both)) - 1
+    for flat in (2, 3):  # their rows, with the labels they have now
+        rows = merged.table["label"][merged.table["plane"] == flat]
+        assert sorted(rows) == sorted(set(np.unique(both[1, flat - 2])) - {0})
     none = drive(segment_stack_planes("default", stack, out, should_stop=lambda: True))
     assert none.cancelled and none.done == [] and not none.n_nuclei
-    assert np.array_equal(np.asarray(zarr.open(str(out), mode="r")["0"][:]), kept)
+    assert np.array_equal(np.asarray(zarr.open(str(out), mode="r")["0"][:]), both)
     assert [p.name for p in out.parent.iterdir()] == [out.name]  # no work folder left

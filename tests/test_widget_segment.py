@@ -452,6 +452,46 @@ def test_a_large_stack_stopped_keeps_the_planes_done(dock, qtbot, tmp_path, monk
     assert sample.image.shape[:2] == (32, 32)
 
 
+def test_a_large_stack_run_stopped_keeps_the_earlier_planes(dock, qtbot, monkeypatch):
+    # a stopped run over a whole result emptied the planes it had not reached, where a
+    # stack's other planes keep their labels (GUI check h_gui49, M2); over a painted
+    # result, the notice says where its labels are what one sees (M1)
+    from napari_nuclei_unet.core import bigimage
+
+    viewer, widget = dock
+    open_lazy_stack(viewer, widget)
+    layer = run(qtbot, widget)
+    before = np.asarray(layer.data[:]).copy()
+    real, runs = bigimage.segment_large, []
+
+    def stop_after_first(model, plane, out, *args, **kwargs):
+        result = yield from real(model, plane, out, *args, **kwargs)
+        runs.append(1)
+        widget._stop = True  # Cancel pressed as plane 0 was done
+        return result
+
+    monkeypatch.setattr(bigimage, "segment_large", stop_after_first)
+    assert run(qtbot, widget) is layer  # unedited: refilled
+    after = np.asarray(layer.data[:])
+    n0 = len(np.unique(before[0])) - 1
+    assert np.array_equal(after[0], before[0])  # segmented again, the same
+    for k in (1, 2):  # kept, numbered after plane 0's
+        assert np.array_equal(after[k] > 0, before[k] > 0)
+        assert after[k][after[k] > 0].min() > n0
+    assert len(np.unique(after)) == len(np.unique(before))
+    assert sorted(layer.features["plane"]) == sorted(
+        k for k in range(3) for _ in range(len(np.unique(after[k])) - 1))
+    assert "the 2 plane(s) segmented before keep their labels" in widget.status.text()
+    assert "Not segmented" not in widget.status.text()
+    layer.paint((0, 5, 5), 4000)  # painted: the next stopped run goes to a new layer
+    with capture_notifications() as notes:
+        new = run(qtbot, widget)
+    assert new is not layer and layer.visible
+    assert "Not segmented, so empty in this result: plane1, plane2." in widget.status.text()
+    assert notes.any("“lazy labels” stays shown under it: on plane1, plane2, which the new "
+                     "result does not hold, its labels are what you see.")
+
+
 def test_a_reused_result_layer_is_renamed_when_its_form_changes(dock, qtbot):
     # an unedited plane result reused for a whole-image one kept "(plane0)" in its name
     # (review h_rev25, B8)

@@ -57,8 +57,10 @@ class StackBigResult:
         last, others between), or in the stack's own order (:func:`segment_stack_planes`),
         then ``YX``.
     done : list of int
-        The planes whose labels are in ``labels_path`` (all of them, unless a stop kept
-        the planes finished: :func:`segment_stack_planes`).
+        The planes segmented now whose labels are in ``labels_path`` (all of them, unless
+        a stop kept the planes finished: :func:`segment_stack_planes`).
+    kept : list of int
+        The planes a stop left undone that keep an earlier result's labels.
     """
 
     labels_path: Path
@@ -70,6 +72,7 @@ class StackBigResult:
     cancelled: bool = False
     axes: str = "YX"
     done: list[int] = field(default_factory=list)
+    kept: list[int] = field(default_factory=list)
 
     def labels(self, mode: str = "r") -> Any:
         """The label array (zarr, read lazily)."""
@@ -152,6 +155,7 @@ def segment_stack_planes(
     channel: int | None = None,
     room: int = 0,
     should_stop: Callable[[], bool] | None = None,
+    earlier: Any = None,
 ) -> Generator[Progress, None, StackBigResult]:
     """Segment every plane of an open stack (a napari layer's data) block by block.
 
@@ -159,7 +163,10 @@ def segment_stack_planes(
     axis order (they lie over its layer), ``room`` labels more fit their type (nuclei a
     user paints), and a stop keeps the planes finished (the others stay 0; ``done`` names
     them; none finished: ``cancelled`` and nothing written). Before, the dock segmented
-    only the plane shown of a stack of large planes.
+    only the plane shown of a stack of large planes. ``earlier``: the stack's earlier
+    result (``labels``, zarr or numpy with the stack's labels shape, ``table``,
+    ``planes``), whose labels the planes a stop left undone keep (``kept``), numbered
+    after the new ones: a stopped run emptied them.
     """
     from .bigimage import DEFAULT_BLOCK, plane_arrays
 
@@ -167,13 +174,14 @@ def segment_stack_planes(
     return (yield from _segment_planes(
         model, stack, lambda flat: plane_arrays(stack, flat, channel), Path(out), options,
         list(range(len(stack.plane_axes))), block=DEFAULT_BLOCK, room=room,
-        should_stop=should_stop, keep_done=True))
+        should_stop=should_stop, keep_done=True, earlier=earlier))
 
 
 def _segment_planes(model: Any, stack: Any, source: Callable[[int], tuple[Any, Any]],
                     out: Path, options: Any, order: list[int], *, block: int, room: int = 0,
                     should_stop: Callable[[], bool] | None = None, keep_done: bool = False,
-                    **engine: Any) -> Generator[Progress, None, StackBigResult]:
+                    earlier: Any = None, **engine: Any
+                    ) -> Generator[Progress, None, StackBigResult]:
     """Each plane of ``stack`` block by block, then numbered on into ``out``.
 
     ``source(flat)``: what is segmented and what is measured of plane ``flat``;
@@ -216,13 +224,17 @@ def _segment_planes(model: Any, stack: Any, source: Callable[[int], tuple[Any, A
                                   [float(r.diameter) for r in planes if r.diameter],
                                   cancelled=True, axes=axes)
         yield Progress("merge", 0, 1, "numbering the nuclei across the planes")
-        n_nuclei, table = _assemble(stack, planes, out, block, order, room)
+        kept = [] if earlier is None else \
+            [p for p in earlier.planes if p >= len(planes)]  # (none when every one is done)
+        n_nuclei, table = _assemble(stack, planes, out, block, order, room,
+                                    (earlier, kept) if kept else None)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     yield Progress("merge", 1, 1, f"{n_nuclei} nuclei")
     return StackBigResult(out, n_nuclei, table, stack.n_planes, time.perf_counter() - start,
                           [float(r.diameter) for r in planes if r.diameter],
-                          cancelled=cancelled, axes=axes, done=list(range(len(planes))))
+                          cancelled=cancelled, axes=axes, done=list(range(len(planes))),
+                          kept=kept)
 
 
 def _ome_order(stack: Any) -> list[int]:
@@ -257,18 +269,20 @@ def _overall(update: Progress, flat: int, n_planes: int, where: str,
 
 
 def _assemble(stack: Any, planes: list, out: Path, block: int, order: list[int],
-              room: int = 0) -> tuple[int, dict]:
+              room: int = 0, keep: tuple | None = None) -> tuple[int, dict]:
     """Copy the planes' labels into one stack, numbered on; return the count and table.
 
     ``planes``: the first planes' results (a stop may leave the last ones out: 0 there);
-    ``order``: the plane axes' order in the labels.
+    ``order``: the plane axes' order in the labels; ``keep``: ``(earlier, planes)``, an
+    earlier result whose labels those planes keep, numbered after the new nuclei.
     """
     from .measure import concat_tables
     from .ome_zarr import create_array, open_ome_group, write_ome_zarr_attrs
     from .own_images import label_dtype
 
     n_nuclei = sum(int(r.n_nuclei) for r in planes)
-    dtype = label_dtype(n_nuclei, room=room)
+    kept_rows, kept_top = _kept_rows(keep)
+    dtype = label_dtype(n_nuclei + kept_top, room=room)
     if out.exists():
         shutil.rmtree(out)
     root = open_ome_group(out)
@@ -276,8 +290,8 @@ def _assemble(stack: Any, planes: list, out: Path, block: int, order: list[int],
     shape = tuple(stack.plane_shape[i] for i in order) + (h, w)
     target = create_array(root, "0", shape, (1,) * len(order) + (block, block), dtype)
     tables, offset = [], 0
-    if not n_nuclei:  # no nucleus at all: the CSV's columns all the same (review h_rev30, L2)
-        tables.append(_empty_table(stack))
+    if not n_nuclei and not kept_rows:  # no nucleus at all: the CSV's columns all the
+        tables.append(_empty_table(stack))  # same (review h_rev30, L2)
     for flat, result in enumerate(planes):
         index = stack.plane_index(flat)
         at = tuple(index[i] for i in order)
@@ -289,10 +303,33 @@ def _assemble(stack: Any, planes: list, out: Path, block: int, order: list[int],
             target[(*at, slice(y, y + strip.shape[0]), slice(0, w))] = strip
         tables.append(plane_rows(result.table, offset, flat, index, stack.plane_axes))
         offset += int(result.n_nuclei)
+    for flat in keep[1] if keep else ():  # after the new ones (their labels from 1)
+        index = stack.plane_index(flat)
+        at = tuple(index[i] for i in order)
+        source = keep[0].labels
+        for y in range(0, h, block):
+            strip = np.asarray(source[(*index, slice(y, y + block), slice(0, w))])
+            strip = strip.astype(dtype)
+            strip[strip > 0] += dtype.type(n_nuclei)
+            target[(*at, slice(y, y + strip.shape[0]), slice(0, w))] = strip
+    if kept_rows:
+        kept_rows["label"] = kept_rows["label"] + n_nuclei
+        tables.append(kept_rows)
     write_ome_zarr_attrs(root, stack.name, stack.pixels_per_um,
                          plane_axes="".join(stack.plane_axes[i] for i in order),
                          z_spacing_um=stack.z_spacing_um)
-    return n_nuclei, concat_tables(tables)
+    return n_nuclei + len(kept_rows.get("label", ())), concat_tables(tables)
+
+
+def _kept_rows(keep: tuple | None) -> tuple[dict, int]:
+    """The earlier result's rows of the planes kept, and their largest label."""
+    if not keep or not keep[0].table:
+        return {}, 0
+    table = {key: np.asarray(value) for key, value in keep[0].table.items()}
+    mine = np.isin(table["plane"], keep[1])
+    rows = {key: value[mine] for key, value in table.items()}
+    rows["label"] = rows["label"].astype(np.int64)
+    return (rows, int(rows["label"].max())) if mine.any() else ({}, 0)
 
 
 def _empty_table(stack: Any) -> dict:
@@ -305,7 +342,7 @@ def _empty_table(stack: Any) -> dict:
 
 
 def plane_rows(table: dict, offset: int, flat: int, index: tuple[int, ...],
-                plane_axes: str) -> dict:
+               plane_axes: str) -> dict:
     """A plane's table in the stack: labels numbered on, its plane and plane-axis columns."""
     if not table:
         return {}

@@ -298,7 +298,7 @@ def segment_layer_job(
     (``planes`` None), through the block path into a temporary OME-Zarr
     (:mod:`._segment_big`).
     ``earlier``: a result of the same stack whose other planes are kept
-    (``core.own_images.segment_stack``; not for ``big``).
+    (``core.own_images.segment_stack``; for ``big``, the planes a Cancel left undone).
     A stop keeps the planes finished; a plane stopped half way, or a large image
     stopped before its last block, is not kept (the result's ``message`` says so).
     """
@@ -312,7 +312,8 @@ def segment_layer_job(
     if big:  # block by block: one plane, or every plane of a stack (planes None)
         from napari_nuclei_unet.widgets._segment_big import big_job
 
-        return (yield from big_job(model, stack, options, channel, planes, should_stop))
+        return (yield from big_job(model, stack, options, channel, planes, should_stop,
+                                   earlier))
     res = yield from segment_stack(model, stack, options, channel=channel, planes=planes,
                                    should_stop=should_stop, earlier=earlier, room=PAINT_ROOM)
     if res.cancelled and not res.segmented:

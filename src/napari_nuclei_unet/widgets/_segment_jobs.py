@@ -311,7 +311,8 @@ def earlier_result(layer: Any, stack: Any, settings: tuple = (None, None)) -> An
         return None
     if "channel" in source and (source["channel"], source.get("image_axes")) != settings:
         return None  # another channel, other axes: its planes would pass for this one's
-    labels = np.array(data) if getattr(data, "nbytes", 0) <= COPY_HERE_BYTES else data
+    labels = np.array(data) if isinstance(data, np.ndarray) and \
+        data.nbytes <= COPY_HERE_BYTES else data  # a zarr one (large planes): read there
     return StackResult(labels, layer_table(layer), list(source["planes"]))
 
 

@@ -97,8 +97,15 @@ def place_result(viewer: Any, source: dict, result: Any, previous: Any) -> Place
 
         edited = [lay.name for lay in hidden if lay.metadata.get(EDITED_KEY)]
         if kept and old not in hidden:  # its other planes' corrections show beside it
+            left = sorted(set((old.metadata.get(RESULT_KEY) or {}).get("planes") or [0])
+                          - set(result.planes))
+            shown = ", ".join(stack.plane_name(flat) for flat in left[:4]) + \
+                (" …" if len(left) > 4 else "")  # seen there, in what the new one left empty
             notify(f"Your corrections in “{old.name}” are kept: the new result is the "
-                   f"layer “{new.name}”.")
+                   f"layer “{new.name}”." + (f" “{old.name}” stays shown under it: on {shown}, "
+                                             "which the new result does not hold, its labels "
+                                             "are what you see." if left and stack.n_planes > 1
+                                             else ""))
         elif edited:
             eye = "its eye to see it" if len(edited) == 1 else "their eyes to see them"
             notify(f"Your corrections in {', '.join(f'“{n}”' for n in edited)} are kept "

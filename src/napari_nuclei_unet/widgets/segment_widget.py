@@ -462,8 +462,8 @@ class SegmentWidget(SegmentOutputs, ImageSettingsFields, ProjectField, QWidget):
         self._previous = previous_result(self.viewer.layers, self.result_layer, layer,
                                          planes if big and stack.n_planes > 1 else None,
                                          whole=planes is None)
-        earlier = None if big else earlier_result(self._previous, stack,
-                                                  (channel, self._source["axes"]))
+        earlier = None if big and planes is not None else earlier_result(  # a plane's
+            self._previous, stack, (channel, self._source["axes"]))  # own 2-D layer: none
         worker = self.session.jobs.start(
             KIND, _job, model_path, self.session.model, stack, settings, channel=channel,
             planes=planes, big=big, should_stop=lambda: self._stop, earlier=earlier,
