@@ -282,7 +282,11 @@ def test_an_open_stack_keeps_its_axis_order_room_and_the_planes_done(tmp_path, m
     assert merged.cancelled and merged.done == [0, 1] and merged.kept == [2, 3]
     n_new = int(both[0].max())  # z = 0 segmented again: labels 1..n_new
     assert np.array_equal(both[0] > 0, labels[0] > 0) and len(np.unique(both[0])) == n_new + 1
-    assert np.array_equal(both[1] > 0, labels[1] > 0) and both[1][both[1] > 0].min() > n_new
+    assert np.array_equal(both[1] > 0, labels[1] > 0)
+    kept = np.unique(both[1])[1:]  # numbered on from the new ones, with no gap: shifted
+    assert list(kept) == list(range(n_new + 1, n_new + 1 + len(kept)))  # by the new ones'
+    # largest, they grew at each Cancel (GUI check h_gui50, L)
+    assert len(kept) == len(np.unique(labels[1])) - 1
     assert merged.n_nuclei == len(merged.table["label"]) == len(np.unique(both)) - 1
     for flat in (2, 3):  # their rows, with the labels they have now
         rows = merged.table["label"][merged.table["plane"] == flat]

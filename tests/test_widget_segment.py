@@ -487,9 +487,31 @@ def test_a_large_stack_run_stopped_keeps_the_earlier_planes(dock, qtbot, monkeyp
     with capture_notifications() as notes:
         new = run(qtbot, widget)
     assert new is not layer and layer.visible
-    assert "Not segmented, so empty in this result: plane1, plane2." in widget.status.text()
-    assert notes.any("“lazy labels” stays shown under it: on plane1, plane2, which the new "
-                     "result does not hold, its labels are what you see.")
+    words = ("“lazy labels” stays shown under it: on plane1, plane2, which the new result "
+             "does not hold, its labels are what you see.")
+    assert notes.any(words)  # and in the status: the toast is cut short (h_gui50, L)
+    assert widget.status.text().endswith(
+        "Not segmented, so empty in this result: plane1, plane2. " + words)
+
+
+def test_a_refilled_result_painted_is_hidden_under_the_next_whole_one(make_napari_viewer,
+                                                                      qtbot):
+    # given proxies of the layers (as napari gives plugins), the refilled layer marked
+    # itself covered, and once painted it stayed shown under the next result, unsaid
+    # (GUI check h_gui50, H)
+    from _widget_helpers import segment_dock
+    from napari_nuclei_unet.widgets._layers import unwrapped
+
+    viewer, widget = segment_dock(make_napari_viewer())
+    open_lazy_stack(viewer, widget)
+    first = unwrapped(run(qtbot, widget))
+    assert unwrapped(run(qtbot, widget)) is first  # refilled
+    first.paint((1, 20, 20), 77)
+    with capture_notifications() as notes:
+        second = unwrapped(run(qtbot, widget))
+    assert second is not first and second.visible and not first.visible
+    assert notes.any("Your corrections in “lazy labels” are kept (hidden: tick its eye to "
+                     "see it)")
 
 
 def test_a_reused_result_layer_is_renamed_when_its_form_changes(dock, qtbot):

@@ -281,16 +281,16 @@ def _assemble(stack: Any, planes: list, out: Path, block: int, order: list[int],
     from .own_images import label_dtype
 
     n_nuclei = sum(int(r.n_nuclei) for r in planes)
-    kept_rows, kept_top = _kept_rows(keep)
-    dtype = label_dtype(n_nuclei + kept_top, room=room)
+    h, w = stack.yx_shape
+    found = _kept_labels(stack, keep, h, w, block)  # numbered on from the new ones: shifted
+    dtype = label_dtype(n_nuclei + len(found), room=room)  # they grew at each Cancel
     if out.exists():
         shutil.rmtree(out)
     root = open_ome_group(out)
-    h, w = stack.yx_shape
     shape = tuple(stack.plane_shape[i] for i in order) + (h, w)
     target = create_array(root, "0", shape, (1,) * len(order) + (block, block), dtype)
     tables, offset = [], 0
-    if not n_nuclei and not kept_rows:  # no nucleus at all: the CSV's columns all the
+    if not n_nuclei and not found.size:  # no nucleus at all: the CSV's columns all the
         tables.append(_empty_table(stack))  # same (review h_rev30, L2)
     for flat, result in enumerate(planes):
         index = stack.plane_index(flat)
@@ -309,27 +309,39 @@ def _assemble(stack: Any, planes: list, out: Path, block: int, order: list[int],
         source = keep[0].labels
         for y in range(0, h, block):
             strip = np.asarray(source[(*index, slice(y, y + block), slice(0, w))])
-            strip = strip.astype(dtype)
-            strip[strip > 0] += dtype.type(n_nuclei)
-            target[(*at, slice(y, y + strip.shape[0]), slice(0, w))] = strip
-    if kept_rows:
-        kept_rows["label"] = kept_rows["label"] + n_nuclei
-        tables.append(kept_rows)
+            new = (n_nuclei + 1 + np.searchsorted(found, strip)).astype(dtype)
+            new[strip == 0] = 0
+            target[(*at, slice(y, y + strip.shape[0]), slice(0, w))] = new
+    if found.size:
+        tables.append(_kept_rows(keep, found, n_nuclei))
     write_ome_zarr_attrs(root, stack.name, stack.pixels_per_um,
                          plane_axes="".join(stack.plane_axes[i] for i in order),
                          z_spacing_um=stack.z_spacing_um)
-    return n_nuclei + len(kept_rows.get("label", ())), concat_tables(tables)
+    return n_nuclei + int(found.size), concat_tables(tables)
 
 
-def _kept_rows(keep: tuple | None) -> tuple[dict, int]:
-    """The earlier result's rows of the planes kept, and their largest label."""
-    if not keep or not keep[0].table:
-        return {}, 0
-    table = {key: np.asarray(value) for key, value in keep[0].table.items()}
-    mine = np.isin(table["plane"], keep[1])
+def _kept_labels(stack: Any, keep: tuple | None, h: int, w: int, block: int) -> np.ndarray:
+    """The labels found on the planes kept of an earlier result, sorted (a strip at a time)."""
+    found: set[int] = set()
+    for flat in keep[1] if keep else ():
+        index = stack.plane_index(flat)
+        for y in range(0, h, block):
+            strip = np.asarray(keep[0].labels[(*index, slice(y, y + block), slice(0, w))])
+            found.update(int(v) for v in np.unique(strip) if v)
+    return np.array(sorted(found), np.int64)
+
+
+def _kept_rows(keep: tuple, found: np.ndarray, offset: int) -> dict:
+    """The earlier result's rows of the planes kept, labelled as their pixels now are."""
+    table = {key: np.asarray(value) for key, value in (keep[0].table or {}).items()}
+    if not table:
+        return {}
+    labels = table["label"].astype(np.int64)
+    at = np.minimum(np.searchsorted(found, labels), found.size - 1)
+    mine = np.isin(table["plane"], keep[1]) & (found[at] == labels)  # pixels left
     rows = {key: value[mine] for key, value in table.items()}
-    rows["label"] = rows["label"].astype(np.int64)
-    return (rows, int(rows["label"].max())) if mine.any() else ({}, 0)
+    rows["label"] = offset + 1 + at[mine]
+    return rows
 
 
 def _empty_table(stack: Any) -> dict:

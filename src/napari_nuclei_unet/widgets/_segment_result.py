@@ -40,6 +40,7 @@ class Placed:
     reuse: bool  # the image's earlier result layer was refilled
     kept: bool  # ...or kept, edited, beside the new one
     replaced: Any  # the working copy the refilled layer held
+    under: str = ""  # words for the status: the kept layer shown on planes it left empty
 
 
 def place_result(viewer: Any, source: dict, result: Any, previous: Any) -> Placed:
@@ -92,6 +93,7 @@ def place_result(viewer: Any, source: dict, result: Any, previous: Any) -> Place
     new.metadata.pop(COVERED_KEY, None)
     hidden = hide_covered(viewer, layer.name, new, result.planes,
                           ([old] if kept else []) + ([] if one_of_many else list(viewer.layers)))
+    under = ""
     if kept or hidden:
         from napari_nuclei_unet.widgets._workers import notify
 
@@ -101,11 +103,11 @@ def place_result(viewer: Any, source: dict, result: Any, previous: Any) -> Place
                           - set(result.planes))
             shown = ", ".join(stack.plane_name(flat) for flat in left[:4]) + \
                 (" …" if len(left) > 4 else "")  # seen there, in what the new one left empty
+            under = f" “{old.name}” stays shown under it: on {shown}, which the new " \
+                "result does not hold, its labels are what you see." \
+                if left and stack.n_planes > 1 else ""  # said in the status too (the
             notify(f"Your corrections in “{old.name}” are kept: the new result is the "
-                   f"layer “{new.name}”." + (f" “{old.name}” stays shown under it: on {shown}, "
-                                             "which the new result does not hold, its labels "
-                                             "are what you see." if left and stack.n_planes > 1
-                                             else ""))
+                   f"layer “{new.name}”.{under}")  # toast is cut short: h_gui50, L)
         elif edited:
             eye = "its eye to see it" if len(edited) == 1 else "their eyes to see them"
             notify(f"Your corrections in {', '.join(f'“{n}”' for n in edited)} are kept "
@@ -117,7 +119,7 @@ def place_result(viewer: Any, source: dict, result: Any, previous: Any) -> Place
         PLANE_AT: where, "pixels_per_um": stack.pixels_per_um,  # saved with it (h_gui40)
         "z_spacing_um": stack.z_spacing_um,  # and this (GUI check h_gui41, L4)
         "plane_name": plane}
-    return Placed(new, where, reuse, kept, replaced)
+    return Placed(new, where, reuse, kept, replaced, under)
 
 
 def hide_covered(viewer: Any, image: str, new: Any, planes: list[int],
@@ -128,10 +130,15 @@ def hide_covered(viewer: Any, image: str, new: Any, planes: list[int],
     covers its planes: hidden and marked :data:`COVERED_KEY`, so that the sliders leave
     it hidden; ticking its eye shows it.
     """
+    from napari_nuclei_unet.widgets._layers import unwrapped
+
     hidden = []
     for layer in candidates:
         info = layer.metadata.get(RESULT_KEY) or {}
-        if layer is new or layer not in viewer.layers or info.get("source") != image \
+        # napari gives a plugin proxies of its layers: the refilled layer marked itself
+        # covered, and was never hidden again (GUI check h_gui50, H)
+        if unwrapped(layer) is unwrapped(new) or layer not in viewer.layers \
+                or info.get("source") != image \
                 or not set(info.get("planes") or [0]) <= set(planes) \
                 or layer.metadata.get(COVERED_KEY):  # already: an eye ticked since stays
             continue

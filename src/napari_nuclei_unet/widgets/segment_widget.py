@@ -536,8 +536,8 @@ class SegmentWidget(SegmentOutputs, ImageSettingsFields, ProjectField, QWidget):
             self.status.setText(result.message or "Cancelled: nothing was segmented.")
             return
         self.result = result
-        self._show_result(result)
-        self.status.setText(self._result_line(result))
+        under = self._show_result(result)
+        self.status.setText(self._result_line(result) + under)
 
     def _keep_orphan(self, result: Any) -> None:
         """A result that arrived after the dock was closed: kept over its image, and said."""
@@ -590,7 +590,8 @@ class SegmentWidget(SegmentOutputs, ImageSettingsFields, ProjectField, QWidget):
             self.table.set_table(layer_table(self.result_layer))  # cancelled (h_gui20 N3)
         self._enable()
 
-    def _show_result(self, result: Any) -> None:
+    def _show_result(self, result: Any) -> str:
+        """Place and show ``result``; returns words on a kept layer shown under it."""
         from napari_nuclei_unet.widgets._segment_result import place_result, show_placed
 
         placed = place_result(self.viewer, self._source, result, self._previous)
@@ -600,3 +601,4 @@ class SegmentWidget(SegmentOutputs, ImageSettingsFields, ProjectField, QWidget):
         self._shown = dict(self._source)  # what "Add plane" and "Compare" speak of
         show_placed(self.viewer, self._source, placed)
         self._refresh_choices()
+        return placed.under
