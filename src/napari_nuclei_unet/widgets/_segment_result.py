@@ -101,9 +101,9 @@ def place_result(viewer: Any, source: dict, result: Any, previous: Any) -> Place
         if kept and old not in hidden:  # its other planes' corrections show beside it
             left = sorted(set((old.metadata.get(RESULT_KEY) or {}).get("planes") or [0])
                           - set(result.planes))
-            shown = ", ".join(stack.plane_name(flat) for flat in left[:4]) + \
+            names = ", ".join(stack.plane_name(flat) for flat in left[:4]) + \
                 (" …" if len(left) > 4 else "")  # seen there, in what the new one left empty
-            under = f" “{old.name}” stays shown under it: on {shown}, which the new " \
+            under = f" “{old.name}” stays shown under it: on {names}, which the new " \
                 "result does not hold, its labels are what you see." \
                 if left and stack.n_planes > 1 else ""  # said in the status too (the
             notify(f"Your corrections in “{old.name}” are kept: the new result is the "
