@@ -291,7 +291,17 @@ def test_an_open_stack_keeps_its_axis_order_room_and_the_planes_done(tmp_path, m
     for flat in (2, 3):  # their rows, with the labels they have now
         rows = merged.table["label"][merged.table["plane"] == flat]
         assert sorted(rows) == sorted(set(np.unique(both[1, flat - 2])) - {0})
+    # one plane again, into the earlier result: the others keep its labels
+    again = drive(segment_stack_planes(
+        "default", stack, out, earlier=StackResult(both, merged.table, [0, 1, 2, 3]),
+        planes=[3]))
+    one = np.asarray(again.labels()[:])
+    assert again.done == [3] and again.kept == [0, 1, 2] and not again.cancelled
+    assert all(np.array_equal(one[z, t] > 0, labels[z, t] > 0) for z in (0, 1) for t in (0, 1))
+    assert int(one[1, 1].max()) == len(np.unique(one[1, 1])) - 1  # the new ones from 1
+    assert again.n_nuclei == len(np.unique(one)) - 1 == len(np.unique(labels)) - 1
+    kept_labels = one
     none = drive(segment_stack_planes("default", stack, out, should_stop=lambda: True))
     assert none.cancelled and none.done == [] and not none.n_nuclei
-    assert np.array_equal(np.asarray(zarr.open(str(out), mode="r")["0"][:]), both)
+    assert np.array_equal(np.asarray(zarr.open(str(out), mode="r")["0"][:]), kept_labels)
     assert [p.name for p in out.parent.iterdir()] == [out.name]  # no work folder left

@@ -494,6 +494,30 @@ def test_a_large_stack_run_stopped_keeps_the_earlier_planes(dock, qtbot, monkeyp
         "Not segmented, so empty in this result: plane1, plane2. " + words)
 
 
+def test_a_plane_of_a_large_stack_segmented_again_goes_into_its_result(dock, qtbot):
+    # it went into a 2-D layer of its own, drawn over the stack's result, where a stack's
+    # planes segmented again replace only those in its result (GUI check h_gui49, L)
+    viewer, widget = dock
+    open_lazy_stack(viewer, widget)
+    layer = run(qtbot, widget)
+    before = np.asarray(layer.data[:]).copy()
+    widget.planes.value = "current plane"
+    viewer.dims.set_current_step(0, 1)
+    assert run(qtbot, widget) is layer
+    after = np.asarray(layer.data[:])
+    assert [lay.name for lay in viewer.layers if "labels" in lay.name] == ["lazy labels"]
+    assert widget.status.text().startswith(
+        "Segmentation done: 1 plane(s), ") and "the 2 plane(s) segmented before keep their " \
+        "labels" in widget.status.text()
+    for k in range(3):
+        assert np.array_equal(after[k] > 0, before[k] > 0)
+    assert after[1].max() == len(np.unique(after[1])) - 1  # the new ones first, from 1
+    assert len(np.unique(after)) == len(np.unique(before))
+    assert len(layer.features) == len(np.unique(after)) - 1
+    layer.paint((0, 5, 5), 4000)  # painted: the plane goes into a layer of its own
+    assert run(qtbot, widget).name == "lazy labels (plane1)"
+
+
 def test_a_refilled_result_painted_is_hidden_under_the_next_whole_one(make_napari_viewer,
                                                                       qtbot):
     # given proxies of the layers (as napari gives plugins), the refilled layer marked

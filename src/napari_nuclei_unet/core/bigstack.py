@@ -156,6 +156,7 @@ def segment_stack_planes(
     room: int = 0,
     should_stop: Callable[[], bool] | None = None,
     earlier: Any = None,
+    planes: list[int] | None = None,
 ) -> Generator[Progress, None, StackBigResult]:
     """Segment every plane of an open stack (a napari layer's data) block by block.
 
@@ -166,7 +167,9 @@ def segment_stack_planes(
     only the plane shown of a stack of large planes. ``earlier``: the stack's earlier
     result (``labels``, zarr or numpy with the stack's labels shape, ``table``,
     ``planes``), whose labels the planes a stop left undone keep (``kept``), numbered
-    after the new ones: a stopped run emptied them.
+    after the new ones: a stopped run emptied them. ``planes``: only those (the others
+    keep ``earlier``'s labels): one plane segmented again went into a layer of its own,
+    drawn over the stack's.
     """
     from .bigimage import DEFAULT_BLOCK, plane_arrays
 
@@ -174,15 +177,15 @@ def segment_stack_planes(
     return (yield from _segment_planes(
         model, stack, lambda flat: plane_arrays(stack, flat, channel), Path(out), options,
         list(range(len(stack.plane_axes))), block=DEFAULT_BLOCK, room=room,
-        should_stop=should_stop, keep_done=True, earlier=earlier))
+        should_stop=should_stop, keep_done=True, earlier=earlier, todo=planes))
 
 
 def _segment_planes(model: Any, stack: Any, source: Callable[[int], tuple[Any, Any]],
                     out: Path, options: Any, order: list[int], *, block: int, room: int = 0,
                     should_stop: Callable[[], bool] | None = None, keep_done: bool = False,
-                    earlier: Any = None, **engine: Any
+                    earlier: Any = None, todo: list[int] | None = None, **engine: Any
                     ) -> Generator[Progress, None, StackBigResult]:
-    """Each plane of ``stack`` block by block, then numbered on into ``out``.
+    """Each plane of ``stack`` (or of ``todo``) block by block, numbered on into ``out``.
 
     ``source(flat)``: what is segmented and what is measured of plane ``flat``;
     ``order``: the plane axes' order in the labels; ``engine``: client, workers,
@@ -200,8 +203,9 @@ def _segment_planes(model: Any, stack: Any, source: Callable[[int], tuple[Any, A
     planes: list[Any] = []
     axes = "".join(stack.plane_axes[i] for i in order) + "YX"
     cancelled, per_plane = False, {}
+    todo = list(range(stack.n_planes)) if todo is None else list(todo)
     try:
-        for flat in range(stack.n_planes):
+        for k, flat in enumerate(todo):
             if should_stop is not None and should_stop():
                 cancelled = True
                 break
@@ -212,8 +216,7 @@ def _segment_planes(model: Any, stack: Any, source: Callable[[int], tuple[Any, A
                               intensity=intensity, block=block, should_stop=should_stop,
                               name=f"{stack.name} {where}",
                               pixels_per_um=stack.pixels_per_um, room=room, **engine),
-                lambda update, k=flat, w=where: _overall(update, k, stack.n_planes, w,
-                                                         per_plane))
+                lambda update, k=k, w=where: _overall(update, k, len(todo), w, per_plane))
             if result.cancelled:
                 cancelled = True
                 break
@@ -224,17 +227,16 @@ def _segment_planes(model: Any, stack: Any, source: Callable[[int], tuple[Any, A
                                   [float(r.diameter) for r in planes if r.diameter],
                                   cancelled=True, axes=axes)
         yield Progress("merge", 0, 1, "numbering the nuclei across the planes")
-        kept = [] if earlier is None else \
-            [p for p in earlier.planes if p >= len(planes)]  # (none when every one is done)
-        n_nuclei, table = _assemble(stack, planes, out, block, order, room,
-                                    (earlier, kept) if kept else None)
+        done = todo[:len(planes)]
+        kept = [] if earlier is None else [p for p in earlier.planes if p not in done]
+        n_nuclei, table = _assemble(stack, list(zip(done, planes, strict=True)), out, block,
+                                    order, room, (earlier, kept) if kept else None)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     yield Progress("merge", 1, 1, f"{n_nuclei} nuclei")
     return StackBigResult(out, n_nuclei, table, stack.n_planes, time.perf_counter() - start,
                           [float(r.diameter) for r in planes if r.diameter],
-                          cancelled=cancelled, axes=axes, done=list(range(len(planes))),
-                          kept=kept)
+                          cancelled=cancelled, axes=axes, done=done, kept=kept)
 
 
 def _ome_order(stack: Any) -> list[int]:
@@ -272,7 +274,7 @@ def _assemble(stack: Any, planes: list, out: Path, block: int, order: list[int],
               room: int = 0, keep: tuple | None = None) -> tuple[int, dict]:
     """Copy the planes' labels into one stack, numbered on; return the count and table.
 
-    ``planes``: the first planes' results (a stop may leave the last ones out: 0 there);
+    ``planes``: ``(plane, result)`` of the planes done (the others are 0, or kept);
     ``order``: the plane axes' order in the labels; ``keep``: ``(earlier, planes)``, an
     earlier result whose labels those planes keep, numbered after the new nuclei.
     """
@@ -280,7 +282,7 @@ def _assemble(stack: Any, planes: list, out: Path, block: int, order: list[int],
     from .ome_zarr import create_array, open_ome_group, write_ome_zarr_attrs
     from .own_images import label_dtype
 
-    n_nuclei = sum(int(r.n_nuclei) for r in planes)
+    n_nuclei = sum(int(r.n_nuclei) for _, r in planes)
     h, w = stack.yx_shape
     found = _kept_labels(stack, keep, h, w, block)  # numbered on from the new ones: shifted
     dtype = label_dtype(n_nuclei + len(found), room=room)  # they grew at each Cancel
@@ -292,7 +294,7 @@ def _assemble(stack: Any, planes: list, out: Path, block: int, order: list[int],
     tables, offset = [], 0
     if not n_nuclei and not found.size:  # no nucleus at all: the CSV's columns all the
         tables.append(_empty_table(stack))  # same (review h_rev30, L2)
-    for flat, result in enumerate(planes):
+    for flat, result in planes:
         index = stack.plane_index(flat)
         at = tuple(index[i] for i in order)
         source = result.labels()

@@ -26,16 +26,17 @@ def big_job(model: Any, stack: Any, options: Any, channel: int | None,
     """Plane ``planes[0]`` (``planes`` None: every plane of a stack) block by block.
 
     ``earlier``: the stack's earlier result, whose planes a Cancel leaves undone keep
-    their labels (a stopped run emptied them: GUI check h_gui49, M2).
+    their labels (a stopped run emptied them: GUI check h_gui49, M2); with ``planes``,
+    those are segmented into it (the others keep theirs).
     """
     from napari_nuclei_unet.widgets._working_copies import work_folder
 
     start = time.perf_counter()
     out = work_folder() / f"{stack.name}_labels.ome.zarr"
     try:  # nothing to show when it fails: its folder goes (review h_rev12, M2)
-        if planes is None and stack.n_planes > 1:
+        if (planes is None or earlier is not None) and stack.n_planes > 1:
             result = yield from _every_plane(model, stack, options, channel, should_stop, out,
-                                             earlier)
+                                             earlier, planes)
         else:
             result = yield from _one_plane(model, stack, options, channel, (planes or [0])[0],
                                            should_stop, out)
@@ -68,18 +69,21 @@ def _one_plane(model: Any, stack: Any, options: Any, channel: int | None, flat: 
 
 
 def _every_plane(model: Any, stack: Any, options: Any, channel: int | None,
-                 should_stop: Any, out: Any, earlier: Any) -> Generator[Any, None, LayerResult]:
+                 should_stop: Any, out: Any, earlier: Any,
+                 planes: list[int] | None) -> Generator[Any, None, LayerResult]:
     from napari_nuclei_unet.core.bigstack import segment_stack_planes
 
     result = yield from segment_stack_planes(model, stack, out, options, channel=channel,
                                              room=PAINT_ROOM, should_stop=should_stop,
-                                             earlier=earlier)
+                                             earlier=earlier, planes=planes)
     axes = stack.plane_axes + "YX"
     if not result.done:  # a Cancel keeps the planes finished, as for any stack
+        kept = "no new labels were kept; those segmented before stay" if earlier \
+            is not None else "no labels were kept"
         return LayerResult(stack.name, None, {}, [], axes, None, True,
-                           message="Cancelled before the first plane was finished: no "
-                           "labels were kept (a large plane's labels are kept only once "
-                           "all its blocks are done).")
+                           message=f"Cancelled before {'the' if planes else 'the first'} "
+                           f"plane was finished: {kept} (a large plane's labels are kept "
+                           "only once all its blocks are done).")
     return LayerResult(stack.name, result.labels("r+"), dict(result.table),
                        sorted(result.done + result.kept), axes, out, result.cancelled,
                        segmented=result.done, diameters=list(result.diameters),

@@ -459,11 +459,17 @@ class SegmentWidget(SegmentOutputs, ImageSettingsFields, ProjectField, QWidget):
         self._model_key = self._used_model_key()
         # each large plane of a stack has its own (2-D) result layer: another plane's
         # result replaced it, and that plane's nuclei were lost
-        self._previous = previous_result(self.viewer.layers, self.result_layer, layer,
-                                         planes if big and stack.n_planes > 1 else None,
-                                         whole=planes is None)
-        earlier = None if big and planes is not None else earlier_result(  # a plane's
-            self._previous, stack, (channel, self._source["axes"]))  # own 2-D layer: none
+        settings_now = (channel, self._source["axes"])
+        # a large stack's plane again, over its unpainted result of every plane: into that
+        # result, as any stack's (it went into a 2-D layer drawn over it: h_gui49, L)
+        whole = previous_result(self.viewer.layers, self.result_layer, layer, whole=True) \
+            if big and planes is not None and stack.n_planes > 1 and not one else None
+        into = earlier_result(whole, stack, settings_now) if whole is not None else None
+        self._previous = whole if into is not None else previous_result(
+            self.viewer.layers, self.result_layer, layer,
+            planes if big and stack.n_planes > 1 else None, whole=planes is None)
+        earlier = into if big and planes is not None else earlier_result(
+            self._previous, stack, settings_now)  # (a plane's own 2-D layer: none)
         worker = self.session.jobs.start(
             KIND, _job, model_path, self.session.model, stack, settings, channel=channel,
             planes=planes, big=big, should_stop=lambda: self._stop, earlier=earlier,
