@@ -317,15 +317,20 @@ def segment_layer_job(
     res = yield from segment_stack(model, stack, options, channel=channel, planes=planes,
                                    should_stop=should_stop, earlier=earlier, room=PAINT_ROOM)
     if res.cancelled and not res.segmented:
-        first = "the plane" if len(planes or range(stack.n_planes)) == 1 else "the first plane"
-        kept = "no new labels were kept; those segmented before stay" \
-            if earlier is not None else "no labels were kept"
         return LayerResult(stack.name, None, {}, [], stack.plane_axes + "YX", None, True,
-                           message=f"Cancelled before {first} was finished: {kept}.")
+                           message=cancelled_before_words(stack, planes, earlier) + ".")
     return LayerResult(stack.name, res.labels, res.table, res.planes,
                        stack.plane_axes + "YX", None, res.cancelled,
                        time.perf_counter() - start, segmented=res.segmented,
                        diameters=list(res.diameters), diameter_set=options.diameter > 0)
+
+
+def cancelled_before_words(stack: Any, planes: list[int] | None, earlier: Any) -> str:
+    """A stack's job stopped before its first plane was done: what was kept (no full stop)."""
+    first = "the plane" if len(planes or range(stack.n_planes)) == 1 else "the first plane"
+    kept = "no new labels were kept; those segmented before stay" \
+        if earlier is not None else "no labels were kept"
+    return f"Cancelled before {first} was finished: {kept}"
 
 
 def same_shape_or_why(truth: Any, labels: Any) -> str:

@@ -267,5 +267,3 @@ def round_key(base: Any, corrections: Sequence[Any], overrides: dict[str, Any],
 
     return key_of(base, [[c.id, c.updated, bool(c.aside)] for c in corrections], overrides,
                   ratio, original_ids, diameter)
-
-

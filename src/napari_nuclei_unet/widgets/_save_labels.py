@@ -29,10 +29,11 @@ def write_labels(path: Path, data: Any, axes: str, name: str,
 
     from napari_nuclei_unet.core.own_images import write_labels_tiff
 
+    # a zarr stack (a stack of large planes' result) is read a plane at a time: read
+    # whole, a stack of slide scans would not fit (review h_rev49, 1)
     if len(data.shape) != 2 and not type(data).__module__.startswith("zarr"):
-        data = np.asarray(data)  # a zarr stack (a stack of large planes' result) is
-    write_labels_tiff(path, data, axes, pixels, sizes.get("z_spacing_um"))  # read a plane
-    # at a time: read whole, a stack of slide scans would not fit (review h_rev49, 1)
+        data = np.asarray(data)
+    write_labels_tiff(path, data, axes, pixels, sizes.get("z_spacing_um"))
     return path
 
 

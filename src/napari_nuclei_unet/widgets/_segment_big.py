@@ -17,7 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from napari_nuclei_unet.widgets._own_layers import PAINT_ROOM, LayerResult
+from napari_nuclei_unet.widgets._own_layers import (
+    PAINT_ROOM,
+    LayerResult,
+    cancelled_before_words,
+)
 
 
 def big_job(model: Any, stack: Any, options: Any, channel: int | None,
@@ -78,12 +82,10 @@ def _every_plane(model: Any, stack: Any, options: Any, channel: int | None,
                                              earlier=earlier, planes=planes)
     axes = stack.plane_axes + "YX"
     if not result.done:  # a Cancel keeps the planes finished, as for any stack
-        kept = "no new labels were kept; those segmented before stay" if earlier \
-            is not None else "no labels were kept"
         return LayerResult(stack.name, None, {}, [], axes, None, True,
-                           message=f"Cancelled before {'the' if planes else 'the first'} "
-                           f"plane was finished: {kept} (a large plane's labels are kept "
-                           "only once all its blocks are done).")
+                           message=cancelled_before_words(stack, planes, earlier)
+                           + " (a large plane's labels are kept only once all its blocks "
+                           "are done).")
     return LayerResult(stack.name, result.labels("r+"), dict(result.table),
                        sorted(result.done + result.kept), axes, out, result.cancelled,
                        segmented=result.done, diameters=list(result.diameters),

@@ -425,9 +425,9 @@ class SegmentOutputs:
                                (self.features(), path), background, "export csv")
         # painted on since: measured again (its CSV listed erased nuclei: h_gui17, H1; a
         # large image's, block by block: h_gui19, M1)
-        stack = self._shown["stack"]  # every plane of a stack: a nucleus painted on one a
+        stack = self._shown["stack"]  # every plane of a stack: also nuclei painted on one
         planes = list(range(stack.n_planes)) if len(labels.shape) > 2 else \
-            (layer.metadata.get(RESULT_KEY) or {}).get("planes") or [0]  # Cancel left empty
+            (layer.metadata.get(RESULT_KEY) or {}).get("planes") or [0]  # a Cancel left empty
         lazy = not isinstance(labels, np.ndarray)
 
         def measure_and_write(labels: Any, path: str | Path) -> Path:
