@@ -16,7 +16,12 @@ issue 9, each predicted with ``segment_image``:
     scale. ``x4`` and ``x5`` (nuclei 70-90 px, like confocal images at high
     magnification) are reported, never tuned on;
 ``dim10``
-    intensities times 0.1 then rounded to 8 bit (a dim raw image), automatic diameter.
+    intensities times 0.1 then rounded to 8 bit (a dim raw image), automatic diameter;
+``zerobg``
+    the background set to zero, as some acquisition and export software does: on
+    images with a dark background, every pixel whose grey is under half Otsu's
+    threshold becomes 0 (images with a bright background are left as they are),
+    automatic diameter.
 
 ``--tta`` adds every protocol again with flip test-time augmentation (``<protocol>-tta``),
 with its cost.
@@ -64,11 +69,25 @@ def _resize(array: np.ndarray, factor: float, order: int) -> np.ndarray:
         np.uint8) if array.dtype == np.uint8 else out
 
 
+def _zero_background(image: np.ndarray) -> np.ndarray:
+    """Pixels under half Otsu's threshold set to 0 (dark-background images only)."""
+    from skimage.filters import threshold_otsu
+
+    grey = image[..., :3].mean(axis=-1) if image.ndim == 3 else image.astype(np.float64)
+    if np.median(grey) > 127:
+        return image
+    out = image.copy()
+    out[grey < 0.5 * threshold_otsu(grey)] = 0
+    return out
+
+
 def transform(protocol: str, image: np.ndarray, labels: np.ndarray):
     """The image and labels of one protocol (see the module notes)."""
     if protocol.startswith("x"):
         factor = float(protocol[1:].split("-")[0])
         return _resize(image, factor, 1), _resize(labels, factor, 0)
+    if protocol == "zerobg":
+        return _zero_background(image), labels
     if protocol == "dim10":
         dim = np.round(image.astype(np.float32) * 0.1)
         return np.clip(dim, 0, 255).astype(np.uint8), labels

@@ -390,6 +390,71 @@ def test_large_planes_with_big_nuclei_skip_the_full_size_pass(monkeypatch):
     assert diameter * scale == pytest.approx(segment.TRAINING_DIAMETER, rel=0.4)
 
 
+def _big_nuclei_seen_in_parts(monkeypatch, inner_radius=9):
+    """Four nuclei of 80 px whose native pass finds only five inner spots of 18 px each.
+
+    Every other scale sees the nuclei whole (the plane's bright area). Returns the plane
+    and the list the scales of the passes made go to.
+    """
+    yy, xx = np.mgrid[:256, :256]
+    centres = [(64, 64), (64, 192), (192, 64), (192, 192)]
+    image = np.full((256, 256), 10, np.uint8)
+    spots = np.zeros((256, 256), bool)
+    for cy, cx in centres:
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 <= 40**2] = 200
+        for dy, dx in ((0, 0), (-20, 0), (20, 0), (0, -20), (0, 20)):
+            spots |= (yy - cy - dy) ** 2 + (xx - cx - dx) ** 2 <= inner_radius**2
+    calls = []
+
+    def passes(model, plane, scale, options, device, stop=None):
+        calls.append(scale)
+        if scale == 1.0:
+            return spots[None].astype(np.float32)
+        return (_zoom(image, scale, 1)[None] > 100).astype(np.float32)
+        yield  # a generator, as the real passes are
+
+    monkeypatch.setattr(plane_passes, "at_scale", passes)
+    return image, calls
+
+
+def test_big_nuclei_seen_only_in_parts_at_native_size_are_measured_at_half_size(monkeypatch):
+    image, calls = _big_nuclei_seen_in_parts(monkeypatch)
+    # the spots measure 18 px, the training size: without the half-size look the plane
+    # was segmented as it is, its 80 px nuclei cut into fragments
+    diameter, scale, maps = estimate_diameter(Threshold(), image)
+    assert calls[:2] == [1.0, 0.5]
+    assert diameter == pytest.approx(80, rel=0.1)
+    assert scale == pytest.approx(segment.TRAINING_DIAMETER / 80, rel=0.15)
+    assert maps.shape[1:] == (round(256 * scale), round(256 * scale))
+
+
+def test_nuclei_found_over_most_of_the_bright_area_are_not_looked_at_again(monkeypatch):
+    # spots of 60 px cover more than half of the nuclei: the native measure stands
+    # (it is out of range here, so the plane is resized from it as before)
+    image, calls = _big_nuclei_seen_in_parts(monkeypatch, inner_radius=30)
+    assert not nucleus_size.sees_little(image, np.ones((256, 256), np.float32), 0.5)
+    estimate_diameter(Threshold(), image)
+    assert 0.5 not in calls
+    # a plane with no bright area at all is not said to be seen little of
+    flat = np.zeros((64, 64), np.uint8)
+    assert not nucleus_size.sees_little(flat, np.zeros((64, 64), np.float32), 0.5)
+
+
+def test_a_half_size_pass_that_sees_no_bigger_nuclei_keeps_the_native_scale(monkeypatch):
+    image, calls = _big_nuclei_seen_in_parts(monkeypatch)
+    real = plane_passes.at_scale
+
+    def same_spots(model, plane, scale, options, device, stop=None):
+        maps = yield from real(model, plane, 1.0, options, device, stop)
+        calls[-1] = scale
+        return maps[:, ::2, ::2] if scale == 0.5 else maps
+
+    monkeypatch.setattr(plane_passes, "at_scale", same_spots)
+    diameter, scale, _ = estimate_diameter(Threshold(), image)
+    assert calls == [1.0, 0.5]
+    assert scale == 1.0 and diameter == pytest.approx(18, rel=0.15)
+
+
 def test_out_of_range_nuclei_go_to_the_sharpest_of_the_candidate_scales(monkeypatch):
     monkeypatch.setattr(nucleus_size, "SCALE_CHOICES", (1.0, 1.4, 2.0))
     sample = _sample(seed=4)

@@ -152,9 +152,12 @@ def estimate_diameter(
     nuclei. Within :data:`NATIVE_RANGE` of the model's training diameter the plane is
     kept as it is; otherwise it is resized so that diameter becomes the training one,
     predicted again and measured again (twice at most). When no nucleus is found at
-    native scale, halved and quartered copies are tried (nuclei too big to be seen).
-    A plane of more than 1.5 million pixels is first measured at half size; when its
-    nuclei are too big even there, the full-size pass is skipped.
+    native scale, halved and quartered copies are tried (nuclei too big to be seen);
+    when the nuclei found cover little of the plane's bright area, a halved copy is
+    tried too and followed when it sees much larger nuclei (only their inner parts were
+    found: :data:`~napari_nuclei_unet.core.nucleus_size.SEES_LITTLE`). A plane of more
+    than 1.5 million pixels is first measured at half size; when its nuclei are too big
+    even there, the full-size pass is skipped.
 
     Parameters
     ----------
