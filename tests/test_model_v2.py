@@ -175,6 +175,57 @@ def test_nan_pixels_do_not_poison_the_normalisation():
     np.testing.assert_allclose(out[:, 1:, 1:], reference[:, 1:, 1:], atol=1e-5)
 
 
+def _few_nuclei_in_a_large_field(size=1024, value=100, seed=0):
+    """Camera-like noise (mean 10, sd 2) holding two nuclei of 20 px: 0.06 % of the pixels."""
+    rng = np.random.default_rng(seed)
+    field = rng.normal(10.0, 2.0, (size, size))
+    yy, xx = np.mgrid[:size, :size]
+    nuclei = np.zeros((size, size), bool)
+    for cy, cx in ((300, 300), (700, 650)):
+        nuclei |= (yy - cy) ** 2 + (xx - cx) ** 2 <= 10**2
+    field[nuclei] = value + rng.normal(0.0, 2.0, nuclei.sum())
+    return np.clip(np.round(field), 0, 255).astype(np.uint8), nuclei
+
+
+def test_a_few_nuclei_in_a_large_field_map_to_one_and_the_noise_stays_dark():
+    field, nuclei = _few_nuclei_in_a_large_field()
+    out = normalize_image(field).mean(axis=0)
+    # with the 99.8th percentile alone the noise spanned 0-1 and the nuclei sat near 8
+    assert 0.8 < np.median(out[nuclei]) < 1.3
+    assert np.percentile(out[~nuclei], 99.9) < 0.25
+    # 16-bit and float copies of the same field normalise alike
+    np.testing.assert_allclose(normalize_image(field.astype(np.uint16) * 257).mean(axis=0),
+                               out, atol=1e-4)
+    np.testing.assert_allclose(normalize_image(field / 255.0).mean(axis=0), out, atol=0.05)
+
+
+def test_the_shipped_model_finds_the_few_nuclei_of_a_large_field_and_nothing_else():
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+
+    field, nuclei = _few_nuclei_in_a_large_field()
+    # at the nuclei's own size: one pass (before, the automatic diameter measured the
+    # noise's specks and enlarged the field six times, past this machine's memory)
+    result = segment_image(load_checkpoint("default").model, field,
+                           SegmentOptions(diameter=20.0))
+    assert result.labels.max() == 2  # the noise was segmented into thousands before
+    assert (result.labels > 0)[nuclei].mean() > 0.9
+
+
+def test_the_sparse_rule_leaves_dense_and_empty_images_to_the_percentiles():
+    from napari_nuclei_unet.core.normalize import (
+        HIGH_PERCENTILE,
+        LOW_PERCENTILE,
+        normalization_params,
+    )
+
+    empty, _ = _few_nuclei_in_a_large_field(size=256, value=10)  # noise only
+    for image in (_sample(seed=7).image, _sample("histology", 1).image, empty):
+        grey = image.astype(np.float64)
+        grey = np.repeat(grey[..., None], 3, axis=2) if grey.ndim == 2 else grey[..., :3]
+        low, high = np.percentile(grey, [LOW_PERCENTILE, HIGH_PERCENTILE])
+        assert abs(normalization_params(image).scale) == pytest.approx(1.0 / (high - low))
+
+
 # -- augmentation ------------------------------------------------------------------------
 
 
