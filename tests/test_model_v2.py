@@ -441,7 +441,10 @@ def test_large_planes_with_big_nuclei_skip_the_full_size_pass(monkeypatch):
     assert diameter * scale == pytest.approx(segment.TRAINING_DIAMETER, rel=0.4)
 
 
-def _big_nuclei_seen_in_parts(monkeypatch, inner_radius=9):
+_FIVE_SPOTS = ((0, 0), (-20, 0), (20, 0), (0, -20), (0, 20))
+
+
+def _big_nuclei_seen_in_parts(monkeypatch, inner_radius=9, radius=40, spots_at=_FIVE_SPOTS):
     """Four nuclei of 80 px whose native pass finds only five inner spots of 18 px each.
 
     Every other scale sees the nuclei whole (the plane's bright area). Returns the plane
@@ -452,8 +455,8 @@ def _big_nuclei_seen_in_parts(monkeypatch, inner_radius=9):
     image = np.full((256, 256), 10, np.uint8)
     spots = np.zeros((256, 256), bool)
     for cy, cx in centres:
-        image[(yy - cy) ** 2 + (xx - cx) ** 2 <= 40**2] = 200
-        for dy, dx in ((0, 0), (-20, 0), (20, 0), (0, -20), (0, 20)):
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2] = 200
+        for dy, dx in spots_at:
             spots |= (yy - cy - dy) ** 2 + (xx - cx - dx) ** 2 <= inner_radius**2
     calls = []
 
@@ -477,6 +480,16 @@ def test_big_nuclei_seen_only_in_parts_at_native_size_are_measured_at_half_size(
     assert diameter == pytest.approx(80, rel=0.1)
     assert scale == pytest.approx(segment.TRAINING_DIAMETER / 80, rel=0.15)
     assert maps.shape[1:] == (round(256 * scale), round(256 * scale))
+
+
+def test_a_large_planes_first_half_size_look_is_the_one_followed(monkeypatch):
+    # nuclei of 44 px, one 18 px spot each at native size; at half size they measure 22 px
+    # (in range there, so the full-size pass is made) and the rule follows that first look
+    image, calls = _big_nuclei_seen_in_parts(monkeypatch, radius=22, spots_at=((0, 0),))
+    monkeypatch.setattr(nucleus_size, "_LARGE_PIXELS", 1000)
+    diameter, scale, _ = estimate_diameter(Threshold(), image)
+    assert calls == [0.5, 1.0]  # no second half-size pass
+    assert scale == 0.5 and diameter == pytest.approx(44, rel=0.1)
 
 
 def test_nuclei_found_over_most_of_the_bright_area_are_not_looked_at_again(monkeypatch):

@@ -120,26 +120,29 @@ def normalization_params(image: np.ndarray) -> NormalizationParams:
         finite = np.isfinite(sub).all(axis=2)
         sub = sub[finite][None] if finite.any() else np.zeros((1, 1, 3))
     low, high = (float(v) for v in np.percentile(sub, [LOW_PERCENTILE, HIGH_PERCENTILE]))
-    high = _sparse_high(sub, high, integer=rgb.dtype.kind in "ui")
+    grey = sub.mean(axis=2)
+    median = float(np.median(grey))
+    high = _sparse_high(sub, grey, median, high, integer=rgb.dtype.kind in "ui")
     if high - low < 1e-6 * max(1.0, abs(high)):
         # Flat image: nothing to stretch; centre it so it becomes all zeros.
         high = low + 1.0
     scale = 1.0 / float(high - low)
     offset = -float(low) * scale
-    grey_median = float(np.median(sub.mean(axis=2))) * scale + offset
+    grey_median = median * scale + offset
     inverted = grey_median > 0.5
     if inverted:
         scale, offset = -scale, 1.0 - offset
     return NormalizationParams(scale=scale, offset=offset, inverted=inverted)
 
 
-def _sparse_high(sub: np.ndarray, high: float, *, integer: bool) -> float:
+def _sparse_high(sub: np.ndarray, grey: np.ndarray, median: float, high: float, *,
+                 integer: bool) -> float:
     """The high end for a few nuclei in a large field (see :data:`SPARSE_NOISE_TIMES`).
 
-    ``sub``: the ``(h, w, 3)`` pixels the percentiles were taken on; ``high``: their
-    99.8th percentile, returned as it is unless the plane is sparse.
+    ``sub``: the ``(h, w, 3)`` pixels the percentiles were taken on, ``grey`` their mean
+    over the channels and ``median`` its median; ``high``: their 99.8th percentile,
+    returned as it is unless the plane is sparse.
     """
-    grey = sub.mean(axis=2)
     if grey.shape[1] < 2:
         return high
     noise = 1.4826 * float(np.median(np.abs(np.diff(grey, axis=1)))) / np.sqrt(2.0)
@@ -147,7 +150,7 @@ def _sparse_high(sub: np.ndarray, high: float, *, integer: bool) -> float:
         noise = max(noise, 0.5)
     if not noise > 0:
         return high
-    level = float(np.median(grey)) + SPARSE_NOISE_TIMES * noise
+    level = median + SPARSE_NOISE_TIMES * noise
     if high >= level:
         return high
     signal = sub[grey > level]

@@ -151,12 +151,13 @@ def estimate_steps(model, image, options, device, native=None,
     target = model_diameter(model)
     low, high = NATIVE_RANGE[0] * target, NATIVE_RANGE[1] * target
     seen: dict[float, tuple] = {}  # scale -> (maps, labels or None): every pass made
+    measures: dict[float, float | None] = {}  # scale -> its diameter: every look made
 
     def look(at: float):
         maps = yield from plane_passes.at_scale(model, image, at, options, device, stop)
         check_stop(stop)
         measured, labels = measure_diameter(maps, options.threshold)
-        seen[at] = (maps, labels)
+        seen[at], measures[at] = (maps, labels), measured
         return measured, maps, labels
 
     scale, maps, measured, labels = 1.0, None, None, None
@@ -175,9 +176,8 @@ def estimate_steps(model, image, options, device, native=None,
     if (scale == 1.0 and measured is not None and low <= measured <= high
             and min(image.shape[:2]) * 0.5 >= 32
             and sees_little(image, maps[0], options.threshold)):
-        if 0.5 in seen:
-            half, half_labels = seen[0.5]
-            half_measure, _ = measure_diameter(half, options.threshold)
+        if 0.5 in measures:  # a large plane's first look
+            (half, half_labels), half_measure = seen[0.5], measures[0.5]
         else:
             half_measure, half, half_labels = yield from look(0.5)
         if (half_measure is not None and half_measure / 0.5 >= BIGGER_AT_HALF * measured
