@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .normalize import as_rgb, normalization_params
+from .normalize import as_rgb, clip_bright_outliers, normalization_params
 
 
 @dataclass(frozen=True)
@@ -120,6 +120,7 @@ class CropSampler:
                     f"Sample {getattr(sample, 'id', '?')}: training expects uint8 images, "
                     f"got {image.dtype}."
                 )
+            image = clip_bright_outliers(image)  # as segment_image clips it
             norm = normalization_params(image)
             params.append((norm.scale, norm.offset))
             labels = np.asarray(sample.labels)
