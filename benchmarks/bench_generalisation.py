@@ -29,7 +29,12 @@ issue 9, each predicted with ``segment_image``:
     times brighter; the grey image saved as 16 bit (times 100, plus 100). Images with a
     bright background are left as they are. Automatic diameter;
 ``sat3``
-    overexposed: on dark-background images, the grey times 3, clipped at 255.
+    overexposed: on dark-background images, the grey times 3, clipped at 255;
+``blue``, ``green``
+    fluorescence saved in colour: the grey of each dark-background image in the blue
+    (green) channel of an RGB image, the other channels 0, as microscopes' software
+    exports a DNA stain (a nuclear marker). Images with a bright background are left as
+    they are.
 
 ``--tta`` adds every protocol again with flip test-time augmentation (``<protocol>-tta``),
 with its cost.
@@ -109,10 +114,14 @@ def _a_few_bright(grey: np.ndarray, labels: np.ndarray, count: int | None) -> np
 
 def transform(protocol: str, image: np.ndarray, labels: np.ndarray):
     """The image and labels of one protocol (see the module notes)."""
-    if protocol in ("bright10", "bright3", "sat3"):
+    if protocol in ("bright10", "bright3", "sat3", "blue", "green"):
         grey = _dark_grey(image)
         if grey is None:
             return image, labels
+        if protocol in ("blue", "green"):
+            out = np.zeros(grey.shape + (3,), np.uint8)
+            out[..., 2 if protocol == "blue" else 1] = np.round(grey).astype(np.uint8)
+            return out, labels
         if protocol == "sat3":
             return np.clip(np.round(grey * 3), 0, 255).astype(np.uint8), labels
         return _a_few_bright(grey, labels, 3 if protocol == "bright3" else None), labels

@@ -33,7 +33,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .normalize import as_rgb, clip_bright_outliers, normalization_params
+from .normalize import (
+    as_rgb,
+    clip_bright_outliers,
+    normalization_params,
+    single_colour_as_grey,
+)
 
 
 @dataclass(frozen=True)
@@ -120,7 +125,8 @@ class CropSampler:
                     f"Sample {getattr(sample, 'id', '?')}: training expects uint8 images, "
                     f"got {image.dtype}."
                 )
-            image = clip_bright_outliers(image)  # as segment_image clips it
+            # as segment_image sees it: one colour's channel as grey, far brighter nuclei clipped
+            image = clip_bright_outliers(as_rgb(single_colour_as_grey(image)))
             norm = normalization_params(image)
             params.append((norm.scale, norm.offset))
             labels = np.asarray(sample.labels)

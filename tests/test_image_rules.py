@@ -1,4 +1,6 @@
-"""A few nuclei far brighter than the rest (``core.normalize.clip_bright_outliers``)."""
+"""What a plane goes through before the network: one colour's channel read as grey
+(``core.normalize.single_colour_as_grey``), a few far brighter nuclei clipped
+(``core.normalize.clip_bright_outliers``)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from napari_nuclei_unet.core.normalize import (
     clip_bright_outliers,
     normalization_params,
     normalize_image,
+    single_colour_as_grey,
 )
 from napari_nuclei_unet.core.synthetic import make_synthetic_sample
 
@@ -109,3 +112,62 @@ def test_training_crops_are_clipped_as_predictions_are():
     np.testing.assert_allclose(sampler.norm[0].tolist(), [params.scale, params.offset],
                                rtol=1e-6)
     assert int(sampler.images[0].max()) == int(clipped.max())
+
+
+# -- an image in one colour ------------------------------------------------------------
+
+
+def _in_one_colour(grey, channel, channels=3):
+    out = np.zeros(grey.shape + (channels,), grey.dtype)
+    out[..., channel] = grey
+    return out
+
+
+def test_an_image_in_one_colour_is_read_as_that_channel():
+    grey = _sample().image[..., 0]
+    for channel, channels in ((2, 3), (1, 3), (0, 4)):
+        image = _in_one_colour(grey, channel, channels)
+        if channels == 4:
+            image[..., 3] = 255  # an opaque alpha channel is not a colour
+        out = single_colour_as_grey(image)
+        assert out.shape == grey.shape and out.dtype == grey.dtype
+        assert np.array_equal(out, grey)
+    # a faint trace in the other channels (a camera's offset, bleed-through) is allowed
+    image = _in_one_colour(grey.astype(np.uint16) * 100, 2)
+    image[..., 0] += 300
+    image[..., 1] += np.random.default_rng(0).integers(0, 200, grey.shape, dtype=np.uint16)
+    assert np.array_equal(single_colour_as_grey(image), grey.astype(np.uint16) * 100)
+
+
+def test_grey_colour_and_two_colour_images_are_left_as_they_are():
+    grey = _sample().image[..., 0]
+    two_stains = _in_one_colour(grey, 2)
+    two_stains[..., 1] = grey // 2  # nuclei in blue, something else in green
+    images = (grey, _sample().image, _sample("histology", 1).image, two_stains,
+              np.zeros((32, 32, 3), np.uint8), np.zeros((32, 32, 2), np.uint8),
+              _in_one_colour(grey, 2)[..., :2])
+    for image in images:
+        assert single_colour_as_grey(image) is image
+
+
+def test_the_shipped_model_segments_a_blue_image_as_its_grey():
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+    from napari_nuclei_unet.core.segment import SegmentOptions, segment_image
+
+    model = load_checkpoint("default").model
+    sample = _sample(seed=1)
+    grey = sample.image[..., 0]
+    as_grey = segment_image(model, grey, SegmentOptions(diameter=0.0))
+    blue = segment_image(model, _in_one_colour(grey, 2), SegmentOptions(diameter=0.0))
+    assert np.array_equal(blue.labels, as_grey.labels)
+    assert image_scores(sample.labels, blue.labels).iou > 0.85
+
+
+def test_training_reads_an_image_in_one_colour_as_grey():
+    sample = _sample()
+    blue = SimpleNamespace(id="b", image=_in_one_colour(sample.image[..., 0], 2),
+                           labels=sample.labels)
+    sampler = CropSampler([blue], 64, AugmentSettings(scale=0.0))
+    image = sampler.images[0]
+    assert bool((image[..., 0] == image[..., 2]).all()) and image[..., 2].max() > 0
+    assert sampler.colour.tolist() == [False]
