@@ -28,6 +28,13 @@ issue 9, each predicted with ``segment_image``:
     one) or three (``bright3``), drawn at random, and a 2 px ring around each, made 8
     times brighter; the grey image saved as 16 bit (times 100, plus 100). Images with a
     bright background are left as they are. Automatic diameter;
+``bright10-8bit``
+    ``bright10`` in 8 bit: the other nuclei at a third of their brightness, the bright
+    ones (8 times that) saturating at 255;
+``blob``
+    one bright blob that is not a nucleus (dust, a stain aggregate): on dark-background
+    images, a Gaussian of sigma 6 % of the image's smaller side, at a random place, 8
+    times as bright as the image's 99.8th percentile, added; saved as 16 bit;
 ``sat3``
     overexposed: on dark-background images, the grey times 3, clipped at 255;
 ``blue``, ``green``
@@ -100,8 +107,12 @@ def _dark_grey(image: np.ndarray) -> np.ndarray | None:
     return None if np.median(grey) > 127 else grey
 
 
-def _a_few_bright(grey: np.ndarray, labels: np.ndarray, count: int | None) -> np.ndarray:
-    """``count`` nuclei (None: one in ten) and a 2 px ring 8 times brighter, in 16 bit."""
+def _a_few_bright(grey: np.ndarray, labels: np.ndarray, count: int | None,
+                  eight_bit: bool = False) -> np.ndarray:
+    """``count`` nuclei (None: one in ten) and a 2 px ring 8 times brighter, in 16 bit.
+
+    ``eight_bit``: in 8 bit instead, everything at a third of its brightness first.
+    """
     from scipy import ndimage
 
     ids = np.unique(labels[labels > 0])
@@ -109,12 +120,26 @@ def _a_few_bright(grey: np.ndarray, labels: np.ndarray, count: int | None) -> np
     chosen = np.random.default_rng(int(labels.max())).choice(ids, size=min(k, len(ids)),
                                                               replace=False)
     gain = np.where(ndimage.binary_dilation(np.isin(labels, chosen), iterations=2), 8.0, 1.0)
+    if eight_bit:
+        return np.clip(np.round(grey * gain / 3), 0, 255).astype(np.uint8)
     return np.clip(np.round(grey * gain * 100 + 100), 0, 65535).astype(np.uint16)
+
+
+def _blob(grey: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """A bright Gaussian blob (not a nucleus) added at a random place, in 16 bit."""
+    h, w = grey.shape
+    rng = np.random.default_rng(int(labels.max()))
+    cy, cx = rng.integers(0, h), rng.integers(0, w)
+    sigma = 0.06 * min(h, w)
+    yy, xx = np.mgrid[:h, :w]
+    blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma * sigma))
+    out = grey * 100 + 100 + blob * 8 * np.percentile(grey, 99.8) * 100
+    return np.clip(np.round(out), 0, 65535).astype(np.uint16)
 
 
 def transform(protocol: str, image: np.ndarray, labels: np.ndarray):
     """The image and labels of one protocol (see the module notes)."""
-    if protocol in ("bright10", "bright3", "sat3", "blue", "green"):
+    if protocol in ("bright10", "bright3", "bright10-8bit", "blob", "sat3", "blue", "green"):
         grey = _dark_grey(image)
         if grey is None:
             return image, labels
@@ -124,7 +149,10 @@ def transform(protocol: str, image: np.ndarray, labels: np.ndarray):
             return out, labels
         if protocol == "sat3":
             return np.clip(np.round(grey * 3), 0, 255).astype(np.uint8), labels
-        return _a_few_bright(grey, labels, 3 if protocol == "bright3" else None), labels
+        if protocol == "blob":
+            return _blob(grey, labels), labels
+        return _a_few_bright(grey, labels, 3 if protocol == "bright3" else None,
+                             eight_bit=protocol == "bright10-8bit"), labels
     if protocol.startswith("x"):
         factor = float(protocol[1:].split("-")[0])
         return _resize(image, factor, 1), _resize(labels, factor, 0)
