@@ -35,6 +35,10 @@ issue 9, each predicted with ``segment_image``:
     one bright blob that is not a nucleus (dust, a stain aggregate): on dark-background
     images, a Gaussian of sigma 6 % of the image's smaller side, at a random place, 8
     times as bright as the image's 99.8th percentile, added; saved as 16 bit;
+``camera16``, ``camera16-pad``
+    a 16-bit camera image: on dark-background images, the grey times 10 plus an offset
+    of 500 and noise (sigma 8); ``-pad`` frames it with zeros a third of its size wide
+    on every side, as stitching, registration or padding do (labels framed alike);
 ``sat3``
     overexposed: on dark-background images, the grey times 3, clipped at 255;
 ``blue``, ``green``
@@ -125,6 +129,17 @@ def _a_few_bright(grey: np.ndarray, labels: np.ndarray, count: int | None,
     return np.clip(np.round(grey * gain * 100 + 100), 0, 65535).astype(np.uint16)
 
 
+def _camera(grey: np.ndarray, labels: np.ndarray, pad: bool):
+    """The grey as a 16-bit camera image (x10, offset 500, noise 8), maybe framed by zeros."""
+    noise = np.random.default_rng(0).normal(0.0, 8.0, grey.shape)
+    camera = np.clip(np.round(grey * 10 + 500 + noise), 0, 65535).astype(np.uint16)
+    if not pad:
+        return camera, labels
+    h, w = grey.shape
+    widths = ((h // 3, h // 3), (w // 3, w // 3))
+    return np.pad(camera, widths), np.pad(labels, widths)
+
+
 def _blob(grey: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """A bright Gaussian blob (not a nucleus) added at a random place, in 16 bit."""
     h, w = grey.shape
@@ -139,10 +154,13 @@ def _blob(grey: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 def transform(protocol: str, image: np.ndarray, labels: np.ndarray):
     """The image and labels of one protocol (see the module notes)."""
-    if protocol in ("bright10", "bright3", "bright10-8bit", "blob", "sat3", "blue", "green"):
+    if protocol in ("bright10", "bright3", "bright10-8bit", "blob", "sat3", "blue", "green",
+                    "camera16", "camera16-pad"):
         grey = _dark_grey(image)
         if grey is None:
             return image, labels
+        if protocol.startswith("camera16"):
+            return _camera(grey, labels, protocol.endswith("-pad"))
         if protocol in ("blue", "green"):
             out = np.zeros(grey.shape + (3,), np.uint8)
             out[..., 2 if protocol == "blue" else 1] = np.round(grey).astype(np.uint8)
