@@ -261,7 +261,7 @@ def clip_bright_outliers(image: np.ndarray) -> np.ndarray:
 
 
 def fill_constant_margins(image: np.ndarray) -> np.ndarray:
-    """``image`` with constant margins filled with the median of the rest, or ``image``.
+    """``image`` with a frame of one value filled with its background, or ``image``.
 
     A stitched, registered or padded image is often framed by rows and columns of one
     value (0, usually) that is no part of the sample. They set the 1st percentile, and
@@ -288,11 +288,13 @@ def fill_constant_margins(image: np.ndarray) -> np.ndarray:
     if array.ndim not in (2, 3) or min(array.shape[:2]) < 3:
         return image
     pixels = array.reshape(array.shape[0], array.shape[1], -1)
-    rows = (pixels == pixels[:, :1]).all(axis=(1, 2))  # each row holds one value
-    cols = (pixels == pixels[:1, :]).all(axis=(0, 2))
-    top, bottom = _run(rows), _run(rows[::-1])
-    left, right = _run(cols), _run(cols[::-1])
-    height, width = rows.size, cols.size
+    height, width = pixels.shape[:2]
+    top = _constant_run(pixels)
+    if top == height:
+        return image  # all one value
+    bottom = _constant_run(pixels[::-1])
+    left = _constant_run(pixels.transpose(1, 0, 2))
+    right = _constant_run(pixels.transpose(1, 0, 2)[::-1])
     if top + bottom >= height or left + right >= width or not (top or bottom or left or right):
         return image
     inner = pixels[top:height - bottom, left:width - right]
@@ -318,9 +320,17 @@ def fill_constant_margins(image: np.ndarray) -> np.ndarray:
     return out.reshape(array.shape)
 
 
-def _run(flags: np.ndarray) -> int:
-    """How many leading entries of ``flags`` are True."""
-    return int(flags.size if flags.all() else np.argmin(flags))
+def _constant_run(lines: np.ndarray) -> int:
+    """How many of the first lines of ``lines`` (``(n, length, channels)``) hold one value.
+
+    Line by line, so a plane without a frame costs one line's comparison.
+    """
+    count = 0
+    for line in lines:
+        if not (line == line[:1]).all():
+            break
+        count += 1
+    return count
 
 
 #: A fluorescence image saved in colour holds its nuclei in one channel (a DNA stain shown
