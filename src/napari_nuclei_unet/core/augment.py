@@ -33,13 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .normalize import (
-    as_rgb,
-    clip_bright_outliers,
-    fill_constant_margins,
-    normalization_params,
-    single_colour_as_grey,
-)
+from .normalize import as_rgb, normalization_params, prepare_plane
 
 
 @dataclass(frozen=True)
@@ -126,10 +120,7 @@ class CropSampler:
                     f"Sample {getattr(sample, 'id', '?')}: training expects uint8 images, "
                     f"got {image.dtype}."
                 )
-            # as segment_image sees it: constant margins filled, one colour's channel as
-            # grey, far brighter nuclei clipped
-            image = clip_bright_outliers(as_rgb(single_colour_as_grey(
-                fill_constant_margins(image))))
+            image = as_rgb(prepare_plane(image))  # as segment_image sees it
             norm = normalization_params(image)
             params.append((norm.scale, norm.offset))
             labels = np.asarray(sample.labels)

@@ -17,7 +17,7 @@ one value around the sample is filled with its background (:func:`fill_constant_
 an RGB image whose signal is all in one colour is read as that channel's grey image
 (:func:`single_colour_as_grey`), and a few nuclei far brighter than the rest are clipped
 (:func:`clip_bright_outliers`), so that the 99.8th percentile no longer leaves the others
-dim.
+dim; :func:`prepare_plane` applies the three.
 
 Percentiles make the map independent of the image's brightness and bit depth: a dim
 raw image (max ~100 of 255), the same image in 16 bit or as floats, or one scaled by
@@ -163,15 +163,32 @@ def _statistics(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float
     integers (booleans read as 0/1).
     """
     rgb = _real(as_rgb(image))
-    h, w = rgb.shape[:2]
-    step = max(1, int(np.ceil(np.sqrt(h * w / _MAX_STAT_PIXELS))))
-    sub = rgb[::step, ::step].astype(np.float64, copy=False)
-    if rgb.dtype.kind == "f" and not np.isfinite(sub).all():  # integers are finite
-        finite = np.isfinite(sub).all(axis=2)
-        sub = sub[finite][None] if finite.any() else np.zeros((1, 1, 3))
+    sub = _strided(rgb)
+    if sub.size == 0:
+        sub = np.zeros((1, 1, 3))
     low, high = (float(v) for v in np.percentile(sub, [LOW_PERCENTILE, HIGH_PERCENTILE]))
     grey = sub.mean(axis=2)
     return sub, grey, low, high, float(np.median(grey)), rgb.dtype.kind in "ui"
+
+
+def _strided(pixels: np.ndarray) -> np.ndarray:
+    """The ``(h, w, C)`` float64 subsample of ``(H, W, C)`` pixels statistics are taken on.
+
+    At most about :data:`_MAX_STAT_PIXELS` pixels, evenly strided. The non-finite pixels
+    of a float image are left out; the rest then come as one ``(1, n, C)`` row (``n`` may
+    be 0).
+    """
+    h, w = pixels.shape[:2]
+    step = max(1, int(np.ceil(np.sqrt(h * w / _MAX_STAT_PIXELS))))
+    sub = pixels[::step, ::step].astype(np.float64, copy=False)
+    if pixels.dtype.kind == "f" and not np.isfinite(sub).all():  # integers are finite
+        sub = sub[np.isfinite(sub).all(axis=2)][None]
+    return sub
+
+
+def _bright_background(median: float, low: float, high: float) -> bool:
+    """Whether a median grey lies above the middle of ``low``-``high``, as inversion decides."""
+    return median - low > 0.5 * (high - low)
 
 
 def _noise(grey: np.ndarray, integer: bool) -> float:
@@ -221,7 +238,7 @@ def bright_outlier_ceiling(image: np.ndarray) -> float | None:
     """
     _, grey, low, high, median, integer = _statistics(image)
     noise = _noise(grey, integer)
-    if not high > low or median - low > 0.5 * (high - low):  # flat, or bright background
+    if not high > low or _bright_background(median, low, high):
         return None
     level = max(median + SPARSE_NOISE_TIMES * noise, low + _BRIGHT_FOREGROUND_FLOOR * (high - low))
     foreground = grey[grey > level]
@@ -297,10 +314,8 @@ def fill_constant_margins(image: np.ndarray) -> np.ndarray:
     right = _constant_run(pixels.transpose(1, 0, 2)[::-1])
     if top + bottom >= height or left + right >= width or not (top or bottom or left or right):
         return image
-    inner = pixels[top:height - bottom, left:width - right]
-    step = max(1, int(np.ceil(np.sqrt(inner.shape[0] * inner.shape[1] / _MAX_STAT_PIXELS))))
-    sample = inner[::step, ::step].reshape(-1, pixels.shape[2]).astype(np.float64)
-    sample = sample[np.isfinite(sample).all(axis=1)]
+    sample = _strided(pixels[top:height - bottom, left:width - right])
+    sample = sample.reshape(-1, pixels.shape[2])
     if sample.size == 0:
         return image
     low, high = np.percentile(sample.mean(axis=1), [LOW_PERCENTILE, HIGH_PERCENTILE])
@@ -311,7 +326,7 @@ def fill_constant_margins(image: np.ndarray) -> np.ndarray:
         return image  # a value the sample itself holds (e.g. a background set to zero)
     grey = sample.mean(axis=1)
     middle = float(np.median(grey))
-    bright = middle - low > 0.5 * (high - low)  # a bright background (as normalisation says)
+    bright = _bright_background(middle, low, high)
     background = sample[grey >= middle if bright else grey <= middle].astype(array.dtype)
     rng = np.random.default_rng(0)  # the same image is always filled alike
     out = pixels.copy()
@@ -361,14 +376,38 @@ def single_colour_as_grey(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] not in (3, 4):
         return image
-    sub, _, _, _, _, _ = _statistics(image)
-    low, high = np.percentile(sub.reshape(-1, 3), [LOW_PERCENTILE, HIGH_PERCENTILE], axis=0)
+    sub = _strided(_real(as_rgb(image))).reshape(-1, 3)
+    if sub.size == 0:
+        return image
+    low, high = np.percentile(sub, [LOW_PERCENTILE, HIGH_PERCENTILE], axis=0)
     ranges = high - low
     strongest = int(np.argmax(ranges))
     if not ranges[strongest] > 0 or np.delete(ranges, strongest).max() > (
             SINGLE_COLOUR_SHARE * ranges[strongest]):
         return image
     return image[..., strongest]
+
+
+def prepare_plane(image: np.ndarray) -> np.ndarray:
+    """A plane as the network is given it, before normalisation (segmenting and training).
+
+    A frame of one value filled with the sample's background
+    (:func:`fill_constant_margins`), an RGB image whose signal is all in one colour read
+    as that channel (:func:`single_colour_as_grey`), a few far brighter nuclei clipped
+    (:func:`clip_bright_outliers`), in that order.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        ``(H, W)`` or ``(H, W, C)`` plane of any real dtype.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``image`` itself when no rule applies; else a new array of the same dtype (grey
+        ``(H, W)`` when read as one colour's channel).
+    """
+    return clip_bright_outliers(single_colour_as_grey(fill_constant_margins(image)))
 
 
 def normalize_image(image: np.ndarray, params: NormalizationParams | None = None) -> np.ndarray:

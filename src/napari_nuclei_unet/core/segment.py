@@ -23,7 +23,7 @@ from .inference import (
     predict_maps,  # noqa: F401 - segment.predict_maps, as before
 )
 from .instances import labels_from_probability
-from .normalize import clip_bright_outliers, fill_constant_margins, single_colour_as_grey
+from .normalize import prepare_plane
 from .nucleus_size import (  # noqa: F401 - segment.TRAINING_DIAMETER ..., as before
     NATIVE_RANGE,
     SCALE_CHOICES,
@@ -272,7 +272,7 @@ def _network_maps(model, image, options: SegmentOptions, device, stop: StopCheck
     if image.ndim not in (2, 3) or min(image.shape[:2]) < 1:
         raise ValueError(f"expected one 2-D plane (H, W) or (H, W, C), got shape {image.shape}")
     if getattr(model, "predict_probability", None) is None:  # a package brings its own
-        image = clip_bright_outliers(single_colour_as_grey(fill_constant_margins(image)))
+        image = prepare_plane(image)
     height, width = image.shape[:2]
     if options.diameter > 0:
         diameter = float(options.diameter)
