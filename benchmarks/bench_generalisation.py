@@ -39,6 +39,11 @@ issue 9, each predicted with ``segment_image``:
     a 16-bit camera image: on dark-background images, the grey times 10 plus an offset
     of 500 and noise (sigma 8); ``-pad`` frames it with zeros a third of its size wide
     on every side, as stitching, registration or padding do (labels framed alike);
+``rot20``, ``camera16-rot5``
+    rotated inside the bounding box of the rotation, the corners left black, as a
+    registered or straightened image is saved: every image rotated by 20 degrees
+    (``rot20``; bilinear, the labels by nearest neighbour), or the ``camera16`` image by
+    5 degrees (``camera16-rot5``);
 ``sat3``
     overexposed: on dark-background images, the grey times 3, clipped at 255;
 ``blue``, ``green``
@@ -152,8 +157,29 @@ def _blob(grey: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.clip(np.round(out), 0, 65535).astype(np.uint16)
 
 
+def _rotated(image: np.ndarray, labels: np.ndarray, degrees: float):
+    """Image and labels rotated inside the rotation's bounding box, the corners 0."""
+    from scipy import ndimage
+
+    def turn(plane, order):
+        return ndimage.rotate(plane, degrees, order=order, reshape=True, cval=0)
+
+    if image.ndim == 3:
+        planes = [turn(image[..., c].astype(np.float32), 1) for c in range(image.shape[2])]
+        turned = np.stack(planes, axis=-1)
+    else:
+        turned = turn(image.astype(np.float32), 1)
+    top = np.iinfo(image.dtype).max
+    return np.clip(np.round(turned), 0, top).astype(image.dtype), turn(labels, 0)
+
+
 def transform(protocol: str, image: np.ndarray, labels: np.ndarray):
     """The image and labels of one protocol (see the module notes)."""
+    if protocol == "rot20":
+        return _rotated(image, labels, 20.0)
+    if protocol == "camera16-rot5":
+        camera, _ = transform("camera16", image, labels)
+        return (image, labels) if camera is image else _rotated(camera, labels, 5.0)
     if protocol in ("bright10", "bright3", "bright10-8bit", "blob", "sat3", "blue", "green",
                     "camera16", "camera16-pad"):
         grey = _dark_grey(image)

@@ -220,14 +220,20 @@ def _relabel(block: np.ndarray, keys: np.ndarray, values: np.ndarray) -> np.ndar
 # -- the driver -----------------------------------------------------------------------
 
 def global_params(plane: Any) -> Any:
-    """Normalisation of the whole plane, estimated on a strided subsample (bounded memory)."""
+    """Normalisation of the whole plane, estimated on a strided subsample (bounded memory).
+
+    A frame or corners of one value are filled first, as each block's are
+    (:func:`~napari_nuclei_unet.core.margins.fill_constant_margins`): background
+    blocks of a rotated or padded plane then read as empty.
+    """
+    from .margins import fill_constant_margins
     from .normalize import normalization_params
 
     h, w = plane.shape[:2]
     step = max(1, int(np.ceil(np.sqrt(h * w / 1_000_000))))
     sub = plane[::step, ::step]
     sub = np.asarray(sub.compute() if hasattr(sub, "compute") else sub)
-    return normalization_params(sub)
+    return normalization_params(fill_constant_margins(sub))
 
 
 def _block_chunks(length: int, block: int, halo: int) -> tuple[int, ...]:

@@ -12,8 +12,9 @@ Every image, whatever its modality, is mapped the same way:
    look like dark-background fluorescence, which is most of the DSB2018 data.
 
 Before a plane is segmented (not here: in :func:`~napari_nuclei_unet.core.segment.segment_image`,
-and for training in :class:`~napari_nuclei_unet.core.augment.CropSampler`), a frame of
-one value around the sample is filled with its background (:func:`fill_constant_margins`),
+and for training in :class:`~napari_nuclei_unet.core.augment.CropSampler`), a frame or the
+corners of one value around the sample (a padded or rotated image) are filled with its
+background (:func:`~napari_nuclei_unet.core.margins.fill_constant_margins`),
 an RGB image whose signal is all in one colour is read as that channel's grey image
 (:func:`single_colour_as_grey`), and a few nuclei far brighter than the rest are clipped
 (:func:`clip_bright_outliers`), so that the 99.8th percentile no longer leaves the others
@@ -178,12 +179,21 @@ def _strided(pixels: np.ndarray) -> np.ndarray:
     of a float image are left out; the rest then come as one ``(1, n, C)`` row (``n`` may
     be 0).
     """
-    h, w = pixels.shape[:2]
-    step = max(1, int(np.ceil(np.sqrt(h * w / _MAX_STAT_PIXELS))))
+    step = _step(*pixels.shape[:2])
     sub = pixels[::step, ::step].astype(np.float64, copy=False)
     if pixels.dtype.kind == "f" and not np.isfinite(sub).all():  # integers are finite
         sub = sub[np.isfinite(sub).all(axis=2)][None]
     return sub
+
+
+def _step(height: int, width: int) -> int:
+    """The stride that leaves about :data:`_MAX_STAT_PIXELS` of a plane's pixels."""
+    return max(1, int(np.ceil(np.sqrt(height * width / _MAX_STAT_PIXELS))))
+
+
+def _finite(pixels: np.ndarray) -> np.ndarray:
+    """The rows of ``(n, C)`` float pixels whose channels are all finite."""
+    return pixels if np.isfinite(pixels).all() else pixels[np.isfinite(pixels).all(axis=1)]
 
 
 def _bright_background(median: float, low: float, high: float) -> bool:
@@ -198,7 +208,12 @@ def _noise(grey: np.ndarray, integer: bool) -> float:
     """
     if grey.shape[1] < 2:
         return 0.0
-    noise = 1.4826 * float(np.median(np.abs(np.diff(grey, axis=1)))) / np.sqrt(2.0)
+    return _spread(np.abs(np.diff(grey, axis=1)), integer)
+
+
+def _spread(steps: np.ndarray, integer: bool) -> float:
+    """The noise behind neighbouring pixels' absolute differences (0 when there are none)."""
+    noise = 1.4826 * float(np.median(steps)) / np.sqrt(2.0) if steps.size else 0.0
     return max(noise, 0.5) if integer else noise
 
 
@@ -277,77 +292,6 @@ def clip_bright_outliers(image: np.ndarray) -> np.ndarray:
     return np.minimum(image, image.dtype.type(ceiling))
 
 
-def fill_constant_margins(image: np.ndarray) -> np.ndarray:
-    """``image`` with a frame of one value filled with its background, or ``image``.
-
-    A stitched, registered or padded image is often framed by rows and columns of one
-    value (0, usually) that is no part of the sample. They set the 1st percentile, and
-    the sample's own background was normalised grey: a 16-bit camera image (offset 500)
-    framed by zeros a third of its size wide scored 0.755 mean IoU on the validation
-    split, against 0.859 without the frame. Here the runs of edge rows (columns) whose
-    pixels all hold one value, a value outside the rest's 1st-99.8th percentiles, are
-    filled with pixels of the rest's background (the half of its pixels on the
-    background's side of the median grey), drawn at random with a fixed seed: the
-    statistics and the network then see background there, noise included.
-
-    Parameters
-    ----------
-    image : numpy.ndarray
-        One plane, grey ``(H, W)`` or with channels ``(H, W, C)``; any real dtype.
-
-    Returns
-    -------
-    numpy.ndarray
-        A filled copy of the same dtype, or ``image`` (the same object) when it has no
-        constant margin, is all margin, or a margin holds a value the rest holds too.
-    """
-    array = np.asarray(image)
-    if array.ndim not in (2, 3) or min(array.shape[:2]) < 3:
-        return image
-    pixels = array.reshape(array.shape[0], array.shape[1], -1)
-    height, width = pixels.shape[:2]
-    top = _constant_run(pixels)
-    if top == height:
-        return image  # all one value
-    bottom = _constant_run(pixels[::-1])
-    left = _constant_run(pixels.transpose(1, 0, 2))
-    right = _constant_run(pixels.transpose(1, 0, 2)[::-1])
-    if top + bottom >= height or left + right >= width or not (top or bottom or left or right):
-        return image
-    sample = _strided(pixels[top:height - bottom, left:width - right])
-    sample = sample.reshape(-1, pixels.shape[2])
-    if sample.size == 0:
-        return image
-    low, high = np.percentile(sample.mean(axis=1), [LOW_PERCENTILE, HIGH_PERCENTILE])
-    margins = [pixels[:top], pixels[height - bottom:], pixels[:, :left],
-               pixels[:, width - right:]]
-    values = np.concatenate([m.reshape(-1, pixels.shape[2]) for m in margins]).mean(axis=1)
-    if ((values >= low) & (values <= high)).any():
-        return image  # a value the sample itself holds (e.g. a background set to zero)
-    grey = sample.mean(axis=1)
-    middle = float(np.median(grey))
-    bright = _bright_background(middle, low, high)
-    background = sample[grey >= middle if bright else grey <= middle].astype(array.dtype)
-    rng = np.random.default_rng(0)  # the same image is always filled alike
-    out = pixels.copy()
-    for region in (out[:top], out[height - bottom:], out[:, :left], out[:, width - right:]):
-        region[...] = background[rng.integers(0, len(background), region.shape[:2])]
-    return out.reshape(array.shape)
-
-
-def _constant_run(lines: np.ndarray) -> int:
-    """How many of the first lines of ``lines`` (``(n, length, channels)``) hold one value.
-
-    Line by line, so a plane without a frame costs one line's comparison.
-    """
-    count = 0
-    for line in lines:
-        if not (line == line[:1]).all():
-            break
-        count += 1
-    return count
-
-
 #: A fluorescence image saved in colour holds its nuclei in one channel (a DNA stain shown
 #: in blue, a nuclear marker in green) and nearly nothing in the others. The network,
 #: trained on grey fluorescence and colour tissue, did not read such an image: the
@@ -391,10 +335,10 @@ def single_colour_as_grey(image: np.ndarray) -> np.ndarray:
 def prepare_plane(image: np.ndarray) -> np.ndarray:
     """A plane as the network is given it, before normalisation (segmenting and training).
 
-    A frame of one value filled with the sample's background
-    (:func:`fill_constant_margins`), an RGB image whose signal is all in one colour read
-    as that channel (:func:`single_colour_as_grey`), a few far brighter nuclei clipped
-    (:func:`clip_bright_outliers`), in that order.
+    A frame or corners of one value filled with the sample's background
+    (:func:`~napari_nuclei_unet.core.margins.fill_constant_margins`), an RGB image whose
+    signal is all in one colour read as that channel (:func:`single_colour_as_grey`), a
+    few far brighter nuclei clipped (:func:`clip_bright_outliers`), in that order.
 
     Parameters
     ----------
@@ -407,6 +351,8 @@ def prepare_plane(image: np.ndarray) -> np.ndarray:
         ``image`` itself when no rule applies; else a new array of the same dtype (grey
         ``(H, W)`` when read as one colour's channel).
     """
+    from .margins import fill_constant_margins  # it builds on this module's statistics
+
     return clip_bright_outliers(single_colour_as_grey(fill_constant_margins(image)))
 
 
