@@ -101,8 +101,9 @@ def fill_constant_margins(image: np.ndarray) -> np.ndarray:
 #: rest's 5th-95th percentile range beyond it: a fill near the background's level costs
 #: little, and a background set to zero, whose dimmest pixels sit just above 0, is kept.
 CORNER_GAP = 0.05
-#: ... and at least this many times the noise (see :func:`~.normalize._noise`) beyond it: pixels of
-#: the background's own darkest level, scattered along the edges, are not a fill.
+#: ... and at least this many times the noise (see :func:`~.normalize._noise`) beyond
+#: it: pixels of the background's own darkest level, scattered along the edges, are no
+#: fill.
 CORNER_NOISE_TIMES = 5.0
 #: What is left of a rotated or registered image once its corners of one value are taken
 #: out is one piece, at least this share of the plane (see :func:`_edge_regions`).
@@ -191,9 +192,9 @@ def _on_edges(labels: np.ndarray) -> np.ndarray:
 def _convex(mask: np.ndarray) -> bool:
     """Whether ``mask`` is convex up to its pixels' steps.
 
-    Its convex hull may hold no more pixels outside it than it has edge pixels (a
-    digital triangle's stepped side leaves about half a pixel per pixel of its length
-    out of it; a region around nuclei leaves their whole area).
+    Its convex hull may hold no more pixels outside it than it has edge pixels (the
+    stepped side of a rotated image leaves about half a pixel per pixel of its length
+    out of it; an outline bumpy with nuclei leaves far more).
     """
     from scipy import ndimage
     from skimage.morphology import convex_hull_image
