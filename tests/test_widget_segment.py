@@ -587,7 +587,10 @@ def test_progress_words_of_blocks_joining_and_stopping(dock):
                           # the seams are being joined: not "144/144" for 10 s (h_gui31 L4)
                           (Progress("blocks", 144, 144), "Joining the blocks, 5 s so far"),
                           (Progress("merge", 0, 1, "348 nuclei"),
-                           "Joining the blocks, 5 s so far — 348 nuclei")):
+                           "Joining the blocks, 5 s so far — 348 nuclei"),
+                          # a large stack's planes done, their nuclei numbered on
+                          (Progress("number", 0, 1, "numbering the nuclei across the planes"),
+                           "Numbering the nuclei across the planes, 5 s so far")):
         widget._last_paint = 0.0
         widget._on_progress(update)
         assert widget.status.text() == words

@@ -38,7 +38,7 @@ class ProgressBars:
     #: Seconds between the lines written in place of a bar when stderr is a log file.
     LOG_EVERY_S = 60.0
     #: What a stage counts (images by default).
-    UNITS = {"blocks": "block", "merge": "step", "size": "sample"}
+    UNITS = {"blocks": "block", "merge": "step", "number": "step", "size": "sample"}
 
     def __init__(self, *, quiet: bool = False, file: TextIO | None = None) -> None:
         self.quiet = quiet

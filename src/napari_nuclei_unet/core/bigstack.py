@@ -118,7 +118,7 @@ def segment_large_planes(
     ------
     Progress
         ``stage="blocks"``: blocks done over the whole stack, the message naming the plane;
-        then ``"merge"``.
+        then ``"number"`` (the planes' nuclei numbered on across the stack).
 
     Returns
     -------
@@ -226,14 +226,14 @@ def _segment_planes(model: Any, stack: Any, source: Callable[[int], tuple[Any, A
             return StackBigResult(out, 0, {}, stack.n_planes, time.perf_counter() - start,
                                   [float(r.diameter) for r in planes if r.diameter],
                                   cancelled=True, axes=axes)
-        yield Progress("merge", 0, 1, "numbering the nuclei across the planes")
+        yield Progress("number", 0, 1, "numbering the nuclei across the planes")
         done = todo[:len(planes)]
         kept = [] if earlier is None else [p for p in earlier.planes if p not in done]
         n_nuclei, table = _assemble(stack, list(zip(done, planes, strict=True)), out, block,
                                     order, room, (earlier, kept) if kept else None)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    yield Progress("merge", 1, 1, f"{n_nuclei} nuclei")
+    yield Progress("number", 1, 1, f"{n_nuclei} nuclei")
     return StackBigResult(out, n_nuclei, table, stack.n_planes, time.perf_counter() - start,
                           [float(r.diameter) for r in planes if r.diameter],
                           cancelled=cancelled, axes=axes, done=done, kept=kept)

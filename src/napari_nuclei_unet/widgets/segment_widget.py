@@ -518,6 +518,8 @@ class SegmentWidget(SegmentOutputs, ImageSettingsFields, ProjectField, QWidget):
         joining = stage == "merge" or (stage == "blocks" and total > 1 and done >= total)
         what = "Joining the blocks" if joining else \
             f"{done}/{total} {'blocks' if stage == 'blocks' else 'planes'}"  # h_gui20 N4
+        if stage == "number":  # every plane done: not "Joining the blocks" (stop 48)
+            what, message = "Numbering the nuclei across the planes", message if done else ""
         self.status.setText(f"{what}{eta}" + (f" — {message}" if message else ""))
 
     _gone_words = ""  # the image segmented was deleted during the job: said, kept (L4)
