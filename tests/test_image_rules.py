@@ -280,6 +280,12 @@ def test_the_black_corners_of_a_rotated_image_are_filled_with_the_background():
     # inside a frame too
     framed = np.pad(_rotated(camera, 10)[0], 25)
     assert (fill_constant_margins(framed) > 0).all()
+    # a larger plane, judged on a strided subsample, at angles whose corners of the
+    # image fall between the subsample's pixels (21 degrees was left black: review)
+    large = np.round(500 + np.random.default_rng(1).normal(0, 8, (512, 512)))
+    for degrees in (21, 31, 37):
+        rotated, _ = _rotated(large.astype(np.uint16), degrees)
+        assert (fill_constant_margins(rotated) > 0).all(), degrees
 
 
 def test_regions_of_one_value_that_are_no_rotation_are_left_as_they_are():
@@ -300,10 +306,16 @@ def test_regions_of_one_value_that_are_no_rotation_are_left_as_they_are():
                               + rng.normal(0, 1, (h, w))), 0, 255).astype(np.uint8)
     sparse[:, 0][rng.random(h) < 0.2] = sparse.min()
     sparse[-40:, :40] = sparse.min()
+    # one large, smooth nucleus on a background set to zero: its frame of zeros and the
+    # corners of its bounding box are not a rotation's (the background was filled with
+    # its brightness: review)
+    one = np.zeros((h, w), np.uint16)
+    inside = ((yy - h / 2) / 72) ** 2 + ((xx - w / 2) / 90) ** 2 < 1
+    one[inside] = np.round(120 + np.random.default_rng(2).normal(0, 6, int(inside.sum())))
     # a large saturated nucleus in a corner
     saturated = _sample().image[..., 0].copy()
     saturated[yy ** 2 + xx ** 2 < 36 ** 2] = 255
-    for image in (embryo, nuclei, sparse, saturated):
+    for image in (embryo, nuclei, sparse, one, saturated):
         assert fill_constant_margins(image) is image
 
 

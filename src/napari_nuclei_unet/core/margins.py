@@ -117,9 +117,10 @@ def _constant_corners(pixels: np.ndarray) -> np.ndarray | None:
     :data:`CORNER_GAP` of their 5th-95th percentile range (and :data:`CORNER_NOISE_TIMES`
     times their noise) below their 5th; the regions of that value that touch the
     plane's edges, when they hold at least 1 % of it (less cannot set the 1st
-    percentile) and what they leave is one convex piece (:func:`_edge_regions`: a
-    rotated image inside its bounding box, not nuclei on a background set to that
-    value). Only such a corner value costs more than a few percentiles of a subsample.
+    percentile), they are convex and what they leave is one convex piece
+    (:func:`_edge_regions`: a rotated image inside its bounding box, not nuclei on a
+    background set to that value). Only such a corner value costs more than a few
+    percentiles of a subsample.
     """
     sub = _strided(pixels)  # (h, w, C), finite
     if sub.size == 0:
@@ -150,22 +151,22 @@ def _constant_corners(pixels: np.ndarray) -> np.ndarray | None:
 
 
 def _edge_regions(mask: np.ndarray) -> np.ndarray | None:
-    """The parts of ``mask`` that touch its edges, when what they leave is one convex piece.
+    """The parts of ``mask`` that touch its edges, when they are a rotation's corners.
 
     A rotation, a shift or a crop leaves the image itself as one large convex piece
     (:func:`_convex`): at least :data:`CORNER_SAMPLE_SHARE` of the plane, 99 % of the
-    pixels outside the edge regions, reaching an edge. Nuclei, or a cluster of cells, on
-    a background set to that value are many pieces or a bumpy one. The shapes are judged
-    on a strided subsample (as the statistics are); only a plane that passes is labelled
-    in full.
+    pixels outside the edge regions. That is judged on a strided subsample (as the
+    statistics are). Then, in full, each edge region must be convex too: a rotation's
+    corners are triangles, while the corners around a round or curved sample (a
+    nucleus, an embryo, a cluster of cells on a background set to that value, or a
+    round field stop) bulge into them.
     """
     from scipy import ndimage
 
     step = _step(*mask.shape)
     small = mask[::step, ::step]
     labels, _ = ndimage.label(small)
-    touching = _on_edges(labels)
-    region = np.isin(labels, touching)
+    region = np.isin(labels, _on_edges(labels))
     pieces, count = ndimage.label(~region, structure=np.ones((3, 3), bool))
     if count == 0:
         return None
@@ -173,14 +174,14 @@ def _edge_regions(mask: np.ndarray) -> np.ndarray | None:
     largest = int(np.argmax(sizes)) + 1
     if (sizes[largest - 1] < 0.99 * sizes.sum()
             or sizes[largest - 1] < CORNER_SAMPLE_SHARE * small.size
-            or largest not in _on_edges(pieces)):
+            or not _convex(pieces == largest)):
         return None
-    if not _convex(pieces == largest):
-        return None
-    if step == 1:
-        return region
     labels, _ = ndimage.label(mask)
-    return np.isin(labels, _on_edges(labels))
+    touching = _on_edges(labels)
+    boxes = ndimage.find_objects(labels)
+    if not all(_convex(labels[boxes[k - 1]] == k) for k in touching):
+        return None
+    return np.isin(labels, touching)
 
 
 def _on_edges(labels: np.ndarray) -> np.ndarray:
