@@ -17,7 +17,6 @@ from .normalize import (
     HIGH_PERCENTILE,
     LOW_PERCENTILE,
     _bright_background,
-    _finite,
     _spread,
     _step,
     _strided,
@@ -94,6 +93,11 @@ def fill_constant_margins(image: np.ndarray) -> np.ndarray:
         out_inner = out[top:height - bottom, left:width - right]
         out_inner[corners] = background[rng.integers(0, len(background), int(corners.sum()))]
     return out.reshape(array.shape)
+
+
+def _finite(pixels: np.ndarray) -> np.ndarray:
+    """The rows of ``(n, C)`` float pixels whose channels are all finite."""
+    return pixels if np.isfinite(pixels).all() else pixels[np.isfinite(pixels).all(axis=1)]
 
 
 #: The regions of one value at the corners of a rotated or registered image are filled

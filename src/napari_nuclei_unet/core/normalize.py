@@ -191,11 +191,6 @@ def _step(height: int, width: int) -> int:
     return max(1, int(np.ceil(np.sqrt(height * width / _MAX_STAT_PIXELS))))
 
 
-def _finite(pixels: np.ndarray) -> np.ndarray:
-    """The rows of ``(n, C)`` float pixels whose channels are all finite."""
-    return pixels if np.isfinite(pixels).all() else pixels[np.isfinite(pixels).all(axis=1)]
-
-
 def _bright_background(median: float, low: float, high: float) -> bool:
     """Whether a median grey lies above the middle of ``low``-``high``, as inversion decides."""
     return median - low > 0.5 * (high - low)
