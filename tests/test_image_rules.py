@@ -315,7 +315,11 @@ def test_regions_of_one_value_that_are_no_rotation_are_left_as_they_are():
     # a large saturated nucleus in a corner
     saturated = _sample().image[..., 0].copy()
     saturated[yy ** 2 + xx ** 2 < 36 ** 2] = 255
-    for image in (embryo, nuclei, sparse, one, saturated):
+    # a black blob filling a corner of a bright background: convex, but round, no
+    # rotation's triangle (review)
+    blob = _sample("brightfield", 2).image[..., 0].copy()
+    blob[yy ** 2 + xx ** 2 < 40 ** 2] = 0
+    for image in (embryo, nuclei, sparse, one, saturated, blob):
         assert fill_constant_margins(image) is image
 
 
