@@ -122,10 +122,9 @@ def _constant_corners(pixels: np.ndarray) -> np.ndarray | None:
     times their noise) below their 5th; the regions of that value that touch the
     plane's edges, when they hold at least 1 % of it (less cannot set the 1st
     percentile), they are a rotation's corner triangles and what they leave is one
-    convex piece
-    (:func:`_edge_regions`: a rotated image inside its bounding box, not nuclei on a
-    background set to that value). Only such a corner value costs more than a few
-    percentiles of a subsample.
+    convex piece (:func:`_edge_regions`: a rotated image inside its bounding box, not
+    nuclei on a background set to that value). Only such a corner value costs more
+    than a few percentiles of a subsample.
     """
     sub = _strided(pixels)  # (h, w, C), finite
     if sub.size == 0:
