@@ -50,7 +50,13 @@ issue 9, each predicted with ``segment_image``:
     fluorescence saved in colour: the grey of each dark-background image in the blue
     (green) channel of an RGB image, the other channels 0, as microscopes' software
     exports a DNA stain (a nuclear marker). Images with a bright background are left as
-    they are.
+    they are;
+``blurS``
+    out of focus: every image (each channel) blurred by a Gaussian of sigma S pixels,
+    e.g. ``blur1.5``, ``blur2.5``, ``blur3.5``; rounded to its dtype. Automatic diameter.
+
+``--no-focus`` scores every protocol without the recentring of out-of-focus planes'
+maps (``SegmentOptions(focus=False)``: inference as it was before it).
 
 ``--tta`` adds every protocol again with flip test-time augmentation (``<protocol>-tta``),
 with its cost.
@@ -81,6 +87,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 from napari_nuclei_unet.core.metrics import image_scores
 from napari_nuclei_unet.core.segment import SegmentOptions, model_diameter, segment_image
@@ -202,18 +209,24 @@ def transform(protocol: str, image: np.ndarray, labels: np.ndarray):
         return _resize(image, factor, 1), _resize(labels, factor, 0)
     if protocol == "zerobg":
         return _zero_background(image), labels
+    if protocol.startswith("blur"):
+        sigma = float(protocol[4:])
+        sigmas = (sigma, sigma) + (0,) * (image.ndim - 2)
+        blurred = ndimage.gaussian_filter(image.astype(np.float32), sigmas)
+        top = np.iinfo(image.dtype).max
+        return np.clip(np.round(blurred), 0, top).astype(image.dtype), labels
     if protocol == "dim10":
         dim = np.round(image.astype(np.float32) * 0.1)
         return np.clip(dim, 0, 255).astype(np.uint8), labels
     return image, labels
 
 
-def options_for(protocol: str, model, tta: bool) -> SegmentOptions:
+def options_for(protocol: str, model, tta: bool, focus: bool = True) -> SegmentOptions:
     """Native protocols keep the model's scale; the others estimate the diameter."""
     protocol = protocol.removesuffix("-tta")
     if protocol == "native" or protocol.endswith("-fixed"):
-        return SegmentOptions(diameter=model_diameter(model), tta=tta)
-    return SegmentOptions(diameter=0.0, tta=tta)
+        return SegmentOptions(diameter=model_diameter(model), tta=tta, focus=focus)
+    return SegmentOptions(diameter=0.0, tta=tta, focus=focus)
 
 
 def training_subset(dataset, ids: list[str], n: int) -> list[str]:
@@ -232,7 +245,8 @@ def training_subset(dataset, ids: list[str], n: int) -> list[str]:
     return sorted(chosen)
 
 
-def score_protocol(model, samples, protocol: str, *, tta: bool = False) -> dict:
+def score_protocol(model, samples, protocol: str, *, tta: bool = False,
+                   focus: bool = True) -> dict:
     """Mean IoU / DSB score of ``samples`` under ``protocol``, with timings."""
     ious, dsbs, seconds, diameters, images = [], [], [], [], []
     per_modality = defaultdict(list)
@@ -240,14 +254,15 @@ def score_protocol(model, samples, protocol: str, *, tta: bool = False) -> dict:
         image, labels = transform(protocol.replace("-tta", ""), np.asarray(sample.image),
                                   np.asarray(sample.labels))
         tic = time.perf_counter()
-        result = segment_image(model, image, options_for(protocol, model, tta))
+        result = segment_image(model, image, options_for(protocol, model, tta, focus))
         seconds.append(time.perf_counter() - tic)
         s = image_scores(labels, result.labels)
         ious.append(s.iou)
         dsbs.append(s.dsb_score)
         diameters.append(result.diameter)
         images.append({"id": sample.id, "iou": s.iou, "dsb_score": s.dsb_score,
-                       "diameter": result.diameter, "scale": result.scale})
+                       "diameter": result.diameter, "scale": result.scale,
+                       "focus": result.focus})
         per_modality[str(sample.modality)].append((s.iou, s.dsb_score))
     return {
         "protocol": protocol, "tta": tta, "n": len(samples),
@@ -345,6 +360,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None,
                         help="validation: the first N images; train: a fixed stratified "
                              "subset of N")
+    parser.add_argument("--no-focus", action="store_true",
+                        help="no recentring of out-of-focus planes' maps (as before it)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("--logo", action="store_true", help="leave-one-group-out instead")
@@ -396,7 +413,7 @@ def main() -> None:
         runs = [(p, False) for p in protocols]
         runs += [(f"{p}-tta", True) for p in protocols] if args.tta else []
         for protocol, tta in runs:
-            row = score_protocol(model, samples, protocol, tta=tta)
+            row = score_protocol(model, samples, protocol, tta=tta, focus=not args.no_focus)
             rows.append(row)
             print(f"{protocol:12s} {row['mean_iou']:8.3f} {row['dsb_score']:6.3f} "
                   f"{row['seconds_per_image']:8.2f} {row['median_diameter']:6.1f}", flush=True)

@@ -157,10 +157,10 @@ def test_a_stack_whose_labels_need_more_than_uint16_keeps_uint32():
 
     labels = np.zeros((2, 4, 4), np.uint32)
     labels[1, 0, 0] = 65536 - PAINT_ROOM  # a stack's planes are numbered on
-    done = _finish(labels, [], [0, 1], [], cancelled=False, room=PAINT_ROOM)
+    done = _finish(labels, [], [0, 1], ([], []), cancelled=False, room=PAINT_ROOM)
     assert done.labels.dtype == np.uint32
     labels[1, 0, 0] -= 1
-    done = _finish(labels, [], [0, 1], [], cancelled=False, room=PAINT_ROOM)
+    done = _finish(labels, [], [0, 1], ([], []), cancelled=False, room=PAINT_ROOM)
     assert done.labels.dtype == np.uint16
 
 

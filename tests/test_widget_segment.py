@@ -1627,7 +1627,7 @@ def test_no_nucleus_size_is_said_measured_when_none_was_found():
     def result(labels):
         return SimpleNamespace(table={"label": labels}, planes=[0], segmented=[0],
                                diameters=[18.0], diameter_set=False, cancelled=False,
-                               seconds=0.0)
+                               seconds=0.0, focus=[0.5])
 
     assert "across" not in done_words(result([]), "the default model")
     assert "nuclei 18 px across (measured)" in done_words(result([1, 2]), "the default model")
@@ -1638,6 +1638,25 @@ def test_no_nucleus_size_is_said_measured_when_none_was_found():
     ranged = result([1, 2])
     ranged.diameters = [12.0, 18.0]
     assert "nuclei 12-18 px (4.0-6.0 \u00b5m) across" in done_words(ranged, "m", (3.0, 3.0))
+    assert "focus" not in done_words(ranged, "m")
+
+
+def test_the_status_says_which_planes_looked_out_of_focus():
+    from types import SimpleNamespace
+
+    from napari_nuclei_unet.widgets._segment_words import done_words
+
+    def result(focus):
+        return SimpleNamespace(table={"label": [1, 2]}, planes=list(range(len(focus))),
+                               segmented=list(range(len(focus))), diameters=[18.0] * len(focus),
+                               diameter_set=False, cancelled=False, seconds=0.0, focus=focus)
+
+    assert ", out of focus: outlines drawn tighter (at the network's 0.74, not 0.5)," in \
+        done_words(result([0.74]), "the default model")
+    assert ", 2 plane(s) out of focus: outlines drawn tighter (at the network's 0.62-0.90," \
+        in done_words(result([0.5, 0.62, 0.9]), "m")
+    assert ", every plane out of focus" in done_words(result([0.7, 0.7]), "m")
+    assert "focus" not in done_words(result([0.5, 0.5]), "m")
 
 
 def test_a_datasets_sample_hides_the_users_layers_and_comes_back_after_a_segmentation(

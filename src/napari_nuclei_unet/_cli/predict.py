@@ -260,7 +260,7 @@ def _run(args: argparse.Namespace) -> int:
     submission: dict[str, np.ndarray] = {}
     n_nuclei = 0
     diameters: list[float] = []
-    resized = 0
+    resized = blurred = 0
     with ProgressBars(quiet=args.quiet) as bars:
         skipped = []
         for done, item in enumerate(images, start=1):
@@ -275,6 +275,7 @@ def _run(args: argparse.Namespace) -> int:
             prob = result.probability
             diameters.append(result.diameter)
             resized += result.scale != 1.0
+            blurred += result.focus > 0.5
             labels = result.labels  # split as segment_image splits them
             if args.instances == "components":
                 labels = labels_from_probability(prob, threshold=args.threshold,
@@ -308,6 +309,10 @@ def _run(args: argparse.Namespace) -> int:
               f"{counted(n_rows, 'row')})")
     size = size_note(options, diameters, resized, native=is_native(args))
     note(f"model: {loaded.path}; {size}", quiet=args.quiet)
+    if blurred:
+        note(f"{counted(blurred, 'image')} of {len(diameters)} looked out of focus: their "
+             "nuclei were outlined tighter, at a higher threshold of the network's own (see "
+             "the README, 'Out-of-focus images')", quiet=args.quiet)
     return 0
 
 

@@ -39,6 +39,9 @@ class StackResult:
         The planes segmented, in order (with ``earlier``, its planes too).
     diameters : list of float
         Nucleus diameter used for each plane segmented now.
+    focus : list of float
+        For each plane segmented now, the network's threshold its outlines were drawn
+        at: above 0.5 for a plane that looked out of focus (``Segmentation.focus``).
     cancelled : bool
         Stopped before the last plane (the planes done are kept).
     segmented : list of int
@@ -51,6 +54,7 @@ class StackResult:
     diameters: list[float] = field(default_factory=list)
     cancelled: bool = False
     segmented: list[int] = field(default_factory=list)
+    focus: list[float] = field(default_factory=list)
 
     @property
     def n_nuclei(self) -> int:
@@ -135,17 +139,18 @@ def segment_stack(
             raise ValueError(f"plane {p} does not exist: {stack.source} has "
                              f"{stack.n_planes} plane(s).")
     labels, next_label = _start_from(earlier, stack, todo)
-    tables, done, diameters = [], [], []
+    tables, done = [], []
+    diameters, focus = used = [], []  # per plane segmented now
     yield Progress("segment", 0, len(todo), f"{stack.name}")
     for k, flat in enumerate(todo):
         if should_stop is not None and should_stop():
-            return _finish(labels, tables, done, diameters, cancelled=True, earlier=earlier,
+            return _finish(labels, tables, done, used, cancelled=True, earlier=earlier,
                            room=room)
         try:
             seg = yield from _plane_steps(model, stack.plane(flat, channel), options, device,
                                           should_stop, k, len(todo), _where(stack, flat))
         except Cancelled:
-            return _finish(labels, tables, done, diameters, cancelled=True, earlier=earlier,
+            return _finish(labels, tables, done, used, cancelled=True, earlier=earlier,
                            room=room)
         plane_labels = seg.labels.astype(np.uint32)
         n = int(plane_labels.max())
@@ -158,8 +163,9 @@ def segment_stack(
         next_label += n
         done.append(flat)
         diameters.append(seg.diameter)
+        focus.append(seg.focus)
         yield Progress("segment", k + 1, len(todo), f"{_where(stack, flat)}: {n} nuclei")
-    return _finish(labels, tables, done, diameters, cancelled=False, earlier=earlier,
+    return _finish(labels, tables, done, used, cancelled=False, earlier=earlier,
                    room=room)
 
 
@@ -227,9 +233,10 @@ def _plane_table(stack: ImageStack, plane_labels: np.ndarray, flat: int) -> dict
                          plane_index=stack.plane_index(flat), plane_axes=stack.plane_axes)
 
 
-def _finish(labels: np.ndarray, tables: list, done: list, diameters: list, *,
+def _finish(labels: np.ndarray, tables: list, done: list, used: tuple, *,
             cancelled: bool, earlier: StackResult | None = None, room: int = 0
             ) -> StackResult:
+    """The result of the planes ``done``; ``used``: their diameters and focus thresholds."""
     from .measure import concat_tables
 
     planes = list(done)
@@ -246,8 +253,9 @@ def _finish(labels: np.ndarray, tables: list, done: list, diameters: list, *,
         planes = sorted(again.union(earlier.planes))
     # the smallest type (segmented as uint32: a stack's planes are numbered on)
     labels = labels.astype(label_dtype(int(labels.max(initial=0)), room=room), copy=False)
+    diameters, focus = used
     return StackResult(labels, concat_tables(tables), planes, diameters, cancelled,
-                       segmented=list(done))
+                       segmented=list(done), focus=focus)
 
 
 # -- files ----------------------------------------------------------------------------

@@ -56,6 +56,10 @@ class SegmentOptions:
         Tiling of large planes; see :func:`~napari_nuclei_unet.core.inference.predict_probability`.
     amp : bool
         Reduced precision where it is fast.
+    focus : bool
+        Recentre an out-of-focus dark-background plane's foreground map, so that
+        ``threshold`` draws its nuclei tighter (see
+        :data:`~napari_nuclei_unet.core.plane_passes.FOCUS_SOFT`).
     """
 
     diameter: float = 0.0
@@ -64,6 +68,7 @@ class SegmentOptions:
     tile_size: int = DEFAULT_TILE_SIZE
     overlap: int = DEFAULT_OVERLAP
     amp: bool = True
+    focus: bool = True
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.diameter) and self.diameter >= 0):
@@ -95,6 +100,9 @@ class Segmentation:
     smoothing : float
         Gaussian sigma (pixels) a dim integer plane was smoothed with (0 = none); see
         :func:`denoise_dim`.
+    focus : float
+        Above 0.5 when the plane looked out of focus: ``probability`` was recentred so
+        that 0.5 on it is this on the network's own map (see :attr:`NetworkMaps.focus`).
     """
 
     labels: np.ndarray
@@ -103,6 +111,7 @@ class Segmentation:
     scale: float
     contour: np.ndarray | None = None
     smoothing: float = 0.0
+    focus: float = 0.5
 
 
 def denoise_dim(
@@ -228,6 +237,10 @@ class NetworkMaps:
         Nucleus diameter (pixels) used: the given one, or the estimate.
     smoothing : float
         Gaussian sigma a dim integer plane was smoothed with (0 = none).
+    focus : float
+        The network's own threshold that 0.5 on ``maps`` stands for: above 0.5 for an
+        out-of-focus plane, whose foreground map was recentred (see
+        :data:`~napari_nuclei_unet.core.plane_passes.FOCUS_SOFT`).
     """
 
     maps: np.ndarray
@@ -235,6 +248,7 @@ class NetworkMaps:
     scale: float
     diameter: float
     smoothing: float = 0.0
+    focus: float = 0.5
 
     @property
     def size(self) -> int:
@@ -273,6 +287,7 @@ def _network_maps(model, image, options: SegmentOptions, device, stop: StopCheck
         raise ValueError(f"expected one 2-D plane (H, W) or (H, W, C), got shape {image.shape}")
     if getattr(model, "predict_probability", None) is None:  # a package brings its own
         image = prepare_plane(image)
+    prepared = image  # as the network sees it before a dim plane's smoothing
     height, width = image.shape[:2]
     if options.diameter > 0:
         diameter = float(options.diameter)
@@ -289,7 +304,12 @@ def _network_maps(model, image, options: SegmentOptions, device, stop: StopCheck
                                                                      device, stop)
         diameter, scale, maps, labels = yield from estimate_steps(model, image, options, device,
                                                                   native, stop)
-    return NetworkMaps(maps, (height, width), scale, diameter, sigma), labels
+    focus = 0.5
+    if options.focus and getattr(model, "predict_probability", None) is None:
+        focus = plane_passes.focus_threshold(maps[0], prepared, scale)
+    if focus > 0.5:
+        maps, labels = plane_passes.recentre(maps, focus), None
+    return NetworkMaps(maps, (height, width), scale, diameter, sigma, focus), labels
 
 
 def labels_from_maps(
@@ -338,7 +358,8 @@ def _segmentation(network: NetworkMaps, threshold: float, split: bool = True,
         labels = labels_from_probability(maps[0], threshold=threshold, method="components")
     contour = maps[1] if maps.shape[0] > 1 else None
     return Segmentation(labels=labels, probability=maps[0], diameter=network.diameter,
-                        scale=scale, contour=contour, smoothing=network.smoothing)
+                        scale=scale, contour=contour, smoothing=network.smoothing,
+                        focus=network.focus)
 
 
 def segment_image(

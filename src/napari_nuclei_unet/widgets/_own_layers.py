@@ -279,6 +279,9 @@ class LayerResult:
     #: user set it (False: measured)
     diameters: list[float] = field(default_factory=list)
     diameter_set: bool = False
+    #: for each plane segmented, the network's threshold its outlines were drawn at
+    #: (above 0.5: the plane looked out of focus)
+    focus: list[float] = field(default_factory=list)
 
 
 def segment_layer_job(
@@ -322,7 +325,8 @@ def segment_layer_job(
     return LayerResult(stack.name, res.labels, res.table, res.planes,
                        stack.plane_axes + "YX", None, res.cancelled,
                        time.perf_counter() - start, segmented=res.segmented,
-                       diameters=list(res.diameters), diameter_set=options.diameter > 0)
+                       diameters=list(res.diameters), diameter_set=options.diameter > 0,
+                       focus=list(res.focus))
 
 
 def cancelled_before_words(stack: Any, planes: list[int] | None, earlier: Any) -> str:

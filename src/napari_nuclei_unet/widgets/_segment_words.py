@@ -40,8 +40,25 @@ def done_words(result: Any, model: str, pixels_per_um: Any = None) -> str:
         size = f"{low:.0f} px" if round(low) == round(high) else f"{low:.0f}-{high:.0f} px"
         size += um_words((low, high), pixels_per_um)
         words += f", nuclei {size} across ({'set' if result.diameter_set else 'measured'})"
+    words += focus_words(result.focus, len(segmented))
     # which model is in use is the Model line's to say: it changes (GUI check h_gui33, M3)
     return words + f", {result.seconds:.1f} s, with {without_in_use(model)}."
+
+
+def focus_words(focus: Any, n_planes: int) -> str:
+    """", out of focus: outlines drawn tighter" when some planes looked blurred ("" if none).
+
+    The network draws a blurred nucleus too large at 0.5; such a plane's outlines are
+    drawn at a higher threshold of its own (``core.plane_passes.FOCUS_SOFT``).
+    """
+    blurred = [value for value in focus if value > 0.5]
+    if not blurred:
+        return ""
+    which = "" if n_planes <= 1 else (
+        "every plane " if len(blurred) == n_planes else f"{len(blurred)} plane(s) ")
+    low, high = min(blurred), max(blurred)
+    at = f"{low:.2f}" if round(low, 2) == round(high, 2) else f"{low:.2f}-{high:.2f}"
+    return f", {which}out of focus: outlines drawn tighter (at the network's {at}, not 0.5)"
 
 
 def left_out_words(result: Any, stack: Any) -> str:

@@ -1,0 +1,171 @@
+"""Out-of-focus planes: the foreground map recentred so that blurred nuclei are drawn tighter."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from napari_nuclei_unet.core import plane_passes
+from napari_nuclei_unet.core.metrics import image_scores
+from napari_nuclei_unet.core.segment import SegmentOptions, predict_network_maps, segment_image
+from napari_nuclei_unet.core.synthetic import make_synthetic_sample
+
+
+def _disks(shape=(128, 128), radius=7, step=24):
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    inside = np.zeros(shape, bool)
+    for cy in range(step // 2, shape[0], step):
+        for cx in range(step // 2, shape[1], step):
+            inside |= (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
+    return inside
+
+
+def _blurred(image, sigma):
+    sigmas = (sigma, sigma) + (0,) * (image.ndim - 2)
+    out = ndimage.gaussian_filter(image.astype(np.float32), sigmas)
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def _fluorescence(seed=2, sigma=0.0):
+    image, masks = make_synthetic_sample("fluorescence", seed=seed, shape=(256, 256))
+    labels = np.zeros(image.shape[:2], np.int32)
+    for i, mask in enumerate(masks, start=1):
+        labels[mask] = i
+    return (_blurred(image, sigma) if sigma else image), labels
+
+
+@pytest.fixture(scope="module")
+def model():
+    from napari_nuclei_unet.core.checkpoint import load_checkpoint
+
+    return load_checkpoint("default").model
+
+
+def test_recentre_puts_the_threshold_at_half_and_keeps_order_and_contour():
+    p = np.linspace(0.01, 0.99, 99, dtype=np.float32).reshape(1, 9, 11)
+    maps = np.concatenate([p, np.full_like(p, 0.3)])
+    out = plane_passes.recentre(maps, 0.8)
+    assert out.dtype == np.float32 and out.shape == maps.shape
+    np.testing.assert_array_equal(out[1], maps[1])  # the contour map is kept
+    # what was above 0.8 is above 0.5 now, and nothing else
+    np.testing.assert_array_equal(out[0] > 0.5, maps[0] > 0.8 + 1e-6)
+    assert np.all(np.diff(out[0].ravel()) > 0)  # the pixels keep their order
+
+
+def test_a_crisp_map_or_a_nucleus_or_two_keep_the_threshold():
+    inside = _disks()
+    plane = _blurred(np.where(inside, 200, 10).astype(np.uint8), 3.0)
+    assert plane_passes.focus_threshold(inside.astype(np.float32), plane, 1.0) == 0.5
+    soft = ndimage.gaussian_filter(inside.astype(np.float32), 3.0)
+    few = soft.copy()
+    few[30:, :] = 0
+    few[:, 30:] = 0  # one nucleus: too few pixels to judge the focus
+    assert 0 < np.count_nonzero(few > 0.5) < plane_passes.FOCUS_MIN_PIXELS
+    assert plane_passes.focus_threshold(few, plane, 1.0) == 0.5
+
+
+def test_a_soft_map_raises_the_threshold_only_on_a_blurred_dark_plane():
+    inside = _disks()
+    soft = ndimage.gaussian_filter(inside.astype(np.float32), 3.0)
+    rng = np.random.default_rng(0)
+    sharp = np.where(inside, 200, 10) + rng.normal(0, 3, inside.shape)
+    sharp = np.clip(sharp, 0, 255).astype(np.uint8)
+    blurred = _blurred(sharp, 3.0)
+    assert plane_passes.blur_measure(blurred) > plane_passes.FOCUS_BLUR
+    assert plane_passes.blur_measure(sharp) < plane_passes.FOCUS_BLUR
+    raised = plane_passes.focus_threshold(soft, blurred, 1.0)
+    assert 0.5 < raised <= plane_passes.FOCUS_MAX
+    # a sharp plane of soft-edged nuclei (outlined generously): left alone
+    assert plane_passes.focus_threshold(soft, sharp, 1.0) == 0.5
+    # a bright background (histology, brightfield): left alone
+    assert plane_passes.blur_measure(255 - blurred) is None
+    assert plane_passes.focus_threshold(soft, 255 - blurred, 1.0) == 0.5
+    # judged in the plane's own pixels when the network enlarges it: a sharp plane of
+    # small nuclei, seen twice as large (and drawn with soft maps), is left alone
+    double = ndimage.zoom(soft, 2, order=1)
+    assert plane_passes.focus_threshold(double, sharp, 2.0) == 0.5
+    # a plane the network makes smaller is left alone: one enlarged four times
+    # (oversampled: smooth in its own pixels) of sharp nuclei, seen at their true size
+    big = _blurred(ndimage.zoom(sharp, 4, order=1), 3.0)
+    assert plane_passes.blur_measure(big) > plane_passes.FOCUS_BLUR
+    assert plane_passes.focus_threshold(soft, big, 1.0) > 0.5
+    assert plane_passes.focus_threshold(soft, big, 0.25) == 0.5
+
+
+def test_blurred_nuclei_are_drawn_tighter_and_closer_to_the_truth(model):
+    image, labels = _fluorescence(sigma=3.5)
+    on = segment_image(model, image)
+    off = segment_image(model, image, SegmentOptions(focus=False))
+    assert on.focus > 0.55 and off.focus == 0.5
+    assert (on.labels > 0).sum() < (off.labels > 0).sum()
+    assert image_scores(labels, on.labels).iou > image_scores(labels, off.labels).iou + 0.01
+    # the labels are those of the network's own map at that threshold
+    raw = predict_network_maps(model, image, SegmentOptions(focus=False))
+    net = predict_network_maps(model, image)
+    assert net.focus == on.focus
+    np.testing.assert_array_equal(net.maps[0] > 0.5, raw.maps[0] > on.focus)
+
+
+def test_sharp_nuclei_are_left_as_they_were(model):
+    image, _ = _fluorescence(sigma=0.0)
+    on = segment_image(model, image)
+    off = segment_image(model, image, SegmentOptions(focus=False))
+    assert on.focus == 0.5
+    np.testing.assert_array_equal(on.labels, off.labels)
+    np.testing.assert_array_equal(on.probability, off.probability)
+
+
+def test_a_stack_records_which_planes_looked_out_of_focus(model):
+    from napari_nuclei_unet.core.own_images import segment_stack
+    from napari_nuclei_unet.core.progress import drive
+    from napari_nuclei_unet.core.stacks import ImageStack
+
+    sharp, _ = _fluorescence(sigma=0.0)
+    blurred, _ = _fluorescence(sigma=3.5)
+    grey = np.stack([sharp.mean(axis=-1), blurred.mean(axis=-1)]).astype(np.uint8)
+    stack = ImageStack("two", grey, "ZYX", "two.tif")
+    result = drive(segment_stack(model, stack))
+    assert result.focus[0] == 0.5 and result.focus[1] > 0.55
+    assert len(result.focus) == len(result.diameters) == 2
+
+
+def test_predict_says_how_many_images_looked_out_of_focus(tmp_path, capsys):
+    from PIL import Image
+
+    from _cli_helpers import run_cli
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.fromarray(_fluorescence(sigma=3.5)[0]).save(folder / "blurred.png")
+    Image.fromarray(_fluorescence(sigma=0.0)[0]).save(folder / "sharp.png")
+    code, _, err = run_cli(capsys, "predict", "default", folder, "--out", tmp_path / "out")
+    assert code == 0, err
+    assert "1 image of 2 looked out of focus: their nuclei were outlined tighter" in err
+    Image.fromarray(_fluorescence(sigma=0.0)[0]).save(folder / "blurred.png")
+    code, _, err = run_cli(capsys, "predict", "default", folder, "--out", tmp_path / "again")
+    assert code == 0 and "out of focus" not in err
+
+
+def test_the_tuning_script_applies_the_rule_as_segmenting_does():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import tune_focus
+
+    inside = _disks()
+    soft = ndimage.gaussian_filter(inside.astype(np.float32), 3.0)
+    shipped = (plane_passes.FOCUS_SOFT, plane_passes.FOCUS_SLOPE, plane_passes.FOCUS_MAX,
+               plane_passes.FOCUS_BLUR)
+    for plane in (_blurred(np.where(inside, 200, 10).astype(np.uint8), 3.0),
+                  np.where(inside, 200, 10).astype(np.uint8)):
+        for scale in (1.0, 0.5):
+            confident = int(np.count_nonzero(soft > 0.5))
+            blur = plane_passes.blur_measure(plane)
+            row = {"scale": scale, "foreground": confident, "bright_background": blur is None,
+                   "blur": blur if blur is not None else -1.0,
+                   "share": np.count_nonzero((soft > 0.2) & (soft < 0.8)) / confident}
+            assert tune_focus.rule_threshold(row, *shipped) == \
+                plane_passes.focus_threshold(soft, plane, scale)
+    assert tune_focus.rule_threshold(row | {"scale": 1.0, "blur": 0.9}, *shipped) > 0.5
