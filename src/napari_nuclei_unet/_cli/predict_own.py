@@ -237,8 +237,12 @@ def _say_done(summary: Any, options: Any, args: argparse.Namespace) -> None:
     size = diameter_words(summary.diameters, options, native=is_native(args),
                           pixels_per_um=summary.pixels_per_um,
                           found=bool(summary.n_nuclei))
+    blurred = sum(value > 0.5 for value in summary.focus)
+    focus = "" if not blurred else (
+        ", out of focus: outlines drawn tighter" if summary.n_planes == 1 else
+        f", {counted(blurred, 'plane')} out of focus: outlines drawn tighter")
     note(f"{summary.name}: {counted(summary.n_nuclei, 'nucleus', 'nuclei')} in "
-         f"{counted(summary.n_planes, 'plane')}, {size}, "
+         f"{counted(summary.n_planes, 'plane')}, {size}{focus}, "
          f"{summary.seconds:.1f} s -> {Path(summary.labels).name}", quiet=args.quiet)
 
 

@@ -394,6 +394,8 @@ class FileSummary:
     ``diameters`` holds the nucleus diameter used for each plane (the given one, or
     the estimate); it is empty for a large plane, segmented block by block.
     ``pixels_per_um``: the image's pixel size ``(x, y)`` when its file records one.
+    ``focus``: for each plane of a stack segmented plane by plane, the network's threshold
+    its outlines were drawn at (``StackResult.focus``); empty for large planes.
     """
 
     name: str
@@ -407,6 +409,7 @@ class FileSummary:
     pixels: int = 0
     diameters: list[float] = field(default_factory=list)
     pixels_per_um: tuple[float, float] | None = None
+    focus: list[float] = field(default_factory=list)
 
 
 def is_large(stack: ImageStack, big_pixels: int) -> bool:
@@ -480,6 +483,7 @@ def process_file(
     stack.check_channel(channel)
     paths = output_paths(out_dir, stack.name)
     big = big_pixels if big_pixels is not None else BIG_PIXELS
+    focus: list[float] = []  # said for planes segmented whole only
     if is_large(stack, big) and stack.n_planes > 1:
         from .bigstack import segment_large_planes
 
@@ -517,6 +521,7 @@ def process_file(
                           stack.pixels_per_um, stack.z_spacing_um)
         write_csv(res.table, paths["csv"])
         n_nuclei, zarr_path, diameters = res.n_nuclei, None, res.diameters
+        focus = res.focus
         if Path(paths["zarr"]).is_dir():  # an earlier run's on a larger image of that name,
             import shutil  # replaced (--overwrite asked for it): not left beside (h_rev24 L3)
 
@@ -525,4 +530,4 @@ def process_file(
     return FileSummary(stack.name, str(path), stack.n_planes, n_nuclei, str(paths["labels"]),
                        str(paths["csv"]), zarr_path, time.perf_counter() - start,
                        h * w * stack.n_planes, [float(d) for d in diameters],
-                       stack.pixels_per_um)
+                       stack.pixels_per_um, [float(f) for f in focus])

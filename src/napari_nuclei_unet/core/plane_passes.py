@@ -156,13 +156,18 @@ def focus_threshold(foreground: np.ndarray, plane: np.ndarray, scale: float) -> 
     the plane as prepared for the network, before any smoothing of a dim plane, at its
     own size; ``scale``: the factor the network saw it resized by.
 
-    A plane the network sees made smaller (``scale`` < 1: large nuclei) is left alone:
-    blur is small at the network's scale then, and an oversampled or enlarged image
-    looks blurred in its own pixels. Judged on them, the validation images doubled and
-    tripled (``x2``, ``x3``) lost 0.007 and 0.008 mean IoU; on the tuning images,
-    leaving them alone cost the blurred ones less than 0.001.
+    A plane the network sees made smaller than the sizes it segments as they are
+    (``scale`` below ``1 / NATIVE_RANGE[1]``, nuclei over 25 px: an automatic diameter
+    gives no scale between that and 1) is left alone: blur is small at the network's
+    scale then, and an oversampled or enlarged image looks blurred in its own pixels.
+    Judged on them, the validation images doubled and tripled (``x2``, ``x3``) lost
+    0.007 and 0.008 mean IoU; on the tuning images, leaving them alone cost the blurred
+    ones less than 0.001. (A first version left every ``scale`` < 1 alone: a diameter
+    of 19 px given for a blurred image turned the rule off, review h_rev52.)
     """
-    if scale < 1.0:
+    from .nucleus_size import NATIVE_RANGE
+
+    if scale < 1.0 / NATIVE_RANGE[1]:
         return 0.5
     confident = int(np.count_nonzero(foreground > 0.5))
     if confident < FOCUS_MIN_PIXELS:
@@ -205,13 +210,13 @@ def blur_measure(plane: np.ndarray) -> float | None:
     params = normalization_params(plane)
     if params.inverted:
         return None
-    grey = normalize_image(plane, params).mean(axis=0, dtype=np.float64)
+    grey = normalize_image(plane, params).mean(axis=0)  # float32: half float64's memory
     measures = []
     for axis in (0, 1):
         sharp = np.abs(np.diff(grey, axis=axis))
         blurred = np.abs(np.diff(ndi.uniform_filter1d(grey, 9, axis=axis), axis=axis))
-        total = float(sharp.sum())
-        lost = float(np.maximum(0.0, sharp - blurred).sum())
+        total = float(sharp.sum(dtype=np.float64))
+        lost = float(np.maximum(0.0, sharp - blurred).sum(dtype=np.float64))
         measures.append((total - lost) / total if total > 0 else 0.0)
     return max(measures)
 

@@ -305,7 +305,10 @@ def _network_maps(model, image, options: SegmentOptions, device, stop: StopCheck
         diameter, scale, maps, labels = yield from estimate_steps(model, image, options, device,
                                                                   native, stop)
     focus = 0.5
-    if options.focus and getattr(model, "predict_probability", None) is None:
+    # the plugin's one-head networks only: a package brings its own processing, and a
+    # two-head model's watershed weighs the contour against the foreground (untuned)
+    if options.focus and getattr(model, "predict_probability", None) is None \
+            and maps.shape[0] == 1:
         focus = plane_passes.focus_threshold(maps[0], prepared, scale)
     if focus > 0.5:
         maps, labels = plane_passes.recentre(maps, focus), None
