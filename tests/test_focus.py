@@ -179,6 +179,14 @@ def test_predict_says_how_many_images_looked_out_of_focus(tmp_path, capsys):
     code, _, err = run_cli(capsys, "predict", "default", folder, "--out", tmp_path / "out")
     assert code == 0, err
     assert "1 image of 2 looked out of focus: their nuclei were outlined tighter" in err
+    code, _, err = run_cli(capsys, "predict", "default", folder, "--out", tmp_path / "plain",
+                           "--no-focus")
+    assert code == 0 and "out of focus" not in err
+    tighter = np.asarray(Image.open(tmp_path / "out" / "blurred.png")) > 0
+    plain = np.asarray(Image.open(tmp_path / "plain" / "blurred.png")) > 0
+    assert tighter.sum() < plain.sum()
+    code, help_text, _ = run_cli(capsys, "evaluate", "--help")
+    assert code == 0 and "--no-focus" in help_text
     Image.fromarray(_fluorescence(sigma=0.0)[0]).save(folder / "blurred.png")
     code, _, err = run_cli(capsys, "predict", "default", folder, "--out", tmp_path / "again")
     assert code == 0 and "out of focus" not in err

@@ -57,7 +57,7 @@ EXIT_TERMINATED = 143  # SIGTERM, as a shell reports a process it ended (128 + 1
 
 
 def _add_size_options(parser: argparse.ArgumentParser, *, native: str) -> None:
-    """``--diameter`` and ``--tta`` of ``predict`` and ``evaluate``.
+    """``--diameter``, ``--tta`` and ``--no-focus`` of ``predict`` and ``evaluate``.
 
     ``native`` says what ``--diameter native`` does with the images (no resizing).
     """
@@ -69,6 +69,9 @@ def _add_size_options(parser: argparse.ArgumentParser, *, native: str) -> None:
     parser.add_argument("--tta", action="store_true",
                         help="test-time augmentation: average flipped predictions (about 4x "
                              "slower)")
+    parser.add_argument("--no-focus", action="store_true",
+                        help="do not outline the nuclei of images that look out of focus "
+                             "tighter (see the README, 'Out-of-focus images')")
 
 
 def _add_channel_axes(parser: Any, when: str = "") -> None:

@@ -132,7 +132,8 @@ def segment_options(args: argparse.Namespace, model: Any):
     from ..core.segment import SegmentOptions
 
     diameter = diameter_in_pixels(NATIVE if native else diameter, model)
-    return SegmentOptions(diameter=diameter, threshold=args.threshold, tta=tta)
+    return SegmentOptions(diameter=diameter, threshold=args.threshold, tta=tta,
+                          focus=not getattr(args, "no_focus", False))
 
 
 def describe_options(options: Any, instance_method: str, two_heads: bool) -> str:

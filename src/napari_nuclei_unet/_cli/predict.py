@@ -311,8 +311,9 @@ def _run(args: argparse.Namespace) -> int:
     note(f"model: {loaded.path}; {size}", quiet=args.quiet)
     if blurred:
         note(f"{counted(blurred, 'image')} of {len(diameters)} looked out of focus: their "
-             "nuclei were outlined tighter, at a higher threshold of the network's own (see "
-             "the README, 'Out-of-focus images')", quiet=args.quiet)
+             "nuclei were outlined tighter, at a higher threshold of the network's own "
+             "(--no-focus keeps its 0.5; see the README, 'Out-of-focus images')",
+             quiet=args.quiet)
     return 0
 
 
@@ -347,7 +348,7 @@ def skipped_words(n: int, quiet: bool = False) -> str:
 
 
 def dataset_options(args: argparse.Namespace, model: Any = None) -> Any:
-    """The ``SegmentOptions`` of ``--diameter``, ``--tta`` and ``--threshold``.
+    """The ``SegmentOptions`` of ``--diameter``, ``--tta``, ``--no-focus`` and ``--threshold``.
 
     ``--diameter native`` is the training diameter of ``model`` (no resizing); without
     a model (values checked before it is loaded) it stands in as automatic.
@@ -359,7 +360,8 @@ def dataset_options(args: argparse.Namespace, model: Any = None) -> Any:
         diameter = 0.0
     diameter = diameter_in_pixels(diameter, model)  # a bad --diameter says so plainly
     check_threshold(args.threshold)
-    return SegmentOptions(diameter=diameter, threshold=args.threshold, tta=args.tta)
+    return SegmentOptions(diameter=diameter, threshold=args.threshold, tta=args.tta,
+                          focus=not getattr(args, "no_focus", False))
 
 
 def is_native(args: argparse.Namespace) -> bool:
