@@ -53,7 +53,11 @@ issue 9, each predicted with ``segment_image``:
     they are;
 ``blurS``
     out of focus: every image (each channel) blurred by a Gaussian of sigma S pixels,
-    e.g. ``blur1.5``, ``blur2.5``, ``blur3.5``; rounded to its dtype. Automatic diameter.
+    e.g. ``blur1.5``, ``blur2.5``, ``blur3.5``; rounded to its dtype. Automatic diameter;
+``blurS-camera16``
+    out of focus as a camera records it, the noise added after the blur: the grey of a
+    dark-background image blurred by sigma S, then made a ``camera16`` image (images
+    with a bright background are left as they are).
 
 ``--no-focus`` scores every protocol without the recentring of out-of-focus planes'
 maps (``SegmentOptions(focus=False)``: inference as it was before it).
@@ -209,6 +213,12 @@ def transform(protocol: str, image: np.ndarray, labels: np.ndarray):
         return _resize(image, factor, 1), _resize(labels, factor, 0)
     if protocol == "zerobg":
         return _zero_background(image), labels
+    if protocol.startswith("blur") and protocol.endswith("-camera16"):
+        grey = _dark_grey(image)
+        if grey is None:
+            return image, labels
+        sigma = float(protocol[4:].removesuffix("-camera16"))
+        return _camera(ndimage.gaussian_filter(grey, sigma), labels, False)
     if protocol.startswith("blur"):
         sigma = float(protocol[4:])
         sigmas = (sigma, sigma) + (0,) * (image.ndim - 2)
