@@ -94,6 +94,7 @@ import numpy as np
 from scipy import ndimage
 
 from napari_nuclei_unet.core.metrics import image_scores
+from napari_nuclei_unet.core.planes import smooth
 from napari_nuclei_unet.core.segment import SegmentOptions, model_diameter, segment_image
 
 PROTOCOLS = ("native", "auto", "x0.5", "x2", "x3", "dim10")
@@ -220,9 +221,7 @@ def transform(protocol: str, image: np.ndarray, labels: np.ndarray):
         sigma = float(protocol[4:].removesuffix("-camera16"))
         return _camera(ndimage.gaussian_filter(grey, sigma), labels, False)
     if protocol.startswith("blur"):
-        sigma = float(protocol[4:])
-        sigmas = (sigma, sigma) + (0,) * (image.ndim - 2)
-        blurred = ndimage.gaussian_filter(image.astype(np.float32), sigmas)
+        blurred = smooth(image, float(protocol[4:]))
         top = np.iinfo(image.dtype).max
         return np.clip(np.round(blurred), 0, top).astype(image.dtype), labels
     if protocol == "dim10":

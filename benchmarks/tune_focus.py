@@ -47,12 +47,11 @@ def measure(model, sample, sigma: float) -> dict:
     if sigma:
         image, labels = transform(f"blur{sigma:g}", image, labels)
     net = predict_network_maps(model, image, SegmentOptions(focus=False))
-    p = net.maps[0]
-    confident = int(np.count_nonzero(p > 0.5))
+    share = plane_passes.uncertain_share(net.maps[0], net.scale)
     blur = plane_passes.blur_measure(prepare_plane(image))
     return {
-        "id": sample.id, "sigma": sigma, "scale": net.scale, "foreground": confident,
-        "share": float(np.count_nonzero((p > 0.2) & (p < 0.8)) / max(1, confident)),
+        "id": sample.id, "sigma": sigma, "scale": net.scale,
+        "share": None if share is None else float(share),  # None: not judged
         "blur": -1.0 if blur is None else blur, "bright_background": blur is None,
         "ious": [image_scores(labels, labels_from_maps(net, t).labels).iou
                  for t in THRESHOLDS],
@@ -61,9 +60,9 @@ def measure(model, sample, sigma: float) -> dict:
 
 def rule_threshold(row: dict, *settings: float) -> float:
     """The threshold the rule with these settings gives ``row`` (as ``focus_threshold``)."""
-    from napari_nuclei_unet.core.plane_passes import FOCUS_MIN_PIXELS, threshold_for
+    from napari_nuclei_unet.core.plane_passes import threshold_for
 
-    if row["scale"] < 1.0 or row["foreground"] < FOCUS_MIN_PIXELS:
+    if row["share"] is None:
         return 0.5
     return threshold_for(row["share"], None if row["bright_background"] else row["blur"],
                          *settings)

@@ -215,12 +215,13 @@ def test_the_tuning_script_applies_the_rule_as_segmenting_does():
                plane_passes.FOCUS_BLUR)
     for plane in (_blurred(np.where(inside, 200, 10).astype(np.uint8), 3.0),
                   np.where(inside, 200, 10).astype(np.uint8)):
-        for scale in (1.0, 0.5):
-            confident = int(np.count_nonzero(soft > 0.5))
+        for scale in (1.0, 0.8, 0.5):
             blur = plane_passes.blur_measure(plane)
-            row = {"scale": scale, "foreground": confident, "bright_background": blur is None,
+            row = {"bright_background": blur is None,
                    "blur": blur if blur is not None else -1.0,
-                   "share": np.count_nonzero((soft > 0.2) & (soft < 0.8)) / confident}
+                   "share": plane_passes.uncertain_share(soft, scale)}
             assert tune_focus.rule_threshold(row, *shipped) == \
                 plane_passes.focus_threshold(soft, plane, scale)
-    assert tune_focus.rule_threshold(row | {"scale": 1.0, "blur": 0.9}, *shipped) > 0.5
+    row["share"] = plane_passes.uncertain_share(soft, 1.0)
+    assert tune_focus.rule_threshold(row | {"blur": 0.9}, *shipped) > 0.5
+    assert plane_passes.uncertain_share(soft[:20, :20], 1.0) is None  # a nucleus or two
