@@ -38,6 +38,7 @@ Usage::
         [--domains histology,brightfield,fluo-x3,fluo-dim] [--n-correct 3] [--n-other 10]
         [--set key=value ...] [--no-replay] [--ratio R] [--model M] [--json OUT.json]
         [--native] [--thresholds 0.5,0.6,0.7,0.8] [--extrapolations 1,1.3,1.6]
+        [--focus-off]
 
 ``--thresholds`` also records, for the base and the new model, the mean IoU of the
 corrected, other, validation (other domains) and regression images at each of these
@@ -47,6 +48,8 @@ threshold would change (docs/finetuning.md, ninth check).
 scores the other, validation (other domains) and regression images with the weights
 carried k times as far from the base model, for each k (``extrapolate_weights``;
 docs/finetuning.md, tenth check).
+``--focus-off`` also scores the domain's other images, base and new model, with the
+out-of-focus rule off (docs/finetuning.md, nineteenth check).
 ``STAGE1_TRAIN`` defaults to ``$NUCLEI_UNET_DSB2018``. ``--set`` overrides round
 settings (``FINETUNE_DEFAULTS``, ``ROUND_OPTIONS``), e.g. ``--set learning_rate=1e-3``
 or ``--set match_inference=false`` (train on the corrections at native pixels and
@@ -235,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--views", action="store_true",
                         help="also record the scale and smoothing segment_image picks for "
                              "each other image with the base and the new model")
+    parser.add_argument("--focus-off", action="store_true",
+                        help="also score the domain's other images with the out-of-focus "
+                             "rule off, base and new model (iou_other_focus_off)")
     parser.add_argument("--native", action="store_true",
                         help="score at native pixels (as before), not as segment_image "
                              "predicts with an automatic diameter")
@@ -249,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.data:
         parser.error("give STAGE1_TRAIN or set NUCLEI_UNET_DSB2018")
+
+    from dataclasses import replace
 
     import torch
 
@@ -301,6 +309,12 @@ def main(argv: list[str] | None = None) -> int:
                 other_views = [views_of(base.model, others, seg),
                                views_of(tuned.model, others, seg)]
             after_val = score_all(tuned.model, val_other, options=options)
+            focus_off = {}
+            if args.focus_off and options is not None:
+                plain = replace(options, focus=False)
+                focus_off = {"iou_other_focus_off": [
+                    mean(score_all(net, others, options=plain), "iou")
+                    for net in (base.model, tuned.model)]}
             curves = {}
             if args.thresholds:
                 grid = args.thresholds
@@ -319,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
                     "val_other": mean(score_all(net, val_other, options=options), "iou"),
                     "regression": mean(score_all(net, check), "iou")}
         row = {"other_views": other_views} if args.views else {}
+        row.update(focus_off)
         if curves:
             row["threshold_curves"] = curves
         if sweep:
@@ -371,6 +386,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"untransformed: IoU {r['iou_other_untransformed']:.3f}, DSB score "
                   f"{r['dsb_other_untransformed']:.3f} (+0.15 over the transformed base "
                   f"would be {r['iou_other'][0] + 0.15:.3f})")
+    for r in results:
+        if "iou_other_focus_off" in r:
+            a, b = r["iou_other_focus_off"]
+            print(f"{r['domain']}: other images with the out-of-focus rule off: "
+                  f"{a:.3f} -> {b:.3f} ({b - a:+.3f})")
     for r in results:
         curves = r.get("threshold_curves")
         if curves:

@@ -225,3 +225,78 @@ def test_the_tuning_script_applies_the_rule_as_segmenting_does():
     row["share"] = plane_passes.uncertain_share(soft, 1.0)
     assert tune_focus.rule_threshold(row | {"blur": 0.9}, *shipped) > 0.5
     assert plane_passes.uncertain_share(soft[:20, :20], 1.0) is None  # a nucleus or two
+
+
+def _mosaic():
+    """A 512 x 512 grey plane: three blurred quadrants of nuclei and one of a single nucleus."""
+    quadrants = [_fluorescence(seed=s, sigma=3.5)[0].mean(axis=-1) for s in (2, 3, 4)]
+    lone = np.full((256, 256), float(np.median(quadrants[0])), np.float32)
+    lone[100:116, 100:116] = np.where(_disks((16, 16), 7, 16), quadrants[0].max(), lone[0, 0])
+    lone = _blurred(lone, 3.5).astype(np.float32)
+    return np.block([[quadrants[0], quadrants[1]], [quadrants[2], lone]]).astype(np.uint8)
+
+
+@pytest.mark.parametrize("diameter", [0.0, 16.0])
+def test_a_large_plane_is_judged_once_and_every_block_drawn_alike(model, tmp_path,
+                                                                   monkeypatch, diameter):
+    """Block by block, each block was judged on its own: a block of one nucleus was left
+    as it was beside blocks drawn tighter, neighbours were drawn at thresholds of their
+    own, and the result could not say it. Now the sample blocks judge the plane once
+    (with an automatic or a given diameter) and the result says the threshold."""
+    from napari_nuclei_unet.core.bigimage import segment_large
+    from napari_nuclei_unet.core.progress import drive
+
+    plane = _mosaic()
+    drawn_at = []
+    recentre = plane_passes.recentre
+    monkeypatch.setattr(plane_passes, "recentre",
+                        lambda maps, t: drawn_at.append(t) or recentre(maps, t))
+    options = SegmentOptions(diameter=diameter)
+    result = drive(segment_large(model, plane, tmp_path / "a.zarr", options, block=128))
+    assert result.focus > 0.55 and result.n_nuclei > 0
+    # the sample block (the whole plane here) and then every block with nuclei, the
+    # lone nucleus's too (about 180 foreground pixels: too few to be judged alone)
+    assert len(drawn_at) >= 1 + 4 and set(drawn_at[1:]) == {result.focus}
+    drawn_at.clear()
+    off = drive(segment_large(model, plane, tmp_path / "b.zarr",
+                              SegmentOptions(diameter=diameter, focus=False), block=128))
+    assert off.focus == 0.5 and not drawn_at
+    assert (np.asarray(result.labels()) > 0).sum() < (np.asarray(off.labels()) > 0).sum()
+
+
+def test_a_large_file_says_it_looked_out_of_focus(model, tmp_path):
+    import tifffile
+
+    from napari_nuclei_unet.core.own_images import process_file
+
+    tifffile.imwrite(tmp_path / "big.tif", _mosaic())
+    summary = process_file(model, tmp_path / "big.tif", tmp_path / "out", big_pixels=1000,
+                           block=256)
+    assert summary.zarr is not None and len(summary.focus) == 1 and summary.focus[0] > 0.55
+
+
+def test_the_segment_dock_says_a_large_layer_looked_out_of_focus(model, tmp_path,
+                                                                  monkeypatch):
+    from napari_nuclei_unet.core.progress import drive
+    from napari_nuclei_unet.core.stacks import ImageStack
+    from napari_nuclei_unet.widgets import _working_copies
+    from napari_nuclei_unet.widgets._segment_big import big_job
+    from napari_nuclei_unet.widgets._segment_words import focus_words
+
+    monkeypatch.setattr(_working_copies, "work_folder", lambda: tmp_path)
+    sharp = np.block([[_fluorescence(seed=s)[0].mean(axis=-1) for s in (2, 3)]] * 2)
+    one = drive(big_job(model, ImageStack("one", _mosaic(), "YX", "one.tif"),
+                        SegmentOptions(), None, None, None))
+    assert len(one.focus) == 1 and one.focus[0] > 0.55
+    assert focus_words(one.focus, 1).startswith(", out of focus: outlines drawn tighter")
+    two = ImageStack("two", np.stack([_mosaic(), sharp.astype(np.uint8)]), "ZYX", "two.tif")
+    both = drive(big_job(model, two, SegmentOptions(), None, None, None))
+    assert both.focus[0] > 0.55 and both.focus[1] == 0.5
+    assert focus_words(both.focus, 2).startswith(", 1 plane(s) out of focus")
+
+
+@pytest.mark.parametrize("value", [0.3, 1.0, -0.1, float("nan")])
+def test_a_threshold_judged_elsewhere_must_be_one_the_rule_can_give(value):
+    with pytest.raises(ValueError, match="focus_at must be 0 or in"):
+        SegmentOptions(focus_at=value)
+    assert SegmentOptions(focus_at=0.5).focus_at == 0.5

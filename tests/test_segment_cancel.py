@@ -189,8 +189,9 @@ def test_layer_job_cancelled_before_any_plane_says_nothing_was_kept():
 # -- large images, block by block ----------------------------------------------------
 
 BLOCK, HALO = 128, 32  # a 256 x 256 plane: 2 x 2 blocks of 160 px with their halo
-#: A given diameter: no nucleus size is measured before the blocks (core.bigsize).
-SET_SIZE = SegmentOptions(tile_size=64, overlap=8, diameter=18.0)
+#: A given diameter and the out-of-focus rule off: no sample block is measured or judged
+#: before the blocks (core.bigsize).
+SET_SIZE = SegmentOptions(tile_size=64, overlap=8, diameter=18.0, focus=False)
 
 
 def test_a_block_being_segmented_stops_between_its_tiles(tmp_path):
@@ -265,8 +266,8 @@ def test_a_cancelled_large_image_says_how_many_blocks_were_done(tmp_path, monkey
 
     net = CountingNet(hold_the_fourth_pass)
     stack = stack_from_array(noise((1900, 1900)), "YX", "slide")  # 3 x 3 blocks of 896 px
-    result = drive(segment_layer_job(net, stack, SegmentOptions(diameter=18.0), channel=None,
-                                     planes=None, big=True, should_stop=stop))
+    result = drive(segment_layer_job(net, stack, SegmentOptions(diameter=18.0, focus=False),
+                                     channel=None, planes=None, big=True, should_stop=stop))
     assert result.cancelled and result.labels is None
     found = re.fullmatch(r"Cancelled after (\d+) of (\d+) blocks\. A large image's labels are "
                          r"kept only when all its blocks are done, so none were kept\.",

@@ -39,7 +39,7 @@ import numpy as np
 
 from .bigmeasure import _block_stats, _merge_table
 from .bigmeasure import measure_large as measure_large  # re-exported
-from .bigsize import measure_nuclei_size
+from .bigsize import measure_plane
 from .model_cache import file_identity, model_for
 from .ome_zarr import create_array, open_ome_group, write_ome_zarr_attrs
 from .own_images import label_dtype
@@ -79,6 +79,11 @@ class BigResult:
         The nucleus diameter the blocks were segmented at, in the plane's pixels: the
         one given, or the one measured on sample blocks (:mod:`.bigsize`); 0 when none
         could be measured (each block then measured its own).
+    focus : float
+        The threshold of the network's map every block's outlines were drawn at: above
+        0.5 when the sample blocks looked out of focus (:mod:`.bigsize`); 0.5 when they
+        did not, or when no sample block held enough nuclei to judge (each block was
+        then judged on its own).
     """
 
     labels_path: Path
@@ -89,6 +94,7 @@ class BigResult:
     cancelled: bool = False
     blocks_done: int = 0
     diameter: float = 0.0
+    focus: float = 0.5
 
     def __post_init__(self) -> None:
         if not self.cancelled and not self.blocks_done:
@@ -361,22 +367,30 @@ def segment_large(
     stamp = file_identity(model) if isinstance(model, (str, os.PathLike)) else None
     params = global_params(plane)
     size = None
-    if options.diameter <= 0:  # automatic: measured once for every block (bigsize)
+    # an automatic diameter, and the focus, are judged once for every block (bigsize)
+    judge = options.focus and not options.focus_at
+    if options.diameter <= 0 or judge:
         from .device import device_here, device_here_or_cpu
+        from .segment import judges_focus
 
         net = model_for(model, threads, stamp)  # measured here, blocks on a cluster's workers:
         here = device_here(device) if client is None else device_here_or_cpu(device)
-        try:
-            size = yield from relay(
-                measure_nuclei_size(net, plane, options, block, here,
-                                    lambda pixels: _is_empty(pixels, params), should_stop),
-                lambda update: Progress("blocks", 0, guess, update.message))
-        except Cancelled:
-            return BigResult(out, 0, {}, guess, time.perf_counter() - start, cancelled=True)
-        if size is not None:
-            options = replace(options, diameter=size.block_diameter(net))
+        if options.diameter <= 0 or judges_focus(net):
+            try:
+                size = yield from relay(
+                    measure_plane(net, plane, options, block, here,
+                                  lambda pixels: _is_empty(pixels, params), should_stop),
+                    lambda update: Progress("blocks", 0, guess, update.message))
+            except Cancelled:
+                return BigResult(out, 0, {}, guess, time.perf_counter() - start,
+                                 cancelled=True)
+            if size.diameter:
+                options = replace(options, diameter=size.block_diameter(net))
+            if judge and size.focus:
+                options = replace(options, focus_at=size.focus)
+    measured = size.diameter if size is not None and size.diameter else options.diameter
     if halo is None:
-        halo = max(DEFAULT_HALO, int(2 * (size.diameter if size else options.diameter)))
+        halo = max(DEFAULT_HALO, int(2 * measured))
     # a block holds its halo twice over: nuclei over half a small --block stopped dask
     # ("adjust_chunks specified with 6 blocks": review h_rev18, H1)
     block = max(int(block), 2 * int(halo))
@@ -489,9 +503,9 @@ def segment_large(
     write_ome_zarr_attrs(root, name, pixels_per_um)
     merged = _merge_table(table, values, n_nuclei, labels_array, intensity)
     yield Progress("merge", 1, 1, f"{n_nuclei} nuclei")
-    used = size.diameter if size is not None else options.diameter
     return BigResult(out, n_nuclei, merged, n_blocks, time.perf_counter() - start,
-                     diameter=float(used))
+                     diameter=float(measured),
+                     focus=float(options.focus_at or 0.5) if options.focus else 0.5)
 
 
 def _run(tasks: list, n_blocks: int, client: Any, workers: int,

@@ -1,4 +1,4 @@
-"""The nucleus size of a large plane, measured once before its blocks are segmented.
+"""The nucleus size and focus of a large plane, judged once before its blocks are segmented.
 
 With the automatic diameter, every block of :func:`~napari_nuclei_unet.core.bigimage.
 segment_large` used to measure its own nuclei (GUI checks h_gui31 L4 and h_gui32 N3):
@@ -11,6 +11,13 @@ segment_large` used to measure its own nuclei (GUI checks h_gui31 L4 and h_gui32
 Here a few non-empty blocks, from the plane's centre outwards, are segmented with the
 automatic diameter (the same estimate as for a small image), and every block is then
 segmented at their median size (:meth:`PlaneSize.block_diameter`).
+
+Whether the plane looks out of focus (:data:`~napari_nuclei_unet.core.plane_passes.
+FOCUS_SOFT`) is judged on the same sample blocks (at the given diameter when there is
+one), and every block is drawn at their median threshold
+(:attr:`~napari_nuclei_unet.core.segment.SegmentOptions.focus_at`): judged block by
+block, a block of a few nuclei was left as it was beside blocks drawn tighter, the
+thresholds of neighbours differed, and the result could not say it.
 """
 
 from __future__ import annotations
@@ -36,18 +43,26 @@ SAMPLE_SIDE = 1024
 
 @dataclass(frozen=True)
 class PlaneSize:
-    """The nucleus size measured on a large plane.
+    """What the sample blocks of a large plane measured.
 
     Attributes
     ----------
     diameter : float
-        Median nucleus diameter of the sample blocks, in the plane's pixels.
+        Median nucleus diameter of the sample blocks, in the plane's pixels; 0 when none
+        was measured (too few nuclei, or the diameter was given): every block then
+        measures its own, or is segmented at the given one.
     samples : int
-        Sample blocks measured.
+        Sample blocks whose nuclei were measured.
+    focus : float
+        The threshold every block's map is recentred at
+        (:attr:`~napari_nuclei_unet.core.segment.SegmentOptions.focus_at`; 0.5: in focus):
+        the median of the sample blocks that held :data:`MIN_NUCLEI` nuclei; 0 when
+        none did (each block is then judged on its own).
     """
 
     diameter: float
     samples: int
+    focus: float = 0.0
 
     def block_diameter(self, model: Any) -> float:
         """The fixed diameter every block is segmented at.
@@ -76,7 +91,7 @@ def centre_out(shape: tuple[int, int], block: int) -> list[tuple[int, int]]:
                                           + (c[1] + min(block, w - c[1]) / 2 - w / 2) ** 2))
 
 
-def measure_nuclei_size(
+def measure_plane(
     model: Any,
     plane: Any,
     options: Any,
@@ -84,8 +99,8 @@ def measure_nuclei_size(
     device: Any,
     is_empty: Callable[[np.ndarray], bool],
     should_stop: Callable[[], bool] | None = None,
-) -> Generator[Progress, None, PlaneSize | None]:
-    """Measure the nuclei of a large plane on up to :data:`SAMPLES` of its blocks.
+) -> Generator[Progress, None, PlaneSize]:
+    """Measure the nuclei of a large plane, and judge its focus, on up to :data:`SAMPLES` blocks.
 
     Parameters
     ----------
@@ -94,7 +109,9 @@ def measure_nuclei_size(
     plane : array-like
         ``(H, W)`` or ``(H, W, C)`` dask, zarr or numpy array.
     options : SegmentOptions
-        Its ``diameter`` is ignored (automatic).
+        Its ``diameter``: 0 measures the nuclei (the sample blocks at the automatic
+        diameter), else the blocks are seen at it and only the focus is judged (when
+        ``options.focus``).
     block : int
         The plane's block side; sample blocks are at least :data:`SAMPLE_SIDE`.
     device : torch.device, optional
@@ -111,35 +128,43 @@ def measure_nuclei_size(
 
     Returns
     -------
-    PlaneSize or None
-        None when no sample block held :data:`MIN_NUCLEI` nuclei (then every block
-        measures its own, as before).
+    PlaneSize
+        Its ``diameter`` 0 when none was measured, its ``focus`` 0 when no sample block
+        held :data:`MIN_NUCLEI` nuclei (then every block measures or judges its own, as
+        before).
     """
     from dataclasses import replace
 
     from .nucleus_size import model_diameter
     from .segment import segment_image_steps
 
-    options = replace(options, diameter=0.0)
+    automatic = options.diameter <= 0
+    options = replace(options, focus_at=0.0)  # each sample block judged on its own
+    message = "measuring the nucleus size" if automatic else "judging the focus"
     found: list[float] = []
+    votes: list[float] = []  # the focus thresholds of blocks with nuclei
     tries = 0
     h, w = plane.shape[:2]
     block = max(block, SAMPLE_SIDE)
     for y, x in centre_out((h, w), block):
-        if len(found) == SAMPLES or tries == MAX_TRIES:
+        if len(found if automatic else votes) == SAMPLES or tries == MAX_TRIES:
             break
         pixels = plane[y:y + block, x:x + block]
         pixels = np.asarray(pixels.compute() if hasattr(pixels, "compute") else pixels)
         if min(pixels.shape[:2]) < block // 4 or is_empty(pixels):
             continue
         tries += 1
-        yield Progress("size", len(found), SAMPLES, "measuring the nucleus size")
+        done = len(found if automatic else votes)
+        yield Progress("size", done, SAMPLES, message)
         seg = yield from relay(segment_image_steps(model, pixels, options, device=device,
                                                    should_stop=should_stop),
-                               lambda _: Progress("size", len(found), SAMPLES,
-                                                  "measuring the nucleus size"))
+                               lambda _, done=done: Progress("size", done, SAMPLES, message))
+        if int(seg.labels.max()) < MIN_NUCLEI:
+            continue
+        votes.append(float(seg.focus))
         # the estimate gives the model's own diameter, exactly, when it measured nothing
         # (too few confident nuclei): not a measure (review h_rev18, L2)
-        if int(seg.labels.max()) >= MIN_NUCLEI and seg.diameter != model_diameter(model):
+        if automatic and seg.diameter != model_diameter(model):
             found.append(seg.diameter)
-    return PlaneSize(float(np.median(found)), len(found)) if found else None
+    return PlaneSize(float(np.median(found)) if found else 0.0, len(found),
+                     float(np.median(votes)) if votes else 0.0)

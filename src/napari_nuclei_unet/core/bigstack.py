@@ -50,6 +50,9 @@ class StackBigResult:
         Wall time.
     diameters : list of float
         Each plane's nucleus diameter (see :attr:`.bigimage.BigResult.diameter`).
+    focus : list of float
+        The threshold each plane segmented now was drawn at (above 0.5: it looked out
+        of focus; see :attr:`.bigimage.BigResult.focus`).
     cancelled : bool
         Whether it was stopped (then nothing is in ``labels_path``).
     axes : str
@@ -73,6 +76,7 @@ class StackBigResult:
     axes: str = "YX"
     done: list[int] = field(default_factory=list)
     kept: list[int] = field(default_factory=list)
+    focus: list[float] = field(default_factory=list)
 
     def labels(self, mode: str = "r") -> Any:
         """The label array (zarr, read lazily)."""
@@ -225,7 +229,8 @@ def _segment_planes(model: Any, stack: Any, source: Callable[[int], tuple[Any, A
             # ``out`` is not touched until every plane is done: an earlier result stays
             return StackBigResult(out, 0, {}, stack.n_planes, time.perf_counter() - start,
                                   [float(r.diameter) for r in planes if r.diameter],
-                                  cancelled=True, axes=axes)
+                                  cancelled=True, axes=axes,
+                                  focus=[float(r.focus) for r in planes])
         yield Progress("number", 0, 1, "numbering the nuclei across the planes")
         done = todo[:len(planes)]
         kept = [] if earlier is None else [p for p in earlier.planes if p not in done]
@@ -236,7 +241,8 @@ def _segment_planes(model: Any, stack: Any, source: Callable[[int], tuple[Any, A
     yield Progress("number", 1, 1, f"{n_nuclei} nuclei")
     return StackBigResult(out, n_nuclei, table, stack.n_planes, time.perf_counter() - start,
                           [float(r.diameter) for r in planes if r.diameter],
-                          cancelled=cancelled, axes=axes, done=done, kept=kept)
+                          cancelled=cancelled, axes=axes, done=done, kept=kept,
+                          focus=[float(r.focus) for r in planes])
 
 
 def _ome_order(stack: Any) -> list[int]:

@@ -394,8 +394,9 @@ class FileSummary:
     ``diameters`` holds the nucleus diameter used for each plane (the given one, or
     the estimate); it is empty for a large plane, segmented block by block.
     ``pixels_per_um``: the image's pixel size ``(x, y)`` when its file records one.
-    ``focus``: for each plane of a stack segmented plane by plane, the network's threshold
-    its outlines were drawn at (``StackResult.focus``); empty for large planes.
+    ``focus``: for each plane, the network's threshold its outlines were drawn at
+    (``StackResult.focus``; a large plane's is judged once on sample blocks:
+    ``BigResult.focus``).
     """
 
     name: str
@@ -483,7 +484,6 @@ def process_file(
     stack.check_channel(channel)
     paths = output_paths(out_dir, stack.name)
     big = big_pixels if big_pixels is not None else BIG_PIXELS
-    focus: list[float] = []  # said for planes segmented whole only
     if is_large(stack, big) and stack.n_planes > 1:
         from .bigstack import segment_large_planes
 
@@ -495,6 +495,7 @@ def process_file(
                           stack.z_spacing_um)
         write_csv(many.table, paths["csv"])
         n_nuclei, zarr_path, diameters = many.n_nuclei, str(paths["zarr"]), many.diameters
+        focus = many.focus
     elif is_large(stack, big):
         import dask.array as da
 
@@ -514,6 +515,7 @@ def process_file(
         write_csv(result.table, paths["csv"])
         n_nuclei, zarr_path = result.n_nuclei, str(paths["zarr"])
         diameters = [result.diameter] if result.diameter else []
+        focus = [result.focus]
     else:
         res = drive(segment_stack(cached_model(model, threads), stack, options,
                                   channel=channel, device=device_here(device)), on_update)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Generator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -60,6 +61,11 @@ class SegmentOptions:
         Recentre an out-of-focus dark-background plane's foreground map, so that
         ``threshold`` draws its nuclei tighter (see
         :data:`~napari_nuclei_unet.core.plane_passes.FOCUS_SOFT`).
+    focus_at : float
+        With ``focus``: the threshold such a plane's map is recentred at, judged
+        elsewhere and used as it is (a large plane's, judged once on sample blocks by
+        :mod:`~napari_nuclei_unet.core.bigsize`, so that every block is drawn alike;
+        0.5: none). 0: each plane is judged on its own.
     """
 
     diameter: float = 0.0
@@ -69,6 +75,7 @@ class SegmentOptions:
     overlap: int = DEFAULT_OVERLAP
     amp: bool = True
     focus: bool = True
+    focus_at: float = 0.0
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.diameter) and self.diameter >= 0):
@@ -78,6 +85,8 @@ class SegmentOptions:
             )
         if not (0.0 < self.threshold < 1.0):
             raise ValueError(f"threshold must be between 0 and 1, got {self.threshold!r}")
+        if not (self.focus_at == 0.0 or 0.5 <= self.focus_at < 1.0):
+            raise ValueError(f"focus_at must be 0 or in [0.5, 1), got {self.focus_at!r}")
 
 
 @dataclass
@@ -280,6 +289,16 @@ def predict_network_maps(
     return drive(_network_maps(model, image, options or SegmentOptions(), device))[0]
 
 
+def judges_focus(model: Any) -> bool:
+    """Whether ``model``'s maps of an out-of-focus plane are recentred (``SegmentOptions.focus``).
+
+    The plugin's one-head networks only: a package brings its own processing, and a
+    two-head model's watershed weighs the contour against the foreground (untuned).
+    """
+    return (getattr(model, "predict_probability", None) is None
+            and getattr(model, "out_channels", 1) == 1)
+
+
 def _network_maps(model, image, options: SegmentOptions, device, stop: StopCheck | None = None):
     """:func:`predict_network_maps` as steps, plus the labels at ``options.threshold`` if known."""
     image = np.asarray(image)
@@ -305,11 +324,8 @@ def _network_maps(model, image, options: SegmentOptions, device, stop: StopCheck
         diameter, scale, maps, labels = yield from estimate_steps(model, image, options, device,
                                                                   native, stop)
     focus = 0.5
-    # the plugin's one-head networks only: a package brings its own processing, and a
-    # two-head model's watershed weighs the contour against the foreground (untuned)
-    if options.focus and getattr(model, "predict_probability", None) is None \
-            and maps.shape[0] == 1:
-        focus = plane_passes.focus_threshold(maps[0], prepared, scale)
+    if options.focus and judges_focus(model) and maps.shape[0] == 1:
+        focus = options.focus_at or plane_passes.focus_threshold(maps[0], prepared, scale)
     if focus > 0.5:
         maps, labels = plane_passes.recentre(maps, focus), None
     return NetworkMaps(maps, (height, width), scale, diameter, sigma, focus), labels

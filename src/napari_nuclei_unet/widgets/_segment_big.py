@@ -69,7 +69,7 @@ def _one_plane(model: Any, stack: Any, options: Any, channel: int | None, flat: 
         table["plane"] = np.full(len(table["label"]), flat, np.int64)
     return LayerResult(stack.name, result.labels("r+"), table, [flat], "YX", out, False,
                        diameters=[result.diameter] if result.diameter else [],
-                       diameter_set=options.diameter > 0)
+                       diameter_set=options.diameter > 0, focus=[result.focus])
 
 
 def _every_plane(model: Any, stack: Any, options: Any, channel: int | None,
@@ -89,7 +89,7 @@ def _every_plane(model: Any, stack: Any, options: Any, channel: int | None,
     return LayerResult(stack.name, result.labels("r+"), dict(result.table),
                        sorted(result.done + result.kept), axes, out, result.cancelled,
                        segmented=result.done, diameters=list(result.diameters),
-                       diameter_set=options.diameter > 0)
+                       diameter_set=options.diameter > 0, focus=list(result.focus))
 
 
 def _cancel_message(done: int, total: int) -> str:
