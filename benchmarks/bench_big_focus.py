@@ -74,12 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     from napari_nuclei_unet.core.segment import SegmentOptions, segment_image
 
     if args.each_block:  # the sample blocks measure the size only, as before
-        measure = bigimage.measure_plane
+        measure = bigimage.sample_plane
 
         def size_only(*a, **k):
             return replace((yield from measure(*a, **k)), focus=0.0)
 
-        bigimage.measure_plane = size_only
+        bigimage.sample_plane = size_only
     image, labels = mosaic(args.data, args.grid, args.sigma)
     model = load_checkpoint("default", device="cpu").model
 

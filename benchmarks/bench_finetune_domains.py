@@ -255,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.data:
         parser.error("give STAGE1_TRAIN or set NUCLEI_UNET_DSB2018")
+    if args.focus_off and args.native:
+        parser.error("--focus-off scores as segment_image predicts: not with --native")
 
     from dataclasses import replace
 
@@ -310,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
                                views_of(tuned.model, others, seg)]
             after_val = score_all(tuned.model, val_other, options=options)
             focus_off = {}
-            if args.focus_off and options is not None:
+            if args.focus_off:
                 plain = replace(options, focus=False)
                 focus_off = {"iou_other_focus_off": [
                     mean(score_all(net, others, options=plain), "iou")

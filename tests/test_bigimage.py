@@ -329,7 +329,7 @@ def test_a_cluster_head_without_the_gpu_measures_the_size_on_its_cpu(model, tmp_
         raise Cancelled
         yield
 
-    monkeypatch.setattr(bigimage, "measure_plane", measure)
+    monkeypatch.setattr(bigimage, "sample_plane", measure)
     big = np.zeros((300, 300), np.uint8)
     result = drive(bigimage.segment_large(model, big, tmp_path / "b.zarr", block=160,
                                           client=object(), device="cuda"))
@@ -566,8 +566,8 @@ def test_a_window_where_nothing_was_measured_gives_no_size(model, monkeypatch):
 
     monkeypatch.setattr(segment, "segment_image_steps", unmeasured)
     plane = np.full((64, 64), 100, np.uint8)
-    measured = drive(bigsize.measure_plane(model, plane, segment.SegmentOptions(), 64,
-                                           None, lambda pixels: False))
+    measured = drive(bigsize.sample_plane(model, plane, segment.SegmentOptions(), 64,
+                                          None, lambda pixels: False))
     assert measured.diameter == 0 and measured.samples == 0
 
 

@@ -300,3 +300,68 @@ def test_a_threshold_judged_elsewhere_must_be_one_the_rule_can_give(value):
     with pytest.raises(ValueError, match="focus_at must be 0 or in"):
         SegmentOptions(focus_at=value)
     assert SegmentOptions(focus_at=0.5).focus_at == 0.5
+
+
+def _windows(monkeypatch, kinds):
+    """segment_image_steps giving each sample window in turn: "sparse" (3 nuclei, 27 px)
+    or a dense window's threshold (6 nuclei of 400 px)."""
+    from napari_nuclei_unet.core import segment
+
+    given = iter(kinds)
+
+    def window(model, pixels, options, **kwargs):
+        kind = next(given)
+        labels = np.zeros(pixels.shape[:2], np.int32)
+        side = 3 if kind == "sparse" else 20
+        for k in range(3 if kind == "sparse" else 6):
+            labels[k * 30:k * 30 + side, :side] = k + 1
+        focus = 0.5 if kind == "sparse" else kind
+        return segment.Segmentation(labels, (labels > 0).astype(np.float32), 16.0, 1.0,
+                                    focus=focus)
+        yield  # a generator, as segment_image_steps is
+
+    monkeypatch.setattr(segment, "segment_image_steps", window)
+
+
+def test_windows_too_sparse_to_judge_have_no_say(model, monkeypatch):
+    """A window of a few small nuclei is never judged (too little foreground): its 0.5
+    held dense blurred windows' blocks at 0.5 (review h_rev53, 1). Of an even number of
+    votes, the lower middle one: a threshold a window chose."""
+    from napari_nuclei_unet.core import bigsize
+    from napari_nuclei_unet.core.progress import drive
+
+    given = SegmentOptions(diameter=16.0)
+    plane = np.full((1024, 4096), 100, np.uint8)  # four windows of 1024 px
+    _windows(monkeypatch, ["sparse", "sparse", 0.8, 0.8])
+    judged = drive(bigsize.sample_plane(model, plane, given, 1024, None, lambda p: False))
+    assert judged.focus == 0.8 and judged.diameter == 0  # (a given diameter: not measured)
+    _windows(monkeypatch, [0.6, 0.8])
+    judged = drive(bigsize.sample_plane(model, plane[:, :2048], given, 1024, None,
+                                        lambda p: False))
+    assert judged.focus == 0.6
+    _windows(monkeypatch, ["sparse"] * 4)
+    assert drive(bigsize.sample_plane(model, plane, given, 1024, None,
+                                      lambda p: False)).focus == 0.0  # each block judges
+
+
+def test_only_one_head_networks_sample_a_plane_of_a_given_diameter(tmp_path, monkeypatch):
+    from napari_nuclei_unet.core import bigimage
+    from napari_nuclei_unet.core.model import UNet
+    from napari_nuclei_unet.core.progress import drive
+
+    sampled = []
+    real = bigimage.sample_plane
+
+    def spy(*args, **kwargs):
+        sampled.append(args[0].out_channels)
+        return (yield from real(*args, **kwargs))
+
+    monkeypatch.setattr(bigimage, "sample_plane", spy)
+    plane = _mosaic()[:256, :256]
+    for heads in (1, 2):
+        net = UNet(base_width=4, depth=2, out_channels=heads).eval()
+        for focus in (True, False):
+            drive(bigimage.segment_large(net, plane, tmp_path / f"{heads}{focus}.zarr",
+                                         SegmentOptions(diameter=18.0, focus=focus),
+                                         block=128))
+    assert sampled == [1]  # a two-head model's maps are never recentred: no windows

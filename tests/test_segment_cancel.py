@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -236,6 +237,15 @@ def test_a_stop_while_the_nucleus_size_is_measured_leaves_nothing(tmp_path):
     assert result.cancelled and result.blocks_done == 0 and net.calls == 2
     assert not (tmp_path / "s.zarr").exists()
     assert "measuring the nucleus size" in [u.message for u in updates]
+    # a given diameter: the windows judge the focus, and a stop there is the same
+    updates.clear()
+    net.calls = 0
+    result = drive(segment_large(net, noise((256, 256)), tmp_path / "g.zarr",
+                                 replace(SET_SIZE, focus=True), block=BLOCK, halo=HALO,
+                                 should_stop=lambda: net.calls >= 2), updates.append)
+    assert result.cancelled and result.blocks_done == 0 and net.calls == 2
+    assert not (tmp_path / "g.zarr").exists()
+    assert "judging the focus" in [u.message for u in updates]
 
 
 def test_a_cancelled_large_image_says_how_many_blocks_were_done(tmp_path, monkeypatch):

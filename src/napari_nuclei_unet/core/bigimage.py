@@ -39,7 +39,7 @@ import numpy as np
 
 from .bigmeasure import _block_stats, _merge_table
 from .bigmeasure import measure_large as measure_large  # re-exported
-from .bigsize import measure_plane
+from .bigsize import sample_plane
 from .model_cache import file_identity, model_for
 from .ome_zarr import create_array, open_ome_group, write_ome_zarr_attrs
 from .own_images import label_dtype
@@ -378,8 +378,8 @@ def segment_large(
         if options.diameter <= 0 or judges_focus(net):
             try:
                 size = yield from relay(
-                    measure_plane(net, plane, options, block, here,
-                                  lambda pixels: _is_empty(pixels, params), should_stop),
+                    sample_plane(net, plane, options, block, here,
+                                 lambda pixels: _is_empty(pixels, params), should_stop),
                     lambda update: Progress("blocks", 0, guess, update.message))
             except Cancelled:
                 return BigResult(out, 0, {}, guess, time.perf_counter() - start,

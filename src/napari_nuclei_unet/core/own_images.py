@@ -392,7 +392,8 @@ class FileSummary:
     """What :func:`process_file` wrote (small: sent back from cluster workers).
 
     ``diameters`` holds the nucleus diameter used for each plane (the given one, or
-    the estimate); it is empty for a large plane, segmented block by block.
+    the estimate; a large plane's is measured once on sample blocks, none when they
+    measured nothing).
     ``pixels_per_um``: the image's pixel size ``(x, y)`` when its file records one.
     ``focus``: for each plane, the network's threshold its outlines were drawn at
     (``StackResult.focus``; a large plane's is judged once on sample blocks:

@@ -175,14 +175,21 @@ def uncertain_share(foreground: np.ndarray, scale: float) -> float | None:
     ones less than 0.001. (A first version left every ``scale`` < 1 alone: a diameter
     of 19 px given for a blurred image turned the rule off, review h_rev52.)
     """
-    from .nucleus_size import NATIVE_RANGE
-
-    if scale < 1.0 / NATIVE_RANGE[1]:
-        return None
     confident = int(np.count_nonzero(foreground > 0.5))
-    if confident < FOCUS_MIN_PIXELS:
+    if not judged(confident, scale):
         return None
     return np.count_nonzero((foreground > 0.2) & (foreground < 0.8)) / confident
+
+
+def judged(confident: int, scale: float) -> bool:
+    """Whether a plane is judged (:func:`uncertain_share`): enough foreground, seen large enough.
+
+    ``confident``: its foreground pixels at the network's scale; ``scale``: the factor the
+    network saw it resized by.
+    """
+    from .nucleus_size import NATIVE_RANGE
+
+    return scale >= 1.0 / NATIVE_RANGE[1] and confident >= FOCUS_MIN_PIXELS
 
 
 def threshold_for(share: float, blur: float | None, soft: float = FOCUS_SOFT,
