@@ -1641,6 +1641,26 @@ def test_no_nucleus_size_is_said_measured_when_none_was_found():
     assert "focus" not in done_words(ranged, "m")
 
 
+def test_the_out_of_focus_box_draws_a_blurred_image_tighter_or_at_half(dock, qtbot):
+    """The rule had no switch in the dock: only a lower Threshold drew the outlines wider
+    again (stop 52's lead)."""
+    from scipy import ndimage
+
+    viewer, widget = dock
+    sharp = nuclei_plane(2, np.uint8, 1.0)
+    blurred = np.clip(ndimage.gaussian_filter(sharp.astype(np.float32), 3.5), 0, 255)
+    layer = viewer.add_image(blurred.astype(np.uint8), name="blurred")
+    widget.image.value = layer
+    assert widget.focus.value and "out-of-focus" in widget.focus.label.lower() + \
+        widget.focus.text.lower()
+    tight = np.asarray(run(qtbot, widget).data) > 0
+    assert "out of focus: outlines drawn tighter" in widget.status.text()
+    widget.focus.value = False
+    wide = np.asarray(run(qtbot, widget).data) > 0
+    assert "out of focus" not in widget.status.text()
+    assert tight.sum() < wide.sum()
+
+
 def test_the_status_says_which_planes_looked_out_of_focus():
     from types import SimpleNamespace
 

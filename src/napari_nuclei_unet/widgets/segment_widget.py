@@ -87,6 +87,7 @@ from napari_nuclei_unet.widgets._segment_outputs import (  # noqa: F401 - as bef
 )
 from napari_nuclei_unet.widgets._segment_project import ProjectField
 from napari_nuclei_unet.widgets._segment_words import (
+    FOCUS_TOOLTIP,
     axes_note,
     channel_hint,
     done_words,
@@ -162,6 +163,8 @@ class SegmentWidget(SegmentOutputs, ImageSettingsFields, ProjectField, QWidget):
         self.model_file.tooltip = ("Empty: the model in use (Model or Retrain dock), or "
                                    "the shipped default model; 'default' names it too.")
         self.tta = CheckBox(text="Test-time augmentation (4x slower)", value=False)
+        self.focus = CheckBox(text="Outline out-of-focus images tighter", value=True)
+        self.focus.tooltip = FOCUS_TOOLTIP
         self.segment_button = PushButton(text="Segment")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.export_button = PushButton(text="Export CSV…", enabled=False)
@@ -180,7 +183,7 @@ class SegmentWidget(SegmentOutputs, ImageSettingsFields, ProjectField, QWidget):
             keep_narrow(combo.native)          # characters) widened the dock past its edge
         self.form = Container(widgets=[
             self.image, self.axes, self.channel, self.planes, self.diameter, self.threshold,
-            self.model_file, self.tta,
+            self.model_file, self.tta, self.focus,
             Container(widgets=[self.segment_button, self.cancel_button], layout="horizontal",
                       labels=False),
         ])
@@ -421,7 +424,8 @@ class SegmentWidget(SegmentOutputs, ImageSettingsFields, ProjectField, QWidget):
             stack.check_channel(channel)
             # the spin boxes keep both in range; SegmentOptions checks them in the worker
             settings = {"diameter": float(self.diameter.value),
-                        "threshold": float(self.threshold.value), "tta": bool(self.tta.value)}
+                        "threshold": float(self.threshold.value), "tta": bool(self.tta.value),
+                        "focus": bool(self.focus.value)}
             plane = current_plane(layer, stack, self.viewer.dims.point, self.axes.value)
         except ValueError as exc:
             message = in_dock_words(exc, str)
