@@ -304,19 +304,27 @@ def test_a_threshold_judged_elsewhere_must_be_one_the_rule_can_give(value):
 
 def _windows(monkeypatch, kinds):
     """segment_image_steps giving each sample window in turn: "sparse" (3 nuclei, 27 px)
-    or a dense window's threshold (6 nuclei of 400 px)."""
+    or a dense window's threshold (6 nuclei of 400 px); "cut": dense on the network's
+    map at 0.5, but a high Threshold left 3 small labels; "grown": sparse on the map,
+    but a low Threshold drew 6 large labels."""
     from napari_nuclei_unet.core import segment
 
     given = iter(kinds)
 
+    def nuclei(shape, count, side):
+        labels = np.zeros(shape, np.int32)
+        for k in range(count):
+            labels[k * 30:k * 30 + side, :side] = k + 1
+        return labels
+
     def window(model, pixels, options, **kwargs):
         kind = next(given)
-        labels = np.zeros(pixels.shape[:2], np.int32)
-        side = 3 if kind == "sparse" else 20
-        for k in range(3 if kind == "sparse" else 6):
-            labels[k * 30:k * 30 + side, :side] = k + 1
-        focus = 0.5 if kind == "sparse" else kind
-        return segment.Segmentation(labels, (labels > 0).astype(np.float32), 16.0, 1.0,
+        shape = pixels.shape[:2]
+        sparse, dense = nuclei(shape, 3, 3), nuclei(shape, 6, 20)
+        labels, fg = {"sparse": (sparse, sparse), "cut": (sparse, dense),
+                      "grown": (dense, sparse)}.get(kind, (dense, dense))
+        focus = kind if isinstance(kind, float) else 0.5
+        return segment.Segmentation(labels, (fg > 0).astype(np.float32), 16.0, 1.0,
                                     focus=focus)
         yield  # a generator, as segment_image_steps is
 
@@ -325,23 +333,26 @@ def _windows(monkeypatch, kinds):
 
 def test_windows_too_sparse_to_judge_have_no_say(model, monkeypatch):
     """A window of a few small nuclei is never judged (too little foreground): its 0.5
-    held dense blurred windows' blocks at 0.5 (review h_rev53, 1). Of an even number of
-    votes, the lower middle one: a threshold a window chose."""
+    held dense blurred windows' blocks at 0.5 (review h_rev53, 1). Too little on the
+    network's map, not in labels cut at the user's Threshold (h_rev53b, 1). Of an even
+    number of votes, the lower middle one: a threshold a window chose."""
     from napari_nuclei_unet.core import bigsize
     from napari_nuclei_unet.core.progress import drive
 
     given = SegmentOptions(diameter=16.0)
     plane = np.full((1024, 4096), 100, np.uint8)  # four windows of 1024 px
-    _windows(monkeypatch, ["sparse", "sparse", 0.8, 0.8])
-    judged = drive(bigsize.sample_plane(model, plane, given, 1024, None, lambda p: False))
+
+    def sampled(kinds, width=4096):
+        _windows(monkeypatch, kinds)
+        return drive(bigsize.sample_plane(model, plane[:, :width], given, 1024, None,
+                                          lambda p: False))
+
+    judged = sampled(["sparse", "sparse", 0.8, 0.8])
     assert judged.focus == 0.8 and judged.diameter == 0  # (a given diameter: not measured)
-    _windows(monkeypatch, [0.6, 0.8])
-    judged = drive(bigsize.sample_plane(model, plane[:, :2048], given, 1024, None,
-                                        lambda p: False))
-    assert judged.focus == 0.6
-    _windows(monkeypatch, ["sparse"] * 4)
-    assert drive(bigsize.sample_plane(model, plane, given, 1024, None,
-                                      lambda p: False)).focus == 0.0  # each block judges
+    assert sampled(["grown", "grown", 0.8, 0.8]).focus == 0.8
+    assert sampled(["cut", "cut", 0.8, 0.8]).focus == 0.5  # judged sharp: they count
+    assert sampled([0.6, 0.8], width=2048).focus == 0.6
+    assert sampled(["sparse"] * 4).focus == 0.0  # none judged: each block judges its own
 
 
 def test_only_one_head_networks_sample_a_plane_of_a_given_diameter(tmp_path, monkeypatch):

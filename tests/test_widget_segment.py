@@ -1651,14 +1651,21 @@ def test_the_out_of_focus_box_draws_a_blurred_image_tighter_or_at_half(dock, qtb
     blurred = np.clip(ndimage.gaussian_filter(sharp.astype(np.float32), 3.5), 0, 255)
     layer = viewer.add_image(blurred.astype(np.uint8), name="blurred")
     widget.image.value = layer
-    assert widget.focus.value and "out-of-focus" in widget.focus.label.lower() + \
-        widget.focus.text.lower()
+    assert widget.focus.value and widget.focus.text == "tighter if out of focus"
     tight = np.asarray(run(qtbot, widget).data) > 0
     assert "out of focus: outlines drawn tighter" in widget.status.text()
     widget.focus.value = False
     wide = np.asarray(run(qtbot, widget).data) > 0
     assert "out of focus" not in widget.status.text()
     assert tight.sum() < wide.sum()
+
+
+def test_the_focus_tooltip_names_the_rules_cap():
+    # the tooltip's words are the dock's; the cap is core's (plane_passes imports torch)
+    from napari_nuclei_unet.core.plane_passes import FOCUS_MAX
+    from napari_nuclei_unet.widgets._segment_words import FOCUS_TOOLTIP
+
+    assert f"up to {FOCUS_MAX:g}," in FOCUS_TOOLTIP
 
 
 def test_the_status_says_which_planes_looked_out_of_focus():

@@ -164,8 +164,11 @@ def sample_plane(
         if int(seg.labels.max()) < MIN_NUCLEI:
             continue
         # a window too sparse for the rule to judge (a few small nuclei) has no say:
-        # its 0.5 would hold dense blurred blocks elsewhere at 0.5 (review h_rev53, 1)
-        if judged(int(np.count_nonzero(seg.labels) * seg.scale ** 2), seg.scale):
+        # its 0.5 would hold dense blurred blocks elsewhere at 0.5 (review h_rev53, 1).
+        # Its foreground on the network's own map (not recentred: it was not judged
+        # blurred), not its labels, which the user's Threshold cuts (h_rev53b, 1)
+        confident = int(np.count_nonzero(seg.probability > 0.5) * seg.scale ** 2)
+        if seg.focus > 0.5 or judged(confident, seg.scale):
             votes.append(float(seg.focus))
         # the estimate gives the model's own diameter, exactly, when it measured nothing
         # (too few confident nuclei): not a measure (review h_rev18, L2)

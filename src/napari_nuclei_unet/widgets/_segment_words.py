@@ -45,11 +45,13 @@ def done_words(result: Any, model: str, pixels_per_um: Any = None) -> str:
     return words + f", {result.seconds:.1f} s, with {without_in_use(model)}."
 
 
-#: The Segment dock's "Outline out-of-focus images tighter" box.
+#: The Segment dock's "tighter if out of focus" box, beside its Threshold.
 FOCUS_TOOLTIP = ("The network draws blurred nuclei too large. When an image looks out of "
                  "focus (dark background, blurred, the network unsure of its edges), its "
                  "nuclei are outlined at a higher threshold of the network's own, up to "
-                 "0.9; the result says so. Untick to keep the network's 0.5.")
+                 "0.9, and the result says so. Untick to draw every image at the "
+                 "Threshold as set. For the plugin's own models: a two-head model or a "
+                 "bioimage.io package is left as it is.")
 
 
 def focus_words(focus: Any, n_planes: int) -> str:

@@ -153,8 +153,7 @@ class SegmentWidget(SegmentOutputs, ImageSettingsFields, ProjectField, QWidget):
         self.channel.tooltip = "0-based channel; -1 = the only channel, or the RGB composite."
         self.planes = RadioButtons(label="Planes", choices=[CURRENT, ALL], value=ALL,
                                    orientation="horizontal")
-        self.diameter = FloatSpinBox(label="Diameter (px)", value=0.0, min=0.0, max=1000.0,
-                                     step=1.0)
+        self.diameter = FloatSpinBox(label="Diameter (px)", value=0.0, min=0.0, max=1e3, step=1.0)
         self.diameter.tooltip = "Typical nucleus diameter in pixels; 0 = automatic."
         self.threshold = FloatSpinBox(label="Threshold", value=0.5, min=0.05, max=0.95,
                                       step=0.05)
@@ -163,8 +162,12 @@ class SegmentWidget(SegmentOutputs, ImageSettingsFields, ProjectField, QWidget):
         self.model_file.tooltip = ("Empty: the model in use (Model or Retrain dock), or "
                                    "the shipped default model; 'default' names it too.")
         self.tta = CheckBox(text="Test-time augmentation (4x slower)", value=False)
-        self.focus = CheckBox(text="Outline out-of-focus images tighter", value=True)
+        self.focus = CheckBox(text="tighter if out of focus", value=True)
         self.focus.tooltip = FOCUS_TOOLTIP
+        # beside the Threshold it raises: a row of its own overflowed 1280 x 800
+        self._threshold_row = Container(label="Threshold", widgets=[self.threshold, self.focus],
+                                        layout="horizontal", labels=False)
+        self._threshold_row.margins = (0, 0, 0, 0)
         self.segment_button = PushButton(text="Segment")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.export_button = PushButton(text="Export CSV…", enabled=False)
@@ -182,8 +185,9 @@ class SegmentWidget(SegmentOutputs, ImageSettingsFields, ProjectField, QWidget):
         for combo in (self.image, self.truth):  # a long layer name (a DSB2018 id is 64
             keep_narrow(combo.native)          # characters) widened the dock past its edge
         self.form = Container(widgets=[
-            self.image, self.axes, self.channel, self.planes, self.diameter, self.threshold,
-            self.model_file, self.tta, self.focus,
+            self.image, self.axes, self.channel, self.planes, self.diameter,
+            self._threshold_row,
+            self.model_file, self.tta,
             Container(widgets=[self.segment_button, self.cancel_button], layout="horizontal",
                       labels=False),
         ])
