@@ -1658,6 +1658,9 @@ def test_the_out_of_focus_box_draws_a_blurred_image_tighter_or_at_half(dock, qtb
     wide = np.asarray(run(qtbot, widget).data) > 0
     assert "out of focus" not in widget.status.text()
     assert tight.sum() < wide.sum()
+    widget.focus.value, widget.threshold.value = True, 0.8  # the cut said is 0.8's
+    run(qtbot, widget)
+    assert "not 0.8)" in widget.status.text()
 
 
 def test_the_focus_tooltip_names_the_rules_cap():
@@ -1683,6 +1686,10 @@ def test_the_status_says_which_planes_looked_out_of_focus():
     assert ", 2 plane(s) out of focus: outlines drawn tighter (at the network's 0.62-0.90," \
         in done_words(result([0.5, 0.62, 0.9]), "m")
     assert ", every plane out of focus" in done_words(result([0.7, 0.7]), "m")
+    # the cut said is the network's for the Threshold set: 0.9 said at 0.8 read as
+    # outlines drawn wider (GUI check h_gui56, 1)
+    assert "(at the network's 0.97, not 0.8)," in done_words(result([0.9]), "m", None, 0.8)
+    assert "(at the network's 0.69, not 0.2)," in done_words(result([0.9]), "m", None, 0.2)
     assert "focus" not in done_words(result([0.5, 0.5]), "m")
 
 

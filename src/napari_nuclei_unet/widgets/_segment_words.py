@@ -13,11 +13,12 @@ from typing import Any
 from napari_nuclei_unet.widgets._segment_jobs import DOCK_WORDS
 
 
-def done_words(result: Any, model: str, pixels_per_um: Any = None) -> str:
+def done_words(result: Any, model: str, pixels_per_um: Any = None,
+               threshold: float = 0.5) -> str:
     """The status line after a segmentation: planes, nuclei, the nucleus size, time, model.
 
     ``pixels_per_um``: the image's pixel size, when its file records one: the nucleus
-    size is said in micrometres too.
+    size is said in micrometres too. ``threshold``: the Threshold it was segmented at.
     """
     import numpy as np
 
@@ -40,34 +41,44 @@ def done_words(result: Any, model: str, pixels_per_um: Any = None) -> str:
         size = f"{low:.0f} px" if round(low) == round(high) else f"{low:.0f}-{high:.0f} px"
         size += um_words((low, high), pixels_per_um)
         words += f", nuclei {size} across ({'set' if result.diameter_set else 'measured'})"
-    words += focus_words(result.focus, len(segmented))
+    words += focus_words(result.focus, len(segmented), threshold)
     # which model is in use is the Model line's to say: it changes (GUI check h_gui33, M3)
     return words + f", {result.seconds:.1f} s, with {without_in_use(model)}."
 
 
 #: The Segment dock's "tighter if out of focus" box, beside its Threshold.
 FOCUS_TOOLTIP = ("The network draws blurred nuclei too large. When an image looks out of "
-                 "focus (dark background, blurred, the network unsure of its edges), its "
-                 "nuclei are outlined at a higher threshold of the network's own, up to "
-                 "0.9, and the result says so. Untick to draw every image at the "
-                 "Threshold as set. For the plugin's own models: a two-head model or a "
-                 "bioimage.io package is left as it is.")
+                 "focus (dark background, blurred edges), its nuclei are outlined tighter: "
+                 "the network's cut is raised from 0.5 up to 0.9, and the result says so. "
+                 "Untick to outline every image at the Threshold as set. Only for "
+                 "single-output models, like the shipped one.")
 
 
-def focus_words(focus: Any, n_planes: int) -> str:
+def focus_words(focus: Any, n_planes: int, threshold: float = 0.5) -> str:
     """", out of focus: outlines drawn tighter" when some planes looked blurred ("" if none).
 
-    The network draws a blurred nucleus too large at 0.5; such a plane's outlines are
-    drawn at a higher threshold of its own (``core.plane_passes.FOCUS_SOFT``).
+    The network draws a blurred nucleus too large at 0.5; such a plane's map is
+    recentred so that 0.5 on it is a higher threshold ``t`` on the network's own
+    (``core.plane_passes.FOCUS_SOFT``), and the Threshold ``threshold`` set is the
+    network's ``sigmoid(logit threshold + logit t)``: that is the cut said (0.68 for 0.5
+    was said at 0.8 too, which read as outlines drawn wider: GUI check h_gui56, 1).
     """
+    import math
+
     blurred = [value for value in focus if value > 0.5]
     if not blurred:
         return ""
     which = "" if n_planes <= 1 else (
         "every plane " if len(blurred) == n_planes else f"{len(blurred)} plane(s) ")
-    low, high = min(blurred), max(blurred)
+
+    def logit(p: float) -> float:
+        return math.log(p / (1.0 - p))
+
+    cuts = [1.0 / (1.0 + math.exp(-(logit(threshold) + logit(t)))) for t in blurred]
+    low, high = min(cuts), max(cuts)
     at = f"{low:.2f}" if round(low, 2) == round(high, 2) else f"{low:.2f}-{high:.2f}"
-    return f", {which}out of focus: outlines drawn tighter (at the network's {at}, not 0.5)"
+    return (f", {which}out of focus: outlines drawn tighter (at the network's {at}, "
+            f"not {threshold:g})")
 
 
 def left_out_words(result: Any, stack: Any) -> str:

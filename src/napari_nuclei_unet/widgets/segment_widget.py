@@ -155,8 +155,7 @@ class SegmentWidget(SegmentOutputs, ImageSettingsFields, ProjectField, QWidget):
                                    orientation="horizontal")
         self.diameter = FloatSpinBox(label="Diameter (px)", value=0.0, min=0.0, max=1e3, step=1.0)
         self.diameter.tooltip = "Typical nucleus diameter in pixels; 0 = automatic."
-        self.threshold = FloatSpinBox(label="Threshold", value=0.5, min=0.05, max=0.95,
-                                      step=0.05)
+        self.threshold = FloatSpinBox(label="Threshold", value=0.5, min=0.05, max=0.95, step=0.05)
         self.model_file = FileEdit(label="Model file", mode="r", value="",
                                    filter="*.safetensors *.zip *.yaml")
         self.model_file.tooltip = ("Empty: the model in use (Model or Retrain dock), or "
@@ -312,7 +311,7 @@ class SegmentWidget(SegmentOutputs, ImageSettingsFields, ProjectField, QWidget):
     def _result_line(self, result: Any) -> str:
         """The status line of the last segmentation's ``result``."""
         pixels = getattr(self._source.get("stack"), "pixels_per_um", None)
-        return (done_words(result, self._model_words, pixels)
+        return (done_words(result, self._model_words, pixels, self._source.get("threshold", 0.5))
                 + left_out_words(result, self._source.get("stack")) + channel_hint(
             result, self._source.get("stack"), self._source.get("channel")) + self._note
             + source_gone_note(self._source.get("path")))
@@ -453,7 +452,8 @@ class SegmentWidget(SegmentOutputs, ImageSettingsFields, ProjectField, QWidget):
             model_path = str(version.model)
         self._stop = False
         self._source = {"layer": layer, "stack": stack, "channel": channel,
-                        "axes": layer_axes(layer, self.axes.value), "path": read_from(layer)}
+                        "axes": layer_axes(layer, self.axes.value), "path": read_from(layer),
+                        "threshold": settings["threshold"]}
         guessed = not self.axes.value.strip() and file_axes(layer) is None  # (h_gui36 L5)
         self._note = (rgb_note(layer.name, stack) if guessed and channel is None else "") + \
             (axes_note(layer.name, stack) if guessed and not big else "") + \
