@@ -29,6 +29,13 @@ the package). Domains:
 - ``fluo-dim``: the same images at 8% of their brightness with camera noise (sigma 2
   grey levels) and an offset of 10, as on a weakly stained, short-exposure sample;
 - ``fluo-blur``: the same images out of focus (Gaussian blur, sigma 2.5 px);
+- ``fluo-haze``: the same images under widefield haze (their light spread by a Gaussian
+  of sigma 5 px, 2.5 times as bright as their own) and uneven illumination (a smooth
+  wave, 110 grey levels, of random phase), rescaled to 235 at the brightest: the nuclei's
+  own detail is kept, at 0.35 of its contrast;
+- ``fluo-cells``: the same images with the cells stained too, in the same channel (a
+  band of about 5 px around each nucleus at 0.65 of its brightness, as with a whole-cell
+  dye): the shipped model outlines the cells;
 - ``histology-x2``: histology images of the training split upscaled 2 times (a higher
   magnification than DSB2018's tissue images).
 
@@ -38,7 +45,7 @@ Usage::
         [--domains histology,brightfield,fluo-x3,fluo-dim] [--n-correct 3] [--n-other 10]
         [--set key=value ...] [--no-replay] [--ratio R] [--model M] [--json OUT.json]
         [--native] [--thresholds 0.5,0.6,0.7,0.8] [--extrapolations 1,1.3,1.6]
-        [--focus-off]
+        [--focus-off] [--extra-corrections K]
 
 ``--thresholds`` also records, for the base and the new model, the mean IoU of the
 corrected, other, validation (other domains) and regression images at each of these
@@ -50,6 +57,9 @@ carried k times as far from the base model, for each k (``extrapolate_weights``;
 docs/finetuning.md, tenth check).
 ``--focus-off`` also scores the domain's other images, base and new model, with the
 out-of-focus rule off (docs/finetuning.md, nineteenth check).
+``--extra-corrections K`` corrects K more images of the domain, drawn after the others
+(the draw's own 3 corrections and other images are kept): what far more corrections
+reach (docs/finetuning.md, twentieth check).
 ``STAGE1_TRAIN`` defaults to ``$NUCLEI_UNET_DSB2018``. ``--set`` overrides round
 settings (``FINETUNE_DEFAULTS``, ``ROUND_OPTIONS``), e.g. ``--set learning_rate=1e-3``
 or ``--set match_inference=false`` (train on the corrections at native pixels and
@@ -67,7 +77,8 @@ from pathlib import Path
 
 import numpy as np
 
-DOMAINS = ("fluo-dim", "fluo-blur", "histology-x2", "fluo-x3", "histology", "brightfield")
+DOMAINS = ("fluo-dim", "fluo-blur", "fluo-haze", "fluo-cells", "histology-x2", "fluo-x3",
+           "histology", "brightfield")
 NATURAL = ("histology", "brightfield")
 
 
@@ -89,13 +100,30 @@ def transformed(sample, domain: str, rng: np.random.Generator):
         image = 10.0 + 0.08 * image + rng.normal(0.0, 2.0, image.shape[:2])[..., None]
     elif domain == "fluo-blur":
         image = gaussian_filter(image, (2.5, 2.5, 0))
+    elif domain == "fluo-haze":
+        h, w = labels.shape
+        yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+        light = 0.5 + 0.5 * np.cos(2.5 * xx + 1.5 * yy + rng.uniform(0, 2 * np.pi))
+        image = (0.35 * image + 2.5 * gaussian_filter(image, (5, 5, 0))
+                 + 110.0 * light[..., None])
+        image *= 235.0 / max(float(image.max()), 1.0)
+    elif domain == "fluo-cells":
+        from scipy.ndimage import grey_dilation
+        from skimage.morphology import disk
+
+        spread = grey_dilation(gaussian_filter(image, (1, 1, 0)), footprint=disk(5)[..., None])
+        image = np.maximum(image, 0.65 * gaussian_filter(spread, (1.5, 1.5, 0)))
     image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
     return Sample(f"{domain}:{sample.id}", image, labels.astype(np.int32), sample.modality)
 
 
 def domain_samples(dataset, domain: str, exclude: set[str], val_ids: set[str],
-                   n_correct: int, n_other: int, seed: int):
-    """(corrections, others, domain ids) of one domain, seeded."""
+                   n_correct: int, n_other: int, seed: int, extra: int = 0):
+    """(corrections, others, domain ids) of one domain, seeded.
+
+    ``extra`` more corrections are drawn after the others, so that the first
+    ``n_correct`` corrections and the others are those of the same seed without them.
+    """
     rng = np.random.default_rng(seed)
     if domain in NATURAL:
         ids = [i.id for i in dataset.infos if i.modality == domain and i.id not in exclude]
@@ -109,11 +137,12 @@ def domain_samples(dataset, domain: str, exclude: set[str], val_ids: set[str],
                and (i.height, i.width) == (256, 256) and i.id not in exclude
                and i.id not in val_ids]
         member = set()  # the validation images themselves stay untransformed
-    picked = [ids[k] for k in rng.permutation(len(ids))[:n_correct + n_other]]
+    picked = [ids[k] for k in rng.permutation(len(ids))[:n_correct + n_other + extra]]
     samples = [dataset.load(i) for i in picked]
     if domain not in NATURAL:
         samples = [transformed(s, domain, rng) for s in samples]
-    return samples[:n_correct], samples[n_correct:], member
+    split = n_correct + n_other
+    return samples[:n_correct] + samples[split:], samples[n_correct:split], member
 
 
 def score_all(model, samples, cache=None, key="", options=None):
@@ -230,6 +259,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="base model (default: the shipped one), e.g. a two-head model")
     parser.add_argument("--n-correct", type=int, default=3)
     parser.add_argument("--n-other", type=int, default=10)
+    parser.add_argument("--extra-corrections", type=int, default=0, metavar="K",
+                        help="K more corrected images of the domain, drawn after the "
+                             "others (the same 3 + others as without them): what many "
+                             "corrections reach, a round's ceiling")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--ratio", type=float, default=None)
@@ -289,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for domain in args.domains.split(","):
         corrections, others, member = domain_samples(
-            dataset, domain, replay_ids, val_ids, args.n_correct, args.n_other, args.seed)
+            dataset, domain, replay_ids, val_ids, args.n_correct, args.n_other, args.seed,
+            args.extra_corrections)
         val_other = [s for s in val if s.id not in member]
         before_other = score_all(base.model, others, options=options)
         # a transformed domain's images as they were: what the base model scores on them
@@ -380,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         cells = [f"{a:.3f} -> {b:.3f} ({b - a:+.3f})" for a, b in
                  (r["iou_other"], r["dsb_other"], r["iou_val_other"])]
         cells += [f"{a:.3f} -> {b:.3f}" for a, b in (r["iou_corrected"], r["iou_regression"])]
-        print(f"| {r['domain']} (3 + {r['n_other']}) | " + " | ".join(cells)
+        print(f"| {r['domain']} ({r['n_correct']} + {r['n_other']}) | " + " | ".join(cells)
               + f" | {'yes' if r['adopted'] else 'no'} | {r['round_s']:.0f} s |")
     for r in results:
         if r["iou_other_untransformed"] is not None:
