@@ -886,6 +886,27 @@ def test_a_round_that_would_only_repeat_a_version_not_made_current_is_refused(
     assert code == 0, err
 
 
+def test_a_round_not_made_current_says_how_to_use_its_version_anyway(
+        tmp_path, tiny_checkpoint, capsys, monkeypatch):
+    # the Retrain dock says how ("Use this version"); the command line gave only a path
+    # among its lines, where a round on corrections alone (--ratio 1, refused because it
+    # forgets) is the version to use for such images (docs/finetuning.md, twentieth check)
+    import napari_nuclei_unet.core.finetune.check as check_module
+
+    monkeypatch.setattr(check_module, "adoption",
+                        lambda sets, tolerance=None: (False, "Refused for the test."))
+    folder = write_pairs(tmp_path / "corrected")
+    code, out, err = run_cli(capsys, "finetune", tiny_checkpoint, folder, "--out",
+                             tmp_path / "my project", "--epochs", "1", "--steps", "1",
+                             "--device", "cpu")
+    assert code == 0, err
+    assert "(NOT made current)" in out
+    checkpoint = tmp_path / "my project" / "versions" / "v001" / "model.safetensors"
+    assert checkpoint.is_file()
+    assert ("To use it anyway (for images like these corrections), give its file as the "
+            f"model: nuclei-unet predict '{checkpoint}' IMAGES --out RESULTS") in out
+
+
 def test_channel_and_axes_are_refused_for_a_dsb_dataset(tmp_path, capsys):
     # info and evaluate took them there without a word; predict refuses them (review
     # h_rev30, L4)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -581,6 +582,10 @@ def _run(args: argparse.Namespace, new_project: bool) -> int:
                   f"{result.mean_iou(which, 'before'):.3f} -> "
                   f"{result.mean_iou(which, 'after'):.3f}")
     print(result.reason)
+    if not result.adopted:  # the Retrain dock says how; here, the version's own path
+        print("To use it anyway (for images like these corrections), give its file as the "
+              f"model: nuclei-unet predict {shlex.quote(str(result.checkpoint))} IMAGES "
+              "--out RESULTS")
     _note_unedited(result.corrected, quiet=args.quiet)
     note(f"round took {result.elapsed_s:.1f} s ({result.n_original} replay/original samples mixed "
          f"in, {100 * result.ratio:.0f}% corrections)", quiet=args.quiet)
