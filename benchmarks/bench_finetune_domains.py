@@ -45,7 +45,7 @@ Usage::
         [--domains histology,brightfield,fluo-x3,fluo-dim] [--n-correct 3] [--n-other 10]
         [--set key=value ...] [--no-replay] [--ratio R] [--model M] [--json OUT.json]
         [--native] [--thresholds 0.5,0.6,0.7,0.8] [--extrapolations 1,1.3,1.6]
-        [--focus-off] [--extra-corrections K]
+        [--focus-off] [--extra-corrections K] [--routed]
 
 ``--thresholds`` also records, for the base and the new model, the mean IoU of the
 corrected, other, validation (other domains) and regression images at each of these
@@ -60,6 +60,13 @@ out-of-focus rule off (docs/finetuning.md, nineteenth check).
 ``--extra-corrections K`` corrects K more images of the domain, drawn after the others
 (the draw's own 3 corrections and other images are kept): what far more corrections
 reach (docs/finetuning.md, twentieth check).
+``--routed`` also fits a :class:`~napari_nuclei_unet.core.finetune.gate.KindGate` (the
+corrected images against the replay crops, as the network sees them) and scores the
+domain's other images and the validation split's other domains with weights chosen
+image by image: the round's where the gate says "the corrections' kind" (probability
+above 0.5), the base model's elsewhere (``iou_other_routed``, ``iou_val_other_routed``;
+docs/finetuning.md, twenty-first check). Run it with ``--no-replay``: weights of the
+kind's own need not remember the rest.
 ``STAGE1_TRAIN`` defaults to ``$NUCLEI_UNET_DSB2018``. ``--set`` overrides round
 settings (``FINETUNE_DEFAULTS``, ``ROUND_OPTIONS``), e.g. ``--set learning_rate=1e-3``
 or ``--set match_inference=false`` (train on the corrections at native pixels and
@@ -216,6 +223,34 @@ def threshold_curves(model, samples, thresholds, options):
             for t in thresholds]
 
 
+def network_inputs(model, samples, options, views=None):
+    """Each sample normalised as the network gets it with ``model`` (resized, smoothed).
+
+    ``views``: (scale, smoothing) per sample when known (a round's own), else found by
+    ``segment_image`` with ``options`` (None: native pixels).
+    """
+    from napari_nuclei_unet.core.finetune.view import transform_sample
+    from napari_nuclei_unet.core.normalize import normalize_image, prepare_plane
+
+    if views is None:
+        views = (views_of(model, samples, options) if options is not None
+                 else [(1.0, 0.0)] * len(samples))
+    return [normalize_image(prepare_plane(transform_sample(s, scale, sigma).image))
+            for s, (scale, sigma) in zip(samples, views, strict=True)]
+
+
+def gate_probabilities(gate, model, inputs):
+    """The gate's probability for each normalised image."""
+    import torch
+
+    return [float(gate.probability(model, torch.from_numpy(x)[None])[0]) for x in inputs]
+
+
+def routed(before, after, chosen):
+    """Rows: the round's where ``chosen``, the base model's elsewhere."""
+    return [a if c else b for b, a, c in zip(before, after, chosen, strict=True)]
+
+
 def mean(rows, field):
     """Mean of one ImageRow field (NaN when empty)."""
     return float(np.mean([getattr(r, field) for r in rows])) if rows else float("nan")
@@ -274,6 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--focus-off", action="store_true",
                         help="also score the domain's other images with the out-of-focus "
                              "rule off, base and new model (iou_other_focus_off)")
+    parser.add_argument("--routed", action="store_true",
+                        help="also score with weights chosen image by image by a gate "
+                             "fitted on the corrections against the replay crops")
     parser.add_argument("--native", action="store_true",
                         help="score at native pixels (as before), not as segment_image "
                              "predicts with an automatic diameter")
@@ -288,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.data:
         parser.error("give STAGE1_TRAIN or set NUCLEI_UNET_DSB2018")
+    if args.routed and args.native:
+        parser.error("--routed reads images as segment_image shows them: not with --native")
     if args.focus_off and args.native:
         parser.error("--focus-off scores as segment_image predicts: not with --native")
 
@@ -320,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     check = replay_samples("check")  # the rounds' regression crops, loaded once
     options = None if args.native else SegmentOptions(diameter=0.0, threshold=0.5)
     results = []
+    val_inputs: dict = {}  # the validation images as the base model's network sees them
     for domain in args.domains.split(","):
         corrections, others, member = domain_samples(
             dataset, domain, replay_ids, val_ids, args.n_correct, args.n_other, args.seed,
@@ -370,6 +411,28 @@ def main(argv: list[str] | None = None) -> int:
                     "regression": mean(score_all(net, check), "iou")}
         row = {"other_views": other_views} if args.views else {}
         row.update(focus_off)
+        if args.routed:
+            from napari_nuclei_unet.core.finetune.gate import fit_kind_gate
+
+            seen = {v["id"]: (v["scale"], v["smoothing"]) for v in result.views}
+            kind = network_inputs(base.model, corrections, None,
+                                  [seen.get(c.id, (1.0, 0.0)) for c in corrections])
+            known = network_inputs(base.model, replay_samples("train"), None)
+            gate = fit_kind_gate(base.model, kind, known)
+            for s in val_other:
+                if s.id not in val_inputs:
+                    val_inputs[s.id] = network_inputs(base.model, [s], options)[0]
+            g_other = gate_probabilities(gate, base.model, network_inputs(
+                base.model, others, options))
+            g_val = gate_probabilities(gate, base.model, [val_inputs[s.id] for s in val_other])
+            r_other = routed(before_other, after_other, [g > 0.5 for g in g_other])
+            r_val = routed(before_val, after_val, [g > 0.5 for g in g_val])
+            row["routed"] = {
+                "iou_other": mean(r_other, "iou"), "dsb_other": mean(r_other, "dsb_score"),
+                "iou_val_other": mean(r_val, "iou"), "dsb_val_other": mean(r_val, "dsb_score"),
+                "n_other_routed": sum(g > 0.5 for g in g_other),
+                "n_val_other_routed": sum(g > 0.5 for g in g_val),
+                "gate_other": g_other, "gate_val_other": g_val}
         if curves:
             row["threshold_curves"] = curves
         if sweep:
@@ -422,6 +485,15 @@ def main(argv: list[str] | None = None) -> int:
                   f"untransformed: IoU {r['iou_other_untransformed']:.3f}, DSB score "
                   f"{r['dsb_other_untransformed']:.3f} (+0.15 over the transformed base "
                   f"would be {r['iou_other'][0] + 0.15:.3f})")
+    for r in results:
+        if "routed" in r:
+            got = r["routed"]
+            print(f"{r['domain']}: routed by the gate: other images {r['iou_other'][0]:.3f} -> "
+                  f"{got['iou_other']:.3f} ({got['iou_other'] - r['iou_other'][0]:+.3f}; "
+                  f"{got['n_other_routed']} of {r['n_other']} to the round's weights), DSB "
+                  f"score {r['dsb_other'][0]:.3f} -> {got['dsb_other']:.3f}, val. other "
+                  f"domains {got['iou_val_other'] - r['iou_val_other'][0]:+.4f} "
+                  f"({got['n_val_other_routed']} of {r['n_val_other']})")
     for r in results:
         if "iou_other_focus_off" in r:
             a, b = r["iou_other_focus_off"]

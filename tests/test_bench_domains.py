@@ -66,3 +66,10 @@ def test_haze_keeps_the_nucleus_brighter_than_its_surroundings_and_fits_8_bit():
     assert out.image.dtype == np.uint8 and grey.max() <= 235
     assert grey[32, 32] > grey[32, 32 + 8 + 3] > 0  # a nucleus above its haze
     assert grey.min() > 10  # the uneven light lifts the background
+
+
+def test_routed_rows_are_the_rounds_where_the_gate_chose_it_and_the_base_models_elsewhere():
+    before, after = ["b0", "b1", "b2"], ["a0", "a1", "a2"]
+    assert bench.routed(before, after, [True, False, True]) == ["a0", "b1", "a2"]
+    with pytest.raises(ValueError):
+        bench.routed(before, after, [True])  # one choice per image

@@ -58,7 +58,10 @@ Modules, one job each (every public name is importable from this package):
   to the training nucleus size, smoothed when dim);
 - ``rounds``: :func:`finetune` and the round defaults;
 - ``mixing``: :func:`mix_samples`, :func:`weighted_samples`, :func:`auto_ratio`;
-- ``own``: :func:`add_labelled_image`, corrections from an image beside its label image.
+- ``own``: :func:`add_labelled_image`, corrections from an image beside its label image;
+- ``gate``: :func:`fit_kind_gate`, a :class:`KindGate` that tells images of the
+  corrections' kind from those the model knew (measured by the benchmark's
+  ``--routed``; rounds do not use it yet).
 """
 
 from __future__ import annotations
@@ -80,6 +83,7 @@ from ._common import (  # noqa: F401 - names of the project layout, for other mo
     RoundRunning,
     safe_sample_id,
 )
+from .gate import KindGate, fit_kind_gate
 from .own import LABELS_SUFFIX, add_labelled_image, labelled_pairs, unlabelled_images
 from .replay import REPLAY_DIR, replay_samples
 from .results import ADOPT_TOLERANCE, NOT_ADOPTED, FinetuneResult, ScoreChange, adoption
@@ -108,6 +112,7 @@ __all__ = [
     "RoundRunning",
     "FinetuneResult",
     "InferenceView",
+    "KindGate",
     "ModelVersion",
     "ModelVersions",
     "ScoreChange",
@@ -115,6 +120,7 @@ __all__ = [
     "adoption",
     "auto_ratio",
     "finetune",
+    "fit_kind_gate",
     "inference_views",
     "labelled_pairs",
     "mix_samples",
