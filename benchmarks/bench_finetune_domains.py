@@ -64,8 +64,9 @@ reach (docs/finetuning.md, twentieth check).
 corrected images against the replay crops, as the network sees them) and scores the
 domain's other images and the validation split's other domains with weights chosen
 image by image: the round's where the gate says "the corrections' kind" (probability
-above 0.5), the base model's elsewhere (``iou_other_routed``, ``iou_val_other_routed``;
-docs/finetuning.md, twenty-first check). Run it with ``--no-replay``: weights of the
+above 0.5), the base model's elsewhere (the JSON's ``routed``: ``iou_other``,
+``iou_val_other``, the images sent, each image's probability; docs/finetuning.md,
+twenty-first check). Run it with ``--no-replay``: weights of the
 kind's own need not remember the rest.
 ``STAGE1_TRAIN`` defaults to ``$NUCLEI_UNET_DSB2018``. ``--set`` overrides round
 settings (``FINETUNE_DEFAULTS``, ``ROUND_OPTIONS``), e.g. ``--set learning_rate=1e-3``
